@@ -1,0 +1,68 @@
+//! Bounded, observable, self-cleaning async work coordination, steered by short-lived signals.
+//!
+//! # Overview
+//!
+//! `ephemeral` has two halves that work together:
+//!
+//! * The **signal sink** ([`SignalSink`]) is a shared, bounded, expiring window of short-lived
+//!   named signals such as `error.db.timeout`. Anyone raises them; anyone asks
+//!   [`has_signal("error.*")`](SignalSink::has_signal), counts them, watches them or subscribes
+//!   to a stream of them. Capacity and age are enforced exactly, queries never scan the window,
+//!   and every internal table is bounded.
+//! * **Coordinators** take items, run an async body on each with bounded concurrency, and keep
+//!   every operation in a bounded window that evicts by count and age. They consult the sink to
+//!   cancel, defer, resume or drain work.
+//!
+//! # Getting started
+//!
+//! ```
+//! use ephemeral::SignalSink;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let sink = SignalSink::default();
+//! sink.raise("error.db.timeout")?;
+//!
+//! if sink.has_signal("error.*") {
+//!     println!("{} errors in the last minute", sink.count("error.*"));
+//! }
+//! # assert_eq!(sink.count("error.*"), 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Names and patterns
+//!
+//! A [`Name`] is a dotted word such as `error.db.timeout`; a [`Pattern`] matches names with `*`
+//! (any run, dots included), `?` (one character), `,` (alternatives) and a whole-segment `+`
+//! (exactly one segment). Every string is a valid pattern, so queries take `&str`.
+//!
+//! # Time
+//!
+//! Everything in-process runs on tokio's clock, so tests can use the paused clock
+//! (`#[tokio::test(start_paused = true)]`) and run instantly and deterministically.
+//!
+//! # Supported Rust
+//!
+//! Rust 1.95 or later (edition 2024).
+
+#![forbid(unsafe_code)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
+
+pub mod command;
+mod id;
+mod lag;
+mod name;
+mod pattern;
+pub mod signal;
+
+pub use id::OperationId;
+pub use lag::{Buffer, Lagged, Overflow, ZeroBuffer};
+pub use name::{MAX_NAME_LEN, Name, NameError, validate as validate_name};
+pub use pattern::Pattern;
+pub use signal::{HeaderValue, Headers, Signal, SignalBuilder};

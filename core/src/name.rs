@@ -1,0 +1,272 @@
+//! Signal names: the one naming rule shared by the sink, the bus and the CLI.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
+
+/// The longest name accepted, in bytes.
+pub const MAX_NAME_LEN: usize = 255;
+
+/// A validated signal name such as `error.db.timeout` or `rate.limit.set:20`.
+///
+/// The rule, applied everywhere a name enters the system:
+///
+/// * non-empty and at most [`MAX_NAME_LEN`] (255) bytes;
+/// * no whitespace and no control characters;
+/// * none of the pattern characters `*`, `?` and `,`;
+/// * no dot-separated segment that is exactly `+` (that is the one-segment wildcard).
+///
+/// Dots separate segments; a `:` may carry a command payload (`rate.limit.set:20`, see
+/// [`crate::command`]). Cloning a `Name` is one reference-count increment.
+///
+/// # Examples
+///
+/// ```
+/// use ephemeral::{Name, NameError};
+///
+/// let name = Name::new("error.db.timeout")?;
+/// assert_eq!(name.as_str(), "error.db.timeout");
+/// assert_eq!(name.segments().count(), 3);
+///
+/// assert!(matches!(Name::new("error.*"), Err(NameError::Wildcard { .. })));
+/// assert!(matches!(Name::new(""), Err(NameError::Empty)));
+/// # Ok::<(), NameError>(())
+/// ```
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Name(Arc<str>);
+
+/// Why a string is not a valid [`Name`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NameError {
+    /// The string was empty.
+    #[error("signal name is empty: give a dotted name such as `error.db.timeout`")]
+    Empty,
+    /// The string was longer than [`MAX_NAME_LEN`] bytes.
+    #[error("signal name is {len} bytes long, more than the limit of {max}: shorten it")]
+    TooLong {
+        /// The length of the rejected string, in bytes.
+        len: usize,
+        /// The limit ([`MAX_NAME_LEN`]).
+        max: usize,
+    },
+    /// The string contained whitespace.
+    #[error(
+        "signal name contains whitespace at byte {at}: names are single words joined by dots"
+    )]
+    Whitespace {
+        /// Byte offset of the offending character.
+        at: usize,
+    },
+    /// The string contained a control character.
+    #[error("signal name contains a control character at byte {at}: remove it")]
+    Control {
+        /// Byte offset of the offending character.
+        at: usize,
+    },
+    /// The string contained a pattern character (`*`, `?` or `,`).
+    #[error(
+        "signal name contains the pattern character `{ch}` at byte {at}: wildcards and commas belong in patterns, not names"
+    )]
+    Wildcard {
+        /// The offending character.
+        ch: char,
+        /// Byte offset of the offending character.
+        at: usize,
+    },
+    /// A dot-separated segment was exactly `+`.
+    #[error(
+        "signal name has a segment that is exactly `+` at byte {at}: `+` as a whole segment is the one-segment wildcard of patterns"
+    )]
+    PlusSegment {
+        /// Byte offset of the segment.
+        at: usize,
+    },
+}
+
+/// Checks `s` against the naming rule without allocating.
+///
+/// This is the check [`Name::new`] performs; use it where only a verdict is needed.
+///
+/// # Errors
+///
+/// Returns the first rule `s` breaks, as a [`NameError`].
+pub fn validate(s: &str) -> Result<(), NameError> {
+    if s.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if s.len() > MAX_NAME_LEN {
+        return Err(NameError::TooLong {
+            len: s.len(),
+            max: MAX_NAME_LEN,
+        });
+    }
+    // Fast path: printable ASCII only, which is nearly every real name.
+    let mut segment_start = 0;
+    for (at, ch) in s.char_indices() {
+        match ch {
+            '*' | '?' | ',' => return Err(NameError::Wildcard { ch, at }),
+            '.' => {
+                if &s[segment_start..at] == "+" {
+                    return Err(NameError::PlusSegment { at: segment_start });
+                }
+                segment_start = at + 1;
+            }
+            c if c.is_whitespace() => return Err(NameError::Whitespace { at }),
+            c if c.is_control() => return Err(NameError::Control { at }),
+            _ => {}
+        }
+    }
+    if &s[segment_start..] == "+" {
+        return Err(NameError::PlusSegment { at: segment_start });
+    }
+    Ok(())
+}
+
+impl Name {
+    /// Validates `name` and wraps it.
+    ///
+    /// # Errors
+    ///
+    /// Returns a [`NameError`] naming the rule the string breaks.
+    pub fn new(name: &str) -> Result<Self, NameError> {
+        validate(name)?;
+        Ok(Self(Arc::from(name)))
+    }
+
+    /// The name as a string slice.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The dot-separated segments of the name.
+    pub fn segments(&self) -> std::str::Split<'_, char> {
+        self.0.split('.')
+    }
+
+    /// Wraps an already validated shared string (used by the sink's interner).
+    pub(crate) fn from_validated(name: Arc<str>) -> Self {
+        Self(name)
+    }
+
+    /// The shared string behind this name.
+    pub(crate) fn as_arc(&self) -> &Arc<str> {
+        &self.0
+    }
+}
+
+impl TryFrom<&str> for Name {
+    type Error = NameError;
+    fn try_from(value: &str) -> Result<Self, Self::Error> {
+        Self::new(value)
+    }
+}
+
+impl TryFrom<String> for Name {
+    type Error = NameError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        validate(&value)?;
+        Ok(Self(Arc::from(value)))
+    }
+}
+
+impl std::str::FromStr for Name {
+    type Err = NameError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Name {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for Name {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for Name {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Name {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_ordinary_names() {
+        for ok in [
+            "a",
+            "error.db.timeout",
+            "rate.limit.set:20",
+            "news.sports+eu",
+            "+a",
+            "a.+b",
+            "ünïcödé.ok",
+            "a..b",
+        ] {
+            assert!(Name::new(ok).is_ok(), "{ok} should be valid");
+        }
+        assert!(Name::new(&"x".repeat(MAX_NAME_LEN)).is_ok());
+    }
+
+    #[test]
+    fn each_rule_has_its_error() {
+        assert_eq!(Name::new(""), Err(NameError::Empty));
+        assert_eq!(
+            Name::new(&"x".repeat(256)),
+            Err(NameError::TooLong { len: 256, max: 255 })
+        );
+        assert_eq!(Name::new("a b"), Err(NameError::Whitespace { at: 1 }));
+        assert_eq!(Name::new("a\u{7}"), Err(NameError::Control { at: 1 }));
+        assert_eq!(
+            Name::new("a.*"),
+            Err(NameError::Wildcard { ch: '*', at: 2 })
+        );
+        assert_eq!(Name::new("a?"), Err(NameError::Wildcard { ch: '?', at: 1 }));
+        assert_eq!(Name::new("a,b"), Err(NameError::Wildcard { ch: ',', at: 1 }));
+        assert_eq!(Name::new("a.+"), Err(NameError::PlusSegment { at: 2 }));
+        assert_eq!(Name::new("+.a"), Err(NameError::PlusSegment { at: 0 }));
+        assert_eq!(Name::new("a.+.b"), Err(NameError::PlusSegment { at: 2 }));
+    }
+
+    #[test]
+    fn errors_say_what_to_do() {
+        let msg = Name::new("a b").unwrap_err().to_string();
+        assert!(msg.contains("whitespace"), "{msg}");
+        assert!(!msg.ends_with('.'), "{msg}");
+    }
+}
