@@ -82,15 +82,12 @@ where
     let Some(raw) = payload(name, command) else {
         return Ok(None);
     };
-    raw.trim()
-        .parse::<T>()
-        .map(Some)
-        .map_err(|e| CommandError {
-            command: command.to_owned(),
-            payload: raw.to_owned(),
-            expected: "a value of the expected type",
-            reason: e.to_string(),
-        })
+    raw.trim().parse::<T>().map(Some).map_err(|e| CommandError {
+        command: command.to_owned(),
+        payload: raw.to_owned(),
+        expected: "a value of the expected type",
+        reason: e.to_string(),
+    })
 }
 
 /// The payload of the command `command` in `name`, parsed as a duration with `humantime`
@@ -151,7 +148,10 @@ mod tests {
 
     #[test]
     fn typed_payloads() {
-        assert_eq!(parse::<u32>("rate.limit.set:20", "rate.limit.set"), Ok(Some(20)));
+        assert_eq!(
+            parse::<u32>("rate.limit.set:20", "rate.limit.set"),
+            Ok(Some(20))
+        );
         assert_eq!(parse::<u32>("other:20", "rate.limit.set"), Ok(None));
         let err = parse::<u32>("rate.limit.set:many", "rate.limit.set").unwrap_err();
         assert!(err.to_string().contains("many"), "{err}");

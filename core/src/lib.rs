@@ -65,4 +65,8 @@ pub use id::OperationId;
 pub use lag::{Buffer, Lagged, Overflow, ZeroBuffer};
 pub use name::{MAX_NAME_LEN, Name, NameError, validate as validate_name};
 pub use pattern::Pattern;
-pub use signal::{HeaderValue, Headers, Signal, SignalBuilder};
+pub use signal::{
+    ErrorCallback, Handler, HandlerError, HandlerFailure, HeaderValue, Headers, Hold, Listener,
+    PropagationError, RaiseError, Signal, SignalBuilder, SignalSink, SinkConfigError, SinkOptions,
+    SinkStats, SubscriberStats, Subscription, Watch,
+};

@@ -52,9 +52,7 @@ pub enum NameError {
         max: usize,
     },
     /// The string contained whitespace.
-    #[error(
-        "signal name contains whitespace at byte {at}: names are single words joined by dots"
-    )]
+    #[error("signal name contains whitespace at byte {at}: names are single words joined by dots")]
     Whitespace {
         /// Byte offset of the offending character.
         at: usize,
@@ -257,7 +255,10 @@ mod tests {
             Err(NameError::Wildcard { ch: '*', at: 2 })
         );
         assert_eq!(Name::new("a?"), Err(NameError::Wildcard { ch: '?', at: 1 }));
-        assert_eq!(Name::new("a,b"), Err(NameError::Wildcard { ch: ',', at: 1 }));
+        assert_eq!(
+            Name::new("a,b"),
+            Err(NameError::Wildcard { ch: ',', at: 1 })
+        );
         assert_eq!(Name::new("a.+"), Err(NameError::PlusSegment { at: 2 }));
         assert_eq!(Name::new("+.a"), Err(NameError::PlusSegment { at: 0 }));
         assert_eq!(Name::new("a.+.b"), Err(NameError::PlusSegment { at: 2 }));

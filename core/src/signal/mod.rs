@@ -1,6 +1,45 @@
 //! The signal sink: a shared, bounded, expiring window of short-lived named signals.
+//!
+//! * [`SignalSink`] — raise, query, hold, watch, subscribe, forward.
+//! * [`Signal`] / [`SignalBuilder`] — one signal and its optional parts.
+//! * [`Hold`] — a condition live until released; [`Watch`] — woken on every change.
+//! * [`Subscription`] — a stream of matching signals with the lag model of [`crate::Lagged`];
+//!   [`Listener`] and [`Handler`] — sync and async callbacks.
+//! * [`SinkOptions`] / [`SinkStats`] — the bounds, and what the sink did.
+//!
+//! # Events and conditions
+//!
+//! A raised signal is an event: it expires with the window (`max_age`, 60 s by default) or is
+//! evicted when `capacity` (1000 by default) newer ones arrive. A condition that holds until
+//! something changes (`circuit.open`, `backpressure.db`) is a [`Hold`]. Both answer queries
+//! alike; [`Watch`] tells when either changes.
+//!
+//! # Locking
+//!
+//! One mutex guards the window and its indexes; every critical section is short and runs no
+//! user code. Listeners run after it is released, so a listener may raise again.
 
+mod error;
+mod forward;
+mod hold;
+mod listener;
+mod options;
+mod query;
+mod routes;
 #[allow(clippy::module_inception)]
 mod signal;
+mod sink;
+mod state;
+mod stats;
+mod subscription;
+mod watch;
 
+pub use error::{HandlerError, PropagationError, RaiseError};
+pub use hold::Hold;
+pub use listener::{Handler, Listener};
+pub use options::{ErrorCallback, HandlerFailure, SinkConfigError, SinkOptions};
 pub use signal::{HeaderValue, Headers, Signal, SignalBuilder};
+pub use sink::SignalSink;
+pub use stats::{SinkStats, SubscriberStats};
+pub use subscription::Subscription;
+pub use watch::Watch;

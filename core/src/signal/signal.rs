@@ -260,7 +260,8 @@ pub(crate) fn far_future() -> Instant {
 impl fmt::Debug for Signal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Signal");
-        d.field("name", &self.name).field("sequence", &self.sequence);
+        d.field("name", &self.name)
+            .field("sequence", &self.sequence);
         if let Some(key) = &self.key {
             d.field("key", key);
         }

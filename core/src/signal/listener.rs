@@ -1,0 +1,224 @@
+//! Callbacks: synchronous listeners and async handlers with a bounded queue.
+
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Weak};
+
+use futures::{FutureExt, StreamExt};
+
+use super::error::HandlerError;
+use super::options::HandlerFailure;
+use super::sink::Inner;
+use crate::{Buffer, Pattern, Signal, SignalSink};
+
+pub(crate) type Callback = Box<dyn Fn(&Signal) + Send + Sync>;
+
+pub(crate) struct ListenerShared {
+    pub(crate) pattern: Pattern,
+    pub(crate) callback: Callback,
+}
+
+impl ListenerShared {
+    /// Runs the callback, turning a panic into a report instead of unwinding into `raise`.
+    pub(crate) fn call(&self, inner: &Inner, signal: &Signal) {
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| (self.callback)(signal)));
+        if let Err(panic) = outcome {
+            inner.report(HandlerFailure {
+                pattern: self.pattern.to_string(),
+                signal: signal.name().to_string(),
+                panicked: true,
+                message: panic_message(panic.as_ref()),
+            });
+        }
+    }
+}
+
+/// The text of a panic payload (`&str` or `String`), or a placeholder.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    }
+}
+
+/// A registered synchronous listener; dropping it unregisters the callback.
+///
+/// Made by [`SignalSink::on_signal`]. The callback runs on the thread that raised the
+/// signal, after the sink's lock is released, so it may raise again (a reaction) or query the
+/// sink. It should be quick; for slow or async work use
+/// [`SignalSink::on_signal_async`]. A panicking callback is caught and reported to the
+/// sink's error callback ([`SinkOptions::on_error`](crate::SinkOptions::on_error)); it never
+/// disturbs `raise` or the other listeners.
+#[must_use = "the listener is unregistered as soon as this guard is dropped"]
+pub struct Listener {
+    pub(crate) sink: Weak<Inner>,
+    pub(crate) id: u64,
+    pub(crate) pattern: Pattern,
+}
+
+impl Listener {
+    /// Keeps the listener registered for as long as the sink lives.
+    pub fn detach(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Some(inner) = self.sink.upgrade() {
+            inner.unregister(self.id);
+        }
+    }
+}
+
+impl fmt::Debug for Listener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Listener")
+            .field("pattern", &self.pattern)
+            .finish()
+    }
+}
+
+/// A registered async handler; dropping it stops the handler task.
+///
+/// Made by [`SignalSink::on_signal_async`]. Matching signals are queued on a bounded buffer
+/// (oldest dropped and counted when full, so `raise` never waits) and handled by a task with at
+/// most `concurrency` handler futures at a time.
+#[must_use = "the handler stops as soon as this guard is dropped"]
+pub struct Handler {
+    task: tokio::task::JoinHandle<()>,
+    pattern: Pattern,
+}
+
+impl Handler {
+    /// Keeps the handler running for as long as the sink lives.
+    pub fn detach(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Handler {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl fmt::Debug for Handler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handler")
+            .field("pattern", &self.pattern)
+            .finish()
+    }
+}
+
+impl SignalSink {
+    /// Calls `f` for every signal matching `pattern`, synchronously, on the raising thread,
+    /// outside the sink's lock (see [`Listener`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use ephemeral::SignalSink;
+    ///
+    /// let sink = SignalSink::default();
+    /// let seen = Arc::new(AtomicUsize::new(0));
+    /// let counter = seen.clone();
+    /// let _listener = sink.on_signal("error.*", move |_| {
+    ///     counter.fetch_add(1, Ordering::Relaxed);
+    /// });
+    /// sink.raise("error.db")?;
+    /// assert_eq!(seen.load(Ordering::Relaxed), 1);
+    /// # Ok::<(), ephemeral::RaiseError>(())
+    /// ```
+    pub fn on_signal(
+        &self,
+        pattern: &str,
+        f: impl Fn(&Signal) + Send + Sync + 'static,
+    ) -> Listener {
+        let pattern = Pattern::new(pattern);
+        let shared = Arc::new(ListenerShared {
+            pattern: pattern.clone(),
+            callback: Box::new(f),
+        });
+        let id = self
+            .inner
+            .register(pattern.clone(), super::routes::Target::Listener(shared));
+        Listener {
+            sink: Arc::downgrade(&self.inner),
+            id,
+            pattern,
+        }
+    }
+
+    /// Runs the async `handler` for every signal matching `pattern`, at most `concurrency` at
+    /// a time, from a bounded queue of `buffer` signals.
+    ///
+    /// A handler that returns an error or panics is reported to the sink's error callback and
+    /// the others carry on. Signals dropped from a full queue are counted in
+    /// [`SinkStats::handler_dropped`](crate::SinkStats::handler_dropped).
+    ///
+    /// # Errors
+    ///
+    /// [`HandlerError::NoRuntime`] outside a tokio runtime, [`HandlerError::ZeroConcurrency`]
+    /// for a concurrency of zero.
+    pub fn on_signal_async<F, Fut, E>(
+        &self,
+        pattern: &str,
+        buffer: Buffer,
+        concurrency: usize,
+        handler: F,
+    ) -> Result<Handler, HandlerError>
+    where
+        F: Fn(Signal) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: fmt::Display,
+    {
+        if concurrency == 0 {
+            return Err(HandlerError::ZeroConcurrency);
+        }
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| HandlerError::NoRuntime)?;
+        let subscription = self.subscribe_with(pattern, buffer);
+        let inner = Arc::downgrade(&self.inner);
+        let pattern = Pattern::new(pattern);
+        let label = pattern.to_string();
+        let handler = Arc::new(handler);
+        let task = runtime.spawn(subscription.for_each_concurrent(concurrency, move |item| {
+            let inner = inner.clone();
+            let handler = handler.clone();
+            let label = label.clone();
+            async move {
+                let signal = match item {
+                    Ok(signal) => signal,
+                    Err(lagged) => {
+                        if let Some(inner) = inner.upgrade() {
+                            inner.count_handler_dropped(lagged.0);
+                        }
+                        return;
+                    }
+                };
+                let name = signal.name().to_string();
+                let outcome = AssertUnwindSafe(handler(signal)).catch_unwind().await;
+                let failure = match outcome {
+                    Ok(Ok(())) => return,
+                    Ok(Err(e)) => (false, e.to_string()),
+                    Err(panic) => (true, panic_message(panic.as_ref())),
+                };
+                if let Some(inner) = inner.upgrade() {
+                    inner.report(HandlerFailure {
+                        pattern: label,
+                        signal: name,
+                        panicked: failure.0,
+                        message: failure.1,
+                    });
+                }
+            }
+        }));
+        Ok(Handler { task, pattern })
+    }
+}

@@ -1,0 +1,241 @@
+//! Read-side of the sink's state: pattern resolution through the memo, and the queries.
+//!
+//! A query never scans the window. An exact name is one hash lookup. A pattern is resolved to
+//! the interned names it matches, memoised per pattern and valid until the set of interned
+//! names changes (a new name, or a sweep of idle ones); answering then costs one lookup per
+//! matching name, which is at most the number of distinct names.
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::state::{NameEntry, State};
+use crate::{OperationId, Pattern, Signal};
+
+pub(crate) struct Memo {
+    generation: u64,
+    names: Vec<Arc<str>>,
+}
+
+/// How a query string resolved.
+#[derive(Clone, Copy)]
+pub(super) enum Resolved {
+    /// The string is a plain name: look it up directly.
+    Exact,
+    /// The string is a pattern with a current memo entry.
+    Memo,
+}
+
+/// Whether `pattern` can only be a plain name (no wildcard, alternative or padding).
+fn is_plain(pattern: &str) -> bool {
+    !pattern
+        .bytes()
+        .any(|b| matches!(b, b'*' | b'?' | b',' | b'+') || b.is_ascii_whitespace())
+}
+
+impl State {
+    /// Makes sure `pattern` can be answered, computing its memo entry if needed.
+    pub(super) fn resolve(&mut self, pattern: &str) -> Resolved {
+        if is_plain(pattern) {
+            return Resolved::Exact;
+        }
+        let generation = self.generation;
+        if let Some(memo) = self.memo.get_mut(pattern) {
+            if memo.generation != generation {
+                let compiled = Pattern::new(pattern);
+                memo.names = matching(&self.names, &compiled);
+                memo.generation = generation;
+                self.counters.memo_recomputes += 1;
+            }
+            return Resolved::Memo;
+        }
+        if self.memo.len() >= self.max_patterns {
+            // Bounded: forgetting every memoised pattern costs one recomputation each.
+            self.memo.clear();
+            self.counters.memo_resets += 1;
+        }
+        let compiled = Pattern::new(pattern);
+        let names = matching(&self.names, &compiled);
+        self.memo
+            .insert(Box::from(pattern), Memo { generation, names });
+        self.counters.memo_recomputes += 1;
+        Resolved::Memo
+    }
+
+    /// Visits the entry of every interned name matching `pattern` (resolved just before).
+    pub(super) fn visit(
+        &self,
+        pattern: &str,
+        how: Resolved,
+        mut f: impl FnMut(&NameEntry) -> ControlFlow<()>,
+    ) {
+        match how {
+            Resolved::Exact => {
+                if let Some(entry) = self.names.get(pattern) {
+                    let _ = f(entry);
+                }
+            }
+            Resolved::Memo => {
+                let Some(memo) = self.memo.get(pattern) else {
+                    return;
+                };
+                for name in &memo.names {
+                    if let Some(entry) = self.names.get(name)
+                        && f(entry).is_break()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn has_signal(&mut self, now: Instant, pattern: &str) -> bool {
+        self.purge(now);
+        let how = self.resolve(pattern);
+        let mut found = false;
+        self.visit(pattern, how, |entry| {
+            found = !entry.is_idle();
+            if found {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        found
+    }
+
+    pub(super) fn count(&mut self, now: Instant, pattern: &str) -> usize {
+        self.purge(now);
+        let how = self.resolve(pattern);
+        let mut count = 0;
+        self.visit(pattern, how, |entry| {
+            count += entry.seqs.len() + entry.held.len();
+            ControlFlow::Continue(())
+        });
+        count
+    }
+
+    pub(super) fn count_since(&mut self, now: Instant, pattern: &str, since: Instant) -> usize {
+        self.purge(now);
+        let how = self.resolve(pattern);
+        let mut count = 0;
+        self.visit(pattern, how, |entry| {
+            // Timestamps rise with sequence numbers, so the recent ones are a suffix.
+            let older = entry
+                .seqs
+                .partition_point(|seq| self.signal(*seq).is_some_and(|s| s.timestamp < since));
+            count += entry.seqs.len() - older;
+            count += entry
+                .held
+                .iter()
+                .filter(|seq| self.signal(**seq).is_some_and(|s| s.timestamp >= since))
+                .count();
+            ControlFlow::Continue(())
+        });
+        count
+    }
+
+    pub(super) fn latest(&mut self, now: Instant, pattern: &str) -> Option<Signal> {
+        self.purge(now);
+        let how = self.resolve(pattern);
+        let mut best: Option<u64> = None;
+        self.visit(pattern, how, |entry| {
+            let newest = entry.seqs.back().copied().max(entry.held.last().copied());
+            best = best.max(newest);
+            ControlFlow::Continue(())
+        });
+        best.and_then(|seq| self.signal(seq).cloned())
+    }
+
+    pub(super) fn sense(&mut self, now: Instant, pattern: &str) -> Vec<Signal> {
+        self.purge(now);
+        let how = self.resolve(pattern);
+        let mut seqs = Vec::new();
+        self.visit(pattern, how, |entry| {
+            seqs.extend(entry.seqs.iter().copied());
+            seqs.extend(entry.held.iter().copied());
+            ControlFlow::Continue(())
+        });
+        seqs.sort_unstable();
+        seqs.into_iter()
+            .filter_map(|seq| self.signal(seq).cloned())
+            .collect()
+    }
+
+    /// The sequence numbers of live window signals matching `pattern` (holds excluded).
+    pub(super) fn window_seqs(&mut self, now: Instant, pattern: &str) -> Vec<u64> {
+        self.purge(now);
+        let how = self.resolve(pattern);
+        let mut seqs = Vec::new();
+        self.visit(pattern, how, |entry| {
+            seqs.extend(entry.seqs.iter().copied());
+            ControlFlow::Continue(())
+        });
+        seqs
+    }
+
+    pub(super) fn signals_of(&mut self, now: Instant, op: OperationId) -> Vec<Signal> {
+        self.purge(now);
+        let mut out: Vec<Signal> = self
+            .ops
+            .get(&op)
+            .into_iter()
+            .flatten()
+            .filter_map(|seq| self.signal(*seq).cloned())
+            .collect();
+        out.extend(
+            self.holds
+                .values()
+                .filter(|s| s.operation == Some(op))
+                .cloned(),
+        );
+        out.sort_unstable_by_key(|s| s.sequence);
+        out
+    }
+
+    /// The live signal (window or hold) with this sequence number.
+    pub(super) fn signal(&self, seq: u64) -> Option<&Signal> {
+        if let Some(held) = self.holds.get(&seq) {
+            return Some(held);
+        }
+        let index = self.window.binary_search_by_key(&seq, |s| s.seq).ok()?;
+        self.window[index].signal.as_ref()
+    }
+
+    /// The earliest instant at which a live window signal matching `pattern` expires.
+    pub(super) fn next_expiry(&mut self, now: Instant, pattern: &str) -> Option<Instant> {
+        self.purge(now);
+        let how = self.resolve(pattern);
+        let mut earliest: Option<Instant> = None;
+        let max_age = self.max_age;
+        self.visit(pattern, how, |entry| {
+            for seq in &entry.seqs {
+                if let Some(s) = self.signal(*seq) {
+                    let by_age = s.timestamp.checked_add(max_age);
+                    let at = match (by_age, s.expires_at) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    if let Some(at) = at {
+                        earliest = Some(earliest.map_or(at, |e| e.min(at)));
+                    }
+                }
+            }
+            ControlFlow::Continue(())
+        });
+        earliest
+    }
+}
+
+fn matching(
+    names: &std::collections::HashMap<Arc<str>, NameEntry>,
+    pattern: &Pattern,
+) -> Vec<Arc<str>> {
+    names
+        .keys()
+        .filter(|name| pattern.matches(name))
+        .cloned()
+        .collect()
+}

@@ -1,0 +1,570 @@
+//! `SignalSink`: the shared, bounded, expiring window of signals.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::error::{PropagationError, RaiseError};
+use super::hold::Hold;
+use super::options::{HandlerFailure, SinkConfigError, SinkOptions, validate_age};
+use super::routes::Target;
+use super::signal::Lineage;
+use super::state::{Extras, Removal, State};
+use super::stats::{SinkStats, SubscriberStats};
+use super::subscription::{SubShared, Subscription};
+use super::watch::{Watch, WatchShared};
+use crate::{Buffer, Name, OperationId, Pattern, Signal, SignalBuilder};
+
+/// A shared, bounded, expiring window of short-lived named signals.
+///
+/// Anyone [`raise`](Self::raise)s signals; anyone asks [`has_signal`](Self::has_signal),
+/// [`count`](Self::count)s them, [`watch`](Self::watch)es a pattern or
+/// [`subscribe`](Self::subscribe)s to a stream of them. `SignalSink` is a cheap `Clone`
+/// handle: clones share one window.
+///
+/// * **Bounded and exact.** At most [`capacity`](SinkOptions::capacity) raised signals are
+///   live (the oldest is evicted first) and a signal is live while `now - timestamp <
+///   max_age` and before its own expiry. A query never sees an expired signal.
+/// * **Fast queries.** A query never scans the window: an exact name is `O(1)`; a pattern
+///   costs at most the number of distinct live names, with match results memoised per
+///   pattern. Raising a name already known allocates nothing.
+/// * **Conditions.** [`hold`](Self::hold) keeps a signal live until its guard is dropped,
+///   exempt from age and capacity.
+/// * **Bounded tables.** Interned names, the pattern memo and the routes are all bounded and
+///   reclaimed (see [`SinkOptions`]).
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use ephemeral::{SignalSink, SinkOptions};
+///
+/// let sink = SignalSink::new(SinkOptions::default().max_age(Duration::from_secs(30)))?;
+/// sink.raise("error.db.timeout")?;
+/// sink.raise("error.http.502")?;
+/// assert!(sink.has_signal("error.*"));
+/// assert_eq!(sink.count("error.db.*"), 1);
+///
+/// tokio::time::advance(Duration::from_secs(30)).await;
+/// assert!(!sink.has_signal("error.*")); // expired, exactly on time
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct SignalSink {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) id: u64,
+    state: Mutex<State>,
+    max_payload: usize,
+    max_headers: usize,
+    max_depth: usize,
+    subscription_buffer: Buffer,
+    on_error: Option<super::options::ErrorCallback>,
+    handler_failures: AtomicU64,
+    handler_dropped: AtomicU64,
+}
+
+impl Default for SignalSink {
+    /// A sink with [`SinkOptions::default`]: capacity 1000, max age 60 s.
+    fn default() -> Self {
+        Self::build(SinkOptions::default())
+    }
+}
+
+impl SignalSink {
+    /// A sink configured by `options`.
+    ///
+    /// # Errors
+    ///
+    /// Returns a [`SinkConfigError`] for a zero capacity, age or bound.
+    pub fn new(options: SinkOptions) -> Result<Self, SinkConfigError> {
+        options.validate()?;
+        Ok(Self::build(options))
+    }
+
+    fn build(options: SinkOptions) -> Self {
+        // Relaxed: ids only need to be distinct.
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        Self {
+            inner: Arc::new(Inner {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                state: Mutex::new(State::new(&options)),
+                max_payload: options.max_payload,
+                max_headers: options.max_headers,
+                max_depth: options.max_depth,
+                subscription_buffer: options.subscription_buffer,
+                on_error: options.on_error,
+                handler_failures: AtomicU64::new(0),
+                handler_dropped: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
+        Self { inner }
+    }
+
+    /// Raises the signal `name` with no optional parts.
+    ///
+    /// # Errors
+    ///
+    /// [`RaiseError::Name`] when `name` breaks the naming rule.
+    pub fn raise(&self, name: &str) -> Result<Signal, RaiseError> {
+        crate::name::validate(name)?;
+        let now = Instant::now();
+        let (signal, route) = self.inner.lock().insert(now, name, None, Extras::default());
+        self.inner.run_listeners(&signal, route);
+        Ok(signal)
+    }
+
+    /// Raises a signal with optional parts (key, operation, expiry, payload, headers).
+    ///
+    /// # Errors
+    ///
+    /// [`RaiseError::PayloadTooLarge`] or [`RaiseError::TooManyHeaders`] past the sink's
+    /// limits.
+    pub fn raise_with(&self, signal: impl Into<SignalBuilder>) -> Result<Signal, RaiseError> {
+        let (name, extras) = self.inner.split(signal.into())?;
+        let now = Instant::now();
+        let (signal, route) = self
+            .inner
+            .lock()
+            .insert(now, name.as_str(), Some(&name), extras);
+        self.inner.run_listeners(&signal, route);
+        Ok(signal)
+    }
+
+    /// Raises `signal` as caused by `cause`, refusing what would let reactions loop forever.
+    ///
+    /// # Errors
+    ///
+    /// [`RaiseError::Propagation`] when the chain would pass the sink's max depth (10 by
+    /// default), when `signal`'s name is already among its causes (a cycle), or when `cause`
+    /// is terminal or a leaf; otherwise as [`raise_with`](Self::raise_with).
+    pub fn raise_caused(
+        &self,
+        signal: impl Into<SignalBuilder>,
+        cause: &Signal,
+    ) -> Result<Signal, RaiseError> {
+        let mut builder = signal.into();
+        let name = builder.name.clone();
+        if cause.is_terminal() {
+            return Err(PropagationError::AfterTerminal {
+                name,
+                cause: cause.name.clone(),
+            }
+            .into());
+        }
+        if cause.is_leaf() {
+            return Err(PropagationError::FromLeaf {
+                name,
+                cause: cause.name.clone(),
+            }
+            .into());
+        }
+        let mut ancestors: Vec<Name> = cause.causes().to_vec();
+        ancestors.push(cause.name.clone());
+        if ancestors.contains(&name) {
+            return Err(PropagationError::Cycle { name }.into());
+        }
+        if ancestors.len() > self.inner.max_depth {
+            return Err(PropagationError::TooDeep {
+                name,
+                depth: ancestors.len(),
+                max: self.inner.max_depth,
+            }
+            .into());
+        }
+        builder.lineage = Some(Arc::new(Lineage {
+            ancestors: ancestors.into(),
+        }));
+        self.raise_with(builder)
+    }
+
+    /// Holds the condition `name` until the returned guard is dropped or released.
+    ///
+    /// # Errors
+    ///
+    /// [`RaiseError::Name`] for a bad name; [`RaiseError::TooManyHolds`] when the sink already
+    /// holds [`max_holds`](SinkOptions::max_holds) conditions.
+    pub fn hold(&self, name: &str) -> Result<Hold, RaiseError> {
+        self.hold_with(Signal::build(name)?)
+    }
+
+    /// Holds a condition with optional parts (key, operation, payload, headers; an expiry is
+    /// ignored: a hold lasts until released).
+    ///
+    /// # Errors
+    ///
+    /// As [`hold`](Self::hold) and [`raise_with`](Self::raise_with).
+    pub fn hold_with(&self, signal: impl Into<SignalBuilder>) -> Result<Hold, RaiseError> {
+        let (name, extras) = self.inner.split(signal.into())?;
+        let now = Instant::now();
+        let inserted = self
+            .inner
+            .lock()
+            .insert_hold(now, name.as_str(), Some(&name), extras);
+        let Some((signal, route)) = inserted else {
+            return Err(RaiseError::TooManyHolds {
+                max: self.inner.lock().max_holds,
+            });
+        };
+        self.inner.run_listeners(&signal, route);
+        Ok(Hold {
+            inner: self.inner.clone(),
+            signal,
+            released: false,
+        })
+    }
+
+    /// Whether any live signal (raised or held) matches `pattern`.
+    #[must_use]
+    pub fn has_signal(&self, pattern: &str) -> bool {
+        self.inner.lock().has_signal(Instant::now(), pattern)
+    }
+
+    /// How many live signals (raised or held) match `pattern`.
+    #[must_use]
+    pub fn count(&self, pattern: &str) -> usize {
+        self.inner.lock().count(Instant::now(), pattern)
+    }
+
+    /// How many live signals matching `pattern` were raised at or after `since`.
+    #[must_use]
+    pub fn count_since(&self, pattern: &str, since: Instant) -> usize {
+        self.inner
+            .lock()
+            .count_since(Instant::now(), pattern, since)
+    }
+
+    /// Copies of the live signals matching `pattern`, oldest (lowest sequence) first.
+    #[must_use]
+    pub fn sense(&self, pattern: &str) -> Vec<Signal> {
+        self.inner.lock().sense(Instant::now(), pattern)
+    }
+
+    /// The latest (highest sequence) live signal matching `pattern`.
+    #[must_use]
+    pub fn latest(&self, pattern: &str) -> Option<Signal> {
+        self.inner.lock().latest(Instant::now(), pattern)
+    }
+
+    /// The live signals raised by (or held for) operation `id`, oldest first.
+    #[must_use]
+    pub fn signals_of(&self, id: OperationId) -> Vec<Signal> {
+        self.inner.lock().signals_of(Instant::now(), id)
+    }
+
+    /// The highest sequence number handed out so far (0 before the first signal).
+    #[must_use]
+    pub fn sequence(&self) -> u64 {
+        self.inner.lock().seq
+    }
+
+    /// Live raised signals plus held conditions.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        let mut state = self.inner.lock();
+        state.purge(Instant::now());
+        state.live + state.holds.len()
+    }
+
+    /// Whether no signal is live.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Retracts every live raised signal named `name` (holds are released by their guards).
+    /// Returns how many were removed. Retracting raises nothing.
+    pub fn retract(&self, name: &str) -> usize {
+        self.remove(name, Removal::Retracted, |_| true)
+    }
+
+    /// Retracts the live raised signals named `name` carrying `key`.
+    pub fn retract_key(&self, name: &str, key: &str) -> usize {
+        self.remove(name, Removal::Retracted, |s| s.key() == Some(key))
+    }
+
+    /// Retracts the live raised signals of operation `id`.
+    pub fn retract_operation(&self, id: OperationId) -> usize {
+        let mut state = self.inner.lock();
+        state.purge(Instant::now());
+        let seqs = state.ops.get(&id).cloned().unwrap_or_default();
+        state.remove_where(seqs, Removal::Retracted, |_| true)
+    }
+
+    /// Removes every live raised signal; held conditions stay. Returns how many were removed
+    /// and, when that is more than zero, raises the leaf signal `sink.cleared` with a `count`
+    /// header.
+    pub fn clear(&self) -> usize {
+        self.clear_matching("*")
+    }
+
+    /// Removes the live raised signals matching `pattern`, as [`clear`](Self::clear) does.
+    pub fn clear_matching(&self, pattern: &str) -> usize {
+        let removed = self.remove(pattern, Removal::Cleared, |_| true);
+        if removed > 0 {
+            let cleared =
+                Signal::build("sink.cleared").map(|b| b.leaf().header("count", removed as i64));
+            if let Ok(builder) = cleared {
+                // Within every limit by construction; nothing useful to do with an error.
+                let _ = self.raise_with(builder);
+            }
+        }
+        removed
+    }
+
+    fn remove(&self, pattern: &str, why: Removal, select: impl Fn(&Signal) -> bool) -> usize {
+        let mut state = self.inner.lock();
+        let seqs = state.window_seqs(Instant::now(), pattern);
+        state.remove_where(seqs, why, select)
+    }
+
+    /// A [`Watch`] over the live matches of `pattern`.
+    pub fn watch(&self, pattern: &str) -> Watch {
+        let pattern = Pattern::new(pattern);
+        let shared = Arc::new(WatchShared::new(pattern.clone()));
+        let id = self
+            .inner
+            .register(pattern, Target::Watcher(shared.clone()));
+        Watch {
+            shared,
+            sink: self.clone(),
+            id,
+            seen: 0,
+        }
+    }
+
+    /// A [`Subscription`] to signals matching `pattern`, with the sink's default buffer.
+    pub fn subscribe(&self, pattern: &str) -> Subscription {
+        self.subscribe_with(pattern, self.inner.subscription_buffer)
+    }
+
+    /// A [`Subscription`] with its own buffer size.
+    pub fn subscribe_with(&self, pattern: &str, buffer: Buffer) -> Subscription {
+        let pattern = Pattern::new(pattern);
+        let shared = Arc::new(SubShared::new(pattern.clone(), buffer.capacity()));
+        let id = self
+            .inner
+            .register(pattern, Target::Subscriber(shared.clone()));
+        Subscription {
+            shared,
+            sink: Arc::downgrade(&self.inner),
+            id,
+        }
+    }
+
+    /// The current capacity.
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        self.inner.lock().capacity
+    }
+
+    /// The current max age.
+    #[must_use]
+    pub fn max_age(&self) -> Duration {
+        self.inner.lock().max_age
+    }
+
+    /// Changes the capacity at run time; the oldest signals beyond it are evicted at once.
+    ///
+    /// # Errors
+    ///
+    /// [`SinkConfigError::Zero`] for zero.
+    pub fn set_capacity(&self, capacity: usize) -> Result<(), SinkConfigError> {
+        if capacity == 0 {
+            return Err(SinkConfigError::Zero { option: "capacity" });
+        }
+        self.inner.lock().set_capacity(capacity);
+        Ok(())
+    }
+
+    /// Changes the max age at run time; signals older than the new age expire at once.
+    ///
+    /// # Errors
+    ///
+    /// [`SinkConfigError::ZeroAge`] for zero, [`SinkConfigError::AgeTooLong`] past 100 years.
+    pub fn set_max_age(&self, max_age: Duration) -> Result<(), SinkConfigError> {
+        validate_age(max_age)?;
+        let mut state = self.inner.lock();
+        state.max_age = max_age;
+        state.purge(Instant::now());
+        Ok(())
+    }
+
+    /// One consistent snapshot of the sink's counters and table sizes.
+    #[must_use]
+    pub fn stats(&self) -> SinkStats {
+        let mut state = self.inner.lock();
+        state.purge(Instant::now());
+        let (subscriptions, watches, listeners) = state.registry.counts();
+        let subscribers = state
+            .registry
+            .targets()
+            .filter_map(|(pattern, target)| match target {
+                Target::Subscriber(sub) => {
+                    let (delivered, dropped, buffered) = sub.counters();
+                    Some(SubscriberStats {
+                        pattern: pattern.to_string(),
+                        delivered,
+                        dropped,
+                        buffered,
+                    })
+                }
+                _ => None,
+            })
+            .collect();
+        let c = &state.counters;
+        SinkStats {
+            raised: c.raised,
+            expired: c.expired,
+            evicted: c.evicted,
+            retracted: c.retracted,
+            cleared: c.cleared,
+            live: state.live,
+            held: state.holds.len(),
+            holds_acquired: c.holds_acquired,
+            holds_released: c.holds_released,
+            interned_names: state.names.len(),
+            idle_names: state.idle_names,
+            names_reclaimed: c.names_reclaimed,
+            memo_entries: state.memo.len(),
+            memo_recomputes: c.memo_recomputes,
+            memo_resets: c.memo_resets,
+            subscriptions,
+            watches,
+            listeners,
+            // Relaxed: statistics, read for display; no other memory depends on them.
+            handler_failures: self.inner.handler_failures.load(Ordering::Relaxed),
+            handler_dropped: self.inner.handler_dropped.load(Ordering::Relaxed),
+            subscribers,
+        }
+    }
+
+    pub(crate) fn next_expiry(&self, pattern: &str) -> Option<Instant> {
+        self.inner.lock().next_expiry(Instant::now(), pattern)
+    }
+
+    pub(crate) fn purge_now(&self) {
+        self.inner.lock().purge(Instant::now());
+    }
+}
+
+impl Inner {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing user-supplied runs under this lock, so a poisoned lock can only come from a
+        // bug of ours mid-update; the state is still memory-safe, so carry on rather than
+        // turn every later call into a panic.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn split(&self, b: SignalBuilder) -> Result<(Name, Extras), RaiseError> {
+        if let Some(payload) = &b.payload
+            && payload.len() > self.max_payload
+        {
+            return Err(RaiseError::PayloadTooLarge {
+                len: payload.len(),
+                max: self.max_payload,
+            });
+        }
+        if b.headers.len() > self.max_headers {
+            return Err(RaiseError::TooManyHeaders {
+                count: b.headers.len(),
+                max: self.max_headers,
+            });
+        }
+        let headers = (!b.headers.is_empty()).then(|| Arc::from(b.headers));
+        Ok((
+            b.name,
+            Extras {
+                key: b.key,
+                operation: b.operation,
+                expires_in: b.expires_in,
+                payload: b.payload,
+                headers,
+                flags: b.flags,
+                lineage: b.lineage,
+                route: b.route,
+            },
+        ))
+    }
+
+    pub(crate) fn register(&self, pattern: Pattern, target: Target) -> u64 {
+        self.lock().registry.add(pattern, target)
+    }
+
+    pub(crate) fn unregister(&self, id: u64) {
+        let removed = self.lock().registry.remove(id);
+        // Dropped outside the lock: a listener's captured state may own another sink handle.
+        drop(removed);
+    }
+
+    pub(crate) fn release(&self, sequence: u64) {
+        self.lock().release(sequence);
+    }
+
+    fn run_listeners(&self, signal: &Signal, route: Option<Arc<[Target]>>) {
+        let Some(route) = route else {
+            return;
+        };
+        for target in route.iter() {
+            if let Target::Listener(listener) = target {
+                listener.call(self, signal);
+            }
+        }
+    }
+
+    pub(crate) fn report(&self, failure: HandlerFailure) {
+        // Relaxed: a statistic.
+        self.handler_failures.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            pattern = %failure.pattern,
+            signal = %failure.signal,
+            panicked = failure.panicked,
+            message = %failure.message,
+            "signal handler failed"
+        );
+        if let Some(on_error) = &self.on_error {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| on_error(&failure)));
+        }
+    }
+
+    pub(crate) fn count_handler_dropped(&self, n: u64) {
+        // Relaxed: a statistic.
+        self.handler_dropped.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        for (_, target) in state.registry.targets() {
+            if let Target::Subscriber(sub) = target {
+                sub.close();
+            }
+        }
+    }
+}
+
+impl fmt::Debug for SignalSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.inner.lock();
+        f.debug_struct("SignalSink")
+            .field("id", &self.inner.id)
+            .field("capacity", &state.capacity)
+            .field("max_age", &state.max_age)
+            .field("live", &state.live)
+            .field("held", &state.holds.len())
+            .field("sequence", &state.seq)
+            .finish()
+    }
+}

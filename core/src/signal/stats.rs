@@ -1,0 +1,80 @@
+//! `SinkStats`: what a sink has done and what it holds, as one consistent snapshot.
+
+/// Counters kept under the sink's lock.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Counters {
+    pub(crate) raised: u64,
+    pub(crate) expired: u64,
+    pub(crate) evicted: u64,
+    pub(crate) retracted: u64,
+    pub(crate) cleared: u64,
+    pub(crate) holds_acquired: u64,
+    pub(crate) holds_released: u64,
+    pub(crate) names_reclaimed: u64,
+    pub(crate) memo_recomputes: u64,
+    pub(crate) memo_resets: u64,
+}
+
+/// One subscription's delivery counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriberStats {
+    /// The pattern it subscribed with.
+    pub pattern: String,
+    /// Signals pushed into its buffer.
+    pub delivered: u64,
+    /// Signals dropped because its buffer was full (reported to it as `Lagged`).
+    pub dropped: u64,
+    /// Signals waiting in its buffer now.
+    pub buffered: usize,
+}
+
+/// A consistent snapshot of a sink's counters and table sizes, taken under its lock.
+///
+/// The counters always add up: `raised == live + expired + evicted + retracted + cleared`,
+/// and `holds_acquired == held + holds_released`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SinkStats {
+    /// Signals raised (held conditions not included).
+    pub raised: u64,
+    /// Raised signals that reached their max age or own expiry.
+    pub expired: u64,
+    /// Raised signals evicted because the window was at capacity.
+    pub evicted: u64,
+    /// Raised signals removed by `retract*`.
+    pub retracted: u64,
+    /// Raised signals removed by `clear*`.
+    pub cleared: u64,
+    /// Raised signals live now.
+    pub live: usize,
+    /// Held conditions live now.
+    pub held: usize,
+    /// Holds ever taken.
+    pub holds_acquired: u64,
+    /// Holds released (dropped or released explicitly).
+    pub holds_released: u64,
+    /// Distinct names interned now (live or kept idle for reuse).
+    pub interned_names: usize,
+    /// Interned names with no live signal now.
+    pub idle_names: usize,
+    /// Interned names reclaimed so far.
+    pub names_reclaimed: u64,
+    /// Patterns memoised now.
+    pub memo_entries: usize,
+    /// Memo entries computed (first use, or after the set of names changed).
+    pub memo_recomputes: u64,
+    /// Times the memo was forgotten whole because it reached its bound.
+    pub memo_resets: u64,
+    /// Live subscriptions.
+    pub subscriptions: usize,
+    /// Live watches.
+    pub watches: usize,
+    /// Live listeners and handlers.
+    pub listeners: usize,
+    /// Listener or handler failures reported to the error callback.
+    pub handler_failures: u64,
+    /// Signals dropped by async handlers whose queue was full.
+    pub handler_dropped: u64,
+    /// Per subscription: delivered, dropped and buffered.
+    pub subscribers: Vec<SubscriberStats>,
+}

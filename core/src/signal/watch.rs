@@ -1,0 +1,138 @@
+//! `Watch`: wake up on every change to the set of live signals matching a pattern.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::Notify;
+
+use crate::{Pattern, SignalSink};
+
+pub(crate) struct WatchShared {
+    pub(crate) pattern: Pattern,
+    version: AtomicU64,
+    notify: Notify,
+}
+
+impl WatchShared {
+    pub(crate) fn new(pattern: Pattern) -> Self {
+        Self {
+            pattern,
+            version: AtomicU64::new(0),
+            notify: Notify::new(),
+        }
+    }
+
+    /// Records one change and wakes every waiter.
+    pub(crate) fn bump(&self) {
+        // Release pairs with the Acquire load in `changed`: a waiter that sees the new version
+        // also sees the sink state that changed before it (it re-reads that under the lock
+        // anyway; the ordering only has to make the version itself visible).
+        self.version.fetch_add(1, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+}
+
+/// Notified on every change to the set of live signals matching a pattern: a raise, a hold,
+/// a retract, a clear, a release, an eviction or an expiry.
+///
+/// Create the watch *before* you evaluate the condition you wait on; then a change that lands
+/// between your evaluation and your `changed().await` is not missed. Expiries are noticed
+/// without polling: while waiting, the watch sleeps until the earliest expiry among its
+/// matches (on tokio's clock).
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use ephemeral::SignalSink;
+///
+/// let sink = SignalSink::default();
+/// let hold = sink.hold("backpressure.db")?;
+///
+/// let mut watch = sink.watch("backpressure.*");
+/// let waiter = tokio::spawn(async move {
+///     watch.wait_until_clear().await;
+/// });
+/// drop(hold);
+/// waiter.await?;
+/// # Ok(())
+/// # }
+/// ```
+#[must_use = "a watch does nothing unless awaited"]
+pub struct Watch {
+    pub(crate) shared: Arc<WatchShared>,
+    pub(crate) sink: SignalSink,
+    pub(crate) id: u64,
+    pub(crate) seen: u64,
+}
+
+impl Watch {
+    /// Waits for the next change to the live matches since the watch was created or
+    /// `changed` last returned.
+    pub async fn changed(&mut self) {
+        loop {
+            let notified = self.shared.notify.notified();
+            tokio::pin!(notified);
+            // Enabled before reading the version, so a bump in between still wakes us.
+            notified.as_mut().enable();
+            let version = self.shared.version.load(Ordering::Acquire);
+            if version != self.seen {
+                self.seen = version;
+                return;
+            }
+            let pattern = self.shared.pattern.as_str();
+            match self.sink.next_expiry(pattern) {
+                Some(at) => {
+                    tokio::select! {
+                        () = &mut notified => {}
+                        () = tokio::time::sleep_until(at) => self.sink.purge_now(),
+                    }
+                }
+                None => notified.await,
+            }
+        }
+    }
+
+    /// Whether any live signal matches now.
+    #[must_use]
+    pub fn has_match(&self) -> bool {
+        self.sink.has_signal(self.shared.pattern.as_str())
+    }
+
+    /// Returns once no live signal matches (at once if none does now).
+    pub async fn wait_until_clear(&mut self) {
+        while self.has_match() {
+            self.changed().await;
+        }
+    }
+
+    /// Returns once some live signal matches (at once if one does now).
+    pub async fn wait_for_match(&mut self) {
+        while !self.has_match() {
+            self.changed().await;
+        }
+    }
+
+    /// The pattern watched.
+    #[must_use]
+    pub fn pattern(&self) -> &Pattern {
+        &self.shared.pattern
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.sink.inner.unregister(self.id);
+    }
+}
+
+impl fmt::Debug for Watch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Watch")
+            .field("pattern", &self.shared.pattern)
+            .field("seen", &self.seen)
+            .finish()
+    }
+}
