@@ -434,6 +434,8 @@ impl SignalSink {
             held: state.holds.len(),
             holds_acquired: c.holds_acquired,
             holds_released: c.holds_released,
+            window_slots: state.window.len(),
+            expiry_entries: state.expiries.len(),
             interned_names: state.names.len(),
             idle_names: state.idle_names,
             names_reclaimed: c.names_reclaimed,

@@ -53,6 +53,12 @@ pub struct SinkStats {
     pub holds_acquired: u64,
     /// Holds released (dropped or released explicitly).
     pub holds_released: u64,
+    /// Slots in the window now, tombstones of removed signals included (at most
+    /// `2 × live + 64`: tombstones are compacted away).
+    pub window_slots: usize,
+    /// Entries in the expiry queue of signals with their own expiry (at most
+    /// `2 × capacity + 64`).
+    pub expiry_entries: usize,
     /// Distinct names interned now (live or kept idle for reuse).
     pub interned_names: usize,
     /// Interned names with no live signal now.
