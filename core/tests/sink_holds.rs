@@ -1,0 +1,122 @@
+//! Held conditions and watches.
+
+use std::time::Duration;
+
+use ephemeral::{RaiseError, Signal, SignalSink, SinkOptions};
+use futures::FutureExt;
+use tokio::time::advance;
+
+#[tokio::test(start_paused = true)]
+async fn a_hold_survives_eviction_and_age_until_its_guard_drops() {
+    let sink = SignalSink::new(
+        SinkOptions::default()
+            .capacity(100)
+            .max_age(Duration::from_secs(10)),
+    )
+    .unwrap();
+    let mut watch = sink.watch("circuit.*");
+    let hold = sink.hold("circuit.open").unwrap();
+    assert!(hold.signal().is_held());
+    watch
+        .changed()
+        .now_or_never()
+        .expect("the hold is a change");
+
+    for i in 0..5000 {
+        sink.raise(&format!("noise.{}", i % 10)).unwrap();
+    }
+    advance(Duration::from_secs(60)).await;
+    assert!(sink.has_signal("circuit.open"));
+    assert_eq!(sink.count("circuit.*"), 1);
+    assert_eq!(
+        sink.latest("circuit.*").unwrap().sequence(),
+        hold.signal().sequence()
+    );
+    assert!(
+        watch.changed().now_or_never().is_none(),
+        "noise does not touch circuit.*"
+    );
+
+    drop(hold);
+    watch
+        .changed()
+        .now_or_never()
+        .expect("the release is a change");
+    assert!(!sink.has_signal("circuit.*"));
+    let stats = sink.stats();
+    assert_eq!(stats.holds_acquired, 1);
+    assert_eq!(stats.holds_released, 1);
+    assert_eq!(stats.held, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn watch_reports_raise_retract_release_and_expiry() {
+    let sink = SignalSink::new(SinkOptions::default().max_age(Duration::from_secs(5))).unwrap();
+    let mut watch = sink.watch("job.*");
+    assert!(watch.changed().now_or_never().is_none(), "nothing yet");
+
+    sink.raise("job.a").unwrap();
+    watch.changed().now_or_never().expect("raise");
+    sink.retract("job.a");
+    watch.changed().now_or_never().expect("retract");
+    let held = sink.hold("job.held").unwrap();
+    watch.changed().now_or_never().expect("hold");
+    held.release();
+    watch.changed().now_or_never().expect("release");
+
+    // Expiry: the watch wakes by itself when the only match expires, with no raise at all.
+    sink.raise("job.b").unwrap();
+    watch.changed().now_or_never().expect("raise");
+    let waiter = tokio::spawn(async move {
+        watch.changed().await;
+        watch
+    });
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let watch = waiter.await.unwrap();
+    assert!(!watch.has_match());
+    assert!(!sink.has_signal("job.*"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn wait_until_clear_returns_when_the_last_condition_is_released() {
+    let sink = SignalSink::default();
+    let a = sink.hold("backpressure.db").unwrap();
+    let b = sink.hold("backpressure.cache").unwrap();
+    let mut watch = sink.watch("backpressure.*");
+    let waiter = tokio::spawn(async move { watch.wait_until_clear().await });
+    tokio::task::yield_now().await;
+    drop(a);
+    tokio::task::yield_now().await;
+    assert!(!waiter.is_finished());
+    drop(b);
+    waiter.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn holds_are_bounded_separately() {
+    let sink = SignalSink::new(SinkOptions::default().capacity(1).max_holds(2)).unwrap();
+    let _a = sink.hold("a").unwrap();
+    let _b = sink
+        .hold_with(Signal::build("b").unwrap().key("k"))
+        .unwrap();
+    assert_eq!(
+        sink.hold("c").unwrap_err(),
+        RaiseError::TooManyHolds { max: 2 }
+    );
+    sink.raise("x").unwrap();
+    sink.raise("y").unwrap();
+    assert_eq!(
+        sink.count("*"),
+        3,
+        "capacity 1 evicts raised signals, never holds"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_watch_unregisters_when_dropped() {
+    let sink = SignalSink::default();
+    let watch = sink.watch("*");
+    assert_eq!(sink.stats().watches, 1);
+    drop(watch);
+    assert_eq!(sink.stats().watches, 0);
+}

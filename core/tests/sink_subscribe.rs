@@ -1,0 +1,242 @@
+//! Subscriptions, listeners, handlers, forwarding and propagation guards.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ephemeral::{
+    Buffer, HandlerFailure, Lagged, PropagationError, RaiseError, Signal, SignalSink, SinkOptions,
+};
+use futures::StreamExt;
+
+#[tokio::test(start_paused = true)]
+async fn a_full_subscription_reports_lag_then_the_newest() {
+    let sink = SignalSink::new(SinkOptions::default().capacity(1000)).unwrap();
+    let mut sub = sink.subscribe_with("tick", Buffer::bounded(4).unwrap());
+    let mut last = Vec::new();
+    for _ in 0..100 {
+        last.push(sink.raise("tick").unwrap().sequence());
+    }
+    assert!(matches!(sub.recv().await, Some(Err(Lagged(96)))));
+    let mut got = Vec::new();
+    while let Some(item) = sub.try_recv() {
+        got.push(item.unwrap().sequence());
+    }
+    assert_eq!(got, last[96..].to_vec());
+    assert_eq!(sub.dropped(), 96);
+    assert_eq!(sink.stats().subscribers[0].dropped, 96);
+}
+
+#[tokio::test(start_paused = true)]
+async fn subscriptions_receive_in_order_and_end_with_the_sink() {
+    let sink = SignalSink::default();
+    let mut sub = sink.subscribe("a.*,b");
+    sink.raise("a.1").unwrap();
+    sink.raise("c").unwrap();
+    sink.raise("b").unwrap();
+    let hold = sink.hold("a.held").unwrap();
+    // A hold guard keeps the sink alive too; the stream ends when the last handle goes.
+    drop(sink);
+    assert!(matches!(sub.next().await, Some(Ok(s)) if s.name() == "a.1"));
+    drop(hold);
+    let names: Vec<String> = sub
+        .by_ref()
+        .map(|item| item.unwrap().name().to_string())
+        .collect()
+        .await;
+    assert_eq!(names, ["b", "a.held"]);
+    assert!(sub.next().await.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_a_subscription_unsubscribes() {
+    let sink = SignalSink::default();
+    let sub = sink.subscribe("*");
+    assert_eq!(sink.stats().subscriptions, 1);
+    drop(sub);
+    assert_eq!(sink.stats().subscriptions, 0);
+    sink.raise("after").unwrap();
+}
+
+#[test]
+fn a_listener_may_raise_again_from_its_callback() {
+    let sink = SignalSink::default();
+    let inner = sink.clone();
+    let _echo = sink.on_signal("ping", move |signal| {
+        inner
+            .raise_caused(Signal::build("pong").unwrap(), signal)
+            .unwrap();
+        assert!(inner.has_signal("pong"));
+    });
+    sink.raise("ping").unwrap();
+    let pong = sink.latest("pong").unwrap();
+    assert_eq!(pong.causes().len(), 1);
+    assert_eq!(pong.causes()[0], "ping");
+}
+
+#[test]
+fn a_panicking_listener_reaches_the_error_callback_and_others_keep_receiving() {
+    let failures: Arc<Mutex<Vec<HandlerFailure>>> = Arc::default();
+    let seen = failures.clone();
+    let sink = SignalSink::new(
+        SinkOptions::default().on_error(move |f| seen.lock().unwrap().push(f.clone())),
+    )
+    .unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    let _bad = sink.on_signal("job.*", |_| panic!("listener exploded"));
+    let _good = sink.on_signal("job.*", move |_| {
+        c.fetch_add(1, Ordering::Relaxed);
+    });
+    for _ in 0..3 {
+        sink.raise("job.done").unwrap();
+    }
+    assert_eq!(count.load(Ordering::Relaxed), 3);
+    let failures = failures.lock().unwrap();
+    assert_eq!(failures.len(), 3);
+    assert!(failures[0].panicked);
+    assert_eq!(failures[0].message, "listener exploded");
+    assert_eq!(failures[0].signal, "job.done");
+    assert_eq!(sink.stats().handler_failures, 3);
+}
+
+#[tokio::test]
+async fn a_panicking_async_handler_is_reported_and_the_others_keep_receiving() {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<HandlerFailure>();
+    let sink = SignalSink::new(SinkOptions::default().on_error(move |f| {
+        let _ = tx.send(f.clone());
+    }))
+    .unwrap();
+    let _bad = sink
+        .on_signal_async(
+            "job.*",
+            Buffer::bounded(16).unwrap(),
+            2,
+            |s: Signal| async move {
+                if s.name() == "job.boom" {
+                    panic!("handler exploded");
+                }
+                Err::<(), String>(format!("failed on {}", s.name()))
+            },
+        )
+        .unwrap();
+    let (ok_tx, mut ok_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let _good = sink
+        .on_signal_async(
+            "job.*",
+            Buffer::bounded(16).unwrap(),
+            1,
+            move |s: Signal| {
+                let ok_tx = ok_tx.clone();
+                async move {
+                    ok_tx.send(s.name().to_string()).unwrap();
+                    Ok::<(), String>(())
+                }
+            },
+        )
+        .unwrap();
+    sink.raise("job.boom").unwrap();
+    sink.raise("job.fail").unwrap();
+    let mut reports = vec![rx.recv().await.unwrap(), rx.recv().await.unwrap()];
+    reports.sort_by(|a, b| a.signal.cmp(&b.signal));
+    assert!(reports[0].panicked && reports[0].message == "handler exploded");
+    assert!(!reports[1].panicked && reports[1].message == "failed on job.fail");
+    assert_eq!(ok_rx.recv().await.unwrap(), "job.boom");
+    assert_eq!(ok_rx.recv().await.unwrap(), "job.fail");
+}
+
+#[test]
+fn async_handlers_need_a_runtime() {
+    let sink = SignalSink::default();
+    let err = sink
+        .on_signal_async("*", Buffer::default(), 1, |_s: Signal| async {
+            Ok::<(), String>(())
+        })
+        .unwrap_err();
+    assert_eq!(err, ephemeral::HandlerError::NoRuntime);
+}
+
+#[test]
+fn forwarding_pairs_and_rings_never_loop() {
+    let a = SignalSink::default();
+    let b = SignalSink::default();
+    let c = SignalSink::default();
+    let _ab = a.forward_to(&b, "*");
+    let _ba = b.forward_to(&a, "*");
+    a.raise("pair").unwrap();
+    assert_eq!((a.count("pair"), b.count("pair")), (1, 1));
+
+    let _bc = b.forward_to(&c, "*");
+    let _ca = c.forward_to(&a, "*");
+    c.raise("ring").unwrap();
+    assert_eq!(
+        (a.count("ring"), b.count("ring"), c.count("ring")),
+        (1, 1, 1)
+    );
+    // Leaf signals stay where they are raised.
+    a.raise_with(Signal::build("local").unwrap().leaf())
+        .unwrap();
+    assert_eq!((a.count("local"), b.count("local")), (1, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn forwarding_keeps_the_remaining_time_to_live() {
+    let a = SignalSink::default();
+    let b = SignalSink::default();
+    let _ab = a.forward_to(&b, "error.*");
+    a.raise_with(
+        Signal::build("error.x")
+            .unwrap()
+            .expires_in(Duration::from_secs(3)),
+    )
+    .unwrap();
+    tokio::time::advance(Duration::from_secs(3)).await;
+    assert!(!b.has_signal("error.x"));
+}
+
+#[test]
+fn propagation_guards_refuse_loops() {
+    let sink = SignalSink::default();
+    let mut cause = sink.raise("step.0").unwrap();
+    for depth in 1..=10 {
+        cause = sink
+            .raise_caused(Signal::build(&format!("step.{depth}")).unwrap(), &cause)
+            .unwrap();
+    }
+    assert_eq!(cause.depth(), 10);
+    let err = sink
+        .raise_caused(Signal::build("step.11").unwrap(), &cause)
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        RaiseError::Propagation(PropagationError::TooDeep {
+            depth: 11,
+            max: 10,
+            ..
+        })
+    ));
+    let err = sink
+        .raise_caused(Signal::build("step.3").unwrap(), &cause)
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        RaiseError::Propagation(PropagationError::Cycle { .. })
+    ));
+
+    let terminal = sink
+        .raise_with(Signal::build("done").unwrap().terminal())
+        .unwrap();
+    assert!(matches!(
+        sink.raise_caused(Signal::build("after").unwrap(), &terminal),
+        Err(RaiseError::Propagation(
+            PropagationError::AfterTerminal { .. }
+        ))
+    ));
+    let leaf = sink
+        .raise_with(Signal::build("leaf").unwrap().leaf())
+        .unwrap();
+    assert!(matches!(
+        sink.raise_caused(Signal::build("after").unwrap(), &leaf),
+        Err(RaiseError::Propagation(PropagationError::FromLeaf { .. }))
+    ));
+}

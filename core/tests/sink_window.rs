@@ -1,0 +1,353 @@
+//! The sink's window: capacity, age, queries, removal, bounds of the internal tables.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ephemeral::{
+    NameError, OperationId, RaiseError, Signal, SignalSink, SinkConfigError, SinkOptions,
+};
+use tokio::time::{Instant, advance};
+
+fn sink(capacity: usize, max_age_secs: u64) -> SignalSink {
+    SignalSink::new(
+        SinkOptions::default()
+            .capacity(capacity)
+            .max_age(Duration::from_secs(max_age_secs)),
+    )
+    .expect("valid options")
+}
+
+#[tokio::test(start_paused = true)]
+async fn capacity_keeps_exactly_the_newest() {
+    let sink = sink(10, 60);
+    for i in 0..100 {
+        sink.raise(&format!("job.{i}")).unwrap();
+    }
+    let live = sink.sense("job.*");
+    let names: Vec<String> = live.iter().map(|s| s.name().to_string()).collect();
+    let expected: Vec<String> = (90..100).map(|i| format!("job.{i}")).collect();
+    assert_eq!(names, expected);
+    assert_eq!(sink.count("*"), 10);
+    let stats = sink.stats();
+    assert_eq!(stats.evicted, 90);
+    assert_eq!(stats.live, 10);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_signal_is_invisible_the_instant_it_expires() {
+    let sink = sink(100, 10);
+    let start = Instant::now();
+    sink.raise("error.db").unwrap();
+    sink.raise_with(
+        Signal::build("error.short")
+            .unwrap()
+            .expires_in(Duration::from_secs(2)),
+    )
+    .unwrap();
+
+    advance(Duration::from_millis(1999)).await;
+    assert!(sink.has_signal("error.short"));
+    advance(Duration::from_millis(1)).await;
+    assert!(!sink.has_signal("error.short"));
+    assert_eq!(sink.count("error.*"), 1);
+    assert_eq!(sink.sense("error.*").len(), 1);
+    assert_eq!(sink.latest("error.*").unwrap().name(), "error.db");
+
+    advance(Duration::from_millis(7999)).await;
+    assert!(sink.has_signal("error.db"));
+    assert_eq!(sink.count_since("error.*", start), 1);
+    advance(Duration::from_millis(1)).await;
+    assert!(!sink.has_signal("error.db"));
+    assert!(!sink.has_signal("error.*"));
+    assert_eq!(sink.count("*"), 0);
+    assert!(sink.latest("*").is_none());
+    assert!(sink.sense("*").is_empty());
+    assert_eq!(sink.count_since("*", start), 0);
+    let stats = sink.stats();
+    assert_eq!(stats.expired, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expiry_longer_than_the_max_age_is_clamped() {
+    let sink = sink(100, 5);
+    let s = sink
+        .raise_with(
+            Signal::build("a")
+                .unwrap()
+                .expires_in(Duration::from_secs(3600)),
+        )
+        .unwrap();
+    assert_eq!(s.expires_at(), None);
+    advance(Duration::from_secs(5)).await;
+    assert!(!sink.has_signal("a"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn queries_answer_exact_names_and_patterns() {
+    let sink = SignalSink::default();
+    let a = sink.raise("error.db.timeout").unwrap();
+    advance(Duration::from_secs(1)).await;
+    let since = Instant::now();
+    let b = sink.raise("error.http").unwrap();
+    let c = sink.raise("news.sports.eu").unwrap();
+    assert!(a.sequence() < b.sequence() && b.sequence() < c.sequence());
+    assert_eq!(sink.sequence(), c.sequence());
+
+    assert!(sink.has_signal("error.db.timeout"));
+    assert!(!sink.has_signal("error.db"));
+    assert_eq!(sink.count("error.*"), 2);
+    assert_eq!(sink.count("error.*,news.*"), 3);
+    assert_eq!(sink.count("news.+"), 0);
+    assert_eq!(sink.count("news.+.eu"), 1);
+    assert_eq!(sink.count("error.?ttp"), 1);
+    assert_eq!(sink.count_since("error.*", since), 1);
+    assert_eq!(
+        sink.latest("error.*").map(|s| s.sequence()),
+        Some(b.sequence())
+    );
+    let sensed: Vec<u64> = sink.sense("*").iter().map(Signal::sequence).collect();
+    assert_eq!(sensed, vec![a.sequence(), b.sequence(), c.sequence()]);
+    // Bad names are simply never live: every string is a valid pattern.
+    assert!(!sink.has_signal("has space"));
+    assert!(!sink.has_signal(""));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_name_shows_up_in_memoised_patterns() {
+    let sink = SignalSink::default();
+    sink.raise("error.a").unwrap();
+    assert_eq!(sink.count("error.*"), 1);
+    sink.raise("error.b").unwrap();
+    assert_eq!(sink.count("error.*"), 2);
+    sink.raise("error.b").unwrap();
+    assert_eq!(sink.count("error.*"), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn signals_of_an_operation_and_retract() {
+    let sink = SignalSink::default();
+    let op = OperationId::from_raw(7);
+    sink.raise_with(Signal::build("step.one").unwrap().operation(op))
+        .unwrap();
+    sink.raise_with(Signal::build("step.two").unwrap().operation(op).key("k"))
+        .unwrap();
+    sink.raise("step.one").unwrap();
+    let mine: Vec<String> = sink
+        .signals_of(op)
+        .iter()
+        .map(|s| s.name().to_string())
+        .collect();
+    assert_eq!(mine, ["step.one", "step.two"]);
+
+    assert_eq!(sink.retract_key("step.two", "other"), 0);
+    assert_eq!(sink.retract_key("step.two", "k"), 1);
+    assert_eq!(sink.retract_operation(op), 1);
+    assert!(sink.signals_of(op).is_empty());
+    assert_eq!(sink.count("step.one"), 1);
+    assert_eq!(sink.retract("step.one"), 1);
+    assert!(sink.is_empty());
+    // Retracting raises nothing.
+    assert!(!sink.has_signal("sink.cleared"));
+    assert_eq!(sink.stats().retracted, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn clear_reports_its_count_with_a_leaf_signal() {
+    let sink = SignalSink::default();
+    assert_eq!(sink.clear(), 0);
+    assert!(!sink.has_signal("sink.cleared"));
+    for name in ["a.1", "a.2", "b.1"] {
+        sink.raise(name).unwrap();
+    }
+    let _held = sink.hold("a.held").unwrap();
+    assert_eq!(sink.clear_matching("a.*"), 2);
+    let cleared = sink.latest("sink.cleared").expect("cleared signal");
+    assert!(cleared.is_leaf());
+    assert_eq!(
+        cleared.header("count").map(ToString::to_string),
+        Some("2".into())
+    );
+    assert_eq!(sink.count("a.*"), 1, "holds survive clear");
+    assert_eq!(sink.clear(), 2, "b.1 and the first sink.cleared");
+    assert_eq!(sink.count("sink.cleared"), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retract_in_the_middle_keeps_the_window_compact() {
+    let sink = sink(100, 60);
+    sink.raise("keep").unwrap();
+    for _ in 0..10_000 {
+        sink.raise("churn").unwrap();
+        assert_eq!(sink.retract("churn"), 1);
+    }
+    assert_eq!(sink.count("*"), 1);
+    let stats = sink.stats();
+    assert_eq!(stats.live, 1);
+    assert_eq!(stats.retracted, 10_000);
+    assert!(stats.window_slots <= 2 * stats.live + 64, "{stats:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_expiry_queue_stays_bounded_when_short_lived_signals_are_evicted() {
+    let sink = sink(10, 60);
+    for _ in 0..10_000 {
+        sink.raise_with(
+            Signal::build("short")
+                .unwrap()
+                .expires_in(Duration::from_secs(30)),
+        )
+        .unwrap();
+    }
+    let stats = sink.stats();
+    assert_eq!(stats.live, 10);
+    assert!(stats.expiry_entries <= 2 * 10 + 64, "{stats:?}");
+    advance(Duration::from_secs(30)).await;
+    assert_eq!(sink.count("short"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_off_names_are_reclaimed_and_the_memo_stays_bounded() {
+    let sink = SignalSink::new(
+        SinkOptions::default()
+            .capacity(1000)
+            .max_age(Duration::from_secs(1))
+            .max_idle_names(256)
+            .max_patterns(64),
+    )
+    .unwrap();
+    for i in 0..100_000u32 {
+        sink.raise(&format!("one.off.{i}")).unwrap();
+        if i % 1000 == 0 {
+            advance(Duration::from_secs(1)).await;
+            let _ = sink.count(&format!("one.off.{i}*"));
+        }
+    }
+    advance(Duration::from_secs(1)).await;
+    let stats = sink.stats();
+    assert_eq!(stats.live, 0);
+    assert!(
+        stats.interned_names <= 256,
+        "interner holds {} names",
+        stats.interned_names
+    );
+    assert!(stats.names_reclaimed >= 99_000, "{stats:?}");
+    assert!(
+        stats.memo_entries <= 64,
+        "memo holds {}",
+        stats.memo_entries
+    );
+
+    for i in 0..1000 {
+        let _ = sink.has_signal(&format!("pattern.{i}.*"));
+    }
+    assert!(sink.stats().memo_entries <= 64);
+    assert!(sink.stats().memo_resets > 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn capacity_and_age_change_at_run_time() {
+    let sink = sink(100, 60);
+    for i in 0..50 {
+        sink.raise(&format!("x.{i}")).unwrap();
+    }
+    sink.set_capacity(5).unwrap();
+    assert_eq!(sink.count("x.*"), 5);
+    assert_eq!(sink.latest("x.*").unwrap().name(), "x.49");
+    advance(Duration::from_secs(10)).await;
+    sink.set_max_age(Duration::from_secs(5)).unwrap();
+    assert_eq!(sink.count("x.*"), 0);
+    assert_eq!(
+        sink.set_capacity(0),
+        Err(SinkConfigError::Zero { option: "capacity" })
+    );
+    assert_eq!(
+        sink.set_max_age(Duration::ZERO),
+        Err(SinkConfigError::ZeroAge)
+    );
+}
+
+#[test]
+fn bad_configuration_and_input_are_typed_errors() {
+    assert_eq!(
+        SignalSink::new(SinkOptions::default().capacity(0)).err(),
+        Some(SinkConfigError::Zero { option: "capacity" })
+    );
+    assert_eq!(
+        SignalSink::new(SinkOptions::default().max_age(Duration::ZERO)).err(),
+        Some(SinkConfigError::ZeroAge)
+    );
+    assert!(matches!(
+        SignalSink::new(SinkOptions::default().max_age(Duration::MAX)),
+        Err(SinkConfigError::AgeTooLong { .. })
+    ));
+    let sink = SignalSink::new(SinkOptions::default().max_payload(4).max_headers(1)).unwrap();
+    assert_eq!(
+        sink.raise("error.*").unwrap_err(),
+        RaiseError::Name(NameError::Wildcard { ch: '*', at: 6 })
+    );
+    assert!(matches!(
+        sink.raise(""),
+        Err(RaiseError::Name(NameError::Empty))
+    ));
+    let big = Signal::build("a").unwrap().payload(vec![0u8; 5]);
+    assert_eq!(
+        sink.raise_with(big).unwrap_err(),
+        RaiseError::PayloadTooLarge { len: 5, max: 4 }
+    );
+    let headers = Signal::build("a").unwrap().header("x", 1).header("y", 2);
+    assert_eq!(
+        sink.raise_with(headers).unwrap_err(),
+        RaiseError::TooManyHeaders { count: 2, max: 1 }
+    );
+    // Works outside any runtime.
+    sink.raise("outside.runtime").unwrap();
+    assert!(sink.has_signal("outside.*"));
+}
+
+#[test]
+fn two_threads_raising_and_two_querying_leave_stats_that_add_up() {
+    let sink = SignalSink::new(SinkOptions::default().capacity(500)).unwrap();
+    let _sub = sink.subscribe("t0.*");
+    let mut threads = Vec::new();
+    for t in 0..2 {
+        let sink = sink.clone();
+        threads.push(std::thread::spawn(move || {
+            for i in 0..5000 {
+                sink.raise(&format!("t{t}.n{}", i % 50)).unwrap();
+                if i % 7 == 0 {
+                    sink.retract(&format!("t{t}.n{}", i % 50));
+                }
+            }
+        }));
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for _ in 0..2 {
+        let sink = sink.clone();
+        let stop = stop.clone();
+        threads.push(std::thread::spawn(move || {
+            let mut iterations = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || iterations < 1000 {
+                assert!(sink.count("t*") <= 500);
+                let _ = sink.has_signal("t1.*");
+                let _ = sink.latest("t0.n1?");
+                iterations += 1;
+            }
+        }));
+    }
+    for t in threads.drain(..2) {
+        t.join().unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let s = sink.stats();
+    assert_eq!(s.raised, 10_000);
+    assert_eq!(
+        s.raised,
+        s.live as u64 + s.expired + s.evicted + s.retracted + s.cleared,
+        "{s:?}"
+    );
+    assert!(s.live <= 500);
+    assert_eq!(s.live, sink.count("*"));
+}
