@@ -137,7 +137,15 @@ fn the_reference_agrees_on_the_documented_examples() {
         ("*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", false),
     ];
     for (pattern, name, expected) in cases {
-        assert_eq!(reference_matches(pattern, name), expected, "reference: {pattern} on {name}");
-        assert_eq!(Pattern::new(pattern).matches(name), expected, "pattern: {pattern} on {name}");
+        assert_eq!(
+            reference_matches(pattern, name),
+            expected,
+            "reference: {pattern} on {name}"
+        );
+        assert_eq!(
+            Pattern::new(pattern).matches(name),
+            expected,
+            "pattern: {pattern} on {name}"
+        );
     }
 }

@@ -137,7 +137,7 @@ async fn a_panicking_async_handler_is_reported_and_the_others_keep_receiving() {
         .unwrap();
     sink.raise("job.boom").unwrap();
     sink.raise("job.fail").unwrap();
-    let mut reports = vec![rx.recv().await.unwrap(), rx.recv().await.unwrap()];
+    let mut reports = [rx.recv().await.unwrap(), rx.recv().await.unwrap()];
     reports.sort_by(|a, b| a.signal.cmp(&b.signal));
     assert!(reports[0].panicked && reports[0].message == "handler exploded");
     assert!(!reports[1].panicked && reports[1].message == "failed on job.fail");
