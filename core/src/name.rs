@@ -100,7 +100,11 @@ pub fn validate(s: &str) -> Result<(), NameError> {
             max: MAX_NAME_LEN,
         });
     }
-    // Fast path: printable ASCII only, which is nearly every real name.
+    // Fast path: printable ASCII with no wildcard and no `+`, which is nearly every real name.
+    // Anything else takes the full check below, which says which rule was broken.
+    if s.bytes().all(|b| plain_byte(b) && b != b'+') {
+        return Ok(());
+    }
     let mut segment_start = 0;
     for (at, ch) in s.char_indices() {
         match ch {
@@ -120,6 +124,11 @@ pub fn validate(s: &str) -> Result<(), NameError> {
         return Err(NameError::PlusSegment { at: segment_start });
     }
     Ok(())
+}
+
+/// A printable ASCII byte that is not a space or a wildcard (`*`, `?`, `,`).
+const fn plain_byte(b: u8) -> bool {
+    b > b' ' && b < 0x7f && b != b'*' && b != b'?' && b != b','
 }
 
 impl Name {

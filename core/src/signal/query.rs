@@ -229,10 +229,7 @@ impl State {
     }
 }
 
-fn matching(
-    names: &std::collections::HashMap<Arc<str>, NameEntry>,
-    pattern: &Pattern,
-) -> Vec<Arc<str>> {
+fn matching(names: &hashbrown::HashMap<Arc<str>, NameEntry>, pattern: &Pattern) -> Vec<Arc<str>> {
     names
         .keys()
         .filter(|name| pattern.matches(name))

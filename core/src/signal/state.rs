@@ -12,7 +12,10 @@
 //! * the expiry heap has at most `2 × capacity + 64` entries (rebuilt from the window beyond).
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+
+use hashbrown::HashMap;
+use hashbrown::hash_map::EntryRef;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -112,32 +115,6 @@ impl State {
         }
     }
 
-    /// Interns `name` (allocating only for a name not seen before, or reclaimed since).
-    fn entry(&mut self, name: &str, known: Option<&Name>) -> &mut NameEntry {
-        if !self.names.contains_key(name) {
-            let name = known.cloned().unwrap_or_else(|| {
-                // The caller validated `name` before taking the lock.
-                Name::from_validated(Arc::from(name))
-            });
-            self.names.insert(
-                name.as_arc().clone(),
-                NameEntry {
-                    name,
-                    seqs: VecDeque::new(),
-                    held: Vec::new(),
-                    route: Route::default(),
-                },
-            );
-            // A new name enters no memoised result until they are recomputed.
-            self.generation += 1;
-            // It is counted idle until something makes it live, just below.
-            self.idle_names += 1;
-        }
-        self.names
-            .get_mut(name)
-            .expect("the name was interned just above")
-    }
-
     fn next_stamp(&mut self, now: Instant) -> (u64, Instant) {
         self.seq += 1;
         // Timestamps never go backwards, so "later sequence" implies "not earlier timestamp"
@@ -162,7 +139,13 @@ impl State {
             .filter(|ttl| *ttl < self.max_age)
             .and_then(|ttl| timestamp.checked_add(ttl));
         let max_idle = self.max_idle_names;
-        let entry = self.entry(name, known);
+        let entry = intern(
+            &mut self.names,
+            &mut self.generation,
+            &mut self.idle_names,
+            name,
+            known,
+        );
         let signal = Signal {
             name: entry.name.clone(),
             key: extras.key,
@@ -181,7 +164,7 @@ impl State {
         if was_idle {
             self.idle_names -= 1;
         }
-        let route = self.route_and_deliver(name, &signal);
+        let route = deliver(&self.registry, &mut entry.route, name, &signal);
         self.window.push_back(Slot {
             seq: sequence,
             signal: Some(signal.clone()),
@@ -218,7 +201,13 @@ impl State {
         self.purge(now);
         let (sequence, timestamp) = self.next_stamp(now);
         extras.flags.held = true;
-        let entry = self.entry(name, known);
+        let entry = intern(
+            &mut self.names,
+            &mut self.generation,
+            &mut self.idle_names,
+            name,
+            known,
+        );
         let signal = Signal {
             name: entry.name.clone(),
             key: extras.key,
@@ -237,7 +226,7 @@ impl State {
         if was_idle {
             self.idle_names -= 1;
         }
-        let route = self.route_and_deliver(name, &signal);
+        let route = deliver(&self.registry, &mut entry.route, name, &signal);
         self.holds.insert(sequence, signal.clone());
         self.counters.holds_acquired += 1;
         Some((signal, route))
@@ -259,22 +248,6 @@ impl State {
         self.counters.holds_released += 1;
         self.tidy(self.max_idle_names);
         true
-    }
-
-    /// Delivers to subscriptions and watches under the lock (so every subscription sees
-    /// signals in sequence order) and returns the route for listeners, which run after the
-    /// lock is released.
-    fn route_and_deliver(&mut self, name: &str, signal: &Signal) -> Option<Arc<[Target]>> {
-        let entry = self.names.get_mut(name)?;
-        let route = self.registry.route(&mut entry.route, name)?;
-        for target in route.iter() {
-            match target {
-                Target::Subscriber(sub) => sub.push(signal.clone()),
-                Target::Watcher(watch) => watch.bump(),
-                Target::Listener(_) => {}
-            }
-        }
-        Some(route)
     }
 
     /// Removes every signal whose time is up, as of `now`.
@@ -426,6 +399,59 @@ impl State {
         self.tidy(self.max_idle_names);
         removed
     }
+}
+
+/// Interns `name` with one hash lookup, allocating only for a name not seen before (or
+/// reclaimed since).
+fn intern<'a>(
+    names: &'a mut HashMap<Arc<str>, NameEntry>,
+    generation: &mut u64,
+    idle_names: &mut usize,
+    name: &str,
+    known: Option<&Name>,
+) -> &'a mut NameEntry {
+    match names.entry_ref(name) {
+        EntryRef::Occupied(entry) => entry.into_mut(),
+        EntryRef::Vacant(vacant) => {
+            // The caller validated `name` before taking the lock.
+            let name = known
+                .cloned()
+                .unwrap_or_else(|| Name::from_validated(Arc::from(name)));
+            // A new name enters no memoised result until they are recomputed.
+            *generation += 1;
+            // It is counted idle until something makes it live.
+            *idle_names += 1;
+            vacant.insert_with_key(
+                name.as_arc().clone(),
+                NameEntry {
+                    name,
+                    seqs: VecDeque::new(),
+                    held: Vec::new(),
+                    route: Route::default(),
+                },
+            )
+        }
+    }
+}
+
+/// Delivers to subscriptions and watches under the lock (so every subscription sees signals
+/// in sequence order) and returns the route for listeners, which run after the lock is
+/// released.
+fn deliver(
+    registry: &Registry,
+    route: &mut Route,
+    name: &str,
+    signal: &Signal,
+) -> Option<Arc<[Target]>> {
+    let route = registry.route(route, name)?;
+    for target in route.iter() {
+        match target {
+            Target::Subscriber(sub) => sub.push(signal.clone()),
+            Target::Watcher(watch) => watch.bump(),
+            Target::Listener(_) => {}
+        }
+    }
+    Some(route)
 }
 
 fn notify_watchers(registry: &Registry, route: &mut Route, name: &str) {
