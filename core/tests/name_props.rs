@@ -1,19 +1,14 @@
 //! The naming rule against a plain reading of DESIGN.md's rule, on random strings that mix
 //! ASCII, wildcards, dots, `+`, whitespace, control and multi-byte characters.
 
-use ephemeral::{MAX_NAME_LEN, Name, validate_name};
+use ephemeral::{Name, validate_name};
 use proptest::prelude::*;
 
-/// Non-empty, at most 255 bytes, no whitespace or control characters, none of `* ? ,`, and no
-/// segment that is exactly `+`.
-fn reference(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= MAX_NAME_LEN
-        && !s
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '*' | '?' | ','))
-        && !s.split('.').any(|segment| segment == "+")
-}
+#[path = "support/fuzz_checks.rs"]
+#[allow(dead_code)]
+mod checks;
+
+use checks::name_rule as reference;
 
 fn text() -> impl Strategy<Value = String> {
     let chars = prop::sample::select(vec![

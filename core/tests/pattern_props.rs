@@ -7,43 +7,11 @@
 
 use ephemeral::Pattern;
 use proptest::prelude::*;
-use regex::Regex;
+#[path = "support/fuzz_checks.rs"]
+#[allow(dead_code)]
+mod checks;
 
-/// The reference: DESIGN.md's pattern language, written as a regex.
-///
-/// Alternatives are split on `,` and trimmed; an empty alternative matches nothing. Inside an
-/// alternative, a segment that is exactly `+` is one segment (`[^.]*`), `*` is any run
-/// (dots included), `?` is one character, everything else is literal.
-fn reference(pattern: &str) -> Option<Regex> {
-    let alternatives: Vec<String> = pattern
-        .split(',')
-        .map(str::trim)
-        .filter(|alt| !alt.is_empty())
-        .map(|alt| {
-            alt.split('.')
-                .map(|segment| {
-                    if segment == "+" {
-                        return "[^.]*".to_owned();
-                    }
-                    segment
-                        .chars()
-                        .map(|ch| match ch {
-                            '*' => ".*".to_owned(),
-                            '?' => ".".to_owned(),
-                            c => regex::escape(&c.to_string()),
-                        })
-                        .collect()
-                })
-                .collect::<Vec<String>>()
-                .join(r"\.")
-        })
-        .collect();
-    if alternatives.is_empty() {
-        return None;
-    }
-    let source = format!("(?s)^(?:{})$", alternatives.join("|"));
-    Some(Regex::new(&source).expect("the reference translation is always a valid regex"))
-}
+use checks::reference;
 
 fn reference_matches(pattern: &str, name: &str) -> bool {
     reference(pattern).is_some_and(|re| re.is_match(name))
