@@ -60,6 +60,7 @@ mod lag;
 mod name;
 mod pattern;
 pub mod signal;
+mod sync;
 
 pub use id::OperationId;
 pub use lag::{Buffer, Lagged, Overflow, ZeroBuffer};
