@@ -5,6 +5,8 @@
 //! `/proc/self/status`), or `unavailable <reason>`. A fresh process keeps the other
 //! measurements' allocations out of the peak.
 //!
+//! The same flag runs [`CHILD_RAISE_LOOP`], ours alone, for profiling.
+//!
 //! Our workload is [`ours_rss_workload`], which returns `None` until the coordinators are on
 //! main.
 
@@ -18,6 +20,9 @@ use crate::report::Measurement;
 pub const CHILD_COORDINATOR: &str = "rss-coordinator";
 /// A child workload that touches 64 MiB and reports: proves the machinery works.
 pub const CHILD_PROBE: &str = "rss-probe";
+/// A child workload that only raises on a sink, for a profiler (`perf record compare --child
+/// raise-loop`): no baseline in the same process to blur the profile.
+pub const CHILD_RAISE_LOOP: &str = "raise-loop";
 /// The memory [`CHILD_PROBE`] touches.
 pub const PROBE_BYTES: usize = 64 << 20;
 
@@ -82,8 +87,14 @@ pub fn child_main(workload: &str, quick: bool) -> i32 {
             }
             0
         }
+        CHILD_RAISE_LOOP => {
+            super::sink::raise_loop(if quick { 2_000_000 } else { 20_000_000 });
+            0
+        }
         other => {
-            eprintln!("unknown child workload {other:?}: use {CHILD_PROBE} or {CHILD_COORDINATOR}");
+            eprintln!(
+                "unknown child workload {other:?}: use {CHILD_PROBE}, {CHILD_COORDINATOR} or {CHILD_RAISE_LOOP}"
+            );
             2
         }
     }

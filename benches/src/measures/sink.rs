@@ -62,6 +62,18 @@ pub fn raise_1t(cfg: &Config) -> Measurement {
     )
 }
 
+/// Raises `n` times over [`NAMES`] names on a default-capacity sink and prints the rate: ours
+/// alone, for a profiler.
+pub fn raise_loop(n: usize) {
+    let names = names();
+    let sink = sink(1000);
+    let start = Instant::now();
+    for i in 0..n {
+        let _ = black_box(sink.raise(&names[i % NAMES]));
+    }
+    println!("raise-loop {:.0} ops/s", per_second(n, start.elapsed()));
+}
+
 /// `raise` from two OS threads on one sink versus the same baseline from two threads; total
 /// operations per second.
 pub fn raise_2t(cfg: &Config) -> Measurement {
