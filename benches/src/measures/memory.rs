@@ -5,7 +5,7 @@
 //! `/proc/self/status`), or `unavailable <reason>`. A fresh process keeps the other
 //! measurements' allocations out of the peak.
 //!
-//! The same flag runs [`CHILD_RAISE_LOOP`], ours alone, for profiling.
+//! The same flag runs [`CHILD_RAISE_LOOP`] and [`CHILD_FANOUT_LOOP`], ours alone, for profiling.
 //!
 //! Our workload is [`ours_rss_workload`], which returns `None` until the coordinators are on
 //! main.
@@ -23,6 +23,8 @@ pub const CHILD_PROBE: &str = "rss-probe";
 /// A child workload that only raises on a sink, for a profiler (`perf record compare --child
 /// raise-loop`): no baseline in the same process to blur the profile.
 pub const CHILD_RAISE_LOOP: &str = "raise-loop";
+/// A child workload that only runs our 4-subscriber fan-out, for a profiler.
+pub const CHILD_FANOUT_LOOP: &str = "fanout-loop";
 /// The memory [`CHILD_PROBE`] touches.
 pub const PROBE_BYTES: usize = 64 << 20;
 
@@ -91,9 +93,13 @@ pub fn child_main(workload: &str, quick: bool) -> i32 {
             super::sink::raise_loop(if quick { 2_000_000 } else { 20_000_000 });
             0
         }
+        CHILD_FANOUT_LOOP => {
+            super::sink::fanout_loop(if quick { 200_000 } else { 2_000_000 });
+            0
+        }
         other => {
             eprintln!(
-                "unknown child workload {other:?}: use {CHILD_PROBE}, {CHILD_COORDINATOR} or {CHILD_RAISE_LOOP}"
+                "unknown child workload {other:?}: use {CHILD_PROBE}, {CHILD_COORDINATOR}, {CHILD_RAISE_LOOP} or {CHILD_FANOUT_LOOP}"
             );
             2
         }

@@ -221,6 +221,26 @@ pub(crate) fn broadcast_turn(rt: &tokio::runtime::Runtime, messages: u64) -> (f6
     (per_second(messages as usize, out.elapsed), lost)
 }
 
+/// One turn of our side of the fan-out: messages per second and how many were lost.
+fn sink_fanout_turn(rt: &tokio::runtime::Runtime, messages: u64) -> (f64, u64) {
+    let sink = sink(1000);
+    let subs: Vec<_> = (0..FANOUT_RECEIVERS)
+        .map(|_| sink.subscribe_with("bench.*", Buffer::bounded(FANOUT_BUFFER).expect("not zero")))
+        .collect();
+    let out = rt.block_on(fanout::run(subs, messages, FANOUT_BATCH, async || {
+        let _ = sink.raise("bench.fanout");
+    }));
+    let lost = out.lagged + (messages * FANOUT_RECEIVERS as u64 - out.delivered - out.lagged);
+    (per_second(messages as usize, out.elapsed), lost)
+}
+
+/// Runs our fan-out of `messages` messages once and prints the rate: ours alone, for a
+/// profiler.
+pub fn fanout_loop(messages: u64) {
+    let (rate, lost) = sink_fanout_turn(&runtime(), messages);
+    println!("fanout-loop {rate:.0} msg/s, {lost} lost");
+}
+
 /// Sink subscription fan-out to 4 subscribers with zero lag, versus `tokio::sync::broadcast`
 /// with the same payload, both lossless by the same batching harness; messages per second.
 pub fn fanout4_vs_broadcast(cfg: &Config) -> Measurement {
@@ -230,21 +250,9 @@ pub fn fanout4_vs_broadcast(cfg: &Config) -> Measurement {
     let turns = alternate(
         cfg.turns(),
         || {
-            let sink = sink(1000);
-            let subs: Vec<_> = (0..FANOUT_RECEIVERS)
-                .map(|_| {
-                    sink.subscribe_with(
-                        "bench.*",
-                        Buffer::bounded(FANOUT_BUFFER).expect("not zero"),
-                    )
-                })
-                .collect();
-            let out = rt.block_on(fanout::run(subs, messages, FANOUT_BATCH, async || {
-                let _ = sink.raise("bench.fanout");
-            }));
-            lost.0 +=
-                out.lagged + (messages * FANOUT_RECEIVERS as u64 - out.delivered - out.lagged);
-            Some(per_second(messages as usize, out.elapsed))
+            let (rate, l) = sink_fanout_turn(&rt, messages);
+            lost.0 += l;
+            Some(rate)
         },
         || {
             let (rate, l) = broadcast_turn(&rt, messages);
