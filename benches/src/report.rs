@@ -5,6 +5,29 @@ use serde_json::Value;
 use crate::stats;
 
 /// The outcome of one named measurement, as `compare` prints it.
+///
+/// # Examples
+///
+/// ```
+/// use ephemeral_benches::report::Measurement;
+///
+/// let m = Measurement {
+///     name: "raise_1t_vs_mutex_vecdeque",
+///     unit: "ops/s",
+///     ours: Some(3.0e6),
+///     baseline: "Mutex<VecDeque<(String, Instant)>>".into(),
+///     baseline_value: Some(2.0e6),
+///     higher_is_better: true,
+///     target: 1.0,
+///     same_run: true,
+///     note: None,
+/// };
+/// assert_eq!(m.ratio(), Some(1.5));
+/// assert_eq!(
+///     m.to_json_line(),
+///     r#"{"name":"raise_1t_vs_mutex_vecdeque","unit":"ops/s","ours":3000000.0,"baseline":"Mutex<VecDeque<(String, Instant)>>","baseline_value":2000000.0,"higher_is_better":true,"ratio":1.5,"target":1.0,"same_run":true}"#
+/// );
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Measurement {
     /// The measurement's name, as in DESIGN §4 (`raise_1t_vs_mutex_vecdeque`, ...).

@@ -37,6 +37,16 @@ pub fn percentile(samples: &[f64], p: f64) -> Option<f64> {
 /// `ours` compared with `baseline`, oriented so that a result above 1 means ours is better:
 /// `ours / baseline` when higher is better (a throughput), `baseline / ours` when lower is
 /// better (a latency, a size). `None` when the result would not be a finite number.
+///
+/// # Examples
+///
+/// ```
+/// use ephemeral_benches::stats::ratio;
+///
+/// assert_eq!(ratio(2.0e6, 1.0e6, true), Some(2.0)); // twice the throughput
+/// assert_eq!(ratio(50.0, 100.0, false), Some(2.0)); // half the latency
+/// assert_eq!(ratio(0.0, 100.0, false), None);
+/// ```
 #[must_use]
 pub fn ratio(ours: f64, baseline: f64, higher_is_better: bool) -> Option<f64> {
     let r = if higher_is_better {

@@ -33,6 +33,21 @@ impl Turns {
 ///
 /// `ours` returns `None` when our side is not available; it is then not called again and only
 /// the baseline runs. Each call returns the turn's value (a rate, a time per operation, ...).
+///
+/// # Examples
+///
+/// ```
+/// use ephemeral_benches::turns::{MIN_TURNS, alternate};
+///
+/// let mut n = 0.0;
+/// let turns = alternate(MIN_TURNS, || { n += 1.0; Some(n) }, || 10.0);
+/// assert_eq!(turns.ours, [2.0, 3.0, 4.0, 5.0, 6.0]); // the warm-up (1.0) is not kept
+/// assert_eq!(turns.ours_median(), Some(4.0));
+/// assert_eq!(turns.baseline_median(), Some(10.0));
+///
+/// let missing = alternate(MIN_TURNS, || None, || 10.0);
+/// assert_eq!(missing.ours_median(), None);
+/// ```
 pub fn alternate(
     turns: usize,
     mut ours: impl FnMut() -> Option<f64>,

@@ -62,7 +62,7 @@ pub fn raise_1t(cfg: &Config) -> Measurement {
     )
 }
 
-/// Raises `n` times over [`NAMES`] names on a default-capacity sink and prints the rate: ours
+/// Raises `n` times over 100 names on a default-capacity sink and prints the rate: ours
 /// alone, for a profiler.
 pub fn raise_loop(n: usize) {
     let names = names();
@@ -116,7 +116,7 @@ pub fn raise_2t(cfg: &Config) -> Measurement {
     )
 }
 
-/// A sink of `live` signals over [`NAMES`] names, all live.
+/// A sink of `live` signals over 100 names, all live.
 fn filled_sink(live: usize) -> SignalSink {
     let sink = sink(live);
     let names = names();
