@@ -273,3 +273,69 @@ fn compare_binary_lists_and_measures_a_child() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+/// The real binary end to end on the measurements that need no timing loop: every stdout line
+/// is one JSON object with exactly the nine fields, and a missing "ours" comes with a note on
+/// stderr.
+#[test]
+fn compare_binary_prints_one_json_object_per_line() {
+    let exe = env!("CARGO_BIN_EXE_compare");
+    let out = std::process::Command::new(exe)
+        .args([
+            "--quick", "--only", "bus_", "--only", "defer_", "--only", "rss_",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let names: Vec<String> = stdout
+        .lines()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line).expect("each line is JSON");
+            let obj = v.as_object().expect("an object");
+            assert_eq!(obj.len(), 9, "{line}");
+            for key in [
+                "name",
+                "unit",
+                "ours",
+                "baseline",
+                "baseline_value",
+                "higher_is_better",
+                "ratio",
+                "target",
+                "same_run",
+            ] {
+                assert!(obj.contains_key(key), "{key} missing in {line}");
+            }
+            let name = v["name"].as_str().unwrap().to_owned();
+            if v["ours"].is_null() {
+                assert!(v["ratio"].is_null());
+                assert!(
+                    stderr.contains(&format!("# note {name}:")),
+                    "no note for {name}"
+                );
+            }
+            name
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "defer_resume_p99",
+            "rss_10m_items",
+            "rss_growth_1m_to_10m",
+            "bus_throughput",
+            "bus_latency_p99"
+        ]
+    );
+
+    let out = std::process::Command::new(exe)
+        .args(["--only", "no_such_measurement"])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "an --only that selects nothing is an error"
+    );
+}
