@@ -1,0 +1,188 @@
+//! Work coordinators against a 16-task pool, a semaphore with a spawn per item, and tower.
+//!
+//! The baselines are complete. Our side is the two `ours_*` functions just below: they return
+//! `None` until `EphemeralWorkCoordinator` and `EphemeralKeyedWorkCoordinator` are on main, and
+//! each measurement then prints `"ours": null`.
+
+use std::time::{Duration, Instant};
+
+use tokio::runtime::Runtime;
+
+use super::{Config, measured, runtime};
+use crate::baselines::pool;
+use crate::report::Measurement;
+use crate::stats::per_second;
+use crate::turns::alternate;
+
+/// Concurrency of every side.
+const CONCURRENCY: usize = 16;
+/// The baselines' intake bound (the coordinator's default `max_pending` is 1024 as well).
+const BOUND: usize = 1024;
+
+// ---------------------------------------------------------------------------------------------
+// Ours: fill these in when the coordinators land.
+// ---------------------------------------------------------------------------------------------
+
+/// Our side of the `coord_noop_*` measurements: `items` no-op items through an
+/// `EphemeralWorkCoordinator` with `max_concurrency(16)` and tracking on (the default window),
+/// enqueued from `rt.block_on`, then `drain().await`. Returns the time from the first enqueue
+/// to the end of the drain, or `None` while the coordinator does not exist.
+///
+/// The lead fills it in with a few lines, along these lines:
+///
+/// ```text
+/// rt.block_on(async {
+///     let c = EphemeralWorkCoordinator::new(
+///         |item: usize, _ctx| async move { pool::noop(item).await; Ok::<_, Infallible>(()) },
+///         EphemeralOptions::default().max_concurrency(CONCURRENCY)).ok()?;
+///     let start = Instant::now();
+///     for i in 0..items { c.enqueue(i).await.ok()?; }
+///     c.drain().await;
+///     // check c.stats(): completed == items, then
+///     Some(start.elapsed())
+/// })
+/// ```
+pub fn ours_noop(rt: &Runtime, items: usize) -> Option<Duration> {
+    let _ = (rt, items);
+    None
+}
+
+/// Our side of `keyed_1000_vs_pool16`: `keys × per_key` no-op items through an
+/// `EphemeralKeyedWorkCoordinator` with concurrency 16 and one at a time per key, enqueued
+/// interleaved (item `i` has key `i % keys`), then drained. `None` while it does not exist.
+pub fn ours_keyed(rt: &Runtime, keys: usize, per_key: usize) -> Option<Duration> {
+    let _ = (rt, keys, per_key);
+    None
+}
+
+// ---------------------------------------------------------------------------------------------
+// The measurements.
+// ---------------------------------------------------------------------------------------------
+
+const NOT_YET: &str = "ours: the coordinator is not on main yet (fill in measures/coordinator.rs)";
+
+fn ours_rate(rt: &Runtime, items: usize) -> Option<f64> {
+    ours_noop(rt, items).map(|d| per_second(items, d))
+}
+
+/// Runs one baseline turn, checking that it ran every item.
+fn checked(ran: usize, items: usize, what: &str) {
+    assert_eq!(ran, items, "{what} lost items");
+}
+
+/// Ours versus 16 tasks on `async_channel::bounded(1024)`; items per second.
+pub fn noop_vs_pool16(cfg: &Config) -> Measurement {
+    let rt = runtime();
+    let items = cfg.pick(1_000_000, 100_000);
+    let turns = alternate(
+        cfg.turns(),
+        || ours_rate(&rt, items),
+        || {
+            let start = Instant::now();
+            let ran = rt.block_on(pool::channel_pool(0..items, CONCURRENCY, BOUND));
+            let rate = per_second(items, start.elapsed());
+            checked(ran, items, "the pool");
+            rate
+        },
+    );
+    note_missing(measured(
+        "coord_noop_vs_pool16",
+        "items/s",
+        "16 tasks on async_channel::bounded(1024)",
+        &turns,
+        true,
+        0.5,
+    ))
+}
+
+/// Ours versus `Semaphore(16)` + `tokio::spawn` per item; items per second.
+pub fn noop_vs_spawn(cfg: &Config) -> Measurement {
+    let rt = runtime();
+    let items = cfg.pick(1_000_000, 100_000);
+    let turns = alternate(
+        cfg.turns(),
+        || ours_rate(&rt, items),
+        || {
+            let start = Instant::now();
+            let ran = rt.block_on(pool::semaphore_spawn(items, CONCURRENCY));
+            let rate = per_second(items, start.elapsed());
+            checked(ran, items, "semaphore + spawn");
+            rate
+        },
+    );
+    note_missing(measured(
+        "coord_noop_vs_spawn",
+        "items/s",
+        "Semaphore(16) + tokio::spawn per item",
+        &turns,
+        true,
+        2.0,
+    ))
+}
+
+/// Ours versus tower `Buffer(1024)` + `ConcurrencyLimit(16)` with 16 client tasks; items per
+/// second.
+pub fn noop_vs_tower(cfg: &Config) -> Measurement {
+    let rt = runtime();
+    let items = cfg.pick(1_000_000, 100_000);
+    let turns = alternate(
+        cfg.turns(),
+        || ours_rate(&rt, items),
+        || {
+            let start = Instant::now();
+            let ran = rt.block_on(pool::tower_buffer_limit(
+                items,
+                CONCURRENCY,
+                BOUND,
+                CONCURRENCY,
+            ));
+            let rate = per_second(items, start.elapsed());
+            checked(ran.unwrap_or(0), items, "tower");
+            rate
+        },
+    );
+    note_missing(measured(
+        "coord_noop_vs_tower",
+        "items/s",
+        "tower Buffer(1024) + ConcurrencyLimit(16), 16 client tasks",
+        &turns,
+        true,
+        1.2,
+    ))
+}
+
+/// Keyed, 1,000 keys × 1,000 interleaved items, one at a time per key, versus the same 16-task
+/// pool (which keeps no per-key order); items per second.
+pub fn keyed_1000_vs_pool16(cfg: &Config) -> Measurement {
+    let rt = runtime();
+    let keys = 1000;
+    let per_key = cfg.pick(1000, 100);
+    let items = keys * per_key;
+    let turns = alternate(
+        cfg.turns(),
+        || ours_keyed(&rt, keys, per_key).map(|d| per_second(items, d)),
+        || {
+            let start = Instant::now();
+            let work = (0..items).map(|i| (i % keys, i / keys));
+            let ran = rt.block_on(pool::channel_pool(work, CONCURRENCY, BOUND));
+            let rate = per_second(items, start.elapsed());
+            checked(ran, items, "the keyed pool");
+            rate
+        },
+    );
+    note_missing(measured(
+        "keyed_1000_vs_pool16",
+        "items/s",
+        "16 tasks on async_channel::bounded(1024), (key, item) pairs, no per-key order",
+        &turns,
+        true,
+        0.4,
+    ))
+}
+
+fn note_missing(mut m: Measurement) -> Measurement {
+    if m.ours.is_none() {
+        m.note = Some(NOT_YET.to_owned());
+    }
+    m
+}
