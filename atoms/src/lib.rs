@@ -15,4 +15,5 @@
 
 #![forbid(unsafe_code)]
 
+pub mod batch;
 pub mod retry;
