@@ -16,4 +16,5 @@
 #![forbid(unsafe_code)]
 
 pub mod batch;
+pub mod rate_limit;
 pub mod retry;
