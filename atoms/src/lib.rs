@@ -16,5 +16,6 @@
 #![forbid(unsafe_code)]
 
 pub mod batch;
+pub mod cache;
 pub mod rate_limit;
 pub mod retry;
