@@ -233,3 +233,37 @@ fn bad_configuration_is_a_typed_error() {
     let err = GcraLimiter::new(-1.0, 1).unwrap_err();
     assert!(err.to_string().contains("positive"), "{err}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_rate_change_applies_to_the_next_permit() {
+    let gcra = GcraLimiter::new(10.0, 5).unwrap();
+    let bucket = TokenBucket::new(10.0, 5).unwrap();
+    let keyed = KeyedRateLimiter::new(10.0, 5, 10).unwrap();
+    // Use the burst and three more permits: 300 ms in, the backlog reaches 800 ms.
+    for i in 0..8 {
+        if i >= 5 {
+            tokio::time::advance(ms(100)).await;
+        }
+        gcra.try_acquire().unwrap();
+        bucket.try_acquire().unwrap();
+        keyed.try_acquire(&1).unwrap();
+    }
+    for limiter in [&gcra as &dyn Tunable, &bucket, &keyed] {
+        limiter.set_rate(50.0).unwrap();
+        limiter.set_burst(1).unwrap();
+    }
+    assert_eq!(gcra.try_acquire().unwrap_err().retry_after, ms(20));
+    assert_eq!(bucket.try_acquire().unwrap_err().retry_after, ms(20));
+    assert_eq!(keyed.try_acquire(&1).unwrap_err().retry_after, ms(20));
+
+    // Lowering the rate stretches the backlog: burst used at 10/s, now 1/s burst 5.
+    let slow = GcraLimiter::new(10.0, 5).unwrap();
+    for _ in 0..5 {
+        slow.try_acquire().unwrap();
+    }
+    slow.set_rate(1.0).unwrap();
+    assert_eq!(
+        slow.try_acquire().unwrap_err().retry_after,
+        Duration::from_secs(1)
+    );
+}

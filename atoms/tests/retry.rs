@@ -177,6 +177,8 @@ async fn budget_limits_retries_across_calls() {
 #[tokio::test(start_paused = true)]
 async fn budget_refills_over_time() {
     let budget = RetryBudget::new(0.0, 2.0, 3.0);
+    // Starts with one second's allowance.
+    assert!(budget.try_withdraw() && budget.try_withdraw());
     assert!(!budget.try_withdraw());
     assert_eq!(budget.time_to_next(), Some(ms(500)));
     tokio::time::advance(Duration::from_secs(60)).await;

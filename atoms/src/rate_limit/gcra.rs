@@ -26,6 +26,21 @@ impl Cell {
         Ok(())
     }
 
+    /// Re-expresses the permits already granted ahead of `now` in the new rate, and forgives
+    /// any backlog the new burst could never have built up, so a change applies to the next
+    /// permit: after `set:50` with burst 1, the next permit is at most 20 ms away.
+    pub(crate) fn rescale(&mut self, now_ns: u128, old: Params, new: Params) {
+        if self.tat_ns <= now_ns {
+            return;
+        }
+        let ahead = self.tat_ns - now_ns;
+        let cap = new.tolerance_ns() + u128::from(new.emission_ns);
+        let rescaled = ahead
+            .checked_mul(u128::from(new.emission_ns))
+            .map_or(cap, |n| n / u128::from(old.emission_ns));
+        self.tat_ns = now_ns + rescaled.min(cap);
+    }
+
     /// Whether this stream is back to a full burst, so forgetting it changes nothing.
     pub(crate) fn is_idle(self, now_ns: u128) -> bool {
         self.tat_ns <= now_ns
@@ -105,6 +120,15 @@ impl GcraLimiter {
         // Every update writes whole values; a panic elsewhere cannot tear them.
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    fn retune(&self, change: impl FnOnce(&mut Params)) {
+        let mut state = self.state();
+        let now = since(state.origin);
+        let old = state.params;
+        change(&mut state.params);
+        let new = state.params;
+        state.cell.rescale(now, old, new);
+    }
 }
 
 impl Tunable for GcraLimiter {
@@ -117,14 +141,14 @@ impl Tunable for GcraLimiter {
     }
 
     fn set_rate(&self, per_second: f64) -> Result<(), RateConfigError> {
-        let emission = super::limiter::emission_ns(per_second)?;
-        self.state().params.emission_ns = emission;
+        let emission_ns = super::limiter::emission_ns(per_second)?;
+        self.retune(|p| p.emission_ns = emission_ns);
         Ok(())
     }
 
     fn set_burst(&self, burst: u32) -> Result<(), RateConfigError> {
         let burst = super::limiter::check_burst(burst)?;
-        self.state().params.burst = burst;
+        self.retune(|p| p.burst = burst);
         Ok(())
     }
 }

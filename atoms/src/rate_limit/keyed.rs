@@ -196,23 +196,29 @@ impl<K: Send> Tunable for KeyedRateLimiter<K> {
     }
 
     fn set_rate(&self, per_second: f64) -> Result<(), RateConfigError> {
-        let emission = super::limiter::emission_ns(per_second)?;
-        self.inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .params
-            .emission_ns = emission;
+        let emission_ns = super::limiter::emission_ns(per_second)?;
+        self.retune(|p| p.emission_ns = emission_ns);
         Ok(())
     }
 
     fn set_burst(&self, burst: u32) -> Result<(), RateConfigError> {
         let burst = super::limiter::check_burst(burst)?;
-        self.inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .params
-            .burst = burst;
+        self.retune(|p| p.burst = burst);
         Ok(())
+    }
+}
+
+impl<K> KeyedRateLimiter<K> {
+    /// Applies a parameter change to every tracked key (O(keys), under the lock).
+    fn retune(&self, change: impl FnOnce(&mut Params)) {
+        let mut state = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = since(state.origin);
+        let old = state.params;
+        change(&mut state.params);
+        let new = state.params;
+        for cell in state.cells.values_mut() {
+            cell.rescale(now, old, new);
+        }
     }
 }
 

@@ -55,13 +55,15 @@ pub trait Tunable: Send + Sync {
     fn rate(&self) -> f64;
     /// Permits that may be granted at once after a quiet period.
     fn burst(&self) -> u32;
-    /// Changes the rate from now on.
+    /// Changes the rate from the next permit on. A backlog of permits already granted ahead
+    /// of time is re-expressed at the new rate and cut to what the burst allows, so raising
+    /// the rate takes effect at once.
     ///
     /// # Errors
     ///
     /// [`RateConfigError::BadRate`] for a rate that is not positive, finite and ≤ 1e9.
     fn set_rate(&self, per_second: f64) -> Result<(), RateConfigError>;
-    /// Changes the burst from now on.
+    /// Changes the burst from the next permit on (a backlog beyond it is forgiven).
     ///
     /// # Errors
     ///

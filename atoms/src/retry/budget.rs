@@ -8,7 +8,8 @@ use tokio::time::Instant;
 /// Caps retries as a share of calls, plus a small steady allowance.
 ///
 /// Each call deposits `ratio` tokens, time adds `min_per_second` tokens per second, and each
-/// retry spends one; a retry that finds less than one token is refused and the call ends with
+/// retry spends one. A new budget starts with one second's allowance (`min_per_second`
+/// tokens), so the first failures after start-up can retry; a retry that finds less than one token is refused and the call ends with
 /// [`RetryError::BudgetExhausted`](super::RetryError::BudgetExhausted). The balance never
 /// exceeds `max_balance`, so a quiet hour does not buy a retry storm. With the default
 /// `ratio` of 0.2, retries add at most about 20 % load on top of first attempts, however bad
@@ -56,14 +57,15 @@ impl RetryBudget {
     #[must_use]
     pub fn new(ratio: f64, min_per_second: f64, max_balance: f64) -> Self {
         let clean = |v: f64| if v.is_finite() && v > 0.0 { v } else { 0.0 };
+        let max_balance = clean(max_balance).max(1.0);
         Self {
             inner: Arc::new(Mutex::new(State {
-                balance: 0.0,
+                balance: clean(min_per_second).min(max_balance),
                 refilled_at: Instant::now(),
             })),
             ratio: clean(ratio),
             min_per_second: clean(min_per_second),
-            max_balance: clean(max_balance).max(1.0),
+            max_balance,
         }
     }
 
