@@ -7,6 +7,9 @@ use ephemeral_atoms::batch::{BatchOptions, Batcher};
 use proptest::prelude::*;
 use tokio::time::Instant;
 
+/// Each batch with the time it was handed over; each item with its index and push time.
+type Handed = Arc<Mutex<Vec<(Instant, Vec<(usize, Instant)>)>>>;
+
 fn paused_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -28,7 +31,7 @@ proptest! {
     ) {
         paused_runtime().block_on(async move {
             let interval = Duration::from_millis(interval_ms);
-            let handed: Arc<Mutex<Vec<(Instant, Vec<(usize, Instant)>)>>> = Arc::default();
+            let handed: Handed = Arc::default();
             let h = handed.clone();
             let batcher = Batcher::new(BatchOptions::new(max_size, interval), move |batch| {
                 let h = h.clone();
