@@ -207,6 +207,9 @@ impl<T, E> Batcher<T, E> {
     /// Stops accepting items, flushes everything already pushed, waits for the last handler
     /// and reports. Idempotent: every caller waits and gets the report (the failures go to
     /// the first caller that takes them).
+    ///
+    /// Do not await `close` (or [`flush`](Batcher::flush)) from inside the handler: the
+    /// handler would wait for itself.
     pub async fn close(&self) -> BatchReport<E> {
         self.shared.closing.cancel();
         self.shared.done.cancelled().await;

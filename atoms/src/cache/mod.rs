@@ -13,6 +13,7 @@
 
 mod options;
 mod sliding;
+mod table;
 
 pub use options::{CacheConfigError, CacheError, CacheOptions, CacheStats, EvictionReason};
 pub use sliding::SlidingCache;

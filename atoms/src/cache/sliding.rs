@@ -4,44 +4,13 @@ use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
-use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Mutex};
 
-use ephemeral::Signal;
 use futures::FutureExt;
-use futures::future::{BoxFuture, Shared};
 use tokio::time::Instant;
 
+use super::table::{Factory, Inner, Slot, State, Step, load};
 use super::{CacheConfigError, CacheError, CacheOptions, CacheStats, EvictionReason};
-
-type Factory<K, V, E> = Arc<dyn Fn(K) -> BoxFuture<'static, Result<V, E>> + Send + Sync>;
-type Load<V, E> = Shared<BoxFuture<'static, Result<V, CacheError<E>>>>;
-type OnEvict<K, V> = Arc<dyn Fn(&K, &V, EvictionReason) + Send + Sync>;
-
-enum Slot<V, E> {
-    Ready {
-        value: V,
-        created: Instant,
-        last_read: Instant,
-    },
-    Loading {
-        generation: u64,
-        load: Load<V, E>,
-    },
-}
-
-struct State<K, V, E> {
-    slots: HashMap<K, Slot<V, E>>,
-    generation: u64,
-    stats: CacheStats,
-}
-
-struct Inner<K, V, E> {
-    factory: Factory<K, V, E>,
-    options: CacheOptions,
-    on_evict: Option<OnEvict<K, V>>,
-    state: Mutex<State<K, V, E>>,
-}
 
 /// Values computed on demand by an async factory, kept until they expire or the cache is
 /// full.
@@ -104,81 +73,6 @@ impl<K, V, E> fmt::Debug for SlidingCache<K, V, E> {
             .field("options", &self.inner.options)
             .field("stats", &state.stats)
             .finish()
-    }
-}
-
-/// An eviction to report once the lock is released.
-type Evicted<K, V> = (K, V, EvictionReason);
-
-/// What a read found.
-enum Step<K, V, E> {
-    Hit(V),
-    Join(Load<V, E>),
-    Miss(Load<V, E>, Vec<Evicted<K, V>>),
-}
-
-impl<K, V, E> Inner<K, V, E> {
-    fn state(&self) -> MutexGuard<'_, State<K, V, E>> {
-        // Every update leaves the table consistent before any call that could panic.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn expired(&self, created: Instant, last_read: Instant, now: Instant) -> bool {
-        let past = |from: Instant, ttl| now.saturating_duration_since(from) >= ttl;
-        self.options.sliding.is_some_and(|ttl| past(last_read, ttl))
-            || self.options.absolute.is_some_and(|ttl| past(created, ttl))
-    }
-
-    fn raise(&self, name: &str, reason: Option<EvictionReason>) {
-        let Some(sink) = &self.options.sink else {
-            return;
-        };
-        let Ok(mut builder) = Signal::build(name) else {
-            return;
-        };
-        if let Some(key) = &self.options.name {
-            builder = builder.key(key.clone());
-        }
-        if let Some(reason) = reason {
-            builder = builder.header("reason", reason.as_str());
-        }
-        // Reporting must never fail a read.
-        let _ = sink.raise_with(builder);
-    }
-
-    /// Runs the callback and raises the signals, outside the lock.
-    fn report(&self, evicted: Vec<Evicted<K, V>>) {
-        for (key, value, reason) in evicted {
-            if let Some(on_evict) = &self.on_evict {
-                // A panicking callback must not poison a read; it is logged and skipped.
-                let called =
-                    std::panic::catch_unwind(AssertUnwindSafe(|| on_evict(&key, &value, reason)));
-                if called.is_err() {
-                    tracing::warn!(%reason, "cache eviction callback panicked");
-                }
-            }
-            self.raise("cache.evict", Some(reason));
-        }
-    }
-}
-
-impl<K, V, E> State<K, V, E>
-where
-    K: Hash + Eq + Clone,
-{
-    fn count(&mut self, reason: EvictionReason) {
-        match reason {
-            EvictionReason::Expired => self.stats.expired += 1,
-            EvictionReason::Size => self.stats.evicted_size += 1,
-            EvictionReason::Explicit => self.stats.evicted_explicit += 1,
-        }
-    }
-
-    fn remove(&mut self, key: &K, reason: EvictionReason, out: &mut Vec<Evicted<K, V>>) {
-        if let Some(Slot::Ready { value, .. }) = self.slots.remove(key) {
-            self.count(reason);
-            out.push((key.clone(), value, reason));
-        }
     }
 }
 
@@ -285,10 +179,10 @@ where
             state.remove(&key, EvictionReason::Expired, &mut evicted);
         }
         state.stats.misses += 1;
-        self.make_room(&mut state, now, &mut evicted);
+        self.inner.make_room(&mut state, now, &mut evicted);
         state.generation += 1;
         let generation = state.generation;
-        let load = self.load(key.clone(), generation);
+        let load = load(&self.inner, key.clone(), generation);
         state.slots.insert(
             key,
             Slot::Loading {
@@ -341,7 +235,7 @@ where
             let mut state = self.inner.state();
             state.remove(&key, EvictionReason::Explicit, &mut evicted);
             if !state.slots.contains_key(&key) {
-                self.make_room(&mut state, now, &mut evicted);
+                self.inner.make_room(&mut state, now, &mut evicted);
             }
             state.slots.insert(
                 key,
@@ -393,7 +287,7 @@ where
         let mut evicted = Vec::new();
         {
             let mut state = self.inner.state();
-            self.purge(&mut state, now, &mut evicted);
+            self.inner.purge(&mut state, now, &mut evicted);
         }
         let n = evicted.len();
         self.inner.report(evicted);
@@ -420,118 +314,5 @@ where
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    fn purge(&self, state: &mut State<K, V, E>, now: Instant, out: &mut Vec<Evicted<K, V>>) {
-        let expired: Vec<K> = state
-            .slots
-            .iter()
-            .filter(|(_, slot)| match slot {
-                Slot::Ready {
-                    created, last_read, ..
-                } => self.inner.expired(*created, *last_read, now),
-                Slot::Loading { .. } => false,
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in expired {
-            state.remove(&key, EvictionReason::Expired, out);
-        }
-    }
-
-    /// Frees one place if the cache is full: expired entries first, then abandoned
-    /// computations (no request is waiting on them), then the least recently read value.
-    fn make_room(&self, state: &mut State<K, V, E>, now: Instant, out: &mut Vec<Evicted<K, V>>) {
-        if state.slots.len() < self.inner.options.max_size {
-            return;
-        }
-        self.purge(state, now, out);
-        // Only the table holds an abandoned load's future: nobody awaits its result.
-        state.slots.retain(|_, slot| match slot {
-            Slot::Loading { load, .. } => load.strong_count().is_some_and(|n| n > 1),
-            Slot::Ready { .. } => true,
-        });
-        while state.slots.len() >= self.inner.options.max_size {
-            let oldest = state
-                .slots
-                .iter()
-                .filter_map(|(k, slot)| match slot {
-                    Slot::Ready { last_read, .. } => Some((*last_read, k)),
-                    Slot::Loading { .. } => None,
-                })
-                .min_by_key(|(t, _)| *t)
-                .map(|(_, k)| k.clone());
-            // Only computations in flight left: they finish and are bounded by the number
-            // of concurrent distinct requests.
-            let Some(key) = oldest else { break };
-            state.remove(&key, EvictionReason::Size, out);
-        }
-    }
-
-    /// The shared computation for `key`: calls the factory, catches a panic, and stores the
-    /// value if the slot still waits for this generation.
-    fn load(&self, key: K, generation: u64) -> Load<V, E> {
-        let factory = self.inner.factory.clone();
-        let weak: Weak<Inner<K, V, E>> = Arc::downgrade(&self.inner);
-        async move {
-            let outcome = AssertUnwindSafe(async { factory(key.clone()).await })
-                .catch_unwind()
-                .await;
-            let result = match outcome {
-                Ok(Ok(value)) => Ok(value),
-                Ok(Err(e)) => Err(CacheError::Factory(Arc::new(e))),
-                Err(panic) => Err(CacheError::Panicked(panic_message(panic.as_ref()))),
-            };
-            if let Some(inner) = weak.upgrade() {
-                complete(&inner, key, generation, &result);
-            }
-            result
-        }
-        .boxed()
-        .shared()
-    }
-}
-
-fn complete<K: Hash + Eq, V: Clone, E>(
-    inner: &Inner<K, V, E>,
-    key: K,
-    generation: u64,
-    result: &Result<V, CacheError<E>>,
-) {
-    let now = Instant::now();
-    let mut state = inner.state();
-    let ours = matches!(
-        state.slots.get(&key),
-        Some(Slot::Loading { generation: g, .. }) if *g == generation
-    );
-    if !ours {
-        // Replaced by an insert or removed while computing: the newer state wins.
-        return;
-    }
-    match result {
-        Ok(value) => {
-            state.slots.insert(
-                key,
-                Slot::Ready {
-                    value: value.clone(),
-                    created: now,
-                    last_read: now,
-                },
-            );
-        }
-        Err(_) => {
-            state.slots.remove(&key);
-            state.stats.load_failures += 1;
-        }
-    }
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic with a non-string payload".to_owned()
     }
 }
