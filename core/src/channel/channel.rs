@@ -217,6 +217,7 @@ impl<T: Clone + Send + 'static> Channel<T> {
         Subscriber {
             shared,
             channel: Arc::downgrade(&self.inner),
+            local: super::shared::Local::new(),
         }
     }
 

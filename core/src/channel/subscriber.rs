@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use futures_core::Stream;
 
 use super::channel::Inner;
-use super::shared::SubShared;
+use super::shared::{Local, SubShared};
 use super::stats::DeliveryStats;
 use crate::Lagged;
 
@@ -45,7 +45,11 @@ use crate::Lagged;
 pub struct Subscriber<T> {
     pub(crate) shared: Arc<SubShared<T>>,
     pub(crate) channel: Weak<Inner<T>>,
+    pub(crate) local: Local<T>,
 }
+
+// The private batch is never pinned: `Subscriber` only hands out owned messages.
+impl<T> Unpin for Subscriber<T> {}
 
 impl<T> Subscriber<T> {
     /// The next message, `Err(Lagged(n))` after a loss, or `None` once the channel is closed
@@ -57,19 +61,19 @@ impl<T> Subscriber<T> {
     /// The next buffered item without waiting, or `None` when nothing is buffered (see
     /// [`is_closed`](Self::is_closed) to tell an ended stream apart).
     pub fn try_recv(&mut self) -> Option<Result<T, Lagged>> {
-        match self.shared.pop() {
+        match self.shared.pop(&mut self.local) {
             Poll::Ready(item) => item,
             Poll::Pending => None,
         }
     }
 
-    fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Result<T, Lagged>>> {
-        if let Poll::Ready(item) = self.shared.pop() {
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<T, Lagged>>> {
+        if let Poll::Ready(item) = self.shared.pop(&mut self.local) {
             return Poll::Ready(item);
         }
         // Register before the second look, so a push between the two wakes us.
         self.shared.register(cx.waker());
-        self.shared.pop()
+        self.shared.pop(&mut self.local)
     }
 
     /// This subscriber's id, as used in [`DeliveryError`](super::DeliveryError) and stats.
@@ -108,7 +112,7 @@ impl<T> Stream for Subscriber<T> {
     type Item = Result<T, Lagged>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.poll_recv(cx)
+        self.get_mut().poll_recv(cx)
     }
 }
 
