@@ -14,3 +14,5 @@
 //! Rust 1.95 or later (edition 2024).
 
 #![forbid(unsafe_code)]
+
+pub mod service;
