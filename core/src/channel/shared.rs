@@ -23,6 +23,8 @@ use tokio::time::Instant;
 use super::stats::DeliveryStats;
 use crate::{Lagged, Overflow};
 
+const SPINS: u32 = 50;
+
 /// One buffered message and the instant it expires, if the channel expires messages.
 pub(crate) struct Entry<T> {
     pub(crate) value: T,
@@ -63,6 +65,15 @@ impl<T> Local<T> {
     }
 }
 
+/// What subscribers poll without the lock, on its own cache line so that their spinning
+/// does not slow senders taking the ring's lock.
+#[repr(align(128))]
+struct News {
+    published: AtomicU64,
+    parked: std::sync::atomic::AtomicBool,
+    closed_hint: std::sync::atomic::AtomicBool,
+}
+
 /// Keeps the subscriber's hot counters off the cache line the senders write.
 #[repr(align(128))]
 struct ReaderSide {
@@ -96,8 +107,10 @@ pub(crate) struct SubShared<T> {
     /// How many messages were ever pushed (`Ring::sent`), and whether the ring is closed;
     /// written under the lock, read without it so that a subscriber with nothing new to read
     /// does not touch the lock senders use.
-    published: AtomicU64,
-    closed_hint: std::sync::atomic::AtomicBool,
+    /// `parked` is set by the subscriber when it registers its waker and cleared by the
+    /// sender that wakes it: a push wakes only a parked subscriber, so a busy one costs no
+    /// wake-up.
+    news: News,
     /// Consumer callbacks that panicked (counted by the consumer task).
     pub(crate) failed: AtomicU64,
 }
@@ -143,8 +156,11 @@ impl<T> SubShared<T> {
                 expired: AtomicU64::new(0),
                 unreleased: AtomicUsize::new(0),
             },
-            published: AtomicU64::new(0),
-            closed_hint: std::sync::atomic::AtomicBool::new(false),
+            news: News {
+                published: AtomicU64::new(0),
+                parked: std::sync::atomic::AtomicBool::new(false),
+                closed_hint: std::sync::atomic::AtomicBool::new(false),
+            },
             failed: AtomicU64::new(0),
         }
     }
@@ -203,10 +219,15 @@ impl<T> SubShared<T> {
     fn buffer(&self, mut ring: MutexGuard<'_, Ring<T>>, entry: Entry<T>) {
         ring.buffer.push_back(entry);
         ring.sent += 1;
-        // Release: a subscriber that sees the new count (Acquire) then locks and finds it.
-        self.published.store(ring.sent, Ordering::Release);
+        // SeqCst: a subscriber that sees the new count then locks and finds the message; and
+        // with `parked` (Dekker-style, see `register`) either this sender sees the subscriber
+        // parked, or the subscriber's second look sees this message.
+        self.news.published.store(ring.sent, Ordering::SeqCst);
         drop(ring);
-        self.reader.wake();
+        if self.news.parked.load(Ordering::SeqCst) && self.news.parked.swap(false, Ordering::SeqCst)
+        {
+            self.reader.wake();
+        }
     }
 
     /// Buffers `entry`, waiting for room until `deadline` under [`Overflow::Wait`].
@@ -344,9 +365,9 @@ impl<T> SubShared<T> {
                     return Poll::Ready(Some(Ok(entry.value)));
                 }
             }
-            // Acquire: pairs with the Release stores in `buffer` and `close`.
-            if self.published.load(Ordering::Acquire) == local.seen
-                && !self.closed_hint.load(Ordering::Acquire)
+            // SeqCst: pairs with the stores in `buffer` and `close` (see `register`).
+            if self.news.published.load(Ordering::SeqCst) == local.seen
+                && !self.news.closed_hint.load(Ordering::Acquire)
             {
                 return Poll::Pending;
             }
@@ -389,9 +410,26 @@ impl<T> SubShared<T> {
         }
     }
 
+    /// Spins briefly waiting for a new message; whether one arrived.
+    pub(crate) fn spin_for_news(&self) -> bool {
+        let seen = self.news.published.load(Ordering::Acquire);
+        for _ in 0..SPINS {
+            std::hint::spin_loop();
+            if self.news.published.load(Ordering::Acquire) != seen {
+                return true;
+            }
+        }
+        false
+    }
+
     /// Registers the reader's waker; a push after this wakes it.
+    ///
+    /// The caller must look for messages again afterwards: SeqCst on `parked` here and on
+    /// `published` in `buffer` guarantee that a message pushed meanwhile is either seen by
+    /// that look or wakes the subscriber.
     pub(crate) fn register(&self, waker: &std::task::Waker) {
         self.reader.register(waker);
+        self.news.parked.store(true, Ordering::SeqCst);
     }
 
     /// No more pushes. With `discard`, the buffered messages are dropped too (the subscriber
@@ -401,7 +439,7 @@ impl<T> SubShared<T> {
             let mut ring = self.lock();
             ring.closed = true;
             // Release: see `published`.
-            self.closed_hint.store(true, Ordering::Release);
+            self.news.closed_hint.store(true, Ordering::Release);
             if discard {
                 std::mem::take(&mut ring.buffer)
             } else {

@@ -71,6 +71,15 @@ impl<T> Subscriber<T> {
         if let Poll::Ready(item) = self.shared.pop(&mut self.local) {
             return Poll::Ready(item);
         }
+        // A brief spin before parking saves a cross-thread wake-up (a syscall) per message
+        // when the publisher runs on another worker thread and sends again within
+        // microseconds; on a single-threaded runtime the publisher cannot run meanwhile.
+        if may_spin()
+            && self.shared.spin_for_news()
+            && let Poll::Ready(item) = self.shared.pop(&mut self.local)
+        {
+            return Poll::Ready(item);
+        }
         // Register before the second look, so a push between the two wakes us.
         self.shared.register(cx.waker());
         self.shared.pop(&mut self.local)
@@ -106,6 +115,13 @@ impl<T> Subscriber<T> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+fn may_spin() -> bool {
+    matches!(
+        tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()),
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread)
+    )
 }
 
 impl<T> Stream for Subscriber<T> {
