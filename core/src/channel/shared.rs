@@ -70,7 +70,6 @@ impl<T> Local<T> {
 #[repr(align(128))]
 struct News {
     published: AtomicU64,
-    parked: std::sync::atomic::AtomicBool,
     closed_hint: std::sync::atomic::AtomicBool,
 }
 
@@ -107,9 +106,6 @@ pub(crate) struct SubShared<T> {
     /// How many messages were ever pushed (`Ring::sent`), and whether the ring is closed;
     /// written under the lock, read without it so that a subscriber with nothing new to read
     /// does not touch the lock senders use.
-    /// `parked` is set by the subscriber when it registers its waker and cleared by the
-    /// sender that wakes it: a push wakes only a parked subscriber, so a busy one costs no
-    /// wake-up.
     news: News,
     /// Consumer callbacks that panicked (counted by the consumer task).
     pub(crate) failed: AtomicU64,
@@ -126,6 +122,9 @@ struct Ring<T> {
     timed_out: u64,
     /// No more pushes: the channel closed or the subscriber went away.
     closed: bool,
+    /// The subscriber registered its waker after finding nothing (under this lock); the
+    /// next push wakes it. A busy subscriber costs senders no wake-up at all.
+    parked: bool,
 }
 
 impl<T> SubShared<T> {
@@ -145,6 +144,7 @@ impl<T> SubShared<T> {
                 expired: 0,
                 timed_out: 0,
                 closed: false,
+                parked: false,
             }),
             taken: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
@@ -158,7 +158,6 @@ impl<T> SubShared<T> {
             },
             news: News {
                 published: AtomicU64::new(0),
-                parked: std::sync::atomic::AtomicBool::new(false),
                 closed_hint: std::sync::atomic::AtomicBool::new(false),
             },
             failed: AtomicU64::new(0),
@@ -219,13 +218,12 @@ impl<T> SubShared<T> {
     fn buffer(&self, mut ring: MutexGuard<'_, Ring<T>>, entry: Entry<T>) {
         ring.buffer.push_back(entry);
         ring.sent += 1;
-        // SeqCst: a subscriber that sees the new count then locks and finds the message; and
-        // with `parked` (Dekker-style, see `register`) either this sender sees the subscriber
-        // parked, or the subscriber's second look sees this message.
-        self.news.published.store(ring.sent, Ordering::SeqCst);
+        // Release: a subscriber that sees the new count (Acquire) then locks and finds the
+        // message. It is only a hint; parking is decided under the lock.
+        self.news.published.store(ring.sent, Ordering::Release);
+        let wake = std::mem::take(&mut ring.parked);
         drop(ring);
-        if self.news.parked.load(Ordering::SeqCst) && self.news.parked.swap(false, Ordering::SeqCst)
-        {
+        if wake {
             self.reader.wake();
         }
     }
@@ -365,8 +363,9 @@ impl<T> SubShared<T> {
                     return Poll::Ready(Some(Ok(entry.value)));
                 }
             }
-            // SeqCst: pairs with the stores in `buffer` and `close` (see `register`).
-            if self.news.published.load(Ordering::SeqCst) == local.seen
+            // Acquire: pairs with the Release stores in `buffer` and `close`. A stale value
+            // only sends the subscriber to `park`, which looks again under the lock.
+            if self.news.published.load(Ordering::Acquire) == local.seen
                 && !self.news.closed_hint.load(Ordering::Acquire)
             {
                 return Poll::Pending;
@@ -422,14 +421,25 @@ impl<T> SubShared<T> {
         false
     }
 
-    /// Registers the reader's waker; a push after this wakes it.
-    ///
-    /// The caller must look for messages again afterwards: SeqCst on `parked` here and on
-    /// `published` in `buffer` guarantee that a message pushed meanwhile is either seen by
-    /// that look or wakes the subscriber.
-    pub(crate) fn register(&self, waker: &std::task::Waker) {
-        self.reader.register(waker);
-        self.news.parked.store(true, Ordering::SeqCst);
+    /// The last look before the subscriber parks, under the lock that senders push under:
+    /// either it finds something to return, or it registers its waker and the next push
+    /// (or close) wakes it. No wake-up can be lost between the look and the registration.
+    pub(crate) fn park(
+        &self,
+        local: &mut Local<T>,
+        waker: &std::task::Waker,
+    ) -> Poll<Option<Result<T, Lagged>>> {
+        loop {
+            if let Poll::Ready(item) = self.pop(local) {
+                return Poll::Ready(item);
+            }
+            let mut ring = self.lock();
+            if ring.buffer.is_empty() && ring.unreported == 0 && !ring.closed {
+                self.reader.register(waker);
+                ring.parked = true;
+                return Poll::Pending;
+            }
+        }
     }
 
     /// No more pushes. With `discard`, the buffered messages are dropped too (the subscriber
@@ -438,6 +448,7 @@ impl<T> SubShared<T> {
         let discarded = {
             let mut ring = self.lock();
             ring.closed = true;
+            ring.parked = false;
             // Release: see `published`.
             self.news.closed_hint.store(true, Ordering::Release);
             if discard {

@@ -80,9 +80,7 @@ impl<T> Subscriber<T> {
         {
             return Poll::Ready(item);
         }
-        // Register before the second look, so a push between the two wakes us.
-        self.shared.register(cx.waker());
-        self.shared.pop(&mut self.local)
+        self.shared.park(&mut self.local, cx.waker())
     }
 
     /// This subscriber's id, as used in [`DeliveryError`](super::DeliveryError) and stats.
