@@ -351,3 +351,58 @@ fn run_outside_a_runtime_is_a_typed_error() {
         other => panic!("expected NoRuntime, got {other:?}"),
     }
 }
+
+/// Raises its own signal while working, then finishes; panics in start when told to.
+struct Reporter {
+    panic_in_start: bool,
+}
+
+impl Service for Reporter {
+    fn name(&self) -> &str {
+        "reporter"
+    }
+    async fn start(&mut self, _ctx: &ServiceContext) -> Result<(), ServiceError> {
+        if self.panic_in_start {
+            panic!("bad wiring");
+        }
+        Ok(())
+    }
+    async fn work(&mut self, ctx: &ServiceContext) -> Result<Step, ServiceError> {
+        ctx.raise("report.ready")
+            .map_err(|e| ServiceError::from_error(&e))?;
+        assert!(ctx.raise("bad name").is_err());
+        Ok(Step::Done)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn services_raise_their_own_signals_into_the_hosts_sink() {
+    let sink = SignalSink::default();
+    let mut host = ServiceHost::new(HostOptions::default().signals(sink.clone()));
+    host.add(Reporter {
+        panic_in_start: false,
+    })
+    .unwrap();
+    let report = host.run().await.unwrap();
+    assert_eq!(
+        report.service("reporter").unwrap().state,
+        ServiceState::Finished
+    );
+    assert!(sink.has_signal("report.ready"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_start_is_a_start_failure_with_the_message() {
+    let sink = SignalSink::default();
+    let mut host = ServiceHost::new(HostOptions::default().signals(sink.clone()));
+    host.add(Reporter {
+        panic_in_start: true,
+    })
+    .unwrap();
+    match host.run().await.unwrap_err() {
+        HostError::StartFailed { reason, .. } => assert_eq!(reason, "panicked: bad wiring"),
+        other => panic!("expected StartFailed, got {other:?}"),
+    }
+    assert_eq!(sink.count("service.reporter.failed"), 1);
+    assert!(!sink.has_signal("service.reporter.started"));
+}
