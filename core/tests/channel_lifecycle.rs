@@ -250,3 +250,22 @@ fn consume_outside_a_runtime_is_a_typed_error() {
     assert!(err.to_string().contains("tokio runtime"));
     assert_eq!(channel.subscriber_count(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inside_spawn_blocking_the_documented_block_on_works() {
+    let channel = Channel::<u32>::new();
+    let mut sub = channel.subscribe();
+    let sender = channel.clone();
+    let reached = tokio::task::spawn_blocking(move || {
+        assert!(matches!(
+            sender.send_blocking(1),
+            Err(SendError::InsideRuntime(1))
+        ));
+        tokio::runtime::Handle::current().block_on(sender.send(1))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(reached, 1);
+    assert_eq!(sub.recv().await, Some(Ok(1)));
+}

@@ -307,7 +307,9 @@ impl<T: Clone + Send + 'static> Channel<T> {
     /// # Errors
     ///
     /// As [`send`](Self::send), plus [`SendError::InsideRuntime`] when called on a thread
-    /// that runs a tokio runtime (blocking there would stall it).
+    /// that runs a tokio runtime (blocking there would stall it). The check cannot tell a
+    /// `spawn_blocking` thread from a worker, so it refuses there too; in `spawn_blocking`
+    /// use `tokio::runtime::Handle::current().block_on(channel.send(value))`.
     pub fn send_blocking(&self, value: T) -> Result<usize, SendError<T>> {
         if tokio::runtime::Handle::try_current().is_ok() {
             return Err(SendError::InsideRuntime(value));
