@@ -263,8 +263,11 @@ impl<T> SubShared<T> {
             drop(guard);
             if !woken {
                 let mut ring = self.lock();
+                if ring.closed {
+                    return Err(PushFail::Closed(entry.value));
+                }
                 // One last look: room may have come with the deadline.
-                if !ring.closed && self.make_room(&mut ring) {
+                if self.make_room(&mut ring) {
                     self.buffer(ring, entry);
                     return Ok(());
                 }
