@@ -41,6 +41,13 @@
 //! never returned), keeps at most `max_size`, and reports every eviction with its reason
 //! (expired, size, explicit). Signals: `cache.hit`, `cache.miss`, `cache.evict`.
 //!
+//! # Services
+//!
+//! [`service::ServiceHost`] runs long-lived [`service::Service`]s: starts them in dependency
+//! order (a cycle is a typed error), restarts a failing work step with backoff and gives up
+//! after a limit with the reason, and on Ctrl-C, SIGTERM or a cancellation token stops them
+//! in reverse order within a deadline, naming any service that did not stop.
+//!
 //! # Supported Rust
 //!
 //! Rust 1.95 or later (edition 2024).
@@ -51,3 +58,4 @@ pub mod batch;
 pub mod cache;
 pub mod rate_limit;
 pub mod retry;
+pub mod service;

@@ -54,6 +54,7 @@
     unreachable_pub
 )]
 
+pub mod channel;
 pub mod command;
 mod id;
 mod lag;
@@ -62,6 +63,10 @@ mod pattern;
 pub mod signal;
 mod sync;
 
+pub use channel::{
+    Channel, ChannelClosed, ChannelConfigError, ChannelOptions, ChannelState, ChannelStats,
+    Consumer, DeliveryError, DeliveryFailure, DeliveryStats, SendError, Subscriber,
+};
 pub use id::OperationId;
 pub use lag::{Buffer, Lagged, Overflow, ZeroBuffer};
 pub use name::{MAX_NAME_LEN, Name, NameError, validate as validate_name};

@@ -1,0 +1,461 @@
+//! `ServiceHost`: starts services in dependency order, restarts failing work steps, and
+//! stops everything in reverse order within a deadline.
+
+use std::fmt;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use ephemeral::SignalSink;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::dynamic::DynService;
+use super::error::HostError;
+use super::options::HostOptions;
+use super::order::start_order;
+use super::report::{HostReport, ServiceReport, ServiceState, ShutdownReason};
+use super::service::{Service, ServiceContext, Step};
+
+/// Runs a set of [`Service`]s: starts them in dependency order, restarts a failing work step
+/// with backoff (giving up after a limit, with the reason), and on shutdown stops them in
+/// reverse order within a deadline, aborting and naming any service that did not stop.
+///
+/// Shutdown begins when the token in [`HostOptions::cancel_on`] (also
+/// [`shutdown_token`](Self::shutdown_token)) is cancelled, on Ctrl-C / SIGTERM when
+/// [`HostOptions::shutdown_on_os_signals`] is set, or when every service has ended by itself.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use ephemeral_atoms::service::{
+///     HostOptions, Service, ServiceContext, ServiceError, ServiceHost, ServiceState, Step,
+/// };
+///
+/// struct Countdown(u32);
+///
+/// impl Service for Countdown {
+///     fn name(&self) -> &str {
+///         "countdown"
+///     }
+///     async fn work(&mut self, _ctx: &ServiceContext) -> Result<Step, ServiceError> {
+///         tokio::time::sleep(Duration::from_millis(10)).await;
+///         self.0 -= 1;
+///         Ok(if self.0 == 0 { Step::Done } else { Step::Continue })
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut host = ServiceHost::new(HostOptions::default());
+/// host.add(Countdown(3))?;
+/// let report = host.run().await?;
+/// assert_eq!(report.service("countdown").unwrap().state, ServiceState::Finished);
+/// # Ok(())
+/// # }
+/// ```
+pub struct ServiceHost {
+    options: HostOptions,
+    services: Vec<Box<dyn DynService>>,
+}
+
+impl ServiceHost {
+    /// A host with these options and no services yet.
+    pub fn new(options: HostOptions) -> Self {
+        Self {
+            options,
+            services: Vec::new(),
+        }
+    }
+
+    /// Adds a service.
+    ///
+    /// # Errors
+    ///
+    /// [`HostError::Duplicate`] when a service of that name was already added;
+    /// [`HostError::InvalidName`] when the name cannot be part of a signal name.
+    pub fn add(&mut self, service: impl Service) -> Result<&mut Self, HostError> {
+        let name = service.name().to_owned();
+        if self.services.iter().any(|s| s.name() == name) {
+            return Err(HostError::Duplicate(name));
+        }
+        if let Err(reason) = ephemeral::validate_name(&format!("service.{name}.restarting")) {
+            return Err(HostError::InvalidName { name, reason });
+        }
+        self.services.push(Box::new(service));
+        Ok(self)
+    }
+
+    /// The token that shuts this host down gracefully when cancelled.
+    #[must_use]
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.options.token.clone()
+    }
+
+    /// Starts every service in dependency order, runs them until shutdown, stops them in
+    /// reverse order, and reports what happened to each.
+    ///
+    /// # Errors
+    ///
+    /// [`HostError::UnknownDependency`] or [`HostError::Cycle`] before anything starts;
+    /// [`HostError::StartFailed`] when a start hook fails (the services already started are
+    /// stopped first, in reverse order); [`HostError::NoRuntime`] outside a tokio runtime.
+    pub async fn run(self) -> Result<HostReport, HostError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(HostError::NoRuntime);
+        }
+        let names: Vec<String> = self.services.iter().map(|s| s.name().to_owned()).collect();
+        let deps: Vec<Vec<String>> = self.services.iter().map(|s| s.dependencies()).collect();
+        let order = start_order(&names, &deps)?;
+
+        let options = Arc::new(self.options);
+        let mut services: Vec<Option<Box<dyn DynService>>> =
+            self.services.into_iter().map(Some).collect();
+        let mut os_signal = os_signals(options.os_signals);
+        let (ended_tx, mut ended_rx) = mpsc::unbounded_channel();
+        let mut slots: Vec<Slot> = Vec::with_capacity(order.len());
+        let mut reason = None;
+
+        for &i in &order {
+            let Some(service) = services[i].take() else {
+                continue;
+            };
+            let (slot, started) = Slot::spawn(service, &options, ended_tx.clone());
+            slots.push(slot);
+            tokio::select! {
+                biased;
+                why = trigger(&options.token, &mut os_signal) => {
+                    reason = Some(why);
+                    break;
+                }
+                result = started => {
+                    if let Err(e) = result.unwrap_or_else(|_| Err("its task ended".to_owned())) {
+                        reason = Some(ShutdownReason::StartFailed(e));
+                        break;
+                    }
+                }
+            }
+        }
+
+        if reason.is_none() {
+            let mut running = slots.len();
+            reason = Some(loop {
+                if running == 0 {
+                    break ShutdownReason::AllEnded;
+                }
+                tokio::select! {
+                    biased;
+                    why = trigger(&options.token, &mut os_signal) => break why,
+                    Some((name, gave_up)) = ended_rx.recv() => {
+                        running -= 1;
+                        if gave_up && options.stop_all_on_give_up {
+                            break ShutdownReason::ServiceGaveUp(name);
+                        }
+                    }
+                }
+            });
+        }
+        let reason = reason.unwrap_or(ShutdownReason::AllEnded);
+        if let ShutdownReason::OsSignal(signal) = &reason {
+            tracing::info!(signal, "shutting services down");
+        }
+
+        shutdown(&mut slots, &options).await;
+
+        let mut reports: Vec<ServiceReport> = slots.iter().map(Slot::report).collect();
+        for &i in &order {
+            if services[i].is_some() {
+                reports.push(ServiceReport::new(&names[i]));
+            }
+        }
+        let report = HostReport {
+            services: reports,
+            reason,
+        };
+        if let ShutdownReason::StartFailed(why) = &report.reason {
+            let failed = report
+                .services
+                .iter()
+                .find(|s| s.state == ServiceState::StartFailed)
+                .map_or_else(String::new, |s| s.name.clone());
+            return Err(HostError::StartFailed {
+                service: failed,
+                reason: why.clone(),
+                report: Box::new(report),
+            });
+        }
+        Ok(report)
+    }
+}
+
+impl fmt::Debug for ServiceHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.services.iter().map(|s| s.name()).collect();
+        f.debug_struct("ServiceHost")
+            .field("services", &names)
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+/// One started service: its stop token, its record and its task.
+struct Slot {
+    token: CancellationToken,
+    record: Arc<Mutex<ServiceReport>>,
+    task: JoinHandle<()>,
+}
+
+type Started = oneshot::Receiver<Result<(), String>>;
+
+impl Slot {
+    fn spawn(
+        service: Box<dyn DynService>,
+        options: &Arc<HostOptions>,
+        ended: mpsc::UnboundedSender<(String, bool)>,
+    ) -> (Self, Started) {
+        let name = service.name().to_owned();
+        let record = Arc::new(Mutex::new(ServiceReport::new(&name)));
+        // Each service has its own token (not a child of the host's), so the host can ask
+        // them to stop one at a time, in reverse start order.
+        let token = CancellationToken::new();
+        let ctx = ServiceContext {
+            name,
+            token: token.clone(),
+            sink: options.sink.clone(),
+        };
+        let (started_tx, started_rx) = oneshot::channel();
+        let task = tokio::spawn(run_service(
+            service,
+            ctx,
+            Arc::clone(options),
+            Arc::clone(&record),
+            started_tx,
+            ended,
+        ));
+        (
+            Self {
+                token,
+                record,
+                task,
+            },
+            started_rx,
+        )
+    }
+
+    fn report(&self) -> ServiceReport {
+        lock(&self.record).clone()
+    }
+
+    fn mark_aborted(&self) {
+        lock(&self.record).state = ServiceState::DidNotStop;
+    }
+}
+
+fn lock(record: &Mutex<ServiceReport>) -> std::sync::MutexGuard<'_, ServiceReport> {
+    // A record is plain data updated field by field; a poisoned lock still holds it.
+    record.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn lifecycle(sink: Option<&SignalSink>, name: &str, event: &str) {
+    if let Some(sink) = sink {
+        // The name was validated when the service was added.
+        if let Err(e) = sink.raise(&format!("service.{name}.{event}")) {
+            tracing::warn!(service = name, error = %e, "could not raise a lifecycle signal");
+        }
+    }
+}
+
+async fn run_service(
+    mut service: Box<dyn DynService>,
+    ctx: ServiceContext,
+    options: Arc<HostOptions>,
+    record: Arc<Mutex<ServiceReport>>,
+    started: oneshot::Sender<Result<(), String>>,
+    ended: mpsc::UnboundedSender<(String, bool)>,
+) {
+    let sink = options.sink.as_ref();
+    let name = ctx.name.clone();
+    let start = AssertUnwindSafe(service.start(&ctx)).catch_unwind().await;
+    let start = match start {
+        Ok(result) => result.map_err(|e| e.message().to_owned()),
+        Err(panic) => Err(format!("panicked: {}", panic_message(panic.as_ref()))),
+    };
+    if let Err(e) = start {
+        {
+            let mut r = lock(&record);
+            r.state = ServiceState::StartFailed;
+            r.last_error = Some(e.clone());
+        }
+        lifecycle(sink, &name, "failed");
+        let _ = started.send(Err(e));
+        let _ = ended.send((name, false));
+        return;
+    }
+    lock(&record).state = ServiceState::Running;
+    lifecycle(sink, &name, "started");
+    let _ = started.send(Ok(()));
+
+    let mut in_a_row = 0u32;
+    let end = loop {
+        let step = tokio::select! {
+            biased;
+            () = ctx.token.cancelled() => break ServiceState::Stopped,
+            step = AssertUnwindSafe(service.work(&ctx)).catch_unwind() => step,
+        };
+        let error = match step {
+            Ok(Ok(Step::Continue)) => {
+                in_a_row = 0;
+                continue;
+            }
+            Ok(Ok(Step::Done)) => break ServiceState::Finished,
+            Ok(Err(e)) => e.message().to_owned(),
+            Err(panic) => format!("panicked: {}", panic_message(panic.as_ref())),
+        };
+        in_a_row += 1;
+        {
+            let mut r = lock(&record);
+            r.failures += 1;
+            r.last_error = Some(error.clone());
+        }
+        tracing::warn!(service = %name, error = %error, in_a_row, "work step failed");
+        lifecycle(sink, &name, "failed");
+        if in_a_row > options.max_restarts {
+            tracing::error!(service = %name, error = %error, "giving up after {} restarts", options.max_restarts);
+            break ServiceState::GaveUp;
+        }
+        lock(&record).restarts += 1;
+        lifecycle(sink, &name, "restarting");
+        let wait = options.backoff_for(in_a_row);
+        tokio::select! {
+            biased;
+            () = ctx.token.cancelled() => break ServiceState::Stopped,
+            () = tokio::time::sleep(wait) => {}
+        }
+    };
+
+    let stop = AssertUnwindSafe(service.stop(&ctx)).catch_unwind().await;
+    let stop_error = match stop {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.message().to_owned()),
+        Err(panic) => Some(format!("panicked: {}", panic_message(panic.as_ref()))),
+    };
+    {
+        let mut r = lock(&record);
+        r.state = end.clone();
+        r.stop_error = stop_error;
+    }
+    lifecycle(sink, &name, "stopped");
+    let _ = ended.send((name, end == ServiceState::GaveUp));
+}
+
+/// Asks services to stop one at a time in reverse start order, all within the deadline;
+/// past it, the one being waited for is aborted and the rest get `abort_grace` together.
+async fn shutdown(slots: &mut [Slot], options: &HostOptions) {
+    let deadline = Instant::now().checked_add(options.shutdown_timeout);
+    let mut late = None;
+    for (i, slot) in slots.iter_mut().enumerate().rev() {
+        slot.token.cancel();
+        let stopped = match deadline {
+            Some(at) => tokio::time::timeout_at(at, &mut slot.task).await.is_ok(),
+            None => {
+                let _ = (&mut slot.task).await;
+                true
+            }
+        };
+        if !stopped {
+            late = Some(i);
+            break;
+        }
+    }
+    let Some(late) = late else {
+        return;
+    };
+    let overdue = &mut slots[late];
+    overdue.task.abort();
+    let _ = (&mut overdue.task).await;
+    overdue.mark_aborted();
+    tracing::error!(service = %overdue.report().name, "did not stop within the shutdown deadline; aborted");
+
+    let rest = &mut slots[..late];
+    for slot in rest.iter() {
+        slot.token.cancel();
+    }
+    let grace = Instant::now().checked_add(options.abort_grace);
+    for slot in rest.iter_mut().rev() {
+        let stopped = match grace {
+            Some(at) => tokio::time::timeout_at(at, &mut slot.task).await.is_ok(),
+            None => {
+                let _ = (&mut slot.task).await;
+                true
+            }
+        };
+        if !stopped {
+            slot.task.abort();
+            let _ = (&mut slot.task).await;
+            slot.mark_aborted();
+            tracing::error!(service = %slot.report().name, "did not stop within the grace period; aborted");
+        }
+    }
+}
+
+async fn trigger(
+    token: &CancellationToken,
+    os_signal: &mut BoxFuture<'static, &'static str>,
+) -> ShutdownReason {
+    tokio::select! {
+        biased;
+        () = token.cancelled() => ShutdownReason::Cancelled,
+        signal = os_signal => ShutdownReason::OsSignal(signal),
+    }
+}
+
+/// Resolves with the signal's name on Ctrl-C or SIGTERM. The handlers are registered here,
+/// before any service starts, so a signal during start-up is not missed.
+fn os_signals(enabled: bool) -> BoxFuture<'static, &'static str> {
+    if !enabled {
+        return Box::pin(std::future::pending());
+    }
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(mut int), Ok(mut term)) => Box::pin(async move {
+                tokio::select! {
+                    _ = int.recv() => "SIGINT",
+                    _ = term.recv() => "SIGTERM",
+                }
+            }),
+            (int, term) => {
+                let error = int.err().or(term.err()).map(|e| e.to_string());
+                tracing::warn!(?error, "could not listen for OS signals; use the token");
+                Box::pin(std::future::pending())
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        Box::pin(async {
+            match tokio::signal::ctrl_c().await {
+                Ok(()) => "Ctrl-C",
+                Err(_) => std::future::pending().await,
+            }
+        })
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    }
+}

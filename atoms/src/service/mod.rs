@@ -1,0 +1,31 @@
+//! Long-running services: start in dependency order, restart with backoff, stop gracefully.
+//!
+//! * [`Service`] — a worker with `start`, a repeated `work` step and `stop` hooks.
+//! * [`ServiceHost`] — runs services: starts them in dependency order (a cycle is
+//!   [`HostError::Cycle`]), restarts a failing work step with exponential backoff and gives up
+//!   after [`HostOptions::max_restarts`] failures in a row (with the reason), and shuts down
+//!   on a [`CancellationToken`](tokio_util::sync::CancellationToken), Ctrl-C or SIGTERM:
+//!   services are stopped in reverse start order within a deadline, then aborted and named.
+//! * [`HostReport`] — what happened to each service.
+//!
+//! With a sink ([`HostOptions::signals`]) the host raises `service.<name>.started`,
+//! `service.<name>.failed`, `service.<name>.restarting` and `service.<name>.stopped`, so
+//! other parts of the application can react (`sink.has_signal("service.*.failed")`).
+//!
+//! Services pair naturally with [`Channel`](ephemeral::Channel): a detector service sends
+//! events on a channel that logger and alerter services consume.
+
+mod dynamic;
+mod error;
+mod host;
+mod options;
+mod order;
+mod report;
+#[allow(clippy::module_inception)]
+mod service;
+
+pub use error::HostError;
+pub use host::ServiceHost;
+pub use options::HostOptions;
+pub use report::{HostReport, ServiceReport, ServiceState, ShutdownReason};
+pub use service::{Service, ServiceContext, ServiceError, Step};

@@ -1,0 +1,110 @@
+//! `HostOptions`: restarts, backoff, shutdown deadline, OS signals and the signal sink.
+
+use std::time::Duration;
+
+use ephemeral::SignalSink;
+use tokio_util::sync::CancellationToken;
+
+/// How a [`ServiceHost`](super::ServiceHost) restarts, shuts down and reports.
+///
+/// Defaults: a failing work step is retried up to 5 times in a row, waiting 100 ms, then
+/// 200 ms, 400 ms, … up to 10 s between attempts (a successful step resets the count); the
+/// shutdown deadline is 10 s, after which services still stopping get 1 s more and are then
+/// aborted; OS signals are not handled; no signal sink.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct HostOptions {
+    pub(crate) max_restarts: u32,
+    pub(crate) initial_backoff: Duration,
+    pub(crate) max_backoff: Duration,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) abort_grace: Duration,
+    pub(crate) os_signals: bool,
+    pub(crate) stop_all_on_give_up: bool,
+    pub(crate) sink: Option<SignalSink>,
+    pub(crate) token: CancellationToken,
+}
+
+impl Default for HostOptions {
+    fn default() -> Self {
+        Self {
+            max_restarts: 5,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(10),
+            abort_grace: Duration::from_secs(1),
+            os_signals: false,
+            stop_all_on_give_up: false,
+            sink: None,
+            token: CancellationToken::new(),
+        }
+    }
+}
+
+impl HostOptions {
+    /// How many times in a row a failing work step is restarted before the host gives up
+    /// on that service.
+    pub fn max_restarts(mut self, n: u32) -> Self {
+        self.max_restarts = n;
+        self
+    }
+
+    /// The wait before the first restart; it doubles on each further failure in a row, up to
+    /// `max`.
+    pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.initial_backoff = initial;
+        self.max_backoff = max.max(initial);
+        self
+    }
+
+    /// How long a graceful shutdown may take in all. Services still stopping then are
+    /// aborted (after [`abort_grace`](Self::abort_grace) for those not yet asked to stop)
+    /// and reported as [`DidNotStop`](super::ServiceState::DidNotStop).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Once the shutdown deadline has passed, the services not yet asked to stop are asked
+    /// all at once and get this long before they are aborted.
+    pub fn abort_grace(mut self, grace: Duration) -> Self {
+        self.abort_grace = grace;
+        self
+    }
+
+    /// Shut down gracefully on Ctrl-C (SIGINT) and, on Unix, SIGTERM.
+    pub fn shutdown_on_os_signals(mut self, enabled: bool) -> Self {
+        self.os_signals = enabled;
+        self
+    }
+
+    /// Shut everything down as soon as one service gives up (by default the others keep
+    /// running).
+    pub fn stop_all_on_give_up(mut self, enabled: bool) -> Self {
+        self.stop_all_on_give_up = enabled;
+        self
+    }
+
+    /// Raise lifecycle signals `service.<name>.started`, `.failed`, `.restarting` and
+    /// `.stopped` into this sink; services can raise their own through
+    /// [`ServiceContext::raise`](super::ServiceContext::raise).
+    pub fn signals(mut self, sink: SignalSink) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
+    /// Shut down gracefully when this token is cancelled (for example a child of your
+    /// application's token).
+    pub fn cancel_on(mut self, token: CancellationToken) -> Self {
+        self.token = token;
+        self
+    }
+
+    pub(crate) fn backoff_for(&self, failures: u32) -> std::time::Duration {
+        let factor = 2u32.saturating_pow(failures.saturating_sub(1));
+        self.initial_backoff
+            .checked_mul(factor)
+            .unwrap_or(self.max_backoff)
+            .min(self.max_backoff)
+    }
+}

@@ -1,0 +1,115 @@
+//! What happened to each service, and why the host stopped.
+
+use std::fmt;
+
+/// Where a service ended up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServiceState {
+    /// Not started (start-up was aborted before its turn).
+    NotStarted,
+    /// Its start hook failed.
+    StartFailed,
+    /// Running its work step (only seen while the host runs).
+    Running,
+    /// Stopped by the host (shutdown), stop hook done.
+    Stopped,
+    /// Its work step returned [`Step::Done`](super::Step::Done); stop hook done.
+    Finished,
+    /// Its work step failed more often in a row than the restart limit; stop hook done.
+    GaveUp,
+    /// It did not stop within the shutdown deadline and was aborted.
+    DidNotStop,
+}
+
+/// One service's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceReport {
+    /// The service's name.
+    pub name: String,
+    /// Where it ended up.
+    pub state: ServiceState,
+    /// How many times its work step was restarted after a failure.
+    pub restarts: u32,
+    /// How many work steps failed (errors and panics).
+    pub failures: u32,
+    /// The last work-step (or start) failure.
+    pub last_error: Option<String>,
+    /// The stop hook's error, if it failed.
+    pub stop_error: Option<String>,
+}
+
+impl ServiceReport {
+    pub(crate) fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            state: ServiceState::NotStarted,
+            restarts: 0,
+            failures: 0,
+            last_error: None,
+            stop_error: None,
+        }
+    }
+}
+
+/// Why the host began shutting down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ShutdownReason {
+    /// The host's cancellation token was cancelled.
+    Cancelled,
+    /// The process received Ctrl-C (SIGINT) or SIGTERM.
+    OsSignal(&'static str),
+    /// Every service ended by itself.
+    AllEnded,
+    /// A service gave up and the host was told to stop everything then.
+    ServiceGaveUp(String),
+    /// A start hook failed.
+    StartFailed(String),
+}
+
+/// What [`ServiceHost::run`](super::ServiceHost::run) did: every service's record, in start
+/// order, and why it shut down.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostReport {
+    /// Every service, in start (dependency) order.
+    pub services: Vec<ServiceReport>,
+    /// Why the host shut down.
+    pub reason: ShutdownReason,
+}
+
+impl HostReport {
+    /// The services that did not stop within the deadline and were aborted.
+    #[must_use]
+    pub fn did_not_stop(&self) -> Vec<&str> {
+        self.services
+            .iter()
+            .filter(|s| s.state == ServiceState::DidNotStop)
+            .map(|s| s.name.as_str())
+            .collect()
+    }
+
+    /// One service's record.
+    #[must_use]
+    pub fn service(&self, name: &str) -> Option<&ServiceReport> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}
+
+impl fmt::Display for HostReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "shutdown: {:?}", self.reason)?;
+        for s in &self.services {
+            write!(
+                f,
+                "  {}: {:?}, {} restart(s), {} failure(s)",
+                s.name, s.state, s.restarts, s.failures
+            )?;
+            if let Some(e) = &s.last_error {
+                write!(f, ", last error: {e}")?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,181 @@
+//! The `Service` trait, its context and the outcome of one work step.
+
+use std::fmt;
+use std::future::Future;
+
+use ephemeral::{RaiseError, SignalSink};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+
+/// A long-running worker: started once, then its work step runs again and again until the
+/// host shuts down (or the step says [`Step::Done`]), then it is stopped once.
+///
+/// Write the methods as `async fn`s. The work step is dropped at an `.await` when shutdown
+/// begins, so keep it cancel-safe (awaiting a channel's `recv` is), or watch
+/// [`ServiceContext::cancelled`] and return. The stop hook always runs to completion within
+/// the host's shutdown deadline.
+///
+/// # Examples
+///
+/// ```
+/// use ephemeral_atoms::service::{Service, ServiceContext, ServiceError, Step};
+///
+/// struct Ticker {
+///     ticks: u32,
+/// }
+///
+/// impl Service for Ticker {
+///     fn name(&self) -> &str {
+///         "ticker"
+///     }
+///
+///     async fn work(&mut self, _ctx: &ServiceContext) -> Result<Step, ServiceError> {
+///         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+///         self.ticks += 1;
+///         Ok(Step::Continue)
+///     }
+/// }
+/// # let _ = Ticker { ticks: 0 };
+/// ```
+pub trait Service: Send + 'static {
+    /// A name unique within the host; it must fit in a signal name
+    /// (`service.<name>.started`), so no spaces, `*`, `?` or `,`.
+    fn name(&self) -> &str;
+
+    /// Names of the services that must be started before this one (and stopped after it).
+    fn dependencies(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Runs once before the first work step. An error here aborts the host's start-up.
+    fn start(
+        &mut self,
+        ctx: &ServiceContext,
+    ) -> impl Future<Output = Result<(), ServiceError>> + Send {
+        let _ = ctx;
+        async { Ok(()) }
+    }
+
+    /// One step of work. A failed (or panicking) step is retried with backoff, up to the
+    /// host's restart limit.
+    fn work(
+        &mut self,
+        ctx: &ServiceContext,
+    ) -> impl Future<Output = Result<Step, ServiceError>> + Send;
+
+    /// Runs once after the last work step (on shutdown, after [`Step::Done`], or after the
+    /// host gave up restarting it).
+    fn stop(
+        &mut self,
+        ctx: &ServiceContext,
+    ) -> impl Future<Output = Result<(), ServiceError>> + Send {
+        let _ = ctx;
+        async { Ok(()) }
+    }
+}
+
+/// What a work step asks for next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Run the work step again.
+    Continue,
+    /// The service has finished its work; stop it now.
+    Done,
+}
+
+/// An error returned by a service hook. It carries the message shown in reports and signals.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ServiceError {
+    message: String,
+}
+
+impl ServiceError {
+    /// An error with this message.
+    pub fn new(message: impl fmt::Display) -> Self {
+        Self {
+            message: message.to_string(),
+        }
+    }
+
+    /// An error from another error, keeping its message and the messages of its sources.
+    pub fn from_error(error: &(dyn std::error::Error + 'static)) -> Self {
+        let mut message = error.to_string();
+        let mut source = error.source();
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        Self { message }
+    }
+
+    /// The message.
+    #[must_use]
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl From<String> for ServiceError {
+    fn from(message: String) -> Self {
+        Self { message }
+    }
+}
+
+impl From<&str> for ServiceError {
+    fn from(message: &str) -> Self {
+        Self::new(message)
+    }
+}
+
+/// What a service's hooks get from the host: its name, a cancellation token that fires when
+/// this service is asked to stop, and the host's signal sink (if one was configured).
+#[derive(Debug, Clone)]
+pub struct ServiceContext {
+    pub(crate) name: String,
+    pub(crate) token: CancellationToken,
+    pub(crate) sink: Option<SignalSink>,
+}
+
+impl ServiceContext {
+    /// The service's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Completes when this service is asked to stop.
+    pub fn cancelled(&self) -> WaitForCancellationFuture<'_> {
+        self.token.cancelled()
+    }
+
+    /// Whether this service has been asked to stop.
+    #[must_use]
+    pub fn is_cancelled(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// The token that fires when this service is asked to stop (to hand to child tasks).
+    #[must_use]
+    pub fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+
+    /// The host's signal sink, if one was configured.
+    #[must_use]
+    pub fn sink(&self) -> Option<&SignalSink> {
+        self.sink.as_ref()
+    }
+
+    /// Raises `name` into the host's sink; does nothing when the host has no sink.
+    ///
+    /// # Errors
+    ///
+    /// [`RaiseError`] when `name` is not a valid signal name.
+    pub fn raise(&self, name: &str) -> Result<(), RaiseError> {
+        match &self.sink {
+            Some(sink) => sink.raise(name).map(|_| ()),
+            None => ephemeral::validate_name(name).map_err(RaiseError::from),
+        }
+    }
+}

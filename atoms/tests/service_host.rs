@@ -1,0 +1,408 @@
+//! Service host: dependency order, restarts with backoff, giving up, graceful shutdown.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ephemeral::SignalSink;
+use ephemeral_atoms::service::{
+    HostError, HostOptions, Service, ServiceContext, ServiceError, ServiceHost, ServiceState,
+    ShutdownReason, Step,
+};
+use tokio::time::Instant;
+
+type Log = Arc<Mutex<Vec<String>>>;
+
+/// A service that logs its hooks and idles in its work step until asked to stop.
+struct Logged {
+    name: &'static str,
+    deps: Vec<String>,
+    log: Log,
+}
+
+impl Logged {
+    fn new(name: &'static str, deps: &[&str], log: &Log) -> Self {
+        Self {
+            name,
+            deps: deps.iter().map(|d| d.to_string()).collect(),
+            log: Arc::clone(log),
+        }
+    }
+}
+
+impl Service for Logged {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn dependencies(&self) -> Vec<String> {
+        self.deps.clone()
+    }
+    async fn start(&mut self, _ctx: &ServiceContext) -> Result<(), ServiceError> {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("start {}", self.name));
+        Ok(())
+    }
+    async fn work(&mut self, ctx: &ServiceContext) -> Result<Step, ServiceError> {
+        ctx.cancelled().await;
+        Ok(Step::Continue)
+    }
+    async fn stop(&mut self, _ctx: &ServiceContext) -> Result<(), ServiceError> {
+        // A stop that takes a while: the next service must not be stopped before it ends.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        self.log.lock().unwrap().push(format!("stop {}", self.name));
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn services_start_in_dependency_order_and_stop_in_reverse() {
+    let log = Log::default();
+    let mut host = ServiceHost::new(HostOptions::default());
+    host.add(Logged::new("api", &["db", "cache"], &log))
+        .unwrap()
+        .add(Logged::new("db", &[], &log))
+        .unwrap()
+        .add(Logged::new("cache", &["db"], &log))
+        .unwrap();
+    let token = host.shutdown_token();
+    let run = tokio::spawn(host.run());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        *log.lock().unwrap(),
+        vec!["start db", "start cache", "start api"]
+    );
+    token.cancel();
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(
+        *log.lock().unwrap(),
+        vec![
+            "start db",
+            "start cache",
+            "start api",
+            "stop api",
+            "stop cache",
+            "stop db"
+        ]
+    );
+    assert_eq!(report.reason, ShutdownReason::Cancelled);
+    let names: Vec<_> = report.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["db", "cache", "api"]);
+    assert!(
+        report
+            .services
+            .iter()
+            .all(|s| s.state == ServiceState::Stopped)
+    );
+}
+
+#[tokio::test]
+async fn a_dependency_cycle_is_a_typed_error() {
+    let log = Log::default();
+    let mut host = ServiceHost::new(HostOptions::default());
+    host.add(Logged::new("a", &["c"], &log)).unwrap();
+    host.add(Logged::new("b", &["a"], &log)).unwrap();
+    host.add(Logged::new("c", &["b"], &log)).unwrap();
+    let err = host.run().await.unwrap_err();
+    match &err {
+        HostError::Cycle(path) => assert_eq!(path, &["a", "c", "b", "a"]),
+        other => panic!("expected a cycle, got {other:?}"),
+    }
+    assert!(err.to_string().contains("a -> c -> b -> a"));
+    assert!(log.lock().unwrap().is_empty(), "nothing may start");
+}
+
+#[tokio::test]
+async fn unknown_dependencies_duplicates_and_bad_names_are_refused() {
+    let log = Log::default();
+    let mut host = ServiceHost::new(HostOptions::default());
+    host.add(Logged::new("a", &["ghost"], &log)).unwrap();
+    assert!(matches!(
+        host.add(Logged::new("a", &[], &log)),
+        Err(HostError::Duplicate(_))
+    ));
+    assert!(matches!(
+        host.add(Logged::new("bad name", &[], &log)),
+        Err(HostError::InvalidName { .. })
+    ));
+    let err = host.run().await.unwrap_err();
+    assert!(
+        matches!(err, HostError::UnknownDependency { ref dependency, .. } if dependency == "ghost")
+    );
+}
+
+/// Fails its first `failures` work steps, then finishes; records when each step ran.
+struct Flaky {
+    failures: u32,
+    attempts: Arc<Mutex<Vec<Instant>>>,
+    panics: bool,
+}
+
+impl Service for Flaky {
+    fn name(&self) -> &str {
+        "flaky"
+    }
+    async fn work(&mut self, _ctx: &ServiceContext) -> Result<Step, ServiceError> {
+        self.attempts.lock().unwrap().push(Instant::now());
+        if self.failures > 0 {
+            self.failures -= 1;
+            if self.panics {
+                panic!("downstream exploded");
+            }
+            return Err(ServiceError::new("downstream unavailable"));
+        }
+        Ok(Step::Done)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_work_step_failing_three_times_is_restarted_with_backoff_and_reported() {
+    let sink = SignalSink::default();
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let mut host = ServiceHost::new(
+        HostOptions::default()
+            .backoff(Duration::from_millis(100), Duration::from_secs(5))
+            .max_restarts(5)
+            .signals(sink.clone()),
+    );
+    host.add(Flaky {
+        failures: 3,
+        attempts: Arc::clone(&attempts),
+        panics: false,
+    })
+    .unwrap();
+    let report = host.run().await.unwrap();
+
+    let attempts = attempts.lock().unwrap();
+    let gaps: Vec<_> = attempts.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(
+        gaps,
+        [100, 200, 400].map(Duration::from_millis),
+        "exponential backoff between attempts"
+    );
+    let flaky = report.service("flaky").unwrap();
+    assert_eq!(flaky.state, ServiceState::Finished);
+    assert_eq!((flaky.failures, flaky.restarts), (3, 3));
+    assert_eq!(flaky.last_error.as_deref(), Some("downstream unavailable"));
+    assert_eq!(report.reason, ShutdownReason::AllEnded);
+    assert_eq!(sink.count("service.flaky.failed"), 3);
+    assert_eq!(sink.count("service.flaky.restarting"), 3);
+    assert_eq!(sink.count("service.flaky.started"), 1);
+    assert_eq!(sink.count("service.flaky.stopped"), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_host_gives_up_after_the_limit_and_says_why() {
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let mut host = ServiceHost::new(
+        HostOptions::default()
+            .max_restarts(2)
+            .backoff(Duration::from_millis(10), Duration::from_millis(15)),
+    );
+    host.add(Flaky {
+        failures: u32::MAX,
+        attempts: Arc::clone(&attempts),
+        panics: true,
+    })
+    .unwrap();
+    let report = host.run().await.unwrap();
+    let flaky = report.service("flaky").unwrap();
+    assert_eq!(flaky.state, ServiceState::GaveUp);
+    assert_eq!((flaky.failures, flaky.restarts), (3, 2));
+    assert_eq!(
+        flaky.last_error.as_deref(),
+        Some("panicked: downstream exploded")
+    );
+    let attempts = attempts.lock().unwrap();
+    let gaps: Vec<_> = attempts.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(
+        gaps,
+        [10, 15].map(Duration::from_millis),
+        "backoff is capped"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_all_on_give_up_stops_the_others() {
+    let log = Log::default();
+    let mut host = ServiceHost::new(
+        HostOptions::default()
+            .max_restarts(0)
+            .stop_all_on_give_up(true),
+    );
+    host.add(Logged::new("steady", &[], &log)).unwrap();
+    host.add(Flaky {
+        failures: 1,
+        attempts: Arc::default(),
+        panics: false,
+    })
+    .unwrap();
+    let report = host.run().await.unwrap();
+    assert_eq!(report.reason, ShutdownReason::ServiceGaveUp("flaky".into()));
+    assert_eq!(
+        report.service("steady").unwrap().state,
+        ServiceState::Stopped
+    );
+}
+
+/// A service whose stop hook never finishes.
+struct Stuck;
+
+impl Service for Stuck {
+    fn name(&self) -> &str {
+        "stuck"
+    }
+    async fn work(&mut self, ctx: &ServiceContext) -> Result<Step, ServiceError> {
+        ctx.cancelled().await;
+        Ok(Step::Continue)
+    }
+    async fn stop(&mut self, _ctx: &ServiceContext) -> Result<(), ServiceError> {
+        std::future::pending::<()>().await;
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_service_that_does_not_stop_is_aborted_at_the_deadline_and_named() {
+    let log = Log::default();
+    let token = tokio_util::sync::CancellationToken::new();
+    let mut host = ServiceHost::new(
+        HostOptions::default()
+            .shutdown_timeout(Duration::from_secs(3))
+            .abort_grace(Duration::from_millis(500))
+            .cancel_on(token.clone()),
+    );
+    host.add(Logged::new("db", &[], &log)).unwrap();
+    host.add(Stuck).unwrap();
+    host.add(Logged::new("api", &[], &log)).unwrap();
+    let run = tokio::spawn(host.run());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let began = Instant::now();
+    token.cancel();
+    let report = run.await.unwrap().unwrap();
+    // 3 s deadline waiting for `stuck`, then `db` stops within the grace (10 ms).
+    assert_eq!(began.elapsed(), Duration::from_millis(3010));
+    assert_eq!(report.did_not_stop(), ["stuck"]);
+    assert_eq!(report.service("api").unwrap().state, ServiceState::Stopped);
+    assert_eq!(report.service("db").unwrap().state, ServiceState::Stopped);
+    assert_eq!(
+        *log.lock().unwrap(),
+        vec!["start db", "start api", "stop api", "stop db"]
+    );
+}
+
+/// A service whose start fails.
+struct Broken;
+
+impl Service for Broken {
+    fn name(&self) -> &str {
+        "broken"
+    }
+    fn dependencies(&self) -> Vec<String> {
+        vec!["db".into()]
+    }
+    async fn start(&mut self, _ctx: &ServiceContext) -> Result<(), ServiceError> {
+        Err("no config file".into())
+    }
+    async fn work(&mut self, _ctx: &ServiceContext) -> Result<Step, ServiceError> {
+        Ok(Step::Done)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_start_stops_what_was_started_and_is_a_typed_error() {
+    let log = Log::default();
+    let mut host = ServiceHost::new(HostOptions::default());
+    host.add(Broken).unwrap();
+    host.add(Logged::new("db", &[], &log)).unwrap();
+    host.add(Logged::new("api", &["broken"], &log)).unwrap();
+    let err = host.run().await.unwrap_err();
+    let HostError::StartFailed {
+        service,
+        reason,
+        report,
+    } = err
+    else {
+        panic!("expected StartFailed");
+    };
+    assert_eq!(
+        (service.as_str(), reason.as_str()),
+        ("broken", "no config file")
+    );
+    assert_eq!(*log.lock().unwrap(), vec!["start db", "stop db"]);
+    assert_eq!(
+        report.service("api").unwrap().state,
+        ServiceState::NotStarted
+    );
+    assert_eq!(
+        report.service("broken").unwrap().state,
+        ServiceState::StartFailed
+    );
+}
+
+#[test]
+fn run_outside_a_runtime_is_a_typed_error() {
+    let host = ServiceHost::new(HostOptions::default());
+    // No runtime, so no executor either: poll once by hand; the check comes first.
+    let mut run = std::pin::pin!(host.run());
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::future::Future::poll(run.as_mut(), &mut cx) {
+        std::task::Poll::Ready(Err(HostError::NoRuntime)) => {}
+        other => panic!("expected NoRuntime, got {other:?}"),
+    }
+}
+
+/// Raises its own signal while working, then finishes; panics in start when told to.
+struct Reporter {
+    panic_in_start: bool,
+}
+
+impl Service for Reporter {
+    fn name(&self) -> &str {
+        "reporter"
+    }
+    async fn start(&mut self, _ctx: &ServiceContext) -> Result<(), ServiceError> {
+        if self.panic_in_start {
+            panic!("bad wiring");
+        }
+        Ok(())
+    }
+    async fn work(&mut self, ctx: &ServiceContext) -> Result<Step, ServiceError> {
+        ctx.raise("report.ready")
+            .map_err(|e| ServiceError::from_error(&e))?;
+        assert!(ctx.raise("bad name").is_err());
+        Ok(Step::Done)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn services_raise_their_own_signals_into_the_hosts_sink() {
+    let sink = SignalSink::default();
+    let mut host = ServiceHost::new(HostOptions::default().signals(sink.clone()));
+    host.add(Reporter {
+        panic_in_start: false,
+    })
+    .unwrap();
+    let report = host.run().await.unwrap();
+    assert_eq!(
+        report.service("reporter").unwrap().state,
+        ServiceState::Finished
+    );
+    assert!(sink.has_signal("report.ready"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_start_is_a_start_failure_with_the_message() {
+    let sink = SignalSink::default();
+    let mut host = ServiceHost::new(HostOptions::default().signals(sink.clone()));
+    host.add(Reporter {
+        panic_in_start: true,
+    })
+    .unwrap();
+    match host.run().await.unwrap_err() {
+        HostError::StartFailed { reason, .. } => assert_eq!(reason, "panicked: bad wiring"),
+        other => panic!("expected StartFailed, got {other:?}"),
+    }
+    assert_eq!(sink.count("service.reporter.failed"), 1);
+    assert!(!sink.has_signal("service.reporter.started"));
+}

@@ -1,0 +1,442 @@
+//! `Channel<T>`: typed fan-out from many publishers to many subscribers.
+
+use std::fmt;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwap;
+use tokio::time::Instant;
+
+use super::error::{ChannelClosed, ChannelConfigError, DeliveryError, DeliveryFailure, SendError};
+use super::options::ChannelOptions;
+use super::shared::{Entry, PushFail, SubShared};
+use super::stats::{ChannelState, ChannelStats};
+use super::subscriber::Subscriber;
+use crate::{Buffer, Overflow};
+
+type Subscribers<T> = Arc<Vec<Arc<SubShared<T>>>>;
+
+pub(crate) struct Inner<T> {
+    options: ChannelOptions,
+    /// Read on every send without a lock; replaced whole on (un)subscribe, which is rare.
+    subscribers: ArcSwap<Vec<Arc<SubShared<T>>>>,
+    /// Serialises (un)subscribe and close, so no subscriber is added after close.
+    registry: Mutex<()>,
+    closed: AtomicBool,
+    sent: AtomicU64,
+    unheard: AtomicU64,
+    next_id: AtomicU64,
+}
+
+impl<T> Inner<T> {
+    pub(crate) fn unregister(&self, id: u64) {
+        let _registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+        let current = self.subscribers.load_full();
+        if current.iter().any(|s| s.id == id) {
+            let rest: Vec<_> = current.iter().filter(|s| s.id != id).cloned().collect();
+            self.subscribers.store(Arc::new(rest));
+        }
+    }
+
+    fn close(&self) {
+        let _registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+        // SeqCst pairs with the load in `send`: a send that sees "open" after this store
+        // would still be refused by each subscriber's closed ring.
+        self.closed.store(true, Ordering::SeqCst);
+        for sub in self.subscribers.load().iter() {
+            sub.close(false);
+        }
+    }
+
+    /// Reports a failed delivery; never under a lock, never unwinding into the caller.
+    pub(crate) fn report(&self, subscriber: u64, failure: DeliveryFailure) {
+        report(self.options.on_error.as_deref(), subscriber, failure);
+    }
+}
+
+pub(crate) fn report(
+    callback: Option<&(dyn Fn(&DeliveryError) + Send + Sync)>,
+    subscriber: u64,
+    failure: DeliveryFailure,
+) {
+    if let Some(callback) = callback {
+        let error = DeliveryError {
+            subscriber,
+            failure,
+        };
+        if std::panic::catch_unwind(AssertUnwindSafe(|| callback(&error))).is_err() {
+            tracing::warn!(%error, "the channel's error callback panicked");
+        }
+    }
+}
+
+impl<T> Drop for Inner<T> {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// A typed broadcast channel: every message goes to every subscriber that existed when it
+/// was sent, in order per publisher.
+///
+/// * **Handles.** `Channel` is a cheap `Clone`; every clone can send and subscribe. The
+///   channel closes on [`close`](Self::close) or when its last handle is dropped.
+/// * **Buffers.** Each subscriber has its own [`Buffer`] (the channel's default, or its own
+///   via [`subscribe_with`](Self::subscribe_with)). When one is full, [`Overflow::Wait`]
+///   makes the sender wait (nothing is lost; bounded by
+///   [`send_timeout`](ChannelOptions::send_timeout) if set) and [`Overflow::DropOldest`]
+///   drops that subscriber's oldest message and tells it with
+///   [`Lagged`](crate::Lagged). A slow subscriber with `Wait` slows every sender: that is
+///   the price of losing nothing.
+/// * **Expiry.** With [`expire_after`](ChannelOptions::expire_after), a message older than
+///   that is skipped and counted, never delivered.
+/// * **Nobody listening.** A message sent while no one is subscribed reaches no one: `send`
+///   returns `Ok(0)` and the channel counts it as `unheard`. Dropping every subscriber never
+///   blocks senders.
+/// * **Closing.** After close, sends fail with [`ChannelClosed`] (the message is given back)
+///   and subscribers drain what they hold, then end. A send racing with `close` reaches the
+///   subscribers that had not closed yet and reports how many.
+///
+/// There is no channel-wide lock per message: a send reads the subscriber list lock-free and
+/// locks each subscriber's own buffer briefly.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use ephemeral::Channel;
+///
+/// let events = Channel::<String>::new();
+/// let mut logger = events.subscribe();
+/// let mut alerter = events.subscribe();
+///
+/// let reached = events.send("disk.full".to_string()).await?;
+/// assert_eq!(reached, 2);
+/// assert_eq!(logger.recv().await, Some(Ok("disk.full".to_string())));
+/// assert_eq!(alerter.recv().await, Some(Ok("disk.full".to_string())));
+///
+/// events.close();
+/// assert!(events.send("late".to_string()).await.is_err());
+/// assert_eq!(logger.recv().await, None);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Comparison with `tokio::sync::broadcast`
+///
+/// `broadcast` has one ring shared by all receivers, so a slow receiver always loses
+/// messages (it cannot make senders wait). Use `Channel` when you need lossless fan-out with
+/// back-pressure, per-subscriber buffers, expiry or delivery statistics; use `broadcast` when
+/// losing old messages is always acceptable.
+pub struct Channel<T> {
+    inner: Arc<Inner<T>>,
+}
+
+impl<T> Clone for Channel<T> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<T: Clone + Send + 'static> Default for Channel<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Clone + Send + 'static> Channel<T> {
+    /// A channel with [`ChannelOptions::default()`].
+    #[must_use]
+    pub fn new() -> Self {
+        Self::build(ChannelOptions::default())
+    }
+
+    /// A channel with the given options.
+    ///
+    /// # Errors
+    ///
+    /// [`ChannelConfigError::ZeroExpiry`] when `expire_after` is zero.
+    pub fn with_options(options: ChannelOptions) -> Result<Self, ChannelConfigError> {
+        if options.expire_after.is_some_and(|ttl| ttl.is_zero()) {
+            return Err(ChannelConfigError::ZeroExpiry);
+        }
+        Ok(Self::build(options))
+    }
+
+    fn build(options: ChannelOptions) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                options,
+                subscribers: ArcSwap::from_pointee(Vec::new()),
+                registry: Mutex::new(()),
+                closed: AtomicBool::new(false),
+                sent: AtomicU64::new(0),
+                unheard: AtomicU64::new(0),
+                next_id: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// A new subscriber with the channel's buffer and overflow policy. It receives messages
+    /// sent from now on.
+    pub fn subscribe(&self) -> Subscriber<T> {
+        let options = &self.inner.options;
+        self.subscribe_with_overflow(options.buffer, options.overflow)
+    }
+
+    /// A new subscriber with its own buffer and the channel's overflow policy.
+    pub fn subscribe_with(&self, buffer: Buffer) -> Subscriber<T> {
+        self.subscribe_with_overflow(buffer, self.inner.options.overflow)
+    }
+
+    /// A new subscriber with its own buffer and overflow policy (for example a lossy
+    /// dashboard next to lossless consumers).
+    pub fn subscribe_with_overflow(&self, buffer: Buffer, overflow: Overflow) -> Subscriber<T> {
+        // Relaxed: ids only need to be unique.
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let shared = Arc::new(SubShared::new(id, buffer.capacity(), overflow));
+        {
+            let _registry = self
+                .inner
+                .registry
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if self.inner.closed.load(Ordering::SeqCst) {
+                // Subscribing to a closed channel gives a stream that ends at once.
+                shared.close(false);
+            } else {
+                let mut list = Vec::clone(&self.inner.subscribers.load());
+                list.push(Arc::clone(&shared));
+                self.inner.subscribers.store(Arc::new(list));
+            }
+        }
+        Subscriber {
+            shared,
+            channel: Arc::downgrade(&self.inner),
+            local: super::shared::Local::new(),
+        }
+    }
+
+    fn open_snapshot(&self) -> Option<Subscribers<T>> {
+        // SeqCst: see `Inner::close`.
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return None;
+        }
+        // Relaxed: a statistic.
+        self.inner.sent.fetch_add(1, Ordering::Relaxed);
+        let subs = self.inner.subscribers.load_full();
+        if subs.is_empty() {
+            self.inner.unheard.fetch_add(1, Ordering::Relaxed);
+        }
+        Some(subs)
+    }
+
+    fn expiry(&self) -> Option<Instant> {
+        self.inner
+            .options
+            .expire_after
+            .and_then(|ttl| Instant::now().checked_add(ttl))
+    }
+
+    /// Sends `value` to every current subscriber and returns how many received it.
+    ///
+    /// With [`Overflow::Wait`] it waits while a subscriber's buffer is full (up to the send
+    /// timeout, if one is set). A subscriber that goes away meanwhile is skipped.
+    ///
+    /// # Errors
+    ///
+    /// * [`SendError::Closed`] when the channel is closed;
+    /// * [`SendError::TimedOut`] when the send timeout passed before every subscriber had room
+    ///   (the message is given back, and each missed subscriber is reported to the error
+    ///   callback).
+    pub async fn send(&self, value: T) -> Result<usize, SendError<T>> {
+        let Some(subs) = self.open_snapshot() else {
+            return Err(SendError::Closed(ChannelClosed(value)));
+        };
+        let expires = self.expiry();
+        let deadline = self
+            .inner
+            .options
+            .send_timeout
+            .and_then(|t| Instant::now().checked_add(t));
+        let mut outcome = Outcome::new();
+        match deadline {
+            // Without a timeout nothing is given back, so the last subscriber takes the
+            // original instead of a clone.
+            None => {
+                let mut value = Some(value);
+                for (i, sub) in subs.iter().enumerate() {
+                    let v = if i + 1 == subs.len() {
+                        value.take()
+                    } else {
+                        value.clone()
+                    };
+                    if let Some(v) = v {
+                        let result = sub.push(Entry { value: v, expires }, None).await;
+                        outcome.record(&self.inner, sub, result);
+                    }
+                }
+                match outcome.last_closed {
+                    Some(v) if outcome.reached == 0 && self.is_closed() => {
+                        Err(SendError::Closed(ChannelClosed(v)))
+                    }
+                    _ => Ok(outcome.reached),
+                }
+            }
+            Some(at) => {
+                for sub in subs.iter() {
+                    let entry = Entry {
+                        value: value.clone(),
+                        expires,
+                    };
+                    let result = sub.push(entry, Some(at)).await;
+                    outcome.record(&self.inner, sub, result);
+                }
+                outcome.finish(value, self.is_closed())
+            }
+        }
+    }
+
+    /// Like [`send`](Self::send), blocking the current thread; for plain threads outside any
+    /// tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send), plus [`SendError::InsideRuntime`] when called on a thread
+    /// that runs a tokio runtime (blocking there would stall it). The check cannot tell a
+    /// `spawn_blocking` thread from a worker, so it refuses there too; in `spawn_blocking`
+    /// use `tokio::runtime::Handle::current().block_on(channel.send(value))`.
+    pub fn send_blocking(&self, value: T) -> Result<usize, SendError<T>> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(SendError::InsideRuntime(value));
+        }
+        let Some(subs) = self.open_snapshot() else {
+            return Err(SendError::Closed(ChannelClosed(value)));
+        };
+        let expires = self.expiry();
+        let deadline = self
+            .inner
+            .options
+            .send_timeout
+            .and_then(|t| std::time::Instant::now().checked_add(t));
+        let mut outcome = Outcome::new();
+        for sub in subs.iter() {
+            let entry = Entry {
+                value: value.clone(),
+                expires,
+            };
+            let result = sub.push_blocking(entry, deadline);
+            outcome.record(&self.inner, sub, result);
+        }
+        outcome.finish(value, self.is_closed())
+    }
+
+    /// Closes the channel: sends fail from now on, subscribers drain what they hold and then
+    /// end. Idempotent.
+    pub fn close(&self) {
+        self.inner.close();
+    }
+
+    /// Whether the channel is closed.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        // SeqCst: see `Inner::close`.
+        self.inner.closed.load(Ordering::SeqCst)
+    }
+
+    /// Open or closed.
+    #[must_use]
+    pub fn state(&self) -> ChannelState {
+        if self.is_closed() {
+            ChannelState::Closed
+        } else {
+            ChannelState::Open
+        }
+    }
+
+    /// How many subscribers are registered now.
+    #[must_use]
+    pub fn subscriber_count(&self) -> usize {
+        self.inner.subscribers.load().len()
+    }
+
+    /// The channel's state, message counts and each subscriber's delivery counts.
+    #[must_use]
+    pub fn stats(&self) -> ChannelStats {
+        ChannelStats {
+            state: self.state(),
+            // Relaxed: statistics.
+            sent: self.inner.sent.load(Ordering::Relaxed),
+            unheard: self.inner.unheard.load(Ordering::Relaxed),
+            subscribers: self
+                .inner
+                .subscribers
+                .load()
+                .iter()
+                .map(|s| s.stats())
+                .collect(),
+        }
+    }
+
+    /// The options this channel was made with.
+    pub fn options(&self) -> &ChannelOptions {
+        &self.inner.options
+    }
+}
+
+/// Tallies one send across subscribers.
+struct Outcome<T> {
+    reached: usize,
+    missed: usize,
+    last_closed: Option<T>,
+}
+
+impl<T> Outcome<T> {
+    fn new() -> Self {
+        Self {
+            reached: 0,
+            missed: 0,
+            last_closed: None,
+        }
+    }
+
+    fn record(&mut self, inner: &Inner<T>, sub: &SubShared<T>, result: Result<(), PushFail<T>>) {
+        match result {
+            Ok(()) => self.reached += 1,
+            // Gone meanwhile (dropped, or the channel closed): nothing to deliver to.
+            Err(PushFail::Closed(v)) => self.last_closed = Some(v),
+            Err(PushFail::TimedOut(_)) => {
+                self.missed += 1;
+                inner.report(sub.id, DeliveryFailure::TimedOut);
+            }
+        }
+    }
+
+    fn finish(self, value: T, closed: bool) -> Result<usize, SendError<T>> {
+        if self.missed > 0 {
+            Err(SendError::TimedOut {
+                value,
+                reached: self.reached,
+                missed: self.missed,
+            })
+        } else if self.reached == 0 && self.last_closed.is_some() && closed {
+            Err(SendError::Closed(ChannelClosed(value)))
+        } else {
+            Ok(self.reached)
+        }
+    }
+}
+
+impl<T> fmt::Debug for Channel<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Channel")
+            .field("closed", &self.inner.closed.load(Ordering::Relaxed))
+            .field("subscribers", &self.inner.subscribers.load().len())
+            .field("options", &self.inner.options)
+            .finish()
+    }
+}

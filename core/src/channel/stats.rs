@@ -1,0 +1,48 @@
+//! What a channel and each of its subscribers did.
+
+/// Whether a channel still accepts messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChannelState {
+    /// Sends are accepted.
+    Open,
+    /// Closed by [`Channel::close`](super::Channel::close) or by dropping its last handle:
+    /// sends fail with [`ChannelClosed`](super::ChannelClosed); subscribers drain what they
+    /// hold, then end.
+    Closed,
+}
+
+/// Per-subscriber delivery counts. For every subscriber,
+/// `sent = delivered + dropped + expired + buffered` while it is subscribed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DeliveryStats {
+    /// The subscriber's id (also in [`DeliveryError`](super::DeliveryError)).
+    pub subscriber: u64,
+    /// Messages put into its buffer.
+    pub sent: u64,
+    /// Messages it read (for a callback consumer: handed to the callback, even if it panicked).
+    pub delivered: u64,
+    /// Messages dropped from its full buffer ([`Overflow::DropOldest`](crate::Overflow)).
+    pub dropped: u64,
+    /// Messages that expired in its buffer and were skipped.
+    pub expired: u64,
+    /// Sends that timed out waiting for room in its buffer (those messages never entered it).
+    pub timed_out: u64,
+    /// Messages on which its consumer callback panicked.
+    pub failed: u64,
+    /// Messages buffered now.
+    pub buffered: usize,
+}
+
+/// A snapshot of a channel: its state, how many messages were sent, and each live
+/// subscriber's [`DeliveryStats`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelStats {
+    /// Open or closed.
+    pub state: ChannelState,
+    /// Messages accepted by `send` (whether or not anyone was subscribed).
+    pub sent: u64,
+    /// Messages accepted while nobody was subscribed (they reached no one).
+    pub unheard: u64,
+    /// The subscribers now registered, oldest first.
+    pub subscribers: Vec<DeliveryStats>,
+}
