@@ -1,0 +1,423 @@
+//! `Bus`: a named bus on this machine, shared by every process that opens it.
+
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use ephemeral::{Buffer, HeaderValue, Lagged, Name, Overflow, Pattern};
+use futures::StreamExt;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::frame::{self, Frame};
+use crate::router::Locals;
+use crate::subscription::{LocalSub, SubscriptionStats};
+use crate::transport::{Transport, UnixTransport};
+use crate::{BusError, BusOptions, Message, Subscription};
+
+/// A random 64-bit number, from the standard library's randomly seeded hasher (no extra
+/// dependency; these ids need to be unique, not secret).
+fn random_u64(salt: u64) -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(salt);
+    h.write_u32(std::process::id());
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    h.write_u128(now.as_nanos());
+    h.finish()
+}
+
+/// This process's origin id: stamped on every message it publishes first, and how bridges
+/// recognise (and drop) their own signals coming back around a loop.
+#[must_use]
+pub fn process_origin() -> u64 {
+    static ORIGIN: OnceLock<u64> = OnceLock::new();
+    *ORIGIN.get_or_init(|| random_u64(0x6f72_6967_696e))
+}
+
+/// A message to publish, with the optional parts; see [`Bus::publish_with`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use ephemeral_bus::Outgoing;
+///
+/// let message = Outgoing::new("orders.created")?
+///     .payload(b"{\"id\":42}")
+///     .header("attempt", 1)
+///     .ttl(Duration::from_secs(30));
+/// # Ok::<(), ephemeral_bus::BusError>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct Outgoing {
+    pub(crate) topic: Name,
+    pub(crate) payload: Arc<[u8]>,
+    pub(crate) headers: Vec<(Arc<str>, HeaderValue)>,
+    pub(crate) ttl: Option<Duration>,
+    pub(crate) origin: Option<u64>,
+    pub(crate) hops: u8,
+    /// A local subscription not to deliver to (a bridge's own inbound side).
+    pub(crate) skip_local: Option<u64>,
+}
+
+impl Outgoing {
+    /// A message on `topic` with an empty payload.
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::Name`] when `topic` breaks the naming rule.
+    pub fn new(topic: &str) -> Result<Self, BusError> {
+        Ok(Self {
+            topic: Name::new(topic)?,
+            payload: Arc::from(&[][..]),
+            headers: Vec::new(),
+            ttl: None,
+            origin: None,
+            hops: 0,
+            skip_local: None,
+        })
+    }
+
+    /// The payload bytes.
+    pub fn payload(mut self, bytes: impl AsRef<[u8]>) -> Self {
+        self.payload = Arc::from(bytes.as_ref());
+        self
+    }
+
+    /// Adds a scalar header (keys longer than 255 bytes are cut).
+    pub fn header(mut self, key: &str, value: impl Into<HeaderValue>) -> Self {
+        self.headers.push((Arc::from(key), value.into()));
+        self
+    }
+
+    /// How long the message stays relevant; receivers get the remaining time.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+}
+
+/// Counters of one bus handle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BusStats {
+    /// Other peers connected now.
+    pub peers: usize,
+    /// Messages published through this handle.
+    pub published: u64,
+    /// Frames refused because they were corrupt or of another format version.
+    pub corrupt_frames: u64,
+    /// Messages this handle dropped for a peer that stayed full past the bounded wait.
+    pub dropped_sends: u64,
+    /// Callbacks (of [`Bus::subscribe_fn`]) that panicked.
+    pub callback_panics: u64,
+    /// Each subscription of this handle.
+    pub subscriptions: Vec<SubscriptionStats>,
+}
+
+pub(crate) struct Shared {
+    name: Name,
+    dir: PathBuf,
+    options: BusOptions,
+    peer: u64,
+    locals: Arc<Locals>,
+    transport: Arc<UnixTransport>,
+    next_id: AtomicU64,
+    published: AtomicU64,
+    pub(crate) callback_panics: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn unsubscribe(&self, id: u64) {
+        self.locals.remove(id);
+        self.transport.announce_now();
+    }
+}
+
+/// Leaves the bus when the last `Bus` clone and the last subscription are gone.
+pub(crate) struct BusHandle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Drop for BusHandle {
+    fn drop(&mut self) {
+        self.shared.transport.close();
+    }
+}
+
+/// A named bus shared by the processes of one machine, with no broker.
+///
+/// Opening joins (or creates) the directory `<parent>/ephemeral-<name>` (see [`BusOptions`]).
+/// Every peer connects directly to every other; a publisher sends each message only to the
+/// peers subscribed to its topic, and [`publish`](Self::publish) returns how many
+/// subscriptions it reached. Only the owning user can open a bus: the directory must be
+/// owned by this uid and closed to group and others (checked explicitly, so it holds for
+/// root too). Peers are known dead by the lock they held, never by pid; a dead peer's files
+/// are removed by the next peer that notices (at once, when its connection drops), and the
+/// last peer out removes the directory.
+///
+/// `Bus` is a cheap `Clone`; the process leaves the bus when every clone and every
+/// subscription is dropped.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use futures::StreamExt;
+/// use ephemeral_bus::Bus;
+///
+/// let bus = Bus::open("doc-orders-bus").await?;
+/// let mut errors = bus.subscribe("error.*,timeout.*").await?;
+///
+/// let reached = bus.publish("error.db", b"connection refused").await?;
+/// assert_eq!(reached, 1);
+/// let message = errors.next().await.unwrap()?;
+/// assert_eq!(message.payload_str(), Some("connection refused"));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Bus {
+    handle: Arc<BusHandle>,
+}
+
+impl Bus {
+    /// Joins the bus `name` with the default options.
+    ///
+    /// # Errors
+    ///
+    /// See [`open_with`](Self::open_with).
+    pub async fn open(name: &str) -> Result<Self, BusError> {
+        Self::open_with(name, BusOptions::default()).await
+    }
+
+    /// Joins the bus `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::Name`] for a bad name, [`BusError::NotOwner`] or
+    /// [`BusError::Permissions`] when the directory is not this user's alone, and
+    /// [`BusError::Io`] when a bus file cannot be created.
+    pub async fn open_with(name: &str, options: BusOptions) -> Result<Self, BusError> {
+        let name = Name::new(name)?;
+        let dir = options.parent().join(format!("ephemeral-{name}"));
+        let peer = random_u64(u64::from(std::process::id()) ^ 0x7065_6572);
+        let locals = Arc::new(Locals::default());
+        let transport =
+            UnixTransport::join(dir.clone(), peer, options.clone(), Arc::clone(&locals)).await?;
+        Ok(Self {
+            handle: Arc::new(BusHandle {
+                shared: Arc::new(Shared {
+                    name,
+                    dir,
+                    options,
+                    peer,
+                    locals,
+                    transport,
+                    next_id: AtomicU64::new(1),
+                    published: AtomicU64::new(0),
+                    callback_panics: AtomicU64::new(0),
+                }),
+            }),
+        })
+    }
+
+    /// Publishes `payload` on `topic`; returns how many subscriptions (in this process and
+    /// others) it reached.
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::Name`] for a bad topic, [`BusError::PayloadTooLarge`] above the maximum.
+    pub async fn publish(&self, topic: &str, payload: impl AsRef<[u8]>) -> Result<usize, BusError> {
+        self.publish_with(Outgoing::new(topic)?.payload(payload))
+            .await
+    }
+
+    /// Publishes a message built with [`Outgoing`].
+    ///
+    /// A subscriber whose buffer is full (`Overflow::Wait`) is waited for, together at most
+    /// [`BusOptions::send_timeout`] per call; past that the message is dropped for it alone
+    /// and it is told with `Lagged`. The count returned excludes such subscribers.
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::PayloadTooLarge`] above the maximum payload or when the headers do not fit
+    /// in a frame.
+    pub async fn publish_with(&self, outgoing: Outgoing) -> Result<usize, BusError> {
+        let shared = &self.handle.shared;
+        let max = shared.options.max_payload;
+        if outgoing.payload.len() > max {
+            return Err(BusError::PayloadTooLarge {
+                len: outgoing.payload.len(),
+                max,
+            });
+        }
+        let message = Message {
+            topic: outgoing.topic,
+            payload: outgoing.payload,
+            headers: outgoing.headers.into(),
+            id: shared.next_id.fetch_add(1, Ordering::Relaxed),
+            origin: outgoing.origin.unwrap_or_else(process_origin),
+            hops: outgoing.hops,
+            timestamp: SystemTime::now(),
+            ttl: outgoing.ttl,
+        };
+        let deadline = Instant::now() + shared.options.send_timeout;
+        let mut bytes = Vec::with_capacity(64 + message.payload.len());
+        let message = Frame::Message(message);
+        frame::encode(&message, &mut bytes);
+        let Frame::Message(message) = message else {
+            unreachable!("constructed as a message just above")
+        };
+        if bytes.len() > max + crate::transport::FRAME_OVERHEAD {
+            return Err(BusError::PayloadTooLarge {
+                len: bytes.len(),
+                max: max + crate::transport::FRAME_OVERHEAD,
+            });
+        }
+        shared.published.fetch_add(1, Ordering::Relaxed);
+        let local = shared
+            .locals
+            .dispatch(&message, Some(deadline), outgoing.skip_local)
+            .await;
+        let remote = shared
+            .transport
+            .send(&message.topic, &bytes, deadline)
+            .await;
+        Ok(local + remote)
+    }
+
+    /// Subscribes to the topics matching `pattern`, with the default buffer (1024 messages)
+    /// and [`Overflow::Wait`].
+    ///
+    /// Returns once every connected peer routes by the new subscription (or did not answer
+    /// within [`BusOptions::handshake_timeout`]), so a message published elsewhere after this
+    /// returns is delivered.
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::Closed`] if the bus was closed.
+    pub async fn subscribe(&self, pattern: &str) -> Result<Subscription, BusError> {
+        self.subscribe_with(pattern, Buffer::default(), Overflow::Wait)
+            .await
+    }
+
+    /// Subscribes with an explicit buffer and overflow policy.
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::Closed`] if the bus was closed.
+    pub async fn subscribe_with(
+        &self,
+        pattern: &str,
+        buffer: Buffer,
+        overflow: Overflow,
+    ) -> Result<Subscription, BusError> {
+        let shared = &self.handle.shared;
+        let local = Arc::new(LocalSub::new(Pattern::new(pattern), buffer, overflow));
+        shared.locals.add(Arc::clone(&local));
+        shared.transport.announce().await;
+        Ok(Subscription {
+            local,
+            bus: Arc::clone(&self.handle),
+        })
+    }
+
+    /// Subscribes and calls `callback` with every item on a task of its own. A panicking
+    /// callback is caught and counted ([`BusStats::callback_panics`]); delivery carries on.
+    /// Dropping the returned [`CallbackTask`] unsubscribes.
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::Closed`] if the bus was closed.
+    pub async fn subscribe_fn<F>(
+        &self,
+        pattern: &str,
+        mut callback: F,
+    ) -> Result<CallbackTask, BusError>
+    where
+        F: FnMut(Result<Message, Lagged>) + Send + 'static,
+    {
+        let mut subscription = self.subscribe(pattern).await?;
+        let shared = Arc::clone(&self.handle.shared);
+        let task = tokio::spawn(async move {
+            while let Some(item) = subscription.next().await {
+                if std::panic::catch_unwind(AssertUnwindSafe(|| callback(item))).is_err() {
+                    shared.callback_panics.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        Ok(CallbackTask { task })
+    }
+
+    /// This handle's counters.
+    #[must_use]
+    pub fn stats(&self) -> BusStats {
+        let shared = &self.handle.shared;
+        let (corrupt_frames, dropped_sends) = shared.transport.counters();
+        BusStats {
+            peers: shared.transport.peer_count(),
+            published: shared.published.load(Ordering::Relaxed),
+            corrupt_frames,
+            dropped_sends,
+            callback_panics: shared.callback_panics.load(Ordering::Relaxed),
+            subscriptions: shared.locals.all().iter().map(|s| s.stats()).collect(),
+        }
+    }
+
+    /// The bus name.
+    #[must_use]
+    pub fn name(&self) -> &Name {
+        &self.handle.shared.name
+    }
+
+    /// The bus directory.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.handle.shared.dir
+    }
+
+    /// This peer's id (its files in the directory are named after it).
+    #[must_use]
+    pub fn peer_id(&self) -> u64 {
+        self.handle.shared.peer
+    }
+
+    /// How many other peers are connected now.
+    #[must_use]
+    pub fn peers(&self) -> usize {
+        self.handle.shared.transport.peer_count()
+    }
+}
+
+impl fmt::Debug for Bus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shared = &self.handle.shared;
+        f.debug_struct("Bus")
+            .field("name", &shared.name.as_str())
+            .field("dir", &shared.dir)
+            .field("peer", &format_args!("{:016x}", shared.peer))
+            .field("peers", &shared.transport.peer_count())
+            .finish()
+    }
+}
+
+/// The task running a [`Bus::subscribe_fn`] callback; dropping it unsubscribes.
+#[derive(Debug)]
+pub struct CallbackTask {
+    task: JoinHandle<()>,
+}
+
+impl Drop for CallbackTask {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
