@@ -344,3 +344,47 @@ async fn a_ring_of_three_buses_delivers_one_raise_once_per_sink() {
     assert_eq!(counts, [1, 1, 1]);
     assert!(bridges.iter().map(|b| b.looped()).sum::<u64>() >= 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_and_foreign_version_frames_are_refused_and_counted() {
+    use ephemeral_bus::frame::{self, Frame, LEN_PREFIX};
+    use tokio::io::AsyncWriteExt;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let bus = open(tmp.path(), "t").await;
+    let mut sub = bus.subscribe("x").await.unwrap();
+    let sock = bus.dir().join(format!("{:016x}.sock", bus.peer_id()));
+    let mut raw = tokio::net::UnixStream::connect(&sock).await.unwrap();
+
+    let mut bytes = Vec::new();
+    frame::encode(
+        &Frame::Hello {
+            peer: 0xdead_beef,
+            subscriptions: vec![],
+        },
+        &mut bytes,
+    );
+    // A frame of another format version.
+    let mut foreign = Vec::new();
+    frame::encode(&Frame::SubscriptionsAck { sequence: 1 }, &mut foreign);
+    foreign[LEN_PREFIX] = frame::VERSION + 1;
+    bytes.extend_from_slice(&foreign);
+    // Garbage with a sound length prefix.
+    bytes.extend_from_slice(&5u32.to_le_bytes());
+    bytes.extend_from_slice(&[frame::VERSION, 1, 2, 3, 4]);
+    // Then a valid message: the stream is still in step and it is delivered.
+    let publisher = Bus::open_with("u", support::options(tmp.path())).await.unwrap();
+    let mut capture = publisher.subscribe("x").await.unwrap();
+    publisher.publish("x", b"after").await.unwrap();
+    let message = next(&mut capture).await.unwrap();
+    frame::encode(&Frame::Message(message), &mut bytes);
+    raw.write_all(&bytes).await.unwrap();
+
+    let got = next(&mut sub).await.unwrap();
+    assert_eq!(got.payload(), b"after");
+    assert_eq!(bus.stats().corrupt_frames, 2);
+    // An impossible length cannot be skipped: the connection is dropped, the bus carries on.
+    raw.write_all(&u32::MAX.to_le_bytes()).await.unwrap();
+    assert!(eventually(LONG, || bus.stats().corrupt_frames == 3 && bus.peers() == 0).await);
+    assert_eq!(bus.publish("x", b"still fine").await.unwrap(), 1);
+}
