@@ -126,7 +126,8 @@ async fn child(role: &str) {
                 lat.push(now_nanos().saturating_sub(sent));
             }
             lat.sort_unstable();
-            let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)] as f64 / 1000.0;
+            let p =
+                |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)] as f64 / 1000.0;
             println!(
                 "{{\"name\":\"bus_latency_p99\",\"unit\":\"us\",\"ours\":{:.1},\"p50\":{:.1},\"p999\":{:.1},\"max\":{:.1},\"messages\":{n}}}",
                 p(0.99),

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -27,6 +27,9 @@ pub(crate) struct LocalSub {
     ring: Mutex<Ring>,
     waker: AtomicWaker,
     space: Notify,
+    /// Pushers waiting for room. `pop` only pays for a wake-up when this is non-zero; the
+    /// ring's mutex orders a waiter's increment (before its last check) before the pop.
+    waiting: AtomicUsize,
 }
 
 struct Ring {
@@ -75,6 +78,7 @@ impl LocalSub {
             }),
             waker: AtomicWaker::new(),
             space: Notify::new(),
+            waiting: AtomicUsize::new(0),
         }
     }
 
@@ -83,39 +87,56 @@ impl LocalSub {
     /// pushes back on the publisher through the socket). Returns whether it was buffered; a
     /// message given up on is counted and reported as lag.
     pub(crate) async fn push(&self, message: Message, deadline: Option<Instant>) -> bool {
-        loop {
+        let mut message = match self.try_push(message) {
+            Ok(buffered) => return buffered,
+            Err(message) => message,
+        };
+        // Full, with `Overflow::Wait`: register for room, then check again (so a pop between
+        // the check and the registration is not missed).
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let buffered = loop {
             let notified = self.space.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            {
-                let mut ring = lock(&self.ring);
-                if ring.closed {
-                    return false;
-                }
-                let full = ring.capacity.is_some_and(|cap| ring.buffer.len() >= cap);
-                if !full || self.overflow == Overflow::DropOldest {
-                    if full {
-                        ring.buffer.pop_front();
-                        ring.unreported += 1;
-                        ring.dropped += 1;
-                    }
-                    ring.buffer.push_back(message);
-                    ring.delivered += 1;
-                    drop(ring);
-                    self.waker.wake();
-                    return true;
-                }
-            }
+            message = match self.try_push(message) {
+                Ok(buffered) => break buffered,
+                Err(message) => message,
+            };
             match deadline {
                 None => notified.await,
                 Some(deadline) => {
                     if tokio::time::timeout_at(deadline, notified).await.is_err() {
                         self.add_lag(1);
-                        return false;
+                        break false;
                     }
                 }
             }
+        };
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        buffered
+    }
+
+    /// Buffers `message` unless the buffer is full under `Overflow::Wait`, in which case it
+    /// is handed back. `Ok(false)`: closed.
+    fn try_push(&self, message: Message) -> Result<bool, Message> {
+        let mut ring = lock(&self.ring);
+        if ring.closed {
+            return Ok(false);
         }
+        let full = ring.capacity.is_some_and(|cap| ring.buffer.len() >= cap);
+        if full && self.overflow == Overflow::Wait {
+            return Err(message);
+        }
+        if full {
+            ring.buffer.pop_front();
+            ring.unreported += 1;
+            ring.dropped += 1;
+        }
+        ring.buffer.push_back(message);
+        ring.delivered += 1;
+        drop(ring);
+        self.waker.wake();
+        Ok(true)
     }
 
     /// Records `n` messages lost for this subscription (reported as `Lagged`).
@@ -153,7 +174,9 @@ impl LocalSub {
         match ring.buffer.pop_front() {
             Some(message) => {
                 drop(ring);
-                self.space.notify_waiters();
+                if self.waiting.load(Ordering::SeqCst) > 0 {
+                    self.space.notify_waiters();
+                }
                 Poll::Ready(Some(Ok(message)))
             }
             None if ring.closed => Poll::Ready(None),

@@ -373,7 +373,9 @@ async fn corrupt_and_foreign_version_frames_are_refused_and_counted() {
     bytes.extend_from_slice(&5u32.to_le_bytes());
     bytes.extend_from_slice(&[frame::VERSION, 1, 2, 3, 4]);
     // Then a valid message: the stream is still in step and it is delivered.
-    let publisher = Bus::open_with("u", support::options(tmp.path())).await.unwrap();
+    let publisher = Bus::open_with("u", support::options(tmp.path()))
+        .await
+        .unwrap();
     let mut capture = publisher.subscribe("x").await.unwrap();
     publisher.publish("x", b"after").await.unwrap();
     let message = next(&mut capture).await.unwrap();

@@ -72,32 +72,16 @@ impl Outbound {
         topic: &Name,
         deadline: Instant,
     ) -> Pushed {
+        if let Some(pushed) = self.try_push(bytes, topic) {
+            return pushed;
+        }
         loop {
+            // Register for room before checking again, so a batch taken in between is seen.
             let notified = self.space.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            {
-                let mut state = lock(&self.state);
-                if state.closed {
-                    return Pushed::Closed;
-                }
-                if state.buf.len() < self.limit {
-                    if !state.lag.is_empty() {
-                        // Report earlier losses before the next message, in stream order.
-                        let lag = std::mem::take(&mut state.lag);
-                        for (topic, count) in lag {
-                            frame::encode(&Frame::Lag { topic, count }, &mut state.buf);
-                        }
-                    }
-                    state.buf.extend_from_slice(bytes);
-                    drop(state);
-                    self.data.notify_one();
-                    return Pushed::Queued;
-                }
-                if state.stalled {
-                    *state.lag.entry(topic.clone()).or_insert(0) += 1;
-                    return Pushed::Dropped;
-                }
+            if let Some(pushed) = self.try_push(bytes, topic) {
+                return pushed;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 let mut state = lock(&self.state);
@@ -106,6 +90,37 @@ impl Outbound {
                 return Pushed::Dropped;
             }
         }
+    }
+
+    /// Queues the frame if there is room, drops it if the peer is stalled, `None` if the
+    /// caller has to wait.
+    fn try_push(&self, bytes: &[u8], topic: &Name) -> Option<Pushed> {
+        let mut state = lock(&self.state);
+        if state.closed {
+            return Some(Pushed::Closed);
+        }
+        if state.buf.len() < self.limit {
+            if !state.lag.is_empty() {
+                // Report earlier losses before the next message, in stream order.
+                let lag = std::mem::take(&mut state.lag);
+                for (topic, count) in lag {
+                    frame::encode(&Frame::Lag { topic, count }, &mut state.buf);
+                }
+            }
+            let was_empty = state.buf.is_empty();
+            state.buf.extend_from_slice(bytes);
+            drop(state);
+            // The writer only sleeps on an empty queue, so only the first frame wakes it.
+            if was_empty {
+                self.data.notify_one();
+            }
+            return Some(Pushed::Queued);
+        }
+        if state.stalled {
+            *state.lag.entry(topic.clone()).or_insert(0) += 1;
+            return Some(Pushed::Dropped);
+        }
+        None
     }
 
     /// Takes everything queued, for the writer. `None` once closed.
