@@ -73,7 +73,10 @@ fn main() {
         kid.1.read_line(&mut line).unwrap();
         kid.0.wait().unwrap();
         println!("{}", line.trim());
+        drop(bus);
     });
+    // The bus removed its own directory; remove the parent we made for it.
+    let _ = std::fs::remove_dir(&tmp);
 }
 
 fn spawn(

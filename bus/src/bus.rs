@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::frame::{self, Frame};
+use crate::request::Replies;
 use crate::router::Locals;
 use crate::subscription::{LocalSub, SubscriptionStats};
 use crate::transport::{Transport, UnixTransport};
@@ -118,6 +119,8 @@ pub struct BusStats {
     pub dropped_sends: u64,
     /// Callbacks (of [`Bus::subscribe_fn`]) that panicked.
     pub callback_panics: u64,
+    /// Replies that arrived after their request gave up (timed out), dropped.
+    pub late_replies: u64,
     /// Each subscription of this handle.
     pub subscriptions: Vec<SubscriptionStats>,
 }
@@ -125,13 +128,14 @@ pub struct BusStats {
 pub(crate) struct Shared {
     name: Name,
     dir: PathBuf,
-    options: BusOptions,
-    peer: u64,
-    locals: Arc<Locals>,
-    transport: Arc<UnixTransport>,
+    pub(crate) options: BusOptions,
+    pub(crate) peer: u64,
+    pub(crate) locals: Arc<Locals>,
+    pub(crate) transport: Arc<UnixTransport>,
     next_id: AtomicU64,
     published: AtomicU64,
     pub(crate) callback_panics: AtomicU64,
+    pub(crate) replies: Replies,
 }
 
 impl Shared {
@@ -186,7 +190,7 @@ impl Drop for BusHandle {
 /// ```
 #[derive(Clone)]
 pub struct Bus {
-    handle: Arc<BusHandle>,
+    pub(crate) handle: Arc<BusHandle>,
 }
 
 impl Bus {
@@ -225,6 +229,7 @@ impl Bus {
                     next_id: AtomicU64::new(1),
                     published: AtomicU64::new(0),
                     callback_panics: AtomicU64::new(0),
+                    replies: Replies::default(),
                 }),
             }),
         })
@@ -253,6 +258,21 @@ impl Bus {
     /// in a frame.
     pub async fn publish_with(&self, outgoing: Outgoing) -> Result<usize, BusError> {
         let shared = &self.handle.shared;
+        let skip = outgoing.skip_local;
+        let (message, bytes) = self.build(outgoing)?;
+        let deadline = Instant::now() + shared.options.send_timeout;
+        shared.published.fetch_add(1, Ordering::Relaxed);
+        let local = shared.locals.dispatch(&message, Some(deadline), skip).await;
+        let remote = shared
+            .transport
+            .send(&message.topic, &bytes, deadline)
+            .await;
+        Ok(local + remote)
+    }
+
+    /// The message and its encoded frame.
+    pub(crate) fn build(&self, outgoing: Outgoing) -> Result<(Message, Vec<u8>), BusError> {
+        let shared = &self.handle.shared;
         let max = shared.options.max_payload;
         if outgoing.payload.len() > max {
             return Err(BusError::PayloadTooLarge {
@@ -260,7 +280,7 @@ impl Bus {
                 max,
             });
         }
-        let message = Message {
+        let message = Frame::Message(Message {
             topic: outgoing.topic,
             payload: outgoing.payload,
             headers: outgoing.headers.into(),
@@ -269,10 +289,8 @@ impl Bus {
             hops: outgoing.hops,
             timestamp: SystemTime::now(),
             ttl: outgoing.ttl,
-        };
-        let deadline = Instant::now() + shared.options.send_timeout;
-        let mut bytes = Vec::with_capacity(64 + message.payload.len());
-        let message = Frame::Message(message);
+        });
+        let mut bytes = Vec::new();
         frame::encode(&message, &mut bytes);
         let Frame::Message(message) = message else {
             unreachable!("constructed as a message just above")
@@ -283,16 +301,7 @@ impl Bus {
                 max: max + crate::transport::FRAME_OVERHEAD,
             });
         }
-        shared.published.fetch_add(1, Ordering::Relaxed);
-        let local = shared
-            .locals
-            .dispatch(&message, Some(deadline), outgoing.skip_local)
-            .await;
-        let remote = shared
-            .transport
-            .send(&message.topic, &bytes, deadline)
-            .await;
-        Ok(local + remote)
+        Ok((message, bytes))
     }
 
     /// Subscribes to the topics matching `pattern`, with the default buffer (1024 messages)
@@ -369,6 +378,7 @@ impl Bus {
             corrupt_frames,
             dropped_sends,
             callback_panics: shared.callback_panics.load(Ordering::Relaxed),
+            late_replies: shared.replies.late.load(Ordering::Relaxed),
             subscriptions: shared.locals.all().iter().map(|s| s.stats()).collect(),
         }
     }

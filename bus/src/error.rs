@@ -44,6 +44,38 @@ pub enum BusError {
         /// The maximum ([`BusOptions::max_payload`](crate::BusOptions::max_payload)).
         max: usize,
     },
+    /// Nobody serves the topic of a request.
+    #[error("no peer serves `{topic}`: start a server with Bus::serve first")]
+    NoServer {
+        /// The request topic.
+        topic: String,
+    },
+    /// No reply came in time.
+    #[error(
+        "request on `{topic}` got no reply within {after:?}: the server is slow or stuck; retry or raise the timeout"
+    )]
+    Timeout {
+        /// The request topic.
+        topic: String,
+        /// The timeout.
+        after: std::time::Duration,
+    },
+    /// The server handling the request left the bus (or died) before replying.
+    #[error(
+        "the server handling `{topic}` left the bus before replying: retry, another server may answer"
+    )]
+    PeerGone {
+        /// The request topic.
+        topic: String,
+    },
+    /// The server's handler panicked.
+    #[error("the server's handler for `{topic}` failed: {message}")]
+    ServerFailed {
+        /// The request topic.
+        topic: String,
+        /// The panic message.
+        message: String,
+    },
     /// The bus was closed.
     #[error("the bus is closed: open it again")]
     Closed,

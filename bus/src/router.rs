@@ -71,6 +71,20 @@ impl Locals {
         reached
     }
 
+    /// Whether any subscription here matches `topic`.
+    pub(crate) fn any_matching(&self, topic: &str) -> bool {
+        self.subs.load().iter().any(|s| s.pattern.matches(topic))
+    }
+
+    /// Delivers `message` to the first matching subscription only (a request to a server).
+    pub(crate) async fn dispatch_one(&self, message: &Message, deadline: Instant) -> bool {
+        let subs = self.subs.load_full();
+        match subs.iter().find(|s| s.pattern.matches(&message.topic)) {
+            Some(sub) => sub.push(message.clone(), Some(deadline)).await,
+            None => false,
+        }
+    }
+
     pub(crate) fn lag(&self, topic: &Name, count: u64) {
         for sub in self.subs.load().iter().filter(|s| s.pattern.matches(topic)) {
             sub.add_lag(count);

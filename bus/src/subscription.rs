@@ -165,6 +165,15 @@ impl LocalSub {
         }
     }
 
+    /// Polls for the next item, registering the waker when there is none.
+    pub(crate) fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Lagged>>> {
+        if let Poll::Ready(item) = self.pop() {
+            return Poll::Ready(item);
+        }
+        self.waker.register(cx.waker());
+        self.pop()
+    }
+
     fn pop(&self) -> Poll<Option<Result<Message, Lagged>>> {
         let mut ring = lock(&self.ring);
         if ring.unreported > 0 {
@@ -251,11 +260,7 @@ impl Stream for Subscription {
     type Item = Result<Message, Lagged>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if let Poll::Ready(item) = self.local.pop() {
-            return Poll::Ready(item);
-        }
-        self.local.waker.register(cx.waker());
-        self.local.pop()
+        self.local.poll_next(cx)
     }
 }
 

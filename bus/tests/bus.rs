@@ -390,3 +390,74 @@ async fn corrupt_and_foreign_version_frames_are_refused_and_counted() {
     assert!(eventually(LONG, || bus.stats().corrupt_frames == 3 && bus.peers() == 0).await);
     assert_eq!(bus.publish("x", b"still fine").await.unwrap(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_response_round_robin_timeout_late_reply_and_failures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = open(tmp.path(), "t").await;
+    let b = open(tmp.path(), "t").await;
+    let c = open(tmp.path(), "t").await;
+    assert!(matches!(
+        a.request("math.double", b"1", LONG).await,
+        Err(BusError::NoServer { .. })
+    ));
+    let _sb = b
+        .serve("math.double", |m| async move {
+            let n: u64 = m.payload_str().unwrap().parse().unwrap();
+            format!("b:{}", n * 2).into_bytes()
+        })
+        .await
+        .unwrap();
+    let _sc = c
+        .serve("math.double", |m| async move {
+            let n: u64 = m.payload_str().unwrap().parse().unwrap();
+            format!("c:{}", n * 2).into_bytes()
+        })
+        .await
+        .unwrap();
+    // Round-robin among the two servers, one answer per request.
+    let mut answers = Vec::new();
+    for i in 0..4 {
+        let reply = a.request("math.double", i.to_string(), LONG).await.unwrap();
+        answers.push(reply.payload_str().unwrap().to_owned());
+    }
+    // Each request answered once, with the right value, and the servers took turns.
+    let values: Vec<&str> = answers.iter().map(|s| &s[2..]).collect();
+    let mut sorted_values = values.clone();
+    sorted_values.sort_unstable();
+    assert_eq!(sorted_values, ["0", "2", "4", "6"]);
+    assert_eq!(answers.iter().filter(|s| s.starts_with("b:")).count(), 2);
+
+    let _slow = b
+        .serve("slow", |_| async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            b"late".to_vec()
+        })
+        .await
+        .unwrap();
+    let err = a
+        .request("slow", b"", Duration::from_millis(50))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BusError::Timeout { .. }), "{err}");
+    assert!(eventually(LONG, || a.stats().late_replies == 1).await);
+
+    let _boom = c
+        .serve("boom", |_| async { panic!("handler exploded") })
+        .await
+        .unwrap();
+    let err = a.request("boom", b"", LONG).await.unwrap_err();
+    match err {
+        BusError::ServerFailed { message, .. } => assert!(message.contains("handler exploded")),
+        other => panic!("expected ServerFailed, got {other}"),
+    }
+    // A server in the requesting handle itself answers too.
+    let _own = a
+        .serve("own", |_| async { b"mine".to_vec() })
+        .await
+        .unwrap();
+    assert_eq!(
+        a.request("own", b"", LONG).await.unwrap().payload(),
+        b"mine"
+    );
+}

@@ -30,11 +30,18 @@ fn main() {
         let code = runtime.block_on(child(&role));
         std::process::exit(code);
     }
+    // A hung scenario fails the run instead of hanging it.
+    std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_secs(240));
+        eprintln!("processes: watchdog: a scenario hung for 240 s");
+        std::process::exit(3);
+    });
     let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
-    let scenarios: [(&str, fn() -> _); 5] = [
+    type Scenario = fn() -> std::pin::Pin<Box<dyn Future<Output = ()>>>;
+    let scenarios: [(&str, Scenario); 6] = [
         (
             "one_publisher_four_subscriber_processes_100k_in_order",
-            || Box::pin(fan_out()) as std::pin::Pin<Box<dyn Future<Output = ()>>>,
+            || Box::pin(fan_out()),
         ),
         (
             "sigkilled_subscriber_is_reclaimed_and_publishers_carry_on",
@@ -50,6 +57,10 @@ fn main() {
         (
             "bridged_signal_from_another_process_expires_on_time",
             || Box::pin(bridge()),
+        ),
+        (
+            "request_response_across_processes_with_a_dying_server",
+            || Box::pin(request_response()),
         ),
     ];
     let mut ran = 0;
@@ -122,6 +133,19 @@ async fn child(role: &str) -> i32 {
                 }
             }
             println!("got {got} lagged {lagged}");
+            0
+        }
+        "server" => {
+            let _echo = bus
+                .serve("work.echo", |m| async move { m.payload().to_vec() })
+                .await
+                .expect("serve");
+            let _stuck = bus
+                .serve("work.stuck", |_| std::future::pending::<Vec<u8>>())
+                .await
+                .expect("serve");
+            println!("ready {}", bus.peer_id());
+            std::future::pending::<()>().await;
             0
         }
         "idle" => {
@@ -318,10 +342,15 @@ async fn sigstop() {
             .unwrap();
     }
     assert!((reached as u64) < total, "the pipe never filled");
-    let dropped = bus.stats().dropped_sends;
-    assert_eq!(dropped, total - reached as u64);
+    assert_eq!(bus.stats().dropped_sends, total - reached as u64);
     kid.signal("-CONT");
-    bus.publish("done", b"").await.unwrap();
+    // The queue for the resumed subscriber may still be stalled for a moment: a `done` that
+    // is dropped is counted (and reported to it as lag) like any other message.
+    while bus.publish("done", b"").await.unwrap() == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let dropped = bus.stats().dropped_sends;
+    assert!(dropped >= total - reached as u64);
     let mut kid = kid;
     let report = kid.line();
     assert_eq!(report, format!("got {reached} lagged {dropped}"));
@@ -347,4 +376,42 @@ async fn bridge() {
     assert_eq!(bridge.raised(), 1);
     drop(kid.child.stdin.take());
     kid.wait_ok();
+}
+
+async fn request_response() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kid = Kid::spawn("server", tmp.path(), "rr", 0);
+    let bus = open(tmp.path(), "rr").await;
+    let reply = bus.request("work.echo", b"ping", LONG).await.unwrap();
+    assert_eq!(reply.payload(), b"ping");
+    let err = bus
+        .request("work.stuck", b"", Duration::from_millis(100))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ephemeral_bus::BusError::Timeout { .. }),
+        "{err}"
+    );
+
+    // The server dies while handling: the request fails with PeerGone well before its
+    // (long) timeout.
+    let pending = {
+        let bus = bus.clone();
+        tokio::spawn(async move {
+            bus.request("work.stuck", b"", Duration::from_secs(60))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    kid.signal("-KILL");
+    let result = tokio::time::timeout(LONG, pending)
+        .await
+        .expect("PeerGone comes before the request's own timeout")
+        .unwrap();
+    assert!(
+        matches!(result, Err(ephemeral_bus::BusError::PeerGone { .. })),
+        "{result:?}"
+    );
+    let mut kid = kid;
+    let _ = kid.child.wait();
 }

@@ -22,6 +22,22 @@ pub(crate) trait Transport: Send + Sync + 'static {
         deadline: Instant,
     ) -> impl Future<Output = usize> + Send;
 
+    /// The remote peers subscribed to `topic`, in a stable order (by peer id).
+    fn subscribers_of(&self, topic: &Name) -> Vec<u64>;
+
+    /// Sends one encoded message frame to peer `peer` only; false if it is not connected or
+    /// stayed full past `deadline`.
+    fn send_to(
+        &self,
+        peer: u64,
+        topic: &Name,
+        frame: &[u8],
+        deadline: Instant,
+    ) -> impl Future<Output = bool> + Send;
+
+    /// Resolves when peer `peer` is gone (at once if it is not connected).
+    fn gone(&self, peer: u64) -> impl Future<Output = ()> + Send + 'static;
+
     /// Tells the other peers this peer's current subscriptions and waits (bounded) until
     /// they route by them.
     fn announce(&self) -> impl Future<Output = ()> + Send;

@@ -329,6 +329,47 @@ impl Transport for UnixTransport {
         reached
     }
 
+    fn subscribers_of(&self, topic: &Name) -> Vec<u64> {
+        let mut ids: Vec<u64> = self
+            .peers
+            .load()
+            .iter()
+            .filter(|p| p.matching(topic) > 0)
+            .map(|p| p.id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    async fn send_to(&self, peer: u64, topic: &Name, frame: &[u8], deadline: Instant) -> bool {
+        let Some(peer) = self.peers.load().iter().find(|p| p.id == peer).cloned() else {
+            return false;
+        };
+        match peer.out.push_message(frame, topic, deadline).await {
+            Pushed::Queued => true,
+            Pushed::Dropped => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            Pushed::Closed => false,
+        }
+    }
+
+    fn gone(&self, peer: u64) -> impl Future<Output = ()> + Send + 'static {
+        let rx = self
+            .peers
+            .load()
+            .iter()
+            .find(|p| p.id == peer)
+            .map(|p| p.acked.subscribe());
+        async move {
+            if let Some(mut rx) = rx {
+                // `acked` becomes u64::MAX when the connection ends.
+                let _ = rx.wait_for(|a| *a == u64::MAX).await;
+            }
+        }
+    }
+
     async fn announce(&self) {
         let (sequence, peers) = self.push_subscriptions();
         let deadline = Instant::now() + self.options.handshake_timeout;
