@@ -13,7 +13,7 @@ use futures::StreamExt;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::frame::{self, Frame};
+use crate::frame::{self, Frame, MessageRef};
 use crate::request::Replies;
 use crate::router::Locals;
 use crate::subscription::{LocalSub, SubscriptionStats};
@@ -75,15 +75,19 @@ impl Outgoing {
     ///
     /// [`BusError::Name`] when `topic` breaks the naming rule.
     pub fn new(topic: &str) -> Result<Self, BusError> {
-        Ok(Self {
-            topic: Name::new(topic)?,
+        Ok(Self::from_name(Name::new(topic)?))
+    }
+
+    pub(crate) fn from_name(topic: Name) -> Self {
+        Self {
+            topic,
             payload: Arc::from(&[][..]),
             headers: Vec::new(),
             ttl: None,
             origin: None,
             hops: 0,
             skip_local: None,
-        })
+        }
     }
 
     /// The payload bytes.
@@ -136,9 +140,25 @@ pub(crate) struct Shared {
     published: AtomicU64,
     pub(crate) callback_panics: AtomicU64,
     pub(crate) replies: Replies,
+    last_topic: std::sync::Mutex<Option<Name>>,
 }
 
 impl Shared {
+    /// The topic as a `Name`, reusing the last one published when it repeats (no validation
+    /// or allocation for a run of messages on one topic).
+    fn topic(&self, topic: &str) -> Result<Name, BusError> {
+        let mut last = self
+            .last_topic
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(name) = last.as_ref().filter(|n| n.as_str() == topic) {
+            return Ok(name.clone());
+        }
+        let name = Name::new(topic)?;
+        *last = Some(name.clone());
+        Ok(name)
+    }
+
     pub(crate) fn unsubscribe(&self, id: u64) {
         self.locals.remove(id);
         self.transport.announce_now();
@@ -230,6 +250,7 @@ impl Bus {
                     published: AtomicU64::new(0),
                     callback_panics: AtomicU64::new(0),
                     replies: Replies::default(),
+                    last_topic: std::sync::Mutex::new(None),
                 }),
             }),
         })
@@ -242,8 +263,39 @@ impl Bus {
     ///
     /// [`BusError::Name`] for a bad topic, [`BusError::PayloadTooLarge`] above the maximum.
     pub async fn publish(&self, topic: &str, payload: impl AsRef<[u8]>) -> Result<usize, BusError> {
-        self.publish_with(Outgoing::new(topic)?.payload(payload))
-            .await
+        let shared = &self.handle.shared;
+        let topic = shared.topic(topic)?;
+        let payload = payload.as_ref();
+        if shared.locals.any_matching(&topic) {
+            let mut outgoing = Outgoing::from_name(topic);
+            outgoing.payload = Arc::from(payload);
+            return self.publish_with(outgoing).await;
+        }
+        // No subscriber in this handle: encode straight from the caller's bytes.
+        let max = shared.options.max_payload;
+        if payload.len() > max {
+            return Err(BusError::PayloadTooLarge {
+                len: payload.len(),
+                max,
+            });
+        }
+        let mut bytes = Vec::with_capacity(64 + topic.len() + payload.len());
+        frame::encode_message(
+            &MessageRef {
+                topic: &topic,
+                payload,
+                headers: &[],
+                id: shared.next_id.fetch_add(1, Ordering::Relaxed),
+                origin: process_origin(),
+                hops: 0,
+                timestamp: SystemTime::now(),
+                ttl: None,
+            },
+            &mut bytes,
+        );
+        let deadline = Instant::now() + shared.options.send_timeout;
+        shared.published.fetch_add(1, Ordering::Relaxed);
+        Ok(shared.transport.send(&topic, &bytes, deadline).await)
     }
 
     /// Publishes a message built with [`Outgoing`].

@@ -125,7 +125,24 @@ pub enum FrameError {
 ///
 /// Returns a [`FrameError`] saying what is wrong; never panics, whatever the bytes.
 pub fn decode(bytes: &[u8]) -> Result<Frame, FrameError> {
-    let mut r = Reader { bytes, at: 0 };
+    decode_cached(bytes, &mut TopicCache::default())
+}
+
+/// The last topic decoded on a connection: a stream of messages on one topic then costs no
+/// name validation or allocation per message.
+#[derive(Default)]
+pub(crate) struct TopicCache {
+    last: Option<Name>,
+    empty_headers: Option<ephemeral::Headers>,
+}
+
+/// [`decode`], reusing the previous topic when it repeats.
+pub(crate) fn decode_cached(bytes: &[u8], cache: &mut TopicCache) -> Result<Frame, FrameError> {
+    let mut r = Reader {
+        bytes,
+        at: 0,
+        cache,
+    };
     let declared = r.u32()? as usize;
     let actual = bytes.len() - LEN_PREFIX;
     if declared != actual {
@@ -168,7 +185,19 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
     match frame {
         Frame::Message(m) => {
             out.push(KIND_MESSAGE);
-            put_message_body(m, out);
+            put_message_body(
+                &MessageRef {
+                    topic: &m.topic,
+                    payload: &m.payload,
+                    headers: &m.headers,
+                    id: m.id,
+                    origin: m.origin,
+                    hops: m.hops,
+                    timestamp: m.timestamp,
+                    ttl: m.ttl,
+                },
+                out,
+            );
         }
         Frame::Hello {
             peer,
@@ -211,7 +240,28 @@ fn finish(start: usize, out: &mut [u8]) {
     out[start..start + LEN_PREFIX].copy_from_slice(&len.to_le_bytes());
 }
 
-fn put_message_body(m: &Message, out: &mut Vec<u8>) {
+/// A message's fields by reference, so a publisher can encode without building a
+/// [`Message`] (no payload copy into a shared buffer when no local subscriber needs one).
+pub(crate) struct MessageRef<'a> {
+    pub(crate) topic: &'a Name,
+    pub(crate) payload: &'a [u8],
+    pub(crate) headers: &'a [(Arc<str>, HeaderValue)],
+    pub(crate) id: u64,
+    pub(crate) origin: u64,
+    pub(crate) hops: u8,
+    pub(crate) timestamp: SystemTime,
+    pub(crate) ttl: Option<Duration>,
+}
+
+/// Appends the frame of a message given by reference.
+pub(crate) fn encode_message(m: &MessageRef<'_>, out: &mut Vec<u8>) {
+    let start = begin(out);
+    out.push(KIND_MESSAGE);
+    put_message_body(m, out);
+    finish(start, out);
+}
+
+fn put_message_body(m: &MessageRef<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(&m.id.to_le_bytes());
     out.extend_from_slice(&m.origin.to_le_bytes());
     out.push(m.hops);
@@ -284,12 +334,13 @@ fn micros_since_epoch(t: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
-struct Reader<'a> {
+struct Reader<'a, 'c> {
     bytes: &'a [u8],
     at: usize,
+    cache: &'c mut TopicCache,
 }
 
-impl<'a> Reader<'a> {
+impl<'a> Reader<'a, '_> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], FrameError> {
         let rest = self.bytes.len() - self.at;
         if rest < n {
@@ -332,7 +383,17 @@ impl<'a> Reader<'a> {
 
     fn topic(&mut self) -> Result<Name, FrameError> {
         let len = usize::from(self.u8()?);
-        Ok(Name::new(self.str(len)?)?)
+        let at = self.at;
+        let raw = self.take(len)?;
+        if let Some(last) = &self.cache.last
+            && last.as_bytes() == raw
+        {
+            return Ok(last.clone());
+        }
+        let text = std::str::from_utf8(raw).map_err(|_| FrameError::Utf8 { at })?;
+        let name = Name::new(text)?;
+        self.cache.last = Some(name.clone());
+        Ok(name)
     }
 
     fn patterns(&mut self) -> Result<Vec<String>, FrameError> {
@@ -371,10 +432,19 @@ impl<'a> Reader<'a> {
         }
         let len = self.u32()? as usize;
         let payload: Arc<[u8]> = Arc::from(self.take(len)?);
+        let headers = if headers.is_empty() {
+            // One shared empty list instead of an allocation per message.
+            self.cache
+                .empty_headers
+                .get_or_insert_with(|| Vec::new().into())
+                .clone()
+        } else {
+            headers.into()
+        };
         Ok(Message {
             topic,
             payload,
-            headers: headers.into(),
+            headers,
             id,
             origin,
             hops,

@@ -26,7 +26,7 @@ use tokio::time::Instant;
 
 use super::Transport;
 use super::outbound::{Outbound, Pushed};
-use crate::frame::{self, Frame, FrameError, LEN_PREFIX};
+use crate::frame::{self, Frame, FrameError, LEN_PREFIX, TopicCache};
 use crate::router::Locals;
 use crate::{BusError, BusOptions, dir};
 
@@ -136,7 +136,12 @@ impl UnixTransport {
                 let mut buf = Vec::new();
                 let first = tokio::time::timeout(
                     this.options.handshake_timeout,
-                    read_frame(&mut reader, &mut buf, this.max_frame()),
+                    read_frame(
+                        &mut reader,
+                        &mut buf,
+                        this.max_frame(),
+                        &mut TopicCache::default(),
+                    ),
                 )
                 .await;
                 match first {
@@ -200,8 +205,9 @@ impl UnixTransport {
     async fn read_loop(self: Arc<Self>, peer: Arc<Peer>, mut reader: BufReader<OwnedReadHalf>) {
         let mut buf = Vec::with_capacity(4096);
         let max = self.max_frame();
+        let mut cache = TopicCache::default();
         loop {
-            match read_frame(&mut reader, &mut buf, max).await {
+            match read_frame(&mut reader, &mut buf, max, &mut cache).await {
                 Ok(Some(Ok(frame))) => self.handle(&peer, frame).await,
                 Ok(Some(Err(_))) => {
                     // Refused and counted; the length prefix was sound, so the stream is
@@ -432,6 +438,7 @@ async fn read_frame(
     reader: &mut BufReader<OwnedReadHalf>,
     buf: &mut Vec<u8>,
     max: usize,
+    cache: &mut TopicCache,
 ) -> io::Result<Option<Result<Frame, FrameError>>> {
     let mut len = [0u8; LEN_PREFIX];
     match reader.read_exact(&mut len).await {
@@ -450,7 +457,7 @@ async fn read_frame(
     buf.extend_from_slice(&len);
     buf.resize(LEN_PREFIX + n, 0);
     reader.read_exact(&mut buf[LEN_PREFIX..]).await?;
-    Ok(Some(frame::decode(buf)))
+    Ok(Some(frame::decode_cached(buf, cache)))
 }
 
 type Joined = (File, StdListener, Vec<(u64, StdStream)>);
