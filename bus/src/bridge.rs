@@ -4,8 +4,9 @@ use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use ephemeral::{HeaderValue, Signal, SignalSink};
+use ephemeral::{HeaderValue, Hold, Name, Signal, SignalBuilder, SignalSink};
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -21,6 +22,10 @@ pub const VIA_HEADER: &str = "bus.via";
 /// Header carrying the signal's sequence number in its origin sink (with the origin, it
 /// identifies a signal across every path it takes).
 pub const SEQ_HEADER: &str = "bus.seq";
+/// Header of a hold refresh: the lease in milliseconds.
+pub const HOLD_HEADER: &str = "bus.hold";
+/// Header of a hold release: the origin sequence of the released hold.
+pub const RELEASE_HEADER: &str = "bus.release";
 /// Header carrying a signal's key across the bus.
 pub const KEY_HEADER: &str = "signal.key";
 
@@ -29,11 +34,15 @@ pub const KEY_HEADER: &str = "signal.key";
 #[must_use]
 pub struct BridgeOptions {
     max_hops: u8,
+    hold_lease: Duration,
 }
 
 impl Default for BridgeOptions {
     fn default() -> Self {
-        Self { max_hops: 8 }
+        Self {
+            max_hops: 8,
+            hold_lease: Duration::from_secs(1),
+        }
     }
 }
 
@@ -42,6 +51,14 @@ impl BridgeOptions {
     /// last guard against loops in topologies of several buses.
     pub fn max_hops(mut self, hops: u8) -> Self {
         self.max_hops = hops;
+        self
+    }
+
+    /// How long a mirrored hold survives without a refresh from its holder (default 1 s;
+    /// holders refresh every third of it). A holder that dies loses its mirrored holds
+    /// within this time; a holder that releases loses them at once.
+    pub fn hold_lease(mut self, lease: Duration) -> Self {
+        self.hold_lease = lease.max(Duration::from_millis(3));
         self
     }
 }
@@ -64,8 +81,10 @@ struct Counters {
 /// [`BridgeOptions::max_hops`]. So a ring of buses delivers one raise once per sink. The signal's remaining
 /// time to live travels with it (wall-clock agnostic), so it expires on time everywhere.
 ///
-/// Not yet done: holds travel as ordinary signals with their remaining time to live (no
-/// release when the holder releases or dies).
+/// Holds are mirrored as leases: the holder's bridge refreshes each live hold every third of
+/// [`BridgeOptions::hold_lease`] (1 s) and announces its release at once; the other side
+/// keeps a [`Hold`](ephemeral::Hold) of its own while refreshes come, so a mirrored hold ends
+/// when the holder releases it, or within one lease when the holder dies.
 ///
 /// # Examples
 ///
@@ -85,7 +104,7 @@ struct Counters {
 /// ```
 #[derive(Debug)]
 pub struct Bridge {
-    tasks: [JoinHandle<()>; 2],
+    tasks: [JoinHandle<()>; 3],
     counters: Arc<Counters>,
 }
 
@@ -211,6 +230,10 @@ impl Bus {
                     // It came from this bus: every peer has it already.
                     continue;
                 }
+                if signal.is_held() {
+                    // Holds travel as leases (see `mirror_holds`), not as events.
+                    continue;
+                }
                 let hops = header_u64(&signal, HOPS_HEADER).unwrap_or(0);
                 if hops >= u64::from(max_hops) {
                     out_counters.looped.fetch_add(1, Ordering::Relaxed);
@@ -251,56 +274,189 @@ impl Bus {
             }
         });
 
-        let in_sink = sink.clone();
-        let in_counters = Arc::clone(&counters);
+        let holds = tokio::spawn(mirror_holds(HoldMirror {
+            bus: self.clone(),
+            sink: sink.clone(),
+            pattern: pattern.to_owned(),
+            via,
+            origin,
+            own_inbound,
+            lease: options.hold_lease,
+        }));
+
+        let mut inward = Inward {
+            sink: sink.clone(),
+            counters: Arc::clone(&counters),
+            via,
+            origin,
+            mirrored: HashMap::new(),
+        };
+        let sweep_every = options.hold_lease / 3;
         let inward = tokio::spawn(async move {
-            while let Some(item) = remote.next().await {
-                let Ok(message) = item else {
-                    in_counters.failed.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                };
-                if message.origin() == origin {
-                    in_counters.looped.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                let ttl = message.ttl().unwrap_or_else(|| in_sink.max_age());
-                let seq = match message.header(SEQ_HEADER) {
-                    Some(HeaderValue::Int(seq)) => Some(*seq as u64),
-                    _ => None,
-                };
-                if let Some(seq) = seq {
-                    let until = Instant::now()
-                        .checked_add(ttl.min(in_sink.max_age()))
-                        .unwrap_or_else(Instant::now);
-                    if !first_sighting(in_sink.id(), message.origin(), seq, until) {
-                        in_counters.looped.fetch_add(1, Ordering::Relaxed);
-                        continue;
+            let mut sweep = tokio::time::interval(sweep_every.max(Duration::from_millis(1)));
+            loop {
+                tokio::select! {
+                    item = remote.next() => match item {
+                        Some(Ok(message)) => inward.handle(&message),
+                        Some(Err(_)) => {
+                            inward.counters.failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        None => break,
+                    },
+                    _ = sweep.tick() => {
+                        // A holder that stopped refreshing (it died) loses its holds here.
+                        let now = Instant::now();
+                        inward.mirrored.retain(|_, (_, until)| *until > now);
                     }
                 }
-                let mut signal = ephemeral::SignalBuilder::new(message.topic().clone())
-                    .expires_in(ttl)
-                    .header(ORIGIN_HEADER, message.origin() as i64)
-                    .header(HOPS_HEADER, i64::from(message.hops()) + 1)
-                    .header(VIA_HEADER, via as i64);
-                for (key, value) in message.headers() {
-                    if &**key == KEY_HEADER {
-                        signal = signal.key(Arc::from(value.to_string()));
-                    } else {
-                        signal = signal.header(key, value.clone());
-                    }
-                }
-                if !message.payload().is_empty() {
-                    signal = signal.payload(Arc::<[u8]>::from(message.payload()));
-                }
-                match in_sink.raise_with(signal) {
-                    Ok(_) => in_counters.raised.fetch_add(1, Ordering::Relaxed),
-                    Err(_) => in_counters.failed.fetch_add(1, Ordering::Relaxed),
-                };
             }
         });
         Ok(Bridge {
-            tasks: [outward, inward],
+            tasks: [outward, inward, holds],
             counters,
         })
+    }
+}
+
+/// The inbound side of a bridge: raises remote signals and keeps mirrored holds.
+struct Inward {
+    sink: SignalSink,
+    counters: Arc<Counters>,
+    via: u64,
+    origin: u64,
+    /// Mirrored holds by (origin, origin sequence), with the end of their lease.
+    mirrored: HashMap<(u64, u64), (Hold, Instant)>,
+}
+
+fn header_int(message: &crate::Message, key: &str) -> Option<u64> {
+    match message.header(key) {
+        Some(HeaderValue::Int(i)) => Some(*i as u64),
+        _ => None,
+    }
+}
+
+impl Inward {
+    fn handle(&mut self, message: &crate::Message) {
+        if message.origin() == self.origin {
+            self.counters.looped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let seq = header_int(message, SEQ_HEADER);
+        if let Some(released) = header_int(message, RELEASE_HEADER) {
+            // Dropping the guard releases the mirrored hold.
+            self.mirrored.remove(&(message.origin(), released));
+            return;
+        }
+        if let (Some(lease_ms), Some(seq)) = (header_int(message, HOLD_HEADER), seq) {
+            let until = Instant::now() + Duration::from_millis(lease_ms);
+            let key = (message.origin(), seq);
+            if let Some((_, lease_end)) = self.mirrored.get_mut(&key) {
+                *lease_end = until;
+                return;
+            }
+            match self.sink.hold_with(self.builder(message)) {
+                Ok(hold) => {
+                    self.mirrored.insert(key, (hold, until));
+                    self.counters.raised.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            return;
+        }
+        let ttl = message.ttl().unwrap_or_else(|| self.sink.max_age());
+        if let Some(seq) = seq {
+            let until = Instant::now()
+                .checked_add(ttl.min(self.sink.max_age()))
+                .unwrap_or_else(Instant::now);
+            if !first_sighting(self.sink.id(), message.origin(), seq, until) {
+                self.counters.looped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        match self.sink.raise_with(self.builder(message).expires_in(ttl)) {
+            Ok(_) => self.counters.raised.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.counters.failed.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+
+    fn builder(&self, message: &crate::Message) -> SignalBuilder {
+        let mut signal = SignalBuilder::new(message.topic().clone())
+            .header(ORIGIN_HEADER, message.origin() as i64)
+            .header(HOPS_HEADER, i64::from(message.hops()) + 1)
+            .header(VIA_HEADER, self.via as i64);
+        for (key, value) in message.headers() {
+            match &**key {
+                KEY_HEADER => signal = signal.key(Arc::from(value.to_string())),
+                HOLD_HEADER | RELEASE_HEADER => {}
+                _ => signal = signal.header(key, value.clone()),
+            }
+        }
+        if !message.payload().is_empty() {
+            signal = signal.payload(Arc::<[u8]>::from(message.payload()));
+        }
+        signal
+    }
+}
+
+struct HoldMirror {
+    bus: Bus,
+    sink: SignalSink,
+    pattern: String,
+    via: u64,
+    origin: u64,
+    own_inbound: u64,
+    lease: Duration,
+}
+
+/// The holder's side of hold mirroring: refresh every live local hold each third of the
+/// lease and at every change, and announce releases.
+async fn mirror_holds(m: HoldMirror) {
+    let mut watch = m.sink.watch(&m.pattern);
+    let mut tick = tokio::time::interval((m.lease / 3).max(Duration::from_millis(1)));
+    // Published holds: local sequence -> (name, origin, origin sequence).
+    let mut published: HashMap<u64, (Name, u64, u64)> = HashMap::new();
+    let lease_ms = i64::try_from(m.lease.as_millis()).unwrap_or(i64::MAX);
+    loop {
+        let live: Vec<Signal> = m
+            .sink
+            .sense(&m.pattern)
+            .into_iter()
+            .filter(|s| s.is_held() && header_u64(s, VIA_HEADER) != Some(m.via))
+            .collect();
+        let mut now_published = HashMap::new();
+        for signal in &live {
+            let origin = header_u64(signal, ORIGIN_HEADER).unwrap_or(m.origin);
+            let seq = header_u64(signal, SEQ_HEADER).unwrap_or(signal.sequence());
+            let mut out = Outgoing::from_name(signal.name().clone())
+                .header(HOLD_HEADER, lease_ms)
+                .header(SEQ_HEADER, seq as i64);
+            out.origin = Some(origin);
+            out.hops =
+                u8::try_from(header_u64(signal, HOPS_HEADER).unwrap_or(0)).unwrap_or(u8::MAX);
+            out.skip_local = Some(m.own_inbound);
+            if let Some(key) = signal.key() {
+                out = out.header(KEY_HEADER, key);
+            }
+            if let Some(payload) = signal.payload() {
+                out = out.payload(payload);
+            }
+            let _ = m.bus.publish_with(out).await;
+            now_published.insert(signal.sequence(), (signal.name().clone(), origin, seq));
+        }
+        for (local_seq, (name, origin, seq)) in &published {
+            if !now_published.contains_key(local_seq) {
+                let mut out = Outgoing::from_name(name.clone()).header(RELEASE_HEADER, *seq as i64);
+                out.origin = Some(*origin);
+                out.skip_local = Some(m.own_inbound);
+                let _ = m.bus.publish_with(out).await;
+            }
+        }
+        published = now_published;
+        tokio::select! {
+            () = watch.changed() => {}
+            _ = tick.tick() => {}
+        }
     }
 }

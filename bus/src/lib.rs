@@ -64,7 +64,8 @@ mod subscription;
 mod transport;
 
 pub use bridge::{
-    Bridge, BridgeOptions, HOPS_HEADER, KEY_HEADER, ORIGIN_HEADER, SEQ_HEADER, VIA_HEADER,
+    Bridge, BridgeOptions, HOLD_HEADER, HOPS_HEADER, KEY_HEADER, ORIGIN_HEADER, RELEASE_HEADER,
+    SEQ_HEADER, VIA_HEADER,
 };
 pub use bus::{Bus, BusStats, CallbackTask, Outgoing, process_origin};
 pub use ephemeral::{Buffer, Lagged, Name, NameError, Overflow, Pattern};

@@ -461,3 +461,35 @@ async fn request_response_round_robin_timeout_late_reply_and_failures() {
         b"mine"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holds_are_mirrored_until_released_or_the_holder_stops() {
+    use ephemeral_bus::BridgeOptions;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let a = open(tmp.path(), "t").await;
+    let b = open(tmp.path(), "t").await;
+    let sink_a = SignalSink::default();
+    let sink_b = SignalSink::default();
+    let lease = BridgeOptions::default().hold_lease(Duration::from_millis(300));
+    let bridge_a = a.bridge_with(&sink_a, "circuit.*", lease.clone()).await.unwrap();
+    let _bridge_b = b.bridge_with(&sink_b, "circuit.*", lease).await.unwrap();
+
+    // Released by the holder: released in b too.
+    let hold = sink_a.hold("circuit.open").unwrap();
+    assert!(eventually(LONG, || sink_b.has_signal("circuit.open")).await);
+    // It outlives several leases while the holder keeps it.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert!(sink_b.has_signal("circuit.open"));
+    assert_eq!(sink_b.count("circuit.*"), 1, "refreshes do not add signals");
+    assert!(sink_b.latest("circuit.open").unwrap().is_held());
+    hold.release();
+    assert!(eventually(LONG, || !sink_b.has_signal("circuit.open")).await);
+
+    // The holder's bridge stops (as when its process dies): the lease runs out.
+    let _hold = sink_a.hold("circuit.half").unwrap();
+    assert!(eventually(LONG, || sink_b.has_signal("circuit.half")).await);
+    drop(bridge_a);
+    assert!(eventually(LONG, || !sink_b.has_signal("circuit.half")).await);
+    assert!(sink_a.has_signal("circuit.half"), "the holder still holds it locally");
+}
