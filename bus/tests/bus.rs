@@ -472,7 +472,10 @@ async fn holds_are_mirrored_until_released_or_the_holder_stops() {
     let sink_a = SignalSink::default();
     let sink_b = SignalSink::default();
     let lease = BridgeOptions::default().hold_lease(Duration::from_millis(300));
-    let bridge_a = a.bridge_with(&sink_a, "circuit.*", lease.clone()).await.unwrap();
+    let bridge_a = a
+        .bridge_with(&sink_a, "circuit.*", lease.clone())
+        .await
+        .unwrap();
     let _bridge_b = b.bridge_with(&sink_b, "circuit.*", lease).await.unwrap();
 
     // Released by the holder: released in b too.
@@ -491,5 +494,8 @@ async fn holds_are_mirrored_until_released_or_the_holder_stops() {
     assert!(eventually(LONG, || sink_b.has_signal("circuit.half")).await);
     drop(bridge_a);
     assert!(eventually(LONG, || !sink_b.has_signal("circuit.half")).await);
-    assert!(sink_a.has_signal("circuit.half"), "the holder still holds it locally");
+    assert!(
+        sink_a.has_signal("circuit.half"),
+        "the holder still holds it locally"
+    );
 }

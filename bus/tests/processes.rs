@@ -38,7 +38,7 @@ fn main() {
     });
     let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
     type Scenario = fn() -> std::pin::Pin<Box<dyn Future<Output = ()>>>;
-    let scenarios: [(&str, Scenario); 6] = [
+    let scenarios: [(&str, Scenario); 7] = [
         (
             "one_publisher_four_subscriber_processes_100k_in_order",
             || Box::pin(fan_out()),
@@ -61,6 +61,10 @@ fn main() {
         (
             "request_response_across_processes_with_a_dying_server",
             || Box::pin(request_response()),
+        ),
+        (
+            "a_mirrored_hold_ends_when_its_holder_process_is_killed",
+            || Box::pin(holder_dies()),
         ),
     ];
     let mut ran = 0;
@@ -144,6 +148,21 @@ async fn child(role: &str) -> i32 {
                 .serve("work.stuck", |_| std::future::pending::<Vec<u8>>())
                 .await
                 .expect("serve");
+            println!("ready {}", bus.peer_id());
+            std::future::pending::<()>().await;
+            0
+        }
+        "holder" => {
+            let sink = SignalSink::default();
+            let _bridge = bus
+                .bridge_with(
+                    &sink,
+                    "circuit.*",
+                    ephemeral_bus::BridgeOptions::default().hold_lease(Duration::from_millis(300)),
+                )
+                .await
+                .expect("bridge");
+            let _hold = sink.hold("circuit.open").expect("hold");
             println!("ready {}", bus.peer_id());
             std::future::pending::<()>().await;
             0
@@ -414,4 +433,28 @@ async fn request_response() {
     );
     let mut kid = kid;
     let _ = kid.child.wait();
+}
+
+async fn holder_dies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kid = Kid::spawn("holder", tmp.path(), "hold", 0);
+    let bus = open(tmp.path(), "hold").await;
+    let sink = SignalSink::default();
+    let _bridge = bus
+        .bridge_with(
+            &sink,
+            "circuit.*",
+            ephemeral_bus::BridgeOptions::default().hold_lease(Duration::from_millis(300)),
+        )
+        .await
+        .unwrap();
+    assert!(eventually(LONG, || sink.has_signal("circuit.open")).await);
+    assert!(sink.latest("circuit.open").unwrap().is_held());
+    kid.signal("-KILL");
+    let mut kid = kid;
+    let _ = kid.child.wait();
+    assert!(
+        eventually(LONG, || !sink.has_signal("circuit.open")).await,
+        "the mirrored hold ends once the dead holder's lease runs out"
+    );
 }
