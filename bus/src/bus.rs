@@ -17,6 +17,7 @@ use crate::frame::{self, Frame, MessageRef};
 use crate::request::Replies;
 use crate::router::Locals;
 use crate::subscription::{LocalSub, SubscriptionStats};
+use crate::topics::{TopicCounters, TopicStats};
 use crate::transport::{Transport, UnixTransport};
 use crate::{BusError, BusOptions, Message, Subscription};
 
@@ -127,6 +128,10 @@ pub struct BusStats {
     pub late_replies: u64,
     /// Each subscription of this handle.
     pub subscriptions: Vec<SubscriptionStats>,
+    /// Per topic: messages published and received (at most 1024 topics, then `(other)`).
+    pub topics: Vec<TopicStats>,
+    /// Time since this handle opened the bus (for rates between two snapshots).
+    pub uptime: Duration,
 }
 
 pub(crate) struct Shared {
@@ -140,22 +145,27 @@ pub(crate) struct Shared {
     published: AtomicU64,
     pub(crate) callback_panics: AtomicU64,
     pub(crate) replies: Replies,
-    last_topic: std::sync::Mutex<Option<Name>>,
+    last_topic: std::sync::Mutex<Option<(Name, Arc<TopicCounters>)>>,
+    opened: Instant,
 }
 
 impl Shared {
     /// The topic as a `Name`, reusing the last one published when it repeats (no validation
     /// or allocation for a run of messages on one topic).
+    /// Also counts the message against the topic.
     fn topic(&self, topic: &str) -> Result<Name, BusError> {
         let mut last = self
             .last_topic
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(name) = last.as_ref().filter(|n| n.as_str() == topic) {
+        if let Some((name, counters)) = last.as_ref().filter(|(n, _)| n.as_str() == topic) {
+            counters.published.fetch_add(1, Ordering::Relaxed);
             return Ok(name.clone());
         }
         let name = Name::new(topic)?;
-        *last = Some(name.clone());
+        let counters = self.locals.topics.counters(&name);
+        counters.published.fetch_add(1, Ordering::Relaxed);
+        *last = Some((name.clone(), counters));
         Ok(name)
     }
 
@@ -251,6 +261,7 @@ impl Bus {
                     callback_panics: AtomicU64::new(0),
                     replies: Replies::default(),
                     last_topic: std::sync::Mutex::new(None),
+                    opened: Instant::now(),
                 }),
             }),
         })
@@ -269,7 +280,7 @@ impl Bus {
         if shared.locals.any_matching(&topic) {
             let mut outgoing = Outgoing::from_name(topic);
             outgoing.payload = Arc::from(payload);
-            return self.publish_with(outgoing).await;
+            return self.publish_outgoing(outgoing).await;
         }
         // No subscriber in this handle: encode straight from the caller's bytes.
         let max = shared.options.max_payload;
@@ -309,6 +320,17 @@ impl Bus {
     /// [`BusError::PayloadTooLarge`] above the maximum payload or when the headers do not fit
     /// in a frame.
     pub async fn publish_with(&self, outgoing: Outgoing) -> Result<usize, BusError> {
+        let shared = &self.handle.shared;
+        shared
+            .locals
+            .topics
+            .counters(&outgoing.topic)
+            .published
+            .fetch_add(1, Ordering::Relaxed);
+        self.publish_outgoing(outgoing).await
+    }
+
+    async fn publish_outgoing(&self, outgoing: Outgoing) -> Result<usize, BusError> {
         let shared = &self.handle.shared;
         let skip = outgoing.skip_local;
         let (message, bytes) = self.build(outgoing)?;
@@ -432,6 +454,8 @@ impl Bus {
             callback_panics: shared.callback_panics.load(Ordering::Relaxed),
             late_replies: shared.replies.late.load(Ordering::Relaxed),
             subscriptions: shared.locals.all().iter().map(|s| s.stats()).collect(),
+            topics: shared.locals.topics.snapshot(),
+            uptime: shared.opened.elapsed(),
         }
     }
 

@@ -61,6 +61,7 @@ mod options;
 mod request;
 mod router;
 mod subscription;
+mod topics;
 mod transport;
 
 pub use bridge::{
@@ -74,3 +75,4 @@ pub use message::Message;
 pub use options::{BUS_DIR_ENV, BusOptions};
 pub use request::Server;
 pub use subscription::{Subscription, SubscriptionStats};
+pub use topics::TopicStats;

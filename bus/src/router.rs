@@ -8,6 +8,7 @@ use tokio::time::Instant;
 
 use crate::Message;
 use crate::subscription::LocalSub;
+use crate::topics::Topics;
 
 /// The subscriptions of this peer. Read on every delivery (lock-free snapshot), written on
 /// subscribe and unsubscribe (rare), hence a whole-table swap.
@@ -15,6 +16,7 @@ use crate::subscription::LocalSub;
 pub(crate) struct Locals {
     subs: ArcSwap<Vec<Arc<LocalSub>>>,
     write: Mutex<()>,
+    pub(crate) topics: Topics,
 }
 
 impl Locals {

@@ -49,6 +49,22 @@ async fn publish_reaches_matching_subscribers_in_other_peers() {
     .collect();
     assert_eq!(topics, ["news.sports", "news.sports.eu", "weather"]);
     assert!(news.try_recv().is_none());
+
+    // Per-topic counters on both ends, and per-subscription delivery counters.
+    let published: Vec<(String, u64)> = a
+        .stats()
+        .topics
+        .into_iter()
+        .map(|t| (t.topic, t.published))
+        .collect();
+    assert_eq!(
+        published,
+        [("news.sports", 1), ("news.sports.eu", 1), ("weather", 1)].map(|(t, n)| (t.to_owned(), n))
+    );
+    let received: u64 = b.stats().topics.iter().map(|t| t.received).sum();
+    assert_eq!(received, 3);
+    assert_eq!(news.stats().delivered, 1);
+    assert_eq!(all.stats().dropped, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,6 +28,7 @@ use super::Transport;
 use super::outbound::{Outbound, Pushed};
 use crate::frame::{self, Frame, FrameError, LEN_PREFIX, TopicCache};
 use crate::router::Locals;
+use crate::topics::TopicCounters;
 use crate::{BusError, BusOptions, dir};
 
 /// Room for the topic, headers and fixed fields of a frame, on top of the payload maximum.
@@ -206,9 +207,22 @@ impl UnixTransport {
         let mut buf = Vec::with_capacity(4096);
         let max = self.max_frame();
         let mut cache = TopicCache::default();
+        let mut counted: Option<(Name, Arc<TopicCounters>)> = None;
         loop {
             match read_frame(&mut reader, &mut buf, max, &mut cache).await {
-                Ok(Some(Ok(frame))) => self.handle(&peer, frame).await,
+                Ok(Some(Ok(frame))) => {
+                    if let Frame::Message(m) = &frame {
+                        let same = counted.as_ref().is_some_and(|(n, _)| *n == m.topic);
+                        if !same {
+                            counted =
+                                Some((m.topic.clone(), self.locals.topics.counters(&m.topic)));
+                        }
+                        if let Some((_, c)) = &counted {
+                            c.received.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    self.handle(&peer, frame).await;
+                }
                 Ok(Some(Err(_))) => {
                     // Refused and counted; the length prefix was sound, so the stream is
                     // still in step and the next frame can be read.
