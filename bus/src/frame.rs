@@ -587,6 +587,29 @@ mod tests {
     }
 
     #[test]
+    fn cached_decoding_agrees_with_plain_decoding() {
+        let mut cache = TopicCache::default();
+        let other = Message {
+            topic: Name::new("orders.shipped").unwrap(),
+            ..sample()
+        };
+        for m in [sample(), sample(), other.clone(), sample(), other] {
+            let mut buf = Vec::new();
+            encode(&Frame::Message(m.clone()), &mut buf);
+            assert_eq!(decode_cached(&buf, &mut cache), Ok(Frame::Message(m)));
+        }
+        // A cached topic never lets an invalid one through.
+        let mut buf = Vec::new();
+        encode(&Frame::Message(sample()), &mut buf);
+        let topic_at = LEN_PREFIX + 2 + 8 + 8 + 1 + 8 + 8 + 1;
+        buf[topic_at] = b'*';
+        assert!(matches!(
+            decode_cached(&buf, &mut cache),
+            Err(FrameError::Topic(_))
+        ));
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic() {
         // A small deterministic scramble of valid frames: flip every byte to several values.
         for frame in all_kinds() {

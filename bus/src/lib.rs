@@ -9,6 +9,11 @@
 //! sockets in the bus directory. A [`Bridge`] joins a [`SignalSink`](ephemeral::SignalSink)
 //! to the bus, so signals raised in one process are seen in the others.
 //!
+//! Beyond publish/subscribe: [`Bus::serve`] and [`Bus::request`] do request/response with
+//! correlation ids (one server answers, chosen round-robin; a timeout, a dead server and a
+//! panicking handler are typed errors), and [`Bus::stats`] gives per-topic and
+//! per-subscription counters.
+//!
 //! The guarantees, in numbers:
 //!
 //! * Subscriptions use the core lag model: with [`Overflow::Wait`] nothing is lost while a
@@ -20,7 +25,23 @@
 //! * Frames carry a format version; a corrupt frame or one of another version is refused
 //!   and counted ([`BusStats::corrupt_frames`]), never a crash.
 //! * Peers are detected dead by a file lock they held, never by pid; the first peer to notice
-//!   removes a dead peer's files (at once, when its connection drops).
+//!   removes a dead peer's files (at once, when its connection drops), or the next peer to
+//!   open the bus does; the last peer out removes the directory.
+//! * Bridged signals keep their remaining time to live; holds are mirrored as leases (1 s);
+//!   origin, hop count and the bus they came by keep any topology of buses from looping.
+//!
+//! # Measured (scratch, this 2-core machine, shared with other builds)
+//!
+//! `cargo run --release -p ephemeral-bus --example throughput`: 64-byte messages from one
+//! process to another at about 0.5–0.9 million messages/s (the design target is 2 million),
+//! and a one-way p99 latency of 90–450 µs when paced at 10,000 messages/s (target 500 µs).
+//!
+//! # Security
+//!
+//! The bus directory is created mode 700; opening one that is owned by another uid or open to
+//! group or others is refused with [`BusError::NotOwner`] or [`BusError::Permissions`]. The
+//! check is explicit (uid and mode), so it also holds when running as root. Peer files are
+//! mode 600.
 //!
 //! # Getting started
 //!

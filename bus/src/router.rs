@@ -73,6 +73,27 @@ impl Locals {
         reached
     }
 
+    /// [`dispatch`](Self::dispatch) for a message nobody else needs: the last matching
+    /// subscription gets it without a clone (the common case: one subscription).
+    pub(crate) async fn dispatch_owned(&self, message: Message) -> usize {
+        let subs = self.subs.load_full();
+        let mut matching = subs.iter().filter(|s| s.pattern.matches(&message.topic));
+        let Some(mut current) = matching.next() else {
+            return 0;
+        };
+        let mut reached = 0;
+        for next in matching {
+            if current.push(message.clone(), None).await {
+                reached += 1;
+            }
+            current = next;
+        }
+        if current.push(message, None).await {
+            reached += 1;
+        }
+        reached
+    }
+
     /// Whether any subscription here matches `topic`.
     pub(crate) fn any_matching(&self, topic: &str) -> bool {
         self.subs.load().iter().any(|s| s.pattern.matches(topic))

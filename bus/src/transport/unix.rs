@@ -246,7 +246,7 @@ impl UnixTransport {
             Frame::Message(message) => {
                 // Waits while a `Wait` subscription is full: the socket fills and the
                 // publisher's bounded wait takes over.
-                self.locals.dispatch(&message, None, None).await;
+                self.locals.dispatch_owned(message).await;
             }
             Frame::Hello { subscriptions, .. } => {
                 peer.subs.store(Arc::new(compile(subscriptions)));
