@@ -86,11 +86,16 @@ pub(crate) struct BusLock {
     _file: File,
 }
 
-/// Takes the bus lock, creating (and checking) the directory if needed. Blocking: call it
-/// from a blocking thread. Retries when the last peer removed the directory or the lock file
-/// between our open and our lock.
+/// How long to wait for the bus lock. It is held only for file operations, so a longer
+/// wait means its holder is stopped (SIGSTOP) or stuck; we give up rather than hang.
+pub(crate) const BUS_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Takes the bus lock, creating (and checking) the directory if needed, waiting at most
+/// [`BUS_LOCK_WAIT`]. Blocking: call it from a blocking thread. Retries when the last peer
+/// removed the directory or the lock file between our open and our lock.
 pub(crate) fn lock_bus(path: &Path) -> Result<BusLock, BusError> {
     let lock_path = path.join(BUS_LOCK);
+    let deadline = std::time::Instant::now() + BUS_LOCK_WAIT;
     loop {
         prepare(path)?;
         let file = match create_private(&lock_path) {
@@ -98,7 +103,20 @@ pub(crate) fn lock_bus(path: &Path) -> Result<BusLock, BusError> {
             Err(e) if e.kind() == ErrorKind::NotFound => continue,
             Err(e) => return Err(BusError::io(&lock_path)(e)),
         };
-        file.lock().map_err(BusError::io(&lock_path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(BusError::io(&lock_path)(std::io::Error::new(
+                        ErrorKind::TimedOut,
+                        "the bus lock stayed held for 5 s: a peer holding it is stopped or stuck; resume or kill it",
+                    )));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                continue;
+            }
+            Err(TryLockError::Error(e)) => return Err(BusError::io(&lock_path)(e)),
+        }
         // The file we locked must still be the one at the path: a leaving peer may have
         // unlinked it while we waited, and a lock on an unlinked file serialises nothing.
         let held = file.metadata().map_err(BusError::io(&lock_path))?;
@@ -187,6 +205,10 @@ fn peer_id_of(path: &Path, ext: &str) -> Option<u64> {
 /// directory. Blocking; takes the bus lock itself.
 pub(crate) fn leave(dir: &Path, me: u64, peer_lock: File) {
     let Ok(guard) = lock_bus(dir) else {
+        // Without the bus lock, removing our own files is still safe (nobody else removes a
+        // live peer's files); the directory is left for the next peer to tidy.
+        let _ = fs::remove_file(socket_path(dir, me));
+        let _ = fs::remove_file(peer_lock_path(dir, me));
         return;
     };
     let _ = fs::remove_file(socket_path(dir, me));

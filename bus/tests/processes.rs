@@ -38,7 +38,7 @@ fn main() {
     });
     let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
     type Scenario = fn() -> std::pin::Pin<Box<dyn Future<Output = ()>>>;
-    let scenarios: [(&str, Scenario); 7] = [
+    let scenarios: [(&str, Scenario); 8] = [
         (
             "one_publisher_four_subscriber_processes_100k_in_order",
             || Box::pin(fan_out()),
@@ -62,6 +62,9 @@ fn main() {
             "request_response_across_processes_with_a_dying_server",
             || Box::pin(request_response()),
         ),
+        ("three_bridged_processes_see_one_raise_once_each", || {
+            Box::pin(three_processes())
+        }),
         (
             "a_mirrored_hold_ends_when_its_holder_process_is_killed",
             || Box::pin(holder_dies()),
@@ -152,6 +155,18 @@ async fn child(role: &str) -> i32 {
             std::future::pending::<()>().await;
             0
         }
+        "listener" => {
+            let sink = SignalSink::default();
+            let _bridge = bus.bridge(&sink, "alarm.*").await.expect("bridge");
+            println!("ready {}", bus.peer_id());
+            let _ = tokio::task::spawn_blocking(|| {
+                let mut s = String::new();
+                std::io::stdin().read_line(&mut s)
+            })
+            .await;
+            println!("count {}", sink.count("alarm.*"));
+            0
+        }
         "holder" => {
             let sink = SignalSink::default();
             let _bridge = bus
@@ -184,7 +199,7 @@ async fn child(role: &str) -> i32 {
             sink.raise_with(
                 ephemeral::Signal::build("alarm.fire")
                     .unwrap()
-                    .expires_in(Duration::from_millis(400)),
+                    .expires_in(Duration::from_millis(2000)),
             )
             .expect("raise");
             // Stay on the bus until the parent closes our stdin.
@@ -386,7 +401,7 @@ async fn bridge() {
     assert!(eventually(LONG, || sink.has_signal("alarm.fire")).await);
     let signal = sink.latest("alarm.fire").unwrap();
     assert!(
-        signal.remaining(tokio::time::Instant::now(), sink.max_age()) <= Duration::from_millis(400)
+        signal.remaining(tokio::time::Instant::now(), sink.max_age()) <= Duration::from_millis(2000)
     );
     assert!(
         eventually(LONG, || !sink.has_signal("alarm.fire")).await,
@@ -457,4 +472,23 @@ async fn holder_dies() {
         eventually(LONG, || !sink.has_signal("circuit.open")).await,
         "the mirrored hold ends once the dead holder's lease runs out"
     );
+}
+
+async fn three_processes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut raiser = Kid::spawn("raiser", tmp.path(), "three", 0);
+    let mut listener = Kid::spawn("listener", tmp.path(), "three", 0);
+    let bus = open(tmp.path(), "three").await;
+    let sink = SignalSink::default();
+    let _bridge = bus.bridge(&sink, "alarm.*").await.unwrap();
+    writeln!(raiser.child.stdin.as_mut().unwrap(), "go").unwrap();
+    assert!(eventually(LONG, || sink.has_signal("alarm.fire")).await);
+    // Give any echo or loop time to show up (it would within milliseconds).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    writeln!(listener.child.stdin.as_mut().unwrap(), "count").unwrap();
+    assert_eq!(listener.line(), "count 1");
+    assert_eq!(sink.count("alarm.*"), 1);
+    listener.wait_ok();
+    drop(raiser.child.stdin.take());
+    raiser.wait_ok();
 }
