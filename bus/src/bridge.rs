@@ -348,7 +348,7 @@ impl Inward {
             return;
         }
         if let (Some(lease_ms), Some(seq)) = (header_int(message, HOLD_HEADER), seq) {
-            let until = Instant::now() + Duration::from_millis(lease_ms);
+            let until = crate::after(Duration::from_millis(lease_ms));
             let key = (message.origin(), seq);
             if let Some((_, lease_end)) = self.mirrored.get_mut(&key) {
                 *lease_end = until;

@@ -304,7 +304,7 @@ impl Bus {
             },
             &mut bytes,
         );
-        let deadline = Instant::now() + shared.options.send_timeout;
+        let deadline = crate::after(shared.options.send_timeout);
         shared.published.fetch_add(1, Ordering::Relaxed);
         Ok(shared.transport.send(&topic, &bytes, deadline).await)
     }
@@ -334,7 +334,7 @@ impl Bus {
         let shared = &self.handle.shared;
         let skip = outgoing.skip_local;
         let (message, bytes) = self.build(outgoing)?;
-        let deadline = Instant::now() + shared.options.send_timeout;
+        let deadline = crate::after(shared.options.send_timeout);
         shared.published.fetch_add(1, Ordering::Relaxed);
         let local = shared.locals.dispatch(&message, Some(deadline), skip).await;
         let remote = shared

@@ -94,13 +94,34 @@ pub(crate) const BUS_LOCK_WAIT: std::time::Duration = std::time::Duration::from_
 /// [`BUS_LOCK_WAIT`]. Blocking: call it from a blocking thread. Retries when the last peer
 /// removed the directory or the lock file between our open and our lock.
 pub(crate) fn lock_bus(path: &Path) -> Result<BusLock, BusError> {
+    lock(path, true)?.ok_or_else(|| {
+        BusError::io(path)(std::io::Error::new(
+            ErrorKind::NotFound,
+            "the bus directory vanished while it was being created",
+        ))
+    })
+}
+
+/// Takes the bus lock only if the bus still exists (`None` when the last peer removed it):
+/// tidying up must never bring a removed bus directory back.
+pub(crate) fn lock_existing_bus(path: &Path) -> Result<Option<BusLock>, BusError> {
+    lock(path, false)
+}
+
+fn lock(path: &Path, create: bool) -> Result<Option<BusLock>, BusError> {
     let lock_path = path.join(BUS_LOCK);
     let deadline = std::time::Instant::now() + BUS_LOCK_WAIT;
     loop {
-        prepare(path)?;
-        let file = match create_private(&lock_path) {
+        let opened = if create {
+            prepare(path)?;
+            create_private(&lock_path)
+        } else {
+            OpenOptions::new().read(true).write(true).open(&lock_path)
+        };
+        let file = match opened {
             Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) if e.kind() == ErrorKind::NotFound && create => continue,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(BusError::io(&lock_path)(e)),
         };
         match file.try_lock() {
@@ -122,7 +143,7 @@ pub(crate) fn lock_bus(path: &Path) -> Result<BusLock, BusError> {
         let held = file.metadata().map_err(BusError::io(&lock_path))?;
         match fs::metadata(&lock_path) {
             Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => {
-                return Ok(BusLock { _file: file });
+                return Ok(Some(BusLock { _file: file }));
             }
             Ok(_) => continue,
             Err(e) if e.kind() == ErrorKind::NotFound => continue,

@@ -97,3 +97,11 @@ pub use options::{BUS_DIR_ENV, BusOptions};
 pub use request::Server;
 pub use subscription::{Subscription, SubscriptionStats};
 pub use topics::TopicStats;
+
+/// `timeout` from now on tokio's clock, saturating far in the future instead of overflowing
+/// (a timeout of `Duration::MAX` means "no timeout", never a panic).
+pub(crate) fn after(timeout: std::time::Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + std::time::Duration::from_secs(86_400 * 365 * 30))
+}

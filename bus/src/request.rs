@@ -20,7 +20,6 @@ use ephemeral::{Buffer, HeaderValue, Name, Overflow, Pattern};
 use futures::{FutureExt, StreamExt};
 use tokio::sync::{OnceCell, oneshot};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
 use crate::bus::Shared;
 use crate::subscription::LocalSub;
@@ -238,8 +237,8 @@ impl Bus {
             .header(REPLY_TO, reply_to.as_str())
             .header(CORRELATION, id as i64);
         let (message, bytes) = self.build(outgoing)?;
-        let started = Instant::now();
-        let deadline = started + timeout.min(shared.options.send_timeout);
+        let give_up = crate::after(timeout);
+        let deadline = crate::after(timeout.min(shared.options.send_timeout));
         let gone: Pin<Box<dyn Future<Output = ()> + Send>> = if local && pick == 0 {
             shared.locals.dispatch_one(&message, deadline).await;
             Box::pin(std::future::pending())
@@ -264,7 +263,7 @@ impl Bus {
                 Err(_) => Err(BusError::Closed),
             },
             () = gone => Err(BusError::PeerGone { topic: topic.to_owned() }),
-            () = tokio::time::sleep_until(started + timeout) => Err(BusError::Timeout {
+            () = tokio::time::sleep_until(give_up) => Err(BusError::Timeout {
                 topic: topic.to_owned(),
                 after: timeout,
             }),

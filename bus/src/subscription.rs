@@ -207,6 +207,11 @@ impl LocalSub {
 ///
 /// Dropping the subscription unsubscribes (the other peers stop sending to it).
 ///
+/// A full `Wait` subscription holds back what the same publisher sends to *this process*
+/// (one connection per pair of peers keeps the order), until it is read or the publisher's
+/// bounded wait drops for it. Read every `Wait` subscription you keep, or use
+/// `DropOldest` for one you only sample.
+///
 /// # Examples
 ///
 /// ```

@@ -515,3 +515,22 @@ async fn holds_are_mirrored_until_released_or_the_holder_stops() {
         "the holder still holds it locally"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_timeouts_mean_no_timeout_not_a_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let options = options(tmp.path())
+        .send_timeout(Duration::MAX)
+        .handshake_timeout(Duration::MAX);
+    let a = Bus::open_with("t", options.clone()).await.unwrap();
+    let b = Bus::open_with("t", options).await.unwrap();
+    let mut sub = b.subscribe("x").await.unwrap();
+    assert_eq!(a.publish("x", b"1").await.unwrap(), 1);
+    assert_eq!(next(&mut sub).await.unwrap().payload(), b"1");
+    let _server = b
+        .serve("echo", |m| async move { m.payload().to_vec() })
+        .await
+        .unwrap();
+    let reply = a.request("echo", b"2", Duration::MAX).await.unwrap();
+    assert_eq!(reply.payload(), b"2");
+}

@@ -401,7 +401,8 @@ async fn bridge() {
     assert!(eventually(LONG, || sink.has_signal("alarm.fire")).await);
     let signal = sink.latest("alarm.fire").unwrap();
     assert!(
-        signal.remaining(tokio::time::Instant::now(), sink.max_age()) <= Duration::from_millis(2000)
+        signal.remaining(tokio::time::Instant::now(), sink.max_age())
+            <= Duration::from_millis(2000)
     );
     assert!(
         eventually(LONG, || !sink.has_signal("alarm.fire")).await,

@@ -113,7 +113,7 @@ impl UnixTransport {
         }
         let accept = tokio::spawn(Arc::clone(&transport).accept_loop(listener));
         guard(&transport.tasks).push(accept.abort_handle());
-        let deadline = Instant::now() + transport.options.handshake_timeout;
+        let deadline = crate::after(transport.options.handshake_timeout);
         for mut rx in waiting {
             let _ = tokio::time::timeout_at(deadline, rx.wait_for(|g| *g)).await;
         }
@@ -300,11 +300,13 @@ impl UnixTransport {
             self.peers.store(Arc::new(next));
         }
         if !self.closed.load(Ordering::Acquire) {
-            let dir = self.dir.clone();
-            let me = self.me;
+            let this = Arc::clone(self);
             tokio::task::spawn_blocking(move || {
-                if let Ok(lock) = dir::lock_bus(&dir) {
-                    let _ = dir::reclaim(&dir, Some(me));
+                if this.closed.load(Ordering::Acquire) {
+                    return;
+                }
+                if let Ok(Some(lock)) = dir::lock_existing_bus(&this.dir) {
+                    let _ = dir::reclaim(&this.dir, Some(this.me));
                     drop(lock);
                 }
             });
@@ -392,7 +394,7 @@ impl Transport for UnixTransport {
 
     async fn announce(&self) {
         let (sequence, peers) = self.push_subscriptions();
-        let deadline = Instant::now() + self.options.handshake_timeout;
+        let deadline = crate::after(self.options.handshake_timeout);
         for peer in peers {
             let mut rx = peer.acked.subscribe();
             let _ = tokio::time::timeout_at(deadline, rx.wait_for(|a| *a >= sequence)).await;
