@@ -6,9 +6,9 @@ use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use ephemeral::{Buffer, HeaderValue, Lagged, Name, Overflow, Pattern};
+use ephemeral::{Buffer, Lagged, Name, Overflow, Pattern};
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -16,10 +16,10 @@ use tokio::time::Instant;
 use crate::frame::{self, Frame, MessageRef};
 use crate::request::Replies;
 use crate::router::Locals;
-use crate::subscription::{LocalSub, SubscriptionStats};
-use crate::topics::{TopicCounters, TopicStats};
+use crate::subscription::LocalSub;
+use crate::topics::TopicCounters;
 use crate::transport::{Transport, UnixTransport};
-use crate::{BusError, BusOptions, Message, Subscription};
+use crate::{BusError, BusOptions, BusStats, Message, Outgoing, Subscription};
 
 /// A random 64-bit number, from the standard library's randomly seeded hasher (no extra
 /// dependency; these ids need to be unique, not secret).
@@ -40,98 +40,6 @@ fn random_u64(salt: u64) -> u64 {
 pub fn process_origin() -> u64 {
     static ORIGIN: OnceLock<u64> = OnceLock::new();
     *ORIGIN.get_or_init(|| random_u64(0x6f72_6967_696e))
-}
-
-/// A message to publish, with the optional parts; see [`Bus::publish_with`].
-///
-/// # Examples
-///
-/// ```
-/// use std::time::Duration;
-/// use ephemeral_bus::Outgoing;
-///
-/// let message = Outgoing::new("orders.created")?
-///     .payload(b"{\"id\":42}")
-///     .header("attempt", 1)
-///     .ttl(Duration::from_secs(30));
-/// # Ok::<(), ephemeral_bus::BusError>(())
-/// ```
-#[derive(Debug, Clone)]
-#[must_use]
-pub struct Outgoing {
-    pub(crate) topic: Name,
-    pub(crate) payload: Arc<[u8]>,
-    pub(crate) headers: Vec<(Arc<str>, HeaderValue)>,
-    pub(crate) ttl: Option<Duration>,
-    pub(crate) origin: Option<u64>,
-    pub(crate) hops: u8,
-    /// A local subscription not to deliver to (a bridge's own inbound side).
-    pub(crate) skip_local: Option<u64>,
-}
-
-impl Outgoing {
-    /// A message on `topic` with an empty payload.
-    ///
-    /// # Errors
-    ///
-    /// [`BusError::Name`] when `topic` breaks the naming rule.
-    pub fn new(topic: &str) -> Result<Self, BusError> {
-        Ok(Self::from_name(Name::new(topic)?))
-    }
-
-    pub(crate) fn from_name(topic: Name) -> Self {
-        Self {
-            topic,
-            payload: Arc::from(&[][..]),
-            headers: Vec::new(),
-            ttl: None,
-            origin: None,
-            hops: 0,
-            skip_local: None,
-        }
-    }
-
-    /// The payload bytes.
-    pub fn payload(mut self, bytes: impl AsRef<[u8]>) -> Self {
-        self.payload = Arc::from(bytes.as_ref());
-        self
-    }
-
-    /// Adds a scalar header (keys longer than 255 bytes are cut).
-    pub fn header(mut self, key: &str, value: impl Into<HeaderValue>) -> Self {
-        self.headers.push((Arc::from(key), value.into()));
-        self
-    }
-
-    /// How long the message stays relevant; receivers get the remaining time.
-    pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = Some(ttl);
-        self
-    }
-}
-
-/// Counters of one bus handle.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct BusStats {
-    /// Other peers connected now.
-    pub peers: usize,
-    /// Messages published through this handle.
-    pub published: u64,
-    /// Frames refused because they were corrupt or of another format version.
-    pub corrupt_frames: u64,
-    /// Messages this handle dropped for a peer that stayed full past the bounded wait.
-    pub dropped_sends: u64,
-    /// Callbacks (of [`Bus::subscribe_fn`]) that panicked.
-    pub callback_panics: u64,
-    /// Replies that arrived after their request gave up (timed out), dropped.
-    pub late_replies: u64,
-    /// Each subscription of this handle.
-    pub subscriptions: Vec<SubscriptionStats>,
-    /// Per topic: messages published and received (at most 1024 topics, then `(other)`).
-    pub topics: Vec<TopicStats>,
-    /// Time since this handle opened the bus (for rates between two snapshots).
-    pub uptime: Duration,
 }
 
 pub(crate) struct Shared {

@@ -79,8 +79,10 @@ mod error;
 pub mod frame;
 mod message;
 mod options;
+mod outgoing;
 mod request;
 mod router;
+mod stats;
 mod subscription;
 mod topics;
 mod transport;
@@ -89,12 +91,14 @@ pub use bridge::{
     Bridge, BridgeOptions, HOLD_HEADER, HOPS_HEADER, KEY_HEADER, ORIGIN_HEADER, RELEASE_HEADER,
     SEQ_HEADER, VIA_HEADER,
 };
-pub use bus::{Bus, BusStats, CallbackTask, Outgoing, process_origin};
+pub use bus::{Bus, CallbackTask, process_origin};
 pub use ephemeral::{Buffer, Lagged, Name, NameError, Overflow, Pattern};
 pub use error::BusError;
 pub use message::Message;
 pub use options::{BUS_DIR_ENV, BusOptions};
+pub use outgoing::Outgoing;
 pub use request::Server;
+pub use stats::BusStats;
 pub use subscription::{Subscription, SubscriptionStats};
 pub use topics::TopicStats;
 
