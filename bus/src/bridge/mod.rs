@@ -6,12 +6,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ephemeral::{HeaderValue, Hold, Name, Signal, SignalBuilder, SignalSink};
+use ephemeral::{HeaderValue, Hold, Signal, SignalBuilder, SignalSink};
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::{Bus, BusError, Outgoing, process_origin};
+
+mod holds;
+use holds::{HoldMirror, mirror_holds};
 
 /// Header carrying the process that first raised a bridged signal.
 pub const ORIGIN_HEADER: &str = "bus.origin";
@@ -397,66 +400,5 @@ impl Inward {
             signal = signal.payload(Arc::<[u8]>::from(message.payload()));
         }
         signal
-    }
-}
-
-struct HoldMirror {
-    bus: Bus,
-    sink: SignalSink,
-    pattern: String,
-    via: u64,
-    origin: u64,
-    own_inbound: u64,
-    lease: Duration,
-}
-
-/// The holder's side of hold mirroring: refresh every live local hold each third of the
-/// lease and at every change, and announce releases.
-async fn mirror_holds(m: HoldMirror) {
-    let mut watch = m.sink.watch(&m.pattern);
-    let mut tick = tokio::time::interval((m.lease / 3).max(Duration::from_millis(1)));
-    // Published holds: local sequence -> (name, origin, origin sequence).
-    let mut published: HashMap<u64, (Name, u64, u64)> = HashMap::new();
-    let lease_ms = i64::try_from(m.lease.as_millis()).unwrap_or(i64::MAX);
-    loop {
-        let live: Vec<Signal> = m
-            .sink
-            .sense(&m.pattern)
-            .into_iter()
-            .filter(|s| s.is_held() && header_u64(s, VIA_HEADER) != Some(m.via))
-            .collect();
-        let mut now_published = HashMap::new();
-        for signal in &live {
-            let origin = header_u64(signal, ORIGIN_HEADER).unwrap_or(m.origin);
-            let seq = header_u64(signal, SEQ_HEADER).unwrap_or(signal.sequence());
-            let mut out = Outgoing::from_name(signal.name().clone())
-                .header(HOLD_HEADER, lease_ms)
-                .header(SEQ_HEADER, seq as i64);
-            out.origin = Some(origin);
-            out.hops =
-                u8::try_from(header_u64(signal, HOPS_HEADER).unwrap_or(0)).unwrap_or(u8::MAX);
-            out.skip_local = Some(m.own_inbound);
-            if let Some(key) = signal.key() {
-                out = out.header(KEY_HEADER, key);
-            }
-            if let Some(payload) = signal.payload() {
-                out = out.payload(payload);
-            }
-            let _ = m.bus.publish_with(out).await;
-            now_published.insert(signal.sequence(), (signal.name().clone(), origin, seq));
-        }
-        for (local_seq, (name, origin, seq)) in &published {
-            if !now_published.contains_key(local_seq) {
-                let mut out = Outgoing::from_name(name.clone()).header(RELEASE_HEADER, *seq as i64);
-                out.origin = Some(*origin);
-                out.skip_local = Some(m.own_inbound);
-                let _ = m.bus.publish_with(out).await;
-            }
-        }
-        published = now_published;
-        tokio::select! {
-            () = watch.changed() => {}
-            _ = tick.tick() => {}
-        }
     }
 }
