@@ -33,8 +33,9 @@
 //! # Measured (scratch, this 2-core machine, shared with other builds)
 //!
 //! `cargo run --release -p ephemeral-bus --example throughput`: 64-byte messages from one
-//! process to another at about 0.5–0.9 million messages/s (the design target is 2 million),
-//! and a one-way p99 latency of 90–450 µs when paced at 10,000 messages/s (target 500 µs).
+//! process to another at 0.78–0.93 million messages/s (the design target is 2 million), and
+//! a one-way latency paced at 10,000 messages/s of p50 40–60 µs, p99 90–200 µs while the
+//! machine is otherwise quiet, up to 1.8 ms while other builds load both cores (target 500 µs).
 //!
 //! # Security
 //!
