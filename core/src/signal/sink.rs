@@ -263,6 +263,13 @@ impl SignalSink {
         self.inner.lock().signals_of(Instant::now(), id)
     }
 
+    /// This sink's id, unique within the process (clones share it). The bus uses it to tell
+    /// sinks apart when bridging, so a signal never comes back to the sink it started from.
+    #[must_use]
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
     /// The highest sequence number handed out so far (0 before the first signal).
     #[must_use]
     pub fn sequence(&self) -> u64 {

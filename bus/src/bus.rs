@@ -1,0 +1,417 @@
+//! `Bus`: a named bus on this machine, shared by every process that opens it.
+
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+use ephemeral::{Buffer, Lagged, Name, Overflow, Pattern};
+use futures::StreamExt;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::frame::{self, Frame, MessageRef};
+use crate::request::Replies;
+use crate::router::Locals;
+use crate::subscription::LocalSub;
+use crate::topics::TopicCounters;
+use crate::transport::{Transport, UnixTransport};
+use crate::{BusError, BusOptions, BusStats, Message, Outgoing, Subscription};
+
+/// A random 64-bit number, from the standard library's randomly seeded hasher (no extra
+/// dependency; these ids need to be unique, not secret).
+fn random_u64(salt: u64) -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(salt);
+    h.write_u32(std::process::id());
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    h.write_u128(now.as_nanos());
+    h.finish()
+}
+
+/// This process's origin id: stamped on every message it publishes first, and how bridges
+/// recognise (and drop) their own signals coming back around a loop.
+#[must_use]
+pub fn process_origin() -> u64 {
+    static ORIGIN: OnceLock<u64> = OnceLock::new();
+    *ORIGIN.get_or_init(|| random_u64(0x6f72_6967_696e))
+}
+
+pub(crate) struct Shared {
+    name: Name,
+    dir: PathBuf,
+    pub(crate) options: BusOptions,
+    pub(crate) peer: u64,
+    pub(crate) locals: Arc<Locals>,
+    pub(crate) transport: Arc<UnixTransport>,
+    next_id: AtomicU64,
+    published: AtomicU64,
+    pub(crate) callback_panics: AtomicU64,
+    pub(crate) replies: Replies,
+    last_topic: std::sync::Mutex<Option<(Name, Arc<TopicCounters>)>>,
+    opened: Instant,
+}
+
+impl Shared {
+    /// The topic as a `Name`, reusing the last one published when it repeats (no validation
+    /// or allocation for a run of messages on one topic).
+    /// Also counts the message against the topic.
+    fn topic(&self, topic: &str) -> Result<Name, BusError> {
+        let mut last = self
+            .last_topic
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((name, counters)) = last.as_ref().filter(|(n, _)| n.as_str() == topic) {
+            counters.published.fetch_add(1, Ordering::Relaxed);
+            return Ok(name.clone());
+        }
+        let name = Name::new(topic)?;
+        let counters = self.locals.topics.counters(&name);
+        counters.published.fetch_add(1, Ordering::Relaxed);
+        *last = Some((name.clone(), counters));
+        Ok(name)
+    }
+
+    pub(crate) fn unsubscribe(&self, id: u64) {
+        self.locals.remove(id);
+        self.transport.announce_now();
+    }
+}
+
+/// Leaves the bus when the last `Bus` clone and the last subscription are gone.
+pub(crate) struct BusHandle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Drop for BusHandle {
+    fn drop(&mut self) {
+        self.shared.transport.close();
+    }
+}
+
+/// A named bus shared by the processes of one machine, with no broker.
+///
+/// Opening joins (or creates) the directory `<parent>/ephemeral-<name>` (see [`BusOptions`]).
+/// Every peer connects directly to every other; a publisher sends each message only to the
+/// peers subscribed to its topic, and [`publish`](Self::publish) returns how many
+/// subscriptions it reached. Only the owning user can open a bus: the directory must be
+/// owned by this uid and closed to group and others (checked explicitly, so it holds for
+/// root too). Peers are known dead by the lock they held, never by pid; a dead peer's files
+/// are removed by the next peer that notices (at once, when its connection drops), and the
+/// last peer out removes the directory.
+///
+/// `Bus` is a cheap `Clone`; the process leaves the bus when every clone and every
+/// subscription is dropped.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use futures::StreamExt;
+/// use ephemeral_bus::Bus;
+///
+/// let bus = Bus::open("doc-orders-bus").await?;
+/// let mut errors = bus.subscribe("error.*,timeout.*").await?;
+///
+/// let reached = bus.publish("error.db", b"connection refused").await?;
+/// assert_eq!(reached, 1);
+/// let message = errors.next().await.unwrap()?;
+/// assert_eq!(message.payload_str(), Some("connection refused"));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Bus {
+    pub(crate) handle: Arc<BusHandle>,
+}
+
+impl Bus {
+    /// Joins the bus `name` with the default options.
+    ///
+    /// # Errors
+    ///
+    /// See [`open_with`](Self::open_with).
+    pub async fn open(name: &str) -> Result<Self, BusError> {
+        Self::open_with(name, BusOptions::default()).await
+    }
+
+    /// Joins the bus `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::Name`] for a bad name, [`BusError::NotOwner`] or
+    /// [`BusError::Permissions`] when the directory is not this user's alone, and
+    /// [`BusError::Io`] when a bus file cannot be created.
+    pub async fn open_with(name: &str, options: BusOptions) -> Result<Self, BusError> {
+        let name = Name::new(name)?;
+        let dir = options.parent().join(format!("ephemeral-{name}"));
+        let peer = random_u64(u64::from(std::process::id()) ^ 0x7065_6572);
+        let locals = Arc::new(Locals::default());
+        let transport =
+            UnixTransport::join(dir.clone(), peer, options.clone(), Arc::clone(&locals)).await?;
+        Ok(Self {
+            handle: Arc::new(BusHandle {
+                shared: Arc::new(Shared {
+                    name,
+                    dir,
+                    options,
+                    peer,
+                    locals,
+                    transport,
+                    next_id: AtomicU64::new(1),
+                    published: AtomicU64::new(0),
+                    callback_panics: AtomicU64::new(0),
+                    replies: Replies::default(),
+                    last_topic: std::sync::Mutex::new(None),
+                    opened: Instant::now(),
+                }),
+            }),
+        })
+    }
+
+    /// Publishes `payload` on `topic`; returns how many subscriptions (in this process and
+    /// others) it reached.
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::Name`] for a bad topic, [`BusError::PayloadTooLarge`] above the maximum.
+    pub async fn publish(&self, topic: &str, payload: impl AsRef<[u8]>) -> Result<usize, BusError> {
+        let shared = &self.handle.shared;
+        let topic = shared.topic(topic)?;
+        let payload = payload.as_ref();
+        if shared.locals.any_matching(&topic) {
+            let mut outgoing = Outgoing::from_name(topic);
+            outgoing.payload = Arc::from(payload);
+            return self.publish_outgoing(outgoing).await;
+        }
+        // No subscriber in this handle: encode straight from the caller's bytes.
+        let max = shared.options.max_payload;
+        if payload.len() > max {
+            return Err(BusError::PayloadTooLarge {
+                len: payload.len(),
+                max,
+            });
+        }
+        let mut bytes = Vec::with_capacity(64 + topic.len() + payload.len());
+        frame::encode_message(
+            &MessageRef {
+                topic: &topic,
+                payload,
+                headers: &[],
+                id: shared.next_id.fetch_add(1, Ordering::Relaxed),
+                origin: process_origin(),
+                hops: 0,
+                timestamp: SystemTime::now(),
+                ttl: None,
+            },
+            &mut bytes,
+        );
+        let deadline = crate::after(shared.options.send_timeout);
+        shared.published.fetch_add(1, Ordering::Relaxed);
+        Ok(shared.transport.send(&topic, &bytes, deadline).await)
+    }
+
+    /// Publishes a message built with [`Outgoing`].
+    ///
+    /// A subscriber whose buffer is full (`Overflow::Wait`) is waited for, together at most
+    /// [`BusOptions::send_timeout`] per call; past that the message is dropped for it alone
+    /// and it is told with `Lagged`. The count returned excludes such subscribers.
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::PayloadTooLarge`] above the maximum payload or when the headers do not fit
+    /// in a frame.
+    pub async fn publish_with(&self, outgoing: Outgoing) -> Result<usize, BusError> {
+        let shared = &self.handle.shared;
+        shared
+            .locals
+            .topics
+            .counters(&outgoing.topic)
+            .published
+            .fetch_add(1, Ordering::Relaxed);
+        self.publish_outgoing(outgoing).await
+    }
+
+    async fn publish_outgoing(&self, outgoing: Outgoing) -> Result<usize, BusError> {
+        let shared = &self.handle.shared;
+        let skip = outgoing.skip_local;
+        let (message, bytes) = self.build(outgoing)?;
+        let deadline = crate::after(shared.options.send_timeout);
+        shared.published.fetch_add(1, Ordering::Relaxed);
+        let local = shared.locals.dispatch(&message, Some(deadline), skip).await;
+        let remote = shared
+            .transport
+            .send(&message.topic, &bytes, deadline)
+            .await;
+        Ok(local + remote)
+    }
+
+    /// The message and its encoded frame.
+    pub(crate) fn build(&self, outgoing: Outgoing) -> Result<(Message, Vec<u8>), BusError> {
+        let shared = &self.handle.shared;
+        let max = shared.options.max_payload;
+        if outgoing.payload.len() > max {
+            return Err(BusError::PayloadTooLarge {
+                len: outgoing.payload.len(),
+                max,
+            });
+        }
+        let message = Frame::Message(Message {
+            topic: outgoing.topic,
+            payload: outgoing.payload,
+            headers: outgoing.headers.into(),
+            id: shared.next_id.fetch_add(1, Ordering::Relaxed),
+            origin: outgoing.origin.unwrap_or_else(process_origin),
+            hops: outgoing.hops,
+            timestamp: SystemTime::now(),
+            ttl: outgoing.ttl,
+        });
+        let mut bytes = Vec::new();
+        frame::encode(&message, &mut bytes);
+        let Frame::Message(message) = message else {
+            unreachable!("constructed as a message just above")
+        };
+        if bytes.len() > max + crate::transport::FRAME_OVERHEAD {
+            return Err(BusError::PayloadTooLarge {
+                len: bytes.len(),
+                max: max + crate::transport::FRAME_OVERHEAD,
+            });
+        }
+        Ok((message, bytes))
+    }
+
+    /// Subscribes to the topics matching `pattern`, with the default buffer (1024 messages)
+    /// and [`Overflow::Wait`].
+    ///
+    /// Returns once every connected peer routes by the new subscription (or did not answer
+    /// within [`BusOptions::handshake_timeout`]), so a message published elsewhere after this
+    /// returns is delivered.
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::Closed`] if the bus was closed.
+    pub async fn subscribe(&self, pattern: &str) -> Result<Subscription, BusError> {
+        self.subscribe_with(pattern, Buffer::default(), Overflow::Wait)
+            .await
+    }
+
+    /// Subscribes with an explicit buffer and overflow policy.
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::Closed`] if the bus was closed.
+    pub async fn subscribe_with(
+        &self,
+        pattern: &str,
+        buffer: Buffer,
+        overflow: Overflow,
+    ) -> Result<Subscription, BusError> {
+        let shared = &self.handle.shared;
+        let local = Arc::new(LocalSub::new(Pattern::new(pattern), buffer, overflow));
+        shared.locals.add(Arc::clone(&local));
+        shared.transport.announce().await;
+        Ok(Subscription {
+            local,
+            bus: Arc::clone(&self.handle),
+        })
+    }
+
+    /// Subscribes and calls `callback` with every item on a task of its own. A panicking
+    /// callback is caught and counted ([`BusStats::callback_panics`]); delivery carries on.
+    /// Dropping the returned [`CallbackTask`] unsubscribes.
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::Closed`] if the bus was closed.
+    pub async fn subscribe_fn<F>(
+        &self,
+        pattern: &str,
+        mut callback: F,
+    ) -> Result<CallbackTask, BusError>
+    where
+        F: FnMut(Result<Message, Lagged>) + Send + 'static,
+    {
+        let mut subscription = self.subscribe(pattern).await?;
+        let shared = Arc::clone(&self.handle.shared);
+        let task = tokio::spawn(async move {
+            while let Some(item) = subscription.next().await {
+                if std::panic::catch_unwind(AssertUnwindSafe(|| callback(item))).is_err() {
+                    shared.callback_panics.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        Ok(CallbackTask { task })
+    }
+
+    /// This handle's counters.
+    #[must_use]
+    pub fn stats(&self) -> BusStats {
+        let shared = &self.handle.shared;
+        let (corrupt_frames, dropped_sends) = shared.transport.counters();
+        BusStats {
+            peers: shared.transport.peer_count(),
+            published: shared.published.load(Ordering::Relaxed),
+            corrupt_frames,
+            dropped_sends,
+            callback_panics: shared.callback_panics.load(Ordering::Relaxed),
+            late_replies: shared.replies.late.load(Ordering::Relaxed),
+            subscriptions: shared.locals.all().iter().map(|s| s.stats()).collect(),
+            topics: shared.locals.topics.snapshot(),
+            uptime: shared.opened.elapsed(),
+        }
+    }
+
+    /// The bus name.
+    #[must_use]
+    pub fn name(&self) -> &Name {
+        &self.handle.shared.name
+    }
+
+    /// The bus directory.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.handle.shared.dir
+    }
+
+    /// This peer's id (its files in the directory are named after it).
+    #[must_use]
+    pub fn peer_id(&self) -> u64 {
+        self.handle.shared.peer
+    }
+
+    /// How many other peers are connected now.
+    #[must_use]
+    pub fn peers(&self) -> usize {
+        self.handle.shared.transport.peer_count()
+    }
+}
+
+impl fmt::Debug for Bus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shared = &self.handle.shared;
+        f.debug_struct("Bus")
+            .field("name", &shared.name.as_str())
+            .field("dir", &shared.dir)
+            .field("peer", &format_args!("{:016x}", shared.peer))
+            .field("peers", &shared.transport.peer_count())
+            .finish()
+    }
+}
+
+/// The task running a [`Bus::subscribe_fn`] callback; dropping it unsubscribes.
+#[derive(Debug)]
+pub struct CallbackTask {
+    task: JoinHandle<()>,
+}
+
+impl Drop for CallbackTask {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,98 @@
+//! `BusError`: everything that can go wrong when opening or using a bus.
+
+use std::io;
+use std::path::PathBuf;
+
+use ephemeral::NameError;
+
+/// An error from the bus.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BusError {
+    /// The bus name or a topic is not a valid name.
+    #[error("invalid bus name or topic: {0}")]
+    Name(#[from] NameError),
+    /// The bus directory belongs to another user.
+    #[error(
+        "bus directory {path} is owned by uid {owner}, not by this process's uid {me}: only the owning user may open a bus; remove it or choose another directory"
+    )]
+    NotOwner {
+        /// The directory.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// This process's effective uid.
+        me: u32,
+    },
+    /// The bus directory is open to group or others.
+    #[error(
+        "bus directory {path} has mode {mode:o}, open to group or others: a bus directory must be mode 700; fix it with `chmod 700` or remove it"
+    )]
+    Permissions {
+        /// The directory.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The payload is larger than the bus allows.
+    #[error(
+        "payload of {len} bytes is larger than the bus maximum of {max} bytes: split it or raise BusOptions::max_payload"
+    )]
+    PayloadTooLarge {
+        /// The payload's size.
+        len: usize,
+        /// The maximum ([`BusOptions::max_payload`](crate::BusOptions::max_payload)).
+        max: usize,
+    },
+    /// Nobody serves the topic of a request.
+    #[error("no peer serves `{topic}`: start a server with Bus::serve first")]
+    NoServer {
+        /// The request topic.
+        topic: String,
+    },
+    /// No reply came in time.
+    #[error(
+        "request on `{topic}` got no reply within {after:?}: the server is slow or stuck; retry or raise the timeout"
+    )]
+    Timeout {
+        /// The request topic.
+        topic: String,
+        /// The timeout.
+        after: std::time::Duration,
+    },
+    /// The server handling the request left the bus (or died) before replying.
+    #[error(
+        "the server handling `{topic}` left the bus before replying: retry, another server may answer"
+    )]
+    PeerGone {
+        /// The request topic.
+        topic: String,
+    },
+    /// The server's handler panicked.
+    #[error("the server's handler for `{topic}` failed: {message}")]
+    ServerFailed {
+        /// The request topic.
+        topic: String,
+        /// The panic message.
+        message: String,
+    },
+    /// The bus was closed.
+    #[error("the bus is closed: open it again")]
+    Closed,
+    /// An operating-system error on a bus file.
+    #[error("bus i/o error on {path}: {source}")]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl BusError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
+        let path = path.into();
+        move |source| BusError::Io { path, source }
+    }
+}

@@ -1,0 +1,98 @@
+//! `BusOptions`: where the bus lives and its limits.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The environment variable that overrides the parent directory of buses (default `/dev/shm`).
+pub const BUS_DIR_ENV: &str = "EPHEMERAL_BUS_DIR";
+
+/// Options for [`Bus::open_with`](crate::Bus::open_with).
+///
+/// The bus named `n` lives in the directory `<parent>/ephemeral-<n>`; the parent is, in order
+/// of precedence, [`dir`](Self::dir), the `EPHEMERAL_BUS_DIR` environment variable, then
+/// `/dev/shm` (memory-backed on Linux, so nothing touches a disk).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use ephemeral_bus::BusOptions;
+///
+/// let options = BusOptions::default()
+///     .max_payload(64 * 1024)
+///     .send_timeout(Duration::from_millis(200));
+/// assert_eq!(options.get_max_payload(), 64 * 1024);
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct BusOptions {
+    pub(crate) dir: Option<PathBuf>,
+    pub(crate) max_payload: usize,
+    pub(crate) send_timeout: Duration,
+    pub(crate) peer_queue_bytes: usize,
+    pub(crate) handshake_timeout: Duration,
+}
+
+impl Default for BusOptions {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            max_payload: 1024 * 1024,
+            send_timeout: Duration::from_secs(1),
+            peer_queue_bytes: 1024 * 1024,
+            handshake_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+impl BusOptions {
+    /// The parent directory of the bus directory (overrides `EPHEMERAL_BUS_DIR`).
+    pub fn dir(mut self, parent: impl AsRef<Path>) -> Self {
+        self.dir = Some(parent.as_ref().to_path_buf());
+        self
+    }
+
+    /// The largest payload accepted, in bytes (default 1 MiB). Larger is
+    /// [`BusError::PayloadTooLarge`](crate::BusError::PayloadTooLarge). Every peer of a bus
+    /// should use the same value: a receiver refuses (and counts) larger frames.
+    pub fn max_payload(mut self, bytes: usize) -> Self {
+        self.max_payload = bytes.min(u32::MAX as usize / 2);
+        self
+    }
+
+    /// How long `publish` waits for a full subscriber (default 1 s). After that the message is
+    /// dropped for that subscriber only, counted, and reported to it as `Lagged`; later
+    /// publishes do not wait for it again until it has caught up. This is what keeps a stopped
+    /// or dead subscriber from blocking publishers.
+    pub fn send_timeout(mut self, timeout: Duration) -> Self {
+        self.send_timeout = timeout;
+        self
+    }
+
+    /// Bytes queued in this process for one peer before `publish` waits (default 1 MiB),
+    /// on top of the kernel's socket buffer.
+    pub fn peer_queue_bytes(mut self, bytes: usize) -> Self {
+        self.peer_queue_bytes = bytes.max(1);
+        self
+    }
+
+    /// How long opening or subscribing waits for the other peers to acknowledge (default 1 s);
+    /// a peer that does not answer in time (stopped, say) is not waited for again.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// The maximum payload in bytes.
+    #[must_use]
+    pub fn get_max_payload(&self) -> usize {
+        self.max_payload
+    }
+
+    pub(crate) fn parent(&self) -> PathBuf {
+        self.dir
+            .clone()
+            .or_else(|| std::env::var_os(BUS_DIR_ENV).map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("/dev/shm"))
+    }
+}

@@ -1,0 +1,29 @@
+//! `BusStats`: the counters of one bus handle.
+
+use std::time::Duration;
+
+use crate::{SubscriptionStats, TopicStats};
+
+/// Counters of one bus handle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BusStats {
+    /// Other peers connected now.
+    pub peers: usize,
+    /// Messages published through this handle.
+    pub published: u64,
+    /// Frames refused because they were corrupt or of another format version.
+    pub corrupt_frames: u64,
+    /// Messages this handle dropped for a peer that stayed full past the bounded wait.
+    pub dropped_sends: u64,
+    /// Callbacks (of [`Bus::subscribe_fn`](crate::Bus::subscribe_fn)) that panicked.
+    pub callback_panics: u64,
+    /// Replies that arrived after their request gave up (timed out), dropped.
+    pub late_replies: u64,
+    /// Each subscription of this handle.
+    pub subscriptions: Vec<SubscriptionStats>,
+    /// Per topic: messages published and received (at most 1024 topics, then `(other)`).
+    pub topics: Vec<TopicStats>,
+    /// Time since this handle opened the bus (for rates between two snapshots).
+    pub uptime: Duration,
+}

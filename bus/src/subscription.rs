@@ -1,0 +1,286 @@
+//! `Subscription`: the messages of the bus whose topic matches a pattern.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use ephemeral::{Buffer, Lagged, Overflow, Pattern};
+use futures::task::AtomicWaker;
+use futures_core::Stream;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::Message;
+use crate::bus::BusHandle;
+
+static NEXT_SUB: AtomicU64 = AtomicU64::new(1);
+
+/// The receiving half of a subscription, shared with whoever delivers to it (the peer
+/// connections' readers and local publishers).
+pub(crate) struct LocalSub {
+    pub(crate) id: u64,
+    pub(crate) pattern: Pattern,
+    overflow: Overflow,
+    ring: Mutex<Ring>,
+    waker: AtomicWaker,
+    space: Notify,
+    /// Pushers waiting for room. `pop` only pays for a wake-up when this is non-zero; the
+    /// ring's mutex orders a waiter's increment (before its last check) before the pop.
+    waiting: AtomicUsize,
+}
+
+struct Ring {
+    buffer: VecDeque<Message>,
+    capacity: Option<usize>,
+    unreported: u64,
+    dropped: u64,
+    delivered: u64,
+    closed: bool,
+}
+
+/// A poisoned lock only means a thread panicked while holding it; every update of the ring
+/// is a single push or pop, so its data is still consistent.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Delivery counters of one subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SubscriptionStats {
+    /// The pattern.
+    pub pattern: String,
+    /// Messages buffered for it so far.
+    pub delivered: u64,
+    /// Messages it lost (dropped here, or by a publisher that could not wait for it).
+    pub dropped: u64,
+    /// Messages waiting to be read now.
+    pub buffered: usize,
+}
+
+impl LocalSub {
+    pub(crate) fn new(pattern: Pattern, buffer: Buffer, overflow: Overflow) -> Self {
+        let capacity = buffer.capacity();
+        Self {
+            id: NEXT_SUB.fetch_add(1, Ordering::Relaxed),
+            pattern,
+            overflow,
+            ring: Mutex::new(Ring {
+                buffer: VecDeque::with_capacity(capacity.unwrap_or(16).min(1024)),
+                capacity,
+                unreported: 0,
+                dropped: 0,
+                delivered: 0,
+                closed: false,
+            }),
+            waker: AtomicWaker::new(),
+            space: Notify::new(),
+            waiting: AtomicUsize::new(0),
+        }
+    }
+
+    /// Buffers `message`. With `Overflow::Wait` and a full buffer, waits for room until
+    /// `deadline` (forever when `None`: that is a peer connection's reader, whose waiting
+    /// pushes back on the publisher through the socket). Returns whether it was buffered; a
+    /// message given up on is counted and reported as lag.
+    pub(crate) async fn push(&self, message: Message, deadline: Option<Instant>) -> bool {
+        let mut message = match self.try_push(message) {
+            Ok(buffered) => return buffered,
+            Err(message) => message,
+        };
+        // Full, with `Overflow::Wait`: register for room, then check again (so a pop between
+        // the check and the registration is not missed).
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let buffered = loop {
+            let notified = self.space.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            message = match self.try_push(message) {
+                Ok(buffered) => break buffered,
+                Err(message) => message,
+            };
+            match deadline {
+                None => notified.await,
+                Some(deadline) => {
+                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                        self.add_lag(1);
+                        break false;
+                    }
+                }
+            }
+        };
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        buffered
+    }
+
+    /// Buffers `message` unless the buffer is full under `Overflow::Wait`, in which case it
+    /// is handed back. `Ok(false)`: closed.
+    fn try_push(&self, message: Message) -> Result<bool, Message> {
+        let mut ring = lock(&self.ring);
+        if ring.closed {
+            return Ok(false);
+        }
+        let full = ring.capacity.is_some_and(|cap| ring.buffer.len() >= cap);
+        if full && self.overflow == Overflow::Wait {
+            return Err(message);
+        }
+        if full {
+            ring.buffer.pop_front();
+            ring.unreported += 1;
+            ring.dropped += 1;
+        }
+        ring.buffer.push_back(message);
+        ring.delivered += 1;
+        drop(ring);
+        self.waker.wake();
+        Ok(true)
+    }
+
+    /// Records `n` messages lost for this subscription (reported as `Lagged`).
+    pub(crate) fn add_lag(&self, n: u64) {
+        {
+            let mut ring = lock(&self.ring);
+            ring.unreported += n;
+            ring.dropped += n;
+        }
+        self.waker.wake();
+    }
+
+    pub(crate) fn close(&self) {
+        lock(&self.ring).closed = true;
+        self.waker.wake();
+        self.space.notify_waiters();
+    }
+
+    pub(crate) fn stats(&self) -> SubscriptionStats {
+        let ring = lock(&self.ring);
+        SubscriptionStats {
+            pattern: self.pattern.as_str().to_owned(),
+            delivered: ring.delivered,
+            dropped: ring.dropped,
+            buffered: ring.buffer.len(),
+        }
+    }
+
+    /// Polls for the next item, registering the waker when there is none.
+    pub(crate) fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Lagged>>> {
+        if let Poll::Ready(item) = self.pop() {
+            return Poll::Ready(item);
+        }
+        self.waker.register(cx.waker());
+        self.pop()
+    }
+
+    fn pop(&self) -> Poll<Option<Result<Message, Lagged>>> {
+        let mut ring = lock(&self.ring);
+        if ring.unreported > 0 {
+            let n = std::mem::take(&mut ring.unreported);
+            return Poll::Ready(Some(Err(Lagged(n))));
+        }
+        match ring.buffer.pop_front() {
+            Some(message) => {
+                drop(ring);
+                if self.waiting.load(Ordering::SeqCst) > 0 {
+                    self.space.notify_waiters();
+                }
+                Poll::Ready(Some(Ok(message)))
+            }
+            None if ring.closed => Poll::Ready(None),
+            None => Poll::Pending,
+        }
+    }
+}
+
+/// The messages whose topic matches a pattern, from every peer of the bus (this process
+/// included), as a `Stream<Item = Result<Message, Lagged>>`.
+///
+/// The buffer and overflow follow the core model: with [`Overflow::Wait`] (the default)
+/// nothing is lost while the subscriber keeps up, and a publisher waits for room for at most
+/// [`BusOptions::send_timeout`](crate::BusOptions::send_timeout); past that the message is
+/// dropped *for this subscriber*, counted, and the stream yields `Err(Lagged(n))` before the
+/// next message. With [`Overflow::DropOldest`] publishers never wait. Messages from one
+/// publisher arrive in the order it published them; messages of different publishers
+/// interleave.
+///
+/// Dropping the subscription unsubscribes (the other peers stop sending to it).
+///
+/// A full `Wait` subscription holds back what the same publisher sends to *this process*
+/// (one connection per pair of peers keeps the order), until it is read or the publisher's
+/// bounded wait drops for it. Read every `Wait` subscription you keep, or use
+/// `DropOldest` for one you only sample.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use futures::StreamExt;
+/// use ephemeral_bus::Bus;
+///
+/// let bus = Bus::open("doc-doc-subscription").await?;
+/// let mut news = bus.subscribe("news.+").await?;
+/// assert_eq!(bus.publish("news.sports", b"goal").await?, 1);
+/// assert_eq!(bus.publish("news.sports.eu", b"not one segment").await?, 0);
+///
+/// assert_eq!(news.next().await.unwrap()?.payload(), b"goal");
+/// assert!(news.try_recv().is_none());
+/// # Ok(())
+/// # }
+/// ```
+pub struct Subscription {
+    pub(crate) local: Arc<LocalSub>,
+    pub(crate) bus: Arc<BusHandle>,
+}
+
+impl Subscription {
+    /// The next message or lag report if one is buffered now, without waiting.
+    pub fn try_recv(&mut self) -> Option<Result<Message, Lagged>> {
+        match self.local.pop() {
+            Poll::Ready(item) => item,
+            Poll::Pending => None,
+        }
+    }
+
+    pub(crate) fn local_id(&self) -> u64 {
+        self.local.id
+    }
+
+    /// The pattern subscribed to.
+    #[must_use]
+    pub fn pattern(&self) -> &Pattern {
+        &self.local.pattern
+    }
+
+    /// This subscription's delivery counters.
+    #[must_use]
+    pub fn stats(&self) -> SubscriptionStats {
+        self.local.stats()
+    }
+}
+
+impl Stream for Subscription {
+    type Item = Result<Message, Lagged>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.local.poll_next(cx)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.local.close();
+        self.bus.shared.unsubscribe(self.local.id);
+    }
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("pattern", &self.local.pattern.as_str())
+            .field("stats", &self.local.stats())
+            .finish()
+    }
+}

@@ -1,0 +1,162 @@
+//! The bytes queued for one peer, written to its socket in batches by one writer task.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use ephemeral::Name;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::frame::{self, Frame};
+
+pub(super) struct Outbound {
+    state: Mutex<State>,
+    /// Wakes the writer (one waiter; `notify_one` keeps a permit, so no wake-up is lost).
+    pub(super) data: Notify,
+    /// Wakes publishers waiting for room (`notify_waiters`, with `enable` before checking).
+    space: Notify,
+    limit: usize,
+}
+
+struct State {
+    buf: Vec<u8>,
+    /// Messages dropped for this peer per topic, not yet reported to it.
+    lag: HashMap<Name, u64>,
+    /// The peer stayed full past a publisher's deadline; publishers do not wait for it
+    /// again until the writer has made progress.
+    stalled: bool,
+    closed: bool,
+}
+
+pub(super) enum Pushed {
+    Queued,
+    Dropped,
+    Closed,
+}
+
+fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Outbound {
+    pub(super) fn new(limit: usize) -> Self {
+        Self {
+            state: Mutex::new(State {
+                buf: Vec::with_capacity(64 * 1024),
+                lag: HashMap::new(),
+                stalled: false,
+                closed: false,
+            }),
+            data: Notify::new(),
+            space: Notify::new(),
+            limit,
+        }
+    }
+
+    /// Queues a control frame regardless of the limit (control frames are tiny and rare).
+    pub(super) fn push_control(&self, frame: &Frame) {
+        let mut state = lock(&self.state);
+        if state.closed {
+            return;
+        }
+        frame::encode(frame, &mut state.buf);
+        drop(state);
+        self.data.notify_one();
+    }
+
+    /// Queues a message frame, waiting for room until `deadline`. Past it the message is
+    /// dropped for this peer, counted per topic, and reported to the peer as lag later.
+    pub(super) async fn push_message(
+        &self,
+        bytes: &[u8],
+        topic: &Name,
+        deadline: Instant,
+    ) -> Pushed {
+        if let Some(pushed) = self.try_push(bytes, topic) {
+            return pushed;
+        }
+        loop {
+            // Register for room before checking again, so a batch taken in between is seen.
+            let notified = self.space.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(pushed) = self.try_push(bytes, topic) {
+                return pushed;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                let mut state = lock(&self.state);
+                state.stalled = true;
+                *state.lag.entry(topic.clone()).or_insert(0) += 1;
+                return Pushed::Dropped;
+            }
+        }
+    }
+
+    /// Queues the frame if there is room, drops it if the peer is stalled, `None` if the
+    /// caller has to wait.
+    fn try_push(&self, bytes: &[u8], topic: &Name) -> Option<Pushed> {
+        let mut state = lock(&self.state);
+        if state.closed {
+            return Some(Pushed::Closed);
+        }
+        if state.buf.len() < self.limit {
+            if !state.lag.is_empty() {
+                // Report earlier losses before the next message, in stream order.
+                let lag = std::mem::take(&mut state.lag);
+                for (topic, count) in lag {
+                    frame::encode(&Frame::Lag { topic, count }, &mut state.buf);
+                }
+            }
+            let was_empty = state.buf.is_empty();
+            state.buf.extend_from_slice(bytes);
+            drop(state);
+            // The writer only sleeps on an empty queue, so only the first frame wakes it.
+            if was_empty {
+                self.data.notify_one();
+            }
+            return Some(Pushed::Queued);
+        }
+        if state.stalled {
+            *state.lag.entry(topic.clone()).or_insert(0) += 1;
+            return Some(Pushed::Dropped);
+        }
+        None
+    }
+
+    /// Takes everything queued, for the writer. `None` once closed.
+    pub(super) fn take(&self, spare: Vec<u8>) -> Option<Vec<u8>> {
+        let mut state = lock(&self.state);
+        if state.closed {
+            return None;
+        }
+        if state.buf.is_empty() && !state.lag.is_empty() && !state.stalled {
+            let lag = std::mem::take(&mut state.lag);
+            for (topic, count) in lag {
+                frame::encode(&Frame::Lag { topic, count }, &mut state.buf);
+            }
+        }
+        let batch = std::mem::replace(&mut state.buf, spare);
+        drop(state);
+        if !batch.is_empty() {
+            self.space.notify_waiters();
+        }
+        Some(batch)
+    }
+
+    /// The writer wrote a batch: the peer is reading again.
+    pub(super) fn progressed(&self) {
+        let mut state = lock(&self.state);
+        if state.stalled {
+            state.stalled = false;
+            drop(state);
+            // Let pending lag reports out even if no publisher comes by.
+            self.data.notify_one();
+        }
+    }
+
+    pub(super) fn close(&self) {
+        lock(&self.state).closed = true;
+        self.data.notify_one();
+        self.space.notify_waiters();
+    }
+}

@@ -1,0 +1,504 @@
+//! The one-machine transport: a Unix stream socket per pair of peers, in the bus directory.
+//!
+//! Every peer listens on `<dir>/<peer>.sock`. A joining peer connects to every live peer
+//! while it holds the bus lock, so each pair has exactly one connection, used both ways. The
+//! first frame each way is `Hello` (peer id and subscriptions); later subscription changes are
+//! `Subscriptions` frames, acknowledged, so that publishers filter by topic and `publish` can
+//! say how many subscribers it reached. Messages from one publisher to one peer travel on one
+//! stream through one queue, which is what makes ordering per publisher.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener as StdListener, UnixStream as StdStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use ephemeral::{Name, Pattern};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use super::Transport;
+use super::outbound::{Outbound, Pushed};
+use crate::frame::{self, Frame, FrameError, LEN_PREFIX, TopicCache};
+use crate::router::Locals;
+use crate::topics::TopicCounters;
+use crate::{BusError, BusOptions, dir};
+
+/// Room for the topic, headers and fixed fields of a frame, on top of the payload maximum.
+pub(crate) const FRAME_OVERHEAD: usize = 1024 * 1024;
+
+struct Peer {
+    id: u64,
+    subs: ArcSwap<Vec<Pattern>>,
+    out: Outbound,
+    /// The highest subscriptions sequence the peer acknowledged (`u64::MAX` once gone).
+    acked: watch::Sender<u64>,
+    /// Whether the peer's `Hello` arrived (true once gone, so nobody waits for it).
+    greeted: watch::Sender<bool>,
+    gone: AtomicBool,
+    tasks: Mutex<Vec<AbortHandle>>,
+}
+
+impl Peer {
+    fn matching(&self, topic: &str) -> usize {
+        self.subs.load().iter().filter(|p| p.matches(topic)).count()
+    }
+}
+
+pub(crate) struct UnixTransport {
+    me: u64,
+    dir: PathBuf,
+    options: BusOptions,
+    locals: Arc<Locals>,
+    peers: ArcSwap<Vec<Arc<Peer>>>,
+    /// Serialises every change to the peer table and every subscription announcement, so a
+    /// peer never receives an older subscription list after a newer one.
+    control: Mutex<()>,
+    subs_seq: AtomicU64,
+    tasks: Mutex<Vec<AbortHandle>>,
+    corrupt: AtomicU64,
+    dropped: AtomicU64,
+    peer_lock: Mutex<Option<File>>,
+    closed: AtomicBool,
+}
+
+fn guard<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl UnixTransport {
+    /// Joins the bus in `dir` as peer `me`: takes the bus lock, reclaims dead peers, creates
+    /// this peer's files, connects to every live peer and waits (bounded) for their hellos.
+    pub(crate) async fn join(
+        dir: PathBuf,
+        me: u64,
+        options: BusOptions,
+        locals: Arc<Locals>,
+    ) -> Result<Arc<Self>, BusError> {
+        let blocking_dir = dir.clone();
+        let (peer_lock, listener, conns) =
+            tokio::task::spawn_blocking(move || join_blocking(&blocking_dir, me))
+                .await
+                .map_err(|e| BusError::io(&dir)(io::Error::other(e)))??;
+        let listener = UnixListener::from_std(listener).map_err(BusError::io(&dir))?;
+        let transport = Arc::new(Self {
+            me,
+            dir: dir.clone(),
+            options,
+            locals,
+            peers: ArcSwap::default(),
+            control: Mutex::new(()),
+            subs_seq: AtomicU64::new(0),
+            tasks: Mutex::new(Vec::new()),
+            corrupt: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            peer_lock: Mutex::new(Some(peer_lock)),
+            closed: AtomicBool::new(false),
+        });
+        let mut waiting = Vec::new();
+        for (id, stream) in conns {
+            let Ok(stream) = UnixStream::from_std(stream) else {
+                continue;
+            };
+            let (read, write) = stream.into_split();
+            let peer = transport.add_peer(id, None, read_buffered(read), write);
+            waiting.push(peer.greeted.subscribe());
+        }
+        let accept = tokio::spawn(Arc::clone(&transport).accept_loop(listener));
+        guard(&transport.tasks).push(accept.abort_handle());
+        let deadline = crate::after(transport.options.handshake_timeout);
+        for mut rx in waiting {
+            let _ = tokio::time::timeout_at(deadline, rx.wait_for(|g| *g)).await;
+        }
+        Ok(transport)
+    }
+
+    async fn accept_loop(self: Arc<Self>, listener: UnixListener) {
+        loop {
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(_) => {
+                    // Out of descriptors, say: back off instead of spinning.
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            let this = Arc::clone(&self);
+            let task = tokio::spawn(async move {
+                let (read, write) = stream.into_split();
+                let mut reader = read_buffered(read);
+                let mut buf = Vec::new();
+                let first = tokio::time::timeout(
+                    this.options.handshake_timeout,
+                    read_frame(
+                        &mut reader,
+                        &mut buf,
+                        this.max_frame(),
+                        &mut TopicCache::default(),
+                    ),
+                )
+                .await;
+                match first {
+                    Ok(Ok(Some(Ok(Frame::Hello {
+                        peer,
+                        subscriptions,
+                    })))) => {
+                        this.add_peer(peer, Some(subscriptions), reader, write);
+                    }
+                    Ok(Ok(Some(_))) => {
+                        this.corrupt.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {}
+                }
+            });
+            let mut tasks = guard(&self.tasks);
+            tasks.retain(|t| !t.is_finished());
+            tasks.push(task.abort_handle());
+        }
+    }
+
+    fn max_frame(&self) -> usize {
+        self.options.max_payload + FRAME_OVERHEAD
+    }
+
+    /// Registers a connected peer, sends it our hello and starts its reader and writer.
+    fn add_peer(
+        self: &Arc<Self>,
+        id: u64,
+        subscriptions: Option<Vec<String>>,
+        reader: BufReader<OwnedReadHalf>,
+        writer: OwnedWriteHalf,
+    ) -> Arc<Peer> {
+        let greeted = subscriptions.is_some();
+        let peer = Arc::new(Peer {
+            id,
+            subs: ArcSwap::from_pointee(compile(subscriptions.unwrap_or_default())),
+            out: Outbound::new(self.options.peer_queue_bytes),
+            acked: watch::Sender::new(0),
+            greeted: watch::Sender::new(greeted),
+            gone: AtomicBool::new(false),
+            tasks: Mutex::new(Vec::new()),
+        });
+        {
+            let _control = guard(&self.control);
+            let mut next = Vec::clone(&self.peers.load());
+            next.retain(|p| p.id != id);
+            next.push(Arc::clone(&peer));
+            self.peers.store(Arc::new(next));
+            peer.out.push_control(&Frame::Hello {
+                peer: self.me,
+                subscriptions: self.locals.patterns(),
+            });
+        }
+        let read = tokio::spawn(Arc::clone(self).read_loop(Arc::clone(&peer), reader));
+        let write = tokio::spawn(Arc::clone(self).write_loop(Arc::clone(&peer), writer));
+        guard(&peer.tasks).extend([read.abort_handle(), write.abort_handle()]);
+        peer
+    }
+
+    async fn read_loop(self: Arc<Self>, peer: Arc<Peer>, mut reader: BufReader<OwnedReadHalf>) {
+        let mut buf = Vec::with_capacity(4096);
+        let max = self.max_frame();
+        let mut cache = TopicCache::default();
+        let mut counted: Option<(Name, Arc<TopicCounters>)> = None;
+        loop {
+            match read_frame(&mut reader, &mut buf, max, &mut cache).await {
+                Ok(Some(Ok(frame))) => {
+                    if let Frame::Message(m) = &frame {
+                        let same = counted.as_ref().is_some_and(|(n, _)| *n == m.topic);
+                        if !same {
+                            counted =
+                                Some((m.topic.clone(), self.locals.topics.counters(&m.topic)));
+                        }
+                        if let Some((_, c)) = &counted {
+                            c.received.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    self.handle(&peer, frame).await;
+                }
+                Ok(Some(Err(_))) => {
+                    // Refused and counted; the length prefix was sound, so the stream is
+                    // still in step and the next frame can be read.
+                    self.corrupt.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    if e.kind() == io::ErrorKind::InvalidData {
+                        // An oversized length: the stream cannot be trusted any more.
+                        self.corrupt.fetch_add(1, Ordering::Relaxed);
+                    }
+                    break;
+                }
+            }
+        }
+        self.peer_gone(&peer);
+    }
+
+    async fn handle(&self, peer: &Peer, frame: Frame) {
+        match frame {
+            Frame::Message(message) => {
+                // Waits while a `Wait` subscription is full: the socket fills and the
+                // publisher's bounded wait takes over.
+                self.locals.dispatch_owned(message).await;
+            }
+            Frame::Hello { subscriptions, .. } => {
+                peer.subs.store(Arc::new(compile(subscriptions)));
+                peer.greeted.send_replace(true);
+            }
+            Frame::Subscriptions {
+                sequence,
+                subscriptions,
+            } => {
+                peer.subs.store(Arc::new(compile(subscriptions)));
+                peer.out.push_control(&Frame::SubscriptionsAck { sequence });
+            }
+            Frame::SubscriptionsAck { sequence } => {
+                peer.acked.send_modify(|a| *a = (*a).max(sequence));
+            }
+            Frame::Lag { topic, count } => self.locals.lag(&topic, count),
+        }
+    }
+
+    async fn write_loop(self: Arc<Self>, peer: Arc<Peer>, mut writer: OwnedWriteHalf) {
+        let mut spare = Vec::with_capacity(64 * 1024);
+        while let Some(batch) = peer.out.take(std::mem::take(&mut spare)) {
+            if batch.is_empty() {
+                spare = batch;
+                peer.out.data.notified().await;
+                continue;
+            }
+            if writer.write_all(&batch).await.is_err() {
+                break;
+            }
+            peer.out.progressed();
+            spare = batch;
+            spare.clear();
+        }
+        self.peer_gone(&peer);
+    }
+
+    /// The connection ended (the peer left or died): forget it, release whoever waits on it,
+    /// and reclaim its files if it died without cleaning up.
+    fn peer_gone(self: &Arc<Self>, peer: &Arc<Peer>) {
+        if peer.gone.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        peer.out.close();
+        peer.acked.send_replace(u64::MAX);
+        peer.greeted.send_replace(true);
+        {
+            let _control = guard(&self.control);
+            let mut next = Vec::clone(&self.peers.load());
+            next.retain(|p| !Arc::ptr_eq(p, peer));
+            self.peers.store(Arc::new(next));
+        }
+        if !self.closed.load(Ordering::Acquire) {
+            let this = Arc::clone(self);
+            tokio::task::spawn_blocking(move || {
+                if this.closed.load(Ordering::Acquire) {
+                    return;
+                }
+                if let Ok(Some(lock)) = dir::lock_existing_bus(&this.dir) {
+                    let _ = dir::reclaim(&this.dir, Some(this.me));
+                    drop(lock);
+                }
+            });
+        }
+        for task in guard(&peer.tasks).drain(..) {
+            task.abort();
+        }
+    }
+
+    fn push_subscriptions(&self) -> (u64, Vec<Arc<Peer>>) {
+        let _control = guard(&self.control);
+        let sequence = self.subs_seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let frame = Frame::Subscriptions {
+            sequence,
+            subscriptions: self.locals.patterns(),
+        };
+        let peers = self.peers.load_full();
+        for peer in peers.iter() {
+            peer.out.push_control(&frame);
+        }
+        (sequence, Vec::clone(&peers))
+    }
+}
+
+impl Transport for UnixTransport {
+    async fn send(&self, topic: &Name, frame: &[u8], deadline: Instant) -> usize {
+        let peers = self.peers.load_full();
+        let mut reached = 0;
+        for peer in peers.iter() {
+            let n = peer.matching(topic);
+            if n == 0 {
+                continue;
+            }
+            match peer.out.push_message(frame, topic, deadline).await {
+                Pushed::Queued => reached += n,
+                Pushed::Dropped => {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                Pushed::Closed => {}
+            }
+        }
+        reached
+    }
+
+    fn subscribers_of(&self, topic: &Name) -> Vec<u64> {
+        let mut ids: Vec<u64> = self
+            .peers
+            .load()
+            .iter()
+            .filter(|p| p.matching(topic) > 0)
+            .map(|p| p.id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    async fn send_to(&self, peer: u64, topic: &Name, frame: &[u8], deadline: Instant) -> bool {
+        let Some(peer) = self.peers.load().iter().find(|p| p.id == peer).cloned() else {
+            return false;
+        };
+        match peer.out.push_message(frame, topic, deadline).await {
+            Pushed::Queued => true,
+            Pushed::Dropped => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            Pushed::Closed => false,
+        }
+    }
+
+    fn gone(&self, peer: u64) -> impl Future<Output = ()> + Send + 'static {
+        let rx = self
+            .peers
+            .load()
+            .iter()
+            .find(|p| p.id == peer)
+            .map(|p| p.acked.subscribe());
+        async move {
+            if let Some(mut rx) = rx {
+                // `acked` becomes u64::MAX when the connection ends.
+                let _ = rx.wait_for(|a| *a == u64::MAX).await;
+            }
+        }
+    }
+
+    async fn announce(&self) {
+        let (sequence, peers) = self.push_subscriptions();
+        let deadline = crate::after(self.options.handshake_timeout);
+        for peer in peers {
+            let mut rx = peer.acked.subscribe();
+            let _ = tokio::time::timeout_at(deadline, rx.wait_for(|a| *a >= sequence)).await;
+        }
+    }
+
+    fn announce_now(&self) {
+        if !self.closed.load(Ordering::Acquire) {
+            self.push_subscriptions();
+        }
+    }
+
+    fn peer_count(&self) -> usize {
+        self.peers.load().len()
+    }
+
+    fn counters(&self) -> (u64, u64) {
+        (
+            self.corrupt.load(Ordering::Relaxed),
+            self.dropped.load(Ordering::Relaxed),
+        )
+    }
+
+    fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        for task in guard(&self.tasks).drain(..) {
+            task.abort();
+        }
+        for peer in self.peers.swap(Arc::default()).iter() {
+            peer.gone.store(true, Ordering::Release);
+            peer.out.close();
+            peer.acked.send_replace(u64::MAX);
+            for task in guard(&peer.tasks).drain(..) {
+                task.abort();
+            }
+        }
+        self.locals.close_all();
+        if let Some(lock) = guard(&self.peer_lock).take() {
+            dir::leave(&self.dir, self.me, lock);
+        }
+    }
+}
+
+fn compile(patterns: Vec<String>) -> Vec<Pattern> {
+    patterns.iter().map(|p| Pattern::new(p)).collect()
+}
+
+fn read_buffered(read: OwnedReadHalf) -> BufReader<OwnedReadHalf> {
+    BufReader::with_capacity(256 * 1024, read)
+}
+
+/// Reads one length-prefixed frame into `buf` and decodes it. `Ok(None)` at a clean end of
+/// stream; an `InvalidData` error for a length above `max` (the stream is then out of step).
+async fn read_frame(
+    reader: &mut BufReader<OwnedReadHalf>,
+    buf: &mut Vec<u8>,
+    max: usize,
+    cache: &mut TopicCache,
+) -> io::Result<Option<Result<Frame, FrameError>>> {
+    let mut len = [0u8; LEN_PREFIX];
+    match reader.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let n = u32::from_le_bytes(len) as usize;
+    if n > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "frame longer than the maximum",
+        ));
+    }
+    buf.clear();
+    buf.extend_from_slice(&len);
+    buf.resize(LEN_PREFIX + n, 0);
+    reader.read_exact(&mut buf[LEN_PREFIX..]).await?;
+    Ok(Some(frame::decode_cached(buf, cache)))
+}
+
+type Joined = (File, StdListener, Vec<(u64, StdStream)>);
+
+fn join_blocking(dir: &std::path::Path, me: u64) -> Result<Joined, BusError> {
+    let lock = dir::lock_bus(dir)?;
+    let live = dir::reclaim(dir, Some(me))?;
+    let peer_lock = dir::create_peer_lock(dir, me)?;
+    let sock = dir::socket_path(dir, me);
+    let _ = std::fs::remove_file(&sock);
+    let listener = StdListener::bind(&sock).map_err(BusError::io(&sock))?;
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))
+        .map_err(BusError::io(&sock))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(BusError::io(&sock))?;
+    let mut conns = Vec::new();
+    for peer in live {
+        // A live peer always has its socket bound: it binds before releasing the bus lock.
+        if let Ok(stream) = StdStream::connect(dir::socket_path(dir, peer))
+            && stream.set_nonblocking(true).is_ok()
+        {
+            conns.push((peer, stream));
+        }
+    }
+    drop(lock);
+    Ok((peer_lock, listener, conns))
+}

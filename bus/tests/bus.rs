@@ -1,0 +1,536 @@
+//! Two or more `Bus` handles in one process: each is a separate peer with its own sockets,
+//! so everything here crosses real Unix sockets.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use ephemeral::SignalSink;
+use ephemeral_bus::{Buffer, Bus, BusError, Lagged, Outgoing, Overflow};
+use futures::StreamExt;
+use support::{eventually, files_in, open, options};
+
+const LONG: Duration = Duration::from_secs(10);
+
+async fn next(sub: &mut ephemeral_bus::Subscription) -> Result<ephemeral_bus::Message, Lagged> {
+    tokio::time::timeout(LONG, sub.next())
+        .await
+        .expect("a message within the bound")
+        .expect("stream open")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_reaches_matching_subscribers_in_other_peers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = open(tmp.path(), "t").await;
+    let b = open(tmp.path(), "t").await;
+    assert_eq!(a.peers(), 1);
+    assert_eq!(b.peers(), 1);
+    let mut news = b.subscribe("news.+").await.unwrap();
+    let mut all = b.subscribe("*").await.unwrap();
+
+    assert_eq!(a.publish("news.sports", b"goal").await.unwrap(), 2);
+    assert_eq!(a.publish("news.sports.eu", b"x").await.unwrap(), 1);
+    assert_eq!(a.publish("weather", b"rain").await.unwrap(), 1);
+
+    let m = next(&mut news).await.unwrap();
+    assert_eq!(
+        (m.topic().as_str(), m.payload()),
+        ("news.sports", &b"goal"[..])
+    );
+    let topics: Vec<String> = [
+        next(&mut all).await.unwrap(),
+        next(&mut all).await.unwrap(),
+        next(&mut all).await.unwrap(),
+    ]
+    .iter()
+    .map(|m| m.topic().to_string())
+    .collect();
+    assert_eq!(topics, ["news.sports", "news.sports.eu", "weather"]);
+    assert!(news.try_recv().is_none());
+
+    // Per-topic counters on both ends, and per-subscription delivery counters.
+    let published: Vec<(String, u64)> = a
+        .stats()
+        .topics
+        .into_iter()
+        .map(|t| (t.topic, t.published))
+        .collect();
+    assert_eq!(
+        published,
+        [("news.sports", 1), ("news.sports.eu", 1), ("weather", 1)].map(|(t, n)| (t.to_owned(), n))
+    );
+    let received: u64 = b.stats().topics.iter().map(|t| t.received).sum();
+    assert_eq!(received, 3);
+    assert_eq!(news.stats().delivered, 1);
+    assert_eq!(all.stats().dropped, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_ttl_and_ids_travel() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = open(tmp.path(), "t").await;
+    let b = open(tmp.path(), "t").await;
+    let mut sub = b.subscribe("orders.*").await.unwrap();
+    let out = Outgoing::new("orders.created")
+        .unwrap()
+        .payload(b"42")
+        .header("attempt", 3)
+        .header("region", "eu")
+        .ttl(Duration::from_secs(5));
+    a.publish_with(out.clone()).await.unwrap();
+    a.publish_with(out).await.unwrap();
+    let first = next(&mut sub).await.unwrap();
+    let second = next(&mut sub).await.unwrap();
+    assert_eq!(first.header("attempt").unwrap().to_string(), "3");
+    assert_eq!(first.header("region").unwrap().to_string(), "eu");
+    assert_eq!(first.ttl(), Some(Duration::from_secs(5)));
+    assert_eq!(first.origin(), ephemeral_bus::process_origin());
+    assert_eq!(second.id(), first.id() + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_publisher_order_with_two_publishers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = open(tmp.path(), "t").await;
+    let b = open(tmp.path(), "t").await;
+    let c = open(tmp.path(), "t").await;
+    let mut sub = c.subscribe("n").await.unwrap();
+    let n = 5_000u32;
+    let pa = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            for i in 0..n {
+                a.publish("n", [b"a".as_slice(), &i.to_le_bytes()].concat())
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let pb = {
+        let b = b.clone();
+        tokio::spawn(async move {
+            for i in 0..n {
+                b.publish("n", [b"b".as_slice(), &i.to_le_bytes()].concat())
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let mut expect = [0u32; 2];
+    for _ in 0..2 * n {
+        let m = next(&mut sub).await.unwrap();
+        let who = usize::from(m.payload()[0] == b'b');
+        let i = u32::from_le_bytes(m.payload()[1..5].try_into().unwrap());
+        assert_eq!(i, expect[who], "out of order from publisher {who}");
+        expect[who] += 1;
+    }
+    assert_eq!(expect, [n, n]);
+    pa.await.unwrap();
+    pb.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payload_limit_is_a_typed_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bus = Bus::open_with("t", options(tmp.path()).max_payload(16))
+        .await
+        .unwrap();
+    let err = bus.publish("big", [0u8; 17]).await.unwrap_err();
+    assert!(
+        matches!(err, BusError::PayloadTooLarge { len: 17, max: 16 }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("max_payload"));
+    assert!(matches!(
+        bus.publish("bad topic", b"").await,
+        Err(BusError::Name(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_oldest_subscriber_reports_lag_and_keeps_newest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = open(tmp.path(), "t").await;
+    let b = open(tmp.path(), "t").await;
+    let mut sub = b
+        .subscribe_with("x", Buffer::bounded(4).unwrap(), Overflow::DropOldest)
+        .await
+        .unwrap();
+    for i in 0..10u8 {
+        a.publish("x", [i]).await.unwrap();
+    }
+    // All ten arrive at b (some dropped there): wait until the counters say so.
+    assert!(eventually(LONG, || sub.stats().delivered == 10).await);
+    assert_eq!(next(&mut sub).await, Err(Lagged(6)));
+    let rest: Vec<u8> = (0..4)
+        .map(|_| sub.try_recv().unwrap().unwrap().payload()[0])
+        .collect();
+    assert_eq!(rest, [6, 7, 8, 9]);
+    assert_eq!(sub.stats().dropped, 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_wait_subscriber_bounds_the_publisher_and_sees_lag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Bus::open_with(
+        "t",
+        options(tmp.path())
+            .peer_queue_bytes(1024)
+            .send_timeout(Duration::from_millis(50)),
+    )
+    .await
+    .unwrap();
+    let b = open(tmp.path(), "t").await;
+    let mut sub = b
+        .subscribe_with("x", Buffer::bounded(8).unwrap(), Overflow::Wait)
+        .await
+        .unwrap();
+    // Nobody reads `sub`: b's buffer fills, then the socket, then a's queue. Every publish
+    // must still return (bounded by the send timeout), and the excess is counted.
+    let payload = [7u8; 1024];
+    let mut reached = 0;
+    for _ in 0..2_000 {
+        reached += tokio::time::timeout(LONG, a.publish("x", payload))
+            .await
+            .expect("publish is bounded")
+            .unwrap();
+    }
+    assert!(
+        reached < 2_000,
+        "everything fitted; the test did not fill the pipe"
+    );
+    assert_eq!(a.stats().dropped_sends as usize, 2_000 - reached);
+    // The reader catches up: every message that was queued, and a lag report for the rest
+    // (sent by a's writer once b reads again), so nothing is missed silently.
+    let dropped = (2_000 - reached) as u64;
+    let (mut got, mut lagged) = (0usize, 0u64);
+    while got < reached || lagged < dropped {
+        match next(&mut sub).await {
+            Ok(_) => got += 1,
+            Err(Lagged(n)) => lagged += n,
+        }
+    }
+    assert_eq!((got, lagged), (reached, dropped));
+    assert_eq!(sub.stats().dropped, dropped);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callback_form_survives_a_panicking_callback() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = open(tmp.path(), "t").await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let _task = a
+        .subscribe_fn("cb.*", move |item| {
+            let m = item.unwrap();
+            if m.payload() == b"boom" {
+                panic!("callback panic, on purpose");
+            }
+            tx.send(m.payload().to_vec()).unwrap();
+        })
+        .await
+        .unwrap();
+    a.publish("cb.one", b"1").await.unwrap();
+    a.publish("cb.two", b"boom").await.unwrap();
+    a.publish("cb.three", b"3").await.unwrap();
+    assert_eq!(rx.recv().await.unwrap(), b"1");
+    assert_eq!(rx.recv().await.unwrap(), b"3");
+    assert_eq!(a.stats().callback_panics, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsubscribe_stops_routing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = open(tmp.path(), "t").await;
+    let b = open(tmp.path(), "t").await;
+    let sub = b.subscribe("x").await.unwrap();
+    assert_eq!(a.publish("x", b"").await.unwrap(), 1);
+    drop(sub);
+    assert!(eventually(LONG, || a.stats().peers == 1).await);
+    let mut reached = 1;
+    for _ in 0..500 {
+        reached = a.publish("x", b"").await.unwrap();
+        if reached == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(reached, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_peer_out_removes_every_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = open(tmp.path(), "t").await;
+    let b = open(tmp.path(), "t").await;
+    let dir = a.dir().to_path_buf();
+    let mut files = files_in(&dir);
+    files.sort();
+    assert_eq!(files.len(), 5, "{files:?}"); // .lock, 2 × (.peer, .sock)
+    drop(a);
+    assert_eq!(files_in(&dir).len(), 3);
+    drop(b);
+    assert!(!dir.exists(), "left behind: {:?}", files_in(&dir));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_open_to_others_or_owned_by_another_uid_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ephemeral-t");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let err = Bus::open_with("t", options(tmp.path())).await.unwrap_err();
+    assert!(
+        matches!(err, BusError::Permissions { mode: 0o777, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("chmod 700"));
+
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    match std::os::unix::fs::chown(&dir, Some(65534), Some(65534)) {
+        Ok(()) => {
+            let err = Bus::open_with("t", options(tmp.path())).await.unwrap_err();
+            assert!(
+                matches!(err, BusError::NotOwner { owner: 65534, .. }),
+                "{err}"
+            );
+        }
+        // Not root: chown to another uid is not permitted, so that half cannot run here.
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridged_sinks_share_signals_with_their_remaining_ttl_and_no_echo() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = open(tmp.path(), "t").await;
+    let b = open(tmp.path(), "t").await;
+    let sink_a = SignalSink::default();
+    let sink_b = SignalSink::default();
+    let bridge_a = a.bridge(&sink_a, "error.*").await.unwrap();
+    let bridge_b = b.bridge(&sink_b, "error.*").await.unwrap();
+
+    sink_a
+        .raise_with(
+            ephemeral::Signal::build("error.db")
+                .unwrap()
+                .key("orders")
+                .expires_in(Duration::from_millis(300)),
+        )
+        .unwrap();
+    sink_a.raise("info.started").unwrap();
+    assert!(eventually(LONG, || sink_b.has_signal("error.db")).await);
+    let got = sink_b.latest("error.db").unwrap();
+    assert_eq!(got.key(), Some("orders"));
+    assert!(
+        got.remaining(tokio::time::Instant::now(), sink_b.max_age()) <= Duration::from_millis(300)
+    );
+    assert!(!sink_b.has_signal("info.*"));
+    // It expires on time in b too.
+    assert!(eventually(LONG, || !sink_b.has_signal("error.db")).await);
+    // No echo: a saw its own signal exactly once.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(sink_a.count("error.*"), 0); // expired in a as well
+    assert_eq!(bridge_a.published(), 1);
+    assert_eq!(bridge_b.raised(), 1);
+    assert_eq!(bridge_b.published(), 0);
+    assert_eq!(bridge_a.raised(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ring_of_three_buses_delivers_one_raise_once_per_sink() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sinks: Vec<SignalSink> = (0..3).map(|_| SignalSink::default()).collect();
+    // Bus i joins sink i and sink i+1: x = (0, 1), y = (1, 2), z = (2, 0).
+    let mut bridges = Vec::new();
+    let mut buses = Vec::new();
+    for (i, name) in ["x", "y", "z"].into_iter().enumerate() {
+        for s in [i, (i + 1) % 3] {
+            let bus = open(tmp.path(), name).await;
+            bridges.push(bus.bridge(&sinks[s], "alarm.*").await.unwrap());
+            buses.push(bus);
+        }
+    }
+    sinks[0].raise("alarm.fire").unwrap();
+    assert!(eventually(LONG, || sinks.iter().all(|s| s.count("alarm.*") >= 1)).await);
+    // Let any looping copy come round (it would within milliseconds).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let counts: Vec<usize> = sinks.iter().map(|s| s.count("alarm.*")).collect();
+    assert_eq!(counts, [1, 1, 1]);
+    assert!(bridges.iter().map(|b| b.looped()).sum::<u64>() >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_and_foreign_version_frames_are_refused_and_counted() {
+    use ephemeral_bus::frame::{self, Frame, LEN_PREFIX};
+    use tokio::io::AsyncWriteExt;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let bus = open(tmp.path(), "t").await;
+    let mut sub = bus.subscribe("x").await.unwrap();
+    let sock = bus.dir().join(format!("{:016x}.sock", bus.peer_id()));
+    let mut raw = tokio::net::UnixStream::connect(&sock).await.unwrap();
+
+    let mut bytes = Vec::new();
+    frame::encode(
+        &Frame::Hello {
+            peer: 0xdead_beef,
+            subscriptions: vec![],
+        },
+        &mut bytes,
+    );
+    // A frame of another format version.
+    let mut foreign = Vec::new();
+    frame::encode(&Frame::SubscriptionsAck { sequence: 1 }, &mut foreign);
+    foreign[LEN_PREFIX] = frame::VERSION + 1;
+    bytes.extend_from_slice(&foreign);
+    // Garbage with a sound length prefix.
+    bytes.extend_from_slice(&5u32.to_le_bytes());
+    bytes.extend_from_slice(&[frame::VERSION, 1, 2, 3, 4]);
+    // Then a valid message: the stream is still in step and it is delivered.
+    let publisher = Bus::open_with("u", support::options(tmp.path()))
+        .await
+        .unwrap();
+    let mut capture = publisher.subscribe("x").await.unwrap();
+    publisher.publish("x", b"after").await.unwrap();
+    let message = next(&mut capture).await.unwrap();
+    frame::encode(&Frame::Message(message), &mut bytes);
+    raw.write_all(&bytes).await.unwrap();
+
+    let got = next(&mut sub).await.unwrap();
+    assert_eq!(got.payload(), b"after");
+    assert_eq!(bus.stats().corrupt_frames, 2);
+    // An impossible length cannot be skipped: the connection is dropped, the bus carries on.
+    raw.write_all(&u32::MAX.to_le_bytes()).await.unwrap();
+    assert!(eventually(LONG, || bus.stats().corrupt_frames == 3 && bus.peers() == 0).await);
+    assert_eq!(bus.publish("x", b"still fine").await.unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_response_round_robin_timeout_late_reply_and_failures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = open(tmp.path(), "t").await;
+    let b = open(tmp.path(), "t").await;
+    let c = open(tmp.path(), "t").await;
+    assert!(matches!(
+        a.request("math.double", b"1", LONG).await,
+        Err(BusError::NoServer { .. })
+    ));
+    let _sb = b
+        .serve("math.double", |m| async move {
+            let n: u64 = m.payload_str().unwrap().parse().unwrap();
+            format!("b:{}", n * 2).into_bytes()
+        })
+        .await
+        .unwrap();
+    let _sc = c
+        .serve("math.double", |m| async move {
+            let n: u64 = m.payload_str().unwrap().parse().unwrap();
+            format!("c:{}", n * 2).into_bytes()
+        })
+        .await
+        .unwrap();
+    // Round-robin among the two servers, one answer per request.
+    let mut answers = Vec::new();
+    for i in 0..4 {
+        let reply = a.request("math.double", i.to_string(), LONG).await.unwrap();
+        answers.push(reply.payload_str().unwrap().to_owned());
+    }
+    // Each request answered once, with the right value, and the servers took turns.
+    let values: Vec<&str> = answers.iter().map(|s| &s[2..]).collect();
+    let mut sorted_values = values.clone();
+    sorted_values.sort_unstable();
+    assert_eq!(sorted_values, ["0", "2", "4", "6"]);
+    assert_eq!(answers.iter().filter(|s| s.starts_with("b:")).count(), 2);
+
+    let _slow = b
+        .serve("slow", |_| async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            b"late".to_vec()
+        })
+        .await
+        .unwrap();
+    let err = a
+        .request("slow", b"", Duration::from_millis(50))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BusError::Timeout { .. }), "{err}");
+    assert!(eventually(LONG, || a.stats().late_replies == 1).await);
+
+    let _boom = c
+        .serve("boom", |_| async { panic!("handler exploded") })
+        .await
+        .unwrap();
+    let err = a.request("boom", b"", LONG).await.unwrap_err();
+    match err {
+        BusError::ServerFailed { message, .. } => assert!(message.contains("handler exploded")),
+        other => panic!("expected ServerFailed, got {other}"),
+    }
+    // A server in the requesting handle itself answers too.
+    let _own = a
+        .serve("own", |_| async { b"mine".to_vec() })
+        .await
+        .unwrap();
+    assert_eq!(
+        a.request("own", b"", LONG).await.unwrap().payload(),
+        b"mine"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holds_are_mirrored_until_released_or_the_holder_stops() {
+    use ephemeral_bus::BridgeOptions;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let a = open(tmp.path(), "t").await;
+    let b = open(tmp.path(), "t").await;
+    let sink_a = SignalSink::default();
+    let sink_b = SignalSink::default();
+    let lease = BridgeOptions::default().hold_lease(Duration::from_millis(300));
+    let bridge_a = a
+        .bridge_with(&sink_a, "circuit.*", lease.clone())
+        .await
+        .unwrap();
+    let _bridge_b = b.bridge_with(&sink_b, "circuit.*", lease).await.unwrap();
+
+    // Released by the holder: released in b too.
+    let hold = sink_a.hold("circuit.open").unwrap();
+    assert!(eventually(LONG, || sink_b.has_signal("circuit.open")).await);
+    // It outlives several leases while the holder keeps it.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert!(sink_b.has_signal("circuit.open"));
+    assert_eq!(sink_b.count("circuit.*"), 1, "refreshes do not add signals");
+    assert!(sink_b.latest("circuit.open").unwrap().is_held());
+    hold.release();
+    assert!(eventually(LONG, || !sink_b.has_signal("circuit.open")).await);
+
+    // The holder's bridge stops (as when its process dies): the lease runs out.
+    let _hold = sink_a.hold("circuit.half").unwrap();
+    assert!(eventually(LONG, || sink_b.has_signal("circuit.half")).await);
+    drop(bridge_a);
+    assert!(eventually(LONG, || !sink_b.has_signal("circuit.half")).await);
+    assert!(
+        sink_a.has_signal("circuit.half"),
+        "the holder still holds it locally"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_timeouts_mean_no_timeout_not_a_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let options = options(tmp.path())
+        .send_timeout(Duration::MAX)
+        .handshake_timeout(Duration::MAX);
+    let a = Bus::open_with("t", options.clone()).await.unwrap();
+    let b = Bus::open_with("t", options).await.unwrap();
+    let mut sub = b.subscribe("x").await.unwrap();
+    assert_eq!(a.publish("x", b"1").await.unwrap(), 1);
+    assert_eq!(next(&mut sub).await.unwrap().payload(), b"1");
+    let _server = b
+        .serve("echo", |m| async move { m.payload().to_vec() })
+        .await
+        .unwrap();
+    let reply = a.request("echo", b"2", Duration::MAX).await.unwrap();
+    assert_eq!(reply.payload(), b"2");
+}
