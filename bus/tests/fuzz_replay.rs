@@ -21,5 +21,8 @@ fn frame_corpus() {
             replayed += 1;
         }
     }
-    assert!(replayed >= 10, "the frame corpus is missing ({replayed} inputs)");
+    assert!(
+        replayed >= 10,
+        "the frame corpus is missing ({replayed} inputs)"
+    );
 }

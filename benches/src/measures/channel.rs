@@ -1,32 +1,61 @@
 //! `Channel<T>` fan-out against `tokio::sync::broadcast`.
 //!
-//! The baseline is complete (it shares the harness and payload of the sink's fan-out
-//! measurement). Our side is [`ours_fanout4`], which returns `None` until `Channel<T>` is on
-//! main.
+//! Both sides share the harness and payload of the sink's fan-out measurement: a real
+//! `Signal` cloned per message, batches of 256, at most two batches in flight.
 
+use std::hint::black_box;
+
+use ephemeral::channel::Subscriber;
+use ephemeral::{Buffer, Channel, ChannelOptions, Lagged, Overflow, Signal, SignalSink};
 use tokio::runtime::Runtime;
+
+use crate::baselines::fanout::{self, FanoutReceiver, Received};
 
 use super::sink::broadcast_turn;
 use super::{Config, measured, runtime};
 use crate::report::Measurement;
 use crate::turns::alternate;
 
-// ---------------------------------------------------------------------------------------------
-// Ours: fill this in when `Channel<T>` lands.
-// ---------------------------------------------------------------------------------------------
-
 /// Our side: `messages` clones of a `Signal` sent on a `Channel<Signal>` with `Overflow::Wait`
 /// and a 1024-item buffer to 4 subscribers, through the same harness as the baseline
 /// ([`crate::baselines::fanout::run`] with batches of 256; implement
 /// [`FanoutReceiver`](crate::baselines::fanout::FanoutReceiver) for the channel's subscriber and
 /// pass an `async ||` closure that awaits the send). Returns messages per second and the number
-/// lost (which must be 0), or `None` while `Channel<T>` does not exist.
+/// lost (which must be 0).
 pub fn ours_fanout4(rt: &Runtime, messages: u64) -> Option<(f64, u64)> {
-    let _ = (rt, messages);
-    None
+    const RECEIVERS: usize = 4;
+    let payload = SignalSink::default()
+        .raise("bench.fanout")
+        .expect("a valid name");
+    let options = ChannelOptions::default()
+        .buffer(Buffer::bounded(1024).expect("not zero"))
+        .overflow(Overflow::Wait);
+    let channel: Channel<Signal> = Channel::with_options(options).expect("valid options");
+    let subs: Vec<ChannelReceiver> = (0..RECEIVERS)
+        .map(|_| ChannelReceiver(channel.subscribe()))
+        .collect();
+    let out = rt.block_on(fanout::run(subs, messages, 256, async || {
+        let _ = channel.send(payload.clone()).await;
+    }));
+    let lost = out.lagged + (messages * RECEIVERS as u64 - out.delivered - out.lagged);
+    Some((messages as f64 / out.elapsed.as_secs_f64(), lost))
 }
 
-// ---------------------------------------------------------------------------------------------
+/// A channel subscriber driven by the fan-out harness.
+struct ChannelReceiver(Subscriber<Signal>);
+
+impl FanoutReceiver for ChannelReceiver {
+    async fn next(&mut self) -> Received {
+        match self.0.recv().await {
+            Some(Ok(item)) => {
+                black_box(item);
+                Received::Item
+            }
+            Some(Err(Lagged(n))) => Received::Lagged(n),
+            None => Received::Closed,
+        }
+    }
+}
 
 /// `Channel<T>` to 4 subscribers with `Wait`, versus `broadcast` with the same payload;
 /// messages per second.
@@ -55,9 +84,7 @@ pub fn fanout4_vs_broadcast(cfg: &Config) -> Measurement {
         true,
         0.8,
     );
-    if m.ours.is_none() {
-        m.note = Some("ours: Channel<T> is not on main yet (fill in measures/channel.rs)".into());
-    } else if lost != (0, 0) {
+    if lost != (0, 0) {
         m.note = Some(format!("messages lost (ours, baseline): {lost:?}"));
     }
     m
