@@ -18,10 +18,8 @@ use crate::turns::alternate;
 
 /// Our side: `messages` clones of a `Signal` sent on a `Channel<Signal>` with `Overflow::Wait`
 /// and a 1024-item buffer to 4 subscribers, through the same harness as the baseline
-/// ([`crate::baselines::fanout::run`] with batches of 256; implement
-/// [`FanoutReceiver`](crate::baselines::fanout::FanoutReceiver) for the channel's subscriber and
-/// pass an `async ||` closure that awaits the send). Returns messages per second and the number
-/// lost (which must be 0).
+/// ([`fanout::run`] with batches of 256, each send awaited). Returns messages per second and
+/// the number lost (which must be 0); `Option` for the harness's shape, always `Some`.
 pub fn ours_fanout4(rt: &Runtime, messages: u64) -> Option<(f64, u64)> {
     const RECEIVERS: usize = 4;
     let payload = SignalSink::default()
