@@ -2,16 +2,24 @@
 //!
 //! # Overview
 //!
-//! Each pattern (circuit breaker, backpressure, dynamic concurrency, telemetry, ...) will be a
-//! module behind a cargo feature of its own, pulling in only its own dependencies, plus a
-//! `full` feature that enables all of them. Patterns steer coordinators only through the
-//! public `Admission` hook and sink holds.
+//! Each pattern is a module behind a cargo feature of its own, pulling in only its own
+//! dependencies; `full` enables all of them. Patterns steer coordinators only through public
+//! means: sink holds and signals, and the coordinator's `Admission` hook.
 //!
-//! No pattern has landed yet: this crate currently exposes no items, and its `full` feature
-//! enables nothing.
+//! | feature | module | what it does |
+//! |---|---|---|
+//! | `circuit_breaker` | `circuit_breaker` | opens on failure signals, holds `circuit.open`, probes its way back |
+//! | `backpressure` | `backpressure` | holds `backpressure.<name>` between a high and a low watermark |
+//! | `telemetry` | `telemetry` | OpenTelemetry metrics for sinks |
 //!
 //! # Supported Rust
 //!
 //! Rust 1.95 or later (edition 2024).
 
 #![forbid(unsafe_code)]
+
+#[cfg(feature = "circuit_breaker")]
+pub mod circuit_breaker;
+
+#[cfg(feature = "backpressure")]
+pub mod backpressure;
