@@ -23,3 +23,6 @@ pub mod circuit_breaker;
 
 #[cfg(feature = "backpressure")]
 pub mod backpressure;
+
+#[cfg(feature = "telemetry")]
+pub mod telemetry;
