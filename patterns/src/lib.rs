@@ -11,6 +11,7 @@
 //! | `circuit_breaker` | `circuit_breaker` | opens on failure signals, holds `circuit.open`, probes its way back |
 //! | `backpressure` | `backpressure` | holds `backpressure.<name>` between a high and a low watermark |
 //! | `telemetry` | `telemetry` | OpenTelemetry metrics for sinks |
+//! | `adaptive_rate` | `adaptive_rate` | slows intake on `rate-limit:<d>` or `retry-after`, recovers gradually |
 //!
 //! # Supported Rust
 //!
@@ -26,3 +27,6 @@ pub mod backpressure;
 
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
+
+#[cfg(feature = "adaptive_rate")]
+pub mod adaptive_rate;
