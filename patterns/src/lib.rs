@@ -11,6 +11,8 @@
 //! | `circuit_breaker` | `circuit_breaker` | opens on failure signals, holds `circuit.open`, probes its way back |
 //! | `backpressure` | `backpressure` | holds `backpressure.<name>` between a high and a low watermark |
 //! | `telemetry` | `telemetry` | OpenTelemetry metrics for sinks |
+//! | `anomaly_detector` | `anomaly_detector` | raises `anomaly.detected` / `anomaly.cleared` on a burst of matches |
+//! | `signal_log_watcher` | `signal_log_watcher` | a handler once per matching signal, lag reported |
 //! | `adaptive_rate` | `adaptive_rate` | slows intake on `rate-limit:<d>` or `retry-after`, recovers gradually |
 //!
 //! # Supported Rust
@@ -30,3 +32,9 @@ pub mod telemetry;
 
 #[cfg(feature = "adaptive_rate")]
 pub mod adaptive_rate;
+
+#[cfg(feature = "anomaly_detector")]
+pub mod anomaly_detector;
+
+#[cfg(feature = "signal_log_watcher")]
+pub mod signal_log_watcher;
