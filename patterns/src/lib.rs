@@ -13,6 +13,7 @@
 //! | `telemetry` | `telemetry` | OpenTelemetry metrics for sinks |
 //! | `anomaly_detector` | `anomaly_detector` | raises `anomaly.detected` / `anomaly.cleared` on a burst of matches |
 //! | `signal_log_watcher` | `signal_log_watcher` | a handler once per matching signal, lag reported |
+//! | `progress` | `progress` | `progress.<name>.*` signals for any byte stream |
 //! | `adaptive_rate` | `adaptive_rate` | slows intake on `rate-limit:<d>` or `retry-after`, recovers gradually |
 //!
 //! # Supported Rust
@@ -38,3 +39,6 @@ pub mod anomaly_detector;
 
 #[cfg(feature = "signal_log_watcher")]
 pub mod signal_log_watcher;
+
+#[cfg(feature = "progress")]
+pub mod progress;
