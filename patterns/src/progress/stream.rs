@@ -32,7 +32,7 @@ pub enum ProgressError {
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let sink = SignalSink::default();
-/// let chunks = futures::stream::iter(vec![Ok::<_, std::io::Error>(vec![0u8; 50]); 4]);
+/// let chunks = futures::stream::iter((0..4).map(|_| Ok::<_, std::io::Error>(vec![0u8; 50])));
 /// let mut download = Progress::new(chunks, &sink, "report", Some(200))?.step(25)?;
 /// while let Some(chunk) = download.next().await {
 ///     let _bytes = chunk?;
