@@ -9,8 +9,45 @@
 //! The atoms planned for this crate (retry, batching, rate limiting, services, presets and a
 //! sliding cache) land one module at a time; modules listed here are the ones that exist.
 //!
+//! # Retry
+//!
+//! [`retry::Retry`] runs an async body until it succeeds, with a [`retry::Backoff`] schedule
+//! (constant, exponential, fibonacci; jitter; max delay), a `when` predicate, an `adjust` hook
+//! for a server's `Retry-After`, an optional shared [`retry::RetryBudget`] and cancellation
+//! that stops the wait at once. Signals: `retry.attempt`, `retry.exhausted`. Inside a
+//! coordinator body the concurrency slot stays held during backoff.
+//!
+//! # Batching
+//!
+//! [`batch::Batcher`] hands items to a handler in batches of at most `max_size`, at the
+//! latest `flush_interval` after a batch's first item: 25 quick pushes with max 10 give 10,
+//! 10, then 5 after the interval. One batch at a time; `close` flushes the rest and waits;
+//! handler errors and panics are returned and signalled (`batch.failed`), never lost.
+//!
+//! # Rate limiting
+//!
+//! [`rate_limit::GcraLimiter`] and [`rate_limit::TokenBucket`] share one trait
+//! ([`rate_limit::RateLimiter`]: `try_acquire` with `retry_after`, `acquire`, `admit`); with
+//! 10 per second and burst 5, five permits at once, then one per 100 ms.
+//! [`rate_limit::KeyedRateLimiter`] limits per key in a bounded table that reclaims idle
+//! keys. [`rate_limit::control`] steers any of them from `rate.limit.set:<n>`,
+//! `.increase:<n>`, `.decrease:<n>` and `.burst:<n>` signals, confirmed by
+//! `rate.limit.applied`.
+//!
+//! # Sliding cache
+//!
+//! [`cache::SlidingCache`] computes missing values with an async factory, once per key
+//! however many requests wait, expires them by sliding and absolute time (an expired value is
+//! never returned), keeps at most `max_size`, and reports every eviction with its reason
+//! (expired, size, explicit). Signals: `cache.hit`, `cache.miss`, `cache.evict`.
+//!
 //! # Supported Rust
 //!
 //! Rust 1.95 or later (edition 2024).
 
 #![forbid(unsafe_code)]
+
+pub mod batch;
+pub mod cache;
+pub mod rate_limit;
+pub mod retry;

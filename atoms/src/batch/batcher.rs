@@ -1,0 +1,261 @@
+//! The batcher handle: push, flush, close, stats.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::worker::{Msg, Shared, Worker};
+use super::{BatchClosed, BatchConfigError, BatchFailure, BatchOptions, TryPushError};
+
+/// Groups pushed items into batches and hands each batch to an async handler.
+///
+/// A batch is handed over when it reaches `max_size` or when `flush_interval` has passed
+/// since its first item was pushed, whichever comes first. One task calls the handler, so
+/// **a batch never exceeds `max_size` and two flushes never overlap** (the .NET original
+/// can do both). [`close`](Batcher::close) flushes everything already pushed and waits for
+/// the last handler to finish. A handler error or panic is recorded, signalled
+/// (`batch.failed`) and returned by `close`; the batcher carries on with the next batch.
+///
+/// Handles are cheap clones; dropping the last one also flushes what is left (in the
+/// background), but only `close` lets you wait for it and see the failures.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use ephemeral_atoms::batch::{BatchOptions, Batcher};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let batcher = Batcher::new(
+///     BatchOptions::new(10, Duration::from_millis(200)),
+///     |rows: Vec<u32>| async move {
+///         println!("inserting {} rows", rows.len());
+///         Ok::<(), String>(())
+///     },
+/// )?;
+/// for row in 0..25 {
+///     batcher.push(row).await?;
+/// }
+/// let report = batcher.close().await; // 10, 10, then the last 5
+/// assert_eq!((report.batches, report.items), (3, 25));
+/// assert!(report.failures.is_empty());
+/// # Ok(())
+/// # }
+/// ```
+pub struct Batcher<T, E> {
+    tx: mpsc::Sender<Msg<T>>,
+    shared: Arc<Shared<E>>,
+    max_size: usize,
+}
+
+impl<T, E> Clone for Batcher<T, E> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+            shared: self.shared.clone(),
+            max_size: self.max_size,
+        }
+    }
+}
+
+impl<T, E> fmt::Debug for Batcher<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Batcher")
+            .field("max_size", &self.max_size)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// Counters of a [`Batcher`], read together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BatchStats {
+    /// Batches handed to the handler.
+    pub batches: u64,
+    /// Items in those batches.
+    pub items: u64,
+    /// Batches whose handler returned an error or panicked.
+    pub failed: u64,
+    /// Items pushed but not yet in a handed-over batch (approximate while pushes race).
+    pub pending: usize,
+}
+
+/// What [`Batcher::close`] reports once everything is flushed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchReport<E> {
+    /// Batches handed to the handler over the batcher's life.
+    pub batches: u64,
+    /// Items in those batches.
+    pub items: u64,
+    /// Batches that failed, in total.
+    pub failed: u64,
+    /// The failed batches not yet taken, oldest first (at most `max_retained_failures`).
+    pub failures: Vec<BatchFailure<E>>,
+}
+
+impl<T, E> Batcher<T, E>
+where
+    T: Send + 'static,
+    E: fmt::Display + Send + 'static,
+{
+    /// Starts a batcher that hands batches to `handler`.
+    ///
+    /// # Errors
+    ///
+    /// A [`BatchConfigError`] for a zero size, interval or buffer, or outside a tokio runtime.
+    pub fn new<F, Fut>(options: BatchOptions, handler: F) -> Result<Self, BatchConfigError>
+    where
+        F: Fn(Vec<T>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+    {
+        let buffer = options.validate()?;
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| BatchConfigError::NoRuntime)?;
+        let (tx, rx) = mpsc::channel(buffer);
+        let shared = Arc::new(Shared {
+            batches: Default::default(),
+            items: Default::default(),
+            failed: Default::default(),
+            failures: Default::default(),
+            max_retained: options.max_retained_failures,
+            closing: CancellationToken::new(),
+            done: CancellationToken::new(),
+            sink: options.sink,
+            name: options.name,
+        });
+        let worker = Worker {
+            rx,
+            handler,
+            max_size: options.max_size,
+            interval: options.flush_interval,
+            shared: shared.clone(),
+        };
+        runtime.spawn(worker.run());
+        Ok(Self {
+            tx,
+            shared,
+            max_size: options.max_size,
+        })
+    }
+}
+
+impl<T, E> Batcher<T, E> {
+    /// Pushes an item, waiting while the buffer is full.
+    ///
+    /// # Errors
+    ///
+    /// [`BatchClosed`] with the item when the batcher is closed, also when it closes while
+    /// this push waits (at once, even while a handler is still running): the item is never
+    /// silently dropped.
+    pub async fn push(&self, item: T) -> Result<(), BatchClosed<T>> {
+        if self.shared.closing.is_cancelled() {
+            return Err(BatchClosed(item));
+        }
+        // Reserve first and send after, so that a close while waiting hands the item back
+        // instead of dropping it with the send future.
+        tokio::select! {
+            permit = self.tx.reserve() => match permit {
+                Ok(permit) => {
+                    permit.send(Msg::Item(item, Instant::now()));
+                    Ok(())
+                }
+                Err(_) => Err(BatchClosed(item)),
+            },
+            () = self.shared.closing.cancelled() => Err(BatchClosed(item)),
+        }
+    }
+
+    /// Pushes an item if there is room now.
+    ///
+    /// # Errors
+    ///
+    /// [`TryPushError::Full`] or [`TryPushError::Closed`], with the item.
+    pub fn try_push(&self, item: T) -> Result<(), TryPushError<T>> {
+        if self.shared.closing.is_cancelled() {
+            return Err(TryPushError::Closed(item));
+        }
+        match self.tx.try_send(Msg::Item(item, Instant::now())) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(msg)) => Err(TryPushError::Full(unwrap_item(msg))),
+            Err(mpsc::error::TrySendError::Closed(msg)) => {
+                Err(TryPushError::Closed(unwrap_item(msg)))
+            }
+        }
+    }
+
+    /// Hands over everything pushed before this call (in batches of at most `max_size`)
+    /// and waits until the handler has finished with it.
+    ///
+    /// # Errors
+    ///
+    /// [`BatchClosed`] when the batcher is closed (then [`close`](Batcher::close) does the
+    /// flushing).
+    pub async fn flush(&self) -> Result<(), BatchClosed<()>> {
+        let (ack, done) = oneshot::channel();
+        if self.shared.closing.is_cancelled() || self.tx.send(Msg::Flush(ack)).await.is_err() {
+            return Err(BatchClosed(()));
+        }
+        done.await.map_err(|_| BatchClosed(()))
+    }
+
+    /// Stops accepting items, flushes everything already pushed, waits for the last handler
+    /// and reports. Idempotent: every caller waits and gets the report (the failures go to
+    /// the first caller that takes them).
+    ///
+    /// Do not await `close` (or [`flush`](Batcher::flush)) from inside the handler: the
+    /// handler would wait for itself.
+    pub async fn close(&self) -> BatchReport<E> {
+        self.shared.closing.cancel();
+        self.shared.done.cancelled().await;
+        BatchReport {
+            batches: self.shared.batches.load(Ordering::Acquire),
+            items: self.shared.items.load(Ordering::Acquire),
+            failed: self.shared.failed.load(Ordering::Acquire),
+            failures: self.take_failures(),
+        }
+    }
+
+    /// Whether [`close`](Batcher::close) was called.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.shared.closing.is_cancelled()
+    }
+
+    /// Takes the failed batches recorded so far, oldest first.
+    pub fn take_failures(&self) -> Vec<BatchFailure<E>> {
+        self.shared.failures().drain(..).collect()
+    }
+
+    /// The counters now.
+    #[must_use]
+    pub fn stats(&self) -> BatchStats {
+        // Relaxed: each counter is exact on its own; together they are a close snapshot, and
+        // `close` (after the worker is done) reads final values.
+        BatchStats {
+            batches: self.shared.batches.load(Ordering::Relaxed),
+            items: self.shared.items.load(Ordering::Relaxed),
+            failed: self.shared.failed.load(Ordering::Relaxed),
+            pending: self.tx.max_capacity() - self.tx.capacity(),
+        }
+    }
+
+    /// The most items in one batch.
+    #[must_use]
+    pub fn max_size(&self) -> usize {
+        self.max_size
+    }
+}
+
+fn unwrap_item<T>(msg: Msg<T>) -> T {
+    match msg {
+        Msg::Item(item, _) => item,
+        // Only `push`/`try_push` send items, and they only get their own message back.
+        Msg::Flush(_) => unreachable!("a push only ever gets its own item back"),
+    }
+}

@@ -1,0 +1,86 @@
+//! Batching options and their validation.
+
+use std::time::Duration;
+
+use ephemeral::SignalSink;
+
+use super::BatchConfigError;
+
+/// How a [`Batcher`](super::Batcher) groups items.
+///
+/// | option | default | meaning |
+/// |---|---|---|
+/// | `max_size` | (required) | most items in one batch; a full batch is flushed at once |
+/// | `flush_interval` | (required) | longest an item waits for its batch to fill |
+/// | `buffer` | 4 × `max_size` | items accepted but not yet in a batch; `push` waits beyond |
+/// | `max_retained_failures` | 1024 | failed batches kept for [`close`](super::Batcher::close) |
+/// | `signals` | none | sink for `batch.flushed` and `batch.failed` |
+/// | `name` | none | key of those signals |
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct BatchOptions {
+    pub(crate) max_size: usize,
+    pub(crate) flush_interval: Duration,
+    pub(crate) buffer: Option<usize>,
+    pub(crate) max_retained_failures: usize,
+    pub(crate) sink: Option<SignalSink>,
+    pub(crate) name: Option<String>,
+}
+
+impl BatchOptions {
+    /// Batches of at most `max_size` items, flushed at the latest `flush_interval` after the
+    /// first item of the batch was pushed.
+    pub fn new(max_size: usize, flush_interval: Duration) -> Self {
+        Self {
+            max_size,
+            flush_interval,
+            buffer: None,
+            max_retained_failures: 1024,
+            sink: None,
+            name: None,
+        }
+    }
+
+    /// Items accepted but not yet handed to a batch (at least 1).
+    pub fn buffer(mut self, items: usize) -> Self {
+        self.buffer = Some(items);
+        self
+    }
+
+    /// Failed batches remembered for [`close`](super::Batcher::close) and
+    /// [`take_failures`](super::Batcher::take_failures); beyond it the oldest are dropped from
+    /// the list (still signalled and counted in the stats).
+    pub fn max_retained_failures(mut self, n: usize) -> Self {
+        self.max_retained_failures = n;
+        self
+    }
+
+    /// Raises `batch.flushed` (headers `size`, `reason`) and `batch.failed` (headers
+    /// `size`, `error`, `panicked`) into `sink`.
+    pub fn signals(mut self, sink: SignalSink) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
+    /// Names this batcher; its signals carry the name as their key.
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = Some(name.to_owned());
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<usize, BatchConfigError> {
+        if self.max_size == 0 {
+            return Err(BatchConfigError::ZeroMaxSize);
+        }
+        if self.flush_interval.is_zero() {
+            return Err(BatchConfigError::ZeroInterval);
+        }
+        let buffer = self
+            .buffer
+            .unwrap_or_else(|| self.max_size.saturating_mul(4));
+        if buffer == 0 {
+            return Err(BatchConfigError::ZeroBuffer);
+        }
+        Ok(buffer)
+    }
+}

@@ -1,0 +1,318 @@
+//! The sliding cache: single-flight loads, exact expiry, bounded size.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex};
+
+use futures::FutureExt;
+use tokio::time::Instant;
+
+use super::table::{Factory, Inner, Slot, State, Step, load};
+use super::{CacheConfigError, CacheError, CacheOptions, CacheStats, EvictionReason};
+
+/// Values computed on demand by an async factory, kept until they expire or the cache is
+/// full.
+///
+/// * **One computation per key at a time**: concurrent [`get`](SlidingCache::get)s for a
+///   missing key share one factory call. The call runs inside the requests that await it
+///   (if every one of them is dropped, the next request for the key drives it on).
+/// * **An expired value is never returned** (the .NET original can return one): every read
+///   checks the entry's sliding and absolute expiry against tokio's clock, and an expired
+///   entry is evicted and computed again.
+/// * **Bounded**: at most `max_size` entries; a full cache first drops expired entries,
+///   then the least recently read one (an O(entries) scan per eviction, so keep `max_size`
+///   in the thousands, not millions).
+/// * **Evictions are reported** with their [`EvictionReason`] to the
+///   [`on_evict`](SlidingCache::on_evict) callback and as `cache.evict` signals; reads raise
+///   `cache.hit` / `cache.miss`; [`stats`](SlidingCache::stats) counts everything.
+///
+/// Expired entries are found when read, when the cache is full, or by
+/// [`purge_expired`](SlidingCache::purge_expired) (call it from a timer if you want prompt
+/// eviction callbacks). Factory errors are not cached. Values are cloned out, so wrap large
+/// ones in an `Arc`.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use ephemeral_atoms::cache::{CacheOptions, SlidingCache};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let prices = SlidingCache::new(
+///     CacheOptions::default().sliding(Duration::from_secs(30)).max_size(10_000),
+///     |sku: String| async move { Ok::<u32, std::io::Error>(sku.len() as u32 * 100) },
+/// )?;
+/// assert_eq!(prices.get("apple".to_owned()).await?, 500); // computed
+/// assert_eq!(prices.get("apple".to_owned()).await?, 500); // cached
+/// assert_eq!(prices.stats().hits, 1);
+///
+/// tokio::time::advance(Duration::from_secs(31)).await;
+/// assert_eq!(prices.get_if_present(&"apple".to_owned()), None); // expired, never returned
+/// # Ok(())
+/// # }
+/// ```
+pub struct SlidingCache<K, V, E> {
+    inner: Arc<Inner<K, V, E>>,
+}
+
+impl<K, V, E> Clone for SlidingCache<K, V, E> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<K, V, E> fmt::Debug for SlidingCache<K, V, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.inner.state();
+        f.debug_struct("SlidingCache")
+            .field("options", &self.inner.options)
+            .field("stats", &state.stats)
+            .finish()
+    }
+}
+
+impl<K, V, E> SlidingCache<K, V, E>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+    E: Send + Sync + 'static,
+{
+    /// A cache computing missing values with `factory`.
+    ///
+    /// # Errors
+    ///
+    /// [`CacheConfigError`] for a `max_size` of 0 or a zero expiry.
+    pub fn new<F, Fut>(options: CacheOptions, factory: F) -> Result<Self, CacheConfigError>
+    where
+        F: Fn(K) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<V, E>> + Send + 'static,
+    {
+        options.validate()?;
+        let factory: Factory<K, V, E> = Arc::new(move |key| factory(key).boxed());
+        Ok(Self {
+            inner: Arc::new(Inner {
+                factory,
+                options,
+                on_evict: None,
+                state: Mutex::new(State {
+                    slots: HashMap::new(),
+                    generation: 0,
+                    stats: CacheStats::default(),
+                }),
+            }),
+        })
+    }
+
+    /// Calls `callback(key, value, reason)` for every eviction (outside the cache's lock; a
+    /// panic in it is caught and logged). Set it before sharing the cache: it applies to
+    /// this handle's cache only if no clone exists yet, else it is ignored and `false` is
+    /// returned.
+    #[must_use = "false means the callback was not installed"]
+    pub fn on_evict(
+        &mut self,
+        callback: impl Fn(&K, &V, EvictionReason) + Send + Sync + 'static,
+    ) -> bool {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => {
+                inner.on_evict = Some(Arc::new(callback));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The value for `key`: the cached one if live, else computed once by the factory for
+    /// all concurrent requests.
+    ///
+    /// # Errors
+    ///
+    /// [`CacheError`] when the factory failed or panicked (nothing is cached then).
+    pub async fn get(&self, key: K) -> Result<V, CacheError<E>> {
+        // The lock lives only in `lookup`, never across an await.
+        match self.lookup(key) {
+            Step::Hit(value) => {
+                self.inner.raise("cache.hit", None);
+                Ok(value)
+            }
+            Step::Join(load) => load.await,
+            Step::Miss(load, evicted) => {
+                self.inner.report(evicted);
+                self.inner.raise("cache.miss", None);
+                load.await
+            }
+        }
+    }
+
+    fn lookup(&self, key: K) -> Step<K, V, E> {
+        let now = Instant::now();
+        let mut evicted = Vec::new();
+        let mut state = self.inner.state();
+        let mut stale = false;
+        match state.slots.get_mut(&key) {
+            Some(Slot::Ready {
+                value,
+                created,
+                last_read,
+            }) => {
+                if self.inner.expired(*created, *last_read, now) {
+                    stale = true;
+                } else {
+                    *last_read = now;
+                    let value = value.clone();
+                    state.stats.hits += 1;
+                    return Step::Hit(value);
+                }
+            }
+            Some(Slot::Loading { load, .. }) => {
+                let load = load.clone();
+                state.stats.coalesced += 1;
+                return Step::Join(load);
+            }
+            None => {}
+        }
+        if stale {
+            state.remove(&key, EvictionReason::Expired, &mut evicted);
+        }
+        state.stats.misses += 1;
+        self.inner.make_room(&mut state, now, &mut evicted);
+        state.generation += 1;
+        let generation = state.generation;
+        let load = load(&self.inner, key.clone(), generation);
+        state.slots.insert(
+            key,
+            Slot::Loading {
+                generation,
+                load: load.clone(),
+            },
+        );
+        Step::Miss(load, evicted)
+    }
+
+    /// The live cached value for `key`, without computing anything (an expired entry is
+    /// evicted and `None` returned). Counts as a hit when found, not as a miss otherwise.
+    pub fn get_if_present(&self, key: &K) -> Option<V> {
+        let now = Instant::now();
+        let mut evicted = Vec::new();
+        let found = {
+            let mut state = self.inner.state();
+            match state.slots.get_mut(key) {
+                Some(Slot::Ready {
+                    value,
+                    created,
+                    last_read,
+                }) => {
+                    if self.inner.expired(*created, *last_read, now) {
+                        state.remove(key, EvictionReason::Expired, &mut evicted);
+                        None
+                    } else {
+                        *last_read = now;
+                        let value = value.clone();
+                        state.stats.hits += 1;
+                        Some(value)
+                    }
+                }
+                _ => None,
+            }
+        };
+        self.inner.report(evicted);
+        if found.is_some() {
+            self.inner.raise("cache.hit", None);
+        }
+        found
+    }
+
+    /// Stores `value` for `key` now (replacing a cached value, reported as explicit, or
+    /// overriding a computation in flight, whose result is then discarded).
+    pub fn insert(&self, key: K, value: V) {
+        let now = Instant::now();
+        let mut evicted = Vec::new();
+        {
+            let mut state = self.inner.state();
+            state.remove(&key, EvictionReason::Explicit, &mut evicted);
+            if !state.slots.contains_key(&key) {
+                self.inner.make_room(&mut state, now, &mut evicted);
+            }
+            state.slots.insert(
+                key,
+                Slot::Ready {
+                    value,
+                    created: now,
+                    last_read: now,
+                },
+            );
+        }
+        self.inner.report(evicted);
+    }
+
+    /// Removes `key`'s cached value; `true` if there was one. A computation in flight is
+    /// left alone.
+    pub fn invalidate(&self, key: &K) -> bool {
+        let mut evicted = Vec::new();
+        self.inner
+            .state()
+            .remove(key, EvictionReason::Explicit, &mut evicted);
+        let removed = !evicted.is_empty();
+        self.inner.report(evicted);
+        removed
+    }
+
+    /// Removes every cached value (computations in flight carry on); returns how many.
+    pub fn clear(&self) -> usize {
+        let mut evicted = Vec::new();
+        {
+            let mut state = self.inner.state();
+            let keys: Vec<K> = state
+                .slots
+                .iter()
+                .filter(|(_, slot)| matches!(slot, Slot::Ready { .. }))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in keys {
+                state.remove(&key, EvictionReason::Explicit, &mut evicted);
+            }
+        }
+        let n = evicted.len();
+        self.inner.report(evicted);
+        n
+    }
+
+    /// Evicts every expired entry now; returns how many.
+    pub fn purge_expired(&self) -> usize {
+        let now = Instant::now();
+        let mut evicted = Vec::new();
+        {
+            let mut state = self.inner.state();
+            self.inner.purge(&mut state, now, &mut evicted);
+        }
+        let n = evicted.len();
+        self.inner.report(evicted);
+        n
+    }
+
+    /// The counters now, with the number of entries.
+    #[must_use]
+    pub fn stats(&self) -> CacheStats {
+        let state = self.inner.state();
+        CacheStats {
+            len: state.slots.len(),
+            ..state.stats
+        }
+    }
+
+    /// Entries now (values and computations in flight, expired ones not yet found included).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.inner.state().slots.len()
+    }
+
+    /// Whether the cache holds nothing.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

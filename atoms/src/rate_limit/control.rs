@@ -1,0 +1,128 @@
+//! Live control of a limiter by command signals.
+
+use std::sync::Arc;
+
+use ephemeral::{Listener, NameError, Signal, SignalSink, command};
+
+use super::Tunable;
+
+/// Steers `limiter` from command signals raised into `sink`, until the returned
+/// [`Listener`] is dropped.
+///
+/// With `prefix` = `rate.limit` (any valid name works, to steer several limiters apart):
+///
+/// | signal | effect |
+/// |---|---|
+/// | `rate.limit.set:<n>` | rate = n per second |
+/// | `rate.limit.increase:<n>` | rate += n |
+/// | `rate.limit.decrease:<n>` | rate -= n (refused if that leaves no rate) |
+/// | `rate.limit.burst:<n>` | burst = n |
+///
+/// Each command is confirmed by a leaf signal `rate.limit.applied` with headers `command`,
+/// `rate` and `burst`, or answered by `rate.limit.rejected` with headers `command` and
+/// `reason` (a payload that is not a number, a rate that would not be positive). These
+/// replies are not commands, so nothing can loop (the .NET original's reset recurses
+/// forever). The change applies to the next permit.
+///
+/// # Errors
+///
+/// [`NameError`] when `prefix` is not a valid name.
+///
+/// # Examples
+///
+/// ```
+/// use ephemeral::SignalSink;
+/// use ephemeral_atoms::rate_limit::{GcraLimiter, Tunable, control};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let sink = SignalSink::default();
+/// let limiter = GcraLimiter::new(10.0, 5)?;
+/// let _control = control(&sink, "rate.limit", limiter.clone())?;
+///
+/// sink.raise("rate.limit.set:20")?;
+/// assert_eq!(limiter.rate(), 20.0);
+/// assert!(sink.has_signal("rate.limit.applied"));
+///
+/// sink.raise("rate.limit.decrease:50")?; // would leave no rate
+/// assert_eq!(limiter.rate(), 20.0);
+/// assert!(sink.has_signal("rate.limit.rejected"));
+/// # Ok(())
+/// # }
+/// ```
+pub fn control(
+    sink: &SignalSink,
+    prefix: &str,
+    limiter: impl Tunable + 'static,
+) -> Result<Listener, NameError> {
+    ephemeral::validate_name(prefix)?;
+    let limiter: Arc<dyn Tunable> = Arc::new(limiter);
+    let commands = Commands {
+        set: format!("{prefix}.set"),
+        increase: format!("{prefix}.increase"),
+        decrease: format!("{prefix}.decrease"),
+        burst: format!("{prefix}.burst"),
+        applied: format!("{prefix}.applied"),
+        rejected: format!("{prefix}.rejected"),
+    };
+    let replies = sink.clone();
+    Ok(sink.on_signal(&format!("{prefix}.*"), move |signal| {
+        commands.handle(&replies, limiter.as_ref(), signal);
+    }))
+}
+
+struct Commands {
+    set: String,
+    increase: String,
+    decrease: String,
+    burst: String,
+    applied: String,
+    rejected: String,
+}
+
+impl Commands {
+    fn handle(&self, sink: &SignalSink, limiter: &dyn Tunable, signal: &Signal) {
+        let name = signal.name().as_str();
+        // Only a name that *starts* with the prefix is ours; `x.rate.limit.set:1` is not.
+        let Some((head, _)) = command::split(name) else {
+            return;
+        };
+        let outcome = if head == self.set {
+            number(name, &self.set).and_then(|n| set(limiter, n))
+        } else if head == self.increase {
+            number(name, &self.increase).and_then(|n| set(limiter, limiter.rate() + n))
+        } else if head == self.decrease {
+            number(name, &self.decrease).and_then(|n| set(limiter, limiter.rate() - n))
+        } else if head == self.burst {
+            command::parse::<u32>(name, &self.burst)
+                .map_err(|e| e.to_string())
+                .and_then(|n| limiter.set_burst(n.unwrap_or(0)).map_err(|e| e.to_string()))
+        } else {
+            return;
+        };
+        let reply = match outcome {
+            Ok(()) => Signal::build(&self.applied).map(|b| {
+                b.header("rate", limiter.rate())
+                    .header("burst", i64::from(limiter.burst()))
+            }),
+            Err(reason) => Signal::build(&self.rejected).map(|b| b.header("reason", reason)),
+        };
+        if let Ok(reply) = reply {
+            // The reply is a leaf: a reaction to it cannot start a chain. A failure to reply
+            // (a full sink's header limit) must not undo the change already applied.
+            let _ = sink.raise_with(reply.header("command", name).leaf());
+        }
+    }
+}
+
+fn number(name: &str, command: &str) -> Result<f64, String> {
+    match command::parse::<f64>(name, command) {
+        Ok(Some(n)) => Ok(n),
+        Ok(None) => Err(format!("`{name}` has no payload")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn set(limiter: &dyn Tunable, rate: f64) -> Result<(), String> {
+    limiter.set_rate(rate).map_err(|e| e.to_string())
+}

@@ -1,0 +1,173 @@
+//! GCRA: the generic cell rate algorithm, one timestamp of state.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::time::Instant;
+
+use super::limiter::{Params, RateConfigError, RateLimited, RateLimiter, Tunable, limited};
+
+/// The GCRA state of one stream: its theoretical arrival time, in nanoseconds after `origin`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cell {
+    pub(crate) tat_ns: u128,
+}
+
+impl Cell {
+    /// Grants a permit at `now_ns` or says how long until one is free.
+    pub(crate) fn try_take(&mut self, now_ns: u128, params: Params) -> Result<(), RateLimited> {
+        let tat = self.tat_ns.max(now_ns);
+        let ahead = tat - now_ns;
+        let tolerance = params.tolerance_ns();
+        if ahead > tolerance {
+            return Err(limited(ahead - tolerance));
+        }
+        self.tat_ns = tat + u128::from(params.emission_ns);
+        Ok(())
+    }
+
+    /// Re-expresses the permits already granted ahead of `now` in the new rate, and forgives
+    /// any backlog the new burst could never have built up, so a change applies to the next
+    /// permit: after `set:50` with burst 1, the next permit is at most 20 ms away.
+    pub(crate) fn rescale(&mut self, now_ns: u128, old: Params, new: Params) {
+        if self.tat_ns <= now_ns {
+            return;
+        }
+        let ahead = self.tat_ns - now_ns;
+        let cap = new.tolerance_ns() + u128::from(new.emission_ns);
+        let rescaled = ahead
+            .checked_mul(u128::from(new.emission_ns))
+            .map_or(cap, |n| n / u128::from(old.emission_ns));
+        self.tat_ns = now_ns + rescaled.min(cap);
+    }
+
+    /// Whether this stream is back to a full burst, so forgetting it changes nothing.
+    pub(crate) fn is_idle(self, now_ns: u128) -> bool {
+        self.tat_ns <= now_ns
+    }
+}
+
+/// Nanoseconds since `origin` on tokio's clock.
+pub(crate) fn since(origin: Instant) -> u128 {
+    Instant::now().saturating_duration_since(origin).as_nanos()
+}
+
+/// A GCRA rate limiter: `rate` permits per second with bursts of up to `burst`.
+///
+/// The state is one timestamp (the theoretical arrival time), so the limiter is small and
+/// exact: with 10 per second and burst 5, five permits are granted at once, then one every
+/// 100 ms, and a refused [`try_acquire`](RateLimiter::try_acquire) says exactly how long to
+/// wait. Grant times are computed in whole nanoseconds on tokio's clock. Clones share the
+/// limiter.
+///
+/// # Comparison with [`TokenBucket`](super::TokenBucket)
+///
+/// Both grant the same permits at the same times; GCRA keeps a timestamp, the bucket keeps
+/// a token count it can report ([`TokenBucket::available`](super::TokenBucket::available)).
+/// Prefer GCRA unless you want that number.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use ephemeral_atoms::rate_limit::{GcraLimiter, RateLimiter};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let limiter = GcraLimiter::new(10.0, 5)?;
+/// for _ in 0..5 {
+///     limiter.try_acquire()?; // the burst
+/// }
+/// let refused = limiter.try_acquire().unwrap_err();
+/// assert_eq!(refused.retry_after, Duration::from_millis(100));
+///
+/// let start = tokio::time::Instant::now();
+/// limiter.acquire().await;
+/// assert_eq!(start.elapsed(), Duration::from_millis(100));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct GcraLimiter {
+    inner: Arc<Mutex<State>>,
+}
+
+#[derive(Debug)]
+struct State {
+    origin: Instant,
+    cell: Cell,
+    params: Params,
+}
+
+impl GcraLimiter {
+    /// `rate` permits per second, bursts of up to `burst`.
+    ///
+    /// # Errors
+    ///
+    /// [`RateConfigError`] for a rate that is not positive, finite and ≤ 1e9, or a burst of 0.
+    pub fn new(rate: f64, burst: u32) -> Result<Self, RateConfigError> {
+        let params = Params::new(rate, burst)?;
+        Ok(Self {
+            inner: Arc::new(Mutex::new(State {
+                origin: Instant::now(),
+                cell: Cell { tat_ns: 0 },
+                params,
+            })),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // Every update writes whole values; a panic elsewhere cannot tear them.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn retune(&self, change: impl FnOnce(&mut Params)) {
+        let mut state = self.state();
+        let now = since(state.origin);
+        let old = state.params;
+        change(&mut state.params);
+        let new = state.params;
+        state.cell.rescale(now, old, new);
+    }
+}
+
+impl Tunable for GcraLimiter {
+    fn rate(&self) -> f64 {
+        self.state().params.rate()
+    }
+
+    fn burst(&self) -> u32 {
+        self.state().params.burst
+    }
+
+    fn set_rate(&self, per_second: f64) -> Result<(), RateConfigError> {
+        let emission_ns = super::limiter::emission_ns(per_second)?;
+        self.retune(|p| p.emission_ns = emission_ns);
+        Ok(())
+    }
+
+    fn set_burst(&self, burst: u32) -> Result<(), RateConfigError> {
+        let burst = super::limiter::check_burst(burst)?;
+        self.retune(|p| p.burst = burst);
+        Ok(())
+    }
+}
+
+impl RateLimiter for GcraLimiter {
+    fn try_acquire(&self) -> Result<(), RateLimited> {
+        let mut state = self.state();
+        let now = since(state.origin);
+        let params = state.params;
+        state.cell.try_take(now, params)
+    }
+}
+
+impl fmt::Debug for GcraLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.state();
+        f.debug_struct("GcraLimiter")
+            .field("rate", &state.params.rate())
+            .field("burst", &state.params.burst)
+            .finish()
+    }
+}

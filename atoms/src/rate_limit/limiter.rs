@@ -1,0 +1,183 @@
+//! The shared interface of the limiters, their error types and rate arithmetic.
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+/// Why a permit was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LimitReason {
+    /// The rate is used up; a permit frees up after `retry_after`.
+    Rate,
+    /// A [`KeyedRateLimiter`](super::KeyedRateLimiter) already tracks its max number of busy
+    /// keys; the earliest one goes idle after `retry_after`.
+    KeysFull,
+}
+
+/// A refused permit: when to try again, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{}", match .reason {
+    LimitReason::Rate => format!("rate limited: the next permit is free in {:?}", .retry_after),
+    LimitReason::KeysFull => format!(
+        "rate limiter key table is full of busy keys: retry in {:?} or raise max_keys",
+        .retry_after
+    ),
+})]
+pub struct RateLimited {
+    /// How long until a permit can be granted (assuming nobody else takes it).
+    pub retry_after: Duration,
+    /// Why the permit was refused.
+    pub reason: LimitReason,
+}
+
+/// A rate or burst that cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RateConfigError {
+    /// The rate is not a positive finite number of permits per second up to 1e9.
+    #[error(
+        "rate {0} per second is not usable: give a positive finite rate of at most 1e9 per second"
+    )]
+    BadRate(f64),
+    /// The burst is 0.
+    #[error("burst is 0: a limiter must allow at least one permit at a time")]
+    ZeroBurst,
+    /// A keyed limiter's max_keys is 0.
+    #[error("max_keys is 0: a keyed limiter must be able to track at least one key")]
+    ZeroMaxKeys,
+}
+
+/// Rate and burst, readable and changeable at run time; shared by every limiter, including
+/// the keyed one, so that [`control`](super::control) can steer any of them.
+pub trait Tunable: Send + Sync {
+    /// Permits per second.
+    fn rate(&self) -> f64;
+    /// Permits that may be granted at once after a quiet period.
+    fn burst(&self) -> u32;
+    /// Changes the rate from the next permit on. A backlog of permits already granted ahead
+    /// of time is re-expressed at the new rate and cut to what the burst allows, so raising
+    /// the rate takes effect at once.
+    ///
+    /// # Errors
+    ///
+    /// [`RateConfigError::BadRate`] for a rate that is not positive, finite and ≤ 1e9.
+    fn set_rate(&self, per_second: f64) -> Result<(), RateConfigError>;
+    /// Changes the burst from the next permit on (a backlog beyond it is forgiven).
+    ///
+    /// # Errors
+    ///
+    /// [`RateConfigError::ZeroBurst`] for 0.
+    fn set_burst(&self, burst: u32) -> Result<(), RateConfigError>;
+}
+
+/// The interface of [`GcraLimiter`](super::GcraLimiter) and
+/// [`TokenBucket`](super::TokenBucket): use either behind the same code.
+///
+/// Waiting uses tokio's clock, so tests run with the paused clock.
+pub trait RateLimiter: Tunable {
+    /// Takes a permit now, or says when to retry.
+    ///
+    /// # Errors
+    ///
+    /// [`RateLimited`] with the time until a permit frees up.
+    fn try_acquire(&self) -> Result<(), RateLimited>;
+
+    /// Waits until a permit is granted and takes it.
+    ///
+    /// Cancel-safe: dropping the future takes nothing. Waiters are not queued in order; each
+    /// sleeps until its computed retry time and tries again.
+    fn acquire(&self) -> impl Future<Output = ()> + Send + '_
+    where
+        Self: Sized,
+    {
+        async move {
+            loop {
+                match self.try_acquire() {
+                    Ok(()) => return,
+                    Err(limited) => tokio::time::sleep(limited.retry_after).await,
+                }
+            }
+        }
+    }
+
+    /// The coordinator admission shape: resolves when the item may start, having taken a
+    /// permit. The same as [`acquire`](RateLimiter::acquire); a coordinator `Admission` hook
+    /// wraps it (or [`try_acquire`](RateLimiter::try_acquire) to defer for `retry_after`).
+    fn admit(&self) -> impl Future<Output = ()> + Send + '_
+    where
+        Self: Sized,
+    {
+        self.acquire()
+    }
+}
+
+/// Validated rate parameters in whole nanoseconds, so grant times are exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Params {
+    /// Nanoseconds between permits at the steady rate (at least 1).
+    pub(crate) emission_ns: u64,
+    pub(crate) burst: u32,
+}
+
+impl Params {
+    pub(crate) fn new(per_second: f64, burst: u32) -> Result<Self, RateConfigError> {
+        Ok(Self {
+            emission_ns: emission_ns(per_second)?,
+            burst: check_burst(burst)?,
+        })
+    }
+
+    pub(crate) fn rate(self) -> f64 {
+        1e9 / self.emission_ns as f64
+    }
+
+    /// How far ahead of now the theoretical arrival time may run: `(burst - 1)` emissions.
+    pub(crate) fn tolerance_ns(self) -> u128 {
+        u128::from(self.emission_ns) * u128::from(self.burst - 1)
+    }
+}
+
+pub(crate) fn emission_ns(per_second: f64) -> Result<u64, RateConfigError> {
+    if !(per_second.is_finite() && per_second > 0.0 && per_second <= 1e9) {
+        return Err(RateConfigError::BadRate(per_second));
+    }
+    // A rate ≤ 1e9 gives at least 1 ns; a tiny positive rate saturates at u64::MAX ns
+    // (about 584 years between permits) instead of overflowing.
+    let ns = (1e9 / per_second).round();
+    Ok(if ns >= u64::MAX as f64 {
+        u64::MAX
+    } else {
+        (ns as u64).max(1)
+    })
+}
+
+pub(crate) fn check_burst(burst: u32) -> Result<u32, RateConfigError> {
+    if burst == 0 {
+        Err(RateConfigError::ZeroBurst)
+    } else {
+        Ok(burst)
+    }
+}
+
+pub(crate) fn nanos(ns: u128) -> Duration {
+    let secs = u64::try_from(ns / 1_000_000_000).unwrap_or(u64::MAX);
+    // The remainder is below 1e9, so it fits in u32.
+    Duration::new(secs, (ns % 1_000_000_000) as u32)
+}
+
+pub(crate) fn limited(ns: u128) -> RateLimited {
+    RateLimited {
+        retry_after: nanos(ns),
+        reason: LimitReason::Rate,
+    }
+}
+
+impl fmt::Display for LimitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Rate => "rate",
+            Self::KeysFull => "keys full",
+        })
+    }
+}

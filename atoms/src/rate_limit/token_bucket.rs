@@ -1,0 +1,149 @@
+//! The token bucket: the same interface as GCRA, with a token count you can read.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::time::Instant;
+
+use super::gcra::since;
+use super::limiter::{Params, RateConfigError, RateLimited, RateLimiter, Tunable, limited};
+
+/// A token bucket: holds up to `burst` tokens, refilled at `rate` per second; a permit
+/// takes one.
+///
+/// Tokens are counted in nanoseconds of refill time, so grants are exact (no floating-point
+/// drift): with 10 per second and burst 5, a full bucket grants five permits at once, then one
+/// every 100 ms — the same as [`GcraLimiter`](super::GcraLimiter). Clones share the bucket.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use ephemeral_atoms::rate_limit::{RateLimiter, TokenBucket};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let bucket = TokenBucket::new(10.0, 5)?;
+/// assert_eq!(bucket.available(), 5.0);
+/// bucket.try_acquire()?;
+/// assert_eq!(bucket.available(), 4.0);
+/// tokio::time::advance(Duration::from_millis(50)).await;
+/// assert_eq!(bucket.available(), 4.5);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct TokenBucket {
+    inner: Arc<Mutex<State>>,
+}
+
+#[derive(Debug)]
+struct State {
+    origin: Instant,
+    /// Refill time stored, in nanoseconds: `emission_ns` of credit is one token.
+    credit_ns: u128,
+    refilled_ns: u128,
+    params: Params,
+}
+
+impl State {
+    fn capacity_ns(&self) -> u128 {
+        u128::from(self.params.emission_ns) * u128::from(self.params.burst)
+    }
+
+    fn refill(&mut self) {
+        let now = since(self.origin);
+        let elapsed = now.saturating_sub(self.refilled_ns);
+        self.refilled_ns = now;
+        self.credit_ns = (self.credit_ns + elapsed).min(self.capacity_ns());
+    }
+}
+
+impl TokenBucket {
+    /// A full bucket of `burst` tokens, refilled at `rate` per second.
+    ///
+    /// # Errors
+    ///
+    /// [`RateConfigError`] for a rate that is not positive, finite and ≤ 1e9, or a burst of 0.
+    pub fn new(rate: f64, burst: u32) -> Result<Self, RateConfigError> {
+        let params = Params::new(rate, burst)?;
+        let mut state = State {
+            origin: Instant::now(),
+            credit_ns: 0,
+            refilled_ns: 0,
+            params,
+        };
+        state.credit_ns = state.capacity_ns();
+        Ok(Self {
+            inner: Arc::new(Mutex::new(state)),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // Every update writes whole values; a panic elsewhere cannot tear them.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Tokens in the bucket now (fractional while refilling).
+    #[must_use]
+    pub fn available(&self) -> f64 {
+        let mut state = self.state();
+        state.refill();
+        state.credit_ns as f64 / state.params.emission_ns as f64
+    }
+}
+
+impl Tunable for TokenBucket {
+    fn rate(&self) -> f64 {
+        self.state().params.rate()
+    }
+
+    fn burst(&self) -> u32 {
+        self.state().params.burst
+    }
+
+    fn set_rate(&self, per_second: f64) -> Result<(), RateConfigError> {
+        let emission = super::limiter::emission_ns(per_second)?;
+        let mut state = self.state();
+        state.refill();
+        // Keep the number of tokens, not the stored refill time.
+        let tokens = state.credit_ns as f64 / state.params.emission_ns as f64;
+        state.params.emission_ns = emission;
+        state.credit_ns = ((tokens * emission as f64) as u128).min(state.capacity_ns());
+        Ok(())
+    }
+
+    fn set_burst(&self, burst: u32) -> Result<(), RateConfigError> {
+        let burst = super::limiter::check_burst(burst)?;
+        let mut state = self.state();
+        state.refill();
+        state.params.burst = burst;
+        state.credit_ns = state.credit_ns.min(state.capacity_ns());
+        Ok(())
+    }
+}
+
+impl RateLimiter for TokenBucket {
+    fn try_acquire(&self) -> Result<(), RateLimited> {
+        let mut state = self.state();
+        state.refill();
+        let cost = u128::from(state.params.emission_ns);
+        if state.credit_ns >= cost {
+            state.credit_ns -= cost;
+            Ok(())
+        } else {
+            Err(limited(cost - state.credit_ns))
+        }
+    }
+}
+
+impl fmt::Debug for TokenBucket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.state();
+        f.debug_struct("TokenBucket")
+            .field("rate", &state.params.rate())
+            .field("burst", &state.params.burst)
+            .field("credit_ns", &state.credit_ns)
+            .finish()
+    }
+}

@@ -1,0 +1,282 @@
+//! Batching: size and interval triggers, no overlap, close, failures, back-pressure.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ephemeral::SignalSink;
+use ephemeral_atoms::batch::{
+    BatchClosed, BatchConfigError, BatchOptions, Batcher, HandlerOutcome, TryPushError,
+};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::time::Instant;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+type Log = Arc<Mutex<Vec<(Duration, Vec<u32>)>>>;
+
+fn logging_batcher(max: usize, interval: Duration) -> (Batcher<u32, String>, Log) {
+    let log: Log = Arc::default();
+    let start = Instant::now();
+    let sink = log.clone();
+    let batcher = Batcher::new(BatchOptions::new(max, interval), move |batch: Vec<u32>| {
+        let sink = sink.clone();
+        async move {
+            sink.lock().unwrap().push((start.elapsed(), batch));
+            Ok::<(), String>(())
+        }
+    })
+    .unwrap();
+    (batcher, log)
+}
+
+#[tokio::test(start_paused = true)]
+async fn twenty_five_items_yield_ten_ten_then_five_after_the_interval() {
+    let (batcher, log) = logging_batcher(10, ms(200));
+    for i in 0..25 {
+        batcher.push(i).await.unwrap();
+    }
+    tokio::time::sleep(ms(199)).await;
+    let sizes: Vec<_> = log.lock().unwrap().iter().map(|(_, b)| b.len()).collect();
+    assert_eq!(sizes, [10, 10], "the last 5 wait for the interval");
+    tokio::time::sleep(ms(2)).await;
+    let log = log.lock().unwrap().clone();
+    let shape: Vec<_> = log.iter().map(|(t, b)| (*t, b.len())).collect();
+    assert_eq!(shape, [(ms(0), 10), (ms(0), 10), (ms(200), 5)]);
+    let all: Vec<u32> = log.into_iter().flat_map(|(_, b)| b).collect();
+    assert_eq!(
+        all,
+        (0..25).collect::<Vec<_>>(),
+        "in push order, nothing lost"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn interval_counts_from_the_first_item_of_each_batch() {
+    let (batcher, log) = logging_batcher(100, ms(100));
+    batcher.push(1).await.unwrap();
+    tokio::time::sleep(ms(60)).await;
+    batcher.push(2).await.unwrap();
+    tokio::time::sleep(ms(60)).await;
+    batcher.push(3).await.unwrap();
+    tokio::time::sleep(ms(200)).await;
+    let log = log.lock().unwrap().clone();
+    assert_eq!(log, [(ms(100), vec![1, 2]), (ms(220), vec![3])]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn batches_never_exceed_max_and_flushes_never_overlap() {
+    let running = Arc::new(AtomicUsize::new(0));
+    let max_running = Arc::new(AtomicUsize::new(0));
+    let sizes = Arc::new(Mutex::new(Vec::new()));
+    let (r, m, s) = (running.clone(), max_running.clone(), sizes.clone());
+    let batcher = Batcher::new(
+        BatchOptions::new(7, ms(5)).buffer(3),
+        move |batch: Vec<u32>| {
+            let (r, m, s) = (r.clone(), m.clone(), s.clone());
+            async move {
+                let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+                m.fetch_max(now, Ordering::SeqCst);
+                s.lock().unwrap().push(batch.len());
+                tokio::time::sleep(ms(3)).await;
+                r.fetch_sub(1, Ordering::SeqCst);
+                Ok::<(), String>(())
+            }
+        },
+    )
+    .unwrap();
+    let mut producers = Vec::new();
+    for p in 0..4u32 {
+        let batcher = batcher.clone();
+        producers.push(tokio::spawn(async move {
+            for i in 0..250 {
+                batcher.push(p * 1000 + i).await.unwrap();
+                if i % 13 == 0 {
+                    tokio::time::sleep(ms(1)).await;
+                }
+            }
+        }));
+    }
+    for p in producers {
+        p.await.unwrap();
+    }
+    let report = batcher.close().await;
+    assert_eq!(report.items, 1000);
+    assert_eq!(max_running.load(Ordering::SeqCst), 1);
+    let sizes = sizes.lock().unwrap();
+    assert!(sizes.iter().all(|s| (1..=7).contains(s)), "{sizes:?}");
+    assert_eq!(sizes.iter().sum::<usize>(), 1000);
+    assert_eq!(report.batches as usize, sizes.len());
+}
+
+#[tokio::test(start_paused = true)]
+async fn close_flushes_the_rest_waits_and_refuses_later_pushes() {
+    let done = Arc::new(AtomicUsize::new(0));
+    let d = done.clone();
+    let batcher = Batcher::new(
+        BatchOptions::new(100, Duration::from_secs(3600)),
+        move |batch: Vec<u32>| {
+            let d = d.clone();
+            async move {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                d.fetch_add(batch.len(), Ordering::SeqCst);
+                Ok::<(), String>(())
+            }
+        },
+    )
+    .unwrap();
+    for i in 0..3 {
+        batcher.push(i).await.unwrap();
+    }
+    let start = Instant::now();
+    let report = batcher.close().await;
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_secs(5),
+        "close waited for the handler"
+    );
+    assert_eq!(done.load(Ordering::SeqCst), 3);
+    assert_eq!((report.batches, report.items, report.failed), (1, 3, 0));
+    assert!(batcher.is_closed());
+    assert_eq!(batcher.push(9).await, Err(BatchClosed(9)));
+    assert_eq!(batcher.try_push(10), Err(TryPushError::Closed(10)));
+    assert_eq!(batcher.flush().await, Err(BatchClosed(())));
+    // Idempotent.
+    assert_eq!(batcher.close().await.items, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn errors_and_panics_are_returned_and_signalled_and_the_batcher_carries_on() {
+    let sink = SignalSink::default();
+    let handled = Arc::new(Mutex::new(Vec::new()));
+    let h = handled.clone();
+    let batcher = Batcher::new(
+        BatchOptions::new(2, ms(10))
+            .signals(sink.clone())
+            .name("orders"),
+        move |batch: Vec<u32>| {
+            let h = h.clone();
+            async move {
+                match batch[0] {
+                    0 => Err("database unavailable".to_owned()),
+                    2 => panic!("bad row {}", batch[1]),
+                    _ => {
+                        h.lock().unwrap().extend(batch);
+                        Ok(())
+                    }
+                }
+            }
+        },
+    )
+    .unwrap();
+    for i in 0..6 {
+        batcher.push(i).await.unwrap();
+    }
+    let report = batcher.close().await;
+    assert_eq!(*handled.lock().unwrap(), [4, 5]);
+    assert_eq!((report.batches, report.items, report.failed), (3, 6, 2));
+    assert_eq!(report.failures.len(), 2);
+    assert_eq!(report.failures[0].batch, 1);
+    assert_eq!(
+        report.failures[0].outcome,
+        HandlerOutcome::Error("database unavailable".to_owned())
+    );
+    assert_eq!(
+        report.failures[1].outcome,
+        HandlerOutcome::Panicked("bad row 3".to_owned())
+    );
+    assert_eq!(
+        report.failures[1].to_string(),
+        "batch 2 of 2 items failed: handler panicked: bad row 3"
+    );
+    assert_eq!(sink.count("batch.failed"), 2);
+    assert_eq!(sink.count("batch.flushed"), 3);
+    assert_eq!(sink.latest("batch.failed").unwrap().key(), Some("orders"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn full_buffer_makes_push_wait_and_try_push_refuse_and_close_returns_waiting_items() {
+    let gate = Arc::new(Semaphore::new(0));
+    let (started_tx, mut started) = mpsc::unbounded_channel();
+    let g = gate.clone();
+    let batcher = Batcher::new(
+        BatchOptions::new(1, ms(10)).buffer(1),
+        move |batch: Vec<u32>| {
+            let g = g.clone();
+            let started_tx = started_tx.clone();
+            async move {
+                started_tx.send(batch[0]).unwrap();
+                g.acquire().await.unwrap().forget();
+                Ok::<(), String>(())
+            }
+        },
+    )
+    .unwrap();
+    batcher.push(1).await.unwrap();
+    assert_eq!(started.recv().await, Some(1)); // the handler holds item 1
+    batcher.push(2).await.unwrap(); // fills the buffer of 1
+    assert_eq!(batcher.try_push(3), Err(TryPushError::Full(3)));
+    assert_eq!(batcher.stats().pending, 1);
+    let waiting = {
+        let batcher = batcher.clone();
+        tokio::spawn(async move { batcher.push(4).await })
+    };
+    tokio::task::yield_now().await;
+    assert!(
+        !waiting.is_finished(),
+        "push waits while the buffer is full"
+    );
+    let closer = {
+        let batcher = batcher.clone();
+        tokio::spawn(async move { batcher.close().await })
+    };
+    // The waiting push gets its item back; the buffered item 2 is still handled.
+    assert_eq!(waiting.await.unwrap(), Err(BatchClosed(4)));
+    gate.add_permits(10);
+    let report = closer.await.unwrap();
+    assert_eq!(started.recv().await, Some(2));
+    assert_eq!((report.batches, report.items), (2, 2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn flush_hands_over_now_and_waits() {
+    let (batcher, log) = logging_batcher(10, Duration::from_secs(60));
+    batcher.push(1).await.unwrap();
+    batcher.push(2).await.unwrap();
+    batcher.flush().await.unwrap();
+    assert_eq!(*log.lock().unwrap(), [(ms(0), vec![1, 2])]);
+    // An empty flush hands over nothing.
+    batcher.flush().await.unwrap();
+    assert_eq!(batcher.stats().batches, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_every_handle_still_flushes() {
+    let (batcher, log) = logging_batcher(10, Duration::from_secs(60));
+    batcher.push(7).await.unwrap();
+    drop(batcher);
+    tokio::time::sleep(ms(1)).await;
+    assert_eq!(*log.lock().unwrap(), [(ms(0), vec![7])]);
+}
+
+#[tokio::test]
+async fn bad_options_are_typed_errors() {
+    let handler = |_: Vec<u8>| async { Ok::<(), String>(()) };
+    let err = Batcher::new(BatchOptions::new(0, ms(1)), handler).unwrap_err();
+    assert_eq!(err, BatchConfigError::ZeroMaxSize);
+    let err = Batcher::new(BatchOptions::new(1, Duration::ZERO), handler).unwrap_err();
+    assert_eq!(err, BatchConfigError::ZeroInterval);
+    let err = Batcher::new(BatchOptions::new(1, ms(1)).buffer(0), handler).unwrap_err();
+    assert!(err.to_string().contains("buffer"), "{err}");
+}
+
+#[test]
+fn outside_a_runtime_is_a_typed_error() {
+    let err = Batcher::new(BatchOptions::new(1, ms(1)), |_: Vec<u8>| async {
+        Ok::<(), String>(())
+    })
+    .unwrap_err();
+    assert_eq!(err, BatchConfigError::NoRuntime);
+}

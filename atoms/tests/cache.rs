@@ -1,0 +1,255 @@
+//! Sliding cache: single flight, expiry never violated, size bound, eviction reasons, signals.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ephemeral::SignalSink;
+use ephemeral_atoms::cache::{
+    CacheConfigError, CacheError, CacheOptions, EvictionReason, SlidingCache,
+};
+use tokio::time::Instant;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+type Evictions = Arc<Mutex<Vec<(u32, EvictionReason)>>>;
+
+/// A cache of `key * 10` that counts factory calls and records evictions.
+fn counting(
+    options: CacheOptions,
+) -> (SlidingCache<u32, u32, String>, Arc<AtomicUsize>, Evictions) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let mut cache = SlidingCache::new(options, move |key: u32| {
+        let c = c.clone();
+        async move {
+            c.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(ms(5)).await;
+            Ok(key * 10)
+        }
+    })
+    .unwrap();
+    let evictions: Evictions = Arc::default();
+    let e = evictions.clone();
+    assert!(cache.on_evict(move |k, _, reason| e.lock().unwrap().push((*k, reason))));
+    (cache, calls, evictions)
+}
+
+#[tokio::test(start_paused = true)]
+async fn hundred_concurrent_requests_for_one_key_call_the_factory_once() {
+    let (cache, calls, _) = counting(CacheOptions::default());
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let cache = cache.clone();
+        tasks.push(tokio::spawn(async move { cache.get(7).await }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), 70);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let stats = cache.stats();
+    assert_eq!((stats.misses, stats.coalesced, stats.len), (1, 99, 1));
+    assert_eq!(cache.get(7).await.unwrap(), 70);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(cache.stats().hits, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_expired_value_is_ever_returned() {
+    const SLIDING: Duration = Duration::from_millis(100);
+    const ABSOLUTE: Duration = Duration::from_millis(250);
+    // The value is the instant it was computed.
+    let cache = SlidingCache::new(
+        CacheOptions::default()
+            .sliding(SLIDING)
+            .absolute(ABSOLUTE)
+            .max_size(4),
+        |_key: u32| async { Ok::<Instant, String>(Instant::now()) },
+    )
+    .unwrap();
+    let mut last_read: [Option<Instant>; 6] = [None; 6];
+    let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+    for _ in 0..5_000 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        // Steps of 0..=120 ms, often right at the expiry boundaries.
+        let step = [0, 1, 50, 99, 100, 101, 120][(rng % 7) as usize];
+        tokio::time::advance(ms(step)).await;
+        let key = ((rng >> 8) % 6) as u32;
+        let now = Instant::now();
+        let computed = if rng & 1 == 0 {
+            cache.get(key).await.unwrap()
+        } else {
+            match cache.get_if_present(&key) {
+                Some(v) => v,
+                None => continue,
+            }
+        };
+        let age = now - computed;
+        assert!(age < ABSOLUTE, "returned a value {age:?} old");
+        if let Some(prev) = last_read[key as usize]
+            && now - prev >= SLIDING
+        {
+            assert_eq!(computed, now, "returned a value idle for {:?}", now - prev);
+        }
+        last_read[key as usize] = Some(now);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn reads_slide_the_expiry_until_the_absolute_one() {
+    let (cache, calls, evictions) =
+        counting(CacheOptions::default().sliding(ms(100)).absolute(ms(1000)));
+    cache.get(1).await.unwrap(); // computed at t = 5 ms
+    for _ in 0..9 {
+        tokio::time::advance(ms(90)).await;
+        assert_eq!(cache.get_if_present(&1), Some(10));
+    }
+    // t = 815: still within 1 s of computing.
+    tokio::time::advance(ms(90)).await; // t = 905
+    assert_eq!(cache.get_if_present(&1), Some(10));
+    tokio::time::advance(ms(100)).await; // t = 1005: past the absolute expiry
+    assert_eq!(cache.get_if_present(&1), None);
+    assert_eq!(*evictions.lock().unwrap(), [(1, EvictionReason::Expired)]);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // Idle past the sliding expiry.
+    cache.get(1).await.unwrap();
+    tokio::time::advance(ms(100)).await;
+    assert_eq!(cache.purge_expired(), 1);
+    assert_eq!(cache.stats().expired, 2);
+    assert!(cache.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_cache_evicts_the_least_recently_read() {
+    let sink = SignalSink::default();
+    let (cache, _, evictions) = counting(
+        CacheOptions::default()
+            .max_size(3)
+            .signals(sink.clone())
+            .name("prices"),
+    );
+    for key in 1..=3 {
+        cache.get(key).await.unwrap();
+    }
+    tokio::time::advance(ms(1)).await;
+    cache.get(1).await.unwrap(); // 2 is now the least recently read
+    cache.get(4).await.unwrap();
+    assert_eq!(*evictions.lock().unwrap(), [(2, EvictionReason::Size)]);
+    assert_eq!(cache.len(), 3);
+    assert_eq!(cache.stats().evicted_size, 1);
+    let evict = sink.latest("cache.evict").unwrap();
+    assert_eq!(evict.header("reason").unwrap().to_string(), "size");
+    assert_eq!(evict.key(), Some("prices"));
+    assert_eq!(sink.count("cache.miss"), 4);
+    assert_eq!(sink.count("cache.hit"), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn expired_entries_go_before_live_ones_when_full() {
+    let (cache, _, evictions) = counting(CacheOptions::default().max_size(2).sliding(ms(50)));
+    cache.get(1).await.unwrap();
+    tokio::time::advance(ms(40)).await;
+    cache.get(2).await.unwrap();
+    tokio::time::advance(ms(20)).await; // 1 expired, 2 live
+    cache.get(3).await.unwrap();
+    assert_eq!(*evictions.lock().unwrap(), [(1, EvictionReason::Expired)]);
+    assert_eq!(cache.get_if_present(&2), Some(20));
+}
+
+#[tokio::test(start_paused = true)]
+async fn explicit_removals_are_reported_as_explicit() {
+    let (cache, _, evictions) = counting(CacheOptions::default());
+    cache.get(1).await.unwrap();
+    cache.get(2).await.unwrap();
+    cache.insert(1, 111);
+    assert_eq!(cache.get_if_present(&1), Some(111));
+    assert!(cache.invalidate(&2));
+    assert!(!cache.invalidate(&2));
+    cache.insert(3, 30);
+    assert_eq!(cache.clear(), 2);
+    let mut seen = evictions.lock().unwrap().clone();
+    seen.sort_by_key(|(k, _)| *k);
+    assert_eq!(
+        seen,
+        [
+            (1, EvictionReason::Explicit),
+            (1, EvictionReason::Explicit),
+            (2, EvictionReason::Explicit),
+            (3, EvictionReason::Explicit),
+        ]
+    );
+    assert_eq!(cache.stats().evicted_explicit, 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn errors_and_panics_are_not_cached_and_reach_every_waiter() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let cache = SlidingCache::new(CacheOptions::default(), move |key: u32| {
+        let n = c.fetch_add(1, Ordering::SeqCst);
+        async move {
+            tokio::time::sleep(ms(5)).await;
+            match (key, n) {
+                (1, 0) => Err("backend down".to_owned()),
+                (2, _) if n < 3 => panic!("bad key {key}"),
+                _ => Ok(key),
+            }
+        }
+    })
+    .unwrap();
+    let (a, b) = tokio::join!(cache.get(1), cache.get(1));
+    for r in [a, b] {
+        match r {
+            Err(CacheError::Factory(e)) => assert_eq!(*e, "backend down"),
+            other => panic!("expected the factory error, got {other:?}"),
+        }
+    }
+    assert_eq!(cache.get(1).await.unwrap(), 1, "the error was not cached");
+    let err = cache.get(2).await.unwrap_err();
+    assert_eq!(err.to_string(), "cache factory panicked: bad key 2");
+    assert_eq!(cache.stats().load_failures, 2);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_computation_whose_waiters_left_is_driven_by_the_next_request() {
+    let (cache, calls, _) = counting(CacheOptions::default());
+    let gave_up = tokio::time::timeout(ms(2), cache.get(5)).await;
+    assert!(gave_up.is_err());
+    assert_eq!(cache.get(5).await.unwrap(), 50);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn abandoned_computations_do_not_hold_the_size_bound() {
+    let (cache, _, _) = counting(CacheOptions::default().max_size(2));
+    for key in 0..10 {
+        let _ = tokio::time::timeout(ms(1), cache.get(key)).await;
+    }
+    assert!(cache.len() <= 2, "len {}", cache.len());
+    assert_eq!(cache.get(42).await.unwrap(), 420);
+}
+
+#[test]
+fn bad_options_are_typed_errors() {
+    let factory = |k: u8| async move { Ok::<u8, String>(k) };
+    let err = SlidingCache::new(CacheOptions::default().max_size(0), factory).unwrap_err();
+    assert_eq!(err, CacheConfigError::ZeroMaxSize);
+    let err =
+        SlidingCache::new(CacheOptions::default().sliding(Duration::ZERO), factory).unwrap_err();
+    assert_eq!(err, CacheConfigError::ZeroExpiry);
+}
+
+#[tokio::test]
+async fn on_evict_after_sharing_is_refused() {
+    let mut cache = SlidingCache::new(CacheOptions::default(), |k: u8| async move {
+        Ok::<u8, String>(k)
+    })
+    .unwrap();
+    let _other = cache.clone();
+    assert!(!cache.on_evict(|_, _, _| {}));
+}

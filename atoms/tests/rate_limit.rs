@@ -1,0 +1,269 @@
+//! Rate limiting: exact GCRA grant times, token bucket parity, keyed reclaim, live control.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ephemeral::SignalSink;
+use ephemeral_atoms::rate_limit::{
+    GcraLimiter, KeyedRateLimiter, LimitReason, RateConfigError, RateLimiter, TokenBucket, Tunable,
+    control,
+};
+use tokio::time::Instant;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Grant times (from start) of `n` sequential `acquire`s.
+async fn grant_times(limiter: &impl RateLimiter, n: usize) -> Vec<Duration> {
+    let start = Instant::now();
+    let mut times = Vec::new();
+    for _ in 0..n {
+        limiter.acquire().await;
+        times.push(start.elapsed());
+    }
+    times
+}
+
+const EXPECTED: [u64; 9] = [0, 0, 0, 0, 0, 100, 200, 300, 400];
+
+#[tokio::test(start_paused = true)]
+async fn gcra_ten_per_second_burst_five_exact_grant_times() {
+    let limiter = GcraLimiter::new(10.0, 5).unwrap();
+    let times = grant_times(&limiter, 9).await;
+    assert_eq!(times, EXPECTED.map(ms));
+}
+
+#[tokio::test(start_paused = true)]
+async fn token_bucket_grants_at_the_same_times() {
+    let bucket = TokenBucket::new(10.0, 5).unwrap();
+    let times = grant_times(&bucket, 9).await;
+    assert_eq!(times, EXPECTED.map(ms));
+}
+
+#[tokio::test(start_paused = true)]
+async fn try_acquire_says_exactly_when_to_retry() {
+    for limiter in [
+        Box::new(GcraLimiter::new(10.0, 5).unwrap()) as Box<dyn RateLimiter>,
+        Box::new(TokenBucket::new(10.0, 5).unwrap()),
+    ] {
+        for _ in 0..5 {
+            limiter.try_acquire().unwrap();
+        }
+        let refused = limiter.try_acquire().unwrap_err();
+        assert_eq!(refused.retry_after, ms(100));
+        assert_eq!(refused.reason, LimitReason::Rate);
+        tokio::time::advance(ms(30)).await;
+        assert_eq!(limiter.try_acquire().unwrap_err().retry_after, ms(70));
+        tokio::time::advance(ms(70)).await;
+        limiter.try_acquire().unwrap();
+        assert!(limiter.try_acquire().is_err());
+        // A long quiet period restores the burst, not more.
+        tokio::time::advance(Duration::from_secs(60)).await;
+        for _ in 0..5 {
+            limiter.try_acquire().unwrap();
+        }
+        assert!(limiter.try_acquire().is_err());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_acquirers_never_exceed_the_rate() {
+    let limiter = GcraLimiter::new(10.0, 5).unwrap();
+    let times = Arc::new(Mutex::new(Vec::new()));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (limiter, times) = (limiter.clone(), times.clone());
+        tasks.push(tokio::spawn(async move {
+            limiter.admit().await;
+            times.lock().unwrap().push(start.elapsed());
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut times = times.lock().unwrap().clone();
+    times.sort();
+    // 5 at once, then one per 100 ms: the 20th at 1.5 s.
+    let expected: Vec<_> = (0..20u64).map(|i| ms(i.saturating_sub(4) * 100)).collect();
+    assert_eq!(times, expected);
+}
+
+#[tokio::test(start_paused = true)]
+async fn keyed_limits_each_key_apart() {
+    let limiter = KeyedRateLimiter::new(10.0, 2, 100).unwrap();
+    limiter.try_acquire(&"a").unwrap();
+    limiter.try_acquire(&"a").unwrap();
+    assert_eq!(limiter.try_acquire(&"a").unwrap_err().retry_after, ms(100));
+    limiter.try_acquire(&"b").unwrap();
+    let start = Instant::now();
+    // The keyed futures are Send, so they can run in spawned tasks.
+    let spawned = limiter.clone();
+    tokio::spawn(async move { spawned.admit(&"a").await })
+        .await
+        .unwrap();
+    assert_eq!(start.elapsed(), ms(100));
+}
+
+#[tokio::test(start_paused = true)]
+async fn hundred_thousand_idle_keys_are_reclaimed_to_the_bound() {
+    // Each key is busy for 100 ms after its one permit; keys arrive every 0.5 ms, so about
+    // 200 are busy at a time while 100,000 pass through a table of at most 1,000.
+    let limiter = KeyedRateLimiter::new(10.0, 1, 1_000).unwrap();
+    let mut peak = 0;
+    for key in 0..100_000u32 {
+        limiter.try_acquire(&key).unwrap();
+        peak = peak.max(limiter.len());
+        if key % 2 == 1 {
+            tokio::time::advance(ms(1)).await;
+        }
+    }
+    assert!(peak <= limiter.max_keys(), "peak {peak}");
+    assert!(limiter.len() <= 1_000);
+    tokio::time::advance(ms(100)).await;
+    let removed = limiter.reclaim();
+    assert!(removed > 0);
+    assert_eq!(limiter.len(), 0, "every key is idle now");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_table_full_of_busy_keys_refuses_new_keys_only() {
+    let limiter = KeyedRateLimiter::new(1.0, 1, 3).unwrap();
+    for key in 0..3 {
+        limiter.try_acquire(&key).unwrap();
+    }
+    tokio::time::advance(ms(400)).await;
+    let refused = limiter.try_acquire(&99).unwrap_err();
+    assert_eq!(refused.reason, LimitReason::KeysFull);
+    assert_eq!(refused.retry_after, ms(600));
+    assert!(refused.to_string().contains("max_keys"), "{refused}");
+    assert_eq!(limiter.len(), 3);
+    // Known keys are still answered by their own rate.
+    assert_eq!(
+        limiter.try_acquire(&0).unwrap_err().reason,
+        LimitReason::Rate
+    );
+    tokio::time::advance(ms(600)).await;
+    limiter.try_acquire(&99).unwrap();
+    assert_eq!(limiter.len(), 1, "the idle keys were swept to make room");
+}
+
+#[tokio::test(start_paused = true)]
+async fn command_signals_steer_the_rate_and_are_confirmed() {
+    let sink = SignalSink::default();
+    let limiter = GcraLimiter::new(10.0, 5).unwrap();
+    let _control = control(&sink, "rate.limit", limiter.clone()).unwrap();
+
+    sink.raise("rate.limit.set:20").unwrap();
+    assert_eq!(limiter.rate(), 20.0);
+    sink.raise("rate.limit.increase:5").unwrap();
+    assert_eq!(limiter.rate(), 25.0);
+    sink.raise("rate.limit.decrease:15").unwrap();
+    assert_eq!(limiter.rate(), 10.0);
+    sink.raise("rate.limit.burst:2").unwrap();
+    assert_eq!(limiter.burst(), 2);
+    assert_eq!(sink.count("rate.limit.applied"), 4);
+    let applied = sink.latest("rate.limit.applied").unwrap();
+    assert!(applied.is_leaf());
+    assert_eq!(applied.header("burst").unwrap().to_string(), "2");
+    assert_eq!(
+        applied.header("command").unwrap().to_string(),
+        "rate.limit.burst:2"
+    );
+
+    // The new burst and rate apply to the next permits: 2 at once, then one per 100 ms.
+    let times = grant_times(&limiter, 4).await;
+    assert_eq!(times, [0, 0, 100, 200].map(ms));
+
+    // Bad commands change nothing and say why.
+    for bad in [
+        "rate.limit.set:fast",
+        "rate.limit.decrease:10",
+        "rate.limit.burst:0",
+        "rate.limit.set:-3",
+    ] {
+        sink.raise(bad).unwrap();
+    }
+    assert_eq!((limiter.rate(), limiter.burst()), (10.0, 2));
+    assert_eq!(sink.count("rate.limit.rejected"), 4);
+    let reason = sink.latest("rate.limit.rejected").unwrap();
+    assert!(
+        reason.header("reason").unwrap().to_string().contains("-3"),
+        "{reason:?}"
+    );
+    // Other names, and the same words under another prefix, are ignored.
+    sink.raise("api.rate.limit.set:1").unwrap();
+    sink.raise("rate.limit.setx:1").unwrap();
+    assert_eq!(limiter.rate(), 10.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn control_steers_every_kind_of_limiter() {
+    let sink = SignalSink::default();
+    let bucket = TokenBucket::new(10.0, 5).unwrap();
+    let keyed = KeyedRateLimiter::<u32>::new(10.0, 5, 10).unwrap();
+    let _a = control(&sink, "bucket", bucket.clone()).unwrap();
+    let _b = control(&sink, "keyed", keyed.clone()).unwrap();
+    sink.raise("bucket.set:2").unwrap();
+    sink.raise("keyed.burst:1").unwrap();
+    assert_eq!((bucket.rate(), bucket.burst()), (2.0, 5));
+    assert_eq!((keyed.rate(), keyed.burst()), (10.0, 1));
+    // The bucket keeps its tokens through a rate change.
+    assert_eq!(bucket.available(), 5.0);
+    assert!(control(&sink, "bad name", bucket).is_err());
+}
+
+#[test]
+fn bad_configuration_is_a_typed_error() {
+    assert_eq!(
+        GcraLimiter::new(0.0, 1).unwrap_err(),
+        RateConfigError::BadRate(0.0)
+    );
+    assert!(GcraLimiter::new(f64::NAN, 1).is_err());
+    assert!(TokenBucket::new(f64::INFINITY, 1).is_err());
+    assert_eq!(
+        TokenBucket::new(1.0, 0).unwrap_err(),
+        RateConfigError::ZeroBurst
+    );
+    assert_eq!(
+        KeyedRateLimiter::<u8>::new(1.0, 1, 0).unwrap_err(),
+        RateConfigError::ZeroMaxKeys
+    );
+    let err = GcraLimiter::new(-1.0, 1).unwrap_err();
+    assert!(err.to_string().contains("positive"), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rate_change_applies_to_the_next_permit() {
+    let gcra = GcraLimiter::new(10.0, 5).unwrap();
+    let bucket = TokenBucket::new(10.0, 5).unwrap();
+    let keyed = KeyedRateLimiter::new(10.0, 5, 10).unwrap();
+    // Use the burst and three more permits: 300 ms in, the backlog reaches 800 ms.
+    for i in 0..8 {
+        if i >= 5 {
+            tokio::time::advance(ms(100)).await;
+        }
+        gcra.try_acquire().unwrap();
+        bucket.try_acquire().unwrap();
+        keyed.try_acquire(&1).unwrap();
+    }
+    for limiter in [&gcra as &dyn Tunable, &bucket, &keyed] {
+        limiter.set_rate(50.0).unwrap();
+        limiter.set_burst(1).unwrap();
+    }
+    assert_eq!(gcra.try_acquire().unwrap_err().retry_after, ms(20));
+    assert_eq!(bucket.try_acquire().unwrap_err().retry_after, ms(20));
+    assert_eq!(keyed.try_acquire(&1).unwrap_err().retry_after, ms(20));
+
+    // Lowering the rate stretches the backlog: burst used at 10/s, now 1/s burst 5.
+    let slow = GcraLimiter::new(10.0, 5).unwrap();
+    for _ in 0..5 {
+        slow.try_acquire().unwrap();
+    }
+    slow.set_rate(1.0).unwrap();
+    assert_eq!(
+        slow.try_acquire().unwrap_err().retry_after,
+        Duration::from_secs(1)
+    );
+}

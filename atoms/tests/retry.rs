@@ -1,0 +1,267 @@
+//! Retry: attempts, delays, predicate, adjust hook, budget, cancellation and signals.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ephemeral::SignalSink;
+use ephemeral_atoms::retry::{Backoff, Jitter, Retry, RetryBudget, RetryError};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Records when (relative to `start`) each attempt began.
+fn recorder() -> (Instant, Arc<Mutex<Vec<Duration>>>) {
+    (Instant::now(), Arc::new(Mutex::new(Vec::new())))
+}
+
+#[tokio::test(start_paused = true)]
+async fn three_attempts_with_configured_delays_then_exhausted() {
+    let sink = SignalSink::default();
+    let retry = Retry::new(Backoff::exponential(ms(100)))
+        .max_attempts(3)
+        .signals(sink.clone())
+        .name("payments");
+    let (start, times) = recorder();
+    let result: Result<(), _> = retry
+        .run(|attempt| {
+            let times = times.clone();
+            async move {
+                times.lock().unwrap().push(start.elapsed());
+                Err(format!("failure {attempt}"))
+            }
+        })
+        .await;
+    assert_eq!(*times.lock().unwrap(), [ms(0), ms(100), ms(300)]);
+    assert_eq!(
+        result,
+        Err(RetryError::Exhausted {
+            attempts: 3,
+            last: "failure 3".to_owned()
+        })
+    );
+    assert_eq!(sink.count("retry.attempt"), 2);
+    assert_eq!(sink.count("retry.exhausted"), 1);
+    let exhausted = sink.latest("retry.exhausted").unwrap();
+    assert_eq!(exhausted.key(), Some("payments"));
+    assert_eq!(exhausted.header("attempts").unwrap().to_string(), "3");
+    let attempt = sink.latest("retry.attempt").unwrap();
+    assert_eq!(attempt.header("attempt").unwrap().to_string(), "3");
+    assert_eq!(attempt.header("delay_ms").unwrap().to_string(), "200");
+}
+
+#[tokio::test(start_paused = true)]
+async fn success_stops_retrying_and_raises_no_exhausted() {
+    let sink = SignalSink::default();
+    let retry = Retry::new(Backoff::constant(ms(50)))
+        .max_attempts(5)
+        .signals(sink.clone());
+    let start = Instant::now();
+    let result = retry
+        .run(|attempt| async move { if attempt == 2 { Ok(attempt) } else { Err(()) } })
+        .await;
+    assert_eq!(result, Ok(2));
+    assert_eq!(start.elapsed(), ms(50));
+    assert_eq!(sink.count("retry.attempt"), 1);
+    assert!(!sink.has_signal("retry.exhausted"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_predicate_stops_on_non_retryable_error() {
+    let retry = Retry::new(Backoff::constant(ms(10)))
+        .max_attempts(10)
+        .when(|e: &u16| *e >= 500);
+    let codes = Arc::new(Mutex::new(vec![404u16, 503, 503]));
+    let result: Result<(), _> = retry
+        .run(|_| {
+            let codes = codes.clone();
+            async move { Err(codes.lock().unwrap().pop().unwrap()) }
+        })
+        .await;
+    assert_eq!(
+        result,
+        Err(RetryError::NotRetryable {
+            attempts: 3,
+            error: 404
+        })
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn adjust_hook_uses_retry_after() {
+    // The error carries the server's Retry-After in seconds.
+    let retry = Retry::new(Backoff::constant(ms(10)))
+        .max_attempts(2)
+        .adjust(|retry_after: &u64, _planned| Duration::from_secs(*retry_after));
+    let start = Instant::now();
+    let (_, times) = recorder();
+    let _: Result<(), _> = retry
+        .run(|_| {
+            let times = times.clone();
+            async move {
+                times.lock().unwrap().push(start.elapsed());
+                Err(7u64)
+            }
+        })
+        .await;
+    assert_eq!(*times.lock().unwrap(), [ms(0), Duration::from_secs(7)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancellation_stops_the_wait_at_once() {
+    let retry = Retry::new(Backoff::constant(Duration::from_secs(3600))).max_attempts(5);
+    let token = CancellationToken::new();
+    let canceller = token.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(ms(250)).await;
+        canceller.cancel();
+    });
+    let start = Instant::now();
+    let result: Result<(), _> = retry.run_with_cancel(&token, |_| async { Err("x") }).await;
+    assert_eq!(start.elapsed(), ms(250));
+    assert_eq!(
+        result,
+        Err(RetryError::Cancelled {
+            attempts: 1,
+            last: Some("x")
+        })
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelled_before_first_attempt_runs_nothing() {
+    let retry = Retry::<()>::new(Backoff::constant(ms(1)));
+    let token = CancellationToken::new();
+    token.cancel();
+    let mut calls = 0;
+    let result: Result<(), _> = retry
+        .run_with_cancel(&token, |_| {
+            calls += 1;
+            async { Ok(()) }
+        })
+        .await;
+    assert_eq!(calls, 0);
+    assert_eq!(
+        result,
+        Err(RetryError::Cancelled {
+            attempts: 0,
+            last: None
+        })
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn budget_limits_retries_across_calls() {
+    // Each call deposits half a retry, no steady allowance.
+    let budget = RetryBudget::new(0.5, 0.0, 10.0);
+    let sink = SignalSink::default();
+    let retry = Retry::new(Backoff::constant(ms(1)))
+        .max_attempts(10)
+        .budget(budget.clone())
+        .signals(sink.clone());
+    let mut attempts = Vec::new();
+    for _ in 0..4 {
+        let result: Result<(), RetryError<()>> = retry.run(|_| async { Err(()) }).await;
+        let err = result.unwrap_err();
+        assert!(matches!(err, RetryError::BudgetExhausted { .. }), "{err:?}");
+        attempts.push(err.attempts());
+    }
+    // Deposits 0.5, 1.0 (one retry), 0.5, 1.0 (one retry).
+    assert_eq!(attempts, [1, 2, 1, 2]);
+    assert_eq!(sink.count("retry.exhausted"), 4);
+    assert!(budget.balance() < 1.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn budget_refills_over_time() {
+    let budget = RetryBudget::new(0.0, 2.0, 3.0);
+    // Starts with one second's allowance.
+    assert!(budget.try_withdraw() && budget.try_withdraw());
+    assert!(!budget.try_withdraw());
+    assert_eq!(budget.time_to_next(), Some(ms(500)));
+    tokio::time::advance(Duration::from_secs(60)).await;
+    // Capped at the max balance of 3.
+    assert!(budget.try_withdraw() && budget.try_withdraw() && budget.try_withdraw());
+    assert!(!budget.try_withdraw());
+}
+
+#[test]
+fn backoff_shapes_and_cap() {
+    let exp: Vec<_> = Backoff::exponential(ms(10))
+        .factor(3.0)
+        .max_delay(ms(500))
+        .iter()
+        .take(6)
+        .collect();
+    assert_eq!(exp, [ms(10), ms(30), ms(90), ms(270), ms(500), ms(500)]);
+    let fib: Vec<_> = Backoff::fibonacci(ms(1)).iter().take(8).collect();
+    assert_eq!(
+        fib,
+        [ms(1), ms(1), ms(2), ms(3), ms(5), ms(8), ms(13), ms(21)]
+    );
+    // Far past any overflow: saturates at the cap instead of panicking.
+    let last = Backoff::exponential(Duration::from_secs(1))
+        .iter()
+        .nth(5000)
+        .unwrap();
+    assert_eq!(last, Duration::from_secs(30));
+}
+
+#[test]
+fn jitter_stays_in_range_and_varies() {
+    let base = ms(1000);
+    let full: Vec<_> = Backoff::constant(base)
+        .jitter(Jitter::Full)
+        .seed(7)
+        .iter()
+        .take(1000)
+        .collect();
+    assert!(full.iter().all(|d| *d <= base));
+    assert!(full.iter().any(|d| *d < ms(100)) && full.iter().any(|d| *d > ms(900)));
+    let prop: Vec<_> = Backoff::constant(base)
+        .jitter(Jitter::Proportional(0.1))
+        .max_delay(Duration::from_secs(5))
+        .iter()
+        .take(1000)
+        .collect();
+    assert!(prop.iter().all(|d| *d >= ms(900) && *d <= ms(1100)));
+    // The cap holds with jitter that would push above it.
+    let capped = Backoff::constant(base)
+        .jitter(Jitter::Proportional(1.0))
+        .max_delay(base);
+    assert!(capped.iter().take(1000).all(|d| d <= base));
+    // Same seed, same schedule.
+    let a: Vec<_> = Backoff::constant(base)
+        .jitter(Jitter::Full)
+        .seed(3)
+        .iter()
+        .take(10)
+        .collect();
+    let b: Vec<_> = Backoff::constant(base)
+        .jitter(Jitter::Full)
+        .seed(3)
+        .iter()
+        .take(10)
+        .collect();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn error_messages_say_what_happened() {
+    let e = RetryError::Exhausted {
+        attempts: 3,
+        last: "timeout",
+    };
+    assert_eq!(
+        e.to_string(),
+        "gave up after 3 attempts, the most allowed: timeout"
+    );
+    let e: RetryError<&str> = RetryError::Cancelled {
+        attempts: 0,
+        last: None,
+    };
+    assert_eq!(e.to_string(), "cancelled before the first attempt");
+    assert_eq!(e.into_last(), None);
+}

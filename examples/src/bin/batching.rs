@@ -1,0 +1,80 @@
+//! Batch order events into bulk inserts: at most 10 rows per insert, at the latest 100 ms
+//! after the first row waits; one insert fails and is reported, none is lost.
+//!
+//! Run with `cargo run -p ephemeral-examples --bin batching`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use ephemeral::SignalSink;
+use ephemeral_atoms::batch::{BatchOptions, Batcher};
+use tokio::time::Instant;
+
+#[derive(Debug)]
+struct OrderEvent {
+    order: u32,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let sink = SignalSink::default();
+    let start = Instant::now();
+    let inserts = Arc::new(AtomicU32::new(0));
+    let n = inserts.clone();
+    let batcher = Batcher::new(
+        BatchOptions::new(10, Duration::from_millis(100))
+            .signals(sink.clone())
+            .name("orders"),
+        move |rows: Vec<OrderEvent>| {
+            let n = n.clone();
+            async move {
+                let insert = n.fetch_add(1, Ordering::Relaxed) + 1;
+                let first = rows.first().map_or(0, |r| r.order);
+                println!(
+                    "  [{:>5.0?}] insert #{insert}: {} rows starting at order {first}",
+                    start.elapsed(),
+                    rows.len()
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await; // the database
+                if insert == 3 {
+                    return Err(format!("deadlock on insert #{insert}"));
+                }
+                Ok(())
+            }
+        },
+    )?;
+
+    // Three producers: a burst of 25 orders, then a trickle.
+    let mut producers = Vec::new();
+    for p in 0..3u32 {
+        let batcher = batcher.clone();
+        producers.push(tokio::spawn(async move {
+            for i in 0..12u32 {
+                batcher.push(OrderEvent { order: p * 100 + i }).await?;
+                if i >= 8 {
+                    tokio::time::sleep(Duration::from_millis(40)).await;
+                }
+            }
+            Ok::<(), ephemeral_atoms::batch::BatchClosed<OrderEvent>>(())
+        }));
+    }
+    for p in producers {
+        p.await??;
+    }
+
+    let report = batcher.close().await;
+    println!(
+        "closed: {} rows in {} inserts, {} failed",
+        report.items, report.batches, report.failed
+    );
+    for failure in &report.failures {
+        println!("  failed: {failure}");
+    }
+    println!(
+        "signals: {} batch.flushed, {} batch.failed",
+        sink.count("batch.flushed"),
+        sink.count("batch.failed")
+    );
+    Ok(())
+}
