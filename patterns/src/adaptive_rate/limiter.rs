@@ -7,7 +7,7 @@ use std::time::Duration;
 use ephemeral::{HeaderValue, Listener, Signal, SignalSink, command};
 use tokio::time::Instant;
 
-use super::gcra::Gcra;
+use ephemeral_atoms::rate_limit::{GcraLimiter, RateLimiter as _, Tunable as _};
 
 /// Settings of an [`AdaptiveRate`].
 ///
@@ -83,8 +83,9 @@ impl AdaptiveRateOptions {
                 min_rate: self.min_rate,
             });
         }
-        // At least one start per 1000 days keeps every interval well inside tokio's clock.
-        if self.min_rate < 1.0 / 86_400_000.0 {
+        // At least one start per 1000 days keeps every interval well inside tokio's clock;
+        // at most 1e9 per second is what the GCRA resolves (one nanosecond apart).
+        if self.min_rate < 1.0 / 86_400_000.0 || self.rate > 1e9 {
             return Err(AdaptiveRateError::Rates {
                 rate: self.rate,
                 min_rate: self.min_rate,
@@ -115,7 +116,7 @@ pub enum AdaptiveRateError {
     /// The base or minimum rate is not a positive finite number, or the minimum exceeds the
     /// base.
     #[error(
-        "rate {rate}/s with minimum {min_rate}/s: both must be finite, positive (at least one per 1000 days), and min <= rate"
+        "rate {rate}/s with minimum {min_rate}/s: both must be finite, at least one per 1000 days, at most 1e9 per second, and min <= rate"
     )]
     Rates {
         /// The base rate.
@@ -182,7 +183,7 @@ struct Inner {
 }
 
 struct State {
-    gcra: Gcra,
+    gcra: GcraLimiter,
     current: f64,
     paused_until: Option<Instant>,
     /// Recovery steps are counted from here (the end of the last pause).
@@ -201,9 +202,15 @@ impl AdaptiveRate {
     pub fn new(sink: &SignalSink, options: AdaptiveRateOptions) -> Result<Self, AdaptiveRateError> {
         options.validate()?;
         tokio::runtime::Handle::try_current().map_err(|_| AdaptiveRateError::NoRuntime)?;
+        let gcra = GcraLimiter::new(options.rate, options.burst).map_err(|_| {
+            AdaptiveRateError::Rates {
+                rate: options.rate,
+                min_rate: options.min_rate,
+            }
+        })?;
         let inner = Arc::new(Inner {
             state: Mutex::new(State {
-                gcra: Gcra::new(),
+                gcra,
                 current: options.rate,
                 paused_until: None,
                 recover_from: Instant::now(),
@@ -246,8 +253,10 @@ impl AdaptiveRate {
             state.paused_until = None;
         }
         self.inner.recover(&mut state, now);
-        let interval = Duration::from_secs_f64(1.0 / state.current);
-        state.gcra.try_take(now, interval, self.inner.options.burst)
+        state
+            .gcra
+            .try_acquire()
+            .map_err(|limited| limited.retry_after)
     }
 
     /// Slows down as a `rate-limit:<pause>` signal would: no start for `pause`, and the rate
@@ -320,6 +329,7 @@ impl Inner {
         self.recover(&mut state, now);
         state.throttles += 1;
         state.current = (state.current * self.options.decrease).max(self.options.min_rate);
+        Self::apply(&state);
         let until = now.checked_add(pause);
         let until = match (state.paused_until, until) {
             (Some(old), Some(new)) => Some(old.max(new)),
@@ -342,6 +352,14 @@ impl Inner {
         let grown = state.current * self.options.recover_factor.powi(steps.min(1_000) as i32);
         state.current = grown.min(self.options.rate);
         state.recover_from += every.saturating_mul(steps);
+        Self::apply(state);
+    }
+
+    /// Hands the current rate to the GCRA. The rate is validated at construction to lie
+    /// within what the limiter accepts (between `min_rate` and `rate`), so this cannot fail;
+    /// if it somehow did, the limiter keeps its previous rate, which is still within bounds.
+    fn apply(state: &State) {
+        let _ = state.gcra.set_rate(state.current);
     }
 }
 

@@ -15,16 +15,14 @@
 //! default, never below the minimum). After the pause, the rate grows back by the recovery
 //! factor every recovery interval until it reaches the base rate again.
 //!
-//! The limiter is a GCRA (generic cell rate algorithm) over the current rate. This module has
-//! its own small GCRA because the `ephemeral-atoms` rate limiter had not landed when it was
-//! written; it keeps no per-request state beyond one instant.
+//! The limiter is the `ephemeral-atoms` GCRA (`GcraLimiter`), retuned with `set_rate` on
+//! every throttle and recovery step.
 //!
 //! Differences from the .NET original: there the adaptive limiter never slowed anything
 //! (inert); here the rate demonstrably drops on a signal and recovers, as the tests show.
 //!
 //! Not for: a fixed rate with no feedback (a plain rate limiter is simpler).
 
-mod gcra;
 mod limiter;
 
 pub use limiter::{AdaptiveRate, AdaptiveRateError, AdaptiveRateOptions};
