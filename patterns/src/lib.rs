@@ -16,6 +16,40 @@
 //! | `progress` | `progress` | `progress.<name>.*` signals for any byte stream |
 //! | `adaptive_rate` | `adaptive_rate` | slows intake on `rate-limit:<d>` or `retry-after`, recovers gradually |
 //!
+//! Every pattern that needs a background task (an open timer, a clearing timer, a watcher)
+//! takes the tokio runtime it is created in, and is a typed error outside one. Every
+//! pattern's own signals are excluded from its own triggers, so a broad pattern (`*`)
+//! cannot make it feed itself.
+//!
+//! # Getting started
+//!
+//! ```toml
+//! ephemeral-patterns = { version = "0.1", features = ["circuit_breaker"] }
+//! ```
+//!
+//! ```
+//! # #[cfg(feature = "circuit_breaker")]
+//! # {
+//! use std::time::Duration;
+//! use ephemeral::SignalSink;
+//! use ephemeral_patterns::circuit_breaker::{CircuitBreaker, CircuitBreakerOptions};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let sink = SignalSink::default();
+//! let breaker = CircuitBreaker::new(&sink, CircuitBreakerOptions::default())?;
+//! for _ in 0..5 {
+//!     sink.raise("failure")?; // raised by your operations
+//! }
+//! // Coordinators with `cancel_on("circuit.open")` now refuse work at once.
+//! assert!(sink.has_signal("circuit.open"));
+//! # Ok(())
+//! # }
+//! # }
+//! # #[cfg(not(feature = "circuit_breaker"))]
+//! # fn main() {}
+//! ```
+//!
 //! # Supported Rust
 //!
 //! Rust 1.95 or later (edition 2024).
