@@ -1,88 +1,137 @@
-//! The demo: a flaky downstream reports failures as signals, and the rest of the program reads
-//! them from the sink — counting them, subscribing to them, and holding a condition while the
-//! downstream is considered down.
+//! The demo: an order pipeline in front of a flaky, sometimes slow payment provider.
 //!
-//! Run it with `cargo run --release -p ephemeral-examples --bin demo`. It finishes by itself.
+//! Failures raise signals, a circuit breaker opens and the payments coordinator stops taking
+//! work (an admission hook), backpressure defers the intake and resumes it, payments keep
+//! per-customer order, and calls are retried with exponential backoff. On a terminal it shows
+//! live progress; piped, it prints log lines. It finishes by itself and ends with a summary.
+//!
+//! ```text
+//! cargo run --release -p ephemeral-examples --bin demo
+//! cargo run --release -p ephemeral-examples --bin demo -- --items 200 --failure-rate 0.2 --seed 7
+//! ```
 
+use std::io::{self, IsTerminal};
+use std::process::ExitCode;
 use std::time::Duration;
 
-use ephemeral::{SignalSink, SinkOptions};
-use futures::StreamExt;
+use clap::Parser;
+
+#[path = "../demo/mod.rs"]
+mod demo;
+
+use demo::{Config, Output};
+
+/// An order pipeline built with ephemeral, calling a flaky, sometimes slow payment provider.
+///
+/// Orders arrive at --rate per second into an intake coordinator, which forwards them to a
+/// payments coordinator keyed by customer (one customer's payments run strictly in order).
+/// Each payment calls the simulated provider and retries failed calls with exponential
+/// backoff; each failed call raises an `error.downstream.*` signal. Paid orders get a
+/// notification. A quarter of the way through, the provider has an incident: the circuit
+/// breaker counts the failure signals and opens, the payments coordinator parks new work,
+/// the backlog grows until backpressure defers the intake, and once the breaker's probes
+/// succeed everything resumes and drains.
+///
+/// Runs are reproducible per order: the same --seed gives the same orders and the same
+/// provider answers for each attempt (timing-dependent details, such as exactly when the
+/// breaker trips, can still vary a little).
+#[derive(Debug, Parser)]
+#[command(name = "demo", version)]
+struct Args {
+    /// Orders to process.
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    items: u64,
+
+    /// Share of provider calls that fail outside the incident, from 0 to 1.
+    #[arg(long, default_value_t = 0.05, value_parser = parse_rate)]
+    failure_rate: f64,
+
+    /// Seed for every random choice (orders, customers, provider answers, jitter).
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+
+    /// Distinct customers (the keys of the payments coordinator).
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    customers: u32,
+
+    /// Orders arriving per second.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    rate: u32,
+
+    /// Payments running at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    concurrency: u16,
+
+    /// Seconds after which whatever is left is cancelled (the summary says so).
+    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    budget: u64,
+
+    /// Print plain log lines even on a terminal.
+    #[arg(long)]
+    plain: bool,
+
+    /// Print only the summary.
+    #[arg(long, conflicts_with = "plain")]
+    quiet: bool,
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number: give a share such as 0.05"))?;
+    if (0.0..=1.0).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err(format!(
+            "{rate} is not between 0 and 1: give a share such as 0.05"
+        ))
+    }
+}
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let sink = SignalSink::new(
-        SinkOptions::default()
-            .capacity(1000)
-            .max_age(Duration::from_secs(2)),
-    )?;
-
-    // Someone watching every error as it happens.
-    let mut errors = sink.subscribe("error.*");
-    let feed = tokio::spawn(async move {
-        let mut seen = 0usize;
-        while let Some(item) = errors.next().await {
-            match item {
-                Ok(signal) => {
-                    seen += 1;
-                    println!(
-                        "  feed: {} (key {})",
-                        signal.name(),
-                        signal.key().unwrap_or("-")
-                    );
-                }
-                Err(lagged) => println!("  feed: missed {} signals", lagged.0),
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let output = if args.quiet {
+        Output::Quiet
+    } else if args.plain || !io::stdout().is_terminal() {
+        Output::Plain
+    } else {
+        Output::Live
+    };
+    let config = Config {
+        items: args.items,
+        failure_rate: args.failure_rate,
+        seed: args.seed,
+        customers: args.customers,
+        rate: args.rate,
+        concurrency: usize::from(args.concurrency),
+        budget: Duration::from_secs(args.budget),
+    };
+    println!(
+        "ephemeral demo: {} orders from {} customers at {}/s, failure rate {}, seed {}",
+        config.items, config.customers, config.rate, config.failure_rate, config.seed
+    );
+    println!(
+        "payment provider incident planned between {:.1} s and {:.1} s\n",
+        config.items as f64 / f64::from(config.rate) * 0.25,
+        config.items as f64 / f64::from(config.rate) * 0.45
+    );
+    match demo::run(&config, output).await {
+        Ok(summary) => {
+            let mut out = io::stdout().lock();
+            if let Err(e) = summary.print(&mut out) {
+                eprintln!("could not print the summary: {e}");
+                return ExitCode::FAILURE;
+            }
+            if summary.problems().is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
             }
         }
-        seen
-    });
-
-    // A downstream call that fails every third time, and times out every fifth.
-    let mut down = None;
-    for request in 1..=20u32 {
-        let key = format!("order-{request}");
-        if request % 5 == 0 {
-            sink.raise_with(ephemeral::Signal::build("error.db.timeout")?.key(key.as_str()))?;
-        } else if request % 3 == 0 {
-            sink.raise_with(ephemeral::Signal::build("error.http.503")?.key(key.as_str()))?;
-        } else {
-            sink.raise_with(ephemeral::Signal::build("ok.order")?.key(key.as_str()))?;
+        Err(e) => {
+            eprintln!("the demo could not run: {e}");
+            ExitCode::FAILURE
         }
-        // Three timeouts in the window: hold a condition until things recover.
-        if down.is_none() && sink.count("error.db.timeout") >= 3 {
-            println!("request {request}: 3 timeouts in the window, holding downstream.down");
-            down = Some(sink.hold("downstream.down")?);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-
-    println!(
-        "errors live: {}, timeouts: {}, ok: {}, has_signal(\"error.*\"): {}",
-        sink.count("error.*"),
-        sink.count("error.db.timeout"),
-        sink.count("ok.*"),
-        sink.has_signal("error.*")
-    );
-
-    // The window forgets: after max_age nothing is live except the held condition.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    println!(
-        "after 2 s: errors live: {}, downstream.down held: {}",
-        sink.count("error.*"),
-        sink.has_signal("downstream.down")
-    );
-    drop(down);
-    println!(
-        "released: downstream.down held: {}",
-        sink.has_signal("downstream.down")
-    );
-
-    let stats = sink.stats();
-    drop(sink);
-    let seen = feed.await?;
-    println!(
-        "the feed saw {seen} errors; the sink raised {} signals in all",
-        stats.raised
-    );
-    Ok(())
 }

@@ -1,0 +1,107 @@
+//! Graceful shutdown on Ctrl-C: stop taking work, give running jobs a deadline to finish,
+//! then cancel what is left through the jobs' cancellation tokens, and report every job's
+//! outcome.
+//!
+//! `cargo run -p ephemeral-examples --bin graceful_shutdown` simulates the Ctrl-C after
+//! 300 ms so that it finishes by itself. To wait for a real Ctrl-C instead, run it with
+//! `-- --real`: the shutdown future is then `tokio::signal::ctrl_c()`, exactly as a service
+//! would use it.
+
+use std::time::Duration;
+
+use ephemeral::{
+    CancelReason, EphemeralOptions, EphemeralWorkCoordinator, OperationContext, OperationState,
+};
+use tokio::time::sleep;
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let real = std::env::args().any(|a| a == "--real");
+    let shutdown = CancellationToken::new();
+    {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if real {
+                println!("running; press Ctrl-C to shut down");
+                if let Err(e) = tokio::signal::ctrl_c().await {
+                    eprintln!("cannot listen for Ctrl-C ({e}); shutting down now");
+                }
+            } else {
+                // Stands in for the Ctrl-C, so the example ends by itself.
+                sleep(Duration::from_millis(300)).await;
+                println!("(simulated Ctrl-C)");
+            }
+            shutdown.cancel();
+        });
+    }
+
+    let coordinator = EphemeralWorkCoordinator::new(
+        |job: u32, ctx: OperationContext| async move {
+            // Short jobs finish inside the grace period; long ones are stopped by the token.
+            let length = Duration::from_millis(if job.is_multiple_of(3) { 2_000 } else { 120 });
+            tokio::select! {
+                () = sleep(length) => Ok(()),
+                () = ctx.token().cancelled() => Err(format!("job {job} stopped early, state saved")),
+            }
+        },
+        EphemeralOptions::default()
+            .max_concurrency(4)
+            // A body that ignored its token would be dropped after this long.
+            .abort_grace(Duration::from_millis(500)),
+    )?;
+
+    // The producer: a job every 40 ms until shutdown.
+    let mut job = 0;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = sleep(Duration::from_millis(40)) => {
+                job += 1;
+                coordinator.enqueue(job).await?;
+            }
+        }
+    }
+    println!(
+        "shutting down: {} running, {} waiting; no new jobs accepted",
+        coordinator.active_count(),
+        coordinator.pending_count()
+    );
+
+    // Graceful first: accept nothing more and give what was accepted 250 ms to finish.
+    coordinator.complete();
+    if let Err(still_running) = coordinator.drain_timeout(Duration::from_millis(250)).await {
+        println!(
+            "{} job(s) still running after 250 ms: cancelling them",
+            still_running.len()
+        );
+        coordinator.cancel();
+        coordinator.drain().await?;
+    }
+
+    let stats = coordinator.stats();
+    println!(
+        "accepted {}: completed {}, failed {}, cancelled {} (they add up: {})",
+        stats.accepted,
+        stats.completed,
+        stats.failed,
+        stats.cancelled,
+        stats.accepted == stats.completed + stats.failed + stats.cancelled
+    );
+    for op in coordinator.snapshot() {
+        let outcome = match &op.state {
+            OperationState::Completed => "completed".to_owned(),
+            OperationState::Failed => format!("failed: {}", op.error.as_deref().unwrap_or("?")),
+            OperationState::Cancelled(CancelReason::Shutdown) if op.started.is_some() => {
+                "was running: stopped through its token by the shutdown".to_owned()
+            }
+            OperationState::Cancelled(CancelReason::Shutdown) => {
+                "cancelled by the shutdown before it started".to_owned()
+            }
+            OperationState::Cancelled(reason) => format!("cancelled: {reason}"),
+            other => format!("{other:?}"),
+        };
+        println!("  operation {}: {outcome}", op.id);
+    }
+    Ok(())
+}

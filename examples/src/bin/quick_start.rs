@@ -1,0 +1,80 @@
+//! Quick start: a work coordinator charging orders, a body that reports failures as signals,
+//! and the rest of the program asking the sink what happened.
+//!
+//! `cargo run -p ephemeral-examples --bin quick_start` (finishes in well under a second).
+
+use std::time::Duration;
+
+use ephemeral::{EphemeralOptions, EphemeralWorkCoordinator, OperationContext, SignalSink};
+
+#[derive(Debug)]
+struct Order {
+    id: u32,
+    cents: u64,
+}
+
+/// A pretend payment call: large amounts are declined.
+async fn charge(order: &Order) -> Result<(), String> {
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    if order.cents > 10_000 {
+        Err(format!(
+            "order {}: card declined for {} cents",
+            order.id, order.cents
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let sink = SignalSink::default();
+    let coordinator = EphemeralWorkCoordinator::new(
+        |order: Order, ctx: OperationContext| async move {
+            if let Err(e) = charge(&order).await {
+                // The signal carries this operation's id; anyone reading the sink sees it.
+                ctx.signal("error.payment").map_err(|e| e.to_string())?;
+                return Err(e);
+            }
+            Ok(())
+        },
+        EphemeralOptions::default()
+            .max_concurrency(4)
+            .signals(sink.clone()),
+    )?;
+
+    for (id, cents) in [
+        (1, 2_500),
+        (2, 900),
+        (3, 15_000),
+        (4, 4_200),
+        (5, 30_000),
+        (6, 120),
+    ] {
+        coordinator.enqueue(Order { id, cents }).await?;
+    }
+    println!("enqueued 6 orders (enqueue returns once accepted; at most 4 run at a time)");
+
+    // Waits until every accepted order has ended.
+    coordinator.drain().await?;
+
+    let stats = coordinator.stats();
+    println!(
+        "accepted {}, completed {}, failed {}, cancelled {}",
+        stats.accepted, stats.completed, stats.failed, stats.cancelled
+    );
+    if sink.has_signal("error.*") {
+        println!(
+            "the sink saw {} error signal(s) in its window:",
+            sink.count("error.*")
+        );
+    }
+    for failed in coordinator.failed() {
+        println!(
+            "  operation {} failed: {}",
+            failed.id,
+            failed.error.as_deref().unwrap_or("?")
+        );
+    }
+    Ok(())
+}

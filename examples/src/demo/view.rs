@@ -1,0 +1,193 @@
+//! What the run prints while it goes: a live view redrawn in place on a terminal, plain log
+//! lines otherwise (CI pipes stdout), or nothing (tests).
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+use std::time::Duration;
+
+use ephemeral::CoordinatorStats;
+
+use super::feed::FeedLine;
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Output {
+    /// A block redrawn in place: a bar per coordinator and a scrolling feed of signals.
+    Live,
+    /// Log lines: notable signals as they happen and a progress line every second.
+    Plain,
+    /// Nothing (tests).
+    Quiet,
+}
+
+/// One coordinator as the view shows it.
+#[derive(Debug, Clone)]
+pub(crate) struct Lane {
+    /// Its name.
+    pub(crate) name: &'static str,
+    /// Its counters now.
+    pub(crate) stats: CoordinatorStats,
+    /// How many items it will see in all (for the bar), if known.
+    pub(crate) expected: u64,
+}
+
+/// One frame of the view.
+#[derive(Debug, Clone)]
+pub(crate) struct Frame {
+    /// Time since the start.
+    pub(crate) at: Duration,
+    /// The coordinators.
+    pub(crate) lanes: Vec<Lane>,
+    /// The breaker's state, rendered.
+    pub(crate) circuit: String,
+    /// Whether backpressure is held.
+    pub(crate) backpressure: bool,
+    /// Whether the downstream's incident is going on.
+    pub(crate) incident: bool,
+    /// The latest signals.
+    pub(crate) recent: Vec<FeedLine>,
+}
+
+/// Draws frames.
+#[derive(Debug)]
+pub(crate) struct View {
+    output: Output,
+    drawn_lines: usize,
+    last_plain: Option<Duration>,
+}
+
+impl View {
+    /// A view writing in `output` mode.
+    pub(crate) fn new(output: Output) -> Self {
+        Self {
+            output,
+            drawn_lines: 0,
+            last_plain: None,
+        }
+    }
+
+    /// Shows `frame`, and logs the notable signals `notable` (plain mode).
+    pub(crate) fn show(&mut self, frame: &Frame, notable: &[FeedLine]) -> io::Result<()> {
+        match self.output {
+            Output::Quiet => Ok(()),
+            Output::Live => self.draw_live(frame),
+            Output::Plain => self.log_plain(frame, notable, false),
+        }
+    }
+
+    /// Shows the last frame in full, whatever the pace.
+    pub(crate) fn finish(&mut self, frame: &Frame, notable: &[FeedLine]) -> io::Result<()> {
+        match self.output {
+            Output::Quiet => Ok(()),
+            Output::Live => self.draw_live(frame),
+            Output::Plain => self.log_plain(frame, notable, true),
+        }
+    }
+
+    fn draw_live(&mut self, frame: &Frame) -> io::Result<()> {
+        let mut text = String::new();
+        if self.drawn_lines > 0 {
+            // Move to the first line of the previous frame and clear everything below it.
+            let _ = write!(text, "\x1b[{}F\x1b[J", self.drawn_lines);
+        }
+        let _ = writeln!(
+            text,
+            "t={:>5.1}s  circuit: {:<9}  backpressure: {:<4}  downstream: {}",
+            frame.at.as_secs_f64(),
+            frame.circuit,
+            if frame.backpressure { "HELD" } else { "off" },
+            if frame.incident {
+                "INCIDENT (most calls fail)"
+            } else {
+                "normal"
+            }
+        );
+        for lane in &frame.lanes {
+            let _ = writeln!(text, "{}", bar_line(lane));
+        }
+        let _ = writeln!(text, "recent signals:");
+        for line in &frame.recent {
+            let _ = writeln!(text, "  {}", feed_line(line));
+        }
+        for _ in frame.recent.len()..8 {
+            let _ = writeln!(text);
+        }
+        self.drawn_lines = text.lines().count();
+        let mut out = io::stdout().lock();
+        out.write_all(text.as_bytes())?;
+        out.flush()
+    }
+
+    fn log_plain(&mut self, frame: &Frame, notable: &[FeedLine], force: bool) -> io::Result<()> {
+        let mut out = io::stdout().lock();
+        for line in notable {
+            writeln!(
+                out,
+                "[{:>6.2}s] signal {}",
+                line.at.as_secs_f64(),
+                signal_text(line)
+            )?;
+        }
+        let due = self
+            .last_plain
+            .is_none_or(|last| frame.at >= last + Duration::from_secs(1));
+        if due || force {
+            self.last_plain = Some(frame.at);
+            let mut text = format!("[{:>6.2}s]", frame.at.as_secs_f64());
+            for lane in &frame.lanes {
+                let s = &lane.stats;
+                let _ = write!(
+                    text,
+                    " {} {}/{} done ({} failed, {} cancelled, {} waiting) |",
+                    lane.name,
+                    s.completed + s.failed + s.cancelled,
+                    lane.expected,
+                    s.failed,
+                    s.cancelled,
+                    s.pending
+                );
+            }
+            let _ = write!(
+                text,
+                " circuit {} | backpressure {}",
+                frame.circuit,
+                if frame.backpressure { "held" } else { "off" }
+            );
+            writeln!(out, "{text}")?;
+        }
+        out.flush()
+    }
+}
+
+fn bar_line(lane: &Lane) -> String {
+    const WIDTH: usize = 24;
+    let s = &lane.stats;
+    let done = s.completed + s.failed + s.cancelled;
+    let filled = (done.min(lane.expected) * WIDTH as u64)
+        .checked_div(lane.expected)
+        .map_or(0, |f| f as usize);
+    format!(
+        "{:<13} [{}{}] {:>4}/{:<4} running {:>2}  waiting {:>4}  ok {:>4}  failed {:>3}  cancelled {:>3}",
+        lane.name,
+        "#".repeat(filled),
+        ".".repeat(WIDTH - filled),
+        done,
+        lane.expected,
+        s.running,
+        s.pending,
+        s.completed,
+        s.failed,
+        s.cancelled
+    )
+}
+
+fn feed_line(line: &FeedLine) -> String {
+    format!("{:>6.2}s  {}", line.at.as_secs_f64(), signal_text(line))
+}
+
+fn signal_text(line: &FeedLine) -> String {
+    match &line.key {
+        Some(key) => format!("{} (key {key})", line.name),
+        None => line.name.clone(),
+    }
+}
