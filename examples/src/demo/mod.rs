@@ -134,12 +134,12 @@ impl Payments {
         log.last_seq = order.seq;
     }
 
-    fn ended(&self, order: &Order) {
+    fn ended(&self, customer: Customer) {
         let mut customers = self
             .customers
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(log) = customers.get_mut(&order.customer) {
+        if let Some(log) = customers.get_mut(&customer) {
             log.in_flight = log.in_flight.saturating_sub(1);
         }
     }
@@ -147,8 +147,14 @@ impl Payments {
     /// Charges one order, retrying with backoff; the body of the payments coordinator.
     async fn pay(&self, order: Order, ctx: OperationContext) -> Result<(), String> {
         self.started(&order);
-        let outcome = self.charge(&order, &ctx).await;
-        self.ended(&order);
+        let outcome = {
+            // Ends the payment's in-flight mark even if the body is dropped mid-call.
+            let _in_flight = InFlight {
+                payments: self,
+                customer: order.customer,
+            };
+            self.charge(&order, &ctx).await
+        };
         match outcome {
             Ok(()) => {
                 self.breaker.record_success();
@@ -203,6 +209,18 @@ impl Payments {
                 result
             })
             .await
+    }
+}
+
+/// Marks one payment of a customer as running until dropped.
+struct InFlight<'a> {
+    payments: &'a Payments,
+    customer: Customer,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.payments.ended(self.customer);
     }
 }
 

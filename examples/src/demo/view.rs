@@ -96,18 +96,14 @@ impl View {
             frame.at.as_secs_f64(),
             frame.circuit,
             if frame.backpressure { "HELD" } else { "off" },
-            if frame.incident {
-                "INCIDENT (most calls fail)"
-            } else {
-                "normal"
-            }
+            if frame.incident { "INCIDENT" } else { "normal" }
         );
         for lane in &frame.lanes {
-            let _ = writeln!(text, "{}", bar_line(lane));
+            let _ = writeln!(text, "{}", fit(&bar_line(lane)));
         }
         let _ = writeln!(text, "recent signals:");
         for line in &frame.recent {
-            let _ = writeln!(text, "  {}", feed_line(line));
+            let _ = writeln!(text, "  {}", fit(&feed_line(line)));
         }
         for _ in frame.recent.len()..8 {
             let _ = writeln!(text);
@@ -160,14 +156,14 @@ impl View {
 }
 
 fn bar_line(lane: &Lane) -> String {
-    const WIDTH: usize = 24;
+    const WIDTH: usize = 10;
     let s = &lane.stats;
     let done = s.completed + s.failed + s.cancelled;
     let filled = (done.min(lane.expected) * WIDTH as u64)
         .checked_div(lane.expected)
         .map_or(0, |f| f as usize);
     format!(
-        "{:<13} [{}{}] {:>4}/{:<4} running {:>2}  waiting {:>4}  ok {:>4}  failed {:>3}  cancelled {:>3}",
+        "{:<13} [{}{}] {:>4}/{:<4} run {:>2} wait {:>3} ok {:>4} fail {:>3} cncl {:>3}",
         lane.name,
         "#".repeat(filled),
         ".".repeat(WIDTH - filled),
@@ -179,6 +175,15 @@ fn bar_line(lane: &Lane) -> String {
         s.failed,
         s.cancelled
     )
+}
+
+/// Cuts a line to fit an 80-column terminal: a wrapped line would throw off the redraw.
+fn fit(line: &str) -> &str {
+    const COLUMNS: usize = 79;
+    match line.char_indices().nth(COLUMNS) {
+        Some((end, _)) => &line[..end],
+        None => line,
+    }
 }
 
 fn feed_line(line: &FeedLine) -> String {
