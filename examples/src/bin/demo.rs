@@ -63,7 +63,7 @@ struct Args {
     concurrency: u16,
 
     /// Seconds after which whatever is left is cancelled (the summary says so).
-    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=3600))]
     budget: u64,
 
     /// Print plain log lines even on a terminal.

@@ -462,9 +462,9 @@ pub(crate) async fn run(config: &Config, output: Output) -> Result<Summary, Demo
             payments.cancel();
             notifications.cancel();
             for left in [
-                intake.drain_timeout(Duration::from_secs(2)).await,
-                payments.drain_timeout(Duration::from_secs(2)).await,
-                notifications.drain_timeout(Duration::from_secs(2)).await,
+                intake.drain_timeout(Duration::from_secs(1)).await,
+                payments.drain_timeout(Duration::from_secs(1)).await,
+                notifications.drain_timeout(Duration::from_secs(1)).await,
             ] {
                 if let Err(running) = left {
                     eprintln!(
@@ -545,6 +545,26 @@ mod tests {
         let summary = run(&config(40, 7), Output::Quiet).await.unwrap();
         assert_eq!(summary.problems(), Vec::<String>::new());
         assert_eq!(summary.row("intake").unwrap().stats.accepted, 40);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_out_of_time_cancels_the_rest_and_still_adds_up() {
+        let mut config = config(300, 42);
+        config.budget = Duration::from_secs(3);
+        let summary = run(&config, Output::Quiet).await.unwrap();
+        assert!(summary.timed_out);
+        let problems = summary.problems();
+        // The producer was stopped, so the intake saw fewer orders than planned...
+        assert!(problems.iter().any(|p| p.starts_with("intake accepted")));
+        // ...but every coordinator accounted for everything it accepted.
+        assert!(
+            !problems
+                .iter()
+                .any(|p| p.contains("do not add up") || p.contains("unfinished")),
+            "{problems:?}"
+        );
+        let payments = summary.row("payments").unwrap().stats;
+        assert!(payments.accepted > 0);
     }
 
     #[test]
