@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::engine::Shared;
 use super::options::DeferPolicy;
 use super::queue::Queue;
+use super::shared::Shared;
 use super::snapshot::{CancelReason, OperationState};
 use crate::{Pattern, SignalSink};
 
@@ -165,7 +165,6 @@ pub(crate) fn defer_active(sink: &SignalSink, defer: &Pattern, resume: Option<&P
     let Some(latest_defer) = latest_defer else {
         return false;
     };
-    !sink
-        .latest(resume.as_str())
-        .is_some_and(|r| r.sequence() > latest_defer.sequence())
+    sink.latest(resume.as_str())
+        .is_none_or(|r| r.sequence() <= latest_defer.sequence())
 }
