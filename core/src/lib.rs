@@ -56,6 +56,7 @@
 
 pub mod channel;
 pub mod command;
+pub mod coordinator;
 mod id;
 mod lag;
 mod name;
@@ -66,6 +67,13 @@ mod sync;
 pub use channel::{
     Channel, ChannelClosed, ChannelConfigError, ChannelOptions, ChannelState, ChannelStats,
     Consumer, DeliveryError, DeliveryFailure, DeliveryStats, SendError, Subscriber,
+};
+pub use coordinator::{
+    Admission, AdmissionRequest, CancelReason, CoordinatorError, CoordinatorStats, Decision,
+    DeferPolicy, Echo, EnqueueError, EnqueuePermit, EphemeralKeyedWorkCoordinator,
+    EphemeralOptions, EphemeralResultCoordinator, EphemeralWorkCoordinator, IntakeError, KeyStats,
+    Lane, OperationContext, OperationSnapshot, OperationState, OptionsError, PinError,
+    PriorityWorkCoordinator, ResultError, Summary, process_all, process_stream,
 };
 pub use id::OperationId;
 pub use lag::{Buffer, Lagged, Overflow, ZeroBuffer};
