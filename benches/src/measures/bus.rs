@@ -10,7 +10,7 @@
 //! The child protocol, one line each on the child's stdout: `ready` once subscribed; for
 //! latency, `lat <nanoseconds>` per message in order; then `done <received> lagged <lagged>`.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -239,7 +239,9 @@ async fn subscriber(count: u64, latency: bool) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot subscribe: {e}"))?;
     println!("ready");
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    // Samples are kept until the end: writing them as they come could fill the pipe (the
+    // publisher reads it only after its last message) and stall this receiver.
+    let mut latencies = Vec::with_capacity(if latency { count as usize } else { 0 });
     let (mut got, mut lagged) = (0u64, 0u64);
     while got + lagged < count {
         match tokio::time::timeout(CHILD_IDLE, sub.next()).await {
@@ -252,8 +254,7 @@ async fn subscriber(count: u64, latency: bool) -> Result<(), String> {
                         .get(..8)
                         .and_then(|b| b.try_into().ok())
                         .map_or(now, u64::from_le_bytes);
-                    use std::io::Write;
-                    let _ = writeln!(out, "lat {}", now.saturating_sub(sent));
+                    latencies.push(now.saturating_sub(sent));
                 }
             }
             Ok(Some(Ok(_))) => {}
@@ -265,7 +266,10 @@ async fn subscriber(count: u64, latency: bool) -> Result<(), String> {
             }
         }
     }
-    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for nanos in latencies {
+        let _ = writeln!(out, "lat {nanos}");
+    }
     let _ = writeln!(out, "done {got} lagged {lagged}");
     let _ = out.flush();
     Ok(())
