@@ -90,10 +90,7 @@ pub(crate) struct Line {
 
 impl Line {
     pub(crate) fn from_message(message: &Message, kind: Kind) -> Self {
-        let key = match message.header(KEY_HEADER) {
-            Some(v) => Some(v.to_string()),
-            None => None,
-        };
+        let key = message.header(KEY_HEADER).map(ToString::to_string);
         let headers = message
             .headers()
             .iter()
