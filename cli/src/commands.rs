@@ -109,6 +109,42 @@ fn emit(text: &str) -> bool {
     writeln!(out, "{text}").and_then(|()| out.flush()).is_ok()
 }
 
+/// Every topic not starting with `_`, as a pattern: one `c*` alternative per printable ASCII
+/// character `c` allowed to start a name, except `_`.
+///
+/// Why: the bus sends a request on `_req.<topic>` to one peer among those whose subscription
+/// pattern matches it, so a plain subscription to `*` would be picked as a "server" and make
+/// requests time out. Watchers and the stats monitor subscribe to this instead of a bare
+/// wildcard. (Topics starting with a non-ASCII character are not covered by it.)
+fn public_topics() -> String {
+    (b'!'..=b'~')
+        .filter(|c| !matches!(c, b'_' | b'*' | b'?' | b','))
+        .map(|c| format!("{}*", c as char))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The pattern to subscribe with for a user's pattern, and whether received topics must be
+/// filtered locally by the user's pattern.
+///
+/// An alternative that starts with a wildcard (`*`, `?`, or a whole `+` segment) could match
+/// the bus's internal request topics `_req.*`; it is routed as [`public_topics`] instead, and
+/// the user's pattern is applied here. Alternatives that start with a literal are routed
+/// as given (so `_req.*`, asked for explicitly, is still seen).
+pub(crate) fn routing_pattern(pattern: &str) -> (String, bool) {
+    let wild = |alt: &str| alt.starts_with(['*', '?']) || alt == "+" || alt.starts_with("+.");
+    if !pattern.split(',').any(wild) {
+        return (pattern.to_owned(), false);
+    }
+    let mut routed: Vec<String> = pattern
+        .split(',')
+        .filter(|alt| !alt.is_empty() && !wild(alt))
+        .map(str::to_owned)
+        .collect();
+    routed.push(public_topics());
+    (routed.join(","), true)
+}
+
 /// `ephemeral watch`.
 pub(crate) async fn watch(
     target: &Target,
@@ -117,9 +153,17 @@ pub(crate) async fn watch(
     count: Option<u64>,
 ) -> Result<(), Failure> {
     let bus = target.open().await?;
+    let (routed, filter) = routing_pattern(pattern);
+    let wanted = ephemeral::Pattern::new(pattern);
+    if ephemeral::Pattern::new(&routed).matches("_req.x") {
+        eprintln!(
+            "note: `{pattern}` matches request topics (_req.*): while this runs, requests may be \
+             sent to this watcher, which never replies"
+        );
+    }
     let mut subscription = bus
         .subscribe_with(
-            pattern,
+            &routed,
             Buffer::Bounded(
                 std::num::NonZeroUsize::new(4096).unwrap_or(std::num::NonZeroUsize::MIN),
             ),
@@ -156,7 +200,11 @@ pub(crate) async fn watch(
                         return Ok(());
                     }
                 }
-                Some(Ok(message)) => lines.extend(classify(&message, &mut holds)),
+                Some(Ok(message)) => {
+                    if !filter || wanted.matches(message.topic()) {
+                        lines.extend(classify(&message, &mut holds));
+                    }
+                }
             },
             _ = sweep.tick() => {
                 let now = Instant::now();
@@ -388,10 +436,11 @@ pub(crate) async fn stats(
     json: bool,
 ) -> Result<(), Failure> {
     let bus = target.open().await?;
-    // A monitor of its own: every publisher on the bus sends it everything while it runs.
+    // A monitor of its own: every publisher on the bus sends it everything (but the internal
+    // request topics, see `public_topics`) while it runs.
     let mut monitor = bus
         .subscribe_with(
-            "*",
+            &public_topics(),
             Buffer::Bounded(
                 std::num::NonZeroUsize::new(65_536).unwrap_or(std::num::NonZeroUsize::MIN),
             ),
@@ -525,4 +574,32 @@ fn stats_json(
     .to_string();
     s.push('\n');
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ephemeral::Pattern;
+
+    #[test]
+    fn wildcard_patterns_are_routed_around_request_topics() {
+        let (routed, filter) = routing_pattern("*");
+        assert!(filter);
+        let routed = Pattern::new(&routed);
+        assert!(!routed.matches("_req.math.double"));
+        for name in ["orders.created", "Zeta", "9lives", "-x", "a"] {
+            assert!(routed.matches(name), "{name}");
+        }
+
+        let (routed, filter) = routing_pattern("orders.*,?rror.db");
+        assert!(filter);
+        let routed = Pattern::new(&routed);
+        assert!(routed.matches("orders.created") && routed.matches("error.db"));
+        assert!(!routed.matches("_req.orders.x"));
+
+        assert_eq!(routing_pattern("orders.*"), ("orders.*".to_owned(), false));
+        assert_eq!(routing_pattern("_req.*"), ("_req.*".to_owned(), false));
+        let (routed, filter) = routing_pattern("+.+.double");
+        assert!(filter && !Pattern::new(&routed).matches("_req.math.double"));
+    }
 }

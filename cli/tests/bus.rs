@@ -217,13 +217,18 @@ async fn request_gets_a_reply_and_times_out() {
         .await
         .expect("serve");
 
-    let (code, stdout, stderr) = run(
-        dir.path(),
-        &["--bus", "request", "request", "math.double", "21"],
-    )
-    .await;
-    assert_eq!(code, 0, "{stderr}");
-    assert_eq!(stdout, "42\n");
+    // A watcher of everything must not be taken for a server of every topic.
+    let (_watcher, _w) =
+        spawn_ready(dir.path(), &["--bus", "request", "watch", "*"], "watching").await;
+    for _ in 0..3 {
+        let (code, stdout, stderr) = run(
+            dir.path(),
+            &["--bus", "request", "request", "math.double", "21"],
+        )
+        .await;
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(stdout, "42\n");
+    }
 
     let (code, stdout, stderr) = run(
         dir.path(),
@@ -305,5 +310,120 @@ async fn stats_lists_the_topic() {
         orders["bytes"].as_u64(),
         orders["messages"].as_u64().map(|m| m * 5)
     );
+    feed.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_shows_a_hold_once_and_its_release() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The test process is on the bus too, so the CLI processes do not need --create.
+    let _bus = bus(dir.path(), "watch-hold").await;
+    let (watcher, _w) = spawn_ready(
+        dir.path(),
+        &["--bus", "watch-hold", "watch", "circuit.*", "--count", "2"],
+        "watching",
+    )
+    .await;
+    let (holder, _h) = spawn_ready(
+        dir.path(),
+        &[
+            "--bus",
+            "watch-hold",
+            "hold",
+            "circuit.open",
+            "--lease",
+            "300ms",
+        ],
+        "holding",
+    )
+    .await;
+    // Several refreshes go by (every 100 ms); the watcher shows the hold once.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let pid = holder.id().expect("running").to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let output = tokio::time::timeout(common::PATIENCE, watcher.wait_with_output())
+        .await
+        .expect("the watcher saw two lines")
+        .expect("wait");
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(lines[0].contains("held     circuit.open"), "{stdout}");
+    assert!(lines[1].contains("released circuit.open"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_and_stats_watch_stop_cleanly_on_sigint() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bus = bus(dir.path(), "sigint").await;
+    let publisher = bus.clone();
+    let feed = tokio::spawn(async move {
+        loop {
+            let _ = publisher.publish("ticks.one", b"t").await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let (watcher, _w) = spawn_ready(
+        dir.path(),
+        &["--bus", "sigint", "watch", "ticks.*"],
+        "watching",
+    )
+    .await;
+    let mut stats = common::cli(dir.path())
+        .args(["--bus", "sigint", "stats", "--watch", "--interval", "200ms"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn stats");
+    // Wait until stats has printed two frames (not a terminal: frames one after another).
+    let mut out = stats.stdout.take().expect("piped");
+    let mut seen = String::new();
+    tokio::time::timeout(common::PATIENCE, async {
+        let mut buf = [0u8; 4096];
+        while seen.matches("TOPIC").count() < 2 {
+            let n = out.read(&mut buf).await.expect("read");
+            assert!(n > 0, "stats --watch exited early: {seen}");
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    })
+    .await
+    .expect("two stats frames");
+    assert!(seen.contains("ticks.one"), "{seen}");
+    assert!(
+        !seen.contains('\x1b'),
+        "no escape codes when not a terminal"
+    );
+
+    for child in [&watcher, &stats] {
+        let pid = child.id().expect("running").to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-INT", &pid])
+                .status()
+                .expect("kill")
+                .success()
+        );
+    }
+    let watched = tokio::time::timeout(common::PATIENCE, watcher.wait_with_output())
+        .await
+        .expect("watch stops on SIGINT")
+        .expect("wait");
+    assert_eq!(watched.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&watched.stdout).contains("message  ticks.one \"t\""),
+        "watch printed the messages before stopping"
+    );
+    let status = tokio::time::timeout(common::PATIENCE, stats.wait())
+        .await
+        .expect("stats stops on SIGINT")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0));
     feed.abort();
 }
