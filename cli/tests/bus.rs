@@ -158,7 +158,16 @@ async fn hold_keeps_a_condition_live_until_interrupted() {
 
     let (child, mut stderr) = spawn_ready(
         dir.path(),
-        &["--bus", "hold", "hold", "circuit.open", "--key", "payments"],
+        &[
+            "--bus",
+            "hold",
+            "hold",
+            "circuit.open",
+            "--key",
+            "payments",
+            "--lease",
+            "2s",
+        ],
         "holding",
     )
     .await;
@@ -170,8 +179,9 @@ async fn hold_keeps_a_condition_live_until_interrupted() {
     assert!(held.is_held(), "mirrored as a hold, not an event");
     assert_eq!(held.key(), Some("payments"));
 
-    // Past three leases (1 s each) it is still live: the command keeps refreshing it.
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    // Past two leases (2 s each) it is still live: the command keeps refreshing it. (A lease
+    // long against its refresh period, so a loaded machine does not let it lapse.)
+    tokio::time::sleep(Duration::from_millis(4500)).await;
     assert!(
         sink.has_signal("circuit.open"),
         "the hold outlived its refreshes"
@@ -337,7 +347,7 @@ async fn watch_shows_a_hold_once_and_its_release() {
         "holding",
     )
     .await;
-    // Several refreshes go by (every 100 ms); the watcher shows the hold once.
+    // Refreshes go by (every third of the lease); the watcher shows the hold once.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let pid = holder.id().expect("running").to_string();
     assert!(
