@@ -342,7 +342,7 @@ async fn watch_shows_a_hold_once_and_its_release() {
             "hold",
             "circuit.open",
             "--lease",
-            "300ms",
+            "1s",
         ],
         "holding",
     )
