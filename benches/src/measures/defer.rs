@@ -65,12 +65,12 @@ pub fn ours_resume_latencies(rt: &Runtime, samples: usize) -> Option<Vec<Duratio
             tokio::time::timeout(Duration::from_secs(10), started.notified())
                 .await
                 .ok()?;
-            let s = starts.lock().unwrap_or_else(PoisonError::into_inner);
-            let first = s.iter().min()?;
-            let last = s.iter().max()?;
+            let (first, last) = {
+                let s = starts.lock().unwrap_or_else(PoisonError::into_inner);
+                (*s.iter().min()?, *s.iter().max()?)
+            };
             latencies.push(first.saturating_duration_since(raised));
             latencies.push(last.saturating_duration_since(raised));
-            drop(s);
             c.drain().await.ok()?;
         }
         Some(latencies)
