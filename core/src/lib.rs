@@ -55,12 +55,20 @@
 )]
 
 pub mod command;
+pub mod coordinator;
 mod id;
 mod lag;
 mod name;
 mod pattern;
 pub mod signal;
 
+pub use coordinator::{
+    Admission, AdmissionRequest, CancelReason, CoordinatorError, CoordinatorStats, Decision,
+    DeferPolicy, Echo, EnqueueError, EnqueuePermit, EphemeralKeyedWorkCoordinator,
+    EphemeralOptions, EphemeralResultCoordinator, EphemeralWorkCoordinator, IntakeError, KeyStats,
+    Lane, OperationContext, OperationSnapshot, OperationState, OptionsError, PinError,
+    PriorityWorkCoordinator, ResultError, Summary, process_all, process_stream,
+};
 pub use id::OperationId;
 pub use lag::{Buffer, Lagged, Overflow, ZeroBuffer};
 pub use name::{MAX_NAME_LEN, Name, NameError, validate as validate_name};

@@ -461,6 +461,18 @@ impl SignalSink {
     }
 }
 
+// Coordinator support (issue 3): operation-scoped retraction for `OperationContext::retract`.
+impl SignalSink {
+    /// Retracts the live raised signals named `name` that operation `id` raised. Returns how
+    /// many were removed.
+    pub fn retract_operation_named(&self, id: OperationId, name: &str) -> usize {
+        let mut state = self.inner.lock();
+        state.purge(Instant::now());
+        let seqs = state.ops.get(&id).cloned().unwrap_or_default();
+        state.remove_where(seqs, Removal::Retracted, |s| s.name().as_str() == name)
+    }
+}
+
 impl Inner {
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // Nothing user-supplied runs under this lock, so a poisoned lock can only come from a

@@ -1,0 +1,169 @@
+//! `OperationContext`: what a body gets besides its item.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::{OperationId, RaiseError, Signal, SignalBuilder, SignalSink};
+
+/// Per-coordinator state shared by every context.
+#[derive(Debug)]
+pub(crate) struct ContextShared {
+    pub(crate) sink: SignalSink,
+    /// Operations that raised at least one signal, so eviction asks the sink for echoes only
+    /// for them (most operations raise nothing).
+    signalled: Mutex<HashSet<OperationId>>,
+    signalled_len: AtomicUsize,
+}
+
+impl ContextShared {
+    pub(crate) fn new(sink: SignalSink) -> Self {
+        Self {
+            sink,
+            signalled: Mutex::new(HashSet::new()),
+            signalled_len: AtomicUsize::new(0),
+        }
+    }
+
+    fn mark(&self, id: OperationId) {
+        let mut set = self
+            .signalled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        set.insert(id);
+        // Relaxed: a hint that lets `take` skip the lock; `take` re-checks under the lock.
+        self.signalled_len.store(set.len(), Ordering::Relaxed);
+    }
+
+    /// Whether `id` raised signals; forgets it.
+    pub(crate) fn take(&self, id: OperationId) -> bool {
+        // Relaxed: see `mark`. A raise racing an eviction may be missed by the echo, which
+        // is only a best-effort copy; the signal itself stays in the sink.
+        if self.signalled_len.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        let mut set = self
+            .signalled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let found = set.remove(&id);
+        self.signalled_len.store(set.len(), Ordering::Relaxed);
+        found
+    }
+}
+
+/// What a body gets besides its item: its id and key, a cancellation token, and the means
+/// to raise and retract signals on the coordinator's sink, tagged with this operation.
+///
+/// # Examples
+///
+/// ```
+/// use ephemeral::{EphemeralOptions, EphemeralWorkCoordinator, OperationContext, SignalSink};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let sink = SignalSink::default();
+/// let coordinator = EphemeralWorkCoordinator::new(
+///     |n: u32, ctx: OperationContext| async move {
+///         if n % 2 == 1 {
+///             ctx.signal("odd.seen")?;
+///         }
+///         Ok::<_, ephemeral::RaiseError>(())
+///     },
+///     EphemeralOptions::default().signals(sink.clone()),
+/// )?;
+/// let id = coordinator.enqueue(3).await?;
+/// coordinator.drain().await?;
+/// assert_eq!(sink.latest("odd.*").and_then(|s| s.operation()), Some(id));
+/// # Ok(())
+/// # }
+/// ```
+pub struct OperationContext {
+    pub(crate) id: OperationId,
+    pub(crate) key: Option<Arc<str>>,
+    pub(crate) token: CancellationToken,
+    pub(crate) shared: Arc<ContextShared>,
+}
+
+impl OperationContext {
+    /// This operation's id.
+    #[must_use]
+    pub fn id(&self) -> OperationId {
+        self.id
+    }
+
+    /// This operation's key (rendered) or lane, if any.
+    #[must_use]
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+
+    /// This operation's token: cancelled by `cancel()`, `cancel_operation`, a
+    /// `cancel_running_on` signal, or dropping the coordinator. Bodies should stop when it
+    /// fires; one that does not is dropped after the grace period.
+    #[must_use]
+    pub fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+
+    /// Whether this operation was asked to stop.
+    #[must_use]
+    pub fn is_cancelled(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// Raises `name` on the coordinator's sink, carrying this operation's id (and key).
+    ///
+    /// # Errors
+    ///
+    /// [`RaiseError`] for a bad name.
+    pub fn signal(&self, name: &str) -> Result<Signal, RaiseError> {
+        let builder = Signal::build(name)?;
+        self.signal_with(builder)
+    }
+
+    /// Raises a signal built with optional parts; this operation's id (and key, unless the
+    /// builder set one) are added.
+    ///
+    /// # Errors
+    ///
+    /// [`RaiseError`] past the sink's limits.
+    pub fn signal_with(&self, builder: SignalBuilder) -> Result<Signal, RaiseError> {
+        let mut builder = builder.operation(self.id);
+        if let Some(key) = &self.key {
+            builder = builder.key(key.clone());
+        }
+        self.shared.mark(self.id);
+        self.shared.sink.raise_with(builder)
+    }
+
+    /// Retracts this operation's live signals named `name`; returns how many.
+    pub fn retract(&self, name: &str) -> usize {
+        self.shared.sink.retract_operation_named(self.id, name)
+    }
+
+    /// Whether a live signal on the coordinator's sink matches `pattern`.
+    #[must_use]
+    pub fn has_signal(&self, pattern: &str) -> bool {
+        self.shared.sink.has_signal(pattern)
+    }
+
+    /// The coordinator's sink.
+    #[must_use]
+    pub fn sink(&self) -> &SignalSink {
+        &self.shared.sink
+    }
+}
+
+impl fmt::Debug for OperationContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OperationContext")
+            .field("id", &self.id)
+            .field("key", &self.key)
+            .field("cancelled", &self.token.is_cancelled())
+            .finish()
+    }
+}

@@ -1,0 +1,120 @@
+//! Errors of the coordinators.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::OperationId;
+
+use super::options::OptionsError;
+
+/// Why an item was not accepted. Always gives the item back.
+#[derive(thiserror::Error)]
+#[non_exhaustive]
+pub enum EnqueueError<T> {
+    /// `complete()`, `drain()` or `cancel()` was called: no item is accepted any more.
+    #[error("the coordinator no longer accepts items (complete, drain or cancel was called)")]
+    Closed(T),
+    /// `try_enqueue` found `max_pending` items already waiting.
+    #[error(
+        "the coordinator already has max_pending items waiting: retry later, or use enqueue().await to wait for room"
+    )]
+    Full(T),
+    /// A priority lane refused the item.
+    #[error("lane `{lane}` refused the item: {reason}")]
+    Refused {
+        /// The item.
+        item: T,
+        /// The lane.
+        lane: Arc<str>,
+        /// Why (for example its max depth).
+        reason: Arc<str>,
+    },
+}
+
+impl<T> EnqueueError<T> {
+    /// The item that was not accepted.
+    pub fn into_inner(self) -> T {
+        match self {
+            Self::Closed(item) | Self::Full(item) | Self::Refused { item, .. } => item,
+        }
+    }
+}
+
+impl<T> fmt::Debug for EnqueueError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Closed(_) => f.write_str("Closed(..)"),
+            Self::Full(_) => f.write_str("Full(..)"),
+            Self::Refused { lane, reason, .. } => f
+                .debug_struct("Refused")
+                .field("lane", lane)
+                .field("reason", reason)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+/// Why a coordinator could not be created.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CoordinatorError {
+    /// A bad option.
+    #[error(transparent)]
+    Options(#[from] OptionsError),
+    /// Created outside a tokio runtime.
+    #[error(
+        "a coordinator must be created inside a tokio runtime (call it from async code or inside Runtime::enter)"
+    )]
+    NoRuntime,
+    /// A priority coordinator needs at least one lane, with distinct names.
+    #[error("bad lanes: {0}")]
+    Lanes(&'static str),
+}
+
+/// Why `pin` failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PinError {
+    /// The id is not (or no longer) tracked.
+    #[error("operation {0} is not tracked (unknown or already evicted)")]
+    Unknown(OperationId),
+    /// As many operations are pinned as `max_tracked` allows.
+    #[error("{max} operations are already pinned, the max_tracked bound: unpin some first")]
+    TooMany {
+        /// The bound.
+        max: usize,
+    },
+}
+
+/// Why a result could not be awaited.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResultError {
+    /// The id was never handed out by this coordinator, or it was evicted from the window.
+    #[error("operation {0} is unknown or was evicted from the window: pin it to keep its result")]
+    Unknown(OperationId),
+    /// The operation failed (its message).
+    #[error("operation {id} failed: {message}")]
+    Failed {
+        /// The operation.
+        id: OperationId,
+        /// The error or panic message.
+        message: Arc<str>,
+    },
+    /// The operation was cancelled.
+    #[error("operation {id} was cancelled: {reason}")]
+    Cancelled {
+        /// The operation.
+        id: OperationId,
+        /// Why.
+        reason: super::CancelReason,
+    },
+}
+
+/// An error of an intake stream, surfaced by `drain`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("intake stream failed: {message}")]
+pub struct IntakeError {
+    /// The stream error's message.
+    pub message: Arc<str>,
+}

@@ -1,0 +1,66 @@
+//! Coordinators: bounded, tracked, signal-steered async work.
+//!
+//! One engine serves every coordinator type; the types differ only in how they order starts:
+//!
+//! * [`EphemeralWorkCoordinator`] — first in, first out.
+//! * [`EphemeralKeyedWorkCoordinator`] — strict order per key, no head-of-line blocking,
+//!   cold keys first.
+//! * [`EphemeralResultCoordinator`] — keeps each body's value with its operation.
+//! * [`PriorityWorkCoordinator`] — named [`Lane`]s, highest priority starts first.
+//! * [`process_all`] / [`process_stream`] — one-shot: a collection or stream in, a
+//!   [`Summary`] out.
+//!
+//! # How an item flows
+//!
+//! `enqueue` takes room among `max_pending` → the item waits in the queue → a worker takes it
+//! when fewer than `max_concurrency` run, nothing is paused and no defer rule holds → the
+//! built-in cancel rule and the [`Admission`] hooks decide → the body runs with an
+//! [`OperationContext`] → the outcome is filed in the window, and evicted later by count or
+//! age (leaving an [`Echo`] of its signals).
+//!
+//! # Deferral
+//!
+//! While a signal matching `defer_on` is live, no item starts, and waiting items hold no slot.
+//! It ends as soon as no defer match is live, or a `resume_on` signal newer than the latest
+//! defer match exists. The coordinator learns this from a sink watch, never by polling. A
+//! deferral lasts at most `max_defer` (if set); then its [`DeferPolicy`] applies to everything
+//! waiting: `Run` lets starts go ahead until the deferral ends, `Cancel` ends the waiting
+//! items `Cancelled(DeferTimeout)`.
+//!
+//! # Panics
+//!
+//! A panicking body is caught and recorded as failed with its message. Under
+//! `panic = "abort"` there is nothing to catch: the process ends.
+
+mod admission;
+mod body;
+mod common;
+mod context;
+mod engine;
+mod error;
+mod keyed;
+mod keyed_queue;
+mod lanes;
+mod oneshot;
+mod options;
+mod priority;
+mod queue;
+mod result;
+mod snapshot;
+mod steer;
+mod window;
+mod work;
+mod worker;
+
+pub use admission::{Admission, AdmissionRequest, Decision};
+pub use context::OperationContext;
+pub use error::{CoordinatorError, EnqueueError, IntakeError, PinError, ResultError};
+pub use keyed::EphemeralKeyedWorkCoordinator;
+pub use keyed_queue::KeyStats;
+pub use lanes::Lane;
+pub use oneshot::{Summary, process_all, process_stream};
+pub use options::{DeferPolicy, EphemeralOptions, FinalizedCallback, OptionsError};
+pub use priority::PriorityWorkCoordinator;
+pub use result::EphemeralResultCoordinator;
+pub use snapshot::{CancelReason, CoordinatorStats, Echo, OperationSnapshot, OperationState};
+pub use work::{EnqueuePermit, EphemeralWorkCoordinator};

@@ -1,0 +1,311 @@
+//! `EphemeralOptions`: the validated configuration of every coordinator.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{Pattern, SignalSink};
+
+use super::snapshot::OperationSnapshot;
+
+/// What happens to an item that stayed deferred for [`max_defer`](EphemeralOptions::max_defer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeferPolicy {
+    /// Start it anyway (the default).
+    #[default]
+    Run,
+    /// End it `Cancelled(DeferTimeout)`.
+    Cancel,
+}
+
+/// A callback run for every finished operation (outside every lock).
+pub type FinalizedCallback = Arc<dyn Fn(&OperationSnapshot) + Send + Sync>;
+
+/// A bad option value. The message names the option and the accepted range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OptionsError {
+    /// A value that must be at least 1 was 0.
+    #[error("coordinator option `{0}` must be at least 1")]
+    Zero(&'static str),
+    /// A duration that must be positive was zero.
+    #[error("coordinator option `{0}` must be a positive duration")]
+    ZeroDuration(&'static str),
+}
+
+/// The configuration of a coordinator: limits, the window, the sink and the signal rules.
+///
+/// Built with chained setters; [`validate`](Self::validate) (called by every constructor)
+/// turns bad values into an [`OptionsError`].
+///
+/// | option | default |
+/// |---|---|
+/// | `max_concurrency` | available parallelism |
+/// | `max_pending` | 1024 |
+/// | `max_tracked` | 200 finished operations |
+/// | `max_lifetime` | 5 min, measured from finish |
+/// | `per_key_concurrency` | 1 |
+/// | `fairness_threshold` | 64 pending items on one key |
+/// | `echo` | on, 1 min, 256 echoes |
+/// | `abort_grace` | 5 s |
+/// | drain signals | on |
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use ephemeral::EphemeralOptions;
+///
+/// let options = EphemeralOptions::default()
+///     .max_concurrency(8)
+///     .max_tracked(1000)
+///     .cancel_on("circuit.open")
+///     .defer_on("backpressure.*")
+///     .resume_on("backpressure.cleared")
+///     .abort_grace(Duration::from_secs(2));
+/// assert!(options.validate().is_ok());
+/// assert!(EphemeralOptions::default().max_concurrency(0).validate().is_err());
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct EphemeralOptions {
+    pub(crate) max_concurrency: usize,
+    pub(crate) max_pending: usize,
+    pub(crate) max_tracked: usize,
+    pub(crate) max_lifetime: Duration,
+    pub(crate) per_key_concurrency: usize,
+    pub(crate) fairness_threshold: usize,
+    pub(crate) sink: Option<SignalSink>,
+    pub(crate) cancel_on: Option<Pattern>,
+    pub(crate) cancel_running_on: Option<Pattern>,
+    pub(crate) defer_on: Option<Pattern>,
+    pub(crate) resume_on: Option<Pattern>,
+    pub(crate) clear_on: Option<Pattern>,
+    pub(crate) drain_signals: bool,
+    pub(crate) max_defer: Option<Duration>,
+    pub(crate) defer_policy: DeferPolicy,
+    pub(crate) id: Option<Arc<str>>,
+    pub(crate) name: Arc<str>,
+    pub(crate) echo: bool,
+    pub(crate) echo_retention: Duration,
+    pub(crate) echo_capacity: usize,
+    pub(crate) abort_grace: Duration,
+    pub(crate) on_finalized: Option<FinalizedCallback>,
+    pub(crate) tracking: bool,
+}
+
+impl Default for EphemeralOptions {
+    fn default() -> Self {
+        Self {
+            max_concurrency: std::thread::available_parallelism().map_or(4, |n| n.get()),
+            max_pending: 1024,
+            max_tracked: 200,
+            max_lifetime: Duration::from_secs(300),
+            per_key_concurrency: 1,
+            fairness_threshold: 64,
+            sink: None,
+            cancel_on: None,
+            cancel_running_on: None,
+            defer_on: None,
+            resume_on: None,
+            clear_on: None,
+            drain_signals: true,
+            max_defer: None,
+            defer_policy: DeferPolicy::Run,
+            id: None,
+            name: Arc::from("coordinator"),
+            echo: true,
+            echo_retention: Duration::from_secs(60),
+            echo_capacity: 256,
+            abort_grace: Duration::from_secs(5),
+            on_finalized: None,
+            tracking: true,
+        }
+    }
+}
+
+impl EphemeralOptions {
+    /// How many bodies run at once (≥ 1). Changeable later with `set_max_concurrency`.
+    pub fn max_concurrency(mut self, n: usize) -> Self {
+        self.max_concurrency = n;
+        self
+    }
+
+    /// How many accepted items may wait to start (≥ 1); `enqueue` waits for room beyond it.
+    pub fn max_pending(mut self, n: usize) -> Self {
+        self.max_pending = n;
+        self
+    }
+
+    /// How many *finished* operations the window keeps (≥ 1), pins included.
+    pub fn max_tracked(mut self, n: usize) -> Self {
+        self.max_tracked = n;
+        self
+    }
+
+    /// How long a finished operation stays in the window, measured from its finish.
+    pub fn max_lifetime(mut self, age: Duration) -> Self {
+        self.max_lifetime = age;
+        self
+    }
+
+    /// Keyed coordinators: how many items of one key run at once (≥ 1, default 1).
+    pub fn per_key_concurrency(mut self, n: usize) -> Self {
+        self.per_key_concurrency = n;
+        self
+    }
+
+    /// Keyed coordinators: a key with more pending items than this is *hot*; keys at or
+    /// under it (*cold*) start first (≥ 1).
+    pub fn fairness_threshold(mut self, n: usize) -> Self {
+        self.fairness_threshold = n;
+        self
+    }
+
+    /// The sink this coordinator reads and its operations raise into (default: a private one).
+    pub fn signals(mut self, sink: SignalSink) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
+    /// Items reaching admission while a signal matches `pattern` end `Cancelled`.
+    pub fn cancel_on(mut self, pattern: &str) -> Self {
+        self.cancel_on = Some(Pattern::new(pattern));
+        self
+    }
+
+    /// Running bodies are cancelled (through their token) when a signal matching `pattern`
+    /// is raised.
+    pub fn cancel_running_on(mut self, pattern: &str) -> Self {
+        self.cancel_running_on = Some(Pattern::new(pattern));
+        self
+    }
+
+    /// Items wait (without holding a slot) while a signal matches `pattern`.
+    pub fn defer_on(mut self, pattern: &str) -> Self {
+        self.defer_on = Some(Pattern::new(pattern));
+        self
+    }
+
+    /// A signal matching `pattern` raised after the latest defer match ends the deferral.
+    pub fn resume_on(mut self, pattern: &str) -> Self {
+        self.resume_on = Some(Pattern::new(pattern));
+        self
+    }
+
+    /// Each new signal matching `pattern` clears the sink once.
+    pub fn clear_on(mut self, pattern: &str) -> Self {
+        self.clear_on = Some(Pattern::new(pattern));
+        self
+    }
+
+    /// Whether `coordinator.drain.all`, `.id` and `.pattern` signals drain this coordinator
+    /// (default on).
+    pub fn drain_signals(mut self, on: bool) -> Self {
+        self.drain_signals = on;
+        self
+    }
+
+    /// How long an item may stay deferred before `policy` applies.
+    pub fn max_defer(mut self, max: Duration, policy: DeferPolicy) -> Self {
+        self.max_defer = Some(max);
+        self.defer_policy = policy;
+        self
+    }
+
+    /// The coordinator id that `coordinator.drain.id` / `.pattern` signals address.
+    pub fn id(mut self, id: &str) -> Self {
+        self.id = Some(Arc::from(id));
+        self
+    }
+
+    /// A name for tracing spans and metrics (default `coordinator`).
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = Arc::from(name);
+        self
+    }
+
+    /// Echoes: whether evicted operations leave a copy of their signals, for how long, and
+    /// how many echoes are kept (default on, 1 min, 256).
+    pub fn echo(mut self, on: bool, retention: Duration, capacity: usize) -> Self {
+        self.echo = on;
+        self.echo_retention = retention;
+        self.echo_capacity = capacity;
+        self
+    }
+
+    /// How long a cancelled body that ignores its token may run before it is dropped and
+    /// recorded as aborted (default 5 s).
+    pub fn abort_grace(mut self, grace: Duration) -> Self {
+        self.abort_grace = grace;
+        self
+    }
+
+    /// Called with the snapshot of every operation when it finishes, outside every lock.
+    pub fn on_finalized(mut self, f: impl Fn(&OperationSnapshot) + Send + Sync + 'static) -> Self {
+        self.on_finalized = Some(Arc::new(f));
+        self
+    }
+
+    /// Whether finished operations are kept in the window at all (default on). With tracking
+    /// off only the counters of [`CoordinatorStats`](super::CoordinatorStats) are kept.
+    pub fn tracking(mut self, on: bool) -> Self {
+        self.tracking = on;
+        self
+    }
+
+    /// Checks every value.
+    ///
+    /// # Errors
+    ///
+    /// An [`OptionsError`] naming the first bad option.
+    pub fn validate(&self) -> Result<(), OptionsError> {
+        for (name, value) in [
+            ("max_concurrency", self.max_concurrency),
+            ("max_pending", self.max_pending),
+            ("max_tracked", self.max_tracked),
+            ("per_key_concurrency", self.per_key_concurrency),
+            ("fairness_threshold", self.fairness_threshold),
+            ("echo capacity", self.echo_capacity),
+        ] {
+            if value == 0 {
+                return Err(OptionsError::Zero(name));
+            }
+        }
+        if self.max_lifetime.is_zero() {
+            return Err(OptionsError::ZeroDuration("max_lifetime"));
+        }
+        if self.echo_retention.is_zero() {
+            return Err(OptionsError::ZeroDuration("echo retention"));
+        }
+        if self.max_defer.is_some_and(|d| d.is_zero()) {
+            return Err(OptionsError::ZeroDuration("max_defer"));
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for EphemeralOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EphemeralOptions")
+            .field("name", &self.name)
+            .field("id", &self.id)
+            .field("max_concurrency", &self.max_concurrency)
+            .field("max_pending", &self.max_pending)
+            .field("max_tracked", &self.max_tracked)
+            .field("max_lifetime", &self.max_lifetime)
+            .field("per_key_concurrency", &self.per_key_concurrency)
+            .field("fairness_threshold", &self.fairness_threshold)
+            .field("cancel_on", &self.cancel_on)
+            .field("cancel_running_on", &self.cancel_running_on)
+            .field("defer_on", &self.defer_on)
+            .field("resume_on", &self.resume_on)
+            .field("clear_on", &self.clear_on)
+            .field("drain_signals", &self.drain_signals)
+            .field("max_defer", &self.max_defer)
+            .field("defer_policy", &self.defer_policy)
+            .field("abort_grace", &self.abort_grace)
+            .field("tracking", &self.tracking)
+            .finish_non_exhaustive()
+    }
+}

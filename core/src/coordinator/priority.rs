@@ -1,0 +1,183 @@
+//! `PriorityWorkCoordinator<T>`: named lanes, highest priority starts first.
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::admission::Admission;
+use super::body::erase;
+use super::common::common_methods;
+use super::context::OperationContext;
+use super::engine::Engine;
+use super::error::{CoordinatorError, EnqueueError};
+use super::lanes::{Lane, LaneQueue};
+use super::options::EphemeralOptions;
+use crate::OperationId;
+
+/// A work coordinator with named lanes: whenever a slot frees up, the next item comes from the
+/// highest-priority lane that has one and is not deferred. Priority decides which item
+/// *starts* next; it never preempts a running body.
+///
+/// Each lane may cap its depth (a full lane refuses with [`EnqueueError::Refused`]) and has
+/// its own cancel and defer rules; a deferred lane is skipped, so it never stalls the other
+/// lanes. `drain` waits for every accepted item, a deferred lane's included: lift the
+/// deferral (or `cancel`) to finish.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use ephemeral::{EphemeralOptions, Lane, OperationContext, PriorityWorkCoordinator};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let order = Arc::new(Mutex::new(Vec::new()));
+/// let seen = order.clone();
+/// let coordinator = PriorityWorkCoordinator::new(
+///     move |job: &'static str, _ctx: OperationContext| {
+///         let seen = seen.clone();
+///         async move { seen.lock().unwrap().push(job); Ok::<_, std::convert::Infallible>(()) }
+///     },
+///     vec![Lane::new("low", 1), Lane::new("high", 10)],
+///     EphemeralOptions::default().max_concurrency(1),
+/// )?;
+/// coordinator.pause();
+/// coordinator.enqueue("low", "report").await?;
+/// coordinator.enqueue("high", "login").await?;
+/// coordinator.resume();
+/// coordinator.drain().await?;
+/// assert_eq!(*order.lock().unwrap(), ["login", "report"]);
+/// # Ok(())
+/// # }
+/// ```
+pub struct PriorityWorkCoordinator<T: Send + 'static> {
+    engine: Engine<T, (), LaneQueue<T>>,
+    /// Lane names in route order (highest priority first).
+    lanes: Arc<[Arc<str>]>,
+}
+
+impl<T: Send + 'static> Clone for PriorityWorkCoordinator<T> {
+    fn clone(&self) -> Self {
+        Self {
+            engine: self.engine.clone(),
+            lanes: self.lanes.clone(),
+        }
+    }
+}
+
+impl<T: Send + 'static> PriorityWorkCoordinator<T> {
+    /// A coordinator with `lanes` (any order; distinct names).
+    ///
+    /// # Errors
+    ///
+    /// [`CoordinatorError::Lanes`] for no lanes or a repeated name,
+    /// [`CoordinatorError::NoRuntime`] outside a tokio runtime, or a bad option.
+    pub fn new<F, Fut, E>(
+        body: F,
+        lanes: Vec<Lane>,
+        options: EphemeralOptions,
+    ) -> Result<Self, CoordinatorError>
+    where
+        F: Fn(T, OperationContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: fmt::Display,
+    {
+        Self::with_admission(body, lanes, options, Vec::new())
+    }
+
+    /// [`new`](Self::new) with [`Admission`] hooks.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new).
+    pub fn with_admission<F, Fut, E>(
+        body: F,
+        mut lanes: Vec<Lane>,
+        options: EphemeralOptions,
+        hooks: Vec<Arc<dyn Admission>>,
+    ) -> Result<Self, CoordinatorError>
+    where
+        F: Fn(T, OperationContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: fmt::Display,
+    {
+        if lanes.is_empty() {
+            return Err(CoordinatorError::Lanes(
+                "a priority coordinator needs at least one lane",
+            ));
+        }
+        lanes.sort_by(|a, b| b.priority.cmp(&a.priority));
+        let names: Arc<[Arc<str>]> = lanes.iter().map(|l| l.name.clone()).collect();
+        for (i, name) in names.iter().enumerate() {
+            if names[..i].contains(name) {
+                return Err(CoordinatorError::Lanes("lane names must be distinct"));
+            }
+        }
+        let watch = lanes
+            .iter()
+            .flat_map(|l| [l.defer_on.clone(), l.resume_on.clone()])
+            .flatten()
+            .collect();
+        let engine = Engine::new(erase(body), options, LaneQueue::new(lanes), hooks, watch)?;
+        Ok(Self {
+            engine,
+            lanes: names,
+        })
+    }
+
+    fn route(&self, lane: &str) -> Option<usize> {
+        self.lanes.iter().position(|l| &**l == lane)
+    }
+
+    /// Accepts `item` into `lane`, waiting while `max_pending` items wait to start.
+    ///
+    /// # Errors
+    ///
+    /// [`EnqueueError::Refused`] for an unknown lane or a full one, [`EnqueueError::Closed`]
+    /// after `complete`, `drain` or `cancel`; each with the item.
+    pub async fn enqueue(&self, lane: &str, item: T) -> Result<OperationId, EnqueueError<T>> {
+        let Some(route) = self.route(lane) else {
+            return Err(unknown(lane, item));
+        };
+        let key = Some(self.lanes[route].clone());
+        self.engine.enqueue(item, route, key).await
+    }
+
+    /// Accepts `item` into `lane` if there is room now.
+    ///
+    /// # Errors
+    ///
+    /// As [`enqueue`](Self::enqueue), plus [`EnqueueError::Full`].
+    pub fn try_enqueue(&self, lane: &str, item: T) -> Result<OperationId, EnqueueError<T>> {
+        let Some(route) = self.route(lane) else {
+            return Err(unknown(lane, item));
+        };
+        let key = Some(self.lanes[route].clone());
+        self.engine.try_enqueue(item, route, key)
+    }
+
+    /// Items waiting in `lane` (0 for an unknown lane).
+    #[must_use]
+    pub fn lane_depth(&self, lane: &str) -> usize {
+        self.route(lane)
+            .map_or(0, |r| self.engine.with_queue(|q| q.depth(r)))
+    }
+
+    common_methods!();
+}
+
+fn unknown<T>(lane: &str, item: T) -> EnqueueError<T> {
+    EnqueueError::Refused {
+        item,
+        lane: Arc::from(lane),
+        reason: Arc::from("no lane has this name"),
+    }
+}
+
+impl<T: Send + 'static> fmt::Debug for PriorityWorkCoordinator<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PriorityWorkCoordinator")
+            .field("lanes", &self.lanes)
+            .field("engine", &self.engine)
+            .finish()
+    }
+}

@@ -1,0 +1,169 @@
+//! `EphemeralResultCoordinator<T, R>`: a work coordinator that keeps each body's result.
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::admission::Admission;
+use super::body::erase;
+use super::common::common_methods;
+use super::context::OperationContext;
+use super::engine::Engine;
+use super::error::{CoordinatorError, EnqueueError, ResultError};
+use super::options::EphemeralOptions;
+use super::queue::Fifo;
+use super::snapshot::OperationState;
+use super::window::Record;
+use crate::OperationId;
+
+/// A work coordinator whose bodies return a value, kept with the operation in the window.
+///
+/// [`result`](Self::result) reads it while the operation is tracked;
+/// [`wait_for_result`](Self::wait_for_result) waits for it. Results live exactly as long as
+/// their operation: evicted by count or age like any other (pin an operation to keep it).
+///
+/// # Examples
+///
+/// ```
+/// use ephemeral::{EphemeralOptions, EphemeralResultCoordinator, OperationContext};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let squares = EphemeralResultCoordinator::new(
+///     |n: u64, _ctx: OperationContext| async move {
+///         if n == 0 { Err("zero") } else { Ok(n * n) }
+///     },
+///     EphemeralOptions::default(),
+/// )?;
+/// let id = squares.enqueue(12).await?;
+/// assert_eq!(squares.wait_for_result(id).await?, 144);
+///
+/// let zero = squares.enqueue(0).await?;
+/// assert!(squares.wait_for_result(zero).await.is_err());
+/// # Ok(())
+/// # }
+/// ```
+pub struct EphemeralResultCoordinator<T: Send + 'static, R: Clone + Send + 'static> {
+    engine: Engine<T, R, Fifo<T>>,
+}
+
+impl<T: Send + 'static, R: Clone + Send + 'static> Clone for EphemeralResultCoordinator<T, R> {
+    fn clone(&self) -> Self {
+        Self {
+            engine: self.engine.clone(),
+        }
+    }
+}
+
+fn outcome<R: Clone>(id: OperationId, record: &Record<R>) -> Option<Result<R, ResultError>> {
+    match &record.state {
+        OperationState::Completed => record.result.clone().map(Ok),
+        OperationState::Failed => Some(Err(ResultError::Failed {
+            id,
+            message: record
+                .error
+                .clone()
+                .unwrap_or_else(|| Arc::from("unknown error")),
+        })),
+        OperationState::Cancelled(reason) => Some(Err(ResultError::Cancelled {
+            id,
+            reason: reason.clone(),
+        })),
+        OperationState::Pending | OperationState::Running => None,
+    }
+}
+
+impl<T: Send + 'static, R: Clone + Send + 'static> EphemeralResultCoordinator<T, R> {
+    /// A coordinator running `body` on every item and keeping its result.
+    ///
+    /// # Errors
+    ///
+    /// [`CoordinatorError::NoRuntime`] outside a tokio runtime, or a bad option.
+    pub fn new<F, Fut, E>(body: F, options: EphemeralOptions) -> Result<Self, CoordinatorError>
+    where
+        F: Fn(T, OperationContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, E>> + Send + 'static,
+        E: fmt::Display,
+    {
+        Self::with_admission(body, options, Vec::new())
+    }
+
+    /// [`new`](Self::new) with [`Admission`] hooks.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new).
+    pub fn with_admission<F, Fut, E>(
+        body: F,
+        options: EphemeralOptions,
+        hooks: Vec<Arc<dyn Admission>>,
+    ) -> Result<Self, CoordinatorError>
+    where
+        F: Fn(T, OperationContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, E>> + Send + 'static,
+        E: fmt::Display,
+    {
+        let engine = Engine::new(erase(body), options, Fifo::new(), hooks, Vec::new())?;
+        Ok(Self { engine })
+    }
+
+    /// Accepts `item`, waiting while `max_pending` items wait to start.
+    ///
+    /// # Errors
+    ///
+    /// [`EnqueueError::Closed`] (with the item) after `complete`, `drain` or `cancel`.
+    pub async fn enqueue(&self, item: T) -> Result<OperationId, EnqueueError<T>> {
+        self.engine.enqueue(item, (), None).await
+    }
+
+    /// Accepts `item` if there is room now.
+    ///
+    /// # Errors
+    ///
+    /// [`EnqueueError::Full`] or [`EnqueueError::Closed`], with the item.
+    pub fn try_enqueue(&self, item: T) -> Result<OperationId, EnqueueError<T>> {
+        self.engine.try_enqueue(item, (), None)
+    }
+
+    /// The outcome of `id` if it finished and is still tracked; `None` while it is pending
+    /// or running, or once it is evicted.
+    #[must_use]
+    pub fn result(&self, id: OperationId) -> Option<Result<R, ResultError>> {
+        self.engine.with_record(id, |r| outcome(id, r)).flatten()
+    }
+
+    /// Waits until `id` finishes and returns its value.
+    ///
+    /// # Errors
+    ///
+    /// [`ResultError::Unknown`] for an id this coordinator does not track (never handed out,
+    /// or evicted), [`ResultError::Failed`] or [`ResultError::Cancelled`] for those outcomes.
+    pub async fn wait_for_result(&self, id: OperationId) -> Result<R, ResultError> {
+        match self.engine.wait_record(id, |r| outcome(id, r)).await {
+            Some(Some(result)) => result,
+            _ => Err(ResultError::Unknown(id)),
+        }
+    }
+
+    /// The values of every tracked successful operation, by id.
+    #[must_use]
+    pub fn results(&self) -> Vec<(OperationId, R)> {
+        self.engine.records(|_, r| match r.state {
+            OperationState::Completed => r.result.clone(),
+            _ => None,
+        })
+    }
+
+    /// Tracked successful operations (as [`completed`](Self::completed)).
+    #[must_use]
+    pub fn successful(&self) -> Vec<super::OperationSnapshot> {
+        self.completed()
+    }
+
+    common_methods!();
+}
+
+impl<T: Send + 'static, R: Clone + Send + 'static> fmt::Debug for EphemeralResultCoordinator<T, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.engine, f)
+    }
+}

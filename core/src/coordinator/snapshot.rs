@@ -1,0 +1,153 @@
+//! What a coordinator reports: operation states, snapshots, echoes and stats.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::{Name, OperationId, Signal};
+
+/// Why an operation ended cancelled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CancelReason {
+    /// A live signal matched a cancel pattern (the signal's name).
+    Signal(Name),
+    /// The coordinator was cancelled or dropped.
+    Shutdown,
+    /// `cancel_operation` was called.
+    Explicit,
+    /// The body ignored its cancelled token for the whole grace period and was dropped.
+    Aborted,
+    /// An [`Admission`](super::Admission) hook refused it, with the hook's reason.
+    Admission(Arc<str>),
+    /// It stayed deferred longer than `max_defer` under [`DeferPolicy::Cancel`](super::DeferPolicy).
+    DeferTimeout,
+}
+
+impl fmt::Display for CancelReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Signal(name) => write!(f, "signal {name}"),
+            Self::Shutdown => f.write_str("shutdown"),
+            Self::Explicit => f.write_str("cancelled explicitly"),
+            Self::Aborted => f.write_str("aborted after the grace period"),
+            Self::Admission(reason) => write!(f, "refused by admission: {reason}"),
+            Self::DeferTimeout => f.write_str("deferred longer than max_defer"),
+        }
+    }
+}
+
+/// Where an operation is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OperationState {
+    /// Accepted, not started.
+    Pending,
+    /// Its body is running.
+    Running,
+    /// The body returned `Ok`.
+    Completed,
+    /// The body returned an error or panicked (the message is in the snapshot).
+    Failed,
+    /// Cancelled, with the reason.
+    Cancelled(CancelReason),
+}
+
+impl OperationState {
+    /// Whether this is a terminal state (completed, failed or cancelled).
+    #[must_use]
+    pub fn is_finished(&self) -> bool {
+        !matches!(self, Self::Pending | Self::Running)
+    }
+}
+
+/// A copy of one tracked operation.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct OperationSnapshot {
+    /// The operation id.
+    pub id: OperationId,
+    /// The key rendered through `Display` (keyed coordinators) or the lane (priority).
+    pub key: Option<Arc<str>>,
+    /// The state.
+    pub state: OperationState,
+    /// When it was accepted.
+    pub enqueued: Instant,
+    /// When its body started.
+    pub started: Option<Instant>,
+    /// When it finished.
+    pub finished: Option<Instant>,
+    /// The error message (`Display` of the body's error) or the panic message.
+    pub error: Option<Arc<str>>,
+    /// Whether the failure was a panic.
+    pub panicked: bool,
+    /// Whether it is pinned (exempt from eviction).
+    pub pinned: bool,
+    /// The live signals it raised, filled by `snapshot_with_signals`-style queries; empty
+    /// in the cheap views.
+    pub signals: Vec<Signal>,
+}
+
+impl OperationSnapshot {
+    /// Run time: start to finish, or start to now while running.
+    #[must_use]
+    pub fn duration(&self) -> Option<Duration> {
+        let started = self.started?;
+        Some(
+            self.finished
+                .unwrap_or_else(Instant::now)
+                .saturating_duration_since(started),
+        )
+    }
+}
+
+/// What an evicted operation left behind: a copy of its signals, kept for the echo retention.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Echo {
+    /// The evicted operation.
+    pub id: OperationId,
+    /// Its rendered key.
+    pub key: Option<Arc<str>>,
+    /// Its signals as they were when it was evicted.
+    pub signals: Vec<Signal>,
+    /// When the echo disappears.
+    pub expires: Instant,
+}
+
+/// One consistent snapshot of a coordinator's counters, taken under one lock.
+///
+/// They always add up: `accepted == pending + running + completed + failed + cancelled`
+/// (totals since creation, evicted operations included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct CoordinatorStats {
+    /// Items accepted since creation.
+    pub accepted: u64,
+    /// Accepted, not started (deferred included).
+    pub pending: u64,
+    /// Taken by a worker and not finished (admission checks included).
+    pub running: u64,
+    /// Ended `Completed`.
+    pub completed: u64,
+    /// Ended `Failed` (errors and panics).
+    pub failed: u64,
+    /// Ended `Cancelled`.
+    pub cancelled: u64,
+    /// Of the failures, how many were panics.
+    pub panicked: u64,
+    /// Finished operations evicted from the window.
+    pub evicted: u64,
+    /// Operations in the window now.
+    pub tracked: u64,
+    /// Pinned operations now.
+    pub pinned: u64,
+    /// Echoes kept now.
+    pub echoes: u64,
+    /// The concurrency limit now.
+    pub max_concurrency: u64,
+    /// The highest `running` seen.
+    pub peak_running: u64,
+}

@@ -1,0 +1,171 @@
+//! The steering task: one per coordinator, woken by the sink (never polling) to apply the
+//! drain, cancel-running, clear and defer rules.
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::engine::Shared;
+use super::options::DeferPolicy;
+use super::queue::Queue;
+use super::snapshot::{CancelReason, OperationState};
+use crate::{Pattern, SignalSink};
+
+pub(crate) async fn run<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
+    shared: Arc<Shared<T, R, Q>>,
+    pattern: Pattern,
+) {
+    let sink = shared.ctx.sink.clone();
+    let mut watch = sink.watch(pattern.as_str());
+    let mut seen = Seen {
+        cancel: shared.created_seq,
+        clear: shared.created_seq,
+    };
+    let mut done = shared.done.subscribe();
+    loop {
+        step(&shared, &sink, &mut seen);
+        if shared.root.is_cancelled() || *done.borrow() {
+            return;
+        }
+        let deadline = {
+            let core = shared.lock();
+            match (
+                core.defer_since,
+                shared.rules.max_defer,
+                core.defer_override,
+            ) {
+                (Some(since), Some(max), false) => since.checked_add(max),
+                _ => None,
+            }
+        };
+        tokio::select! {
+            () = watch.changed() => {}
+            () = shared.steer.notified() => {}
+            () = sleep_until(deadline) => {}
+            () = shared.root.cancelled() => return,
+            _ = done.changed() => {}
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The highest sequence numbers already acted on, so each signal acts once.
+struct Seen {
+    cancel: u64,
+    clear: u64,
+}
+
+fn step<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
+    shared: &Arc<Shared<T, R, Q>>,
+    sink: &SignalSink,
+    seen: &mut Seen,
+) {
+    let rules = &shared.rules;
+    if rules.drain_signals && drain_requested(sink, shared.created_seq, &rules.id) {
+        shared.complete();
+    }
+    if let Some(pattern) = &rules.cancel_running_on
+        && let Some(signal) = sink.latest(pattern.as_str())
+        && signal.sequence() > seen.cancel
+    {
+        seen.cancel = signal.sequence();
+        let mut core = shared.lock();
+        for record in core.window.records.values_mut() {
+            if let (OperationState::Running, Some(token)) = (&record.state, &record.token) {
+                record
+                    .cancel_requested
+                    .get_or_insert_with(|| CancelReason::Signal(signal.name().clone()));
+                token.cancel();
+            }
+        }
+    }
+    if let Some(pattern) = &rules.clear_on
+        && let Some(signal) = sink.latest(pattern.as_str())
+        && signal.sequence() > seen.clear
+    {
+        // Everything up to now is cleared once; `sink.cleared` and later raises count anew.
+        seen.clear = sink.sequence();
+        sink.clear();
+        seen.clear = seen.clear.max(signal.sequence());
+    }
+    let now = Instant::now();
+    let mut core = shared.lock();
+    if let (Some(since), Some(max), false) =
+        (core.defer_since, rules.max_defer, core.defer_override)
+        && since.checked_add(max).is_some_and(|at| at <= now)
+    {
+        match rules.defer_policy {
+            DeferPolicy::Run => core.defer_override = true,
+            DeferPolicy::Cancel => {
+                core.defer_since = None;
+                let jobs = core.queue.take_all();
+                let mut finals = Vec::new();
+                for job in jobs {
+                    shared.room.add_permits(1);
+                    let state = OperationState::Cancelled(CancelReason::DeferTimeout);
+                    finals.extend(shared.settle(&mut core, job.id, now, state));
+                }
+                shared.check_done(&mut core);
+                drop(core);
+                shared.notify_finished();
+                shared.finalized(finals);
+                return;
+            }
+        }
+    }
+    // Any change may have lifted a deferral (the workers re-check it under the lock).
+    shared.wake_all(core);
+}
+
+fn drain_requested(sink: &SignalSink, created: u64, id: &str) -> bool {
+    let fresh = |s: &crate::Signal| s.sequence() > created;
+    if sink
+        .latest("coordinator.drain.all")
+        .is_some_and(|s| fresh(&s))
+    {
+        return true;
+    }
+    if sink
+        .sense("coordinator.drain.id")
+        .iter()
+        .any(|s| fresh(s) && s.key() == Some(id))
+    {
+        return true;
+    }
+    sink.sense("coordinator.drain.pattern")
+        .iter()
+        .any(|s| fresh(s) && s.key().is_some_and(|k| Pattern::new(k).matches(id)))
+}
+
+/// Whether a defer rule holds now: some live signal matches `defer` (a signal that also
+/// matches `resume` does not count as a defer match), and no `resume` match is newer than the
+/// latest defer match.
+pub(crate) fn defer_active(sink: &SignalSink, defer: &Pattern, resume: Option<&Pattern>) -> bool {
+    let Some(latest) = sink.latest(defer.as_str()) else {
+        return false;
+    };
+    let Some(resume) = resume else {
+        return true;
+    };
+    let latest_defer = if resume.matches(latest.name().as_str()) {
+        // Rare: the newest defer match is itself a resume signal; look past it.
+        sink.sense(defer.as_str())
+            .into_iter()
+            .rev()
+            .find(|s| !resume.matches(s.name().as_str()))
+    } else {
+        Some(latest)
+    };
+    let Some(latest_defer) = latest_defer else {
+        return false;
+    };
+    !sink
+        .latest(resume.as_str())
+        .is_some_and(|r| r.sequence() > latest_defer.sequence())
+}

@@ -1,0 +1,217 @@
+//! The bounded window of tracked operations and the echoes of evicted ones.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::context::ContextShared;
+use super::error::PinError;
+use super::options::EphemeralOptions;
+use super::snapshot::{CancelReason, Echo, OperationSnapshot, OperationState};
+use crate::OperationId;
+
+/// One tracked operation.
+#[derive(Debug)]
+pub(crate) struct Record<R> {
+    pub(crate) key: Option<Arc<str>>,
+    pub(crate) state: OperationState,
+    pub(crate) enqueued: Instant,
+    pub(crate) started: Option<Instant>,
+    pub(crate) finished: Option<Instant>,
+    pub(crate) error: Option<Arc<str>>,
+    pub(crate) panicked: bool,
+    pub(crate) pinned: bool,
+    /// The running body's token, so it can be cancelled by id or by signal.
+    pub(crate) token: Option<CancellationToken>,
+    /// Why the running body's token was cancelled, recorded when the body then ends.
+    pub(crate) cancel_requested: Option<CancelReason>,
+    pub(crate) result: Option<R>,
+}
+
+impl<R> Record<R> {
+    pub(crate) fn pending(key: Option<Arc<str>>, enqueued: Instant) -> Self {
+        Self {
+            key,
+            state: OperationState::Pending,
+            enqueued,
+            started: None,
+            finished: None,
+            error: None,
+            panicked: false,
+            pinned: false,
+            token: None,
+            cancel_requested: None,
+            result: None,
+        }
+    }
+
+    pub(crate) fn snapshot(&self, id: OperationId) -> OperationSnapshot {
+        OperationSnapshot {
+            id,
+            key: self.key.clone(),
+            state: self.state.clone(),
+            enqueued: self.enqueued,
+            started: self.started,
+            finished: self.finished,
+            error: self.error.clone(),
+            panicked: self.panicked,
+            pinned: self.pinned,
+            signals: Vec::new(),
+        }
+    }
+}
+
+/// Tracked operations: pending and running ones always (they are bounded by `max_pending +
+/// max_concurrency` and never evicted: their snapshot would lie), finished ones up to
+/// `max_tracked` and `max_lifetime`.
+#[derive(Debug)]
+pub(crate) struct Window<R> {
+    pub(crate) records: HashMap<OperationId, Record<R>>,
+    /// Unpinned finished operations, oldest finish first.
+    finished: VecDeque<OperationId>,
+    pub(crate) pinned: usize,
+    max_tracked: usize,
+    max_lifetime: Duration,
+    tracking: bool,
+    echo: bool,
+    echo_retention: Duration,
+    echo_capacity: usize,
+    pub(crate) echoes: VecDeque<Echo>,
+    pub(crate) evicted: u64,
+}
+
+impl<R> Window<R> {
+    pub(crate) fn new(options: &EphemeralOptions) -> Self {
+        Self {
+            records: HashMap::new(),
+            finished: VecDeque::new(),
+            pinned: 0,
+            max_tracked: options.max_tracked,
+            max_lifetime: options.max_lifetime,
+            tracking: options.tracking,
+            echo: options.echo,
+            echo_retention: options.echo_retention,
+            echo_capacity: options.echo_capacity,
+            echoes: VecDeque::new(),
+            evicted: 0,
+        }
+    }
+
+    /// Files a freshly finished operation and evicts what the bounds require.
+    pub(crate) fn finished(&mut self, id: OperationId, now: Instant, ctx: &ContextShared) {
+        let pinned = self.records.get(&id).is_some_and(|r| r.pinned);
+        if !pinned {
+            self.finished.push_back(id);
+        }
+        self.purge(now, ctx);
+    }
+
+    /// Evicts by count (pins count against the bound) and by age, and expires echoes.
+    pub(crate) fn purge(&mut self, now: Instant, ctx: &ContextShared) {
+        let bound = if self.tracking { self.max_tracked } else { 0 };
+        while let Some(&front) = self.finished.front() {
+            let over = self.finished.len() + self.pinned > bound;
+            let old = self
+                .records
+                .get(&front)
+                .and_then(|r| r.finished)
+                .is_some_and(|at| now.saturating_duration_since(at) >= self.max_lifetime);
+            if !over && !old {
+                break;
+            }
+            self.finished.pop_front();
+            self.evict_record(front, now, ctx);
+        }
+        while self.echoes.front().is_some_and(|e| e.expires <= now) {
+            self.echoes.pop_front();
+        }
+    }
+
+    fn evict_record(&mut self, id: OperationId, now: Instant, ctx: &ContextShared) {
+        let Some(record) = self.records.remove(&id) else {
+            return;
+        };
+        self.evicted += 1;
+        if ctx.take(id) && self.echo {
+            let signals = ctx.sink.signals_of(id);
+            if !signals.is_empty() {
+                if self.echoes.len() == self.echo_capacity {
+                    self.echoes.pop_front();
+                }
+                self.echoes.push_back(Echo {
+                    id,
+                    key: record.key,
+                    signals,
+                    expires: now + self.echo_retention,
+                });
+            }
+        }
+    }
+
+    /// Explicit eviction of a finished operation (pinned or not). Leaves an echo.
+    pub(crate) fn evict(&mut self, id: OperationId, now: Instant, ctx: &ContextShared) -> bool {
+        let Some(record) = self.records.get(&id) else {
+            return false;
+        };
+        if !record.state.is_finished() {
+            return false;
+        }
+        if record.pinned {
+            self.pinned -= 1;
+        } else if let Some(index) = self.finished.iter().position(|&f| f == id) {
+            self.finished.remove(index);
+        }
+        self.evict_record(id, now, ctx);
+        true
+    }
+
+    pub(crate) fn pin(&mut self, id: OperationId) -> Result<(), PinError> {
+        let max = self.max_tracked;
+        let pinned = self.pinned;
+        let record = self.records.get_mut(&id).ok_or(PinError::Unknown(id))?;
+        if record.pinned {
+            return Ok(());
+        }
+        if pinned >= max {
+            return Err(PinError::TooMany { max });
+        }
+        record.pinned = true;
+        let finished = record.state.is_finished();
+        self.pinned += 1;
+        if finished && let Some(index) = self.finished.iter().position(|&f| f == id) {
+            self.finished.remove(index);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn unpin(&mut self, id: OperationId, now: Instant, ctx: &ContextShared) -> bool {
+        let Some(record) = self.records.get_mut(&id) else {
+            return false;
+        };
+        if !record.pinned {
+            return false;
+        }
+        record.pinned = false;
+        self.pinned -= 1;
+        if let Some(at) = record.finished {
+            // Keep the deque ordered by finish time, so age eviction stays a prefix.
+            let records = &self.records;
+            let index = self
+                .finished
+                .iter()
+                .position(|f| {
+                    records
+                        .get(f)
+                        .and_then(|r| r.finished)
+                        .is_some_and(|t| t > at)
+                })
+                .unwrap_or(self.finished.len());
+            self.finished.insert(index, id);
+            self.purge(now, ctx);
+        }
+        true
+    }
+}

@@ -1,0 +1,206 @@
+//! `EphemeralWorkCoordinator<T>`: bounded, tracked, signal-steered work in FIFO order.
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::admission::Admission;
+use super::body::erase;
+use super::common::common_methods;
+use super::context::OperationContext;
+use super::engine::{Engine, Reserved};
+use super::error::{CoordinatorError, EnqueueError};
+use super::options::EphemeralOptions;
+use super::queue::Fifo;
+use crate::OperationId;
+
+/// Runs an async body on every enqueued item, at most `max_concurrency` at once, starting
+/// them in the order they were accepted, and keeps every operation in a bounded window.
+///
+/// * **Intake.** At most `max_pending` (1024) items wait to start: [`enqueue`](Self::enqueue)
+///   waits for room, [`try_enqueue`](Self::try_enqueue) gives the item back at once, and
+///   [`reserve`](Self::reserve) holds room so an enqueue inside `select!` loses nothing.
+/// * **Tracking.** Every accepted item ends in exactly one terminal state and stays visible
+///   until evicted: at most `max_tracked` (200) finished operations are kept, each for at most
+///   `max_lifetime` (5 min) after it finished; pending and running ones are never evicted.
+/// * **Signals.** The body raises signals through its [`OperationContext`]; the
+///   `cancel_on`, `defer_on`, `resume_on`, `cancel_running_on`, `clear_on` and drain rules
+///   read the same sink.
+/// * **Workers.** At most `max_concurrency` long-lived worker tasks; there is no task per item.
+///
+/// Where a plain `JoinSet` or a `Semaphore` plus `spawn` would do (no tracking, no signals,
+/// no bounded intake), use those: they are simpler.
+///
+/// # Examples
+///
+/// ```
+/// use ephemeral::{EphemeralOptions, EphemeralWorkCoordinator, OperationContext, SignalSink};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let sink = SignalSink::default();
+/// let coordinator = EphemeralWorkCoordinator::new(
+///     |order: u32, ctx: OperationContext| async move {
+///         if order == 13 {
+///             ctx.signal("error.payment")?;
+///             return Err("card declined".to_string());
+///         }
+///         Ok(())
+///     },
+///     EphemeralOptions::default().max_concurrency(8).signals(sink.clone()),
+/// )?;
+/// for order in 10..15 {
+///     coordinator.enqueue(order).await?;
+/// }
+/// coordinator.drain().await?;
+///
+/// assert!(sink.has_signal("error.*"));
+/// let stats = coordinator.stats();
+/// assert_eq!((stats.completed, stats.failed), (4, 1));
+/// assert_eq!(coordinator.failed()[0].error.as_deref(), Some("card declined"));
+/// # Ok(())
+/// # }
+/// ```
+pub struct EphemeralWorkCoordinator<T: Send + 'static> {
+    engine: Engine<T, (), Fifo<T>>,
+}
+
+impl<T: Send + 'static> Clone for EphemeralWorkCoordinator<T> {
+    fn clone(&self) -> Self {
+        Self {
+            engine: self.engine.clone(),
+        }
+    }
+}
+
+impl<T: Send + 'static> EphemeralWorkCoordinator<T> {
+    /// A coordinator running `body` on every item.
+    ///
+    /// # Errors
+    ///
+    /// [`CoordinatorError::NoRuntime`] outside a tokio runtime, or a bad option.
+    pub fn new<F, Fut, E>(body: F, options: EphemeralOptions) -> Result<Self, CoordinatorError>
+    where
+        F: Fn(T, OperationContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: fmt::Display,
+    {
+        Self::with_admission(body, options, Vec::new())
+    }
+
+    /// [`new`](Self::new) with [`Admission`] hooks, asked in order before an item takes a slot.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new).
+    pub fn with_admission<F, Fut, E>(
+        body: F,
+        options: EphemeralOptions,
+        hooks: Vec<Arc<dyn Admission>>,
+    ) -> Result<Self, CoordinatorError>
+    where
+        F: Fn(T, OperationContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: fmt::Display,
+    {
+        let engine = Engine::new(erase(body), options, Fifo::new(), hooks, Vec::new())?;
+        Ok(Self { engine })
+    }
+
+    /// Accepts `item`, waiting while `max_pending` items wait to start.
+    ///
+    /// # Errors
+    ///
+    /// [`EnqueueError::Closed`] (with the item) after `complete`, `drain` or `cancel`.
+    pub async fn enqueue(&self, item: T) -> Result<OperationId, EnqueueError<T>> {
+        self.engine.enqueue(item, (), None).await
+    }
+
+    /// Accepts `item` if there is room now.
+    ///
+    /// # Errors
+    ///
+    /// [`EnqueueError::Full`] or [`EnqueueError::Closed`], with the item.
+    pub fn try_enqueue(&self, item: T) -> Result<OperationId, EnqueueError<T>> {
+        self.engine.try_enqueue(item, (), None)
+    }
+
+    /// Waits for room for one item and holds it: [`EnqueuePermit::send`] never waits, and
+    /// dropping the permit (say, when another `select!` branch won) gives the room back.
+    ///
+    /// # Errors
+    ///
+    /// [`EnqueueError::Closed`] after `complete`, `drain` or `cancel`.
+    pub async fn reserve(&self) -> Result<EnqueuePermit<T>, EnqueueError<()>> {
+        Ok(EnqueuePermit {
+            reserved: self.engine.reserve().await?,
+        })
+    }
+
+    /// Enqueues every item in order.
+    ///
+    /// # Errors
+    ///
+    /// Stops at the first refused item and returns it; the ones before it were accepted.
+    pub async fn enqueue_many(
+        &self,
+        items: impl IntoIterator<Item = T>,
+    ) -> Result<Vec<OperationId>, EnqueueError<T>> {
+        let mut ids = Vec::new();
+        for item in items {
+            ids.push(self.enqueue(item).await?);
+        }
+        Ok(ids)
+    }
+
+    /// Feeds `stream` into the coordinator on a task; [`drain`](Self::drain) waits for the
+    /// stream to end.
+    pub fn intake<S>(&self, stream: S)
+    where
+        S: futures::Stream<Item = T> + Send + 'static,
+    {
+        use futures::StreamExt;
+        self.engine
+            .intake(stream.map(Ok::<T, std::convert::Infallible>), |_| ());
+    }
+
+    /// Feeds a fallible `stream`; the first error stops it and is returned by
+    /// [`drain`](Self::drain).
+    pub fn intake_results<S, E>(&self, stream: S)
+    where
+        S: futures::Stream<Item = Result<T, E>> + Send + 'static,
+        E: fmt::Display + Send + 'static,
+    {
+        self.engine.intake(stream, |_| ());
+    }
+
+    common_methods!();
+}
+
+impl<T: Send + 'static> fmt::Debug for EphemeralWorkCoordinator<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.engine, f)
+    }
+}
+
+/// Room for one item, reserved by [`EphemeralWorkCoordinator::reserve`].
+#[must_use = "dropping the permit gives the room back"]
+pub struct EnqueuePermit<T: Send + 'static> {
+    reserved: Reserved<T, (), Fifo<T>>,
+}
+
+impl<T: Send + 'static> EnqueuePermit<T> {
+    /// Accepts `item` into the reserved room.
+    ///
+    /// # Errors
+    ///
+    /// [`EnqueueError::Closed`] if the coordinator was cancelled meanwhile.
+    pub fn send(self, item: T) -> Result<OperationId, EnqueueError<T>> {
+        self.reserved.send(item, (), None)
+    }
+}
+
+impl<T: Send + 'static> fmt::Debug for EnqueuePermit<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EnqueuePermit")
+    }
+}

@@ -1,0 +1,391 @@
+//! Signal steering: cancel, defer/resume, drain, clear, cancel-running, admission hooks.
+
+mod coordinator_support;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use coordinator_support::{assert_adds_up, settle};
+use ephemeral::{
+    Admission, AdmissionRequest, CancelReason, Decision, DeferPolicy, EphemeralOptions,
+    EphemeralWorkCoordinator, OperationContext, OperationState, Signal, SignalSink,
+};
+use futures::future::BoxFuture;
+
+fn counter() -> (
+    Arc<AtomicUsize>,
+    impl Fn(u32, OperationContext) -> BoxFuture<'static, Result<(), Infallible>> + Send + Sync + 'static,
+) {
+    let started = Arc::new(AtomicUsize::new(0));
+    let s = started.clone();
+    (started, move |_: u32, _ctx| {
+        s.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async { Ok(()) })
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn items_reaching_admission_under_a_cancel_signal_end_cancelled() {
+    let sink = SignalSink::default();
+    let (started, body) = counter();
+    let c = EphemeralWorkCoordinator::new(
+        body,
+        EphemeralOptions::default()
+            .signals(sink.clone())
+            .cancel_on("circuit.open"),
+    )
+    .unwrap();
+    let hold = sink.hold("circuit.open").unwrap();
+    let id = c.enqueue(1).await.unwrap(); // still accepted, so it is visible
+    settle().await;
+    assert_eq!(
+        c.operation(id).unwrap().state,
+        OperationState::Cancelled(CancelReason::Signal("circuit.open".parse().unwrap()))
+    );
+    drop(hold);
+    c.enqueue(2).await.unwrap();
+    c.drain().await.unwrap();
+    assert_eq!(started.load(Ordering::SeqCst), 1);
+    assert_adds_up(&c.stats());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_thousand_deferred_items_start_on_a_resume_signal_without_clock_advance() {
+    let sink = SignalSink::default();
+    let (started, body) = counter();
+    let c = EphemeralWorkCoordinator::new(
+        body,
+        EphemeralOptions::default()
+            .max_concurrency(16)
+            .max_pending(1000)
+            .signals(sink.clone())
+            .defer_on("backpressure.*")
+            .resume_on("backpressure.cleared"),
+    )
+    .unwrap();
+    let _hold = sink.hold("backpressure.db").unwrap();
+    for i in 0..1000 {
+        c.enqueue(i).await.unwrap();
+    }
+    settle().await;
+    assert_eq!(started.load(Ordering::SeqCst), 0);
+    assert_eq!(c.active_count(), 0, "deferred items hold no slot");
+    let before = tokio::time::Instant::now();
+    sink.raise("backpressure.cleared").unwrap();
+    c.drain().await.unwrap();
+    assert_eq!(
+        tokio::time::Instant::now(),
+        before,
+        "no clock advance was needed"
+    );
+    assert_eq!(started.load(Ordering::SeqCst), 1000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn releasing_the_hold_alone_starts_deferred_items() {
+    let sink = SignalSink::default();
+    let (started, body) = counter();
+    let c = EphemeralWorkCoordinator::new(
+        body,
+        EphemeralOptions::default()
+            .signals(sink.clone())
+            .defer_on("backpressure.*"),
+    )
+    .unwrap();
+    let hold = sink.hold("backpressure.db").unwrap();
+    for i in 0..100 {
+        c.enqueue(i).await.unwrap();
+    }
+    settle().await;
+    assert_eq!(started.load(Ordering::SeqCst), 0);
+    hold.release();
+    c.drain().await.unwrap();
+    assert_eq!(started.load(Ordering::SeqCst), 100);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_raised_defer_signal_defers_until_it_expires() {
+    let sink =
+        SignalSink::new(ephemeral::SinkOptions::default().max_age(Duration::from_secs(5))).unwrap();
+    let (started, body) = counter();
+    let c = EphemeralWorkCoordinator::new(
+        body,
+        EphemeralOptions::default()
+            .signals(sink.clone())
+            .defer_on("slow.down"),
+    )
+    .unwrap();
+    sink.raise("slow.down").unwrap();
+    c.enqueue(1).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(4_999)).await;
+    assert_eq!(started.load(Ordering::SeqCst), 0);
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    settle().await;
+    assert_eq!(started.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_defer_then_cancel_policy() {
+    let sink = SignalSink::default();
+    let (started, body) = counter();
+    let c = EphemeralWorkCoordinator::new(
+        body,
+        EphemeralOptions::default()
+            .signals(sink.clone())
+            .defer_on("maintenance")
+            .max_defer(Duration::from_secs(10), DeferPolicy::Cancel),
+    )
+    .unwrap();
+    let _hold = sink.hold("maintenance").unwrap();
+    let id = c.enqueue(1).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(
+        c.operation(id).unwrap().state,
+        OperationState::Cancelled(CancelReason::DeferTimeout)
+    );
+    assert_eq!(started.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_defer_then_run_policy() {
+    let sink = SignalSink::default();
+    let (started, body) = counter();
+    let c = EphemeralWorkCoordinator::new(
+        body,
+        EphemeralOptions::default()
+            .signals(sink.clone())
+            .defer_on("maintenance")
+            .max_defer(Duration::from_secs(10), DeferPolicy::Run),
+    )
+    .unwrap();
+    let _hold = sink.hold("maintenance").unwrap();
+    c.enqueue(1).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    assert_eq!(started.load(Ordering::SeqCst), 0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(started.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_coordinator_completes_on_a_drain_signal() {
+    let sink = SignalSink::default();
+    let (_, body) = counter();
+    let c = EphemeralWorkCoordinator::new(body, EphemeralOptions::default().signals(sink.clone()))
+        .unwrap();
+    settle().await;
+    assert!(!c.is_done());
+    sink.raise("coordinator.drain.all").unwrap();
+    settle().await;
+    assert!(c.is_done());
+    assert!(c.try_enqueue(1).is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_drain_signal_raised_before_creation_is_ignored() {
+    let sink = SignalSink::default();
+    sink.raise("coordinator.drain.all").unwrap();
+    let (_, body) = counter();
+    let c = EphemeralWorkCoordinator::new(body, EphemeralOptions::default().signals(sink.clone()))
+        .unwrap();
+    settle().await;
+    assert!(!c.is_done());
+    assert!(c.try_enqueue(1).is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn drain_by_id_and_by_pattern() {
+    let sink = SignalSink::default();
+    let make = |id: &str| {
+        let (_, body) = counter();
+        EphemeralWorkCoordinator::new(
+            body,
+            EphemeralOptions::default().signals(sink.clone()).id(id),
+        )
+        .unwrap()
+    };
+    let a = make("orders-1");
+    let b = make("orders-2");
+    let other = make("billing");
+    sink.raise_with(
+        Signal::build("coordinator.drain.id")
+            .unwrap()
+            .key("orders-1"),
+    )
+    .unwrap();
+    settle().await;
+    assert!(a.is_done() && !b.is_done() && !other.is_done());
+    sink.raise_with(
+        Signal::build("coordinator.drain.pattern")
+            .unwrap()
+            .key("orders-*"),
+    )
+    .unwrap();
+    settle().await;
+    assert!(b.is_done() && !other.is_done());
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancel_running_on_cancels_running_bodies_only_when_set() {
+    let sink = SignalSink::default();
+    let body = |_: u32, ctx: OperationContext| async move {
+        ctx.token().cancelled().await;
+        Err("stopped")
+    };
+    let with = EphemeralWorkCoordinator::new(
+        body,
+        EphemeralOptions::default()
+            .signals(sink.clone())
+            .cancel_running_on("shutdown.now"),
+    )
+    .unwrap();
+    let without =
+        EphemeralWorkCoordinator::new(body, EphemeralOptions::default().signals(sink.clone()))
+            .unwrap();
+    let a = with.enqueue(1).await.unwrap();
+    let b = without.enqueue(1).await.unwrap();
+    settle().await;
+    sink.raise("shutdown.now").unwrap();
+    settle().await;
+    assert_eq!(
+        with.operation(a).unwrap().state,
+        OperationState::Cancelled(CancelReason::Signal("shutdown.now".parse().unwrap()))
+    );
+    assert_eq!(without.operation(b).unwrap().state, OperationState::Running);
+    without.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn clear_on_clears_once_per_matching_signal() {
+    let sink = SignalSink::default();
+    let (_, body) = counter();
+    let _c = EphemeralWorkCoordinator::new(
+        body,
+        EphemeralOptions::default()
+            .signals(sink.clone())
+            .clear_on("reset.all"),
+    )
+    .unwrap();
+    settle().await;
+    sink.raise("error.a").unwrap();
+    sink.raise("reset.all").unwrap();
+    settle().await;
+    assert!(!sink.has_signal("error.*"));
+    assert_eq!(sink.count("sink.cleared"), 1);
+    sink.raise("error.b").unwrap();
+    settle().await;
+    assert!(
+        sink.has_signal("error.b"),
+        "not cleared again without a new reset"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn signals_raised_by_bodies_carry_the_operation_id_and_can_be_retracted() {
+    let sink = SignalSink::default();
+    let c = EphemeralWorkCoordinator::new(
+        |n: u32, ctx: OperationContext| async move {
+            ctx.signal("step.one").unwrap();
+            ctx.signal("step.two").unwrap();
+            if n == 1 {
+                assert_eq!(ctx.retract("step.one"), 1);
+            }
+            assert!(ctx.has_signal("step.two"));
+            Ok::<_, Infallible>(())
+        },
+        EphemeralOptions::default().signals(sink.clone()),
+    )
+    .unwrap();
+    let id = c.enqueue(1).await.unwrap();
+    c.drain().await.unwrap();
+    let mine = sink.signals_of(id);
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].name().as_str(), "step.two");
+    assert_eq!(c.operation(id).unwrap().signals.len(), 1);
+}
+
+#[derive(Debug)]
+struct Gate {
+    open: tokio::sync::watch::Receiver<bool>,
+    asked: AtomicUsize,
+}
+
+impl Admission for Gate {
+    fn admit<'a>(&'a self, request: &'a AdmissionRequest) -> BoxFuture<'a, Decision> {
+        self.asked.fetch_add(1, Ordering::SeqCst);
+        let mut open = self.open.clone();
+        let _ = request;
+        Box::pin(async move {
+            if *open.borrow() {
+                Decision::Admit
+            } else {
+                Decision::defer(async move {
+                    let _ = open.wait_for(|o| *o).await;
+                })
+            }
+        })
+    }
+}
+
+#[derive(Debug)]
+struct RefuseOdd;
+
+impl Admission for RefuseOdd {
+    fn admit<'a>(&'a self, request: &'a AdmissionRequest) -> BoxFuture<'a, Decision> {
+        let odd = request.id.as_u64() % 2 == 1;
+        Box::pin(async move {
+            if odd {
+                Decision::cancel("odd ids are refused")
+            } else {
+                Decision::Admit
+            }
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn admission_defer_holds_no_slot_and_cancel_records_the_reason() {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let gate = Arc::new(Gate {
+        open: rx,
+        asked: AtomicUsize::new(0),
+    });
+    let (started, body) = counter();
+    let c = EphemeralWorkCoordinator::with_admission(
+        body,
+        EphemeralOptions::default().max_concurrency(2),
+        vec![gate.clone()],
+    )
+    .unwrap();
+    for i in 0..10 {
+        c.enqueue(i).await.unwrap();
+    }
+    settle().await;
+    assert_eq!(started.load(Ordering::SeqCst), 0);
+    assert_eq!(c.active_count(), 0, "deferred by a hook, holding no slot");
+    assert_eq!(c.pending_count(), 10);
+    assert_eq!(gate.asked.load(Ordering::SeqCst), 10);
+    tx.send(true).unwrap();
+    c.drain().await.unwrap();
+    assert_eq!(started.load(Ordering::SeqCst), 10);
+
+    let (started, body) = counter();
+    let c = EphemeralWorkCoordinator::with_admission(
+        body,
+        EphemeralOptions::default(),
+        vec![Arc::new(RefuseOdd)],
+    )
+    .unwrap();
+    let ids = c.enqueue_many(0..10).await.unwrap();
+    c.drain().await.unwrap();
+    let odd = ids.iter().filter(|id| id.as_u64() % 2 == 1).count();
+    assert_eq!(started.load(Ordering::SeqCst), 10 - odd);
+    for snap in c.cancelled() {
+        assert_eq!(
+            snap.state,
+            OperationState::Cancelled(CancelReason::Admission(Arc::from("odd ids are refused")))
+        );
+    }
+    assert_adds_up(&c.stats());
+}

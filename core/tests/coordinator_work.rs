@@ -1,0 +1,461 @@
+//! The work coordinator: intake, limits, window, lifecycle.
+
+mod coordinator_support;
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use coordinator_support::{Gauge, assert_adds_up, settle};
+use ephemeral::{
+    CancelReason, CoordinatorError, EnqueueError, EphemeralOptions, EphemeralWorkCoordinator,
+    OperationContext, OperationState, PinError, SignalSink,
+};
+
+fn sleeper(
+    gauge: Gauge,
+) -> impl Fn(u64, OperationContext) -> futures::future::BoxFuture<'static, Result<(), Infallible>>
++ Send
++ Sync
++ 'static {
+    move |ms: u64, _ctx| {
+        let gauge = gauge.clone();
+        Box::pin(async move {
+            let _in = gauge.enter();
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_item_completes_and_stats_add_up() {
+    let gauge = Gauge::default();
+    let c = EphemeralWorkCoordinator::new(
+        sleeper(gauge.clone()),
+        EphemeralOptions::default().max_concurrency(4),
+    )
+    .unwrap();
+    for i in 0..100 {
+        c.enqueue(i % 7).await.unwrap();
+    }
+    c.drain().await.unwrap();
+    let stats = c.stats();
+    assert_eq!(stats.accepted, 100);
+    assert_eq!(stats.completed, 100);
+    assert_adds_up(&stats);
+    assert!(gauge.peak() <= 4, "peak {}", gauge.peak());
+    assert_eq!(gauge.peak(), 4);
+    assert!(c.is_done());
+}
+
+#[tokio::test(start_paused = true)]
+async fn peak_never_exceeds_limit_even_right_after_lowering() {
+    let gauge = Gauge::default();
+    let c = EphemeralWorkCoordinator::new(
+        sleeper(gauge.clone()),
+        EphemeralOptions::default()
+            .max_concurrency(8)
+            .max_pending(1000),
+    )
+    .unwrap();
+    for _ in 0..200 {
+        c.enqueue(10).await.unwrap();
+    }
+    settle().await;
+    assert_eq!(gauge.now(), 8);
+    c.set_max_concurrency(2).unwrap();
+    // The 8 running bodies finish; from then on at most 2 run.
+    tokio::time::sleep(Duration::from_millis(11)).await;
+    settle().await;
+    gauge.reset_peak();
+    assert!(gauge.now() <= 2, "running {} after lowering", gauge.now());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(gauge.peak() <= 2, "peak {} after lowering", gauge.peak());
+    c.set_max_concurrency(5).unwrap();
+    settle().await;
+    assert_eq!(gauge.now(), 5);
+    c.drain().await.unwrap();
+    assert!(gauge.peak() <= 5);
+    assert_eq!(c.stats().completed, 200);
+}
+
+#[tokio::test(start_paused = true)]
+async fn try_enqueue_gives_the_item_back() {
+    let c = EphemeralWorkCoordinator::new(
+        sleeper(Gauge::default()),
+        EphemeralOptions::default()
+            .max_concurrency(1)
+            .max_pending(2),
+    )
+    .unwrap();
+    c.pause();
+    c.try_enqueue(1).unwrap();
+    c.try_enqueue(2).unwrap();
+    match c.try_enqueue(3) {
+        Err(EnqueueError::Full(item)) => assert_eq!(item, 3),
+        other => panic!("expected Full, got {other:?}"),
+    }
+    c.complete();
+    match c.try_enqueue(4) {
+        Err(EnqueueError::Closed(item)) => assert_eq!(item, 4),
+        other => panic!("expected Closed, got {other:?}"),
+    }
+    assert!(matches!(c.enqueue(5).await, Err(EnqueueError::Closed(5))));
+    c.resume();
+    c.drain().await.unwrap();
+    assert_eq!(c.stats().completed, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn enqueue_waits_for_room() {
+    let c = EphemeralWorkCoordinator::new(
+        sleeper(Gauge::default()),
+        EphemeralOptions::default()
+            .max_concurrency(1)
+            .max_pending(1),
+    )
+    .unwrap();
+    c.enqueue(100).await.unwrap(); // taken by the worker once it runs
+    settle().await;
+    c.enqueue(100).await.unwrap(); // pending
+    let c2 = c.clone();
+    let waiter = tokio::spawn(async move { c2.enqueue(100).await });
+    settle().await;
+    assert!(!waiter.is_finished(), "enqueue should wait for room");
+    tokio::time::sleep(Duration::from_millis(101)).await;
+    assert!(waiter.await.unwrap().is_ok());
+    c.drain().await.unwrap();
+    assert_eq!(c.stats().completed, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn reserve_in_select_loses_nothing() {
+    let c = EphemeralWorkCoordinator::new(
+        sleeper(Gauge::default()),
+        EphemeralOptions::default()
+            .max_concurrency(1)
+            .max_pending(1),
+    )
+    .unwrap();
+    c.pause();
+    let mut lost = 0;
+    for round in 0..10u64 {
+        let item = 0; // a body that finishes at once, so the room comes back while paused
+        tokio::select! {
+            biased;
+            () = std::future::ready(()), if round % 2 == 0 => { lost += 1; }
+            permit = c.reserve() => { permit.unwrap().send(item).unwrap(); c.resume(); settle().await; c.pause(); }
+        }
+    }
+    c.resume();
+    c.drain().await.unwrap();
+    // Every round where the reserve branch won, its item was accepted; none vanished.
+    assert_eq!(c.stats().accepted + lost, 10);
+    assert_eq!(c.stats().completed, 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_permit_gives_room_back() {
+    let c = EphemeralWorkCoordinator::new(
+        sleeper(Gauge::default()),
+        EphemeralOptions::default().max_pending(1),
+    )
+    .unwrap();
+    c.pause();
+    let permit = c.reserve().await.unwrap();
+    assert!(matches!(c.try_enqueue(1), Err(EnqueueError::Full(1))));
+    drop(permit);
+    assert!(c.try_enqueue(2).is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_body_is_recorded_failed_and_the_worker_carries_on() {
+    let c = EphemeralWorkCoordinator::new(
+        |n: u32, _ctx: OperationContext| async move {
+            if n == 2 {
+                panic!("boom on {n}");
+            }
+            if n == 3 {
+                return Err("plain error");
+            }
+            Ok(())
+        },
+        EphemeralOptions::default().max_concurrency(1),
+    )
+    .unwrap();
+    c.enqueue_many([1, 2, 3, 4]).await.unwrap();
+    c.drain().await.unwrap();
+    let stats = c.stats();
+    assert_eq!((stats.completed, stats.failed, stats.panicked), (2, 2, 1));
+    let failed = c.failed();
+    assert_eq!(failed[0].error.as_deref(), Some("boom on 2"));
+    assert!(failed[0].panicked);
+    assert_eq!(failed[1].error.as_deref(), Some("plain error"));
+    assert!(!failed[1].panicked);
+}
+
+#[test]
+fn creating_outside_a_runtime_is_a_typed_error() {
+    let r = EphemeralWorkCoordinator::new(
+        |_: u32, _ctx: OperationContext| async { Ok::<_, Infallible>(()) },
+        EphemeralOptions::default(),
+    );
+    assert!(matches!(r, Err(CoordinatorError::NoRuntime)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_options_are_typed_errors() {
+    let r = EphemeralWorkCoordinator::new(
+        |_: u32, _ctx: OperationContext| async { Ok::<_, Infallible>(()) },
+        EphemeralOptions::default().max_tracked(0),
+    );
+    let err = r.unwrap_err();
+    assert!(err.to_string().contains("max_tracked"), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_window_bound_holds_and_pins_survive() {
+    let c = EphemeralWorkCoordinator::new(
+        sleeper(Gauge::default()),
+        EphemeralOptions::default()
+            .max_concurrency(2)
+            .max_tracked(10),
+    )
+    .unwrap();
+    let first = c.enqueue(0).await.unwrap();
+    c.pin(first).unwrap(); // pinned before it started
+    for _ in 0..50 {
+        c.enqueue(1).await.unwrap();
+    }
+    c.drain().await.unwrap();
+    let snap = c.snapshot();
+    assert_eq!(
+        snap.len(),
+        10,
+        "window holds max_tracked finished operations"
+    );
+    assert!(snap.iter().any(|s| s.id == first && s.pinned));
+    let stats = c.stats();
+    assert_eq!(stats.evicted, 41);
+    assert_eq!(stats.tracked, 10);
+    assert_adds_up(&stats);
+}
+
+#[tokio::test(start_paused = true)]
+async fn pins_count_against_the_bound() {
+    let c = EphemeralWorkCoordinator::new(
+        sleeper(Gauge::default()),
+        EphemeralOptions::default().max_tracked(2),
+    )
+    .unwrap();
+    c.pause();
+    let a = c.enqueue(1).await.unwrap();
+    let b = c.enqueue(1).await.unwrap();
+    let d = c.enqueue(1).await.unwrap();
+    c.pin(a).unwrap();
+    c.pin(b).unwrap();
+    assert!(matches!(c.pin(d), Err(PinError::TooMany { max: 2 })));
+    assert!(c.unpin(a));
+    c.pin(d).unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn finished_operations_age_out_from_their_finish() {
+    let c = EphemeralWorkCoordinator::new(
+        sleeper(Gauge::default()),
+        EphemeralOptions::default().max_lifetime(Duration::from_secs(10)),
+    )
+    .unwrap();
+    c.enqueue(5_000).await.unwrap();
+    c.drain().await.unwrap();
+    tokio::time::advance(Duration::from_secs(9)).await;
+    assert_eq!(
+        c.completed().len(),
+        1,
+        "age counts from the finish, not the enqueue"
+    );
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert!(c.completed().is_empty());
+    assert_eq!(c.stats().evicted, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn evicted_operations_leave_an_echo_of_their_signals() {
+    let sink = SignalSink::default();
+    let c = EphemeralWorkCoordinator::new(
+        |n: u32, ctx: OperationContext| async move {
+            if n == 0 {
+                ctx.signal("error.first").unwrap();
+            }
+            Ok::<_, Infallible>(())
+        },
+        EphemeralOptions::default()
+            .max_concurrency(1)
+            .max_tracked(1)
+            .signals(sink.clone())
+            .echo(true, Duration::from_secs(30), 16),
+    )
+    .unwrap();
+    let first = c.enqueue(0).await.unwrap();
+    c.enqueue(1).await.unwrap();
+    c.drain().await.unwrap();
+    assert!(c.operation(first).is_none(), "evicted");
+    let echoes = c.echoes();
+    assert_eq!(echoes.len(), 1);
+    assert_eq!(echoes[0].id, first);
+    assert_eq!(echoes[0].signals[0].name().as_str(), "error.first");
+    tokio::time::advance(Duration::from_secs(29)).await;
+    assert_eq!(c.echoes().len(), 1);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert!(c.echoes().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn explicit_evict_leaves_an_echo() {
+    let c = EphemeralWorkCoordinator::new(
+        |_: u32, ctx: OperationContext| async move {
+            ctx.signal("done.here").unwrap();
+            Ok::<_, Infallible>(())
+        },
+        EphemeralOptions::default(),
+    )
+    .unwrap();
+    let id = c.enqueue(0).await.unwrap();
+    c.drain().await.unwrap();
+    assert!(c.evict(id));
+    assert!(c.operation(id).is_none());
+    assert_eq!(c.echoes()[0].id, id);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_ignoring_its_token_is_aborted_after_the_grace_period() {
+    let c = EphemeralWorkCoordinator::new(
+        |_: u32, _ctx: OperationContext| async move {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok::<_, Infallible>(())
+        },
+        EphemeralOptions::default().abort_grace(Duration::from_secs(2)),
+    )
+    .unwrap();
+    let id = c.enqueue(0).await.unwrap();
+    settle().await;
+    assert_eq!(c.active_count(), 1);
+    c.cancel();
+    tokio::time::sleep(Duration::from_millis(1999)).await;
+    assert_eq!(c.active_count(), 1, "still within the grace period");
+    c.drain().await.unwrap();
+    let op = c.operation(id).unwrap();
+    assert_eq!(op.state, OperationState::Cancelled(CancelReason::Aborted));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_honouring_its_token_is_cancelled_with_the_reason() {
+    let c = EphemeralWorkCoordinator::new(
+        |_: u32, ctx: OperationContext| async move {
+            ctx.token().cancelled().await;
+            Err("stopped")
+        },
+        EphemeralOptions::default().max_concurrency(1),
+    )
+    .unwrap();
+    let running = c.enqueue(0).await.unwrap();
+    let pending = c.enqueue(1).await.unwrap();
+    settle().await;
+    assert!(c.cancel_operation(pending));
+    assert!(c.cancel_operation(running));
+    settle().await;
+    let st = |id| c.operation(id).unwrap().state;
+    assert_eq!(
+        st(running),
+        OperationState::Cancelled(CancelReason::Explicit)
+    );
+    assert_eq!(
+        st(pending),
+        OperationState::Cancelled(CancelReason::Explicit)
+    );
+    c.enqueue(2).await.unwrap();
+    c.cancel();
+    c.drain().await.unwrap();
+    let stats = c.stats();
+    assert_eq!(stats.cancelled, 3);
+    assert_adds_up(&stats);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_last_handle_cancels() {
+    let sink = SignalSink::default();
+    let c = EphemeralWorkCoordinator::new(
+        |_: u32, ctx: OperationContext| async move {
+            ctx.token().cancelled().await;
+            ctx.signal("body.saw.cancel").unwrap();
+            Ok::<_, Infallible>(())
+        },
+        EphemeralOptions::default().signals(sink.clone()),
+    )
+    .unwrap();
+    c.enqueue(0).await.unwrap();
+    settle().await;
+    drop(c);
+    settle().await;
+    assert!(sink.has_signal("body.saw.cancel"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn stream_intake_completes_and_errors_surface_from_drain() {
+    let c = EphemeralWorkCoordinator::new(sleeper(Gauge::default()), EphemeralOptions::default())
+        .unwrap();
+    c.intake(futures::stream::iter(0..20u64));
+    c.drain().await.unwrap();
+    assert_eq!(c.stats().completed, 20);
+
+    let c = EphemeralWorkCoordinator::new(sleeper(Gauge::default()), EphemeralOptions::default())
+        .unwrap();
+    c.intake_results(futures::stream::iter(vec![
+        Ok(1u64),
+        Ok(2),
+        Err("bad row 3"),
+        Ok(4),
+    ]));
+    let err = c.drain().await.unwrap_err();
+    assert!(err.to_string().contains("bad row 3"));
+    assert_eq!(c.stats().completed, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn drain_is_idempotent_and_awaited_by_many() {
+    let c = EphemeralWorkCoordinator::new(sleeper(Gauge::default()), EphemeralOptions::default())
+        .unwrap();
+    c.enqueue(50).await.unwrap();
+    let (a, b) = tokio::join!(c.drain(), c.drain());
+    a.unwrap();
+    b.unwrap();
+    c.drain().await.unwrap();
+    let timed = c.drain_timeout(Duration::from_secs(1)).await;
+    assert!(timed.is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn drain_timeout_returns_what_still_runs() {
+    let c = EphemeralWorkCoordinator::new(sleeper(Gauge::default()), EphemeralOptions::default())
+        .unwrap();
+    let id = c.enqueue(10_000).await.unwrap();
+    let running = c.drain_timeout(Duration::from_secs(1)).await.unwrap_err();
+    assert_eq!(running.len(), 1);
+    assert_eq!(running[0].id, id);
+}
+
+#[tokio::test(start_paused = true)]
+async fn finalized_callback_sees_every_operation() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    let c = EphemeralWorkCoordinator::new(
+        sleeper(Gauge::default()),
+        EphemeralOptions::default().on_finalized(move |snap| {
+            s2.lock().unwrap().push(snap.state.clone());
+        }),
+    )
+    .unwrap();
+    c.enqueue_many([1, 2, 3]).await.unwrap();
+    c.drain().await.unwrap();
+    assert_eq!(seen.lock().unwrap().len(), 3);
+}
