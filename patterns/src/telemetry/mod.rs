@@ -20,6 +20,8 @@
 //! Cardinality is bounded: at most `max_prefixes` distinct `prefix` values (default 64); the
 //! rest are counted under `prefix = "other"`.
 
+mod coordinator;
 mod sink;
 
+pub use coordinator::{CoordinatorMetrics, OperationRecorder};
 pub use sink::{SinkMetrics, SinkMetricsOptions};
