@@ -12,10 +12,13 @@ use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
 
+/// A span's name and its recorded fields.
+type SpanRecord = (String, HashMap<String, String>);
+
 #[derive(Default)]
 struct Recorder {
     next: AtomicU64,
-    spans: Mutex<HashMap<u64, (String, HashMap<String, String>)>>,
+    spans: Mutex<HashMap<u64, SpanRecord>>,
 }
 
 struct Fields<'a>(&'a mut HashMap<String, String>);
@@ -64,7 +67,7 @@ async fn each_operation_has_a_span_with_its_outcome() {
     let _guard = tracing::subscriber::set_default(recorder.clone());
     let coordinator = EphemeralWorkCoordinator::new(
         |n: u32, _ctx| async move {
-            if n % 2 == 0 {
+            if n.is_multiple_of(2) {
                 Ok(())
             } else {
                 Err(format!("odd {n}"))
