@@ -14,6 +14,7 @@ use ephemeral::{
 };
 use futures::future::BoxFuture;
 
+#[allow(clippy::type_complexity)]
 fn counter() -> (
     Arc<AtomicUsize>,
     impl Fn(u32, OperationContext) -> BoxFuture<'static, Result<(), Infallible>> + Send + Sync + 'static,

@@ -105,7 +105,7 @@ impl<T: Send + 'static> PriorityWorkCoordinator<T> {
                 "a priority coordinator needs at least one lane",
             ));
         }
-        lanes.sort_by(|a, b| b.priority.cmp(&a.priority));
+        lanes.sort_by_key(|l| std::cmp::Reverse(l.priority));
         let names: Arc<[Arc<str>]> = lanes.iter().map(|l| l.name.clone()).collect();
         for (i, name) in names.iter().enumerate() {
             if names[..i].contains(name) {

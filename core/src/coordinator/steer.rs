@@ -165,7 +165,6 @@ pub(crate) fn defer_active(sink: &SignalSink, defer: &Pattern, resume: Option<&P
     let Some(latest_defer) = latest_defer else {
         return false;
     };
-    !sink
-        .latest(resume.as_str())
-        .is_some_and(|r| r.sequence() > latest_defer.sequence())
+    sink.latest(resume.as_str())
+        .is_none_or(|r| r.sequence() <= latest_defer.sequence())
 }

@@ -41,7 +41,7 @@ use crate::OperationId;
 /// let coordinator = EphemeralWorkCoordinator::new(
 ///     |order: u32, ctx: OperationContext| async move {
 ///         if order == 13 {
-///             ctx.signal("error.payment")?;
+///             ctx.signal("error.payment").map_err(|e| e.to_string())?;
 ///             return Err("card declined".to_string());
 ///         }
 ///         Ok(())

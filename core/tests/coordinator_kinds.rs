@@ -1,0 +1,268 @@
+//! Keyed, result and priority coordinators, and the one-shot helper.
+
+mod coordinator_support;
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use coordinator_support::{Gauge, assert_adds_up, settle};
+use ephemeral::{
+    EnqueueError, EphemeralKeyedWorkCoordinator, EphemeralOptions, EphemeralResultCoordinator,
+    Lane, OperationContext, OperationId, PriorityWorkCoordinator, ResultError, SignalSink,
+    process_all,
+};
+
+type Log = Arc<Mutex<Vec<(String, u32)>>>;
+
+fn keyed_body(
+    log: Log,
+    gauge: Gauge,
+) -> impl Fn(
+    (String, u32, u64),
+    OperationContext,
+) -> futures::future::BoxFuture<'static, Result<(), Infallible>>
++ Send
++ Sync
++ 'static {
+    move |(key, n, ms), _ctx| {
+        let log = log.clone();
+        let gauge = gauge.clone();
+        Box::pin(async move {
+            let _in = gauge.enter();
+            log.lock().unwrap().push((key, n));
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn per_key_order_is_strict_and_limit_holds() {
+    let log = Log::default();
+    let gauge = Gauge::default();
+    let c = EphemeralKeyedWorkCoordinator::new(
+        keyed_body(log.clone(), gauge.clone()),
+        EphemeralOptions::default().max_concurrency(4),
+    )
+    .unwrap();
+    for n in 0..50u32 {
+        let key = format!("k{}", n % 5);
+        c.enqueue(key.clone(), (key, n, u64::from(n % 3)))
+            .await
+            .unwrap();
+    }
+    c.drain().await.unwrap();
+    assert!(gauge.peak() <= 4);
+    let log = log.lock().unwrap();
+    for k in 0..5 {
+        let key = format!("k{k}");
+        let seq: Vec<u32> = log
+            .iter()
+            .filter(|(kk, _)| *kk == key)
+            .map(|(_, n)| *n)
+            .collect();
+        let mut sorted = seq.clone();
+        sorted.sort_unstable();
+        assert_eq!(seq, sorted, "order of {key}");
+        assert_eq!(seq.len(), 10);
+    }
+    assert_eq!(c.key_count(), 0, "idle keys are reclaimed");
+    assert_adds_up(&c.stats());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_busy_key_does_not_block_other_keys() {
+    let log = Log::default();
+    let c = EphemeralKeyedWorkCoordinator::new(
+        keyed_body(log.clone(), Gauge::default()),
+        EphemeralOptions::default().max_concurrency(4),
+    )
+    .unwrap();
+    c.enqueue("A", ("A".into(), 1, 1_000)).await.unwrap();
+    c.enqueue("A", ("A".into(), 2, 0)).await.unwrap();
+    c.enqueue("B", ("B".into(), 1, 0)).await.unwrap();
+    settle().await;
+    // A1 runs (for 1 s), A2 waits behind it, and B1 has already started and finished.
+    assert_eq!(
+        *log.lock().unwrap(),
+        [("A".to_string(), 1), ("B".to_string(), 1)]
+    );
+    assert_eq!(c.key_stats(&"A").pending, 1);
+    assert_eq!(c.key_stats(&"A").running, 1);
+    c.drain().await.unwrap();
+    assert_eq!(log.lock().unwrap().len(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn fairness_lets_a_cold_key_through_ahead_of_a_hot_backlog() {
+    let log = Log::default();
+    let c = EphemeralKeyedWorkCoordinator::new(
+        keyed_body(log.clone(), Gauge::default()),
+        EphemeralOptions::default()
+            .max_concurrency(2)
+            .per_key_concurrency(2)
+            .fairness_threshold(4),
+    )
+    .unwrap();
+    for n in 0..40 {
+        c.enqueue("hot", ("hot".into(), n, 10)).await.unwrap();
+    }
+    settle().await;
+    c.enqueue("cold", ("cold".into(), 0, 10)).await.unwrap();
+    c.drain().await.unwrap();
+    let log = log.lock().unwrap();
+    let cold_at = log.iter().position(|(k, _)| k == "cold").unwrap();
+    // Two hot items were running when the cold one arrived; it starts in the next free slot.
+    assert!(cold_at <= 3, "cold key started at position {cold_at}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn keys_are_rendered_in_snapshots() {
+    let c = EphemeralKeyedWorkCoordinator::new(
+        |_: u32, _ctx: OperationContext| async { Ok::<_, Infallible>(()) },
+        EphemeralOptions::default(),
+    )
+    .unwrap();
+    let id = c.enqueue(42u64, 1).await.unwrap();
+    c.drain().await.unwrap();
+    assert_eq!(c.operation(id).unwrap().key.as_deref(), Some("42"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn results_are_kept_and_awaited() {
+    let c = EphemeralResultCoordinator::new(
+        |n: u64, _ctx: OperationContext| async move {
+            tokio::time::sleep(Duration::from_millis(n)).await;
+            if n == 7 { Err("seven") } else { Ok(n * 2) }
+        },
+        EphemeralOptions::default().max_tracked(3),
+    )
+    .unwrap();
+    let a = c.enqueue(10).await.unwrap();
+    assert!(c.result(a).is_none(), "not finished yet");
+    assert_eq!(c.wait_for_result(a).await.unwrap(), 20);
+    assert_eq!(c.result(a).unwrap().unwrap(), 20);
+    let bad = c.enqueue(7).await.unwrap();
+    assert!(matches!(
+        c.wait_for_result(bad).await,
+        Err(ResultError::Failed { .. })
+    ));
+    assert!(matches!(
+        c.wait_for_result(OperationId::from_raw(u64::MAX)).await,
+        Err(ResultError::Unknown(_))
+    ));
+    for n in 0..5 {
+        c.enqueue(n).await.unwrap();
+    }
+    c.drain().await.unwrap();
+    assert!(
+        matches!(c.wait_for_result(a).await, Err(ResultError::Unknown(_))),
+        "evicted"
+    );
+    assert_eq!(c.results().len(), 3);
+    assert_eq!(c.successful().len(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn priority_lanes_start_highest_first_and_full_lanes_refuse() {
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let seen = order.clone();
+    let c = PriorityWorkCoordinator::new(
+        move |job: u32, _ctx: OperationContext| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push(job);
+                Ok::<_, Infallible>(())
+            }
+        },
+        vec![
+            Lane::new("low", 0),
+            Lane::new("high", 10).max_depth(2),
+            Lane::new("mid", 5),
+        ],
+        EphemeralOptions::default().max_concurrency(1),
+    )
+    .unwrap();
+    c.pause();
+    c.enqueue("low", 1).await.unwrap();
+    c.enqueue("mid", 2).await.unwrap();
+    c.enqueue("high", 3).await.unwrap();
+    c.enqueue("high", 4).await.unwrap();
+    match c.enqueue("high", 5).await {
+        Err(EnqueueError::Refused { item, lane, reason }) => {
+            assert_eq!((item, &*lane), (5, "high"));
+            assert!(reason.contains("max depth"));
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(matches!(
+        c.enqueue("nope", 6).await,
+        Err(EnqueueError::Refused { .. })
+    ));
+    assert_eq!(c.lane_depth("high"), 2);
+    c.resume();
+    c.drain().await.unwrap();
+    assert_eq!(*order.lock().unwrap(), [3, 4, 2, 1]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deferred_lane_never_stalls_the_others() {
+    let sink = SignalSink::default();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let seen = order.clone();
+    let c = PriorityWorkCoordinator::new(
+        move |job: u32, _ctx: OperationContext| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push(job);
+                Ok::<_, Infallible>(())
+            }
+        },
+        vec![
+            Lane::new("high", 10).defer_on("db.busy"),
+            Lane::new("low", 0).cancel_on("low.off"),
+        ],
+        EphemeralOptions::default()
+            .max_concurrency(1)
+            .signals(sink.clone()),
+    )
+    .unwrap();
+    let hold = sink.hold("db.busy").unwrap();
+    c.enqueue("high", 1).await.unwrap();
+    c.enqueue("low", 2).await.unwrap();
+    settle().await;
+    assert_eq!(
+        *order.lock().unwrap(),
+        [2],
+        "low ran while high is deferred"
+    );
+    drop(hold);
+    c.drain().await.unwrap();
+    assert_eq!(*order.lock().unwrap(), [2, 1]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn process_all_returns_a_summary() {
+    let gauge = Gauge::default();
+    let g = gauge.clone();
+    let summary = process_all(0..100u32, 8, move |n, _ctx| {
+        let g = g.clone();
+        async move {
+            let _in = g.enter();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            if n % 10 == 0 {
+                Err(format!("bad {n}"))
+            } else {
+                Ok(())
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(summary.total, 100);
+    assert_eq!(summary.completed, 90);
+    assert_eq!(summary.failed, 10);
+    assert_eq!(summary.failures.len(), 10);
+    assert!(gauge.peak() <= 8);
+}
