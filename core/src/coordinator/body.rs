@@ -4,7 +4,7 @@ use std::fmt::Display;
 use std::sync::Arc;
 
 use super::context::OperationContext;
-use super::engine::BodyFn;
+use super::shared::BodyFn;
 
 /// Boxes `body`'s future and renders its error through `Display`.
 pub(crate) fn erase<T, R, E, F, Fut>(body: F) -> BodyFn<T, R>

@@ -46,6 +46,7 @@ mod options;
 mod priority;
 mod queue;
 mod result;
+mod shared;
 mod snapshot;
 mod steer;
 mod window;

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::engine::Shared;
 use super::options::DeferPolicy;
 use super::queue::Queue;
+use super::shared::Shared;
 use super::snapshot::{CancelReason, OperationState};
 use crate::{Pattern, SignalSink};
 

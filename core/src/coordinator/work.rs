@@ -7,10 +7,11 @@ use super::admission::Admission;
 use super::body::erase;
 use super::common::common_methods;
 use super::context::OperationContext;
-use super::engine::{Engine, Reserved};
+use super::engine::Engine;
 use super::error::{CoordinatorError, EnqueueError};
 use super::options::EphemeralOptions;
 use super::queue::Fifo;
+use super::shared::Reserved;
 use crate::OperationId;
 
 /// Runs an async body on every enqueued item, at most `max_concurrency` at once, starting
@@ -41,7 +42,7 @@ use crate::OperationId;
 /// let coordinator = EphemeralWorkCoordinator::new(
 ///     |order: u32, ctx: OperationContext| async move {
 ///         if order == 13 {
-///             ctx.signal("error.payment")?;
+///             ctx.signal("error.payment").map_err(|e| e.to_string())?;
 ///             return Err("card declined".to_string());
 ///         }
 ///         Ok(())

@@ -11,8 +11,8 @@ use tracing::Instrument;
 
 use super::admission::{AdmissionRequest, Decision};
 use super::context::OperationContext;
-use super::engine::{Core, Shared};
 use super::queue::{Job, Queue};
+use super::shared::{Core, Shared};
 use super::snapshot::{CancelReason, OperationState};
 
 /// A popped job and the token of its operation.

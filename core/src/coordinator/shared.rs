@@ -1,0 +1,368 @@
+//! The engine's shared state: the lock-guarded core, the rules, and what workers, the
+//! steering task and handles do to it.
+//!
+//! Locking: one mutex (`core`) guards the queue, the counters and the window; every critical
+//! section is short and runs no user code (bodies, hooks and callbacks run after it is
+//! released). Lock order is core → sink (the sink never calls back while locked).
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::runtime::Handle;
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::admission::Admission;
+use super::context::ContextShared;
+use super::error::{EnqueueError, IntakeError};
+use super::options::{DeferPolicy, FinalizedCallback};
+use super::queue::{Job, Queue};
+use super::snapshot::{CancelReason, OperationSnapshot, OperationState};
+use super::window::{Record, Window};
+use crate::{OperationId, Pattern};
+
+/// A type-erased body: the item and its context in, a boxed future out.
+pub(crate) type BodyFn<T, R> =
+    Arc<dyn Fn(T, OperationContextArg) -> BoxFuture<'static, Result<R, Arc<str>>> + Send + Sync>;
+
+pub(crate) type OperationContextArg = super::context::OperationContext;
+
+/// The rules read from the options once.
+pub(crate) struct Rules {
+    pub(crate) name: Arc<str>,
+    pub(crate) id: Arc<str>,
+    pub(crate) cancel_on: Option<Pattern>,
+    pub(crate) cancel_running_on: Option<Pattern>,
+    pub(crate) defer_on: Option<Pattern>,
+    pub(crate) resume_on: Option<Pattern>,
+    pub(crate) clear_on: Option<Pattern>,
+    pub(crate) drain_signals: bool,
+    pub(crate) max_defer: Option<Duration>,
+    pub(crate) defer_policy: DeferPolicy,
+    pub(crate) abort_grace: Duration,
+    pub(crate) on_finalized: Option<FinalizedCallback>,
+    /// Extra patterns whose changes must wake the workers (lane defer/resume rules).
+    pub(crate) extra_watch: Vec<Pattern>,
+}
+
+/// Everything under the engine's lock.
+pub(crate) struct Core<T, R, Q: Queue<T>> {
+    pub(crate) queue: Q,
+    pub(crate) parked: usize,
+    pub(crate) running: usize,
+    pub(crate) workers: usize,
+    pub(crate) idle: usize,
+    pub(crate) limit: usize,
+    pub(crate) paused: bool,
+    pub(crate) closed: bool,
+    pub(crate) cancelled: bool,
+    pub(crate) intakes: usize,
+    pub(crate) done: bool,
+    /// When the current deferral began (the first time a start was held back by it).
+    pub(crate) defer_since: Option<Instant>,
+    /// `max_defer` passed under `DeferPolicy::Run`: starts go ahead until the deferral ends.
+    pub(crate) defer_override: bool,
+    pub(crate) window: Window<R>,
+    pub(crate) accepted: u64,
+    pub(crate) completed: u64,
+    pub(crate) failed: u64,
+    pub(crate) cancelled_count: u64,
+    pub(crate) panicked: u64,
+    pub(crate) peak: u64,
+    pub(crate) intake_error: Option<IntakeError>,
+    pub(crate) _item: std::marker::PhantomData<fn(T)>,
+}
+
+/// State shared by handles, workers and the steering task.
+pub(crate) struct Shared<T, R, Q: Queue<T>> {
+    pub(crate) core: Mutex<Core<T, R, Q>>,
+    /// Workers wait here for work.
+    pub(crate) work: Notify,
+    /// Woken on every finish while result waiters exist.
+    pub(crate) finished: Notify,
+    pub(crate) done: watch::Sender<bool>,
+    /// Room for pending items (`max_pending`).
+    pub(crate) room: Semaphore,
+    pub(crate) body: BodyFn<T, R>,
+    pub(crate) ctx: Arc<ContextShared>,
+    pub(crate) rules: Rules,
+    pub(crate) root: CancellationToken,
+    pub(crate) hooks: Vec<Arc<dyn Admission>>,
+    pub(crate) runtime: Handle,
+    pub(crate) created_seq: u64,
+    /// Wakes the steering task (a deferral began).
+    pub(crate) steer: Notify,
+    /// How many `wait_for_result` calls are waiting, so finishes skip the notify otherwise.
+    pub(crate) waiting: std::sync::atomic::AtomicUsize,
+}
+
+/// Room reserved for one item.
+pub(crate) struct Reserved<T: Send + 'static, R: Send + 'static, Q: Queue<T>> {
+    pub(crate) shared: Option<Arc<Shared<T, R, Q>>>,
+}
+
+impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Reserved<T, R, Q> {
+    pub(crate) fn send(
+        mut self,
+        item: T,
+        route: Q::Route,
+        key: Option<Arc<str>>,
+    ) -> Result<OperationId, EnqueueError<T>> {
+        match self.shared.take() {
+            Some(shared) => shared.accept(item, route, key, false),
+            None => Err(EnqueueError::Closed(item)),
+        }
+    }
+}
+
+impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Drop for Reserved<T, R, Q> {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.take() {
+            shared.room.add_permits(1);
+        }
+    }
+}
+
+impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Shared<T, R, Q> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Core<T, R, Q>> {
+        // No user code runs under this lock, so poisoning can only follow a bug in the engine;
+        // the state is still consistent between statements, so carry on.
+        self.core.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Accepts an item whose room (a `room` permit, forgotten) the caller holds.
+    pub(crate) fn accept(
+        self: &Arc<Self>,
+        item: T,
+        route: Q::Route,
+        key: Option<Arc<str>>,
+        from_intake: bool,
+    ) -> Result<OperationId, EnqueueError<T>> {
+        let id = OperationId::next();
+        let now = Instant::now();
+        let mut core = self.lock();
+        if core.cancelled || (core.closed && !from_intake) {
+            drop(core);
+            self.room.add_permits(1);
+            return Err(EnqueueError::Closed(item));
+        }
+        if let Some((lane, reason)) = core.queue.refuse(&route) {
+            drop(core);
+            self.room.add_permits(1);
+            return Err(EnqueueError::Refused { item, lane, reason });
+        }
+        core.window
+            .records
+            .insert(id, Record::pending(key.clone(), now));
+        core.accepted += 1;
+        core.queue.push(Job {
+            id,
+            item,
+            route,
+            key,
+            cancel: None,
+        });
+        let spawn = core.idle == 0 && core.workers < core.limit;
+        if spawn {
+            core.workers += 1;
+        }
+        drop(core);
+        if spawn {
+            self.spawn_worker();
+        } else {
+            self.work.notify_one();
+        }
+        Ok(id)
+    }
+
+    pub(crate) fn spawn_worker(self: &Arc<Self>) {
+        self.runtime.spawn(super::worker::run(self.clone()));
+    }
+
+    /// Spawns the workers the queue can use now and wakes every waiting one.
+    pub(crate) fn wake_all(self: &Arc<Self>, mut core: MutexGuard<'_, Core<T, R, Q>>) {
+        let wanted = core.limit.min(core.running + core.queue.len());
+        let spawn = wanted.saturating_sub(core.workers);
+        core.workers += spawn;
+        drop(core);
+        for _ in 0..spawn {
+            self.spawn_worker();
+        }
+        self.work.notify_waiters();
+    }
+
+    pub(crate) fn complete(self: &Arc<Self>) {
+        let mut core = self.lock();
+        if !core.closed {
+            core.closed = true;
+            if core.intakes == 0 {
+                self.room.close();
+            }
+        }
+        self.check_done(&mut core);
+        drop(core);
+        self.work.notify_waiters();
+    }
+
+    /// `cancel()` and dropping the last handle: refuse new items, cancel pending ones, and
+    /// cancel running bodies through their tokens.
+    pub(crate) fn shutdown(self: &Arc<Self>) {
+        let now = Instant::now();
+        let mut core = self.lock();
+        core.closed = true;
+        core.cancelled = true;
+        self.room.close();
+        let jobs = core.queue.take_all();
+        let mut finals = Vec::new();
+        for job in jobs {
+            self.room.add_permits(1);
+            if let Some(snap) = self.settle(
+                &mut core,
+                job.id,
+                now,
+                OperationState::Cancelled(CancelReason::Shutdown),
+            ) {
+                finals.push(snap);
+            }
+        }
+        self.check_done(&mut core);
+        drop(core);
+        self.root.cancel();
+        self.work.notify_waiters();
+        self.finished.notify_waiters();
+        self.finalized(finals);
+    }
+
+    pub(crate) fn cancel_one(self: &Arc<Self>, id: OperationId, reason: CancelReason) -> bool {
+        let now = Instant::now();
+        let mut core = self.lock();
+        if let Some(job) = core.queue.remove(id) {
+            self.room.add_permits(1);
+            let snap = self.settle(&mut core, job.id, now, OperationState::Cancelled(reason));
+            self.check_done(&mut core);
+            drop(core);
+            self.notify_finished();
+            self.finalized(snap.into_iter().collect());
+            return true;
+        }
+        let Some(record) = core.window.records.get_mut(&id) else {
+            return false;
+        };
+        match (&record.state, &record.token) {
+            (OperationState::Running, Some(token)) => {
+                record.cancel_requested.get_or_insert(reason);
+                token.cancel();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Records a terminal state for a job that never ran (or whose body ended), counts it,
+    /// and files it in the window. Returns the snapshot when a finalized callback wants it.
+    pub(crate) fn settle(
+        &self,
+        core: &mut Core<T, R, Q>,
+        id: OperationId,
+        now: Instant,
+        state: OperationState,
+    ) -> Option<OperationSnapshot> {
+        match &state {
+            OperationState::Completed => core.completed += 1,
+            OperationState::Failed => core.failed += 1,
+            OperationState::Cancelled(_) => core.cancelled_count += 1,
+            OperationState::Pending | OperationState::Running => {}
+        }
+        let record = core.window.records.get_mut(&id)?;
+        record.state = state;
+        record.finished = Some(now);
+        record.token = None;
+        let snap = self
+            .rules
+            .on_finalized
+            .as_ref()
+            .map(|_| record.snapshot(id));
+        core.window.finished(id, now, &self.ctx);
+        snap
+    }
+
+    /// Wakes result waiters, if there are any.
+    pub(crate) fn notify_finished(&self) {
+        // SeqCst: see `wait_record`.
+        if self.waiting.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            self.finished.notify_waiters();
+        }
+    }
+
+    pub(crate) fn finalized(&self, snaps: Vec<OperationSnapshot>) {
+        if let Some(callback) = &self.rules.on_finalized {
+            for snap in &snaps {
+                callback(snap);
+            }
+        }
+    }
+
+    pub(crate) fn check_done(&self, core: &mut Core<T, R, Q>) {
+        if !core.done
+            && core.closed
+            && core.queue.len() == 0
+            && core.parked == 0
+            && core.running == 0
+            && core.intakes == 0
+        {
+            core.done = true;
+            self.done.send_replace(true);
+            self.work.notify_waiters();
+            self.steer.notify_one();
+        }
+    }
+
+    /// Whether the built-in defer rule holds starts back now. Arms the deferral clock.
+    pub(crate) fn deferred(&self, core: &mut Core<T, R, Q>) -> bool {
+        let Some(defer) = &self.rules.defer_on else {
+            return false;
+        };
+        let active =
+            super::steer::defer_active(&self.ctx.sink, defer, self.rules.resume_on.as_ref());
+        if !active {
+            core.defer_since = None;
+            core.defer_override = false;
+            return false;
+        }
+        if core.defer_override {
+            return false;
+        }
+        if core.defer_since.is_none() {
+            core.defer_since = Some(Instant::now());
+            if self.rules.max_defer.is_some() {
+                self.steer.notify_one();
+            }
+        }
+        true
+    }
+
+    /// The pattern the steering task watches, if it has anything to do.
+    pub(crate) fn steer_pattern(&self) -> Option<Pattern> {
+        let r = &self.rules;
+        let mut parts: Vec<&str> = Vec::new();
+        if r.drain_signals {
+            parts.push("coordinator.drain.*");
+        }
+        for p in [&r.cancel_running_on, &r.defer_on, &r.resume_on, &r.clear_on]
+            .into_iter()
+            .flatten()
+        {
+            parts.push(p.as_str());
+        }
+        for p in &r.extra_watch {
+            parts.push(p.as_str());
+        }
+        if parts.is_empty() {
+            None
+        } else {
+            Some(Pattern::new(&parts.join(",")))
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! The adaptive limiter: GCRA at a rate that signals cut and time restores.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use ephemeral::{HeaderValue, Listener, Signal, SignalSink, command};
+use tokio::time::Instant;
+
+use ephemeral_atoms::rate_limit::{GcraLimiter, RateLimiter as _, Tunable as _};
+
+/// Settings of an [`AdaptiveRate`].
+///
+/// Defaults: 100 per second, burst 1, listening to every signal (`*`), decrease factor 0.5,
+/// minimum 1 per second, recovery ×1.5 every second.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct AdaptiveRateOptions {
+    rate: f64,
+    burst: u32,
+    pattern: String,
+    decrease: f64,
+    min_rate: f64,
+    recover_factor: f64,
+    recover_every: Duration,
+}
+
+impl Default for AdaptiveRateOptions {
+    fn default() -> Self {
+        Self {
+            rate: 100.0,
+            burst: 1,
+            pattern: "*".to_owned(),
+            decrease: 0.5,
+            min_rate: 1.0,
+            recover_factor: 1.5,
+            recover_every: Duration::from_secs(1),
+        }
+    }
+}
+
+impl AdaptiveRateOptions {
+    /// The base rate, in starts per second, reached again after recovery.
+    pub fn rate_per_second(mut self, rate: f64) -> Self {
+        self.rate = rate;
+        self
+    }
+
+    /// How many starts may go at once (default 1).
+    pub fn burst(mut self, burst: u32) -> Self {
+        self.burst = burst;
+        self
+    }
+
+    /// Which signals are read for `rate-limit:<duration>` or a `retry-after` header (default
+    /// `*`; narrow it, e.g. to `*rate-limit*,http.429`, to spare the listener on busy sinks).
+    pub fn listen_on(mut self, pattern: &str) -> Self {
+        self.pattern = pattern.to_owned();
+        self
+    }
+
+    /// Each throttle signal multiplies the current rate by `factor` (in (0, 1]), never going
+    /// below `min_rate` per second.
+    pub fn decrease(mut self, factor: f64, min_rate: f64) -> Self {
+        self.decrease = factor;
+        self.min_rate = min_rate;
+        self
+    }
+
+    /// After a pause ends, the rate is multiplied by `factor` (> 1) every `every`, up to the
+    /// base rate.
+    pub fn recovery(mut self, factor: f64, every: Duration) -> Self {
+        self.recover_factor = factor;
+        self.recover_every = every;
+        self
+    }
+
+    fn validate(&self) -> Result<(), AdaptiveRateError> {
+        let positive = |x: f64| x.is_finite() && x > 0.0;
+        if !positive(self.rate) || !positive(self.min_rate) || self.min_rate > self.rate {
+            return Err(AdaptiveRateError::Rates {
+                rate: self.rate,
+                min_rate: self.min_rate,
+            });
+        }
+        // At least one start per 1000 days keeps every interval well inside tokio's clock;
+        // at most 1e9 per second is what the GCRA resolves (one nanosecond apart).
+        if self.min_rate < 1.0 / 86_400_000.0 || self.rate > 1e9 {
+            return Err(AdaptiveRateError::Rates {
+                rate: self.rate,
+                min_rate: self.min_rate,
+            });
+        }
+        if self.burst == 0 {
+            return Err(AdaptiveRateError::ZeroBurst);
+        }
+        if !(positive(self.decrease) && self.decrease <= 1.0) {
+            return Err(AdaptiveRateError::Decrease(self.decrease));
+        }
+        if !(self.recover_factor.is_finite() && self.recover_factor > 1.0)
+            || self.recover_every.is_zero()
+        {
+            return Err(AdaptiveRateError::Recovery {
+                factor: self.recover_factor,
+                every: self.recover_every,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Why an [`AdaptiveRate`] could not be built.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdaptiveRateError {
+    /// The base or minimum rate is not a positive finite number, or the minimum exceeds the
+    /// base.
+    #[error(
+        "rate {rate}/s with minimum {min_rate}/s: both must be finite, at least one per 1000 days, at most 1e9 per second, and min <= rate"
+    )]
+    Rates {
+        /// The base rate.
+        rate: f64,
+        /// The minimum rate.
+        min_rate: f64,
+    },
+    /// The burst was 0.
+    #[error("a burst of 0 would never admit anything: use at least 1")]
+    ZeroBurst,
+    /// The decrease factor was outside (0, 1].
+    #[error("decrease factor {0} is outside (0, 1]: use 0.5 to halve the rate on each signal")]
+    Decrease(f64),
+    /// The recovery factor was not above 1 or the interval was zero.
+    #[error("recovery factor {factor} every {every:?}: use a factor > 1 and a non-zero interval")]
+    Recovery {
+        /// The recovery factor.
+        factor: f64,
+        /// The recovery interval.
+        every: Duration,
+    },
+    /// Built outside a tokio runtime.
+    #[error("an adaptive rate limiter needs a tokio runtime: create it inside one")]
+    NoRuntime,
+}
+
+/// A rate limiter that slows down on `rate-limit:<duration>` signals or `retry-after` headers
+/// and recovers gradually.
+///
+/// Cheap to clone; clones share one limit.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use ephemeral::SignalSink;
+/// use ephemeral_patterns::adaptive_rate::{AdaptiveRate, AdaptiveRateOptions};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let sink = SignalSink::default();
+/// let limiter = AdaptiveRate::new(&sink, AdaptiveRateOptions::default().rate_per_second(10.0))?;
+/// limiter.acquire().await; // first start goes at once
+///
+/// sink.raise("api.rate-limit:2s")?; // the downstream asks for a 2 s pause
+/// assert_eq!(limiter.paused_for(), Some(Duration::from_secs(2)));
+/// assert_eq!(limiter.current_rate(), 5.0); // and the rate is halved
+///
+/// let start = tokio::time::Instant::now();
+/// limiter.acquire().await;
+/// assert!(start.elapsed() >= Duration::from_secs(2));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct AdaptiveRate {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    options: AdaptiveRateOptions,
+    state: Mutex<State>,
+    listener: Mutex<Option<Listener>>,
+}
+
+struct State {
+    gcra: GcraLimiter,
+    current: f64,
+    paused_until: Option<Instant>,
+    /// Recovery steps are counted from here (the end of the last pause).
+    recover_from: Instant,
+    throttles: u64,
+    bad_signals: u64,
+    last_bad_signal: Option<String>,
+}
+
+impl AdaptiveRate {
+    /// A limiter at the base rate, listening to `sink`.
+    ///
+    /// # Errors
+    ///
+    /// [`AdaptiveRateError`] for invalid options or outside a tokio runtime.
+    pub fn new(sink: &SignalSink, options: AdaptiveRateOptions) -> Result<Self, AdaptiveRateError> {
+        options.validate()?;
+        tokio::runtime::Handle::try_current().map_err(|_| AdaptiveRateError::NoRuntime)?;
+        let gcra = GcraLimiter::new(options.rate, options.burst).map_err(|_| {
+            AdaptiveRateError::Rates {
+                rate: options.rate,
+                min_rate: options.min_rate,
+            }
+        })?;
+        let inner = Arc::new(Inner {
+            state: Mutex::new(State {
+                gcra,
+                current: options.rate,
+                paused_until: None,
+                recover_from: Instant::now(),
+                throttles: 0,
+                bad_signals: 0,
+                last_bad_signal: None,
+            }),
+            listener: Mutex::new(None),
+            options,
+        });
+        let weak = Arc::downgrade(&inner);
+        let listener = sink.on_signal(&inner.options.pattern, move |signal| {
+            if let Some(inner) = weak.upgrade() {
+                inner.read(signal);
+            }
+        });
+        *lock(&inner.listener) = Some(listener);
+        Ok(Self { inner })
+    }
+
+    /// Waits until a start is allowed, then takes it. Dropping the future takes nothing.
+    pub async fn acquire(&self) {
+        while let Err(wait) = self.try_acquire() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Takes a start now if allowed; otherwise says how long until one may be.
+    ///
+    /// # Errors
+    ///
+    /// The time to wait, when no start is allowed now.
+    pub fn try_acquire(&self) -> Result<(), Duration> {
+        let now = Instant::now();
+        let mut state = lock(&self.inner.state);
+        if let Some(until) = state.paused_until {
+            if until > now {
+                return Err(until - now);
+            }
+            state.paused_until = None;
+        }
+        self.inner.recover(&mut state, now);
+        state
+            .gcra
+            .try_acquire()
+            .map_err(|limited| limited.retry_after)
+    }
+
+    /// Slows down as a `rate-limit:<pause>` signal would: no start for `pause`, and the rate
+    /// cut by the decrease factor.
+    pub fn throttle(&self, pause: Duration) {
+        self.inner.throttle(pause);
+    }
+
+    /// The current rate in starts per second (after any recovery due by now).
+    #[must_use]
+    pub fn current_rate(&self) -> f64 {
+        let mut state = lock(&self.inner.state);
+        self.inner.recover(&mut state, Instant::now());
+        state.current
+    }
+
+    /// The base rate, in starts per second.
+    #[must_use]
+    pub fn base_rate(&self) -> f64 {
+        self.inner.options.rate
+    }
+
+    /// While paused by a signal, how long the pause still lasts.
+    #[must_use]
+    pub fn paused_for(&self) -> Option<Duration> {
+        let now = Instant::now();
+        lock(&self.inner.state)
+            .paused_until
+            .filter(|until| *until > now)
+            .map(|until| until - now)
+    }
+
+    /// How many throttle signals (or calls) were applied.
+    #[must_use]
+    pub fn throttles(&self) -> u64 {
+        lock(&self.inner.state).throttles
+    }
+
+    /// How many `rate-limit` signals or `retry-after` headers could not be read, and the last
+    /// such signal's name with the reason. They are ignored, not guessed at.
+    #[must_use]
+    pub fn bad_signals(&self) -> (u64, Option<String>) {
+        let state = lock(&self.inner.state);
+        (state.bad_signals, state.last_bad_signal.clone())
+    }
+}
+
+impl Inner {
+    fn read(&self, signal: &Signal) {
+        let name = signal.name().as_str();
+        let pause = match command::duration(name, "rate-limit") {
+            Ok(Some(pause)) => Some(Ok(pause)),
+            Ok(None) => retry_after(signal),
+            Err(e) => Some(Err(e.to_string())),
+        };
+        match pause {
+            Some(Ok(pause)) => self.throttle(pause),
+            Some(Err(reason)) => {
+                let mut state = lock(&self.state);
+                state.bad_signals += 1;
+                state.last_bad_signal = Some(format!("{name}: {reason}"));
+            }
+            None => {}
+        }
+    }
+
+    fn throttle(&self, pause: Duration) {
+        let now = Instant::now();
+        let mut state = lock(&self.state);
+        self.recover(&mut state, now);
+        state.throttles += 1;
+        state.current = (state.current * self.options.decrease).max(self.options.min_rate);
+        Self::apply(&state);
+        let until = now.checked_add(pause);
+        let until = match (state.paused_until, until) {
+            (Some(old), Some(new)) => Some(old.max(new)),
+            (old, new) => new.or(old),
+        };
+        state.paused_until = until;
+        state.recover_from = until.unwrap_or(now);
+    }
+
+    fn recover(&self, state: &mut State, now: Instant) {
+        if state.current >= self.options.rate || now <= state.recover_from {
+            return;
+        }
+        let every = self.options.recover_every;
+        let steps = (now - state.recover_from).as_nanos() / every.as_nanos();
+        if steps == 0 {
+            return;
+        }
+        let steps = u32::try_from(steps).unwrap_or(u32::MAX);
+        let grown = state.current * self.options.recover_factor.powi(steps.min(1_000) as i32);
+        state.current = grown.min(self.options.rate);
+        state.recover_from += every.saturating_mul(steps);
+        Self::apply(state);
+    }
+
+    /// Hands the current rate to the GCRA. The rate is validated at construction to lie
+    /// within what the limiter accepts (between `min_rate` and `rate`), so this cannot fail;
+    /// if it somehow did, the limiter keeps its previous rate, which is still within bounds.
+    fn apply(state: &State) {
+        let _ = state.gcra.set_rate(state.current);
+    }
+}
+
+/// The pause a `retry-after` header asks for, if the signal has one.
+fn retry_after(signal: &Signal) -> Option<Result<Duration, String>> {
+    let value = signal
+        .header("retry-after")
+        .or_else(|| signal.header("Retry-After"))?;
+    Some(match value {
+        HeaderValue::Int(secs) => u64::try_from(*secs)
+            .map(Duration::from_secs)
+            .map_err(|_| format!("retry-after {secs} is negative")),
+        HeaderValue::Float(secs) => {
+            Duration::try_from_secs_f64(*secs).map_err(|e| format!("retry-after {secs}: {e}"))
+        }
+        HeaderValue::Str(text) => command::parse_duration(text),
+        other => Err(format!("retry-after {other} is not a duration")),
+    })
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Poisoned only if a panic hit mid-update; every update is a single consistent step.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl fmt::Debug for AdaptiveRate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = lock(&self.inner.state);
+        f.debug_struct("AdaptiveRate")
+            .field("base_rate", &self.inner.options.rate)
+            .field("current_rate", &state.current)
+            .field("paused_until", &state.paused_until)
+            .field("throttles", &state.throttles)
+            .finish_non_exhaustive()
+    }
+}

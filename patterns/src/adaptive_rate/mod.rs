@@ -1,0 +1,29 @@
+//! Adaptive rate limiting: slow intake when the downstream says so, recover gradually.
+//!
+//! # When to use it
+//!
+//! When a downstream tells you to back off — an API answering 429 with `Retry-After`, a
+//! database raising `rate-limit:5s` — and you want every producer sharing the sink to slow
+//! down, not just the one that got the answer. [`AdaptiveRate`] listens to the sink:
+//!
+//! * a command signal `rate-limit:<duration>` (at a segment boundary, so
+//!   `payments.rate-limit:2s` counts too), or
+//! * any matching signal with a `retry-after` header (seconds as a number, or a duration
+//!   string such as `1m 30s`)
+//!
+//! pauses intake for that duration and cuts the rate by the decrease factor (halved by
+//! default, never below the minimum). After the pause, the rate grows back by the recovery
+//! factor every recovery interval until it reaches the base rate again.
+//!
+//! The limiter is the `ephemeral-atoms` GCRA (`GcraLimiter`), retuned with `set_rate` on
+//! every throttle and recovery step.
+//!
+//! Differences from the .NET original: there the adaptive limiter never slowed anything
+//! (inert); here the rate demonstrably drops on a signal and recovers, as the tests show.
+//!
+//! Not for: a fixed rate with no feedback (a plain rate limiter is simpler).
+
+mod admission;
+mod limiter;
+
+pub use limiter::{AdaptiveRate, AdaptiveRateError, AdaptiveRateOptions};

@@ -1,0 +1,233 @@
+//! The detector: a bounded arrival history, a hold and a clearing timer.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
+
+use ephemeral::{Hold, Listener, Name, NameError, RaiseError, SignalSink};
+use tokio::runtime::Handle;
+use tokio::time::Instant;
+
+/// Why an [`AnomalyDetector`] could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnomalyError {
+    /// The window was zero.
+    #[error("the anomaly window is 0: use a non-zero window")]
+    ZeroWindow,
+    /// The prefix does not make valid names.
+    #[error("the anomaly prefix does not make valid signal names: {0}")]
+    Prefix(#[source] NameError),
+    /// Built outside a tokio runtime (the clearing timer needs one).
+    #[error("an anomaly detector needs a tokio runtime: create it inside one")]
+    NoRuntime,
+}
+
+/// Raises `<prefix>.detected` and holds `<prefix>.active` while more than `threshold`
+/// signals matching a pattern arrived within `window`; raises `<prefix>.cleared` when the
+/// count falls back.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use ephemeral::SignalSink;
+/// use ephemeral_patterns::anomaly_detector::AnomalyDetector;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let sink = SignalSink::default();
+/// let detector = AnomalyDetector::new(&sink, "error.*", 3, Duration::from_secs(10), "anomaly")?;
+/// for _ in 0..4 {
+///     sink.raise("error.db")?;
+/// }
+/// assert!(detector.is_active());
+/// assert!(sink.has_signal("anomaly.detected") && sink.has_signal("anomaly.active"));
+///
+/// tokio::time::sleep(Duration::from_secs(10)).await;
+/// # for _ in 0..3 { tokio::task::yield_now().await; }
+/// assert!(!detector.is_active());
+/// assert!(sink.has_signal("anomaly.cleared"));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct AnomalyDetector {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    sink: SignalSink,
+    threshold: usize,
+    window: Duration,
+    detected: Name,
+    cleared: Name,
+    active: Name,
+    runtime: Handle,
+    state: Mutex<State>,
+    listener: Mutex<Option<Listener>>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The last `threshold + 1` arrivals.
+    arrivals: VecDeque<Instant>,
+    active: bool,
+    hold: Option<Hold>,
+    /// Bumped on every transition and re-arm, so that stale timers do nothing.
+    generation: u64,
+    detections: u64,
+    last_sink_error: Option<RaiseError>,
+}
+
+impl AnomalyDetector {
+    /// A detector over signals matching `pattern` on `sink`, with names under `prefix`.
+    ///
+    /// # Errors
+    ///
+    /// [`AnomalyError`] for a zero window, a prefix that does not make valid names, or
+    /// outside a tokio runtime.
+    pub fn new(
+        sink: &SignalSink,
+        pattern: &str,
+        threshold: usize,
+        window: Duration,
+        prefix: &str,
+    ) -> Result<Self, AnomalyError> {
+        if window.is_zero() {
+            return Err(AnomalyError::ZeroWindow);
+        }
+        let name =
+            |suffix: &str| Name::new(&format!("{prefix}.{suffix}")).map_err(AnomalyError::Prefix);
+        let runtime = Handle::try_current().map_err(|_| AnomalyError::NoRuntime)?;
+        let inner = Arc::new(Inner {
+            sink: sink.clone(),
+            threshold,
+            window,
+            detected: name("detected")?,
+            cleared: name("cleared")?,
+            active: name("active")?,
+            runtime,
+            state: Mutex::new(State::default()),
+            listener: Mutex::new(None),
+        });
+        let weak = Arc::downgrade(&inner);
+        let listener = sink.on_signal(pattern, move |signal| {
+            if let Some(inner) = weak.upgrade() {
+                let name = signal.name();
+                // Our own signals never feed the count, even under a broad pattern.
+                if *name != inner.detected && *name != inner.cleared && *name != inner.active {
+                    inner.arrive();
+                }
+            }
+        });
+        *lock(&inner.listener) = Some(listener);
+        Ok(Self { inner })
+    }
+
+    /// Whether an anomaly is in progress.
+    #[must_use]
+    pub fn is_active(&self) -> bool {
+        lock(&self.inner.state).active
+    }
+
+    /// How many anomalies were detected so far.
+    #[must_use]
+    pub fn detections(&self) -> u64 {
+        lock(&self.inner.state).detections
+    }
+
+    /// The last error the sink returned for one of the detector's own signals or its hold.
+    #[must_use]
+    pub fn last_sink_error(&self) -> Option<RaiseError> {
+        lock(&self.inner.state).last_sink_error.clone()
+    }
+}
+
+impl Inner {
+    fn arrive(self: &Arc<Self>) {
+        let now = Instant::now();
+        let mut state = lock(&self.state);
+        state.arrivals.push_back(now);
+        while state.arrivals.len() > self.threshold + 1 {
+            state.arrivals.pop_front();
+        }
+        let Some(clear_at) = self.clear_at(&state) else {
+            return;
+        };
+        if clear_at <= now {
+            return;
+        }
+        // Every arrival above the threshold pushes the clearing instant later: re-arm.
+        state.generation += 1;
+        let generation = state.generation;
+        let newly = !state.active;
+        if newly {
+            state.active = true;
+            state.detections += 1;
+        }
+        drop(state);
+        if newly {
+            let hold = self.sink.hold_with(self.active.clone());
+            let raised = self.sink.raise_with(self.detected.clone());
+            let mut state = lock(&self.state);
+            match hold {
+                Ok(hold) if state.active => state.hold = Some(hold),
+                Ok(_) => {}
+                Err(e) => state.last_sink_error = Some(e),
+            }
+            if let Err(e) = raised {
+                state.last_sink_error = Some(e);
+            }
+        }
+        let weak: Weak<Self> = Arc::downgrade(self);
+        self.runtime.spawn(async move {
+            tokio::time::sleep_until(clear_at).await;
+            if let Some(inner) = weak.upgrade() {
+                inner.clear(generation);
+            }
+        });
+    }
+
+    /// When the count within the window falls back to the threshold, if it is above it now:
+    /// the instant the oldest of the last `threshold + 1` arrivals leaves the window.
+    fn clear_at(&self, state: &State) -> Option<Instant> {
+        if state.arrivals.len() <= self.threshold {
+            return None;
+        }
+        state.arrivals.front()?.checked_add(self.window)
+    }
+
+    fn clear(&self, generation: u64) {
+        let mut state = lock(&self.state);
+        if state.generation != generation || !state.active {
+            return;
+        }
+        state.active = false;
+        state.generation += 1;
+        let hold = state.hold.take();
+        drop(state);
+        drop(hold);
+        if let Err(e) = self.sink.raise_with(self.cleared.clone()) {
+            lock(&self.state).last_sink_error = Some(e);
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Poisoned only if a panic hit mid-update; every update is a single consistent step.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl fmt::Debug for AnomalyDetector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = lock(&self.inner.state);
+        f.debug_struct("AnomalyDetector")
+            .field("threshold", &self.inner.threshold)
+            .field("window", &self.inner.window)
+            .field("active", &state.active)
+            .field("detections", &state.detections)
+            .finish_non_exhaustive()
+    }
+}

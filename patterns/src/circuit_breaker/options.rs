@@ -1,0 +1,201 @@
+//! Options of a [`CircuitBreaker`](super::CircuitBreaker) and their validation.
+
+use std::time::Duration;
+
+use ephemeral::NameError;
+
+/// When a closed breaker opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trip {
+    /// Open after `failures` failures seen within the sliding `window`.
+    Within {
+        /// How many failures open the breaker (at least 1).
+        failures: usize,
+        /// How far back failures count (non-zero).
+        window: Duration,
+    },
+    /// Open after this many failures in a row, with no success in between (at least 1).
+    Consecutive(usize),
+}
+
+/// How a [`CircuitBreaker`](super::CircuitBreaker) trips, how long it stays open and how it
+/// probes its way back.
+///
+/// The defaults: failures are signals matching `failure`; five within 30 s open the breaker
+/// for 30 s (no growth); one probe in half-open, one success closes it; signals are named
+/// `circuit.open`, `circuit.half_open`, `circuit.closed`.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct CircuitBreakerOptions {
+    pub(crate) failure_pattern: String,
+    pub(crate) success_pattern: Option<String>,
+    pub(crate) trip: Trip,
+    pub(crate) open_for: Duration,
+    pub(crate) backoff: f64,
+    pub(crate) max_open: Duration,
+    pub(crate) probes: usize,
+    pub(crate) successes_to_close: usize,
+    pub(crate) prefix: String,
+}
+
+impl Default for CircuitBreakerOptions {
+    fn default() -> Self {
+        Self {
+            failure_pattern: "failure".to_owned(),
+            success_pattern: None,
+            trip: Trip::Within {
+                failures: 5,
+                window: Duration::from_secs(30),
+            },
+            open_for: Duration::from_secs(30),
+            backoff: 1.0,
+            max_open: Duration::from_secs(300),
+            probes: 1,
+            successes_to_close: 1,
+            prefix: "circuit".to_owned(),
+        }
+    }
+}
+
+impl CircuitBreakerOptions {
+    /// Signals matching this pattern count as failures (default `failure`). The breaker's own
+    /// signals never count, even if the pattern matches them.
+    pub fn failure_on(mut self, pattern: &str) -> Self {
+        self.failure_pattern = pattern.to_owned();
+        self
+    }
+
+    /// Signals matching this pattern count as successes (default: none; successes are then
+    /// reported with [`record_success`](super::CircuitBreaker::record_success)).
+    pub fn success_on(mut self, pattern: &str) -> Self {
+        self.success_pattern = Some(pattern.to_owned());
+        self
+    }
+
+    /// Opens after `failures` failures within `window`.
+    pub fn failures_within(mut self, failures: usize, window: Duration) -> Self {
+        self.trip = Trip::Within { failures, window };
+        self
+    }
+
+    /// Opens after `failures` failures in a row.
+    pub fn consecutive_failures(mut self, failures: usize) -> Self {
+        self.trip = Trip::Consecutive(failures);
+        self
+    }
+
+    /// How long the breaker stays open the first time (default 30 s).
+    pub fn open_for(mut self, period: Duration) -> Self {
+        self.open_for = period;
+        self
+    }
+
+    /// Each reopening from half-open multiplies the open period by `factor` (≥ 1; default 1,
+    /// no growth), up to `max_open`. A success that closes the breaker resets the period.
+    pub fn backoff(mut self, factor: f64, max_open: Duration) -> Self {
+        self.backoff = factor;
+        self.max_open = max_open;
+        self
+    }
+
+    /// How many items half-open admits as probes (default 1), and how many of them must
+    /// succeed to close the breaker (default 1, at most `probes`).
+    pub fn probes(mut self, probes: usize, successes_to_close: usize) -> Self {
+        self.probes = probes;
+        self.successes_to_close = successes_to_close;
+        self
+    }
+
+    /// The first segments of the breaker's signal names (default `circuit`, giving
+    /// `circuit.open`, `circuit.half_open`, `circuit.closed`).
+    pub fn signal_prefix(mut self, prefix: &str) -> Self {
+        self.prefix = prefix.to_owned();
+        self
+    }
+
+    /// Checks the options.
+    ///
+    /// # Errors
+    ///
+    /// The first rule broken, as a [`BreakerConfigError`].
+    pub fn validate(&self) -> Result<(), BreakerConfigError> {
+        match self.trip {
+            Trip::Within { failures: 0, .. } | Trip::Consecutive(0) => {
+                return Err(BreakerConfigError::ZeroFailures);
+            }
+            Trip::Within { window, .. } if window.is_zero() => {
+                return Err(BreakerConfigError::ZeroWindow);
+            }
+            _ => {}
+        }
+        if self.open_for.is_zero() {
+            return Err(BreakerConfigError::ZeroOpenPeriod);
+        }
+        if !self.backoff.is_finite() || self.backoff < 1.0 {
+            return Err(BreakerConfigError::Backoff(self.backoff));
+        }
+        if self.max_open < self.open_for {
+            return Err(BreakerConfigError::MaxOpenTooShort {
+                open_for: self.open_for,
+                max_open: self.max_open,
+            });
+        }
+        if self.probes == 0 {
+            return Err(BreakerConfigError::ZeroProbes);
+        }
+        if self.successes_to_close == 0 || self.successes_to_close > self.probes {
+            return Err(BreakerConfigError::Successes {
+                successes: self.successes_to_close,
+                probes: self.probes,
+            });
+        }
+        for suffix in ["open", "half_open", "closed"] {
+            ephemeral::validate_name(&format!("{}.{suffix}", self.prefix))
+                .map_err(BreakerConfigError::Prefix)?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a [`CircuitBreaker`](super::CircuitBreaker) could not be built.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+#[non_exhaustive]
+pub enum BreakerConfigError {
+    /// The trip count was zero.
+    #[error("the failure count that opens the breaker is 0: use at least 1")]
+    ZeroFailures,
+    /// The failure window was zero.
+    #[error("the failure window is 0: use a non-zero window, or consecutive_failures")]
+    ZeroWindow,
+    /// The open period was zero.
+    #[error("the open period is 0: use a non-zero open_for")]
+    ZeroOpenPeriod,
+    /// The backoff factor was below 1 or not finite.
+    #[error("the backoff factor {0} is not a finite number >= 1: use 1 for no growth")]
+    Backoff(f64),
+    /// `max_open` was shorter than `open_for`.
+    #[error("max_open {max_open:?} is shorter than open_for {open_for:?}: raise max_open")]
+    MaxOpenTooShort {
+        /// The first open period.
+        open_for: Duration,
+        /// The cap.
+        max_open: Duration,
+    },
+    /// Zero probes were allowed.
+    #[error("half-open admits 0 probes, so the breaker could never close: use at least 1")]
+    ZeroProbes,
+    /// The success count was zero or above the probe count.
+    #[error("{successes} successes to close with {probes} probes: use 1..={probes}")]
+    Successes {
+        /// Successes asked for.
+        successes: usize,
+        /// Probes allowed.
+        probes: usize,
+    },
+    /// The signal prefix does not make valid names.
+    #[error("the signal prefix does not make valid signal names: {0}")]
+    Prefix(#[source] NameError),
+    /// Built outside a tokio runtime (the open timer needs one).
+    #[error("a circuit breaker needs a tokio runtime: create it inside one")]
+    NoRuntime,
+}

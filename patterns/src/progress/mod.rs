@@ -1,0 +1,21 @@
+//! Progress signals for any byte stream: a download, a file copy, an upload.
+//!
+//! # When to use it
+//!
+//! Wrap a `Stream` of byte chunks (`Result<B, E>` with `B: AsRef<[u8]>`, the shape of
+//! `reqwest::Response::bytes_stream`, `tokio_util::io::ReaderStream` and most HTTP bodies) in
+//! [`Progress`] and it raises, on the sink:
+//!
+//! * `progress.<name>.started` on the first poll,
+//! * `progress.<name>.percent:<n>` each time a multiple of `step` percent is passed (only
+//!   when the total size is known),
+//! * `progress.<name>.done` (header `bytes`) at the end of the stream,
+//! * `progress.<name>.failed` (header `error`) on the first error item, or when the stream is
+//!   dropped before its end (header `error = "dropped"`).
+//!
+//! This is the .NET original's signaling HTTP client without tying you to one HTTP crate.
+//! Signals are raised synchronously as chunks pass; the wrapper adds no task and no buffer.
+
+mod stream;
+
+pub use stream::{Progress, ProgressError};

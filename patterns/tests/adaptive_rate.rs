@@ -1,0 +1,179 @@
+//! Adaptive rate: GCRA pacing, throttling on signals, gradual recovery.
+
+use std::time::Duration;
+
+use ephemeral::{Signal, SignalSink};
+use ephemeral_patterns::adaptive_rate::{AdaptiveRate, AdaptiveRateError, AdaptiveRateOptions};
+use tokio::time::{Instant, advance};
+
+fn limiter(sink: &SignalSink, rate: f64) -> AdaptiveRate {
+    AdaptiveRate::new(sink, AdaptiveRateOptions::default().rate_per_second(rate)).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn paces_starts_at_the_base_rate() {
+    let sink = SignalSink::default();
+    let limiter = limiter(&sink, 10.0);
+    let start = Instant::now();
+    for _ in 0..21 {
+        limiter.acquire().await;
+    }
+    assert_eq!(start.elapsed(), Duration::from_secs(2));
+    assert_eq!(limiter.try_acquire(), Err(Duration::from_millis(100)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn burst_lets_several_go_at_once() {
+    let sink = SignalSink::default();
+    let limiter = AdaptiveRate::new(
+        &sink,
+        AdaptiveRateOptions::default().rate_per_second(1.0).burst(3),
+    )
+    .unwrap();
+    let allowed = (0..5).filter(|_| limiter.try_acquire().is_ok()).count();
+    assert_eq!(allowed, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rate_limit_signal_pauses_then_slows_then_recovers() {
+    let sink = SignalSink::default();
+    let limiter = limiter(&sink, 8.0);
+    limiter.acquire().await;
+    sink.raise("payments.rate-limit:3s").unwrap();
+    assert_eq!(limiter.throttles(), 1);
+    assert_eq!(limiter.paused_for(), Some(Duration::from_secs(3)));
+    assert_eq!(limiter.current_rate(), 4.0);
+    assert_eq!(limiter.try_acquire(), Err(Duration::from_secs(3)));
+
+    let start = Instant::now();
+    limiter.acquire().await;
+    assert_eq!(start.elapsed(), Duration::from_secs(3));
+    // At the halved rate, the next start is 250 ms later.
+    assert_eq!(limiter.try_acquire(), Err(Duration::from_millis(250)));
+
+    // Recovery: ×1.5 per second after the pause, capped at the base.
+    advance(Duration::from_secs(1)).await;
+    assert_eq!(limiter.current_rate(), 6.0);
+    advance(Duration::from_secs(1)).await;
+    assert_eq!(limiter.current_rate(), 8.0);
+    advance(Duration::from_secs(5)).await;
+    assert_eq!(limiter.current_rate(), 8.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn repeated_throttles_compound_down_to_the_minimum() {
+    let sink = SignalSink::default();
+    let limiter = AdaptiveRate::new(
+        &sink,
+        AdaptiveRateOptions::default()
+            .rate_per_second(100.0)
+            .decrease(0.1, 2.0),
+    )
+    .unwrap();
+    sink.raise("rate-limit:1s").unwrap();
+    assert_eq!(limiter.current_rate(), 10.0);
+    sink.raise("rate-limit:500ms").unwrap();
+    assert_eq!(limiter.current_rate(), 2.0);
+    // A shorter pause never shortens a longer one already in force.
+    assert_eq!(limiter.paused_for(), Some(Duration::from_secs(1)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_headers_in_every_form_throttle() {
+    let sink = SignalSink::default();
+    let limiter = limiter(&sink, 10.0);
+    let raise = |header: ephemeral::HeaderValue| {
+        sink.raise_with(
+            Signal::build("http.429")
+                .unwrap()
+                .header("retry-after", header),
+        )
+        .unwrap();
+    };
+    raise(2.into());
+    assert_eq!(limiter.paused_for(), Some(Duration::from_secs(2)));
+    raise(4.5.into());
+    assert_eq!(limiter.paused_for(), Some(Duration::from_millis(4_500)));
+    raise("1m".into());
+    assert_eq!(limiter.paused_for(), Some(Duration::from_secs(60)));
+    assert_eq!(limiter.throttles(), 3);
+
+    raise((-3).into());
+    raise("soon".into());
+    let (bad, last) = limiter.bad_signals();
+    assert_eq!(bad, 2);
+    assert!(last.unwrap().starts_with("http.429:"));
+    assert_eq!(
+        limiter.throttles(),
+        3,
+        "unreadable headers are not guessed at"
+    );
+
+    sink.raise("rate-limit:never").unwrap();
+    assert_eq!(limiter.bad_signals().0, 3);
+    // Other signals are not throttles.
+    sink.raise("job.done").unwrap();
+    sink.raise("xrate-limit:5s").unwrap();
+    assert_eq!(limiter.throttles(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn listen_on_narrows_the_signals_read() {
+    let sink = SignalSink::default();
+    let limiter =
+        AdaptiveRate::new(&sink, AdaptiveRateOptions::default().listen_on("api.*")).unwrap();
+    sink.raise("db.rate-limit:5s").unwrap();
+    assert_eq!(limiter.throttles(), 0);
+    sink.raise("api.rate-limit:5s").unwrap();
+    assert_eq!(limiter.throttles(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_acquire_takes_nothing() {
+    let sink = SignalSink::default();
+    let limiter = limiter(&sink, 1.0);
+    limiter.acquire().await;
+    let waiting = tokio::time::timeout(Duration::from_millis(500), limiter.acquire()).await;
+    assert!(waiting.is_err());
+    advance(Duration::from_millis(500)).await;
+    assert_eq!(limiter.try_acquire(), Ok(()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_limiter_detaches_its_listener() {
+    let sink = SignalSink::default();
+    let before = sink.stats().listeners;
+    let limiter = limiter(&sink, 1.0);
+    assert_eq!(sink.stats().listeners, before + 1);
+    drop(limiter);
+    assert_eq!(sink.stats().listeners, before);
+}
+
+#[test]
+fn invalid_options_are_typed_errors() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let sink = SignalSink::default();
+    let bad = [
+        AdaptiveRateOptions::default().rate_per_second(0.0),
+        AdaptiveRateOptions::default().rate_per_second(f64::NAN),
+        AdaptiveRateOptions::default().decrease(0.5, 1_000.0),
+        AdaptiveRateOptions::default().burst(0),
+        AdaptiveRateOptions::default().decrease(1.5, 1.0),
+        AdaptiveRateOptions::default().recovery(1.0, Duration::from_secs(1)),
+        AdaptiveRateOptions::default().recovery(2.0, Duration::ZERO),
+    ];
+    for options in bad {
+        let err = AdaptiveRate::new(&sink, options.clone()).unwrap_err();
+        assert_ne!(err, AdaptiveRateError::NoRuntime, "{options:?}");
+        assert!(!err.to_string().is_empty());
+    }
+    drop(_guard);
+    assert_eq!(
+        AdaptiveRate::new(&sink, AdaptiveRateOptions::default()).unwrap_err(),
+        AdaptiveRateError::NoRuntime
+    );
+}

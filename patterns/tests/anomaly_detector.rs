@@ -1,0 +1,110 @@
+//! Anomaly detector: detection above a threshold within a window, clearing on time.
+
+use std::time::Duration;
+
+use ephemeral::SignalSink;
+use ephemeral_patterns::anomaly_detector::{AnomalyDetector, AnomalyError};
+use tokio::time::{advance, sleep};
+
+async fn settle() {
+    for _ in 0..3 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn detects_above_the_threshold_and_clears_when_the_window_passes() {
+    let sink = SignalSink::default();
+    let detector =
+        AnomalyDetector::new(&sink, "error.*", 3, Duration::from_secs(10), "anomaly").unwrap();
+    for _ in 0..3 {
+        sink.raise("error.db").unwrap();
+        advance(Duration::from_secs(1)).await;
+    }
+    assert!(!detector.is_active(), "3 is not above the threshold of 3");
+    sink.raise("error.http").unwrap(); // t = 3 s: four within 10 s
+    assert!(detector.is_active());
+    assert_eq!(sink.count("anomaly.detected"), 1);
+    assert!(sink.has_signal("anomaly.active"));
+
+    // More arrivals keep it active and push the clearing instant; no second detection.
+    advance(Duration::from_secs(2)).await;
+    sink.raise("error.db").unwrap(); // t = 5 s; the last four are at 1, 2, 3, 5 s
+    assert_eq!(sink.count("anomaly.detected"), 1);
+
+    // The oldest counted arrival (1 s) leaves the window at 11 s.
+    sleep(Duration::from_millis(5_999)).await;
+    settle().await;
+    assert!(detector.is_active());
+    sleep(Duration::from_millis(1)).await;
+    settle().await;
+    assert!(!detector.is_active());
+    assert!(!sink.has_signal("anomaly.active"));
+    assert_eq!(sink.count("anomaly.cleared"), 1);
+    assert_eq!(detector.detections(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn spread_out_signals_never_trigger() {
+    let sink = SignalSink::default();
+    let detector =
+        AnomalyDetector::new(&sink, "error.*", 2, Duration::from_secs(10), "anomaly").unwrap();
+    for _ in 0..50 {
+        sink.raise("error.db").unwrap();
+        advance(Duration::from_secs(5)).await;
+    }
+    assert_eq!(detector.detections(), 0);
+    assert_eq!(sink.count("anomaly.*"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn own_signals_never_count_and_prefix_names_them() {
+    let sink = SignalSink::default();
+    let detector =
+        AnomalyDetector::new(&sink, "*", 0, Duration::from_secs(1), "anomaly.db").unwrap();
+    sink.raise("x").unwrap();
+    assert!(detector.is_active());
+    sleep(Duration::from_secs(1)).await;
+    settle().await;
+    assert!(!detector.is_active());
+    assert_eq!(detector.detections(), 1);
+    assert_eq!(sink.count("anomaly.db.detected"), 1);
+    assert_eq!(sink.count("anomaly.db.cleared"), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn detects_again_after_clearing() {
+    let sink = SignalSink::default();
+    let detector = AnomalyDetector::new(&sink, "e", 1, Duration::from_secs(1), "anomaly").unwrap();
+    for round in 1..=3 {
+        sink.raise("e").unwrap();
+        sink.raise("e").unwrap();
+        assert!(detector.is_active());
+        sleep(Duration::from_secs(2)).await;
+        settle().await;
+        assert!(!detector.is_active());
+        assert_eq!(detector.detections(), round);
+    }
+}
+
+#[test]
+fn invalid_settings_are_typed_errors() {
+    let sink = SignalSink::default();
+    assert_eq!(
+        AnomalyDetector::new(&sink, "e", 1, Duration::from_secs(1), "anomaly").unwrap_err(),
+        AnomalyError::NoRuntime
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    assert_eq!(
+        AnomalyDetector::new(&sink, "e", 1, Duration::ZERO, "anomaly").unwrap_err(),
+        AnomalyError::ZeroWindow
+    );
+    assert!(matches!(
+        AnomalyDetector::new(&sink, "e", 1, Duration::from_secs(1), "bad prefix").unwrap_err(),
+        AnomalyError::Prefix(_)
+    ));
+}

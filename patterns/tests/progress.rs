@@ -1,0 +1,117 @@
+//! Progress: signals for a byte stream.
+
+use ephemeral::SignalSink;
+use ephemeral_patterns::progress::{Progress, ProgressError};
+use futures::StreamExt as _;
+
+fn chunks(sizes: &[usize]) -> impl futures::Stream<Item = Result<Vec<u8>, String>> + use<> {
+    futures::stream::iter(sizes.iter().map(|n| Ok(vec![7u8; *n])).collect::<Vec<_>>())
+}
+
+fn percents(sink: &SignalSink, name: &str) -> Vec<String> {
+    sink.sense(&format!("progress.{name}.percent:*"))
+        .iter()
+        .map(|s| s.name().to_string())
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn reports_each_step_once_even_across_big_chunks() {
+    let sink = SignalSink::default();
+    let mut stream = Progress::new(chunks(&[5, 40, 10, 45]), &sink, "file", Some(100))
+        .unwrap()
+        .step(20)
+        .unwrap();
+    let mut total = 0;
+    while let Some(chunk) = stream.next().await {
+        total += chunk.unwrap().len();
+    }
+    assert_eq!(total, 100);
+    assert_eq!(stream.bytes(), 100);
+    assert_eq!(
+        percents(&sink, "file"),
+        [
+            "progress.file.percent:20",
+            "progress.file.percent:40",
+            "progress.file.percent:60",
+            "progress.file.percent:80",
+            "progress.file.percent:100"
+        ]
+    );
+    let done = sink.latest("progress.file.done").unwrap();
+    assert_eq!(done.header("bytes"), Some(&100i64.into()));
+    assert_eq!(sink.count("progress.file.started"), 1);
+    assert_eq!(sink.count("progress.file.failed"), 0);
+    drop(stream);
+    assert_eq!(
+        sink.count("progress.file.failed"),
+        0,
+        "a finished stream is not a failure"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn unknown_total_reports_start_and_end_only() {
+    let sink = SignalSink::default();
+    let stream = Progress::new(chunks(&[3, 3]), &sink, "x", None).unwrap();
+    let items: Vec<_> = stream.collect().await;
+    assert_eq!(items.len(), 2);
+    assert!(percents(&sink, "x").is_empty());
+    assert_eq!(
+        sink.latest("progress.x.done").unwrap().header("bytes"),
+        Some(&6i64.into())
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_error_item_raises_failed_with_the_message() {
+    let sink = SignalSink::default();
+    let source = futures::stream::iter(vec![Ok(vec![1u8; 10]), Err("connection reset".to_owned())]);
+    let mut stream = Progress::new(source, &sink, "dl", Some(20)).unwrap();
+    assert!(stream.next().await.unwrap().is_ok());
+    assert!(stream.next().await.unwrap().is_err());
+    assert!(stream.next().await.is_none());
+    let failed = sink.latest("progress.dl.failed").unwrap();
+    assert_eq!(failed.header("error"), Some(&"connection reset".into()));
+    assert_eq!(sink.count("progress.dl.done"), 0);
+    assert_eq!(
+        percents(&sink, "dl"),
+        [
+            "progress.dl.percent:10",
+            "progress.dl.percent:20",
+            "progress.dl.percent:30",
+            "progress.dl.percent:40",
+            "progress.dl.percent:50"
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_mid_stream_raises_failed_dropped() {
+    let sink = SignalSink::default();
+    let mut stream = Progress::new(chunks(&[1, 1, 1]), &sink, "copy", Some(3)).unwrap();
+    stream.next().await.unwrap().unwrap();
+    drop(stream);
+    let failed = sink.latest("progress.copy.failed").unwrap();
+    assert_eq!(failed.header("error"), Some(&"dropped".into()));
+}
+
+#[test]
+fn invalid_settings_are_typed_errors() {
+    let sink = SignalSink::default();
+    assert!(matches!(
+        Progress::new(chunks(&[]), &sink, "bad name", None).unwrap_err(),
+        ProgressError::Name(_)
+    ));
+    let err = Progress::new(chunks(&[]), &sink, "ok", None)
+        .unwrap()
+        .step(0)
+        .unwrap_err();
+    assert_eq!(err, ProgressError::Step(0));
+    assert!(
+        Progress::new(chunks(&[]), &sink, "ok", None)
+            .unwrap()
+            .step(101)
+            .is_err()
+    );
+}

@@ -1,0 +1,120 @@
+//! Signal log watcher: exactly once, in order, lag reported.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use ephemeral::{Buffer, SignalSink};
+use ephemeral_patterns::signal_log_watcher::{SignalLogWatcher, WatcherError};
+
+#[tokio::test(start_paused = true)]
+async fn sees_each_of_10000_signals_exactly_once_in_order() {
+    let sink = SignalSink::new(ephemeral::SinkOptions::default().capacity(100)).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::with_capacity(10_000)));
+    let log = seen.clone();
+    let watcher = SignalLogWatcher::start(
+        &sink,
+        "job.*",
+        Buffer::bounded(64).unwrap(),
+        move |signal| {
+            log.lock().unwrap().push(signal.sequence());
+            async {}
+        },
+        |lost| panic!("no lag expected, lost {lost}"),
+    )
+    .unwrap();
+    let mut raised = Vec::with_capacity(10_000);
+    for i in 0..10_000u32 {
+        raised.push(sink.raise(&format!("job.{}", i % 7)).unwrap().sequence());
+        sink.raise("other").unwrap(); // not matching: never handled
+        if i % 32 == 31 {
+            tokio::task::yield_now().await;
+        }
+    }
+    while watcher.stats().handled < 10_000 {
+        tokio::task::yield_now().await;
+    }
+    let stats = watcher.stats();
+    assert_eq!(
+        (stats.handled, stats.lagged, stats.panicked),
+        (10_000, 0, 0)
+    );
+    assert_eq!(*seen.lock().unwrap(), raised);
+}
+
+#[tokio::test(start_paused = true)]
+async fn overflow_is_reported_as_lag_and_nothing_is_hidden() {
+    let sink = SignalSink::default();
+    let lag_reports = Arc::new(AtomicU64::new(0));
+    let lagged = lag_reports.clone();
+    let watcher = SignalLogWatcher::start(
+        &sink,
+        "*",
+        Buffer::bounded(10).unwrap(),
+        |_| async {},
+        move |lost| {
+            lagged.fetch_add(lost, Ordering::Relaxed);
+        },
+    )
+    .unwrap();
+    for i in 0..100 {
+        sink.raise(&format!("burst.{i}")).unwrap();
+    }
+    while watcher.stats().handled + watcher.stats().lagged < 100 {
+        tokio::task::yield_now().await;
+    }
+    let stats = watcher.stats();
+    assert_eq!(stats.handled, 10, "the newest 10 are delivered");
+    assert_eq!(stats.lagged, 90);
+    assert_eq!(lag_reports.load(Ordering::Relaxed), 90);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_handler_is_counted_and_the_watcher_carries_on() {
+    let sink = SignalSink::default();
+    let watcher = SignalLogWatcher::start(
+        &sink,
+        "*",
+        Buffer::bounded(16).unwrap(),
+        |signal| async move {
+            if signal.name().as_str() == "bad" {
+                panic!("handler bug");
+            }
+        },
+        |_| {},
+    )
+    .unwrap();
+    for name in ["a", "bad", "b"] {
+        sink.raise(name).unwrap();
+    }
+    while watcher.stats().handled < 3 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(watcher.stats().panicked, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn stopping_unsubscribes() {
+    let sink = SignalSink::default();
+    let watcher = SignalLogWatcher::start(
+        &sink,
+        "*",
+        Buffer::bounded(4).unwrap(),
+        |_| async {},
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!(sink.stats().subscriptions, 1);
+    watcher.stop();
+    for _ in 0..3 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(sink.stats().subscriptions, 0);
+}
+
+#[test]
+fn outside_a_runtime_is_a_typed_error() {
+    let sink = SignalSink::default();
+    let err =
+        SignalLogWatcher::start(&sink, "*", Buffer::Unbounded, |_| async {}, |_| {}).unwrap_err();
+    assert_eq!(err, WatcherError::NoRuntime);
+}
