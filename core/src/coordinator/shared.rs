@@ -227,6 +227,14 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Shared<T, R, Q> {
                 finals.push(snap);
             }
         }
+        // Operation tokens are not children of `root` (registering a child locks the parent, a
+        // contended lock per item); running ones are cancelled here instead, under the lock
+        // that also guards every pop, so none is missed.
+        for record in core.window.records.values() {
+            if let Some(token) = &record.token {
+                token.cancel();
+            }
+        }
         self.check_done(&mut core);
         drop(core);
         self.root.cancel();

@@ -13,6 +13,29 @@ use super::options::EphemeralOptions;
 use super::snapshot::{CancelReason, Echo, OperationSnapshot, OperationState};
 use crate::OperationId;
 
+/// Hashes operation ids, which are distinct counter values: one multiply spreads them, with
+/// none of SipHash's cost (ids are not attacker-chosen: the coordinator hands them out).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type IdMap<V> = HashMap<OperationId, V, std::hash::BuildHasherDefault<IdHasher>>;
+
 /// One tracked operation.
 #[derive(Debug)]
 pub(crate) struct Record<R> {
@@ -69,7 +92,7 @@ impl<R> Record<R> {
 /// `max_tracked` and `max_lifetime`.
 #[derive(Debug)]
 pub(crate) struct Window<R> {
-    pub(crate) records: HashMap<OperationId, Record<R>>,
+    pub(crate) records: IdMap<Record<R>>,
     /// Unpinned finished operations, oldest finish first.
     finished: VecDeque<OperationId>,
     pub(crate) pinned: usize,
@@ -86,7 +109,7 @@ pub(crate) struct Window<R> {
 impl<R> Window<R> {
     pub(crate) fn new(options: &EphemeralOptions) -> Self {
         Self {
-            records: HashMap::new(),
+            records: IdMap::default(),
             finished: VecDeque::new(),
             pinned: 0,
             max_tracked: options.max_tracked,

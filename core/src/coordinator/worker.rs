@@ -86,7 +86,8 @@ pub(crate) fn try_pop<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     core.running += 1;
     core.peak = core.peak.max(core.running as u64);
     shared.room.add_permits(1);
-    let token = shared.root.child_token();
+    // See `Shared::shutdown` for why this is not a child of `root`.
+    let token = CancellationToken::new();
     if let Some(record) = core.window.records.get_mut(&job.id) {
         record.state = OperationState::Running;
         record.started = Some(Instant::now());
