@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use ephemeral_benches::cli::Args;
-use ephemeral_benches::measures::{self, memory};
+use ephemeral_benches::measures::{self, bus, memory};
 use ephemeral_benches::report::Measurement;
 use ephemeral_benches::stats::{median, per_second, percentile, ratio};
 use ephemeral_benches::turns::{MIN_TURNS, alternate};
@@ -338,4 +338,75 @@ fn compare_binary_prints_one_json_object_per_line() {
         !out.status.success(),
         "an --only that selects nothing is an error"
     );
+}
+
+#[test]
+fn bus_child_modes_are_recognised_and_their_lines_parse() {
+    use bus::{ChildLine, parse_child_line};
+    assert!(bus::is_child(bus::CHILD_THROUGHPUT) && bus::is_child(bus::CHILD_LATENCY));
+    assert!(!bus::is_child(memory::CHILD_PROBE) && !bus::is_child("bus"));
+    let a = Args::try_parse_from(["compare", "--child", bus::CHILD_LATENCY]).unwrap();
+    assert_eq!(a.child.as_deref(), Some(bus::CHILD_LATENCY));
+
+    assert_eq!(parse_child_line("ready"), Ok(ChildLine::Ready));
+    assert_eq!(
+        parse_child_line("lat 12345"),
+        Ok(ChildLine::Latency(12_345))
+    );
+    assert_eq!(
+        parse_child_line("done 100 lagged 3"),
+        Ok(ChildLine::Done {
+            received: 100,
+            lagged: 3
+        })
+    );
+    for bad in [
+        "",
+        "lat",
+        "lat x",
+        "lat 1 2",
+        "done 1",
+        "done 1 lost 2",
+        "done 1 lagged",
+        "hello",
+    ] {
+        assert!(parse_child_line(bad).is_err(), "{bad:?} parsed");
+    }
+
+    let lossless = bus::ThroughputTurn {
+        sent: 10,
+        received: 10,
+        lagged: 0,
+        elapsed: std::time::Duration::from_secs(2),
+    };
+    assert_eq!(lossless.rate(), Ok(5.0));
+    let lossy = bus::ThroughputTurn {
+        received: 9,
+        lagged: 1,
+        ..lossless
+    };
+    assert!(lossy.rate().unwrap_err().contains("received 9 of 10"));
+}
+
+/// The real binary as the bus subscriber: every message arrives, nothing is lagged, one
+/// latency sample per message. No timing is asserted.
+#[test]
+fn bus_turns_through_a_child_lose_nothing() {
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_compare"));
+    let turn = bus::throughput_turn(exe, 2_000).unwrap();
+    assert_eq!((turn.sent, turn.received, turn.lagged), (2_000, 2_000, 0));
+    assert!(turn.rate().is_ok());
+
+    let samples = bus::latency_turn(exe, 200).unwrap();
+    assert_eq!(samples.len(), 200);
+    assert!(samples.iter().all(|s| s.is_finite() && *s >= 0.0));
+
+    // Without its environment the child refuses, with a usage error.
+    let out = std::process::Command::new(exe)
+        .args(["--child", bus::CHILD_THROUGHPUT])
+        .env_remove(bus::COUNT_ENV)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(bus::COUNT_ENV));
 }

@@ -214,8 +214,10 @@ impl Bus {
         let request_topic = Name::new(&format!("_req.{}", Name::new(topic)?))?;
         let reply_to = reply_topic(shared).await?;
 
-        let local = shared.locals.any_matching(&request_topic);
-        let remote = shared.transport.subscribers_of(&request_topic);
+        // Servers subscribe to exactly `_req.<topic>`; a subscriber whose pattern merely
+        // matches it (a `*` watcher) is not a server.
+        let local = shared.locals.any_exact(request_topic.as_str());
+        let remote = shared.transport.servers_of(&request_topic);
         let candidates = usize::from(local) + remote.len();
         if candidates == 0 {
             return Err(BusError::NoServer {

@@ -99,10 +99,19 @@ impl Locals {
         self.subs.load().iter().any(|s| s.pattern.matches(topic))
     }
 
-    /// Delivers `message` to the first matching subscription only (a request to a server).
+    /// Whether a local subscription is to exactly `topic` (a request server's).
+    pub(crate) fn any_exact(&self, topic: &str) -> bool {
+        self.subs.load().iter().any(|s| s.pattern.as_str() == topic)
+    }
+
+    /// Delivers `message` to the first subscription to exactly its topic only (a request to
+    /// a server; a wildcard watcher is never taken for one).
     pub(crate) async fn dispatch_one(&self, message: &Message, deadline: Instant) -> bool {
         let subs = self.subs.load_full();
-        match subs.iter().find(|s| s.pattern.matches(&message.topic)) {
+        match subs
+            .iter()
+            .find(|s| s.pattern.as_str() == message.topic.as_str())
+        {
             Some(sub) => sub.push(message.clone(), Some(deadline)).await,
             None => false,
         }

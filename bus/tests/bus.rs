@@ -408,6 +408,35 @@ async fn corrupt_and_foreign_version_frames_are_refused_and_counted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wildcard_subscriber_is_never_taken_for_a_request_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let watcher = open(tmp.path(), "t").await;
+    let server = open(tmp.path(), "t").await;
+    let client = open(tmp.path(), "t").await;
+    // Watchers in two processes (remote) and in the client's own process (local).
+    let _remote_watch = watcher.subscribe("*").await.unwrap();
+    let _local_watch = client.subscribe("_req.*").await.unwrap();
+    assert!(matches!(
+        client.request("math.double", b"1", LONG).await,
+        Err(BusError::NoServer { .. })
+    ));
+    let _s = server
+        .serve("math.double", |m| async move {
+            let n: u64 = m.payload_str().unwrap().parse().unwrap();
+            (n * 2).to_string().into_bytes()
+        })
+        .await
+        .unwrap();
+    for i in 0..6u64 {
+        let reply = client
+            .request("math.double", i.to_string(), LONG)
+            .await
+            .unwrap();
+        assert_eq!(reply.payload_str(), Some((i * 2).to_string().as_str()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_response_round_robin_timeout_late_reply_and_failures() {
     let tmp = tempfile::tempdir().unwrap();
     let a = open(tmp.path(), "t").await;

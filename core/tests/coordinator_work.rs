@@ -459,3 +459,36 @@ async fn finalized_callback_sees_every_operation() {
     c.drain().await.unwrap();
     assert_eq!(seen.lock().unwrap().len(), 3);
 }
+
+/// A burst enqueued while one worker sits idle must still fill every slot: the four bodies
+/// below only finish once all four run at the same time.
+#[tokio::test(start_paused = true)]
+async fn a_burst_after_an_idle_spell_uses_every_slot() {
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(4));
+    let c = EphemeralWorkCoordinator::new(
+        move |wait: bool, _ctx| {
+            let barrier = barrier.clone();
+            async move {
+                if wait {
+                    barrier.wait().await;
+                }
+                Ok::<_, Infallible>(())
+            }
+        },
+        EphemeralOptions::default().max_concurrency(4),
+    )
+    .unwrap();
+    // One item first, so its worker finishes and waits idle.
+    c.enqueue(false).await.unwrap();
+    settle().await;
+    for _ in 0..4 {
+        c.enqueue(true).await.unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(60), c.drain())
+        .await
+        .expect("all four bodies ran together")
+        .unwrap();
+    let stats = c.stats();
+    assert_eq!(stats.completed, 5);
+    assert_eq!(stats.peak_running, 4);
+}

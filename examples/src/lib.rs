@@ -4,3 +4,9 @@
 //! with `cargo run -p ephemeral-examples --example <name>`. Nothing depends on this crate.
 
 #![forbid(unsafe_code)]
+
+/// The code blocks of README.md, compiled and run as doctests so the first example a newcomer
+/// reads always works.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

@@ -10,7 +10,8 @@
 //! |---|---|---|
 //! | `circuit_breaker` | `circuit_breaker` | opens on failure signals, holds `circuit.open`, probes its way back |
 //! | `backpressure` | `backpressure` | holds `backpressure.<name>` between a high and a low watermark |
-//! | `telemetry` | `telemetry` | OpenTelemetry metrics for sinks |
+//! | `dynamic_concurrency` | `dynamic_concurrency` | scales a coordinator between min and max on `load.high` / `load.low` |
+//! | `telemetry` | `telemetry` | OpenTelemetry metrics for coordinators and sinks |
 //! | `anomaly_detector` | `anomaly_detector` | raises `anomaly.detected` / `anomaly.cleared` on a burst of matches |
 //! | `signal_log_watcher` | `signal_log_watcher` | a handler once per matching signal, lag reported |
 //! | `progress` | `progress` | `progress.<name>.*` signals for any byte stream |
@@ -56,6 +57,21 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(any(
+    feature = "circuit_breaker",
+    feature = "backpressure",
+    feature = "dynamic_concurrency",
+    feature = "telemetry"
+))]
+mod handle;
+#[cfg(any(
+    feature = "circuit_breaker",
+    feature = "backpressure",
+    feature = "dynamic_concurrency",
+    feature = "telemetry"
+))]
+pub use handle::CoordinatorHandle;
+
 #[cfg(feature = "circuit_breaker")]
 pub mod circuit_breaker;
 
@@ -76,3 +92,6 @@ pub mod signal_log_watcher;
 
 #[cfg(feature = "progress")]
 pub mod progress;
+
+#[cfg(feature = "dynamic_concurrency")]
+pub mod dynamic_concurrency;

@@ -11,11 +11,14 @@ use std::time::Instant;
 
 use clap::Parser;
 use ephemeral_benches::cli::Args;
-use ephemeral_benches::measures::{self, Config, memory};
+use ephemeral_benches::measures::{self, Config, bus, memory};
 
 fn main() {
     let args = Args::parse();
     if let Some(workload) = &args.child {
+        if bus::is_child(workload) {
+            std::process::exit(bus::child_main(workload));
+        }
         std::process::exit(memory::child_main(workload, args.quick));
     }
     let specs: Vec<_> = measures::all()

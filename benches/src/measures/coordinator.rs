@@ -1,10 +1,12 @@
 //! Work coordinators against a 16-task pool, a semaphore with a spawn per item, and tower.
 //!
-//! The baselines are complete. Our side is the two `ours_*` functions just below: they return
-//! `None` until `EphemeralWorkCoordinator` and `EphemeralKeyedWorkCoordinator` are on main, and
-//! each measurement then prints `"ours": null`.
+//! Our side is the two `ours_*` functions just below; each returns `None` (printed as
+//! `"ours": null`) only if the coordinator refused to start or lost an item.
 
+use std::convert::Infallible;
 use std::time::{Duration, Instant};
+
+use ephemeral::{EphemeralKeyedWorkCoordinator, EphemeralOptions, EphemeralWorkCoordinator};
 
 use tokio::runtime::Runtime;
 
@@ -20,46 +22,62 @@ const CONCURRENCY: usize = 16;
 const BOUND: usize = 1024;
 
 // ---------------------------------------------------------------------------------------------
-// Ours: fill these in when the coordinators land.
+// Ours.
 // ---------------------------------------------------------------------------------------------
 
 /// Our side of the `coord_noop_*` measurements: `items` no-op items through an
 /// `EphemeralWorkCoordinator` with `max_concurrency(16)` and tracking on (the default window),
 /// enqueued from `rt.block_on`, then `drain().await`. Returns the time from the first enqueue
-/// to the end of the drain, or `None` while the coordinator does not exist.
-///
-/// The lead fills it in with a few lines, along these lines:
-///
-/// ```text
-/// rt.block_on(async {
-///     let c = EphemeralWorkCoordinator::new(
-///         |item: usize, _ctx| async move { pool::noop(item).await; Ok::<_, Infallible>(()) },
-///         EphemeralOptions::default().max_concurrency(CONCURRENCY)).ok()?;
-///     let start = Instant::now();
-///     for i in 0..items { c.enqueue(i).await.ok()?; }
-///     c.drain().await;
-///     // check c.stats(): completed == items, then
-///     Some(start.elapsed())
-/// })
-/// ```
+/// to the end of the drain; `None` if the coordinator refused to start or lost an item.
 pub fn ours_noop(rt: &Runtime, items: usize) -> Option<Duration> {
-    let _ = (rt, items);
-    None
+    rt.block_on(async {
+        let c = EphemeralWorkCoordinator::new(
+            |item: usize, _ctx| async move {
+                pool::noop(item).await;
+                Ok::<_, Infallible>(())
+            },
+            EphemeralOptions::default().max_concurrency(CONCURRENCY),
+        )
+        .ok()?;
+        let start = Instant::now();
+        for i in 0..items {
+            c.enqueue(i).await.ok()?;
+        }
+        c.drain().await.ok()?;
+        let elapsed = start.elapsed();
+        (c.stats().completed == items as u64).then_some(elapsed)
+    })
 }
 
 /// Our side of `keyed_1000_vs_pool16`: `keys × per_key` no-op items through an
 /// `EphemeralKeyedWorkCoordinator` with concurrency 16 and one at a time per key, enqueued
-/// interleaved (item `i` has key `i % keys`), then drained. `None` while it does not exist.
+/// interleaved (item `i` has key `i % keys`), then drained.
 pub fn ours_keyed(rt: &Runtime, keys: usize, per_key: usize) -> Option<Duration> {
-    let _ = (rt, keys, per_key);
-    None
+    rt.block_on(async {
+        let c = EphemeralKeyedWorkCoordinator::new(
+            |item: usize, _ctx| async move {
+                pool::noop(item).await;
+                Ok::<_, Infallible>(())
+            },
+            EphemeralOptions::default().max_concurrency(CONCURRENCY),
+        )
+        .ok()?;
+        let items = keys * per_key;
+        let start = Instant::now();
+        for i in 0..items {
+            c.enqueue(i % keys, i).await.ok()?;
+        }
+        c.drain().await.ok()?;
+        let elapsed = start.elapsed();
+        (c.stats().completed == items as u64).then_some(elapsed)
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
 // The measurements.
 // ---------------------------------------------------------------------------------------------
 
-const NOT_YET: &str = "ours: the coordinator is not on main yet (fill in measures/coordinator.rs)";
+const NOT_YET: &str = "ours: the coordinator refused to start or lost items";
 
 fn ours_rate(rt: &Runtime, items: usize) -> Option<f64> {
     ours_noop(rt, items).map(|d| per_second(items, d))

@@ -7,11 +7,13 @@
 //!
 //! The same flag runs [`CHILD_RAISE_LOOP`] and [`CHILD_FANOUT_LOOP`], ours alone, for profiling.
 //!
-//! Our workload is [`ours_rss_workload`], which returns `None` until the coordinators are on
-//! main.
+//! Our workload is [`ours_rss_workload`].
 
+use std::convert::Infallible;
 use std::process::Command;
 use std::sync::OnceLock;
+
+use ephemeral::{EphemeralOptions, EphemeralWorkCoordinator};
 
 use super::{Config, reference};
 use crate::report::Measurement;
@@ -28,17 +30,39 @@ pub const CHILD_FANOUT_LOOP: &str = "fanout-loop";
 /// The memory [`CHILD_PROBE`] touches.
 pub const PROBE_BYTES: usize = 64 << 20;
 
-// ---------------------------------------------------------------------------------------------
-// Ours: fill this in when the coordinators land.
-// ---------------------------------------------------------------------------------------------
-
 /// Our workload: no-op items through an `EphemeralWorkCoordinator` with the default window and
 /// concurrency 16, calling `checkpoint(items_done)` after each count in `checkpoints` has been
 /// drained (enqueue up to the count, wait until that many completed, call it, carry on).
-/// Returns `None` while the coordinators do not exist.
+/// Returns `None` if the coordinator refused to start or lost an item.
 pub fn ours_rss_workload(checkpoints: &[usize], checkpoint: &mut dyn FnMut(usize)) -> Option<()> {
-    let _ = (checkpoints, checkpoint);
-    None
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .ok()?;
+    rt.block_on(async {
+        let c = EphemeralWorkCoordinator::new(
+            |item: usize, _ctx| async move {
+                std::hint::black_box(item);
+                Ok::<_, Infallible>(())
+            },
+            EphemeralOptions::default().max_concurrency(16),
+        )
+        .ok()?;
+        let mut done = 0usize;
+        for &target in checkpoints {
+            while done < target {
+                c.enqueue(done).await.ok()?;
+                done += 1;
+            }
+            while c.stats().completed < target as u64 {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            checkpoint(target);
+        }
+        c.drain().await.ok()?;
+        (c.stats().completed == done as u64).then_some(())
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -83,9 +107,7 @@ pub fn child_main(workload: &str, quick: bool) -> i32 {
         }
         CHILD_COORDINATOR => {
             if ours_rss_workload(&checkpoints(quick), &mut report).is_none() {
-                println!(
-                    "unavailable the coordinator is not on main yet (fill in measures/memory.rs)"
-                );
+                println!("unavailable the coordinator refused to start or lost items");
             }
             0
         }

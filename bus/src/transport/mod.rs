@@ -22,8 +22,9 @@ pub(crate) trait Transport: Send + Sync + 'static {
         deadline: Instant,
     ) -> impl Future<Output = usize> + Send;
 
-    /// The remote peers subscribed to `topic`, in a stable order (by peer id).
-    fn subscribers_of(&self, topic: &Name) -> Vec<u64>;
+    /// The peers serving requests on `topic`: those subscribed to exactly that name (as
+    /// `Bus::serve` does), not merely to a pattern matching it, sorted by id.
+    fn servers_of(&self, topic: &Name) -> Vec<u64>;
 
     /// Sends one encoded message frame to peer `peer` only; false if it is not connected or
     /// stayed full past `deadline`.

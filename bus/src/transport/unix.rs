@@ -351,12 +351,12 @@ impl Transport for UnixTransport {
         reached
     }
 
-    fn subscribers_of(&self, topic: &Name) -> Vec<u64> {
+    fn servers_of(&self, topic: &Name) -> Vec<u64> {
         let mut ids: Vec<u64> = self
             .peers
             .load()
             .iter()
-            .filter(|p| p.matching(topic) > 0)
+            .filter(|p| p.subs.load().iter().any(|s| s.as_str() == topic.as_str()))
             .map(|p| p.id)
             .collect();
         ids.sort_unstable();

@@ -164,7 +164,10 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Shared<T, R, Q> {
             key,
             cancel: None,
         });
-        let spawn = core.idle == 0 && core.workers < core.limit;
+        // One more worker whenever waiting jobs outnumber idle workers: a woken idle worker
+        // only leaves `idle` once it runs, so counting `idle == 0` alone would hand a whole
+        // burst to the one worker that happened to be waiting.
+        let spawn = core.queue.len() > core.idle && core.workers < core.limit;
         if spawn {
             core.workers += 1;
         }

@@ -23,6 +23,7 @@
 //!
 //! Not for: a fixed rate with no feedback (a plain rate limiter is simpler).
 
+mod admission;
 mod limiter;
 
 pub use limiter::{AdaptiveRate, AdaptiveRateError, AdaptiveRateOptions};

@@ -10,9 +10,16 @@
 //! `defer_on("backpressure.<name>")`: their items wait, holding no slot, and start the moment
 //! the hold is released (the coordinator learns it from a sink watch, with no polling).
 //!
+//! With coordinators: give the downstream coordinator the hook from
+//! [`Backpressure::admission`], start a [`BackpressureMonitor`] on it with
+//! [`Backpressure::monitor`], and call [`Backpressure::report`] right after enqueueing
+//! into it. Upstream coordinators use `defer_on("backpressure.<name>")`.
+//!
 //! Not for: bounding a single coordinator's own intake (its `max_pending` does that: `enqueue`
 //! waits for room).
 
+mod monitor;
 mod watermark;
 
+pub use monitor::BackpressureMonitor;
 pub use watermark::{Backpressure, BackpressureError};

@@ -28,10 +28,11 @@ use ephemeral::{Hold, Name, NameError, RaiseError, SignalSink};
 /// ```
 #[derive(Clone)]
 pub struct Backpressure {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(super) struct Inner {
+    pub(super) wake: tokio::sync::Notify,
     sink: SignalSink,
     name: Name,
     high: usize,
@@ -68,6 +69,9 @@ pub enum BackpressureError {
         /// The low watermark.
         low: usize,
     },
+    /// A monitor was started outside a tokio runtime.
+    #[error("a backpressure monitor runs as a tokio task: start it inside a runtime")]
+    NoRuntime,
 }
 
 impl Backpressure {
@@ -90,6 +94,7 @@ impl Backpressure {
         let name = Name::new(&format!("backpressure.{name}")).map_err(BackpressureError::Name)?;
         Ok(Self {
             inner: Arc::new(Inner {
+                wake: tokio::sync::Notify::new(),
                 sink: sink.clone(),
                 name,
                 high,
@@ -102,7 +107,15 @@ impl Backpressure {
     /// Reports the current pending count; takes or releases the hold as the watermarks say.
     /// Returns whether the condition is held afterwards.
     pub fn update(&self, pending: usize) -> bool {
+        self.update_with(|| pending)
+    }
+
+    /// [`update`](Self::update) with the count read under this reporter's lock, so that two
+    /// reporters racing (a monitor and an upstream) apply their readings in the order they
+    /// took them: a stale low reading can never release a hold a newer high one took.
+    pub(super) fn update_with(&self, read: impl FnOnce() -> usize) -> bool {
         let mut state = self.lock();
+        let pending = read();
         state.last_pending = pending;
         if !state.held && pending > self.inner.high {
             state.held = true;

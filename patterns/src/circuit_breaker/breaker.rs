@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use ephemeral::{Hold, Listener, Name, RaiseError, Signal, SignalBuilder, SignalSink};
+use ephemeral::{Hold, Listener, Name, OperationId, RaiseError, Signal, SignalBuilder, SignalSink};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -125,6 +125,8 @@ struct Core {
     hold: Option<Hold>,
     probes_admitted: usize,
     probe_successes: usize,
+    /// Operations admitted as probes in this half-open phase (at most `probes`).
+    probe_ids: Vec<OperationId>,
     /// Bumped on every transition, so that a late timer or a late hold is recognised as stale.
     generation: u64,
     opened: u64,
@@ -176,6 +178,7 @@ impl CircuitBreaker {
                 hold: None,
                 probes_admitted: 0,
                 probe_successes: 0,
+                probe_ids: Vec::new(),
                 generation: 0,
                 opened: 0,
                 last_sink_error: None,
@@ -300,6 +303,10 @@ impl CircuitBreaker {
     /// slot until the breaker changes state or [`release_probe`](Self::release_probe) gives
     /// it back.
     pub fn try_probe(&self) -> ProbeDecision {
+        self.take_probe(None)
+    }
+
+    pub(crate) fn take_probe(&self, id: Option<OperationId>) -> ProbeDecision {
         self.inner.catch_up();
         let mut core = lock(&self.inner.core);
         match core.phase {
@@ -307,9 +314,22 @@ impl CircuitBreaker {
             CircuitState::Open => ProbeDecision::Refuse,
             CircuitState::HalfOpen if core.probes_admitted < self.inner.options.probes => {
                 core.probes_admitted += 1;
+                core.probe_ids.extend(id);
                 ProbeDecision::Admit
             }
             CircuitState::HalfOpen => ProbeDecision::Wait,
+        }
+    }
+
+    /// Whether `id` was admitted as a probe in this half-open phase; forgets it.
+    pub(crate) fn forget_probe(&self, id: OperationId) -> bool {
+        let mut core = lock(&self.inner.core);
+        match core.probe_ids.iter().position(|p| *p == id) {
+            Some(at) => {
+                core.probe_ids.swap_remove(at);
+                true
+            }
+            None => false,
         }
     }
 
@@ -431,6 +451,7 @@ impl Inner {
         core.consecutive = 0;
         core.probes_admitted = 0;
         core.probe_successes = 0;
+        core.probe_ids.clear();
         core.opened += 1;
         Effect::Opened {
             generation: core.generation,
@@ -448,6 +469,7 @@ impl Inner {
         core.consecutive = 0;
         core.probes_admitted = 0;
         core.probe_successes = 0;
+        core.probe_ids.clear();
         Effect::Closed(core.hold.take())
     }
 

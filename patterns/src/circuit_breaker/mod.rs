@@ -19,8 +19,10 @@
 //! Not for: slowing down rather than stopping (use adaptive rate limiting), or pausing while a
 //! condition you already know about holds (a plain `defer_on` on that condition does it).
 
+mod admission;
 mod breaker;
 mod options;
 
+pub use admission::BreakerAdmission;
 pub use breaker::{CircuitBreaker, CircuitState, ProbeDecision};
 pub use options::{BreakerConfigError, CircuitBreakerOptions, Trip};

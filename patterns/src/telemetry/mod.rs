@@ -1,14 +1,24 @@
-//! OpenTelemetry metrics for signal sinks.
+//! OpenTelemetry metrics for coordinators and signal sinks.
 //!
 //! # When to use it
 //!
-//! When the process already exports OpenTelemetry metrics and you want the sink on the same
-//! dashboards: how many signals are raised (by name prefix, so `error.db.timeout` and
+//! When the process already exports OpenTelemetry metrics and you want coordinators and
+//! sinks on the same dashboards.
+//!
+//! Coordinators: [`CoordinatorMetrics`] reports the counters (enqueued, completed, failed,
+//! cancelled) and gauges (running, pending, the concurrency limit) from the coordinator's
+//! stats; [`OperationRecorder`], hooked into `on_finalized`, records the duration and
+//! queue-wait histograms. Spans: every operation already runs in a `tracing` span named
+//! `operation` (fields `coordinator`, `id`, `key`, and `outcome` once it ends), created by
+//! the coordinator itself; a `tracing-opentelemetry` layer exports them as OpenTelemetry
+//! spans, so this crate adds no span code of its own.
+//!
+//! Sinks: how many signals are raised (by name prefix, so `error.db.timeout` and
 //! `error.http.502` both count under `error`), how many are live, held, expired or evicted,
 //! and how many subscribers lag. Hand [`SinkMetrics::new`] any
 //! [`Meter`](opentelemetry::metrics::Meter); the crate never installs a global provider.
 //!
-//! Metric names (all prefixed `ephemeral.sink.`): `signals.raised` (counter, attributes
+//! Sink metric names (all prefixed `ephemeral.sink.`): `signals.raised` (counter, attributes
 //! `prefix` and `held`), `signals.live`, `holds.live`, `subscriptions.live` (gauges),
 //! `signals.expired`, `signals.evicted`, `subscriptions.dropped` (observable counters).
 //!
@@ -20,6 +30,8 @@
 //! Cardinality is bounded: at most `max_prefixes` distinct `prefix` values (default 64); the
 //! rest are counted under `prefix = "other"`.
 
+mod coordinator;
 mod sink;
 
+pub use coordinator::{CoordinatorMetrics, OperationRecorder};
 pub use sink::{SinkMetrics, SinkMetricsOptions};

@@ -1,0 +1,81 @@
+//! Exit codes and the error that carries one.
+
+use std::fmt;
+use std::io;
+
+use ephemeral_bus::BusError;
+
+/// Success.
+pub(crate) const OK: u8 = 0;
+/// A negative answer: `match` found no match.
+pub(crate) const NO_MATCH: u8 = 1;
+/// Bad input: a bad name, pattern, duration or header, a payload too large, or bad usage.
+pub(crate) const USAGE: u8 = 2;
+/// The bus does not exist (nobody has opened it).
+pub(crate) const NO_BUS: u8 = 3;
+/// The bus was refused: its directory is another user's or open to group or others.
+pub(crate) const REFUSED: u8 = 4;
+/// A request got no reply in time.
+pub(crate) const TIMEOUT: u8 = 5;
+/// A request found no server, or its server failed or left before replying.
+pub(crate) const NO_REPLY: u8 = 6;
+/// Any other bus or I/O error.
+pub(crate) const IO: u8 = 7;
+
+/// The exit-code table shown in `--help` and in the README.
+pub(crate) const TABLE: &str = "\
+Exit codes:
+  0  success
+  1  no match (`match`)
+  2  bad input: invalid name, pattern, duration, header or usage
+  3  no such bus (nobody opened it; see --bus, EPHEMERAL_BUS_DIR, --create)
+  4  bus refused: its directory is another user's or open to group/others
+  5  request timed out
+  6  request failed: no server, the server failed, or it left before replying
+  7  other bus or I/O error";
+
+/// A failure: what to print and which code to exit with.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) code: u8,
+    pub(crate) message: String,
+}
+
+impl Failure {
+    pub(crate) fn new(code: u8, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<BusError> for Failure {
+    fn from(e: BusError) -> Self {
+        let code = match &e {
+            BusError::Name(_) | BusError::PayloadTooLarge { .. } => USAGE,
+            BusError::NotOwner { .. } | BusError::Permissions { .. } => REFUSED,
+            BusError::Io { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => {
+                REFUSED
+            }
+            BusError::Timeout { .. } => TIMEOUT,
+            BusError::NoServer { .. }
+            | BusError::PeerGone { .. }
+            | BusError::ServerFailed { .. } => NO_REPLY,
+            _ => IO,
+        };
+        Self::new(code, e.to_string())
+    }
+}
+
+impl From<io::Error> for Failure {
+    fn from(e: io::Error) -> Self {
+        Self::new(IO, format!("i/o error: {e}"))
+    }
+}

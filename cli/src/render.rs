@@ -1,0 +1,255 @@
+//! How `watch` shows one item: a text line or a JSON object.
+
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
+
+use ephemeral_bus::{
+    HOLD_HEADER, HOPS_HEADER, KEY_HEADER, Message, ORIGIN_HEADER, RELEASE_HEADER, SEQ_HEADER,
+    VIA_HEADER,
+};
+
+/// Headers the bus and its bridges use for their own bookkeeping; not shown as user headers.
+const INTERNAL: [&str; 10] = [
+    HOLD_HEADER,
+    HOPS_HEADER,
+    KEY_HEADER,
+    ORIGIN_HEADER,
+    RELEASE_HEADER,
+    SEQ_HEADER,
+    VIA_HEADER,
+    "reply-to",
+    "correlation",
+    "status",
+];
+
+/// At most this many characters of a text payload are shown on a text line.
+const SUMMARY_CHARS: usize = 60;
+
+/// What a line is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A signal raised in a bridged sink (or by `ephemeral raise`).
+    Signal,
+    /// A hold began (first lease refresh seen).
+    Held,
+    /// A hold was released by its holder.
+    Released,
+    /// A hold's lease ran out without a release (its holder died or stopped).
+    Lapsed,
+    /// A request to a server (`_req.<topic>`).
+    Request,
+    /// A reply to a request (`_reply.<peer>`).
+    Reply,
+    /// A plain message.
+    Message,
+}
+
+impl Kind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Kind::Signal => "signal",
+            Kind::Held => "held",
+            Kind::Released => "released",
+            Kind::Lapsed => "lapsed",
+            Kind::Request => "request",
+            Kind::Reply => "reply",
+            Kind::Message => "message",
+        }
+    }
+
+    /// Classifies a message by the headers bridges put on signals.
+    pub(crate) fn of(message: &Message) -> Kind {
+        if message.header(RELEASE_HEADER).is_some() {
+            Kind::Released
+        } else if message.header(HOLD_HEADER).is_some() {
+            Kind::Held
+        } else if message.header(SEQ_HEADER).is_some() {
+            Kind::Signal
+        } else if message.topic().starts_with("_req.") {
+            Kind::Request
+        } else if message.topic().starts_with("_reply.") {
+            Kind::Reply
+        } else {
+            Kind::Message
+        }
+    }
+}
+
+/// One line of `watch` output.
+#[derive(Debug, Clone)]
+pub(crate) struct Line {
+    pub(crate) time: SystemTime,
+    pub(crate) kind: Kind,
+    pub(crate) topic: String,
+    pub(crate) key: Option<String>,
+    pub(crate) ttl: Option<Duration>,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) origin: Option<u64>,
+}
+
+impl Line {
+    pub(crate) fn from_message(message: &Message, kind: Kind) -> Self {
+        let key = message.header(KEY_HEADER).map(ToString::to_string);
+        let headers = message
+            .headers()
+            .iter()
+            .filter(|(k, _)| !INTERNAL.contains(&&**k))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Self {
+            time: message.timestamp(),
+            kind,
+            topic: message.topic().to_string(),
+            key,
+            ttl: message.ttl().filter(|_| kind == Kind::Signal),
+            payload: message.payload().to_vec(),
+            headers,
+            origin: Some(message.origin()),
+        }
+    }
+
+    /// The text form: `HH:MM:SS.mmmZ kind topic key=.. ttl=.. payload headers`.
+    pub(crate) fn text(&self) -> String {
+        let mut out = format!(
+            "{} {:<8} {}",
+            clock(self.time),
+            self.kind.as_str(),
+            self.topic
+        );
+        if let Some(key) = &self.key {
+            let _ = write!(out, " key={key}");
+        }
+        if let Some(ttl) = self.ttl {
+            let _ = write!(out, " ttl={}", humantime::format_duration(round_ms(ttl)));
+        }
+        if !self.payload.is_empty() {
+            let _ = write!(out, " {}", summary(&self.payload));
+        }
+        for (k, v) in &self.headers {
+            let _ = write!(out, " {k}={v}");
+        }
+        out
+    }
+
+    /// The JSON form, one object per line.
+    pub(crate) fn json(&self) -> String {
+        let mut object = serde_json::Map::new();
+        object.insert("time".into(), rfc3339(self.time).into());
+        object.insert("kind".into(), self.kind.as_str().into());
+        object.insert("topic".into(), self.topic.clone().into());
+        object.insert(
+            "key".into(),
+            self.key.clone().map_or(serde_json::Value::Null, Into::into),
+        );
+        object.insert(
+            "ttl_ms".into(),
+            self.ttl
+                .map_or(serde_json::Value::Null, |t| (t.as_millis() as u64).into()),
+        );
+        match std::str::from_utf8(&self.payload) {
+            Ok(text) => {
+                object.insert("payload".into(), text.into());
+            }
+            Err(_) => {
+                object.insert("payload".into(), serde_json::Value::Null);
+                object.insert("payload_hex".into(), hex(&self.payload).into());
+            }
+        }
+        object.insert("payload_len".into(), self.payload.len().into());
+        let headers: serde_json::Map<String, serde_json::Value> = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone().into()))
+            .collect();
+        object.insert("headers".into(), headers.into());
+        object.insert(
+            "origin".into(),
+            self.origin
+                .map_or(serde_json::Value::Null, |o| format!("{o:016x}").into()),
+        );
+        serde_json::Value::Object(object).to_string()
+    }
+}
+
+/// A lag notice: this watcher missed `missed` items because it fell behind.
+pub(crate) fn lagged_text(missed: u64) -> String {
+    format!(
+        "{} lagged   missed {missed} item(s): this watcher fell behind",
+        clock(SystemTime::now())
+    )
+}
+
+/// A lag notice as JSON.
+pub(crate) fn lagged_json(missed: u64) -> String {
+    serde_json::json!({
+        "time": rfc3339(SystemTime::now()),
+        "kind": "lagged",
+        "missed": missed,
+    })
+    .to_string()
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
+}
+
+/// Wall-clock time of day in UTC with milliseconds: `05:03:01.123Z`.
+pub(crate) fn clock(t: SystemTime) -> String {
+    let full = rfc3339(t);
+    // "2026-12-02T05:03:01.123Z" -> "05:03:01.123Z"
+    full.get(11..).unwrap_or(&full).to_owned()
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// A short, single-line, quoted summary of a payload.
+pub(crate) fn summary(payload: &[u8]) -> String {
+    match std::str::from_utf8(payload) {
+        Ok(text) => {
+            let count = text.chars().count();
+            let shown: String = text.chars().take(SUMMARY_CHARS).collect();
+            let mut out = format!("{shown:?}");
+            if count > SUMMARY_CHARS {
+                let _ = write!(out, "…({} bytes)", payload.len());
+            }
+            out
+        }
+        Err(_) => {
+            let head = &payload[..payload.len().min(16)];
+            let ellipsis = if payload.len() > 16 { "…" } else { "" };
+            format!("<{} bytes: {}{ellipsis}>", payload.len(), hex(head))
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summaries_are_short_quoted_and_single_line() {
+        assert_eq!(summary(b"hello"), "\"hello\"");
+        assert_eq!(summary(b"a\nb"), "\"a\\nb\"");
+        let long = "x".repeat(100);
+        let s = summary(long.as_bytes());
+        assert!(s.starts_with(&format!("\"{}\"", "x".repeat(60))));
+        assert!(s.ends_with("…(100 bytes)"));
+        assert_eq!(summary(&[0xff, 0x00]), "<2 bytes: ff00>");
+    }
+
+    #[test]
+    fn clock_is_time_of_day() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(3_723_456);
+        assert_eq!(clock(t), "01:02:03.456Z");
+    }
+}

@@ -1,0 +1,439 @@
+//! The `ephemeral` binary against a bus fed by the test process.
+//!
+//! Real processes and sockets, so these tests use real time, with generous bounds only
+//! (`common::PATIENCE`, 20 s) for things that must happen: nothing here asserts a duration.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{bus, eventually, run, spawn_ready};
+use ephemeral::{Name, SignalBuilder, SignalSink};
+use futures::StreamExt;
+use tokio::io::AsyncReadExt;
+
+fn name(s: &str) -> Name {
+    Name::new(s).expect("valid test name")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_count_prints_raised_signals() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bus = bus(dir.path(), "watch-text").await;
+    let sink = SignalSink::default();
+    let _bridge = bus.bridge(&sink, "error.*").await.expect("bridge");
+
+    let (child, _stderr) = spawn_ready(
+        dir.path(),
+        &["--bus", "watch-text", "watch", "error.*", "--count", "2"],
+        "watching",
+    )
+    .await;
+    sink.raise_with(
+        SignalBuilder::new(name("error.db"))
+            .key("orders")
+            .payload_str("disk full"),
+    )
+    .expect("raise");
+    sink.raise("error.net").expect("raise");
+    sink.raise("other.thing")
+        .expect("raise (not bridged, not shown)");
+
+    let output = tokio::time::timeout(common::PATIENCE, child.wait_with_output())
+        .await
+        .expect("watch --count 2 exits after two lines")
+        .expect("wait");
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(
+        lines[0].contains("signal   error.db key=orders") && lines[0].contains("\"disk full\""),
+        "{stdout}"
+    );
+    assert!(
+        lines[0].contains(" ttl="),
+        "a bridged signal carries its ttl: {stdout}"
+    );
+    assert!(lines[1].contains("signal   error.net"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_json_is_one_object_per_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bus = bus(dir.path(), "watch-json").await;
+    let (child, _stderr) = spawn_ready(
+        dir.path(),
+        &[
+            "--bus",
+            "watch-json",
+            "watch",
+            "orders.+",
+            "--json",
+            "--count",
+            "1",
+        ],
+        "watching",
+    )
+    .await;
+    bus.publish("orders.created.eu", b"not matched by orders.+")
+        .await
+        .expect("publish");
+    bus.publish("orders.created", b"{\"id\":42}")
+        .await
+        .expect("publish");
+    let output = tokio::time::timeout(common::PATIENCE, child.wait_with_output())
+        .await
+        .expect("exits")
+        .expect("wait");
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    let value: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    assert_eq!(value["kind"], "message");
+    assert_eq!(value["topic"], "orders.created");
+    assert_eq!(value["payload"], "{\"id\":42}");
+    assert_eq!(value["payload_len"], 9);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raise_reaches_a_bridged_sink_and_a_subscriber() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bus = bus(dir.path(), "raise").await;
+    let sink = SignalSink::default();
+    let _bridge = bus.bridge(&sink, "alert.*").await.expect("bridge");
+    let mut plain = bus.subscribe("alert.fire").await.expect("subscribe");
+
+    let (code, stdout, stderr) = run(
+        dir.path(),
+        &[
+            "--bus",
+            "raise",
+            "raise",
+            "alert.fire",
+            "--key",
+            "zone-1",
+            "--payload",
+            "smoke",
+            "--ttl",
+            "30s",
+            "--header",
+            "floor=3",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("reached 2 subscribers"), "{stdout}");
+
+    eventually("the bridged sink has alert.fire", || {
+        sink.has_signal("alert.fire")
+    })
+    .await;
+    let signal = sink.latest("alert.fire").expect("live");
+    assert_eq!(signal.key(), Some("zone-1"));
+    assert_eq!(signal.payload_str(), Some("smoke"));
+    assert_eq!(
+        signal.header("floor").map(ToString::to_string).as_deref(),
+        Some("3")
+    );
+
+    let message = tokio::time::timeout(common::PATIENCE, plain.next())
+        .await
+        .expect("delivered")
+        .expect("open")
+        .expect("not lagged");
+    assert_eq!(message.payload_str(), Some("smoke"));
+    let ttl = message.ttl().expect("raise --ttl sends a ttl");
+    assert!(
+        ttl <= Duration::from_secs(30) && ttl > Duration::ZERO,
+        "{ttl:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_keeps_a_condition_live_until_interrupted() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bus = bus(dir.path(), "hold").await;
+    let sink = SignalSink::default();
+    let _bridge = bus.bridge(&sink, "circuit.*").await.expect("bridge");
+
+    let (child, mut stderr) = spawn_ready(
+        dir.path(),
+        &[
+            "--bus",
+            "hold",
+            "hold",
+            "circuit.open",
+            "--key",
+            "payments",
+            "--lease",
+            "2s",
+        ],
+        "holding",
+    )
+    .await;
+    eventually("the bridged sink holds circuit.open", || {
+        sink.has_signal("circuit.open")
+    })
+    .await;
+    let held = sink.latest("circuit.open").expect("live");
+    assert!(held.is_held(), "mirrored as a hold, not an event");
+    assert_eq!(held.key(), Some("payments"));
+
+    // Past two leases (2 s each) it is still live: the command keeps refreshing it. (A lease
+    // long against its refresh period, so a loaded machine does not let it lapse.)
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    assert!(
+        sink.has_signal("circuit.open"),
+        "the hold outlived its refreshes"
+    );
+
+    let pid = child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    let output = tokio::time::timeout(common::PATIENCE, child.wait_with_output())
+        .await
+        .expect("hold exits on SIGINT")
+        .expect("wait");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "Ctrl-C is the normal way out"
+    );
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).await.expect("stderr");
+    assert!(rest.contains("released circuit.open"), "{rest}");
+    eventually("the hold is released", || !sink.has_signal("circuit.open")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_gets_a_reply_and_times_out() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bus = bus(dir.path(), "request").await;
+    let _double = bus
+        .serve("math.double", |request| async move {
+            let n: u64 = request.payload_str().unwrap_or("0").parse().unwrap_or(0);
+            (n * 2).to_string().into_bytes()
+        })
+        .await
+        .expect("serve");
+    let _slow = bus
+        .serve("slow.op", |_| async move {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            b"too late".to_vec()
+        })
+        .await
+        .expect("serve");
+
+    // A watcher of everything must not be taken for a server of every topic.
+    let (_watcher, _w) =
+        spawn_ready(dir.path(), &["--bus", "request", "watch", "*"], "watching").await;
+    for _ in 0..3 {
+        let (code, stdout, stderr) = run(
+            dir.path(),
+            &["--bus", "request", "request", "math.double", "21"],
+        )
+        .await;
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(stdout, "42\n");
+    }
+
+    let (code, stdout, stderr) = run(
+        dir.path(),
+        &[
+            "--bus",
+            "request",
+            "request",
+            "slow.op",
+            "x",
+            "--timeout",
+            "300ms",
+        ],
+    )
+    .await;
+    assert_eq!(code, 5, "a timeout exits 5: {stderr}");
+    assert!(stdout.is_empty());
+    assert!(stderr.contains("no reply within"), "{stderr}");
+
+    let (code, _, stderr) = run(
+        dir.path(),
+        &[
+            "--bus",
+            "request",
+            "request",
+            "nobody.home",
+            "x",
+            "--timeout",
+            "1s",
+        ],
+    )
+    .await;
+    assert_eq!(code, 6, "no server exits 6: {stderr}");
+    assert!(stderr.contains("no peer serves `nobody.home`"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_lists_the_topic() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bus = bus(dir.path(), "stats").await;
+    let publisher = bus.clone();
+    let feed = tokio::spawn(async move {
+        loop {
+            publisher
+                .publish("orders.created", b"12345")
+                .await
+                .expect("publish");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+
+    let (code, stdout, stderr) =
+        run(dir.path(), &["--bus", "stats", "stats", "--interval", "1s"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("orders.created"))
+        .unwrap_or_else(|| panic!("no orders.created row: {stdout}"));
+    let messages: u64 = row
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("a message count");
+    assert!(messages > 0, "{row}");
+    assert!(stdout.contains("peers: 1"), "{stdout}");
+
+    let (code, stdout, stderr) = run(
+        dir.path(),
+        &["--bus", "stats", "stats", "--interval", "500ms", "--json"],
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let value: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON");
+    let topics = value["topics"].as_array().expect("topics");
+    let orders = topics
+        .iter()
+        .find(|t| t["topic"] == "orders.created")
+        .expect("orders.created listed");
+    assert_eq!(
+        orders["bytes"].as_u64(),
+        orders["messages"].as_u64().map(|m| m * 5)
+    );
+    feed.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_shows_a_hold_once_and_its_release() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The test process is on the bus too, so the CLI processes do not need --create.
+    let _bus = bus(dir.path(), "watch-hold").await;
+    let (watcher, _w) = spawn_ready(
+        dir.path(),
+        &["--bus", "watch-hold", "watch", "circuit.*", "--count", "2"],
+        "watching",
+    )
+    .await;
+    let (holder, _h) = spawn_ready(
+        dir.path(),
+        &[
+            "--bus",
+            "watch-hold",
+            "hold",
+            "circuit.open",
+            "--lease",
+            "1s",
+        ],
+        "holding",
+    )
+    .await;
+    // Refreshes go by (every third of the lease); the watcher shows the hold once.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let pid = holder.id().expect("running").to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let output = tokio::time::timeout(common::PATIENCE, watcher.wait_with_output())
+        .await
+        .expect("the watcher saw two lines")
+        .expect("wait");
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(lines[0].contains("held     circuit.open"), "{stdout}");
+    assert!(lines[1].contains("released circuit.open"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_and_stats_watch_stop_cleanly_on_sigint() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bus = bus(dir.path(), "sigint").await;
+    let publisher = bus.clone();
+    let feed = tokio::spawn(async move {
+        loop {
+            let _ = publisher.publish("ticks.one", b"t").await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let (watcher, _w) = spawn_ready(
+        dir.path(),
+        &["--bus", "sigint", "watch", "ticks.*"],
+        "watching",
+    )
+    .await;
+    let mut stats = common::cli(dir.path())
+        .args(["--bus", "sigint", "stats", "--watch", "--interval", "200ms"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn stats");
+    // Wait until stats has printed two frames (not a terminal: frames one after another).
+    let mut out = stats.stdout.take().expect("piped");
+    let mut seen = String::new();
+    tokio::time::timeout(common::PATIENCE, async {
+        let mut buf = [0u8; 4096];
+        while seen.matches("TOPIC").count() < 2 {
+            let n = out.read(&mut buf).await.expect("read");
+            assert!(n > 0, "stats --watch exited early: {seen}");
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    })
+    .await
+    .expect("two stats frames");
+    assert!(seen.contains("ticks.one"), "{seen}");
+    assert!(
+        !seen.contains('\x1b'),
+        "no escape codes when not a terminal"
+    );
+
+    for child in [&watcher, &stats] {
+        let pid = child.id().expect("running").to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-INT", &pid])
+                .status()
+                .expect("kill")
+                .success()
+        );
+    }
+    let watched = tokio::time::timeout(common::PATIENCE, watcher.wait_with_output())
+        .await
+        .expect("watch stops on SIGINT")
+        .expect("wait");
+    assert_eq!(watched.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&watched.stdout).contains("message  ticks.one \"t\""),
+        "watch printed the messages before stopping"
+    );
+    let status = tokio::time::timeout(common::PATIENCE, stats.wait())
+        .await
+        .expect("stats stops on SIGINT")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0));
+    feed.abort();
+}

@@ -1,0 +1,94 @@
+//! Helpers shared by the CLI tests: a bus in a temporary directory and the built binary.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use ephemeral_bus::{Bus, BusOptions};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The generous bound for anything that crosses processes on a loaded 2-core machine.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A bus named `name` in `dir`, opened by the test process.
+pub async fn bus(dir: &Path, name: &str) -> Bus {
+    Bus::open_with(name, BusOptions::default().dir(dir))
+        .await
+        .expect("open the test bus")
+}
+
+/// The `ephemeral` binary, pointed at buses under `dir`.
+pub fn cli(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ephemeral"));
+    command
+        .env("EPHEMERAL_BUS_DIR", dir)
+        .env_remove("EPHEMERAL_BUS")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
+/// Runs the binary to completion (at most `PATIENCE`): exit code, stdout, stderr.
+pub async fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let output = tokio::time::timeout(PATIENCE, cli(dir).args(args).output())
+        .await
+        .unwrap_or_else(|_| panic!("`ephemeral {}` did not finish", args.join(" ")))
+        .expect("run the binary");
+    (
+        output
+            .status
+            .code()
+            .expect("exited with a code, not a signal"),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Spawns the binary with piped output and waits until its stderr prints a line containing
+/// `ready` (the line is returned with the reader, for later lines).
+pub async fn spawn_ready(
+    dir: &Path,
+    args: &[&str],
+    ready: &str,
+) -> (Child, BufReader<tokio::process::ChildStderr>) {
+    let mut child = cli(dir)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the binary");
+    let mut stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
+    let mut line = String::new();
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            line.clear();
+            let n = stderr.read_line(&mut line).await.expect("read stderr");
+            assert!(
+                n > 0,
+                "`ephemeral {}` exited before `{ready}`",
+                args.join(" ")
+            );
+            if line.contains(ready) {
+                break;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("`ephemeral {}` never printed `{ready}`", args.join(" ")));
+    (child, stderr)
+}
+
+/// Polls `condition` every 20 ms until it holds or `PATIENCE` runs out.
+pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

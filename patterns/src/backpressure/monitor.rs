@@ -1,0 +1,117 @@
+//! Driving a [`Backpressure`] from a downstream coordinator's pending count.
+
+use std::fmt;
+use std::sync::Arc;
+
+use ephemeral::{Admission, AdmissionRequest, Decision};
+use futures::future::BoxFuture;
+use tokio::task::JoinHandle;
+
+use super::Backpressure;
+use crate::CoordinatorHandle;
+
+/// Keeps a [`Backpressure`] in step with a downstream coordinator's pending count. Stops when
+/// dropped, or when the coordinator is done.
+///
+/// The count is re-read whenever it may have fallen: the downstream's admission hook
+/// ([`Backpressure::admission`]) wakes the monitor each time an item starts. Where it grows —
+/// right after an upstream enqueues into the downstream — the upstream reports it
+/// synchronously with [`Backpressure::report`], so the hold is taken before the upstream's
+/// next start. Nothing polls.
+///
+/// The monitor holds a handle to the coordinator, so the coordinator lives at least as long
+/// as the monitor: drop the monitor (or drain the coordinator) to let it go.
+pub struct BackpressureMonitor {
+    task: JoinHandle<()>,
+    pressure: Backpressure,
+}
+
+/// The downstream's admission hook: admits everything, and wakes the monitor on every start.
+struct StartHook {
+    pressure: Backpressure,
+}
+
+impl fmt::Debug for StartHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackpressureStartHook")
+            .field("signal", self.pressure.signal_name())
+            .finish()
+    }
+}
+
+impl Admission for StartHook {
+    fn admit<'a>(&'a self, _request: &'a AdmissionRequest) -> BoxFuture<'a, Decision> {
+        self.pressure.wake_monitor();
+        Box::pin(async { Decision::Admit })
+    }
+}
+
+impl Backpressure {
+    /// An [`Admission`] hook for the *downstream* coordinator: it admits every item and tells
+    /// the monitor that the pending count dropped. Pass it to `with_admission`.
+    #[must_use]
+    pub fn admission(&self) -> Arc<dyn Admission> {
+        Arc::new(StartHook {
+            pressure: self.clone(),
+        })
+    }
+
+    /// Reads `downstream`'s pending count now and takes or releases the hold accordingly;
+    /// call it right after enqueueing into the downstream. Returns whether the condition is
+    /// held.
+    pub fn report<C: crate::CoordinatorHandle>(&self, downstream: &C) -> bool {
+        self.update_with(|| downstream.pending_count())
+    }
+
+    fn wake_monitor(&self) {
+        // notify_one stores a permit when the monitor is busy, so no start goes unseen.
+        self.inner.wake.notify_one();
+    }
+
+    /// Starts keeping this backpressure in step with `downstream`'s pending count.
+    ///
+    /// # Errors
+    ///
+    /// [`super::BackpressureError::NoRuntime`] outside a tokio runtime.
+    pub fn monitor<C: crate::CoordinatorHandle>(
+        &self,
+        downstream: &C,
+    ) -> Result<BackpressureMonitor, super::BackpressureError> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| super::BackpressureError::NoRuntime)?;
+        let pressure = self.clone();
+        let downstream = downstream.clone();
+        let task = runtime.spawn(async move { watch(pressure, downstream).await });
+        Ok(BackpressureMonitor {
+            task,
+            pressure: self.clone(),
+        })
+    }
+}
+
+async fn watch<C: CoordinatorHandle>(pressure: Backpressure, downstream: C) {
+    loop {
+        pressure.update_with(|| downstream.pending_count());
+        if downstream.is_done() {
+            // Nothing is pending any more: let the upstream go.
+            pressure.update(0);
+            return;
+        }
+        pressure.inner.wake.notified().await;
+    }
+}
+
+impl Drop for BackpressureMonitor {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl fmt::Debug for BackpressureMonitor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackpressureMonitor")
+            .field("pressure", &self.pressure)
+            .field("finished", &self.task.is_finished())
+            .finish()
+    }
+}

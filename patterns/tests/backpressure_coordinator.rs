@@ -1,0 +1,106 @@
+//! Backpressure between two coordinators: the downstream's pending count holds
+//! `backpressure.db`, the upstream defers on it and resumes the moment it is released.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use ephemeral::{EphemeralOptions, EphemeralWorkCoordinator, SignalSink};
+use ephemeral_patterns::backpressure::Backpressure;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+async fn until(what: &str, cond: impl Fn() -> bool) {
+    for _ in 0..10_000 {
+        if cond() {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("never happened: {what}");
+}
+
+async fn settle() {
+    for _ in 0..500 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn upstream_defers_above_the_high_watermark_and_resumes_at_once_below_the_low() {
+    let sink = SignalSink::default();
+    let pressure = Backpressure::new(&sink, "db", 5, 2).unwrap();
+    let gate = Arc::new(Semaphore::new(0));
+    let g = gate.clone();
+    let downstream = EphemeralWorkCoordinator::with_admission(
+        move |_: u32, _ctx| {
+            let gate = g.clone();
+            async move {
+                gate.acquire().await.map_err(|e| e.to_string())?.forget();
+                Ok::<_, String>(())
+            }
+        },
+        EphemeralOptions::default()
+            .max_concurrency(1)
+            .signals(sink.clone()),
+        vec![pressure.admission()],
+    )
+    .unwrap();
+    let _monitor = pressure.monitor(&downstream).unwrap();
+
+    let started = Arc::new(AtomicUsize::new(0));
+    let (d, p, s) = (downstream.clone(), pressure.clone(), started.clone());
+    let upstream = EphemeralWorkCoordinator::new(
+        move |n: u32, _ctx| {
+            let (downstream, pressure, started) = (d.clone(), p.clone(), s.clone());
+            async move {
+                started.fetch_add(1, Ordering::SeqCst);
+                downstream.enqueue(n).await.map_err(|e| e.to_string())?;
+                pressure.report(&downstream);
+                Ok::<_, String>(())
+            }
+        },
+        EphemeralOptions::default()
+            .max_concurrency(1)
+            .signals(sink.clone())
+            .defer_on("backpressure.db"),
+    )
+    .unwrap();
+
+    for n in 0..30 {
+        upstream.enqueue(n).await.unwrap();
+    }
+    until("the hold is taken", || pressure.is_held()).await;
+    settle().await;
+    assert!(sink.has_signal("backpressure.db"));
+    // Taken when the count passed 5; held until it falls below 2.
+    assert!(downstream.pending_count() >= 2, "{:?}", downstream.stats());
+    let stalled_at = started.load(Ordering::SeqCst);
+    assert!(
+        stalled_at < 30,
+        "the upstream stopped starting: {stalled_at}"
+    );
+    settle().await;
+    assert_eq!(
+        started.load(Ordering::SeqCst),
+        stalled_at,
+        "deferred, not running"
+    );
+    assert!(upstream.pending_count() > 0);
+
+    // Let the downstream drain: once its pending count falls below 2 the hold goes and the
+    // upstream resumes, without any clock advance (no polling interval to wait out).
+    let before = Instant::now();
+    gate.add_permits(1_000);
+    until("the upstream resumes", || {
+        started.load(Ordering::SeqCst) > stalled_at
+    })
+    .await;
+    assert_eq!(Instant::now(), before);
+    assert!(pressure.times_held() >= 1);
+
+    upstream.drain().await.unwrap();
+    downstream.drain().await.unwrap();
+    assert_eq!(downstream.stats().completed, 30);
+    until("released at the end", || !pressure.is_held()).await;
+    assert!(!sink.has_signal("backpressure.db"));
+}
