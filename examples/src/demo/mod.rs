@@ -4,22 +4,24 @@
 //! orders ──► intake (FIFO, 1 worker, defer_on "backpressure.*")
 //!               │ validates, then forwards each order, waiting for room
 //!               ▼
-//!            payments (keyed by customer, 8 workers, circuit-breaker admission hook)
+//!            payments (keyed by customer, 8 workers, defer_on "circuit.open",
+//!                      admission hooks: the circuit breaker's probes, the backlog monitor)
 //!               │ charges the flaky provider, retrying with exponential backoff;
 //!               │ each failed call raises error.downstream.* (the breaker counts them)
 //!               ▼
 //!            notifications (FIFO, 2 workers, cancel_on "circuit.open": shed while in trouble)
 //! ```
 //!
-//! A watcher reports the payments backlog to a [`Backpressure`] hold: above 40 waiting
-//! payments it holds `backpressure.payments`, which defers the intake until the backlog falls
-//! under 10. In the middle of the run the provider has an incident: most calls fail, the
-//! breaker opens (`circuit.open`), payments are parked by the admission hook, the backlog
-//! grows, the intake is deferred; then the breaker probes its way back and everything drains.
+//! A [`Backpressure`] hold follows the payments backlog (reported by the intake after each
+//! hand-over, and by the patterns' monitor, woken by the payments' admission hook on every
+//! start): above 40 waiting payments it holds `backpressure.payments`, which defers the intake
+//! until the backlog falls under 10. In the middle of the run the provider has an incident:
+//! most calls fail, the breaker opens (`circuit.open`), payments are parked by their
+//! `defer_on`, the backlog grows, the intake is deferred; then the breaker goes half-open, its
+//! admission hook lets two probes through, their success closes it, and everything drains.
 
 mod downstream;
 mod feed;
-mod gate;
 mod summary;
 mod view;
 
@@ -35,6 +37,7 @@ use ephemeral::{
     Signal, SignalSink, SinkOptions,
 };
 use ephemeral_atoms::retry::{Backoff, Jitter, Retry, RetryError};
+use ephemeral_patterns::CoordinatorHandle;
 use ephemeral_patterns::backpressure::Backpressure;
 use ephemeral_patterns::circuit_breaker::{CircuitBreaker, CircuitBreakerOptions, CircuitState};
 use rand::rngs::SmallRng;
@@ -44,7 +47,6 @@ use tokio_util::sync::CancellationToken;
 
 use downstream::{Attempt, CallError, Downstream};
 use feed::{Feed, FeedLine};
-use gate::BreakerGate;
 pub(crate) use summary::Summary;
 use summary::{Latencies, Row};
 pub(crate) use view::Output;
@@ -156,21 +158,15 @@ impl Payments {
             self.charge(&order, &ctx).await
         };
         match outcome {
-            Ok(()) => {
-                self.breaker.record_success();
-                self.notifications
-                    .enqueue(order.id)
-                    .await
-                    .map(drop)
-                    .map_err(|e| format!("paid, but the notification was not queued: {e}"))
-            }
-            Err(e) => {
-                if matches!(e, RetryError::Cancelled { .. }) {
-                    // A half-open probe that ends without a verdict gives its slot back.
-                    self.breaker.release_probe();
-                }
-                Err(e.to_string())
-            }
+            // The breaker hears of successes and probe outcomes from `on_finalized`
+            // (`CircuitBreaker::observe`), and of failed calls from their signals.
+            Ok(()) => self
+                .notifications
+                .enqueue(order.id)
+                .await
+                .map(drop)
+                .map_err(|e| format!("paid, but the notification was not queued: {e}")),
+            Err(e) => Err(e.to_string()),
         }
     }
 
@@ -209,6 +205,36 @@ impl Payments {
                 result
             })
             .await
+    }
+}
+
+/// The payments coordinator as the patterns see a coordinator. (`ephemeral-patterns`
+/// implements [`CoordinatorHandle`] for the FIFO work coordinator only; the trait is public,
+/// so a keyed one is wrapped here.)
+#[derive(Debug, Clone)]
+struct PaymentsHandle(EphemeralKeyedWorkCoordinator<Customer, Order>);
+
+impl CoordinatorHandle for PaymentsHandle {
+    fn pending_count(&self) -> usize {
+        self.0.pending_count()
+    }
+    fn max_concurrency(&self) -> usize {
+        self.0.max_concurrency()
+    }
+    fn set_max_concurrency(&self, n: usize) -> Result<(), ephemeral::OptionsError> {
+        self.0.set_max_concurrency(n)
+    }
+    fn stats(&self) -> ephemeral::CoordinatorStats {
+        self.0.stats()
+    }
+    fn is_done(&self) -> bool {
+        self.0.is_done()
+    }
+    fn sink(&self) -> &SignalSink {
+        self.0.sink()
+    }
+    fn id(&self) -> &str {
+        self.0.id()
     }
 }
 
@@ -293,6 +319,7 @@ pub(crate) async fn run(config: &Config, output: Output) -> Result<Summary, Demo
     });
     let payments = {
         let latency = pay_latency.clone();
+        let observer = breaker.observer();
         let shared = shared.clone();
         EphemeralKeyedWorkCoordinator::with_admission(
             move |order: Order, ctx: OperationContext| {
@@ -304,15 +331,29 @@ pub(crate) async fn run(config: &Config, output: Output) -> Result<Summary, Demo
                 .max_concurrency(config.concurrency)
                 .max_pending(64)
                 .signals(sink.clone())
-                .on_finalized(move |s| latency.record(s)),
-            vec![Arc::new(BreakerGate::new(breaker.clone()))],
+                // While the breaker holds circuit.open, nothing starts; items wait holding
+                // no slot (a payment should wait for the provider, not be dropped).
+                .defer_on("circuit.open")
+                .on_finalized(move |s| {
+                    latency.record(s);
+                    observer(s);
+                }),
+            // After the built-in defer rule: the breaker's half-open probes, then the
+            // backlog monitor's wake-up on every start.
+            vec![breaker.admission(), pressure.admission()],
         )?
     };
+
+    // Keeps the backpressure hold in step with the payments backlog: re-read on every payment
+    // start (the admission hook above wakes it), so the hold is released even while the
+    // intake is deferred and reports nothing. Stops with the payments coordinator.
+    let backlog = PaymentsHandle(payments.clone());
+    let _monitor = pressure.monitor(&backlog)?;
 
     let intake_latency = Latencies::default();
     let intake = {
         let latency = intake_latency.clone();
-        let payments = payments.clone();
+        let payments = backlog.clone();
         let pressure = pressure.clone();
         EphemeralWorkCoordinator::new(
             move |order: Order, _ctx: OperationContext| {
@@ -321,10 +362,13 @@ pub(crate) async fn run(config: &Config, output: Output) -> Result<Summary, Demo
                 async move {
                     sleep(Duration::from_millis(2)).await; // validation, fraud check
                     payments
+                        .0
                         .enqueue(order.customer, order)
                         .await
                         .map_err(|e| format!("payments refused the order: {e}"))?;
-                    pressure.update(payments.pending_count());
+                    // The backlog just grew: take the hold now if it crossed the high
+                    // watermark, before the intake starts its next order.
+                    pressure.report(&payments);
                     Ok::<_, String>(())
                 }
             },
@@ -356,9 +400,8 @@ pub(crate) async fn run(config: &Config, output: Output) -> Result<Summary, Demo
         })
         .collect();
 
-    // The watcher: reports the backlog to the backpressure hold (the intake body reports
-    // too, but only the watcher sees the backlog shrink while the intake is deferred) and
-    // draws the view.
+    // The view: a frame every 100 ms (only what is shown is sampled; the pipeline itself
+    // reacts to signals and wake-ups, never to this loop).
     let stop = CancellationToken::new();
     let watcher = {
         let stop = stop.clone();
@@ -372,16 +415,15 @@ pub(crate) async fn run(config: &Config, output: Output) -> Result<Summary, Demo
         );
         tokio::spawn(async move {
             let mut view = View::new(output);
-            let mut tick = interval(Duration::from_millis(50));
+            let mut tick = interval(Duration::from_millis(100));
             tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
             let mut held = false;
-            let mut ticks = 0u64;
             loop {
                 let stopping = tokio::select! {
                     _ = tick.tick() => false,
                     () = stop.cancelled() => true,
                 };
-                let now_held = pressure.update(payments.pending_count());
+                let now_held = pressure.is_held();
                 if held && !now_held {
                     feed.note(FeedLine {
                         at: start.elapsed(),
@@ -391,41 +433,38 @@ pub(crate) async fn run(config: &Config, output: Output) -> Result<Summary, Demo
                     });
                 }
                 held = now_held;
-                ticks += 1;
-                if ticks.is_multiple_of(2) || stopping {
-                    let frame = Frame {
-                        at: start.elapsed(),
-                        lanes: vec![
-                            Lane {
-                                name: "intake",
-                                stats: intake.stats(),
-                                expected: items,
-                            },
-                            Lane {
-                                name: "payments",
-                                stats: payments.stats(),
-                                expected: items,
-                            },
-                            Lane {
-                                name: "notifications",
-                                stats: notifications.stats(),
-                                expected: payments.stats().completed,
-                            },
-                        ],
-                        circuit: breaker.state().to_string(),
-                        backpressure: now_held,
-                        incident: downstream.downstream.in_incident(),
-                        recent: feed.recent(),
-                    };
-                    let notable = feed.take_notable();
-                    let shown = if stopping {
-                        view.finish(&frame, &notable)
-                    } else {
-                        view.show(&frame, &notable)
-                    };
-                    // A closed stdout (say, `| head`) must not stop the pipeline.
-                    let _ = shown;
-                }
+                let frame = Frame {
+                    at: start.elapsed(),
+                    lanes: vec![
+                        Lane {
+                            name: "intake",
+                            stats: intake.stats(),
+                            expected: items,
+                        },
+                        Lane {
+                            name: "payments",
+                            stats: payments.stats(),
+                            expected: items,
+                        },
+                        Lane {
+                            name: "notifications",
+                            stats: notifications.stats(),
+                            expected: payments.stats().completed,
+                        },
+                    ],
+                    circuit: breaker.state().to_string(),
+                    backpressure: now_held,
+                    incident: downstream.downstream.in_incident(),
+                    recent: feed.recent(),
+                };
+                let notable = feed.take_notable();
+                let shown = if stopping {
+                    view.finish(&frame, &notable)
+                } else {
+                    view.show(&frame, &notable)
+                };
+                // A closed stdout (say, `| head`) must not stop the pipeline.
+                let _ = shown;
                 if stopping {
                     break;
                 }
