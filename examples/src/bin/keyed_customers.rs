@@ -23,12 +23,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::collections::BTreeMap::<&'static str, i64>::new(),
     ));
     let log = Arc::new(Mutex::new(Vec::new()));
+    // When each customer's last operation finished.
+    let finished = Arc::new(Mutex::new(
+        std::collections::BTreeMap::<&'static str, u128>::new(),
+    ));
 
     let coordinator = {
-        let (balances, log) = (balances.clone(), log.clone());
+        let (balances, log, finished) = (balances.clone(), log.clone(), finished.clone());
         EphemeralKeyedWorkCoordinator::new(
             move |(customer, op): (&'static str, Op), _ctx: OperationContext| {
-                let (balances, log) = (balances.clone(), log.clone());
+                let (balances, log, finished) = (balances.clone(), log.clone(), finished.clone());
                 async move {
                     // "carol" talks to a slow bank; the others are quick.
                     let delay = if customer == "carol" { 200 } else { 30 };
@@ -42,10 +46,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         Op::Withdraw(n) if *balance >= n => *balance -= n,
                         Op::Withdraw(n) => return Err(format!("{customer}: cannot withdraw {n}")),
                     }
+                    let at = start.elapsed().as_millis();
                     log.lock().map_err(|_| "log lock poisoned")?.push(format!(
-                        "{:>4} ms  {customer:<6} {op:?} -> balance {balance}",
-                        start.elapsed().as_millis()
+                        "{at:>4} ms  {customer:<6} {op:?} -> balance {balance}"
                     ));
+                    finished
+                        .lock()
+                        .map_err(|_| "lock poisoned")?
+                        .insert(customer, at);
                     Ok::<_, String>(())
                 }
             },
@@ -78,8 +86,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let stats = coordinator.stats();
     println!(
-        "{} operations, {} completed, {} failed; alice and bob finished while carol's slow bank was still answering",
+        "{} operations, {} completed, {} failed",
         stats.accepted, stats.completed, stats.failed
+    );
+    let finished = finished.lock().map_err(|_| "lock poisoned")?;
+    let at = |customer| finished.get(customer).copied().unwrap_or_default();
+    println!(
+        "alice was done at {} ms and bob at {} ms, while carol's slow bank kept her busy until {} ms: a busy key never blocks the others",
+        at("alice"),
+        at("bob"),
+        at("carol")
     );
     Ok(())
 }

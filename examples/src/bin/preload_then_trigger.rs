@@ -7,18 +7,25 @@
 use std::time::Duration;
 
 use ephemeral::{EphemeralOptions, EphemeralWorkCoordinator, OperationContext, SignalSink};
+use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sink = SignalSink::default();
+    // Each row reports the instant it started, so we can see when the trigger took effect.
+    let (started_tx, mut started) = mpsc::unbounded_channel::<Instant>();
     let coordinator = EphemeralWorkCoordinator::new(
-        |(batch, n): (&'static str, u32), ctx: OperationContext| async move {
-            sleep(Duration::from_millis(20)).await;
-            // A record of which operation did what, readable by anyone with the sink.
-            ctx.signal("import.row.done").map_err(|e| e.to_string())?;
-            let _ = (batch, n);
-            Ok::<_, String>(())
+        move |_row: (&'static str, u32), ctx: OperationContext| {
+            let started_tx = started_tx.clone();
+            async move {
+                // The receiver lives until the end of main; a failed send changes nothing.
+                let _ = started_tx.send(Instant::now());
+                sleep(Duration::from_millis(20)).await;
+                // A record of the work, readable by anyone with the sink.
+                ctx.signal("import.row.done").map_err(|e| e.to_string())?;
+                Ok::<_, String>(())
+            }
         },
         EphemeralOptions::default()
             .max_concurrency(8)
@@ -44,12 +51,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 2. Trigger: one signal, and the whole batch starts at once.
     let trigger = Instant::now();
     sink.raise("import.go")?;
-    while coordinator.stats().completed < 16 {
-        sleep(Duration::from_millis(5)).await;
+    let mut starts = Vec::new();
+    while starts.len() < 16 {
+        match started.recv().await {
+            Some(at) => starts.push(at.saturating_duration_since(trigger)),
+            None => return Err("the coordinator stopped early".into()),
+        }
     }
     println!(
-        "triggered: all 16 rows done {} ms after `import.go` (8 at a time, 20 ms each)",
-        trigger.elapsed().as_millis()
+        "triggered: first row started {} µs after `import.go`, the 16th after {} ms (8 at a time, 20 ms each)",
+        starts[0].as_micros(),
+        starts[15].as_millis()
     );
 
     // 3. A condition instead of an event: a held signal stays live until it is released.
@@ -63,7 +75,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         coordinator.stats().pending,
         coordinator.stats().running
     );
+    let release = Instant::now();
     drop(maintenance); // released: the deferred items start at once
+    let first = started
+        .recv()
+        .await
+        .ok_or("the coordinator stopped early")?;
+    println!(
+        "maintenance released: the first nightly row started {} µs later",
+        first.saturating_duration_since(release).as_micros()
+    );
     coordinator.drain().await?;
     let stats = coordinator.stats();
     println!(
