@@ -27,14 +27,14 @@ use demo::{Config, Output};
 /// payments coordinator keyed by customer (one customer's payments run strictly in order).
 /// Each payment calls the simulated provider and retries failed calls with exponential
 /// backoff; each failed call raises an `error.downstream.*` signal. Paid orders get a
-/// notification. A quarter of the way through, the provider has an incident: the circuit
+/// notification, shed (cancelled) while the breaker is open. A quarter of the way through, the provider has an incident: the circuit
 /// breaker counts the failure signals and opens, the payments coordinator parks new work,
 /// the backlog grows until backpressure defers the intake, and once the breaker's probes
 /// succeed everything resumes and drains.
 ///
-/// Runs are reproducible per order: the same --seed gives the same orders and the same
-/// provider answers for each attempt (timing-dependent details, such as exactly when the
-/// breaker trips, can still vary a little).
+/// Runs are reproducible per order: the same --seed gives the same orders and the same random
+/// draws for each payment attempt. Whether an attempt falls inside the incident, and so
+/// exactly when the breaker trips, depends on timing: counts can vary a little between runs.
 #[derive(Debug, Parser)]
 #[command(name = "demo", version)]
 struct Args {
