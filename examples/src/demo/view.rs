@@ -134,14 +134,26 @@ impl View {
                 let s = &lane.stats;
                 let _ = write!(
                     text,
-                    " {} {}/{} done ({} failed, {} cancelled, {} waiting) |",
+                    " {} {}/{}",
                     lane.name,
                     s.completed + s.failed + s.cancelled,
-                    lane.expected,
-                    s.failed,
-                    s.cancelled,
-                    s.pending
+                    lane.expected
                 );
+                // Only what is not zero, so the line stays readable.
+                let details: Vec<String> = [
+                    (s.running, "running"),
+                    (s.pending, "waiting"),
+                    (s.failed, "failed"),
+                    (s.cancelled, "cancelled"),
+                ]
+                .iter()
+                .filter(|(n, _)| *n > 0)
+                .map(|(n, what)| format!("{n} {what}"))
+                .collect();
+                if !details.is_empty() {
+                    let _ = write!(text, " ({})", details.join(", "));
+                }
+                text.push_str(" |");
             }
             let _ = write!(
                 text,
