@@ -208,3 +208,35 @@ fn signal_text(line: &FeedLine) -> String {
         None => line.name.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lane(completed: u64, failed: u64, expected: u64) -> Lane {
+        let mut stats = CoordinatorStats::default();
+        stats.accepted = completed + failed;
+        stats.completed = completed;
+        stats.failed = failed;
+        Lane {
+            name: "payments",
+            stats,
+            expected,
+        }
+    }
+
+    #[test]
+    fn the_bar_fills_with_finished_items_and_survives_an_empty_lane() {
+        assert!(bar_line(&lane(0, 0, 0)).contains("[..........]"));
+        assert!(bar_line(&lane(4, 1, 10)).contains("[#####.....]"));
+        assert!(bar_line(&lane(9, 1, 10)).contains("[##########]"));
+    }
+
+    #[test]
+    fn lines_are_cut_to_fit_80_columns_on_a_character_boundary() {
+        let long = "é".repeat(100);
+        assert_eq!(fit(&long).chars().count(), 79);
+        assert_eq!(fit("short"), "short");
+        assert!(fit(&bar_line(&lane(1000, 100, 5000))).chars().count() <= 79);
+    }
+}
