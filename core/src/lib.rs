@@ -31,6 +31,52 @@
 //! # }
 //! ```
 //!
+//! # Coordinators
+//!
+//! | you need | use |
+//! |---|---|
+//! | a body run on each item, bounded, tracked, steered by signals | [`EphemeralWorkCoordinator`] |
+//! | per-key order without head-of-line blocking | [`EphemeralKeyedWorkCoordinator`] |
+//! | results looked up or awaited by operation id | [`EphemeralResultCoordinator`] |
+//! | named lanes, highest first | [`PriorityWorkCoordinator`] |
+//! | one collection or stream, bounded, with a summary | [`process_all`], [`process_stream`] |
+//!
+//! All four are thin wrappers over one engine: intake bounded by `max_pending`, at most
+//! `max_concurrency` bodies at once, every operation kept in a window bounded by count and age,
+//! and the `*_on` rules plus any number of [`Admission`] hooks deciding whether an item starts,
+//! waits or is cancelled. Bodies get an [`OperationContext`] to raise and retract signals.
+//!
+//! ```
+//! use ephemeral::{EphemeralOptions, EphemeralWorkCoordinator, OperationContext, SignalSink};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let sink = SignalSink::default();
+//! let coordinator = EphemeralWorkCoordinator::new(
+//!     |n: u32, ctx: OperationContext| async move {
+//!         if n == 3 {
+//!             ctx.signal("error.three").map_err(|e| e.to_string())?;
+//!             return Err("three is unlucky".to_string());
+//!         }
+//!         Ok(())
+//!     },
+//!     EphemeralOptions::default().max_concurrency(4).signals(sink.clone()),
+//! )?;
+//! for n in 0..5 {
+//!     coordinator.enqueue(n).await?;
+//! }
+//! coordinator.drain().await?;
+//! assert!(sink.has_signal("error.*"));
+//! assert_eq!(coordinator.stats().failed, 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Channels
+//!
+//! [`Channel<T>`](Channel) broadcasts typed values to every subscriber, in order per
+//! publisher, with the same buffer, overflow and lag model as sink subscriptions.
+//!
 //! # Names and patterns
 //!
 //! A [`Name`] is a dotted word such as `error.db.timeout`; a [`Pattern`] matches names with `*`
