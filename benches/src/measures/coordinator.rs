@@ -30,13 +30,21 @@ const BOUND: usize = 1024;
 /// enqueued from `rt.block_on`, then `drain().await`. Returns the time from the first enqueue
 /// to the end of the drain; `None` if the coordinator refused to start or lost an item.
 pub fn ours_noop(rt: &Runtime, items: usize) -> Option<Duration> {
+    ours_noop_tracking(rt, items, true)
+}
+
+/// [`ours_noop`] with the window's tracking on or off (off: finished operations are not kept,
+/// stats still are).
+pub fn ours_noop_tracking(rt: &Runtime, items: usize, tracking: bool) -> Option<Duration> {
     rt.block_on(async {
         let c = EphemeralWorkCoordinator::new(
             |item: usize, _ctx| async move {
                 pool::noop(item).await;
                 Ok::<_, Infallible>(())
             },
-            EphemeralOptions::default().max_concurrency(CONCURRENCY),
+            EphemeralOptions::default()
+                .max_concurrency(CONCURRENCY)
+                .tracking(tracking),
         )
         .ok()?;
         let start = Instant::now();
@@ -105,6 +113,32 @@ pub fn noop_vs_pool16(cfg: &Config) -> Measurement {
     );
     note_missing(measured(
         "coord_noop_vs_pool16",
+        "items/s",
+        "16 tasks on async_channel::bounded(1024)",
+        &turns,
+        true,
+        0.5,
+    ))
+}
+
+/// Ours with tracking off versus the same pool; items per second. Not in DESIGN's table: it
+/// shows what the window costs.
+pub fn noop_untracked_vs_pool16(cfg: &Config) -> Measurement {
+    let rt = runtime();
+    let items = cfg.pick(1_000_000, 100_000);
+    let turns = alternate(
+        cfg.turns(),
+        || ours_noop_tracking(&rt, items, false).map(|d| per_second(items, d)),
+        || {
+            let start = Instant::now();
+            let ran = rt.block_on(pool::channel_pool(0..items, CONCURRENCY, BOUND));
+            let rate = per_second(items, start.elapsed());
+            checked(ran, items, "the pool");
+            rate
+        },
+    );
+    note_missing(measured(
+        "coord_noop_untracked_vs_pool16",
         "items/s",
         "16 tasks on async_channel::bounded(1024)",
         &turns,

@@ -49,13 +49,18 @@ pub struct Spec {
     pub run: fn(&Config) -> Measurement,
 }
 
-/// Every measurement, in DESIGN §4's order (plus the RSS growth companion line).
+/// Every measurement, in DESIGN §4's order (plus the RSS growth companion line and the
+/// coordinator with tracking off).
 #[must_use]
 pub fn all() -> Vec<Spec> {
     vec![
         Spec {
             name: "coord_noop_vs_pool16",
             run: coordinator::noop_vs_pool16,
+        },
+        Spec {
+            name: "coord_noop_untracked_vs_pool16",
+            run: coordinator::noop_untracked_vs_pool16,
         },
         Spec {
             name: "coord_noop_vs_spawn",
