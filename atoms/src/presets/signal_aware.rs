@@ -35,7 +35,7 @@ type Build<T> = Box<
 ///
 /// ```
 /// use std::time::Duration;
-/// use ephemeral::{OperationContext, SignalBuilder, SignalSink};
+/// use ephemeral::{OperationContext, Signal, SignalSink};
 /// use ephemeral_atoms::presets::{SignalAware, SignalAwareError};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -47,7 +47,7 @@ type Build<T> = Box<
 /// .refuse_on("maintenance.*")
 /// .build()?;
 ///
-/// sink.raise_with(SignalBuilder::build("maintenance.db")?.expires_in(Duration::from_secs(30)))?;
+/// sink.raise_with(Signal::build("maintenance.db")?.expires_in(Duration::from_secs(30)))?;
 /// match intake.enqueue(1).await {
 ///     Err(SignalAwareError::Refused { item, signal, .. }) => {
 ///         assert_eq!((item, signal.as_str()), (1, "maintenance.db"));
@@ -90,6 +90,10 @@ pub struct SignalAwareBuilder<T: Send + 'static> {
 
 impl<T: Send + 'static> SignalAware<T> {
     /// Starts configuring a coordinator running `body`, reading (and raising into) `sink`.
+    #[expect(
+        clippy::new_ret_no_self,
+        reason = "the name users look for; the rules must be known before the coordinator exists"
+    )]
     pub fn new<F, Fut, E>(body: F, sink: SignalSink) -> SignalAwareBuilder<T>
     where
         F: Fn(T, OperationContext) -> Fut + Send + Sync + 'static,
