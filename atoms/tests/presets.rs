@@ -295,8 +295,9 @@ fn deferring(sink: &SignalSink, log: Arc<Mutex<Vec<u32>>>) -> SignalAware<u32> {
         },
         sink.clone(),
     )
-    .options(EphemeralOptions::default().max_concurrency(1))
     .defer_on("backpressure.high")
+    // After defer_on on purpose: options() must not drop the defer and resume rules.
+    .options(EphemeralOptions::default().max_concurrency(1))
     .resume_on("backpressure.cleared")
     .build()
     .unwrap()
@@ -307,6 +308,11 @@ async fn signal_aware_defers_then_resumes_on_signal() {
     let sink = SignalSink::default();
     let log: Arc<Mutex<Vec<u32>>> = Arc::default();
     let intake = deferring(&sink, log.clone());
+    assert_eq!(
+        intake.inner().max_concurrency(),
+        1,
+        "the base options apply"
+    );
     sink.raise("backpressure.high").unwrap();
     for n in 0..3 {
         intake.enqueue(n).await.unwrap(); // deferral accepts, it does not refuse

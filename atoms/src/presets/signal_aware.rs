@@ -86,6 +86,8 @@ pub struct SignalAwareBuilder<T: Send + 'static> {
     sink: SignalSink,
     options: EphemeralOptions,
     refuse_on: Vec<Pattern>,
+    defer_on: Option<String>,
+    resume_on: Option<String>,
 }
 
 impl<T: Send + 'static> SignalAware<T> {
@@ -105,6 +107,8 @@ impl<T: Send + 'static> SignalAware<T> {
             sink,
             options: EphemeralOptions::default(),
             refuse_on: Vec::new(),
+            defer_on: None,
+            resume_on: None,
         }
     }
 
@@ -204,20 +208,20 @@ impl<T: Send + 'static> SignalAwareBuilder<T> {
     /// Accepted items wait, holding no slot, while a live signal matches `pattern`
     /// ([`EphemeralOptions::defer_on`]).
     pub fn defer_on(mut self, pattern: &str) -> Self {
-        self.options = self.options.defer_on(pattern);
+        self.defer_on = Some(pattern.to_string());
         self
     }
 
     /// A signal matching `pattern`, raised after the latest defer signal, ends the deferral
     /// ([`EphemeralOptions::resume_on`]).
     pub fn resume_on(mut self, pattern: &str) -> Self {
-        self.options = self.options.resume_on(pattern);
+        self.resume_on = Some(pattern.to_string());
         self
     }
 
-    /// Base options (concurrency, window, cancel rules...). Apply them before `defer_on` /
-    /// `resume_on`: they replace the options built so far. The sink is always the one given
-    /// to [`SignalAware::new`].
+    /// Base options (concurrency, window, cancel rules...), in any order with the other
+    /// builder methods: `defer_on` / `resume_on` given here override the options' own, and
+    /// the sink is always the one given to [`SignalAware::new`].
     pub fn options(mut self, options: EphemeralOptions) -> Self {
         self.options = options;
         self
@@ -229,7 +233,13 @@ impl<T: Send + 'static> SignalAwareBuilder<T> {
     ///
     /// [`CoordinatorError::NoRuntime`] outside a tokio runtime, or a bad option.
     pub fn build(self) -> Result<SignalAware<T>, CoordinatorError> {
-        let options = self.options.signals(self.sink.clone());
+        let mut options = self.options.signals(self.sink.clone());
+        if let Some(pattern) = &self.defer_on {
+            options = options.defer_on(pattern);
+        }
+        if let Some(pattern) = &self.resume_on {
+            options = options.resume_on(pattern);
+        }
         Ok(SignalAware {
             inner: (self.build)(options)?,
             sink: self.sink,
@@ -251,6 +261,8 @@ impl<T: Send + 'static> fmt::Debug for SignalAwareBuilder<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SignalAwareBuilder")
             .field("refuse_on", &self.refuse_on)
+            .field("defer_on", &self.defer_on)
+            .field("resume_on", &self.resume_on)
             .field("options", &self.options)
             .finish_non_exhaustive()
     }
