@@ -41,6 +41,15 @@
 //! never returned), keeps at most `max_size`, and reports every eviction with its reason
 //! (expired, size, explicit). Signals: `cache.hit`, `cache.miss`, `cache.evict`.
 //!
+//! # Presets
+//!
+//! [`presets::FixedWork`] (a FIFO coordinator with a fixed worker count),
+//! [`presets::KeyedSequential`] (strictly one item at a time per key, keys in parallel) and
+//! [`presets::SignalAware`] (intake refused with the live signal's name while a `refuse_on`
+//! signal is live, or deferred by `defer_on` / `resume_on`) are the core coordinators with
+//! sensible defaults, under the names people look for; each hands out the coordinator itself
+//! through `inner()`.
+//!
 //! # Services
 //!
 //! [`service::ServiceHost`] runs long-lived [`service::Service`]s: starts them in dependency
@@ -56,6 +65,7 @@
 
 pub mod batch;
 pub mod cache;
+pub mod presets;
 pub mod rate_limit;
 pub mod retry;
 pub mod service;
