@@ -16,16 +16,19 @@
 //!
 //! # As a coordinator admission hook
 //!
-//! [`RateLimiter::admit`] (and [`KeyedRateLimiter::admit`]) resolve when an item may start,
-//! having taken its permit: an `Admission` hook awaits it and admits. To defer instead of
-//! waiting inside the hook, call `try_acquire` and defer for `retry_after`.
+//! [`RateLimitAdmission`] makes any [`RateLimiter`] a coordinator `Admission` hook: an item
+//! starts when a permit is free, and is otherwise deferred (holding no slot) for exactly
+//! `retry_after`. [`RateLimiter::admit`] (and [`KeyedRateLimiter::admit`]) are the awaiting
+//! form for your own hooks.
 
+mod admission;
 mod control;
 mod gcra;
 mod keyed;
 mod limiter;
 mod token_bucket;
 
+pub use admission::RateLimitAdmission;
 pub use control::control;
 pub use gcra::GcraLimiter;
 pub use keyed::KeyedRateLimiter;
