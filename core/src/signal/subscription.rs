@@ -231,7 +231,11 @@ mod loom_model {
         if model.preemption_bound.is_none() {
             model.preemption_bound = Some(2);
         }
+        let iterations = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = iterations.clone();
         model.check(move || {
+            // Relaxed: a plain count of explored interleavings, read after the model.
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let shared = loom::sync::Arc::new(SubShared::new(Pattern::new("*"), Some(1)));
             let producer = {
                 let shared = shared.clone();
@@ -265,5 +269,8 @@ mod loom_model {
             // The newest signal is never the one dropped.
             assert_eq!(seen.last().copied(), Some(3));
         });
+        let explored = iterations.load(std::sync::atomic::Ordering::Relaxed);
+        println!("loom: the subscription ring model explored {explored} interleavings");
+        assert!(explored > 1, "loom explored a single interleaving");
     }
 }
