@@ -67,7 +67,7 @@ enum Command {
     },
     /// Print matching signals and messages as they happen, one line each.
     ///
-    /// Each line: time of day (UTC), kind (signal, held, released, lapsed, message, request,
+    /// Each line: local time of day, kind (signal, held, released, lapsed, message, request,
     /// reply; `lagged` when this watcher fell behind and missed some), topic, key, ttl,
     /// a payload summary and user headers. A hold shows once when it begins and once when it
     /// is released (or `lapsed` when its holder stopped refreshing it).

@@ -194,11 +194,12 @@ fn round_ms(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis() as u64)
 }
 
-/// Wall-clock time of day in UTC with milliseconds: `05:03:01.123Z`.
+/// Wall-clock time of day in the local time zone (`TZ`, else the system's) with
+/// milliseconds: `06:03:01.123`. `--json` lines carry full RFC 3339 UTC times instead.
 pub(crate) fn clock(t: SystemTime) -> String {
-    let full = rfc3339(t);
-    // "2026-12-02T05:03:01.123Z" -> "05:03:01.123Z"
-    full.get(11..).unwrap_or(&full).to_owned()
+    chrono::DateTime::<chrono::Local>::from(t)
+        .format("%H:%M:%S%.3f")
+        .to_string()
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -248,8 +249,21 @@ mod tests {
     }
 
     #[test]
-    fn clock_is_time_of_day() {
-        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(3_723_456);
-        assert_eq!(clock(t), "01:02:03.456Z");
+    fn clock_is_local_time_of_day() {
+        use chrono::Offset;
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_651_723_456);
+        // The local offset at that instant, applied to the UTC rendering by hand.
+        let offset = chrono::DateTime::<chrono::Local>::from(t)
+            .offset()
+            .fix()
+            .local_minus_utc();
+        let shifted = if offset >= 0 {
+            t + Duration::from_secs(offset.unsigned_abs().into())
+        } else {
+            t - Duration::from_secs(offset.unsigned_abs().into())
+        };
+        let utc = rfc3339(shifted);
+        assert_eq!(clock(t), utc[11..23]);
+        assert_eq!(clock(t).len(), "01:02:03.456".len());
     }
 }
