@@ -492,3 +492,33 @@ async fn a_burst_after_an_idle_spell_uses_every_slot() {
     assert_eq!(stats.completed, 5);
     assert_eq!(stats.peak_running, 4);
 }
+
+/// The sample callback sees at most one finished operation per interval.
+#[tokio::test(start_paused = true)]
+async fn the_sample_callback_is_rate_limited() {
+    let sampled = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let each = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = {
+        let (sampled, each) = (sampled.clone(), each.clone());
+        EphemeralWorkCoordinator::new(
+            sleeper(Gauge::default()),
+            EphemeralOptions::default()
+                .max_concurrency(1)
+                .on_finalized(move |_| {
+                    each.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                })
+                .sample(Duration::from_millis(100), move |op| {
+                    sampled.lock().unwrap().push(op.id);
+                }),
+        )
+        .unwrap()
+    };
+    // 100 items of 10 ms one after another: they finish at 10, 20, ..., 1000 ms.
+    for _ in 0..100 {
+        c.enqueue(10).await.unwrap();
+    }
+    c.drain().await.unwrap();
+    assert_eq!(each.load(std::sync::atomic::Ordering::Relaxed), 100);
+    // Sampled at 10, 110, ..., 910 ms.
+    assert_eq!(sampled.lock().unwrap().len(), 10);
+}

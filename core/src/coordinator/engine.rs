@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::admission::Admission;
 use super::context::ContextShared;
 use super::error::{CoordinatorError, EnqueueError, IntakeError, PinError};
-use super::options::EphemeralOptions;
+use super::options::{EphemeralOptions, FinalizedCallback};
 use super::queue::Queue;
 use super::snapshot::{CancelReason, CoordinatorStats, Echo, OperationSnapshot, OperationState};
 use super::window::{Record, Window};
@@ -73,7 +73,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
             max_defer: options.max_defer,
             defer_policy: options.defer_policy,
             abort_grace: options.abort_grace,
-            on_finalized: options.on_finalized.clone(),
+            on_finalized: finalized_callback(&options),
             extra_watch,
         };
         let core = Core {
@@ -471,4 +471,32 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> std::fmt::Debug for Engi
             .field("stats", &stats)
             .finish()
     }
+}
+
+/// The options' `on_finalized` callback, followed by the rate-limited `sample` callback.
+fn finalized_callback(options: &EphemeralOptions) -> Option<FinalizedCallback> {
+    let Some((every, sample)) = options.sample.clone() else {
+        return options.on_finalized.clone();
+    };
+    let each = options.on_finalized.clone();
+    let last = Mutex::new(None::<Instant>);
+    Some(Arc::new(move |snap: &OperationSnapshot| {
+        if let Some(each) = &each {
+            each(snap);
+        }
+        let now = Instant::now();
+        let due = {
+            let mut last = last
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let due = last.is_none_or(|at| now.saturating_duration_since(at) >= every);
+            if due {
+                *last = Some(now);
+            }
+            due
+        };
+        if due {
+            sample(snap);
+        }
+    }))
 }

@@ -91,6 +91,7 @@ pub struct EphemeralOptions {
     pub(crate) echo_capacity: usize,
     pub(crate) abort_grace: Duration,
     pub(crate) on_finalized: Option<FinalizedCallback>,
+    pub(crate) sample: Option<(Duration, FinalizedCallback)>,
     pub(crate) tracking: bool,
 }
 
@@ -119,6 +120,7 @@ impl Default for EphemeralOptions {
             echo_capacity: 256,
             abort_grace: Duration::from_secs(5),
             on_finalized: None,
+            sample: None,
             tracking: true,
         }
     }
@@ -244,6 +246,19 @@ impl EphemeralOptions {
     /// Called with the snapshot of every operation when it finishes, outside every lock.
     pub fn on_finalized(mut self, f: impl Fn(&OperationSnapshot) + Send + Sync + 'static) -> Self {
         self.on_finalized = Some(Arc::new(f));
+        self
+    }
+
+    /// Called with the snapshot of a finished operation at most once per `every` (the first
+    /// one to finish after the interval has passed), outside every lock: a cheap way to log
+    /// or trace a sample of a busy coordinator. Runs after [`on_finalized`](Self::on_finalized)
+    /// when both are set.
+    pub fn sample(
+        mut self,
+        every: Duration,
+        f: impl Fn(&OperationSnapshot) + Send + Sync + 'static,
+    ) -> Self {
+        self.sample = Some((every, Arc::new(f)));
         self
     }
 
