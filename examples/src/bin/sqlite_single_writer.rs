@@ -120,8 +120,8 @@ impl Store {
         .map_err(|e| format!("reader task: {e}"))?
     }
 
-    /// Waits for every queued write to finish.
-    async fn flush(&self) -> Result<(), String> {
+    /// Stops accepting commands and waits for every queued write to finish.
+    async fn close(&self) -> Result<(), String> {
         self.writer.drain().await.map_err(|e| e.to_string())
     }
 }
@@ -183,7 +183,7 @@ async fn concurrent_increments(store: Arc<Store>, n: usize) -> Result<i64, Strin
     while let Some(done) = tasks.join_next().await {
         done.map_err(|e| format!("writer task: {e}"))??;
     }
-    store.flush().await?;
+    // Every increment awaited its reply, so all of them are applied.
     store.counter("hits").await
 }
 
@@ -219,6 +219,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await?;
     }
     println!("notes: {}", store.note_count().await?);
+    store.close().await?;
 
     let stats = store.writer.stats();
     println!(
@@ -243,6 +244,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(total, 1_000);
+        store.close().await.unwrap();
         let stats = store.writer.stats();
         assert_eq!(stats.completed, 1_000);
         assert_eq!(stats.failed, 0);
