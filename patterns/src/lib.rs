@@ -16,6 +16,8 @@
 //! | `signal_log_watcher` | `signal_log_watcher` | a handler once per matching signal, lag reported |
 //! | `progress` | `progress` | `progress.<name>.*` signals for any byte stream |
 //! | `adaptive_rate` | `adaptive_rate` | slows intake on `rate-limit:<d>` or `retry-after`, recovers gradually |
+//! | `keyed_priority_fanout` | `keyed_priority_fanout` | a priority and a normal lane, per-key order kept across both |
+//! | `reactive_fanout` | `reactive_fanout` | two stages; stage 2's backlog throttles stage 1, recovery restores it |
 //!
 //! Every pattern that needs a background task (an open timer, a clearing timer, a watcher)
 //! takes the tokio runtime it is created in, and is a typed error outside one. Every
@@ -95,3 +97,9 @@ pub mod progress;
 
 #[cfg(feature = "dynamic_concurrency")]
 pub mod dynamic_concurrency;
+
+#[cfg(feature = "keyed_priority_fanout")]
+pub mod keyed_priority_fanout;
+
+#[cfg(feature = "reactive_fanout")]
+pub mod reactive_fanout;

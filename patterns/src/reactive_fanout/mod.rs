@@ -1,0 +1,270 @@
+//! Reactive fan-out: a two-stage pipeline where stage 2's backlog throttles stage 1, and
+//! recovery restores it.
+//!
+//! Use it when a first stage turns each input into several pieces of slower work (a crawler
+//! fetching pages and handing out links, an importer splitting files into rows) and the
+//! second stage's backlog must stay bounded without dropping anything. Stage 1 runs
+//! `first(input) -> Vec<output>` and enqueues every output into stage 2. A
+//! [`Backpressure`] reporter holds
+//! `backpressure.<name>` while more than `high` outputs wait in stage 2 and releases it
+//! once fewer than `low` wait; stage 1 has `defer_on("backpressure.<name>")`, so its next
+//! inputs wait (holding no slot) while the hold lasts and start the moment it is released —
+//! no polling, no timer.
+//!
+//! Stage 2's backlog can overshoot `high` by at most what the stage-1 bodies already running
+//! produce (each finishes handing its outputs over; a stage-1 body waits for room when stage 2's
+//! own `max_pending` is full). Nothing is dropped: an output stage 2 refuses (it was closed)
+//! fails the stage-1 operation with a message saying how many outputs were refused.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::time::Duration;
+//! use ephemeral::{EphemeralOptions, OperationContext, SignalSink};
+//! use ephemeral_patterns::reactive_fanout::{ReactiveFanout, ReactiveFanoutOptions};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let sink = SignalSink::default();
+//! let pipeline = ReactiveFanout::new(
+//!     &sink,
+//!     |page: u32, _ctx: OperationContext| async move {
+//!         Ok::<_, String>((0..5).map(|link| page * 100 + link).collect::<Vec<_>>())
+//!     },
+//!     |_link: u32, _ctx: OperationContext| async move {
+//!         tokio::time::sleep(Duration::from_millis(10)).await;
+//!         Ok::<_, String>(())
+//!     },
+//!     ReactiveFanoutOptions::new("links", 20, 5),
+//! )?;
+//! for page in 0..20 {
+//!     pipeline.enqueue(page).await?;
+//! }
+//! pipeline.drain().await?;
+//! assert_eq!(pipeline.second().stats().completed, 100);
+//! assert!(pipeline.times_throttled() >= 1);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+
+use ephemeral::{
+    CoordinatorError, EnqueueError, EphemeralOptions, EphemeralWorkCoordinator, IntakeError,
+    OperationContext, OperationId, SignalSink,
+};
+
+use crate::backpressure::{Backpressure, BackpressureError, BackpressureMonitor};
+
+/// How a [`ReactiveFanout`] is set up.
+#[derive(Debug, Clone)]
+pub struct ReactiveFanoutOptions {
+    name: String,
+    high: usize,
+    low: usize,
+    first: EphemeralOptions,
+    second: EphemeralOptions,
+}
+
+impl ReactiveFanoutOptions {
+    /// Throttles stage 1 on `backpressure.<name>` while more than `high` outputs wait in
+    /// stage 2, until fewer than `low` wait. Both stages start with default options.
+    #[must_use]
+    pub fn new(name: &str, high: usize, low: usize) -> Self {
+        Self {
+            name: name.to_owned(),
+            high,
+            low,
+            first: EphemeralOptions::default(),
+            second: EphemeralOptions::default(),
+        }
+    }
+
+    /// Stage 1's options. Its sink and `defer_on` are set by the pipeline (the sink given
+    /// to [`ReactiveFanout::new`], the backpressure signal).
+    #[must_use]
+    pub fn first(mut self, options: EphemeralOptions) -> Self {
+        self.first = options;
+        self
+    }
+
+    /// Stage 2's options. Its sink is set by the pipeline.
+    #[must_use]
+    pub fn second(mut self, options: EphemeralOptions) -> Self {
+        self.second = options;
+        self
+    }
+}
+
+/// Why a [`ReactiveFanout`] could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReactiveFanoutError {
+    /// The name or the watermarks were rejected.
+    #[error("reactive fan-out backpressure: {0}")]
+    Backpressure(#[from] BackpressureError),
+    /// A stage's coordinator could not be built.
+    #[error("reactive fan-out stage: {0}")]
+    Coordinator(#[from] CoordinatorError),
+}
+
+/// A two-stage pipeline whose second stage throttles the first; see the [module docs](self).
+pub struct ReactiveFanout<A: Send + 'static, B: Send + 'static> {
+    first: EphemeralWorkCoordinator<A>,
+    second: EphemeralWorkCoordinator<B>,
+    pressure: Backpressure,
+    monitor: Arc<BackpressureMonitor>,
+}
+
+impl<A: Send + 'static, B: Send + 'static> Clone for ReactiveFanout<A, B> {
+    fn clone(&self) -> Self {
+        Self {
+            first: self.first.clone(),
+            second: self.second.clone(),
+            pressure: self.pressure.clone(),
+            monitor: self.monitor.clone(),
+        }
+    }
+}
+
+impl<A: Send + 'static, B: Send + 'static> fmt::Debug for ReactiveFanout<A, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReactiveFanout")
+            .field("pressure", &self.pressure)
+            .field("first_pending", &self.first.pending_count())
+            .field("second_pending", &self.second.pending_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: Send + 'static, B: Send + 'static> ReactiveFanout<A, B> {
+    /// A pipeline on `sink`: stage 1 runs `first` on each input and hands every output to
+    /// stage 2, which runs `second` on it.
+    ///
+    /// # Errors
+    ///
+    /// [`ReactiveFanoutError`] for a bad name or watermarks (`low` 0 or above `high`), a bad
+    /// stage option, or outside a tokio runtime.
+    pub fn new<F1, Fut1, E1, F2, Fut2, E2>(
+        sink: &SignalSink,
+        first: F1,
+        second: F2,
+        options: ReactiveFanoutOptions,
+    ) -> Result<Self, ReactiveFanoutError>
+    where
+        F1: Fn(A, OperationContext) -> Fut1 + Send + Sync + 'static,
+        Fut1: Future<Output = Result<Vec<B>, E1>> + Send + 'static,
+        E1: fmt::Display,
+        F2: Fn(B, OperationContext) -> Fut2 + Send + Sync + 'static,
+        Fut2: Future<Output = Result<(), E2>> + Send + 'static,
+        E2: fmt::Display,
+    {
+        let pressure = Backpressure::new(sink, &options.name, options.high, options.low)?;
+        let second_stage = EphemeralWorkCoordinator::with_admission(
+            second,
+            options.second.signals(sink.clone()),
+            vec![pressure.admission()],
+        )?;
+        let monitor = Arc::new(pressure.monitor(&second_stage)?);
+        let first = Arc::new(first);
+        let (downstream, reporter) = (second_stage.clone(), pressure.clone());
+        let first_stage = EphemeralWorkCoordinator::new(
+            move |input: A, ctx: OperationContext| {
+                let (first, downstream, reporter) =
+                    (first.clone(), downstream.clone(), reporter.clone());
+                async move {
+                    let outputs = first(input, ctx).await.map_err(|e| e.to_string())?;
+                    let total = outputs.len();
+                    let mut refused = 0usize;
+                    let mut reason = String::new();
+                    for output in outputs {
+                        match downstream.enqueue(output).await {
+                            Ok(_) => {
+                                reporter.report(&downstream);
+                            }
+                            Err(e) => {
+                                refused += 1;
+                                reason = e.to_string();
+                            }
+                        }
+                    }
+                    if refused > 0 {
+                        return Err(format!(
+                            "stage 2 refused {refused} of {total} outputs: {reason}"
+                        ));
+                    }
+                    Ok(())
+                }
+            },
+            options
+                .first
+                .signals(sink.clone())
+                .defer_on(pressure.signal_name().as_str()),
+        )?;
+        Ok(Self {
+            first: first_stage,
+            second: second_stage,
+            pressure,
+            monitor,
+        })
+    }
+
+    /// Accepts an input into stage 1, waiting while its `max_pending` inputs wait.
+    ///
+    /// # Errors
+    ///
+    /// As [`EphemeralWorkCoordinator::enqueue`], with the input.
+    pub async fn enqueue(&self, input: A) -> Result<OperationId, EnqueueError<A>> {
+        self.first.enqueue(input).await
+    }
+
+    /// Accepts an input into stage 1 if there is room now.
+    ///
+    /// # Errors
+    ///
+    /// As [`EphemeralWorkCoordinator::try_enqueue`], with the input.
+    pub fn try_enqueue(&self, input: A) -> Result<OperationId, EnqueueError<A>> {
+        self.first.try_enqueue(input)
+    }
+
+    /// Stops intake, waits for stage 1 to hand over everything, then for stage 2 to finish.
+    ///
+    /// # Errors
+    ///
+    /// As [`EphemeralWorkCoordinator::drain`].
+    pub async fn drain(&self) -> Result<(), IntakeError> {
+        self.first.drain().await?;
+        self.second.drain().await
+    }
+
+    /// Whether stage 1 is throttled now (`backpressure.<name>` is held).
+    #[must_use]
+    pub fn is_throttled(&self) -> bool {
+        self.pressure.is_held()
+    }
+
+    /// How many times stage 1 has been throttled.
+    #[must_use]
+    pub fn times_throttled(&self) -> u64 {
+        self.pressure.times_held()
+    }
+
+    /// The backpressure reporter between the stages.
+    #[must_use]
+    pub fn pressure(&self) -> &Backpressure {
+        &self.pressure
+    }
+
+    /// Stage 1's coordinator.
+    #[must_use]
+    pub fn first(&self) -> &EphemeralWorkCoordinator<A> {
+        &self.first
+    }
+
+    /// Stage 2's coordinator.
+    #[must_use]
+    pub fn second(&self) -> &EphemeralWorkCoordinator<B> {
+        &self.second
+    }
+}

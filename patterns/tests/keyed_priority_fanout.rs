@@ -1,0 +1,187 @@
+//! Keyed priority fan-out: lane priority, per-key order across lanes, one item per key at a
+//! time, failures and panics recorded without stalling the key.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ephemeral::{EnqueueError, EphemeralOptions, OperationContext};
+use ephemeral_patterns::keyed_priority_fanout::{FanoutLane, KeyedPriorityFanout};
+
+type Log = Arc<Mutex<Vec<(u32, u32)>>>;
+/// (most items of one key running at once, most items running at once)
+type Overlap = Arc<Mutex<(usize, usize)>>;
+
+fn recording(concurrency: usize, work: Duration) -> (KeyedPriorityFanout<u32, u32>, Log, Overlap) {
+    let log: Log = Arc::default();
+    let overlap: Overlap = Arc::default();
+    let running: Arc<Mutex<Vec<u32>>> = Arc::default();
+    let (l, o, r) = (log.clone(), overlap.clone(), running.clone());
+    let fanout = KeyedPriorityFanout::new(
+        move |key: u32, item: u32, _ctx: OperationContext| {
+            let (log, overlap, running) = (l.clone(), o.clone(), r.clone());
+            async move {
+                {
+                    let mut running = running.lock().unwrap();
+                    running.push(key);
+                    let same = running.iter().filter(|k| **k == key).count();
+                    let mut o = overlap.lock().unwrap();
+                    o.0 = o.0.max(same);
+                    o.1 = o.1.max(running.len());
+                }
+                log.lock().unwrap().push((key, item));
+                tokio::time::sleep(work).await;
+                let mut running = running.lock().unwrap();
+                let at = running.iter().position(|k| *k == key).unwrap();
+                running.remove(at);
+                Ok::<_, String>(())
+            }
+        },
+        EphemeralOptions::default().max_concurrency(concurrency),
+    )
+    .unwrap();
+    (fanout, log, overlap)
+}
+
+#[tokio::test(start_paused = true)]
+async fn priority_items_of_idle_keys_start_first() {
+    let (fanout, log, _) = recording(1, Duration::from_millis(10));
+    fanout.pause();
+    for item in 0..3 {
+        fanout
+            .enqueue(FanoutLane::Normal, item, item)
+            .await
+            .unwrap();
+    }
+    for item in 10..13 {
+        fanout
+            .enqueue(FanoutLane::Priority, item, item)
+            .await
+            .unwrap();
+    }
+    fanout.resume();
+    fanout.drain().await.unwrap();
+    assert_eq!(
+        *log.lock().unwrap(),
+        [(10, 10), (11, 11), (12, 12), (0, 0), (1, 1), (2, 2)]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_keys_items_keep_acceptance_order_across_lanes() {
+    let (fanout, log, overlap) = recording(4, Duration::from_millis(10));
+    fanout.pause();
+    // Key 1: normal, priority, normal, priority; key 2: priority only; key 3: normal only.
+    let plan = [
+        (FanoutLane::Normal, 1, 0),
+        (FanoutLane::Priority, 1, 1),
+        (FanoutLane::Priority, 2, 0),
+        (FanoutLane::Normal, 1, 2),
+        (FanoutLane::Normal, 3, 0),
+        (FanoutLane::Priority, 1, 3),
+        (FanoutLane::Priority, 2, 1),
+        (FanoutLane::Normal, 3, 1),
+    ];
+    for (lane, key, item) in plan {
+        fanout.enqueue(lane, key, item).await.unwrap();
+    }
+    assert_eq!(fanout.key_depth(&1), 4);
+    fanout.resume();
+    fanout.drain().await.unwrap();
+    let log = log.lock().unwrap();
+    for key in 1..=3 {
+        let items: Vec<u32> = log.iter().filter(|(k, _)| *k == key).map(|e| e.1).collect();
+        let expected: Vec<u32> = (0..items.len() as u32).collect();
+        assert_eq!(items, expected, "key {key} out of order");
+    }
+    assert_eq!(log.len(), 8);
+    let (same_key, overall) = *overlap.lock().unwrap();
+    assert_eq!(same_key, 1, "two items of one key ran at once");
+    assert!(overall >= 2, "different keys should run in parallel");
+    assert_eq!(fanout.stats().completed, 8);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_priority_item_behind_a_running_key_does_not_overtake_it() {
+    let (fanout, log, _) = recording(2, Duration::from_millis(100));
+    fanout.enqueue(FanoutLane::Normal, 5, 0).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(fanout.key_running(&5));
+    fanout.enqueue(FanoutLane::Priority, 5, 1).await.unwrap();
+    fanout.enqueue(FanoutLane::Normal, 6, 0).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    // Key 6 started in the free slot; key 5's priority item waits for its first item.
+    assert!(fanout.key_running(&6));
+    assert_eq!(fanout.key_depth(&5), 1);
+    fanout.drain().await.unwrap();
+    assert_eq!(*log.lock().unwrap(), [(5, 0), (6, 0), (5, 1)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failures_and_panics_are_recorded_and_the_key_goes_on() {
+    let log: Log = Arc::default();
+    let l = log.clone();
+    let fanout = KeyedPriorityFanout::new(
+        move |key: u32, item: u32, _ctx: OperationContext| {
+            let log = l.clone();
+            async move {
+                log.lock().unwrap().push((key, item));
+                match item {
+                    1 => Err(format!("item {item} failed")),
+                    2 => panic!("item 2 panicked"),
+                    _ => Ok(()),
+                }
+            }
+        },
+        EphemeralOptions::default().max_concurrency(2),
+    )
+    .unwrap();
+    for item in 0..5 {
+        fanout.enqueue(FanoutLane::Normal, 9, item).await.unwrap();
+    }
+    fanout.drain().await.unwrap();
+    assert_eq!(
+        *log.lock().unwrap(),
+        [(9, 0), (9, 1), (9, 2), (9, 3), (9, 4)]
+    );
+    let stats = fanout.stats();
+    assert_eq!(stats.completed, 3);
+    assert_eq!(stats.failed, 2);
+    assert!(!fanout.key_running(&9));
+    assert_eq!(fanout.key_depth(&9), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_item_comes_back() {
+    let (fanout, log, _) = recording(1, Duration::from_millis(1));
+    fanout.drain().await.unwrap();
+    match fanout.enqueue(FanoutLane::Priority, 1, 42).await {
+        Err(EnqueueError::Closed(item)) => assert_eq!(item, 42),
+        other => panic!("expected Closed(42), got {other:?}"),
+    }
+    assert_eq!(fanout.key_depth(&1), 0);
+    assert!(log.lock().unwrap().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn many_keys_many_items_all_run_once_in_order() {
+    let (fanout, log, overlap) = recording(8, Duration::from_millis(3));
+    for i in 0..400u32 {
+        let lane = if i % 3 == 0 {
+            FanoutLane::Priority
+        } else {
+            FanoutLane::Normal
+        };
+        fanout.enqueue(lane, i % 17, i).await.unwrap();
+    }
+    fanout.drain().await.unwrap();
+    let log = log.lock().unwrap();
+    assert_eq!(log.len(), 400);
+    for key in 0..17 {
+        let items: Vec<u32> = log.iter().filter(|(k, _)| *k == key).map(|e| e.1).collect();
+        assert!(
+            items.windows(2).all(|w| w[0] < w[1]),
+            "key {key}: {items:?}"
+        );
+    }
+    assert_eq!(overlap.lock().unwrap().0, 1);
+}

@@ -1,0 +1,163 @@
+//! Reactive fan-out: stage 2's backlog throttles stage 1 through `backpressure.<name>`, and
+//! stage 1 resumes the moment the backlog recovers, with nothing lost.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use ephemeral::{EphemeralOptions, OperationContext, SignalSink};
+use ephemeral_patterns::reactive_fanout::{
+    ReactiveFanout, ReactiveFanoutError, ReactiveFanoutOptions,
+};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+async fn settle() {
+    for _ in 0..500 {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Stage 1 turns each input into 4 outputs; stage 2 runs one output per gate permit.
+fn gated(
+    sink: &SignalSink,
+    high: usize,
+    low: usize,
+) -> (ReactiveFanout<u32, u32>, Arc<Semaphore>, Arc<AtomicUsize>) {
+    let gate = Arc::new(Semaphore::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let (g, d) = (gate.clone(), done.clone());
+    let pipeline = ReactiveFanout::new(
+        sink,
+        |input: u32, _ctx: OperationContext| async move {
+            Ok::<_, String>((0..4).map(|i| input * 10 + i).collect::<Vec<_>>())
+        },
+        move |_output: u32, _ctx: OperationContext| {
+            let (gate, done) = (g.clone(), d.clone());
+            async move {
+                gate.acquire().await.map_err(|e| e.to_string())?.forget();
+                done.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, String>(())
+            }
+        },
+        ReactiveFanoutOptions::new("stage2", high, low)
+            .first(EphemeralOptions::default().max_concurrency(1))
+            .second(EphemeralOptions::default().max_concurrency(2)),
+    )
+    .unwrap();
+    (pipeline, gate, done)
+}
+
+#[tokio::test(start_paused = true)]
+async fn stage_two_backlog_throttles_stage_one_and_recovery_restores_it_at_once() {
+    let sink = SignalSink::default();
+    let (pipeline, gate, done) = gated(&sink, 8, 3);
+    for input in 0..10 {
+        pipeline.enqueue(input).await.unwrap();
+    }
+    settle().await;
+    // 2 outputs running, the rest waiting; stage 1 stopped once more than 8 waited.
+    assert!(pipeline.is_throttled());
+    assert!(sink.has_signal("backpressure.stage2"));
+    let backlog = pipeline.second().pending_count();
+    assert!(backlog > 8, "backlog {backlog}");
+    assert!(
+        backlog <= 8 + 4,
+        "backlog {backlog} overshot by more than one input's outputs"
+    );
+    let inputs_left = pipeline.first().pending_count();
+    assert!(inputs_left > 0, "stage 1 should be holding inputs back");
+    settle().await;
+    assert_eq!(
+        pipeline.first().pending_count(),
+        inputs_left,
+        "stage 1 kept starting"
+    );
+
+    // Let stage 2 work its backlog below the low watermark; stage 1 resumes with no clock advance.
+    let before = Instant::now();
+    let started = pipeline.first().stats().completed;
+    while pipeline.second().pending_count() >= 3 {
+        gate.add_permits(1);
+        settle().await;
+    }
+    settle().await;
+    assert!(
+        pipeline.first().stats().completed > started,
+        "stage 1 did not resume"
+    );
+    assert_eq!(Instant::now(), before, "resuming took clock time");
+
+    gate.add_permits(1_000);
+    pipeline.drain().await.unwrap();
+    assert_eq!(done.load(Ordering::SeqCst), 40, "every output ran once");
+    assert_eq!(pipeline.first().stats().completed, 10);
+    assert_eq!(pipeline.second().stats().completed, 40);
+    assert!(pipeline.times_throttled() >= 1);
+    assert!(!pipeline.is_throttled());
+    assert!(!sink.has_signal("backpressure.stage2"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn below_the_high_watermark_stage_one_is_never_throttled() {
+    let sink = SignalSink::default();
+    let (pipeline, gate, done) = gated(&sink, 100, 10);
+    gate.add_permits(1_000);
+    for input in 0..10 {
+        pipeline.enqueue(input).await.unwrap();
+    }
+    pipeline.drain().await.unwrap();
+    assert_eq!(done.load(Ordering::SeqCst), 40);
+    assert_eq!(pipeline.times_throttled(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn stage_one_failures_and_panics_are_recorded_and_the_rest_flows() {
+    let sink = SignalSink::default();
+    let done = Arc::new(AtomicUsize::new(0));
+    let d = done.clone();
+    let pipeline = ReactiveFanout::new(
+        &sink,
+        |input: u32, _ctx: OperationContext| async move {
+            match input {
+                3 => Err(format!("input {input} is bad")),
+                5 => panic!("input 5 panicked"),
+                _ => Ok(vec![input, input]),
+            }
+        },
+        move |_: u32, _ctx: OperationContext| {
+            let done = d.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                done.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, String>(())
+            }
+        },
+        ReactiveFanoutOptions::new("s", 3, 1),
+    )
+    .unwrap();
+    for input in 0..8 {
+        pipeline.enqueue(input).await.unwrap();
+    }
+    pipeline.drain().await.unwrap();
+    assert_eq!(pipeline.first().stats().failed, 2);
+    assert_eq!(pipeline.first().stats().completed, 6);
+    assert_eq!(done.load(Ordering::SeqCst), 12);
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_watermarks_are_a_typed_error() {
+    let sink = SignalSink::default();
+    let built = ReactiveFanout::new(
+        &sink,
+        |_: u32, _ctx: OperationContext| async { Ok::<_, String>(vec![1u32]) },
+        |_: u32, _ctx: OperationContext| async { Ok::<_, String>(()) },
+        ReactiveFanoutOptions::new("x", 2, 5),
+    );
+    match built {
+        Err(ReactiveFanoutError::Backpressure(e)) => {
+            assert!(e.to_string().contains('5'), "{e}");
+        }
+        other => panic!("expected a watermark error, got {other:?}"),
+    }
+}
