@@ -25,7 +25,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     let coordinator = EphemeralWorkCoordinator::new(
         |n: u64, ctx| async move {
-            if n % 10 == 0 {
+            if n.is_multiple_of(10) {
                 let _ = ctx.signal("error.payment.declined");
             }
             Ok::<_, Infallible>(())
