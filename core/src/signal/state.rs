@@ -132,7 +132,7 @@ impl State {
         known: Option<&Name>,
         extras: Extras,
     ) -> (Signal, Option<Arc<[Target]>>) {
-        self.purge(now);
+        self.expire(now);
         let (sequence, timestamp) = self.next_stamp(now);
         let expires_at = extras
             .expires_in
@@ -250,8 +250,15 @@ impl State {
         true
     }
 
-    /// Removes every signal whose time is up, as of `now`.
+    /// Removes every signal whose time is up, as of `now`, and tidies the tables.
     pub(super) fn purge(&mut self, now: Instant) {
+        self.expire(now);
+        self.tidy(self.max_idle_names);
+    }
+
+    /// Removes every signal whose time is up, as of `now`, leaving the tidying to the caller
+    /// (`insert` tidies once, after its own changes).
+    fn expire(&mut self, now: Instant) {
         // Age: the window is in timestamp order, so expired-by-age signals are at the front.
         while let Some(front) = self.window.front() {
             match &front.signal {
@@ -281,7 +288,6 @@ impl State {
             self.expiries.pop();
             self.take(sequence, Removal::Expired);
         }
-        self.tidy(self.max_idle_names);
     }
 
     /// Removes the live window signal with this sequence number, if there is one.
