@@ -87,120 +87,78 @@ pub fn ours_keyed(rt: &Runtime, keys: usize, per_key: usize) -> Option<Duration>
 
 const NOT_YET: &str = "ours: the coordinator refused to start or lost items";
 
-fn ours_rate(rt: &Runtime, items: usize) -> Option<f64> {
-    ours_noop(rt, items).map(|d| per_second(items, d))
-}
-
 /// Runs one baseline turn, checking that it ran every item.
 fn checked(ran: usize, items: usize, what: &str) {
     assert_eq!(ran, items, "{what} lost items");
 }
 
-/// Ours versus 16 tasks on `async_channel::bounded(1024)`; items per second.
-pub fn noop_vs_pool16(cfg: &Config) -> Measurement {
+/// A baseline: runs `items` no-op items and returns how many it ran.
+type Baseline = fn(&Runtime, usize) -> usize;
+
+/// Our no-op work coordinator (tracking on or off) against `baseline`, in alternating turns;
+/// items per second.
+fn noop_measurement(
+    cfg: &Config,
+    name: &'static str,
+    tracking: bool,
+    (description, baseline): (&'static str, Baseline),
+    target: f64,
+) -> Measurement {
     let rt = runtime();
     let items = cfg.pick(1_000_000, 100_000);
     let turns = alternate(
         cfg.turns(),
-        || ours_rate(&rt, items),
+        || ours_noop_tracking(&rt, items, tracking).map(|d| per_second(items, d)),
         || {
             let start = Instant::now();
-            let ran = rt.block_on(pool::channel_pool(0..items, CONCURRENCY, BOUND));
+            let ran = baseline(&rt, items);
             let rate = per_second(items, start.elapsed());
-            checked(ran, items, "the pool");
+            checked(ran, items, description);
             rate
         },
     );
-    note_missing(measured(
-        "coord_noop_vs_pool16",
-        "items/s",
-        "16 tasks on async_channel::bounded(1024)",
-        &turns,
-        true,
-        0.5,
-    ))
+    note_missing(measured(name, "items/s", description, &turns, true, target))
+}
+
+const POOL16: (&str, Baseline) = ("16 tasks on async_channel::bounded(1024)", |rt, items| {
+    rt.block_on(pool::channel_pool(0..items, CONCURRENCY, BOUND))
+});
+
+/// Ours versus 16 tasks on `async_channel::bounded(1024)`; items per second.
+pub fn noop_vs_pool16(cfg: &Config) -> Measurement {
+    noop_measurement(cfg, "coord_noop_vs_pool16", true, POOL16, 0.5)
 }
 
 /// Ours with tracking off versus the same pool; items per second. Not in DESIGN's table: it
 /// shows what the window costs.
 pub fn noop_untracked_vs_pool16(cfg: &Config) -> Measurement {
-    let rt = runtime();
-    let items = cfg.pick(1_000_000, 100_000);
-    let turns = alternate(
-        cfg.turns(),
-        || ours_noop_tracking(&rt, items, false).map(|d| per_second(items, d)),
-        || {
-            let start = Instant::now();
-            let ran = rt.block_on(pool::channel_pool(0..items, CONCURRENCY, BOUND));
-            let rate = per_second(items, start.elapsed());
-            checked(ran, items, "the pool");
-            rate
-        },
-    );
-    note_missing(measured(
-        "coord_noop_untracked_vs_pool16",
-        "items/s",
-        "16 tasks on async_channel::bounded(1024)",
-        &turns,
-        true,
-        0.5,
-    ))
+    noop_measurement(cfg, "coord_noop_untracked_vs_pool16", false, POOL16, 0.5)
 }
 
 /// Ours versus `Semaphore(16)` + `tokio::spawn` per item; items per second.
 pub fn noop_vs_spawn(cfg: &Config) -> Measurement {
-    let rt = runtime();
-    let items = cfg.pick(1_000_000, 100_000);
-    let turns = alternate(
-        cfg.turns(),
-        || ours_rate(&rt, items),
-        || {
-            let start = Instant::now();
-            let ran = rt.block_on(pool::semaphore_spawn(items, CONCURRENCY));
-            let rate = per_second(items, start.elapsed());
-            checked(ran, items, "semaphore + spawn");
-            rate
-        },
-    );
-    note_missing(measured(
-        "coord_noop_vs_spawn",
-        "items/s",
-        "Semaphore(16) + tokio::spawn per item",
-        &turns,
-        true,
-        2.0,
-    ))
+    let spawn: (&str, Baseline) = ("Semaphore(16) + tokio::spawn per item", |rt, items| {
+        rt.block_on(pool::semaphore_spawn(items, CONCURRENCY))
+    });
+    noop_measurement(cfg, "coord_noop_vs_spawn", true, spawn, 2.0)
 }
 
 /// Ours versus tower `Buffer(1024)` + `ConcurrencyLimit(16)` with 16 client tasks; items per
 /// second.
 pub fn noop_vs_tower(cfg: &Config) -> Measurement {
-    let rt = runtime();
-    let items = cfg.pick(1_000_000, 100_000);
-    let turns = alternate(
-        cfg.turns(),
-        || ours_rate(&rt, items),
-        || {
-            let start = Instant::now();
-            let ran = rt.block_on(pool::tower_buffer_limit(
+    let tower: (&str, Baseline) = (
+        "tower Buffer(1024) + ConcurrencyLimit(16), 16 client tasks",
+        |rt, items| {
+            rt.block_on(pool::tower_buffer_limit(
                 items,
                 CONCURRENCY,
                 BOUND,
                 CONCURRENCY,
-            ));
-            let rate = per_second(items, start.elapsed());
-            checked(ran.unwrap_or(0), items, "tower");
-            rate
+            ))
+            .unwrap_or(0)
         },
     );
-    note_missing(measured(
-        "coord_noop_vs_tower",
-        "items/s",
-        "tower Buffer(1024) + ConcurrencyLimit(16), 16 client tasks",
-        &turns,
-        true,
-        1.2,
-    ))
+    noop_measurement(cfg, "coord_noop_vs_tower", true, tower, 1.2)
 }
 
 /// Keyed, 1,000 keys × 1,000 interleaved items, one at a time per key, versus the same 16-task
