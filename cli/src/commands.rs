@@ -112,10 +112,10 @@ fn emit(text: &str) -> bool {
 /// Every topic not starting with `_`, as a pattern: one `c*` alternative per printable ASCII
 /// character `c` allowed to start a name, except `_`.
 ///
-/// Why: the bus sends a request on `_req.<topic>` to one peer among those whose subscription
-/// pattern matches it, so a plain subscription to `*` would be picked as a "server" and make
-/// requests time out. Watchers and the stats monitor subscribe to this instead of a bare
-/// wildcard. (Topics starting with a non-ASCII character are not covered by it.)
+/// Why: it keeps the bus's internal request and reply traffic (`_req.*`, `_reply.*`) out of
+/// wildcard watches and the stats monitor. (Before the bus picked servers only among exact
+/// `_req.<topic>` subscriptions, it also kept a `*` watcher from being taken for a server.)
+/// Topics starting with a non-ASCII character are not covered by it.
 fn public_topics() -> String {
     (b'!'..=b'~')
         .filter(|c| !matches!(c, b'_' | b'*' | b'?' | b','))
