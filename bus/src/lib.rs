@@ -78,6 +78,7 @@ mod bus;
 mod dir;
 mod error;
 pub mod frame;
+pub mod inspect;
 mod message;
 mod options;
 mod outgoing;
@@ -95,6 +96,7 @@ pub use bridge::{
 pub use bus::{Bus, CallbackTask, process_origin};
 pub use ephemeral::{Buffer, Lagged, Name, NameError, Overflow, Pattern};
 pub use error::BusError;
+pub use inspect::PublishState;
 pub use message::Message;
 pub use options::{BUS_DIR_ENV, BusOptions};
 pub use outgoing::Outgoing;
