@@ -217,11 +217,9 @@ async fn a_coordinator_frame_holds_its_counts_latencies_operations_and_failures(
     assert!(errors.contains(&"card declined for 10"));
     assert!(errors.contains(&"card declined for 11"));
 
-    // Rates: every acceptance and finish happened since the publisher started.
-    assert!(state.rates.window_ms >= 1000);
-    let per_s = 1000.0 / state.rates.window_ms as f64;
-    assert!((state.rates.completed_per_s - 10.0 * per_s).abs() < 1e-6);
-    assert!((state.rates.failed_per_s - 2.0 * per_s).abs() < 1e-6);
+    // Nothing finished during the interval the publisher measured before answering.
+    assert_eq!(state.rates.window_ms, 250);
+    assert_eq!(state.rates.completed_per_s, 0.0);
 
     // A smaller sample bound leaves the rest out, and says how many.
     drop(publisher);
@@ -241,6 +239,45 @@ async fn a_coordinator_frame_holds_its_counts_latencies_operations_and_failures(
     assert_eq!(state.operations.len(), 4);
     assert_eq!(state.operations_omitted, 13);
     gate.add_permits(5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rates_cover_the_last_interval_not_the_time_since_the_last_watcher() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bus = open(tmp.path(), "t").await;
+    // One worker, 10 ms per item: 100 completions per second while it has work.
+    let coordinator = EphemeralWorkCoordinator::new(
+        |_: u32, _: OperationContext| async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Ok::<_, Infallible>(())
+        },
+        EphemeralOptions::default().max_concurrency(1).max_pending(2000),
+    )
+    .unwrap();
+    let _publisher = coordinator.publish_state(&bus, "steady").await.unwrap();
+    for i in 0..1000 {
+        coordinator.enqueue(i).await.unwrap();
+    }
+    let mut watcher = StateWatcher::new(&bus).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let frames = watcher.collect(LONG).await.unwrap();
+    let rates = frames[0].coordinator().unwrap().rates;
+    assert_eq!(rates.window_ms, 250);
+    assert!(
+        (90.0..=110.0).contains(&rates.completed_per_s),
+        "{rates:?}: about 100 per second, not an average since the start"
+    );
+    assert_eq!(rates.accepted_per_s, 0.0, "everything was accepted before the window");
+
+    // Watched without a break, each frame's window is the time since the previous one.
+    for _ in 0..3 {
+        watcher.poll().await.unwrap();
+        let frame = next(&mut watcher).await;
+        let rates = frame.coordinator().unwrap().rates;
+        assert_eq!(rates.window_ms, 250, "{rates:?}");
+        assert!((90.0..=110.0).contains(&rates.completed_per_s), "{rates:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -271,9 +308,11 @@ async fn a_sink_frame_lists_holds_first_then_the_newest_signals() {
     let payment = &state.signals[2];
     assert_eq!(payment.key.as_deref(), Some("order-7"));
     assert_eq!(payment.payload.as_deref(), Some("card declined"));
-    assert_eq!(payment.age_ms, 2000);
+    // Sampled one interval (250 ms) after the poll: the window of `raised_per_s`.
+    assert_eq!(payment.age_ms, 2250);
     let max_age = sink.max_age().as_millis() as u64;
-    assert_eq!(payment.ttl_ms, Some(max_age - 2000));
+    assert_eq!(payment.ttl_ms, Some(max_age - 2250));
+    assert_eq!((state.window_ms, state.raised_per_s), (250, 0.0));
 }
 
 #[tokio::test(start_paused = true)]

@@ -44,6 +44,10 @@ impl<C: CoordinatorView> CoordinatorSampler<C> {
 }
 
 impl<C: CoordinatorView> Sampler for CoordinatorSampler<C> {
+    fn rebase(&mut self) {
+        self.previous = (Instant::now(), self.coordinator.stats());
+    }
+
     fn sample(&mut self, options: &PublishOptions) -> State {
         let now = Instant::now();
         let stats = self.coordinator.stats();

@@ -131,8 +131,9 @@ pub struct Counts {
     pub peak_running: u64,
 }
 
-/// Per-second rates over `window_ms`, the time since the publisher's previous sample (or
-/// since it started, for its first frame).
+/// Per-second rates over `window_ms`: the time since the publisher's previous frame while
+/// it is watched without a break, or, for the first frame after a quiet spell, one interval
+/// that the publisher measures before answering (so rates are always recent).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Rates {

@@ -19,7 +19,9 @@
 //! Publishers only answer polls: with nobody watching, a publisher is a parked task and one
 //! idle subscription, with no timer and no sampling. While watched, it samples and sends at
 //! most one frame per [interval](PublishOptions::interval) (250 ms by default) however many
-//! watchers poll, and a watcher that goes away simply stops polling. A sample copies the
+//! watchers poll, and a watcher that goes away simply stops polling. The first poll after a
+//! quiet spell is answered one interval later, so that the frame's rates cover that
+//! interval rather than the whole spell. A sample copies the
 //! coordinator's tracked operations (its window, `max_tracked` finished ones plus the
 //! pending and running) or the sink's live signals, once per interval. `compare`'s
 //! `top_publish_overhead` measures the throughput of a coordinator publishing to a watched

@@ -49,7 +49,9 @@ impl Default for PublishOptions {
 
 impl PublishOptions {
     /// The shortest time between two frames (default 250 ms). Polls that come faster are
-    /// answered together, by one frame at the end of the interval.
+    /// answered together, by one frame at the end of the interval; the first poll after a
+    /// quiet spell (no frame for two intervals) is answered after one interval, the window
+    /// its rates are measured over.
     pub fn interval(mut self, interval: Duration) -> Self {
         self.interval = interval;
         self
@@ -84,7 +86,9 @@ impl PublishOptions {
 
 /// What a publisher samples: a coordinator or a sink.
 pub(crate) trait Sampler: Send + 'static {
-    /// The state now.
+    /// Starts a new rate window now (the next sample's rates are measured from here).
+    fn rebase(&mut self);
+    /// The state now; its rates cover the time since the previous sample or rebase.
     fn sample(&mut self, options: &PublishOptions) -> State;
 }
 
@@ -98,8 +102,9 @@ struct Counters {
 /// Publishes a coordinator's or a sink's state while someone watches; stops when dropped.
 ///
 /// Returned by [`PublishState::publish_state`](super::PublishState::publish_state). The
-/// publisher does nothing until a watcher polls; then it samples and sends one frame, and at
-/// most one per interval however many watchers poll. With no watcher it costs one idle
+/// publisher does nothing until a watcher polls; then it samples and sends one frame (after
+/// one interval, over which it measures the rates), and at most one per interval however
+/// many watchers poll. With no watcher it costs one idle
 /// subscription and a parked task, and no timer.
 ///
 /// It holds a handle of what it publishes, so a coordinator stays alive (and is not
@@ -235,13 +240,23 @@ impl<T: StateTransport> Loop<T> {
                     None => return,
                 },
             };
-            if let Some(next) = last_sent.and_then(|t| t.checked_add(interval))
-                && Instant::now() < next
+            // Watched without a break, the next frame is due one interval after the last.
+            // After a quiet spell, the rates would average over all of it: start a fresh
+            // window now and answer at its end, so every frame's rates are recent.
+            let watched = last_sent.is_some_and(|t| t.elapsed() <= interval.saturating_mul(2));
+            let due = if watched {
+                last_sent.and_then(|t| t.checked_add(interval))
+            } else {
+                sampler.rebase();
+                Instant::now().checked_add(interval)
+            };
+            if let Some(due) = due
+                && Instant::now() < due
             {
                 tokio::select! {
                     biased;
                     _ = &mut stopped => break,
-                    () = tokio::time::sleep_until(next) => {}
+                    () = tokio::time::sleep_until(due) => {}
                 }
             }
             // Polls that came meanwhile are answered by this same frame.

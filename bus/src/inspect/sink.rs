@@ -27,6 +27,10 @@ impl SinkSampler {
 }
 
 impl Sampler for SinkSampler {
+    fn rebase(&mut self) {
+        self.previous = (Instant::now(), self.sink.stats().raised);
+    }
+
     fn sample(&mut self, options: &PublishOptions) -> State {
         let now = Instant::now();
         let stats = self.sink.stats();
