@@ -251,7 +251,9 @@ async fn rates_cover_the_last_interval_not_the_time_since_the_last_watcher() {
             tokio::time::sleep(Duration::from_millis(10)).await;
             Ok::<_, Infallible>(())
         },
-        EphemeralOptions::default().max_concurrency(1).max_pending(2000),
+        EphemeralOptions::default()
+            .max_concurrency(1)
+            .max_pending(2000),
     )
     .unwrap();
     let _publisher = coordinator.publish_state(&bus, "steady").await.unwrap();
@@ -267,7 +269,10 @@ async fn rates_cover_the_last_interval_not_the_time_since_the_last_watcher() {
         (90.0..=110.0).contains(&rates.completed_per_s),
         "{rates:?}: about 100 per second, not an average since the start"
     );
-    assert_eq!(rates.accepted_per_s, 0.0, "everything was accepted before the window");
+    assert_eq!(
+        rates.accepted_per_s, 0.0,
+        "everything was accepted before the window"
+    );
 
     // Watched without a break, each frame's window is the time since the previous one.
     for _ in 0..3 {

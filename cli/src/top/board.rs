@@ -110,8 +110,13 @@ impl Board {
             }
             State::Unknown => {}
             _ => {
-                self.entries
-                    .insert(frame.publisher.id.clone(), Entry { frame, received: now });
+                self.entries.insert(
+                    frame.publisher.id.clone(),
+                    Entry {
+                        frame,
+                        received: now,
+                    },
+                );
             }
         }
     }

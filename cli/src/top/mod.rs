@@ -94,7 +94,10 @@ fn state(s: &str) -> Result<String, String> {
     if STATES.contains(&s) {
         Ok(s.to_owned())
     } else {
-        Err(format!("`{s}` is not a state: use one of {}", STATES.join(", ")))
+        Err(format!(
+            "`{s}` is not a state: use one of {}",
+            STATES.join(", ")
+        ))
     }
 }
 

@@ -52,7 +52,10 @@ pub(crate) fn table(headers: &[(&str, Align)], rows: &[Vec<String>]) -> Vec<Stri
         out
     };
     let mut out = vec![line(headers.iter().map(|(h, _)| *h).collect())];
-    out.extend(rows.iter().map(|r| line(r.iter().map(String::as_str).collect())));
+    out.extend(
+        rows.iter()
+            .map(|r| line(r.iter().map(String::as_str).collect())),
+    );
     out
 }
 
@@ -111,7 +114,11 @@ pub(crate) fn signal_rows<'a>(
         let Some(sink) = frame.sink() else { continue };
         for s in sink.signals.iter().filter(|s| keep(s)) {
             rows.push(vec![
-                format!("{}/{}", fmt::process(&frame.publisher), frame.publisher.name),
+                format!(
+                    "{}/{}",
+                    fmt::process(&frame.publisher),
+                    frame.publisher.name
+                ),
                 s.name.clone(),
                 s.key.clone().unwrap_or_else(|| "-".to_owned()),
                 if s.held { "held" } else { "-" }.to_owned(),
@@ -174,7 +181,9 @@ fn text(bus: &str, frames: &[&StateFrame]) -> Vec<String> {
         lines.extend(table(&SIGNAL_HEADERS, &signals));
     }
     if more > 0 {
-        lines.push(format!("({more} more live signals: `ephemeral signals` lists them all)"));
+        lines.push(format!(
+            "({more} more live signals: `ephemeral signals` lists them all)"
+        ));
     }
     lines
 }

@@ -187,15 +187,15 @@ impl App {
             Constraint::Length(5),
             Constraint::Min(12),
         ];
-        let empty = rows.is_empty();
+        let title = match (rows.is_empty(), &self.filter) {
+            (false, _) => " coordinators ",
+            (true, Some(_)) => " coordinators: no coordinator matches the filter ",
+            (true, None) => " coordinators: none publishing (see publish_state) ",
+        };
         let table = Table::new(body, widths)
             .header(header(&COORDINATOR_HEADERS))
             .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
-            .block(Block::bordered().title(if empty {
-                " coordinators: none publishing yet (publish_state) "
-            } else {
-                " coordinators "
-            }));
+            .block(Block::bordered().title(title));
         let mut state = TableState::default().with_selected(index);
         frame.render_stateful_widget(table, area, &mut state);
     }

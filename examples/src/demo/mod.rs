@@ -389,9 +389,7 @@ pub(crate) async fn run(config: &Config, output: Output) -> Result<Summary, Demo
 
     // Live state for `ephemeral top`, while the run lasts.
     let _published = match &config.bus {
-        Some(bus) => {
-            Some(publish::publish(bus, &sink, &intake, &payments, &notifications).await?)
-        }
+        Some(bus) => Some(publish::publish(bus, &sink, &intake, &payments, &notifications).await?),
         None => None,
     };
 
