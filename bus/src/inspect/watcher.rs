@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,8 +47,12 @@ impl<T: StateTransport> StateWatcher<T> {
     /// # Errors
     ///
     /// The transport's, when it cannot publish.
-    pub async fn poll(&self) -> Result<usize, InspectError> {
-        self.transport.send_poll().await
+    ///
+    /// The future does not borrow the watcher, so it can be sent to a task of its own while
+    /// the watcher reads frames elsewhere.
+    pub fn poll(&self) -> impl Future<Output = Result<usize, InspectError>> + Send + 'static {
+        let transport = self.transport.clone();
+        async move { transport.send_poll().await }
     }
 
     /// The next frame; `None` once the transport closed. A frame that cannot be read (another
