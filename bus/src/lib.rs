@@ -14,6 +14,9 @@
 //! panicking handler are typed errors), and [`Bus::stats`] gives per-topic and
 //! per-subscription counters.
 //!
+//! [`inspect`] lets coordinators and sinks publish their live state ([`PublishState`]) for
+//! `ephemeral top` and other tools, at a bounded rate and only while someone watches.
+//!
 //! The guarantees, in numbers:
 //!
 //! * Subscriptions use the core lag model: with [`Overflow::Wait`] nothing is lost while a

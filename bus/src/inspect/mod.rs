@@ -29,7 +29,7 @@
 //!
 //! # The format (version 1)
 //!
-//! Each frame is one JSON object, [`StateFrame`]; its Rust types in [`format`] are the
+//! Each frame is one JSON object, [`StateFrame`]; its Rust types in [`format`](mod@format) are the
 //! schema, field by field. In short:
 //!
 //! ```json

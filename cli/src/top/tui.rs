@@ -117,14 +117,20 @@ impl App {
     }
 
     fn draw(&self, frame: &mut Frame<'_>) {
+        let rows = self.rows();
+        // The coordinators' table as tall as its rows (borders and header: 3 lines), up to
+        // 45 % of the screen; the panes below take the rest.
+        let wanted = u16::try_from(rows.len())
+            .unwrap_or(u16::MAX)
+            .saturating_add(3);
+        let most = (frame.area().height.saturating_mul(45) / 100).max(4);
         let [title, table, bottom, footer] = Layout::vertical([
             Constraint::Length(1),
-            Constraint::Percentage(45),
+            Constraint::Length(wanted.clamp(4, most)),
             Constraint::Min(5),
             Constraint::Length(1),
         ])
         .areas(frame.area());
-        let rows = self.rows();
         let index = self.index(&rows);
         frame.render_widget(Paragraph::new(self.title(rows.len())).reversed(), title);
         self.draw_coordinators(frame, table, &rows, index);
@@ -170,23 +176,12 @@ impl App {
         rows: &[&StateFrame],
         index: Option<usize>,
     ) {
-        let body: Vec<Row<'_>> = rows
-            .iter()
-            .map(|f| Row::new(aligned(coordinator_cells(f), &COORDINATOR_HEADERS)))
+        let cells: Vec<Vec<String>> = rows.iter().map(|f| coordinator_cells(f)).collect();
+        let widths = fitted(&COORDINATOR_HEADERS, &cells, COORDINATOR_HEADERS.len() - 1);
+        let body: Vec<Row<'_>> = cells
+            .into_iter()
+            .map(|c| Row::new(aligned(c, &COORDINATOR_HEADERS)))
             .collect();
-        let widths = [
-            Constraint::Min(12),
-            Constraint::Min(12),
-            Constraint::Length(8),
-            Constraint::Length(5),
-            Constraint::Length(6),
-            Constraint::Length(8),
-            Constraint::Length(8),
-            Constraint::Length(7),
-            Constraint::Length(7),
-            Constraint::Length(5),
-            Constraint::Min(12),
-        ];
         let title = match (rows.is_empty(), &self.filter) {
             (false, _) => " coordinators ",
             (true, Some(_)) => " coordinators: no coordinator matches the filter ",
@@ -194,6 +189,7 @@ impl App {
         };
         let table = Table::new(body, widths)
             .header(header(&COORDINATOR_HEADERS))
+            .column_spacing(2)
             .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
             .block(Block::bordered().title(title));
         let mut state = TableState::default().with_selected(index);
@@ -206,26 +202,49 @@ impl App {
         let rows = signal_rows(sinks.iter().copied(), |_| true);
         let skip = usize::from(sinks.len() <= 1);
         let headers = &SIGNAL_HEADERS[skip..6];
-        let body: Vec<Row<'_>> = rows
+        let cells: Vec<Vec<String>> = rows.into_iter().map(|r| r[skip..6].to_vec()).collect();
+        // NAME is the column that gives way.
+        let widths = fitted(headers, &cells, 1 - skip);
+        let count: u64 = sinks
+            .iter()
+            .filter_map(|f| f.sink())
+            .map(|s| s.live + s.held)
+            .sum();
+        let body: Vec<Row<'_>> = cells
             .into_iter()
-            .map(|r| Row::new(aligned(r[skip..6].to_vec(), headers)))
+            .map(|c| Row::new(aligned(c, headers)))
             .collect();
-        let count = body.len();
-        let mut widths = vec![
-            Constraint::Min(10),
-            Constraint::Min(10),
-            Constraint::Length(5),
-            Constraint::Length(7),
-            Constraint::Length(7),
-        ];
-        if skip == 0 {
-            widths.insert(0, Constraint::Min(12));
-        }
         let table = Table::new(body, widths)
             .header(header(headers))
             .block(Block::bordered().title(format!(" signals and holds ({count}) ")));
         frame.render_widget(table, area);
     }
+}
+
+/// Each column as wide as its widest cell (header included), at most 40, but column `flex`,
+/// which takes what is left (and gives way first when the terminal is narrow).
+fn fitted(
+    headers: &[(&str, super::plain::Align)],
+    rows: &[Vec<String>],
+    flex: usize,
+) -> Vec<Constraint> {
+    let mut widths: Vec<usize> = headers.iter().map(|(h, _)| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    widths
+        .into_iter()
+        .enumerate()
+        .map(|(i, w)| {
+            if i == flex {
+                Constraint::Fill(1)
+            } else {
+                Constraint::Length(u16::try_from(w.min(40)).unwrap_or(40))
+            }
+        })
+        .collect()
 }
 
 fn header<'a>(headers: &[(&'a str, super::plain::Align)]) -> Row<'a> {
@@ -283,13 +302,20 @@ fn draw_operations(frame: &mut Frame<'_>, area: Rect, selected: Option<&StateFra
         " operations of {} ({} running, {} pending{more}) ",
         f.publisher.name, c.counts.running, c.counts.pending
     );
+    let key_width = c
+        .operations
+        .iter()
+        .filter_map(|op| op.key.as_ref().map(|k| k.chars().count()))
+        .max()
+        .unwrap_or(0)
+        .clamp(3, 24);
     let table = Table::new(
         body,
         [
             Constraint::Length(9),
-            Constraint::Min(8),
-            Constraint::Length(7),
-            Constraint::Fill(2),
+            Constraint::Length(u16::try_from(key_width).unwrap_or(24)),
+            Constraint::Length(6),
+            Constraint::Fill(1),
         ],
     )
     .header(Row::new(["STATE", "KEY", "AGE", "ERROR"]).bold())
