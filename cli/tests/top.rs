@@ -269,23 +269,29 @@ async fn ops_filters_by_state_and_key_and_signals_lists_holds() {
 async fn top_prints_plain_lines_when_stdout_is_not_a_terminal() {
     let tmp = tempfile::tempdir().unwrap();
     let _service = service(tmp.path()).await;
-    let (code, out, err) = run(tmp.path(), &["--bus", "svc", "top", "--count", "2"]).await;
+    let (code, out, err) = run(tmp.path(), &["--bus", "svc", "top", "--count", "3"]).await;
     assert_eq!(code, 0, "{err}");
     assert!(
         !out.contains('\x1b'),
         "no terminal control sequences: {out:?}"
     );
     let blocks: Vec<&str> = out.split("-- ").filter(|b| !b.is_empty()).collect();
-    assert_eq!(blocks.len(), 2, "{out}");
-    let last = blocks[1];
-    let row = last
+    assert_eq!(blocks.len(), 3, "{out}");
+    // The first block waits for every publisher's first answer.
+    let first = blocks[0];
+    assert!(first.contains("bus svc: 1 coordinator, 1 sink"), "{first}");
+    let row = first
         .lines()
         .find(|l| l.contains("payments"))
-        .unwrap_or_else(|| panic!("no payments row in {last}"));
+        .unwrap_or_else(|| panic!("no payments row in {first}"));
     let cells: Vec<&str> = row.split_whitespace().collect();
     // PROCESS NAME TYPE RUN PEND DONE/S FAIL/S P50 P99 LIMIT DEFERRED-BY
     assert_eq!(cells[1..5], ["payments", "keyed", "3", "2"], "{row}");
     assert_eq!(cells[9..], ["3", "circuit.open"], "{row}");
+    assert!(
+        first.contains("circuit.open") && first.contains("held"),
+        "{first}"
+    );
 }
 
 /// The binary in a pseudo-terminal, its screen kept by a terminal emulator.
@@ -345,6 +351,7 @@ impl Pty {
 
     /// Waits until the screen shows a line satisfying `check`; returns that line.
     async fn line(&mut self, what: &str, check: impl Fn(&str) -> bool) -> String {
+        let check = |l: &str| check(l.trim_end());
         let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
             let contents = self.contents();
@@ -463,10 +470,19 @@ async fn top_in_a_terminal_shows_the_publisher_reacts_to_keys_and_quits_on_q() {
     top.line("paused", |l| l.contains("PAUSED")).await;
     top.press("p");
 
-    // A smaller terminal: the view redraws to fit, the row is still there.
-    top.resize(20, 100);
-    top.line("the row after a resize", |l| {
-        l.contains("payments") && l.contains("keyed") && l.chars().count() <= 100
+    // Resized, the view redraws to fit: the table's border spans the new width exactly
+    // (what was drawn for the old width is cut off without its corner).
+    for (rows, cols) in [(20, 100), (6, 24), (24, 120)] {
+        top.resize(rows, cols);
+        top.line(&format!("the table redrawn at {cols}x{rows}"), |l| {
+            l.starts_with("┌ coordinators")
+                && l.ends_with('┐')
+                && l.chars().count() == usize::from(cols)
+        })
+        .await;
+    }
+    top.line("the row again", |l| {
+        l.contains("payments") && l.contains("keyed")
     })
     .await;
 

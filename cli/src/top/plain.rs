@@ -211,9 +211,12 @@ pub(crate) async fn follow<T: StateTransport>(
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let stop = tokio::signal::ctrl_c();
     tokio::pin!(stop);
-    // The first refresh waits one interval for the answers to the first poll.
-    watcher.poll().await.map_err(inspect_failure)?;
-    tick.tick().await;
+    // The first refresh waits for every publisher's first answer (bounded by --wait), so
+    // that it is complete; later ones show what arrived by their tick.
+    for frame in super::snapshot(&mut watcher, args.wait).await? {
+        board.apply(frame, Instant::now());
+    }
+    tick.reset_immediately();
     let mut refreshes = 0u64;
     loop {
         tokio::select! {

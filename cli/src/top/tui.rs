@@ -127,7 +127,8 @@ impl App {
         let [title, table, bottom, footer] = Layout::vertical([
             Constraint::Length(1),
             Constraint::Length(wanted.clamp(4, most)),
-            Constraint::Min(5),
+            // Gives way first when the terminal is short: the coordinators matter most.
+            Constraint::Fill(1),
             Constraint::Length(1),
         ])
         .areas(frame.area());
