@@ -16,16 +16,23 @@ use futures::stream::BoxStream;
 use super::InspectError;
 use crate::Bus;
 
+/// The one place the exchange's topics are named: every topic below starts with it.
+macro_rules! prefix {
+    () => {
+        "_inspect"
+    };
+}
+
 /// The prefix of every topic of the exchange. Topics starting with `_` are the bus's own
-/// (the `ephemeral` command routes its `*` watches around them), so `watch '*'` never shows
-/// state traffic and never counts as a watcher.
-pub const TOPIC_PREFIX: &str = "_inspect";
+/// (the `ephemeral` command routes its `*` watches around them), so `ephemeral watch '*'`
+/// never shows state traffic and never counts as a watcher.
+pub const TOPIC_PREFIX: &str = prefix!();
 
 /// The topic state frames are published on.
-pub const STATE_TOPIC: &str = "_inspect.state";
+pub const STATE_TOPIC: &str = concat!(prefix!(), ".state");
 
 /// The topic watchers poll on.
-pub const POLL_TOPIC: &str = "_inspect.poll";
+pub const POLL_TOPIC: &str = concat!(prefix!(), ".poll");
 
 /// The payload of a poll (publishers of version 1 read nothing from it).
 pub(crate) const POLL_PAYLOAD: &[u8] = b"{\"version\":1}";

@@ -131,6 +131,14 @@ impl Board {
         });
     }
 
+    /// Treats every publisher as heard from now: after a pause, during which nobody polled,
+    /// so that rows are not forgotten before the first answers come.
+    pub(crate) fn touch_all(&mut self, now: Instant) {
+        for entry in self.entries.values_mut() {
+            entry.received = now;
+        }
+    }
+
     /// The coordinators, filtered and sorted.
     pub(crate) fn coordinators(&self, sort: Sort, filter: Option<&Filter>) -> Vec<&StateFrame> {
         let mut rows: Vec<&StateFrame> = self
@@ -192,4 +200,101 @@ fn sort_rows(rows: &mut [&StateFrame], sort: Sort) {
         };
         by.then_with(|| name(a).cmp(&name(b)))
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A coordinator frame (or a stopped one) read from JSON, as a watcher gets it.
+    fn frame(id: &str, name: &str, pid: u32, running: u64, failed_per_s: f64) -> StateFrame {
+        let json = serde_json::json!({
+            "version": 1,
+            "publisher": {"id": id, "name": name,
+                          "process": {"pid": pid, "program": "svc", "origin": "00"}},
+            "sent_at_ms": 0, "interval_ms": 250, "sequence": 0,
+            "state": {"kind": "coordinator", "type": "work", "id": "c",
+                      "counts": {"accepted": 0, "pending": 10 - running, "running": running,
+                                 "completed": 0, "failed": 0, "cancelled": 0, "panicked": 0,
+                                 "evicted": 0, "tracked": 0, "peak_running": 0},
+                      "max_concurrency": 4,
+                      "rates": {"window_ms": 250, "accepted_per_s": 0.0, "completed_per_s": 0.0,
+                                "failed_per_s": failed_per_s, "cancelled_per_s": 0.0},
+                      "latency": null, "deferred_by": [], "done": false,
+                      "operations": [], "operations_omitted": 0, "recent_failures": []}
+        });
+        StateFrame::decode(json.to_string().as_bytes()).unwrap()
+    }
+
+    fn names(board: &Board, sort: Sort, filter: Option<&Filter>) -> Vec<String> {
+        board
+            .coordinators(sort, filter)
+            .iter()
+            .map(|f| f.publisher.name.clone())
+            .collect()
+    }
+
+    #[test]
+    fn rows_sort_filter_stop_and_go_stale() {
+        let now = Instant::now();
+        let mut board = Board::default();
+        board.apply(frame("1", "payments", 20, 1, 0.5), now);
+        board.apply(frame("2", "intake", 10, 3, 0.0), now);
+        board.apply(frame("3", "notify", 30, 2, 9.0), now);
+        assert_eq!(
+            names(&board, Sort::Name, None),
+            ["intake", "notify", "payments"]
+        );
+        assert_eq!(
+            names(&board, Sort::Running, None),
+            ["intake", "notify", "payments"]
+        );
+        assert_eq!(
+            names(&board, Sort::Pending, None),
+            ["payments", "notify", "intake"]
+        );
+        assert_eq!(
+            names(&board, Sort::Failing, None),
+            ["notify", "payments", "intake"]
+        );
+        assert_eq!(
+            names(&board, Sort::Process, None),
+            ["intake", "payments", "notify"]
+        );
+
+        // A word matches names containing it; a pattern matches as a pattern.
+        assert_eq!(
+            names(&board, Sort::Name, Some(&Filter::new("ay"))),
+            ["payments"]
+        );
+        assert_eq!(
+            names(&board, Sort::Name, Some(&Filter::new("in*,no*"))),
+            ["intake", "notify"]
+        );
+
+        // A newer frame replaces the row; a stopped one removes it.
+        board.apply(frame("1", "payments", 20, 4, 0.5), now);
+        assert_eq!(
+            board.coordinators(Sort::Name, None)[2]
+                .coordinator()
+                .unwrap()
+                .counts
+                .running,
+            4
+        );
+        let mut stopped = frame("2", "intake", 10, 0, 0.0);
+        stopped.state = State::Stopped;
+        board.apply(stopped, now);
+        assert_eq!(names(&board, Sort::Name, None), ["notify", "payments"]);
+
+        // Silent for 3 intervals and a second: forgotten (unless touched after a pause).
+        let poll = Duration::from_millis(250);
+        board.prune(now + Duration::from_millis(1700), poll);
+        assert_eq!(names(&board, Sort::Name, None).len(), 2);
+        board.touch_all(now + Duration::from_secs(5));
+        board.prune(now + Duration::from_secs(6), poll);
+        assert_eq!(names(&board, Sort::Name, None).len(), 2);
+        board.prune(now + Duration::from_secs(7), poll);
+        assert!(names(&board, Sort::Name, None).is_empty());
+    }
 }

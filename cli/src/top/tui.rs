@@ -363,6 +363,7 @@ async fn event_loop<T: StateTransport>(
                     match app.key(key) {
                         Action::Quit => return Ok(()),
                         Action::Resume => {
+                            app.board.touch_all(Instant::now());
                             watcher.poll().await.map_err(inspect_failure)?;
                         }
                         Action::Continue => {}
