@@ -13,6 +13,27 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Readers ignore fields they do not know, so fields may be added within a version; a field
 /// removed or changed in meaning bumps [`FORMAT_VERSION`], and a reader refuses a version it
 /// does not know ([`FormatError::UnknownVersion`]).
+///
+/// # Examples
+///
+/// ```
+/// use ephemeral_bus::inspect::{FormatError, State, StateFrame};
+///
+/// let bytes = br#"{"version":1,"sent_at_ms":0,"interval_ms":250,"sequence":3,
+///     "publisher":{"id":"00000000000000ff","name":"payments",
+///                  "process":{"pid":42,"program":"shop","origin":"0000000000000001"}},
+///     "state":{"kind":"stopped"}}"#;
+/// let frame = StateFrame::decode(bytes)?;
+/// assert_eq!((frame.publisher.name.as_str(), &frame.state), ("payments", &State::Stopped));
+/// assert_eq!(StateFrame::decode(&frame.encode())?, frame);
+///
+/// let newer = br#"{"version":2,"whatever":"changed"}"#;
+/// assert!(matches!(
+///     StateFrame::decode(newer),
+///     Err(FormatError::UnknownVersion { found: 2, supported: 1 })
+/// ));
+/// # Ok::<(), FormatError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct StateFrame {
