@@ -14,6 +14,9 @@
 //! panicking handler are typed errors), and [`Bus::stats`] gives per-topic and
 //! per-subscription counters.
 //!
+//! [`inspect`] lets coordinators and sinks publish their live state ([`PublishState`]) for
+//! `ephemeral top` and other tools, at a bounded rate and only while someone watches.
+//!
 //! The guarantees, in numbers:
 //!
 //! * Subscriptions use the core lag model: with [`Overflow::Wait`] nothing is lost while a
@@ -78,6 +81,7 @@ mod bus;
 mod dir;
 mod error;
 pub mod frame;
+pub mod inspect;
 mod message;
 mod options;
 mod outgoing;
@@ -95,6 +99,7 @@ pub use bridge::{
 pub use bus::{Bus, CallbackTask, process_origin};
 pub use ephemeral::{Buffer, Lagged, Name, NameError, Overflow, Pattern};
 pub use error::BusError;
+pub use inspect::PublishState;
 pub use message::Message;
 pub use options::{BUS_DIR_ENV, BusOptions};
 pub use outgoing::Outgoing;

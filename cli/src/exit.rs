@@ -7,7 +7,7 @@ use ephemeral_bus::BusError;
 
 /// Success.
 pub(crate) const OK: u8 = 0;
-/// A negative answer: `match` found no match.
+/// A negative answer: `match` found no match, `ops` no such coordinator.
 pub(crate) const NO_MATCH: u8 = 1;
 /// Bad input: a bad name, pattern, duration or header, a payload too large, or bad usage.
 pub(crate) const USAGE: u8 = 2;
@@ -26,7 +26,7 @@ pub(crate) const IO: u8 = 7;
 pub(crate) const TABLE: &str = "\
 Exit codes:
   0  success
-  1  no match (`match`)
+  1  no match (`match`; `ops`: no coordinator of that name publishes)
   2  bad input: invalid name, pattern, duration, header or usage
   3  no such bus (nobody opened it; see --bus, EPHEMERAL_BUS_DIR, --create)
   4  bus refused: its directory is another user's or open to group/others

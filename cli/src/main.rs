@@ -10,6 +10,7 @@ mod args;
 mod commands;
 mod exit;
 mod render;
+mod top;
 
 use commands::{SignalArgs, Target};
 use exit::Failure;
@@ -180,6 +181,25 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Live view of the coordinators and sinks that publish their state on the bus.
+    ///
+    /// Full screen on a terminal (↑↓ select, s sort, / filter, p pause, q quit); plain lines
+    /// when stdout is not a terminal. Services publish with `publish_state` (ephemeral-bus).
+    #[command(after_help = "Examples:\n  \
+        ephemeral --bus shop top\n  \
+        ephemeral top --once --json | jq '.frames[].state.counts'\n  \
+        ephemeral top --filter 'pay*' --plain --count 3")]
+    Top(top::TopArgs),
+    /// List the operations of the coordinator published as NAME (one snapshot).
+    #[command(after_help = "Examples:\n  \
+        ephemeral ops payments\n  \
+        ephemeral ops payments --state failed,cancelled --key 'cust-0*'")]
+    Ops(top::OpsArgs),
+    /// List the live signals and holds of the sinks that publish their state (one snapshot).
+    #[command(after_help = "Examples:\n  \
+        ephemeral signals\n  \
+        ephemeral signals 'circuit.*' --held --json")]
+    Signals(top::SignalsArgs),
     /// Print a shell completion script.
     #[command(after_help = "Examples:\n  \
         ephemeral completions bash > ~/.local/share/bash-completion/completions/ephemeral\n  \
@@ -310,6 +330,9 @@ fn run(target: &Target, command: Command) -> Result<(), Failure> {
                 interval,
                 json,
             } => commands::stats(target, interval, watch, json).await,
+            Command::Top(args) => top::top(target, args).await,
+            Command::Ops(args) => top::ops(target, args).await,
+            Command::Signals(args) => top::signals(target, args).await,
             Command::CheckName { .. } | Command::Match { .. } | Command::Completions { .. } => {
                 Ok(())
             }

@@ -8,6 +8,7 @@
 //! ```text
 //! cargo run --release -p ephemeral-examples --bin demo
 //! cargo run --release -p ephemeral-examples --bin demo -- --items 200 --failure-rate 0.2 --seed 7
+//! cargo run --release -p ephemeral-examples --bin demo -- --bus demo   # then: ephemeral --bus demo top
 //! ```
 
 use std::io::{self, IsTerminal};
@@ -70,6 +71,11 @@ struct Args {
     #[arg(long)]
     plain: bool,
 
+    /// Publish the coordinators' and the sink's live state on this bus: watch them with
+    /// `ephemeral --bus NAME top` from another terminal.
+    #[arg(long, value_name = "NAME")]
+    bus: Option<String>,
+
     /// Print only the summary.
     #[arg(long, conflicts_with = "plain")]
     quiet: bool,
@@ -106,6 +112,7 @@ async fn main() -> ExitCode {
         rate: args.rate,
         concurrency: usize::from(args.concurrency),
         budget: Duration::from_secs(args.budget),
+        bus: args.bus,
     };
     println!(
         "ephemeral demo: {} orders from {} customers at {}/s, failure rate {}, seed {}",
