@@ -19,10 +19,15 @@ impl fmt::Display for CircuitOpen {
             (CircuitState::HalfOpen, _) => f.write_str(
                 "the circuit is half-open and every probe slot is taken: retry when the probes have finished",
             ),
-            (_, Some(after)) => write!(
-                f,
-                "the circuit is open: calls are refused for another {after:?}; retry later"
-            ),
+            (_, Some(after)) => {
+                // Whole milliseconds: nobody schedules a retry by the nanosecond.
+                let ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+                let after = Duration::from_millis(ms);
+                write!(
+                    f,
+                    "the circuit is open: calls are refused for another {after:?}; retry later"
+                )
+            }
             (_, None) => f.write_str("the circuit is open: calls are refused until it is reset"),
         }
     }
