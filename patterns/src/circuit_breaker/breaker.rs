@@ -96,6 +96,7 @@ pub enum ProbeDecision {
 /// # }
 /// ```
 #[derive(Clone)]
+#[must_use = "the breaker stops listening for failures when its last handle is dropped"]
 pub struct CircuitBreaker {
     inner: Arc<Inner>,
 }
