@@ -131,6 +131,12 @@ impl SignalingLayer {
     /// layer's signals can open it. A response none of whose signals count as a failure is
     /// reported to the breaker as a success (a half-open probe's success closes it).
     ///
+    /// Let either the layer or a coordinator's admission hook consult a given breaker, not
+    /// both: in half-open, an operation admitted as a probe by
+    /// [`CircuitBreaker::admission`] holds the probe slot, so its own HTTP call through this
+    /// layer would be refused. To stop a coordinator *and* its calls, give the coordinator
+    /// `cancel_on("circuit.open")` (or `defer_on`) and leave the probing to the layer.
+    ///
     /// # Errors
     ///
     /// [`SignalingConfigError`] for invalid options.
