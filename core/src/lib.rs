@@ -44,7 +44,9 @@
 //! All four are thin wrappers over one engine: intake bounded by `max_pending`, at most
 //! `max_concurrency` bodies at once, every operation kept in a window bounded by count and age,
 //! and the `*_on` rules plus any number of [`Admission`] hooks deciding whether an item starts,
-//! waits or is cancelled. Bodies get an [`OperationContext`] to raise and retract signals.
+//! waits or is cancelled. Bodies get an [`OperationContext`] to raise and retract signals;
+//! code deep inside a body (middleware, a client wrapper) reads the running operation's id with
+//! [`current_operation`].
 //!
 //! ```
 //! use ephemeral::{EphemeralOptions, EphemeralWorkCoordinator, OperationContext, SignalSink};
@@ -103,6 +105,7 @@
 pub mod channel;
 pub mod command;
 pub mod coordinator;
+mod current;
 mod id;
 mod lag;
 mod name;
@@ -121,6 +124,7 @@ pub use coordinator::{
     Lane, OperationContext, OperationSnapshot, OperationState, OptionsError, PinError,
     PriorityWorkCoordinator, ResultError, Summary, process_all, process_stream,
 };
+pub use current::{WithOperation, current_operation, with_operation};
 pub use id::OperationId;
 pub use lag::{Buffer, Lagged, Overflow, ZeroBuffer};
 pub use name::{MAX_NAME_LEN, Name, NameError, validate as validate_name};
