@@ -93,9 +93,11 @@ pub(crate) struct Db {
     /// tasks (the sweeper). Weak: the database never keeps a bus open.
     buses: Mutex<Vec<Weak<BusHandle>>>,
     pub(crate) sweeper: sweep::Sweeper,
+    /// Owners a thread waits on (see [`owners::wait_for_death`]).
+    pub(crate) owner_waiters: Mutex<std::collections::HashSet<u64>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -148,6 +150,7 @@ impl Db {
             jobs,
             buses: Mutex::new(Vec::new()),
             sweeper: sweep::Sweeper::default(),
+            owner_waiters: Mutex::new(std::collections::HashSet::new()),
         });
         table.insert(path, Arc::downgrade(&db));
         Ok(Some(db))

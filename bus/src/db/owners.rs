@@ -61,3 +61,45 @@ impl<'a> Liveness<'a> {
             .collect()
     }
 }
+
+/// Starts, once per owner, a thread that waits on `owner`'s lock and, the moment the owner
+/// dies (the kernel releases its lock), removes its values, so watchers see
+/// `Deleted(OwnerGone)` without anyone asking. The thread is parked in the kernel until
+/// then: one per live foreign owner, started only for watched stores.
+pub(crate) fn wait_for_death(db: &std::sync::Arc<super::Db>, owner: u64) {
+    if owner == 0 {
+        return;
+    }
+    {
+        let mut waiting = super::lock(&db.owner_waiters);
+        if !waiting.insert(owner) {
+            return;
+        }
+    }
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        super::lock(&db.owner_waiters).remove(&owner);
+        return;
+    };
+    let weak = std::sync::Arc::downgrade(db);
+    let path = dir::peer_lock_path(&db.bus_dir, owner);
+    let spawned = std::thread::Builder::new()
+        .name("ephemeral-owner".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            // Blocks until the owner's process ends (or at once if it is gone already).
+            if let Ok(file) = File::open(&path) {
+                let _ = file.lock();
+                // Released at once, so the bus's own check sees the peer dead too.
+                drop(file);
+            }
+            let Some(db) = weak.upgrade() else { return };
+            super::lock(&db.owner_waiters).remove(&owner);
+            let reclaimed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                handle.block_on(crate::store::reclaim_owners(&db, vec![owner]))
+            }));
+            drop(reclaimed);
+        });
+    if spawned.is_err() {
+        super::lock(&db.owner_waiters).remove(&owner);
+    }
+}

@@ -34,7 +34,11 @@
 //! multi-version concurrency: a reader never waits for a writer or a lock), done in place;
 //! everything that writes or scans runs on a dedicated thread per process (writes from many
 //! tasks are committed together, each acknowledged only after its commit), so the async
-//! runtime never waits for the database. Processes are told of changes by the bus itself
+//! runtime never waits for the database. Under `/dev/shm` a commit touches no disk; in a
+//! directory on a disk ([`BUS_DIR_ENV`](crate::BUS_DIR_ENV)), each commit flushes its data
+//! (one `fdatasync`, shared by the writes committed together), and an operating-system
+//! crash can undo at most the last commit, never leave the database inconsistent.
+//! Processes are told of changes by the bus itself
 //! (internal topics under `_retained`), so watchers and joiners wake on a change, without
 //! polling; the database is the source of truth, so a notification lost to a slow
 //! subscriber costs nothing but a read.
@@ -75,12 +79,14 @@ pub mod backend;
 pub(crate) mod clock;
 mod durable;
 mod error;
+mod holds;
 mod room;
 mod store;
 
 pub use backend::Retained;
 pub use durable::{DurableMessage, DurableOptions, DurableSubscription};
 pub use error::StoreError;
+pub use holds::{HOLDER_HEADER, StoredHolds};
 pub use room::{Room, RoomJoin, RoomMessage, RoomOptions};
 pub use store::{
     Entry, MAX_HISTORY, Removal, Store, StoreEvent, StoreOptions, StoreStats, StoreWatch,

@@ -17,8 +17,8 @@ use futures::stream::BoxStream;
 use super::BusStore;
 use super::ops::REV;
 use crate::Subscription;
-use crate::db::Db;
 use crate::db::codec::{self, Cause, EventKind, decode_event, seq_key, seq_of};
+use crate::db::{Db, owners};
 use crate::retained::{Entry, Removal, StoreError, StoreEvent, clock};
 
 /// The most log entries read at once.
@@ -27,6 +27,9 @@ const BATCH: usize = 256;
 struct Watcher {
     db: Arc<Db>,
     id: u32,
+    /// The watching handle's peer: owned values of other owners are watched for their
+    /// owner's death.
+    me: u64,
     pattern: Pattern,
     next: u64,
     notices: Subscription,
@@ -53,9 +56,23 @@ pub(super) async fn watch(
                 .map_err(store.db.err("read counters"))?,
         )[REV])
     })?;
+    // Owners of values already there: their death removes their values, and watchers
+    // should hear of it without anyone asking.
+    let me = store.me;
+    let owners = {
+        let db = Arc::clone(&store.db);
+        store
+            .db
+            .scan(move |txn, t| super::ops::owners(txn, t, &db, me))
+            .await?
+    };
+    for owner in owners {
+        owners::wait_for_death(&store.db, owner);
+    }
     let watcher = Watcher {
         db: Arc::clone(&store.db),
         id,
+        me,
         pattern,
         next: revision + 1,
         notices,
@@ -94,6 +111,7 @@ impl Watcher {
         let to = seq_key(id, u64::MAX);
         let mut read = 0;
         let mut soonest = 0u64;
+        let mut owned_by = Vec::new();
         db.read(|txn, t| {
             let range = (
                 std::ops::Bound::Included(&from[..]),
@@ -115,12 +133,17 @@ impl Watcher {
                 let Some(event) = decode_event(r) else {
                     continue;
                 };
-                if event.kind == EventKind::Set && event.expires_ms != 0 {
-                    soonest = if soonest == 0 {
-                        event.expires_ms
-                    } else {
-                        soonest.min(event.expires_ms)
-                    };
+                if event.kind == EventKind::Set {
+                    if event.expires_ms != 0 {
+                        soonest = if soonest == 0 {
+                            event.expires_ms
+                        } else {
+                            soonest.min(event.expires_ms)
+                        };
+                    }
+                    if event.owner != 0 && event.owner != self.me {
+                        owned_by.push(event.owner);
+                    }
                 }
                 if !self.pattern.matches(event.key) {
                     continue;
@@ -164,6 +187,9 @@ impl Watcher {
         })?;
         // Another process's value may expire before this process's sweeper would look.
         db.sweeper.poke(soonest);
+        for owner in owned_by {
+            owners::wait_for_death(&db, owner);
+        }
         Ok(read)
     }
 }
