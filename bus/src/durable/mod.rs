@@ -192,9 +192,9 @@ impl DurableBackend for BusDurable {
         self.expired.load(Ordering::Relaxed)
     }
 
-    fn ack(&self, sequence: u64) -> BoxFuture<'_, Result<(), StoreError>> {
-        let id = self.id;
-        Box::pin(self.db.write(move |w| ops::ack(w, id, sequence)))
+    fn ack(&self, sequence: u64) -> BoxFuture<'static, Result<(), StoreError>> {
+        let (id, db) = (self.id, Arc::clone(&self.db));
+        Box::pin(async move { db.write(move |w| ops::ack(w, id, sequence)).await })
     }
 
     fn remove(mut self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>> {

@@ -1,7 +1,7 @@
 //! What a backend implements: the bus here, NATS in `ephemeral-nats`.
 //!
-//! Users never call these traits. [`Store`](super::Store), [`Room`](super::Room) and
-//! [`DurableSubscription`](super::DurableSubscription) are one concrete type each, whatever
+//! Users never call these traits. [`Store`], [`Room`] and
+//! [`DurableSubscription`] are one concrete type each, whatever
 //! the backend: they check every input (keys, names, sizes, times to live) and then call the
 //! backend through these traits, so both backends refuse the same inputs with the same
 //! errors, and code moves from one machine to many by changing how it connects, not how it
@@ -25,7 +25,7 @@ use super::{
     Store, StoreError, StoreEvent, StoreOptions, StoreStats,
 };
 
-/// A store's backend; see [`Store`](super::Store) for the semantics each method must keep.
+/// A store's backend; see [`Store`] for the semantics each method must keep.
 pub trait StoreBackend: fmt::Debug + Send + Sync + 'static {
     /// The store's name.
     fn name(&self) -> &Name;
@@ -74,7 +74,7 @@ pub trait StoreBackend: fmt::Debug + Send + Sync + 'static {
     fn reclaim(&self) -> BoxFuture<'_, Result<u64, StoreError>>;
 }
 
-/// A room's backend; see [`Room`](super::Room).
+/// A room's backend; see [`Room`].
 pub trait RoomBackend: fmt::Debug + Send + Sync + 'static {
     /// The room's name.
     fn name(&self) -> &Name;
@@ -92,7 +92,7 @@ pub trait RoomBackend: fmt::Debug + Send + Sync + 'static {
 }
 
 /// An attached durable subscription's backend; see
-/// [`DurableSubscription`](super::DurableSubscription).
+/// [`DurableSubscription`].
 pub trait DurableBackend:
     futures_core::Stream<Item = Result<DurableMessage, Lagged>> + fmt::Debug + Send + Unpin + 'static
 {
@@ -108,8 +108,9 @@ pub trait DurableBackend:
     /// Messages skipped because their own time to live ran out while kept.
     fn expired(&self) -> u64;
 
-    /// Acknowledges every message up to and including `sequence`: they are removed.
-    fn ack(&self, sequence: u64) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Acknowledges every message up to and including `sequence`: they are removed. The
+    /// future must not borrow the subscription (it is `Send` while the stream is not `Sync`).
+    fn ack(&self, sequence: u64) -> BoxFuture<'static, Result<(), StoreError>>;
 
     /// Removes the subscription and every message kept for it.
     fn remove(self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>>;

@@ -1,6 +1,7 @@
 //! `DurableSubscription`: messages kept for a named subscriber while it is away.
 
 use std::fmt;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -248,8 +249,11 @@ impl DurableSubscription {
     /// # Errors
     ///
     /// A backend failure.
-    pub async fn ack(&self, message: &DurableMessage) -> Result<(), StoreError> {
-        self.backend.ack(message.sequence()).await
+    pub fn ack(
+        &self,
+        message: &DurableMessage,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        self.backend.ack(message.sequence())
     }
 
     /// Acknowledges every message up to and including `sequence`.
@@ -257,8 +261,11 @@ impl DurableSubscription {
     /// # Errors
     ///
     /// A backend failure.
-    pub async fn ack_sequence(&self, sequence: u64) -> Result<(), StoreError> {
-        self.backend.ack(sequence).await
+    pub fn ack_sequence(
+        &self,
+        sequence: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        self.backend.ack(sequence)
     }
 
     /// Removes the subscription and everything kept for it: messages are no longer kept.

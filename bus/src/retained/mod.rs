@@ -77,6 +77,8 @@
 
 pub mod backend;
 pub(crate) mod clock;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod durable;
 mod error;
 mod holds;
