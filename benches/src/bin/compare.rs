@@ -11,13 +11,16 @@ use std::time::Instant;
 
 use clap::Parser;
 use ephemeral_benches::cli::Args;
-use ephemeral_benches::measures::{self, Config, bus, memory};
+use ephemeral_benches::measures::{self, Config, bus, memory, store};
 
 fn main() {
     let args = Args::parse();
     if let Some(workload) = &args.child {
         if bus::is_child(workload) {
             std::process::exit(bus::child_main(workload));
+        }
+        if store::is_child(workload) {
+            std::process::exit(store::child_main(workload, args.quick));
         }
         std::process::exit(memory::child_main(workload, args.quick));
     }

@@ -18,6 +18,7 @@ pub mod coordinator;
 pub mod defer;
 pub mod memory;
 pub mod sink;
+pub mod store;
 pub mod top;
 
 /// How big a run is.
@@ -118,6 +119,14 @@ pub fn all() -> Vec<Spec> {
         Spec {
             name: "bus_latency_p99",
             run: bus::latency_p99,
+        },
+        Spec {
+            name: "store_set_vs_raw",
+            run: store::set_vs_raw,
+        },
+        Spec {
+            name: "store_get_vs_raw",
+            run: store::get_vs_raw,
         },
         Spec {
             name: "top_publish_overhead",

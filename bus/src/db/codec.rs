@@ -36,6 +36,27 @@ pub(crate) fn kv_key(id: u32, key: &str) -> Vec<u8> {
     k
 }
 
+/// A key of `kv` on the stack (keys are names: at most 255 bytes), for the read path.
+pub(crate) struct KvKey {
+    buf: [u8; 4 + ephemeral::MAX_NAME_LEN],
+    len: usize,
+}
+
+impl KvKey {
+    /// `id` then `key`; a key longer than a name may be is cut (it cannot be stored either).
+    pub(crate) fn new(id: u32, key: &str) -> Self {
+        let mut buf = [0u8; 4 + ephemeral::MAX_NAME_LEN];
+        buf[..4].copy_from_slice(&id.to_be_bytes());
+        let n = key.len().min(ephemeral::MAX_NAME_LEN);
+        buf[4..4 + n].copy_from_slice(&key.as_bytes()[..n]);
+        Self { buf, len: 4 + n }
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
 /// The prefix of every `hist` key of one key of one store.
 pub(crate) fn hist_prefix(id: u32, key: &str) -> Vec<u8> {
     let mut k = kv_key(id, key);

@@ -46,6 +46,13 @@ pub trait StoreBackend: fmt::Debug + Send + Sync + 'static {
     /// The live value of `key`.
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>>;
 
+    /// The live value of `key` if the backend can tell without waiting (a read of local
+    /// memory), else `None` and [`get`](Self::get) is called. The default is `None`.
+    fn get_now(&self, key: &str) -> Option<Result<Option<Vec<u8>>, StoreError>> {
+        let _ = key;
+        None
+    }
+
     /// The live entry of `key`.
     fn entry<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Entry>, StoreError>>;
 

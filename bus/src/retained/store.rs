@@ -389,6 +389,9 @@ impl Store {
     /// [`StoreError::InvalidKey`], or a backend failure.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         check_key(key)?;
+        if let Some(answer) = self.backend.get_now(key) {
+            return answer;
+        }
         self.backend.get(key).await
     }
 

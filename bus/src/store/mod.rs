@@ -146,7 +146,7 @@ impl BusStore {
         let now = clock::now_ms();
         let found = self.db.read(|txn, t| {
             let Some(r) =
-                t.kv.get(txn, &kv_key(self.id, key))
+                t.kv.get(txn, codec::KvKey::new(self.id, key).as_bytes())
                     .map_err(self.db.err("read"))?
             else {
                 return Ok(None);
@@ -231,6 +231,11 @@ impl StoreBackend for BusStore {
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
         Box::pin(async move { Ok(self.live(key)?.map(|f| f.value)) })
+    }
+
+    fn get_now(&self, key: &str) -> Option<Result<Option<Vec<u8>>, StoreError>> {
+        // A read transaction on the memory map: it never waits.
+        Some(self.live(key).map(|found| found.map(|f| f.value)))
     }
 
     fn entry<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Entry>, StoreError>> {

@@ -4,7 +4,8 @@
 //! * `kv` holds one record per key; `exp` has an entry for it exactly when it expires, and
 //!   `own` exactly when it is owned, both naming its revision.
 //! * Every change takes the next revision of its store and logs one `log` entry under it;
-//!   the log keeps the last [`LOG_KEEP`] revisions of each store.
+//!   the log keeps at least the last [`LOG_KEEP`] revisions of each store (trimmed
+//!   [`LOG_TRIM`] at a time, so one write in 64 pays for the trim).
 //! * `counters[VALUES]` and `counters[BYTES]` count the records of `kv` (expired ones too,
 //!   until swept).
 
@@ -23,6 +24,9 @@ use crate::retained::{StoreError, StoreOptions, clock};
 /// Revisions of the log kept per store: how far behind a watcher may fall before it is
 /// told `Lagged`.
 pub(crate) const LOG_KEEP: u64 = 4096;
+
+/// How many old log entries go at once.
+const LOG_TRIM: u64 = 64;
 
 /// Counters of a store.
 pub(crate) const REV: usize = 0;
@@ -90,9 +94,14 @@ fn log(
     w.t.log
         .put(w.txn, &seq_key(id, revision), &event.encode())
         .map_err(w.err("write log"))?;
-    if revision > LOG_KEEP {
+    if revision > LOG_KEEP && revision.is_multiple_of(LOG_TRIM) {
+        let from = seq_key(id, 0);
+        let to = seq_key(id, revision - LOG_KEEP);
         w.t.log
-            .delete(w.txn, &seq_key(id, revision - LOG_KEEP))
+            .delete_range(
+                w.txn,
+                &(Bound::Included(&from[..]), Bound::Included(&to[..])),
+            )
             .map_err(w.err("trim log"))?;
     }
     Ok(revision)
