@@ -17,6 +17,17 @@
 //! [`inspect`] lets coordinators and sinks publish their live state ([`PublishState`]) for
 //! `ephemeral top` and other tools, at a bounded rate and only while someone watches.
 //!
+//! [`retained`] keeps data, not just events: [`Bus::store`] (values with a time to live,
+//! history, watch, values owned by a process), [`Bus::room`] (messages kept up to a count
+//! and an age; a late joiner gets the history, then live) and [`Bus::subscribe_durable`]
+//! (messages kept while a named subscriber is away, until acknowledged), in an LMDB
+//! database in the bus directory. The same types come from `ephemeral-nats` across machines.
+//!
+//! # Features
+//!
+//! * `conformance`: `retained::conformance`, the shared test bodies every retained-state
+//!   backend runs (with real child processes).
+//!
 //! The guarantees, in numbers:
 //!
 //! * Subscriptions use the core lag model: with [`Overflow::Wait`] nothing is lost while a

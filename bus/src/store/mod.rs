@@ -152,6 +152,8 @@ impl BusStore {
                 return Ok(None);
             };
             let rec = decode_kv(r).ok_or_else(|| corrupt(&self.db))?;
+            // Another process may have set it: this process's sweeper learns of its expiry.
+            self.db.sweeper.poke(rec.expires_ms);
             if clock::expired(rec.expires_ms, now) {
                 return Ok(None);
             }
@@ -291,6 +293,7 @@ impl StoreBackend for BusStore {
                     {
                         let (k, r) = item.map_err(db.err("read"))?;
                         let rec = decode_kv(r).ok_or_else(|| corrupt(&db))?;
+                        db.sweeper.poke(rec.expires_ms);
                         if clock::expired(rec.expires_ms, now) || !liveness.keeps(rec.owner) {
                             continue;
                         }
