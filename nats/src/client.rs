@@ -124,10 +124,20 @@ impl Nats {
             Auth::UserPassword(user, password) => connect.user_and_password(user, password),
             Auth::Token(token) => connect.token(token),
             Auth::Nkey(seed) => connect.nkey(seed),
-            Auth::CredentialsFile(path) => connect
-                .credentials_file(&path)
-                .await
-                .map_err(|source| NatsError::Credentials { path, source })?,
+            Auth::CredentialsFile(path) => {
+                // Read here rather than by the client, which turns every failure into
+                // `ErrorKind::Other`: a caller can tell a missing file from a bad one.
+                let contents = match tokio::fs::read_to_string(&path).await {
+                    Ok(contents) => contents,
+                    Err(source) => return Err(NatsError::Credentials { path, source }),
+                };
+                connect
+                    .credentials(&contents)
+                    .map_err(|e| NatsError::Credentials {
+                        path,
+                        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+                    })?
+            }
         };
         if options.require_tls {
             connect = connect.require_tls(true);

@@ -1,7 +1,7 @@
 //! The connection's state and events, and `ConnectionSignals`: them as sink signals.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use async_nats::Event;
 use ephemeral::{Hold, SignalSink};
@@ -28,6 +28,9 @@ pub(crate) enum Change {
 pub(crate) struct ConnectionState {
     connected: watch::Sender<bool>,
     changes: broadcast::Sender<Change>,
+    /// Whether the client's report of the first connection (made before the handle existed,
+    /// and counted then) has come through yet.
+    first_seen: AtomicBool,
     pub(crate) connects: AtomicU64,
     pub(crate) disconnects: AtomicU64,
     pub(crate) slow_consumers: AtomicU64,
@@ -39,7 +42,8 @@ impl ConnectionState {
             // The handle exists only once the first connection succeeded.
             connected: watch::Sender::new(true),
             changes: broadcast::Sender::new(64),
-            connects: AtomicU64::new(0),
+            first_seen: AtomicBool::new(false),
+            connects: AtomicU64::new(1),
             disconnects: AtomicU64::new(0),
             slow_consumers: AtomicU64::new(0),
         })
@@ -50,6 +54,12 @@ impl ConnectionState {
         // Counters are statistics only: Relaxed, nothing is ordered by them.
         let change = match event {
             Event::Connected => {
+                // Events come one at a time from the client's event task, so this swap is
+                // never contended; Relaxed is enough.
+                if !self.first_seen.swap(true, Ordering::Relaxed) {
+                    // The first connection: counted at creation, and not news to anyone.
+                    return;
+                }
                 self.connects.fetch_add(1, Ordering::Relaxed);
                 Change::Connected
             }

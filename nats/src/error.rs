@@ -220,8 +220,9 @@ impl NatsError {
     }
 }
 
-/// The [`ConnectKind`] of a client connect error: the client says `Io` for a refused port, so
-/// the io error in the source chain is consulted.
+/// The [`ConnectKind`] of a client connect error. The client says `Io` both for a refused
+/// port and for a failed TLS handshake (a plain server when TLS is required), so the source
+/// chain is consulted.
 pub(crate) fn classify(error: &async_nats::ConnectError) -> ConnectKind {
     use async_nats::ConnectErrorKind as K;
     match error.kind() {
@@ -231,20 +232,32 @@ pub(crate) fn classify(error: &async_nats::ConnectError) -> ConnectKind {
         K::TimedOut => ConnectKind::TimedOut,
         K::Tls => ConnectKind::Tls,
         K::MaxReconnects => ConnectKind::MaxReconnects,
-        K::Io => match io_kind(error) {
-            Some(io::ErrorKind::ConnectionRefused) => ConnectKind::Refused,
-            Some(io::ErrorKind::TimedOut) => ConnectKind::TimedOut,
-            _ => ConnectKind::Io,
-        },
+        K::Io => {
+            let Some(io) = first_io(error) else {
+                return ConnectKind::Io;
+            };
+            // `io::Error::source` skips the wrapped error itself: look at it directly.
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<async_nats::rustls::Error>())
+            {
+                return ConnectKind::Tls;
+            }
+            match io.kind() {
+                io::ErrorKind::ConnectionRefused => ConnectKind::Refused,
+                io::ErrorKind::TimedOut => ConnectKind::TimedOut,
+                _ => ConnectKind::Io,
+            }
+        }
     }
 }
 
-/// The kind of the first `io::Error` in the source chain.
-fn io_kind(error: &(dyn std::error::Error + 'static)) -> Option<io::ErrorKind> {
+/// The first `io::Error` in the source chain.
+fn first_io<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a io::Error> {
     let mut current = Some(error);
     while let Some(e) = current {
         if let Some(io) = e.downcast_ref::<io::Error>() {
-            return Some(io.kind());
+            return Some(io);
         }
         current = e.source();
     }
@@ -279,6 +292,16 @@ mod tests {
                     io::Error::new(io::ErrorKind::ConnectionRefused, "refused"),
                 ),
                 ConnectKind::Refused,
+            ),
+            (
+                ConnectError::with_source(
+                    K::Io,
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        async_nats::rustls::Error::General("corrupt message".into()),
+                    ),
+                ),
+                ConnectKind::Tls,
             ),
         ];
         for (error, kind) in cases {
