@@ -47,9 +47,19 @@ struct Entry {
     deadline: Option<Instant>,
 }
 
+/// What the buffer holds, in arrival order: a lag report sits where the loss was noticed
+/// (just before the message that revealed a gap), so the reader learns of it in place.
+enum Item {
+    Message(Entry),
+    Lag(u64),
+}
+
 #[derive(Default)]
 struct Ring {
-    buffer: VecDeque<Entry>,
+    buffer: VecDeque<Item>,
+    /// Messages in `buffer` (lag items do not count against the capacity).
+    messages: usize,
+    /// Losses at the head of the buffer (the oldest were dropped to make room).
     unreported: u64,
     closed: bool,
 }
@@ -67,26 +77,33 @@ fn lock(ring: &Mutex<Ring>) -> std::sync::MutexGuard<'_, Ring> {
 }
 
 impl Shared {
-    fn push(&self, entry: Entry, gap: u64) {
+    /// Buffers a lag report of `gap` (if any), then `entry` (if any).
+    fn push(&self, gap: u64, entry: Option<Entry>) {
         // Counters are statistics only (Relaxed): the ring's mutex orders the deliveries.
         let mut ring = lock(&self.ring);
-        ring.unreported += gap;
-        if let Some(capacity) = self.capacity
-            && ring.buffer.len() >= capacity
-        {
-            ring.buffer.pop_front();
-            ring.unreported += 1;
-            self.counters.lagged.fetch_add(1, Ordering::Relaxed);
+        if gap > 0 {
+            ring.buffer.push_back(Item::Lag(gap));
+            self.counters.lagged.fetch_add(gap, Ordering::Relaxed);
         }
-        ring.buffer.push_back(entry);
+        if let Some(entry) = entry {
+            if let Some(capacity) = self.capacity {
+                while ring.messages >= capacity {
+                    match ring.buffer.pop_front() {
+                        Some(Item::Message(_)) => {
+                            ring.messages -= 1;
+                            ring.unreported += 1;
+                            self.counters.lagged.fetch_add(1, Ordering::Relaxed);
+                        }
+                        // Already counted when it was noticed.
+                        Some(Item::Lag(n)) => ring.unreported += n,
+                        None => break,
+                    }
+                }
+            }
+            ring.buffer.push_back(Item::Message(entry));
+            ring.messages += 1;
+        }
         drop(ring);
-        self.counters.lagged.fetch_add(gap, Ordering::Relaxed);
-        self.waker.wake();
-    }
-
-    fn lag(&self, gap: u64) {
-        lock(&self.ring).unreported += gap;
-        self.counters.lagged.fetch_add(gap, Ordering::Relaxed);
         self.waker.wake();
     }
 
@@ -101,13 +118,19 @@ impl Shared {
             return Poll::Ready(Some(Err(Lagged(std::mem::take(&mut ring.unreported)))));
         }
         let now = Instant::now();
-        while let Some(entry) = ring.buffer.pop_front() {
-            if entry.deadline.is_some_and(|d| d <= now) {
-                self.counters.expired.fetch_add(1, Ordering::Relaxed);
-                continue;
+        while let Some(item) = ring.buffer.pop_front() {
+            match item {
+                Item::Lag(n) => return Poll::Ready(Some(Err(Lagged(n)))),
+                Item::Message(entry) => {
+                    ring.messages -= 1;
+                    if entry.deadline.is_some_and(|d| d <= now) {
+                        self.counters.expired.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+                    return Poll::Ready(Some(Ok(entry.message)));
+                }
             }
-            self.counters.delivered.fetch_add(1, Ordering::Relaxed);
-            return Poll::Ready(Some(Ok(entry.message)));
         }
         if ring.closed {
             Poll::Ready(None)
@@ -122,9 +145,10 @@ impl Shared {
 ///
 /// Created by [`Nats::subscribe`]. A task reads the NATS subscription(s) into a buffer
 /// ([`Buffer::default`], 1024 messages; see [`Nats::subscribe_with`]); when the reader falls
-/// that far behind, the oldest is dropped. Nothing is lost silently: the next item after a
-/// loss is `Err(Lagged(n))`, whether the buffer overflowed or a publisher's numbers show a gap
-/// (a reconnect, a slow consumer cut off by the server). A message whose time to live ran out
+/// that far behind, the oldest is dropped. Nothing is lost silently: a loss is reported as
+/// `Err(Lagged(n))` where it happened — before the message that revealed a gap in a
+/// publisher's numbers (a reconnect, a slow consumer cut off by the server), or first thing
+/// when the buffer overflowed. A message whose time to live ran out
 /// before it was read is skipped and counted ([`SubscriptionStats::expired`]). Messages of
 /// one publisher on one topic arrive in order.
 ///
@@ -309,9 +333,7 @@ async fn read(
         if deadline.is_some_and(|d| d <= now) {
             // Arrived already expired (a zero time to live): never buffered.
             shared.counters.expired.fetch_add(1, Ordering::Relaxed);
-            if gap > 0 {
-                shared.lag(gap);
-            }
+            shared.push(gap, None);
             continue;
         }
         let message = Message {
@@ -324,7 +346,7 @@ async fn read(
             timestamp: decoded.timestamp.unwrap_or_else(SystemTime::now),
             ttl: decoded.ttl,
         };
-        shared.push(Entry { message, deadline }, gap);
+        shared.push(gap, Some(Entry { message, deadline }));
     }
     shared.close();
 }

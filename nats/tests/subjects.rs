@@ -40,8 +40,9 @@ fn segment() -> impl Strategy<Value = String> {
 }
 
 fn name() -> impl Strategy<Value = Name> {
-    prop::collection::vec(segment(), 1..5)
-        .prop_filter_map("a valid name", |segments| Name::new(&segments.join(".")).ok())
+    prop::collection::vec(segment(), 1..5).prop_filter_map("a valid name", |segments| {
+        Name::new(&segments.join(".")).ok()
+    })
 }
 
 /// Pattern segments: literals, `+`, `*`, and wildcards inside segments.
