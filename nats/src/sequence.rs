@@ -7,6 +7,9 @@
 //! [`Lagged`](ephemeral::Lagged). Numbering per publisher alone would show false gaps
 //! whenever the publisher also publishes topics the subscriber does not match.
 //!
+//! The first message a receiver gets from a publisher on a topic is taken as it comes: losses
+//! before it cannot be told from messages published before the receiver subscribed.
+//!
 //! Both tables are bounded. The publisher keeps at most [`PUBLISHER_TOPICS`] topics; past
 //! that it starts over under a new publisher id, which receivers take for a new publisher
 //! (no false gap; a loss right at the switch goes unseen). A receiver remembers the last

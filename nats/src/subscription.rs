@@ -148,7 +148,11 @@ impl Shared {
 /// that far behind, the oldest is dropped. Nothing is lost silently: a loss is reported as
 /// `Err(Lagged(n))` where it happened — before the message that revealed a gap in a
 /// publisher's numbers (a reconnect, a slow consumer cut off by the server), or first thing
-/// when the buffer overflowed. A message whose time to live ran out
+/// when the buffer overflowed. A gap is noticed from the second message a subscription gets
+/// from a publisher on a topic on: losses *before* the first one (say the connection dropped
+/// before a new publisher's first message arrived) look the same as messages published
+/// before subscribing, and are not reported; `nats.disconnected`
+/// ([`Nats::connection_signals`]) tells of every such window. A message whose time to live ran out
 /// before it was read is skipped and counted ([`SubscriptionStats::expired`]). Messages of
 /// one publisher on one topic arrive in order.
 ///
