@@ -11,13 +11,13 @@
 //!
 //! What it promises, in numbers and rules:
 //!
-//! * **Any name travels.** Topics are core [`Name`](ephemeral::Name)s on subjects
+//! * **Any name travels.** Topics are core [`Name`]s on subjects
 //!   `<prefix>.s.<topic>`, mapped injectively ([`subject`]): ordinary names unchanged, and the
 //!   ones NATS cannot carry (empty segments, a `>` segment) escaped, never silently dropped
 //!   by the server. Patterns subscribe to the widest exact NATS subjects, plus a local filter
 //!   where NATS cannot express them (`job.?`, `a.*.c`).
 //! * **Loss is never silent.** Each handle numbers what it publishes per topic; a subscriber
-//!   turns a gap (a reconnect, a slow consumer cut off) into [`Lagged`](ephemeral::Lagged).
+//!   turns a gap (a reconnect, a slow consumer cut off) into [`Lagged`].
 //!   A publish while disconnected is [`NatsError::Disconnected`], not a message queued in the
 //!   dark. [`Nats::connection_signals`] raises `nats.connected` / `nats.disconnected` and
 //!   holds `nats.offline` in a sink during an outage.
@@ -55,7 +55,7 @@
 //!
 //! # Feature flags
 //!
-//! * `testing`: [`testing::NatsServer`], a real `nats-server` per test (started, restarted on
+//! * `testing`: `testing::NatsServer`, a real `nats-server` per test (started, restarted on
 //!   the same port, stopped and killed by pid).
 //!
 //! # Supported Rust
