@@ -26,6 +26,9 @@ use crate::message::PayloadBytes;
 use crate::subject::{self, REQUESTS};
 use crate::{Message, Nats, NatsError, Outgoing};
 
+/// The size of a reply's header block: `NATS/1.0`, `bus.status: error`, the blank line.
+const REPLY_HEADER_LEN: usize = 12 + STATUS.len() + 4 + "error".len();
+
 /// Requests one [`Server`] handles at once; more wait in the client (and past its buffer,
 /// NATS drops them for this server, and their requesters time out).
 pub const MAX_CONCURRENT_REQUESTS: usize = 256;
@@ -131,11 +134,21 @@ impl Nats {
                 let counters = Arc::clone(&task_counters);
                 tokio::spawn(async move {
                     let result = AssertUnwindSafe(handler(request)).catch_unwind().await;
-                    let (status, payload) = match result {
+                    let (mut status, mut payload) = match result {
                         Ok(Ok(payload)) => ("ok", payload.into().0),
                         Ok(Err(error)) => ("error", Bytes::from(error.to_string())),
                         Err(panic) => ("error", Bytes::from(panic_message(&*panic))),
                     };
+                    // A reply the server would refuse must not turn into a silent timeout.
+                    let max = client.max_payload();
+                    if payload.len() + REPLY_HEADER_LEN > max {
+                        let error = NatsError::PayloadTooLarge {
+                            len: payload.len() + REPLY_HEADER_LEN,
+                            max,
+                        };
+                        status = "error";
+                        payload = Bytes::from(format!("the reply could not be sent: {error}"));
+                    }
                     // Statistics only: Relaxed.
                     counters.handled.fetch_add(1, Ordering::Relaxed);
                     if status == "error" {
@@ -162,9 +175,10 @@ impl Nats {
     /// # Errors
     ///
     /// [`NatsError::NoServer`] at once when nobody serves `topic`, [`NatsError::Timeout`] when
-    /// no reply came in time (the server is slow, or the connection is down),
-    /// [`NatsError::HandlerFailed`] when the handler failed, and the errors of
-    /// [`publish`](Self::publish).
+    /// no reply came in time (the server is slow, or the connection dropped meanwhile),
+    /// [`NatsError::HandlerFailed`] when the handler failed (or its reply was larger than the
+    /// server accepts), and the errors of [`publish`](Self::publish)
+    /// ([`NatsError::Disconnected`] at once while the connection is down).
     pub async fn request(
         &self,
         topic: &str,
@@ -191,6 +205,11 @@ impl Nats {
         let max = inner.client.max_payload();
         if len > max {
             return Err(NatsError::PayloadTooLarge { len, max });
+        }
+        if !inner.state.is_connected() {
+            return Err(NatsError::Disconnected {
+                topic: out.topic.to_string(),
+            });
         }
         let subject = subject::subject(&inner.prefix, REQUESTS, &out.topic);
         let request = Request::new()

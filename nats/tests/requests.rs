@@ -184,3 +184,21 @@ async fn servers_share_requests_each_handled_once() {
     // gets none is 3 × (2/3)^60 ≈ 1e-10).
     assert!(per_server.iter().all(|&n| n > 0), "{per_server:?}");
 }
+
+#[tokio::test]
+async fn a_reply_too_large_for_the_server_is_a_handler_failure_not_a_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("small.conf");
+    std::fs::write(&conf, "max_payload: 4096\n").unwrap();
+    let server = NatsServer::start_with(&["-c", conf.to_str().unwrap()]).await;
+    let nats = Nats::connect(&server.url()).await.unwrap();
+    let _big = nats
+        .serve("big", |_| async { Ok::<_, &str>(vec![0u8; 8192]) })
+        .await
+        .unwrap();
+    let error = nats.request("big", "", LONG).await.unwrap_err();
+    assert!(
+        matches!(&error, NatsError::HandlerFailed { message, .. } if message.contains("max_payload of 4096")),
+        "{error:?}"
+    );
+}
