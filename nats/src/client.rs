@@ -248,7 +248,9 @@ impl Nats {
     /// Raises the connection's changes in `sink`: `nats.connected` on every (re)connection,
     /// `nats.disconnected` on every loss, and holds `nats.offline` while disconnected, so
     /// `sink.has_signal("nats.offline")` and coordinators' `defer_on("nats.offline")` see an
-    /// outage as it happens. Stops when the returned guard is dropped.
+    /// outage as it happens. Stops when the returned guard is dropped. Once the connection is
+    /// closed for good (every handle dropped, or [`NatsOptions::max_reconnects`] used up),
+    /// `nats.offline` stays held until the guard is dropped.
     ///
     /// # Examples
     ///
