@@ -71,6 +71,36 @@ async fn a_token_is_sent() {
 }
 
 #[tokio::test]
+async fn an_nkey_signs_the_nonce() {
+    let user = nkeys::KeyPair::new_user();
+    let stranger = nkeys::KeyPair::new_user();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("nkey.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "authorization {{ users = [ {{ nkey: {} }} ] }}\n",
+            user.public_key()
+        ),
+    )
+    .unwrap();
+    let server = NatsServer::start_with(&["-c", conf.to_str().unwrap()]).await;
+    let url = server.url();
+    let nats = Nats::connect_with(&url, NatsOptions::default().nkey(user.seed().unwrap()))
+        .await
+        .expect("the registered nkey connects");
+    nats.publish("nkey.ok", "yes").await.unwrap();
+    assert_eq!(
+        kind(Nats::connect_with(&url, NatsOptions::default().nkey(stranger.seed().unwrap())).await),
+        ConnectKind::Auth
+    );
+    assert_eq!(
+        kind(Nats::connect_with(&url, NatsOptions::default().nkey("not a seed")).await),
+        ConnectKind::Auth
+    );
+}
+
+#[tokio::test]
 async fn a_bad_url_is_bad_url() {
     for url in ["nats://:x", "nats://host:99999", "nats://a b"] {
         let error = Nats::connect(url).await.unwrap_err();
