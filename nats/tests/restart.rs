@@ -113,6 +113,13 @@ async fn a_killed_server_is_an_outage_too() {
     let _signals = nats.connection_signals(&sink);
     server.kill();
     eventually("nats.offline", || sink.has_signal("nats.offline")).await;
+    // Signals set up during an outage hold nats.offline from the start.
+    let late = SignalSink::default();
+    let late_signals = nats.connection_signals(&late);
+    eventually("nats.offline in a sink joined late", || {
+        late.has_signal("nats.offline")
+    })
+    .await;
     assert!(matches!(
         nats.publish("x", "y").await,
         Err(NatsError::Disconnected { .. })
@@ -125,7 +132,19 @@ async fn a_killed_server_is_an_outage_too() {
     assert!(matches!(error, NatsError::Disconnected { .. }), "{error:?}");
     server.start_again().await;
     eventually("the connection back", || !sink.has_signal("nats.offline")).await;
+    eventually("the late sink to see it too", || {
+        !late.has_signal("nats.offline")
+    })
+    .await;
     nats.publish("x", "y").await.unwrap();
+    // Dropping the guard stops the signals and releases what it held.
+    server.kill();
+    eventually("offline again", || late.has_signal("nats.offline")).await;
+    drop(late_signals);
+    eventually("released with the guard", || {
+        !late.has_signal("nats.offline")
+    })
+    .await;
 }
 
 #[tokio::test]
