@@ -17,7 +17,8 @@
 //!   by the server. Patterns subscribe to the widest exact NATS subjects, plus a local filter
 //!   where NATS cannot express them (`job.?`, `a.*.c`).
 //! * **Loss is never silent.** Each handle numbers what it publishes per topic; a subscriber
-//!   turns a gap (a reconnect, a slow consumer cut off) into [`Lagged`].
+//!   turns a gap (a reconnect, a slow consumer cut off) into [`Lagged`] (from the second
+//!   message it gets from that publisher on; see [`Subscription`]).
 //!   A publish while disconnected is [`NatsError::Disconnected`], not a message queued in the
 //!   dark. [`Nats::connection_signals`] raises `nats.connected` / `nats.disconnected` and
 //!   holds `nats.offline` in a sink during an outage.
