@@ -84,6 +84,7 @@ pub mod subject;
 mod subscription;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod version;
 
 pub use client::{Nats, NatsStats};
 pub use connection::{CONNECTED_SIGNAL, ConnectionSignals, DISCONNECTED_SIGNAL, OFFLINE_SIGNAL};

@@ -330,7 +330,7 @@ fn find_binary() -> Result<PathBuf, HarnessError> {
         .unwrap_or("")
         .trim_start_matches('v')
         .to_owned();
-    crate::client::check_version(&version, MIN_SERVER_VERSION, "the ephemeral-nats tests").map_err(
+    crate::version::check_version(&version, MIN_SERVER_VERSION, "the ephemeral-nats tests").map_err(
         |_| {
             HarnessError(format!(
                 "{} is nats-server {version:?}, older than {MIN_SERVER_VERSION}: install the pinned one with `{INSTALL_HINT}` and/or point {SERVER_BIN_ENV} at it",
