@@ -19,7 +19,7 @@ use crate::router::Locals;
 use crate::subscription::LocalSub;
 use crate::topics::TopicCounters;
 use crate::transport::{Transport, UnixTransport};
-use crate::{BusError, BusOptions, BusStats, Message, Outgoing, Subscription};
+use crate::{BusError, BusName, BusOptions, BusStats, Message, Outgoing, Subscription};
 
 /// A random 64-bit number, from the standard library's randomly seeded hasher (no extra
 /// dependency; these ids need to be unique, not secret).
@@ -145,12 +145,14 @@ impl Bus {
     ///
     /// # Errors
     ///
-    /// [`BusError::Name`] for a bad name, [`BusError::NotOwner`] or
+    /// [`BusError::BusName`] for a name that is not one path-safe word (checked before
+    /// anything touches the disk), [`BusError::NotOwner`] or
     /// [`BusError::Permissions`] when the directory is not this user's alone, and
     /// [`BusError::Io`] when a bus file cannot be created.
     pub async fn open_with(name: &str, options: BusOptions) -> Result<Self, BusError> {
-        let name = Name::new(name)?;
-        let dir = options.parent().join(format!("ephemeral-{name}"));
+        let name = BusName::new(name)?;
+        let dir = options.bus_dir(&name);
+        let name = Name::new(name.as_str())?;
         let peer = random_u64(u64::from(std::process::id()) ^ 0x7065_6572);
         let locals = Arc::new(Locals::default());
         let transport =

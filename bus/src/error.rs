@@ -5,13 +5,19 @@ use std::path::PathBuf;
 
 use ephemeral::NameError;
 
+use crate::BusNameError;
+
 /// An error from the bus.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BusError {
-    /// The bus name or a topic is not a valid name.
-    #[error("invalid bus name or topic: {0}")]
+    /// A topic is not a valid name.
+    #[error("invalid topic: {0}")]
     Name(#[from] NameError),
+    /// The bus name is not one path-safe word (see [`BusName`](crate::BusName)); nothing
+    /// was created.
+    #[error("invalid bus name: {0}")]
+    BusName(#[from] BusNameError),
     /// The bus directory belongs to another user.
     #[error(
         "bus directory {path} is owned by uid {owner}, not by this process's uid {me}: only the owning user may open a bus; remove it or choose another directory"

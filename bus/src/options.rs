@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::BusName;
+
 /// The environment variable that overrides the parent directory of buses (default `/dev/shm`).
 pub const BUS_DIR_ENV: &str = "EPHEMERAL_BUS_DIR";
 
@@ -87,6 +89,14 @@ impl BusOptions {
     #[must_use]
     pub fn get_max_payload(&self) -> usize {
         self.max_payload
+    }
+
+    /// The directory of the bus `name`: `<parent>/ephemeral-<name>`, the parent chosen as
+    /// described on [`BusOptions`]. A [`BusName`] has no `/` and no `.`, so the result is
+    /// always directly inside the parent.
+    #[must_use]
+    pub fn bus_dir(&self, name: &BusName) -> PathBuf {
+        self.parent().join(format!("ephemeral-{name}"))
     }
 
     pub(crate) fn parent(&self) -> PathBuf {

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use ephemeral_bus::{
-    BUS_DIR_ENV, Buffer, Bus, HOLD_HEADER, KEY_HEADER, Message, Outgoing, Overflow, RELEASE_HEADER,
-    SEQ_HEADER,
+    BUS_DIR_ENV, Buffer, Bus, BusName, BusOptions, HOLD_HEADER, KEY_HEADER, Message, Outgoing,
+    Overflow, RELEASE_HEADER, SEQ_HEADER,
 };
 use futures::StreamExt;
 use tokio::time::Instant;
@@ -18,7 +18,7 @@ use crate::render::{self, Kind, Line};
 /// The bus every subcommand talks to.
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
-    pub(crate) bus: String,
+    pub(crate) bus: BusName,
     pub(crate) create: bool,
 }
 
@@ -29,10 +29,7 @@ const CLI_SEQ: i64 = 1;
 impl Target {
     /// `<parent>/ephemeral-<bus>`, the parent chosen as the bus itself does.
     fn dir(&self) -> PathBuf {
-        std::env::var_os(BUS_DIR_ENV)
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/dev/shm"))
-            .join(format!("ephemeral-{}", self.bus))
+        BusOptions::default().bus_dir(&self.bus)
     }
 
     /// Opens the bus, refusing to create one unless `--create` was given.
@@ -71,7 +68,7 @@ impl Target {
                 }
             }
         }
-        Ok(Bus::open(&self.bus).await?)
+        Ok(Bus::open(self.bus.as_str()).await?)
     }
 }
 

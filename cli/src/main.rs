@@ -38,10 +38,11 @@ Examples:
 #[derive(Debug, Parser)]
 #[command(name = "ephemeral", version, about, after_help = format!("{AFTER_HELP}{}", exit::TABLE))]
 struct Cli {
-    /// The bus to use (its directory is $EPHEMERAL_BUS_DIR/ephemeral-<BUS>).
+    /// The bus to use: one word of letters, digits, `-` and `_` (its directory is
+    /// $EPHEMERAL_BUS_DIR/ephemeral-<BUS>).
     #[arg(long, global = true, env = "EPHEMERAL_BUS", default_value = DEFAULT_BUS,
-          value_parser = args::name)]
-    bus: String,
+          value_parser = args::bus_name)]
+    bus: ephemeral_bus::BusName,
     /// Open the bus even if nobody has yet (default: a missing bus is an error, exit 3).
     #[arg(long, global = true)]
     create: bool,

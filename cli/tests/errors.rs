@@ -30,6 +30,50 @@ async fn a_missing_bus_exits_3() {
 }
 
 #[tokio::test]
+async fn a_bus_name_that_is_not_one_word_exits_2_and_creates_nothing() {
+    let root = tempfile::tempdir().expect("temp dir");
+    // The parent does not exist: `--create` would make it, so nothing may happen before the
+    // name is checked.
+    let parent = root.path().join("buses");
+    for bad in [
+        "x/../../elsewhere",
+        "a/b",
+        "../escape",
+        "..",
+        "",
+        "a.b",
+        "\u{fc}nicode",
+    ] {
+        let (code, stdout, stderr) = run(
+            &parent,
+            &["--bus", bad, "--create", "watch", "*", "--count", "1"],
+        )
+        .await;
+        assert_eq!(code, 2, "--bus {bad:?}: {stderr}");
+        assert!(stdout.is_empty());
+        assert!(
+            stderr.contains("letters, digits, `-` and `_`"),
+            "names the rule: {stderr}"
+        );
+        if !bad.is_empty() {
+            let output = common::cli(&parent)
+                .env("EPHEMERAL_BUS", bad)
+                .args(["--create", "raise", "x"])
+                .output()
+                .await
+                .expect("run");
+            assert_eq!(output.status.code(), Some(2), "EPHEMERAL_BUS={bad:?}");
+        }
+    }
+    let left: Vec<_> = std::fs::read_dir(root.path())
+        .expect("read")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "created {left:?}");
+}
+
+#[tokio::test]
 async fn create_opens_a_missing_bus() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (code, stdout, stderr) =
