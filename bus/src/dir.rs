@@ -32,9 +32,16 @@ pub(crate) fn my_uid() -> Result<u32, BusError> {
 /// Creates the bus directory if needed (mode 700) and checks, explicitly, that it is a real
 /// directory owned by this uid and closed to group and others. Root passes no permission
 /// check by itself, which is why this is done by hand.
+///
+/// Missing parent directories are created mode 700 too: they were made for this user's
+/// buses, and a bus name travels in their listing. Existing parents are left as they are.
 pub(crate) fn prepare(path: &Path) -> Result<(), BusError> {
     if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).map_err(BusError::io(parent))?;
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(BusError::io(parent))?;
     }
     match DirBuilder::new().mode(0o700).create(path) {
         Ok(()) => {}

@@ -275,6 +275,28 @@ async fn last_peer_out_removes_every_file() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_parent_directories_are_created_private() {
+    let tmp = tempfile::tempdir().unwrap();
+    let parent = tmp.path().join("a").join("b");
+    let bus = Bus::open_with("t", options(&parent)).await.unwrap();
+    for dir in [
+        tmp.path().join("a"),
+        parent.clone(),
+        bus.dir().to_path_buf(),
+    ] {
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", dir.display());
+    }
+    // An existing parent keeps its mode.
+    let shared = tmp.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let _other = Bus::open_with("t", options(&shared)).await.unwrap();
+    let mode = std::fs::metadata(&shared).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o755);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_directory_open_to_others_or_owned_by_another_uid_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("ephemeral-t");

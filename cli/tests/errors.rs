@@ -74,6 +74,43 @@ async fn a_bus_name_that_is_not_one_word_exits_2_and_creates_nothing() {
 }
 
 #[tokio::test]
+async fn create_makes_a_missing_parent_private() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let parent = root.path().join("not").join("yet");
+    let (code, _, stderr) = run(&parent, &["--bus", "fresh", "--create", "raise", "x"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    for dir in [root.path().join("not"), parent] {
+        let mode = std::fs::metadata(&dir)
+            .expect("created")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o700, "{}", dir.display());
+    }
+}
+
+#[tokio::test]
+async fn an_empty_bus_dir_variable_means_the_default_parent() {
+    let cwd = tempfile::tempdir().expect("temp dir");
+    let name = format!("cli-empty-env-{}", std::process::id());
+    let output = common::cli(cwd.path())
+        .env("EPHEMERAL_BUS_DIR", "")
+        .current_dir(cwd.path())
+        .args(["--bus", &name, "--create", "watch", "*", "--count", "0"])
+        .output()
+        .await
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("(/dev/shm/ephemeral-{name})")),
+        "{stderr}"
+    );
+    let here: Vec<_> = std::fs::read_dir(cwd.path()).expect("read").collect();
+    assert!(here.is_empty(), "nothing in the current directory");
+}
+
+#[tokio::test]
 async fn create_opens_a_missing_bus() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (code, stdout, stderr) =
