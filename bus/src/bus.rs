@@ -13,8 +13,7 @@ use futures::StreamExt;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::frame::{self, Frame, MessageRef};
-use crate::request::Replies;
+use crate::frame::{self, Frame, Interest, MessageRef};
 use crate::router::Locals;
 use crate::subscription::LocalSub;
 use crate::topics::TopicCounters;
@@ -49,10 +48,11 @@ pub(crate) struct Shared {
     pub(crate) peer: u64,
     pub(crate) locals: Arc<Locals>,
     pub(crate) transport: Arc<UnixTransport>,
-    next_id: AtomicU64,
     published: AtomicU64,
     pub(crate) callback_panics: AtomicU64,
-    pub(crate) replies: Replies,
+    /// Which server the next request goes to (modulo their count); starts at random so
+    /// that one-shot requesters spread over the servers.
+    pub(crate) round_robin: AtomicU64,
     last_topic: std::sync::Mutex<Option<(Name, Arc<TopicCounters>)>>,
     opened: Instant,
 }
@@ -154,7 +154,7 @@ impl Bus {
         let dir = options.bus_dir(&name);
         let name = Name::new(name.as_str())?;
         let peer = random_u64(u64::from(std::process::id()) ^ 0x7065_6572);
-        let locals = Arc::new(Locals::default());
+        let locals = Arc::new(Locals::new(peer));
         let transport =
             UnixTransport::join(dir.clone(), peer, options.clone(), Arc::clone(&locals)).await?;
         Ok(Self {
@@ -166,10 +166,9 @@ impl Bus {
                     peer,
                     locals,
                     transport,
-                    next_id: AtomicU64::new(1),
                     published: AtomicU64::new(0),
                     callback_panics: AtomicU64::new(0),
-                    replies: Replies::default(),
+                    round_robin: AtomicU64::new(random_u64(peer)),
                     last_topic: std::sync::Mutex::new(None),
                     opened: Instant::now(),
                 }),
@@ -206,11 +205,12 @@ impl Bus {
                 topic: &topic,
                 payload,
                 headers: &[],
-                id: shared.next_id.fetch_add(1, Ordering::Relaxed),
+                id: shared.locals.next_id(),
                 origin: process_origin(),
                 hops: 0,
                 timestamp: SystemTime::now(),
                 ttl: None,
+                route: None,
             },
             &mut bytes,
         );
@@ -265,10 +265,11 @@ impl Bus {
             });
         }
         let message = Frame::Message(Message {
+            route: None,
             topic: outgoing.topic,
             payload: outgoing.payload,
             headers: outgoing.headers.into(),
-            id: shared.next_id.fetch_add(1, Ordering::Relaxed),
+            id: shared.locals.next_id(),
             origin: outgoing.origin.unwrap_or_else(process_origin),
             hops: outgoing.hops,
             timestamp: SystemTime::now(),
@@ -314,14 +315,110 @@ impl Bus {
         buffer: Buffer,
         overflow: Overflow,
     ) -> Result<Subscription, BusError> {
+        Ok(self
+            .register(Pattern::new(pattern), Interest::Messages, buffer, overflow)
+            .await)
+    }
+
+    /// Adds a local subscription of any interest and waits (bounded) until every peer
+    /// routes by it.
+    pub(crate) async fn register(
+        &self,
+        pattern: Pattern,
+        interest: Interest,
+        buffer: Buffer,
+        overflow: Overflow,
+    ) -> Subscription {
         let shared = &self.handle.shared;
-        let local = Arc::new(LocalSub::new(Pattern::new(pattern), buffer, overflow));
+        let local = Arc::new(LocalSub::new(pattern, interest, buffer, overflow));
         shared.locals.add(Arc::clone(&local));
         shared.transport.announce().await;
-        Ok(Subscription {
+        Subscription {
             local,
             bus: Arc::clone(&self.handle),
-        })
+        }
+    }
+
+    /// Observes requests and replies whose topic matches `pattern`: a copy of each, as it
+    /// travels between a requester and a server of this bus (this process included), with
+    /// a buffer of 1024 and [`Overflow::DropOldest`]. [`Message::kind`] tells requests from
+    /// replies, [`Message::correlation`] pairs them. A request and its reply come from two
+    /// different peers, so a reply's copy can arrive before its request's: pair them by
+    /// correlation, not by order.
+    ///
+    /// Observing never takes anything away: the request still reaches its one server and
+    /// the reply its requester, and an observer is never chosen as a server. Copies are
+    /// sent without waiting for a slow observer (it loses its oldest copies, reported as
+    /// [`Lagged`]); copies dropped on the way to a peer whose queue stayed full are counted
+    /// in the sender's [`BusStats::dropped_sends`].
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::Closed`] if the bus was closed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use futures::StreamExt;
+    /// use ephemeral_bus::{Bus, MessageKind};
+    ///
+    /// let bus = Bus::open("doc-observe").await?;
+    /// let _server = bus.serve("math.double", |m| async move { m.payload().repeat(2) }).await?;
+    /// let mut copies = bus.observe("math.*").await?;
+    ///
+    /// let reply = bus.request("math.double", b"ab", Duration::from_secs(1)).await?;
+    /// assert_eq!(reply.payload(), b"abab");
+    /// let request = copies.next().await.unwrap()?;
+    /// assert_eq!((request.kind(), request.payload()), (MessageKind::Request, &b"ab"[..]));
+    /// let answer = copies.next().await.unwrap()?;
+    /// assert_eq!(answer.kind(), MessageKind::Reply);
+    /// assert_eq!(answer.correlation(), request.correlation());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn observe(&self, pattern: &str) -> Result<Subscription, BusError> {
+        self.observe_with(pattern, Buffer::default()).await
+    }
+
+    /// [`observe`](Self::observe) with an explicit buffer (always [`Overflow::DropOldest`]:
+    /// an observer never slows down the traffic it watches).
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::Closed`] if the bus was closed.
+    pub async fn observe_with(
+        &self,
+        pattern: &str,
+        buffer: Buffer,
+    ) -> Result<Subscription, BusError> {
+        Ok(self
+            .register(
+                Pattern::new(pattern),
+                Interest::Observe,
+                buffer,
+                Overflow::DropOldest,
+            )
+            .await)
+    }
+
+    /// Waits until every connected peer has read everything this handle sent it so far
+    /// (bounded by [`BusOptions::handshake_timeout`] per peer), so a short-lived process can
+    /// publish and exit without its last messages dying in its queues.
+    ///
+    /// A peer acknowledges a subscription announcement after reading every frame queued
+    /// before it on the same connection, so one announcement round trip is the barrier.
+    pub async fn flush(&self) {
+        self.handle.shared.transport.announce().await;
+    }
+
+    /// Every other peer connected now, with its subscriptions, served topics and observers,
+    /// sorted by id (like Redis's `PUBSUB CHANNELS`, per peer).
+    #[must_use]
+    pub fn peer_list(&self) -> Vec<crate::PeerInfo> {
+        self.handle.shared.transport.peer_list()
     }
 
     /// Subscribes and calls `callback` with every item on a task of its own. A panicking
@@ -362,7 +459,7 @@ impl Bus {
             corrupt_frames,
             dropped_sends,
             callback_panics: shared.callback_panics.load(Ordering::Relaxed),
-            late_replies: shared.replies.late.load(Ordering::Relaxed),
+            late_replies: shared.locals.replies.late.load(Ordering::Relaxed),
             subscriptions: shared.locals.all().iter().map(|s| s.stats()).collect(),
             topics: shared.locals.topics.snapshot(),
             uptime: shared.opened.elapsed(),

@@ -66,11 +66,21 @@ pub enum BusError {
         /// The timeout.
         after: std::time::Duration,
     },
-    /// The server handling the request left the bus (or died) before replying.
+    /// The server handling the request left the bus, died or stopped serving before its
+    /// final reply.
     #[error(
-        "the server handling `{topic}` left the bus before replying: retry, another server may answer"
+        "the server handling `{topic}` stopped or left the bus before its last reply: retry, another server may answer"
     )]
     PeerGone {
+        /// The request topic.
+        topic: String,
+    },
+    /// The server was running and queueing as many requests as it allows (see
+    /// [`ServeOptions`](crate::ServeOptions)) and refused this one.
+    #[error(
+        "the server for `{topic}` is busy (running and queueing as many requests as it allows): retry later, or start more servers"
+    )]
+    ServerBusy {
         /// The request topic.
         topic: String,
     },

@@ -10,9 +10,15 @@
 //! to the bus, so signals raised in one process are seen in the others.
 //!
 //! Beyond publish/subscribe: [`Bus::serve`] and [`Bus::request`] do request/response with
-//! correlation ids (one server answers, chosen round-robin; a timeout, a dead server and a
-//! panicking handler are typed errors), and [`Bus::stats`] gives per-topic and
-//! per-subscription counters.
+//! correlation ids (one registered server answers, chosen round-robin from a random start;
+//! a timeout, a dead server, a busy server and a panicking handler are typed errors),
+//! [`Bus::serve_stream`] and [`Bus::request_stream`] stream replies, [`Bus::observe`]
+//! shows copies of requests and replies without taking any away, and [`Bus::stats`] gives
+//! per-topic and per-subscription counters.
+//!
+//! Requests and replies are not messages on topics: they travel as routed frames to their
+//! one addressee, so they take no topic from users, and `subscribe("*")` sees every topic
+//! anyone publishes on (`_private.x` and `ünicode.x` included) and nothing else.
 //!
 //! The guarantees, in numbers:
 //!
@@ -82,8 +88,10 @@ mod message;
 mod name;
 mod options;
 mod outgoing;
+mod replies;
 mod request;
 mod router;
+mod serve;
 mod stats;
 mod subscription;
 mod topics;
@@ -96,12 +104,13 @@ pub use bridge::{
 pub use bus::{Bus, CallbackTask, process_origin};
 pub use ephemeral::{Buffer, Lagged, Name, NameError, Overflow, Pattern};
 pub use error::BusError;
-pub use message::Message;
+pub use message::{Message, MessageKind, ReplyStatus};
 pub use name::{BUS_NAME_RULE, BusName, BusNameError, MAX_BUS_NAME_LEN};
 pub use options::{BUS_DIR_ENV, BusOptions};
 pub use outgoing::Outgoing;
-pub use request::Server;
-pub use stats::BusStats;
+pub use request::ReplyStream;
+pub use serve::{ServeOptions, Server};
+pub use stats::{BusStats, PeerInfo};
 pub use subscription::{Subscription, SubscriptionStats};
 pub use topics::TopicStats;
 

@@ -27,3 +27,18 @@ pub struct BusStats {
     /// Time since this handle opened the bus (for rates between two snapshots).
     pub uptime: Duration,
 }
+
+/// Another peer of the bus, as it announced itself: what it subscribes to, serves and
+/// observes (see [`Bus::peer_list`](crate::Bus::peer_list)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PeerInfo {
+    /// The peer's id (its files in the bus directory are named after it).
+    pub id: u64,
+    /// The patterns of its subscriptions, one per subscription.
+    pub subscriptions: Vec<String>,
+    /// The topics it serves requests on.
+    pub serves: Vec<String>,
+    /// The patterns of its observers of requests and replies.
+    pub observes: Vec<String>,
+}

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::Message;
 use crate::bus::BusHandle;
+use crate::frame::Interest;
 
 static NEXT_SUB: AtomicU64 = AtomicU64::new(1);
 
@@ -23,6 +24,7 @@ static NEXT_SUB: AtomicU64 = AtomicU64::new(1);
 pub(crate) struct LocalSub {
     pub(crate) id: u64,
     pub(crate) pattern: Pattern,
+    pub(crate) interest: Interest,
     overflow: Overflow,
     ring: Mutex<Ring>,
     waker: AtomicWaker,
@@ -62,11 +64,17 @@ pub struct SubscriptionStats {
 }
 
 impl LocalSub {
-    pub(crate) fn new(pattern: Pattern, buffer: Buffer, overflow: Overflow) -> Self {
+    pub(crate) fn new(
+        pattern: Pattern,
+        interest: Interest,
+        buffer: Buffer,
+        overflow: Overflow,
+    ) -> Self {
         let capacity = buffer.capacity();
         Self {
             id: NEXT_SUB.fetch_add(1, Ordering::Relaxed),
             pattern,
+            interest,
             overflow,
             ring: Mutex::new(Ring {
                 buffer: VecDeque::with_capacity(capacity.unwrap_or(16).min(1024)),
@@ -116,6 +124,12 @@ impl LocalSub {
         buffered
     }
 
+    /// Buffers `message` without waiting: for `DropOldest` subscriptions (observers), where a
+    /// full buffer drops its oldest item. Returns whether it was buffered.
+    pub(crate) fn push_now(&self, message: Message) -> bool {
+        self.try_push(message).unwrap_or(false)
+    }
+
     /// Buffers `message` unless the buffer is full under `Overflow::Wait`, in which case it
     /// is handed back. `Ok(false)`: closed.
     fn try_push(&self, message: Message) -> Result<bool, Message> {
@@ -147,6 +161,10 @@ impl LocalSub {
             ring.dropped += n;
         }
         self.waker.wake();
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        lock(&self.ring).closed
     }
 
     pub(crate) fn close(&self) {

@@ -73,15 +73,10 @@ impl Target {
 }
 
 /// Waits until every peer has read what this process queued for it, so that a one-shot
-/// command does not exit (and drop its queues) before its messages left.
-///
-/// A subscription change is acknowledged by every peer, and a connection delivers frames in
-/// order, so once the acknowledgement of a throw-away subscription is in, everything queued
-/// before it was read. Bounded by the bus's handshake timeout (1 s) per peer.
+/// command does not exit (and drop its queues) before its messages left (bounded by the
+/// bus's handshake timeout, 1 s, per peer).
 async fn flush(bus: &Bus) {
-    if let Ok(barrier) = bus.subscribe("_cli.flush").await {
-        drop(barrier);
-    }
+    bus.flush().await;
 }
 
 /// Resolves when the process is asked to stop (Ctrl-C / SIGINT, or SIGTERM).
@@ -106,67 +101,29 @@ fn emit(text: &str) -> bool {
     writeln!(out, "{text}").and_then(|()| out.flush()).is_ok()
 }
 
-/// Every topic not starting with `_`, as a pattern: one `c*` alternative per printable ASCII
-/// character `c` allowed to start a name, except `_`.
-///
-/// Why: it keeps the bus's internal request and reply traffic (`_req.*`, `_reply.*`) out of
-/// wildcard watches and the stats monitor. (Before the bus picked servers only among exact
-/// `_req.<topic>` subscriptions, it also kept a `*` watcher from being taken for a server.)
-/// Topics starting with a non-ASCII character are not covered by it.
-fn public_topics() -> String {
-    (b'!'..=b'~')
-        .filter(|c| !matches!(c, b'_' | b'*' | b'?' | b','))
-        .map(|c| format!("{}*", c as char))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// The pattern to subscribe with for a user's pattern, and whether received topics must be
-/// filtered locally by the user's pattern.
-///
-/// An alternative that starts with a wildcard (`*`, `?`, or a whole `+` segment) could match
-/// the bus's internal request topics `_req.*`; it is routed as [`public_topics`] instead, and
-/// the user's pattern is applied here. Alternatives that start with a literal are routed
-/// as given (so `_req.*`, asked for explicitly, is still seen).
-pub(crate) fn routing_pattern(pattern: &str) -> (String, bool) {
-    let wild = |alt: &str| alt.starts_with(['*', '?']) || alt == "+" || alt.starts_with("+.");
-    if !pattern.split(',').any(wild) {
-        return (pattern.to_owned(), false);
-    }
-    let mut routed: Vec<String> = pattern
-        .split(',')
-        .filter(|alt| !alt.is_empty() && !wild(alt))
-        .map(str::to_owned)
-        .collect();
-    routed.push(public_topics());
-    (routed.join(","), true)
-}
-
 /// `ephemeral watch`.
 pub(crate) async fn watch(
     target: &Target,
     pattern: &str,
     json: bool,
     count: Option<u64>,
+    requests: bool,
 ) -> Result<(), Failure> {
     let bus = target.open().await?;
-    let (routed, filter) = routing_pattern(pattern);
-    let wanted = ephemeral::Pattern::new(pattern);
-    if ephemeral::Pattern::new(&routed).matches("_req.x") {
-        eprintln!(
-            "note: `{pattern}` matches request topics (_req.*): while this runs, requests may be \
-             sent to this watcher, which never replies"
-        );
-    }
-    let mut subscription = bus
-        .subscribe_with(
-            &routed,
-            Buffer::Bounded(
-                std::num::NonZeroUsize::new(4096).unwrap_or(std::num::NonZeroUsize::MIN),
-            ),
-            Overflow::DropOldest,
-        )
+    let buffer =
+        Buffer::Bounded(std::num::NonZeroUsize::new(4096).unwrap_or(std::num::NonZeroUsize::MIN));
+    let messages = bus
+        .subscribe_with(pattern, buffer, Overflow::DropOldest)
         .await?;
+    // Copies of requests and replies, when asked for: observing never takes a request away
+    // from its server.
+    let copies = if requests {
+        Some(bus.observe_with(pattern, buffer).await?)
+    } else {
+        None
+    };
+    let mut subscription =
+        futures::stream::select(messages, futures::stream::iter(copies).flatten());
     eprintln!(
         "watching `{pattern}` on bus `{}` ({}); Ctrl-C to stop",
         bus.name(),
@@ -197,11 +154,7 @@ pub(crate) async fn watch(
                         return Ok(());
                     }
                 }
-                Some(Ok(message)) => {
-                    if !filter || wanted.matches(message.topic()) {
-                        lines.extend(classify(&message, &mut holds));
-                    }
-                }
+                Some(Ok(message)) => lines.extend(classify(&message, &mut holds)),
             },
             _ = sweep.tick() => {
                 let now = Instant::now();
@@ -433,11 +386,11 @@ pub(crate) async fn stats(
     json: bool,
 ) -> Result<(), Failure> {
     let bus = target.open().await?;
-    // A monitor of its own: every publisher on the bus sends it everything (but the internal
-    // request topics, see `public_topics`) while it runs.
+    // A monitor of its own: every publisher on the bus sends it every message while it runs
+    // (requests and replies are not messages on topics, so they are not counted).
     let mut monitor = bus
         .subscribe_with(
-            &public_topics(),
+            "*",
             Buffer::Bounded(
                 std::num::NonZeroUsize::new(65_536).unwrap_or(std::num::NonZeroUsize::MIN),
             ),
@@ -571,32 +524,4 @@ fn stats_json(
     .to_string();
     s.push('\n');
     s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use ephemeral::Pattern;
-
-    #[test]
-    fn wildcard_patterns_are_routed_around_request_topics() {
-        let (routed, filter) = routing_pattern("*");
-        assert!(filter);
-        let routed = Pattern::new(&routed);
-        assert!(!routed.matches("_req.math.double"));
-        for name in ["orders.created", "Zeta", "9lives", "-x", "a"] {
-            assert!(routed.matches(name), "{name}");
-        }
-
-        let (routed, filter) = routing_pattern("orders.*,?rror.db");
-        assert!(filter);
-        let routed = Pattern::new(&routed);
-        assert!(routed.matches("orders.created") && routed.matches("error.db"));
-        assert!(!routed.matches("_req.orders.x"));
-
-        assert_eq!(routing_pattern("orders.*"), ("orders.*".to_owned(), false));
-        assert_eq!(routing_pattern("_req.*"), ("_req.*".to_owned(), false));
-        let (routed, filter) = routing_pattern("+.+.double");
-        assert!(filter && !Pattern::new(&routed).matches("_req.math.double"));
-    }
 }

@@ -85,6 +85,10 @@ enum Command {
         /// Exit after N lines (lag notices not counted).
         #[arg(long, value_name = "N")]
         count: Option<u64>,
+        /// Also show copies of requests and replies on matching topics (observing never
+        /// takes a request away from its server).
+        #[arg(long)]
+        requests: bool,
     },
     /// Raise a signal: every bridged sink whose pattern matches NAME receives it.
     #[command(after_help = "Examples:\n  \
@@ -259,7 +263,8 @@ fn run(target: &Target, command: Command) -> Result<(), Failure> {
                 pattern,
                 json,
                 count,
-            } => commands::watch(target, &pattern, json, count).await,
+                requests,
+            } => commands::watch(target, &pattern, json, count, requests).await,
             Command::Raise {
                 name,
                 key,

@@ -4,12 +4,12 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use ephemeral_bus::{
-    HOLD_HEADER, HOPS_HEADER, KEY_HEADER, Message, ORIGIN_HEADER, RELEASE_HEADER, SEQ_HEADER,
-    VIA_HEADER,
+    HOLD_HEADER, HOPS_HEADER, KEY_HEADER, Message, MessageKind, ORIGIN_HEADER, RELEASE_HEADER,
+    SEQ_HEADER, VIA_HEADER,
 };
 
-/// Headers the bus and its bridges use for their own bookkeeping; not shown as user headers.
-const INTERNAL: [&str; 10] = [
+/// Headers the bridges use for their own bookkeeping; not shown as user headers.
+const INTERNAL: [&str; 7] = [
     HOLD_HEADER,
     HOPS_HEADER,
     KEY_HEADER,
@@ -17,9 +17,6 @@ const INTERNAL: [&str; 10] = [
     RELEASE_HEADER,
     SEQ_HEADER,
     VIA_HEADER,
-    "reply-to",
-    "correlation",
-    "status",
 ];
 
 /// At most this many characters of a text payload are shown on a text line.
@@ -36,10 +33,12 @@ pub(crate) enum Kind {
     Released,
     /// A hold's lease ran out without a release (its holder died or stopped).
     Lapsed,
-    /// A request to a server (`_req.<topic>`).
+    /// A copy of a request to a server (`watch --requests`).
     Request,
-    /// A reply to a request (`_reply.<peer>`).
+    /// A copy of a reply to a request.
     Reply,
+    /// A copy of a requester giving up on a stream of replies.
+    Cancel,
     /// A plain message.
     Message,
 }
@@ -53,22 +52,26 @@ impl Kind {
             Kind::Lapsed => "lapsed",
             Kind::Request => "request",
             Kind::Reply => "reply",
+            Kind::Cancel => "cancel",
             Kind::Message => "message",
         }
     }
 
-    /// Classifies a message by the headers bridges put on signals.
+    /// Classifies a message: requests and replies by their kind, signals by the headers
+    /// bridges put on them.
     pub(crate) fn of(message: &Message) -> Kind {
+        match message.kind() {
+            MessageKind::Request => return Kind::Request,
+            MessageKind::Reply => return Kind::Reply,
+            MessageKind::Cancel => return Kind::Cancel,
+            _ => {}
+        }
         if message.header(RELEASE_HEADER).is_some() {
             Kind::Released
         } else if message.header(HOLD_HEADER).is_some() {
             Kind::Held
         } else if message.header(SEQ_HEADER).is_some() {
             Kind::Signal
-        } else if message.topic().starts_with("_req.") {
-            Kind::Request
-        } else if message.topic().starts_with("_reply.") {
-            Kind::Reply
         } else {
             Kind::Message
         }

@@ -437,3 +437,136 @@ async fn watch_and_stats_watch_stop_cleanly_on_sigint() {
     assert_eq!(status.code(), Some(0));
     feed.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exact_topic_watchers_never_take_requests_and_one_shot_requests_spread() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bus = bus(dir.path(), "spread").await;
+    let other = common::bus(dir.path(), "spread").await;
+    let _b = bus
+        .serve("who.am.i", |_| async { b"b".to_vec() })
+        .await
+        .expect("serve");
+    let _c = other
+        .serve("who.am.i", |_| async { b"c".to_vec() })
+        .await
+        .expect("serve");
+    // Watchers of exactly the request topic, in the old spelling too: never servers.
+    let (_w1, _) = spawn_ready(
+        dir.path(),
+        &["--bus", "spread", "watch", "who.am.i"],
+        "watching",
+    )
+    .await;
+    let (_w2, _) = spawn_ready(
+        dir.path(),
+        &["--bus", "spread", "watch", "_req.who.am.i", "--requests"],
+        "watching",
+    )
+    .await;
+    let mut seen = Vec::new();
+    for _ in 0..16 {
+        let (code, stdout, stderr) = run(
+            dir.path(),
+            &[
+                "--bus",
+                "spread",
+                "request",
+                "who.am.i",
+                "?",
+                "--timeout",
+                "10s",
+            ],
+        )
+        .await;
+        assert_eq!(code, 0, "{stderr}");
+        seen.push(stdout.trim().to_owned());
+    }
+    assert!(
+        seen.iter().any(|s| s == "b") && seen.iter().any(|s| s == "c"),
+        "one-shot requests all went to one server: {seen:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_requests_shows_copies_of_requests_and_replies() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bus = bus(dir.path(), "copies").await;
+    let _double = bus
+        .serve("math.double", |request| async move {
+            let n: u64 = request.payload_str().unwrap_or("0").parse().unwrap_or(0);
+            (n * 2).to_string().into_bytes()
+        })
+        .await
+        .expect("serve");
+    let (watcher, _w) = spawn_ready(
+        dir.path(),
+        &[
+            "--bus",
+            "copies",
+            "watch",
+            "math.*",
+            "--requests",
+            "--count",
+            "2",
+        ],
+        "watching",
+    )
+    .await;
+    let (code, stdout, stderr) = run(
+        dir.path(),
+        &["--bus", "copies", "request", "math.double", "21"],
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "42\n", "the server answered, not the watcher");
+    let output = tokio::time::timeout(common::PATIENCE, watcher.wait_with_output())
+        .await
+        .expect("the watcher saw two lines")
+        .expect("wait");
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    let mut kinds: Vec<&str> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().nth(1).unwrap_or(""))
+        .collect();
+    kinds.sort_unstable();
+    assert_eq!(kinds, ["reply", "request"], "{stdout}");
+    assert!(stdout.contains("math.double \"21\""), "{stdout}");
+    assert!(stdout.contains("math.double \"42\""), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_star_sees_every_user_topic() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let _bus = bus(dir.path(), "star").await;
+    let mut watchers = Vec::new();
+    for _ in 0..2 {
+        watchers.push(
+            spawn_ready(
+                dir.path(),
+                &["--bus", "star", "watch", "*", "--count", "2"],
+                "watching",
+            )
+            .await
+            .0,
+        );
+    }
+    for topic in ["_private.x", "\u{fc}nicode.x"] {
+        let (code, stdout, stderr) =
+            run(dir.path(), &["--bus", "star", "publish", topic, "hello"]).await;
+        assert_eq!(code, 0, "{stderr}");
+        assert!(
+            stdout.contains("reached 2 subscribers"),
+            "{topic}: {stdout}"
+        );
+    }
+    for watcher in watchers {
+        let output = tokio::time::timeout(common::PATIENCE, watcher.wait_with_output())
+            .await
+            .expect("each watcher saw both")
+            .expect("wait");
+        let stdout = String::from_utf8(output.stdout).expect("utf-8");
+        assert!(stdout.contains("message  _private.x"), "{stdout}");
+        assert!(stdout.contains("message  \u{fc}nicode.x"), "{stdout}");
+    }
+}

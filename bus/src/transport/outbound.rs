@@ -65,14 +65,16 @@ impl Outbound {
     }
 
     /// Queues a message frame, waiting for room until `deadline`. Past it the message is
-    /// dropped for this peer, counted per topic, and reported to the peer as lag later.
+    /// dropped for this peer; a published message (`lag_topic`) is counted per topic and
+    /// reported to the peer as lag later. A request or reply has no topic to report on: its
+    /// requester learns of the loss by its timeout.
     pub(super) async fn push_message(
         &self,
         bytes: &[u8],
-        topic: &Name,
+        lag_topic: Option<&Name>,
         deadline: Instant,
     ) -> Pushed {
-        if let Some(pushed) = self.try_push(bytes, topic) {
+        if let Some(pushed) = self.try_push(bytes, lag_topic) {
             return pushed;
         }
         loop {
@@ -80,13 +82,15 @@ impl Outbound {
             let notified = self.space.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some(pushed) = self.try_push(bytes, topic) {
+            if let Some(pushed) = self.try_push(bytes, lag_topic) {
                 return pushed;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 let mut state = lock(&self.state);
                 state.stalled = true;
-                *state.lag.entry(topic.clone()).or_insert(0) += 1;
+                if let Some(topic) = lag_topic {
+                    *state.lag.entry(topic.clone()).or_insert(0) += 1;
+                }
                 return Pushed::Dropped;
             }
         }
@@ -94,7 +98,7 @@ impl Outbound {
 
     /// Queues the frame if there is room, drops it if the peer is stalled, `None` if the
     /// caller has to wait.
-    fn try_push(&self, bytes: &[u8], topic: &Name) -> Option<Pushed> {
+    fn try_push(&self, bytes: &[u8], lag_topic: Option<&Name>) -> Option<Pushed> {
         let mut state = lock(&self.state);
         if state.closed {
             return Some(Pushed::Closed);
@@ -117,7 +121,9 @@ impl Outbound {
             return Some(Pushed::Queued);
         }
         if state.stalled {
-            *state.lag.entry(topic.clone()).or_insert(0) += 1;
+            if let Some(topic) = lag_topic {
+                *state.lag.entry(topic.clone()).or_insert(0) += 1;
+            }
             return Some(Pushed::Dropped);
         }
         None

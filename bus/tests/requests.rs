@@ -1,0 +1,203 @@
+//! Request/reply: only registered servers answer, observers get copies, streams end cleanly.
+
+mod support;
+
+use std::time::Duration;
+
+use ephemeral_bus::frame::{self, Frame, Interest, LEN_PREFIX};
+use ephemeral_bus::{BusError, MessageKind, ReplyStatus};
+use futures::StreamExt;
+use support::{eventually, open};
+
+const LONG: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchers_of_the_exact_topic_never_take_a_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = open(tmp.path(), "t").await;
+    let watcher = open(tmp.path(), "t").await;
+    let client = open(tmp.path(), "t").await;
+    // Every way of "watching" a request topic, in another peer and in the requester's own.
+    let _exact = watcher.subscribe("math.double").await.unwrap();
+    let _old_style = watcher.subscribe("_req.math.double").await.unwrap();
+    let _everything = watcher.subscribe("*").await.unwrap();
+    let _observer = watcher.observe("math.double").await.unwrap();
+    let _local_exact = client.subscribe("math.double").await.unwrap();
+    let _local_observer = client.observe("*").await.unwrap();
+    assert!(matches!(
+        client.request("math.double", b"1", LONG).await,
+        Err(BusError::NoServer { .. })
+    ));
+    let _s = server
+        .serve("math.double", |m| async move {
+            let n: u64 = m.payload_str().unwrap().parse().unwrap();
+            (n * 2).to_string().into_bytes()
+        })
+        .await
+        .unwrap();
+    for i in 0..100u64 {
+        let reply = client
+            .request("math.double", i.to_string(), LONG)
+            .await
+            .unwrap();
+        assert_eq!(reply.payload_str(), Some((i * 2).to_string().as_str()));
+        assert_eq!(reply.kind(), MessageKind::Reply);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observers_get_copies_of_requests_and_replies_and_subscribers_get_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = open(tmp.path(), "t").await;
+    let client = open(tmp.path(), "t").await;
+    let watcher = open(tmp.path(), "t").await;
+    let mut remote_copies = watcher.observe("math.*").await.unwrap();
+    let mut messages = watcher.subscribe("*").await.unwrap();
+    let mut server_side_copies = server.observe("math.double").await.unwrap();
+    let mut other_topic = watcher.observe("news.*").await.unwrap();
+    let _s = server
+        .serve("math.double", |m| async move { m.payload().repeat(2) })
+        .await
+        .unwrap();
+
+    let reply = client.request("math.double", b"ab", LONG).await.unwrap();
+    assert_eq!(reply.payload(), b"abab");
+    for copies in [&mut remote_copies, &mut server_side_copies] {
+        let mut pair = Vec::new();
+        for _ in 0..2 {
+            let copy = tokio::time::timeout(LONG, copies.next()).await.unwrap();
+            pair.push(copy.unwrap().unwrap());
+        }
+        // Request and reply come from two peers: their copies may arrive in either order.
+        pair.sort_by_key(|m| m.kind() == MessageKind::Reply);
+        let (request, answer) = (&pair[0], &pair[1]);
+        assert_eq!(request.kind(), MessageKind::Request);
+        assert_eq!(request.payload(), b"ab");
+        assert_eq!(request.topic().as_str(), "math.double");
+        assert_eq!(answer.kind(), MessageKind::Reply);
+        assert_eq!(answer.reply_status(), Some(ReplyStatus::Ok));
+        assert_eq!(answer.correlation(), request.correlation());
+        assert_eq!(answer.payload(), b"abab");
+    }
+    // Plain subscriptions see no request traffic at all, even with `*`.
+    client.publish("after", b"").await.unwrap();
+    let next = tokio::time::timeout(LONG, messages.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.topic().as_str(), "after");
+    assert!(other_topic.try_recv().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wildcards_see_every_user_topic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let publisher = open(tmp.path(), "t").await;
+    let watcher = open(tmp.path(), "t").await;
+    let mut all = watcher.subscribe("*").await.unwrap();
+    let _server = watcher.serve("x", |_| async { Vec::new() }).await.unwrap();
+    let topics = [
+        "_private.x",
+        "\u{fc}nicode.x",
+        "_req.x",
+        "_reply.x",
+        "plain",
+    ];
+    for topic in topics {
+        assert_eq!(publisher.publish(topic, b"").await.unwrap(), 1, "{topic}");
+    }
+    for topic in topics {
+        let m = tokio::time::timeout(LONG, all.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.topic().as_str(), topic);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_shot_requesters_spread_over_the_servers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let b = open(tmp.path(), "t").await;
+    let c = open(tmp.path(), "t").await;
+    let _sb = b.serve("who", |_| async { b"b".to_vec() }).await.unwrap();
+    let _sc = c.serve("who", |_| async { b"c".to_vec() }).await.unwrap();
+    // Each requester is a fresh handle making one request, as a CLI call is.
+    let mut answers = Vec::new();
+    for _ in 0..20 {
+        let once = open(tmp.path(), "t").await;
+        let reply = once.request("who", b"", LONG).await.unwrap();
+        answers.push(reply.payload()[0]);
+    }
+    assert!(
+        answers.contains(&b'b') && answers.contains(&b'c'),
+        "every one-shot request went to one server: {answers:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_to_a_peer_that_no_longer_serves_is_answered_gone() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let bus = open(tmp.path(), "t").await;
+    let sock = bus.dir().join(format!("{:016x}.sock", bus.peer_id()));
+    let mut raw = tokio::net::UnixStream::connect(&sock).await.unwrap();
+    let me = 0xfeed_u64;
+    let mut bytes = Vec::new();
+    frame::encode(
+        &Frame::Hello {
+            peer: me,
+            subscriptions: vec![(Interest::Messages, "unrelated".into())],
+        },
+        &mut bytes,
+    );
+    // A request for a topic this peer does not serve, addressed to it (as if it had
+    // stopped serving after the requester chose it): build one through a real requester.
+    let server = open(tmp.path(), "u").await;
+    let client = open(tmp.path(), "u").await;
+    let mut copies = client.observe("gone.*").await.unwrap();
+    let _s = server
+        .serve("gone.topic", |_| async { Vec::new() })
+        .await
+        .unwrap();
+    client.request("gone.topic", b"", LONG).await.unwrap();
+    let request = copies.next().await.unwrap().unwrap();
+    assert_eq!(request.kind(), MessageKind::Request);
+    frame::encode(&Frame::Message(request.clone()), &mut bytes);
+    // Re-address it to the bus under test: patch the `to` field (right after the route byte).
+    let at = bytes.len() - {
+        let mut own = Vec::new();
+        frame::encode(&Frame::Message(request), &mut own);
+        own.len()
+    } + LEN_PREFIX
+        + 2
+        + 8
+        + 8
+        + 1
+        + 8
+        + 8
+        + 1;
+    bytes[at..at + 8].copy_from_slice(&bus.peer_id().to_le_bytes());
+    raw.write_all(&bytes).await.unwrap();
+
+    // Read frames until the reply comes back: hello first, then a `Gone` reply.
+    let mut got = None;
+    let deadline = tokio::time::Instant::now() + LONG;
+    while got.is_none() && tokio::time::Instant::now() < deadline {
+        let mut len = [0u8; LEN_PREFIX];
+        raw.read_exact(&mut len).await.unwrap();
+        let mut buf = len.to_vec();
+        buf.resize(LEN_PREFIX + u32::from_le_bytes(len) as usize, 0);
+        raw.read_exact(&mut buf[LEN_PREFIX..]).await.unwrap();
+        if let Ok(Frame::Message(m)) = frame::decode(&buf) {
+            got = Some(m);
+        }
+    }
+    let reply = got.expect("a reply frame");
+    assert_eq!(reply.kind(), MessageKind::Reply);
+    assert_eq!(reply.reply_status(), Some(ReplyStatus::Gone));
+    assert!(eventually(LONG, || bus.stats().corrupt_frames == 0).await);
+}
