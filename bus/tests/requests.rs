@@ -201,3 +201,128 @@ async fn a_request_to_a_peer_that_no_longer_serves_is_answered_gone() {
     assert_eq!(reply.reply_status(), Some(ReplyStatus::Gone));
     assert!(eventually(LONG, || bus.stats().corrupt_frames == 0).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_a_bounded_number_queues_a_bounded_number_and_refuses_the_rest() {
+    use ephemeral_bus::ServeOptions;
+    use std::sync::Arc;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let server = open(tmp.path(), "t").await;
+    let client = open(tmp.path(), "t").await;
+    let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let handler_gate = Arc::clone(&gate);
+    let _s = server
+        .serve_with(
+            "slot",
+            ServeOptions::default().max_concurrent(2).max_queued(1),
+            move |m| {
+                let started_tx = started_tx.clone();
+                let gate = Arc::clone(&handler_gate);
+                async move {
+                    started_tx.send(m.payload().to_vec()).unwrap();
+                    gate.acquire().await.unwrap().forget();
+                    m.payload().to_vec()
+                }
+            },
+        )
+        .await
+        .unwrap();
+
+    let (done_tx, mut done) = tokio::sync::mpsc::unbounded_channel();
+    for i in 0..4u8 {
+        let client = client.clone();
+        let done_tx = done_tx.clone();
+        tokio::spawn(async move {
+            let result = client.request("slot", [i], LONG).await;
+            done_tx.send(result).unwrap();
+        });
+    }
+    // Two run, one waits in the queue, the fourth is refused at once.
+    let first = tokio::time::timeout(LONG, done.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(first, Err(BusError::ServerBusy { .. })),
+        "{first:?}"
+    );
+    for _ in 0..2 {
+        tokio::time::timeout(LONG, started.recv()).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(started.try_recv().is_err(), "a third handler started");
+    assert!(done.try_recv().is_err(), "an admitted request ended early");
+
+    gate.add_permits(3);
+    let mut answered = 0;
+    for _ in 0..3 {
+        let result = tokio::time::timeout(LONG, done.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(result.unwrap().payload().len(), 1);
+        answered += 1;
+    }
+    assert_eq!(answered, 3);
+    assert!(
+        started.try_recv().is_ok(),
+        "the queued request ran once room freed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_server_stops_it_at_once_and_answers_what_it_held() {
+    use ephemeral_bus::ServeOptions;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let server = open(tmp.path(), "t").await;
+    let client = open(tmp.path(), "t").await;
+    let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel();
+    let s = server
+        .serve_with(
+            "stuck",
+            ServeOptions::default().max_concurrent(1),
+            move |_| {
+                let started_tx = started_tx.clone();
+                async move {
+                    started_tx.send(()).unwrap();
+                    std::future::pending::<Vec<u8>>().await
+                }
+            },
+        )
+        .await
+        .unwrap();
+    let waiting: Vec<_> = (0..2)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(
+                async move { client.request("stuck", b"", Duration::from_secs(600)).await },
+            )
+        })
+        .collect();
+    tokio::time::timeout(LONG, started.recv()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    drop(s);
+    // The running one and the queued one both hear at once that the server is gone.
+    for request in waiting {
+        let result = tokio::time::timeout(LONG, request).await.unwrap().unwrap();
+        assert!(
+            matches!(result, Err(BusError::PeerGone { .. })),
+            "{result:?}"
+        );
+    }
+    assert!(
+        eventually(LONG, || client
+            .peer_list()
+            .iter()
+            .all(|p| p.serves.is_empty()))
+        .await,
+        "the server unregistered"
+    );
+    assert!(matches!(
+        client.request("stuck", b"", LONG).await,
+        Err(BusError::NoServer { .. })
+    ));
+}
