@@ -326,3 +326,151 @@ async fn dropping_a_server_stops_it_at_once_and_answers_what_it_held() {
         Err(BusError::NoServer { .. })
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_of_replies_ends_with_the_servers_stream() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = open(tmp.path(), "t").await;
+    let client = open(tmp.path(), "t").await;
+    let _s = server
+        .serve_stream("count.to", |m| {
+            let n: u8 = m.payload_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+            futures::stream::iter((1..=n).map(|i| vec![i]))
+        })
+        .await
+        .unwrap();
+    for (client, n) in [(&client, 5u8), (&server, 3), (&client, 0)] {
+        let replies: Vec<_> = client
+            .request_stream("count.to", n.to_string(), LONG)
+            .await
+            .unwrap()
+            .collect()
+            .await;
+        let items: Vec<u8> = replies
+            .into_iter()
+            .map(|r| r.unwrap().payload()[0])
+            .collect();
+        assert_eq!(items, (1..=n).collect::<Vec<_>>());
+    }
+    // A plain request to a stream server gets its first item.
+    let first = client.request("count.to", b"4", LONG).await.unwrap();
+    assert_eq!(first.payload(), [1]);
+    // A plain server answers a stream request with one item, then the stream ends.
+    let _plain = server
+        .serve("plain", |_| async { b"one".to_vec() })
+        .await
+        .unwrap();
+    let replies: Vec<_> = client
+        .request_stream("plain", b"", LONG)
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0].as_ref().unwrap().payload(), b"one");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_ends_with_an_error_when_its_server_fails_stops_or_stalls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = open(tmp.path(), "t").await;
+    let client = open(tmp.path(), "t").await;
+    let _boom = server
+        .serve_stream("boom", |_| {
+            futures::stream::iter([vec![1], vec![2]])
+                .chain(futures::stream::once(async { panic!("stream exploded") }))
+        })
+        .await
+        .unwrap();
+    let replies: Vec<_> = client
+        .request_stream("boom", b"", LONG)
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    assert_eq!(replies.len(), 3, "{replies:?}");
+    assert!(replies[0].is_ok() && replies[1].is_ok());
+    match &replies[2] {
+        Err(BusError::ServerFailed { message, .. }) => assert!(message.contains("exploded")),
+        other => panic!("expected ServerFailed, got {other:?}"),
+    }
+
+    // Two items, then nothing: the wait for the next one is bounded by the timeout.
+    let _stall = server
+        .serve_stream("stall", |_| {
+            futures::stream::iter([vec![1], vec![2]]).chain(futures::stream::pending())
+        })
+        .await
+        .unwrap();
+    let replies: Vec<_> = client
+        .request_stream("stall", b"", Duration::from_millis(300))
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    assert_eq!(replies.len(), 3);
+    assert!(
+        matches!(replies[2], Err(BusError::Timeout { .. })),
+        "{replies:?}"
+    );
+
+    // The server stops mid-stream: the stream ends with PeerGone after what arrived.
+    let stopping = server
+        .serve_stream("stop", |_| {
+            futures::stream::iter([vec![1]]).chain(futures::stream::pending())
+        })
+        .await
+        .unwrap();
+    let mut replies = client
+        .request_stream("stop", b"", Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!(replies.next().await.unwrap().unwrap().payload(), [1]);
+    drop(stopping);
+    let last = tokio::time::timeout(LONG, replies.next()).await.unwrap();
+    assert!(
+        matches!(last, Some(Err(BusError::PeerGone { .. }))),
+        "{last:?}"
+    );
+    assert!(replies.next().await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_reply_stream_stops_the_servers_handler() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Sets its flag when the server drops the handler's stream.
+    struct Dropped(Arc<AtomicBool>);
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    let tmp = tempfile::tempdir().unwrap();
+    let server = open(tmp.path(), "t").await;
+    let client = open(tmp.path(), "t").await;
+    let stopped = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stopped);
+    let _s = server
+        .serve_stream("forever", move |_| {
+            let guard = Dropped(Arc::clone(&flag));
+            futures::stream::unfold((0u64, guard), |(i, guard)| async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                Some((i.to_le_bytes().to_vec(), (i + 1, guard)))
+            })
+        })
+        .await
+        .unwrap();
+    let mut replies = client.request_stream("forever", b"", LONG).await.unwrap();
+    for _ in 0..3 {
+        replies.next().await.unwrap().unwrap();
+    }
+    assert!(!stopped.load(Ordering::SeqCst));
+    drop(replies);
+    assert!(
+        eventually(LONG, || stopped.load(Ordering::SeqCst)).await,
+        "the server kept producing for a requester that left"
+    );
+}

@@ -352,18 +352,31 @@ pub(crate) async fn publish(
     Ok(())
 }
 
-/// `ephemeral request`: prints the reply payload.
+/// `ephemeral request`: prints the reply payload (each reply's, with `--stream`).
 pub(crate) async fn request(
     target: &Target,
     topic: &str,
     payload: &[u8],
     timeout: Duration,
+    stream: bool,
 ) -> Result<(), Failure> {
     let bus = target.open().await?;
-    let reply = bus.request(topic, payload, timeout).await?;
+    if !stream {
+        let reply = bus.request(topic, payload, timeout).await?;
+        return print_reply(reply.payload());
+    }
+    let mut replies = bus.request_stream(topic, payload, timeout).await?;
+    while let Some(reply) = replies.next().await {
+        print_reply(reply?.payload())?;
+    }
+    Ok(())
+}
+
+/// Writes a reply's payload as one line.
+fn print_reply(payload: &[u8]) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();
-    out.write_all(reply.payload())?;
-    if !reply.payload().ends_with(b"\n") {
+    out.write_all(payload)?;
+    if !payload.ends_with(b"\n") {
         out.write_all(b"\n")?;
     }
     out.flush()?;

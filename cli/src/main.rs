@@ -151,19 +151,26 @@ enum Command {
     },
     /// Send a request to one server of TOPIC and print its reply.
     ///
-    /// Exit 5 if no reply came within --timeout, 6 if no server serves TOPIC or it failed.
+    /// Exit 5 if no reply came within --timeout, 6 if no server serves TOPIC, or it was
+    /// busy, failed or stopped. With --stream, replies already printed stay printed when
+    /// the stream ends with an error.
     #[command(after_help = "Examples:\n  \
         ephemeral request math.double 21\n  \
-        ephemeral request inventory.lookup sku-7 --timeout 500ms")]
+        ephemeral request inventory.lookup sku-7 --timeout 500ms\n  \
+        ephemeral request logs.tail api --stream --timeout 30s")]
     Request {
         /// The topic a server serves (Bus::serve).
         #[arg(value_parser = args::name)]
         topic: String,
         /// The payload; `-` reads it from standard input.
         payload: String,
-        /// How long to wait for the reply.
+        /// How long to wait for the reply (with --stream: for each reply).
         #[arg(long, default_value = "5s", value_parser = args::positive_duration)]
         timeout: Duration,
+        /// Print every reply of a streaming server (Bus::serve_stream), one per line, until
+        /// its stream ends.
+        #[arg(long)]
+        stream: bool,
     },
     /// Traffic on the bus: peers, and per topic messages, rate and bytes, and lags.
     ///
@@ -307,9 +314,10 @@ fn run(target: &Target, command: Command) -> Result<(), Failure> {
                 topic,
                 payload,
                 timeout,
+                stream,
             } => {
                 let payload = commands::payload_bytes(&payload)?;
-                commands::request(target, &topic, &payload, timeout).await
+                commands::request(target, &topic, &payload, timeout, stream).await
             }
             Command::Stats {
                 watch,

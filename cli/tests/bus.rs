@@ -570,3 +570,38 @@ async fn watch_star_sees_every_user_topic() {
         assert!(stdout.contains("message  \u{fc}nicode.x"), "{stdout}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_stream_prints_every_reply_then_the_error_that_ended_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bus = bus(dir.path(), "streams").await;
+    let _count = bus
+        .serve_stream("count.to", |m| {
+            let n: u8 = m.payload_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+            futures::stream::iter((1..=n).map(|i| i.to_string().into_bytes()))
+        })
+        .await
+        .expect("serve");
+    let _boom = bus
+        .serve_stream("boom", |_| {
+            futures::stream::iter([b"first".to_vec()])
+                .chain(futures::stream::once(async { panic!("on purpose") }))
+        })
+        .await
+        .expect("serve");
+    let (code, stdout, stderr) = run(
+        dir.path(),
+        &["--bus", "streams", "request", "count.to", "3", "--stream"],
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "1\n2\n3\n");
+    let (code, stdout, stderr) = run(
+        dir.path(),
+        &["--bus", "streams", "request", "boom", "", "--stream"],
+    )
+    .await;
+    assert_eq!(code, 6, "{stderr}");
+    assert_eq!(stdout, "first\n");
+    assert!(stderr.contains("on purpose"), "{stderr}");
+}
