@@ -106,7 +106,10 @@ impl Message {
         self.timestamp
     }
 
-    /// How long the message had left to live when it was sent, if it expires.
+    /// How long the message has left to live, if it expires: for a message read from a
+    /// [`Subscription`](crate::Subscription), the time left when it was handed out (time on
+    /// the way and in the buffer taken off); a message whose time ran out is never handed
+    /// out (it is counted in [`SubscriptionStats::expired`](crate::SubscriptionStats)).
     #[must_use]
     pub fn ttl(&self) -> Option<Duration> {
         self.ttl

@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::SystemTime;
 
 use ephemeral::{Buffer, Lagged, Overflow, Pattern};
 use futures::task::AtomicWaker;
@@ -35,12 +36,28 @@ pub(crate) struct LocalSub {
 }
 
 struct Ring {
-    buffer: VecDeque<Message>,
+    /// Each message with the instant its time to live runs out, if it has one.
+    buffer: VecDeque<(Message, Option<Instant>)>,
     capacity: Option<usize>,
     unreported: u64,
     dropped: u64,
     delivered: u64,
+    expired: u64,
     closed: bool,
+}
+
+/// When `message`'s time to live runs out on this process's clock; `None` if it has none.
+///
+/// The publisher sent the time it had left and its wall-clock timestamp. Peers of one bus
+/// share a machine, hence a wall clock, so the time spent on the way (in queues, sockets, a
+/// stopped process) is taken off too; a clock that went backwards counts as no time spent.
+fn expiry(message: &Message) -> Option<Instant> {
+    let ttl = message.ttl?;
+    let spent = SystemTime::now()
+        .duration_since(message.timestamp)
+        .unwrap_or_default();
+    let now = Instant::now();
+    Some(now.checked_add(ttl.saturating_sub(spent)).unwrap_or(now))
 }
 
 /// A poisoned lock only means a thread panicked while holding it; every update of the ring
@@ -57,8 +74,12 @@ pub struct SubscriptionStats {
     pub pattern: String,
     /// Messages buffered for it so far.
     pub delivered: u64,
-    /// Messages it lost (dropped here, or by a publisher that could not wait for it).
+    /// Messages it lost (dropped here, or by a publisher that could not wait for it),
+    /// reported to it as `Lagged`.
     pub dropped: u64,
+    /// Messages skipped because their time to live ran out before they were read (on the
+    /// way or in the buffer); never delivered, and not counted as lag.
+    pub expired: u64,
     /// Messages waiting to be read now.
     pub buffered: usize,
 }
@@ -82,6 +103,7 @@ impl LocalSub {
                 unreported: 0,
                 dropped: 0,
                 delivered: 0,
+                expired: 0,
                 closed: false,
             }),
             waker: AtomicWaker::new(),
@@ -133,8 +155,13 @@ impl LocalSub {
     /// Buffers `message` unless the buffer is full under `Overflow::Wait`, in which case it
     /// is handed back. `Ok(false)`: closed.
     fn try_push(&self, message: Message) -> Result<bool, Message> {
+        let expires = expiry(&message);
         let mut ring = lock(&self.ring);
         if ring.closed {
+            return Ok(false);
+        }
+        if expires.is_some_and(|at| at <= Instant::now()) {
+            ring.expired += 1;
             return Ok(false);
         }
         let full = ring.capacity.is_some_and(|cap| ring.buffer.len() >= cap);
@@ -146,7 +173,7 @@ impl LocalSub {
             ring.unreported += 1;
             ring.dropped += 1;
         }
-        ring.buffer.push_back(message);
+        ring.buffer.push_back((message, expires));
         ring.delivered += 1;
         drop(ring);
         self.waker.wake();
@@ -179,6 +206,7 @@ impl LocalSub {
             pattern: self.pattern.as_str().to_owned(),
             delivered: ring.delivered,
             dropped: ring.dropped,
+            expired: ring.expired,
             buffered: ring.buffer.len(),
         }
     }
@@ -198,7 +226,26 @@ impl LocalSub {
             let n = std::mem::take(&mut ring.unreported);
             return Poll::Ready(Some(Err(Lagged(n))));
         }
-        match ring.buffer.pop_front() {
+        let mut now = None;
+        let mut freed = false;
+        let next = loop {
+            let Some((mut message, expires)) = ring.buffer.pop_front() else {
+                break None;
+            };
+            freed = true;
+            let Some(expires) = expires else {
+                break Some(message);
+            };
+            let now = *now.get_or_insert_with(Instant::now);
+            if expires <= now {
+                ring.expired += 1;
+                continue;
+            }
+            // Handed out with the time it has left now.
+            message.ttl = Some(expires - now);
+            break Some(message);
+        };
+        match next {
             Some(message) => {
                 drop(ring);
                 if self.waiting.load(Ordering::SeqCst) > 0 {
@@ -207,7 +254,14 @@ impl LocalSub {
                 Poll::Ready(Some(Ok(message)))
             }
             None if ring.closed => Poll::Ready(None),
-            None => Poll::Pending,
+            None => {
+                drop(ring);
+                // Expired messages left room behind them.
+                if freed && self.waiting.load(Ordering::SeqCst) > 0 {
+                    self.space.notify_waiters();
+                }
+                Poll::Pending
+            }
         }
     }
 }
@@ -222,6 +276,11 @@ impl LocalSub {
 /// next message. With [`Overflow::DropOldest`] publishers never wait. Messages from one
 /// publisher arrive in the order it published them; messages of different publishers
 /// interleave.
+///
+/// A message published with a time to live ([`Outgoing::ttl`](crate::Outgoing::ttl), or a
+/// bridged signal's remaining life) whose time runs out before it is read, on the way or
+/// in the buffer, is skipped: never handed out, counted in [`SubscriptionStats::expired`],
+/// and not reported as lag. What is handed out carries the time it has left.
 ///
 /// Dropping the subscription unsubscribes (the other peers stop sending to it).
 ///
