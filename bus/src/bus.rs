@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::frame::{self, Frame, Interest, MessageRef};
+use crate::handlers::{HandlerKind, Handlers};
 use crate::router::Locals;
 use crate::subscription::LocalSub;
 use crate::topics::TopicCounters;
@@ -50,6 +51,7 @@ pub(crate) struct Shared {
     pub(crate) transport: Arc<UnixTransport>,
     published: AtomicU64,
     pub(crate) callback_panics: AtomicU64,
+    pub(crate) handlers: Handlers,
     /// Which server the next request goes to (modulo their count); starts at random so
     /// that one-shot requesters spread over the servers.
     pub(crate) round_robin: AtomicU64,
@@ -168,6 +170,7 @@ impl Bus {
                     transport,
                     published: AtomicU64::new(0),
                     callback_panics: AtomicU64::new(0),
+                    handlers: Handlers::default(),
                     round_robin: AtomicU64::new(random_u64(peer)),
                     last_topic: std::sync::Mutex::new(None),
                     opened: Instant::now(),
@@ -438,9 +441,13 @@ impl Bus {
     {
         let mut subscription = self.subscribe(pattern).await?;
         let shared = Arc::clone(&self.handle.shared);
+        let timings = shared.handlers.register(HandlerKind::Callback, pattern);
         let task = tokio::spawn(async move {
             while let Some(item) = subscription.next().await {
-                if std::panic::catch_unwind(AssertUnwindSafe(|| callback(item))).is_err() {
+                let started = Instant::now();
+                let failed = std::panic::catch_unwind(AssertUnwindSafe(|| callback(item))).is_err();
+                timings.record(started.elapsed(), failed);
+                if failed {
                     shared.callback_panics.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -462,6 +469,7 @@ impl Bus {
             late_replies: shared.locals.replies.late.load(Ordering::Relaxed),
             subscriptions: shared.locals.all().iter().map(|s| s.stats()).collect(),
             topics: shared.locals.topics.snapshot(),
+            handlers: shared.handlers.snapshot(),
             uptime: shared.opened.elapsed(),
         }
     }

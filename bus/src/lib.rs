@@ -84,6 +84,7 @@ mod bus;
 mod dir;
 mod error;
 pub mod frame;
+mod handlers;
 mod message;
 mod name;
 mod options;
@@ -104,6 +105,7 @@ pub use bridge::{
 pub use bus::{Bus, CallbackTask, process_origin};
 pub use ephemeral::{Buffer, Lagged, Name, NameError, Overflow, Pattern};
 pub use error::BusError;
+pub use handlers::{HandlerKind, HandlerStats};
 pub use message::{Message, MessageKind, ReplyStatus};
 pub use name::{BUS_NAME_RULE, BusName, BusNameError, MAX_BUS_NAME_LEN};
 pub use options::{BUS_DIR_ENV, BusOptions};

@@ -19,10 +19,12 @@ use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::BusHandle;
 use crate::frame::Interest;
+use crate::handlers::{HandlerCounters, HandlerKind};
 use crate::message::{Leg, Route};
 use crate::subscription::LocalSub;
 use crate::{Bus, BusError, Message, MessageKind, ReplyStatus, Subscription};
@@ -253,9 +255,15 @@ impl Bus {
             .await;
         let local = Arc::clone(&requests.local);
         let stop = CancellationToken::new();
+        let timings = self
+            .handle
+            .shared
+            .handlers
+            .register(HandlerKind::Serve, &topic);
         let task = tokio::spawn(
             ServerLoop {
                 bus: self.clone(),
+                timings,
                 handler,
                 options,
                 stop: stop.clone(),
@@ -298,6 +306,7 @@ impl Bus {
 /// The task of one server: takes requests, runs them within the bounds, answers the rest.
 struct ServerLoop {
     bus: Bus,
+    timings: Arc<HandlerCounters>,
     handler: Handler,
     options: ServeOptions,
     stop: CancellationToken,
@@ -376,10 +385,12 @@ impl ServerLoop {
         let bus = self.bus.clone();
         let handler = self.handler.clone();
         let stop = self.stop.clone();
+        let timings = Arc::clone(&self.timings);
         self.running.spawn(async move {
             let _permit = permit;
+            let started = Instant::now();
             tokio::select! {
-                () = handle(&bus, &handler, &request) => {}
+                failed = handle(&bus, &handler, &request) => timings.record(started.elapsed(), failed),
                 () = cancel.cancelled() => {
                     // Stopped by the server's drop: the requester may retry elsewhere. (A
                     // requester's own cancel needs no answer: nobody waits for one.)
@@ -394,8 +405,8 @@ impl ServerLoop {
     }
 }
 
-/// Runs the handler for one request and sends its replies.
-async fn handle(bus: &Bus, handler: &Handler, request: &Message) {
+/// Runs the handler for one request and sends its replies; returns whether it panicked.
+async fn handle(bus: &Bus, handler: &Handler, request: &Message) -> bool {
     match handler {
         Handler::One(handler) => {
             let made = std::panic::catch_unwind(AssertUnwindSafe(|| handler(request.clone())));
@@ -404,13 +415,17 @@ async fn handle(bus: &Bus, handler: &Handler, request: &Message) {
                 Err(panic) => Err(panic),
             };
             match result {
-                Ok(payload) => bus.reply(request, ReplyStatus::Ok, &payload).await,
+                Ok(payload) => {
+                    bus.reply(request, ReplyStatus::Ok, &payload).await;
+                    false
+                }
                 Err(panic) => {
                     let message = panic_message(&*panic);
                     bus.reply(request, ReplyStatus::Failed, message.as_bytes())
-                        .await
+                        .await;
+                    true
                 }
-            };
+            }
         }
         Handler::Stream(handler) => {
             let mut stream =
@@ -420,7 +435,7 @@ async fn handle(bus: &Bus, handler: &Handler, request: &Message) {
                         let message = panic_message(&*panic);
                         bus.reply(request, ReplyStatus::Failed, message.as_bytes())
                             .await;
-                        return;
+                        return true;
                     }
                 };
             loop {
@@ -428,18 +443,18 @@ async fn handle(bus: &Bus, handler: &Handler, request: &Message) {
                     Ok(Some(item)) => {
                         if !bus.reply(request, ReplyStatus::Item, &item).await {
                             // The requester is gone or stopped reading: stop producing.
-                            return;
+                            return false;
                         }
                     }
                     Ok(None) => {
                         bus.reply(request, ReplyStatus::End, &[]).await;
-                        return;
+                        return false;
                     }
                     Err(panic) => {
                         let message = panic_message(&*panic);
                         bus.reply(request, ReplyStatus::Failed, message.as_bytes())
                             .await;
-                        return;
+                        return true;
                     }
                 }
             }

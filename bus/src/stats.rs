@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::{SubscriptionStats, TopicStats};
+use crate::{HandlerStats, SubscriptionStats, TopicStats};
 
 /// Counters of one bus handle.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +24,8 @@ pub struct BusStats {
     pub subscriptions: Vec<SubscriptionStats>,
     /// Per topic: messages published and received (at most 1024 topics, then `(other)`).
     pub topics: Vec<TopicStats>,
+    /// Each running server and subscription callback, with its timings.
+    pub handlers: Vec<HandlerStats>,
     /// Time since this handle opened the bus (for rates between two snapshots).
     pub uptime: Duration,
 }

@@ -43,7 +43,30 @@ struct Ring {
     dropped: u64,
     delivered: u64,
     expired: u64,
+    /// Estimated bytes held by `buffer` (see [`held`]).
+    bytes: usize,
     closed: bool,
+}
+
+/// The memory one buffered message keeps alive, estimated: the message itself, its topic,
+/// payload and headers (shared parts counted in each buffer that holds them).
+fn held(message: &Message) -> usize {
+    let headers: usize = message
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            k.len()
+                + std::mem::size_of_val(v)
+                + match v {
+                    ephemeral::HeaderValue::Str(s) => s.len(),
+                    _ => 0,
+                }
+        })
+        .sum();
+    std::mem::size_of::<(Message, Option<Instant>)>()
+        + message.topic.len()
+        + message.payload.len()
+        + headers
 }
 
 /// When `message`'s time to live runs out on this process's clock; `None` if it has none.
@@ -82,6 +105,10 @@ pub struct SubscriptionStats {
     pub expired: u64,
     /// Messages waiting to be read now.
     pub buffered: usize,
+    /// The memory those messages hold, estimated in bytes: each message's own size, topic,
+    /// payload and headers (a payload shared by several subscriptions of one process is
+    /// counted in each).
+    pub buffered_bytes: usize,
 }
 
 impl LocalSub {
@@ -104,6 +131,7 @@ impl LocalSub {
                 dropped: 0,
                 delivered: 0,
                 expired: 0,
+                bytes: 0,
                 closed: false,
             }),
             waker: AtomicWaker::new(),
@@ -168,11 +196,12 @@ impl LocalSub {
         if full && self.overflow == Overflow::Wait {
             return Err(message);
         }
-        if full {
-            ring.buffer.pop_front();
+        if full && let Some((oldest, _)) = ring.buffer.pop_front() {
+            ring.bytes -= held(&oldest);
             ring.unreported += 1;
             ring.dropped += 1;
         }
+        ring.bytes += held(&message);
         ring.buffer.push_back((message, expires));
         ring.delivered += 1;
         drop(ring);
@@ -208,6 +237,7 @@ impl LocalSub {
             dropped: ring.dropped,
             expired: ring.expired,
             buffered: ring.buffer.len(),
+            buffered_bytes: ring.bytes,
         }
     }
 
@@ -232,6 +262,7 @@ impl LocalSub {
             let Some((mut message, expires)) = ring.buffer.pop_front() else {
                 break None;
             };
+            ring.bytes -= held(&message);
             freed = true;
             let Some(expires) = expires else {
                 break Some(message);

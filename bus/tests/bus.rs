@@ -87,7 +87,10 @@ async fn headers_ttl_and_ids_travel() {
     assert_eq!(first.header("region").unwrap().to_string(), "eu");
     // The time left when handed out: the 5 s sent, less the moment on the way.
     let ttl = first.ttl().unwrap();
-    assert!(ttl <= Duration::from_secs(5) && ttl > Duration::from_secs(4), "{ttl:?}");
+    assert!(
+        ttl <= Duration::from_secs(5) && ttl > Duration::from_secs(4),
+        "{ttl:?}"
+    );
     assert_eq!(first.origin(), ephemeral_bus::process_origin());
     assert_eq!(second.id(), first.id() + 1);
 }
