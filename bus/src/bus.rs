@@ -129,6 +129,7 @@ impl Drop for BusHandle {
 /// # }
 /// ```
 #[derive(Clone)]
+#[must_use = "the process leaves the bus when the last Bus clone is dropped"]
 pub struct Bus {
     pub(crate) handle: Arc<BusHandle>,
 }
@@ -513,6 +514,7 @@ impl fmt::Debug for Bus {
 
 /// The task running a [`Bus::subscribe_fn`] callback; dropping it unsubscribes.
 #[derive(Debug)]
+#[must_use = "dropping the CallbackTask unsubscribes at once"]
 pub struct CallbackTask {
     task: JoinHandle<()>,
 }

@@ -313,6 +313,7 @@ fn refusal(topic: &Name, status: ReplyStatus, reply: &Message) -> BusError {
 /// Yields each reply in the order the server sent it, then ends after the last. An error
 /// (the server died, failed, refused, or a wait passed the timeout) is the last item.
 /// Dropping the stream before its end tells the server to stop.
+#[must_use = "dropping the ReplyStream tells the server to stop"]
 pub struct ReplyStream {
     replies: mpsc::Receiver<Message>,
     gone: Gone,

@@ -338,6 +338,7 @@ impl LocalSub {
 /// # Ok(())
 /// # }
 /// ```
+#[must_use = "dropping the Subscription unsubscribes at once"]
 pub struct Subscription {
     pub(crate) local: Arc<LocalSub>,
     pub(crate) bus: Arc<BusHandle>,

@@ -106,6 +106,7 @@ struct Counters {
 /// # }
 /// ```
 #[derive(Debug)]
+#[must_use = "dropping the Bridge stops it in both directions"]
 pub struct Bridge {
     tasks: [JoinHandle<()>; 3],
     counters: Arc<Counters>,
