@@ -7,13 +7,13 @@ use std::time::{Duration, SystemTime};
 
 use ephemeral_bus::{
     BUS_DIR_ENV, Buffer, Bus, BusName, BusOptions, HOLD_HEADER, KEY_HEADER, Message, Outgoing,
-    Overflow, RELEASE_HEADER, SEQ_HEADER,
+    Overflow, PeerInfo, RELEASE_HEADER, SEQ_HEADER,
 };
 use futures::StreamExt;
 use tokio::time::Instant;
 
 use crate::exit::{Failure, IO, NO_BUS, REFUSED, USAGE};
-use crate::render::{self, Kind, Line};
+use crate::render::{self, Kind, Line, Style};
 
 /// The bus every subcommand talks to.
 #[derive(Debug, Clone)]
@@ -21,6 +21,10 @@ pub(crate) struct Target {
     pub(crate) bus: BusName,
     pub(crate) create: bool,
 }
+
+/// The default max age of a signal sink ([`ephemeral::SinkOptions`]): a longer `raise --ttl`
+/// is cut to it by every sink that keeps the default.
+const SINK_MAX_AGE: Duration = Duration::from_secs(60);
 
 /// The sequence number `raise` and `hold` stamp on their signal: with this process's origin
 /// (random per process), it identifies the signal to the bridges' de-duplication.
@@ -95,20 +99,30 @@ async fn interrupted() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// A status line of a one-shot or long-running command, on stdout like `raise`'s (a closed
+/// stdout is no reason to stop holding).
+fn status(text: &str) {
+    let _ = emit(text);
+}
+
 /// Writes one line to stdout and flushes it; `false` when stdout is gone (a closed pipe).
 fn emit(text: &str) -> bool {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{text}").and_then(|()| out.flush()).is_ok()
 }
 
+/// How `watch` shows what it sees.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WatchView {
+    pub(crate) json: bool,
+    pub(crate) count: Option<u64>,
+    pub(crate) requests: bool,
+    pub(crate) full: bool,
+    pub(crate) ids: bool,
+}
+
 /// `ephemeral watch`.
-pub(crate) async fn watch(
-    target: &Target,
-    pattern: &str,
-    json: bool,
-    count: Option<u64>,
-    requests: bool,
-) -> Result<(), Failure> {
+pub(crate) async fn watch(target: &Target, pattern: &str, view: &WatchView) -> Result<(), Failure> {
     let bus = target.open().await?;
     let buffer =
         Buffer::Bounded(std::num::NonZeroUsize::new(4096).unwrap_or(std::num::NonZeroUsize::MIN));
@@ -117,7 +131,7 @@ pub(crate) async fn watch(
         .await?;
     // Copies of requests and replies, when asked for: observing never takes a request away
     // from its server.
-    let copies = if requests {
+    let copies = if view.requests {
         Some(bus.observe_with(pattern, buffer).await?)
     } else {
         None
@@ -129,13 +143,16 @@ pub(crate) async fn watch(
         bus.name(),
         bus.dir().display()
     );
-    if count == Some(0) {
+    if view.count == Some(0) {
         return Ok(());
     }
-    // Live holds seen, by (origin, sequence): the line that announced them and their lease end.
-    let mut holds: HashMap<(u64, i64), (Line, Instant)> = HashMap::new();
+    let style = Style {
+        full: view.full,
+        ids: view.ids,
+    };
+    let mut holds = Holds::default();
     let mut shown = 0u64;
-    let mut sweep = tokio::time::interval(Duration::from_millis(250));
+    let mut sweep = tokio::time::interval(Duration::from_millis(100));
     let stop = interrupted();
     tokio::pin!(stop);
     loop {
@@ -145,7 +162,7 @@ pub(crate) async fn watch(
             item = subscription.next() => match item {
                 None => return Err(Failure::new(IO, "the bus closed under the watcher")),
                 Some(Err(lagged)) => {
-                    let text = if json {
+                    let text = if view.json {
                         render::lagged_json(lagged.count())
                     } else {
                         render::lagged_text(lagged.count())
@@ -154,31 +171,21 @@ pub(crate) async fn watch(
                         return Ok(());
                     }
                 }
-                Some(Ok(message)) => lines.extend(classify(&message, &mut holds)),
+                Some(Ok(message)) => lines.extend(holds.classify(&message, Instant::now())),
             },
-            _ = sweep.tick() => {
-                let now = Instant::now();
-                let lapsed: Vec<(u64, i64)> = holds
-                    .iter()
-                    .filter(|(_, (_, until))| *until <= now)
-                    .map(|(k, _)| *k)
-                    .collect();
-                for k in lapsed {
-                    if let Some((mut line, _)) = holds.remove(&k) {
-                        line.kind = Kind::Lapsed;
-                        line.time = SystemTime::now();
-                        lines.push(line);
-                    }
-                }
-            }
+            _ = sweep.tick() => lines.extend(holds.lapsed(Instant::now())),
         }
         for line in lines {
-            let text = if json { line.json() } else { line.text() };
+            let text = if view.json {
+                line.json()
+            } else {
+                line.text(style)
+            };
             if !emit(&text) {
                 return Ok(());
             }
             shown += 1;
-            if count.is_some_and(|n| shown >= n) {
+            if view.count.is_some_and(|n| shown >= n) {
                 return Ok(());
             }
         }
@@ -192,36 +199,65 @@ fn int_header(message: &Message, key: &str) -> Option<i64> {
     }
 }
 
-/// The lines a message produces: hold refreshes show once, when the hold begins.
-fn classify(message: &Message, holds: &mut HashMap<(u64, i64), (Line, Instant)>) -> Vec<Line> {
-    let kind = Kind::of(message);
-    match kind {
-        Kind::Held => {
-            let seq = int_header(message, SEQ_HEADER).unwrap_or(0);
-            let lease = int_header(message, HOLD_HEADER).unwrap_or(1000).max(1);
-            // Allow one missed refresh on a busy machine before calling the hold lapsed.
-            let until = Instant::now() + Duration::from_millis(lease.unsigned_abs()) * 2;
-            let key = (message.origin(), seq);
-            if let Some((_, lease_end)) = holds.get_mut(&key) {
-                *lease_end = until;
-                return Vec::new();
-            }
-            let line = Line::from_message(message, kind);
-            holds.insert(key, (line.clone(), until));
-            vec![line]
-        }
-        Kind::Released => {
-            let seq = int_header(message, RELEASE_HEADER).unwrap_or(0);
-            match holds.remove(&(message.origin(), seq)) {
-                Some((mut line, _)) => {
-                    line.kind = Kind::Released;
-                    line.time = message.timestamp();
-                    vec![line]
+/// The holds a watcher has seen begin, by (origin, sequence): the line that announced each
+/// and when its lease runs out.
+///
+/// The rule is the bridges' own: a hold lapses when no refresh came for a whole lease.
+#[derive(Debug, Default)]
+pub(crate) struct Holds {
+    live: HashMap<(u64, i64), (Line, Instant)>,
+}
+
+impl Holds {
+    /// The lines a message produces at `now`: a hold shows once when it begins (refreshes
+    /// only extend its lease) and once when it is released.
+    pub(crate) fn classify(&mut self, message: &Message, now: Instant) -> Vec<Line> {
+        let kind = Kind::of(message);
+        match kind {
+            Kind::Held => {
+                let seq = int_header(message, SEQ_HEADER).unwrap_or(0);
+                let lease = int_header(message, HOLD_HEADER).unwrap_or(1000).max(1);
+                let until = now + Duration::from_millis(lease.unsigned_abs());
+                let key = (message.origin(), seq);
+                if let Some((_, lease_end)) = self.live.get_mut(&key) {
+                    *lease_end = until;
+                    return Vec::new();
                 }
-                None => vec![Line::from_message(message, kind)],
+                let line = Line::from_message(message, kind);
+                self.live.insert(key, (line.clone(), until));
+                vec![line]
             }
+            Kind::Released => {
+                let seq = int_header(message, RELEASE_HEADER).unwrap_or(0);
+                match self.live.remove(&(message.origin(), seq)) {
+                    Some((mut line, _)) => {
+                        line.kind = Kind::Released;
+                        line.time = message.timestamp();
+                        vec![line]
+                    }
+                    None => vec![Line::from_message(message, kind)],
+                }
+            }
+            _ => vec![Line::from_message(message, kind)],
         }
-        _ => vec![Line::from_message(message, kind)],
+    }
+
+    /// The holds whose lease ran out by `now`, as `lapsed` lines; they are forgotten.
+    pub(crate) fn lapsed(&mut self, now: Instant) -> Vec<Line> {
+        let gone: Vec<(u64, i64)> = self
+            .live
+            .iter()
+            .filter(|(_, (_, until))| *until <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        gone.into_iter()
+            .filter_map(|k| self.live.remove(&k))
+            .map(|(mut line, _)| {
+                line.kind = Kind::Lapsed;
+                line.time = SystemTime::now();
+                line
+            })
+            .collect()
     }
 }
 
@@ -268,6 +304,13 @@ pub(crate) async fn raise(
     let mut out = signal.outgoing()?;
     if let Some(ttl) = ttl {
         out = out.ttl(ttl);
+        if ttl > SINK_MAX_AGE {
+            eprintln!(
+                "note: a bridged sink keeps a signal at most its max age (60s by default), so \
+                 --ttl {} is cut to that in each sink",
+                humantime::format_duration(ttl)
+            );
+        }
     }
     let bus = target.open().await?;
     let reached = bus.publish_with(out).await?;
@@ -293,12 +336,12 @@ pub(crate) async fn hold(
     let bus = target.open().await?;
     let reached = bus.publish_with(refresh.clone()).await?;
     flush(&bus).await;
-    eprintln!(
+    status(&format!(
         "holding {} on bus `{}` (reached {}); Ctrl-C to release",
         signal.name,
         bus.name(),
         reached_text(reached)
-    );
+    ));
     let mut tick = tokio::time::interval((lease / 3).max(Duration::from_millis(1)));
     tick.tick().await;
     let stop = interrupted();
@@ -313,7 +356,7 @@ pub(crate) async fn hold(
     }
     bus.publish_with(release).await?;
     flush(&bus).await;
-    eprintln!("released {}", signal.name);
+    status(&format!("released {}", signal.name));
     Ok(())
 }
 
@@ -389,16 +432,24 @@ struct TopicTraffic {
     messages: u64,
     bytes: u64,
     window: u64,
+    window_bytes: u64,
+}
+
+/// What `stats` shows and how.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StatsView {
+    pub(crate) interval: Duration,
+    pub(crate) watch: bool,
+    pub(crate) json: bool,
+    pub(crate) peers: bool,
 }
 
 /// `ephemeral stats`.
-pub(crate) async fn stats(
-    target: &Target,
-    interval: Duration,
-    watch: bool,
-    json: bool,
-) -> Result<(), Failure> {
+pub(crate) async fn stats(target: &Target, view: &StatsView) -> Result<(), Failure> {
     let bus = target.open().await?;
+    if view.peers {
+        return peers(&bus, view).await;
+    }
     // A monitor of its own: every publisher on the bus sends it every message while it runs
     // (requests and replies are not messages on topics, so they are not counted).
     let mut monitor = bus
@@ -412,15 +463,15 @@ pub(crate) async fn stats(
         .await?;
     let mut topics: BTreeMap<String, TopicTraffic> = BTreeMap::new();
     let mut lagged = 0u64;
-    let in_place = watch && std::io::stdout().is_terminal();
+    let mut screen = Screen::new(view);
     let stop = interrupted();
     tokio::pin!(stop);
-    let mut frame = 0u64;
     loop {
-        let window_end = Instant::now() + interval;
+        let window_end = Instant::now() + view.interval;
         let started = Instant::now();
         for t in topics.values_mut() {
             t.window = 0;
+            t.window_bytes = 0;
         }
         let mut lagged_window = 0u64;
         loop {
@@ -435,66 +486,190 @@ pub(crate) async fn stats(
                     }
                     Some(Ok(message)) => {
                         let t = topics.entry(message.topic().to_string()).or_default();
+                        let len = message.payload().len() as u64;
                         t.messages += 1;
                         t.window += 1;
-                        t.bytes += message.payload().len() as u64;
+                        t.bytes += len;
+                        t.window_bytes += len;
                     }
                 },
             }
         }
-        let secs = started.elapsed().as_secs_f64().max(1e-9);
-        let text = if json {
-            stats_json(&bus, &topics, secs, lagged, lagged_window)
-        } else {
-            stats_text(&bus, &topics, secs, lagged, lagged_window)
+        let window = Window {
+            took: started.elapsed(),
+            lagged,
+            lagged_window,
         };
-        let mut out = std::io::stdout().lock();
-        let written = if in_place {
-            write!(out, "\x1b[H\x1b[2J{text}")
-        } else if watch && frame > 0 && !json {
-            write!(out, "\n{text}")
+        let text = if view.json {
+            stats_json(&bus, &topics, &window)
         } else {
-            write!(out, "{text}")
+            stats_text(&bus, &topics, &window)
         };
-        if written.and_then(|()| out.flush()).is_err() {
-            return Ok(());
-        }
-        drop(out);
-        frame += 1;
-        if !watch {
+        if !screen.show(&text) || !view.watch {
             return Ok(());
         }
     }
 }
 
-fn stats_text(
-    bus: &Bus,
-    topics: &BTreeMap<String, TopicTraffic>,
-    secs: f64,
+/// Where `stats` frames go: in place in a terminal with `--watch`, else one after another.
+struct Screen {
+    in_place: bool,
+    separate: bool,
+    frames: u64,
+}
+
+impl Screen {
+    fn new(view: &StatsView) -> Self {
+        Self {
+            in_place: view.watch && std::io::stdout().is_terminal(),
+            separate: view.watch && !view.json,
+            frames: 0,
+        }
+    }
+
+    /// Shows one frame; `false` when stdout is gone.
+    fn show(&mut self, text: &str) -> bool {
+        let mut out = std::io::stdout().lock();
+        let written = if self.in_place {
+            write!(out, "\x1b[H\x1b[2J{text}")
+        } else if self.separate && self.frames > 0 {
+            write!(out, "\n{text}")
+        } else {
+            write!(out, "{text}")
+        };
+        self.frames += 1;
+        written.and_then(|()| out.flush()).is_ok()
+    }
+}
+
+/// `ephemeral stats --peers`: each other peer with what it announced.
+async fn peers(bus: &Bus, view: &StatsView) -> Result<(), Failure> {
+    let mut screen = Screen::new(view);
+    let stop = interrupted();
+    tokio::pin!(stop);
+    loop {
+        let list = bus.peer_list();
+        let text = if view.json {
+            peers_json(bus, &list)
+        } else {
+            peers_text(bus, &list)
+        };
+        if !screen.show(&text) || !view.watch {
+            return Ok(());
+        }
+        tokio::select! {
+            () = &mut stop => return Ok(()),
+            () = tokio::time::sleep(view.interval) => {}
+        }
+    }
+}
+
+fn peers_text(bus: &Bus, list: &[PeerInfo]) -> String {
+    use std::fmt::Write as _;
+    let mut s = format!(
+        "bus `{}` ({})  other peers: {}\n",
+        bus.name(),
+        bus.dir().display(),
+        list.len()
+    );
+    let _ = writeln!(s, "{:<16}  {:<8}  PATTERN OR TOPIC", "PEER", "ROLE");
+    for peer in list {
+        let roles = [
+            ("subscribe", &peer.subscriptions),
+            ("serve", &peer.serves),
+            ("observe", &peer.observes),
+        ];
+        let mut any = false;
+        for (role, names) in roles {
+            for name in names {
+                let _ = writeln!(s, "{:016x}  {role:<8}  {name}", peer.id);
+                any = true;
+            }
+        }
+        if !any {
+            let _ = writeln!(s, "{:016x}  {:<8}  -", peer.id, "(none)");
+        }
+    }
+    s
+}
+
+fn peers_json(bus: &Bus, list: &[PeerInfo]) -> String {
+    let peers: Vec<serde_json::Value> = list
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "peer": format!("{:016x}", p.id),
+                "subscriptions": p.subscriptions,
+                "serves": p.serves,
+                "observes": p.observes,
+            })
+        })
+        .collect();
+    let mut s = serde_json::json!({
+        "bus": bus.name().as_str(),
+        "dir": bus.dir().display().to_string(),
+        "peers": peers,
+    })
+    .to_string();
+    s.push('\n');
+    s
+}
+
+/// One measuring window of `stats`.
+struct Window {
+    took: Duration,
     lagged: u64,
     lagged_window: u64,
-) -> String {
+}
+
+impl Window {
+    fn secs(&self) -> f64 {
+        self.took.as_secs_f64().max(1e-9)
+    }
+}
+
+/// A duration as a person reads it: `250ms`, `1s`, `1.5s`, `2m 30s`; sub-unit jitter of a
+/// measured window (`1s 1ms`) is rounded away.
+pub(crate) fn human(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    if ms < 60_000 {
+        let tenths = (ms + 50) / 100;
+        return if tenths.is_multiple_of(10) {
+            format!("{}s", tenths / 10)
+        } else {
+            format!("{}.{}s", tenths / 10, tenths % 10)
+        };
+    }
+    humantime::format_duration(Duration::from_secs(((ms + 500) / 1000) as u64)).to_string()
+}
+
+fn stats_text(bus: &Bus, topics: &BTreeMap<String, TopicTraffic>, window: &Window) -> String {
     use std::fmt::Write as _;
+    let secs = window.secs();
     let mut s = format!(
         "bus `{}` ({})  peers: {}  window: {}\n",
         bus.name(),
         bus.dir().display(),
         bus.peers(),
-        humantime::format_duration(Duration::from_millis((secs * 1000.0) as u64)),
+        human(window.took),
     );
     let width = topics.keys().map(String::len).max().unwrap_or(5).max(5);
     let _ = writeln!(
         s,
-        "{:<width$}  {:>10}  {:>10}  {:>12}",
-        "TOPIC", "MESSAGES", "RATE/s", "BYTES"
+        "{:<width$}  {:>10}  {:>10}  {:>12}  {:>12}",
+        "TOPIC", "MESSAGES", "RATE/s", "BYTES", "BYTES/s"
     );
     for (topic, t) in topics {
         let _ = writeln!(
             s,
-            "{topic:<width$}  {:>10}  {:>10.1}  {:>12}",
+            "{topic:<width$}  {:>10}  {:>10.1}  {:>12}  {:>12.0}",
             t.messages,
             t.window as f64 / secs,
-            t.bytes
+            t.bytes,
+            t.window_bytes as f64 / secs,
         );
     }
     if topics.is_empty() {
@@ -502,18 +677,14 @@ fn stats_text(
     }
     let _ = writeln!(
         s,
-        "lagged: {lagged} message(s) missed by this monitor ({lagged_window} in this window)"
+        "lagged: {} message(s) missed by this monitor ({} in this window)",
+        window.lagged, window.lagged_window
     );
     s
 }
 
-fn stats_json(
-    bus: &Bus,
-    topics: &BTreeMap<String, TopicTraffic>,
-    secs: f64,
-    lagged: u64,
-    lagged_window: u64,
-) -> String {
+fn stats_json(bus: &Bus, topics: &BTreeMap<String, TopicTraffic>, window: &Window) -> String {
+    let secs = window.secs();
     let topics: Vec<serde_json::Value> = topics
         .iter()
         .map(|(topic, t)| {
@@ -522,6 +693,7 @@ fn stats_json(
                 "messages": t.messages,
                 "rate": t.window as f64 / secs,
                 "bytes": t.bytes,
+                "bytes_rate": t.window_bytes as f64 / secs,
             })
         })
         .collect();
@@ -529,12 +701,81 @@ fn stats_json(
         "bus": bus.name().as_str(),
         "dir": bus.dir().display().to_string(),
         "peers": bus.peers(),
-        "window_ms": (secs * 1000.0) as u64,
+        "window_ms": window.took.as_millis() as u64,
         "topics": topics,
-        "lagged": lagged,
-        "lagged_window": lagged_window,
+        "lagged": window.lagged,
+        "lagged_window": window.lagged_window,
     })
     .to_string();
     s.push('\n');
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_a_person_says_them() {
+        for (ms, text) in [
+            (250, "250ms"),
+            (1_000, "1s"),
+            (1_001, "1s"),
+            (1_049, "1s"),
+            (1_500, "1.5s"),
+            (59_400, "59.4s"),
+            (150_000, "2m 30s"),
+        ] {
+            assert_eq!(human(Duration::from_millis(ms)), text);
+        }
+    }
+
+    fn refresh(lease_ms: i64) -> Message {
+        // A hold refresh as bridges and `hold` publish it.
+        let out = Outgoing::new("circuit.open")
+            .unwrap()
+            .header(SEQ_HEADER, 7_i64)
+            .header(HOLD_HEADER, lease_ms);
+        message_of(out)
+    }
+
+    /// The message a subscriber would receive for `out`, built through a real bus.
+    fn message_of(out: Outgoing) -> Message {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let bus = Bus::open_with("t", BusOptions::default().dir(dir.path()))
+                .await
+                .unwrap();
+            let mut sub = bus.subscribe("*").await.unwrap();
+            bus.publish_with(out).await.unwrap();
+            sub.next().await.unwrap().unwrap()
+        })
+    }
+
+    /// Times are given, not read from a clock: the rule alone is under test.
+    #[test]
+    fn a_hold_lapses_one_lease_after_its_last_refresh() {
+        let message = refresh(1000);
+        let mut holds = Holds::default();
+        let start = Instant::now();
+        assert_eq!(holds.classify(&message, start).len(), 1, "shown once");
+        let refreshed = start + Duration::from_millis(300);
+        assert!(
+            holds.classify(&message, refreshed).is_empty(),
+            "refreshes are silent"
+        );
+        assert!(
+            holds
+                .lapsed(refreshed + Duration::from_millis(990))
+                .is_empty()
+        );
+        let lapsed = holds.lapsed(refreshed + Duration::from_millis(1010));
+        assert_eq!(lapsed.len(), 1, "a whole lease without a refresh: lapsed");
+        assert_eq!(lapsed[0].kind, Kind::Lapsed);
+        assert!(holds.lapsed(refreshed + Duration::from_secs(10)).is_empty());
+    }
 }

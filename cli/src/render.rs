@@ -78,6 +78,15 @@ impl Kind {
     }
 }
 
+/// How much of a line the text form shows.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Style {
+    /// The whole payload (text as it is, binary as hex) instead of a summary.
+    pub(crate) full: bool,
+    /// The message id (origin and sequence) and a request's or reply's correlation id.
+    pub(crate) ids: bool,
+}
+
 /// One line of `watch` output.
 #[derive(Debug, Clone)]
 pub(crate) struct Line {
@@ -89,6 +98,9 @@ pub(crate) struct Line {
     pub(crate) payload: Vec<u8>,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) origin: Option<u64>,
+    /// The publisher's sequence number of the message.
+    pub(crate) seq: u64,
+    pub(crate) correlation: Option<u64>,
 }
 
 impl Line {
@@ -109,11 +121,15 @@ impl Line {
             payload: message.payload().to_vec(),
             headers,
             origin: Some(message.origin()),
+            seq: message.id(),
+            correlation: message.correlation(),
         }
     }
 
-    /// The text form: `HH:MM:SS.mmmZ kind topic key=.. ttl=.. payload headers`.
-    pub(crate) fn text(&self) -> String {
+    /// The text form: `HH:MM:SS.mmm kind topic key=.. ttl=.. payload headers`, then with
+    /// `ids` the message id `id=<origin>/<sequence>` (and `correlation=` for requests and
+    /// replies).
+    pub(crate) fn text(&self, style: Style) -> String {
         let mut out = format!(
             "{} {:<8} {}",
             clock(self.time),
@@ -127,10 +143,22 @@ impl Line {
             let _ = write!(out, " ttl={}", humantime::format_duration(round_ms(ttl)));
         }
         if !self.payload.is_empty() {
-            let _ = write!(out, " {}", summary(&self.payload));
+            if style.full {
+                let _ = write!(out, " {}", full(&self.payload));
+            } else {
+                let _ = write!(out, " {}", summary(&self.payload));
+            }
         }
         for (k, v) in &self.headers {
             let _ = write!(out, " {k}={v}");
+        }
+        if style.ids {
+            if let Some(origin) = self.origin {
+                let _ = write!(out, " id={origin:016x}/{}", self.seq);
+            }
+            if let Some(correlation) = self.correlation {
+                let _ = write!(out, " correlation={correlation}");
+            }
         }
         out
     }
@@ -170,6 +198,11 @@ impl Line {
             "origin".into(),
             self.origin
                 .map_or(serde_json::Value::Null, |o| format!("{o:016x}").into()),
+        );
+        object.insert("seq".into(), self.seq.into());
+        object.insert(
+            "correlation".into(),
+            self.correlation.map_or(serde_json::Value::Null, Into::into),
         );
         serde_json::Value::Object(object).to_string()
     }
@@ -229,6 +262,14 @@ pub(crate) fn summary(payload: &[u8]) -> String {
     }
 }
 
+/// A whole payload: text as it is, anything else as hex.
+pub(crate) fn full(payload: &[u8]) -> String {
+    match std::str::from_utf8(payload) {
+        Ok(text) => text.to_owned(),
+        Err(_) => hex(payload),
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().fold(String::new(), |mut s, b| {
         let _ = write!(s, "{b:02x}");
@@ -249,6 +290,14 @@ mod tests {
         assert!(s.starts_with(&format!("\"{}\"", "x".repeat(60))));
         assert!(s.ends_with("…(100 bytes)"));
         assert_eq!(summary(&[0xff, 0x00]), "<2 bytes: ff00>");
+    }
+
+    #[test]
+    fn full_payloads_are_text_as_is_or_hex() {
+        let long = "x".repeat(100);
+        assert_eq!(full(long.as_bytes()), long);
+        assert_eq!(full(b"a\nb"), "a\nb");
+        assert_eq!(full(&[0xff, 0x00, 0x10]), "ff0010");
     }
 
     #[test]

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{bus, eventually, run, spawn_ready};
+use common::{bus, eventually, run, spawn_ready, spawn_ready_stdout};
 use ephemeral::{Name, SignalBuilder, SignalSink};
 use futures::StreamExt;
 use tokio::io::AsyncReadExt;
@@ -25,7 +25,7 @@ async fn watch_count_prints_raised_signals() {
 
     let (child, _stderr) = spawn_ready(
         dir.path(),
-        &["--bus", "watch-text", "watch", "error.*", "--count", "2"],
+        &["watch", "--bus", "watch-text", "error.*", "--count", "2"],
         "watching",
     )
     .await;
@@ -65,9 +65,9 @@ async fn watch_json_is_one_object_per_line() {
     let (child, _stderr) = spawn_ready(
         dir.path(),
         &[
+            "watch",
             "--bus",
             "watch-json",
-            "watch",
             "orders.+",
             "--json",
             "--count",
@@ -106,8 +106,8 @@ async fn raise_reaches_a_bridged_sink_and_a_subscriber() {
     let (code, stdout, stderr) = run(
         dir.path(),
         &[
-            "--bus",
             "raise",
+            "--bus",
             "raise",
             "alert.fire",
             "--key",
@@ -156,11 +156,11 @@ async fn hold_keeps_a_condition_live_until_interrupted() {
     let sink = SignalSink::default();
     let _bridge = bus.bridge(&sink, "circuit.*").await.expect("bridge");
 
-    let (child, mut stderr) = spawn_ready(
+    let (child, mut out) = spawn_ready_stdout(
         dir.path(),
         &[
-            "--bus",
             "hold",
+            "--bus",
             "hold",
             "circuit.open",
             "--key",
@@ -203,7 +203,7 @@ async fn hold_keeps_a_condition_live_until_interrupted() {
         "Ctrl-C is the normal way out"
     );
     let mut rest = String::new();
-    stderr.read_to_string(&mut rest).await.expect("stderr");
+    out.read_to_string(&mut rest).await.expect("stdout");
     assert!(rest.contains("released circuit.open"), "{rest}");
     eventually("the hold is released", || !sink.has_signal("circuit.open")).await;
 }
@@ -229,11 +229,11 @@ async fn request_gets_a_reply_and_times_out() {
 
     // A watcher of everything must not be taken for a server of every topic.
     let (_watcher, _w) =
-        spawn_ready(dir.path(), &["--bus", "request", "watch", "*"], "watching").await;
+        spawn_ready(dir.path(), &["watch", "--bus", "request", "*"], "watching").await;
     for _ in 0..3 {
         let (code, stdout, stderr) = run(
             dir.path(),
-            &["--bus", "request", "request", "math.double", "21"],
+            &["request", "--bus", "request", "math.double", "21"],
         )
         .await;
         assert_eq!(code, 0, "{stderr}");
@@ -243,8 +243,8 @@ async fn request_gets_a_reply_and_times_out() {
     let (code, stdout, stderr) = run(
         dir.path(),
         &[
-            "--bus",
             "request",
+            "--bus",
             "request",
             "slow.op",
             "x",
@@ -260,8 +260,8 @@ async fn request_gets_a_reply_and_times_out() {
     let (code, _, stderr) = run(
         dir.path(),
         &[
-            "--bus",
             "request",
+            "--bus",
             "request",
             "nobody.home",
             "x",
@@ -290,7 +290,7 @@ async fn stats_lists_the_topic() {
     });
 
     let (code, stdout, stderr) =
-        run(dir.path(), &["--bus", "stats", "stats", "--interval", "1s"]).await;
+        run(dir.path(), &["stats", "--bus", "stats", "--interval", "1s"]).await;
     assert_eq!(code, 0, "{stderr}");
     let row = stdout
         .lines()
@@ -306,7 +306,7 @@ async fn stats_lists_the_topic() {
 
     let (code, stdout, stderr) = run(
         dir.path(),
-        &["--bus", "stats", "stats", "--interval", "500ms", "--json"],
+        &["stats", "--bus", "stats", "--interval", "500ms", "--json"],
     )
     .await;
     assert_eq!(code, 0, "{stderr}");
@@ -330,16 +330,16 @@ async fn watch_shows_a_hold_once_and_its_release() {
     let _bus = bus(dir.path(), "watch-hold").await;
     let (watcher, _w) = spawn_ready(
         dir.path(),
-        &["--bus", "watch-hold", "watch", "circuit.*", "--count", "2"],
+        &["watch", "--bus", "watch-hold", "circuit.*", "--count", "2"],
         "watching",
     )
     .await;
-    let (holder, _h) = spawn_ready(
+    let (holder, _h) = spawn_ready_stdout(
         dir.path(),
         &[
+            "hold",
             "--bus",
             "watch-hold",
-            "hold",
             "circuit.open",
             "--lease",
             "1s",
@@ -382,12 +382,12 @@ async fn watch_and_stats_watch_stop_cleanly_on_sigint() {
     });
     let (watcher, _w) = spawn_ready(
         dir.path(),
-        &["--bus", "sigint", "watch", "ticks.*"],
+        &["watch", "--bus", "sigint", "ticks.*"],
         "watching",
     )
     .await;
     let mut stats = common::cli(dir.path())
-        .args(["--bus", "sigint", "stats", "--watch", "--interval", "200ms"])
+        .args(["stats", "--bus", "sigint", "--watch", "--interval", "200ms"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -454,13 +454,13 @@ async fn exact_topic_watchers_never_take_requests_and_one_shot_requests_spread()
     // Watchers of exactly the request topic, in the old spelling too: never servers.
     let (_w1, _) = spawn_ready(
         dir.path(),
-        &["--bus", "spread", "watch", "who.am.i"],
+        &["watch", "--bus", "spread", "who.am.i"],
         "watching",
     )
     .await;
     let (_w2, _) = spawn_ready(
         dir.path(),
-        &["--bus", "spread", "watch", "_req.who.am.i", "--requests"],
+        &["watch", "--bus", "spread", "_req.who.am.i", "--requests"],
         "watching",
     )
     .await;
@@ -469,9 +469,9 @@ async fn exact_topic_watchers_never_take_requests_and_one_shot_requests_spread()
         let (code, stdout, stderr) = run(
             dir.path(),
             &[
+                "request",
                 "--bus",
                 "spread",
-                "request",
                 "who.am.i",
                 "?",
                 "--timeout",
@@ -502,9 +502,9 @@ async fn watch_requests_shows_copies_of_requests_and_replies() {
     let (watcher, _w) = spawn_ready(
         dir.path(),
         &[
+            "watch",
             "--bus",
             "copies",
-            "watch",
             "math.*",
             "--requests",
             "--count",
@@ -515,7 +515,7 @@ async fn watch_requests_shows_copies_of_requests_and_replies() {
     .await;
     let (code, stdout, stderr) = run(
         dir.path(),
-        &["--bus", "copies", "request", "math.double", "21"],
+        &["request", "--bus", "copies", "math.double", "21"],
     )
     .await;
     assert_eq!(code, 0, "{stderr}");
@@ -544,7 +544,7 @@ async fn watch_star_sees_every_user_topic() {
         watchers.push(
             spawn_ready(
                 dir.path(),
-                &["--bus", "star", "watch", "*", "--count", "2"],
+                &["watch", "--bus", "star", "*", "--count", "2"],
                 "watching",
             )
             .await
@@ -553,7 +553,7 @@ async fn watch_star_sees_every_user_topic() {
     }
     for topic in ["_private.x", "\u{fc}nicode.x"] {
         let (code, stdout, stderr) =
-            run(dir.path(), &["--bus", "star", "publish", topic, "hello"]).await;
+            run(dir.path(), &["publish", "--bus", "star", topic, "hello"]).await;
         assert_eq!(code, 0, "{stderr}");
         assert!(
             stdout.contains("reached 2 subscribers"),
@@ -591,17 +591,108 @@ async fn request_stream_prints_every_reply_then_the_error_that_ended_it() {
         .expect("serve");
     let (code, stdout, stderr) = run(
         dir.path(),
-        &["--bus", "streams", "request", "count.to", "3", "--stream"],
+        &["request", "--bus", "streams", "count.to", "3", "--stream"],
     )
     .await;
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout, "1\n2\n3\n");
     let (code, stdout, stderr) = run(
         dir.path(),
-        &["--bus", "streams", "request", "boom", "", "--stream"],
+        &["request", "--bus", "streams", "boom", "", "--stream"],
     )
     .await;
     assert_eq!(code, 6, "{stderr}");
     assert_eq!(stdout, "first\n");
     assert!(stderr.contains("on purpose"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_full_shows_whole_payloads_and_ids_shows_message_ids() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bus = bus(dir.path(), "full").await;
+    let (child, _stderr) = spawn_ready(
+        dir.path(),
+        &[
+            "watch", "--bus", "full", "data.*", "--full", "--ids", "--count", "2",
+        ],
+        "watching",
+    )
+    .await;
+    let long = "y".repeat(100);
+    bus.publish("data.text", &long).await.expect("publish");
+    bus.publish("data.bin", [0xde, 0xad, 0xbe, 0xef, 0x00])
+        .await
+        .expect("publish");
+    let output = tokio::time::timeout(common::PATIENCE, child.wait_with_output())
+        .await
+        .expect("exits")
+        .expect("wait");
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(lines[0].contains(&format!("data.text {long}")), "{stdout}");
+    assert!(lines[1].contains("data.bin deadbeef00"), "{stdout}");
+    let origin = format!("{:016x}", ephemeral_bus::process_origin());
+    assert!(lines[0].contains(&format!("id={origin}/")), "{stdout}");
+    let seq = |line: &str| -> u64 {
+        line.rsplit('/')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("a sequence")
+    };
+    assert_eq!(
+        seq(lines[1]),
+        seq(lines[0]) + 1,
+        "per-publisher sequence: {stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_shows_human_windows_byte_rates_and_peers() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bus = bus(dir.path(), "peers").await;
+    let _orders = bus.subscribe("orders.*").await.expect("subscribe");
+    let _copies = bus.observe("math.*").await.expect("observe");
+    let _double = bus
+        .serve("math.double", |m| async move { m.payload().to_vec() })
+        .await
+        .expect("serve");
+    let (code, stdout, stderr) = run(dir.path(), &["stats", "--bus", "peers", "--peers"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    let me = format!("{:016x}", bus.peer_id());
+    for (role, name) in [
+        ("subscribe", "orders.*"),
+        ("serve", "math.double"),
+        ("observe", "math.*"),
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with(&me) && l.contains(role) && l.ends_with(name)),
+            "{role} {name}: {stdout}"
+        );
+    }
+    let (code, stdout, _) = run(
+        dir.path(),
+        &["stats", "--bus", "peers", "--peers", "--json"],
+    )
+    .await;
+    assert_eq!(code, 0);
+    let value: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON");
+    assert_eq!(value["peers"][0]["serves"][0], "math.double");
+
+    let (code, stdout, _) = run(dir.path(), &["stats", "--bus", "peers", "--interval", "1s"]).await;
+    assert_eq!(code, 0);
+    let window = stdout
+        .lines()
+        .next()
+        .and_then(|l| l.split("window: ").nth(1))
+        .expect("a window")
+        .trim()
+        .to_owned();
+    assert!(
+        !window.contains(' ') && window.ends_with('s'),
+        "one human unit, no `1s 1ms`: {window}"
+    );
+    assert!(stdout.contains("BYTES/s"), "{stdout}");
 }
