@@ -572,7 +572,7 @@ fn peers_text(bus: &Bus, list: &[PeerInfo]) -> String {
         bus.dir().display(),
         list.len()
     );
-    let _ = writeln!(s, "{:<16}  {:<8}  PATTERN OR TOPIC", "PEER", "ROLE");
+    let _ = writeln!(s, "{:<16}  {:<9}  PATTERN OR TOPIC", "PEER", "ROLE");
     for peer in list {
         let roles = [
             ("subscribe", &peer.subscriptions),
@@ -582,12 +582,12 @@ fn peers_text(bus: &Bus, list: &[PeerInfo]) -> String {
         let mut any = false;
         for (role, names) in roles {
             for name in names {
-                let _ = writeln!(s, "{:016x}  {role:<8}  {name}", peer.id);
+                let _ = writeln!(s, "{:016x}  {role:<9}  {name}", peer.id);
                 any = true;
             }
         }
         if !any {
-            let _ = writeln!(s, "{:016x}  {:<8}  -", peer.id, "(none)");
+            let _ = writeln!(s, "{:016x}  {:<9}  -", peer.id, "(none)");
         }
     }
     s

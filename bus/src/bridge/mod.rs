@@ -58,8 +58,9 @@ impl BridgeOptions {
     }
 
     /// How long a mirrored hold survives without a refresh from its holder (default 1 s;
-    /// holders refresh every third of it). A holder that dies loses its mirrored holds
-    /// within this time; a holder that releases loses them at once.
+    /// holders refresh every third of it, and mirrors check every third of it). A holder
+    /// that dies loses its mirrored holds between 2/3 and 4/3 of a lease later; a holder
+    /// that releases loses them at once.
     pub fn hold_lease(mut self, lease: Duration) -> Self {
         self.hold_lease = lease.max(Duration::from_millis(3));
         self
@@ -87,7 +88,8 @@ struct Counters {
 /// Holds are mirrored as leases: the holder's bridge refreshes each live hold every third of
 /// [`BridgeOptions::hold_lease`] (1 s) and announces its release at once; the other side
 /// keeps a [`Hold`](ephemeral::Hold) of its own while refreshes come, so a mirrored hold ends
-/// when the holder releases it, or within one lease when the holder dies.
+/// when the holder releases it, or when no refresh came for a whole lease: between 2/3 and
+/// 4/3 of a lease after the holder dies (mirrors check every third of a lease).
 ///
 /// # Examples
 ///
