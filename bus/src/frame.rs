@@ -19,7 +19,7 @@
 //! A route is one byte: 0 for a published message; 1 a request, 2 a reply, 3 a cancel, each
 //! followed by the addressee peer u64, the sender peer u64 and the correlation id u64, and
 //! for a reply its status u8 (1 ok, 2 item, 3 end, 4 failed, 5 busy, 6 gone; see
-//! [`ReplyStatus`](crate::ReplyStatus)). Requests and replies never reach
+//! [`ReplyStatus`]). Requests and replies never reach
 //! subscriptions, so no user topic is taken by them: a server registers with interest
 //! [`Interest::Serve`], an observer of requests and replies with [`Interest::Observe`].
 
