@@ -17,6 +17,7 @@ use crate::frame::{self, Frame, Interest, MessageRef};
 use crate::handlers::{HandlerKind, Handlers};
 use crate::router::Locals;
 use crate::subscription::LocalSub;
+use crate::sync::Mutex;
 use crate::topics::TopicCounters;
 use crate::transport::{Transport, UnixTransport};
 use crate::{BusError, BusName, BusOptions, BusStats, Message, Outgoing, Subscription};
@@ -55,7 +56,7 @@ pub(crate) struct Shared {
     /// Which server the next request goes to (modulo their count); starts at random so
     /// that one-shot requesters spread over the servers.
     pub(crate) round_robin: AtomicU64,
-    last_topic: std::sync::Mutex<Option<(Name, Arc<TopicCounters>)>>,
+    last_topic: Mutex<Option<(Name, Arc<TopicCounters>)>>,
     opened: Instant,
 }
 
@@ -64,10 +65,7 @@ impl Shared {
     /// or allocation for a run of messages on one topic).
     /// Also counts the message against the topic.
     fn topic(&self, topic: &str) -> Result<Name, BusError> {
-        let mut last = self
-            .last_topic
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut last = self.last_topic.lock();
         if let Some((name, counters)) = last.as_ref().filter(|(n, _)| n.as_str() == topic) {
             counters.published.fetch_add(1, Ordering::Relaxed);
             return Ok(name.clone());
@@ -173,7 +171,7 @@ impl Bus {
                     callback_panics: AtomicU64::new(0),
                     handlers: Handlers::default(),
                     round_robin: AtomicU64::new(random_u64(peer)),
-                    last_topic: std::sync::Mutex::new(None),
+                    last_topic: Mutex::new(None),
                     opened: Instant::now(),
                 }),
             }),

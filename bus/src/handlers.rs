@@ -1,7 +1,8 @@
 //! Timings of the code the bus runs for users: serve handlers and subscription callbacks.
 
+use crate::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 /// Percentiles are taken over this many most recent calls: a bounded window that follows
@@ -56,10 +57,7 @@ impl HandlerCounters {
             self.errors.fetch_add(1, Ordering::Relaxed);
         }
         let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        let mut recent = self
-            .recent
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut recent = self.recent.lock();
         let (samples, next) = &mut *recent;
         if samples.len() < RECENT {
             samples.push(nanos);
@@ -70,12 +68,7 @@ impl HandlerCounters {
     }
 
     fn snapshot(&self) -> HandlerStats {
-        let mut samples = self
-            .recent
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .0
-            .clone();
+        let mut samples = self.recent.lock().0.clone();
         samples.sort_unstable();
         let at = |q: f64| {
             if samples.is_empty() {
@@ -110,10 +103,7 @@ impl Handlers {
             errors: AtomicU64::new(0),
             recent: Mutex::new((Vec::new(), 0)),
         });
-        let mut live = self
-            .live
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut live = self.live.lock();
         // Bounded by the handlers alive: the gone ones leave at each registration.
         live.retain(|w| w.strong_count() > 0);
         live.push(Arc::downgrade(&counters));
@@ -121,10 +111,7 @@ impl Handlers {
     }
 
     pub(crate) fn snapshot(&self) -> Vec<HandlerStats> {
-        let mut live = self
-            .live
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut live = self.live.lock();
         live.retain(|w| w.strong_count() > 0);
         live.iter()
             .filter_map(Weak::upgrade)

@@ -95,6 +95,7 @@ mod router;
 mod serve;
 mod stats;
 mod subscription;
+mod sync;
 mod topics;
 mod transport;
 

@@ -1,12 +1,12 @@
 //! The requester's side of request/reply: requests waiting for replies, by correlation id.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::sync::Mutex;
 use crate::{Message, ReplyStatus};
 
 /// Who waits for the replies to one request.
@@ -28,22 +28,18 @@ pub(crate) struct Replies {
     pub(crate) late: AtomicU64,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 impl Replies {
     /// Registers a waiter; returns its correlation id. The caller unregisters it with
     /// [`remove`](Self::remove) when the request ends however it ends (a drop guard).
     pub(crate) fn register(&self, waiter: Waiter) -> u64 {
         // Relaxed: the counter only has to hand out distinct values.
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        lock(&self.pending).insert(id, waiter);
+        self.pending.lock().insert(id, waiter);
         id
     }
 
     pub(crate) fn remove(&self, id: u64) {
-        lock(&self.pending).remove(&id);
+        self.pending.lock().remove(&id);
     }
 
     /// Hands `reply` to its waiter. A streaming waiter with a full buffer is waited for until
@@ -56,7 +52,7 @@ impl Replies {
         };
         let last = reply.reply_status().is_none_or(ReplyStatus::is_final);
         let sender = {
-            let mut pending = lock(&self.pending);
+            let mut pending = self.pending.lock();
             match pending.get(&id) {
                 // A stream stays registered until its final reply.
                 Some(Waiter::Stream(tx)) if !last => Some(Waiter::Stream(tx.clone())),

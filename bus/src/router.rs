@@ -1,8 +1,8 @@
 //! The local side of one bus handle: its subscriptions, servers, observers and waiting
 //! requests, and delivery to them.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use ephemeral::Name;
@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use crate::frame::{Announced, Interest};
 use crate::replies::Replies;
 use crate::subscription::LocalSub;
+use crate::sync::Mutex;
 use crate::topics::Topics;
 use crate::{Message, MessageKind};
 
@@ -56,20 +57,14 @@ impl Locals {
     }
 
     pub(crate) fn add(&self, sub: Arc<LocalSub>) {
-        let _guard = self
-            .write
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _guard = self.write.lock();
         let mut next = Vec::clone(&self.subs.load());
         next.push(sub);
         self.subs.store(Arc::new(next));
     }
 
     pub(crate) fn remove(&self, id: u64) {
-        let _guard = self
-            .write
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _guard = self.write.lock();
         let mut next = Vec::clone(&self.subs.load());
         next.retain(|s| s.id != id);
         self.subs.store(Arc::new(next));

@@ -27,6 +27,7 @@ use crate::frame::Interest;
 use crate::handlers::{HandlerCounters, HandlerKind};
 use crate::message::{Leg, Route};
 use crate::subscription::LocalSub;
+use crate::sync::panic_message;
 use crate::{Bus, BusError, Message, MessageKind, ReplyStatus, Subscription};
 
 /// Options of [`Bus::serve_with`] and [`Bus::serve_stream_with`]: how many requests run and
@@ -460,12 +461,4 @@ async fn handle(bus: &Bus, handler: &Handler, request: &Message) -> bool {
             }
         }
     }
-}
-
-pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "handler panicked".to_owned())
 }

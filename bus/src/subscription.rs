@@ -3,8 +3,8 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use crate::Message;
 use crate::bus::BusHandle;
 use crate::frame::Interest;
+use crate::sync::Mutex;
 
 static NEXT_SUB: AtomicU64 = AtomicU64::new(1);
 
@@ -81,12 +82,6 @@ fn expiry(message: &Message) -> Option<Instant> {
         .unwrap_or_default();
     let now = Instant::now();
     Some(now.checked_add(ttl.saturating_sub(spent)).unwrap_or(now))
-}
-
-/// A poisoned lock only means a thread panicked while holding it; every update of the ring
-/// is a single push or pop, so its data is still consistent.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Delivery counters of one subscription.
@@ -184,7 +179,7 @@ impl LocalSub {
     /// is handed back. `Ok(false)`: closed.
     fn try_push(&self, message: Message) -> Result<bool, Message> {
         let expires = expiry(&message);
-        let mut ring = lock(&self.ring);
+        let mut ring = self.ring.lock();
         if ring.closed {
             return Ok(false);
         }
@@ -212,7 +207,7 @@ impl LocalSub {
     /// Records `n` messages lost for this subscription (reported as `Lagged`).
     pub(crate) fn add_lag(&self, n: u64) {
         {
-            let mut ring = lock(&self.ring);
+            let mut ring = self.ring.lock();
             ring.unreported += n;
             ring.dropped += n;
         }
@@ -220,17 +215,17 @@ impl LocalSub {
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        lock(&self.ring).closed
+        self.ring.lock().closed
     }
 
     pub(crate) fn close(&self) {
-        lock(&self.ring).closed = true;
+        self.ring.lock().closed = true;
         self.waker.wake();
         self.space.notify_waiters();
     }
 
     pub(crate) fn stats(&self) -> SubscriptionStats {
-        let ring = lock(&self.ring);
+        let ring = self.ring.lock();
         SubscriptionStats {
             pattern: self.pattern.as_str().to_owned(),
             delivered: ring.delivered,
@@ -251,7 +246,7 @@ impl LocalSub {
     }
 
     fn pop(&self) -> Poll<Option<Result<Message, Lagged>>> {
-        let mut ring = lock(&self.ring);
+        let mut ring = self.ring.lock();
         if ring.unreported > 0 {
             let n = std::mem::take(&mut ring.unreported);
             return Poll::Ready(Some(Err(Lagged(n))));

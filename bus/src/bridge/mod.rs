@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ephemeral::{HeaderValue, Hold, Signal, SignalBuilder, SignalSink};
@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use crate::{Bus, BusError, Outgoing, process_origin};
 
 mod holds;
+use crate::sync::Mutex;
 use holds::{HoldMirror, mirror_holds};
 
 /// Header carrying the process that first raised a bridged signal.
@@ -159,9 +160,7 @@ type Seen = HashMap<(u64, u64, u64), Instant>;
 
 /// Records the signal; false if it was already seen for this sink.
 fn first_sighting(sink: u64, origin: u64, seq: u64, until: Instant) -> bool {
-    let mut seen = SEEN
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut seen = SEEN.lock();
     let seen = seen.get_or_insert_with(HashMap::new);
     let now = Instant::now();
     if seen.len() > 1024 {

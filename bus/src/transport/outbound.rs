@@ -1,13 +1,13 @@
 //! The bytes queued for one peer, written to its socket in batches by one writer task.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 use ephemeral::Name;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::frame::{self, Frame};
+use crate::sync::Mutex;
 
 pub(super) struct Outbound {
     state: Mutex<State>,
@@ -34,10 +34,6 @@ pub(super) enum Pushed {
     Closed,
 }
 
-fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 impl Outbound {
     pub(super) fn new(limit: usize) -> Self {
         Self {
@@ -55,7 +51,7 @@ impl Outbound {
 
     /// Queues a control frame regardless of the limit (control frames are tiny and rare).
     pub(super) fn push_control(&self, frame: &Frame) {
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock();
         if state.closed {
             return;
         }
@@ -86,7 +82,7 @@ impl Outbound {
                 return pushed;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                let mut state = lock(&self.state);
+                let mut state = self.state.lock();
                 state.stalled = true;
                 if let Some(topic) = lag_topic {
                     *state.lag.entry(topic.clone()).or_insert(0) += 1;
@@ -99,7 +95,7 @@ impl Outbound {
     /// Queues the frame if there is room, drops it if the peer is stalled, `None` if the
     /// caller has to wait.
     fn try_push(&self, bytes: &[u8], lag_topic: Option<&Name>) -> Option<Pushed> {
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock();
         if state.closed {
             return Some(Pushed::Closed);
         }
@@ -131,7 +127,7 @@ impl Outbound {
 
     /// Takes everything queued, for the writer. `None` once closed.
     pub(super) fn take(&self, spare: Vec<u8>) -> Option<Vec<u8>> {
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock();
         if state.closed {
             return None;
         }
@@ -151,7 +147,7 @@ impl Outbound {
 
     /// The writer wrote a batch: the peer is reading again.
     pub(super) fn progressed(&self) {
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock();
         if state.stalled {
             state.stalled = false;
             drop(state);
@@ -161,7 +157,7 @@ impl Outbound {
     }
 
     pub(super) fn close(&self) {
-        lock(&self.state).closed = true;
+        self.state.lock().closed = true;
         self.data.notify_one();
         self.space.notify_waiters();
     }

@@ -12,8 +12,8 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener as StdListener, UnixStream as StdStream};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use ephemeral::{Name, Pattern};
@@ -29,6 +29,7 @@ use super::outbound::{Outbound, Pushed};
 use crate::frame::{self, Announced, Frame, FrameError, Interest, LEN_PREFIX, TopicCache};
 use crate::message::{Leg, Route};
 use crate::router::{Locals, Routed};
+use crate::sync::Mutex;
 use crate::topics::TopicCounters;
 use crate::{BusError, BusOptions, Message, PeerInfo, ReplyStatus, dir};
 
@@ -100,10 +101,6 @@ pub(crate) struct UnixTransport {
     closed: AtomicBool,
 }
 
-fn guard<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 impl UnixTransport {
     /// Joins the bus in `dir` as peer `me`: takes the bus lock, reclaims dead peers, creates
     /// this peer's files, connects to every live peer and waits (bounded) for their hellos.
@@ -143,7 +140,7 @@ impl UnixTransport {
             waiting.push(peer.greeted.subscribe());
         }
         let accept = tokio::spawn(Arc::clone(&transport).accept_loop(listener));
-        guard(&transport.tasks).push(accept.abort_handle());
+        transport.tasks.lock().push(accept.abort_handle());
         let deadline = crate::after(transport.options.handshake_timeout);
         for mut rx in waiting {
             let _ = tokio::time::timeout_at(deadline, rx.wait_for(|g| *g)).await;
@@ -189,7 +186,7 @@ impl UnixTransport {
                     _ => {}
                 }
             });
-            let mut tasks = guard(&self.tasks);
+            let mut tasks = self.tasks.lock();
             tasks.retain(|t| !t.is_finished());
             tasks.push(task.abort_handle());
         }
@@ -218,7 +215,7 @@ impl UnixTransport {
             tasks: Mutex::new(Vec::new()),
         });
         {
-            let _control = guard(&self.control);
+            let _control = self.control.lock();
             let mut next = Vec::clone(&self.peers.load());
             next.retain(|p| p.id != id);
             next.push(Arc::clone(&peer));
@@ -230,7 +227,9 @@ impl UnixTransport {
         }
         let read = tokio::spawn(Arc::clone(self).read_loop(Arc::clone(&peer), reader));
         let write = tokio::spawn(Arc::clone(self).write_loop(Arc::clone(&peer), writer));
-        guard(&peer.tasks).extend([read.abort_handle(), write.abort_handle()]);
+        peer.tasks
+            .lock()
+            .extend([read.abort_handle(), write.abort_handle()]);
         peer
     }
 
@@ -357,7 +356,7 @@ impl UnixTransport {
         peer.acked.send_replace(u64::MAX);
         peer.greeted.send_replace(true);
         {
-            let _control = guard(&self.control);
+            let _control = self.control.lock();
             let mut next = Vec::clone(&self.peers.load());
             next.retain(|p| !Arc::ptr_eq(p, peer));
             self.peers.store(Arc::new(next));
@@ -374,13 +373,13 @@ impl UnixTransport {
                 }
             });
         }
-        for task in guard(&peer.tasks).drain(..) {
+        for task in peer.tasks.lock().drain(..) {
             task.abort();
         }
     }
 
     fn push_subscriptions(&self) -> (u64, Vec<Arc<Peer>>) {
-        let _control = guard(&self.control);
+        let _control = self.control.lock();
         let sequence = self.subs_seq.fetch_add(1, Ordering::Relaxed) + 1;
         let frame = Frame::Subscriptions {
             sequence,
@@ -536,19 +535,19 @@ impl Transport for UnixTransport {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        for task in guard(&self.tasks).drain(..) {
+        for task in self.tasks.lock().drain(..) {
             task.abort();
         }
         for peer in self.peers.swap(Arc::default()).iter() {
             peer.gone.store(true, Ordering::Release);
             peer.out.close();
             peer.acked.send_replace(u64::MAX);
-            for task in guard(&peer.tasks).drain(..) {
+            for task in peer.tasks.lock().drain(..) {
                 task.abort();
             }
         }
         self.locals.close_all();
-        if let Some(lock) = guard(&self.peer_lock).take() {
+        if let Some(lock) = self.peer_lock.lock().take() {
             dir::leave(&self.dir, self.me, lock);
         }
     }
