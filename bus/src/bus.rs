@@ -178,6 +178,32 @@ impl Bus {
         })
     }
 
+    /// Whether the bus `name` exists now (someone has it open, or left it behind) under the
+    /// parent that `options` choose. Opening a bus creates it; this only looks.
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::BusName`] for a bad name, [`BusError::Io`] when the directory cannot be
+    /// looked at (permission denied, say).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ephemeral_bus::{Bus, BusOptions};
+    ///
+    /// let parent = std::env::temp_dir().join("ephemeral-doc-exists");
+    /// assert!(!Bus::exists("nobody-here", &BusOptions::default().dir(&parent))?);
+    /// # Ok::<(), ephemeral_bus::BusError>(())
+    /// ```
+    pub fn exists(name: &str, options: &BusOptions) -> Result<bool, BusError> {
+        let dir = options.bus_dir(&BusName::new(name)?);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(BusError::io(dir)(e)),
+        }
+    }
+
     /// Publishes `payload` on `topic`; returns how many subscriptions (in this process and
     /// others) it reached.
     ///

@@ -111,8 +111,8 @@ mod topics;
 mod transport;
 
 pub use bridge::{
-    Bridge, BridgeOptions, HOLD_HEADER, HOPS_HEADER, KEY_HEADER, ORIGIN_HEADER, RELEASE_HEADER,
-    SEQ_HEADER, VIA_HEADER,
+    BRIDGE_HEADERS, Bridge, BridgeOptions, Bridged, HOLD_HEADER, HOPS_HEADER, KEY_HEADER,
+    ORIGIN_HEADER, RELEASE_HEADER, SEQ_HEADER, VIA_HEADER,
 };
 pub use bus::{Bus, CallbackTask, process_origin};
 pub use ephemeral::{Buffer, Lagged, Name, NameError, Overflow, Pattern};

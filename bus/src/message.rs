@@ -128,6 +128,14 @@ impl Message {
         }
     }
 
+    /// Whether this is the bus's own traffic (a request, reply or cancel) rather than a
+    /// message someone published on a topic. Subscriptions never receive internal traffic;
+    /// observers receive copies of it.
+    #[must_use]
+    pub fn is_internal(&self) -> bool {
+        self.route.is_some()
+    }
+
     /// The correlation id pairing a request with its replies (`None` for a published
     /// message). Unique per requesting peer.
     #[must_use]

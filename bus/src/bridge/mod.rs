@@ -13,8 +13,10 @@ use tokio::time::Instant;
 
 use crate::{Bus, BusError, Outgoing, process_origin};
 
+mod frames;
 mod holds;
 use crate::sync::Mutex;
+pub use frames::{BRIDGE_HEADERS, Bridged};
 use holds::{HoldMirror, mirror_holds};
 
 /// Header carrying the process that first raised a bridged signal.
@@ -333,43 +335,39 @@ struct Inward {
     mirrored: HashMap<(u64, u64), (Hold, Instant)>,
 }
 
-fn header_int(message: &crate::Message, key: &str) -> Option<u64> {
-    match message.header(key) {
-        Some(HeaderValue::Int(i)) => Some(*i as u64),
-        _ => None,
-    }
-}
-
 impl Inward {
     fn handle(&mut self, message: &crate::Message) {
         if message.origin() == self.origin {
             self.counters.looped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let seq = header_int(message, SEQ_HEADER);
-        if let Some(released) = header_int(message, RELEASE_HEADER) {
-            // Dropping the guard releases the mirrored hold.
-            self.mirrored.remove(&(message.origin(), released));
-            return;
-        }
-        if let (Some(lease_ms), Some(seq)) = (header_int(message, HOLD_HEADER), seq) {
-            let until = crate::after(Duration::from_millis(lease_ms));
-            let key = (message.origin(), seq);
-            if let Some((_, lease_end)) = self.mirrored.get_mut(&key) {
-                *lease_end = until;
+        let seq = match Bridged::of(message) {
+            Some(Bridged::Release { seq: released }) => {
+                // Dropping the guard releases the mirrored hold.
+                self.mirrored.remove(&(message.origin(), released));
                 return;
             }
-            match self.sink.hold_with(self.builder(message)) {
-                Ok(hold) => {
-                    self.mirrored.insert(key, (hold, until));
-                    self.counters.raised.fetch_add(1, Ordering::Relaxed);
+            Some(Bridged::Hold { seq, lease }) => {
+                let until = crate::after(lease);
+                let key = (message.origin(), seq);
+                if let Some((_, lease_end)) = self.mirrored.get_mut(&key) {
+                    *lease_end = until;
+                    return;
                 }
-                Err(_) => {
-                    self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                match self.sink.hold_with(self.builder(message)) {
+                    Ok(hold) => {
+                        self.mirrored.insert(key, (hold, until));
+                        self.counters.raised.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
+                return;
             }
-            return;
-        }
+            Some(Bridged::Signal { seq }) => Some(seq),
+            None => None,
+        };
         let ttl = message.ttl().unwrap_or_else(|| self.sink.max_age());
         if let Some(seq) = seq {
             let until = Instant::now()
