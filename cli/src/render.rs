@@ -3,21 +3,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
-use ephemeral_bus::{
-    HOLD_HEADER, HOPS_HEADER, KEY_HEADER, Message, MessageKind, ORIGIN_HEADER, RELEASE_HEADER,
-    SEQ_HEADER, VIA_HEADER,
-};
-
-/// Headers the bridges use for their own bookkeeping; not shown as user headers.
-const INTERNAL: [&str; 7] = [
-    HOLD_HEADER,
-    HOPS_HEADER,
-    KEY_HEADER,
-    ORIGIN_HEADER,
-    RELEASE_HEADER,
-    SEQ_HEADER,
-    VIA_HEADER,
-];
+use ephemeral_bus::{BRIDGE_HEADERS, Bridged, KEY_HEADER, Message, MessageKind};
 
 /// At most this many characters of a text payload are shown on a text line.
 const SUMMARY_CHARS: usize = 60;
@@ -57,8 +43,8 @@ impl Kind {
         }
     }
 
-    /// Classifies a message: requests and replies by their kind, signals by the headers
-    /// bridges put on them.
+    /// Classifies a message: requests and replies by their kind, signals by what bridges
+    /// publish for them.
     pub(crate) fn of(message: &Message) -> Kind {
         match message.kind() {
             MessageKind::Request => return Kind::Request,
@@ -66,14 +52,11 @@ impl Kind {
             MessageKind::Cancel => return Kind::Cancel,
             _ => {}
         }
-        if message.header(RELEASE_HEADER).is_some() {
-            Kind::Released
-        } else if message.header(HOLD_HEADER).is_some() {
-            Kind::Held
-        } else if message.header(SEQ_HEADER).is_some() {
-            Kind::Signal
-        } else {
-            Kind::Message
+        match Bridged::of(message) {
+            Some(Bridged::Release { .. }) => Kind::Released,
+            Some(Bridged::Hold { .. }) => Kind::Held,
+            Some(_) => Kind::Signal,
+            None => Kind::Message,
         }
     }
 }
@@ -109,7 +92,7 @@ impl Line {
         let headers = message
             .headers()
             .iter()
-            .filter(|(k, _)| !INTERNAL.contains(&&**k))
+            .filter(|(k, _)| !BRIDGE_HEADERS.contains(&&**k))
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Self {
