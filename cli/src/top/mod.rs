@@ -26,6 +26,8 @@ pub(crate) use ops::{ops, signals};
 /// `ephemeral top`.
 #[derive(Debug, Args)]
 pub(crate) struct TopArgs {
+    #[command(flatten)]
+    pub(crate) bus: crate::args::BusArgs,
     /// Print one snapshot and exit (a table, or JSON with --json).
     #[arg(long)]
     pub(crate) once: bool,
@@ -53,6 +55,8 @@ pub(crate) struct TopArgs {
 /// `ephemeral ops`.
 #[derive(Debug, Args)]
 pub(crate) struct OpsArgs {
+    #[command(flatten)]
+    pub(crate) bus: crate::args::BusArgs,
     /// The coordinator's published name (a pattern: `*`, `?`, `,`).
     pub(crate) name: String,
     /// Only operations in these states: pending, running, completed, failed, cancelled
@@ -73,6 +77,8 @@ pub(crate) struct OpsArgs {
 /// `ephemeral signals`.
 #[derive(Debug, Args)]
 pub(crate) struct SignalsArgs {
+    #[command(flatten)]
+    pub(crate) bus: crate::args::BusArgs,
     /// Only signals whose name matches this pattern (default: all).
     #[arg(default_value = "*")]
     pub(crate) pattern: String,
