@@ -104,7 +104,7 @@ pub mod channel;
 pub mod command;
 pub mod coordinator;
 mod id;
-mod lag;
+pub mod lag;
 mod name;
 mod pattern;
 pub mod signal;
