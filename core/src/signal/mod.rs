@@ -22,9 +22,11 @@
 mod error;
 mod forward;
 mod hold;
+mod inner;
 mod listener;
 mod options;
 mod query;
+mod registration;
 mod routes;
 #[allow(clippy::module_inception)]
 mod signal;
