@@ -147,10 +147,26 @@ impl<T> Entry<T> {
 /// is where each reader's position would live.)
 pub struct Cursor<T> {
     batch: VecDeque<Entry<T>>,
+    /// Whether to spin before parking, decided at the first wait (see `may_spin`).
+    spin: Option<bool>,
     /// Read from `batch` but not yet given back to senders as room.
     unreleased: usize,
     /// `News::changes` when this reader last looked under the lock.
     seen: u64,
+}
+
+impl<T> Cursor<T> {
+    /// Whether the reader may spin before parking: only on a multi-threaded runtime, where
+    /// the sender can run meanwhile. Asked once per cursor (asking the runtime clones its
+    /// handle, an atomic shared by every worker).
+    fn may_spin(&mut self) -> bool {
+        *self.spin.get_or_insert_with(|| {
+            matches!(
+                tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()),
+                Ok(tokio::runtime::RuntimeFlavor::MultiThread)
+            )
+        })
+    }
 }
 
 impl<T> fmt::Debug for Cursor<T> {
@@ -192,6 +208,11 @@ struct State<T> {
     expired: u64,
     lost: u64,
     timed_out: u64,
+    /// Read by a reader that pops one at a time (under this lock); a batching reader counts
+    /// in `ReaderSide` instead.
+    delivered: u64,
+    /// Expired values skipped by a reader that pops one at a time.
+    expired_read: u64,
     /// Weight of `buffer` (with a weigher).
     bytes: usize,
     /// No more pushes: the source closed it or the reader went away.
@@ -201,31 +222,23 @@ struct State<T> {
     parked: bool,
 }
 
-/// Whether a push may go ahead, and what was pushed out to make room (dropped by the caller
-/// after the lock is released: a value's `Drop` is user code).
-enum Room<T> {
-    /// `expired`: expired values purged from the front; `oldest`: the value `DropOldest`
-    /// dropped. Without either, nothing is allocated.
-    Free {
-        #[expect(
-            dead_code,
-            reason = "held only to be dropped after the lock is released"
-        )]
-        expired: Vec<Entry<T>>,
-        #[expect(
-            dead_code,
-            reason = "held only to be dropped after the lock is released"
-        )]
-        oldest: Option<Entry<T>>,
-    },
-    Full,
+/// What a push pushed out to make room, dropped by the pushing caller after the lock is
+/// released (a value's `Drop` is user code). Filled in place, never moved: an entry can be
+/// large, and this is on every push's path.
+struct Evicted<T> {
+    /// Expired values purged from the front (allocates only when there are some).
+    expired: Vec<Entry<T>>,
+    /// The value `DropOldest` dropped.
+    oldest: Option<Entry<T>>,
 }
 
-impl<T> Room<T> {
-    const FREE: Self = Room::Free {
-        expired: Vec::new(),
-        oldest: None,
-    };
+impl<T> Evicted<T> {
+    fn none() -> Self {
+        Self {
+            expired: Vec::new(),
+            oldest: None,
+        }
+    }
 }
 
 /// One reader's buffer with the crate's lag model: a [`Buffer`] bound, an [`Overflow`]
@@ -323,6 +336,8 @@ impl<T> Ring<T> {
                 expired: 0,
                 lost: 0,
                 timed_out: 0,
+                delivered: 0,
+                expired_read: 0,
                 bytes: 0,
                 closed: false,
                 parked: false,
@@ -359,6 +374,7 @@ impl<T> Ring<T> {
     pub fn cursor(&self) -> Cursor<T> {
         Cursor {
             batch: VecDeque::new(),
+            spin: None,
             unreleased: 0,
             seen: 0,
         }
@@ -383,42 +399,39 @@ impl<T> Ring<T> {
     }
 
     /// Makes room for one more entry if the policy allows: expired entries at the front go
-    /// first, then (with `DropOldest`) the oldest one.
-    fn make_room(&self, state: &mut State<T>) -> Room<T> {
+    /// first, then (with `DropOldest`) the oldest one, into `evicted`. Whether there is room.
+    #[inline]
+    fn make_room(&self, state: &mut State<T>, evicted: &mut Evicted<T>) -> bool {
         let Some(cap) = self.capacity else {
-            return Room::FREE;
+            return true;
         };
         // SeqCst: pairs with `release` (see `register_waiter`).
         let used = |state: &State<T>| state.buffer.len() + self.taken.load(Ordering::SeqCst);
         if used(state) < cap {
-            return Room::FREE;
+            return true;
         }
-        let mut expired = Vec::new();
         let mut now = None;
         while state.buffer.front().is_some_and(|e| e.is_expired(&mut now)) {
             if let Some(entry) = state.buffer.pop_front() {
                 state.expired += 1;
                 self.unweigh(state, &entry);
-                expired.push(entry);
+                evicted.expired.push(entry);
             }
         }
         if used(state) < cap {
-            return Room::Free {
-                expired,
-                oldest: None,
-            };
+            return true;
         }
         match self.overflow {
-            Overflow::Wait => Room::Full,
+            Overflow::Wait => false,
             Overflow::DropOldest => {
                 // Lossy rings never batch, so the oldest value is in `buffer`.
-                let oldest = state.buffer.pop_front();
-                if let Some(entry) = &oldest {
+                evicted.oldest = state.buffer.pop_front();
+                if let Some(entry) = &evicted.oldest {
                     state.dropped += 1;
                     state.unreported += 1;
                     self.unweigh(state, entry);
                 }
-                Room::Free { expired, oldest }
+                true
             }
         }
     }
@@ -436,17 +449,18 @@ impl<T> Ring<T> {
     /// back, or the reader sees this waiter and wakes it. No lost wake-up. (Fences rather than
     /// SeqCst accesses alone, because loom models SeqCst fences exactly and SeqCst accesses
     /// only as acquire/release; on x86 the RMW before each fence is a full barrier already.)
-    fn register_waiter(&self, state: &mut State<T>) -> Room<T> {
+    fn register_waiter(&self, state: &mut State<T>, evicted: &mut Evicted<T>) -> bool {
         self.waiting.fetch_add(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
-        let room = self.make_room(state);
-        if matches!(room, Room::Free { .. }) {
+        let room = self.make_room(state, evicted);
+        if room {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
         }
         room
     }
 
     /// Appends `entry` (room was made under this same lock) and wakes a parked reader.
+    #[inline]
     fn append(&self, mut state: MutexGuard<'_, State<T>>, entry: Entry<T>) {
         if self.weigher.is_some() {
             state.bytes += self.weigh(&entry.value);
@@ -472,19 +486,19 @@ impl<T> Ring<T> {
     /// # Errors
     ///
     /// [`TryPushError::Closed`] or [`TryPushError::Full`], with the value.
+    #[inline]
     pub fn try_push(&self, value: T, expires: Option<Instant>) -> Result<(), TryPushError<T>> {
+        // Declared before the guard, so whatever made room is dropped after the unlock.
+        let mut evicted = Evicted::none();
         let mut state = lock(&self.state);
         if state.closed {
             return Err(TryPushError::Closed(value));
         }
-        match self.make_room(&mut state) {
-            evicted @ Room::Free { .. } => {
-                self.append(state, Entry { value, expires });
-                drop(evicted);
-                Ok(())
-            }
-            Room::Full => Err(TryPushError::Full(value)),
+        if !self.make_room(&mut state, &mut evicted) {
+            return Err(TryPushError::Full(value));
         }
+        self.append(state, Entry { value, expires });
+        Ok(())
     }
 
     /// Buffers `value`, waiting for room under [`Overflow::Wait`] until `deadline` (forever
@@ -502,22 +516,21 @@ impl<T> Ring<T> {
         deadline: Option<Instant>,
     ) -> Result<(), PushError<T>> {
         let entry = Entry { value, expires };
+        let mut evicted = Evicted::none();
         loop {
             let notified = {
                 let mut state = lock(&self.state);
                 if state.closed {
                     return Err(PushError::Closed(entry.value));
                 }
-                if let evicted @ Room::Free { .. } = self.make_room(&mut state) {
+                if self.make_room(&mut state, &mut evicted) {
                     self.append(state, entry);
-                    drop(evicted);
                     return Ok(());
                 }
                 // Created before the second look: a `notify_waiters` after it wakes it.
                 let notified = self.space.notified();
-                if let evicted @ Room::Free { .. } = self.register_waiter(&mut state) {
+                if self.register_waiter(&mut state, &mut evicted) {
                     self.append(state, entry);
-                    drop(evicted);
                     return Ok(());
                 }
                 notified
@@ -537,9 +550,8 @@ impl<T> Ring<T> {
                     return Err(PushError::Closed(entry.value));
                 }
                 // One last look: room may have come with the deadline.
-                if let evicted @ Room::Free { .. } = self.make_room(&mut state) {
+                if self.make_room(&mut state, &mut evicted) {
                     self.append(state, entry);
-                    drop(evicted);
                     return Ok(());
                 }
                 state.timed_out += 1;
@@ -561,18 +573,16 @@ impl<T> Ring<T> {
         deadline: Option<std::time::Instant>,
     ) -> Result<(), PushError<T>> {
         let entry = Entry { value, expires };
+        let mut evicted = Evicted::none();
         let mut state = lock(&self.state);
         loop {
             if state.closed {
                 return Err(PushError::Closed(entry.value));
             }
-            let room = match self.make_room(&mut state) {
-                Room::Full => self.register_waiter(&mut state),
-                free => free,
-            };
-            if let evicted @ Room::Free { .. } = room {
+            if self.make_room(&mut state, &mut evicted)
+                || self.register_waiter(&mut state, &mut evicted)
+            {
                 self.append(state, entry);
-                drop(evicted);
                 return Ok(());
             }
             let guard = WaitGuard(&self.waiting);
@@ -679,7 +689,7 @@ impl<T> Ring<T> {
     /// [`TryRecvError::Empty`] when nothing is buffered now, [`TryRecvError::Closed`] once
     /// the ring is closed and drained.
     pub fn try_recv(&self, cursor: &mut Cursor<T>) -> Result<Result<T, Lagged>, TryRecvError> {
-        match self.pop(cursor) {
+        match self.pop(cursor, None) {
             Poll::Ready(Some(item)) => Ok(item),
             Poll::Ready(None) => Err(TryRecvError::Closed),
             Poll::Pending => Err(TryRecvError::Empty),
@@ -693,26 +703,29 @@ impl<T> Ring<T> {
         cursor: &mut Cursor<T>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<T, Lagged>>> {
-        if let Poll::Ready(item) = self.pop(cursor) {
+        if let Poll::Ready(item) = self.pop(cursor, None) {
             return Poll::Ready(item);
         }
         // A brief spin before parking saves a cross-thread wake-up (a syscall) per value
         // when the sender runs on another worker thread and sends again within microseconds;
         // on a single-threaded runtime the sender cannot run meanwhile.
-        if may_spin()
+        if cursor.may_spin()
             && self.spin_for_news()
-            && let Poll::Ready(item) = self.pop(cursor)
+            && let Poll::Ready(item) = self.pop(cursor, None)
         {
             return Poll::Ready(item);
         }
-        self.park(cursor, cx.waker())
+        self.pop(cursor, Some(cx.waker()))
     }
 
-    /// The next item, `Ready(None)` once closed and drained, or `Pending` (not registered).
-    /// Expired values are skipped and counted here.
-    fn pop(&self, cursor: &mut Cursor<T>) -> Poll<Option<Result<T, Lagged>>> {
+    /// The next item, `Ready(None)` once closed and drained, or `Pending`. With `park`, the
+    /// last look is made under the lock that senders push under and, finding nothing, the
+    /// reader registers `park` and marks itself parked there: the next push (or close) wakes
+    /// it, and no wake-up can be lost between the look and the registration. Expired values
+    /// are skipped and counted here.
+    fn pop(&self, cursor: &mut Cursor<T>, park: Option<&Waker>) -> Poll<Option<Result<T, Lagged>>> {
         if !self.batching {
-            return self.pop_one();
+            return self.pop_one(park);
         }
         let mut now = None;
         loop {
@@ -742,9 +755,10 @@ impl<T> Ring<T> {
                     return Poll::Ready(Some(Ok(entry.value)));
                 }
             }
-            // Acquire: pairs with the Release stores in `append` and `shut`. A stale value
-            // only sends the reader to `park`, which looks again under the lock.
-            if self.news.changes.load(Ordering::Acquire) == cursor.seen
+            // Acquire: pairs with the Release stores in `append`, `add_lag` and `shut`. A
+            // stale value only makes the reader look again under the lock (`park`).
+            if park.is_none()
+                && self.news.changes.load(Ordering::Acquire) == cursor.seen
                 && !self.news.closed.load(Ordering::Acquire)
             {
                 return Poll::Pending;
@@ -757,11 +771,7 @@ impl<T> Ring<T> {
             }
             cursor.seen = state.pushed + state.lost;
             if state.buffer.is_empty() {
-                return if state.closed {
-                    Poll::Ready(None)
-                } else {
-                    Poll::Pending
-                };
+                return self.nothing(&mut state, park);
             }
             std::mem::swap(&mut state.buffer, &mut cursor.batch);
             if self.weigher.is_some() {
@@ -776,7 +786,8 @@ impl<T> Ring<T> {
         }
     }
 
-    fn pop_one(&self) -> Poll<Option<Result<T, Lagged>>> {
+    #[inline]
+    fn pop_one(&self, park: Option<&Waker>) -> Poll<Option<Result<T, Lagged>>> {
         let mut now = None;
         loop {
             let mut state = lock(&self.state);
@@ -785,27 +796,39 @@ impl<T> Ring<T> {
                 return Poll::Ready(Some(Err(Lagged(n))));
             }
             let Some(entry) = state.buffer.pop_front() else {
-                return if state.closed {
-                    Poll::Ready(None)
-                } else {
-                    Poll::Pending
-                };
+                return self.nothing(&mut state, park);
             };
             self.unweigh(&mut state, &entry);
             let expired = entry.is_expired(&mut now);
-            // Relaxed: statistics, written only by this reader.
-            let counter = if expired {
-                &self.reader_side.expired
+            // Counted under the lock the pop took anyway: no atomic needed.
+            if expired {
+                state.expired_read += 1;
             } else {
-                &self.reader_side.delivered
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
+                state.delivered += 1;
+            }
             drop(state);
             if !expired {
                 return Poll::Ready(Some(Ok(entry.value)));
             }
             // An expired value is dropped outside the lock, and the reader looks again.
         }
+    }
+
+    /// The reader found the buffer empty and nothing to report, under the lock: the end if
+    /// the ring is closed, else `Pending`, parked with `park` if given.
+    fn nothing(
+        &self,
+        state: &mut State<T>,
+        park: Option<&Waker>,
+    ) -> Poll<Option<Result<T, Lagged>>> {
+        if state.closed {
+            return Poll::Ready(None);
+        }
+        if let Some(waker) = park {
+            self.reader.register(waker);
+            state.parked = true;
+        }
+        Poll::Pending
     }
 
     /// Spins briefly waiting for a new value; whether one arrived.
@@ -821,23 +844,6 @@ impl<T> Ring<T> {
         false
     }
 
-    /// The last look before the reader parks, under the lock that senders push under: either
-    /// it finds something to return, or it registers its waker and the next push (or close)
-    /// wakes it. No wake-up can be lost between the look and the registration.
-    fn park(&self, cursor: &mut Cursor<T>, waker: &Waker) -> Poll<Option<Result<T, Lagged>>> {
-        loop {
-            if let Poll::Ready(item) = self.pop(cursor) {
-                return Poll::Ready(item);
-            }
-            let mut state = lock(&self.state);
-            if state.buffer.is_empty() && state.unreported == 0 && !state.closed {
-                self.reader.register(waker);
-                state.parked = true;
-                return Poll::Pending;
-            }
-        }
-    }
-
     /// What the ring did and holds, as one snapshot.
     #[must_use]
     pub fn stats(&self) -> RingStats {
@@ -848,9 +854,11 @@ impl<T> Ring<T> {
         let unreleased = self.reader_side.unreleased.load(Ordering::Relaxed);
         RingStats {
             pushed: state.pushed,
-            delivered: self.reader_side.delivered.load(Ordering::Relaxed),
+            delivered: state.delivered + self.reader_side.delivered.load(Ordering::Relaxed),
             dropped: state.dropped,
-            expired: state.expired + self.reader_side.expired.load(Ordering::Relaxed),
+            expired: state.expired
+                + state.expired_read
+                + self.reader_side.expired.load(Ordering::Relaxed),
             lost: state.lost,
             timed_out: state.timed_out,
             buffered: state.buffer.len() + taken.saturating_sub(unreleased),
@@ -867,15 +875,6 @@ impl<T> fmt::Debug for Ring<T> {
             .field("stats", &self.stats())
             .finish()
     }
-}
-
-/// Whether the reader may spin before parking: only on a multi-threaded runtime, where the
-/// sender can run meanwhile.
-fn may_spin() -> bool {
-    matches!(
-        tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()),
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread)
-    )
 }
 
 /// Keeps the `waiting` count right however a wait ends, including when a waiting send is

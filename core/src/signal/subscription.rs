@@ -33,10 +33,11 @@ impl SubShared {
 /// `Err(Lagged(n))` saying how many it missed; delivery then carries on with the oldest retained
 /// signal. Signals arrive in sequence order. Held conditions are delivered when taken.
 ///
-/// A signal is never delivered after its time is up: one that expired while it waited in the
-/// buffer (its own expiry, or the sink's max age as it was when the signal was raised) is
-/// skipped and counted in [`expired`](Self::expired), apart from lag. Held conditions never
-/// expire.
+/// A signal raised with a time to live ([`expires_in`](crate::SignalBuilder::expires_in),
+/// capped at the sink's max age) is never delivered after it: one whose time ran out while it
+/// waited in the buffer is skipped and counted in [`expired`](Self::expired), apart from lag.
+/// A signal raised without one is an event the reader asked for and is delivered however
+/// long it waited (it may have left the sink's window by then). Held conditions never expire.
 ///
 /// Dropping the subscription unsubscribes and frees its buffer. A subscription does not keep
 /// the sink alive: when the last handle that does is gone, the stream ends after the buffered
