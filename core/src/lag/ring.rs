@@ -233,6 +233,7 @@ struct Evicted<T> {
 }
 
 impl<T> Evicted<T> {
+    #[inline]
     fn none() -> Self {
         Self {
             expired: Vec::new(),
@@ -459,13 +460,14 @@ impl<T> Ring<T> {
         room
     }
 
-    /// Appends `entry` (room was made under this same lock) and wakes a parked reader.
+    /// Appends `value` (room was made under this same lock) and wakes a parked reader. The
+    /// entry is built in the buffer's slot: a value may be large, and this runs on every push.
     #[inline]
-    fn append(&self, mut state: MutexGuard<'_, State<T>>, entry: Entry<T>) {
+    fn append(&self, mut state: MutexGuard<'_, State<T>>, value: T, expires: Option<Instant>) {
         if self.weigher.is_some() {
-            state.bytes += self.weigh(&entry.value);
+            state.bytes += self.weigh(&value);
         }
-        state.buffer.push_back(entry);
+        state.buffer.push_back(Entry { value, expires });
         state.pushed += 1;
         // Release: a reader that sees the new count (Acquire) then locks and finds the value.
         // It is only a hint; parking is decided under the lock.
@@ -488,17 +490,44 @@ impl<T> Ring<T> {
     /// [`TryPushError::Closed`] or [`TryPushError::Full`], with the value.
     #[inline]
     pub fn try_push(&self, value: T, expires: Option<Instant>) -> Result<(), TryPushError<T>> {
-        // Declared before the guard, so whatever made room is dropped after the unlock.
-        let mut evicted = Evicted::none();
-        let mut state = lock(&self.state);
+        let state = lock(&self.state);
         if state.closed {
             return Err(TryPushError::Closed(value));
         }
-        if !self.make_room(&mut state, &mut evicted) {
-            return Err(TryPushError::Full(value));
+        if self.has_room(&state) {
+            self.append(state, value, expires);
+            return Ok(());
         }
-        self.append(state, Entry { value, expires });
-        Ok(())
+        self.try_push_full(state, value, expires)
+    }
+
+    /// `try_push` when the buffer is full: make room if the policy allows.
+    #[inline(never)]
+    fn try_push_full(
+        &self,
+        mut state: MutexGuard<'_, State<T>>,
+        value: T,
+        expires: Option<Instant>,
+    ) -> Result<(), TryPushError<T>> {
+        let mut evicted = Evicted::none();
+        let result = if self.make_room(&mut state, &mut evicted) {
+            self.append(state, value, expires);
+            Ok(())
+        } else {
+            drop(state);
+            Err(TryPushError::Full(value))
+        };
+        // The lock is released: what made room may be dropped now.
+        drop(evicted);
+        result
+    }
+
+    /// Whether the buffer has room without making any.
+    #[inline]
+    fn has_room(&self, state: &State<T>) -> bool {
+        // SeqCst: pairs with `release` (see `register_waiter`).
+        self.capacity
+            .is_none_or(|cap| state.buffer.len() + self.taken.load(Ordering::SeqCst) < cap)
     }
 
     /// Buffers `value`, waiting for room under [`Overflow::Wait`] until `deadline` (forever
@@ -515,22 +544,21 @@ impl<T> Ring<T> {
         expires: Option<Instant>,
         deadline: Option<Instant>,
     ) -> Result<(), PushError<T>> {
-        let entry = Entry { value, expires };
         let mut evicted = Evicted::none();
         loop {
             let notified = {
                 let mut state = lock(&self.state);
                 if state.closed {
-                    return Err(PushError::Closed(entry.value));
+                    return Err(PushError::Closed(value));
                 }
                 if self.make_room(&mut state, &mut evicted) {
-                    self.append(state, entry);
+                    self.append(state, value, expires);
                     return Ok(());
                 }
                 // Created before the second look: a `notify_waiters` after it wakes it.
                 let notified = self.space.notified();
                 if self.register_waiter(&mut state, &mut evicted) {
-                    self.append(state, entry);
+                    self.append(state, value, expires);
                     return Ok(());
                 }
                 notified
@@ -547,15 +575,15 @@ impl<T> Ring<T> {
             if !woken {
                 let mut state = lock(&self.state);
                 if state.closed {
-                    return Err(PushError::Closed(entry.value));
+                    return Err(PushError::Closed(value));
                 }
                 // One last look: room may have come with the deadline.
                 if self.make_room(&mut state, &mut evicted) {
-                    self.append(state, entry);
+                    self.append(state, value, expires);
                     return Ok(());
                 }
                 state.timed_out += 1;
-                return Err(PushError::TimedOut(entry.value));
+                return Err(PushError::TimedOut(value));
             }
         }
     }
@@ -572,17 +600,16 @@ impl<T> Ring<T> {
         expires: Option<Instant>,
         deadline: Option<std::time::Instant>,
     ) -> Result<(), PushError<T>> {
-        let entry = Entry { value, expires };
         let mut evicted = Evicted::none();
         let mut state = lock(&self.state);
         loop {
             if state.closed {
-                return Err(PushError::Closed(entry.value));
+                return Err(PushError::Closed(value));
             }
             if self.make_room(&mut state, &mut evicted)
                 || self.register_waiter(&mut state, &mut evicted)
             {
-                self.append(state, entry);
+                self.append(state, value, expires);
                 return Ok(());
             }
             let guard = WaitGuard(&self.waiting);
@@ -591,7 +618,7 @@ impl<T> Ring<T> {
             drop(guard);
             if timed_out {
                 state.timed_out += 1;
-                return Err(PushError::TimedOut(entry.value));
+                return Err(PushError::TimedOut(value));
             }
         }
     }
@@ -708,8 +735,11 @@ impl<T> Ring<T> {
         }
         // A brief spin before parking saves a cross-thread wake-up (a syscall) per value
         // when the sender runs on another worker thread and sends again within microseconds;
-        // on a single-threaded runtime the sender cannot run meanwhile.
-        if cursor.may_spin()
+        // on a single-threaded runtime the sender cannot run meanwhile. Only lossless readers
+        // spin: a lossy ring's sender never waits for its reader (the sink raises under its
+        // lock), and a spinning reader only takes a core from it.
+        if self.batching
+            && cursor.may_spin()
             && self.spin_for_news()
             && let Poll::Ready(item) = self.pop(cursor, None)
         {
@@ -795,22 +825,28 @@ impl<T> Ring<T> {
                 let n = std::mem::take(&mut state.unreported);
                 return Poll::Ready(Some(Err(Lagged(n))));
             }
-            let Some(entry) = state.buffer.pop_front() else {
+            // Looked at in place, so that a live value moves once, from its slot to the
+            // caller.
+            let Some(front) = state.buffer.front() else {
                 return self.nothing(&mut state, park);
             };
-            self.unweigh(&mut state, &entry);
-            let expired = entry.is_expired(&mut now);
-            // Counted under the lock the pop took anyway: no atomic needed.
+            let expired = front.is_expired(&mut now);
+            if self.weigher.is_some() {
+                state.bytes -= self.weigh(&front.value);
+            }
+            // Counted under the lock the pop takes anyway: no atomic needed.
             if expired {
                 state.expired_read += 1;
-            } else {
-                state.delivered += 1;
+                let entry = state.buffer.pop_front();
+                drop(state);
+                // An expired value is dropped outside the lock, and the reader looks again.
+                drop(entry);
+                continue;
             }
-            drop(state);
-            if !expired {
-                return Poll::Ready(Some(Ok(entry.value)));
+            state.delivered += 1;
+            if let Some(Entry { value, .. }) = state.buffer.pop_front() {
+                return Poll::Ready(Some(Ok(value)));
             }
-            // An expired value is dropped outside the lock, and the reader looks again.
         }
     }
 
