@@ -101,8 +101,10 @@ pub enum TryRecvError {
 
 /// What a [`Ring`] did and holds, for one reader.
 ///
-/// `pushed == delivered + dropped + expired + buffered` always holds; values lost before they
-/// reached the ring ([`Ring::add_lag`]) are counted in `lost` only.
+/// `pushed == delivered + dropped + expired + buffered` holds whenever the reader is between
+/// two reads, until [`Ring::close_discarding`] drops what was buffered (the reader is gone;
+/// those values are counted nowhere). Values lost before they reached the ring
+/// ([`Ring::add_lag`]) are counted in `lost` only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct RingStats {
