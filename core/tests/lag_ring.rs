@@ -120,3 +120,14 @@ async fn a_bounded_wait_gives_the_value_back_and_a_reader_going_away_discards() 
     let stats = ring.stats();
     assert_eq!((stats.pushed, stats.buffered, stats.bytes), (1, 0, 0));
 }
+
+#[test]
+fn a_ring_is_shared_across_threads_and_its_sends_are_send() {
+    fn shared<T: Send + Sync>(_: &T) {}
+    fn sendable<T: Send>(_: &T) {}
+    let ring = ring(1, Overflow::Wait);
+    shared(&ring);
+    sendable(&ring.cursor());
+    let push = ring.push(vec![1], None, None);
+    sendable(&push);
+}
