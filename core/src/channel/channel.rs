@@ -13,7 +13,7 @@ use super::options::ChannelOptions;
 use super::shared::SubShared;
 use super::stats::{ChannelState, ChannelStats};
 use super::subscriber::Subscriber;
-use crate::lag::{PushError, Ring};
+use crate::lag::{PushError, Ring, TryPushError};
 use crate::sync::{Mutex, lock};
 use crate::{Buffer, Overflow};
 
@@ -274,7 +274,7 @@ impl<T: Clone + Send + 'static> Channel<T> {
                         value.clone()
                     };
                     if let Some(v) = v {
-                        let result = sub.ring.push(v, expires, None).await;
+                        let result = push(sub, v, expires, None).await;
                         outcome.record(&self.inner, sub, result);
                     }
                 }
@@ -287,7 +287,7 @@ impl<T: Clone + Send + 'static> Channel<T> {
             }
             Some(at) => {
                 for sub in subs.iter() {
-                    let result = sub.ring.push(value.clone(), expires, Some(at)).await;
+                    let result = push(sub, value.clone(), expires, Some(at)).await;
                     outcome.record(&self.inner, sub, result);
                 }
                 outcome.finish(value, self.is_closed())
@@ -375,6 +375,21 @@ impl<T: Clone + Send + 'static> Channel<T> {
     /// The options this channel was made with.
     pub fn options(&self) -> &ChannelOptions {
         &self.inner.options
+    }
+}
+
+/// Buffers `value` for one subscriber: without building a waiting future when there is room
+/// at once (the common case; it keeps the send cheap), else waiting as the ring's `push` does.
+async fn push<T>(
+    sub: &SubShared<T>,
+    value: T,
+    expires: Option<Instant>,
+    deadline: Option<Instant>,
+) -> Result<(), PushError<T>> {
+    match sub.ring.try_push(value, expires) {
+        Ok(()) => Ok(()),
+        Err(TryPushError::Closed(value)) => Err(PushError::Closed(value)),
+        Err(TryPushError::Full(value)) => sub.ring.push(value, expires, deadline).await,
     }
 }
 

@@ -466,10 +466,15 @@ impl<T> Ring<T> {
     /// entry is built in the buffer's slot: a value may be large, and this runs on every push.
     #[inline]
     fn append(&self, mut state: MutexGuard<'_, State<T>>, value: T, expires: Option<Instant>) {
-        if self.weigher.is_some() {
-            state.bytes += self.weigh(&value);
-        }
         state.buffer.push_back(Entry { value, expires });
+        // Weighed in its slot: taking a reference to `value` before the push would make the
+        // compiler copy it through the stack.
+        if self.weigher.is_some()
+            && let Some(entry) = state.buffer.back()
+        {
+            let weight = self.weigh(&entry.value);
+            state.bytes += weight;
+        }
         state.pushed += 1;
         // Release: a reader that sees the new count (Acquire) then locks and finds the value.
         // It is only a hint; parking is decided under the lock.
@@ -541,6 +546,27 @@ impl<T> Ring<T> {
     /// the deadline passed with the buffer still full (counted in
     /// [`RingStats::timed_out`]); both give the value back.
     pub async fn push(
+        &self,
+        value: T,
+        expires: Option<Instant>,
+        deadline: Option<Instant>,
+    ) -> Result<(), PushError<T>> {
+        // The common case, room at once, in a small future of its own.
+        {
+            let state = lock(&self.state);
+            if state.closed {
+                return Err(PushError::Closed(value));
+            }
+            if self.has_room(&state) {
+                self.append(state, value, expires);
+                return Ok(());
+            }
+        }
+        self.push_full(value, expires, deadline).await
+    }
+
+    /// `push` when the buffer was full: make room if the policy allows, else wait for it.
+    async fn push_full(
         &self,
         value: T,
         expires: Option<Instant>,
