@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::error::RaiseError;
 use super::options::{ErrorCallback, HandlerFailure, SinkOptions};
 use super::routes::Target;
+use super::signal::Rare;
 use super::state::{Extras, State};
 use crate::sync::{Mutex, MutexGuard, lock};
 use crate::{Buffer, Name, Signal, SignalBuilder};
@@ -66,14 +67,17 @@ impl Inner {
         Ok((
             b.name,
             Extras {
-                key: b.key,
                 operation: b.operation,
                 expires_in: b.expires_in,
-                payload: b.payload,
-                headers,
                 flags: b.flags,
-                lineage: b.lineage,
-                route: b.route,
+                rare: Rare {
+                    key: b.key,
+                    expires_at: None,
+                    payload: b.payload,
+                    headers,
+                    lineage: b.lineage,
+                    route: b.route,
+                },
             },
         ))
     }

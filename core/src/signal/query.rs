@@ -188,7 +188,7 @@ impl State {
         out.extend(
             self.holds
                 .values()
-                .filter(|s| s.operation == Some(op))
+                .filter(|s| s.operation() == Some(op))
                 .cloned(),
         );
         out.sort_unstable_by_key(|s| s.sequence);
@@ -214,7 +214,7 @@ impl State {
             for seq in &entry.seqs {
                 if let Some(s) = self.signal(*seq) {
                     let by_age = s.timestamp.checked_add(max_age);
-                    let at = match (by_age, s.expires_at) {
+                    let at = match (by_age, s.expires_at()) {
                         (Some(a), Some(b)) => Some(a.min(b)),
                         (a, b) => a.or(b),
                     };

@@ -161,9 +161,9 @@ impl SignalSink {
             }
             .into());
         }
-        builder.lineage = Some(Arc::new(Lineage {
+        builder.lineage = Some(Lineage {
             ancestors: ancestors.into(),
-        }));
+        });
         self.raise_with(builder)
     }
 

@@ -22,21 +22,43 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::routes::{Registry, Route, Target};
-use super::signal::{Flags, Headers, Lineage};
+use super::signal::{Flags, Rare};
 use super::{SinkOptions, stats::Counters};
 use crate::{Name, OperationId, Signal};
 
 /// Everything of a new signal but its name, sequence number and timestamp.
 #[derive(Default)]
 pub(crate) struct Extras {
-    pub(crate) key: Option<Arc<str>>,
     pub(crate) operation: Option<OperationId>,
     pub(crate) expires_in: Option<Duration>,
-    pub(crate) payload: Option<Arc<[u8]>>,
-    pub(crate) headers: Option<Headers>,
     pub(crate) flags: Flags,
-    pub(crate) lineage: Option<Arc<Lineage>>,
-    pub(crate) route: Option<Arc<[u64]>>,
+    /// The rare parts; `expires_at` is filled in when the signal is stamped.
+    pub(crate) rare: Rare,
+}
+
+impl Extras {
+    /// The signal stamped `sequence` at `timestamp`, expiring at `expires_at` (if sooner than
+    /// the max age).
+    fn stamp(
+        self,
+        name: Name,
+        sequence: u64,
+        timestamp: Instant,
+        expires_at: Option<Instant>,
+    ) -> Signal {
+        let mut flags = self.flags;
+        flags.operation = self.operation.is_some();
+        let mut rare = self.rare;
+        rare.expires_at = expires_at;
+        Signal {
+            name,
+            sequence,
+            timestamp,
+            operation: self.operation.map_or(0, OperationId::as_u64),
+            flags,
+            rare: rare.into_shared(),
+        }
+    }
 }
 
 pub(super) struct Slot {
@@ -146,19 +168,8 @@ impl State {
             name,
             known,
         );
-        let signal = Signal {
-            name: entry.name.clone(),
-            key: extras.key,
-            operation: extras.operation,
-            sequence,
-            timestamp,
-            expires_at,
-            payload: extras.payload,
-            headers: extras.headers,
-            flags: extras.flags,
-            lineage: extras.lineage,
-            route: extras.route,
-        };
+        let expires_in = extras.expires_in;
+        let signal = extras.stamp(entry.name.clone(), sequence, timestamp, expires_at);
         let was_idle = entry.is_idle();
         entry.seqs.push_back(sequence);
         if was_idle {
@@ -168,9 +179,8 @@ impl State {
         // age as it is now). One raised without is delivered however long it waited: checking
         // the max age at delivery would read the clock for every signal and every subscriber
         // (a tenth of the fan-out's time), for events the reader asked to receive.
-        let deliver_until = extras
-            .expires_in
-            .and_then(|_| expires_at.or_else(|| timestamp.checked_add(self.max_age)));
+        let deliver_until =
+            expires_in.and_then(|_| expires_at.or_else(|| timestamp.checked_add(self.max_age)));
         let route = deliver(
             &self.registry,
             &mut entry.route,
@@ -183,7 +193,7 @@ impl State {
             signal: Some(signal.clone()),
         });
         self.live += 1;
-        if let Some(op) = signal.operation {
+        if let Some(op) = signal.operation() {
             self.ops.entry(op).or_default().push(sequence);
         }
         if let Some(at) = expires_at {
@@ -221,19 +231,7 @@ impl State {
             name,
             known,
         );
-        let signal = Signal {
-            name: entry.name.clone(),
-            key: extras.key,
-            operation: extras.operation,
-            sequence,
-            timestamp,
-            expires_at: None,
-            payload: extras.payload,
-            headers: extras.headers,
-            flags: extras.flags,
-            lineage: extras.lineage,
-            route: extras.route,
-        };
+        let signal = extras.stamp(entry.name.clone(), sequence, timestamp, None);
         let was_idle = entry.is_idle();
         entry.held.push(sequence);
         if was_idle {
@@ -340,7 +338,7 @@ impl State {
             }
             notify_watchers(&self.registry, &mut entry.route, name);
         }
-        if let Some(op) = signal.operation
+        if let Some(op) = signal.operation()
             && let Some(seqs) = self.ops.get_mut(&op)
         {
             seqs.retain(|s| *s != sequence);
@@ -385,7 +383,7 @@ impl State {
             .window
             .iter()
             .filter_map(|slot| slot.signal.as_ref())
-            .filter_map(|s| s.expires_at.map(|at| Reverse((at, s.sequence))))
+            .filter_map(|s| s.expires_at().map(|at| Reverse((at, s.sequence))))
             .collect();
     }
 
