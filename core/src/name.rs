@@ -153,14 +153,10 @@ impl Name {
         self.0.split('.')
     }
 
-    /// Wraps an already validated shared string (used by the sink's interner).
-    pub(crate) fn from_validated(name: Arc<str>) -> Self {
-        Self(name)
-    }
-
-    /// The shared string behind this name.
-    pub(crate) fn as_arc(&self) -> &Arc<str> {
-        &self.0
+    /// Whether `self` and `other` are the same interned name (one allocation), not merely
+    /// equal strings.
+    pub(crate) fn ptr_eq(&self, other: &Name) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 }
 

@@ -5,17 +5,20 @@
 //! names changes (a new name, or a sweep of idle ones); answering then costs one lookup per
 //! matching name, which is at most the number of distinct names.
 
+use std::hash::BuildHasher;
 use std::ops::ControlFlow;
-use std::sync::Arc;
+
+use hashbrown::HashTable;
 
 use tokio::time::Instant;
 
 use super::state::{NameEntry, State};
-use crate::{OperationId, Pattern, Signal};
+use crate::{Name, OperationId, Pattern, Signal};
 
 pub(crate) struct Memo {
     generation: u64,
-    names: Vec<Arc<str>>,
+    /// The matching interned names with their hashes, valid for `generation` only.
+    names: Vec<(u64, Name)>,
 }
 
 /// How a query string resolved.
@@ -72,7 +75,7 @@ impl State {
     ) {
         match how {
             Resolved::Exact => {
-                if let Some(entry) = self.names.get(pattern) {
+                if let Some(entry) = self.entry(pattern, self.hasher.hash_one(pattern)) {
                     let _ = f(entry);
                 }
             }
@@ -80,8 +83,8 @@ impl State {
                 let Some(memo) = self.memo.get(pattern) else {
                     return;
                 };
-                for name in &memo.names {
-                    if let Some(entry) = self.names.get(name)
+                for (hash, name) in &memo.names {
+                    if let Some(entry) = self.names.find(*hash, |e| e.name.ptr_eq(name))
                         && f(entry).is_break()
                     {
                         return;
@@ -229,10 +232,10 @@ impl State {
     }
 }
 
-fn matching(names: &hashbrown::HashMap<Arc<str>, NameEntry>, pattern: &Pattern) -> Vec<Arc<str>> {
+fn matching(names: &HashTable<NameEntry>, pattern: &Pattern) -> Vec<(u64, Name)> {
     names
-        .keys()
-        .filter(|name| pattern.matches(name))
-        .cloned()
+        .iter()
+        .filter(|e| pattern.matches(&e.name))
+        .map(|e| (e.hash, e.name.clone()))
         .collect()
 }

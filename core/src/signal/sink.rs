@@ -13,7 +13,7 @@ use super::options::{SinkConfigError, SinkOptions, validate_age};
 use super::registration::Registration;
 use super::routes::Target;
 use super::signal::Lineage;
-use super::state::{Extras, Removal};
+use super::state::Removal;
 use super::stats::{SinkStats, SubscriberStats};
 use super::subscription::{SubShared, Subscription};
 use super::watch::{Watch, WatchShared};
@@ -96,9 +96,11 @@ impl SignalSink {
     ///
     /// [`RaiseError::Name`] when `name` breaks the naming rule.
     pub fn raise(&self, name: &str) -> Result<Signal, RaiseError> {
-        crate::name::validate(name)?;
+        // The name is validated under the lock, only when it is not interned yet: an interned
+        // name was validated when it was interned.
+        let key = self.inner.key(name, None);
         let now = Instant::now();
-        let (signal, route) = self.inner.lock().insert(now, name, None, Extras::default());
+        let (signal, route) = self.inner.lock().insert(now, key, None)?;
         self.inner.run_listeners(&signal, route);
         Ok(signal)
     }
@@ -112,10 +114,8 @@ impl SignalSink {
     pub fn raise_with(&self, signal: impl Into<SignalBuilder>) -> Result<Signal, RaiseError> {
         let (name, extras) = self.inner.split(signal.into())?;
         let now = Instant::now();
-        let (signal, route) = self
-            .inner
-            .lock()
-            .insert(now, name.as_str(), Some(&name), extras);
+        let key = self.inner.key(name.as_str(), Some(&name));
+        let (signal, route) = self.inner.lock().insert(now, key, Some(extras))?;
         self.inner.run_listeners(&signal, route);
         Ok(signal)
     }
@@ -185,11 +185,9 @@ impl SignalSink {
     /// As [`hold`](Self::hold) and [`raise_with`](Self::raise_with).
     pub fn hold_with(&self, signal: impl Into<SignalBuilder>) -> Result<Hold, RaiseError> {
         let (name, extras) = self.inner.split(signal.into())?;
+        let key = self.inner.key(name.as_str(), Some(&name));
         let now = Instant::now();
-        let inserted = self
-            .inner
-            .lock()
-            .insert_hold(now, name.as_str(), Some(&name), extras);
+        let inserted = self.inner.lock().insert_hold(now, key, extras)?;
         let Some((signal, route)) = inserted else {
             return Err(RaiseError::TooManyHolds {
                 max: self.inner.lock().max_holds,
