@@ -12,6 +12,7 @@ use hashbrown::HashTable;
 
 use tokio::time::Instant;
 
+use super::stamp::Stamp;
 use super::state::{NameEntry, State};
 use crate::{Name, OperationId, Pattern, Signal};
 
@@ -84,7 +85,7 @@ impl State {
                     return;
                 };
                 for (hash, name) in &memo.names {
-                    if let Some(entry) = self.names.find(*hash, |e| e.name.ptr_eq(name))
+                    if let Some(entry) = self.names.find(*hash, |e| e.name.same(name))
                         && f(entry).is_break()
                     {
                         return;
@@ -123,6 +124,7 @@ impl State {
     pub(super) fn count_since(&mut self, now: Instant, pattern: &str, since: Instant) -> usize {
         self.purge(now);
         let how = self.resolve(pattern);
+        let since = Stamp::of(since);
         let mut count = 0;
         self.visit(pattern, how, |entry| {
             // Timestamps rise with sequence numbers, so the recent ones are a suffix.
@@ -216,7 +218,7 @@ impl State {
         self.visit(pattern, how, |entry| {
             for seq in &entry.seqs {
                 if let Some(s) = self.signal(*seq) {
-                    let by_age = s.timestamp.checked_add(max_age);
+                    let by_age = s.timestamp().checked_add(max_age);
                     let at = match (by_age, s.expires_at()) {
                         (Some(a), Some(b)) => Some(a.min(b)),
                         (a, b) => a.or(b),

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::stamp::Stamp;
 use crate::{Name, NameError, OperationId};
 
 /// A scalar header value carried by a [`Signal`] (or a bus message).
@@ -114,7 +115,7 @@ pub(crate) struct Lineage {
 pub struct Signal {
     pub(crate) name: Name,
     pub(crate) sequence: u64,
-    pub(crate) timestamp: Instant,
+    pub(crate) timestamp: Stamp,
     /// The raw operation id; meaningful only when `flags.operation` is set (an
     /// `Option<OperationId>` would take twice the room).
     pub(crate) operation: u64,
@@ -204,7 +205,7 @@ impl Signal {
     /// When the signal was raised, on tokio's clock.
     #[must_use]
     pub fn timestamp(&self) -> Instant {
-        self.timestamp
+        self.timestamp.instant()
     }
 
     /// The signal's own expiry, if it has one shorter than the sink's max age.
@@ -281,7 +282,7 @@ impl Signal {
     #[must_use]
     pub fn remaining(&self, now: Instant, max_age: Duration) -> Duration {
         let by_age = self
-            .timestamp
+            .timestamp()
             .checked_add(max_age)
             .unwrap_or_else(far_future);
         let deadline = self.expires_at().map_or(by_age, |e| e.min(by_age));

@@ -24,6 +24,7 @@ use tokio::time::Instant;
 
 use super::routes::{Registry, Route, Target};
 use super::signal::{Flags, Rare};
+use super::stamp::Stamp;
 use super::{SinkOptions, stats::Counters};
 use crate::{Name, NameError, OperationId, Signal};
 
@@ -44,7 +45,7 @@ impl Extras {
         self,
         name: Name,
         sequence: u64,
-        timestamp: Instant,
+        timestamp: Stamp,
         expires_at: Option<Instant>,
     ) -> Signal {
         let mut flags = self.flags;
@@ -118,10 +119,13 @@ pub(crate) struct State {
     pub(super) ops: HashMap<OperationId, Vec<u64>>,
     pub(super) memo: HashMap<Box<str>, super::query::Memo>,
     pub(super) seq: u64,
-    last_timestamp: Option<Instant>,
+    last_timestamp: Stamp,
     pub(super) registry: Registry,
     pub(super) counters: Counters,
 }
+
+/// A raised signal and the route whose listeners must hear of it once the lock is released.
+pub(crate) type Raised = (Signal, Option<Arc<[Target]>>);
 
 /// A name to raise: the text, its hash, and the validated `Name` when the caller has one.
 #[derive(Clone, Copy)]
@@ -150,7 +154,7 @@ impl State {
             ops: HashMap::new(),
             memo: HashMap::new(),
             seq: 0,
-            last_timestamp: None,
+            last_timestamp: Stamp::MIN,
             registry: Registry::new(),
             counters: Counters::default(),
         }
@@ -169,8 +173,9 @@ impl State {
         now: Instant,
         key: NameKey<'_>,
         extras: Option<Extras>,
-    ) -> Result<(Signal, Option<Arc<[Target]>>), NameError> {
-        self.expire(now);
+    ) -> Result<Raised, NameError> {
+        let stamp = Stamp::of(now);
+        self.expire(now, stamp);
         let entry = intern(
             &mut self.names,
             &self.hasher,
@@ -178,7 +183,7 @@ impl State {
             &mut self.idle_names,
             key,
         )?;
-        let (sequence, timestamp) = next_stamp(&mut self.seq, &mut self.last_timestamp, now);
+        let (sequence, timestamp) = next_stamp(&mut self.seq, &mut self.last_timestamp, stamp);
         let (signal, expires_at, deliver_until) = match extras {
             None => (
                 Signal {
@@ -193,10 +198,11 @@ impl State {
                 None,
             ),
             Some(extras) => {
+                let at = timestamp.instant();
                 let expires_at = extras
                     .expires_in
                     .filter(|ttl| *ttl < self.max_age)
-                    .and_then(|ttl| timestamp.checked_add(ttl));
+                    .and_then(|ttl| at.checked_add(ttl));
                 // A signal raised with a time to live is never delivered after it (capped at
                 // the max age as it is now). One raised without is delivered however long it
                 // waited: checking the max age at delivery would read the clock for every
@@ -204,7 +210,7 @@ impl State {
                 // reader asked to receive.
                 let deliver_until = extras
                     .expires_in
-                    .and_then(|_| expires_at.or_else(|| timestamp.checked_add(self.max_age)));
+                    .and_then(|_| expires_at.or_else(|| at.checked_add(self.max_age)));
                 let signal = extras.stamp(entry.name.clone(), sequence, timestamp, expires_at);
                 (signal, expires_at, deliver_until)
             }
@@ -247,7 +253,7 @@ impl State {
         now: Instant,
         key: NameKey<'_>,
         mut extras: Extras,
-    ) -> Result<Option<(Signal, Option<Arc<[Target]>>)>, NameError> {
+    ) -> Result<Option<Raised>, NameError> {
         if self.holds.len() >= self.max_holds {
             return Ok(None);
         }
@@ -260,7 +266,8 @@ impl State {
             &mut self.idle_names,
             key,
         )?;
-        let (sequence, timestamp) = next_stamp(&mut self.seq, &mut self.last_timestamp, now);
+        let (sequence, timestamp) =
+            next_stamp(&mut self.seq, &mut self.last_timestamp, Stamp::of(now));
         let signal = extras.stamp(entry.name.clone(), sequence, timestamp, None);
         if entry.is_idle() {
             self.idle_names -= 1;
@@ -294,21 +301,21 @@ impl State {
 
     /// Removes every signal whose time is up, as of `now`, and tidies the tables.
     pub(super) fn purge(&mut self, now: Instant) {
-        self.expire(now);
+        self.expire(now, Stamp::of(now));
         self.tidy(self.max_idle_names);
     }
 
     /// Removes every signal whose time is up, as of `now`, leaving the tidying to the caller
     /// (`insert` tidies once, after its own changes).
     #[inline]
-    fn expire(&mut self, now: Instant) {
+    fn expire(&mut self, now: Instant, stamp: Stamp) {
         // Age: the window is in timestamp order, so expired-by-age signals are at the front.
         // A signal stamped at or before `now - max_age` has reached its max age.
-        if let Some(cutoff) = now.checked_sub(self.max_age)
-            && self
-                .window
-                .front()
-                .is_some_and(|slot| slot.signal.as_ref().is_none_or(|s| s.timestamp <= cutoff))
+        let cutoff = stamp.minus(self.max_age);
+        if self
+            .window
+            .front()
+            .is_some_and(|slot| slot.signal.as_ref().is_none_or(|s| s.timestamp <= cutoff))
         {
             self.expire_by_age(cutoff);
         }
@@ -324,7 +331,7 @@ impl State {
 
     /// Removes the signals stamped at or before `cutoff` from the front of the window.
     #[inline(never)]
-    fn expire_by_age(&mut self, cutoff: Instant) {
+    fn expire_by_age(&mut self, cutoff: Stamp) {
         while let Some(front) = self.window.front() {
             if front
                 .signal
@@ -368,9 +375,7 @@ impl State {
 
     fn unindex(&mut self, signal: &Signal, hash: u64, why: Removal) {
         let sequence = signal.sequence;
-        // Interned names are shared: the signal's name is its entry's, so comparing pointers
-        // is enough.
-        if let Some(entry) = self.names.find_mut(hash, |e| e.name.ptr_eq(&signal.name)) {
+        if let Some(entry) = self.names.find_mut(hash, |e| e.name.same(&signal.name)) {
             if entry.seqs.front() == Some(&sequence) {
                 entry.seqs.pop_front();
             } else if let Ok(at) = entry.seqs.binary_search(&sequence) {
@@ -476,16 +481,12 @@ impl State {
 
 /// The next sequence number and the timestamp to stamp with.
 #[inline]
-fn next_stamp(seq: &mut u64, last: &mut Option<Instant>, now: Instant) -> (u64, Instant) {
+fn next_stamp(seq: &mut u64, last: &mut Stamp, now: Stamp) -> (u64, Stamp) {
     *seq += 1;
     // Timestamps never go backwards, so "later sequence" implies "not earlier timestamp"
     // even when threads read the clock in one order and take the lock in the other.
-    let timestamp = match *last {
-        Some(last) if last > now => last,
-        _ => now,
-    };
-    *last = Some(timestamp);
-    (*seq, timestamp)
+    *last = (*last).max(now);
+    (*seq, *last)
 }
 
 /// Finds `key`'s entry with one hash lookup, allocating only for a name not seen before (or
