@@ -341,15 +341,40 @@ impl SignalSink {
     /// A [`Subscription`] with its own buffer size.
     pub fn subscribe_with(&self, pattern: &str, buffer: Buffer) -> Subscription {
         let pattern = Pattern::new(pattern);
+        let mut state = self.inner.lock();
+        // Subscriptions with the same pattern and buffer share one ring, each at its own
+        // cursor: a raise pushes the signal once for all of them. Joined under the sink's
+        // lock, which every push into the ring is made under: the new cursor sees every
+        // signal raised after this call, and none before.
+        let shared_ring = state
+            .registry
+            .targets()
+            .find_map(|(_, target)| match target {
+                Target::Subscriber(sub)
+                    if sub.pattern == pattern
+                        && sub.ring.buffer() == buffer
+                        && !sub.ring.is_closed() =>
+                {
+                    Some(Arc::clone(&sub.ring))
+                }
+                _ => None,
+            });
         // Always `DropOldest`: `raise` delivers under the sink's lock and never waits.
-        let ring = Ring::new(buffer, Overflow::DropOldest);
-        let shared = Arc::new(SubShared::new(pattern.clone(), ring));
-        let registration =
-            Registration::new(&self.inner, pattern, Target::Subscriber(shared.clone()));
+        let ring = shared_ring.unwrap_or_else(|| Arc::new(Ring::new(buffer, Overflow::DropOldest)));
+        let cursor = ring.cursor();
+        let shared = Arc::new(SubShared {
+            pattern: pattern.clone(),
+            ring,
+            reader: cursor.tally(),
+        });
+        let id = state
+            .registry
+            .add(pattern, Target::Subscriber(shared.clone()));
+        drop(state);
         Subscription {
-            cursor: shared.ring.cursor(),
+            cursor,
             shared,
-            _registration: registration,
+            _registration: Registration::registered(&self.inner, id),
         }
     }
 
@@ -402,7 +427,7 @@ impl SignalSink {
             .targets()
             .filter_map(|(pattern, target)| match target {
                 Target::Subscriber(sub) => {
-                    let ring = sub.ring.stats();
+                    let ring = sub.ring.reader_stats(&sub.reader);
                     Some(SubscriberStats {
                         pattern: pattern.to_string(),
                         delivered: ring.pushed,
