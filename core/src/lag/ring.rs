@@ -806,3 +806,181 @@ impl Drop for WaitGuard<'_> {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
+
+#[cfg(all(test, ephemeral_loom))]
+mod loom_model {
+    //! Every interleaving (up to a preemption bound; `LOOM_MAX_PREEMPTIONS` raises it) of a
+    //! sending thread and a reading thread on one ring of one slot, for each way of sending.
+    //! The reading thread reads through two cursors in turn, so the per-reader positions, the
+    //! lower bound senders keep of them, and the reader/sender compare-and-swap over the
+    //! oldest value are all exercised, with two threads (a third makes loom far slower).
+    use std::future::poll_fn;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Poll;
+
+    use super::{Cursor, Ring};
+    use crate::{Buffer, Lagged, Overflow};
+
+    /// Runs `body` under loom, exploring interleavings with up to `preemptions` preemptions
+    /// (or `LOOM_MAX_PREEMPTIONS`), and checks that loom explored more than one.
+    fn model(name: &str, preemptions: usize, body: impl Fn() + Sync + Send + 'static) {
+        let mut builder = loom::model::Builder::new();
+        if builder.preemption_bound.is_none() {
+            builder.preemption_bound = Some(preemptions);
+        }
+        let explored = Arc::new(AtomicUsize::new(0));
+        let counter = explored.clone();
+        builder.check(move || {
+            // Relaxed: a plain count of explored interleavings, read after the model.
+            counter.fetch_add(1, Ordering::Relaxed);
+            body();
+        });
+        let explored = explored.load(Ordering::Relaxed);
+        println!("loom: {name}: {explored} interleavings");
+        assert!(explored > 1, "loom explored a single interleaving");
+    }
+
+    fn one_slot(overflow: Overflow) -> Arc<Ring<u32>> {
+        Arc::new(Ring::new(Buffer::bounded(1).unwrap(), overflow))
+    }
+
+    /// What one reader read: the values in order and the total of its `Lagged` reports.
+    #[derive(Debug, Default, PartialEq)]
+    struct Read {
+        seen: Vec<u32>,
+        lost: u64,
+        done: bool,
+    }
+
+    /// Reads every cursor until its end, polling them in turn on this thread.
+    fn read_all(cursors: &mut [Cursor<u32>]) -> Vec<Read> {
+        let mut reads: Vec<Read> = cursors.iter().map(|_| Read::default()).collect();
+        loom::future::block_on(poll_fn(|cx| {
+            for (cursor, read) in cursors.iter_mut().zip(&mut reads) {
+                while !read.done {
+                    match cursor.poll_recv(cx) {
+                        Poll::Pending => break,
+                        Poll::Ready(Some(Ok(value))) => read.seen.push(value),
+                        Poll::Ready(Some(Err(Lagged(n)))) => read.lost += n,
+                        Poll::Ready(None) => read.done = true,
+                    }
+                }
+            }
+            if reads.iter().all(|r| r.done) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        }));
+        reads
+    }
+
+    /// `DropOldest`, two readers: whatever the interleaving, each reader reads every value
+    /// or is told it lost it (exactly once: the compare-and-swap over the oldest value), in
+    /// order, the newest is never the one dropped, and both see the end.
+    #[test]
+    fn loom_drop_oldest_accounts_for_every_value_for_each_reader() {
+        model("drop-oldest", 2, || {
+            let ring = one_slot(Overflow::DropOldest);
+            let mut cursors = [ring.cursor(), ring.cursor()];
+            let sender = {
+                let ring = ring.clone();
+                loom::thread::spawn(move || {
+                    for value in 1..=3 {
+                        assert_eq!(ring.try_push(value, None), Ok(2));
+                    }
+                    ring.close();
+                })
+            };
+            let reads = read_all(&mut cursors);
+            sender.join().unwrap();
+            for (read, cursor) in reads.iter().zip(&cursors) {
+                let n = read.seen.len() as u64;
+                assert_eq!(n + read.lost, 3, "{read:?}");
+                assert!(read.seen.is_sorted(), "out of order: {read:?}");
+                assert_eq!(read.seen.last(), Some(&3));
+                let stats = cursor.stats();
+                assert_eq!(
+                    (stats.pushed, stats.delivered, stats.dropped),
+                    (3, n, read.lost)
+                );
+            }
+        });
+    }
+
+    /// `Wait` with an async sender, two readers: nothing is lost, order is kept, and a sender
+    /// waiting for room is always woken (a lost wake-up is a deadlock, which loom reports).
+    #[test]
+    fn loom_wait_loses_nothing_and_wakes_the_sender() {
+        // Three preemptions: losing the sender's wake-up takes two, at the lock and between
+        // its two looks, plus the reader's.
+        model("wait-async", 3, || {
+            let ring = one_slot(Overflow::Wait);
+            let mut cursors = [ring.cursor(), ring.cursor()];
+            let sender = {
+                let ring = ring.clone();
+                loom::thread::spawn(move || {
+                    loom::future::block_on(async {
+                        for value in 1..=2 {
+                            assert_eq!(ring.push(value, None, None).await, Ok(2));
+                        }
+                    });
+                    ring.close();
+                })
+            };
+            let reads = read_all(&mut cursors);
+            sender.join().unwrap();
+            for read in reads {
+                assert_eq!((read.seen, read.lost), (vec![1, 2], 0));
+            }
+        });
+    }
+
+    /// `Wait` with a blocking sender (a plain thread on the condition variable).
+    #[test]
+    fn loom_wait_wakes_a_blocking_sender() {
+        model("wait-blocking", 3, || {
+            let ring = one_slot(Overflow::Wait);
+            let mut cursors = [ring.cursor()];
+            let sender = {
+                let ring = ring.clone();
+                loom::thread::spawn(move || {
+                    for value in 1..=2 {
+                        ring.push_blocking(value, None, None).unwrap();
+                    }
+                    ring.close();
+                })
+            };
+            let reads = read_all(&mut cursors);
+            sender.join().unwrap();
+            assert_eq!((&reads[0].seen, reads[0].lost), (&vec![1, 2], 0));
+        });
+    }
+
+    /// `Wait`: a reader that goes away without reading frees the sender waiting on it (else
+    /// loom reports a deadlock), and a value pushed after it left reaches nobody.
+    #[test]
+    fn loom_a_reader_leaving_frees_a_waiting_sender() {
+        model("wait-leave", 3, || {
+            let ring = one_slot(Overflow::Wait);
+            let leaves = ring.cursor();
+            let sender = {
+                let ring = ring.clone();
+                loom::thread::spawn(move || {
+                    loom::future::block_on(async {
+                        let mut reached = Vec::new();
+                        for value in 1..=2 {
+                            reached.push(ring.push(value, None, None).await.unwrap());
+                        }
+                        reached
+                    })
+                })
+            };
+            drop(leaves);
+            let reached = sender.join().unwrap();
+            assert!(reached.is_sorted_by(|a, b| a >= b), "{reached:?}");
+            assert_eq!(ring.push_blocking(3, None, None), Ok(0));
+        });
+    }
+}
