@@ -233,13 +233,14 @@ impl<T: Clone> Cursor<T> {
                         .store(self.read.unreleased, Ordering::Relaxed);
                 }
                 let expired = entry.is_expired(&mut now);
-                // Relaxed: statistics, written only by this reader.
                 let counter = if expired {
                     &self.shared.expired
                 } else {
                     &self.shared.delivered
                 };
-                counter.fetch_add(1, Ordering::Relaxed);
+                // Relaxed: statistics. Written only by this reader, so a load and a store
+                // (no locked read-modify-write on the hot path).
+                counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
                 if !lossy && (self.read.unreleased >= self.ring.chunk || self.read.batch.is_empty())
                 {
                     self.release();
