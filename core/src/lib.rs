@@ -116,10 +116,11 @@ pub use channel::{
 };
 pub use coordinator::{
     Admission, AdmissionRequest, CancelReason, CoordinatorError, CoordinatorStats, Decision,
-    DeferPolicy, Echo, EnqueueError, EnqueuePermit, EphemeralKeyedWorkCoordinator,
-    EphemeralOptions, EphemeralResultCoordinator, EphemeralWorkCoordinator, IntakeError, KeyStats,
-    Lane, OperationContext, OperationSnapshot, OperationState, OptionsError, PinError,
-    PriorityWorkCoordinator, ResultError, Summary, process_all, process_stream,
+    DeferPolicy, Echo, EnqueueError, EnqueueManyError, EnqueuePermit,
+    EphemeralKeyedWorkCoordinator, EphemeralOptions, EphemeralResultCoordinator,
+    EphemeralWorkCoordinator, IntakeError, KeyStats, Lane, OperationContext, OperationSnapshot,
+    OperationState, OptionsError, PinError, PriorityWorkCoordinator, ResultError, Summary,
+    process_all, process_stream,
 };
 pub use id::OperationId;
 pub use lag::{Buffer, Lagged, Overflow, ZeroBuffer};

@@ -107,6 +107,20 @@ async fn try_enqueue_gives_the_item_back() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn enqueue_many_after_complete_gives_every_item_back() {
+    let c = EphemeralWorkCoordinator::new(sleeper(Gauge::default()), EphemeralOptions::default())
+        .unwrap();
+    c.enqueue_many([1]).await.unwrap();
+    c.complete();
+    let err = c.enqueue_many([2, 3]).await.unwrap_err();
+    assert!(err.accepted.is_empty());
+    assert!(matches!(err.refused, EnqueueError::Closed(ref items) if *items == [2, 3]));
+    assert_eq!(err.into_inner(), [2, 3]);
+    c.drain().await.unwrap();
+    assert_eq!(c.stats().accepted, 1);
+}
+
+#[tokio::test(start_paused = true)]
 async fn enqueue_waits_for_room() {
     let c = EphemeralWorkCoordinator::new(
         sleeper(Gauge::default()),

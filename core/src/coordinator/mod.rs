@@ -55,7 +55,9 @@ mod worker;
 
 pub use admission::{Admission, AdmissionRequest, Decision};
 pub use context::OperationContext;
-pub use error::{CoordinatorError, EnqueueError, IntakeError, PinError, ResultError};
+pub use error::{
+    CoordinatorError, EnqueueError, EnqueueManyError, IntakeError, PinError, ResultError,
+};
 pub use keyed::EphemeralKeyedWorkCoordinator;
 pub use keyed_queue::KeyStats;
 pub use lanes::Lane;

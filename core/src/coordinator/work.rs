@@ -8,7 +8,7 @@ use super::body::erase;
 use super::common::common_methods;
 use super::context::OperationContext;
 use super::engine::Engine;
-use super::error::{CoordinatorError, EnqueueError};
+use super::error::{CoordinatorError, EnqueueError, EnqueueManyError};
 use super::options::EphemeralOptions;
 use super::queue::Fifo;
 use super::shared::Reserved;
@@ -137,18 +137,23 @@ impl<T: Send + 'static> EphemeralWorkCoordinator<T> {
         })
     }
 
-    /// Enqueues every item in order.
+    /// Enqueues every item in order, waiting for room as [`enqueue`](Self::enqueue) does.
     ///
     /// # Errors
     ///
-    /// Stops at the first refused item and returns it; the ones before it were accepted.
+    /// Stops at the first refused item: [`EnqueueManyError`] holds the ids of the items
+    /// accepted before it, and gives back the refused item and every item after it.
     pub async fn enqueue_many(
         &self,
         items: impl IntoIterator<Item = T>,
-    ) -> Result<Vec<OperationId>, EnqueueError<T>> {
+    ) -> Result<Vec<OperationId>, EnqueueManyError<T>> {
         let mut ids = Vec::new();
-        for item in items {
-            ids.push(self.enqueue(item).await?);
+        let mut items = items.into_iter();
+        while let Some(item) = items.next() {
+            match self.enqueue(item).await {
+                Ok(id) => ids.push(id),
+                Err(refused) => return Err(EnqueueManyError::new(ids, refused, items)),
+            }
         }
         Ok(ids)
     }
