@@ -273,6 +273,30 @@ async fn pins_count_against_the_bound() {
     c.pin(d).unwrap();
 }
 
+/// Everything below finishes in one tick of the paused clock: only the finish order can say
+/// which operation is oldest.
+#[tokio::test(start_paused = true)]
+async fn unpin_puts_an_operation_back_in_finish_order() {
+    let c = EphemeralWorkCoordinator::new(
+        sleeper(Gauge::default()),
+        EphemeralOptions::default()
+            .max_concurrency(1)
+            .max_tracked(3),
+    )
+    .unwrap();
+    let a = c.enqueue(0).await.unwrap();
+    c.pin(a).unwrap();
+    let b = c.enqueue(0).await.unwrap();
+    let d = c.enqueue(0).await.unwrap();
+    settle().await;
+    assert!(c.unpin(a));
+    // `a` finished first, so it is the oldest: the next finish evicts it, not `b`.
+    let e = c.enqueue(0).await.unwrap();
+    c.drain().await.unwrap();
+    let ids: Vec<_> = c.snapshot().iter().map(|s| s.id).collect();
+    assert_eq!(ids, [b, d, e]);
+}
+
 #[tokio::test(start_paused = true)]
 async fn finished_operations_age_out_from_their_finish() {
     let c = EphemeralWorkCoordinator::new(

@@ -44,6 +44,9 @@ pub(crate) struct Record<R> {
     pub(crate) enqueued: Instant,
     pub(crate) started: Option<Instant>,
     pub(crate) finished: Option<Instant>,
+    /// The window's finish counter when this operation finished: the order among finished
+    /// operations (many finish in one tick, so timestamps cannot tell).
+    pub(crate) finish_seq: u64,
     pub(crate) error: Option<Arc<str>>,
     pub(crate) panicked: bool,
     pub(crate) pinned: bool,
@@ -62,6 +65,7 @@ impl<R> Record<R> {
             enqueued,
             started: None,
             finished: None,
+            finish_seq: 0,
             error: None,
             panicked: false,
             pinned: false,
@@ -93,8 +97,10 @@ impl<R> Record<R> {
 #[derive(Debug)]
 pub(crate) struct Window<R> {
     pub(crate) records: IdMap<Record<R>>,
-    /// Unpinned finished operations, oldest finish first.
+    /// Unpinned finished operations, lowest `finish_seq` first.
     finished: VecDeque<OperationId>,
+    /// Finishes so far; the next finish gets this plus one.
+    finish_seq: u64,
     pub(crate) pinned: usize,
     max_tracked: usize,
     max_lifetime: Duration,
@@ -111,6 +117,7 @@ impl<R> Window<R> {
         Self {
             records: IdMap::default(),
             finished: VecDeque::new(),
+            finish_seq: 0,
             pinned: 0,
             max_tracked: options.max_tracked,
             max_lifetime: options.max_lifetime,
@@ -125,8 +132,13 @@ impl<R> Window<R> {
 
     /// Files a freshly finished operation and evicts what the bounds require.
     pub(crate) fn finished(&mut self, id: OperationId, now: Instant, ctx: &ContextShared) {
-        let pinned = self.records.get(&id).is_some_and(|r| r.pinned);
-        if !pinned {
+        self.finish_seq += 1;
+        let seq = self.finish_seq;
+        let Some(record) = self.records.get_mut(&id) else {
+            return;
+        };
+        record.finish_seq = seq;
+        if !record.pinned {
             self.finished.push_back(id);
         }
         self.purge(now, ctx);
@@ -219,19 +231,14 @@ impl<R> Window<R> {
         }
         record.pinned = false;
         self.pinned -= 1;
-        if let Some(at) = record.finished {
-            // Keep the deque ordered by finish time, so age eviction stays a prefix.
+        if record.finished.is_some() {
+            // Keep the deque in finish order, so count eviction takes the oldest and age
+            // eviction stays a prefix (finish times never decrease along finish order).
+            let seq = record.finish_seq;
             let records = &self.records;
             let index = self
                 .finished
-                .iter()
-                .position(|f| {
-                    records
-                        .get(f)
-                        .and_then(|r| r.finished)
-                        .is_some_and(|t| t > at)
-                })
-                .unwrap_or(self.finished.len());
+                .partition_point(|f| records.get(f).is_some_and(|r| r.finish_seq < seq));
             self.finished.insert(index, id);
             self.purge(now, ctx);
         }
