@@ -390,3 +390,49 @@ async fn admission_defer_holds_no_slot_and_cancel_records_the_reason() {
     }
     assert_adds_up(&c.stats());
 }
+
+/// Depth counts like the original: an operation's own signal is depth 1, a signal it causes
+/// depth 2, and `max_depth(2)` refuses the third link.
+#[tokio::test(start_paused = true)]
+async fn an_operations_signal_has_depth_one_and_max_depth_refuses_the_next_link_past_it() {
+    let sink = SignalSink::new(ephemeral::SinkOptions::default().max_depth(2)).unwrap();
+    let c = EphemeralWorkCoordinator::new(
+        |_: u32, ctx: OperationContext| async move {
+            let first = ctx.signal("order.failed").unwrap();
+            assert_eq!(first.depth(), 1);
+            let second = ctx
+                .sink()
+                .raise_caused(Signal::build("alert.order").unwrap(), &first)
+                .unwrap();
+            assert_eq!(second.depth(), 2);
+            let third = ctx
+                .sink()
+                .raise_caused(Signal::build("page.oncall").unwrap(), &second);
+            assert!(
+                matches!(
+                    third,
+                    Err(ephemeral::RaiseError::Propagation(
+                        ephemeral::PropagationError::TooDeep {
+                            depth: 3,
+                            max: 2,
+                            ..
+                        }
+                    ))
+                ),
+                "{third:?}"
+            );
+            Ok::<_, Infallible>(())
+        },
+        EphemeralOptions::default().signals(sink.clone()),
+    )
+    .unwrap();
+    let id = c.enqueue(1).await.unwrap();
+    c.drain().await.unwrap();
+    assert!(
+        c.operation(id).unwrap().error.is_none(),
+        "{:?}",
+        c.operation(id)
+    );
+    assert_eq!(c.completed().len(), 1);
+    assert!(!sink.has_signal("page.oncall"));
+}
