@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use coordinator_support::{Gauge, assert_adds_up, settle};
 use ephemeral::{
-    EnqueueError, EphemeralKeyedWorkCoordinator, EphemeralOptions, EphemeralResultCoordinator,
-    Lane, OperationContext, OperationId, PriorityWorkCoordinator, ResultError, SignalSink,
-    process_all,
+    CoordinatorError, EnqueueError, EphemeralKeyedWorkCoordinator, EphemeralOptions,
+    EphemeralResultCoordinator, Lane, LaneError, OperationContext, OperationId,
+    PriorityWorkCoordinator, ResultError, SignalSink, process_all,
 };
 
 type Log = Arc<Mutex<Vec<(String, u32)>>>;
@@ -204,6 +204,34 @@ async fn priority_lanes_start_highest_first_and_full_lanes_refuse() {
     c.resume();
     c.drain().await.unwrap();
     assert_eq!(*order.lock().unwrap(), [3, 4, 2, 1]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_lanes_are_typed_errors() {
+    let make = |lanes: Vec<Lane>| {
+        PriorityWorkCoordinator::new(
+            |_: u32, _ctx: OperationContext| async { Ok::<_, Infallible>(()) },
+            lanes,
+            EphemeralOptions::default(),
+        )
+        .map(|_| ())
+    };
+    assert_eq!(
+        make(vec![Lane::new("high", 1), Lane::new("", 0)]),
+        Err(CoordinatorError::Lanes(LaneError::EmptyName))
+    );
+    assert_eq!(
+        make(vec![]),
+        Err(CoordinatorError::Lanes(LaneError::NoLanes))
+    );
+    assert_eq!(
+        make(vec![Lane::new("a", 1), Lane::new("a", 0)]),
+        Err(CoordinatorError::Lanes(LaneError::DuplicateName(
+            Arc::from("a")
+        )))
+    );
+    let err = make(vec![Lane::new("", 0)]).unwrap_err().to_string();
+    assert!(err.contains("empty"), "{err}");
 }
 
 #[tokio::test(start_paused = true)]

@@ -120,9 +120,25 @@ pub enum CoordinatorError {
         "a coordinator must be created inside a tokio runtime (call it from async code or inside Runtime::enter)"
     )]
     NoRuntime,
-    /// A priority coordinator needs at least one lane, with distinct names.
-    #[error("bad lanes: {0}")]
-    Lanes(&'static str),
+    /// The lanes of a priority coordinator.
+    #[error(transparent)]
+    Lanes(#[from] LaneError),
+}
+
+/// Why the lanes given to a [`PriorityWorkCoordinator`](super::PriorityWorkCoordinator) were
+/// refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LaneError {
+    /// No lane was given.
+    #[error("a priority coordinator needs at least one lane")]
+    NoLanes,
+    /// A lane's name was empty.
+    #[error("a lane name must not be empty: give every lane a name to enqueue by")]
+    EmptyName,
+    /// Two lanes had this name.
+    #[error("lane name `{0}` is used twice: lane names must be distinct")]
+    DuplicateName(Arc<str>),
 }
 
 /// Why `pin` failed.

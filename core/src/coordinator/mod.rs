@@ -56,7 +56,7 @@ mod worker;
 pub use admission::{Admission, AdmissionRequest, Decision};
 pub use context::OperationContext;
 pub use error::{
-    CoordinatorError, EnqueueError, EnqueueManyError, IntakeError, PinError, ResultError,
+    CoordinatorError, EnqueueError, EnqueueManyError, IntakeError, LaneError, PinError, ResultError,
 };
 pub use keyed::EphemeralKeyedWorkCoordinator;
 pub use keyed_queue::KeyStats;

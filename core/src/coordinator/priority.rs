@@ -8,7 +8,7 @@ use super::body::erase;
 use super::common::common_methods;
 use super::context::OperationContext;
 use super::engine::Engine;
-use super::error::{CoordinatorError, EnqueueError};
+use super::error::{CoordinatorError, EnqueueError, LaneError};
 use super::lanes::{Lane, LaneQueue};
 use super::options::EphemeralOptions;
 use crate::OperationId;
@@ -69,7 +69,7 @@ impl<T: Send + 'static> PriorityWorkCoordinator<T> {
     ///
     /// # Errors
     ///
-    /// [`CoordinatorError::Lanes`] for no lanes or a repeated name,
+    /// [`CoordinatorError::Lanes`] for no lanes, an empty lane name or a repeated one,
     /// [`CoordinatorError::NoRuntime`] outside a tokio runtime, or a bad option.
     pub fn new<F, Fut, E>(
         body: F,
@@ -101,15 +101,16 @@ impl<T: Send + 'static> PriorityWorkCoordinator<T> {
         E: fmt::Display,
     {
         if lanes.is_empty() {
-            return Err(CoordinatorError::Lanes(
-                "a priority coordinator needs at least one lane",
-            ));
+            return Err(LaneError::NoLanes.into());
         }
         lanes.sort_by_key(|l| std::cmp::Reverse(l.priority));
         let names: Arc<[Arc<str>]> = lanes.iter().map(|l| l.name.clone()).collect();
         for (i, name) in names.iter().enumerate() {
+            if name.is_empty() {
+                return Err(LaneError::EmptyName.into());
+            }
             if names[..i].contains(name) {
-                return Err(CoordinatorError::Lanes("lane names must be distinct"));
+                return Err(LaneError::DuplicateName(name.clone()).into());
             }
         }
         let watch = lanes
