@@ -348,6 +348,101 @@ async fn evicted_operations_leave_an_echo_of_their_signals() {
     assert!(c.echoes().is_empty());
 }
 
+/// Operations that raised nothing leave an echo too, with their outcome; echoes keep their
+/// own count and age bounds.
+#[tokio::test(start_paused = true)]
+async fn every_evicted_operation_leaves_an_echo_with_its_outcome() {
+    let c = EphemeralWorkCoordinator::new(
+        |n: u32, _ctx: OperationContext| async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            if n == 1 { Err("bad input") } else { Ok(()) }
+        },
+        EphemeralOptions::default()
+            .max_concurrency(1)
+            .max_tracked(1)
+            .echo(true, Duration::from_secs(30), 2),
+    )
+    .unwrap();
+    let start = tokio::time::Instant::now();
+    let ids = c.enqueue_many([0, 1, 2, 3]).await.unwrap();
+    c.drain().await.unwrap();
+    // Three were evicted; the echo capacity of 2 keeps the last two.
+    assert_eq!(c.stats().evicted, 3);
+    let echoes = c.echoes();
+    assert_eq!(echoes.iter().map(|e| e.id).collect::<Vec<_>>(), ids[1..3]);
+    assert_eq!(echoes[0].state, OperationState::Failed);
+    assert_eq!(echoes[0].error.as_deref(), Some("bad input"));
+    assert_eq!(echoes[0].finished, start + Duration::from_millis(20));
+    assert!(echoes[0].signals.is_empty());
+    assert_eq!(echoes[1].state, OperationState::Completed);
+    assert_eq!(echoes[1].error, None);
+    tokio::time::advance(Duration::from_secs(30)).await;
+    assert!(c.echoes().is_empty(), "echoes age out");
+}
+
+/// `on_evicted` fires once for each operation that leaves the window, by count, by age or
+/// by `evict`, and never for a pinned or running one.
+#[tokio::test(start_paused = true)]
+async fn on_evicted_fires_once_per_operation_leaving_the_window() {
+    let evicted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = evicted.clone();
+    let c = EphemeralWorkCoordinator::new(
+        sleeper(Gauge::default()),
+        EphemeralOptions::default()
+            .max_concurrency(2)
+            .max_tracked(2)
+            .max_lifetime(Duration::from_secs(10))
+            .on_evicted(move |op| {
+                assert!(op.state.is_finished());
+                seen.lock().unwrap().push(op.id);
+            }),
+    )
+    .unwrap();
+    let evicted_ids = || evicted.lock().unwrap().clone();
+    let long = c.enqueue(60_000).await.unwrap();
+    let a = c.enqueue(0).await.unwrap();
+    c.pin(a).unwrap();
+    let b = c.enqueue(0).await.unwrap();
+    let d = c.enqueue(0).await.unwrap();
+    let e = c.enqueue(0).await.unwrap();
+    settle().await;
+    // Pins count against the bound of 2: one unpinned finished operation stays.
+    assert_eq!(evicted_ids(), [b, d], "by count, oldest finish first");
+    assert!(!c.evict(a), "a pinned operation is not evicted");
+    assert!(!c.evict(long), "a running operation is not evicted");
+    assert!(c.evict(e));
+    assert_eq!(evicted_ids(), [b, d, e], "by evict");
+    assert!(c.unpin(a));
+    tokio::time::advance(Duration::from_secs(10)).await;
+    assert_eq!(c.stats().evicted, 4);
+    assert_eq!(evicted_ids(), [b, d, e, a], "by age");
+    c.cancel();
+    c.drain().await.unwrap();
+    // `long` finished (cancelled) and stays in the window: not reported.
+    assert_eq!(evicted_ids(), [b, d, e, a]);
+    assert!(c.operation(long).is_some());
+}
+
+/// A panicking `on_finalized` or `on_evicted` callback is logged; the worker carries on.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_callback_does_not_take_down_the_worker() {
+    let c = EphemeralWorkCoordinator::new(
+        sleeper(Gauge::default()),
+        EphemeralOptions::default()
+            .max_concurrency(1)
+            .max_tracked(1)
+            .on_finalized(|_| panic!("finalized callback bug"))
+            .on_evicted(|_| panic!("evicted callback bug")),
+    )
+    .unwrap();
+    c.enqueue_many(0..5).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), c.drain())
+        .await
+        .expect("every item finished")
+        .unwrap();
+    assert_eq!(c.stats().completed, 5);
+}
+
 #[tokio::test(start_paused = true)]
 async fn explicit_evict_leaves_an_echo() {
     let c = EphemeralWorkCoordinator::new(

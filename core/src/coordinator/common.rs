@@ -135,7 +135,8 @@ macro_rules! common_methods {
             self.engine.stats()
         }
 
-        /// The echoes of evicted operations that raised signals.
+        /// The echoes of evicted operations, oldest eviction first: every evicted operation
+        /// leaves one (see [`Echo`](crate::coordinator::Echo)), within the echo bounds.
         #[must_use]
         pub fn echoes(&self) -> Vec<crate::coordinator::Echo> {
             self.engine.echoes()
@@ -155,7 +156,8 @@ macro_rules! common_methods {
             self.engine.unpin(id)
         }
 
-        /// Evicts a finished operation now (it leaves an echo); returns whether it did.
+        /// Evicts a finished, unpinned operation now (it leaves an echo and is reported to
+        /// `on_evicted`); returns whether it did. Pending, running and pinned operations stay.
         pub fn evict(&self, id: crate::OperationId) -> bool {
             self.engine.evict(id)
         }

@@ -74,6 +74,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
             defer_policy: options.defer_policy,
             abort_grace: options.abort_grace,
             on_finalized: finalized_callback(&options),
+            on_evicted: options.on_evicted.clone(),
             extra_watch,
         };
         let core = Core {
@@ -98,6 +99,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
             panicked: 0,
             peak: 0,
             intake_error: None,
+            finalized_out: Vec::new(),
             _item: std::marker::PhantomData,
         };
         let shared = Arc::new(Shared {
@@ -296,11 +298,21 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
         self.shared().lock().limit
     }
 
-    pub(crate) fn stats(&self) -> CoordinatorStats {
+    /// Locks, evicts what the window's bounds require now, reads with `f`, unlocks, and
+    /// then delivers the evictions to `on_evicted`.
+    fn read_purged<X>(&self, f: impl FnOnce(&mut Core<T, R, Q>) -> X) -> X {
         let shared = self.shared();
         let mut core = shared.lock();
         core.window.purge(Instant::now(), &shared.ctx);
-        CoordinatorStats {
+        let out = f(&mut core);
+        let owed = core.owed();
+        drop(core);
+        shared.deliver(owed);
+        out
+    }
+
+    pub(crate) fn stats(&self) -> CoordinatorStats {
+        self.read_purged(|core| CoordinatorStats {
             accepted: core.accepted,
             pending: (core.queue.len() + core.parked) as u64,
             running: core.running as u64,
@@ -314,7 +326,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
             echoes: core.window.echoes.len() as u64,
             max_concurrency: core.limit as u64,
             peak_running: core.peak,
-        }
+        })
     }
 
     pub(crate) fn pending_count(&self) -> usize {
@@ -327,35 +339,27 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
     }
 
     pub(crate) fn filter(&self, keep: impl Fn(&OperationState) -> bool) -> Vec<OperationSnapshot> {
-        let shared = self.shared();
-        let mut core = shared.lock();
-        core.window.purge(Instant::now(), &shared.ctx);
-        let mut out: Vec<_> = core
-            .window
-            .records
-            .iter()
-            .filter(|(_, r)| keep(&r.state))
-            .map(|(id, r)| r.snapshot(*id))
-            .collect();
+        let mut out: Vec<_> = self.read_purged(|core| {
+            core.window
+                .records
+                .iter()
+                .filter(|(_, r)| keep(&r.state))
+                .map(|(id, r)| r.snapshot(*id))
+                .collect()
+        });
         out.sort_by_key(|s| s.id);
         out
     }
 
     pub(crate) fn get(&self, id: OperationId) -> Option<OperationSnapshot> {
-        let shared = self.shared();
-        let mut core = shared.lock();
-        core.window.purge(Instant::now(), &shared.ctx);
-        let mut snap = core.window.records.get(&id).map(|r| r.snapshot(id))?;
-        drop(core);
-        snap.signals = shared.ctx.sink.signals_of(id);
+        let mut snap =
+            self.read_purged(|core| core.window.records.get(&id).map(|r| r.snapshot(id)))?;
+        snap.signals = self.shared().ctx.sink.signals_of(id);
         Some(snap)
     }
 
     pub(crate) fn echoes(&self) -> Vec<Echo> {
-        let shared = self.shared();
-        let mut core = shared.lock();
-        core.window.purge(Instant::now(), &shared.ctx);
-        core.window.echoes.iter().cloned().collect()
+        self.read_purged(|core| core.window.echoes.iter().cloned().collect())
     }
 
     pub(crate) fn pin(&self, id: OperationId) -> Result<(), PinError> {
@@ -363,15 +367,13 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
     }
 
     pub(crate) fn unpin(&self, id: OperationId) -> bool {
-        let shared = self.shared();
-        let mut core = shared.lock();
-        core.window.unpin(id, Instant::now(), &shared.ctx)
+        let ctx = &self.shared().ctx;
+        self.read_purged(|core| core.window.unpin(id, Instant::now(), ctx))
     }
 
     pub(crate) fn evict(&self, id: OperationId) -> bool {
-        let shared = self.shared();
-        let mut core = shared.lock();
-        core.window.evict(id, Instant::now(), &shared.ctx)
+        let ctx = &self.shared().ctx;
+        self.read_purged(|core| core.window.evict(id, Instant::now(), ctx))
     }
 
     pub(crate) fn cancel_operation(&self, id: OperationId) -> bool {
@@ -396,10 +398,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
         id: OperationId,
         f: impl FnOnce(&Record<R>) -> X,
     ) -> Option<X> {
-        let shared = self.shared();
-        let mut core = shared.lock();
-        core.window.purge(Instant::now(), &shared.ctx);
-        core.window.records.get(&id).map(f)
+        self.read_purged(|core| core.window.records.get(&id).map(f))
     }
 
     /// Waits until `id` finishes; `f` reads its record. `None`: unknown or evicted.
@@ -435,15 +434,13 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
         &self,
         f: impl Fn(OperationId, &Record<R>) -> Option<X>,
     ) -> Vec<(OperationId, X)> {
-        let shared = self.shared();
-        let mut core = shared.lock();
-        core.window.purge(Instant::now(), &shared.ctx);
-        let mut out: Vec<_> = core
-            .window
-            .records
-            .iter()
-            .filter_map(|(id, r)| f(*id, r).map(|x| (*id, x)))
-            .collect();
+        let mut out: Vec<_> = self.read_purged(|core| {
+            core.window
+                .records
+                .iter()
+                .filter_map(|(id, r)| f(*id, r).map(|x| (*id, x)))
+                .collect()
+        });
         out.sort_by_key(|(id, _)| *id);
         out
     }

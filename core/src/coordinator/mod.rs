@@ -15,8 +15,8 @@
 //! `enqueue` takes room among `max_pending` → the item waits in the queue → a worker takes it
 //! when fewer than `max_concurrency` run, nothing is paused and no defer rule holds → the
 //! built-in cancel rule and the [`Admission`] hooks decide → the body runs with an
-//! [`OperationContext`] → the outcome is filed in the window, and evicted later by count or
-//! age (leaving an [`Echo`] of its signals).
+//! [`OperationContext`] → the outcome is filed in the window (`on_finalized` runs), and
+//! evicted later by count, age or `evict` (`on_evicted` runs, and it leaves an [`Echo`]).
 //!
 //! # Deferral
 //!
@@ -62,7 +62,9 @@ pub use keyed::EphemeralKeyedWorkCoordinator;
 pub use keyed_queue::KeyStats;
 pub use lanes::Lane;
 pub use oneshot::{Summary, process_all, process_stream};
-pub use options::{DeferPolicy, EphemeralOptions, FinalizedCallback, OptionsError};
+pub use options::{
+    DeferPolicy, EphemeralOptions, EvictedCallback, FinalizedCallback, OptionsError,
+};
 pub use priority::PriorityWorkCoordinator;
 pub use result::EphemeralResultCoordinator;
 pub use snapshot::{CancelReason, CoordinatorStats, Echo, OperationSnapshot, OperationState};

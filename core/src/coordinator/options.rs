@@ -21,6 +21,9 @@ pub enum DeferPolicy {
 /// A callback run for every finished operation (outside every lock).
 pub type FinalizedCallback = Arc<dyn Fn(&OperationSnapshot) + Send + Sync>;
 
+/// A callback run for every operation that leaves the window (outside every lock).
+pub type EvictedCallback = Arc<dyn Fn(&OperationSnapshot) + Send + Sync>;
+
 /// A bad option value. The message names the option and the accepted range.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -91,6 +94,7 @@ pub struct EphemeralOptions {
     pub(crate) echo_capacity: usize,
     pub(crate) abort_grace: Duration,
     pub(crate) on_finalized: Option<FinalizedCallback>,
+    pub(crate) on_evicted: Option<EvictedCallback>,
     pub(crate) sample: Option<(Duration, FinalizedCallback)>,
     pub(crate) tracking: bool,
 }
@@ -120,6 +124,7 @@ impl Default for EphemeralOptions {
             echo_capacity: 256,
             abort_grace: Duration::from_secs(5),
             on_finalized: None,
+            on_evicted: None,
             sample: None,
             tracking: true,
         }
@@ -227,8 +232,9 @@ impl EphemeralOptions {
         self
     }
 
-    /// Echoes: whether evicted operations leave a copy of their signals, for how long, and
-    /// how many echoes are kept (default on, 1 min, 256).
+    /// Echoes: whether evicted operations leave an [`Echo`](super::Echo) (id, key, terminal
+    /// state, error, finish time and signals), for how long after the eviction, and how many
+    /// echoes are kept (default on, 1 min, 256; the oldest goes first).
     pub fn echo(mut self, on: bool, retention: Duration, capacity: usize) -> Self {
         self.echo = on;
         self.echo_retention = retention;
@@ -246,6 +252,46 @@ impl EphemeralOptions {
     /// Called with the snapshot of every operation when it finishes, outside every lock.
     pub fn on_finalized(mut self, f: impl Fn(&OperationSnapshot) + Send + Sync + 'static) -> Self {
         self.on_finalized = Some(Arc::new(f));
+        self
+    }
+
+    /// Called with the snapshot of every operation when it leaves the window, outside every
+    /// lock: evicted by count (`max_tracked`), by age (`max_lifetime`) or by an explicit
+    /// `evict`. Exactly once per operation that leaves; never for a pending, running or
+    /// pinned one (those are never evicted). The snapshot carries the live signals the
+    /// operation raised, as its [`Echo`](super::Echo) does. Operations still in the window
+    /// when the last handle goes are not reported.
+    ///
+    /// [`on_finalized`](Self::on_finalized) still fires once, at the finish. The two may run
+    /// on different threads, so when an operation is evicted the moment it finishes (a full
+    /// window on a multi-threaded runtime), `on_evicted` can run before its `on_finalized`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use ephemeral::{EphemeralOptions, EphemeralWorkCoordinator, OperationContext};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let archived = Arc::new(Mutex::new(Vec::new()));
+    /// let archive = archived.clone();
+    /// let coordinator = EphemeralWorkCoordinator::new(
+    ///     |_: u32, _ctx: OperationContext| async { Ok::<_, std::convert::Infallible>(()) },
+    ///     EphemeralOptions::default()
+    ///         .max_concurrency(1)
+    ///         .max_tracked(2)
+    ///         .on_evicted(move |op| archive.lock().unwrap().push(op.id)),
+    /// )?;
+    /// let ids = coordinator.enqueue_many(0..5).await?;
+    /// coordinator.drain().await?;
+    /// // The window keeps the last two; the first three were archived as they left.
+    /// assert_eq!(*archived.lock().unwrap(), ids[..3]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn on_evicted(mut self, f: impl Fn(&OperationSnapshot) + Send + Sync + 'static) -> Self {
+        self.on_evicted = Some(Arc::new(f));
         self
     }
 

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::admission::Admission;
 use super::context::ContextShared;
 use super::error::{EnqueueError, IntakeError};
-use super::options::{DeferPolicy, FinalizedCallback};
+use super::options::{DeferPolicy, EvictedCallback, FinalizedCallback};
 use super::queue::{Job, Queue};
 use super::snapshot::{CancelReason, OperationSnapshot, OperationState};
 use super::window::{Record, Window};
@@ -43,6 +43,7 @@ pub(crate) struct Rules {
     pub(crate) defer_policy: DeferPolicy,
     pub(crate) abort_grace: Duration,
     pub(crate) on_finalized: Option<FinalizedCallback>,
+    pub(crate) on_evicted: Option<EvictedCallback>,
     /// Extra patterns whose changes must wake the workers (lane defer/resume rules).
     pub(crate) extra_watch: Vec<Pattern>,
 }
@@ -72,7 +73,26 @@ pub(crate) struct Core<T, R, Q: Queue<T>> {
     pub(crate) panicked: u64,
     pub(crate) peak: u64,
     pub(crate) intake_error: Option<IntakeError>,
+    /// Finished operations not yet handed to `on_finalized` (empty unless it is set).
+    pub(crate) finalized_out: Vec<OperationSnapshot>,
     pub(crate) _item: std::marker::PhantomData<fn(T)>,
+}
+
+/// Callbacks owed once the lock is released (user code never runs under it).
+#[must_use = "owed callbacks must be delivered after the unlock"]
+pub(crate) struct Owed {
+    finalized: Vec<OperationSnapshot>,
+    evicted: Vec<OperationSnapshot>,
+}
+
+impl<T, R, Q: Queue<T>> Core<T, R, Q> {
+    /// Takes the callbacks owed so far; deliver them with `Shared::deliver` after the unlock.
+    pub(crate) fn owed(&mut self) -> Owed {
+        Owed {
+            finalized: std::mem::take(&mut self.finalized_out),
+            evicted: self.window.take_evicted(),
+        }
+    }
 }
 
 /// State shared by handles, workers and the steering task.
@@ -218,17 +238,10 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Shared<T, R, Q> {
         core.cancelled = true;
         self.room.close();
         let jobs = core.queue.take_all();
-        let mut finals = Vec::new();
         for job in jobs {
             self.room.add_permits(1);
-            if let Some(snap) = self.settle(
-                &mut core,
-                job.id,
-                now,
-                OperationState::Cancelled(CancelReason::Shutdown),
-            ) {
-                finals.push(snap);
-            }
+            let state = OperationState::Cancelled(CancelReason::Shutdown);
+            self.settle(&mut core, job.id, now, state);
         }
         // Operation tokens are not children of `root` (registering a child locks the parent, a
         // contended lock per item); running ones are cancelled here instead, under the lock
@@ -239,11 +252,12 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Shared<T, R, Q> {
             }
         }
         self.check_done(&mut core);
+        let owed = core.owed();
         drop(core);
         self.root.cancel();
         self.work.notify_waiters();
         self.finished.notify_waiters();
-        self.finalized(finals);
+        self.deliver(owed);
     }
 
     pub(crate) fn cancel_one(self: &Arc<Self>, id: OperationId, reason: CancelReason) -> bool {
@@ -251,11 +265,12 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Shared<T, R, Q> {
         let mut core = self.lock();
         if let Some(job) = core.queue.remove(id) {
             self.room.add_permits(1);
-            let snap = self.settle(&mut core, job.id, now, OperationState::Cancelled(reason));
+            self.settle(&mut core, job.id, now, OperationState::Cancelled(reason));
             self.check_done(&mut core);
+            let owed = core.owed();
             drop(core);
             self.notify_finished();
-            self.finalized(snap.into_iter().collect());
+            self.deliver(owed);
             return true;
         }
         let Some(record) = core.window.records.get_mut(&id) else {
@@ -272,31 +287,31 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Shared<T, R, Q> {
     }
 
     /// Records a terminal state for a job that never ran (or whose body ended), counts it,
-    /// and files it in the window. Returns the snapshot when a finalized callback wants it.
+    /// and files it in the window. The snapshot for `on_finalized` (if set) waits in
+    /// `finalized_out` until the lock is released (see [`Core::owed`]).
     pub(crate) fn settle(
         &self,
         core: &mut Core<T, R, Q>,
         id: OperationId,
         now: Instant,
         state: OperationState,
-    ) -> Option<OperationSnapshot> {
+    ) {
         match &state {
             OperationState::Completed => core.completed += 1,
             OperationState::Failed => core.failed += 1,
             OperationState::Cancelled(_) => core.cancelled_count += 1,
             OperationState::Pending | OperationState::Running => {}
         }
-        let record = core.window.records.get_mut(&id)?;
+        let Some(record) = core.window.records.get_mut(&id) else {
+            return;
+        };
         record.state = state;
         record.finished = Some(now);
         record.token = None;
-        let snap = self
-            .rules
-            .on_finalized
-            .as_ref()
-            .map(|_| record.snapshot(id));
+        if self.rules.on_finalized.is_some() {
+            core.finalized_out.push(record.snapshot(id));
+        }
         core.window.finished(id, now, &self.ctx);
-        snap
     }
 
     /// Wakes result waiters, if there are any.
@@ -307,10 +322,24 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Shared<T, R, Q> {
         }
     }
 
-    pub(crate) fn finalized(&self, snaps: Vec<OperationSnapshot>) {
-        if let Some(callback) = &self.rules.on_finalized {
+    /// Runs the callbacks; a panicking one is logged and the rest still run.
+    /// Every finalization first, then every eviction, each in the order it happened.
+    pub(crate) fn deliver(&self, owed: Owed) {
+        for (callback, snaps, which) in [
+            (&self.rules.on_finalized, owed.finalized, "on_finalized"),
+            (&self.rules.on_evicted, owed.evicted, "on_evicted"),
+        ] {
+            let Some(callback) = callback else { continue };
             for snap in &snaps {
-                callback(snap);
+                let call = std::panic::AssertUnwindSafe(|| callback(snap));
+                if let Err(panic) = std::panic::catch_unwind(call) {
+                    tracing::error!(
+                        coordinator = %self.rules.name,
+                        id = %snap.id,
+                        panic = %super::worker::panic_message(&*panic),
+                        "the {which} callback panicked",
+                    );
+                }
             }
         }
     }

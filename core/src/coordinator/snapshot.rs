@@ -103,7 +103,15 @@ impl OperationSnapshot {
     }
 }
 
-/// What an evicted operation left behind: a copy of its signals, kept for the echo retention.
+/// What an evicted operation left behind: its id, key, terminal state, error and finish
+/// time, and a copy of the signals it raised.
+///
+/// Every operation evicted from the window (by count, by age or by
+/// [`evict`](crate::EphemeralWorkCoordinator::evict)) leaves one, whether or not it raised
+/// signals. Echoes have their own bounds, set with
+/// [`EphemeralOptions::echo`](super::EphemeralOptions::echo): at most `capacity` of them
+/// (oldest dropped first), each for `retention` after the eviction. With
+/// [`tracking`](super::EphemeralOptions::tracking) off, no echoes are kept.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Echo {
@@ -111,7 +119,14 @@ pub struct Echo {
     pub id: OperationId,
     /// Its rendered key.
     pub key: Option<Arc<str>>,
-    /// Its signals as they were when it was evicted.
+    /// Its terminal state.
+    pub state: OperationState,
+    /// Its error or panic message, if it failed.
+    pub error: Option<Arc<str>>,
+    /// When it finished.
+    pub finished: Instant,
+    /// The signals it raised that were still live when it was evicted (empty for an
+    /// operation that raised none).
     pub signals: Vec<Signal>,
     /// When the echo disappears.
     pub expires: Instant,

@@ -105,16 +105,16 @@ fn step<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
             DeferPolicy::Cancel => {
                 core.defer_since = None;
                 let jobs = core.queue.take_all();
-                let mut finals = Vec::new();
                 for job in jobs {
                     shared.room.add_permits(1);
                     let state = OperationState::Cancelled(CancelReason::DeferTimeout);
-                    finals.extend(shared.settle(&mut core, job.id, now, state));
+                    shared.settle(&mut core, job.id, now, state);
                 }
                 shared.check_done(&mut core);
+                let owed = core.owed();
                 drop(core);
                 shared.notify_finished();
-                shared.finalized(finals);
+                shared.deliver(owed);
                 return;
             }
         }

@@ -110,6 +110,10 @@ pub(crate) struct Window<R> {
     echo_capacity: usize,
     pub(crate) echoes: VecDeque<Echo>,
     pub(crate) evicted: u64,
+    /// Whether evictions are reported (`on_evicted` is set).
+    report: bool,
+    /// Evicted operations not yet handed to `on_evicted`.
+    evicted_out: Vec<OperationSnapshot>,
 }
 
 impl<R> Window<R> {
@@ -123,10 +127,15 @@ impl<R> Window<R> {
             max_lifetime: options.max_lifetime,
             tracking: options.tracking,
             echo: options.echo,
-            echo_retention: options.echo_retention,
+            // Clamped so that `now + echo_retention` cannot overflow.
+            echo_retention: options
+                .echo_retention
+                .min(Duration::from_secs(86_400 * 365 * 30)),
             echo_capacity: options.echo_capacity,
             echoes: VecDeque::new(),
             evicted: 0,
+            report: options.on_evicted.is_some(),
+            evicted_out: Vec::new(),
         }
     }
 
@@ -170,37 +179,58 @@ impl<R> Window<R> {
             return;
         };
         self.evicted += 1;
-        if ctx.take(id) && self.echo {
-            let signals = ctx.sink.signals_of(id);
-            if !signals.is_empty() {
-                if self.echoes.len() == self.echo_capacity {
-                    self.echoes.pop_front();
-                }
-                self.echoes.push_back(Echo {
-                    id,
-                    key: record.key,
-                    signals,
-                    expires: now + self.echo_retention,
-                });
-            }
+        // Only operations that raised something are looked up in the sink; `take` also
+        // forgets the operation there, so that set stays bounded by the window.
+        let signals = if ctx.take(id) {
+            ctx.sink.signals_of(id)
+        } else {
+            Vec::new()
+        };
+        if self.report {
+            let mut snapshot = record.snapshot(id);
+            snapshot.signals.clone_from(&signals);
+            self.evicted_out.push(snapshot);
         }
+        // With tracking off only the counters are kept: no echoes either.
+        if !self.echo || !self.tracking {
+            return;
+        }
+        let Some(finished) = record.finished else {
+            return;
+        };
+        if self.echoes.len() >= self.echo_capacity {
+            self.echoes.pop_front();
+        }
+        self.echoes.push_back(Echo {
+            id,
+            key: record.key,
+            state: record.state,
+            error: record.error,
+            finished,
+            signals,
+            expires: now + self.echo_retention,
+        });
     }
 
-    /// Explicit eviction of a finished operation (pinned or not). Leaves an echo.
+    /// Explicit eviction of a finished, unpinned operation. Leaves an echo.
     pub(crate) fn evict(&mut self, id: OperationId, now: Instant, ctx: &ContextShared) -> bool {
         let Some(record) = self.records.get(&id) else {
             return false;
         };
-        if !record.state.is_finished() {
+        if !record.state.is_finished() || record.pinned {
             return false;
         }
-        if record.pinned {
-            self.pinned -= 1;
-        } else if let Some(index) = self.finished.iter().position(|&f| f == id) {
+        if let Some(index) = self.finished.iter().position(|&f| f == id) {
             self.finished.remove(index);
         }
         self.evict_record(id, now, ctx);
         true
+    }
+
+    /// The snapshots of operations evicted since the last call, for `on_evicted` (empty
+    /// unless it is set).
+    pub(crate) fn take_evicted(&mut self) -> Vec<OperationSnapshot> {
+        std::mem::take(&mut self.evicted_out)
     }
 
     pub(crate) fn pin(&mut self, id: OperationId) -> Result<(), PinError> {

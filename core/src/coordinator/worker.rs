@@ -222,11 +222,12 @@ fn park<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
         if cancelled || core.cancelled {
             core.queue.finished(&job.route);
             let state = OperationState::Cancelled(CancelReason::Shutdown);
-            let snap = shared.settle(&mut core, job.id, Instant::now(), state);
+            shared.settle(&mut core, job.id, Instant::now(), state);
             shared.check_done(&mut core);
+            let owed = core.owed();
             drop(core);
             shared.notify_finished();
-            shared.finalized(snap.into_iter().collect());
+            shared.deliver(owed);
         } else {
             core.queue.requeue(job);
             shared.wake_all(core);
@@ -279,22 +280,21 @@ fn finish<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
         Outcome::Aborted => OperationState::Cancelled(CancelReason::Aborted),
         Outcome::Refused(reason) => OperationState::Cancelled(reason),
     };
-    let snap = shared.settle(&mut core, id, now, state);
+    shared.settle(&mut core, id, now, state);
     let next = if core.workers > core.limit {
         None
     } else {
         try_pop(shared, &mut core)
     };
     shared.check_done(&mut core);
+    let owed = core.owed();
     drop(core);
     shared.notify_finished();
-    if let Some(snap) = snap {
-        shared.finalized(vec![snap]);
-    }
+    shared.deliver(owed);
     next
 }
 
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> Arc<str> {
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> Arc<str> {
     if let Some(s) = panic.downcast_ref::<&str>() {
         Arc::from(*s)
     } else if let Some(s) = panic.downcast_ref::<String>() {
