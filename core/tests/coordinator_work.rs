@@ -626,11 +626,14 @@ async fn a_burst_after_an_idle_spell_uses_every_slot() {
     assert_eq!(stats.peak_running, 4);
 }
 
-/// The sample callback sees at most one finished operation per interval.
+/// The sample callback is a throttle with both edges: the first operation to finish in a
+/// quiet spell at once, then the latest to finish in each interval at its end; never two
+/// calls within one interval.
 #[tokio::test(start_paused = true)]
-async fn the_sample_callback_is_rate_limited() {
+async fn the_sample_callback_delivers_the_leading_and_trailing_edge() {
     let sampled = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let each = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = tokio::time::Instant::now();
     let c = {
         let (sampled, each) = (sampled.clone(), each.clone());
         EphemeralWorkCoordinator::new(
@@ -641,17 +644,68 @@ async fn the_sample_callback_is_rate_limited() {
                     each.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 })
                 .sample(Duration::from_millis(100), move |op| {
-                    sampled.lock().unwrap().push(op.id);
+                    let at = tokio::time::Instant::now() - start;
+                    sampled.lock().unwrap().push((op.id, at));
                 }),
         )
         .unwrap()
     };
-    // 100 items of 10 ms one after another: they finish at 10, 20, ..., 1000 ms.
-    for _ in 0..100 {
-        c.enqueue(10).await.unwrap();
-    }
+    // 100 items of 7 ms one after another: they finish at 7, 14, ..., 700 ms.
+    let ids = c.enqueue_many(std::iter::repeat_n(7, 100)).await.unwrap();
     c.drain().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(each.load(std::sync::atomic::Ordering::Relaxed), 100);
-    // Sampled at 10, 110, ..., 910 ms.
-    assert_eq!(sampled.lock().unwrap().len(), 10);
+    let sampled = sampled.lock().unwrap().clone();
+    let ms = |n| Duration::from_millis(n);
+    // Leading edge at 7 ms; then at the end of each interval, the latest finished by then:
+    // at 107 ms the one that finished at 105 ms (the 15th), ..., at 707 ms the last one.
+    let expected: Vec<_> = [
+        (0, 7),
+        (14, 107),
+        (28, 207),
+        (42, 307),
+        (57, 407),
+        (71, 507),
+        (85, 607),
+        (99, 707),
+    ]
+    .into_iter()
+    .map(|(i, at)| (ids[i], ms(at)))
+    .collect();
+    assert_eq!(sampled, expected);
+}
+
+/// A burst finishing in one tick is sampled twice: its first operation at once, its last one
+/// an interval later.
+#[tokio::test(start_paused = true)]
+async fn a_sampled_burst_delivers_its_first_and_its_last_operation() {
+    let sampled = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = sampled.clone();
+    let c = EphemeralWorkCoordinator::new(
+        sleeper(Gauge::default()),
+        EphemeralOptions::default()
+            .max_concurrency(1)
+            .sample(Duration::from_secs(1), move |op| {
+                seen.lock().unwrap().push(op.id)
+            }),
+    )
+    .unwrap();
+    let ids = c.enqueue_many([0; 10]).await.unwrap();
+    c.drain().await.unwrap();
+    assert_eq!(*sampled.lock().unwrap(), [ids[0]]);
+    tokio::time::sleep(Duration::from_millis(999)).await;
+    assert_eq!(
+        *sampled.lock().unwrap(),
+        [ids[0]],
+        "at most one call per interval"
+    );
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    settle().await;
+    assert_eq!(*sampled.lock().unwrap(), [ids[0], ids[9]]);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        sampled.lock().unwrap().len(),
+        2,
+        "nothing more without new finishes"
+    );
 }

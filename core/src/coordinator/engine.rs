@@ -1,6 +1,6 @@
 //! The engine handle behind every coordinator type: intake, lifecycle and queries.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
@@ -73,7 +73,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
             max_defer: options.max_defer,
             defer_policy: options.defer_policy,
             abort_grace: options.abort_grace,
-            on_finalized: finalized_callback(&options),
+            on_finalized: finalized_callback(&options, &runtime),
             on_evicted: options.on_evicted.clone(),
             extra_watch,
         };
@@ -471,29 +471,94 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> std::fmt::Debug for Engi
 }
 
 /// The options' `on_finalized` callback, followed by the rate-limited `sample` callback.
-fn finalized_callback(options: &EphemeralOptions) -> Option<FinalizedCallback> {
+fn finalized_callback(options: &EphemeralOptions, runtime: &Handle) -> Option<FinalizedCallback> {
     let Some((every, sample)) = options.sample.clone() else {
         return options.on_finalized.clone();
     };
     let each = options.on_finalized.clone();
-    let last = Mutex::new(None::<Instant>);
+    let sampler = Arc::new(Sampler {
+        every,
+        callback: sample,
+        runtime: runtime.clone(),
+        state: Mutex::new(SampleState::default()),
+    });
     Some(Arc::new(move |snap: &OperationSnapshot| {
         if let Some(each) = &each {
             each(snap);
         }
-        let now = Instant::now();
-        let due = {
-            let mut last = last
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let due = last.is_none_or(|at| now.saturating_duration_since(at) >= every);
-            if due {
-                *last = Some(now);
-            }
-            due
-        };
-        if due {
-            sample(snap);
-        }
+        sampler.offer(snap);
     }))
+}
+
+/// The `sample` throttle, leading and trailing edge: the first operation to finish after a
+/// quiet interval is delivered at once; later ones within the interval are held (the latest
+/// replaces the one before), and the latest is delivered when the interval ends, which
+/// starts the next interval. At most one call per interval, and the last finish of a busy
+/// spell is never left out.
+struct Sampler {
+    every: Duration,
+    callback: FinalizedCallback,
+    runtime: Handle,
+    state: Mutex<SampleState>,
+}
+
+#[derive(Default)]
+struct SampleState {
+    /// When the callback last ran.
+    last: Option<Instant>,
+    /// The latest finish held for the end of the interval.
+    held: Option<OperationSnapshot>,
+    /// Whether a timer will deliver `held`.
+    armed: bool,
+}
+
+impl Sampler {
+    fn offer(self: &Arc<Self>, snap: &OperationSnapshot) {
+        let now = Instant::now();
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.armed {
+            state.held = Some(snap.clone());
+            return;
+        }
+        let due = match state.last {
+            None => Some(now),
+            Some(last) => last.checked_add(self.every),
+        };
+        let Some(due) = due else {
+            // An interval too long for the clock: nothing is delivered again.
+            return;
+        };
+        if due <= now {
+            state.last = Some(now);
+            drop(state);
+            (self.callback)(snap);
+            return;
+        }
+        state.held = Some(snap.clone());
+        state.armed = true;
+        drop(state);
+        let sampler = self.clone();
+        self.runtime.spawn(async move {
+            tokio::time::sleep_until(due).await;
+            sampler.trailing();
+        });
+    }
+
+    fn trailing(&self) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.armed = false;
+        let Some(snap) = state.held.take() else {
+            return;
+        };
+        state.last = Some(Instant::now());
+        drop(state);
+        let call = std::panic::AssertUnwindSafe(|| (self.callback)(&snap));
+        if let Err(panic) = std::panic::catch_unwind(call) {
+            tracing::error!(
+                id = %snap.id,
+                panic = %super::worker::panic_message(&*panic),
+                "the sample callback panicked",
+            );
+        }
+    }
 }

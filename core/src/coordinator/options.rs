@@ -295,10 +295,41 @@ impl EphemeralOptions {
         self
     }
 
-    /// Called with the snapshot of a finished operation at most once per `every` (the first
-    /// one to finish after the interval has passed), outside every lock: a cheap way to log
-    /// or trace a sample of a busy coordinator. Runs after [`on_finalized`](Self::on_finalized)
-    /// when both are set.
+    /// Called with a finished operation at most once per `every`, outside every lock: a
+    /// cheap way to log or trace a busy coordinator. A throttle with both edges: the first
+    /// operation to finish after a quiet interval is delivered at once (leading edge); if
+    /// more finish within the interval, the latest of them is delivered when it ends
+    /// (trailing edge, from a timer task), which starts the next interval. So a burst is
+    /// reported by its first and its last operation, and the state at the end of a busy
+    /// spell is never left out. The leading call runs after
+    /// [`on_finalized`](Self::on_finalized) when both are set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    /// use ephemeral::{EphemeralOptions, EphemeralWorkCoordinator, OperationContext};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sampled = Arc::new(Mutex::new(Vec::new()));
+    /// let log = sampled.clone();
+    /// let coordinator = EphemeralWorkCoordinator::new(
+    ///     |_: u32, _ctx: OperationContext| async { Ok::<_, std::convert::Infallible>(()) },
+    ///     EphemeralOptions::default()
+    ///         .max_concurrency(1)
+    ///         .sample(Duration::from_secs(1), move |op| log.lock().unwrap().push(op.id)),
+    /// )?;
+    /// let ids = coordinator.enqueue_many(0..100).await?;
+    /// coordinator.drain().await?;
+    /// tokio::time::sleep(Duration::from_secs(2)).await;
+    /// // All 100 finished in one tick: the first was sampled at once, the last one second
+    /// // later.
+    /// assert_eq!(*sampled.lock().unwrap(), [ids[0], ids[99]]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn sample(
         mut self,
         every: Duration,
