@@ -305,6 +305,7 @@ pub(crate) async fn run(config: &Config, output: Output) -> Result<Summary, Demo
             .seed(config.seed),
     )
     .max_attempts(MAX_ATTEMPTS)
+    .expect("MAX_ATTEMPTS is at least 1")
     .when(|e: &CallError| e.is_retryable())
     .signals(sink.clone())
     .name("payments");
