@@ -555,6 +555,29 @@ async fn stream_intake_completes_and_errors_surface_from_drain() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn is_closed_and_is_paused_report_the_lifecycle() {
+    let c = EphemeralWorkCoordinator::new(sleeper(Gauge::default()), EphemeralOptions::default())
+        .unwrap();
+    assert!(!c.is_closed() && !c.is_paused());
+    c.pause();
+    assert!(c.is_paused());
+    c.enqueue(10).await.unwrap();
+    c.complete();
+    assert!(c.is_closed(), "closed at once");
+    assert!(!c.is_done(), "an item still waits");
+    c.resume();
+    assert!(!c.is_paused());
+    c.drain().await.unwrap();
+    assert!(c.is_closed() && c.is_done());
+
+    let cancelled =
+        EphemeralWorkCoordinator::new(sleeper(Gauge::default()), EphemeralOptions::default())
+            .unwrap();
+    cancelled.cancel();
+    assert!(cancelled.is_closed());
+}
+
+#[tokio::test(start_paused = true)]
 async fn drain_is_idempotent_and_awaited_by_many() {
     let c = EphemeralWorkCoordinator::new(sleeper(Gauge::default()), EphemeralOptions::default())
         .unwrap();

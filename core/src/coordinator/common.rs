@@ -45,6 +45,63 @@ macro_rules! common_methods {
             self.engine.is_done()
         }
 
+        /// Whether intake is closed: [`complete`](Self::complete), [`drain`](Self::drain),
+        /// [`cancel`](Self::cancel) or a drain signal was seen, so every enqueue fails from now
+        /// on. True as soon as intake closes, even while accepted work still runs (that is
+        /// [`is_done`](Self::is_done)).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use ephemeral::{EphemeralOptions, EphemeralWorkCoordinator, OperationContext};
+        ///
+        /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+        /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+        /// let coordinator = EphemeralWorkCoordinator::new(
+        ///     |_: u32, _ctx: OperationContext| async { Ok::<_, std::convert::Infallible>(()) },
+        ///     EphemeralOptions::default(),
+        /// )?;
+        /// coordinator.pause();
+        /// coordinator.enqueue(1).await?;
+        /// coordinator.complete();
+        /// assert!(coordinator.is_closed() && !coordinator.is_done()); // one item still waits
+        /// coordinator.resume();
+        /// coordinator.drain().await?;
+        /// assert!(coordinator.is_closed() && coordinator.is_done());
+        /// # Ok(())
+        /// # }
+        /// ```
+        #[must_use]
+        pub fn is_closed(&self) -> bool {
+            self.engine.is_closed()
+        }
+
+        /// Whether starts are paused by [`pause`](Self::pause) (until
+        /// [`resume`](Self::resume)).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use ephemeral::{EphemeralOptions, EphemeralWorkCoordinator, OperationContext};
+        ///
+        /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+        /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+        /// let coordinator = EphemeralWorkCoordinator::new(
+        ///     |_: u32, _ctx: OperationContext| async { Ok::<_, std::convert::Infallible>(()) },
+        ///     EphemeralOptions::default(),
+        /// )?;
+        /// coordinator.pause();
+        /// assert!(coordinator.is_paused());
+        /// coordinator.resume();
+        /// assert!(!coordinator.is_paused());
+        /// # Ok(())
+        /// # }
+        /// ```
+        #[must_use]
+        pub fn is_paused(&self) -> bool {
+            self.engine.is_paused()
+        }
+
         /// Stops starting items (running ones go on) until [`resume`](Self::resume).
         pub fn pause(&self) {
             self.engine.pause();

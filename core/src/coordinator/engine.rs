@@ -272,6 +272,14 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
         self.shared().lock().done
     }
 
+    pub(crate) fn is_closed(&self) -> bool {
+        self.shared().lock().closed
+    }
+
+    pub(crate) fn is_paused(&self) -> bool {
+        self.shared().lock().paused
+    }
+
     pub(crate) fn pause(&self) {
         self.shared().lock().paused = true;
     }
