@@ -116,7 +116,7 @@ pub use channel::{
 };
 pub use coordinator::{
     Admission, AdmissionRequest, CancelReason, CoordinatorError, CoordinatorStats, Decision,
-    DeferPolicy, Echo, EnqueueError, EnqueueManyError, EnqueuePermit,
+    DeferPolicy, DrainSignals, Echo, EnqueueError, EnqueueManyError, EnqueuePermit,
     EphemeralKeyedWorkCoordinator, EphemeralOptions, EphemeralResultCoordinator,
     EphemeralWorkCoordinator, IntakeError, KeyStats, Lane, LaneError, OperationContext,
     OperationSnapshot, OperationState, OptionsError, PinError, PriorityWorkCoordinator,

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use coordinator_support::{assert_adds_up, settle};
 use ephemeral::{
-    Admission, AdmissionRequest, CancelReason, Decision, DeferPolicy, EphemeralOptions,
-    EphemeralWorkCoordinator, OperationContext, OperationState, Signal, SignalSink,
+    Admission, AdmissionRequest, CancelReason, Decision, DeferPolicy, DrainSignals,
+    EphemeralOptions, EphemeralWorkCoordinator, OperationContext, OperationState, Signal,
+    SignalSink,
 };
 use futures::future::BoxFuture;
 
@@ -225,6 +226,43 @@ async fn drain_by_id_and_by_pattern() {
     .unwrap();
     settle().await;
     assert!(b.is_done() && !other.is_done());
+}
+
+/// Each drain signal is chosen on its own.
+#[tokio::test(start_paused = true)]
+async fn drain_signals_are_chosen_one_by_one() {
+    let sink = SignalSink::default();
+    let make = |id: &str, which: DrainSignals| {
+        let (_, body) = counter();
+        EphemeralWorkCoordinator::new(
+            body,
+            EphemeralOptions::default()
+                .signals(sink.clone())
+                .id(id)
+                .drain_signals(which),
+        )
+        .unwrap()
+    };
+    let only_id = make("only-id", DrainSignals::OFF.id(true));
+    let not_all = make("not-all", DrainSignals::ON.all(false));
+    let only_all = make("only-all", DrainSignals::OFF.all(true));
+    let none = make("none", false.into());
+    sink.raise("coordinator.drain.all").unwrap();
+    settle().await;
+    assert!(only_all.is_done());
+    assert!(!only_id.is_done() && !not_all.is_done() && !none.is_done());
+    sink.raise_with(Signal::build("coordinator.drain.pattern").unwrap().key("*"))
+        .unwrap();
+    settle().await;
+    assert!(not_all.is_done());
+    assert!(!only_id.is_done() && !none.is_done());
+    for id in ["only-id", "none"] {
+        sink.raise_with(Signal::build("coordinator.drain.id").unwrap().key(id))
+            .unwrap();
+    }
+    settle().await;
+    assert!(only_id.is_done());
+    assert!(!none.is_done(), "drain signals off");
 }
 
 #[tokio::test(start_paused = true)]

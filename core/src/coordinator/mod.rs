@@ -63,7 +63,7 @@ pub use keyed_queue::KeyStats;
 pub use lanes::Lane;
 pub use oneshot::{Summary, process_all, process_stream};
 pub use options::{
-    DeferPolicy, EphemeralOptions, EvictedCallback, FinalizedCallback, OptionsError,
+    DeferPolicy, DrainSignals, EphemeralOptions, EvictedCallback, FinalizedCallback, OptionsError,
 };
 pub use priority::PriorityWorkCoordinator;
 pub use result::EphemeralResultCoordinator;

@@ -18,6 +18,109 @@ pub enum DeferPolicy {
     Cancel,
 }
 
+/// Which of the three drain signals a coordinator obeys (all three by default).
+///
+/// * `coordinator.drain.all` drains every coordinator on the sink;
+/// * `coordinator.drain.id`, keyed by a coordinator id, drains that coordinator;
+/// * `coordinator.drain.pattern`, keyed by a pattern over coordinator ids, drains the
+///   coordinators whose id matches.
+///
+/// Only signals raised after the coordinator was created count.
+///
+/// # Examples
+///
+/// ```
+/// use ephemeral::{DrainSignals, EphemeralOptions};
+///
+/// // Drained only when addressed by its own id, not by a fleet-wide drain.
+/// let options = EphemeralOptions::default()
+///     .id("billing")
+///     .drain_signals(DrainSignals::OFF.id(true));
+/// assert!(options.validate().is_ok());
+/// assert_eq!(DrainSignals::default(), DrainSignals::ON);
+/// assert_eq!(DrainSignals::from(false), DrainSignals::OFF);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DrainSignals {
+    all: bool,
+    id: bool,
+    pattern: bool,
+}
+
+impl DrainSignals {
+    /// All three drain signals are obeyed (the default).
+    pub const ON: Self = Self {
+        all: true,
+        id: true,
+        pattern: true,
+    };
+
+    /// No drain signal is obeyed.
+    pub const OFF: Self = Self {
+        all: false,
+        id: false,
+        pattern: false,
+    };
+
+    /// Whether `coordinator.drain.all` is obeyed.
+    #[must_use]
+    pub const fn all(self, on: bool) -> Self {
+        Self { all: on, ..self }
+    }
+
+    /// Whether `coordinator.drain.id` (key = this coordinator's id) is obeyed.
+    #[must_use]
+    pub const fn id(self, on: bool) -> Self {
+        Self { id: on, ..self }
+    }
+
+    /// Whether `coordinator.drain.pattern` (key = a pattern over coordinator ids) is obeyed.
+    #[must_use]
+    pub const fn pattern(self, on: bool) -> Self {
+        Self {
+            pattern: on,
+            ..self
+        }
+    }
+
+    /// Whether `coordinator.drain.all` is obeyed.
+    #[must_use]
+    pub const fn obeys_all(&self) -> bool {
+        self.all
+    }
+
+    /// Whether `coordinator.drain.id` is obeyed.
+    #[must_use]
+    pub const fn obeys_id(&self) -> bool {
+        self.id
+    }
+
+    /// Whether `coordinator.drain.pattern` is obeyed.
+    #[must_use]
+    pub const fn obeys_pattern(&self) -> bool {
+        self.pattern
+    }
+
+    /// Whether none is obeyed.
+    #[must_use]
+    pub const fn is_off(&self) -> bool {
+        !self.all && !self.id && !self.pattern
+    }
+}
+
+impl Default for DrainSignals {
+    fn default() -> Self {
+        Self::ON
+    }
+}
+
+impl From<bool> for DrainSignals {
+    /// `true`: all three ([`ON`](Self::ON)); `false`: none ([`OFF`](Self::OFF)).
+    fn from(on: bool) -> Self {
+        if on { Self::ON } else { Self::OFF }
+    }
+}
+
 /// A callback run for every finished operation (outside every lock).
 pub type FinalizedCallback = Arc<dyn Fn(&OperationSnapshot) + Send + Sync>;
 
@@ -84,7 +187,7 @@ pub struct EphemeralOptions {
     pub(crate) defer_on: Option<Pattern>,
     pub(crate) resume_on: Option<Pattern>,
     pub(crate) clear_on: Option<Pattern>,
-    pub(crate) drain_signals: bool,
+    pub(crate) drain_signals: DrainSignals,
     pub(crate) max_defer: Option<Duration>,
     pub(crate) defer_policy: DeferPolicy,
     pub(crate) id: Option<Arc<str>>,
@@ -114,7 +217,7 @@ impl Default for EphemeralOptions {
             defer_on: None,
             resume_on: None,
             clear_on: None,
-            drain_signals: true,
+            drain_signals: DrainSignals::ON,
             max_defer: None,
             defer_policy: DeferPolicy::Run,
             id: None,
@@ -206,10 +309,11 @@ impl EphemeralOptions {
         self
     }
 
-    /// Whether `coordinator.drain.all`, `.id` and `.pattern` signals drain this coordinator
-    /// (default on).
-    pub fn drain_signals(mut self, on: bool) -> Self {
-        self.drain_signals = on;
+    /// Which of `coordinator.drain.all`, `.id` and `.pattern` drain this coordinator: a
+    /// [`DrainSignals`] to choose one by one, or `true` / `false` for all or none (default
+    /// all).
+    pub fn drain_signals(mut self, which: impl Into<DrainSignals>) -> Self {
+        self.drain_signals = which.into();
         self
     }
 

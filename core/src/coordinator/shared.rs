@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::admission::Admission;
 use super::context::ContextShared;
 use super::error::{EnqueueError, IntakeError};
-use super::options::{DeferPolicy, EvictedCallback, FinalizedCallback};
+use super::options::{DeferPolicy, DrainSignals, EvictedCallback, FinalizedCallback};
 use super::queue::{Job, Queue};
 use super::snapshot::{CancelReason, OperationSnapshot, OperationState};
 use super::window::{Record, Window};
@@ -38,7 +38,7 @@ pub(crate) struct Rules {
     pub(crate) defer_on: Option<Pattern>,
     pub(crate) resume_on: Option<Pattern>,
     pub(crate) clear_on: Option<Pattern>,
-    pub(crate) drain_signals: bool,
+    pub(crate) drain_signals: DrainSignals,
     pub(crate) max_defer: Option<Duration>,
     pub(crate) defer_policy: DeferPolicy,
     pub(crate) abort_grace: Duration,
@@ -387,8 +387,15 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Shared<T, R, Q> {
     pub(crate) fn steer_pattern(&self) -> Option<Pattern> {
         let r = &self.rules;
         let mut parts: Vec<&str> = Vec::new();
-        if r.drain_signals {
-            parts.push("coordinator.drain.*");
+        let drain = r.drain_signals;
+        for (on, name) in [
+            (drain.obeys_all(), "coordinator.drain.all"),
+            (drain.obeys_id(), "coordinator.drain.id"),
+            (drain.obeys_pattern(), "coordinator.drain.pattern"),
+        ] {
+            if on {
+                parts.push(name);
+            }
         }
         for p in [&r.cancel_running_on, &r.defer_on, &r.resume_on, &r.clear_on]
             .into_iter()

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::options::DeferPolicy;
+use super::options::{DeferPolicy, DrainSignals};
 use super::queue::Queue;
 use super::shared::Shared;
 use super::snapshot::{CancelReason, OperationState};
@@ -67,7 +67,7 @@ fn step<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     seen: &mut Seen,
 ) {
     let rules = &shared.rules;
-    if rules.drain_signals && drain_requested(sink, shared.created_seq, &rules.id) {
+    if drain_requested(sink, rules.drain_signals, shared.created_seq, &rules.id) {
         shared.complete();
     }
     if let Some(pattern) = &rules.cancel_running_on
@@ -123,24 +123,29 @@ fn step<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     shared.wake_all(core);
 }
 
-fn drain_requested(sink: &SignalSink, created: u64, id: &str) -> bool {
+/// Whether a drain signal this coordinator obeys was raised after it was created.
+fn drain_requested(sink: &SignalSink, which: DrainSignals, created: u64, id: &str) -> bool {
     let fresh = |s: &crate::Signal| s.sequence() > created;
-    if sink
-        .latest("coordinator.drain.all")
-        .is_some_and(|s| fresh(&s))
+    if which.obeys_all()
+        && sink
+            .latest("coordinator.drain.all")
+            .is_some_and(|s| fresh(&s))
     {
         return true;
     }
-    if sink
-        .sense("coordinator.drain.id")
-        .iter()
-        .any(|s| fresh(s) && s.key() == Some(id))
+    if which.obeys_id()
+        && sink
+            .sense("coordinator.drain.id")
+            .iter()
+            .any(|s| fresh(s) && s.key() == Some(id))
     {
         return true;
     }
-    sink.sense("coordinator.drain.pattern")
-        .iter()
-        .any(|s| fresh(s) && s.key().is_some_and(|k| Pattern::new(k).matches(id)))
+    which.obeys_pattern()
+        && sink
+            .sense("coordinator.drain.pattern")
+            .iter()
+            .any(|s| fresh(s) && s.key().is_some_and(|k| Pattern::new(k).matches(id)))
 }
 
 /// Whether a defer rule holds now: some live signal matches `defer` (a signal that also
