@@ -130,6 +130,29 @@ async fn keys_are_rendered_in_snapshots() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn snapshot_key_shows_one_keys_operations() {
+    let c = EphemeralKeyedWorkCoordinator::new(
+        keyed_body(Log::default(), Gauge::default()),
+        EphemeralOptions::default().max_concurrency(2),
+    )
+    .unwrap();
+    let key = |k: &str| k.to_string();
+    let a1 = c.enqueue(key("a"), (key("a"), 1, 10)).await.unwrap();
+    let b1 = c.enqueue(key("b"), (key("b"), 1, 10)).await.unwrap();
+    let a2 = c.enqueue(key("a"), (key("a"), 2, 10)).await.unwrap();
+    settle().await;
+    let a = c.snapshot_key(&key("a"));
+    assert_eq!(a.iter().map(|s| s.id).collect::<Vec<_>>(), [a1, a2]);
+    assert_eq!(a[0].state, ephemeral::OperationState::Running);
+    assert_eq!(a[1].state, ephemeral::OperationState::Pending);
+    c.drain().await.unwrap();
+    let b = c.snapshot_key(&key("b"));
+    assert_eq!(b.len(), 1);
+    assert_eq!((b[0].id, b[0].key.as_deref()), (b1, Some("b")));
+    assert!(c.snapshot_key(&key("nobody")).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
 async fn results_are_kept_and_awaited() {
     let c = EphemeralResultCoordinator::new(
         |n: u64, _ctx: OperationContext| async move {

@@ -347,11 +347,19 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
     }
 
     pub(crate) fn filter(&self, keep: impl Fn(&OperationState) -> bool) -> Vec<OperationSnapshot> {
+        self.filter_records(|r| keep(&r.state))
+    }
+
+    /// Snapshots of the tracked records `keep` selects, by id.
+    pub(crate) fn filter_records(
+        &self,
+        keep: impl Fn(&Record<R>) -> bool,
+    ) -> Vec<OperationSnapshot> {
         let mut out: Vec<_> = self.read_purged(|core| {
             core.window
                 .records
                 .iter()
-                .filter(|(_, r)| keep(&r.state))
+                .filter(|(_, r)| keep(r))
                 .map(|(id, r)| r.snapshot(*id))
                 .collect()
         });

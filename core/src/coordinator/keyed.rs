@@ -12,6 +12,7 @@ use super::engine::Engine;
 use super::error::{CoordinatorError, EnqueueError};
 use super::keyed_queue::{KeyStats, KeyedQueue};
 use super::options::EphemeralOptions;
+use super::snapshot::OperationSnapshot;
 use crate::OperationId;
 
 /// A work coordinator whose items carry a key: items of one key start strictly in the order
@@ -138,6 +139,43 @@ where
     #[must_use]
     pub fn key_stats(&self, key: &K) -> KeyStats {
         self.engine.with_queue(|q| q.key_stats(key))
+    }
+
+    /// The operations of one key in the window (pending, running and finished), by id.
+    ///
+    /// Keys are matched by their `Display` rendering, as they appear in snapshots, so two
+    /// keys that render alike share a view.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ephemeral::{EphemeralKeyedWorkCoordinator, EphemeralOptions, OperationContext};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let coordinator = EphemeralKeyedWorkCoordinator::new(
+    ///     |amount: i64, _ctx: OperationContext| async move {
+    ///         if amount < 0 { Err("overdrawn") } else { Ok(()) }
+    ///     },
+    ///     EphemeralOptions::default(),
+    /// )?;
+    /// coordinator.enqueue("alice", 10).await?;
+    /// coordinator.enqueue("bob", 5).await?;
+    /// coordinator.enqueue("alice", -3).await?;
+    /// coordinator.drain().await?;
+    ///
+    /// let alice = coordinator.snapshot_key(&"alice");
+    /// assert_eq!(alice.len(), 2);
+    /// assert_eq!(alice[1].error.as_deref(), Some("overdrawn"));
+    /// assert!(coordinator.snapshot_key(&"carol").is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn snapshot_key(&self, key: &K) -> Vec<OperationSnapshot> {
+        let rendered = key.to_string();
+        self.engine
+            .filter_records(|r| r.key.as_deref() == Some(rendered.as_str()))
     }
 
     /// How many keys have state now (something pending or running).
