@@ -118,9 +118,9 @@ pub use coordinator::{
     Admission, AdmissionRequest, CancelReason, CoordinatorError, CoordinatorStats, Decision,
     DeferPolicy, DrainSignals, Echo, EnqueueError, EnqueueManyError, EnqueuePermit,
     EphemeralKeyedWorkCoordinator, EphemeralOptions, EphemeralResultCoordinator,
-    EphemeralWorkCoordinator, IntakeError, KeyStats, Lane, LaneError, OperationContext,
-    OperationSnapshot, OperationState, OptionsError, PinError, PriorityWorkCoordinator,
-    ResultError, Summary, process_all, process_stream,
+    EphemeralWorkCoordinator, IntakeError, KeyStats, KeyedEnqueuePermit, Lane, LaneEnqueuePermit,
+    LaneError, OperationContext, OperationSnapshot, OperationState, OptionsError, PinError,
+    PriorityWorkCoordinator, ResultError, Summary, process_all, process_stream,
 };
 pub use id::OperationId;
 pub use lag::{Buffer, Lagged, Overflow, ZeroBuffer};

@@ -317,3 +317,87 @@ async fn process_all_returns_a_summary() {
     assert_eq!(summary.failures.len(), 10);
     assert!(gauge.peak() <= 8);
 }
+
+/// `reserve`, `enqueue_many` and stream intake exist on every coordinator type, and a refused
+/// `enqueue_many` gives back every item it was given.
+#[tokio::test(start_paused = true)]
+async fn every_coordinator_type_has_reserve_enqueue_many_and_intake() {
+    let ok = |_: u32, _ctx: OperationContext| async { Ok::<_, Infallible>(()) };
+
+    let keyed = EphemeralKeyedWorkCoordinator::new(ok, EphemeralOptions::default()).unwrap();
+    let id = keyed.reserve().await.unwrap().send("k", 1).unwrap();
+    let ids = keyed.enqueue_many([("k", 2), ("j", 3)]).await.unwrap();
+    keyed.intake(futures::stream::iter([("k", 4), ("j", 5)]));
+    keyed.intake_results(futures::stream::iter([Ok(("k", 6)), Err("bad row")]));
+    let err = keyed.drain().await.unwrap_err();
+    assert!(err.to_string().contains("bad row"));
+    assert_eq!(keyed.stats().completed, 6);
+    assert_eq!(keyed.operation(id).unwrap().key.as_deref(), Some("k"));
+    assert_eq!(keyed.operation(ids[1]).unwrap().key.as_deref(), Some("j"));
+    assert_eq!(keyed.snapshot_key(&"k").len(), 4);
+    let refused = keyed.enqueue_many([("a", 7), ("b", 8)]).await.unwrap_err();
+    assert!(matches!(refused.refused, EnqueueError::Closed(_)));
+    assert_eq!(refused.into_inner(), [("a", 7), ("b", 8)]);
+    assert!(keyed.reserve().await.is_err());
+
+    let results = EphemeralResultCoordinator::new(
+        |n: u32, _ctx: OperationContext| async move { Ok::<_, Infallible>(n + 1) },
+        EphemeralOptions::default(),
+    )
+    .unwrap();
+    let id = results.reserve().await.unwrap().send(1).unwrap();
+    let ids = results.enqueue_many([10, 20]).await.unwrap();
+    results.intake(futures::stream::iter([30, 40]));
+    results.drain().await.unwrap();
+    assert_eq!(results.result(id).unwrap().unwrap(), 2);
+    assert_eq!(results.result(ids[1]).unwrap().unwrap(), 21);
+    assert_eq!(results.results().len(), 5);
+    let refused = results.enqueue_many([50, 60]).await.unwrap_err();
+    assert_eq!(refused.into_inner(), [50, 60]);
+
+    let lanes = PriorityWorkCoordinator::new(
+        ok,
+        vec![Lane::new("high", 1).max_depth(1), Lane::new("low", 0)],
+        EphemeralOptions::default().max_concurrency(1),
+    )
+    .unwrap();
+    lanes.pause();
+    let permit = lanes.reserve().await.unwrap();
+    match permit.send("nope", 1) {
+        Err(EnqueueError::Refused { item: 1, lane, .. }) => assert_eq!(&*lane, "nope"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    lanes.reserve().await.unwrap().send("low", 1).unwrap();
+    let err = lanes
+        .enqueue_many([("high", 2), ("high", 3), ("low", 4)])
+        .await
+        .unwrap_err();
+    assert_eq!(err.accepted.len(), 1);
+    assert_eq!(err.into_inner(), [("high", 3), ("low", 4)]);
+    lanes.resume();
+    lanes.intake(futures::stream::iter([
+        ("low".to_string(), 5),
+        ("high".to_string(), 6),
+    ]));
+    lanes.drain().await.unwrap();
+    assert_eq!(lanes.stats().completed, 4);
+}
+
+/// A stream item for a lane that does not exist stops the intake with an error from `drain`.
+#[tokio::test(start_paused = true)]
+async fn priority_intake_stops_at_an_unknown_lane() {
+    let lanes = PriorityWorkCoordinator::new(
+        |_: u32, _ctx: OperationContext| async { Ok::<_, Infallible>(()) },
+        vec![Lane::new("only", 0)],
+        EphemeralOptions::default(),
+    )
+    .unwrap();
+    lanes.intake(futures::stream::iter([
+        ("only", 1),
+        ("other", 2),
+        ("only", 3),
+    ]));
+    let err = lanes.drain().await.unwrap_err();
+    assert!(err.to_string().contains("other"), "{err}");
+    assert_eq!(lanes.stats().accepted, 1);
+}

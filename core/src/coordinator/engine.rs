@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::admission::Admission;
 use super::context::ContextShared;
-use super::error::{CoordinatorError, EnqueueError, IntakeError, PinError};
+use super::error::{CoordinatorError, EnqueueError, EnqueueManyError, IntakeError, PinError};
 use super::options::{EphemeralOptions, FinalizedCallback};
 use super::queue::Queue;
 use super::snapshot::{CancelReason, CoordinatorStats, Echo, OperationSnapshot, OperationState};
@@ -28,6 +28,30 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Drop for Life<T, R, Q> {
     fn drop(&mut self) {
         self.shared.shutdown();
     }
+}
+
+/// An item ready for the queue: the item, its route and its rendered key.
+pub(crate) type Routed<T, Route> = (T, Route, Option<Arc<str>>);
+
+/// Enqueues `items` one by one with `one`; at the first refusal, gives back that item and
+/// every one after it.
+pub(crate) async fn enqueue_each<U, F, Fut>(
+    items: impl IntoIterator<Item = U>,
+    mut one: F,
+) -> Result<Vec<OperationId>, EnqueueManyError<U>>
+where
+    F: FnMut(U) -> Fut,
+    Fut: Future<Output = Result<OperationId, EnqueueError<U>>>,
+{
+    let mut ids = Vec::new();
+    let mut items = items.into_iter();
+    while let Some(item) = items.next() {
+        match one(item).await {
+            Ok(id) => ids.push(id),
+            Err(refused) => return Err(EnqueueManyError::new(ids, refused, items)),
+        }
+    }
+    Ok(ids)
 }
 
 /// A handle on the engine; the coordinator types wrap one.
@@ -182,10 +206,16 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
         })
     }
 
-    /// Feeds a stream into the coordinator on a task; `drain` waits for it.
-    pub(crate) fn intake<S, E>(&self, stream: S, route: impl Fn(&T) -> Q::Route + Send + 'static)
-    where
-        S: futures::Stream<Item = Result<T, E>> + Send + 'static,
+    /// Feeds a stream into the coordinator on a task; `drain` waits for it. `split` turns a
+    /// stream item into the item, its route and its rendered key, or refuses it with a
+    /// message that stops the intake (surfaced by `drain`).
+    pub(crate) fn intake<S, U, E>(
+        &self,
+        stream: S,
+        split: impl Fn(U) -> Result<Routed<T, Q::Route>, Arc<str>> + Send + 'static,
+    ) where
+        S: futures::Stream<Item = Result<U, E>> + Send + 'static,
+        U: Send + 'static,
         E: std::fmt::Display + Send + 'static,
     {
         let shared = self.shared().clone();
@@ -203,27 +233,41 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
         runtime.spawn(async move {
             use futures::StreamExt;
             let mut stream = std::pin::pin!(stream);
+            let failed = |message: Arc<str>| {
+                shared
+                    .lock()
+                    .intake_error
+                    .get_or_insert(IntakeError { message });
+            };
             loop {
                 let next = tokio::select! {
                     next = stream.next() => next,
                     () = shared.root.cancelled() => None,
                 };
-                match next {
-                    Some(Ok(item)) => {
+                match next.map(|r| r.map(&split)) {
+                    Some(Ok(Ok((item, route, key)))) => {
                         let Ok(permit) = shared.room.acquire().await else {
                             break;
                         };
                         permit.forget();
-                        let r = route(&item);
-                        if shared.accept(item, r, None, true).is_err() {
-                            break;
+                        match shared.accept(item, route, key, true) {
+                            Ok(_) => {}
+                            Err(EnqueueError::Refused { lane, reason, .. }) => {
+                                failed(Arc::from(format!(
+                                    "lane `{lane}` refused an item, so the intake stopped: {reason}"
+                                )));
+                                break;
+                            }
+                            // Cancelled: the coordinator no longer takes anything.
+                            Err(_) => break,
                         }
                     }
+                    Some(Ok(Err(message))) => {
+                        failed(message);
+                        break;
+                    }
                     Some(Err(e)) => {
-                        let mut core = shared.lock();
-                        core.intake_error.get_or_insert(IntakeError {
-                            message: Arc::from(e.to_string()),
-                        });
+                        failed(Arc::from(e.to_string()));
                         break;
                     }
                     None => break,

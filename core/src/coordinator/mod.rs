@@ -58,14 +58,14 @@ pub use context::OperationContext;
 pub use error::{
     CoordinatorError, EnqueueError, EnqueueManyError, IntakeError, LaneError, PinError, ResultError,
 };
-pub use keyed::EphemeralKeyedWorkCoordinator;
+pub use keyed::{EphemeralKeyedWorkCoordinator, KeyedEnqueuePermit};
 pub use keyed_queue::KeyStats;
 pub use lanes::Lane;
 pub use oneshot::{Summary, process_all, process_stream};
 pub use options::{
     DeferPolicy, DrainSignals, EphemeralOptions, EvictedCallback, FinalizedCallback, OptionsError,
 };
-pub use priority::PriorityWorkCoordinator;
+pub use priority::{LaneEnqueuePermit, PriorityWorkCoordinator};
 pub use result::EphemeralResultCoordinator;
 pub use snapshot::{CancelReason, CoordinatorStats, Echo, OperationSnapshot, OperationState};
 pub use work::{EnqueuePermit, EphemeralWorkCoordinator};

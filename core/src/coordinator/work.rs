@@ -7,7 +7,7 @@ use super::admission::Admission;
 use super::body::erase;
 use super::common::common_methods;
 use super::context::OperationContext;
-use super::engine::Engine;
+use super::engine::{Engine, enqueue_each};
 use super::error::{CoordinatorError, EnqueueError, EnqueueManyError};
 use super::options::EphemeralOptions;
 use super::queue::Fifo;
@@ -147,15 +147,7 @@ impl<T: Send + 'static> EphemeralWorkCoordinator<T> {
         &self,
         items: impl IntoIterator<Item = T>,
     ) -> Result<Vec<OperationId>, EnqueueManyError<T>> {
-        let mut ids = Vec::new();
-        let mut items = items.into_iter();
-        while let Some(item) = items.next() {
-            match self.enqueue(item).await {
-                Ok(id) => ids.push(id),
-                Err(refused) => return Err(EnqueueManyError::new(ids, refused, items)),
-            }
-        }
-        Ok(ids)
+        enqueue_each(items, |item| self.enqueue(item)).await
     }
 
     /// Feeds `stream` into the coordinator on a task; [`drain`](Self::drain) waits for the
@@ -166,7 +158,9 @@ impl<T: Send + 'static> EphemeralWorkCoordinator<T> {
     {
         use futures::StreamExt;
         self.engine
-            .intake(stream.map(Ok::<T, std::convert::Infallible>), |_| ());
+            .intake(stream.map(Ok::<T, std::convert::Infallible>), |item| {
+                Ok((item, (), None))
+            });
     }
 
     /// Feeds a fallible `stream`; the first error stops it and is returned by
@@ -176,7 +170,7 @@ impl<T: Send + 'static> EphemeralWorkCoordinator<T> {
         S: futures::Stream<Item = Result<T, E>> + Send + 'static,
         E: fmt::Display + Send + 'static,
     {
-        self.engine.intake(stream, |_| ());
+        self.engine.intake(stream, |item| Ok((item, (), None)));
     }
 
     common_methods!();
@@ -188,13 +182,15 @@ impl<T: Send + 'static> fmt::Debug for EphemeralWorkCoordinator<T> {
     }
 }
 
-/// Room for one item, reserved by [`EphemeralWorkCoordinator::reserve`].
+/// Room for one item, reserved by [`EphemeralWorkCoordinator::reserve`] or
+/// [`EphemeralResultCoordinator::reserve`](super::EphemeralResultCoordinator::reserve)
+/// (`R` is the result type).
 #[must_use = "dropping the permit gives the room back"]
-pub struct EnqueuePermit<T: Send + 'static> {
-    reserved: Reserved<T, (), Fifo<T>>,
+pub struct EnqueuePermit<T: Send + 'static, R: Send + 'static = ()> {
+    pub(crate) reserved: Reserved<T, R, Fifo<T>>,
 }
 
-impl<T: Send + 'static> EnqueuePermit<T> {
+impl<T: Send + 'static, R: Send + 'static> EnqueuePermit<T, R> {
     /// Accepts `item` into the reserved room.
     ///
     /// # Errors
@@ -205,7 +201,7 @@ impl<T: Send + 'static> EnqueuePermit<T> {
     }
 }
 
-impl<T: Send + 'static> fmt::Debug for EnqueuePermit<T> {
+impl<T: Send + 'static, R: Send + 'static> fmt::Debug for EnqueuePermit<T, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("EnqueuePermit")
     }
