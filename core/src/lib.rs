@@ -120,7 +120,8 @@ pub use coordinator::{
     EphemeralKeyedWorkCoordinator, EphemeralOptions, EphemeralResultCoordinator,
     EphemeralWorkCoordinator, IntakeError, KeyStats, KeyedEnqueuePermit, Lane, LaneEnqueuePermit,
     LaneError, OperationContext, OperationSnapshot, OperationState, OptionsError, PinError,
-    PriorityWorkCoordinator, ResultError, Summary, process_all, process_stream,
+    PriorityWorkCoordinator, ResultError, Summary, process_all, process_all_with_cancel,
+    process_keyed, process_stream, process_stream_with_cancel,
 };
 pub use id::OperationId;
 pub use lag::{Buffer, Lagged, Overflow, ZeroBuffer};

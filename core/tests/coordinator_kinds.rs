@@ -401,3 +401,83 @@ async fn priority_intake_stops_at_an_unknown_lane() {
     assert!(err.to_string().contains("other"), "{err}");
     assert_eq!(lanes.stats().accepted, 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn process_keyed_keeps_per_key_order_within_the_overall_bound() {
+    let log = Log::default();
+    let gauge = Gauge::default();
+    let (l, g) = (log.clone(), gauge.clone());
+    let pairs = (0..60u32).map(|n| (format!("k{}", n % 6), n));
+    let summary = ephemeral::process_keyed(pairs, 4, move |(key, n): (String, u32), _ctx| {
+        let (l, g) = (l.clone(), g.clone());
+        async move {
+            let _in = g.enter();
+            l.lock().unwrap().push((key, n));
+            tokio::time::sleep(Duration::from_millis(u64::from(7 - n % 7))).await;
+            Ok::<_, Infallible>(())
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!((summary.total, summary.completed), (60, 60));
+    assert!(!summary.interrupted);
+    assert!(gauge.peak() <= 4, "peak {}", gauge.peak());
+    let log = log.lock().unwrap();
+    for k in 0..6 {
+        let key = format!("k{k}");
+        let ns: Vec<u32> = log
+            .iter()
+            .filter(|(kk, _)| *kk == key)
+            .map(|(_, n)| *n)
+            .collect();
+        assert_eq!(ns.len(), 10);
+        assert!(ns.windows(2).all(|w| w[0] < w[1]), "{key}: {ns:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn process_all_with_cancel_reports_what_was_cancelled() {
+    let token = tokio_util::sync::CancellationToken::new();
+    let stop = token.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        stop.cancel();
+    });
+    let summary = ephemeral::process_all_with_cancel(
+        0..5000u32,
+        3,
+        token,
+        |_: u32, ctx: OperationContext| async move {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(100)) => Ok(()),
+                () = ctx.token().cancelled() => Err("stopped"),
+            }
+        },
+    )
+    .await
+    .unwrap();
+    assert!(summary.interrupted);
+    assert_eq!(
+        summary.completed, 3,
+        "one round of three finished by 150 ms"
+    );
+    assert!(summary.total < 5000, "the rest of the input was not read");
+    assert_eq!(summary.total, summary.completed + summary.cancelled);
+    assert_eq!(summary.failed, 0);
+    assert_eq!(summary.cancellations.len() as u64, summary.cancelled);
+    assert!(
+        summary
+            .cancellations
+            .iter()
+            .all(|(_, reason)| *reason == ephemeral::CancelReason::Shutdown)
+    );
+
+    let never = tokio_util::sync::CancellationToken::new();
+    let summary = ephemeral::process_all_with_cancel(0..10u32, 2, never, |_: u32, _ctx| async {
+        Ok::<_, Infallible>(())
+    })
+    .await
+    .unwrap();
+    assert!(!summary.interrupted);
+    assert_eq!(summary.completed, 10);
+}

@@ -8,7 +8,9 @@
 //! * [`EphemeralResultCoordinator`] — keeps each body's value with its operation.
 //! * [`PriorityWorkCoordinator`] — named [`Lane`]s, highest priority starts first.
 //! * [`process_all`] / [`process_stream`] — one-shot: a collection or stream in, a
-//!   [`Summary`] out.
+//!   [`Summary`] out; [`process_keyed`] keeps per-key order; [`process_all_with_cancel`] /
+//!   [`process_stream_with_cancel`] stop on a `CancellationToken` and report what was
+//!   cancelled.
 //!
 //! # How an item flows
 //!
@@ -61,7 +63,10 @@ pub use error::{
 pub use keyed::{EphemeralKeyedWorkCoordinator, KeyedEnqueuePermit};
 pub use keyed_queue::KeyStats;
 pub use lanes::Lane;
-pub use oneshot::{Summary, process_all, process_stream};
+pub use oneshot::{
+    Summary, process_all, process_all_with_cancel, process_keyed, process_stream,
+    process_stream_with_cancel,
+};
 pub use options::{
     DeferPolicy, DrainSignals, EphemeralOptions, EvictedCallback, FinalizedCallback, OptionsError,
 };
