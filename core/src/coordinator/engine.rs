@@ -114,7 +114,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
             intakes: 0,
             done: false,
             defer_since: None,
-            defer_override: false,
+            overdue: 0,
             window: Window::new(&options),
             accepted: 0,
             completed: 0,
@@ -399,12 +399,14 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
         &self,
         keep: impl Fn(&Record<R>) -> bool,
     ) -> Vec<OperationSnapshot> {
+        let shared = self.shared();
         let mut out: Vec<_> = self.read_purged(|core| {
+            let held = shared.held(core);
             core.window
                 .records
                 .iter()
                 .filter(|(_, r)| keep(r))
-                .map(|(id, r)| r.snapshot(*id))
+                .map(|(id, r)| r.snapshot_held(*id, held.as_ref()))
                 .collect()
         });
         out.sort_by_key(|s| s.id);
@@ -412,9 +414,13 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
     }
 
     pub(crate) fn get(&self, id: OperationId) -> Option<OperationSnapshot> {
-        let mut snap =
-            self.read_purged(|core| core.window.records.get(&id).map(|r| r.snapshot(id)))?;
-        snap.signals = self.shared().ctx.sink.signals_of(id);
+        let shared = self.shared();
+        let mut snap = self.read_purged(|core| {
+            let held = shared.held(core);
+            let record = core.window.records.get(&id)?;
+            Some(record.snapshot_held(id, held.as_ref()))
+        })?;
+        snap.signals = shared.ctx.sink.signals_of(id);
         Some(snap)
     }
 

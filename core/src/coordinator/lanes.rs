@@ -3,7 +3,9 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::queue::{Job, Queue};
+use super::queue::{Job, PopCx, Queue, Select, Visit, VisitMut};
+use tokio::time::Instant;
+
 use crate::{OperationId, Pattern, SignalSink};
 
 /// One named lane of a [`PriorityWorkCoordinator`](super::PriorityWorkCoordinator).
@@ -81,10 +83,38 @@ impl Lane {
     }
 }
 
+/// One lane's waiting jobs.
+#[derive(Debug)]
+struct LaneJobs<T> {
+    lane: Lane,
+    jobs: VecDeque<Job<T, usize>>,
+    /// Whether the lane's defer rule held when last evaluated: its jobs are held (their
+    /// `max_defer` clocks run), and jobs pushed meanwhile are held at once.
+    deferred: bool,
+}
+
+impl<T> LaneJobs<T> {
+    /// Evaluates the lane's defer rule, holding or releasing its jobs on a change.
+    fn observe(&mut self, cx: &mut PopCx<'_>) -> bool {
+        let deferred = self.lane.deferred(cx.sink);
+        if deferred && !self.deferred {
+            for job in &mut self.jobs {
+                cx.held |= job.hold(cx.now);
+            }
+        } else if !deferred && self.deferred && !cx.global {
+            for job in &mut self.jobs {
+                job.unhold(cx.now);
+            }
+        }
+        self.deferred = deferred;
+        deferred
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct LaneQueue<T> {
     /// Sorted by priority, highest first.
-    lanes: Vec<(Lane, VecDeque<Job<T, usize>>)>,
+    lanes: Vec<LaneJobs<T>>,
     len: usize,
 }
 
@@ -92,13 +122,20 @@ impl<T> LaneQueue<T> {
     /// `lanes` must already be sorted highest first; routes index into that order.
     pub(crate) fn new(lanes: Vec<Lane>) -> Self {
         Self {
-            lanes: lanes.into_iter().map(|l| (l, VecDeque::new())).collect(),
+            lanes: lanes
+                .into_iter()
+                .map(|lane| LaneJobs {
+                    lane,
+                    jobs: VecDeque::new(),
+                    deferred: false,
+                })
+                .collect(),
             len: 0,
         }
     }
 
     pub(crate) fn depth(&self, lane: usize) -> usize {
-        self.lanes.get(lane).map_or(0, |(_, q)| q.len())
+        self.lanes.get(lane).map_or(0, |l| l.jobs.len())
     }
 }
 
@@ -110,9 +147,9 @@ impl<T: Send + 'static> Queue<T> for LaneQueue<T> {
     }
 
     fn refuse(&self, route: &usize) -> Option<(Arc<str>, Arc<str>)> {
-        let (lane, queue) = self.lanes.get(*route)?;
+        let LaneJobs { lane, jobs, .. } = self.lanes.get(*route)?;
         let max = lane.max_depth?;
-        (queue.len() >= max).then(|| {
+        (jobs.len() >= max).then(|| {
             (
                 lane.name.clone(),
                 Arc::from(format!(
@@ -122,33 +159,45 @@ impl<T: Send + 'static> Queue<T> for LaneQueue<T> {
         })
     }
 
-    fn push(&mut self, job: Job<T, usize>) {
-        if let Some((_, queue)) = self.lanes.get_mut(job.route) {
-            queue.push_back(job);
-            self.len += 1;
-        }
+    fn push(&mut self, mut job: Job<T, usize>) -> bool {
+        let Some(lane) = self.lanes.get_mut(job.route) else {
+            return false;
+        };
+        let held = lane.deferred && job.hold(Instant::now());
+        lane.jobs.push_back(job);
+        self.len += 1;
+        held
     }
 
-    fn pop(&mut self, sink: &SignalSink) -> Option<Job<T, usize>> {
-        for (lane, queue) in &mut self.lanes {
-            if queue.is_empty() || lane.deferred(sink) {
+    fn pop(&mut self, cx: &mut PopCx<'_>) -> Option<Job<T, usize>> {
+        for lane in &mut self.lanes {
+            if lane.jobs.is_empty() {
                 continue;
             }
-            let mut job = queue.pop_front()?;
+            // A job past `max_defer` under `DeferPolicy::Run` still starts; such jobs sit at
+            // the front, as the lane's jobs were held together, oldest first.
+            if lane.observe(cx) && !lane.jobs.front().is_some_and(|j| j.overdue) {
+                continue;
+            }
+            let mut job = lane.jobs.pop_front()?;
             self.len -= 1;
             job.cancel = lane
+                .lane
                 .cancel_on
                 .as_ref()
-                .and_then(|p| sink.latest(p.as_str()))
+                .and_then(|p| cx.sink.latest(p.as_str()))
                 .map(|s| s.name().clone());
             return Some(job);
         }
         None
     }
 
-    fn requeue(&mut self, job: Job<T, usize>) {
-        if let Some((_, queue)) = self.lanes.get_mut(job.route) {
-            queue.push_front(job);
+    fn requeue(&mut self, mut job: Job<T, usize>) {
+        if let Some(lane) = self.lanes.get_mut(job.route) {
+            if lane.deferred {
+                job.hold(Instant::now());
+            }
+            lane.jobs.push_front(job);
             self.len += 1;
         }
     }
@@ -156,10 +205,10 @@ impl<T: Send + 'static> Queue<T> for LaneQueue<T> {
     fn finished(&mut self, _route: &usize) {}
 
     fn remove(&mut self, id: OperationId) -> Option<Job<T, usize>> {
-        for (_, queue) in &mut self.lanes {
-            if let Some(index) = queue.iter().position(|j| j.id == id) {
+        for lane in &mut self.lanes {
+            if let Some(index) = lane.jobs.iter().position(|j| j.id == id) {
                 self.len -= 1;
-                return queue.remove(index);
+                return lane.jobs.remove(index);
             }
         }
         None
@@ -169,10 +218,49 @@ impl<T: Send + 'static> Queue<T> for LaneQueue<T> {
         let mut jobs: Vec<_> = self
             .lanes
             .iter_mut()
-            .flat_map(|(_, q)| q.drain(..))
+            .flat_map(|l| l.jobs.drain(..))
             .collect();
         jobs.sort_by_key(|j| j.id);
         self.len = 0;
         jobs
+    }
+
+    fn remove_where(&mut self, remove: &mut Select<'_, T, usize>) -> Vec<Job<T, usize>> {
+        let mut out = Vec::new();
+        for lane in &mut self.lanes {
+            let (gone, keep): (VecDeque<_>, VecDeque<_>) =
+                lane.jobs.drain(..).partition(|j| remove(j));
+            lane.jobs = keep;
+            out.extend(gone);
+        }
+        self.len -= out.len();
+        out.sort_by_key(|j| j.id);
+        out
+    }
+
+    fn for_each(&self, f: &mut Visit<'_, T, usize>) {
+        self.lanes.iter().flat_map(|l| &l.jobs).for_each(f);
+    }
+
+    fn for_each_mut(&mut self, f: &mut VisitMut<'_, T, usize>) {
+        self.lanes.iter_mut().flat_map(|l| &mut l.jobs).for_each(f);
+    }
+
+    fn unhold(&mut self, now: Instant) {
+        for lane in self.lanes.iter_mut().filter(|l| !l.deferred) {
+            lane.jobs.iter_mut().for_each(|job| job.unhold(now));
+        }
+    }
+
+    fn refresh_routes(&mut self, cx: &mut PopCx<'_>) {
+        for lane in &mut self.lanes {
+            if lane.lane.defer_on.is_some() {
+                lane.observe(cx);
+            }
+        }
+    }
+
+    fn has_route_deferral(&self) -> bool {
+        self.lanes.iter().any(|l| l.lane.defer_on.is_some())
     }
 }

@@ -25,9 +25,14 @@
 //! While a signal matching `defer_on` is live, no item starts, and waiting items hold no slot.
 //! It ends as soon as no defer match is live, or a `resume_on` signal newer than the latest
 //! defer match exists. The coordinator learns this from a sink watch, never by polling. A
-//! deferral lasts at most `max_defer` (if set); then its [`DeferPolicy`] applies to everything
-//! waiting: `Run` lets starts go ahead until the deferral ends, `Cancel` ends the waiting
-//! items `Cancelled(DeferTimeout)`.
+//! priority lane's own defer rule holds only that lane, and an [`Admission`] hook's
+//! [`Decision::Defer`] puts one item aside. Snapshots show held items as
+//! [`OperationState::Deferred`].
+//!
+//! `max_defer` (if set) bounds each item's total deferral: the time it spent held back,
+//! summed over every deferral, from when it was first held. When an item reaches it, the
+//! [`DeferPolicy`] applies to that item alone: `Run` lets it start (no defer rule or hook
+//! `Defer` holds it any more), `Cancel` ends it `Cancelled(DeferTimeout)`.
 //!
 //! # Panics
 //!

@@ -8,10 +8,12 @@ use crate::{Pattern, SignalSink};
 
 use super::snapshot::OperationSnapshot;
 
-/// What happens to an item that stayed deferred for [`max_defer`](EphemeralOptions::max_defer).
+/// What happens to an item whose deferrals add up to
+/// [`max_defer`](EphemeralOptions::max_defer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DeferPolicy {
-    /// Start it anyway (the default).
+    /// Start it anyway (the default): defer rules and admission hooks' `Defer` no longer
+    /// hold it back (a hook may still cancel it). Items held for less keep waiting.
     #[default]
     Run,
     /// End it `Cancelled(DeferTimeout)`.
@@ -317,7 +319,43 @@ impl EphemeralOptions {
         self
     }
 
-    /// How long an item may stay deferred before `policy` applies.
+    /// How long an item may be held back in total before `policy` applies: the time it
+    /// spends held by `defer_on`, by its lane's defer rule or by an admission hook's
+    /// [`Defer`](super::Decision::Defer), summed over every deferral (a new deferral does
+    /// not restart the clock), counted per item from when that item was first held back.
+    /// Waiting for a free slot or while paused does not count.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ephemeral::{
+    ///     CancelReason, DeferPolicy, EphemeralOptions, EphemeralWorkCoordinator,
+    ///     OperationContext, OperationState, SignalSink,
+    /// };
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sink = SignalSink::default();
+    /// let coordinator = EphemeralWorkCoordinator::new(
+    ///     |_: u32, _ctx: OperationContext| async { Ok::<_, std::convert::Infallible>(()) },
+    ///     EphemeralOptions::default()
+    ///         .signals(sink.clone())
+    ///         .defer_on("maintenance")
+    ///         .max_defer(Duration::from_secs(60), DeferPolicy::Cancel),
+    /// )?;
+    /// let _window = sink.hold("maintenance")?;
+    /// let early = coordinator.enqueue(1).await?;
+    /// tokio::time::sleep(Duration::from_secs(30)).await;
+    /// let late = coordinator.enqueue(2).await?;
+    /// tokio::time::sleep(Duration::from_secs(31)).await;
+    /// // Each item has its own minute.
+    /// let state = |id| coordinator.operation(id).unwrap().state;
+    /// assert_eq!(state(early), OperationState::Cancelled(CancelReason::DeferTimeout));
+    /// assert_eq!(state(late), OperationState::Deferred);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn max_defer(mut self, max: Duration, policy: DeferPolicy) -> Self {
         self.max_defer = Some(max);
         self.defer_policy = policy;

@@ -2,6 +2,9 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::{Name, OperationId, SignalSink};
 
@@ -14,6 +17,72 @@ pub(crate) struct Job<T, Q> {
     pub(crate) key: Option<Arc<str>>,
     /// Set by the queue at `pop` when a route-level cancel rule matched (the signal's name).
     pub(crate) cancel: Option<Name>,
+    /// Since when a defer rule or an admission hook holds this job back, while one does.
+    pub(crate) held_since: Option<Instant>,
+    /// How long earlier deferrals held it back: `max_defer` bounds this plus the current
+    /// deferral, so the clock does not restart with each deferral.
+    pub(crate) deferred_for: Duration,
+    /// Waited past `max_defer` under `DeferPolicy::Run`: defer rules and hooks' `Defer` no
+    /// longer hold it.
+    pub(crate) overdue: bool,
+}
+
+impl<T, Q> Job<T, Q> {
+    pub(crate) fn new(id: OperationId, item: T, route: Q, key: Option<Arc<str>>) -> Self {
+        Self {
+            id,
+            item,
+            route,
+            key,
+            cancel: None,
+            held_since: None,
+            deferred_for: Duration::ZERO,
+            overdue: false,
+        }
+    }
+
+    /// The job is held back from `now` on (its `max_defer` clock runs); returns whether it
+    /// was not held before.
+    pub(crate) fn hold(&mut self, now: Instant) -> bool {
+        if self.held_since.is_some() {
+            return false;
+        }
+        self.held_since = Some(now);
+        true
+    }
+
+    /// The job is no longer held back: the deferral's time is added to its total.
+    pub(crate) fn unhold(&mut self, now: Instant) {
+        if let Some(since) = self.held_since.take() {
+            self.deferred_for += now.saturating_duration_since(since);
+        }
+    }
+
+    /// When its total deferral reaches `max`, if it is held back now.
+    pub(crate) fn defer_deadline(&self, max: Duration) -> Option<Instant> {
+        self.held_since?
+            .checked_add(max.saturating_sub(self.deferred_for))
+    }
+}
+
+/// Visits queued jobs.
+pub(crate) type Visit<'a, T, R> = dyn FnMut(&Job<T, R>) + 'a;
+/// Visits queued jobs, mutably.
+pub(crate) type VisitMut<'a, T, R> = dyn FnMut(&mut Job<T, R>) + 'a;
+/// Selects queued jobs.
+pub(crate) type Select<'a, T, R> = dyn FnMut(&Job<T, R>) -> bool + 'a;
+
+/// What `pop` gets besides the queue, and what it reports back.
+pub(crate) struct PopCx<'a> {
+    /// Answers route-level rules.
+    pub(crate) sink: &'a SignalSink,
+    pub(crate) now: Instant,
+    /// Whether the coordinator-wide defer rule holds now (its jobs stay held when a
+    /// route-level deferral ends).
+    pub(crate) global: bool,
+    /// Set when a route-level deferral began holding jobs back (their `max_defer` clocks
+    /// started).
+    pub(crate) held: bool,
 }
 
 /// A scheduling policy over pending jobs. All calls happen under the engine's lock, so a
@@ -30,11 +99,12 @@ pub(crate) trait Queue<T>: Send + 'static {
         None
     }
 
-    /// Adds a newly accepted job.
-    fn push(&mut self, job: Job<T, Self::Route>);
+    /// Adds a newly accepted job. Returns whether a route-level deferral holds it back from
+    /// the start (its `max_defer` clock started).
+    fn push(&mut self, job: Job<T, Self::Route>) -> bool;
 
-    /// The next job allowed to start now, if any. `sink` answers route-level rules.
-    fn pop(&mut self, sink: &SignalSink) -> Option<Job<T, Self::Route>>;
+    /// The next job allowed to start now, if any.
+    fn pop(&mut self, cx: &mut PopCx<'_>) -> Option<Job<T, Self::Route>>;
 
     /// Undoes a `pop` (the job was deferred by an admission hook): it goes back first in
     /// line for its route.
@@ -48,6 +118,31 @@ pub(crate) trait Queue<T>: Send + 'static {
 
     /// Removes every pending job, in order.
     fn take_all(&mut self) -> Vec<Job<T, Self::Route>>;
+
+    /// Removes the pending jobs `remove` selects.
+    fn remove_where(&mut self, remove: &mut Select<'_, T, Self::Route>)
+    -> Vec<Job<T, Self::Route>>;
+
+    /// Visits every pending job.
+    fn for_each(&self, f: &mut Visit<'_, T, Self::Route>);
+
+    /// Visits every pending job, mutably.
+    fn for_each_mut(&mut self, f: &mut VisitMut<'_, T, Self::Route>);
+
+    /// The coordinator-wide deferral ended at `now`: every job no route-level rule holds is
+    /// released.
+    fn unhold(&mut self, now: Instant) {
+        self.for_each_mut(&mut |job| job.unhold(now));
+    }
+
+    /// Re-evaluates the route-level defer rules at `now` (holding or releasing their jobs);
+    /// returns whether some job became held.
+    fn refresh_routes(&mut self, _cx: &mut PopCx<'_>) {}
+
+    /// Whether route-level defer rules exist at all.
+    fn has_route_deferral(&self) -> bool {
+        false
+    }
 }
 
 /// First in, first out.
@@ -71,11 +166,12 @@ impl<T: Send + 'static> Queue<T> for Fifo<T> {
         self.jobs.len()
     }
 
-    fn push(&mut self, job: Job<T, ()>) {
+    fn push(&mut self, job: Job<T, ()>) -> bool {
         self.jobs.push_back(job);
+        false
     }
 
-    fn pop(&mut self, _sink: &SignalSink) -> Option<Job<T, ()>> {
+    fn pop(&mut self, _cx: &mut PopCx<'_>) -> Option<Job<T, ()>> {
         self.jobs.pop_front()
     }
 
@@ -92,5 +188,19 @@ impl<T: Send + 'static> Queue<T> for Fifo<T> {
 
     fn take_all(&mut self) -> Vec<Job<T, ()>> {
         self.jobs.drain(..).collect()
+    }
+
+    fn remove_where(&mut self, remove: &mut Select<'_, T, ()>) -> Vec<Job<T, ()>> {
+        let (out, keep): (VecDeque<_>, VecDeque<_>) = self.jobs.drain(..).partition(|j| remove(j));
+        self.jobs = keep;
+        out.into()
+    }
+
+    fn for_each(&self, f: &mut Visit<'_, T, ()>) {
+        self.jobs.iter().for_each(f);
+    }
+
+    fn for_each_mut(&mut self, f: &mut VisitMut<'_, T, ()>) {
+        self.jobs.iter_mut().for_each(f);
     }
 }

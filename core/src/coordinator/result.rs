@@ -69,7 +69,7 @@ fn outcome<R: Clone>(id: OperationId, record: &Record<R>) -> Option<Result<R, Re
             id,
             reason: reason.clone(),
         })),
-        OperationState::Pending | OperationState::Running => None,
+        OperationState::Pending | OperationState::Deferred | OperationState::Running => None,
     }
 }
 

@@ -5,6 +5,7 @@
 //! section is short and runs no user code (bodies, hooks and callbacks run after it is
 //! released). Lock order is core → sink (the sink never calls back while locked).
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -61,10 +62,12 @@ pub(crate) struct Core<T, R, Q: Queue<T>> {
     pub(crate) cancelled: bool,
     pub(crate) intakes: usize,
     pub(crate) done: bool,
-    /// When the current deferral began (the first time a start was held back by it).
+    /// When the current deferral by `defer_on` began (the first time a start was held back
+    /// by it); `None` once a start found it over.
     pub(crate) defer_since: Option<Instant>,
-    /// `max_defer` passed under `DeferPolicy::Run`: starts go ahead until the deferral ends.
-    pub(crate) defer_override: bool,
+    /// Queued jobs that waited past `max_defer` under `DeferPolicy::Run`: while any is
+    /// queued, `defer_on` holds no start back.
+    pub(crate) overdue: usize,
     pub(crate) window: Window<R>,
     pub(crate) accepted: u64,
     pub(crate) completed: u64,
@@ -177,13 +180,13 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Shared<T, R, Q> {
             .records
             .insert(id, Record::pending(key.clone(), now));
         core.accepted += 1;
-        core.queue.push(Job {
-            id,
-            item,
-            route,
-            key,
-            cancel: None,
-        });
+        let mut job = Job::new(id, item, route, key);
+        // Accepted during a deferral: held from the start.
+        let mut held = core.defer_since.is_some() && job.hold(now);
+        held |= core.queue.push(job);
+        if held && self.rules.max_defer.is_some() {
+            self.steer.notify_one();
+        }
         // One more worker whenever waiting jobs outnumber idle workers: a woken idle worker
         // only leaves `idle` once it runs, so counting `idle == 0` alone would hand a whole
         // burst to the one worker that happened to be waiting.
@@ -238,6 +241,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Shared<T, R, Q> {
         core.cancelled = true;
         self.room.close();
         let jobs = core.queue.take_all();
+        core.overdue = 0;
         for job in jobs {
             self.room.add_permits(1);
             let state = OperationState::Cancelled(CancelReason::Shutdown);
@@ -265,6 +269,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Shared<T, R, Q> {
         let mut core = self.lock();
         if let Some(job) = core.queue.remove(id) {
             self.room.add_permits(1);
+            core.overdue -= usize::from(job.overdue);
             self.settle(&mut core, job.id, now, OperationState::Cancelled(reason));
             self.check_done(&mut core);
             let owed = core.owed();
@@ -300,7 +305,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Shared<T, R, Q> {
             OperationState::Completed => core.completed += 1,
             OperationState::Failed => core.failed += 1,
             OperationState::Cancelled(_) => core.cancelled_count += 1,
-            OperationState::Pending | OperationState::Running => {}
+            OperationState::Pending | OperationState::Deferred | OperationState::Running => {}
         }
         let Some(record) = core.window.records.get_mut(&id) else {
             return;
@@ -359,28 +364,47 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Shared<T, R, Q> {
         }
     }
 
-    /// Whether the built-in defer rule holds starts back now. Arms the deferral clock.
-    pub(crate) fn deferred(&self, core: &mut Core<T, R, Q>) -> bool {
-        let Some(defer) = &self.rules.defer_on else {
-            return false;
-        };
-        let active =
-            super::steer::defer_active(&self.ctx.sink, defer, self.rules.resume_on.as_ref());
-        if !active {
-            core.defer_since = None;
-            core.defer_override = false;
-            return false;
+    /// The queued jobs a defer rule holds back (`None` when no rule could), for snapshots.
+    /// Jobs past `max_defer` under `DeferPolicy::Run` are not held: they may start.
+    pub(crate) fn held(&self, core: &Core<T, R, Q>) -> Option<HashSet<OperationId>> {
+        if self.rules.defer_on.is_none() && !core.queue.has_route_deferral() {
+            return None;
         }
-        if core.defer_override {
-            return false;
-        }
-        if core.defer_since.is_none() {
-            core.defer_since = Some(Instant::now());
-            if self.rules.max_defer.is_some() {
-                self.steer.notify_one();
+        let mut held = HashSet::new();
+        core.queue.for_each(&mut |job| {
+            if job.held_since.is_some() && !job.overdue {
+                held.insert(job.id);
             }
+        });
+        Some(held)
+    }
+
+    /// Whether `defer_on` holds now (a sink query; no state changes).
+    pub(crate) fn defer_rule_holds(&self) -> bool {
+        self.rules.defer_on.as_ref().is_some_and(|defer| {
+            super::steer::defer_active(&self.ctx.sink, defer, self.rules.resume_on.as_ref())
+        })
+    }
+
+    /// Re-evaluates `defer_on` at `now`: a deferral that began holds every queued job, one
+    /// that ended releases those no lane rule holds. Returns whether some job became held
+    /// (so `max_defer` has a new deadline). Called before every start and by the steering
+    /// task on every change of a watched signal, so both edges are seen promptly.
+    pub(crate) fn refresh_deferral(&self, core: &mut Core<T, R, Q>, now: Instant) -> bool {
+        let holds = self.defer_rule_holds();
+        let mut held = false;
+        match (holds, core.defer_since.is_some()) {
+            (true, false) => {
+                core.defer_since = Some(now);
+                core.queue.for_each_mut(&mut |job| held |= job.hold(now));
+            }
+            (false, true) => {
+                core.defer_since = None;
+                core.queue.unhold(now);
+            }
+            _ => {}
         }
-        true
+        held
     }
 
     /// The pattern the steering task watches, if it has anything to do.

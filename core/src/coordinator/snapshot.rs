@@ -45,6 +45,10 @@ impl fmt::Display for CancelReason {
 pub enum OperationState {
     /// Accepted, not started.
     Pending,
+    /// Accepted, not started, and held back now by a defer rule (`defer_on`, or its lane's
+    /// `defer_on`) or put aside by an admission hook's [`Defer`](super::Decision::Defer).
+    /// Only snapshots show it; in [`CoordinatorStats`] deferred items count as pending.
+    Deferred,
     /// Its body is running.
     Running,
     /// The body returned `Ok`.
@@ -59,7 +63,7 @@ impl OperationState {
     /// Whether this is a terminal state (completed, failed or cancelled).
     #[must_use]
     pub fn is_finished(&self) -> bool {
-        !matches!(self, Self::Pending | Self::Running)
+        !matches!(self, Self::Pending | Self::Deferred | Self::Running)
     }
 }
 

@@ -1,13 +1,14 @@
 //! The steering task: one per coordinator, woken by the sink (never polling) to apply the
 //! drain, cancel-running, clear and defer rules.
 
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
+use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::options::{DeferPolicy, DrainSignals};
-use super::queue::Queue;
-use super::shared::Shared;
+use super::queue::{PopCx, Queue};
+use super::shared::{Core, Shared};
 use super::snapshot::{CancelReason, OperationState};
 use crate::{Pattern, SignalSink};
 
@@ -23,21 +24,10 @@ pub(crate) async fn run<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     };
     let mut done = shared.done.subscribe();
     loop {
-        step(&shared, &sink, &mut seen);
+        let deadline = step(&shared, &sink, &mut seen);
         if shared.root.is_cancelled() || *done.borrow() {
             return;
         }
-        let deadline = {
-            let core = shared.lock();
-            match (
-                core.defer_since,
-                shared.rules.max_defer,
-                core.defer_override,
-            ) {
-                (Some(since), Some(max), false) => since.checked_add(max),
-                _ => None,
-            }
-        };
         tokio::select! {
             () = watch.changed() => {}
             () = shared.steer.notified() => {}
@@ -48,7 +38,7 @@ pub(crate) async fn run<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     }
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
+pub(crate) async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
@@ -61,11 +51,12 @@ struct Seen {
     clear: u64,
 }
 
+/// Applies the rules once; returns when the next queued job passes `max_defer`.
 fn step<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     shared: &Arc<Shared<T, R, Q>>,
     sink: &SignalSink,
     seen: &mut Seen,
-) {
+) -> Option<Instant> {
     let rules = &shared.rules;
     if drain_requested(sink, rules.drain_signals, shared.created_seq, &rules.id) {
         shared.complete();
@@ -96,34 +87,73 @@ fn step<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     }
     let now = Instant::now();
     let mut core = shared.lock();
-    if let (Some(since), Some(max), false) =
-        (core.defer_since, rules.max_defer, core.defer_override)
-        && since.checked_add(max).is_some_and(|at| at <= now)
-    {
-        match rules.defer_policy {
-            DeferPolicy::Run => core.defer_override = true,
-            DeferPolicy::Cancel => {
-                core.defer_since = None;
-                let jobs = core.queue.take_all();
-                for job in jobs {
-                    shared.room.add_permits(1);
-                    let state = OperationState::Cancelled(CancelReason::DeferTimeout);
-                    shared.settle(&mut core, job.id, now, state);
-                }
-                shared.check_done(&mut core);
-                let owed = core.owed();
-                drop(core);
-                shared.notify_finished();
-                shared.deliver(owed);
-                return;
-            }
-        }
+    if rules.defer_on.is_some() {
+        shared.refresh_deferral(&mut core, now);
     }
+    let global = core.defer_since.is_some();
+    core.queue.refresh_routes(&mut PopCx {
+        sink,
+        now,
+        global,
+        held: false,
+    });
+    let deadline = rules
+        .max_defer
+        .and_then(|max| overdue(shared, &mut core, max, now));
+    let owed = core.owed();
     // Any change may have lifted a deferral (the workers re-check it under the lock).
     shared.wake_all(core);
+    shared.notify_finished();
+    shared.deliver(owed);
+    deadline
 }
 
-/// Whether a drain signal this coordinator obeys was raised after it was created.
+/// Applies the `max_defer` policy to the held jobs whose deferrals, summed, reached it, and
+/// returns when the next one will.
+fn overdue<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
+    shared: &Arc<Shared<T, R, Q>>,
+    core: &mut MutexGuard<'_, Core<T, R, Q>>,
+    max: Duration,
+    now: Instant,
+) -> Option<Instant> {
+    let cancel = shared.rules.defer_policy == DeferPolicy::Cancel;
+    let mut next: Option<Instant> = None;
+    let mut late = 0usize;
+    core.queue.for_each_mut(&mut |job| {
+        if job.overdue {
+            return;
+        }
+        let Some(due) = job.defer_deadline(max) else {
+            return;
+        };
+        if due > now {
+            next = Some(next.map_or(due, |n| n.min(due)));
+        } else if cancel {
+            late += 1;
+        } else {
+            job.overdue = true;
+            late += 1;
+        }
+    });
+    if late == 0 {
+        return next;
+    }
+    if !cancel {
+        core.overdue += late;
+        return next;
+    }
+    let expired = core.queue.remove_where(&mut |job| {
+        !job.overdue && job.defer_deadline(max).is_some_and(|due| due <= now)
+    });
+    for job in expired {
+        shared.room.add_permits(1);
+        let state = OperationState::Cancelled(CancelReason::DeferTimeout);
+        shared.settle(core, job.id, now, state);
+    }
+    shared.check_done(core);
+    next
+}
+
 fn drain_requested(sink: &SignalSink, which: DrainSignals, created: u64, id: &str) -> bool {
     let fresh = |s: &crate::Signal| s.sequence() > created;
     if which.obeys_all()

@@ -1,6 +1,6 @@
 //! The bounded window of tracked operations and the echoes of evicted ones.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,6 +50,8 @@ pub(crate) struct Record<R> {
     pub(crate) error: Option<Arc<str>>,
     pub(crate) panicked: bool,
     pub(crate) pinned: bool,
+    /// Put aside by an admission hook's `Defer` (it shows as `Deferred`).
+    pub(crate) parked: bool,
     /// The running body's token, so it can be cancelled by id or by signal.
     pub(crate) token: Option<CancellationToken>,
     /// Why the running body's token was cancelled, recorded when the body then ends.
@@ -69,10 +71,27 @@ impl<R> Record<R> {
             error: None,
             panicked: false,
             pinned: false,
+            parked: false,
             token: None,
             cancel_requested: None,
             result: None,
         }
+    }
+
+    /// The snapshot, showing a pending operation as `Deferred` when an admission hook put
+    /// it aside or `held` (the queued jobs a defer rule holds back now) has it.
+    pub(crate) fn snapshot_held(
+        &self,
+        id: OperationId,
+        held: Option<&HashSet<OperationId>>,
+    ) -> OperationSnapshot {
+        let mut snapshot = self.snapshot(id);
+        if snapshot.state == OperationState::Pending
+            && (self.parked || held.is_some_and(|h| h.contains(&id)))
+        {
+            snapshot.state = OperationState::Deferred;
+        }
+        snapshot
     }
 
     pub(crate) fn snapshot(&self, id: OperationId) -> OperationSnapshot {

@@ -11,7 +11,8 @@ use tracing::Instrument;
 
 use super::admission::{AdmissionRequest, Decision};
 use super::context::OperationContext;
-use super::queue::{Job, Queue};
+use super::options::DeferPolicy;
+use super::queue::{Job, PopCx, Queue};
 use super::shared::{Core, Shared};
 use super::snapshot::{CancelReason, OperationState};
 
@@ -79,10 +80,27 @@ pub(crate) fn try_pop<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     if core.paused || core.running >= core.limit || core.queue.len() == 0 {
         return None;
     }
-    if shared.deferred(core) {
+    let now = Instant::now();
+    let mut held = shared.rules.defer_on.is_some() && shared.refresh_deferral(core, now);
+    if core.defer_since.is_some() && core.overdue == 0 {
+        if held && shared.rules.max_defer.is_some() {
+            shared.steer.notify_one();
+        }
         return None;
     }
-    let job = core.queue.pop(&shared.ctx.sink)?;
+    let mut cx = PopCx {
+        sink: &shared.ctx.sink,
+        now,
+        global: core.defer_since.is_some(),
+        held: false,
+    };
+    let job = core.queue.pop(&mut cx);
+    held |= cx.held;
+    if held && shared.rules.max_defer.is_some() {
+        shared.steer.notify_one();
+    }
+    let job = job?;
+    core.overdue -= usize::from(job.overdue);
     core.running += 1;
     core.peak = core.peak.max(core.running as u64);
     shared.room.add_permits(1);
@@ -90,7 +108,7 @@ pub(crate) fn try_pop<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     let token = CancellationToken::new();
     if let Some(record) = core.window.records.get_mut(&job.id) {
         record.state = OperationState::Running;
-        record.started = Some(Instant::now());
+        record.started = Some(now);
         record.token = Some(token.clone());
     }
     Some((job, token))
@@ -117,6 +135,8 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
                     let reason = CancelReason::Admission(reason);
                     return finish(shared, id, &job.route, &token, Outcome::Refused(reason));
                 }
+                // Past `max_defer` under `DeferPolicy::Run`: a hook's `Defer` no longer holds it.
+                Decision::Defer(_) if job.overdue => {}
                 Decision::Defer(until) => {
                     park(shared, job, until);
                     let mut core = shared.lock();
@@ -194,12 +214,29 @@ fn refusal<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     Some(CancelReason::Signal(signal.name().clone()))
 }
 
-/// Puts a job aside, holding no slot, until `until` completes; then it is first in line again.
+/// How a parked job's wait ended.
+enum Unparked {
+    /// The hook's future completed: ask again.
+    Woken,
+    /// The coordinator was cancelled.
+    Shutdown,
+    /// `max_defer` passed since the job was first held back.
+    Overdue,
+}
+
+/// Puts a job aside, holding no slot, until `until` completes (or `max_defer` passes); then
+/// it is first in line again.
 fn park<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     shared: &Arc<Shared<T, R, Q>>,
-    job: Job<T, Q::Route>,
+    mut job: Job<T, Q::Route>,
     until: futures::future::BoxFuture<'static, ()>,
 ) {
+    let now = Instant::now();
+    job.hold(now);
+    let deadline = shared
+        .rules
+        .max_defer
+        .and_then(|max| job.defer_deadline(max));
     {
         let mut core = shared.lock();
         core.running -= 1;
@@ -208,27 +245,50 @@ fn park<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
             record.state = OperationState::Pending;
             record.started = None;
             record.token = None;
+            record.parked = true;
         }
     }
     let task = shared.clone();
     shared.runtime.spawn(async move {
         let shared = task;
-        let cancelled = tokio::select! {
-            () = until => false,
-            () = shared.root.cancelled() => true,
+        let unparked = tokio::select! {
+            () = until => Unparked::Woken,
+            () = shared.root.cancelled() => Unparked::Shutdown,
+            () = super::steer::sleep_until(deadline) => Unparked::Overdue,
         };
+        let now = Instant::now();
+        job.unhold(now);
         let mut core = shared.lock();
         core.parked -= 1;
-        if cancelled || core.cancelled {
+        if let Some(record) = core.window.records.get_mut(&job.id) {
+            record.parked = false;
+        }
+        let ends = match unparked {
+            _ if core.cancelled => Some(CancelReason::Shutdown),
+            Unparked::Shutdown => Some(CancelReason::Shutdown),
+            Unparked::Overdue if shared.rules.defer_policy == DeferPolicy::Cancel => {
+                Some(CancelReason::DeferTimeout)
+            }
+            Unparked::Overdue => {
+                job.overdue = true;
+                None
+            }
+            Unparked::Woken => None,
+        };
+        if let Some(reason) = ends {
             core.queue.finished(&job.route);
-            let state = OperationState::Cancelled(CancelReason::Shutdown);
-            shared.settle(&mut core, job.id, Instant::now(), state);
+            let state = OperationState::Cancelled(reason);
+            shared.settle(&mut core, job.id, now, state);
             shared.check_done(&mut core);
             let owed = core.owed();
             drop(core);
             shared.notify_finished();
             shared.deliver(owed);
         } else {
+            core.overdue += usize::from(job.overdue);
+            if core.defer_since.is_some() {
+                job.hold(now);
+            }
             core.queue.requeue(job);
             shared.wake_all(core);
         }
