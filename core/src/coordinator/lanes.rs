@@ -3,9 +3,9 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::queue::{Job, PopCx, Queue, Select, Visit, VisitMut};
 use tokio::time::Instant;
 
+use super::queue::{Job, PopCx, Queue, Select, Visit, VisitMut};
 use crate::{OperationId, Pattern, SignalSink};
 
 /// One named lane of a [`PriorityWorkCoordinator`](super::PriorityWorkCoordinator).
@@ -176,7 +176,7 @@ impl<T: Send + 'static> Queue<T> for LaneQueue<T> {
             }
             // A job past `max_defer` under `DeferPolicy::Run` still starts; such jobs sit at
             // the front, as the lane's jobs were held together, oldest first.
-            if lane.observe(cx) && !lane.jobs.front().is_some_and(|j| j.overdue) {
+            if lane.observe(cx) && !lane.jobs.front().is_some_and(Job::is_overdue) {
                 continue;
             }
             let mut job = lane.jobs.pop_front()?;

@@ -17,14 +17,22 @@ pub(crate) struct Job<T, Q> {
     pub(crate) key: Option<Arc<str>>,
     /// Set by the queue at `pop` when a route-level cancel rule matched (the signal's name).
     pub(crate) cancel: Option<Name>,
-    /// Since when a defer rule or an admission hook holds this job back, while one does.
-    pub(crate) held_since: Option<Instant>,
+    /// Its deferrals, once it was first held back (boxed: most jobs are never deferred, and
+    /// a small job moves cheaply through the queue).
+    defer: Option<Box<Deferral>>,
+}
+
+/// A job's deferrals so far.
+#[derive(Debug, Default)]
+struct Deferral {
+    /// Since when a defer rule or an admission hook holds the job back, while one does.
+    since: Option<Instant>,
     /// How long earlier deferrals held it back: `max_defer` bounds this plus the current
     /// deferral, so the clock does not restart with each deferral.
-    pub(crate) deferred_for: Duration,
-    /// Waited past `max_defer` under `DeferPolicy::Run`: defer rules and hooks' `Defer` no
-    /// longer hold it.
-    pub(crate) overdue: bool,
+    total: Duration,
+    /// Its deferrals reached `max_defer` under `DeferPolicy::Run`: defer rules and hooks'
+    /// `Defer` no longer hold it.
+    overdue: bool,
 }
 
 impl<T, Q> Job<T, Q> {
@@ -35,33 +43,49 @@ impl<T, Q> Job<T, Q> {
             route,
             key,
             cancel: None,
-            held_since: None,
-            deferred_for: Duration::ZERO,
-            overdue: false,
+            defer: None,
         }
     }
 
     /// The job is held back from `now` on (its `max_defer` clock runs); returns whether it
     /// was not held before.
     pub(crate) fn hold(&mut self, now: Instant) -> bool {
-        if self.held_since.is_some() {
+        let defer = self.defer.get_or_insert_with(Box::default);
+        if defer.since.is_some() {
             return false;
         }
-        self.held_since = Some(now);
+        defer.since = Some(now);
         true
     }
 
     /// The job is no longer held back: the deferral's time is added to its total.
     pub(crate) fn unhold(&mut self, now: Instant) {
-        if let Some(since) = self.held_since.take() {
-            self.deferred_for += now.saturating_duration_since(since);
+        if let Some(defer) = &mut self.defer
+            && let Some(since) = defer.since.take()
+        {
+            defer.total += now.saturating_duration_since(since);
         }
+    }
+
+    /// Whether a defer rule or an admission hook holds it back now.
+    pub(crate) fn is_held(&self) -> bool {
+        self.defer.as_ref().is_some_and(|d| d.since.is_some())
+    }
+
+    /// Whether its deferrals reached `max_defer` under `DeferPolicy::Run`.
+    pub(crate) fn is_overdue(&self) -> bool {
+        self.defer.as_ref().is_some_and(|d| d.overdue)
+    }
+
+    /// Marks it overdue (see [`is_overdue`](Self::is_overdue)).
+    pub(crate) fn set_overdue(&mut self) {
+        self.defer.get_or_insert_with(Box::default).overdue = true;
     }
 
     /// When its total deferral reaches `max`, if it is held back now.
     pub(crate) fn defer_deadline(&self, max: Duration) -> Option<Instant> {
-        self.held_since?
-            .checked_add(max.saturating_sub(self.deferred_for))
+        let defer = self.defer.as_ref()?;
+        defer.since?.checked_add(max.saturating_sub(defer.total))
     }
 }
 

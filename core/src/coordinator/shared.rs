@@ -269,7 +269,9 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Shared<T, R, Q> {
         let mut core = self.lock();
         if let Some(job) = core.queue.remove(id) {
             self.room.add_permits(1);
-            core.overdue -= usize::from(job.overdue);
+            if core.overdue > 0 {
+                core.overdue -= usize::from(job.is_overdue());
+            }
             self.settle(&mut core, job.id, now, OperationState::Cancelled(reason));
             self.check_done(&mut core);
             let owed = core.owed();
@@ -330,6 +332,9 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Shared<T, R, Q> {
     /// Runs the callbacks; a panicking one is logged and the rest still run.
     /// Every finalization first, then every eviction, each in the order it happened.
     pub(crate) fn deliver(&self, owed: Owed) {
+        if owed.finalized.is_empty() && owed.evicted.is_empty() {
+            return;
+        }
         for (callback, snaps, which) in [
             (&self.rules.on_finalized, owed.finalized, "on_finalized"),
             (&self.rules.on_evicted, owed.evicted, "on_evicted"),
@@ -372,7 +377,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Shared<T, R, Q> {
         }
         let mut held = HashSet::new();
         core.queue.for_each(&mut |job| {
-            if job.held_since.is_some() && !job.overdue {
+            if job.is_held() && !job.is_overdue() {
                 held.insert(job.id);
             }
         });

@@ -120,7 +120,7 @@ fn overdue<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     let mut next: Option<Instant> = None;
     let mut late = 0usize;
     core.queue.for_each_mut(&mut |job| {
-        if job.overdue {
+        if job.is_overdue() {
             return;
         }
         let Some(due) = job.defer_deadline(max) else {
@@ -131,7 +131,7 @@ fn overdue<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
         } else if cancel {
             late += 1;
         } else {
-            job.overdue = true;
+            job.set_overdue();
             late += 1;
         }
     });
@@ -143,7 +143,7 @@ fn overdue<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
         return next;
     }
     let expired = core.queue.remove_where(&mut |job| {
-        !job.overdue && job.defer_deadline(max).is_some_and(|due| due <= now)
+        !job.is_overdue() && job.defer_deadline(max).is_some_and(|due| due <= now)
     });
     for job in expired {
         shared.room.add_permits(1);

@@ -151,7 +151,7 @@ impl<R> Window<R> {
                 .echo_retention
                 .min(Duration::from_secs(86_400 * 365 * 30)),
             echo_capacity: options.echo_capacity,
-            echoes: VecDeque::new(),
+            echoes: VecDeque::with_capacity(options.echo_capacity.min(1024)),
             evicted: 0,
             report: options.on_evicted.is_some(),
             evicted_out: Vec::new(),

@@ -100,7 +100,9 @@ pub(crate) fn try_pop<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
         shared.steer.notify_one();
     }
     let job = job?;
-    core.overdue -= usize::from(job.overdue);
+    if core.overdue > 0 {
+        core.overdue -= usize::from(job.is_overdue());
+    }
     core.running += 1;
     core.peak = core.peak.max(core.running as u64);
     shared.room.add_permits(1);
@@ -136,7 +138,7 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
                     return finish(shared, id, &job.route, &token, Outcome::Refused(reason));
                 }
                 // Past `max_defer` under `DeferPolicy::Run`: a hook's `Defer` no longer holds it.
-                Decision::Defer(_) if job.overdue => {}
+                Decision::Defer(_) if job.is_overdue() => {}
                 Decision::Defer(until) => {
                     park(shared, job, until);
                     let mut core = shared.lock();
@@ -270,7 +272,7 @@ fn park<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
                 Some(CancelReason::DeferTimeout)
             }
             Unparked::Overdue => {
-                job.overdue = true;
+                job.set_overdue();
                 None
             }
             Unparked::Woken => None,
@@ -285,7 +287,7 @@ fn park<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
             shared.notify_finished();
             shared.deliver(owed);
         } else {
-            core.overdue += usize::from(job.overdue);
+            core.overdue += usize::from(job.is_overdue());
             if core.defer_since.is_some() {
                 job.hold(now);
             }
