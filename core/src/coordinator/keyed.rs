@@ -5,14 +5,14 @@ use std::hash::Hash;
 use std::sync::Arc;
 
 use super::admission::Admission;
-use super::body::erase;
-use super::common::common_methods;
 use super::context::OperationContext;
-use super::engine::{Engine, enqueue_each};
+use super::engine::Reserved;
+use super::engine::{Engine, enqueue_each, erase};
 use super::error::{CoordinatorError, EnqueueError, EnqueueManyError};
-use super::keyed_queue::{KeyStats, KeyedQueue};
+use super::methods::coordinator_methods;
 use super::options::EphemeralOptions;
-use super::shared::Reserved;
+use super::queue::KeyedQueue;
+use super::snapshot::KeyStats;
 use super::snapshot::OperationSnapshot;
 use crate::OperationId;
 
@@ -298,7 +298,7 @@ where
         self.engine.with_queue(KeyedQueue::key_count)
     }
 
-    common_methods!();
+    coordinator_methods!();
 }
 
 impl<K, T> fmt::Debug for EphemeralKeyedWorkCoordinator<K, T>

@@ -40,25 +40,20 @@
 //! `panic = "abort"` there is nothing to catch: the process ends.
 
 mod admission;
-mod body;
-mod common;
 mod context;
+mod defer;
 mod engine;
 mod error;
 mod keyed;
-mod keyed_queue;
-mod lanes;
-mod oneshot;
+mod lane;
+mod methods;
 mod options;
 mod priority;
+mod process;
 mod queue;
 mod result;
-mod shared;
 mod snapshot;
-mod steer;
-mod window;
 mod work;
-mod worker;
 
 pub use admission::{Admission, AdmissionRequest, Decision};
 pub use context::OperationContext;
@@ -66,16 +61,17 @@ pub use error::{
     CoordinatorError, EnqueueError, EnqueueManyError, IntakeError, LaneError, PinError, ResultError,
 };
 pub use keyed::{EphemeralKeyedWorkCoordinator, KeyedEnqueuePermit};
-pub use keyed_queue::KeyStats;
-pub use lanes::Lane;
-pub use oneshot::{
-    Summary, process_all, process_all_with_cancel, process_keyed, process_stream,
-    process_stream_with_cancel,
-};
+pub use lane::Lane;
 pub use options::{
     DeferPolicy, DrainSignals, EphemeralOptions, EvictedCallback, FinalizedCallback, OptionsError,
 };
 pub use priority::{LaneEnqueuePermit, PriorityWorkCoordinator};
+pub use process::{
+    Summary, process_all, process_all_with_cancel, process_keyed, process_stream,
+    process_stream_with_cancel,
+};
 pub use result::EphemeralResultCoordinator;
-pub use snapshot::{CancelReason, CoordinatorStats, Echo, OperationSnapshot, OperationState};
+pub use snapshot::{
+    CancelReason, CoordinatorStats, Echo, KeyStats, OperationSnapshot, OperationState,
+};
 pub use work::{EnqueuePermit, EphemeralWorkCoordinator};

@@ -4,14 +4,14 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::admission::Admission;
-use super::body::erase;
-use super::common::common_methods;
 use super::context::OperationContext;
-use super::engine::{Engine, enqueue_each};
+use super::engine::Reserved;
+use super::engine::{Engine, enqueue_each, erase};
 use super::error::{CoordinatorError, EnqueueError, EnqueueManyError, LaneError};
-use super::lanes::{Lane, LaneQueue};
+use super::lane::Lane;
+use super::methods::coordinator_methods;
 use super::options::EphemeralOptions;
-use super::shared::Reserved;
+use super::queue::LaneQueue;
 use crate::OperationId;
 
 /// A work coordinator with named lanes: whenever a slot frees up, the next item comes from the
@@ -297,7 +297,7 @@ impl<T: Send + 'static> PriorityWorkCoordinator<T> {
             .map_or(0, |r| self.engine.with_queue(|q| q.depth(r)))
     }
 
-    common_methods!();
+    coordinator_methods!();
 }
 
 /// The route (index, highest priority first) of the lane named `lane`.

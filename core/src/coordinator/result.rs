@@ -4,15 +4,14 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::admission::Admission;
-use super::body::erase;
-use super::common::common_methods;
 use super::context::OperationContext;
-use super::engine::{Engine, enqueue_each};
+use super::engine::Record;
+use super::engine::{Engine, enqueue_each, erase};
 use super::error::{CoordinatorError, EnqueueError, EnqueueManyError, ResultError};
+use super::methods::coordinator_methods;
 use super::options::EphemeralOptions;
 use super::queue::Fifo;
 use super::snapshot::OperationState;
-use super::window::Record;
 use super::work::EnqueuePermit;
 use crate::OperationId;
 
@@ -268,7 +267,7 @@ impl<T: Send + 'static, R: Clone + Send + 'static> EphemeralResultCoordinator<T,
         self.completed()
     }
 
-    common_methods!();
+    coordinator_methods!();
 }
 
 impl<T: Send + 'static, R: Clone + Send + 'static> fmt::Debug for EphemeralResultCoordinator<T, R> {

@@ -170,3 +170,13 @@ pub struct CoordinatorStats {
     /// The highest `running` seen.
     pub peak_running: u64,
 }
+
+/// What a keyed coordinator reports about one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct KeyStats {
+    /// Items of this key waiting to start.
+    pub pending: usize,
+    /// Items of this key running.
+    pub running: usize,
+}

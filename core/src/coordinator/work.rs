@@ -4,14 +4,13 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::admission::Admission;
-use super::body::erase;
-use super::common::common_methods;
 use super::context::OperationContext;
-use super::engine::{Engine, enqueue_each};
+use super::engine::Reserved;
+use super::engine::{Engine, enqueue_each, erase};
 use super::error::{CoordinatorError, EnqueueError, EnqueueManyError};
+use super::methods::coordinator_methods;
 use super::options::EphemeralOptions;
 use super::queue::Fifo;
-use super::shared::Reserved;
 use crate::OperationId;
 
 /// Runs an async body on every enqueued item, at most `max_concurrency` at once, starting
@@ -173,7 +172,7 @@ impl<T: Send + 'static> EphemeralWorkCoordinator<T> {
         self.engine.intake(stream, |item| Ok((item, (), None)));
     }
 
-    common_methods!();
+    coordinator_methods!();
 }
 
 impl<T: Send + 'static> fmt::Debug for EphemeralWorkCoordinator<T> {

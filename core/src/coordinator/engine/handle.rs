@@ -8,23 +8,28 @@ use tokio::sync::{Notify, Semaphore, TryAcquireError, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::admission::Admission;
-use super::context::ContextShared;
-use super::error::{CoordinatorError, EnqueueError, EnqueueManyError, IntakeError, PinError};
-use super::options::{EphemeralOptions, FinalizedCallback};
-use super::queue::Queue;
-use super::snapshot::{CancelReason, CoordinatorStats, Echo, OperationSnapshot, OperationState};
+use super::super::admission::Admission;
+use super::super::context::ContextShared;
+use super::super::error::{
+    CoordinatorError, EnqueueError, EnqueueManyError, IntakeError, PinError,
+};
+use super::super::options::{EphemeralOptions, FinalizedCallback};
+use super::super::queue::Queue;
+use super::super::snapshot::{
+    CancelReason, CoordinatorStats, Echo, OperationSnapshot, OperationState,
+};
 use super::window::{Record, Window};
 use crate::{OperationId, Pattern, SignalSink};
 
-use super::shared::{BodyFn, Core, Reserved, Rules, Shared};
+use super::inner::{BodyFn, Core, Reserved, Rules, Shared};
 
-/// Cancels everything when the last handle goes.
-struct Life<T: Send + 'static, R: Send + 'static, Q: Queue<T>> {
+/// A drop guard shared by every handle of one coordinator: when the last handle goes, it
+/// shuts the coordinator down (as `cancel()` does).
+struct ShutdownOnDrop<T: Send + 'static, R: Send + 'static, Q: Queue<T>> {
     shared: Arc<Shared<T, R, Q>>,
 }
 
-impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Drop for Life<T, R, Q> {
+impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Drop for ShutdownOnDrop<T, R, Q> {
     fn drop(&mut self) {
         self.shared.shutdown();
     }
@@ -56,13 +61,13 @@ where
 
 /// A handle on the engine; the coordinator types wrap one.
 pub(crate) struct Engine<T: Send + 'static, R: Send + 'static, Q: Queue<T>> {
-    life: Arc<Life<T, R, Q>>,
+    guard: Arc<ShutdownOnDrop<T, R, Q>>,
 }
 
 impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Clone for Engine<T, R, Q> {
     fn clone(&self) -> Self {
         Self {
-            life: self.life.clone(),
+            guard: self.guard.clone(),
         }
     }
 }
@@ -147,12 +152,12 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
             shared.runtime.spawn(super::steer::run(steer, pattern));
         }
         Ok(Self {
-            life: Arc::new(Life { shared }),
+            guard: Arc::new(ShutdownOnDrop { shared }),
         })
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared<T, R, Q>> {
-        &self.life.shared
+        &self.guard.shared
     }
 
     pub(crate) async fn enqueue(
@@ -335,9 +340,9 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
         shared.wake_all(core);
     }
 
-    pub(crate) fn set_max_concurrency(&self, n: usize) -> Result<(), super::OptionsError> {
+    pub(crate) fn set_max_concurrency(&self, n: usize) -> Result<(), super::super::OptionsError> {
         if n == 0 {
-            return Err(super::OptionsError::Zero("max_concurrency"));
+            return Err(super::super::OptionsError::Zero("max_concurrency"));
         }
         let shared = self.shared();
         let mut core = shared.lock();

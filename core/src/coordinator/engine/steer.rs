@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::options::{DeferPolicy, DrainSignals};
-use super::queue::{PopCx, Queue};
-use super::shared::{Core, Shared};
-use super::snapshot::{CancelReason, OperationState};
+use super::super::options::{DeferPolicy, DrainSignals};
+use super::super::queue::{PopCx, Queue};
+use super::super::snapshot::{CancelReason, OperationState};
+use super::inner::{Core, Shared};
 use crate::{Pattern, SignalSink};
 
 pub(crate) async fn run<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
@@ -176,30 +176,4 @@ fn drain_requested(sink: &SignalSink, which: DrainSignals, created: u64, id: &st
             .sense("coordinator.drain.pattern")
             .iter()
             .any(|s| fresh(s) && s.key().is_some_and(|k| Pattern::new(k).matches(id)))
-}
-
-/// Whether a defer rule holds now: some live signal matches `defer` (a signal that also
-/// matches `resume` does not count as a defer match), and no `resume` match is newer than the
-/// latest defer match.
-pub(crate) fn defer_active(sink: &SignalSink, defer: &Pattern, resume: Option<&Pattern>) -> bool {
-    let Some(latest) = sink.latest(defer.as_str()) else {
-        return false;
-    };
-    let Some(resume) = resume else {
-        return true;
-    };
-    let latest_defer = if resume.matches(latest.name().as_str()) {
-        // Rare: the newest defer match is itself a resume signal; look past it.
-        sink.sense(defer.as_str())
-            .into_iter()
-            .rev()
-            .find(|s| !resume.matches(s.name().as_str()))
-    } else {
-        Some(latest)
-    };
-    let Some(latest_defer) = latest_defer else {
-        return false;
-    };
-    sink.latest(resume.as_str())
-        .is_none_or(|r| r.sequence() <= latest_defer.sequence())
 }

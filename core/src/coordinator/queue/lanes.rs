@@ -5,81 +5,19 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::queue::{Job, PopCx, Queue, Select, Visit, VisitMut};
-use crate::{OperationId, Pattern, SignalSink};
-
-/// One named lane of a [`PriorityWorkCoordinator`](super::PriorityWorkCoordinator).
-///
-/// # Examples
-///
-/// ```
-/// use ephemeral::Lane;
-///
-/// let lanes = [
-///     Lane::new("interactive", 10).max_depth(100),
-///     Lane::new("batch", 1).defer_on("backpressure.*").resume_on("backpressure.cleared"),
-/// ];
-/// assert_eq!(lanes[0].name(), "interactive");
-/// ```
-#[derive(Debug, Clone)]
-#[must_use]
-pub struct Lane {
-    pub(crate) name: Arc<str>,
-    pub(crate) priority: i32,
-    pub(crate) max_depth: Option<usize>,
-    pub(crate) cancel_on: Option<Pattern>,
-    pub(crate) defer_on: Option<Pattern>,
-    pub(crate) resume_on: Option<Pattern>,
-}
+use super::job::{Job, PopCx, Select, Visit, VisitMut};
+use super::policy::Queue;
+use crate::coordinator::defer::defer_active;
+use crate::coordinator::lane::Lane;
+use crate::{OperationId, SignalSink};
 
 impl Lane {
-    /// A lane named `name`; higher `priority` starts first.
-    pub fn new(name: &str, priority: i32) -> Self {
-        Self {
-            name: Arc::from(name),
-            priority,
-            max_depth: None,
-            cancel_on: None,
-            defer_on: None,
-            resume_on: None,
-        }
-    }
-
-    /// At most `depth` items wait in this lane; more are refused with a reason.
-    pub fn max_depth(mut self, depth: usize) -> Self {
-        self.max_depth = Some(depth);
-        self
-    }
-
-    /// This lane's items reaching admission while `pattern` matches end cancelled.
-    pub fn cancel_on(mut self, pattern: &str) -> Self {
-        self.cancel_on = Some(Pattern::new(pattern));
-        self
-    }
-
-    /// This lane starts nothing while `pattern` matches (the other lanes go on).
-    pub fn defer_on(mut self, pattern: &str) -> Self {
-        self.defer_on = Some(Pattern::new(pattern));
-        self
-    }
-
-    /// A signal matching `pattern` newer than the latest defer match ends the lane's deferral.
-    pub fn resume_on(mut self, pattern: &str) -> Self {
-        self.resume_on = Some(Pattern::new(pattern));
-        self
-    }
-
-    /// The lane's name.
-    #[must_use]
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
+    /// Whether the lane's defer rule holds now.
     fn deferred(&self, sink: &SignalSink) -> bool {
         let Some(defer) = &self.defer_on else {
             return false;
         };
-        super::steer::defer_active(sink, defer, self.resume_on.as_ref())
+        defer_active(sink, defer, self.resume_on.as_ref())
     }
 }
 

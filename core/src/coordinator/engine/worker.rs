@@ -9,12 +9,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::admission::{AdmissionRequest, Decision};
-use super::context::OperationContext;
-use super::options::DeferPolicy;
-use super::queue::{Job, PopCx, Queue};
-use super::shared::{Core, Shared};
-use super::snapshot::{CancelReason, OperationState};
+use super::super::admission::{AdmissionRequest, Decision};
+use super::super::context::OperationContext;
+use super::super::options::DeferPolicy;
+use super::super::queue::{Job, PopCx, Queue};
+use super::super::snapshot::{CancelReason, OperationState};
+use super::inner::{Core, Shared};
 
 /// A popped job and the token of its operation.
 type Taken<T, Q> = (Job<T, <Q as Queue<T>>::Route>, CancellationToken);
@@ -300,7 +300,7 @@ fn park<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
 /// Files an outcome and, under the same lock, takes the next job if one can start.
 fn finish<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     shared: &Arc<Shared<T, R, Q>>,
-    id: super::super::OperationId,
+    id: crate::OperationId,
     route: &Q::Route,
     token: &CancellationToken,
     outcome: Outcome<R>,

@@ -15,12 +15,12 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::admission::Admission;
-use super::context::ContextShared;
-use super::error::{EnqueueError, IntakeError};
-use super::options::{DeferPolicy, DrainSignals, EvictedCallback, FinalizedCallback};
-use super::queue::{Job, Queue};
-use super::snapshot::{CancelReason, OperationSnapshot, OperationState};
+use super::super::admission::Admission;
+use super::super::context::ContextShared;
+use super::super::error::{EnqueueError, IntakeError};
+use super::super::options::{DeferPolicy, DrainSignals, EvictedCallback, FinalizedCallback};
+use super::super::queue::{Job, Queue};
+use super::super::snapshot::{CancelReason, OperationSnapshot, OperationState};
 use super::window::{Record, Window};
 use crate::{OperationId, Pattern};
 
@@ -28,7 +28,7 @@ use crate::{OperationId, Pattern};
 pub(crate) type BodyFn<T, R> =
     Arc<dyn Fn(T, OperationContextArg) -> BoxFuture<'static, Result<R, Arc<str>>> + Send + Sync>;
 
-pub(crate) type OperationContextArg = super::context::OperationContext;
+pub(crate) type OperationContextArg = super::super::context::OperationContext;
 
 /// The rules read from the options once.
 pub(crate) struct Rules {
@@ -387,7 +387,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Shared<T, R, Q> {
     /// Whether `defer_on` holds now (a sink query; no state changes).
     pub(crate) fn defer_rule_holds(&self) -> bool {
         self.rules.defer_on.as_ref().is_some_and(|defer| {
-            super::steer::defer_active(&self.ctx.sink, defer, self.rules.resume_on.as_ref())
+            super::super::defer::defer_active(&self.ctx.sink, defer, self.rules.resume_on.as_ref())
         })
     }
 

@@ -3,8 +3,8 @@
 use std::fmt::Display;
 use std::sync::Arc;
 
-use super::context::OperationContext;
-use super::shared::BodyFn;
+use super::super::context::OperationContext;
+use super::inner::BodyFn;
 
 /// Boxes `body`'s future and renders its error through `Display`.
 pub(crate) fn erase<T, R, E, F, Fut>(body: F) -> BodyFn<T, R>

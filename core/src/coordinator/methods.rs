@@ -1,7 +1,8 @@
-//! The methods every coordinator type shares, delegated to the engine.
+//! `coordinator_methods!`: the lifecycle and query methods every coordinator type shares,
+//! written once and delegated to the engine.
 
 /// Generates the lifecycle and query methods of a coordinator wrapping `self.engine`.
-macro_rules! common_methods {
+macro_rules! coordinator_methods {
     () => {
         /// Stops accepting items; what was accepted still runs. Idempotent. After it every
         /// enqueue fails with [`EnqueueError::Closed`](crate::EnqueueError::Closed).
@@ -239,4 +240,4 @@ macro_rules! common_methods {
     };
 }
 
-pub(crate) use common_methods;
+pub(crate) use coordinator_methods;

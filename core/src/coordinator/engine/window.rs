@@ -7,10 +7,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::context::ContextShared;
-use super::error::PinError;
-use super::options::EphemeralOptions;
-use super::snapshot::{CancelReason, Echo, OperationSnapshot, OperationState};
+use super::super::context::ContextShared;
+use super::super::error::PinError;
+use super::super::options::EphemeralOptions;
+use super::super::snapshot::{CancelReason, Echo, OperationSnapshot, OperationState};
 use crate::OperationId;
 
 /// Hashes operation ids, which are distinct counter values: one multiply spreads them, with

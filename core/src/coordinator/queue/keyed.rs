@@ -4,8 +4,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 
-use super::queue::{Job, PopCx, Queue, Select, Visit, VisitMut};
+use super::job::{Job, PopCx, Select, Visit, VisitMut};
+use super::policy::Queue;
 use crate::OperationId;
+use crate::coordinator::snapshot::KeyStats;
 
 #[derive(Debug)]
 struct KeyState<T, K> {
@@ -27,16 +29,6 @@ pub(crate) struct KeyedQueue<T, K> {
     per_key: usize,
     threshold: usize,
     len: usize,
-}
-
-/// What a keyed coordinator reports about one key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub struct KeyStats {
-    /// Items of this key waiting to start.
-    pub pending: usize,
-    /// Items of this key running.
-    pub running: usize,
 }
 
 impl<T, K: Hash + Eq + Clone> KeyedQueue<T, K> {
