@@ -14,11 +14,27 @@
 //!
 //! # How an item flows
 //!
-//! `enqueue` takes room among `max_pending` → the item waits in the queue → a worker takes it
-//! when fewer than `max_concurrency` run, nothing is paused and no defer rule holds → the
-//! built-in cancel rule and the [`Admission`] hooks decide → the body runs with an
-//! [`OperationContext`] → the outcome is filed in the window (`on_finalized` runs), and
-//! evicted later by count, age or `evict` (`on_evicted` runs, and it leaves an [`Echo`]).
+//! Each step, and the file that does it (`engine/` holds the internals, `queue/` the
+//! scheduling policies; the public types are in this directory):
+//!
+//! 1. `enqueue` (`try_enqueue`, a reserved permit, `enqueue_many`, a stream) takes room among
+//!    `max_pending` and hands the item to the engine: `engine/intake.rs`.
+//! 2. The item is accepted under the engine's lock: a record in the window, a job in the
+//!    queue, a worker spawned or woken: `engine/state.rs` (`Core::accept`), the queue policy
+//!    in `queue/` (`fifo.rs`, `keyed.rs`, `lanes.rs`).
+//! 3. A worker takes it when fewer than `max_concurrency` run, nothing is paused and no
+//!    defer rule holds (`Core::try_start`); the steering task applies the defer, drain,
+//!    cancel-running and clear rules and `max_defer` as signals change: `engine/worker.rs`,
+//!    `engine/steer.rs`.
+//! 4. The built-in cancel rule and the [`Admission`] hooks decide (a hook's `Defer` puts it
+//!    aside): `engine/worker.rs`.
+//! 5. The body runs with an [`OperationContext`] (`context.rs`), its panics caught:
+//!    `engine/worker.rs`, `engine/body.rs`.
+//! 6. The outcome is filed in the window and counted (`Core::finish`), and what the change
+//!    leaves to do (wake-ups, room back, `on_finalized`) runs after the unlock
+//!    (`Inner::update`): `engine/state.rs`, `engine/inner.rs`, `engine/rules.rs`.
+//! 7. It is evicted later by count, age or `evict`, leaving an [`Echo`], and `on_evicted`
+//!    runs: `engine/window.rs`. Queries read the window: `engine/queries.rs`.
 //!
 //! # Deferral
 //!

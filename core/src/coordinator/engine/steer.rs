@@ -1,47 +1,47 @@
 //! The steering task: one per coordinator, woken by the sink (never polling) to apply the
-//! drain, cancel-running, clear and defer rules.
+//! drain, cancel-running, clear and defer rules, and `max_defer`.
 
-use std::sync::{Arc, MutexGuard};
-use std::time::Duration;
+use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::super::options::{DeferPolicy, DrainSignals};
-use super::super::queue::{PopCx, Queue};
-use super::super::snapshot::{CancelReason, OperationState};
-use super::inner::{Core, Shared};
+use super::super::options::DrainSignals;
+use super::super::queue::Queue;
+use super::super::snapshot::CancelReason;
+use super::inner::{Inner, sleep_until};
 use crate::{Pattern, SignalSink};
 
-pub(crate) async fn run<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
-    shared: Arc<Shared<T, R, Q>>,
+/// Spawns the steering task, watching `pattern` (every signal a rule reacts to).
+pub(crate) fn spawn<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
+    inner: &Arc<Inner<T, R, Q>>,
     pattern: Pattern,
 ) {
-    let sink = shared.ctx.sink.clone();
+    inner.runtime.spawn(run(inner.clone(), pattern));
+}
+
+async fn run<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
+    inner: Arc<Inner<T, R, Q>>,
+    pattern: Pattern,
+) {
+    let sink = inner.ctx.sink.clone();
     let mut watch = sink.watch(pattern.as_str());
     let mut seen = Seen {
-        cancel: shared.created_seq,
-        clear: shared.created_seq,
+        cancel: inner.created_seq,
+        clear: inner.created_seq,
     };
-    let mut done = shared.done.subscribe();
+    let mut done = inner.done.subscribe();
     loop {
-        let deadline = step(&shared, &sink, &mut seen);
-        if shared.root.is_cancelled() || *done.borrow() {
+        let deadline = step(&inner, &sink, &mut seen);
+        if inner.root.is_cancelled() || *done.borrow() {
             return;
         }
         tokio::select! {
             () = watch.changed() => {}
-            () = shared.steer.notified() => {}
+            () = inner.steer.notified() => {}
             () = sleep_until(deadline) => {}
-            () = shared.root.cancelled() => return,
+            () = inner.root.cancelled() => return,
             _ = done.changed() => {}
         }
-    }
-}
-
-pub(crate) async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 
@@ -51,30 +51,23 @@ struct Seen {
     clear: u64,
 }
 
-/// Applies the rules once; returns when the next queued job passes `max_defer`.
+/// Applies the rules once; returns when the next queued job reaches `max_defer`.
 fn step<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
-    shared: &Arc<Shared<T, R, Q>>,
+    inner: &Arc<Inner<T, R, Q>>,
     sink: &SignalSink,
     seen: &mut Seen,
 ) -> Option<Instant> {
-    let rules = &shared.rules;
-    if drain_requested(sink, rules.drain_signals, shared.created_seq, &rules.id) {
-        shared.complete();
+    let rules = &inner.rules;
+    if drain_requested(sink, rules.drain_signals, inner.created_seq, &rules.id) {
+        inner.complete();
     }
     if let Some(pattern) = &rules.cancel_running_on
         && let Some(signal) = sink.latest(pattern.as_str())
         && signal.sequence() > seen.cancel
     {
         seen.cancel = signal.sequence();
-        let mut core = shared.lock();
-        for record in core.window.records.values_mut() {
-            if let (OperationState::Running, Some(token)) = (&record.state, &record.token) {
-                record
-                    .cancel_requested
-                    .get_or_insert_with(|| CancelReason::Signal(signal.name().clone()));
-                token.cancel();
-            }
-        }
+        let reason = CancelReason::Signal(signal.name().clone());
+        inner.update(|core, _| core.cancel_running(&reason));
     }
     if let Some(pattern) = &rules.clear_on
         && let Some(signal) = sink.latest(pattern.as_str())
@@ -86,74 +79,10 @@ fn step<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
         seen.clear = seen.clear.max(signal.sequence());
     }
     let now = Instant::now();
-    let mut core = shared.lock();
-    if rules.defer_on.is_some() {
-        shared.refresh_deferral(&mut core, now);
-    }
-    let global = core.defer_since.is_some();
-    core.queue.refresh_routes(&mut PopCx {
-        sink,
-        now,
-        global,
-        held: false,
-    });
-    let deadline = rules
-        .max_defer
-        .and_then(|max| overdue(shared, &mut core, max, now));
-    let owed = core.owed();
-    // Any change may have lifted a deferral (the workers re-check it under the lock).
-    shared.wake_all(core);
-    shared.notify_finished();
-    shared.deliver(owed);
-    deadline
+    inner.update(|core, fx| core.steer_deferral(fx, sink, now))
 }
 
-/// Applies the `max_defer` policy to the held jobs whose deferrals, summed, reached it, and
-/// returns when the next one will.
-fn overdue<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
-    shared: &Arc<Shared<T, R, Q>>,
-    core: &mut MutexGuard<'_, Core<T, R, Q>>,
-    max: Duration,
-    now: Instant,
-) -> Option<Instant> {
-    let cancel = shared.rules.defer_policy == DeferPolicy::Cancel;
-    let mut next: Option<Instant> = None;
-    let mut late = 0usize;
-    core.queue.for_each_mut(&mut |job| {
-        if job.is_overdue() {
-            return;
-        }
-        let Some(due) = job.defer_deadline(max) else {
-            return;
-        };
-        if due > now {
-            next = Some(next.map_or(due, |n| n.min(due)));
-        } else if cancel {
-            late += 1;
-        } else {
-            job.set_overdue();
-            late += 1;
-        }
-    });
-    if late == 0 {
-        return next;
-    }
-    if !cancel {
-        core.overdue += late;
-        return next;
-    }
-    let expired = core.queue.remove_where(&mut |job| {
-        !job.is_overdue() && job.defer_deadline(max).is_some_and(|due| due <= now)
-    });
-    for job in expired {
-        shared.room.add_permits(1);
-        let state = OperationState::Cancelled(CancelReason::DeferTimeout);
-        shared.settle(core, job.id, now, state);
-    }
-    shared.check_done(core);
-    next
-}
-
+/// Whether a drain signal this coordinator obeys was raised after it was created.
 fn drain_requested(sink: &SignalSink, which: DrainSignals, created: u64, id: &str) -> bool {
     let fresh = |s: &crate::Signal| s.sequence() > created;
     if which.obeys_all()

@@ -112,31 +112,45 @@ impl<R> Record<R> {
 
 /// Tracked operations: pending and running ones always (they are bounded by `max_pending +
 /// max_concurrency` and never evicted: their snapshot would lie), finished ones up to
-/// `max_tracked` and `max_lifetime`.
+/// `max_tracked` and `max_lifetime`, then an [`Echo`] of each evicted one.
+///
+/// # Invariants
+///
+/// * `finished` holds exactly the unpinned finished records, in increasing `finish_seq`;
+///   so their finish times never decrease along it, and eviction by count (the front) and
+///   by age (a prefix) both take the oldest.
+/// * `pinned` counts the pinned records (at most `max_tracked`); after every `purge`,
+///   `finished.len() + pinned <= max_tracked`, and `finished` is empty with tracking off.
+/// * `echoes` holds at most `echo_capacity` echoes, oldest eviction first; none has expired
+///   after a `purge`.
+/// * `evicted_out` is empty unless `on_evicted` is set; the engine empties it before every
+///   unlock.
 #[derive(Debug)]
 pub(crate) struct Window<R> {
-    pub(crate) records: IdMap<Record<R>>,
+    records: IdMap<Record<R>>,
     /// Unpinned finished operations, lowest `finish_seq` first.
     finished: VecDeque<OperationId>,
     /// Finishes so far; the next finish gets this plus one.
     finish_seq: u64,
-    pub(crate) pinned: usize,
+    pinned: usize,
     max_tracked: usize,
     max_lifetime: Duration,
     tracking: bool,
     echo: bool,
     echo_retention: Duration,
     echo_capacity: usize,
-    pub(crate) echoes: VecDeque<Echo>,
-    pub(crate) evicted: u64,
+    echoes: VecDeque<Echo>,
+    evicted: u64,
     /// Whether evictions are reported (`on_evicted` is set).
     report: bool,
     /// Evicted operations not yet handed to `on_evicted`.
     evicted_out: Vec<OperationSnapshot>,
+    /// Answers which operations raised signals, and what they raised, for echoes.
+    ctx: Arc<ContextShared>,
 }
 
 impl<R> Window<R> {
-    pub(crate) fn new(options: &EphemeralOptions) -> Self {
+    pub(crate) fn new(options: &EphemeralOptions, ctx: Arc<ContextShared>) -> Self {
         Self {
             records: IdMap::default(),
             finished: VecDeque::new(),
@@ -155,11 +169,55 @@ impl<R> Window<R> {
             evicted: 0,
             report: options.on_evicted.is_some(),
             evicted_out: Vec::new(),
+            ctx,
         }
     }
 
+    /// Starts tracking a newly accepted operation.
+    pub(crate) fn insert(&mut self, id: OperationId, record: Record<R>) {
+        self.records.insert(id, record);
+    }
+
+    pub(crate) fn record(&self, id: OperationId) -> Option<&Record<R>> {
+        self.records.get(&id)
+    }
+
+    pub(crate) fn record_mut(&mut self, id: OperationId) -> Option<&mut Record<R>> {
+        self.records.get_mut(&id)
+    }
+
+    /// Every tracked record, in no particular order.
+    pub(crate) fn records(&self) -> impl Iterator<Item = (OperationId, &Record<R>)> {
+        self.records.iter().map(|(id, r)| (*id, r))
+    }
+
+    /// Every tracked record, mutably, in no particular order.
+    pub(crate) fn records_mut(&mut self) -> impl Iterator<Item = &mut Record<R>> {
+        self.records.values_mut()
+    }
+
+    /// Operations in the window now.
+    pub(crate) fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Finished operations evicted so far.
+    pub(crate) fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Pinned operations now.
+    pub(crate) fn pinned(&self) -> usize {
+        self.pinned
+    }
+
+    /// The echoes kept now, oldest eviction first.
+    pub(crate) fn echoes(&self) -> impl ExactSizeIterator<Item = &Echo> {
+        self.echoes.iter()
+    }
+
     /// Files a freshly finished operation and evicts what the bounds require.
-    pub(crate) fn finished(&mut self, id: OperationId, now: Instant, ctx: &ContextShared) {
+    pub(crate) fn finished(&mut self, id: OperationId, now: Instant) {
         self.finish_seq += 1;
         let seq = self.finish_seq;
         let Some(record) = self.records.get_mut(&id) else {
@@ -169,11 +227,11 @@ impl<R> Window<R> {
         if !record.pinned {
             self.finished.push_back(id);
         }
-        self.purge(now, ctx);
+        self.purge(now);
     }
 
     /// Evicts by count (pins count against the bound) and by age, and expires echoes.
-    pub(crate) fn purge(&mut self, now: Instant, ctx: &ContextShared) {
+    pub(crate) fn purge(&mut self, now: Instant) {
         let bound = if self.tracking { self.max_tracked } else { 0 };
         while let Some(&front) = self.finished.front() {
             let over = self.finished.len() + self.pinned > bound;
@@ -186,22 +244,22 @@ impl<R> Window<R> {
                 break;
             }
             self.finished.pop_front();
-            self.evict_record(front, now, ctx);
+            self.evict_record(front, now);
         }
         while self.echoes.front().is_some_and(|e| e.expires <= now) {
             self.echoes.pop_front();
         }
     }
 
-    fn evict_record(&mut self, id: OperationId, now: Instant, ctx: &ContextShared) {
+    fn evict_record(&mut self, id: OperationId, now: Instant) {
         let Some(record) = self.records.remove(&id) else {
             return;
         };
         self.evicted += 1;
         // Only operations that raised something are looked up in the sink; `take` also
         // forgets the operation there, so that set stays bounded by the window.
-        let signals = if ctx.take(id) {
-            ctx.sink.signals_of(id)
+        let signals = if self.ctx.take(id) {
+            self.ctx.sink.signals_of(id)
         } else {
             Vec::new()
         };
@@ -232,7 +290,7 @@ impl<R> Window<R> {
     }
 
     /// Explicit eviction of a finished, unpinned operation. Leaves an echo.
-    pub(crate) fn evict(&mut self, id: OperationId, now: Instant, ctx: &ContextShared) -> bool {
+    pub(crate) fn evict(&mut self, id: OperationId, now: Instant) -> bool {
         let Some(record) = self.records.get(&id) else {
             return false;
         };
@@ -242,8 +300,13 @@ impl<R> Window<R> {
         if let Some(index) = self.finished.iter().position(|&f| f == id) {
             self.finished.remove(index);
         }
-        self.evict_record(id, now, ctx);
+        self.evict_record(id, now);
         true
+    }
+
+    /// Whether evictions wait to be handed to `on_evicted`.
+    pub(crate) fn owes_evictions(&self) -> bool {
+        !self.evicted_out.is_empty()
     }
 
     /// The snapshots of operations evicted since the last call, for `on_evicted` (empty
@@ -271,7 +334,7 @@ impl<R> Window<R> {
         Ok(())
     }
 
-    pub(crate) fn unpin(&mut self, id: OperationId, now: Instant, ctx: &ContextShared) -> bool {
+    pub(crate) fn unpin(&mut self, id: OperationId, now: Instant) -> bool {
         let Some(record) = self.records.get_mut(&id) else {
             return false;
         };
@@ -289,7 +352,7 @@ impl<R> Window<R> {
                 .finished
                 .partition_point(|f| records.get(f).is_some_and(|r| r.finish_seq < seq));
             self.finished.insert(index, id);
-            self.purge(now, ctx);
+            self.purge(now);
         }
         true
     }
