@@ -115,9 +115,9 @@ pub use channel::{
     Consumer, DeliveryError, DeliveryFailure, DeliveryStats, SendError, Subscriber,
 };
 pub use coordinator::{
-    Admission, AdmissionRequest, CancelReason, CoordinatorError, CoordinatorStats, Decision,
-    DeferPolicy, DrainSignals, Echo, EnqueueError, EnqueueManyError, EnqueuePermit,
-    EphemeralKeyedWorkCoordinator, EphemeralOptions, EphemeralResultCoordinator,
+    Admission, AdmissionRequest, CancelReason, CoordinatorError, CoordinatorHandle,
+    CoordinatorStats, Decision, DeferPolicy, DrainSignals, Echo, EnqueueError, EnqueueManyError,
+    EnqueuePermit, EphemeralKeyedWorkCoordinator, EphemeralOptions, EphemeralResultCoordinator,
     EphemeralWorkCoordinator, IntakeError, KeyStats, KeyedEnqueuePermit, Lane, LaneEnqueuePermit,
     LaneError, OperationContext, OperationSnapshot, OperationState, OptionsError, PinError,
     PriorityWorkCoordinator, ResultError, Summary, process_all, process_all_with_cancel,

@@ -481,3 +481,36 @@ async fn process_all_with_cancel_reports_what_was_cancelled() {
     assert!(!summary.interrupted);
     assert_eq!(summary.completed, 10);
 }
+
+/// Every coordinator type is a `CoordinatorHandle`, answering through its own methods.
+#[tokio::test(start_paused = true)]
+async fn every_coordinator_type_is_a_coordinator_handle() {
+    use ephemeral::CoordinatorHandle;
+    fn halve(c: &impl CoordinatorHandle) -> (usize, u64, String) {
+        c.set_max_concurrency(c.max_concurrency() / 2).unwrap();
+        (c.max_concurrency(), c.stats().accepted, c.id().to_string())
+    }
+    let ok = |_: u32, _ctx: OperationContext| async { Ok::<_, Infallible>(()) };
+    let options = || EphemeralOptions::default().max_concurrency(8).id("c");
+    let work = ephemeral::EphemeralWorkCoordinator::new(ok, options()).unwrap();
+    let keyed: EphemeralKeyedWorkCoordinator<u8, u32> =
+        EphemeralKeyedWorkCoordinator::new(ok, options()).unwrap();
+    let results = EphemeralResultCoordinator::new(
+        |n: u32, _ctx: OperationContext| async move { Ok::<_, Infallible>(n) },
+        options(),
+    )
+    .unwrap();
+    let lanes = PriorityWorkCoordinator::new(ok, vec![Lane::new("only", 0)], options()).unwrap();
+    keyed.pause();
+    keyed.enqueue(1, 1).await.unwrap();
+    assert_eq!(CoordinatorHandle::pending_count(&keyed), 1);
+    assert_eq!(halve(&keyed), (4, 1, "c".to_string()));
+    assert_eq!(halve(&work).0, 4);
+    assert_eq!(halve(&results).0, 4);
+    assert_eq!(halve(&lanes).0, 4);
+    assert!(CoordinatorHandle::set_max_concurrency(&lanes, 0).is_err());
+    keyed.resume();
+    keyed.drain().await.unwrap();
+    assert!(CoordinatorHandle::is_done(&keyed));
+    assert!(!CoordinatorHandle::sink(&work).has_signal("*"));
+}

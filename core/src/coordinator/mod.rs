@@ -60,6 +60,7 @@ mod context;
 mod defer;
 mod engine;
 mod error;
+mod handle;
 mod keyed;
 mod lane;
 mod methods;
@@ -76,6 +77,7 @@ pub use context::OperationContext;
 pub use error::{
     CoordinatorError, EnqueueError, EnqueueManyError, IntakeError, LaneError, PinError, ResultError,
 };
+pub use handle::CoordinatorHandle;
 pub use keyed::{EphemeralKeyedWorkCoordinator, KeyedEnqueuePermit};
 pub use lane::Lane;
 pub use options::{

@@ -8,8 +8,8 @@ use tokio::time::Instant;
 
 use super::super::error::{EnqueueError, EnqueueManyError};
 use super::super::queue::Queue;
-use super::handle::Engine;
 use super::inner::Inner;
+use super::lifecycle::Engine;
 use crate::OperationId;
 
 /// An item ready for the queue: the item, its route and its rendered key.

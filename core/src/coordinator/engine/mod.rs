@@ -13,13 +13,13 @@
 //!   and `update`, the one way to change the state;
 //! * `worker.rs`: the workers (take, admit, run, file);
 //! * `steer.rs`: the steering task (drain, cancel-running, clear, defer, `max_defer`);
-//! * `handle.rs`: [`Engine`], creation and lifecycle; `intake.rs` and `queries.rs` add its
+//! * `lifecycle.rs`: [`Engine`], creation and lifecycle; `intake.rs` and `queries.rs` add its
 //!   intake and its queries.
 
 mod body;
-mod handle;
 mod inner;
 mod intake;
+mod lifecycle;
 mod queries;
 mod rules;
 mod sample;
@@ -29,6 +29,6 @@ mod window;
 mod worker;
 
 pub(crate) use body::erase;
-pub(crate) use handle::Engine;
 pub(crate) use intake::{Reserved, enqueue_each};
+pub(crate) use lifecycle::Engine;
 pub(crate) use window::Record;

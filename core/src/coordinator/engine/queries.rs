@@ -11,7 +11,7 @@ use super::super::queue::Queue;
 use super::super::snapshot::{
     CancelReason, CoordinatorStats, Echo, OperationSnapshot, OperationState,
 };
-use super::handle::Engine;
+use super::lifecycle::Engine;
 use super::state::Core;
 use super::window::Record;
 use crate::OperationId;
