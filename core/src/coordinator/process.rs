@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::hash::Hash;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
@@ -14,6 +14,7 @@ use super::options::EphemeralOptions;
 use super::snapshot::{CancelReason, CoordinatorStats, OperationSnapshot, OperationState};
 use super::work::EphemeralWorkCoordinator;
 use crate::OperationId;
+use crate::sync::{Mutex, lock};
 
 /// What [`process_all`] and its siblings did.
 ///
@@ -63,11 +64,7 @@ impl Summary {
                 .into_iter()
                 .map(|s| (s.id, s.error.unwrap_or_else(|| Arc::from("unknown error"))))
                 .collect(),
-            cancellations: std::mem::take(
-                &mut cancellations
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner),
-            ),
+            cancellations: std::mem::take(&mut lock(cancellations)),
             interrupted,
             intake_error,
         }
@@ -301,10 +298,7 @@ fn options(concurrency: usize, cancellations: &Cancellations) -> EphemeralOption
         .name("process_all")
         .on_finalized(move |op| {
             if let OperationState::Cancelled(reason) = &op.state {
-                cancellations
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .push((op.id, reason.clone()));
+                lock(&cancellations).push((op.id, reason.clone()));
             }
         })
 }

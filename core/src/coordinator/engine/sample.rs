@@ -1,7 +1,7 @@
 //! The `sample` throttle: a finished operation at most once per interval, leading and
 //! trailing edge, composed with `on_finalized` into one callback.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::runtime::Handle;
@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use super::super::options::{EphemeralOptions, FinalizedCallback};
 use super::super::snapshot::OperationSnapshot;
 use super::body::panic_message;
+use crate::sync::{Mutex, lock};
 
 /// The options' `on_finalized` callback, followed by the rate-limited `sample` callback.
 pub(crate) fn finalized_callback(
@@ -59,7 +60,7 @@ struct SampleState {
 impl Sampler {
     fn offer(self: &Arc<Self>, snap: &OperationSnapshot) {
         let now = Instant::now();
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = lock(&self.state);
         if state.armed {
             state.held = Some(snap.clone());
             return;
@@ -89,7 +90,7 @@ impl Sampler {
     }
 
     fn trailing(&self) {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = lock(&self.state);
         state.armed = false;
         let Some(snap) = state.held.take() else {
             return;
