@@ -21,7 +21,7 @@ use super::super::context::ContextShared;
 use super::super::queue::Queue;
 use super::body::BodyFn;
 use super::rules::Rules;
-use super::state::{Core, Effect, Wake};
+use super::state::{Accepted, Core, Effect};
 use crate::sync::{Mutex, MutexGuard, lock};
 
 /// State shared by handles, workers and the steering task.
@@ -136,14 +136,11 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
         for _ in 0..fx.spawn {
             (self.spawn_worker)(self);
         }
-        match fx.wake {
-            Wake::None => {}
-            Wake::One => self.work.notify_one(),
-            Wake::All => self.work.notify_waiters(),
-        }
         if fx.any_flag() {
             if fx.has(Effect::DONE) {
                 self.done.send_replace(true);
+            }
+            if fx.has(Effect::WAKE_ALL) || fx.has(Effect::DONE) {
                 self.work.notify_waiters();
             }
             if fx.has(Effect::DONE) || fx.has(Effect::STEER) {
@@ -155,6 +152,18 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
         }
         if let Some(owed) = fx.owed {
             self.rules.deliver(owed.finalized, owed.evicted);
+        }
+    }
+
+    /// What follows an accepted item, after the unlock.
+    pub(crate) fn accepted(self: &Arc<Self>, accepted: &Accepted) {
+        if accepted.spawn {
+            (self.spawn_worker)(self);
+        } else {
+            self.work.notify_one();
+        }
+        if accepted.steer {
+            self.steer.notify_one();
         }
     }
 

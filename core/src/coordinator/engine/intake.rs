@@ -7,7 +7,7 @@ use tokio::sync::TryAcquireError;
 use tokio::time::Instant;
 
 use super::super::error::{EnqueueError, EnqueueManyError};
-use super::super::queue::Queue;
+use super::super::queue::{Job, Queue};
 use super::inner::Inner;
 use super::lifecycle::Engine;
 use crate::OperationId;
@@ -47,8 +47,19 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
     ) -> Result<OperationId, EnqueueError<T>> {
         let id = OperationId::next();
         let now = Instant::now();
-        self.update(|core, fx| core.accept(fx, id, item, route, key, now, from_intake))?;
-        Ok(id)
+        let accepted = self
+            .lock()
+            .accept(Job::new(id, item, route, key), now, from_intake);
+        match accepted {
+            Ok(accepted) => {
+                self.accepted(&accepted);
+                Ok(id)
+            }
+            Err(refused) => {
+                self.room.add_permits(1);
+                Err(refused)
+            }
+        }
     }
 }
 

@@ -22,7 +22,7 @@ use super::window::{Record, Window};
 use crate::{OperationId, SignalSink};
 
 /// What a critical section leaves to do once the lock is released, in the order the engine
-/// applies it: give room back, wake or spawn tasks, publish `done`, then run the callbacks.
+/// applies it: give room back, spawn or wake workers, publish `done`, then run the callbacks.
 /// Small on purpose: one is built and applied for every change.
 #[must_use = "an effect must be applied after the unlock"]
 #[derive(Default)]
@@ -31,8 +31,6 @@ pub(crate) struct Effect {
     pub(super) room_back: usize,
     /// Worker tasks to spawn (already counted in `Core::workers`).
     pub(super) spawn: usize,
-    /// Which waiting workers to wake.
-    pub(super) wake: Wake,
     /// The `Effect::*` flags below.
     flags: u8,
     /// Snapshots for `on_finalized` and `on_evicted` (only when some are owed).
@@ -58,6 +56,8 @@ impl Effect {
     pub(super) const STEER: u8 = 1 << 3;
     /// Some operation finished: wake result waiters.
     pub(super) const FINISHED: u8 = 1 << 4;
+    /// Wake every waiting worker (a limit, a pause, a deferral or intake changed).
+    pub(super) const WAKE_ALL: u8 = 1 << 5;
 
     fn set(&mut self, flag: u8) {
         self.flags |= flag;
@@ -79,23 +79,13 @@ impl Effect {
     }
 }
 
-/// Which waiting workers an [`Effect`] wakes.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Wake {
-    #[default]
-    None,
-    /// One waiting worker (a job was queued and no worker is spawned for it).
-    One,
-    /// Every waiting worker (a limit, a pause or a deferral changed).
-    All,
-}
-
-impl Wake {
-    fn at_least(&mut self, wake: Self) {
-        if *self == Self::None || wake == Self::All {
-            *self = wake;
-        }
-    }
+/// What must follow an accepted item after the unlock.
+#[must_use]
+pub(crate) struct Accepted {
+    /// Spawn a worker for it (already counted in `Core::workers`); otherwise wake one.
+    pub(super) spawn: bool,
+    /// Wake the steering task (the item is held, its `max_defer` clock runs).
+    pub(super) steer: bool,
 }
 
 /// How a body (or its admission) ended, as the worker saw it.
@@ -315,45 +305,45 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
 
     // ----- Intake --------------------------------------------------------------------------
 
-    /// Accepts an item whose room (a forgotten `room` permit) the caller holds; on refusal
-    /// the room goes back and the item comes back in the error.
-    #[allow(clippy::too_many_arguments)]
+    /// Accepts an item whose room (a forgotten `room` permit) the caller holds. Accepting
+    /// never ends or evicts an operation, so instead of an [`Effect`] it returns the little
+    /// that must happen after the unlock; on refusal the item comes back in the error and
+    /// the caller gives the room back.
     pub(crate) fn accept(
         &mut self,
-        fx: &mut Effect,
-        id: OperationId,
-        item: T,
-        route: Q::Route,
-        key: Option<Arc<str>>,
+        job: Job<T, Q::Route>,
         now: Instant,
         from_intake: bool,
-    ) -> Result<(), EnqueueError<T>> {
+    ) -> Result<Accepted, EnqueueError<T>> {
         // An intake stream started before `complete()` may still feed items after it.
         if self.cancelled || (self.closed && !from_intake) {
-            fx.room_back += 1;
-            return Err(EnqueueError::Closed(item));
+            return Err(EnqueueError::Closed(job.item));
         }
-        if let Some((lane, reason)) = self.queue.refuse(&route) {
-            fx.room_back += 1;
-            return Err(EnqueueError::Refused { item, lane, reason });
+        if let Some((lane, reason)) = self.queue.refuse(&job.route) {
+            return Err(EnqueueError::Refused {
+                item: job.item,
+                lane,
+                reason,
+            });
         }
-        self.window.insert(id, Record::pending(key.clone(), now));
+        let mut job = job;
+        self.window
+            .insert(job.id, Record::pending(job.key.clone(), now));
         self.accepted += 1;
-        let mut job = Job::new(id, item, route, key);
         // Accepted during a deferral: held from the start.
         let mut held = self.defer_since.is_some() && job.hold(now);
         held |= self.queue.push(job);
-        fx.steer_if(held && self.defer.max_defer.is_some());
         // One more worker whenever waiting jobs outnumber idle workers: a woken idle worker
         // only leaves `idle` once it runs, so counting `idle == 0` alone would hand a whole
         // burst to the one worker that happened to be waiting.
-        if self.queue.len() > self.idle && self.workers < self.limit {
+        let spawn = self.queue.len() > self.idle && self.workers < self.limit;
+        if spawn {
             self.workers += 1;
-            fx.spawn += 1;
-        } else {
-            fx.wake.at_least(Wake::One);
         }
-        Ok(())
+        Ok(Accepted {
+            spawn,
+            steer: held && self.defer.max_defer.is_some(),
+        })
     }
 
     /// An intake stream starts; `false` (with the error recorded) after `complete()`.
@@ -393,7 +383,7 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
                 fx.set(Effect::CLOSE_ROOM);
             }
         }
-        fx.wake.at_least(Wake::All);
+        fx.set(Effect::WAKE_ALL);
     }
 
     /// `cancel()` and dropping the last handle: refuse new items, end queued ones
@@ -403,7 +393,7 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         self.cancelled = true;
         fx.set(Effect::CLOSE_ROOM);
         fx.set(Effect::CANCEL_ROOT);
-        fx.wake.at_least(Wake::All);
+        fx.set(Effect::WAKE_ALL);
         fx.set(Effect::FINISHED);
         self.overdue = 0;
         for job in self.queue.take_all() {
@@ -444,7 +434,7 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         let spawn = wanted.saturating_sub(self.workers);
         self.workers += spawn;
         fx.spawn += spawn;
-        fx.wake.at_least(Wake::All);
+        fx.set(Effect::WAKE_ALL);
     }
 
     /// Cancels one operation: a queued one ends at once, a running one has its token
