@@ -2,11 +2,13 @@
 //! wake-ups, the room for pending items, and the one way to change the state.
 //!
 //! Locking: one mutex guards the [`Core`]; every critical section is short and runs no user
-//! code. [`Inner::update`] is the only writer: it runs a `Core` method under the lock, which
+//! code. Changes go through [`Inner::update`]: it runs a `Core` method under the lock, which
 //! records what must happen next in an [`Effect`], and applies that effect after the unlock
 //! (room back, workers spawned or woken, `done` published, result waiters woken, then the
-//! `on_finalized` and `on_evicted` callbacks). Lock order is core → sink (the sink never
-//! calls back while locked).
+//! `on_finalized` and `on_evicted` callbacks). The one exception is accepting an item, the
+//! hottest section, which cannot end or evict an operation: `Core::accept` returns an
+//! [`Accepted`] instead, applied by [`Inner::accepted`]. Lock order is core → sink (the sink
+//! never calls back while locked).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -86,8 +88,8 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
         }
     }
 
-    /// Locks the core to read it (or to wait on it, as a worker does); changes go through
-    /// [`update`](Self::update).
+    /// Locks the core to read it, to accept an item, or to begin a section that ends with
+    /// [`release`](Self::release) (a waiting worker enables its wake-up under the lock).
     pub(crate) fn lock(&self) -> MutexGuard<'_, Core<T, R, Q>> {
         lock(&self.core)
     }
