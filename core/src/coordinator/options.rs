@@ -402,7 +402,9 @@ impl EphemeralOptions {
     /// `evict`. Exactly once per operation that leaves; never for a pending, running or
     /// pinned one (those are never evicted). The snapshot carries the live signals the
     /// operation raised, as its [`Echo`](super::Echo) does. Operations still in the window
-    /// when the last handle goes are not reported.
+    /// when the last handle goes are not reported. With [`tracking`](Self::tracking) off an
+    /// operation leaves the window as it finishes, so each is reported right after its
+    /// `on_finalized`.
     ///
     /// [`on_finalized`](Self::on_finalized) still fires once, at the finish. The two may run
     /// on different threads, so when an operation is evicted the moment it finishes (a full

@@ -89,8 +89,9 @@ pub struct OperationSnapshot {
     pub panicked: bool,
     /// Whether it is pinned (exempt from eviction).
     pub pinned: bool,
-    /// The live signals it raised, filled by `snapshot_with_signals`-style queries; empty
-    /// in the cheap views.
+    /// The live signals it raised: filled by `operation(id)` and in the snapshots handed to
+    /// `on_evicted`; empty in the list views (`snapshot()`, `completed()`, ...), which stay
+    /// cheap.
     pub signals: Vec<Signal>,
 }
 
