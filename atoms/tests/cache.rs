@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use ephemeral::SignalSink;
 use ephemeral_atoms::cache::{
-    CacheConfigError, CacheError, CacheOptions, EvictionReason, SlidingCache,
+    CacheConfigError, CacheError, CacheOptions, EvictionCallbackFailure, EvictionReason,
+    SlidingCache,
 };
 use tokio::time::Instant;
 
@@ -252,4 +253,61 @@ async fn on_evict_after_sharing_is_refused() {
     .unwrap();
     let _other = cache.clone();
     assert!(!cache.on_evict(|_, _, _| {}));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_eviction_callback_is_counted_and_reported_to_on_error() {
+    let failures: Arc<Mutex<Vec<EvictionCallbackFailure>>> = Arc::default();
+    let f = failures.clone();
+    let sink = SignalSink::default();
+    let mut cache = SlidingCache::new(
+        CacheOptions::default()
+            .max_size(2)
+            .signals(sink.clone())
+            .on_error(move |failure| f.lock().unwrap().push(failure.clone())),
+        |k: u32| async move { Ok::<u32, String>(k) },
+    )
+    .unwrap();
+    let told: Arc<Mutex<Vec<u32>>> = Arc::default();
+    let t = told.clone();
+    assert!(cache.on_evict(move |k, _, _| {
+        t.lock().unwrap().push(*k);
+        if *k % 2 == 1 {
+            panic!("cannot archive {k}");
+        }
+    }));
+    for key in 1..=5 {
+        cache.get(key).await.unwrap(); // evicts 1, 2, 3 by size
+    }
+    assert!(cache.invalidate(&5));
+    // Every eviction reached the callback, the signals and the stats, panics or not.
+    assert_eq!(*told.lock().unwrap(), [1, 2, 3, 5]);
+    assert_eq!(sink.count("cache.evict"), 4);
+    let stats = cache.stats();
+    assert_eq!((stats.evicted_size, stats.evicted_explicit), (3, 1));
+    assert_eq!(stats.callback_failures, 3);
+    let failures = failures.lock().unwrap().clone();
+    assert_eq!(failures.len(), 3);
+    assert_eq!(failures[0].reason, EvictionReason::Size);
+    assert_eq!(failures[0].message, "cannot archive 1");
+    assert_eq!(failures[2].reason, EvictionReason::Explicit);
+    assert_eq!(failures[2].message, "cannot archive 5");
+    // The cache still serves.
+    assert_eq!(cache.get(4).await.unwrap(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_error_callback_goes_no_further() {
+    let mut cache = SlidingCache::new(
+        CacheOptions::default()
+            .max_size(1)
+            .on_error(|_| panic!("the error callback fails too")),
+        |k: u32| async move { Ok::<u32, String>(k) },
+    )
+    .unwrap();
+    assert!(cache.on_evict(|_, _, _| panic!("eviction callback fails")));
+    for key in 0..3 {
+        assert_eq!(cache.get(key).await.unwrap(), key);
+    }
+    assert_eq!(cache.stats().callback_failures, 2);
 }

@@ -34,6 +34,10 @@ use ephemeral::{HeaderValue, Headers, Name};
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
+    /// Set on requests and replies, which travel to one peer (and as copies to observers),
+    /// never to subscriptions.
+    /// Boxed: routed messages are rare, and a published message stays small in buffers.
+    pub(crate) route: Option<Box<Route>>,
     pub(crate) topic: Name,
     pub(crate) payload: Arc<[u8]>,
     pub(crate) headers: Headers,
@@ -102,9 +106,149 @@ impl Message {
         self.timestamp
     }
 
-    /// How long the message had left to live when it was sent, if it expires.
+    /// How long the message has left to live, if it expires: for a message read from a
+    /// [`Subscription`](crate::Subscription), the time left when it was handed out (time on
+    /// the way and in the buffer taken off); a message whose time ran out is never handed
+    /// out (it is counted in [`SubscriptionStats::expired`](crate::SubscriptionStats)).
     #[must_use]
     pub fn ttl(&self) -> Option<Duration> {
         self.ttl
     }
+
+    /// Whether this is a published message, a request or a reply. Subscriptions receive
+    /// only published messages; requests and replies reach their server and requester, and
+    /// copies of them reach observers ([`Bus::observe`](crate::Bus::observe)).
+    #[must_use]
+    pub fn kind(&self) -> MessageKind {
+        match self.route().map(|r| r.leg) {
+            None => MessageKind::Message,
+            Some(Leg::Request) => MessageKind::Request,
+            Some(Leg::Reply(_)) => MessageKind::Reply,
+            Some(Leg::Cancel) => MessageKind::Cancel,
+        }
+    }
+
+    /// Whether this is the bus's own traffic (a request, reply or cancel) rather than a
+    /// message someone published on a topic. Subscriptions never receive internal traffic;
+    /// observers receive copies of it.
+    #[must_use]
+    pub fn is_internal(&self) -> bool {
+        self.route.is_some()
+    }
+
+    /// The correlation id pairing a request with its replies (`None` for a published
+    /// message). Unique per requesting peer.
+    #[must_use]
+    pub fn correlation(&self) -> Option<u64> {
+        self.route.as_ref().map(|r| r.correlation)
+    }
+
+    /// What a reply says about its request (`None` for a published message or a request).
+    #[must_use]
+    pub fn reply_status(&self) -> Option<ReplyStatus> {
+        match self.route().map(|r| r.leg) {
+            Some(Leg::Reply(status)) => Some(status),
+            _ => None,
+        }
+    }
+
+    /// Where a request, reply or cancel goes (`None` for a published message).
+    pub(crate) fn route(&self) -> Option<Route> {
+        self.route.as_deref().copied()
+    }
+
+    /// The peer a request or reply is addressed to.
+    pub(crate) fn to(&self) -> Option<u64> {
+        self.route.as_ref().map(|r| r.to)
+    }
+}
+
+/// What kind of traffic a [`Message`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum MessageKind {
+    /// Published on a topic ([`Bus::publish`](crate::Bus::publish)), delivered to every
+    /// matching subscription.
+    Message,
+    /// A request ([`Bus::request`](crate::Bus::request)), delivered to one server.
+    Request,
+    /// A reply to a request, delivered to its requester.
+    Reply,
+    /// The requester of a stream gave up on it (it dropped the stream before the end), so
+    /// the server stops producing.
+    Cancel,
+}
+
+/// What a reply says: an answer, one item of a stream, the end of a stream, or why there is
+/// no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ReplyStatus {
+    /// The answer ([`Bus::serve`](crate::Bus::serve)).
+    Ok,
+    /// One answer of a stream; more follow ([`Bus::serve_stream`](crate::Bus::serve_stream)).
+    Item,
+    /// The stream ended; no payload.
+    End,
+    /// The handler panicked; the payload is the panic message.
+    Failed,
+    /// The server was running and queueing as many requests as it allows, and refused this
+    /// one.
+    Busy,
+    /// The server stopped serving (or no longer serves the topic) before answering.
+    Gone,
+}
+
+impl ReplyStatus {
+    pub(crate) fn to_byte(self) -> u8 {
+        match self {
+            ReplyStatus::Ok => 1,
+            ReplyStatus::Item => 2,
+            ReplyStatus::End => 3,
+            ReplyStatus::Failed => 4,
+            ReplyStatus::Busy => 5,
+            ReplyStatus::Gone => 6,
+        }
+    }
+
+    pub(crate) fn from_byte(byte: u8) -> Option<Self> {
+        Some(match byte {
+            1 => ReplyStatus::Ok,
+            2 => ReplyStatus::Item,
+            3 => ReplyStatus::End,
+            4 => ReplyStatus::Failed,
+            5 => ReplyStatus::Busy,
+            6 => ReplyStatus::Gone,
+            _ => return None,
+        })
+    }
+
+    /// Whether no reply follows this one.
+    pub(crate) fn is_final(self) -> bool {
+        self != ReplyStatus::Item
+    }
+}
+
+/// Which leg of a request's round trip a routed message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Leg {
+    /// Requester to server.
+    Request,
+    /// Server to requester.
+    Reply(ReplyStatus),
+    /// Requester to server: stop working on this request.
+    Cancel,
+}
+
+/// Where a request or reply goes: one peer, and back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Route {
+    /// The peer it is addressed to (the server of a request, the requester of a reply).
+    pub(crate) to: u64,
+    /// The peer that sent it (where a request's replies go).
+    pub(crate) from: u64,
+    /// Pairs a request with its replies; unique per requester.
+    pub(crate) correlation: u64,
+    /// Which leg of the round trip this is.
+    pub(crate) leg: Leg,
 }

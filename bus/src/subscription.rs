@@ -3,9 +3,10 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::SystemTime;
 
 use ephemeral::{Buffer, Lagged, Overflow, Pattern};
 use futures::task::AtomicWaker;
@@ -15,6 +16,8 @@ use tokio::time::Instant;
 
 use crate::Message;
 use crate::bus::BusHandle;
+use crate::frame::Interest;
+use crate::sync::Mutex;
 
 static NEXT_SUB: AtomicU64 = AtomicU64::new(1);
 
@@ -23,6 +26,7 @@ static NEXT_SUB: AtomicU64 = AtomicU64::new(1);
 pub(crate) struct LocalSub {
     pub(crate) id: u64,
     pub(crate) pattern: Pattern,
+    pub(crate) interest: Interest,
     overflow: Overflow,
     ring: Mutex<Ring>,
     waker: AtomicWaker,
@@ -33,18 +37,51 @@ pub(crate) struct LocalSub {
 }
 
 struct Ring {
-    buffer: VecDeque<Message>,
+    /// Each message with the instant its time to live runs out, if it has one.
+    buffer: VecDeque<(Message, Option<Instant>)>,
     capacity: Option<usize>,
     unreported: u64,
     dropped: u64,
     delivered: u64,
+    expired: u64,
+    /// Estimated bytes held by `buffer` (see [`held`]).
+    bytes: usize,
     closed: bool,
 }
 
-/// A poisoned lock only means a thread panicked while holding it; every update of the ring
-/// is a single push or pop, so its data is still consistent.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+/// The memory one buffered message keeps alive, estimated: the message itself, its topic,
+/// payload and headers (shared parts counted in each buffer that holds them).
+fn held(message: &Message) -> usize {
+    let headers: usize = message
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            k.len()
+                + std::mem::size_of_val(v)
+                + match v {
+                    ephemeral::HeaderValue::Str(s) => s.len(),
+                    _ => 0,
+                }
+        })
+        .sum();
+    std::mem::size_of::<(Message, Option<Instant>)>()
+        + message.topic.len()
+        + message.payload.len()
+        + headers
+}
+
+/// When `message`'s time to live runs out on this process's clock; `None` if it has none.
+///
+/// The publisher sent the time it had left and its wall-clock timestamp. Peers of one bus
+/// share a machine, hence a wall clock, so the time spent on the way (in queues, sockets, a
+/// stopped process) is taken off too; a clock that went backwards counts as no time spent.
+fn expiry(message: &Message) -> Option<Instant> {
+    let ttl = message.ttl?;
+    let spent = SystemTime::now()
+        .duration_since(message.timestamp)
+        .unwrap_or_default();
+    let now = Instant::now();
+    Some(now.checked_add(ttl.saturating_sub(spent)).unwrap_or(now))
 }
 
 /// Delivery counters of one subscription.
@@ -55,18 +92,32 @@ pub struct SubscriptionStats {
     pub pattern: String,
     /// Messages buffered for it so far.
     pub delivered: u64,
-    /// Messages it lost (dropped here, or by a publisher that could not wait for it).
+    /// Messages it lost (dropped here, or by a publisher that could not wait for it),
+    /// reported to it as `Lagged`.
     pub dropped: u64,
+    /// Messages skipped because their time to live ran out before they were read (on the
+    /// way or in the buffer); never delivered, and not counted as lag.
+    pub expired: u64,
     /// Messages waiting to be read now.
     pub buffered: usize,
+    /// The memory those messages hold, estimated in bytes: each message's own size, topic,
+    /// payload and headers (a payload shared by several subscriptions of one process is
+    /// counted in each).
+    pub buffered_bytes: usize,
 }
 
 impl LocalSub {
-    pub(crate) fn new(pattern: Pattern, buffer: Buffer, overflow: Overflow) -> Self {
+    pub(crate) fn new(
+        pattern: Pattern,
+        interest: Interest,
+        buffer: Buffer,
+        overflow: Overflow,
+    ) -> Self {
         let capacity = buffer.capacity();
         Self {
             id: NEXT_SUB.fetch_add(1, Ordering::Relaxed),
             pattern,
+            interest,
             overflow,
             ring: Mutex::new(Ring {
                 buffer: VecDeque::with_capacity(capacity.unwrap_or(16).min(1024)),
@@ -74,6 +125,8 @@ impl LocalSub {
                 unreported: 0,
                 dropped: 0,
                 delivered: 0,
+                expired: 0,
+                bytes: 0,
                 closed: false,
             }),
             waker: AtomicWaker::new(),
@@ -116,23 +169,35 @@ impl LocalSub {
         buffered
     }
 
+    /// Buffers `message` without waiting: for `DropOldest` subscriptions (observers), where a
+    /// full buffer drops its oldest item. Returns whether it was buffered.
+    pub(crate) fn push_now(&self, message: Message) -> bool {
+        self.try_push(message).unwrap_or(false)
+    }
+
     /// Buffers `message` unless the buffer is full under `Overflow::Wait`, in which case it
     /// is handed back. `Ok(false)`: closed.
     fn try_push(&self, message: Message) -> Result<bool, Message> {
-        let mut ring = lock(&self.ring);
+        let expires = expiry(&message);
+        let mut ring = self.ring.lock();
         if ring.closed {
+            return Ok(false);
+        }
+        if expires.is_some_and(|at| at <= Instant::now()) {
+            ring.expired += 1;
             return Ok(false);
         }
         let full = ring.capacity.is_some_and(|cap| ring.buffer.len() >= cap);
         if full && self.overflow == Overflow::Wait {
             return Err(message);
         }
-        if full {
-            ring.buffer.pop_front();
+        if full && let Some((oldest, _)) = ring.buffer.pop_front() {
+            ring.bytes -= held(&oldest);
             ring.unreported += 1;
             ring.dropped += 1;
         }
-        ring.buffer.push_back(message);
+        ring.bytes += held(&message);
+        ring.buffer.push_back((message, expires));
         ring.delivered += 1;
         drop(ring);
         self.waker.wake();
@@ -142,26 +207,32 @@ impl LocalSub {
     /// Records `n` messages lost for this subscription (reported as `Lagged`).
     pub(crate) fn add_lag(&self, n: u64) {
         {
-            let mut ring = lock(&self.ring);
+            let mut ring = self.ring.lock();
             ring.unreported += n;
             ring.dropped += n;
         }
         self.waker.wake();
     }
 
+    pub(crate) fn is_closed(&self) -> bool {
+        self.ring.lock().closed
+    }
+
     pub(crate) fn close(&self) {
-        lock(&self.ring).closed = true;
+        self.ring.lock().closed = true;
         self.waker.wake();
         self.space.notify_waiters();
     }
 
     pub(crate) fn stats(&self) -> SubscriptionStats {
-        let ring = lock(&self.ring);
+        let ring = self.ring.lock();
         SubscriptionStats {
             pattern: self.pattern.as_str().to_owned(),
             delivered: ring.delivered,
             dropped: ring.dropped,
+            expired: ring.expired,
             buffered: ring.buffer.len(),
+            buffered_bytes: ring.bytes,
         }
     }
 
@@ -175,12 +246,32 @@ impl LocalSub {
     }
 
     fn pop(&self) -> Poll<Option<Result<Message, Lagged>>> {
-        let mut ring = lock(&self.ring);
+        let mut ring = self.ring.lock();
         if ring.unreported > 0 {
             let n = std::mem::take(&mut ring.unreported);
             return Poll::Ready(Some(Err(Lagged(n))));
         }
-        match ring.buffer.pop_front() {
+        let mut now = None;
+        let mut freed = false;
+        let next = loop {
+            let Some((mut message, expires)) = ring.buffer.pop_front() else {
+                break None;
+            };
+            ring.bytes -= held(&message);
+            freed = true;
+            let Some(expires) = expires else {
+                break Some(message);
+            };
+            let now = *now.get_or_insert_with(Instant::now);
+            if expires <= now {
+                ring.expired += 1;
+                continue;
+            }
+            // Handed out with the time it has left now.
+            message.ttl = Some(expires - now);
+            break Some(message);
+        };
+        match next {
             Some(message) => {
                 drop(ring);
                 if self.waiting.load(Ordering::SeqCst) > 0 {
@@ -189,7 +280,14 @@ impl LocalSub {
                 Poll::Ready(Some(Ok(message)))
             }
             None if ring.closed => Poll::Ready(None),
-            None => Poll::Pending,
+            None => {
+                drop(ring);
+                // Expired messages left room behind them.
+                if freed && self.waiting.load(Ordering::SeqCst) > 0 {
+                    self.space.notify_waiters();
+                }
+                Poll::Pending
+            }
         }
     }
 }
@@ -204,6 +302,11 @@ impl LocalSub {
 /// next message. With [`Overflow::DropOldest`] publishers never wait. Messages from one
 /// publisher arrive in the order it published them; messages of different publishers
 /// interleave.
+///
+/// A message published with a time to live ([`Outgoing::ttl`](crate::Outgoing::ttl), or a
+/// bridged signal's remaining life) whose time runs out before it is read, on the way or
+/// in the buffer, is skipped: never handed out, counted in [`SubscriptionStats::expired`],
+/// and not reported as lag. What is handed out carries the time it has left.
 ///
 /// Dropping the subscription unsubscribes (the other peers stop sending to it).
 ///
@@ -230,6 +333,7 @@ impl LocalSub {
 /// # Ok(())
 /// # }
 /// ```
+#[must_use = "dropping the Subscription unsubscribes at once"]
 pub struct Subscription {
     pub(crate) local: Arc<LocalSub>,
     pub(crate) bus: Arc<BusHandle>,

@@ -7,7 +7,7 @@ use ephemeral_bus::BusError;
 
 /// Success.
 pub(crate) const OK: u8 = 0;
-/// A negative answer: `match` found no match.
+/// A negative answer: `match` found no match, `ops` no such coordinator.
 pub(crate) const NO_MATCH: u8 = 1;
 /// Bad input: a bad name, pattern, duration or header, a payload too large, or bad usage.
 pub(crate) const USAGE: u8 = 2;
@@ -17,7 +17,7 @@ pub(crate) const NO_BUS: u8 = 3;
 pub(crate) const REFUSED: u8 = 4;
 /// A request got no reply in time.
 pub(crate) const TIMEOUT: u8 = 5;
-/// A request found no server, or its server failed or left before replying.
+/// A request found no server, or its server was busy, failed or left before replying.
 pub(crate) const NO_REPLY: u8 = 6;
 /// Any other bus or I/O error.
 pub(crate) const IO: u8 = 7;
@@ -26,12 +26,12 @@ pub(crate) const IO: u8 = 7;
 pub(crate) const TABLE: &str = "\
 Exit codes:
   0  success
-  1  no match (`match`)
+  1  no match (`match`; `ops`: no coordinator of that name publishes)
   2  bad input: invalid name, pattern, duration, header or usage
   3  no such bus (nobody opened it; see --bus, EPHEMERAL_BUS_DIR, --create)
   4  bus refused: its directory is another user's or open to group/others
   5  request timed out
-  6  request failed: no server, the server failed, or it left before replying
+  6  request failed: no server, the server was busy or failed, or it left before replying
   7  other bus or I/O error";
 
 /// A failure: what to print and which code to exit with.
@@ -59,7 +59,7 @@ impl fmt::Display for Failure {
 impl From<BusError> for Failure {
     fn from(e: BusError) -> Self {
         let code = match &e {
-            BusError::Name(_) | BusError::PayloadTooLarge { .. } => USAGE,
+            BusError::Name(_) | BusError::BusName(_) | BusError::PayloadTooLarge { .. } => USAGE,
             BusError::NotOwner { .. } | BusError::Permissions { .. } => REFUSED,
             BusError::Io { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => {
                 REFUSED
@@ -67,6 +67,7 @@ impl From<BusError> for Failure {
             BusError::Timeout { .. } => TIMEOUT,
             BusError::NoServer { .. }
             | BusError::PeerGone { .. }
+            | BusError::ServerBusy { .. }
             | BusError::ServerFailed { .. } => NO_REPLY,
             _ => IO,
         };

@@ -18,6 +18,7 @@
 //! | `adaptive_rate` | `adaptive_rate` | slows intake on `rate-limit:<d>` or `retry-after`, recovers gradually |
 //! | `keyed_priority_fanout` | `keyed_priority_fanout` | a priority and a normal lane, per-key order kept across both |
 //! | `reactive_fanout` | `reactive_fanout` | two stages; stage 2's backlog throttles stage 1, recovery restores it |
+//! | `http` | `http` | a tower layer for HTTP clients: `http.error.<status>`, `http.timeout`, `http.slow` signals; refusal by a circuit breaker |
 //!
 //! Every pattern that needs a background task (an open timer, a clearing timer, a watcher)
 //! takes the tokio runtime it is created in, and is a typed error outside one. Every
@@ -98,3 +99,6 @@ pub mod keyed_priority_fanout;
 
 #[cfg(feature = "reactive_fanout")]
 pub mod reactive_fanout;
+
+#[cfg(feature = "http")]
+pub mod http;

@@ -48,6 +48,7 @@ use super::{BatchClosed, BatchConfigError, BatchFailure, BatchOptions, TryPushEr
 /// # Ok(())
 /// # }
 /// ```
+#[must_use = "the batcher flushes what it holds and stops when its last handle is dropped"]
 pub struct Batcher<T, E> {
     tx: mpsc::Sender<Msg<T>>,
     shared: Arc<Shared<E>>,

@@ -15,5 +15,8 @@ mod options;
 mod sliding;
 mod table;
 
-pub use options::{CacheConfigError, CacheError, CacheOptions, CacheStats, EvictionReason};
+pub use options::{
+    CacheConfigError, CacheError, CacheErrorCallback, CacheOptions, CacheStats,
+    EvictionCallbackFailure, EvictionReason,
+};
 pub use sliding::SlidingCache;

@@ -15,9 +15,10 @@ use ephemeral::SignalSink;
 /// | `max_size` | 1024 | most entries; beyond, the least recently read is evicted |
 /// | `signals` | none | sink for `cache.hit`, `cache.miss`, `cache.evict` |
 /// | `name` | none | key of those signals |
+/// | `on_error` | none | told when the eviction callback panics |
 ///
 /// With both expiries, the earlier one wins.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use]
 pub struct CacheOptions {
     pub(crate) sliding: Option<Duration>,
@@ -25,6 +26,33 @@ pub struct CacheOptions {
     pub(crate) max_size: usize,
     pub(crate) sink: Option<SignalSink>,
     pub(crate) name: Option<Arc<str>>,
+    pub(crate) on_error: Option<CacheErrorCallback>,
+}
+
+/// A callback told about a panicking eviction callback; see [`CacheOptions::on_error`].
+pub type CacheErrorCallback = Arc<dyn Fn(&EvictionCallbackFailure) + Send + Sync>;
+
+/// A panic of a cache's eviction callback, as given to [`CacheOptions::on_error`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EvictionCallbackFailure {
+    /// Why the entry the callback was told about left the cache.
+    pub reason: EvictionReason,
+    /// The panic message.
+    pub message: String,
+}
+
+impl fmt::Debug for CacheOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheOptions")
+            .field("sliding", &self.sliding)
+            .field("absolute", &self.absolute)
+            .field("max_size", &self.max_size)
+            .field("sink", &self.sink)
+            .field("name", &self.name)
+            .field("on_error", &self.on_error.is_some())
+            .finish()
+    }
 }
 
 impl Default for CacheOptions {
@@ -35,6 +63,7 @@ impl Default for CacheOptions {
             max_size: 1024,
             sink: None,
             name: None,
+            on_error: None,
         }
     }
 }
@@ -67,6 +96,17 @@ impl CacheOptions {
     /// Names this cache; its signals carry the name as their key.
     pub fn name(mut self, name: &str) -> Self {
         self.name = Some(Arc::from(name));
+        self
+    }
+
+    /// Tells `callback` when the eviction callback panics (the panic is caught either way;
+    /// every one is also counted in [`CacheStats::callback_failures`] and logged). A panic in
+    /// `callback` itself is caught and dropped.
+    pub fn on_error(
+        mut self,
+        callback: impl Fn(&EvictionCallbackFailure) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_error = Some(Arc::new(callback));
         self
     }
 
@@ -182,6 +222,9 @@ pub struct CacheStats {
     pub evicted_size: u64,
     /// Entries removed explicitly.
     pub evicted_explicit: u64,
+    /// Eviction callbacks that panicked (each caught, logged and given to
+    /// [`CacheOptions::on_error`]).
+    pub callback_failures: u64,
     /// Entries now (computed values and computations in flight).
     pub len: usize,
 }

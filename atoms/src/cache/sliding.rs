@@ -1,15 +1,15 @@
 //! The sliding cache: single-flight loads, exact expiry, bounded size.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
 use tokio::time::Instant;
 
-use super::table::{Factory, Inner, Slot, State, Step, load};
+use super::table::{Factory, Inner, State, Step, load};
 use super::{CacheConfigError, CacheError, CacheOptions, CacheStats, EvictionReason};
 
 /// Values computed on demand by an async factory, kept until they expire or the cache is
@@ -22,11 +22,14 @@ use super::{CacheConfigError, CacheError, CacheOptions, CacheStats, EvictionReas
 ///   checks the entry's sliding and absolute expiry against tokio's clock, and an expired
 ///   entry is evicted and computed again.
 /// * **Bounded**: at most `max_size` entries; a full cache first drops expired entries,
-///   then the least recently read one (an O(entries) scan per eviction, so keep `max_size`
-///   in the thousands, not millions).
+///   then the least recently read one. Every read, store and eviction costs O(1) whatever
+///   the size (entries live in a linked map in recency order; finding expired ones costs
+///   O(1) per entry evicted, never a scan), so a cache of millions of entries is fine.
 /// * **Evictions are reported** with their [`EvictionReason`] to the
 ///   [`on_evict`](SlidingCache::on_evict) callback and as `cache.evict` signals; reads raise
-///   `cache.hit` / `cache.miss`; [`stats`](SlidingCache::stats) counts everything.
+///   `cache.hit` / `cache.miss`; [`stats`](SlidingCache::stats) counts everything. A
+///   panicking eviction callback is caught, counted in `callback_failures` and handed to
+///   [`CacheOptions::on_error`], as the signal sink does for its handlers.
 ///
 /// Expired entries are found when read, when the cache is full, or by
 /// [`purge_expired`](SlidingCache::purge_expired) (call it from a timer if you want prompt
@@ -99,17 +102,15 @@ where
                 factory,
                 options,
                 on_evict: None,
-                state: Mutex::new(State {
-                    slots: HashMap::new(),
-                    generation: 0,
-                    stats: CacheStats::default(),
-                }),
+                callback_failures: AtomicU64::new(0),
+                state: Mutex::new(State::new()),
             }),
         })
     }
 
     /// Calls `callback(key, value, reason)` for every eviction (outside the cache's lock; a
-    /// panic in it is caught and logged). Set it before sharing the cache: it applies to
+    /// panic in it is caught, counted in [`CacheStats::callback_failures`], logged and given
+    /// to [`CacheOptions::on_error`]). Set it before sharing the cache: it applies to
     /// this handle's cache only if no clone exists yet, else it is ignored and `false` is
     /// returned.
     #[must_use = "false means the callback was not installed"]
@@ -152,44 +153,20 @@ where
         let now = Instant::now();
         let mut evicted = Vec::new();
         let mut state = self.inner.state();
-        let mut stale = false;
-        match state.slots.get_mut(&key) {
-            Some(Slot::Ready {
-                value,
-                created,
-                last_read,
-            }) => {
-                if self.inner.expired(*created, *last_read, now) {
-                    stale = true;
-                } else {
-                    *last_read = now;
-                    let value = value.clone();
-                    state.stats.hits += 1;
-                    return Step::Hit(value);
-                }
-            }
-            Some(Slot::Loading { load, .. }) => {
-                let load = load.clone();
-                state.stats.coalesced += 1;
-                return Step::Join(load);
-            }
-            None => {}
+        if let Some(value) = self.inner.read(&mut state, &key, now, &mut evicted) {
+            return Step::Hit(value);
         }
-        if stale {
-            state.remove(&key, EvictionReason::Expired, &mut evicted);
+        // A key is never both computed and computing, so if `read` evicted an expired
+        // value there is no computation to join and `evicted` reaches `Miss`.
+        if let Some(load) = state.loading(&key) {
+            state.stats.coalesced += 1;
+            return Step::Join(load);
         }
         state.stats.misses += 1;
         self.inner.make_room(&mut state, now, &mut evicted);
-        state.generation += 1;
-        let generation = state.generation;
+        let generation = state.next_generation();
         let load = load(&self.inner, key.clone(), generation);
-        state.slots.insert(
-            key,
-            Slot::Loading {
-                generation,
-                load: load.clone(),
-            },
-        );
+        state.start_loading(key, generation, load.clone());
         Step::Miss(load, evicted)
     }
 
@@ -200,24 +177,7 @@ where
         let mut evicted = Vec::new();
         let found = {
             let mut state = self.inner.state();
-            match state.slots.get_mut(key) {
-                Some(Slot::Ready {
-                    value,
-                    created,
-                    last_read,
-                }) => {
-                    if self.inner.expired(*created, *last_read, now) {
-                        state.remove(key, EvictionReason::Expired, &mut evicted);
-                        None
-                    } else {
-                        *last_read = now;
-                        let value = value.clone();
-                        state.stats.hits += 1;
-                        Some(value)
-                    }
-                }
-                _ => None,
-            }
+            self.inner.read(&mut state, key, now, &mut evicted)
         };
         self.inner.report(evicted);
         if found.is_some() {
@@ -233,18 +193,7 @@ where
         let mut evicted = Vec::new();
         {
             let mut state = self.inner.state();
-            state.remove(&key, EvictionReason::Explicit, &mut evicted);
-            if !state.slots.contains_key(&key) {
-                self.inner.make_room(&mut state, now, &mut evicted);
-            }
-            state.slots.insert(
-                key,
-                Slot::Ready {
-                    value,
-                    created: now,
-                    last_read: now,
-                },
-            );
+            self.inner.insert(&mut state, key, value, now, &mut evicted);
         }
         self.inner.report(evicted);
     }
@@ -264,18 +213,7 @@ where
     /// Removes every cached value (computations in flight carry on); returns how many.
     pub fn clear(&self) -> usize {
         let mut evicted = Vec::new();
-        {
-            let mut state = self.inner.state();
-            let keys: Vec<K> = state
-                .slots
-                .iter()
-                .filter(|(_, slot)| matches!(slot, Slot::Ready { .. }))
-                .map(|(k, _)| k.clone())
-                .collect();
-            for key in keys {
-                state.remove(&key, EvictionReason::Explicit, &mut evicted);
-            }
-        }
+        self.inner.state().clear(&mut evicted);
         let n = evicted.len();
         self.inner.report(evicted);
         n
@@ -299,7 +237,9 @@ where
     pub fn stats(&self) -> CacheStats {
         let state = self.inner.state();
         CacheStats {
-            len: state.slots.len(),
+            len: state.len(),
+            // Relaxed: a statistic, read on its own.
+            callback_failures: self.inner.callback_failures.load(Ordering::Relaxed),
             ..state.stats
         }
     }
@@ -307,7 +247,7 @@ where
     /// Entries now (values and computations in flight, expired ones not yet found included).
     #[must_use]
     pub fn len(&self) -> usize {
-        self.inner.state().slots.len()
+        self.inner.state().len()
     }
 
     /// Whether the cache holds nothing.

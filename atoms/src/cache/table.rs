@@ -1,36 +1,61 @@
-//! The cache's table: slots, expiry checks, eviction and the shared computations.
+//! The cache's table: entries in recency order, expiry checks, eviction and the shared
+//! computations.
+//!
+//! Every operation on one key costs O(1) (hash lookups and linked-list moves), and eviction
+//! never scans the table: the least recently read entry is the front of a linked map, entries
+//! past their sliding expiry form a prefix of that same order, and entries past their
+//! absolute expiry are found from the front of a creation-order queue. Finding expired
+//! entries therefore costs O(1) per entry evicted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::Duration;
 
 use ephemeral::Signal;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
+use hashlink::LinkedHashMap;
 use tokio::time::Instant;
 
-use super::{CacheError, CacheOptions, CacheStats, EvictionReason};
+use super::{CacheError, CacheOptions, CacheStats, EvictionCallbackFailure, EvictionReason};
 
 pub(super) type Factory<K, V, E> = Arc<dyn Fn(K) -> BoxFuture<'static, Result<V, E>> + Send + Sync>;
 pub(super) type Load<V, E> = Shared<BoxFuture<'static, Result<V, CacheError<E>>>>;
 pub(super) type OnEvict<K, V> = Arc<dyn Fn(&K, &V, EvictionReason) + Send + Sync>;
 
-pub(super) enum Slot<V, E> {
-    Ready {
-        value: V,
-        created: Instant,
-        last_read: Instant,
-    },
-    Loading {
-        generation: u64,
-        load: Load<V, E>,
-    },
+/// A computed value.
+pub(super) struct Entry<V> {
+    pub(super) value: V,
+    pub(super) created: Instant,
+    pub(super) last_read: Instant,
+    /// Tells this entry apart from an earlier or later one for the same key in `created`.
+    stamp: u64,
+}
+
+/// A computation in flight.
+pub(super) struct Loading<V, E> {
+    generation: u64,
+    load: Load<V, E>,
 }
 
 pub(super) struct State<K, V, E> {
-    pub(super) slots: HashMap<K, Slot<V, E>>,
-    pub(super) generation: u64,
+    /// Computed values, least recently read first: a read or a store moves its entry to the
+    /// back. Reads and stores happen at non-decreasing instants of tokio's clock, so this is
+    /// also `last_read` order: the front is the size-eviction victim, and the entries past
+    /// their sliding expiry are a prefix.
+    ready: LinkedHashMap<K, Entry<V>>,
+    /// Computations in flight: at most one per key, never in `ready` at the same time.
+    loading: HashMap<K, Loading<V, E>>,
+    /// With an absolute expiry: `(created, stamp, key)` for every stored value, in creation
+    /// (hence `created`) order. Records of values since replaced or removed are skipped when
+    /// met, and the queue is compacted when it outgrows twice the live entries, so it stays
+    /// O(entries) and compaction is amortised O(1) per store.
+    created: VecDeque<(Instant, u64, K)>,
+    /// Source of load generations and entry stamps.
+    generation: u64,
     pub(super) stats: CacheStats,
 }
 
@@ -38,6 +63,8 @@ pub(super) struct Inner<K, V, E> {
     pub(super) factory: Factory<K, V, E>,
     pub(super) options: CacheOptions,
     pub(super) on_evict: Option<OnEvict<K, V>>,
+    /// Panics of `on_evict`; outside `state`, since callbacks run after the lock is released.
+    pub(super) callback_failures: AtomicU64,
     pub(super) state: Mutex<State<K, V, E>>,
 }
 
@@ -57,10 +84,14 @@ impl<K, V, E> Inner<K, V, E> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(super) fn expired(&self, created: Instant, last_read: Instant, now: Instant) -> bool {
-        let past = |from: Instant, ttl| now.saturating_duration_since(from) >= ttl;
-        self.options.sliding.is_some_and(|ttl| past(last_read, ttl))
-            || self.options.absolute.is_some_and(|ttl| past(created, ttl))
+    fn expired(&self, entry: &Entry<V>, now: Instant) -> bool {
+        self.options
+            .sliding
+            .is_some_and(|ttl| past(entry.last_read, ttl, now))
+            || self
+                .options
+                .absolute
+                .is_some_and(|ttl| past(entry.created, ttl, now))
     }
 
     pub(super) fn raise(&self, name: &str, reason: Option<EvictionReason>) {
@@ -84,23 +115,54 @@ impl<K, V, E> Inner<K, V, E> {
     pub(super) fn report(&self, evicted: Vec<Evicted<K, V>>) {
         for (key, value, reason) in evicted {
             if let Some(on_evict) = &self.on_evict {
-                // A panicking callback must not poison a read; it is logged and skipped.
+                // A panicking callback must not poison a read: it is counted, logged and
+                // handed to the error callback, and the next eviction is reported as usual.
                 let called =
                     std::panic::catch_unwind(AssertUnwindSafe(|| on_evict(&key, &value, reason)));
-                if called.is_err() {
-                    tracing::warn!(%reason, "cache eviction callback panicked");
+                if let Err(panic) = called {
+                    self.callback_failed(reason, panic_message(panic.as_ref()));
                 }
             }
             self.raise("cache.evict", Some(reason));
         }
     }
+
+    fn callback_failed(&self, reason: EvictionReason, message: String) {
+        // Relaxed: a statistic; it orders nothing.
+        self.callback_failures.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(%reason, panic = %message, "cache eviction callback panicked");
+        if let Some(on_error) = &self.options.on_error {
+            let failure = EvictionCallbackFailure { reason, message };
+            // The error callback is user code too: its panic goes no further.
+            let _ = std::panic::catch_unwind(AssertUnwindSafe(|| on_error(&failure)));
+        }
+    }
+}
+
+fn past(from: Instant, ttl: Duration, now: Instant) -> bool {
+    now.saturating_duration_since(from) >= ttl
 }
 
 impl<K, V, E> State<K, V, E>
 where
     K: Hash + Eq + Clone,
 {
-    pub(super) fn count(&mut self, reason: EvictionReason) {
+    pub(super) fn new() -> Self {
+        Self {
+            ready: LinkedHashMap::new(),
+            loading: HashMap::new(),
+            created: VecDeque::new(),
+            generation: 0,
+            stats: CacheStats::default(),
+        }
+    }
+
+    /// Entries now: values and computations in flight.
+    pub(super) fn len(&self) -> usize {
+        self.ready.len() + self.loading.len()
+    }
+
+    fn count(&mut self, reason: EvictionReason) {
         match reason {
             EvictionReason::Expired => self.stats.expired += 1,
             EvictionReason::Size => self.stats.evicted_size += 1,
@@ -108,41 +170,152 @@ where
         }
     }
 
+    fn evicted(
+        &mut self,
+        key: K,
+        entry: Entry<V>,
+        reason: EvictionReason,
+        out: &mut Vec<Evicted<K, V>>,
+    ) {
+        self.count(reason);
+        out.push((key, entry.value, reason));
+    }
+
+    /// Removes `key`'s computed value, if any.
     pub(super) fn remove(&mut self, key: &K, reason: EvictionReason, out: &mut Vec<Evicted<K, V>>) {
-        if let Some(Slot::Ready { value, .. }) = self.slots.remove(key) {
-            self.count(reason);
-            out.push((key.clone(), value, reason));
+        if let Some((key, entry)) = self.ready.remove_entry(key) {
+            self.evicted(key, entry, reason, out);
         }
+    }
+
+    /// Removes every computed value, least recently read first.
+    pub(super) fn clear(&mut self, out: &mut Vec<Evicted<K, V>>) {
+        while let Some((key, entry)) = self.ready.pop_front() {
+            self.evicted(key, entry, EvictionReason::Explicit, out);
+        }
+        self.created.clear();
+    }
+
+    /// Stores a value for `key` at the back of the recency order. The caller made room and
+    /// removed any earlier value or computation for the key.
+    fn store(&mut self, key: K, value: V, now: Instant, absolute: bool) {
+        self.generation += 1;
+        let stamp = self.generation;
+        if absolute {
+            self.created.push_back((now, stamp, key.clone()));
+            if self.created.len() > 2 * self.ready.len() + 64 {
+                let ready = &self.ready;
+                self.created
+                    .retain(|(_, stamp, key)| ready.get(key).is_some_and(|e| e.stamp == *stamp));
+            }
+        }
+        self.ready.insert(
+            key,
+            Entry {
+                value,
+                created: now,
+                last_read: now,
+                stamp,
+            },
+        );
+    }
+
+    /// Starts tracking a computation for `key`; returns its generation.
+    pub(super) fn next_generation(&mut self) -> u64 {
+        self.generation += 1;
+        self.generation
+    }
+
+    pub(super) fn start_loading(&mut self, key: K, generation: u64, load: Load<V, E>) {
+        self.loading.insert(key, Loading { generation, load });
+    }
+
+    /// The computation in flight for `key`, if any.
+    pub(super) fn loading(&self, key: &K) -> Option<Load<V, E>> {
+        self.loading.get(key).map(|l| l.load.clone())
     }
 }
 
 impl<K, V, E> Inner<K, V, E>
 where
     K: Hash + Eq + Clone,
+    V: Clone,
 {
+    /// A live value for `key`, marked as read now; an expired one is evicted into `out`.
+    pub(super) fn read(
+        &self,
+        state: &mut State<K, V, E>,
+        key: &K,
+        now: Instant,
+        out: &mut Vec<Evicted<K, V>>,
+    ) -> Option<V> {
+        // Moved to the back first: read or expired, that is where it belongs (and an expired
+        // entry is then removed from the back in O(1)).
+        let entry = state.ready.to_back(key)?;
+        if self.expired(entry, now) {
+            if let Some((key, entry)) = state.ready.pop_back() {
+                state.evicted(key, entry, EvictionReason::Expired, out);
+            }
+            return None;
+        }
+        entry.last_read = now;
+        let value = entry.value.clone();
+        state.stats.hits += 1;
+        Some(value)
+    }
+
+    /// Stores `value` for `key` now: replaces a value (reported as explicit) or overrides a
+    /// computation in flight (whose result is then discarded), else makes room first.
+    pub(super) fn insert(
+        &self,
+        state: &mut State<K, V, E>,
+        key: K,
+        value: V,
+        now: Instant,
+        out: &mut Vec<Evicted<K, V>>,
+    ) {
+        state.remove(&key, EvictionReason::Explicit, out);
+        if state.loading.remove(&key).is_none() {
+            self.make_room(state, now, out);
+        }
+        state.store(key, value, now, self.options.absolute.is_some());
+    }
+
+    /// Evicts every expired value, in O(1) per value evicted.
     pub(super) fn purge(
         &self,
         state: &mut State<K, V, E>,
         now: Instant,
         out: &mut Vec<Evicted<K, V>>,
     ) {
-        let expired: Vec<K> = state
-            .slots
-            .iter()
-            .filter(|(_, slot)| match slot {
-                Slot::Ready {
-                    created, last_read, ..
-                } => self.expired(*created, *last_read, now),
-                Slot::Loading { .. } => false,
-            })
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in expired {
-            state.remove(&key, EvictionReason::Expired, out);
+        if let Some(ttl) = self.options.sliding {
+            while state
+                .ready
+                .front()
+                .is_some_and(|(_, e)| past(e.last_read, ttl, now))
+            {
+                if let Some((key, entry)) = state.ready.pop_front() {
+                    state.evicted(key, entry, EvictionReason::Expired, out);
+                }
+            }
+        }
+        if let Some(ttl) = self.options.absolute {
+            while state
+                .created
+                .front()
+                .is_some_and(|(created, _, _)| past(*created, ttl, now))
+            {
+                let Some((_, stamp, key)) = state.created.pop_front() else {
+                    break;
+                };
+                if state.ready.get(&key).is_some_and(|e| e.stamp == stamp) {
+                    state.remove(&key, EvictionReason::Expired, out);
+                }
+            }
         }
     }
 
-    /// Frees one place if the cache is full: expired entries first, then abandoned
+    /// Frees one place if the cache is full: expired values first, then abandoned
     /// computations (no request is waiting on them), then the least recently read value.
     pub(super) fn make_room(
         &self,
@@ -150,29 +323,24 @@ where
         now: Instant,
         out: &mut Vec<Evicted<K, V>>,
     ) {
-        if state.slots.len() < self.options.max_size {
+        if state.len() < self.options.max_size {
             return;
         }
         self.purge(state, now, out);
-        // Only the table holds an abandoned load's future: nobody awaits its result.
-        state.slots.retain(|_, slot| match slot {
-            Slot::Loading { load, .. } => load.strong_count().is_some_and(|n| n > 1),
-            Slot::Ready { .. } => true,
-        });
-        while state.slots.len() >= self.options.max_size {
-            let oldest = state
-                .slots
-                .iter()
-                .filter_map(|(k, slot)| match slot {
-                    Slot::Ready { last_read, .. } => Some((*last_read, k)),
-                    Slot::Loading { .. } => None,
-                })
-                .min_by_key(|(t, _)| *t)
-                .map(|(_, k)| k.clone());
+        if state.len() >= self.options.max_size {
+            // Only the table holds an abandoned load's future: nobody awaits its result.
+            // O(computations in flight), which is bounded by the concurrent distinct requests.
+            state
+                .loading
+                .retain(|_, l| l.load.strong_count().is_some_and(|n| n > 1));
+        }
+        while state.len() >= self.options.max_size {
             // Only computations in flight left: they finish and are bounded by the number
             // of concurrent distinct requests.
-            let Some(key) = oldest else { break };
-            state.remove(&key, EvictionReason::Size, out);
+            let Some((key, entry)) = state.ready.pop_front() else {
+                break;
+            };
+            state.evicted(key, entry, EvictionReason::Size, out);
         }
     }
 }
@@ -205,7 +373,7 @@ where
     .shared()
 }
 
-pub(super) fn complete<K: Hash + Eq, V: Clone, E>(
+fn complete<K: Hash + Eq + Clone, V: Clone, E>(
     inner: &Inner<K, V, E>,
     key: K,
     generation: u64,
@@ -214,28 +382,18 @@ pub(super) fn complete<K: Hash + Eq, V: Clone, E>(
     let now = Instant::now();
     let mut state = inner.state();
     let ours = matches!(
-        state.slots.get(&key),
-        Some(Slot::Loading { generation: g, .. }) if *g == generation
+        state.loading.get(&key),
+        Some(Loading { generation: g, .. }) if *g == generation
     );
     if !ours {
         // Replaced by an insert or removed while computing: the newer state wins.
         return;
     }
+    state.loading.remove(&key);
     match result {
-        Ok(value) => {
-            state.slots.insert(
-                key,
-                Slot::Ready {
-                    value: value.clone(),
-                    created: now,
-                    last_read: now,
-                },
-            );
-        }
-        Err(_) => {
-            state.slots.remove(&key);
-            state.stats.load_failures += 1;
-        }
+        // The computation held the key's place, so storing needs no room.
+        Ok(value) => state.store(key, value.clone(), now, inner.options.absolute.is_some()),
+        Err(_) => state.stats.load_failures += 1,
     }
 }
 

@@ -38,6 +38,7 @@ use ephemeral::{
 /// # Ok(())
 /// # }
 /// ```
+#[must_use = "dropping the last handle cancels the coordinator's work"]
 pub struct FixedWork<T: Send + 'static> {
     inner: EphemeralWorkCoordinator<T>,
 }

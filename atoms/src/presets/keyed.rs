@@ -47,6 +47,7 @@ use ephemeral::{
 /// # Ok(())
 /// # }
 /// ```
+#[must_use = "dropping the last handle cancels the coordinator's work"]
 pub struct KeyedSequential<K, T>
 where
     K: Hash + Eq + Clone + fmt::Display + Send + 'static,

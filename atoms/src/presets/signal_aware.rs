@@ -62,6 +62,7 @@ type Build<T> = Box<
 /// # Ok(())
 /// # }
 /// ```
+#[must_use = "dropping the last handle cancels the coordinator's work"]
 pub struct SignalAware<T: Send + 'static> {
     inner: EphemeralWorkCoordinator<T>,
     sink: SignalSink,

@@ -18,6 +18,7 @@ pub mod coordinator;
 pub mod defer;
 pub mod memory;
 pub mod sink;
+pub mod top;
 
 /// How big a run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -117,6 +118,10 @@ pub fn all() -> Vec<Spec> {
         Spec {
             name: "bus_latency_p99",
             run: bus::latency_p99,
+        },
+        Spec {
+            name: "top_publish_overhead",
+            run: top::publish_overhead,
         },
     ]
 }

@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ephemeral::{HeaderValue, Hold, Signal, SignalBuilder, SignalSink};
@@ -13,7 +13,10 @@ use tokio::time::Instant;
 
 use crate::{Bus, BusError, Outgoing, process_origin};
 
+mod frames;
 mod holds;
+use crate::sync::Mutex;
+pub use frames::{BRIDGE_HEADERS, Bridged};
 use holds::{HoldMirror, mirror_holds};
 
 /// Header carrying the process that first raised a bridged signal.
@@ -58,8 +61,9 @@ impl BridgeOptions {
     }
 
     /// How long a mirrored hold survives without a refresh from its holder (default 1 s;
-    /// holders refresh every third of it). A holder that dies loses its mirrored holds
-    /// within this time; a holder that releases loses them at once.
+    /// holders refresh every third of it, and mirrors check every third of it). A holder
+    /// that dies loses its mirrored holds between 2/3 and 4/3 of a lease later; a holder
+    /// that releases loses them at once.
     pub fn hold_lease(mut self, lease: Duration) -> Self {
         self.hold_lease = lease.max(Duration::from_millis(3));
         self
@@ -87,7 +91,8 @@ struct Counters {
 /// Holds are mirrored as leases: the holder's bridge refreshes each live hold every third of
 /// [`BridgeOptions::hold_lease`] (1 s) and announces its release at once; the other side
 /// keeps a [`Hold`](ephemeral::Hold) of its own while refreshes come, so a mirrored hold ends
-/// when the holder releases it, or within one lease when the holder dies.
+/// when the holder releases it, or when no refresh came for a whole lease: between 2/3 and
+/// 4/3 of a lease after the holder dies (mirrors check every third of a lease).
 ///
 /// # Examples
 ///
@@ -106,6 +111,7 @@ struct Counters {
 /// # }
 /// ```
 #[derive(Debug)]
+#[must_use = "dropping the Bridge stops it in both directions"]
 pub struct Bridge {
     tasks: [JoinHandle<()>; 3],
     counters: Arc<Counters>,
@@ -156,9 +162,7 @@ type Seen = HashMap<(u64, u64, u64), Instant>;
 
 /// Records the signal; false if it was already seen for this sink.
 fn first_sighting(sink: u64, origin: u64, seq: u64, until: Instant) -> bool {
-    let mut seen = SEEN
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut seen = SEEN.lock();
     let seen = seen.get_or_insert_with(HashMap::new);
     let now = Instant::now();
     if seen.len() > 1024 {
@@ -331,43 +335,39 @@ struct Inward {
     mirrored: HashMap<(u64, u64), (Hold, Instant)>,
 }
 
-fn header_int(message: &crate::Message, key: &str) -> Option<u64> {
-    match message.header(key) {
-        Some(HeaderValue::Int(i)) => Some(*i as u64),
-        _ => None,
-    }
-}
-
 impl Inward {
     fn handle(&mut self, message: &crate::Message) {
         if message.origin() == self.origin {
             self.counters.looped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let seq = header_int(message, SEQ_HEADER);
-        if let Some(released) = header_int(message, RELEASE_HEADER) {
-            // Dropping the guard releases the mirrored hold.
-            self.mirrored.remove(&(message.origin(), released));
-            return;
-        }
-        if let (Some(lease_ms), Some(seq)) = (header_int(message, HOLD_HEADER), seq) {
-            let until = crate::after(Duration::from_millis(lease_ms));
-            let key = (message.origin(), seq);
-            if let Some((_, lease_end)) = self.mirrored.get_mut(&key) {
-                *lease_end = until;
+        let seq = match Bridged::of(message) {
+            Some(Bridged::Release { seq: released }) => {
+                // Dropping the guard releases the mirrored hold.
+                self.mirrored.remove(&(message.origin(), released));
                 return;
             }
-            match self.sink.hold_with(self.builder(message)) {
-                Ok(hold) => {
-                    self.mirrored.insert(key, (hold, until));
-                    self.counters.raised.fetch_add(1, Ordering::Relaxed);
+            Some(Bridged::Hold { seq, lease }) => {
+                let until = crate::after(lease);
+                let key = (message.origin(), seq);
+                if let Some((_, lease_end)) = self.mirrored.get_mut(&key) {
+                    *lease_end = until;
+                    return;
                 }
-                Err(_) => {
-                    self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                match self.sink.hold_with(self.builder(message)) {
+                    Ok(hold) => {
+                        self.mirrored.insert(key, (hold, until));
+                        self.counters.raised.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
+                return;
             }
-            return;
-        }
+            Some(Bridged::Signal { seq }) => Some(seq),
+            None => None,
+        };
         let ttl = message.ttl().unwrap_or_else(|| self.sink.max_age());
         if let Some(seq) = seq {
             let until = Instant::now()

@@ -8,6 +8,8 @@
 //! ```text
 //! cargo run --release -p ephemeral-examples --bin demo
 //! cargo run --release -p ephemeral-examples --bin demo -- --items 200 --failure-rate 0.2 --seed 7
+//! cargo run --release -p ephemeral-examples --bin demo -- --bus demo   # then: ephemeral top --bus demo
+//! RUST_LOG=ephemeral=debug cargo run --release -p ephemeral-examples --bin demo -- --plain
 //! ```
 
 use std::io::{self, IsTerminal};
@@ -70,6 +72,11 @@ struct Args {
     #[arg(long)]
     plain: bool,
 
+    /// Publish the coordinators' and the sink's live state on this bus: watch them with
+    /// `ephemeral top --bus NAME` from another terminal.
+    #[arg(long, value_name = "NAME")]
+    bus: Option<String>,
+
     /// Print only the summary.
     #[arg(long, conflicts_with = "plain")]
     quiet: bool,
@@ -90,6 +97,15 @@ fn parse_rate(text: &str) -> Result<f64, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // With RUST_LOG set (say RUST_LOG=ephemeral=debug), the library's spans and events go to
+    // stderr; without it, nothing is installed and the output stays as it is.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
     let args = Args::parse();
     let output = if args.quiet {
         Output::Quiet
@@ -106,6 +122,7 @@ async fn main() -> ExitCode {
         rate: args.rate,
         concurrency: usize::from(args.concurrency),
         budget: Duration::from_secs(args.budget),
+        bus: args.bus,
     };
     println!(
         "ephemeral demo: {} orders from {} customers at {}/s, failure rate {}, seed {}",

@@ -1,7 +1,8 @@
 //! Quick start: a work coordinator charging orders, a body that reports failures as signals,
 //! and the rest of the program asking the sink what happened.
 //!
-//! `cargo run -p ephemeral-examples --bin quick_start` (finishes in well under a second).
+//! `cargo run -p ephemeral-examples --bin quick_start` (finishes in well under a second);
+//! add `RUST_LOG=ephemeral=debug` to see the library's log events, each in its operation's span.
 
 use std::time::Duration;
 
@@ -28,6 +29,15 @@ async fn charge(order: &Order) -> Result<(), String> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // With RUST_LOG set (say RUST_LOG=ephemeral=debug), the library's spans and events go to
+    // stderr; without it, nothing is installed and the output stays as it is.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
     let sink = SignalSink::default();
     let coordinator = EphemeralWorkCoordinator::new(
         |order: Order, ctx: OperationContext| async move {

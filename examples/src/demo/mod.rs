@@ -22,6 +22,7 @@
 
 mod downstream;
 mod feed;
+mod publish;
 mod summary;
 mod view;
 
@@ -74,6 +75,8 @@ pub(crate) struct Config {
     pub(crate) concurrency: usize,
     /// After this long, whatever is left is cancelled and the summary says so.
     pub(crate) budget: Duration,
+    /// A bus to publish the coordinators' and the sink's live state on (`ephemeral top`).
+    pub(crate) bus: Option<String>,
 }
 
 /// The error of a run that could not be set up.
@@ -352,6 +355,12 @@ pub(crate) async fn run(config: &Config, output: Output) -> Result<Summary, Demo
         )?
     };
 
+    // Live state for `ephemeral top`, while the run lasts.
+    let _published = match &config.bus {
+        Some(bus) => Some(publish::publish(bus, &sink, &intake, &payments, &notifications).await?),
+        None => None,
+    };
+
     // The orders, generated up front from the seed.
     let mut rng = SmallRng::seed_from_u64(config.seed);
     let customers = config.customers.max(1);
@@ -528,6 +537,7 @@ mod tests {
             rate: 60,
             concurrency: 8,
             budget: Duration::from_secs(25),
+            bus: None,
         }
     }
 

@@ -172,6 +172,7 @@ pub enum AdaptiveRateError {
 /// # }
 /// ```
 #[derive(Clone)]
+#[must_use = "the limiter stops listening for rate signals when its last handle is dropped"]
 pub struct AdaptiveRate {
     inner: Arc<Inner>,
 }

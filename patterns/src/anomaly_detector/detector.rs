@@ -60,6 +60,7 @@ pub enum AnomalyError {
 /// # }
 /// ```
 #[derive(Clone)]
+#[must_use = "the detector stops listening when its last handle is dropped"]
 pub struct AnomalyDetector {
     inner: Arc<Inner>,
 }

@@ -21,6 +21,7 @@ use crate::CoordinatorHandle;
 ///
 /// The monitor holds a handle to the coordinator, so the coordinator lives at least as long
 /// as the monitor: drop the monitor (or drain the coordinator) to let it go.
+#[must_use = "the monitor stops as soon as it is dropped"]
 pub struct BackpressureMonitor {
     task: JoinHandle<()>,
     pressure: Backpressure,

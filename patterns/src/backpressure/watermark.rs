@@ -27,6 +27,7 @@ use ephemeral::{Hold, Name, NameError, RaiseError, SignalSink};
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
+#[must_use = "the backpressure hold is released when the last clone is dropped"]
 pub struct Backpressure {
     pub(super) inner: Arc<Inner>,
 }

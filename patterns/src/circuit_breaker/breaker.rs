@@ -5,7 +5,9 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use ephemeral::{Hold, Listener, Name, OperationId, RaiseError, Signal, SignalBuilder, SignalSink};
+use ephemeral::{
+    Hold, Listener, Name, OperationId, Pattern, RaiseError, Signal, SignalBuilder, SignalSink,
+};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -94,6 +96,7 @@ pub enum ProbeDecision {
 /// # }
 /// ```
 #[derive(Clone)]
+#[must_use = "the breaker stops listening for failures when its last handle is dropped"]
 pub struct CircuitBreaker {
     inner: Arc<Inner>,
 }
@@ -108,6 +111,8 @@ struct Inner {
     sink: SignalSink,
     options: CircuitBreakerOptions,
     names: Names,
+    /// The failure pattern compiled once, for [`CircuitBreaker::counts_as_failure`].
+    failure_matcher: Pattern,
     core: Mutex<Core>,
     state: watch::Sender<CircuitState>,
     runtime: Handle,
@@ -169,6 +174,7 @@ impl CircuitBreaker {
         let inner = Arc::new(Inner {
             sink: sink.clone(),
             names,
+            failure_matcher: Pattern::new(&options.failure_pattern),
             core: Mutex::new(Core {
                 phase: CircuitState::Closed,
                 failures: VecDeque::new(),
@@ -307,9 +313,19 @@ impl CircuitBreaker {
     }
 
     pub(crate) fn take_probe(&self, id: Option<OperationId>) -> ProbeDecision {
+        self.take(id).0
+    }
+
+    /// `take_probe` for a [`BreakerPermit`](super::BreakerPermit): the decision, the phase it
+    /// was taken in and that phase's generation, all read under one lock.
+    pub(crate) fn take_permit(&self) -> (ProbeDecision, CircuitState, u64) {
+        self.take(None)
+    }
+
+    fn take(&self, id: Option<OperationId>) -> (ProbeDecision, CircuitState, u64) {
         self.inner.catch_up();
         let mut core = lock(&self.inner.core);
-        match core.phase {
+        let decision = match core.phase {
             CircuitState::Closed => ProbeDecision::Admit,
             CircuitState::Open => ProbeDecision::Refuse,
             CircuitState::HalfOpen if core.probes_admitted < self.inner.options.probes => {
@@ -318,7 +334,28 @@ impl CircuitBreaker {
                 ProbeDecision::Admit
             }
             CircuitState::HalfOpen => ProbeDecision::Wait,
+        };
+        (decision, core.phase, core.generation)
+    }
+
+    /// Applies a permit's verdict (`None`: none, give a probe slot back) if the breaker is
+    /// still in the phase the permit was granted in (checked under the lock that applies it).
+    pub(crate) fn settle_permit(&self, generation: u64, verdict: Option<bool>) {
+        match verdict {
+            Some(true) => self.inner.success_in(Some(generation)),
+            Some(false) => self.inner.failure_in(Some(generation)),
+            None => self.release_probe_in(Some(generation)),
         }
+    }
+
+    /// Whether a signal named `name` counts as a failure for this breaker: it matches the
+    /// failure pattern and is not one of the breaker's own signals.
+    #[must_use]
+    pub fn counts_as_failure(&self, name: &str) -> bool {
+        self.inner.failure_matcher.matches(name)
+            && name != self.inner.names.open.as_str()
+            && name != self.inner.names.half_open.as_str()
+            && name != self.inner.names.closed.as_str()
     }
 
     /// Whether `id` was admitted as a probe in this half-open phase; forgets it.
@@ -336,8 +373,15 @@ impl CircuitBreaker {
     /// Gives back a half-open probe slot taken by an item that ended without a verdict (for
     /// example, cancelled). Does nothing outside half-open.
     pub fn release_probe(&self) {
+        self.release_probe_in(None);
+    }
+
+    fn release_probe_in(&self, generation: Option<u64>) {
         let mut core = lock(&self.inner.core);
-        if core.phase == CircuitState::HalfOpen && core.probes_admitted > 0 {
+        if generation.is_none_or(|g| g == core.generation)
+            && core.phase == CircuitState::HalfOpen
+            && core.probes_admitted > 0
+        {
             core.probes_admitted -= 1;
             // A waiting item may now take the slot: wake waiters without a state change.
             drop(core);
@@ -379,9 +423,17 @@ impl Inner {
     }
 
     fn failure(self: &Arc<Self>) {
+        self.failure_in(None);
+    }
+
+    /// A failure; with `Some(generation)`, only if the breaker is still in that phase.
+    fn failure_in(self: &Arc<Self>, generation: Option<u64>) {
         self.catch_up();
         let effect = {
             let mut core = lock(&self.core);
+            if generation.is_some_and(|g| g != core.generation) {
+                return;
+            }
             match core.phase {
                 CircuitState::Closed => {
                     let now = Instant::now();
@@ -423,9 +475,17 @@ impl Inner {
     }
 
     fn success(self: &Arc<Self>) {
+        self.success_in(None);
+    }
+
+    /// A success; with `Some(generation)`, only if the breaker is still in that phase.
+    fn success_in(self: &Arc<Self>, generation: Option<u64>) {
         self.catch_up();
         let effect = {
             let mut core = lock(&self.core);
+            if generation.is_some_and(|g| g != core.generation) {
+                return;
+            }
             match core.phase {
                 CircuitState::Closed => {
                     core.consecutive = 0;

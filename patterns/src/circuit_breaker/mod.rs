@@ -16,13 +16,18 @@
 //! raise signals); here any body, listener or caller can, and the breaker sees each one
 //! synchronously. Reading [`CircuitBreaker::state`] never changes it.
 //!
+//! Calls that are not coordinator operations (a client middleware, a hand-written loop) ask
+//! with [`CircuitBreaker::try_acquire`] and report through the [`BreakerPermit`] it grants.
+//!
 //! Not for: slowing down rather than stopping (use adaptive rate limiting), or pausing while a
 //! condition you already know about holds (a plain `defer_on` on that condition does it).
 
 mod admission;
 mod breaker;
 mod options;
+mod permit;
 
 pub use admission::BreakerAdmission;
 pub use breaker::{CircuitBreaker, CircuitState, ProbeDecision};
 pub use options::{BreakerConfigError, CircuitBreakerOptions, Trip};
+pub use permit::{BreakerPermit, CircuitOpen};

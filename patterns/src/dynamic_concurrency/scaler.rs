@@ -112,6 +112,7 @@ pub enum DynamicConcurrencyError {
 /// # Ok(())
 /// # }
 /// ```
+#[must_use = "the scaler stops as soon as it is dropped"]
 pub struct DynamicConcurrency {
     task: JoinHandle<()>,
     changes: Arc<AtomicU64>,

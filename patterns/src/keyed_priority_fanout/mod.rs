@@ -180,6 +180,7 @@ impl<K: Eq + Hash + Clone, T> Drop for Running<K, T> {
 
 /// A priority lane and a normal lane over many keys, with per-key ordering across both; see
 /// the [module docs](self).
+#[must_use = "dropping the last handle cancels both lanes"]
 pub struct KeyedPriorityFanout<K, T: Send + 'static> {
     shared: Arc<Shared<K, T>>,
     coordinator: PriorityWorkCoordinator<()>,

@@ -110,6 +110,7 @@ pub enum ReactiveFanoutError {
 }
 
 /// A two-stage pipeline whose second stage throttles the first; see the [module docs](self).
+#[must_use = "dropping the last handle cancels both stages"]
 pub struct ReactiveFanout<A: Send + 'static, B: Send + 'static> {
     first: EphemeralWorkCoordinator<A>,
     second: EphemeralWorkCoordinator<B>,
@@ -251,7 +252,6 @@ impl<A: Send + 'static, B: Send + 'static> ReactiveFanout<A, B> {
     }
 
     /// The backpressure reporter between the stages.
-    #[must_use]
     pub fn pressure(&self) -> &Backpressure {
         &self.pressure
     }

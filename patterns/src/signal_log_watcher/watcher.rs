@@ -63,6 +63,7 @@ struct Counters {
 /// # Ok(())
 /// # }
 /// ```
+#[must_use = "the watcher stops as soon as it is dropped"]
 pub struct SignalLogWatcher {
     task: JoinHandle<()>,
     counters: Arc<Counters>,

@@ -21,6 +21,7 @@ type StatsSource = Arc<Mutex<Option<Box<dyn Fn() -> CoordinatorStats + Send + Sy
 /// histograms, see [`OperationRecorder`].
 ///
 /// Holds a handle to the coordinator until dropped.
+#[must_use = "the metrics stop being observed when this is dropped"]
 pub struct CoordinatorMetrics {
     source: StatsSource,
     _counters: Vec<ObservableCounter<u64>>,

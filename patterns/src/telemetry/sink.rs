@@ -80,6 +80,7 @@ impl SinkMetricsOptions {
 /// sink.raise("error.db.timeout")?; // counted as ephemeral.sink.signals.raised{prefix="error.db"}
 /// # Ok::<(), ephemeral::RaiseError>(())
 /// ```
+#[must_use = "the sink stops being measured when this is dropped"]
 pub struct SinkMetrics {
     _listener: Listener,
     source: Arc<Mutex<Option<SignalSink>>>,

@@ -113,10 +113,11 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
         shared: inner.ctx.clone(),
     };
     let body = &inner.body;
-    let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| body(item, ctx))) {
+    let start = || crate::current::sync_scope(id, || body(item, ctx));
+    let outcome = match std::panic::catch_unwind(AssertUnwindSafe(start)) {
         Err(panic) => Outcome::Panic(panic_message(&*panic)),
         Ok(future) => {
-            let guarded = AssertUnwindSafe(future)
+            let guarded = AssertUnwindSafe(crate::current::with_operation(id, future))
                 .catch_unwind()
                 .instrument(span.clone());
             let grace = inner.rules.abort_grace;

@@ -1,0 +1,28 @@
+//! `ephemeral publish`: one message on a topic.
+
+use ephemeral_bus::Outgoing;
+
+use super::{Target, flush, reached_text};
+use crate::exit::Failure;
+
+/// `ephemeral publish`.
+pub(crate) async fn publish(
+    target: &Target,
+    topic: &str,
+    payload: &[u8],
+    headers: &[(String, String)],
+) -> Result<(), Failure> {
+    let mut out = Outgoing::new(topic)?.payload(payload);
+    for (k, v) in headers {
+        out = out.header(k, v.as_str());
+    }
+    let bus = target.open().await?;
+    let reached = bus.publish_with(out).await?;
+    flush(&bus).await;
+    println!(
+        "published {topic} on bus `{}` (reached {})",
+        bus.name(),
+        reached_text(reached)
+    );
+    Ok(())
+}

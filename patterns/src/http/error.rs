@@ -1,0 +1,48 @@
+//! What a call through the signaling layer can fail with.
+
+use std::time::Duration;
+
+use crate::circuit_breaker::CircuitOpen;
+
+/// Why a call through a [`Signaling`](super::Signaling) service failed.
+///
+/// The inner service's own error is kept as it is (its type, its `Display`, its `source()`),
+/// so callers can still match or downcast it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignalingError<E> {
+    /// The inner service failed (connection refused, reset, ...); `http.error.transport`
+    /// was raised.
+    #[error(transparent)]
+    Inner(E),
+    /// No response within the timeout; `http.timeout` was raised.
+    #[error(
+        "no http response within {0:?}: the server is slow or unreachable; retry later or raise the timeout"
+    )]
+    Timeout(Duration),
+    /// The circuit breaker refused the call; the inner service was not called.
+    #[error(transparent)]
+    CircuitOpen(CircuitOpen),
+}
+
+impl<E> SignalingError<E> {
+    /// The inner service's error, if that is what this is.
+    pub fn into_inner(self) -> Option<E> {
+        match self {
+            Self::Inner(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Whether the call timed out.
+    #[must_use]
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Timeout(_))
+    }
+
+    /// Whether the circuit breaker refused the call.
+    #[must_use]
+    pub fn is_circuit_open(&self) -> bool {
+        matches!(self, Self::CircuitOpen(_))
+    }
+}
