@@ -1,7 +1,8 @@
-//! The methods every coordinator type shares, delegated to the engine.
+//! `coordinator_methods!`: the lifecycle and query methods every coordinator type shares,
+//! written once and delegated to the engine.
 
 /// Generates the lifecycle and query methods of a coordinator wrapping `self.engine`.
-macro_rules! common_methods {
+macro_rules! coordinator_methods {
     () => {
         /// Stops accepting items; what was accepted still runs. Idempotent. After it every
         /// enqueue fails with [`EnqueueError::Closed`](crate::EnqueueError::Closed).
@@ -43,6 +44,63 @@ macro_rules! common_methods {
         #[must_use]
         pub fn is_done(&self) -> bool {
             self.engine.is_done()
+        }
+
+        /// Whether intake is closed: [`complete`](Self::complete), [`drain`](Self::drain),
+        /// [`cancel`](Self::cancel) or a drain signal was seen, so every enqueue fails from now
+        /// on. True as soon as intake closes, even while accepted work still runs (that is
+        /// [`is_done`](Self::is_done)).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use ephemeral::{EphemeralOptions, EphemeralWorkCoordinator, OperationContext};
+        ///
+        /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+        /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+        /// let coordinator = EphemeralWorkCoordinator::new(
+        ///     |_: u32, _ctx: OperationContext| async { Ok::<_, std::convert::Infallible>(()) },
+        ///     EphemeralOptions::default(),
+        /// )?;
+        /// coordinator.pause();
+        /// coordinator.enqueue(1).await?;
+        /// coordinator.complete();
+        /// assert!(coordinator.is_closed() && !coordinator.is_done()); // one item still waits
+        /// coordinator.resume();
+        /// coordinator.drain().await?;
+        /// assert!(coordinator.is_closed() && coordinator.is_done());
+        /// # Ok(())
+        /// # }
+        /// ```
+        #[must_use]
+        pub fn is_closed(&self) -> bool {
+            self.engine.is_closed()
+        }
+
+        /// Whether starts are paused by [`pause`](Self::pause) (until
+        /// [`resume`](Self::resume)).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use ephemeral::{EphemeralOptions, EphemeralWorkCoordinator, OperationContext};
+        ///
+        /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+        /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+        /// let coordinator = EphemeralWorkCoordinator::new(
+        ///     |_: u32, _ctx: OperationContext| async { Ok::<_, std::convert::Infallible>(()) },
+        ///     EphemeralOptions::default(),
+        /// )?;
+        /// coordinator.pause();
+        /// assert!(coordinator.is_paused());
+        /// coordinator.resume();
+        /// assert!(!coordinator.is_paused());
+        /// # Ok(())
+        /// # }
+        /// ```
+        #[must_use]
+        pub fn is_paused(&self) -> bool {
+            self.engine.is_paused()
         }
 
         /// Stops starting items (running ones go on) until [`resume`](Self::resume).
@@ -135,7 +193,8 @@ macro_rules! common_methods {
             self.engine.stats()
         }
 
-        /// The echoes of evicted operations that raised signals.
+        /// The echoes of evicted operations, oldest eviction first: every evicted operation
+        /// leaves one (see [`Echo`](crate::coordinator::Echo)), within the echo bounds.
         #[must_use]
         pub fn echoes(&self) -> Vec<crate::coordinator::Echo> {
             self.engine.echoes()
@@ -155,7 +214,8 @@ macro_rules! common_methods {
             self.engine.unpin(id)
         }
 
-        /// Evicts a finished operation now (it leaves an echo); returns whether it did.
+        /// Evicts a finished, unpinned operation now (it leaves an echo and is reported to
+        /// `on_evicted`); returns whether it did. Pending, running and pinned operations stay.
         pub fn evict(&self, id: crate::OperationId) -> bool {
             self.engine.evict(id)
         }
@@ -180,4 +240,4 @@ macro_rules! common_methods {
     };
 }
 
-pub(crate) use common_methods;
+pub(crate) use coordinator_methods;

@@ -4,8 +4,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 
-use super::queue::{Job, Queue};
-use crate::{OperationId, SignalSink};
+use super::job::{Job, PopCx, Select, Visit, VisitMut};
+use super::policy::Queue;
+use crate::OperationId;
+use crate::coordinator::snapshot::KeyStats;
 
 #[derive(Debug)]
 struct KeyState<T, K> {
@@ -27,16 +29,6 @@ pub(crate) struct KeyedQueue<T, K> {
     per_key: usize,
     threshold: usize,
     len: usize,
-}
-
-/// What a keyed coordinator reports about one key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub struct KeyStats {
-    /// Items of this key waiting to start.
-    pub pending: usize,
-    /// Items of this key running.
-    pub running: usize,
 }
 
 impl<T, K: Hash + Eq + Clone> KeyedQueue<T, K> {
@@ -97,7 +89,7 @@ impl<T: Send + 'static, K: Hash + Eq + Clone + Send + 'static> Queue<T> for Keye
         self.len
     }
 
-    fn push(&mut self, job: Job<T, K>) {
+    fn push(&mut self, job: Job<T, K>) -> bool {
         let key = job.route.clone();
         self.keys
             .entry(key.clone())
@@ -110,9 +102,10 @@ impl<T: Send + 'static, K: Hash + Eq + Clone + Send + 'static> Queue<T> for Keye
             .push_back(job);
         self.len += 1;
         self.make_ready(&key);
+        false
     }
 
-    fn pop(&mut self, _sink: &SignalSink) -> Option<Job<T, K>> {
+    fn pop(&mut self, _cx: &mut PopCx<'_>) -> Option<Job<T, K>> {
         loop {
             let key = self.cold.pop_front().or_else(|| self.hot.pop_front())?;
             let Some(state) = self.keys.get_mut(&key) else {
@@ -178,5 +171,38 @@ impl<T: Send + 'static, K: Hash + Eq + Clone + Send + 'static> Queue<T> for Keye
         self.keys.retain(|_, s| s.running > 0);
         self.len = 0;
         jobs
+    }
+
+    fn remove_where(&mut self, remove: &mut Select<'_, T, K>) -> Vec<Job<T, K>> {
+        let mut out = Vec::new();
+        let mut touched = Vec::new();
+        for (key, state) in &mut self.keys {
+            let (gone, keep): (VecDeque<_>, VecDeque<_>) =
+                state.pending.drain(..).partition(|j| remove(j));
+            state.pending = keep;
+            if !gone.is_empty() {
+                touched.push(key.clone());
+            }
+            out.extend(gone);
+        }
+        self.len -= out.len();
+        // A key left with nothing is forgotten; one still in a ready list is reclaimed when
+        // `pop` meets it.
+        for key in &touched {
+            self.reclaim(key);
+        }
+        out.sort_by_key(|j| j.id);
+        out
+    }
+
+    fn for_each(&self, f: &mut Visit<'_, T, K>) {
+        self.keys.values().flat_map(|s| &s.pending).for_each(f);
+    }
+
+    fn for_each_mut(&mut self, f: &mut VisitMut<'_, T, K>) {
+        self.keys
+            .values_mut()
+            .flat_map(|s| &mut s.pending)
+            .for_each(f);
     }
 }
