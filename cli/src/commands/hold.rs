@@ -13,13 +13,12 @@ pub(crate) async fn hold(
     signal: &SignalArgs,
     lease: Duration,
 ) -> Result<(), Failure> {
-    let refresh = signal.outgoing(Bridged::Hold {
-        seq: CLI_SEQ,
-        lease,
-    })?;
+    // Each refresh carries a new refresh number (bridges only extend a mirror on a newer
+    // one), so it is built afresh every time.
+    let refresh = || signal.outgoing(Bridged::hold(CLI_SEQ, lease));
     let release = Bridged::Release { seq: CLI_SEQ }.outgoing(&signal.name)?;
     let bus = target.open().await?;
-    let reached = bus.publish_with(refresh.clone()).await?;
+    let reached = bus.publish_with(refresh()?).await?;
     flush(&bus).await;
     status(&format!(
         "holding {} on bus `{}` (reached {}); Ctrl-C to release",
@@ -35,7 +34,7 @@ pub(crate) async fn hold(
         tokio::select! {
             () = &mut stop => break,
             _ = tick.tick() => {
-                bus.publish_with(refresh.clone()).await?;
+                bus.publish_with(refresh()?).await?;
             }
         }
     }

@@ -12,7 +12,9 @@ pub(crate) async fn publish(
     payload: &[u8],
     headers: &[(String, String)],
 ) -> Result<(), Failure> {
-    let mut out = Outgoing::new(topic)?.payload(payload);
+    let mut out = Outgoing::new(topic)
+        .map_err(ephemeral_bus::BusError::from)?
+        .payload(payload);
     for (k, v) in headers {
         out = out.header(k, v.as_str());
     }

@@ -107,7 +107,7 @@ impl Holds {
     pub(crate) fn classify(&mut self, message: &Message, now: Instant) -> Vec<Line> {
         let kind = Kind::of(message);
         match Bridged::of(message) {
-            Some(Bridged::Hold { seq, lease }) => {
+            Some(Bridged::Hold { seq, lease, .. }) => {
                 let until = now + lease;
                 let key = (message.origin(), seq);
                 if let Some((_, lease_end)) = self.live.get_mut(&key) {
@@ -157,12 +157,9 @@ mod tests {
 
     fn refresh(lease_ms: u64) -> Message {
         // A hold refresh as bridges and `hold` publish it.
-        let out = Bridged::Hold {
-            seq: 7,
-            lease: Duration::from_millis(lease_ms),
-        }
-        .outgoing("circuit.open")
-        .unwrap();
+        let out = Bridged::hold(7, Duration::from_millis(lease_ms))
+            .outgoing("circuit.open")
+            .unwrap();
         message_of(out)
     }
 
