@@ -428,3 +428,54 @@ async fn a_server_restart_with_bridges_up_is_never_silent() {
     assert!(ticks_a.failed() > 0, "the outage refused some");
     assert!(sink_b.has_signal("nats.disconnected") && sink_b.has_signal("nats.connected"));
 }
+
+/// A hold forwarded from one medium to another goes on at once, not at the forwarder's next
+/// refresh (with a 30 s lease that would be 10 s later); so does its release.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_hold_goes_on_at_once() {
+    let server = NatsServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let options = BridgeOptions::default().hold_lease(Duration::from_secs(30));
+    let (holder, gateway, far) = (
+        SignalSink::default(),
+        SignalSink::default(),
+        SignalSink::default(),
+    );
+    let (a, b) = two(&server).await;
+    let _holder = a
+        .bridge_with(&holder, "circuit.*", options.clone())
+        .await
+        .unwrap();
+    let _gateway_nats = b
+        .bridge_with(&gateway, "circuit.*", options.clone())
+        .await
+        .unwrap();
+    let bus_gateway = open_bus(dir.path(), "far").await;
+    let bus_far = open_bus(dir.path(), "far").await;
+    let _gateway_bus = bus_gateway
+        .bridge_with(&gateway, "circuit.*", options.clone())
+        .await
+        .unwrap();
+    let _far = bus_far
+        .bridge_with(&far, "circuit.*", options)
+        .await
+        .unwrap();
+
+    let hold = holder.hold("circuit.open").unwrap();
+    let held = Instant::now();
+    eventually("two hops away", || far.has_signal("circuit.open")).await;
+    assert!(
+        held.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        held.elapsed()
+    );
+    assert!(far.latest("circuit.open").unwrap().is_held());
+    hold.release();
+    let released = Instant::now();
+    eventually("released two hops away", || !far.has_signal("circuit.open")).await;
+    assert!(
+        released.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        released.elapsed()
+    );
+}

@@ -49,10 +49,19 @@ fn memory(lease: Duration) -> Duration {
 /// (sink id, origin, origin sequence).
 type Key = (u64, u64, u64);
 
+/// Where a mirror stands.
+enum Held {
+    /// Mirrored: the sink holds it.
+    Yes(Hold),
+    /// A bridge is making the hold (outside the lock: the sink notifies its watchers).
+    Creating,
+    /// Ended (released or lapsed): remembered, so an old refresh does not revive it.
+    No,
+}
+
 /// A hold mirrored into a sink, or the memory of one that ended.
 struct Mirror {
-    /// `None` once it ended.
-    hold: Option<Hold>,
+    held: Held,
     /// The newest refresh number taken (`u64::MAX` once released: nothing is newer).
     refresh: u64,
     /// The lease the newest refresh asked for.
@@ -62,6 +71,35 @@ struct Mirror {
     /// The bridges that delivered refreshes of it: it ends at once when the last of them
     /// is dropped.
     bridges: Vec<u64>,
+}
+
+impl Mirror {
+    /// Takes refresh `r` from `bridge` if it is newer than the last; true if it was.
+    fn take(&mut self, bridge: u64, r: &Refresh) -> bool {
+        if r.number == Some(self.refresh) && !self.bridges.contains(&bridge) {
+            // The same refresh along another path: this bridge carries it too.
+            self.bridges.push(bridge);
+        }
+        if r.number.is_some_and(|n| n <= self.refresh) {
+            return false;
+        }
+        self.refresh = r.number.unwrap_or(self.refresh);
+        self.lease = r.lease;
+        self.until = self.until.max(crate::after(r.lease));
+        if !self.bridges.contains(&bridge) {
+            self.bridges.push(bridge);
+        }
+        true
+    }
+
+    /// Ends it (if held), to be remembered for a while; returns the hold to drop.
+    fn end(&mut self) -> Option<Hold> {
+        self.until = crate::after(memory(self.lease));
+        match std::mem::replace(&mut self.held, Held::No) {
+            Held::Yes(hold) => Some(hold),
+            Held::Creating | Held::No => None,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -129,75 +167,64 @@ pub(crate) fn refresh(
     build: impl FnOnce() -> SignalBuilder,
 ) -> Refreshed {
     let key = (sink.id(), r.origin, r.seq);
-    let number = r.number.unwrap_or(0);
-    let take = |m: &mut Mirror, now: Instant| -> bool {
-        if r.number == Some(m.refresh) && !m.bridges.contains(&bridge) {
-            // The same refresh along another path: this bridge carries it too.
-            m.bridges.push(bridge);
+    let create = with(|t| {
+        if let Some(m) = t.mirrors.get_mut(&key) {
+            match m.held {
+                Held::Yes(_) | Held::Creating => {
+                    return if m.take(bridge, r) {
+                        Some(Refreshed::Extended)
+                    } else {
+                        Some(Refreshed::Stale)
+                    };
+                }
+                // Ended: only a newer refresh brings it back.
+                Held::No if r.number.is_some_and(|n| n <= m.refresh) => {
+                    return Some(Refreshed::Stale);
+                }
+                Held::No => {}
+            }
         }
-        let newer = r.number.is_none_or(|n| n > m.refresh);
-        if !newer {
-            return false;
-        }
-        m.refresh = r.number.unwrap_or(m.refresh);
-        m.lease = r.lease;
-        m.until = m.until.max(crate::after(r.lease).max(now));
-        if !m.bridges.contains(&bridge) {
-            m.bridges.push(bridge);
-        }
-        true
-    };
-    let found = with(|t| {
-        let now = Instant::now();
-        match t.mirrors.get_mut(&key) {
-            Some(m) if m.hold.is_some() => Some(if take(m, now) {
-                Refreshed::Extended
-            } else {
-                Refreshed::Stale
-            }),
-            // Released or lapsed: only a newer refresh brings it back.
-            Some(m) if r.number.is_some_and(|n| n <= m.refresh) => Some(Refreshed::Stale),
-            _ => None,
-        }
+        t.mirrors.insert(
+            key,
+            Mirror {
+                held: Held::Creating,
+                refresh: r.number.unwrap_or(0),
+                lease: r.lease,
+                until: crate::after(r.lease),
+                bridges: vec![bridge],
+            },
+        );
+        None
     });
-    if let Some(outcome) = found {
+    if let Some(outcome) = create {
         return outcome;
     }
-    // New: make the hold outside the lock (the sink notifies its watchers).
-    let Ok(hold) = sink.hold_with(build()) else {
-        return Refreshed::Failed;
-    };
-    let spare = with(|t| {
-        let now = Instant::now();
-        match t.mirrors.get_mut(&key) {
-            // Another bridge of this sink made it meanwhile: keep theirs.
-            Some(m) if m.hold.is_some() => {
-                take(m, now);
-                Some(hold)
+    // Made outside the lock: the sink notifies its watchers (and a forwarder woken by that
+    // finds the entry, `Creating`, with its number).
+    let hold = sink.hold_with(build());
+    let (outcome, spare) = with(|t| match (t.mirrors.get_mut(&key), hold) {
+        (Some(m), Ok(hold)) if matches!(m.held, Held::Creating) && !m.bridges.is_empty() => {
+            m.held = Held::Yes(hold);
+            (Refreshed::Created, None)
+        }
+        // Released while it was being made, or its bridges stopped meanwhile: it must not
+        // stay.
+        (m, Ok(hold)) => {
+            if let Some(m) = m.filter(|m| matches!(m.held, Held::Creating)) {
+                m.end();
             }
-            _ => {
-                t.mirrors.insert(
-                    key,
-                    Mirror {
-                        hold: Some(hold),
-                        refresh: number,
-                        lease: r.lease,
-                        until: crate::after(r.lease),
-                        bridges: vec![bridge],
-                    },
-                );
-                None
+            (Refreshed::Stale, Some(hold))
+        }
+        (m, Err(_)) => {
+            if let Some(m) = m.filter(|m| matches!(m.held, Held::Creating)) {
+                m.end();
             }
+            (Refreshed::Failed, None)
         }
     });
-    match spare {
-        // Dropped outside the lock: releasing notifies the sink's watchers.
-        Some(spare) => {
-            drop(spare);
-            Refreshed::Extended
-        }
-        None => Refreshed::Created,
-    }
+    // Dropped outside the lock: releasing notifies the sink's watchers.
+    drop(spare);
+    outcome
 }
 
 /// The holder released the hold: the mirror ends at once, and no late refresh brings it
@@ -205,15 +232,14 @@ pub(crate) fn refresh(
 pub(crate) fn release(sink: u64, origin: u64, seq: u64) {
     let ended = with(|t| {
         let m = t.mirrors.entry((sink, origin, seq)).or_insert(Mirror {
-            hold: None,
+            held: Held::No,
             refresh: 0,
             lease: Duration::ZERO,
             until: Instant::now(),
             bridges: Vec::new(),
         });
         m.refresh = u64::MAX;
-        m.until = crate::after(memory(m.lease));
-        m.hold.take()
+        m.end()
     });
     drop(ended);
 }
@@ -228,16 +254,17 @@ pub(crate) fn sweep(sink: u64) {
             if m.until > now {
                 return true;
             }
-            if m.hold.is_none() {
-                return false;
+            match m.held {
+                Held::No => false,
+                // Its maker fills it in.
+                Held::Creating => true,
+                Held::Yes(_) => {
+                    if *s == sink {
+                        ended.extend(m.end());
+                    }
+                    true
+                }
             }
-            if *s == sink
-                && let Some(hold) = m.hold.take()
-            {
-                ended.push(hold);
-                m.until = crate::after(memory(m.lease));
-            }
-            true
         });
         ended
     });
@@ -253,11 +280,8 @@ pub(crate) fn forget_bridge(sink: u64, bridge: u64) {
                 continue;
             }
             m.bridges.retain(|b| *b != bridge);
-            if m.bridges.is_empty()
-                && let Some(hold) = m.hold.take()
-            {
-                ended.push(hold);
-                m.until = crate::after(memory(m.lease));
+            if m.bridges.is_empty() && matches!(m.held, Held::Yes(_)) {
+                ended.extend(m.end());
             }
         }
         ended
@@ -266,12 +290,12 @@ pub(crate) fn forget_bridge(sink: u64, bridge: u64) {
 }
 
 /// What a forwarder passes on for a hold mirrored into `sink`: its newest refresh number
-/// and lease, while it is held.
+/// and lease, while it is held (or being made).
 pub(crate) fn current(sink: u64, origin: u64, seq: u64) -> Option<(u64, Duration)> {
     with(|t| {
         t.mirrors
             .get(&(sink, origin, seq))
-            .filter(|m| m.hold.is_some())
+            .filter(|m| !matches!(m.held, Held::No))
             .map(|m| (m.refresh, m.lease))
     })
 }
@@ -295,6 +319,28 @@ mod tests {
         all.sort_unstable();
         all.dedup();
         assert_eq!(all.len(), len, "no number is handed out twice");
+    }
+
+    /// A forwarder woken by the new hold (the sink notifies watchers while it is made) must
+    /// find it with its number at once, or it would forward it only at its next refresh.
+    #[tokio::test(start_paused = true)]
+    async fn a_hold_being_made_is_already_visible_to_forwarders() {
+        let sink = SignalSink::default();
+        let r = Refresh {
+            origin: 9,
+            seq: 3,
+            number: Some(42),
+            lease: Duration::from_secs(2),
+        };
+        let sink_id = sink.id();
+        let outcome = refresh(&sink, 1, &r, || {
+            assert_eq!(current(sink_id, 9, 3), Some((42, Duration::from_secs(2))));
+            SignalBuilder::new(ephemeral::Name::new("circuit.open").unwrap())
+        });
+        assert_eq!(outcome, Refreshed::Created);
+        assert_eq!(current(sink_id, 9, 3), Some((42, Duration::from_secs(2))));
+        release(sink_id, 9, 3);
+        assert_eq!(current(sink_id, 9, 3), None);
     }
 
     #[tokio::test(start_paused = true)]
