@@ -2,17 +2,19 @@
 
 use std::fmt;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 use tokio::time::Instant;
 
 use super::error::{ChannelClosed, ChannelConfigError, DeliveryError, DeliveryFailure, SendError};
 use super::options::ChannelOptions;
-use super::shared::{Entry, PushFail, SubShared};
+use super::shared::SubShared;
 use super::stats::{ChannelState, ChannelStats};
 use super::subscriber::Subscriber;
+use crate::lag::{PushError, Ring, TryPushError};
+use crate::sync::{Mutex, lock};
 use crate::{Buffer, Overflow};
 
 type Subscribers<T> = Arc<Vec<Arc<SubShared<T>>>>;
@@ -31,7 +33,7 @@ pub(crate) struct Inner<T> {
 
 impl<T> Inner<T> {
     pub(crate) fn unregister(&self, id: u64) {
-        let _registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+        let _registry = lock(&self.registry);
         let current = self.subscribers.load_full();
         if current.iter().any(|s| s.id == id) {
             let rest: Vec<_> = current.iter().filter(|s| s.id != id).cloned().collect();
@@ -40,12 +42,12 @@ impl<T> Inner<T> {
     }
 
     fn close(&self) {
-        let _registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+        let _registry = lock(&self.registry);
         // SeqCst pairs with the load in `send`: a send that sees "open" after this store
         // would still be refused by each subscriber's closed ring.
         self.closed.store(true, Ordering::SeqCst);
         for sub in self.subscribers.load().iter() {
-            sub.close(false);
+            sub.ring.close();
         }
     }
 
@@ -198,16 +200,12 @@ impl<T: Clone + Send + 'static> Channel<T> {
     pub fn subscribe_with_overflow(&self, buffer: Buffer, overflow: Overflow) -> Subscriber<T> {
         // Relaxed: ids only need to be unique.
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let shared = Arc::new(SubShared::new(id, buffer.capacity(), overflow));
+        let shared = Arc::new(SubShared::new(id, Ring::new(buffer, overflow)));
         {
-            let _registry = self
-                .inner
-                .registry
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let _registry = lock(&self.inner.registry);
             if self.inner.closed.load(Ordering::SeqCst) {
                 // Subscribing to a closed channel gives a stream that ends at once.
-                shared.close(false);
+                shared.ring.close();
             } else {
                 let mut list = Vec::clone(&self.inner.subscribers.load());
                 list.push(Arc::clone(&shared));
@@ -215,9 +213,9 @@ impl<T: Clone + Send + 'static> Channel<T> {
             }
         }
         Subscriber {
+            cursor: shared.ring.cursor(),
             shared,
             channel: Arc::downgrade(&self.inner),
-            local: super::shared::Local::new(),
         }
     }
 
@@ -276,7 +274,7 @@ impl<T: Clone + Send + 'static> Channel<T> {
                         value.clone()
                     };
                     if let Some(v) = v {
-                        let result = sub.push(Entry { value: v, expires }, None).await;
+                        let result = push(sub, v, expires, None).await;
                         outcome.record(&self.inner, sub, result);
                     }
                 }
@@ -289,11 +287,7 @@ impl<T: Clone + Send + 'static> Channel<T> {
             }
             Some(at) => {
                 for sub in subs.iter() {
-                    let entry = Entry {
-                        value: value.clone(),
-                        expires,
-                    };
-                    let result = sub.push(entry, Some(at)).await;
+                    let result = push(sub, value.clone(), expires, Some(at)).await;
                     outcome.record(&self.inner, sub, result);
                 }
                 outcome.finish(value, self.is_closed())
@@ -325,11 +319,7 @@ impl<T: Clone + Send + 'static> Channel<T> {
             .and_then(|t| std::time::Instant::now().checked_add(t));
         let mut outcome = Outcome::new();
         for sub in subs.iter() {
-            let entry = Entry {
-                value: value.clone(),
-                expires,
-            };
-            let result = sub.push_blocking(entry, deadline);
+            let result = sub.ring.push_blocking(value.clone(), expires, deadline);
             outcome.record(&self.inner, sub, result);
         }
         outcome.finish(value, self.is_closed())
@@ -388,6 +378,21 @@ impl<T: Clone + Send + 'static> Channel<T> {
     }
 }
 
+/// Buffers `value` for one subscriber: without building a waiting future when there is room
+/// at once (the common case; it keeps the send cheap), else waiting as the ring's `push` does.
+async fn push<T>(
+    sub: &SubShared<T>,
+    value: T,
+    expires: Option<Instant>,
+    deadline: Option<Instant>,
+) -> Result<(), PushError<T>> {
+    match sub.ring.try_push(value, expires) {
+        Ok(()) => Ok(()),
+        Err(TryPushError::Closed(value)) => Err(PushError::Closed(value)),
+        Err(TryPushError::Full(value)) => sub.ring.push(value, expires, deadline).await,
+    }
+}
+
 /// Tallies one send across subscribers.
 struct Outcome<T> {
     reached: usize,
@@ -404,12 +409,12 @@ impl<T> Outcome<T> {
         }
     }
 
-    fn record(&mut self, inner: &Inner<T>, sub: &SubShared<T>, result: Result<(), PushFail<T>>) {
+    fn record(&mut self, inner: &Inner<T>, sub: &SubShared<T>, result: Result<(), PushError<T>>) {
         match result {
             Ok(()) => self.reached += 1,
             // Gone meanwhile (dropped, or the channel closed): nothing to deliver to.
-            Err(PushFail::Closed(v)) => self.last_closed = Some(v),
-            Err(PushFail::TimedOut(_)) => {
+            Err(PushError::Closed(v)) => self.last_closed = Some(v),
+            Err(PushError::TimedOut(_)) => {
                 self.missed += 1;
                 inner.report(sub.id, DeliveryFailure::TimedOut);
             }

@@ -6,9 +6,21 @@
 //! item is dropped). A receiver that lost items is told so: the next item it reads is
 //! `Err(Lagged(n))`, `n` being how many were dropped since the last report, and delivery then
 //! carries on with the oldest retained item. No receiver ever misses silently.
+//!
+//! Expiry is honoured at delivery too: a value whose time to live ran out while it waited in
+//! a buffer is skipped and counted as expired (apart from lag), never handed out.
+//!
+//! [`Ring`] is the one buffer that implements this model. Every receiver of the crate is one:
+//! a sink [`Subscription`](crate::Subscription) (always `DropOldest`, so `raise` never waits)
+//! and a channel [`Subscriber`](crate::Subscriber) (either policy, with a send timeout). It is
+//! public so that receivers of other transports behave the same.
 
 use std::fmt;
 use std::num::NonZeroUsize;
+
+mod ring;
+
+pub use ring::{Cursor, PushError, Ring, RingStats, TryPushError, TryRecvError};
 
 /// How many items a receiver may hold before its sender's [`Overflow`] policy applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
