@@ -133,3 +133,24 @@ fn a_ring_is_shared_across_threads_and_its_sends_are_send() {
     let push = ring.push(vec![1], None, None);
     sendable(&push);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_ring_keeps_at_most_its_capacity_of_read_values_and_nothing_once_readers_leave() {
+    let ring = Arc::new(Ring::new(Buffer::bounded(2).unwrap(), Overflow::Wait));
+    let mut cursor = ring.cursor();
+    let values: Vec<Arc<u32>> = (0..5).map(Arc::new).collect();
+    for value in &values {
+        ring.try_push(Arc::clone(value), None).unwrap();
+        assert_eq!(cursor.recv().await, Some(Ok(Arc::clone(value))));
+    }
+    // Read values stay in the ring until their room is needed: never more than its capacity.
+    let held = values.iter().filter(|v| Arc::strong_count(v) > 1).count();
+    assert!(
+        held <= 2,
+        "the ring holds {held} read values, past its capacity of 2"
+    );
+    // The last reader leaving releases everything.
+    drop(cursor);
+    assert!(values.iter().all(|v| Arc::strong_count(v) == 1));
+    assert_eq!(ring.try_push(Arc::new(9), None), Ok(0));
+}

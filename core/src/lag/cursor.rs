@@ -203,12 +203,6 @@ impl<T: Clone> Cursor<T> {
         let mut now = None;
         loop {
             while let Some((pos, entry)) = self.read.batch.pop_front() {
-                if self.ring.weigher.is_some() {
-                    // Relaxed: a statistic, written only by this reader.
-                    self.shared
-                        .batch_bytes
-                        .fetch_sub(self.ring.weigh(&entry.value), Ordering::Relaxed);
-                }
                 if lossy {
                     // SeqCst: the sender dropping the oldest value makes the same exchange
                     // (see the ring's `make_room_full`); exactly one of the two succeeds.
@@ -266,7 +260,7 @@ impl<T: Clone> Cursor<T> {
                 let n = std::mem::take(&mut state.readers[at].unreported);
                 return Poll::Ready(Some(Err(Lagged(n))));
             }
-            let more = take(&self.ring, &self.shared, &mut self.read, &mut state, at);
+            let more = take(&mut self.read, &mut state, at);
             self.read.seen = if more { u64::MAX } else { state.changes };
             if self.read.batch.is_empty() {
                 if state.closed {
@@ -294,14 +288,7 @@ impl<T: Clone> Cursor<T> {
             .front()
             .is_some_and(|(pos, _)| *pos < consumed)
         {
-            if let Some((_, entry)) = self.read.batch.pop_front()
-                && self.ring.weigher.is_some()
-            {
-                // Relaxed: a statistic, written only by this reader.
-                self.shared
-                    .batch_bytes
-                    .fetch_sub(self.ring.weigh(&entry.value), Ordering::Relaxed);
-            }
+            self.read.batch.pop_front();
         }
         // The sender counted the loss under the lock, before it released it.
         let mut state = lock(&self.ring.state);
@@ -311,55 +298,32 @@ impl<T: Clone> Cursor<T> {
     }
 }
 
-/// Takes the values waiting for reader `at` into the batch, at most [`MAX_TAKE`]: a clone
-/// of each, or the value itself for the last reader to take it. Whether more are left.
-fn take<T: Clone>(
-    ring: &Ring<T>,
-    shared: &ReaderShared,
-    read: &mut ReadState<T>,
-    state: &mut State<T>,
-    at: usize,
-) -> bool {
-    let State {
-        slots,
-        head,
-        readers,
-        bytes,
-        ..
-    } = state;
-    let tail = *head + slots.len() as u64;
-    let reader = &mut readers[at];
+/// Takes the values waiting for reader `at` into the batch, at most [`MAX_TAKE`], a clone of
+/// each (the slots are only read: see the ring's docs). Whether more are left.
+fn take<T: Clone>(read: &mut ReadState<T>, state: &mut State<T>, at: usize) -> bool {
+    let tail = state.tail();
+    let head = state.head;
+    let reader = &mut state.readers[at];
     let start = reader.next;
     let end = tail.min(start + MAX_TAKE);
     reader.next = end;
-    let mut taken_bytes = 0;
-    for pos in start..end {
-        let slot = &mut slots[(pos - *head) as usize];
-        slot.pending -= 1;
-        let value = if slot.pending == 0 {
-            let value = slot.value.take();
-            if let Some(v) = &value {
-                *bytes -= ring.weigh(v);
-            }
-            value
-        } else {
-            slot.value.clone()
-        };
-        if let Some(value) = value {
-            taken_bytes += ring.weigh(&value);
-            read.batch.push_back((
-                pos,
-                Entry {
-                    value,
-                    expires: slot.expires,
-                },
-            ));
-        }
-    }
-    if taken_bytes > 0 {
-        // Relaxed: a statistic, written only by this reader.
-        shared.batch_bytes.fetch_add(taken_bytes, Ordering::Relaxed);
-    }
+    let from = (start - head) as usize;
+    let to = (end - head) as usize;
+    read.batch.extend(
+        state
+            .slots
+            .range(from..to)
+            .zip(start..end)
+            .map(|(slot, pos)| {
+                (
+                    pos,
+                    Entry {
+                        value: slot.value.clone(),
+                        expires: slot.expires,
+                    },
+                )
+            }),
+    );
     end < tail
 }
 

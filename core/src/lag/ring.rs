@@ -10,9 +10,11 @@
 //! locked while it is held, and no user code runs under it (values that leave the ring unread
 //! are dropped after it is released).
 //!
-//! A reader takes the values waiting for it in one batch per lock (a clone each, or the value
-//! itself when it is the last reader to take it: a slot counts the readers yet to take it),
-//! then reads the batch without the lock. What the reader took still counts against the
+//! A reader takes the values waiting for it in one batch per lock (a clone of each: a reader
+//! only reads the slots, so readers do not fight over their cache lines), then reads the
+//! batch without the lock. The ring keeps its own copy of a value until every reader is done
+//! with it *and* a sender needs the room (or a reader leaves), as tokio's broadcast does: a
+//! bounded ring holds at most its capacity of values. What the reader took still counts against the
 //! bound until it is *consumed*: each reader publishes `consumed`, the position below which it
 //! is done, in an atomic of its own, and the room a bounded ring has is `capacity − (tail −
 //! min consumed)`. The sender keeps a lower bound of that minimum (`low`) and looks at the
@@ -39,8 +41,6 @@
 //! * `head ≤ consumed ≤ next ≤ tail` for every reader (`next`: the next position it takes).
 //! * `tail − head ≤ capacity` for a bounded ring; a push happens only after `make_room`
 //!   found room under the lock.
-//! * a slot's `pending` is the number of readers with `next` at or below it; its value is
-//!   present while `pending > 0`.
 //! * `low ≤ consumed` of every reader (a lower bound, refreshed from the readers' atomics).
 //! * a reader never misses a wake-up: it parks only under the lock, after finding nothing to
 //!   take, nothing to report and the ring open; every push and close after that wakes it.
@@ -64,11 +64,8 @@ use crate::sync::{AtomicWaker, Condvar, Mutex, Notify, lock, wait_until};
 
 /// One position of the ring.
 pub(super) struct Slot<T> {
-    /// Present while some reader has not taken it (`pending > 0`).
-    pub(super) value: Option<T>,
+    pub(super) value: T,
     pub(super) expires: Option<Instant>,
-    /// Readers that have not taken this value yet.
-    pub(super) pending: usize,
 }
 
 /// What a reader shares with senders without the lock, on a cache line of its own; it
@@ -93,8 +90,6 @@ pub(crate) struct ReaderShared {
     pub(super) expired: AtomicU64,
     /// Values read from the batch but not yet given back as room (lossless rings).
     pub(super) unreleased: AtomicUsize,
-    /// Weight of the values in the reader's batch (with a weigher).
-    pub(super) batch_bytes: AtomicUsize,
     pub(super) waker: AtomicWaker,
 }
 
@@ -120,8 +115,6 @@ pub(super) struct State<T> {
     next_id: u64,
     pushed: u64,
     timed_out: u64,
-    /// Weight of the values in `slots` (with a weigher).
-    pub(super) bytes: usize,
     /// Bumped by every push and every `add_lag`; mirrored in `News::changes`.
     pub(super) changes: u64,
     /// No more pushes.
@@ -178,8 +171,10 @@ struct Evicted<T>(Vec<T>);
 /// * **Weight.** With a weigher ([`with_weigher`](Self::with_weigher)), [`stats`](Self::stats)
 ///   reports the bytes the buffer holds.
 ///
-/// The values are cloned once per reader (moved to the last one), so `T` is `Clone` to read;
-/// a ring with no reader keeps nothing.
+/// The values are cloned once per reader, so `T` is `Clone` to read. Like tokio's broadcast,
+/// the ring keeps its own copy of a value that every reader has read until a sender needs the
+/// room: a bounded ring holds at most its capacity of values (an unbounded one gives back
+/// what every reader read every 64 pushes), and a ring with no reader keeps nothing.
 ///
 /// # Examples
 ///
@@ -242,7 +237,6 @@ impl<T> Ring<T> {
                 next_id: 1,
                 pushed: 0,
                 timed_out: 0,
-                bytes: 0,
                 changes: 0,
                 closed: false,
             }),
@@ -257,8 +251,8 @@ impl<T> Ring<T> {
     }
 
     /// Measures each value with `weigh` (for example its payload length), so that
-    /// [`RingStats::bytes`] tells how much the buffer holds. Costs one call per push and one
-    /// per value leaving the ring.
+    /// [`RingStats::bytes`] tells how much the buffer holds. Costs one call per buffered value
+    /// when statistics are taken, nothing on the paths that push and read.
     #[must_use]
     pub fn with_weigher(mut self, weigh: fn(&T) -> usize) -> Self {
         self.weigher = Some(weigh);
@@ -283,7 +277,6 @@ impl<T> Ring<T> {
             delivered: AtomicU64::new(0),
             expired: AtomicU64::new(0),
             unreleased: AtomicUsize::new(0),
-            batch_bytes: AtomicUsize::new(0),
             waker: AtomicWaker::new(),
         });
         let id = state.next_id;
@@ -308,7 +301,8 @@ impl<T> Ring<T> {
 
     /// Removes reader `id`: the values it had not taken are released for it.
     pub(super) fn leave(&self, id: u64) {
-        let released = {
+        let mut released = Evicted(Vec::new());
+        {
             let mut state = lock(&self.state);
             let Some(at) = state.readers.iter().position(|r| r.id == id) else {
                 return;
@@ -317,23 +311,9 @@ impl<T> Ring<T> {
             let tail = state.tail();
             // Relaxed: a statistic.
             reader.shared.left.store(tail, Ordering::Relaxed);
-            let start = (reader.next - state.head) as usize;
-            let mut released = Vec::new();
-            for index in start..state.slots.len() {
-                let slot = &mut state.slots[index];
-                slot.pending -= 1;
-                if slot.pending == 0
-                    && let Some(value) = slot.value.take()
-                {
-                    released.push(value);
-                }
-            }
-            for value in &released {
-                let weight = self.weigh(value);
-                state.bytes -= weight;
-            }
-            released
-        };
+            // The slots only it still needed go now (all of them when it was the last one).
+            self.refresh_low(&mut state, &mut released);
+        }
         // Dropped outside the lock: a value's `Drop` is user code.
         drop(released);
         // Its room is free now.
@@ -359,9 +339,9 @@ impl<T> Ring<T> {
         self.weigher.map_or(0, |weigh| weigh(value))
     }
 
-    /// Raises `low` to the least `consumed` of the readers and drops the slots below it,
-    /// which every reader is done with (their values were all taken, so nothing is dropped).
-    fn refresh_low(&self, state: &mut State<T>) {
+    /// Raises `low` to the least `consumed` of the readers and removes the slots below it,
+    /// which every reader is done with, into `evicted` (dropped after the lock).
+    fn refresh_low(&self, state: &mut State<T>, evicted: &mut Evicted<T>) {
         let tail = state.tail();
         // SeqCst: pairs with the readers' release (see the module docs).
         state.low = state
@@ -370,8 +350,11 @@ impl<T> Ring<T> {
             .map(|r| r.shared.consumed.load(Ordering::SeqCst))
             .min()
             .unwrap_or(tail);
-        while state.head < state.low && state.slots.pop_front().is_some() {
+        while state.head < state.low
+            && let Some(slot) = state.slots.pop_front()
+        {
             state.head += 1;
+            evicted.0.push(slot.value);
         }
     }
 
@@ -382,7 +365,7 @@ impl<T> Ring<T> {
         let Some(cap) = self.capacity else {
             // Unbounded: every 64 pushes, give back the slots every reader is done with.
             if state.slots.len() >= 64 && state.changes.is_multiple_of(64) {
-                self.refresh_low(state);
+                self.refresh_low(state, evicted);
             }
             return true;
         };
@@ -396,7 +379,7 @@ impl<T> Ring<T> {
     /// there are), then, with `DropOldest`, the oldest one.
     #[inline(never)]
     fn make_room_full(&self, state: &mut State<T>, evicted: &mut Evicted<T>) -> bool {
-        self.refresh_low(state);
+        self.refresh_low(state, evicted);
         if self.has_room(state) {
             return true;
         }
@@ -473,11 +456,7 @@ impl<T> Ring<T> {
         }
         if let Some(slot) = state.slots.pop_front() {
             state.head += 1;
-            if let Some(value) = slot.value {
-                let weight = self.weigh(&value);
-                state.bytes -= weight;
-                evicted.0.push(value);
-            }
+            evicted.0.push(slot.value);
         }
         true
     }
@@ -508,21 +487,7 @@ impl<T> Ring<T> {
             // Nobody to keep it for. Dropped by the caller, after the lock.
             return 0;
         }
-        state.slots.push_back(Slot {
-            value: Some(value),
-            expires,
-            pending: readers,
-        });
-        // Weighed in its slot: taking a reference to `value` before the push would make the
-        // compiler copy it through the stack.
-        if self.weigher.is_some()
-            && let Some(Slot {
-                value: Some(value), ..
-            }) = state.slots.back()
-        {
-            let weight = self.weigh(value);
-            state.bytes += weight;
-        }
+        state.slots.push_back(Slot { value, expires });
         state.pushed += 1;
         self.bump(state);
         readers
@@ -730,7 +695,11 @@ impl<T> Ring<T> {
     #[must_use]
     pub(crate) fn reader_stats(&self, reader: &ReaderShared) -> RingStats {
         let state = lock(&self.state);
-        reader_stats(reader, state.tail(), state.timed_out, state.bytes)
+        let mut one = reader_stats(reader, state.tail(), state.timed_out);
+        if one.bytes_from != u64::MAX {
+            one.stats.bytes = self.weigh_from(&state, one.bytes_from);
+        }
+        one.stats
     }
 
     /// What the ring did and holds, summed over its readers (see [`RingStats`]).
@@ -741,47 +710,72 @@ impl<T> Ring<T> {
         let mut total = RingStats {
             pushed: state.pushed,
             timed_out: state.timed_out,
-            bytes: state.bytes,
             ..RingStats::default()
         };
+        let mut bytes_from = u64::MAX;
         for reader in &state.readers {
-            let one = reader_stats(&reader.shared, tail, state.timed_out, 0);
-            total.delivered += one.delivered;
-            total.dropped += one.dropped;
-            total.expired += one.expired;
-            total.lost += one.lost;
-            total.buffered = total.buffered.max(one.buffered);
-            total.bytes += one.bytes;
+            let one = reader_stats(&reader.shared, tail, state.timed_out);
+            total.delivered += one.stats.delivered;
+            total.dropped += one.stats.dropped;
+            total.expired += one.stats.expired;
+            total.lost += one.stats.lost;
+            total.buffered = total.buffered.max(one.stats.buffered);
+            bytes_from = bytes_from.min(one.bytes_from);
         }
+        total.bytes = self.weigh_from(&state, bytes_from);
         total
+    }
+
+    /// The weight of the values at positions from `from` on: what some reader has not read
+    /// yet (the ring keeps the ones every reader read until it needs their room).
+    fn weigh_from(&self, state: &State<T>, from: u64) -> usize {
+        if self.weigher.is_none() {
+            return 0;
+        }
+        let skip = from.saturating_sub(state.head);
+        let skip = usize::try_from(skip).unwrap_or(usize::MAX);
+        state
+            .slots
+            .iter()
+            .skip(skip)
+            .map(|slot| self.weigh(&slot.value))
+            .sum()
     }
 }
 
-/// One reader's statistics; `bytes`: the ring's own, to which its batch's are added.
-fn reader_stats(shared: &ReaderShared, tail: u64, timed_out: u64, bytes: usize) -> RingStats {
+/// One reader's statistics, and the position from which it has not read (`u64::MAX` once it
+/// left): the caller weighs the values from there for `bytes`.
+struct ReaderStats {
+    stats: RingStats,
+    bytes_from: u64,
+}
+
+fn reader_stats(shared: &ReaderShared, tail: u64, timed_out: u64) -> ReaderStats {
     // Relaxed: statistics, each read on its own; `consumed` and `unreleased` may be a chunk
-    // apart, which the saturating subtraction absorbs.
+    // apart, which the saturating arithmetic absorbs.
     let left = shared.left.load(Ordering::Relaxed);
-    let (tail, buffered, bytes) = if left == u64::MAX {
+    let (tail, buffered, bytes_from) = if left == u64::MAX {
         let consumed = shared.consumed.load(Ordering::Relaxed);
         let unreleased = shared.unreleased.load(Ordering::Relaxed) as u64;
         let buffered = tail.saturating_sub(consumed).saturating_sub(unreleased);
-        let bytes = bytes + shared.batch_bytes.load(Ordering::Relaxed);
-        (tail, buffered as usize, bytes)
+        (tail, buffered as usize, consumed.saturating_add(unreleased))
     } else {
         // Gone: what it had not read was discarded.
-        (left, 0, 0)
+        (left, 0, u64::MAX)
     };
-    RingStats {
-        pushed: tail - shared.joined,
-        delivered: shared.delivered.load(Ordering::Relaxed),
-        dropped: shared.dropped.load(Ordering::Relaxed),
-        expired: shared.expired_early.load(Ordering::Relaxed)
-            + shared.expired.load(Ordering::Relaxed),
-        lost: shared.lost.load(Ordering::Relaxed),
-        timed_out,
-        buffered,
-        bytes,
+    ReaderStats {
+        stats: RingStats {
+            pushed: tail - shared.joined,
+            delivered: shared.delivered.load(Ordering::Relaxed),
+            dropped: shared.dropped.load(Ordering::Relaxed),
+            expired: shared.expired_early.load(Ordering::Relaxed)
+                + shared.expired.load(Ordering::Relaxed),
+            lost: shared.lost.load(Ordering::Relaxed),
+            timed_out,
+            buffered,
+            bytes: 0,
+        },
+        bytes_from,
     }
 }
 
