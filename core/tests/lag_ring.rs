@@ -137,11 +137,13 @@ fn a_ring_is_shared_across_threads_and_its_sends_are_send() {
 #[tokio::test(start_paused = true)]
 async fn the_ring_keeps_at_most_its_capacity_of_read_values_and_nothing_once_readers_leave() {
     let ring = Arc::new(Ring::new(Buffer::bounded(2).unwrap(), Overflow::Wait));
-    let mut cursor = ring.cursor();
+    let mut cursors = [ring.cursor(), ring.cursor()];
     let values: Vec<Arc<u32>> = (0..5).map(Arc::new).collect();
     for value in &values {
         ring.try_push(Arc::clone(value), None).unwrap();
-        assert_eq!(cursor.recv().await, Some(Ok(Arc::clone(value))));
+        for cursor in &mut cursors {
+            assert_eq!(cursor.recv().await, Some(Ok(Arc::clone(value))));
+        }
     }
     // Read values stay in the ring until their room is needed: never more than its capacity.
     let held = values.iter().filter(|v| Arc::strong_count(v) > 1).count();
@@ -150,7 +152,20 @@ async fn the_ring_keeps_at_most_its_capacity_of_read_values_and_nothing_once_rea
         "the ring holds {held} read values, past its capacity of 2"
     );
     // The last reader leaving releases everything.
-    drop(cursor);
+    drop(cursors);
     assert!(values.iter().all(|v| Arc::strong_count(v) == 1));
     assert_eq!(ring.try_push(Arc::new(9), None), Ok(0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_only_reader_gets_the_values_themselves_not_copies() {
+    let ring = Arc::new(Ring::new(Buffer::bounded(4).unwrap(), Overflow::DropOldest));
+    let mut cursor = ring.cursor();
+    let value = Arc::new(1);
+    ring.try_push(Arc::clone(&value), None).unwrap();
+    let got = cursor.recv().await.unwrap().unwrap();
+    assert!(Arc::ptr_eq(&got, &value));
+    drop(got);
+    // The ring kept no copy: the reader had the value itself.
+    assert_eq!(Arc::strong_count(&value), 1);
 }

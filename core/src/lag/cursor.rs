@@ -25,6 +25,8 @@ const MAX_TAKE: u64 = 128;
 pub(super) struct Entry<T> {
     value: T,
     expires: Option<Instant>,
+    /// Moved out of the ring (its weight is in the reader's `batch_bytes`), not cloned.
+    moved: bool,
 }
 
 impl<T> Entry<T> {
@@ -120,6 +122,16 @@ impl<T> Cursor<T> {
         self.ring.overflow == Overflow::DropOldest && self.ring.capacity.is_some()
     }
 
+    /// Takes a moved value's weight off the reader's `batch_bytes` as it leaves the batch.
+    fn unweigh(&self, entry: &Entry<T>) {
+        if entry.moved && self.ring.weigher.is_some() {
+            // Relaxed: a statistic, written only by this reader.
+            self.shared
+                .batch_bytes
+                .fetch_sub(self.ring.weigh(&entry.value), Ordering::Relaxed);
+        }
+    }
+
     /// Gives the values read from the batch back to senders as room (lossless rings).
     fn release(&mut self) {
         let n = std::mem::take(&mut self.read.unreleased);
@@ -203,6 +215,7 @@ impl<T: Clone> Cursor<T> {
         let mut now = None;
         loop {
             while let Some((pos, entry)) = self.read.batch.pop_front() {
+                self.unweigh(&entry);
                 if lossy {
                     // SeqCst: the sender dropping the oldest value makes the same exchange
                     // (see the ring's `make_room_full`); exactly one of the two succeeds.
@@ -260,7 +273,7 @@ impl<T: Clone> Cursor<T> {
                 let n = std::mem::take(&mut state.readers[at].unreported);
                 return Poll::Ready(Some(Err(Lagged(n))));
             }
-            let more = take(&mut self.read, &mut state, at);
+            let more = take(&self.ring, &self.shared, &mut self.read, &mut state, at);
             self.read.seen = if more { u64::MAX } else { state.changes };
             if self.read.batch.is_empty() {
                 if state.closed {
@@ -288,7 +301,9 @@ impl<T: Clone> Cursor<T> {
             .front()
             .is_some_and(|(pos, _)| *pos < consumed)
         {
-            self.read.batch.pop_front();
+            if let Some((_, entry)) = self.read.batch.pop_front() {
+                self.unweigh(&entry);
+            }
         }
         // The sender counted the loss under the lock, before it released it.
         let mut state = lock(&self.ring.state);
@@ -298,32 +313,57 @@ impl<T: Clone> Cursor<T> {
     }
 }
 
-/// Takes the values waiting for reader `at` into the batch, at most [`MAX_TAKE`], a clone of
-/// each (the slots are only read: see the ring's docs). Whether more are left.
-fn take<T: Clone>(read: &mut ReadState<T>, state: &mut State<T>, at: usize) -> bool {
+/// Takes the values waiting for reader `at` into the batch, at most [`MAX_TAKE`]: a clone of
+/// each, so that readers only read the slots (see the ring's docs), or the values themselves
+/// when it is the ring's only reader (nobody else reads those slots, and a reader that joins
+/// later starts after them). Whether more are left.
+fn take<T: Clone>(
+    ring: &Ring<T>,
+    shared: &ReaderShared,
+    read: &mut ReadState<T>,
+    state: &mut State<T>,
+    at: usize,
+) -> bool {
     let tail = state.tail();
     let head = state.head;
+    let sole = state.readers.len() == 1;
     let reader = &mut state.readers[at];
     let start = reader.next;
     let end = tail.min(start + MAX_TAKE);
     reader.next = end;
     let from = (start - head) as usize;
     let to = (end - head) as usize;
-    read.batch.extend(
-        state
-            .slots
-            .range(from..to)
-            .zip(start..end)
-            .map(|(slot, pos)| {
-                (
-                    pos,
-                    Entry {
-                        value: slot.value.clone(),
-                        expires: slot.expires,
-                    },
-                )
-            }),
-    );
+    let slots = state.slots.range_mut(from..to).zip(start..end);
+    if sole {
+        let mut moved_bytes = 0;
+        read.batch.extend(slots.filter_map(|(slot, pos)| {
+            let value = slot.value.take()?;
+            moved_bytes += ring.weigh(&value);
+            Some((
+                pos,
+                Entry {
+                    value,
+                    expires: slot.expires,
+                    moved: true,
+                },
+            ))
+        }));
+        if moved_bytes > 0 {
+            // Relaxed: a statistic, written only by this reader.
+            shared.batch_bytes.fetch_add(moved_bytes, Ordering::Relaxed);
+        }
+    } else {
+        read.batch.extend(slots.filter_map(|(slot, pos)| {
+            Some((
+                pos,
+                Entry {
+                    value: slot.value.clone()?,
+                    expires: slot.expires,
+                    moved: false,
+                },
+            ))
+        }));
+    }
     end < tail
 }
 

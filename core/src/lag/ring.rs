@@ -11,8 +11,9 @@
 //! are dropped after it is released).
 //!
 //! A reader takes the values waiting for it in one batch per lock (a clone of each: a reader
-//! only reads the slots, so readers do not fight over their cache lines), then reads the
-//! batch without the lock. The ring keeps its own copy of a value until every reader is done
+//! only reads the slots, so readers do not fight over their cache lines; the only reader of
+//! a ring moves the values out instead, as nobody else reads them), then reads the batch
+//! without the lock. The ring keeps its own copy of a value until every reader is done
 //! with it *and* a sender needs the room (or a reader leaves), as tokio's broadcast does: a
 //! bounded ring holds at most its capacity of values. What the reader took still counts against the
 //! bound until it is *consumed*: each reader publishes `consumed`, the position below which it
@@ -64,7 +65,8 @@ use crate::sync::{AtomicWaker, Condvar, Mutex, Notify, lock, wait_until};
 
 /// One position of the ring.
 pub(super) struct Slot<T> {
-    pub(super) value: T,
+    /// `None` once the ring's only reader took it (see `take`): nobody else reads it.
+    pub(super) value: Option<T>,
     pub(super) expires: Option<Instant>,
 }
 
@@ -90,6 +92,9 @@ pub(crate) struct ReaderShared {
     pub(super) expired: AtomicU64,
     /// Values read from the batch but not yet given back as room (lossless rings).
     pub(super) unreleased: AtomicUsize,
+    /// Weight of the values it moved out of the ring into its batch (as the ring's only
+    /// reader) and has not read yet (with a weigher).
+    pub(super) batch_bytes: AtomicUsize,
     pub(super) waker: AtomicWaker,
 }
 
@@ -277,6 +282,7 @@ impl<T> Ring<T> {
             delivered: AtomicU64::new(0),
             expired: AtomicU64::new(0),
             unreleased: AtomicUsize::new(0),
+            batch_bytes: AtomicUsize::new(0),
             waker: AtomicWaker::new(),
         });
         let id = state.next_id;
@@ -354,7 +360,7 @@ impl<T> Ring<T> {
             && let Some(slot) = state.slots.pop_front()
         {
             state.head += 1;
-            evicted.0.push(slot.value);
+            evicted.0.extend(slot.value);
         }
     }
 
@@ -456,7 +462,7 @@ impl<T> Ring<T> {
         }
         if let Some(slot) = state.slots.pop_front() {
             state.head += 1;
-            evicted.0.push(slot.value);
+            evicted.0.extend(slot.value);
         }
         true
     }
@@ -487,7 +493,10 @@ impl<T> Ring<T> {
             // Nobody to keep it for. Dropped by the caller, after the lock.
             return 0;
         }
-        state.slots.push_back(Slot { value, expires });
+        state.slots.push_back(Slot {
+            value: Some(value),
+            expires,
+        });
         state.pushed += 1;
         self.bump(state);
         readers
@@ -697,7 +706,7 @@ impl<T> Ring<T> {
         let state = lock(&self.state);
         let mut one = reader_stats(reader, state.tail(), state.timed_out);
         if one.bytes_from != u64::MAX {
-            one.stats.bytes = self.weigh_from(&state, one.bytes_from);
+            one.stats.bytes += self.weigh_from(&state, one.bytes_from);
         }
         one.stats
     }
@@ -721,8 +730,9 @@ impl<T> Ring<T> {
             total.lost += one.stats.lost;
             total.buffered = total.buffered.max(one.stats.buffered);
             bytes_from = bytes_from.min(one.bytes_from);
+            total.bytes += one.stats.bytes;
         }
-        total.bytes = self.weigh_from(&state, bytes_from);
+        total.bytes += self.weigh_from(&state, bytes_from);
         total
     }
 
@@ -738,13 +748,14 @@ impl<T> Ring<T> {
             .slots
             .iter()
             .skip(skip)
-            .map(|slot| self.weigh(&slot.value))
+            .filter_map(|slot| slot.value.as_ref().map(|v| self.weigh(v)))
             .sum()
     }
 }
 
-/// One reader's statistics, and the position from which it has not read (`u64::MAX` once it
-/// left): the caller weighs the values from there for `bytes`.
+/// One reader's statistics (`bytes`: only what it moved into its batch), and the position
+/// from which it has not read (`u64::MAX` once it left): the caller adds the weight of the
+/// values from there.
 struct ReaderStats {
     stats: RingStats,
     bytes_from: u64,
@@ -754,14 +765,20 @@ fn reader_stats(shared: &ReaderShared, tail: u64, timed_out: u64) -> ReaderStats
     // Relaxed: statistics, each read on its own; `consumed` and `unreleased` may be a chunk
     // apart, which the saturating arithmetic absorbs.
     let left = shared.left.load(Ordering::Relaxed);
-    let (tail, buffered, bytes_from) = if left == u64::MAX {
+    let (tail, buffered, bytes_from, bytes) = if left == u64::MAX {
         let consumed = shared.consumed.load(Ordering::Relaxed);
         let unreleased = shared.unreleased.load(Ordering::Relaxed) as u64;
         let buffered = tail.saturating_sub(consumed).saturating_sub(unreleased);
-        (tail, buffered as usize, consumed.saturating_add(unreleased))
+        let batch = shared.batch_bytes.load(Ordering::Relaxed);
+        (
+            tail,
+            buffered as usize,
+            consumed.saturating_add(unreleased),
+            batch,
+        )
     } else {
         // Gone: what it had not read was discarded.
-        (left, 0, u64::MAX)
+        (left, 0, u64::MAX, 0)
     };
     ReaderStats {
         stats: RingStats {
@@ -773,7 +790,7 @@ fn reader_stats(shared: &ReaderShared, tail: u64, timed_out: u64) -> ReaderStats
             lost: shared.lost.load(Ordering::Relaxed),
             timed_out,
             buffered,
-            bytes: 0,
+            bytes,
         },
         bytes_from,
     }
