@@ -357,13 +357,11 @@ impl Bus {
         overflow: Overflow,
     ) -> Subscription {
         let shared = &self.handle.shared;
-        let local = Arc::new(LocalSub::new(pattern, interest, buffer, overflow));
+        let (local, cursor) = LocalSub::new(pattern, interest, buffer, overflow);
+        let local = Arc::new(local);
         shared.locals.add(Arc::clone(&local));
         shared.transport.announce().await;
-        Subscription {
-            local,
-            bus: Arc::clone(&self.handle),
-        }
+        Subscription::new(local, cursor, Arc::clone(&self.handle))
     }
 
     /// Observes requests and replies whose topic matches `pattern`: a copy of each, as it

@@ -1,52 +1,44 @@
 //! `Subscription`: the messages of the bus whose topic matches a pattern.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
+use ephemeral::lag::{Cursor, PushError, Ring, TryPushError};
 use ephemeral::{Buffer, Lagged, Overflow, Pattern};
-use futures::task::AtomicWaker;
 use futures_core::Stream;
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::Message;
 use crate::bus::BusHandle;
 use crate::frame::Interest;
-use crate::sync::Mutex;
 
 static NEXT_SUB: AtomicU64 = AtomicU64::new(1);
 
-/// The receiving half of a subscription, shared with whoever delivers to it (the peer
-/// connections' readers and local publishers).
+/// The sending half of a subscription, shared with whoever delivers to it (the peer
+/// connections' readers and local publishers). The buffer is core's lag ring, so a bus
+/// subscription has the very lag model of a sink subscription or a channel subscriber; its
+/// one reader is the [`Subscription`].
 pub(crate) struct LocalSub {
     pub(crate) id: u64,
     pub(crate) pattern: Pattern,
     pub(crate) interest: Interest,
-    overflow: Overflow,
-    ring: Mutex<Ring>,
-    waker: AtomicWaker,
-    space: Notify,
-    /// Pushers waiting for room. `pop` only pays for a wake-up when this is non-zero; the
-    /// ring's mutex orders a waiter's increment (before its last check) before the pop.
-    waiting: AtomicUsize,
+    ring: Arc<Ring<Buffered>>,
+    /// Messages whose time ran out on the way, before they reached the ring.
+    expired_on_arrival: AtomicU64,
+    /// Messages whose time ran out between the ring's check and the hand-out.
+    expired_at_hand_out: AtomicU64,
 }
 
-struct Ring {
-    /// Each message with the instant its time to live runs out, if it has one.
-    buffer: VecDeque<(Message, Option<Instant>)>,
-    capacity: Option<usize>,
-    unreported: u64,
-    dropped: u64,
-    delivered: u64,
-    expired: u64,
-    /// Estimated bytes held by `buffer` (see [`held`]).
-    bytes: usize,
-    closed: bool,
+/// A message in the ring, with the instant its time to live runs out, if it has one (so
+/// that it is handed out with the time it has left).
+#[derive(Clone)]
+pub(crate) struct Buffered {
+    message: Message,
+    expires: Option<Instant>,
 }
 
 /// The memory one buffered message keeps alive, estimated: the message itself, its topic,
@@ -64,10 +56,7 @@ fn held(message: &Message) -> usize {
                 }
         })
         .sum();
-    std::mem::size_of::<(Message, Option<Instant>)>()
-        + message.topic.len()
-        + message.payload.len()
-        + headers
+    std::mem::size_of::<Buffered>() + message.topic.len() + message.payload.len() + headers
 }
 
 /// When `message`'s time to live runs out on this process's clock; `None` if it has none.
@@ -107,32 +96,38 @@ pub struct SubscriptionStats {
 }
 
 impl LocalSub {
+    /// A subscription's sending half and its reader (made together, so that the reader
+    /// gets every message pushed from the start).
     pub(crate) fn new(
         pattern: Pattern,
         interest: Interest,
         buffer: Buffer,
         overflow: Overflow,
-    ) -> Self {
-        let capacity = buffer.capacity();
-        Self {
+    ) -> (Self, Cursor<Buffered>) {
+        let ring =
+            Arc::new(Ring::new(buffer, overflow).with_weigher(|b: &Buffered| held(&b.message)));
+        let cursor = ring.cursor();
+        let local = Self {
             id: NEXT_SUB.fetch_add(1, Ordering::Relaxed),
             pattern,
             interest,
-            overflow,
-            ring: Mutex::new(Ring {
-                buffer: VecDeque::with_capacity(capacity.unwrap_or(16).min(1024)),
-                capacity,
-                unreported: 0,
-                dropped: 0,
-                delivered: 0,
-                expired: 0,
-                bytes: 0,
-                closed: false,
-            }),
-            waker: AtomicWaker::new(),
-            space: Notify::new(),
-            waiting: AtomicUsize::new(0),
+            ring,
+            expired_on_arrival: AtomicU64::new(0),
+            expired_at_hand_out: AtomicU64::new(0),
+        };
+        (local, cursor)
+    }
+
+    /// The message with its expiry instant, or `None` (counted) when its time already ran
+    /// out on the way.
+    fn buffered(&self, message: Message) -> Option<(Buffered, Option<Instant>)> {
+        let expires = expiry(&message);
+        if expires.is_some_and(|at| at <= Instant::now()) {
+            // Relaxed: a statistic.
+            self.expired_on_arrival.fetch_add(1, Ordering::Relaxed);
+            return None;
         }
+        Some((Buffered { message, expires }, expires))
     }
 
     /// Buffers `message`. With `Overflow::Wait` and a full buffer, waits for room until
@@ -140,154 +135,94 @@ impl LocalSub {
     /// pushes back on the publisher through the socket). Returns whether it was buffered; a
     /// message given up on is counted and reported as lag.
     pub(crate) async fn push(&self, message: Message, deadline: Option<Instant>) -> bool {
-        let mut message = match self.try_push(message) {
-            Ok(buffered) => return buffered,
-            Err(message) => message,
+        let Some((buffered, expires)) = self.buffered(message) else {
+            return false;
         };
-        // Full, with `Overflow::Wait`: register for room, then check again (so a pop between
-        // the check and the registration is not missed).
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        let buffered = loop {
-            let notified = self.space.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            message = match self.try_push(message) {
-                Ok(buffered) => break buffered,
-                Err(message) => message,
-            };
-            match deadline {
-                None => notified.await,
-                Some(deadline) => {
-                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                        self.add_lag(1);
-                        break false;
-                    }
-                }
+        match self.ring.push(buffered, expires, deadline).await {
+            Ok(reached) => reached > 0,
+            Err(PushError::Closed(_)) => false,
+            Err(PushError::TimedOut(_)) => {
+                // Lost for this subscription: its reader is told with `Lagged`.
+                self.ring.add_lag(1);
+                false
             }
-        };
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
-        buffered
+        }
     }
 
     /// Buffers `message` without waiting: for `DropOldest` subscriptions (observers), where a
     /// full buffer drops its oldest item. Returns whether it was buffered.
     pub(crate) fn push_now(&self, message: Message) -> bool {
-        self.try_push(message).unwrap_or(false)
-    }
-
-    /// Buffers `message` unless the buffer is full under `Overflow::Wait`, in which case it
-    /// is handed back. `Ok(false)`: closed.
-    fn try_push(&self, message: Message) -> Result<bool, Message> {
-        let expires = expiry(&message);
-        let mut ring = self.ring.lock();
-        if ring.closed {
-            return Ok(false);
+        let Some((buffered, expires)) = self.buffered(message) else {
+            return false;
+        };
+        match self.ring.try_push(buffered, expires) {
+            Ok(reached) => reached > 0,
+            Err(TryPushError::Closed(_) | TryPushError::Full(_)) => false,
         }
-        if expires.is_some_and(|at| at <= Instant::now()) {
-            ring.expired += 1;
-            return Ok(false);
-        }
-        let full = ring.capacity.is_some_and(|cap| ring.buffer.len() >= cap);
-        if full && self.overflow == Overflow::Wait {
-            return Err(message);
-        }
-        if full && let Some((oldest, _)) = ring.buffer.pop_front() {
-            ring.bytes -= held(&oldest);
-            ring.unreported += 1;
-            ring.dropped += 1;
-        }
-        ring.bytes += held(&message);
-        ring.buffer.push_back((message, expires));
-        ring.delivered += 1;
-        drop(ring);
-        self.waker.wake();
-        Ok(true)
     }
 
     /// Records `n` messages lost for this subscription (reported as `Lagged`).
     pub(crate) fn add_lag(&self, n: u64) {
-        {
-            let mut ring = self.ring.lock();
-            ring.unreported += n;
-            ring.dropped += n;
-        }
-        self.waker.wake();
+        self.ring.add_lag(n);
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.ring.lock().closed
+        self.ring.is_closed()
     }
 
     pub(crate) fn close(&self) {
-        self.ring.lock().closed = true;
-        self.waker.wake();
-        self.space.notify_waiters();
+        self.ring.close();
     }
 
     pub(crate) fn stats(&self) -> SubscriptionStats {
-        let ring = self.ring.lock();
+        let ring = self.ring.stats();
+        // Relaxed: statistics.
+        let expired = self.expired_on_arrival.load(Ordering::Relaxed)
+            + self.expired_at_hand_out.load(Ordering::Relaxed);
         SubscriptionStats {
             pattern: self.pattern.as_str().to_owned(),
-            delivered: ring.delivered,
-            dropped: ring.dropped,
-            expired: ring.expired,
-            buffered: ring.buffer.len(),
+            delivered: ring.pushed,
+            dropped: ring.dropped + ring.lost,
+            expired: ring.expired + expired,
+            buffered: ring.buffered,
             buffered_bytes: ring.bytes,
         }
     }
 
-    /// Polls for the next item, registering the waker when there is none.
-    pub(crate) fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Lagged>>> {
-        if let Poll::Ready(item) = self.pop() {
-            return Poll::Ready(item);
-        }
-        self.waker.register(cx.waker());
-        self.pop()
-    }
-
-    fn pop(&self) -> Poll<Option<Result<Message, Lagged>>> {
-        let mut ring = self.ring.lock();
-        if ring.unreported > 0 {
-            let n = std::mem::take(&mut ring.unreported);
-            return Poll::Ready(Some(Err(Lagged(n))));
-        }
-        let mut now = None;
-        let mut freed = false;
-        let next = loop {
-            let Some((mut message, expires)) = ring.buffer.pop_front() else {
-                break None;
+    /// The next item from `cursor`, this subscription's reader: a message carries the time
+    /// it has left now (one whose time ran out since the ring looked is skipped and counted).
+    fn poll_next(
+        &self,
+        cursor: &mut Cursor<Buffered>,
+        cx: Option<&mut Context<'_>>,
+    ) -> Poll<Option<Result<Message, Lagged>>> {
+        let mut cx = cx;
+        loop {
+            let item = match cx.as_deref_mut() {
+                Some(cx) => std::task::ready!(cursor.poll_recv(cx)),
+                None => match cursor.try_recv() {
+                    Ok(item) => Some(item),
+                    Err(ephemeral::lag::TryRecvError::Closed) => None,
+                    Err(ephemeral::lag::TryRecvError::Empty) => return Poll::Pending,
+                },
             };
-            ring.bytes -= held(&message);
-            freed = true;
-            let Some(expires) = expires else {
-                break Some(message);
+            let Some(Ok(Buffered {
+                mut message,
+                expires,
+            })) = item
+            else {
+                return Poll::Ready(item.map(|lagged| lagged.map(|b| b.message)));
             };
-            let now = *now.get_or_insert_with(Instant::now);
-            if expires <= now {
-                ring.expired += 1;
-                continue;
-            }
-            // Handed out with the time it has left now.
-            message.ttl = Some(expires - now);
-            break Some(message);
-        };
-        match next {
-            Some(message) => {
-                drop(ring);
-                if self.waiting.load(Ordering::SeqCst) > 0 {
-                    self.space.notify_waiters();
+            if let Some(at) = expires {
+                let now = Instant::now();
+                if at <= now {
+                    // Relaxed: a statistic.
+                    self.expired_at_hand_out.fetch_add(1, Ordering::Relaxed);
+                    continue;
                 }
-                Poll::Ready(Some(Ok(message)))
+                message.ttl = Some(at - now);
             }
-            None if ring.closed => Poll::Ready(None),
-            None => {
-                drop(ring);
-                // Expired messages left room behind them.
-                if freed && self.waiting.load(Ordering::SeqCst) > 0 {
-                    self.space.notify_waiters();
-                }
-                Poll::Pending
-            }
+            return Poll::Ready(Some(Ok(message)));
         }
     }
 }
@@ -337,12 +272,17 @@ impl LocalSub {
 pub struct Subscription {
     pub(crate) local: Arc<LocalSub>,
     pub(crate) bus: Arc<BusHandle>,
+    cursor: Cursor<Buffered>,
 }
 
 impl Subscription {
+    pub(crate) fn new(local: Arc<LocalSub>, cursor: Cursor<Buffered>, bus: Arc<BusHandle>) -> Self {
+        Self { local, bus, cursor }
+    }
+
     /// The next message or lag report if one is buffered now, without waiting.
     pub fn try_recv(&mut self) -> Option<Result<Message, Lagged>> {
-        match self.local.pop() {
+        match self.local.poll_next(&mut self.cursor, None) {
             Poll::Ready(item) => item,
             Poll::Pending => None,
         }
@@ -365,7 +305,8 @@ impl Stream for Subscription {
     type Item = Result<Message, Lagged>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.local.poll_next(cx)
+        let this = self.get_mut();
+        this.local.poll_next(&mut this.cursor, Some(cx))
     }
 }
 

@@ -590,3 +590,25 @@ async fn huge_timeouts_mean_no_timeout_not_a_panic() {
     let reply = a.request("echo", b"2", Duration::MAX).await.unwrap();
     assert_eq!(reply.payload(), b"2");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_publish_that_times_out_on_a_full_subscription_is_reported_as_lag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Bus::open_with(
+        "t",
+        options(tmp.path()).send_timeout(Duration::from_millis(50)),
+    )
+    .await
+    .unwrap();
+    let mut sub = a
+        .subscribe_with("x", Buffer::bounded(1).unwrap(), Overflow::Wait)
+        .await
+        .unwrap();
+    assert_eq!(a.publish("x", b"kept").await.unwrap(), 1);
+    // The buffer is full and nobody reads: the publisher gives up after its send timeout.
+    assert_eq!(a.publish("x", b"lost").await.unwrap(), 0);
+    assert_eq!(next(&mut sub).await, Err(Lagged(1)));
+    assert_eq!(next(&mut sub).await.unwrap().payload(), b"kept");
+    let stats = sub.stats();
+    assert_eq!((stats.delivered, stats.dropped, stats.buffered), (1, 1, 0));
+}

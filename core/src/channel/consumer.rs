@@ -185,7 +185,7 @@ impl<T: Clone + Send + 'static> Channel<T> {
     }
 }
 
-async fn consume_loop<T, F, Fut>(
+async fn consume_loop<T: Clone, F, Fut>(
     mut subscriber: Subscriber<T>,
     on_error: Option<super::options::DeliveryErrorCallback>,
     mut run: F,

@@ -1,29 +1,35 @@
-//! One subscriber's state shared between the channel (which sends) and the subscriber (which
-//! reads): its lag ring and the counts only a channel keeps.
+//! One subscriber's state shared between the channel (which sends and reports) and the
+//! subscriber (which reads): the ring it reads, its reader there, and the counts only a
+//! channel keeps.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::stats::DeliveryStats;
-use crate::lag::Ring;
+use crate::lag::{ReaderShared, Ring};
 
 pub(crate) struct SubShared<T> {
     pub(crate) id: u64,
-    pub(crate) ring: Ring<T>,
+    /// Shared with the channel's other subscribers of the same buffer and overflow policy.
+    pub(crate) ring: Arc<Ring<T>>,
+    /// This subscriber's reader counts in `ring`, readable after it left.
+    pub(crate) reader: Arc<ReaderShared>,
     /// Consumer callbacks that panicked (counted by the consumer task).
     pub(crate) failed: AtomicU64,
 }
 
 impl<T> SubShared<T> {
-    pub(crate) fn new(id: u64, ring: Ring<T>) -> Self {
+    pub(crate) fn new(id: u64, ring: Arc<Ring<T>>, reader: Arc<ReaderShared>) -> Self {
         Self {
             id,
             ring,
+            reader,
             failed: AtomicU64::new(0),
         }
     }
 
     pub(crate) fn stats(&self) -> DeliveryStats {
-        let ring = self.ring.stats();
+        let ring = self.ring.reader_stats(&self.reader);
         DeliveryStats {
             subscriber: self.id,
             sent: ring.pushed,

@@ -52,7 +52,7 @@ pub struct Subscriber<T> {
 // The cursor's private batch is never pinned: `Subscriber` only hands out owned messages.
 impl<T> Unpin for Subscriber<T> {}
 
-impl<T> Subscriber<T> {
+impl<T: Clone> Subscriber<T> {
     /// The next message, `Err(Lagged(n))` after a loss, or `None` once the channel is closed
     /// and this subscriber's buffer is empty.
     pub async fn recv(&mut self) -> Option<Result<T, Lagged>> {
@@ -62,13 +62,15 @@ impl<T> Subscriber<T> {
     /// The next buffered item without waiting, or `None` when nothing is buffered (see
     /// [`is_closed`](Self::is_closed) to tell an ended stream apart).
     pub fn try_recv(&mut self) -> Option<Result<T, Lagged>> {
-        self.shared.ring.try_recv(&mut self.cursor).ok()
+        self.cursor.try_recv().ok()
     }
 
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<T, Lagged>>> {
-        self.shared.ring.poll_recv(&mut self.cursor, cx)
+        self.cursor.poll_recv(cx)
     }
+}
 
+impl<T> Subscriber<T> {
     /// This subscriber's id, as used in [`DeliveryError`](super::DeliveryError) and stats.
     #[must_use]
     pub fn id(&self) -> u64 {
@@ -101,7 +103,7 @@ impl<T> Subscriber<T> {
     }
 }
 
-impl<T> Stream for Subscriber<T> {
+impl<T: Clone> Stream for Subscriber<T> {
     type Item = Result<T, Lagged>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -114,7 +116,8 @@ impl<T> Drop for Subscriber<T> {
         if let Some(channel) = self.channel.upgrade() {
             channel.unregister(self.shared.id);
         }
-        self.shared.ring.close_discarding();
+        // The cursor, dropped after this, leaves the ring: its unread messages are discarded
+        // for it, and senders never wait for it again.
     }
 }
 

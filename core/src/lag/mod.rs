@@ -10,17 +10,27 @@
 //! Expiry is honoured at delivery too: a value whose time to live ran out while it waited in
 //! a buffer is skipped and counted as expired (apart from lag), never handed out.
 //!
-//! [`Ring`] is the one buffer that implements this model. Every receiver of the crate is one:
-//! a sink [`Subscription`](crate::Subscription) (always `DropOldest`, so `raise` never waits)
-//! and a channel [`Subscriber`](crate::Subscriber) (either policy, with a send timeout). It is
-//! public so that receivers of other transports behave the same.
+//! [`Ring`] is the one buffer that implements this model, shared by the readers of one stream,
+//! each reading at its own [`Cursor`] (tokio's broadcast design): a value is stored once
+//! whatever the number of readers, and each reader sees exactly what a buffer of its own of
+//! the same size would give it. Every receiver of the crate reads one: a sink
+//! [`Subscription`](crate::Subscription) (always `DropOldest`, so `raise` never waits;
+//! subscriptions with the same pattern and buffer share a ring) and a channel
+//! [`Subscriber`](crate::Subscriber) (either policy, with a send timeout; subscribers with the
+//! same buffer and policy share a ring). It is public so that receivers of other transports
+//! behave the same.
 
 use std::fmt;
 use std::num::NonZeroUsize;
 
+mod cursor;
+mod error;
 mod ring;
 
-pub use ring::{Cursor, PushError, Ring, RingStats, TryPushError, TryRecvError};
+pub use cursor::Cursor;
+pub use error::{PushError, RingStats, TryPushError, TryRecvError};
+pub(crate) use ring::ReaderShared;
+pub use ring::Ring;
 
 /// How many items a receiver may hold before its sender's [`Overflow`] policy applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

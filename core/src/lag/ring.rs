@@ -1,361 +1,253 @@
-//! `Ring<T>`: one reader's buffer, written by any number of senders, with the lag model.
+//! `Ring<T>`: one buffer shared by every reader of a stream, each reading at its own cursor,
+//! written by any number of senders, with the lag model.
 //!
 //! # How it works
 //!
-//! The ring is a `VecDeque` behind a mutex of its own, so senders contend only per reader,
-//! never on a lock shared by all readers. The mutex is a leaf: nothing else is locked while it
-//! is held, and no user code runs under it (values that leave the ring unread are dropped
-//! after it is released).
+//! The ring is tokio's broadcast design with the crate's lag model on top. Values live once,
+//! in a `VecDeque` of slots behind the ring's mutex, at increasing positions; each reader has
+//! a position of its own. A sender pushes a value once, whatever the number of readers, and
+//! touches no reader's cache lines on the common path. The mutex is a leaf: nothing else is
+//! locked while it is held, and no user code runs under it (values that leave the ring unread
+//! are dropped after it is released).
 //!
-//! Lossless rings (`Overflow::Wait`, or unbounded) are read in batches: one lock moves the
-//! whole buffer into the reader's private [`Cursor`]. Those values still count against the
-//! bound (`taken`) until the reader has read them, so the bound stays exact; the reader gives
-//! the room back in chunks, so a waiting sender is woken once per chunk rather than once per
-//! value. Lossy rings (`DropOldest` with a bound) are read one value at a time, because a
-//! value can only be dropped while it is in the shared buffer.
+//! A reader takes the values waiting for it in one batch per lock (a clone of each: a reader
+//! only reads the slots, so readers do not fight over their cache lines; the only reader of
+//! a ring moves the values out instead, as nobody else reads them), then reads the batch
+//! without the lock. The ring keeps its own copy of a value until every reader is done
+//! with it *and* a sender needs the room (or a reader leaves), as tokio's broadcast does: a
+//! bounded ring holds at most its capacity of values. What the reader took still counts against the
+//! bound until it is *consumed*: each reader publishes `consumed`, the position below which it
+//! is done, in an atomic of its own, and the room a bounded ring has is `capacity − (tail −
+//! min consumed)`. The sender keeps a lower bound of that minimum (`low`) and looks at the
+//! readers' atomics only when the bound says the ring is full, which with readers that keep
+//! up is once per `capacity` pushes.
 //!
-//! A sender wakes the reader only when the reader has *parked* (found nothing under the lock
-//! and registered its waker), so a busy reader costs senders no wake-up at all; and a reader
-//! with nothing new to read finds that out from one atomic (`changes`) without taking the
-//! lock senders use.
+//! * [`Overflow::Wait`]: a reader gives room back in chunks (`fetch_max` on `consumed`), so a
+//!   waiting sender is woken once per chunk rather than once per value. The only value a
+//!   sender may remove is an expired one that no reader has taken yet.
+//! * [`Overflow::DropOldest`]: the sender removes the oldest slot when the ring is full. A
+//!   reader may have taken that value and not read it yet, so the reader and the sender
+//!   decide who had it with one compare-and-swap on the reader's `consumed` (from `p` to
+//!   `p + 1`): the reader wins and delivers it, or the sender wins and counts it lost for that
+//!   reader (as lag, or as expired when its time was up), and the reader discards its copy.
+//!   Every value is thus delivered or counted exactly once per reader, as with one buffer of
+//!   `capacity` per reader.
+//!
+//! A reader with nothing new learns so from one atomic (`changes`) without taking the lock;
+//! one that finds nothing under the lock parks there (registers its waker, marks itself
+//! parked), and the next push or close wakes it.
 //!
 //! # Invariants
 //!
-//! * `pushed = delivered + dropped + expired + buffered` whenever the reader is between two
-//!   reads (values lost before reaching the ring, [`Ring::add_lag`], are counted in `lost`).
-//! * `buffer.len() + taken ≤ capacity` for a bounded ring: a push happens only after
-//!   `make_room` found room under the lock.
-//! * the reader never misses a wake-up: it parks only under the lock, after finding the buffer
-//!   empty, nothing to report and the ring open; every push and close after that wakes it.
-//! * a waiting sender never misses room: it counts itself in `waiting` and looks again under
-//!   the lock before it sleeps; the reader wakes senders whenever it gives room back and sees a
-//!   waiter (both sides `SeqCst`, so one of them sees the other).
+//! * `head ≤ consumed ≤ next ≤ tail` for every reader (`next`: the next position it takes).
+//! * `tail − head ≤ capacity` for a bounded ring; a push happens only after `make_room`
+//!   found room under the lock.
+//! * `low ≤ consumed` of every reader (a lower bound, refreshed from the readers' atomics).
+//! * a reader never misses a wake-up: it parks only under the lock, after finding nothing to
+//!   take, nothing to report and the ring open; every push and close after that wakes it.
+//! * a waiting sender never misses room: it counts itself in `waiting` and looks at the
+//!   readers' `consumed` again before it sleeps; a reader giving room back writes `consumed`
+//!   then reads `waiting` (a SeqCst fence between each write and read on both sides), so one
+//!   of the two sees the other.
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll, Waker};
 
 use tokio::time::Instant;
 
-use super::{Buffer, Lagged, Overflow};
+use super::cursor::Cursor;
+use super::error::{PushError, RingStats, TryPushError};
+use super::{Buffer, Overflow};
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, fence};
-use crate::sync::{AtomicWaker, Condvar, Mutex, MutexGuard, Notify, lock, wait_until};
+use crate::sync::{AtomicWaker, Condvar, Mutex, Notify, lock, wait_until};
 
-/// How many times a reader on a multi-threaded runtime looks for a new value before it parks.
-const SPINS: u32 = 50;
-
-/// Why a send did not buffer its value; the value is given back.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PushError<T> {
-    /// The ring is closed: the reader went away or its source closed it.
-    #[error("the receiver is closed: it takes no more values")]
-    Closed(T),
-    /// The deadline passed while the bounded buffer was full ([`Overflow::Wait`]).
-    #[error(
-        "the receiver's buffer stayed full until the send's deadline: read faster, give it a bigger buffer or a longer deadline"
-    )]
-    TimedOut(T),
+/// One position of the ring.
+pub(super) struct Slot<T> {
+    /// `None` once the ring's only reader took it (see `take`): nobody else reads it.
+    pub(super) value: Option<T>,
+    pub(super) expires: Option<Instant>,
 }
 
-impl<T> PushError<T> {
-    /// The value that was not buffered.
-    pub fn into_inner(self) -> T {
-        match self {
-            PushError::Closed(value) | PushError::TimedOut(value) => value,
-        }
+/// What a reader shares with senders without the lock, on a cache line of its own; it
+/// outlives the reader's place in the ring, so its counts can be read after it left.
+#[repr(align(128))]
+pub(crate) struct ReaderShared {
+    /// The tail when it joined.
+    joined: u64,
+    /// The tail when it left; `u64::MAX` while it reads.
+    left: AtomicU64,
+    /// Counted by senders under the ring's lock; read without it (statistics).
+    dropped: AtomicU64,
+    lost: AtomicU64,
+    /// Expired values that senders removed before this reader read them.
+    expired_early: AtomicU64,
+    /// Positions below this one are done for this reader: read, skipped, or lost. Raised by
+    /// the reader (compare-and-swap for a lossy ring, `fetch_max` for a lossless one) and, for
+    /// values it lost, by senders under the lock.
+    pub(super) consumed: AtomicU64,
+    /// Statistics, written only by the reader.
+    pub(super) delivered: AtomicU64,
+    pub(super) expired: AtomicU64,
+    /// Values read from the batch but not yet given back as room (lossless rings).
+    pub(super) unreleased: AtomicUsize,
+    /// Weight of the values it moved out of the ring into its batch (as the ring's only
+    /// reader) and has not read yet (with a weigher).
+    pub(super) batch_bytes: AtomicUsize,
+    pub(super) waker: AtomicWaker,
+}
+
+/// A reader as the ring sees it, under the lock.
+pub(super) struct Reader {
+    pub(super) id: u64,
+    pub(super) shared: Arc<ReaderShared>,
+    /// The next position this reader takes.
+    pub(super) next: u64,
+    /// Lost since the reader was last told.
+    pub(super) unreported: u64,
+    /// The reader registered its waker after finding nothing; the next push wakes it.
+    pub(super) parked: bool,
+}
+
+pub(super) struct State<T> {
+    pub(super) slots: VecDeque<Slot<T>>,
+    /// The position of `slots[0]`.
+    pub(super) head: u64,
+    pub(super) readers: Vec<Reader>,
+    /// At most the `consumed` of every reader.
+    low: u64,
+    next_id: u64,
+    pushed: u64,
+    timed_out: u64,
+    /// Bumped by every push and every `add_lag`; mirrored in `News::changes`.
+    pub(super) changes: u64,
+    /// No more pushes.
+    pub(super) closed: bool,
+}
+
+impl<T> State<T> {
+    pub(super) fn tail(&self) -> u64 {
+        self.head + self.slots.len() as u64
     }
-}
 
-/// Why [`Ring::try_push`] did not buffer its value; the value is given back.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TryPushError<T> {
-    /// The ring is closed.
-    #[error("the receiver is closed: it takes no more values")]
-    Closed(T),
-    /// The bounded buffer is full and the ring's overflow policy is [`Overflow::Wait`]: send
-    /// with [`Ring::push`] to wait for room.
-    #[error("the receiver's buffer is full: wait for room with `push`")]
-    Full(T),
-}
-
-impl<T> TryPushError<T> {
-    /// The value that was not buffered.
-    pub fn into_inner(self) -> T {
-        match self {
-            TryPushError::Closed(value) | TryPushError::Full(value) => value,
-        }
-    }
-}
-
-/// Why [`Ring::try_recv`] returned no value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum TryRecvError {
-    /// Nothing is buffered now; more may come.
-    #[error("nothing is buffered now")]
-    Empty,
-    /// The ring is closed and everything buffered was read: nothing more will come.
-    #[error("the ring is closed and drained")]
-    Closed,
-}
-
-/// What a [`Ring`] did and holds, for one reader.
-///
-/// `pushed == delivered + dropped + expired + buffered` holds whenever the reader is between
-/// two reads, until [`Ring::close_discarding`] drops what was buffered (the reader is gone;
-/// those values are counted nowhere). Values lost before they reached the ring
-/// ([`Ring::add_lag`]) are counted in `lost` only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub struct RingStats {
-    /// Values put into the buffer.
-    pub pushed: u64,
-    /// Values the reader received.
-    pub delivered: u64,
-    /// Values dropped from the full buffer to make room ([`Overflow::DropOldest`]).
-    pub dropped: u64,
-    /// Values whose expiry passed while they were buffered: skipped, never delivered.
-    pub expired: u64,
-    /// Values lost before reaching the buffer, as told by [`Ring::add_lag`].
-    pub lost: u64,
-    /// Sends that gave up at their deadline while the buffer was full (those values never
-    /// entered it and were given back to their senders).
-    pub timed_out: u64,
-    /// Values buffered now, including those the reader took in a batch and has not read yet.
-    pub buffered: usize,
-    /// The size of the values buffered now, as measured by the ring's weigher
-    /// ([`Ring::with_weigher`]); 0 without one.
-    pub bytes: usize,
-}
-
-/// One buffered value and the instant it expires, if it does.
-struct Entry<T> {
-    value: T,
-    expires: Option<Instant>,
-}
-
-impl<T> Entry<T> {
-    /// Whether the entry's time is up; reads the clock at most once per call site (`now`).
-    fn is_expired(&self, now: &mut Option<Instant>) -> bool {
-        self.expires
-            .is_some_and(|at| *now.get_or_insert_with(Instant::now) >= at)
-    }
-}
-
-/// The reader's private side of a [`Ring`]: the batch it took and has not read yet.
-///
-/// Each ring has exactly one reader, and the reader keeps the one cursor it got from
-/// [`Ring::cursor`] and passes it to every read. (In a shared ring read by many readers this
-/// is where each reader's position would live.)
-pub struct Cursor<T> {
-    batch: VecDeque<Entry<T>>,
-    /// Whether to spin before parking, decided at the first wait (see `may_spin`).
-    spin: Option<bool>,
-    /// Read from `batch` but not yet given back to senders as room.
-    unreleased: usize,
-    /// `News::changes` when this reader last looked under the lock.
-    seen: u64,
-}
-
-impl<T> Cursor<T> {
-    /// Whether the reader may spin before parking: only on a multi-threaded runtime, where
-    /// the sender can run meanwhile. Asked once per cursor (asking the runtime clones its
-    /// handle, an atomic shared by every worker).
-    fn may_spin(&mut self) -> bool {
-        *self.spin.get_or_insert_with(|| {
-            matches!(
-                tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()),
-                Ok(tokio::runtime::RuntimeFlavor::MultiThread)
-            )
-        })
-    }
-}
-
-impl<T> fmt::Debug for Cursor<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Cursor")
-            .field("batch", &self.batch.len())
-            .field("unreleased", &self.unreleased)
-            .finish()
+    pub(super) fn reader(&mut self, id: u64) -> Option<&mut Reader> {
+        self.readers.iter_mut().find(|r| r.id == id)
     }
 }
 
 /// What readers poll without the lock, on its own cache line so that their looking does not
 /// slow senders taking the ring's lock.
 #[repr(align(128))]
-struct News {
-    /// `pushed + lost`: bumped by every push and every `add_lag`.
-    changes: AtomicU64,
-    closed: AtomicBool,
+pub(super) struct News {
+    /// `State::changes`.
+    pub(super) changes: AtomicU64,
+    pub(super) closed: AtomicBool,
 }
 
-/// The reader's counters, off the cache line the senders write.
-#[repr(align(128))]
-struct ReaderSide {
-    delivered: AtomicU64,
-    expired: AtomicU64,
-    /// Mirror of `Cursor::unreleased`, for stats.
-    unreleased: AtomicUsize,
-    /// Weight of the values in the reader's batch (with a weigher).
-    batch_bytes: AtomicUsize,
-}
+/// Values a push removed, dropped by the pushing caller after the lock is released (a
+/// value's `Drop` is user code).
+struct Evicted<T>(Vec<T>);
 
-struct State<T> {
-    buffer: VecDeque<Entry<T>>,
-    /// Lost since the reader was last told.
-    unreported: u64,
-    pushed: u64,
-    dropped: u64,
-    /// Expired values removed by senders to make room.
-    expired: u64,
-    lost: u64,
-    timed_out: u64,
-    /// Read by a reader that pops one at a time (under this lock); a batching reader counts
-    /// in `ReaderSide` instead.
-    delivered: u64,
-    /// Expired values skipped by a reader that pops one at a time.
-    expired_read: u64,
-    /// Weight of `buffer` (with a weigher).
-    bytes: usize,
-    /// No more pushes: the source closed it or the reader went away.
-    closed: bool,
-    /// The reader registered its waker after finding nothing (under this lock); the next
-    /// push wakes it.
-    parked: bool,
-}
-
-/// What a push pushed out to make room, dropped by the pushing caller after the lock is
-/// released (a value's `Drop` is user code). Filled in place, never moved: an entry can be
-/// large, and this is on every push's path.
-struct Evicted<T> {
-    /// Expired values purged from the front (allocates only when there are some).
-    expired: Vec<Entry<T>>,
-    /// The value `DropOldest` dropped.
-    oldest: Option<Entry<T>>,
-}
-
-impl<T> Evicted<T> {
-    #[inline]
-    fn none() -> Self {
-        Self {
-            expired: Vec::new(),
-            oldest: None,
-        }
-    }
-}
-
-/// One reader's buffer with the crate's lag model: a [`Buffer`] bound, an [`Overflow`]
-/// policy, [`Lagged`] reports, expiry at delivery, and close.
+/// One buffer shared by every reader of a stream, with the crate's lag model: a [`Buffer`]
+/// bound, an [`Overflow`] policy, [`Lagged`](crate::Lagged) reports, expiry at delivery, and
+/// close.
 ///
 /// Any number of senders push (from tasks with [`push`](Self::push), from threads with
 /// [`push_blocking`](Self::push_blocking), or without ever waiting with
-/// [`try_push`](Self::try_push)); one reader reads through its [`Cursor`]. This is the buffer
+/// [`try_push`](Self::try_push)); each reader reads through its own [`Cursor`]
+/// ([`cursor`](Self::cursor)), from the values pushed after it joined. This is the buffer
 /// under every receiver of the crate — sink subscriptions, channel subscribers — and it is
-/// public so that other transports (the bus) give their receivers the very same behaviour:
+/// public so that other transports give their receivers the very same behaviour. Every reader
+/// sees exactly what it would see with a buffer of its own of the ring's size:
 ///
-/// * **Bound and overflow.** A bounded ring holds at most `n` values. When it is full,
+/// * **Bound and overflow.** Each reader has at most `n` values waiting. When one has `n`,
 ///   [`Overflow::Wait`] makes senders wait for room (up to their deadline), and
-///   [`Overflow::DropOldest`] drops the oldest value and counts it.
+///   [`Overflow::DropOldest`] drops that reader's oldest value and counts it.
 /// * **Lag.** Values dropped, or lost on the way ([`add_lag`](Self::add_lag)), are reported to
 ///   the reader as one `Err(Lagged(n))` before its next value; then delivery carries on with
 ///   the oldest value still buffered.
 /// * **Expiry.** A value pushed with an expiry instant is never delivered at or after it: it
 ///   is skipped when read (or when a sender needs its room) and counted as expired, apart
 ///   from lag.
-/// * **Close.** [`close`](Self::close) refuses further pushes; the reader drains what is
-///   buffered, then reads the end (`None`). [`close_discarding`](Self::close_discarding) is
-///   for a reader that went away: it also drops what is buffered and frees waiting senders.
+/// * **Close.** [`close`](Self::close) refuses further pushes; readers drain what is
+///   buffered, then read the end (`None`). A reader that goes away (its cursor dropped)
+///   leaves at once: senders never wait for it again.
 /// * **Weight.** With a weigher ([`with_weigher`](Self::with_weigher)), [`stats`](Self::stats)
 ///   reports the bytes the buffer holds.
+///
+/// The values are cloned once per reader, so `T` is `Clone` to read. Like tokio's broadcast,
+/// the ring keeps its own copy of a value that every reader has read until a sender needs the
+/// room: a bounded ring holds at most its capacity of values (an unbounded one gives back
+/// what every reader read every 64 pushes), and a ring with no reader keeps nothing.
 ///
 /// # Examples
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
-/// use std::future::poll_fn;
 /// use std::sync::Arc;
 /// use ephemeral::lag::Ring;
 /// use ephemeral::{Buffer, Lagged, Overflow};
 ///
 /// let ring = Arc::new(Ring::new(Buffer::bounded(2).unwrap(), Overflow::DropOldest));
-/// let mut cursor = ring.cursor();
-/// for n in 1..=3 {
-///     ring.try_push(n, None).unwrap(); // never waits: the oldest is dropped
+/// let mut fast = ring.cursor();
+/// let mut slow = ring.cursor();
+/// ring.try_push(1, None).unwrap();
+/// assert_eq!(fast.recv().await, Some(Ok(1)));
+/// for n in 2..=3 {
+///     assert_eq!(ring.try_push(n, None), Ok(2)); // reached two readers; never waits
 /// }
 /// ring.close();
 ///
 /// let mut got = Vec::new();
-/// while let Some(item) = poll_fn(|cx| ring.poll_recv(&mut cursor, cx)).await {
+/// while let Some(item) = slow.recv().await {
 ///     got.push(item);
 /// }
-/// assert_eq!(got, [Err(Lagged(1)), Ok(2), Ok(3)]);
-/// assert_eq!(ring.stats().dropped, 1);
+/// assert_eq!(got, [Err(Lagged(1)), Ok(2), Ok(3)]); // 1 was dropped for the slow one only
+/// assert_eq!(fast.recv().await, Some(Ok(2)));
 /// # }
 /// ```
 pub struct Ring<T> {
-    capacity: Option<usize>,
-    overflow: Overflow,
-    /// Whether the reader takes the buffer in batches (see the module docs).
-    batching: bool,
-    /// How many read values the reader gives back as room at once.
-    chunk: usize,
-    weigher: Option<fn(&T) -> usize>,
-    state: Mutex<State<T>>,
-    /// Values the reader took out of `state.buffer` and has not given back as room yet.
-    /// Raised under the lock when taken; lowered without it when given back.
-    taken: AtomicUsize,
+    pub(super) capacity: Option<usize>,
+    pub(super) overflow: Overflow,
+    /// How many read values a lossless reader gives back as room at once.
+    pub(super) chunk: usize,
+    pub(super) weigher: Option<fn(&T) -> usize>,
+    pub(super) state: Mutex<State<T>>,
     /// Senders (async or blocking) waiting for room.
     waiting: AtomicUsize,
-    /// The reader's task, woken by a push or a close after it parked.
-    reader: AtomicWaker,
     /// Async senders waiting for room.
     space: Notify,
     /// Blocking senders waiting for room (used with `state`'s mutex).
     space_blocking: Condvar,
-    reader_side: ReaderSide,
-    /// Whether anything was pushed or lost since the reader last looked, and whether the ring
-    /// is closed: written under the lock, read without it so that a reader with nothing new to
-    /// read does not touch the lock senders use.
-    news: News,
+    pub(super) news: News,
 }
 
 impl<T> Ring<T> {
-    /// An empty, open ring with this bound and overflow policy.
+    /// An empty, open ring with this bound and overflow policy, and no reader yet.
     #[must_use]
     pub fn new(buffer: Buffer, overflow: Overflow) -> Self {
         let capacity = buffer.capacity();
         Self {
             capacity,
             overflow,
-            batching: capacity.is_none() || overflow == Overflow::Wait,
             chunk: capacity.map_or(64, |cap| (cap / 8).clamp(1, 64)),
             weigher: None,
             state: Mutex::new(State {
-                buffer: VecDeque::with_capacity(capacity.unwrap_or(16).min(1024)),
-                unreported: 0,
+                slots: VecDeque::with_capacity(capacity.unwrap_or(16).min(1024)),
+                head: 0,
+                readers: Vec::new(),
+                low: 0,
+                next_id: 1,
                 pushed: 0,
-                dropped: 0,
-                expired: 0,
-                lost: 0,
                 timed_out: 0,
-                delivered: 0,
-                expired_read: 0,
-                bytes: 0,
+                changes: 0,
                 closed: false,
-                parked: false,
             }),
-            taken: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
-            reader: AtomicWaker::new(),
             space: Notify::new(),
             space_blocking: Condvar::new(),
-            reader_side: ReaderSide {
-                delivered: AtomicU64::new(0),
-                expired: AtomicU64::new(0),
-                unreleased: AtomicUsize::new(0),
-                batch_bytes: AtomicUsize::new(0),
-            },
             news: News {
                 changes: AtomicU64::new(0),
                 closed: AtomicBool::new(false),
@@ -364,23 +256,75 @@ impl<T> Ring<T> {
     }
 
     /// Measures each value with `weigh` (for example its payload length), so that
-    /// [`RingStats::bytes`] tells how much the buffer holds. Costs one call per push and one
-    /// per value leaving the ring.
+    /// [`RingStats::bytes`] tells how much the buffer holds. Costs one call per buffered value
+    /// when statistics are taken, nothing on the paths that push and read.
     #[must_use]
     pub fn with_weigher(mut self, weigh: fn(&T) -> usize) -> Self {
         self.weigher = Some(weigh);
         self
     }
 
-    /// The reader's cursor, to pass to every read. A ring has one reader: call this once.
+    /// A new reader, which reads the values pushed from now on. Dropping the cursor leaves
+    /// the ring: what it had not read is discarded for it, and senders never wait for it
+    /// again.
     #[must_use]
-    pub fn cursor(&self) -> Cursor<T> {
-        Cursor {
-            batch: VecDeque::new(),
-            spin: None,
-            unreleased: 0,
-            seen: 0,
+    pub fn cursor(self: &Arc<Self>) -> Cursor<T> {
+        let mut state = lock(&self.state);
+        let tail = state.tail();
+        let shared = Arc::new(ReaderShared {
+            joined: tail,
+            left: AtomicU64::new(u64::MAX),
+            dropped: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+            expired_early: AtomicU64::new(0),
+            // Published to senders by the lock, which they read it under or after.
+            consumed: AtomicU64::new(tail),
+            delivered: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
+            unreleased: AtomicUsize::new(0),
+            batch_bytes: AtomicUsize::new(0),
+            waker: AtomicWaker::new(),
+        });
+        let id = state.next_id;
+        state.next_id += 1;
+        state.readers.push(Reader {
+            id,
+            shared: Arc::clone(&shared),
+            next: tail,
+            unreported: 0,
+            parked: false,
+        });
+        let seen = state.changes;
+        drop(state);
+        Cursor::new(Arc::clone(self), id, shared, seen)
+    }
+
+    /// How many readers the ring has now.
+    #[must_use]
+    pub fn readers(&self) -> usize {
+        lock(&self.state).readers.len()
+    }
+
+    /// Removes reader `id`: the values it had not taken are released for it.
+    pub(super) fn leave(&self, id: u64) {
+        let mut released = Evicted(Vec::new());
+        {
+            let mut state = lock(&self.state);
+            let Some(at) = state.readers.iter().position(|r| r.id == id) else {
+                return;
+            };
+            let reader = state.readers.swap_remove(at);
+            let tail = state.tail();
+            // Relaxed: a statistic.
+            reader.shared.left.store(tail, Ordering::Relaxed);
+            // The slots only it still needed go now (all of them when it was the last one).
+            self.refresh_low(&mut state, &mut released);
         }
+        // Dropped outside the lock: a value's `Drop` is user code.
+        drop(released);
+        // Its room is free now.
+        self.space.notify_waiters();
+        self.space_blocking.notify_all();
     }
 
     /// The bound.
@@ -397,61 +341,139 @@ impl<T> Ring<T> {
         self.overflow
     }
 
-    fn weigh(&self, value: &T) -> usize {
+    pub(super) fn weigh(&self, value: &T) -> usize {
         self.weigher.map_or(0, |weigh| weigh(value))
     }
 
-    /// Makes room for one more entry if the policy allows: expired entries at the front go
-    /// first, then (with `DropOldest`) the oldest one, into `evicted`. Whether there is room.
+    /// Raises `low` to the least `consumed` of the readers and removes the slots below it,
+    /// which every reader is done with, into `evicted` (dropped after the lock).
+    fn refresh_low(&self, state: &mut State<T>, evicted: &mut Evicted<T>) {
+        let tail = state.tail();
+        // SeqCst: pairs with the readers' release (see the module docs).
+        state.low = state
+            .readers
+            .iter()
+            .map(|r| r.shared.consumed.load(Ordering::SeqCst))
+            .min()
+            .unwrap_or(tail);
+        while state.head < state.low
+            && let Some(slot) = state.slots.pop_front()
+        {
+            state.head += 1;
+            evicted.0.extend(slot.value);
+        }
+    }
+
+    /// Makes room for one more value if the policy allows; values removed go to `evicted`.
+    /// Whether there is room.
     #[inline]
     fn make_room(&self, state: &mut State<T>, evicted: &mut Evicted<T>) -> bool {
         let Some(cap) = self.capacity else {
+            // Unbounded: every 64 pushes, give back the slots every reader is done with.
+            if state.slots.len() >= 64 && state.changes.is_multiple_of(64) {
+                self.refresh_low(state, evicted);
+            }
             return true;
         };
-        // SeqCst: pairs with `release` (see `register_waiter`).
-        let used = |state: &State<T>| state.buffer.len() + self.taken.load(Ordering::SeqCst);
-        if used(state) < cap {
+        if state.slots.len() < cap {
+            return true;
+        }
+        self.make_room_full(state, evicted)
+    }
+
+    /// `make_room` when the ring is full: expired values at the front go first (as many as
+    /// there are), then, with `DropOldest`, the oldest one.
+    #[inline(never)]
+    fn make_room_full(&self, state: &mut State<T>, evicted: &mut Evicted<T>) -> bool {
+        self.refresh_low(state, evicted);
+        if self.has_room(state) {
             return true;
         }
         let mut now = None;
-        while state.buffer.front().is_some_and(|e| e.is_expired(&mut now)) {
-            if let Some(entry) = state.buffer.pop_front() {
-                state.expired += 1;
-                self.unweigh(state, &entry);
-                evicted.expired.push(entry);
+        while let Some(front) = state.slots.front()
+            && front
+                .expires
+                .is_some_and(|at| *now.get_or_insert_with(Instant::now) >= at)
+        {
+            if !self.remove_head(state, evicted, true) {
+                break;
             }
         }
-        if used(state) < cap {
+        if self.has_room(state) {
             return true;
         }
         match self.overflow {
             Overflow::Wait => false,
-            Overflow::DropOldest => {
-                // Lossy rings never batch, so the oldest value is in `buffer`.
-                evicted.oldest = state.buffer.pop_front();
-                if let Some(entry) = &evicted.oldest {
-                    state.dropped += 1;
-                    state.unreported += 1;
-                    self.unweigh(state, entry);
-                }
-                true
-            }
+            Overflow::DropOldest => self.remove_head(state, evicted, false),
         }
     }
 
-    fn unweigh(&self, state: &mut State<T>, entry: &Entry<T>) {
-        if self.weigher.is_some() {
-            state.bytes -= self.weigh(&entry.value);
+    fn has_room(&self, state: &State<T>) -> bool {
+        self.capacity.is_none_or(|cap| state.slots.len() < cap)
+    }
+
+    /// Removes the oldest slot, which some reader may still need, counting it for each reader
+    /// that had not read it: as expired (`expired`) or as dropped, to be reported as lag.
+    /// With `Wait`, only an expired value that no reader has taken may go (a reader holding a
+    /// copy skips it by itself, and gives its room back then); false when it may not.
+    fn remove_head(&self, state: &mut State<T>, evicted: &mut Evicted<T>, expired: bool) -> bool {
+        let head = state.head;
+        match self.overflow {
+            Overflow::Wait => {
+                if state.readers.iter().any(|r| {
+                    // SeqCst: see the module docs.
+                    r.next > head && r.shared.consumed.load(Ordering::SeqCst) == head
+                }) {
+                    return false;
+                }
+                for reader in &mut state.readers {
+                    if reader.next == head {
+                        reader.next = head + 1;
+                        // Relaxed: a statistic.
+                        reader.shared.expired_early.fetch_add(1, Ordering::Relaxed);
+                        // SeqCst: see the module docs. `fetch_max`: the reader only raises it.
+                        reader.shared.consumed.fetch_max(head + 1, Ordering::SeqCst);
+                    }
+                }
+            }
+            Overflow::DropOldest => {
+                for reader in &mut state.readers {
+                    // The reader's compare-and-swap and this one decide who had the value.
+                    let won = reader
+                        .shared
+                        .consumed
+                        .compare_exchange(head, head + 1, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_ok();
+                    if !won {
+                        continue;
+                    }
+                    if reader.next == head {
+                        reader.next = head + 1;
+                    }
+                    // Relaxed: statistics.
+                    if expired {
+                        reader.shared.expired_early.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        reader.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                        reader.unreported += 1;
+                    }
+                }
+            }
         }
+        if let Some(slot) = state.slots.pop_front() {
+            state.head += 1;
+            evicted.0.extend(slot.value);
+        }
+        true
     }
 
     /// Counts a sender as waiting, then looks again. The sender writes `waiting` then reads
-    /// `taken`; the reader (`release`) writes `taken` then reads `waiting`; a SeqCst fence
-    /// between the write and the read on both sides means that at least one of the two reads
-    /// sees the other side's write: either this second look sees the room the reader gave
-    /// back, or the reader sees this waiter and wakes it. No lost wake-up. (Fences rather than
-    /// SeqCst accesses alone, because loom models SeqCst fences exactly and SeqCst accesses
-    /// only as acquire/release; on x86 the RMW before each fence is a full barrier already.)
+    /// the readers' `consumed`; a reader giving room back writes `consumed` then reads
+    /// `waiting`; a SeqCst fence between the write and the read on both sides means that at
+    /// least one of the two reads sees the other side's write: either this second look sees
+    /// the room, or the reader sees this waiter and wakes it. (Fences rather than SeqCst
+    /// accesses alone, because loom models SeqCst fences exactly and SeqCst accesses only as
+    /// acquire/release.)
     fn register_waiter(&self, state: &mut State<T>, evicted: &mut Evicted<T>) -> bool {
         self.waiting.fetch_add(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
@@ -462,107 +484,87 @@ impl<T> Ring<T> {
         room
     }
 
-    /// Appends `value` (room was made under this same lock) and wakes a parked reader. The
-    /// entry is built in the buffer's slot: a value may be large, and this runs on every push.
+    /// Appends `value` (room was made under this same lock) and wakes parked readers.
+    /// Returns how many readers it reached.
     #[inline]
-    fn append(&self, mut state: MutexGuard<'_, State<T>>, value: T, expires: Option<Instant>) {
-        state.buffer.push_back(Entry { value, expires });
-        // Weighed in its slot: taking a reference to `value` before the push would make the
-        // compiler copy it through the stack.
-        if self.weigher.is_some()
-            && let Some(entry) = state.buffer.back()
-        {
-            let weight = self.weigh(&entry.value);
-            state.bytes += weight;
+    fn append(&self, state: &mut State<T>, value: T, expires: Option<Instant>) -> usize {
+        let readers = state.readers.len();
+        if readers == 0 {
+            // Nobody to keep it for. Dropped by the caller, after the lock.
+            return 0;
         }
+        state.slots.push_back(Slot {
+            value: Some(value),
+            expires,
+        });
         state.pushed += 1;
-        // Release: a reader that sees the new count (Acquire) then locks and finds the value.
+        self.bump(state);
+        readers
+    }
+
+    /// Publishes a change and wakes the readers parked on it.
+    fn bump(&self, state: &mut State<T>) {
+        state.changes += 1;
+        // Release: a reader that sees the new count (Acquire) then locks and finds the change.
         // It is only a hint; parking is decided under the lock.
-        self.news
-            .changes
-            .store(state.pushed + state.lost, Ordering::Release);
-        let wake = std::mem::take(&mut state.parked);
-        drop(state);
-        if wake {
-            self.reader.wake();
+        self.news.changes.store(state.changes, Ordering::Release);
+        for reader in &mut state.readers {
+            if std::mem::take(&mut reader.parked) {
+                // A waker is the executor's code, not the user's: waking under the lock keeps
+                // the park protocol simple, and the woken reader takes the lock only later.
+                reader.shared.waker.wake();
+            }
         }
     }
 
-    /// Buffers `value` without ever waiting. With [`Overflow::DropOldest`] (or an unbounded
-    /// ring) it fails only when the ring is closed; with [`Overflow::Wait`] it also fails when
-    /// the buffer is full. `expires`: the instant from which the value must not be delivered.
+    /// Buffers `value` for every reader without ever waiting, and returns how many readers
+    /// it reached. With [`Overflow::DropOldest`] (or an unbounded ring) it fails only when
+    /// the ring is closed; with [`Overflow::Wait`] it also fails when a reader's buffer is
+    /// full. `expires`: the instant from which the value must not be delivered.
     ///
     /// # Errors
     ///
     /// [`TryPushError::Closed`] or [`TryPushError::Full`], with the value.
     #[inline]
-    pub fn try_push(&self, value: T, expires: Option<Instant>) -> Result<(), TryPushError<T>> {
-        let state = lock(&self.state);
-        if state.closed {
-            return Err(TryPushError::Closed(value));
-        }
-        if self.has_room(&state) {
-            self.append(state, value, expires);
-            return Ok(());
-        }
-        self.try_push_full(state, value, expires)
-    }
-
-    /// `try_push` when the buffer is full: make room if the policy allows.
-    #[inline(never)]
-    fn try_push_full(
-        &self,
-        mut state: MutexGuard<'_, State<T>>,
-        value: T,
-        expires: Option<Instant>,
-    ) -> Result<(), TryPushError<T>> {
-        let mut evicted = Evicted::none();
-        let result = if self.make_room(&mut state, &mut evicted) {
-            self.append(state, value, expires);
-            Ok(())
-        } else {
-            drop(state);
-            Err(TryPushError::Full(value))
+    pub fn try_push(&self, value: T, expires: Option<Instant>) -> Result<usize, TryPushError<T>> {
+        let mut evicted = Evicted(Vec::new());
+        let result = {
+            let mut state = lock(&self.state);
+            if state.closed {
+                return Err(TryPushError::Closed(value));
+            }
+            if self.make_room(&mut state, &mut evicted) {
+                Ok(self.append(&mut state, value, expires))
+            } else {
+                Err(TryPushError::Full(value))
+            }
         };
         // The lock is released: what made room may be dropped now.
         drop(evicted);
         result
     }
 
-    /// Whether the buffer has room without making any.
-    #[inline]
-    fn has_room(&self, state: &State<T>) -> bool {
-        // SeqCst: pairs with `release` (see `register_waiter`).
-        self.capacity
-            .is_none_or(|cap| state.buffer.len() + self.taken.load(Ordering::SeqCst) < cap)
-    }
-
-    /// Buffers `value`, waiting for room under [`Overflow::Wait`] until `deadline` (forever
-    /// when `None`). Cancel-safe: dropping the future leaves the ring as it was.
+    /// Buffers `value` for every reader, waiting for room under [`Overflow::Wait`] until
+    /// `deadline` (forever when `None`), and returns how many readers it reached.
+    /// Cancel-safe: dropping the future leaves the ring as it was.
     ///
     /// # Errors
     ///
     /// [`PushError::Closed`] when the ring is or becomes closed, [`PushError::TimedOut`] when
-    /// the deadline passed with the buffer still full (counted in
+    /// the deadline passed with a reader's buffer still full (counted in
     /// [`RingStats::timed_out`]); both give the value back.
     pub async fn push(
         &self,
         value: T,
         expires: Option<Instant>,
         deadline: Option<Instant>,
-    ) -> Result<(), PushError<T>> {
+    ) -> Result<usize, PushError<T>> {
         // The common case, room at once, in a small future of its own.
-        {
-            let state = lock(&self.state);
-            if state.closed {
-                return Err(PushError::Closed(value));
-            }
-            if self.has_room(&state) {
-                self.append(state, value, expires);
-                return Ok(());
-            }
+        match self.try_push(value, expires) {
+            Ok(reached) => Ok(reached),
+            Err(TryPushError::Closed(value)) => Err(PushError::Closed(value)),
+            Err(TryPushError::Full(value)) => self.push_full(value, expires, deadline).await,
         }
-        self.push_full(value, expires, deadline).await
     }
 
     /// `push` when the buffer was full: make room if the policy allows, else wait for it.
@@ -571,8 +573,8 @@ impl<T> Ring<T> {
         value: T,
         expires: Option<Instant>,
         deadline: Option<Instant>,
-    ) -> Result<(), PushError<T>> {
-        let mut evicted = Evicted::none();
+    ) -> Result<usize, PushError<T>> {
+        let mut evicted = Evicted(Vec::new());
         loop {
             let notified = {
                 let mut state = lock(&self.state);
@@ -580,14 +582,12 @@ impl<T> Ring<T> {
                     return Err(PushError::Closed(value));
                 }
                 if self.make_room(&mut state, &mut evicted) {
-                    self.append(state, value, expires);
-                    return Ok(());
+                    return Ok(self.append(&mut state, value, expires));
                 }
                 // Created before the second look: a `notify_waiters` after it wakes it.
                 let notified = self.space.notified();
                 if self.register_waiter(&mut state, &mut evicted) {
-                    self.append(state, value, expires);
-                    return Ok(());
+                    return Ok(self.append(&mut state, value, expires));
                 }
                 notified
             };
@@ -607,8 +607,7 @@ impl<T> Ring<T> {
                 }
                 // One last look: room may have come with the deadline.
                 if self.make_room(&mut state, &mut evicted) {
-                    self.append(state, value, expires);
-                    return Ok(());
+                    return Ok(self.append(&mut state, value, expires));
                 }
                 state.timed_out += 1;
                 return Err(PushError::TimedOut(value));
@@ -627,8 +626,8 @@ impl<T> Ring<T> {
         value: T,
         expires: Option<Instant>,
         deadline: Option<std::time::Instant>,
-    ) -> Result<(), PushError<T>> {
-        let mut evicted = Evicted::none();
+    ) -> Result<usize, PushError<T>> {
+        let mut evicted = Evicted(Vec::new());
         let mut state = lock(&self.state);
         loop {
             if state.closed {
@@ -637,8 +636,7 @@ impl<T> Ring<T> {
             if self.make_room(&mut state, &mut evicted)
                 || self.register_waiter(&mut state, &mut evicted)
             {
-                self.append(state, value, expires);
-                return Ok(());
+                return Ok(self.append(&mut state, value, expires));
             }
             let guard = WaitGuard(&self.waiting);
             let (again, timed_out) = wait_until(&self.space_blocking, state, deadline);
@@ -651,59 +649,37 @@ impl<T> Ring<T> {
         }
     }
 
-    /// Records `n` values lost for this reader before they reached the ring (a sender that
-    /// could not wait, a gap seen upstream). The reader is told with `Lagged` before its next
+    /// Records `n` values lost for every reader before they reached the ring (a sender that
+    /// could not wait, a gap seen upstream). Readers are told with `Lagged` before their next
     /// value, as for values dropped here.
     pub fn add_lag(&self, n: u64) {
         if n == 0 {
             return;
         }
-        let wake = {
-            let mut state = lock(&self.state);
-            state.unreported += n;
-            state.lost += n;
-            // Release: see `append`.
-            self.news
-                .changes
-                .store(state.pushed + state.lost, Ordering::Release);
-            std::mem::take(&mut state.parked)
-        };
-        if wake {
-            self.reader.wake();
+        let mut state = lock(&self.state);
+        for reader in &mut state.readers {
+            reader.unreported += n;
+            // Relaxed: a statistic.
+            reader.shared.lost.fetch_add(n, Ordering::Relaxed);
         }
+        self.bump(&mut state);
     }
 
-    /// No more pushes; the reader drains what is buffered, then reads the end. Waiting
-    /// senders get their value back. Idempotent.
+    /// No more pushes; readers drain what is buffered, then read the end. Waiting senders
+    /// get their value back. Idempotent.
     pub fn close(&self) {
-        self.shut(false);
-    }
-
-    /// No more pushes, and what is buffered is dropped: for a reader that went away.
-    /// Waiting senders get their value back. Idempotent.
-    pub fn close_discarding(&self) {
-        self.shut(true);
-    }
-
-    fn shut(&self, discard: bool) {
-        let discarded = {
+        {
             let mut state = lock(&self.state);
             state.closed = true;
-            state.parked = false;
-            // Release: see `append`.
+            // Release: see `bump`.
             self.news.closed.store(true, Ordering::Release);
-            if discard {
-                state.bytes = 0;
-                std::mem::take(&mut state.buffer)
-            } else {
-                VecDeque::new()
+            for reader in &mut state.readers {
+                reader.parked = false;
+                reader.shared.waker.wake();
             }
-        };
-        // Dropped outside the lock: a value's `Drop` is user code.
-        drop(discarded);
+        }
         self.space.notify_waiters();
         self.space_blocking.notify_all();
-        self.reader.wake();
     }
 
     /// Whether the ring takes no more values (values still buffered can be read).
@@ -712,7 +688,8 @@ impl<T> Ring<T> {
         lock(&self.state).closed
     }
 
-    fn wake_senders(&self) {
+    /// Wakes senders waiting for room, if any; a reader calls it after giving room back.
+    pub(super) fn wake_senders(&self) {
         // SeqCst: see `register_waiter`.
         if self.waiting.load(Ordering::SeqCst) > 0 {
             // Taking the lock once orders this wake-up after a blocking sender's look-then-
@@ -723,211 +700,99 @@ impl<T> Ring<T> {
         }
     }
 
-    /// Gives the values read from the batch back to senders as room.
-    fn release(&self, cursor: &mut Cursor<T>) {
-        let n = std::mem::take(&mut cursor.unreleased);
-        if n > 0 {
-            // SeqCst, and the fence before `wake_senders` reads `waiting`: see
-            // `register_waiter`.
-            self.taken.fetch_sub(n, Ordering::SeqCst);
-            fence(Ordering::SeqCst);
-            // Relaxed: a statistic, read on its own.
-            self.reader_side.unreleased.store(0, Ordering::Relaxed);
-            self.wake_senders();
+    /// What the reader behind `reader` did and holds; after it left, what it had done.
+    #[must_use]
+    pub(crate) fn reader_stats(&self, reader: &ReaderShared) -> RingStats {
+        let state = lock(&self.state);
+        let mut one = reader_stats(reader, state.tail(), state.timed_out);
+        if one.bytes_from != u64::MAX {
+            one.stats.bytes += self.weigh_from(&state, one.bytes_from);
         }
+        one.stats
     }
 
-    /// The next value or lag report without waiting.
-    ///
-    /// # Errors
-    ///
-    /// [`TryRecvError::Empty`] when nothing is buffered now, [`TryRecvError::Closed`] once
-    /// the ring is closed and drained.
-    pub fn try_recv(&self, cursor: &mut Cursor<T>) -> Result<Result<T, Lagged>, TryRecvError> {
-        match self.pop(cursor, None) {
-            Poll::Ready(Some(item)) => Ok(item),
-            Poll::Ready(None) => Err(TryRecvError::Closed),
-            Poll::Pending => Err(TryRecvError::Empty),
-        }
-    }
-
-    /// The next value, a lag report, `Ready(None)` once the ring is closed and drained, or
-    /// `Pending` with the task registered to be woken by the next push or close.
-    pub fn poll_recv(
-        &self,
-        cursor: &mut Cursor<T>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<T, Lagged>>> {
-        if let Poll::Ready(item) = self.pop(cursor, None) {
-            return Poll::Ready(item);
-        }
-        // A brief spin before parking saves a cross-thread wake-up (a syscall) per value
-        // when the sender runs on another worker thread and sends again within microseconds;
-        // on a single-threaded runtime the sender cannot run meanwhile. Only lossless readers
-        // spin: a lossy ring's sender never waits for its reader (the sink raises under its
-        // lock), and a spinning reader only takes a core from it.
-        if self.batching
-            && cursor.may_spin()
-            && self.spin_for_news()
-            && let Poll::Ready(item) = self.pop(cursor, None)
-        {
-            return Poll::Ready(item);
-        }
-        self.pop(cursor, Some(cx.waker()))
-    }
-
-    /// The next item, `Ready(None)` once closed and drained, or `Pending`. With `park`, the
-    /// last look is made under the lock that senders push under and, finding nothing, the
-    /// reader registers `park` and marks itself parked there: the next push (or close) wakes
-    /// it, and no wake-up can be lost between the look and the registration. Expired values
-    /// are skipped and counted here.
-    fn pop(&self, cursor: &mut Cursor<T>, park: Option<&Waker>) -> Poll<Option<Result<T, Lagged>>> {
-        if !self.batching {
-            return self.pop_one(park);
-        }
-        let mut now = None;
-        loop {
-            while let Some(entry) = cursor.batch.pop_front() {
-                cursor.unreleased += 1;
-                let expired = entry.is_expired(&mut now);
-                if self.weigher.is_some() {
-                    // Relaxed: a statistic, written only by this reader.
-                    self.reader_side
-                        .batch_bytes
-                        .fetch_sub(self.weigh(&entry.value), Ordering::Relaxed);
-                }
-                // Relaxed: statistics, written only by this reader.
-                let counter = if expired {
-                    &self.reader_side.expired
-                } else {
-                    &self.reader_side.delivered
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
-                self.reader_side
-                    .unreleased
-                    .store(cursor.unreleased, Ordering::Relaxed);
-                if cursor.unreleased >= self.chunk || cursor.batch.is_empty() {
-                    self.release(cursor);
-                }
-                if !expired {
-                    return Poll::Ready(Some(Ok(entry.value)));
-                }
-            }
-            // Acquire: pairs with the Release stores in `append`, `add_lag` and `shut`. A
-            // stale value only makes the reader look again under the lock (`park`).
-            if park.is_none()
-                && self.news.changes.load(Ordering::Acquire) == cursor.seen
-                && !self.news.closed.load(Ordering::Acquire)
-            {
-                return Poll::Pending;
-            }
-            let mut state = lock(&self.state);
-            if state.unreported > 0 {
-                // `seen` stays behind, so the next look comes back here for the buffer.
-                let n = std::mem::take(&mut state.unreported);
-                return Poll::Ready(Some(Err(Lagged(n))));
-            }
-            cursor.seen = state.pushed + state.lost;
-            if state.buffer.is_empty() {
-                return self.nothing(&mut state, park);
-            }
-            std::mem::swap(&mut state.buffer, &mut cursor.batch);
-            if self.weigher.is_some() {
-                // Relaxed: a statistic; moved under the lock with the values it weighs.
-                self.reader_side
-                    .batch_bytes
-                    .fetch_add(std::mem::take(&mut state.bytes), Ordering::Relaxed);
-            }
-            // SeqCst: see `register_waiter`. Under the lock, so a sender's look sees
-            // `buffer` and `taken` change together.
-            self.taken.fetch_add(cursor.batch.len(), Ordering::SeqCst);
-        }
-    }
-
-    #[inline]
-    fn pop_one(&self, park: Option<&Waker>) -> Poll<Option<Result<T, Lagged>>> {
-        let mut now = None;
-        loop {
-            let mut state = lock(&self.state);
-            if state.unreported > 0 {
-                let n = std::mem::take(&mut state.unreported);
-                return Poll::Ready(Some(Err(Lagged(n))));
-            }
-            // Looked at in place, so that a live value moves once, from its slot to the
-            // caller.
-            let Some(front) = state.buffer.front() else {
-                return self.nothing(&mut state, park);
-            };
-            let expired = front.is_expired(&mut now);
-            if self.weigher.is_some() {
-                state.bytes -= self.weigh(&front.value);
-            }
-            // Counted under the lock the pop takes anyway: no atomic needed.
-            if expired {
-                state.expired_read += 1;
-                let entry = state.buffer.pop_front();
-                drop(state);
-                // An expired value is dropped outside the lock, and the reader looks again.
-                drop(entry);
-                continue;
-            }
-            state.delivered += 1;
-            if let Some(Entry { value, .. }) = state.buffer.pop_front() {
-                return Poll::Ready(Some(Ok(value)));
-            }
-        }
-    }
-
-    /// The reader found the buffer empty and nothing to report, under the lock: the end if
-    /// the ring is closed, else `Pending`, parked with `park` if given.
-    fn nothing(
-        &self,
-        state: &mut State<T>,
-        park: Option<&Waker>,
-    ) -> Poll<Option<Result<T, Lagged>>> {
-        if state.closed {
-            return Poll::Ready(None);
-        }
-        if let Some(waker) = park {
-            self.reader.register(waker);
-            state.parked = true;
-        }
-        Poll::Pending
-    }
-
-    /// Spins briefly waiting for a new value; whether one arrived.
-    fn spin_for_news(&self) -> bool {
-        // Acquire: see `pop`.
-        let seen = self.news.changes.load(Ordering::Acquire);
-        for _ in 0..SPINS {
-            std::hint::spin_loop();
-            if self.news.changes.load(Ordering::Acquire) != seen {
-                return true;
-            }
-        }
-        false
-    }
-
-    /// What the ring did and holds, as one snapshot.
+    /// What the ring did and holds, summed over its readers (see [`RingStats`]).
     #[must_use]
     pub fn stats(&self) -> RingStats {
         let state = lock(&self.state);
-        // Under the lock `buffer` and `taken` are consistent with each other; the reader's
-        // counters are Relaxed statistics, each read on its own.
-        let taken = self.taken.load(Ordering::SeqCst);
-        let unreleased = self.reader_side.unreleased.load(Ordering::Relaxed);
-        RingStats {
+        let tail = state.tail();
+        let mut total = RingStats {
             pushed: state.pushed,
-            delivered: state.delivered + self.reader_side.delivered.load(Ordering::Relaxed),
-            dropped: state.dropped,
-            expired: state.expired
-                + state.expired_read
-                + self.reader_side.expired.load(Ordering::Relaxed),
-            lost: state.lost,
             timed_out: state.timed_out,
-            buffered: state.buffer.len() + taken.saturating_sub(unreleased),
-            bytes: state.bytes + self.reader_side.batch_bytes.load(Ordering::Relaxed),
+            ..RingStats::default()
+        };
+        let mut bytes_from = u64::MAX;
+        for reader in &state.readers {
+            let one = reader_stats(&reader.shared, tail, state.timed_out);
+            total.delivered += one.stats.delivered;
+            total.dropped += one.stats.dropped;
+            total.expired += one.stats.expired;
+            total.lost += one.stats.lost;
+            total.buffered = total.buffered.max(one.stats.buffered);
+            bytes_from = bytes_from.min(one.bytes_from);
+            total.bytes += one.stats.bytes;
         }
+        total.bytes += self.weigh_from(&state, bytes_from);
+        total
+    }
+
+    /// The weight of the values at positions from `from` on: what some reader has not read
+    /// yet (the ring keeps the ones every reader read until it needs their room).
+    fn weigh_from(&self, state: &State<T>, from: u64) -> usize {
+        if self.weigher.is_none() {
+            return 0;
+        }
+        let skip = from.saturating_sub(state.head);
+        let skip = usize::try_from(skip).unwrap_or(usize::MAX);
+        state
+            .slots
+            .iter()
+            .skip(skip)
+            .filter_map(|slot| slot.value.as_ref().map(|v| self.weigh(v)))
+            .sum()
+    }
+}
+
+/// One reader's statistics (`bytes`: only what it moved into its batch), and the position
+/// from which it has not read (`u64::MAX` once it left): the caller adds the weight of the
+/// values from there.
+struct ReaderStats {
+    stats: RingStats,
+    bytes_from: u64,
+}
+
+fn reader_stats(shared: &ReaderShared, tail: u64, timed_out: u64) -> ReaderStats {
+    // Relaxed: statistics, each read on its own; `consumed` and `unreleased` may be a chunk
+    // apart, which the saturating arithmetic absorbs.
+    let left = shared.left.load(Ordering::Relaxed);
+    let (tail, buffered, bytes_from, bytes) = if left == u64::MAX {
+        let consumed = shared.consumed.load(Ordering::Relaxed);
+        let unreleased = shared.unreleased.load(Ordering::Relaxed) as u64;
+        let buffered = tail.saturating_sub(consumed).saturating_sub(unreleased);
+        let batch = shared.batch_bytes.load(Ordering::Relaxed);
+        (
+            tail,
+            buffered as usize,
+            consumed.saturating_add(unreleased),
+            batch,
+        )
+    } else {
+        // Gone: what it had not read was discarded.
+        (left, 0, u64::MAX, 0)
+    };
+    ReaderStats {
+        stats: RingStats {
+            pushed: tail - shared.joined,
+            delivered: shared.delivered.load(Ordering::Relaxed),
+            dropped: shared.dropped.load(Ordering::Relaxed),
+            expired: shared.expired_early.load(Ordering::Relaxed)
+                + shared.expired.load(Ordering::Relaxed),
+            lost: shared.lost.load(Ordering::Relaxed),
+            timed_out,
+            buffered,
+            bytes,
+        },
+        bytes_from,
     }
 }
 
@@ -936,6 +801,7 @@ impl<T> fmt::Debug for Ring<T> {
         f.debug_struct("Ring")
             .field("buffer", &self.buffer())
             .field("overflow", &self.overflow)
+            .field("readers", &self.readers())
             .field("stats", &self.stats())
             .finish()
     }
@@ -954,15 +820,17 @@ impl Drop for WaitGuard<'_> {
 
 #[cfg(all(test, ephemeral_loom))]
 mod loom_model {
-    //! Every interleaving (up to two preemptions; `LOOM_MAX_PREEMPTIONS` raises it) of a
-    //! sending thread and a reading task on one ring of one slot, for each way of sending.
+    //! Every interleaving (up to a preemption bound; `LOOM_MAX_PREEMPTIONS` raises it) of a
+    //! sending thread and a reading thread on one ring of one slot, for each way of sending.
+    //! The reading thread reads through two cursors in turn, so the per-reader positions, the
+    //! lower bound senders keep of them, and the reader/sender compare-and-swap over the
+    //! oldest value are all exercised, with two threads (a third makes loom far slower).
     use std::future::poll_fn;
+    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::task::Poll;
 
-    use loom::sync::Arc;
-
-    use super::Ring;
+    use super::{Cursor, Ring};
     use crate::{Buffer, Lagged, Overflow};
 
     /// Runs `body` under loom, exploring interleavings with up to `preemptions` preemptions
@@ -972,7 +840,7 @@ mod loom_model {
         if builder.preemption_bound.is_none() {
             builder.preemption_bound = Some(preemptions);
         }
-        let explored = std::sync::Arc::new(AtomicUsize::new(0));
+        let explored = Arc::new(AtomicUsize::new(0));
         let counter = explored.clone();
         builder.check(move || {
             // Relaxed: a plain count of explored interleavings, read after the model.
@@ -988,70 +856,95 @@ mod loom_model {
         Arc::new(Ring::new(Buffer::bounded(1).unwrap(), overflow))
     }
 
-    /// Reads until the end: (values in the order read, total of the `Lagged` reports).
-    fn read_all(ring: &Ring<u32>) -> (Vec<u32>, u64) {
-        let mut cursor = ring.cursor();
-        let (mut seen, mut lost) = (Vec::new(), 0u64);
-        loom::future::block_on(poll_fn(|cx| {
-            loop {
-                match ring.poll_recv(&mut cursor, cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Some(Ok(value))) => seen.push(value),
-                    Poll::Ready(Some(Err(Lagged(n)))) => lost += n,
-                    Poll::Ready(None) => return Poll::Ready(()),
-                }
-            }
-        }));
-        (seen, lost)
+    /// What one reader read: the values in order and the total of its `Lagged` reports.
+    #[derive(Debug, Default, PartialEq)]
+    struct Read {
+        seen: Vec<u32>,
+        lost: u64,
+        done: bool,
     }
 
-    /// `DropOldest`: whatever the interleaving, every value is either read or counted in a
-    /// `Lagged`, in order, the newest is never the one dropped, and the reader sees the end.
+    /// Reads every cursor until its end, polling them in turn on this thread.
+    fn read_all(cursors: &mut [Cursor<u32>]) -> Vec<Read> {
+        let mut reads: Vec<Read> = cursors.iter().map(|_| Read::default()).collect();
+        loom::future::block_on(poll_fn(|cx| {
+            for (cursor, read) in cursors.iter_mut().zip(&mut reads) {
+                while !read.done {
+                    match cursor.poll_recv(cx) {
+                        Poll::Pending => break,
+                        Poll::Ready(Some(Ok(value))) => read.seen.push(value),
+                        Poll::Ready(Some(Err(Lagged(n)))) => read.lost += n,
+                        Poll::Ready(None) => read.done = true,
+                    }
+                }
+            }
+            if reads.iter().all(|r| r.done) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        }));
+        reads
+    }
+
+    /// `DropOldest`, two readers: whatever the interleaving, each reader reads every value
+    /// or is told it lost it (exactly once: the compare-and-swap over the oldest value), in
+    /// order, the newest is never the one dropped, and both see the end.
     #[test]
-    fn loom_drop_oldest_accounts_for_every_value() {
+    fn loom_drop_oldest_accounts_for_every_value_for_each_reader() {
         model("drop-oldest", 2, || {
             let ring = one_slot(Overflow::DropOldest);
+            let mut cursors = [ring.cursor(), ring.cursor()];
             let sender = {
                 let ring = ring.clone();
                 loom::thread::spawn(move || {
                     for value in 1..=3 {
-                        ring.try_push(value, None).unwrap();
+                        assert_eq!(ring.try_push(value, None), Ok(2));
                     }
                     ring.close();
                 })
             };
-            let (seen, lost) = read_all(&ring);
+            let reads = read_all(&mut cursors);
             sender.join().unwrap();
-            assert_eq!(seen.len() as u64 + lost, 3, "seen {seen:?}, lost {lost}");
-            assert!(seen.is_sorted(), "out of order: {seen:?}");
-            assert_eq!(seen.last(), Some(&3));
-            let stats = ring.stats();
-            assert_eq!((stats.pushed, stats.dropped), (3, lost));
+            for (read, cursor) in reads.iter().zip(&cursors) {
+                let n = read.seen.len() as u64;
+                assert_eq!(n + read.lost, 3, "{read:?}");
+                assert!(read.seen.is_sorted(), "out of order: {read:?}");
+                assert_eq!(read.seen.last(), Some(&3));
+                let stats = cursor.stats();
+                assert_eq!(
+                    (stats.pushed, stats.delivered, stats.dropped),
+                    (3, n, read.lost)
+                );
+            }
         });
     }
 
-    /// `Wait` with async senders: nothing is lost, order is kept, and a sender waiting for
-    /// room is always woken (a lost wake-up is a deadlock, which loom reports).
+    /// `Wait` with an async sender, two readers: nothing is lost, order is kept, and a sender
+    /// waiting for room is always woken (a lost wake-up is a deadlock, which loom reports).
     #[test]
     fn loom_wait_loses_nothing_and_wakes_the_sender() {
         // Three preemptions: losing the sender's wake-up takes two, at the lock and between
         // its two looks, plus the reader's.
         model("wait-async", 3, || {
             let ring = one_slot(Overflow::Wait);
+            let mut cursors = [ring.cursor(), ring.cursor()];
             let sender = {
                 let ring = ring.clone();
                 loom::thread::spawn(move || {
                     loom::future::block_on(async {
                         for value in 1..=2 {
-                            ring.push(value, None, None).await.unwrap();
+                            assert_eq!(ring.push(value, None, None).await, Ok(2));
                         }
                     });
                     ring.close();
                 })
             };
-            let (seen, lost) = read_all(&ring);
+            let reads = read_all(&mut cursors);
             sender.join().unwrap();
-            assert_eq!((seen, lost), (vec![1, 2], 0));
+            for read in reads {
+                assert_eq!((read.seen, read.lost), (vec![1, 2], 0));
+            }
         });
     }
 
@@ -1060,6 +953,7 @@ mod loom_model {
     fn loom_wait_wakes_a_blocking_sender() {
         model("wait-blocking", 3, || {
             let ring = one_slot(Overflow::Wait);
+            let mut cursors = [ring.cursor()];
             let sender = {
                 let ring = ring.clone();
                 loom::thread::spawn(move || {
@@ -1069,9 +963,35 @@ mod loom_model {
                     ring.close();
                 })
             };
-            let (seen, lost) = read_all(&ring);
+            let reads = read_all(&mut cursors);
             sender.join().unwrap();
-            assert_eq!((seen, lost), (vec![1, 2], 0));
+            assert_eq!((&reads[0].seen, reads[0].lost), (&vec![1, 2], 0));
+        });
+    }
+
+    /// `Wait`: a reader that goes away without reading frees the sender waiting on it (else
+    /// loom reports a deadlock), and a value pushed after it left reaches nobody.
+    #[test]
+    fn loom_a_reader_leaving_frees_a_waiting_sender() {
+        model("wait-leave", 3, || {
+            let ring = one_slot(Overflow::Wait);
+            let leaves = ring.cursor();
+            let sender = {
+                let ring = ring.clone();
+                loom::thread::spawn(move || {
+                    loom::future::block_on(async {
+                        let mut reached = Vec::new();
+                        for value in 1..=2 {
+                            reached.push(ring.push(value, None, None).await.unwrap());
+                        }
+                        reached
+                    })
+                })
+            };
+            drop(leaves);
+            let reached = sender.join().unwrap();
+            assert!(reached.is_sorted_by(|a, b| a >= b), "{reached:?}");
+            assert_eq!(ring.push_blocking(3, None, None), Ok(0));
         });
     }
 }

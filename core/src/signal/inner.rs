@@ -2,17 +2,24 @@
 //! sink's fixed limits and the error reporting of its callbacks.
 
 use std::sync::Arc;
+
+use hashbrown::DefaultHashBuilder;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::error::RaiseError;
 use super::options::{ErrorCallback, HandlerFailure, SinkOptions};
 use super::routes::Target;
-use super::state::{Extras, State};
+use super::signal::Rare;
+use super::state::{Extras, NameKey, State};
 use crate::sync::{Mutex, MutexGuard, lock};
 use crate::{Buffer, Name, Signal, SignalBuilder};
 
 pub(crate) struct Inner {
     pub(crate) id: u64,
+    /// Hashes names for the window's name table; a copy lives in `State`. Here, a raise
+    /// hashes its name before it takes the lock.
+    pub(crate) hasher: DefaultHashBuilder,
     state: Mutex<State>,
     max_payload: usize,
     max_headers: usize,
@@ -27,9 +34,11 @@ impl Inner {
     pub(crate) fn new(options: SinkOptions) -> Self {
         // Relaxed: ids only need to be distinct.
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let hasher = DefaultHashBuilder::default();
         Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            state: Mutex::new(State::new(&options)),
+            hasher: hasher.clone(),
+            state: Mutex::new(State::new(&options, hasher)),
             max_payload: options.max_payload,
             max_headers: options.max_headers,
             max_depth: options.max_depth,
@@ -66,14 +75,17 @@ impl Inner {
         Ok((
             b.name,
             Extras {
-                key: b.key,
                 operation: b.operation,
                 expires_in: b.expires_in,
-                payload: b.payload,
-                headers,
                 flags: b.flags,
-                lineage: b.lineage,
-                route: b.route,
+                rare: Rare {
+                    key: b.key,
+                    expires_at: None,
+                    payload: b.payload,
+                    headers,
+                    lineage: b.lineage,
+                    route: b.route,
+                },
             },
         ))
     }
@@ -82,6 +94,15 @@ impl Inner {
         let removed = self.lock().registry.remove(id);
         // Dropped outside the lock: a listener's captured state may own another sink handle.
         drop(removed);
+    }
+
+    /// The key under which `name` is found in the window's name table.
+    pub(crate) fn key<'a>(&self, name: &'a str, known: Option<&'a Name>) -> NameKey<'a> {
+        NameKey {
+            text: name,
+            hash: self.hasher.hash_one(name),
+            known,
+        }
     }
 
     pub(crate) fn release(&self, sequence: u64) {

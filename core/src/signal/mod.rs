@@ -38,6 +38,7 @@ mod routes;
 #[allow(clippy::module_inception)]
 mod signal;
 mod sink;
+mod stamp;
 mod state;
 mod stats;
 mod subscription;

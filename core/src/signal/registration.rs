@@ -21,6 +21,11 @@ impl Registration {
     /// Registers `target` for the names matching `pattern`.
     pub(crate) fn new(inner: &Arc<Inner>, pattern: Pattern, target: Target) -> Self {
         let id = inner.lock().registry.add(pattern, target);
+        Self::registered(inner, id)
+    }
+
+    /// The guard of registration `id`, made by the caller under the sink's lock.
+    pub(crate) fn registered(inner: &Arc<Inner>, id: u64) -> Self {
         Self {
             sink: Arc::downgrade(inner),
             id,

@@ -13,7 +13,7 @@ use super::options::{SinkConfigError, SinkOptions, validate_age};
 use super::registration::Registration;
 use super::routes::Target;
 use super::signal::Lineage;
-use super::state::{Extras, Removal};
+use super::state::Removal;
 use super::stats::{SinkStats, SubscriberStats};
 use super::subscription::{SubShared, Subscription};
 use super::watch::{Watch, WatchShared};
@@ -96,9 +96,11 @@ impl SignalSink {
     ///
     /// [`RaiseError::Name`] when `name` breaks the naming rule.
     pub fn raise(&self, name: &str) -> Result<Signal, RaiseError> {
-        crate::name::validate(name)?;
+        // The name is validated under the lock, only when it is not interned yet: an interned
+        // name was validated when it was interned.
+        let key = self.inner.key(name, None);
         let now = Instant::now();
-        let (signal, route) = self.inner.lock().insert(now, name, None, Extras::default());
+        let (signal, route) = self.inner.lock().insert(now, key, None)?;
         self.inner.run_listeners(&signal, route);
         Ok(signal)
     }
@@ -112,10 +114,8 @@ impl SignalSink {
     pub fn raise_with(&self, signal: impl Into<SignalBuilder>) -> Result<Signal, RaiseError> {
         let (name, extras) = self.inner.split(signal.into())?;
         let now = Instant::now();
-        let (signal, route) = self
-            .inner
-            .lock()
-            .insert(now, name.as_str(), Some(&name), extras);
+        let key = self.inner.key(name.as_str(), Some(&name));
+        let (signal, route) = self.inner.lock().insert(now, key, Some(extras))?;
         self.inner.run_listeners(&signal, route);
         Ok(signal)
     }
@@ -163,9 +163,9 @@ impl SignalSink {
             }
             .into());
         }
-        builder.lineage = Some(Arc::new(Lineage {
+        builder.lineage = Some(Lineage {
             ancestors: ancestors.into(),
-        }));
+        });
         self.raise_with(builder)
     }
 
@@ -187,11 +187,9 @@ impl SignalSink {
     /// As [`hold`](Self::hold) and [`raise_with`](Self::raise_with).
     pub fn hold_with(&self, signal: impl Into<SignalBuilder>) -> Result<Hold, RaiseError> {
         let (name, extras) = self.inner.split(signal.into())?;
+        let key = self.inner.key(name.as_str(), Some(&name));
         let now = Instant::now();
-        let inserted = self
-            .inner
-            .lock()
-            .insert_hold(now, name.as_str(), Some(&name), extras);
+        let inserted = self.inner.lock().insert_hold(now, key, extras)?;
         let Some((signal, route)) = inserted else {
             return Err(RaiseError::TooManyHolds {
                 max: self.inner.lock().max_holds,
@@ -345,15 +343,40 @@ impl SignalSink {
     /// A [`Subscription`] with its own buffer size.
     pub fn subscribe_with(&self, pattern: &str, buffer: Buffer) -> Subscription {
         let pattern = Pattern::new(pattern);
+        let mut state = self.inner.lock();
+        // Subscriptions with the same pattern and buffer share one ring, each at its own
+        // cursor: a raise pushes the signal once for all of them. Joined under the sink's
+        // lock, which every push into the ring is made under: the new cursor sees every
+        // signal raised after this call, and none before.
+        let shared_ring = state
+            .registry
+            .targets()
+            .find_map(|(_, target)| match target {
+                Target::Subscriber(sub)
+                    if sub.pattern == pattern
+                        && sub.ring.buffer() == buffer
+                        && !sub.ring.is_closed() =>
+                {
+                    Some(Arc::clone(&sub.ring))
+                }
+                _ => None,
+            });
         // Always `DropOldest`: `raise` delivers under the sink's lock and never waits.
-        let ring = Ring::new(buffer, Overflow::DropOldest);
-        let shared = Arc::new(SubShared::new(pattern.clone(), ring));
-        let registration =
-            Registration::new(&self.inner, pattern, Target::Subscriber(shared.clone()));
+        let ring = shared_ring.unwrap_or_else(|| Arc::new(Ring::new(buffer, Overflow::DropOldest)));
+        let cursor = ring.cursor();
+        let shared = Arc::new(SubShared {
+            pattern: pattern.clone(),
+            ring,
+            reader: cursor.tally(),
+        });
+        let id = state
+            .registry
+            .add(pattern, Target::Subscriber(shared.clone()));
+        drop(state);
         Subscription {
-            cursor: shared.ring.cursor(),
+            cursor,
             shared,
-            _registration: registration,
+            _registration: Registration::registered(&self.inner, id),
         }
     }
 
@@ -406,7 +429,7 @@ impl SignalSink {
             .targets()
             .filter_map(|(pattern, target)| match target {
                 Target::Subscriber(sub) => {
-                    let ring = sub.ring.stats();
+                    let ring = sub.ring.reader_stats(&sub.reader);
                     Some(SubscriberStats {
                         pattern: pattern.to_string(),
                         delivered: ring.pushed,

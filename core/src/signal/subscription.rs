@@ -8,27 +8,26 @@ use std::task::{Context, Poll};
 use futures_core::Stream;
 
 use super::registration::Registration;
-use crate::lag::{Cursor, Ring};
+use crate::lag::{Cursor, ReaderShared, Ring};
 use crate::{Lagged, Pattern, Signal};
 
-/// The receiving half shared between the sink (which pushes under its lock) and the
-/// subscription (which reads).
+/// What the sink knows of one subscription: its pattern, the ring it reads (shared with the
+/// other subscriptions of the same pattern and buffer; the sink pushes into it under its
+/// lock) and its reader's counts there.
 pub(crate) struct SubShared {
     pub(crate) pattern: Pattern,
-    pub(crate) ring: Ring<Signal>,
-}
-
-impl SubShared {
-    pub(crate) fn new(pattern: Pattern, ring: Ring<Signal>) -> Self {
-        Self { pattern, ring }
-    }
+    pub(crate) ring: Arc<Ring<Signal>>,
+    pub(crate) reader: Arc<ReaderShared>,
 }
 
 /// The signals raised on a sink that match a pattern, as a
 /// `Stream<Item = Result<Signal, Lagged>>`.
 ///
 /// Each subscription has its own bounded buffer with [`Overflow::DropOldest`](crate::Overflow)
-/// semantics, so [`raise`](crate::SignalSink::raise) never waits for a slow reader: when the
+/// semantics (subscriptions with the same pattern and buffer size share one
+/// [`lag::Ring`](crate::lag::Ring), each reading at its own cursor, so a raise stores the
+/// signal once for all of them; each still sees exactly what a buffer of its own would
+/// give it), so [`raise`](crate::SignalSink::raise) never waits for a slow reader: when the
 /// buffer is full the oldest buffered signal is dropped, and the next item the reader gets is
 /// `Err(Lagged(n))` saying how many it missed; delivery then carries on with the oldest retained
 /// signal. Signals arrive in sequence order. Held conditions are delivered when taken.
@@ -65,7 +64,7 @@ impl SubShared {
 pub struct Subscription {
     pub(crate) shared: Arc<SubShared>,
     pub(crate) cursor: Cursor<Signal>,
-    /// Unregisters when dropped.
+    /// Unregisters when dropped, after the cursor left its ring (fields drop in order).
     pub(crate) _registration: Registration,
 }
 
@@ -78,7 +77,7 @@ impl Subscription {
 
     /// The next buffered item without waiting, or `None` when nothing is buffered.
     pub fn try_recv(&mut self) -> Option<Result<Signal, Lagged>> {
-        self.shared.ring.try_recv(&mut self.cursor).ok()
+        self.cursor.try_recv().ok()
     }
 
     /// The pattern this subscription matches.
@@ -90,20 +89,20 @@ impl Subscription {
     /// How many signals this subscription has lost to a full buffer so far.
     #[must_use]
     pub fn dropped(&self) -> u64 {
-        self.shared.ring.stats().dropped
+        self.cursor.stats().dropped
     }
 
     /// How many signals expired while they waited in this subscription's buffer (skipped,
     /// never delivered).
     #[must_use]
     pub fn expired(&self) -> u64 {
-        self.shared.ring.stats().expired
+        self.cursor.stats().expired
     }
 
     /// How many signals are buffered now.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.shared.ring.stats().buffered
+        self.cursor.stats().buffered
     }
 
     /// Whether nothing is buffered now.
@@ -117,22 +116,13 @@ impl Stream for Subscription {
     type Item = Result<Signal, Lagged>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        this.shared.ring.poll_recv(&mut this.cursor, cx)
-    }
-}
-
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        // The sink may keep this ring in a cached route until the name is raised again: free
-        // the buffer now. (The registration unregisters when it is dropped after this.)
-        self.shared.ring.close_discarding();
+        self.get_mut().cursor.poll_recv(cx)
     }
 }
 
 impl fmt::Debug for Subscription {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let stats = self.shared.ring.stats();
+        let stats = self.cursor.stats();
         f.debug_struct("Subscription")
             .field("pattern", &self.shared.pattern)
             .field("delivered", &stats.pushed)
