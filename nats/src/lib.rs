@@ -78,6 +78,7 @@ pub mod headers;
 mod message;
 mod options;
 mod publish;
+pub mod queue;
 mod request;
 mod sequence;
 pub mod subject;
