@@ -24,7 +24,7 @@ use crate::{BusError, BusName, BusOptions, BusStats, Message, Outgoing, Subscrip
 
 /// A random 64-bit number, from the standard library's randomly seeded hasher (no extra
 /// dependency; these ids need to be unique, not secret).
-fn random_u64(salt: u64) -> u64 {
+pub(crate) fn random_u64(salt: u64) -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(salt);
     h.write_u32(std::process::id());
@@ -270,11 +270,10 @@ impl Bus {
 
     async fn publish_outgoing(&self, outgoing: Outgoing) -> Result<usize, BusError> {
         let shared = &self.handle.shared;
-        let skip = outgoing.skip_local;
         let (message, bytes) = self.build(outgoing)?;
         let deadline = crate::after(shared.options.send_timeout);
         shared.published.fetch_add(1, Ordering::Relaxed);
-        let local = shared.locals.dispatch(&message, Some(deadline), skip).await;
+        let local = shared.locals.dispatch(&message, Some(deadline)).await;
         let remote = shared
             .transport
             .send(&message.topic, &bytes, deadline)
@@ -430,6 +429,50 @@ impl Bus {
                 Overflow::DropOldest,
             )
             .await)
+    }
+
+    /// Listens to the bus's own broadcasts on topics matching `pattern` (a namespace apart
+    /// from user topics: no subscription or observer ever sees them).
+    pub(crate) async fn listen_internal(
+        &self,
+        pattern: &str,
+        buffer: Buffer,
+        overflow: Overflow,
+    ) -> Subscription {
+        self.register(Pattern::new(pattern), Interest::Internal, buffer, overflow)
+            .await
+    }
+
+    /// Sends one of the bus's own broadcasts on `topic` to every internal subscription
+    /// matching it, in this process and others; returns how many it reached.
+    pub(crate) async fn broadcast(
+        &self,
+        topic: &str,
+        payload: impl Into<Arc<[u8]>>,
+    ) -> Result<usize, BusError> {
+        let shared = &self.handle.shared;
+        let mut message = Message::new(Name::new(topic)?, payload)
+            .with_id(process_origin(), shared.locals.next_id());
+        message.route = Some(Box::new(crate::message::Route::broadcast()));
+        if message.payload.len() > shared.options.max_payload {
+            return Err(BusError::PayloadTooLarge {
+                len: message.payload.len(),
+                max: shared.options.max_payload,
+            });
+        }
+        let frame = Frame::Message(message);
+        let mut bytes = Vec::new();
+        frame::encode(&frame, &mut bytes);
+        let Frame::Message(message) = frame else {
+            unreachable!("constructed as a message just above")
+        };
+        let deadline = crate::after(shared.options.send_timeout);
+        let local = shared.locals.broadcast(&message, Some(deadline)).await;
+        let remote = shared
+            .transport
+            .send_internal(&message.topic, &bytes, deadline)
+            .await;
+        Ok(local + remote)
     }
 
     /// Waits until every connected peer has read everything this handle sent it so far

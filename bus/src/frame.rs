@@ -19,9 +19,13 @@
 //! A route is one byte: 0 for a published message; 1 a request, 2 a reply, 3 a cancel, each
 //! followed by the addressee peer u64, the sender peer u64 and the correlation id u64, and
 //! for a reply its status u8 (1 ok, 2 item, 3 end, 4 failed, 5 busy, 6 gone; see
-//! [`ReplyStatus`]). Requests and replies never reach
-//! subscriptions, so no user topic is taken by them: a server registers with interest
-//! [`Interest::Serve`], an observer of requests and replies with [`Interest::Observe`].
+//! [`ReplyStatus`]); 4 the bus's own broadcast (the state exchange of
+//! [`inspect`](crate::inspect)), with nothing after it. Requests, replies and broadcasts
+//! never reach subscriptions, so no user topic is taken by them: a server registers with
+//! interest [`Interest::Serve`], an observer of requests and replies with
+//! [`Interest::Observe`], a listener to broadcasts with [`Interest::Internal`].
+//!
+//! Interest bytes: 0 messages, 1 serve, 2 observe, 3 internal.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -32,7 +36,7 @@ use crate::message::{Leg, Route};
 use crate::{Message, ReplyStatus};
 
 /// The frame format version this build speaks; frames with any other version are refused.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 
 /// Bytes of the length prefix that starts every frame.
 pub const LEN_PREFIX: usize = 4;
@@ -54,6 +58,9 @@ pub enum Interest {
     Serve,
     /// Copies of requests and replies whose topic matches the pattern (an observer).
     Observe,
+    /// The bus's own broadcasts whose topic matches the pattern (the state exchange of
+    /// [`inspect`](crate::inspect)): a namespace apart from user topics.
+    Internal,
 }
 
 impl Interest {
@@ -62,6 +69,7 @@ impl Interest {
             Interest::Messages => 0,
             Interest::Serve => 1,
             Interest::Observe => 2,
+            Interest::Internal => 3,
         }
     }
 
@@ -70,6 +78,7 @@ impl Interest {
             0 => Ok(Interest::Messages),
             1 => Ok(Interest::Serve),
             2 => Ok(Interest::Observe),
+            3 => Ok(Interest::Internal),
             other => Err(FrameError::Interest(other)),
         }
     }
@@ -325,11 +334,13 @@ fn put_message_body(m: &MessageRef<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(&ttl.to_le_bytes());
     match &m.route {
         None => out.push(0),
+        Some(route) if route.leg == Leg::Broadcast => out.push(4),
         Some(route) => {
             out.push(match route.leg {
                 Leg::Request => 1,
                 Leg::Reply(_) => 2,
                 Leg::Cancel => 3,
+                Leg::Broadcast => 4,
             });
             out.extend_from_slice(&route.to.to_le_bytes());
             out.extend_from_slice(&route.from.to_le_bytes());
@@ -482,7 +493,10 @@ impl<'a> Reader<'a, '_> {
         if kind == 0 {
             return Ok(None);
         }
-        if kind > 3 {
+        if kind == 4 {
+            return Ok(Some(Route::broadcast()));
+        }
+        if kind > 4 {
             return Err(FrameError::Route(kind));
         }
         let to = self.u64()?;
@@ -616,12 +630,17 @@ mod tests {
                 })),
                 ..sample()
             }),
+            Frame::Message(Message {
+                route: Some(Box::new(Route::broadcast())),
+                ..sample()
+            }),
             Frame::Hello {
                 peer: u64::MAX,
                 subscriptions: vec![
                     (Interest::Messages, "news.+".into()),
                     (Interest::Observe, "error.*,timeout.*".into()),
                     (Interest::Serve, "math.double".into()),
+                    (Interest::Internal, "_inspect.poll".into()),
                 ],
             },
             Frame::Subscriptions {

@@ -37,7 +37,9 @@
 //!   removes a dead peer's files (at once, when its connection drops), or the next peer to
 //!   open the bus does; the last peer out removes the directory.
 //! * Bridged signals keep their remaining time to live; holds are mirrored as leases (1 s);
-//!   origin, hop count and the bus they came by keep any topology of buses from looping.
+//!   origin, hop count and the medium they came by keep any topology of buses (and NATS,
+//!   through `ephemeral-nats`, which bridges with this same code behind [`link::Link`])
+//!   from looping.
 //!
 //! # Security
 //!
@@ -85,9 +87,14 @@
 //! `dir.rs`; bus names in `name.rs`.
 //!
 //! A bridged signal's life (`bridge/`): the bridge's outward task reads the sink's
-//! subscription and publishes each signal with its remaining time to live and origin; the
-//! other side's inward task reads its bus subscription and raises it in its sink; holds
-//! travel as refreshed leases (`bridge/holds.rs`).
+//! subscription and publishes each signal with its remaining time to live and origin over
+//! its [`link::Link`] (`link.rs`: the bus, or NATS); the other side's inward task reads its
+//! link subscription and raises it in its sink; holds travel as refreshed leases
+//! (`bridge/holds.rs`), mirrored once per sink (`bridge/mirrors.rs`, with the table that
+//! raises a signal reaching a sink along two paths once).
+//!
+//! The state exchange of [`inspect`] travels as the bus's own broadcasts (`Bus::broadcast`,
+//! internal subscriptions in `router.rs`): a namespace apart from user topics.
 //!
 //! # Supported Rust
 //!
@@ -100,6 +107,7 @@ mod error;
 pub mod frame;
 mod handlers;
 pub mod inspect;
+pub mod link;
 mod message;
 mod name;
 mod options;
@@ -115,18 +123,18 @@ mod topics;
 mod transport;
 
 pub use bridge::{
-    BRIDGE_HEADERS, Bridge, BridgeOptions, Bridged, HOLD_HEADER, HOPS_HEADER, KEY_HEADER,
-    ORIGIN_HEADER, RELEASE_HEADER, SEQ_HEADER, VIA_HEADER,
+    BRIDGE_HEADERS, BRIDGE_ID_HEADER, Bridge, BridgeOptions, Bridged, HOLD_HEADER, HOPS_HEADER,
+    KEY_HEADER, ORIGIN_HEADER, REFRESH_HEADER, RELEASE_HEADER, SEQ_HEADER, VIA_HEADER,
 };
 pub use bus::{Bus, CallbackTask, process_origin};
-pub use ephemeral::{Buffer, Lagged, Name, NameError, Overflow, Pattern};
+pub use ephemeral::{Buffer, Headers, Lagged, Name, NameError, Overflow, Pattern};
 pub use error::BusError;
 pub use handlers::{HandlerKind, HandlerStats};
 pub use inspect::PublishState;
 pub use message::{Message, MessageKind, ReplyStatus};
 pub use name::{BUS_NAME_RULE, BusName, BusNameError, MAX_BUS_NAME_LEN};
 pub use options::{BUS_DIR_ENV, BusOptions};
-pub use outgoing::Outgoing;
+pub use outgoing::{Outgoing, OutgoingParts};
 pub use request::ReplyStream;
 pub use serve::{ServeOptions, Server};
 pub use stats::{BusStats, PeerInfo};

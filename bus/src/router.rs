@@ -85,19 +85,13 @@ impl Locals {
 
     /// Delivers a published `message` to every matching subscription; returns how many
     /// buffered it.
-    pub(crate) async fn dispatch(
-        &self,
-        message: &Message,
-        deadline: Option<Instant>,
-        skip: Option<u64>,
-    ) -> usize {
+    pub(crate) async fn dispatch(&self, message: &Message, deadline: Option<Instant>) -> usize {
         let subs = self.subs.load_full();
         let mut reached = 0;
-        for sub in subs.iter().filter(|s| {
-            s.interest == Interest::Messages
-                && Some(s.id) != skip
-                && s.pattern.matches(&message.topic)
-        }) {
+        for sub in subs
+            .iter()
+            .filter(|s| s.interest == Interest::Messages && s.pattern.matches(&message.topic))
+        {
             if sub.push(message.clone(), deadline).await {
                 reached += 1;
             }
@@ -125,6 +119,22 @@ impl Locals {
         }
         current.push(message, None).await;
         Routed::Done
+    }
+
+    /// Delivers one of the bus's own broadcasts to the matching internal subscriptions
+    /// here (never to subscriptions or observers); returns how many buffered it.
+    pub(crate) async fn broadcast(&self, message: &Message, deadline: Option<Instant>) -> usize {
+        let subs = self.subs.load_full();
+        let mut reached = 0;
+        for sub in subs
+            .iter()
+            .filter(|s| s.interest == Interest::Internal && s.pattern.matches(&message.topic))
+        {
+            if sub.push(message.clone(), deadline).await {
+                reached += 1;
+            }
+        }
+        reached
     }
 
     /// Delivers a request or reply: to its addressee when that is this peer (the server of

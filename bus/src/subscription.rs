@@ -348,10 +348,6 @@ impl Subscription {
         }
     }
 
-    pub(crate) fn local_id(&self) -> u64 {
-        self.local.id
-    }
-
     /// The pattern subscribed to.
     #[must_use]
     pub fn pattern(&self) -> &Pattern {

@@ -18,22 +18,30 @@ use exit::Failure;
 
 const AFTER_HELP: &str = "\
 Signals on the bus: a signal is a message whose topic is the signal name, as bridges
-(Bus::bridge) carry them: the key in the `signal.key` header, the remaining time to live
-as the message's ttl. So `watch` shows what bridged sinks raise, and `raise`/`hold`
-reach every bridged sink whose pattern matches.
+(Bus::bridge, Nats::bridge) carry them: the key in the `signal.key` header, the remaining
+time to live as the message's ttl. So `watch` shows what bridged sinks raise, and
+`raise`/`hold` reach every bridged sink whose pattern matches.
+
+Across machines: every bus subcommand also talks to NATS instead, with --nats URL (or
+EPHEMERAL_NATS), to the services that bridge and publish there (ephemeral-nats).
 
 Environment:
-  EPHEMERAL_BUS      bus name when --bus is not given (unset or empty: `default`)
-  EPHEMERAL_BUS_DIR  parent directory of buses (unset or empty: /dev/shm)
+  EPHEMERAL_BUS          bus name when --bus is not given (unset or empty: `default`)
+  EPHEMERAL_BUS_DIR      parent directory of buses (unset or empty: /dev/shm)
+  EPHEMERAL_NATS         NATS URL when neither --bus nor --nats is given (not with EPHEMERAL_BUS)
+  EPHEMERAL_NATS_PREFIX  NATS subject prefix when --nats-prefix is not given (`ephemeral`)
+  EPHEMERAL_NATS_CREDS   NATS credentials file when --nats-creds is not given
 
 Examples:
   ephemeral watch 'error.*'
   ephemeral raise error.db --key orders --ttl 30s
   ephemeral stats --bus shop --watch
+  ephemeral watch '*' --nats nats://10.0.0.5:4222
 
 ";
 
-/// Watch, raise and query ephemeral signals and messages on a bus of this machine.
+/// Watch, raise and query ephemeral signals and messages on a bus of this machine, or
+/// across machines through NATS.
 #[derive(Debug, Parser)]
 #[command(name = "ephemeral", version, about, after_help = format!("{AFTER_HELP}{}", exit::TABLE))]
 struct Cli {
@@ -85,7 +93,7 @@ enum Command {
         #[arg(long, value_name = "N")]
         count: Option<u64>,
         /// Also show copies of requests and replies on matching topics (observing never
-        /// takes a request away from its server).
+        /// takes a request away from its server; on a bus only).
         #[arg(long)]
         requests: bool,
         /// Show whole payloads: text as it is, binary as hex (default: a short summary).
@@ -124,7 +132,8 @@ enum Command {
     ///
     /// The hold is a lease refreshed every third of --lease. A bridged sink drops the hold
     /// when no refresh came for a whole lease, and checks every third of a lease: so if this
-    /// process dies without releasing, the hold ends between 2/3 and 4/3 of a lease later.
+    /// process dies without releasing (or, over NATS, the network breaks), the hold ends
+    /// between 2/3 and 4/3 of a lease later.
     #[command(after_help = "Examples:\n  \
         ephemeral hold circuit.open          # until Ctrl-C\n  \
         ephemeral hold maintenance --key db --payload 'upgrading'")]
@@ -140,10 +149,9 @@ enum Command {
         /// A text payload.
         #[arg(long)]
         payload: Option<String>,
-        /// The lease (as the bridges use by default: 1s).
-        #[arg(long, default_value = "1s", allow_hyphen_values = true,
-              value_parser = args::positive_duration)]
-        lease: Duration,
+        /// The lease (default: as the bridges use by default: 1s on a bus, 3s over NATS).
+        #[arg(long, allow_hyphen_values = true, value_parser = args::positive_duration)]
+        lease: Option<Duration>,
         /// A header, key=value (repeatable).
         #[arg(long = "header", value_name = "K=V", value_parser = args::header)]
         headers: Vec<(String, String)>,
@@ -176,7 +184,7 @@ enum Command {
     Request {
         #[command(flatten)]
         bus: BusArgs,
-        /// The topic a server serves (Bus::serve).
+        /// The topic a server serves (Bus::serve, Nats::serve).
         #[arg(value_parser = args::name)]
         topic: String,
         /// The payload; `-` reads it from standard input.
@@ -186,7 +194,7 @@ enum Command {
               value_parser = args::positive_duration)]
         timeout: Duration,
         /// Print every reply of a streaming server (Bus::serve_stream), one per line, until
-        /// its stream ends.
+        /// its stream ends (on a bus only).
         #[arg(long)]
         stream: bool,
     },
@@ -214,7 +222,7 @@ enum Command {
         /// One JSON object per window instead of a table.
         #[arg(long)]
         json: bool,
-        /// List the peers and what they subscribe to, serve and observe.
+        /// List the peers and what they subscribe to, serve and observe (on a bus only).
         #[arg(long)]
         peers: bool,
     },

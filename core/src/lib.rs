@@ -153,11 +153,13 @@ pub use channel::{
     Consumer, DeliveryError, DeliveryFailure, DeliveryStats, SendError, Subscriber,
 };
 pub use coordinator::{
-    Admission, AdmissionRequest, CancelReason, CoordinatorError, CoordinatorStats, Decision,
-    DeferPolicy, Echo, EnqueueError, EnqueuePermit, EphemeralKeyedWorkCoordinator,
-    EphemeralOptions, EphemeralResultCoordinator, EphemeralWorkCoordinator, IntakeError, KeyStats,
-    Lane, OperationContext, OperationSnapshot, OperationState, OptionsError, PinError,
-    PriorityWorkCoordinator, ResultError, Summary, process_all, process_stream,
+    Admission, AdmissionRequest, CancelReason, CoordinatorError, CoordinatorHandle,
+    CoordinatorStats, Decision, DeferPolicy, DrainSignals, Echo, EnqueueError, EnqueueManyError,
+    EnqueuePermit, EphemeralKeyedWorkCoordinator, EphemeralOptions, EphemeralResultCoordinator,
+    EphemeralWorkCoordinator, IntakeError, KeyStats, KeyedEnqueuePermit, Lane, LaneEnqueuePermit,
+    LaneError, OperationContext, OperationSnapshot, OperationState, OptionsError, PinError,
+    PriorityWorkCoordinator, ResultError, Summary, process_all, process_all_with_cancel,
+    process_keyed, process_stream, process_stream_with_cancel,
 };
 pub use current::{WithOperation, current_operation, with_operation};
 pub use id::OperationId;

@@ -197,8 +197,9 @@ async fn forwarding_keeps_the_remaining_time_to_live() {
 #[test]
 fn propagation_guards_refuse_loops() {
     let sink = SignalSink::default();
-    let mut cause = sink.raise("step.0").unwrap();
-    for depth in 1..=10 {
+    let mut cause = sink.raise("step.1").unwrap();
+    assert_eq!(cause.depth(), 1);
+    for depth in 2..=10 {
         cause = sink
             .raise_caused(Signal::build(&format!("step.{depth}")).unwrap(), &cause)
             .unwrap();

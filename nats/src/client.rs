@@ -14,8 +14,8 @@ use crate::options::Auth;
 use crate::sequence::Numbering;
 use crate::{NatsError, NatsOptions, subject};
 
-/// A connection to a NATS server or cluster: messages, requests and (later) the sink
-/// bridge across machines. A cheap [`Clone`]; the connection closes when the last clone is
+/// A connection to a NATS server or cluster: messages, requests, the sink bridge
+/// ([`bridge`](Self::bridge)) and `ephemeral top`'s state exchange across machines. A cheap [`Clone`]; the connection closes when the last clone is
 /// dropped.
 ///
 /// The same calls as the bus ([`ephemeral_bus::Bus`]) on one machine:

@@ -14,9 +14,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::HeaderMap;
-use ephemeral::{HeaderValue, Headers};
+use ephemeral::{HeaderValue, Headers, Name};
+use ephemeral_bus::Message;
 
-use crate::Outgoing;
+use ephemeral_bus::OutgoingParts;
 
 /// Who published the message and its number on the topic: `<publisher, 16 hex>:<n>`.
 pub const PUB: &str = "bus.pub";
@@ -148,7 +149,7 @@ pub(crate) const PUB_MAX_LEN: usize = PUB.len() + 2 + 16 + 1 + 20 + 2;
 
 /// The headers of `out` without [`PUB`] (added once the size is checked, so a refused
 /// message does not use up a number).
-pub(crate) fn encode(out: &Outgoing, now: SystemTime) -> HeaderMap {
+pub(crate) fn encode(out: &OutgoingParts, now: SystemTime) -> HeaderMap {
     let mut map = HeaderMap::new();
     for (key, value) in &out.headers {
         map.append(encode_key(key).as_str(), encode_value(value).as_str());
@@ -192,6 +193,16 @@ pub(crate) struct Decoded {
 impl Decoded {
     pub(crate) fn user_headers(&mut self) -> Headers {
         Arc::from(std::mem::take(&mut self.headers))
+    }
+
+    /// The message these headers came with, on `topic` (the user headers move into it).
+    pub(crate) fn message(&mut self, topic: Name, payload: &[u8]) -> Message {
+        Message::new(topic, payload)
+            .with_headers(self.user_headers())
+            .with_id(self.origin.or(self.publisher).unwrap_or(0), self.number)
+            .with_hops(self.hops)
+            .with_timestamp(self.timestamp.unwrap_or_else(SystemTime::now))
+            .with_ttl(self.ttl)
     }
 }
 
@@ -303,12 +314,13 @@ mod tests {
 
     #[test]
     fn the_transport_fields_come_back() {
-        let out = Outgoing::new("a.b")
+        let out = crate::Outgoing::new("a.b")
             .unwrap()
             .header("bus.pub", "mine")
             .header("k", 1)
             .header("k", 2)
-            .ttl(Duration::from_micros(1500));
+            .ttl(Duration::from_micros(1500))
+            .into_parts();
         let mut map = encode(&out, UNIX_EPOCH + Duration::from_millis(1234));
         number(&mut map, 0xabc, 7);
         let mut d = decode(Some(&map));

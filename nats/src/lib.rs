@@ -25,6 +25,12 @@
 //! * **Nothing expired is delivered.** A time to live travels as the remaining milliseconds
 //!   and counts from arrival; a message that ran out before it was read is skipped and
 //!   counted ([`SubscriptionStats::expired`]).
+//! * **One bridge on one machine and many.** [`Nats::bridge`] joins a signal sink to every
+//!   sink bridged on the cluster with the bus's own [`Bridge`] (behind the [`Link`] trait
+//!   both implement): remaining time to live, key, payload and typed headers travel, holds
+//!   are mirrored as leases (3 s), losses count in [`Bridge::lagged`] and
+//!   [`Bridge::failed`], and buses bridged to NATS never loop. [`Message`] and
+//!   [`Outgoing`] are the bus's types too.
 //! * **Requests find one server or fail at once.** NATS queue groups pick one server per
 //!   request; nobody serving is [`NatsError::NoServer`] immediately; a failing or panicking
 //!   handler is [`NatsError::HandlerFailed`] at the requester.
@@ -71,10 +77,12 @@
     unreachable_pub
 )]
 
+mod bridge;
 mod client;
 mod connection;
 mod error;
 pub mod headers;
+pub mod inspect;
 mod message;
 mod options;
 mod publish;
@@ -87,11 +95,14 @@ mod subscription;
 pub mod testing;
 mod version;
 
+pub use bridge::DEFAULT_HOLD_LEASE;
 pub use client::{Nats, NatsStats};
 pub use connection::{CONNECTED_SIGNAL, ConnectionSignals, DISCONNECTED_SIGNAL, OFFLINE_SIGNAL};
 pub use ephemeral::{Buffer, Lagged, Name, NameError, Pattern};
+pub use ephemeral_bus::link::Link;
+pub use ephemeral_bus::{Bridge, BridgeOptions, Message, Outgoing};
 pub use error::{ConnectKind, NatsError};
-pub use message::{Message, Outgoing, PayloadBytes};
+pub use message::PayloadBytes;
 pub use options::{DEFAULT_PREFIX, NatsOptions};
 pub use request::{MAX_CONCURRENT_REQUESTS, Server};
 pub use subscription::{Subscription, SubscriptionStats};

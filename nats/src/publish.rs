@@ -3,6 +3,7 @@
 use std::time::SystemTime;
 
 use async_nats::client::PublishErrorKind;
+use bytes::Bytes;
 
 use crate::message::PayloadBytes;
 use crate::subject::{self, MESSAGES};
@@ -23,7 +24,7 @@ impl Nats {
         topic: &str,
         payload: impl Into<PayloadBytes>,
     ) -> Result<(), NatsError> {
-        self.publish_with(Outgoing::new(topic)?.payload(payload))
+        self.publish_with(Outgoing::new(topic)?.payload(payload.into()))
             .await
     }
 
@@ -37,6 +38,7 @@ impl Nats {
     /// As [`publish`](Self::publish).
     pub async fn publish_with(&self, out: Outgoing) -> Result<(), NatsError> {
         let inner = &self.inner;
+        let out = out.into_parts();
         let mut map = headers::encode(&out, SystemTime::now());
         let len = out.payload.len() + headers::wire_len(&map) + headers::PUB_MAX_LEN;
         let max = inner.client.max_payload();
@@ -57,7 +59,7 @@ impl Nats {
         headers::number(&mut map, publisher, n);
         let sent = inner
             .client
-            .publish_with_headers(subject, map, out.payload)
+            .publish_with_headers(subject, map, Bytes::from_owner(out.payload))
             .await
             .map_err(|e| match e.kind() {
                 PublishErrorKind::MaxPayloadExceeded => NatsError::PayloadTooLarge {

@@ -185,7 +185,7 @@ impl Nats {
         payload: impl Into<PayloadBytes>,
         timeout: Duration,
     ) -> Result<Message, NatsError> {
-        self.request_with(Outgoing::new(topic)?.payload(payload), timeout)
+        self.request_with(Outgoing::new(topic)?.payload(payload.into()), timeout)
             .await
     }
 
@@ -200,6 +200,7 @@ impl Nats {
         timeout: Duration,
     ) -> Result<Message, NatsError> {
         let inner = &self.inner;
+        let out = out.into_parts();
         let map = headers::encode(&out, SystemTime::now());
         let len = out.payload.len() + headers::wire_len(&map);
         let max = inner.client.max_payload();
@@ -213,7 +214,7 @@ impl Nats {
         }
         let subject = subject::subject(&inner.prefix, REQUESTS, &out.topic);
         let request = Request::new()
-            .payload(out.payload)
+            .payload(Bytes::from_owner(out.payload))
             .headers(map)
             .timeout(Some(timeout));
         let topic = out.topic;
@@ -253,16 +254,7 @@ impl Nats {
 /// handler.
 fn to_message(topic: Name, raw: async_nats::Message) -> (Message, bool) {
     let mut decoded = headers::decode(raw.headers.as_ref());
-    let message = Message {
-        topic,
-        payload: raw.payload,
-        headers: decoded.user_headers(),
-        id: decoded.number,
-        origin: decoded.origin.or(decoded.publisher).unwrap_or(0),
-        hops: decoded.hops,
-        timestamp: decoded.timestamp.unwrap_or_else(SystemTime::now),
-        ttl: decoded.ttl,
-    };
+    let message = decoded.message(topic, &raw.payload);
     (message, decoded.failed)
 }
 

@@ -6,7 +6,6 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::SystemTime;
 
 use ephemeral::{Buffer, Lagged, Pattern};
 use futures::task::AtomicWaker;
@@ -128,7 +127,12 @@ impl Shared {
                         continue;
                     }
                     self.counters.delivered.fetch_add(1, Ordering::Relaxed);
-                    return Poll::Ready(Some(Ok(entry.message)));
+                    // Handed out with the time it has left now, as on the bus.
+                    let message = match entry.deadline {
+                        Some(deadline) => entry.message.with_ttl(Some(deadline - now)),
+                        None => entry.message,
+                    };
+                    return Poll::Ready(Some(Ok(message)));
                 }
             }
         }
@@ -153,8 +157,9 @@ impl Shared {
 /// before a new publisher's first message arrived) look the same as messages published
 /// before subscribing, and are not reported; `nats.disconnected`
 /// ([`Nats::connection_signals`]) tells of every such window. A message whose time to live ran out
-/// before it was read is skipped and counted ([`SubscriptionStats::expired`]). Messages of
-/// one publisher on one topic arrive in order.
+/// before it was read is skipped and counted ([`SubscriptionStats::expired`]); what is
+/// handed out carries the time it has left then (counted from its arrival: clocks of two
+/// machines need not agree). Messages of one publisher on one topic arrive in order.
 ///
 /// Dropping the subscription unsubscribes.
 ///
@@ -340,16 +345,7 @@ async fn read(
             shared.push(gap, None);
             continue;
         }
-        let message = Message {
-            topic,
-            payload: raw.payload,
-            headers: decoded.user_headers(),
-            id: decoded.number,
-            origin: decoded.origin.or(decoded.publisher).unwrap_or(0),
-            hops: decoded.hops,
-            timestamp: decoded.timestamp.unwrap_or_else(SystemTime::now),
-            ttl: decoded.ttl,
-        };
+        let message = decoded.message(topic, &raw.payload);
         shared.push(gap, Some(Entry { message, deadline }));
     }
     shared.close();

@@ -17,6 +17,7 @@ pub mod channel;
 pub mod coordinator;
 pub mod defer;
 pub mod memory;
+pub mod nats;
 pub mod sink;
 pub mod top;
 
@@ -118,6 +119,10 @@ pub fn all() -> Vec<Spec> {
         Spec {
             name: "bus_latency_p99",
             run: bus::latency_p99,
+        },
+        Spec {
+            name: "nats_bridge_latency_p99",
+            run: nats::bridge_latency_p99,
         },
         Spec {
             name: "top_publish_overhead",

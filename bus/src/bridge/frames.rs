@@ -4,18 +4,23 @@ use std::time::Duration;
 
 use ephemeral::HeaderValue;
 
+use super::mirrors::next_refresh;
 use super::{
-    HOLD_HEADER, HOPS_HEADER, KEY_HEADER, ORIGIN_HEADER, RELEASE_HEADER, SEQ_HEADER, VIA_HEADER,
+    BRIDGE_ID_HEADER, HOLD_HEADER, HOPS_HEADER, KEY_HEADER, ORIGIN_HEADER, REFRESH_HEADER,
+    RELEASE_HEADER, SEQ_HEADER, VIA_HEADER,
 };
 use crate::{BusError, Message, Outgoing};
 
 /// The headers bridges use for their own bookkeeping (origin, hops, route, sequence, hold
-/// lease and release, key); a tool showing a message's user headers leaves these out.
-pub const BRIDGE_HEADERS: [&str; 7] = [
+/// lease, refresh number and release, key, the publishing bridge); a tool showing a
+/// message's user headers leaves these out.
+pub const BRIDGE_HEADERS: [&str; 9] = [
+    BRIDGE_ID_HEADER,
     HOLD_HEADER,
     HOPS_HEADER,
     KEY_HEADER,
     ORIGIN_HEADER,
+    REFRESH_HEADER,
     RELEASE_HEADER,
     SEQ_HEADER,
     VIA_HEADER,
@@ -30,8 +35,9 @@ pub const BRIDGE_HEADERS: [&str; 7] = [
 /// use std::time::Duration;
 /// use ephemeral_bus::Bridged;
 ///
-/// // What `ephemeral hold` publishes every third of its lease:
-/// let refresh = Bridged::Hold { seq: 1, lease: Duration::from_secs(1) }.outgoing("circuit.open")?;
+/// // What `ephemeral hold` publishes every third of its lease (a fresh refresh number each
+/// // time):
+/// let refresh = Bridged::hold(1, Duration::from_secs(1)).outgoing("circuit.open")?;
 /// # let _ = refresh;
 /// # Ok::<(), ephemeral_bus::BusError>(())
 /// ```
@@ -44,12 +50,17 @@ pub enum Bridged {
         seq: u64,
     },
     /// A hold's refresh: the condition stays live while refreshes come, for `lease` after
-    /// each (a hold lapses when no refresh came for a whole lease).
+    /// each (a hold lapses when no new refresh came for a whole lease).
     Hold {
         /// The hold's sequence number in its origin sink.
         seq: u64,
         /// How long this refresh keeps the hold.
         lease: Duration,
+        /// The holder's refresh number, increasing with every refresh it sends (forwarders
+        /// pass it on unchanged): only a newer one extends a mirror, so copies coming
+        /// around a loop keep nothing alive. `None` (a sender without numbers) counts as
+        /// new every time.
+        refresh: Option<u64>,
     },
     /// A hold's release by its holder.
     Release {
@@ -67,6 +78,17 @@ fn int(message: &Message, key: &str) -> Option<u64> {
 }
 
 impl Bridged {
+    /// A refresh of the hold `seq` for `lease`, with this process's next refresh number:
+    /// what a holder sends every third of its lease.
+    #[must_use]
+    pub fn hold(seq: u64, lease: Duration) -> Self {
+        Bridged::Hold {
+            seq,
+            lease,
+            refresh: Some(next_refresh()),
+        }
+    }
+
     /// What `message` stands for, if a bridge (or a tool speaking as one) published it.
     /// Together with the message's origin, the sequence identifies a hold across refreshes.
     #[must_use]
@@ -79,6 +101,7 @@ impl Bridged {
             Some(lease_ms) => Some(Bridged::Hold {
                 seq,
                 lease: Duration::from_millis(lease_ms.max(1)),
+                refresh: int(message, REFRESH_HEADER),
             }),
             None => Some(Bridged::Signal { seq }),
         }
@@ -91,37 +114,42 @@ impl Bridged {
     ///
     /// [`BusError::Name`] when `topic` is not a valid signal name.
     pub fn outgoing(self, topic: &str) -> Result<Outgoing, BusError> {
-        let out = Outgoing::new(topic)?;
-        Ok(match self {
+        Ok(self.stamp(Outgoing::new(topic)?))
+    }
+
+    /// Adds the headers that make `out` stand for this.
+    pub(crate) fn stamp(self, out: Outgoing) -> Outgoing {
+        match self {
             Bridged::Signal { seq } => out.header(SEQ_HEADER, seq as i64),
-            Bridged::Hold { seq, lease } => out.header(SEQ_HEADER, seq as i64).header(
-                HOLD_HEADER,
-                i64::try_from(lease.as_millis()).unwrap_or(i64::MAX).max(1),
-            ),
+            Bridged::Hold {
+                seq,
+                lease,
+                refresh,
+            } => {
+                let out = out.header(SEQ_HEADER, seq as i64).header(
+                    HOLD_HEADER,
+                    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX).max(1),
+                );
+                match refresh {
+                    // The u64 values travel as the bits of an i64 header.
+                    Some(n) => out.header(REFRESH_HEADER, n as i64),
+                    None => out,
+                }
+            }
             Bridged::Release { seq } => out.header(RELEASE_HEADER, seq as i64),
-        })
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::time::SystemTime;
-
     use super::*;
 
     fn message_of(out: Outgoing) -> Message {
-        Message {
-            route: None,
-            topic: out.topic,
-            payload: Arc::from(&[][..]),
-            headers: out.headers.into(),
-            id: 1,
-            origin: 2,
-            hops: 0,
-            timestamp: SystemTime::now(),
-            ttl: None,
-        }
+        let out = out.into_parts();
+        Message::new(out.topic, Vec::new())
+            .with_headers(out.headers.into())
+            .with_id(2, 1)
     }
 
     #[test]
@@ -131,6 +159,12 @@ mod tests {
             Bridged::Hold {
                 seq: u64::MAX,
                 lease: Duration::from_millis(1500),
+                refresh: Some(u64::MAX - 1),
+            },
+            Bridged::Hold {
+                seq: 4,
+                lease: Duration::from_millis(1),
+                refresh: None,
             },
             Bridged::Release { seq: 9 },
         ] {

@@ -50,6 +50,16 @@ pub(crate) trait Transport: Send + Sync + 'static {
         except: u64,
     ) -> impl Future<Output = usize> + Send;
 
+    /// Sends one encoded broadcast frame (the bus's own traffic) to every peer with an
+    /// internal subscription ([`Interest::Internal`]) matching `topic`; returns how many
+    /// remote subscriptions it reached.
+    fn send_internal(
+        &self,
+        topic: &Name,
+        frame: &[u8],
+        deadline: Instant,
+    ) -> impl Future<Output = usize> + Send;
+
     /// Every connected peer with what it announced.
     fn peer_list(&self) -> Vec<PeerInfo>;
 

@@ -57,6 +57,8 @@ struct Routes {
     serves: Vec<String>,
     /// Its observers' patterns: copies of requests and replies go where these match.
     observes: Vec<Pattern>,
+    /// Its internal subscriptions' patterns: the bus's own broadcasts go where these match.
+    internals: Vec<Pattern>,
 }
 
 impl Routes {
@@ -67,6 +69,7 @@ impl Routes {
                 Interest::Messages => routes.messages.push(Pattern::new(&pattern)),
                 Interest::Serve => routes.serves.push(pattern),
                 Interest::Observe => routes.observes.push(Pattern::new(&pattern)),
+                Interest::Internal => routes.internals.push(Pattern::new(&pattern)),
             }
         }
         routes
@@ -275,6 +278,9 @@ impl UnixTransport {
 
     async fn handle(&self, peer: &Peer, frame: Frame) {
         match frame {
+            Frame::Message(message) if message.is_broadcast() => {
+                self.locals.broadcast(&message, None).await;
+            }
             Frame::Message(message) if message.route.is_some() => {
                 if let Routed::NoServer = self.locals.route(&message, None).await {
                     self.bounce(peer, &message);
@@ -440,6 +446,32 @@ impl Transport for UnixTransport {
         {
             match peer.out.push_message(frame, None, deadline).await {
                 Pushed::Queued => reached += 1,
+                Pushed::Dropped => {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                Pushed::Closed => {}
+            }
+        }
+        reached
+    }
+
+    async fn send_internal(&self, topic: &Name, frame: &[u8], deadline: Instant) -> usize {
+        let peers = self.peers.load_full();
+        let mut reached = 0;
+        for peer in peers.iter() {
+            let n = peer
+                .subs
+                .load()
+                .internals
+                .iter()
+                .filter(|p| p.matches(topic))
+                .count();
+            if n == 0 {
+                continue;
+            }
+            // No topic: a loss is not reported as lag to the peer's user subscriptions.
+            match peer.out.push_message(frame, None, deadline).await {
+                Pushed::Queued => reached += n,
                 Pushed::Dropped => {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
                 }

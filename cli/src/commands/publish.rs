@@ -1,8 +1,8 @@
 //! `ephemeral publish`: one message on a topic.
 
-use ephemeral_bus::Outgoing;
+use ephemeral_bus::{BusError, Outgoing};
 
-use super::{Target, flush, reached_text};
+use super::{Target, reached_text};
 use crate::exit::Failure;
 
 /// `ephemeral publish`.
@@ -12,16 +12,18 @@ pub(crate) async fn publish(
     payload: &[u8],
     headers: &[(String, String)],
 ) -> Result<(), Failure> {
-    let mut out = Outgoing::new(topic)?.payload(payload);
+    let mut out = Outgoing::new(topic)
+        .map_err(BusError::from)?
+        .payload(payload);
     for (k, v) in headers {
         out = out.header(k, v.as_str());
     }
-    let bus = target.open().await?;
-    let reached = bus.publish_with(out).await?;
-    flush(&bus).await;
+    let conn = target.connect().await?;
+    let reached = conn.publish(out).await?;
+    conn.flush().await;
     println!(
-        "published {topic} on bus `{}` (reached {})",
-        bus.name(),
+        "published {topic} on {} ({})",
+        conn.label(),
         reached_text(reached)
     );
     Ok(())

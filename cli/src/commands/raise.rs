@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use ephemeral_bus::Bridged;
 
-use super::{CLI_SEQ, SINK_MAX_AGE, SignalArgs, Target, flush, reached_text};
+use super::{CLI_SEQ, SINK_MAX_AGE, SignalArgs, Target, reached_text};
 use crate::exit::Failure;
 
 /// `ephemeral raise`.
@@ -24,13 +24,13 @@ pub(crate) async fn raise(
             );
         }
     }
-    let bus = target.open().await?;
-    let reached = bus.publish_with(out).await?;
-    flush(&bus).await;
+    let conn = target.connect().await?;
+    let reached = conn.publish(out).await?;
+    conn.flush().await;
     println!(
-        "raised {} on bus `{}` (reached {})",
+        "raised {} on {} ({})",
         signal.name,
-        bus.name(),
+        conn.label(),
         reached_text(reached)
     );
     Ok(())

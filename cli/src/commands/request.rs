@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
-use super::Target;
+use super::{Conn, Target, bus_only};
 use crate::exit::Failure;
 
 /// `ephemeral request`: prints the reply payload (each reply's, with `--stream`).
@@ -16,16 +16,29 @@ pub(crate) async fn request(
     timeout: Duration,
     stream: bool,
 ) -> Result<(), Failure> {
-    let bus = target.open().await?;
-    if !stream {
-        let reply = bus.request(topic, payload, timeout).await?;
-        return print_reply(reply.payload());
+    if stream && matches!(target, Target::Nats { .. }) {
+        return Err(bus_only(
+            "request --stream",
+            "streaming servers (Bus::serve_stream) exist on the bus only; send a plain request",
+        ));
     }
-    let mut replies = bus.request_stream(topic, payload, timeout).await?;
-    while let Some(reply) = replies.next().await {
-        print_reply(reply?.payload())?;
+    match target.connect().await? {
+        Conn::Nats(nats) => {
+            let reply = nats.request(topic, payload, timeout).await?;
+            print_reply(reply.payload())
+        }
+        Conn::Bus(bus) => {
+            if !stream {
+                let reply = bus.request(topic, payload, timeout).await?;
+                return print_reply(reply.payload());
+            }
+            let mut replies = bus.request_stream(topic, payload, timeout).await?;
+            while let Some(reply) = replies.next().await {
+                print_reply(reply?.payload())?;
+            }
+            Ok(())
+        }
     }
-    Ok(())
 }
 
 /// Writes a reply's payload as one line.

@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use ephemeral_bus::{Buffer, Bus, Overflow, PeerInfo};
+use ephemeral_bus::{Bus, PeerInfo};
 use futures::StreamExt;
 use tokio::time::Instant;
 
-use super::{Target, interrupted};
+use super::{Conn, Target, bus_only, interrupted};
 use crate::exit::{Failure, IO};
 
 /// Per-topic traffic seen by the `stats` monitor.
@@ -31,21 +31,20 @@ pub(crate) struct StatsView {
 
 /// `ephemeral stats`.
 pub(crate) async fn stats(target: &Target, view: &StatsView) -> Result<(), Failure> {
-    let bus = target.open().await?;
-    if view.peers {
-        return peers(&bus, view).await;
+    if view.peers && matches!(target, Target::Nats { .. }) {
+        return Err(bus_only(
+            "stats --peers",
+            "the NATS server lists its connections and their subscriptions itself (its \
+             monitoring port: /connz?subs=1)",
+        ));
     }
-    // A monitor of its own: every publisher on the bus sends it every message while it runs
-    // (requests and replies are not messages on topics, so they are not counted).
-    let mut monitor = bus
-        .subscribe_with(
-            "*",
-            Buffer::Bounded(
-                std::num::NonZeroUsize::new(65_536).unwrap_or(std::num::NonZeroUsize::MIN),
-            ),
-            Overflow::DropOldest,
-        )
-        .await?;
+    let conn = target.connect().await?;
+    if let (true, Conn::Bus(bus)) = (view.peers, &conn) {
+        return peers(bus, view).await;
+    }
+    // A monitor of its own: every publisher sends it every message while it runs (requests
+    // and replies are not messages on topics, so they are not counted).
+    let mut monitor = conn.subscribe("*", 65_536).await?;
     let mut topics: BTreeMap<String, TopicTraffic> = BTreeMap::new();
     let mut lagged = 0u64;
     let mut screen = Screen::new(view);
@@ -64,7 +63,7 @@ pub(crate) async fn stats(target: &Target, view: &StatsView) -> Result<(), Failu
                 () = &mut stop => return Ok(()),
                 () = tokio::time::sleep_until(window_end) => break,
                 item = monitor.next() => match item {
-                    None => return Err(Failure::new(IO, "the bus closed under the monitor")),
+                    None => return Err(Failure::new(IO, "the connection closed under the monitor")),
                     Some(Err(l)) => {
                         lagged += l.count();
                         lagged_window += l.count();
@@ -86,9 +85,9 @@ pub(crate) async fn stats(target: &Target, view: &StatsView) -> Result<(), Failu
             lagged_window,
         };
         let text = if view.json {
-            stats_json(&bus, &topics, &window)
+            stats_json(&conn, &topics, &window)
         } else {
-            stats_text(&bus, &topics, &window)
+            stats_text(&conn, &topics, &window)
         };
         if !screen.show(&text) || !view.watch {
             return Ok(());
@@ -231,14 +230,16 @@ pub(crate) fn human(d: Duration) -> String {
     humantime::format_duration(Duration::from_secs(((ms + 500) / 1000) as u64)).to_string()
 }
 
-fn stats_text(bus: &Bus, topics: &BTreeMap<String, TopicTraffic>, window: &Window) -> String {
+fn stats_text(conn: &Conn, topics: &BTreeMap<String, TopicTraffic>, window: &Window) -> String {
     use std::fmt::Write as _;
     let secs = window.secs();
+    let peers = match conn {
+        Conn::Bus(bus) => format!("  peers: {}", bus.peers()),
+        Conn::Nats(_) => String::new(),
+    };
     let mut s = format!(
-        "bus `{}` ({})  peers: {}  window: {}\n",
-        bus.name(),
-        bus.dir().display(),
-        bus.peers(),
+        "{}{peers}  window: {}\n",
+        conn.location(),
         human(window.took),
     );
     let width = topics.keys().map(String::len).max().unwrap_or(5).max(5);
@@ -268,7 +269,7 @@ fn stats_text(bus: &Bus, topics: &BTreeMap<String, TopicTraffic>, window: &Windo
     s
 }
 
-fn stats_json(bus: &Bus, topics: &BTreeMap<String, TopicTraffic>, window: &Window) -> String {
+fn stats_json(conn: &Conn, topics: &BTreeMap<String, TopicTraffic>, window: &Window) -> String {
     let secs = window.secs();
     let topics: Vec<serde_json::Value> = topics
         .iter()
@@ -282,16 +283,24 @@ fn stats_json(bus: &Bus, topics: &BTreeMap<String, TopicTraffic>, window: &Windo
             })
         })
         .collect();
-    let mut s = serde_json::json!({
-        "bus": bus.name().as_str(),
-        "dir": bus.dir().display().to_string(),
-        "peers": bus.peers(),
+    let mut json = serde_json::json!({
         "window_ms": window.took.as_millis() as u64,
         "topics": topics,
         "lagged": window.lagged,
         "lagged_window": window.lagged_window,
-    })
-    .to_string();
+    });
+    match conn {
+        Conn::Bus(bus) => {
+            json["bus"] = bus.name().as_str().into();
+            json["dir"] = bus.dir().display().to_string().into();
+            json["peers"] = bus.peers().into();
+        }
+        Conn::Nats(nats) => {
+            json["nats"] = nats.url().into();
+            json["prefix"] = nats.prefix().into();
+        }
+    }
+    let mut s = json.to_string();
     s.push('\n');
     s
 }

@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
-use ephemeral_bus::{Bridged, Buffer, Message, Overflow};
+use ephemeral_bus::{Bridged, Buffer, Message};
 use futures::StreamExt;
 use tokio::time::Instant;
 
-use super::{Target, emit, interrupted};
+use super::{Conn, Target, bus_only, emit, interrupted};
 use crate::exit::{Failure, IO};
 use crate::render::{self, Kind, Line, Style};
 
@@ -23,25 +23,31 @@ pub(crate) struct WatchView {
 
 /// `ephemeral watch`.
 pub(crate) async fn watch(target: &Target, pattern: &str, view: &WatchView) -> Result<(), Failure> {
-    let bus = target.open().await?;
-    let buffer =
-        Buffer::Bounded(std::num::NonZeroUsize::new(4096).unwrap_or(std::num::NonZeroUsize::MIN));
-    let messages = bus
-        .subscribe_with(pattern, buffer, Overflow::DropOldest)
-        .await?;
+    if view.requests && matches!(target, Target::Nats { .. }) {
+        return Err(bus_only(
+            "watch --requests",
+            "NATS sends a reply straight to its requester's inbox, where no one else can \
+             observe it; watch the requests' bus, or drop --requests",
+        ));
+    }
+    let conn = target.connect().await?;
+    let messages = conn.subscribe(pattern, 4096).await?;
     // Copies of requests and replies, when asked for: observing never takes a request away
     // from its server.
-    let copies = if view.requests {
-        Some(bus.observe_with(pattern, buffer).await?)
-    } else {
-        None
+    let copies = match (&conn, view.requests) {
+        (Conn::Bus(bus), true) => {
+            let buffer = Buffer::Bounded(
+                std::num::NonZeroUsize::new(4096).unwrap_or(std::num::NonZeroUsize::MIN),
+            );
+            Some(bus.observe_with(pattern, buffer).await?)
+        }
+        _ => None,
     };
     let mut subscription =
         futures::stream::select(messages, futures::stream::iter(copies).flatten());
     eprintln!(
-        "watching `{pattern}` on bus `{}` ({}); Ctrl-C to stop",
-        bus.name(),
-        bus.dir().display()
+        "watching `{pattern}` on {}; Ctrl-C to stop",
+        conn.location()
     );
     if view.count == Some(0) {
         return Ok(());
@@ -60,7 +66,7 @@ pub(crate) async fn watch(target: &Target, pattern: &str, view: &WatchView) -> R
         tokio::select! {
             () = &mut stop => return Ok(()),
             item = subscription.next() => match item {
-                None => return Err(Failure::new(IO, "the bus closed under the watcher")),
+                None => return Err(Failure::new(IO, "the connection closed under the watcher")),
                 Some(Err(lagged)) => {
                     let text = if view.json {
                         render::lagged_json(lagged.count())
@@ -107,7 +113,7 @@ impl Holds {
     pub(crate) fn classify(&mut self, message: &Message, now: Instant) -> Vec<Line> {
         let kind = Kind::of(message);
         match Bridged::of(message) {
-            Some(Bridged::Hold { seq, lease }) => {
+            Some(Bridged::Hold { seq, lease, .. }) => {
                 let until = now + lease;
                 let key = (message.origin(), seq);
                 if let Some((_, lease_end)) = self.live.get_mut(&key) {
@@ -157,12 +163,9 @@ mod tests {
 
     fn refresh(lease_ms: u64) -> Message {
         // A hold refresh as bridges and `hold` publish it.
-        let out = Bridged::Hold {
-            seq: 7,
-            lease: Duration::from_millis(lease_ms),
-        }
-        .outgoing("circuit.open")
-        .unwrap();
+        let out = Bridged::hold(7, Duration::from_millis(lease_ms))
+            .outgoing("circuit.open")
+            .unwrap();
         message_of(out)
     }
 

@@ -26,6 +26,9 @@ pub fn cli(dir: &Path) -> Command {
     command
         .env("EPHEMERAL_BUS_DIR", dir)
         .env_remove("EPHEMERAL_BUS")
+        .env_remove("EPHEMERAL_NATS")
+        .env_remove("EPHEMERAL_NATS_PREFIX")
+        .env_remove("EPHEMERAL_NATS_CREDS")
         .stdin(Stdio::null())
         .kill_on_drop(true);
     command

@@ -228,10 +228,11 @@ impl Signal {
         self.flags.held
     }
 
-    /// How many signals caused this one, directly or not (0 for a signal raised on its own).
+    /// Its place in a chain of causes, counted as the original counts it: 1 for a signal
+    /// raised on its own (an operation's signal included), 2 for one it caused, and so on.
     #[must_use]
     pub fn depth(&self) -> usize {
-        self.lineage.as_ref().map_or(0, |l| l.ancestors.len())
+        1 + self.lineage.as_ref().map_or(0, |l| l.ancestors.len())
     }
 
     /// The names of the signals that caused this one, oldest first.

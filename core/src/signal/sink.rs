@@ -153,10 +153,12 @@ impl SignalSink {
         if ancestors.contains(&name) {
             return Err(PropagationError::Cycle { name }.into());
         }
-        if ancestors.len() > self.inner.max_depth {
+        // The new signal's depth: its causes plus itself (see `Signal::depth`).
+        let depth = ancestors.len() + 1;
+        if depth > self.inner.max_depth {
             return Err(PropagationError::TooDeep {
                 name,
-                depth: ancestors.len(),
+                depth,
                 max: self.inner.max_depth,
             }
             .into());

@@ -23,6 +23,9 @@ use crate::NatsError;
 pub(crate) const MESSAGES: &str = "s";
 /// The NATS subject prefix of requests (`<prefix>.q.<topic>`).
 pub(crate) const REQUESTS: &str = "q";
+/// The NATS subject prefix of this crate's own traffic (`<prefix>.i.<topic>`: the state
+/// exchange of `ephemeral top`), apart from messages, so no user subscription sees it.
+pub(crate) const INTERNAL: &str = "i";
 
 /// Checks a subject prefix: one or more dot-separated tokens of ASCII letters, digits, `-`
 /// and `_` (no wildcard, no empty token, nothing the server or other clients may read
