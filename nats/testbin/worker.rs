@@ -73,7 +73,9 @@ async fn main() {
         AckMode::Confirmed
     };
 
-    let rng = Arc::new(AtomicU64::new(u64::from(pid) * 0x9E37_79B9_7F4A_7C15));
+    let rng = Arc::new(AtomicU64::new(
+        u64::from(pid).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    ));
     let body_reporter = reporter.clone();
     let body = move |job: Job, _ctx: OperationContext| {
         let reporter = body_reporter.clone();

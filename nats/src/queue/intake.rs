@@ -20,6 +20,8 @@ use super::state::{Core, Counters, Settle};
 
 /// A coordinator an intake feeds: the work coordinator (keys ignored) or the keyed one (the
 /// job's key).
+// The error hands the job back (a large value, moved once per refused job: not worth a box).
+#[allow(clippy::result_large_err)]
 pub(crate) trait Target: Send + Sync + 'static {
     fn max_concurrency(&self) -> usize;
     fn try_put(&self, job: Job) -> Result<OperationId, EnqueueError<Job>>;

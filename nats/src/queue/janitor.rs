@@ -73,11 +73,10 @@ async fn sweep(core: &Core, seq: u64, deliveries: u32) {
         "max deliveries",
         "delivered max_deliver times without being settled (its worker stopped answering)",
     );
-    if publish_dead(core, headers, original.payload.clone()).await {
-        if let Err(e) = core.stream.delete_message(seq).await
-            && js_code(&e) != Some(NO_MESSAGE_FOUND)
-        {
-            tracing::warn!(queue = %core.names.queue, seq, error = %e, "janitor cannot delete a dead-lettered job");
-        }
+    if publish_dead(core, headers, original.payload.clone()).await
+        && let Err(e) = core.stream.delete_message(seq).await
+        && js_code(&e) != Some(NO_MESSAGE_FOUND)
+    {
+        tracing::warn!(queue = %core.names.queue, seq, error = %e, "janitor cannot delete a dead-lettered job");
     }
 }

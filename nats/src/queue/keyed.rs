@@ -58,6 +58,17 @@ fn fnv(bytes: impl IntoIterator<Item = u8>) -> u64 {
     hash
 }
 
+/// The splitmix64 finalizer: FNV-1a barely moves the high bits for a change in the last
+/// bytes (the partition number), so unmixed the ranking would give most partitions to one
+/// node.
+fn mix(mut h: u64) -> u64 {
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
 /// The member that ranks highest for `partition` (rendezvous hashing).
 pub(crate) fn owner<'a>(
     members: impl IntoIterator<Item = &'a str>,
@@ -65,7 +76,7 @@ pub(crate) fn owner<'a>(
 ) -> Option<&'a str> {
     members.into_iter().max_by_key(|m| {
         let bytes = m.bytes().chain(partition.to_be_bytes());
-        (fnv(bytes), *m)
+        (mix(fnv(bytes)), *m)
     })
 }
 

@@ -22,8 +22,8 @@ const GRACE: Duration = Duration::from_secs(2);
 /// One open pull request.
 #[derive(Debug)]
 struct Request {
-    /// Jobs it asked for.
-    batch: usize,
+    /// Jobs it may still bring (it asked for a batch; each delivered job takes one).
+    left: usize,
     /// When the server lets it expire.
     expires: Instant,
 }
@@ -123,7 +123,7 @@ impl Puller {
         self.requests.insert(
             id,
             Request {
-                batch,
+                left: batch,
                 expires: Instant::now() + expiry,
             },
         );
@@ -135,6 +135,24 @@ impl Puller {
     /// told apart by request).
     pub(crate) fn on_job(&mut self) {
         self.outstanding = self.outstanding.saturating_sub(1);
+        // A job arrives on its original subject, not on its request's reply subject, so
+        // it is counted against the oldest request still owed jobs: the server serves a
+        // consumer's waiting requests first come, first served. A request that got its
+        // whole batch is over (the server sends no status for it), and must not count as
+        // open: a keyed partition with no request open loses its pin.
+        if let Some(id) = self
+            .requests
+            .iter()
+            .filter(|(_, r)| r.left > 0)
+            .map(|(id, _)| *id)
+            .min()
+            && let Some(request) = self.requests.get_mut(&id)
+        {
+            request.left -= 1;
+            if request.left == 0 {
+                self.requests.remove(&id);
+            }
+        }
         self.settle();
     }
 
@@ -150,7 +168,7 @@ impl Puller {
         let Some(request) = self.requests.remove(&id) else {
             return false;
         };
-        let left = left.unwrap_or(request.batch).min(request.batch);
+        let left = left.unwrap_or(request.left).min(request.left);
         self.outstanding = self.outstanding.saturating_sub(left);
         self.settle();
         true
@@ -232,7 +250,13 @@ mod tests {
     }
 
     fn request(p: &mut Puller, id: u64, batch: usize, expires: Instant) {
-        p.requests.insert(id, Request { batch, expires });
+        p.requests.insert(
+            id,
+            Request {
+                left: batch,
+                expires,
+            },
+        );
         p.outstanding += batch;
     }
 
@@ -270,6 +294,19 @@ mod tests {
             Status::PinLost
         );
         assert_eq!(p.pin, None);
+    }
+
+    #[test]
+    fn a_request_that_got_its_whole_batch_is_over() {
+        let mut p = Puller::new("S", "c", "_INBOX.x", 0, None);
+        let far = Instant::now() + Duration::from_secs(60);
+        request(&mut p, 0, 2, far);
+        request(&mut p, 1, 1, far);
+        p.on_job();
+        p.on_job();
+        assert_eq!((p.open(), p.outstanding()), (1, 1));
+        p.on_job();
+        assert_eq!((p.open(), p.outstanding()), (0, 0));
     }
 
     #[test]

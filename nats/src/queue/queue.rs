@@ -270,7 +270,6 @@ impl WorkQueue {
     }
 
     /// The options the queue was opened with.
-    #[must_use]
     pub fn options(&self) -> &WorkQueueOptions {
         &self.inner.options
     }
@@ -541,7 +540,7 @@ impl WorkQueue {
             body(job, ctx)
         };
         let coordinator = EphemeralWorkCoordinator::with_admission(wrapped, options, hooks)?;
-        Ok(self.start(parts, coordinator, intake, None).await?)
+        self.start(parts, coordinator, intake, None).await
     }
 
     /// A keyed coordinator fed from this keyed queue (keys as `Arc<str>`), and the guard of
@@ -598,9 +597,8 @@ impl WorkQueue {
             body(job, ctx)
         };
         let coordinator = EphemeralKeyedWorkCoordinator::with_admission(wrapped, options, hooks)?;
-        Ok(self
-            .start(parts, coordinator, intake, Some(partitions))
-            .await?)
+        self.start(parts, coordinator, intake, Some(partitions))
+            .await
     }
 
     /// Builds the shared state and sets the coordinator's `on_finalized` and defer rule.
