@@ -11,7 +11,9 @@
 //! acknowledged). A turn's value is jobs per second; the line reports the median of the
 //! measured turns on each side. Ours acks with `AckMode::Fire` (the plain loop's `ack()` is
 //! fire-and-forget too), except the `confirmed` line, which uses the default confirmed acks
-//! against the same plain loop.
+//! against the same plain loop. The intake runs with its default prefetch (as many waiting
+//! jobs as `max_concurrency`) unless `EPHEMERAL_BENCH_INTAKE_PREFETCH` sets another, to see
+//! what a deeper local queue buys.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -281,7 +283,13 @@ async fn work(url: &str, name: &str, side: &str) -> Result<(), String> {
         .work_coordinator(
             |_job: Job, _ctx: OperationContext| async { Ok::<_, std::convert::Infallible>(()) },
             EphemeralOptions::default().max_concurrency(CONCURRENCY),
-            IntakeOptions::default().ack_mode(ack),
+            match std::env::var("EPHEMERAL_BENCH_INTAKE_PREFETCH")
+                .ok()
+                .and_then(|v| v.parse().ok())
+            {
+                Some(n) => IntakeOptions::default().ack_mode(ack).prefetch(n),
+                None => IntakeOptions::default().ack_mode(ack),
+            },
         )
         .await
         .map_err(|e| e.to_string())?;

@@ -82,6 +82,44 @@ pub(crate) fn headers(
 }
 
 /// A job that did not complete on its last delivery.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let server = ephemeral_nats::testing::NatsServer::start().await;
+/// use std::time::Duration;
+/// use ephemeral::{EphemeralOptions, OperationContext};
+/// use ephemeral_nats::Nats;
+/// use ephemeral_nats::queue::{IntakeOptions, Job, WorkQueueOptions};
+/// use futures::StreamExt;
+///
+/// let nats = Nats::connect(&server.url()).await?;
+/// let options = WorkQueueOptions::default()
+///     .max_deliver(2)
+///     .backoff([Duration::from_millis(50)]);
+/// let queue = nats.work_queue("invoices", options).await?;
+/// queue.push("inv-7", "broken").await?;
+/// let (_coordinator, intake) = queue
+///     .work_coordinator(
+///         |_job: Job, _ctx: OperationContext| async { Err::<(), _>("no such customer") },
+///         EphemeralOptions::default(),
+///         IntakeOptions::default(),
+///     )
+///     .await?;
+/// while queue.stats().await?.dead == 0 {
+///     tokio::time::sleep(Duration::from_millis(10)).await;
+/// }
+/// drop(intake);
+/// let dead: Vec<_> = queue.dead_letters().await?.collect().await;
+/// let letter = dead.into_iter().next().unwrap()?;
+/// assert_eq!((&*letter.id, letter.deliveries), ("inv-7", 2));
+/// assert_eq!((letter.reason.as_str(), letter.error.as_str()), ("failed", "no such customer"));
+/// queue.remove_dead_letter(letter.sequence).await?; // handled
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct DeadLetter {

@@ -107,6 +107,44 @@ pub struct IntakeStats {
 /// job that has not started; running jobs finish and are settled as usual, kept alive
 /// until then. [`shutdown`](Self::shutdown) does the same and waits until nothing is held.
 /// The coordinator lives at least as long as its intake.
+///
+/// # Examples
+///
+/// A defer rule on the intake: while `maintenance.*` is live, the node pulls nothing and
+/// acknowledges nothing; the moment it lifts, it pulls again.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let server = ephemeral_nats::testing::NatsServer::start().await;
+/// use std::time::Duration;
+/// use ephemeral::{EphemeralOptions, OperationContext, SignalSink};
+/// use ephemeral_nats::Nats;
+/// use ephemeral_nats::queue::{IntakeOptions, Job, WorkQueueOptions};
+///
+/// let nats = Nats::connect(&server.url()).await?;
+/// let queue = nats.work_queue("reports", WorkQueueOptions::default()).await?;
+/// let sink = SignalSink::default();
+/// let maintenance = sink.hold("maintenance.db")?;
+/// let (coordinator, intake) = queue
+///     .work_coordinator(
+///         |_job: Job, _ctx: OperationContext| async { Ok::<_, std::convert::Infallible>(()) },
+///         EphemeralOptions::default().max_concurrency(2).signals(sink.clone()),
+///         IntakeOptions::default().defer_on("maintenance.*"),
+///     )
+///     .await?;
+/// queue.push("monthly", "2026-11").await?;
+/// tokio::time::sleep(Duration::from_millis(200)).await;
+/// assert_eq!(intake.stats().pulled, 0); // deferred: the job waits on the server
+/// drop(maintenance);
+/// while coordinator.stats().completed < 1 {
+///     tokio::time::sleep(Duration::from_millis(5)).await;
+/// }
+/// let stats = intake.shutdown().await;
+/// assert_eq!((stats.pulled, stats.acked, stats.redelivered), (1, 1, 0));
+/// # Ok(())
+/// # }
+/// ```
 #[must_use = "dropping the intake stops pulling"]
 pub struct Intake {
     pub(crate) core: Arc<Core>,

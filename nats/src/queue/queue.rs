@@ -107,8 +107,13 @@ pub struct QueueStats {
 ///         IntakeOptions::default(),
 ///     )
 ///     .await?;
-/// let stats = intake.shutdown().await; // (a worker would run until told to stop)
-/// # let _ = stats;
+/// while coordinator.stats().completed < 1 {
+///     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+/// }
+/// // (A worker runs until told to stop.) Stops pulling, hands back what has not started,
+/// // waits for what runs.
+/// let stats = intake.shutdown().await;
+/// assert_eq!((stats.pulled, stats.acked), (1, 1));
 /// # Ok(())
 /// # }
 /// ```
