@@ -95,10 +95,6 @@ fn keep_alive(core: &Arc<Core>, work: &mut FuturesUnordered<BoxFuture<'static, (
                     }
                     let _ = core.sink.raise_with(builder);
                 }
-                // Lost leases are also pinged: a server that is back may still hold the
-                // job for us, and the answer renews it.
-                delivery.with_lease(|lease| lease.pinging = true);
-                work.push(Box::pin(ping_one(Arc::clone(core), delivery)));
             }
             None => {}
         }
@@ -125,11 +121,10 @@ async fn ping_one(core: Arc<Core>, delivery: Arc<Delivery>) {
     let sent = Instant::now();
     let ok = !delivery.is_settling() && confirm(&core, &delivery, b"+WPI").await;
     delivery.with_lease(|lease| {
-        lease.pinging = false;
         if ok {
-            lease.renewed = sent;
-            lease.deadline = core.lease_from(sent);
-            lease.lost = false;
+            lease.renew(sent, core.lease_from(sent));
+        } else {
+            lease.pinging = false;
         }
     });
     if ok {

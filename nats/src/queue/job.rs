@@ -143,6 +143,25 @@ pub(crate) struct Lease {
     pub(crate) lost: bool,
 }
 
+impl Lease {
+    /// A ping sent at `sent` was confirmed: the lease runs to `deadline` — unless it was
+    /// lost. Loss is final: a late `+WPI` applies to the server's *current* delivery of the
+    /// job, which may be another node's by then, so its confirmation proves nothing about
+    /// this node's copy; only a success ack is ever sent for it afterwards.
+    pub(crate) fn renew(&mut self, sent: Instant, deadline: Instant) {
+        self.pinging = false;
+        if !self.lost {
+            self.renewed = sent;
+            self.deadline = deadline;
+        }
+    }
+
+    /// Whether it holds at `now`.
+    pub(crate) fn holds(&self, now: Instant) -> bool {
+        !self.lost && now < self.deadline
+    }
+}
+
 impl Delivery {
     pub(crate) fn is_started(&self) -> bool {
         // Acquire: pairs with the Release store in `mark_started`; the flag is read from
@@ -184,7 +203,7 @@ impl Delivery {
 
     /// Whether the lease still holds now.
     pub(crate) fn lease_held(&self) -> bool {
-        Instant::now() < self.lease().deadline
+        self.lease().holds(Instant::now())
     }
 
     /// Claims the right to settle; false if it was claimed already.
@@ -237,6 +256,27 @@ pub(crate) fn ack_info(reply: &str) -> Option<AckInfo<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lost_lease_stays_lost_whatever_a_late_ping_says() {
+        let now = Instant::now();
+        let second = std::time::Duration::from_secs(1);
+        let mut lease = Lease {
+            deadline: now + second,
+            renewed: now,
+            pinging: true,
+            lost: false,
+        };
+        lease.renew(now + second / 2, now + 2 * second);
+        assert!(lease.holds(now + second) && !lease.pinging);
+        // The deadline passed: the server may have given the job to another node, and a
+        // ping confirmed now may have renewed that node's copy, not this one.
+        lease.lost = true;
+        lease.pinging = true;
+        lease.renew(now + 3 * second, now + 10 * second);
+        assert!(!lease.holds(now + 3 * second));
+        assert!(!lease.pinging);
+    }
 
     #[test]
     fn ack_subjects_parse_in_both_forms() {
