@@ -373,6 +373,8 @@ async fn a_server_restart_during_intake_loses_nothing() {
         "{stats:?}"
     );
     assert_eq!(stats.acked, 1000, "{stats:?}");
-    assert_eq!(stats.redelivered, stats.pulled - 1000, "{stats:?}");
+    // Every extra delivery is a redelivery (one lost in flight during the restart may show up
+    // only as its second delivery, so not the other way round).
+    assert!(stats.redelivered >= stats.pulled - 1000, "{stats:?}");
     assert_eq!(coordinator.stats().completed, stats.pulled);
 }
