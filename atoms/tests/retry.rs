@@ -22,6 +22,7 @@ async fn three_attempts_with_configured_delays_then_exhausted() {
     let sink = SignalSink::default();
     let retry = Retry::new(Backoff::exponential(ms(100)))
         .max_attempts(3)
+        .unwrap()
         .signals(sink.clone())
         .name("payments");
     let (start, times) = recorder();
@@ -57,6 +58,7 @@ async fn success_stops_retrying_and_raises_no_exhausted() {
     let sink = SignalSink::default();
     let retry = Retry::new(Backoff::constant(ms(50)))
         .max_attempts(5)
+        .unwrap()
         .signals(sink.clone());
     let start = Instant::now();
     let result = retry
@@ -72,6 +74,7 @@ async fn success_stops_retrying_and_raises_no_exhausted() {
 async fn when_predicate_stops_on_non_retryable_error() {
     let retry = Retry::new(Backoff::constant(ms(10)))
         .max_attempts(10)
+        .unwrap()
         .when(|e: &u16| *e >= 500);
     let codes = Arc::new(Mutex::new(vec![404u16, 503, 503]));
     let result: Result<(), _> = retry
@@ -94,6 +97,7 @@ async fn adjust_hook_uses_retry_after() {
     // The error carries the server's Retry-After in seconds.
     let retry = Retry::new(Backoff::constant(ms(10)))
         .max_attempts(2)
+        .unwrap()
         .adjust(|retry_after: &u64, _planned| Duration::from_secs(*retry_after));
     let start = Instant::now();
     let (_, times) = recorder();
@@ -111,7 +115,9 @@ async fn adjust_hook_uses_retry_after() {
 
 #[tokio::test(start_paused = true)]
 async fn cancellation_stops_the_wait_at_once() {
-    let retry = Retry::new(Backoff::constant(Duration::from_secs(3600))).max_attempts(5);
+    let retry = Retry::new(Backoff::constant(Duration::from_secs(3600)))
+        .max_attempts(5)
+        .unwrap();
     let token = CancellationToken::new();
     let canceller = token.clone();
     tokio::spawn(async move {
@@ -159,6 +165,7 @@ async fn budget_limits_retries_across_calls() {
     let sink = SignalSink::default();
     let retry = Retry::new(Backoff::constant(ms(1)))
         .max_attempts(10)
+        .unwrap()
         .budget(budget.clone())
         .signals(sink.clone());
     let mut attempts = Vec::new();
@@ -264,4 +271,13 @@ fn error_messages_say_what_happened() {
     };
     assert_eq!(e.to_string(), "cancelled before the first attempt");
     assert_eq!(e.into_last(), None);
+}
+
+#[test]
+fn zero_attempts_is_a_typed_configuration_error() {
+    let err = Retry::<&str>::new(Backoff::constant(ms(10)))
+        .max_attempts(0)
+        .unwrap_err();
+    assert_eq!(err, ephemeral_atoms::retry::RetryConfigError::ZeroAttempts);
+    assert!(err.to_string().contains("at least 1"), "{err}");
 }

@@ -13,17 +13,18 @@ use futures::StreamExt;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::frame::{self, Frame, MessageRef};
-use crate::request::Replies;
+use crate::frame::{self, Frame, Interest, MessageRef};
+use crate::handlers::{HandlerKind, Handlers};
 use crate::router::Locals;
 use crate::subscription::LocalSub;
+use crate::sync::Mutex;
 use crate::topics::TopicCounters;
 use crate::transport::{Transport, UnixTransport};
-use crate::{BusError, BusOptions, BusStats, Message, Outgoing, Subscription};
+use crate::{BusError, BusName, BusOptions, BusStats, Message, Outgoing, Subscription};
 
 /// A random 64-bit number, from the standard library's randomly seeded hasher (no extra
 /// dependency; these ids need to be unique, not secret).
-fn random_u64(salt: u64) -> u64 {
+pub(crate) fn random_u64(salt: u64) -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(salt);
     h.write_u32(std::process::id());
@@ -49,11 +50,13 @@ pub(crate) struct Shared {
     pub(crate) peer: u64,
     pub(crate) locals: Arc<Locals>,
     pub(crate) transport: Arc<UnixTransport>,
-    next_id: AtomicU64,
     published: AtomicU64,
     pub(crate) callback_panics: AtomicU64,
-    pub(crate) replies: Replies,
-    last_topic: std::sync::Mutex<Option<(Name, Arc<TopicCounters>)>>,
+    pub(crate) handlers: Handlers,
+    /// Which server the next request goes to (modulo their count); starts at random so
+    /// that one-shot requesters spread over the servers.
+    pub(crate) round_robin: AtomicU64,
+    last_topic: Mutex<Option<(Name, Arc<TopicCounters>)>>,
     opened: Instant,
     /// The durable subscriptions this handle keeps messages for when it publishes.
     pub(crate) capture: crate::durable::capture::Capture,
@@ -64,10 +67,7 @@ impl Shared {
     /// or allocation for a run of messages on one topic).
     /// Also counts the message against the topic.
     fn topic(&self, topic: &str) -> Result<Name, BusError> {
-        let mut last = self
-            .last_topic
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut last = self.last_topic.lock();
         if let Some((name, counters)) = last.as_ref().filter(|(n, _)| n.as_str() == topic) {
             counters.published.fetch_add(1, Ordering::Relaxed);
             return Ok(name.clone());
@@ -129,6 +129,7 @@ impl Drop for BusHandle {
 /// # }
 /// ```
 #[derive(Clone)]
+#[must_use = "the process leaves the bus when the last Bus clone is dropped"]
 pub struct Bus {
     pub(crate) handle: Arc<BusHandle>,
 }
@@ -147,16 +148,18 @@ impl Bus {
     ///
     /// # Errors
     ///
-    /// [`BusError::Name`] for a bad name, [`BusError::NotOwner`] or
+    /// [`BusError::BusName`] for a name that is not one path-safe word (checked before
+    /// anything touches the disk), [`BusError::NotOwner`] or
     /// [`BusError::Permissions`] when the directory is not this user's alone, and
     /// [`BusError::Io`] when a bus file cannot be created.
     pub async fn open_with(name: &str, options: BusOptions) -> Result<Self, BusError> {
-        let name = Name::new(name)?;
-        let dir = options.parent().join(format!("ephemeral-{name}"));
+        let name = BusName::new(name)?;
+        let dir = options.bus_dir(&name);
+        let name = Name::new(name.as_str())?;
         let peer = random_u64(u64::from(std::process::id()) ^ 0x7065_6572);
-        let locals = Arc::new(Locals::default());
+        let locals = Arc::new(Locals::new(peer));
         // Listening for durable-registry changes from before the join, so the hello says so.
-        let listener = crate::durable::capture::listener();
+        let (listener, cursor) = crate::durable::capture::listener();
         locals.add(Arc::clone(&listener));
         let transport =
             UnixTransport::join(dir.clone(), peer, options.clone(), Arc::clone(&locals)).await?;
@@ -169,18 +172,44 @@ impl Bus {
                     peer,
                     locals,
                     transport,
-                    next_id: AtomicU64::new(1),
                     published: AtomicU64::new(0),
                     callback_panics: AtomicU64::new(0),
-                    replies: Replies::default(),
-                    last_topic: std::sync::Mutex::new(None),
+                    handlers: Handlers::default(),
+                    round_robin: AtomicU64::new(random_u64(peer)),
+                    last_topic: Mutex::new(None),
                     opened: Instant::now(),
                     capture: crate::durable::capture::Capture::default(),
                 }),
             }),
         };
-        crate::durable::capture::start(&bus, listener).await;
+        crate::durable::capture::start(&bus, listener, cursor).await;
         Ok(bus)
+    }
+
+    /// Whether the bus `name` exists now (someone has it open, or left it behind) under the
+    /// parent that `options` choose. Opening a bus creates it; this only looks.
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::BusName`] for a bad name, [`BusError::Io`] when the directory cannot be
+    /// looked at (permission denied, say).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ephemeral_bus::{Bus, BusOptions};
+    ///
+    /// let parent = std::env::temp_dir().join("ephemeral-doc-exists");
+    /// assert!(!Bus::exists("nobody-here", &BusOptions::default().dir(&parent))?);
+    /// # Ok::<(), ephemeral_bus::BusError>(())
+    /// ```
+    pub fn exists(name: &str, options: &BusOptions) -> Result<bool, BusError> {
+        let dir = options.bus_dir(&BusName::new(name)?);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(BusError::io(dir)(e)),
+        }
     }
 
     /// Publishes `payload` on `topic`; returns how many subscriptions (in this process and
@@ -228,11 +257,12 @@ impl Bus {
                 topic: &topic,
                 payload,
                 headers: &[],
-                id: shared.next_id.fetch_add(1, Ordering::Relaxed),
+                id: shared.locals.next_id(),
                 origin: process_origin(),
                 hops: 0,
                 timestamp: SystemTime::now(),
                 ttl: None,
+                route: None,
             },
             &mut bytes,
         );
@@ -276,11 +306,10 @@ impl Bus {
 
     async fn publish_outgoing(&self, outgoing: Outgoing) -> Result<usize, BusError> {
         let shared = &self.handle.shared;
-        let skip = outgoing.skip_local;
         let (message, bytes) = self.build(outgoing)?;
         let deadline = crate::after(shared.options.send_timeout);
         shared.published.fetch_add(1, Ordering::Relaxed);
-        let local = shared.locals.dispatch(&message, Some(deadline), skip).await;
+        let local = shared.locals.dispatch(&message, Some(deadline)).await;
         let remote = shared
             .transport
             .send(&message.topic, &bytes, deadline)
@@ -299,10 +328,11 @@ impl Bus {
             });
         }
         let message = Frame::Message(Message {
+            route: None,
             topic: outgoing.topic,
             payload: outgoing.payload,
             headers: outgoing.headers.into(),
-            id: shared.next_id.fetch_add(1, Ordering::Relaxed),
+            id: shared.locals.next_id(),
             origin: outgoing.origin.unwrap_or_else(process_origin),
             hops: outgoing.hops,
             timestamp: SystemTime::now(),
@@ -348,14 +378,152 @@ impl Bus {
         buffer: Buffer,
         overflow: Overflow,
     ) -> Result<Subscription, BusError> {
+        Ok(self
+            .register(Pattern::new(pattern), Interest::Messages, buffer, overflow)
+            .await)
+    }
+
+    /// Adds a local subscription of any interest and waits (bounded) until every peer
+    /// routes by it.
+    pub(crate) async fn register(
+        &self,
+        pattern: Pattern,
+        interest: Interest,
+        buffer: Buffer,
+        overflow: Overflow,
+    ) -> Subscription {
         let shared = &self.handle.shared;
-        let local = Arc::new(LocalSub::new(Pattern::new(pattern), buffer, overflow));
+        let (local, cursor) = LocalSub::new(pattern, interest, buffer, overflow);
+        let local = Arc::new(local);
         shared.locals.add(Arc::clone(&local));
         shared.transport.announce().await;
-        Ok(Subscription {
-            local,
-            bus: Arc::clone(&self.handle),
-        })
+        Subscription::new(local, cursor, Arc::clone(&self.handle))
+    }
+
+    /// Observes requests and replies whose topic matches `pattern`: a copy of each, as it
+    /// travels between a requester and a server of this bus (this process included), with
+    /// a buffer of 1024 and [`Overflow::DropOldest`]. [`Message::kind`] tells requests from
+    /// replies, [`Message::correlation`] pairs them. A request and its reply come from two
+    /// different peers, so a reply's copy can arrive before its request's: pair them by
+    /// correlation, not by order.
+    ///
+    /// Observing never takes anything away: the request still reaches its one server and
+    /// the reply its requester, and an observer is never chosen as a server. Copies are
+    /// sent without waiting for a slow observer (it loses its oldest copies, reported as
+    /// [`Lagged`]); copies dropped on the way to a peer whose queue stayed full are counted
+    /// in the sender's [`BusStats::dropped_sends`].
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::Closed`] if the bus was closed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use futures::StreamExt;
+    /// use ephemeral_bus::{Bus, MessageKind};
+    ///
+    /// let bus = Bus::open("doc-observe").await?;
+    /// let _server = bus.serve("math.double", |m| async move { m.payload().repeat(2) }).await?;
+    /// let mut copies = bus.observe("math.*").await?;
+    ///
+    /// let reply = bus.request("math.double", b"ab", Duration::from_secs(1)).await?;
+    /// assert_eq!(reply.payload(), b"abab");
+    /// let request = copies.next().await.unwrap()?;
+    /// assert_eq!((request.kind(), request.payload()), (MessageKind::Request, &b"ab"[..]));
+    /// let answer = copies.next().await.unwrap()?;
+    /// assert_eq!(answer.kind(), MessageKind::Reply);
+    /// assert_eq!(answer.correlation(), request.correlation());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn observe(&self, pattern: &str) -> Result<Subscription, BusError> {
+        self.observe_with(pattern, Buffer::default()).await
+    }
+
+    /// [`observe`](Self::observe) with an explicit buffer (always [`Overflow::DropOldest`]:
+    /// an observer never slows down the traffic it watches).
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::Closed`] if the bus was closed.
+    pub async fn observe_with(
+        &self,
+        pattern: &str,
+        buffer: Buffer,
+    ) -> Result<Subscription, BusError> {
+        Ok(self
+            .register(
+                Pattern::new(pattern),
+                Interest::Observe,
+                buffer,
+                Overflow::DropOldest,
+            )
+            .await)
+    }
+
+    /// Listens to the bus's own broadcasts on topics matching `pattern` (a namespace apart
+    /// from user topics: no subscription or observer ever sees them).
+    pub(crate) async fn listen_internal(
+        &self,
+        pattern: &str,
+        buffer: Buffer,
+        overflow: Overflow,
+    ) -> Subscription {
+        self.register(Pattern::new(pattern), Interest::Internal, buffer, overflow)
+            .await
+    }
+
+    /// Sends one of the bus's own broadcasts on `topic` to every internal subscription
+    /// matching it, in this process and others; returns how many it reached.
+    pub(crate) async fn broadcast(
+        &self,
+        topic: &str,
+        payload: impl Into<Arc<[u8]>>,
+    ) -> Result<usize, BusError> {
+        let shared = &self.handle.shared;
+        let mut message = Message::new(Name::new(topic)?, payload)
+            .with_id(process_origin(), shared.locals.next_id());
+        message.route = Some(Box::new(crate::message::Route::broadcast()));
+        if message.payload.len() > shared.options.max_payload {
+            return Err(BusError::PayloadTooLarge {
+                len: message.payload.len(),
+                max: shared.options.max_payload,
+            });
+        }
+        let frame = Frame::Message(message);
+        let mut bytes = Vec::new();
+        frame::encode(&frame, &mut bytes);
+        let Frame::Message(message) = frame else {
+            unreachable!("constructed as a message just above")
+        };
+        let deadline = crate::after(shared.options.send_timeout);
+        let local = shared.locals.broadcast(&message, Some(deadline)).await;
+        let remote = shared
+            .transport
+            .send_internal(&message.topic, &bytes, deadline)
+            .await;
+        Ok(local + remote)
+    }
+
+    /// Waits until every connected peer has read everything this handle sent it so far
+    /// (bounded by [`BusOptions::handshake_timeout`] per peer), so a short-lived process can
+    /// publish and exit without its last messages dying in its queues.
+    ///
+    /// A peer acknowledges a subscription announcement after reading every frame queued
+    /// before it on the same connection, so one announcement round trip is the barrier.
+    pub async fn flush(&self) {
+        self.handle.shared.transport.announce().await;
+    }
+
+    /// Every other peer connected now, with its subscriptions, served topics and observers,
+    /// sorted by id (like Redis's `PUBSUB CHANNELS`, per peer).
+    #[must_use]
+    pub fn peer_list(&self) -> Vec<crate::PeerInfo> {
+        self.handle.shared.transport.peer_list()
     }
 
     /// Subscribes and calls `callback` with every item on a task of its own. A panicking
@@ -375,9 +543,13 @@ impl Bus {
     {
         let mut subscription = self.subscribe(pattern).await?;
         let shared = Arc::clone(&self.handle.shared);
+        let timings = shared.handlers.register(HandlerKind::Callback, pattern);
         let task = tokio::spawn(async move {
             while let Some(item) = subscription.next().await {
-                if std::panic::catch_unwind(AssertUnwindSafe(|| callback(item))).is_err() {
+                let started = Instant::now();
+                let failed = std::panic::catch_unwind(AssertUnwindSafe(|| callback(item))).is_err();
+                timings.record(started.elapsed(), failed);
+                if failed {
                     shared.callback_panics.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -396,9 +568,10 @@ impl Bus {
             corrupt_frames,
             dropped_sends,
             callback_panics: shared.callback_panics.load(Ordering::Relaxed),
-            late_replies: shared.replies.late.load(Ordering::Relaxed),
+            late_replies: shared.locals.replies.late.load(Ordering::Relaxed),
             subscriptions: shared.locals.all().iter().map(|s| s.stats()).collect(),
             topics: shared.locals.topics.snapshot(),
+            handlers: shared.handlers.snapshot(),
             uptime: shared.opened.elapsed(),
         }
     }
@@ -442,6 +615,7 @@ impl fmt::Debug for Bus {
 
 /// The task running a [`Bus::subscribe_fn`] callback; dropping it unsubscribes.
 #[derive(Debug)]
+#[must_use = "dropping the CallbackTask unsubscribes at once"]
 pub struct CallbackTask {
     task: JoinHandle<()>,
 }

@@ -22,19 +22,25 @@ const BUS_LOCK: &str = ".lock";
 const PEER_EXT: &str = "peer";
 const SOCK_EXT: &str = "sock";
 
-/// This process's effective uid, read from the owner of `/proc/self` (no `unsafe`, no libc).
-pub(crate) fn my_uid() -> Result<u32, BusError> {
-    fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .map_err(BusError::io("/proc/self"))
+/// This process's effective uid: the one the kernel checks file access against, and so the
+/// one that must own the bus directory.
+pub(crate) fn my_uid() -> u32 {
+    rustix::process::geteuid().as_raw()
 }
 
 /// Creates the bus directory if needed (mode 700) and checks, explicitly, that it is a real
 /// directory owned by this uid and closed to group and others. Root passes no permission
 /// check by itself, which is why this is done by hand.
+///
+/// Missing parent directories are created mode 700 too: they were made for this user's
+/// buses, and a bus name travels in their listing. Existing parents are left as they are.
 pub(crate) fn prepare(path: &Path) -> Result<(), BusError> {
     if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).map_err(BusError::io(parent))?;
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(BusError::io(parent))?;
     }
     match DirBuilder::new().mode(0o700).create(path) {
         Ok(()) => {}
@@ -52,7 +58,7 @@ pub(crate) fn check_owner(path: &Path) -> Result<(), BusError> {
             "not a directory (symbolic links are refused): remove it",
         )));
     }
-    let me = my_uid()?;
+    let me = my_uid();
     if meta.uid() != me {
         return Err(BusError::NotOwner {
             path: path.to_path_buf(),
@@ -243,4 +249,17 @@ pub(crate) fn leave(dir: &Path, me: u64, peer_lock: File) {
         let _ = fs::remove_dir(dir);
     }
     drop(guard);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_effective_uid_owns_the_files_this_process_creates() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("mine");
+        create_private(&file).unwrap();
+        assert_eq!(fs::metadata(&file).unwrap().uid(), my_uid());
+    }
 }

@@ -5,13 +5,19 @@ use std::path::PathBuf;
 
 use ephemeral::NameError;
 
+use crate::BusNameError;
+
 /// An error from the bus.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BusError {
-    /// The bus name or a topic is not a valid name.
-    #[error("invalid bus name or topic: {0}")]
+    /// A topic is not a valid name.
+    #[error("invalid topic: {0}")]
     Name(#[from] NameError),
+    /// The bus name is not one path-safe word (see [`BusName`](crate::BusName)); nothing
+    /// was created.
+    #[error("invalid bus name: {0}")]
+    BusName(#[from] BusNameError),
     /// The bus directory belongs to another user.
     #[error(
         "bus directory {path} is owned by uid {owner}, not by this process's uid {me}: only the owning user may open a bus; remove it or choose another directory"
@@ -60,11 +66,21 @@ pub enum BusError {
         /// The timeout.
         after: std::time::Duration,
     },
-    /// The server handling the request left the bus (or died) before replying.
+    /// The server handling the request left the bus, died or stopped serving before its
+    /// final reply.
     #[error(
-        "the server handling `{topic}` left the bus before replying: retry, another server may answer"
+        "the server handling `{topic}` stopped or left the bus before its last reply: retry, another server may answer"
     )]
     PeerGone {
+        /// The request topic.
+        topic: String,
+    },
+    /// The server was running and queueing as many requests as it allows (see
+    /// [`ServeOptions`](crate::ServeOptions)) and refused this one.
+    #[error(
+        "the server for `{topic}` is busy (running and queueing as many requests as it allows): retry later, or start more servers"
+    )]
+    ServerBusy {
         /// The request topic.
         topic: String,
     },

@@ -8,23 +8,35 @@
 //!
 //! | kind | body (little-endian) |
 //! |---|---|
-//! | 1 message | id u64, origin u64, hops u8, timestamp µs since the epoch u64, remaining ttl µs u64 (`u64::MAX` = none), topic (u8 len + bytes), headers (u8 count; each: u8 key len + key, u8 tag, value), payload (u32 len + bytes) |
-//! | 2 hello | peer id u64, subscriptions (u16 count; each u16 len + pattern) |
+//! | 1 message | id u64, origin u64, hops u8, timestamp µs since the epoch u64, remaining ttl µs u64 (`u64::MAX` = none), route, topic (u8 len + bytes), headers (u8 count; each: u8 key len + key, u8 tag, value), payload (u32 len + bytes) |
+//! | 2 hello | peer id u64, subscriptions (u16 count; each: u8 interest, u16 len + pattern) |
 //! | 3 subscriptions | sequence u64, subscriptions |
 //! | 4 subscriptions ack | sequence u64 |
 //! | 5 lag | topic, dropped count u64 |
 //!
 //! Header value tags: 0 bool (u8), 1 int (i64), 2 float (f64 bits), 3 string (u16 len + bytes).
+//!
+//! A route is one byte: 0 for a published message; 1 a request, 2 a reply, 3 a cancel, each
+//! followed by the addressee peer u64, the sender peer u64 and the correlation id u64, and
+//! for a reply its status u8 (1 ok, 2 item, 3 end, 4 failed, 5 busy, 6 gone; see
+//! [`ReplyStatus`]); 4 the bus's own broadcast (the state exchange of
+//! [`inspect`](crate::inspect)), with nothing after it. Requests, replies and broadcasts
+//! never reach subscriptions, so no user topic is taken by them: a server registers with
+//! interest [`Interest::Serve`], an observer of requests and replies with
+//! [`Interest::Observe`], a listener to broadcasts with [`Interest::Internal`].
+//!
+//! Interest bytes: 0 messages, 1 serve, 2 observe, 3 internal.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ephemeral::{HeaderValue, Name, NameError};
 
-use crate::Message;
+use crate::message::{Leg, Route};
+use crate::{Message, ReplyStatus};
 
 /// The frame format version this build speaks; frames with any other version are refused.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 3;
 
 /// Bytes of the length prefix that starts every frame.
 pub const LEN_PREFIX: usize = 4;
@@ -36,6 +48,45 @@ const KIND_SUBS_ACK: u8 = 4;
 const KIND_LAG: u8 = 5;
 const NO_TTL: u64 = u64::MAX;
 
+/// What a subscription entry announces: which traffic the peer wants on its pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Interest {
+    /// Published messages whose topic matches the pattern (a subscription).
+    Messages,
+    /// Requests on exactly the topic the pattern spells (a server).
+    Serve,
+    /// Copies of requests and replies whose topic matches the pattern (an observer).
+    Observe,
+    /// The bus's own broadcasts whose topic matches the pattern (the state exchange of
+    /// [`inspect`](crate::inspect)): a namespace apart from user topics.
+    Internal,
+}
+
+impl Interest {
+    fn to_byte(self) -> u8 {
+        match self {
+            Interest::Messages => 0,
+            Interest::Serve => 1,
+            Interest::Observe => 2,
+            Interest::Internal => 3,
+        }
+    }
+
+    fn from_byte(byte: u8) -> Result<Self, FrameError> {
+        match byte {
+            0 => Ok(Interest::Messages),
+            1 => Ok(Interest::Serve),
+            2 => Ok(Interest::Observe),
+            3 => Ok(Interest::Internal),
+            other => Err(FrameError::Interest(other)),
+        }
+    }
+}
+
+/// One announced subscription: its interest and its pattern.
+pub type Announced = (Interest, String);
+
 /// One decoded frame.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -46,15 +97,15 @@ pub enum Frame {
     Hello {
         /// The sending peer's id.
         peer: u64,
-        /// The sender's subscription patterns, one entry per subscription.
-        subscriptions: Vec<String>,
+        /// The sender's subscriptions, one entry per subscription.
+        subscriptions: Vec<Announced>,
     },
     /// The sender's subscriptions changed; the receiver answers with [`Frame::SubscriptionsAck`].
     Subscriptions {
         /// Increases with every change, so acknowledgements can be matched.
         sequence: u64,
-        /// The full new list of patterns.
-        subscriptions: Vec<String>,
+        /// The full new list of subscriptions.
+        subscriptions: Vec<Announced>,
     },
     /// The receiver of [`Frame::Subscriptions`] now routes by that list.
     SubscriptionsAck {
@@ -105,6 +156,12 @@ pub enum FrameError {
     /// An unknown header value tag.
     #[error("unknown header value tag {0}")]
     HeaderTag(u8),
+    /// An unknown route marker or reply status.
+    #[error("unknown route byte {0}")]
+    Route(u8),
+    /// An unknown subscription interest.
+    #[error("unknown subscription interest {0}")]
+    Interest(u8),
     /// A string field is not UTF-8.
     #[error("a string field at offset {at} is not valid UTF-8")]
     Utf8 {
@@ -185,19 +242,7 @@ pub fn encode(frame: &Frame, out: &mut Vec<u8>) {
     match frame {
         Frame::Message(m) => {
             out.push(KIND_MESSAGE);
-            put_message_body(
-                &MessageRef {
-                    topic: &m.topic,
-                    payload: &m.payload,
-                    headers: &m.headers,
-                    id: m.id,
-                    origin: m.origin,
-                    hops: m.hops,
-                    timestamp: m.timestamp,
-                    ttl: m.ttl,
-                },
-                out,
-            );
+            put_message_body(&MessageRef::of(m), out);
         }
         Frame::Hello {
             peer,
@@ -251,6 +296,23 @@ pub(crate) struct MessageRef<'a> {
     pub(crate) hops: u8,
     pub(crate) timestamp: SystemTime,
     pub(crate) ttl: Option<Duration>,
+    pub(crate) route: Option<Route>,
+}
+
+impl<'a> MessageRef<'a> {
+    pub(crate) fn of(m: &'a Message) -> Self {
+        Self {
+            topic: &m.topic,
+            payload: &m.payload,
+            headers: &m.headers,
+            id: m.id,
+            origin: m.origin,
+            hops: m.hops,
+            timestamp: m.timestamp,
+            ttl: m.ttl,
+            route: m.route(),
+        }
+    }
 }
 
 /// Appends the frame of a message given by reference.
@@ -270,6 +332,24 @@ fn put_message_body(m: &MessageRef<'_>, out: &mut Vec<u8>) {
         u64::try_from(t.as_micros()).unwrap_or(NO_TTL - 1)
     });
     out.extend_from_slice(&ttl.to_le_bytes());
+    match &m.route {
+        None => out.push(0),
+        Some(route) if route.leg == Leg::Broadcast => out.push(4),
+        Some(route) => {
+            out.push(match route.leg {
+                Leg::Request => 1,
+                Leg::Reply(_) => 2,
+                Leg::Cancel => 3,
+                Leg::Broadcast => 4,
+            });
+            out.extend_from_slice(&route.to.to_le_bytes());
+            out.extend_from_slice(&route.from.to_le_bytes());
+            out.extend_from_slice(&route.correlation.to_le_bytes());
+            if let Leg::Reply(status) = route.leg {
+                out.push(status.to_byte());
+            }
+        }
+    }
     put_short(m.topic.as_bytes(), out);
     let headers = &m.headers[..m.headers.len().min(255)];
     out.push(headers.len() as u8);
@@ -299,10 +379,11 @@ fn put_message_body(m: &MessageRef<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(&m.payload[..len as usize]);
 }
 
-fn put_patterns(patterns: &[String], out: &mut Vec<u8>) {
+fn put_patterns(patterns: &[Announced], out: &mut Vec<u8>) {
     let patterns = &patterns[..patterns.len().min(usize::from(u16::MAX))];
     out.extend_from_slice(&(patterns.len() as u16).to_le_bytes());
-    for p in patterns {
+    for (interest, p) in patterns {
+        out.push(interest.to_byte());
         put_long16(cut(p, usize::from(u16::MAX)).as_bytes(), out);
     }
 }
@@ -396,14 +477,45 @@ impl<'a> Reader<'a, '_> {
         Ok(name)
     }
 
-    fn patterns(&mut self) -> Result<Vec<String>, FrameError> {
+    fn patterns(&mut self) -> Result<Vec<Announced>, FrameError> {
         let count = self.u16()?;
         let mut out = Vec::with_capacity(usize::from(count).min(64));
         for _ in 0..count {
+            let interest = Interest::from_byte(self.u8()?)?;
             let len = usize::from(self.u16()?);
-            out.push(self.str(len)?.to_owned());
+            out.push((interest, self.str(len)?.to_owned()));
         }
         Ok(out)
+    }
+
+    fn route(&mut self) -> Result<Option<Route>, FrameError> {
+        let kind = self.u8()?;
+        if kind == 0 {
+            return Ok(None);
+        }
+        if kind == 4 {
+            return Ok(Some(Route::broadcast()));
+        }
+        if kind > 4 {
+            return Err(FrameError::Route(kind));
+        }
+        let to = self.u64()?;
+        let from = self.u64()?;
+        let correlation = self.u64()?;
+        let leg = match kind {
+            1 => Leg::Request,
+            3 => Leg::Cancel,
+            _ => {
+                let byte = self.u8()?;
+                Leg::Reply(ReplyStatus::from_byte(byte).ok_or(FrameError::Route(byte))?)
+            }
+        };
+        Ok(Some(Route {
+            to,
+            from,
+            correlation,
+            leg,
+        }))
     }
 
     fn message(&mut self) -> Result<Message, FrameError> {
@@ -412,6 +524,7 @@ impl<'a> Reader<'a, '_> {
         let hops = self.u8()?;
         let micros = self.u64()?;
         let ttl = self.u64()?;
+        let route = self.route()?;
         let topic = self.topic()?;
         let count = self.u8()?;
         let mut headers = Vec::with_capacity(usize::from(count));
@@ -442,6 +555,7 @@ impl<'a> Reader<'a, '_> {
             headers.into()
         };
         Ok(Message {
+            route: route.map(Box::new),
             topic,
             payload,
             headers,
@@ -462,6 +576,7 @@ mod tests {
 
     fn sample() -> Message {
         Message {
+            route: None,
             topic: Name::new("orders.created").unwrap(),
             payload: Arc::from(&b"hello"[..]),
             headers: vec![
@@ -488,9 +603,45 @@ mod tests {
                 payload: Arc::from(&[][..]),
                 ..sample()
             }),
+            Frame::Message(Message {
+                route: Some(Box::new(Route {
+                    to: 1,
+                    from: u64::MAX,
+                    correlation: 77,
+                    leg: Leg::Request,
+                })),
+                ..sample()
+            }),
+            Frame::Message(Message {
+                route: Some(Box::new(Route {
+                    to: u64::MAX,
+                    from: 1,
+                    correlation: 77,
+                    leg: Leg::Reply(ReplyStatus::Gone),
+                })),
+                ..sample()
+            }),
+            Frame::Message(Message {
+                route: Some(Box::new(Route {
+                    to: 3,
+                    from: 4,
+                    correlation: 5,
+                    leg: Leg::Cancel,
+                })),
+                ..sample()
+            }),
+            Frame::Message(Message {
+                route: Some(Box::new(Route::broadcast())),
+                ..sample()
+            }),
             Frame::Hello {
                 peer: u64::MAX,
-                subscriptions: vec!["news.+".into(), "error.*,timeout.*".into()],
+                subscriptions: vec![
+                    (Interest::Messages, "news.+".into()),
+                    (Interest::Observe, "error.*,timeout.*".into()),
+                    (Interest::Serve, "math.double".into()),
+                    (Interest::Internal, "_inspect.poll".into()),
+                ],
             },
             Frame::Subscriptions {
                 sequence: 9,
@@ -533,8 +684,9 @@ mod tests {
 
         let mut buf = Vec::new();
         encode(&Frame::Message(sample()), &mut buf);
-        // The first header's tag sits after the fixed fields, the topic and the key.
-        let tag_at = LEN_PREFIX + 2 + 8 + 8 + 1 + 8 + 8 + 1 + 14 + 1 + 1 + 7;
+        // The first header's tag sits after the fixed fields, the route byte, the topic and
+        // the key.
+        let tag_at = LEN_PREFIX + 2 + 8 + 8 + 1 + 8 + 8 + 1 + 1 + 14 + 1 + 1 + 7;
         assert_eq!(buf[tag_at], 1);
         buf[tag_at] = 200;
         assert_eq!(decode(&buf), Err(FrameError::HeaderTag(200)));
@@ -560,6 +712,44 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn unknown_route_interest_and_status_bytes_are_refused() {
+        let mut buf = Vec::new();
+        encode(&Frame::Message(sample()), &mut buf);
+        let route_at = LEN_PREFIX + 2 + 8 + 8 + 1 + 8 + 8;
+        assert_eq!(buf[route_at], 0);
+        buf[route_at] = 9;
+        assert_eq!(decode(&buf), Err(FrameError::Route(9)));
+
+        let mut buf = Vec::new();
+        let reply = Message {
+            route: Some(Box::new(Route {
+                to: 1,
+                from: 2,
+                correlation: 3,
+                leg: Leg::Reply(ReplyStatus::Ok),
+            })),
+            ..sample()
+        };
+        encode(&Frame::Message(reply), &mut buf);
+        let status_at = route_at + 1 + 24;
+        assert_eq!(buf[status_at], 1);
+        buf[status_at] = 0;
+        assert_eq!(decode(&buf), Err(FrameError::Route(0)));
+
+        let mut buf = Vec::new();
+        encode(
+            &Frame::Subscriptions {
+                sequence: 1,
+                subscriptions: vec![(Interest::Serve, "a".into())],
+            },
+            &mut buf,
+        );
+        let interest_at = LEN_PREFIX + 2 + 8 + 2;
+        buf[interest_at] = 7;
+        assert_eq!(decode(&buf), Err(FrameError::Interest(7)));
     }
 
     #[test]
@@ -601,7 +791,7 @@ mod tests {
         // A cached topic never lets an invalid one through.
         let mut buf = Vec::new();
         encode(&Frame::Message(sample()), &mut buf);
-        let topic_at = LEN_PREFIX + 2 + 8 + 8 + 1 + 8 + 8 + 1;
+        let topic_at = LEN_PREFIX + 2 + 8 + 8 + 1 + 8 + 8 + 1 + 1;
         buf[topic_at] = b'*';
         assert!(matches!(
             decode_cached(&buf, &mut cache),

@@ -10,9 +10,15 @@
 //! to the bus, so signals raised in one process are seen in the others.
 //!
 //! Beyond publish/subscribe: [`Bus::serve`] and [`Bus::request`] do request/response with
-//! correlation ids (one server answers, chosen round-robin; a timeout, a dead server and a
-//! panicking handler are typed errors), and [`Bus::stats`] gives per-topic and
-//! per-subscription counters.
+//! correlation ids (one registered server answers, chosen round-robin from a random start;
+//! a timeout, a dead server, a busy server and a panicking handler are typed errors),
+//! [`Bus::serve_stream`] and [`Bus::request_stream`] stream replies, [`Bus::observe`]
+//! shows copies of requests and replies without taking any away, and [`Bus::stats`] gives
+//! per-topic and per-subscription counters.
+//!
+//! Requests and replies are not messages on topics: they travel as routed frames to their
+//! one addressee, so they take no topic from users, and `subscribe("*")` sees every topic
+//! anyone publishes on (`_private.x` and `ünicode.x` included) and nothing else.
 //!
 //! [`inspect`] lets coordinators and sinks publish their live state ([`PublishState`]) for
 //! `ephemeral top` and other tools, at a bounded rate and only while someone watches.
@@ -42,21 +48,17 @@
 //!   removes a dead peer's files (at once, when its connection drops), or the next peer to
 //!   open the bus does; the last peer out removes the directory.
 //! * Bridged signals keep their remaining time to live; holds are mirrored as leases (1 s);
-//!   origin, hop count and the bus they came by keep any topology of buses from looping.
-//!
-//! # Measured (scratch, this 2-core machine, shared with other builds)
-//!
-//! `cargo run --release -p ephemeral-bus --example throughput`: 64-byte messages from one
-//! process to another at 0.78–0.93 million messages/s (the design target is 2 million), and
-//! a one-way latency paced at 10,000 messages/s of p50 40–60 µs, p99 90–200 µs while the
-//! machine is otherwise quiet, up to 1.8 ms while other builds load both cores (target 500 µs).
+//!   origin, hop count and the medium they came by keep any topology of buses (and NATS,
+//!   through `ephemeral-nats`, which bridges with this same code behind [`link::Link`])
+//!   from looping.
 //!
 //! # Security
 //!
 //! The bus directory is created mode 700; opening one that is owned by another uid or open to
 //! group or others is refused with [`BusError::NotOwner`] or [`BusError::Permissions`]. The
 //! check is explicit (uid and mode), so it also holds when running as root. Peer files are
-//! mode 600.
+//! mode 600. A bus name is one word of letters, digits, `-` and `_` ([`BusName`]), so no
+//! name can place a bus outside its parent directory; a missing parent is created mode 700.
 //!
 //! # Getting started
 //!
@@ -75,18 +77,39 @@
 //! # }
 //! ```
 //!
+//! # Map of the code
+//!
+//! A published message's life:
+//!
+//! 1. [`Bus::publish`] (`bus.rs`) checks the topic and payload, delivers to this handle's
+//!    own subscriptions, and encodes one frame (`frame.rs`, the wire format).
+//! 2. The transport (`transport/unix.rs`) sends the frame to each peer whose announced
+//!    subscriptions match the topic, through that peer's queue (`transport/outbound.rs`,
+//!    the bounded wait and lag reports), written to its socket by one writer task.
+//! 3. The receiving peer's reader (`transport/unix.rs`) decodes the frame and hands it to
+//!    the router (`router.rs`), which pushes it into each matching subscription's ring
+//!    (`subscription.rs`: buffer, overflow, lag, expiry); [`Subscription`] reads it there.
+//!
+//! A request's life: [`Bus::request`] (`request.rs`) picks one registered server, registers
+//! the waiting request (`replies.rs`) and sends a routed frame; the server's router hands
+//! it to the server loop (`serve.rs`: concurrency bound, queue, handler, timings in
+//! `handlers.rs`), whose reply is routed back to the waiting request; observers get copies
+//! on the way. The bus directory, its owner check, locks and reclaim of dead peers are in
+//! `dir.rs`; bus names in `name.rs`.
+//!
+//! A bridged signal's life (`bridge/`): the bridge's outward task reads the sink's
+//! subscription and publishes each signal with its remaining time to live and origin over
+//! its [`link::Link`] (`link.rs`: the bus, or NATS); the other side's inward task reads its
+//! link subscription and raises it in its sink; holds travel as refreshed leases
+//! (`bridge/holds.rs`), mirrored once per sink (`bridge/mirrors.rs`, with the table that
+//! raises a signal reaching a sink along two paths once).
+//!
+//! The state exchange of [`inspect`] travels as the bus's own broadcasts (`Bus::broadcast`,
+//! internal subscriptions in `router.rs`): a namespace apart from user topics.
+//!
 //! # Supported Rust
 //!
 //! Rust 1.95 or later (edition 2024), on Unix (Linux for the `/dev/shm` default).
-
-// `deny`, not `forbid`: opening LMDB's memory map is the one `allow` (db/open.rs, SAFETY there).
-#![deny(unsafe_code)]
-#![warn(
-    missing_docs,
-    missing_debug_implementations,
-    rust_2018_idioms,
-    unreachable_pub
-)]
 
 mod bridge;
 mod bus;
@@ -95,37 +118,46 @@ mod dir;
 mod durable;
 mod error;
 pub mod frame;
+mod handlers;
 pub mod inspect;
+pub mod link;
 mod message;
+mod name;
 mod options;
 mod outgoing;
+mod replies;
 mod request;
 pub mod retained;
 mod room;
 mod router;
+mod serve;
 mod stats;
 mod store;
 mod subscription;
+mod sync;
 mod topics;
 mod transport;
 
 pub use bridge::{
-    Bridge, BridgeOptions, HOLD_HEADER, HOPS_HEADER, KEY_HEADER, ORIGIN_HEADER, RELEASE_HEADER,
-    SEQ_HEADER, VIA_HEADER,
+    BRIDGE_HEADERS, BRIDGE_ID_HEADER, Bridge, BridgeOptions, Bridged, HOLD_HEADER, HOPS_HEADER,
+    KEY_HEADER, ORIGIN_HEADER, REFRESH_HEADER, RELEASE_HEADER, SEQ_HEADER, VIA_HEADER,
 };
 pub use bus::{Bus, CallbackTask, process_origin};
-pub use ephemeral::{Buffer, Lagged, Name, NameError, Overflow, Pattern};
+pub use ephemeral::{Buffer, Headers, Lagged, Name, NameError, Overflow, Pattern};
 pub use error::BusError;
+pub use handlers::{HandlerKind, HandlerStats};
 pub use inspect::PublishState;
-pub use message::Message;
+pub use message::{Message, MessageKind, ReplyStatus};
+pub use name::{BUS_NAME_RULE, BusName, BusNameError, MAX_BUS_NAME_LEN};
 pub use options::{BUS_DIR_ENV, BusOptions};
-pub use outgoing::Outgoing;
-pub use request::Server;
+pub use outgoing::{Outgoing, OutgoingParts};
+pub use request::ReplyStream;
 pub use retained::{
     DurableMessage, DurableOptions, DurableSubscription, Entry, Room, RoomJoin, RoomMessage,
     RoomOptions, Store, StoreError, StoreEvent, StoreOptions, StoreStats, StoreWatch,
 };
-pub use stats::BusStats;
+pub use serve::{ServeOptions, Server};
+pub use stats::{BusStats, PeerInfo};
 pub use subscription::{Subscription, SubscriptionStats};
 pub use topics::TopicStats;
 

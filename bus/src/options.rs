@@ -3,14 +3,18 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::BusName;
+
 /// The environment variable that overrides the parent directory of buses (default `/dev/shm`).
 pub const BUS_DIR_ENV: &str = "EPHEMERAL_BUS_DIR";
 
 /// Options for [`Bus::open_with`](crate::Bus::open_with).
 ///
 /// The bus named `n` lives in the directory `<parent>/ephemeral-<n>`; the parent is, in order
-/// of precedence, [`dir`](Self::dir), the `EPHEMERAL_BUS_DIR` environment variable, then
-/// `/dev/shm` (memory-backed on Linux, so nothing touches a disk).
+/// of precedence, [`dir`](Self::dir), the `EPHEMERAL_BUS_DIR` environment variable (an empty
+/// value counts as unset), then `/dev/shm` (memory-backed on Linux, so nothing touches a
+/// disk). A missing parent is created mode 700 (only missing directories; an existing
+/// parent keeps its mode).
 ///
 /// # Examples
 ///
@@ -89,10 +93,47 @@ impl BusOptions {
         self.max_payload
     }
 
+    /// The directory of the bus `name`: `<parent>/ephemeral-<name>`, the parent chosen as
+    /// described on [`BusOptions`]. A [`BusName`] has no `/` and no `.`, so the result is
+    /// always directly inside the parent.
+    #[must_use]
+    pub fn bus_dir(&self, name: &BusName) -> PathBuf {
+        self.parent().join(format!("ephemeral-{name}"))
+    }
+
     pub(crate) fn parent(&self) -> PathBuf {
-        self.dir
-            .clone()
-            .or_else(|| std::env::var_os(BUS_DIR_ENV).map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from("/dev/shm"))
+        parent_from(self.dir.as_deref(), std::env::var_os(BUS_DIR_ENV))
+    }
+}
+
+/// The parent directory: the option, else the environment variable unless it is empty (an
+/// empty `EPHEMERAL_BUS_DIR=` means "not set", never the current directory), else
+/// `/dev/shm`.
+fn parent_from(option: Option<&Path>, env: Option<std::ffi::OsString>) -> PathBuf {
+    option
+        .map(Path::to_path_buf)
+        .or_else(|| env.filter(|v| !v.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PARENT))
+}
+
+/// The parent directory of buses when neither the option nor the environment names one.
+const DEFAULT_PARENT: &str = "/dev/shm";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_environment_variable_means_the_default_parent() {
+        assert_eq!(parent_from(None, Some("".into())), Path::new("/dev/shm"));
+        assert_eq!(parent_from(None, None), Path::new("/dev/shm"));
+        assert_eq!(
+            parent_from(None, Some("/run/b".into())),
+            Path::new("/run/b")
+        );
+        assert_eq!(
+            parent_from(Some(Path::new("/opt")), Some("/run/b".into())),
+            Path::new("/opt")
+        );
     }
 }

@@ -3,11 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ephemeral::{HeaderValue, Name};
-
-use crate::BusError;
+use ephemeral::{HeaderValue, Name, NameError};
 
 /// A message to publish, with the optional parts; see [`Bus::publish_with`](crate::Bus::publish_with).
+///
+/// One type for every transport: the bus publishes it, and so does `ephemeral-nats`
+/// (`Nats::publish_with`), which re-exports it. A transport takes it apart with
+/// [`into_parts`](Self::into_parts).
 ///
 /// # Examples
 ///
@@ -19,7 +21,8 @@ use crate::BusError;
 ///     .payload(b"{\"id\":42}")
 ///     .header("attempt", 1)
 ///     .ttl(Duration::from_secs(30));
-/// # Ok::<(), ephemeral_bus::BusError>(())
+/// assert_eq!(message.topic(), "orders.created");
+/// # Ok::<(), ephemeral_bus::NameError>(())
 /// ```
 #[derive(Debug, Clone)]
 #[must_use]
@@ -30,8 +33,25 @@ pub struct Outgoing {
     pub(crate) ttl: Option<Duration>,
     pub(crate) origin: Option<u64>,
     pub(crate) hops: u8,
-    /// A local subscription not to deliver to (a bridge's own inbound side).
-    pub(crate) skip_local: Option<u64>,
+}
+
+/// The parts of an [`Outgoing`] message, for a transport that sends it
+/// ([`Outgoing::into_parts`]).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct OutgoingParts {
+    /// The topic.
+    pub topic: Name,
+    /// The payload bytes.
+    pub payload: Arc<[u8]>,
+    /// The headers, in the order they were added.
+    pub headers: Vec<(Arc<str>, HeaderValue)>,
+    /// How long the message stays relevant, if it expires.
+    pub ttl: Option<Duration>,
+    /// The first publisher when the message is forwarded (a bridge); `None`: the sender.
+    pub origin: Option<u64>,
+    /// How many bridges the message has crossed.
+    pub hops: u8,
 }
 
 impl Outgoing {
@@ -39,12 +59,14 @@ impl Outgoing {
     ///
     /// # Errors
     ///
-    /// [`BusError::Name`] when `topic` breaks the naming rule.
-    pub fn new(topic: &str) -> Result<Self, BusError> {
+    /// [`NameError`] when `topic` breaks the naming rule (both `BusError` and
+    /// `NatsError` convert from it, so `?` works in either).
+    pub fn new(topic: &str) -> Result<Self, NameError> {
         Ok(Self::from_name(Name::new(topic)?))
     }
 
-    pub(crate) fn from_name(topic: Name) -> Self {
+    /// A message on an already validated topic.
+    pub fn from_name(topic: Name) -> Self {
         Self {
             topic,
             payload: Arc::from(&[][..]),
@@ -52,7 +74,6 @@ impl Outgoing {
             ttl: None,
             origin: None,
             hops: 0,
-            skip_local: None,
         }
     }
 
@@ -62,15 +83,56 @@ impl Outgoing {
         self
     }
 
-    /// Adds a scalar header (keys longer than 255 bytes are cut).
+    /// The payload, shared rather than copied.
+    pub fn payload_shared(mut self, bytes: Arc<[u8]>) -> Self {
+        self.payload = bytes;
+        self
+    }
+
+    /// Adds a scalar header (on the bus, keys longer than 255 bytes are cut).
     pub fn header(mut self, key: &str, value: impl Into<HeaderValue>) -> Self {
         self.headers.push((Arc::from(key), value.into()));
         self
     }
 
-    /// How long the message stays relevant; receivers get the remaining time.
+    /// How long the message stays relevant; receivers get the remaining time, and never
+    /// receive it once that has run out.
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self
+    }
+
+    /// Marks the message as forwarded: `origin` first published it (see
+    /// [`Message::origin`](crate::Message::origin)). Bridges use it to recognise their own
+    /// signals coming back around a loop.
+    pub fn origin(mut self, origin: u64) -> Self {
+        self.origin = Some(origin);
+        self
+    }
+
+    /// How many bridges the message has already crossed (see
+    /// [`Message::hops`](crate::Message::hops)).
+    pub fn hops(mut self, hops: u8) -> Self {
+        self.hops = hops;
+        self
+    }
+
+    /// The topic.
+    #[must_use]
+    pub fn topic(&self) -> &Name {
+        &self.topic
+    }
+
+    /// Every part, for a transport to send.
+    #[must_use]
+    pub fn into_parts(self) -> OutgoingParts {
+        OutgoingParts {
+            topic: self.topic,
+            payload: self.payload,
+            headers: self.headers,
+            ttl: self.ttl,
+            origin: self.origin,
+            hops: self.hops,
+        }
     }
 }

@@ -1,141 +1,120 @@
-//! Request and response over the bus: `serve` and `request`, with correlation ids.
+//! The requester's side of request/reply: `request` and `request_stream`.
 //!
-//! A request on topic `t` travels as a message on `_req.t` to **one** server, chosen
-//! round-robin (per requesting handle) among the peers serving `t`, this handle included;
-//! the reply comes back on the requester's own `_reply.<peer>` topic carrying the request's
-//! correlation id. A reply with no request waiting for it (it came after the timeout) is
-//! dropped and counted ([`BusStats::late_replies`](crate::BusStats::late_replies)). When the
-//! chosen server's connection ends before it replied (it left or died), the request fails
-//! at once with [`BusError::PeerGone`] instead of waiting for the timeout.
+//! A request travels to **one** server of its topic, a peer that registered with
+//! [`Bus::serve`] or [`Bus::serve_stream`] (this handle included); subscribers and observers
+//! are never chosen. Requests and replies are routed frames, not messages on topics: no user
+//! topic is taken by them, and observers ([`Bus::observe`]) get copies. The server is chosen
+//! round-robin per requesting handle, starting at a random server, so one-shot requesters
+//! (a CLI call each) spread over the servers too. When the chosen server's connection ends
+//! before its reply (it left or died), the request fails at once with
+//! [`BusError::PeerGone`] instead of waiting for the timeout.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
 
-use ephemeral::{Buffer, HeaderValue, Name, Overflow, Pattern};
-use futures::{FutureExt, StreamExt};
-use tokio::sync::{OnceCell, oneshot};
-use tokio::task::JoinHandle;
+use ephemeral::Name;
+use futures_core::Stream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, Sleep};
 
-use crate::bus::Shared;
-use crate::subscription::LocalSub;
+use crate::bus::BusHandle;
+use crate::frame::{self, MessageRef};
+use crate::message::{Leg, Route};
+use crate::replies::Waiter;
+use crate::router::Routed;
 use crate::transport::Transport;
-use crate::{Bus, BusError, Message, Outgoing};
+use crate::{Bus, BusError, Message, ReplyStatus, process_origin};
 
-const REPLY_TO: &str = "reply-to";
-const CORRELATION: &str = "correlation";
-const STATUS: &str = "status";
+/// How many replies of a stream wait for its reader before the server is held back.
+const STREAM_BUFFER: usize = 64;
 
-/// The requester's side: waiting requests by correlation id.
-#[derive(Default)]
-pub(crate) struct Replies {
-    pending: Mutex<HashMap<u64, oneshot::Sender<Message>>>,
-    next: AtomicU64,
-    round_robin: AtomicU64,
-    pub(crate) late: AtomicU64,
-    started: OnceCell<Name>,
-    task: Mutex<Option<JoinHandle<()>>>,
+type Gone = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A request sent and registered: what its caller waits on besides the replies.
+struct Sent {
+    /// Unregisters the request when dropped.
+    guard: Registered,
+    /// Resolves when the chosen server's connection ends (never, for a server here).
+    gone: Gone,
+    /// The chosen server.
+    server: u64,
 }
 
-impl Drop for Replies {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.get_mut().ok().and_then(Option::take) {
-            task.abort();
-        }
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Removes a waiting request when the request future ends, however it ends.
-struct Pending<'a> {
-    replies: &'a Replies,
+/// A registered request; dropping it unregisters it (however the request ends).
+struct Registered {
+    bus: Arc<BusHandle>,
     id: u64,
 }
 
-impl Drop for Pending<'_> {
+impl Drop for Registered {
     fn drop(&mut self) {
-        lock(&self.replies.pending).remove(&self.id);
+        self.bus.shared.locals.replies.remove(self.id);
     }
 }
-
-/// Starts, once per bus handle, the task that hands replies to waiting requests. It holds
-/// the shared state, not the handle, so it never keeps the bus open; it ends when the bus
-/// closes its subscriptions.
-async fn reply_topic(shared: &Arc<Shared>) -> Result<Name, BusError> {
-    let replies = &shared.replies;
-    let name = replies
-        .started
-        .get_or_try_init(|| async {
-            let topic = Name::new(&format!("_reply.{:016x}", shared.peer))?;
-            let local = Arc::new(LocalSub::new(
-                Pattern::new(&topic),
-                Buffer::Unbounded,
-                Overflow::DropOldest,
-            ));
-            shared.locals.add(Arc::clone(&local));
-            shared.transport.announce().await;
-            let weak = Arc::downgrade(shared);
-            let task = tokio::spawn(async move {
-                while let Some(item) = futures::stream::poll_fn(|cx| local.poll_next(cx))
-                    .next()
-                    .await
-                {
-                    let Some(shared) = weak.upgrade() else { break };
-                    let Ok(message) = item else { continue };
-                    let id = match message.header(CORRELATION) {
-                        Some(HeaderValue::Int(id)) => *id as u64,
-                        _ => continue,
-                    };
-                    let waiting = lock(&shared.replies.pending).remove(&id);
-                    match waiting {
-                        Some(tx) => {
-                            // The requester may have given up in between: then it is late.
-                            if tx.send(message).is_err() {
-                                shared.replies.late.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                        None => {
-                            shared.replies.late.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-            });
-            *lock(&replies.task) = Some(task);
-            Ok::<_, BusError>(topic)
-        })
-        .await?;
-    Ok(name.clone())
-}
-
-/// A running server (see [`Bus::serve`]); dropping it stops serving.
-#[derive(Debug)]
-pub struct Server {
-    task: JoinHandle<()>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-type Handler = dyn Fn(Message) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send>> + Send + Sync;
 
 impl Bus {
-    /// Serves requests on `topic`: `handler` gets each request message and returns the reply
-    /// payload. Requests are handled concurrently, each on a task of its own. A panicking
-    /// handler is caught; the requester gets [`BusError::ServerFailed`] with its message.
+    /// Sends a request to one server of `topic` and waits for its reply, at most `timeout`.
+    ///
+    /// A server of a stream ([`serve_stream`](Self::serve_stream)) answers with its first
+    /// item.
     ///
     /// # Errors
     ///
-    /// [`BusError::Name`] for a bad topic.
+    /// [`BusError::NoServer`] when no peer serves `topic`, [`BusError::Timeout`] when no
+    /// reply came in time, [`BusError::PeerGone`] when the chosen server left, died or
+    /// stopped first, [`BusError::ServerFailed`] when its handler panicked,
+    /// [`BusError::ServerBusy`] when it refused the request (see
+    /// [`ServeOptions`](crate::ServeOptions)), and the errors of [`publish`](Self::publish).
+    pub async fn request(
+        &self,
+        topic: &str,
+        payload: impl AsRef<[u8]>,
+        timeout: Duration,
+    ) -> Result<Message, BusError> {
+        let topic = Name::new(topic)?;
+        let (tx, rx) = oneshot::channel();
+        let sent = self
+            .send_request(&topic, payload.as_ref(), Waiter::One(tx), timeout)
+            .await?;
+        let Sent { guard, gone, .. } = sent;
+        let result = tokio::select! {
+            reply = rx => match reply {
+                Ok(reply) => answer(&topic, reply),
+                Err(_) => Err(BusError::Closed),
+            },
+            () = gone => Err(BusError::PeerGone { topic: topic.to_string() }),
+            () = tokio::time::sleep(timeout) => Err(BusError::Timeout {
+                topic: topic.to_string(),
+                after: timeout,
+            }),
+        };
+        drop(guard);
+        result
+    }
+
+    /// Sends a request to one server of `topic` and returns the stream of its replies: the
+    /// items of a [`serve_stream`](Self::serve_stream) server, or the one reply of a
+    /// [`serve`](Self::serve) server. The stream ends after the server's last item.
+    ///
+    /// `timeout` bounds each wait: for the first reply, and between two replies. A server
+    /// that dies, leaves or stops mid-stream ends the stream with
+    /// [`BusError::PeerGone`], never a hang; a handler that panics ends it with
+    /// [`BusError::ServerFailed`]. Replies already received are yielded first.
+    ///
+    /// Up to 64 replies wait for the reader; past that the server is held back (through
+    /// the socket, as a full [`Overflow::Wait`](crate::Overflow::Wait) subscription holds
+    /// back a publisher), and a server held back longer than its
+    /// [`send_timeout`](crate::BusOptions::send_timeout) stops the stream (the reader then
+    /// sees the timeout). Dropping the stream before its end tells the server to stop.
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::NoServer`] when no peer serves `topic`, and the errors of
+    /// [`publish`](Self::publish); later errors arrive as items of the stream.
     ///
     /// # Examples
     ///
@@ -143,140 +122,302 @@ impl Bus {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use std::time::Duration;
+    /// use futures::StreamExt;
     /// use ephemeral_bus::Bus;
     ///
-    /// let bus = Bus::open("doc-serve-request").await?;
+    /// let bus = Bus::open("doc-request-stream").await?;
     /// let _server = bus
-    ///     .serve("math.double", |request| async move {
-    ///         let n: u64 = request.payload_str().unwrap_or("0").parse().unwrap_or(0);
-    ///         (n * 2).to_string().into_bytes()
+    ///     .serve_stream("count.to", |request| {
+    ///         let n: u8 = request.payload_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+    ///         futures::stream::iter((1..=n).map(|i| i.to_string().into_bytes()))
     ///     })
     ///     .await?;
-    /// let reply = bus.request("math.double", b"21", Duration::from_secs(1)).await?;
-    /// assert_eq!(reply.payload_str(), Some("42"));
+    /// let replies = bus.request_stream("count.to", b"3", Duration::from_secs(1)).await?;
+    /// let numbers: Vec<String> = replies
+    ///     .map(|reply| reply.unwrap().payload_str().unwrap().to_owned())
+    ///     .collect()
+    ///     .await;
+    /// assert_eq!(numbers, ["1", "2", "3"]);
     /// # Ok(())
     /// # }
     /// ```
-    pub async fn serve<F, Fut>(&self, topic: &str, handler: F) -> Result<Server, BusError>
-    where
-        F: Fn(Message) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Vec<u8>> + Send + 'static,
-    {
-        let topic = Name::new(topic)?;
-        let handler: Arc<Handler> = Arc::new(move |m| Box::pin(handler(m)));
-        let mut requests = self.subscribe(&format!("_req.{topic}")).await?;
-        let bus = self.clone();
-        let task = tokio::spawn(async move {
-            while let Some(item) = requests.next().await {
-                let Ok(request) = item else { continue };
-                let Some(HeaderValue::Str(reply_to)) = request.header(REPLY_TO).cloned() else {
-                    continue;
-                };
-                let Some(correlation) = request.header(CORRELATION).cloned() else {
-                    continue;
-                };
-                let handler = Arc::clone(&handler);
-                let bus = bus.clone();
-                tokio::spawn(async move {
-                    let result = AssertUnwindSafe(handler(request)).catch_unwind().await;
-                    let (status, payload) = match result {
-                        Ok(payload) => ("ok", payload),
-                        Err(panic) => ("error", panic_message(&*panic).into_bytes()),
-                    };
-                    if let Ok(reply) = Outgoing::new(&reply_to) {
-                        let reply = reply
-                            .payload(payload)
-                            .header(CORRELATION, correlation)
-                            .header(STATUS, status);
-                        let _ = bus.publish_with(reply).await;
-                    }
-                });
-            }
-        });
-        Ok(Server { task })
-    }
-
-    /// Sends a request to one server of `topic` and waits for its reply, at most `timeout`.
-    ///
-    /// # Errors
-    ///
-    /// [`BusError::NoServer`] when no peer serves `topic`, [`BusError::Timeout`] when no
-    /// reply came in time, [`BusError::PeerGone`] when the chosen server left or died first,
-    /// [`BusError::ServerFailed`] when its handler panicked, and the errors of
-    /// [`publish`](Self::publish).
-    pub async fn request(
+    pub async fn request_stream(
         &self,
         topic: &str,
         payload: impl AsRef<[u8]>,
         timeout: Duration,
-    ) -> Result<Message, BusError> {
-        let shared = &self.handle.shared;
-        let request_topic = Name::new(&format!("_req.{}", Name::new(topic)?))?;
-        let reply_to = reply_topic(shared).await?;
+    ) -> Result<ReplyStream, BusError> {
+        let topic = Name::new(topic)?;
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let sent = self
+            .send_request(&topic, payload.as_ref(), Waiter::Stream(tx), timeout)
+            .await?;
+        Ok(ReplyStream {
+            replies: rx,
+            gone: sent.gone,
+            idle: Box::pin(tokio::time::sleep(timeout)),
+            timeout,
+            topic,
+            server: sent.server,
+            done: false,
+            guard: Some(sent.guard),
+        })
+    }
 
-        // Servers subscribe to exactly `_req.<topic>`; a subscriber whose pattern merely
-        // matches it (a `*` watcher) is not a server.
-        let local = shared.locals.any_exact(request_topic.as_str());
-        let remote = shared.transport.servers_of(&request_topic);
+    /// Chooses a server, registers `waiter` and sends the request.
+    async fn send_request(
+        &self,
+        topic: &Name,
+        payload: &[u8],
+        waiter: Waiter,
+        timeout: Duration,
+    ) -> Result<Sent, BusError> {
+        let shared = &self.handle.shared;
+        let max = shared.options.max_payload;
+        if payload.len() > max {
+            return Err(BusError::PayloadTooLarge {
+                len: payload.len(),
+                max,
+            });
+        }
+        let me = shared.peer;
+        let local = shared.locals.server(topic).is_some();
+        let remote = shared.transport.servers_of(topic);
         let candidates = usize::from(local) + remote.len();
         if candidates == 0 {
             return Err(BusError::NoServer {
-                topic: topic.to_owned(),
+                topic: topic.to_string(),
             });
         }
-        let pick =
-            (shared.replies.round_robin.fetch_add(1, Ordering::Relaxed) as usize) % candidates;
-
-        let id = shared.replies.next.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        lock(&shared.replies.pending).insert(id, tx);
-        let _pending = Pending {
-            replies: &shared.replies,
+        // Relaxed: only spreads requests; any interleaving of two requesters is fine.
+        let turn = shared.round_robin.fetch_add(1, Ordering::Relaxed);
+        let pick = (turn % candidates as u64) as usize;
+        let server = if local && pick == 0 {
+            me
+        } else {
+            remote[pick - usize::from(local)]
+        };
+        let id = shared.locals.replies.register(waiter);
+        let guard = Registered {
+            bus: Arc::clone(&self.handle),
             id,
         };
-        let outgoing = Outgoing::new(&request_topic)?
-            .payload(payload)
-            .header(REPLY_TO, reply_to.as_str())
-            .header(CORRELATION, id as i64);
-        let (message, bytes) = self.build(outgoing)?;
-        let give_up = crate::after(timeout);
-        let deadline = crate::after(timeout.min(shared.options.send_timeout));
-        let gone: Pin<Box<dyn Future<Output = ()> + Send>> = if local && pick == 0 {
-            shared.locals.dispatch_one(&message, deadline).await;
+        let gone: Gone = if server == me {
             Box::pin(std::future::pending())
         } else {
-            let peer = remote[pick - usize::from(local)];
-            let gone = shared.transport.gone(peer);
-            shared
-                .transport
-                .send_to(peer, &request_topic, &bytes, deadline)
-                .await;
-            Box::pin(gone)
+            Box::pin(shared.transport.gone(server))
         };
-        tokio::select! {
-            reply = rx => match reply {
-                Ok(reply) if matches!(reply.header(STATUS), Some(HeaderValue::Str(s)) if &**s == "error") => {
-                    Err(BusError::ServerFailed {
-                        topic: topic.to_owned(),
-                        message: reply.payload_str().unwrap_or("").to_owned(),
-                    })
-                }
-                Ok(reply) => Ok(reply),
-                Err(_) => Err(BusError::Closed),
+        let request = self.routed(
+            topic.clone(),
+            payload,
+            Route {
+                to: server,
+                from: me,
+                correlation: id,
+                leg: Leg::Request,
             },
-            () = gone => Err(BusError::PeerGone { topic: topic.to_owned() }),
-            () = tokio::time::sleep_until(give_up) => Err(BusError::Timeout {
-                topic: topic.to_owned(),
-                after: timeout,
-            }),
+        );
+        let deadline = crate::after(timeout.min(shared.options.send_timeout));
+        if !self.send_routed(&request, deadline).await? && server == me {
+            // The local server stopped between the choice and the delivery.
+            return Err(BusError::PeerGone {
+                topic: topic.to_string(),
+            });
         }
+        Ok(Sent {
+            guard,
+            gone,
+            server,
+        })
+    }
+
+    /// A request, reply or cancel message from this peer.
+    pub(crate) fn routed(&self, topic: Name, payload: &[u8], route: Route) -> Message {
+        Message {
+            route: Some(Box::new(route)),
+            topic,
+            payload: Arc::from(payload),
+            headers: Vec::new().into(),
+            id: self.handle.shared.locals.next_id(),
+            origin: process_origin(),
+            hops: 0,
+            timestamp: SystemTime::now(),
+            ttl: None,
+        }
+    }
+
+    /// Sends a request, reply or cancel to its addressee (here or in another peer), waiting
+    /// for a full addressee until `deadline`, and a copy to every observer. Returns whether
+    /// the addressee took it.
+    pub(crate) async fn send_routed(
+        &self,
+        message: &Message,
+        deadline: Instant,
+    ) -> Result<bool, BusError> {
+        let shared = &self.handle.shared;
+        let Some(to) = message.to() else {
+            return Ok(false);
+        };
+        let mut bytes = Vec::with_capacity(96 + message.topic.len() + message.payload.len());
+        frame::encode_message(&MessageRef::of(message), &mut bytes);
+        let max = shared.options.max_payload + crate::transport::FRAME_OVERHEAD;
+        if bytes.len() > max {
+            return Err(BusError::PayloadTooLarge {
+                len: bytes.len(),
+                max,
+            });
+        }
+        // Copies first: an observer then usually sees a request before its reply (not
+        // always: the two come from different peers, on different connections).
+        shared
+            .transport
+            .send_copies(&message.topic, &bytes, deadline, to)
+            .await;
+        let routed = shared.locals.route(message, Some(deadline)).await;
+        let delivered = if to == shared.peer {
+            matches!(routed, Routed::Done)
+        } else {
+            shared.transport.send_to(to, &bytes, deadline).await
+        };
+        Ok(delivered)
     }
 }
 
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "handler panicked".to_owned())
+/// What a reply says, as the caller of [`Bus::request`] sees it.
+fn answer(topic: &Name, reply: Message) -> Result<Message, BusError> {
+    match reply.reply_status() {
+        Some(ReplyStatus::Ok | ReplyStatus::Item) | None => Ok(reply),
+        Some(status) => Err(refusal(topic, status, &reply)),
+    }
+}
+
+/// The error a final reply other than an answer stands for.
+fn refusal(topic: &Name, status: ReplyStatus, reply: &Message) -> BusError {
+    let topic = topic.to_string();
+    match status {
+        ReplyStatus::Busy => BusError::ServerBusy { topic },
+        ReplyStatus::Gone => BusError::PeerGone { topic },
+        ReplyStatus::End => BusError::ServerFailed {
+            topic,
+            message: "the server's stream ended without a reply".to_owned(),
+        },
+        _ => BusError::ServerFailed {
+            topic,
+            message: reply.payload_str().unwrap_or("").to_owned(),
+        },
+    }
+}
+
+/// The replies to one [`Bus::request_stream`], as a `Stream` of `Result<Message, BusError>`.
+///
+/// Yields each reply in the order the server sent it, then ends after the last. An error
+/// (the server died, failed, refused, or a wait passed the timeout) is the last item.
+/// Dropping the stream before its end tells the server to stop.
+#[must_use = "dropping the ReplyStream tells the server to stop"]
+pub struct ReplyStream {
+    replies: mpsc::Receiver<Message>,
+    gone: Gone,
+    idle: Pin<Box<Sleep>>,
+    timeout: Duration,
+    topic: Name,
+    server: u64,
+    done: bool,
+    guard: Option<Registered>,
+}
+
+impl ReplyStream {
+    fn finish(
+        &mut self,
+        item: Option<Result<Message, BusError>>,
+    ) -> Poll<Option<<Self as Stream>::Item>> {
+        self.done = true;
+        self.guard = None;
+        Poll::Ready(item)
+    }
+}
+
+impl Stream for ReplyStream {
+    type Item = Result<Message, BusError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        // Replies first: whatever arrived before the server's connection ended is yielded.
+        match self.replies.poll_recv(cx) {
+            Poll::Ready(Some(reply)) => {
+                let status = reply.reply_status().unwrap_or(ReplyStatus::Ok);
+                return match status {
+                    ReplyStatus::Item => {
+                        let deadline = crate::after(self.timeout);
+                        self.idle.as_mut().reset(deadline);
+                        Poll::Ready(Some(Ok(reply)))
+                    }
+                    // A plain server's one answer: the stream ends after it.
+                    ReplyStatus::Ok => self.finish(Some(Ok(reply))),
+                    ReplyStatus::End => self.finish(None),
+                    other => {
+                        let error = refusal(&self.topic, other, &reply);
+                        self.finish(Some(Err(error)))
+                    }
+                };
+            }
+            Poll::Ready(None) => return self.finish(Some(Err(BusError::Closed))),
+            Poll::Pending => {}
+        }
+        if self.gone.as_mut().poll(cx).is_ready() {
+            let topic = self.topic.to_string();
+            return self.finish(Some(Err(BusError::PeerGone { topic })));
+        }
+        if self.idle.as_mut().poll(cx).is_ready() {
+            let error = BusError::Timeout {
+                topic: self.topic.to_string(),
+                after: self.timeout,
+            };
+            return self.finish(Some(Err(error)));
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for ReplyStream {
+    fn drop(&mut self) {
+        let Some(guard) = self.guard.take() else {
+            return;
+        };
+        // Given up before the end: tell the server to stop, from a task of its own (a drop
+        // cannot wait). Outside a runtime there is nobody to send it; the server then stops
+        // at its next reply, which finds nobody waiting.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let bus = Bus {
+            handle: Arc::clone(&guard.bus),
+        };
+        let cancel = bus.routed(
+            self.topic.clone(),
+            &[],
+            Route {
+                to: self.server,
+                from: bus.handle.shared.peer,
+                correlation: guard.id,
+                leg: Leg::Cancel,
+            },
+        );
+        drop(guard);
+        runtime.spawn(async move {
+            let deadline = crate::after(bus.handle.shared.options.send_timeout);
+            let _ = bus.send_routed(&cancel, deadline).await;
+        });
+    }
+}
+
+impl std::fmt::Debug for ReplyStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplyStream")
+            .field("topic", &self.topic.as_str())
+            .field("server", &format_args!("{:016x}", self.server))
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
 }

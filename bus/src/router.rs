@@ -1,51 +1,81 @@
-//! The local subscriptions of one bus handle, and delivery to them.
+//! The local side of one bus handle: its subscriptions, servers, observers and waiting
+//! requests, and delivery to them.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use ephemeral::Name;
 use tokio::time::Instant;
 
-use crate::Message;
+use crate::frame::{Announced, Interest};
+use crate::replies::Replies;
 use crate::subscription::LocalSub;
+use crate::sync::Mutex;
 use crate::topics::Topics;
+use crate::{Message, MessageKind};
 
 /// The subscriptions of this peer. Read on every delivery (lock-free snapshot), written on
 /// subscribe and unsubscribe (rare), hence a whole-table swap.
-#[derive(Default)]
 pub(crate) struct Locals {
+    /// This peer's id: requests and replies addressed to it are delivered here.
+    pub(crate) me: u64,
     subs: ArcSwap<Vec<Arc<LocalSub>>>,
     write: Mutex<()>,
     pub(crate) topics: Topics,
+    pub(crate) replies: Replies,
+    /// The id of the next message this peer sends (per origin, increasing).
+    next_id: AtomicU64,
+}
+
+/// What became of a request or reply that arrived from another peer.
+pub(crate) enum Routed {
+    /// Handed to its addressee here (or only copied to observers: it was addressed elsewhere).
+    Done,
+    /// A request addressed to this peer, but nothing here serves its topic (the server
+    /// stopped after the requester chose it): the requester must be told.
+    NoServer,
 }
 
 impl Locals {
+    pub(crate) fn new(me: u64) -> Self {
+        Self {
+            me,
+            subs: ArcSwap::default(),
+            write: Mutex::new(()),
+            topics: Topics::default(),
+            replies: Replies::default(),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    /// The id for the next message this peer sends.
+    pub(crate) fn next_id(&self) -> u64 {
+        // Relaxed: ids only need to be distinct and increasing per thread of publishing; the
+        // per-publisher order on the wire comes from the connection, not from this counter.
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
     pub(crate) fn add(&self, sub: Arc<LocalSub>) {
-        let _guard = self
-            .write
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _guard = self.write.lock();
         let mut next = Vec::clone(&self.subs.load());
         next.push(sub);
         self.subs.store(Arc::new(next));
     }
 
     pub(crate) fn remove(&self, id: u64) {
-        let _guard = self
-            .write
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _guard = self.write.lock();
         let mut next = Vec::clone(&self.subs.load());
         next.retain(|s| s.id != id);
         self.subs.store(Arc::new(next));
     }
 
     /// One entry per subscription, as announced to the other peers.
-    pub(crate) fn patterns(&self) -> Vec<String> {
+    pub(crate) fn patterns(&self) -> Vec<Announced> {
         self.subs
             .load()
             .iter()
-            .map(|s| s.pattern.as_str().to_owned())
+            .map(|s| (s.interest, s.pattern.as_str().to_owned()))
             .collect()
     }
 
@@ -53,18 +83,14 @@ impl Locals {
         self.subs.load_full()
     }
 
-    /// Delivers `message` to every matching subscription; returns how many buffered it.
-    pub(crate) async fn dispatch(
-        &self,
-        message: &Message,
-        deadline: Option<Instant>,
-        skip: Option<u64>,
-    ) -> usize {
+    /// Delivers a published `message` to every matching subscription; returns how many
+    /// buffered it.
+    pub(crate) async fn dispatch(&self, message: &Message, deadline: Option<Instant>) -> usize {
         let subs = self.subs.load_full();
         let mut reached = 0;
         for sub in subs
             .iter()
-            .filter(|s| Some(s.id) != skip && s.pattern.matches(&message.topic))
+            .filter(|s| s.interest == Interest::Messages && s.pattern.matches(&message.topic))
         {
             if sub.push(message.clone(), deadline).await {
                 reached += 1;
@@ -73,52 +99,101 @@ impl Locals {
         reached
     }
 
-    /// [`dispatch`](Self::dispatch) for a message nobody else needs: the last matching
-    /// subscription gets it without a clone (the common case: one subscription).
-    pub(crate) async fn dispatch_owned(&self, message: Message) -> usize {
+    /// Delivers a frame's message that arrived from another peer. A published message goes
+    /// to the matching subscriptions (the last one without a clone: the common case is one);
+    /// a request or reply to its addressee and to the matching observers.
+    pub(crate) async fn dispatch_owned(&self, message: Message) -> Routed {
+        if message.route.is_some() {
+            return self.route(&message, None).await;
+        }
         let subs = self.subs.load_full();
-        let mut matching = subs.iter().filter(|s| s.pattern.matches(&message.topic));
+        let mut matching = subs
+            .iter()
+            .filter(|s| s.interest == Interest::Messages && s.pattern.matches(&message.topic));
         let Some(mut current) = matching.next() else {
-            return 0;
+            return Routed::Done;
         };
-        let mut reached = 0;
         for next in matching {
-            if current.push(message.clone(), None).await {
-                reached += 1;
-            }
+            current.push(message.clone(), None).await;
             current = next;
         }
-        if current.push(message, None).await {
-            reached += 1;
+        current.push(message, None).await;
+        Routed::Done
+    }
+
+    /// Delivers one of the bus's own broadcasts to the matching internal subscriptions
+    /// here (never to subscriptions or observers); returns how many buffered it.
+    pub(crate) async fn broadcast(&self, message: &Message, deadline: Option<Instant>) -> usize {
+        let subs = self.subs.load_full();
+        let mut reached = 0;
+        for sub in subs
+            .iter()
+            .filter(|s| s.interest == Interest::Internal && s.pattern.matches(&message.topic))
+        {
+            if sub.push(message.clone(), deadline).await {
+                reached += 1;
+            }
         }
         reached
     }
 
-    /// Whether any subscription here matches `topic`.
-    pub(crate) fn any_matching(&self, topic: &str) -> bool {
-        self.subs.load().iter().any(|s| s.pattern.matches(topic))
-    }
-
-    /// Whether a local subscription is to exactly `topic` (a request server's).
-    pub(crate) fn any_exact(&self, topic: &str) -> bool {
-        self.subs.load().iter().any(|s| s.pattern.as_str() == topic)
-    }
-
-    /// Delivers `message` to the first subscription to exactly its topic only (a request to
-    /// a server; a wildcard watcher is never taken for one).
-    pub(crate) async fn dispatch_one(&self, message: &Message, deadline: Instant) -> bool {
-        let subs = self.subs.load_full();
-        match subs
-            .iter()
-            .find(|s| s.pattern.as_str() == message.topic.as_str())
-        {
-            Some(sub) => sub.push(message.clone(), Some(deadline)).await,
-            None => false,
+    /// Delivers a request or reply: to its addressee when that is this peer (the server of
+    /// the request's topic, or the request waiting for the reply), and a copy to each
+    /// matching observer here. `deadline` bounds the wait for a full addressee.
+    pub(crate) async fn route(&self, message: &Message, deadline: Option<Instant>) -> Routed {
+        self.copy_to_observers(message);
+        if message.to() != Some(self.me) {
+            return Routed::Done;
+        }
+        if message.reply_status().is_some() {
+            self.replies.deliver(message.clone(), deadline).await;
+            return Routed::Done;
+        }
+        match self.server(&message.topic) {
+            Some(server) if server.push(message.clone(), deadline).await => Routed::Done,
+            // A cancel for a server that stopped has nothing left to stop.
+            _ if message.kind() == MessageKind::Cancel => Routed::Done,
+            _ => Routed::NoServer,
         }
     }
 
+    /// Observers never hold traffic back: they are `DropOldest`, so a push never waits.
+    fn copy_to_observers(&self, message: &Message) {
+        for sub in self
+            .subs
+            .load()
+            .iter()
+            .filter(|s| s.interest == Interest::Observe && s.pattern.matches(&message.topic))
+        {
+            sub.push_now(message.clone());
+        }
+    }
+
+    /// The local server of exactly `topic`, if one is serving.
+    pub(crate) fn server(&self, topic: &str) -> Option<Arc<LocalSub>> {
+        self.subs
+            .load()
+            .iter()
+            .find(|s| s.interest == Interest::Serve && s.pattern.as_str() == topic)
+            .filter(|s| !s.is_closed())
+            .cloned()
+    }
+
+    /// Whether a subscription here matches the published `topic`.
+    pub(crate) fn any_matching(&self, topic: &str) -> bool {
+        self.subs
+            .load()
+            .iter()
+            .any(|s| s.interest == Interest::Messages && s.pattern.matches(topic))
+    }
+
     pub(crate) fn lag(&self, topic: &Name, count: u64) {
-        for sub in self.subs.load().iter().filter(|s| s.pattern.matches(topic)) {
+        for sub in self
+            .subs
+            .load()
+            .iter()
+            .filter(|s| s.interest == Interest::Messages && s.pattern.matches(topic))
+        {
             sub.add_lag(count);
         }
     }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::{SubscriptionStats, TopicStats};
+use crate::{HandlerStats, SubscriptionStats, TopicStats};
 
 /// Counters of one bus handle.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +24,23 @@ pub struct BusStats {
     pub subscriptions: Vec<SubscriptionStats>,
     /// Per topic: messages published and received (at most 1024 topics, then `(other)`).
     pub topics: Vec<TopicStats>,
+    /// Each running server and subscription callback, with its timings.
+    pub handlers: Vec<HandlerStats>,
     /// Time since this handle opened the bus (for rates between two snapshots).
     pub uptime: Duration,
+}
+
+/// Another peer of the bus, as it announced itself: what it subscribes to, serves and
+/// observes (see [`Bus::peer_list`](crate::Bus::peer_list)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PeerInfo {
+    /// The peer's id (its files in the bus directory are named after it).
+    pub id: u64,
+    /// The patterns of its subscriptions, one per subscription.
+    pub subscriptions: Vec<String>,
+    /// The topics it serves requests on.
+    pub serves: Vec<String>,
+    /// The patterns of its observers of requests and replies.
+    pub observes: Vec<String>,
 }

@@ -1,50 +1,76 @@
 //! `Subscription`: the messages of the bus whose topic matches a pattern.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::SystemTime;
 
+use ephemeral::lag::{Cursor, PushError, Ring, TryPushError};
 use ephemeral::{Buffer, Lagged, Overflow, Pattern};
-use futures::task::AtomicWaker;
 use futures_core::Stream;
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::Message;
 use crate::bus::BusHandle;
+use crate::frame::Interest;
 
 static NEXT_SUB: AtomicU64 = AtomicU64::new(1);
 
-/// The receiving half of a subscription, shared with whoever delivers to it (the peer
-/// connections' readers and local publishers).
+/// The sending half of a subscription, shared with whoever delivers to it (the peer
+/// connections' readers and local publishers). The buffer is core's lag ring, so a bus
+/// subscription has the very lag model of a sink subscription or a channel subscriber; its
+/// one reader is the [`Subscription`].
 pub(crate) struct LocalSub {
     pub(crate) id: u64,
     pub(crate) pattern: Pattern,
-    overflow: Overflow,
-    ring: Mutex<Ring>,
-    waker: AtomicWaker,
-    space: Notify,
-    /// Pushers waiting for room. `pop` only pays for a wake-up when this is non-zero; the
-    /// ring's mutex orders a waiter's increment (before its last check) before the pop.
-    waiting: AtomicUsize,
+    pub(crate) interest: Interest,
+    ring: Arc<Ring<Buffered>>,
+    /// Messages whose time ran out on the way, before they reached the ring.
+    expired_on_arrival: AtomicU64,
+    /// Messages whose time ran out between the ring's check and the hand-out.
+    expired_at_hand_out: AtomicU64,
 }
 
-struct Ring {
-    buffer: VecDeque<Message>,
-    capacity: Option<usize>,
-    unreported: u64,
-    dropped: u64,
-    delivered: u64,
-    closed: bool,
+/// A message in the ring, with the instant its time to live runs out, if it has one (so
+/// that it is handed out with the time it has left).
+#[derive(Clone)]
+pub(crate) struct Buffered {
+    message: Message,
+    expires: Option<Instant>,
 }
 
-/// A poisoned lock only means a thread panicked while holding it; every update of the ring
-/// is a single push or pop, so its data is still consistent.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+/// The memory one buffered message keeps alive, estimated: the message itself, its topic,
+/// payload and headers (shared parts counted in each buffer that holds them).
+fn held(message: &Message) -> usize {
+    let headers: usize = message
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            k.len()
+                + std::mem::size_of_val(v)
+                + match v {
+                    ephemeral::HeaderValue::Str(s) => s.len(),
+                    _ => 0,
+                }
+        })
+        .sum();
+    std::mem::size_of::<Buffered>() + message.topic.len() + message.payload.len() + headers
+}
+
+/// When `message`'s time to live runs out on this process's clock; `None` if it has none.
+///
+/// The publisher sent the time it had left and its wall-clock timestamp. Peers of one bus
+/// share a machine, hence a wall clock, so the time spent on the way (in queues, sockets, a
+/// stopped process) is taken off too; a clock that went backwards counts as no time spent.
+fn expiry(message: &Message) -> Option<Instant> {
+    let ttl = message.ttl?;
+    let spent = SystemTime::now()
+        .duration_since(message.timestamp)
+        .unwrap_or_default();
+    let now = Instant::now();
+    Some(now.checked_add(ttl.saturating_sub(spent)).unwrap_or(now))
 }
 
 /// Delivery counters of one subscription.
@@ -55,31 +81,53 @@ pub struct SubscriptionStats {
     pub pattern: String,
     /// Messages buffered for it so far.
     pub delivered: u64,
-    /// Messages it lost (dropped here, or by a publisher that could not wait for it).
+    /// Messages it lost (dropped here, or by a publisher that could not wait for it),
+    /// reported to it as `Lagged`.
     pub dropped: u64,
+    /// Messages skipped because their time to live ran out before they were read (on the
+    /// way or in the buffer); never delivered, and not counted as lag.
+    pub expired: u64,
     /// Messages waiting to be read now.
     pub buffered: usize,
+    /// The memory those messages hold, estimated in bytes: each message's own size, topic,
+    /// payload and headers (a payload shared by several subscriptions of one process is
+    /// counted in each).
+    pub buffered_bytes: usize,
 }
 
 impl LocalSub {
-    pub(crate) fn new(pattern: Pattern, buffer: Buffer, overflow: Overflow) -> Self {
-        let capacity = buffer.capacity();
-        Self {
+    /// A subscription's sending half and its reader (made together, so that the reader
+    /// gets every message pushed from the start).
+    pub(crate) fn new(
+        pattern: Pattern,
+        interest: Interest,
+        buffer: Buffer,
+        overflow: Overflow,
+    ) -> (Self, Cursor<Buffered>) {
+        let ring =
+            Arc::new(Ring::new(buffer, overflow).with_weigher(|b: &Buffered| held(&b.message)));
+        let cursor = ring.cursor();
+        let local = Self {
             id: NEXT_SUB.fetch_add(1, Ordering::Relaxed),
             pattern,
-            overflow,
-            ring: Mutex::new(Ring {
-                buffer: VecDeque::with_capacity(capacity.unwrap_or(16).min(1024)),
-                capacity,
-                unreported: 0,
-                dropped: 0,
-                delivered: 0,
-                closed: false,
-            }),
-            waker: AtomicWaker::new(),
-            space: Notify::new(),
-            waiting: AtomicUsize::new(0),
+            interest,
+            ring,
+            expired_on_arrival: AtomicU64::new(0),
+            expired_at_hand_out: AtomicU64::new(0),
+        };
+        (local, cursor)
+    }
+
+    /// The message with its expiry instant, or `None` (counted) when its time already ran
+    /// out on the way.
+    fn buffered(&self, message: Message) -> Option<(Buffered, Option<Instant>)> {
+        let expires = expiry(&message);
+        if expires.is_some_and(|at| at <= Instant::now()) {
+            // Relaxed: a statistic.
+            self.expired_on_arrival.fetch_add(1, Ordering::Relaxed);
+            return None;
         }
+        Some((Buffered { message, expires }, expires))
     }
 
     /// Buffers `message`. With `Overflow::Wait` and a full buffer, waits for room until
@@ -87,109 +135,94 @@ impl LocalSub {
     /// pushes back on the publisher through the socket). Returns whether it was buffered; a
     /// message given up on is counted and reported as lag.
     pub(crate) async fn push(&self, message: Message, deadline: Option<Instant>) -> bool {
-        let mut message = match self.try_push(message) {
-            Ok(buffered) => return buffered,
-            Err(message) => message,
+        let Some((buffered, expires)) = self.buffered(message) else {
+            return false;
         };
-        // Full, with `Overflow::Wait`: register for room, then check again (so a pop between
-        // the check and the registration is not missed).
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        let buffered = loop {
-            let notified = self.space.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            message = match self.try_push(message) {
-                Ok(buffered) => break buffered,
-                Err(message) => message,
-            };
-            match deadline {
-                None => notified.await,
-                Some(deadline) => {
-                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                        self.add_lag(1);
-                        break false;
-                    }
-                }
+        match self.ring.push(buffered, expires, deadline).await {
+            Ok(reached) => reached > 0,
+            Err(PushError::Closed(_)) => false,
+            Err(PushError::TimedOut(_)) => {
+                // Lost for this subscription: its reader is told with `Lagged`.
+                self.ring.add_lag(1);
+                false
             }
-        };
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
-        buffered
+        }
     }
 
-    /// Buffers `message` unless the buffer is full under `Overflow::Wait`, in which case it
-    /// is handed back. `Ok(false)`: closed.
-    fn try_push(&self, message: Message) -> Result<bool, Message> {
-        let mut ring = lock(&self.ring);
-        if ring.closed {
-            return Ok(false);
+    /// Buffers `message` without waiting: for `DropOldest` subscriptions (observers), where a
+    /// full buffer drops its oldest item. Returns whether it was buffered.
+    pub(crate) fn push_now(&self, message: Message) -> bool {
+        let Some((buffered, expires)) = self.buffered(message) else {
+            return false;
+        };
+        match self.ring.try_push(buffered, expires) {
+            Ok(reached) => reached > 0,
+            Err(TryPushError::Closed(_) | TryPushError::Full(_)) => false,
         }
-        let full = ring.capacity.is_some_and(|cap| ring.buffer.len() >= cap);
-        if full && self.overflow == Overflow::Wait {
-            return Err(message);
-        }
-        if full {
-            ring.buffer.pop_front();
-            ring.unreported += 1;
-            ring.dropped += 1;
-        }
-        ring.buffer.push_back(message);
-        ring.delivered += 1;
-        drop(ring);
-        self.waker.wake();
-        Ok(true)
     }
 
     /// Records `n` messages lost for this subscription (reported as `Lagged`).
     pub(crate) fn add_lag(&self, n: u64) {
-        {
-            let mut ring = lock(&self.ring);
-            ring.unreported += n;
-            ring.dropped += n;
-        }
-        self.waker.wake();
+        self.ring.add_lag(n);
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.ring.is_closed()
     }
 
     pub(crate) fn close(&self) {
-        lock(&self.ring).closed = true;
-        self.waker.wake();
-        self.space.notify_waiters();
+        self.ring.close();
     }
 
     pub(crate) fn stats(&self) -> SubscriptionStats {
-        let ring = lock(&self.ring);
+        let ring = self.ring.stats();
+        // Relaxed: statistics.
+        let expired = self.expired_on_arrival.load(Ordering::Relaxed)
+            + self.expired_at_hand_out.load(Ordering::Relaxed);
         SubscriptionStats {
             pattern: self.pattern.as_str().to_owned(),
-            delivered: ring.delivered,
-            dropped: ring.dropped,
-            buffered: ring.buffer.len(),
+            delivered: ring.pushed,
+            dropped: ring.dropped + ring.lost,
+            expired: ring.expired + expired,
+            buffered: ring.buffered,
+            buffered_bytes: ring.bytes,
         }
     }
 
-    /// Polls for the next item, registering the waker when there is none.
-    pub(crate) fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Lagged>>> {
-        if let Poll::Ready(item) = self.pop() {
-            return Poll::Ready(item);
-        }
-        self.waker.register(cx.waker());
-        self.pop()
-    }
-
-    fn pop(&self) -> Poll<Option<Result<Message, Lagged>>> {
-        let mut ring = lock(&self.ring);
-        if ring.unreported > 0 {
-            let n = std::mem::take(&mut ring.unreported);
-            return Poll::Ready(Some(Err(Lagged(n))));
-        }
-        match ring.buffer.pop_front() {
-            Some(message) => {
-                drop(ring);
-                if self.waiting.load(Ordering::SeqCst) > 0 {
-                    self.space.notify_waiters();
+    /// The next item from `cursor`, this subscription's reader: a message carries the time
+    /// it has left now (one whose time ran out since the ring looked is skipped and counted).
+    pub(crate) fn poll_next(
+        &self,
+        cursor: &mut Cursor<Buffered>,
+        cx: Option<&mut Context<'_>>,
+    ) -> Poll<Option<Result<Message, Lagged>>> {
+        let mut cx = cx;
+        loop {
+            let item = match cx.as_deref_mut() {
+                Some(cx) => std::task::ready!(cursor.poll_recv(cx)),
+                None => match cursor.try_recv() {
+                    Ok(item) => Some(item),
+                    Err(ephemeral::lag::TryRecvError::Closed) => None,
+                    Err(ephemeral::lag::TryRecvError::Empty) => return Poll::Pending,
+                },
+            };
+            let Some(Ok(Buffered {
+                mut message,
+                expires,
+            })) = item
+            else {
+                return Poll::Ready(item.map(|lagged| lagged.map(|b| b.message)));
+            };
+            if let Some(at) = expires {
+                let now = Instant::now();
+                if at <= now {
+                    // Relaxed: a statistic.
+                    self.expired_at_hand_out.fetch_add(1, Ordering::Relaxed);
+                    continue;
                 }
-                Poll::Ready(Some(Ok(message)))
+                message.ttl = Some(at - now);
             }
-            None if ring.closed => Poll::Ready(None),
-            None => Poll::Pending,
+            return Poll::Ready(Some(Ok(message)));
         }
     }
 }
@@ -204,6 +237,11 @@ impl LocalSub {
 /// next message. With [`Overflow::DropOldest`] publishers never wait. Messages from one
 /// publisher arrive in the order it published them; messages of different publishers
 /// interleave.
+///
+/// A message published with a time to live ([`Outgoing::ttl`](crate::Outgoing::ttl), or a
+/// bridged signal's remaining life) whose time runs out before it is read, on the way or
+/// in the buffer, is skipped: never handed out, counted in [`SubscriptionStats::expired`],
+/// and not reported as lag. What is handed out carries the time it has left.
 ///
 /// Dropping the subscription unsubscribes (the other peers stop sending to it).
 ///
@@ -230,22 +268,24 @@ impl LocalSub {
 /// # Ok(())
 /// # }
 /// ```
+#[must_use = "dropping the Subscription unsubscribes at once"]
 pub struct Subscription {
     pub(crate) local: Arc<LocalSub>,
     pub(crate) bus: Arc<BusHandle>,
+    cursor: Cursor<Buffered>,
 }
 
 impl Subscription {
+    pub(crate) fn new(local: Arc<LocalSub>, cursor: Cursor<Buffered>, bus: Arc<BusHandle>) -> Self {
+        Self { local, bus, cursor }
+    }
+
     /// The next message or lag report if one is buffered now, without waiting.
     pub fn try_recv(&mut self) -> Option<Result<Message, Lagged>> {
-        match self.local.pop() {
+        match self.local.poll_next(&mut self.cursor, None) {
             Poll::Ready(item) => item,
             Poll::Pending => None,
         }
-    }
-
-    pub(crate) fn local_id(&self) -> u64 {
-        self.local.id
     }
 
     /// The pattern subscribed to.
@@ -265,7 +305,8 @@ impl Stream for Subscription {
     type Item = Result<Message, Lagged>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.local.poll_next(cx)
+        let this = self.get_mut();
+        this.local.poll_next(&mut this.cursor, Some(cx))
     }
 }
 

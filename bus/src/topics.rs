@@ -1,9 +1,10 @@
 //! Per-topic counters, in a bounded table.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
+use crate::sync::Mutex;
 use ephemeral::Name;
 
 /// At most this many topics get counters of their own; the rest share one `(other)` entry.
@@ -38,10 +39,7 @@ pub(crate) struct Topics {
 
 impl Topics {
     pub(crate) fn counters(&self, topic: &Name) -> Arc<TopicCounters> {
-        let mut table = self
-            .table
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut table = self.table.lock();
         if let Some(c) = table.get(topic) {
             return Arc::clone(c);
         }
@@ -54,10 +52,7 @@ impl Topics {
     }
 
     pub(crate) fn snapshot(&self) -> Vec<TopicStats> {
-        let table = self
-            .table
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let table = self.table.lock();
         let mut out: Vec<TopicStats> = table
             .iter()
             .map(|(name, c)| stats(name.as_str(), c))

@@ -85,7 +85,12 @@ async fn headers_ttl_and_ids_travel() {
     let second = next(&mut sub).await.unwrap();
     assert_eq!(first.header("attempt").unwrap().to_string(), "3");
     assert_eq!(first.header("region").unwrap().to_string(), "eu");
-    assert_eq!(first.ttl(), Some(Duration::from_secs(5)));
+    // The time left when handed out: the 5 s sent, less the moment on the way.
+    let ttl = first.ttl().unwrap();
+    assert!(
+        ttl <= Duration::from_secs(5) && ttl > Duration::from_secs(4),
+        "{ttl:?}"
+    );
     assert_eq!(first.origin(), ephemeral_bus::process_origin());
     assert_eq!(second.id(), first.id() + 1);
 }
@@ -272,6 +277,28 @@ async fn last_peer_out_removes_every_file() {
     assert_eq!(files_in(&dir).len(), 3);
     drop(b);
     assert!(!dir.exists(), "left behind: {:?}", files_in(&dir));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_parent_directories_are_created_private() {
+    let tmp = tempfile::tempdir().unwrap();
+    let parent = tmp.path().join("a").join("b");
+    let bus = Bus::open_with("t", options(&parent)).await.unwrap();
+    for dir in [
+        tmp.path().join("a"),
+        parent.clone(),
+        bus.dir().to_path_buf(),
+    ] {
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", dir.display());
+    }
+    // An existing parent keeps its mode.
+    let shared = tmp.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let _other = Bus::open_with("t", options(&shared)).await.unwrap();
+    let mode = std::fs::metadata(&shared).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o755);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -562,4 +589,26 @@ async fn huge_timeouts_mean_no_timeout_not_a_panic() {
         .unwrap();
     let reply = a.request("echo", b"2", Duration::MAX).await.unwrap();
     assert_eq!(reply.payload(), b"2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_publish_that_times_out_on_a_full_subscription_is_reported_as_lag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Bus::open_with(
+        "t",
+        options(tmp.path()).send_timeout(Duration::from_millis(50)),
+    )
+    .await
+    .unwrap();
+    let mut sub = a
+        .subscribe_with("x", Buffer::bounded(1).unwrap(), Overflow::Wait)
+        .await
+        .unwrap();
+    assert_eq!(a.publish("x", b"kept").await.unwrap(), 1);
+    // The buffer is full and nobody reads: the publisher gives up after its send timeout.
+    assert_eq!(a.publish("x", b"lost").await.unwrap(), 0);
+    assert_eq!(next(&mut sub).await, Err(Lagged(1)));
+    assert_eq!(next(&mut sub).await.unwrap().payload(), b"kept");
+    let stats = sub.stats();
+    assert_eq!((stats.delivered, stats.dropped, stats.buffered), (1, 1, 0));
 }

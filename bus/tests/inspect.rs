@@ -62,7 +62,11 @@ async fn nothing_is_sampled_or_sent_until_a_watcher_polls() {
         (0, 0)
     );
 
-    assert_eq!(watcher.poll().await.unwrap(), 1, "one publisher listens");
+    assert_eq!(
+        watcher.poll().await.unwrap(),
+        Some(1),
+        "one publisher listens"
+    );
     let frame = next(&mut watcher).await;
     assert_eq!(frame.publisher.name, "orders");
     assert_eq!(frame.publisher.id, publisher.id());
@@ -381,7 +385,7 @@ async fn every_coordinator_type_publishes_and_a_dropped_publisher_says_it_stoppe
     );
     assert_eq!(
         watcher.poll().await.unwrap(),
-        2,
+        Some(2),
         "the stopped one no longer listens"
     );
 }
@@ -424,4 +428,59 @@ async fn a_watcher_on_another_peer_sees_the_publisher() {
     let frames = watcher.collect(LONG).await.unwrap();
     assert_eq!(frames.len(), 1);
     assert_eq!(frames[0].coordinator().unwrap().counts.completed, 5);
+}
+
+/// The exchange travels as the bus's own traffic: a `*` subscriber (in the publisher's
+/// process or another) sees none of it, a user publishing on the exchange's topic names
+/// reaches no publisher, and a `*` subscriber is not counted as a watcher.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_star_subscriber_sees_none_of_the_state_exchange() {
+    use ephemeral_bus::inspect::{POLL_TOPIC, STATE_TOPIC};
+    use futures::StreamExt;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let service = open(tmp.path(), "t").await;
+    let tool = open(tmp.path(), "t").await;
+    let coordinator = noop_work();
+    let publisher = coordinator
+        .publish_state_with(
+            &service,
+            "orders",
+            PublishOptions::default().interval(Duration::from_millis(20)),
+        )
+        .await
+        .unwrap();
+    let mut everything_here = service.subscribe("*").await.unwrap();
+    let mut everything_there = tool.subscribe("*").await.unwrap();
+    let mut watcher = StateWatcher::new(&tool).await.unwrap();
+
+    assert_eq!(
+        watcher.poll().await.unwrap(),
+        Some(1),
+        "the publisher alone"
+    );
+    next(&mut watcher).await;
+    // A user's messages on topics spelled like the exchange's are ordinary messages.
+    assert_eq!(tool.publish(POLL_TOPIC, b"{}").await.unwrap(), 2);
+    assert_eq!(service.publish(STATE_TOPIC, b"{}").await.unwrap(), 2);
+    for sub in [&mut everything_here, &mut everything_there] {
+        let mut topics = Vec::new();
+        while let Ok(Some(item)) =
+            tokio::time::timeout(Duration::from_millis(300), sub.next()).await
+        {
+            topics.push(item.unwrap().topic().to_string());
+        }
+        topics.sort();
+        assert_eq!(topics, [POLL_TOPIC, STATE_TOPIC], "only the user's own two");
+    }
+    assert_eq!(
+        publisher.polls_received(),
+        1,
+        "the user's message is no poll"
+    );
+    assert_eq!(
+        watcher.poll().await.unwrap(),
+        Some(1),
+        "subscribers are no watchers"
+    );
 }

@@ -38,7 +38,7 @@ fn main() {
     });
     let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
     type Scenario = fn() -> std::pin::Pin<Box<dyn Future<Output = ()>>>;
-    let scenarios: [(&str, Scenario); 8] = [
+    let scenarios: [(&str, Scenario); 9] = [
         (
             "one_publisher_four_subscriber_processes_100k_in_order",
             || Box::pin(fan_out()),
@@ -61,6 +61,10 @@ fn main() {
         (
             "request_response_across_processes_with_a_dying_server",
             || Box::pin(request_response()),
+        ),
+        (
+            "a_reply_stream_from_a_killed_server_process_ends_with_an_error",
+            || Box::pin(stream_server_dies()),
         ),
         ("three_bridged_processes_see_one_raise_once_each", || {
             Box::pin(three_processes())
@@ -149,6 +153,15 @@ async fn child(role: &str) -> i32 {
                 .expect("serve");
             let _stuck = bus
                 .serve("work.stuck", |_| std::future::pending::<Vec<u8>>())
+                .await
+                .expect("serve");
+            let _ticks = bus
+                .serve_stream("work.ticks", |_| {
+                    futures::stream::unfold(0u64, |i| async move {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        Some((i.to_le_bytes().to_vec(), i + 1))
+                    })
+                })
                 .await
                 .expect("serve");
             println!("ready {}", bus.peer_id());
@@ -449,6 +462,44 @@ async fn request_response() {
     );
     let mut kid = kid;
     let _ = kid.child.wait();
+}
+
+async fn stream_server_dies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kid = Kid::spawn("server", tmp.path(), "stream", 0);
+    let bus = open(tmp.path(), "stream").await;
+    // A long timeout: only the server's death can end this stream early.
+    let mut ticks = bus
+        .request_stream("work.ticks", b"", Duration::from_secs(600))
+        .await
+        .unwrap();
+    for expected in 0..3u64 {
+        let tick = tokio::time::timeout(LONG, ticks.next())
+            .await
+            .expect("a tick")
+            .expect("the stream goes on")
+            .expect("a reply");
+        assert_eq!(tick.payload(), expected.to_le_bytes());
+    }
+    kid.signal("-KILL");
+    let mut kid = kid;
+    let _ = kid.child.wait();
+    // Ticks already on their way may still come; then the stream ends with an error.
+    let ended = tokio::time::timeout(LONG, async {
+        loop {
+            match ticks.next().await {
+                Some(Ok(_)) => continue,
+                other => break other,
+            }
+        }
+    })
+    .await
+    .expect("the stream ends well before its own timeout");
+    assert!(
+        matches!(ended, Some(Err(ephemeral_bus::BusError::PeerGone { .. }))),
+        "{ended:?}"
+    );
+    assert!(ticks.next().await.is_none());
 }
 
 async fn holder_dies() {

@@ -2,6 +2,11 @@
 
 use std::time::Duration;
 
+use ephemeral_bus::{BUS_NAME_RULE, BusName};
+
+use crate::commands::Target;
+use crate::exit::{Failure, USAGE};
+
 /// A valid signal name or topic (the library's one naming rule).
 pub(crate) fn name(s: &str) -> Result<String, String> {
     ephemeral::Name::new(s)
@@ -9,8 +14,19 @@ pub(crate) fn name(s: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// A bus name: one path-safe word (the bus's own rule, so nothing can land outside the
+/// parent directory).
+pub(crate) fn bus_name(s: &str) -> Result<BusName, String> {
+    BusName::new(s).map_err(|e| e.to_string())
+}
+
 /// A human duration: `500ms`, `2s`, `1m30s`, `1h`.
 pub(crate) fn duration(s: &str) -> Result<Duration, String> {
+    if s.trim_start().starts_with('-') {
+        return Err(format!(
+            "`{s}`: durations must be positive: write one like 500ms, 2s, 1m30s or 1h"
+        ));
+    }
     humantime::parse_duration(s)
         .map_err(|e| format!("`{s}` is not a duration ({e}): write it like 500ms, 2s, 1m30s or 1h"))
 }
@@ -20,10 +36,136 @@ pub(crate) fn positive_duration(s: &str) -> Result<Duration, String> {
     let d = duration(s)?;
     if d.is_zero() {
         return Err(format!(
-            "`{s}` is zero: give a positive duration such as 1s"
+            "`{s}` is zero: durations must be positive, such as 1s"
         ));
     }
     Ok(d)
+}
+
+/// A `watch` pattern: any pattern but one that can match nothing at all.
+pub(crate) fn watch_pattern(s: &str) -> Result<String, String> {
+    if s.split(',').all(str::is_empty) {
+        return Err(format!(
+            "the pattern `{s}` is empty and matches nothing, so the watch would wait forever: \
+             give one such as '*' (every topic) or 'orders.*'"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// The bus name variable, read when `--bus` is not given.
+pub(crate) const BUS_ENV: &str = "EPHEMERAL_BUS";
+
+/// The NATS URL variable, read when neither `--bus` nor `--nats` is given.
+pub(crate) const NATS_ENV: &str = "EPHEMERAL_NATS";
+
+/// The NATS subject prefix variable, read when `--nats-prefix` is not given.
+pub(crate) const NATS_PREFIX_ENV: &str = "EPHEMERAL_NATS_PREFIX";
+
+/// The NATS credentials file variable, read when `--nats-creds` is not given.
+pub(crate) const NATS_CREDS_ENV: &str = "EPHEMERAL_NATS_CREDS";
+
+/// The bus used when neither `--bus` nor `EPHEMERAL_BUS` names one.
+pub(crate) const DEFAULT_BUS: &str = "default";
+
+/// The options of every subcommand that uses a bus or NATS.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct BusArgs {
+    /// The bus to use: one word of letters, digits, `-` and `_`, at most 32 bytes
+    /// (default: $EPHEMERAL_BUS if set and not empty, else `default`). Its directory is
+    /// $EPHEMERAL_BUS_DIR/ephemeral-<BUS>.
+    #[arg(long, value_parser = bus_name)]
+    bus: Option<BusName>,
+    /// Open the bus even if nobody has yet (default: a missing bus is an error, exit 3).
+    #[arg(long)]
+    create: bool,
+    /// Use a NATS server or cluster instead of a bus of this machine (default:
+    /// $EPHEMERAL_NATS if set and not empty): nats://host:4222 (tls://… for TLS), several
+    /// separated by commas, credentials in the URL if any (nats://user:pass@host:4222).
+    #[arg(long, value_name = "URL", conflicts_with_all = ["bus", "create"])]
+    nats: Option<String>,
+    /// The NATS subject prefix the services use (default: $EPHEMERAL_NATS_PREFIX, else
+    /// `ephemeral`).
+    #[arg(long, value_name = "PREFIX", conflicts_with_all = ["bus", "create"])]
+    nats_prefix: Option<String>,
+    /// A NATS credentials (.creds) file (default: $EPHEMERAL_NATS_CREDS).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["bus", "create"])]
+    nats_creds: Option<std::path::PathBuf>,
+}
+
+/// A variable's value, `None` when unset or empty.
+fn env_var(name: &str) -> Result<Option<String>, Failure> {
+    let value = std::env::var_os(name).unwrap_or_default();
+    let text = value.to_str().ok_or_else(|| {
+        let rule = if name == BUS_ENV {
+            BUS_NAME_RULE
+        } else {
+            "fix or unset it"
+        };
+        Failure::new(USAGE, format!("{name} is not valid UTF-8: {rule}"))
+    })?;
+    Ok((!text.is_empty()).then(|| text.to_owned()))
+}
+
+impl BusArgs {
+    /// What to talk to: `--bus` or `--nats` when given (never both); else a non-empty
+    /// `EPHEMERAL_NATS` or `EPHEMERAL_BUS` (not both); else the bus `default`.
+    pub(crate) fn target(self) -> Result<Target, Failure> {
+        let nats = match (&self.bus, self.nats) {
+            (Some(_), _) => None,
+            (None, Some(url)) => Some(url),
+            (None, None) => {
+                let url = env_var(NATS_ENV)?;
+                if url.is_some() && env_var(BUS_ENV)?.is_some() && !self.create {
+                    return Err(Failure::new(
+                        USAGE,
+                        format!(
+                            "both {BUS_ENV} and {NATS_ENV} are set, so it is unclear which to \
+                             use: pass --bus NAME or --nats URL, or unset one of them"
+                        ),
+                    ));
+                }
+                // `--create` is about a bus: it chooses the bus over EPHEMERAL_NATS.
+                url.filter(|_| !self.create)
+            }
+        };
+        if let Some(url) = nats {
+            if url.trim().is_empty() {
+                return Err(Failure::new(
+                    USAGE,
+                    "the NATS URL is empty: give one such as nats://127.0.0.1:4222",
+                ));
+            }
+            let prefix = match self.nats_prefix {
+                Some(p) => Some(p),
+                None => env_var(NATS_PREFIX_ENV)?,
+            };
+            let creds = match self.nats_creds {
+                Some(c) => Some(c),
+                None => env_var(NATS_CREDS_ENV)?.map(Into::into),
+            };
+            return Ok(Target::Nats { url, prefix, creds });
+        }
+        if self.nats_prefix.is_some() || self.nats_creds.is_some() {
+            return Err(Failure::new(
+                USAGE,
+                "--nats-prefix and --nats-creds only apply to NATS: add --nats URL (or set \
+                 EPHEMERAL_NATS)",
+            ));
+        }
+        let bus = match self.bus {
+            Some(bus) => bus,
+            None => {
+                let name = env_var(BUS_ENV)?;
+                let name = name.as_deref().unwrap_or(DEFAULT_BUS);
+                bus_name(name).map_err(|e| Failure::new(USAGE, format!("{BUS_ENV}: {e}")))?
+            }
+        };
+        Ok(Target::Bus {
+            bus,
+            create: self.create,
+        })
+    }
 }
 
 /// A `key=value` header (the value is sent as a string).
@@ -33,5 +175,35 @@ pub(crate) fn header(s: &str) -> Result<(String, String), String> {
         _ => Err(format!(
             "`{s}` is not a header: write it as key=value, e.g. --header tenant=acme"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Component, Path};
+
+    use ephemeral_bus::BusOptions;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// No `--bus` value the command accepts can name a directory outside the parent.
+        #[test]
+        fn an_accepted_bus_name_stays_inside_the_parent(
+            name in prop_oneof![
+                "[a-zA-Z0-9_-]{1,40}",
+                "(\\.\\./|/|x|\\.|\u{0}|é|😀| |-|_){0,10}",
+                any::<String>(),
+            ]
+        ) {
+            let parent = Path::new("/parent/of/buses");
+            if let Ok(bus) = super::bus_name(&name) {
+                let dir = BusOptions::default().dir(parent).bus_dir(&bus);
+                prop_assert_eq!(dir.parent(), Some(parent));
+                let last = dir.components().next_back();
+                prop_assert!(matches!(last, Some(Component::Normal(_))), "{:?}", dir);
+                let escapes = name.contains(['/', '.', '\\', '\u{0}']);
+                prop_assert!(!escapes, "accepted {:?}", name);
+            }
+        }
     }
 }

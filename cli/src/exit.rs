@@ -4,6 +4,7 @@ use std::fmt;
 use std::io;
 
 use ephemeral_bus::BusError;
+use ephemeral_nats::{ConnectKind, NatsError};
 
 /// Success.
 pub(crate) const OK: u8 = 0;
@@ -11,13 +12,14 @@ pub(crate) const OK: u8 = 0;
 pub(crate) const NO_MATCH: u8 = 1;
 /// Bad input: a bad name, pattern, duration or header, a payload too large, or bad usage.
 pub(crate) const USAGE: u8 = 2;
-/// The bus does not exist (nobody has opened it).
+/// The bus does not exist (nobody has opened it), or no NATS server answers at the URL.
 pub(crate) const NO_BUS: u8 = 3;
-/// The bus was refused: its directory is another user's or open to group or others.
+/// The bus was refused: its directory is another user's or open to group or others; or
+/// the NATS server refused the credentials or the TLS setup.
 pub(crate) const REFUSED: u8 = 4;
 /// A request got no reply in time.
 pub(crate) const TIMEOUT: u8 = 5;
-/// A request found no server, or its server failed or left before replying.
+/// A request found no server, or its server was busy, failed or left before replying.
 pub(crate) const NO_REPLY: u8 = 6;
 /// Any other bus or I/O error.
 pub(crate) const IO: u8 = 7;
@@ -29,11 +31,13 @@ Exit codes:
   1  no match (`match`; `ops`: no coordinator of that name publishes;
      `kv get`/`kv del`: the key has no value)
   2  bad input: invalid name, pattern, duration, header or usage
-  3  no such bus (nobody opened it; see --bus, EPHEMERAL_BUS_DIR, --create)
-  4  bus refused: its directory is another user's or open to group/others
+  3  no such bus (nobody opened it; see --bus, EPHEMERAL_BUS_DIR, --create),
+     or no NATS server at the --nats URL
+  4  bus refused: its directory is another user's or open to group/others;
+     or NATS refused the credentials or TLS
   5  request timed out
-  6  request failed: no server, the server failed, or it left before replying
-  7  other bus or I/O error";
+  6  request failed: no server, the server was busy or failed, or it left before replying
+  7  other bus, NATS or I/O error (NATS: disconnected, nothing sent)";
 
 /// A failure: what to print and which code to exit with.
 #[derive(Debug)]
@@ -60,7 +64,7 @@ impl fmt::Display for Failure {
 impl From<BusError> for Failure {
     fn from(e: BusError) -> Self {
         let code = match &e {
-            BusError::Name(_) | BusError::PayloadTooLarge { .. } => USAGE,
+            BusError::Name(_) | BusError::BusName(_) | BusError::PayloadTooLarge { .. } => USAGE,
             BusError::NotOwner { .. } | BusError::Permissions { .. } => REFUSED,
             BusError::Io { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => {
                 REFUSED
@@ -68,7 +72,29 @@ impl From<BusError> for Failure {
             BusError::Timeout { .. } => TIMEOUT,
             BusError::NoServer { .. }
             | BusError::PeerGone { .. }
+            | BusError::ServerBusy { .. }
             | BusError::ServerFailed { .. } => NO_REPLY,
+            _ => IO,
+        };
+        Self::new(code, e.to_string())
+    }
+}
+
+impl From<NatsError> for Failure {
+    fn from(e: NatsError) -> Self {
+        let code = match &e {
+            NatsError::Name(_)
+            | NatsError::BadPrefix { .. }
+            | NatsError::EmptyPattern { .. }
+            | NatsError::PayloadTooLarge { .. }
+            | NatsError::Credentials { .. } => USAGE,
+            NatsError::Connect { kind, .. } => match kind {
+                ConnectKind::Auth | ConnectKind::Tls => REFUSED,
+                ConnectKind::BadUrl => USAGE,
+                _ => NO_BUS,
+            },
+            NatsError::Timeout { .. } => TIMEOUT,
+            NatsError::NoServer { .. } | NatsError::HandlerFailed { .. } => NO_REPLY,
             _ => IO,
         };
         Self::new(code, e.to_string())

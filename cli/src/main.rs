@@ -13,40 +13,39 @@ mod render;
 mod retained;
 mod top;
 
-use commands::{SignalArgs, Target};
+use args::BusArgs;
+use commands::SignalArgs;
 use exit::Failure;
-
-/// The bus used when neither --bus nor EPHEMERAL_BUS names one.
-const DEFAULT_BUS: &str = "default";
 
 const AFTER_HELP: &str = "\
 Signals on the bus: a signal is a message whose topic is the signal name, as bridges
-(Bus::bridge) carry them: the key in the `signal.key` header, the remaining time to live
-as the message's ttl. So `watch` shows what bridged sinks raise, and `raise`/`hold`
-reach every bridged sink whose pattern matches.
+(Bus::bridge, Nats::bridge) carry them: the key in the `signal.key` header, the remaining
+time to live as the message's ttl. So `watch` shows what bridged sinks raise, and
+`raise`/`hold` reach every bridged sink whose pattern matches.
+
+Across machines: every bus subcommand also talks to NATS instead, with --nats URL (or
+EPHEMERAL_NATS), to the services that bridge and publish there (ephemeral-nats).
 
 Environment:
-  EPHEMERAL_BUS      bus name when --bus is not given (default: `default`)
-  EPHEMERAL_BUS_DIR  parent directory of buses (default: /dev/shm)
+  EPHEMERAL_BUS          bus name when --bus is not given (unset or empty: `default`)
+  EPHEMERAL_BUS_DIR      parent directory of buses (unset or empty: /dev/shm)
+  EPHEMERAL_NATS         NATS URL when neither --bus nor --nats is given (not with EPHEMERAL_BUS)
+  EPHEMERAL_NATS_PREFIX  NATS subject prefix when --nats-prefix is not given (`ephemeral`)
+  EPHEMERAL_NATS_CREDS   NATS credentials file when --nats-creds is not given
 
 Examples:
   ephemeral watch 'error.*'
   ephemeral raise error.db --key orders --ttl 30s
-  ephemeral --bus shop stats --watch
+  ephemeral stats --bus shop --watch
+  ephemeral watch '*' --nats nats://10.0.0.5:4222
 
 ";
 
-/// Watch, raise and query ephemeral signals and messages on a bus of this machine.
+/// Watch, raise and query ephemeral signals and messages on a bus of this machine, or
+/// across machines through NATS.
 #[derive(Debug, Parser)]
 #[command(name = "ephemeral", version, about, after_help = format!("{AFTER_HELP}{}", exit::TABLE))]
 struct Cli {
-    /// The bus to use (its directory is $EPHEMERAL_BUS_DIR/ephemeral-<BUS>).
-    #[arg(long, global = true, env = "EPHEMERAL_BUS", default_value = DEFAULT_BUS,
-          value_parser = args::name)]
-    bus: String,
-    /// Open the bus even if nobody has yet (default: a missing bus is an error, exit 3).
-    #[arg(long, global = true)]
-    create: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -54,6 +53,9 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Check that NAME is a valid signal name; exit 0 if it is, 2 with the reason if not.
+    ///
+    /// Empty segments (`a..b`, `a.`) are valid, as in the library and the original: a
+    /// note says so, and that a `+` segment of a pattern matches an empty one.
     #[command(after_help = "Example:\n  ephemeral check-name error.db.timeout")]
     CheckName {
         /// The name to check.
@@ -69,16 +71,21 @@ enum Command {
     },
     /// Print matching signals and messages as they happen, one line each.
     ///
-    /// Each line: local time of day, kind (signal, held, released, lapsed, message, request,
-    /// reply; `lagged` when this watcher fell behind and missed some), topic, key, ttl,
-    /// a payload summary and user headers. A hold shows once when it begins and once when it
-    /// is released (or `lapsed` when its holder stopped refreshing it).
+    /// Each line: local time of day, kind (signal, held, released, lapsed, message; with
+    /// --requests also request, reply, cancel; `lagged` when this watcher fell behind and
+    /// missed some), topic, key, ttl, a payload summary and user headers. A hold shows once
+    /// when it begins and once when it is released, or `lapsed` when no refresh came for a
+    /// whole lease (its holder died or stopped; bridged sinks drop it by the same rule).
     #[command(after_help = "Examples:\n  \
         ephemeral watch '*'\n  \
         ephemeral watch 'error.*,timeout.*' --json\n  \
+        ephemeral watch 'math.*' --requests --ids\n  \
         ephemeral watch orders.created --count 1   # wait for one, then exit")]
     Watch {
-        /// Which topics: `*`, `?`, `,` alternatives, whole-segment `+`.
+        #[command(flatten)]
+        bus: BusArgs,
+        /// Which topics: `*`, `?`, `,` alternatives, whole-segment `+` (not empty).
+        #[arg(value_parser = args::watch_pattern)]
         pattern: String,
         /// One JSON object per line instead of text.
         #[arg(long)]
@@ -86,12 +93,25 @@ enum Command {
         /// Exit after N lines (lag notices not counted).
         #[arg(long, value_name = "N")]
         count: Option<u64>,
+        /// Also show copies of requests and replies on matching topics (observing never
+        /// takes a request away from its server; on a bus only).
+        #[arg(long)]
+        requests: bool,
+        /// Show whole payloads: text as it is, binary as hex (default: a short summary).
+        #[arg(long)]
+        full: bool,
+        /// Show each message's id: its publisher (origin) and that publisher's sequence
+        /// number, and the correlation id of requests and replies.
+        #[arg(long)]
+        ids: bool,
     },
     /// Raise a signal: every bridged sink whose pattern matches NAME receives it.
     #[command(after_help = "Examples:\n  \
         ephemeral raise cache.flush\n  \
         ephemeral raise error.payment --key order-42 --payload 'card declined' --ttl 30s")]
     Raise {
+        #[command(flatten)]
+        bus: BusArgs,
         /// The signal name.
         #[arg(value_parser = args::name)]
         name: String,
@@ -101,8 +121,9 @@ enum Command {
         /// A text payload.
         #[arg(long)]
         payload: Option<String>,
-        /// How long it stays live (e.g. 500ms, 30s, 5m); default: each sink's max age.
-        #[arg(long, value_parser = args::positive_duration)]
+        /// How long it stays live (e.g. 500ms, 30s, 5m), at most each bridged sink's max
+        /// age (60s by default); default: that max age.
+        #[arg(long, allow_hyphen_values = true, value_parser = args::positive_duration)]
         ttl: Option<Duration>,
         /// A header, key=value (repeatable).
         #[arg(long = "header", value_name = "K=V", value_parser = args::header)]
@@ -110,12 +131,16 @@ enum Command {
     },
     /// Hold a condition: NAME stays live in every bridged sink until Ctrl-C (or SIGTERM).
     ///
-    /// The hold is a lease refreshed every third of --lease; if this process dies without
-    /// releasing, bridged sinks drop the hold within one lease.
+    /// The hold is a lease refreshed every third of --lease. A bridged sink drops the hold
+    /// when no refresh came for a whole lease, and checks every third of a lease: so if this
+    /// process dies without releasing (or, over NATS, the network breaks), the hold ends
+    /// between 2/3 and 4/3 of a lease later.
     #[command(after_help = "Examples:\n  \
         ephemeral hold circuit.open          # until Ctrl-C\n  \
         ephemeral hold maintenance --key db --payload 'upgrading'")]
     Hold {
+        #[command(flatten)]
+        bus: BusArgs,
         /// The signal name.
         #[arg(value_parser = args::name)]
         name: String,
@@ -125,9 +150,9 @@ enum Command {
         /// A text payload.
         #[arg(long)]
         payload: Option<String>,
-        /// The lease (as the bridges use by default: 1s).
-        #[arg(long, default_value = "1s", value_parser = args::positive_duration)]
-        lease: Duration,
+        /// The lease (default: as the bridges use by default: 1s on a bus, 3s over NATS).
+        #[arg(long, allow_hyphen_values = true, value_parser = args::positive_duration)]
+        lease: Option<Duration>,
         /// A header, key=value (repeatable).
         #[arg(long = "header", value_name = "K=V", value_parser = args::header)]
         headers: Vec<(String, String)>,
@@ -137,6 +162,8 @@ enum Command {
         ephemeral publish orders.created '{\"id\":42}'\n  \
         ephemeral publish orders.created - --header tenant=acme < order.json")]
     Publish {
+        #[command(flatten)]
+        bus: BusArgs,
         /// The topic.
         #[arg(value_parser = args::name)]
         topic: String,
@@ -148,46 +175,64 @@ enum Command {
     },
     /// Send a request to one server of TOPIC and print its reply.
     ///
-    /// Exit 5 if no reply came within --timeout, 6 if no server serves TOPIC or it failed.
+    /// Exit 5 if no reply came within --timeout, 6 if no server serves TOPIC, or it was
+    /// busy, failed or stopped. With --stream, replies already printed stay printed when
+    /// the stream ends with an error.
     #[command(after_help = "Examples:\n  \
         ephemeral request math.double 21\n  \
-        ephemeral request inventory.lookup sku-7 --timeout 500ms")]
+        ephemeral request inventory.lookup sku-7 --timeout 500ms\n  \
+        ephemeral request logs.tail api --stream --timeout 30s")]
     Request {
-        /// The topic a server serves (Bus::serve).
+        #[command(flatten)]
+        bus: BusArgs,
+        /// The topic a server serves (Bus::serve, Nats::serve).
         #[arg(value_parser = args::name)]
         topic: String,
         /// The payload; `-` reads it from standard input.
         payload: String,
-        /// How long to wait for the reply.
-        #[arg(long, default_value = "5s", value_parser = args::positive_duration)]
+        /// How long to wait for the reply (with --stream: for each reply).
+        #[arg(long, default_value = "5s", allow_hyphen_values = true,
+              value_parser = args::positive_duration)]
         timeout: Duration,
+        /// Print every reply of a streaming server (Bus::serve_stream), one per line, until
+        /// its stream ends (on a bus only).
+        #[arg(long)]
+        stream: bool,
     },
-    /// Traffic on the bus: peers, and per topic messages, rate and bytes, and lags.
+    /// Traffic on the bus: peers, and per topic messages, rates, bytes, and lags.
     ///
     /// Measured by a monitor subscribed to `*` for one --interval (so every publisher sends
     /// it everything while it runs). With --watch it refreshes every interval, in place in a
-    /// terminal.
+    /// terminal. With --peers it lists each other peer with its subscriptions, served topics
+    /// and observers instead (like Redis's PUBSUB CHANNELS).
     #[command(after_help = "Examples:\n  \
         ephemeral stats\n  \
-        ephemeral --bus shop stats --watch --interval 2s\n  \
+        ephemeral stats --bus shop --watch --interval 2s\n  \
+        ephemeral stats --peers\n  \
         ephemeral stats --json")]
     Stats {
+        #[command(flatten)]
+        bus: BusArgs,
         /// Keep refreshing until Ctrl-C.
         #[arg(long)]
         watch: bool,
         /// The measuring window.
-        #[arg(long, default_value = "1s", value_parser = args::positive_duration)]
+        #[arg(long, default_value = "1s", allow_hyphen_values = true,
+              value_parser = args::positive_duration)]
         interval: Duration,
         /// One JSON object per window instead of a table.
         #[arg(long)]
         json: bool,
+        /// List the peers and what they subscribe to, serve and observe (on a bus only).
+        #[arg(long)]
+        peers: bool,
     },
     /// Live view of the coordinators and sinks that publish their state on the bus.
     ///
     /// Full screen on a terminal (↑↓ select, s sort, / filter, p pause, q quit); plain lines
     /// when stdout is not a terminal. Services publish with `publish_state` (ephemeral-bus).
     #[command(after_help = "Examples:\n  \
-        ephemeral --bus shop top\n  \
+        ephemeral top --bus shop\n  \
         ephemeral top --once --json | jq '.frames[].state.counts'\n  \
         ephemeral top --filter 'pay*' --plain --count 3")]
     Top(top::TopArgs),
@@ -229,10 +274,6 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let target = Target {
-        bus: cli.bus,
-        create: cli.create,
-    };
     let result = match cli.command {
         Command::CheckName { name } => return check_name(&name),
         Command::Match { pattern, name } => return matches(&pattern, &name),
@@ -245,7 +286,7 @@ fn main() -> ExitCode {
             );
             Ok(())
         }
-        command => run(&target, command),
+        command => run(command),
     };
     match result {
         Ok(()) => ExitCode::from(exit::OK),
@@ -260,6 +301,13 @@ fn check_name(name: &str) -> ExitCode {
     match ephemeral::Name::new(name) {
         Ok(_) => {
             println!("valid: {name}");
+            if name.split('.').any(str::is_empty) {
+                eprintln!(
+                    "note: `{name}` has an empty segment (two dots in a row, or a dot at an \
+                     end): names allow it, as the library and the original do; a `+` segment \
+                     of a pattern matches it (`a.+.b` matches `a..b`)"
+                );
+            }
             ExitCode::from(exit::OK)
         }
         Err(e) => {
@@ -284,7 +332,7 @@ fn matches(pattern: &str, name: &str) -> ExitCode {
 }
 
 /// Runs a bus subcommand on a single-threaded runtime.
-fn run(target: &Target, command: Command) -> Result<(), Failure> {
+fn run(command: Command) -> Result<(), Failure> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -292,11 +340,25 @@ fn run(target: &Target, command: Command) -> Result<(), Failure> {
     runtime.block_on(async move {
         match command {
             Command::Watch {
+                bus,
                 pattern,
                 json,
                 count,
-            } => commands::watch(target, &pattern, json, count).await,
+                requests,
+                full,
+                ids,
+            } => {
+                let view = commands::WatchView {
+                    json,
+                    count,
+                    requests,
+                    full,
+                    ids,
+                };
+                commands::watch(&bus.target()?, &pattern, &view).await
+            }
             Command::Raise {
+                bus,
                 name,
                 key,
                 payload,
@@ -309,9 +371,10 @@ fn run(target: &Target, command: Command) -> Result<(), Failure> {
                     payload,
                     headers,
                 };
-                commands::raise(target, &signal, ttl).await
+                commands::raise(&bus.target()?, &signal, ttl).await
             }
             Command::Hold {
+                bus,
                 name,
                 key,
                 payload,
@@ -324,34 +387,47 @@ fn run(target: &Target, command: Command) -> Result<(), Failure> {
                     payload,
                     headers,
                 };
-                commands::hold(target, &signal, lease).await
+                commands::hold(&bus.target()?, &signal, lease).await
             }
             Command::Publish {
+                bus,
                 topic,
                 payload,
                 headers,
             } => {
                 let payload = commands::payload_bytes(&payload)?;
-                commands::publish(target, &topic, &payload, &headers).await
+                commands::publish(&bus.target()?, &topic, &payload, &headers).await
             }
             Command::Request {
+                bus,
                 topic,
                 payload,
                 timeout,
+                stream,
             } => {
                 let payload = commands::payload_bytes(&payload)?;
-                commands::request(target, &topic, &payload, timeout).await
+                commands::request(&bus.target()?, &topic, &payload, timeout, stream).await
             }
             Command::Stats {
+                bus,
                 watch,
                 interval,
                 json,
-            } => commands::stats(target, interval, watch, json).await,
-            Command::Top(args) => top::top(target, args).await,
-            Command::Ops(args) => top::ops(target, args).await,
-            Command::Signals(args) => top::signals(target, args).await,
-            Command::Kv(args) => retained::kv(target, args).await,
-            Command::Room(args) => retained::room(target, args).await,
+                peers,
+            } => {
+                let view = commands::StatsView {
+                    interval,
+                    watch,
+                    json,
+                    peers,
+                };
+                commands::stats(&bus.target()?, &view).await
+            }
+            Command::Top(args) => top::top(&args.bus.clone().target()?, args).await,
+            Command::Ops(args) => top::ops(&args.bus.clone().target()?, args).await,
+            Command::Signals(args) => top::signals(&args.bus.clone().target()?, args).await,
+            Command::Kv(args) => retained::kv(args).await,
+            Command::Room(args) => retained::room(args).await,
             Command::CheckName { .. } | Command::Match { .. } | Command::Completions { .. } => {
                 Ok(())
             }

@@ -3,24 +3,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
-use ephemeral_bus::{
-    HOLD_HEADER, HOPS_HEADER, KEY_HEADER, Message, ORIGIN_HEADER, RELEASE_HEADER, SEQ_HEADER,
-    VIA_HEADER,
-};
-
-/// Headers the bus and its bridges use for their own bookkeeping; not shown as user headers.
-const INTERNAL: [&str; 10] = [
-    HOLD_HEADER,
-    HOPS_HEADER,
-    KEY_HEADER,
-    ORIGIN_HEADER,
-    RELEASE_HEADER,
-    SEQ_HEADER,
-    VIA_HEADER,
-    "reply-to",
-    "correlation",
-    "status",
-];
+use ephemeral_bus::{BRIDGE_HEADERS, Bridged, KEY_HEADER, Message, MessageKind};
 
 /// At most this many characters of a text payload are shown on a text line.
 const SUMMARY_CHARS: usize = 60;
@@ -36,10 +19,12 @@ pub(crate) enum Kind {
     Released,
     /// A hold's lease ran out without a release (its holder died or stopped).
     Lapsed,
-    /// A request to a server (`_req.<topic>`).
+    /// A copy of a request to a server (`watch --requests`).
     Request,
-    /// A reply to a request (`_reply.<peer>`).
+    /// A copy of a reply to a request.
     Reply,
+    /// A copy of a requester giving up on a stream of replies.
+    Cancel,
     /// A plain message.
     Message,
 }
@@ -53,26 +38,36 @@ impl Kind {
             Kind::Lapsed => "lapsed",
             Kind::Request => "request",
             Kind::Reply => "reply",
+            Kind::Cancel => "cancel",
             Kind::Message => "message",
         }
     }
 
-    /// Classifies a message by the headers bridges put on signals.
+    /// Classifies a message: requests and replies by their kind, signals by what bridges
+    /// publish for them.
     pub(crate) fn of(message: &Message) -> Kind {
-        if message.header(RELEASE_HEADER).is_some() {
-            Kind::Released
-        } else if message.header(HOLD_HEADER).is_some() {
-            Kind::Held
-        } else if message.header(SEQ_HEADER).is_some() {
-            Kind::Signal
-        } else if message.topic().starts_with("_req.") {
-            Kind::Request
-        } else if message.topic().starts_with("_reply.") {
-            Kind::Reply
-        } else {
-            Kind::Message
+        match message.kind() {
+            MessageKind::Request => return Kind::Request,
+            MessageKind::Reply => return Kind::Reply,
+            MessageKind::Cancel => return Kind::Cancel,
+            _ => {}
+        }
+        match Bridged::of(message) {
+            Some(Bridged::Release { .. }) => Kind::Released,
+            Some(Bridged::Hold { .. }) => Kind::Held,
+            Some(_) => Kind::Signal,
+            None => Kind::Message,
         }
     }
+}
+
+/// How much of a line the text form shows.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Style {
+    /// The whole payload (text as it is, binary as hex) instead of a summary.
+    pub(crate) full: bool,
+    /// The message id (origin and sequence) and a request's or reply's correlation id.
+    pub(crate) ids: bool,
 }
 
 /// One line of `watch` output.
@@ -86,6 +81,9 @@ pub(crate) struct Line {
     pub(crate) payload: Vec<u8>,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) origin: Option<u64>,
+    /// The publisher's sequence number of the message.
+    pub(crate) seq: u64,
+    pub(crate) correlation: Option<u64>,
 }
 
 impl Line {
@@ -94,7 +92,7 @@ impl Line {
         let headers = message
             .headers()
             .iter()
-            .filter(|(k, _)| !INTERNAL.contains(&&**k))
+            .filter(|(k, _)| !BRIDGE_HEADERS.contains(&&**k))
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Self {
@@ -106,11 +104,15 @@ impl Line {
             payload: message.payload().to_vec(),
             headers,
             origin: Some(message.origin()),
+            seq: message.id(),
+            correlation: message.correlation(),
         }
     }
 
-    /// The text form: `HH:MM:SS.mmmZ kind topic key=.. ttl=.. payload headers`.
-    pub(crate) fn text(&self) -> String {
+    /// The text form: `HH:MM:SS.mmm kind topic key=.. ttl=.. payload headers`, then with
+    /// `ids` the message id `id=<origin>/<sequence>` (and `correlation=` for requests and
+    /// replies).
+    pub(crate) fn text(&self, style: Style) -> String {
         let mut out = format!(
             "{} {:<8} {}",
             clock(self.time),
@@ -124,10 +126,22 @@ impl Line {
             let _ = write!(out, " ttl={}", humantime::format_duration(round_ms(ttl)));
         }
         if !self.payload.is_empty() {
-            let _ = write!(out, " {}", summary(&self.payload));
+            if style.full {
+                let _ = write!(out, " {}", full(&self.payload));
+            } else {
+                let _ = write!(out, " {}", summary(&self.payload));
+            }
         }
         for (k, v) in &self.headers {
             let _ = write!(out, " {k}={v}");
+        }
+        if style.ids {
+            if let Some(origin) = self.origin {
+                let _ = write!(out, " id={origin:016x}/{}", self.seq);
+            }
+            if let Some(correlation) = self.correlation {
+                let _ = write!(out, " correlation={correlation}");
+            }
         }
         out
     }
@@ -167,6 +181,11 @@ impl Line {
             "origin".into(),
             self.origin
                 .map_or(serde_json::Value::Null, |o| format!("{o:016x}").into()),
+        );
+        object.insert("seq".into(), self.seq.into());
+        object.insert(
+            "correlation".into(),
+            self.correlation.map_or(serde_json::Value::Null, Into::into),
         );
         serde_json::Value::Object(object).to_string()
     }
@@ -226,6 +245,14 @@ pub(crate) fn summary(payload: &[u8]) -> String {
     }
 }
 
+/// A whole payload: text as it is, anything else as hex.
+pub(crate) fn full(payload: &[u8]) -> String {
+    match std::str::from_utf8(payload) {
+        Ok(text) => text.to_owned(),
+        Err(_) => hex(payload),
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().fold(String::new(), |mut s, b| {
         let _ = write!(s, "{b:02x}");
@@ -246,6 +273,14 @@ mod tests {
         assert!(s.starts_with(&format!("\"{}\"", "x".repeat(60))));
         assert!(s.ends_with("…(100 bytes)"));
         assert_eq!(summary(&[0xff, 0x00]), "<2 bytes: ff00>");
+    }
+
+    #[test]
+    fn full_payloads_are_text_as_is_or_hex() {
+        let long = "x".repeat(100);
+        assert_eq!(full(long.as_bytes()), long);
+        assert_eq!(full(b"a\nb"), "a\nb");
+        assert_eq!(full(&[0xff, 0x00, 0x10]), "ff0010");
     }
 
     #[test]

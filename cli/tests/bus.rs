@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{bus, eventually, run, spawn_ready};
+use common::{bus, eventually, run, spawn_ready, spawn_ready_stdout};
 use ephemeral::{Name, SignalBuilder, SignalSink};
 use futures::StreamExt;
 use tokio::io::AsyncReadExt;
@@ -25,7 +25,7 @@ async fn watch_count_prints_raised_signals() {
 
     let (child, _stderr) = spawn_ready(
         dir.path(),
-        &["--bus", "watch-text", "watch", "error.*", "--count", "2"],
+        &["watch", "--bus", "watch-text", "error.*", "--count", "2"],
         "watching",
     )
     .await;
@@ -65,9 +65,9 @@ async fn watch_json_is_one_object_per_line() {
     let (child, _stderr) = spawn_ready(
         dir.path(),
         &[
+            "watch",
             "--bus",
             "watch-json",
-            "watch",
             "orders.+",
             "--json",
             "--count",
@@ -106,8 +106,8 @@ async fn raise_reaches_a_bridged_sink_and_a_subscriber() {
     let (code, stdout, stderr) = run(
         dir.path(),
         &[
-            "--bus",
             "raise",
+            "--bus",
             "raise",
             "alert.fire",
             "--key",
@@ -156,11 +156,11 @@ async fn hold_keeps_a_condition_live_until_interrupted() {
     let sink = SignalSink::default();
     let _bridge = bus.bridge(&sink, "circuit.*").await.expect("bridge");
 
-    let (child, mut stderr) = spawn_ready(
+    let (child, mut out) = spawn_ready_stdout(
         dir.path(),
         &[
-            "--bus",
             "hold",
+            "--bus",
             "hold",
             "circuit.open",
             "--key",
@@ -203,7 +203,7 @@ async fn hold_keeps_a_condition_live_until_interrupted() {
         "Ctrl-C is the normal way out"
     );
     let mut rest = String::new();
-    stderr.read_to_string(&mut rest).await.expect("stderr");
+    out.read_to_string(&mut rest).await.expect("stdout");
     assert!(rest.contains("released circuit.open"), "{rest}");
     eventually("the hold is released", || !sink.has_signal("circuit.open")).await;
 }
@@ -229,11 +229,11 @@ async fn request_gets_a_reply_and_times_out() {
 
     // A watcher of everything must not be taken for a server of every topic.
     let (_watcher, _w) =
-        spawn_ready(dir.path(), &["--bus", "request", "watch", "*"], "watching").await;
+        spawn_ready(dir.path(), &["watch", "--bus", "request", "*"], "watching").await;
     for _ in 0..3 {
         let (code, stdout, stderr) = run(
             dir.path(),
-            &["--bus", "request", "request", "math.double", "21"],
+            &["request", "--bus", "request", "math.double", "21"],
         )
         .await;
         assert_eq!(code, 0, "{stderr}");
@@ -243,8 +243,8 @@ async fn request_gets_a_reply_and_times_out() {
     let (code, stdout, stderr) = run(
         dir.path(),
         &[
-            "--bus",
             "request",
+            "--bus",
             "request",
             "slow.op",
             "x",
@@ -260,8 +260,8 @@ async fn request_gets_a_reply_and_times_out() {
     let (code, _, stderr) = run(
         dir.path(),
         &[
-            "--bus",
             "request",
+            "--bus",
             "request",
             "nobody.home",
             "x",
@@ -290,7 +290,7 @@ async fn stats_lists_the_topic() {
     });
 
     let (code, stdout, stderr) =
-        run(dir.path(), &["--bus", "stats", "stats", "--interval", "1s"]).await;
+        run(dir.path(), &["stats", "--bus", "stats", "--interval", "1s"]).await;
     assert_eq!(code, 0, "{stderr}");
     let row = stdout
         .lines()
@@ -306,7 +306,7 @@ async fn stats_lists_the_topic() {
 
     let (code, stdout, stderr) = run(
         dir.path(),
-        &["--bus", "stats", "stats", "--interval", "500ms", "--json"],
+        &["stats", "--bus", "stats", "--interval", "500ms", "--json"],
     )
     .await;
     assert_eq!(code, 0, "{stderr}");
@@ -330,16 +330,16 @@ async fn watch_shows_a_hold_once_and_its_release() {
     let _bus = bus(dir.path(), "watch-hold").await;
     let (watcher, _w) = spawn_ready(
         dir.path(),
-        &["--bus", "watch-hold", "watch", "circuit.*", "--count", "2"],
+        &["watch", "--bus", "watch-hold", "circuit.*", "--count", "2"],
         "watching",
     )
     .await;
-    let (holder, _h) = spawn_ready(
+    let (holder, _h) = spawn_ready_stdout(
         dir.path(),
         &[
+            "hold",
             "--bus",
             "watch-hold",
-            "hold",
             "circuit.open",
             "--lease",
             "1s",
@@ -382,12 +382,12 @@ async fn watch_and_stats_watch_stop_cleanly_on_sigint() {
     });
     let (watcher, _w) = spawn_ready(
         dir.path(),
-        &["--bus", "sigint", "watch", "ticks.*"],
+        &["watch", "--bus", "sigint", "ticks.*"],
         "watching",
     )
     .await;
     let mut stats = common::cli(dir.path())
-        .args(["--bus", "sigint", "stats", "--watch", "--interval", "200ms"])
+        .args(["stats", "--bus", "sigint", "--watch", "--interval", "200ms"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -436,4 +436,263 @@ async fn watch_and_stats_watch_stop_cleanly_on_sigint() {
         .expect("wait");
     assert_eq!(status.code(), Some(0));
     feed.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exact_topic_watchers_never_take_requests_and_one_shot_requests_spread() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bus = bus(dir.path(), "spread").await;
+    let other = common::bus(dir.path(), "spread").await;
+    let _b = bus
+        .serve("who.am.i", |_| async { b"b".to_vec() })
+        .await
+        .expect("serve");
+    let _c = other
+        .serve("who.am.i", |_| async { b"c".to_vec() })
+        .await
+        .expect("serve");
+    // Watchers of exactly the request topic, in the old spelling too: never servers.
+    let (_w1, _) = spawn_ready(
+        dir.path(),
+        &["watch", "--bus", "spread", "who.am.i"],
+        "watching",
+    )
+    .await;
+    let (_w2, _) = spawn_ready(
+        dir.path(),
+        &["watch", "--bus", "spread", "_req.who.am.i", "--requests"],
+        "watching",
+    )
+    .await;
+    let mut seen = Vec::new();
+    for _ in 0..16 {
+        let (code, stdout, stderr) = run(
+            dir.path(),
+            &[
+                "request",
+                "--bus",
+                "spread",
+                "who.am.i",
+                "?",
+                "--timeout",
+                "10s",
+            ],
+        )
+        .await;
+        assert_eq!(code, 0, "{stderr}");
+        seen.push(stdout.trim().to_owned());
+    }
+    assert!(
+        seen.iter().any(|s| s == "b") && seen.iter().any(|s| s == "c"),
+        "one-shot requests all went to one server: {seen:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_requests_shows_copies_of_requests_and_replies() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bus = bus(dir.path(), "copies").await;
+    let _double = bus
+        .serve("math.double", |request| async move {
+            let n: u64 = request.payload_str().unwrap_or("0").parse().unwrap_or(0);
+            (n * 2).to_string().into_bytes()
+        })
+        .await
+        .expect("serve");
+    let (watcher, _w) = spawn_ready(
+        dir.path(),
+        &[
+            "watch",
+            "--bus",
+            "copies",
+            "math.*",
+            "--requests",
+            "--count",
+            "2",
+        ],
+        "watching",
+    )
+    .await;
+    let (code, stdout, stderr) = run(
+        dir.path(),
+        &["request", "--bus", "copies", "math.double", "21"],
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "42\n", "the server answered, not the watcher");
+    let output = tokio::time::timeout(common::PATIENCE, watcher.wait_with_output())
+        .await
+        .expect("the watcher saw two lines")
+        .expect("wait");
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    let mut kinds: Vec<&str> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().nth(1).unwrap_or(""))
+        .collect();
+    kinds.sort_unstable();
+    assert_eq!(kinds, ["reply", "request"], "{stdout}");
+    assert!(stdout.contains("math.double \"21\""), "{stdout}");
+    assert!(stdout.contains("math.double \"42\""), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_star_sees_every_user_topic() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let _bus = bus(dir.path(), "star").await;
+    let mut watchers = Vec::new();
+    for _ in 0..2 {
+        watchers.push(
+            spawn_ready(
+                dir.path(),
+                &["watch", "--bus", "star", "*", "--count", "2"],
+                "watching",
+            )
+            .await
+            .0,
+        );
+    }
+    for topic in ["_private.x", "\u{fc}nicode.x"] {
+        let (code, stdout, stderr) =
+            run(dir.path(), &["publish", "--bus", "star", topic, "hello"]).await;
+        assert_eq!(code, 0, "{stderr}");
+        assert!(
+            stdout.contains("reached 2 subscribers"),
+            "{topic}: {stdout}"
+        );
+    }
+    for watcher in watchers {
+        let output = tokio::time::timeout(common::PATIENCE, watcher.wait_with_output())
+            .await
+            .expect("each watcher saw both")
+            .expect("wait");
+        let stdout = String::from_utf8(output.stdout).expect("utf-8");
+        assert!(stdout.contains("message  _private.x"), "{stdout}");
+        assert!(stdout.contains("message  \u{fc}nicode.x"), "{stdout}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_stream_prints_every_reply_then_the_error_that_ended_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bus = bus(dir.path(), "streams").await;
+    let _count = bus
+        .serve_stream("count.to", |m| {
+            let n: u8 = m.payload_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+            futures::stream::iter((1..=n).map(|i| i.to_string().into_bytes()))
+        })
+        .await
+        .expect("serve");
+    let _boom = bus
+        .serve_stream("boom", |_| {
+            futures::stream::iter([b"first".to_vec()])
+                .chain(futures::stream::once(async { panic!("on purpose") }))
+        })
+        .await
+        .expect("serve");
+    let (code, stdout, stderr) = run(
+        dir.path(),
+        &["request", "--bus", "streams", "count.to", "3", "--stream"],
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "1\n2\n3\n");
+    let (code, stdout, stderr) = run(
+        dir.path(),
+        &["request", "--bus", "streams", "boom", "", "--stream"],
+    )
+    .await;
+    assert_eq!(code, 6, "{stderr}");
+    assert_eq!(stdout, "first\n");
+    assert!(stderr.contains("on purpose"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_full_shows_whole_payloads_and_ids_shows_message_ids() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bus = bus(dir.path(), "full").await;
+    let (child, _stderr) = spawn_ready(
+        dir.path(),
+        &[
+            "watch", "--bus", "full", "data.*", "--full", "--ids", "--count", "2",
+        ],
+        "watching",
+    )
+    .await;
+    let long = "y".repeat(100);
+    bus.publish("data.text", &long).await.expect("publish");
+    bus.publish("data.bin", [0xde, 0xad, 0xbe, 0xef, 0x00])
+        .await
+        .expect("publish");
+    let output = tokio::time::timeout(common::PATIENCE, child.wait_with_output())
+        .await
+        .expect("exits")
+        .expect("wait");
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(lines[0].contains(&format!("data.text {long}")), "{stdout}");
+    assert!(lines[1].contains("data.bin deadbeef00"), "{stdout}");
+    let origin = format!("{:016x}", ephemeral_bus::process_origin());
+    assert!(lines[0].contains(&format!("id={origin}/")), "{stdout}");
+    let seq = |line: &str| -> u64 {
+        line.rsplit('/')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("a sequence")
+    };
+    assert_eq!(
+        seq(lines[1]),
+        seq(lines[0]) + 1,
+        "per-publisher sequence: {stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_shows_human_windows_byte_rates_and_peers() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bus = bus(dir.path(), "peers").await;
+    let _orders = bus.subscribe("orders.*").await.expect("subscribe");
+    let _copies = bus.observe("math.*").await.expect("observe");
+    let _double = bus
+        .serve("math.double", |m| async move { m.payload().to_vec() })
+        .await
+        .expect("serve");
+    let (code, stdout, stderr) = run(dir.path(), &["stats", "--bus", "peers", "--peers"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    let me = format!("{:016x}", bus.peer_id());
+    for (role, name) in [
+        ("subscribe", "orders.*"),
+        ("serve", "math.double"),
+        ("observe", "math.*"),
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with(&me) && l.contains(role) && l.ends_with(name)),
+            "{role} {name}: {stdout}"
+        );
+    }
+    let (code, stdout, _) = run(
+        dir.path(),
+        &["stats", "--bus", "peers", "--peers", "--json"],
+    )
+    .await;
+    assert_eq!(code, 0);
+    let value: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON");
+    assert_eq!(value["peers"][0]["serves"][0], "math.double");
+
+    let (code, stdout, _) = run(dir.path(), &["stats", "--bus", "peers", "--interval", "1s"]).await;
+    assert_eq!(code, 0);
+    let window = stdout
+        .lines()
+        .next()
+        .and_then(|l| l.split("window: ").nth(1))
+        .expect("a window")
+        .trim()
+        .to_owned();
+    assert!(
+        !window.contains(' ') && window.ends_with('s'),
+        "one human unit, no `1s 1ms`: {window}"
+    );
+    assert!(stdout.contains("BYTES/s"), "{stdout}");
 }

@@ -10,12 +10,12 @@ use common::run;
 async fn a_missing_bus_exits_3() {
     let dir = tempfile::tempdir().expect("temp dir");
     for args in [
-        &["--bus", "nobody", "raise", "x"][..],
-        &["--bus", "nobody", "watch", "*", "--count", "1"],
-        &["--bus", "nobody", "publish", "t", "p"],
-        &["--bus", "nobody", "request", "t", "p"],
-        &["--bus", "nobody", "stats"],
-        &["--bus", "nobody", "hold", "x"],
+        &["raise", "--bus", "nobody", "x"][..],
+        &["watch", "--bus", "nobody", "*", "--count", "1"],
+        &["publish", "--bus", "nobody", "t", "p"],
+        &["request", "--bus", "nobody", "t", "p"],
+        &["stats", "--bus", "nobody"],
+        &["hold", "--bus", "nobody", "x"],
     ] {
         let (code, stdout, stderr) = run(dir.path(), args).await;
         assert_eq!(code, 3, "{args:?}: {stderr}");
@@ -30,10 +30,91 @@ async fn a_missing_bus_exits_3() {
 }
 
 #[tokio::test]
+async fn a_bus_name_that_is_not_one_word_exits_2_and_creates_nothing() {
+    let root = tempfile::tempdir().expect("temp dir");
+    // The parent does not exist: `--create` would make it, so nothing may happen before the
+    // name is checked.
+    let parent = root.path().join("buses");
+    for bad in [
+        "x/../../elsewhere",
+        "a/b",
+        "../escape",
+        "..",
+        "",
+        "a.b",
+        "\u{fc}nicode",
+    ] {
+        let (code, stdout, stderr) = run(
+            &parent,
+            &["watch", "--bus", bad, "--create", "*", "--count", "1"],
+        )
+        .await;
+        assert_eq!(code, 2, "--bus {bad:?}: {stderr}");
+        assert!(stdout.is_empty());
+        assert!(
+            stderr.contains("letters, digits, `-` and `_`"),
+            "names the rule: {stderr}"
+        );
+        if !bad.is_empty() {
+            let output = common::cli(&parent)
+                .env("EPHEMERAL_BUS", bad)
+                .args(["raise", "--create", "x"])
+                .output()
+                .await
+                .expect("run");
+            assert_eq!(output.status.code(), Some(2), "EPHEMERAL_BUS={bad:?}");
+        }
+    }
+    let left: Vec<_> = std::fs::read_dir(root.path())
+        .expect("read")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "created {left:?}");
+}
+
+#[tokio::test]
+async fn create_makes_a_missing_parent_private() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let parent = root.path().join("not").join("yet");
+    let (code, _, stderr) = run(&parent, &["raise", "--bus", "fresh", "--create", "x"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    for dir in [root.path().join("not"), parent] {
+        let mode = std::fs::metadata(&dir)
+            .expect("created")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o700, "{}", dir.display());
+    }
+}
+
+#[tokio::test]
+async fn an_empty_bus_dir_variable_means_the_default_parent() {
+    let cwd = tempfile::tempdir().expect("temp dir");
+    let name = format!("cli-empty-env-{}", std::process::id());
+    let output = common::cli(cwd.path())
+        .env("EPHEMERAL_BUS_DIR", "")
+        .current_dir(cwd.path())
+        .args(["watch", "--bus", &name, "--create", "*", "--count", "0"])
+        .output()
+        .await
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("(/dev/shm/ephemeral-{name})")),
+        "{stderr}"
+    );
+    let here: Vec<_> = std::fs::read_dir(cwd.path()).expect("read").collect();
+    assert!(here.is_empty(), "nothing in the current directory");
+}
+
+#[tokio::test]
 async fn create_opens_a_missing_bus() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (code, stdout, stderr) =
-        run(dir.path(), &["--bus", "fresh", "--create", "raise", "x"]).await;
+        run(dir.path(), &["raise", "--bus", "fresh", "--create", "x"]).await;
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("reached no subscriber"), "{stdout}");
 }
@@ -46,7 +127,7 @@ async fn a_bad_name_exits_2() {
         &["hold", "a,b"],
         &["publish", "", "p"],
         &["request", "a.*", "p"],
-        &["--bus", "bad bus", "stats"],
+        &["stats", "--bus", "bad bus"],
         &["check-name", "x.+.y"],
         &["match", "*", "bad name"],
     ] {
@@ -66,7 +147,15 @@ async fn a_bad_duration_or_header_exits_2() {
             &["request", "t", "p", "--timeout", "soon"],
             "is not a duration",
         ),
-        (&["stats", "--interval=-1s"], "is not a duration"),
+        (&["stats", "--interval=-1s"], "durations must be positive"),
+        (
+            &["raise", "x", "--ttl", "-1s"],
+            "durations must be positive",
+        ),
+        (
+            &["hold", "x", "--lease", "-5ms"],
+            "durations must be positive",
+        ),
         (
             &["hold", "x", "--lease", "1 fortnight"],
             "is not a duration",
@@ -85,7 +174,7 @@ async fn a_refused_bus_exits_4() {
     let open = dir.path().join("ephemeral-shared");
     std::fs::create_dir(&open).expect("mkdir");
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let (code, _, stderr) = run(dir.path(), &["--bus", "shared", "raise", "x"]).await;
+    let (code, _, stderr) = run(dir.path(), &["raise", "--bus", "shared", "x"]).await;
     assert_eq!(code, 4, "{stderr}");
     assert!(stderr.contains("chmod 700"), "says what to do: {stderr}");
 }
@@ -144,4 +233,96 @@ async fn completions_are_generated() {
     }
     let (code, _, _) = run(dir.path(), &["completions", "cmd.exe"]).await;
     assert_eq!(code, 2);
+}
+
+#[tokio::test]
+async fn an_empty_watch_pattern_exits_2_with_a_hint() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for pattern in ["", ",", ",,"] {
+        let (code, _, stderr) = run(dir.path(), &["watch", "--create", pattern]).await;
+        assert_eq!(code, 2, "{pattern:?}: {stderr}");
+        assert!(
+            stderr.contains("matches nothing") && stderr.contains("'*'"),
+            "{stderr}"
+        );
+    }
+    assert!(
+        std::fs::read_dir(dir.path())
+            .expect("read")
+            .next()
+            .is_none(),
+        "refused before opening the bus"
+    );
+}
+
+#[tokio::test]
+async fn bus_options_belong_to_the_subcommands_that_use_a_bus() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for args in [
+        &["check-name", "--bus", "x", "a.b"][..],
+        &["match", "--create", "*", "a"],
+        &["completions", "--bus", "x", "bash"],
+        &["--bus", "x", "raise", "a"],
+    ] {
+        let (code, _, stderr) = run(dir.path(), args).await;
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+    }
+    for sub in ["check-name", "match", "completions"] {
+        let (_, stdout, _) = run(dir.path(), &[sub, "--help"]).await;
+        assert!(!stdout.contains("--bus"), "{sub}: {stdout}");
+    }
+    for sub in ["", "watch", "raise", "hold", "publish", "request", "stats"] {
+        let args: Vec<&str> = [sub, "--help"]
+            .into_iter()
+            .filter(|a| !a.is_empty())
+            .collect();
+        let (_, stdout, _) = run(dir.path(), &args).await;
+        assert!(
+            !stdout.contains("[env:"),
+            "{sub}: no empty env value shown: {stdout}"
+        );
+        if !sub.is_empty() {
+            assert!(stdout.contains("--bus <BUS>"), "{sub}: {stdout}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_empty_bus_variable_means_the_default_bus() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = common::cli(dir.path())
+        .env("EPHEMERAL_BUS", "")
+        .args(["raise", "--create", "x"])
+        .output()
+        .await
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(stdout.contains("on bus `default`"), "{stdout}");
+}
+
+#[tokio::test]
+async fn a_ttl_past_the_sinks_max_age_gets_one_note() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (code, _, stderr) = run(dir.path(), &["raise", "--create", "x", "--ttl", "1h"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stderr.matches("max age").count(), 1, "{stderr}");
+    let (code, _, stderr) = run(dir.path(), &["raise", "--create", "x", "--ttl", "30s"]).await;
+    assert_eq!(code, 0);
+    assert!(!stderr.contains("max age"), "{stderr}");
+    let (_, help, _) = run(dir.path(), &["raise", "--help"]).await;
+    assert!(
+        help.contains("at most each bridged sink's max age"),
+        "{help}"
+    );
+}
+
+#[tokio::test]
+async fn check_name_explains_empty_segments() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (code, stdout, stderr) = run(dir.path(), &["check-name", "a..b"]).await;
+    assert_eq!((code, stdout.as_str()), (0, "valid: a..b\n"));
+    assert!(stderr.contains("empty segment"), "{stderr}");
+    let (_, _, stderr) = run(dir.path(), &["check-name", "a.b"]).await;
+    assert!(stderr.is_empty(), "{stderr}");
 }

@@ -32,14 +32,14 @@ async fn kv_set_get_ls_del_with_exit_codes() {
 
     let (code, out, _) = run(
         dir.path(),
-        &["--bus", "kv", "kv", "--store", "app", "get", "from.lib"],
+        &["kv", "--bus", "kv", "--store", "app", "get", "from.lib"],
     )
     .await;
     assert_eq!((code, out.as_str()), (0, "library\n"));
     let (code, _, err) = run(
         dir.path(),
         &[
-            "--bus", "kv", "kv", "--store", "app", "set", "from.cli", "shell", "--ttl", "1h",
+            "kv", "--bus", "kv", "--store", "app", "set", "from.cli", "shell", "--ttl", "1h",
         ],
     )
     .await;
@@ -54,7 +54,7 @@ async fn kv_set_get_ls_del_with_exit_codes() {
 
     let (code, out, _) = run(
         dir.path(),
-        &["--bus", "kv", "kv", "--store", "app", "ls", "from.*"],
+        &["kv", "--bus", "kv", "--store", "app", "ls", "from.*"],
     )
     .await;
     assert_eq!(code, 0);
@@ -67,7 +67,7 @@ async fn kv_set_get_ls_del_with_exit_codes() {
     assert!(lines[1].starts_with("from.lib \"library\""), "{out}");
     let (code, out, _) = run(
         dir.path(),
-        &["--bus", "kv", "kv", "--store", "app", "ls", "--json"],
+        &["kv", "--bus", "kv", "--store", "app", "ls", "--json"],
     )
     .await;
     assert_eq!(code, 0);
@@ -80,7 +80,7 @@ async fn kv_set_get_ls_del_with_exit_codes() {
 
     let (code, _, _) = run(
         dir.path(),
-        &["--bus", "kv", "kv", "--store", "app", "del", "from.cli"],
+        &["kv", "--bus", "kv", "--store", "app", "del", "from.cli"],
     )
     .await;
     assert_eq!(code, 0);
@@ -88,14 +88,14 @@ async fn kv_set_get_ls_del_with_exit_codes() {
     // Not there: exit 1, with the reason.
     let (code, out, err) = run(
         dir.path(),
-        &["--bus", "kv", "kv", "--store", "app", "del", "from.cli"],
+        &["kv", "--bus", "kv", "--store", "app", "del", "from.cli"],
     )
     .await;
     assert_eq!((code, out.as_str()), (1, ""));
     assert!(err.contains("has no value"), "{err}");
     let (code, _, _) = run(
         dir.path(),
-        &["--bus", "kv", "kv", "--store", "app", "get", "nothing"],
+        &["kv", "--bus", "kv", "--store", "app", "get", "nothing"],
     )
     .await;
     assert_eq!(code, 1);
@@ -106,25 +106,41 @@ async fn kv_and_room_refuse_bad_input() {
     let dir = tempdir();
     let _bus = bus(dir.path(), "bad").await;
     for args in [
-        &["--bus", "bad", "kv", "get", "a b"][..],
-        &["--bus", "bad", "kv", "set", "k*", "v"],
-        &["--bus", "bad", "kv", "set", "k", "v", "--ttl", "0s"],
-        &["--bus", "bad", "kv", "set", "k", "v", "--ttl", "soon"],
-        &["--bus", "bad", "kv", "--store", "a,b", "ls"],
-        &["--bus", "bad", "room", "send", "lob by", "hi"],
-        &["--bus", "bad", "room", "join"],
+        &["kv", "--bus", "bad", "get", "a b"][..],
+        &["kv", "--bus", "bad", "set", "k*", "v"],
+        &["kv", "--bus", "bad", "set", "k", "v", "--ttl", "0s"],
+        &["kv", "--bus", "bad", "set", "k", "v", "--ttl", "soon"],
+        &["kv", "--bus", "bad", "--store", "a,b", "ls"],
+        &["room", "--bus", "bad", "send", "lob by", "hi"],
+        &["room", "--bus", "bad", "join"],
     ] {
         let (code, _, err) = run(dir.path(), args).await;
         assert_eq!(code, 2, "{args:?}: {err}");
     }
+    // Over NATS: not built yet, so refused (exit 2) rather than quietly using a bus.
+    for args in [
+        &["kv", "--nats", "nats://127.0.0.1:1", "get", "k"][..],
+        &[
+            "room",
+            "--nats",
+            "nats://127.0.0.1:1",
+            "send",
+            "lobby",
+            "hi",
+        ],
+    ] {
+        let (code, _, err) = run(dir.path(), args).await;
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains("--bus"), "{args:?}: {err}");
+    }
     // No such bus: exit 3, as for every bus command.
-    let (code, _, err) = run(dir.path(), &["--bus", "absent", "kv", "get", "k"]).await;
+    let (code, _, err) = run(dir.path(), &["kv", "--bus", "absent", "get", "k"]).await;
     assert_eq!(code, 3, "{err}");
     // A value larger than the store allows (1 MiB), read from stdin: a typed refusal, exit 2.
     let big = dir.path().join("big");
     std::fs::write(&big, vec![b'x'; 1024 * 1024 + 1]).expect("write");
     let output = common::cli(dir.path())
-        .args(["--bus", "bad", "kv", "set", "big", "-"])
+        .args(["kv", "--bus", "bad", "set", "big", "-"])
         .stdin(std::fs::File::open(&big).expect("open"))
         .output()
         .await
@@ -145,7 +161,7 @@ async fn kv_watch_prints_changes_made_elsewhere() {
     let (mut child, _stderr) = spawn_ready(
         dir.path(),
         &[
-            "--bus", "kvw", "kv", "watch", "job.*", "--count", "3", "--json",
+            "kv", "--bus", "kvw", "watch", "job.*", "--count", "3", "--json",
         ],
         "watching",
     )
@@ -189,14 +205,14 @@ async fn room_join_prints_the_history_then_live_messages() {
     room.send(b"before").await.expect("send");
     let (code, _, err) = run(
         dir.path(),
-        &["--bus", "chat", "room", "send", "lobby", "from the shell"],
+        &["room", "--bus", "chat", "send", "lobby", "from the shell"],
     )
     .await;
     assert_eq!(code, 0, "{err}");
 
     let (mut child, _stderr) = spawn_ready(
         dir.path(),
-        &["--bus", "chat", "room", "join", "lobby", "--count", "3"],
+        &["room", "--bus", "chat", "join", "lobby", "--count", "3"],
         "joined",
     )
     .await;

@@ -116,7 +116,7 @@ fn json_lines(out: &str) -> Vec<Value> {
 async fn top_once_json_returns_what_the_publisher_holds() {
     let tmp = tempfile::tempdir().unwrap();
     let service = service(tmp.path()).await;
-    let (code, out, err) = run(tmp.path(), &["--bus", "svc", "top", "--once", "--json"]).await;
+    let (code, out, err) = run(tmp.path(), &["top", "--bus", "svc", "--once", "--json"]).await;
     assert_eq!(code, 0, "{err}");
     let doc: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(doc["version"], 1);
@@ -191,7 +191,7 @@ async fn ops_filters_by_state_and_key_and_signals_lists_holds() {
 
     let (code, out, err) = run(
         tmp.path(),
-        &["--bus", "svc", "ops", "payments", "--state", "failed"],
+        &["ops", "--bus", "svc", "payments", "--state", "failed"],
     )
     .await;
     assert_eq!(code, 0, "{err}");
@@ -202,9 +202,9 @@ async fn ops_filters_by_state_and_key_and_signals_lists_holds() {
     let (code, out, err) = run(
         tmp.path(),
         &[
+            "ops",
             "--bus",
             "svc",
-            "ops",
             "pay*",
             "--state",
             "pending,completed",
@@ -231,7 +231,7 @@ async fn ops_filters_by_state_and_key_and_signals_lists_holds() {
         ["pending:cust-10", "pending:cust-11", "completed:cust-1"]
     );
 
-    let (code, _, err) = run(tmp.path(), &["--bus", "svc", "ops", "nosuch"]).await;
+    let (code, _, err) = run(tmp.path(), &["ops", "--bus", "svc", "nosuch"]).await;
     assert_eq!(code, 1);
     assert!(
         err.contains("no coordinator named `nosuch`") && err.contains("payments"),
@@ -239,12 +239,12 @@ async fn ops_filters_by_state_and_key_and_signals_lists_holds() {
     );
     let (code, _, err) = run(
         tmp.path(),
-        &["--bus", "svc", "ops", "payments", "--state", "odd"],
+        &["ops", "--bus", "svc", "payments", "--state", "odd"],
     )
     .await;
     assert_eq!(code, 2, "{err}");
 
-    let (code, out, err) = run(tmp.path(), &["--bus", "svc", "signals", "--held"]).await;
+    let (code, out, err) = run(tmp.path(), &["signals", "--bus", "svc", "--held"]).await;
     assert_eq!(code, 0, "{err}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
@@ -255,7 +255,7 @@ async fn ops_filters_by_state_and_key_and_signals_lists_holds() {
 
     let (code, out, err) = run(
         tmp.path(),
-        &["--bus", "svc", "signals", "error.*", "--json"],
+        &["signals", "--bus", "svc", "error.*", "--json"],
     )
     .await;
     assert_eq!(code, 0, "{err}");
@@ -269,7 +269,7 @@ async fn ops_filters_by_state_and_key_and_signals_lists_holds() {
 async fn top_prints_plain_lines_when_stdout_is_not_a_terminal() {
     let tmp = tempfile::tempdir().unwrap();
     let _service = service(tmp.path()).await;
-    let (code, out, err) = run(tmp.path(), &["--bus", "svc", "top", "--count", "3"]).await;
+    let (code, out, err) = run(tmp.path(), &["top", "--bus", "svc", "--count", "3"]).await;
     assert_eq!(code, 0, "{err}");
     assert!(
         !out.contains('\x1b'),
@@ -410,7 +410,7 @@ fn cells(line: &str) -> Vec<&str> {
 async fn top_in_a_terminal_shows_the_publisher_reacts_to_keys_and_quits_on_q() {
     let tmp = tempfile::tempdir().unwrap();
     let service = service(tmp.path()).await;
-    let mut top = Pty::spawn(tmp.path(), &["--bus", "svc", "top"], 30, 140);
+    let mut top = Pty::spawn(tmp.path(), &["top", "--bus", "svc"], 30, 140);
 
     let row = top
         .line("the payments row", |l| {

@@ -79,6 +79,25 @@
 //! [`Channel<T>`](Channel) broadcasts typed values to every subscriber, in order per
 //! publisher, with the same buffer, overflow and lag model as sink subscriptions.
 //!
+//! # Buffers, lag and expiry
+//!
+//! Every receiver — a sink [`Subscription`], a channel [`Subscriber`] — reads from one
+//! [`lag::Ring`]: a [`Buffer`] bound, an [`Overflow`] policy (`Wait` or `DropOldest`; sink
+//! subscriptions are always `DropOldest`, so `raise` never waits), `Err(Lagged(n))` before the
+//! next item after a loss, and expiry honoured at delivery: an item whose time to live ran out
+//! while it waited is skipped and counted as expired, apart from lag. The ring is public so
+//! that other transports give their receivers the same behaviour.
+//!
+//! # Which handles keep a sink alive
+//!
+//! Handles that own something in the sink keep it alive: every [`SignalSink`] clone, and every
+//! [`Hold`] (the held condition is part of the sink's contents). Handles that receive from it
+//! never do: [`Subscription`], [`Watch`], [`Listener`] (forwarding included) and [`Handler`]
+//! hold it weakly. When the last owning handle is gone, subscriptions end after what they
+//! hold, listeners and handlers stop, and watches see one last change and no match from then
+//! on. A listener whose callback captures a `SignalSink` of its own sink keeps that sink alive
+//! for as long as it is registered.
+//!
 //! # Names and patterns
 //!
 //! A [`Name`] is a dotted word such as `error.db.timeout`; a [`Pattern`] matches names with `*`
@@ -93,21 +112,37 @@
 //! # Supported Rust
 //!
 //! Rust 1.95 or later (edition 2024).
+//!
+//! # Map of the code: a signal's life
+//!
+//! | step | where |
+//! |---|---|
+//! | raise: `raise`, `raise_with`, `raise_caused` (depth, cycle, leaf and terminal guards) | `signal/sink.rs` |
+//! | validate: the name rule; payload and header limits | `name.rs`; `signal/inner.rs` (`Inner::split`) |
+//! | intern the name, stamp sequence and timestamp | `signal/state.rs` (`intern`, `State::insert`) |
+//! | window and indexes: per-name sequences, operations, the expiry heap | `signal/state.rs` |
+//! | queries: exact names, patterns with their memo | `signal/query.rs`, `pattern.rs` |
+//! | routes: which registrations hear a name, cached per name | `signal/routes.rs`; guards in `signal/registration.rs` |
+//! | subscriptions: pushed under the sink's lock into a lag ring | `signal/subscription.rs`, `lag/ring.rs` |
+//! | listeners and async handlers: run after the lock is released | `signal/listener.rs`, `signal/inner.rs` (`run_listeners`) |
+//! | watches: woken on every change to the live matches | `signal/watch.rs` |
+//! | holds and forwarding | `signal/hold.rs`, `signal/forward.rs` |
+//! | expiry, eviction and reclaiming the tables | `signal/state.rs` (`expire`, `evict_oldest`, `tidy`) |
+//! | expiry at delivery, lag reports | `lag/ring.rs` |
+//! | counters | `signal/stats.rs` |
+//!
+//! A channel message goes `channel/channel.rs` (send: one lock-free read of the subscriber
+//! list) → `channel/shared.rs` (one subscriber) → `lag/ring.rs`; callback consumers are in
+//! `channel/consumer.rs`. Shared locking helpers and the loom facade are in `sync.rs`.
 
 #![forbid(unsafe_code)]
-#![warn(
-    missing_docs,
-    missing_debug_implementations,
-    rust_2018_idioms,
-    unreachable_pub
-)]
 
 pub mod channel;
 pub mod command;
 pub mod coordinator;
 mod current;
 mod id;
-mod lag;
+pub mod lag;
 mod name;
 mod pattern;
 pub mod signal;
@@ -118,11 +153,13 @@ pub use channel::{
     Consumer, DeliveryError, DeliveryFailure, DeliveryStats, SendError, Subscriber,
 };
 pub use coordinator::{
-    Admission, AdmissionRequest, CancelReason, CoordinatorError, CoordinatorStats, Decision,
-    DeferPolicy, Echo, EnqueueError, EnqueuePermit, EphemeralKeyedWorkCoordinator,
-    EphemeralOptions, EphemeralResultCoordinator, EphemeralWorkCoordinator, IntakeError, KeyStats,
-    Lane, OperationContext, OperationSnapshot, OperationState, OptionsError, PinError,
-    PriorityWorkCoordinator, ResultError, Summary, process_all, process_stream,
+    Admission, AdmissionRequest, CancelReason, CoordinatorError, CoordinatorHandle,
+    CoordinatorStats, Decision, DeferPolicy, DrainSignals, Echo, EnqueueError, EnqueueManyError,
+    EnqueuePermit, EphemeralKeyedWorkCoordinator, EphemeralOptions, EphemeralResultCoordinator,
+    EphemeralWorkCoordinator, IntakeError, KeyStats, KeyedEnqueuePermit, Lane, LaneEnqueuePermit,
+    LaneError, OperationContext, OperationSnapshot, OperationState, OptionsError, PinError,
+    PriorityWorkCoordinator, ResultError, Summary, process_all, process_all_with_cancel,
+    process_keyed, process_stream, process_stream_with_cancel,
 };
 pub use current::{WithOperation, current_operation, with_operation};
 pub use id::OperationId;

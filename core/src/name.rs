@@ -3,7 +3,8 @@
 use std::borrow::Borrow;
 use std::fmt;
 use std::ops::Deref;
-use std::sync::Arc;
+
+use smol_str::SmolStr;
 
 /// The longest name accepted, in bytes.
 pub const MAX_NAME_LEN: usize = 255;
@@ -18,7 +19,9 @@ pub const MAX_NAME_LEN: usize = 255;
 /// * no dot-separated segment that is exactly `+` (that is the one-segment wildcard).
 ///
 /// Dots separate segments; a `:` may carry a command payload (`rate.limit.set:20`, see
-/// [`crate::command`]). Cloning a `Name` is one reference-count increment.
+/// [`crate::command`]). A name of up to 23 bytes is stored inline, so cloning it copies 24
+/// bytes and touches no shared reference count; a longer one is shared, and cloning it is
+/// one reference-count increment.
 ///
 /// # Examples
 ///
@@ -34,7 +37,7 @@ pub const MAX_NAME_LEN: usize = 255;
 /// # Ok::<(), NameError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Name(Arc<str>);
+pub struct Name(SmolStr);
 
 /// Why a string is not a valid [`Name`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -139,7 +142,7 @@ impl Name {
     /// Returns a [`NameError`] naming the rule the string breaks.
     pub fn new(name: &str) -> Result<Self, NameError> {
         validate(name)?;
-        Ok(Self(Arc::from(name)))
+        Ok(Self(SmolStr::new(name)))
     }
 
     /// The name as a string slice.
@@ -153,14 +156,10 @@ impl Name {
         self.0.split('.')
     }
 
-    /// Wraps an already validated shared string (used by the sink's interner).
-    pub(crate) fn from_validated(name: Arc<str>) -> Self {
-        Self(name)
-    }
-
-    /// The shared string behind this name.
-    pub(crate) fn as_arc(&self) -> &Arc<str> {
-        &self.0
+    /// Whether `self` and `other` are the same name: for short (inline) names a fixed-size
+    /// compare without a call, for long ones a string compare.
+    pub(crate) fn same(&self, other: &Name) -> bool {
+        self.0 == other.0
     }
 }
 
@@ -175,7 +174,7 @@ impl TryFrom<String> for Name {
     type Error = NameError;
     fn try_from(value: String) -> Result<Self, Self::Error> {
         validate(&value)?;
-        Ok(Self(Arc::from(value)))
+        Ok(Self(SmolStr::from(value)))
     }
 }
 

@@ -25,7 +25,9 @@ fn op() -> impl Strategy<Value = Op> {
 
 /// The rules, written the slow and obvious way. A lossless subscriber takes everything
 /// buffered at once into its own batch; those messages keep counting against the bound
-/// until read, and only messages still in the shared buffer can be purged when expired.
+/// until read. A full buffer purges expired messages from its front, which is the oldest
+/// message the subscriber has not read: so only while the subscriber holds no batch (a
+/// message it took is skipped, and its room given back, when the subscriber reads it).
 #[derive(Default)]
 struct Model {
     cap: usize,
@@ -47,7 +49,7 @@ impl Model {
     }
 
     fn send(&mut self, v: u32) -> bool {
-        if self.ring.len() + self.batch.len() >= self.cap {
+        if self.ring.len() + self.batch.len() >= self.cap && self.batch.is_empty() {
             while self.ring.front().is_some_and(|e| self.is_expired(e.1)) {
                 self.ring.pop_front();
                 self.expired += 1;

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use coordinator_support::{Gauge, assert_adds_up, settle};
 use ephemeral::{
-    EnqueueError, EphemeralKeyedWorkCoordinator, EphemeralOptions, EphemeralResultCoordinator,
-    Lane, OperationContext, OperationId, PriorityWorkCoordinator, ResultError, SignalSink,
-    process_all,
+    CoordinatorError, EnqueueError, EphemeralKeyedWorkCoordinator, EphemeralOptions,
+    EphemeralResultCoordinator, Lane, LaneError, OperationContext, OperationId,
+    PriorityWorkCoordinator, ResultError, SignalSink, process_all,
 };
 
 type Log = Arc<Mutex<Vec<(String, u32)>>>;
@@ -130,6 +130,29 @@ async fn keys_are_rendered_in_snapshots() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn snapshot_key_shows_one_keys_operations() {
+    let c = EphemeralKeyedWorkCoordinator::new(
+        keyed_body(Log::default(), Gauge::default()),
+        EphemeralOptions::default().max_concurrency(2),
+    )
+    .unwrap();
+    let key = |k: &str| k.to_string();
+    let a1 = c.enqueue(key("a"), (key("a"), 1, 10)).await.unwrap();
+    let b1 = c.enqueue(key("b"), (key("b"), 1, 10)).await.unwrap();
+    let a2 = c.enqueue(key("a"), (key("a"), 2, 10)).await.unwrap();
+    settle().await;
+    let a = c.snapshot_key(&key("a"));
+    assert_eq!(a.iter().map(|s| s.id).collect::<Vec<_>>(), [a1, a2]);
+    assert_eq!(a[0].state, ephemeral::OperationState::Running);
+    assert_eq!(a[1].state, ephemeral::OperationState::Pending);
+    c.drain().await.unwrap();
+    let b = c.snapshot_key(&key("b"));
+    assert_eq!(b.len(), 1);
+    assert_eq!((b[0].id, b[0].key.as_deref()), (b1, Some("b")));
+    assert!(c.snapshot_key(&key("nobody")).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
 async fn results_are_kept_and_awaited() {
     let c = EphemeralResultCoordinator::new(
         |n: u64, _ctx: OperationContext| async move {
@@ -207,6 +230,34 @@ async fn priority_lanes_start_highest_first_and_full_lanes_refuse() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn bad_lanes_are_typed_errors() {
+    let make = |lanes: Vec<Lane>| {
+        PriorityWorkCoordinator::new(
+            |_: u32, _ctx: OperationContext| async { Ok::<_, Infallible>(()) },
+            lanes,
+            EphemeralOptions::default(),
+        )
+        .map(|_| ())
+    };
+    assert_eq!(
+        make(vec![Lane::new("high", 1), Lane::new("", 0)]),
+        Err(CoordinatorError::Lanes(LaneError::EmptyName))
+    );
+    assert_eq!(
+        make(vec![]),
+        Err(CoordinatorError::Lanes(LaneError::NoLanes))
+    );
+    assert_eq!(
+        make(vec![Lane::new("a", 1), Lane::new("a", 0)]),
+        Err(CoordinatorError::Lanes(LaneError::DuplicateName(
+            Arc::from("a")
+        )))
+    );
+    let err = make(vec![Lane::new("", 0)]).unwrap_err().to_string();
+    assert!(err.contains("empty"), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_deferred_lane_never_stalls_the_others() {
     let sink = SignalSink::default();
     let order = Arc::new(Mutex::new(Vec::new()));
@@ -265,4 +316,201 @@ async fn process_all_returns_a_summary() {
     assert_eq!(summary.failed, 10);
     assert_eq!(summary.failures.len(), 10);
     assert!(gauge.peak() <= 8);
+}
+
+/// `reserve`, `enqueue_many` and stream intake exist on every coordinator type, and a refused
+/// `enqueue_many` gives back every item it was given.
+#[tokio::test(start_paused = true)]
+async fn every_coordinator_type_has_reserve_enqueue_many_and_intake() {
+    let ok = |_: u32, _ctx: OperationContext| async { Ok::<_, Infallible>(()) };
+
+    let keyed = EphemeralKeyedWorkCoordinator::new(ok, EphemeralOptions::default()).unwrap();
+    let id = keyed.reserve().await.unwrap().send("k", 1).unwrap();
+    let ids = keyed.enqueue_many([("k", 2), ("j", 3)]).await.unwrap();
+    keyed.intake(futures::stream::iter([("k", 4), ("j", 5)]));
+    keyed.intake_results(futures::stream::iter([Ok(("k", 6)), Err("bad row")]));
+    let err = keyed.drain().await.unwrap_err();
+    assert!(err.to_string().contains("bad row"));
+    assert_eq!(keyed.stats().completed, 6);
+    assert_eq!(keyed.operation(id).unwrap().key.as_deref(), Some("k"));
+    assert_eq!(keyed.operation(ids[1]).unwrap().key.as_deref(), Some("j"));
+    assert_eq!(keyed.snapshot_key(&"k").len(), 4);
+    let refused = keyed.enqueue_many([("a", 7), ("b", 8)]).await.unwrap_err();
+    assert!(matches!(refused.refused, EnqueueError::Closed(_)));
+    assert_eq!(refused.into_inner(), [("a", 7), ("b", 8)]);
+    assert!(keyed.reserve().await.is_err());
+
+    let results = EphemeralResultCoordinator::new(
+        |n: u32, _ctx: OperationContext| async move { Ok::<_, Infallible>(n + 1) },
+        EphemeralOptions::default(),
+    )
+    .unwrap();
+    let id = results.reserve().await.unwrap().send(1).unwrap();
+    let ids = results.enqueue_many([10, 20]).await.unwrap();
+    results.intake(futures::stream::iter([30, 40]));
+    results.drain().await.unwrap();
+    assert_eq!(results.result(id).unwrap().unwrap(), 2);
+    assert_eq!(results.result(ids[1]).unwrap().unwrap(), 21);
+    assert_eq!(results.results().len(), 5);
+    let refused = results.enqueue_many([50, 60]).await.unwrap_err();
+    assert_eq!(refused.into_inner(), [50, 60]);
+
+    let lanes = PriorityWorkCoordinator::new(
+        ok,
+        vec![Lane::new("high", 1).max_depth(1), Lane::new("low", 0)],
+        EphemeralOptions::default().max_concurrency(1),
+    )
+    .unwrap();
+    lanes.pause();
+    let permit = lanes.reserve().await.unwrap();
+    match permit.send("nope", 1) {
+        Err(EnqueueError::Refused { item: 1, lane, .. }) => assert_eq!(&*lane, "nope"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    lanes.reserve().await.unwrap().send("low", 1).unwrap();
+    let err = lanes
+        .enqueue_many([("high", 2), ("high", 3), ("low", 4)])
+        .await
+        .unwrap_err();
+    assert_eq!(err.accepted.len(), 1);
+    assert_eq!(err.into_inner(), [("high", 3), ("low", 4)]);
+    lanes.resume();
+    lanes.intake(futures::stream::iter([
+        ("low".to_string(), 5),
+        ("high".to_string(), 6),
+    ]));
+    lanes.drain().await.unwrap();
+    assert_eq!(lanes.stats().completed, 4);
+}
+
+/// A stream item for a lane that does not exist stops the intake with an error from `drain`.
+#[tokio::test(start_paused = true)]
+async fn priority_intake_stops_at_an_unknown_lane() {
+    let lanes = PriorityWorkCoordinator::new(
+        |_: u32, _ctx: OperationContext| async { Ok::<_, Infallible>(()) },
+        vec![Lane::new("only", 0)],
+        EphemeralOptions::default(),
+    )
+    .unwrap();
+    lanes.intake(futures::stream::iter([
+        ("only", 1),
+        ("other", 2),
+        ("only", 3),
+    ]));
+    let err = lanes.drain().await.unwrap_err();
+    assert!(err.to_string().contains("other"), "{err}");
+    assert_eq!(lanes.stats().accepted, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn process_keyed_keeps_per_key_order_within_the_overall_bound() {
+    let log = Log::default();
+    let gauge = Gauge::default();
+    let (l, g) = (log.clone(), gauge.clone());
+    let pairs = (0..60u32).map(|n| (format!("k{}", n % 6), n));
+    let summary = ephemeral::process_keyed(pairs, 4, move |(key, n): (String, u32), _ctx| {
+        let (l, g) = (l.clone(), g.clone());
+        async move {
+            let _in = g.enter();
+            l.lock().unwrap().push((key, n));
+            tokio::time::sleep(Duration::from_millis(u64::from(7 - n % 7))).await;
+            Ok::<_, Infallible>(())
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!((summary.total, summary.completed), (60, 60));
+    assert!(!summary.interrupted);
+    assert!(gauge.peak() <= 4, "peak {}", gauge.peak());
+    let log = log.lock().unwrap();
+    for k in 0..6 {
+        let key = format!("k{k}");
+        let ns: Vec<u32> = log
+            .iter()
+            .filter(|(kk, _)| *kk == key)
+            .map(|(_, n)| *n)
+            .collect();
+        assert_eq!(ns.len(), 10);
+        assert!(ns.windows(2).all(|w| w[0] < w[1]), "{key}: {ns:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn process_all_with_cancel_reports_what_was_cancelled() {
+    let token = tokio_util::sync::CancellationToken::new();
+    let stop = token.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        stop.cancel();
+    });
+    let summary = ephemeral::process_all_with_cancel(
+        0..5000u32,
+        3,
+        token,
+        |_: u32, ctx: OperationContext| async move {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(100)) => Ok(()),
+                () = ctx.token().cancelled() => Err("stopped"),
+            }
+        },
+    )
+    .await
+    .unwrap();
+    assert!(summary.interrupted);
+    assert_eq!(
+        summary.completed, 3,
+        "one round of three finished by 150 ms"
+    );
+    assert!(summary.total < 5000, "the rest of the input was not read");
+    assert_eq!(summary.total, summary.completed + summary.cancelled);
+    assert_eq!(summary.failed, 0);
+    assert_eq!(summary.cancellations.len() as u64, summary.cancelled);
+    assert!(
+        summary
+            .cancellations
+            .iter()
+            .all(|(_, reason)| *reason == ephemeral::CancelReason::Shutdown)
+    );
+
+    let never = tokio_util::sync::CancellationToken::new();
+    let summary = ephemeral::process_all_with_cancel(0..10u32, 2, never, |_: u32, _ctx| async {
+        Ok::<_, Infallible>(())
+    })
+    .await
+    .unwrap();
+    assert!(!summary.interrupted);
+    assert_eq!(summary.completed, 10);
+}
+
+/// Every coordinator type is a `CoordinatorHandle`, answering through its own methods.
+#[tokio::test(start_paused = true)]
+async fn every_coordinator_type_is_a_coordinator_handle() {
+    use ephemeral::CoordinatorHandle;
+    fn halve(c: &impl CoordinatorHandle) -> (usize, u64, String) {
+        c.set_max_concurrency(c.max_concurrency() / 2).unwrap();
+        (c.max_concurrency(), c.stats().accepted, c.id().to_string())
+    }
+    let ok = |_: u32, _ctx: OperationContext| async { Ok::<_, Infallible>(()) };
+    let options = || EphemeralOptions::default().max_concurrency(8).id("c");
+    let work = ephemeral::EphemeralWorkCoordinator::new(ok, options()).unwrap();
+    let keyed: EphemeralKeyedWorkCoordinator<u8, u32> =
+        EphemeralKeyedWorkCoordinator::new(ok, options()).unwrap();
+    let results = EphemeralResultCoordinator::new(
+        |n: u32, _ctx: OperationContext| async move { Ok::<_, Infallible>(n) },
+        options(),
+    )
+    .unwrap();
+    let lanes = PriorityWorkCoordinator::new(ok, vec![Lane::new("only", 0)], options()).unwrap();
+    keyed.pause();
+    keyed.enqueue(1, 1).await.unwrap();
+    assert_eq!(CoordinatorHandle::pending_count(&keyed), 1);
+    assert_eq!(halve(&keyed), (4, 1, "c".to_string()));
+    assert_eq!(halve(&work).0, 4);
+    assert_eq!(halve(&results).0, 4);
+    assert_eq!(halve(&lanes).0, 4);
+    assert!(CoordinatorHandle::set_max_concurrency(&lanes, 0).is_err());
+    keyed.resume();
+    keyed.drain().await.unwrap();
+    assert!(CoordinatorHandle::is_done(&keyed));
+    assert!(!CoordinatorHandle::sink(&work).has_signal("*"));
 }

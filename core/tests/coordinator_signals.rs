@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use coordinator_support::{assert_adds_up, settle};
 use ephemeral::{
-    Admission, AdmissionRequest, CancelReason, Decision, DeferPolicy, EphemeralOptions,
-    EphemeralWorkCoordinator, OperationContext, OperationState, Signal, SignalSink,
+    Admission, AdmissionRequest, CancelReason, Decision, DeferPolicy, DrainSignals,
+    EphemeralOptions, EphemeralWorkCoordinator, OperationContext, OperationState, Signal,
+    SignalSink,
 };
 use futures::future::BoxFuture;
 
@@ -227,6 +228,43 @@ async fn drain_by_id_and_by_pattern() {
     assert!(b.is_done() && !other.is_done());
 }
 
+/// Each drain signal is chosen on its own.
+#[tokio::test(start_paused = true)]
+async fn drain_signals_are_chosen_one_by_one() {
+    let sink = SignalSink::default();
+    let make = |id: &str, which: DrainSignals| {
+        let (_, body) = counter();
+        EphemeralWorkCoordinator::new(
+            body,
+            EphemeralOptions::default()
+                .signals(sink.clone())
+                .id(id)
+                .drain_signals(which),
+        )
+        .unwrap()
+    };
+    let only_id = make("only-id", DrainSignals::OFF.id(true));
+    let not_all = make("not-all", DrainSignals::ON.all(false));
+    let only_all = make("only-all", DrainSignals::OFF.all(true));
+    let none = make("none", false.into());
+    sink.raise("coordinator.drain.all").unwrap();
+    settle().await;
+    assert!(only_all.is_done());
+    assert!(!only_id.is_done() && !not_all.is_done() && !none.is_done());
+    sink.raise_with(Signal::build("coordinator.drain.pattern").unwrap().key("*"))
+        .unwrap();
+    settle().await;
+    assert!(not_all.is_done());
+    assert!(!only_id.is_done() && !none.is_done());
+    for id in ["only-id", "none"] {
+        sink.raise_with(Signal::build("coordinator.drain.id").unwrap().key(id))
+            .unwrap();
+    }
+    settle().await;
+    assert!(only_id.is_done());
+    assert!(!none.is_done(), "drain signals off");
+}
+
 #[tokio::test(start_paused = true)]
 async fn cancel_running_on_cancels_running_bodies_only_when_set() {
     let sink = SignalSink::default();
@@ -389,4 +427,252 @@ async fn admission_defer_holds_no_slot_and_cancel_records_the_reason() {
         );
     }
     assert_adds_up(&c.stats());
+}
+
+/// Depth counts like the original: an operation's own signal is depth 1, a signal it causes
+/// depth 2, and `max_depth(2)` refuses the third link.
+#[tokio::test(start_paused = true)]
+async fn an_operations_signal_has_depth_one_and_max_depth_refuses_the_next_link_past_it() {
+    let sink = SignalSink::new(ephemeral::SinkOptions::default().max_depth(2)).unwrap();
+    let c = EphemeralWorkCoordinator::new(
+        |_: u32, ctx: OperationContext| async move {
+            let first = ctx.signal("order.failed").unwrap();
+            assert_eq!(first.depth(), 1);
+            let second = ctx
+                .sink()
+                .raise_caused(Signal::build("alert.order").unwrap(), &first)
+                .unwrap();
+            assert_eq!(second.depth(), 2);
+            let third = ctx
+                .sink()
+                .raise_caused(Signal::build("page.oncall").unwrap(), &second);
+            assert!(
+                matches!(
+                    third,
+                    Err(ephemeral::RaiseError::Propagation(
+                        ephemeral::PropagationError::TooDeep {
+                            depth: 3,
+                            max: 2,
+                            ..
+                        }
+                    ))
+                ),
+                "{third:?}"
+            );
+            Ok::<_, Infallible>(())
+        },
+        EphemeralOptions::default().signals(sink.clone()),
+    )
+    .unwrap();
+    let id = c.enqueue(1).await.unwrap();
+    c.drain().await.unwrap();
+    assert!(
+        c.operation(id).unwrap().error.is_none(),
+        "{:?}",
+        c.operation(id)
+    );
+    assert_eq!(c.completed().len(), 1);
+    assert!(!sink.has_signal("page.oncall"));
+}
+
+/// Snapshots show which pending items a defer rule or an admission hook holds back.
+#[tokio::test(start_paused = true)]
+async fn snapshots_show_deferred_items() {
+    let sink = SignalSink::default();
+    let (_, body) = counter();
+    let c = EphemeralWorkCoordinator::new(
+        body,
+        EphemeralOptions::default()
+            .signals(sink.clone())
+            .defer_on("maintenance"),
+    )
+    .unwrap();
+    let hold = sink.hold("maintenance").unwrap();
+    let ids = c.enqueue_many([1, 2]).await.unwrap();
+    settle().await;
+    let states: Vec<_> = c.snapshot().into_iter().map(|s| s.state).collect();
+    assert_eq!(states, [OperationState::Deferred, OperationState::Deferred]);
+    assert_eq!(c.operation(ids[0]).unwrap().state, OperationState::Deferred);
+    assert_eq!(c.stats().pending, 2, "deferred items count as pending");
+    drop(hold);
+    c.drain().await.unwrap();
+    assert_eq!(c.completed().len(), 2);
+
+    // Put aside by an admission hook.
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let gate = Arc::new(Gate {
+        open: rx,
+        asked: AtomicUsize::new(0),
+    });
+    let (_, body) = counter();
+    let c = EphemeralWorkCoordinator::with_admission(body, EphemeralOptions::default(), vec![gate])
+        .unwrap();
+    let id = c.enqueue(1).await.unwrap();
+    settle().await;
+    assert_eq!(c.operation(id).unwrap().state, OperationState::Deferred);
+    tx.send(true).unwrap();
+    c.drain().await.unwrap();
+    assert_eq!(c.operation(id).unwrap().state, OperationState::Completed);
+}
+
+/// A deferred lane's items show as deferred; the other lanes' as pending.
+#[tokio::test(start_paused = true)]
+async fn snapshots_show_a_deferred_lanes_items() {
+    let sink = SignalSink::default();
+    let (_, body) = counter();
+    let c = ephemeral::PriorityWorkCoordinator::new(
+        body,
+        vec![
+            ephemeral::Lane::new("ui", 10),
+            ephemeral::Lane::new("batch", 0).defer_on("db.busy"),
+        ],
+        EphemeralOptions::default().signals(sink.clone()),
+    )
+    .unwrap();
+    c.pause();
+    let hold = sink.hold("db.busy").unwrap();
+    settle().await;
+    let batch = c.enqueue("batch", 1).await.unwrap();
+    let ui = c.enqueue("ui", 2).await.unwrap();
+    settle().await;
+    assert_eq!(c.operation(batch).unwrap().state, OperationState::Deferred);
+    assert_eq!(c.operation(ui).unwrap().state, OperationState::Pending);
+    drop(hold);
+    settle().await;
+    assert_eq!(c.operation(batch).unwrap().state, OperationState::Pending);
+    c.resume();
+    c.drain().await.unwrap();
+}
+
+/// `max_defer` counts each item's own wait: one enqueued late in a long deferral gets its
+/// full `max_defer`.
+#[tokio::test(start_paused = true)]
+async fn max_defer_counts_from_when_each_item_was_held() {
+    let sink = SignalSink::default();
+    let (started, body) = counter();
+    let c = EphemeralWorkCoordinator::new(
+        body,
+        EphemeralOptions::default()
+            .signals(sink.clone())
+            .defer_on("maintenance")
+            .max_defer(Duration::from_secs(10), DeferPolicy::Cancel),
+    )
+    .unwrap();
+    let _hold = sink.hold("maintenance").unwrap();
+    let early = c.enqueue(1).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let late = c.enqueue(2).await.unwrap();
+    let state = |id| c.operation(id).unwrap().state;
+    tokio::time::sleep(Duration::from_millis(4_500)).await; // t = 10.5 s
+    assert_eq!(
+        state(early),
+        OperationState::Cancelled(CancelReason::DeferTimeout)
+    );
+    assert_eq!(state(late), OperationState::Deferred, "held for 4.5 s only");
+    tokio::time::sleep(Duration::from_secs(6)).await; // t = 16.5 s
+    assert_eq!(
+        state(late),
+        OperationState::Cancelled(CancelReason::DeferTimeout)
+    );
+    assert_eq!(started.load(Ordering::SeqCst), 0);
+}
+
+/// `max_defer` bounds the sum of an item's deferrals: a second deferral does not restart the
+/// clock, and time not held back does not count.
+#[tokio::test(start_paused = true)]
+async fn max_defer_sums_an_items_deferrals() {
+    let sink = SignalSink::default();
+    let (started, body) = counter();
+    let c = EphemeralWorkCoordinator::new(
+        body,
+        EphemeralOptions::default()
+            .signals(sink.clone())
+            .defer_on("maintenance")
+            .max_defer(Duration::from_secs(10), DeferPolicy::Cancel),
+    )
+    .unwrap();
+    let first = sink.hold("maintenance").unwrap();
+    let id = c.enqueue(1).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    c.pause(); // so that the item does not start between the two deferrals
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    drop(first); // t = 6 s: held for 6 s
+    settle().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _second = sink.hold("maintenance").unwrap(); // t = 8 s: 4 s left
+    c.resume();
+    let state = || c.operation(id).unwrap().state;
+    tokio::time::sleep(Duration::from_millis(3_900)).await; // t = 11.9 s
+    assert_eq!(state(), OperationState::Deferred);
+    tokio::time::sleep(Duration::from_millis(200)).await; // t = 12.1 s
+    assert_eq!(
+        state(),
+        OperationState::Cancelled(CancelReason::DeferTimeout)
+    );
+    assert_eq!(started.load(Ordering::SeqCst), 0);
+}
+
+/// Under `DeferPolicy::Run` only the item whose wait passed `max_defer` starts; items held
+/// for less keep waiting.
+#[tokio::test(start_paused = true)]
+async fn max_defer_run_starts_only_the_overdue_item() {
+    let sink = SignalSink::default();
+    let (started, body) = counter();
+    let c = EphemeralWorkCoordinator::new(
+        body,
+        EphemeralOptions::default()
+            .signals(sink.clone())
+            .defer_on("maintenance")
+            .max_defer(Duration::from_secs(10), DeferPolicy::Run),
+    )
+    .unwrap();
+    let _hold = sink.hold("maintenance").unwrap();
+    let early = c.enqueue(1).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let late = c.enqueue(2).await.unwrap();
+    let state = |id| c.operation(id).unwrap().state;
+    tokio::time::sleep(Duration::from_millis(5_500)).await; // t = 10.5 s
+    assert_eq!(state(early), OperationState::Completed);
+    assert_eq!(state(late), OperationState::Deferred);
+    assert_eq!(started.load(Ordering::SeqCst), 1);
+    tokio::time::sleep(Duration::from_secs(5)).await; // t = 15.5 s
+    assert_eq!(state(late), OperationState::Completed);
+}
+
+/// An admission hook that keeps deferring is bounded by `max_defer` too, summed over its
+/// deferrals.
+#[tokio::test(start_paused = true)]
+async fn max_defer_bounds_an_admission_hooks_repeated_deferrals() {
+    #[derive(Debug)]
+    struct AlwaysLater;
+    impl Admission for AlwaysLater {
+        fn admit<'a>(&'a self, _request: &'a AdmissionRequest) -> BoxFuture<'a, Decision> {
+            Box::pin(async { Decision::defer(tokio::time::sleep(Duration::from_secs(6))) })
+        }
+    }
+    for (policy, expected) in [
+        (
+            DeferPolicy::Cancel,
+            OperationState::Cancelled(CancelReason::DeferTimeout),
+        ),
+        (DeferPolicy::Run, OperationState::Completed),
+    ] {
+        let (started, body) = counter();
+        let c = EphemeralWorkCoordinator::with_admission(
+            body,
+            EphemeralOptions::default().max_defer(Duration::from_secs(10), policy),
+            vec![Arc::new(AlwaysLater)],
+        )
+        .unwrap();
+        let id = c.enqueue(1).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(9_900)).await;
+        assert_eq!(c.operation(id).unwrap().state, OperationState::Deferred);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        settle().await;
+        assert_eq!(c.operation(id).unwrap().state, expected, "{policy:?}");
+        assert_eq!(
+            started.load(Ordering::SeqCst),
+            usize::from(policy == DeferPolicy::Run)
+        );
+    }
 }

@@ -107,6 +107,20 @@ async fn try_enqueue_gives_the_item_back() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn enqueue_many_after_complete_gives_every_item_back() {
+    let c = EphemeralWorkCoordinator::new(sleeper(Gauge::default()), EphemeralOptions::default())
+        .unwrap();
+    c.enqueue_many([1]).await.unwrap();
+    c.complete();
+    let err = c.enqueue_many([2, 3]).await.unwrap_err();
+    assert!(err.accepted.is_empty());
+    assert!(matches!(err.refused, EnqueueError::Closed(ref items) if *items == [2, 3]));
+    assert_eq!(err.into_inner(), [2, 3]);
+    c.drain().await.unwrap();
+    assert_eq!(c.stats().accepted, 1);
+}
+
+#[tokio::test(start_paused = true)]
 async fn enqueue_waits_for_room() {
     let c = EphemeralWorkCoordinator::new(
         sleeper(Gauge::default()),
@@ -259,6 +273,30 @@ async fn pins_count_against_the_bound() {
     c.pin(d).unwrap();
 }
 
+/// Everything below finishes in one tick of the paused clock: only the finish order can say
+/// which operation is oldest.
+#[tokio::test(start_paused = true)]
+async fn unpin_puts_an_operation_back_in_finish_order() {
+    let c = EphemeralWorkCoordinator::new(
+        sleeper(Gauge::default()),
+        EphemeralOptions::default()
+            .max_concurrency(1)
+            .max_tracked(3),
+    )
+    .unwrap();
+    let a = c.enqueue(0).await.unwrap();
+    c.pin(a).unwrap();
+    let b = c.enqueue(0).await.unwrap();
+    let d = c.enqueue(0).await.unwrap();
+    settle().await;
+    assert!(c.unpin(a));
+    // `a` finished first, so it is the oldest: the next finish evicts it, not `b`.
+    let e = c.enqueue(0).await.unwrap();
+    c.drain().await.unwrap();
+    let ids: Vec<_> = c.snapshot().iter().map(|s| s.id).collect();
+    assert_eq!(ids, [b, d, e]);
+}
+
 #[tokio::test(start_paused = true)]
 async fn finished_operations_age_out_from_their_finish() {
     let c = EphemeralWorkCoordinator::new(
@@ -308,6 +346,101 @@ async fn evicted_operations_leave_an_echo_of_their_signals() {
     assert_eq!(c.echoes().len(), 1);
     tokio::time::advance(Duration::from_secs(1)).await;
     assert!(c.echoes().is_empty());
+}
+
+/// Operations that raised nothing leave an echo too, with their outcome; echoes keep their
+/// own count and age bounds.
+#[tokio::test(start_paused = true)]
+async fn every_evicted_operation_leaves_an_echo_with_its_outcome() {
+    let c = EphemeralWorkCoordinator::new(
+        |n: u32, _ctx: OperationContext| async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            if n == 1 { Err("bad input") } else { Ok(()) }
+        },
+        EphemeralOptions::default()
+            .max_concurrency(1)
+            .max_tracked(1)
+            .echo(true, Duration::from_secs(30), 2),
+    )
+    .unwrap();
+    let start = tokio::time::Instant::now();
+    let ids = c.enqueue_many([0, 1, 2, 3]).await.unwrap();
+    c.drain().await.unwrap();
+    // Three were evicted; the echo capacity of 2 keeps the last two.
+    assert_eq!(c.stats().evicted, 3);
+    let echoes = c.echoes();
+    assert_eq!(echoes.iter().map(|e| e.id).collect::<Vec<_>>(), ids[1..3]);
+    assert_eq!(echoes[0].state, OperationState::Failed);
+    assert_eq!(echoes[0].error.as_deref(), Some("bad input"));
+    assert_eq!(echoes[0].finished, start + Duration::from_millis(20));
+    assert!(echoes[0].signals.is_empty());
+    assert_eq!(echoes[1].state, OperationState::Completed);
+    assert_eq!(echoes[1].error, None);
+    tokio::time::advance(Duration::from_secs(30)).await;
+    assert!(c.echoes().is_empty(), "echoes age out");
+}
+
+/// `on_evicted` fires once for each operation that leaves the window, by count, by age or
+/// by `evict`, and never for a pinned or running one.
+#[tokio::test(start_paused = true)]
+async fn on_evicted_fires_once_per_operation_leaving_the_window() {
+    let evicted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = evicted.clone();
+    let c = EphemeralWorkCoordinator::new(
+        sleeper(Gauge::default()),
+        EphemeralOptions::default()
+            .max_concurrency(2)
+            .max_tracked(2)
+            .max_lifetime(Duration::from_secs(10))
+            .on_evicted(move |op| {
+                assert!(op.state.is_finished());
+                seen.lock().unwrap().push(op.id);
+            }),
+    )
+    .unwrap();
+    let evicted_ids = || evicted.lock().unwrap().clone();
+    let long = c.enqueue(60_000).await.unwrap();
+    let a = c.enqueue(0).await.unwrap();
+    c.pin(a).unwrap();
+    let b = c.enqueue(0).await.unwrap();
+    let d = c.enqueue(0).await.unwrap();
+    let e = c.enqueue(0).await.unwrap();
+    settle().await;
+    // Pins count against the bound of 2: one unpinned finished operation stays.
+    assert_eq!(evicted_ids(), [b, d], "by count, oldest finish first");
+    assert!(!c.evict(a), "a pinned operation is not evicted");
+    assert!(!c.evict(long), "a running operation is not evicted");
+    assert!(c.evict(e));
+    assert_eq!(evicted_ids(), [b, d, e], "by evict");
+    assert!(c.unpin(a));
+    tokio::time::advance(Duration::from_secs(10)).await;
+    assert_eq!(c.stats().evicted, 4);
+    assert_eq!(evicted_ids(), [b, d, e, a], "by age");
+    c.cancel();
+    c.drain().await.unwrap();
+    // `long` finished (cancelled) and stays in the window: not reported.
+    assert_eq!(evicted_ids(), [b, d, e, a]);
+    assert!(c.operation(long).is_some());
+}
+
+/// A panicking `on_finalized` or `on_evicted` callback is logged; the worker carries on.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_callback_does_not_take_down_the_worker() {
+    let c = EphemeralWorkCoordinator::new(
+        sleeper(Gauge::default()),
+        EphemeralOptions::default()
+            .max_concurrency(1)
+            .max_tracked(1)
+            .on_finalized(|_| panic!("finalized callback bug"))
+            .on_evicted(|_| panic!("evicted callback bug")),
+    )
+    .unwrap();
+    c.enqueue_many(0..5).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), c.drain())
+        .await
+        .expect("every item finished")
+        .unwrap();
+    assert_eq!(c.stats().completed, 5);
 }
 
 #[tokio::test(start_paused = true)]
@@ -422,6 +555,29 @@ async fn stream_intake_completes_and_errors_surface_from_drain() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn is_closed_and_is_paused_report_the_lifecycle() {
+    let c = EphemeralWorkCoordinator::new(sleeper(Gauge::default()), EphemeralOptions::default())
+        .unwrap();
+    assert!(!c.is_closed() && !c.is_paused());
+    c.pause();
+    assert!(c.is_paused());
+    c.enqueue(10).await.unwrap();
+    c.complete();
+    assert!(c.is_closed(), "closed at once");
+    assert!(!c.is_done(), "an item still waits");
+    c.resume();
+    assert!(!c.is_paused());
+    c.drain().await.unwrap();
+    assert!(c.is_closed() && c.is_done());
+
+    let cancelled =
+        EphemeralWorkCoordinator::new(sleeper(Gauge::default()), EphemeralOptions::default())
+            .unwrap();
+    cancelled.cancel();
+    assert!(cancelled.is_closed());
+}
+
+#[tokio::test(start_paused = true)]
 async fn drain_is_idempotent_and_awaited_by_many() {
     let c = EphemeralWorkCoordinator::new(sleeper(Gauge::default()), EphemeralOptions::default())
         .unwrap();
@@ -493,11 +649,14 @@ async fn a_burst_after_an_idle_spell_uses_every_slot() {
     assert_eq!(stats.peak_running, 4);
 }
 
-/// The sample callback sees at most one finished operation per interval.
+/// The sample callback is a throttle with both edges: the first operation to finish in a
+/// quiet spell at once, then the latest to finish in each interval at its end; never two
+/// calls within one interval.
 #[tokio::test(start_paused = true)]
-async fn the_sample_callback_is_rate_limited() {
+async fn the_sample_callback_delivers_the_leading_and_trailing_edge() {
     let sampled = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let each = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = tokio::time::Instant::now();
     let c = {
         let (sampled, each) = (sampled.clone(), each.clone());
         EphemeralWorkCoordinator::new(
@@ -508,17 +667,68 @@ async fn the_sample_callback_is_rate_limited() {
                     each.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 })
                 .sample(Duration::from_millis(100), move |op| {
-                    sampled.lock().unwrap().push(op.id);
+                    let at = tokio::time::Instant::now() - start;
+                    sampled.lock().unwrap().push((op.id, at));
                 }),
         )
         .unwrap()
     };
-    // 100 items of 10 ms one after another: they finish at 10, 20, ..., 1000 ms.
-    for _ in 0..100 {
-        c.enqueue(10).await.unwrap();
-    }
+    // 100 items of 7 ms one after another: they finish at 7, 14, ..., 700 ms.
+    let ids = c.enqueue_many(std::iter::repeat_n(7, 100)).await.unwrap();
     c.drain().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(each.load(std::sync::atomic::Ordering::Relaxed), 100);
-    // Sampled at 10, 110, ..., 910 ms.
-    assert_eq!(sampled.lock().unwrap().len(), 10);
+    let sampled = sampled.lock().unwrap().clone();
+    let ms = |n| Duration::from_millis(n);
+    // Leading edge at 7 ms; then at the end of each interval, the latest finished by then:
+    // at 107 ms the one that finished at 105 ms (the 15th), ..., at 707 ms the last one.
+    let expected: Vec<_> = [
+        (0, 7),
+        (14, 107),
+        (28, 207),
+        (42, 307),
+        (57, 407),
+        (71, 507),
+        (85, 607),
+        (99, 707),
+    ]
+    .into_iter()
+    .map(|(i, at)| (ids[i], ms(at)))
+    .collect();
+    assert_eq!(sampled, expected);
+}
+
+/// A burst finishing in one tick is sampled twice: its first operation at once, its last one
+/// an interval later.
+#[tokio::test(start_paused = true)]
+async fn a_sampled_burst_delivers_its_first_and_its_last_operation() {
+    let sampled = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = sampled.clone();
+    let c = EphemeralWorkCoordinator::new(
+        sleeper(Gauge::default()),
+        EphemeralOptions::default()
+            .max_concurrency(1)
+            .sample(Duration::from_secs(1), move |op| {
+                seen.lock().unwrap().push(op.id)
+            }),
+    )
+    .unwrap();
+    let ids = c.enqueue_many([0; 10]).await.unwrap();
+    c.drain().await.unwrap();
+    assert_eq!(*sampled.lock().unwrap(), [ids[0]]);
+    tokio::time::sleep(Duration::from_millis(999)).await;
+    assert_eq!(
+        *sampled.lock().unwrap(),
+        [ids[0]],
+        "at most one call per interval"
+    );
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    settle().await;
+    assert_eq!(*sampled.lock().unwrap(), [ids[0], ids[9]]);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        sampled.lock().unwrap().len(),
+        2,
+        "nothing more without new finishes"
+    );
 }

@@ -120,3 +120,25 @@ async fn a_watch_unregisters_when_dropped() {
     drop(watch);
     assert_eq!(sink.stats().watches, 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn receivers_never_keep_the_sink_alive_and_see_it_go() {
+    let sink = SignalSink::default();
+    let mut sub = sink.subscribe("*");
+    let mut watch = sink.watch("*");
+    let _listener = sink.on_signal("*", |_| {});
+    sink.raise("x").unwrap();
+    watch.changed().await;
+    assert!(watch.has_match());
+
+    drop(sink);
+    // The watch sees the sink's end as one last change, and nothing after it.
+    let wait = Duration::from_secs(1);
+    assert!(tokio::time::timeout(wait, watch.changed()).await.is_ok());
+    assert!(!watch.has_match());
+    watch.wait_until_clear().await;
+    assert!(tokio::time::timeout(wait, watch.changed()).await.is_err());
+    // The subscription drains what it holds, then ends.
+    assert_eq!(sub.recv().await.unwrap().unwrap().name(), "x");
+    assert!(sub.recv().await.is_none());
+}

@@ -197,8 +197,9 @@ async fn forwarding_keeps_the_remaining_time_to_live() {
 #[test]
 fn propagation_guards_refuse_loops() {
     let sink = SignalSink::default();
-    let mut cause = sink.raise("step.0").unwrap();
-    for depth in 1..=10 {
+    let mut cause = sink.raise("step.1").unwrap();
+    assert_eq!(cause.depth(), 1);
+    for depth in 2..=10 {
         cause = sink
             .raise_caused(Signal::build(&format!("step.{depth}")).unwrap(), &cause)
             .unwrap();
@@ -239,4 +240,88 @@ fn propagation_guards_refuse_loops() {
         sink.raise_caused(Signal::build("after").unwrap(), &leaf),
         Err(RaiseError::Propagation(PropagationError::FromLeaf { .. }))
     ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_subscription_never_delivers_a_signal_whose_time_ran_out() {
+    let sink = SignalSink::default();
+    let mut sub = sink.subscribe("job.*");
+    sink.raise_with(
+        Signal::build("job.short")
+            .unwrap()
+            .expires_in(Duration::from_millis(50)),
+    )
+    .unwrap();
+    sink.raise("job.long").unwrap();
+    // The reader comes back 70 ms later: 20 ms after the first signal's time ran out.
+    tokio::time::advance(Duration::from_millis(70)).await;
+    let first = sub.recv().await.unwrap().unwrap();
+    assert_eq!(first.name(), "job.long");
+    assert!(sub.try_recv().is_none());
+    assert_eq!((sub.expired(), sub.dropped()), (1, 0));
+    let stats = &sink.stats().subscribers[0];
+    assert_eq!(
+        (
+            stats.delivered,
+            stats.dropped,
+            stats.expired,
+            stats.buffered
+        ),
+        (2, 0, 1, 0)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_time_to_live_is_capped_at_the_max_age_and_events_without_one_are_delivered() {
+    let sink = SignalSink::new(SinkOptions::default().max_age(Duration::from_secs(1))).unwrap();
+    let mut sub = sink.subscribe("*");
+    sink.raise_with(
+        Signal::build("event.ttl")
+            .unwrap()
+            .expires_in(Duration::from_secs(5)),
+    )
+    .unwrap();
+    sink.raise("event.plain").unwrap();
+    let _hold = sink.hold("condition").unwrap();
+    tokio::time::advance(Duration::from_secs(1)).await;
+    // The 5 s time to live was capped at the 1 s max age; the plain event has no time to
+    // live and the hold never expires.
+    let names: Vec<String> = std::iter::from_fn(|| sub.try_recv())
+        .map(|item| item.unwrap().name().to_string())
+        .collect();
+    assert_eq!(names, ["event.plain", "condition"]);
+    assert_eq!(sub.expired(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn expiry_and_lag_are_counted_apart() {
+    let sink = SignalSink::default();
+    let mut sub = sink.subscribe_with("tick", Buffer::bounded(2).unwrap());
+    for _ in 0..3 {
+        sink.raise_with(
+            Signal::build("tick")
+                .unwrap()
+                .expires_in(Duration::from_millis(10)),
+        )
+        .unwrap();
+    }
+    tokio::time::advance(Duration::from_millis(10)).await;
+    let live = sink.raise("tick").unwrap();
+    // The third found the buffer full and dropped the first (lag); the fourth found the other
+    // two expired (expiry) and took their room.
+    assert!(matches!(sub.recv().await, Some(Err(Lagged(1)))));
+    assert_eq!(
+        sub.recv().await.unwrap().unwrap().sequence(),
+        live.sequence()
+    );
+    let stats = &sink.stats().subscribers[0];
+    assert_eq!(
+        (
+            stats.delivered,
+            stats.dropped,
+            stats.expired,
+            stats.buffered
+        ),
+        (4, 1, 2, 0)
+    );
 }

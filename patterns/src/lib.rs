@@ -60,20 +60,15 @@
 
 #![forbid(unsafe_code)]
 
+/// What the patterns need of a coordinator; defined in core (`ephemeral::CoordinatorHandle`)
+/// and implemented there for every coordinator type.
 #[cfg(any(
     feature = "circuit_breaker",
     feature = "backpressure",
     feature = "dynamic_concurrency",
     feature = "telemetry"
 ))]
-mod handle;
-#[cfg(any(
-    feature = "circuit_breaker",
-    feature = "backpressure",
-    feature = "dynamic_concurrency",
-    feature = "telemetry"
-))]
-pub use handle::CoordinatorHandle;
+pub use ephemeral::CoordinatorHandle;
 
 #[cfg(feature = "circuit_breaker")]
 pub mod circuit_breaker;

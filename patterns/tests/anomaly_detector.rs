@@ -13,15 +13,15 @@ async fn settle() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn detects_above_the_threshold_and_clears_when_the_window_passes() {
+async fn detects_at_the_threshold_and_clears_when_the_window_passes() {
     let sink = SignalSink::default();
     let detector =
-        AnomalyDetector::new(&sink, "error.*", 3, Duration::from_secs(10), "anomaly").unwrap();
+        AnomalyDetector::new(&sink, "error.*", 4, Duration::from_secs(10), "anomaly").unwrap();
     for _ in 0..3 {
         sink.raise("error.db").unwrap();
         advance(Duration::from_secs(1)).await;
     }
-    assert!(!detector.is_active(), "3 is not above the threshold of 3");
+    assert!(!detector.is_active(), "3 is below the threshold of 4");
     sink.raise("error.http").unwrap(); // t = 3 s: four within 10 s
     assert!(detector.is_active());
     assert_eq!(sink.count("anomaly.detected"), 1);
@@ -44,11 +44,35 @@ async fn detects_above_the_threshold_and_clears_when_the_window_passes() {
     assert_eq!(detector.detections(), 1);
 }
 
+/// The threshold is inclusive, as in the original: `threshold` signals within the window
+/// are an anomaly.
+#[tokio::test(start_paused = true)]
+async fn the_threshold_is_inclusive() {
+    let sink = SignalSink::default();
+    let detector =
+        AnomalyDetector::new(&sink, "error.*", 5, Duration::from_secs(10), "anomaly").unwrap();
+    for _ in 0..4 {
+        sink.raise("error.db").unwrap();
+    }
+    assert!(!detector.is_active(), "four is below a threshold of five");
+    sink.raise("error.db").unwrap();
+    assert!(
+        detector.is_active(),
+        "five signals in the window are an anomaly"
+    );
+    assert_eq!(sink.count("anomaly.detected"), 1);
+    // The count falls below five when the oldest of the five leaves the window.
+    sleep(Duration::from_secs(10)).await;
+    settle().await;
+    assert!(!detector.is_active());
+}
+
 #[tokio::test(start_paused = true)]
 async fn spread_out_signals_never_trigger() {
     let sink = SignalSink::default();
     let detector =
-        AnomalyDetector::new(&sink, "error.*", 2, Duration::from_secs(10), "anomaly").unwrap();
+        AnomalyDetector::new(&sink, "error.*", 3, Duration::from_secs(10), "anomaly").unwrap();
+    // One every 5 s: never three within 10 s (the one from 10 s ago has just left).
     for _ in 0..50 {
         sink.raise("error.db").unwrap();
         advance(Duration::from_secs(5)).await;
@@ -61,7 +85,7 @@ async fn spread_out_signals_never_trigger() {
 async fn own_signals_never_count_and_prefix_names_them() {
     let sink = SignalSink::default();
     let detector =
-        AnomalyDetector::new(&sink, "*", 0, Duration::from_secs(1), "anomaly.db").unwrap();
+        AnomalyDetector::new(&sink, "*", 1, Duration::from_secs(1), "anomaly.db").unwrap();
     sink.raise("x").unwrap();
     assert!(detector.is_active());
     sleep(Duration::from_secs(1)).await;
@@ -107,4 +131,8 @@ fn invalid_settings_are_typed_errors() {
         AnomalyDetector::new(&sink, "e", 1, Duration::from_secs(1), "bad prefix").unwrap_err(),
         AnomalyError::Prefix(_)
     ));
+    assert_eq!(
+        AnomalyDetector::new(&sink, "e", 0, Duration::from_secs(1), "anomaly").unwrap_err(),
+        AnomalyError::ZeroThreshold
+    );
 }

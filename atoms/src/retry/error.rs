@@ -102,3 +102,14 @@ impl<E: Error + 'static> Error for RetryError<E> {
         self.last().map(|e| e as &(dyn Error + 'static))
     }
 }
+
+/// A retry policy option that makes no sense.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RetryConfigError {
+    /// `max_attempts(0)`: the count includes the first attempt, so at least 1 is needed.
+    #[error(
+        "max_attempts must be at least 1: it counts every attempt, the first included (use 1 for no retries)"
+    )]
+    ZeroAttempts,
+}

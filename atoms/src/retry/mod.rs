@@ -26,5 +26,5 @@ mod policy;
 
 pub use backoff::{Backoff, BackoffIter, Jitter};
 pub use budget::RetryBudget;
-pub use error::RetryError;
+pub use error::{RetryConfigError, RetryError};
 pub use policy::Retry;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use ephemeral::{Signal, SignalSink};
 use tokio_util::sync::CancellationToken;
 
-use super::{Backoff, RetryBudget, RetryError};
+use super::{Backoff, RetryBudget, RetryConfigError, RetryError};
 
 type When<E> = Arc<dyn Fn(&E) -> bool + Send + Sync>;
 type Adjust<E> = Arc<dyn Fn(&E, Duration) -> Duration + Send + Sync>;
@@ -42,7 +42,7 @@ type Adjust<E> = Arc<dyn Fn(&E, Duration) -> Duration + Send + Sync>;
 /// wait at once:
 ///
 /// ```text
-/// let retry = Retry::new(Backoff::exponential(ms(100))).max_attempts(4).signals(sink.clone());
+/// let retry = Retry::new(Backoff::exponential(ms(100))).max_attempts(4)?.signals(sink.clone());
 /// move |order: Order, ctx: OperationContext| {
 ///     let retry = retry.clone();
 ///     async move { retry.run_with_cancel(ctx.cancellation(), |_| charge(&order)).await }
@@ -56,8 +56,8 @@ type Adjust<E> = Arc<dyn Fn(&E, Duration) -> Duration + Send + Sync>;
 /// use ephemeral_atoms::retry::{Backoff, Retry, RetryError};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
-/// # async fn main() {
-/// let retry = Retry::new(Backoff::constant(Duration::from_millis(100))).max_attempts(3);
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let retry = Retry::new(Backoff::constant(Duration::from_millis(100))).max_attempts(3)?;
 ///
 /// // Fails twice, then succeeds.
 /// let value = retry
@@ -68,6 +68,7 @@ type Adjust<E> = Arc<dyn Fn(&E, Duration) -> Duration + Send + Sync>;
 /// // Never succeeds: the last error comes back.
 /// let failed: Result<(), _> = retry.run(|_| async { Err("down") }).await;
 /// assert_eq!(failed, Err(RetryError::Exhausted { attempts: 3, last: "down" }));
+/// # Ok(())
 /// # }
 /// ```
 #[must_use]
@@ -123,10 +124,31 @@ impl<E> Retry<E> {
         }
     }
 
-    /// The most attempts, the first included (0 is treated as 1).
-    pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.max_attempts = attempts.max(1);
-        self
+    /// The most attempts, the first included (1 means no retries).
+    ///
+    /// # Errors
+    ///
+    /// [`RetryConfigError::ZeroAttempts`] for 0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ephemeral_atoms::retry::{Backoff, Retry, RetryConfigError};
+    ///
+    /// let backoff = Backoff::constant(Duration::from_millis(100));
+    /// assert!(Retry::<std::io::Error>::new(backoff.clone()).max_attempts(4).is_ok());
+    /// assert_eq!(
+    ///     Retry::<std::io::Error>::new(backoff).max_attempts(0).unwrap_err(),
+    ///     RetryConfigError::ZeroAttempts,
+    /// );
+    /// ```
+    pub fn max_attempts(mut self, attempts: u32) -> Result<Self, RetryConfigError> {
+        if attempts == 0 {
+            return Err(RetryConfigError::ZeroAttempts);
+        }
+        self.max_attempts = attempts;
+        Ok(self)
     }
 
     /// Retries only errors for which `predicate` returns `true`; others end the call with

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use ephemeral_benches::cli::Args;
-use ephemeral_benches::measures::{self, Config, bus, memory, store};
+use ephemeral_benches::measures::{self, Config, bus, memory, nats, nats_intake, store};
 
 fn main() {
     let args = Args::parse();
@@ -21,6 +21,12 @@ fn main() {
         }
         if store::is_child(workload) {
             std::process::exit(store::child_main(workload, args.quick));
+        }
+        if nats_intake::is_child(workload) {
+            std::process::exit(nats_intake::child_main());
+        }
+        if nats::is_child(workload) {
+            std::process::exit(nats::child_main());
         }
         std::process::exit(memory::child_main(workload, args.quick));
     }

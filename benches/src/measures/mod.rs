@@ -17,6 +17,8 @@ pub mod channel;
 pub mod coordinator;
 pub mod defer;
 pub mod memory;
+pub mod nats;
+pub mod nats_intake;
 pub mod sink;
 pub mod store;
 pub mod top;
@@ -127,6 +129,26 @@ pub fn all() -> Vec<Spec> {
         Spec {
             name: "store_get_vs_raw",
             run: store::get_vs_raw,
+        },
+        Spec {
+            name: "nats_intake_1w_vs_pull",
+            run: nats_intake::intake_1w,
+        },
+        Spec {
+            name: "nats_intake_2w_vs_pull",
+            run: nats_intake::intake_2w,
+        },
+        Spec {
+            name: "nats_intake_4w_vs_pull",
+            run: nats_intake::intake_4w,
+        },
+        Spec {
+            name: "nats_intake_confirmed_2w_vs_pull",
+            run: nats_intake::intake_confirmed_2w,
+        },
+        Spec {
+            name: "nats_bridge_latency_p99",
+            run: nats::bridge_latency_p99,
         },
         Spec {
             name: "top_publish_overhead",

@@ -1,50 +1,58 @@
-//! `Bridge`: a signal sink joined to a bus.
+//! `Bridge`: a signal sink joined to a [`Link`] (the bus, or NATS through `ephemeral-nats`).
 
-use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ephemeral::{HeaderValue, Hold, Signal, SignalBuilder, SignalSink};
+use ephemeral::{HeaderValue, Pattern, Signal, SignalBuilder, SignalSink};
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::{Bus, BusError, Outgoing, process_origin};
+use crate::link::{Link, via_of};
+use crate::{Bus, BusError, Message, Outgoing, process_origin};
 
+mod frames;
 mod holds;
+mod mirrors;
+pub use frames::{BRIDGE_HEADERS, Bridged};
 use holds::{HoldMirror, mirror_holds};
+use mirrors::{Refresh, Refreshed};
 
 /// Header carrying the process that first raised a bridged signal.
 pub const ORIGIN_HEADER: &str = "bus.origin";
 /// Header carrying how many bridges a signal has crossed.
 pub const HOPS_HEADER: &str = "bus.hops";
-/// Header naming the bus a bridged signal arrived from.
+/// Header naming the medium a bridged signal arrived by (see [`Link::via`]).
 pub const VIA_HEADER: &str = "bus.via";
 /// Header carrying the signal's sequence number in its origin sink (with the origin, it
 /// identifies a signal across every path it takes).
 pub const SEQ_HEADER: &str = "bus.seq";
 /// Header of a hold refresh: the lease in milliseconds.
 pub const HOLD_HEADER: &str = "bus.hold";
+/// Header of a hold refresh: the holder's refresh number (see [`Bridged::Hold`]).
+pub const REFRESH_HEADER: &str = "bus.refresh";
 /// Header of a hold release: the origin sequence of the released hold.
 pub const RELEASE_HEADER: &str = "bus.release";
 /// Header carrying a signal's key across the bus.
 pub const KEY_HEADER: &str = "signal.key";
+/// Header naming the bridge that published a message, so that it skips its own messages
+/// when its link hands them back.
+pub const BRIDGE_ID_HEADER: &str = "bus.bridge";
 
-/// Options of [`Bus::bridge_with`].
+/// Options of [`Bus::bridge_with`] (and `Nats::bridge_with`).
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct BridgeOptions {
     max_hops: u8,
-    hold_lease: Duration,
+    hold_lease: Option<Duration>,
 }
 
 impl Default for BridgeOptions {
     fn default() -> Self {
         Self {
             max_hops: 8,
-            hold_lease: Duration::from_secs(1),
+            hold_lease: None,
         }
     }
 }
@@ -57,37 +65,67 @@ impl BridgeOptions {
         self
     }
 
-    /// How long a mirrored hold survives without a refresh from its holder (default 1 s;
-    /// holders refresh every third of it). A holder that dies loses its mirrored holds
-    /// within this time; a holder that releases loses them at once.
+    /// How long a mirrored hold survives without a refresh from its holder (default: the
+    /// link's, [`Link::default_hold_lease`]: 1 s on the bus, 3 s over NATS; holders refresh
+    /// every third of it, and mirrors check every third of it). A holder that dies loses
+    /// its mirrored holds between 2/3 and 4/3 of a lease later; a holder that releases
+    /// loses them at once.
     pub fn hold_lease(mut self, lease: Duration) -> Self {
-        self.hold_lease = lease.max(Duration::from_millis(3));
+        self.hold_lease = Some(lease.max(Duration::from_millis(3)));
         self
     }
 }
 
 #[derive(Debug, Default)]
-struct Counters {
+pub(crate) struct Counters {
     published: AtomicU64,
     raised: AtomicU64,
     looped: AtomicU64,
     failed: AtomicU64,
+    lagged: AtomicU64,
 }
 
-/// A [`SignalSink`] joined to a [`Bus`]: local signals matching the pattern are published,
-/// and remote ones are raised locally. Dropping the bridge stops both directions.
+// Statistics only: Relaxed, nothing is ordered by these counters.
+impl Counters {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn failed(&self) {
+        Self::add(&self.failed, 1);
+    }
+}
+
+/// A [`SignalSink`] joined to a [`Link`] — a [`Bus`], or NATS through `ephemeral-nats` —:
+/// local signals matching the pattern are published, and remote ones are raised locally.
+/// Dropping the bridge stops both directions. Both links go through this one type, so the
+/// rules below hold on one machine and across many alike.
+///
+/// What travels: the signal's name, key, payload and headers (typed), and its *remaining*
+/// time to live (wall-clock agnostic), so it expires on time everywhere.
 ///
 /// Loops cannot happen: a bridged signal carries its origin process, its hop count and the
-/// bus it came from. A bridge never publishes a signal back onto the bus it came from, drops
-/// any signal whose origin is its own sink, raises a signal that reaches a sink along two
-/// paths only once (by origin and origin sequence), and stops forwarding after
-/// [`BridgeOptions::max_hops`]. So a ring of buses delivers one raise once per sink. The signal's remaining
-/// time to live travels with it (wall-clock agnostic), so it expires on time everywhere.
+/// medium it came by. A bridge never publishes a signal back onto the medium it came from,
+/// skips its own messages when its link hands them back, drops any signal whose origin is
+/// its own sink, raises a signal that reaches a sink along two paths only once (by origin
+/// and origin sequence), and stops forwarding after [`BridgeOptions::max_hops`]. So a ring
+/// of buses (and NATS) delivers one raise once per sink.
 ///
-/// Holds are mirrored as leases: the holder's bridge refreshes each live hold every third of
-/// [`BridgeOptions::hold_lease`] (1 s) and announces its release at once; the other side
-/// keeps a [`Hold`](ephemeral::Hold) of its own while refreshes come, so a mirrored hold ends
-/// when the holder releases it, or within one lease when the holder dies.
+/// Holds are mirrored as leases: the holder's bridge refreshes each live hold every third
+/// of the lease ([`BridgeOptions::hold_lease`]: 1 s on the bus, 3 s over NATS) and
+/// announces its release at once; the other side keeps a [`Hold`](ephemeral::Hold) of its
+/// own while refreshes come, so a mirrored hold ends when the holder releases it, or when
+/// no refresh came for a whole lease: between 2/3 and 4/3 of a lease after the holder dies
+/// or the network between them breaks (mirrors check every third of a lease), and it comes
+/// back with the next refresh once the network does (a documented flap). A hold reaching a
+/// sink along two paths is held there once. Each refresh carries the holder's increasing
+/// refresh number, and only a newer one extends a mirror, so in a ring, copies of old
+/// refreshes never keep a dead holder's hold alive.
+///
+/// Loss is never silent: what the link reports lost (the bus's lag reports, gaps in a NATS
+/// publisher's numbers after a reconnect or a slow consumer) is counted in
+/// [`lagged`](Self::lagged); what could not be published (say, while disconnected) in
+/// [`failed`](Self::failed).
 ///
 /// # Examples
 ///
@@ -106,34 +144,110 @@ struct Counters {
 /// # }
 /// ```
 #[derive(Debug)]
+#[must_use = "dropping the Bridge stops it in both directions"]
 pub struct Bridge {
     tasks: [JoinHandle<()>; 3],
     counters: Arc<Counters>,
+    sink: u64,
+    id: u64,
 }
 
 impl Bridge {
-    /// Local signals published to the bus so far.
+    /// Joins `sink` to `link` for the signals matching `pattern`, both ways: what
+    /// [`Bus::bridge_with`] and `Nats::bridge_with` do.
+    ///
+    /// # Errors
+    ///
+    /// The link's, when it cannot subscribe.
+    pub async fn start<L: Link>(
+        link: &L,
+        sink: &SignalSink,
+        pattern: &str,
+        options: BridgeOptions,
+    ) -> Result<Bridge, L::Error> {
+        let via = link.via();
+        let id = crate::bus::random_u64(via ^ sink.id());
+        // The origin of signals first raised in this sink: the process and the sink within it.
+        let origin = via_of((process_origin(), sink.id()));
+        let lease = options
+            .hold_lease
+            .unwrap_or_else(|| link.default_hold_lease());
+        let counters = Arc::new(Counters::default());
+        let remote = link.subscribe(&Pattern::new(pattern)).await?;
+        let local = sink.subscribe(pattern);
+
+        let outward = tokio::spawn(
+            Outward {
+                link: link.clone(),
+                sink: sink.clone(),
+                counters: Arc::clone(&counters),
+                via,
+                origin,
+                bridge: id,
+                max_hops: options.max_hops,
+            }
+            .run(local),
+        );
+        let holds = tokio::spawn(mirror_holds(HoldMirror {
+            link: link.clone(),
+            sink: sink.clone(),
+            pattern: pattern.to_owned(),
+            via,
+            origin,
+            bridge: id,
+            lease,
+            max_hops: options.max_hops,
+            counters: Arc::clone(&counters),
+        }));
+        let inward = tokio::spawn(
+            Inward {
+                sink: sink.clone(),
+                counters: Arc::clone(&counters),
+                via,
+                origin,
+                bridge: id,
+            }
+            .run(remote, lease),
+        );
+        Ok(Bridge {
+            tasks: [outward, inward, holds],
+            counters,
+            sink: sink.id(),
+            id,
+        })
+    }
+
+    /// Local signals published to the link so far (holds and their refreshes not counted).
     #[must_use]
     pub fn published(&self) -> u64 {
         self.counters.published.load(Ordering::Relaxed)
     }
 
-    /// Remote signals raised in the local sink so far.
+    /// Remote signals raised (and holds mirrored) in the local sink so far.
     #[must_use]
     pub fn raised(&self) -> u64 {
         self.counters.raised.load(Ordering::Relaxed)
     }
 
-    /// Signals not forwarded because they would loop (own origin or hop limit).
+    /// Signals not forwarded because they would loop (own origin, hop limit, or already
+    /// raised in this sink along another path).
     #[must_use]
     pub fn looped(&self) -> u64 {
         self.counters.looped.load(Ordering::Relaxed)
     }
 
-    /// Signals that could not be forwarded (a publish or raise error, or sink lag).
+    /// Signals that could not be forwarded: a publish refused (disconnected, say), a
+    /// raise refused by the sink, or signals the local sink subscription lost.
     #[must_use]
     pub fn failed(&self) -> u64 {
         self.counters.failed.load(Ordering::Relaxed)
+    }
+
+    /// Remote messages lost on the way, as the link reported them ([`Lagged`](crate::Lagged)):
+    /// gaps noticed in a publisher's numbers, or a full subscriber.
+    #[must_use]
+    pub fn lagged(&self) -> u64 {
+        self.counters.lagged.load(Ordering::Relaxed)
     }
 }
 
@@ -142,38 +256,11 @@ impl Drop for Bridge {
         for task in &self.tasks {
             task.abort();
         }
+        mirrors::forget_bridge(self.sink, self.id);
     }
 }
 
-/// Signals already raised in a sink through some bridge, by (sink id, origin, sequence), so a
-/// signal reaching a sink along two paths (two buses) is raised once. Entries leave when the
-/// signal would have expired; the table is pruned whenever it passes 1024 entries, so it holds
-/// at most the bridged signals still alive (plus 1024).
-static SEEN: Mutex<Option<Seen>> = Mutex::new(None);
-
-/// (sink id, origin, origin sequence) → until when to remember it.
-type Seen = HashMap<(u64, u64, u64), Instant>;
-
-/// Records the signal; false if it was already seen for this sink.
-fn first_sighting(sink: u64, origin: u64, seq: u64, until: Instant) -> bool {
-    let mut seen = SEEN
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let seen = seen.get_or_insert_with(HashMap::new);
-    let now = Instant::now();
-    if seen.len() > 1024 {
-        seen.retain(|_, until| *until > now);
-    }
-    match seen.get(&(sink, origin, seq)) {
-        Some(expiry) if *expiry > now => false,
-        _ => {
-            seen.insert((sink, origin, seq), until);
-            true
-        }
-    }
-}
-
-fn header_u64(signal: &Signal, key: &str) -> Option<u64> {
+pub(crate) fn header_u64(signal: &Signal, key: &str) -> Option<u64> {
     match signal.header(key) {
         // The u64 ids travel as the bits of an i64 header.
         Some(HeaderValue::Int(i)) => Some(*i as u64),
@@ -181,8 +268,16 @@ fn header_u64(signal: &Signal, key: &str) -> Option<u64> {
     }
 }
 
+fn message_u64(message: &Message, key: &str) -> Option<u64> {
+    match message.header(key) {
+        Some(HeaderValue::Int(i)) => Some(*i as u64),
+        _ => None,
+    }
+}
+
 impl Bus {
-    /// Joins `sink` to this bus for the signals matching `pattern`, both ways.
+    /// Joins `sink` to this bus for the signals matching `pattern`, both ways (see
+    /// [`Bridge`]).
     ///
     /// # Errors
     ///
@@ -203,188 +298,162 @@ impl Bus {
         pattern: &str,
         options: BridgeOptions,
     ) -> Result<Bridge, BusError> {
-        let via = {
-            let mut h = DefaultHasher::new();
-            self.dir().hash(&mut h);
-            h.finish()
-        };
-        // The origin of signals first raised in this sink: the process and the sink within it.
-        let origin = {
-            let mut h = DefaultHasher::new();
-            (process_origin(), sink.id()).hash(&mut h);
-            h.finish()
-        };
-        let counters = Arc::new(Counters::default());
-        let mut remote = self.subscribe(pattern).await?;
-        let mut local = sink.subscribe(pattern);
-        let own_inbound = remote.local_id();
-
-        let out_bus = self.clone();
-        let out_sink = sink.clone();
-        let out_counters = Arc::clone(&counters);
-        let max_hops = options.max_hops;
-        let outward = tokio::spawn(async move {
-            while let Some(item) = local.next().await {
-                let Ok(signal) = item else {
-                    out_counters.failed.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                };
-                if header_u64(&signal, VIA_HEADER) == Some(via) {
-                    // It came from this bus: every peer has it already.
-                    continue;
-                }
-                if signal.is_held() {
-                    // Holds travel as leases (see `mirror_holds`), not as events.
-                    continue;
-                }
-                let hops = header_u64(&signal, HOPS_HEADER).unwrap_or(0);
-                if hops >= u64::from(max_hops) {
-                    out_counters.looped.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                let ttl = signal.remaining(Instant::now(), out_sink.max_age());
-                if ttl.is_zero() {
-                    continue;
-                }
-                let Ok(mut out) = Outgoing::new(signal.name()) else {
-                    continue;
-                };
-                out.ttl = Some(ttl);
-                out.origin = Some(header_u64(&signal, ORIGIN_HEADER).unwrap_or(origin));
-                out.hops = u8::try_from(hops).unwrap_or(u8::MAX);
-                // Our own inbound side must not raise what we just published.
-                out.skip_local = Some(own_inbound);
-                if let Some(payload) = signal.payload() {
-                    out = out.payload(payload);
-                }
-                let seq = header_u64(&signal, SEQ_HEADER).unwrap_or(signal.sequence());
-                out = out.header(SEQ_HEADER, seq as i64);
-                for (key, value) in signal.headers() {
-                    if !matches!(
-                        &**key,
-                        ORIGIN_HEADER | HOPS_HEADER | VIA_HEADER | SEQ_HEADER
-                    ) {
-                        out.headers.push((Arc::clone(key), value.clone()));
-                    }
-                }
-                if let Some(key) = signal.key() {
-                    out = out.header(KEY_HEADER, key);
-                }
-                match out_bus.publish_with(out).await {
-                    Ok(_) => out_counters.published.fetch_add(1, Ordering::Relaxed),
-                    Err(_) => out_counters.failed.fetch_add(1, Ordering::Relaxed),
-                };
-            }
-        });
-
-        let holds = tokio::spawn(mirror_holds(HoldMirror {
-            bus: self.clone(),
-            sink: sink.clone(),
-            pattern: pattern.to_owned(),
-            via,
-            origin,
-            own_inbound,
-            lease: options.hold_lease,
-        }));
-
-        let mut inward = Inward {
-            sink: sink.clone(),
-            counters: Arc::clone(&counters),
-            via,
-            origin,
-            mirrored: HashMap::new(),
-        };
-        let sweep_every = options.hold_lease / 3;
-        let inward = tokio::spawn(async move {
-            let mut sweep = tokio::time::interval(sweep_every.max(Duration::from_millis(1)));
-            loop {
-                tokio::select! {
-                    item = remote.next() => match item {
-                        Some(Ok(message)) => inward.handle(&message),
-                        Some(Err(_)) => {
-                            inward.counters.failed.fetch_add(1, Ordering::Relaxed);
-                        }
-                        None => break,
-                    },
-                    _ = sweep.tick() => {
-                        // A holder that stopped refreshing (it died) loses its holds here.
-                        let now = Instant::now();
-                        inward.mirrored.retain(|_, (_, until)| *until > now);
-                    }
-                }
-            }
-        });
-        Ok(Bridge {
-            tasks: [outward, inward, holds],
-            counters,
-        })
+        Bridge::start(self, sink, pattern, options).await
     }
 }
 
-/// The inbound side of a bridge: raises remote signals and keeps mirrored holds.
+/// The outbound side of a bridge: publishes the sink's signals.
+struct Outward<L> {
+    link: L,
+    sink: SignalSink,
+    counters: Arc<Counters>,
+    via: u64,
+    origin: u64,
+    bridge: u64,
+    max_hops: u8,
+}
+
+impl<L: Link> Outward<L> {
+    async fn run(self, mut local: ephemeral::Subscription) {
+        while let Some(item) = local.next().await {
+            let Ok(signal) = item else {
+                self.counters.failed();
+                continue;
+            };
+            let Some(out) = self.outgoing(&signal) else {
+                continue;
+            };
+            match self.link.publish(out).await {
+                Ok(()) => Counters::add(&self.counters.published, 1),
+                Err(_) => self.counters.failed(),
+            }
+        }
+    }
+
+    /// The message for `signal`, or `None` when it is not to be forwarded.
+    fn outgoing(&self, signal: &Signal) -> Option<Outgoing> {
+        if header_u64(signal, VIA_HEADER) == Some(self.via) {
+            // It came by this medium: everyone on it has it already.
+            return None;
+        }
+        if signal.is_held() || self.link.is_local_signal(signal.name()) {
+            // Holds travel as leases (see `mirror_holds`), not as events.
+            return None;
+        }
+        let hops = header_u64(signal, HOPS_HEADER).unwrap_or(0);
+        if hops >= u64::from(self.max_hops) {
+            Counters::add(&self.counters.looped, 1);
+            return None;
+        }
+        let ttl = signal.remaining(Instant::now(), self.sink.max_age());
+        if ttl.is_zero() {
+            return None;
+        }
+        let seq = header_u64(signal, SEQ_HEADER).unwrap_or(signal.sequence());
+        let mut out = Bridged::Signal { seq }
+            .stamp(Outgoing::from_name(signal.name().clone()))
+            .header(BRIDGE_ID_HEADER, self.bridge as i64)
+            .ttl(ttl)
+            .origin(header_u64(signal, ORIGIN_HEADER).unwrap_or(self.origin))
+            .hops(u8::try_from(hops).unwrap_or(u8::MAX));
+        if let Some(payload) = signal.payload() {
+            out = out.payload(payload);
+        }
+        for (key, value) in signal.headers() {
+            if !BRIDGE_HEADERS.contains(&&**key) {
+                out.headers.push((Arc::clone(key), value.clone()));
+            }
+        }
+        if let Some(key) = signal.key() {
+            out = out.header(KEY_HEADER, key);
+        }
+        Some(out)
+    }
+}
+
+/// The inbound side of a bridge: raises remote signals and mirrors remote holds.
 struct Inward {
     sink: SignalSink,
     counters: Arc<Counters>,
     via: u64,
     origin: u64,
-    /// Mirrored holds by (origin, origin sequence), with the end of their lease.
-    mirrored: HashMap<(u64, u64), (Hold, Instant)>,
-}
-
-fn header_int(message: &crate::Message, key: &str) -> Option<u64> {
-    match message.header(key) {
-        Some(HeaderValue::Int(i)) => Some(*i as u64),
-        _ => None,
-    }
+    bridge: u64,
 }
 
 impl Inward {
-    fn handle(&mut self, message: &crate::Message) {
+    async fn run<S>(self, mut remote: S, lease: Duration)
+    where
+        S: futures::Stream<Item = Result<Message, ephemeral::Lagged>> + Unpin,
+    {
+        let mut sweep = tokio::time::interval((lease / 3).max(Duration::from_millis(1)));
+        loop {
+            tokio::select! {
+                item = remote.next() => match item {
+                    Some(Ok(message)) => self.handle(&message),
+                    Some(Err(lagged)) => Counters::add(&self.counters.lagged, lagged.count()),
+                    None => break,
+                },
+                // A holder that stopped refreshing (it died, or the network broke) loses its
+                // mirrored holds here.
+                _ = sweep.tick() => mirrors::sweep(self.sink.id()),
+            }
+        }
+    }
+
+    fn handle(&self, message: &Message) {
+        if message_u64(message, BRIDGE_ID_HEADER) == Some(self.bridge) {
+            // Our own, handed back by the link.
+            return;
+        }
         if message.origin() == self.origin {
-            self.counters.looped.fetch_add(1, Ordering::Relaxed);
+            Counters::add(&self.counters.looped, 1);
             return;
         }
-        let seq = header_int(message, SEQ_HEADER);
-        if let Some(released) = header_int(message, RELEASE_HEADER) {
-            // Dropping the guard releases the mirrored hold.
-            self.mirrored.remove(&(message.origin(), released));
-            return;
-        }
-        if let (Some(lease_ms), Some(seq)) = (header_int(message, HOLD_HEADER), seq) {
-            let until = crate::after(Duration::from_millis(lease_ms));
-            let key = (message.origin(), seq);
-            if let Some((_, lease_end)) = self.mirrored.get_mut(&key) {
-                *lease_end = until;
+        let seq = match Bridged::of(message) {
+            Some(Bridged::Release { seq }) => {
+                mirrors::release(self.sink.id(), message.origin(), seq);
                 return;
             }
-            match self.sink.hold_with(self.builder(message)) {
-                Ok(hold) => {
-                    self.mirrored.insert(key, (hold, until));
-                    self.counters.raised.fetch_add(1, Ordering::Relaxed);
+            Some(Bridged::Hold {
+                seq,
+                lease,
+                refresh,
+            }) => {
+                let r = Refresh {
+                    origin: message.origin(),
+                    seq,
+                    number: refresh,
+                    lease,
+                };
+                match mirrors::refresh(&self.sink, self.bridge, &r, || self.builder(message)) {
+                    Refreshed::Created => Counters::add(&self.counters.raised, 1),
+                    Refreshed::Failed => self.counters.failed(),
+                    Refreshed::Extended | Refreshed::Stale => {}
                 }
-                Err(_) => {
-                    self.counters.failed.fetch_add(1, Ordering::Relaxed);
-                }
+                return;
             }
-            return;
-        }
+            Some(Bridged::Signal { seq }) => Some(seq),
+            None => None,
+        };
         let ttl = message.ttl().unwrap_or_else(|| self.sink.max_age());
         if let Some(seq) = seq {
             let until = Instant::now()
                 .checked_add(ttl.min(self.sink.max_age()))
                 .unwrap_or_else(Instant::now);
-            if !first_sighting(self.sink.id(), message.origin(), seq, until) {
-                self.counters.looped.fetch_add(1, Ordering::Relaxed);
+            if !mirrors::first_sighting(self.sink.id(), message.origin(), seq, until) {
+                Counters::add(&self.counters.looped, 1);
                 return;
             }
         }
         match self.sink.raise_with(self.builder(message).expires_in(ttl)) {
-            Ok(_) => self.counters.raised.fetch_add(1, Ordering::Relaxed),
-            Err(_) => self.counters.failed.fetch_add(1, Ordering::Relaxed),
-        };
+            Ok(_) => Counters::add(&self.counters.raised, 1),
+            Err(_) => self.counters.failed(),
+        }
     }
 
-    fn builder(&self, message: &crate::Message) -> SignalBuilder {
+    /// The signal standing for `message` in this sink: its key, payload and user headers,
+    /// with its origin, hop count, origin sequence and the medium it came by.
+    fn builder(&self, message: &Message) -> SignalBuilder {
         let mut signal = SignalBuilder::new(message.topic().clone())
             .header(ORIGIN_HEADER, message.origin() as i64)
             .header(HOPS_HEADER, i64::from(message.hops()) + 1)
@@ -392,12 +461,13 @@ impl Inward {
         for (key, value) in message.headers() {
             match &**key {
                 KEY_HEADER => signal = signal.key(Arc::from(value.to_string())),
-                HOLD_HEADER | RELEASE_HEADER => {}
+                SEQ_HEADER => signal = signal.header(key, value.clone()),
+                k if BRIDGE_HEADERS.contains(&k) => {}
                 _ => signal = signal.header(key, value.clone()),
             }
         }
         if !message.payload().is_empty() {
-            signal = signal.payload(Arc::<[u8]>::from(message.payload()));
+            signal = signal.payload(Arc::clone(message.payload_shared()));
         }
         signal
     }

@@ -25,7 +25,10 @@ use super::ops::{self, Registration};
 use crate::db::codec::{self, DURABLE, MsgRecord};
 use crate::db::{self, Db, TOPIC_PREFIX};
 use crate::retained::{DurableOptions, StoreError, clock};
-use crate::subscription::LocalSub;
+use ephemeral::lag::Cursor;
+
+use crate::frame::Interest;
+use crate::subscription::{Buffered, LocalSub};
 use crate::{Bus, BusError, Outgoing};
 
 /// The topic registry changes are announced on.
@@ -114,12 +117,14 @@ pub(crate) async fn capture(
 }
 
 /// The listening subscription of a handle, added to its subscriptions before it joins.
-pub(crate) fn listener() -> Arc<LocalSub> {
-    Arc::new(LocalSub::new(
+pub(crate) fn listener() -> (Arc<LocalSub>, Cursor<Buffered>) {
+    let (local, cursor) = LocalSub::new(
         Pattern::new(&sync_topic()),
+        Interest::Messages,
         Buffer::Unbounded,
         Overflow::DropOldest,
-    ))
+    );
+    (Arc::new(local), cursor)
 }
 
 /// Reads the registry of `bus` (if it has a database) into its capture.
@@ -168,12 +173,12 @@ pub(crate) fn read_registry(db: &Db) -> Result<Vec<Registered>, StoreError> {
 
 /// Reads the registry for a handle that just joined, and starts its listener: on every
 /// sync, read it again, then answer.
-pub(crate) async fn start(bus: &Bus, listener: Arc<LocalSub>) {
+pub(crate) async fn start(bus: &Bus, listener: Arc<LocalSub>, mut cursor: Cursor<Buffered>) {
     // A database that cannot be read now is read again at the next sync.
     let _ = reload(bus).await;
     let weak = Arc::downgrade(&bus.handle);
     tokio::spawn(async move {
-        let mut syncs = futures::stream::poll_fn(|cx| listener.poll_next(cx));
+        let mut syncs = futures::stream::poll_fn(|cx| listener.poll_next(&mut cursor, Some(cx)));
         while let Some(item) = syncs.next().await {
             let Some(handle) = weak.upgrade() else { break };
             let bus = Bus { handle };
@@ -201,7 +206,11 @@ pub(crate) async fn sync(bus: &Bus) -> Result<(), StoreError> {
         )
         .await?;
     let reached = bus
-        .publish_with(Outgoing::new(&sync_topic())?.header(REPLY_TO, reply.as_str()))
+        .publish_with(
+            Outgoing::new(&sync_topic())
+                .map_err(BusError::from)?
+                .header(REPLY_TO, reply.as_str()),
+        )
         .await?;
     let deadline = crate::after(bus.handle.shared.options.handshake_timeout);
     let mut answered = 0;

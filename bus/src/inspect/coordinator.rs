@@ -155,7 +155,7 @@ fn select(
     // Sort keys: the phase, then the instant that orders within it.
     let phase = |op: &OperationSnapshot| match op.state {
         OperationState::Running => 0,
-        OperationState::Pending => 1,
+        OperationState::Pending | OperationState::Deferred => 1,
         _ => 2,
     };
     operations.sort_by(|a, b| {
@@ -182,7 +182,8 @@ fn select(
 
 fn entry(op: &OperationSnapshot, now: Instant) -> OperationEntry {
     let (state, error) = match &op.state {
-        OperationState::Pending => ("pending", None),
+        // A deferred item is pending; the frame's `deferred_by` says what holds it.
+        OperationState::Pending | OperationState::Deferred => ("pending", None),
         OperationState::Running => ("running", None),
         OperationState::Completed => ("completed", None),
         OperationState::Failed => ("failed", op.error.as_deref().map(|e| clip(e, MAX_ERROR))),
@@ -192,7 +193,7 @@ fn entry(op: &OperationSnapshot, now: Instant) -> OperationEntry {
         _ => ("unknown", None),
     };
     let since = match op.state {
-        OperationState::Pending => Some(op.enqueued),
+        OperationState::Pending | OperationState::Deferred => Some(op.enqueued),
         OperationState::Running => op.started,
         _ => op.finished,
     }

@@ -41,8 +41,8 @@ impl<T: StateTransport> StateWatcher<T> {
         })
     }
 
-    /// Asks every publisher for its state; returns how many it reached (an upper bound on
-    /// the publishers that will answer: another subscriber of every topic counts too).
+    /// Asks every publisher for its state; returns how many it reached (the publishers that
+    /// will answer), or `None` when the transport cannot tell (NATS).
     ///
     /// # Errors
     ///
@@ -50,7 +50,9 @@ impl<T: StateTransport> StateWatcher<T> {
     ///
     /// The future does not borrow the watcher, so it can be sent to a task of its own while
     /// the watcher reads frames elsewhere.
-    pub fn poll(&self) -> impl Future<Output = Result<usize, InspectError>> + Send + 'static {
+    pub fn poll(
+        &self,
+    ) -> impl Future<Output = Result<Option<usize>, InspectError>> + Send + 'static {
         let transport = self.transport.clone();
         async move { transport.send_poll().await }
     }
@@ -74,7 +76,8 @@ impl<T: StateTransport> StateWatcher<T> {
 
     /// Polls once and gathers the answers: the latest frame of every publisher that answered,
     /// sorted by process and name. Returns once as many publishers answered as the poll
-    /// reached, or after `timeout` with those that did.
+    /// reached, or after `timeout` with those that did. Over a transport that cannot count
+    /// the publishers a poll reached (NATS), it always waits the whole `timeout`.
     ///
     /// # Errors
     ///
@@ -86,7 +89,7 @@ impl<T: StateTransport> StateWatcher<T> {
         // Publishers that answered with something other than a live state (stopped, or a
         // frame this reader refuses): they answered, but there is nothing to show.
         let mut silent = 0usize;
-        while frames.len() + silent < expected {
+        while expected.is_none_or(|expected| frames.len() + silent < expected) {
             let Ok(item) = tokio::time::timeout_at(deadline, self.next()).await else {
                 break;
             };

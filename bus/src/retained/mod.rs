@@ -16,11 +16,11 @@
 //! On one machine, [`Bus::store`](crate::Bus::store), [`Bus::room`](crate::Bus::room) and
 //! [`Bus::subscribe_durable`](crate::Bus::subscribe_durable) keep the state in the bus
 //! directory, in an LMDB database: no broker, every process of the bus sees the same state,
-//! and a process killed in the middle of a write leaves it intact. Across machines,
-//! `ephemeral-nats` gives the same types from JetStream. The types here are the same on both
-//! (the backend sits behind [`backend`]'s traits), and [`Retained`] is the connection
-//! both implement, so code moves from one machine to many by changing how it connects, not
-//! how it calls.
+//! and a process killed in the middle of a write leaves it intact. The types do not depend
+//! on the backend (it sits behind [`backend`]'s traits), and [`Retained`] is the connection
+//! trait, so code can move from one machine to many by changing how it connects, not how it
+//! calls. The bus is the only backend so far; one on JetStream for `ephemeral-nats` (a KV
+//! bucket, a limits stream, durable consumers) is planned, not built.
 //!
 //! [`StoredHolds`] keeps a signal sink's holds in a store, so a process that starts (or
 //! restarts) sees which conditions are held elsewhere.

@@ -6,6 +6,10 @@ use std::future::Future;
 use ephemeral::Name;
 use tokio::time::Instant;
 
+use crate::PeerInfo;
+#[cfg(doc)]
+use crate::frame::Interest;
+
 mod outbound;
 mod unix;
 
@@ -22,19 +26,42 @@ pub(crate) trait Transport: Send + Sync + 'static {
         deadline: Instant,
     ) -> impl Future<Output = usize> + Send;
 
-    /// The peers serving requests on `topic`: those subscribed to exactly that name (as
-    /// `Bus::serve` does), not merely to a pattern matching it, sorted by id.
+    /// The peers serving requests on `topic` (registered with [`Interest::Serve`] for exactly
+    /// that name; a subscriber or observer never is one), sorted by id.
     fn servers_of(&self, topic: &Name) -> Vec<u64>;
 
-    /// Sends one encoded message frame to peer `peer` only; false if it is not connected or
-    /// stayed full past `deadline`.
+    /// Sends one encoded request or reply frame to peer `peer` only; false if it is not
+    /// connected or stayed full past `deadline`.
     fn send_to(
         &self,
         peer: u64,
-        topic: &Name,
         frame: &[u8],
         deadline: Instant,
     ) -> impl Future<Output = bool> + Send;
+
+    /// Sends one encoded request or reply frame, as a copy, to every peer observing `topic`
+    /// ([`Interest::Observe`]) except `except` (its addressee, which copies it to its own
+    /// observers); returns how many peers it reached.
+    fn send_copies(
+        &self,
+        topic: &Name,
+        frame: &[u8],
+        deadline: Instant,
+        except: u64,
+    ) -> impl Future<Output = usize> + Send;
+
+    /// Sends one encoded broadcast frame (the bus's own traffic) to every peer with an
+    /// internal subscription ([`Interest::Internal`]) matching `topic`; returns how many
+    /// remote subscriptions it reached.
+    fn send_internal(
+        &self,
+        topic: &Name,
+        frame: &[u8],
+        deadline: Instant,
+    ) -> impl Future<Output = usize> + Send;
+
+    /// Every connected peer with what it announced.
+    fn peer_list(&self) -> Vec<PeerInfo>;
 
     /// Resolves when peer `peer` is gone (at once if it is not connected).
     fn gone(&self, peer: u64) -> impl Future<Output = ()> + Send + 'static;

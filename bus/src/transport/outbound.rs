@@ -1,13 +1,13 @@
 //! The bytes queued for one peer, written to its socket in batches by one writer task.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 use ephemeral::Name;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::frame::{self, Frame};
+use crate::sync::Mutex;
 
 pub(super) struct Outbound {
     state: Mutex<State>,
@@ -34,10 +34,6 @@ pub(super) enum Pushed {
     Closed,
 }
 
-fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 impl Outbound {
     pub(super) fn new(limit: usize) -> Self {
         Self {
@@ -55,7 +51,7 @@ impl Outbound {
 
     /// Queues a control frame regardless of the limit (control frames are tiny and rare).
     pub(super) fn push_control(&self, frame: &Frame) {
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock();
         if state.closed {
             return;
         }
@@ -65,14 +61,16 @@ impl Outbound {
     }
 
     /// Queues a message frame, waiting for room until `deadline`. Past it the message is
-    /// dropped for this peer, counted per topic, and reported to the peer as lag later.
+    /// dropped for this peer; a published message (`lag_topic`) is counted per topic and
+    /// reported to the peer as lag later. A request or reply has no topic to report on: its
+    /// requester learns of the loss by its timeout.
     pub(super) async fn push_message(
         &self,
         bytes: &[u8],
-        topic: &Name,
+        lag_topic: Option<&Name>,
         deadline: Instant,
     ) -> Pushed {
-        if let Some(pushed) = self.try_push(bytes, topic) {
+        if let Some(pushed) = self.try_push(bytes, lag_topic) {
             return pushed;
         }
         loop {
@@ -80,13 +78,15 @@ impl Outbound {
             let notified = self.space.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some(pushed) = self.try_push(bytes, topic) {
+            if let Some(pushed) = self.try_push(bytes, lag_topic) {
                 return pushed;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                let mut state = lock(&self.state);
+                let mut state = self.state.lock();
                 state.stalled = true;
-                *state.lag.entry(topic.clone()).or_insert(0) += 1;
+                if let Some(topic) = lag_topic {
+                    *state.lag.entry(topic.clone()).or_insert(0) += 1;
+                }
                 return Pushed::Dropped;
             }
         }
@@ -94,8 +94,8 @@ impl Outbound {
 
     /// Queues the frame if there is room, drops it if the peer is stalled, `None` if the
     /// caller has to wait.
-    fn try_push(&self, bytes: &[u8], topic: &Name) -> Option<Pushed> {
-        let mut state = lock(&self.state);
+    fn try_push(&self, bytes: &[u8], lag_topic: Option<&Name>) -> Option<Pushed> {
+        let mut state = self.state.lock();
         if state.closed {
             return Some(Pushed::Closed);
         }
@@ -117,7 +117,9 @@ impl Outbound {
             return Some(Pushed::Queued);
         }
         if state.stalled {
-            *state.lag.entry(topic.clone()).or_insert(0) += 1;
+            if let Some(topic) = lag_topic {
+                *state.lag.entry(topic.clone()).or_insert(0) += 1;
+            }
             return Some(Pushed::Dropped);
         }
         None
@@ -125,7 +127,7 @@ impl Outbound {
 
     /// Takes everything queued, for the writer. `None` once closed.
     pub(super) fn take(&self, spare: Vec<u8>) -> Option<Vec<u8>> {
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock();
         if state.closed {
             return None;
         }
@@ -145,7 +147,7 @@ impl Outbound {
 
     /// The writer wrote a batch: the peer is reading again.
     pub(super) fn progressed(&self) {
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock();
         if state.stalled {
             state.stalled = false;
             drop(state);
@@ -155,7 +157,7 @@ impl Outbound {
     }
 
     pub(super) fn close(&self) {
-        lock(&self.state).closed = true;
+        self.state.lock().closed = true;
         self.data.notify_one();
         self.space.notify_waiters();
     }

@@ -12,8 +12,8 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener as StdListener, UnixStream as StdStream};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use ephemeral::{Name, Pattern};
@@ -26,17 +26,19 @@ use tokio::time::Instant;
 
 use super::Transport;
 use super::outbound::{Outbound, Pushed};
-use crate::frame::{self, Frame, FrameError, LEN_PREFIX, TopicCache};
-use crate::router::Locals;
+use crate::frame::{self, Announced, Frame, FrameError, Interest, LEN_PREFIX, TopicCache};
+use crate::message::{Leg, Route};
+use crate::router::{Locals, Routed};
+use crate::sync::Mutex;
 use crate::topics::TopicCounters;
-use crate::{BusError, BusOptions, dir};
+use crate::{BusError, BusOptions, Message, PeerInfo, ReplyStatus, dir};
 
 /// Room for the topic, headers and fixed fields of a frame, on top of the payload maximum.
 pub(crate) const FRAME_OVERHEAD: usize = 1024 * 1024;
 
 struct Peer {
     id: u64,
-    subs: ArcSwap<Vec<Pattern>>,
+    subs: ArcSwap<Routes>,
     out: Outbound,
     /// The highest subscriptions sequence the peer acknowledged (`u64::MAX` once gone).
     acked: watch::Sender<u64>,
@@ -46,9 +48,42 @@ struct Peer {
     tasks: Mutex<Vec<AbortHandle>>,
 }
 
+/// What one peer announced, compiled for routing.
+#[derive(Default)]
+struct Routes {
+    /// Its subscriptions' patterns: published messages go where these match.
+    messages: Vec<Pattern>,
+    /// The topics it serves: requests go to one of these peers.
+    serves: Vec<String>,
+    /// Its observers' patterns: copies of requests and replies go where these match.
+    observes: Vec<Pattern>,
+    /// Its internal subscriptions' patterns: the bus's own broadcasts go where these match.
+    internals: Vec<Pattern>,
+}
+
+impl Routes {
+    fn compile(announced: Vec<Announced>) -> Self {
+        let mut routes = Routes::default();
+        for (interest, pattern) in announced {
+            match interest {
+                Interest::Messages => routes.messages.push(Pattern::new(&pattern)),
+                Interest::Serve => routes.serves.push(pattern),
+                Interest::Observe => routes.observes.push(Pattern::new(&pattern)),
+                Interest::Internal => routes.internals.push(Pattern::new(&pattern)),
+            }
+        }
+        routes
+    }
+}
+
 impl Peer {
     fn matching(&self, topic: &str) -> usize {
-        self.subs.load().iter().filter(|p| p.matches(topic)).count()
+        self.subs
+            .load()
+            .messages
+            .iter()
+            .filter(|p| p.matches(topic))
+            .count()
     }
 }
 
@@ -67,10 +102,6 @@ pub(crate) struct UnixTransport {
     dropped: AtomicU64,
     peer_lock: Mutex<Option<File>>,
     closed: AtomicBool,
-}
-
-fn guard<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl UnixTransport {
@@ -112,7 +143,7 @@ impl UnixTransport {
             waiting.push(peer.greeted.subscribe());
         }
         let accept = tokio::spawn(Arc::clone(&transport).accept_loop(listener));
-        guard(&transport.tasks).push(accept.abort_handle());
+        transport.tasks.lock().push(accept.abort_handle());
         let deadline = crate::after(transport.options.handshake_timeout);
         for mut rx in waiting {
             let _ = tokio::time::timeout_at(deadline, rx.wait_for(|g| *g)).await;
@@ -158,7 +189,7 @@ impl UnixTransport {
                     _ => {}
                 }
             });
-            let mut tasks = guard(&self.tasks);
+            let mut tasks = self.tasks.lock();
             tasks.retain(|t| !t.is_finished());
             tasks.push(task.abort_handle());
         }
@@ -172,14 +203,14 @@ impl UnixTransport {
     fn add_peer(
         self: &Arc<Self>,
         id: u64,
-        subscriptions: Option<Vec<String>>,
+        subscriptions: Option<Vec<Announced>>,
         reader: BufReader<OwnedReadHalf>,
         writer: OwnedWriteHalf,
     ) -> Arc<Peer> {
         let greeted = subscriptions.is_some();
         let peer = Arc::new(Peer {
             id,
-            subs: ArcSwap::from_pointee(compile(subscriptions.unwrap_or_default())),
+            subs: ArcSwap::from_pointee(Routes::compile(subscriptions.unwrap_or_default())),
             out: Outbound::new(self.options.peer_queue_bytes),
             acked: watch::Sender::new(0),
             greeted: watch::Sender::new(greeted),
@@ -187,7 +218,7 @@ impl UnixTransport {
             tasks: Mutex::new(Vec::new()),
         });
         {
-            let _control = guard(&self.control);
+            let _control = self.control.lock();
             let mut next = Vec::clone(&self.peers.load());
             next.retain(|p| p.id != id);
             next.push(Arc::clone(&peer));
@@ -199,7 +230,9 @@ impl UnixTransport {
         }
         let read = tokio::spawn(Arc::clone(self).read_loop(Arc::clone(&peer), reader));
         let write = tokio::spawn(Arc::clone(self).write_loop(Arc::clone(&peer), writer));
-        guard(&peer.tasks).extend([read.abort_handle(), write.abort_handle()]);
+        peer.tasks
+            .lock()
+            .extend([read.abort_handle(), write.abort_handle()]);
         peer
     }
 
@@ -211,7 +244,9 @@ impl UnixTransport {
         loop {
             match read_frame(&mut reader, &mut buf, max, &mut cache).await {
                 Ok(Some(Ok(frame))) => {
-                    if let Frame::Message(m) = &frame {
+                    if let Frame::Message(m) = &frame
+                        && m.route.is_none()
+                    {
                         let same = counted.as_ref().is_some_and(|(n, _)| *n == m.topic);
                         if !same {
                             counted =
@@ -243,20 +278,28 @@ impl UnixTransport {
 
     async fn handle(&self, peer: &Peer, frame: Frame) {
         match frame {
+            Frame::Message(message) if message.is_broadcast() => {
+                self.locals.broadcast(&message, None).await;
+            }
+            Frame::Message(message) if message.route.is_some() => {
+                if let Routed::NoServer = self.locals.route(&message, None).await {
+                    self.bounce(peer, &message);
+                }
+            }
             Frame::Message(message) => {
                 // Waits while a `Wait` subscription is full: the socket fills and the
                 // publisher's bounded wait takes over.
                 self.locals.dispatch_owned(message).await;
             }
             Frame::Hello { subscriptions, .. } => {
-                peer.subs.store(Arc::new(compile(subscriptions)));
+                peer.subs.store(Arc::new(Routes::compile(subscriptions)));
                 peer.greeted.send_replace(true);
             }
             Frame::Subscriptions {
                 sequence,
                 subscriptions,
             } => {
-                peer.subs.store(Arc::new(compile(subscriptions)));
+                peer.subs.store(Arc::new(Routes::compile(subscriptions)));
                 peer.out.push_control(&Frame::SubscriptionsAck { sequence });
             }
             Frame::SubscriptionsAck { sequence } => {
@@ -264,6 +307,31 @@ impl UnixTransport {
             }
             Frame::Lag { topic, count } => self.locals.lag(&topic, count),
         }
+    }
+
+    /// Answers a request that found no server here (it stopped after the requester chose
+    /// this peer): a `Gone` reply, so the requester fails at once instead of timing out.
+    fn bounce(&self, peer: &Peer, request: &Message) {
+        let Some(route) = request.route().filter(|r| r.leg == Leg::Request) else {
+            return;
+        };
+        let reply = Message {
+            route: Some(Box::new(Route {
+                to: route.from,
+                from: self.me,
+                correlation: route.correlation,
+                leg: Leg::Reply(ReplyStatus::Gone),
+            })),
+            topic: request.topic.clone(),
+            payload: Arc::from(&[][..]),
+            headers: Vec::new().into(),
+            id: self.locals.next_id(),
+            origin: crate::process_origin(),
+            hops: 0,
+            timestamp: std::time::SystemTime::now(),
+            ttl: None,
+        };
+        peer.out.push_control(&Frame::Message(reply));
     }
 
     async fn write_loop(self: Arc<Self>, peer: Arc<Peer>, mut writer: OwnedWriteHalf) {
@@ -294,7 +362,7 @@ impl UnixTransport {
         peer.acked.send_replace(u64::MAX);
         peer.greeted.send_replace(true);
         {
-            let _control = guard(&self.control);
+            let _control = self.control.lock();
             let mut next = Vec::clone(&self.peers.load());
             next.retain(|p| !Arc::ptr_eq(p, peer));
             self.peers.store(Arc::new(next));
@@ -311,13 +379,13 @@ impl UnixTransport {
                 }
             });
         }
-        for task in guard(&peer.tasks).drain(..) {
+        for task in peer.tasks.lock().drain(..) {
             task.abort();
         }
     }
 
     fn push_subscriptions(&self) -> (u64, Vec<Arc<Peer>>) {
-        let _control = guard(&self.control);
+        let _control = self.control.lock();
         let sequence = self.subs_seq.fetch_add(1, Ordering::Relaxed) + 1;
         let frame = Frame::Subscriptions {
             sequence,
@@ -340,7 +408,7 @@ impl Transport for UnixTransport {
             if n == 0 {
                 continue;
             }
-            match peer.out.push_message(frame, topic, deadline).await {
+            match peer.out.push_message(frame, Some(topic), deadline).await {
                 Pushed::Queued => reached += n,
                 Pushed::Dropped => {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -356,18 +424,95 @@ impl Transport for UnixTransport {
             .peers
             .load()
             .iter()
-            .filter(|p| p.subs.load().iter().any(|s| s.as_str() == topic.as_str()))
+            .filter(|p| p.subs.load().serves.iter().any(|s| s == topic.as_str()))
             .map(|p| p.id)
             .collect();
         ids.sort_unstable();
         ids
     }
 
-    async fn send_to(&self, peer: u64, topic: &Name, frame: &[u8], deadline: Instant) -> bool {
+    async fn send_copies(
+        &self,
+        topic: &Name,
+        frame: &[u8],
+        deadline: Instant,
+        except: u64,
+    ) -> usize {
+        let peers = self.peers.load_full();
+        let mut reached = 0;
+        for peer in peers
+            .iter()
+            .filter(|p| p.id != except && p.subs.load().observes.iter().any(|o| o.matches(topic)))
+        {
+            match peer.out.push_message(frame, None, deadline).await {
+                Pushed::Queued => reached += 1,
+                Pushed::Dropped => {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                Pushed::Closed => {}
+            }
+        }
+        reached
+    }
+
+    async fn send_internal(&self, topic: &Name, frame: &[u8], deadline: Instant) -> usize {
+        let peers = self.peers.load_full();
+        let mut reached = 0;
+        for peer in peers.iter() {
+            let n = peer
+                .subs
+                .load()
+                .internals
+                .iter()
+                .filter(|p| p.matches(topic))
+                .count();
+            if n == 0 {
+                continue;
+            }
+            // No topic: a loss is not reported as lag to the peer's user subscriptions.
+            match peer.out.push_message(frame, None, deadline).await {
+                Pushed::Queued => reached += n,
+                Pushed::Dropped => {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                Pushed::Closed => {}
+            }
+        }
+        reached
+    }
+
+    fn peer_list(&self) -> Vec<PeerInfo> {
+        let mut list: Vec<PeerInfo> = self
+            .peers
+            .load()
+            .iter()
+            .map(|p| {
+                let routes = p.subs.load();
+                PeerInfo {
+                    id: p.id,
+                    subscriptions: routes
+                        .messages
+                        .iter()
+                        .map(|p| p.as_str().to_owned())
+                        .collect(),
+                    serves: routes.serves.clone(),
+                    observes: routes
+                        .observes
+                        .iter()
+                        .map(|p| p.as_str().to_owned())
+                        .collect(),
+                }
+            })
+            .collect();
+        list.sort_by_key(|p| p.id);
+        list
+    }
+
+    async fn send_to(&self, peer: u64, frame: &[u8], deadline: Instant) -> bool {
         let Some(peer) = self.peers.load().iter().find(|p| p.id == peer).cloned() else {
             return false;
         };
-        match peer.out.push_message(frame, topic, deadline).await {
+        match peer.out.push_message(frame, None, deadline).await {
             Pushed::Queued => true,
             Pushed::Dropped => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -422,26 +567,22 @@ impl Transport for UnixTransport {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        for task in guard(&self.tasks).drain(..) {
+        for task in self.tasks.lock().drain(..) {
             task.abort();
         }
         for peer in self.peers.swap(Arc::default()).iter() {
             peer.gone.store(true, Ordering::Release);
             peer.out.close();
             peer.acked.send_replace(u64::MAX);
-            for task in guard(&peer.tasks).drain(..) {
+            for task in peer.tasks.lock().drain(..) {
                 task.abort();
             }
         }
         self.locals.close_all();
-        if let Some(lock) = guard(&self.peer_lock).take() {
+        if let Some(lock) = self.peer_lock.lock().take() {
             dir::leave(&self.dir, self.me, lock);
         }
     }
-}
-
-fn compile(patterns: Vec<String>) -> Vec<Pattern> {
-    patterns.iter().map(|p| Pattern::new(p)).collect()
 }
 
 fn read_buffered(read: OwnedReadHalf) -> BufReader<OwnedReadHalf> {

@@ -8,13 +8,15 @@ use futures::StreamExt;
 
 use super::{emit, interrupted, json_bytes, not_found, remaining_ms, rfc3339};
 use crate::args;
-use crate::commands::{Target, payload_bytes};
+use crate::commands::payload_bytes;
 use crate::exit::{Failure, IO};
 use crate::render;
 
 /// Arguments of `ephemeral kv`.
 #[derive(Debug, Args)]
 pub(crate) struct KvArgs {
+    #[command(flatten)]
+    pub(crate) bus: args::BusArgs,
     /// The store (created on first use, with default options).
     #[arg(long, default_value = "default", value_parser = args::name)]
     store: String,
@@ -74,8 +76,8 @@ enum KvCommand {
 }
 
 /// `ephemeral kv`.
-pub(crate) async fn kv(target: &Target, args: KvArgs) -> Result<(), Failure> {
-    let bus = target.open().await?;
+pub(crate) async fn kv(args: KvArgs) -> Result<(), Failure> {
+    let bus = super::open_bus(args.bus.clone().target()?).await?;
     let store = bus.store(&args.store, StoreOptions::default()).await?;
     match args.command {
         KvCommand::Get { key, json } => {

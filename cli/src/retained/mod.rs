@@ -72,6 +72,23 @@ fn json_bytes(bytes: &[u8]) -> serde_json::Value {
 }
 
 /// `1` for "not there", as `match` uses for "no match".
+/// Opens the bus a `kv` or `room` command works on.
+///
+/// Retained state over NATS (a JetStream KV bucket and a limits stream) is not in the CLI
+/// yet, so `--nats` is refused with a usage error rather than silently using a bus.
+async fn open_bus(target: crate::commands::Target) -> Result<ephemeral_bus::Bus, Failure> {
+    match target {
+        crate::commands::Target::Bus { bus, create } => {
+            crate::commands::open_bus(&bus, create).await
+        }
+        crate::commands::Target::Nats { .. } => Err(Failure::new(
+            USAGE,
+            "`kv` and `room` work on a bus of this machine only for now: pass --bus NAME \
+             (and unset EPHEMERAL_NATS)",
+        )),
+    }
+}
+
 fn not_found(what: String) -> Failure {
     Failure::new(NO_MATCH, what)
 }

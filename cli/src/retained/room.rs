@@ -6,13 +6,15 @@ use futures::StreamExt;
 
 use super::{emit, interrupted, json_bytes, rfc3339};
 use crate::args;
-use crate::commands::{Target, payload_bytes};
+use crate::commands::payload_bytes;
 use crate::exit::{Failure, IO};
 use crate::render;
 
 /// Arguments of `ephemeral room`.
 #[derive(Debug, Args)]
 pub(crate) struct RoomArgs {
+    #[command(flatten)]
+    pub(crate) bus: args::BusArgs,
     #[command(subcommand)]
     command: RoomCommand,
 }
@@ -42,8 +44,8 @@ enum RoomCommand {
 }
 
 /// `ephemeral room`.
-pub(crate) async fn room(target: &Target, args: RoomArgs) -> Result<(), Failure> {
-    let bus = target.open().await?;
+pub(crate) async fn room(args: RoomArgs) -> Result<(), Failure> {
+    let bus = super::open_bus(args.bus.clone().target()?).await?;
     match args.command {
         RoomCommand::Send { room, message } => {
             let message = payload_bytes(&message)?;

@@ -2,13 +2,12 @@
 //! (`ephemeral_bus::inspect`), watched from another terminal.
 //!
 //! The data source is a [`StateWatcher`] over a transport; the views are generic over the
-//! transport, so NATS (`--nats`) adds one more way to build the watcher in [`connect`] and
-//! nothing else.
+//! transport, so the bus and NATS (`--nats`) differ only in how the watcher is built
+//! (`with_watcher!`).
 
 use std::time::Duration;
 
 use clap::Args;
-use ephemeral_bus::Bus;
 use ephemeral_bus::inspect::{StateFrame, StateTransport, StateWatcher};
 
 use crate::args;
@@ -26,6 +25,8 @@ pub(crate) use ops::{ops, signals};
 /// `ephemeral top`.
 #[derive(Debug, Args)]
 pub(crate) struct TopArgs {
+    #[command(flatten)]
+    pub(crate) bus: crate::args::BusArgs,
     /// Print one snapshot and exit (a table, or JSON with --json).
     #[arg(long)]
     pub(crate) once: bool,
@@ -53,6 +54,8 @@ pub(crate) struct TopArgs {
 /// `ephemeral ops`.
 #[derive(Debug, Args)]
 pub(crate) struct OpsArgs {
+    #[command(flatten)]
+    pub(crate) bus: crate::args::BusArgs,
     /// The coordinator's published name (a pattern: `*`, `?`, `,`).
     pub(crate) name: String,
     /// Only operations in these states: pending, running, completed, failed, cancelled
@@ -73,6 +76,8 @@ pub(crate) struct OpsArgs {
 /// `ephemeral signals`.
 #[derive(Debug, Args)]
 pub(crate) struct SignalsArgs {
+    #[command(flatten)]
+    pub(crate) bus: crate::args::BusArgs,
     /// Only signals whose name matches this pattern (default: all).
     #[arg(default_value = "*")]
     pub(crate) pattern: String,
@@ -101,11 +106,65 @@ fn state(s: &str) -> Result<String, String> {
     }
 }
 
-/// The watcher the views read: over the bus (NATS adds a branch here).
-pub(crate) async fn connect(target: &Target) -> Result<(Bus, StateWatcher<Bus>), Failure> {
-    let bus = target.open().await?;
-    let watcher = StateWatcher::new(&bus).await.map_err(inspect_failure)?;
-    Ok((bus, watcher))
+/// Where the frames come from, as the views name it.
+#[derive(Debug, Clone)]
+pub(crate) enum Source {
+    /// A bus, by name.
+    Bus(String),
+    /// NATS, by URL.
+    Nats(String),
+}
+
+impl Source {
+    /// `bus shop`, `NATS nats://host:4222`.
+    pub(crate) fn label(&self) -> String {
+        match self {
+            Source::Bus(name) => format!("bus {name}"),
+            Source::Nats(url) => format!("NATS {url}"),
+        }
+    }
+
+    /// The key and value naming it in a JSON snapshot: `"bus": "shop"` or
+    /// `"nats": "nats://host:4222"`.
+    pub(crate) fn json(&self) -> (&'static str, &str) {
+        match self {
+            Source::Bus(name) => ("bus", name),
+            Source::Nats(url) => ("nats", url),
+        }
+    }
+}
+
+/// Runs `$body` with `$watcher` bound to a [`StateWatcher`] over the target's transport
+/// (the bus or NATS) and `$source` to its [`Source`]: the one place a transport is chosen;
+/// the views are generic over it.
+macro_rules! with_watcher {
+    ($target:expr, |$source:ident, $watcher:ident| $body:expr) => {
+        match $target.connect().await? {
+            crate::commands::Conn::Bus(bus) => {
+                #[allow(unused_mut)]
+                let mut $watcher = StateWatcher::new(&bus).await.map_err(inspect_failure)?;
+                let $source = Source::Bus(bus.name().as_str().to_owned());
+                $body
+            }
+            crate::commands::Conn::Nats(nats) => {
+                #[allow(unused_mut)]
+                let mut $watcher = StateWatcher::new(&nats).await.map_err(inspect_failure)?;
+                let $source = Source::Nats(nats.url().to_owned());
+                $body
+            }
+        }
+    };
+}
+
+/// One snapshot from every publisher on the target (what `ops` and `signals` show).
+pub(crate) async fn collect(
+    target: &Target,
+    wait: Duration,
+) -> Result<(Source, Vec<StateFrame>), Failure> {
+    with_watcher!(target, |source, watcher| {
+        let frames = snapshot(&mut watcher, wait).await?;
+        Ok((source, frames))
+    })
 }
 
 pub(crate) fn inspect_failure(e: ephemeral_bus::inspect::InspectError) -> Failure {
@@ -125,16 +184,23 @@ pub(crate) async fn snapshot<T: StateTransport>(
 
 /// `ephemeral top`.
 pub(crate) async fn top(target: &Target, args: TopArgs) -> Result<(), Failure> {
+    with_watcher!(target, |source, watcher| show(&source, watcher, &args)
+        .await)
+}
+
+async fn show<T: StateTransport>(
+    source: &Source,
+    mut watcher: StateWatcher<T>,
+    args: &TopArgs,
+) -> Result<(), Failure> {
     use std::io::IsTerminal;
-    let (bus, mut watcher) = connect(target).await?;
-    let label = bus.name().as_str().to_owned();
     if args.once {
         let frames = snapshot(&mut watcher, args.wait).await?;
         let frames = board::filtered(frames, args.filter.as_deref());
-        return plain::once(&label, &frames, args.json);
+        return plain::once(source, &frames, args.json);
     }
     if args.json || args.plain || !std::io::stdout().is_terminal() {
-        return plain::follow(&label, watcher, &args).await;
+        return plain::follow(source, watcher, args).await;
     }
-    tui::run(&label, watcher, &args).await
+    tui::run(source, watcher, args).await
 }

@@ -4,7 +4,7 @@ use ephemeral::Pattern;
 use ephemeral_bus::inspect::{OperationEntry, StateFrame};
 
 use super::plain::{Align, SIGNAL_HEADERS, emit, signal_rows, table};
-use super::{OpsArgs, SignalsArgs, connect, fmt, snapshot};
+use super::{OpsArgs, SignalsArgs, collect, fmt};
 use crate::commands::Target;
 use crate::exit::{Failure, NO_MATCH};
 
@@ -25,8 +25,7 @@ fn operations(frame: &StateFrame) -> Vec<&OperationEntry> {
 
 /// `ephemeral ops NAME`.
 pub(crate) async fn ops(target: &Target, args: OpsArgs) -> Result<(), Failure> {
-    let (bus, mut watcher) = connect(target).await?;
-    let frames = snapshot(&mut watcher, args.wait).await?;
+    let (source, frames) = collect(target, args.wait).await?;
     let name = Pattern::new(&args.name);
     let key = args.key.as_deref().map(Pattern::new);
     let chosen: Vec<&StateFrame> = frames
@@ -48,9 +47,9 @@ pub(crate) async fn ops(target: &Target, args: OpsArgs) -> Result<(), Failure> {
         return Err(Failure::new(
             NO_MATCH,
             format!(
-                "no coordinator named `{}` publishes on bus `{}` ({known})",
+                "no coordinator named `{}` publishes on {} ({known})",
                 args.name,
-                bus.name()
+                source.label()
             ),
         ));
     }
@@ -118,8 +117,7 @@ pub(crate) async fn ops(target: &Target, args: OpsArgs) -> Result<(), Failure> {
 
 /// `ephemeral signals`.
 pub(crate) async fn signals(target: &Target, args: SignalsArgs) -> Result<(), Failure> {
-    let (_bus, mut watcher) = connect(target).await?;
-    let frames = snapshot(&mut watcher, args.wait).await?;
+    let (_source, frames) = collect(target, args.wait).await?;
     let pattern = Pattern::new(&args.pattern);
     let keep = |s: &ephemeral_bus::inspect::SignalEntry| {
         pattern.matches(&s.name) && (!args.held || s.held)

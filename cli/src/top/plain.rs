@@ -7,7 +7,7 @@ use ephemeral_bus::inspect::{FORMAT_VERSION, StateFrame, StateTransport, StateWa
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::board::{Board, Filter};
-use super::{TopArgs, fmt, inspect_failure};
+use super::{Source, TopArgs, fmt, inspect_failure};
 use crate::exit::{Failure, IO};
 
 /// At most this many signal lines in `top`'s text output.
@@ -143,20 +143,21 @@ pub(crate) fn emit(lines: &[String]) -> bool {
 }
 
 /// The JSON document of `--once --json`, and of each refresh of `--json`.
-pub(crate) fn snapshot_json(bus: &str, frames: &[&StateFrame]) -> String {
+pub(crate) fn snapshot_json(source: &Source, frames: &[&StateFrame]) -> String {
     let at_ms = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
-    serde_json::json!({
+    let mut json = serde_json::json!({
         "version": FORMAT_VERSION,
-        "bus": bus,
         "at_ms": at_ms,
         "frames": frames,
-    })
-    .to_string()
+    });
+    let (key, value) = source.json();
+    json[key] = value.into();
+    json.to_string()
 }
 
-fn text(bus: &str, frames: &[&StateFrame]) -> Vec<String> {
+fn text(source: &Source, frames: &[&StateFrame]) -> Vec<String> {
     let coordinators: Vec<Vec<String>> = frames
         .iter()
         .filter(|f| f.coordinator().is_some())
@@ -164,7 +165,8 @@ fn text(bus: &str, frames: &[&StateFrame]) -> Vec<String> {
         .collect();
     let sinks = frames.iter().filter(|f| f.sink().is_some()).count();
     let mut lines = vec![format!(
-        "bus {bus}: {} coordinator{}, {sinks} sink{}",
+        "{}: {} coordinator{}, {sinks} sink{}",
+        source.label(),
         coordinators.len(),
         if coordinators.len() == 1 { "" } else { "s" },
         if sinks == 1 { "" } else { "s" },
@@ -189,19 +191,19 @@ fn text(bus: &str, frames: &[&StateFrame]) -> Vec<String> {
 }
 
 /// `top --once`.
-pub(crate) fn once(bus: &str, frames: &[StateFrame], json: bool) -> Result<(), Failure> {
+pub(crate) fn once(source: &Source, frames: &[StateFrame], json: bool) -> Result<(), Failure> {
     let refs: Vec<&StateFrame> = frames.iter().collect();
     if json {
-        emit(&[snapshot_json(bus, &refs)]);
+        emit(&[snapshot_json(source, &refs)]);
     } else {
-        emit(&text(bus, &refs));
+        emit(&text(source, &refs));
     }
     Ok(())
 }
 
 /// `top` with stdout not a terminal (or `--plain`, `--json`): a block of lines per refresh.
 pub(crate) async fn follow<T: StateTransport>(
-    bus: &str,
+    source: &Source,
     mut watcher: StateWatcher<T>,
     args: &TopArgs,
 ) -> Result<(), Failure> {
@@ -222,7 +224,7 @@ pub(crate) async fn follow<T: StateTransport>(
         tokio::select! {
             _ = &mut stop => return Ok(()),
             frame = watcher.next() => match frame {
-                None => return Err(Failure::new(IO, "the bus closed under the watcher")),
+                None => return Err(Failure::new(IO, "the connection closed under the watcher")),
                 Some(Ok(frame)) => board.apply(frame, Instant::now()),
                 Some(Err(_)) => {}
             },
@@ -230,11 +232,11 @@ pub(crate) async fn follow<T: StateTransport>(
                 board.prune(Instant::now(), args.interval);
                 let frames = board.frames(filter.as_ref());
                 let lines = if args.json {
-                    vec![snapshot_json(bus, &frames)]
+                    vec![snapshot_json(source, &frames)]
                 } else {
                     let clock = crate::render::clock(SystemTime::now());
                     let mut lines = vec![format!("-- {clock}")];
-                    lines.extend(text(bus, &frames));
+                    lines.extend(text(source, &frames));
                     lines
                 };
                 if !emit(&lines) {

@@ -146,7 +146,7 @@ impl App {
     fn title(&self, coordinators: usize) -> String {
         let sinks = self.board.sinks().len();
         let mut title = format!(
-            " ephemeral top · bus {} · {coordinators} coordinator{} · {sinks} sink{} · sort: {}",
+            " ephemeral top · {} · {coordinators} coordinator{} · {sinks} sink{} · sort: {}",
             self.bus,
             if coordinators == 1 { "" } else { "s" },
             if sinks == 1 { "" } else { "s" },
@@ -326,7 +326,7 @@ fn draw_operations(frame: &mut Frame<'_>, area: Rect, selected: Option<&StateFra
 
 /// Runs the view until `q`.
 pub(crate) async fn run<T: StateTransport>(
-    bus: &str,
+    source: &super::Source,
     watcher: StateWatcher<T>,
     args: &TopArgs,
 ) -> Result<(), Failure> {
@@ -335,7 +335,7 @@ pub(crate) async fn run<T: StateTransport>(
         Failure::new(IO, format!("cannot take over the terminal: {e}"))
     })?;
     let app = App {
-        bus: bus.to_owned(),
+        bus: source.label(),
         filter: args.filter.as_deref().map(Filter::new),
         ..App::default()
     };
@@ -375,7 +375,7 @@ async fn event_loop<T: StateTransport>(
                 None => return Ok(()),
             },
             frame = watcher.next() => match frame {
-                None => return Err(Failure::new(IO, "the bus closed under the watcher")),
+                None => return Err(Failure::new(IO, "the connection closed under the watcher")),
                 Some(Ok(frame)) if !app.paused => app.board.apply(frame, Instant::now()),
                 Some(_) => {}
             },

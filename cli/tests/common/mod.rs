@@ -26,6 +26,9 @@ pub fn cli(dir: &Path) -> Command {
     command
         .env("EPHEMERAL_BUS_DIR", dir)
         .env_remove("EPHEMERAL_BUS")
+        .env_remove("EPHEMERAL_NATS")
+        .env_remove("EPHEMERAL_NATS_PREFIX")
+        .env_remove("EPHEMERAL_NATS_CREDS")
         .stdin(Stdio::null())
         .kill_on_drop(true);
     command
@@ -48,24 +51,48 @@ pub async fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
 }
 
 /// Spawns the binary with piped output and waits until its stderr prints a line containing
-/// `ready` (the line is returned with the reader, for later lines).
+/// `ready` (the reader is returned, for later lines).
 pub async fn spawn_ready(
     dir: &Path,
     args: &[&str],
     ready: &str,
 ) -> (Child, BufReader<tokio::process::ChildStderr>) {
-    let mut child = cli(dir)
+    let mut child = spawn_piped(dir, args);
+    let stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
+    (child, wait_for_line(stderr, args, ready).await)
+}
+
+/// [`spawn_ready`] for a command that prints its ready line on stdout (`hold`).
+pub async fn spawn_ready_stdout(
+    dir: &Path,
+    args: &[&str],
+    ready: &str,
+) -> (Child, BufReader<tokio::process::ChildStdout>) {
+    let mut child = spawn_piped(dir, args);
+    let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+    (child, wait_for_line(stdout, args, ready).await)
+}
+
+fn spawn_piped(dir: &Path, args: &[&str]) -> Child {
+    cli(dir)
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn the binary");
-    let mut stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
+        .expect("spawn the binary")
+}
+
+/// Reads lines until one contains `ready` (at most `PATIENCE`).
+async fn wait_for_line<R: tokio::io::AsyncBufRead + Unpin>(
+    mut stderr: R,
+    args: &[&str],
+    ready: &str,
+) -> R {
     let mut line = String::new();
     tokio::time::timeout(PATIENCE, async {
         loop {
             line.clear();
-            let n = stderr.read_line(&mut line).await.expect("read stderr");
+            let n = stderr.read_line(&mut line).await.expect("read output");
             assert!(
                 n > 0,
                 "`ephemeral {}` exited before `{ready}`",
@@ -78,7 +105,7 @@ pub async fn spawn_ready(
     })
     .await
     .unwrap_or_else(|_| panic!("`ephemeral {}` never printed `{ready}`", args.join(" ")));
-    (child, stderr)
+    stderr
 }
 
 /// Polls `condition` every 20 ms until it holds or `PATIENCE` runs out.

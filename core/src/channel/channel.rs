@@ -2,27 +2,32 @@
 
 use std::fmt;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 use tokio::time::Instant;
 
 use super::error::{ChannelClosed, ChannelConfigError, DeliveryError, DeliveryFailure, SendError};
 use super::options::ChannelOptions;
-use super::shared::{Entry, PushFail, SubShared};
+use super::shared::SubShared;
 use super::stats::{ChannelState, ChannelStats};
 use super::subscriber::Subscriber;
+use crate::lag::{PushError, Ring, TryPushError};
+use crate::sync::{Mutex, lock};
 use crate::{Buffer, Overflow};
 
-type Subscribers<T> = Arc<Vec<Arc<SubShared<T>>>>;
+type Rings<T> = Arc<Vec<Arc<Ring<T>>>>;
 
 pub(crate) struct Inner<T> {
     options: ChannelOptions,
-    /// Read on every send without a lock; replaced whole on (un)subscribe, which is rare.
-    subscribers: ArcSwap<Vec<Arc<SubShared<T>>>>,
-    /// Serialises (un)subscribe and close, so no subscriber is added after close.
-    registry: Mutex<()>,
+    /// One ring per buffer and overflow policy in use, each read by every subscriber with
+    /// those settings. Read on every send without a lock; replaced whole on (un)subscribe,
+    /// which is rare.
+    rings: ArcSwap<Vec<Arc<Ring<T>>>>,
+    /// Every subscriber, for stats and reports. Its lock serialises (un)subscribe and close,
+    /// so no subscriber is added after close.
+    registry: Mutex<Vec<Arc<SubShared<T>>>>,
     closed: AtomicBool,
     sent: AtomicU64,
     unheard: AtomicU64,
@@ -31,21 +36,43 @@ pub(crate) struct Inner<T> {
 
 impl<T> Inner<T> {
     pub(crate) fn unregister(&self, id: u64) {
-        let _registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
-        let current = self.subscribers.load_full();
-        if current.iter().any(|s| s.id == id) {
-            let rest: Vec<_> = current.iter().filter(|s| s.id != id).cloned().collect();
-            self.subscribers.store(Arc::new(rest));
+        let mut registry = lock(&self.registry);
+        let Some(at) = registry.iter().position(|s| s.id == id) else {
+            return;
+        };
+        let gone = registry.swap_remove(at);
+        // The last subscriber of a ring takes the ring out of the send path.
+        if !registry.iter().any(|s| Arc::ptr_eq(&s.ring, &gone.ring)) {
+            let rest: Vec<_> = self
+                .rings
+                .load()
+                .iter()
+                .filter(|r| !Arc::ptr_eq(r, &gone.ring))
+                .cloned()
+                .collect();
+            self.rings.store(Arc::new(rest));
         }
     }
 
     fn close(&self) {
-        let _registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+        let _registry = lock(&self.registry);
         // SeqCst pairs with the load in `send`: a send that sees "open" after this store
-        // would still be refused by each subscriber's closed ring.
+        // would still be refused by each closed ring.
         self.closed.store(true, Ordering::SeqCst);
-        for sub in self.subscribers.load().iter() {
-            sub.close(false);
+        for ring in self.rings.load().iter() {
+            ring.close();
+        }
+    }
+
+    /// Reports a timed-out send to every subscriber of `ring`.
+    fn report_timed_out(&self, ring: &Arc<Ring<T>>) {
+        let missed: Vec<u64> = lock(&self.registry)
+            .iter()
+            .filter(|s| Arc::ptr_eq(&s.ring, ring))
+            .map(|s| s.id)
+            .collect();
+        for id in missed {
+            self.report(id, DeliveryFailure::TimedOut);
         }
     }
 
@@ -98,8 +125,11 @@ impl<T> Drop for Inner<T> {
 ///   and subscribers drain what they hold, then end. A send racing with `close` reaches the
 ///   subscribers that had not closed yet and reports how many.
 ///
-/// There is no channel-wide lock per message: a send reads the subscriber list lock-free and
-/// locks each subscriber's own buffer briefly.
+/// There is no channel-wide lock per message: a send reads the list of rings lock-free and
+/// stores the message once per ring, briefly under that ring's lock. Subscribers with the
+/// same buffer and overflow policy (all of them, unless some ask for their own) read one
+/// shared [`lag::Ring`](crate::lag::Ring), each at its own cursor; each still sees exactly
+/// what a buffer of its own of that size would give it.
 ///
 /// # Examples
 ///
@@ -171,8 +201,8 @@ impl<T: Clone + Send + 'static> Channel<T> {
         Self {
             inner: Arc::new(Inner {
                 options,
-                subscribers: ArcSwap::from_pointee(Vec::new()),
-                registry: Mutex::new(()),
+                rings: ArcSwap::from_pointee(Vec::new()),
+                registry: Mutex::new(Vec::new()),
                 closed: AtomicBool::new(false),
                 sent: AtomicU64::new(0),
                 unheard: AtomicU64::new(0),
@@ -198,41 +228,58 @@ impl<T: Clone + Send + 'static> Channel<T> {
     pub fn subscribe_with_overflow(&self, buffer: Buffer, overflow: Overflow) -> Subscriber<T> {
         // Relaxed: ids only need to be unique.
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let shared = Arc::new(SubShared::new(id, buffer.capacity(), overflow));
-        {
-            let _registry = self
-                .inner
-                .registry
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if self.inner.closed.load(Ordering::SeqCst) {
-                // Subscribing to a closed channel gives a stream that ends at once.
-                shared.close(false);
-            } else {
-                let mut list = Vec::clone(&self.inner.subscribers.load());
-                list.push(Arc::clone(&shared));
-                self.inner.subscribers.store(Arc::new(list));
-            }
+        let mut registry = lock(&self.inner.registry);
+        // SeqCst: see `Inner::close`.
+        let (ring, cursor) = if self.inner.closed.load(Ordering::SeqCst) {
+            // Subscribing to a closed channel gives a stream that ends at once.
+            let ring = Arc::new(Ring::new(buffer, overflow));
+            ring.close();
+            let cursor = ring.cursor();
+            (ring, cursor)
+        } else {
+            let rings = self.inner.rings.load();
+            let ring = match rings
+                .iter()
+                .find(|r| r.buffer() == buffer && r.overflow() == overflow)
+            {
+                Some(ring) => Arc::clone(ring),
+                None => {
+                    let ring = Arc::new(Ring::new(buffer, overflow));
+                    let mut list = Vec::clone(&rings);
+                    list.push(Arc::clone(&ring));
+                    self.inner.rings.store(Arc::new(list));
+                    ring
+                }
+            };
+            // Joined under the registry's lock: a concurrent send either stored its message
+            // before (this subscriber did not exist yet) or stores it for this cursor too.
+            let cursor = ring.cursor();
+            (ring, cursor)
+        };
+        let shared = Arc::new(SubShared::new(id, ring, cursor.tally()));
+        if !self.inner.closed.load(Ordering::SeqCst) {
+            registry.push(Arc::clone(&shared));
         }
+        drop(registry);
         Subscriber {
+            cursor,
             shared,
             channel: Arc::downgrade(&self.inner),
-            local: super::shared::Local::new(),
         }
     }
 
-    fn open_snapshot(&self) -> Option<Subscribers<T>> {
+    fn open_snapshot(&self) -> Option<Rings<T>> {
         // SeqCst: see `Inner::close`.
         if self.inner.closed.load(Ordering::SeqCst) {
             return None;
         }
         // Relaxed: a statistic.
         self.inner.sent.fetch_add(1, Ordering::Relaxed);
-        let subs = self.inner.subscribers.load_full();
-        if subs.is_empty() {
+        let rings = self.inner.rings.load_full();
+        if rings.is_empty() {
             self.inner.unheard.fetch_add(1, Ordering::Relaxed);
         }
-        Some(subs)
+        Some(rings)
     }
 
     fn expiry(&self) -> Option<Instant> {
@@ -254,7 +301,7 @@ impl<T: Clone + Send + 'static> Channel<T> {
     ///   (the message is given back, and each missed subscriber is reported to the error
     ///   callback).
     pub async fn send(&self, value: T) -> Result<usize, SendError<T>> {
-        let Some(subs) = self.open_snapshot() else {
+        let Some(rings) = self.open_snapshot() else {
             return Err(SendError::Closed(ChannelClosed(value)));
         };
         let expires = self.expiry();
@@ -265,19 +312,19 @@ impl<T: Clone + Send + 'static> Channel<T> {
             .and_then(|t| Instant::now().checked_add(t));
         let mut outcome = Outcome::new();
         match deadline {
-            // Without a timeout nothing is given back, so the last subscriber takes the
-            // original instead of a clone.
+            // Without a timeout nothing is given back, so the last ring takes the original
+            // instead of a clone.
             None => {
                 let mut value = Some(value);
-                for (i, sub) in subs.iter().enumerate() {
-                    let v = if i + 1 == subs.len() {
+                for (i, ring) in rings.iter().enumerate() {
+                    let v = if i + 1 == rings.len() {
                         value.take()
                     } else {
                         value.clone()
                     };
                     if let Some(v) = v {
-                        let result = sub.push(Entry { value: v, expires }, None).await;
-                        outcome.record(&self.inner, sub, result);
+                        let result = push(ring, v, expires, None).await;
+                        outcome.record(&self.inner, ring, result);
                     }
                 }
                 match outcome.last_closed {
@@ -288,13 +335,9 @@ impl<T: Clone + Send + 'static> Channel<T> {
                 }
             }
             Some(at) => {
-                for sub in subs.iter() {
-                    let entry = Entry {
-                        value: value.clone(),
-                        expires,
-                    };
-                    let result = sub.push(entry, Some(at)).await;
-                    outcome.record(&self.inner, sub, result);
+                for ring in rings.iter() {
+                    let result = push(ring, value.clone(), expires, Some(at)).await;
+                    outcome.record(&self.inner, ring, result);
                 }
                 outcome.finish(value, self.is_closed())
             }
@@ -314,7 +357,7 @@ impl<T: Clone + Send + 'static> Channel<T> {
         if tokio::runtime::Handle::try_current().is_ok() {
             return Err(SendError::InsideRuntime(value));
         }
-        let Some(subs) = self.open_snapshot() else {
+        let Some(rings) = self.open_snapshot() else {
             return Err(SendError::Closed(ChannelClosed(value)));
         };
         let expires = self.expiry();
@@ -324,13 +367,9 @@ impl<T: Clone + Send + 'static> Channel<T> {
             .send_timeout
             .and_then(|t| std::time::Instant::now().checked_add(t));
         let mut outcome = Outcome::new();
-        for sub in subs.iter() {
-            let entry = Entry {
-                value: value.clone(),
-                expires,
-            };
-            let result = sub.push_blocking(entry, deadline);
-            outcome.record(&self.inner, sub, result);
+        for ring in rings.iter() {
+            let result = ring.push_blocking(value.clone(), expires, deadline);
+            outcome.record(&self.inner, ring, result);
         }
         outcome.finish(value, self.is_closed())
     }
@@ -361,7 +400,7 @@ impl<T: Clone + Send + 'static> Channel<T> {
     /// How many subscribers are registered now.
     #[must_use]
     pub fn subscriber_count(&self) -> usize {
-        self.inner.subscribers.load().len()
+        lock(&self.inner.registry).len()
     }
 
     /// The channel's state, message counts and each subscriber's delivery counts.
@@ -372,10 +411,7 @@ impl<T: Clone + Send + 'static> Channel<T> {
             // Relaxed: statistics.
             sent: self.inner.sent.load(Ordering::Relaxed),
             unheard: self.inner.unheard.load(Ordering::Relaxed),
-            subscribers: self
-                .inner
-                .subscribers
-                .load()
+            subscribers: lock(&self.inner.registry)
                 .iter()
                 .map(|s| s.stats())
                 .collect(),
@@ -385,6 +421,22 @@ impl<T: Clone + Send + 'static> Channel<T> {
     /// The options this channel was made with.
     pub fn options(&self) -> &ChannelOptions {
         &self.inner.options
+    }
+}
+
+/// Buffers `value` in one ring, for all its subscribers: without building a waiting future
+/// when there is room at once (the common case; it keeps the send cheap), else waiting as the
+/// ring's `push` does. How many subscribers it reached.
+async fn push<T>(
+    ring: &Ring<T>,
+    value: T,
+    expires: Option<Instant>,
+    deadline: Option<Instant>,
+) -> Result<usize, PushError<T>> {
+    match ring.try_push(value, expires) {
+        Ok(reached) => Ok(reached),
+        Err(TryPushError::Closed(value)) => Err(PushError::Closed(value)),
+        Err(TryPushError::Full(value)) => ring.push(value, expires, deadline).await,
     }
 }
 
@@ -404,14 +456,19 @@ impl<T> Outcome<T> {
         }
     }
 
-    fn record(&mut self, inner: &Inner<T>, sub: &SubShared<T>, result: Result<(), PushFail<T>>) {
+    fn record(
+        &mut self,
+        inner: &Inner<T>,
+        ring: &Arc<Ring<T>>,
+        result: Result<usize, PushError<T>>,
+    ) {
         match result {
-            Ok(()) => self.reached += 1,
-            // Gone meanwhile (dropped, or the channel closed): nothing to deliver to.
-            Err(PushFail::Closed(v)) => self.last_closed = Some(v),
-            Err(PushFail::TimedOut(_)) => {
-                self.missed += 1;
-                inner.report(sub.id, DeliveryFailure::TimedOut);
+            Ok(reached) => self.reached += reached,
+            // Gone meanwhile (the channel closed): nothing to deliver to.
+            Err(PushError::Closed(v)) => self.last_closed = Some(v),
+            Err(PushError::TimedOut(_)) => {
+                self.missed += ring.readers();
+                inner.report_timed_out(ring);
             }
         }
     }
@@ -435,7 +492,7 @@ impl<T> fmt::Debug for Channel<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Channel")
             .field("closed", &self.inner.closed.load(Ordering::Relaxed))
-            .field("subscribers", &self.inner.subscribers.load().len())
+            .field("subscribers", &lock(&self.inner.registry).len())
             .field("options", &self.inner.options)
             .finish()
     }

@@ -14,6 +14,7 @@ use super::error::{DeliveryFailure, NoRuntime};
 use super::shared::SubShared;
 use super::stats::DeliveryStats;
 use super::subscriber::Subscriber;
+use crate::sync::panic_message;
 use crate::{Buffer, Overflow};
 
 /// A callback consuming one subscriber of a channel on its own tokio task.
@@ -184,7 +185,7 @@ impl<T: Clone + Send + 'static> Channel<T> {
     }
 }
 
-async fn consume_loop<T, F, Fut>(
+async fn consume_loop<T: Clone, F, Fut>(
     mut subscriber: Subscriber<T>,
     on_error: Option<super::options::DeliveryErrorCallback>,
     mut run: F,
@@ -206,16 +207,5 @@ async fn consume_loop<T, F, Fut>(
             Err(lagged) => DeliveryFailure::Lagged(lagged.count()),
         };
         report(on_error.as_deref(), id, failure);
-    }
-}
-
-/// The text of a panic payload (`&str` or `String`), or a placeholder.
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic with a non-string payload".to_owned()
     }
 }

@@ -6,7 +6,9 @@
 //! * [`ChannelOptions`] — default buffer, overflow, send timeout, expiry, error callback.
 //!
 //! Channels follow the crate's one lag model ([`Buffer`](crate::Buffer),
-//! [`Overflow`](crate::Overflow), [`Lagged`](crate::Lagged)).
+//! [`Overflow`](crate::Overflow), [`Lagged`](crate::Lagged)): each subscriber reads from its
+//! own [`lag::Ring`](crate::lag::Ring), the same ring as a sink subscription's, so a sender
+//! contends only per subscriber, never on a channel-wide lock.
 //!
 //! # Delivery guarantees
 //!

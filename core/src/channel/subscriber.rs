@@ -8,9 +8,10 @@ use std::task::{Context, Poll};
 use futures_core::Stream;
 
 use super::channel::Inner;
-use super::shared::{Local, SubShared};
+use super::shared::SubShared;
 use super::stats::DeliveryStats;
 use crate::Lagged;
+use crate::lag::Cursor;
 
 /// One subscriber of a [`Channel`](super::Channel): a `Stream<Item = Result<T, Lagged>>`.
 ///
@@ -45,13 +46,13 @@ use crate::Lagged;
 pub struct Subscriber<T> {
     pub(crate) shared: Arc<SubShared<T>>,
     pub(crate) channel: Weak<Inner<T>>,
-    pub(crate) local: Local<T>,
+    pub(crate) cursor: Cursor<T>,
 }
 
-// The private batch is never pinned: `Subscriber` only hands out owned messages.
+// The cursor's private batch is never pinned: `Subscriber` only hands out owned messages.
 impl<T> Unpin for Subscriber<T> {}
 
-impl<T> Subscriber<T> {
+impl<T: Clone> Subscriber<T> {
     /// The next message, `Err(Lagged(n))` after a loss, or `None` once the channel is closed
     /// and this subscriber's buffer is empty.
     pub async fn recv(&mut self) -> Option<Result<T, Lagged>> {
@@ -61,28 +62,15 @@ impl<T> Subscriber<T> {
     /// The next buffered item without waiting, or `None` when nothing is buffered (see
     /// [`is_closed`](Self::is_closed) to tell an ended stream apart).
     pub fn try_recv(&mut self) -> Option<Result<T, Lagged>> {
-        match self.shared.pop(&mut self.local) {
-            Poll::Ready(item) => item,
-            Poll::Pending => None,
-        }
+        self.cursor.try_recv().ok()
     }
 
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<T, Lagged>>> {
-        if let Poll::Ready(item) = self.shared.pop(&mut self.local) {
-            return Poll::Ready(item);
-        }
-        // A brief spin before parking saves a cross-thread wake-up (a syscall) per message
-        // when the publisher runs on another worker thread and sends again within
-        // microseconds; on a single-threaded runtime the publisher cannot run meanwhile.
-        if may_spin()
-            && self.shared.spin_for_news()
-            && let Poll::Ready(item) = self.shared.pop(&mut self.local)
-        {
-            return Poll::Ready(item);
-        }
-        self.shared.park(&mut self.local, cx.waker())
+        self.cursor.poll_recv(cx)
     }
+}
 
+impl<T> Subscriber<T> {
     /// This subscriber's id, as used in [`DeliveryError`](super::DeliveryError) and stats.
     #[must_use]
     pub fn id(&self) -> u64 {
@@ -93,7 +81,7 @@ impl<T> Subscriber<T> {
     /// still be read.
     #[must_use]
     pub fn is_closed(&self) -> bool {
-        self.shared.is_closed()
+        self.shared.ring.is_closed()
     }
 
     /// What this subscriber received, lost and holds.
@@ -115,14 +103,7 @@ impl<T> Subscriber<T> {
     }
 }
 
-fn may_spin() -> bool {
-    matches!(
-        tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()),
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread)
-    )
-}
-
-impl<T> Stream for Subscriber<T> {
+impl<T: Clone> Stream for Subscriber<T> {
     type Item = Result<T, Lagged>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -135,7 +116,8 @@ impl<T> Drop for Subscriber<T> {
         if let Some(channel) = self.channel.upgrade() {
             channel.unregister(self.shared.id);
         }
-        self.shared.close(true);
+        // The cursor, dropped after this, leaves the ring: its unread messages are discarded
+        // for it, and senders never wait for it again.
     }
 }
 

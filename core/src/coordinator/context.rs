@@ -2,11 +2,12 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::sync::{Mutex, lock};
 use crate::{OperationId, RaiseError, Signal, SignalBuilder, SignalSink};
 
 /// Per-coordinator state shared by every context.
@@ -29,10 +30,7 @@ impl ContextShared {
     }
 
     fn mark(&self, id: OperationId) {
-        let mut set = self
-            .signalled
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut set = lock(&self.signalled);
         set.insert(id);
         // Relaxed: a hint that lets `take` skip the lock; `take` re-checks under the lock.
         self.signalled_len.store(set.len(), Ordering::Relaxed);
@@ -45,10 +43,7 @@ impl ContextShared {
         if self.signalled_len.load(Ordering::Relaxed) == 0 {
             return false;
         }
-        let mut set = self
-            .signalled
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut set = lock(&self.signalled);
         let found = set.remove(&id);
         self.signalled_len.store(set.len(), Ordering::Relaxed);
         found

@@ -38,6 +38,19 @@ impl<T> EnqueueError<T> {
             Self::Closed(item) | Self::Full(item) | Self::Refused { item, .. } => item,
         }
     }
+
+    /// The same reason with the item changed by `f` (for example, paired with its key).
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> EnqueueError<U> {
+        match self {
+            Self::Closed(item) => EnqueueError::Closed(f(item)),
+            Self::Full(item) => EnqueueError::Full(f(item)),
+            Self::Refused { item, lane, reason } => EnqueueError::Refused {
+                item: f(item),
+                lane,
+                reason,
+            },
+        }
+    }
 }
 
 impl<T> fmt::Debug for EnqueueError<T> {
@@ -54,6 +67,47 @@ impl<T> fmt::Debug for EnqueueError<T> {
     }
 }
 
+/// Why `enqueue_many` stopped: the ids of the items it accepted, and every item it did not
+/// accept, in the order given (the refused one first), with the reason.
+///
+/// Items are accepted one by one in order, so the first `accepted.len()` items were accepted
+/// and [`into_inner`](Self::into_inner) returns exactly the others: none is lost.
+#[derive(thiserror::Error)]
+#[error("{} of the items were accepted, the rest were given back: {refused}", .accepted.len())]
+#[non_exhaustive]
+pub struct EnqueueManyError<T> {
+    /// The ids of the items accepted before the refusal, in order.
+    pub accepted: Vec<OperationId>,
+    /// Why the rest was refused, carrying every item not accepted, in order.
+    pub refused: EnqueueError<Vec<T>>,
+}
+
+impl<T> EnqueueManyError<T> {
+    /// Every item that was not accepted, in the order given.
+    pub fn into_inner(self) -> Vec<T> {
+        self.refused.into_inner()
+    }
+
+    /// Builds the error from the refusal of one item and the items after it.
+    pub(crate) fn new(
+        accepted: Vec<OperationId>,
+        refused: EnqueueError<T>,
+        rest: impl Iterator<Item = T>,
+    ) -> Self {
+        let refused = refused.map(|first| std::iter::once(first).chain(rest).collect());
+        Self { accepted, refused }
+    }
+}
+
+impl<T> fmt::Debug for EnqueueManyError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EnqueueManyError")
+            .field("accepted", &self.accepted)
+            .field("refused", &self.refused)
+            .finish()
+    }
+}
+
 /// Why a coordinator could not be created.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -66,9 +120,25 @@ pub enum CoordinatorError {
         "a coordinator must be created inside a tokio runtime (call it from async code or inside Runtime::enter)"
     )]
     NoRuntime,
-    /// A priority coordinator needs at least one lane, with distinct names.
-    #[error("bad lanes: {0}")]
-    Lanes(&'static str),
+    /// The lanes of a priority coordinator.
+    #[error(transparent)]
+    Lanes(#[from] LaneError),
+}
+
+/// Why the lanes given to a [`PriorityWorkCoordinator`](super::PriorityWorkCoordinator) were
+/// refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LaneError {
+    /// No lane was given.
+    #[error("a priority coordinator needs at least one lane")]
+    NoLanes,
+    /// A lane's name was empty.
+    #[error("a lane name must not be empty: give every lane a name to enqueue by")]
+    EmptyName,
+    /// Two lanes had this name.
+    #[error("lane name `{0}` is used twice: lane names must be distinct")]
+    DuplicateName(Arc<str>),
 }
 
 /// Why `pin` failed.

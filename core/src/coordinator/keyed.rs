@@ -5,13 +5,15 @@ use std::hash::Hash;
 use std::sync::Arc;
 
 use super::admission::Admission;
-use super::body::erase;
-use super::common::common_methods;
 use super::context::OperationContext;
-use super::engine::Engine;
-use super::error::{CoordinatorError, EnqueueError};
-use super::keyed_queue::{KeyStats, KeyedQueue};
+use super::engine::Reserved;
+use super::engine::{Engine, enqueue_each, erase};
+use super::error::{CoordinatorError, EnqueueError, EnqueueManyError};
+use super::methods::coordinator_methods;
 use super::options::EphemeralOptions;
+use super::queue::KeyedQueue;
+use super::snapshot::KeyStats;
+use super::snapshot::OperationSnapshot;
 use crate::OperationId;
 
 /// A work coordinator whose items carry a key: items of one key start strictly in the order
@@ -134,10 +136,160 @@ where
         self.engine.try_enqueue(item, key, rendered)
     }
 
+    /// Waits for room for one item and holds it: [`KeyedEnqueuePermit::send`] never waits,
+    /// and dropping the permit (say, when another `select!` branch won) gives the room back.
+    ///
+    /// # Errors
+    ///
+    /// [`EnqueueError::Closed`] after `complete`, `drain` or `cancel`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ephemeral::{EphemeralKeyedWorkCoordinator, EphemeralOptions, OperationContext};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let coordinator = EphemeralKeyedWorkCoordinator::new(
+    ///     |_: u32, _ctx: OperationContext| async { Ok::<_, std::convert::Infallible>(()) },
+    ///     EphemeralOptions::default(),
+    /// )?;
+    /// let permit = coordinator.reserve().await?; // the room is held from here on
+    /// let id = permit.send("alice", 7)?; // never waits
+    /// coordinator.drain().await?;
+    /// assert_eq!(coordinator.operation(id).unwrap().key.as_deref(), Some("alice"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn reserve(&self) -> Result<KeyedEnqueuePermit<K, T>, EnqueueError<()>> {
+        Ok(KeyedEnqueuePermit {
+            reserved: self.engine.reserve().await?,
+        })
+    }
+
+    /// Enqueues every `(key, item)` pair in order, waiting for room as
+    /// [`enqueue`](Self::enqueue) does.
+    ///
+    /// # Errors
+    ///
+    /// Stops at the first refused pair: [`EnqueueManyError`] holds the ids of the pairs
+    /// accepted before it, and gives back the refused pair and every pair after it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ephemeral::{EphemeralKeyedWorkCoordinator, EphemeralOptions, OperationContext};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let coordinator = EphemeralKeyedWorkCoordinator::new(
+    ///     |_: i64, _ctx: OperationContext| async { Ok::<_, std::convert::Infallible>(()) },
+    ///     EphemeralOptions::default(),
+    /// )?;
+    /// coordinator.enqueue_many([("alice", 10), ("bob", 5), ("alice", -3)]).await?;
+    /// coordinator.complete();
+    /// let refused = coordinator.enqueue_many([("carol", 1), ("dave", 2)]).await.unwrap_err();
+    /// assert_eq!(refused.into_inner(), [("carol", 1), ("dave", 2)]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn enqueue_many(
+        &self,
+        items: impl IntoIterator<Item = (K, T)>,
+    ) -> Result<Vec<OperationId>, EnqueueManyError<(K, T)>> {
+        enqueue_each(items, |(key, item)| async move {
+            let rendered = Some(Arc::from(key.to_string()));
+            self.engine
+                .enqueue(item, key.clone(), rendered)
+                .await
+                .map_err(|e| e.map(|item| (key, item)))
+        })
+        .await
+    }
+
+    /// Feeds a stream of `(key, item)` pairs into the coordinator on a task;
+    /// [`drain`](Self::drain) waits for the stream to end.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ephemeral::{EphemeralKeyedWorkCoordinator, EphemeralOptions, OperationContext};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let coordinator = EphemeralKeyedWorkCoordinator::new(
+    ///     |_: u32, _ctx: OperationContext| async { Ok::<_, std::convert::Infallible>(()) },
+    ///     EphemeralOptions::default(),
+    /// )?;
+    /// let events = futures::stream::iter([("door-1", 1), ("door-2", 1), ("door-1", 2)]);
+    /// coordinator.intake(events);
+    /// coordinator.drain().await?;
+    /// assert_eq!(coordinator.snapshot_key(&"door-1").len(), 2);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn intake<S>(&self, stream: S)
+    where
+        S: futures::Stream<Item = (K, T)> + Send + 'static,
+    {
+        use futures::StreamExt;
+        self.intake_results(stream.map(Ok::<(K, T), std::convert::Infallible>));
+    }
+
+    /// Feeds a fallible stream of `(key, item)` pairs; the first error stops it and is
+    /// returned by [`drain`](Self::drain).
+    pub fn intake_results<S, E>(&self, stream: S)
+    where
+        S: futures::Stream<Item = Result<(K, T), E>> + Send + 'static,
+        E: fmt::Display + Send + 'static,
+    {
+        self.engine.intake(stream, |(key, item): (K, T)| {
+            let rendered = Some(Arc::from(key.to_string()));
+            Ok((item, key, rendered))
+        });
+    }
+
     /// Pending and running counts of one key (zeros for a key with no state).
     #[must_use]
     pub fn key_stats(&self, key: &K) -> KeyStats {
         self.engine.with_queue(|q| q.key_stats(key))
+    }
+
+    /// The operations of one key in the window (pending, running and finished), by id.
+    ///
+    /// Keys are matched by their `Display` rendering, as they appear in snapshots, so two
+    /// keys that render alike share a view.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ephemeral::{EphemeralKeyedWorkCoordinator, EphemeralOptions, OperationContext};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let coordinator = EphemeralKeyedWorkCoordinator::new(
+    ///     |amount: i64, _ctx: OperationContext| async move {
+    ///         if amount < 0 { Err("overdrawn") } else { Ok(()) }
+    ///     },
+    ///     EphemeralOptions::default(),
+    /// )?;
+    /// coordinator.enqueue("alice", 10).await?;
+    /// coordinator.enqueue("bob", 5).await?;
+    /// coordinator.enqueue("alice", -3).await?;
+    /// coordinator.drain().await?;
+    ///
+    /// let alice = coordinator.snapshot_key(&"alice");
+    /// assert_eq!(alice.len(), 2);
+    /// assert_eq!(alice[1].error.as_deref(), Some("overdrawn"));
+    /// assert!(coordinator.snapshot_key(&"carol").is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn snapshot_key(&self, key: &K) -> Vec<OperationSnapshot> {
+        let rendered = key.to_string();
+        self.engine
+            .filter_records(|r| r.key.as_deref() == Some(rendered.as_str()))
     }
 
     /// How many keys have state now (something pending or running).
@@ -146,7 +298,7 @@ where
         self.engine.with_queue(KeyedQueue::key_count)
     }
 
-    common_methods!();
+    coordinator_methods!();
 }
 
 impl<K, T> fmt::Debug for EphemeralKeyedWorkCoordinator<K, T>
@@ -156,5 +308,41 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&self.engine, f)
+    }
+}
+
+/// Room for one item, reserved by [`EphemeralKeyedWorkCoordinator::reserve`].
+#[must_use = "dropping the permit gives the room back"]
+pub struct KeyedEnqueuePermit<K, T>
+where
+    K: Hash + Eq + Clone + fmt::Display + Send + 'static,
+    T: Send + 'static,
+{
+    reserved: Reserved<T, (), KeyedQueue<T, K>>,
+}
+
+impl<K, T> KeyedEnqueuePermit<K, T>
+where
+    K: Hash + Eq + Clone + fmt::Display + Send + 'static,
+    T: Send + 'static,
+{
+    /// Accepts `item` under `key` into the reserved room.
+    ///
+    /// # Errors
+    ///
+    /// [`EnqueueError::Closed`] if the coordinator was cancelled meanwhile.
+    pub fn send(self, key: K, item: T) -> Result<OperationId, EnqueueError<T>> {
+        let rendered = Some(Arc::from(key.to_string()));
+        self.reserved.send(item, key, rendered)
+    }
+}
+
+impl<K, T> fmt::Debug for KeyedEnqueuePermit<K, T>
+where
+    K: Hash + Eq + Clone + fmt::Display + Send + 'static,
+    T: Send + 'static,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyedEnqueuePermit")
     }
 }

@@ -8,24 +8,47 @@
 //! * [`EphemeralResultCoordinator`] — keeps each body's value with its operation.
 //! * [`PriorityWorkCoordinator`] — named [`Lane`]s, highest priority starts first.
 //! * [`process_all`] / [`process_stream`] — one-shot: a collection or stream in, a
-//!   [`Summary`] out.
+//!   [`Summary`] out; [`process_keyed`] keeps per-key order; [`process_all_with_cancel`] /
+//!   [`process_stream_with_cancel`] stop on a `CancellationToken` and report what was
+//!   cancelled.
 //!
 //! # How an item flows
 //!
-//! `enqueue` takes room among `max_pending` → the item waits in the queue → a worker takes it
-//! when fewer than `max_concurrency` run, nothing is paused and no defer rule holds → the
-//! built-in cancel rule and the [`Admission`] hooks decide → the body runs with an
-//! [`OperationContext`] → the outcome is filed in the window, and evicted later by count or
-//! age (leaving an [`Echo`] of its signals).
+//! Each step, and the file that does it (`engine/` holds the internals, `queue/` the
+//! scheduling policies; the public types are in this directory):
+//!
+//! 1. `enqueue` (`try_enqueue`, a reserved permit, `enqueue_many`, a stream) takes room among
+//!    `max_pending` and hands the item to the engine: `engine/intake.rs`.
+//! 2. The item is accepted under the engine's lock: a record in the window, a job in the
+//!    queue, a worker spawned or woken: `engine/state.rs` (`Core::accept`), the queue policy
+//!    in `queue/` (`fifo.rs`, `keyed.rs`, `lanes.rs`).
+//! 3. A worker takes it when fewer than `max_concurrency` run, nothing is paused and no
+//!    defer rule holds (`Core::try_start`); the steering task applies the defer, drain,
+//!    cancel-running and clear rules and `max_defer` as signals change: `engine/worker.rs`,
+//!    `engine/steer.rs`.
+//! 4. The built-in cancel rule and the [`Admission`] hooks decide (a hook's `Defer` puts it
+//!    aside): `engine/worker.rs`.
+//! 5. The body runs with an [`OperationContext`] (`context.rs`), its panics caught:
+//!    `engine/worker.rs`, `engine/body.rs`.
+//! 6. The outcome is filed in the window and counted (`Core::finish`), and what the change
+//!    leaves to do (wake-ups, room back, `on_finalized`) runs after the unlock
+//!    (`Inner::update`): `engine/state.rs`, `engine/inner.rs`, `engine/rules.rs`.
+//! 7. It is evicted later by count, age or `evict`, leaving an [`Echo`], and `on_evicted`
+//!    runs: `engine/window.rs`. Queries read the window: `engine/queries.rs`.
 //!
 //! # Deferral
 //!
 //! While a signal matching `defer_on` is live, no item starts, and waiting items hold no slot.
 //! It ends as soon as no defer match is live, or a `resume_on` signal newer than the latest
 //! defer match exists. The coordinator learns this from a sink watch, never by polling. A
-//! deferral lasts at most `max_defer` (if set); then its [`DeferPolicy`] applies to everything
-//! waiting: `Run` lets starts go ahead until the deferral ends, `Cancel` ends the waiting
-//! items `Cancelled(DeferTimeout)`.
+//! priority lane's own defer rule holds only that lane, and an [`Admission`] hook's
+//! [`Decision::Defer`] puts one item aside. Snapshots show held items as
+//! [`OperationState::Deferred`].
+//!
+//! `max_defer` (if set) bounds each item's total deferral: the time it spent held back,
+//! summed over every deferral, from when it was first held. When an item reaches it, the
+//! [`DeferPolicy`] applies to that item alone: `Run` lets it start (no defer rule or hook
+//! `Defer` holds it any more), `Cancel` ends it `Cancelled(DeferTimeout)`.
 //!
 //! # Panics
 //!
@@ -33,35 +56,40 @@
 //! `panic = "abort"` there is nothing to catch: the process ends.
 
 mod admission;
-mod body;
-mod common;
 mod context;
+mod defer;
 mod engine;
 mod error;
+mod handle;
 mod keyed;
-mod keyed_queue;
-mod lanes;
-mod oneshot;
+mod lane;
+mod methods;
 mod options;
 mod priority;
+mod process;
 mod queue;
 mod result;
-mod shared;
 mod snapshot;
-mod steer;
-mod window;
 mod work;
-mod worker;
 
 pub use admission::{Admission, AdmissionRequest, Decision};
 pub use context::OperationContext;
-pub use error::{CoordinatorError, EnqueueError, IntakeError, PinError, ResultError};
-pub use keyed::EphemeralKeyedWorkCoordinator;
-pub use keyed_queue::KeyStats;
-pub use lanes::Lane;
-pub use oneshot::{Summary, process_all, process_stream};
-pub use options::{DeferPolicy, EphemeralOptions, FinalizedCallback, OptionsError};
-pub use priority::PriorityWorkCoordinator;
+pub use error::{
+    CoordinatorError, EnqueueError, EnqueueManyError, IntakeError, LaneError, PinError, ResultError,
+};
+pub use handle::CoordinatorHandle;
+pub use keyed::{EphemeralKeyedWorkCoordinator, KeyedEnqueuePermit};
+pub use lane::Lane;
+pub use options::{
+    DeferPolicy, DrainSignals, EphemeralOptions, EvictedCallback, FinalizedCallback, OptionsError,
+};
+pub use priority::{LaneEnqueuePermit, PriorityWorkCoordinator};
+pub use process::{
+    Summary, process_all, process_all_with_cancel, process_keyed, process_stream,
+    process_stream_with_cancel,
+};
 pub use result::EphemeralResultCoordinator;
-pub use snapshot::{CancelReason, CoordinatorStats, Echo, OperationSnapshot, OperationState};
+pub use snapshot::{
+    CancelReason, CoordinatorStats, Echo, KeyStats, OperationSnapshot, OperationState,
+};
 pub use work::{EnqueuePermit, EphemeralWorkCoordinator};

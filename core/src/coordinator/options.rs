@@ -8,18 +8,126 @@ use crate::{Pattern, SignalSink};
 
 use super::snapshot::OperationSnapshot;
 
-/// What happens to an item that stayed deferred for [`max_defer`](EphemeralOptions::max_defer).
+/// What happens to an item whose deferrals add up to
+/// [`max_defer`](EphemeralOptions::max_defer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DeferPolicy {
-    /// Start it anyway (the default).
+    /// Start it anyway (the default): defer rules and admission hooks' `Defer` no longer
+    /// hold it back (a hook may still cancel it). Items held for less keep waiting.
     #[default]
     Run,
     /// End it `Cancelled(DeferTimeout)`.
     Cancel,
 }
 
+/// Which of the three drain signals a coordinator obeys (all three by default).
+///
+/// * `coordinator.drain.all` drains every coordinator on the sink;
+/// * `coordinator.drain.id`, keyed by a coordinator id, drains that coordinator;
+/// * `coordinator.drain.pattern`, keyed by a pattern over coordinator ids, drains the
+///   coordinators whose id matches.
+///
+/// Only signals raised after the coordinator was created count.
+///
+/// # Examples
+///
+/// ```
+/// use ephemeral::{DrainSignals, EphemeralOptions};
+///
+/// // Drained only when addressed by its own id, not by a fleet-wide drain.
+/// let options = EphemeralOptions::default()
+///     .id("billing")
+///     .drain_signals(DrainSignals::OFF.id(true));
+/// assert!(options.validate().is_ok());
+/// assert_eq!(DrainSignals::default(), DrainSignals::ON);
+/// assert_eq!(DrainSignals::from(false), DrainSignals::OFF);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DrainSignals {
+    all: bool,
+    id: bool,
+    pattern: bool,
+}
+
+impl DrainSignals {
+    /// All three drain signals are obeyed (the default).
+    pub const ON: Self = Self {
+        all: true,
+        id: true,
+        pattern: true,
+    };
+
+    /// No drain signal is obeyed.
+    pub const OFF: Self = Self {
+        all: false,
+        id: false,
+        pattern: false,
+    };
+
+    /// Whether `coordinator.drain.all` is obeyed.
+    #[must_use]
+    pub const fn all(self, on: bool) -> Self {
+        Self { all: on, ..self }
+    }
+
+    /// Whether `coordinator.drain.id` (key = this coordinator's id) is obeyed.
+    #[must_use]
+    pub const fn id(self, on: bool) -> Self {
+        Self { id: on, ..self }
+    }
+
+    /// Whether `coordinator.drain.pattern` (key = a pattern over coordinator ids) is obeyed.
+    #[must_use]
+    pub const fn pattern(self, on: bool) -> Self {
+        Self {
+            pattern: on,
+            ..self
+        }
+    }
+
+    /// Whether `coordinator.drain.all` is obeyed.
+    #[must_use]
+    pub const fn obeys_all(&self) -> bool {
+        self.all
+    }
+
+    /// Whether `coordinator.drain.id` is obeyed.
+    #[must_use]
+    pub const fn obeys_id(&self) -> bool {
+        self.id
+    }
+
+    /// Whether `coordinator.drain.pattern` is obeyed.
+    #[must_use]
+    pub const fn obeys_pattern(&self) -> bool {
+        self.pattern
+    }
+
+    /// Whether none is obeyed.
+    #[must_use]
+    pub const fn is_off(&self) -> bool {
+        !self.all && !self.id && !self.pattern
+    }
+}
+
+impl Default for DrainSignals {
+    fn default() -> Self {
+        Self::ON
+    }
+}
+
+impl From<bool> for DrainSignals {
+    /// `true`: all three ([`ON`](Self::ON)); `false`: none ([`OFF`](Self::OFF)).
+    fn from(on: bool) -> Self {
+        if on { Self::ON } else { Self::OFF }
+    }
+}
+
 /// A callback run for every finished operation (outside every lock).
 pub type FinalizedCallback = Arc<dyn Fn(&OperationSnapshot) + Send + Sync>;
+
+/// A callback run for every operation that leaves the window (outside every lock).
+pub type EvictedCallback = Arc<dyn Fn(&OperationSnapshot) + Send + Sync>;
 
 /// A bad option value. The message names the option and the accepted range.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -81,7 +189,7 @@ pub struct EphemeralOptions {
     pub(crate) defer_on: Option<Pattern>,
     pub(crate) resume_on: Option<Pattern>,
     pub(crate) clear_on: Option<Pattern>,
-    pub(crate) drain_signals: bool,
+    pub(crate) drain_signals: DrainSignals,
     pub(crate) max_defer: Option<Duration>,
     pub(crate) defer_policy: DeferPolicy,
     pub(crate) id: Option<Arc<str>>,
@@ -91,6 +199,7 @@ pub struct EphemeralOptions {
     pub(crate) echo_capacity: usize,
     pub(crate) abort_grace: Duration,
     pub(crate) on_finalized: Option<FinalizedCallback>,
+    pub(crate) on_evicted: Option<EvictedCallback>,
     pub(crate) sample: Option<(Duration, FinalizedCallback)>,
     pub(crate) tracking: bool,
 }
@@ -110,7 +219,7 @@ impl Default for EphemeralOptions {
             defer_on: None,
             resume_on: None,
             clear_on: None,
-            drain_signals: true,
+            drain_signals: DrainSignals::ON,
             max_defer: None,
             defer_policy: DeferPolicy::Run,
             id: None,
@@ -120,6 +229,7 @@ impl Default for EphemeralOptions {
             echo_capacity: 256,
             abort_grace: Duration::from_secs(5),
             on_finalized: None,
+            on_evicted: None,
             sample: None,
             tracking: true,
         }
@@ -201,14 +311,51 @@ impl EphemeralOptions {
         self
     }
 
-    /// Whether `coordinator.drain.all`, `.id` and `.pattern` signals drain this coordinator
-    /// (default on).
-    pub fn drain_signals(mut self, on: bool) -> Self {
-        self.drain_signals = on;
+    /// Which of `coordinator.drain.all`, `.id` and `.pattern` drain this coordinator: a
+    /// [`DrainSignals`] to choose one by one, or `true` / `false` for all or none (default
+    /// all).
+    pub fn drain_signals(mut self, which: impl Into<DrainSignals>) -> Self {
+        self.drain_signals = which.into();
         self
     }
 
-    /// How long an item may stay deferred before `policy` applies.
+    /// How long an item may be held back in total before `policy` applies: the time it
+    /// spends held by `defer_on`, by its lane's defer rule or by an admission hook's
+    /// [`Defer`](super::Decision::Defer), summed over every deferral (a new deferral does
+    /// not restart the clock), counted per item from when that item was first held back.
+    /// Waiting for a free slot or while paused does not count.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ephemeral::{
+    ///     CancelReason, DeferPolicy, EphemeralOptions, EphemeralWorkCoordinator,
+    ///     OperationContext, OperationState, SignalSink,
+    /// };
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sink = SignalSink::default();
+    /// let coordinator = EphemeralWorkCoordinator::new(
+    ///     |_: u32, _ctx: OperationContext| async { Ok::<_, std::convert::Infallible>(()) },
+    ///     EphemeralOptions::default()
+    ///         .signals(sink.clone())
+    ///         .defer_on("maintenance")
+    ///         .max_defer(Duration::from_secs(60), DeferPolicy::Cancel),
+    /// )?;
+    /// let _window = sink.hold("maintenance")?;
+    /// let early = coordinator.enqueue(1).await?;
+    /// tokio::time::sleep(Duration::from_secs(30)).await;
+    /// let late = coordinator.enqueue(2).await?;
+    /// tokio::time::sleep(Duration::from_secs(31)).await;
+    /// // Each item has its own minute.
+    /// let state = |id| coordinator.operation(id).unwrap().state;
+    /// assert_eq!(state(early), OperationState::Cancelled(CancelReason::DeferTimeout));
+    /// assert_eq!(state(late), OperationState::Deferred);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn max_defer(mut self, max: Duration, policy: DeferPolicy) -> Self {
         self.max_defer = Some(max);
         self.defer_policy = policy;
@@ -227,8 +374,9 @@ impl EphemeralOptions {
         self
     }
 
-    /// Echoes: whether evicted operations leave a copy of their signals, for how long, and
-    /// how many echoes are kept (default on, 1 min, 256).
+    /// Echoes: whether evicted operations leave an [`Echo`](super::Echo) (id, key, terminal
+    /// state, error, finish time and signals), for how long after the eviction, and how many
+    /// echoes are kept (default on, 1 min, 256; the oldest goes first).
     pub fn echo(mut self, on: bool, retention: Duration, capacity: usize) -> Self {
         self.echo = on;
         self.echo_retention = retention;
@@ -249,10 +397,83 @@ impl EphemeralOptions {
         self
     }
 
-    /// Called with the snapshot of a finished operation at most once per `every` (the first
-    /// one to finish after the interval has passed), outside every lock: a cheap way to log
-    /// or trace a sample of a busy coordinator. Runs after [`on_finalized`](Self::on_finalized)
-    /// when both are set.
+    /// Called with the snapshot of every operation when it leaves the window, outside every
+    /// lock: evicted by count (`max_tracked`), by age (`max_lifetime`) or by an explicit
+    /// `evict`. Exactly once per operation that leaves; never for a pending, running or
+    /// pinned one (those are never evicted). The snapshot carries the live signals the
+    /// operation raised, as its [`Echo`](super::Echo) does. Operations still in the window
+    /// when the last handle goes are not reported. With [`tracking`](Self::tracking) off an
+    /// operation leaves the window as it finishes, so each is reported right after its
+    /// `on_finalized`.
+    ///
+    /// [`on_finalized`](Self::on_finalized) still fires once, at the finish. The two may run
+    /// on different threads, so when an operation is evicted the moment it finishes (a full
+    /// window on a multi-threaded runtime), `on_evicted` can run before its `on_finalized`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use ephemeral::{EphemeralOptions, EphemeralWorkCoordinator, OperationContext};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let archived = Arc::new(Mutex::new(Vec::new()));
+    /// let archive = archived.clone();
+    /// let coordinator = EphemeralWorkCoordinator::new(
+    ///     |_: u32, _ctx: OperationContext| async { Ok::<_, std::convert::Infallible>(()) },
+    ///     EphemeralOptions::default()
+    ///         .max_concurrency(1)
+    ///         .max_tracked(2)
+    ///         .on_evicted(move |op| archive.lock().unwrap().push(op.id)),
+    /// )?;
+    /// let ids = coordinator.enqueue_many(0..5).await?;
+    /// coordinator.drain().await?;
+    /// // The window keeps the last two; the first three were archived as they left.
+    /// assert_eq!(*archived.lock().unwrap(), ids[..3]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn on_evicted(mut self, f: impl Fn(&OperationSnapshot) + Send + Sync + 'static) -> Self {
+        self.on_evicted = Some(Arc::new(f));
+        self
+    }
+
+    /// Called with a finished operation at most once per `every`, outside every lock: a
+    /// cheap way to log or trace a busy coordinator. A throttle with both edges: the first
+    /// operation to finish after a quiet interval is delivered at once (leading edge); if
+    /// more finish within the interval, the latest of them is delivered when it ends
+    /// (trailing edge, from a timer task), which starts the next interval. So a burst is
+    /// reported by its first and its last operation, and the state at the end of a busy
+    /// spell is never left out. The leading call runs after
+    /// [`on_finalized`](Self::on_finalized) when both are set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    /// use ephemeral::{EphemeralOptions, EphemeralWorkCoordinator, OperationContext};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sampled = Arc::new(Mutex::new(Vec::new()));
+    /// let log = sampled.clone();
+    /// let coordinator = EphemeralWorkCoordinator::new(
+    ///     |_: u32, _ctx: OperationContext| async { Ok::<_, std::convert::Infallible>(()) },
+    ///     EphemeralOptions::default()
+    ///         .max_concurrency(1)
+    ///         .sample(Duration::from_secs(1), move |op| log.lock().unwrap().push(op.id)),
+    /// )?;
+    /// let ids = coordinator.enqueue_many(0..100).await?;
+    /// coordinator.drain().await?;
+    /// tokio::time::sleep(Duration::from_secs(2)).await;
+    /// // All 100 finished in one tick: the first was sampled at once, the last one second
+    /// // later.
+    /// assert_eq!(*sampled.lock().unwrap(), [ids[0], ids[99]]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn sample(
         mut self,
         every: Duration,

@@ -4,13 +4,14 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::admission::Admission;
-use super::body::erase;
-use super::common::common_methods;
 use super::context::OperationContext;
-use super::engine::Engine;
-use super::error::{CoordinatorError, EnqueueError};
-use super::lanes::{Lane, LaneQueue};
+use super::engine::Reserved;
+use super::engine::{Engine, enqueue_each, erase};
+use super::error::{CoordinatorError, EnqueueError, EnqueueManyError, LaneError};
+use super::lane::Lane;
+use super::methods::coordinator_methods;
 use super::options::EphemeralOptions;
+use super::queue::LaneQueue;
 use crate::OperationId;
 
 /// A work coordinator with named lanes: whenever a slot frees up, the next item comes from the
@@ -69,7 +70,7 @@ impl<T: Send + 'static> PriorityWorkCoordinator<T> {
     ///
     /// # Errors
     ///
-    /// [`CoordinatorError::Lanes`] for no lanes or a repeated name,
+    /// [`CoordinatorError::Lanes`] for no lanes, an empty lane name or a repeated one,
     /// [`CoordinatorError::NoRuntime`] outside a tokio runtime, or a bad option.
     pub fn new<F, Fut, E>(
         body: F,
@@ -101,15 +102,16 @@ impl<T: Send + 'static> PriorityWorkCoordinator<T> {
         E: fmt::Display,
     {
         if lanes.is_empty() {
-            return Err(CoordinatorError::Lanes(
-                "a priority coordinator needs at least one lane",
-            ));
+            return Err(LaneError::NoLanes.into());
         }
         lanes.sort_by_key(|l| std::cmp::Reverse(l.priority));
         let names: Arc<[Arc<str>]> = lanes.iter().map(|l| l.name.clone()).collect();
         for (i, name) in names.iter().enumerate() {
+            if name.is_empty() {
+                return Err(LaneError::EmptyName.into());
+            }
             if names[..i].contains(name) {
-                return Err(CoordinatorError::Lanes("lane names must be distinct"));
+                return Err(LaneError::DuplicateName(name.clone()).into());
             }
         }
         let watch = lanes
@@ -125,7 +127,7 @@ impl<T: Send + 'static> PriorityWorkCoordinator<T> {
     }
 
     fn route(&self, lane: &str) -> Option<usize> {
-        self.lanes.iter().position(|l| &**l == lane)
+        route_of(&self.lanes, lane)
     }
 
     /// Accepts `item` into `lane`, waiting while `max_pending` items wait to start.
@@ -155,6 +157,139 @@ impl<T: Send + 'static> PriorityWorkCoordinator<T> {
         self.engine.try_enqueue(item, route, key)
     }
 
+    /// Waits for room for one item and holds it: [`LaneEnqueuePermit::send`] never waits,
+    /// and dropping the permit (say, when another `select!` branch won) gives the room back.
+    ///
+    /// # Errors
+    ///
+    /// [`EnqueueError::Closed`] after `complete`, `drain` or `cancel`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ephemeral::{EphemeralOptions, Lane, OperationContext, PriorityWorkCoordinator};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let coordinator = PriorityWorkCoordinator::new(
+    ///     |_: u32, _ctx: OperationContext| async { Ok::<_, std::convert::Infallible>(()) },
+    ///     vec![Lane::new("high", 10), Lane::new("low", 0)],
+    ///     EphemeralOptions::default(),
+    /// )?;
+    /// let permit = coordinator.reserve().await?; // the room is held from here on
+    /// let id = permit.send("high", 1)?; // never waits
+    /// coordinator.drain().await?;
+    /// assert_eq!(coordinator.operation(id).unwrap().key.as_deref(), Some("high"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn reserve(&self) -> Result<LaneEnqueuePermit<T>, EnqueueError<()>> {
+        Ok(LaneEnqueuePermit {
+            reserved: self.engine.reserve().await?,
+            lanes: self.lanes.clone(),
+        })
+    }
+
+    /// Enqueues every `(lane, item)` pair in order, waiting for room as
+    /// [`enqueue`](Self::enqueue) does.
+    ///
+    /// # Errors
+    ///
+    /// Stops at the first refused pair (closed, an unknown lane or a full one):
+    /// [`EnqueueManyError`] holds the ids of the pairs accepted before it, and gives back the
+    /// refused pair and every pair after it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ephemeral::{EnqueueError, EphemeralOptions, Lane, OperationContext, PriorityWorkCoordinator};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let coordinator = PriorityWorkCoordinator::new(
+    ///     |_: u32, _ctx: OperationContext| async { Ok::<_, std::convert::Infallible>(()) },
+    ///     vec![Lane::new("high", 10).max_depth(1), Lane::new("low", 0)],
+    ///     EphemeralOptions::default(),
+    /// )?;
+    /// coordinator.pause();
+    /// let err = coordinator
+    ///     .enqueue_many([("low", 1), ("high", 2), ("high", 3), ("low", 4)])
+    ///     .await
+    ///     .unwrap_err();
+    /// assert_eq!(err.accepted.len(), 2);
+    /// assert!(matches!(err.refused, EnqueueError::Refused { .. })); // `high` holds one item
+    /// assert_eq!(err.into_inner(), [("high", 3), ("low", 4)]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn enqueue_many<L>(
+        &self,
+        items: impl IntoIterator<Item = (L, T)>,
+    ) -> Result<Vec<OperationId>, EnqueueManyError<(L, T)>>
+    where
+        L: AsRef<str>,
+    {
+        enqueue_each(items, |(lane, item)| async move {
+            self.enqueue(lane.as_ref(), item)
+                .await
+                .map_err(|e| e.map(|item| (lane, item)))
+        })
+        .await
+    }
+
+    /// Feeds a stream of `(lane, item)` pairs into the coordinator on a task;
+    /// [`drain`](Self::drain) waits for the stream to end. An item for an unknown or full
+    /// lane stops the intake (the item is dropped) with an error that
+    /// [`drain`](Self::drain) returns.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ephemeral::{EphemeralOptions, Lane, OperationContext, PriorityWorkCoordinator};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let coordinator = PriorityWorkCoordinator::new(
+    ///     |_: u32, _ctx: OperationContext| async { Ok::<_, std::convert::Infallible>(()) },
+    ///     vec![Lane::new("high", 10), Lane::new("low", 0)],
+    ///     EphemeralOptions::default(),
+    /// )?;
+    /// coordinator.intake(futures::stream::iter([("low", 1), ("high", 2), ("hgih", 3)]));
+    /// let err = coordinator.drain().await.unwrap_err();
+    /// assert!(err.to_string().contains("hgih"), "{err}");
+    /// assert_eq!(coordinator.stats().completed, 2);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn intake<S, L>(&self, stream: S)
+    where
+        S: futures::Stream<Item = (L, T)> + Send + 'static,
+        L: AsRef<str> + Send + 'static,
+    {
+        use futures::StreamExt;
+        self.intake_results(stream.map(Ok::<(L, T), std::convert::Infallible>));
+    }
+
+    /// Feeds a fallible stream of `(lane, item)` pairs; the first error stops it and is
+    /// returned by [`drain`](Self::drain), as is an item for an unknown or full lane.
+    pub fn intake_results<S, L, E>(&self, stream: S)
+    where
+        S: futures::Stream<Item = Result<(L, T), E>> + Send + 'static,
+        L: AsRef<str> + Send + 'static,
+        E: fmt::Display + Send + 'static,
+    {
+        let lanes = self.lanes.clone();
+        self.engine.intake(stream, move |(lane, item): (L, T)| {
+            let lane = lane.as_ref();
+            match route_of(&lanes, lane) {
+                Some(route) => Ok((item, route, Some(lanes[route].clone()))),
+                None => Err(Arc::from(format!(
+                    "no lane is named `{lane}`, so the intake stopped"
+                ))),
+            }
+        });
+    }
+
     /// Items waiting in `lane` (0 for an unknown lane).
     #[must_use]
     pub fn lane_depth(&self, lane: &str) -> usize {
@@ -162,7 +297,12 @@ impl<T: Send + 'static> PriorityWorkCoordinator<T> {
             .map_or(0, |r| self.engine.with_queue(|q| q.depth(r)))
     }
 
-    common_methods!();
+    coordinator_methods!();
+}
+
+/// The route (index, highest priority first) of the lane named `lane`.
+fn route_of(lanes: &[Arc<str>], lane: &str) -> Option<usize> {
+    lanes.iter().position(|l| &**l == lane)
 }
 
 fn unknown<T>(lane: &str, item: T) -> EnqueueError<T> {
@@ -179,5 +319,37 @@ impl<T: Send + 'static> fmt::Debug for PriorityWorkCoordinator<T> {
             .field("lanes", &self.lanes)
             .field("engine", &self.engine)
             .finish()
+    }
+}
+
+/// Room for one item, reserved by [`PriorityWorkCoordinator::reserve`].
+#[must_use = "dropping the permit gives the room back"]
+pub struct LaneEnqueuePermit<T: Send + 'static> {
+    reserved: Reserved<T, (), LaneQueue<T>>,
+    lanes: Arc<[Arc<str>]>,
+}
+
+impl<T: Send + 'static> LaneEnqueuePermit<T> {
+    /// Accepts `item` into `lane`, in the reserved room.
+    ///
+    /// # Errors
+    ///
+    /// [`EnqueueError::Refused`] for an unknown or full lane (the room is given back),
+    /// [`EnqueueError::Closed`] if the coordinator was cancelled meanwhile; each with the
+    /// item.
+    pub fn send(self, lane: &str, item: T) -> Result<OperationId, EnqueueError<T>> {
+        let Some(route) = route_of(&self.lanes, lane) else {
+            return Err(unknown(lane, item));
+        };
+        let key = Some(self.lanes[route].clone());
+        self.reserved.send(item, route, key)
+    }
+}
+
+impl<T: Send + 'static> fmt::Debug for LaneEnqueuePermit<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LaneEnqueuePermit")
+            .field("lanes", &self.lanes)
+            .finish_non_exhaustive()
     }
 }

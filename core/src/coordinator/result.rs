@@ -4,15 +4,15 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::admission::Admission;
-use super::body::erase;
-use super::common::common_methods;
 use super::context::OperationContext;
-use super::engine::Engine;
-use super::error::{CoordinatorError, EnqueueError, ResultError};
+use super::engine::Record;
+use super::engine::{Engine, enqueue_each, erase};
+use super::error::{CoordinatorError, EnqueueError, EnqueueManyError, ResultError};
+use super::methods::coordinator_methods;
 use super::options::EphemeralOptions;
 use super::queue::Fifo;
 use super::snapshot::OperationState;
-use super::window::Record;
+use super::work::EnqueuePermit;
 use crate::OperationId;
 
 /// A work coordinator whose bodies return a value, kept with the operation in the window.
@@ -68,7 +68,7 @@ fn outcome<R: Clone>(id: OperationId, record: &Record<R>) -> Option<Result<R, Re
             id,
             reason: reason.clone(),
         })),
-        OperationState::Pending | OperationState::Running => None,
+        OperationState::Pending | OperationState::Deferred | OperationState::Running => None,
     }
 }
 
@@ -124,6 +124,114 @@ impl<T: Send + 'static, R: Clone + Send + 'static> EphemeralResultCoordinator<T,
         self.engine.try_enqueue(item, (), None)
     }
 
+    /// Waits for room for one item and holds it: [`EnqueuePermit::send`] never waits, and
+    /// dropping the permit (say, when another `select!` branch won) gives the room back.
+    ///
+    /// # Errors
+    ///
+    /// [`EnqueueError::Closed`] after `complete`, `drain` or `cancel`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ephemeral::{EphemeralOptions, EphemeralResultCoordinator, OperationContext};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let doubler = EphemeralResultCoordinator::new(
+    ///     |n: u32, _ctx: OperationContext| async move { Ok::<_, std::convert::Infallible>(n * 2) },
+    ///     EphemeralOptions::default(),
+    /// )?;
+    /// let permit = doubler.reserve().await?; // the room is held from here on
+    /// let id = permit.send(21)?; // never waits
+    /// assert_eq!(doubler.wait_for_result(id).await?, 42);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn reserve(&self) -> Result<EnqueuePermit<T, R>, EnqueueError<()>> {
+        Ok(EnqueuePermit {
+            reserved: self.engine.reserve().await?,
+        })
+    }
+
+    /// Enqueues every item in order, waiting for room as [`enqueue`](Self::enqueue) does.
+    ///
+    /// # Errors
+    ///
+    /// Stops at the first refused item: [`EnqueueManyError`] holds the ids of the items
+    /// accepted before it, and gives back the refused item and every item after it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ephemeral::{EphemeralOptions, EphemeralResultCoordinator, OperationContext};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let lengths = EphemeralResultCoordinator::new(
+    ///     |word: &'static str, _ctx: OperationContext| async move {
+    ///         Ok::<_, std::convert::Infallible>(word.len())
+    ///     },
+    ///     EphemeralOptions::default(),
+    /// )?;
+    /// let ids = lengths.enqueue_many(["one", "three"]).await?;
+    /// assert_eq!(lengths.wait_for_result(ids[1]).await?, 5);
+    ///
+    /// lengths.complete();
+    /// let refused = lengths.enqueue_many(["four", "five"]).await.unwrap_err();
+    /// assert_eq!(refused.into_inner(), ["four", "five"]); // every item comes back
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn enqueue_many(
+        &self,
+        items: impl IntoIterator<Item = T>,
+    ) -> Result<Vec<OperationId>, EnqueueManyError<T>> {
+        enqueue_each(items, |item| self.enqueue(item)).await
+    }
+
+    /// Feeds `stream` into the coordinator on a task; [`drain`](Self::drain) waits for the
+    /// stream to end.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ephemeral::{EphemeralOptions, EphemeralResultCoordinator, OperationContext};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let squares = EphemeralResultCoordinator::new(
+    ///     |n: u64, _ctx: OperationContext| async move { Ok::<_, std::convert::Infallible>(n * n) },
+    ///     EphemeralOptions::default(),
+    /// )?;
+    /// squares.intake(futures::stream::iter(1..=4u64));
+    /// squares.drain().await?;
+    /// let values: Vec<u64> = squares.results().into_iter().map(|(_, v)| v).collect();
+    /// assert_eq!(values, [1, 4, 9, 16]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn intake<S>(&self, stream: S)
+    where
+        S: futures::Stream<Item = T> + Send + 'static,
+    {
+        use futures::StreamExt;
+        self.engine
+            .intake(stream.map(Ok::<T, std::convert::Infallible>), |item| {
+                Ok((item, (), None))
+            });
+    }
+
+    /// Feeds a fallible `stream`; the first error stops it and is returned by
+    /// [`drain`](Self::drain).
+    pub fn intake_results<S, E>(&self, stream: S)
+    where
+        S: futures::Stream<Item = Result<T, E>> + Send + 'static,
+        E: fmt::Display + Send + 'static,
+    {
+        self.engine.intake(stream, |item| Ok((item, (), None)));
+    }
+
     /// The outcome of `id` if it finished and is still tracked; `None` while it is pending
     /// or running, or once it is evicted.
     #[must_use]
@@ -159,7 +267,7 @@ impl<T: Send + 'static, R: Clone + Send + 'static> EphemeralResultCoordinator<T,
         self.completed()
     }
 
-    common_methods!();
+    coordinator_methods!();
 }
 
 impl<T: Send + 'static, R: Clone + Send + 'static> fmt::Debug for EphemeralResultCoordinator<T, R> {

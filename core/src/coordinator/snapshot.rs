@@ -45,6 +45,10 @@ impl fmt::Display for CancelReason {
 pub enum OperationState {
     /// Accepted, not started.
     Pending,
+    /// Accepted, not started, and held back now by a defer rule (`defer_on`, or its lane's
+    /// `defer_on`) or put aside by an admission hook's [`Defer`](super::Decision::Defer).
+    /// Only snapshots show it; in [`CoordinatorStats`] deferred items count as pending.
+    Deferred,
     /// Its body is running.
     Running,
     /// The body returned `Ok`.
@@ -59,7 +63,7 @@ impl OperationState {
     /// Whether this is a terminal state (completed, failed or cancelled).
     #[must_use]
     pub fn is_finished(&self) -> bool {
-        !matches!(self, Self::Pending | Self::Running)
+        !matches!(self, Self::Pending | Self::Deferred | Self::Running)
     }
 }
 
@@ -85,8 +89,9 @@ pub struct OperationSnapshot {
     pub panicked: bool,
     /// Whether it is pinned (exempt from eviction).
     pub pinned: bool,
-    /// The live signals it raised, filled by `snapshot_with_signals`-style queries; empty
-    /// in the cheap views.
+    /// The live signals it raised: filled by `operation(id)` and in the snapshots handed to
+    /// `on_evicted`; empty in the list views (`snapshot()`, `completed()`, ...), which stay
+    /// cheap.
     pub signals: Vec<Signal>,
 }
 
@@ -103,7 +108,15 @@ impl OperationSnapshot {
     }
 }
 
-/// What an evicted operation left behind: a copy of its signals, kept for the echo retention.
+/// What an evicted operation left behind: its id, key, terminal state, error and finish
+/// time, and a copy of the signals it raised.
+///
+/// Every operation evicted from the window (by count, by age or by
+/// [`evict`](crate::EphemeralWorkCoordinator::evict)) leaves one, whether or not it raised
+/// signals. Echoes have their own bounds, set with
+/// [`EphemeralOptions::echo`](super::EphemeralOptions::echo): at most `capacity` of them
+/// (oldest dropped first), each for `retention` after the eviction. With
+/// [`tracking`](super::EphemeralOptions::tracking) off, no echoes are kept.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Echo {
@@ -111,7 +124,14 @@ pub struct Echo {
     pub id: OperationId,
     /// Its rendered key.
     pub key: Option<Arc<str>>,
-    /// Its signals as they were when it was evicted.
+    /// Its terminal state.
+    pub state: OperationState,
+    /// Its error or panic message, if it failed.
+    pub error: Option<Arc<str>>,
+    /// When it finished.
+    pub finished: Instant,
+    /// The signals it raised that were still live when it was evicted (empty for an
+    /// operation that raised none).
     pub signals: Vec<Signal>,
     /// When the echo disappears.
     pub expires: Instant,
@@ -150,4 +170,14 @@ pub struct CoordinatorStats {
     pub max_concurrency: u64,
     /// The highest `running` seen.
     pub peak_running: u64,
+}
+
+/// What a keyed coordinator reports about one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct KeyStats {
+    /// Items of this key waiting to start.
+    pub pending: usize,
+    /// Items of this key running.
+    pub running: usize,
 }

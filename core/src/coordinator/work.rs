@@ -4,14 +4,13 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::admission::Admission;
-use super::body::erase;
-use super::common::common_methods;
 use super::context::OperationContext;
-use super::engine::Engine;
-use super::error::{CoordinatorError, EnqueueError};
+use super::engine::Reserved;
+use super::engine::{Engine, enqueue_each, erase};
+use super::error::{CoordinatorError, EnqueueError, EnqueueManyError};
+use super::methods::coordinator_methods;
 use super::options::EphemeralOptions;
 use super::queue::Fifo;
-use super::shared::Reserved;
 use crate::OperationId;
 
 /// Runs an async body on every enqueued item, at most `max_concurrency` at once, starting
@@ -137,20 +136,17 @@ impl<T: Send + 'static> EphemeralWorkCoordinator<T> {
         })
     }
 
-    /// Enqueues every item in order.
+    /// Enqueues every item in order, waiting for room as [`enqueue`](Self::enqueue) does.
     ///
     /// # Errors
     ///
-    /// Stops at the first refused item and returns it; the ones before it were accepted.
+    /// Stops at the first refused item: [`EnqueueManyError`] holds the ids of the items
+    /// accepted before it, and gives back the refused item and every item after it.
     pub async fn enqueue_many(
         &self,
         items: impl IntoIterator<Item = T>,
-    ) -> Result<Vec<OperationId>, EnqueueError<T>> {
-        let mut ids = Vec::new();
-        for item in items {
-            ids.push(self.enqueue(item).await?);
-        }
-        Ok(ids)
+    ) -> Result<Vec<OperationId>, EnqueueManyError<T>> {
+        enqueue_each(items, |item| self.enqueue(item)).await
     }
 
     /// Feeds `stream` into the coordinator on a task; [`drain`](Self::drain) waits for the
@@ -161,7 +157,9 @@ impl<T: Send + 'static> EphemeralWorkCoordinator<T> {
     {
         use futures::StreamExt;
         self.engine
-            .intake(stream.map(Ok::<T, std::convert::Infallible>), |_| ());
+            .intake(stream.map(Ok::<T, std::convert::Infallible>), |item| {
+                Ok((item, (), None))
+            });
     }
 
     /// Feeds a fallible `stream`; the first error stops it and is returned by
@@ -171,10 +169,10 @@ impl<T: Send + 'static> EphemeralWorkCoordinator<T> {
         S: futures::Stream<Item = Result<T, E>> + Send + 'static,
         E: fmt::Display + Send + 'static,
     {
-        self.engine.intake(stream, |_| ());
+        self.engine.intake(stream, |item| Ok((item, (), None)));
     }
 
-    common_methods!();
+    coordinator_methods!();
 }
 
 impl<T: Send + 'static> fmt::Debug for EphemeralWorkCoordinator<T> {
@@ -183,13 +181,15 @@ impl<T: Send + 'static> fmt::Debug for EphemeralWorkCoordinator<T> {
     }
 }
 
-/// Room for one item, reserved by [`EphemeralWorkCoordinator::reserve`].
+/// Room for one item, reserved by [`EphemeralWorkCoordinator::reserve`] or
+/// [`EphemeralResultCoordinator::reserve`](super::EphemeralResultCoordinator::reserve)
+/// (`R` is the result type).
 #[must_use = "dropping the permit gives the room back"]
-pub struct EnqueuePermit<T: Send + 'static> {
-    reserved: Reserved<T, (), Fifo<T>>,
+pub struct EnqueuePermit<T: Send + 'static, R: Send + 'static = ()> {
+    pub(crate) reserved: Reserved<T, R, Fifo<T>>,
 }
 
-impl<T: Send + 'static> EnqueuePermit<T> {
+impl<T: Send + 'static, R: Send + 'static> EnqueuePermit<T, R> {
     /// Accepts `item` into the reserved room.
     ///
     /// # Errors
@@ -200,7 +200,7 @@ impl<T: Send + 'static> EnqueuePermit<T> {
     }
 }
 
-impl<T: Send + 'static> fmt::Debug for EnqueuePermit<T> {
+impl<T: Send + 'static, R: Send + 'static> fmt::Debug for EnqueuePermit<T, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("EnqueuePermit")
     }

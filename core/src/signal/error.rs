@@ -49,12 +49,12 @@ pub enum RaiseError {
 pub enum PropagationError {
     /// The chain of causes is already as long as the sink allows.
     #[error(
-        "signal `{name}` would be {depth} causes deep, past this sink's max_depth of {max}: a reaction chain is probably looping"
+        "signal `{name}` would be at depth {depth}, past this sink's max_depth of {max}: a reaction chain is probably looping"
     )]
     TooDeep {
         /// The refused signal's name.
         name: Name,
-        /// The depth it would have had.
+        /// The depth it would have had (1 for a signal raised on its own).
         depth: usize,
         /// The sink's limit.
         max: usize,

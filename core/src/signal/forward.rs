@@ -37,7 +37,11 @@ impl SignalSink {
             if signal.is_leaf() {
                 return;
             }
-            let visited = signal.route.as_deref().unwrap_or(&[]);
+            let visited = signal
+                .rare
+                .as_deref()
+                .and_then(|r| r.route.as_deref())
+                .unwrap_or(&[]);
             if visited.contains(&target_id) {
                 return;
             }

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::sink::Inner;
+use super::inner::Inner;
 use crate::Signal;
 
 /// A held condition such as `circuit.open` or `backpressure.db`.
@@ -13,6 +13,9 @@ use crate::Signal;
 /// eviction, until the guard is dropped or [`released`](Hold::release). Holds are counted
 /// against the sink's separate [`max_holds`](crate::SinkOptions::max_holds) bound.
 /// [`SignalSink::watch`](crate::SignalSink::watch) reports both the hold and its release.
+///
+/// A hold keeps its sink alive, like a [`SignalSink`](crate::SignalSink) handle: the condition
+/// is part of the sink's contents until it is released.
 ///
 /// # Examples
 ///

@@ -3,13 +3,15 @@
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use futures::{FutureExt, StreamExt};
 
 use super::error::HandlerError;
+use super::inner::Inner;
 use super::options::HandlerFailure;
-use super::sink::Inner;
+use super::registration::Registration;
+use crate::sync::panic_message;
 use crate::{Buffer, Pattern, Signal, SignalSink};
 
 pub(crate) type Callback = Box<dyn Fn(&Signal) + Send + Sync>;
@@ -34,17 +36,6 @@ impl ListenerShared {
     }
 }
 
-/// The text of a panic payload (`&str` or `String`), or a placeholder.
-pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "panic with a non-string payload".to_owned()
-    }
-}
-
 /// A registered synchronous listener; dropping it unregisters the callback.
 ///
 /// Made by [`SignalSink::on_signal`]. The callback runs on the thread that raised the
@@ -53,25 +44,18 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 /// [`SignalSink::on_signal_async`]. A panicking callback is caught and reported to the
 /// sink's error callback ([`SinkOptions::on_error`](crate::SinkOptions::on_error)); it never
 /// disturbs `raise` or the other listeners.
+///
+/// A listener does not keep the sink alive; it stops when the last handle that does is gone.
 #[must_use = "the listener is unregistered as soon as this guard is dropped"]
 pub struct Listener {
-    pub(crate) sink: Weak<Inner>,
-    pub(crate) id: u64,
+    pub(crate) registration: Registration,
     pub(crate) pattern: Pattern,
 }
 
 impl Listener {
     /// Keeps the listener registered for as long as the sink lives.
     pub fn detach(self) {
-        std::mem::forget(self);
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        if let Some(inner) = self.sink.upgrade() {
-            inner.unregister(self.id);
-        }
+        self.registration.detach();
     }
 }
 
@@ -146,12 +130,13 @@ impl SignalSink {
             pattern: pattern.clone(),
             callback: Box::new(f),
         });
-        let id = self
-            .inner
-            .register(pattern.clone(), super::routes::Target::Listener(shared));
+        let registration = Registration::new(
+            &self.inner,
+            pattern.clone(),
+            super::routes::Target::Listener(shared),
+        );
         Listener {
-            sink: Arc::downgrade(&self.inner),
-            id,
+            registration,
             pattern,
         }
     }

@@ -17,18 +17,28 @@
 //! # Locking
 //!
 //! One mutex guards the window and its indexes; every critical section is short and runs no
-//! user code. Listeners run after it is released, so a listener may raise again.
+//! user code. Listeners run after it is released, so a listener may raise again. Each
+//! subscription's ring has a mutex of its own, taken under the sink's (never the other way).
+//!
+//! # Lifetimes
+//!
+//! `SignalSink` clones and [`Hold`]s keep a sink alive; subscriptions, watches, listeners and
+//! handlers never do (see the crate docs). All of them but the hold register through one guard
+//! (`registration.rs`) that unregisters when dropped.
 
 mod error;
 mod forward;
 mod hold;
+mod inner;
 mod listener;
 mod options;
 mod query;
+mod registration;
 mod routes;
 #[allow(clippy::module_inception)]
 mod signal;
 mod sink;
+mod stamp;
 mod state;
 mod stats;
 mod subscription;

@@ -158,7 +158,9 @@ impl SinkOptions {
         self
     }
 
-    /// The longest chain of causes [`raise_caused`](crate::SignalSink::raise_caused) accepts.
+    /// The deepest signal [`raise_caused`](crate::SignalSink::raise_caused) accepts: a signal
+    /// raised on its own has depth 1, one it caused depth 2, so `max_depth(2)` refuses the
+    /// third link of a chain.
     pub fn max_depth(mut self, depth: usize) -> Self {
         self.max_depth = depth;
         self

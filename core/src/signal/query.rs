@@ -5,17 +5,21 @@
 //! names changes (a new name, or a sweep of idle ones); answering then costs one lookup per
 //! matching name, which is at most the number of distinct names.
 
+use std::hash::BuildHasher;
 use std::ops::ControlFlow;
-use std::sync::Arc;
+
+use hashbrown::HashTable;
 
 use tokio::time::Instant;
 
+use super::stamp::Stamp;
 use super::state::{NameEntry, State};
-use crate::{OperationId, Pattern, Signal};
+use crate::{Name, OperationId, Pattern, Signal};
 
 pub(crate) struct Memo {
     generation: u64,
-    names: Vec<Arc<str>>,
+    /// The matching interned names with their hashes, valid for `generation` only.
+    names: Vec<(u64, Name)>,
 }
 
 /// How a query string resolved.
@@ -72,7 +76,7 @@ impl State {
     ) {
         match how {
             Resolved::Exact => {
-                if let Some(entry) = self.names.get(pattern) {
+                if let Some(entry) = self.entry(pattern, self.hasher.hash_one(pattern)) {
                     let _ = f(entry);
                 }
             }
@@ -80,8 +84,8 @@ impl State {
                 let Some(memo) = self.memo.get(pattern) else {
                     return;
                 };
-                for name in &memo.names {
-                    if let Some(entry) = self.names.get(name)
+                for (hash, name) in &memo.names {
+                    if let Some(entry) = self.names.find(*hash, |e| e.name.same(name))
                         && f(entry).is_break()
                     {
                         return;
@@ -120,6 +124,7 @@ impl State {
     pub(super) fn count_since(&mut self, now: Instant, pattern: &str, since: Instant) -> usize {
         self.purge(now);
         let how = self.resolve(pattern);
+        let since = Stamp::of(since);
         let mut count = 0;
         self.visit(pattern, how, |entry| {
             // Timestamps rise with sequence numbers, so the recent ones are a suffix.
@@ -188,7 +193,7 @@ impl State {
         out.extend(
             self.holds
                 .values()
-                .filter(|s| s.operation == Some(op))
+                .filter(|s| s.operation() == Some(op))
                 .cloned(),
         );
         out.sort_unstable_by_key(|s| s.sequence);
@@ -213,8 +218,8 @@ impl State {
         self.visit(pattern, how, |entry| {
             for seq in &entry.seqs {
                 if let Some(s) = self.signal(*seq) {
-                    let by_age = s.timestamp.checked_add(max_age);
-                    let at = match (by_age, s.expires_at) {
+                    let by_age = s.timestamp().checked_add(max_age);
+                    let at = match (by_age, s.expires_at()) {
                         (Some(a), Some(b)) => Some(a.min(b)),
                         (a, b) => a.or(b),
                     };
@@ -229,10 +234,10 @@ impl State {
     }
 }
 
-fn matching(names: &hashbrown::HashMap<Arc<str>, NameEntry>, pattern: &Pattern) -> Vec<Arc<str>> {
+fn matching(names: &HashTable<NameEntry>, pattern: &Pattern) -> Vec<(u64, Name)> {
     names
-        .keys()
-        .filter(|name| pattern.matches(name))
-        .cloned()
+        .iter()
+        .filter(|e| pattern.matches(&e.name))
+        .map(|e| (e.hash, e.name.clone()))
         .collect()
 }

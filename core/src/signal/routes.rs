@@ -65,18 +65,28 @@ impl Registry {
         self.entries.iter().map(|(_, p, t)| (p, t))
     }
 
-    /// The targets `name` is routed to, from `route`'s cache when it is current.
+    /// The targets `name` is routed to, from `route`'s cache when it is current: each ring
+    /// once, however many subscriptions read it.
     pub(crate) fn route(&self, route: &mut Route, name: &str) -> Option<Arc<[Target]>> {
         if self.entries.is_empty() {
             return None;
         }
         if route.epoch != self.epoch {
-            let targets: Vec<Target> = self
-                .entries
-                .iter()
-                .filter(|(_, pattern, _)| pattern.matches(name))
-                .map(|(_, _, target)| target.clone())
-                .collect();
+            let mut targets: Vec<Target> = Vec::new();
+            for (_, pattern, target) in &self.entries {
+                if !pattern.matches(name) {
+                    continue;
+                }
+                // Subscriptions sharing a ring are reached by one push into it.
+                if let Target::Subscriber(sub) = target
+                    && targets.iter().any(|t| {
+                        matches!(t, Target::Subscriber(other) if Arc::ptr_eq(&other.ring, &sub.ring))
+                    })
+                {
+                    continue;
+                }
+                targets.push(target.clone());
+            }
             route.targets = (!targets.is_empty()).then(|| Arc::from(targets));
             route.epoch = self.epoch;
         }

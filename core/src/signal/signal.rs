@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::stamp::Stamp;
 use crate::{Name, NameError, OperationId};
 
 /// A scalar header value carried by a [`Signal`] (or a bus message).
@@ -113,19 +114,46 @@ pub(crate) struct Lineage {
 #[derive(Clone)]
 pub struct Signal {
     pub(crate) name: Name,
-    pub(crate) key: Option<Arc<str>>,
-    pub(crate) operation: Option<OperationId>,
     pub(crate) sequence: u64,
-    pub(crate) timestamp: Instant,
+    pub(crate) timestamp: Stamp,
+    /// The raw operation id; meaningful only when `flags.operation` is set (an
+    /// `Option<OperationId>` would take twice the room).
+    pub(crate) operation: u64,
+    pub(crate) flags: Flags,
+    /// Everything most signals do not have, behind one pointer: a signal stays one cache line
+    /// (64 bytes), and cloning one without rare parts bumps only its name's count.
+    pub(crate) rare: Option<Arc<Rare>>,
+}
+
+/// The optional parts of a [`Signal`] that most signals do not have.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Rare {
+    pub(crate) key: Option<Arc<str>>,
     /// The instant this signal stops being live, already clamped to the sink's max age at the
     /// time it was raised. `None` means "at the sink's max age" (which may change at run time).
     pub(crate) expires_at: Option<Instant>,
     pub(crate) payload: Option<Arc<[u8]>>,
     pub(crate) headers: Option<Headers>,
-    pub(crate) flags: Flags,
-    pub(crate) lineage: Option<Arc<Lineage>>,
+    pub(crate) lineage: Option<Lineage>,
     /// Sinks this signal has already passed through (forwarding loop guard).
     pub(crate) route: Option<Arc<[u64]>>,
+}
+
+impl Rare {
+    /// Whether there is nothing to keep (so the signal needs no `Rare` at all).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.key.is_none()
+            && self.expires_at.is_none()
+            && self.payload.is_none()
+            && self.headers.is_none()
+            && self.lineage.is_none()
+            && self.route.is_none()
+    }
+
+    /// `Some` when there is something to keep.
+    pub(crate) fn into_shared(self) -> Option<Arc<Rare>> {
+        (!self.is_empty()).then(|| Arc::new(self))
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -133,6 +161,8 @@ pub(crate) struct Flags {
     pub(crate) leaf: bool,
     pub(crate) terminal: bool,
     pub(crate) held: bool,
+    /// `Signal::operation` holds an operation id.
+    pub(crate) operation: bool,
 }
 
 impl Signal {
@@ -155,13 +185,15 @@ impl Signal {
     /// The key, if one was given.
     #[must_use]
     pub fn key(&self) -> Option<&str> {
-        self.key.as_deref()
+        self.rare.as_deref().and_then(|r| r.key.as_deref())
     }
 
     /// The operation that raised this signal, if any.
     #[must_use]
     pub fn operation(&self) -> Option<OperationId> {
-        self.operation
+        self.flags
+            .operation
+            .then(|| OperationId::from_raw(self.operation))
     }
 
     /// The sink-wide sequence number: a higher number was raised later.
@@ -173,19 +205,19 @@ impl Signal {
     /// When the signal was raised, on tokio's clock.
     #[must_use]
     pub fn timestamp(&self) -> Instant {
-        self.timestamp
+        self.timestamp.instant()
     }
 
     /// The signal's own expiry, if it has one shorter than the sink's max age.
     #[must_use]
     pub fn expires_at(&self) -> Option<Instant> {
-        self.expires_at
+        self.rare.as_deref().and_then(|r| r.expires_at)
     }
 
     /// The payload bytes, if any.
     #[must_use]
     pub fn payload(&self) -> Option<&[u8]> {
-        self.payload.as_deref()
+        self.rare.as_deref().and_then(|r| r.payload.as_deref())
     }
 
     /// The payload as UTF-8 text, if there is a payload and it is valid UTF-8.
@@ -197,7 +229,10 @@ impl Signal {
     /// All headers, in the order they were added.
     #[must_use]
     pub fn headers(&self) -> &[(Arc<str>, HeaderValue)] {
-        self.headers.as_deref().unwrap_or(&[])
+        self.rare
+            .as_deref()
+            .and_then(|r| r.headers.as_deref())
+            .unwrap_or(&[])
     }
 
     /// The first header named `key`.
@@ -228,26 +263,30 @@ impl Signal {
         self.flags.held
     }
 
-    /// How many signals caused this one, directly or not (0 for a signal raised on its own).
+    /// Its place in a chain of causes, counted as the original counts it: 1 for a signal
+    /// raised on its own (an operation's signal included), 2 for one it caused, and so on.
     #[must_use]
     pub fn depth(&self) -> usize {
-        self.lineage.as_ref().map_or(0, |l| l.ancestors.len())
+        1 + self.causes().len()
     }
 
     /// The names of the signals that caused this one, oldest first.
     #[must_use]
     pub fn causes(&self) -> &[Name] {
-        self.lineage.as_deref().map_or(&[], |l| &l.ancestors)
+        self.rare
+            .as_deref()
+            .and_then(|r| r.lineage.as_ref())
+            .map_or(&[], |l| &l.ancestors)
     }
 
     /// How long this signal has left to live at `now`, given the sink's max age.
     #[must_use]
     pub fn remaining(&self, now: Instant, max_age: Duration) -> Duration {
         let by_age = self
-            .timestamp
+            .timestamp()
             .checked_add(max_age)
             .unwrap_or_else(far_future);
-        let deadline = self.expires_at.map_or(by_age, |e| e.min(by_age));
+        let deadline = self.expires_at().map_or(by_age, |e| e.min(by_age));
         deadline.saturating_duration_since(now)
     }
 }
@@ -262,17 +301,17 @@ impl fmt::Debug for Signal {
         let mut d = f.debug_struct("Signal");
         d.field("name", &self.name)
             .field("sequence", &self.sequence);
-        if let Some(key) = &self.key {
-            d.field("key", key);
+        if let Some(key) = self.key() {
+            d.field("key", &key);
         }
-        if let Some(op) = self.operation {
+        if let Some(op) = self.operation() {
             d.field("operation", &op);
         }
-        if let Some(p) = &self.payload {
+        if let Some(p) = self.payload() {
             d.field("payload_len", &p.len());
         }
-        if let Some(h) = &self.headers {
-            d.field("headers", h);
+        if !self.headers().is_empty() {
+            d.field("headers", &self.headers());
         }
         if self.flags != Flags::default() {
             d.field("flags", &self.flags);
@@ -284,10 +323,10 @@ impl fmt::Debug for Signal {
 impl fmt::Display for Signal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}#{}", self.name, self.sequence)?;
-        if let Some(key) = &self.key {
+        if let Some(key) = self.key() {
             write!(f, " key={key}")?;
         }
-        if let Some(op) = self.operation {
+        if let Some(op) = self.operation() {
             write!(f, " {op}")?;
         }
         Ok(())
@@ -308,7 +347,7 @@ pub struct SignalBuilder {
     pub(crate) payload: Option<Arc<[u8]>>,
     pub(crate) headers: Vec<(Arc<str>, HeaderValue)>,
     pub(crate) flags: Flags,
-    pub(crate) lineage: Option<Arc<Lineage>>,
+    pub(crate) lineage: Option<Lineage>,
     pub(crate) route: Option<Arc<[u64]>>,
 }
 
@@ -341,7 +380,9 @@ impl SignalBuilder {
     }
 
     /// Expires the signal after `ttl` instead of the sink's max age (a longer `ttl` is clamped
-    /// to the max age).
+    /// to the max age). The time to live holds for subscriptions too: a signal still waiting
+    /// in a subscription's buffer when it runs out is skipped and counted as expired, never
+    /// delivered.
     pub fn expires_in(mut self, ttl: Duration) -> Self {
         self.expires_in = Some(ttl);
         self
@@ -394,21 +435,27 @@ impl From<&Signal> for SignalBuilder {
     /// A builder carrying everything of `signal` but its sequence number and timestamp; the
     /// expiry becomes the time it had left (on tokio's clock).
     fn from(signal: &Signal) -> Self {
+        let rare = signal.rare.as_deref();
         Self {
             name: signal.name.clone(),
-            key: signal.key.clone(),
-            operation: signal.operation,
+            key: rare.and_then(|r| r.key.clone()),
+            operation: signal.operation(),
             expires_in: signal
-                .expires_at
+                .expires_at()
                 .map(|e| e.saturating_duration_since(Instant::now())),
-            payload: signal.payload.clone(),
+            payload: rare.and_then(|r| r.payload.clone()),
             headers: signal.headers().to_vec(),
             flags: Flags {
                 held: false,
+                operation: false,
                 ..signal.flags
             },
-            lineage: signal.lineage.clone(),
-            route: signal.route.clone(),
+            lineage: rare.and_then(|r| r.lineage.clone()),
+            route: rare.and_then(|r| r.route.clone()),
         }
     }
 }
+
+// A signal is copied into the window, into every subscription and back to the caller on each
+// raise: it must stay within one cache line.
+const _: () = assert!(std::mem::size_of::<Signal>() <= 64);

@@ -1,22 +1,24 @@
 //! `SignalSink`: the shared, bounded, expiring window of signals.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::error::{PropagationError, RaiseError};
 use super::hold::Hold;
-use super::options::{HandlerFailure, SinkConfigError, SinkOptions, validate_age};
+use super::inner::Inner;
+use super::options::{SinkConfigError, SinkOptions, validate_age};
+use super::registration::Registration;
 use super::routes::Target;
 use super::signal::Lineage;
-use super::state::{Extras, Removal, State};
+use super::state::Removal;
 use super::stats::{SinkStats, SubscriberStats};
 use super::subscription::{SubShared, Subscription};
 use super::watch::{Watch, WatchShared};
-use crate::{Buffer, Name, OperationId, Pattern, Signal, SignalBuilder};
+use crate::lag::Ring;
+use crate::{Buffer, Name, OperationId, Overflow, Pattern, Signal, SignalBuilder};
 
 /// A shared, bounded, expiring window of short-lived named signals.
 ///
@@ -60,18 +62,6 @@ pub struct SignalSink {
     pub(crate) inner: Arc<Inner>,
 }
 
-pub(crate) struct Inner {
-    pub(crate) id: u64,
-    state: Mutex<State>,
-    max_payload: usize,
-    max_headers: usize,
-    max_depth: usize,
-    subscription_buffer: Buffer,
-    on_error: Option<super::options::ErrorCallback>,
-    handler_failures: AtomicU64,
-    handler_dropped: AtomicU64,
-}
-
 impl Default for SignalSink {
     /// A sink with [`SinkOptions::default`]: capacity 1000, max age 60 s.
     fn default() -> Self {
@@ -91,20 +81,8 @@ impl SignalSink {
     }
 
     fn build(options: SinkOptions) -> Self {
-        // Relaxed: ids only need to be distinct.
-        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Self {
-            inner: Arc::new(Inner {
-                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-                state: Mutex::new(State::new(&options)),
-                max_payload: options.max_payload,
-                max_headers: options.max_headers,
-                max_depth: options.max_depth,
-                subscription_buffer: options.subscription_buffer,
-                on_error: options.on_error,
-                handler_failures: AtomicU64::new(0),
-                handler_dropped: AtomicU64::new(0),
-            }),
+            inner: Arc::new(Inner::new(options)),
         }
     }
 
@@ -118,9 +96,11 @@ impl SignalSink {
     ///
     /// [`RaiseError::Name`] when `name` breaks the naming rule.
     pub fn raise(&self, name: &str) -> Result<Signal, RaiseError> {
-        crate::name::validate(name)?;
+        // The name is validated under the lock, only when it is not interned yet: an interned
+        // name was validated when it was interned.
+        let key = self.inner.key(name, None);
         let now = Instant::now();
-        let (signal, route) = self.inner.lock().insert(now, name, None, Extras::default());
+        let (signal, route) = self.inner.lock().insert(now, key, None)?;
         self.inner.run_listeners(&signal, route);
         Ok(signal)
     }
@@ -134,10 +114,8 @@ impl SignalSink {
     pub fn raise_with(&self, signal: impl Into<SignalBuilder>) -> Result<Signal, RaiseError> {
         let (name, extras) = self.inner.split(signal.into())?;
         let now = Instant::now();
-        let (signal, route) = self
-            .inner
-            .lock()
-            .insert(now, name.as_str(), Some(&name), extras);
+        let key = self.inner.key(name.as_str(), Some(&name));
+        let (signal, route) = self.inner.lock().insert(now, key, Some(extras))?;
         self.inner.run_listeners(&signal, route);
         Ok(signal)
     }
@@ -175,17 +153,19 @@ impl SignalSink {
         if ancestors.contains(&name) {
             return Err(PropagationError::Cycle { name }.into());
         }
-        if ancestors.len() > self.inner.max_depth {
+        // The new signal's depth: its causes plus itself (see `Signal::depth`).
+        let depth = ancestors.len() + 1;
+        if depth > self.inner.max_depth {
             return Err(PropagationError::TooDeep {
                 name,
-                depth: ancestors.len(),
+                depth,
                 max: self.inner.max_depth,
             }
             .into());
         }
-        builder.lineage = Some(Arc::new(Lineage {
+        builder.lineage = Some(Lineage {
             ancestors: ancestors.into(),
-        }));
+        });
         self.raise_with(builder)
     }
 
@@ -207,11 +187,9 @@ impl SignalSink {
     /// As [`hold`](Self::hold) and [`raise_with`](Self::raise_with).
     pub fn hold_with(&self, signal: impl Into<SignalBuilder>) -> Result<Hold, RaiseError> {
         let (name, extras) = self.inner.split(signal.into())?;
+        let key = self.inner.key(name.as_str(), Some(&name));
         let now = Instant::now();
-        let inserted = self
-            .inner
-            .lock()
-            .insert_hold(now, name.as_str(), Some(&name), extras);
+        let inserted = self.inner.lock().insert_hold(now, key, extras)?;
         let Some((signal, route)) = inserted else {
             return Err(RaiseError::TooManyHolds {
                 max: self.inner.lock().max_holds,
@@ -309,6 +287,15 @@ impl SignalSink {
         state.remove_where(seqs, Removal::Retracted, |_| true)
     }
 
+    /// Retracts the live raised signals named `name` that operation `id` raised. Returns how
+    /// many were removed.
+    pub fn retract_operation_named(&self, id: OperationId, name: &str) -> usize {
+        let mut state = self.inner.lock();
+        state.purge(Instant::now());
+        let seqs = state.ops.get(&id).cloned().unwrap_or_default();
+        state.remove_where(seqs, Removal::Retracted, |s| s.name().as_str() == name)
+    }
+
     /// Removes every live raised signal; held conditions stay. Returns how many were removed
     /// and, when that is more than zero, raises the leaf signal `sink.cleared` with a `count`
     /// header.
@@ -340,13 +327,10 @@ impl SignalSink {
     pub fn watch(&self, pattern: &str) -> Watch {
         let pattern = Pattern::new(pattern);
         let shared = Arc::new(WatchShared::new(pattern.clone()));
-        let id = self
-            .inner
-            .register(pattern, Target::Watcher(shared.clone()));
+        let registration = Registration::new(&self.inner, pattern, Target::Watcher(shared.clone()));
         Watch {
             shared,
-            sink: self.clone(),
-            id,
+            registration,
             seen: 0,
         }
     }
@@ -359,14 +343,40 @@ impl SignalSink {
     /// A [`Subscription`] with its own buffer size.
     pub fn subscribe_with(&self, pattern: &str, buffer: Buffer) -> Subscription {
         let pattern = Pattern::new(pattern);
-        let shared = Arc::new(SubShared::new(pattern.clone(), buffer.capacity()));
-        let id = self
-            .inner
-            .register(pattern, Target::Subscriber(shared.clone()));
+        let mut state = self.inner.lock();
+        // Subscriptions with the same pattern and buffer share one ring, each at its own
+        // cursor: a raise pushes the signal once for all of them. Joined under the sink's
+        // lock, which every push into the ring is made under: the new cursor sees every
+        // signal raised after this call, and none before.
+        let shared_ring = state
+            .registry
+            .targets()
+            .find_map(|(_, target)| match target {
+                Target::Subscriber(sub)
+                    if sub.pattern == pattern
+                        && sub.ring.buffer() == buffer
+                        && !sub.ring.is_closed() =>
+                {
+                    Some(Arc::clone(&sub.ring))
+                }
+                _ => None,
+            });
+        // Always `DropOldest`: `raise` delivers under the sink's lock and never waits.
+        let ring = shared_ring.unwrap_or_else(|| Arc::new(Ring::new(buffer, Overflow::DropOldest)));
+        let cursor = ring.cursor();
+        let shared = Arc::new(SubShared {
+            pattern: pattern.clone(),
+            ring,
+            reader: cursor.tally(),
+        });
+        let id = state
+            .registry
+            .add(pattern, Target::Subscriber(shared.clone()));
+        drop(state);
         Subscription {
+            cursor,
             shared,
-            sink: Arc::downgrade(&self.inner),
-            id,
+            _registration: Registration::registered(&self.inner, id),
         }
     }
 
@@ -419,18 +429,20 @@ impl SignalSink {
             .targets()
             .filter_map(|(pattern, target)| match target {
                 Target::Subscriber(sub) => {
-                    let (delivered, dropped, buffered) = sub.counters();
+                    let ring = sub.ring.reader_stats(&sub.reader);
                     Some(SubscriberStats {
                         pattern: pattern.to_string(),
-                        delivered,
-                        dropped,
-                        buffered,
+                        delivered: ring.pushed,
+                        dropped: ring.dropped,
+                        expired: ring.expired,
+                        buffered: ring.buffered,
                     })
                 }
                 _ => None,
             })
             .collect();
         let c = &state.counters;
+        let (handler_failures, handler_dropped) = self.inner.handler_counts();
         SinkStats {
             raised: c.raised,
             expired: c.expired,
@@ -452,9 +464,8 @@ impl SignalSink {
             subscriptions,
             watches,
             listeners,
-            // Relaxed: statistics, read for display; no other memory depends on them.
-            handler_failures: self.inner.handler_failures.load(Ordering::Relaxed),
-            handler_dropped: self.inner.handler_dropped.load(Ordering::Relaxed),
+            handler_failures,
+            handler_dropped,
             subscribers,
         }
     }
@@ -465,114 +476,6 @@ impl SignalSink {
 
     pub(crate) fn purge_now(&self) {
         self.inner.lock().purge(Instant::now());
-    }
-}
-
-// Coordinator support (issue 3): operation-scoped retraction for `OperationContext::retract`.
-impl SignalSink {
-    /// Retracts the live raised signals named `name` that operation `id` raised. Returns how
-    /// many were removed.
-    pub fn retract_operation_named(&self, id: OperationId, name: &str) -> usize {
-        let mut state = self.inner.lock();
-        state.purge(Instant::now());
-        let seqs = state.ops.get(&id).cloned().unwrap_or_default();
-        state.remove_where(seqs, Removal::Retracted, |s| s.name().as_str() == name)
-    }
-}
-
-impl Inner {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        // Nothing user-supplied runs under this lock, so a poisoned lock can only come from a
-        // bug of ours mid-update; the state is still memory-safe, so carry on rather than
-        // turn every later call into a panic.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn split(&self, b: SignalBuilder) -> Result<(Name, Extras), RaiseError> {
-        if let Some(payload) = &b.payload
-            && payload.len() > self.max_payload
-        {
-            return Err(RaiseError::PayloadTooLarge {
-                len: payload.len(),
-                max: self.max_payload,
-            });
-        }
-        if b.headers.len() > self.max_headers {
-            return Err(RaiseError::TooManyHeaders {
-                count: b.headers.len(),
-                max: self.max_headers,
-            });
-        }
-        let headers = (!b.headers.is_empty()).then(|| Arc::from(b.headers));
-        Ok((
-            b.name,
-            Extras {
-                key: b.key,
-                operation: b.operation,
-                expires_in: b.expires_in,
-                payload: b.payload,
-                headers,
-                flags: b.flags,
-                lineage: b.lineage,
-                route: b.route,
-            },
-        ))
-    }
-
-    pub(crate) fn register(&self, pattern: Pattern, target: Target) -> u64 {
-        self.lock().registry.add(pattern, target)
-    }
-
-    pub(crate) fn unregister(&self, id: u64) {
-        let removed = self.lock().registry.remove(id);
-        // Dropped outside the lock: a listener's captured state may own another sink handle.
-        drop(removed);
-    }
-
-    pub(crate) fn release(&self, sequence: u64) {
-        self.lock().release(sequence);
-    }
-
-    fn run_listeners(&self, signal: &Signal, route: Option<Arc<[Target]>>) {
-        let Some(route) = route else {
-            return;
-        };
-        for target in route.iter() {
-            if let Target::Listener(listener) = target {
-                listener.call(self, signal);
-            }
-        }
-    }
-
-    pub(crate) fn report(&self, failure: HandlerFailure) {
-        // Relaxed: a statistic.
-        self.handler_failures.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(
-            pattern = %failure.pattern,
-            signal = %failure.signal,
-            panicked = failure.panicked,
-            message = %failure.message,
-            "signal handler failed"
-        );
-        if let Some(on_error) = &self.on_error {
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| on_error(&failure)));
-        }
-    }
-
-    pub(crate) fn count_handler_dropped(&self, n: u64) {
-        // Relaxed: a statistic.
-        self.handler_dropped.fetch_add(n, Ordering::Relaxed);
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
-        for (_, target) in state.registry.targets() {
-            if let Target::Subscriber(sub) = target {
-                sub.close();
-            }
-        }
     }
 }
 

@@ -14,38 +14,67 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
-use hashbrown::HashMap;
-use hashbrown::hash_map::EntryRef;
+use hashbrown::hash_table::Entry;
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::routes::{Registry, Route, Target};
-use super::signal::{Flags, Headers, Lineage};
+use super::signal::{Flags, Rare};
+use super::stamp::Stamp;
 use super::{SinkOptions, stats::Counters};
-use crate::{Name, OperationId, Signal};
+use crate::{Name, NameError, OperationId, Signal};
 
 /// Everything of a new signal but its name, sequence number and timestamp.
 #[derive(Default)]
 pub(crate) struct Extras {
-    pub(crate) key: Option<Arc<str>>,
     pub(crate) operation: Option<OperationId>,
     pub(crate) expires_in: Option<Duration>,
-    pub(crate) payload: Option<Arc<[u8]>>,
-    pub(crate) headers: Option<Headers>,
     pub(crate) flags: Flags,
-    pub(crate) lineage: Option<Arc<Lineage>>,
-    pub(crate) route: Option<Arc<[u64]>>,
+    /// The rare parts; `expires_at` is filled in when the signal is stamped.
+    pub(crate) rare: Rare,
+}
+
+impl Extras {
+    /// The signal stamped `sequence` at `timestamp`, expiring at `expires_at` (if sooner than
+    /// the max age).
+    fn stamp(
+        self,
+        name: Name,
+        sequence: u64,
+        timestamp: Stamp,
+        expires_at: Option<Instant>,
+    ) -> Signal {
+        let mut flags = self.flags;
+        flags.operation = self.operation.is_some();
+        let mut rare = self.rare;
+        rare.expires_at = expires_at;
+        Signal {
+            name,
+            sequence,
+            timestamp,
+            operation: self.operation.map_or(0, OperationId::as_u64),
+            flags,
+            rare: rare.into_shared(),
+        }
+    }
 }
 
 pub(super) struct Slot {
     pub(super) seq: u64,
+    /// The hash of the signal's name: finds its entry in `State::names` without hashing the
+    /// name again when the signal leaves.
+    pub(super) hash: u64,
     pub(super) signal: Option<Signal>,
 }
 
 pub(super) struct NameEntry {
     pub(super) name: Name,
+    /// `State::hasher`'s hash of `name`, so the table can grow without hashing names again.
+    pub(super) hash: u64,
     /// Sequence numbers of this name's live window signals, oldest first.
     pub(super) seqs: VecDeque<u64>,
     /// Sequence numbers of this name's held signals, oldest first.
@@ -76,7 +105,11 @@ pub(crate) struct State {
     pub(super) max_patterns: usize,
     pub(super) window: VecDeque<Slot>,
     pub(super) live: usize,
-    pub(super) names: HashMap<Arc<str>, NameEntry>,
+    /// Interned names, found by the hash of the name (`hasher`): a raise hashes its name
+    /// before it takes the lock, and a signal leaving the window finds its entry by the hash
+    /// kept in its slot.
+    pub(super) names: HashTable<NameEntry>,
+    pub(super) hasher: DefaultHashBuilder,
     pub(super) idle_names: usize,
     /// Bumped whenever the set of interned names changes; memoised pattern results carry the
     /// generation they were computed at.
@@ -86,13 +119,24 @@ pub(crate) struct State {
     pub(super) ops: HashMap<OperationId, Vec<u64>>,
     pub(super) memo: HashMap<Box<str>, super::query::Memo>,
     pub(super) seq: u64,
-    last_timestamp: Option<Instant>,
+    last_timestamp: Stamp,
     pub(super) registry: Registry,
     pub(super) counters: Counters,
 }
 
+/// A raised signal and the route whose listeners must hear of it once the lock is released.
+pub(crate) type Raised = (Signal, Option<Arc<[Target]>>);
+
+/// A name to raise: the text, its hash, and the validated `Name` when the caller has one.
+#[derive(Clone, Copy)]
+pub(crate) struct NameKey<'a> {
+    pub(crate) text: &'a str,
+    pub(crate) hash: u64,
+    pub(crate) known: Option<&'a Name>,
+}
+
 impl State {
-    pub(super) fn new(options: &SinkOptions) -> Self {
+    pub(super) fn new(options: &SinkOptions, hasher: DefaultHashBuilder) -> Self {
         Self {
             capacity: options.capacity,
             max_age: options.max_age,
@@ -101,7 +145,8 @@ impl State {
             max_patterns: options.max_patterns,
             window: VecDeque::with_capacity(options.capacity.min(4096)),
             live: 0,
-            names: HashMap::new(),
+            names: HashTable::new(),
+            hasher,
             idle_names: 0,
             generation: 0,
             expiries: BinaryHeap::new(),
@@ -109,69 +154,83 @@ impl State {
             ops: HashMap::new(),
             memo: HashMap::new(),
             seq: 0,
-            last_timestamp: None,
+            last_timestamp: Stamp::MIN,
             registry: Registry::new(),
             counters: Counters::default(),
         }
     }
 
-    fn next_stamp(&mut self, now: Instant) -> (u64, Instant) {
-        self.seq += 1;
-        // Timestamps never go backwards, so "later sequence" implies "not earlier timestamp"
-        // even when threads read the clock in one order and take the lock in the other.
-        let timestamp = self.last_timestamp.map_or(now, |last| last.max(now));
-        self.last_timestamp = Some(timestamp);
-        (self.seq, timestamp)
+    /// The entry of an interned name.
+    pub(super) fn entry(&self, name: &str, hash: u64) -> Option<&NameEntry> {
+        self.names.find(hash, |e| e.name.as_str() == name)
     }
 
-    /// Appends a raised signal, routes it, and evicts beyond capacity.
+    /// Appends a raised signal, routes it, and evicts beyond capacity. A name not interned
+    /// yet is validated here, once (unless `key.known` says it was already); a known name is
+    /// valid by construction.
     pub(super) fn insert(
         &mut self,
         now: Instant,
-        name: &str,
-        known: Option<&Name>,
-        extras: Extras,
-    ) -> (Signal, Option<Arc<[Target]>>) {
-        self.expire(now);
-        let (sequence, timestamp) = self.next_stamp(now);
-        let expires_at = extras
-            .expires_in
-            .filter(|ttl| *ttl < self.max_age)
-            .and_then(|ttl| timestamp.checked_add(ttl));
-        let max_idle = self.max_idle_names;
+        key: NameKey<'_>,
+        extras: Option<Extras>,
+    ) -> Result<Raised, NameError> {
+        let stamp = Stamp::of(now);
+        self.expire(now, stamp);
         let entry = intern(
             &mut self.names,
+            &self.hasher,
             &mut self.generation,
             &mut self.idle_names,
-            name,
-            known,
-        );
-        let signal = Signal {
-            name: entry.name.clone(),
-            key: extras.key,
-            operation: extras.operation,
-            sequence,
-            timestamp,
-            expires_at,
-            payload: extras.payload,
-            headers: extras.headers,
-            flags: extras.flags,
-            lineage: extras.lineage,
-            route: extras.route,
+            key,
+        )?;
+        let (sequence, timestamp) = next_stamp(&mut self.seq, &mut self.last_timestamp, stamp);
+        let (signal, expires_at, deliver_until) = match extras {
+            None => (
+                Signal {
+                    name: entry.name.clone(),
+                    sequence,
+                    timestamp,
+                    operation: 0,
+                    flags: Flags::default(),
+                    rare: None,
+                },
+                None,
+                None,
+            ),
+            Some(extras) => {
+                let at = timestamp.instant();
+                let expires_at = extras
+                    .expires_in
+                    .filter(|ttl| *ttl < self.max_age)
+                    .and_then(|ttl| at.checked_add(ttl));
+                // A signal raised with a time to live is never delivered after it (capped at
+                // the max age as it is now). One raised without is delivered however long it
+                // waited: checking the max age at delivery would read the clock for every
+                // signal and every subscriber (a tenth of the fan-out's time), for events the
+                // reader asked to receive.
+                let deliver_until = extras
+                    .expires_in
+                    .and_then(|_| expires_at.or_else(|| at.checked_add(self.max_age)));
+                let signal = extras.stamp(entry.name.clone(), sequence, timestamp, expires_at);
+                (signal, expires_at, deliver_until)
+            }
         };
-        let was_idle = entry.is_idle();
-        entry.seqs.push_back(sequence);
-        if was_idle {
+        if entry.is_idle() {
             self.idle_names -= 1;
         }
-        let route = deliver(&self.registry, &mut entry.route, name, &signal);
+        entry.seqs.push_back(sequence);
+        let route = deliver(&self.registry, &mut entry.route, &signal, deliver_until);
         self.window.push_back(Slot {
             seq: sequence,
+            hash: key.hash,
             signal: Some(signal.clone()),
         });
         self.live += 1;
-        if let Some(op) = signal.operation {
-            self.ops.entry(op).or_default().push(sequence);
+        if signal.flags.operation {
+            self.ops
+                .entry(OperationId::from_raw(signal.operation))
+                .or_default()
+                .push(sequence);
         }
         if let Some(at) = expires_at {
             self.expiries.push(Reverse((at, sequence)));
@@ -180,56 +239,45 @@ impl State {
             }
         }
         self.counters.raised += 1;
-        while self.live > self.capacity {
+        if self.live > self.capacity {
             self.evict_oldest();
         }
-        self.tidy(max_idle);
-        (signal, route)
+        self.tidy(self.max_idle_names);
+        Ok((signal, route))
     }
 
-    /// Adds a held condition: live until released, exempt from age and capacity.
+    /// Adds a held condition: live until released, exempt from age and capacity. `None` when
+    /// the sink already holds `max_holds` conditions.
     pub(super) fn insert_hold(
         &mut self,
         now: Instant,
-        name: &str,
-        known: Option<&Name>,
+        key: NameKey<'_>,
         mut extras: Extras,
-    ) -> Option<(Signal, Option<Arc<[Target]>>)> {
+    ) -> Result<Option<Raised>, NameError> {
         if self.holds.len() >= self.max_holds {
-            return None;
+            return Ok(None);
         }
         self.purge(now);
-        let (sequence, timestamp) = self.next_stamp(now);
         extras.flags.held = true;
         let entry = intern(
             &mut self.names,
+            &self.hasher,
             &mut self.generation,
             &mut self.idle_names,
-            name,
-            known,
-        );
-        let signal = Signal {
-            name: entry.name.clone(),
-            key: extras.key,
-            operation: extras.operation,
-            sequence,
-            timestamp,
-            expires_at: None,
-            payload: extras.payload,
-            headers: extras.headers,
-            flags: extras.flags,
-            lineage: extras.lineage,
-            route: extras.route,
-        };
-        let was_idle = entry.is_idle();
-        entry.held.push(sequence);
-        if was_idle {
+            key,
+        )?;
+        let (sequence, timestamp) =
+            next_stamp(&mut self.seq, &mut self.last_timestamp, Stamp::of(now));
+        let signal = extras.stamp(entry.name.clone(), sequence, timestamp, None);
+        if entry.is_idle() {
             self.idle_names -= 1;
         }
-        let route = deliver(&self.registry, &mut entry.route, name, &signal);
+        entry.held.push(sequence);
+        // A held condition never expires, in the window or in a subscription's buffer.
+        let route = deliver(&self.registry, &mut entry.route, &signal, None);
         self.holds.insert(sequence, signal.clone());
         self.counters.holds_acquired += 1;
-        Some((signal, route))
+        Ok(Some((signal, route)))
     }
 
     /// Releases a held condition; false when it was already released.
@@ -238,7 +286,8 @@ impl State {
             return false;
         };
         let name = signal.name.as_str();
-        if let Some(entry) = self.names.get_mut(name) {
+        let hash = self.hasher.hash_one(name);
+        if let Some(entry) = self.names.find_mut(hash, |e| e.name.as_str() == name) {
             entry.held.retain(|s| *s != sequence);
             if entry.is_idle() {
                 self.idle_names += 1;
@@ -252,33 +301,23 @@ impl State {
 
     /// Removes every signal whose time is up, as of `now`, and tidies the tables.
     pub(super) fn purge(&mut self, now: Instant) {
-        self.expire(now);
+        self.expire(now, Stamp::of(now));
         self.tidy(self.max_idle_names);
     }
 
     /// Removes every signal whose time is up, as of `now`, leaving the tidying to the caller
     /// (`insert` tidies once, after its own changes).
-    fn expire(&mut self, now: Instant) {
+    #[inline]
+    fn expire(&mut self, now: Instant, stamp: Stamp) {
         // Age: the window is in timestamp order, so expired-by-age signals are at the front.
-        while let Some(front) = self.window.front() {
-            match &front.signal {
-                None => {
-                    self.window.pop_front();
-                }
-                Some(signal) => {
-                    let expired = signal
-                        .timestamp
-                        .checked_add(self.max_age)
-                        .is_some_and(|deadline| deadline <= now);
-                    if !expired {
-                        break;
-                    }
-                    if let Some(signal) = self.window.pop_front().and_then(|s| s.signal) {
-                        self.live -= 1;
-                        self.unindex(&signal, Removal::Expired);
-                    }
-                }
-            }
+        // A signal stamped at or before `now - max_age` has reached its max age.
+        let cutoff = stamp.minus(self.max_age);
+        if self
+            .window
+            .front()
+            .is_some_and(|slot| slot.signal.as_ref().is_none_or(|s| s.timestamp <= cutoff))
+        {
+            self.expire_by_age(cutoff);
         }
         // Own expiries, shorter than the max age, anywhere in the window.
         while let Some(Reverse((at, sequence))) = self.expiries.peek().copied() {
@@ -290,15 +329,37 @@ impl State {
         }
     }
 
+    /// Removes the signals stamped at or before `cutoff` from the front of the window.
+    #[inline(never)]
+    fn expire_by_age(&mut self, cutoff: Stamp) {
+        while let Some(front) = self.window.front() {
+            if front
+                .signal
+                .as_ref()
+                .is_some_and(|signal| signal.timestamp > cutoff)
+            {
+                break;
+            }
+            if let Some(slot) = self.window.pop_front()
+                && let Some(signal) = slot.signal
+            {
+                self.live -= 1;
+                self.unindex(&signal, slot.hash, Removal::Expired);
+            }
+        }
+    }
+
     /// Removes the live window signal with this sequence number, if there is one.
     pub(super) fn take(&mut self, sequence: u64, why: Removal) -> Option<Signal> {
         let index = self
             .window
             .binary_search_by_key(&sequence, |slot| slot.seq)
             .ok()?;
-        let signal = self.window[index].signal.take()?;
+        let slot = &mut self.window[index];
+        let hash = slot.hash;
+        let signal = slot.signal.take()?;
         self.live -= 1;
-        self.unindex(&signal, why);
+        self.unindex(&signal, hash, why);
         Some(signal)
     }
 
@@ -306,16 +367,15 @@ impl State {
         while let Some(slot) = self.window.pop_front() {
             if let Some(signal) = slot.signal {
                 self.live -= 1;
-                self.unindex(&signal, Removal::Evicted);
+                self.unindex(&signal, slot.hash, Removal::Evicted);
                 return;
             }
         }
     }
 
-    fn unindex(&mut self, signal: &Signal, why: Removal) {
+    fn unindex(&mut self, signal: &Signal, hash: u64, why: Removal) {
         let sequence = signal.sequence;
-        let name = signal.name.as_str();
-        if let Some(entry) = self.names.get_mut(name) {
+        if let Some(entry) = self.names.find_mut(hash, |e| e.name.same(&signal.name)) {
             if entry.seqs.front() == Some(&sequence) {
                 entry.seqs.pop_front();
             } else if let Ok(at) = entry.seqs.binary_search(&sequence) {
@@ -324,14 +384,15 @@ impl State {
             if entry.is_idle() {
                 self.idle_names += 1;
             }
-            notify_watchers(&self.registry, &mut entry.route, name);
+            notify_watchers(&self.registry, &mut entry.route, signal.name.as_str());
         }
-        if let Some(op) = signal.operation
-            && let Some(seqs) = self.ops.get_mut(&op)
-        {
-            seqs.retain(|s| *s != sequence);
-            if seqs.is_empty() {
-                self.ops.remove(&op);
+        if signal.flags.operation {
+            let op = OperationId::from_raw(signal.operation);
+            if let Some(seqs) = self.ops.get_mut(&op) {
+                seqs.retain(|s| *s != sequence);
+                if seqs.is_empty() {
+                    self.ops.remove(&op);
+                }
             }
         }
         let counter = match why {
@@ -344,7 +405,18 @@ impl State {
     }
 
     /// Keeps the tables within their stated bounds.
+    #[inline]
     pub(super) fn tidy(&mut self, max_idle_names: usize) {
+        if self.window.front().is_some_and(|s| s.signal.is_none())
+            || self.window.len() > 2 * self.live + 64
+            || self.idle_names > max_idle_names
+        {
+            self.tidy_now(max_idle_names);
+        }
+    }
+
+    #[inline(never)]
+    fn tidy_now(&mut self, max_idle_names: usize) {
         while self.window.front().is_some_and(|s| s.signal.is_none()) {
             self.window.pop_front();
         }
@@ -353,12 +425,12 @@ impl State {
         }
         if self.idle_names > max_idle_names {
             let before = self.names.len();
-            self.names.retain(|_, entry| !entry.is_idle());
+            self.names.retain(|entry| !entry.is_idle());
             self.counters.names_reclaimed += (before - self.names.len()) as u64;
             self.idle_names = 0;
             self.generation += 1;
             if self.names.capacity() > 4 * self.names.len().max(64) {
-                self.names.shrink_to_fit();
+                self.names.shrink_to_fit(|e| e.hash);
             }
             if self.ops.capacity() > 4 * self.ops.len().max(64) {
                 self.ops.shrink_to_fit();
@@ -371,7 +443,7 @@ impl State {
             .window
             .iter()
             .filter_map(|slot| slot.signal.as_ref())
-            .filter_map(|s| s.expires_at.map(|at| Reverse((at, s.sequence))))
+            .filter_map(|s| s.expires_at().map(|at| Reverse((at, s.sequence))))
             .collect();
     }
 
@@ -407,52 +479,69 @@ impl State {
     }
 }
 
-/// Interns `name` with one hash lookup, allocating only for a name not seen before (or
-/// reclaimed since).
+/// The next sequence number and the timestamp to stamp with.
+#[inline]
+fn next_stamp(seq: &mut u64, last: &mut Stamp, now: Stamp) -> (u64, Stamp) {
+    *seq += 1;
+    // Timestamps never go backwards, so "later sequence" implies "not earlier timestamp"
+    // even when threads read the clock in one order and take the lock in the other.
+    *last = (*last).max(now);
+    (*seq, *last)
+}
+
+/// Finds `key`'s entry with one hash lookup, allocating only for a name not seen before (or
+/// reclaimed since), which is validated then, once.
+#[inline]
 fn intern<'a>(
-    names: &'a mut HashMap<Arc<str>, NameEntry>,
+    names: &'a mut HashTable<NameEntry>,
+    hasher: &DefaultHashBuilder,
     generation: &mut u64,
     idle_names: &mut usize,
-    name: &str,
-    known: Option<&Name>,
-) -> &'a mut NameEntry {
-    match names.entry_ref(name) {
-        EntryRef::Occupied(entry) => entry.into_mut(),
-        EntryRef::Vacant(vacant) => {
-            // The caller validated `name` before taking the lock.
-            let name = known
-                .cloned()
-                .unwrap_or_else(|| Name::from_validated(Arc::from(name)));
+    key: NameKey<'_>,
+) -> Result<&'a mut NameEntry, NameError> {
+    match names.entry(key.hash, |e| e.name.as_str() == key.text, |e| e.hash) {
+        Entry::Occupied(entry) => Ok(entry.into_mut()),
+        Entry::Vacant(vacant) => {
+            let name = match key.known {
+                Some(name) => name.clone(),
+                None => Name::new(key.text)?,
+            };
+            debug_assert_eq!(hasher.hash_one(key.text), key.hash);
             // A new name enters no memoised result until they are recomputed.
             *generation += 1;
             // It is counted idle until something makes it live.
             *idle_names += 1;
-            vacant.insert_with_key(
-                name.as_arc().clone(),
-                NameEntry {
+            Ok(vacant
+                .insert(NameEntry {
                     name,
+                    hash: key.hash,
                     seqs: VecDeque::new(),
                     held: Vec::new(),
                     route: Route::default(),
-                },
-            )
+                })
+                .into_mut())
         }
     }
 }
 
 /// Delivers to subscriptions and watches under the lock (so every subscription sees signals
 /// in sequence order) and returns the route for listeners, which run after the lock is
-/// released.
+/// released. `until`: the instant from which subscriptions must not hand the signal out.
+#[inline]
 fn deliver(
     registry: &Registry,
     route: &mut Route,
-    name: &str,
     signal: &Signal,
+    until: Option<Instant>,
 ) -> Option<Arc<[Target]>> {
-    let route = registry.route(route, name)?;
+    let route = registry.route(route, signal.name.as_str())?;
     for target in route.iter() {
         match target {
-            Target::Subscriber(sub) => sub.push(signal.clone()),
+            // Never fails but when the subscription was dropped meanwhile (closed): then
+            // there is nobody to deliver to.
+            Target::Subscriber(sub) => {
+                let _ = sub.ring.try_push(signal.clone(), until);
+            }
             Target::Watcher(watch) => watch.bump(),
             Target::Listener(_) => {}
         }

@@ -16,7 +16,11 @@ pub(crate) struct Counters {
 }
 
 /// One subscription's delivery counters.
+///
+/// `delivered` counts what entered its buffer; each of those is then read, dropped, expired
+/// or still buffered.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SubscriberStats {
     /// The pattern it subscribed with.
     pub pattern: String,
@@ -24,6 +28,9 @@ pub struct SubscriberStats {
     pub delivered: u64,
     /// Signals dropped because its buffer was full (reported to it as `Lagged`).
     pub dropped: u64,
+    /// Signals whose time ran out while they waited in its buffer: skipped, never handed
+    /// out, and not reported as `Lagged`.
+    pub expired: u64,
     /// Signals waiting in its buffer now.
     pub buffered: usize,
 }
@@ -81,6 +88,6 @@ pub struct SinkStats {
     pub handler_failures: u64,
     /// Signals dropped by async handlers whose queue was full.
     pub handler_dropped: u64,
-    /// Per subscription: delivered, dropped and buffered.
+    /// Per subscription: delivered, dropped, expired and buffered.
     pub subscribers: Vec<SubscriberStats>,
 }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
+use super::registration::Registration;
 use crate::{Pattern, SignalSink};
 
 pub(crate) struct WatchShared {
@@ -41,6 +43,12 @@ impl WatchShared {
 /// without polling: while waiting, the watch sleeps until the earliest expiry among its
 /// matches (on tokio's clock).
 ///
+/// A watch does not keep the sink alive. When the last handle that does is gone, every signal
+/// is gone with it: the watch sees that as one last change, [`has_match`](Self::has_match) is
+/// false from then on (so [`wait_until_clear`](Self::wait_until_clear) returns), and
+/// [`changed`](Self::changed) never returns again (nor does
+/// [`wait_for_match`](Self::wait_for_match): nothing can match any more).
+///
 /// # Examples
 ///
 /// ```
@@ -63,8 +71,7 @@ impl WatchShared {
 #[must_use = "a watch does nothing unless awaited"]
 pub struct Watch {
     pub(crate) shared: Arc<WatchShared>,
-    pub(crate) sink: SignalSink,
-    pub(crate) id: u64,
+    pub(crate) registration: Registration,
     pub(crate) seen: u64,
 }
 
@@ -82,23 +89,40 @@ impl Watch {
                 self.seen = version;
                 return;
             }
-            let pattern = self.shared.pattern.as_str();
-            match self.sink.next_expiry(pattern) {
+            match self.next_expiry() {
                 Some(at) => {
                     tokio::select! {
                         () = &mut notified => {}
-                        () = tokio::time::sleep_until(at) => self.sink.purge_now(),
+                        () = tokio::time::sleep_until(at) => self.purge(),
                     }
                 }
+                // Nothing expires on its own: only a notification changes anything (and once
+                // the sink is gone, nothing ever will).
                 None => notified.await,
             }
         }
     }
 
-    /// Whether any live signal matches now.
+    /// The sink, while some handle keeps it alive.
+    fn sink(&self) -> Option<SignalSink> {
+        self.registration.sink().map(SignalSink::from_inner)
+    }
+
+    fn next_expiry(&self) -> Option<Instant> {
+        self.sink()?.next_expiry(self.shared.pattern.as_str())
+    }
+
+    fn purge(&self) {
+        if let Some(sink) = self.sink() {
+            sink.purge_now();
+        }
+    }
+
+    /// Whether any live signal matches now (never, once the sink is gone).
     #[must_use]
     pub fn has_match(&self) -> bool {
-        self.sink.has_signal(self.shared.pattern.as_str())
+        self.sink()
+            .is_some_and(|sink| sink.has_signal(self.shared.pattern.as_str()))
     }
 
     /// Returns once no live signal matches (at once if none does now).
@@ -119,12 +143,6 @@ impl Watch {
     #[must_use]
     pub fn pattern(&self) -> &Pattern {
         &self.shared.pattern
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        self.sink.inner.unregister(self.id);
     }
 }
 

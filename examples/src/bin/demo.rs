@@ -8,7 +8,7 @@
 //! ```text
 //! cargo run --release -p ephemeral-examples --bin demo
 //! cargo run --release -p ephemeral-examples --bin demo -- --items 200 --failure-rate 0.2 --seed 7
-//! cargo run --release -p ephemeral-examples --bin demo -- --bus demo   # then: ephemeral --bus demo top
+//! cargo run --release -p ephemeral-examples --bin demo -- --bus demo   # then: ephemeral top --bus demo
 //! RUST_LOG=ephemeral=debug cargo run --release -p ephemeral-examples --bin demo -- --plain
 //! ```
 
@@ -73,7 +73,7 @@ struct Args {
     plain: bool,
 
     /// Publish the coordinators' and the sink's live state on this bus: watch them with
-    /// `ephemeral --bus NAME top` from another terminal.
+    /// `ephemeral top --bus NAME` from another terminal.
     #[arg(long, value_name = "NAME")]
     bus: Option<String>,
 

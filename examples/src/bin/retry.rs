@@ -42,6 +42,7 @@ async fn main() {
             .max_delay(Duration::from_millis(200)),
     )
     .max_attempts(4)
+    .expect("4 attempts is a valid setting")
     .when(|e: &HttpError| !matches!(e, HttpError::NotFound))
     .adjust(|e, planned| match e {
         HttpError::TooManyRequests { retry_after } => *retry_after,
@@ -102,7 +103,9 @@ async fn main() {
 
     // 5. Shutting down cancels a long wait at once.
     let token = CancellationToken::new();
-    let slow = Retry::new(Backoff::constant(Duration::from_secs(60))).max_attempts(3);
+    let slow = Retry::new(Backoff::constant(Duration::from_secs(60)))
+        .max_attempts(3)
+        .expect("3 attempts is a valid setting");
     let canceller = token.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(50)).await;

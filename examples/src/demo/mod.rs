@@ -38,7 +38,6 @@ use ephemeral::{
     Signal, SignalSink, SinkOptions,
 };
 use ephemeral_atoms::retry::{Backoff, Jitter, Retry, RetryError};
-use ephemeral_patterns::CoordinatorHandle;
 use ephemeral_patterns::backpressure::Backpressure;
 use ephemeral_patterns::circuit_breaker::{CircuitBreaker, CircuitBreakerOptions, CircuitState};
 use rand::rngs::SmallRng;
@@ -211,36 +210,6 @@ impl Payments {
     }
 }
 
-/// The payments coordinator as the patterns see a coordinator. (`ephemeral-patterns`
-/// implements [`CoordinatorHandle`] for the FIFO work coordinator only; the trait is public,
-/// so a keyed one is wrapped here.)
-#[derive(Debug, Clone)]
-struct PaymentsHandle(EphemeralKeyedWorkCoordinator<Customer, Order>);
-
-impl CoordinatorHandle for PaymentsHandle {
-    fn pending_count(&self) -> usize {
-        self.0.pending_count()
-    }
-    fn max_concurrency(&self) -> usize {
-        self.0.max_concurrency()
-    }
-    fn set_max_concurrency(&self, n: usize) -> Result<(), ephemeral::OptionsError> {
-        self.0.set_max_concurrency(n)
-    }
-    fn stats(&self) -> ephemeral::CoordinatorStats {
-        self.0.stats()
-    }
-    fn is_done(&self) -> bool {
-        self.0.is_done()
-    }
-    fn sink(&self) -> &SignalSink {
-        self.0.sink()
-    }
-    fn id(&self) -> &str {
-        self.0.id()
-    }
-}
-
 /// Marks one payment of a customer as running until dropped.
 struct InFlight<'a> {
     payments: &'a Payments,
@@ -308,6 +277,7 @@ pub(crate) async fn run(config: &Config, output: Output) -> Result<Summary, Demo
             .seed(config.seed),
     )
     .max_attempts(MAX_ATTEMPTS)
+    .expect("MAX_ATTEMPTS is at least 1")
     .when(|e: &CallError| e.is_retryable())
     .signals(sink.clone())
     .name("payments");
@@ -350,13 +320,12 @@ pub(crate) async fn run(config: &Config, output: Output) -> Result<Summary, Demo
     // Keeps the backpressure hold in step with the payments backlog: re-read on every payment
     // start (the admission hook above wakes it), so the hold is released even while the
     // intake is deferred and reports nothing. Stops with the payments coordinator.
-    let backlog = PaymentsHandle(payments.clone());
-    let _monitor = pressure.monitor(&backlog)?;
+    let _monitor = pressure.monitor(&payments)?;
 
     let intake_latency = Latencies::default();
     let intake = {
         let latency = intake_latency.clone();
-        let payments = backlog.clone();
+        let payments = payments.clone();
         let pressure = pressure.clone();
         EphemeralWorkCoordinator::new(
             move |order: Order, _ctx: OperationContext| {
@@ -365,7 +334,6 @@ pub(crate) async fn run(config: &Config, output: Output) -> Result<Summary, Demo
                 async move {
                     sleep(Duration::from_millis(2)).await; // validation, fraud check
                     payments
-                        .0
                         .enqueue(order.customer, order)
                         .await
                         .map_err(|e| format!("payments refused the order: {e}"))?;

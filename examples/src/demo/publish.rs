@@ -1,5 +1,5 @@
 //! `--bus NAME`: the demo's coordinators and sink publish their live state on a bus, so
-//! `ephemeral --bus NAME top` in another terminal shows them.
+//! `ephemeral top --bus NAME` in another terminal shows them.
 
 use ephemeral::{EphemeralKeyedWorkCoordinator, EphemeralWorkCoordinator, SignalSink};
 use ephemeral_bus::Bus;

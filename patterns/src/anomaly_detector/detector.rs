@@ -16,6 +16,11 @@ pub enum AnomalyError {
     /// The window was zero.
     #[error("the anomaly window is 0: use a non-zero window")]
     ZeroWindow,
+    /// The threshold was zero, which would make every instant an anomaly.
+    #[error(
+        "the anomaly threshold is 0: use at least 1 (that many signals within the window are an anomaly)"
+    )]
+    ZeroThreshold,
     /// The prefix does not make valid names.
     #[error("the anomaly prefix does not make valid signal names: {0}")]
     Prefix(#[source] NameError),
@@ -24,9 +29,10 @@ pub enum AnomalyError {
     NoRuntime,
 }
 
-/// Raises `<prefix>.detected` and holds `<prefix>.active` while more than `threshold`
-/// signals matching a pattern arrived within `window`; raises `<prefix>.cleared` when the
-/// count falls back.
+/// Raises `<prefix>.detected` and holds `<prefix>.active` while at least `threshold`
+/// signals matching a pattern arrived within `window` (the threshold is inclusive, as in the
+/// original: a threshold of 5 detects the fifth signal); raises `<prefix>.cleared` when the
+/// count falls below it.
 ///
 /// # Examples
 ///
@@ -39,9 +45,10 @@ pub enum AnomalyError {
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let sink = SignalSink::default();
 /// let detector = AnomalyDetector::new(&sink, "error.*", 3, Duration::from_secs(10), "anomaly")?;
-/// for _ in 0..4 {
-///     sink.raise("error.db")?;
-/// }
+/// sink.raise("error.db")?;
+/// sink.raise("error.db")?;
+/// assert!(!detector.is_active());
+/// sink.raise("error.db")?; // the third within 10 s
 /// assert!(detector.is_active());
 /// assert!(sink.has_signal("anomaly.detected") && sink.has_signal("anomaly.active"));
 ///
@@ -72,7 +79,7 @@ struct Inner {
 
 #[derive(Default)]
 struct State {
-    /// The last `threshold + 1` arrivals.
+    /// The last `threshold` arrivals.
     arrivals: VecDeque<Instant>,
     active: bool,
     hold: Option<Hold>,
@@ -87,8 +94,8 @@ impl AnomalyDetector {
     ///
     /// # Errors
     ///
-    /// [`AnomalyError`] for a zero window, a prefix that does not make valid names, or
-    /// outside a tokio runtime.
+    /// [`AnomalyError`] for a zero window or threshold, a prefix that does not make valid
+    /// names, or outside a tokio runtime.
     pub fn new(
         sink: &SignalSink,
         pattern: &str,
@@ -98,6 +105,9 @@ impl AnomalyDetector {
     ) -> Result<Self, AnomalyError> {
         if window.is_zero() {
             return Err(AnomalyError::ZeroWindow);
+        }
+        if threshold == 0 {
+            return Err(AnomalyError::ZeroThreshold);
         }
         let name =
             |suffix: &str| Name::new(&format!("{prefix}.{suffix}")).map_err(AnomalyError::Prefix);
@@ -151,7 +161,7 @@ impl Inner {
         let now = Instant::now();
         let mut state = lock(&self.state);
         state.arrivals.push_back(now);
-        while state.arrivals.len() > self.threshold + 1 {
+        while state.arrivals.len() > self.threshold {
             state.arrivals.pop_front();
         }
         let Some(clear_at) = self.clear_at(&state) else {
@@ -160,7 +170,7 @@ impl Inner {
         if clear_at <= now {
             return;
         }
-        // Every arrival above the threshold pushes the clearing instant later: re-arm.
+        // Every arrival at or above the threshold pushes the clearing instant later: re-arm.
         state.generation += 1;
         let generation = state.generation;
         let newly = !state.active;
@@ -191,10 +201,10 @@ impl Inner {
         });
     }
 
-    /// When the count within the window falls back to the threshold, if it is above it now:
-    /// the instant the oldest of the last `threshold + 1` arrivals leaves the window.
+    /// When the count within the window falls below the threshold, if it is at or above it
+    /// now: the instant the oldest of the last `threshold` arrivals leaves the window.
     fn clear_at(&self, state: &State) -> Option<Instant> {
-        if state.arrivals.len() <= self.threshold {
+        if state.arrivals.len() < self.threshold {
             return None;
         }
         state.arrivals.front()?.checked_add(self.window)

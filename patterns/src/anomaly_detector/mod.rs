@@ -3,13 +3,15 @@
 //! # When to use it
 //!
 //! To turn a stream of individual events (`error.*`, `timeout.*`) into one condition a
-//! person or a coordinator can act on: when more than `threshold` signals matching the
-//! pattern arrive within `window`, the detector raises `anomaly.detected` and holds
+//! person or a coordinator can act on: when `threshold` signals matching the pattern (or
+//! more) arrive within `window`, the detector raises `anomaly.detected` and holds
 //! `anomaly.active` (so `defer_on("anomaly.active")` works); once the count within the window
-//! falls back to the threshold or below, it releases the hold and raises `anomaly.cleared`.
+//! falls below the threshold, it releases the hold and raises `anomaly.cleared`. The
+//! threshold is inclusive, as in the original and as people read it: with a threshold of 5,
+//! five signals in the window are an anomaly.
 //! The names' first segment is configurable (`anomaly.db.detected`, ...).
 //!
-//! Memory is bounded by the threshold (it keeps the last `threshold + 1` arrival instants),
+//! Memory is bounded by the threshold (it keeps the last `threshold` arrival instants),
 //! not by the traffic. Arrivals are seen synchronously by a sink listener; clearing happens on
 //! a timer at the exact instant the oldest counted arrival leaves the window.
 //!

@@ -1,0 +1,272 @@
+//! The bus subcommands, one file each, and what they share: the bus or NATS they talk to,
+//! the signal given on the command line, output and interruption.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ephemeral_bus::link::Link;
+use ephemeral_bus::{
+    BUS_DIR_ENV, Bridged, Bus, BusError, BusName, BusOptions, KEY_HEADER, Lagged, Message, Outgoing,
+};
+use ephemeral_nats::{Nats, NatsOptions};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+
+use crate::exit::{Failure, IO, NO_BUS, REFUSED, USAGE};
+
+mod hold;
+mod publish;
+mod raise;
+mod request;
+mod stats;
+mod watch;
+
+pub(crate) use hold::hold;
+pub(crate) use publish::publish;
+pub(crate) use raise::raise;
+pub(crate) use request::request;
+pub(crate) use stats::{StatsView, stats};
+pub(crate) use watch::{WatchView, watch};
+
+/// What every subcommand talks to: a bus of this machine, or NATS.
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    /// A bus (`--bus`, `EPHEMERAL_BUS`, or `default`).
+    Bus { bus: BusName, create: bool },
+    /// A NATS server or cluster (`--nats`, `EPHEMERAL_NATS`).
+    Nats {
+        url: String,
+        prefix: Option<String>,
+        creds: Option<PathBuf>,
+    },
+}
+
+/// An open connection to a [`Target`].
+#[derive(Debug, Clone)]
+pub(crate) enum Conn {
+    Bus(Bus),
+    Nats(Nats),
+}
+
+/// The default max age of a signal sink ([`ephemeral::SinkOptions`]): a longer `raise --ttl`
+/// is cut to it by every sink that keeps the default.
+pub(crate) const SINK_MAX_AGE: Duration = Duration::from_secs(60);
+
+/// The sequence number `raise` and `hold` stamp on their signal: with this process's origin
+/// (random per process), it identifies the signal to the bridges' de-duplication.
+pub(crate) const CLI_SEQ: u64 = 1;
+
+impl Target {
+    /// Connects: opens the bus (refusing to create one unless `--create` was given), or
+    /// connects to NATS.
+    pub(crate) async fn connect(&self) -> Result<Conn, Failure> {
+        match self {
+            Target::Bus { bus, create } => Ok(Conn::Bus(open_bus(bus, *create).await?)),
+            Target::Nats { url, prefix, creds } => {
+                let mut options = NatsOptions::default().name("ephemeral-cli");
+                if let Some(prefix) = prefix {
+                    options = options.prefix(prefix.as_str());
+                }
+                if let Some(creds) = creds {
+                    options = options.credentials_file(creds);
+                }
+                Ok(Conn::Nats(Nats::connect_with(url, options).await?))
+            }
+        }
+    }
+}
+
+/// Opens the bus, refusing to create one unless `create`.
+pub(crate) async fn open_bus(name: &BusName, create: bool) -> Result<Bus, Failure> {
+    let options = BusOptions::default();
+    if !create {
+        let dir = options.bus_dir(name);
+        match Bus::exists(name.as_str(), &options) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(Failure::new(
+                    NO_BUS,
+                    format!(
+                        "no bus named `{name}`: {} does not exist. Start the service that opens it, \
+                         pick another with --bus NAME, point {BUS_DIR_ENV} at its parent \
+                         directory, pass --create to open it anyway, or use --nats URL",
+                        dir.display()
+                    ),
+                ));
+            }
+            Err(BusError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                return Err(Failure::new(
+                    REFUSED,
+                    format!(
+                        "bus `{name}` refused: cannot read {}: {source}",
+                        dir.display()
+                    ),
+                ));
+            }
+            Err(BusError::Io { source, .. }) => {
+                return Err(Failure::new(
+                    IO,
+                    format!("bus `{name}`: cannot read {}: {source}", dir.display()),
+                ));
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Ok(Bus::open_with(name.as_str(), options).await?)
+}
+
+impl Conn {
+    /// How status lines name it: ``bus `shop` `` or ``NATS nats://host:4222``.
+    pub(crate) fn label(&self) -> String {
+        match self {
+            Conn::Bus(bus) => format!("bus `{}`", bus.name()),
+            Conn::Nats(nats) => format!("NATS {}", nats.url()),
+        }
+    }
+
+    /// The label with where it is: the bus directory, or the NATS subject prefix.
+    pub(crate) fn location(&self) -> String {
+        match self {
+            Conn::Bus(bus) => format!("{} ({})", self.label(), bus.dir().display()),
+            Conn::Nats(nats) => format!("{} (prefix `{}`)", self.label(), nats.prefix()),
+        }
+    }
+
+    /// Publishes `out`; returns how many subscriptions it reached when the transport can
+    /// tell (the bus), `None` when it cannot (NATS).
+    pub(crate) async fn publish(&self, out: Outgoing) -> Result<Option<usize>, Failure> {
+        match self {
+            Conn::Bus(bus) => Ok(Some(bus.publish_with(out).await?)),
+            Conn::Nats(nats) => {
+                nats.publish_with(out).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Subscribes to `pattern` with a buffer of `capacity`, dropping the oldest when full
+    /// (a watcher never slows anyone down; it is told of what it missed).
+    pub(crate) async fn subscribe(
+        &self,
+        pattern: &str,
+        capacity: usize,
+    ) -> Result<BoxStream<'static, Result<Message, Lagged>>, Failure> {
+        let buffer = ephemeral_bus::Buffer::Bounded(
+            std::num::NonZeroUsize::new(capacity).unwrap_or(std::num::NonZeroUsize::MIN),
+        );
+        Ok(match self {
+            Conn::Bus(bus) => bus
+                .subscribe_with(pattern, buffer, ephemeral_bus::Overflow::DropOldest)
+                .await?
+                .boxed(),
+            Conn::Nats(nats) => nats.subscribe_with(pattern, buffer).await?.boxed(),
+        })
+    }
+
+    /// How long a hold lease lasts by default: the bridges' default on this transport.
+    pub(crate) fn default_lease(&self) -> Duration {
+        match self {
+            Conn::Bus(bus) => bus.default_hold_lease(),
+            Conn::Nats(nats) => nats.default_hold_lease(),
+        }
+    }
+
+    /// Waits until what this process sent has left it, so that a one-shot command does not
+    /// exit (and drop its queues) first: every bus peer has read it (bounded by the bus's
+    /// handshake timeout, 1 s, per peer), or the NATS server has it.
+    pub(crate) async fn flush(&self) {
+        match self {
+            Conn::Bus(bus) => bus.flush().await,
+            Conn::Nats(nats) => {
+                let _ = tokio::time::timeout(Duration::from_secs(5), nats.client().flush()).await;
+            }
+        }
+    }
+}
+
+/// A feature of the bus that NATS does not have, asked for with `--nats`.
+pub(crate) fn bus_only(what: &str, why: &str) -> Failure {
+    Failure::new(USAGE, format!("{what} is not available over NATS: {why}"))
+}
+
+/// Resolves when the process is asked to stop (Ctrl-C / SIGINT, or SIGTERM).
+pub(crate) async fn interrupted() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// A status line of a one-shot or long-running command, on stdout like `raise`'s (a closed
+/// stdout is no reason to stop holding).
+pub(crate) fn status(text: &str) {
+    let _ = emit(text);
+}
+
+/// Writes one line to stdout and flushes it; `false` when stdout is gone (a closed pipe).
+pub(crate) fn emit(text: &str) -> bool {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}").and_then(|()| out.flush()).is_ok()
+}
+
+/// The parts of a signal given on the command line.
+#[derive(Debug)]
+pub(crate) struct SignalArgs {
+    pub(crate) name: String,
+    pub(crate) key: Option<String>,
+    pub(crate) payload: Option<String>,
+    pub(crate) headers: Vec<(String, String)>,
+}
+
+impl SignalArgs {
+    /// The message a bridge publishes for such a signal (see the bridge's header constants).
+    /// The message a bridge publishes for this signal as `bridged` (see [`Bridged`]).
+    pub(crate) fn outgoing(&self, bridged: Bridged) -> Result<Outgoing, Failure> {
+        let mut out = bridged.outgoing(&self.name)?;
+        if let Some(key) = &self.key {
+            out = out.header(KEY_HEADER, key.as_str());
+        }
+        if let Some(payload) = &self.payload {
+            out = out.payload(payload.as_bytes());
+        }
+        for (k, v) in &self.headers {
+            out = out.header(k, v.as_str());
+        }
+        Ok(out)
+    }
+}
+
+/// What a publish reached, for a status line: `reached 2 subscribers`, or `sent` when the
+/// transport cannot count (NATS).
+pub(crate) fn reached_text(reached: Option<usize>) -> String {
+    match reached {
+        None => "sent to the server".to_owned(),
+        Some(0) => "reached no subscriber".to_owned(),
+        Some(1) => "reached 1 subscriber".to_owned(),
+        Some(n) => format!("reached {n} subscribers"),
+    }
+}
+
+/// Reads a payload argument: `-` means standard input.
+pub(crate) fn payload_bytes(arg: &str) -> Result<Vec<u8>, Failure> {
+    if arg == "-" {
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut bytes)
+            .map_err(|e| Failure::new(USAGE, format!("cannot read the payload from stdin: {e}")))?;
+        Ok(bytes)
+    } else {
+        Ok(arg.as_bytes().to_vec())
+    }
+}

@@ -1,0 +1,30 @@
+//! `ephemeral publish`: one message on a topic.
+
+use ephemeral_bus::{BusError, Outgoing};
+
+use super::{Target, reached_text};
+use crate::exit::Failure;
+
+/// `ephemeral publish`.
+pub(crate) async fn publish(
+    target: &Target,
+    topic: &str,
+    payload: &[u8],
+    headers: &[(String, String)],
+) -> Result<(), Failure> {
+    let mut out = Outgoing::new(topic)
+        .map_err(BusError::from)?
+        .payload(payload);
+    for (k, v) in headers {
+        out = out.header(k, v.as_str());
+    }
+    let conn = target.connect().await?;
+    let reached = conn.publish(out).await?;
+    conn.flush().await;
+    println!(
+        "published {topic} on {} ({})",
+        conn.label(),
+        reached_text(reached)
+    );
+    Ok(())
+}

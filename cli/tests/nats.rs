@@ -1,0 +1,445 @@
+//! `--nats URL`: the bus subcommands against a real nats-server (each test starts its own).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{PATIENCE, eventually, run, spawn_ready, spawn_ready_stdout};
+use ephemeral::{
+    EphemeralOptions, EphemeralWorkCoordinator, Name, OperationContext, SignalBuilder, SignalSink,
+};
+use ephemeral_bus::inspect::PublishState;
+use ephemeral_nats::testing::NatsServer;
+use ephemeral_nats::{Nats, NatsOptions};
+use futures::StreamExt;
+use serde_json::Value;
+use tokio::io::AsyncReadExt;
+
+async fn nats(server: &NatsServer) -> Nats {
+    Nats::connect(&server.url()).await.expect("connect")
+}
+
+/// SIGINT by pid, then the exit code and stdout.
+async fn interrupt(child: tokio::process::Child) -> (Option<i32>, String) {
+    let pid = child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    let output = tokio::time::timeout(PATIENCE, child.wait_with_output())
+        .await
+        .expect("exits on SIGINT")
+        .expect("wait");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_and_raise_over_nats_reach_bridged_sinks() {
+    let server = NatsServer::start().await;
+    let url = server.url();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let nats = nats(&server).await;
+    let sink = SignalSink::default();
+    let _bridge = nats.bridge(&sink, "error.*").await.expect("bridge");
+
+    let (watcher, _stderr) = spawn_ready(
+        dir.path(),
+        &["watch", "error.*", "--nats", &url, "--count", "2", "--json"],
+        "watching",
+    )
+    .await;
+    // A service's signal, bridged to NATS, shows in the watcher...
+    sink.raise_with(
+        SignalBuilder::new(Name::new("error.db").unwrap())
+            .key("orders")
+            .payload_str("disk full"),
+    )
+    .expect("raise");
+    // ...and one raised from the command line reaches the service's sink.
+    let (code, stdout, stderr) = run(
+        dir.path(),
+        &[
+            "raise",
+            "error.net",
+            "--nats",
+            &url,
+            "--key",
+            "edge",
+            "--ttl",
+            "30s",
+            "--header",
+            "region=eu",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(&format!("raised error.net on NATS {url}")),
+        "{stdout}"
+    );
+    eventually("the raise in the bridged sink", || {
+        sink.has_signal("error.net")
+    })
+    .await;
+    let got = sink.latest("error.net").unwrap();
+    assert_eq!(got.key(), Some("edge"));
+    assert_eq!(got.header("region"), Some(&"eu".into()));
+    assert!(got.remaining(tokio::time::Instant::now(), sink.max_age()) <= Duration::from_secs(30));
+
+    let output = tokio::time::timeout(PATIENCE, watcher.wait_with_output())
+        .await
+        .expect("watch --count 2 exits")
+        .expect("wait");
+    assert_eq!(output.status.code(), Some(0));
+    let lines: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["topic"], "error.db");
+    assert_eq!(lines[0]["key"], "orders");
+    assert_eq!(lines[1]["topic"], "error.net");
+    assert_eq!(lines[1]["key"], "edge");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_over_nats_is_mirrored_until_interrupted() {
+    let server = NatsServer::start().await;
+    let url = server.url();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let nats = nats(&server).await;
+    let sink = SignalSink::default();
+    let _bridge = nats.bridge(&sink, "circuit.*").await.expect("bridge");
+
+    let (child, mut out) = spawn_ready_stdout(
+        dir.path(),
+        &["hold", "circuit.open", "--key", "payments", "--nats", &url],
+        "holding",
+    )
+    .await;
+    eventually("the mirror", || sink.has_signal("circuit.open")).await;
+    let held = sink.latest("circuit.open").unwrap();
+    assert!(held.is_held());
+    assert_eq!(held.key(), Some("payments"));
+    // Past the NATS lease (3 s by default; the command uses the same) it is still live.
+    tokio::time::sleep(Duration::from_millis(4000)).await;
+    assert!(sink.has_signal("circuit.open"), "refreshed");
+    let (code, _) = interrupt(child).await;
+    assert_eq!(code, Some(0));
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).await.expect("stdout");
+    assert!(rest.contains("released circuit.open"), "{rest}");
+    // Released at once, not after a lease.
+    let released = tokio::time::Instant::now();
+    eventually("the release", || !sink.has_signal("circuit.open")).await;
+    assert!(released.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_request_and_stats_over_nats() {
+    let server = NatsServer::start().await;
+    let url = server.url();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let nats = nats(&server).await;
+
+    // publish: payload and headers arrive.
+    let mut orders = nats.subscribe("orders.*").await.expect("subscribe");
+    let (code, stdout, stderr) = run(
+        dir.path(),
+        &[
+            "publish",
+            "orders.created",
+            "{\"id\":1}",
+            "--header",
+            "tenant=acme",
+            "--nats",
+            &url,
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("sent to the server"), "{stdout}");
+    let m = tokio::time::timeout(PATIENCE, orders.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.payload(), b"{\"id\":1}");
+    assert_eq!(m.header("tenant"), Some(&"acme".into()));
+
+    // request: a reply, no server (exit 6), a failing handler (exit 6), --stream refused.
+    let _double = nats
+        .serve("math.double", |m| async move {
+            let n: u64 = m
+                .payload_str()
+                .unwrap_or("")
+                .parse()
+                .map_err(|_| "not a number")?;
+            Ok::<_, &str>((n * 2).to_string())
+        })
+        .await
+        .expect("serve");
+    let (code, stdout, stderr) = run(
+        dir.path(),
+        &["request", "math.double", "21", "--nats", &url],
+    )
+    .await;
+    assert_eq!((code, stdout.as_str()), (0, "42\n"), "{stderr}");
+    let (code, _, stderr) = run(dir.path(), &["request", "math.double", "x", "--nats", &url]).await;
+    assert_eq!(code, 6, "{stderr}");
+    assert!(stderr.contains("not a number"), "{stderr}");
+    let (code, _, stderr) = run(dir.path(), &["request", "math.none", "1", "--nats", &url]).await;
+    assert_eq!(code, 6, "{stderr}");
+    assert!(stderr.contains("no server for `math.none`"), "{stderr}");
+    let (code, _, stderr) = run(
+        dir.path(),
+        &["request", "math.double", "1", "--stream", "--nats", &url],
+    )
+    .await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("not available over NATS"), "{stderr}");
+
+    // stats: the monitor counts what is published while it runs.
+    let publisher = nats.clone();
+    let ticker = tokio::spawn(async move {
+        loop {
+            let _ = publisher.publish("load.tick", "0123456789").await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    let (code, stdout, stderr) = run(
+        dir.path(),
+        &["stats", "--nats", &url, "--interval", "1s", "--json"],
+    )
+    .await;
+    ticker.abort();
+    assert_eq!(code, 0, "{stderr}");
+    let doc: Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(doc["nats"], url.as_str());
+    assert_eq!(doc["prefix"], "ephemeral");
+    let tick = doc["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["topic"] == "load.tick")
+        .unwrap_or_else(|| panic!("load.tick counted: {doc}"));
+    assert!(tick["messages"].as_u64().unwrap() > 10, "{doc}");
+    assert_eq!(tick["bytes"].as_u64().unwrap() % 10, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn top_ops_and_signals_over_nats_and_watch_star_sees_none_of_it() {
+    let server = NatsServer::start().await;
+    let url = server.url();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let service = nats(&server).await;
+    let payments = EphemeralWorkCoordinator::new(
+        |n: u32, _: OperationContext| async move {
+            if n == 3 {
+                Err("card declined")
+            } else {
+                Ok::<_, &str>(())
+            }
+        },
+        EphemeralOptions::default(),
+    )
+    .unwrap();
+    for i in 0..5 {
+        payments.enqueue(i).await.unwrap();
+    }
+    payments.drain().await.unwrap();
+    let _top = payments.publish_state(&service, "payments").await.unwrap();
+    let sink = SignalSink::default();
+    let _held = sink.hold("circuit.open").unwrap();
+    let _signals = sink.publish_state(&service, "signals").await.unwrap();
+
+    // Everything on the user topics, while top polls and the services answer.
+    let (star, _stderr) = spawn_ready(
+        dir.path(),
+        &["watch", "*", "--nats", &url, "--json"],
+        "watching",
+    )
+    .await;
+
+    let (code, stdout, stderr) = run(
+        dir.path(),
+        &["top", "--nats", &url, "--once", "--json", "--wait", "1s"],
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let doc: Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(doc["nats"], url.as_str());
+    let frames = doc["frames"].as_array().unwrap();
+    let names: Vec<&str> = frames
+        .iter()
+        .map(|f| f["publisher"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["payments", "signals"], "{doc}");
+    assert_eq!(frames[0]["state"]["counts"]["failed"], 1);
+
+    let (code, stdout, stderr) = run(
+        dir.path(),
+        &[
+            "ops", "payments", "--state", "failed", "--nats", &url, "--wait", "1s",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("card declined"), "{stdout}");
+    let (code, _, stderr) = run(
+        dir.path(),
+        &["ops", "nobody", "--nats", &url, "--wait", "500ms"],
+    )
+    .await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains(&format!("on NATS {url}")), "{stderr}");
+    let (code, stdout, stderr) = run(
+        dir.path(),
+        &[
+            "signals",
+            "circuit.*",
+            "--held",
+            "--nats",
+            &url,
+            "--wait",
+            "1s",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("circuit.open"), "{stdout}");
+
+    // The watcher saw none of that exchange: its first line is the marker published now.
+    service.publish("marker", "end").await.unwrap();
+    let (_, out) = interrupt_after_line(star).await;
+    let first: Value = serde_json::from_str(out.lines().next().unwrap_or("{}")).expect("json");
+    assert_eq!(first["topic"], "marker", "{out}");
+}
+
+/// Waits for the child's first stdout line, then interrupts it.
+async fn interrupt_after_line(mut child: tokio::process::Child) -> (Option<i32>, String) {
+    use tokio::io::AsyncBufReadExt;
+    let stdout = child.stdout.take().expect("piped");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(PATIENCE, lines.next_line())
+        .await
+        .expect("a line within the patience")
+        .expect("read")
+        .unwrap_or_default();
+    let (code, _) = interrupt(child).await;
+    (code, line)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_choices_and_errors_are_clear() {
+    let server = NatsServer::start().await;
+    let url = server.url();
+    let dir = tempfile::tempdir().expect("temp dir");
+
+    // --bus and --nats together: a usage error naming both.
+    let (code, _, stderr) = run(dir.path(), &["raise", "x", "--bus", "b", "--nats", &url]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--bus") && stderr.contains("--nats"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run(dir.path(), &["raise", "x", "--create", "--nats", &url]).await;
+    assert_eq!(code, 2, "{stderr}");
+
+    // Both variables set and no flag: ambiguous, said so.
+    let output = common::cli(dir.path())
+        .env("EPHEMERAL_BUS", "b")
+        .env("EPHEMERAL_NATS", &url)
+        .args(["raise", "x"])
+        .output()
+        .await
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("both EPHEMERAL_BUS and EPHEMERAL_NATS"),
+        "{stderr}"
+    );
+    // EPHEMERAL_NATS alone chooses NATS; a --bus flag beats it.
+    let output = common::cli(dir.path())
+        .env("EPHEMERAL_NATS", &url)
+        .args(["raise", "x"])
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("on NATS"));
+    let output = common::cli(dir.path())
+        .env("EPHEMERAL_NATS", &url)
+        .args(["raise", "x", "--bus", "b", "--create"])
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("on bus `b`"));
+
+    // NATS options without NATS.
+    let (code, _, stderr) = run(
+        dir.path(),
+        &["raise", "x", "--nats-prefix", "app", "--create"],
+    )
+    .await;
+    assert_eq!(code, 2, "{stderr}");
+    let (code, _, stderr) = run(dir.path(), &["raise", "x", "--nats-prefix", "app"]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("only apply to NATS"), "{stderr}");
+
+    // Nothing listens: exit 3, saying what to do; a malformed URL or prefix: exit 2.
+    let (code, _, stderr) = run(dir.path(), &["raise", "x", "--nats", "nats://127.0.0.1:1"]).await;
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("start a nats-server"), "{stderr}");
+    let (code, _, stderr) = run(dir.path(), &["raise", "x", "--nats", "nats://:x"]).await;
+    assert_eq!(code, 2, "{stderr}");
+    let (code, _, stderr) = run(
+        dir.path(),
+        &["raise", "x", "--nats", &url, "--nats-prefix", "a..b"],
+    )
+    .await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("invalid subject prefix"), "{stderr}");
+
+    // What only a bus has.
+    for args in [vec!["watch", "*", "--requests"], vec!["stats", "--peers"]] {
+        let mut args = args.clone();
+        args.extend(["--nats", &url]);
+        let (code, _, stderr) = run(dir.path(), &args).await;
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains("not available over NATS"), "{stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefix_separates_applications() {
+    let server = NatsServer::start().await;
+    let url = server.url();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let shop = Nats::connect_with(&url, NatsOptions::default().prefix("shop"))
+        .await
+        .unwrap();
+    let sink = SignalSink::default();
+    let _bridge = shop.bridge(&sink, "*").await.unwrap();
+    let (code, _, stderr) = run(dir.path(), &["raise", "elsewhere", "--nats", &url]).await;
+    assert_eq!(code, 0, "{stderr}");
+    let output = common::cli(dir.path())
+        .env("EPHEMERAL_NATS", &url)
+        .env("EPHEMERAL_NATS_PREFIX", "shop")
+        .args(["raise", "here"])
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    eventually("the shop's raise", || sink.has_signal("here")).await;
+    assert!(
+        !sink.has_signal("elsewhere"),
+        "another prefix, another application"
+    );
+}

@@ -1,0 +1,199 @@
+//! What every handle, worker and the steering task share: the lock-guarded [`Core`], the
+//! wake-ups, the room for pending items, and the one way to change the state.
+//!
+//! Locking: one mutex guards the [`Core`]; every critical section is short and runs no user
+//! code. Changes go through [`Inner::update`]: it runs a `Core` method under the lock, which
+//! records what must happen next in an [`Effect`], and applies that effect after the unlock
+//! (room back, workers spawned or woken, `done` published, result waiters woken, then the
+//! `on_finalized` and `on_evicted` callbacks). The one exception is accepting an item, the
+//! hottest section, which cannot end or evict an operation: `Core::accept` returns an
+//! [`Accepted`] instead, applied by [`Inner::accepted`]. Lock order is core → sink (the sink
+//! never calls back while locked).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::runtime::Handle;
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::super::admission::Admission;
+use super::super::context::ContextShared;
+use super::super::queue::Queue;
+use super::body::BodyFn;
+use super::rules::Rules;
+use super::state::{Accepted, Core, Effect};
+use crate::sync::{Mutex, MutexGuard, lock};
+
+/// State shared by handles, workers and the steering task.
+pub(crate) struct Inner<T, R, Q: Queue<T>> {
+    core: Mutex<Core<T, R, Q>>,
+    /// Workers wait here for work.
+    pub(crate) work: Notify,
+    /// Woken on finishes while result waiters exist.
+    pub(crate) finished: Notify,
+    /// Becomes `true` once, when the coordinator is done.
+    pub(crate) done: watch::Sender<bool>,
+    /// Room for pending items (`max_pending`).
+    pub(crate) room: Semaphore,
+    pub(crate) body: BodyFn<T, R>,
+    pub(crate) ctx: Arc<ContextShared>,
+    pub(crate) rules: Rules,
+    /// Cancelled at shutdown: stops the steering task, intake streams and parked waits.
+    pub(crate) root: CancellationToken,
+    pub(crate) hooks: Vec<Arc<dyn Admission>>,
+    pub(crate) runtime: Handle,
+    /// The sink's sequence when the coordinator was created: older drain signals do not
+    /// count.
+    pub(crate) created_seq: u64,
+    /// Wakes the steering task (a `max_defer` clock started).
+    pub(crate) steer: Notify,
+    /// How many `wait_for_result` calls are waiting, so finishes skip the notify otherwise.
+    pub(crate) waiting: AtomicUsize,
+    /// Spawns one worker task. Handed in by the engine handle, so that this module does not
+    /// depend on the worker (which depends on it).
+    spawn_worker: fn(&Arc<Self>),
+}
+
+impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        core: Core<T, R, Q>,
+        room: usize,
+        body: BodyFn<T, R>,
+        ctx: Arc<ContextShared>,
+        rules: Rules,
+        hooks: Vec<Arc<dyn Admission>>,
+        runtime: Handle,
+        created_seq: u64,
+        spawn_worker: fn(&Arc<Self>),
+    ) -> Self {
+        Self {
+            core: Mutex::new(core),
+            work: Notify::new(),
+            finished: Notify::new(),
+            done: watch::channel(false).0,
+            room: Semaphore::new(room),
+            body,
+            ctx,
+            rules,
+            root: CancellationToken::new(),
+            hooks,
+            runtime,
+            created_seq,
+            steer: Notify::new(),
+            waiting: AtomicUsize::new(0),
+            spawn_worker,
+        }
+    }
+
+    /// Locks the core to read it, to accept an item, or to begin a section that ends with
+    /// [`release`](Self::release) (a waiting worker enables its wake-up under the lock).
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Core<T, R, Q>> {
+        lock(&self.core)
+    }
+
+    /// Runs `f` on the core under the lock, then, after the unlock, applies the [`Effect`]
+    /// it recorded (with `done` and the owed callbacks).
+    #[inline(always)]
+    pub(crate) fn update<X>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut Core<T, R, Q>, &mut Effect) -> X,
+    ) -> X {
+        let mut fx = Effect::default();
+        let mut core = self.lock();
+        let out = f(&mut core, &mut fx);
+        self.release(core, fx);
+        out
+    }
+
+    /// Concludes a critical section begun with [`lock`](Self::lock): unlocks, then applies
+    /// `fx`.
+    #[inline(always)]
+    pub(crate) fn release(
+        self: &Arc<Self>,
+        mut core: MutexGuard<'_, Core<T, R, Q>>,
+        mut fx: Effect,
+    ) {
+        core.conclude(&mut fx);
+        drop(core);
+        self.apply(fx);
+    }
+
+    /// Applies an effect; never called under the lock.
+    #[inline(always)]
+    fn apply(self: &Arc<Self>, fx: Effect) {
+        if fx.any_flag() {
+            if fx.has(Effect::CLOSE_ROOM) {
+                self.room.close();
+            }
+            if fx.has(Effect::CANCEL_ROOT) {
+                self.root.cancel();
+            }
+        }
+        if fx.room_back > 0 {
+            self.room.add_permits(fx.room_back);
+        }
+        for _ in 0..fx.spawn {
+            (self.spawn_worker)(self);
+        }
+        if fx.any_flag() {
+            if fx.has(Effect::DONE) {
+                self.done.send_replace(true);
+            }
+            if fx.has(Effect::WAKE_ALL) || fx.has(Effect::DONE) {
+                self.work.notify_waiters();
+            }
+            if fx.has(Effect::DONE) || fx.has(Effect::STEER) {
+                self.steer.notify_one();
+            }
+            if fx.has(Effect::FINISHED) {
+                self.notify_finished();
+            }
+        }
+        if let Some(owed) = fx.owed {
+            self.rules.deliver(owed.finalized, owed.evicted);
+        }
+    }
+
+    /// What follows an accepted item, after the unlock.
+    pub(crate) fn accepted(self: &Arc<Self>, accepted: &Accepted) {
+        if accepted.spawn {
+            (self.spawn_worker)(self);
+        } else {
+            self.work.notify_one();
+        }
+        if accepted.steer {
+            self.steer.notify_one();
+        }
+    }
+
+    /// Wakes result waiters, if there are any.
+    fn notify_finished(&self) {
+        // SeqCst: pairs with the increment in `wait_record`, which then checks the record
+        // under the lock; either the waiter sees the finish, or we see the waiter.
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.finished.notify_waiters();
+        }
+    }
+
+    /// `cancel()` and dropping the last handle.
+    pub(crate) fn shutdown(self: &Arc<Self>) {
+        let now = Instant::now();
+        self.update(|core, fx| core.shutdown(fx, now));
+    }
+
+    /// `complete()` (idempotent).
+    pub(crate) fn complete(self: &Arc<Self>) {
+        self.update(Core::complete);
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+pub(crate) async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

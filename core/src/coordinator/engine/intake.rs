@@ -1,0 +1,203 @@
+//! Intake: `enqueue`, `try_enqueue`, reserved room, `enqueue_many` and stream intake. Each
+//! takes room among `max_pending` (the `room` semaphore) before the item is accepted.
+
+use std::sync::Arc;
+
+use tokio::sync::TryAcquireError;
+use tokio::time::Instant;
+
+use super::super::error::{EnqueueError, EnqueueManyError};
+use super::super::queue::{Job, Queue};
+use super::inner::Inner;
+use super::lifecycle::Engine;
+use crate::OperationId;
+
+/// An item ready for the queue: the item, its route and its rendered key.
+pub(crate) type Routed<T, Route> = (T, Route, Option<Arc<str>>);
+
+/// Enqueues `items` one by one with `one`; at the first refusal, gives back that item and
+/// every one after it.
+pub(crate) async fn enqueue_each<U, F, Fut>(
+    items: impl IntoIterator<Item = U>,
+    mut one: F,
+) -> Result<Vec<OperationId>, EnqueueManyError<U>>
+where
+    F: FnMut(U) -> Fut,
+    Fut: Future<Output = Result<OperationId, EnqueueError<U>>>,
+{
+    let mut ids = Vec::new();
+    let mut items = items.into_iter();
+    while let Some(item) = items.next() {
+        match one(item).await {
+            Ok(id) => ids.push(id),
+            Err(refused) => return Err(EnqueueManyError::new(ids, refused, items)),
+        }
+    }
+    Ok(ids)
+}
+
+impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
+    /// Accepts an item whose room (a forgotten `room` permit) the caller holds.
+    pub(crate) fn accept(
+        self: &Arc<Self>,
+        item: T,
+        route: Q::Route,
+        key: Option<Arc<str>>,
+        from_intake: bool,
+    ) -> Result<OperationId, EnqueueError<T>> {
+        let id = OperationId::next();
+        let now = Instant::now();
+        let accepted = self
+            .lock()
+            .accept(Job::new(id, item, route, key), now, from_intake);
+        match accepted {
+            Ok(accepted) => {
+                self.accepted(&accepted);
+                Ok(id)
+            }
+            Err(refused) => {
+                self.room.add_permits(1);
+                Err(refused)
+            }
+        }
+    }
+}
+
+/// Room reserved for one item; given back when dropped unused.
+pub(crate) struct Reserved<T: Send + 'static, R: Send + 'static, Q: Queue<T>> {
+    inner: Option<Arc<Inner<T, R, Q>>>,
+}
+
+impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Reserved<T, R, Q> {
+    pub(crate) fn send(
+        mut self,
+        item: T,
+        route: Q::Route,
+        key: Option<Arc<str>>,
+    ) -> Result<OperationId, EnqueueError<T>> {
+        match self.inner.take() {
+            Some(inner) => inner.accept(item, route, key, false),
+            None => Err(EnqueueError::Closed(item)),
+        }
+    }
+}
+
+impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Drop for Reserved<T, R, Q> {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take() {
+            inner.room.add_permits(1);
+        }
+    }
+}
+
+impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
+    pub(crate) async fn enqueue(
+        &self,
+        item: T,
+        route: Q::Route,
+        key: Option<Arc<str>>,
+    ) -> Result<OperationId, EnqueueError<T>> {
+        let inner = self.inner();
+        // No lock here: a closed coordinator has closed `room` (or, while intakes run,
+        // `accept` refuses under the lock and gives the room back).
+        match inner.room.acquire().await {
+            Ok(permit) => permit.forget(),
+            Err(_) => return Err(EnqueueError::Closed(item)),
+        }
+        inner.accept(item, route, key, false)
+    }
+
+    pub(crate) fn try_enqueue(
+        &self,
+        item: T,
+        route: Q::Route,
+        key: Option<Arc<str>>,
+    ) -> Result<OperationId, EnqueueError<T>> {
+        let inner = self.inner();
+        match inner.room.try_acquire() {
+            Ok(permit) => permit.forget(),
+            Err(TryAcquireError::Closed) => return Err(EnqueueError::Closed(item)),
+            Err(TryAcquireError::NoPermits) => {
+                if inner.lock().is_closed() {
+                    return Err(EnqueueError::Closed(item));
+                }
+                return Err(EnqueueError::Full(item));
+            }
+        }
+        inner.accept(item, route, key, false)
+    }
+
+    /// Waits for room; the room is held until the permit is used or dropped.
+    pub(crate) async fn reserve(&self) -> Result<Reserved<T, R, Q>, EnqueueError<()>> {
+        let inner = self.inner();
+        if inner.lock().is_closed() {
+            return Err(EnqueueError::Closed(()));
+        }
+        match inner.room.acquire().await {
+            Ok(permit) => permit.forget(),
+            Err(_) => return Err(EnqueueError::Closed(())),
+        }
+        Ok(Reserved {
+            inner: Some(inner.clone()),
+        })
+    }
+
+    /// Feeds a stream into the coordinator on a task; `drain` waits for it. `split` turns a
+    /// stream item into the item, its route and its rendered key, or refuses it with a
+    /// message that stops the intake (surfaced by `drain`).
+    pub(crate) fn intake<S, U, E>(
+        &self,
+        stream: S,
+        split: impl Fn(U) -> Result<Routed<T, Q::Route>, Arc<str>> + Send + 'static,
+    ) where
+        S: futures::Stream<Item = Result<U, E>> + Send + 'static,
+        U: Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        let inner = self.inner().clone();
+        if !inner.update(|core, _| core.start_intake()) {
+            return;
+        }
+        let runtime = inner.runtime.clone();
+        runtime.spawn(async move {
+            use futures::StreamExt;
+            let mut stream = std::pin::pin!(stream);
+            let failed = |message: Arc<str>| inner.update(|core, _| core.intake_failed(message));
+            loop {
+                let next = tokio::select! {
+                    next = stream.next() => next,
+                    () = inner.root.cancelled() => None,
+                };
+                match next.map(|r| r.map(&split)) {
+                    Some(Ok(Ok((item, route, key)))) => {
+                        let Ok(permit) = inner.room.acquire().await else {
+                            break;
+                        };
+                        permit.forget();
+                        match inner.accept(item, route, key, true) {
+                            Ok(_) => {}
+                            Err(EnqueueError::Refused { lane, reason, .. }) => {
+                                failed(Arc::from(format!(
+                                    "lane `{lane}` refused an item, so the intake stopped: {reason}"
+                                )));
+                                break;
+                            }
+                            // Cancelled: the coordinator no longer takes anything.
+                            Err(_) => break,
+                        }
+                    }
+                    Some(Ok(Err(message))) => {
+                        failed(message);
+                        break;
+                    }
+                    Some(Err(e)) => {
+                        failed(Arc::from(e.to_string()));
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            inner.update(|core, fx| core.end_intake(fx));
+        });
+    }
+}

@@ -1,0 +1,34 @@
+//! The engine behind every coordinator type: one lock-guarded state, long-lived workers and
+//! a steering task woken by the sink.
+//!
+//! Files, in the order they depend on each other (each uses only those before it):
+//!
+//! * `body.rs`: the type-erased user body, and panic messages;
+//! * `rules.rs`: what the options fix at creation (patterns, callbacks), callback delivery;
+//! * `sample.rs`: the `sample` throttle;
+//! * `window.rs`: tracked operations, eviction and echoes;
+//! * `state.rs`: [`Core`](state::Core), everything under the lock, and the
+//!   [`Effect`](state::Effect) each change leaves to apply after the unlock;
+//! * `inner.rs`: [`Inner`](inner::Inner), shared by handles, workers and the steering task,
+//!   and `update`, the one way to change the state;
+//! * `worker.rs`: the workers (take, admit, run, file);
+//! * `steer.rs`: the steering task (drain, cancel-running, clear, defer, `max_defer`);
+//! * `lifecycle.rs`: [`Engine`], creation and lifecycle; `intake.rs` and `queries.rs` add its
+//!   intake and its queries.
+
+mod body;
+mod inner;
+mod intake;
+mod lifecycle;
+mod queries;
+mod rules;
+mod sample;
+mod state;
+mod steer;
+mod window;
+mod worker;
+
+pub(crate) use body::erase;
+pub(crate) use intake::{Reserved, enqueue_each};
+pub(crate) use lifecycle::Engine;
+pub(crate) use window::Record;

@@ -1,0 +1,793 @@
+//! The engine's state under its lock, and the one value each critical section leaves to do
+//! after the unlock.
+//!
+//! Every change to the queue, the counters or the window is a [`Core`] method, so the
+//! counters cannot drift from what they count. A method that must wake a task, give room
+//! back or run a callback does not do it: it writes it into an [`Effect`], which the engine
+//! applies once the lock is released (`Inner::update`).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::super::error::{EnqueueError, IntakeError, PinError};
+use super::super::queue::{Job, PopCx, Queue};
+use super::super::snapshot::{
+    CancelReason, CoordinatorStats, Echo, OperationSnapshot, OperationState,
+};
+use super::rules::DeferRules;
+use super::window::{Record, Window};
+use crate::{OperationId, SignalSink};
+
+/// What a critical section leaves to do once the lock is released, in the order the engine
+/// applies it: give room back, spawn or wake workers, publish `done`, then run the callbacks.
+/// Small on purpose: one is built and applied for every change.
+#[must_use = "an effect must be applied after the unlock"]
+#[derive(Default)]
+pub(crate) struct Effect {
+    /// `max_pending` room to give back (items left the queue or were refused).
+    pub(super) room_back: usize,
+    /// Worker tasks to spawn (already counted in `Core::workers`).
+    pub(super) spawn: usize,
+    /// The `Effect::*` flags below.
+    flags: u8,
+    /// Snapshots for `on_finalized` and `on_evicted` (only when some are owed).
+    pub(super) owed: Option<Box<Owed>>,
+}
+
+/// Snapshots owed to the callbacks.
+pub(crate) struct Owed {
+    /// For `on_finalized`, in finish order.
+    pub(super) finalized: Vec<OperationSnapshot>,
+    /// For `on_evicted`, in eviction order.
+    pub(super) evicted: Vec<OperationSnapshot>,
+}
+
+impl Effect {
+    /// Close the room: intake is over, waiting `enqueue` calls fail.
+    pub(super) const CLOSE_ROOM: u8 = 1;
+    /// Cancel the coordinator's root token (shutdown).
+    pub(super) const CANCEL_ROOT: u8 = 1 << 1;
+    /// The coordinator became done: publish it, wake the workers and the steering task.
+    pub(super) const DONE: u8 = 1 << 2;
+    /// Wake the steering task (a `max_defer` clock started).
+    pub(super) const STEER: u8 = 1 << 3;
+    /// Some operation finished: wake result waiters.
+    pub(super) const FINISHED: u8 = 1 << 4;
+    /// Wake every waiting worker (a limit, a pause, a deferral or intake changed).
+    pub(super) const WAKE_ALL: u8 = 1 << 5;
+
+    fn set(&mut self, flag: u8) {
+        self.flags |= flag;
+    }
+
+    pub(super) fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+
+    /// Whether any flag is set (one test for the common case of none).
+    pub(super) fn any_flag(&self) -> bool {
+        self.flags != 0
+    }
+
+    fn steer_if(&mut self, on: bool) {
+        if on {
+            self.set(Self::STEER);
+        }
+    }
+}
+
+/// What must follow an accepted item after the unlock.
+#[must_use]
+pub(crate) struct Accepted {
+    /// Spawn a worker for it (already counted in `Core::workers`); otherwise wake one.
+    pub(super) spawn: bool,
+    /// Wake the steering task (the item is held, its `max_defer` clock runs).
+    pub(super) steer: bool,
+}
+
+/// How a body (or its admission) ended, as the worker saw it.
+pub(crate) enum Outcome<R> {
+    Ok(R),
+    Err(Arc<str>),
+    Panic(Arc<str>),
+    /// The body ignored its cancelled token for the whole grace period.
+    Aborted,
+    /// Admission refused it.
+    Refused(CancelReason),
+}
+
+/// A popped job and the token of its operation.
+pub(crate) type Taken<T, Q> = (Job<T, <Q as Queue<T>>::Route>, CancellationToken);
+
+/// What a worker does next.
+pub(crate) enum Next<T, Q: Queue<T>> {
+    /// Start this job.
+    Start(Taken<T, Q>),
+    /// Wait for a wake-up (the worker is counted idle).
+    Wait,
+    /// Exit (the worker is no longer counted).
+    Exit,
+}
+
+/// Everything under the engine's lock: the queue, the window and the counters.
+///
+/// # Invariants
+///
+/// Between critical sections:
+///
+/// * `accepted == queue.len() + parked + running + completed + failed + cancelled`: every
+///   accepted item is queued, put aside by an admission hook, taken by a worker, or counted
+///   in exactly one terminal state.
+/// * Every queued, parked or running item has a `Pending` or `Running` record in the window;
+///   a running one (past admission) holds its token there.
+/// * `running <= limit` whenever a job is taken (lowering the limit lets running bodies
+///   finish first); `running <= peak`.
+/// * `workers` counts the worker tasks spawned and not exited; `idle <= workers` counts those
+///   waiting for a wake-up.
+/// * `cancelled` implies `closed`; `done` implies `closed` with nothing queued, parked,
+///   running or streaming in (`intakes == 0`), and once set it stays set.
+/// * `defer_since.is_some()` exactly while the coordinator-wide defer rule held at its last
+///   evaluation; meanwhile every queued job is held. `overdue` counts the queued jobs past
+///   `max_defer` under `DeferPolicy::Run`.
+/// * `finalized_out` is empty unless `on_finalized` is set, and is emptied (with the
+///   window's evictions) into the [`Effect`] before every unlock.
+pub(crate) struct Core<T, R, Q: Queue<T>> {
+    queue: Q,
+    window: Window<R>,
+    defer: DeferRules,
+    /// Whether `on_finalized` is set (finished operations are snapshotted for it).
+    report_finalized: bool,
+    parked: usize,
+    running: usize,
+    workers: usize,
+    idle: usize,
+    limit: usize,
+    paused: bool,
+    closed: bool,
+    cancelled: bool,
+    intakes: usize,
+    done: bool,
+    /// When the current deferral by `defer_on` began.
+    defer_since: Option<Instant>,
+    overdue: usize,
+    accepted: u64,
+    completed: u64,
+    failed: u64,
+    cancelled_count: u64,
+    panicked: u64,
+    peak: u64,
+    intake_error: Option<IntakeError>,
+    finalized_out: Vec<OperationSnapshot>,
+    _item: std::marker::PhantomData<fn(T)>,
+}
+
+impl<T, R, Q: Queue<T>> Core<T, R, Q> {
+    pub(crate) fn new(
+        queue: Q,
+        window: Window<R>,
+        defer: DeferRules,
+        limit: usize,
+        report_finalized: bool,
+    ) -> Self {
+        Self {
+            queue,
+            window,
+            defer,
+            report_finalized,
+            parked: 0,
+            running: 0,
+            workers: 0,
+            idle: 0,
+            limit,
+            paused: false,
+            closed: false,
+            cancelled: false,
+            intakes: 0,
+            done: false,
+            defer_since: None,
+            overdue: 0,
+            accepted: 0,
+            completed: 0,
+            failed: 0,
+            cancelled_count: 0,
+            panicked: 0,
+            peak: 0,
+            intake_error: None,
+            finalized_out: Vec::new(),
+            _item: std::marker::PhantomData,
+        }
+    }
+
+    // ----- Reading -----------------------------------------------------------------------
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.done
+    }
+
+    pub(crate) fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    pub(crate) fn limit(&self) -> usize {
+        self.limit
+    }
+
+    pub(crate) fn running(&self) -> usize {
+        self.running
+    }
+
+    /// Accepted items not started (deferred and parked included).
+    pub(crate) fn pending(&self) -> usize {
+        self.queue.len() + self.parked
+    }
+
+    pub(crate) fn intake_error(&self) -> Option<IntakeError> {
+        self.intake_error.clone()
+    }
+
+    pub(crate) fn queue(&self) -> &Q {
+        &self.queue
+    }
+
+    pub(crate) fn record(&self, id: OperationId) -> Option<&Record<R>> {
+        self.window.record(id)
+    }
+
+    /// Every tracked record, in no particular order.
+    pub(crate) fn records(&self) -> impl Iterator<Item = (OperationId, &Record<R>)> {
+        self.window.records()
+    }
+
+    pub(crate) fn echoes(&self) -> impl ExactSizeIterator<Item = &Echo> {
+        self.window.echoes()
+    }
+
+    /// One consistent snapshot of the counters.
+    pub(crate) fn stats(&self) -> CoordinatorStats {
+        CoordinatorStats {
+            accepted: self.accepted,
+            pending: self.pending() as u64,
+            running: self.running as u64,
+            completed: self.completed,
+            failed: self.failed,
+            cancelled: self.cancelled_count,
+            panicked: self.panicked,
+            evicted: self.window.evicted(),
+            tracked: self.window.len() as u64,
+            pinned: self.window.pinned() as u64,
+            echoes: self.window.echoes().len() as u64,
+            max_concurrency: self.limit as u64,
+            peak_running: self.peak,
+        }
+    }
+
+    /// The queued jobs a defer rule holds back (`None` when no rule could), so snapshots can
+    /// show them `Deferred`. Jobs past `max_defer` under `DeferPolicy::Run` may start, so
+    /// they are not held.
+    pub(crate) fn held(&self) -> Option<HashSet<OperationId>> {
+        if self.defer.defer_on.is_none() && !self.queue.has_route_deferral() {
+            return None;
+        }
+        let mut held = HashSet::new();
+        self.queue.for_each(&mut |job| {
+            if job.is_held() && !job.is_overdue() {
+                held.insert(job.id);
+            }
+        });
+        Some(held)
+    }
+
+    // ----- The window ----------------------------------------------------------------------
+
+    /// Evicts what the window's bounds require at `now`.
+    pub(crate) fn purge(&mut self, now: Instant) {
+        self.window.purge(now);
+    }
+
+    pub(crate) fn pin(&mut self, id: OperationId) -> Result<(), PinError> {
+        self.window.pin(id)
+    }
+
+    pub(crate) fn unpin(&mut self, id: OperationId, now: Instant) -> bool {
+        self.window.unpin(id, now)
+    }
+
+    pub(crate) fn evict(&mut self, id: OperationId, now: Instant) -> bool {
+        self.window.evict(id, now)
+    }
+
+    // ----- Intake --------------------------------------------------------------------------
+
+    /// Accepts an item whose room (a forgotten `room` permit) the caller holds. Accepting
+    /// never ends or evicts an operation, so instead of an [`Effect`] it returns the little
+    /// that must happen after the unlock; on refusal the item comes back in the error and
+    /// the caller gives the room back.
+    pub(crate) fn accept(
+        &mut self,
+        job: Job<T, Q::Route>,
+        now: Instant,
+        from_intake: bool,
+    ) -> Result<Accepted, EnqueueError<T>> {
+        // An intake stream started before `complete()` may still feed items after it.
+        if self.cancelled || (self.closed && !from_intake) {
+            return Err(EnqueueError::Closed(job.item));
+        }
+        if let Some((lane, reason)) = self.queue.refuse(&job.route) {
+            return Err(EnqueueError::Refused {
+                item: job.item,
+                lane,
+                reason,
+            });
+        }
+        let mut job = job;
+        self.window
+            .insert(job.id, Record::pending(job.key.clone(), now));
+        self.accepted += 1;
+        // Accepted during a deferral: held from the start.
+        let mut held = self.defer_since.is_some() && job.hold(now);
+        held |= self.queue.push(job);
+        // One more worker whenever waiting jobs outnumber idle workers: a woken idle worker
+        // only leaves `idle` once it runs, so counting `idle == 0` alone would hand a whole
+        // burst to the one worker that happened to be waiting.
+        let spawn = self.queue.len() > self.idle && self.workers < self.limit;
+        if spawn {
+            self.workers += 1;
+        }
+        Ok(Accepted {
+            spawn,
+            steer: held && self.defer.max_defer.is_some(),
+        })
+    }
+
+    /// An intake stream starts; `false` (with the error recorded) after `complete()`.
+    pub(crate) fn start_intake(&mut self) -> bool {
+        if self.closed {
+            self.intake_error.get_or_insert(IntakeError {
+                message: Arc::from("intake started after complete()"),
+            });
+            return false;
+        }
+        self.intakes += 1;
+        true
+    }
+
+    /// An intake stream failed; the first error is the one `drain` returns.
+    pub(crate) fn intake_failed(&mut self, message: Arc<str>) {
+        self.intake_error.get_or_insert(IntakeError { message });
+    }
+
+    /// An intake stream ended.
+    pub(crate) fn end_intake(&mut self, fx: &mut Effect) {
+        self.intakes -= 1;
+        if self.closed && self.intakes == 0 {
+            fx.set(Effect::CLOSE_ROOM);
+        }
+    }
+
+    // ----- Lifecycle -------------------------------------------------------------------------
+
+    /// Stops accepting items (idempotent).
+    pub(crate) fn complete(&mut self, fx: &mut Effect) {
+        if !self.closed {
+            self.closed = true;
+            // While intake streams run, the room stays open for them; `accept` refuses
+            // everyone else.
+            if self.intakes == 0 {
+                fx.set(Effect::CLOSE_ROOM);
+            }
+        }
+        fx.set(Effect::WAKE_ALL);
+    }
+
+    /// `cancel()` and dropping the last handle: refuse new items, end queued ones
+    /// `Cancelled(Shutdown)`, and cancel running bodies through their tokens.
+    pub(crate) fn shutdown(&mut self, fx: &mut Effect, now: Instant) {
+        self.closed = true;
+        self.cancelled = true;
+        fx.set(Effect::CLOSE_ROOM);
+        fx.set(Effect::CANCEL_ROOT);
+        fx.set(Effect::WAKE_ALL);
+        fx.set(Effect::FINISHED);
+        self.overdue = 0;
+        for job in self.queue.take_all() {
+            fx.room_back += 1;
+            self.settle(
+                job.id,
+                now,
+                OperationState::Cancelled(CancelReason::Shutdown),
+            );
+        }
+        // Operation tokens are not children of the root token (registering a child locks
+        // the parent, a contended lock per item); running ones are cancelled here instead,
+        // under the lock that also guards every start, so none is missed.
+        for (_, record) in self.window.records() {
+            if let Some(token) = &record.token {
+                token.cancel();
+            }
+        }
+    }
+
+    pub(crate) fn pause(&mut self) {
+        self.paused = true;
+    }
+
+    pub(crate) fn resume(&mut self, fx: &mut Effect) {
+        self.paused = false;
+        self.wake_all(fx);
+    }
+
+    pub(crate) fn set_limit(&mut self, fx: &mut Effect, limit: usize) {
+        self.limit = limit;
+        self.wake_all(fx);
+    }
+
+    /// Spawns the workers the queue can use now and wakes every waiting one.
+    pub(crate) fn wake_all(&mut self, fx: &mut Effect) {
+        let wanted = self.limit.min(self.running + self.queue.len());
+        let spawn = wanted.saturating_sub(self.workers);
+        self.workers += spawn;
+        fx.spawn += spawn;
+        fx.set(Effect::WAKE_ALL);
+    }
+
+    /// Cancels one operation: a queued one ends at once, a running one has its token
+    /// cancelled (the reason is recorded when its body ends). Returns whether it was either.
+    pub(crate) fn cancel_one(
+        &mut self,
+        fx: &mut Effect,
+        id: OperationId,
+        reason: CancelReason,
+        now: Instant,
+    ) -> bool {
+        if let Some(job) = self.queue.remove(id) {
+            fx.room_back += 1;
+            self.overdue -= usize::from(job.is_overdue());
+            self.settle(job.id, now, OperationState::Cancelled(reason));
+            fx.set(Effect::FINISHED);
+            return true;
+        }
+        let Some(record) = self.window.record_mut(id) else {
+            return false;
+        };
+        match (&record.state, &record.token) {
+            (OperationState::Running, Some(token)) => {
+                record.cancel_requested.get_or_insert(reason);
+                token.cancel();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Cancels every running body through its token (a `cancel_running_on` signal).
+    pub(crate) fn cancel_running(&mut self, reason: &CancelReason) {
+        for record in self.window.records_mut() {
+            if let (OperationState::Running, Some(token)) = (&record.state, &record.token) {
+                record
+                    .cancel_requested
+                    .get_or_insert_with(|| reason.clone());
+                token.cancel();
+            }
+        }
+    }
+
+    /// Ends the critical section's bookkeeping: publishes `done` when it is reached, and
+    /// moves the owed callbacks into `fx`.
+    #[inline]
+    pub(crate) fn conclude(&mut self, fx: &mut Effect) {
+        if self.closed
+            && !self.done
+            && self.queue.len() == 0
+            && self.parked == 0
+            && self.running == 0
+            && self.intakes == 0
+        {
+            self.done = true;
+            fx.set(Effect::DONE);
+        }
+        // Most sections owe no callback and allocate nothing here.
+        if !self.finalized_out.is_empty() || self.window.owes_evictions() {
+            fx.owed = Some(Box::new(Owed {
+                finalized: std::mem::take(&mut self.finalized_out),
+                evicted: self.window.take_evicted(),
+            }));
+        }
+    }
+
+    // ----- Workers ---------------------------------------------------------------------------
+
+    /// What a worker without a job does: exit if there are more workers than the limit or
+    /// nothing is left to do, start a job if one may start, or wait (counted idle).
+    pub(crate) fn next_for_worker(&mut self, fx: &mut Effect, sink: &SignalSink) -> Next<T, Q> {
+        if self.workers > self.limit {
+            self.workers -= 1;
+            return Next::Exit;
+        }
+        if let Some(taken) = self.try_start(fx, sink) {
+            return Next::Start(taken);
+        }
+        if self.closed && self.queue.len() == 0 {
+            self.workers -= 1;
+            return Next::Exit;
+        }
+        self.idle += 1;
+        Next::Wait
+    }
+
+    /// A waiting worker woke up.
+    pub(crate) fn woke(&mut self) {
+        self.idle -= 1;
+    }
+
+    /// Takes the next job if the limits, the pause and the defer rules allow: it is
+    /// `Running` from here on (its admission checks included).
+    pub(crate) fn try_start(&mut self, fx: &mut Effect, sink: &SignalSink) -> Option<Taken<T, Q>> {
+        if self.paused || self.running >= self.limit || self.queue.len() == 0 {
+            return None;
+        }
+        let now = Instant::now();
+        if self.defer.defer_on.is_some() {
+            let held = self.refresh_deferral(sink, now);
+            fx.steer_if(held && self.defer.max_defer.is_some());
+        }
+        if self.defer_since.is_some() && self.overdue == 0 {
+            return None;
+        }
+        let mut cx = PopCx {
+            sink,
+            now,
+            global: self.defer_since.is_some(),
+            held: false,
+        };
+        let job = self.queue.pop(&mut cx);
+        fx.steer_if(cx.held && self.defer.max_defer.is_some());
+        let job = job?;
+        if self.overdue > 0 {
+            self.overdue -= usize::from(job.is_overdue());
+        }
+        self.running += 1;
+        self.peak = self.peak.max(self.running as u64);
+        fx.room_back += 1;
+        // Not a child of the root token: see `shutdown`.
+        let token = CancellationToken::new();
+        if let Some(record) = self.window.record_mut(job.id) {
+            record.state = OperationState::Running;
+            record.started = Some(now);
+            record.token = Some(token.clone());
+        }
+        Some((job, token))
+    }
+
+    /// The job after a finish, unless this worker is one too many for the limit.
+    pub(crate) fn next_after_finish(
+        &mut self,
+        fx: &mut Effect,
+        sink: &SignalSink,
+    ) -> Option<Taken<T, Q>> {
+        if self.workers > self.limit {
+            None
+        } else {
+            self.try_start(fx, sink)
+        }
+    }
+
+    /// An admission hook deferred a taken job: it holds no slot while put aside.
+    pub(crate) fn park(&mut self, id: OperationId) {
+        self.running -= 1;
+        self.parked += 1;
+        if let Some(record) = self.window.record_mut(id) {
+            record.state = OperationState::Pending;
+            record.started = None;
+            record.token = None;
+            record.parked = true;
+        }
+    }
+
+    /// A parked job's wait ended: it ends with `ends`, or goes back first in line.
+    pub(crate) fn unpark(
+        &mut self,
+        fx: &mut Effect,
+        mut job: Job<T, Q::Route>,
+        ends: Option<CancelReason>,
+        now: Instant,
+    ) {
+        self.parked -= 1;
+        if let Some(record) = self.window.record_mut(job.id) {
+            record.parked = false;
+        }
+        let ends = if self.cancelled {
+            Some(CancelReason::Shutdown)
+        } else {
+            ends
+        };
+        if let Some(reason) = ends {
+            self.queue.finished(&job.route);
+            self.settle(job.id, now, OperationState::Cancelled(reason));
+            fx.set(Effect::FINISHED);
+        } else {
+            self.overdue += usize::from(job.is_overdue());
+            if self.defer_since.is_some() {
+                job.hold(now);
+            }
+            self.queue.requeue(job);
+            self.wake_all(fx);
+        }
+    }
+
+    /// Files the outcome of a taken job.
+    pub(crate) fn finish(
+        &mut self,
+        fx: &mut Effect,
+        id: OperationId,
+        route: &Q::Route,
+        outcome: Outcome<R>,
+        token: &CancellationToken,
+        now: Instant,
+    ) {
+        self.running -= 1;
+        self.queue.finished(route);
+        let record = self.window.record_mut(id);
+        let requested = record.and_then(|r| r.cancel_requested.take());
+        let state = match outcome {
+            Outcome::Ok(value) => {
+                if let Some(record) = self.window.record_mut(id) {
+                    record.result = Some(value);
+                }
+                OperationState::Completed
+            }
+            // A body that stops on its cancelled token ends cancelled, not failed.
+            Outcome::Err(_) if token.is_cancelled() => {
+                OperationState::Cancelled(requested.unwrap_or(CancelReason::Shutdown))
+            }
+            Outcome::Err(message) => {
+                if let Some(record) = self.window.record_mut(id) {
+                    record.error = Some(message);
+                }
+                OperationState::Failed
+            }
+            Outcome::Panic(message) => {
+                self.panicked += 1;
+                if let Some(record) = self.window.record_mut(id) {
+                    record.error = Some(message);
+                    record.panicked = true;
+                }
+                OperationState::Failed
+            }
+            Outcome::Aborted => OperationState::Cancelled(CancelReason::Aborted),
+            Outcome::Refused(reason) => OperationState::Cancelled(reason),
+        };
+        self.settle(id, now, state);
+        fx.set(Effect::FINISHED);
+    }
+
+    /// Counts a terminal state and files it in the window (which may evict).
+    fn settle(&mut self, id: OperationId, now: Instant, state: OperationState) {
+        match &state {
+            OperationState::Completed => self.completed += 1,
+            OperationState::Failed => self.failed += 1,
+            OperationState::Cancelled(_) => self.cancelled_count += 1,
+            OperationState::Pending | OperationState::Deferred | OperationState::Running => {}
+        }
+        let Some(record) = self.window.record_mut(id) else {
+            return;
+        };
+        record.state = state;
+        record.finished = Some(now);
+        record.token = None;
+        if self.report_finalized {
+            self.finalized_out.push(record.snapshot(id));
+        }
+        self.window.finished(id, now);
+    }
+
+    // ----- Deferral --------------------------------------------------------------------------
+
+    /// Re-evaluates `defer_on` at `now`: a deferral that began holds every queued job, one
+    /// that ended releases those no lane rule holds. Returns whether some job became held
+    /// (so `max_defer` has a new deadline). Called before every start and by the steering
+    /// task on every change of a watched signal, so both edges are seen promptly.
+    fn refresh_deferral(&mut self, sink: &SignalSink, now: Instant) -> bool {
+        let holds = self.defer.holds(sink);
+        let mut held = false;
+        match (holds, self.defer_since.is_some()) {
+            (true, false) => {
+                self.defer_since = Some(now);
+                self.queue.for_each_mut(&mut |job| held |= job.hold(now));
+            }
+            (false, true) => {
+                self.defer_since = None;
+                self.queue.unhold(now);
+            }
+            _ => {}
+        }
+        held
+    }
+
+    /// Re-evaluates every defer rule (coordinator-wide and per route) and applies
+    /// `max_defer` to the jobs whose deferrals reached it; returns when the next one will.
+    pub(crate) fn steer_deferral(
+        &mut self,
+        fx: &mut Effect,
+        sink: &SignalSink,
+        now: Instant,
+    ) -> Option<Instant> {
+        if self.defer.defer_on.is_some() {
+            self.refresh_deferral(sink, now);
+        }
+        let global = self.defer_since.is_some();
+        self.queue.refresh_routes(&mut PopCx {
+            sink,
+            now,
+            global,
+            held: false,
+        });
+        let deadline = self
+            .defer
+            .max_defer
+            .and_then(|max| self.overdue_jobs(fx, max, now));
+        // Any change may have lifted a deferral: the workers look again.
+        self.wake_all(fx);
+        deadline
+    }
+
+    /// Applies the `max_defer` policy to the held jobs whose deferrals, summed, reached it,
+    /// and returns when the next one will.
+    fn overdue_jobs(
+        &mut self,
+        fx: &mut Effect,
+        max: std::time::Duration,
+        now: Instant,
+    ) -> Option<Instant> {
+        let cancel = self.defer.policy == super::super::options::DeferPolicy::Cancel;
+        let mut next: Option<Instant> = None;
+        let mut late = 0usize;
+        self.queue.for_each_mut(&mut |job| {
+            if job.is_overdue() {
+                return;
+            }
+            let Some(due) = job.defer_deadline(max) else {
+                return;
+            };
+            if due > now {
+                next = Some(next.map_or(due, |n| n.min(due)));
+            } else {
+                if !cancel {
+                    job.set_overdue();
+                }
+                late += 1;
+            }
+        });
+        if late == 0 {
+            return next;
+        }
+        if !cancel {
+            self.overdue += late;
+            return next;
+        }
+        let expired = self.queue.remove_where(&mut |job| {
+            !job.is_overdue() && job.defer_deadline(max).is_some_and(|due| due <= now)
+        });
+        for job in expired {
+            fx.room_back += 1;
+            self.settle(
+                job.id,
+                now,
+                OperationState::Cancelled(CancelReason::DeferTimeout),
+            );
+        }
+        fx.set(Effect::FINISHED);
+        next
+    }
+
+    /// The `max_defer` policy for a job parked past its bound.
+    pub(crate) fn defer_rules(&self) -> &DeferRules {
+        &self.defer
+    }
+}

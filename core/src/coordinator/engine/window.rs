@@ -1,0 +1,359 @@
+//! The bounded window of tracked operations and the echoes of evicted ones.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::super::context::ContextShared;
+use super::super::error::PinError;
+use super::super::options::EphemeralOptions;
+use super::super::snapshot::{CancelReason, Echo, OperationSnapshot, OperationState};
+use crate::OperationId;
+
+/// Hashes operation ids, which are distinct counter values: one multiply spreads them, with
+/// none of SipHash's cost (ids are not attacker-chosen: the coordinator hands them out).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type IdMap<V> = HashMap<OperationId, V, std::hash::BuildHasherDefault<IdHasher>>;
+
+/// One tracked operation.
+#[derive(Debug)]
+pub(crate) struct Record<R> {
+    pub(crate) key: Option<Arc<str>>,
+    pub(crate) state: OperationState,
+    pub(crate) enqueued: Instant,
+    pub(crate) started: Option<Instant>,
+    pub(crate) finished: Option<Instant>,
+    /// The window's finish counter when this operation finished: the order among finished
+    /// operations (many finish in one tick, so timestamps cannot tell).
+    pub(crate) finish_seq: u64,
+    pub(crate) error: Option<Arc<str>>,
+    pub(crate) panicked: bool,
+    pub(crate) pinned: bool,
+    /// Put aside by an admission hook's `Defer` (it shows as `Deferred`).
+    pub(crate) parked: bool,
+    /// The running body's token, so it can be cancelled by id or by signal.
+    pub(crate) token: Option<CancellationToken>,
+    /// Why the running body's token was cancelled, recorded when the body then ends.
+    pub(crate) cancel_requested: Option<CancelReason>,
+    pub(crate) result: Option<R>,
+}
+
+impl<R> Record<R> {
+    pub(crate) fn pending(key: Option<Arc<str>>, enqueued: Instant) -> Self {
+        Self {
+            key,
+            state: OperationState::Pending,
+            enqueued,
+            started: None,
+            finished: None,
+            finish_seq: 0,
+            error: None,
+            panicked: false,
+            pinned: false,
+            parked: false,
+            token: None,
+            cancel_requested: None,
+            result: None,
+        }
+    }
+
+    /// The snapshot, showing a pending operation as `Deferred` when an admission hook put
+    /// it aside or `held` (the queued jobs a defer rule holds back now) has it.
+    pub(crate) fn snapshot_held(
+        &self,
+        id: OperationId,
+        held: Option<&HashSet<OperationId>>,
+    ) -> OperationSnapshot {
+        let mut snapshot = self.snapshot(id);
+        if snapshot.state == OperationState::Pending
+            && (self.parked || held.is_some_and(|h| h.contains(&id)))
+        {
+            snapshot.state = OperationState::Deferred;
+        }
+        snapshot
+    }
+
+    pub(crate) fn snapshot(&self, id: OperationId) -> OperationSnapshot {
+        OperationSnapshot {
+            id,
+            key: self.key.clone(),
+            state: self.state.clone(),
+            enqueued: self.enqueued,
+            started: self.started,
+            finished: self.finished,
+            error: self.error.clone(),
+            panicked: self.panicked,
+            pinned: self.pinned,
+            signals: Vec::new(),
+        }
+    }
+}
+
+/// Tracked operations: pending and running ones always (they are bounded by `max_pending +
+/// max_concurrency` and never evicted: their snapshot would lie), finished ones up to
+/// `max_tracked` and `max_lifetime`, then an [`Echo`] of each evicted one.
+///
+/// # Invariants
+///
+/// * `finished` holds exactly the unpinned finished records, in increasing `finish_seq`;
+///   so their finish times never decrease along it, and eviction by count (the front) and
+///   by age (a prefix) both take the oldest.
+/// * `pinned` counts the pinned records (at most `max_tracked`); after every `purge`,
+///   `finished.len() + pinned <= max_tracked`, and `finished` is empty with tracking off.
+/// * `echoes` holds at most `echo_capacity` echoes, oldest eviction first; none has expired
+///   after a `purge`.
+/// * `evicted_out` is empty unless `on_evicted` is set; the engine empties it before every
+///   unlock.
+#[derive(Debug)]
+pub(crate) struct Window<R> {
+    records: IdMap<Record<R>>,
+    /// Unpinned finished operations, lowest `finish_seq` first.
+    finished: VecDeque<OperationId>,
+    /// Finishes so far; the next finish gets this plus one.
+    finish_seq: u64,
+    pinned: usize,
+    max_tracked: usize,
+    max_lifetime: Duration,
+    tracking: bool,
+    echo: bool,
+    echo_retention: Duration,
+    echo_capacity: usize,
+    echoes: VecDeque<Echo>,
+    evicted: u64,
+    /// Whether evictions are reported (`on_evicted` is set).
+    report: bool,
+    /// Evicted operations not yet handed to `on_evicted`.
+    evicted_out: Vec<OperationSnapshot>,
+    /// Answers which operations raised signals, and what they raised, for echoes.
+    ctx: Arc<ContextShared>,
+}
+
+impl<R> Window<R> {
+    pub(crate) fn new(options: &EphemeralOptions, ctx: Arc<ContextShared>) -> Self {
+        Self {
+            records: IdMap::default(),
+            finished: VecDeque::new(),
+            finish_seq: 0,
+            pinned: 0,
+            max_tracked: options.max_tracked,
+            max_lifetime: options.max_lifetime,
+            tracking: options.tracking,
+            echo: options.echo,
+            // Clamped so that `now + echo_retention` cannot overflow.
+            echo_retention: options
+                .echo_retention
+                .min(Duration::from_secs(86_400 * 365 * 30)),
+            echo_capacity: options.echo_capacity,
+            echoes: VecDeque::with_capacity(options.echo_capacity.min(1024)),
+            evicted: 0,
+            report: options.on_evicted.is_some(),
+            evicted_out: Vec::new(),
+            ctx,
+        }
+    }
+
+    /// Starts tracking a newly accepted operation.
+    pub(crate) fn insert(&mut self, id: OperationId, record: Record<R>) {
+        self.records.insert(id, record);
+    }
+
+    pub(crate) fn record(&self, id: OperationId) -> Option<&Record<R>> {
+        self.records.get(&id)
+    }
+
+    pub(crate) fn record_mut(&mut self, id: OperationId) -> Option<&mut Record<R>> {
+        self.records.get_mut(&id)
+    }
+
+    /// Every tracked record, in no particular order.
+    pub(crate) fn records(&self) -> impl Iterator<Item = (OperationId, &Record<R>)> {
+        self.records.iter().map(|(id, r)| (*id, r))
+    }
+
+    /// Every tracked record, mutably, in no particular order.
+    pub(crate) fn records_mut(&mut self) -> impl Iterator<Item = &mut Record<R>> {
+        self.records.values_mut()
+    }
+
+    /// Operations in the window now.
+    pub(crate) fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Finished operations evicted so far.
+    pub(crate) fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Pinned operations now.
+    pub(crate) fn pinned(&self) -> usize {
+        self.pinned
+    }
+
+    /// The echoes kept now, oldest eviction first.
+    pub(crate) fn echoes(&self) -> impl ExactSizeIterator<Item = &Echo> {
+        self.echoes.iter()
+    }
+
+    /// Files a freshly finished operation and evicts what the bounds require.
+    pub(crate) fn finished(&mut self, id: OperationId, now: Instant) {
+        self.finish_seq += 1;
+        let seq = self.finish_seq;
+        let Some(record) = self.records.get_mut(&id) else {
+            return;
+        };
+        record.finish_seq = seq;
+        if !record.pinned {
+            self.finished.push_back(id);
+        }
+        self.purge(now);
+    }
+
+    /// Evicts by count (pins count against the bound) and by age, and expires echoes.
+    pub(crate) fn purge(&mut self, now: Instant) {
+        let bound = if self.tracking { self.max_tracked } else { 0 };
+        while let Some(&front) = self.finished.front() {
+            let over = self.finished.len() + self.pinned > bound;
+            let old = self
+                .records
+                .get(&front)
+                .and_then(|r| r.finished)
+                .is_some_and(|at| now.saturating_duration_since(at) >= self.max_lifetime);
+            if !over && !old {
+                break;
+            }
+            self.finished.pop_front();
+            self.evict_record(front, now);
+        }
+        while self.echoes.front().is_some_and(|e| e.expires <= now) {
+            self.echoes.pop_front();
+        }
+    }
+
+    fn evict_record(&mut self, id: OperationId, now: Instant) {
+        let Some(record) = self.records.remove(&id) else {
+            return;
+        };
+        self.evicted += 1;
+        // Only operations that raised something are looked up in the sink; `take` also
+        // forgets the operation there, so that set stays bounded by the window.
+        let signals = if self.ctx.take(id) {
+            self.ctx.sink.signals_of(id)
+        } else {
+            Vec::new()
+        };
+        if self.report {
+            let mut snapshot = record.snapshot(id);
+            snapshot.signals.clone_from(&signals);
+            self.evicted_out.push(snapshot);
+        }
+        // With tracking off only the counters are kept: no echoes either.
+        if !self.echo || !self.tracking {
+            return;
+        }
+        let Some(finished) = record.finished else {
+            return;
+        };
+        if self.echoes.len() >= self.echo_capacity {
+            self.echoes.pop_front();
+        }
+        self.echoes.push_back(Echo {
+            id,
+            key: record.key,
+            state: record.state,
+            error: record.error,
+            finished,
+            signals,
+            expires: now + self.echo_retention,
+        });
+    }
+
+    /// Explicit eviction of a finished, unpinned operation. Leaves an echo.
+    pub(crate) fn evict(&mut self, id: OperationId, now: Instant) -> bool {
+        let Some(record) = self.records.get(&id) else {
+            return false;
+        };
+        if !record.state.is_finished() || record.pinned {
+            return false;
+        }
+        if let Some(index) = self.finished.iter().position(|&f| f == id) {
+            self.finished.remove(index);
+        }
+        self.evict_record(id, now);
+        true
+    }
+
+    /// Whether evictions wait to be handed to `on_evicted`.
+    pub(crate) fn owes_evictions(&self) -> bool {
+        !self.evicted_out.is_empty()
+    }
+
+    /// The snapshots of operations evicted since the last call, for `on_evicted` (empty
+    /// unless it is set).
+    pub(crate) fn take_evicted(&mut self) -> Vec<OperationSnapshot> {
+        std::mem::take(&mut self.evicted_out)
+    }
+
+    pub(crate) fn pin(&mut self, id: OperationId) -> Result<(), PinError> {
+        let max = self.max_tracked;
+        let pinned = self.pinned;
+        let record = self.records.get_mut(&id).ok_or(PinError::Unknown(id))?;
+        if record.pinned {
+            return Ok(());
+        }
+        if pinned >= max {
+            return Err(PinError::TooMany { max });
+        }
+        record.pinned = true;
+        let finished = record.state.is_finished();
+        self.pinned += 1;
+        if finished && let Some(index) = self.finished.iter().position(|&f| f == id) {
+            self.finished.remove(index);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn unpin(&mut self, id: OperationId, now: Instant) -> bool {
+        let Some(record) = self.records.get_mut(&id) else {
+            return false;
+        };
+        if !record.pinned {
+            return false;
+        }
+        record.pinned = false;
+        self.pinned -= 1;
+        if record.finished.is_some() {
+            // Keep the deque in finish order, so count eviction takes the oldest and age
+            // eviction stays a prefix (finish times never decrease along finish order).
+            let seq = record.finish_seq;
+            let records = &self.records;
+            let index = self
+                .finished
+                .partition_point(|f| records.get(f).is_some_and(|r| r.finish_seq < seq));
+            self.finished.insert(index, id);
+            self.purge(now);
+        }
+        true
+    }
+}

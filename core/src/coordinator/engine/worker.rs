@@ -1,0 +1,233 @@
+//! A worker: a long-lived task that takes jobs, admits them, runs bodies and files outcomes.
+//! There is no task per item; a coordinator has at most `max_concurrency` workers.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures::FutureExt;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::super::admission::{AdmissionRequest, Decision};
+use super::super::context::OperationContext;
+use super::super::options::DeferPolicy;
+use super::super::queue::{Job, Queue};
+use super::super::snapshot::CancelReason;
+use super::body::panic_message;
+use super::inner::{Inner, sleep_until};
+use super::state::{Effect, Next, Outcome, Taken};
+
+/// Spawns one worker task on the coordinator's runtime.
+pub(crate) fn spawn<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
+    inner: &Arc<Inner<T, R, Q>>,
+) {
+    inner.runtime.spawn(run(inner.clone()));
+}
+
+async fn run<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(inner: Arc<Inner<T, R, Q>>) {
+    let mut next: Option<Taken<T, Q>> = None;
+    loop {
+        let taken = match next.take() {
+            Some(taken) => taken,
+            None => match next_job(&inner).await {
+                Some(taken) => taken,
+                None => return,
+            },
+        };
+        next = process(&inner, taken).await;
+    }
+}
+
+/// Waits for a job this worker may start; `None` when the worker should exit.
+async fn next_job<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
+    inner: &Arc<Inner<T, R, Q>>,
+) -> Option<Taken<T, Q>> {
+    loop {
+        let notified = inner.work.notified();
+        let mut notified = std::pin::pin!(notified);
+        {
+            let mut fx = Effect::default();
+            let mut core = inner.lock();
+            let next = core.next_for_worker(&mut fx, &inner.ctx.sink);
+            if let Next::Wait = next {
+                // Enabled under the lock: a push or a wake after we release it reaches us.
+                notified.as_mut().enable();
+            }
+            inner.release(core, fx);
+            match next {
+                Next::Start(taken) => return Some(taken),
+                Next::Exit => return None,
+                Next::Wait => {}
+            }
+        }
+        notified.await;
+        inner.update(|core, _| core.woke());
+    }
+}
+
+/// Admits and runs one job, files its outcome, and returns the next job if one can start.
+async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
+    inner: &Arc<Inner<T, R, Q>>,
+    (job, token): Taken<T, Q>,
+) -> Option<Taken<T, Q>> {
+    let id = job.id;
+    if let Some(reason) = refusal(inner, &job) {
+        return finish(inner, id, &job.route, &token, Outcome::Refused(reason));
+    }
+    if !inner.hooks.is_empty() {
+        let request = AdmissionRequest {
+            id,
+            key: job.key.clone(),
+        };
+        for hook in &inner.hooks {
+            match hook.admit(&request).await {
+                Decision::Admit => {}
+                Decision::Cancel(reason) => {
+                    let reason = CancelReason::Admission(reason);
+                    return finish(inner, id, &job.route, &token, Outcome::Refused(reason));
+                }
+                // Past `max_defer` under `DeferPolicy::Run`: a hook's `Defer` no longer holds it.
+                Decision::Defer(_) if job.is_overdue() => {}
+                Decision::Defer(until) => {
+                    park(inner, job, until);
+                    return inner.update(|core, fx| core.try_start(fx, &inner.ctx.sink));
+                }
+            }
+        }
+    }
+    let Job {
+        item, route, key, ..
+    } = job;
+    let span = tracing::debug_span!(
+        "operation",
+        coordinator = %inner.rules.name,
+        id = %id,
+        key = key.as_deref(),
+        outcome = tracing::field::Empty,
+    );
+    let ctx = OperationContext {
+        id,
+        key,
+        token: token.clone(),
+        shared: inner.ctx.clone(),
+    };
+    let body = &inner.body;
+    let start = || crate::current::sync_scope(id, || body(item, ctx));
+    let outcome = match std::panic::catch_unwind(AssertUnwindSafe(start)) {
+        Err(panic) => Outcome::Panic(panic_message(&*panic)),
+        Ok(future) => {
+            let guarded = AssertUnwindSafe(crate::current::with_operation(id, future))
+                .catch_unwind()
+                .instrument(span.clone());
+            let grace = inner.rules.abort_grace;
+            tokio::select! {
+                biased;
+                result = guarded => match result {
+                    Ok(Ok(value)) => Outcome::Ok(value),
+                    Ok(Err(message)) => Outcome::Err(message),
+                    Err(panic) => Outcome::Panic(panic_message(&*panic)),
+                },
+                () = async {
+                    token.cancelled().await;
+                    tokio::time::sleep(grace).await;
+                } => Outcome::Aborted,
+            }
+        }
+    };
+    match &outcome {
+        Outcome::Ok(_) => span.record("outcome", "completed"),
+        Outcome::Err(message) => {
+            span.in_scope(|| tracing::warn!(error = %message, "operation failed"));
+            span.record("outcome", "failed")
+        }
+        Outcome::Panic(message) => {
+            span.in_scope(|| tracing::error!(panic = %message, "operation panicked"));
+            span.record("outcome", "panicked")
+        }
+        Outcome::Aborted | Outcome::Refused(_) => span.record("outcome", "cancelled"),
+    };
+    finish(inner, id, &route, &token, outcome)
+}
+
+/// Why the built-in rules refuse a job at admission, if they do.
+fn refusal<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
+    inner: &Inner<T, R, Q>,
+    job: &Job<T, Q::Route>,
+) -> Option<CancelReason> {
+    if inner.root.is_cancelled() {
+        return Some(CancelReason::Shutdown);
+    }
+    if let Some(name) = &job.cancel {
+        return Some(CancelReason::Signal(name.clone()));
+    }
+    let pattern = inner.rules.cancel_on.as_ref()?;
+    let signal = inner.ctx.sink.latest(pattern.as_str())?;
+    Some(CancelReason::Signal(signal.name().clone()))
+}
+
+/// How a parked job's wait ended.
+enum Unparked {
+    /// The hook's future completed: ask again.
+    Woken,
+    /// The coordinator was cancelled.
+    Shutdown,
+    /// Its deferrals reached `max_defer`.
+    Overdue,
+}
+
+/// Puts a job aside, holding no slot, until `until` completes (or `max_defer` is reached);
+/// then it is first in line again.
+fn park<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
+    inner: &Arc<Inner<T, R, Q>>,
+    mut job: Job<T, Q::Route>,
+    until: futures::future::BoxFuture<'static, ()>,
+) {
+    job.hold(Instant::now());
+    let (max_defer, policy) = {
+        let id = job.id;
+        inner.update(|core, _| {
+            core.park(id);
+            let rules = core.defer_rules();
+            (rules.max_defer, rules.policy)
+        })
+    };
+    let deadline = max_defer.and_then(|max| job.defer_deadline(max));
+    let task = inner.clone();
+    inner.runtime.spawn(async move {
+        let inner = task;
+        let unparked = tokio::select! {
+            () = until => Unparked::Woken,
+            () = inner.root.cancelled() => Unparked::Shutdown,
+            () = sleep_until(deadline) => Unparked::Overdue,
+        };
+        let now = Instant::now();
+        job.unhold(now);
+        let ends = match unparked {
+            Unparked::Woken => None,
+            Unparked::Shutdown => Some(CancelReason::Shutdown),
+            Unparked::Overdue if policy == DeferPolicy::Cancel => Some(CancelReason::DeferTimeout),
+            Unparked::Overdue => {
+                job.set_overdue();
+                None
+            }
+        };
+        inner.update(|core, fx| core.unpark(fx, job, ends, now));
+    });
+}
+
+/// Files an outcome and, under the same lock, takes the next job if one can start.
+fn finish<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
+    inner: &Arc<Inner<T, R, Q>>,
+    id: crate::OperationId,
+    route: &Q::Route,
+    token: &CancellationToken,
+    outcome: Outcome<R>,
+) -> Option<Taken<T, Q>> {
+    let now = Instant::now();
+    inner.update(|core, fx| {
+        // The token is read under the lock, which `shutdown` holds while it cancels tokens.
+        core.finish(fx, id, route, outcome, token, now);
+        core.next_after_finish(fx, &inner.ctx.sink)
+    })
+}

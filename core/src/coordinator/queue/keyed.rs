@@ -1,0 +1,208 @@
+//! The keyed queue: strict order per key, a per-key limit, no head-of-line blocking, and
+//! cold keys first.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+
+use super::job::{Job, PopCx, Select, Visit, VisitMut};
+use super::policy::Queue;
+use crate::OperationId;
+use crate::coordinator::snapshot::KeyStats;
+
+#[derive(Debug)]
+struct KeyState<T, K> {
+    pending: VecDeque<Job<T, K>>,
+    running: usize,
+    /// Whether the key sits in a ready list (at most once).
+    ready: bool,
+}
+
+/// Keys that may start an item now sit in one of two ready lists, served round-robin: *cold*
+/// keys (at most `threshold` pending) before *hot* ones. A busy key is simply not in a ready
+/// list, so it never blocks the others; a key's items start strictly in order because only its
+/// head is ever taken. A key with nothing pending or running is forgotten.
+#[derive(Debug)]
+pub(crate) struct KeyedQueue<T, K> {
+    keys: HashMap<K, KeyState<T, K>>,
+    cold: VecDeque<K>,
+    hot: VecDeque<K>,
+    per_key: usize,
+    threshold: usize,
+    len: usize,
+}
+
+impl<T, K: Hash + Eq + Clone> KeyedQueue<T, K> {
+    pub(crate) fn new(per_key: usize, threshold: usize) -> Self {
+        Self {
+            keys: HashMap::new(),
+            cold: VecDeque::new(),
+            hot: VecDeque::new(),
+            per_key,
+            threshold,
+            len: 0,
+        }
+    }
+
+    pub(crate) fn key_stats(&self, key: &K) -> KeyStats {
+        self.keys
+            .get(key)
+            .map_or_else(KeyStats::default, |s| KeyStats {
+                pending: s.pending.len(),
+                running: s.running,
+            })
+    }
+
+    pub(crate) fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    fn make_ready(&mut self, key: &K) {
+        let Some(state) = self.keys.get_mut(key) else {
+            return;
+        };
+        if state.ready || state.pending.is_empty() || state.running >= self.per_key {
+            return;
+        }
+        state.ready = true;
+        if state.pending.len() > self.threshold {
+            self.hot.push_back(key.clone());
+        } else {
+            self.cold.push_back(key.clone());
+        }
+    }
+
+    fn reclaim(&mut self, key: &K) {
+        if self
+            .keys
+            .get(key)
+            .is_some_and(|s| s.pending.is_empty() && s.running == 0 && !s.ready)
+        {
+            self.keys.remove(key);
+        }
+    }
+}
+
+impl<T: Send + 'static, K: Hash + Eq + Clone + Send + 'static> Queue<T> for KeyedQueue<T, K> {
+    type Route = K;
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn push(&mut self, job: Job<T, K>) -> bool {
+        let key = job.route.clone();
+        self.keys
+            .entry(key.clone())
+            .or_insert_with(|| KeyState {
+                pending: VecDeque::new(),
+                running: 0,
+                ready: false,
+            })
+            .pending
+            .push_back(job);
+        self.len += 1;
+        self.make_ready(&key);
+        false
+    }
+
+    fn pop(&mut self, _cx: &mut PopCx<'_>) -> Option<Job<T, K>> {
+        loop {
+            let key = self.cold.pop_front().or_else(|| self.hot.pop_front())?;
+            let Some(state) = self.keys.get_mut(&key) else {
+                continue;
+            };
+            state.ready = false;
+            let Some(job) = state.pending.pop_front() else {
+                self.reclaim(&key);
+                continue;
+            };
+            state.running += 1;
+            self.len -= 1;
+            self.make_ready(&key);
+            return Some(job);
+        }
+    }
+
+    fn requeue(&mut self, job: Job<T, K>) {
+        let key = job.route.clone();
+        if let Some(state) = self.keys.get_mut(&key) {
+            state.running = state.running.saturating_sub(1);
+            state.pending.push_front(job);
+            self.len += 1;
+            self.make_ready(&key);
+        } else {
+            self.push(job);
+        }
+    }
+
+    fn finished(&mut self, key: &K) {
+        if let Some(state) = self.keys.get_mut(key) {
+            state.running = state.running.saturating_sub(1);
+        }
+        self.make_ready(key);
+        self.reclaim(key);
+    }
+
+    fn remove(&mut self, id: OperationId) -> Option<Job<T, K>> {
+        let (key, index) = self.keys.iter().find_map(|(k, s)| {
+            s.pending
+                .iter()
+                .position(|j| j.id == id)
+                .map(|i| (k.clone(), i))
+        })?;
+        let job = self.keys.get_mut(&key)?.pending.remove(index)?;
+        self.len -= 1;
+        self.reclaim(&key);
+        Some(job)
+    }
+
+    fn take_all(&mut self) -> Vec<Job<T, K>> {
+        let mut jobs: Vec<_> = self
+            .keys
+            .values_mut()
+            .flat_map(|s| {
+                s.ready = false;
+                s.pending.drain(..)
+            })
+            .collect();
+        jobs.sort_by_key(|j| j.id);
+        self.cold.clear();
+        self.hot.clear();
+        self.keys.retain(|_, s| s.running > 0);
+        self.len = 0;
+        jobs
+    }
+
+    fn remove_where(&mut self, remove: &mut Select<'_, T, K>) -> Vec<Job<T, K>> {
+        let mut out = Vec::new();
+        let mut touched = Vec::new();
+        for (key, state) in &mut self.keys {
+            let (gone, keep): (VecDeque<_>, VecDeque<_>) =
+                state.pending.drain(..).partition(|j| remove(j));
+            state.pending = keep;
+            if !gone.is_empty() {
+                touched.push(key.clone());
+            }
+            out.extend(gone);
+        }
+        self.len -= out.len();
+        // A key left with nothing is forgotten; one still in a ready list is reclaimed when
+        // `pop` meets it.
+        for key in &touched {
+            self.reclaim(key);
+        }
+        out.sort_by_key(|j| j.id);
+        out
+    }
+
+    fn for_each(&self, f: &mut Visit<'_, T, K>) {
+        self.keys.values().flat_map(|s| &s.pending).for_each(f);
+    }
+
+    fn for_each_mut(&mut self, f: &mut VisitMut<'_, T, K>) {
+        self.keys
+            .values_mut()
+            .flat_map(|s| &mut s.pending)
+            .for_each(f);
+    }
+}

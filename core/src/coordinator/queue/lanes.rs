@@ -1,0 +1,204 @@
+//! The laned queue of the priority coordinator: highest non-deferred lane first.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::job::{Job, PopCx, Select, Visit, VisitMut};
+use super::policy::Queue;
+use crate::coordinator::defer::defer_active;
+use crate::coordinator::lane::Lane;
+use crate::{OperationId, SignalSink};
+
+impl Lane {
+    /// Whether the lane's defer rule holds now.
+    fn deferred(&self, sink: &SignalSink) -> bool {
+        let Some(defer) = &self.defer_on else {
+            return false;
+        };
+        defer_active(sink, defer, self.resume_on.as_ref())
+    }
+}
+
+/// One lane's waiting jobs.
+#[derive(Debug)]
+struct LaneJobs<T> {
+    lane: Lane,
+    jobs: VecDeque<Job<T, usize>>,
+    /// Whether the lane's defer rule held when last evaluated: its jobs are held (their
+    /// `max_defer` clocks run), and jobs pushed meanwhile are held at once.
+    deferred: bool,
+}
+
+impl<T> LaneJobs<T> {
+    /// Evaluates the lane's defer rule, holding or releasing its jobs on a change.
+    fn observe(&mut self, cx: &mut PopCx<'_>) -> bool {
+        let deferred = self.lane.deferred(cx.sink);
+        if deferred && !self.deferred {
+            for job in &mut self.jobs {
+                cx.held |= job.hold(cx.now);
+            }
+        } else if !deferred && self.deferred && !cx.global {
+            for job in &mut self.jobs {
+                job.unhold(cx.now);
+            }
+        }
+        self.deferred = deferred;
+        deferred
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct LaneQueue<T> {
+    /// Sorted by priority, highest first.
+    lanes: Vec<LaneJobs<T>>,
+    len: usize,
+}
+
+impl<T> LaneQueue<T> {
+    /// `lanes` must already be sorted highest first; routes index into that order.
+    pub(crate) fn new(lanes: Vec<Lane>) -> Self {
+        Self {
+            lanes: lanes
+                .into_iter()
+                .map(|lane| LaneJobs {
+                    lane,
+                    jobs: VecDeque::new(),
+                    deferred: false,
+                })
+                .collect(),
+            len: 0,
+        }
+    }
+
+    pub(crate) fn depth(&self, lane: usize) -> usize {
+        self.lanes.get(lane).map_or(0, |l| l.jobs.len())
+    }
+}
+
+impl<T: Send + 'static> Queue<T> for LaneQueue<T> {
+    type Route = usize;
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn refuse(&self, route: &usize) -> Option<(Arc<str>, Arc<str>)> {
+        let LaneJobs { lane, jobs, .. } = self.lanes.get(*route)?;
+        let max = lane.max_depth?;
+        (jobs.len() >= max).then(|| {
+            (
+                lane.name.clone(),
+                Arc::from(format!(
+                    "the lane already holds its max depth of {max} waiting items: retry later or raise max_depth"
+                )),
+            )
+        })
+    }
+
+    fn push(&mut self, mut job: Job<T, usize>) -> bool {
+        let Some(lane) = self.lanes.get_mut(job.route) else {
+            return false;
+        };
+        let held = lane.deferred && job.hold(Instant::now());
+        lane.jobs.push_back(job);
+        self.len += 1;
+        held
+    }
+
+    fn pop(&mut self, cx: &mut PopCx<'_>) -> Option<Job<T, usize>> {
+        for lane in &mut self.lanes {
+            if lane.jobs.is_empty() {
+                continue;
+            }
+            // A job past `max_defer` under `DeferPolicy::Run` still starts; such jobs sit at
+            // the front, as the lane's jobs were held together, oldest first.
+            if lane.observe(cx) && !lane.jobs.front().is_some_and(Job::is_overdue) {
+                continue;
+            }
+            let mut job = lane.jobs.pop_front()?;
+            self.len -= 1;
+            job.cancel = lane
+                .lane
+                .cancel_on
+                .as_ref()
+                .and_then(|p| cx.sink.latest(p.as_str()))
+                .map(|s| s.name().clone());
+            return Some(job);
+        }
+        None
+    }
+
+    fn requeue(&mut self, mut job: Job<T, usize>) {
+        if let Some(lane) = self.lanes.get_mut(job.route) {
+            if lane.deferred {
+                job.hold(Instant::now());
+            }
+            lane.jobs.push_front(job);
+            self.len += 1;
+        }
+    }
+
+    fn finished(&mut self, _route: &usize) {}
+
+    fn remove(&mut self, id: OperationId) -> Option<Job<T, usize>> {
+        for lane in &mut self.lanes {
+            if let Some(index) = lane.jobs.iter().position(|j| j.id == id) {
+                self.len -= 1;
+                return lane.jobs.remove(index);
+            }
+        }
+        None
+    }
+
+    fn take_all(&mut self) -> Vec<Job<T, usize>> {
+        let mut jobs: Vec<_> = self
+            .lanes
+            .iter_mut()
+            .flat_map(|l| l.jobs.drain(..))
+            .collect();
+        jobs.sort_by_key(|j| j.id);
+        self.len = 0;
+        jobs
+    }
+
+    fn remove_where(&mut self, remove: &mut Select<'_, T, usize>) -> Vec<Job<T, usize>> {
+        let mut out = Vec::new();
+        for lane in &mut self.lanes {
+            let (gone, keep): (VecDeque<_>, VecDeque<_>) =
+                lane.jobs.drain(..).partition(|j| remove(j));
+            lane.jobs = keep;
+            out.extend(gone);
+        }
+        self.len -= out.len();
+        out.sort_by_key(|j| j.id);
+        out
+    }
+
+    fn for_each(&self, f: &mut Visit<'_, T, usize>) {
+        self.lanes.iter().flat_map(|l| &l.jobs).for_each(f);
+    }
+
+    fn for_each_mut(&mut self, f: &mut VisitMut<'_, T, usize>) {
+        self.lanes.iter_mut().flat_map(|l| &mut l.jobs).for_each(f);
+    }
+
+    fn unhold(&mut self, now: Instant) {
+        for lane in self.lanes.iter_mut().filter(|l| !l.deferred) {
+            lane.jobs.iter_mut().for_each(|job| job.unhold(now));
+        }
+    }
+
+    fn refresh_routes(&mut self, cx: &mut PopCx<'_>) {
+        for lane in &mut self.lanes {
+            if lane.lane.defer_on.is_some() {
+                lane.observe(cx);
+            }
+        }
+    }
+
+    fn has_route_deferral(&self) -> bool {
+        self.lanes.iter().any(|l| l.lane.defer_on.is_some())
+    }
+}

@@ -1,0 +1,384 @@
+//! `Cursor<T>`: one reader of a [`Ring`], reading at its own position.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, Waker};
+
+use tokio::time::Instant;
+
+use super::error::{RingStats, TryRecvError};
+use super::ring::{ReaderShared, Ring, State};
+use super::{Lagged, Overflow};
+use crate::sync::atomic::fence;
+use crate::sync::lock;
+
+/// How many times a reader on a multi-threaded runtime looks for a new value before it parks.
+const SPINS: u32 = 50;
+
+/// The most values a reader takes under one lock: the lock is held while they are cloned,
+/// and senders (a sink's `raise`, under the sink's own lock) wait meanwhile.
+const MAX_TAKE: u64 = 128;
+
+/// One value a reader took and the instant it expires, if it does.
+pub(super) struct Entry<T> {
+    value: T,
+    expires: Option<Instant>,
+    /// Moved out of the ring (its weight is in the reader's `batch_bytes`), not cloned.
+    moved: bool,
+}
+
+impl<T> Entry<T> {
+    /// Whether the entry's time is up; reads the clock at most once per call site (`now`).
+    fn is_expired(&self, now: &mut Option<Instant>) -> bool {
+        self.expires
+            .is_some_and(|at| *now.get_or_insert_with(Instant::now) >= at)
+    }
+}
+
+/// One reader of a [`Ring`]: its position and the batch of values it took and has not read.
+///
+/// Made by [`Ring::cursor`]; it reads the values pushed after it was made, with the ring's
+/// lag model ([`Lagged`] reports, expiry at delivery, the end after close). Dropping it leaves
+/// the ring: senders never wait for it again.
+pub struct Cursor<T> {
+    ring: Arc<Ring<T>>,
+    id: u64,
+    shared: Arc<ReaderShared>,
+    read: ReadState<T>,
+}
+
+/// The reader's private state.
+struct ReadState<T> {
+    /// Values taken from the ring and not read yet, with their positions.
+    batch: VecDeque<(u64, Entry<T>)>,
+    /// Read from `batch` but not yet given back to senders as room (lossless rings).
+    unreleased: usize,
+    /// The position after the last value read from `batch`.
+    read_to: u64,
+    /// Whether to spin before parking, decided at the first wait (see `may_spin`).
+    spin: Option<bool>,
+    /// `News::changes` when this reader last looked under the lock.
+    seen: u64,
+}
+
+impl<T> ReadState<T> {
+    /// Whether the reader may spin before parking: only on a multi-threaded runtime, where
+    /// the sender can run meanwhile. Asked once per cursor (asking the runtime clones its
+    /// handle, an atomic shared by every worker).
+    fn may_spin(&mut self) -> bool {
+        *self.spin.get_or_insert_with(|| {
+            matches!(
+                tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()),
+                Ok(tokio::runtime::RuntimeFlavor::MultiThread)
+            )
+        })
+    }
+}
+
+impl<T> Cursor<T> {
+    pub(super) fn new(ring: Arc<Ring<T>>, id: u64, shared: Arc<ReaderShared>, seen: u64) -> Self {
+        Self {
+            ring,
+            id,
+            shared,
+            read: ReadState {
+                batch: VecDeque::new(),
+                unreleased: 0,
+                read_to: 0,
+                spin: None,
+                seen,
+            },
+        }
+    }
+
+    /// The ring this cursor reads.
+    #[must_use]
+    pub fn ring(&self) -> &Arc<Ring<T>> {
+        &self.ring
+    }
+
+    /// This reader's id within its ring.
+    #[must_use]
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// What this reader received, lost and holds.
+    #[must_use]
+    pub fn stats(&self) -> RingStats {
+        self.ring.reader_stats(&self.shared)
+    }
+
+    /// The reader's counts, readable after the cursor is gone (with [`Ring::reader_stats`]).
+    pub(crate) fn tally(&self) -> Arc<ReaderShared> {
+        Arc::clone(&self.shared)
+    }
+
+    /// Whether the ring drops this reader's oldest value when it is full (rather than make
+    /// senders wait): then each value is claimed from senders as it is read.
+    fn lossy(&self) -> bool {
+        self.ring.overflow == Overflow::DropOldest && self.ring.capacity.is_some()
+    }
+
+    /// Takes a moved value's weight off the reader's `batch_bytes` as it leaves the batch.
+    fn unweigh(&self, entry: &Entry<T>) {
+        if entry.moved && self.ring.weigher.is_some() {
+            // Relaxed: a statistic, written only by this reader.
+            self.shared
+                .batch_bytes
+                .fetch_sub(self.ring.weigh(&entry.value), Ordering::Relaxed);
+        }
+    }
+
+    /// Gives the values read from the batch back to senders as room (lossless rings).
+    fn release(&mut self) {
+        let n = std::mem::take(&mut self.read.unreleased);
+        if n > 0 {
+            // SeqCst, and the fence before `wake_senders` reads `waiting`: see the ring's
+            // `register_waiter`. `fetch_max`: a sender may have moved it past an expired value.
+            self.shared
+                .consumed
+                .fetch_max(self.read.read_to, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            // Relaxed: a statistic, read on its own.
+            self.shared.unreleased.store(0, Ordering::Relaxed);
+            self.ring.wake_senders();
+        }
+    }
+}
+
+impl<T: Clone> Cursor<T> {
+    /// The next value, `Err(Lagged(n))` after a loss, or `None` once the ring is closed and
+    /// everything buffered for this reader was read.
+    pub async fn recv(&mut self) -> Option<Result<T, Lagged>> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// The next value or lag report without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TryRecvError::Empty`] when nothing is buffered now, [`TryRecvError::Closed`] once
+    /// the ring is closed and drained.
+    pub fn try_recv(&mut self) -> Result<Result<T, Lagged>, TryRecvError> {
+        match self.pop(None) {
+            Poll::Ready(Some(item)) => Ok(item),
+            Poll::Ready(None) => Err(TryRecvError::Closed),
+            Poll::Pending => Err(TryRecvError::Empty),
+        }
+    }
+
+    /// The next value, a lag report, `Ready(None)` once the ring is closed and drained, or
+    /// `Pending` with the task registered to be woken by the next push or close.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<T, Lagged>>> {
+        if let Poll::Ready(item) = self.pop(None) {
+            return Poll::Ready(item);
+        }
+        // A brief spin before parking saves a cross-thread wake-up (a syscall) per value
+        // when the sender runs on another worker thread and sends again within microseconds;
+        // on a single-threaded runtime the sender cannot run meanwhile. Only lossless readers
+        // spin: a lossy ring's sender never waits for its readers (the sink raises under its
+        // lock), and a spinning reader only takes a core from it.
+        if !self.lossy()
+            && self.read.may_spin()
+            && self.spin_for_news()
+            && let Poll::Ready(item) = self.pop(None)
+        {
+            return Poll::Ready(item);
+        }
+        self.pop(Some(cx.waker()))
+    }
+
+    /// Spins briefly waiting for a new value; whether one arrived.
+    fn spin_for_news(&self) -> bool {
+        // Acquire: see `pop`.
+        let news = &self.ring.news.changes;
+        let seen = news.load(Ordering::Acquire);
+        for _ in 0..SPINS {
+            std::hint::spin_loop();
+            if news.load(Ordering::Acquire) != seen {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The next item, `Ready(None)` once closed and drained, or `Pending`. With `park`, the
+    /// last look is made under the lock that senders push under and, finding nothing, the
+    /// reader registers `park` and marks itself parked there: the next push (or close) wakes
+    /// it, and no wake-up can be lost between the look and the registration. Expired values
+    /// are skipped and counted here.
+    fn pop(&mut self, park: Option<&Waker>) -> Poll<Option<Result<T, Lagged>>> {
+        let lossy = self.lossy();
+        let mut now = None;
+        loop {
+            while let Some((pos, entry)) = self.read.batch.pop_front() {
+                self.unweigh(&entry);
+                if lossy {
+                    // SeqCst: the sender dropping the oldest value makes the same exchange
+                    // (see the ring's `make_room_full`); exactly one of the two succeeds.
+                    let claimed = self
+                        .shared
+                        .consumed
+                        .compare_exchange(pos, pos + 1, Ordering::SeqCst, Ordering::SeqCst)
+                        .is_ok();
+                    if !claimed {
+                        drop(entry);
+                        if let Some(lagged) = self.lost_some() {
+                            return Poll::Ready(Some(Err(lagged)));
+                        }
+                        continue;
+                    }
+                } else {
+                    self.read.unreleased += 1;
+                    self.read.read_to = pos + 1;
+                    // Relaxed: a statistic, read on its own.
+                    self.shared
+                        .unreleased
+                        .store(self.read.unreleased, Ordering::Relaxed);
+                }
+                let expired = entry.is_expired(&mut now);
+                let counter = if expired {
+                    &self.shared.expired
+                } else {
+                    &self.shared.delivered
+                };
+                // Relaxed: statistics. Written only by this reader, so a load and a store
+                // (no locked read-modify-write on the hot path).
+                counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+                if !lossy && (self.read.unreleased >= self.ring.chunk || self.read.batch.is_empty())
+                {
+                    self.release();
+                }
+                if !expired {
+                    return Poll::Ready(Some(Ok(entry.value)));
+                }
+            }
+            // Acquire: pairs with the Release stores in the ring's `bump` and `close`. A
+            // stale value only makes the reader look again under the lock (`park`).
+            if park.is_none()
+                && self.ring.news.changes.load(Ordering::Acquire) == self.read.seen
+                && !self.ring.news.closed.load(Ordering::Acquire)
+            {
+                return Poll::Pending;
+            }
+            let mut state = lock(&self.ring.state);
+            let Some(at) = state.readers.iter().position(|r| r.id == self.id) else {
+                return Poll::Ready(None);
+            };
+            if state.readers[at].unreported > 0 {
+                // `seen` stays behind, so the next look comes back here for the values.
+                let n = std::mem::take(&mut state.readers[at].unreported);
+                return Poll::Ready(Some(Err(Lagged(n))));
+            }
+            let more = take(&self.ring, &self.shared, &mut self.read, &mut state, at);
+            self.read.seen = if more { u64::MAX } else { state.changes };
+            if self.read.batch.is_empty() {
+                if state.closed {
+                    return Poll::Ready(None);
+                }
+                if let Some(waker) = park {
+                    let reader = &mut state.readers[at];
+                    reader.shared.waker.register(waker);
+                    reader.parked = true;
+                }
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// A sender dropped the value the reader was about to read (and perhaps more): discards
+    /// the copies below the new `consumed`, and returns the lag to report, if any (the drops
+    /// of expired values are counted apart, not reported).
+    fn lost_some(&mut self) -> Option<Lagged> {
+        // SeqCst: see `pop`.
+        let consumed = self.shared.consumed.load(Ordering::SeqCst);
+        while self
+            .read
+            .batch
+            .front()
+            .is_some_and(|(pos, _)| *pos < consumed)
+        {
+            if let Some((_, entry)) = self.read.batch.pop_front() {
+                self.unweigh(&entry);
+            }
+        }
+        // The sender counted the loss under the lock, before it released it.
+        let mut state = lock(&self.ring.state);
+        let reader = state.reader(self.id)?;
+        let n = std::mem::take(&mut reader.unreported);
+        (n > 0).then_some(Lagged(n))
+    }
+}
+
+/// Takes the values waiting for reader `at` into the batch, at most [`MAX_TAKE`]: a clone of
+/// each, so that readers only read the slots (see the ring's docs), or the values themselves
+/// when it is the ring's only reader (nobody else reads those slots, and a reader that joins
+/// later starts after them). Whether more are left.
+fn take<T: Clone>(
+    ring: &Ring<T>,
+    shared: &ReaderShared,
+    read: &mut ReadState<T>,
+    state: &mut State<T>,
+    at: usize,
+) -> bool {
+    let tail = state.tail();
+    let head = state.head;
+    let sole = state.readers.len() == 1;
+    let reader = &mut state.readers[at];
+    let start = reader.next;
+    let end = tail.min(start + MAX_TAKE);
+    reader.next = end;
+    let from = (start - head) as usize;
+    let to = (end - head) as usize;
+    let slots = state.slots.range_mut(from..to).zip(start..end);
+    if sole {
+        let mut moved_bytes = 0;
+        read.batch.extend(slots.filter_map(|(slot, pos)| {
+            let value = slot.value.take()?;
+            moved_bytes += ring.weigh(&value);
+            Some((
+                pos,
+                Entry {
+                    value,
+                    expires: slot.expires,
+                    moved: true,
+                },
+            ))
+        }));
+        if moved_bytes > 0 {
+            // Relaxed: a statistic, written only by this reader.
+            shared.batch_bytes.fetch_add(moved_bytes, Ordering::Relaxed);
+        }
+    } else {
+        read.batch.extend(slots.filter_map(|(slot, pos)| {
+            Some((
+                pos,
+                Entry {
+                    value: slot.value.clone()?,
+                    expires: slot.expires,
+                    moved: false,
+                },
+            ))
+        }));
+    }
+    end < tail
+}
+
+impl<T> Drop for Cursor<T> {
+    fn drop(&mut self) {
+        self.ring.leave(self.id);
+    }
+}
+
+impl<T> fmt::Debug for Cursor<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cursor")
+            .field("id", &self.id)
+            .field("batch", &self.read.batch.len())
+            .field("unreleased", &self.read.unreleased)
+            .finish()
+    }
+}

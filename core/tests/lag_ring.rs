@@ -1,0 +1,171 @@
+//! The public lag ring on its own: what the sink's subscriptions and the channels build on,
+//! and what other transports use for their receivers.
+
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ephemeral::lag::{PushError, Ring, TryPushError, TryRecvError};
+use ephemeral::{Buffer, Lagged, Overflow};
+use futures::FutureExt;
+use tokio::time::Instant;
+
+fn ring(n: usize, overflow: Overflow) -> Arc<Ring<Vec<u8>>> {
+    Arc::new(Ring::new(Buffer::bounded(n).unwrap(), overflow))
+}
+
+#[tokio::test(start_paused = true)]
+async fn losses_upstream_are_reported_like_drops_and_counted_apart() {
+    let ring = ring(4, Overflow::Wait);
+    let mut cursor = ring.cursor();
+    ring.try_push(vec![1], None).unwrap();
+    ring.add_lag(2);
+    ring.try_push(vec![2], None).unwrap();
+    let mut got = Vec::new();
+    while let Ok(item) = cursor.try_recv() {
+        got.push(item);
+    }
+    assert_eq!(got, [Err(Lagged(2)), Ok(vec![1]), Ok(vec![2])]);
+    let stats = ring.stats();
+    assert_eq!(
+        (stats.pushed, stats.delivered, stats.dropped, stats.lost),
+        (2, 2, 0, 2)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_weigher_tracks_the_bytes_held_through_drops_batches_and_reads() {
+    let ring = Arc::new(
+        Ring::new(Buffer::bounded(2).unwrap(), Overflow::DropOldest).with_weigher(Vec::len),
+    );
+    let mut cursor = ring.cursor();
+    ring.try_push(vec![0; 10], None).unwrap();
+    ring.try_push(vec![0; 20], None).unwrap();
+    assert_eq!(ring.stats().bytes, 30);
+    ring.try_push(vec![0; 40], None).unwrap(); // drops the 10
+    assert_eq!(ring.stats().bytes, 60);
+    assert_eq!(cursor.try_recv(), Ok(Err(Lagged(1))));
+    assert_eq!(cursor.try_recv().unwrap().unwrap().len(), 20);
+    assert_eq!(ring.stats().bytes, 40);
+
+    // A lossless ring reads in batches; the bytes stay counted until read.
+    let lossless = Arc::new(Ring::new(Buffer::Unbounded, Overflow::Wait).with_weigher(Vec::len));
+    let mut cursor = lossless.cursor();
+    for n in [5, 7, 11] {
+        lossless.try_push(vec![0; n], None).unwrap();
+    }
+    assert_eq!(cursor.try_recv().unwrap().unwrap().len(), 5);
+    assert_eq!(lossless.stats().bytes, 18);
+    assert_eq!(lossless.stats().buffered, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn expired_values_are_skipped_at_delivery_and_free_room_for_senders() {
+    let ring = ring(2, Overflow::Wait);
+    let mut cursor = ring.cursor();
+    let soon = Instant::now() + Duration::from_millis(50);
+    ring.try_push(vec![1], Some(soon)).unwrap();
+    ring.try_push(vec![2], None).unwrap();
+    assert!(matches!(
+        ring.try_push(vec![3], None),
+        Err(TryPushError::Full(_))
+    ));
+    tokio::time::advance(Duration::from_millis(50)).await;
+    // The expired front value makes room for a sender, and is counted, not delivered.
+    ring.try_push(vec![3], None).unwrap();
+    let mut got = Vec::new();
+    while let Ok(item) = cursor.try_recv() {
+        got.push(item.unwrap());
+    }
+    assert_eq!(got, [vec![2], vec![3]]);
+    assert_eq!(ring.stats().expired, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn closing_ends_the_reader_after_the_buffer_and_frees_waiting_senders() {
+    let ring = ring(1, Overflow::Wait);
+    let mut cursor = ring.cursor();
+    ring.try_push(vec![1], None).unwrap();
+    let waiting = {
+        let ring = ring.clone();
+        tokio::spawn(async move { ring.push(vec![2], None, None).await })
+    };
+    tokio::task::yield_now().await;
+    assert!(!waiting.is_finished());
+    ring.close();
+    assert_eq!(waiting.await.unwrap(), Err(PushError::Closed(vec![2])));
+    assert_eq!(poll_fn(|cx| cursor.poll_recv(cx)).await, Some(Ok(vec![1])));
+    assert_eq!(cursor.recv().await, None);
+    assert_eq!(cursor.try_recv(), Err(TryRecvError::Closed));
+    assert!(matches!(
+        ring.try_push(vec![3], None),
+        Err(TryPushError::Closed(_))
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bounded_wait_gives_the_value_back_and_a_reader_going_away_discards() {
+    let ring = ring(1, Overflow::Wait);
+    let cursor = ring.cursor();
+    ring.try_push(vec![1], None).unwrap();
+    let deadline = Instant::now() + Duration::from_millis(10);
+    assert_eq!(
+        ring.push(vec![2], None, Some(deadline)).await,
+        Err(PushError::TimedOut(vec![2]))
+    );
+    assert_eq!(ring.stats().timed_out, 1);
+    // A send future dropped while waiting leaves nothing behind.
+    assert!(ring.push(vec![3], None, None).now_or_never().is_none());
+    // The reader going away frees its room at once: a sender no longer waits for it.
+    drop(cursor);
+    let stats = ring.stats();
+    assert_eq!((stats.pushed, stats.buffered, stats.bytes), (1, 0, 0));
+    assert_eq!(ring.try_push(vec![4], None), Ok(0));
+}
+
+#[test]
+fn a_ring_is_shared_across_threads_and_its_sends_are_send() {
+    fn shared<T: Send + Sync>(_: &T) {}
+    fn sendable<T: Send>(_: &T) {}
+    let ring = ring(1, Overflow::Wait);
+    shared(&ring);
+    sendable(&ring.cursor());
+    let push = ring.push(vec![1], None, None);
+    sendable(&push);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_ring_keeps_at_most_its_capacity_of_read_values_and_nothing_once_readers_leave() {
+    let ring = Arc::new(Ring::new(Buffer::bounded(2).unwrap(), Overflow::Wait));
+    let mut cursors = [ring.cursor(), ring.cursor()];
+    let values: Vec<Arc<u32>> = (0..5).map(Arc::new).collect();
+    for value in &values {
+        ring.try_push(Arc::clone(value), None).unwrap();
+        for cursor in &mut cursors {
+            assert_eq!(cursor.recv().await, Some(Ok(Arc::clone(value))));
+        }
+    }
+    // Read values stay in the ring until their room is needed: never more than its capacity.
+    let held = values.iter().filter(|v| Arc::strong_count(v) > 1).count();
+    assert!(
+        held <= 2,
+        "the ring holds {held} read values, past its capacity of 2"
+    );
+    // The last reader leaving releases everything.
+    drop(cursors);
+    assert!(values.iter().all(|v| Arc::strong_count(v) == 1));
+    assert_eq!(ring.try_push(Arc::new(9), None), Ok(0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_only_reader_gets_the_values_themselves_not_copies() {
+    let ring = Arc::new(Ring::new(Buffer::bounded(4).unwrap(), Overflow::DropOldest));
+    let mut cursor = ring.cursor();
+    let value = Arc::new(1);
+    ring.try_push(Arc::clone(&value), None).unwrap();
+    let got = cursor.recv().await.unwrap().unwrap();
+    assert!(Arc::ptr_eq(&got, &value));
+    drop(got);
+    // The ring kept no copy: the reader had the value itself.
+    assert_eq!(Arc::strong_count(&value), 1);
+}

@@ -1,0 +1,357 @@
+//! `Nats`: a connection to a NATS cluster, and how it is made.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use async_nats::{ConnectErrorKind, ConnectOptions, ServerAddr};
+use ephemeral::SignalSink;
+use futures::StreamExt;
+
+use crate::connection::{ConnectionSignals, ConnectionState, connection_signals};
+use crate::options::Auth;
+use crate::sequence::Numbering;
+use crate::{NatsError, NatsOptions, subject};
+
+/// A connection to a NATS server or cluster: messages, requests, the sink bridge
+/// ([`bridge`](Self::bridge)) and `ephemeral top`'s state exchange across machines. A cheap [`Clone`]; the connection closes when the last clone is
+/// dropped.
+///
+/// The same calls as the bus ([`ephemeral_bus::Bus`]) on one machine:
+/// [`publish`](Self::publish), [`subscribe`](Self::subscribe) (a stream of
+/// `Result<Message, Lagged>`), [`serve`](Self::serve) / [`request`](Self::request). Topics
+/// are core [`Name`](ephemeral::Name)s, carried on subjects `<prefix>.s.<topic>` (see
+/// [`subject`](crate::subject) for the exact mapping), so any name works, including
+/// `a..b` and `a.>`, which NATS itself cannot carry as is.
+///
+/// Loss is never silent: a publish while disconnected is an error
+/// ([`NatsError::Disconnected`]), and messages lost in flight (a reconnect, a slow consumer)
+/// show up at the subscriber as [`Lagged`](ephemeral::Lagged).
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let server = ephemeral_nats::testing::NatsServer::start().await;
+/// # let url = server.url();
+/// use std::time::Duration;
+/// use futures::StreamExt;
+/// use ephemeral_nats::Nats;
+///
+/// let nats = Nats::connect(&url).await?; // e.g. "nats://127.0.0.1:4222"
+/// let mut errors = nats.subscribe("error.*").await?;
+/// nats.publish("error.db", "connection reset").await?;
+/// assert_eq!(errors.next().await.unwrap()?.payload_str(), Some("connection reset"));
+///
+/// let _server = nats.serve("math.double", |request| async move {
+///     let n: u64 = request.payload_str().unwrap_or("").parse().map_err(|_| "not a number")?;
+///     Ok::<_, &str>((n * 2).to_string())
+/// }).await?;
+/// let reply = nats.request("math.double", "21", Duration::from_secs(2)).await?;
+/// assert_eq!(reply.payload_str(), Some("42"));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Nats {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) client: async_nats::Client,
+    pub(crate) jetstream: async_nats::jetstream::Context,
+    pub(crate) prefix: Arc<str>,
+    pub(crate) url: String,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) numbering: tokio::sync::Mutex<Numbering>,
+    pub(crate) state: Arc<ConnectionState>,
+}
+
+/// Counters of a [`Nats`] handle's connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NatsStats {
+    /// Connections established (the first one included).
+    pub connects: u64,
+    /// Connections lost.
+    pub disconnects: u64,
+    /// Times the client dropped messages for a subscription that did not keep up.
+    pub slow_consumers: u64,
+}
+
+impl Nats {
+    /// Connects with default [`NatsOptions`].
+    ///
+    /// `url` is `nats://host:port` (`tls://` for TLS), or several separated by commas for a
+    /// cluster; credentials may be given in the URL (`nats://user:pass@host:4222`).
+    ///
+    /// # Errors
+    ///
+    /// [`NatsError::Connect`], with its [`ConnectKind`](crate::ConnectKind): nothing listens,
+    /// a bad URL, refused credentials, TLS trouble.
+    pub async fn connect(url: &str) -> Result<Nats, NatsError> {
+        Self::connect_with(url, NatsOptions::default()).await
+    }
+
+    /// Connects with `options`.
+    ///
+    /// # Errors
+    ///
+    /// [`NatsError::Connect`] as for [`connect`](Self::connect), [`NatsError::Credentials`]
+    /// for an unreadable credentials file, [`NatsError::BadPrefix`] for an unusable prefix.
+    pub async fn connect_with(url: &str, options: NatsOptions) -> Result<Nats, NatsError> {
+        subject::check_prefix(&options.prefix)?;
+        let addrs = parse_urls(url)?;
+        let state = ConnectionState::new();
+        let events = Arc::clone(&state);
+        let max_delay = options.max_reconnect_delay;
+        let mut connect = ConnectOptions::new()
+            .connection_timeout(options.connect_timeout)
+            .ping_interval(options.ping_interval)
+            .max_reconnects(options.max_reconnects)
+            .reconnect_delay_callback(move |attempts| reconnect_delay(attempts, max_delay))
+            .event_callback(move |event| {
+                events.on_event(&event);
+                std::future::ready(())
+            });
+        if let Some(name) = &options.name {
+            connect = connect.name(name);
+        }
+        connect = match options.auth {
+            Auth::None => connect,
+            Auth::UserPassword(user, password) => connect.user_and_password(user, password),
+            Auth::Token(token) => connect.token(token),
+            Auth::Nkey(seed) => connect.nkey(seed),
+            Auth::CredentialsFile(path) => {
+                // Read here rather than by the client, which turns every failure into
+                // `ErrorKind::Other`: a caller can tell a missing file from a bad one.
+                let contents = match tokio::fs::read_to_string(&path).await {
+                    Ok(contents) => contents,
+                    Err(source) => return Err(NatsError::Credentials { path, source }),
+                };
+                connect
+                    .credentials(&contents)
+                    .map_err(|e| NatsError::Credentials {
+                        path,
+                        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+                    })?
+            }
+        };
+        if options.require_tls {
+            connect = connect.require_tls(true);
+        }
+        for pem in options.root_certificates {
+            connect = connect.add_root_certificates(pem);
+        }
+        if let Some((cert, key)) = options.client_certificate {
+            connect = connect.add_client_certificate(cert, key);
+        }
+        let client = connect
+            .connect(addrs)
+            .await
+            .map_err(|e| NatsError::connect(url, e))?;
+        let jetstream = async_nats::jetstream::new(client.clone());
+        Ok(Nats {
+            inner: Arc::new(Inner {
+                client,
+                jetstream,
+                prefix: Arc::from(options.prefix),
+                url: url.to_owned(),
+                connect_timeout: options.connect_timeout,
+                numbering: tokio::sync::Mutex::new(Numbering::new()),
+                state,
+            }),
+        })
+    }
+
+    /// The underlying async-nats client, for anything this crate does not wrap.
+    #[must_use]
+    pub fn client(&self) -> &async_nats::Client {
+        &self.inner.client
+    }
+
+    /// A JetStream context on this connection.
+    #[must_use]
+    pub fn jetstream(&self) -> &async_nats::jetstream::Context {
+        &self.inner.jetstream
+    }
+
+    /// The subject prefix.
+    #[must_use]
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// The URL connected to.
+    #[must_use]
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
+    /// Whether the connection is up right now.
+    #[must_use]
+    pub fn is_connected(&self) -> bool {
+        self.inner.state.is_connected()
+    }
+
+    /// The version of the server connected to (`2.15.1`).
+    #[must_use]
+    pub fn server_version(&self) -> String {
+        self.inner.client.server_info().version
+    }
+
+    /// The largest message (payload and headers) the server accepts, in bytes.
+    #[must_use]
+    pub fn max_payload(&self) -> usize {
+        self.inner.client.max_payload()
+    }
+
+    /// Checks that the server is at least version `need` for `feature`.
+    ///
+    /// # Errors
+    ///
+    /// [`NatsError::ServerTooOld`] when it is older (or reports no readable version).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let server = ephemeral_nats::testing::NatsServer::start().await;
+    /// let nats = ephemeral_nats::Nats::connect(&server.url()).await?;
+    /// nats.require_server("2.11.0", "per-message time to live")?;
+    /// assert!(nats.require_server("99.0.0", "time travel").is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn require_server(
+        &self,
+        need: &'static str,
+        feature: &'static str,
+    ) -> Result<(), NatsError> {
+        crate::version::check_version(&self.server_version(), need, feature)
+    }
+
+    /// This handle's connection counters.
+    #[must_use]
+    pub fn stats(&self) -> NatsStats {
+        let s = &self.inner.state;
+        NatsStats {
+            connects: s.connects.load(Ordering::Relaxed),
+            disconnects: s.disconnects.load(Ordering::Relaxed),
+            slow_consumers: s.slow_consumers.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Raises the connection's changes in `sink`: `nats.connected` on every (re)connection,
+    /// `nats.disconnected` on every loss, and holds `nats.offline` while disconnected, so
+    /// `sink.has_signal("nats.offline")` and coordinators' `defer_on("nats.offline")` see an
+    /// outage as it happens. Stops when the returned guard is dropped. Once the connection is
+    /// closed for good (every handle dropped, or [`NatsOptions::max_reconnects`] used up),
+    /// `nats.offline` stays held until the guard is dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let server = ephemeral_nats::testing::NatsServer::start().await;
+    /// use ephemeral::SignalSink;
+    ///
+    /// let nats = ephemeral_nats::Nats::connect(&server.url()).await?;
+    /// let sink = SignalSink::default();
+    /// let _signals = nats.connection_signals(&sink);
+    /// assert!(!sink.has_signal("nats.offline"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn connection_signals(&self, sink: &SignalSink) -> ConnectionSignals {
+        connection_signals(&self.inner.state, sink)
+    }
+
+    /// Waits until the server has handled everything this handle sent so far (a round trip
+    /// through the server), at most the connect timeout. After it, a subscription or server
+    /// set up before is known to the server. Returns false when no round trip completed in
+    /// time (not connected).
+    pub(crate) async fn round_trip(&self) -> bool {
+        if !self.is_connected() {
+            return false;
+        }
+        let client = &self.inner.client;
+        let inbox = client.new_inbox();
+        let Ok(mut echo) = client.subscribe(inbox.clone()).await else {
+            return false;
+        };
+        if client.publish(inbox, bytes::Bytes::new()).await.is_err() {
+            return false;
+        }
+        matches!(
+            tokio::time::timeout(self.inner.connect_timeout, echo.next()).await,
+            Ok(Some(_))
+        )
+    }
+}
+
+impl fmt::Debug for Nats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Nats")
+            .field("url", &self.inner.url)
+            .field("prefix", &self.inner.prefix)
+            .field("connected", &self.is_connected())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parses one URL or several separated by commas.
+fn parse_urls(url: &str) -> Result<Vec<ServerAddr>, NatsError> {
+    let mut addrs = Vec::new();
+    for one in url.split(',').map(str::trim) {
+        let addr = one.parse::<ServerAddr>().map_err(|e| {
+            NatsError::connect(
+                url,
+                async_nats::ConnectError::with_source(ConnectErrorKind::ServerParse, e),
+            )
+        })?;
+        addrs.push(addr);
+    }
+    Ok(addrs)
+}
+
+/// The client's default backoff (immediate, then doubling from 2 ms), capped at `max`.
+fn reconnect_delay(attempts: usize, max: Duration) -> Duration {
+    if attempts <= 1 {
+        return Duration::ZERO;
+    }
+    let exp = u32::try_from(attempts - 1).unwrap_or(u32::MAX).min(40);
+    Duration::from_millis(2u64.saturating_pow(exp)).min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_delays_double_up_to_the_cap() {
+        let max = Duration::from_millis(100);
+        assert_eq!(reconnect_delay(1, max), Duration::ZERO);
+        assert_eq!(reconnect_delay(2, max), Duration::from_millis(2));
+        assert_eq!(reconnect_delay(3, max), Duration::from_millis(4));
+        assert_eq!(reconnect_delay(20, max), max);
+        assert_eq!(reconnect_delay(usize::MAX, max), max);
+    }
+
+    #[test]
+    fn urls_parse_one_or_several() {
+        assert_eq!(parse_urls("nats://127.0.0.1:4222").unwrap().len(), 1);
+        assert_eq!(parse_urls("nats://a:1, nats://b:2").unwrap().len(), 2);
+        assert!(matches!(
+            parse_urls("nats://:x"),
+            Err(NatsError::Connect {
+                kind: crate::ConnectKind::BadUrl,
+                ..
+            })
+        ));
+    }
+}

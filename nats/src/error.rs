@@ -1,0 +1,330 @@
+//! `NatsError`: everything that can go wrong talking to NATS, each with what to do about it.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ephemeral::NameError;
+
+/// Why a connection could not be made, from [`NatsError::Connect`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConnectKind {
+    /// Nothing listens at the address (connection refused).
+    Refused,
+    /// The server did not answer within [`NatsOptions::connect_timeout`](crate::NatsOptions::connect_timeout).
+    TimedOut,
+    /// The host name could not be resolved.
+    Dns,
+    /// The TLS handshake or setup failed (a plain server where TLS is required, a bad
+    /// certificate, an unreadable certificate file).
+    Tls,
+    /// The server refused the credentials (user/password, token, nkey or credentials file),
+    /// or credentials were required and none were given.
+    Auth,
+    /// The URL could not be parsed.
+    BadUrl,
+    /// The client gave up after [`NatsOptions::max_reconnects`](crate::NatsOptions::max_reconnects) attempts.
+    MaxReconnects,
+    /// Another input/output error.
+    Io,
+}
+
+impl ConnectKind {
+    /// What to do about it, appended to the error message.
+    fn hint(self) -> &'static str {
+        match self {
+            ConnectKind::Refused => {
+                "nothing listens there: start a nats-server (see the README's NATS section) or fix the host and port"
+            }
+            ConnectKind::TimedOut => {
+                "the server did not answer in time: check the address, firewalls, or raise NatsOptions::connect_timeout"
+            }
+            ConnectKind::Dns => {
+                "the host name did not resolve: check its spelling or use an IP address"
+            }
+            ConnectKind::Tls => {
+                "the TLS setup failed: check that the server has TLS enabled (or drop NatsOptions::require_tls) and that the certificate files are right"
+            }
+            ConnectKind::Auth => {
+                "the server refused the credentials: check the user and password, token, nkey or credentials file"
+            }
+            ConnectKind::BadUrl => {
+                "the URL is malformed: use the form nats://host:4222 (tls://host:4222 for TLS), several separated by commas"
+            }
+            ConnectKind::MaxReconnects => {
+                "the client gave up reconnecting: check that the server runs, or raise NatsOptions::max_reconnects"
+            }
+            ConnectKind::Io => "an input/output error: check the address and that the server runs",
+        }
+    }
+}
+
+impl fmt::Display for ConnectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ConnectKind::Refused => "connection refused",
+            ConnectKind::TimedOut => "timed out",
+            ConnectKind::Dns => "dns lookup failed",
+            ConnectKind::Tls => "tls failed",
+            ConnectKind::Auth => "authentication failed",
+            ConnectKind::BadUrl => "bad url",
+            ConnectKind::MaxReconnects => "too many reconnect attempts",
+            ConnectKind::Io => "i/o error",
+        })
+    }
+}
+
+/// An error from [`Nats`](crate::Nats).
+///
+/// Every message says what went wrong and what to do about it. Connection errors carry a
+/// [`ConnectKind`] to match on, and the client's error as their [`source`](std::error::Error::source).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NatsError {
+    /// The connection could not be made.
+    #[error("cannot connect to NATS at {url}: {kind}: {}", kind.hint())]
+    Connect {
+        /// The URL connected to.
+        url: String,
+        /// Why, to match on.
+        kind: ConnectKind,
+        /// The client's error.
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    /// A credentials (`.creds`) file could not be read.
+    #[error(
+        "cannot read the NATS credentials file {path}: {source}: check the path given to NatsOptions::credentials_file"
+    )]
+    Credentials {
+        /// The file.
+        path: PathBuf,
+        /// Why it could not be read.
+        #[source]
+        source: io::Error,
+    },
+    /// The server is older than a feature needs.
+    #[error(
+        "the NATS server is version {have}, but {feature} needs {need} or later: upgrade the server (the README's NATS section says how)"
+    )]
+    ServerTooOld {
+        /// The server's version.
+        have: String,
+        /// The oldest version with the feature.
+        need: &'static str,
+        /// The feature.
+        feature: &'static str,
+    },
+    /// A topic is not a valid name.
+    #[error("invalid topic: {0}")]
+    Name(#[from] NameError),
+    /// The subject prefix is not usable.
+    #[error(
+        "invalid subject prefix `{prefix}`: {reason}: use dot-separated words of letters, digits, `-` and `_`, such as `ephemeral` or `app.prod`"
+    )]
+    BadPrefix {
+        /// The prefix.
+        prefix: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A pattern matches no name at all.
+    #[error(
+        "pattern `{pattern}` matches no valid name (it is empty, or every alternative holds whitespace or a control character): give a pattern such as `orders.*`"
+    )]
+    EmptyPattern {
+        /// The pattern.
+        pattern: String,
+    },
+    /// The message is larger than the server accepts.
+    #[error(
+        "message of {len} bytes (payload and headers) is larger than the server's max_payload of {max} bytes: split it, or raise max_payload in the server's configuration"
+    )]
+    PayloadTooLarge {
+        /// The message's size on the wire (payload and headers).
+        len: usize,
+        /// The server's maximum.
+        max: usize,
+    },
+    /// Not connected to a server right now: the message was not sent.
+    #[error(
+        "not connected to a NATS server right now, so `{topic}` was not sent: the client is reconnecting; retry later, or watch the `nats.offline` signal (Nats::connection_signals)"
+    )]
+    Disconnected {
+        /// The topic of the message.
+        topic: String,
+    },
+    /// Nobody serves the topic of a request.
+    #[error(
+        "no server for `{topic}`: start one with Nats::serve, on any machine connected to this NATS cluster"
+    )]
+    NoServer {
+        /// The request topic.
+        topic: String,
+    },
+    /// No reply came in time.
+    #[error(
+        "request on `{topic}` got no reply within {after:?}: the server is slow, stuck or unreachable; retry or raise the timeout"
+    )]
+    Timeout {
+        /// The request topic.
+        topic: String,
+        /// The timeout.
+        after: Duration,
+    },
+    /// The server's handler returned an error or panicked.
+    #[error("the handler serving `{topic}` failed: {message}")]
+    HandlerFailed {
+        /// The request topic.
+        topic: String,
+        /// The handler's error or panic message.
+        message: String,
+    },
+    /// A JetStream call failed.
+    #[error(
+        "jetstream {op} failed: {description} (status {code}, error code {err_code}): check that JetStream is enabled on the server (`-js`) and see the NATS error-code list"
+    )]
+    JetStream {
+        /// The operation.
+        op: &'static str,
+        /// The status code (HTTP-like, `0` when the server gave none).
+        code: u16,
+        /// The JetStream error code (`0` when the server gave none).
+        err_code: u64,
+        /// The server's description.
+        description: String,
+    },
+    /// The connection was closed (the client was dropped or drained).
+    #[error("the NATS connection is closed: connect again")]
+    Closed,
+    /// Another error from the client, with its description.
+    #[error("nats {op} failed: {message}")]
+    Client {
+        /// The operation.
+        op: &'static str,
+        /// The client's description.
+        message: String,
+    },
+}
+
+impl NatsError {
+    /// Classifies a client connect error.
+    pub(crate) fn connect(url: &str, source: async_nats::ConnectError) -> Self {
+        NatsError::Connect {
+            url: url.to_owned(),
+            kind: classify(&source),
+            source,
+        }
+    }
+}
+
+/// The [`ConnectKind`] of a client connect error. The client says `Io` both for a refused
+/// port and for a failed TLS handshake (a plain server when TLS is required), so the source
+/// chain is consulted.
+pub(crate) fn classify(error: &async_nats::ConnectError) -> ConnectKind {
+    use async_nats::ConnectErrorKind as K;
+    match error.kind() {
+        K::ServerParse => ConnectKind::BadUrl,
+        K::Dns => ConnectKind::Dns,
+        K::Authentication | K::AuthorizationViolation => ConnectKind::Auth,
+        K::TimedOut => ConnectKind::TimedOut,
+        K::Tls => ConnectKind::Tls,
+        K::MaxReconnects => ConnectKind::MaxReconnects,
+        K::Io => {
+            let Some(io) = first_io(error) else {
+                return ConnectKind::Io;
+            };
+            // `io::Error::source` skips the wrapped error itself: look at it directly.
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<async_nats::rustls::Error>())
+            {
+                return ConnectKind::Tls;
+            }
+            match io.kind() {
+                io::ErrorKind::ConnectionRefused => ConnectKind::Refused,
+                io::ErrorKind::TimedOut => ConnectKind::TimedOut,
+                _ => ConnectKind::Io,
+            }
+        }
+    }
+}
+
+/// The first `io::Error` in the source chain.
+fn first_io<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a io::Error> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            return Some(io);
+        }
+        current = e.source();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_nats::{ConnectError, ConnectErrorKind as K};
+
+    #[test]
+    fn every_client_kind_maps_to_ours() {
+        let cases = [
+            (ConnectError::new(K::ServerParse), ConnectKind::BadUrl),
+            (ConnectError::new(K::Dns), ConnectKind::Dns),
+            (ConnectError::new(K::Authentication), ConnectKind::Auth),
+            (
+                ConnectError::new(K::AuthorizationViolation),
+                ConnectKind::Auth,
+            ),
+            (ConnectError::new(K::TimedOut), ConnectKind::TimedOut),
+            (ConnectError::new(K::Tls), ConnectKind::Tls),
+            (
+                ConnectError::new(K::MaxReconnects),
+                ConnectKind::MaxReconnects,
+            ),
+            (ConnectError::new(K::Io), ConnectKind::Io),
+            (
+                ConnectError::with_source(
+                    K::Io,
+                    io::Error::new(io::ErrorKind::ConnectionRefused, "refused"),
+                ),
+                ConnectKind::Refused,
+            ),
+            (
+                ConnectError::with_source(
+                    K::Io,
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        async_nats::rustls::Error::General("corrupt message".into()),
+                    ),
+                ),
+                ConnectKind::Tls,
+            ),
+        ];
+        for (error, kind) in cases {
+            assert_eq!(classify(&error), kind, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn a_dns_failure_says_to_check_the_host() {
+        let error = NatsError::connect(
+            "nats://no-such-host.invalid:4222",
+            ConnectError::with_source(K::Dns, io::Error::other("failed to lookup address")),
+        );
+        assert!(matches!(
+            error,
+            NatsError::Connect {
+                kind: ConnectKind::Dns,
+                ..
+            }
+        ));
+        let text = error.to_string();
+        assert!(text.contains("no-such-host.invalid"), "{text}");
+        assert!(text.contains("host name did not resolve"), "{text}");
+        assert!(!text.ends_with('.'), "{text}");
+    }
+}

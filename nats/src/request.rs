@@ -1,0 +1,271 @@
+//! Requests and replies over NATS queue groups: `serve` and `request`.
+//!
+//! A request on topic `t` travels on subject `<prefix>.q.<t>`; every [`Nats::serve`] of `t`
+//! joins the queue group `<prefix>`, so NATS hands each request to exactly one server, on
+//! whichever machine. The reply goes to the requester's inbox, with a [`STATUS`] header:
+//! `ok`, or `error` when the handler returned an error or panicked (the payload then holds
+//! its message).
+
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use async_nats::client::RequestErrorKind;
+use async_nats::{HeaderMap, Request};
+use bytes::Bytes;
+use ephemeral::Name;
+use futures::{FutureExt, StreamExt};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use crate::headers::{self, STATUS};
+use crate::message::PayloadBytes;
+use crate::subject::{self, REQUESTS};
+use crate::{Message, Nats, NatsError, Outgoing};
+
+/// The size of a reply's header block: `NATS/1.0`, `bus.status: error`, the blank line.
+const REPLY_HEADER_LEN: usize = 12 + STATUS.len() + 4 + "error".len();
+
+/// Requests one [`Server`] handles at once; more wait in the client (and past its buffer,
+/// NATS drops them for this server, and their requesters time out).
+pub const MAX_CONCURRENT_REQUESTS: usize = 256;
+
+#[derive(Debug, Default)]
+struct ServerCounters {
+    handled: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// A running server (see [`Nats::serve`]); dropping it stops serving. Requests already
+/// being handled finish and are answered.
+pub struct Server {
+    topic: Name,
+    counters: Arc<ServerCounters>,
+    task: JoinHandle<()>,
+}
+
+impl Server {
+    /// The topic served.
+    #[must_use]
+    pub fn topic(&self) -> &Name {
+        &self.topic
+    }
+
+    /// Requests answered so far (failures included).
+    #[must_use]
+    pub fn handled(&self) -> u64 {
+        self.counters.handled.load(Ordering::Relaxed)
+    }
+
+    /// Requests whose handler returned an error or panicked.
+    #[must_use]
+    pub fn failed(&self) -> u64 {
+        self.counters.failed.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("topic", &self.topic)
+            .field("handled", &self.handled())
+            .field("failed", &self.failed())
+            .finish()
+    }
+}
+
+impl Nats {
+    /// Serves requests on `topic`: `handler` gets each request and returns the reply payload,
+    /// or an error whose text the requester gets as [`NatsError::HandlerFailed`]. A panicking
+    /// handler is caught and answered the same way. Requests are handled concurrently, up to
+    /// [`MAX_CONCURRENT_REQUESTS`] at once.
+    ///
+    /// Servers of one topic on any machine share the load: NATS gives each request to one of
+    /// them (a queue group). Returns once the server knows the subscription, so a request
+    /// sent after this returns finds it.
+    ///
+    /// # Errors
+    ///
+    /// [`NatsError::Name`] for a bad topic, [`NatsError::Closed`] once the client is closed.
+    pub async fn serve<F, Fut, T, E>(&self, topic: &str, handler: F) -> Result<Server, NatsError>
+    where
+        F: Fn(Message) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: Into<PayloadBytes> + Send + 'static,
+        E: fmt::Display + Send + 'static,
+    {
+        let topic = Name::new(topic)?;
+        let subject = subject::subject(&self.inner.prefix, REQUESTS, &topic);
+        let mut requests = self
+            .inner
+            .client
+            .queue_subscribe(subject, self.inner.prefix.to_string())
+            .await
+            .map_err(|e| NatsError::Client {
+                op: "serve",
+                message: e.to_string(),
+            })?;
+        let handler = Arc::new(handler);
+        let counters = Arc::new(ServerCounters::default());
+        let client = self.inner.client.clone();
+        let task_counters = Arc::clone(&counters);
+        let task_topic = topic.clone();
+        let task = tokio::spawn(async move {
+            let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS));
+            while let Some(raw) = requests.next().await {
+                let Some(reply_to) = raw.reply.clone() else {
+                    continue;
+                };
+                let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+                    break;
+                };
+                let (request, _) = to_message(task_topic.clone(), raw);
+                let handler = Arc::clone(&handler);
+                let client = client.clone();
+                let counters = Arc::clone(&task_counters);
+                tokio::spawn(async move {
+                    let result = AssertUnwindSafe(handler(request)).catch_unwind().await;
+                    let (mut status, mut payload) = match result {
+                        Ok(Ok(payload)) => ("ok", payload.into().0),
+                        Ok(Err(error)) => ("error", Bytes::from(error.to_string())),
+                        Err(panic) => ("error", Bytes::from(panic_message(&*panic))),
+                    };
+                    // A reply the server would refuse must not turn into a silent timeout.
+                    let max = client.max_payload();
+                    if payload.len() + REPLY_HEADER_LEN > max {
+                        let error = NatsError::PayloadTooLarge {
+                            len: payload.len() + REPLY_HEADER_LEN,
+                            max,
+                        };
+                        status = "error";
+                        payload = Bytes::from(format!("the reply could not be sent: {error}"));
+                    }
+                    // Statistics only: Relaxed.
+                    counters.handled.fetch_add(1, Ordering::Relaxed);
+                    if status == "error" {
+                        counters.failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let mut map = HeaderMap::new();
+                    map.insert(STATUS, status);
+                    // A requester that gave up is not listening any more: nothing to do.
+                    let _ = client.publish_with_headers(reply_to, map, payload).await;
+                    drop(permit);
+                });
+            }
+        });
+        self.round_trip().await;
+        Ok(Server {
+            topic,
+            counters,
+            task,
+        })
+    }
+
+    /// Sends a request to one server of `topic` and waits for its reply, at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`NatsError::NoServer`] at once when nobody serves `topic`, [`NatsError::Timeout`] when
+    /// no reply came in time (the server is slow, or the connection dropped meanwhile),
+    /// [`NatsError::HandlerFailed`] when the handler failed (or its reply was larger than the
+    /// server accepts), and the errors of [`publish`](Self::publish)
+    /// ([`NatsError::Disconnected`] at once while the connection is down).
+    pub async fn request(
+        &self,
+        topic: &str,
+        payload: impl Into<PayloadBytes>,
+        timeout: Duration,
+    ) -> Result<Message, NatsError> {
+        self.request_with(Outgoing::new(topic)?.payload(payload.into()), timeout)
+            .await
+    }
+
+    /// [`request`](Self::request) with headers (the handler sees them on its [`Message`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`request`](Self::request).
+    pub async fn request_with(
+        &self,
+        out: Outgoing,
+        timeout: Duration,
+    ) -> Result<Message, NatsError> {
+        let inner = &self.inner;
+        let out = out.into_parts();
+        let map = headers::encode(&out, SystemTime::now());
+        let len = out.payload.len() + headers::wire_len(&map);
+        let max = inner.client.max_payload();
+        if len > max {
+            return Err(NatsError::PayloadTooLarge { len, max });
+        }
+        if !inner.state.is_connected() {
+            return Err(NatsError::Disconnected {
+                topic: out.topic.to_string(),
+            });
+        }
+        let subject = subject::subject(&inner.prefix, REQUESTS, &out.topic);
+        let request = Request::new()
+            .payload(Bytes::from_owner(out.payload))
+            .headers(map)
+            .timeout(Some(timeout));
+        let topic = out.topic;
+        let reply = inner
+            .client
+            .send_request(subject, request)
+            .await
+            .map_err(|e| match e.kind() {
+                RequestErrorKind::NoResponders => NatsError::NoServer {
+                    topic: topic.to_string(),
+                },
+                RequestErrorKind::TimedOut => NatsError::Timeout {
+                    topic: topic.to_string(),
+                    after: timeout,
+                },
+                RequestErrorKind::MaxPayloadExceeded => NatsError::PayloadTooLarge {
+                    len,
+                    max: inner.client.max_payload(),
+                },
+                _ => NatsError::Client {
+                    op: "request",
+                    message: e.to_string(),
+                },
+            })?;
+        let (reply, failed) = to_message(topic.clone(), reply);
+        if failed {
+            return Err(NatsError::HandlerFailed {
+                topic: topic.to_string(),
+                message: reply.payload_str().unwrap_or("").to_owned(),
+            });
+        }
+        Ok(reply)
+    }
+}
+
+/// A received request or reply as a [`Message`] on `topic`, and whether it reports a failed
+/// handler.
+fn to_message(topic: Name, raw: async_nats::Message) -> (Message, bool) {
+    let mut decoded = headers::decode(raw.headers.as_ref());
+    let message = decoded.message(topic, &raw.payload);
+    (message, decoded.failed)
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| format!("handler panicked: {s}"))
+        .or_else(|| {
+            panic
+                .downcast_ref::<String>()
+                .map(|s| format!("handler panicked: {s}"))
+        })
+        .unwrap_or_else(|| "handler panicked".to_owned())
+}

@@ -1,0 +1,199 @@
+//! Connecting: errors by kind against real servers, and the options that must work.
+
+use std::time::{Duration, Instant};
+
+use ephemeral_nats::testing::NatsServer;
+use ephemeral_nats::{ConnectKind, Nats, NatsError, NatsOptions};
+
+fn kind(result: Result<Nats, NatsError>) -> ConnectKind {
+    match result {
+        Err(NatsError::Connect { kind, .. }) => kind,
+        other => panic!("expected a connect error, got {other:?}"),
+    }
+}
+
+/// A port nothing listens on: bound, then released.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn a_refused_port_is_refused_at_once() {
+    let url = format!("nats://127.0.0.1:{}", free_port());
+    let started = Instant::now();
+    // A long connect timeout: the error must come from the refusal, not from waiting.
+    let options = NatsOptions::default().connect_timeout(Duration::from_secs(30));
+    let error = Nats::connect_with(&url, options).await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let NatsError::Connect { kind, url: at, .. } = &error else {
+        panic!("{error:?}");
+    };
+    assert_eq!(*kind, ConnectKind::Refused);
+    assert_eq!(at, &url);
+    let text = error.to_string();
+    assert!(text.contains("start a nats-server"), "{text}");
+    assert!(std::error::Error::source(&error).is_some());
+}
+
+#[tokio::test]
+async fn a_wrong_or_missing_password_is_an_auth_error() {
+    let server = NatsServer::start_with(&["--user", "u", "--pass", "right"]).await;
+    let url = server.url();
+
+    let wrong = Nats::connect_with(&url, NatsOptions::default().user_password("u", "wrong")).await;
+    assert_eq!(kind(wrong), ConnectKind::Auth);
+    let missing = Nats::connect(&url).await;
+    assert_eq!(kind(missing), ConnectKind::Auth);
+
+    let right = Nats::connect_with(&url, NatsOptions::default().user_password("u", "right"))
+        .await
+        .expect("the right password connects");
+    right.publish("auth.ok", "yes").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_token_is_sent() {
+    let server = NatsServer::start_with(&["--auth", "s3cret"]).await;
+    let url = server.url();
+    assert_eq!(kind(Nats::connect(&url).await), ConnectKind::Auth);
+    assert_eq!(
+        kind(Nats::connect_with(&url, NatsOptions::default().token("guess")).await),
+        ConnectKind::Auth
+    );
+    Nats::connect_with(&url, NatsOptions::default().token("s3cret"))
+        .await
+        .expect("the right token connects");
+}
+
+#[tokio::test]
+async fn an_nkey_signs_the_nonce() {
+    let user = nkeys::KeyPair::new_user();
+    let stranger = nkeys::KeyPair::new_user();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("nkey.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "authorization {{ users = [ {{ nkey: {} }} ] }}\n",
+            user.public_key()
+        ),
+    )
+    .unwrap();
+    let server = NatsServer::start_with(&["-c", conf.to_str().unwrap()]).await;
+    let url = server.url();
+    let nats = Nats::connect_with(&url, NatsOptions::default().nkey(user.seed().unwrap()))
+        .await
+        .expect("the registered nkey connects");
+    nats.publish("nkey.ok", "yes").await.unwrap();
+    assert_eq!(
+        kind(Nats::connect_with(&url, NatsOptions::default().nkey(stranger.seed().unwrap())).await),
+        ConnectKind::Auth
+    );
+    assert_eq!(
+        kind(Nats::connect_with(&url, NatsOptions::default().nkey("not a seed")).await),
+        ConnectKind::Auth
+    );
+}
+
+#[tokio::test]
+async fn a_bad_url_is_bad_url() {
+    for url in ["nats://:x", "nats://host:99999", "nats://a b"] {
+        let error = Nats::connect(url).await.unwrap_err();
+        assert!(
+            matches!(
+                error,
+                NatsError::Connect {
+                    kind: ConnectKind::BadUrl,
+                    ..
+                }
+            ),
+            "{url}: {error:?}"
+        );
+        assert!(error.to_string().contains("nats://host:4222"), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn a_missing_credentials_file_is_named() {
+    let server = NatsServer::start().await;
+    let path = std::env::temp_dir().join("ephemeral-nats-no-such.creds");
+    let error = Nats::connect_with(
+        &server.url(),
+        NatsOptions::default().credentials_file(&path),
+    )
+    .await
+    .unwrap_err();
+    let NatsError::Credentials {
+        path: named,
+        source,
+    } = &error
+    else {
+        panic!("{error:?}");
+    };
+    assert_eq!(named, &path);
+    assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
+    assert!(error.to_string().contains("ephemeral-nats-no-such.creds"));
+
+    // A file that is not a credentials file.
+    let bad = std::env::temp_dir().join(format!("ephemeral-nats-bad-{}.creds", std::process::id()));
+    std::fs::write(&bad, "not a creds file").unwrap();
+    let error = Nats::connect_with(&server.url(), NatsOptions::default().credentials_file(&bad))
+        .await
+        .unwrap_err();
+    let _ = std::fs::remove_file(&bad);
+    let NatsError::Credentials { source, .. } = &error else {
+        panic!("{error:?}");
+    };
+    assert_eq!(source.kind(), std::io::ErrorKind::InvalidData);
+}
+
+#[tokio::test]
+async fn tls_required_against_a_plain_server_is_a_tls_error() {
+    let server = NatsServer::start().await;
+    let options = NatsOptions::default()
+        .require_tls(true)
+        .connect_timeout(Duration::from_secs(5));
+    let error = Nats::connect_with(&server.url(), options).await;
+    assert_eq!(kind(error), ConnectKind::Tls);
+}
+
+#[tokio::test]
+async fn a_bad_prefix_is_refused_before_connecting() {
+    // Nothing listens there: the prefix must be checked first.
+    let url = format!("nats://127.0.0.1:{}", free_port());
+    let error = Nats::connect_with(&url, NatsOptions::default().prefix("a.>"))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, NatsError::BadPrefix { .. }), "{error:?}");
+}
+
+#[tokio::test]
+async fn the_server_is_described() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect_with(&server.url(), NatsOptions::default().name("describe"))
+        .await
+        .unwrap();
+    assert!(nats.is_connected());
+    assert_eq!(nats.max_payload(), 1024 * 1024);
+    nats.require_server("2.11.0", "the tests").unwrap();
+    let error = nats
+        .require_server("99.0.0", "a future feature")
+        .unwrap_err();
+    let NatsError::ServerTooOld {
+        have,
+        need,
+        feature,
+    } = &error
+    else {
+        panic!("{error:?}");
+    };
+    assert_eq!(have, &nats.server_version());
+    assert_eq!((*need, *feature), ("99.0.0", "a future feature"));
+    assert_eq!(nats.stats().connects, 1);
+    assert_eq!(nats.prefix(), "ephemeral");
+}

@@ -1,0 +1,204 @@
+//! Requests and replies over queue groups, against a real server.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use ephemeral::HeaderValue;
+use ephemeral_nats::testing::NatsServer;
+use ephemeral_nats::{Nats, NatsError, Outgoing};
+
+const LONG: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn a_request_is_answered_across_connections() {
+    let server = NatsServer::start().await;
+    let a = Nats::connect(&server.url()).await.unwrap();
+    let b = Nats::connect(&server.url()).await.unwrap();
+    let server_side = a
+        .serve("math.double", |request| async move {
+            let n: u64 = request
+                .payload_str()
+                .unwrap_or("")
+                .parse()
+                .map_err(|_| "not a number")?;
+            let factor = match request.header("factor") {
+                Some(HeaderValue::Int(f)) => *f as u64,
+                _ => 2,
+            };
+            Ok::<_, &str>((n * factor).to_string())
+        })
+        .await
+        .unwrap();
+    let reply = b.request("math.double", "21", LONG).await.unwrap();
+    assert_eq!(reply.payload_str(), Some("42"));
+    assert_eq!(reply.topic(), "math.double");
+    let reply = b
+        .request_with(
+            Outgoing::new("math.double")
+                .unwrap()
+                .payload("7")
+                .header("factor", 3),
+            LONG,
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.payload_str(), Some("21"));
+    assert_eq!(server_side.handled(), 2);
+    assert_eq!(server_side.topic(), "math.double");
+}
+
+#[tokio::test]
+async fn nobody_serving_is_no_server_at_once() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.unwrap();
+    let started = Instant::now();
+    // A long timeout: the answer must not wait for it.
+    let error = nats
+        .request("nobody.home", "", Duration::from_secs(30))
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(&error, NatsError::NoServer { topic } if topic == "nobody.home"),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("Nats::serve"));
+
+    // A server that was dropped no longer answers.
+    let gone = nats
+        .serve("nobody.home", |_| async { Ok::<_, &str>("here") })
+        .await
+        .unwrap();
+    assert!(nats.request("nobody.home", "", LONG).await.is_ok());
+    drop(gone);
+    support_eventually_no_server(&nats).await;
+}
+
+async fn support_eventually_no_server(nats: &Nats) {
+    let deadline = Instant::now() + LONG;
+    loop {
+        // A request racing the unsubscription may reach the dropped server and time out.
+        match nats
+            .request("nobody.home", "", Duration::from_millis(500))
+            .await
+        {
+            Err(NatsError::NoServer { .. }) => return,
+            other => assert!(Instant::now() < deadline, "still served: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_failing_or_panicking_handler_is_handler_failed() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.unwrap();
+    let failing = nats
+        .serve("fails", |_| async {
+            Err::<Vec<u8>, _>("the database is down")
+        })
+        .await
+        .unwrap();
+    let _panicking = nats
+        .serve("panics", |_| async {
+            if true {
+                panic!("boom");
+            }
+            Ok::<Vec<u8>, &str>(Vec::new())
+        })
+        .await
+        .unwrap();
+    let error = nats.request("fails", "", LONG).await.unwrap_err();
+    assert!(
+        matches!(&error, NatsError::HandlerFailed { topic, message } if topic == "fails" && message == "the database is down"),
+        "{error:?}"
+    );
+    let error = nats.request("panics", "", LONG).await.unwrap_err();
+    assert!(
+        matches!(&error, NatsError::HandlerFailed { message, .. } if message.contains("boom")),
+        "{error:?}"
+    );
+    // The panicking server keeps serving.
+    assert!(matches!(
+        nats.request("panics", "", LONG).await,
+        Err(NatsError::HandlerFailed { .. })
+    ));
+    assert_eq!((failing.handled(), failing.failed()), (1, 1));
+}
+
+#[tokio::test]
+async fn a_slow_handler_is_a_timeout() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.unwrap();
+    let _slow = nats
+        .serve("slow", |_| async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok::<_, &str>("late")
+        })
+        .await
+        .unwrap();
+    let error = nats
+        .request("slow", "", Duration::from_millis(200))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, NatsError::Timeout { topic, after } if topic == "slow" && *after == Duration::from_millis(200)),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn servers_share_requests_each_handled_once() {
+    let server = NatsServer::start().await;
+    let counts: Vec<Arc<AtomicUsize>> = (0..3).map(|_| Arc::new(AtomicUsize::new(0))).collect();
+    let mut servers = Vec::new();
+    let mut handles = Vec::new();
+    for count in &counts {
+        let nats = Nats::connect(&server.url()).await.unwrap();
+        let count = Arc::clone(count);
+        servers.push(
+            nats.serve("work", move |_| {
+                let count = Arc::clone(&count);
+                async move {
+                    count.fetch_add(1, Ordering::Relaxed);
+                    Ok::<_, &str>("done")
+                }
+            })
+            .await
+            .unwrap(),
+        );
+        handles.push(nats);
+    }
+    let client = Nats::connect(&server.url()).await.unwrap();
+    for _ in 0..60 {
+        client.request("work", "", LONG).await.unwrap();
+    }
+    let per_server: Vec<usize> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    assert_eq!(per_server.iter().sum::<usize>(), 60, "{per_server:?}");
+    // NATS picks at random: with 60 requests each of 3 servers gets some (the chance one
+    // gets none is 3 × (2/3)^60 ≈ 1e-10).
+    assert!(per_server.iter().all(|&n| n > 0), "{per_server:?}");
+}
+
+#[tokio::test]
+async fn a_reply_too_large_for_the_server_is_a_handler_failure_not_a_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("small.conf");
+    std::fs::write(&conf, "max_payload: 4096\n").unwrap();
+    let server = NatsServer::start_with(&["-c", conf.to_str().unwrap()]).await;
+    let nats = Nats::connect(&server.url()).await.unwrap();
+    let _big = nats
+        .serve("big", |_| async { Ok::<_, &str>(vec![0u8; 8192]) })
+        .await
+        .unwrap();
+    let error = nats.request("big", "", LONG).await.unwrap_err();
+    assert!(
+        matches!(&error, NatsError::HandlerFailed { message, .. } if message.contains("max_payload of 4096")),
+        "{error:?}"
+    );
+}
