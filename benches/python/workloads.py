@@ -10,9 +10,13 @@ Workloads:
   formix-latency     one-way latency at a 10,000 msg/s pace (busy-wait pacing); p50/p99 in us.
   mvent-latency      one-way latency of mvent's emit -> watcher callback, paced slower (mvent
                      keeps one value per event name and polls it every 100 ms).
-  report OURS FX_TP FX_LAT MV_LAT
-                     reads `compare --only bus --quick` stdout (OURS) and the three workloads'
-                     results, prints the comparison JSON lines (the schema of `compare`).
+  mvent-store [OPS]  two processes on one mvent SharedMemoryPool, each setting then getting
+                     its own 100 keys (64-byte values, ttl 60 s) OPS times, one call at a time;
+                     sets/s and gets/s per process, and how many of the 200 values survived.
+  report OURS FX_TP FX_LAT MV_LAT [OURS_STORE MV_STORE]
+                     reads `compare --only bus --quick` stdout (OURS) and the workloads'
+                     results (and `compare --child store-cross` with the mvent-store result),
+                     prints the comparison JSON lines (the schema of `compare`).
 """
 
 import json
@@ -290,6 +294,70 @@ def mvent_latency(args):
                       "fast_count": fast_count, "fast_lost": fast_lost}), flush=True)
 
 
+STORE_KEYS = 100
+STORE_VALUE = bytes(64)
+
+
+def mvent_store_load(args):
+    """One process of mvent-store: waits for a line on stdin, then sets, then gets."""
+    from mvent import SharedMemoryPool
+
+    ops, me = int(args[0]), args[1]
+    pool = SharedMemoryPool(os.environ["MVENT_BENCH_POOL"], temp_dir=os.environ["MVENT_BENCH_DIR"],
+                            auto_cleanup=False)
+    keys = [f"p{me}.key.{i}" for i in range(STORE_KEYS)]
+    print("ready", flush=True)
+    sys.stdin.readline()
+    start = time.perf_counter()
+    for i in range(ops):
+        pool.set(keys[i % STORE_KEYS], STORE_VALUE, ttl=60)
+    set_rate = ops / (time.perf_counter() - start)
+    start = time.perf_counter()
+    missing = 0
+    for i in range(ops):
+        if pool.get(keys[i % STORE_KEYS]) is None:
+            missing += 1
+    get_rate = ops / (time.perf_counter() - start)
+    print(json.dumps({"set_per_s": set_rate, "get_per_s": get_rate, "get_missing": missing}),
+          flush=True)
+
+
+def mvent_store(args):
+    from mvent import SharedMemoryPool
+
+    ops = int(args[0]) if args else 2000
+    sets, gets, survived, missing = [], [], [], 0
+    for _ in range(3):
+        with tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else None) as tmp:
+            env = {"MVENT_BENCH_POOL": "ephemeral_store_bench", "MVENT_BENCH_DIR": tmp}
+            kids = []
+            for me in range(2):
+                child = subprocess.Popen(
+                    [sys.executable, os.path.abspath(__file__), "mvent-store-load", str(ops), str(me)],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ, **env}, text=True)
+                if child.stdout.readline().strip() != "ready":
+                    child.kill()
+                    raise RuntimeError("mvent-store-load did not get ready")
+                kids.append(child)
+            for child in kids:
+                child.stdin.write("go\n")
+                child.stdin.flush()
+            for child in kids:
+                res = child_result(child)
+                sets.append(res["set_per_s"])
+                gets.append(res["get_per_s"])
+                missing += res["get_missing"]
+            pool = SharedMemoryPool("ephemeral_store_bench", temp_dir=tmp, auto_cleanup=False)
+            survived.append(sum(1 for k in pool.get_all() if k.startswith("p")))
+    log(f"mvent store: set/s {[round(x) for x in sets]}, get/s {[round(x) for x in gets]}, "
+        f"of {2 * STORE_KEYS} values {survived} survived (its lock is per process), "
+        f"{missing} gets found no value")
+    print(json.dumps({"workload": "mvent-store", "processes": 2, "keys_per_process": STORE_KEYS,
+                      "set_per_s": statistics.median(sets), "get_per_s": statistics.median(gets),
+                      "survived": survived, "of": 2 * STORE_KEYS, "get_missing": missing}),
+          flush=True)
+
+
 # ---------------------------------------------------------------------------------------------
 # The report, in the schema of `compare` (benches/README.md).
 # ---------------------------------------------------------------------------------------------
@@ -300,19 +368,19 @@ def read_json_lines(path):
         return [json.loads(line) for line in f if line.strip().startswith("{")]
 
 
-def line(name, unit, ours, baseline, value, higher_is_better):
+def line(name, unit, ours, baseline, value, higher_is_better, target=1.0):
     ratio = None
     if ours is not None and value is not None and ours > 0 and value > 0:
         ratio = round(ours / value if higher_is_better else value / ours, 4)
     return json.dumps({
         "name": name, "unit": unit, "ours": ours, "baseline": baseline,
         "baseline_value": value, "higher_is_better": higher_is_better, "ratio": ratio,
-        "target": 1.0, "same_run": False,
+        "target": target, "same_run": False,
     }, separators=(",", ":"))
 
 
 def report(args):
-    ours_path, tp_path, lat_path, mv_path = args
+    ours_path, tp_path, lat_path, mv_path = args[:4]
     ours = {m["name"]: m.get("ours") for m in read_json_lines(ours_path)}
     tp = read_json_lines(tp_path)[-1]
     lat = read_json_lines(lat_path)[-1]
@@ -334,6 +402,19 @@ def report(args):
                f"{mv['fast_rate']:g} msg/s {mv['fast_lost']} of {mv['fast_count']} were lost); "
                "ours is our p99 (an upper bound of our p50)",
                mv["p50"], False))
+    if len(args) >= 6:
+        ours_store = read_json_lines(args[4])[-1]
+        mv_store = read_json_lines(args[5])[-1]
+        lost = f"{mv_store['of'] - min(mv_store['survived'])} of {mv_store['of']} values lost in its worst turn"
+        print(line("store_set_vs_mvent", "ops/s", ours_store["set_per_s"],
+                   f"mvent {MVENT_VERSION}: SharedMemoryPool.set of 64-byte values with a ttl, "
+                   f"2 processes on one pool, each on its own {mv_store['keys_per_process']} keys, "
+                   f"per process ({lost}); ours: Store::set on one bus store, the same shape",
+                   mv_store["set_per_s"], True, 10.0))
+        print(line("store_get_vs_mvent", "ops/s", ours_store["get_per_s"],
+                   f"mvent {MVENT_VERSION}: SharedMemoryPool.get, same pools, per process; "
+                   "ours: Store::get, the same shape",
+                   mv_store["get_per_s"], True, 100.0))
 
 
 def version(dist):
@@ -385,6 +466,10 @@ def main():
         formix_latency(args)
     elif role == "mvent-latency":
         mvent_latency(args)
+    elif role == "mvent-store":
+        mvent_store(args)
+    elif role == "mvent-store-load":
+        mvent_store_load(args)
     elif role == "report":
         report(args)
     else:

@@ -58,6 +58,8 @@ pub(crate) struct Shared {
     pub(crate) round_robin: AtomicU64,
     last_topic: Mutex<Option<(Name, Arc<TopicCounters>)>>,
     opened: Instant,
+    /// The durable subscriptions this handle keeps messages for when it publishes.
+    pub(crate) capture: crate::durable::capture::Capture,
 }
 
 impl Shared {
@@ -156,9 +158,12 @@ impl Bus {
         let name = Name::new(name.as_str())?;
         let peer = random_u64(u64::from(std::process::id()) ^ 0x7065_6572);
         let locals = Arc::new(Locals::new(peer));
+        // Listening for durable-registry changes from before the join, so the hello says so.
+        let (listener, cursor) = crate::durable::capture::listener();
+        locals.add(Arc::clone(&listener));
         let transport =
             UnixTransport::join(dir.clone(), peer, options.clone(), Arc::clone(&locals)).await?;
-        Ok(Self {
+        let bus = Self {
             handle: Arc::new(BusHandle {
                 shared: Arc::new(Shared {
                     name,
@@ -173,9 +178,12 @@ impl Bus {
                     round_robin: AtomicU64::new(random_u64(peer)),
                     last_topic: Mutex::new(None),
                     opened: Instant::now(),
+                    capture: crate::durable::capture::Capture::default(),
                 }),
             }),
-        })
+        };
+        crate::durable::capture::start(&bus, listener, cursor).await;
+        Ok(bus)
     }
 
     /// Whether the bus `name` exists now (someone has it open, or left it behind) under the
@@ -205,19 +213,35 @@ impl Bus {
     }
 
     /// Publishes `payload` on `topic`; returns how many subscriptions (in this process and
-    /// others) it reached.
+    /// others) it reached, durable subscriptions it was kept for included (see
+    /// [`subscribe_durable`](Self::subscribe_durable): such a message is stored before this
+    /// returns).
     ///
     /// # Errors
     ///
-    /// [`BusError::Name`] for a bad topic, [`BusError::PayloadTooLarge`] above the maximum.
+    /// [`BusError::Name`] for a bad topic, [`BusError::PayloadTooLarge`] above the maximum,
+    /// [`BusError::Retained`] when a durable subscription matches and the message could not
+    /// be kept for it.
     pub async fn publish(&self, topic: &str, payload: impl AsRef<[u8]>) -> Result<usize, BusError> {
         let shared = &self.handle.shared;
         let topic = shared.topic(topic)?;
         let payload = payload.as_ref();
+        let mut kept = 0;
+        if shared.capture.matches(&topic) {
+            kept = Box::pin(crate::durable::capture::capture(
+                self,
+                &topic,
+                payload,
+                &[],
+                process_origin(),
+                None,
+            ))
+            .await?;
+        }
         if shared.locals.any_matching(&topic) {
             let mut outgoing = Outgoing::from_name(topic);
             outgoing.payload = Arc::from(payload);
-            return self.publish_outgoing(outgoing).await;
+            return Ok(kept + self.publish_outgoing(outgoing).await?);
         }
         // No subscriber in this handle: encode straight from the caller's bytes.
         let max = shared.options.max_payload;
@@ -244,7 +268,7 @@ impl Bus {
         );
         let deadline = crate::after(shared.options.send_timeout);
         shared.published.fetch_add(1, Ordering::Relaxed);
-        Ok(shared.transport.send(&topic, &bytes, deadline).await)
+        Ok(kept + shared.transport.send(&topic, &bytes, deadline).await)
     }
 
     /// Publishes a message built with [`Outgoing`].
@@ -256,7 +280,7 @@ impl Bus {
     /// # Errors
     ///
     /// [`BusError::PayloadTooLarge`] above the maximum payload or when the headers do not fit
-    /// in a frame.
+    /// in a frame, [`BusError::Retained`] as for [`publish`](Self::publish).
     pub async fn publish_with(&self, outgoing: Outgoing) -> Result<usize, BusError> {
         let shared = &self.handle.shared;
         shared
@@ -265,7 +289,19 @@ impl Bus {
             .counters(&outgoing.topic)
             .published
             .fetch_add(1, Ordering::Relaxed);
-        self.publish_outgoing(outgoing).await
+        let mut kept = 0;
+        if shared.capture.matches(&outgoing.topic) {
+            kept = Box::pin(crate::durable::capture::capture(
+                self,
+                &outgoing.topic,
+                &outgoing.payload,
+                &outgoing.headers,
+                outgoing.origin.unwrap_or_else(process_origin),
+                outgoing.ttl,
+            ))
+            .await?;
+        }
+        Ok(kept + self.publish_outgoing(outgoing).await?)
     }
 
     async fn publish_outgoing(&self, outgoing: Outgoing) -> Result<usize, BusError> {

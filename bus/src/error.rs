@@ -92,6 +92,10 @@ pub enum BusError {
         /// The panic message.
         message: String,
     },
+    /// A message could not be kept for the durable subscriptions its topic matches (the
+    /// bus's database failed); it was not published.
+    #[error("the message could not be kept for a durable subscription: {0}")]
+    Retained(#[source] Box<crate::retained::StoreError>),
     /// The bus was closed.
     #[error("the bus is closed: open it again")]
     Closed,

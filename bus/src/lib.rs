@@ -23,6 +23,17 @@
 //! [`inspect`] lets coordinators and sinks publish their live state ([`PublishState`]) for
 //! `ephemeral top` and other tools, at a bounded rate and only while someone watches.
 //!
+//! [`retained`] keeps data, not just events: [`Bus::store`] (values with a time to live,
+//! history, watch, values owned by a process), [`Bus::room`] (messages kept up to a count
+//! and an age; a late joiner gets the history, then live) and [`Bus::subscribe_durable`]
+//! (messages kept while a named subscriber is away, until acknowledged), in an LMDB
+//! database in the bus directory. The same types come from `ephemeral-nats` across machines.
+//!
+//! # Features
+//!
+//! * `conformance`: `retained::conformance`, the shared test bodies every retained-state
+//!   backend runs (with real child processes).
+//!
 //! The guarantees, in numbers:
 //!
 //! * Subscriptions use the core lag model: with [`Overflow::Wait`] nothing is lost while a
@@ -102,7 +113,9 @@
 
 mod bridge;
 mod bus;
+mod db;
 mod dir;
+mod durable;
 mod error;
 pub mod frame;
 mod handlers;
@@ -114,9 +127,12 @@ mod options;
 mod outgoing;
 mod replies;
 mod request;
+pub mod retained;
+mod room;
 mod router;
 mod serve;
 mod stats;
+mod store;
 mod subscription;
 mod sync;
 mod topics;
@@ -136,6 +152,10 @@ pub use name::{BUS_NAME_RULE, BusName, BusNameError, MAX_BUS_NAME_LEN};
 pub use options::{BUS_DIR_ENV, BusOptions};
 pub use outgoing::{Outgoing, OutgoingParts};
 pub use request::ReplyStream;
+pub use retained::{
+    DurableMessage, DurableOptions, DurableSubscription, Entry, Room, RoomJoin, RoomMessage,
+    RoomOptions, Store, StoreError, StoreEvent, StoreOptions, StoreStats, StoreWatch,
+};
 pub use serve::{ServeOptions, Server};
 pub use stats::{BusStats, PeerInfo};
 pub use subscription::{Subscription, SubscriptionStats};

@@ -191,7 +191,7 @@ impl LocalSub {
 
     /// The next item from `cursor`, this subscription's reader: a message carries the time
     /// it has left now (one whose time ran out since the ring looked is skipped and counted).
-    fn poll_next(
+    pub(crate) fn poll_next(
         &self,
         cursor: &mut Cursor<Buffered>,
         cx: Option<&mut Context<'_>>,

@@ -28,7 +28,8 @@ pub(crate) const IO: u8 = 7;
 pub(crate) const TABLE: &str = "\
 Exit codes:
   0  success
-  1  no match (`match`; `ops`: no coordinator of that name publishes)
+  1  no match (`match`; `ops`: no coordinator of that name publishes;
+     `kv get`/`kv del`: the key has no value)
   2  bad input: invalid name, pattern, duration, header or usage
   3  no such bus (nobody opened it; see --bus, EPHEMERAL_BUS_DIR, --create),
      or no NATS server at the --nats URL

@@ -10,6 +10,7 @@ mod args;
 mod commands;
 mod exit;
 mod render;
+mod retained;
 mod top;
 
 use args::BusArgs;
@@ -245,6 +246,22 @@ enum Command {
         ephemeral signals\n  \
         ephemeral signals 'circuit.*' --held --json")]
     Signals(top::SignalsArgs),
+    /// Values kept on the bus, with a time to live: get, set, del, ls, watch.
+    ///
+    /// A store lives in the bus directory (`retained/`) and outlives every process; every
+    /// process that opens the same bus and store sees the same values.
+    #[command(after_help = "Examples:\n  \
+        ephemeral kv set feature.dark-mode on --ttl 1h\n  \
+        ephemeral kv get feature.dark-mode          # exit 1 if it has no value\n  \
+        ephemeral kv --store sessions ls 'user.*' --json\n  \
+        ephemeral kv watch 'feature.*'")]
+    Kv(retained::KvArgs),
+    /// Rooms of messages kept on the bus: send, and join (history, then live).
+    #[command(after_help = "Examples:\n  \
+        ephemeral room send lobby 'hello'\n  \
+        ephemeral room join lobby                   # the history, then live, until Ctrl-C\n  \
+        ephemeral room join lobby --count 10 --json")]
+    Room(retained::RoomArgs),
     /// Print a shell completion script.
     #[command(after_help = "Examples:\n  \
         ephemeral completions bash > ~/.local/share/bash-completion/completions/ephemeral\n  \
@@ -409,6 +426,8 @@ fn run(command: Command) -> Result<(), Failure> {
             Command::Top(args) => top::top(&args.bus.clone().target()?, args).await,
             Command::Ops(args) => top::ops(&args.bus.clone().target()?, args).await,
             Command::Signals(args) => top::signals(&args.bus.clone().target()?, args).await,
+            Command::Kv(args) => retained::kv(args).await,
+            Command::Room(args) => retained::room(args).await,
             Command::CheckName { .. } | Command::Match { .. } | Command::Completions { .. } => {
                 Ok(())
             }

@@ -11,13 +11,16 @@ use std::time::Instant;
 
 use clap::Parser;
 use ephemeral_benches::cli::Args;
-use ephemeral_benches::measures::{self, Config, bus, memory, nats, nats_intake};
+use ephemeral_benches::measures::{self, Config, bus, memory, nats, nats_intake, store};
 
 fn main() {
     let args = Args::parse();
     if let Some(workload) = &args.child {
         if bus::is_child(workload) {
             std::process::exit(bus::child_main(workload));
+        }
+        if store::is_child(workload) {
+            std::process::exit(store::child_main(workload, args.quick));
         }
         if nats_intake::is_child(workload) {
             std::process::exit(nats_intake::child_main());

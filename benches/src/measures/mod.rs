@@ -20,6 +20,7 @@ pub mod memory;
 pub mod nats;
 pub mod nats_intake;
 pub mod sink;
+pub mod store;
 pub mod top;
 
 /// How big a run is.
@@ -120,6 +121,14 @@ pub fn all() -> Vec<Spec> {
         Spec {
             name: "bus_latency_p99",
             run: bus::latency_p99,
+        },
+        Spec {
+            name: "store_set_vs_raw",
+            run: store::set_vs_raw,
+        },
+        Spec {
+            name: "store_get_vs_raw",
+            run: store::get_vs_raw,
         },
         Spec {
             name: "nats_intake_1w_vs_pull",

@@ -78,7 +78,7 @@ impl Target {
 }
 
 /// Opens the bus, refusing to create one unless `create`.
-async fn open_bus(name: &BusName, create: bool) -> Result<Bus, Failure> {
+pub(crate) async fn open_bus(name: &BusName, create: bool) -> Result<Bus, Failure> {
     let options = BusOptions::default();
     if !create {
         let dir = options.bus_dir(name);

@@ -1,0 +1,295 @@
+//! The bus backend of [`DurableSubscription`]: messages kept by their publishers in the
+//! bus's database (see [`capture`]), read by the one attached subscriber.
+
+pub(crate) mod capture;
+mod ops;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::num::NonZeroUsize;
+use std::ops::Bound;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use ephemeral::{Buffer, Lagged, Name, Overflow, Pattern};
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures_core::Stream;
+
+use crate::db::codec::{decode_msg, seq_key, seq_of};
+use crate::db::{self, Db};
+use crate::retained::backend::DurableBackend;
+use crate::retained::{
+    DurableMessage, DurableOptions, DurableSubscription, StoreError, check_name, clock,
+};
+use crate::{Bus, Subscription};
+
+use ops::Registration;
+
+/// The most messages (and about the most bytes) one read takes.
+const BATCH: usize = 256;
+const BATCH_BYTES: usize = 1024 * 1024;
+
+impl Bus {
+    /// Attaches to the durable subscription `name`, creating it on `pattern` with the
+    /// default bounds ([`DurableOptions`]) if it does not exist. See
+    /// [`DurableSubscription`].
+    ///
+    /// # Errors
+    ///
+    /// As [`subscribe_durable_with`](Self::subscribe_durable_with).
+    pub async fn subscribe_durable(
+        &self,
+        pattern: &str,
+        name: &str,
+    ) -> Result<DurableSubscription, StoreError> {
+        self.subscribe_durable_with(pattern, name, DurableOptions::default())
+            .await
+    }
+
+    /// Attaches to the durable subscription `name`, creating it (or changing its pattern
+    /// and bounds to these).
+    ///
+    /// From the moment the subscription is created, every message published on this bus
+    /// on a topic matching `pattern` is kept for it by its publisher (topics starting with
+    /// `_`, the bus's own, never are). When the pattern or the bounds change, this waits
+    /// (at most [`BusOptions::handshake_timeout`](crate::BusOptions::handshake_timeout))
+    /// until every other handle of the bus has learnt of it.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidName`], [`StoreError::InUse`] while another subscriber is
+    /// attached, or the database could not be opened.
+    pub async fn subscribe_durable_with(
+        &self,
+        pattern: &str,
+        name: &str,
+        options: DurableOptions,
+    ) -> Result<DurableSubscription, StoreError> {
+        let name = check_name(name)?;
+        let db = Db::open_for(self, true).await?.ok_or(StoreError::Closed)?;
+        let registration = Registration {
+            pattern: pattern.to_owned(),
+            options: options.clone(),
+        };
+        let (id, changed, acked) = {
+            let (name, registration) = (name.to_string(), registration.clone());
+            db.write(move |w| ops::attach(w, &name, &registration))
+                .await?
+        };
+        let lock = lock_file(&db, id, &name)?;
+        if changed {
+            capture::sync(self).await?;
+        }
+        let notices = self
+            .subscribe_with(
+                &db::durable_topic(id),
+                Buffer::Bounded(NonZeroUsize::MIN),
+                Overflow::DropOldest,
+            )
+            .await?;
+        let expired = Arc::new(AtomicU64::new(0));
+        let reader = Reader {
+            db: Arc::clone(&db),
+            id,
+            max_age_ms: options.max_age_ms,
+            next: acked + 1,
+            notices,
+            pending: VecDeque::new(),
+            expired: Arc::clone(&expired),
+        };
+        let messages = futures::stream::unfold(reader, |mut r| async move {
+            let item = r.next().await?;
+            Some((item, r))
+        })
+        .boxed();
+        Ok(DurableSubscription::from_backend(Box::new(BusDurable {
+            db,
+            bus: self.clone(),
+            id,
+            name,
+            pattern: Pattern::new(pattern),
+            options,
+            messages,
+            expired,
+            lock: Some(lock),
+        })))
+    }
+}
+
+/// The lock that makes the attached subscriber the only one: held while it lives, released
+/// by the kernel when its process dies.
+fn lock_file(db: &Db, id: u32, name: &Name) -> Result<(File, PathBuf), StoreError> {
+    let path = db.path.join(format!("durable-{id}.lock"));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(StoreError::io(&path))?;
+    match file.try_lock() {
+        Ok(()) => Ok((file, path)),
+        Err(TryLockError::WouldBlock) => Err(StoreError::InUse {
+            name: name.to_string(),
+        }),
+        Err(TryLockError::Error(e)) => Err(StoreError::io(&path)(e)),
+    }
+}
+
+struct BusDurable {
+    db: Arc<Db>,
+    bus: Bus,
+    id: u32,
+    name: Name,
+    pattern: Pattern,
+    options: DurableOptions,
+    messages: BoxStream<'static, Result<DurableMessage, Lagged>>,
+    expired: Arc<AtomicU64>,
+    lock: Option<(File, PathBuf)>,
+}
+
+impl fmt::Debug for BusDurable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BusDurable")
+            .field("name", &self.name.as_str())
+            .field("pattern", &self.pattern.as_str())
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stream for BusDurable {
+    type Item = Result<DurableMessage, Lagged>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.messages.as_mut().poll_next(cx)
+    }
+}
+
+impl DurableBackend for BusDurable {
+    fn name(&self) -> &Name {
+        &self.name
+    }
+
+    fn pattern(&self) -> &Pattern {
+        &self.pattern
+    }
+
+    fn options(&self) -> &DurableOptions {
+        &self.options
+    }
+
+    fn expired(&self) -> u64 {
+        // Relaxed: a counter read on its own.
+        self.expired.load(Ordering::Relaxed)
+    }
+
+    fn ack(&self, sequence: u64) -> BoxFuture<'static, Result<(), StoreError>> {
+        let (id, db) = (self.id, Arc::clone(&self.db));
+        Box::pin(async move { db.write(move |w| ops::ack(w, id, sequence)).await })
+    }
+
+    fn remove(mut self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>> {
+        Box::pin(async move {
+            let (id, name) = (self.id, self.name.to_string());
+            self.db.write(move |w| ops::remove(w, &name, id)).await?;
+            if let Some((file, path)) = self.lock.take() {
+                let _ = std::fs::remove_file(path);
+                drop(file);
+            }
+            capture::sync(&self.bus).await
+        })
+    }
+}
+
+/// The subscriber's reading side.
+struct Reader {
+    db: Arc<Db>,
+    id: u32,
+    max_age_ms: u64,
+    next: u64,
+    notices: Subscription,
+    pending: VecDeque<Result<DurableMessage, Lagged>>,
+    expired: Arc<AtomicU64>,
+}
+
+impl Reader {
+    async fn next(&mut self) -> Option<Result<DurableMessage, Lagged>> {
+        loop {
+            if let Some(item) = self.pending.pop_front() {
+                return Some(item);
+            }
+            if self.read_batch().ok()? > 0 {
+                continue;
+            }
+            // A notice or a lag report of notices: either way, read again.
+            let _notice = self.notices.next().await?;
+        }
+    }
+
+    /// Reads the next bounded batch; how many messages it went through.
+    fn read_batch(&mut self) -> Result<usize, StoreError> {
+        let (id, db) = (self.id, Arc::clone(&self.db));
+        let now = clock::now_ms();
+        let cutoff = now.saturating_sub(self.max_age_ms);
+        let from = seq_key(id, self.next);
+        let to = seq_key(id, u64::MAX);
+        db.read(|txn, t| {
+            let (mut read, mut bytes, mut lag) = (0, 0, 0u64);
+            for item in t
+                .msg
+                .range(txn, &(Bound::Included(&from[..]), Bound::Included(&to[..])))
+                .map_err(db.err("read messages"))?
+            {
+                if read >= BATCH || bytes >= BATCH_BYTES {
+                    break;
+                }
+                let (k, r) = item.map_err(db.err("read messages"))?;
+                let Some(seq) = seq_of(k) else { continue };
+                read += 1;
+                bytes += r.len();
+                // Dropped by the bounds while this subscriber was away or behind.
+                lag += seq - self.next;
+                self.next = seq + 1;
+                // A record that cannot be read is a message lost: reported, not skipped silently.
+                let Some(msg) = decode_msg(r) else {
+                    lag += 1;
+                    continue;
+                };
+                if msg.at_ms < cutoff {
+                    lag += 1;
+                    continue;
+                }
+                if clock::expired(msg.expires_ms, now) {
+                    // Relaxed: a counter.
+                    self.expired.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let Some(topic) = msg.topic else { continue };
+                if lag > 0 {
+                    self.pending
+                        .push_back(Err(Lagged(std::mem::take(&mut lag))));
+                }
+                self.pending.push_back(Ok(DurableMessage::new(
+                    seq,
+                    topic,
+                    msg.payload,
+                    clock::from_ms(msg.at_ms),
+                )
+                .with_source(Arc::from(msg.headers), msg.sender)));
+            }
+            if lag > 0 {
+                self.pending.push_back(Err(Lagged(lag)));
+            }
+            Ok(read)
+        })
+    }
+}

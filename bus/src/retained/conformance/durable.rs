@@ -1,0 +1,124 @@
+//! Durable subscription scenarios.
+
+use std::time::Duration;
+
+use super::child::Kid;
+use super::{Backend, next, unique};
+
+pub(crate) async fn ack_and_redelivery<B: Backend>(b: B) {
+    let (name, topic) = (unique("conf.billing"), unique("conf.orders"));
+    let pattern = format!("{topic}.*");
+    let options = crate::retained::DurableOptions::default();
+    let sub = b
+        .subscribe_durable_with(&pattern, &name, options.clone())
+        .await
+        .expect("subscribe");
+    drop(sub);
+    for i in 0..10 {
+        b.publish(&format!("{topic}.created"), i.to_string().as_bytes())
+            .await
+            .expect("publish");
+    }
+    let mut sub = b
+        .subscribe_durable_with(&pattern, &name, options.clone())
+        .await
+        .expect("attach again");
+    let mut got = Vec::new();
+    for _ in 0..10 {
+        got.push(next(&mut sub, "a kept message").await.expect("no lag"));
+    }
+    let payloads: Vec<&str> = got
+        .iter()
+        .map(|m| m.payload_str().unwrap_or_default())
+        .collect();
+    assert_eq!(payloads, ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]);
+    sub.ack(&got[4]).await.expect("ack");
+    drop(sub);
+    let mut again = b
+        .subscribe_durable_with(&pattern, &name, options.clone())
+        .await
+        .expect("attach again");
+    let first = next(&mut again, "the first unacknowledged")
+        .await
+        .expect("no lag");
+    assert_eq!(
+        first.payload(),
+        b"5",
+        "unacknowledged ones come again, acknowledged ones never"
+    );
+    again.remove().await.expect("remove");
+}
+
+/// Attach (and leave), publish `count` from another process, come back in a third.
+async fn away_and_back<B: Backend>(b: &B, max: u64, count: u64) -> (Vec<String>, String) {
+    let (name, topic) = (unique("conf.audit"), unique("conf.audit"));
+    let pattern = format!("{topic}.*");
+    let max = max.to_string();
+    let attach = Kid::spawn(b, "durable-attach", &[&pattern, &name, &max]);
+    let mut attach = attach;
+    attach.expect("attached").await;
+    attach.finish().await;
+    let mut publisher = Kid::spawn(
+        b,
+        "publisher",
+        &[&format!("{topic}.event"), &count.to_string()],
+    );
+    publisher.expect("done").await;
+    publisher.finish().await;
+    let mut reader = Kid::spawn(
+        b,
+        "durable-read",
+        &[
+            &pattern,
+            &name,
+            &max,
+            &count.min(max.parse().unwrap_or(0)).to_string(),
+        ],
+    );
+    let mut lags = Vec::new();
+    let got = loop {
+        let line = reader.line().await;
+        if line.starts_with("lagged ") {
+            lags.push(line);
+        } else {
+            break line;
+        }
+    };
+    reader.finish().await;
+    // Acknowledged: a later subscriber gets nothing of it.
+    let mut after = b
+        .subscribe_durable_with(
+            &pattern,
+            &name,
+            crate::retained::DurableOptions::default().max_messages(max.parse().unwrap_or(1)),
+        )
+        .await
+        .expect("attach after");
+    let nothing = tokio::time::timeout(
+        Duration::from_millis(300),
+        futures::StreamExt::next(&mut after),
+    )
+    .await;
+    assert!(
+        nothing.is_err(),
+        "acknowledged messages came again: {nothing:?}"
+    );
+    after.remove().await.expect("remove");
+    (lags, got)
+}
+
+pub(crate) async fn away_for_a_thousand<B: Backend>(b: B) {
+    let (lags, got) = away_and_back(&b, 10_000, 1000).await;
+    assert!(lags.is_empty(), "nothing dropped: {lags:?}");
+    assert_eq!(got, "got 0 999 1000", "all 1,000, in order");
+}
+
+pub(crate) async fn overflow_is_lagged<B: Backend>(b: B) {
+    let (lags, got) = away_and_back(&b, 100, 1000).await;
+    assert_eq!(
+        lags,
+        ["lagged 900"],
+        "the overflow is reported, once, before the rest"
+    );
+    assert_eq!(got, "got 900 999 100", "the newest 100 kept");
+}

@@ -1,0 +1,85 @@
+//! Room scenarios.
+
+use ephemeral::Lagged;
+
+use super::child::{Kid, RoomCheck};
+use super::{Backend, next, unique};
+use crate::retained::RoomOptions;
+
+pub(crate) async fn history_then_live<B: Backend>(b: B) {
+    let room = b
+        .room(
+            &unique("conf.lobby"),
+            RoomOptions::default().max_messages(3),
+        )
+        .await
+        .expect("open a room");
+    for i in 1..=5 {
+        room.send(format!("m{i}")).await.expect("send");
+    }
+    let mut late = room.join().await.expect("join");
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let m = next(&mut late, "the history")
+            .await
+            .expect("no lag in the history");
+        got.push(m.payload_str().unwrap_or_default().to_owned());
+    }
+    assert_eq!(got, ["m3", "m4", "m5"], "the room keeps its last three");
+    let seq = room.send(b"m6").await.expect("send");
+    let live = next(&mut late, "a live message").await.expect("no lag");
+    assert_eq!((live.sequence(), live.payload()), (seq, &b"m6"[..]));
+}
+
+pub(crate) async fn four_senders<B: Backend>(b: B) {
+    const SENDERS: usize = 4;
+    const EACH: u64 = 1000;
+    let total = SENDERS as u64 * EACH;
+    let name = unique("conf.chat");
+    let options = RoomOptions::default().max_messages(100_000);
+    let room = b.room(&name, options.clone()).await.expect("open a room");
+    let mut early = room.join().await.expect("join");
+    let mut senders = Vec::new();
+    for id in 0..SENDERS {
+        let mut kid = Kid::spawn(&b, "sender", &[&name, &id.to_string(), &EACH.to_string()]);
+        kid.expect("ready").await;
+        senders.push(kid);
+    }
+    for kid in &mut senders {
+        kid.tell("go").await;
+    }
+    // Joins while the four send: its history and its live messages meet somewhere in the
+    // middle of the sends.
+    let mut racing = Kid::spawn(
+        &b,
+        "joiner",
+        &[&name, &total.to_string(), &SENDERS.to_string()],
+    );
+    let mut check = RoomCheck::new(SENDERS);
+    while check.count < total {
+        match next(&mut early, "the early joiner").await {
+            Ok(m) => check
+                .see(m.sequence(), m.payload_str().unwrap_or_default())
+                .unwrap_or_else(|why| panic!("early joiner: {why}")),
+            Err(Lagged(n)) => panic!("early joiner lagged {n}"),
+        }
+    }
+    for mut kid in senders {
+        kid.expect("done").await;
+        kid.finish().await;
+    }
+    racing.expect("joined").await;
+    racing.expect(&format!("ok {total}")).await;
+    racing.finish().await;
+    // After everything: all 4,000 as history.
+    let mut late = room.join().await.expect("join");
+    let mut check = RoomCheck::new(SENDERS);
+    while check.count < total {
+        match next(&mut late, "the late joiner").await {
+            Ok(m) => check
+                .see(m.sequence(), m.payload_str().unwrap_or_default())
+                .unwrap_or_else(|why| panic!("late joiner: {why}")),
+            Err(Lagged(n)) => panic!("late joiner lagged {n}"),
+        }
+    }
+}

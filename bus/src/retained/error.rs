@@ -1,0 +1,131 @@
+//! `StoreError`: everything that can go wrong with retained state, whatever the backend.
+
+use std::io;
+use std::path::PathBuf;
+
+use ephemeral::NameError;
+
+use crate::BusError;
+
+/// An error from a [`Store`](super::Store), a [`Room`](super::Room) or a
+/// [`DurableSubscription`](super::DurableSubscription), on any backend.
+///
+/// Bad input (a key, a name, a value too large, a zero time to live) is refused before
+/// anything is written, with the same variant on every backend.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A key is not a valid name (the one naming rule of `ephemeral`, see [`Name`](crate::Name)).
+    #[error("invalid key `{key}`: {source}")]
+    InvalidKey {
+        /// The key given.
+        key: String,
+        /// The rule it broke.
+        #[source]
+        source: NameError,
+    },
+    /// The name of a store, room or durable subscription is not a valid name.
+    #[error("invalid name `{name}`: {source}")]
+    InvalidName {
+        /// The name given.
+        name: String,
+        /// The rule it broke.
+        #[source]
+        source: NameError,
+    },
+    /// A value or message is larger than its store or room allows.
+    #[error(
+        "value of {len} bytes is larger than the maximum of {max} bytes: store less, or raise max_value_size in the options it was created with"
+    )]
+    ValueTooLarge {
+        /// The value's size.
+        len: usize,
+        /// The maximum.
+        max: usize,
+    },
+    /// A time to live of zero: the value would be expired before anyone could read it.
+    #[error("a time to live of zero was given: pass a positive duration, or None for no expiry")]
+    ZeroTtl,
+    /// The store holds its maximum number of values and the key is a new one.
+    #[error(
+        "store `{store}` holds its maximum of {max} values: delete some, let them expire, or create the store with a larger max_values"
+    )]
+    Full {
+        /// The store.
+        store: String,
+        /// Its maximum ([`StoreOptions::max_values`](super::StoreOptions::max_values)).
+        max: u64,
+    },
+    /// Another subscriber is attached to this durable subscription now.
+    #[error(
+        "durable subscription `{name}` is in use by another subscriber: one subscriber at a time; stop the other or pick another name"
+    )]
+    InUse {
+        /// The durable subscription's name.
+        name: String,
+    },
+    /// The database has no room left.
+    #[error(
+        "the retained-state database at {path} is full ({max} bytes): clear or delete values, or let them expire"
+    )]
+    DatabaseFull {
+        /// The database directory.
+        path: PathBuf,
+        /// Its size limit, in bytes.
+        max: usize,
+    },
+    /// The database was written by an incompatible version of this library.
+    #[error(
+        "the retained-state database at {path} has format {found}, this library reads format {expected}: remove the directory to start afresh"
+    )]
+    Format {
+        /// The database directory.
+        path: PathBuf,
+        /// The format found.
+        found: u32,
+        /// The format this library reads.
+        expected: u32,
+    },
+    /// The database failed.
+    #[error("retained-state database error on {path} ({op}): {message}")]
+    Database {
+        /// The database directory.
+        path: PathBuf,
+        /// What was being done.
+        op: &'static str,
+        /// The database's own message.
+        message: String,
+    },
+    /// An operating-system error on a file of the database.
+    #[error("retained-state i/o error on {path}: {source}")]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The bus failed.
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    /// Another backend failed (for backends outside this crate, such as NATS).
+    #[error("{backend} error ({op}): {message}")]
+    Backend {
+        /// The backend (`nats`, say).
+        backend: &'static str,
+        /// What was being done.
+        op: &'static str,
+        /// The backend's message.
+        message: String,
+    },
+    /// The handle's backend has shut down (its runtime or database thread is gone).
+    #[error("the retained-state backend has shut down: open the store, room or subscription again")]
+    Closed,
+}
+
+impl StoreError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
+        let path = path.into();
+        move |source| StoreError::Io { path, source }
+    }
+}

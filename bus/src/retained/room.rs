@@ -1,0 +1,266 @@
+//! `Room`: messages kept up to a count and an age; a late joiner gets the history, then
+//! live messages.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use ephemeral::{Lagged, Name};
+use futures::stream::BoxStream;
+use futures_core::Stream;
+
+use super::StoreError;
+use super::backend::RoomBackend;
+
+/// Options of a [`Room`], fixed when the room is created (opening an existing room keeps
+/// its own; [`Room::options`] tells them).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use ephemeral_bus::retained::RoomOptions;
+///
+/// let options = RoomOptions::default()
+///     .max_messages(10_000)
+///     .max_age(Duration::from_secs(600));
+/// assert_eq!(options.get_max_messages(), 10_000);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[must_use]
+pub struct RoomOptions {
+    pub(crate) max_messages: u64,
+    pub(crate) max_age_ms: u64,
+    pub(crate) max_message_size: usize,
+}
+
+impl Default for RoomOptions {
+    fn default() -> Self {
+        Self {
+            max_messages: 1000,
+            max_age_ms: 3_600_000,
+            max_message_size: 1024 * 1024,
+        }
+    }
+}
+
+impl RoomOptions {
+    /// How many messages the room keeps (default 1,000): the oldest go first.
+    pub fn max_messages(mut self, messages: u64) -> Self {
+        self.max_messages = messages.max(1);
+        self
+    }
+
+    /// How long a message is kept (default 1 hour; at least a millisecond).
+    pub fn max_age(mut self, age: Duration) -> Self {
+        self.max_age_ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX).max(1);
+        self
+    }
+
+    /// The largest message accepted, in bytes (default 1 MiB); larger is
+    /// [`StoreError::ValueTooLarge`].
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// How many messages the room keeps.
+    #[must_use]
+    pub fn get_max_messages(&self) -> u64 {
+        self.max_messages
+    }
+
+    /// How long a message is kept.
+    #[must_use]
+    pub fn get_max_age(&self) -> Duration {
+        Duration::from_millis(self.max_age_ms)
+    }
+
+    /// The largest message accepted.
+    #[must_use]
+    pub fn get_max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+}
+
+/// One message of a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomMessage {
+    sequence: u64,
+    sender: u64,
+    sent_at: SystemTime,
+    payload: Arc<[u8]>,
+}
+
+impl RoomMessage {
+    /// A message (for backends).
+    #[must_use]
+    pub fn new(sequence: u64, sender: u64, sent_at: SystemTime, payload: Arc<[u8]>) -> Self {
+        Self {
+            sequence,
+            sender,
+            sent_at,
+            payload,
+        }
+    }
+
+    /// Its place in the room: 1 for the first message ever sent, then increasing by one.
+    #[must_use]
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    /// Who sent it: the sending connection's id (on the bus, the peer id of its handle).
+    #[must_use]
+    pub fn sender(&self) -> u64 {
+        self.sender
+    }
+
+    /// When it was sent, on the wall clock.
+    #[must_use]
+    pub fn sent_at(&self) -> SystemTime {
+        self.sent_at
+    }
+
+    /// The payload bytes.
+    #[must_use]
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+
+    /// The payload as UTF-8 text, if it is.
+    #[must_use]
+    pub fn payload_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.payload).ok()
+    }
+}
+
+/// A chat-like room: messages kept up to [`max_messages`](RoomOptions::max_messages) and
+/// [`max_age`](RoomOptions::max_age); [`join`](Self::join) gives the history, then live
+/// messages, with no gap and no duplicate at the seam — also when sends race the join.
+///
+/// Every message gets the next [`sequence`](RoomMessage::sequence) of the room, so all
+/// joiners see one order, and messages from one sender keep the order they were sent in.
+/// A joiner that falls behind the room's bound (the messages it has not read yet were
+/// dropped as the oldest) is told `Err(Lagged(n))`, then carries on with the oldest kept.
+///
+/// `Room` is a cheap `Clone`.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use futures::StreamExt;
+/// use ephemeral_bus::{Bus, BusOptions};
+/// use ephemeral_bus::retained::RoomOptions;
+///
+/// # let parent = std::env::temp_dir().join(format!("ephemeral-doc-room-{}", std::process::id()));
+/// let bus = Bus::open_with("doc-room", BusOptions::default().dir(&parent)).await?;
+/// let lobby = bus.room("lobby", RoomOptions::default().max_messages(100)).await?;
+/// lobby.send(b"first").await?;
+///
+/// let mut late = lobby.join().await?; // joins after "first" was sent
+/// lobby.send(b"second").await?;
+///
+/// assert_eq!(late.next().await.unwrap()?.payload(), b"first");
+/// assert_eq!(late.next().await.unwrap()?.payload(), b"second");
+/// # drop((late, lobby, bus)); let _ = std::fs::remove_dir_all(&parent);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Room {
+    backend: Arc<dyn RoomBackend>,
+}
+
+impl Room {
+    /// A room served by `backend` (for backend implementations).
+    #[must_use]
+    pub fn from_backend(backend: Arc<dyn RoomBackend>) -> Self {
+        Self { backend }
+    }
+
+    /// The room's name.
+    #[must_use]
+    pub fn name(&self) -> &Name {
+        self.backend.name()
+    }
+
+    /// The options in effect.
+    pub fn options(&self) -> &RoomOptions {
+        self.backend.options()
+    }
+
+    /// Sends `payload` to the room; returns its sequence number. When this returns, the
+    /// message is kept: every joiner from now on sees it (until the room's bounds drop it).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::ValueTooLarge`], or a backend failure.
+    pub async fn send(&self, payload: impl AsRef<[u8]>) -> Result<u64, StoreError> {
+        let payload = payload.as_ref();
+        let max = self.options().max_message_size;
+        if payload.len() > max {
+            return Err(StoreError::ValueTooLarge {
+                len: payload.len(),
+                max,
+            });
+        }
+        self.backend.send(payload).await
+    }
+
+    /// Joins: the retained messages, oldest first, then every message sent from now on.
+    ///
+    /// # Errors
+    ///
+    /// A backend failure.
+    pub async fn join(&self) -> Result<RoomJoin, StoreError> {
+        Ok(RoomJoin {
+            room: self.name().clone(),
+            messages: self.backend.join().await?,
+        })
+    }
+}
+
+impl fmt::Debug for Room {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Room")
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+/// A joined room: `Stream<Item = Result<RoomMessage, Lagged>>`, the history then live
+/// messages. Dropping it leaves the room.
+#[must_use = "a joined room does nothing unless polled"]
+pub struct RoomJoin {
+    room: Name,
+    messages: BoxStream<'static, Result<RoomMessage, Lagged>>,
+}
+
+impl RoomJoin {
+    /// The room's name.
+    #[must_use]
+    pub fn room(&self) -> &Name {
+        &self.room
+    }
+}
+
+impl Stream for RoomJoin {
+    type Item = Result<RoomMessage, Lagged>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.messages.as_mut().poll_next(cx)
+    }
+}
+
+impl fmt::Debug for RoomJoin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RoomJoin")
+            .field("room", &self.room.as_str())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,660 @@
+//! Retained state on the bus, in one process: stores, rooms, durable subscriptions and
+//! stored holds. (Across processes: `retained_processes.rs`, the shared bodies.)
+
+mod support;
+
+use std::time::Duration;
+
+use ephemeral::SignalSink;
+use ephemeral_bus::retained::{
+    DurableOptions, Removal, RoomOptions, StoreError, StoreEvent, StoreOptions, StoredHolds,
+};
+use ephemeral_bus::{Bus, BusError, Lagged, Outgoing};
+use futures::StreamExt;
+
+async fn open(dir: &tempfile::TempDir) -> Bus {
+    support::open(dir.path(), "retained").await
+}
+
+/// A fresh directory where buses live by default: in memory (`/dev/shm`), where a commit
+/// costs no disk flush.
+fn tempdir() -> tempfile::TempDir {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() {
+        tempfile::tempdir_in(shm).expect("a directory in /dev/shm")
+    } else {
+        tempfile::tempdir().expect("a temporary directory")
+    }
+}
+
+/// The next item of a stream, or a failure after a generous bound.
+async fn next<S: futures::Stream + Unpin>(s: &mut S) -> S::Item {
+    tokio::time::timeout(Duration::from_secs(10), s.next())
+        .await
+        .expect("an item within 10 s")
+        .expect("the stream went on")
+}
+
+#[tokio::test]
+async fn set_get_delete_clear_entries_and_stats() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let store = bus.store("cache", StoreOptions::default()).await.unwrap();
+    assert_eq!(store.set("b", b"2", None).await.unwrap(), 1);
+    assert_eq!(store.set("a", b"1", None).await.unwrap(), 2);
+    assert_eq!(store.set("a", b"one", None).await.unwrap(), 3);
+    assert_eq!(store.get("a").await.unwrap().as_deref(), Some(&b"one"[..]));
+    let entry = store.entry("a").await.unwrap().unwrap();
+    assert_eq!(
+        (entry.revision(), entry.expires_at(), entry.owner()),
+        (3, None, None)
+    );
+    let keys: Vec<String> = store
+        .entries()
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.key().to_string())
+        .collect();
+    assert_eq!(keys, ["a", "b"], "sorted by key");
+    let stats = store.stats().await.unwrap();
+    assert_eq!(
+        (stats.values, stats.bytes, stats.sets, stats.revision),
+        (2, 4, 3, 3)
+    );
+
+    assert!(store.delete("a").await.unwrap());
+    assert!(!store.delete("a").await.unwrap(), "already gone");
+    assert_eq!(store.get("a").await.unwrap(), None);
+    store.set("c", b"3", None).await.unwrap();
+    assert_eq!(store.clear().await.unwrap(), 2);
+    assert!(store.entries().await.unwrap().is_empty());
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.values, stats.bytes, stats.deletes), (0, 0, 3));
+
+    // Another store of the same bus is another namespace; the same store opened again
+    // (another handle) sees the same values.
+    let other = bus.store("other", StoreOptions::default()).await.unwrap();
+    other.set("a", b"x", None).await.unwrap();
+    assert_eq!(store.get("a").await.unwrap(), None);
+    let again = bus.store("other", StoreOptions::default()).await.unwrap();
+    assert_eq!(again.get("a").await.unwrap().as_deref(), Some(&b"x"[..]));
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_before_anything_is_written() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    assert!(matches!(
+        bus.store("bad name", StoreOptions::default()).await,
+        Err(StoreError::InvalidName { .. })
+    ));
+    assert!(matches!(
+        bus.room("", RoomOptions::default()).await,
+        Err(StoreError::InvalidName { .. })
+    ));
+    let store = bus
+        .store(
+            "small",
+            StoreOptions::default().max_value_size(4).max_values(2),
+        )
+        .await
+        .unwrap();
+    for key in ["", "a b", "a*", "a,b", "x.+.y"] {
+        assert!(
+            matches!(
+                store.set(key, b"v", None).await,
+                Err(StoreError::InvalidKey { .. })
+            ),
+            "{key:?}"
+        );
+        assert!(matches!(
+            store.get(key).await,
+            Err(StoreError::InvalidKey { .. })
+        ));
+    }
+    let err = store.set("k", b"12345", None).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::ValueTooLarge { len: 5, max: 4 }),
+        "{err}"
+    );
+    assert!(matches!(
+        store.set("k", b"v", Duration::ZERO).await,
+        Err(StoreError::ZeroTtl)
+    ));
+    store.set("a", b"1", None).await.unwrap();
+    store.set("b", b"2", None).await.unwrap();
+    let full = store.set("c", b"3", None).await.unwrap_err();
+    assert!(matches!(full, StoreError::Full { max: 2, .. }), "{full}");
+    assert!(
+        full.to_string().contains("max_values"),
+        "says what to do: {full}"
+    );
+    store
+        .set("a", b"11", None)
+        .await
+        .expect("an existing key can be updated when full");
+    assert_eq!(
+        store.stats().await.unwrap().values,
+        2,
+        "nothing of the refused sets was written"
+    );
+    // The options of an existing store are the ones it was created with.
+    let reopened = bus.store("small", StoreOptions::default()).await.unwrap();
+    assert_eq!(reopened.options().get_max_values(), 2);
+    // Error messages: lowercase, no trailing period.
+    for e in [err, full, StoreError::ZeroTtl] {
+        let text = e.to_string();
+        assert!(
+            text.chars().next().unwrap().is_lowercase() && !text.ends_with('.'),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_value_is_never_returned_and_watchers_see_it_expire() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let store = bus
+        .store("ttl", StoreOptions::default().history(4))
+        .await
+        .unwrap();
+    let mut watch = store.watch("session.*").await.unwrap();
+    store.set("keep", b"k", None).await.unwrap();
+    // The last wait for the database thread: from here the sweeper sleeps until the
+    // expiry, and a wait for that thread would let the paused clock jump there.
+    store
+        .set("session.a", b"a", Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(
+        matches!(watch.next().await, Some(Ok(StoreEvent::Set(e))) if e.key().as_str() == "session.a")
+    );
+    // The checks below read in place: the clock moves only by `advance`.
+    tokio::time::advance(Duration::from_millis(4_990)).await;
+    assert_eq!(
+        store.get("session.a").await.unwrap().as_deref(),
+        Some(&b"a"[..])
+    );
+    assert_eq!(store.history("session.a").await.unwrap().len(), 1);
+    tokio::time::advance(Duration::from_millis(10)).await;
+    assert_eq!(
+        store.get("session.a").await.unwrap(),
+        None,
+        "at its expiry: gone"
+    );
+    assert_eq!(store.entry("session.a").await.unwrap(), None);
+    assert!(store.history("session.a").await.unwrap().is_empty());
+    let entries = store.entries().await.unwrap();
+    assert_eq!(entries.len(), 1, "only `keep`: {entries:?}");
+    // The sweeper removes it and the watcher hears of it; `keep` does not match the watch.
+    // (No timeout here: with the clock paused, a timeout would fire while the runtime
+    // waits for the database thread.)
+    match watch.next().await.expect("the watch goes on") {
+        Ok(StoreEvent::Expired { key, .. }) => assert_eq!(key.as_str(), "session.a"),
+        other => panic!("expected the expiry, got {other:?}"),
+    }
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.values, stats.expired), (1, 1));
+}
+
+#[tokio::test]
+async fn history_is_bounded_and_deleted_with_its_key() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let store = bus
+        .store("config", StoreOptions::default().history(3))
+        .await
+        .unwrap();
+    for v in 1..=5u8 {
+        store.set("level", [v], None).await.unwrap();
+    }
+    let history: Vec<u8> = store
+        .history("level")
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.value()[0])
+        .collect();
+    assert_eq!(history, [3, 4, 5], "the last three, oldest first");
+    store.delete("level").await.unwrap();
+    assert!(store.history("level").await.unwrap().is_empty());
+    store.set("level", [9], None).await.unwrap();
+    assert_eq!(
+        store.history("level").await.unwrap().len(),
+        1,
+        "a fresh history"
+    );
+    // With the default of one, the history is the current value.
+    let plain = bus.store("plain", StoreOptions::default()).await.unwrap();
+    plain.set("k", b"1", None).await.unwrap();
+    plain.set("k", b"2", None).await.unwrap();
+    let h = plain.history("k").await.unwrap();
+    assert_eq!((h.len(), h[0].value()), (1, &b"2"[..]));
+}
+
+#[tokio::test]
+async fn watch_sees_every_change_in_order_and_only_matching_keys() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let store = bus.store("w", StoreOptions::default()).await.unwrap();
+    store.set("before", b"0", None).await.unwrap();
+    let mut watch = store.watch("user.*").await.unwrap();
+    store.set("user.1", b"a", None).await.unwrap();
+    store.set("other", b"x", None).await.unwrap();
+    store.delete("user.1").await.unwrap();
+    store.set("user.2", b"b", None).await.unwrap();
+    // `before` (revision 6), `other` (7), then `user.2` (8): by key.
+    store.clear().await.unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        seen.push(match next(&mut watch).await.unwrap() {
+            StoreEvent::Set(e) => format!("set {} {}", e.key(), e.revision()),
+            StoreEvent::Deleted {
+                key,
+                revision,
+                cause,
+            } => format!("deleted {key} {revision} {cause:?}"),
+            StoreEvent::Expired { key, .. } => format!("expired {key}"),
+            other => format!("{other:?}"),
+        });
+    }
+    assert_eq!(
+        seen,
+        [
+            "set user.1 2",
+            "deleted user.1 4 Deleted",
+            "set user.2 5",
+            "deleted user.2 8 Cleared"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_watcher_far_behind_is_told_how_many_it_missed() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let store = bus.store("busy", StoreOptions::default()).await.unwrap();
+    let mut watch = store.watch("*").await.unwrap();
+    // A multiple of the trim step (64): the log then holds exactly the last 4,096.
+    let writes = 4096 + 128;
+    let sets: Vec<_> = (0..writes)
+        .map(|i| store.set("k", i.to_string(), None))
+        .collect();
+    for set in sets {
+        set.await.unwrap();
+    }
+    let (mut lagged, mut events) = (0, 0);
+    while events + lagged < writes {
+        match next(&mut watch).await {
+            Ok(_) => events += 1,
+            Err(Lagged(n)) => lagged += n,
+        }
+    }
+    assert_eq!(lagged, 128, "the log keeps the last 4,096 changes");
+    assert_eq!(events, 4096);
+}
+
+#[tokio::test]
+async fn owned_values_go_with_the_handle_that_set_them() {
+    let dir = tempdir();
+    let reader = open(&dir).await;
+    let store = reader
+        .store("presence", StoreOptions::default())
+        .await
+        .unwrap();
+    let mut watch = store.watch("*").await.unwrap();
+    {
+        // Another peer of the bus (in this process: another handle, its own lock file).
+        let writer = open(&dir).await;
+        let theirs = writer
+            .store("presence", StoreOptions::default())
+            .await
+            .unwrap();
+        theirs.set_owned("worker.1", b"busy", None).await.unwrap();
+        theirs.set("plain", b"stays", None).await.unwrap();
+        let entry = store
+            .entry("worker.1")
+            .await
+            .unwrap()
+            .expect("visible while the owner lives");
+        assert_eq!(entry.owner(), Some(writer.peer_id()));
+        assert!(matches!(next(&mut watch).await, Ok(StoreEvent::Set(_))));
+        assert!(matches!(next(&mut watch).await, Ok(StoreEvent::Set(_))));
+        // The writer's own owned value is visible to itself, too.
+        assert!(theirs.get("worker.1").await.unwrap().is_some());
+    }
+    // The writer's last handle is gone: its peer lock with it. The watcher hears at once.
+    match next(&mut watch).await {
+        Ok(StoreEvent::Deleted { key, cause, .. }) => {
+            assert_eq!((key.as_str(), cause), ("worker.1", Removal::OwnerGone));
+        }
+        other => panic!("expected the owner's value reclaimed, got {other:?}"),
+    }
+    assert_eq!(store.get("worker.1").await.unwrap(), None);
+    assert_eq!(
+        store.get("plain").await.unwrap().as_deref(),
+        Some(&b"stays"[..])
+    );
+    assert_eq!(store.stats().await.unwrap().reclaimed, 1);
+    assert_eq!(store.reclaim().await.unwrap(), 0, "nothing left to reclaim");
+}
+
+#[tokio::test]
+async fn a_room_gives_history_then_live_and_reports_what_its_bound_dropped() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let room = bus
+        .room("chat", RoomOptions::default().max_messages(3))
+        .await
+        .unwrap();
+    for i in 1..=5 {
+        assert_eq!(room.send(format!("m{i}")).await.unwrap(), i);
+    }
+    let mut late = room.join().await.unwrap();
+    let history: Vec<String> = [
+        next(&mut late).await.unwrap(),
+        next(&mut late).await.unwrap(),
+        next(&mut late).await.unwrap(),
+    ]
+    .iter()
+    .map(|m| m.payload_str().unwrap().to_owned())
+    .collect();
+    assert_eq!(
+        history,
+        ["m3", "m4", "m5"],
+        "the bound, without a lag report: they were gone before"
+    );
+    room.send(b"m6").await.unwrap();
+    let live = next(&mut late).await.unwrap();
+    assert_eq!((live.sequence(), live.payload()), (6, &b"m6"[..]));
+    assert_eq!(live.sender(), bus.peer_id());
+    // A joiner that does not read while the room moves on loses the oldest, and is told.
+    for i in 7..=12 {
+        room.send(format!("m{i}")).await.unwrap();
+    }
+    assert_eq!(next(&mut late).await, Err(Lagged(3)));
+    assert_eq!(next(&mut late).await.unwrap().sequence(), 10);
+    let err = bus
+        .room("tiny", RoomOptions::default().max_message_size(2))
+        .await
+        .unwrap()
+        .send(b"abc")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::ValueTooLarge { len: 3, max: 2 }));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_room_drops_messages_older_than_its_age() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let room = bus
+        .room(
+            "news",
+            RoomOptions::default().max_age(Duration::from_secs(60)),
+        )
+        .await
+        .unwrap();
+    room.send(b"old").await.unwrap();
+    tokio::time::advance(Duration::from_secs(61)).await;
+    room.send(b"new").await.unwrap();
+    let mut joined = room.join().await.unwrap();
+    let first = next(&mut joined).await.unwrap();
+    assert_eq!(
+        first.payload(),
+        b"new",
+        "the old one is past the room's age"
+    );
+}
+
+#[tokio::test]
+async fn a_durable_subscriber_gets_what_was_published_while_away_until_acknowledged() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let sub = bus.subscribe_durable("orders.*", "billing").await.unwrap();
+    assert!(matches!(
+        bus.subscribe_durable("orders.*", "billing").await,
+        Err(StoreError::InUse { .. })
+    ));
+    drop(sub);
+    let publisher = open(&dir).await;
+    for i in 0..10 {
+        let reached = publisher
+            .publish("orders.created", format!("{i}"))
+            .await
+            .unwrap();
+        assert_eq!(reached, 1, "kept for the absent subscriber counts");
+    }
+    publisher
+        .publish("payments.done", b"not matching")
+        .await
+        .unwrap();
+    publisher
+        .publish_with(
+            Outgoing::new("orders.paid")
+                .unwrap()
+                .payload(b"with headers")
+                .header("attempt", 2),
+        )
+        .await
+        .unwrap();
+    let mut sub = bus.subscribe_durable("orders.*", "billing").await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..11 {
+        got.push(next(&mut sub).await.unwrap());
+    }
+    let payloads: Vec<&str> = got.iter().map(|m| m.payload_str().unwrap()).collect();
+    assert_eq!(
+        &payloads[..10],
+        ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]
+    );
+    assert_eq!(got[10].topic().as_str(), "orders.paid");
+    assert_eq!(got[10].headers().len(), 1);
+    assert_eq!(got[10].origin(), ephemeral_bus::process_origin());
+    // Acknowledge the first five; the rest come again to the next subscriber.
+    sub.ack(&got[4]).await.unwrap();
+    drop(sub);
+    let mut again = bus.subscribe_durable("orders.*", "billing").await.unwrap();
+    assert_eq!(
+        next(&mut again).await.unwrap().payload(),
+        b"5",
+        "at least once, from the first unacknowledged"
+    );
+    again.ack_sequence(u64::MAX).await.unwrap();
+    drop(again);
+    let mut last = bus.subscribe_durable("orders.*", "billing").await.unwrap();
+    publisher.publish("orders.created", b"after").await.unwrap();
+    assert_eq!(
+        next(&mut last).await.unwrap().payload(),
+        b"after",
+        "nothing acknowledged comes back"
+    );
+    last.remove().await.unwrap();
+    assert_eq!(
+        publisher.publish("orders.created", b"x").await.unwrap(),
+        0,
+        "no longer kept"
+    );
+}
+
+#[tokio::test]
+async fn durable_overflow_drops_the_oldest_and_says_so() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let options = DurableOptions::default().max_messages(100);
+    drop(
+        bus.subscribe_durable_with("load.*", "slow", options.clone())
+            .await
+            .unwrap(),
+    );
+    for i in 0..1000u32 {
+        bus.publish("load.item", i.to_le_bytes()).await.unwrap();
+    }
+    let mut sub = bus
+        .subscribe_durable_with("load.*", "slow", options)
+        .await
+        .unwrap();
+    assert_eq!(next(&mut sub).await, Err(Lagged(900)));
+    for i in 900..1000u32 {
+        assert_eq!(next(&mut sub).await.unwrap().payload(), i.to_le_bytes());
+    }
+    // Bytes bound: each record is about 100 bytes here; 1 KiB keeps the newest few.
+    let small = DurableOptions::default().max_bytes(1024);
+    drop(
+        bus.subscribe_durable_with("bytes.*", "bytes", small.clone())
+            .await
+            .unwrap(),
+    );
+    for i in 0..50u32 {
+        bus.publish("bytes.x", [i as u8; 40]).await.unwrap();
+    }
+    let mut sub = bus
+        .subscribe_durable_with("bytes.*", "bytes", small)
+        .await
+        .unwrap();
+    let Err(Lagged(dropped)) = next(&mut sub).await else {
+        panic!("the bytes bound must drop and report");
+    };
+    let mut kept = 0;
+    while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_millis(200), sub.next()).await {
+        assert_eq!(
+            m.payload()[0] as u64,
+            dropped + kept,
+            "in order after the gap"
+        );
+        kept += 1;
+    }
+    assert_eq!(dropped + kept, 50);
+    assert!((1..50).contains(&kept), "kept {kept}");
+}
+
+#[tokio::test]
+async fn a_message_whose_own_ttl_ran_out_while_kept_is_skipped_and_counted() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    drop(bus.subscribe_durable("alerts.*", "pager").await.unwrap());
+    bus.publish_with(
+        Outgoing::new("alerts.cpu")
+            .unwrap()
+            .payload(b"stale")
+            .ttl(Duration::from_millis(1)),
+    )
+    .await
+    .unwrap();
+    bus.publish("alerts.disk", b"fresh").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut sub = bus.subscribe_durable("alerts.*", "pager").await.unwrap();
+    assert_eq!(next(&mut sub).await.unwrap().payload(), b"fresh");
+    assert_eq!(sub.expired(), 1);
+}
+
+#[tokio::test]
+async fn internal_topics_are_never_kept_and_a_failing_capture_is_an_error() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    drop(bus.subscribe_durable("*", "everything").await.unwrap());
+    // A store's own change notices (internal topics) must not be kept, or they would
+    // feed themselves.
+    let store = bus.store("s", StoreOptions::default()).await.unwrap();
+    store.set("k", b"v", None).await.unwrap();
+    bus.publish("user.topic", b"1").await.unwrap();
+    let mut sub = bus.subscribe_durable("*", "everything").await.unwrap();
+    assert_eq!(next(&mut sub).await.unwrap().topic().as_str(), "user.topic");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), sub.next())
+            .await
+            .is_err()
+    );
+    // The error type a failing capture gives (it names the durable subscription's cause).
+    let err = BusError::Retained(Box::new(StoreError::ZeroTtl));
+    assert!(err.to_string().starts_with("the message could not be kept"));
+}
+
+#[tokio::test]
+async fn a_publisher_that_opened_before_the_subscription_keeps_for_it() {
+    let dir = tempdir();
+    // Opened before the bus has any database at all.
+    let publisher = open(&dir).await;
+    let subscriber = open(&dir).await;
+    drop(
+        subscriber
+            .subscribe_durable("jobs.*", "worker")
+            .await
+            .unwrap(),
+    );
+    // No delay: `subscribe_durable` returned after every handle re-read the registry.
+    assert_eq!(publisher.publish("jobs.new", b"1").await.unwrap(), 1);
+    let mut sub = subscriber
+        .subscribe_durable("jobs.*", "worker")
+        .await
+        .unwrap();
+    assert_eq!(next(&mut sub).await.unwrap().payload(), b"1");
+    // Re-pointing the pattern reaches publishers too.
+    drop(sub);
+    drop(
+        subscriber
+            .subscribe_durable("tasks.*", "worker")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(publisher.publish("jobs.new", b"2").await.unwrap(), 0);
+    assert_eq!(publisher.publish("tasks.new", b"3").await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn stored_holds_show_a_restarted_process_what_is_held_elsewhere() {
+    let dir = tempdir();
+    let holder_bus = open(&dir).await;
+    let holder = SignalSink::default();
+    let holds = holder_bus
+        .store("holds", StoreOptions::default())
+        .await
+        .unwrap();
+    let _kept = StoredHolds::start(&holder, holds, "circuit.*,maintenance.*")
+        .await
+        .unwrap();
+    let open_circuit = holder.hold("circuit.open").unwrap();
+    let _ignored = holder.hold("other.thing").unwrap();
+
+    // "Restarted": a fresh bus handle and sink start after the hold exists.
+    let bus = open(&dir).await;
+    let sink = SignalSink::default();
+    let store = bus.store("holds", StoreOptions::default()).await.unwrap();
+    let _mirror = StoredHolds::start(&sink, store.clone(), "circuit.*,maintenance.*")
+        .await
+        .unwrap();
+    let mut circuit = sink.watch("circuit.open");
+    tokio::time::timeout(Duration::from_secs(10), circuit.wait_for_match())
+        .await
+        .expect("the hold held elsewhere is seen at start");
+    assert!(!sink.has_signal("other.*"), "outside the holder's pattern");
+    let mirrored = sink.latest("circuit.open").unwrap();
+    assert!(mirrored.is_held());
+    assert!(
+        mirrored
+            .header(ephemeral_bus::retained::HOLDER_HEADER)
+            .is_some()
+    );
+    // Not written back: one value in the store, the holder's.
+    assert_eq!(store.entries().await.unwrap().len(), 1);
+
+    // Released there: released here.
+    open_circuit.release();
+    tokio::time::timeout(Duration::from_secs(10), circuit.wait_until_clear())
+        .await
+        .expect("the release reaches the mirror");
+
+    // Held again, then the holder stops keeping its holds: they leave the store.
+    let again = holder.hold("maintenance.db").unwrap();
+    let mut maintenance = sink.watch("maintenance.*");
+    tokio::time::timeout(Duration::from_secs(10), maintenance.wait_for_match())
+        .await
+        .expect("mirrored");
+    drop(_kept);
+    tokio::time::timeout(Duration::from_secs(10), maintenance.wait_until_clear())
+        .await
+        .expect("a stopped holder's holds are deleted from the store");
+    assert!(again.signal().is_held(), "still held where it is held");
+}

@@ -1,0 +1,260 @@
+//! `ephemeral kv`: a store of the bus.
+
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use ephemeral_bus::retained::{Entry, Removal, StoreEvent, StoreOptions};
+use futures::StreamExt;
+
+use super::{emit, interrupted, json_bytes, not_found, remaining_ms, rfc3339};
+use crate::args;
+use crate::commands::payload_bytes;
+use crate::exit::{Failure, IO};
+use crate::render;
+
+/// Arguments of `ephemeral kv`.
+#[derive(Debug, Args)]
+pub(crate) struct KvArgs {
+    #[command(flatten)]
+    pub(crate) bus: args::BusArgs,
+    /// The store (created on first use, with default options).
+    #[arg(long, default_value = "default", value_parser = args::name)]
+    store: String,
+    #[command(subcommand)]
+    command: KvCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum KvCommand {
+    /// Print the value of KEY; exit 1 if it has none (never set, deleted or expired).
+    Get {
+        /// The key (a name: `user.42`, `config.log:level`).
+        #[arg(value_parser = args::name)]
+        key: String,
+        /// One JSON object with the value, revision, times and owner.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set KEY to VALUE (`-` reads it from standard input).
+    Set {
+        /// The key.
+        #[arg(value_parser = args::name)]
+        key: String,
+        /// The value; `-` reads it from standard input.
+        value: String,
+        /// How long it lives (e.g. 500ms, 30s, 1h); default: until deleted.
+        #[arg(long, value_parser = args::positive_duration)]
+        ttl: Option<Duration>,
+    },
+    /// Delete KEY; exit 1 if it had no value.
+    Del {
+        /// The key.
+        #[arg(value_parser = args::name)]
+        key: String,
+    },
+    /// List the live values whose key matches PATTERN (default `*`), sorted by key.
+    Ls {
+        /// Which keys: `*`, `?`, `,` alternatives, whole-segment `+`.
+        #[arg(default_value = "*")]
+        pattern: String,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print changes to keys matching PATTERN (default `*`) as they happen.
+    Watch {
+        /// Which keys.
+        #[arg(default_value = "*")]
+        pattern: String,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Exit after N changes (lag notices not counted).
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+    },
+}
+
+/// `ephemeral kv`.
+pub(crate) async fn kv(args: KvArgs) -> Result<(), Failure> {
+    let bus = super::open_bus(args.bus.clone().target()?).await?;
+    let store = bus.store(&args.store, StoreOptions::default()).await?;
+    match args.command {
+        KvCommand::Get { key, json } => {
+            let entry = store.entry(&key).await?.ok_or_else(|| {
+                not_found(format!("`{key}` has no value in store `{}`", args.store))
+            })?;
+            if json {
+                emit(&entry_json(&entry).to_string());
+            } else {
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                out.write_all(entry.value())
+                    .and_then(|()| out.write_all(b"\n"))
+                    .and_then(|()| out.flush())?;
+            }
+            Ok(())
+        }
+        KvCommand::Set { key, value, ttl } => {
+            let value = payload_bytes(&value)?;
+            let revision = store.set(&key, value, ttl).await?;
+            eprintln!(
+                "set `{key}` in store `{}` (revision {revision})",
+                args.store
+            );
+            Ok(())
+        }
+        KvCommand::Del { key } => {
+            if store.delete(&key).await? {
+                eprintln!("deleted `{key}` from store `{}`", args.store);
+                Ok(())
+            } else {
+                Err(not_found(format!(
+                    "`{key}` has no value in store `{}`",
+                    args.store
+                )))
+            }
+        }
+        KvCommand::Ls { pattern, json } => {
+            let pattern = ephemeral::Pattern::new(&pattern);
+            for entry in store.entries().await? {
+                if !pattern.matches(entry.key()) {
+                    continue;
+                }
+                let line = if json {
+                    entry_json(&entry).to_string()
+                } else {
+                    entry_text(&entry)
+                };
+                if !emit(&line) {
+                    break;
+                }
+            }
+            Ok(())
+        }
+        KvCommand::Watch {
+            pattern,
+            json,
+            count,
+        } => {
+            let mut changes = store.watch(&pattern).await?;
+            eprintln!(
+                "watching `{pattern}` in store `{}` on bus `{}`; Ctrl-C to stop",
+                args.store,
+                bus.name()
+            );
+            let stop = interrupted();
+            tokio::pin!(stop);
+            let mut shown = 0;
+            while count.is_none_or(|c| shown < c) {
+                let item = tokio::select! {
+                    () = &mut stop => return Ok(()),
+                    item = changes.next() => item,
+                };
+                let line = match item {
+                    None => {
+                        return Err(Failure::new(IO, "the store's watch ended: the bus closed"));
+                    }
+                    Some(Err(lagged)) if json => render::lagged_json(lagged.count()),
+                    Some(Err(lagged)) => render::lagged_text(lagged.count()),
+                    Some(Ok(event)) => {
+                        shown += 1;
+                        if json {
+                            event_json(&event).to_string()
+                        } else {
+                            event_text(&event)
+                        }
+                    }
+                };
+                if !emit(&line) {
+                    return Ok(());
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn entry_text(entry: &Entry) -> String {
+    let ttl = entry
+        .expires_at()
+        .map(|at| {
+            format!(
+                " ttl={}",
+                humantime::format_duration(Duration::from_millis(remaining_ms(at)))
+            )
+        })
+        .unwrap_or_default();
+    let owner = entry
+        .owner()
+        .map(|o| format!(" owner={o:016x}"))
+        .unwrap_or_default();
+    format!(
+        "{} {} rev={}{ttl}{owner}",
+        entry.key(),
+        render::summary(entry.value()),
+        entry.revision()
+    )
+}
+
+fn entry_json(entry: &Entry) -> serde_json::Value {
+    serde_json::json!({
+        "key": entry.key().as_str(),
+        "value": json_bytes(entry.value()),
+        "revision": entry.revision(),
+        "set_at": rfc3339(entry.set_at()),
+        "expires_in_ms": entry.expires_at().map(remaining_ms),
+        "owner": entry.owner().map(|o| format!("{o:016x}")),
+    })
+}
+
+fn removal(cause: Removal) -> &'static str {
+    match cause {
+        Removal::Deleted => "deleted",
+        Removal::Cleared => "cleared",
+        Removal::OwnerGone => "owner-gone",
+        _ => "removed",
+    }
+}
+
+fn event_text(event: &StoreEvent) -> String {
+    let now = render::clock(std::time::SystemTime::now());
+    match event {
+        StoreEvent::Set(entry) => format!("{now} set      {}", entry_text(entry)),
+        StoreEvent::Deleted {
+            key,
+            revision,
+            cause,
+        } => {
+            format!("{now} deleted  {key} rev={revision} ({})", removal(*cause))
+        }
+        StoreEvent::Expired { key, revision } => format!("{now} expired  {key} rev={revision}"),
+        other => format!("{now} changed  {} rev={}", other.key(), other.revision()),
+    }
+}
+
+fn event_json(event: &StoreEvent) -> serde_json::Value {
+    let time = rfc3339(std::time::SystemTime::now());
+    match event {
+        StoreEvent::Set(entry) => {
+            let mut v = entry_json(entry);
+            v["time"] = time.into();
+            v["kind"] = "set".into();
+            v
+        }
+        StoreEvent::Deleted {
+            key,
+            revision,
+            cause,
+        } => serde_json::json!({
+            "time": time, "kind": "deleted", "key": key.as_str(), "revision": revision,
+            "cause": removal(*cause),
+        }),
+        other => serde_json::json!({
+            "time": time,
+            "kind": if matches!(other, StoreEvent::Expired { .. }) { "expired" } else { "changed" },
+            "key": other.key().as_str(),
+            "revision": other.revision(),
+        }),
+    }
+}

@@ -1,0 +1,114 @@
+//! `ephemeral room`: a room of the bus.
+
+use clap::{Args, Subcommand};
+use ephemeral_bus::retained::{RoomMessage, RoomOptions};
+use futures::StreamExt;
+
+use super::{emit, interrupted, json_bytes, rfc3339};
+use crate::args;
+use crate::commands::payload_bytes;
+use crate::exit::{Failure, IO};
+use crate::render;
+
+/// Arguments of `ephemeral room`.
+#[derive(Debug, Args)]
+pub(crate) struct RoomArgs {
+    #[command(flatten)]
+    pub(crate) bus: args::BusArgs,
+    #[command(subcommand)]
+    command: RoomCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum RoomCommand {
+    /// Send MESSAGE to ROOM (`-` reads it from standard input).
+    Send {
+        /// The room (created on first use: it keeps 1,000 messages for an hour).
+        #[arg(value_parser = args::name)]
+        room: String,
+        /// The message; `-` reads it from standard input.
+        message: String,
+    },
+    /// Print the messages ROOM keeps, then every new one, until Ctrl-C.
+    Join {
+        /// The room.
+        #[arg(value_parser = args::name)]
+        room: String,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Exit after N messages, history included (lag notices not counted).
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+    },
+}
+
+/// `ephemeral room`.
+pub(crate) async fn room(args: RoomArgs) -> Result<(), Failure> {
+    let bus = super::open_bus(args.bus.clone().target()?).await?;
+    match args.command {
+        RoomCommand::Send { room, message } => {
+            let message = payload_bytes(&message)?;
+            let room_handle = bus.room(&room, RoomOptions::default()).await?;
+            let seq = room_handle.send(message).await?;
+            eprintln!("sent to room `{room}` (#{seq})");
+            Ok(())
+        }
+        RoomCommand::Join { room, json, count } => {
+            let handle = bus.room(&room, RoomOptions::default()).await?;
+            let mut joined = handle.join().await?;
+            eprintln!(
+                "joined room `{room}` on bus `{}`; Ctrl-C to leave",
+                bus.name()
+            );
+            let stop = interrupted();
+            tokio::pin!(stop);
+            let mut shown = 0;
+            while count.is_none_or(|c| shown < c) {
+                let item = tokio::select! {
+                    () = &mut stop => return Ok(()),
+                    item = joined.next() => item,
+                };
+                let line = match item {
+                    None => return Err(Failure::new(IO, "the room ended: the bus closed")),
+                    Some(Err(lagged)) if json => render::lagged_json(lagged.count()),
+                    Some(Err(lagged)) => render::lagged_text(lagged.count()),
+                    Some(Ok(message)) => {
+                        shown += 1;
+                        if json {
+                            message_json(&message).to_string()
+                        } else {
+                            message_text(&message)
+                        }
+                    }
+                };
+                if !emit(&line) {
+                    return Ok(());
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn message_text(m: &RoomMessage) -> String {
+    let body = match m.payload_str() {
+        Some(text) if !text.contains(['\n', '\r']) => text.to_owned(),
+        _ => render::summary(m.payload()),
+    };
+    format!(
+        "{} #{} {:016x}: {body}",
+        render::clock(m.sent_at()),
+        m.sequence(),
+        m.sender()
+    )
+}
+
+fn message_json(m: &RoomMessage) -> serde_json::Value {
+    serde_json::json!({
+        "sequence": m.sequence(),
+        "sender": format!("{:016x}", m.sender()),
+        "sent_at": rfc3339(m.sent_at()),
+        "payload": json_bytes(m.payload()),
+    })
+}

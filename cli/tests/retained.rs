@@ -1,0 +1,241 @@
+//! `ephemeral kv` and `ephemeral room` against a bus whose store and room the test process
+//! also uses: values and messages cross processes both ways. Real time, generous bounds
+//! only for what must happen.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{bus, run, spawn_ready};
+use ephemeral_bus::retained::{RoomOptions, StoreOptions};
+use tokio::io::AsyncReadExt;
+
+/// A fresh parent directory for buses, in memory where possible (as buses are by default).
+fn tempdir() -> tempfile::TempDir {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() {
+        tempfile::tempdir_in(shm).expect("temp dir")
+    } else {
+        tempfile::tempdir().expect("temp dir")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_set_get_ls_del_with_exit_codes() {
+    let dir = tempdir();
+    let bus = bus(dir.path(), "kv").await;
+    let store = bus
+        .store("app", StoreOptions::default())
+        .await
+        .expect("store");
+    store.set("from.lib", b"library", None).await.expect("set");
+
+    let (code, out, _) = run(
+        dir.path(),
+        &["kv", "--bus", "kv", "--store", "app", "get", "from.lib"],
+    )
+    .await;
+    assert_eq!((code, out.as_str()), (0, "library\n"));
+    let (code, _, err) = run(
+        dir.path(),
+        &[
+            "kv", "--bus", "kv", "--store", "app", "set", "from.cli", "shell", "--ttl", "1h",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let entry = store
+        .entry("from.cli")
+        .await
+        .expect("entry")
+        .expect("set by the cli");
+    assert_eq!(entry.value(), b"shell");
+    assert!(entry.expires_at().is_some(), "--ttl reaches the store");
+
+    let (code, out, _) = run(
+        dir.path(),
+        &["kv", "--bus", "kv", "--store", "app", "ls", "from.*"],
+    )
+    .await;
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].starts_with("from.cli \"shell\" rev=") && lines[0].contains(" ttl="),
+        "{out}"
+    );
+    assert!(lines[1].starts_with("from.lib \"library\""), "{out}");
+    let (code, out, _) = run(
+        dir.path(),
+        &["kv", "--bus", "kv", "--store", "app", "ls", "--json"],
+    )
+    .await;
+    assert_eq!(code, 0);
+    let first: serde_json::Value =
+        serde_json::from_str(out.lines().next().expect("a line")).expect("json");
+    assert_eq!(
+        (first["key"].as_str(), first["value"].as_str()),
+        (Some("from.cli"), Some("shell"))
+    );
+
+    let (code, _, _) = run(
+        dir.path(),
+        &["kv", "--bus", "kv", "--store", "app", "del", "from.cli"],
+    )
+    .await;
+    assert_eq!(code, 0);
+    assert_eq!(store.get("from.cli").await.expect("get"), None);
+    // Not there: exit 1, with the reason.
+    let (code, out, err) = run(
+        dir.path(),
+        &["kv", "--bus", "kv", "--store", "app", "del", "from.cli"],
+    )
+    .await;
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert!(err.contains("has no value"), "{err}");
+    let (code, _, _) = run(
+        dir.path(),
+        &["kv", "--bus", "kv", "--store", "app", "get", "nothing"],
+    )
+    .await;
+    assert_eq!(code, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_and_room_refuse_bad_input() {
+    let dir = tempdir();
+    let _bus = bus(dir.path(), "bad").await;
+    for args in [
+        &["kv", "--bus", "bad", "get", "a b"][..],
+        &["kv", "--bus", "bad", "set", "k*", "v"],
+        &["kv", "--bus", "bad", "set", "k", "v", "--ttl", "0s"],
+        &["kv", "--bus", "bad", "set", "k", "v", "--ttl", "soon"],
+        &["kv", "--bus", "bad", "--store", "a,b", "ls"],
+        &["room", "--bus", "bad", "send", "lob by", "hi"],
+        &["room", "--bus", "bad", "join"],
+    ] {
+        let (code, _, err) = run(dir.path(), args).await;
+        assert_eq!(code, 2, "{args:?}: {err}");
+    }
+    // Over NATS: not built yet, so refused (exit 2) rather than quietly using a bus.
+    for args in [
+        &["kv", "--nats", "nats://127.0.0.1:1", "get", "k"][..],
+        &[
+            "room",
+            "--nats",
+            "nats://127.0.0.1:1",
+            "send",
+            "lobby",
+            "hi",
+        ],
+    ] {
+        let (code, _, err) = run(dir.path(), args).await;
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains("--bus"), "{args:?}: {err}");
+    }
+    // No such bus: exit 3, as for every bus command.
+    let (code, _, err) = run(dir.path(), &["kv", "--bus", "absent", "get", "k"]).await;
+    assert_eq!(code, 3, "{err}");
+    // A value larger than the store allows (1 MiB), read from stdin: a typed refusal, exit 2.
+    let big = dir.path().join("big");
+    std::fs::write(&big, vec![b'x'; 1024 * 1024 + 1]).expect("write");
+    let output = common::cli(dir.path())
+        .args(["kv", "--bus", "bad", "set", "big", "-"])
+        .stdin(std::fs::File::open(&big).expect("open"))
+        .output()
+        .await
+        .expect("run");
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(err.contains("larger than the maximum"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_watch_prints_changes_made_elsewhere() {
+    let dir = tempdir();
+    let bus = bus(dir.path(), "kvw").await;
+    let store = bus
+        .store("default", StoreOptions::default())
+        .await
+        .expect("store");
+    let (mut child, _stderr) = spawn_ready(
+        dir.path(),
+        &[
+            "kv", "--bus", "kvw", "watch", "job.*", "--count", "3", "--json",
+        ],
+        "watching",
+    )
+    .await;
+    store.set("job.1", b"queued", None).await.expect("set");
+    store.set("other", b"not shown", None).await.expect("set");
+    store
+        .set("job.2", b"short", Duration::from_millis(300))
+        .await
+        .expect("set");
+    store.delete("job.1").await.expect("delete");
+    let mut out = String::new();
+    let mut stdout = child.stdout.take().expect("stdout");
+    tokio::time::timeout(common::PATIENCE, stdout.read_to_string(&mut out))
+        .await
+        .expect("watch --count 3 exits")
+        .expect("read");
+    let kinds: Vec<String> = out
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json line");
+            format!(
+                "{} {}",
+                v["kind"].as_str().unwrap_or("?"),
+                v["key"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    assert_eq!(kinds, ["set job.1", "set job.2", "deleted job.1"], "{out}");
+    assert_eq!(child.wait().await.expect("wait").code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_join_prints_the_history_then_live_messages() {
+    let dir = tempdir();
+    let bus = bus(dir.path(), "chat").await;
+    let room = bus
+        .room("lobby", RoomOptions::default())
+        .await
+        .expect("room");
+    room.send(b"before").await.expect("send");
+    let (code, _, err) = run(
+        dir.path(),
+        &["room", "--bus", "chat", "send", "lobby", "from the shell"],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+
+    let (mut child, _stderr) = spawn_ready(
+        dir.path(),
+        &["room", "--bus", "chat", "join", "lobby", "--count", "3"],
+        "joined",
+    )
+    .await;
+    room.send(b"after").await.expect("send");
+    let mut out = String::new();
+    let mut stdout = child.stdout.take().expect("stdout");
+    tokio::time::timeout(common::PATIENCE, stdout.read_to_string(&mut out))
+        .await
+        .expect("join --count 3 exits")
+        .expect("read");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[0].contains(" #1 ") && lines[0].ends_with(": before"),
+        "{out}"
+    );
+    assert!(
+        lines[1].contains(" #2 ") && lines[1].ends_with(": from the shell"),
+        "{out}"
+    );
+    assert!(
+        lines[2].contains(" #3 ") && lines[2].ends_with(": after"),
+        "{out}"
+    );
+    assert_eq!(child.wait().await.expect("wait").code(), Some(0));
+}
