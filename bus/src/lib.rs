@@ -96,6 +96,13 @@
 //! The state exchange of [`inspect`] travels as the bus's own broadcasts (`Bus::broadcast`,
 //! internal subscriptions in `router.rs`): a namespace apart from user topics.
 //!
+//! # Feature flags
+//!
+//! - `serde`: `Serialize` and `Deserialize` on [`Message`] (payload as text when UTF-8, else
+//!   bytes; `timestamp_ms` in UNIX milliseconds), [`BusStats`] and its parts, [`PeerInfo`],
+//!   [`BusOptions`] and [`ServeOptions`] (read back through their setters); turns on
+//!   `ephemeral/serde`. Durations are whole milliseconds (`uptime_ms`, `ttl_ms`, `p99_ms`).
+//!
 //! # Supported Rust
 //!
 //! Rust 1.95 or later (edition 2024), on Unix (Linux for the `/dev/shm` default).
@@ -115,6 +122,8 @@ mod outgoing;
 mod replies;
 mod request;
 mod router;
+#[cfg(feature = "serde")]
+mod serde_impls;
 mod serve;
 mod stats;
 mod subscription;
