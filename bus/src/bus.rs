@@ -210,6 +210,7 @@ impl Bus {
     /// # Errors
     ///
     /// [`BusError::Name`] for a bad topic, [`BusError::PayloadTooLarge`] above the maximum.
+    #[tracing::instrument(level = "debug", name = "bus.publish", skip_all, fields(topic = topic, bytes = payload.as_ref().len()))]
     pub async fn publish(&self, topic: &str, payload: impl AsRef<[u8]>) -> Result<usize, BusError> {
         let shared = &self.handle.shared;
         let topic = shared.topic(topic)?;
@@ -257,6 +258,7 @@ impl Bus {
     ///
     /// [`BusError::PayloadTooLarge`] above the maximum payload or when the headers do not fit
     /// in a frame.
+    #[tracing::instrument(level = "debug", name = "bus.publish", skip_all, fields(topic = %outgoing.topic, bytes = outgoing.payload.len()))]
     pub async fn publish_with(&self, outgoing: Outgoing) -> Result<usize, BusError> {
         let shared = &self.handle.shared;
         shared
