@@ -96,6 +96,12 @@
 //! The state exchange of [`inspect`] travels as the bus's own broadcasts (`Bus::broadcast`,
 //! internal subscriptions in `router.rs`): a namespace apart from user topics.
 //!
+//! # Tracing
+//!
+//! `debug` spans: `bus.publish` (`topic`, `bytes`) around each publish, `bus.request`
+//! (`topic`, `bytes`, `timeout_ms`) around each request, and `bus.serve` (`topic`, `bytes`)
+//! around each request a server handles, with the handler inside it.
+//!
 //! # Feature flags
 //!
 //! - `serde`: `Serialize` and `Deserialize` on [`Message`] (payload as text when UTF-8, else
