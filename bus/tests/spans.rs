@@ -5,7 +5,6 @@ mod support;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,11 +20,11 @@ struct Seen {
     fields: HashMap<&'static str, String>,
 }
 
-/// A subscriber that records every span opened while it is the default.
+/// A subscriber that records every span opened while it is the default, with the values
+/// recorded into it later.
 #[derive(Clone, Default)]
 struct Recorder {
     spans: Arc<Mutex<Vec<Seen>>>,
-    next: Arc<AtomicU64>,
 }
 
 struct Fields<'a>(&'a mut HashMap<&'static str, String>);
@@ -46,14 +45,21 @@ impl Subscriber for Recorder {
     fn new_span(&self, attrs: &Attributes<'_>) -> Id {
         let mut fields = HashMap::new();
         attrs.record(&mut Fields(&mut fields));
-        self.spans.lock().unwrap().push(Seen {
+        let mut spans = self.spans.lock().unwrap();
+        spans.push(Seen {
             name: attrs.metadata().name(),
             level: *attrs.metadata().level(),
             fields,
         });
-        Id::from_u64(self.next.fetch_add(1, Ordering::Relaxed) + 1)
+        // The id is the span's place in `spans`, plus one (ids are non-zero).
+        Id::from_u64(spans.len() as u64)
     }
-    fn record(&self, _: &Id, _: &Record<'_>) {}
+    fn record(&self, id: &Id, values: &Record<'_>) {
+        let mut spans = self.spans.lock().unwrap();
+        if let Some(seen) = spans.get_mut(id.into_u64() as usize - 1) {
+            values.record(&mut Fields(&mut seen.fields));
+        }
+    }
     fn record_follows_from(&self, _: &Id, _: &Id) {}
     fn event(&self, _: &Event<'_>) {}
     fn enter(&self, _: &Id) {}

@@ -29,8 +29,11 @@ struct Seen {
 struct Recorder {
     /// Every span opened, and where the span now holding each id is (the registry reuses
     /// the ids of closed spans).
-    spans: Arc<Mutex<(Vec<Seen>, HashMap<u64, usize>)>>,
+    spans: Arc<Mutex<Spans>>,
 }
+
+/// Every span opened, and the index of the span holding each id now.
+type Spans = (Vec<Seen>, HashMap<u64, usize>);
 
 struct Fields<'a>(&'a mut HashMap<&'static str, String>);
 
