@@ -89,6 +89,7 @@ pub mod inspect;
 mod message;
 mod options;
 mod publish;
+pub mod queue;
 mod request;
 mod sequence;
 pub mod subject;

@@ -11,13 +11,16 @@ use std::time::Instant;
 
 use clap::Parser;
 use ephemeral_benches::cli::Args;
-use ephemeral_benches::measures::{self, Config, bus, memory, nats};
+use ephemeral_benches::measures::{self, Config, bus, memory, nats, nats_intake};
 
 fn main() {
     let args = Args::parse();
     if let Some(workload) = &args.child {
         if bus::is_child(workload) {
             std::process::exit(bus::child_main(workload));
+        }
+        if nats_intake::is_child(workload) {
+            std::process::exit(nats_intake::child_main());
         }
         if nats::is_child(workload) {
             std::process::exit(nats::child_main());

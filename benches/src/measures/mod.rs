@@ -18,6 +18,7 @@ pub mod coordinator;
 pub mod defer;
 pub mod memory;
 pub mod nats;
+pub mod nats_intake;
 pub mod sink;
 pub mod top;
 
@@ -119,6 +120,22 @@ pub fn all() -> Vec<Spec> {
         Spec {
             name: "bus_latency_p99",
             run: bus::latency_p99,
+        },
+        Spec {
+            name: "nats_intake_1w_vs_pull",
+            run: nats_intake::intake_1w,
+        },
+        Spec {
+            name: "nats_intake_2w_vs_pull",
+            run: nats_intake::intake_2w,
+        },
+        Spec {
+            name: "nats_intake_4w_vs_pull",
+            run: nats_intake::intake_4w,
+        },
+        Spec {
+            name: "nats_intake_confirmed_2w_vs_pull",
+            run: nats_intake::intake_confirmed_2w,
         },
         Spec {
             name: "nats_bridge_latency_p99",

@@ -1,0 +1,351 @@
+//! `nats_intake_{1,2,4}w_vs_pull` and `nats_intake_confirmed_2w_vs_pull`: K worker processes
+//! drain one JetStream work queue, each through a work coordinator (concurrency 16, no-op
+//! body, tracking on) fed by the queue's intake, against K processes each running a plain
+//! async-nats pull + ack loop on the same queue's consumer.
+//!
+//! The measurement starts its own nats-server (the `ephemeral-nats` test harness; without
+//! one the line says why and has no numbers). Each turn pushes the jobs (64 B each, not
+//! timed), starts K copies of this binary with `--child nats-intake` (the side in
+//! [`SIDE_ENV`]), waits until each says `ready` (connected, queue bound, nothing pulled
+//! yet), writes `go` to all, and times until the work stream is empty (every job
+//! acknowledged). A turn's value is jobs per second; the line reports the median of the
+//! measured turns on each side. Ours acks with `AckMode::Fire` (the plain loop's `ack()` is
+//! fire-and-forget too), except the `confirmed` line, which uses the default confirmed acks
+//! against the same plain loop. The intake runs with its default prefetch (as many waiting
+//! jobs as `max_concurrency`) unless `EPHEMERAL_BENCH_INTAKE_PREFETCH` sets another, to see
+//! what a deeper local queue buys.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ephemeral::{EphemeralOptions, OperationContext};
+use ephemeral_nats::Nats;
+use ephemeral_nats::queue::{AckMode, IntakeOptions, Job, WorkQueue, WorkQueueOptions};
+use ephemeral_nats::testing::NatsServer;
+use futures::StreamExt;
+
+use super::{Config, measured};
+use crate::report::Measurement;
+use crate::turns::alternate_both;
+
+/// The child workload: one worker process.
+pub const CHILD: &str = "nats-intake";
+/// The side a child runs: `fire`, `confirmed` or `plain`.
+pub const SIDE_ENV: &str = "EPHEMERAL_BENCH_INTAKE_SIDE";
+/// The server's URL, for the child.
+pub const URL_ENV: &str = "EPHEMERAL_BENCH_NATS_URL";
+/// The queue's name, for the child.
+pub const QUEUE_ENV: &str = "EPHEMERAL_BENCH_INTAKE_QUEUE";
+
+const BASELINE: &str = "K processes, each a plain async-nats pull + ack loop on the same queue";
+const CONCURRENCY: usize = 16;
+const PAYLOAD: usize = 64;
+/// How long a turn may take before it counts as failed.
+const TURN_LIMIT: Duration = Duration::from_secs(120);
+
+/// `nats_intake_1w_vs_pull`.
+pub fn intake_1w(cfg: &Config) -> Measurement {
+    measure(cfg, "nats_intake_1w_vs_pull", 1, false, 0.7)
+}
+
+/// `nats_intake_2w_vs_pull`.
+pub fn intake_2w(cfg: &Config) -> Measurement {
+    measure(cfg, "nats_intake_2w_vs_pull", 2, false, 0.7)
+}
+
+/// `nats_intake_4w_vs_pull`.
+pub fn intake_4w(cfg: &Config) -> Measurement {
+    measure(cfg, "nats_intake_4w_vs_pull", 4, false, 0.7)
+}
+
+/// `nats_intake_confirmed_2w_vs_pull`.
+pub fn intake_confirmed_2w(cfg: &Config) -> Measurement {
+    measure(cfg, "nats_intake_confirmed_2w_vs_pull", 2, true, 0.3)
+}
+
+fn measure(
+    cfg: &Config,
+    name: &'static str,
+    workers: usize,
+    confirmed: bool,
+    target: f64,
+) -> Measurement {
+    match run(cfg, name, workers, confirmed, target) {
+        Ok(m) => m,
+        Err(e) => Measurement {
+            name,
+            unit: "jobs/s",
+            ours: None,
+            baseline: BASELINE.to_owned(),
+            baseline_value: None,
+            higher_is_better: true,
+            target,
+            same_run: true,
+            note: Some(e),
+        },
+    }
+}
+
+fn run(
+    cfg: &Config,
+    name: &'static str,
+    workers: usize,
+    confirmed: bool,
+    target: f64,
+) -> Result<Measurement, String> {
+    let jobs = cfg.pick(200_000, 20_000);
+    let rt = super::runtime();
+    let server = rt
+        .block_on(NatsServer::try_start_with(&[]))
+        .map_err(|e| format!("no nats-server: {e}"))?;
+    let url = server.url();
+    let nats = rt
+        .block_on(Nats::connect(&url))
+        .map_err(|e| e.to_string())?;
+    // Both sides' turns share these; a failed turn is remembered, not fatal.
+    let failure = std::cell::RefCell::new(None::<String>);
+    let batch = std::cell::Cell::new(0_u64);
+    let turn = |side: &str| -> f64 {
+        batch.set(batch.get() + 1);
+        let result = rt
+            .block_on(fill(&nats, batch.get(), jobs))
+            .and_then(|queue| {
+                let elapsed = drain(&rt, &url, &queue, side, workers);
+                // Each turn has its own streams: free their store.
+                rt.block_on(async {
+                    let js = nats.jetstream();
+                    let _ = js.delete_stream(queue.stream_name()).await;
+                    let _ = js.delete_stream(queue.dead_stream_name()).await;
+                });
+                Ok(jobs as f64 / elapsed?.as_secs_f64())
+            });
+        match result {
+            Ok(rate) => rate,
+            Err(e) => {
+                failure.borrow_mut().get_or_insert(e);
+                f64::NAN
+            }
+        }
+    };
+    let ours_side = if confirmed { "confirmed" } else { "fire" };
+    let turns = alternate_both(cfg.turns(), || turn(ours_side), || turn("plain"));
+    let mut m = measured(name, "jobs/s", BASELINE, &turns, true, target);
+    if turns.ours.iter().any(|v| v.is_nan()) {
+        m.ours = None;
+    }
+    if turns.baseline.iter().any(|v| v.is_nan()) {
+        m.baseline_value = None;
+    }
+    m.note = failure.into_inner();
+    drop(server);
+    Ok(m)
+}
+
+/// A fresh queue with `jobs` jobs of [`PAYLOAD`] bytes (pushed many at a time; not timed).
+async fn fill(nats: &Nats, batch: u64, jobs: usize) -> Result<WorkQueue, String> {
+    let queue = nats
+        .work_queue(&format!("bench{batch}"), WorkQueueOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let payload = bytes_of(PAYLOAD);
+    let pushed: Vec<_> = futures::stream::iter(0..jobs)
+        .map(|i| {
+            let queue = queue.clone();
+            let payload = payload.clone();
+            async move { queue.push(&format!("j{i}"), payload).await }
+        })
+        .buffer_unordered(512)
+        .collect()
+        .await;
+    if let Some(e) = pushed.into_iter().find_map(Result::err) {
+        return Err(format!("push: {e}"));
+    }
+    Ok(queue)
+}
+
+fn bytes_of(n: usize) -> Vec<u8> {
+    vec![b'x'; n]
+}
+
+/// Starts the workers, says `go`, and times until the work stream is empty.
+fn drain(
+    rt: &tokio::runtime::Runtime,
+    url: &str,
+    queue: &WorkQueue,
+    side: &str,
+    workers: usize,
+) -> Result<Duration, String> {
+    let mut kids = (0..workers)
+        .map(|_| Kid::spawn(url, queue.name(), side))
+        .collect::<Result<Vec<_>, _>>()?;
+    let started = Instant::now();
+    for kid in &mut kids {
+        kid.say("go")?;
+    }
+    let elapsed = rt.block_on(async {
+        loop {
+            let stats = queue.stats().await.map_err(|e| e.to_string())?;
+            if stats.messages == 0 {
+                return Ok(started.elapsed());
+            }
+            if started.elapsed() > TURN_LIMIT {
+                return Err(format!("{side}: not drained in {TURN_LIMIT:?}: {stats:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+    for kid in kids {
+        kid.finish();
+    }
+    elapsed
+}
+
+// ---------------------------------------------------------------------------------------------
+// The worker child.
+// ---------------------------------------------------------------------------------------------
+
+/// Whether `workload` is this module's child.
+#[must_use]
+pub fn is_child(workload: &str) -> bool {
+    workload == CHILD
+}
+
+/// Runs one worker child; returns the exit code.
+pub fn child_main() -> i32 {
+    let (Ok(url), Ok(queue), Ok(side)) = (
+        std::env::var(URL_ENV),
+        std::env::var(QUEUE_ENV),
+        std::env::var(SIDE_ENV),
+    ) else {
+        eprintln!("{CHILD}: set {URL_ENV}, {QUEUE_ENV} and {SIDE_ENV}");
+        return 2;
+    };
+    match super::runtime().block_on(work(&url, &queue, &side)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("{CHILD}: {e}");
+            1
+        }
+    }
+}
+
+/// Reads one line from stdin (blocking in place: commands are rare).
+fn read_line() -> String {
+    let mut line = String::new();
+    let _ = tokio::task::block_in_place(|| std::io::stdin().lock().read_line(&mut line));
+    line
+}
+
+async fn work(url: &str, name: &str, side: &str) -> Result<(), String> {
+    let nats = Nats::connect(url).await.map_err(|e| e.to_string())?;
+    let queue = nats
+        .work_queue(name, WorkQueueOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    if side == "plain" {
+        let stream = nats
+            .jetstream()
+            .get_stream(queue.stream_name())
+            .await
+            .map_err(|e| e.to_string())?;
+        let consumer: ephemeral_nats::async_nats::jetstream::consumer::PullConsumer = stream
+            .get_consumer("work")
+            .await
+            .map_err(|e| e.to_string())?;
+        println!("ready");
+        if read_line().trim() != "go" {
+            return Ok(());
+        }
+        let pull = tokio::spawn(async move {
+            let Ok(mut messages) = consumer.messages().await else {
+                return;
+            };
+            while let Some(Ok(message)) = messages.next().await {
+                let _ = message.ack().await;
+            }
+        });
+        // Until the parent closes stdin.
+        let _ = read_line();
+        pull.abort();
+        return Ok(());
+    }
+    let ack = if side == "confirmed" {
+        AckMode::Confirmed
+    } else {
+        AckMode::Fire
+    };
+    println!("ready");
+    if read_line().trim() != "go" {
+        return Ok(());
+    }
+    let (_coordinator, intake) = queue
+        .work_coordinator(
+            |_job: Job, _ctx: OperationContext| async { Ok::<_, std::convert::Infallible>(()) },
+            EphemeralOptions::default().max_concurrency(CONCURRENCY),
+            match std::env::var("EPHEMERAL_BENCH_INTAKE_PREFETCH")
+                .ok()
+                .and_then(|v| v.parse().ok())
+            {
+                Some(n) => IntakeOptions::default().ack_mode(ack).prefetch(n),
+                None => IntakeOptions::default().ack_mode(ack),
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = read_line();
+    drop(intake);
+    Ok(())
+}
+
+/// One worker child process.
+struct Kid {
+    child: Child,
+    stdin: Option<ChildStdin>,
+}
+
+impl Kid {
+    fn spawn(url: &str, queue: &str, side: &str) -> Result<Self, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
+        let mut child = Command::new(exe)
+            .args(["--child", CHILD])
+            .env(URL_ENV, url)
+            .env(QUEUE_ENV, queue)
+            .env(SIDE_ENV, side)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start a worker child: {e}"))?;
+        let stdin = child.stdin.take();
+        let mut out: BufReader<ChildStdout> = child
+            .stdout
+            .take()
+            .map(BufReader::new)
+            .ok_or("the child has no stdout")?;
+        let mut line = String::new();
+        match out.read_line(&mut line) {
+            Ok(n) if n > 0 && line.trim() == "ready" => Ok(Self { child, stdin }),
+            _ => Err(format!("a worker child said {line:?} instead of ready")),
+        }
+    }
+
+    fn say(&mut self, what: &str) -> Result<(), String> {
+        let stdin = self.stdin.as_mut().ok_or("the child's stdin is closed")?;
+        writeln!(stdin, "{what}").map_err(|e| e.to_string())
+    }
+
+    fn finish(mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

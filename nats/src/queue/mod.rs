@@ -1,0 +1,101 @@
+//! Work across machines: coordinators on any number of nodes draining one JetStream work
+//! queue, nothing lost when a node dies.
+//!
+//! # Overview
+//!
+//! A [`WorkQueue`] is a JetStream stream with work-queue retention (a job is removed once
+//! acknowledged), its dead-letter stream, and its consumers. Producers
+//! [`push`](WorkQueue::push) jobs under an id (a second push of the same id is a duplicate,
+//! not a second job). Each node runs an ordinary coordinator fed from the queue
+//! ([`WorkQueue::work_coordinator`], [`WorkQueue::keyed_coordinator`]): every query, signal
+//! rule and admission hook works as on one machine, and each job is settled with the server
+//! by the terminal state of the operation that ran it.
+//!
+//! | terminal state | sent to the server |
+//! |---|---|
+//! | `Completed` | `+ACK`, confirmed by default ([`AckMode`]) |
+//! | `Failed` (error, panic, or aborted after its grace period) | `-NAK` with the queue's backoff; on the last delivery (`max_deliver`): a dead letter, then `+TERM` |
+//! | `Cancelled` by a signal, an admission hook or `max_defer` | `-NAK` after [`IntakeOptions::cancel_delay`] (at least the signal's remaining time to live): the cluster keeps the job |
+//! | `Cancelled(Shutdown)` | `-NAK` at once: another node takes it |
+//! | `Cancelled(Explicit)` (`cancel_operation`) | `+TERM`, and the signal `nats.job.dropped` (key: the job id) |
+//! | anything but `Completed` on the last delivery | a dead letter, then `+TERM` (the server would otherwise keep the job for ever, undelivered) |
+//! | lease lost (below) | `+ACK` if it completed; otherwise nothing |
+//!
+//! # Delivery is at least once
+//!
+//! A job whose node dies (or stays out of touch with the server for longer than
+//! `ack_wait`) before it is acknowledged runs again on another node. This is counted, not
+//! hidden: [`Job::delivered`] is the delivery count, [`IntakeStats::redelivered`] and
+//! [`QueueStats::redelivered`] count redeliveries, and a job that never completes within
+//! `max_deliver` deliveries ends in the dead-letter stream ([`WorkQueue::dead_letters`]).
+//! For side effects that must not repeat, [`Claims`] claims a job id across nodes.
+//!
+//! # What a node holds
+//!
+//! * **Never more than it has room for.** A node asks the server for no more jobs than
+//!   `max_concurrency + prefetch − held` (each pull request names its own credit, so the
+//!   count is exact), and `max_ack_pending` bounds all nodes together.
+//! * **Kept alive.** Every held job, waiting or running, gets a confirmed `+WPI` ping once
+//!   a third of `ack_wait` has passed since its last one, so a long body is not delivered
+//!   to another node while it runs.
+//! * **Leases.** A node counts a job as its own until `ack_wait` (a tenth short) after its
+//!   last confirmed ping. Past that the server may have given it to another node, and a
+//!   late `-NAK` or `+TERM` would land on that node's delivery: the node then sends no
+//!   failure ack for the job, only `+ACK` if it completes, raises `nats.lease.lost` (key:
+//!   the job id) in the coordinator's sink, and gives up a lost job that has not started.
+//! * **Deferral.** While the defer rule of [`IntakeOptions::defer_on`] holds, the node
+//!   pulls nothing, acknowledges nothing, keeps what it holds alive, and hands back what
+//!   waited longer than [`IntakeOptions::max_hold`]; the moment the rule stops holding it
+//!   pulls again (the sink is watched, not polled).
+//! * **Stopping.** Dropping the [`Intake`] (or [`Intake::shutdown`]) stops pulling and
+//!   hands back at once what has not started; running jobs finish and are settled.
+//!
+//! # Per-key order across nodes
+//!
+//! A keyed queue ([`WorkQueueOptions::partitions`]) stores each job under its key's
+//! partition, and each partition has one owner at a time (a pinned consumer; the owners are
+//! spread by rendezvous hashing over the live nodes). Job n + 1 of a key never starts before
+//! job n has started, on any node, also when an owner dies: a new owner starts nothing of a
+//! partition until every job the old owner held is back or settled, and then starts them
+//! in push order. A failed job that is retried later runs after the key's newer jobs that
+//! were already held (a retry does not block its key). See the `keyed` notes in
+//! [`WorkQueue::keyed_coordinator`].
+//!
+//! # Server objects
+//!
+//! For queue `orders` under the prefix `ephemeral`: stream `EPHEMERAL_WQ_orders` (subject
+//! `ephemeral.wq.orders.j`, or `….k.<key>` stored as `….p.<partition>.<key>` when keyed),
+//! consumer `work` (or `part-0` … `part-<P−1>`), dead-letter stream
+//! `EPHEMERAL_WQ_orders_DEAD` (`ephemeral.wq.orders.dead`), claims bucket
+//! `EPHEMERAL_WQ_orders_CLAIMS`. A plain queue needs nats-server 2.10, a keyed one 2.11.
+
+mod acker;
+mod claims;
+mod dead;
+mod error;
+mod intake;
+mod janitor;
+mod job;
+mod keyed;
+mod names;
+mod options;
+mod pull;
+#[allow(clippy::module_inception)]
+mod queue;
+mod settle;
+mod state;
+
+pub use claims::Claims;
+pub use dead::{
+    DEAD_DELIVERIES, DEAD_ERROR, DEAD_REASON, DEAD_SEQUENCE, DEAD_SUBJECT, DeadLetter, DeadLetters,
+    JOB_ID,
+};
+pub use error::QueueError;
+pub use intake::{Intake, IntakeStats};
+pub use job::Job;
+pub use options::{
+    AckMode, FinalizedCallback, IntakeOptions, SettledCallback, Storage, WorkQueueOptions,
+};
+pub use queue::{Pushed, QueueStats, WorkQueue};
+pub use settle::{Outcome, Settled};
+pub use state::{JOB_DROPPED_SIGNAL, LEASE_LOST_SIGNAL};
