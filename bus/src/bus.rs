@@ -222,6 +222,7 @@ impl Bus {
     /// [`BusError::Name`] for a bad topic, [`BusError::PayloadTooLarge`] above the maximum,
     /// [`BusError::Retained`] when a durable subscription matches and the message could not
     /// be kept for it.
+    #[tracing::instrument(level = "debug", name = "bus.publish", skip_all, fields(topic = topic, bytes = payload.as_ref().len()))]
     pub async fn publish(&self, topic: &str, payload: impl AsRef<[u8]>) -> Result<usize, BusError> {
         let shared = &self.handle.shared;
         let topic = shared.topic(topic)?;
@@ -281,6 +282,7 @@ impl Bus {
     ///
     /// [`BusError::PayloadTooLarge`] above the maximum payload or when the headers do not fit
     /// in a frame, [`BusError::Retained`] as for [`publish`](Self::publish).
+    #[tracing::instrument(level = "debug", name = "bus.publish", skip_all, fields(topic = %outgoing.topic, bytes = outgoing.payload.len()))]
     pub async fn publish_with(&self, outgoing: Outgoing) -> Result<usize, BusError> {
         let shared = &self.handle.shared;
         shared

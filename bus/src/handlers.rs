@@ -12,6 +12,11 @@ const RECENT: usize = 1024;
 /// What kind of user code a [`HandlerStats`] measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 pub enum HandlerKind {
     /// A request handler of [`Bus::serve`](crate::Bus::serve) or
     /// [`Bus::serve_stream`](crate::Bus::serve_stream) (a stream's time is until its end).
@@ -23,6 +28,7 @@ pub enum HandlerKind {
 /// Timings of one running handler or callback, from [`BusStats::handlers`](crate::BusStats).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct HandlerStats {
     /// Serve handler or subscription callback.
     pub kind: HandlerKind,
@@ -34,8 +40,16 @@ pub struct HandlerStats {
     /// [`BusError::ServerFailed`](crate::BusError::ServerFailed)).
     pub errors: u64,
     /// The median duration of the last (up to) 1024 calls; zero before the first.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "p50_ms", with = "ephemeral::serde_ms::duration")
+    )]
     pub p50: Duration,
     /// The 99th percentile duration of the last (up to) 1024 calls.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "p99_ms", with = "ephemeral::serde_ms::duration")
+    )]
     pub p99: Duration,
 }
 

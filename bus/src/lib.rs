@@ -107,6 +107,19 @@
 //! The state exchange of [`inspect`] travels as the bus's own broadcasts (`Bus::broadcast`,
 //! internal subscriptions in `router.rs`): a namespace apart from user topics.
 //!
+//! # Tracing
+//!
+//! `debug` spans: `bus.publish` (`topic`, `bytes`) around each publish, `bus.request`
+//! (`topic`, `bytes`, `timeout_ms`) around each request, and `bus.serve` (`topic`, `bytes`)
+//! around each request a server handles, with the handler inside it.
+//!
+//! # Feature flags
+//!
+//! - `serde`: `Serialize` and `Deserialize` on [`Message`] (payload as text when UTF-8, else
+//!   bytes; `timestamp_ms` in UNIX milliseconds), [`BusStats`] and its parts, [`PeerInfo`],
+//!   [`BusOptions`] and [`ServeOptions`] (read back through their setters); turns on
+//!   `ephemeral/serde`. Durations are whole milliseconds (`uptime_ms`, `ttl_ms`, `p99_ms`).
+//!
 //! # Supported Rust
 //!
 //! Rust 1.95 or later (edition 2024), on Unix (Linux for the `/dev/shm` default).
@@ -130,6 +143,8 @@ mod request;
 pub mod retained;
 mod room;
 mod router;
+#[cfg(feature = "serde")]
+mod serde_impls;
 mod serve;
 mod stats;
 mod store;

@@ -258,6 +258,11 @@ impl Message {
 /// What kind of traffic a [`Message`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 pub enum MessageKind {
     /// Published on a topic ([`Bus::publish`](crate::Bus::publish)), delivered to every
     /// matching subscription.
@@ -278,6 +283,11 @@ pub enum MessageKind {
 /// no answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 pub enum ReplyStatus {
     /// The answer ([`Bus::serve`](crate::Bus::serve)).
     Ok,

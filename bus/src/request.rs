@@ -69,6 +69,7 @@ impl Bus {
     /// stopped first, [`BusError::ServerFailed`] when its handler panicked,
     /// [`BusError::ServerBusy`] when it refused the request (see
     /// [`ServeOptions`](crate::ServeOptions)), and the errors of [`publish`](Self::publish).
+    #[tracing::instrument(level = "debug", name = "bus.request", skip_all, fields(topic = topic, bytes = payload.as_ref().len(), timeout_ms = timeout.as_millis() as u64))]
     pub async fn request(
         &self,
         topic: &str,
@@ -141,6 +142,7 @@ impl Bus {
     /// # Ok(())
     /// # }
     /// ```
+    #[tracing::instrument(level = "debug", name = "bus.request", skip_all, fields(topic = topic, bytes = payload.as_ref().len(), timeout_ms = timeout.as_millis() as u64, stream = true))]
     pub async fn request_stream(
         &self,
         topic: &str,

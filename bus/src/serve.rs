@@ -407,6 +407,7 @@ impl ServerLoop {
 }
 
 /// Runs the handler for one request and sends its replies; returns whether it panicked.
+#[tracing::instrument(level = "debug", name = "bus.serve", skip_all, fields(topic = %request.topic, bytes = request.payload.len()))]
 async fn handle(bus: &Bus, handler: &Handler, request: &Message) -> bool {
     match handler {
         Handler::One(handler) => {

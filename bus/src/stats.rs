@@ -7,6 +7,7 @@ use crate::{HandlerStats, SubscriptionStats, TopicStats};
 /// Counters of one bus handle.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct BusStats {
     /// Other peers connected now.
     pub peers: usize,
@@ -27,6 +28,10 @@ pub struct BusStats {
     /// Each running server and subscription callback, with its timings.
     pub handlers: Vec<HandlerStats>,
     /// Time since this handle opened the bus (for rates between two snapshots).
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "uptime_ms", with = "ephemeral::serde_ms::duration")
+    )]
     pub uptime: Duration,
 }
 
@@ -34,6 +39,7 @@ pub struct BusStats {
 /// observes (see [`Bus::peer_list`](crate::Bus::peer_list)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct PeerInfo {
     /// The peer's id (its files in the bus directory are named after it).
     pub id: u64,

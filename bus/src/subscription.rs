@@ -76,6 +76,7 @@ fn expiry(message: &Message) -> Option<Instant> {
 /// Delivery counters of one subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SubscriptionStats {
     /// The pattern.
     pub pattern: String,

@@ -22,6 +22,7 @@ pub(crate) struct TopicCounters {
 /// Rates come from two snapshots: `(b.published - a.published) / (b.uptime - a.uptime)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct TopicStats {
     /// The topic, or `(other)` for topics beyond the first 1024 seen.
     pub topic: String,

@@ -146,49 +146,57 @@ impl Line {
         out
     }
 
-    /// The JSON form, one object per line.
+    /// The JSON form, one object per line (the shape of [`LineJson`]).
     pub(crate) fn json(&self) -> String {
-        let mut object = serde_json::Map::new();
-        object.insert("time".into(), rfc3339(self.time).into());
-        object.insert("kind".into(), self.kind.as_str().into());
-        object.insert("topic".into(), self.topic.clone().into());
-        object.insert(
-            "key".into(),
-            self.key.clone().map_or(serde_json::Value::Null, Into::into),
-        );
-        object.insert(
-            "ttl_ms".into(),
-            self.ttl
-                .map_or(serde_json::Value::Null, |t| (t.as_millis() as u64).into()),
-        );
-        match std::str::from_utf8(&self.payload) {
-            Ok(text) => {
-                object.insert("payload".into(), text.into());
-            }
-            Err(_) => {
-                object.insert("payload".into(), serde_json::Value::Null);
-                object.insert("payload_hex".into(), hex(&self.payload).into());
-            }
-        }
-        object.insert("payload_len".into(), self.payload.len().into());
-        let headers: serde_json::Map<String, serde_json::Value> = self
-            .headers
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone().into()))
-            .collect();
-        object.insert("headers".into(), headers.into());
-        object.insert(
-            "origin".into(),
-            self.origin
-                .map_or(serde_json::Value::Null, |o| format!("{o:016x}").into()),
-        );
-        object.insert("seq".into(), self.seq.into());
-        object.insert(
-            "correlation".into(),
-            self.correlation.map_or(serde_json::Value::Null, Into::into),
-        );
-        serde_json::Value::Object(object).to_string()
+        let text = std::str::from_utf8(&self.payload).ok();
+        let json = LineJson {
+            time: rfc3339(self.time),
+            kind: self.kind.as_str(),
+            topic: &self.topic,
+            key: self.key.as_deref(),
+            ttl_ms: self.ttl.map(|t| t.as_millis() as u64),
+            payload: text,
+            payload_hex: text.is_none().then(|| hex(&self.payload)),
+            payload_len: self.payload.len(),
+            headers: self
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect(),
+            origin: self.origin.map(|o| format!("{o:016x}")),
+            seq: self.seq,
+            correlation: self.correlation,
+        };
+        serde_json::to_string(&json).unwrap_or_default()
     }
+}
+
+/// One `watch --json` line: RFC 3339 UTC `time`, `kind`, `topic`, `key`, `ttl_ms`,
+/// `payload` (text, or `null` with `payload_hex` for binary), `payload_len`, `headers`
+/// (sorted by name), `origin` (16 hex digits), `seq` and `correlation`.
+#[derive(serde::Serialize)]
+struct LineJson<'a> {
+    time: String,
+    kind: &'static str,
+    topic: &'a str,
+    key: Option<&'a str>,
+    ttl_ms: Option<u64>,
+    payload: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload_hex: Option<String>,
+    payload_len: usize,
+    headers: std::collections::BTreeMap<&'a str, &'a str>,
+    origin: Option<String>,
+    seq: u64,
+    correlation: Option<u64>,
+}
+
+/// A `watch --json` lag notice.
+#[derive(serde::Serialize)]
+struct LaggedJson {
+    time: String,
+    kind: &'static str,
+    missed: u64,
 }
 
 /// A lag notice: this watcher missed `missed` items because it fell behind.
@@ -201,12 +209,12 @@ pub(crate) fn lagged_text(missed: u64) -> String {
 
 /// A lag notice as JSON.
 pub(crate) fn lagged_json(missed: u64) -> String {
-    serde_json::json!({
-        "time": rfc3339(SystemTime::now()),
-        "kind": "lagged",
-        "missed": missed,
+    serde_json::to_string(&LaggedJson {
+        time: rfc3339(SystemTime::now()),
+        kind: "lagged",
+        missed,
     })
-    .to_string()
+    .unwrap_or_default()
 }
 
 fn round_ms(d: Duration) -> Duration {

@@ -109,6 +109,15 @@
 //! Everything in-process runs on tokio's clock, so tests can use the paused clock
 //! (`#[tokio::test(start_paused = true)]`) and run instantly and deterministically.
 //!
+//! # Feature flags
+//!
+//! - `serde`: `Serialize` on stats ([`SinkStats`], [`CoordinatorStats`], [`ChannelStats`]...),
+//!   operation snapshots, states and echoes, signals, names and header values, and
+//!   `Deserialize` wherever the value can be rebuilt (stats, states, names, header values, and
+//!   a serialized [`Signal`] read back as the [`SignalBuilder`] that raises it again).
+//!   Durations are whole milliseconds and instants are ages; the module `serde_ms` states the
+//!   rule.
+//!
 //! # Supported Rust
 //!
 //! Rust 1.95 or later (edition 2024).
@@ -145,6 +154,10 @@ mod id;
 pub mod lag;
 mod name;
 mod pattern;
+#[cfg(feature = "serde")]
+mod serde_impls;
+#[cfg(feature = "serde")]
+pub mod serde_ms;
 pub mod signal;
 mod sync;
 

@@ -72,6 +72,7 @@ pub(crate) struct Inner {
 /// Counters of a [`Nats`] handle's connection.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct NatsStats {
     /// Connections established (the first one included).
     pub connects: u64,

@@ -64,6 +64,9 @@
 //!
 //! * `testing`: `testing::NatsServer`, a real `nats-server` per test (started, restarted on
 //!   the same port, stopped and killed by pid).
+//! * `serde`: `Serialize` and `Deserialize` on [`NatsStats`] and [`SubscriptionStats`];
+//!   turns on `ephemeral-bus/serde`, so [`Message`] (the same type as on the bus) and the
+//!   core types serialize too.
 //!
 //! # Supported Rust
 //!

@@ -36,9 +36,11 @@ impl Nats {
     /// # Errors
     ///
     /// As [`publish`](Self::publish).
+    #[tracing::instrument(level = "debug", name = "nats.publish", skip_all, fields(topic = tracing::field::Empty, bytes = tracing::field::Empty))]
     pub async fn publish_with(&self, out: Outgoing) -> Result<(), NatsError> {
         let inner = &self.inner;
         let out = out.into_parts();
+        crate::request::record_sizes(&out);
         let mut map = headers::encode(&out, SystemTime::now());
         let len = out.payload.len() + headers::wire_len(&map) + headers::PUB_MAX_LEN;
         let max = inner.client.max_payload();

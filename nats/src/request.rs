@@ -132,7 +132,12 @@ impl Nats {
                 let handler = Arc::clone(&handler);
                 let client = client.clone();
                 let counters = Arc::clone(&task_counters);
-                tokio::spawn(async move {
+                let span = tracing::debug_span!(
+                    "nats.serve",
+                    topic = %task_topic,
+                    bytes = request.payload().len()
+                );
+                let reply = async move {
                     let result = AssertUnwindSafe(handler(request)).catch_unwind().await;
                     let (mut status, mut payload) = match result {
                         Ok(Ok(payload)) => ("ok", payload.into().0),
@@ -159,7 +164,8 @@ impl Nats {
                     // A requester that gave up is not listening any more: nothing to do.
                     let _ = client.publish_with_headers(reply_to, map, payload).await;
                     drop(permit);
-                });
+                };
+                tokio::spawn(tracing::Instrument::instrument(reply, span));
             }
         });
         self.round_trip().await;
@@ -194,6 +200,7 @@ impl Nats {
     /// # Errors
     ///
     /// As [`request`](Self::request).
+    #[tracing::instrument(level = "debug", name = "nats.request", skip_all, fields(topic = tracing::field::Empty, bytes = tracing::field::Empty, timeout_ms = timeout.as_millis() as u64))]
     pub async fn request_with(
         &self,
         out: Outgoing,
@@ -201,6 +208,7 @@ impl Nats {
     ) -> Result<Message, NatsError> {
         let inner = &self.inner;
         let out = out.into_parts();
+        record_sizes(&out);
         let map = headers::encode(&out, SystemTime::now());
         let len = out.payload.len() + headers::wire_len(&map);
         let max = inner.client.max_payload();
@@ -268,4 +276,12 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
                 .map(|s| format!("handler panicked: {s}"))
         })
         .unwrap_or_else(|| "handler panicked".to_owned())
+}
+
+/// Fills the current span's `topic` and `bytes` (declared empty by `#[instrument]`, as the
+/// outgoing message's parts are private until it is taken apart).
+pub(crate) fn record_sizes(out: &ephemeral_bus::OutgoingParts) {
+    let span = tracing::Span::current();
+    span.record("topic", out.topic.as_str());
+    span.record("bytes", out.payload.len());
 }

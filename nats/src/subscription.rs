@@ -20,6 +20,7 @@ use crate::{Message, Nats, NatsError, headers};
 /// Delivery counters of one [`Subscription`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SubscriptionStats {
     /// Messages handed to the reader.
     pub delivered: u64,

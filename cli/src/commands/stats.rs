@@ -177,24 +177,38 @@ fn peers_text(bus: &Bus, list: &[PeerInfo]) -> String {
     s
 }
 
+/// `stats --peers --json`: the bus, its directory and each peer.
+#[derive(serde::Serialize)]
+struct PeersJson<'a> {
+    bus: &'a str,
+    dir: String,
+    peers: Vec<PeerJson<'a>>,
+}
+
+/// One peer of `stats --peers --json`: its id as 16 hex digits and what it announced.
+#[derive(serde::Serialize)]
+struct PeerJson<'a> {
+    peer: String,
+    subscriptions: &'a [String],
+    serves: &'a [String],
+    observes: &'a [String],
+}
+
 fn peers_json(bus: &Bus, list: &[PeerInfo]) -> String {
-    let peers: Vec<serde_json::Value> = list
-        .iter()
-        .map(|p| {
-            serde_json::json!({
-                "peer": format!("{:016x}", p.id),
-                "subscriptions": p.subscriptions,
-                "serves": p.serves,
-                "observes": p.observes,
+    let json = PeersJson {
+        bus: bus.name().as_str(),
+        dir: bus.dir().display().to_string(),
+        peers: list
+            .iter()
+            .map(|p| PeerJson {
+                peer: format!("{:016x}", p.id),
+                subscriptions: &p.subscriptions,
+                serves: &p.serves,
+                observes: &p.observes,
             })
-        })
-        .collect();
-    let mut s = serde_json::json!({
-        "bus": bus.name().as_str(),
-        "dir": bus.dir().display().to_string(),
-        "peers": peers,
-    })
-    .to_string();
+            .collect(),
+    };
+    let mut s = serde_json::to_string(&json).unwrap_or_default();
     s.push('\n');
     s
 }
@@ -269,38 +283,72 @@ fn stats_text(conn: &Conn, topics: &BTreeMap<String, TopicTraffic>, window: &Win
     s
 }
 
+/// `stats --json`: one measuring window, and where it was measured (a bus with its
+/// directory and peers, or a NATS server with its prefix).
+#[derive(serde::Serialize)]
+struct StatsJson<'a> {
+    window_ms: u64,
+    topics: Vec<TopicJson<'a>>,
+    lagged: u64,
+    lagged_window: u64,
+    #[serde(flatten)]
+    location: LocationJson<'a>,
+}
+
+/// Where `stats` measured.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum LocationJson<'a> {
+    Bus {
+        bus: &'a str,
+        dir: String,
+        peers: usize,
+    },
+    Nats {
+        nats: &'a str,
+        prefix: &'a str,
+    },
+}
+
+/// One topic of `stats --json`: totals, and rates over the window.
+#[derive(serde::Serialize)]
+struct TopicJson<'a> {
+    topic: &'a str,
+    messages: u64,
+    rate: f64,
+    bytes: u64,
+    bytes_rate: f64,
+}
+
 fn stats_json(conn: &Conn, topics: &BTreeMap<String, TopicTraffic>, window: &Window) -> String {
     let secs = window.secs();
-    let topics: Vec<serde_json::Value> = topics
-        .iter()
-        .map(|(topic, t)| {
-            serde_json::json!({
-                "topic": topic,
-                "messages": t.messages,
-                "rate": t.window as f64 / secs,
-                "bytes": t.bytes,
-                "bytes_rate": t.window_bytes as f64 / secs,
+    let json = StatsJson {
+        window_ms: window.took.as_millis() as u64,
+        topics: topics
+            .iter()
+            .map(|(topic, t)| TopicJson {
+                topic,
+                messages: t.messages,
+                rate: t.window as f64 / secs,
+                bytes: t.bytes,
+                bytes_rate: t.window_bytes as f64 / secs,
             })
-        })
-        .collect();
-    let mut json = serde_json::json!({
-        "window_ms": window.took.as_millis() as u64,
-        "topics": topics,
-        "lagged": window.lagged,
-        "lagged_window": window.lagged_window,
-    });
-    match conn {
-        Conn::Bus(bus) => {
-            json["bus"] = bus.name().as_str().into();
-            json["dir"] = bus.dir().display().to_string().into();
-            json["peers"] = bus.peers().into();
-        }
-        Conn::Nats(nats) => {
-            json["nats"] = nats.url().into();
-            json["prefix"] = nats.prefix().into();
-        }
-    }
-    let mut s = json.to_string();
+            .collect(),
+        lagged: window.lagged,
+        lagged_window: window.lagged_window,
+        location: match conn {
+            Conn::Bus(bus) => LocationJson::Bus {
+                bus: bus.name().as_str(),
+                dir: bus.dir().display().to_string(),
+                peers: bus.peers(),
+            },
+            Conn::Nats(nats) => LocationJson::Nats {
+                nats: nats.url(),
+                prefix: nats.prefix(),
+            },
+        },
+    };
+    let mut s = serde_json::to_string(&json).unwrap_or_default();
     s.push('\n');
     s
 }

@@ -65,12 +65,12 @@ pub(crate) async fn ops(target: &Target, args: OpsArgs) -> Result<(), Failure> {
         for op in operations(frame).into_iter().filter(|op| keep(op)) {
             if args.json {
                 lines.push(
-                    serde_json::json!({
-                        "process": frame.publisher.process,
-                        "coordinator": frame.publisher.name,
-                        "operation": op,
+                    serde_json::to_string(&OperationLine {
+                        process: &frame.publisher.process,
+                        coordinator: &frame.publisher.name,
+                        operation: op,
                     })
-                    .to_string(),
+                    .unwrap_or_default(),
                 );
             } else {
                 rows.push(vec![
@@ -128,12 +128,12 @@ pub(crate) async fn signals(target: &Target, args: SignalsArgs) -> Result<(), Fa
             .filter_map(|f| Some((f, f.sink()?)))
             .flat_map(|(f, sink)| {
                 sink.signals.iter().filter(|s| keep(s)).map(move |s| {
-                    serde_json::json!({
-                        "process": f.publisher.process,
-                        "sink": f.publisher.name,
-                        "signal": s,
+                    serde_json::to_string(&SignalLine {
+                        process: &f.publisher.process,
+                        sink: &f.publisher.name,
+                        signal: s,
                     })
-                    .to_string()
+                    .unwrap_or_default()
                 })
             })
             .collect();
@@ -142,4 +142,22 @@ pub(crate) async fn signals(target: &Target, args: SignalsArgs) -> Result<(), Fa
         emit(&table(&SIGNAL_HEADERS, &signal_rows(&frames, keep)));
     }
     Ok(())
+}
+
+/// One `ops --json` line: the publishing process, the coordinator's name, and the operation
+/// as published.
+#[derive(serde::Serialize)]
+struct OperationLine<'a> {
+    process: &'a ephemeral_bus::inspect::ProcessInfo,
+    coordinator: &'a str,
+    operation: &'a OperationEntry,
+}
+
+/// One `signals --json` line: the publishing process, the sink's name, and the signal as
+/// published.
+#[derive(serde::Serialize)]
+struct SignalLine<'a> {
+    process: &'a ephemeral_bus::inspect::ProcessInfo,
+    sink: &'a str,
+    signal: &'a ephemeral_bus::inspect::SignalEntry,
 }

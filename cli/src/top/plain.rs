@@ -142,19 +142,31 @@ pub(crate) fn emit(lines: &[String]) -> bool {
     out.flush().is_ok()
 }
 
+/// The JSON document of `--once --json`, and of each refresh of `--json`: the format
+/// `version`, the time it was taken (`at_ms`, UNIX milliseconds), where it was read
+/// (`"bus": name` or `"nats": url`) and the frames as published.
+#[derive(serde::Serialize)]
+struct SnapshotJson<'a> {
+    version: u32,
+    at_ms: u64,
+    frames: &'a [&'a StateFrame],
+    #[serde(flatten)]
+    source: std::collections::BTreeMap<&'static str, &'a str>,
+}
+
 /// The JSON document of `--once --json`, and of each refresh of `--json`.
 pub(crate) fn snapshot_json(source: &Source, frames: &[&StateFrame]) -> String {
     let at_ms = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    let mut json = serde_json::json!({
-        "version": FORMAT_VERSION,
-        "at_ms": at_ms,
-        "frames": frames,
-    });
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let (key, value) = source.json();
-    json[key] = value.into();
-    json.to_string()
+    serde_json::to_string(&SnapshotJson {
+        version: FORMAT_VERSION,
+        at_ms,
+        frames,
+        source: std::collections::BTreeMap::from([(key, value)]),
+    })
+    .unwrap_or_default()
 }
 
 fn text(source: &Source, frames: &[&StateFrame]) -> Vec<String> {

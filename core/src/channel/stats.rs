@@ -2,6 +2,11 @@
 
 /// Whether a channel still accepts messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 pub enum ChannelState {
     /// Sends are accepted.
     Open,
@@ -14,6 +19,7 @@ pub enum ChannelState {
 /// Per-subscriber delivery counts. For every subscriber,
 /// `sent = delivered + dropped + expired + buffered` while it is subscribed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct DeliveryStats {
     /// The subscriber's id (also in [`DeliveryError`](super::DeliveryError)).
     pub subscriber: u64,
@@ -36,6 +42,7 @@ pub struct DeliveryStats {
 /// A snapshot of a channel: its state, how many messages were sent, and each live
 /// subscriber's [`DeliveryStats`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct ChannelStats {
     /// Open or closed.
     pub state: ChannelState,

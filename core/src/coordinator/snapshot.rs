@@ -11,6 +11,11 @@ use crate::{Name, OperationId, Signal};
 /// Why an operation ended cancelled.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 pub enum CancelReason {
     /// A live signal matched a cancel pattern (the signal's name).
     Signal(Name),
@@ -42,6 +47,11 @@ impl fmt::Display for CancelReason {
 /// Where an operation is in its life.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 pub enum OperationState {
     /// Accepted, not started.
     Pending,
@@ -70,6 +80,7 @@ impl OperationState {
 /// A copy of one tracked operation.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct OperationSnapshot {
     /// The operation id.
     pub id: OperationId,
@@ -78,10 +89,31 @@ pub struct OperationSnapshot {
     /// The state.
     pub state: OperationState,
     /// When it was accepted.
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            rename = "enqueued_ms_ago",
+            serialize_with = "crate::serde_ms::age::serialize"
+        )
+    )]
     pub enqueued: Instant,
     /// When its body started.
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            rename = "started_ms_ago",
+            serialize_with = "crate::serde_ms::option_age::serialize"
+        )
+    )]
     pub started: Option<Instant>,
     /// When it finished.
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            rename = "finished_ms_ago",
+            serialize_with = "crate::serde_ms::option_age::serialize"
+        )
+    )]
     pub finished: Option<Instant>,
     /// The error message (`Display` of the body's error) or the panic message.
     pub error: Option<Arc<str>>,
@@ -119,6 +151,7 @@ impl OperationSnapshot {
 /// [`tracking`](super::EphemeralOptions::tracking) off, no echoes are kept.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Echo {
     /// The evicted operation.
     pub id: OperationId,
@@ -129,11 +162,25 @@ pub struct Echo {
     /// Its error or panic message, if it failed.
     pub error: Option<Arc<str>>,
     /// When it finished.
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            rename = "finished_ms_ago",
+            serialize_with = "crate::serde_ms::age::serialize"
+        )
+    )]
     pub finished: Instant,
     /// The signals it raised that were still live when it was evicted (empty for an
     /// operation that raised none).
     pub signals: Vec<Signal>,
     /// When the echo disappears.
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            rename = "expires_in_ms",
+            serialize_with = "crate::serde_ms::remaining::serialize"
+        )
+    )]
     pub expires: Instant,
 }
 
@@ -143,6 +190,7 @@ pub struct Echo {
 /// (totals since creation, evicted operations included).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct CoordinatorStats {
     /// Items accepted since creation.
     pub accepted: u64,
@@ -175,6 +223,7 @@ pub struct CoordinatorStats {
 /// What a keyed coordinator reports about one key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct KeyStats {
     /// Items of this key waiting to start.
     pub pending: usize,

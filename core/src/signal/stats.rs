@@ -21,6 +21,7 @@ pub(crate) struct Counters {
 /// or still buffered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SubscriberStats {
     /// The pattern it subscribed with.
     pub pattern: String,
@@ -41,6 +42,7 @@ pub struct SubscriberStats {
 /// and `holds_acquired == held + holds_released`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SinkStats {
     /// Signals raised (held conditions not included).
     pub raised: u64,

@@ -1,0 +1,160 @@
+//! `serde` support: golden JSON for the documented shapes, and round trips.
+#![cfg(feature = "serde")]
+
+use std::time::Duration;
+
+use ephemeral::{
+    CoordinatorStats, EphemeralOptions, EphemeralWorkCoordinator, Name, OperationState, Signal,
+    SignalBuilder, SignalSink, SinkStats,
+};
+use serde_json::json;
+
+#[tokio::test(start_paused = true)]
+async fn a_signal_has_a_golden_json_shape() {
+    let sink = SignalSink::default();
+    let signal = sink
+        .raise_with(
+            Signal::build("error.db.timeout")
+                .unwrap()
+                .key("orders")
+                .expires_in(Duration::from_secs(5))
+                .payload_str("slow")
+                .header("attempt", 3)
+                .header("region", "eu"),
+        )
+        .unwrap();
+    tokio::time::advance(Duration::from_millis(1500)).await;
+    assert_eq!(
+        serde_json::to_value(&signal).unwrap(),
+        json!({
+            "name": "error.db.timeout",
+            "key": "orders",
+            "operation": null,
+            "sequence": signal.sequence(),
+            "age_ms": 1500,
+            "expires_in_ms": 3500,
+            "payload": "slow",
+            "headers": {"attempt": 3, "region": "eu"},
+            "leaf": false,
+            "terminal": false,
+            "held": false,
+            "causes": [],
+        })
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_signal_reads_back_as_a_builder_that_raises_the_same_signal() {
+    let sink = SignalSink::default();
+    let signal = sink
+        .raise_with(
+            Signal::build("deploy.done")
+                .unwrap()
+                .key("api")
+                .payload(&[0xff, 0x00][..])
+                .header("ok", true)
+                .header("ratio", 0.5)
+                .leaf(),
+        )
+        .unwrap();
+    let json = serde_json::to_string(&signal).unwrap();
+    let builder: SignalBuilder = serde_json::from_str(&json).unwrap();
+    let again = SignalSink::default().raise_with(builder).unwrap();
+    assert_eq!(again.name(), signal.name());
+    assert_eq!(again.key(), Some("api"));
+    assert_eq!(again.payload(), Some(&[0xff, 0x00][..]));
+    assert_eq!(again.headers(), signal.headers());
+    assert!(again.is_leaf());
+    // A binary payload is written as byte values.
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(value["payload"], json!([255, 0]));
+}
+
+#[test]
+fn a_bad_name_is_refused_when_read() {
+    let err = serde_json::from_str::<Name>(r#""error.*""#).unwrap_err();
+    assert!(err.to_string().contains("wildcard"), "{err}");
+    let err = serde_json::from_str::<SignalBuilder>(r#"{"name": ""}"#).unwrap_err();
+    assert!(err.to_string().contains("empty"), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn sink_stats_have_a_golden_json_shape_and_round_trip() {
+    let sink = SignalSink::default();
+    let _subscription = sink.subscribe("a.*");
+    sink.raise("a.b").unwrap();
+    sink.raise("a.c").unwrap();
+    let stats = sink.stats();
+    let value = serde_json::to_value(&stats).unwrap();
+    assert_eq!(
+        value,
+        json!({
+            "raised": 2, "expired": 0, "evicted": 0, "retracted": 0, "cleared": 0,
+            "live": 2, "held": 0, "holds_acquired": 0, "holds_released": 0,
+            "window_slots": 2, "expiry_entries": 0, "interned_names": 2, "idle_names": 0,
+            "names_reclaimed": 0, "memo_entries": 0, "memo_recomputes": 0, "memo_resets": 0,
+            "subscriptions": 1, "watches": 0, "listeners": 0,
+            "handler_failures": 0, "handler_dropped": 0,
+            "subscribers": [
+                {"pattern": "a.*", "delivered": 2, "dropped": 0, "expired": 0, "buffered": 2}
+            ],
+        })
+    );
+    let back: SinkStats = serde_json::from_value(value).unwrap();
+    assert_eq!(back, stats);
+}
+
+#[test]
+fn coordinator_stats_have_a_golden_json_shape() {
+    let stats = CoordinatorStats::default();
+    assert_eq!(
+        serde_json::to_string(&stats).unwrap(),
+        r#"{"accepted":0,"pending":0,"running":0,"completed":0,"failed":0,"cancelled":0,"panicked":0,"evicted":0,"tracked":0,"pinned":0,"echoes":0,"max_concurrency":0,"peak_running":0}"#
+    );
+    let back: CoordinatorStats =
+        serde_json::from_str(&serde_json::to_string(&stats).unwrap()).unwrap();
+    assert_eq!(back, stats);
+}
+
+#[test]
+fn operation_states_read_as_snake_case() {
+    for state in [
+        OperationState::Pending,
+        OperationState::Running,
+        OperationState::Failed,
+    ] {
+        let json = serde_json::to_string(&state).unwrap();
+        assert_eq!(
+            serde_json::from_str::<OperationState>(&json).unwrap(),
+            state
+        );
+    }
+    assert_eq!(
+        serde_json::to_string(&OperationState::Completed).unwrap(),
+        r#""completed""#
+    );
+    let cancelled: OperationState =
+        serde_json::from_str(r#"{"cancelled": {"signal": "deploy.start"}}"#).unwrap();
+    assert!(matches!(cancelled, OperationState::Cancelled(_)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_operation_snapshot_writes_instants_as_ages() {
+    let coordinator = EphemeralWorkCoordinator::new(
+        |_: u32, _| async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Ok::<(), std::io::Error>(())
+        },
+        EphemeralOptions::default(),
+    )
+    .unwrap();
+    let id = coordinator.enqueue(1).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let snapshot = coordinator.operation(id).unwrap();
+    let value = serde_json::to_value(&snapshot).unwrap();
+    assert_eq!(value["id"], id.as_u64());
+    assert_eq!(value["state"], "completed");
+    assert_eq!(value["enqueued_ms_ago"], 300);
+    assert_eq!(value["finished_ms_ago"], 100);
+    assert_eq!(value["error"], serde_json::Value::Null);
+}
