@@ -510,7 +510,7 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
             self.workers -= 1;
             return Next::Exit;
         }
-        if let Some(taken) = self.try_start(fx, sink) {
+        if let Some(taken) = self.try_start(fx, sink, Instant::now()) {
             return Next::Start(taken);
         }
         if self.closed && self.queue.len() == 0 {
@@ -528,11 +528,17 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
 
     /// Takes the next job if the limits, the pause and the defer rules allow: it is
     /// `Running` from here on (its admission checks included).
-    pub(crate) fn try_start(&mut self, fx: &mut Effect, sink: &SignalSink) -> Option<Taken<T, Q>> {
+    /// `now` is the caller's clock reading: a finishing worker passes its finish time, so the
+    /// next job's start costs no second read (the two are one instant apart under one lock).
+    pub(crate) fn try_start(
+        &mut self,
+        fx: &mut Effect,
+        sink: &SignalSink,
+        now: Instant,
+    ) -> Option<Taken<T, Q>> {
         if self.paused || self.running >= self.limit || self.queue.len() == 0 {
             return None;
         }
-        let now = Instant::now();
         if self.defer.defer_on.is_some() {
             let held = self.refresh_deferral(sink, now);
             fx.steer_if(held && self.defer.max_defer.is_some());
@@ -570,11 +576,12 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         &mut self,
         fx: &mut Effect,
         sink: &SignalSink,
+        now: Instant,
     ) -> Option<Taken<T, Q>> {
         if self.workers > self.limit {
             None
         } else {
-            self.try_start(fx, sink)
+            self.try_start(fx, sink, now)
         }
     }
 

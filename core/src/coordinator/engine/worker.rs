@@ -91,7 +91,8 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
                 Decision::Defer(_) if job.is_overdue() => {}
                 Decision::Defer(until) => {
                     park(inner, job, until);
-                    return inner.update(|core, fx| core.try_start(fx, &inner.ctx.sink));
+                    return inner
+                        .update(|core, fx| core.try_start(fx, &inner.ctx.sink, Instant::now()));
                 }
             }
         }
@@ -228,6 +229,6 @@ fn finish<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     inner.update(|core, fx| {
         // The token is read under the lock, which `shutdown` holds while it cancels tokens.
         core.finish(fx, id, route, outcome, token, now);
-        core.next_after_finish(fx, &inner.ctx.sink)
+        core.next_after_finish(fx, &inner.ctx.sink, now)
     })
 }
