@@ -94,10 +94,11 @@ pub(crate) fn wait_for_death(db: &std::sync::Arc<super::Db>, owner: u64) {
             }
             let Some(db) = weak.upgrade() else { return };
             super::lock(&db.owner_waiters).remove(&owner);
-            let reclaimed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                handle.block_on(crate::store::reclaim_owners(&db, vec![owner]))
-            }));
-            drop(reclaimed);
+            // The reclaim runs as a task on the runtime (its own stack, a panic caught by the
+            // runtime); this small-stack thread only waits for it.
+            let reclaim =
+                handle.spawn(async move { crate::store::reclaim_owners(&db, vec![owner]).await });
+            drop(handle.block_on(reclaim));
         });
     if spawned.is_err() {
         super::lock(&db.owner_waiters).remove(&owner);
