@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use ephemeral_bus::retained::{Entry, Removal, StoreEvent, StoreOptions};
 use futures::StreamExt;
 
-use super::{emit, interrupted, json_bytes, not_found, remaining_ms, rfc3339};
+use super::{JsonBytes, emit, interrupted, json_line, not_found, remaining_ms, rfc3339};
 use crate::args;
 use crate::commands::payload_bytes;
 use crate::exit::{Failure, IO};
@@ -85,7 +85,7 @@ pub(crate) async fn kv(args: KvArgs) -> Result<(), Failure> {
                 not_found(format!("`{key}` has no value in store `{}`", args.store))
             })?;
             if json {
-                emit(&entry_json(&entry).to_string());
+                emit(&json_line(&EntryJson::of(&entry)));
             } else {
                 use std::io::Write;
                 let mut out = std::io::stdout().lock();
@@ -122,7 +122,7 @@ pub(crate) async fn kv(args: KvArgs) -> Result<(), Failure> {
                     continue;
                 }
                 let line = if json {
-                    entry_json(&entry).to_string()
+                    json_line(&EntryJson::of(&entry))
                 } else {
                     entry_text(&entry)
                 };
@@ -160,7 +160,7 @@ pub(crate) async fn kv(args: KvArgs) -> Result<(), Failure> {
                     Some(Ok(event)) => {
                         shown += 1;
                         if json {
-                            event_json(&event).to_string()
+                            event_json(&event)
                         } else {
                             event_text(&event)
                         }
@@ -197,15 +197,50 @@ fn entry_text(entry: &Entry) -> String {
     )
 }
 
-fn entry_json(entry: &Entry) -> serde_json::Value {
-    serde_json::json!({
-        "key": entry.key().as_str(),
-        "value": json_bytes(entry.value()),
-        "revision": entry.revision(),
-        "set_at": rfc3339(entry.set_at()),
-        "expires_in_ms": entry.expires_at().map(remaining_ms),
-        "owner": entry.owner().map(|o| format!("{o:016x}")),
-    })
+/// One entry in `kv get|ls --json` (and in a `set` event of `kv watch --json`).
+#[derive(serde::Serialize)]
+struct EntryJson<'a> {
+    key: &'a str,
+    value: JsonBytes<'a>,
+    revision: u64,
+    set_at: String,
+    expires_in_ms: Option<u64>,
+    owner: Option<String>,
+}
+
+impl<'a> EntryJson<'a> {
+    fn of(entry: &'a Entry) -> Self {
+        Self {
+            key: entry.key().as_str(),
+            value: JsonBytes::of(entry.value()),
+            revision: entry.revision(),
+            set_at: rfc3339(entry.set_at()),
+            expires_in_ms: entry.expires_at().map(remaining_ms),
+            owner: entry.owner().map(|o| format!("{o:016x}")),
+        }
+    }
+}
+
+/// One `kv watch --json` line: `time`, `kind`, then the entry (set) or key, revision and
+/// cause (deleted, expired, changed).
+#[derive(serde::Serialize)]
+struct EventJson<'a> {
+    time: String,
+    kind: &'static str,
+    #[serde(flatten)]
+    what: EventWhat<'a>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum EventWhat<'a> {
+    Set(EntryJson<'a>),
+    Removed {
+        key: &'a str,
+        revision: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cause: Option<&'static str>,
+    },
 }
 
 fn removal(cause: Removal) -> &'static str {
@@ -233,28 +268,37 @@ fn event_text(event: &StoreEvent) -> String {
     }
 }
 
-fn event_json(event: &StoreEvent) -> serde_json::Value {
-    let time = rfc3339(std::time::SystemTime::now());
-    match event {
-        StoreEvent::Set(entry) => {
-            let mut v = entry_json(entry);
-            v["time"] = time.into();
-            v["kind"] = "set".into();
-            v
-        }
+fn event_json(event: &StoreEvent) -> String {
+    let (kind, what) = match event {
+        StoreEvent::Set(entry) => ("set", EventWhat::Set(EntryJson::of(entry))),
         StoreEvent::Deleted {
             key,
             revision,
             cause,
-        } => serde_json::json!({
-            "time": time, "kind": "deleted", "key": key.as_str(), "revision": revision,
-            "cause": removal(*cause),
-        }),
-        other => serde_json::json!({
-            "time": time,
-            "kind": if matches!(other, StoreEvent::Expired { .. }) { "expired" } else { "changed" },
-            "key": other.key().as_str(),
-            "revision": other.revision(),
-        }),
-    }
+        } => (
+            "deleted",
+            EventWhat::Removed {
+                key: key.as_str(),
+                revision: *revision,
+                cause: Some(removal(*cause)),
+            },
+        ),
+        other => (
+            if matches!(other, StoreEvent::Expired { .. }) {
+                "expired"
+            } else {
+                "changed"
+            },
+            EventWhat::Removed {
+                key: other.key().as_str(),
+                revision: other.revision(),
+                cause: None,
+            },
+        ),
+    };
+    json_line(&EventJson {
+        time: rfc3339(std::time::SystemTime::now()),
+        kind,
+        what,
+    })
 }

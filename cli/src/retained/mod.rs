@@ -63,12 +63,23 @@ fn remaining_ms(t: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// A value as JSON text when it is UTF-8, otherwise as a list of bytes.
-fn json_bytes(bytes: &[u8]) -> serde_json::Value {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => serde_json::Value::String(text.to_owned()),
-        Err(_) => serde_json::Value::from(bytes.to_vec()),
+/// A value in JSON: its text when it is UTF-8, otherwise the list of its bytes.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum JsonBytes<'a> {
+    Text(&'a str),
+    Bytes(&'a [u8]),
+}
+
+impl<'a> JsonBytes<'a> {
+    fn of(bytes: &'a [u8]) -> Self {
+        std::str::from_utf8(bytes).map_or(Self::Bytes(bytes), Self::Text)
     }
+}
+
+/// One JSON line from a typed view (serializing these views cannot fail).
+fn json_line(view: &impl serde::Serialize) -> String {
+    serde_json::to_string(view).unwrap_or_default()
 }
 
 /// `1` for "not there", as `match` uses for "no match".

@@ -4,7 +4,7 @@ use clap::{Args, Subcommand};
 use ephemeral_bus::retained::{RoomMessage, RoomOptions};
 use futures::StreamExt;
 
-use super::{emit, interrupted, json_bytes, rfc3339};
+use super::{JsonBytes, emit, interrupted, json_line, rfc3339};
 use crate::args;
 use crate::commands::payload_bytes;
 use crate::exit::{Failure, IO};
@@ -76,7 +76,7 @@ pub(crate) async fn room(args: RoomArgs) -> Result<(), Failure> {
                     Some(Ok(message)) => {
                         shown += 1;
                         if json {
-                            message_json(&message).to_string()
+                            message_json(&message)
                         } else {
                             message_text(&message)
                         }
@@ -104,11 +104,20 @@ fn message_text(m: &RoomMessage) -> String {
     )
 }
 
-fn message_json(m: &RoomMessage) -> serde_json::Value {
-    serde_json::json!({
-        "sequence": m.sequence(),
-        "sender": format!("{:016x}", m.sender()),
-        "sent_at": rfc3339(m.sent_at()),
-        "payload": json_bytes(m.payload()),
+/// One `room join --json` line.
+#[derive(serde::Serialize)]
+struct MessageJson<'a> {
+    sequence: u64,
+    sender: String,
+    sent_at: String,
+    payload: JsonBytes<'a>,
+}
+
+fn message_json(m: &RoomMessage) -> String {
+    json_line(&MessageJson {
+        sequence: m.sequence(),
+        sender: format!("{:016x}", m.sender()),
+        sent_at: rfc3339(m.sent_at()),
+        payload: JsonBytes::of(m.payload()),
     })
 }
