@@ -174,6 +174,8 @@ pub use coordinator::{
     PriorityWorkCoordinator, ResultError, Summary, process_all, process_all_with_cancel,
     process_keyed, process_stream, process_stream_with_cancel,
 };
+#[cfg(feature = "tower")]
+pub use coordinator::{CoordinatorLayer, CoordinatorService, ServiceError};
 pub use current::{WithOperation, current_operation, with_operation};
 pub use id::OperationId;
 pub use lag::{Buffer, Lagged, Overflow, ZeroBuffer};

@@ -69,6 +69,8 @@ mod priority;
 mod process;
 mod queue;
 mod result;
+#[cfg(feature = "tower")]
+mod service;
 mod snapshot;
 mod work;
 
@@ -89,6 +91,8 @@ pub use process::{
     process_stream_with_cancel,
 };
 pub use result::EphemeralResultCoordinator;
+#[cfg(feature = "tower")]
+pub use service::{CoordinatorLayer, CoordinatorService, ServiceError};
 pub use snapshot::{
     CancelReason, CoordinatorStats, Echo, KeyStats, OperationSnapshot, OperationState,
 };

@@ -1,0 +1,299 @@
+//! `tower` integration: a coordinator as a [`tower::Service`], and [`CoordinatorLayer`] to
+//! run any inner service as a coordinator's body.
+//!
+//! [`CoordinatorService::poll_ready`] holds a reserved slot of the coordinator's intake (an
+//! [`EnqueuePermit`]) the way `tower::limit::ConcurrencyLimit` holds a semaphore permit:
+//! ready means the next [`call`](tower::Service::call) is accepted without waiting, and a
+//! service dropped while ready gives the slot back. The response future resolves with the
+//! operation's result once the body finished.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use futures::future::BoxFuture;
+use tokio_util::sync::ReusableBoxFuture;
+
+use super::error::{CoordinatorError, EnqueueError, ResultError};
+use super::options::EphemeralOptions;
+use super::result::EphemeralResultCoordinator;
+use super::work::EnqueuePermit;
+
+/// Why a [`CoordinatorService`] call did not produce a response.
+#[derive(thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError<T> {
+    /// The coordinator no longer accepts items: `complete`, `drain` or `cancel` was called.
+    #[error(
+        "the coordinator no longer accepts items (complete, drain or cancel was called): build a new service"
+    )]
+    Closed,
+    /// `call` without a successful `poll_ready` before it; the item is given back.
+    #[error("call was made without poll_ready returning ready first: poll the service until ready")]
+    NotReady(T),
+    /// The coordinator was cancelled between `poll_ready` and `call`; the item is given back.
+    #[error("the coordinator was cancelled before the item was accepted")]
+    Refused(T),
+    /// The layer could not build its coordinator (no tokio runtime, or a bad option).
+    #[error("the coordinator could not be built: {0}")]
+    Build(#[from] CoordinatorError),
+    /// The item was accepted; the operation failed, was cancelled or was evicted before its
+    /// result was read.
+    #[error(transparent)]
+    Operation(#[from] ResultError),
+}
+
+impl<T> ServiceError<T> {
+    /// The item, for the errors where it was not accepted and is given back.
+    pub fn into_item(self) -> Option<T> {
+        match self {
+            Self::NotReady(item) | Self::Refused(item) => Some(item),
+            Self::Closed | Self::Build(_) | Self::Operation(_) => None,
+        }
+    }
+}
+
+impl<T> fmt::Debug for ServiceError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Closed => f.write_str("Closed"),
+            Self::NotReady(_) => f.write_str("NotReady(..)"),
+            Self::Refused(_) => f.write_str("Refused(..)"),
+            Self::Build(e) => f.debug_tuple("Build").field(e).finish(),
+            Self::Operation(e) => f.debug_tuple("Operation").field(e).finish(),
+        }
+    }
+}
+
+type Reserve<T, R> = ReusableBoxFuture<'static, Result<EnqueuePermit<T, R>, EnqueueError<()>>>;
+
+/// An [`EphemeralResultCoordinator`] as a [`tower::Service`]: every call is one tracked,
+/// bounded, signal-steered operation, and its response is the operation's result.
+///
+/// Made by [`EphemeralResultCoordinator::service`] or by [`CoordinatorLayer`]. Clones share
+/// the coordinator; each clone holds its own readiness (its own reserved slot), as clones of
+/// `tower::limit::ConcurrencyLimit` do.
+///
+/// # Examples
+///
+/// ```
+/// use ephemeral::{EphemeralOptions, EphemeralResultCoordinator, OperationContext};
+/// use tower::{Service, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let doubler = EphemeralResultCoordinator::new(
+///     |n: u32, _ctx: OperationContext| async move { Ok::<_, std::convert::Infallible>(n * 2) },
+///     EphemeralOptions::default(),
+/// )?;
+/// let mut service = doubler.service();
+/// assert_eq!(service.ready().await?.call(21).await?, 42);
+/// # Ok(())
+/// # }
+/// ```
+pub struct CoordinatorService<T: Send + 'static, R: Clone + Send + 'static> {
+    coordinator: Result<EphemeralResultCoordinator<T, R>, CoordinatorError>,
+    reserve: Reserve<T, R>,
+    reserving: bool,
+    permit: Option<EnqueuePermit<T, R>>,
+}
+
+impl<T: Send + 'static, R: Clone + Send + 'static> CoordinatorService<T, R> {
+    fn from_result(
+        coordinator: Result<EphemeralResultCoordinator<T, R>, CoordinatorError>,
+    ) -> Self {
+        Self {
+            coordinator,
+            reserve: ReusableBoxFuture::new(async { Err(EnqueueError::Closed(())) }),
+            reserving: false,
+            permit: None,
+        }
+    }
+
+    /// The coordinator behind the service (to read snapshots, `drain`, `cancel`), or the
+    /// error that kept the layer from building it.
+    ///
+    /// # Errors
+    ///
+    /// The [`CoordinatorError`] of a [`CoordinatorLayer`] that could not build its coordinator.
+    pub fn coordinator(&self) -> Result<&EphemeralResultCoordinator<T, R>, &CoordinatorError> {
+        self.coordinator.as_ref()
+    }
+}
+
+impl<T: Send + 'static, R: Clone + Send + 'static> Clone for CoordinatorService<T, R> {
+    /// A service on the same coordinator, not ready (it reserves its own slot).
+    fn clone(&self) -> Self {
+        Self::from_result(self.coordinator.clone())
+    }
+}
+
+impl<T: Send + 'static, R: Clone + Send + 'static> fmt::Debug for CoordinatorService<T, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CoordinatorService")
+            .field("coordinator", &self.coordinator)
+            .field("ready", &self.permit.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Send + 'static, R: Clone + Send + 'static> tower::Service<T> for CoordinatorService<T, R> {
+    type Response = R;
+    type Error = ServiceError<T>;
+    type Future = BoxFuture<'static, Result<R, ServiceError<T>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if self.permit.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        let coordinator = match &self.coordinator {
+            Ok(coordinator) => coordinator,
+            Err(e) => return Poll::Ready(Err(ServiceError::Build(e.clone()))),
+        };
+        if !self.reserving {
+            let coordinator = coordinator.clone();
+            self.reserve.set(async move { coordinator.reserve().await });
+            self.reserving = true;
+        }
+        let reserved = ready!(Pin::new(&mut self.reserve).poll(cx));
+        self.reserving = false;
+        match reserved {
+            Ok(permit) => {
+                self.permit = Some(permit);
+                Poll::Ready(Ok(()))
+            }
+            Err(_) => Poll::Ready(Err(ServiceError::Closed)),
+        }
+    }
+
+    fn call(&mut self, item: T) -> Self::Future {
+        let (Some(permit), Ok(coordinator)) = (self.permit.take(), &self.coordinator) else {
+            return Box::pin(std::future::ready(Err(ServiceError::NotReady(item))));
+        };
+        match permit.send(item) {
+            Ok(id) => {
+                let coordinator = coordinator.clone();
+                Box::pin(async move { Ok(coordinator.wait_for_result(id).await?) })
+            }
+            Err(e) => Box::pin(std::future::ready(Err(ServiceError::Refused(
+                e.into_inner(),
+            )))),
+        }
+    }
+}
+
+impl<T: Send + 'static, R: Clone + Send + 'static> EphemeralResultCoordinator<T, R> {
+    /// This coordinator as a [`tower::Service`] (see [`CoordinatorService`]).
+    #[must_use]
+    pub fn service(&self) -> CoordinatorService<T, R> {
+        CoordinatorService::from_result(Ok(self.clone()))
+    }
+}
+
+/// A [`tower::Layer`] that runs the inner service as the body of a new
+/// [`EphemeralResultCoordinator`]: calls are bounded (`max_concurrency`, `max_pending`),
+/// tracked in the window, and steered by signals like any operation.
+///
+/// Each `layer` call builds one coordinator, so build the stack once and clone the service.
+/// The inner service is cloned for each operation (the usual tower habit for services used
+/// concurrently); its errors become the operation's failure. A coordinator that cannot be
+/// built (outside a tokio runtime, or with a bad option) makes `poll_ready` return
+/// [`ServiceError::Build`].
+///
+/// # Examples
+///
+/// ```
+/// use ephemeral::{CoordinatorLayer, EphemeralOptions};
+/// use tower::{ServiceBuilder, ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let options = EphemeralOptions::default().max_concurrency(4);
+/// let service = ServiceBuilder::new()
+///     .layer(CoordinatorLayer::new(options))
+///     .service(service_fn(|n: u64| async move { Ok::<_, std::convert::Infallible>(n + 1) }));
+/// assert_eq!(service.oneshot(41).await?, 42);
+/// # Ok(())
+/// # }
+/// ```
+pub struct CoordinatorLayer<T> {
+    options: EphemeralOptions,
+    _request: PhantomData<fn(T)>,
+}
+
+impl<T> CoordinatorLayer<T> {
+    /// A layer building its coordinators with `options`.
+    #[must_use]
+    pub fn new(options: EphemeralOptions) -> Self {
+        Self {
+            options,
+            _request: PhantomData,
+        }
+    }
+}
+
+impl<T> Clone for CoordinatorLayer<T> {
+    fn clone(&self) -> Self {
+        Self::new(self.options.clone())
+    }
+}
+
+impl<T> fmt::Debug for CoordinatorLayer<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CoordinatorLayer")
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl<T, S> tower::Layer<S> for CoordinatorLayer<T>
+where
+    T: Send + 'static,
+    S: tower::Service<T> + Clone + Send + Sync + 'static,
+    S::Response: Clone + Send + 'static,
+    S::Error: fmt::Display,
+    S::Future: Send + 'static,
+{
+    type Service = CoordinatorService<T, S::Response>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        let body = move |item: T, ctx: super::OperationContext| {
+            let mut inner = inner.clone();
+            let token = ctx.token().clone();
+            async move {
+                // Tower futures stop when dropped: a cancelled operation drops the inner
+                // call at once rather than waiting out `abort_grace`.
+                let call = async {
+                    std::future::poll_fn(|cx| inner.poll_ready(cx))
+                        .await
+                        .map_err(LayerBodyError::Inner)?;
+                    inner.call(item).await.map_err(LayerBodyError::Inner)
+                };
+                tokio::select! {
+                    result = call => result,
+                    () = token.cancelled() => Err(LayerBodyError::Cancelled),
+                }
+            }
+        };
+        CoordinatorService::from_result(EphemeralResultCoordinator::new(body, self.options.clone()))
+    }
+}
+
+/// The body error of a layered coordinator: the inner service's, or the cancellation that
+/// dropped its call.
+enum LayerBodyError<E> {
+    Inner(E),
+    Cancelled,
+}
+
+impl<E: fmt::Display> fmt::Display for LayerBodyError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Inner(e) => e.fmt(f),
+            Self::Cancelled => {
+                f.write_str("the operation was cancelled while the inner service ran")
+            }
+        }
+    }
+}
