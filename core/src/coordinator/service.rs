@@ -173,12 +173,33 @@ impl<T: Send + 'static, R: Clone + Send + 'static> tower::Service<T> for Coordin
         };
         match permit.send(item) {
             Ok(id) => {
-                let coordinator = coordinator.clone();
-                Box::pin(async move { Ok(coordinator.wait_for_result(id).await?) })
+                // Pinned so the window cannot evict the result before the response future
+                // reads it; the guard unpins when the future ends or is dropped.
+                let pinned = PinGuard {
+                    coordinator: coordinator.clone(),
+                    id,
+                    pinned: coordinator.pin(id).is_ok(),
+                };
+                Box::pin(async move { Ok(pinned.coordinator.wait_for_result(pinned.id).await?) })
             }
             Err(e) => Box::pin(std::future::ready(Err(ServiceError::Refused(
                 e.into_inner(),
             )))),
+        }
+    }
+}
+
+/// Unpins a call's operation when its response future ends or is dropped.
+struct PinGuard<T: Send + 'static, R: Clone + Send + 'static> {
+    coordinator: EphemeralResultCoordinator<T, R>,
+    id: crate::OperationId,
+    pinned: bool,
+}
+
+impl<T: Send + 'static, R: Clone + Send + 'static> Drop for PinGuard<T, R> {
+    fn drop(&mut self) {
+        if self.pinned {
+            self.coordinator.unpin(self.id);
         }
     }
 }
