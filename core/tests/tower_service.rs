@@ -116,3 +116,83 @@ fn a_layer_outside_a_runtime_reports_the_build_error() {
         other => panic!("expected the build error, got {other:?}"),
     }
 }
+
+/// A window that keeps one finished operation: responses must not depend on it.
+#[tokio::test(start_paused = true)]
+async fn responses_survive_a_window_too_small_to_keep_them() {
+    let inner =
+        tower::service_fn(|n: u32| async move { Ok::<_, std::convert::Infallible>(n * 10) });
+    let options = EphemeralOptions::default()
+        .max_concurrency(4)
+        .max_tracked(1);
+    let mut service = CoordinatorLayer::new(options).layer(inner);
+    let mut calls = Vec::new();
+    for n in 0..8 {
+        calls.push(service.ready().await.expect("ready").call(n));
+    }
+    // Every operation finishes (and all but one are evicted) before any response is read.
+    service
+        .coordinator()
+        .expect("built")
+        .drain()
+        .await
+        .expect("drained");
+    for (n, call) in (0..8).zip(calls) {
+        assert_eq!(call.await.expect("answered although evicted"), n * 10);
+    }
+}
+
+/// Sixteen clients, twenty thousand calls, the default window: every call answered with its
+/// own value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_clients_get_every_result() {
+    let inner = tower::service_fn(|n: usize| async move { Ok::<_, std::convert::Infallible>(n) });
+    let service = CoordinatorLayer::new(
+        EphemeralOptions::default()
+            .max_concurrency(16)
+            .max_pending(1024),
+    )
+    .layer(inner);
+    let mut tasks = Vec::new();
+    for c in 0..16usize {
+        let mut svc = service.clone();
+        tasks.push(tokio::spawn(async move {
+            for n in (c..20_000).step_by(16) {
+                let got = svc.ready().await?.call(n).await?;
+                assert_eq!(got, n);
+            }
+            Ok::<_, ServiceError<usize>>(())
+        }));
+    }
+    for t in tasks {
+        t.await.expect("client task").expect("every call answered");
+    }
+}
+
+/// The work coordinator as a service: `()` for a completed operation, the failure otherwise,
+/// and the call outlives the service handle it was made on.
+#[tokio::test(start_paused = true)]
+async fn work_coordinator_service_answers_unit_or_the_failure() {
+    let coordinator = ephemeral::EphemeralWorkCoordinator::new(
+        |n: u32, _ctx: ephemeral::OperationContext| async move {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            if n % 2 == 0 {
+                Ok(())
+            } else {
+                Err(format!("{n} is odd"))
+            }
+        },
+        EphemeralOptions::default().tracking(false),
+    )
+    .expect("coordinator");
+    let even = coordinator.service().oneshot(2);
+    let odd = coordinator.service().oneshot(3);
+    drop(coordinator);
+    even.await.expect("completed");
+    match odd.await {
+        Err(ServiceError::Operation(ResultError::Failed { message, .. })) => {
+            assert_eq!(&*message, "3 is odd");
+        }
+        other => panic!("expected the body's failure, got {other:?}"),
+    }
+}

@@ -54,7 +54,11 @@ impl<T: Send + 'static, R: Clone + Send + 'static> Clone for EphemeralResultCoor
     }
 }
 
-fn outcome<R: Clone>(id: OperationId, record: &Record<R>) -> Option<Result<R, ResultError>> {
+/// The outcome of a finished operation from its record; `None` while it has none.
+pub(super) fn outcome<R: Clone>(
+    id: OperationId,
+    record: &Record<R>,
+) -> Option<Result<R, ResultError>> {
     match &record.state {
         OperationState::Completed => record.result.clone().map(Ok),
         OperationState::Failed => Some(Err(ResultError::Failed {
@@ -73,6 +77,13 @@ fn outcome<R: Clone>(id: OperationId, record: &Record<R>) -> Option<Result<R, Re
 }
 
 impl<T: Send + 'static, R: Clone + Send + 'static> EphemeralResultCoordinator<T, R> {
+    /// The result coordinator over an existing engine (a work coordinator's, with `()`
+    /// results): another view of the same coordinator.
+    #[cfg(feature = "tower")]
+    pub(super) fn from_engine(engine: Engine<T, R, Fifo<T>>) -> Self {
+        Self { engine }
+    }
+
     /// A coordinator running `body` on every item and keeping its result.
     ///
     /// # Errors

@@ -15,9 +15,14 @@ use std::task::{Context, Poll, ready};
 use futures::future::BoxFuture;
 use tokio_util::sync::ReusableBoxFuture;
 
+use tokio::sync::oneshot;
+
+use super::engine::{Record, Reply};
 use super::error::{CoordinatorError, EnqueueError, ResultError};
 use super::options::EphemeralOptions;
 use super::result::EphemeralResultCoordinator;
+use super::result::outcome;
+use super::snapshot::CancelReason;
 use super::work::EnqueuePermit;
 
 /// Why a [`CoordinatorService`] call did not produce a response.
@@ -168,38 +173,35 @@ impl<T: Send + 'static, R: Clone + Send + 'static> tower::Service<T> for Coordin
     }
 
     fn call(&mut self, item: T) -> Self::Future {
-        let (Some(permit), Ok(coordinator)) = (self.permit.take(), &self.coordinator) else {
+        let Some(permit) = self.permit.take() else {
             return Box::pin(std::future::ready(Err(ServiceError::NotReady(item))));
         };
-        match permit.send(item) {
-            Ok(id) => {
-                // Pinned so the window cannot evict the result before the response future
-                // reads it; the guard unpins when the future ends or is dropped.
-                let pinned = PinGuard {
-                    coordinator: coordinator.clone(),
-                    id,
-                    pinned: coordinator.pin(id).is_ok(),
-                };
-                Box::pin(async move { Ok(pinned.coordinator.wait_for_result(pinned.id).await?) })
-            }
+        // The outcome is handed over at the finish, under the lock that files it, so the
+        // response never depends on the window still holding the operation (a small or
+        // busy window evicts finished operations at once).
+        let (tx, rx) = oneshot::channel();
+        let reply = Reply::new(move |id, record: &Record<R>| {
+            let _ = tx.send(outcome(id, record));
+        });
+        // The response future holds the coordinator: a service dropped after `call` (as
+        // `oneshot` does) must not shut it down under the call.
+        let alive = self.coordinator.clone();
+        match permit.reserved.send_replying(item, (), None, reply) {
+            Ok(id) => Box::pin(async move {
+                let _alive = alive;
+                match rx.await {
+                    Ok(Some(result)) => Ok(result?),
+                    // A completed operation always has its value; the sender is dropped
+                    // unanswered only when the coordinator itself is gone.
+                    Ok(None) | Err(_) => Err(ServiceError::Operation(ResultError::Cancelled {
+                        id,
+                        reason: CancelReason::Shutdown,
+                    })),
+                }
+            }),
             Err(e) => Box::pin(std::future::ready(Err(ServiceError::Refused(
                 e.into_inner(),
             )))),
-        }
-    }
-}
-
-/// Unpins a call's operation when its response future ends or is dropped.
-struct PinGuard<T: Send + 'static, R: Clone + Send + 'static> {
-    coordinator: EphemeralResultCoordinator<T, R>,
-    id: crate::OperationId,
-    pinned: bool,
-}
-
-impl<T: Send + 'static, R: Clone + Send + 'static> Drop for PinGuard<T, R> {
-    fn drop(&mut self) {
-        if self.pinned {
-            self.coordinator.unpin(self.id);
         }
     }
 }
@@ -209,6 +211,40 @@ impl<T: Send + 'static, R: Clone + Send + 'static> EphemeralResultCoordinator<T,
     #[must_use]
     pub fn service(&self) -> CoordinatorService<T, R> {
         CoordinatorService::from_result(Ok(self.clone()))
+    }
+}
+
+impl<T: Send + 'static> super::EphemeralWorkCoordinator<T> {
+    /// This coordinator as a [`tower::Service`] whose responses are `()`: a call resolves
+    /// once its operation completed, with the failure or cancellation otherwise (see
+    /// [`CoordinatorService`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ephemeral::{EphemeralOptions, EphemeralWorkCoordinator, OperationContext};
+    /// use tower::{Service, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mailer = EphemeralWorkCoordinator::new(
+    ///     |to: &'static str, _ctx: OperationContext| async move {
+    ///         if to.contains('@') { Ok(()) } else { Err(format!("no address in {to:?}")) }
+    ///     },
+    ///     EphemeralOptions::default(),
+    /// )?;
+    /// let mut service = mailer.service();
+    /// service.ready().await?.call("ada@example.org").await?;
+    /// assert!(service.ready().await?.call("nobody").await.is_err());
+    /// assert_eq!(mailer.stats().failed, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn service(&self) -> CoordinatorService<T, ()> {
+        CoordinatorService::from_result(Ok(EphemeralResultCoordinator::from_engine(
+            self.engine().clone(),
+        )))
     }
 }
 

@@ -64,6 +64,14 @@ pub struct EphemeralWorkCoordinator<T: Send + 'static> {
     engine: Engine<T, (), Fifo<T>>,
 }
 
+impl<T: Send + 'static> EphemeralWorkCoordinator<T> {
+    /// The engine, for other views of this coordinator (its `tower` service).
+    #[cfg(feature = "tower")]
+    pub(super) fn engine(&self) -> &Engine<T, (), Fifo<T>> {
+        &self.engine
+    }
+}
+
 impl<T: Send + 'static> Clone for EphemeralWorkCoordinator<T> {
     fn clone(&self) -> Self {
         Self {

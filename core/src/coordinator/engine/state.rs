@@ -299,6 +299,10 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         self.window.unpin(id, now)
     }
 
+    pub(crate) fn reply_on_finish(&mut self, id: OperationId, reply: super::window::Reply<R>) {
+        self.window.reply_on_finish(id, reply);
+    }
+
     pub(crate) fn evict(&mut self, id: OperationId, now: Instant) -> bool {
         self.window.evict(id, now)
     }
