@@ -176,7 +176,7 @@ async fn work_coordinator_service_answers_unit_or_the_failure() {
     let coordinator = ephemeral::EphemeralWorkCoordinator::new(
         |n: u32, _ctx: ephemeral::OperationContext| async move {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            if n % 2 == 0 {
+            if n.is_multiple_of(2) {
                 Ok(())
             } else {
                 Err(format!("{n} is odd"))
