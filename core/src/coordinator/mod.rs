@@ -61,6 +61,7 @@ mod defer;
 mod engine;
 mod error;
 mod handle;
+mod intake_sink;
 mod keyed;
 mod lane;
 mod methods;
@@ -80,6 +81,7 @@ pub use error::{
     CoordinatorError, EnqueueError, EnqueueManyError, IntakeError, LaneError, PinError, ResultError,
 };
 pub use handle::CoordinatorHandle;
+pub use intake_sink::{IntakeSink, IntakeSinkError};
 pub use keyed::{EphemeralKeyedWorkCoordinator, KeyedEnqueuePermit};
 pub use lane::Lane;
 pub use options::{
