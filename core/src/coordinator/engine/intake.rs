@@ -11,6 +11,7 @@ use super::super::queue::{Job, Queue};
 use super::inner::Inner;
 use super::lifecycle::Engine;
 use super::window::Reply;
+use super::worker::operation_span;
 use crate::OperationId;
 
 /// An item ready for the queue: the item, its route and its rendered key.
@@ -61,9 +62,18 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
     ) -> Result<OperationId, EnqueueError<T>> {
         let id = OperationId::next();
         let now = Instant::now();
+        let mut job = Job::new(id, item, route, key);
+        // Opened here, outside the lock, only when a subscriber wants `debug` spans (the
+        // check is one atomic load on every enqueue): the operation's span follows from the
+        // span that enqueued it, and its idle time includes the wait in the queue.
+        if tracing::level_enabled!(tracing::Level::DEBUG) {
+            let span = operation_span(&self.rules.name, id, job.key.as_deref());
+            span.follows_from(tracing::Span::current());
+            job.span = Some(Box::new(span));
+        }
         let accepted = {
             let mut core = self.lock();
-            let accepted = core.accept(Job::new(id, item, route, key), now, from_intake);
+            let accepted = core.accept(job, now, from_intake);
             if let (Ok(_), Some(reply)) = (&accepted, reply) {
                 core.reply_on_finish(id, reply);
             }
