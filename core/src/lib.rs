@@ -170,9 +170,9 @@ pub use coordinator::{
     CoordinatorStats, Decision, DeferPolicy, DrainSignals, Echo, EnqueueError, EnqueueManyError,
     EnqueuePermit, EphemeralKeyedWorkCoordinator, EphemeralOptions, EphemeralResultCoordinator,
     EphemeralWorkCoordinator, IntakeError, IntakeSink, IntakeSinkError, KeyStats,
-    KeyedEnqueuePermit, Lane, LaneEnqueuePermit, LaneError, OperationContext, OperationSnapshot,
-    OperationState, OptionsError, PinError, PriorityWorkCoordinator, ResultError, Summary,
-    process_all, process_all_with_cancel, process_keyed, process_stream,
+    KeyedEnqueuePermit, Lane, LaneEnqueuePermit, LaneError, OperationContext, OperationError,
+    OperationSnapshot, OperationState, OptionsError, PinError, PriorityWorkCoordinator,
+    ResultError, Summary, process_all, process_all_with_cancel, process_keyed, process_stream,
     process_stream_with_cancel,
 };
 #[cfg(feature = "tower")]

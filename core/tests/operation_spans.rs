@@ -26,7 +26,11 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> tracing_subscriber::Layer<S> for Li
     }
 
     fn on_follows_from(&self, span: &Id, follows: &Id, ctx: Context<'_, S>) {
-        let name = |id: &Id| ctx.span(id).map(|s| s.name().to_owned()).unwrap_or_default();
+        let name = |id: &Id| {
+            ctx.span(id)
+                .map(|s| s.name().to_owned())
+                .unwrap_or_default()
+        };
         self.follows
             .lock()
             .unwrap()

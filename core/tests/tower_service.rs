@@ -79,6 +79,11 @@ async fn inner_failure_is_the_operation_failure() {
     match call.await {
         Err(ServiceError::Operation(ResultError::Failed { message, .. })) => {
             assert!(message.contains("backend down"), "{message}");
+            // The inner service's own error, kept as its type.
+            let inner = message
+                .downcast_ref::<tower::BoxError>()
+                .expect("the mock's error type");
+            assert!(inner.is::<std::io::Error>(), "{inner:?}");
         }
         other => panic!("expected a failed operation, got {other:?}"),
     }

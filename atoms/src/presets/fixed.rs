@@ -62,7 +62,7 @@ impl<T: Send + 'static> FixedWork<T> {
     where
         F: Fn(T, OperationContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: fmt::Display,
+        E: fmt::Display + Send + Sync + 'static,
     {
         Self::with_options(concurrency, body, EphemeralOptions::default())
     }
@@ -81,7 +81,7 @@ impl<T: Send + 'static> FixedWork<T> {
     where
         F: Fn(T, OperationContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: fmt::Display,
+        E: fmt::Display + Send + Sync + 'static,
     {
         let options = options.max_concurrency(concurrency);
         Ok(Self {

@@ -101,7 +101,7 @@ impl<T: Send + 'static> SignalAware<T> {
     where
         F: Fn(T, OperationContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: fmt::Display,
+        E: fmt::Display + Send + Sync + 'static,
     {
         SignalAwareBuilder {
             build: Box::new(move |options| EphemeralWorkCoordinator::new(body, options)),

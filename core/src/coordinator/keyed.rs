@@ -91,7 +91,7 @@ where
     where
         F: Fn(T, OperationContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: fmt::Display,
+        E: fmt::Display + Send + Sync + 'static,
     {
         Self::with_admission(body, options, Vec::new())
     }
@@ -109,7 +109,7 @@ where
     where
         F: Fn(T, OperationContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: fmt::Display,
+        E: fmt::Display + Send + Sync + 'static,
     {
         let queue = KeyedQueue::new(options.per_key_concurrency, options.fairness_threshold);
         let engine = Engine::new(erase(body), options, queue, hooks, Vec::new())?;

@@ -65,6 +65,7 @@ mod intake_sink;
 mod keyed;
 mod lane;
 mod methods;
+mod operation_error;
 mod options;
 mod priority;
 mod process;
@@ -84,6 +85,7 @@ pub use handle::CoordinatorHandle;
 pub use intake_sink::{IntakeSink, IntakeSinkError};
 pub use keyed::{EphemeralKeyedWorkCoordinator, KeyedEnqueuePermit};
 pub use lane::Lane;
+pub use operation_error::OperationError;
 pub use options::{
     DeferPolicy, DrainSignals, EphemeralOptions, EvictedCallback, FinalizedCallback, OptionsError,
 };

@@ -80,7 +80,7 @@ impl<T: Send + 'static> PriorityWorkCoordinator<T> {
     where
         F: Fn(T, OperationContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: fmt::Display,
+        E: fmt::Display + Send + Sync + 'static,
     {
         Self::with_admission(body, lanes, options, Vec::new())
     }
@@ -99,7 +99,7 @@ impl<T: Send + 'static> PriorityWorkCoordinator<T> {
     where
         F: Fn(T, OperationContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: fmt::Display,
+        E: fmt::Display + Send + Sync + 'static,
     {
         if lanes.is_empty() {
             return Err(LaneError::NoLanes.into());

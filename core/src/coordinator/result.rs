@@ -66,7 +66,7 @@ pub(super) fn outcome<R: Clone>(
             message: record
                 .error
                 .clone()
-                .unwrap_or_else(|| Arc::from("unknown error")),
+                .unwrap_or_else(|| super::OperationError::from_message("unknown error")),
         })),
         OperationState::Cancelled(reason) => Some(Err(ResultError::Cancelled {
             id,
@@ -93,7 +93,7 @@ impl<T: Send + 'static, R: Clone + Send + 'static> EphemeralResultCoordinator<T,
     where
         F: Fn(T, OperationContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<R, E>> + Send + 'static,
-        E: fmt::Display,
+        E: fmt::Display + Send + Sync + 'static,
     {
         Self::with_admission(body, options, Vec::new())
     }
@@ -111,7 +111,7 @@ impl<T: Send + 'static, R: Clone + Send + 'static> EphemeralResultCoordinator<T,
     where
         F: Fn(T, OperationContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<R, E>> + Send + 'static,
-        E: fmt::Display,
+        E: fmt::Display + Send + Sync + 'static,
     {
         let engine = Engine::new(erase(body), options, Fifo::new(), hooks, Vec::new())?;
         Ok(Self { engine })

@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 
 use super::engine::{Record, Reply};
 use super::error::{CoordinatorError, EnqueueError, ResultError};
+use super::operation_error::OperationError;
 use super::options::EphemeralOptions;
 use super::result::EphemeralResultCoordinator;
 use super::result::outcome;
@@ -309,7 +310,7 @@ where
     T: Send + 'static,
     S: tower::Service<T> + Clone + Send + Sync + 'static,
     S::Response: Clone + Send + 'static,
-    S::Error: fmt::Display,
+    S::Error: fmt::Display + Send + Sync + 'static,
     S::Future: Send + 'static,
 {
     type Service = CoordinatorService<T, S::Response>;
@@ -321,36 +322,22 @@ where
             async move {
                 // Tower futures stop when dropped: a cancelled operation drops the inner
                 // call at once rather than waiting out `abort_grace`.
+                // The inner error is kept as the operation's error value, so a caller can
+                // downcast it (`ServiceError::Operation(ResultError::Failed { message, .. })`).
                 let call = async {
                     std::future::poll_fn(|cx| inner.poll_ready(cx))
                         .await
-                        .map_err(LayerBodyError::Inner)?;
-                    inner.call(item).await.map_err(LayerBodyError::Inner)
+                        .map_err(OperationError::new)?;
+                    inner.call(item).await.map_err(OperationError::new)
                 };
                 tokio::select! {
                     result = call => result,
-                    () = token.cancelled() => Err(LayerBodyError::Cancelled),
+                    () = token.cancelled() => Err(OperationError::from_message(
+                        "the operation was cancelled while the inner service ran",
+                    )),
                 }
             }
         };
         CoordinatorService::from_result(EphemeralResultCoordinator::new(body, self.options.clone()))
-    }
-}
-
-/// The body error of a layered coordinator: the inner service's, or the cancellation that
-/// dropped its call.
-enum LayerBodyError<E> {
-    Inner(E),
-    Cancelled,
-}
-
-impl<E: fmt::Display> fmt::Display for LayerBodyError<E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Inner(e) => e.fmt(f),
-            Self::Cancelled => {
-                f.write_str("the operation was cancelled while the inner service ran")
-            }
-        }
     }
 }

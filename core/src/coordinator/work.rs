@@ -90,7 +90,7 @@ impl<T: Send + 'static> EphemeralWorkCoordinator<T> {
     where
         F: Fn(T, OperationContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: fmt::Display,
+        E: fmt::Display + Send + Sync + 'static,
     {
         Self::with_admission(body, options, Vec::new())
     }
@@ -108,7 +108,7 @@ impl<T: Send + 'static> EphemeralWorkCoordinator<T> {
     where
         F: Fn(T, OperationContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: fmt::Display,
+        E: fmt::Display + Send + Sync + 'static,
     {
         let engine = Engine::new(erase(body), options, Fifo::new(), hooks, Vec::new())?;
         Ok(Self { engine })

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::super::context::ContextShared;
 use super::super::error::PinError;
+use super::super::operation_error::OperationError;
 use super::super::options::EphemeralOptions;
 use super::super::snapshot::{CancelReason, Echo, OperationSnapshot, OperationState};
 use crate::OperationId;
@@ -66,7 +67,7 @@ pub(crate) struct Record<R> {
     /// The window's finish counter when this operation finished: the order among finished
     /// operations (many finish in one tick, so timestamps cannot tell).
     pub(crate) finish_seq: u64,
-    pub(crate) error: Option<Arc<str>>,
+    pub(crate) error: Option<OperationError>,
     pub(crate) panicked: bool,
     pub(crate) pinned: bool,
     /// Put aside by an admission hook's `Defer` (it shows as `Deferred`).
