@@ -128,7 +128,6 @@ impl<T: Send + 'static> FixedWork<T> {
     }
 
     /// The coordinator underneath, for everything this preset does not expose.
-    #[must_use]
     pub fn inner(&self) -> &EphemeralWorkCoordinator<T> {
         &self.inner
     }

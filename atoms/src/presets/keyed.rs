@@ -153,7 +153,6 @@ where
     }
 
     /// The coordinator underneath, for everything this preset does not expose.
-    #[must_use]
     pub fn inner(&self) -> &EphemeralKeyedWorkCoordinator<K, T> {
         &self.inner
     }

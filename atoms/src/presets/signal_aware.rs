@@ -193,7 +193,6 @@ impl<T: Send + 'static> SignalAware<T> {
     }
 
     /// The coordinator underneath, for everything this preset does not expose.
-    #[must_use]
     pub fn inner(&self) -> &EphemeralWorkCoordinator<T> {
         &self.inner
     }

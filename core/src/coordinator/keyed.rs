@@ -57,6 +57,7 @@ use crate::OperationId;
 /// # Ok(())
 /// # }
 /// ```
+#[must_use = "dropping the last handle shuts the coordinator down (pending items are cancelled)"]
 pub struct EphemeralKeyedWorkCoordinator<K, T>
 where
     K: Hash + Eq + Clone + fmt::Display + Send + 'static,

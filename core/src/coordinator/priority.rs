@@ -50,6 +50,7 @@ use crate::OperationId;
 /// # Ok(())
 /// # }
 /// ```
+#[must_use = "dropping the last handle shuts the coordinator down (pending items are cancelled)"]
 pub struct PriorityWorkCoordinator<T: Send + 'static> {
     engine: Engine<T, (), LaneQueue<T>>,
     /// Lane names in route order (highest priority first).

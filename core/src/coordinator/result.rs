@@ -42,6 +42,7 @@ use crate::OperationId;
 /// # Ok(())
 /// # }
 /// ```
+#[must_use = "dropping the last handle shuts the coordinator down (pending items are cancelled)"]
 pub struct EphemeralResultCoordinator<T: Send + 'static, R: Clone + Send + 'static> {
     engine: Engine<T, R, Fifo<T>>,
 }

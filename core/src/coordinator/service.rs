@@ -331,6 +331,7 @@ where
                     inner.call(item).await.map_err(OperationError::new)
                 };
                 tokio::select! {
+                    biased;
                     result = call => result,
                     () = token.cancelled() => Err(OperationError::from_message(
                         "the operation was cancelled while the inner service ran",

@@ -60,6 +60,7 @@ use crate::OperationId;
 /// # Ok(())
 /// # }
 /// ```
+#[must_use = "dropping the last handle shuts the coordinator down (pending items are cancelled)"]
 pub struct EphemeralWorkCoordinator<T: Send + 'static> {
     engine: Engine<T, (), Fifo<T>>,
 }

@@ -346,7 +346,6 @@ where
     }
 
     /// The coordinator underneath, for snapshots, signals and concurrency changes.
-    #[must_use]
     pub fn coordinator(&self) -> &PriorityWorkCoordinator<()> {
         &self.coordinator
     }

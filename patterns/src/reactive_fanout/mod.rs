@@ -257,13 +257,11 @@ impl<A: Send + 'static, B: Send + 'static> ReactiveFanout<A, B> {
     }
 
     /// Stage 1's coordinator.
-    #[must_use]
     pub fn first(&self) -> &EphemeralWorkCoordinator<A> {
         &self.first
     }
 
     /// Stage 2's coordinator.
-    #[must_use]
     pub fn second(&self) -> &EphemeralWorkCoordinator<B> {
         &self.second
     }
