@@ -31,4 +31,4 @@ mod worker;
 pub(crate) use body::erase;
 pub(crate) use intake::{Reserved, enqueue_each};
 pub(crate) use lifecycle::Engine;
-pub(crate) use window::Record;
+pub(crate) use window::{Record, Reply};

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::super::error::{EnqueueError, IntakeError, PinError};
+use super::super::operation_error::OperationError;
 use super::super::queue::{Job, PopCx, Queue};
 use super::super::snapshot::{
     CancelReason, CoordinatorStats, Echo, OperationSnapshot, OperationState,
@@ -91,7 +92,7 @@ pub(crate) struct Accepted {
 /// How a body (or its admission) ended, as the worker saw it.
 pub(crate) enum Outcome<R> {
     Ok(R),
-    Err(Arc<str>),
+    Err(OperationError),
     Panic(Arc<str>),
     /// The body ignored its cancelled token for the whole grace period.
     Aborted,
@@ -297,6 +298,10 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
 
     pub(crate) fn unpin(&mut self, id: OperationId, now: Instant) -> bool {
         self.window.unpin(id, now)
+    }
+
+    pub(crate) fn reply_on_finish(&mut self, id: OperationId, reply: super::window::Reply<R>) {
+        self.window.reply_on_finish(id, reply);
     }
 
     pub(crate) fn evict(&mut self, id: OperationId, now: Instant) -> bool {
@@ -662,7 +667,7 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
             Outcome::Panic(message) => {
                 self.panicked += 1;
                 if let Some(record) = self.window.record_mut(id) {
-                    record.error = Some(message);
+                    record.error = Some(OperationError::from_message(message));
                     record.panicked = true;
                 }
                 OperationState::Failed
