@@ -171,9 +171,9 @@ pub use coordinator::{
     EnqueuePermit, EphemeralKeyedWorkCoordinator, EphemeralOptions, EphemeralResultCoordinator,
     EphemeralWorkCoordinator, IntakeError, IntakeSink, IntakeSinkError, KeyStats,
     KeyedEnqueuePermit, Lane, LaneEnqueuePermit, LaneError, OperationContext, OperationError,
-    OperationSnapshot, OperationState, OptionsError, PinError, PriorityWorkCoordinator,
-    ResultError, Summary, process_all, process_all_with_cancel, process_keyed, process_stream,
-    process_stream_with_cancel,
+    OperationSnapshot, OperationState, OptionsError, PendingResult, PinError,
+    PriorityWorkCoordinator, ResultError, Summary, process_all, process_all_with_cancel,
+    process_keyed, process_stream, process_stream_with_cancel,
 };
 #[cfg(feature = "tower")]
 pub use coordinator::{CoordinatorLayer, CoordinatorService, ServiceError};

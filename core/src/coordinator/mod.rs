@@ -94,7 +94,7 @@ pub use process::{
     Summary, process_all, process_all_with_cancel, process_keyed, process_stream,
     process_stream_with_cancel,
 };
-pub use result::EphemeralResultCoordinator;
+pub use result::{EphemeralResultCoordinator, PendingResult};
 #[cfg(feature = "tower")]
 pub use service::{CoordinatorLayer, CoordinatorService, ServiceError};
 pub use snapshot::{

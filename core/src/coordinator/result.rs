@@ -3,10 +3,12 @@
 use std::fmt;
 use std::sync::Arc;
 
+use tokio::sync::oneshot;
+
 use super::admission::Admission;
 use super::context::OperationContext;
-use super::engine::Record;
 use super::engine::{Engine, enqueue_each, erase};
+use super::engine::{Record, Reply};
 use super::error::{CoordinatorError, EnqueueError, EnqueueManyError, ResultError};
 use super::methods::coordinator_methods;
 use super::options::EphemeralOptions;
@@ -56,10 +58,7 @@ impl<T: Send + 'static, R: Clone + Send + 'static> Clone for EphemeralResultCoor
 }
 
 /// The outcome of a finished operation from its record; `None` while it has none.
-pub(super) fn outcome<R: Clone>(
-    id: OperationId,
-    record: &Record<R>,
-) -> Option<Result<R, ResultError>> {
+fn outcome<R: Clone>(id: OperationId, record: &Record<R>) -> Option<Result<R, ResultError>> {
     match &record.state {
         OperationState::Completed => record.result.clone().map(Ok),
         OperationState::Failed => Some(Err(ResultError::Failed {
@@ -264,6 +263,39 @@ impl<T: Send + 'static, R: Clone + Send + 'static> EphemeralResultCoordinator<T,
         }
     }
 
+    /// Accepts `item` (waiting for room as [`enqueue`](Self::enqueue) does) and returns the
+    /// future of its result, delivered at the finish even if the window evicts the operation
+    /// right away (see [`PendingResult`]).
+    ///
+    /// # Errors
+    ///
+    /// [`EnqueueError::Closed`] (with the item) after `complete`, `drain` or `cancel`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ephemeral::{EphemeralOptions, EphemeralResultCoordinator, OperationContext};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Tracking off: nothing is kept in the window, yet every caller gets its result.
+    /// let squares = EphemeralResultCoordinator::new(
+    ///     |n: u64, _ctx: OperationContext| async move { Ok::<_, std::convert::Infallible>(n * n) },
+    ///     EphemeralOptions::default().tracking(false),
+    /// )?;
+    /// let nine = squares.enqueue_for_result(3).await?;
+    /// let sixteen = squares.enqueue_for_result(4).await?;
+    /// assert_eq!((nine.await?, sixteen.await?), (9, 16));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn enqueue_for_result(&self, item: T) -> Result<PendingResult<R>, EnqueueError<T>> {
+        match self.reserve().await {
+            Ok(permit) => permit.send_for_result(item),
+            Err(refused) => Err(refused.map(|()| item)),
+        }
+    }
+
     /// The values of every tracked successful operation, by id.
     #[must_use]
     pub fn results(&self) -> Vec<(OperationId, R)> {
@@ -280,6 +312,77 @@ impl<T: Send + 'static, R: Clone + Send + 'static> EphemeralResultCoordinator<T,
     }
 
     coordinator_methods!();
+}
+
+/// The result of one accepted item: a future that resolves when its operation finishes,
+/// whether or not the window still holds the operation then.
+///
+/// Made by [`EphemeralResultCoordinator::enqueue_for_result`] and
+/// [`EnqueuePermit::send_for_result`]. The outcome is handed over when the operation
+/// finishes, under the lock that files it, so a small `max_tracked`, tracking turned off, or a
+/// busy window cannot lose it (as it can between [`enqueue`](EphemeralResultCoordinator::enqueue)
+/// and a later [`wait_for_result`](EphemeralResultCoordinator::wait_for_result)). Dropping it
+/// does not cancel the operation.
+#[must_use = "the result is delivered only to this future"]
+pub struct PendingResult<R> {
+    id: OperationId,
+    reply: oneshot::Receiver<Option<Result<R, ResultError>>>,
+}
+
+impl<R> PendingResult<R> {
+    /// The operation's id (for snapshots, `cancel_operation`, `pin`).
+    #[must_use]
+    pub fn id(&self) -> OperationId {
+        self.id
+    }
+}
+
+impl<R> fmt::Debug for PendingResult<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingResult")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R> Future for PendingResult<R> {
+    type Output = Result<R, ResultError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let id = self.id;
+        std::pin::Pin::new(&mut self.reply)
+            .poll(cx)
+            .map(|reply| match reply {
+                Ok(Some(result)) => result,
+                // A completed operation always has its value; the reply goes unanswered only
+                // when the coordinator itself is gone.
+                Ok(None) | Err(_) => Err(ResultError::Cancelled {
+                    id,
+                    reason: super::CancelReason::Shutdown,
+                }),
+            })
+    }
+}
+
+impl<T: Send + 'static, R: Clone + Send + 'static> EnqueuePermit<T, R> {
+    /// Accepts `item` into the reserved room and returns the future of its result (see
+    /// [`PendingResult`]).
+    ///
+    /// # Errors
+    ///
+    /// [`EnqueueError::Closed`] if the coordinator was cancelled meanwhile.
+    pub fn send_for_result(self, item: T) -> Result<PendingResult<R>, EnqueueError<T>> {
+        let (tx, reply) = oneshot::channel();
+        let on_finish = Reply::new(move |id, record: &Record<R>| {
+            // The caller may have dropped its future: nobody to tell.
+            let _ = tx.send(outcome(id, record));
+        });
+        let id = self.reserved.send_replying(item, (), None, on_finish)?;
+        Ok(PendingResult { id, reply })
+    }
 }
 
 impl<T: Send + 'static, R: Clone + Send + 'static> fmt::Debug for EphemeralResultCoordinator<T, R> {

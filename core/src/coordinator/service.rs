@@ -15,15 +15,10 @@ use std::task::{Context, Poll, ready};
 use futures::future::BoxFuture;
 use tokio_util::sync::ReusableBoxFuture;
 
-use tokio::sync::oneshot;
-
-use super::engine::{Record, Reply};
 use super::error::{CoordinatorError, EnqueueError, ResultError};
 use super::operation_error::OperationError;
 use super::options::EphemeralOptions;
 use super::result::EphemeralResultCoordinator;
-use super::result::outcome;
-use super::snapshot::CancelReason;
 use super::work::EnqueuePermit;
 
 /// Why a [`CoordinatorService`] call did not produce a response.
@@ -177,28 +172,15 @@ impl<T: Send + 'static, R: Clone + Send + 'static> tower::Service<T> for Coordin
         let Some(permit) = self.permit.take() else {
             return Box::pin(std::future::ready(Err(ServiceError::NotReady(item))));
         };
-        // The outcome is handed over at the finish, under the lock that files it, so the
-        // response never depends on the window still holding the operation (a small or
-        // busy window evicts finished operations at once).
-        let (tx, rx) = oneshot::channel();
-        let reply = Reply::new(move |id, record: &Record<R>| {
-            let _ = tx.send(outcome(id, record));
-        });
-        // The response future holds the coordinator: a service dropped after `call` (as
-        // `oneshot` does) must not shut it down under the call.
+        // The outcome is handed over at the finish (a `PendingResult`), so the response
+        // never depends on the window still holding the operation. The response future
+        // holds the coordinator: a service dropped after `call` (as `oneshot` does) must not
+        // shut it down under the call.
         let alive = self.coordinator.clone();
-        match permit.reserved.send_replying(item, (), None, reply) {
-            Ok(id) => Box::pin(async move {
+        match permit.send_for_result(item) {
+            Ok(pending) => Box::pin(async move {
                 let _alive = alive;
-                match rx.await {
-                    Ok(Some(result)) => Ok(result?),
-                    // A completed operation always has its value; the sender is dropped
-                    // unanswered only when the coordinator itself is gone.
-                    Ok(None) | Err(_) => Err(ServiceError::Operation(ResultError::Cancelled {
-                        id,
-                        reason: CancelReason::Shutdown,
-                    })),
-                }
+                Ok(pending.await?)
             }),
             Err(e) => Box::pin(std::future::ready(Err(ServiceError::Refused(
                 e.into_inner(),

@@ -1,0 +1,68 @@
+//! `enqueue_for_result`: the result reaches its caller even when the window keeps nothing.
+
+use ephemeral::{
+    EnqueueError, EphemeralOptions, EphemeralResultCoordinator, OperationContext, ResultError,
+};
+
+fn halves(options: EphemeralOptions) -> EphemeralResultCoordinator<u32, u32> {
+    EphemeralResultCoordinator::new(
+        |n: u32, _ctx: OperationContext| async move {
+            if n % 2 == 0 {
+                Ok(n / 2)
+            } else {
+                Err(format!("{n} is odd"))
+            }
+        },
+        options,
+    )
+    .expect("coordinator")
+}
+
+#[tokio::test(start_paused = true)]
+async fn results_arrive_although_the_window_keeps_none() {
+    let coordinator = halves(EphemeralOptions::default().max_tracked(1));
+    let mut pending = Vec::new();
+    for n in [2, 4, 5, 8] {
+        pending.push(coordinator.enqueue_for_result(n).await.expect("accepted"));
+    }
+    coordinator.drain().await.expect("drained");
+    // All finished; the window kept one. `wait_for_result` cannot answer for the others...
+    let first = pending[0].id();
+    assert!(matches!(
+        coordinator.wait_for_result(first).await,
+        Err(ResultError::Unknown(id)) if id == first
+    ));
+    // ...their pending results can.
+    let mut got = Vec::new();
+    for result in pending {
+        got.push(result.await.map_err(|e| e.to_string()));
+    }
+    assert_eq!(got[0], Ok(1));
+    assert_eq!(got[1], Ok(2));
+    assert!(got[2].as_ref().is_err_and(|e| e.contains("5 is odd")), "{got:?}");
+    assert_eq!(got[3], Ok(4));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_closed_coordinator_gives_the_item_back() {
+    let coordinator = halves(EphemeralOptions::default());
+    coordinator.complete();
+    match coordinator.enqueue_for_result(6).await {
+        Err(EnqueueError::Closed(item)) => assert_eq!(item, 6),
+        other => panic!("expected Closed with the item, got {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_coordinator_answers_cancelled() {
+    let coordinator = halves(EphemeralOptions::default().max_concurrency(1));
+    let gate = coordinator.enqueue_for_result(2).await.expect("accepted");
+    let waiting = coordinator.enqueue_for_result(4).await.expect("accepted");
+    coordinator.cancel();
+    for pending in [gate, waiting] {
+        match pending.await {
+            Ok(_) | Err(ResultError::Cancelled { .. }) => {}
+            other => panic!("expected a value or a cancellation, got {other:?}"),
+        }
+    }
+}
