@@ -7,7 +7,7 @@ use ephemeral::{
 fn halves(options: EphemeralOptions) -> EphemeralResultCoordinator<u32, u32> {
     EphemeralResultCoordinator::new(
         |n: u32, _ctx: OperationContext| async move {
-            if n % 2 == 0 {
+            if n.is_multiple_of(2) {
                 Ok(n / 2)
             } else {
                 Err(format!("{n} is odd"))
