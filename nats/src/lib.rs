@@ -91,6 +91,7 @@ mod options;
 mod publish;
 pub mod queue;
 mod request;
+pub mod retained;
 mod sequence;
 pub mod subject;
 mod subscription;
