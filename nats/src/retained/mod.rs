@@ -1,8 +1,8 @@
 //! Retained state on JetStream: the NATS backend of [`ephemeral_bus::retained`].
 //!
-//! [`Nats`] implements [`Retained`], so [`Store`](ephemeral_bus::retained::Store),
-//! [`Room`](ephemeral_bus::retained::Room) and
-//! [`DurableSubscription`](ephemeral_bus::retained::DurableSubscription) — the same types,
+//! [`Nats`] implements [`Retained`], so [`Store`],
+//! [`Room`] and
+//! [`DurableSubscription`] — the same types,
 //! the same checks, the same errors as on the bus — work across machines:
 //!
 //! | kind | on JetStream |
@@ -46,6 +46,30 @@
 //!   cannot share subjects): the second is refused with a backend error.
 //! * A durable subscription's byte bound counts what JetStream stores per message
 //!   (payload, headers and subject), not the payload alone.
+//!
+//! # Examples
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let server = ephemeral_nats::testing::NatsServer::start().await;
+//! # let url = server.url();
+//! use std::time::Duration;
+//! use ephemeral_bus::retained::{Retained, StoreOptions};
+//! use ephemeral_nats::Nats;
+//!
+//! let nats = Nats::connect(&url).await?;
+//! let cache = nats.store("prices", StoreOptions::default()).await?;
+//! cache.set("sku.42", b"9.99", Duration::from_secs(60)).await?;
+//! assert_eq!(cache.get("sku.42").await?.as_deref(), Some(&b"9.99"[..]));
+//!
+//! // Below the server's one-second floor: accepted, and never read after it ran out.
+//! cache.set("flash", b"1", Duration::from_millis(200)).await?;
+//! tokio::time::sleep(Duration::from_millis(250)).await;
+//! assert_eq!(cache.get("flash").await?, None);
+//! # Ok(())
+//! # }
+//! ```
 
 mod durable;
 mod keys;
