@@ -92,6 +92,7 @@ pub mod conformance;
 mod durable;
 mod error;
 mod holds;
+pub(crate) mod retry;
 mod room;
 mod store;
 
