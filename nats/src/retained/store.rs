@@ -332,11 +332,6 @@ impl NatsStore {
 
     /// The last message of every key (markers included).
     async fn last_of_every_key(&self) -> Result<Vec<Raw>, StoreError> {
-        let mut stream = self.stream.clone();
-        let info = stream.info().await.or_fail("list values")?;
-        if info.state.messages == 0 {
-            return Ok(Vec::new());
-        }
         self.read_all(
             consumer::DeliverPolicy::LastPerSubject,
             format!("$KV.{}.>", self.bucket),
@@ -359,6 +354,12 @@ impl NatsStore {
             })
             .await
             .or_fail("read values")?;
+        // What the consumer will deliver, counted by the server when it was created:
+        // nothing to wait for when it is zero (messages that expire meanwhile are not
+        // waited for either: the loop ends on the last one delivered, `pending == 0`).
+        if consumer.cached_info().num_pending == 0 {
+            return Ok(Vec::new());
+        }
         let mut messages = consumer.messages().await.or_fail("read values")?;
         let mut out = Vec::new();
         loop {
