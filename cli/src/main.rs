@@ -246,17 +246,20 @@ enum Command {
         ephemeral signals\n  \
         ephemeral signals 'circuit.*' --held --json")]
     Signals(top::SignalsArgs),
-    /// Values kept on the bus, with a time to live: get, set, del, ls, watch.
+    /// Values kept on the bus or on NATS, with a time to live: get, set, del, ls, watch.
     ///
-    /// A store lives in the bus directory (`retained/`) and outlives every process; every
-    /// process that opens the same bus and store sees the same values.
+    /// On a bus, a store lives in the bus directory (`retained/`) and outlives every
+    /// process; with --nats, in a JetStream KV bucket (a time to live below 1 s is honoured
+    /// by reads, removed by the server at 1 s). Every process (or machine) that opens the
+    /// same store sees the same values.
     #[command(after_help = "Examples:\n  \
         ephemeral kv set feature.dark-mode on --ttl 1h\n  \
         ephemeral kv get feature.dark-mode          # exit 1 if it has no value\n  \
         ephemeral kv --store sessions ls 'user.*' --json\n  \
-        ephemeral kv watch 'feature.*'")]
+        ephemeral kv watch 'feature.*'\n  \
+        ephemeral kv --nats nats://10.0.0.5:4222 get feature.dark-mode")]
     Kv(retained::KvArgs),
-    /// Rooms of messages kept on the bus: send, and join (history, then live).
+    /// Rooms of messages kept on the bus or on NATS: send, and join (history, then live).
     #[command(after_help = "Examples:\n  \
         ephemeral room send lobby 'hello'\n  \
         ephemeral room join lobby                   # the history, then live, until Ctrl-C\n  \

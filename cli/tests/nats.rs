@@ -443,3 +443,161 @@ async fn a_prefix_separates_applications() {
         "another prefix, another application"
     );
 }
+
+/// `kv` and `room` with `--nats`: the same store and room as `Nats::store` / `Nats::room`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_and_room_work_over_nats() {
+    use ephemeral_bus::retained::{Retained, RoomOptions, StoreOptions};
+
+    let server = NatsServer::start().await;
+    let url = server.url();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let nats = nats(&server).await;
+    let store = nats
+        .store("app", StoreOptions::default())
+        .await
+        .expect("store");
+    store.set("from.lib", b"library", None).await.expect("set");
+    let kv = |args: &[&str]| {
+        let mut all = vec!["kv", "--nats", url.as_str(), "--store", "app"];
+        all.extend_from_slice(args);
+        all.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let call = |args: Vec<String>| {
+        let dir = dir.path().to_owned();
+        async move {
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            run(&dir, &refs).await
+        }
+    };
+
+    let (code, out, err) = call(kv(&["get", "from.lib"])).await;
+    assert_eq!((code, out.as_str()), (0, "library\n"), "{err}");
+    let (code, _, err) = call(kv(&["set", "from.cli", "shell", "--ttl", "1h"])).await;
+    assert_eq!(code, 0, "{err}");
+    let entry = store
+        .entry("from.cli")
+        .await
+        .expect("entry")
+        .expect("set by the CLI");
+    assert_eq!(entry.value(), b"shell");
+    assert!(entry.expires_at().is_some(), "--ttl travels");
+    // A key NATS cannot hold as it is (`:` and `é`): escaped, and back.
+    let (code, _, err) = call(kv(&["set", "conf.é:x", "v"])).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        store.get("conf.é:x").await.expect("get").as_deref(),
+        Some(&b"v"[..])
+    );
+    let (code, out, err) = call(kv(&["ls", "from.*", "--json"])).await;
+    assert_eq!(code, 0, "{err}");
+    let keys: Vec<String> = out
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("json line");
+            v["key"].as_str().unwrap_or("?").to_owned()
+        })
+        .collect();
+    assert_eq!(keys, ["from.cli", "from.lib"], "{out}");
+    let (code, _, err) = call(kv(&["del", "from.cli"])).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(store.get("from.cli").await.expect("get"), None);
+    let (code, _, _) = call(kv(&["del", "from.cli"])).await;
+    assert_eq!(code, 1, "nothing to delete: exit 1");
+    let (code, _, _) = call(kv(&["get", "nothing"])).await;
+    assert_eq!(code, 1, "no value: exit 1");
+    // A TTL below the server's one-second floor is accepted and honoured by reads.
+    let (code, _, err) = call(kv(&["set", "brief", "x", "--ttl", "200ms"])).await;
+    assert_eq!(code, 0, "{err}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (code, _, _) = call(kv(&["get", "brief"])).await;
+    assert_eq!(code, 1, "expired after 200 ms, not after the server's 1 s");
+
+    // watch: changes made by the library show in the CLI.
+    let (mut watcher, _stderr) = spawn_ready(
+        dir.path(),
+        &[
+            "kv", "--nats", &url, "--store", "app", "watch", "job.*", "--count", "2", "--json",
+        ],
+        "watching",
+    )
+    .await;
+    store.set("job.1", b"queued", None).await.expect("set");
+    store.set("other", b"not shown", None).await.expect("set");
+    store.delete("job.1").await.expect("delete");
+    let mut out = String::new();
+    let mut stdout = watcher.stdout.take().expect("stdout");
+    tokio::time::timeout(PATIENCE, stdout.read_to_string(&mut out))
+        .await
+        .expect("watch --count 2 exits")
+        .expect("read");
+    let kinds: Vec<String> = out
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("json line");
+            format!(
+                "{} {}",
+                v["kind"].as_str().unwrap_or("?"),
+                v["key"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    assert_eq!(kinds, ["set job.1", "deleted job.1"], "{out}");
+    assert_eq!(watcher.wait().await.expect("wait").code(), Some(0));
+
+    // room: send from the CLI, join from the CLI (history, then live).
+    let room = nats
+        .room("lobby", RoomOptions::default())
+        .await
+        .expect("room");
+    room.send(b"before").await.expect("send");
+    let (code, _, err) = run(
+        dir.path(),
+        &["room", "--nats", &url, "send", "lobby", "from the shell"],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let (mut joiner, _stderr) = spawn_ready(
+        dir.path(),
+        &[
+            "room", "--nats", &url, "join", "lobby", "--count", "3", "--json",
+        ],
+        "joined",
+    )
+    .await;
+    room.send(b"after").await.expect("send");
+    let mut out = String::new();
+    let mut stdout = joiner.stdout.take().expect("stdout");
+    tokio::time::timeout(PATIENCE, stdout.read_to_string(&mut out))
+        .await
+        .expect("join --count 3 exits")
+        .expect("read");
+    let payloads: Vec<(u64, String)> = out
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("json line");
+            (
+                v["sequence"].as_u64().unwrap_or(0),
+                v["payload"].as_str().unwrap_or("?").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        payloads,
+        [
+            (1, "before".to_owned()),
+            (2, "from the shell".to_owned()),
+            (3, "after".to_owned())
+        ],
+        "{out}"
+    );
+    assert_eq!(joiner.wait().await.expect("wait").code(), Some(0));
+
+    // An unreachable server: the connection error's exit code, not a silent bus.
+    let (code, _, err) = run(
+        dir.path(),
+        &["kv", "--nats", "nats://127.0.0.1:1", "get", "k"],
+    )
+    .await;
+    assert_eq!(code, 3, "{err}");
+}

@@ -117,23 +117,6 @@ async fn kv_and_room_refuse_bad_input() {
         let (code, _, err) = run(dir.path(), args).await;
         assert_eq!(code, 2, "{args:?}: {err}");
     }
-    // Over NATS: not built yet, so refused (exit 2) rather than quietly using a bus.
-    for args in [
-        &["kv", "--nats", "nats://127.0.0.1:1", "get", "k"][..],
-        &[
-            "room",
-            "--nats",
-            "nats://127.0.0.1:1",
-            "send",
-            "lobby",
-            "hi",
-        ],
-    ] {
-        let (code, _, err) = run(dir.path(), args).await;
-        assert_eq!(code, 2, "{args:?}: {err}");
-        assert!(err.contains("--bus"), "{args:?}: {err}");
-    }
-    // No such bus: exit 3, as for every bus command.
     let (code, _, err) = run(dir.path(), &["kv", "--bus", "absent", "get", "k"]).await;
     assert_eq!(code, 3, "{err}");
     // A value larger than the store allows (1 MiB), read from stdin: a typed refusal, exit 2.

@@ -67,6 +67,8 @@ pub(crate) struct Inner {
     pub(crate) connect_timeout: Duration,
     pub(crate) numbering: tokio::sync::Mutex<Numbering>,
     pub(crate) state: Arc<ConnectionState>,
+    /// Retained state: this connection's owner id and heartbeat.
+    pub(crate) retained: crate::retained::Shared,
 }
 
 /// Counters of a [`Nats`] handle's connection.
@@ -163,6 +165,7 @@ impl Nats {
                 connect_timeout: options.connect_timeout,
                 numbering: tokio::sync::Mutex::new(Numbering::new()),
                 state,
+                retained: crate::retained::Shared::new(),
             }),
         })
     }

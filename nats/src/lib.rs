@@ -35,6 +35,15 @@
 //!   request; nobody serving is [`NatsError::NoServer`] immediately; a failing or panicking
 //!   handler is [`NatsError::HandlerFailed`] at the requester.
 //! * **Errors say what to do**, and connection errors have a [`ConnectKind`] to match on.
+//! * **Retained state across machines.** [`Nats`] implements
+//!   [`Retained`](ephemeral_bus::retained::Retained): the bus's
+//!   [`Store`](ephemeral_bus::retained::Store) (values with a time to live, history, watch,
+//!   owned values reclaimed when their process dies),
+//!   [`Room`](ephemeral_bus::retained::Room) (history, then live) and
+//!   [`DurableSubscription`](ephemeral_bus::retained::DurableSubscription) (kept while away,
+//!   bounded, overflow as `Lagged`) on JetStream, with the same checks and errors as on the
+//!   bus. A time to live below one second (JetStream's floor) is honoured by reads and
+//!   removed by the server at one second; see [`retained`].
 //!
 //! Core NATS is at most once: a message is delivered to the subscribers present when it is
 //! published, or reported lost as above. Durable work across machines is JetStream's job
@@ -64,6 +73,8 @@
 //!
 //! * `testing`: `testing::NatsServer`, a real `nats-server` per test (started, restarted on
 //!   the same port, stopped and killed by pid).
+//! * `conformance`: the shared retained-state test bodies of `ephemeral-bus` run against
+//!   [`Nats`] (implies `testing`).
 //! * `serde`: `Serialize` and `Deserialize` on [`NatsStats`] and [`SubscriptionStats`];
 //!   turns on `ephemeral-bus/serde`, so [`Message`] (the same type as on the bus) and the
 //!   core types serialize too.
@@ -91,6 +102,7 @@ mod options;
 mod publish;
 pub mod queue;
 mod request;
+pub mod retained;
 mod sequence;
 pub mod subject;
 mod subscription;

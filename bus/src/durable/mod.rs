@@ -103,6 +103,8 @@ impl Bus {
             notices,
             pending: VecDeque::new(),
             expired: Arc::clone(&expired),
+            name: name.to_string(),
+            retry: crate::retained::retry::ReadRetry::default(),
         };
         let messages = futures::stream::unfold(reader, |mut r| async move {
             let item = r.next().await?;
@@ -219,6 +221,9 @@ struct Reader {
     notices: Subscription,
     pending: VecDeque<Result<DurableMessage, Lagged>>,
     expired: Arc<AtomicU64>,
+    /// The subscription's name (for logs).
+    name: String,
+    retry: crate::retained::retry::ReadRetry,
 }
 
 impl Reader {
@@ -227,8 +232,26 @@ impl Reader {
             if let Some(item) = self.pending.pop_front() {
                 return Some(item);
             }
-            if self.read_batch().ok()? > 0 {
-                continue;
+            let read = crate::retained::retry::check(&self.name).and_then(|()| self.read_batch());
+            match read {
+                Ok(read) => {
+                    self.retry.succeeded();
+                    if read > 0 {
+                        continue;
+                    }
+                }
+                // No error item in the stream: retried, logged, and after repeated
+                // failures the end (see `retained::retry`).
+                Err(e) => {
+                    if self
+                        .retry
+                        .failed("durable subscription", &self.name, &e)
+                        .await
+                    {
+                        continue;
+                    }
+                    return None;
+                }
             }
             // A notice or a lag report of notices: either way, read again.
             let _notice = self.notices.next().await?;
@@ -291,5 +314,51 @@ impl Reader {
             }
             Ok(read)
         })
+    }
+}
+
+#[cfg(test)]
+mod read_failures {
+    use futures::StreamExt;
+
+    use crate::retained::retry::{MAX_FAILURES, inject};
+    use crate::{Bus, BusOptions};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_durable_reader_retries_failed_reads_and_ends_only_when_they_keep_failing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bus = Bus::open_with("durable-failures", BusOptions::default().dir(dir.path()))
+            .await
+            .expect("open a bus");
+        let sub = bus
+            .subscribe_durable("retry.topic.*", "retry.sub")
+            .await
+            .expect("subscribe");
+        drop(sub);
+        bus.publish("retry.topic.a", b"kept")
+            .await
+            .expect("publish");
+        inject::fail_reads("retry.sub", MAX_FAILURES - 1);
+        let mut sub = bus
+            .subscribe_durable("retry.topic.*", "retry.sub")
+            .await
+            .expect("attach");
+        let first = tokio::time::timeout(std::time::Duration::from_secs(20), sub.next())
+            .await
+            .expect("delivered after the retries")
+            .expect("the subscription goes on")
+            .expect("no lag");
+        assert_eq!(first.payload(), b"kept");
+        drop(sub);
+        inject::fail_reads("retry.sub", u32::MAX);
+        let mut sub = bus
+            .subscribe_durable("retry.topic.*", "retry.sub")
+            .await
+            .expect("attach");
+        let end = tokio::time::timeout(std::time::Duration::from_secs(20), sub.next())
+            .await
+            .expect("ends in time");
+        assert!(end.is_none(), "{end:?}");
+        inject::fail_reads("retry.sub", 0);
     }
 }

@@ -186,6 +186,11 @@ impl DurableMessage {
 /// A message whose own time to live ran out while kept is skipped and counted
 /// ([`expired`](Self::expired)), as everywhere in `ephemeral`.
 ///
+/// The stream ends when its backend closes. On the bus, a failed read of the database is
+/// retried with a growing pause and logged as a `tracing` warning; after 8 failures in a
+/// row the stream ends, logged as a `tracing` error — never silently. Attaching again
+/// resumes from the last acknowledgement.
+///
 /// # Examples
 ///
 /// ```

@@ -19,8 +19,18 @@
 //! and a process killed in the middle of a write leaves it intact. The types do not depend
 //! on the backend (it sits behind [`backend`]'s traits), and [`Retained`] is the connection
 //! trait, so code can move from one machine to many by changing how it connects, not how it
-//! calls. The bus is the only backend so far; one on JetStream for `ephemeral-nats` (a KV
-//! bucket, a limits stream, durable consumers) is planned, not built.
+//! calls. Across machines, `ephemeral-nats` implements [`Retained`] for its `Nats`
+//! connection on JetStream (a KV bucket per store, a limits stream per room and per
+//! durable subscription); its `retained` module says how, and what differs.
+//!
+//! | | bus | NATS (`ephemeral-nats`) |
+//! |---|---|---|
+//! | where | LMDB in the bus directory | JetStream: KV bucket, limits streams |
+//! | time to live | millisecond precision | reads honour the exact expiry; the server removes a value at **1 s at the earliest** (its floor), so a shorter TTL is accepted, never returned after it ran out, and seen `Expired` by watchers at 1 s |
+//! | owned values | gone with the peer's lock | gone with the connection's liveness key (refreshed every second, lapses 3 s after the last refresh) |
+//! | keys | the naming rule | the naming rule (escaped into KV keys where NATS needs it) |
+//! | durable subscriptions | any patterns | patterns of two subscriptions must not overlap (one JetStream stream each) |
+//! | `max_values`, `stats().expired` | enforced, counted | not enforced, not counted |
 //!
 //! [`StoredHolds`] keeps a signal sink's holds in a store, so a process that starts (or
 //! restarts) sees which conditions are held elsewhere.
@@ -82,6 +92,7 @@ pub mod conformance;
 mod durable;
 mod error;
 mod holds;
+pub(crate) mod retry;
 mod room;
 mod store;
 

@@ -235,6 +235,11 @@ impl fmt::Debug for Room {
 
 /// A joined room: `Stream<Item = Result<RoomMessage, Lagged>>`, the history then live
 /// messages. Dropping it leaves the room.
+///
+/// It ends when its backend closes (the bus, the NATS connection). On the bus, a failed
+/// read of the database is retried with a growing pause and logged as a `tracing` warning;
+/// after 8 failures in a row the stream ends, logged as a `tracing` error with the
+/// database's message — never silently.
 #[must_use = "a joined room does nothing unless polled"]
 pub struct RoomJoin {
     room: Name,

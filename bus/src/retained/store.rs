@@ -256,8 +256,8 @@ pub struct StoreStats {
     pub reclaimed: u64,
 }
 
-/// Named values with a time to live, shared by every process of a bus (the type does not
-/// depend on the backend; a NATS one is planned).
+/// Named values with a time to live, shared by every process of a bus, or by every
+/// machine of a NATS cluster (the type does not depend on the backend).
 ///
 /// * **Time to live.** `set(key, value, ttl)` with `ttl: None` keeps the value until it is
 ///   deleted; with a duration it expires then, on the wall clock (times cross processes;
@@ -265,9 +265,10 @@ pub struct StoreStats {
 ///   returned by [`get`](Self::get), [`entries`](Self::entries) or
 ///   [`history`](Self::history), even before it is swept; watchers see
 ///   [`StoreEvent::Expired`] when a process that has the store open sweeps it (at the
-///   expiry, when one does). The bus keeps millisecond precision. (JetStream's per-message
-///   time to live has a floor of one second, which a NATS backend will have to round up to
-///   and filter by the stored expiry.)
+///   expiry, when one does). The bus keeps millisecond precision. On NATS, JetStream's
+///   per-message time to live has a floor of one second: a shorter one is accepted, reads
+///   stop returning the value at its exact expiry, and the server removes it (watchers
+///   see `Expired`) at one second.
 /// * **Owned values.** [`set_owned`](Self::set_owned) ties a value to the life of the
 ///   connection that set it: on the bus, to its peer, whose liveness is the lock it holds
 ///   (never its pid). A value whose owner is gone is never returned, and is removed when

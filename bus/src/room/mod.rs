@@ -176,6 +176,8 @@ impl RoomBackend for BusRoom {
                 next: None,
                 notices,
                 pending: VecDeque::new(),
+                name: self.name.to_string(),
+                retry: crate::retained::retry::ReadRetry::default(),
             };
             Ok(futures::stream::unfold(joiner, |mut j| async move {
                 let item = j.next().await?;
@@ -194,6 +196,9 @@ struct Joiner {
     next: Option<u64>,
     notices: Subscription,
     pending: VecDeque<Result<RoomMessage, Lagged>>,
+    /// The room's name (for logs).
+    name: String,
+    retry: crate::retained::retry::ReadRetry,
 }
 
 impl Joiner {
@@ -202,8 +207,22 @@ impl Joiner {
             if let Some(item) = self.pending.pop_front() {
                 return Some(item);
             }
-            if self.read_batch().ok()? > 0 {
-                continue;
+            let read = crate::retained::retry::check(&self.name).and_then(|()| self.read_batch());
+            match read {
+                Ok(read) => {
+                    self.retry.succeeded();
+                    if read > 0 {
+                        continue;
+                    }
+                }
+                // No error item in the stream: retried, logged, and after repeated
+                // failures the end (see `retained::retry`).
+                Err(e) => {
+                    if self.retry.failed("room joiner", &self.name, &e).await {
+                        continue;
+                    }
+                    return None;
+                }
             }
             // A notice or a lag report of notices: either way, read again.
             let _notice = self.notices.next().await?;
@@ -281,5 +300,48 @@ impl Joiner {
             self.next = Some(expected);
             Ok(read)
         })
+    }
+}
+
+#[cfg(test)]
+mod read_failures {
+    use futures::StreamExt;
+
+    use crate::retained::RoomOptions;
+    use crate::retained::retry::{MAX_FAILURES, inject};
+    use crate::{Bus, BusOptions};
+
+    async fn bus(dir: &std::path::Path) -> Bus {
+        Bus::open_with("read-failures", BusOptions::default().dir(dir))
+            .await
+            .expect("open a bus")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_joiner_retries_failed_reads_and_ends_only_when_they_keep_failing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bus = bus(dir.path()).await;
+        let room = bus
+            .room("retry.room", RoomOptions::default())
+            .await
+            .expect("room");
+        room.send(b"kept").await.expect("send");
+        // Failures short of the limit: retried, nothing lost.
+        inject::fail_reads("retry.room", MAX_FAILURES - 1);
+        let mut joined = room.join().await.expect("join");
+        let first = tokio::time::timeout(std::time::Duration::from_secs(20), joined.next())
+            .await
+            .expect("delivered after the retries")
+            .expect("the join goes on")
+            .expect("no lag");
+        assert_eq!(first.payload(), b"kept");
+        // Failing on and on: the join ends (logged as an error), it does not hang.
+        inject::fail_reads("retry.room", u32::MAX);
+        let mut again = room.join().await.expect("join");
+        let end = tokio::time::timeout(std::time::Duration::from_secs(20), again.next())
+            .await
+            .expect("ends in time");
+        assert!(end.is_none(), "{end:?}");
+        inject::fail_reads("retry.room", 0);
     }
 }

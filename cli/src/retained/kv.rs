@@ -1,9 +1,9 @@
-//! `ephemeral kv`: a store of the bus.
+//! `ephemeral kv`: a store of the bus or of NATS.
 
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use ephemeral_bus::retained::{Entry, Removal, StoreEvent, StoreOptions};
+use ephemeral_bus::retained::{Entry, Removal, StoreEvent};
 use futures::StreamExt;
 
 use super::{JsonBytes, emit, interrupted, json_line, not_found, remaining_ms, rfc3339};
@@ -77,8 +77,8 @@ enum KvCommand {
 
 /// `ephemeral kv`.
 pub(crate) async fn kv(args: KvArgs) -> Result<(), Failure> {
-    let bus = super::open_bus(args.bus.clone().target()?).await?;
-    let store = bus.store(&args.store, StoreOptions::default()).await?;
+    let place = super::Place::open(args.bus.clone().target()?).await?;
+    let store = place.store(&args.store).await?;
     match args.command {
         KvCommand::Get { key, json } => {
             let entry = store.entry(&key).await?.ok_or_else(|| {
@@ -139,9 +139,9 @@ pub(crate) async fn kv(args: KvArgs) -> Result<(), Failure> {
         } => {
             let mut changes = store.watch(&pattern).await?;
             eprintln!(
-                "watching `{pattern}` in store `{}` on bus `{}`; Ctrl-C to stop",
+                "watching `{pattern}` in store `{}` on {}; Ctrl-C to stop",
                 args.store,
-                bus.name()
+                place.describe()
             );
             let stop = interrupted();
             tokio::pin!(stop);
@@ -153,7 +153,10 @@ pub(crate) async fn kv(args: KvArgs) -> Result<(), Failure> {
                 };
                 let line = match item {
                     None => {
-                        return Err(Failure::new(IO, "the store's watch ended: the bus closed"));
+                        return Err(Failure::new(
+                            IO,
+                            format!("the store's watch ended: {}", place.closed()),
+                        ));
                     }
                     Some(Err(lagged)) if json => render::lagged_json(lagged.count()),
                     Some(Err(lagged)) => render::lagged_text(lagged.count()),

@@ -1,4 +1,4 @@
-//! `ephemeral kv` and `ephemeral room`: retained state on the bus from a shell.
+//! `ephemeral kv` and `ephemeral room`: retained state on the bus or on NATS from a shell.
 
 mod kv;
 mod room;
@@ -82,21 +82,55 @@ fn json_line(view: &impl serde::Serialize) -> String {
     serde_json::to_string(view).unwrap_or_default()
 }
 
-/// `1` for "not there", as `match` uses for "no match".
-/// Opens the bus a `kv` or `room` command works on.
-///
-/// Retained state over NATS (a JetStream KV bucket and a limits stream) is not in the CLI
-/// yet, so `--nats` is refused with a usage error rather than silently using a bus.
-async fn open_bus(target: crate::commands::Target) -> Result<ephemeral_bus::Bus, Failure> {
-    match target {
-        crate::commands::Target::Bus { bus, create } => {
-            crate::commands::open_bus(&bus, create).await
+/// Where a `kv` or `room` command works: a bus of this machine, or NATS (a JetStream KV
+/// bucket and a limits stream; the same `Store` and `Room` either way).
+#[derive(Debug, Clone)]
+struct Place {
+    conn: crate::commands::Conn,
+}
+
+impl Place {
+    /// Opens the bus or connects to NATS.
+    async fn open(target: crate::commands::Target) -> Result<Self, Failure> {
+        Ok(Self {
+            conn: target.connect().await?,
+        })
+    }
+
+    async fn store(&self, name: &str) -> Result<ephemeral_bus::retained::Store, StoreError> {
+        use ephemeral_bus::retained::{Retained, StoreOptions};
+        match &self.conn {
+            crate::commands::Conn::Bus(bus) => bus.store(name, StoreOptions::default()).await,
+            crate::commands::Conn::Nats(nats) => {
+                Retained::store(nats, name, StoreOptions::default()).await
+            }
         }
-        crate::commands::Target::Nats { .. } => Err(Failure::new(
-            USAGE,
-            "`kv` and `room` work on a bus of this machine only for now: pass --bus NAME \
-             (and unset EPHEMERAL_NATS)",
-        )),
+    }
+
+    async fn room(&self, name: &str) -> Result<ephemeral_bus::retained::Room, StoreError> {
+        use ephemeral_bus::retained::{Retained, RoomOptions};
+        match &self.conn {
+            crate::commands::Conn::Bus(bus) => bus.room(name, RoomOptions::default()).await,
+            crate::commands::Conn::Nats(nats) => {
+                Retained::room(nats, name, RoomOptions::default()).await
+            }
+        }
+    }
+
+    /// `bus `name`` or `NATS `url``, for messages.
+    fn describe(&self) -> String {
+        match &self.conn {
+            crate::commands::Conn::Bus(bus) => format!("bus `{}`", bus.name()),
+            crate::commands::Conn::Nats(nats) => format!("NATS `{}`", nats.url()),
+        }
+    }
+
+    /// What closed under a watch or a join.
+    fn closed(&self) -> &'static str {
+        match &self.conn {
+            crate::commands::Conn::Bus(_) => "the bus closed",
+            crate::commands::Conn::Nats(_) => "the NATS connection closed",
+        }
     }
 }
 

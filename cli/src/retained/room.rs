@@ -1,7 +1,7 @@
-//! `ephemeral room`: a room of the bus.
+//! `ephemeral room`: a room of the bus or of NATS.
 
 use clap::{Args, Subcommand};
-use ephemeral_bus::retained::{RoomMessage, RoomOptions};
+use ephemeral_bus::retained::RoomMessage;
 use futures::StreamExt;
 
 use super::{JsonBytes, emit, interrupted, json_line, rfc3339};
@@ -45,21 +45,21 @@ enum RoomCommand {
 
 /// `ephemeral room`.
 pub(crate) async fn room(args: RoomArgs) -> Result<(), Failure> {
-    let bus = super::open_bus(args.bus.clone().target()?).await?;
+    let place = super::Place::open(args.bus.clone().target()?).await?;
     match args.command {
         RoomCommand::Send { room, message } => {
             let message = payload_bytes(&message)?;
-            let room_handle = bus.room(&room, RoomOptions::default()).await?;
+            let room_handle = place.room(&room).await?;
             let seq = room_handle.send(message).await?;
             eprintln!("sent to room `{room}` (#{seq})");
             Ok(())
         }
         RoomCommand::Join { room, json, count } => {
-            let handle = bus.room(&room, RoomOptions::default()).await?;
+            let handle = place.room(&room).await?;
             let mut joined = handle.join().await?;
             eprintln!(
-                "joined room `{room}` on bus `{}`; Ctrl-C to leave",
-                bus.name()
+                "joined room `{room}` on {}; Ctrl-C to leave",
+                place.describe()
             );
             let stop = interrupted();
             tokio::pin!(stop);
@@ -70,7 +70,12 @@ pub(crate) async fn room(args: RoomArgs) -> Result<(), Failure> {
                     item = joined.next() => item,
                 };
                 let line = match item {
-                    None => return Err(Failure::new(IO, "the room ended: the bus closed")),
+                    None => {
+                        return Err(Failure::new(
+                            IO,
+                            format!("the room ended: {}", place.closed()),
+                        ));
+                    }
                     Some(Err(lagged)) if json => render::lagged_json(lagged.count()),
                     Some(Err(lagged)) => render::lagged_text(lagged.count()),
                     Some(Ok(message)) => {

@@ -115,6 +115,9 @@ async fn play<B: Backend>(
             let store = b.store(&arg(0), StoreOptions::default()).await.map_err(e)?;
             let len = usize::try_from(num(1)).unwrap_or(1024);
             let next = Arc::new(AtomicU64::new(0));
+            // Before the writers start: on a fast backend their first `acked` would
+            // otherwise come first.
+            say("ready");
             let tasks: Vec<_> = (0..4)
                 .map(|_| {
                     let (store, next) = (store.clone(), Arc::clone(&next));
@@ -134,7 +137,6 @@ async fn play<B: Backend>(
                     })
                 })
                 .collect();
-            say("ready");
             for t in tasks {
                 let _ = t.await;
             }

@@ -1,0 +1,292 @@
+//! Durable subscriptions: a limits stream per subscription, read from its acknowledged
+//! position.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use async_nats::jetstream::{self, consumer, kv, stream};
+use bytes::Bytes;
+use ephemeral::{Lagged, Name, Pattern};
+use ephemeral_bus::retained::backend::DurableBackend;
+use ephemeral_bus::retained::{DurableMessage, DurableOptions, StoreError};
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt, Stream, StreamExt};
+
+use super::lock::Lock;
+use super::store::system_time;
+use super::{OrFail, bucket, check_name, fail, fnv, prefix_token, resource_name};
+use crate::subject::{self, MESSAGES};
+use crate::{Nats, headers};
+
+const META_NAME: &str = "ephemeral.name";
+const META_PATTERN: &str = "ephemeral.pattern";
+
+/// An attached durable subscription.
+pub(crate) struct NatsDurable {
+    name: Name,
+    pattern: Pattern,
+    options: DurableOptions,
+    js: jetstream::Context,
+    stream: stream::Stream,
+    state: kv::Store,
+    floor_key: String,
+    /// The acknowledged position, written under this lock so acks never go backwards.
+    floor: Arc<tokio::sync::Mutex<u64>>,
+    expired: Arc<AtomicU64>,
+    messages: BoxStream<'static, Result<DurableMessage, Lagged>>,
+    lock: Option<Lock>,
+}
+
+impl std::fmt::Debug for NatsDurable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsDurable")
+            .field("name", &self.name.as_str())
+            .field("pattern", &self.pattern.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl NatsDurable {
+    pub(crate) async fn attach(
+        nats: Nats,
+        pattern: &str,
+        name: &str,
+        options: DurableOptions,
+    ) -> Result<Self, StoreError> {
+        let name = check_name(name)?;
+        let routed = subject::routed(nats.prefix(), pattern).map_err(|e| fail("subscribe")(&e))?;
+        let js = nats.jetstream().clone();
+        let state = bucket(
+            &js,
+            jetstream::kv::Config {
+                bucket: format!("{}_DURABLES", prefix_token(nats.prefix())),
+                history: 1,
+                ..Default::default()
+            },
+        )
+        .await?;
+        let id = format!("{:016x}", fnv(&name));
+        let Some(lock) = Lock::take(&state, &format!("lock.{id}")).await? else {
+            return Err(StoreError::InUse {
+                name: name.to_string(),
+            });
+        };
+        let config = stream::Config {
+            name: resource_name(nats.prefix(), "DUR", &name),
+            description: Some(format!("ephemeral durable subscription {name}")),
+            subjects: routed.subjects.clone(),
+            retention: stream::RetentionPolicy::Limits,
+            discard: stream::DiscardPolicy::Old,
+            max_messages: i64::try_from(options.get_max_messages()).unwrap_or(i64::MAX),
+            max_bytes: i64::try_from(options.get_max_bytes()).unwrap_or(i64::MAX),
+            max_age: options.get_max_age(),
+            metadata: HashMap::from([
+                (META_NAME.to_owned(), name.to_string()),
+                (META_PATTERN.to_owned(), pattern.to_owned()),
+            ]),
+            ..Default::default()
+        };
+        let overlap = |e: &dyn std::fmt::Display| {
+            let text = e.to_string();
+            StoreError::Backend {
+                backend: "nats",
+                op: "subscribe",
+                message: if text.contains("overlap") {
+                    format!(
+                        "{text}: the pattern `{pattern}` overlaps another durable subscription's (JetStream streams cannot share subjects); remove that one or pick disjoint patterns"
+                    )
+                } else {
+                    text
+                },
+            }
+        };
+        let stream = match js.get_stream(&config.name).await {
+            Ok(mut stream) => {
+                let current = stream.info().await.or_fail("subscribe")?.config.clone();
+                // Attaching with other bounds (or pattern) changes them from now on.
+                if current.subjects != config.subjects
+                    || current.max_messages != config.max_messages
+                    || current.max_bytes != config.max_bytes
+                    || current.max_age != config.max_age
+                {
+                    js.update_stream(config.clone())
+                        .await
+                        .map_err(|e| overlap(&e))?;
+                }
+                stream
+            }
+            Err(_) => js.create_stream(config).await.map_err(|e| overlap(&e))?,
+        };
+        let floor_key = format!("floor.{id}");
+        let floor = match state.get(&floor_key).await.or_fail("subscribe")? {
+            Some(value) => std::str::from_utf8(&value)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            None => 0,
+        };
+        let consumer = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: floor + 1,
+                },
+                ..Default::default()
+            })
+            .await
+            .or_fail("subscribe")?;
+        let raw = consumer.messages().await.or_fail("subscribe")?;
+        let expired = Arc::new(AtomicU64::new(0));
+        let messages = deliveries(
+            raw,
+            floor + 1,
+            nats.prefix().to_owned(),
+            routed.filter,
+            Arc::clone(&expired),
+        );
+        Ok(Self {
+            name,
+            pattern: Pattern::new(pattern),
+            options,
+            js,
+            stream,
+            state,
+            floor_key,
+            floor: Arc::new(tokio::sync::Mutex::new(floor)),
+            expired,
+            messages,
+            lock: Some(lock),
+        })
+    }
+}
+
+/// Turns the stream's messages into deliveries: gaps (dropped by the bounds) become
+/// `Lagged`, messages off the pattern (a route wider than the pattern) and expired ones
+/// are skipped.
+fn deliveries(
+    raw: consumer::pull::Ordered,
+    first: u64,
+    prefix: String,
+    filter: Option<Pattern>,
+    expired: Arc<AtomicU64>,
+) -> BoxStream<'static, Result<DurableMessage, Lagged>> {
+    let mut expected = first;
+    raw.filter_map(|m| std::future::ready(m.ok()))
+        .flat_map(move |message| {
+            let mut out = Vec::with_capacity(2);
+            let Ok(info) = message.info() else {
+                return futures::stream::iter(out);
+            };
+            let (seq, published) = (info.stream_sequence, system_time(&info.published));
+            if seq < expected {
+                return futures::stream::iter(out);
+            }
+            if seq > expected {
+                out.push(Err(Lagged(seq - expected)));
+            }
+            expected = seq + 1;
+            let Some(topic) = subject::name_of(&prefix, MESSAGES, &message.subject) else {
+                return futures::stream::iter(out);
+            };
+            if filter.as_ref().is_some_and(|p| !p.matches(&topic)) {
+                return futures::stream::iter(out);
+            }
+            let mut decoded = headers::decode(message.headers.as_ref());
+            if let Some(ttl) = decoded.ttl
+                && published + ttl <= SystemTime::now()
+            {
+                // Relaxed: a statistic.
+                expired.fetch_add(1, Ordering::Relaxed);
+                return futures::stream::iter(out);
+            }
+            let origin = decoded.origin.or(decoded.publisher).unwrap_or(0);
+            let timestamp = decoded.timestamp.unwrap_or(published);
+            let headers = decoded.user_headers();
+            out.push(Ok(DurableMessage::new(
+                seq,
+                topic,
+                Arc::from(&message.payload[..]),
+                timestamp,
+            )
+            .with_source(headers, origin)));
+            futures::stream::iter(out)
+        })
+        .boxed()
+}
+
+impl Stream for NatsDurable {
+    type Item = Result<DurableMessage, Lagged>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.messages.as_mut().poll_next(cx)
+    }
+}
+
+impl DurableBackend for NatsDurable {
+    fn name(&self) -> &Name {
+        &self.name
+    }
+
+    fn pattern(&self) -> &Pattern {
+        &self.pattern
+    }
+
+    fn options(&self) -> &DurableOptions {
+        &self.options
+    }
+
+    fn expired(&self) -> u64 {
+        // Relaxed: a statistic.
+        self.expired.load(Ordering::Relaxed)
+    }
+
+    fn ack(&self, sequence: u64) -> BoxFuture<'static, Result<(), StoreError>> {
+        let (state, key, stream, floor) = (
+            self.state.clone(),
+            self.floor_key.clone(),
+            self.stream.clone(),
+            Arc::clone(&self.floor),
+        );
+        async move {
+            let mut floor = floor.lock().await;
+            if sequence <= *floor {
+                return Ok(());
+            }
+            // The position first: a purge without it would read as messages dropped.
+            state
+                .put(&key, Bytes::from(sequence.to_string()))
+                .await
+                .or_fail("acknowledge")?;
+            *floor = sequence;
+            stream
+                .purge()
+                .sequence(sequence + 1)
+                .await
+                .or_fail("acknowledge")?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn remove(mut self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>> {
+        async move {
+            let name = self.stream.cached_info().config.name.clone();
+            self.state
+                .purge(&self.floor_key)
+                .await
+                .or_fail("remove a durable subscription")?;
+            match self.js.delete_stream(&name).await {
+                Ok(_) => {}
+                Err(e) if e.to_string().contains("not found") => {}
+                Err(e) => return Err(fail("remove a durable subscription")(&e)),
+            }
+            drop(self.lock.take());
+            Ok(())
+        }
+        .boxed()
+    }
+}

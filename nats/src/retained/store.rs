@@ -1,0 +1,653 @@
+//! The store on a JetStream KV bucket.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, consumer, stream};
+use bytes::Bytes;
+use ephemeral::{Lagged, Name, Pattern};
+use ephemeral_bus::retained::backend::StoreBackend;
+use ephemeral_bus::retained::{Entry, Removal, StoreError, StoreEvent, StoreOptions, StoreStats};
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
+
+use super::{OrFail, bucket, decode_key, encode_key, fail, resource_name};
+use crate::Nats;
+
+/// The server's floor for a per-message time to live.
+pub(crate) const TTL_FLOOR: Duration = Duration::from_secs(1);
+
+/// How many changes a watcher may fall behind before it is told `Lagged`.
+const WATCH_BUFFER: usize = 4096;
+
+/// The exact expiry of a value (unix milliseconds, the writer's clock).
+const EXPIRES: &str = "Ephemeral-Expires";
+/// The owner of an owned value (hex).
+const OWNER: &str = "Ephemeral-Owner";
+/// Why a value was removed (`deleted`, `cleared`, `owner-gone`).
+const CAUSE: &str = "Ephemeral-Cause";
+
+/// What a message of the bucket's stream is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    /// A value.
+    Put,
+    /// A removal, and why.
+    Removed(Removal),
+    /// The server expired the value (a delete marker for `MaxAge`).
+    Expired,
+}
+
+/// Reads the operation headers of a message of a KV stream.
+pub(crate) fn operation(headers: &HeaderMap) -> Op {
+    let get = |name: &str| headers.get(name).map(|v| v.as_str().to_owned());
+    if let Some(reason) = get("Nats-Marker-Reason") {
+        return if reason == "MaxAge" {
+            Op::Expired
+        } else {
+            Op::Removed(Removal::Deleted)
+        };
+    }
+    match get("KV-Operation").as_deref() {
+        Some("DEL" | "PURGE") => Op::Removed(match get(CAUSE).as_deref() {
+            Some("cleared") => Removal::Cleared,
+            Some("owner-gone") => Removal::OwnerGone,
+            _ => Removal::Deleted,
+        }),
+        _ => Op::Put,
+    }
+}
+
+fn to_system(message: &async_nats::jetstream::message::StreamMessage) -> SystemTime {
+    system_time(&message.time)
+}
+
+pub(crate) fn system_time(time: &async_nats::datetime::DateTime) -> SystemTime {
+    let nanos = time.unix_timestamp_nanos();
+    u64::try_from(nanos)
+        .ok()
+        .and_then(|n| UNIX_EPOCH.checked_add(Duration::from_nanos(n)))
+        .unwrap_or(UNIX_EPOCH)
+}
+
+fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// One raw message of the bucket, as far as a store cares.
+#[derive(Debug, Clone)]
+struct Raw {
+    key: Name,
+    op: Op,
+    value: Bytes,
+    revision: u64,
+    set_at: SystemTime,
+    expires_at: Option<SystemTime>,
+    owner: Option<u64>,
+}
+
+impl Raw {
+    fn parse(
+        key: Name,
+        headers: &HeaderMap,
+        value: Bytes,
+        revision: u64,
+        set_at: SystemTime,
+    ) -> Raw {
+        let get = |name: &str| headers.get(name).map(|v| v.as_str().to_owned());
+        Raw {
+            key,
+            op: operation(headers),
+            value,
+            revision,
+            set_at,
+            expires_at: get(EXPIRES)
+                .and_then(|ms| ms.parse().ok())
+                .and_then(|ms| UNIX_EPOCH.checked_add(Duration::from_millis(ms))),
+            owner: get(OWNER).and_then(|id| u64::from_str_radix(&id, 16).ok()),
+        }
+    }
+
+    /// A value whose expiry has not come (whatever its owner).
+    fn fresh(&self, now: SystemTime) -> bool {
+        self.op == Op::Put && self.expires_at.is_none_or(|at| at > now)
+    }
+
+    fn entry(self) -> Entry {
+        Entry::new(self.key, self.value.to_vec(), self.revision, self.set_at)
+            .with_expiry(self.expires_at)
+            .with_owner(self.owner)
+    }
+}
+
+/// A store on the KV bucket `bucket`.
+pub(crate) struct NatsStore {
+    nats: Nats,
+    name: Name,
+    options: StoreOptions,
+    bucket: String,
+    stream: stream::Stream,
+    counters: stream::Stream,
+    counter_subject: String,
+}
+
+impl std::fmt::Debug for NatsStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsStore")
+            .field("name", &self.name.as_str())
+            .field("bucket", &self.bucket)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NatsStore {
+    pub(crate) async fn open(
+        nats: Nats,
+        name: &str,
+        options: StoreOptions,
+    ) -> Result<Self, StoreError> {
+        let name = super::check_name(name)?;
+        let js = nats.jetstream().clone();
+        let bucket_name = resource_name(nats.prefix(), "KV", &name);
+        let kv = bucket(
+            &js,
+            jetstream::kv::Config {
+                bucket: bucket_name.clone(),
+                description: format!("ephemeral store {name}"),
+                history: i64::from(options.get_history()),
+                max_value_size: i32::try_from(options.get_max_value_size()).unwrap_or(i32::MAX),
+                limit_markers: Some(TTL_FLOOR),
+                ..Default::default()
+            },
+        )
+        .await?;
+        drop(kv);
+        let mut stream = js
+            .get_stream(format!("KV_{bucket_name}"))
+            .await
+            .or_fail("open a store")?;
+        let config = stream.info().await.or_fail("open a store")?.config.clone();
+        // An existing store keeps the options it was created with.
+        let options = options
+            .history(u8::try_from(config.max_messages_per_subject.clamp(1, 64)).unwrap_or(1))
+            .max_value_size(usize::try_from(config.max_message_size).unwrap_or(usize::MAX));
+        let counter_subject = format!("{}.kvstats.{bucket_name}", nats.prefix());
+        let counters = js
+            .get_or_create_stream(stream::Config {
+                name: format!("KVSTATS_{bucket_name}"),
+                subjects: vec![format!("{counter_subject}.*")],
+                allow_message_counter: true,
+                allow_direct: true,
+                ..Default::default()
+            })
+            .await
+            .or_fail("create a store's counters (nats-server 2.12 or later)")?;
+        Ok(Self {
+            nats,
+            name,
+            options,
+            bucket: bucket_name,
+            stream,
+            counters,
+            counter_subject,
+        })
+    }
+
+    fn subject(&self, key: &str) -> String {
+        format!("$KV.{}.{}", self.bucket, encode_key(key))
+    }
+
+    fn key_of(&self, subject: &str) -> Option<Name> {
+        subject
+            .strip_prefix("$KV.")?
+            .strip_prefix(self.bucket.as_str())?
+            .strip_prefix('.')
+            .and_then(decode_key)
+    }
+
+    /// The last message of `key`, if any.
+    async fn last(&self, key: &str) -> Result<Option<Raw>, StoreError> {
+        match self
+            .stream
+            .direct_get_last_for_subject(self.subject(key))
+            .await
+        {
+            Ok(m) => {
+                let Some(name) = self.key_of(&m.subject) else {
+                    return Ok(None);
+                };
+                let (headers, payload, seq) = (m.headers.clone(), m.payload.clone(), m.sequence);
+                Ok(Some(Raw::parse(
+                    name,
+                    &headers,
+                    payload,
+                    seq,
+                    to_system(&m),
+                )))
+            }
+            Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => Ok(None),
+            Err(e) => Err(fail("read a value")(&e)),
+        }
+    }
+
+    /// Whether `raw` is live: fresh and, if owned, its owner alive (else it is removed).
+    async fn live(
+        &self,
+        raw: &Raw,
+        now: SystemTime,
+        alive: &mut HashMap<u64, bool>,
+    ) -> Result<bool, StoreError> {
+        if !raw.fresh(now) {
+            return Ok(false);
+        }
+        let Some(owner) = raw.owner else {
+            return Ok(true);
+        };
+        let is_alive = match alive.get(&owner) {
+            Some(&known) => known,
+            None => {
+                let known = self.nats.owner_alive(owner).await?;
+                alive.insert(owner, known);
+                known
+            }
+        };
+        if !is_alive {
+            self.remove(raw, "owner-gone").await?;
+        }
+        Ok(is_alive)
+    }
+
+    /// Removes `raw`'s key (and its history) if it is still at `raw`'s revision; whether
+    /// this call removed it.
+    async fn remove(&self, raw: &Raw, cause: &'static str) -> Result<bool, StoreError> {
+        let mut headers = HeaderMap::new();
+        headers.insert("KV-Operation", "PURGE");
+        headers.insert("Nats-Rollup", "sub");
+        headers.insert(CAUSE, cause);
+        headers.insert(
+            "Nats-Expected-Last-Subject-Sequence",
+            raw.revision.to_string().as_str(),
+        );
+        let js = self.nats.jetstream();
+        let sent = js
+            .publish_with_headers(self.subject(&raw.key), headers, Bytes::new())
+            .await
+            .or_fail("remove a value")?
+            .await;
+        match sent {
+            Ok(_) => {
+                let counter = match cause {
+                    "owner-gone" => "reclaimed",
+                    _ => "deletes",
+                };
+                self.count(counter, 1).await?;
+                Ok(true)
+            }
+            // Changed in between (a newer set, or removed by someone else): not ours to remove.
+            Err(e) if e.to_string().contains("wrong last sequence") => Ok(false),
+            Err(e) => Err(fail("remove a value")(&e)),
+        }
+    }
+
+    /// Adds `n` to the store-wide counter `which`.
+    async fn count(&self, which: &str, n: u64) -> Result<(), StoreError> {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Incr", format!("+{n}").as_str());
+        self.nats
+            .jetstream()
+            .publish_with_headers(
+                format!("{}.{which}", self.counter_subject),
+                headers,
+                Bytes::new(),
+            )
+            .await
+            .or_fail("count")?
+            .await
+            .or_fail("count")?;
+        Ok(())
+    }
+
+    async fn counter(&self, which: &str) -> Result<u64, StoreError> {
+        match self
+            .counters
+            .direct_get_last_for_subject(format!("{}.{which}", self.counter_subject))
+            .await
+        {
+            Ok(m) => {
+                let value: serde_json::Value =
+                    serde_json::from_slice(&m.payload).or_fail("read a counter")?;
+                Ok(value
+                    .get("val")
+                    .and_then(|v| v.as_str())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0))
+            }
+            Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => Ok(0),
+            Err(e) => Err(fail("read a counter")(&e)),
+        }
+    }
+
+    /// The last message of every key (markers included).
+    async fn last_of_every_key(&self) -> Result<Vec<Raw>, StoreError> {
+        self.read_all(
+            consumer::DeliverPolicy::LastPerSubject,
+            format!("$KV.{}.>", self.bucket),
+        )
+        .await
+    }
+
+    /// Reads what an ordered consumer with `policy` on `filter` delivers, until none pend.
+    async fn read_all(
+        &self,
+        policy: consumer::DeliverPolicy,
+        filter: String,
+    ) -> Result<Vec<Raw>, StoreError> {
+        let consumer = self
+            .stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                deliver_policy: policy,
+                filter_subject: filter,
+                ..Default::default()
+            })
+            .await
+            .or_fail("read values")?;
+        // What the consumer will deliver, counted by the server when it was created:
+        // nothing to wait for when it is zero (messages that expire meanwhile are not
+        // waited for either: the loop ends on the last one delivered, `pending == 0`).
+        if consumer.cached_info().num_pending == 0 {
+            return Ok(Vec::new());
+        }
+        let mut messages = consumer.messages().await.or_fail("read values")?;
+        let mut out = Vec::new();
+        loop {
+            let next = tokio::time::timeout(Duration::from_secs(5), messages.next()).await;
+            let message = match next {
+                Ok(Some(Ok(m))) => m,
+                Ok(Some(Err(e))) => return Err(fail("read values")(&e)),
+                Ok(None) => break,
+                Err(_) => return Err(fail("read values")(&"no answer within 5 s")),
+            };
+            let info = message.info().or_fail("read values")?;
+            let (seq, pending, at) = (
+                info.stream_sequence,
+                info.pending,
+                system_time(&info.published),
+            );
+            if let Some(key) = self.key_of(&message.subject) {
+                let headers = message.headers.clone().unwrap_or_default();
+                out.push(Raw::parse(key, &headers, message.payload.clone(), seq, at));
+            }
+            if pending == 0 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The live entries, sorted by key.
+    async fn live_entries(&self) -> Result<Vec<Entry>, StoreError> {
+        let now = SystemTime::now();
+        let mut alive = HashMap::new();
+        let mut out = Vec::new();
+        for raw in self.last_of_every_key().await? {
+            if self.live(&raw, now, &mut alive).await? {
+                out.push(raw.entry());
+            }
+        }
+        out.sort_by(|a, b| a.key().cmp(b.key()));
+        Ok(out)
+    }
+}
+
+impl StoreBackend for NatsStore {
+    fn name(&self) -> &Name {
+        &self.name
+    }
+
+    fn options(&self) -> &StoreOptions {
+        &self.options
+    }
+
+    fn set<'a>(
+        &'a self,
+        key: &'a str,
+        value: &'a [u8],
+        ttl: Option<Duration>,
+        owned: bool,
+    ) -> BoxFuture<'a, Result<u64, StoreError>> {
+        async move {
+            let mut headers = HeaderMap::new();
+            if let Some(ttl) = ttl {
+                let expires = SystemTime::now() + ttl;
+                let server_ttl = ttl.max(TTL_FLOOR);
+                headers.insert("Nats-TTL", format!("{}ms", server_ttl.as_millis()).as_str());
+                headers.insert(EXPIRES, unix_ms(expires).to_string().as_str());
+            }
+            if owned {
+                let owner = self.nats.owner().await?;
+                headers.insert(OWNER, format!("{owner:016x}").as_str());
+            }
+            let js = self.nats.jetstream();
+            let publish = async {
+                js.publish_with_headers(self.subject(key), headers, Bytes::copy_from_slice(value))
+                    .await
+                    .or_fail("set a value")?
+                    .await
+                    .or_fail("set a value")
+            };
+            let (ack, counted) = tokio::join!(publish, self.count("sets", 1));
+            let ack = ack?;
+            counted?;
+            Ok(ack.sequence)
+        }
+        .boxed()
+    }
+
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
+        async move { Ok(self.entry(key).await?.map(Entry::into_value)) }.boxed()
+    }
+
+    fn entry<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Entry>, StoreError>> {
+        async move {
+            let Some(raw) = self.last(key).await? else {
+                return Ok(None);
+            };
+            let live = self
+                .live(&raw, SystemTime::now(), &mut HashMap::new())
+                .await?;
+            Ok(live.then(|| raw.entry()))
+        }
+        .boxed()
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        async move {
+            let Some(raw) = self.last(key).await? else {
+                return Ok(false);
+            };
+            if raw.op != Op::Put {
+                return Ok(false);
+            }
+            let live = raw.fresh(SystemTime::now());
+            let removed = self.remove(&raw, "deleted").await?;
+            Ok(live && removed)
+        }
+        .boxed()
+    }
+
+    fn clear(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        async move {
+            let now = SystemTime::now();
+            let mut removed = 0;
+            for raw in self.last_of_every_key().await? {
+                if raw.op == Op::Put && self.remove(&raw, "cleared").await? && raw.fresh(now) {
+                    removed += 1;
+                }
+            }
+            Ok(removed)
+        }
+        .boxed()
+    }
+
+    fn entries(&self) -> BoxFuture<'_, Result<Vec<Entry>, StoreError>> {
+        self.live_entries().boxed()
+    }
+
+    fn history<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<Entry>, StoreError>> {
+        async move {
+            let subject = self.subject(key);
+            let mut revisions = Vec::new();
+            let mut from = None;
+            loop {
+                match self
+                    .stream
+                    .direct_get_next_for_subject(subject.clone(), from)
+                    .await
+                {
+                    Ok(m) => {
+                        from = Some(m.sequence + 1);
+                        let Some(name) = self.key_of(&m.subject) else {
+                            continue;
+                        };
+                        let (headers, payload, seq) =
+                            (m.headers.clone(), m.payload.clone(), m.sequence);
+                        revisions.push(Raw::parse(name, &headers, payload, seq, to_system(&m)));
+                    }
+                    Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => break,
+                    Err(e) => return Err(fail("read a history")(&e)),
+                }
+            }
+            // Only what follows the last removal, and only while the newest is live.
+            if let Some(cut) = revisions.iter().rposition(|r| r.op != Op::Put) {
+                revisions.drain(..=cut);
+            }
+            let now = SystemTime::now();
+            let mut alive = HashMap::new();
+            match revisions.last() {
+                Some(newest) if self.live(newest, now, &mut alive).await? => {}
+                _ => return Ok(Vec::new()),
+            }
+            let mut out = Vec::new();
+            for raw in revisions {
+                if self.live(&raw, now, &mut alive).await? {
+                    out.push(raw.entry());
+                }
+            }
+            Ok(out)
+        }
+        .boxed()
+    }
+
+    fn stats(&self) -> BoxFuture<'_, Result<StoreStats, StoreError>> {
+        async move {
+            let entries = self.live_entries().await?;
+            let mut stream = self.stream.clone();
+            let revision = stream
+                .info()
+                .await
+                .or_fail("read stats")?
+                .state
+                .last_sequence;
+            let mut stats = StoreStats::default();
+            stats.values = entries.len() as u64;
+            stats.bytes = entries.iter().map(|e| e.value().len() as u64).sum();
+            stats.revision = revision;
+            stats.sets = self.counter("sets").await?;
+            stats.deletes = self.counter("deletes").await?;
+            stats.reclaimed = self.counter("reclaimed").await?;
+            Ok(stats)
+        }
+        .boxed()
+    }
+
+    fn watch(
+        &self,
+        pattern: Pattern,
+    ) -> BoxFuture<'_, Result<BoxStream<'static, Result<StoreEvent, Lagged>>, StoreError>> {
+        async move {
+            let consumer = self
+                .stream
+                .create_consumer(consumer::pull::OrderedConfig {
+                    deliver_policy: consumer::DeliverPolicy::New,
+                    filter_subject: format!("$KV.{}.>", self.bucket),
+                    ..Default::default()
+                })
+                .await
+                .or_fail("watch a store")?;
+            let consumer_name = consumer.cached_info().name.clone();
+            let messages = consumer.messages().await.or_fail("watch a store")?;
+            let bucket = self.bucket.clone();
+            let events = messages.filter_map(move |message| {
+                let event = message.ok().and_then(|message| {
+                    let key = message
+                        .subject
+                        .strip_prefix("$KV.")?
+                        .strip_prefix(bucket.as_str())?
+                        .strip_prefix('.')
+                        .and_then(decode_key)?;
+                    if !pattern.matches(&key) {
+                        return None;
+                    }
+                    let info = message.info().ok()?;
+                    let (revision, at) = (info.stream_sequence, system_time(&info.published));
+                    let headers = message.headers.clone().unwrap_or_default();
+                    let raw = Raw::parse(key, &headers, message.payload.clone(), revision, at);
+                    match raw.op {
+                        // Handed out only while fresh: nothing is handed out dead.
+                        Op::Put => raw
+                            .fresh(SystemTime::now())
+                            .then(|| StoreEvent::Set(raw.entry())),
+                        Op::Removed(cause) => Some(StoreEvent::Deleted {
+                            key: raw.key,
+                            revision,
+                            cause,
+                        }),
+                        Op::Expired => Some(StoreEvent::Expired {
+                            key: raw.key,
+                            revision,
+                        }),
+                    }
+                });
+                std::future::ready(event)
+            });
+            // A KV stream keeps only the newest revisions of a key: a change not pulled
+            // before the next one replaces it would be gone. So the changes are pulled at
+            // once, by a task, into a buffer of WATCH_BUFFER (overflow: `Lagged`), and
+            // the watch is handed out only once the server holds its first pull request.
+            let events = super::pump(events, WATCH_BUFFER);
+            super::pulling(&self.stream, &consumer_name).await;
+            Ok(events.boxed())
+        }
+        .boxed()
+    }
+
+    fn reclaim(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        async move {
+            let now = SystemTime::now();
+            let mut alive = HashMap::new();
+            let mut removed = 0;
+            for raw in self.last_of_every_key().await? {
+                let Some(owner) = raw.owner else { continue };
+                if raw.op != Op::Put {
+                    continue;
+                }
+                let is_alive = match alive.get(&owner) {
+                    Some(&known) => known,
+                    None => {
+                        let known = self.nats.owner_alive(owner).await?;
+                        alive.insert(owner, known);
+                        known
+                    }
+                };
+                if !is_alive && self.remove(&raw, "owner-gone").await? && raw.fresh(now) {
+                    removed += 1;
+                }
+            }
+            Ok(removed)
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,193 @@
+//! Retained state on NATS beyond the shared bodies (`tests/retained.rs`): what only the
+//! NATS backend has to show — the one-second TTL floor, keys NATS cannot hold as they are,
+//! one subscriber per durable subscription, overlapping durable patterns, stored holds.
+
+use std::time::Duration;
+
+use ephemeral::SignalSink;
+use ephemeral_bus::retained::{
+    DurableOptions, Retained, StoreError, StoreEvent, StoreOptions, StoredHolds,
+};
+use ephemeral_nats::Nats;
+use ephemeral_nats::testing::NatsServer;
+use futures::StreamExt;
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+async fn next<S: futures::Stream + Unpin>(stream: &mut S) -> S::Item {
+    tokio::time::timeout(PATIENCE, stream.next())
+        .await
+        .expect("an item in time")
+        .expect("the stream goes on")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ttl_below_the_floor_is_honoured_by_reads_and_expired_by_the_server_at_one_second() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.expect("connect");
+    let store = nats
+        .store("ttl.floor", StoreOptions::default())
+        .await
+        .expect("store");
+    let mut watch = store.watch("*").await.expect("watch");
+    let set_at = tokio::time::Instant::now();
+    store
+        .set("brief", b"x", Duration::from_millis(300))
+        .await
+        .expect("a sub-second ttl is accepted");
+    let entry = store.entry("brief").await.expect("entry");
+    assert!(
+        entry.is_some() || set_at.elapsed() >= Duration::from_millis(300),
+        "alive before its expiry"
+    );
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    // The server still holds it (its floor is a second); reads never return it.
+    assert_eq!(store.get("brief").await.expect("get"), None);
+    assert!(store.entries().await.expect("entries").is_empty());
+    assert!(store.history("brief").await.expect("history").is_empty());
+    // Watchers hear the expiry when the server removes it: at one second, not before.
+    let mut expired_after = None;
+    while expired_after.is_none() {
+        match next(&mut watch).await.expect("no lag") {
+            StoreEvent::Expired { key, .. } => {
+                assert_eq!(key.as_str(), "brief");
+                expired_after = Some(set_at.elapsed());
+            }
+            StoreEvent::Set(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let after = expired_after.unwrap_or_default();
+    assert!(
+        after >= Duration::from_millis(950),
+        "expired by the server after {after:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_nats_cannot_hold_round_trip() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.expect("connect");
+    let store = nats
+        .store("odd keys é", StoreOptions::default().history(3))
+        .await;
+    // A store name with a space is refused like on the bus.
+    assert!(matches!(store, Err(StoreError::InvalidName { .. })));
+    let store = nats
+        .store("odd.keys:é", StoreOptions::default().history(3))
+        .await
+        .expect("store");
+    let keys = [
+        "a:b", "é.x", "a..b", ".lead", "trail.", "x=y", "$v", "a.>.b", "%",
+    ];
+    for (i, key) in keys.iter().enumerate() {
+        store.set(key, i.to_string(), None).await.expect("set");
+    }
+    for (i, key) in keys.iter().enumerate() {
+        assert_eq!(
+            store.get(key).await.expect("get"),
+            Some(i.to_string().into_bytes()),
+            "{key}"
+        );
+    }
+    let mut listed: Vec<String> = store
+        .entries()
+        .await
+        .expect("entries")
+        .iter()
+        .map(|e| e.key().to_string())
+        .collect();
+    let mut expected: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+    expected.sort();
+    listed.sort();
+    assert_eq!(listed, expected);
+    store.set("a:b", b"again", None).await.expect("set");
+    assert_eq!(store.history("a:b").await.expect("history").len(), 2);
+    // A second handle (another connection) reads the options the store was created with.
+    let other = Nats::connect(&server.url()).await.expect("connect");
+    let again = other
+        .store("odd.keys:é", StoreOptions::default())
+        .await
+        .expect("store");
+    assert_eq!(again.options().get_history(), 3);
+    assert_eq!(store.stats().await.expect("stats").sets, 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_subscription_has_one_subscriber_at_a_time() {
+    let server = NatsServer::start().await;
+    let a = Nats::connect(&server.url()).await.expect("connect");
+    let b = Nats::connect(&server.url()).await.expect("connect");
+    let first = a
+        .subscribe_durable_with("billing.*", "billing", DurableOptions::default())
+        .await
+        .expect("attach");
+    let second = b
+        .subscribe_durable_with("billing.*", "billing", DurableOptions::default())
+        .await;
+    assert!(
+        matches!(second, Err(StoreError::InUse { ref name }) if name == "billing"),
+        "{second:?}"
+    );
+    drop(first);
+    // Free again once the first is gone (at once for a handle dropped in the same
+    // process, within a heartbeat stall for one on another connection).
+    let third = b
+        .subscribe_durable_with("billing.*", "billing", DurableOptions::default())
+        .await
+        .expect("attach after the first left");
+    // A pattern overlapping another durable subscription's cannot be kept apart by
+    // JetStream: refused with a message that says so.
+    let overlap = a
+        .subscribe_durable_with("billing.>", "audit", DurableOptions::default())
+        .await;
+    match overlap {
+        Err(StoreError::Backend { message, .. }) => {
+            assert!(message.contains("overlaps"), "{message}");
+        }
+        other => panic!("overlap accepted: {other:?}"),
+    }
+    third.remove().await.expect("remove");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_holds_travel_through_a_nats_store() {
+    let server = NatsServer::start().await;
+    let a = Nats::connect(&server.url()).await.expect("connect");
+    let b = Nats::connect(&server.url()).await.expect("connect");
+    let sink_a = SignalSink::default();
+    let kept = StoredHolds::start(
+        &sink_a,
+        a.store("holds", StoreOptions::default())
+            .await
+            .expect("store"),
+        "circuit.*",
+    )
+    .await
+    .expect("start");
+    let open = sink_a.hold("circuit.open").expect("hold");
+    let sink_b = SignalSink::default();
+    let _mirrored = StoredHolds::start(
+        &sink_b,
+        b.store("holds", StoreOptions::default())
+            .await
+            .expect("store"),
+        "circuit.*",
+    )
+    .await
+    .expect("start");
+    let mut held = sink_b.watch("circuit.open");
+    tokio::time::timeout(PATIENCE, held.wait_for_match())
+        .await
+        .expect("the hold of the other connection is mirrored");
+    drop(open);
+    drop(kept);
+    let released = async {
+        while sink_b.has_signal("circuit.open") {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(PATIENCE, released)
+        .await
+        .expect("released when its holder lets go");
+}
