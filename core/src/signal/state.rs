@@ -208,13 +208,14 @@ impl State {
     /// Appends a raised signal, routes it, and evicts beyond capacity. A name not interned
     /// yet is validated here, once (unless `key.known` says it was already); a known name is
     /// valid by construction.
+    /// `stamp`: the stamp of `now`, converted before the lock was taken.
     pub(super) fn insert(
         &mut self,
         now: Instant,
+        stamp: Stamp,
         key: NameKey<'_>,
         extras: Option<Extras>,
     ) -> Result<Raised, NameError> {
-        let stamp = Stamp::of(now);
         self.expire(now, stamp);
         let index = intern(
             &mut self.names,
@@ -259,7 +260,11 @@ impl State {
             flags,
             rare: rare.clone(),
         };
-        let route = deliver(&self.registry, &mut entry.route, &signal, deliver_until);
+        let route = if self.registry.is_empty() {
+            None
+        } else {
+            deliver(&self.registry, &mut entry.route, &signal, deliver_until)
+        };
         self.window.push_back(Slot {
             seq: sequence,
             stamp: timestamp,
@@ -452,7 +457,9 @@ impl State {
             if entry.is_idle() {
                 self.idle_names += 1;
             }
-            notify_watchers(&self.registry, &mut entry.route, entry.name.as_str());
+            if !self.registry.is_empty() {
+                notify_watchers(&self.registry, &mut entry.route, entry.name.as_str());
+            }
         }
         if slot.flags.operation {
             let op = OperationId::from_raw(slot.operation);
@@ -607,6 +614,10 @@ fn intern(
     key: NameKey<'_>,
 ) -> Result<usize, NameError> {
     let slab = &*entries;
+    // The common case, a name already interned, without the entry API's reservation.
+    if let Some(&index) = names.find(key.hash, |&i| slab[i].name.as_str() == key.text) {
+        return Ok(index);
+    }
     match names.entry(
         key.hash,
         |&i| slab[i].name.as_str() == key.text,
@@ -705,12 +716,16 @@ mod tests {
         let start = Instant::now();
         for i in 0..3000 {
             let name = format!("one.off.{i}");
-            state.insert(start, key(&state, &name), None).unwrap();
+            state
+                .insert(start, Stamp::of(start), key(&state, &name), None)
+                .unwrap();
         }
         let later = start + Duration::from_secs(30);
         for i in 0..10 {
             let name = format!("keep.{i}");
-            state.insert(later, key(&state, &name), None).unwrap();
+            state
+                .insert(later, Stamp::of(later), key(&state, &name), None)
+                .unwrap();
         }
         assert!(state.entries.len() >= 3010);
         state.purge(start + Duration::from_secs(60));
@@ -725,7 +740,9 @@ mod tests {
         let expected: Vec<String> = (0..10).map(|i| format!("keep.{i}")).collect();
         assert_eq!(names, expected);
         // A name raised again after the sweep is interned afresh, in a reused or new entry.
-        state.insert(later, key(&state, "one.off.7"), None).unwrap();
+        state
+            .insert(later, Stamp::of(later), key(&state, "one.off.7"), None)
+            .unwrap();
         assert_eq!(state.count(later, "one.off.*"), 1);
         assert_eq!(
             state.latest(later, "*").map(|s| s.name().to_string()),
