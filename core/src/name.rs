@@ -156,10 +156,10 @@ impl Name {
         self.0.split('.')
     }
 
-    /// Whether `self` and `other` are the same name: for short (inline) names a fixed-size
-    /// compare without a call, for long ones a string compare.
-    pub(crate) fn same(&self, other: &Name) -> bool {
-        self.0 == other.0
+    /// An empty name, never handed out: what a free entry of the sink's name table holds
+    /// (it owns no memory).
+    pub(crate) const fn placeholder() -> Name {
+        Name(SmolStr::new_inline(""))
     }
 }
 

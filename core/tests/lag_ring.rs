@@ -81,6 +81,58 @@ async fn expired_values_are_skipped_at_delivery_and_free_room_for_senders() {
     assert_eq!(ring.stats().expired, 1);
 }
 
+/// Values with and without an expiry, interleaved in one batch, for the only reader (which
+/// moves the values out) and for two (which copy them): exactly the expired ones are
+/// skipped, each reader counts them, and a lost value takes its expiry with it.
+#[tokio::test(start_paused = true)]
+async fn expiry_is_checked_value_by_value_within_a_batch() {
+    for (readers, overflow) in [
+        (1, Overflow::DropOldest),
+        (2, Overflow::DropOldest),
+        (1, Overflow::Wait),
+        (2, Overflow::Wait),
+    ] {
+        let ring = ring(16, overflow);
+        let mut cursors: Vec<_> = (0..readers).map(|_| ring.cursor()).collect();
+        let soon = Instant::now() + Duration::from_secs(1);
+        let later = Instant::now() + Duration::from_secs(10);
+        let expiries = [None, Some(soon), None, Some(later), Some(soon), None];
+        for (i, expires) in expiries.into_iter().enumerate() {
+            ring.try_push(vec![i as u8], expires).unwrap();
+        }
+        tokio::time::advance(Duration::from_secs(2)).await;
+        ring.close();
+        for cursor in &mut cursors {
+            let mut got = Vec::new();
+            while let Some(item) = cursor.recv().await {
+                got.push(item.unwrap()[0]);
+            }
+            assert_eq!(got, [0, 2, 3, 5], "{readers} readers, {overflow:?}");
+            assert_eq!(cursor.stats().expired, 2, "{readers} readers, {overflow:?}");
+        }
+    }
+    // A reader loses a value it had already taken into its batch (a sender needed the room):
+    // the lost value's expiry goes with it, and the values after it keep their own.
+    let ring = ring(4, Overflow::DropOldest);
+    let mut slow = ring.cursor();
+    let _other = ring.cursor();
+    let soon = Instant::now() + Duration::from_secs(1);
+    for (i, expires) in [None, Some(soon), None, Some(soon)].into_iter().enumerate() {
+        ring.try_push(vec![i as u8], expires).unwrap();
+    }
+    assert_eq!(slow.recv().await, Some(Ok(vec![0])));
+    ring.try_push(vec![4], None).unwrap();
+    ring.try_push(vec![5], None).unwrap();
+    tokio::time::advance(Duration::from_secs(2)).await;
+    ring.close();
+    let mut got = Vec::new();
+    while let Some(item) = slow.recv().await {
+        got.push(item.map(|v| v[0]));
+    }
+    assert_eq!(got, [Err(Lagged(1)), Ok(2), Ok(4), Ok(5)]);
+    assert_eq!(slow.stats().expired, 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn closing_ends_the_reader_after_the_buffer_and_frees_waiting_senders() {
     let ring = ring(1, Overflow::Wait);

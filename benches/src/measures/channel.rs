@@ -39,6 +39,14 @@ pub fn ours_fanout4(rt: &Runtime, messages: u64) -> Option<(f64, u64)> {
     Some((messages as f64 / out.elapsed.as_secs_f64(), lost))
 }
 
+/// Runs our channel fan-out of `messages` messages once and prints the rate: ours alone, for
+/// a profiler.
+pub fn fanout_loop(messages: u64) {
+    if let Some((rate, lost)) = ours_fanout4(&runtime(), messages) {
+        println!("channel-fanout-loop {rate:.0} msg/s, {lost} lost");
+    }
+}
+
 /// A channel subscriber driven by the fan-out harness.
 struct ChannelReceiver(Subscriber<Signal>);
 

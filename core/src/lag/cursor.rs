@@ -21,20 +21,9 @@ const SPINS: u32 = 50;
 /// and senders (a sink's `raise`, under the sink's own lock) wait meanwhile.
 const MAX_TAKE: u64 = 128;
 
-/// One value a reader took and the instant it expires, if it does.
-pub(super) struct Entry<T> {
-    value: T,
-    expires: Option<Instant>,
-    /// Moved out of the ring (its weight is in the reader's `batch_bytes`), not cloned.
-    moved: bool,
-}
-
-impl<T> Entry<T> {
-    /// Whether the entry's time is up; reads the clock at most once per call site (`now`).
-    fn is_expired(&self, now: &mut Option<Instant>) -> bool {
-        self.expires
-            .is_some_and(|at| *now.get_or_insert_with(Instant::now) >= at)
-    }
+/// Whether `expires` has come; reads the clock at most once per call site (`now`).
+fn is_expired(expires: Option<Instant>, now: &mut Option<Instant>) -> bool {
+    expires.is_some_and(|at| *now.get_or_insert_with(Instant::now) >= at)
 }
 
 /// One reader of a [`Ring`]: its position and the batch of values it took and has not read.
@@ -51,8 +40,16 @@ pub struct Cursor<T> {
 
 /// The reader's private state.
 struct ReadState<T> {
-    /// Values taken from the ring and not read yet, with their positions.
-    batch: VecDeque<(u64, Entry<T>)>,
+    /// Values taken from the ring and not read yet, with their positions. Only what every
+    /// value has: a value is copied in and out of here once per reader, so an entry is kept
+    /// as small as the value allows.
+    batch: VecDeque<(u64, T)>,
+    /// The expiry instants of the values in `batch` that have one, by position, in order.
+    expiries: VecDeque<(u64, Instant)>,
+    /// The values in `batch` were moved out of the ring (its only reader; their weight is in
+    /// the reader's `batch_bytes`), not cloned. A batch is taken whole only when the last
+    /// one is read, so all of its values came the same way.
+    moved: bool,
     /// Read from `batch` but not yet given back to senders as room (lossless rings).
     unreleased: usize,
     /// The position after the last value read from `batch`.
@@ -64,6 +61,21 @@ struct ReadState<T> {
 }
 
 impl<T> ReadState<T> {
+    /// The expiry of the value at `pos`, leaving the batch now: `expiries` is in position
+    /// order, so it is at the front if it has one.
+    fn expiry_of(&mut self, pos: u64) -> Option<Instant> {
+        while let Some(&(at_pos, at)) = self.expiries.front() {
+            if at_pos > pos {
+                break;
+            }
+            self.expiries.pop_front();
+            if at_pos == pos {
+                return Some(at);
+            }
+        }
+        None
+    }
+
     /// Whether the reader may spin before parking: only on a multi-threaded runtime, where
     /// the sender can run meanwhile. Asked once per cursor (asking the runtime clones its
     /// handle, an atomic shared by every worker).
@@ -85,6 +97,8 @@ impl<T> Cursor<T> {
             shared,
             read: ReadState {
                 batch: VecDeque::new(),
+                expiries: VecDeque::new(),
+                moved: false,
                 unreleased: 0,
                 read_to: 0,
                 spin: None,
@@ -123,12 +137,12 @@ impl<T> Cursor<T> {
     }
 
     /// Takes a moved value's weight off the reader's `batch_bytes` as it leaves the batch.
-    fn unweigh(&self, entry: &Entry<T>) {
-        if entry.moved && self.ring.weigher.is_some() {
+    fn unweigh(&self, value: &T) {
+        if self.read.moved && self.ring.weigher.is_some() {
             // Relaxed: a statistic, written only by this reader.
             self.shared
                 .batch_bytes
-                .fetch_sub(self.ring.weigh(&entry.value), Ordering::Relaxed);
+                .fetch_sub(self.ring.weigh(value), Ordering::Relaxed);
         }
     }
 
@@ -214,8 +228,9 @@ impl<T: Clone> Cursor<T> {
         let lossy = self.lossy();
         let mut now = None;
         loop {
-            while let Some((pos, entry)) = self.read.batch.pop_front() {
-                self.unweigh(&entry);
+            while let Some((pos, value)) = self.read.batch.pop_front() {
+                self.unweigh(&value);
+                let expires = self.read.expiry_of(pos);
                 if lossy {
                     // SeqCst: the sender dropping the oldest value makes the same exchange
                     // (see the ring's `make_room_full`); exactly one of the two succeeds.
@@ -225,7 +240,7 @@ impl<T: Clone> Cursor<T> {
                         .compare_exchange(pos, pos + 1, Ordering::SeqCst, Ordering::SeqCst)
                         .is_ok();
                     if !claimed {
-                        drop(entry);
+                        drop(value);
                         if let Some(lagged) = self.lost_some() {
                             return Poll::Ready(Some(Err(lagged)));
                         }
@@ -239,7 +254,7 @@ impl<T: Clone> Cursor<T> {
                         .unreleased
                         .store(self.read.unreleased, Ordering::Relaxed);
                 }
-                let expired = entry.is_expired(&mut now);
+                let expired = is_expired(expires, &mut now);
                 let counter = if expired {
                     &self.shared.expired
                 } else {
@@ -253,7 +268,7 @@ impl<T: Clone> Cursor<T> {
                     self.release();
                 }
                 if !expired {
-                    return Poll::Ready(Some(Ok(entry.value)));
+                    return Poll::Ready(Some(Ok(value)));
                 }
             }
             // Acquire: pairs with the Release stores in the ring's `bump` and `close`. A
@@ -301,8 +316,9 @@ impl<T: Clone> Cursor<T> {
             .front()
             .is_some_and(|(pos, _)| *pos < consumed)
         {
-            if let Some((_, entry)) = self.read.batch.pop_front() {
-                self.unweigh(&entry);
+            if let Some((pos, value)) = self.read.batch.pop_front() {
+                self.unweigh(&value);
+                self.read.expiry_of(pos);
             }
         }
         // The sender counted the loss under the lock, before it released it.
@@ -334,19 +350,17 @@ fn take<T: Clone>(
     let from = (start - head) as usize;
     let to = (end - head) as usize;
     let slots = state.slots.range_mut(from..to).zip(start..end);
+    read.moved = sole;
+    let expiries = &mut read.expiries;
     if sole {
         let mut moved_bytes = 0;
         read.batch.extend(slots.filter_map(|(slot, pos)| {
             let value = slot.value.take()?;
             moved_bytes += ring.weigh(&value);
-            Some((
-                pos,
-                Entry {
-                    value,
-                    expires: slot.expires,
-                    moved: true,
-                },
-            ))
+            if let Some(at) = slot.expires {
+                expiries.push_back((pos, at));
+            }
+            Some((pos, value))
         }));
         if moved_bytes > 0 {
             // Relaxed: a statistic, written only by this reader.
@@ -354,14 +368,11 @@ fn take<T: Clone>(
         }
     } else {
         read.batch.extend(slots.filter_map(|(slot, pos)| {
-            Some((
-                pos,
-                Entry {
-                    value: slot.value.clone()?,
-                    expires: slot.expires,
-                    moved: false,
-                },
-            ))
+            let value = slot.value.clone()?;
+            if let Some(at) = slot.expires {
+                expiries.push_back((pos, at));
+            }
+            Some((pos, value))
         }));
     }
     end < tail

@@ -13,13 +13,14 @@ use hashbrown::HashTable;
 use tokio::time::Instant;
 
 use super::stamp::Stamp;
-use super::state::{NameEntry, State};
-use crate::{Name, OperationId, Pattern, Signal};
+use super::state::{NameEntry, Slot, State};
+use crate::{OperationId, Pattern, Signal};
 
 pub(crate) struct Memo {
     generation: u64,
-    /// The matching interned names with their hashes, valid for `generation` only.
-    names: Vec<(u64, Name)>,
+    /// The indexes (in `State::entries`) of the matching interned names, valid for
+    /// `generation` only.
+    names: Vec<usize>,
 }
 
 /// How a query string resolved.
@@ -48,7 +49,7 @@ impl State {
         if let Some(memo) = self.memo.get_mut(pattern) {
             if memo.generation != generation {
                 let compiled = Pattern::new(pattern);
-                memo.names = matching(&self.names, &compiled);
+                memo.names = matching(&self.names, &self.entries, &compiled);
                 memo.generation = generation;
                 self.counters.memo_recomputes += 1;
             }
@@ -60,7 +61,7 @@ impl State {
             self.counters.memo_resets += 1;
         }
         let compiled = Pattern::new(pattern);
-        let names = matching(&self.names, &compiled);
+        let names = matching(&self.names, &self.entries, &compiled);
         self.memo
             .insert(Box::from(pattern), Memo { generation, names });
         self.counters.memo_recomputes += 1;
@@ -84,8 +85,8 @@ impl State {
                 let Some(memo) = self.memo.get(pattern) else {
                     return;
                 };
-                for (hash, name) in &memo.names {
-                    if let Some(entry) = self.names.find(*hash, |e| e.name.same(name))
+                for &index in &memo.names {
+                    if let Some(entry) = self.entries.get(index)
                         && f(entry).is_break()
                     {
                         return;
@@ -130,12 +131,12 @@ impl State {
             // Timestamps rise with sequence numbers, so the recent ones are a suffix.
             let older = entry
                 .seqs
-                .partition_point(|seq| self.signal(*seq).is_some_and(|s| s.timestamp < since));
+                .partition_point(|seq| self.slot(*seq).is_some_and(|s| s.stamp < since));
             count += entry.seqs.len() - older;
             count += entry
                 .held
                 .iter()
-                .filter(|seq| self.signal(**seq).is_some_and(|s| s.timestamp >= since))
+                .filter(|seq| self.holds.get(seq).is_some_and(|s| s.timestamp >= since))
                 .count();
             ControlFlow::Continue(())
         });
@@ -151,7 +152,7 @@ impl State {
             best = best.max(newest);
             ControlFlow::Continue(())
         });
-        best.and_then(|seq| self.signal(seq).cloned())
+        best.and_then(|seq| self.signal(seq))
     }
 
     pub(super) fn sense(&mut self, now: Instant, pattern: &str) -> Vec<Signal> {
@@ -165,7 +166,7 @@ impl State {
         });
         seqs.sort_unstable();
         seqs.into_iter()
-            .filter_map(|seq| self.signal(seq).cloned())
+            .filter_map(|seq| self.signal(seq))
             .collect()
     }
 
@@ -188,7 +189,7 @@ impl State {
             .get(&op)
             .into_iter()
             .flatten()
-            .filter_map(|seq| self.signal(*seq).cloned())
+            .filter_map(|seq| self.signal(*seq))
             .collect();
         out.extend(
             self.holds
@@ -200,13 +201,19 @@ impl State {
         out
     }
 
-    /// The live signal (window or hold) with this sequence number.
-    pub(super) fn signal(&self, seq: u64) -> Option<&Signal> {
+    /// A copy of the live signal (window or hold) with this sequence number.
+    pub(super) fn signal(&self, seq: u64) -> Option<Signal> {
         if let Some(held) = self.holds.get(&seq) {
-            return Some(held);
+            return Some(held.clone());
         }
+        self.slot(seq).map(|slot| slot.signal(&self.entries))
+    }
+
+    /// The live window slot with this sequence number.
+    pub(super) fn slot(&self, seq: u64) -> Option<&Slot> {
         let index = self.window.binary_search_by_key(&seq, |s| s.seq).ok()?;
-        self.window[index].signal.as_ref()
+        let slot = &self.window[index];
+        slot.live.then_some(slot)
     }
 
     /// The earliest instant at which a live window signal matching `pattern` expires.
@@ -217,8 +224,8 @@ impl State {
         let max_age = self.max_age;
         self.visit(pattern, how, |entry| {
             for seq in &entry.seqs {
-                if let Some(s) = self.signal(*seq) {
-                    let by_age = s.timestamp().checked_add(max_age);
+                if let Some(s) = self.slot(*seq) {
+                    let by_age = s.stamp.instant().checked_add(max_age);
                     let at = match (by_age, s.expires_at()) {
                         (Some(a), Some(b)) => Some(a.min(b)),
                         (a, b) => a.or(b),
@@ -234,10 +241,10 @@ impl State {
     }
 }
 
-fn matching(names: &HashTable<NameEntry>, pattern: &Pattern) -> Vec<(u64, Name)> {
+fn matching(names: &HashTable<usize>, entries: &[NameEntry], pattern: &Pattern) -> Vec<usize> {
     names
         .iter()
-        .filter(|e| pattern.matches(&e.name))
-        .map(|e| (e.hash, e.name.clone()))
+        .copied()
+        .filter(|&i| pattern.matches(&entries[i].name))
         .collect()
 }

@@ -61,6 +61,12 @@ impl Registry {
         Some(target)
     }
 
+    /// Whether nothing is registered (no raise needs routing).
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     pub(crate) fn targets(&self) -> impl Iterator<Item = (&Pattern, &Target)> {
         self.entries.iter().map(|(_, p, t)| (p, t))
     }

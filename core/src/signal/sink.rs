@@ -13,6 +13,7 @@ use super::options::{SinkConfigError, SinkOptions, validate_age};
 use super::registration::Registration;
 use super::routes::Target;
 use super::signal::Lineage;
+use super::stamp::Stamp;
 use super::state::Removal;
 use super::stats::{SinkStats, SubscriberStats};
 use super::subscription::{SubShared, Subscription};
@@ -100,7 +101,8 @@ impl SignalSink {
         // name was validated when it was interned.
         let key = self.inner.key(name, None);
         let now = Instant::now();
-        let (signal, route) = self.inner.lock().insert(now, key, None)?;
+        let stamp = Stamp::of(now);
+        let (signal, route) = self.inner.lock().insert(now, stamp, key, None)?;
         self.inner.run_listeners(&signal, route);
         Ok(signal)
     }
@@ -114,8 +116,9 @@ impl SignalSink {
     pub fn raise_with(&self, signal: impl Into<SignalBuilder>) -> Result<Signal, RaiseError> {
         let (name, extras) = self.inner.split(signal.into())?;
         let now = Instant::now();
+        let stamp = Stamp::of(now);
         let key = self.inner.key(name.as_str(), Some(&name));
-        let (signal, route) = self.inner.lock().insert(now, key, Some(extras))?;
+        let (signal, route) = self.inner.lock().insert(now, stamp, key, Some(extras))?;
         self.inner.run_listeners(&signal, route);
         Ok(signal)
     }

@@ -21,9 +21,15 @@ fn anchor() -> std::time::Instant {
     *ANCHOR.get_or_init(std::time::Instant::now)
 }
 
-/// `d` in nanoseconds, saturated to what an `i64` holds.
+/// `d` in nanoseconds, saturated to what an `i64` holds (in 64-bit arithmetic: this runs on
+/// every raise).
+#[inline]
 fn nanos(d: Duration) -> i64 {
-    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+    d.as_secs()
+        .checked_mul(1_000_000_000)
+        .and_then(|n| n.checked_add(u64::from(d.subsec_nanos())))
+        .and_then(|n| i64::try_from(n).ok())
+        .unwrap_or(i64::MAX)
 }
 
 impl Stamp {
@@ -80,6 +86,9 @@ mod tests {
         }
         let later = now + Duration::from_nanos(1);
         assert!(Stamp::of(now) < Stamp::of(later));
+        assert_eq!(nanos(Duration::new(3, 7)), 3_000_000_007);
+        assert_eq!(nanos(Duration::MAX), i64::MAX);
+        assert_eq!(nanos(Duration::from_nanos(i64::MAX as u64 + 1)), i64::MAX);
         assert_eq!(
             Stamp::of(later).minus(Duration::from_nanos(1)),
             Stamp::of(now)

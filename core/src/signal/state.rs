@@ -2,13 +2,15 @@
 //!
 //! Invariants (each checked by a test):
 //! * `window` is ordered by sequence number; retracted or expired-out-of-order signals leave a
-//!   tombstone (`signal: None`) that is popped when it reaches the front, and the deque is
+//!   tombstone (`live: false`) that is popped when it reaches the front, and the deque is
 //!   compacted when tombstones outnumber live signals, so it never holds more than
 //!   `2 × live + 64` slots.
 //! * `live` counts the window's non-tombstone slots and never exceeds `capacity`.
 //! * every live window signal's sequence number is in its name's `seqs` (in order); every held
 //!   signal's is in its name's `held`.
 //! * names with neither (idle names) are kept for reuse up to `max_idle_names`, then swept.
+//! * every index in `names` and every live slot's `name` points at an entry of `entries` that
+//!   is in use; freed entries are listed in `free` and reused before the slab grows.
 //! * the expiry heap has at most `2 × capacity + 64` entries (rebuilt from the window beyond).
 
 use std::cmp::Reverse;
@@ -39,36 +41,53 @@ pub(crate) struct Extras {
 }
 
 impl Extras {
-    /// The signal stamped `sequence` at `timestamp`, expiring at `expires_at` (if sooner than
-    /// the max age).
-    fn stamp(
-        self,
-        name: Name,
-        sequence: u64,
-        timestamp: Stamp,
-        expires_at: Option<Instant>,
-    ) -> Signal {
+    /// The operation, flags and rare parts of the signal, `expires_at` filled in (if sooner
+    /// than the max age).
+    fn into_parts(self, expires_at: Option<Instant>) -> (u64, Flags, Option<Arc<Rare>>) {
         let mut flags = self.flags;
         flags.operation = self.operation.is_some();
         let mut rare = self.rare;
         rare.expires_at = expires_at;
-        Signal {
-            name,
-            sequence,
-            timestamp,
-            operation: self.operation.map_or(0, OperationId::as_u64),
+        (
+            self.operation.map_or(0, OperationId::as_u64),
             flags,
-            rare: rare.into_shared(),
-        }
+            rare.into_shared(),
+        )
     }
 }
 
+/// One signal of the window, without its name: the name is the entry at `name` in
+/// `State::entries`, so a slot is 48 bytes (the window of a default sink fits the L1 cache
+/// better) and a signal leaving the window finds its name's entry without hashing.
 pub(super) struct Slot {
     pub(super) seq: u64,
-    /// The hash of the signal's name: finds its entry in `State::names` without hashing the
-    /// name again when the signal leaves.
-    pub(super) hash: u64,
-    pub(super) signal: Option<Signal>,
+    pub(super) stamp: Stamp,
+    operation: u64,
+    rare: Option<Arc<Rare>>,
+    /// The index of the signal's name in `State::entries`.
+    name: usize,
+    flags: Flags,
+    /// False once the signal left the window out of order (a tombstone).
+    pub(super) live: bool,
+}
+
+impl Slot {
+    /// The signal this slot holds, named from `entries`.
+    pub(super) fn signal(&self, entries: &[NameEntry]) -> Signal {
+        Signal {
+            name: entries[self.name].name.clone(),
+            sequence: self.seq,
+            timestamp: self.stamp,
+            operation: self.operation,
+            flags: self.flags,
+            rare: self.rare.clone(),
+        }
+    }
+
+    /// The signal's own expiry, if it has one shorter than the max age.
+    pub(super) fn expires_at(&self) -> Option<Instant> {
+        self.rare.as_deref().and_then(|r| r.expires_at)
+    }
 }
 
 pub(super) struct NameEntry {
@@ -83,6 +102,17 @@ pub(super) struct NameEntry {
 }
 
 impl NameEntry {
+    /// A free slab entry.
+    fn vacant() -> Self {
+        Self {
+            name: Name::placeholder(),
+            hash: 0,
+            seqs: VecDeque::new(),
+            held: Vec::new(),
+            route: Route::default(),
+        }
+    }
+
     pub(super) fn is_idle(&self) -> bool {
         self.seqs.is_empty() && self.held.is_empty()
     }
@@ -105,10 +135,14 @@ pub(crate) struct State {
     pub(super) max_patterns: usize,
     pub(super) window: VecDeque<Slot>,
     pub(super) live: usize,
-    /// Interned names, found by the hash of the name (`hasher`): a raise hashes its name
-    /// before it takes the lock, and a signal leaving the window finds its entry by the hash
-    /// kept in its slot.
-    pub(super) names: HashTable<NameEntry>,
+    /// Interned names: indexes into `entries`, found by the hash of the name (`hasher`). A
+    /// raise hashes its name before it takes the lock; a signal leaving the window finds its
+    /// entry by the index kept in its slot.
+    pub(super) names: HashTable<usize>,
+    /// The slab of name entries `names` and the window's slots point into.
+    pub(super) entries: Vec<NameEntry>,
+    /// Indexes of `entries` not in use, reused first.
+    free: Vec<usize>,
     pub(super) hasher: DefaultHashBuilder,
     pub(super) idle_names: usize,
     /// Bumped whenever the set of interned names changes; memoised pattern results carry the
@@ -146,6 +180,8 @@ impl State {
             window: VecDeque::with_capacity(options.capacity.min(4096)),
             live: 0,
             names: HashTable::new(),
+            entries: Vec::new(),
+            free: Vec::new(),
             hasher,
             idle_names: 0,
             generation: 0,
@@ -162,41 +198,37 @@ impl State {
 
     /// The entry of an interned name.
     pub(super) fn entry(&self, name: &str, hash: u64) -> Option<&NameEntry> {
-        self.names.find(hash, |e| e.name.as_str() == name)
+        let entries = &self.entries;
+        let index = self
+            .names
+            .find(hash, |&i| entries[i].name.as_str() == name)?;
+        entries.get(*index)
     }
 
     /// Appends a raised signal, routes it, and evicts beyond capacity. A name not interned
     /// yet is validated here, once (unless `key.known` says it was already); a known name is
     /// valid by construction.
+    /// `stamp`: the stamp of `now`, converted before the lock was taken.
     pub(super) fn insert(
         &mut self,
         now: Instant,
+        stamp: Stamp,
         key: NameKey<'_>,
         extras: Option<Extras>,
     ) -> Result<Raised, NameError> {
-        let stamp = Stamp::of(now);
         self.expire(now, stamp);
-        let entry = intern(
+        let index = intern(
             &mut self.names,
+            &mut self.entries,
+            &mut self.free,
             &self.hasher,
             &mut self.generation,
             &mut self.idle_names,
             key,
         )?;
         let (sequence, timestamp) = next_stamp(&mut self.seq, &mut self.last_timestamp, stamp);
-        let (signal, expires_at, deliver_until) = match extras {
-            None => (
-                Signal {
-                    name: entry.name.clone(),
-                    sequence,
-                    timestamp,
-                    operation: 0,
-                    flags: Flags::default(),
-                    rare: None,
-                },
-                None,
-                None,
-            ),
+        let (operation, flags, rare, expires_at, deliver_until) = match extras {
+            None => (0, Flags::default(), None, None, None),
             Some(extras) => {
                 let at = timestamp.instant();
                 let expires_at = extras
@@ -211,24 +243,41 @@ impl State {
                 let deliver_until = extras
                     .expires_in
                     .and_then(|_| expires_at.or_else(|| at.checked_add(self.max_age)));
-                let signal = extras.stamp(entry.name.clone(), sequence, timestamp, expires_at);
-                (signal, expires_at, deliver_until)
+                let (operation, flags, rare) = extras.into_parts(expires_at);
+                (operation, flags, rare, expires_at, deliver_until)
             }
         };
+        let entry = &mut self.entries[index];
         if entry.is_idle() {
             self.idle_names -= 1;
         }
         entry.seqs.push_back(sequence);
-        let route = deliver(&self.registry, &mut entry.route, &signal, deliver_until);
+        let signal = Signal {
+            name: entry.name.clone(),
+            sequence,
+            timestamp,
+            operation,
+            flags,
+            rare: rare.clone(),
+        };
+        let route = if self.registry.is_empty() {
+            None
+        } else {
+            deliver(&self.registry, &mut entry.route, &signal, deliver_until)
+        };
         self.window.push_back(Slot {
             seq: sequence,
-            hash: key.hash,
-            signal: Some(signal.clone()),
+            stamp: timestamp,
+            operation,
+            rare,
+            name: index,
+            flags,
+            live: true,
         });
         self.live += 1;
-        if signal.flags.operation {
+        if flags.operation {
             self.ops
-                .entry(OperationId::from_raw(signal.operation))
+                .entry(OperationId::from_raw(operation))
                 .or_default()
                 .push(sequence);
         }
@@ -259,8 +308,10 @@ impl State {
         }
         self.purge(now);
         extras.flags.held = true;
-        let entry = intern(
+        let index = intern(
             &mut self.names,
+            &mut self.entries,
+            &mut self.free,
             &self.hasher,
             &mut self.generation,
             &mut self.idle_names,
@@ -268,7 +319,16 @@ impl State {
         )?;
         let (sequence, timestamp) =
             next_stamp(&mut self.seq, &mut self.last_timestamp, Stamp::of(now));
-        let signal = extras.stamp(entry.name.clone(), sequence, timestamp, None);
+        let entry = &mut self.entries[index];
+        let (operation, flags, rare) = extras.into_parts(None);
+        let signal = Signal {
+            name: entry.name.clone(),
+            sequence,
+            timestamp,
+            operation,
+            flags,
+            rare,
+        };
         if entry.is_idle() {
             self.idle_names -= 1;
         }
@@ -287,7 +347,10 @@ impl State {
         };
         let name = signal.name.as_str();
         let hash = self.hasher.hash_one(name);
-        if let Some(entry) = self.names.find_mut(hash, |e| e.name.as_str() == name) {
+        let entries = &mut self.entries;
+        if let Some(&index) = self.names.find(hash, |&i| entries[i].name.as_str() == name)
+            && let Some(entry) = entries.get_mut(index)
+        {
             entry.held.retain(|s| *s != sequence);
             if entry.is_idle() {
                 self.idle_names += 1;
@@ -315,7 +378,7 @@ impl State {
         if self
             .window
             .front()
-            .is_some_and(|slot| slot.signal.as_ref().is_none_or(|s| s.timestamp <= cutoff))
+            .is_some_and(|slot| !slot.live || slot.stamp <= cutoff)
         {
             self.expire_by_age(cutoff);
         }
@@ -333,49 +396,59 @@ impl State {
     #[inline(never)]
     fn expire_by_age(&mut self, cutoff: Stamp) {
         while let Some(front) = self.window.front() {
-            if front
-                .signal
-                .as_ref()
-                .is_some_and(|signal| signal.timestamp > cutoff)
-            {
+            if front.live && front.stamp > cutoff {
                 break;
             }
             if let Some(slot) = self.window.pop_front()
-                && let Some(signal) = slot.signal
+                && slot.live
             {
                 self.live -= 1;
-                self.unindex(&signal, slot.hash, Removal::Expired);
+                self.unindex(&slot, Removal::Expired);
             }
         }
     }
 
-    /// Removes the live window signal with this sequence number, if there is one.
-    pub(super) fn take(&mut self, sequence: u64, why: Removal) -> Option<Signal> {
-        let index = self
-            .window
-            .binary_search_by_key(&sequence, |slot| slot.seq)
-            .ok()?;
+    /// Removes the live window signal with this sequence number, if there is one; whether
+    /// there was.
+    pub(super) fn take(&mut self, sequence: u64, why: Removal) -> bool {
+        let Ok(index) = self.window.binary_search_by_key(&sequence, |slot| slot.seq) else {
+            return false;
+        };
         let slot = &mut self.window[index];
-        let hash = slot.hash;
-        let signal = slot.signal.take()?;
+        if !slot.live {
+            return false;
+        }
+        slot.live = false;
+        // A tombstone keeps nothing but its place.
+        let rare = slot.rare.take();
+        let gone = Slot {
+            seq: slot.seq,
+            stamp: slot.stamp,
+            operation: slot.operation,
+            rare,
+            name: slot.name,
+            flags: slot.flags,
+            live: false,
+        };
         self.live -= 1;
-        self.unindex(&signal, hash, why);
-        Some(signal)
+        self.unindex(&gone, why);
+        true
     }
 
     fn evict_oldest(&mut self) {
         while let Some(slot) = self.window.pop_front() {
-            if let Some(signal) = slot.signal {
+            if slot.live {
                 self.live -= 1;
-                self.unindex(&signal, slot.hash, Removal::Evicted);
+                self.unindex(&slot, Removal::Evicted);
                 return;
             }
         }
     }
 
-    fn unindex(&mut self, signal: &Signal, hash: u64, why: Removal) {
-        let sequence = signal.sequence;
-        if let Some(entry) = self.names.find_mut(hash, |e| e.name.same(&signal.name)) {
+    /// Takes the signal in `slot`, which just left the window, out of the indexes.
+    fn unindex(&mut self, slot: &Slot, why: Removal) {
+        let sequence = slot.seq;
+        if let Some(entry) = self.entries.get_mut(slot.name) {
             if entry.seqs.front() == Some(&sequence) {
                 entry.seqs.pop_front();
             } else if let Ok(at) = entry.seqs.binary_search(&sequence) {
@@ -384,10 +457,12 @@ impl State {
             if entry.is_idle() {
                 self.idle_names += 1;
             }
-            notify_watchers(&self.registry, &mut entry.route, signal.name.as_str());
+            if !self.registry.is_empty() {
+                notify_watchers(&self.registry, &mut entry.route, entry.name.as_str());
+            }
         }
-        if signal.flags.operation {
-            let op = OperationId::from_raw(signal.operation);
+        if slot.flags.operation {
+            let op = OperationId::from_raw(slot.operation);
             if let Some(seqs) = self.ops.get_mut(&op) {
                 seqs.retain(|s| *s != sequence);
                 if seqs.is_empty() {
@@ -407,7 +482,7 @@ impl State {
     /// Keeps the tables within their stated bounds.
     #[inline]
     pub(super) fn tidy(&mut self, max_idle_names: usize) {
-        if self.window.front().is_some_and(|s| s.signal.is_none())
+        if self.window.front().is_some_and(|s| !s.live)
             || self.window.len() > 2 * self.live + 64
             || self.idle_names > max_idle_names
         {
@@ -417,20 +492,36 @@ impl State {
 
     #[inline(never)]
     fn tidy_now(&mut self, max_idle_names: usize) {
-        while self.window.front().is_some_and(|s| s.signal.is_none()) {
+        while self.window.front().is_some_and(|s| !s.live) {
             self.window.pop_front();
         }
         if self.window.len() > 2 * self.live + 64 {
-            self.window.retain(|slot| slot.signal.is_some());
+            self.window.retain(|slot| slot.live);
         }
         if self.idle_names > max_idle_names {
             let before = self.names.len();
-            self.names.retain(|entry| !entry.is_idle());
+            let (entries, free) = (&mut self.entries, &mut self.free);
+            self.names.retain(|&mut index| {
+                let entry = &mut entries[index];
+                if !entry.is_idle() {
+                    return true;
+                }
+                // Nothing points at an idle entry but `names`: free it, and what it holds.
+                entry.name = Name::placeholder();
+                entry.route = Route::default();
+                free.push(index);
+                false
+            });
             self.counters.names_reclaimed += (before - self.names.len()) as u64;
             self.idle_names = 0;
             self.generation += 1;
             if self.names.capacity() > 4 * self.names.len().max(64) {
-                self.names.shrink_to_fit(|e| e.hash);
+                let entries = &self.entries;
+                self.names.shrink_to_fit(|&i| entries[i].hash);
+            }
+            // The slab shrinks only from its end, as far as its free entries go.
+            if self.entries.len() > 4 * self.names.len().max(64) {
+                self.compact_entries();
             }
             if self.ops.capacity() > 4 * self.ops.len().max(64) {
                 self.ops.shrink_to_fit();
@@ -438,12 +529,34 @@ impl State {
         }
     }
 
+    /// Moves every entry in use to the front of the slab and shrinks it, so the slab stays
+    /// within four times the interned names (plus 64).
+    #[cold]
+    fn compact_entries(&mut self) {
+        let mut moved = vec![usize::MAX; self.entries.len()];
+        let mut kept: Vec<NameEntry> = Vec::with_capacity(self.names.len());
+        for index in self.names.iter_mut() {
+            moved[*index] = kept.len();
+            let entry = std::mem::replace(&mut self.entries[*index], NameEntry::vacant());
+            kept.push(entry);
+            *index = moved[*index];
+        }
+        for slot in self.window.iter_mut().filter(|slot| slot.live) {
+            slot.name = moved[slot.name];
+        }
+        self.entries = kept;
+        self.free.clear();
+        self.free.shrink_to_fit();
+        // Memoised results hold indexes: recompute them.
+        self.generation += 1;
+    }
+
     fn rebuild_expiries(&mut self) {
         self.expiries = self
             .window
             .iter()
-            .filter_map(|slot| slot.signal.as_ref())
-            .filter_map(|s| s.expires_at().map(|at| Reverse((at, s.sequence))))
+            .filter(|slot| slot.live)
+            .filter_map(|slot| slot.expires_at().map(|at| Reverse((at, slot.seq))))
             .collect();
     }
 
@@ -468,9 +581,8 @@ impl State {
             let Ok(index) = self.window.binary_search_by_key(&sequence, |s| s.seq) else {
                 continue;
             };
-            if self.window[index].signal.as_ref().is_some_and(&select)
-                && self.take(sequence, why).is_some()
-            {
+            let slot = &self.window[index];
+            if slot.live && select(&slot.signal(&self.entries)) && self.take(sequence, why) {
                 removed += 1;
             }
         }
@@ -489,18 +601,29 @@ fn next_stamp(seq: &mut u64, last: &mut Stamp, now: Stamp) -> (u64, Stamp) {
     (*seq, *last)
 }
 
-/// Finds `key`'s entry with one hash lookup, allocating only for a name not seen before (or
-/// reclaimed since), which is validated then, once.
+/// Finds `key`'s entry with one hash lookup and returns its index in `entries`, allocating
+/// only for a name not seen before (or reclaimed since), which is validated then, once.
 #[inline]
-fn intern<'a>(
-    names: &'a mut HashTable<NameEntry>,
+fn intern(
+    names: &mut HashTable<usize>,
+    entries: &mut Vec<NameEntry>,
+    free: &mut Vec<usize>,
     hasher: &DefaultHashBuilder,
     generation: &mut u64,
     idle_names: &mut usize,
     key: NameKey<'_>,
-) -> Result<&'a mut NameEntry, NameError> {
-    match names.entry(key.hash, |e| e.name.as_str() == key.text, |e| e.hash) {
-        Entry::Occupied(entry) => Ok(entry.into_mut()),
+) -> Result<usize, NameError> {
+    let slab = &*entries;
+    // The common case, a name already interned, without the entry API's reservation.
+    if let Some(&index) = names.find(key.hash, |&i| slab[i].name.as_str() == key.text) {
+        return Ok(index);
+    }
+    match names.entry(
+        key.hash,
+        |&i| slab[i].name.as_str() == key.text,
+        |&i| slab[i].hash,
+    ) {
+        Entry::Occupied(entry) => Ok(*entry.get()),
         Entry::Vacant(vacant) => {
             let name = match key.known {
                 Some(name) => name.clone(),
@@ -511,15 +634,25 @@ fn intern<'a>(
             *generation += 1;
             // It is counted idle until something makes it live.
             *idle_names += 1;
-            Ok(vacant
-                .insert(NameEntry {
-                    name,
-                    hash: key.hash,
-                    seqs: VecDeque::new(),
-                    held: Vec::new(),
-                    route: Route::default(),
-                })
-                .into_mut())
+            let entry = NameEntry {
+                name,
+                hash: key.hash,
+                seqs: VecDeque::new(),
+                held: Vec::new(),
+                route: Route::default(),
+            };
+            let index = match free.pop() {
+                Some(index) => {
+                    entries[index] = entry;
+                    index
+                }
+                None => {
+                    entries.push(entry);
+                    entries.len() - 1
+                }
+            };
+            vacant.insert(index);
+            Ok(index)
         }
     }
 }
@@ -556,5 +689,64 @@ fn notify_watchers(registry: &Registry, route: &mut Route, name: &str) {
                 watch.bump();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key<'a>(state: &State, name: &'a str) -> NameKey<'a> {
+        NameKey {
+            text: name,
+            hash: state.hasher.hash_one(name),
+            known: None,
+        }
+    }
+
+    /// After thousands of one-off names are reclaimed, the slab of name entries shrinks back
+    /// to the names in use, and every live signal still carries its own name.
+    #[test]
+    fn the_name_slab_shrinks_and_live_signals_keep_their_names() {
+        let options = SinkOptions::default()
+            .capacity(5000)
+            .max_age(Duration::from_secs(60))
+            .max_idle_names(16);
+        let mut state = State::new(&options, DefaultHashBuilder::default());
+        let start = Instant::now();
+        for i in 0..3000 {
+            let name = format!("one.off.{i}");
+            state
+                .insert(start, Stamp::of(start), key(&state, &name), None)
+                .unwrap();
+        }
+        let later = start + Duration::from_secs(30);
+        for i in 0..10 {
+            let name = format!("keep.{i}");
+            state
+                .insert(later, Stamp::of(later), key(&state, &name), None)
+                .unwrap();
+        }
+        assert!(state.entries.len() >= 3010);
+        state.purge(start + Duration::from_secs(60));
+        assert_eq!(state.live, 10);
+        assert_eq!(state.names.len(), 10);
+        assert!(state.entries.len() <= 4 * 64, "{}", state.entries.len());
+        let names: Vec<String> = state
+            .sense(later, "keep.*")
+            .iter()
+            .map(|s| s.name().to_string())
+            .collect();
+        let expected: Vec<String> = (0..10).map(|i| format!("keep.{i}")).collect();
+        assert_eq!(names, expected);
+        // A name raised again after the sweep is interned afresh, in a reused or new entry.
+        state
+            .insert(later, Stamp::of(later), key(&state, "one.off.7"), None)
+            .unwrap();
+        assert_eq!(state.count(later, "one.off.*"), 1);
+        assert_eq!(
+            state.latest(later, "*").map(|s| s.name().to_string()),
+            Some("one.off.7".to_owned())
+        );
     }
 }
