@@ -5,7 +5,8 @@
 //! `/proc/self/status`), or `unavailable <reason>`. A fresh process keeps the other
 //! measurements' allocations out of the peak.
 //!
-//! The same flag runs [`CHILD_RAISE_LOOP`] and [`CHILD_FANOUT_LOOP`], ours alone, for profiling.
+//! The same flag runs [`CHILD_RAISE_LOOP`], [`CHILD_FANOUT_LOOP`], [`CHILD_COORD_LOOP`] and
+//! [`CHILD_KEYED_LOOP`], ours alone, for profiling.
 //!
 //! Our workload is [`ours_rss_workload`].
 
@@ -27,6 +28,10 @@ pub const CHILD_PROBE: &str = "rss-probe";
 pub const CHILD_RAISE_LOOP: &str = "raise-loop";
 /// A child workload that only runs our 4-subscriber fan-out, for a profiler.
 pub const CHILD_FANOUT_LOOP: &str = "fanout-loop";
+/// A child workload that only runs our no-op work coordinator (tracking on), for a profiler.
+pub const CHILD_COORD_LOOP: &str = "coord-loop";
+/// A child workload that only runs our keyed coordinator (1,000 keys), for a profiler.
+pub const CHILD_KEYED_LOOP: &str = "keyed-loop";
 /// The memory [`CHILD_PROBE`] touches.
 pub const PROBE_BYTES: usize = 64 << 20;
 
@@ -119,9 +124,13 @@ pub fn child_main(workload: &str, quick: bool) -> i32 {
             super::sink::fanout_loop(if quick { 200_000 } else { 2_000_000 });
             0
         }
+        CHILD_COORD_LOOP => {
+            super::coordinator::coord_loop(if quick { 1_000_000 } else { 10_000_000 })
+        }
+        CHILD_KEYED_LOOP => super::coordinator::keyed_loop(if quick { 1_000 } else { 10_000 }),
         other => {
             eprintln!(
-                "unknown child workload {other:?}: use {CHILD_PROBE}, {CHILD_COORDINATOR}, {CHILD_RAISE_LOOP} or {CHILD_FANOUT_LOOP}"
+                "unknown child workload {other:?}: use {CHILD_PROBE}, {CHILD_COORDINATOR}, {CHILD_RAISE_LOOP}, {CHILD_FANOUT_LOOP}, {CHILD_COORD_LOOP} or {CHILD_KEYED_LOOP}"
             );
             2
         }
