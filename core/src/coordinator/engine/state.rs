@@ -10,7 +10,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use super::super::error::{EnqueueError, IntakeError, PinError};
 use super::super::queue::{Job, PopCx, Queue};
@@ -18,6 +17,7 @@ use super::super::snapshot::{
     CancelReason, CoordinatorStats, Echo, OperationSnapshot, OperationState,
 };
 use super::rules::DeferRules;
+use super::slot::Slot;
 use super::window::{Record, Window};
 use crate::{OperationId, SignalSink};
 
@@ -99,8 +99,8 @@ pub(crate) enum Outcome<R> {
     Refused(CancelReason),
 }
 
-/// A popped job and the token of its operation.
-pub(crate) type Taken<T, Q> = (Job<T, <Q as Queue<T>>::Route>, CancellationToken);
+/// A popped job.
+pub(crate) type Taken<T, Q> = Job<T, <Q as Queue<T>>::Route>;
 
 /// What a worker does next.
 pub(crate) enum Next<T, Q: Queue<T>> {
@@ -122,7 +122,8 @@ pub(crate) enum Next<T, Q: Queue<T>> {
 ///   accepted item is queued, put aside by an admission hook, taken by a worker, or counted
 ///   in exactly one terminal state.
 /// * Every queued, parked or running item has a `Pending` or `Running` record in the window;
-///   a running one (past admission) holds its token there.
+///   a running one (taken by a worker) is named by exactly one of `slots`, the slot of the
+///   worker that took it, through which a cancel reaches it.
 /// * `running <= limit` whenever a job is taken (lowering the limit lets running bodies
 ///   finish first); `running <= peak`.
 /// * `workers` counts the worker tasks spawned and not exited; `idle <= workers` counts those
@@ -161,6 +162,8 @@ pub(crate) struct Core<T, R, Q: Queue<T>> {
     peak: u64,
     intake_error: Option<IntakeError>,
     finalized_out: Vec<OperationSnapshot>,
+    /// The slots of the live workers (registered before they take a job).
+    slots: Vec<Arc<Slot>>,
     _item: std::marker::PhantomData<fn(T)>,
 }
 
@@ -197,6 +200,7 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
             peak: 0,
             intake_error: None,
             finalized_out: Vec::new(),
+            slots: Vec::new(),
             _item: std::marker::PhantomData,
         }
     }
@@ -404,12 +408,11 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
                 OperationState::Cancelled(CancelReason::Shutdown),
             );
         }
-        // Operation tokens are not children of the root token (registering a child locks
-        // the parent, a contended lock per item); running ones are cancelled here instead,
-        // under the lock that also guards every start, so none is missed.
-        for (_, record) in self.window.records() {
-            if let Some(token) = &record.token {
-                token.cancel();
+        // Running operations are cancelled through their workers' slots, under the lock that
+        // also guards every start, so none is missed.
+        for slot in &self.slots {
+            if let Some(id) = slot.running() {
+                slot.cancel(id);
             }
         }
     }
@@ -456,24 +459,30 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         let Some(record) = self.window.record_mut(id) else {
             return false;
         };
-        match (&record.state, &record.token) {
-            (OperationState::Running, Some(token)) => {
-                record.cancel_requested.get_or_insert(reason);
-                token.cancel();
-                true
-            }
-            _ => false,
+        if record.state != OperationState::Running {
+            return false;
         }
+        let Some(slot) = self.slots.iter().find(|s| s.runs(id)) else {
+            return false;
+        };
+        record.cancel_requested.get_or_insert(reason);
+        slot.cancel(id);
+        true
     }
 
     /// Cancels every running body through its token (a `cancel_running_on` signal).
     pub(crate) fn cancel_running(&mut self, reason: &CancelReason) {
-        for record in self.window.records_mut() {
-            if let (OperationState::Running, Some(token)) = (&record.state, &record.token) {
+        for slot in &self.slots {
+            let Some(id) = slot.running() else {
+                continue;
+            };
+            if let Some(record) = self.window.record_mut(id)
+                && record.state == OperationState::Running
+            {
                 record
                     .cancel_requested
                     .get_or_insert_with(|| reason.clone());
-                token.cancel();
+                slot.cancel(id);
             }
         }
     }
@@ -505,20 +514,38 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
 
     /// What a worker without a job does: exit if there are more workers than the limit or
     /// nothing is left to do, start a job if one may start, or wait (counted idle).
-    pub(crate) fn next_for_worker(&mut self, fx: &mut Effect, sink: &SignalSink) -> Next<T, Q> {
+    pub(crate) fn next_for_worker(
+        &mut self,
+        fx: &mut Effect,
+        sink: &SignalSink,
+        slot: &Arc<Slot>,
+    ) -> Next<T, Q> {
         if self.workers > self.limit {
-            self.workers -= 1;
+            self.exit(slot);
             return Next::Exit;
         }
-        if let Some(taken) = self.try_start(fx, sink, Instant::now()) {
+        if let Some(taken) = self.try_start(fx, sink, slot, Instant::now()) {
             return Next::Start(taken);
         }
         if self.closed && self.queue.len() == 0 {
-            self.workers -= 1;
+            self.exit(slot);
             return Next::Exit;
         }
         self.idle += 1;
         Next::Wait
+    }
+
+    /// A new worker registers its slot, before it takes any job.
+    pub(crate) fn register(&mut self, slot: Arc<Slot>) {
+        self.slots.push(slot);
+    }
+
+    /// A worker exits (it holds no job): no longer counted, its slot forgotten.
+    fn exit(&mut self, slot: &Arc<Slot>) {
+        self.workers -= 1;
+        if let Some(i) = self.slots.iter().position(|s| Arc::ptr_eq(s, slot)) {
+            self.slots.swap_remove(i);
+        }
     }
 
     /// A waiting worker woke up.
@@ -534,6 +561,7 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         &mut self,
         fx: &mut Effect,
         sink: &SignalSink,
+        slot: &Slot,
         now: Instant,
     ) -> Option<Taken<T, Q>> {
         if self.paused || self.running >= self.limit || self.queue.len() == 0 {
@@ -561,14 +589,12 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         self.running += 1;
         self.peak = self.peak.max(self.running as u64);
         fx.room_back += 1;
-        // Not a child of the root token: see `shutdown`.
-        let token = CancellationToken::new();
+        slot.set_running(Some(job.id));
         if let Some(record) = self.window.record_mut(job.id) {
             record.state = OperationState::Running;
             record.started = Some(now);
-            record.token = Some(token.clone());
         }
-        Some((job, token))
+        Some(job)
     }
 
     /// The job after a finish, unless this worker is one too many for the limit.
@@ -576,23 +602,24 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         &mut self,
         fx: &mut Effect,
         sink: &SignalSink,
+        slot: &Slot,
         now: Instant,
     ) -> Option<Taken<T, Q>> {
         if self.workers > self.limit {
             None
         } else {
-            self.try_start(fx, sink, now)
+            self.try_start(fx, sink, slot, now)
         }
     }
 
     /// An admission hook deferred a taken job: it holds no slot while put aside.
-    pub(crate) fn park(&mut self, id: OperationId) {
+    pub(crate) fn park(&mut self, id: OperationId, slot: &Slot) {
         self.running -= 1;
         self.parked += 1;
+        slot.set_running(None);
         if let Some(record) = self.window.record_mut(id) {
             record.state = OperationState::Pending;
             record.started = None;
-            record.token = None;
             record.parked = true;
         }
     }
@@ -635,10 +662,11 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         id: OperationId,
         route: &Q::Route,
         outcome: Outcome<R>,
-        token: &CancellationToken,
+        slot: &Slot,
         now: Instant,
     ) {
         self.running -= 1;
+        slot.set_running(None);
         self.queue.finished(route);
         let record = self.window.record_mut(id);
         let requested = record.and_then(|r| r.cancel_requested.take());
@@ -650,7 +678,7 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
                 OperationState::Completed
             }
             // A body that stops on its cancelled token ends cancelled, not failed.
-            Outcome::Err(_) if token.is_cancelled() => {
+            Outcome::Err(_) if slot.is_cancelled(id) => {
                 OperationState::Cancelled(requested.unwrap_or(CancelReason::Shutdown))
             }
             Outcome::Err(message) => {
@@ -687,7 +715,6 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         };
         record.state = state;
         record.finished = Some(now);
-        record.token = None;
         if self.report_finalized {
             self.finalized_out.push(record.snapshot(id));
         }

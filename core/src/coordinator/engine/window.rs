@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use super::super::context::ContextShared;
 use super::super::error::PinError;
@@ -52,8 +51,6 @@ pub(crate) struct Record<R> {
     pub(crate) pinned: bool,
     /// Put aside by an admission hook's `Defer` (it shows as `Deferred`).
     pub(crate) parked: bool,
-    /// The running body's token, so it can be cancelled by id or by signal.
-    pub(crate) token: Option<CancellationToken>,
     /// Why the running body's token was cancelled, recorded when the body then ends.
     pub(crate) cancel_requested: Option<CancelReason>,
     pub(crate) result: Option<R>,
@@ -72,7 +69,6 @@ impl<R> Record<R> {
             panicked: false,
             pinned: false,
             parked: false,
-            token: None,
             cancel_requested: None,
             result: None,
         }
@@ -189,11 +185,6 @@ impl<R> Window<R> {
     /// Every tracked record, in no particular order.
     pub(crate) fn records(&self) -> impl Iterator<Item = (OperationId, &Record<R>)> {
         self.records.iter().map(|(id, r)| (*id, r))
-    }
-
-    /// Every tracked record, mutably, in no particular order.
-    pub(crate) fn records_mut(&mut self) -> impl Iterator<Item = &mut Record<R>> {
-        self.records.values_mut()
     }
 
     /// Operations in the window now.

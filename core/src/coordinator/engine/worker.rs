@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use futures::FutureExt;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::super::admission::{AdmissionRequest, Decision};
@@ -16,6 +15,7 @@ use super::super::queue::{Job, Queue};
 use super::super::snapshot::CancelReason;
 use super::body::panic_message;
 use super::inner::{Inner, sleep_until};
+use super::slot::Slot;
 use super::state::{Effect, Next, Outcome, Taken};
 
 /// Spawns one worker task on the coordinator's runtime.
@@ -26,22 +26,25 @@ pub(crate) fn spawn<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
 }
 
 async fn run<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(inner: Arc<Inner<T, R, Q>>) {
+    let slot = Arc::new(Slot::new(inner.ctx.clone()));
+    inner.update(|core, _| core.register(slot.clone()));
     let mut next: Option<Taken<T, Q>> = None;
     loop {
         let taken = match next.take() {
             Some(taken) => taken,
-            None => match next_job(&inner).await {
+            None => match next_job(&inner, &slot).await {
                 Some(taken) => taken,
                 None => return,
             },
         };
-        next = process(&inner, taken).await;
+        next = process(&inner, &slot, taken).await;
     }
 }
 
 /// Waits for a job this worker may start; `None` when the worker should exit.
 async fn next_job<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     inner: &Arc<Inner<T, R, Q>>,
+    slot: &Arc<Slot>,
 ) -> Option<Taken<T, Q>> {
     loop {
         let notified = inner.work.notified();
@@ -49,7 +52,7 @@ async fn next_job<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
         {
             let mut fx = Effect::default();
             let mut core = inner.lock();
-            let next = core.next_for_worker(&mut fx, &inner.ctx.sink);
+            let next = core.next_for_worker(&mut fx, &inner.ctx.sink, slot);
             if let Next::Wait = next {
                 // Enabled under the lock: a push or a wake after we release it reaches us.
                 notified.as_mut().enable();
@@ -69,11 +72,12 @@ async fn next_job<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
 /// Admits and runs one job, files its outcome, and returns the next job if one can start.
 async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     inner: &Arc<Inner<T, R, Q>>,
-    (job, token): Taken<T, Q>,
+    slot: &Arc<Slot>,
+    job: Taken<T, Q>,
 ) -> Option<Taken<T, Q>> {
     let id = job.id;
     if let Some(reason) = refusal(inner, &job) {
-        return finish(inner, id, &job.route, &token, Outcome::Refused(reason));
+        return finish(inner, slot, id, &job.route, Outcome::Refused(reason));
     }
     if !inner.hooks.is_empty() {
         let request = AdmissionRequest {
@@ -85,14 +89,15 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
                 Decision::Admit => {}
                 Decision::Cancel(reason) => {
                     let reason = CancelReason::Admission(reason);
-                    return finish(inner, id, &job.route, &token, Outcome::Refused(reason));
+                    return finish(inner, slot, id, &job.route, Outcome::Refused(reason));
                 }
                 // Past `max_defer` under `DeferPolicy::Run`: a hook's `Defer` no longer holds it.
                 Decision::Defer(_) if job.is_overdue() => {}
                 Decision::Defer(until) => {
-                    park(inner, job, until);
-                    return inner
-                        .update(|core, fx| core.try_start(fx, &inner.ctx.sink, Instant::now()));
+                    park(inner, slot, job, until);
+                    return inner.update(|core, fx| {
+                        core.try_start(fx, &inner.ctx.sink, slot, Instant::now())
+                    });
                 }
             }
         }
@@ -110,8 +115,8 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     let ctx = OperationContext {
         id,
         key,
-        token: token.clone(),
-        shared: inner.ctx.clone(),
+        token: std::sync::OnceLock::new(),
+        slot: slot.clone(),
     };
     let body = &inner.body;
     let start = || crate::current::sync_scope(id, || body(item, ctx));
@@ -130,7 +135,7 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
                     Err(panic) => Outcome::Panic(panic_message(&*panic)),
                 },
                 () = async {
-                    token.cancelled().await;
+                    slot.cancelled(id).await;
                     tokio::time::sleep(grace).await;
                 } => Outcome::Aborted,
             }
@@ -148,7 +153,7 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
         }
         Outcome::Aborted | Outcome::Refused(_) => span.record("outcome", "cancelled"),
     };
-    finish(inner, id, &route, &token, outcome)
+    finish(inner, slot, id, &route, outcome)
 }
 
 /// Why the built-in rules refuse a job at admission, if they do.
@@ -156,7 +161,7 @@ fn refusal<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     inner: &Inner<T, R, Q>,
     job: &Job<T, Q::Route>,
 ) -> Option<CancelReason> {
-    if inner.root.is_cancelled() {
+    if inner.is_shut_down() {
         return Some(CancelReason::Shutdown);
     }
     if let Some(name) = &job.cancel {
@@ -181,6 +186,7 @@ enum Unparked {
 /// then it is first in line again.
 fn park<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     inner: &Arc<Inner<T, R, Q>>,
+    slot: &Slot,
     mut job: Job<T, Q::Route>,
     until: futures::future::BoxFuture<'static, ()>,
 ) {
@@ -188,7 +194,7 @@ fn park<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     let (max_defer, policy) = {
         let id = job.id;
         inner.update(|core, _| {
-            core.park(id);
+            core.park(id, slot);
             let rules = core.defer_rules();
             (rules.max_defer, rules.policy)
         })
@@ -220,15 +226,15 @@ fn park<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
 /// Files an outcome and, under the same lock, takes the next job if one can start.
 fn finish<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     inner: &Arc<Inner<T, R, Q>>,
+    slot: &Slot,
     id: crate::OperationId,
     route: &Q::Route,
-    token: &CancellationToken,
     outcome: Outcome<R>,
 ) -> Option<Taken<T, Q>> {
     let now = Instant::now();
     inner.update(|core, fx| {
-        // The token is read under the lock, which `shutdown` holds while it cancels tokens.
-        core.finish(fx, id, route, outcome, token, now);
-        core.next_after_finish(fx, &inner.ctx.sink, now)
+        // The slot is read under the lock, which every cancel holds while it marks slots.
+        core.finish(fx, id, route, outcome, slot, now);
+        core.next_after_finish(fx, &inner.ctx.sink, slot, now)
     })
 }
