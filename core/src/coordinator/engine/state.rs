@@ -668,57 +668,69 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         self.running -= 1;
         slot.set_running(None);
         self.queue.finished(route);
-        let record = self.window.record_mut(id);
-        let requested = record.and_then(|r| r.cancel_requested.take());
+        let mut result = None;
+        let mut error = None;
+        let mut panicked = false;
         let state = match outcome {
             Outcome::Ok(value) => {
-                if let Some(record) = self.window.record_mut(id) {
-                    record.result = Some(value);
-                }
+                result = Some(value);
                 OperationState::Completed
             }
             // A body that stops on its cancelled token ends cancelled, not failed.
-            Outcome::Err(_) if slot.is_cancelled(id) => {
-                OperationState::Cancelled(requested.unwrap_or(CancelReason::Shutdown))
-            }
+            Outcome::Err(_) if slot.is_cancelled(id) => OperationState::Cancelled(
+                self.window
+                    .record_mut(id)
+                    .and_then(|r| r.cancel_requested.take())
+                    .unwrap_or(CancelReason::Shutdown),
+            ),
             Outcome::Err(message) => {
-                if let Some(record) = self.window.record_mut(id) {
-                    record.error = Some(message);
-                }
+                error = Some(message);
                 OperationState::Failed
             }
             Outcome::Panic(message) => {
                 self.panicked += 1;
-                if let Some(record) = self.window.record_mut(id) {
-                    record.error = Some(message);
-                    record.panicked = true;
-                }
+                error = Some(message);
+                panicked = true;
                 OperationState::Failed
             }
             Outcome::Aborted => OperationState::Cancelled(CancelReason::Aborted),
             Outcome::Refused(reason) => OperationState::Cancelled(reason),
         };
-        self.settle(id, now, state);
+        self.settle_with(id, now, state, |record| {
+            // A cancel that arrived too late to matter is not kept.
+            record.cancel_requested = None;
+            record.result = result;
+            record.error = error;
+            record.panicked = panicked;
+        });
         fx.set(Effect::FINISHED);
     }
 
     /// Counts a terminal state and files it in the window (which may evict).
     fn settle(&mut self, id: OperationId, now: Instant, state: OperationState) {
+        self.settle_with(id, now, state, |_| {});
+    }
+
+    /// [`settle`](Self::settle), with `fill` completing the record in the same lookup.
+    fn settle_with(
+        &mut self,
+        id: OperationId,
+        now: Instant,
+        state: OperationState,
+        fill: impl FnOnce(&mut Record<R>),
+    ) {
         match &state {
             OperationState::Completed => self.completed += 1,
             OperationState::Failed => self.failed += 1,
             OperationState::Cancelled(_) => self.cancelled_count += 1,
             OperationState::Pending | OperationState::Deferred | OperationState::Running => {}
         }
-        let Some(record) = self.window.record_mut(id) else {
-            return;
-        };
-        record.state = state;
-        record.finished = Some(now);
-        if self.report_finalized {
-            self.finalized_out.push(record.snapshot(id));
+        if let Some(snapshot) = self
+            .window
+            .settle(id, now, state, fill, self.report_finalized)
+        {
+            self.finalized_out.push(snapshot);
         }
-        self.window.finished(id, now);
     }
 
     // ----- Deferral --------------------------------------------------------------------------
