@@ -167,7 +167,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
     pub(crate) fn accepted(self: &Arc<Self>, accepted: &Accepted) {
         if accepted.spawn {
             (self.spawn_worker)(self);
-        } else {
+        } else if accepted.wake {
             self.work.notify_one();
         }
         if accepted.steer {

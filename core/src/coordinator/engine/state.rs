@@ -82,8 +82,12 @@ impl Effect {
 /// What must follow an accepted item after the unlock.
 #[must_use]
 pub(crate) struct Accepted {
-    /// Spawn a worker for it (already counted in `Core::workers`); otherwise wake one.
+    /// Spawn a worker for it (already counted in `Core::workers`).
     pub(super) spawn: bool,
+    /// Wake a waiting worker. Only when one waits: a worker that is busy looks for the next
+    /// job under the lock when it finishes, and one about to wait looks first, so it sees
+    /// this job either way.
+    pub(super) wake: bool,
     /// Wake the steering task (the item is held, its `max_defer` clock runs).
     pub(super) steer: bool,
 }
@@ -346,6 +350,7 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         }
         Ok(Accepted {
             spawn,
+            wake: !spawn && self.idle > 0,
             steer: held && self.defer.max_defer.is_some(),
         })
     }
