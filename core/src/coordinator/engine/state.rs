@@ -545,6 +545,15 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         self.slots.push(slot);
     }
 
+    /// A worker retires `old` (a context of its last operation outlived the body) for
+    /// `fresh`.
+    pub(crate) fn replace_slot(&mut self, old: &Arc<Slot>, fresh: Arc<Slot>) {
+        match self.slots.iter_mut().find(|s| Arc::ptr_eq(s, old)) {
+            Some(slot) => *slot = fresh,
+            None => self.slots.push(fresh),
+        }
+    }
+
     /// A worker exits (it holds no job): no longer counted, its slot forgotten.
     fn exit(&mut self, slot: &Arc<Slot>) {
         self.workers -= 1;

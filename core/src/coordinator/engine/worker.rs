@@ -26,7 +26,7 @@ pub(crate) fn spawn<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
 }
 
 async fn run<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(inner: Arc<Inner<T, R, Q>>) {
-    let slot = Arc::new(Slot::new(inner.ctx.clone()));
+    let mut slot = Arc::new(Slot::new(inner.ctx.clone()));
     inner.update(|core, _| core.register(slot.clone()));
     let mut next: Option<Taken<T, Q>> = None;
     loop {
@@ -37,7 +37,7 @@ async fn run<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(inner: Arc<Inner
                 None => return,
             },
         };
-        next = process(&inner, &slot, taken).await;
+        next = process(&inner, &mut slot, taken).await;
     }
 }
 
@@ -72,7 +72,7 @@ async fn next_job<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
 /// Admits and runs one job, files its outcome, and returns the next job if one can start.
 async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     inner: &Arc<Inner<T, R, Q>>,
-    slot: &Arc<Slot>,
+    slot: &mut Arc<Slot>,
     job: Taken<T, Q>,
 ) -> Option<Taken<T, Q>> {
     let id = job.id;
@@ -153,6 +153,15 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
         }
         Outcome::Aborted | Outcome::Refused(_) => span.record("outcome", "cancelled"),
     };
+    if Arc::strong_count(slot) > 2 {
+        // The body's context outlived its future (moved into a spawned task, say): it must
+        // keep seeing this operation's cancellation state, never a later operation's, so it
+        // keeps this slot and the worker carries on with a fresh one. The count is final
+        // here: the future is dropped, and a context is not `Clone`.
+        let fresh = Arc::new(Slot::new(inner.ctx.clone()));
+        let old = std::mem::replace(slot, fresh);
+        return finish_retiring(inner, &old, slot, id, &route, outcome);
+    }
     finish(inner, slot, id, &route, outcome)
 }
 
@@ -221,6 +230,24 @@ fn park<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
         };
         inner.update(|core, fx| core.unpark(fx, job, ends, now));
     });
+}
+
+/// [`finish`] on `old`, whose operation's context outlived its body, then carries on with
+/// `fresh` in its place.
+fn finish_retiring<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
+    inner: &Arc<Inner<T, R, Q>>,
+    old: &Arc<Slot>,
+    fresh: &Arc<Slot>,
+    id: crate::OperationId,
+    route: &Q::Route,
+    outcome: Outcome<R>,
+) -> Option<Taken<T, Q>> {
+    let now = Instant::now();
+    inner.update(|core, fx| {
+        core.finish(fx, id, route, outcome, old, now);
+        core.replace_slot(old, fresh.clone());
+        core.next_after_finish(fx, &inner.ctx.sink, fresh, now)
+    })
 }
 
 /// Files an outcome and, under the same lock, takes the next job if one can start.
