@@ -103,6 +103,10 @@ impl OperationContext {
     /// This operation's token: cancelled by `cancel()`, `cancel_operation`, a
     /// `cancel_running_on` signal, or dropping the coordinator. Bodies should stop when it
     /// fires; one that does not is dropped after the grace period.
+    ///
+    /// The token is made on the first call (a body that never asks pays for none); if the
+    /// operation was cancelled before that, it comes back already cancelled. A context kept
+    /// after its body ended keeps answering for its own operation only.
     #[must_use]
     pub fn token(&self) -> &CancellationToken {
         self.token.get_or_init(|| self.slot.token_for(self.id))
