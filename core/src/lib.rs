@@ -162,18 +162,21 @@ pub mod signal;
 mod sync;
 
 pub use channel::{
-    Channel, ChannelClosed, ChannelConfigError, ChannelOptions, ChannelState, ChannelStats,
-    Consumer, DeliveryError, DeliveryFailure, DeliveryStats, SendError, Subscriber,
+    Channel, ChannelClosed, ChannelConfigError, ChannelOptions, ChannelSink, ChannelState,
+    ChannelStats, Consumer, DeliveryError, DeliveryFailure, DeliveryStats, SendError, Subscriber,
 };
 pub use coordinator::{
     Admission, AdmissionRequest, CancelReason, CoordinatorError, CoordinatorHandle,
     CoordinatorStats, Decision, DeferPolicy, DrainSignals, Echo, EnqueueError, EnqueueManyError,
     EnqueuePermit, EphemeralKeyedWorkCoordinator, EphemeralOptions, EphemeralResultCoordinator,
-    EphemeralWorkCoordinator, IntakeError, KeyStats, KeyedEnqueuePermit, Lane, LaneEnqueuePermit,
-    LaneError, OperationContext, OperationSnapshot, OperationState, OptionsError, PinError,
-    PriorityWorkCoordinator, ResultError, Summary, process_all, process_all_with_cancel,
-    process_keyed, process_stream, process_stream_with_cancel,
+    EphemeralWorkCoordinator, IntakeError, IntakeSink, IntakeSinkError, KeyStats,
+    KeyedEnqueuePermit, Lane, LaneEnqueuePermit, LaneError, OperationContext, OperationError,
+    OperationSnapshot, OperationState, OptionsError, PinError, PriorityWorkCoordinator,
+    ResultError, Summary, process_all, process_all_with_cancel, process_keyed, process_stream,
+    process_stream_with_cancel,
 };
+#[cfg(feature = "tower")]
+pub use coordinator::{CoordinatorLayer, CoordinatorService, ServiceError};
 pub use current::{WithOperation, current_operation, with_operation};
 pub use id::OperationId;
 pub use lag::{Buffer, Lagged, Overflow, ZeroBuffer};

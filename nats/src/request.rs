@@ -41,6 +41,7 @@ struct ServerCounters {
 
 /// A running server (see [`Nats::serve`]); dropping it stops serving. Requests already
 /// being handled finish and are answered.
+#[must_use = "dropping the server stops serving at once"]
 pub struct Server {
     topic: Name,
     counters: Arc<ServerCounters>,

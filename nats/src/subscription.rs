@@ -182,6 +182,7 @@ impl Shared {
 /// # Ok(())
 /// # }
 /// ```
+#[must_use = "dropping the subscription unsubscribes"]
 pub struct Subscription {
     pattern: Pattern,
     subjects: Vec<String>,

@@ -62,7 +62,7 @@ impl<T: Send + 'static> FixedWork<T> {
     where
         F: Fn(T, OperationContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: fmt::Display,
+        E: fmt::Display + Send + Sync + 'static,
     {
         Self::with_options(concurrency, body, EphemeralOptions::default())
     }
@@ -81,7 +81,7 @@ impl<T: Send + 'static> FixedWork<T> {
     where
         F: Fn(T, OperationContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: fmt::Display,
+        E: fmt::Display + Send + Sync + 'static,
     {
         let options = options.max_concurrency(concurrency);
         Ok(Self {
@@ -128,7 +128,6 @@ impl<T: Send + 'static> FixedWork<T> {
     }
 
     /// The coordinator underneath, for everything this preset does not expose.
-    #[must_use]
     pub fn inner(&self) -> &EphemeralWorkCoordinator<T> {
         &self.inner
     }

@@ -82,7 +82,7 @@ where
     where
         F: Fn(T, OperationContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: fmt::Display,
+        E: fmt::Display + Send + Sync + 'static,
     {
         Self::with_options(body, EphemeralOptions::default())
     }
@@ -100,7 +100,7 @@ where
     where
         F: Fn(T, OperationContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: fmt::Display,
+        E: fmt::Display + Send + Sync + 'static,
     {
         let options = options.per_key_concurrency(1);
         Ok(Self {
@@ -153,7 +153,6 @@ where
     }
 
     /// The coordinator underneath, for everything this preset does not expose.
-    #[must_use]
     pub fn inner(&self) -> &EphemeralKeyedWorkCoordinator<K, T> {
         &self.inner
     }

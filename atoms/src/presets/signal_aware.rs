@@ -101,7 +101,7 @@ impl<T: Send + 'static> SignalAware<T> {
     where
         F: Fn(T, OperationContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: fmt::Display,
+        E: fmt::Display + Send + Sync + 'static,
     {
         SignalAwareBuilder {
             build: Box::new(move |options| EphemeralWorkCoordinator::new(body, options)),
@@ -193,7 +193,6 @@ impl<T: Send + 'static> SignalAware<T> {
     }
 
     /// The coordinator underneath, for everything this preset does not expose.
-    #[must_use]
     pub fn inner(&self) -> &EphemeralWorkCoordinator<T> {
         &self.inner
     }

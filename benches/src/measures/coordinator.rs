@@ -81,6 +81,45 @@ pub fn ours_keyed(rt: &Runtime, keys: usize, per_key: usize) -> Option<Duration>
     })
 }
 
+/// Our side of `coord_service_vs_tower`: `CoordinatorLayer` (concurrency 16, 1,024 pending)
+/// over a no-op `service_fn`, driven by `clients` tasks that each call it in turn, as
+/// [`pool::tower_buffer_limit`] drives tower's `Buffer` + `ConcurrencyLimit`.
+pub fn ours_service(rt: &Runtime, items: usize, clients: usize) -> Option<Duration> {
+    use tower::{Layer, Service, ServiceExt};
+    rt.block_on(async {
+        let inner = tower::service_fn(|item: usize| async move {
+            pool::noop(item).await;
+            Ok::<_, Infallible>(())
+        });
+        let service = ephemeral::CoordinatorLayer::new(
+            EphemeralOptions::default()
+                .max_concurrency(CONCURRENCY)
+                .max_pending(BOUND),
+        )
+        .layer(inner);
+        let start = Instant::now();
+        let handles: Vec<_> = (0..clients)
+            .map(|c| {
+                let mut svc = service.clone();
+                let share = (c..items).step_by(clients);
+                tokio::spawn(async move {
+                    let mut ran = 0;
+                    for item in share {
+                        svc.ready().await.ok()?.call(item).await.ok()?;
+                        ran += 1;
+                    }
+                    Some(ran)
+                })
+            })
+            .collect();
+        let mut ran = 0;
+        for h in handles {
+            ran += h.await.ok()??;
+        }
+        let elapsed = start.elapsed();
+        (ran == items).then_some(elapsed)
+    })
+
 /// Runs `items` no-op items through [`ours_noop`] and prints the rate: ours alone, for a
 /// profiler. Returns the exit code (1 if the coordinator lost items).
 pub fn coord_loop(items: usize) -> i32 {
@@ -191,6 +230,40 @@ pub fn noop_vs_tower(cfg: &Config) -> Measurement {
         },
     );
     noop_measurement(cfg, "coord_noop_vs_tower", true, tower, 1.2)
+}
+
+/// `CoordinatorLayer` versus tower `Buffer(1024)` + `ConcurrencyLimit(16)`, both as services
+/// called by 16 client tasks; calls per second.
+pub fn service_vs_tower(cfg: &Config) -> Measurement {
+    let rt = runtime();
+    let items = cfg.pick(200_000, 20_000);
+    let description = "tower Buffer(1024) + ConcurrencyLimit(16), 16 client tasks";
+    let turns = alternate(
+        cfg.turns(),
+        || ours_service(&rt, items, CONCURRENCY).map(|d| per_second(items, d)),
+        || {
+            let start = Instant::now();
+            let ran = rt
+                .block_on(pool::tower_buffer_limit(
+                    items,
+                    CONCURRENCY,
+                    BOUND,
+                    CONCURRENCY,
+                ))
+                .unwrap_or(0);
+            let rate = per_second(items, start.elapsed());
+            checked(ran, items, description);
+            rate
+        },
+    );
+    note_missing(measured(
+        "coord_service_vs_tower",
+        "calls/s",
+        description,
+        &turns,
+        true,
+        1.0,
+    ))
 }
 
 /// Keyed, 1,000 keys × 1,000 interleaved items, one at a time per key, versus the same 16-task

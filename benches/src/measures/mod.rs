@@ -75,6 +75,10 @@ pub fn all() -> Vec<Spec> {
             run: coordinator::noop_vs_tower,
         },
         Spec {
+            name: "coord_service_vs_tower",
+            run: coordinator::service_vs_tower,
+        },
+        Spec {
             name: "keyed_1000_vs_pool16",
             run: coordinator::keyed_1000_vs_pool16,
         },

@@ -34,6 +34,7 @@ mod consumer;
 mod error;
 mod options;
 mod shared;
+mod sink;
 mod stats;
 mod subscriber;
 
@@ -43,5 +44,6 @@ pub use error::{
     ChannelClosed, ChannelConfigError, DeliveryError, DeliveryFailure, NoRuntime, SendError,
 };
 pub use options::{ChannelOptions, DeliveryErrorCallback};
+pub use sink::ChannelSink;
 pub use stats::{ChannelState, ChannelStats, DeliveryStats};
 pub use subscriber::Subscriber;

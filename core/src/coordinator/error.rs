@@ -169,7 +169,7 @@ pub enum ResultError {
         /// The operation.
         id: OperationId,
         /// The error or panic message.
-        message: Arc<str>,
+        message: super::OperationError,
     },
     /// The operation was cancelled.
     #[error("operation {id} was cancelled: {reason}")]

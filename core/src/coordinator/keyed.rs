@@ -57,6 +57,7 @@ use crate::OperationId;
 /// # Ok(())
 /// # }
 /// ```
+#[must_use = "dropping the last handle shuts the coordinator down (pending items are cancelled)"]
 pub struct EphemeralKeyedWorkCoordinator<K, T>
 where
     K: Hash + Eq + Clone + fmt::Display + Send + 'static,
@@ -91,7 +92,7 @@ where
     where
         F: Fn(T, OperationContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: fmt::Display,
+        E: fmt::Display + Send + Sync + 'static,
     {
         Self::with_admission(body, options, Vec::new())
     }
@@ -109,7 +110,7 @@ where
     where
         F: Fn(T, OperationContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: fmt::Display,
+        E: fmt::Display + Send + Sync + 'static,
     {
         let queue = KeyedQueue::new(options.per_key_concurrency, options.fairness_threshold);
         let engine = Engine::new(erase(body), options, queue, hooks, Vec::new())?;

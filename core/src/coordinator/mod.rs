@@ -61,14 +61,18 @@ mod defer;
 mod engine;
 mod error;
 mod handle;
+mod intake_sink;
 mod keyed;
 mod lane;
 mod methods;
+mod operation_error;
 mod options;
 mod priority;
 mod process;
 mod queue;
 mod result;
+#[cfg(feature = "tower")]
+mod service;
 mod snapshot;
 mod work;
 
@@ -78,8 +82,10 @@ pub use error::{
     CoordinatorError, EnqueueError, EnqueueManyError, IntakeError, LaneError, PinError, ResultError,
 };
 pub use handle::CoordinatorHandle;
+pub use intake_sink::{IntakeSink, IntakeSinkError};
 pub use keyed::{EphemeralKeyedWorkCoordinator, KeyedEnqueuePermit};
 pub use lane::Lane;
+pub use operation_error::OperationError;
 pub use options::{
     DeferPolicy, DrainSignals, EphemeralOptions, EvictedCallback, FinalizedCallback, OptionsError,
 };
@@ -89,6 +95,8 @@ pub use process::{
     process_stream_with_cancel,
 };
 pub use result::EphemeralResultCoordinator;
+#[cfg(feature = "tower")]
+pub use service::{CoordinatorLayer, CoordinatorService, ServiceError};
 pub use snapshot::{
     CancelReason, CoordinatorStats, Echo, KeyStats, OperationSnapshot, OperationState,
 };

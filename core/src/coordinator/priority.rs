@@ -50,6 +50,7 @@ use crate::OperationId;
 /// # Ok(())
 /// # }
 /// ```
+#[must_use = "dropping the last handle shuts the coordinator down (pending items are cancelled)"]
 pub struct PriorityWorkCoordinator<T: Send + 'static> {
     engine: Engine<T, (), LaneQueue<T>>,
     /// Lane names in route order (highest priority first).
@@ -80,7 +81,7 @@ impl<T: Send + 'static> PriorityWorkCoordinator<T> {
     where
         F: Fn(T, OperationContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: fmt::Display,
+        E: fmt::Display + Send + Sync + 'static,
     {
         Self::with_admission(body, lanes, options, Vec::new())
     }
@@ -99,7 +100,7 @@ impl<T: Send + 'static> PriorityWorkCoordinator<T> {
     where
         F: Fn(T, OperationContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: fmt::Display,
+        E: fmt::Display + Send + Sync + 'static,
     {
         if lanes.is_empty() {
             return Err(LaneError::NoLanes.into());

@@ -35,7 +35,7 @@ pub struct Summary {
     /// Items cancelled.
     pub cancelled: u64,
     /// The failures still in the window, oldest first.
-    pub failures: Vec<(OperationId, Arc<str>)>,
+    pub failures: Vec<(OperationId, super::OperationError)>,
     /// Every cancelled item, in the order it ended, with the reason: after a
     /// [`process_all_with_cancel`] token fired, the items that were waiting
     /// (`Cancelled(Shutdown)`) and the running bodies that stopped on their token.
@@ -62,7 +62,12 @@ impl Summary {
             cancelled: stats.cancelled,
             failures: failed
                 .into_iter()
-                .map(|s| (s.id, s.error.unwrap_or_else(|| Arc::from("unknown error"))))
+                .map(|s| {
+                    let error = s
+                        .error
+                        .unwrap_or_else(|| super::OperationError::from_message("unknown error"));
+                    (s.id, error)
+                })
                 .collect(),
             cancellations: std::mem::take(&mut lock(cancellations)),
             interrupted,
@@ -104,7 +109,7 @@ where
     I::IntoIter: Send + 'static,
     F: Fn(T, OperationContext) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), E>> + Send + 'static,
-    E: fmt::Display,
+    E: fmt::Display + Send + Sync + 'static,
 {
     process_stream(futures::stream::iter(items), concurrency, body).await
 }
@@ -124,7 +129,7 @@ where
     S: futures::Stream<Item = T> + Send + 'static,
     F: Fn(T, OperationContext) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), E>> + Send + 'static,
-    E: fmt::Display,
+    E: fmt::Display + Send + Sync + 'static,
 {
     process_stream_with_cancel(stream, concurrency, CancellationToken::new(), body).await
 }
@@ -180,7 +185,7 @@ where
     I::IntoIter: Send + 'static,
     F: Fn(T, OperationContext) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), E>> + Send + 'static,
-    E: fmt::Display,
+    E: fmt::Display + Send + Sync + 'static,
 {
     process_stream_with_cancel(futures::stream::iter(items), concurrency, token, body).await
 }
@@ -201,7 +206,7 @@ where
     S: futures::Stream<Item = T> + Send + 'static,
     F: Fn(T, OperationContext) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), E>> + Send + 'static,
-    E: fmt::Display,
+    E: fmt::Display + Send + Sync + 'static,
 {
     let cancellations = Cancellations::default();
     let coordinator = EphemeralWorkCoordinator::new(body, options(concurrency, &cancellations))?;
@@ -270,7 +275,7 @@ where
     I::IntoIter: Send + 'static,
     F: Fn((K, T), OperationContext) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), E>> + Send + 'static,
-    E: fmt::Display,
+    E: fmt::Display + Send + Sync + 'static,
 {
     use futures::StreamExt;
     let cancellations = Cancellations::default();

@@ -42,6 +42,7 @@ use crate::OperationId;
 /// # Ok(())
 /// # }
 /// ```
+#[must_use = "dropping the last handle shuts the coordinator down (pending items are cancelled)"]
 pub struct EphemeralResultCoordinator<T: Send + 'static, R: Clone + Send + 'static> {
     engine: Engine<T, R, Fifo<T>>,
 }
@@ -54,7 +55,11 @@ impl<T: Send + 'static, R: Clone + Send + 'static> Clone for EphemeralResultCoor
     }
 }
 
-fn outcome<R: Clone>(id: OperationId, record: &Record<R>) -> Option<Result<R, ResultError>> {
+/// The outcome of a finished operation from its record; `None` while it has none.
+pub(super) fn outcome<R: Clone>(
+    id: OperationId,
+    record: &Record<R>,
+) -> Option<Result<R, ResultError>> {
     match &record.state {
         OperationState::Completed => record.result.clone().map(Ok),
         OperationState::Failed => Some(Err(ResultError::Failed {
@@ -62,7 +67,7 @@ fn outcome<R: Clone>(id: OperationId, record: &Record<R>) -> Option<Result<R, Re
             message: record
                 .error
                 .clone()
-                .unwrap_or_else(|| Arc::from("unknown error")),
+                .unwrap_or_else(|| super::OperationError::from_message("unknown error")),
         })),
         OperationState::Cancelled(reason) => Some(Err(ResultError::Cancelled {
             id,
@@ -73,6 +78,13 @@ fn outcome<R: Clone>(id: OperationId, record: &Record<R>) -> Option<Result<R, Re
 }
 
 impl<T: Send + 'static, R: Clone + Send + 'static> EphemeralResultCoordinator<T, R> {
+    /// The result coordinator over an existing engine (a work coordinator's, with `()`
+    /// results): another view of the same coordinator.
+    #[cfg(feature = "tower")]
+    pub(super) fn from_engine(engine: Engine<T, R, Fifo<T>>) -> Self {
+        Self { engine }
+    }
+
     /// A coordinator running `body` on every item and keeping its result.
     ///
     /// # Errors
@@ -82,7 +94,7 @@ impl<T: Send + 'static, R: Clone + Send + 'static> EphemeralResultCoordinator<T,
     where
         F: Fn(T, OperationContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<R, E>> + Send + 'static,
-        E: fmt::Display,
+        E: fmt::Display + Send + Sync + 'static,
     {
         Self::with_admission(body, options, Vec::new())
     }
@@ -100,7 +112,7 @@ impl<T: Send + 'static, R: Clone + Send + 'static> EphemeralResultCoordinator<T,
     where
         F: Fn(T, OperationContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<R, E>> + Send + 'static,
-        E: fmt::Display,
+        E: fmt::Display + Send + Sync + 'static,
     {
         let engine = Engine::new(erase(body), options, Fifo::new(), hooks, Vec::new())?;
         Ok(Self { engine })

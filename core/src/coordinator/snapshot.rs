@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::operation_error::OperationError;
 use crate::{Name, OperationId, Signal};
 
 /// Why an operation ended cancelled.
@@ -115,8 +116,9 @@ pub struct OperationSnapshot {
         )
     )]
     pub finished: Option<Instant>,
-    /// The error message (`Display` of the body's error) or the panic message.
-    pub error: Option<Arc<str>>,
+    /// The body's error (its value, and its `Display` text through `Deref<Target = str>`)
+    /// or the panic message.
+    pub error: Option<OperationError>,
     /// Whether the failure was a panic.
     pub panicked: bool,
     /// Whether it is pinned (exempt from eviction).
@@ -159,8 +161,8 @@ pub struct Echo {
     pub key: Option<Arc<str>>,
     /// Its terminal state.
     pub state: OperationState,
-    /// Its error or panic message, if it failed.
-    pub error: Option<Arc<str>>,
+    /// Its error (value and text) or panic message, if it failed.
+    pub error: Option<OperationError>,
     /// When it finished.
     #[cfg_attr(
         feature = "serde",

@@ -60,8 +60,17 @@ use crate::OperationId;
 /// # Ok(())
 /// # }
 /// ```
+#[must_use = "dropping the last handle shuts the coordinator down (pending items are cancelled)"]
 pub struct EphemeralWorkCoordinator<T: Send + 'static> {
     engine: Engine<T, (), Fifo<T>>,
+}
+
+impl<T: Send + 'static> EphemeralWorkCoordinator<T> {
+    /// The engine, for other views of this coordinator (its `tower` service).
+    #[cfg(feature = "tower")]
+    pub(super) fn engine(&self) -> &Engine<T, (), Fifo<T>> {
+        &self.engine
+    }
 }
 
 impl<T: Send + 'static> Clone for EphemeralWorkCoordinator<T> {
@@ -82,7 +91,7 @@ impl<T: Send + 'static> EphemeralWorkCoordinator<T> {
     where
         F: Fn(T, OperationContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: fmt::Display,
+        E: fmt::Display + Send + Sync + 'static,
     {
         Self::with_admission(body, options, Vec::new())
     }
@@ -100,7 +109,7 @@ impl<T: Send + 'static> EphemeralWorkCoordinator<T> {
     where
         F: Fn(T, OperationContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: fmt::Display,
+        E: fmt::Display + Send + Sync + 'static,
     {
         let engine = Engine::new(erase(body), options, Fifo::new(), hooks, Vec::new())?;
         Ok(Self { engine })

@@ -507,7 +507,7 @@ impl WorkQueue {
     where
         F: Fn(Job, OperationContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: fmt::Display,
+        E: fmt::Display + Send + Sync + 'static,
     {
         self.work_coordinator_with_admission(body, options, Vec::new(), intake)
             .await
@@ -528,7 +528,7 @@ impl WorkQueue {
     where
         F: Fn(Job, OperationContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: fmt::Display,
+        E: fmt::Display + Send + Sync + 'static,
     {
         if self.inner.options.partitions.is_some() {
             return Err(QueueError::WrongKind {
@@ -564,7 +564,7 @@ impl WorkQueue {
     where
         F: Fn(Job, OperationContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: fmt::Display,
+        E: fmt::Display + Send + Sync + 'static,
     {
         self.keyed_coordinator_with_admission(body, options, Vec::new(), intake)
             .await
@@ -585,7 +585,7 @@ impl WorkQueue {
     where
         F: Fn(Job, OperationContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: fmt::Display,
+        E: fmt::Display + Send + Sync + 'static,
     {
         let Some(partitions) = self.inner.options.partitions else {
             return Err(QueueError::WrongKind {

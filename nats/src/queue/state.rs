@@ -368,7 +368,7 @@ impl Finalizer {
             Entry::Vacant(entry) => {
                 entry.insert(Slot::Early {
                     state: snapshot.state.clone(),
-                    error: snapshot.error.clone(),
+                    error: snapshot.error.as_deref().map(Arc::from),
                     at: Instant::now(),
                 });
                 None

@@ -219,7 +219,7 @@ where
     where
         F: Fn(K, T, OperationContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: fmt::Display + Send + 'static,
+        E: fmt::Display + Send + Sync + 'static,
     {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::<K, T> {
@@ -346,7 +346,6 @@ where
     }
 
     /// The coordinator underneath, for snapshots, signals and concurrency changes.
-    #[must_use]
     pub fn coordinator(&self) -> &PriorityWorkCoordinator<()> {
         &self.coordinator
     }

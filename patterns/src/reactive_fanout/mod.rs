@@ -156,10 +156,10 @@ impl<A: Send + 'static, B: Send + 'static> ReactiveFanout<A, B> {
     where
         F1: Fn(A, OperationContext) -> Fut1 + Send + Sync + 'static,
         Fut1: Future<Output = Result<Vec<B>, E1>> + Send + 'static,
-        E1: fmt::Display,
+        E1: fmt::Display + Send + Sync + 'static,
         F2: Fn(B, OperationContext) -> Fut2 + Send + Sync + 'static,
         Fut2: Future<Output = Result<(), E2>> + Send + 'static,
-        E2: fmt::Display,
+        E2: fmt::Display + Send + Sync + 'static,
     {
         let pressure = Backpressure::new(sink, &options.name, options.high, options.low)?;
         let second_stage = EphemeralWorkCoordinator::with_admission(
@@ -257,13 +257,11 @@ impl<A: Send + 'static, B: Send + 'static> ReactiveFanout<A, B> {
     }
 
     /// Stage 1's coordinator.
-    #[must_use]
     pub fn first(&self) -> &EphemeralWorkCoordinator<A> {
         &self.first
     }
 
     /// Stage 2's coordinator.
-    #[must_use]
     pub fn second(&self) -> &EphemeralWorkCoordinator<B> {
         &self.second
     }

@@ -10,6 +10,8 @@ use super::super::error::{EnqueueError, EnqueueManyError};
 use super::super::queue::{Job, Queue};
 use super::inner::Inner;
 use super::lifecycle::Engine;
+use super::window::Reply;
+use super::worker::operation_span;
 use crate::OperationId;
 
 /// An item ready for the queue: the item, its route and its rendered key.
@@ -45,11 +47,38 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
         key: Option<Arc<str>>,
         from_intake: bool,
     ) -> Result<OperationId, EnqueueError<T>> {
+        self.accept_replying(item, route, key, from_intake, None)
+    }
+
+    /// [`accept`](Self::accept), registering `reply` for the operation's outcome under the
+    /// same lock, so it is answered however soon the operation finishes.
+    pub(crate) fn accept_replying(
+        self: &Arc<Self>,
+        item: T,
+        route: Q::Route,
+        key: Option<Arc<str>>,
+        from_intake: bool,
+        reply: Option<Reply<R>>,
+    ) -> Result<OperationId, EnqueueError<T>> {
         let id = OperationId::next();
         let now = Instant::now();
-        let accepted = self
-            .lock()
-            .accept(Job::new(id, item, route, key), now, from_intake);
+        let mut job = Job::new(id, item, route, key);
+        // Opened here, outside the lock, only when a subscriber wants `debug` spans (the
+        // check is one atomic load on every enqueue): the operation's span follows from the
+        // span that enqueued it, and its idle time includes the wait in the queue.
+        if tracing::level_enabled!(tracing::Level::DEBUG) {
+            let span = operation_span(&self.rules.name, id, job.key.as_deref());
+            span.follows_from(tracing::Span::current());
+            job.span = Some(Box::new(span));
+        }
+        let accepted = {
+            let mut core = self.lock();
+            let accepted = core.accept(job, now, from_intake);
+            if let (Ok(_), Some(reply)) = (&accepted, reply) {
+                core.reply_on_finish(id, reply);
+            }
+            accepted
+        };
         match accepted {
             Ok(accepted) => {
                 self.accepted(&accepted);
@@ -77,6 +106,20 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Reserved<T, R, Q> {
     ) -> Result<OperationId, EnqueueError<T>> {
         match self.inner.take() {
             Some(inner) => inner.accept(item, route, key, false),
+            None => Err(EnqueueError::Closed(item)),
+        }
+    }
+
+    /// [`send`](Self::send), with `reply` called at the operation's finish.
+    pub(crate) fn send_replying(
+        mut self,
+        item: T,
+        route: Q::Route,
+        key: Option<Arc<str>>,
+        reply: Reply<R>,
+    ) -> Result<OperationId, EnqueueError<T>> {
+        match self.inner.take() {
+            Some(inner) => inner.accept_replying(item, route, key, false, Some(reply)),
             None => Err(EnqueueError::Closed(item)),
         }
     }

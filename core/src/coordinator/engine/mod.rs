@@ -34,4 +34,4 @@ pub(crate) use body::erase;
 pub(crate) use intake::{Reserved, enqueue_each};
 pub(crate) use lifecycle::Engine;
 pub(crate) use slot::Slot;
-pub(crate) use window::Record;
+pub(crate) use window::{Record, Reply};

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::super::error::{EnqueueError, IntakeError, PinError};
+use super::super::operation_error::OperationError;
 use super::super::queue::{Job, PopCx, Queue};
 use super::super::snapshot::{
     CancelReason, CoordinatorStats, Echo, OperationSnapshot, OperationState,
@@ -95,7 +96,7 @@ pub(crate) struct Accepted {
 /// How a body (or its admission) ended, as the worker saw it.
 pub(crate) enum Outcome<R> {
     Ok(R),
-    Err(Arc<str>),
+    Err(OperationError),
     Panic(Arc<str>),
     /// The body ignored its cancelled token for the whole grace period.
     Aborted,
@@ -305,6 +306,10 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
 
     pub(crate) fn unpin(&mut self, id: OperationId, now: Instant) -> bool {
         self.window.unpin(id, now)
+    }
+
+    pub(crate) fn reply_on_finish(&mut self, id: OperationId, reply: super::window::Reply<R>) {
+        self.window.reply_on_finish(id, reply);
     }
 
     pub(crate) fn evict(&mut self, id: OperationId, now: Instant) -> bool {
@@ -703,7 +708,7 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
             }
             Outcome::Panic(message) => {
                 self.panicked += 1;
-                error = Some(message);
+                error = Some(OperationError::from_message(message));
                 panicked = true;
                 OperationState::Failed
             }

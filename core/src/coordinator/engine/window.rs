@@ -8,6 +8,7 @@ use tokio::time::Instant;
 
 use super::super::context::ContextShared;
 use super::super::error::PinError;
+use super::super::operation_error::OperationError;
 use super::super::options::EphemeralOptions;
 use super::super::snapshot::{CancelReason, Echo, OperationSnapshot, OperationState};
 use crate::OperationId;
@@ -35,6 +36,25 @@ impl std::hash::Hasher for IdHasher {
 
 type IdMap<V> = HashMap<OperationId, V, std::hash::BuildHasherDefault<IdHasher>>;
 
+/// Called once with an operation's record when it reaches its terminal state, before the
+/// window may evict it: how a caller that enqueued an item gets its outcome even when the
+/// window is too small to keep it (a `tower` call's response).
+pub(crate) struct Reply<R>(Box<ReplyFn<R>>);
+
+type ReplyFn<R> = dyn FnOnce(OperationId, &Record<R>) + Send;
+
+impl<R> Reply<R> {
+    pub(crate) fn new(f: impl FnOnce(OperationId, &Record<R>) + Send + 'static) -> Self {
+        Self(Box::new(f))
+    }
+}
+
+impl<R> std::fmt::Debug for Reply<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reply")
+    }
+}
+
 /// One tracked operation.
 #[derive(Debug)]
 pub(crate) struct Record<R> {
@@ -46,7 +66,7 @@ pub(crate) struct Record<R> {
     /// The window's finish counter when this operation finished: the order among finished
     /// operations (many finish in one tick, so timestamps cannot tell).
     pub(crate) finish_seq: u64,
-    pub(crate) error: Option<Arc<str>>,
+    pub(crate) error: Option<OperationError>,
     pub(crate) panicked: bool,
     pub(crate) pinned: bool,
     /// Put aside by an admission hook's `Defer` (it shows as `Deferred`).
@@ -144,6 +164,9 @@ pub(crate) struct Window<R> {
     evicted_out: Vec<OperationSnapshot>,
     /// Answers which operations raised signals, and what they raised, for echoes.
     ctx: Arc<ContextShared>,
+    /// Who waits for which operation's outcome; each is called once, at its finish, and
+    /// dropped unanswered (its receiver sees the sender gone) if the window goes first.
+    replies: IdMap<Reply<R>>,
 }
 
 impl<R> Window<R> {
@@ -167,7 +190,14 @@ impl<R> Window<R> {
             report: options.on_evicted.is_some(),
             evicted_out: Vec::new(),
             ctx,
+            replies: IdMap::default(),
         }
+    }
+
+    /// Registers `reply` for the tracked, unfinished operation `id` (call it under the same
+    /// lock that accepted the operation, so no finish can come between).
+    pub(crate) fn reply_on_finish(&mut self, id: OperationId, reply: Reply<R>) {
+        self.replies.insert(id, reply);
     }
 
     /// Starts tracking a newly accepted operation.
@@ -219,6 +249,7 @@ impl<R> Window<R> {
         fill: impl FnOnce(&mut Record<R>),
         snapshot: bool,
     ) -> Option<OperationSnapshot> {
+        let due = self.age_due(now);
         let record = self.records.get_mut(&id)?;
         fill(record);
         record.state = state;
@@ -227,8 +258,12 @@ impl<R> Window<R> {
         record.finish_seq = self.finish_seq;
         let out = snapshot.then(|| record.snapshot(id));
         if !record.pinned {
-            let due = self.age_due(now);
             self.finished.push_back((id, due));
+        }
+        if !self.replies.is_empty()
+            && let Some(reply) = self.replies.remove(&id)
+        {
+            (reply.0)(id, record);
         }
         self.purge(now);
         out

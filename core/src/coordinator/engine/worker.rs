@@ -17,6 +17,7 @@ use super::body::panic_message;
 use super::inner::{Inner, sleep_until};
 use super::slot::Slot;
 use super::state::{Effect, Next, Outcome, Taken};
+use crate::OperationId;
 
 /// Spawns one worker task on the coordinator's runtime.
 pub(crate) fn spawn<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
@@ -103,14 +104,15 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
         }
     }
     let Job {
-        item, route, key, ..
+        item,
+        route,
+        key,
+        span,
+        ..
     } = job;
-    let span = tracing::debug_span!(
-        "operation",
-        coordinator = %inner.rules.name,
-        id = %id,
-        key = key.as_deref(),
-        outcome = tracing::field::Empty,
+    let span = span.map_or_else(
+        || operation_span(&inner.rules.name, id, key.as_deref()),
+        |s| *s,
     );
     let ctx = OperationContext {
         id,
@@ -163,6 +165,23 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
         return finish_retiring(inner, &old, slot, id, &route, outcome);
     }
     finish(inner, slot, id, &route, outcome)
+}
+
+/// An operation's `debug` span: a root (the worker's spans are not its parents), filled in
+/// with its outcome when it ends.
+pub(crate) fn operation_span(
+    coordinator: &str,
+    id: OperationId,
+    key: Option<&str>,
+) -> tracing::Span {
+    tracing::debug_span!(
+        parent: None,
+        "operation",
+        coordinator = %coordinator,
+        id = %id,
+        key = key,
+        outcome = tracing::field::Empty,
+    )
 }
 
 /// Why the built-in rules refuse a job at admission, if they do.

@@ -19,6 +19,10 @@ pub(crate) struct Job<T, Q> {
     /// Its deferrals, once it was first held back (boxed: most jobs are never deferred, and
     /// a small job moves cheaply through the queue).
     defer: Option<Box<Deferral>>,
+    /// The operation's span, opened at acceptance when `debug` spans are on, following
+    /// from the span that enqueued the item (boxed: without a subscriber it is `None`, and
+    /// a small job moves cheaply through the queue).
+    pub(crate) span: Option<Box<tracing::Span>>,
 }
 
 /// A job's deferrals so far.
@@ -43,6 +47,7 @@ impl<T, Q> Job<T, Q> {
             key,
             cancel: None,
             defer: None,
+            span: None,
         }
     }
 

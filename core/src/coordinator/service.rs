@@ -1,0 +1,344 @@
+//! `tower` integration: a coordinator as a [`tower::Service`], and [`CoordinatorLayer`] to
+//! run any inner service as a coordinator's body.
+//!
+//! [`CoordinatorService::poll_ready`] holds a reserved slot of the coordinator's intake (an
+//! [`EnqueuePermit`]) the way `tower::limit::ConcurrencyLimit` holds a semaphore permit:
+//! ready means the next [`call`](tower::Service::call) is accepted without waiting, and a
+//! service dropped while ready gives the slot back. The response future resolves with the
+//! operation's result once the body finished.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use futures::future::BoxFuture;
+use tokio_util::sync::ReusableBoxFuture;
+
+use tokio::sync::oneshot;
+
+use super::engine::{Record, Reply};
+use super::error::{CoordinatorError, EnqueueError, ResultError};
+use super::operation_error::OperationError;
+use super::options::EphemeralOptions;
+use super::result::EphemeralResultCoordinator;
+use super::result::outcome;
+use super::snapshot::CancelReason;
+use super::work::EnqueuePermit;
+
+/// Why a [`CoordinatorService`] call did not produce a response.
+#[derive(thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError<T> {
+    /// The coordinator no longer accepts items: `complete`, `drain` or `cancel` was called.
+    #[error(
+        "the coordinator no longer accepts items (complete, drain or cancel was called): build a new service"
+    )]
+    Closed,
+    /// `call` without a successful `poll_ready` before it; the item is given back.
+    #[error("call was made without poll_ready returning ready first: poll the service until ready")]
+    NotReady(T),
+    /// The coordinator was cancelled between `poll_ready` and `call`; the item is given back.
+    #[error("the coordinator was cancelled before the item was accepted")]
+    Refused(T),
+    /// The layer could not build its coordinator (no tokio runtime, or a bad option).
+    #[error("the coordinator could not be built: {0}")]
+    Build(#[from] CoordinatorError),
+    /// The item was accepted; the operation failed, was cancelled or was evicted before its
+    /// result was read.
+    #[error(transparent)]
+    Operation(#[from] ResultError),
+}
+
+impl<T> ServiceError<T> {
+    /// The item, for the errors where it was not accepted and is given back.
+    pub fn into_item(self) -> Option<T> {
+        match self {
+            Self::NotReady(item) | Self::Refused(item) => Some(item),
+            Self::Closed | Self::Build(_) | Self::Operation(_) => None,
+        }
+    }
+}
+
+impl<T> fmt::Debug for ServiceError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Closed => f.write_str("Closed"),
+            Self::NotReady(_) => f.write_str("NotReady(..)"),
+            Self::Refused(_) => f.write_str("Refused(..)"),
+            Self::Build(e) => f.debug_tuple("Build").field(e).finish(),
+            Self::Operation(e) => f.debug_tuple("Operation").field(e).finish(),
+        }
+    }
+}
+
+type Reserve<T, R> = ReusableBoxFuture<'static, Result<EnqueuePermit<T, R>, EnqueueError<()>>>;
+
+/// An [`EphemeralResultCoordinator`] as a [`tower::Service`]: every call is one tracked,
+/// bounded, signal-steered operation, and its response is the operation's result.
+///
+/// Made by [`EphemeralResultCoordinator::service`] or by [`CoordinatorLayer`]. Clones share
+/// the coordinator; each clone holds its own readiness (its own reserved slot), as clones of
+/// `tower::limit::ConcurrencyLimit` do.
+///
+/// # Examples
+///
+/// ```
+/// use ephemeral::{EphemeralOptions, EphemeralResultCoordinator, OperationContext};
+/// use tower::{Service, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let doubler = EphemeralResultCoordinator::new(
+///     |n: u32, _ctx: OperationContext| async move { Ok::<_, std::convert::Infallible>(n * 2) },
+///     EphemeralOptions::default(),
+/// )?;
+/// let mut service = doubler.service();
+/// assert_eq!(service.ready().await?.call(21).await?, 42);
+/// # Ok(())
+/// # }
+/// ```
+pub struct CoordinatorService<T: Send + 'static, R: Clone + Send + 'static> {
+    coordinator: Result<EphemeralResultCoordinator<T, R>, CoordinatorError>,
+    reserve: Reserve<T, R>,
+    reserving: bool,
+    permit: Option<EnqueuePermit<T, R>>,
+}
+
+impl<T: Send + 'static, R: Clone + Send + 'static> CoordinatorService<T, R> {
+    fn from_result(
+        coordinator: Result<EphemeralResultCoordinator<T, R>, CoordinatorError>,
+    ) -> Self {
+        Self {
+            coordinator,
+            reserve: ReusableBoxFuture::new(async { Err(EnqueueError::Closed(())) }),
+            reserving: false,
+            permit: None,
+        }
+    }
+
+    /// The coordinator behind the service (to read snapshots, `drain`, `cancel`), or the
+    /// error that kept the layer from building it.
+    ///
+    /// # Errors
+    ///
+    /// The [`CoordinatorError`] of a [`CoordinatorLayer`] that could not build its coordinator.
+    pub fn coordinator(&self) -> Result<&EphemeralResultCoordinator<T, R>, &CoordinatorError> {
+        self.coordinator.as_ref()
+    }
+}
+
+impl<T: Send + 'static, R: Clone + Send + 'static> Clone for CoordinatorService<T, R> {
+    /// A service on the same coordinator, not ready (it reserves its own slot).
+    fn clone(&self) -> Self {
+        Self::from_result(self.coordinator.clone())
+    }
+}
+
+impl<T: Send + 'static, R: Clone + Send + 'static> fmt::Debug for CoordinatorService<T, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CoordinatorService")
+            .field("coordinator", &self.coordinator)
+            .field("ready", &self.permit.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Send + 'static, R: Clone + Send + 'static> tower::Service<T> for CoordinatorService<T, R> {
+    type Response = R;
+    type Error = ServiceError<T>;
+    type Future = BoxFuture<'static, Result<R, ServiceError<T>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if self.permit.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        let coordinator = match &self.coordinator {
+            Ok(coordinator) => coordinator,
+            Err(e) => return Poll::Ready(Err(ServiceError::Build(e.clone()))),
+        };
+        if !self.reserving {
+            let coordinator = coordinator.clone();
+            self.reserve.set(async move { coordinator.reserve().await });
+            self.reserving = true;
+        }
+        let reserved = ready!(Pin::new(&mut self.reserve).poll(cx));
+        self.reserving = false;
+        match reserved {
+            Ok(permit) => {
+                self.permit = Some(permit);
+                Poll::Ready(Ok(()))
+            }
+            Err(_) => Poll::Ready(Err(ServiceError::Closed)),
+        }
+    }
+
+    fn call(&mut self, item: T) -> Self::Future {
+        let Some(permit) = self.permit.take() else {
+            return Box::pin(std::future::ready(Err(ServiceError::NotReady(item))));
+        };
+        // The outcome is handed over at the finish, under the lock that files it, so the
+        // response never depends on the window still holding the operation (a small or
+        // busy window evicts finished operations at once).
+        let (tx, rx) = oneshot::channel();
+        let reply = Reply::new(move |id, record: &Record<R>| {
+            let _ = tx.send(outcome(id, record));
+        });
+        // The response future holds the coordinator: a service dropped after `call` (as
+        // `oneshot` does) must not shut it down under the call.
+        let alive = self.coordinator.clone();
+        match permit.reserved.send_replying(item, (), None, reply) {
+            Ok(id) => Box::pin(async move {
+                let _alive = alive;
+                match rx.await {
+                    Ok(Some(result)) => Ok(result?),
+                    // A completed operation always has its value; the sender is dropped
+                    // unanswered only when the coordinator itself is gone.
+                    Ok(None) | Err(_) => Err(ServiceError::Operation(ResultError::Cancelled {
+                        id,
+                        reason: CancelReason::Shutdown,
+                    })),
+                }
+            }),
+            Err(e) => Box::pin(std::future::ready(Err(ServiceError::Refused(
+                e.into_inner(),
+            )))),
+        }
+    }
+}
+
+impl<T: Send + 'static, R: Clone + Send + 'static> EphemeralResultCoordinator<T, R> {
+    /// This coordinator as a [`tower::Service`] (see [`CoordinatorService`]).
+    #[must_use]
+    pub fn service(&self) -> CoordinatorService<T, R> {
+        CoordinatorService::from_result(Ok(self.clone()))
+    }
+}
+
+impl<T: Send + 'static> super::EphemeralWorkCoordinator<T> {
+    /// This coordinator as a [`tower::Service`] whose responses are `()`: a call resolves
+    /// once its operation completed, with the failure or cancellation otherwise (see
+    /// [`CoordinatorService`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ephemeral::{EphemeralOptions, EphemeralWorkCoordinator, OperationContext};
+    /// use tower::{Service, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mailer = EphemeralWorkCoordinator::new(
+    ///     |to: &'static str, _ctx: OperationContext| async move {
+    ///         if to.contains('@') { Ok(()) } else { Err(format!("no address in {to:?}")) }
+    ///     },
+    ///     EphemeralOptions::default(),
+    /// )?;
+    /// let mut service = mailer.service();
+    /// service.ready().await?.call("ada@example.org").await?;
+    /// assert!(service.ready().await?.call("nobody").await.is_err());
+    /// assert_eq!(mailer.stats().failed, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn service(&self) -> CoordinatorService<T, ()> {
+        CoordinatorService::from_result(Ok(EphemeralResultCoordinator::from_engine(
+            self.engine().clone(),
+        )))
+    }
+}
+
+/// A [`tower::Layer`] that runs the inner service as the body of a new
+/// [`EphemeralResultCoordinator`]: calls are bounded (`max_concurrency`, `max_pending`),
+/// tracked in the window, and steered by signals like any operation.
+///
+/// Each `layer` call builds one coordinator, so build the stack once and clone the service.
+/// The inner service is cloned for each operation (the usual tower habit for services used
+/// concurrently); its errors become the operation's failure. A coordinator that cannot be
+/// built (outside a tokio runtime, or with a bad option) makes `poll_ready` return
+/// [`ServiceError::Build`].
+///
+/// # Examples
+///
+/// ```
+/// use ephemeral::{CoordinatorLayer, EphemeralOptions};
+/// use tower::{ServiceBuilder, ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let options = EphemeralOptions::default().max_concurrency(4);
+/// let service = ServiceBuilder::new()
+///     .layer(CoordinatorLayer::new(options))
+///     .service(service_fn(|n: u64| async move { Ok::<_, std::convert::Infallible>(n + 1) }));
+/// assert_eq!(service.oneshot(41).await?, 42);
+/// # Ok(())
+/// # }
+/// ```
+pub struct CoordinatorLayer<T> {
+    options: EphemeralOptions,
+    _request: PhantomData<fn(T)>,
+}
+
+impl<T> CoordinatorLayer<T> {
+    /// A layer building its coordinators with `options`.
+    #[must_use]
+    pub fn new(options: EphemeralOptions) -> Self {
+        Self {
+            options,
+            _request: PhantomData,
+        }
+    }
+}
+
+impl<T> Clone for CoordinatorLayer<T> {
+    fn clone(&self) -> Self {
+        Self::new(self.options.clone())
+    }
+}
+
+impl<T> fmt::Debug for CoordinatorLayer<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CoordinatorLayer")
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl<T, S> tower::Layer<S> for CoordinatorLayer<T>
+where
+    T: Send + 'static,
+    S: tower::Service<T> + Clone + Send + Sync + 'static,
+    S::Response: Clone + Send + 'static,
+    S::Error: fmt::Display + Send + Sync + 'static,
+    S::Future: Send + 'static,
+{
+    type Service = CoordinatorService<T, S::Response>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        let body = move |item: T, ctx: super::OperationContext| {
+            let mut inner = inner.clone();
+            let token = ctx.token().clone();
+            async move {
+                // Tower futures stop when dropped: a cancelled operation drops the inner
+                // call at once rather than waiting out `abort_grace`.
+                // The inner error is kept as the operation's error value, so a caller can
+                // downcast it (`ServiceError::Operation(ResultError::Failed { message, .. })`).
+                let call = async {
+                    std::future::poll_fn(|cx| inner.poll_ready(cx))
+                        .await
+                        .map_err(OperationError::new)?;
+                    inner.call(item).await.map_err(OperationError::new)
+                };
+                tokio::select! {
+                    biased;
+                    result = call => result,
+                    () = token.cancelled() => Err(OperationError::from_message(
+                        "the operation was cancelled while the inner service ran",
+                    )),
+                }
+            }
+        };
+        CoordinatorService::from_result(EphemeralResultCoordinator::new(body, self.options.clone()))
+    }
+}

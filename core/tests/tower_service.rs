@@ -1,0 +1,203 @@
+//! `CoordinatorService` and `CoordinatorLayer` against `tower-test` mocks.
+#![cfg(feature = "tower")]
+
+use std::task::Poll;
+
+use ephemeral::{
+    CancelReason, CoordinatorLayer, CoordinatorService, EphemeralOptions, ResultError, ServiceError,
+};
+use tower::{Layer, Service, ServiceExt};
+use tower_test::mock::{self, Spawn};
+
+type Inner = mock::Mock<u32, u32>;
+
+/// One running operation at a time and one pending slot, the inner service a mock.
+fn layered() -> (CoordinatorService<u32, u32>, mock::Handle<u32, u32>) {
+    let (inner, handle): (Inner, _) = mock::pair();
+    let options = EphemeralOptions::default()
+        .max_concurrency(1)
+        .max_pending(1);
+    (CoordinatorLayer::new(options).layer(inner), handle)
+}
+
+#[tokio::test]
+async fn results_come_back_through_the_layer() {
+    let (mut service, mut handle) = layered();
+    let call = service.ready().await.expect("ready").call(20);
+    let (request, respond) = handle
+        .next_request()
+        .await
+        .expect("the body calls the inner service");
+    assert_eq!(request, 20);
+    respond.send_response(21);
+    assert_eq!(call.await.expect("the operation's result"), 21);
+    let coordinator = service.coordinator().expect("built");
+    assert_eq!(coordinator.completed().len(), 1);
+}
+
+#[tokio::test]
+async fn readiness_holds_a_slot_and_back_pressure_waits() {
+    let (mut first, mut handle) = layered();
+    // The first item runs (and stays running: the mock has not answered).
+    let running = first.ready().await.expect("ready").call(1);
+    let (_, respond) = handle.next_request().await.expect("first request");
+    // Ready again: the one pending slot is now held by `first`.
+    first.ready().await.expect("ready with a free pending slot");
+
+    let mut second = Spawn::new(first.clone());
+    assert!(second.poll_ready().is_pending(), "the only slot is held");
+
+    // A ready service dropped gives its slot back.
+    drop(first);
+    match second.poll_ready() {
+        Poll::Ready(Ok(())) => {}
+        other => panic!("expected ready after the slot came back, got {other:?}"),
+    }
+    let mut second = second.into_inner();
+    let queued = second.call(2);
+    let mut third = Spawn::new(second.clone());
+    assert!(
+        third.poll_ready().is_pending(),
+        "one running, one pending: no room"
+    );
+
+    respond.send_response(10);
+    assert_eq!(running.await.expect("first result"), 10);
+    let (request, respond) = handle.next_request().await.expect("second request");
+    assert_eq!(request, 2);
+    respond.send_response(20);
+    assert_eq!(queued.await.expect("second result"), 20);
+    assert!(matches!(third.poll_ready(), Poll::Ready(Ok(()))));
+}
+
+#[tokio::test]
+async fn inner_failure_is_the_operation_failure() {
+    let (mut service, mut handle) = layered();
+    let call = service.ready().await.expect("ready").call(1);
+    let (_, respond) = handle.next_request().await.expect("request");
+    respond.send_error(std::io::Error::other("backend down"));
+    match call.await {
+        Err(ServiceError::Operation(ResultError::Failed { message, .. })) => {
+            assert!(message.contains("backend down"), "{message}");
+            // The inner service's own error, kept as its type.
+            let inner = message
+                .downcast_ref::<tower::BoxError>()
+                .expect("the mock's error type");
+            assert!(inner.is::<std::io::Error>(), "{inner:?}");
+        }
+        other => panic!("expected a failed operation, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn cancel_ends_calls_and_closes_readiness() {
+    let (mut service, mut handle) = layered();
+    let call = service.ready().await.expect("ready").call(1);
+    let _request = handle.next_request().await.expect("request");
+    service.coordinator().expect("built").cancel();
+    match call.await {
+        Err(ServiceError::Operation(ResultError::Cancelled { reason, .. })) => {
+            assert!(matches!(reason, CancelReason::Shutdown), "{reason:?}");
+        }
+        other => panic!("expected a cancelled operation, got {other:?}"),
+    }
+    let closed = service.ready().await.err();
+    assert!(matches!(closed, Some(ServiceError::Closed)), "{closed:?}");
+}
+
+#[tokio::test]
+async fn call_without_ready_gives_the_item_back() {
+    let (mut service, _handle) = layered();
+    let refused = service.call(7).await.expect_err("not ready");
+    assert_eq!(refused.into_item(), Some(7));
+}
+
+#[test]
+fn a_layer_outside_a_runtime_reports_the_build_error() {
+    let (service, _handle) = layered();
+    let mut service = Spawn::new(service);
+    match service.poll_ready() {
+        Poll::Ready(Err(ServiceError::Build(_))) => {}
+        other => panic!("expected the build error, got {other:?}"),
+    }
+}
+
+/// A window that keeps one finished operation: responses must not depend on it.
+#[tokio::test(start_paused = true)]
+async fn responses_survive_a_window_too_small_to_keep_them() {
+    let inner =
+        tower::service_fn(|n: u32| async move { Ok::<_, std::convert::Infallible>(n * 10) });
+    let options = EphemeralOptions::default()
+        .max_concurrency(4)
+        .max_tracked(1);
+    let mut service = CoordinatorLayer::new(options).layer(inner);
+    let mut calls = Vec::new();
+    for n in 0..8 {
+        calls.push(service.ready().await.expect("ready").call(n));
+    }
+    // Every operation finishes (and all but one are evicted) before any response is read.
+    service
+        .coordinator()
+        .expect("built")
+        .drain()
+        .await
+        .expect("drained");
+    for (n, call) in (0..8).zip(calls) {
+        assert_eq!(call.await.expect("answered although evicted"), n * 10);
+    }
+}
+
+/// Sixteen clients, twenty thousand calls, the default window: every call answered with its
+/// own value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_clients_get_every_result() {
+    let inner = tower::service_fn(|n: usize| async move { Ok::<_, std::convert::Infallible>(n) });
+    let service = CoordinatorLayer::new(
+        EphemeralOptions::default()
+            .max_concurrency(16)
+            .max_pending(1024),
+    )
+    .layer(inner);
+    let mut tasks = Vec::new();
+    for c in 0..16usize {
+        let mut svc = service.clone();
+        tasks.push(tokio::spawn(async move {
+            for n in (c..20_000).step_by(16) {
+                let got = svc.ready().await?.call(n).await?;
+                assert_eq!(got, n);
+            }
+            Ok::<_, ServiceError<usize>>(())
+        }));
+    }
+    for t in tasks {
+        t.await.expect("client task").expect("every call answered");
+    }
+}
+
+/// The work coordinator as a service: `()` for a completed operation, the failure otherwise,
+/// and the call outlives the service handle it was made on.
+#[tokio::test(start_paused = true)]
+async fn work_coordinator_service_answers_unit_or_the_failure() {
+    let coordinator = ephemeral::EphemeralWorkCoordinator::new(
+        |n: u32, _ctx: ephemeral::OperationContext| async move {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            if n.is_multiple_of(2) {
+                Ok(())
+            } else {
+                Err(format!("{n} is odd"))
+            }
+        },
+        EphemeralOptions::default().tracking(false),
+    )
+    .expect("coordinator");
+    let even = coordinator.service().oneshot(2);
+    let odd = coordinator.service().oneshot(3);
+    drop(coordinator);
+    even.await.expect("completed");
+    match odd.await {
+        Err(ServiceError::Operation(ResultError::Failed { message, .. })) => {
+            assert_eq!(&*message, "3 is odd");
+        }
+        other => panic!("expected the body's failure, got {other:?}"),
+    }
+}
