@@ -119,6 +119,7 @@ pub fn ours_service(rt: &Runtime, items: usize, clients: usize) -> Option<Durati
         let elapsed = start.elapsed();
         (ran == items).then_some(elapsed)
     })
+}
 
 /// Runs `items` no-op items through [`ours_noop`] and prints the rate: ours alone, for a
 /// profiler. Returns the exit code (1 if the coordinator lost items).
