@@ -732,3 +732,54 @@ async fn a_sampled_burst_delivers_its_first_and_its_last_operation() {
         "nothing more without new finishes"
     );
 }
+
+/// A body's token is made when it first asks: a cancel that came before must still reach it,
+/// `is_cancelled` must see a cancel without a token, and a context kept past its body must
+/// keep its own operation's state, whatever later operations on the same worker do.
+#[tokio::test(start_paused = true)]
+async fn a_cancel_reaches_a_body_that_asks_for_its_token_only_afterwards() {
+    let (kept_tx, kept_rx) = std::sync::mpsc::channel::<OperationContext>();
+    let kept_tx = std::sync::Mutex::new(kept_tx);
+    let c = EphemeralWorkCoordinator::new(
+        move |n: u32, ctx: OperationContext| {
+            let kept_tx = kept_tx.lock().unwrap().clone();
+            async move {
+                if n == 2 {
+                    ctx.token().cancelled().await;
+                    return Err("stopped");
+                }
+                // Never asks for the token while it waits: polls the flag instead.
+                while !ctx.is_cancelled() {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                if n == 0 {
+                    let _ = kept_tx.send(ctx);
+                    return Err("stopped");
+                }
+                // Asked after the cancel: the token is born cancelled.
+                if ctx.token().is_cancelled() {
+                    Err("stopped")
+                } else {
+                    Ok(())
+                }
+            }
+        },
+        EphemeralOptions::default().max_concurrency(1),
+    )
+    .unwrap();
+    let explicit = OperationState::Cancelled(CancelReason::Explicit);
+    for n in 0..3 {
+        let id = c.enqueue(n).await.unwrap();
+        settle().await;
+        assert_eq!(c.operation(id).unwrap().state, OperationState::Running);
+        assert!(c.cancel_operation(id));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(c.operation(id).unwrap().state, explicit, "item {n}");
+    }
+    // The first body's context outlived it; two later operations were cancelled since.
+    let kept = kept_rx.try_recv().expect("the first body kept its context");
+    assert!(kept.is_cancelled());
+    assert!(kept.token().is_cancelled());
+    c.drain().await.unwrap();
+    assert_adds_up(&c.stats());
+}

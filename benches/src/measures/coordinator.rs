@@ -121,6 +121,38 @@ pub fn ours_service(rt: &Runtime, items: usize, clients: usize) -> Option<Durati
     })
 }
 
+/// Runs `items` no-op items through [`ours_noop`] and prints the rate: ours alone, for a
+/// profiler. Returns the exit code (1 if the coordinator lost items).
+pub fn coord_loop(items: usize) -> i32 {
+    let rt = runtime();
+    match ours_noop(&rt, items) {
+        Some(d) => {
+            println!("coord-loop {:.0} items/s", per_second(items, d));
+            0
+        }
+        None => {
+            eprintln!("coord-loop: {NOT_YET}");
+            1
+        }
+    }
+}
+
+/// Runs 1,000 keys × `per_key` items through [`ours_keyed`] and prints the rate: ours alone,
+/// for a profiler. Returns the exit code (1 if the coordinator lost items).
+pub fn keyed_loop(per_key: usize) -> i32 {
+    let rt = runtime();
+    match ours_keyed(&rt, 1000, per_key) {
+        Some(d) => {
+            println!("keyed-loop {:.0} items/s", per_second(1000 * per_key, d));
+            0
+        }
+        None => {
+            eprintln!("keyed-loop: {NOT_YET}");
+            1
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The measurements.
 // ---------------------------------------------------------------------------------------------

@@ -5,8 +5,9 @@
 //! `/proc/self/status`), or `unavailable <reason>`. A fresh process keeps the other
 //! measurements' allocations out of the peak.
 //!
-//! The same flag runs [`CHILD_RAISE_LOOP`], [`CHILD_FANOUT_LOOP`] and
-//! [`CHILD_CHANNEL_FANOUT_LOOP`], ours alone, for profiling.
+//! The same flag runs [`CHILD_RAISE_LOOP`], [`CHILD_FANOUT_LOOP`],
+//! [`CHILD_CHANNEL_FANOUT_LOOP`], [`CHILD_COORD_LOOP`] and [`CHILD_KEYED_LOOP`], ours alone,
+//! for profiling.
 //!
 //! Our workload is [`ours_rss_workload`].
 
@@ -30,6 +31,10 @@ pub const CHILD_RAISE_LOOP: &str = "raise-loop";
 pub const CHILD_FANOUT_LOOP: &str = "fanout-loop";
 /// A child workload that only runs our 4-subscriber `Channel<T>` fan-out, for a profiler.
 pub const CHILD_CHANNEL_FANOUT_LOOP: &str = "channel-fanout-loop";
+/// A child workload that only runs our no-op work coordinator (tracking on), for a profiler.
+pub const CHILD_COORD_LOOP: &str = "coord-loop";
+/// A child workload that only runs our keyed coordinator (1,000 keys), for a profiler.
+pub const CHILD_KEYED_LOOP: &str = "keyed-loop";
 /// The memory [`CHILD_PROBE`] touches.
 pub const PROBE_BYTES: usize = 64 << 20;
 
@@ -126,9 +131,13 @@ pub fn child_main(workload: &str, quick: bool) -> i32 {
             super::channel::fanout_loop(if quick { 200_000 } else { 2_000_000 });
             0
         }
+        CHILD_COORD_LOOP => {
+            super::coordinator::coord_loop(if quick { 1_000_000 } else { 10_000_000 })
+        }
+        CHILD_KEYED_LOOP => super::coordinator::keyed_loop(if quick { 1_000 } else { 10_000 }),
         other => {
             eprintln!(
-                "unknown child workload {other:?}: use {CHILD_PROBE}, {CHILD_COORDINATOR}, {CHILD_RAISE_LOOP}, {CHILD_FANOUT_LOOP} or {CHILD_CHANNEL_FANOUT_LOOP}"
+                "unknown child workload {other:?}: use {CHILD_PROBE}, {CHILD_COORDINATOR}, {CHILD_RAISE_LOOP}, {CHILD_FANOUT_LOOP}, {CHILD_CHANNEL_FANOUT_LOOP}, {CHILD_COORD_LOOP} or {CHILD_KEYED_LOOP}"
             );
             2
         }

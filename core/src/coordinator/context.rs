@@ -2,11 +2,12 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use tokio_util::sync::CancellationToken;
 
+use super::engine::Slot;
 use crate::sync::{Mutex, lock};
 use crate::{OperationId, RaiseError, Signal, SignalBuilder, SignalSink};
 
@@ -79,8 +80,11 @@ impl ContextShared {
 pub struct OperationContext {
     pub(crate) id: OperationId,
     pub(crate) key: Option<Arc<str>>,
-    pub(crate) token: CancellationToken,
-    pub(crate) shared: Arc<ContextShared>,
+    /// The token, made on first ask: most bodies never ask, and cancellation reaches the
+    /// operation through its worker's slot either way.
+    pub(crate) token: OnceLock<CancellationToken>,
+    /// The worker's slot: cancellation state, and the coordinator's shared context.
+    pub(crate) slot: Arc<Slot>,
 }
 
 impl OperationContext {
@@ -99,15 +103,22 @@ impl OperationContext {
     /// This operation's token: cancelled by `cancel()`, `cancel_operation`, a
     /// `cancel_running_on` signal, or dropping the coordinator. Bodies should stop when it
     /// fires; one that does not is dropped after the grace period.
+    ///
+    /// The token is made on the first call (a body that never asks pays for none); if the
+    /// operation was cancelled before that, it comes back already cancelled. A context kept
+    /// after its body ended keeps answering for its own operation only.
     #[must_use]
     pub fn token(&self) -> &CancellationToken {
-        &self.token
+        self.token.get_or_init(|| self.slot.token_for(self.id))
     }
 
     /// Whether this operation was asked to stop.
     #[must_use]
     pub fn is_cancelled(&self) -> bool {
-        self.token.is_cancelled()
+        match self.token.get() {
+            Some(token) => token.is_cancelled(),
+            None => self.slot.is_cancelled(self.id),
+        }
     }
 
     /// Raises `name` on the coordinator's sink, carrying this operation's id (and key).
@@ -131,25 +142,25 @@ impl OperationContext {
         if let Some(key) = &self.key {
             builder = builder.key(key.clone());
         }
-        self.shared.mark(self.id);
-        self.shared.sink.raise_with(builder)
+        self.slot.shared.mark(self.id);
+        self.slot.shared.sink.raise_with(builder)
     }
 
     /// Retracts this operation's live signals named `name`; returns how many.
     pub fn retract(&self, name: &str) -> usize {
-        self.shared.sink.retract_operation_named(self.id, name)
+        self.slot.shared.sink.retract_operation_named(self.id, name)
     }
 
     /// Whether a live signal on the coordinator's sink matches `pattern`.
     #[must_use]
     pub fn has_signal(&self, pattern: &str) -> bool {
-        self.shared.sink.has_signal(pattern)
+        self.slot.shared.sink.has_signal(pattern)
     }
 
     /// The coordinator's sink.
     #[must_use]
     pub fn sink(&self) -> &SignalSink {
-        &self.shared.sink
+        &self.slot.shared.sink
     }
 }
 
@@ -158,7 +169,7 @@ impl fmt::Debug for OperationContext {
         f.debug_struct("OperationContext")
             .field("id", &self.id)
             .field("key", &self.key)
-            .field("cancelled", &self.token.is_cancelled())
+            .field("cancelled", &self.is_cancelled())
             .finish()
     }
 }

@@ -123,7 +123,7 @@ where
     ///
     /// [`EnqueueError::Closed`] (with the item) after `complete`, `drain` or `cancel`.
     pub async fn enqueue(&self, key: K, item: T) -> Result<OperationId, EnqueueError<T>> {
-        let rendered = Some(Arc::from(key.to_string()));
+        let rendered = Some(render(&key));
         self.engine.enqueue(item, key, rendered).await
     }
 
@@ -133,7 +133,7 @@ where
     ///
     /// [`EnqueueError::Full`] or [`EnqueueError::Closed`], with the item.
     pub fn try_enqueue(&self, key: K, item: T) -> Result<OperationId, EnqueueError<T>> {
-        let rendered = Some(Arc::from(key.to_string()));
+        let rendered = Some(render(&key));
         self.engine.try_enqueue(item, key, rendered)
     }
 
@@ -199,7 +199,7 @@ where
         items: impl IntoIterator<Item = (K, T)>,
     ) -> Result<Vec<OperationId>, EnqueueManyError<(K, T)>> {
         enqueue_each(items, |(key, item)| async move {
-            let rendered = Some(Arc::from(key.to_string()));
+            let rendered = Some(render(&key));
             self.engine
                 .enqueue(item, key.clone(), rendered)
                 .await
@@ -245,7 +245,7 @@ where
         E: fmt::Display + Send + 'static,
     {
         self.engine.intake(stream, |(key, item): (K, T)| {
-            let rendered = Some(Arc::from(key.to_string()));
+            let rendered = Some(render(&key));
             Ok((item, key, rendered))
         });
     }
@@ -333,7 +333,7 @@ where
     ///
     /// [`EnqueueError::Closed`] if the coordinator was cancelled meanwhile.
     pub fn send(self, key: K, item: T) -> Result<OperationId, EnqueueError<T>> {
-        let rendered = Some(Arc::from(key.to_string()));
+        let rendered = Some(render(&key));
         self.reserved.send(item, key, rendered)
     }
 }
@@ -345,5 +345,50 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("KeyedEnqueuePermit")
+    }
+}
+
+/// `key` through `Display`, in one allocation (the `Arc`) for keys that render in up to 64
+/// bytes: they are written on the stack first, not into a `String` then copied.
+fn render(key: &impl fmt::Display) -> Arc<str> {
+    /// A fixed buffer that fails the write once full.
+    struct Stack {
+        buf: [u8; 64],
+        len: usize,
+    }
+    impl fmt::Write for Stack {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            let end = self.len + s.len();
+            let room = self.buf.get_mut(self.len..end).ok_or(fmt::Error)?;
+            room.copy_from_slice(s.as_bytes());
+            self.len = end;
+            Ok(())
+        }
+    }
+    let mut stack = Stack {
+        buf: [0; 64],
+        len: 0,
+    };
+    if fmt::Write::write_fmt(&mut stack, format_args!("{key}")).is_ok()
+        && let Ok(s) = std::str::from_utf8(&stack.buf[..stack.len])
+    {
+        return Arc::from(s);
+    }
+    Arc::from(key.to_string())
+}
+
+#[cfg(test)]
+mod render_tests {
+    use super::render;
+
+    #[test]
+    fn short_and_long_keys_render_as_display_does() {
+        assert_eq!(&*render(&42usize), "42");
+        assert_eq!(&*render(&"alice"), "alice");
+        let long = "k".repeat(64);
+        assert_eq!(&*render(&long), long.as_str());
+        let longer = "é".repeat(40); // 80 bytes: past the stack buffer
+        assert_eq!(&*render(&longer), longer.as_str());
+        assert_eq!(&*render(&""), "");
     }
 }

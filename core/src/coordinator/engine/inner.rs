@@ -11,7 +11,7 @@
 //! never calls back while locked).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use tokio::runtime::Handle;
 use tokio::sync::{Notify, Semaphore, watch};
@@ -51,6 +51,9 @@ pub(crate) struct Inner<T, R, Q: Queue<T>> {
     pub(crate) steer: Notify,
     /// How many `wait_for_result` calls are waiting, so finishes skip the notify otherwise.
     pub(crate) waiting: AtomicUsize,
+    /// Set once at shutdown, just before `root` is cancelled: what workers check before
+    /// admitting a job (a token's `is_cancelled` takes its mutex, shared by every worker).
+    shut_down: AtomicBool,
     /// Spawns one worker task. Handed in by the engine handle, so that this module does not
     /// depend on the worker (which depends on it).
     spawn_worker: fn(&Arc<Self>),
@@ -84,6 +87,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
             created_seq,
             steer: Notify::new(),
             waiting: AtomicUsize::new(0),
+            shut_down: AtomicBool::new(false),
             spawn_worker,
         }
     }
@@ -129,6 +133,8 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
                 self.room.close();
             }
             if fx.has(Effect::CANCEL_ROOT) {
+                // Release: pairs with the Acquire in `is_shut_down`.
+                self.shut_down.store(true, Ordering::Release);
                 self.root.cancel();
             }
         }
@@ -161,12 +167,18 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
     pub(crate) fn accepted(self: &Arc<Self>, accepted: &Accepted) {
         if accepted.spawn {
             (self.spawn_worker)(self);
-        } else {
+        } else if accepted.wake {
             self.work.notify_one();
         }
         if accepted.steer {
             self.steer.notify_one();
         }
+    }
+
+    /// Whether the coordinator was shut down (`cancel()` or the last handle dropped).
+    pub(crate) fn is_shut_down(&self) -> bool {
+        // Acquire: pairs with the Release in `apply`.
+        self.shut_down.load(Ordering::Acquire)
     }
 
     /// Wakes result waiters, if there are any.

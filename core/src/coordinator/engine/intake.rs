@@ -142,10 +142,15 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
     ) -> Result<OperationId, EnqueueError<T>> {
         let inner = self.inner();
         // No lock here: a closed coordinator has closed `room` (or, while intakes run,
-        // `accept` refuses under the lock and gives the room back).
-        match inner.room.acquire().await {
+        // `accept` refuses under the lock and gives the room back). `try_acquire` first: it
+        // is one compare-and-swap, where `acquire` builds a waiter first.
+        match inner.room.try_acquire() {
             Ok(permit) => permit.forget(),
-            Err(_) => return Err(EnqueueError::Closed(item)),
+            Err(TryAcquireError::Closed) => return Err(EnqueueError::Closed(item)),
+            Err(TryAcquireError::NoPermits) => match inner.room.acquire().await {
+                Ok(permit) => permit.forget(),
+                Err(_) => return Err(EnqueueError::Closed(item)),
+            },
         }
         inner.accept(item, route, key, false)
     }

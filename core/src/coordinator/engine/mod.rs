@@ -6,6 +6,7 @@
 //! * `body.rs`: the type-erased user body, and panic messages;
 //! * `rules.rs`: what the options fix at creation (patterns, callbacks), callback delivery;
 //! * `sample.rs`: the `sample` throttle;
+//! * `slot.rs`: a worker's slot, through which cancellation reaches the body it runs;
 //! * `window.rs`: tracked operations, eviction and echoes;
 //! * `state.rs`: [`Core`](state::Core), everything under the lock, and the
 //!   [`Effect`](state::Effect) each change leaves to apply after the unlock;
@@ -23,6 +24,7 @@ mod lifecycle;
 mod queries;
 mod rules;
 mod sample;
+mod slot;
 mod state;
 mod steer;
 mod window;
@@ -31,4 +33,5 @@ mod worker;
 pub(crate) use body::erase;
 pub(crate) use intake::{Reserved, enqueue_each};
 pub(crate) use lifecycle::Engine;
+pub(crate) use slot::Slot;
 pub(crate) use window::{Record, Reply};

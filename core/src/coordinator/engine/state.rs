@@ -10,7 +10,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use super::super::error::{EnqueueError, IntakeError, PinError};
 use super::super::operation_error::OperationError;
@@ -19,6 +18,7 @@ use super::super::snapshot::{
     CancelReason, CoordinatorStats, Echo, OperationSnapshot, OperationState,
 };
 use super::rules::DeferRules;
+use super::slot::Slot;
 use super::window::{Record, Window};
 use crate::{OperationId, SignalSink};
 
@@ -83,8 +83,12 @@ impl Effect {
 /// What must follow an accepted item after the unlock.
 #[must_use]
 pub(crate) struct Accepted {
-    /// Spawn a worker for it (already counted in `Core::workers`); otherwise wake one.
+    /// Spawn a worker for it (already counted in `Core::workers`).
     pub(super) spawn: bool,
+    /// Wake a waiting worker. Only when one waits: a worker that is busy looks for the next
+    /// job under the lock when it finishes, and one about to wait looks first, so it sees
+    /// this job either way.
+    pub(super) wake: bool,
     /// Wake the steering task (the item is held, its `max_defer` clock runs).
     pub(super) steer: bool,
 }
@@ -100,8 +104,8 @@ pub(crate) enum Outcome<R> {
     Refused(CancelReason),
 }
 
-/// A popped job and the token of its operation.
-pub(crate) type Taken<T, Q> = (Job<T, <Q as Queue<T>>::Route>, CancellationToken);
+/// A popped job.
+pub(crate) type Taken<T, Q> = Job<T, <Q as Queue<T>>::Route>;
 
 /// What a worker does next.
 pub(crate) enum Next<T, Q: Queue<T>> {
@@ -123,7 +127,8 @@ pub(crate) enum Next<T, Q: Queue<T>> {
 ///   accepted item is queued, put aside by an admission hook, taken by a worker, or counted
 ///   in exactly one terminal state.
 /// * Every queued, parked or running item has a `Pending` or `Running` record in the window;
-///   a running one (past admission) holds its token there.
+///   a running one (taken by a worker) is named by exactly one of `slots`, the slot of the
+///   worker that took it, through which a cancel reaches it.
 /// * `running <= limit` whenever a job is taken (lowering the limit lets running bodies
 ///   finish first); `running <= peak`.
 /// * `workers` counts the worker tasks spawned and not exited; `idle <= workers` counts those
@@ -162,6 +167,8 @@ pub(crate) struct Core<T, R, Q: Queue<T>> {
     peak: u64,
     intake_error: Option<IntakeError>,
     finalized_out: Vec<OperationSnapshot>,
+    /// The slots of the live workers (registered before they take a job).
+    slots: Vec<Arc<Slot>>,
     _item: std::marker::PhantomData<fn(T)>,
 }
 
@@ -198,6 +205,7 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
             peak: 0,
             intake_error: None,
             finalized_out: Vec::new(),
+            slots: Vec::new(),
             _item: std::marker::PhantomData,
         }
     }
@@ -347,6 +355,7 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         }
         Ok(Accepted {
             spawn,
+            wake: !spawn && self.idle > 0,
             steer: held && self.defer.max_defer.is_some(),
         })
     }
@@ -409,12 +418,11 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
                 OperationState::Cancelled(CancelReason::Shutdown),
             );
         }
-        // Operation tokens are not children of the root token (registering a child locks
-        // the parent, a contended lock per item); running ones are cancelled here instead,
-        // under the lock that also guards every start, so none is missed.
-        for (_, record) in self.window.records() {
-            if let Some(token) = &record.token {
-                token.cancel();
+        // Running operations are cancelled through their workers' slots, under the lock that
+        // also guards every start, so none is missed.
+        for slot in &self.slots {
+            if let Some(id) = slot.running() {
+                slot.cancel(id);
             }
         }
     }
@@ -461,24 +469,30 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         let Some(record) = self.window.record_mut(id) else {
             return false;
         };
-        match (&record.state, &record.token) {
-            (OperationState::Running, Some(token)) => {
-                record.cancel_requested.get_or_insert(reason);
-                token.cancel();
-                true
-            }
-            _ => false,
+        if record.state != OperationState::Running {
+            return false;
         }
+        let Some(slot) = self.slots.iter().find(|s| s.runs(id)) else {
+            return false;
+        };
+        record.cancel_requested.get_or_insert(reason);
+        slot.cancel(id);
+        true
     }
 
     /// Cancels every running body through its token (a `cancel_running_on` signal).
     pub(crate) fn cancel_running(&mut self, reason: &CancelReason) {
-        for record in self.window.records_mut() {
-            if let (OperationState::Running, Some(token)) = (&record.state, &record.token) {
+        for slot in &self.slots {
+            let Some(id) = slot.running() else {
+                continue;
+            };
+            if let Some(record) = self.window.record_mut(id)
+                && record.state == OperationState::Running
+            {
                 record
                     .cancel_requested
                     .get_or_insert_with(|| reason.clone());
-                token.cancel();
+                slot.cancel(id);
             }
         }
     }
@@ -510,20 +524,47 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
 
     /// What a worker without a job does: exit if there are more workers than the limit or
     /// nothing is left to do, start a job if one may start, or wait (counted idle).
-    pub(crate) fn next_for_worker(&mut self, fx: &mut Effect, sink: &SignalSink) -> Next<T, Q> {
+    pub(crate) fn next_for_worker(
+        &mut self,
+        fx: &mut Effect,
+        sink: &SignalSink,
+        slot: &Arc<Slot>,
+    ) -> Next<T, Q> {
         if self.workers > self.limit {
-            self.workers -= 1;
+            self.exit(slot);
             return Next::Exit;
         }
-        if let Some(taken) = self.try_start(fx, sink, Instant::now()) {
+        if let Some(taken) = self.try_start(fx, sink, slot, Instant::now()) {
             return Next::Start(taken);
         }
         if self.closed && self.queue.len() == 0 {
-            self.workers -= 1;
+            self.exit(slot);
             return Next::Exit;
         }
         self.idle += 1;
         Next::Wait
+    }
+
+    /// A new worker registers its slot, before it takes any job.
+    pub(crate) fn register(&mut self, slot: Arc<Slot>) {
+        self.slots.push(slot);
+    }
+
+    /// A worker retires `old` (a context of its last operation outlived the body) for
+    /// `fresh`.
+    pub(crate) fn replace_slot(&mut self, old: &Arc<Slot>, fresh: Arc<Slot>) {
+        match self.slots.iter_mut().find(|s| Arc::ptr_eq(s, old)) {
+            Some(slot) => *slot = fresh,
+            None => self.slots.push(fresh),
+        }
+    }
+
+    /// A worker exits (it holds no job): no longer counted, its slot forgotten.
+    fn exit(&mut self, slot: &Arc<Slot>) {
+        self.workers -= 1;
+        if let Some(i) = self.slots.iter().position(|s| Arc::ptr_eq(s, slot)) {
+            self.slots.swap_remove(i);
+        }
     }
 
     /// A waiting worker woke up.
@@ -539,6 +580,7 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         &mut self,
         fx: &mut Effect,
         sink: &SignalSink,
+        slot: &Slot,
         now: Instant,
     ) -> Option<Taken<T, Q>> {
         if self.paused || self.running >= self.limit || self.queue.len() == 0 {
@@ -566,14 +608,12 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         self.running += 1;
         self.peak = self.peak.max(self.running as u64);
         fx.room_back += 1;
-        // Not a child of the root token: see `shutdown`.
-        let token = CancellationToken::new();
+        slot.set_running(Some(job.id));
         if let Some(record) = self.window.record_mut(job.id) {
             record.state = OperationState::Running;
             record.started = Some(now);
-            record.token = Some(token.clone());
         }
-        Some((job, token))
+        Some(job)
     }
 
     /// The job after a finish, unless this worker is one too many for the limit.
@@ -581,23 +621,24 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         &mut self,
         fx: &mut Effect,
         sink: &SignalSink,
+        slot: &Slot,
         now: Instant,
     ) -> Option<Taken<T, Q>> {
         if self.workers > self.limit {
             None
         } else {
-            self.try_start(fx, sink, now)
+            self.try_start(fx, sink, slot, now)
         }
     }
 
     /// An admission hook deferred a taken job: it holds no slot while put aside.
-    pub(crate) fn park(&mut self, id: OperationId) {
+    pub(crate) fn park(&mut self, id: OperationId, slot: &Slot) {
         self.running -= 1;
         self.parked += 1;
+        slot.set_running(None);
         if let Some(record) = self.window.record_mut(id) {
             record.state = OperationState::Pending;
             record.started = None;
-            record.token = None;
             record.parked = true;
         }
     }
@@ -640,63 +681,75 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         id: OperationId,
         route: &Q::Route,
         outcome: Outcome<R>,
-        token: &CancellationToken,
+        slot: &Slot,
         now: Instant,
     ) {
         self.running -= 1;
+        slot.set_running(None);
         self.queue.finished(route);
-        let record = self.window.record_mut(id);
-        let requested = record.and_then(|r| r.cancel_requested.take());
+        let mut result = None;
+        let mut error = None;
+        let mut panicked = false;
         let state = match outcome {
             Outcome::Ok(value) => {
-                if let Some(record) = self.window.record_mut(id) {
-                    record.result = Some(value);
-                }
+                result = Some(value);
                 OperationState::Completed
             }
             // A body that stops on its cancelled token ends cancelled, not failed.
-            Outcome::Err(_) if token.is_cancelled() => {
-                OperationState::Cancelled(requested.unwrap_or(CancelReason::Shutdown))
-            }
+            Outcome::Err(_) if slot.is_cancelled(id) => OperationState::Cancelled(
+                self.window
+                    .record_mut(id)
+                    .and_then(|r| r.cancel_requested.take())
+                    .unwrap_or(CancelReason::Shutdown),
+            ),
             Outcome::Err(message) => {
-                if let Some(record) = self.window.record_mut(id) {
-                    record.error = Some(message);
-                }
+                error = Some(message);
                 OperationState::Failed
             }
             Outcome::Panic(message) => {
                 self.panicked += 1;
-                if let Some(record) = self.window.record_mut(id) {
-                    record.error = Some(OperationError::from_message(message));
-                    record.panicked = true;
-                }
+                error = Some(OperationError::from_message(message));
+                panicked = true;
                 OperationState::Failed
             }
             Outcome::Aborted => OperationState::Cancelled(CancelReason::Aborted),
             Outcome::Refused(reason) => OperationState::Cancelled(reason),
         };
-        self.settle(id, now, state);
+        self.settle_with(id, now, state, |record| {
+            // A cancel that arrived too late to matter is not kept.
+            record.cancel_requested = None;
+            record.result = result;
+            record.error = error;
+            record.panicked = panicked;
+        });
         fx.set(Effect::FINISHED);
     }
 
     /// Counts a terminal state and files it in the window (which may evict).
     fn settle(&mut self, id: OperationId, now: Instant, state: OperationState) {
+        self.settle_with(id, now, state, |_| {});
+    }
+
+    /// [`settle`](Self::settle), with `fill` completing the record in the same lookup.
+    fn settle_with(
+        &mut self,
+        id: OperationId,
+        now: Instant,
+        state: OperationState,
+        fill: impl FnOnce(&mut Record<R>),
+    ) {
         match &state {
             OperationState::Completed => self.completed += 1,
             OperationState::Failed => self.failed += 1,
             OperationState::Cancelled(_) => self.cancelled_count += 1,
             OperationState::Pending | OperationState::Deferred | OperationState::Running => {}
         }
-        let Some(record) = self.window.record_mut(id) else {
-            return;
-        };
-        record.state = state;
-        record.finished = Some(now);
-        record.token = None;
-        if self.report_finalized {
-            self.finalized_out.push(record.snapshot(id));
+        if let Some(snapshot) = self
+            .window
+            .settle(id, now, state, fill, self.report_finalized)
+        {
+            self.finalized_out.push(snapshot);
         }
-        self.window.finished(id, now);
     }
 
     // ----- Deferral --------------------------------------------------------------------------

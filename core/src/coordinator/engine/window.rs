@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use super::super::context::ContextShared;
 use super::super::error::PinError;
@@ -72,8 +71,6 @@ pub(crate) struct Record<R> {
     pub(crate) pinned: bool,
     /// Put aside by an admission hook's `Defer` (it shows as `Deferred`).
     pub(crate) parked: bool,
-    /// The running body's token, so it can be cancelled by id or by signal.
-    pub(crate) token: Option<CancellationToken>,
     /// Why the running body's token was cancelled, recorded when the body then ends.
     pub(crate) cancel_requested: Option<CancelReason>,
     pub(crate) result: Option<R>,
@@ -92,7 +89,6 @@ impl<R> Record<R> {
             panicked: false,
             pinned: false,
             parked: false,
-            token: None,
             cancel_requested: None,
             result: None,
         }
@@ -148,8 +144,9 @@ impl<R> Record<R> {
 #[derive(Debug)]
 pub(crate) struct Window<R> {
     records: IdMap<Record<R>>,
-    /// Unpinned finished operations, lowest `finish_seq` first.
-    finished: VecDeque<OperationId>,
+    /// Unpinned finished operations, lowest `finish_seq` first, each with when it is due
+    /// for eviction by age (kept here so that a purge reads no record).
+    finished: VecDeque<(OperationId, Option<Instant>)>,
     /// Finishes so far; the next finish gets this plus one.
     finish_seq: u64,
     pinned: usize,
@@ -221,11 +218,6 @@ impl<R> Window<R> {
         self.records.iter().map(|(id, r)| (*id, r))
     }
 
-    /// Every tracked record, mutably, in no particular order.
-    pub(crate) fn records_mut(&mut self) -> impl Iterator<Item = &mut Record<R>> {
-        self.records.values_mut()
-    }
-
     /// Operations in the window now.
     pub(crate) fn len(&self) -> usize {
         self.records.len()
@@ -246,16 +238,27 @@ impl<R> Window<R> {
         self.echoes.iter()
     }
 
-    /// Files a freshly finished operation and evicts what the bounds require.
-    pub(crate) fn finished(&mut self, id: OperationId, now: Instant) {
+    /// Files a freshly finished operation in one lookup: `fill` completes its record, which
+    /// becomes `state` at `now`; then evicts what the bounds require. Returns its snapshot when
+    /// `snapshot` asks for one (for `on_finalized`), or `None` for an unknown id.
+    pub(crate) fn settle(
+        &mut self,
+        id: OperationId,
+        now: Instant,
+        state: OperationState,
+        fill: impl FnOnce(&mut Record<R>),
+        snapshot: bool,
+    ) -> Option<OperationSnapshot> {
+        let due = self.age_due(now);
+        let record = self.records.get_mut(&id)?;
+        fill(record);
+        record.state = state;
+        record.finished = Some(now);
         self.finish_seq += 1;
-        let seq = self.finish_seq;
-        let Some(record) = self.records.get_mut(&id) else {
-            return;
-        };
-        record.finish_seq = seq;
+        record.finish_seq = self.finish_seq;
+        let out = snapshot.then(|| record.snapshot(id));
         if !record.pinned {
-            self.finished.push_back(id);
+            self.finished.push_back((id, due));
         }
         if !self.replies.is_empty()
             && let Some(reply) = self.replies.remove(&id)
@@ -263,19 +266,21 @@ impl<R> Window<R> {
             (reply.0)(id, record);
         }
         self.purge(now);
+        out
+    }
+
+    /// When an operation finished at `finished` is due for eviction by age (`None`: never,
+    /// the sum is past what `Instant` holds).
+    fn age_due(&self, finished: Instant) -> Option<Instant> {
+        finished.checked_add(self.max_lifetime)
     }
 
     /// Evicts by count (pins count against the bound) and by age, and expires echoes.
     pub(crate) fn purge(&mut self, now: Instant) {
         let bound = if self.tracking { self.max_tracked } else { 0 };
-        while let Some(&front) = self.finished.front() {
+        while let Some(&(front, due)) = self.finished.front() {
             let over = self.finished.len() + self.pinned > bound;
-            let old = self
-                .records
-                .get(&front)
-                .and_then(|r| r.finished)
-                .is_some_and(|at| now.saturating_duration_since(at) >= self.max_lifetime);
-            if !over && !old {
+            if !over && due.is_none_or(|due| due > now) {
                 break;
             }
             self.finished.pop_front();
@@ -332,7 +337,7 @@ impl<R> Window<R> {
         if !record.state.is_finished() || record.pinned {
             return false;
         }
-        if let Some(index) = self.finished.iter().position(|&f| f == id) {
+        if let Some(index) = self.finished.iter().position(|&(f, _)| f == id) {
             self.finished.remove(index);
         }
         self.evict_record(id, now);
@@ -363,7 +368,7 @@ impl<R> Window<R> {
         record.pinned = true;
         let finished = record.state.is_finished();
         self.pinned += 1;
-        if finished && let Some(index) = self.finished.iter().position(|&f| f == id) {
+        if finished && let Some(index) = self.finished.iter().position(|&(f, _)| f == id) {
             self.finished.remove(index);
         }
         Ok(())
@@ -378,15 +383,16 @@ impl<R> Window<R> {
         }
         record.pinned = false;
         self.pinned -= 1;
-        if record.finished.is_some() {
+        if let Some(finished) = record.finished {
             // Keep the deque in finish order, so count eviction takes the oldest and age
             // eviction stays a prefix (finish times never decrease along finish order).
             let seq = record.finish_seq;
+            let due = self.age_due(finished);
             let records = &self.records;
             let index = self
                 .finished
-                .partition_point(|f| records.get(f).is_some_and(|r| r.finish_seq < seq));
-            self.finished.insert(index, id);
+                .partition_point(|(f, _)| records.get(f).is_some_and(|r| r.finish_seq < seq));
+            self.finished.insert(index, (id, due));
             self.purge(now);
         }
         true

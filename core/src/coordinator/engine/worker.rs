@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use futures::FutureExt;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::super::admission::{AdmissionRequest, Decision};
@@ -16,6 +15,7 @@ use super::super::queue::{Job, Queue};
 use super::super::snapshot::CancelReason;
 use super::body::panic_message;
 use super::inner::{Inner, sleep_until};
+use super::slot::Slot;
 use super::state::{Effect, Next, Outcome, Taken};
 use crate::OperationId;
 
@@ -27,22 +27,25 @@ pub(crate) fn spawn<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
 }
 
 async fn run<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(inner: Arc<Inner<T, R, Q>>) {
+    let mut slot = Arc::new(Slot::new(inner.ctx.clone()));
+    inner.update(|core, _| core.register(slot.clone()));
     let mut next: Option<Taken<T, Q>> = None;
     loop {
         let taken = match next.take() {
             Some(taken) => taken,
-            None => match next_job(&inner).await {
+            None => match next_job(&inner, &slot).await {
                 Some(taken) => taken,
                 None => return,
             },
         };
-        next = process(&inner, taken).await;
+        next = process(&inner, &mut slot, taken).await;
     }
 }
 
 /// Waits for a job this worker may start; `None` when the worker should exit.
 async fn next_job<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     inner: &Arc<Inner<T, R, Q>>,
+    slot: &Arc<Slot>,
 ) -> Option<Taken<T, Q>> {
     loop {
         let notified = inner.work.notified();
@@ -50,7 +53,7 @@ async fn next_job<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
         {
             let mut fx = Effect::default();
             let mut core = inner.lock();
-            let next = core.next_for_worker(&mut fx, &inner.ctx.sink);
+            let next = core.next_for_worker(&mut fx, &inner.ctx.sink, slot);
             if let Next::Wait = next {
                 // Enabled under the lock: a push or a wake after we release it reaches us.
                 notified.as_mut().enable();
@@ -70,11 +73,12 @@ async fn next_job<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
 /// Admits and runs one job, files its outcome, and returns the next job if one can start.
 async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     inner: &Arc<Inner<T, R, Q>>,
-    (job, token): Taken<T, Q>,
+    slot: &mut Arc<Slot>,
+    job: Taken<T, Q>,
 ) -> Option<Taken<T, Q>> {
     let id = job.id;
     if let Some(reason) = refusal(inner, &job) {
-        return finish(inner, id, &job.route, &token, Outcome::Refused(reason));
+        return finish(inner, slot, id, &job.route, Outcome::Refused(reason));
     }
     if !inner.hooks.is_empty() {
         let request = AdmissionRequest {
@@ -86,14 +90,15 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
                 Decision::Admit => {}
                 Decision::Cancel(reason) => {
                     let reason = CancelReason::Admission(reason);
-                    return finish(inner, id, &job.route, &token, Outcome::Refused(reason));
+                    return finish(inner, slot, id, &job.route, Outcome::Refused(reason));
                 }
                 // Past `max_defer` under `DeferPolicy::Run`: a hook's `Defer` no longer holds it.
                 Decision::Defer(_) if job.is_overdue() => {}
                 Decision::Defer(until) => {
-                    park(inner, job, until);
-                    return inner
-                        .update(|core, fx| core.try_start(fx, &inner.ctx.sink, Instant::now()));
+                    park(inner, slot, job, until);
+                    return inner.update(|core, fx| {
+                        core.try_start(fx, &inner.ctx.sink, slot, Instant::now())
+                    });
                 }
             }
         }
@@ -112,8 +117,8 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     let ctx = OperationContext {
         id,
         key,
-        token: token.clone(),
-        shared: inner.ctx.clone(),
+        token: std::sync::OnceLock::new(),
+        slot: slot.clone(),
     };
     let body = &inner.body;
     let start = || crate::current::sync_scope(id, || body(item, ctx));
@@ -132,7 +137,7 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
                     Err(panic) => Outcome::Panic(panic_message(&*panic)),
                 },
                 () = async {
-                    token.cancelled().await;
+                    slot.cancelled(id).await;
                     tokio::time::sleep(grace).await;
                 } => Outcome::Aborted,
             }
@@ -150,7 +155,16 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
         }
         Outcome::Aborted | Outcome::Refused(_) => span.record("outcome", "cancelled"),
     };
-    finish(inner, id, &route, &token, outcome)
+    if Arc::strong_count(slot) > 2 {
+        // The body's context outlived its future (moved into a spawned task, say): it must
+        // keep seeing this operation's cancellation state, never a later operation's, so it
+        // keeps this slot and the worker carries on with a fresh one. The count is final
+        // here: the future is dropped, and a context is not `Clone`.
+        let fresh = Arc::new(Slot::new(inner.ctx.clone()));
+        let old = std::mem::replace(slot, fresh);
+        return finish_retiring(inner, &old, slot, id, &route, outcome);
+    }
+    finish(inner, slot, id, &route, outcome)
 }
 
 /// An operation's `debug` span: a root (the worker's spans are not its parents), filled in
@@ -175,7 +189,7 @@ fn refusal<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     inner: &Inner<T, R, Q>,
     job: &Job<T, Q::Route>,
 ) -> Option<CancelReason> {
-    if inner.root.is_cancelled() {
+    if inner.is_shut_down() {
         return Some(CancelReason::Shutdown);
     }
     if let Some(name) = &job.cancel {
@@ -200,6 +214,7 @@ enum Unparked {
 /// then it is first in line again.
 fn park<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     inner: &Arc<Inner<T, R, Q>>,
+    slot: &Slot,
     mut job: Job<T, Q::Route>,
     until: futures::future::BoxFuture<'static, ()>,
 ) {
@@ -207,7 +222,7 @@ fn park<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     let (max_defer, policy) = {
         let id = job.id;
         inner.update(|core, _| {
-            core.park(id);
+            core.park(id, slot);
             let rules = core.defer_rules();
             (rules.max_defer, rules.policy)
         })
@@ -236,18 +251,36 @@ fn park<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     });
 }
 
-/// Files an outcome and, under the same lock, takes the next job if one can start.
-fn finish<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
+/// [`finish`] on `old`, whose operation's context outlived its body, then carries on with
+/// `fresh` in its place.
+fn finish_retiring<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     inner: &Arc<Inner<T, R, Q>>,
+    old: &Arc<Slot>,
+    fresh: &Arc<Slot>,
     id: crate::OperationId,
     route: &Q::Route,
-    token: &CancellationToken,
     outcome: Outcome<R>,
 ) -> Option<Taken<T, Q>> {
     let now = Instant::now();
     inner.update(|core, fx| {
-        // The token is read under the lock, which `shutdown` holds while it cancels tokens.
-        core.finish(fx, id, route, outcome, token, now);
-        core.next_after_finish(fx, &inner.ctx.sink, now)
+        core.finish(fx, id, route, outcome, old, now);
+        core.replace_slot(old, fresh.clone());
+        core.next_after_finish(fx, &inner.ctx.sink, fresh, now)
+    })
+}
+
+/// Files an outcome and, under the same lock, takes the next job if one can start.
+fn finish<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
+    inner: &Arc<Inner<T, R, Q>>,
+    slot: &Slot,
+    id: crate::OperationId,
+    route: &Q::Route,
+    outcome: Outcome<R>,
+) -> Option<Taken<T, Q>> {
+    let now = Instant::now();
+    inner.update(|core, fx| {
+        // The slot is read under the lock, which every cancel holds while it marks slots.
+        core.finish(fx, id, route, outcome, slot, now);
+        core.next_after_finish(fx, &inner.ctx.sink, slot, now)
     })
 }

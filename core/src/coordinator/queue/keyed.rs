@@ -21,6 +21,10 @@ struct KeyState<T, K> {
 /// keys (at most `threshold` pending) before *hot* ones. A busy key is simply not in a ready
 /// list, so it never blocks the others; a key's items start strictly in order because only its
 /// head is ever taken. A key with nothing pending or running is forgotten.
+///
+/// Each step looks a key up once (a forgotten key costs one more lookup to remove), and the
+/// pending lists of forgotten keys are kept for reuse, up to [`SPARE`]: with many keys of one
+/// item each, keys come and go with every item.
 #[derive(Debug)]
 pub(crate) struct KeyedQueue<T, K> {
     keys: HashMap<K, KeyState<T, K>>,
@@ -29,7 +33,12 @@ pub(crate) struct KeyedQueue<T, K> {
     per_key: usize,
     threshold: usize,
     len: usize,
+    /// Empty pending lists of forgotten keys, for the next new key.
+    spare: Vec<VecDeque<Job<T, K>>>,
 }
+
+/// How many empty pending lists a keyed queue keeps for reuse.
+const SPARE: usize = 64;
 
 impl<T, K: Hash + Eq + Clone> KeyedQueue<T, K> {
     pub(crate) fn new(per_key: usize, threshold: usize) -> Self {
@@ -40,6 +49,7 @@ impl<T, K: Hash + Eq + Clone> KeyedQueue<T, K> {
             per_key,
             threshold,
             len: 0,
+            spare: Vec::new(),
         }
     }
 
@@ -77,7 +87,37 @@ impl<T, K: Hash + Eq + Clone> KeyedQueue<T, K> {
             .get(key)
             .is_some_and(|s| s.pending.is_empty() && s.running == 0 && !s.ready)
         {
-            self.keys.remove(key);
+            self.forget(key);
+        }
+    }
+
+    /// Removes an idle key, keeping its empty pending list for reuse.
+    fn forget(&mut self, key: &K) {
+        if let Some(state) = self.keys.remove(key)
+            && self.spare.len() < SPARE
+            && state.pending.capacity() > 0
+        {
+            self.spare.push(state.pending);
+        }
+    }
+
+    /// Puts `key` (whose state is `state`) in a ready list if it may start an item now.
+    fn ready_if(
+        state: &mut KeyState<T, K>,
+        key: impl FnOnce() -> K,
+        per_key: usize,
+        threshold: usize,
+        cold: &mut VecDeque<K>,
+        hot: &mut VecDeque<K>,
+    ) {
+        if state.ready || state.pending.is_empty() || state.running >= per_key {
+            return;
+        }
+        state.ready = true;
+        if state.pending.len() > threshold {
+            hot.push_back(key());
+        } else {
+            cold.push_back(key());
         }
     }
 }
@@ -91,17 +131,26 @@ impl<T: Send + 'static, K: Hash + Eq + Clone + Send + 'static> Queue<T> for Keye
 
     fn push(&mut self, job: Job<T, K>) -> bool {
         let key = job.route.clone();
-        self.keys
-            .entry(key.clone())
+        let spare = &mut self.spare;
+        let state = self
+            .keys
+            .entry(job.route.clone())
             .or_insert_with(|| KeyState {
-                pending: VecDeque::new(),
+                pending: spare.pop().unwrap_or_default(),
                 running: 0,
                 ready: false,
-            })
-            .pending
-            .push_back(job);
+            });
+        state.pending.push_back(job);
         self.len += 1;
-        self.make_ready(&key);
+        let (per_key, threshold) = (self.per_key, self.threshold);
+        Self::ready_if(
+            state,
+            || key,
+            per_key,
+            threshold,
+            &mut self.cold,
+            &mut self.hot,
+        );
         false
     }
 
@@ -118,7 +167,15 @@ impl<T: Send + 'static, K: Hash + Eq + Clone + Send + 'static> Queue<T> for Keye
             };
             state.running += 1;
             self.len -= 1;
-            self.make_ready(&key);
+            let (per_key, threshold) = (self.per_key, self.threshold);
+            Self::ready_if(
+                state,
+                || key,
+                per_key,
+                threshold,
+                &mut self.cold,
+                &mut self.hot,
+            );
             return Some(job);
         }
     }
@@ -136,11 +193,22 @@ impl<T: Send + 'static, K: Hash + Eq + Clone + Send + 'static> Queue<T> for Keye
     }
 
     fn finished(&mut self, key: &K) {
-        if let Some(state) = self.keys.get_mut(key) {
-            state.running = state.running.saturating_sub(1);
+        let Some(state) = self.keys.get_mut(key) else {
+            return;
+        };
+        state.running = state.running.saturating_sub(1);
+        let (per_key, threshold) = (self.per_key, self.threshold);
+        Self::ready_if(
+            state,
+            || key.clone(),
+            per_key,
+            threshold,
+            &mut self.cold,
+            &mut self.hot,
+        );
+        if state.pending.is_empty() && state.running == 0 && !state.ready {
+            self.forget(key);
         }
-        self.make_ready(key);
-        self.reclaim(key);
     }
 
     fn remove(&mut self, id: OperationId) -> Option<Job<T, K>> {
@@ -169,6 +237,7 @@ impl<T: Send + 'static, K: Hash + Eq + Clone + Send + 'static> Queue<T> for Keye
         self.cold.clear();
         self.hot.clear();
         self.keys.retain(|_, s| s.running > 0);
+        self.spare.clear();
         self.len = 0;
         jobs
     }
