@@ -19,8 +19,11 @@ use crate::router::Locals;
 use crate::subscription::LocalSub;
 use crate::sync::Mutex;
 use crate::topics::TopicCounters;
+use crate::transport::Encoded;
 use crate::transport::{Transport, UnixTransport};
-use crate::{BusError, BusName, BusOptions, BusStats, Message, Outgoing, Subscription};
+use crate::{
+    BusError, BusName, BusOptions, BusStats, IntoPayload, Message, Outgoing, Subscription,
+};
 
 /// A random 64-bit number, from the standard library's randomly seeded hasher (no extra
 /// dependency; these ids need to be unique, not secret).
@@ -217,22 +220,32 @@ impl Bus {
     /// [`subscribe_durable`](Self::subscribe_durable): such a message is stored before this
     /// returns).
     ///
+    /// `payload` is anything [`IntoPayload`]: `b"..."`, `&[u8]`, `&str`, byte arrays,
+    /// `Vec<u8>`, `String`, [`Bytes`](bytes::Bytes)... Owned buffers are never copied into
+    /// the message; borrowed bytes are copied only when a subscription of this process keeps
+    /// the message, and for other processes every payload is written straight into the
+    /// frame.
+    ///
     /// # Errors
     ///
-    /// [`BusError::Name`] for a bad topic, [`BusError::PayloadTooLarge`] above the maximum,
-    /// [`BusError::Retained`] when a durable subscription matches and the message could not
-    /// be kept for it.
-    #[tracing::instrument(level = "debug", name = "bus.publish", skip_all, fields(topic = topic, bytes = payload.as_ref().len()))]
-    pub async fn publish(&self, topic: &str, payload: impl AsRef<[u8]>) -> Result<usize, BusError> {
+    /// [`BusError::Name`] for a bad topic, [`BusError::PayloadTooLarge`] above the maximum
+    /// (nothing is sent or kept then), [`BusError::Retained`] when a durable subscription
+    /// matches and the message could not be kept for it.
+    #[tracing::instrument(level = "debug", name = "bus.publish", skip_all, fields(topic = topic, bytes = payload.as_payload().len()))]
+    pub async fn publish(&self, topic: &str, payload: impl IntoPayload) -> Result<usize, BusError> {
         let shared = &self.handle.shared;
         let topic = shared.topic(topic)?;
-        let payload = payload.as_ref();
+        let max = shared.options.max_payload;
+        let len = payload.as_payload().len();
+        if len > max {
+            return Err(BusError::PayloadTooLarge { len, max });
+        }
         let mut kept = 0;
         if shared.capture.matches(&topic) {
             kept = Box::pin(crate::durable::capture::capture(
                 self,
                 &topic,
-                payload,
+                payload.as_payload(),
                 &[],
                 process_origin(),
                 None,
@@ -241,35 +254,29 @@ impl Bus {
         }
         if shared.locals.any_matching(&topic) {
             let mut outgoing = Outgoing::from_name(topic);
-            outgoing.payload = Arc::from(payload);
+            outgoing.payload = payload.into_payload();
             return Ok(kept + self.publish_outgoing(outgoing).await?);
         }
-        // No subscriber in this handle: encode straight from the caller's bytes.
-        let max = shared.options.max_payload;
-        if payload.len() > max {
-            return Err(BusError::PayloadTooLarge {
-                len: payload.len(),
-                max,
-            });
-        }
-        let mut bytes = Vec::with_capacity(64 + topic.len() + payload.len());
-        frame::encode_message(
-            &MessageRef {
-                topic: &topic,
-                payload,
-                headers: &[],
-                id: shared.locals.next_id(),
-                origin: process_origin(),
-                hops: 0,
-                timestamp: SystemTime::now(),
-                ttl: None,
-                route: None,
-            },
-            &mut bytes,
-        );
+        // No subscriber in this handle: encode straight from the caller's bytes into each
+        // peer's queue.
+        let message = MessageRef {
+            topic: &topic,
+            payload: payload.as_payload(),
+            headers: &[],
+            id: shared.locals.next_id(),
+            origin: process_origin(),
+            hops: 0,
+            timestamp: SystemTime::now(),
+            ttl: None,
+            route: None,
+        };
         let deadline = crate::after(shared.options.send_timeout);
         shared.published.fetch_add(1, Ordering::Relaxed);
-        Ok(kept + shared.transport.send(&topic, &bytes, deadline).await)
+        let remote = shared
+            .transport
+            .send(&topic, Encoded::Message(&message), deadline)
+            .await;
+        Ok(kept + remote)
     }
 
     /// Publishes a message built with [`Outgoing`].
@@ -308,19 +315,23 @@ impl Bus {
 
     async fn publish_outgoing(&self, outgoing: Outgoing) -> Result<usize, BusError> {
         let shared = &self.handle.shared;
-        let (message, bytes) = self.build(outgoing)?;
+        let message = self.build(outgoing)?;
         let deadline = crate::after(shared.options.send_timeout);
         shared.published.fetch_add(1, Ordering::Relaxed);
         let local = shared.locals.dispatch(&message, Some(deadline)).await;
         let remote = shared
             .transport
-            .send(&message.topic, &bytes, deadline)
+            .send(
+                &message.topic,
+                Encoded::Message(&MessageRef::of(&message)),
+                deadline,
+            )
             .await;
         Ok(local + remote)
     }
 
-    /// The message and its encoded frame.
-    pub(crate) fn build(&self, outgoing: Outgoing) -> Result<(Message, Vec<u8>), BusError> {
+    /// The message, checked to fit in a frame.
+    pub(crate) fn build(&self, outgoing: Outgoing) -> Result<Message, BusError> {
         let shared = &self.handle.shared;
         let max = shared.options.max_payload;
         if outgoing.payload.len() > max {
@@ -329,7 +340,7 @@ impl Bus {
                 max,
             });
         }
-        let message = Frame::Message(Message {
+        let message = Message {
             route: None,
             topic: outgoing.topic,
             payload: outgoing.payload,
@@ -339,19 +350,16 @@ impl Bus {
             hops: outgoing.hops,
             timestamp: SystemTime::now(),
             ttl: outgoing.ttl,
-        });
-        let mut bytes = Vec::new();
-        frame::encode(&message, &mut bytes);
-        let Frame::Message(message) = message else {
-            unreachable!("constructed as a message just above")
         };
-        if bytes.len() > max + crate::transport::FRAME_OVERHEAD {
+        let len = MessageRef::of(&message).encoded_len();
+        let max_frame = max.saturating_add(crate::transport::FRAME_OVERHEAD);
+        if len > max_frame {
             return Err(BusError::PayloadTooLarge {
-                len: bytes.len(),
-                max: max + crate::transport::FRAME_OVERHEAD,
+                len,
+                max: max_frame,
             });
         }
-        Ok((message, bytes))
+        Ok(message)
     }
 
     /// Subscribes to the topics matching `pattern`, with the default buffer (1024 messages)
@@ -484,7 +492,7 @@ impl Bus {
     pub(crate) async fn broadcast(
         &self,
         topic: &str,
-        payload: impl Into<Arc<[u8]>>,
+        payload: impl IntoPayload,
     ) -> Result<usize, BusError> {
         let shared = &self.handle.shared;
         let mut message = Message::new(Name::new(topic)?, payload)

@@ -138,6 +138,7 @@ mod message;
 mod name;
 mod options;
 mod outgoing;
+mod payload;
 mod replies;
 mod request;
 pub mod retained;
@@ -158,6 +159,8 @@ pub use bridge::{
     KEY_HEADER, ORIGIN_HEADER, REFRESH_HEADER, RELEASE_HEADER, SEQ_HEADER, VIA_HEADER,
 };
 pub use bus::{Bus, CallbackTask, process_origin};
+/// Re-exported: a message's payload type ([`Message::payload_shared`], [`IntoPayload`]).
+pub use bytes::{self, Bytes};
 pub use ephemeral::{Buffer, Headers, Lagged, Name, NameError, Overflow, Pattern};
 pub use error::BusError;
 pub use handlers::{HandlerKind, HandlerStats};
@@ -166,6 +169,7 @@ pub use message::{Message, MessageKind, ReplyStatus};
 pub use name::{BUS_NAME_RULE, BusName, BusNameError, MAX_BUS_NAME_LEN};
 pub use options::{BUS_DIR_ENV, BusOptions};
 pub use outgoing::{Outgoing, OutgoingParts};
+pub use payload::IntoPayload;
 pub use request::ReplyStream;
 pub use retained::{
     DurableMessage, DurableOptions, DurableSubscription, Entry, Room, RoomJoin, RoomMessage,

@@ -3,7 +3,10 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use ephemeral::{HeaderValue, Headers, Name};
+
+use crate::IntoPayload;
 
 /// One message received from the bus: a topic, payload bytes, scalar headers, and where and
 /// when it came from.
@@ -17,6 +20,13 @@ use ephemeral::{HeaderValue, Headers, Name};
 /// wall-clock time (it left the process); the time-to-live is the *remaining* time when it was
 /// sent, never an absolute deadline, so clocks need not agree. Cloning only bumps reference
 /// counts.
+///
+/// The payload is [`Bytes`]: [`payload`](Self::payload) reads it as a slice,
+/// [`payload_shared`](Self::payload_shared) and [`into_payload`](Self::into_payload) hand it
+/// out without a copy. A message received from another process shares the connection's read
+/// buffer (its payload is a slice of it, never copied out), so a message kept for long keeps
+/// that part of the buffer alive; copy the payload (`Bytes::copy_from_slice`) to keep a few
+/// small payloads for long.
 ///
 /// # Examples
 ///
@@ -43,7 +53,7 @@ pub struct Message {
     /// Boxed: routed messages are rare, and a published message stays small in buffers.
     pub(crate) route: Option<Box<Route>>,
     pub(crate) topic: Name,
-    pub(crate) payload: Arc<[u8]>,
+    pub(crate) payload: Bytes,
     pub(crate) headers: Headers,
     pub(crate) id: u64,
     pub(crate) origin: u64,
@@ -53,9 +63,10 @@ pub struct Message {
 }
 
 impl Message {
-    /// A received message on `topic` with `payload`, as a transport other than the bus
-    /// builds it: no headers, id, origin and hops 0, stamped now, no time to live. Set the
-    /// rest with the `with_*` methods.
+    /// A received message on `topic` with `payload` (anything [`IntoPayload`]: owned
+    /// buffers such as `Bytes` or `Vec<u8>` without a copy), as a transport other than the
+    /// bus builds it: no headers, id, origin and hops 0, stamped now, no time to live. Set
+    /// the rest with the `with_*` methods.
     ///
     /// # Examples
     ///
@@ -70,11 +81,11 @@ impl Message {
     /// # Ok::<(), ephemeral_bus::NameError>(())
     /// ```
     #[must_use]
-    pub fn new(topic: Name, payload: impl Into<Arc<[u8]>>) -> Self {
+    pub fn new(topic: Name, payload: impl IntoPayload) -> Self {
         Self {
             route: None,
             topic,
-            payload: payload.into(),
+            payload: payload.into_payload(),
             headers: Arc::from(Vec::new()),
             id: 0,
             origin: 0,
@@ -120,10 +131,16 @@ impl Message {
         self
     }
 
-    /// The payload as shared bytes (no copy).
+    /// The payload as shared bytes: clone it to keep it (no copy).
     #[must_use]
-    pub fn payload_shared(&self) -> &Arc<[u8]> {
+    pub fn payload_shared(&self) -> &Bytes {
         &self.payload
+    }
+
+    /// The payload, taken out of the message (no copy).
+    #[must_use]
+    pub fn into_payload(self) -> Bytes {
+        self.payload
     }
 
     /// The topic the message was published on.

@@ -3,7 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use ephemeral::{HeaderValue, Name, NameError};
+
+use crate::IntoPayload;
 
 /// A message to publish, with the optional parts; see [`Bus::publish_with`](crate::Bus::publish_with).
 ///
@@ -28,7 +31,7 @@ use ephemeral::{HeaderValue, Name, NameError};
 #[must_use]
 pub struct Outgoing {
     pub(crate) topic: Name,
-    pub(crate) payload: Arc<[u8]>,
+    pub(crate) payload: Bytes,
     pub(crate) headers: Vec<(Arc<str>, HeaderValue)>,
     pub(crate) ttl: Option<Duration>,
     pub(crate) origin: Option<u64>,
@@ -43,7 +46,7 @@ pub struct OutgoingParts {
     /// The topic.
     pub topic: Name,
     /// The payload bytes.
-    pub payload: Arc<[u8]>,
+    pub payload: Bytes,
     /// The headers, in the order they were added.
     pub headers: Vec<(Arc<str>, HeaderValue)>,
     /// How long the message stays relevant, if it expires.
@@ -69,7 +72,7 @@ impl Outgoing {
     pub fn from_name(topic: Name) -> Self {
         Self {
             topic,
-            payload: Arc::from(&[][..]),
+            payload: Bytes::new(),
             headers: Vec::new(),
             ttl: None,
             origin: None,
@@ -77,14 +80,16 @@ impl Outgoing {
         }
     }
 
-    /// The payload bytes.
-    pub fn payload(mut self, bytes: impl AsRef<[u8]>) -> Self {
-        self.payload = Arc::from(bytes.as_ref());
+    /// The payload bytes: owned buffers (`Bytes`, `Vec<u8>`, `String`, ...) are taken
+    /// without a copy, borrowed ones copied (see [`IntoPayload`]).
+    pub fn payload(mut self, bytes: impl IntoPayload) -> Self {
+        self.payload = bytes.into_payload();
         self
     }
 
-    /// The payload, shared rather than copied.
-    pub fn payload_shared(mut self, bytes: Arc<[u8]>) -> Self {
+    /// The payload, shared rather than copied (the same as [`payload`](Self::payload) with
+    /// `Bytes`).
+    pub fn payload_shared(mut self, bytes: Bytes) -> Self {
         self.payload = bytes;
         self
     }

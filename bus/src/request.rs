@@ -16,6 +16,7 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use ephemeral::Name;
 use futures_core::Stream;
 use tokio::sync::{mpsc, oneshot};
@@ -27,7 +28,7 @@ use crate::message::{Leg, Route};
 use crate::replies::Waiter;
 use crate::router::Routed;
 use crate::transport::Transport;
-use crate::{Bus, BusError, Message, ReplyStatus, process_origin};
+use crate::{Bus, BusError, IntoPayload, Message, ReplyStatus, process_origin};
 
 /// How many replies of a stream wait for its reader before the server is held back.
 const STREAM_BUFFER: usize = 64;
@@ -69,17 +70,17 @@ impl Bus {
     /// stopped first, [`BusError::ServerFailed`] when its handler panicked,
     /// [`BusError::ServerBusy`] when it refused the request (see
     /// [`ServeOptions`](crate::ServeOptions)), and the errors of [`publish`](Self::publish).
-    #[tracing::instrument(level = "debug", name = "bus.request", skip_all, fields(topic = topic, bytes = payload.as_ref().len(), timeout_ms = timeout.as_millis() as u64))]
+    #[tracing::instrument(level = "debug", name = "bus.request", skip_all, fields(topic = topic, bytes = payload.as_payload().len(), timeout_ms = timeout.as_millis() as u64))]
     pub async fn request(
         &self,
         topic: &str,
-        payload: impl AsRef<[u8]>,
+        payload: impl IntoPayload,
         timeout: Duration,
     ) -> Result<Message, BusError> {
         let topic = Name::new(topic)?;
         let (tx, rx) = oneshot::channel();
         let sent = self
-            .send_request(&topic, payload.as_ref(), Waiter::One(tx), timeout)
+            .send_request(&topic, payload.into_payload(), Waiter::One(tx), timeout)
             .await?;
         let Sent { guard, gone, .. } = sent;
         let result = tokio::select! {
@@ -142,17 +143,17 @@ impl Bus {
     /// # Ok(())
     /// # }
     /// ```
-    #[tracing::instrument(level = "debug", name = "bus.request", skip_all, fields(topic = topic, bytes = payload.as_ref().len(), timeout_ms = timeout.as_millis() as u64, stream = true))]
+    #[tracing::instrument(level = "debug", name = "bus.request", skip_all, fields(topic = topic, bytes = payload.as_payload().len(), timeout_ms = timeout.as_millis() as u64, stream = true))]
     pub async fn request_stream(
         &self,
         topic: &str,
-        payload: impl AsRef<[u8]>,
+        payload: impl IntoPayload,
         timeout: Duration,
     ) -> Result<ReplyStream, BusError> {
         let topic = Name::new(topic)?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let sent = self
-            .send_request(&topic, payload.as_ref(), Waiter::Stream(tx), timeout)
+            .send_request(&topic, payload.into_payload(), Waiter::Stream(tx), timeout)
             .await?;
         Ok(ReplyStream {
             replies: rx,
@@ -170,7 +171,7 @@ impl Bus {
     async fn send_request(
         &self,
         topic: &Name,
-        payload: &[u8],
+        payload: Bytes,
         waiter: Waiter,
         timeout: Duration,
     ) -> Result<Sent, BusError> {
@@ -234,11 +235,11 @@ impl Bus {
     }
 
     /// A request, reply or cancel message from this peer.
-    pub(crate) fn routed(&self, topic: Name, payload: &[u8], route: Route) -> Message {
+    pub(crate) fn routed(&self, topic: Name, payload: Bytes, route: Route) -> Message {
         Message {
             route: Some(Box::new(route)),
             topic,
-            payload: Arc::from(payload),
+            payload,
             headers: Vec::new().into(),
             id: self.handle.shared.locals.next_id(),
             origin: process_origin(),
@@ -398,7 +399,7 @@ impl Drop for ReplyStream {
         };
         let cancel = bus.routed(
             self.topic.clone(),
-            &[],
+            Bytes::new(),
             Route {
                 to: self.server,
                 from: bus.handle.shared.peer,

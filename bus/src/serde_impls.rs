@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use ephemeral::{HeaderValue, Headers};
 use serde::de::{self, Deserializer, Visitor};
 use serde::ser::{SerializeMap, Serializer};
@@ -117,10 +118,10 @@ struct MessageWire {
 impl<'de> Deserialize<'de> for Message {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let w = MessageWire::deserialize(d)?;
-        let payload: Arc<[u8]> = match w.payload {
-            Some(PayloadWire::Text(t)) => Arc::from(t.into_bytes()),
-            Some(PayloadWire::Bytes(b)) => Arc::from(b),
-            None => Arc::from(Vec::new()),
+        let payload = match w.payload {
+            Some(PayloadWire::Text(t)) => Bytes::from(t),
+            Some(PayloadWire::Bytes(b)) => Bytes::from(b),
+            None => Bytes::new(),
         };
         let headers: Headers = Arc::from(w.headers);
         let mut m = Message::new(w.topic, payload)

@@ -28,6 +28,8 @@ use crate::handlers::{HandlerCounters, HandlerKind};
 use crate::message::{Leg, Route};
 use crate::subscription::LocalSub;
 use crate::sync::panic_message;
+use bytes::Bytes;
+
 use crate::{Bus, BusError, Message, MessageKind, ReplyStatus, Subscription};
 
 /// Options of [`Bus::serve_with`] and [`Bus::serve_stream_with`]: how many requests run and
@@ -285,7 +287,7 @@ impl Bus {
 
     /// Sends the reply `status` with `payload` to the requester of `request`; returns
     /// whether the requester took it.
-    async fn reply(&self, request: &Message, status: ReplyStatus, payload: &[u8]) -> bool {
+    async fn reply(&self, request: &Message, status: ReplyStatus, payload: Bytes) -> bool {
         let Some(route) = request.route() else {
             return false;
         };
@@ -344,11 +346,15 @@ impl ServerLoop {
         // Stopped: everything still held is answered, so no requester waits for a timeout.
         self.stop.cancel();
         while let Some(request) = self.queue.pop_front() {
-            self.bus.reply(&request, ReplyStatus::Gone, &[]).await;
+            self.bus
+                .reply(&request, ReplyStatus::Gone, Bytes::new())
+                .await;
         }
         while let Some(Ok(request)) = requests.try_recv() {
             if request.kind() == MessageKind::Request {
-                self.bus.reply(&request, ReplyStatus::Gone, &[]).await;
+                self.bus
+                    .reply(&request, ReplyStatus::Gone, Bytes::new())
+                    .await;
             }
         }
         while self.running.join_next().await.is_some() {}
@@ -374,7 +380,9 @@ impl ServerLoop {
         } else if self.queue.len() < self.options.max_queued {
             self.queue.push_back(request);
         } else {
-            self.bus.reply(&request, ReplyStatus::Busy, &[]).await;
+            self.bus
+                .reply(&request, ReplyStatus::Busy, Bytes::new())
+                .await;
         }
     }
 
@@ -396,7 +404,7 @@ impl ServerLoop {
                     // Stopped by the server's drop: the requester may retry elsewhere. (A
                     // requester's own cancel needs no answer: nobody waits for one.)
                     if stop.is_cancelled() {
-                        bus.reply(&request, ReplyStatus::Gone, &[]).await;
+                        bus.reply(&request, ReplyStatus::Gone, Bytes::new()).await;
                     }
                 }
             }
@@ -418,12 +426,13 @@ async fn handle(bus: &Bus, handler: &Handler, request: &Message) -> bool {
             };
             match result {
                 Ok(payload) => {
-                    bus.reply(request, ReplyStatus::Ok, &payload).await;
+                    bus.reply(request, ReplyStatus::Ok, Bytes::from(payload))
+                        .await;
                     false
                 }
                 Err(panic) => {
                     let message = panic_message(&*panic);
-                    bus.reply(request, ReplyStatus::Failed, message.as_bytes())
+                    bus.reply(request, ReplyStatus::Failed, Bytes::from(message))
                         .await;
                     true
                 }
@@ -435,7 +444,7 @@ async fn handle(bus: &Bus, handler: &Handler, request: &Message) -> bool {
                     Ok(stream) => stream,
                     Err(panic) => {
                         let message = panic_message(&*panic);
-                        bus.reply(request, ReplyStatus::Failed, message.as_bytes())
+                        bus.reply(request, ReplyStatus::Failed, Bytes::from(message))
                             .await;
                         return true;
                     }
@@ -443,18 +452,21 @@ async fn handle(bus: &Bus, handler: &Handler, request: &Message) -> bool {
             loop {
                 match AssertUnwindSafe(stream.next()).catch_unwind().await {
                     Ok(Some(item)) => {
-                        if !bus.reply(request, ReplyStatus::Item, &item).await {
+                        if !bus
+                            .reply(request, ReplyStatus::Item, Bytes::from(item))
+                            .await
+                        {
                             // The requester is gone or stopped reading: stop producing.
                             return false;
                         }
                     }
                     Ok(None) => {
-                        bus.reply(request, ReplyStatus::End, &[]).await;
+                        bus.reply(request, ReplyStatus::End, Bytes::new()).await;
                         return false;
                     }
                     Err(panic) => {
                         let message = panic_message(&*panic);
-                        bus.reply(request, ReplyStatus::Failed, message.as_bytes())
+                        bus.reply(request, ReplyStatus::Failed, Bytes::from(message))
                             .await;
                         return true;
                     }

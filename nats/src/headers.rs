@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::HeaderMap;
+use bytes::Bytes;
 use ephemeral::{HeaderValue, Headers, Name};
 use ephemeral_bus::Message;
 
@@ -196,7 +197,7 @@ impl Decoded {
     }
 
     /// The message these headers came with, on `topic` (the user headers move into it).
-    pub(crate) fn message(&mut self, topic: Name, payload: &[u8]) -> Message {
+    pub(crate) fn message(&mut self, topic: Name, payload: Bytes) -> Message {
         Message::new(topic, payload)
             .with_headers(self.user_headers())
             .with_id(self.origin.or(self.publisher).unwrap_or(0), self.number)

@@ -10,8 +10,6 @@
 //! [`StateWatcher::collect`](ephemeral_bus::inspect::StateWatcher::collect) waits its whole
 //! timeout.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use ephemeral_bus::inspect::{InspectError, POLL_TOPIC, STATE_TOPIC, StateTransport};
 use futures::StreamExt;
@@ -82,11 +80,11 @@ impl StateTransport for Nats {
         Ok(None)
     }
 
-    async fn listen_states(&self) -> Result<BoxStream<'static, Arc<[u8]>>, InspectError> {
+    async fn listen_states(&self) -> Result<BoxStream<'static, Bytes>, InspectError> {
         Ok(self
             .listen_internal(STATE_TOPIC)
             .await?
-            .map(|m| Arc::from(&m.payload[..]))
+            .map(|m| m.payload)
             .boxed())
     }
 

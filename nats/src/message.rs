@@ -46,6 +46,16 @@ impl<const N: usize> From<&[u8; N]> for PayloadBytes {
     }
 }
 
+impl ephemeral_bus::IntoPayload for PayloadBytes {
+    fn as_payload(&self) -> &[u8] {
+        &self.0
+    }
+
+    fn into_payload(self) -> Bytes {
+        self.0
+    }
+}
+
 impl AsRef<[u8]> for PayloadBytes {
     fn as_ref(&self) -> &[u8] {
         &self.0

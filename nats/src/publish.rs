@@ -3,7 +3,6 @@
 use std::time::SystemTime;
 
 use async_nats::client::PublishErrorKind;
-use bytes::Bytes;
 
 use crate::message::PayloadBytes;
 use crate::subject::{self, MESSAGES};
@@ -61,7 +60,7 @@ impl Nats {
         headers::number(&mut map, publisher, n);
         let sent = inner
             .client
-            .publish_with_headers(subject, map, Bytes::from_owner(out.payload))
+            .publish_with_headers(subject, map, out.payload)
             .await
             .map_err(|e| match e.kind() {
                 PublishErrorKind::MaxPayloadExceeded => NatsError::PayloadTooLarge {

@@ -223,7 +223,7 @@ impl Nats {
         }
         let subject = subject::subject(&inner.prefix, REQUESTS, &out.topic);
         let request = Request::new()
-            .payload(Bytes::from_owner(out.payload))
+            .payload(out.payload)
             .headers(map)
             .timeout(Some(timeout));
         let topic = out.topic;
@@ -263,7 +263,7 @@ impl Nats {
 /// handler.
 fn to_message(topic: Name, raw: async_nats::Message) -> (Message, bool) {
     let mut decoded = headers::decode(raw.headers.as_ref());
-    let message = decoded.message(topic, &raw.payload);
+    let message = decoded.message(topic, raw.payload.clone());
     (message, decoded.failed)
 }
 

@@ -347,7 +347,7 @@ async fn read(
             shared.push(gap, None);
             continue;
         }
-        let message = decoded.message(topic, &raw.payload);
+        let message = decoded.message(topic, raw.payload.clone());
         shared.push(gap, Some(Entry { message, deadline }));
     }
     shared.close();

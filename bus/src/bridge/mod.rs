@@ -467,7 +467,7 @@ impl Inward {
             }
         }
         if !message.payload().is_empty() {
-            signal = signal.payload(Arc::clone(message.payload_shared()));
+            signal = signal.payload(message.payload());
         }
         signal
     }

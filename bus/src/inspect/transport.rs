@@ -13,7 +13,6 @@
 
 use std::future::Future;
 use std::num::NonZeroUsize;
-use std::sync::Arc;
 
 use ephemeral::{Buffer, Overflow};
 use futures::StreamExt;
@@ -63,7 +62,7 @@ pub trait StateTransport: Clone + Send + Sync + 'static {
     /// skipped: every frame is a whole state, and the next one replaces it.
     fn listen_states(
         &self,
-    ) -> impl Future<Output = Result<BoxStream<'static, Arc<[u8]>>, InspectError>> + Send;
+    ) -> impl Future<Output = Result<BoxStream<'static, bytes::Bytes>, InspectError>> + Send;
 
     /// Sends one poll; returns how many publishers it reached, if known.
     fn send_poll(&self) -> impl Future<Output = Result<Option<usize>, InspectError>> + Send;
@@ -87,7 +86,7 @@ impl StateTransport for Bus {
         Ok(Some(self.broadcast(STATE_TOPIC, frame).await?))
     }
 
-    async fn listen_states(&self) -> Result<BoxStream<'static, Arc<[u8]>>, InspectError> {
+    async fn listen_states(&self) -> Result<BoxStream<'static, bytes::Bytes>, InspectError> {
         let capacity = NonZeroUsize::new(1024).unwrap_or(NonZeroUsize::MIN);
         let states = self
             .listen_internal(STATE_TOPIC, Buffer::Bounded(capacity), Overflow::DropOldest)

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -23,7 +22,7 @@ use super::{InspectError, StateTransport};
 /// See [`PublishState`](super::PublishState) for an example.
 pub struct StateWatcher<T> {
     transport: T,
-    states: BoxStream<'static, Arc<[u8]>>,
+    states: BoxStream<'static, bytes::Bytes>,
     refused: u64,
 }
 

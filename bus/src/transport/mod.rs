@@ -9,20 +9,41 @@ use tokio::time::Instant;
 use crate::PeerInfo;
 #[cfg(doc)]
 use crate::frame::Interest;
+use crate::frame::{self, MessageRef};
 
 mod outbound;
 mod unix;
 
 pub(crate) use unix::{FRAME_OVERHEAD, UnixTransport};
 
+/// A frame to queue for a peer: bytes encoded already, or a message encoded straight into
+/// each peer's queue (no intermediate buffer on the publishing path).
+#[derive(Clone, Copy)]
+pub(crate) enum Encoded<'a> {
+    /// A whole frame, length prefix included.
+    Bytes(&'a [u8]),
+    /// A message to encode.
+    Message(&'a MessageRef<'a>),
+}
+
+impl Encoded<'_> {
+    /// Appends the frame to `out`.
+    pub(crate) fn write_to(self, out: &mut Vec<u8>) {
+        match self {
+            Encoded::Bytes(bytes) => out.extend_from_slice(bytes),
+            Encoded::Message(message) => frame::encode_message(message, out),
+        }
+    }
+}
+
 /// What the bus needs from a transport.
 pub(crate) trait Transport: Send + Sync + 'static {
-    /// Sends one encoded message frame to every peer subscribed to `topic`, waiting for a
-    /// full peer until `deadline` at most; returns the number of remote subscriptions reached.
+    /// Sends one message frame to every peer subscribed to `topic`, waiting for a full peer
+    /// until `deadline` at most; returns the number of remote subscriptions reached.
     fn send(
         &self,
         topic: &Name,
-        frame: &[u8],
+        frame: Encoded<'_>,
         deadline: Instant,
     ) -> impl Future<Output = usize> + Send;
 

@@ -6,6 +6,7 @@ use ephemeral::Name;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::Encoded;
 use crate::frame::{self, Frame};
 use crate::sync::Mutex;
 
@@ -66,7 +67,7 @@ impl Outbound {
     /// requester learns of the loss by its timeout.
     pub(super) async fn push_message(
         &self,
-        bytes: &[u8],
+        bytes: Encoded<'_>,
         lag_topic: Option<&Name>,
         deadline: Instant,
     ) -> Pushed {
@@ -94,7 +95,7 @@ impl Outbound {
 
     /// Queues the frame if there is room, drops it if the peer is stalled, `None` if the
     /// caller has to wait.
-    fn try_push(&self, bytes: &[u8], lag_topic: Option<&Name>) -> Option<Pushed> {
+    fn try_push(&self, bytes: Encoded<'_>, lag_topic: Option<&Name>) -> Option<Pushed> {
         let mut state = self.state.lock();
         if state.closed {
             return Some(Pushed::Closed);
@@ -108,7 +109,7 @@ impl Outbound {
                 }
             }
             let was_empty = state.buf.is_empty();
-            state.buf.extend_from_slice(bytes);
+            bytes.write_to(&mut state.buf);
             drop(state);
             // The writer only sleeps on an empty queue, so only the first frame wakes it.
             if was_empty {

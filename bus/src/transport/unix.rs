@@ -17,16 +17,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use ephemeral::{Name, Pattern};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
+use tokio_util::codec::FramedRead;
 
-use super::Transport;
 use super::outbound::{Outbound, Pushed};
-use crate::frame::{self, Announced, Frame, FrameError, Interest, LEN_PREFIX, TopicCache};
+use super::{Encoded, Transport};
+use crate::frame::{Announced, Frame, FrameCodec, FramingError, Interest};
 use crate::message::{Leg, Route};
 use crate::router::{Locals, Routed};
 use crate::sync::Mutex;
@@ -35,6 +37,12 @@ use crate::{BusError, BusOptions, Message, PeerInfo, ReplyStatus, dir};
 
 /// Room for the topic, headers and fixed fields of a frame, on top of the payload maximum.
 pub(crate) const FRAME_OVERHEAD: usize = 1024 * 1024;
+
+/// The read buffer of a connection, in bytes (see [`UnixTransport::reader`]).
+const READ_BUFFER: usize = 64 * 1024;
+
+/// A connection's incoming frames.
+type Reader = FramedRead<OwnedReadHalf, FrameCodec>;
 
 struct Peer {
     id: u64,
@@ -139,7 +147,8 @@ impl UnixTransport {
                 continue;
             };
             let (read, write) = stream.into_split();
-            let peer = transport.add_peer(id, None, read_buffered(read), write);
+            let reader = transport.reader(read);
+            let peer = transport.add_peer(id, None, reader, write);
             waiting.push(peer.greeted.subscribe());
         }
         let accept = tokio::spawn(Arc::clone(&transport).accept_loop(listener));
@@ -164,26 +173,16 @@ impl UnixTransport {
             let this = Arc::clone(&self);
             let task = tokio::spawn(async move {
                 let (read, write) = stream.into_split();
-                let mut reader = read_buffered(read);
-                let mut buf = Vec::new();
-                let first = tokio::time::timeout(
-                    this.options.handshake_timeout,
-                    read_frame(
-                        &mut reader,
-                        &mut buf,
-                        this.max_frame(),
-                        &mut TopicCache::default(),
-                    ),
-                )
-                .await;
-                match first {
-                    Ok(Ok(Some(Ok(Frame::Hello {
+                let mut reader = this.reader(read);
+                let first = tokio::time::timeout(this.options.handshake_timeout, reader.next());
+                match first.await {
+                    Ok(Some(Ok(Ok(Frame::Hello {
                         peer,
                         subscriptions,
                     })))) => {
                         this.add_peer(peer, Some(subscriptions), reader, write);
                     }
-                    Ok(Ok(Some(_))) => {
+                    Ok(Some(Ok(_) | Err(FramingError::TooLong { .. }))) => {
                         this.corrupt.fetch_add(1, Ordering::Relaxed);
                     }
                     _ => {}
@@ -196,7 +195,14 @@ impl UnixTransport {
     }
 
     fn max_frame(&self) -> usize {
-        self.options.max_payload + FRAME_OVERHEAD
+        self.options.max_payload.saturating_add(FRAME_OVERHEAD)
+    }
+
+    /// The frame reader of a connection. Its buffer is where received payloads live (they
+    /// are slices of it): a fresh block of this size is taken whenever the previous one is
+    /// full and still shared with messages not yet dropped.
+    fn reader(&self, read: OwnedReadHalf) -> Reader {
+        FramedRead::with_capacity(read, FrameCodec::new(self.max_frame()), READ_BUFFER)
     }
 
     /// Registers a connected peer, sends it our hello and starts its reader and writer.
@@ -204,7 +210,7 @@ impl UnixTransport {
         self: &Arc<Self>,
         id: u64,
         subscriptions: Option<Vec<Announced>>,
-        reader: BufReader<OwnedReadHalf>,
+        reader: Reader,
         writer: OwnedWriteHalf,
     ) -> Arc<Peer> {
         let greeted = subscriptions.is_some();
@@ -236,14 +242,11 @@ impl UnixTransport {
         peer
     }
 
-    async fn read_loop(self: Arc<Self>, peer: Arc<Peer>, mut reader: BufReader<OwnedReadHalf>) {
-        let mut buf = Vec::with_capacity(4096);
-        let max = self.max_frame();
-        let mut cache = TopicCache::default();
+    async fn read_loop(self: Arc<Self>, peer: Arc<Peer>, mut reader: Reader) {
         let mut counted: Option<(Name, Arc<TopicCounters>)> = None;
         loop {
-            match read_frame(&mut reader, &mut buf, max, &mut cache).await {
-                Ok(Some(Ok(frame))) => {
+            match reader.next().await {
+                Some(Ok(Ok(frame))) => {
                     if let Frame::Message(m) = &frame
                         && m.route.is_none()
                     {
@@ -258,19 +261,18 @@ impl UnixTransport {
                     }
                     self.handle(&peer, frame).await;
                 }
-                Ok(Some(Err(_))) => {
+                Some(Ok(Err(_))) => {
                     // Refused and counted; the length prefix was sound, so the stream is
                     // still in step and the next frame can be read.
                     self.corrupt.fetch_add(1, Ordering::Relaxed);
                 }
-                Ok(None) => break,
-                Err(e) => {
-                    if e.kind() == io::ErrorKind::InvalidData {
-                        // An oversized length: the stream cannot be trusted any more.
-                        self.corrupt.fetch_add(1, Ordering::Relaxed);
-                    }
+                Some(Err(FramingError::TooLong { .. })) => {
+                    // An oversized length: the stream cannot be trusted any more.
+                    self.corrupt.fetch_add(1, Ordering::Relaxed);
                     break;
                 }
+                // The peer left (a clean end, or one inside a frame: it died mid-write).
+                Some(Err(_)) | None => break,
             }
         }
         self.peer_gone(&peer);
@@ -323,7 +325,7 @@ impl UnixTransport {
                 leg: Leg::Reply(ReplyStatus::Gone),
             })),
             topic: request.topic.clone(),
-            payload: Arc::from(&[][..]),
+            payload: bytes::Bytes::new(),
             headers: Vec::new().into(),
             id: self.locals.next_id(),
             origin: crate::process_origin(),
@@ -400,7 +402,7 @@ impl UnixTransport {
 }
 
 impl Transport for UnixTransport {
-    async fn send(&self, topic: &Name, frame: &[u8], deadline: Instant) -> usize {
+    async fn send(&self, topic: &Name, frame: Encoded<'_>, deadline: Instant) -> usize {
         let peers = self.peers.load_full();
         let mut reached = 0;
         for peer in peers.iter() {
@@ -444,7 +446,11 @@ impl Transport for UnixTransport {
             .iter()
             .filter(|p| p.id != except && p.subs.load().observes.iter().any(|o| o.matches(topic)))
         {
-            match peer.out.push_message(frame, None, deadline).await {
+            match peer
+                .out
+                .push_message(Encoded::Bytes(frame), None, deadline)
+                .await
+            {
                 Pushed::Queued => reached += 1,
                 Pushed::Dropped => {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -470,7 +476,11 @@ impl Transport for UnixTransport {
                 continue;
             }
             // No topic: a loss is not reported as lag to the peer's user subscriptions.
-            match peer.out.push_message(frame, None, deadline).await {
+            match peer
+                .out
+                .push_message(Encoded::Bytes(frame), None, deadline)
+                .await
+            {
                 Pushed::Queued => reached += n,
                 Pushed::Dropped => {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -512,7 +522,11 @@ impl Transport for UnixTransport {
         let Some(peer) = self.peers.load().iter().find(|p| p.id == peer).cloned() else {
             return false;
         };
-        match peer.out.push_message(frame, None, deadline).await {
+        match peer
+            .out
+            .push_message(Encoded::Bytes(frame), None, deadline)
+            .await
+        {
             Pushed::Queued => true,
             Pushed::Dropped => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -583,38 +597,6 @@ impl Transport for UnixTransport {
             dir::leave(&self.dir, self.me, lock);
         }
     }
-}
-
-fn read_buffered(read: OwnedReadHalf) -> BufReader<OwnedReadHalf> {
-    BufReader::with_capacity(256 * 1024, read)
-}
-
-/// Reads one length-prefixed frame into `buf` and decodes it. `Ok(None)` at a clean end of
-/// stream; an `InvalidData` error for a length above `max` (the stream is then out of step).
-async fn read_frame(
-    reader: &mut BufReader<OwnedReadHalf>,
-    buf: &mut Vec<u8>,
-    max: usize,
-    cache: &mut TopicCache,
-) -> io::Result<Option<Result<Frame, FrameError>>> {
-    let mut len = [0u8; LEN_PREFIX];
-    match reader.read_exact(&mut len).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    let n = u32::from_le_bytes(len) as usize;
-    if n > max {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "frame longer than the maximum",
-        ));
-    }
-    buf.clear();
-    buf.extend_from_slice(&len);
-    buf.resize(LEN_PREFIX + n, 0);
-    reader.read_exact(&mut buf[LEN_PREFIX..]).await?;
-    Ok(Some(frame::decode_cached(buf, cache)))
 }
 
 type Joined = (File, StdListener, Vec<(u64, StdStream)>);
