@@ -39,7 +39,10 @@ async fn results_arrive_although_the_window_keeps_none() {
     }
     assert_eq!(got[0], Ok(1));
     assert_eq!(got[1], Ok(2));
-    assert!(got[2].as_ref().is_err_and(|e| e.contains("5 is odd")), "{got:?}");
+    assert!(
+        got[2].as_ref().is_err_and(|e| e.contains("5 is odd")),
+        "{got:?}"
+    );
     assert_eq!(got[3], Ok(4));
 }
 
