@@ -22,7 +22,7 @@ use crate::topics::TopicCounters;
 use crate::transport::Encoded;
 use crate::transport::{Transport, UnixTransport};
 use crate::{
-    BusError, BusName, BusOptions, BusStats, IntoPayload, Message, Outgoing, Subscription,
+    BusError, BusName, BusOptions, BusStats, Deadline, IntoPayload, Message, Outgoing, Subscription,
 };
 
 /// A random 64-bit number, from the standard library's randomly seeded hasher (no extra
@@ -270,11 +270,11 @@ impl Bus {
             ttl: None,
             route: None,
         };
-        let deadline = crate::after(shared.options.send_timeout);
+        let deadline = Deadline::lazy(shared.options.send_timeout);
         shared.published.fetch_add(1, Ordering::Relaxed);
         let remote = shared
             .transport
-            .send(&topic, Encoded::Message(&message), deadline)
+            .send(&topic, Encoded::Message(&message), &deadline)
             .await;
         Ok(kept + remote)
     }
@@ -324,7 +324,7 @@ impl Bus {
             .send(
                 &message.topic,
                 Encoded::Message(&MessageRef::of(&message)),
-                deadline,
+                &Deadline::fixed(deadline),
             )
             .await;
         Ok(local + remote)

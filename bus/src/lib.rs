@@ -180,6 +180,37 @@ pub use stats::{BusStats, PeerInfo};
 pub use subscription::{Subscription, SubscriptionStats};
 pub use topics::TopicStats;
 
+/// The end of a call's bounded wait, read from the clock only when something has to wait
+/// (a publish that finds room everywhere never reads it). Once read it stays: every wait of
+/// the call shares the one bound.
+pub(crate) struct Deadline {
+    timeout: std::time::Duration,
+    at: std::sync::OnceLock<tokio::time::Instant>,
+}
+
+impl Deadline {
+    /// `timeout` from the first time it is asked for.
+    pub(crate) fn lazy(timeout: std::time::Duration) -> Self {
+        Self {
+            timeout,
+            at: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The instant itself.
+    pub(crate) fn fixed(at: tokio::time::Instant) -> Self {
+        Self {
+            timeout: std::time::Duration::ZERO,
+            at: std::sync::OnceLock::from(at),
+        }
+    }
+
+    /// The instant, read from the clock now if this is the first time.
+    pub(crate) fn at(&self) -> tokio::time::Instant {
+        *self.at.get_or_init(|| after(self.timeout))
+    }
+}
+
 /// `timeout` from now on tokio's clock, saturating far in the future instead of overflowing
 /// (a timeout of `Duration::MAX` means "no timeout", never a panic).
 pub(crate) fn after(timeout: std::time::Duration) -> tokio::time::Instant {

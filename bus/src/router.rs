@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use crate::frame::{Announced, Interest};
 use crate::replies::Replies;
-use crate::subscription::LocalSub;
+use crate::subscription::{LocalSub, TryPush};
 use crate::sync::Mutex;
 use crate::topics::Topics;
 use crate::{Message, MessageKind};
@@ -26,6 +26,15 @@ pub(crate) struct Locals {
     pub(crate) replies: Replies,
     /// The id of the next message this peer sends (per origin, increasing).
     next_id: AtomicU64,
+}
+
+/// A published message that [`Locals::dispatch_now`] could not deliver without waiting: the
+/// subscriptions from the full one on still need it.
+pub(crate) struct Blocked {
+    message: Message,
+    subs: Arc<Vec<Arc<LocalSub>>>,
+    /// The index in `subs` of the full subscription.
+    from: usize,
 }
 
 /// What became of a request or reply that arrived from another peer.
@@ -99,26 +108,67 @@ impl Locals {
         reached
     }
 
-    /// Delivers a frame's message that arrived from another peer. A published message goes
-    /// to the matching subscriptions (the last one without a clone: the common case is one);
-    /// a request or reply to its addressee and to the matching observers.
-    pub(crate) async fn dispatch_owned(&self, message: Message) -> Routed {
-        if message.route.is_some() {
-            return self.route(&message, None).await;
+    /// Delivers a published message that arrived from another peer to the matching
+    /// subscriptions (the last one without a clone: the common case is one), without
+    /// waiting: `Err` when a `Wait` subscription is full, with what is left to deliver by
+    /// waiting ([`dispatch_blocked`](Self::dispatch_blocked)). Kept apart from the waiting
+    /// path so that the reader's common case builds no future per message.
+    pub(crate) fn dispatch_now(&self, message: Message) -> Result<(), Box<Blocked>> {
+        let subs = self.subs.load();
+        let wanted = |s: &LocalSub, topic: &Name| {
+            s.interest == Interest::Messages && s.pattern.matches(topic)
+        };
+        let mut rest = subs.iter().enumerate();
+        let Some((mut at, mut current)) = rest.find(|(_, s)| wanted(s, &message.topic)) else {
+            return Ok(());
+        };
+        loop {
+            match rest.find(|(_, s)| wanted(s, &message.topic)) {
+                Some((next_at, next)) => {
+                    if let TryPush::Full(_) = current.try_push(message.clone()) {
+                        break;
+                    }
+                    (at, current) = (next_at, next);
+                }
+                None => match current.try_push(message) {
+                    TryPush::Done => return Ok(()),
+                    TryPush::Full(message) => {
+                        return Err(Box::new(Blocked {
+                            message,
+                            subs: Arc::clone(&*subs),
+                            from: at,
+                        }));
+                    }
+                },
+            }
         }
-        let subs = self.subs.load_full();
-        let mut matching = subs
+        Err(Box::new(Blocked {
+            message,
+            subs: Arc::clone(&*subs),
+            from: at,
+        }))
+    }
+
+    /// Finishes a [`dispatch_now`](Self::dispatch_now) that found a full subscription: waits
+    /// for room in it (forever: a peer connection's reader, whose waiting pushes back on the
+    /// publisher through the socket), then delivers to the matching ones after it.
+    pub(crate) async fn dispatch_blocked(&self, blocked: Box<Blocked>) {
+        let Blocked {
+            message,
+            subs,
+            from,
+        } = *blocked;
+        let mut matching = subs[from..]
             .iter()
             .filter(|s| s.interest == Interest::Messages && s.pattern.matches(&message.topic));
         let Some(mut current) = matching.next() else {
-            return Routed::Done;
+            return;
         };
         for next in matching {
             current.push(message.clone(), None).await;
             current = next;
         }
         current.push(message, None).await;
-        Routed::Done
     }
 
     /// Delivers one of the bus's own broadcasts to the matching internal subscriptions

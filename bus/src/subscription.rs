@@ -33,6 +33,14 @@ pub(crate) struct LocalSub {
     expired_at_hand_out: AtomicU64,
 }
 
+/// What became of [`LocalSub::try_push`].
+pub(crate) enum TryPush {
+    /// Buffered, or not needed: it expired on the way, or the subscription is closed.
+    Done,
+    /// The `Wait` buffer is full: the message, to wait with.
+    Full(Message),
+}
+
 /// A message in the ring, with the instant its time to live runs out, if it has one (so
 /// that it is handed out with the time it has left).
 #[derive(Clone)]
@@ -147,6 +155,18 @@ impl LocalSub {
                 self.ring.add_lag(1);
                 false
             }
+        }
+    }
+
+    /// Buffers `message` if that needs no wait, or gives it back when a `Wait` buffer is
+    /// full, for [`push`](Self::push) to wait with.
+    pub(crate) fn try_push(&self, message: Message) -> TryPush {
+        let Some((buffered, expires)) = self.buffered(message) else {
+            return TryPush::Done;
+        };
+        match self.ring.try_push(buffered, expires) {
+            Ok(_) | Err(TryPushError::Closed(_)) => TryPush::Done,
+            Err(TryPushError::Full(buffered)) => TryPush::Full(buffered.message),
         }
     }
 

@@ -612,3 +612,56 @@ async fn a_local_publish_that_times_out_on_a_full_subscription_is_reported_as_la
     let stats = sub.stats();
     assert_eq!((stats.delivered, stats.dropped, stats.buffered), (1, 1, 0));
 }
+
+/// The receiving peer's reader delivers each message to every matching subscription in
+/// order; a full `Wait` one holds the rest back until it is read, and no subscription gets
+/// a message twice, whichever of them is the full one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_subscription_holds_back_the_others_and_nothing_is_delivered_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let publisher = open(tmp.path(), "t").await;
+    let receiver = open(tmp.path(), "t").await;
+    let one = Buffer::bounded(1).unwrap();
+    for small_first in [true, false] {
+        let topic = if small_first { "first.x" } else { "last.x" };
+        let (mut small, mut roomy) = if small_first {
+            let small = receiver
+                .subscribe_with(topic, one, Overflow::Wait)
+                .await
+                .unwrap();
+            (small, receiver.subscribe(topic).await.unwrap())
+        } else {
+            let roomy = receiver.subscribe(topic).await.unwrap();
+            let small = receiver
+                .subscribe_with(topic, one, Overflow::Wait)
+                .await
+                .unwrap();
+            (small, roomy)
+        };
+        for i in 0..3u8 {
+            assert_eq!(publisher.publish(topic, [i]).await.unwrap(), 2);
+        }
+        // The small buffer holds message 0; message 1 waits for it, so the roomy one has
+        // what came before (and, when it comes first, message 1 too) and nothing more.
+        let first = next(&mut roomy).await.unwrap();
+        assert_eq!(first.payload(), [0]);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let early: Vec<u8> = std::iter::from_fn(|| roomy.try_recv())
+            .map(|m| m.unwrap().payload()[0])
+            .collect();
+        assert_eq!(early, if small_first { vec![] } else { vec![1] });
+        let mut got_small = Vec::new();
+        for _ in 0..3 {
+            got_small.push(next(&mut small).await.unwrap().payload()[0]);
+        }
+        assert_eq!(got_small, [0, 1, 2]);
+        let mut got_roomy = vec![0];
+        got_roomy.extend(early);
+        while got_roomy.len() < 3 {
+            got_roomy.push(next(&mut roomy).await.unwrap().payload()[0]);
+        }
+        assert_eq!(got_roomy, [0, 1, 2]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(small.try_recv().is_none() && roomy.try_recv().is_none());
+    }
+}

@@ -6,10 +6,10 @@ use std::future::Future;
 use ephemeral::Name;
 use tokio::time::Instant;
 
-use crate::PeerInfo;
 #[cfg(doc)]
 use crate::frame::Interest;
 use crate::frame::{self, MessageRef};
+use crate::{Deadline, PeerInfo};
 
 mod outbound;
 mod unix;
@@ -44,7 +44,7 @@ pub(crate) trait Transport: Send + Sync + 'static {
         &self,
         topic: &Name,
         frame: Encoded<'_>,
-        deadline: Instant,
+        deadline: &Deadline,
     ) -> impl Future<Output = usize> + Send;
 
     /// The peers serving requests on `topic` (registered with [`Interest::Serve`] for exactly

@@ -95,7 +95,7 @@ impl Outbound {
 
     /// Queues the frame if there is room, drops it if the peer is stalled, `None` if the
     /// caller has to wait.
-    fn try_push(&self, bytes: Encoded<'_>, lag_topic: Option<&Name>) -> Option<Pushed> {
+    pub(super) fn try_push(&self, bytes: Encoded<'_>, lag_topic: Option<&Name>) -> Option<Pushed> {
         let mut state = self.state.lock();
         if state.closed {
             return Some(Pushed::Closed);

@@ -33,7 +33,7 @@ use crate::message::{Leg, Route};
 use crate::router::{Locals, Routed};
 use crate::sync::Mutex;
 use crate::topics::TopicCounters;
-use crate::{BusError, BusOptions, Message, PeerInfo, ReplyStatus, dir};
+use crate::{BusError, BusOptions, Deadline, Message, PeerInfo, ReplyStatus, dir};
 
 /// Room for the topic, headers and fixed fields of a frame, on top of the payload maximum.
 pub(crate) const FRAME_OVERHEAD: usize = 1024 * 1024;
@@ -246,21 +246,22 @@ impl UnixTransport {
         let mut counted: Option<(Name, Arc<TopicCounters>)> = None;
         loop {
             match reader.next().await {
-                Some(Ok(Ok(frame))) => {
-                    if let Frame::Message(m) = &frame
-                        && m.route.is_none()
-                    {
-                        let same = counted.as_ref().is_some_and(|(n, _)| *n == m.topic);
-                        if !same {
-                            counted =
-                                Some((m.topic.clone(), self.locals.topics.counters(&m.topic)));
-                        }
-                        if let Some((_, c)) = &counted {
-                            c.received.fetch_add(1, Ordering::Relaxed);
-                        }
+                Some(Ok(Ok(Frame::Message(m)))) if m.route.is_none() => {
+                    let same = counted.as_ref().is_some_and(|(n, _)| *n == m.topic);
+                    if !same {
+                        counted = Some((m.topic.clone(), self.locals.topics.counters(&m.topic)));
                     }
-                    self.handle(&peer, frame).await;
+                    if let Some((_, c)) = &counted {
+                        c.received.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // The common case delivers here, with no future per message; a full
+                    // `Wait` subscription is waited for: the socket fills and the publisher's
+                    // bounded wait takes over.
+                    if let Err(blocked) = self.locals.dispatch_now(m) {
+                        self.locals.dispatch_blocked(blocked).await;
+                    }
                 }
+                Some(Ok(Ok(frame))) => self.handle(&peer, frame).await,
                 Some(Ok(Err(_))) => {
                     // Refused and counted; the length prefix was sound, so the stream is
                     // still in step and the next frame can be read.
@@ -291,7 +292,9 @@ impl UnixTransport {
             Frame::Message(message) => {
                 // Waits while a `Wait` subscription is full: the socket fills and the
                 // publisher's bounded wait takes over.
-                self.locals.dispatch_owned(message).await;
+                if let Err(blocked) = self.locals.dispatch_now(message) {
+                    self.locals.dispatch_blocked(blocked).await;
+                }
             }
             Frame::Hello { subscriptions, .. } => {
                 peer.subs.store(Arc::new(Routes::compile(subscriptions)));
@@ -402,7 +405,7 @@ impl UnixTransport {
 }
 
 impl Transport for UnixTransport {
-    async fn send(&self, topic: &Name, frame: Encoded<'_>, deadline: Instant) -> usize {
+    async fn send(&self, topic: &Name, frame: Encoded<'_>, deadline: &Deadline) -> usize {
         let peers = self.peers.load_full();
         let mut reached = 0;
         for peer in peers.iter() {
@@ -410,7 +413,16 @@ impl Transport for UnixTransport {
             if n == 0 {
                 continue;
             }
-            match peer.out.push_message(frame, Some(topic), deadline).await {
+            // Most pushes find room: only a full queue builds the waiting future.
+            let pushed = match peer.out.try_push(frame, Some(topic)) {
+                Some(pushed) => pushed,
+                None => {
+                    peer.out
+                        .push_message(frame, Some(topic), deadline.at())
+                        .await
+                }
+            };
+            match pushed {
                 Pushed::Queued => reached += n,
                 Pushed::Dropped => {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
