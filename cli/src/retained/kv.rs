@@ -4,12 +4,11 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use ephemeral_bus::retained::{Entry, Removal, StoreEvent};
-use futures::StreamExt;
 
-use super::{JsonBytes, emit, interrupted, json_line, not_found, remaining_ms, rfc3339};
+use super::{JsonBytes, emit, follow, json_line, not_found, remaining_ms, rfc3339};
 use crate::args;
 use crate::commands::payload_bytes;
-use crate::exit::{Failure, IO};
+use crate::exit::Failure;
 use crate::render;
 
 /// Arguments of `ephemeral kv`.
@@ -143,37 +142,20 @@ pub(crate) async fn kv(args: KvArgs) -> Result<(), Failure> {
                 args.store,
                 place.describe()
             );
-            let stop = interrupted();
-            tokio::pin!(stop);
-            let mut shown = 0;
-            while count.is_none_or(|c| shown < c) {
-                let item = tokio::select! {
-                    () = &mut stop => return Ok(()),
-                    item = changes.next() => item,
-                };
-                let line = match item {
-                    None => {
-                        return Err(Failure::new(
-                            IO,
-                            format!("the store's watch ended: {}", place.closed()),
-                        ));
+            follow(
+                &mut changes,
+                count,
+                json,
+                || format!("the store's watch ended: {}", place.closed()),
+                |event, json| {
+                    if json {
+                        event_json(event)
+                    } else {
+                        event_text(event)
                     }
-                    Some(Err(lagged)) if json => render::lagged_json(lagged.count()),
-                    Some(Err(lagged)) => render::lagged_text(lagged.count()),
-                    Some(Ok(event)) => {
-                        shown += 1;
-                        if json {
-                            event_json(&event)
-                        } else {
-                            event_text(&event)
-                        }
-                    }
-                };
-                if !emit(&line) {
-                    return Ok(());
-                }
-            }
-            Ok(())
+                },
+            )
+            .await
         }
     }
 }

@@ -39,6 +39,41 @@ fn emit(text: &str) -> bool {
     writeln!(out, "{text}").and_then(|()| out.flush()).is_ok()
 }
 
+/// Prints `items` one line each (`render` for an item, the lag line for a `Lagged`) until
+/// `count` items were shown, stdout closes or the process is asked to stop; `ended` is the
+/// error when the stream ends first. What `kv watch` and `room join` share.
+async fn follow<T>(
+    mut items: impl futures::Stream<Item = Result<T, ephemeral::Lagged>> + Unpin,
+    count: Option<u64>,
+    json: bool,
+    ended: impl FnOnce() -> String,
+    render: impl Fn(&T, bool) -> String,
+) -> Result<(), Failure> {
+    use futures::StreamExt;
+    let stop = interrupted();
+    tokio::pin!(stop);
+    let mut shown = 0;
+    while count.is_none_or(|c| shown < c) {
+        let item = tokio::select! {
+            () = &mut stop => return Ok(()),
+            item = items.next() => item,
+        };
+        let line = match item {
+            None => return Err(Failure::new(IO, ended())),
+            Some(Err(lagged)) if json => crate::render::lagged_json(lagged.count()),
+            Some(Err(lagged)) => crate::render::lagged_text(lagged.count()),
+            Some(Ok(item)) => {
+                shown += 1;
+                render(&item, json)
+            }
+        };
+        if !emit(&line) {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
 /// Resolves when the process is asked to stop (Ctrl-C / SIGINT, or SIGTERM).
 async fn interrupted() {
     use tokio::signal::unix::{SignalKind, signal};

@@ -2,12 +2,11 @@
 
 use clap::{Args, Subcommand};
 use ephemeral_bus::retained::RoomMessage;
-use futures::StreamExt;
 
-use super::{JsonBytes, emit, interrupted, json_line, rfc3339};
+use super::{JsonBytes, follow, json_line, rfc3339};
 use crate::args;
 use crate::commands::payload_bytes;
-use crate::exit::{Failure, IO};
+use crate::exit::Failure;
 use crate::render;
 
 /// Arguments of `ephemeral room`.
@@ -61,37 +60,20 @@ pub(crate) async fn room(args: RoomArgs) -> Result<(), Failure> {
                 "joined room `{room}` on {}; Ctrl-C to leave",
                 place.describe()
             );
-            let stop = interrupted();
-            tokio::pin!(stop);
-            let mut shown = 0;
-            while count.is_none_or(|c| shown < c) {
-                let item = tokio::select! {
-                    () = &mut stop => return Ok(()),
-                    item = joined.next() => item,
-                };
-                let line = match item {
-                    None => {
-                        return Err(Failure::new(
-                            IO,
-                            format!("the room ended: {}", place.closed()),
-                        ));
+            follow(
+                &mut joined,
+                count,
+                json,
+                || format!("the room ended: {}", place.closed()),
+                |message, json| {
+                    if json {
+                        message_json(message)
+                    } else {
+                        message_text(message)
                     }
-                    Some(Err(lagged)) if json => render::lagged_json(lagged.count()),
-                    Some(Err(lagged)) => render::lagged_text(lagged.count()),
-                    Some(Ok(message)) => {
-                        shown += 1;
-                        if json {
-                            message_json(&message)
-                        } else {
-                            message_text(&message)
-                        }
-                    }
-                };
-                if !emit(&line) {
-                    return Ok(());
-                }
-            }
-            Ok(())
+                },
+            )
+            .await
         }
     }
 }
