@@ -1,5 +1,12 @@
-//! What a reading stream (a room joiner, a durable subscriber) does when a read of the
-//! database fails.
+//! What a reading stream (a room joiner, a durable subscriber, a store watcher) does when a
+//! read of the database fails, and how it waits once it has caught up.
+//!
+//! A caught-up stream waits for a notice on the bus (the writer rings one after each
+//! commit), and reads the database again after [`RECHECK`] even if none came. A notice is
+//! only a wake-up: it is lost when its writer exits or is killed between its commit and the
+//! moment its socket queue reaches the reader, or when it is dropped for a reader that stayed
+//! full. The database stays the one truth, so a lost notice delays what the stream delivers
+//! by at most [`RECHECK`]; it never loses it.
 //!
 //! The streams' items are `Result<_, Lagged>`: there is no error item. A failed read is
 //! therefore retried, with a growing pause (10 ms, doubling, at most 1 s), and logged as a
@@ -9,7 +16,23 @@
 
 use std::time::Duration;
 
+use futures::StreamExt;
+
 use super::StoreError;
+use crate::Subscription;
+
+/// How long a caught-up reading stream waits for a notice before it reads the database
+/// again anyway: the most a lost notice delays a message.
+pub(crate) const RECHECK: Duration = Duration::from_secs(1);
+
+/// Waits for the next notice (or a lag report of notices: either says "read again"), or
+/// for [`RECHECK`], whichever comes first. `None` once the bus closed the notices.
+pub(crate) async fn notice_or_recheck(notices: &mut Subscription) -> Option<()> {
+    match tokio::time::timeout(RECHECK, notices.next()).await {
+        Ok(None) => None,
+        Ok(Some(_)) | Err(_) => Some(()),
+    }
+}
 
 /// Failed reads in a row after which a stream gives up.
 pub(crate) const MAX_FAILURES: u32 = 8;
@@ -64,13 +87,31 @@ pub(crate) fn check(name: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Test hook: read failures to inject per stream name (rooms and durable subscriptions).
+/// Test hooks: read failures to inject per stream name (rooms, durable subscriptions,
+/// stores), and notices to drop per bus name.
 #[cfg(test)]
 pub(crate) mod inject {
-    use std::collections::HashMap;
+    use std::collections::{HashMap, HashSet};
     use std::sync::Mutex;
 
     static FAILURES: Mutex<Option<HashMap<String, u32>>> = Mutex::new(None);
+    static MUTED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+
+    /// Whether the notices of the bus named `bus` are dropped before they are sent.
+    pub(crate) fn muted(bus: &str) -> bool {
+        MUTED
+            .lock()
+            .ok()
+            .is_some_and(|m| m.as_ref().is_some_and(|m| m.contains(bus)))
+    }
+
+    /// Drops every notice of the bus named `bus` from now on, as if each writer died right
+    /// after its commit.
+    pub(crate) fn mute_notices(bus: &str) {
+        if let Ok(mut m) = MUTED.lock() {
+            m.get_or_insert_with(HashSet::new).insert(bus.to_owned());
+        }
+    }
 
     /// The next `n` reads of the stream named `name` fail.
     pub(crate) fn fail_reads(name: &str, n: u32) {
@@ -92,5 +133,134 @@ pub(crate) mod inject {
             }
             _ => false,
         }
+    }
+}
+
+/// Every reading stream of the bus, its notices lost: what was written still arrives, by
+/// the periodic check. Real time (the bus is real sockets and a real database), with a
+/// bound of ten times [`RECHECK`].
+#[cfg(test)]
+mod lost_notices {
+    use std::future::Future;
+    use std::time::Duration;
+
+    use futures::{Stream, StreamExt};
+
+    use super::{RECHECK, inject};
+    use crate::retained::{RoomOptions, StoreEvent, StoreOptions};
+    use crate::{Bus, BusOptions};
+
+    async fn muted_bus(name: &str, dir: &std::path::Path) -> Bus {
+        inject::mute_notices(name);
+        Bus::open_with(name, BusOptions::default().dir(dir))
+            .await
+            .expect("open a bus")
+    }
+
+    async fn within<S: Stream + Unpin>(stream: &mut S, what: &str) -> S::Item {
+        tokio::time::timeout(RECHECK * 10, stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("{what}: nothing within {:?}", RECHECK * 10))
+            .unwrap_or_else(|| panic!("{what}: the stream ended"))
+    }
+
+    /// Reads the first item of `stream` on a task of its own, started (and given time to
+    /// read what is there and wait) before `write` runs: what `write` writes is then
+    /// reached only by a notice or by the periodic check.
+    async fn first_after<S, W>(mut stream: S, what: &'static str, write: W) -> S::Item
+    where
+        S: Stream + Unpin + Send + 'static,
+        S::Item: Send + 'static,
+        W: Future<Output = ()>,
+    {
+        let reader = tokio::spawn(async move { within(&mut stream, what).await });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        write.await;
+        reader.await.expect("the reading task")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_room_joiner_gets_a_message_whose_notice_was_lost() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bus = muted_bus("lost-notices-room", dir.path()).await;
+        let room = bus
+            .room("quiet.room", RoomOptions::default())
+            .await
+            .expect("room");
+        let joined = room.join().await.expect("join");
+        let m = first_after(joined, "the joiner", async {
+            room.send(b"unannounced").await.expect("send");
+        })
+        .await
+        .expect("no lag");
+        assert_eq!((m.sequence(), m.payload()), (1, &b"unannounced"[..]));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_durable_subscriber_gets_a_message_whose_notice_was_lost() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bus = muted_bus("lost-notices-durable", dir.path()).await;
+        let sub = bus
+            .subscribe_durable("quiet.topic.*", "quiet.sub")
+            .await
+            .expect("subscribe");
+        let m = first_after(sub, "the durable subscriber", async {
+            bus.publish("quiet.topic.a", b"unannounced")
+                .await
+                .expect("publish");
+        })
+        .await
+        .expect("no lag");
+        assert_eq!(m.payload(), b"unannounced");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_watch_sees_a_change_whose_notice_was_lost() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bus = muted_bus("lost-notices-store", dir.path()).await;
+        let store = bus
+            .store("quiet.store", StoreOptions::default())
+            .await
+            .expect("store");
+        let watch = store.watch("*").await.expect("watch");
+        let first = first_after(watch, "the watch", async {
+            store.set("k", b"unannounced", None).await.expect("set");
+        });
+        match first.await.expect("no lag") {
+            StoreEvent::Set(entry) => {
+                assert_eq!(
+                    (entry.key().as_str(), entry.value()),
+                    ("k", &b"unannounced"[..])
+                );
+            }
+            other => panic!("expected the set, got {other:?}"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_watch_retries_failed_reads_and_ends_only_when_they_keep_failing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bus = Bus::open_with("watch-failures", BusOptions::default().dir(dir.path()))
+            .await
+            .expect("open a bus");
+        let store = bus
+            .store("retry.store", StoreOptions::default())
+            .await
+            .expect("store");
+        let mut watch = store.watch("*").await.expect("watch");
+        inject::fail_reads("retry.store", super::MAX_FAILURES - 1);
+        store.set("k", b"kept", None).await.expect("set");
+        match within(&mut watch, "the watch").await.expect("no lag") {
+            StoreEvent::Set(entry) => assert_eq!(entry.value(), b"kept"),
+            other => panic!("expected the set, got {other:?}"),
+        }
+        let mut again = store.watch("*").await.expect("watch");
+        inject::fail_reads("retry.store", u32::MAX);
+        store.set("k", b"unread", None).await.expect("set");
+        let end = tokio::time::timeout(Duration::from_secs(20), again.next())
+            .await
+            .expect("ends in time");
+        assert!(end.is_none(), "{end:?}");
+        inject::fail_reads("retry.store", 0);
     }
 }

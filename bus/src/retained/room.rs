@@ -239,7 +239,10 @@ impl fmt::Debug for Room {
 /// It ends when its backend closes (the bus, the NATS connection). On the bus, a failed
 /// read of the database is retried with a growing pause and logged as a `tracing` warning;
 /// after 8 failures in a row the stream ends, logged as a `tracing` error with the
-/// database's message — never silently.
+/// database's message — never silently. A joiner that has caught up is woken by a notice
+/// from each sender, and reads the database again every second even without one: a sender
+/// that exits (or dies) right after `send` returned may take its notice with it, which
+/// delays the message by up to a second but never loses it.
 #[must_use = "a joined room does nothing unless polled"]
 pub struct RoomJoin {
     room: Name,

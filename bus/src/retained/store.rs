@@ -488,6 +488,12 @@ impl fmt::Debug for Store {
 
 /// The changes of a store matching a pattern, from [`Store::watch`]: a
 /// `Stream<Item = Result<StoreEvent, Lagged>>`. Dropping it stops watching.
+///
+/// It ends when its backend closes. On the bus, a failed read of the database is retried
+/// with a growing pause and logged as a `tracing` warning; after 8 failures in a row the
+/// watch ends, logged as a `tracing` error — never silently. A caught-up watch also reads
+/// the store's log again every second without a notice, so a writer that exits right after
+/// its `set` delays the change by up to a second, never loses it.
 #[must_use = "a watch does nothing unless polled"]
 pub struct StoreWatch {
     pattern: Pattern,

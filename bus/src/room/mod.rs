@@ -224,8 +224,8 @@ impl Joiner {
                     return None;
                 }
             }
-            // A notice or a lag report of notices: either way, read again.
-            let _notice = self.notices.next().await?;
+            // Caught up: a notice, or the periodic check that covers a lost one.
+            crate::retained::retry::notice_or_recheck(&mut self.notices).await?;
         }
     }
 

@@ -3,7 +3,9 @@
 //! The watcher subscribes to the store's notice topic *before* it reads the current
 //! revision, so every change after that revision rings it. It then reads the log from the
 //! next revision in bounded batches; a notice only says "read again", so notices lost to
-//! its one-slot buffer cost nothing. A revision missing from the log (trimmed while the
+//! its one-slot buffer cost nothing, and one lost on the way (its writer died right after
+//! its commit) costs at most `retained::retry::RECHECK` (see there; read failures are
+//! retried the same way as a room joiner's). A revision missing from the log (trimmed while the
 //! watcher lagged more than `LOG_KEEP` behind) is reported as `Lagged`.
 
 use std::collections::VecDeque;
@@ -19,6 +21,7 @@ use super::ops::REV;
 use crate::Subscription;
 use crate::db::codec::{self, Cause, EventKind, decode_event, seq_key, seq_of};
 use crate::db::{Db, owners};
+use crate::retained::retry::{self, ReadRetry};
 use crate::retained::{Entry, Removal, StoreError, StoreEvent, clock};
 
 /// The most log entries read at once.
@@ -34,6 +37,9 @@ struct Watcher {
     next: u64,
     notices: Subscription,
     pending: VecDeque<Result<StoreEvent, Lagged>>,
+    /// The store's name (for logs).
+    name: String,
+    retry: ReadRetry,
 }
 
 pub(super) async fn watch(
@@ -77,6 +83,8 @@ pub(super) async fn watch(
         next: revision + 1,
         notices,
         pending: VecDeque::new(),
+        name: store.name.to_string(),
+        retry: ReadRetry::default(),
     };
     Ok(futures::stream::unfold(watcher, |mut w| async move {
         let item = w.next().await?;
@@ -91,15 +99,26 @@ impl Watcher {
             if let Some(item) = self.pending.pop_front() {
                 return Some(item);
             }
-            // A failing database ends the watch: there is no error item in the stream.
-            let read = self.read_batch().ok()?;
-            if read > 0 {
-                continue;
+            let read = retry::check(&self.name).and_then(|()| self.read_batch());
+            match read {
+                Ok(read) => {
+                    self.retry.succeeded();
+                    if read > 0 {
+                        continue;
+                    }
+                }
+                // No error item in the stream: retried, logged, and after repeated
+                // failures the end (see `retained::retry`).
+                Err(e) => {
+                    if self.retry.failed("store watch", &self.name, &e).await {
+                        continue;
+                    }
+                    return None;
+                }
             }
-            // Caught up: wait for a notice (a lag report of the notices is one too). The
-            // subscription ends when the bus closes, and so does the watch.
-            // A notice or a lag report of notices: either way, read again.
-            let _notice = self.notices.next().await?;
+            // Caught up: a notice, or the periodic check that covers a lost one. The
+            // notices end when the bus closes, and so does the watch.
+            retry::notice_or_recheck(&mut self.notices).await?;
         }
     }
 

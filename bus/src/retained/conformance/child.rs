@@ -157,7 +157,9 @@ async fn play<B: Backend>(
             std::future::pending::<()>().await;
             Ok(())
         }
-        // <room> <sender id> <n>: waits for `go`, sends "<id>:<i>" for i in 0..n.
+        // <room> <sender id> <n>: waits for `go`, sends "<id>:<i>" for i in 0..n. It exits
+        // right after its last send, without flushing the bus: the notices of its last
+        // messages may die with it, and joiners must still get every message.
         "sender" => {
             let room = b
                 .room(&arg(0), RoomOptions::default().max_messages(100_000))
