@@ -51,6 +51,10 @@ impl Default for StoreOptions {
 impl StoreOptions {
     /// How many revisions to keep per key for [`Store::history`] (default 1: only the
     /// current value; clamped to 1..=64).
+    ///
+    /// A value set with a time to live starts its key's history over: when it expires the
+    /// key is gone, and no older revision comes back (JetStream removes only the expired
+    /// message, so on NATS the one before it would otherwise become the value again).
     pub fn history(mut self, revisions: u8) -> Self {
         self.history = revisions.clamp(1, MAX_HISTORY);
         self
@@ -268,7 +272,9 @@ pub struct StoreStats {
 ///   expiry, when one does). The bus keeps millisecond precision. On NATS, JetStream's
 ///   per-message time to live has a floor of one second: a shorter one is accepted, reads
 ///   stop returning the value at its exact expiry, and the server removes it (watchers
-///   see `Expired`) at one second.
+///   see `Expired`) at one second. An expiry ends the key: a value set with a time to live
+///   starts its key's [`history`](StoreOptions::history) over, so no older revision comes
+///   back once it is gone.
 /// * **Owned values.** [`set_owned`](Self::set_owned) ties a value to the life of the
 ///   connection that set it: on the bus, to its peer, whose liveness is the lock it holds
 ///   (never its pid). A value whose owner is gone is never returned, and is removed when

@@ -207,6 +207,11 @@ pub(crate) fn set(
             .map_err(w.err("write owner"))?;
     }
     if options.history > 1 {
+        if expires_ms != 0 {
+            // A value with a time to live starts the key's history over: its expiry ends
+            // the key, with no older revision left to outlive it (as on NATS).
+            trim_history(w, id, key, 0)?;
+        }
         w.t.hist
             .put(w.txn, &hist_key(id, key, revision), &record)
             .map_err(w.err("write history"))?;

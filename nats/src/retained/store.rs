@@ -425,6 +425,12 @@ impl StoreBackend for NatsStore {
                 let server_ttl = ttl.max(TTL_FLOOR);
                 headers.insert("Nats-TTL", format!("{}ms", server_ttl.as_millis()).as_str());
                 headers.insert(EXPIRES, unix_ms(expires).to_string().as_str());
+                if self.options.get_history() > 1 {
+                    // The server removes only this message when its time runs out; the
+                    // revisions before it would then come back as the key's value. So a
+                    // value with a time to live starts the key's history over.
+                    headers.insert("Nats-Rollup", "sub");
+                }
             }
             if owned {
                 let owner = self.nats.owner().await?;

@@ -69,6 +69,9 @@ pub type Scenario<B> = (&'static str, fn(B) -> BoxFuture<'static, ()>);
 pub fn scenarios<B: Backend>() -> Vec<Scenario<B>> {
     vec![
         ("store_semantics", |b| Box::pin(store::semantics(b))),
+        ("store_expiry_ends_the_key", |b| {
+            Box::pin(store::expiry_ends_the_key(b))
+        }),
         ("watch_sees_changes_in_order", |b| {
             Box::pin(store::watch_order(b))
         }),

@@ -84,6 +84,42 @@ pub(crate) async fn semantics<B: Backend>(b: B) {
     ));
 }
 
+/// A value with a time to live starts its key's history over, and its expiry ends the key:
+/// no older revision comes back, not even after the backend removed the expired one (on
+/// NATS, at its one-second floor; watched for three seconds).
+pub(crate) async fn expiry_ends_the_key<B: Backend>(b: B) {
+    let store = b
+        .store(&unique("conf.expiry"), StoreOptions::default().history(3))
+        .await
+        .expect("open a store");
+    store.set("k", b"old", None).await.expect("set");
+    store.set("k", b"older?", None).await.expect("set");
+    store
+        .set("k", b"brief", Duration::from_millis(300))
+        .await
+        .expect("set");
+    let history: Vec<Vec<u8>> = store
+        .history("k")
+        .await
+        .expect("history")
+        .into_iter()
+        .map(crate::retained::Entry::into_value)
+        .collect();
+    assert_eq!(
+        history,
+        [b"brief".to_vec()],
+        "a value with a time to live starts the history over"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    while tokio::time::Instant::now() < deadline {
+        assert_eq!(store.get("k").await.expect("get"), None, "the key ended");
+        assert!(store.entries().await.expect("entries").is_empty());
+        assert!(store.history("k").await.expect("history").is_empty());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 pub(crate) async fn watch_order<B: Backend>(b: B) {
     let store = b
         .store(&unique("conf.watch"), StoreOptions::default())
