@@ -22,13 +22,14 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures_core::Stream;
 
+use crate::Bus;
 use crate::db::codec::{decode_msg, seq_key, seq_of};
 use crate::db::{self, Db};
 use crate::retained::backend::DurableBackend;
+use crate::retained::retry::Follow;
 use crate::retained::{
     DurableMessage, DurableOptions, DurableSubscription, StoreError, check_name, clock,
 };
-use crate::{Bus, Subscription};
 
 use ops::Registration;
 
@@ -100,11 +101,9 @@ impl Bus {
             id,
             max_age_ms: options.max_age_ms,
             next: acked + 1,
-            notices,
             pending: VecDeque::new(),
             expired: Arc::clone(&expired),
-            name: name.to_string(),
-            retry: crate::retained::retry::ReadRetry::default(),
+            follow: Follow::new("durable subscription", name.as_str(), notices),
         };
         let messages = futures::stream::unfold(reader, |mut r| async move {
             let item = r.next().await?;
@@ -218,12 +217,10 @@ struct Reader {
     id: u32,
     max_age_ms: u64,
     next: u64,
-    notices: Subscription,
     pending: VecDeque<Result<DurableMessage, Lagged>>,
     expired: Arc<AtomicU64>,
-    /// The subscription's name (for logs).
-    name: String,
-    retry: crate::retained::retry::ReadRetry,
+    /// Notices, read failures (see `retained::retry`).
+    follow: Follow,
 }
 
 impl Reader {
@@ -232,29 +229,8 @@ impl Reader {
             if let Some(item) = self.pending.pop_front() {
                 return Some(item);
             }
-            let read = crate::retained::retry::check(&self.name).and_then(|()| self.read_batch());
-            match read {
-                Ok(read) => {
-                    self.retry.succeeded();
-                    if read > 0 {
-                        continue;
-                    }
-                }
-                // No error item in the stream: retried, logged, and after repeated
-                // failures the end (see `retained::retry`).
-                Err(e) => {
-                    if self
-                        .retry
-                        .failed("durable subscription", &self.name, &e)
-                        .await
-                    {
-                        continue;
-                    }
-                    return None;
-                }
-            }
-            // Caught up: a notice, or the periodic check that covers a lost one.
-            crate::retained::retry::notice_or_recheck(&mut self.notices).await?;
+            let read = self.follow.check().and_then(|()| self.read_batch());
+            self.follow.after(read).await?;
         }
     }
 

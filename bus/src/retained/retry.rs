@@ -25,33 +25,59 @@ use crate::Subscription;
 /// again anyway: the most a lost notice delays a message.
 pub(crate) const RECHECK: Duration = Duration::from_secs(1);
 
-/// Waits for the next notice (or a lag report of notices: either says "read again"), or
-/// for [`RECHECK`], whichever comes first. `None` once the bus closed the notices.
-pub(crate) async fn notice_or_recheck(notices: &mut Subscription) -> Option<()> {
-    match tokio::time::timeout(RECHECK, notices.next()).await {
-        Ok(None) => None,
-        Ok(Some(_)) | Err(_) => Some(()),
-    }
-}
-
 /// Failed reads in a row after which a stream gives up.
 pub(crate) const MAX_FAILURES: u32 = 8;
 
-/// Consecutive read failures of one stream.
-#[derive(Debug, Default)]
-pub(crate) struct ReadRetry {
+/// The waiting side of one reading stream: its notices, and its read failures in a row.
+/// The stream's loop is: hand out what it has; else `read` (after [`check`](Self::check)),
+/// and let [`after`](Self::after) say whether to read again or end.
+pub(crate) struct Follow {
+    notices: Subscription,
+    /// What the stream is and its name, for logs.
+    what: &'static str,
+    name: String,
     failures: u32,
 }
 
-impl ReadRetry {
-    /// A read succeeded: the count starts over.
-    pub(crate) fn succeeded(&mut self) {
-        self.failures = 0;
+impl Follow {
+    pub(crate) fn new(what: &'static str, name: impl Into<String>, notices: Subscription) -> Self {
+        Self {
+            notices,
+            what,
+            name: name.into(),
+            failures: 0,
+        }
+    }
+
+    /// The injected failure of tests, before a read.
+    pub(crate) fn check(&self) -> Result<(), StoreError> {
+        check(&self.name)
+    }
+
+    /// After a read that went through `Ok(n)` records: at once when it found some; when it
+    /// found none, on a notice (or a lag report of notices: either says "read again") or
+    /// after [`RECHECK`]; after a failure, once its pause is over. `None`: the stream ends
+    /// (the bus closed the notices, or [`MAX_FAILURES`] reads in a row failed).
+    pub(crate) async fn after(&mut self, read: Result<usize, StoreError>) -> Option<()> {
+        match read {
+            Ok(n) => {
+                self.failures = 0;
+                if n > 0 {
+                    return Some(());
+                }
+                match tokio::time::timeout(RECHECK, self.notices.next()).await {
+                    Ok(None) => None,
+                    Ok(Some(_)) | Err(_) => Some(()),
+                }
+            }
+            Err(error) => self.failed(&error).await.then_some(()),
+        }
     }
 
     /// A read failed: waits and returns `true` to retry, or logs the end and returns
     /// `false` once [`MAX_FAILURES`] reads in a row failed.
-    pub(crate) async fn failed(&mut self, what: &str, name: &str, error: &StoreError) -> bool {
+    async fn failed(&mut self, error: &StoreError) -> bool {
+        let (what, name) = (self.what, &self.name);
         self.failures += 1;
         if self.failures >= MAX_FAILURES {
             tracing::error!(

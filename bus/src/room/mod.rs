@@ -17,11 +17,12 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
+use crate::Bus;
 use crate::db::codec::{self, MsgRecord, ROOM, decode_msg, msg_times, seq_key, seq_of};
 use crate::db::{self, Db, Write, names};
 use crate::retained::backend::RoomBackend;
+use crate::retained::retry::Follow;
 use crate::retained::{Room, RoomMessage, RoomOptions, StoreError, check_name, clock};
-use crate::{Bus, Subscription};
 
 /// The room's counter: the last sequence number given.
 const LAST: usize = 0;
@@ -174,10 +175,8 @@ impl RoomBackend for BusRoom {
                 id: self.id,
                 max_age_ms: self.options.max_age_ms,
                 next: None,
-                notices,
                 pending: VecDeque::new(),
-                name: self.name.to_string(),
-                retry: crate::retained::retry::ReadRetry::default(),
+                follow: Follow::new("room joiner", self.name.as_str(), notices),
             };
             Ok(futures::stream::unfold(joiner, |mut j| async move {
                 let item = j.next().await?;
@@ -194,11 +193,9 @@ struct Joiner {
     max_age_ms: u64,
     /// The next sequence to deliver; `None` before the history was read.
     next: Option<u64>,
-    notices: Subscription,
     pending: VecDeque<Result<RoomMessage, Lagged>>,
-    /// The room's name (for logs).
-    name: String,
-    retry: crate::retained::retry::ReadRetry,
+    /// Notices, read failures (see `retained::retry`).
+    follow: Follow,
 }
 
 impl Joiner {
@@ -207,25 +204,8 @@ impl Joiner {
             if let Some(item) = self.pending.pop_front() {
                 return Some(item);
             }
-            let read = crate::retained::retry::check(&self.name).and_then(|()| self.read_batch());
-            match read {
-                Ok(read) => {
-                    self.retry.succeeded();
-                    if read > 0 {
-                        continue;
-                    }
-                }
-                // No error item in the stream: retried, logged, and after repeated
-                // failures the end (see `retained::retry`).
-                Err(e) => {
-                    if self.retry.failed("room joiner", &self.name, &e).await {
-                        continue;
-                    }
-                    return None;
-                }
-            }
-            // Caught up: a notice, or the periodic check that covers a lost one.
-            crate::retained::retry::notice_or_recheck(&mut self.notices).await?;
+            let read = self.follow.check().and_then(|()| self.read_batch());
+            self.follow.after(read).await?;
         }
     }
 

@@ -18,10 +18,9 @@ use futures::stream::BoxStream;
 
 use super::BusStore;
 use super::ops::REV;
-use crate::Subscription;
 use crate::db::codec::{self, Cause, EventKind, decode_event, seq_key, seq_of};
 use crate::db::{Db, owners};
-use crate::retained::retry::{self, ReadRetry};
+use crate::retained::retry::Follow;
 use crate::retained::{Entry, Removal, StoreError, StoreEvent, clock};
 
 /// The most log entries read at once.
@@ -35,11 +34,9 @@ struct Watcher {
     me: u64,
     pattern: Pattern,
     next: u64,
-    notices: Subscription,
     pending: VecDeque<Result<StoreEvent, Lagged>>,
-    /// The store's name (for logs).
-    name: String,
-    retry: ReadRetry,
+    /// Notices, read failures (see `retained::retry`).
+    follow: Follow,
 }
 
 pub(super) async fn watch(
@@ -81,10 +78,8 @@ pub(super) async fn watch(
         me,
         pattern,
         next: revision + 1,
-        notices,
         pending: VecDeque::new(),
-        name: store.name.to_string(),
-        retry: ReadRetry::default(),
+        follow: Follow::new("store watch", store.name.as_str(), notices),
     };
     Ok(futures::stream::unfold(watcher, |mut w| async move {
         let item = w.next().await?;
@@ -99,26 +94,8 @@ impl Watcher {
             if let Some(item) = self.pending.pop_front() {
                 return Some(item);
             }
-            let read = retry::check(&self.name).and_then(|()| self.read_batch());
-            match read {
-                Ok(read) => {
-                    self.retry.succeeded();
-                    if read > 0 {
-                        continue;
-                    }
-                }
-                // No error item in the stream: retried, logged, and after repeated
-                // failures the end (see `retained::retry`).
-                Err(e) => {
-                    if self.retry.failed("store watch", &self.name, &e).await {
-                        continue;
-                    }
-                    return None;
-                }
-            }
-            // Caught up: a notice, or the periodic check that covers a lost one. The
-            // notices end when the bus closes, and so does the watch.
-            retry::notice_or_recheck(&mut self.notices).await?;
+            let read = self.follow.check().and_then(|()| self.read_batch());
+            self.follow.after(read).await?;
         }
     }
 
