@@ -207,15 +207,18 @@ pub(crate) fn set(
             .map_err(w.err("write owner"))?;
     }
     if options.history > 1 {
-        if expires_ms != 0 {
-            // A value with a time to live starts the key's history over: its expiry ends
-            // the key, with no older revision left to outlive it (as on NATS).
-            trim_history(w, id, key, 0)?;
-        }
+        // Room for the new revision among the kept ones. A value with a time to live starts
+        // the key's history over: its expiry ends the key, with no older revision left to
+        // outlive it (as on NATS).
+        let keep = if expires_ms == 0 {
+            usize::from(options.history) - 1
+        } else {
+            0
+        };
+        trim_history(w, id, key, keep)?;
         w.t.hist
             .put(w.txn, &hist_key(id, key, revision), &record)
             .map_err(w.err("write history"))?;
-        trim_history(w, id, key, usize::from(options.history))?;
     }
     let c = touched.get(w, id)?;
     if old.is_none() {
