@@ -297,7 +297,9 @@ impl<T: Clone> Cursor<T> {
                 if let Some(waker) = park {
                     let reader = &mut state.readers[at];
                     reader.shared.waker.register(waker);
-                    reader.parked = true;
+                    if !std::mem::replace(&mut reader.parked, true) {
+                        state.parked += 1;
+                    }
                 }
                 return Poll::Pending;
             }
