@@ -33,11 +33,13 @@
 //!   Every value is thus delivered or counted exactly once per reader, as with one buffer of
 //!   `capacity` per reader.
 //!
-//! A reader with nothing new learns so from one atomic (`changes`) without taking the lock;
-//! one that finds nothing under the lock parks there (registers its waker, marks itself
-//! parked), and the next push or close wakes it. The ring counts its parked readers, so that
-//! a push while none is parked (the common case with busy readers) touches no reader's entry:
-//! the readers write theirs as they take, and a sender reading them would miss the cache.
+//! A reader with nothing new learns so from one atomic (`changes`) without taking the lock,
+//! and yields once (values a busy sender adds meanwhile are then taken in one batch, under
+//! one lock); one that then finds nothing under the lock parks there (registers its waker,
+//! marks itself parked), and the next push or close wakes it. The ring counts its parked
+//! readers, so that a push while none is parked (the common case with busy readers) touches
+//! no reader's entry: the readers write theirs as they take, and a sender reading them would
+//! miss the cache.
 //!
 //! # Invariants
 //!
