@@ -221,3 +221,46 @@ async fn the_only_reader_gets_the_values_themselves_not_copies() {
     // The ring kept no copy: the reader had the value itself.
     assert_eq!(Arc::strong_count(&value), 1);
 }
+
+/// A waker that counts its wake-ups.
+struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_reader_with_nothing_yields_once_then_parks_and_the_next_push_wakes_it() {
+    use std::sync::atomic::Ordering::SeqCst;
+    use std::task::{Context, Poll, Waker};
+
+    let ring = ring(4, Overflow::Wait);
+    let mut cursor = ring.cursor();
+    let count = Arc::new(CountingWaker(0.into()));
+    let waker = Waker::from(Arc::clone(&count));
+    let mut cx = Context::from_waker(&waker);
+    let woken = || count.0.load(SeqCst);
+
+    // First look: nothing, and the reader asks to be polled again (a yield).
+    assert!(cursor.poll_recv(&mut cx).is_pending());
+    assert_eq!(woken(), 1);
+    // Second look: still nothing; now it parks, and nothing wakes it until a push.
+    assert!(cursor.poll_recv(&mut cx).is_pending());
+    assert_eq!(woken(), 1);
+    ring.try_push(vec![7], None).unwrap();
+    assert_eq!(woken(), 2);
+    assert_eq!(cursor.poll_recv(&mut cx), Poll::Ready(Some(Ok(vec![7]))));
+    // After a value, the next wait yields once again before parking.
+    assert!(cursor.poll_recv(&mut cx).is_pending());
+    assert_eq!(woken(), 3);
+    assert!(cursor.poll_recv(&mut cx).is_pending());
+    ring.close();
+    assert_eq!(woken(), 4);
+    assert_eq!(cursor.poll_recv(&mut cx), Poll::Ready(None));
+}

@@ -14,9 +14,6 @@ use super::{Lagged, Overflow};
 use crate::sync::atomic::fence;
 use crate::sync::lock;
 
-/// How many times a reader on a multi-threaded runtime looks for a new value before it parks.
-const SPINS: u32 = 50;
-
 /// The most values a reader takes under one lock: the lock is held while they are cloned,
 /// and senders (a sink's `raise`, under the sink's own lock) wait meanwhile.
 const MAX_TAKE: u64 = 128;
@@ -54,8 +51,9 @@ struct ReadState<T> {
     unreleased: usize,
     /// The position after the last value read from `batch`.
     read_to: u64,
-    /// Whether to spin before parking, decided at the first wait (see `may_spin`).
-    spin: Option<bool>,
+    /// The reader found nothing and yielded once since it last returned an item (see
+    /// `poll_recv`).
+    yielded: bool,
     /// `News::changes` when this reader last looked under the lock.
     seen: u64,
 }
@@ -75,18 +73,6 @@ impl<T> ReadState<T> {
         }
         None
     }
-
-    /// Whether the reader may spin before parking: only on a multi-threaded runtime, where
-    /// the sender can run meanwhile. Asked once per cursor (asking the runtime clones its
-    /// handle, an atomic shared by every worker).
-    fn may_spin(&mut self) -> bool {
-        *self.spin.get_or_insert_with(|| {
-            matches!(
-                tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()),
-                Ok(tokio::runtime::RuntimeFlavor::MultiThread)
-            )
-        })
-    }
 }
 
 impl<T> Cursor<T> {
@@ -101,7 +87,7 @@ impl<T> Cursor<T> {
                 moved: false,
                 unreleased: 0,
                 read_to: 0,
-                spin: None,
+                yielded: false,
                 seen,
             },
         }
@@ -188,35 +174,20 @@ impl<T: Clone> Cursor<T> {
     /// `Pending` with the task registered to be woken by the next push or close.
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<T, Lagged>>> {
         if let Poll::Ready(item) = self.pop(None) {
+            self.read.yielded = false;
             return Poll::Ready(item);
         }
-        // A brief spin before parking saves a cross-thread wake-up (a syscall) per value
-        // when the sender runs on another worker thread and sends again within microseconds;
-        // on a single-threaded runtime the sender cannot run meanwhile. Only lossless readers
-        // spin: a lossy ring's sender never waits for its readers (the sink raises under its
-        // lock), and a spinning reader only takes a core from it.
-        if !self.lossy()
-            && self.read.may_spin()
-            && self.spin_for_news()
-            && let Poll::Ready(item) = self.pop(None)
-        {
-            return Poll::Ready(item);
+        // Nothing new: before parking, yield once (a self-wake, which the runtime treats as a
+        // yield) so that the other ready tasks run first. A sender that keeps sending adds
+        // values meanwhile, and the reader takes them in one batch under one lock instead of
+        // racing the sender for the ring's lock value by value; a reader that parks at once
+        // would also cost the sender a wake-up per value. Spinning instead only takes a core
+        // from the sender.
+        if !std::mem::replace(&mut self.read.yielded, true) {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
         }
         self.pop(Some(cx.waker()))
-    }
-
-    /// Spins briefly waiting for a new value; whether one arrived.
-    fn spin_for_news(&self) -> bool {
-        // Acquire: see `pop`.
-        let news = &self.ring.news.changes;
-        let seen = news.load(Ordering::Acquire);
-        for _ in 0..SPINS {
-            std::hint::spin_loop();
-            if news.load(Ordering::Acquire) != seen {
-                return true;
-            }
-        }
-        false
     }
 
     /// The next item, `Ready(None)` once closed and drained, or `Pending`. With `park`, the
@@ -297,7 +268,9 @@ impl<T: Clone> Cursor<T> {
                 if let Some(waker) = park {
                     let reader = &mut state.readers[at];
                     reader.shared.waker.register(waker);
-                    reader.parked = true;
+                    if !std::mem::replace(&mut reader.parked, true) {
+                        state.parked += 1;
+                    }
                 }
                 return Poll::Pending;
             }

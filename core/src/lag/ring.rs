@@ -33,9 +33,13 @@
 //!   Every value is thus delivered or counted exactly once per reader, as with one buffer of
 //!   `capacity` per reader.
 //!
-//! A reader with nothing new learns so from one atomic (`changes`) without taking the lock;
-//! one that finds nothing under the lock parks there (registers its waker, marks itself
-//! parked), and the next push or close wakes it.
+//! A reader with nothing new learns so from one atomic (`changes`) without taking the lock,
+//! and yields once (values a busy sender adds meanwhile are then taken in one batch, under
+//! one lock); one that then finds nothing under the lock parks there (registers its waker,
+//! marks itself parked), and the next push or close wakes it. The ring counts its parked
+//! readers, so that a push while none is parked (the common case with busy readers) touches
+//! no reader's entry: the readers write theirs as they take, and a sender reading them would
+//! miss the cache.
 //!
 //! # Invariants
 //!
@@ -45,6 +49,7 @@
 //! * `low ≤ consumed` of every reader (a lower bound, refreshed from the readers' atomics).
 //! * a reader never misses a wake-up: it parks only under the lock, after finding nothing to
 //!   take, nothing to report and the ring open; every push and close after that wakes it.
+//! * the ring's `parked` count is the number of readers whose `parked` flag is set.
 //! * a waiting sender never misses room: it counts itself in `waiting` and looks at the
 //!   readers' `consumed` again before it sleeps; a reader giving room back writes `consumed`
 //!   then reads `waiting` (a SeqCst fence between each write and read on both sides), so one
@@ -115,6 +120,9 @@ pub(super) struct State<T> {
     /// The position of `slots[0]`.
     pub(super) head: u64,
     pub(super) readers: Vec<Reader>,
+    /// How many readers are `parked`: a push looks at the readers only when one is, so the
+    /// sender leaves the readers' entries (which they write as they take) alone otherwise.
+    pub(super) parked: usize,
     /// At most the `consumed` of every reader.
     low: u64,
     next_id: u64,
@@ -238,6 +246,7 @@ impl<T> Ring<T> {
                 slots: VecDeque::with_capacity(capacity.unwrap_or(16).min(1024)),
                 head: 0,
                 readers: Vec::new(),
+                parked: 0,
                 low: 0,
                 next_id: 1,
                 pushed: 0,
@@ -314,6 +323,9 @@ impl<T> Ring<T> {
                 return;
             };
             let reader = state.readers.swap_remove(at);
+            if reader.parked {
+                state.parked -= 1;
+            }
             let tail = state.tail();
             // Relaxed: a statistic.
             reader.shared.left.store(tail, Ordering::Relaxed);
@@ -508,6 +520,10 @@ impl<T> Ring<T> {
         // Release: a reader that sees the new count (Acquire) then locks and finds the change.
         // It is only a hint; parking is decided under the lock.
         self.news.changes.store(state.changes, Ordering::Release);
+        if state.parked == 0 {
+            return;
+        }
+        state.parked = 0;
         for reader in &mut state.readers {
             if std::mem::take(&mut reader.parked) {
                 // A waker is the executor's code, not the user's: waking under the lock keeps
@@ -673,6 +689,7 @@ impl<T> Ring<T> {
             state.closed = true;
             // Release: see `bump`.
             self.news.closed.store(true, Ordering::Release);
+            state.parked = 0;
             for reader in &mut state.readers {
                 reader.parked = false;
                 reader.shared.waker.wake();
