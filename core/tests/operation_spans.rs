@@ -69,3 +69,86 @@ async fn operation_span_follows_from_the_enqueuing_span() {
         "{opened:?}"
     );
 }
+
+/// Records the `outcome` each `operation` span was given, by span id, and which were opened.
+#[derive(Clone, Default)]
+struct Outcomes {
+    opened: Arc<Mutex<Vec<u64>>>,
+    outcomes: Arc<Mutex<std::collections::HashMap<u64, String>>>,
+}
+
+struct OutcomeField<'a>(&'a mut Option<String>);
+
+impl tracing::field::Visit for OutcomeField<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "outcome" {
+            *self.0 = Some(value.to_owned());
+        }
+    }
+
+    fn record_debug(&mut self, _field: &tracing::field::Field, _value: &dyn std::fmt::Debug) {}
+}
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> tracing_subscriber::Layer<S> for Outcomes {
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, _ctx: Context<'_, S>) {
+        if attrs.metadata().name() == "operation" {
+            self.opened.lock().unwrap().push(id.into_u64());
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &tracing::span::Record<'_>, _ctx: Context<'_, S>) {
+        let mut outcome = None;
+        values.record(&mut OutcomeField(&mut outcome));
+        if let Some(outcome) = outcome {
+            self.outcomes.lock().unwrap().insert(id.into_u64(), outcome);
+        }
+    }
+}
+
+/// Every operation span gets its outcome, also when the operation ends without starting
+/// (cancelled while queued, or by the shutdown) or stops on its cancelled token.
+#[tokio::test(flavor = "current_thread")]
+async fn operations_cancelled_before_or_while_running_record_cancelled_on_their_spans() {
+    let outcomes = Outcomes::default();
+    let subscriber = tracing_subscriber::registry().with(outcomes.clone());
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    let started = Arc::new(tokio::sync::Notify::new());
+    let coordinator = {
+        let started = started.clone();
+        EphemeralWorkCoordinator::new(
+            move |_n: u32, ctx: OperationContext| {
+                let started = started.clone();
+                async move {
+                    started.notify_one();
+                    ctx.token().cancelled().await;
+                    Err::<(), _>("stopped: cancelled".to_owned())
+                }
+            },
+            EphemeralOptions::default().max_concurrency(1),
+        )
+        .expect("coordinator")
+    };
+    coordinator.enqueue(1).await.expect("accepted");
+    let queued = coordinator.enqueue(2).await.expect("accepted");
+    coordinator.enqueue(3).await.expect("accepted");
+    started.notified().await;
+    // One cancelled while queued, then the shutdown: the running one stops on its token, the
+    // other queued one ends without starting.
+    assert!(coordinator.cancel_operation(queued));
+    coordinator.cancel();
+    coordinator.drain().await.expect("drained");
+    let stats = coordinator.stats();
+    assert_eq!(stats.cancelled, 3, "{stats:?}");
+
+    let opened = outcomes.opened.lock().unwrap().clone();
+    assert_eq!(opened.len(), 3, "one span per operation");
+    let recorded = outcomes.outcomes.lock().unwrap().clone();
+    for id in &opened {
+        assert_eq!(
+            recorded.get(id).map(String::as_str),
+            Some("cancelled"),
+            "span {id}: {recorded:?}"
+        );
+    }
+}

@@ -158,6 +158,9 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
                 self.notify_finished();
             }
         }
+        for span in fx.unstarted {
+            span.record("outcome", "cancelled");
+        }
         if let Some(owed) = fx.owed {
             self.rules.deliver(owed.finalized, owed.evicted);
         }

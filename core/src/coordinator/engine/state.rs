@@ -36,6 +36,9 @@ pub(crate) struct Effect {
     flags: u8,
     /// Snapshots for `on_finalized` and `on_evicted` (only when some are owed).
     pub(super) owed: Option<Box<Owed>>,
+    /// The `debug` spans of operations that ended without starting, to be filled in with
+    /// their outcome (empty unless a subscriber wants those spans).
+    pub(super) unstarted: Vec<tracing::Span>,
 }
 
 /// Snapshots owed to the callbacks.
@@ -412,11 +415,7 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         self.overdue = 0;
         for job in self.queue.take_all() {
             fx.room_back += 1;
-            self.settle(
-                job.id,
-                now,
-                OperationState::Cancelled(CancelReason::Shutdown),
-            );
+            self.settle_unstarted(fx, job, now, CancelReason::Shutdown);
         }
         // Running operations are cancelled through their workers' slots, under the lock that
         // also guards every start, so none is missed.
@@ -462,7 +461,7 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         if let Some(job) = self.queue.remove(id) {
             fx.room_back += 1;
             self.overdue -= usize::from(job.is_overdue());
-            self.settle(job.id, now, OperationState::Cancelled(reason));
+            self.settle_unstarted(fx, job, now, reason);
             fx.set(Effect::FINISHED);
             return true;
         }
@@ -662,7 +661,7 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         };
         if let Some(reason) = ends {
             self.queue.finished(&job.route);
-            self.settle(job.id, now, OperationState::Cancelled(reason));
+            self.settle_unstarted(fx, job, now, reason);
             fx.set(Effect::FINISHED);
         } else {
             self.overdue += usize::from(job.is_overdue());
@@ -723,6 +722,21 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
             record.panicked = panicked;
         });
         fx.set(Effect::FINISHED);
+    }
+
+    /// Cancels a job that never started: settled, and its span (if any) left to `fx`, which
+    /// records the outcome after the unlock (a subscriber's code runs outside the lock).
+    fn settle_unstarted(
+        &mut self,
+        fx: &mut Effect,
+        job: Job<T, Q::Route>,
+        now: Instant,
+        reason: CancelReason,
+    ) {
+        if let Some(span) = job.span {
+            fx.unstarted.push(*span);
+        }
+        self.settle(job.id, now, OperationState::Cancelled(reason));
     }
 
     /// Counts a terminal state and files it in the window (which may evict).
@@ -841,11 +855,7 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         });
         for job in expired {
             fx.room_back += 1;
-            self.settle(
-                job.id,
-                now,
-                OperationState::Cancelled(CancelReason::DeferTimeout),
-            );
+            self.settle_unstarted(fx, job, now, CancelReason::DeferTimeout);
         }
         fx.set(Effect::FINISHED);
         next

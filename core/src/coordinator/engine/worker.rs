@@ -78,6 +78,7 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
 ) -> Option<Taken<T, Q>> {
     let id = job.id;
     if let Some(reason) = refusal(inner, &job) {
+        record_cancelled(&job);
         return finish(inner, slot, id, &job.route, Outcome::Refused(reason));
     }
     if !inner.hooks.is_empty() {
@@ -89,6 +90,7 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
             match hook.admit(&request).await {
                 Decision::Admit => {}
                 Decision::Cancel(reason) => {
+                    record_cancelled(&job);
                     let reason = CancelReason::Admission(reason);
                     return finish(inner, slot, id, &job.route, Outcome::Refused(reason));
                 }
@@ -145,6 +147,9 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     };
     match &outcome {
         Outcome::Ok(_) => span.record("outcome", "completed"),
+        // A body that stops on its cancelled token ends cancelled, not failed (as `finish`
+        // files it).
+        Outcome::Err(_) if slot.is_cancelled(id) => span.record("outcome", "cancelled"),
         Outcome::Err(message) => {
             span.in_scope(|| tracing::warn!(error = %message, "operation failed"));
             span.record("outcome", "failed")
@@ -165,6 +170,13 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
         return finish_retiring(inner, &old, slot, id, &route, outcome);
     }
     finish(inner, slot, id, &route, outcome)
+}
+
+/// Fills in the outcome of a job refused at admission on its span, if it has one.
+fn record_cancelled<T, Route>(job: &Job<T, Route>) {
+    if let Some(span) = &job.span {
+        span.record("outcome", "cancelled");
+    }
 }
 
 /// An operation's `debug` span: a root (the worker's spans are not its parents), filled in
