@@ -54,6 +54,10 @@ pub(crate) struct Inner<T, R, Q: Queue<T>> {
     /// Set once at shutdown, just before `root` is cancelled: what workers check before
     /// admitting a job (a token's `is_cancelled` takes its mutex, shared by every worker).
     shut_down: AtomicBool,
+    /// Set once the coordinator stops accepting items (`complete`, `cancel`), just after the
+    /// core's own flag: what `reserve` and `try_enqueue` read instead of taking the lock. A
+    /// call that reads it a moment too early is refused by `accept` under the lock instead.
+    closed: AtomicBool,
     /// Spawns one worker task. Handed in by the engine handle, so that this module does not
     /// depend on the worker (which depends on it).
     spawn_worker: fn(&Arc<Self>),
@@ -88,6 +92,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
             steer: Notify::new(),
             waiting: AtomicUsize::new(0),
             shut_down: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
             spawn_worker,
         }
     }
@@ -129,6 +134,10 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
     #[inline(always)]
     fn apply(self: &Arc<Self>, fx: Effect) {
         if fx.any_flag() {
+            if fx.has(Effect::CLOSED) {
+                // Release: pairs with the Acquire in `is_closed`.
+                self.closed.store(true, Ordering::Release);
+            }
             if fx.has(Effect::CLOSE_ROOM) {
                 self.room.close();
             }
@@ -176,6 +185,13 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
         if accepted.steer {
             self.steer.notify_one();
         }
+    }
+
+    /// Whether the coordinator stopped accepting items, read without the lock (see
+    /// `closed`).
+    pub(crate) fn is_closed(&self) -> bool {
+        // Acquire: pairs with the Release in `apply`.
+        self.closed.load(Ordering::Acquire)
     }
 
     /// Whether the coordinator was shut down (`cancel()` or the last handle dropped).

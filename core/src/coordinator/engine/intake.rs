@@ -166,7 +166,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
             Ok(permit) => permit.forget(),
             Err(TryAcquireError::Closed) => return Err(EnqueueError::Closed(item)),
             Err(TryAcquireError::NoPermits) => {
-                if inner.lock().is_closed() {
+                if inner.is_closed() {
                     return Err(EnqueueError::Closed(item));
                 }
                 return Err(EnqueueError::Full(item));
@@ -178,12 +178,17 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
     /// Waits for room; the room is held until the permit is used or dropped.
     pub(crate) async fn reserve(&self) -> Result<Reserved<T, R, Q>, EnqueueError<()>> {
         let inner = self.inner();
-        if inner.lock().is_closed() {
+        if inner.is_closed() {
             return Err(EnqueueError::Closed(()));
         }
-        match inner.room.acquire().await {
+        // `try_acquire` first: one compare-and-swap, where `acquire` builds a waiter.
+        match inner.room.try_acquire() {
             Ok(permit) => permit.forget(),
-            Err(_) => return Err(EnqueueError::Closed(())),
+            Err(TryAcquireError::Closed) => return Err(EnqueueError::Closed(())),
+            Err(TryAcquireError::NoPermits) => match inner.room.acquire().await {
+                Ok(permit) => permit.forget(),
+                Err(_) => return Err(EnqueueError::Closed(())),
+            },
         }
         Ok(Reserved {
             inner: Some(inner.clone()),

@@ -62,6 +62,9 @@ impl Effect {
     pub(super) const FINISHED: u8 = 1 << 4;
     /// Wake every waiting worker (a limit, a pause, a deferral or intake changed).
     pub(super) const WAKE_ALL: u8 = 1 << 5;
+    /// The coordinator stopped accepting items: publish it where `reserve` and
+    /// `try_enqueue` read it without the lock.
+    pub(super) const CLOSED: u8 = 1 << 6;
 
     fn set(&mut self, flag: u8) {
         self.flags |= flag;
@@ -394,6 +397,7 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
     pub(crate) fn complete(&mut self, fx: &mut Effect) {
         if !self.closed {
             self.closed = true;
+            fx.set(Effect::CLOSED);
             // While intake streams run, the room stays open for them; `accept` refuses
             // everyone else.
             if self.intakes == 0 {
@@ -408,6 +412,7 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
     pub(crate) fn shutdown(&mut self, fx: &mut Effect, now: Instant) {
         self.closed = true;
         self.cancelled = true;
+        fx.set(Effect::CLOSED);
         fx.set(Effect::CLOSE_ROOM);
         fx.set(Effect::CANCEL_ROOT);
         fx.set(Effect::WAKE_ALL);
