@@ -528,17 +528,19 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
 
     /// What a worker without a job does: exit if there are more workers than the limit or
     /// nothing is left to do, start a job if one may start, or wait (counted idle).
+    /// `now` is the caller's clock reading (a finishing worker's finish time).
     pub(crate) fn next_for_worker(
         &mut self,
         fx: &mut Effect,
         sink: &SignalSink,
         slot: &Arc<Slot>,
+        now: Instant,
     ) -> Next<T, Q> {
         if self.workers > self.limit {
             self.exit(slot);
             return Next::Exit;
         }
-        if let Some(taken) = self.try_start(fx, sink, slot, Instant::now()) {
+        if let Some(taken) = self.try_start(fx, sink, slot, now) {
             return Next::Start(taken);
         }
         if self.closed && self.queue.len() == 0 {
@@ -618,21 +620,6 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
             record.started = Some(now);
         }
         Some(job)
-    }
-
-    /// The job after a finish, unless this worker is one too many for the limit.
-    pub(crate) fn next_after_finish(
-        &mut self,
-        fx: &mut Effect,
-        sink: &SignalSink,
-        slot: &Slot,
-        now: Instant,
-    ) -> Option<Taken<T, Q>> {
-        if self.workers > self.limit {
-            None
-        } else {
-            self.try_start(fx, sink, slot, now)
-        }
     }
 
     /// An admission hook deferred a taken job: it holds no slot while put aside.

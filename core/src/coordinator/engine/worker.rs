@@ -2,9 +2,11 @@
 //! There is no task per item; a coordinator has at most `max_concurrency` workers.
 
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::FutureExt;
+use tokio::sync::futures::Notified;
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -16,7 +18,7 @@ use super::super::snapshot::CancelReason;
 use super::body::panic_message;
 use super::inner::{Inner, sleep_until};
 use super::slot::Slot;
-use super::state::{Effect, Next, Outcome, Taken};
+use super::state::{Core, Effect, Next, Outcome, Taken};
 use crate::OperationId;
 
 /// Spawns one worker task on the coordinator's runtime.
@@ -29,57 +31,75 @@ pub(crate) fn spawn<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
 async fn run<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(inner: Arc<Inner<T, R, Q>>) {
     let mut slot = Arc::new(Slot::new(inner.ctx.clone()));
     inner.update(|core, _| core.register(slot.clone()));
-    let mut next: Option<Taken<T, Q>> = None;
+    let mut taken: Option<Taken<T, Q>> = None;
+    let mut woke = false;
     loop {
-        let taken = match next.take() {
-            Some(taken) => taken,
-            None => match next_job(&inner, &slot).await {
-                Some(taken) => taken,
-                None => return,
-            },
-        };
-        next = process(&inner, &mut slot, taken).await;
-    }
-}
-
-/// Waits for a job this worker may start; `None` when the worker should exit.
-async fn next_job<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
-    inner: &Arc<Inner<T, R, Q>>,
-    slot: &Arc<Slot>,
-) -> Option<Taken<T, Q>> {
-    loop {
+        // A fresh wake-up each round, enabled (under the lock) only by the section that
+        // decides to wait: the one that files an outcome, or the one that looks for work.
         let notified = inner.work.notified();
         let mut notified = std::pin::pin!(notified);
-        {
-            let mut fx = Effect::default();
-            let mut core = inner.lock();
-            let next = core.next_for_worker(&mut fx, &inner.ctx.sink, slot);
-            if let Next::Wait = next {
-                // Enabled under the lock: a push or a wake after we release it reaches us.
-                notified.as_mut().enable();
+        let next = match taken.take() {
+            Some(job) => process(&inner, &mut slot, job, notified.as_mut()).await,
+            None => look(&inner, &slot, std::mem::take(&mut woke), notified.as_mut()),
+        };
+        match next {
+            Next::Start(job) => taken = Some(job),
+            Next::Wait => {
+                notified.await;
+                woke = true;
             }
-            inner.release(core, fx);
-            match next {
-                Next::Start(taken) => return Some(taken),
-                Next::Exit => return None,
-                Next::Wait => {}
-            }
+            Next::Exit => return,
         }
-        notified.await;
-        inner.update(|core, _| core.woke());
     }
 }
 
-/// Admits and runs one job, files its outcome, and returns the next job if one can start.
+/// One critical section: counts the worker awake again after a wake-up (`woke`), then
+/// starts a job, or waits (`notified` enabled under the lock, so a push or a wake after the
+/// unlock reaches it), or exits.
+fn look<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
+    inner: &Arc<Inner<T, R, Q>>,
+    slot: &Arc<Slot>,
+    woke: bool,
+    notified: Pin<&mut Notified<'_>>,
+) -> Next<T, Q> {
+    let now = Instant::now();
+    inner.update(|core, fx| {
+        if woke {
+            core.woke();
+        }
+        next_step(core, fx, &inner.ctx.sink, slot, now, notified)
+    })
+}
+
+/// What the worker does next, decided under the lock (see [`look`]).
+fn next_step<T, R, Q: Queue<T>>(
+    core: &mut Core<T, R, Q>,
+    fx: &mut Effect,
+    sink: &crate::SignalSink,
+    slot: &Arc<Slot>,
+    now: Instant,
+    notified: Pin<&mut Notified<'_>>,
+) -> Next<T, Q> {
+    let next = core.next_for_worker(fx, sink, slot, now);
+    if let Next::Wait = next {
+        notified.enable();
+    }
+    next
+}
+
+/// Admits and runs one job, files its outcome, and says under the same lock what the worker
+/// does next (see [`look`]).
 async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     inner: &Arc<Inner<T, R, Q>>,
     slot: &mut Arc<Slot>,
     job: Taken<T, Q>,
-) -> Option<Taken<T, Q>> {
+    notified: Pin<&mut Notified<'_>>,
+) -> Next<T, Q> {
     let id = job.id;
     if let Some(reason) = refusal(inner, &job) {
         record_cancelled(&job);
-        return finish(inner, slot, id, &job.route, Outcome::Refused(reason));
+        let outcome = Outcome::Refused(reason);
+        return finish(inner, slot, id, &job.route, outcome, notified);
     }
     if !inner.hooks.is_empty() {
         let request = AdmissionRequest {
@@ -91,16 +111,14 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
                 Decision::Admit => {}
                 Decision::Cancel(reason) => {
                     record_cancelled(&job);
-                    let reason = CancelReason::Admission(reason);
-                    return finish(inner, slot, id, &job.route, Outcome::Refused(reason));
+                    let outcome = Outcome::Refused(CancelReason::Admission(reason));
+                    return finish(inner, slot, id, &job.route, outcome, notified);
                 }
                 // Past `max_defer` under `DeferPolicy::Run`: a hook's `Defer` no longer holds it.
                 Decision::Defer(_) if job.is_overdue() => {}
                 Decision::Defer(until) => {
                     park(inner, slot, job, until);
-                    return inner.update(|core, fx| {
-                        core.try_start(fx, &inner.ctx.sink, slot, Instant::now())
-                    });
+                    return look(inner, slot, false, notified);
                 }
             }
         }
@@ -167,9 +185,9 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
         // here: the future is dropped, and a context is not `Clone`.
         let fresh = Arc::new(Slot::new(inner.ctx.clone()));
         let old = std::mem::replace(slot, fresh);
-        return finish_retiring(inner, &old, slot, id, &route, outcome);
+        return finish_retiring(inner, &old, slot, id, &route, outcome, notified);
     }
-    finish(inner, slot, id, &route, outcome)
+    finish(inner, slot, id, &route, outcome, notified)
 }
 
 /// Fills in the outcome of a job refused at admission on its span, if it has one.
@@ -272,27 +290,30 @@ fn finish_retiring<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     id: crate::OperationId,
     route: &Q::Route,
     outcome: Outcome<R>,
-) -> Option<Taken<T, Q>> {
+    notified: Pin<&mut Notified<'_>>,
+) -> Next<T, Q> {
     let now = Instant::now();
     inner.update(|core, fx| {
         core.finish(fx, id, route, outcome, old, now);
         core.replace_slot(old, fresh.clone());
-        core.next_after_finish(fx, &inner.ctx.sink, fresh, now)
+        next_step(core, fx, &inner.ctx.sink, fresh, now, notified)
     })
 }
 
-/// Files an outcome and, under the same lock, takes the next job if one can start.
+/// Files an outcome and, under the same lock, decides what the worker does next: the next
+/// job if one can start, else a wait (or an exit), with no second section for it.
 fn finish<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     inner: &Arc<Inner<T, R, Q>>,
-    slot: &Slot,
+    slot: &Arc<Slot>,
     id: crate::OperationId,
     route: &Q::Route,
     outcome: Outcome<R>,
-) -> Option<Taken<T, Q>> {
+    notified: Pin<&mut Notified<'_>>,
+) -> Next<T, Q> {
     let now = Instant::now();
     inner.update(|core, fx| {
         // The slot is read under the lock, which every cancel holds while it marks slots.
         core.finish(fx, id, route, outcome, slot, now);
-        core.next_after_finish(fx, &inner.ctx.sink, slot, now)
+        next_step(core, fx, &inner.ctx.sink, slot, now, notified)
     })
 }
