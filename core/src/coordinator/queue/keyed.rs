@@ -1,8 +1,13 @@
 //! The keyed queue: strict order per key, a per-key limit, no head-of-line blocking, and
 //! cold keys first.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::hash::Hash;
+
+// hashbrown's default hasher (foldhash, seeded per process) rather than std's SipHash: three
+// or four key lookups per item, and the sink's name index makes the same choice for names
+// that come from users too.
+use hashbrown::HashMap;
 
 use super::job::{Job, PopCx, Select, Visit, VisitMut};
 use super::policy::Queue;
