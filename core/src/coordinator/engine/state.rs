@@ -110,6 +110,15 @@ pub(crate) enum Outcome<R> {
     Refused(CancelReason),
 }
 
+/// How a filed operation ended, as [`Core::finish`] decided it: what its span and events
+/// report (so they can never disagree with its state).
+pub(crate) enum Ended {
+    Completed,
+    Failed(OperationError),
+    Panicked(Arc<str>),
+    Cancelled,
+}
+
 /// A popped job.
 pub(crate) type Taken<T, Q> = Job<T, <Q as Queue<T>>::Route>;
 
@@ -674,37 +683,42 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         outcome: Outcome<R>,
         slot: &Slot,
         now: Instant,
-    ) {
+    ) -> Ended {
         self.running -= 1;
         slot.set_running(None);
         self.queue.finished(route);
         let mut result = None;
         let mut error = None;
         let mut panicked = false;
-        let state = match outcome {
+        let (state, ended) = match outcome {
             Outcome::Ok(value) => {
                 result = Some(value);
-                OperationState::Completed
+                (OperationState::Completed, Ended::Completed)
             }
             // A body that stops on its cancelled token ends cancelled, not failed.
-            Outcome::Err(_) if slot.is_cancelled(id) => OperationState::Cancelled(
-                self.window
+            Outcome::Err(_) if slot.is_cancelled(id) => {
+                let reason = self
+                    .window
                     .record_mut(id)
                     .and_then(|r| r.cancel_requested.take())
-                    .unwrap_or(CancelReason::Shutdown),
-            ),
+                    .unwrap_or(CancelReason::Shutdown);
+                (OperationState::Cancelled(reason), Ended::Cancelled)
+            }
             Outcome::Err(message) => {
-                error = Some(message);
-                OperationState::Failed
+                error = Some(message.clone());
+                (OperationState::Failed, Ended::Failed(message))
             }
             Outcome::Panic(message) => {
                 self.panicked += 1;
-                error = Some(OperationError::from_message(message));
+                error = Some(OperationError::from_message(message.clone()));
                 panicked = true;
-                OperationState::Failed
+                (OperationState::Failed, Ended::Panicked(message))
             }
-            Outcome::Aborted => OperationState::Cancelled(CancelReason::Aborted),
-            Outcome::Refused(reason) => OperationState::Cancelled(reason),
+            Outcome::Aborted => (
+                OperationState::Cancelled(CancelReason::Aborted),
+                Ended::Cancelled,
+            ),
+            Outcome::Refused(reason) => (OperationState::Cancelled(reason), Ended::Cancelled),
         };
         self.settle_with(id, now, state, |record| {
             // A cancel that arrived too late to matter is not kept.
@@ -714,6 +728,7 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
             record.panicked = panicked;
         });
         fx.set(Effect::FINISHED);
+        ended
     }
 
     /// Cancels a job that never started: settled, and its span (if any) left to `fx`, which

@@ -18,7 +18,7 @@ use super::super::snapshot::CancelReason;
 use super::body::panic_message;
 use super::inner::{Inner, sleep_until};
 use super::slot::Slot;
-use super::state::{Core, Effect, Next, Outcome, Taken};
+use super::state::{Core, Effect, Ended, Next, Outcome, Taken};
 use crate::OperationId;
 
 /// Spawns one worker task on the coordinator's runtime.
@@ -97,9 +97,9 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
 ) -> Next<T, Q> {
     let id = job.id;
     if let Some(reason) = refusal(inner, &job) {
-        record_cancelled(&job);
         let outcome = Outcome::Refused(reason);
-        return finish(inner, slot, id, &job.route, outcome, notified);
+        let span = job.span.as_deref();
+        return finish(inner, slot, None, id, &job.route, outcome, span, notified);
     }
     if !inner.hooks.is_empty() {
         let request = AdmissionRequest {
@@ -110,9 +110,9 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
             match hook.admit(&request).await {
                 Decision::Admit => {}
                 Decision::Cancel(reason) => {
-                    record_cancelled(&job);
                     let outcome = Outcome::Refused(CancelReason::Admission(reason));
-                    return finish(inner, slot, id, &job.route, outcome, notified);
+                    let span = job.span.as_deref();
+                    return finish(inner, slot, None, id, &job.route, outcome, span, notified);
                 }
                 // Past `max_defer` under `DeferPolicy::Run`: a hook's `Defer` no longer holds it.
                 Decision::Defer(_) if job.is_overdue() => {}
@@ -163,21 +163,6 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
             }
         }
     };
-    match &outcome {
-        Outcome::Ok(_) => span.record("outcome", "completed"),
-        // A body that stops on its cancelled token ends cancelled, not failed (as `finish`
-        // files it).
-        Outcome::Err(_) if slot.is_cancelled(id) => span.record("outcome", "cancelled"),
-        Outcome::Err(message) => {
-            span.in_scope(|| tracing::warn!(error = %message, "operation failed"));
-            span.record("outcome", "failed")
-        }
-        Outcome::Panic(message) => {
-            span.in_scope(|| tracing::error!(panic = %message, "operation panicked"));
-            span.record("outcome", "panicked")
-        }
-        Outcome::Aborted | Outcome::Refused(_) => span.record("outcome", "cancelled"),
-    };
     if Arc::strong_count(slot) > 2 {
         // The body's context outlived its future (moved into a spawned task, say): it must
         // keep seeing this operation's cancellation state, never a later operation's, so it
@@ -185,16 +170,37 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
         // here: the future is dropped, and a context is not `Clone`.
         let fresh = Arc::new(Slot::new(inner.ctx.clone()));
         let old = std::mem::replace(slot, fresh);
-        return finish_retiring(inner, &old, slot, id, &route, outcome, notified);
+        let span = Some(&span);
+        return finish(inner, slot, Some(&old), id, &route, outcome, span, notified);
     }
-    finish(inner, slot, id, &route, outcome, notified)
+    finish(
+        inner,
+        slot,
+        None,
+        id,
+        &route,
+        outcome,
+        Some(&span),
+        notified,
+    )
 }
 
-/// Fills in the outcome of a job refused at admission on its span, if it has one.
-fn record_cancelled<T, Route>(job: &Job<T, Route>) {
-    if let Some(span) = &job.span {
-        span.record("outcome", "cancelled");
-    }
+/// Reports on its span how a filed operation ended: the `outcome` field, and an event for a
+/// failure or a panic.
+fn trace_end(span: &tracing::Span, ended: &Ended) {
+    let outcome = match ended {
+        Ended::Completed => "completed",
+        Ended::Failed(error) => {
+            span.in_scope(|| tracing::warn!(error = %error, "operation failed"));
+            "failed"
+        }
+        Ended::Panicked(message) => {
+            span.in_scope(|| tracing::error!(panic = %message, "operation panicked"));
+            "panicked"
+        }
+        Ended::Cancelled => "cancelled",
+    };
+    span.record("outcome", outcome);
 }
 
 /// An operation's `debug` span: a root (the worker's spans are not its parents), filled in
@@ -281,39 +287,35 @@ fn park<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     });
 }
 
-/// [`finish`] on `old`, whose operation's context outlived its body, then carries on with
-/// `fresh` in its place.
-fn finish_retiring<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
-    inner: &Arc<Inner<T, R, Q>>,
-    old: &Arc<Slot>,
-    fresh: &Arc<Slot>,
-    id: crate::OperationId,
-    route: &Q::Route,
-    outcome: Outcome<R>,
-    notified: Pin<&mut Notified<'_>>,
-) -> Next<T, Q> {
-    let now = Instant::now();
-    inner.update(|core, fx| {
-        core.finish(fx, id, route, outcome, old, now);
-        core.replace_slot(old, fresh.clone());
-        next_step(core, fx, &inner.ctx.sink, fresh, now, notified)
-    })
-}
-
 /// Files an outcome and, under the same lock, decides what the worker does next: the next
-/// job if one can start, else a wait (or an exit), with no second section for it.
+/// job if one can start, else a wait (or an exit), with no second section for it. `retired`
+/// is the slot the operation ran in when its context outlived the body (`slot` is then the
+/// fresh one the worker carries on with). How it ended is then reported on `span`.
+#[allow(clippy::too_many_arguments)]
 fn finish<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     inner: &Arc<Inner<T, R, Q>>,
     slot: &Arc<Slot>,
+    retired: Option<&Arc<Slot>>,
     id: crate::OperationId,
     route: &Q::Route,
     outcome: Outcome<R>,
+    span: Option<&tracing::Span>,
     notified: Pin<&mut Notified<'_>>,
 ) -> Next<T, Q> {
     let now = Instant::now();
-    inner.update(|core, fx| {
+    let (ended, next) = inner.update(|core, fx| {
         // The slot is read under the lock, which every cancel holds while it marks slots.
-        core.finish(fx, id, route, outcome, slot, now);
-        next_step(core, fx, &inner.ctx.sink, slot, now, notified)
-    })
+        let ended = core.finish(fx, id, route, outcome, retired.unwrap_or(slot), now);
+        if let Some(old) = retired {
+            core.replace_slot(old, slot.clone());
+        }
+        (
+            ended,
+            next_step(core, fx, &inner.ctx.sink, slot, now, notified),
+        )
+    });
+    if let Some(span) = span {
+        trace_end(span, &ended);
+    }
+    next
 }
