@@ -55,8 +55,9 @@ pub(crate) struct Inner<T, R, Q: Queue<T>> {
     /// admitting a job (a token's `is_cancelled` takes its mutex, shared by every worker).
     shut_down: AtomicBool,
     /// Set once the coordinator stops accepting items (`complete`, `cancel`), just after the
-    /// core's own flag: what `reserve` and `try_enqueue` read instead of taking the lock. A
-    /// call that reads it a moment too early is refused by `accept` under the lock instead.
+    /// core's own flag: what `is_closed`, `reserve` and `try_enqueue` read instead of taking
+    /// the lock. A call that reads it a moment too early is refused by `accept` under the
+    /// lock instead.
     closed: AtomicBool,
     /// Spawns one worker task. Handed in by the engine handle, so that this module does not
     /// depend on the worker (which depends on it).

@@ -154,7 +154,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.inner().lock().is_closed()
+        self.inner().is_closed()
     }
 
     pub(crate) fn is_paused(&self) -> bool {

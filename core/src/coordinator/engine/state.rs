@@ -62,7 +62,7 @@ impl Effect {
     pub(super) const FINISHED: u8 = 1 << 4;
     /// Wake every waiting worker (a limit, a pause, a deferral or intake changed).
     pub(super) const WAKE_ALL: u8 = 1 << 5;
-    /// The coordinator stopped accepting items: publish it where `reserve` and
+    /// The coordinator stopped accepting items: publish it where `is_closed`, `reserve` and
     /// `try_enqueue` read it without the lock.
     pub(super) const CLOSED: u8 = 1 << 6;
 
@@ -226,10 +226,6 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
     }
 
     // ----- Reading -----------------------------------------------------------------------
-
-    pub(crate) fn is_closed(&self) -> bool {
-        self.closed
-    }
 
     pub(crate) fn is_done(&self) -> bool {
         self.done
