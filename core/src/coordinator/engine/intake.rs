@@ -39,6 +39,17 @@ where
 }
 
 impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
+    /// Waits for room for one item among `max_pending` and keeps it (a forgotten permit,
+    /// given back when the item leaves the queue); `false` once the room is closed.
+    pub(crate) async fn take_room(&self) -> bool {
+        // `try_acquire` first: one compare-and-swap, where `acquire` builds a waiter.
+        let permit = match self.room.try_acquire() {
+            Err(TryAcquireError::NoPermits) => self.room.acquire().await.ok(),
+            taken => taken.ok(),
+        };
+        permit.map(tokio::sync::SemaphorePermit::forget).is_some()
+    }
+
     /// Accepts an item whose room (a forgotten `room` permit) the caller holds.
     pub(crate) fn accept(
         self: &Arc<Self>,
@@ -142,15 +153,9 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
     ) -> Result<OperationId, EnqueueError<T>> {
         let inner = self.inner();
         // No lock here: a closed coordinator has closed `room` (or, while intakes run,
-        // `accept` refuses under the lock and gives the room back). `try_acquire` first: it
-        // is one compare-and-swap, where `acquire` builds a waiter first.
-        match inner.room.try_acquire() {
-            Ok(permit) => permit.forget(),
-            Err(TryAcquireError::Closed) => return Err(EnqueueError::Closed(item)),
-            Err(TryAcquireError::NoPermits) => match inner.room.acquire().await {
-                Ok(permit) => permit.forget(),
-                Err(_) => return Err(EnqueueError::Closed(item)),
-            },
+        // `accept` refuses under the lock and gives the room back).
+        if !inner.take_room().await {
+            return Err(EnqueueError::Closed(item));
         }
         inner.accept(item, route, key, false)
     }
@@ -181,14 +186,8 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
         if inner.is_closed() {
             return Err(EnqueueError::Closed(()));
         }
-        // `try_acquire` first: one compare-and-swap, where `acquire` builds a waiter.
-        match inner.room.try_acquire() {
-            Ok(permit) => permit.forget(),
-            Err(TryAcquireError::Closed) => return Err(EnqueueError::Closed(())),
-            Err(TryAcquireError::NoPermits) => match inner.room.acquire().await {
-                Ok(permit) => permit.forget(),
-                Err(_) => return Err(EnqueueError::Closed(())),
-            },
+        if !inner.take_room().await {
+            return Err(EnqueueError::Closed(()));
         }
         Ok(Reserved {
             inner: Some(inner.clone()),
@@ -223,10 +222,9 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
                 };
                 match next.map(|r| r.map(&split)) {
                     Some(Ok(Ok((item, route, key)))) => {
-                        let Ok(permit) = inner.room.acquire().await else {
+                        if !inner.take_room().await {
                             break;
-                        };
-                        permit.forget();
+                        }
                         match inner.accept(item, route, key, true) {
                             Ok(_) => {}
                             Err(EnqueueError::Refused { lane, reason, .. }) => {
