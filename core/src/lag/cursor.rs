@@ -10,13 +10,15 @@ use tokio::time::Instant;
 
 use super::error::{RingStats, TryRecvError};
 use super::ring::{ReaderShared, Ring, State};
+use super::slots::{BLOCK, Segment};
 use super::{Lagged, Overflow};
 use crate::sync::atomic::fence;
 use crate::sync::lock;
 
-/// The most values a reader takes under one lock: the lock is held while they are cloned,
-/// and senders (a sink's `raise`, under the sink's own lock) wait meanwhile.
-const MAX_TAKE: u64 = 128;
+/// The most positions a reader takes under one lock. Taking them costs one `Arc` per block
+/// of positions (the values are read afterwards, under their cells' locks alone); the bound
+/// keeps a reader from pinning more blocks than it is about to read.
+const MAX_TAKE: u64 = 256;
 
 /// Whether `expires` has come; reads the clock at most once per call site (`now`).
 fn is_expired(expires: Option<Instant>, now: &mut Option<Instant>) -> bool {
@@ -37,59 +39,112 @@ pub struct Cursor<T> {
 
 /// The reader's private state.
 struct ReadState<T> {
-    /// Values taken from the ring and not read yet, with their positions. Only what every
-    /// value has: a value is copied in and out of here once per reader, so an entry is kept
-    /// as small as the value allows.
-    batch: VecDeque<(u64, T)>,
-    /// The expiry instants of the values in `batch` that have one, by position, in order.
-    expiries: VecDeque<(u64, Instant)>,
-    /// The values in `batch` were moved out of the ring (its only reader; their weight is in
-    /// the reader's `batch_bytes`), not cloned. A batch is taken whole only when the last
-    /// one is read, so all of its values came the same way.
+    /// The positions taken from the ring and not read yet, by block: the values are read
+    /// from their cells one at a time, without the ring's lock.
+    segments: VecDeque<Segment<T>>,
+    /// The positions in `segments` were taken as the ring's only reader: their values are
+    /// moved out of their cells, not cloned (nobody else reads them, and a reader that joins
+    /// later starts after them). A batch is taken only when the last one is read, so all of
+    /// its positions came the same way.
     moved: bool,
-    /// Read from `batch` but not yet given back to senders as room (lossless rings).
+    /// Read from `segments` but not yet given back to senders as room (lossless rings).
     unreleased: usize,
-    /// The position after the last value read from `batch`.
+    /// The position after the last value read.
     read_to: u64,
     /// The reader found nothing and yielded once since it last returned an item (see
     /// `poll_recv`).
     yielded: bool,
     /// `News::changes` when this reader last looked under the lock.
     seen: u64,
+    /// The ring's policy and chunk, copied here: read for every value, and the ring's
+    /// fields share a cache line with its lock, which senders keep writing.
+    lossy: bool,
+    chunk: usize,
+}
+
+impl<T: Clone> ReadState<T> {
+    /// The next position taken and not read yet: its value (cloned, or moved out as the
+    /// only reader; `None` when a sender removed it meanwhile) and its expiry.
+    fn next_taken(&mut self) -> Option<(u64, Option<T>, Option<Instant>)> {
+        let moved = self.moved;
+        loop {
+            let segment = self.segments.front_mut()?;
+            if segment.pos == segment.end {
+                if self.segments.len() == 1 {
+                    // Kept: the next take may go on in its block (see `take`).
+                    return None;
+                }
+                self.segments.pop_front();
+                continue;
+            }
+            let pos = segment.pos;
+            let (value, expires) = {
+                let mut cell = lock(segment.block.cell(segment.index));
+                let value = if moved {
+                    cell.value.take()
+                } else {
+                    cell.value.clone()
+                };
+                (value, cell.expires)
+            };
+            segment.pos += 1;
+            segment.index += 1;
+            if segment.index == BLOCK {
+                // Read to the block's end: let go of it at once, so that the ring can reuse
+                // it. A block read to a position inside is kept for the next take instead,
+                // which saves a count on the block's `Arc` per take for a reader that keeps
+                // up (and so takes a few positions at a time).
+                self.segments.pop_front();
+            }
+            return Some((pos, value, expires));
+        }
+    }
 }
 
 impl<T> ReadState<T> {
-    /// The expiry of the value at `pos`, leaving the batch now: `expiries` is in position
-    /// order, so it is at the front if it has one.
-    fn expiry_of(&mut self, pos: u64) -> Option<Instant> {
-        while let Some(&(at_pos, at)) = self.expiries.front() {
-            if at_pos > pos {
-                break;
+    /// Forgets the positions below `pos` (a sender removed them for this reader).
+    fn skip_to(&mut self, pos: u64) {
+        while let Some(segment) = self.segments.front_mut() {
+            if segment.end <= pos {
+                self.segments.pop_front();
+                continue;
             }
-            self.expiries.pop_front();
-            if at_pos == pos {
-                return Some(at);
+            if segment.pos < pos {
+                segment.index += (pos - segment.pos) as usize;
+                segment.pos = pos;
             }
+            break;
         }
-        None
+    }
+
+    /// Whether every position taken was read.
+    fn drained(&self) -> bool {
+        // Positions are read in order: when the last segment is read, all are.
+        self.segments.back().is_none_or(|s| s.pos == s.end)
+    }
+
+    /// How many positions were taken and not read yet.
+    fn taken(&self) -> u64 {
+        self.segments.iter().map(|s| s.end - s.pos).sum()
     }
 }
 
 impl<T> Cursor<T> {
     pub(super) fn new(ring: Arc<Ring<T>>, id: u64, shared: Arc<ReaderShared>, seen: u64) -> Self {
         Self {
-            ring,
             id,
             shared,
             read: ReadState {
-                batch: VecDeque::new(),
-                expiries: VecDeque::new(),
+                lossy: ring.overflow == Overflow::DropOldest && ring.capacity.is_some(),
+                chunk: ring.chunk,
+                segments: VecDeque::new(),
                 moved: false,
                 unreleased: 0,
                 read_to: 0,
                 yielded: false,
                 seen,
             },
+            ring,
         }
     }
 
@@ -119,17 +174,7 @@ impl<T> Cursor<T> {
     /// Whether the ring drops this reader's oldest value when it is full (rather than make
     /// senders wait): then each value is claimed from senders as it is read.
     fn lossy(&self) -> bool {
-        self.ring.overflow == Overflow::DropOldest && self.ring.capacity.is_some()
-    }
-
-    /// Takes a moved value's weight off the reader's `batch_bytes` as it leaves the batch.
-    fn unweigh(&self, value: &T) {
-        if self.read.moved && self.ring.weigher.is_some() {
-            // Relaxed: a statistic, written only by this reader.
-            self.shared
-                .batch_bytes
-                .fetch_sub(self.ring.weigh(value), Ordering::Relaxed);
-        }
+        self.read.lossy
     }
 
     /// Gives the values read from the batch back to senders as room (lossless rings).
@@ -199,9 +244,7 @@ impl<T: Clone> Cursor<T> {
         let lossy = self.lossy();
         let mut now = None;
         loop {
-            while let Some((pos, value)) = self.read.batch.pop_front() {
-                self.unweigh(&value);
-                let expires = self.read.expiry_of(pos);
+            while let Some((pos, value, expires)) = self.read.next_taken() {
                 if lossy {
                     // SeqCst: the sender dropping the oldest value makes the same exchange
                     // (see the ring's `make_room_full`); exactly one of the two succeeds.
@@ -225,6 +268,15 @@ impl<T: Clone> Cursor<T> {
                         .unreleased
                         .store(self.read.unreleased, Ordering::Relaxed);
                 }
+                if !lossy && (self.read.unreleased >= self.read.chunk || self.read.drained()) {
+                    self.release();
+                }
+                // A cell is emptied under a reader only when a sender removed its position
+                // for that reader, which the claim above tells (and a lossless ring removes
+                // nothing a reader took): this is a guard, not a path.
+                let Some(value) = value else {
+                    continue;
+                };
                 let expired = is_expired(expires, &mut now);
                 let counter = if expired {
                     &self.shared.expired
@@ -234,10 +286,6 @@ impl<T: Clone> Cursor<T> {
                 // Relaxed: statistics. Written only by this reader, so a load and a store
                 // (no locked read-modify-write on the hot path).
                 counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-                if !lossy && (self.read.unreleased >= self.ring.chunk || self.read.batch.is_empty())
-                {
-                    self.release();
-                }
                 if !expired {
                     return Poll::Ready(Some(Ok(value)));
                 }
@@ -259,9 +307,9 @@ impl<T: Clone> Cursor<T> {
                 let n = std::mem::take(&mut state.readers[at].unreported);
                 return Poll::Ready(Some(Err(Lagged(n))));
             }
-            let more = take(&self.ring, &self.shared, &mut self.read, &mut state, at);
+            let more = take(&mut self.read, &mut state, at);
             self.read.seen = if more { u64::MAX } else { state.changes };
-            if self.read.batch.is_empty() {
+            if self.read.drained() {
                 if state.closed {
                     return Poll::Ready(None);
                 }
@@ -283,17 +331,7 @@ impl<T: Clone> Cursor<T> {
     fn lost_some(&mut self) -> Option<Lagged> {
         // SeqCst: see `pop`.
         let consumed = self.shared.consumed.load(Ordering::SeqCst);
-        while self
-            .read
-            .batch
-            .front()
-            .is_some_and(|(pos, _)| *pos < consumed)
-        {
-            if let Some((pos, value)) = self.read.batch.pop_front() {
-                self.unweigh(&value);
-                self.read.expiry_of(pos);
-            }
-        }
+        self.read.skip_to(consumed);
         // The sender counted the loss under the lock, before it released it.
         let mut state = lock(&self.ring.state);
         let reader = state.reader(self.id)?;
@@ -302,52 +340,33 @@ impl<T: Clone> Cursor<T> {
     }
 }
 
-/// Takes the values waiting for reader `at` into the batch, at most [`MAX_TAKE`]: a clone of
-/// each, so that readers only read the slots (see the ring's docs), or the values themselves
-/// when it is the ring's only reader (nobody else reads those slots, and a reader that joins
-/// later starts after them). Whether more are left.
-fn take<T: Clone>(
-    ring: &Ring<T>,
-    shared: &ReaderShared,
-    read: &mut ReadState<T>,
-    state: &mut State<T>,
-    at: usize,
-) -> bool {
+/// Takes the positions waiting for reader `at`, at most [`MAX_TAKE`]: the blocks that hold
+/// them, whose values the reader then reads without the lock (see the ring's docs). Whether
+/// more are left.
+fn take<T>(read: &mut ReadState<T>, state: &mut State<T>, at: usize) -> bool {
     let tail = state.tail();
     let head = state.head;
-    let sole = state.readers.len() == 1;
+    read.moved = state.readers.len() == 1;
     let reader = &mut state.readers[at];
     let start = reader.next;
     let end = tail.min(start + MAX_TAKE);
     reader.next = end;
-    let from = (start - head) as usize;
-    let to = (end - head) as usize;
-    let slots = state.slots.range_mut(from..to).zip(start..end);
-    read.moved = sole;
-    let expiries = &mut read.expiries;
-    if sole {
-        let mut moved_bytes = 0;
-        read.batch.extend(slots.filter_map(|(slot, pos)| {
-            let value = slot.value.take()?;
-            moved_bytes += ring.weigh(&value);
-            if let Some(at) = slot.expires {
-                expiries.push_back((pos, at));
-            }
-            Some((pos, value))
-        }));
-        if moved_bytes > 0 {
-            // Relaxed: a statistic, written only by this reader.
-            shared.batch_bytes.fetch_add(moved_bytes, Ordering::Relaxed);
-        }
-    } else {
-        read.batch.extend(slots.filter_map(|(slot, pos)| {
-            let value = slot.value.clone()?;
-            if let Some(at) = slot.expires {
-                expiries.push_back((pos, at));
-            }
-            Some((pos, value))
-        }));
+    let (mut from, to) = ((start - head) as usize, (end - head) as usize);
+    let mut pos = start;
+    // The last segment's block goes on where this take starts: extend it, rather than
+    // count one more holder of the same block.
+    if let Some(last) = read.segments.back_mut()
+        && last.pos == last.end
+        && last.end == start
+        && start < end
+        && state.slots.holds(from, &last.block, last.index)
+    {
+        let n = (BLOCK - last.index).min(to - from);
+        last.end += n as u64;
+        from += n;
+        pos += n as u64;
     }
+    read.segments.extend(state.slots.segments(from, to, pos));
     end < tail
 }
 
@@ -361,7 +380,7 @@ impl<T> fmt::Debug for Cursor<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cursor")
             .field("id", &self.id)
-            .field("batch", &self.read.batch.len())
+            .field("taken", &self.read.taken())
             .field("unreleased", &self.read.unreleased)
             .finish()
     }

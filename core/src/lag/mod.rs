@@ -26,6 +26,7 @@ use std::num::NonZeroUsize;
 mod cursor;
 mod error;
 mod ring;
+mod slots;
 
 pub use cursor::Cursor;
 pub use error::{PushError, RingStats, TryPushError, TryRecvError};

@@ -4,19 +4,23 @@
 //! # How it works
 //!
 //! The ring is tokio's broadcast design with the crate's lag model on top. Values live once,
-//! in a `VecDeque` of slots behind the ring's mutex, at increasing positions; each reader has
-//! a position of its own. A sender pushes a value once, whatever the number of readers, and
-//! touches no reader's cache lines on the common path. The mutex is a leaf: nothing else is
-//! locked while it is held, and no user code runs under it (values that leave the ring unread
-//! are dropped after it is released).
+//! at increasing positions, in blocks of cells (see `slots`): the ring's mutex guards which
+//! blocks hold which positions, and each cell has a small lock of its own. Each reader has a
+//! position of its own. A sender pushes a value once, whatever the number of readers, and
+//! touches no reader's cache lines on the common path. The mutex is a leaf (a cell's lock is
+//! taken under it, never the other way round), and no user code runs under it (values that
+//! leave the ring unread are dropped after it is released).
 //!
-//! A reader takes the values waiting for it in one batch per lock (a clone of each: a reader
-//! only reads the slots, so readers do not fight over their cache lines; the only reader of
-//! a ring moves the values out instead, as nobody else reads them), then reads the batch
-//! without the lock. The ring keeps its own copy of a value until every reader is done
-//! with it *and* a sender needs the room (or a reader leaves), as tokio's broadcast does: a
-//! bounded ring holds at most its capacity of values. What the reader took still counts against the
-//! bound until it is *consumed*: each reader publishes `consumed`, the position below which it
+//! A reader takes the positions waiting for it in one batch per lock: the blocks that hold
+//! them (one `Arc` per block, not a copy per value), which it then reads one value at a time
+//! under each cell's lock alone: a clone of each (readers only read the cells), or, as the
+//! ring's only reader, the value itself moved out (nobody else reads it). Copying values never
+//! holds the ring's lock, so senders never wait for it. The ring keeps its own copy of a
+//! value until every reader is done with it *and* a sender needs the room (or a reader
+//! leaves), as tokio's broadcast does: a bounded ring holds at most its capacity of values
+//! (a removed position's cell is emptied at once; a block a reader still holds keeps only
+//! empty cells alive). What the reader took still counts against the bound until it is
+//! *consumed*: each reader publishes `consumed`, the position below which it
 //! is done, in an atomic of its own, and the room a bounded ring has is `capacity − (tail −
 //! min consumed)`. The sender keeps a lower bound of that minimum (`low`) and looks at the
 //! readers' atomics only when the bound says the ring is full, which with readers that keep
@@ -26,10 +30,12 @@
 //!   waiting sender is woken once per chunk rather than once per value. The only value a
 //!   sender may remove is an expired one that no reader has taken yet.
 //! * [`Overflow::DropOldest`]: the sender removes the oldest slot when the ring is full. A
-//!   reader may have taken that value and not read it yet, so the reader and the sender
+//!   reader may have taken that position and not read it yet, so the reader and the sender
 //!   decide who had it with one compare-and-swap on the reader's `consumed` (from `p` to
-//!   `p + 1`): the reader wins and delivers it, or the sender wins and counts it lost for that
-//!   reader (as lag, or as expired when its time was up), and the reader discards its copy.
+//!   `p + 1`), which the reader makes after it read the cell: the reader wins and delivers
+//!   what it read, or the sender wins and counts it lost for that reader (as lag, or as
+//!   expired when its time was up), and the reader discards its copy (or found the cell
+//!   already emptied by the sender, which can only have happened after the sender won).
 //!   Every value is thus delivered or counted exactly once per reader, as with one buffer of
 //!   `capacity` per reader.
 //!
@@ -54,8 +60,10 @@
 //!   readers' `consumed` again before it sleeps; a reader giving room back writes `consumed`
 //!   then reads `waiting` (a SeqCst fence between each write and read on both sides), so one
 //!   of the two sees the other.
+//! * a position's cell holds its value from the push until the position is removed (or
+//!   its only reader moved the value out); a reader reads a cell only at positions it took
+//!   under the lock, so the value was written before it looks.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -64,16 +72,10 @@ use tokio::time::Instant;
 
 use super::cursor::Cursor;
 use super::error::{PushError, RingStats, TryPushError};
+use super::slots::Slots;
 use super::{Buffer, Overflow};
 use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, fence};
 use crate::sync::{AtomicWaker, Condvar, Mutex, Notify, lock, wait_until};
-
-/// One position of the ring.
-pub(super) struct Slot<T> {
-    /// `None` once the ring's only reader took it (see `take`): nobody else reads it.
-    pub(super) value: Option<T>,
-    pub(super) expires: Option<Instant>,
-}
 
 /// What a reader shares with senders without the lock, on a cache line of its own; it
 /// outlives the reader's place in the ring, so its counts can be read after it left.
@@ -97,9 +99,6 @@ pub(crate) struct ReaderShared {
     pub(super) expired: AtomicU64,
     /// Values read from the batch but not yet given back as room (lossless rings).
     pub(super) unreleased: AtomicUsize,
-    /// Weight of the values it moved out of the ring into its batch (as the ring's only
-    /// reader) and has not read yet (with a weigher).
-    pub(super) batch_bytes: AtomicUsize,
     pub(super) waker: AtomicWaker,
 }
 
@@ -116,7 +115,7 @@ pub(super) struct Reader {
 }
 
 pub(super) struct State<T> {
-    pub(super) slots: VecDeque<Slot<T>>,
+    pub(super) slots: Slots<T>,
     /// The position of `slots[0]`.
     pub(super) head: u64,
     pub(super) readers: Vec<Reader>,
@@ -243,7 +242,7 @@ impl<T> Ring<T> {
             chunk: capacity.map_or(64, |cap| (cap / 8).clamp(1, 64)),
             weigher: None,
             state: Mutex::new(State {
-                slots: VecDeque::with_capacity(capacity.unwrap_or(16).min(1024)),
+                slots: Slots::new(),
                 head: 0,
                 readers: Vec::new(),
                 parked: 0,
@@ -291,7 +290,6 @@ impl<T> Ring<T> {
             delivered: AtomicU64::new(0),
             expired: AtomicU64::new(0),
             unreleased: AtomicUsize::new(0),
-            batch_bytes: AtomicUsize::new(0),
             waker: AtomicWaker::new(),
         });
         let id = state.next_id;
@@ -369,10 +367,10 @@ impl<T> Ring<T> {
             .min()
             .unwrap_or(tail);
         while state.head < state.low
-            && let Some(slot) = state.slots.pop_front()
+            && let Some(value) = state.slots.pop_front()
         {
             state.head += 1;
-            evicted.0.extend(slot.value);
+            evicted.0.extend(value);
         }
     }
 
@@ -402,10 +400,8 @@ impl<T> Ring<T> {
             return true;
         }
         let mut now = None;
-        while let Some(front) = state.slots.front()
-            && front
-                .expires
-                .is_some_and(|at| *now.get_or_insert_with(Instant::now) >= at)
+        while let Some(Some(at)) = state.slots.front_expires()
+            && *now.get_or_insert_with(Instant::now) >= at
         {
             if !self.remove_head(state, evicted, true) {
                 break;
@@ -472,9 +468,9 @@ impl<T> Ring<T> {
                 }
             }
         }
-        if let Some(slot) = state.slots.pop_front() {
+        if let Some(value) = state.slots.pop_front() {
             state.head += 1;
-            evicted.0.extend(slot.value);
+            evicted.0.extend(value);
         }
         true
     }
@@ -505,10 +501,7 @@ impl<T> Ring<T> {
             // Nobody to keep it for. Dropped by the caller, after the lock.
             return 0;
         }
-        state.slots.push_back(Slot {
-            value: Some(value),
-            expires,
-        });
+        state.slots.push_back(value, expires);
         state.pushed += 1;
         self.bump(state);
         readers
@@ -761,16 +754,15 @@ impl<T> Ring<T> {
         }
         let skip = from.saturating_sub(state.head);
         let skip = usize::try_from(skip).unwrap_or(usize::MAX);
+        let mut bytes = 0;
         state
             .slots
-            .iter()
-            .skip(skip)
-            .filter_map(|slot| slot.value.as_ref().map(|v| self.weigh(v)))
-            .sum()
+            .for_each_from(skip, |value| bytes += self.weigh(value));
+        bytes
     }
 }
 
-/// One reader's statistics (`bytes`: only what it moved into its batch), and the position
+/// One reader's statistics (no `bytes`: the values are in the ring), and the position
 /// from which it has not read (`u64::MAX` once it left): the caller adds the weight of the
 /// values from there.
 struct ReaderStats {
@@ -782,20 +774,14 @@ fn reader_stats(shared: &ReaderShared, tail: u64, timed_out: u64) -> ReaderStats
     // Relaxed: statistics, each read on its own; `consumed` and `unreleased` may be a chunk
     // apart, which the saturating arithmetic absorbs.
     let left = shared.left.load(Ordering::Relaxed);
-    let (tail, buffered, bytes_from, bytes) = if left == u64::MAX {
+    let (tail, buffered, bytes_from) = if left == u64::MAX {
         let consumed = shared.consumed.load(Ordering::Relaxed);
         let unreleased = shared.unreleased.load(Ordering::Relaxed) as u64;
         let buffered = tail.saturating_sub(consumed).saturating_sub(unreleased);
-        let batch = shared.batch_bytes.load(Ordering::Relaxed);
-        (
-            tail,
-            buffered as usize,
-            consumed.saturating_add(unreleased),
-            batch,
-        )
+        (tail, buffered as usize, consumed.saturating_add(unreleased))
     } else {
         // Gone: what it had not read was discarded.
-        (left, 0, u64::MAX, 0)
+        (left, 0, u64::MAX)
     };
     ReaderStats {
         stats: RingStats {
@@ -807,7 +793,7 @@ fn reader_stats(shared: &ReaderShared, tail: u64, timed_out: u64) -> ReaderStats
             lost: shared.lost.load(Ordering::Relaxed),
             timed_out,
             buffered,
-            bytes,
+            bytes: 0,
         },
         bytes_from,
     }
@@ -934,6 +920,39 @@ mod loom_model {
                     (3, n, read.lost)
                 );
             }
+        });
+    }
+
+    /// `DropOldest`, one reader, which moves values out of their cells rather than clone
+    /// them: the sender emptying the oldest cell and the reader taking its value decide who
+    /// had it by the same compare-and-swap, so each value is delivered or counted once, and
+    /// a block the reader still holds is never reused under it.
+    #[test]
+    fn loom_the_only_reader_moves_values_out_and_accounts_for_each() {
+        model("drop-oldest-sole", 3, || {
+            let ring = one_slot(Overflow::DropOldest);
+            let mut cursors = [ring.cursor()];
+            let sender = {
+                let ring = ring.clone();
+                loom::thread::spawn(move || {
+                    for value in 1..=4 {
+                        assert_eq!(ring.try_push(value, None), Ok(1));
+                    }
+                    ring.close();
+                })
+            };
+            let reads = read_all(&mut cursors);
+            sender.join().unwrap();
+            let read = &reads[0];
+            let n = read.seen.len() as u64;
+            assert_eq!(n + read.lost, 4, "{read:?}");
+            assert!(read.seen.is_sorted(), "out of order: {read:?}");
+            assert_eq!(read.seen.last(), Some(&4));
+            let stats = cursors[0].stats();
+            assert_eq!(
+                (stats.pushed, stats.delivered, stats.dropped),
+                (4, n, read.lost)
+            );
         });
     }
 
