@@ -783,3 +783,61 @@ async fn a_cancel_reaches_a_body_that_asks_for_its_token_only_afterwards() {
     c.drain().await.unwrap();
     assert_adds_up(&c.stats());
 }
+
+/// `OperationContext::cancelled` wakes its body on a cancel without making a token, completes
+/// at once when the cancel came first, and a wait kept past its body (moved into a task of its
+/// own) answers for its own operation only, not for the later ones on the same worker.
+#[tokio::test(start_paused = true)]
+async fn cancelled_wakes_its_own_operation_only_and_at_once_when_already_cancelled() {
+    let kept_woke = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let woke = kept_woke.clone();
+    let c = EphemeralWorkCoordinator::new(
+        move |n: u32, ctx: OperationContext| {
+            let stop = ctx.cancelled();
+            let woke = woke.clone();
+            async move {
+                match n {
+                    // Finishes at once, leaving its wait behind in a task of its own.
+                    0 => {
+                        tokio::spawn(async move {
+                            stop.await;
+                            woke.store(true, std::sync::atomic::Ordering::SeqCst);
+                        });
+                        Ok(())
+                    }
+                    // Waits for its cancel.
+                    1 => {
+                        stop.await;
+                        Err("stopped")
+                    }
+                    // Ignores the cancel for a while, then asks: already cancelled.
+                    _ => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        match tokio::time::timeout(Duration::ZERO, stop).await {
+                            Ok(()) => Err("stopped"),
+                            Err(_) => Ok(()),
+                        }
+                    }
+                }
+            }
+        },
+        EphemeralOptions::default().max_concurrency(1),
+    )
+    .unwrap();
+    let explicit = OperationState::Cancelled(CancelReason::Explicit);
+    let first = c.enqueue(0).await.unwrap();
+    settle().await;
+    assert_eq!(c.operation(first).unwrap().state, OperationState::Completed);
+    for n in 1..3 {
+        let id = c.enqueue(n).await.unwrap();
+        settle().await;
+        assert_eq!(c.operation(id).unwrap().state, OperationState::Running);
+        assert!(c.cancel_operation(id));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(c.operation(id).unwrap().state, explicit, "item {n}");
+    }
+    // Two later operations on the same worker were cancelled; the first one never was.
+    assert!(!kept_woke.load(std::sync::atomic::Ordering::SeqCst));
+    c.drain().await.unwrap();
+    assert_adds_up(&c.stats());
+}

@@ -112,6 +112,47 @@ impl OperationContext {
         self.token.get_or_init(|| self.slot.token_for(self.id))
     }
 
+    /// Completes once this operation is asked to stop (by the same causes that cancel its
+    /// [`token`](Self::token)); at once if it was already. It makes no token: the cheap
+    /// way for a body to race its work against cancellation (`tokio::select!`), where the
+    /// token is for handing to code that takes one. The future does not borrow the context,
+    /// so it can be moved into the body's `async` block (or a task of its own); like a kept
+    /// context, it keeps answering for this operation only.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ephemeral::{EphemeralOptions, EphemeralWorkCoordinator, OperationContext, OperationState};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let coordinator = EphemeralWorkCoordinator::new(
+    ///     |_: (), ctx: OperationContext| {
+    ///         let stop = ctx.cancelled();
+    ///         async move {
+    ///             tokio::select! {
+    ///                 () = tokio::time::sleep(Duration::from_secs(3600)) => Ok(()),
+    ///                 () = stop => Err("stopped on request"),
+    ///             }
+    ///         }
+    ///     },
+    ///     EphemeralOptions::default(),
+    /// )?;
+    /// let id = coordinator.enqueue(()).await?;
+    /// tokio::time::sleep(Duration::from_millis(10)).await; // it is running
+    /// coordinator.cancel_operation(id);
+    /// coordinator.drain().await?;
+    /// let state = coordinator.operation(id).map(|op| op.state);
+    /// assert!(matches!(state, Some(OperationState::Cancelled(_))));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn cancelled(&self) -> impl Future<Output = ()> + Send + use<> {
+        let (slot, id) = (Arc::clone(&self.slot), self.id);
+        async move { slot.cancelled(id).await }
+    }
+
     /// Whether this operation was asked to stop.
     #[must_use]
     pub fn is_cancelled(&self) -> bool {

@@ -300,7 +300,8 @@ where
     fn layer(&self, inner: S) -> Self::Service {
         let body = move |item: T, ctx: super::OperationContext| {
             let mut inner = inner.clone();
-            let token = ctx.token().clone();
+            // No token: the operation's own wake-up, which costs no allocation and no lock.
+            let cancelled = ctx.cancelled();
             async move {
                 // Tower futures stop when dropped: a cancelled operation drops the inner
                 // call at once rather than waiting out `abort_grace`.
@@ -315,7 +316,7 @@ where
                 tokio::select! {
                     biased;
                     result = call => result,
-                    () = token.cancelled() => Err(OperationError::from_message(
+                    () = cancelled => Err(OperationError::from_message(
                         "the operation was cancelled while the inner service ran",
                     )),
                 }
