@@ -25,7 +25,7 @@ fn is_expired(expires: Option<Instant>, now: &mut Option<Instant>) -> bool {
     expires.is_some_and(|at| *now.get_or_insert_with(Instant::now) >= at)
 }
 
-/// One reader of a [`Ring`]: its position and the batch of values it took and has not read.
+/// One reader of a [`Ring`]: its position and the positions it took and has not read yet.
 ///
 /// Made by [`Ring::cursor`]; it reads the values pushed after it was made, with the ring's
 /// lag model ([`Lagged`] reports, expiry at delivery, the end after close). Dropping it leaves

@@ -422,8 +422,9 @@ impl<T> Ring<T> {
 
     /// Removes the oldest slot, which some reader may still need, counting it for each reader
     /// that had not read it: as expired (`expired`) or as dropped, to be reported as lag.
-    /// With `Wait`, only an expired value that no reader has taken may go (a reader holding a
-    /// copy skips it by itself, and gives its room back then); false when it may not.
+    /// With `Wait`, only an expired value that no reader has taken may go (a reader that took
+    /// it skips it by itself when it reads it, and gives its room back then); false when it
+    /// may not.
     fn remove_head(&self, state: &mut State<T>, evicted: &mut Evicted<T>, expired: bool) -> bool {
         let head = state.head;
         match self.overflow {
