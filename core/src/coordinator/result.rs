@@ -318,9 +318,10 @@ impl<T: Send + 'static, R: Clone + Send + 'static> EphemeralResultCoordinator<T,
 /// whether or not the window still holds the operation then.
 ///
 /// Made by [`EphemeralResultCoordinator::enqueue_for_result`] and
-/// [`EnqueuePermit::send_for_result`]. The outcome is handed over when the operation
-/// finishes, under the lock that files it, so a small `max_tracked`, tracking turned off, or a
-/// busy window cannot lose it (as it can between [`enqueue`](EphemeralResultCoordinator::enqueue)
+/// [`EnqueuePermit::send_for_result`]. The outcome is taken when the operation finishes,
+/// under the lock that files it, and handed over right after that lock is released (waking
+/// the caller's task is not part of the engine's critical section); a small
+/// `max_tracked`, tracking turned off, or a busy window cannot lose it (as it can between [`enqueue`](EphemeralResultCoordinator::enqueue)
 /// and a later [`wait_for_result`](EphemeralResultCoordinator::wait_for_result)). Dropping it
 /// does not cancel the operation.
 #[must_use = "the result is delivered only to this future"]
@@ -376,10 +377,7 @@ impl<T: Send + 'static, R: Clone + Send + 'static> EnqueuePermit<T, R> {
     /// [`EnqueueError::Closed`] if the coordinator was cancelled meanwhile.
     pub fn send_for_result(self, item: T) -> Result<PendingResult<R>, EnqueueError<T>> {
         let (tx, reply) = oneshot::channel();
-        let on_finish = Reply::new(move |id, record: &Record<R>| {
-            // The caller may have dropped its future: nobody to tell.
-            let _ = tx.send(outcome(id, record));
-        });
+        let on_finish = Reply::new(tx, outcome::<R>);
         let id = self.reserved.send_replying(item, (), None, on_finish)?;
         Ok(PendingResult { id, reply })
     }

@@ -127,7 +127,9 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
         mut fx: Effect,
     ) {
         core.conclude(&mut fx);
+        let answered = core.take_answered();
         drop(core);
+        answered.send();
         self.apply(fx);
     }
 

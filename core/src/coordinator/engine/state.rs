@@ -19,7 +19,7 @@ use super::super::snapshot::{
 };
 use super::rules::DeferRules;
 use super::slot::Slot;
-use super::window::{Record, Window};
+use super::window::{Answers, Record, Window};
 use crate::{OperationId, SignalSink};
 
 /// What a critical section leaves to do once the lock is released, in the order the engine
@@ -504,6 +504,12 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
                 slot.cancel(id);
             }
         }
+    }
+
+    /// The replies answered in this critical section, to send after the unlock.
+    #[inline]
+    pub(crate) fn take_answered(&mut self) -> Answers<R> {
+        self.window.take_answered()
     }
 
     /// Ends the critical section's bookkeeping: publishes `done` when it is reached, and

@@ -4,10 +4,11 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::super::context::ContextShared;
-use super::super::error::PinError;
+use super::super::error::{PinError, ResultError};
 use super::super::operation_error::OperationError;
 use super::super::options::EphemeralOptions;
 use super::super::snapshot::{CancelReason, Echo, OperationSnapshot, OperationState};
@@ -36,22 +37,89 @@ impl std::hash::Hasher for IdHasher {
 
 type IdMap<V> = HashMap<OperationId, V, std::hash::BuildHasherDefault<IdHasher>>;
 
-/// Called once with an operation's record when it reaches its terminal state, before the
-/// window may evict it: how a caller that enqueued an item gets its outcome even when the
-/// window is too small to keep it (a `tower` call's response).
-pub(crate) struct Reply<R>(Box<ReplyFn<R>>);
+/// Who waits for an operation's outcome (a `tower` call, `enqueue_for_result`): answered
+/// once with the operation's record when it reaches its terminal state, before the window may
+/// evict it, so the caller gets its outcome even when the window is too small to keep it.
+///
+/// The answer is made under the engine's lock (it reads the record) but sent after the unlock
+/// (see [`Answers`]): sending wakes the caller's task, work the other workers should not wait
+/// for.
+pub(crate) struct Reply<R> {
+    tx: oneshot::Sender<Answer<R>>,
+    answer: fn(OperationId, &Record<R>) -> Answer<R>,
+}
 
-type ReplyFn<R> = dyn FnOnce(OperationId, &Record<R>) + Send;
+/// What a waiting caller is told: the operation's outcome (`None` only for a record with no
+/// terminal state, which a reply never sees).
+pub(crate) type Answer<R> = Option<Result<R, ResultError>>;
 
 impl<R> Reply<R> {
-    pub(crate) fn new(f: impl FnOnce(OperationId, &Record<R>) + Send + 'static) -> Self {
-        Self(Box::new(f))
+    /// A reply on `tx`, whose answer `answer` makes from the finished record.
+    pub(crate) fn new(
+        tx: oneshot::Sender<Answer<R>>,
+        answer: fn(OperationId, &Record<R>) -> Answer<R>,
+    ) -> Self {
+        Self { tx, answer }
     }
 }
 
 impl<R> std::fmt::Debug for Reply<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Reply")
+    }
+}
+
+/// Replies answered under the lock and not sent yet: taken out of the window before the
+/// unlock and sent after it. Most critical sections answer at most one (a worker's finish),
+/// which takes no allocation.
+pub(crate) struct Answers<R> {
+    first: Option<(oneshot::Sender<Answer<R>>, Answer<R>)>,
+    more: Vec<(oneshot::Sender<Answer<R>>, Answer<R>)>,
+}
+
+impl<R> std::fmt::Debug for Answers<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let count = usize::from(self.first.is_some()) + self.more.len();
+        f.debug_struct("Answers").field("count", &count).finish()
+    }
+}
+
+impl<R> Default for Answers<R> {
+    fn default() -> Self {
+        Self {
+            first: None,
+            more: Vec::new(),
+        }
+    }
+}
+
+impl<R> Answers<R> {
+    fn push(&mut self, tx: oneshot::Sender<Answer<R>>, answer: Answer<R>) {
+        if self.first.is_none() {
+            self.first = Some((tx, answer));
+        } else {
+            self.more.push((tx, answer));
+        }
+    }
+
+    /// Moves the answers out, leaving none (allocation-free when there is at most one).
+    pub(crate) fn take(&mut self) -> Self {
+        Self {
+            first: self.first.take(),
+            more: if self.more.is_empty() {
+                Vec::new()
+            } else {
+                std::mem::take(&mut self.more)
+            },
+        }
+    }
+
+    /// Sends every answer; never called under the engine's lock. A caller that dropped its
+    /// future is not told (its answer is dropped here).
+    pub(crate) fn send(self) {
+        for (tx, answer) in self.first.into_iter().chain(self.more) {
+            let _ = tx.send(answer);
+        }
     }
 }
 
@@ -164,9 +232,11 @@ pub(crate) struct Window<R> {
     evicted_out: Vec<OperationSnapshot>,
     /// Answers which operations raised signals, and what they raised, for echoes.
     ctx: Arc<ContextShared>,
-    /// Who waits for which operation's outcome; each is called once, at its finish, and
+    /// Who waits for which operation's outcome; each is answered once, at its finish, and
     /// dropped unanswered (its receiver sees the sender gone) if the window goes first.
     replies: IdMap<Reply<R>>,
+    /// Replies answered in this critical section, to send after the unlock.
+    answered: Answers<R>,
 }
 
 impl<R> Window<R> {
@@ -191,6 +261,7 @@ impl<R> Window<R> {
             evicted_out: Vec::new(),
             ctx,
             replies: IdMap::default(),
+            answered: Answers::default(),
         }
     }
 
@@ -198,6 +269,11 @@ impl<R> Window<R> {
     /// lock that accepted the operation, so no finish can come between).
     pub(crate) fn reply_on_finish(&mut self, id: OperationId, reply: Reply<R>) {
         self.replies.insert(id, reply);
+    }
+
+    /// The replies answered since the last call, to send after the unlock.
+    pub(crate) fn take_answered(&mut self) -> Answers<R> {
+        self.answered.take()
     }
 
     /// Starts tracking a newly accepted operation.
@@ -263,7 +339,7 @@ impl<R> Window<R> {
         if !self.replies.is_empty()
             && let Some(reply) = self.replies.remove(&id)
         {
-            (reply.0)(id, record);
+            self.answered.push(reply.tx, (reply.answer)(id, record));
         }
         self.purge(now);
         out
