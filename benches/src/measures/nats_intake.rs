@@ -261,8 +261,21 @@ async fn work(url: &str, name: &str, side: &str) -> Result<(), String> {
             let Ok(mut messages) = consumer.messages().await else {
                 return;
             };
-            while let Some(Ok(message)) = messages.next().await {
-                let _ = message.ack().await;
+            // A pull stream reports transient trouble (a missed heartbeat on a busy machine,
+            // a pull that timed out) as an item and goes on pulling: a loop that stopped at
+            // the first one would leave the queue undrained and the turn without a figure.
+            let mut reported = 0;
+            while let Some(next) = messages.next().await {
+                match next {
+                    Ok(message) => {
+                        let _ = message.ack().await;
+                    }
+                    Err(e) if reported < 5 => {
+                        reported += 1;
+                        eprintln!("{CHILD} plain: {e}; pulling on");
+                    }
+                    Err(_) => {}
+                }
             }
         });
         // Until the parent closes stdin.
