@@ -187,8 +187,7 @@ pub enum FrameError {
 }
 
 /// Decodes one complete frame, length prefix included (the payload of a message is copied
-/// out of `bytes`; [`FrameCodec`] copies only payloads of up to 16 KiB out of its read
-/// buffer, and shares larger ones with it).
+/// out of `bytes`; [`FrameCodec`] decodes without that copy).
 ///
 /// # Errors
 ///
@@ -205,20 +204,8 @@ pub(crate) struct TopicCache {
     empty_headers: Option<ephemeral::Headers>,
 }
 
-/// Payloads up to this many bytes are copied out of the frame into their own allocation;
-/// larger ones are slices of it.
-///
-/// A connection reads frames into 64 KiB blocks (or one frame's size, if larger), and a slice
-/// keeps its whole block alive: a subscriber that kept small messages (the last value of each
-/// topic, say) would pin a block per message, 64 KiB for 64 bytes. With the copy a kept
-/// message holds about its own size, and a block is freed as soon as the messages read from
-/// it are decoded; a large payload shares its block (it pins at most 4 times its size) rather
-/// than paying a copy.
-pub(crate) const SHARE_PAYLOADS_FROM: usize = 16 * 1024;
-
 /// [`decode`] of shared bytes, reusing the previous topic when it repeats; a message's
-/// payload is a slice of `bytes` when it is larger than [`SHARE_PAYLOADS_FROM`], a copy
-/// otherwise.
+/// payload is a slice of `bytes`.
 pub(crate) fn decode_cached(bytes: &Bytes, cache: &mut TopicCache) -> Result<Frame, FrameError> {
     let mut r = Reader {
         shared: bytes,
@@ -755,11 +742,7 @@ impl<'a> Reader<'a, '_> {
         let len = self.u32()? as usize;
         let start = self.at;
         self.take(len)?;
-        let payload = if len <= SHARE_PAYLOADS_FROM {
-            Bytes::copy_from_slice(&self.bytes[start..self.at])
-        } else {
-            self.shared.slice(start..self.at)
-        };
+        let payload = self.shared.slice(start..self.at);
         let headers = if headers.is_empty() {
             // One shared empty list instead of an allocation per message.
             self.cache
@@ -1090,37 +1073,6 @@ mod tests {
         }
     }
 
-    /// Decodes one message frame with a payload of `len` bytes out of a read buffer, keeps
-    /// the message, and says whether the buffer's block is still shared with it: a unique
-    /// block is reclaimed in place by `reserve`, a shared one is not.
-    fn kept_message_shares_the_block(len: usize) -> bool {
-        let message = Message {
-            payload: Bytes::from(vec![9u8; len]),
-            ..sample()
-        };
-        let mut src = BytesMut::with_capacity(64 * 1024);
-        let base = src.as_ptr();
-        encode(&Frame::Message(message.clone()), &mut src);
-        let mut codec = FrameCodec::new(64 * 1024);
-        let kept = match codec.decode(&mut src) {
-            Ok(Some(Ok(Frame::Message(m)))) => m,
-            other => panic!("expected the message back, got {other:?}"),
-        };
-        assert_eq!(kept, message);
-        src.clear();
-        src.reserve(64 * 1024);
-        let shared = src.as_ptr() != base;
-        drop(kept);
-        shared
-    }
-
-    #[test]
-    fn a_kept_small_message_does_not_pin_the_read_buffer_and_a_large_one_shares_it() {
-        assert!(!kept_message_shares_the_block(64));
-        assert!(!kept_message_shares_the_block(SHARE_PAYLOADS_FROM));
-        assert!(kept_message_shares_the_block(SHARE_PAYLOADS_FROM + 1));
-    }
-
     #[test]
     fn a_bad_frame_is_an_item_and_the_stream_stays_in_step() {
         let mut stream = Vec::new();
@@ -1180,28 +1132,21 @@ mod tests {
     }
 
     #[test]
-    fn a_large_payload_is_a_slice_of_the_read_buffer_and_a_small_one_a_copy() {
-        for (len, sliced) in [(5, false), (SHARE_PAYLOADS_FROM + 1, true)] {
-            let mut stream = BytesMut::new();
-            let mut codec = FrameCodec::new(64 * 1024);
-            let message = Message {
-                payload: Bytes::from(vec![7u8; len]),
-                ..sample()
-            };
-            codec
-                .encode(&Frame::Message(message.clone()), &mut stream)
-                .unwrap();
-            let range = stream.as_ptr_range();
-            let Some(Ok(Frame::Message(m))) = codec.decode(&mut stream).unwrap() else {
-                panic!("a message")
-            };
-            assert_eq!(m, message);
-            assert_eq!(
-                range.contains(&m.payload_shared().as_ptr()),
-                sliced,
-                "a payload of {len} bytes"
-            );
-        }
+    fn a_decoded_payload_is_a_slice_of_the_read_buffer() {
+        let mut stream = BytesMut::new();
+        let mut codec = FrameCodec::new(1024);
+        codec
+            .encode(&Frame::Message(sample()), &mut stream)
+            .unwrap();
+        let range = stream.as_ptr_range();
+        let Some(Ok(Frame::Message(m))) = codec.decode(&mut stream).unwrap() else {
+            panic!("a message")
+        };
+        assert_eq!(m.payload(), b"hello");
+        assert!(
+            range.contains(&m.payload_shared().as_ptr()),
+            "the payload was copied"
+        );
     }
 
     #[test]

@@ -23,11 +23,10 @@ use crate::IntoPayload;
 ///
 /// The payload is [`Bytes`]: [`payload`](Self::payload) reads it as a slice,
 /// [`payload_shared`](Self::payload_shared) and [`into_payload`](Self::into_payload) hand it
-/// out without a copy. A message received from another process holds a payload of up to
-/// 16 KiB in an allocation of its own (copied out of the connection's 64 KiB read block once,
-/// as it is decoded), so keeping small messages for long costs about their size, never a block
-/// each; a larger payload is a slice of the read block, which it keeps alive (at most 4 times
-/// its size) for as long as it is kept.
+/// out without a copy. A message received from another process shares the connection's read
+/// buffer (its payload is a slice of it, never copied out), so a message kept for long keeps
+/// that part of the buffer alive; copy the payload (`Bytes::copy_from_slice`) to keep a few
+/// small payloads for long.
 ///
 /// # Examples
 ///
