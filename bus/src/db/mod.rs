@@ -249,19 +249,26 @@ impl fmt::Debug for Db {
 }
 
 /// Maps a database error: a full map and i/o errors get their own variants.
-pub(crate) fn db_error(path: &Path, op: &'static str) -> impl FnOnce(heed::Error) -> StoreError {
-    let path = path.to_path_buf();
-    move |e| match e {
-        heed::Error::Mdb(heed::MdbError::MapFull) => StoreError::DatabaseFull {
-            path,
-            max: MAP_SIZE,
-        },
-        heed::Error::Io(source) => StoreError::Io { path, source },
-        other => StoreError::Database {
-            path,
-            op,
-            message: other.to_string(),
-        },
+///
+/// The path is copied only when there is an error: reads build this on every call.
+pub(crate) fn db_error<'p>(
+    path: &'p Path,
+    op: &'static str,
+) -> impl FnOnce(heed::Error) -> StoreError + 'p {
+    move |e| {
+        let path = path.to_path_buf();
+        match e {
+            heed::Error::Mdb(heed::MdbError::MapFull) => StoreError::DatabaseFull {
+                path,
+                max: MAP_SIZE,
+            },
+            heed::Error::Io(source) => StoreError::Io { path, source },
+            other => StoreError::Database {
+                path,
+                op,
+                message: other.to_string(),
+            },
+        }
     }
 }
 

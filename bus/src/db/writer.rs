@@ -28,9 +28,9 @@ pub(crate) struct Write<'a, 'e> {
     pub(crate) path: &'a Path,
 }
 
-impl Write<'_, '_> {
+impl<'a> Write<'a, '_> {
     /// Maps a database error of operation `op`.
-    pub(crate) fn err(&self, op: &'static str) -> impl FnOnce(heed::Error) -> StoreError {
+    pub(crate) fn err(&self, op: &'static str) -> impl FnOnce(heed::Error) -> StoreError + 'a {
         db_error(self.path, op)
     }
 }
