@@ -320,10 +320,11 @@ impl<T: Send + 'static, R: Clone + Send + 'static> EphemeralResultCoordinator<T,
 /// Made by [`EphemeralResultCoordinator::enqueue_for_result`] and
 /// [`EnqueuePermit::send_for_result`]. The outcome is taken when the operation finishes,
 /// under the lock that files it, and handed over right after that lock is released (waking
-/// the caller's task is not part of the engine's critical section); a small
-/// `max_tracked`, tracking turned off, or a busy window cannot lose it (as it can between [`enqueue`](EphemeralResultCoordinator::enqueue)
-/// and a later [`wait_for_result`](EphemeralResultCoordinator::wait_for_result)). Dropping it
-/// does not cancel the operation.
+/// the caller's task is not part of the engine's critical section); a small `max_tracked`,
+/// tracking turned off, or a busy window cannot lose it (as it can between
+/// [`enqueue`](EphemeralResultCoordinator::enqueue) and a later
+/// [`wait_for_result`](EphemeralResultCoordinator::wait_for_result)). Dropping it does not
+/// cancel the operation.
 #[must_use = "the result is delivered only to this future"]
 pub struct PendingResult<R> {
     id: OperationId,

@@ -102,18 +102,6 @@ impl<R> Answers<R> {
         }
     }
 
-    /// Moves the answers out, leaving none (allocation-free when there is at most one).
-    pub(crate) fn take(&mut self) -> Self {
-        Self {
-            first: self.first.take(),
-            more: if self.more.is_empty() {
-                Vec::new()
-            } else {
-                std::mem::take(&mut self.more)
-            },
-        }
-    }
-
     /// Sends every answer; never called under the engine's lock. A caller that dropped its
     /// future is not told (its answer is dropped here).
     pub(crate) fn send(self) {
@@ -271,9 +259,10 @@ impl<R> Window<R> {
         self.replies.insert(id, reply);
     }
 
-    /// The replies answered since the last call, to send after the unlock.
+    /// The replies answered since the last call, to send after the unlock (leaving an empty
+    /// `Answers`, which allocates nothing).
     pub(crate) fn take_answered(&mut self) -> Answers<R> {
-        self.answered.take()
+        std::mem::take(&mut self.answered)
     }
 
     /// Starts tracking a newly accepted operation.
