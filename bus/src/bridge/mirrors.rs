@@ -11,7 +11,9 @@
 //! refresh comes back around: it is not newer, so it extends nothing. Without this, two
 //! forwarders in a cycle would keep each other's mirrors alive after the holder died.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::hash_map::Entry;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -107,6 +109,9 @@ struct Table {
     mirrors: HashMap<Key, Mirror>,
     /// Signals raised through some bridge, until they would have expired.
     seen: HashMap<Key, Instant>,
+    /// `seen`'s entries by expiry, soonest first: exactly one for each entry of `seen`, with
+    /// its instant (an entry is never updated, only inserted and removed).
+    seen_expiry: BinaryHeap<Reverse<(Instant, Key)>>,
 }
 
 static TABLE: Mutex<Option<Table>> = Mutex::new(None);
@@ -117,23 +122,39 @@ fn with<R>(f: impl FnOnce(&mut Table) -> R) -> R {
 }
 
 /// Records a signal raised in `sink`; false if it was already raised there (it came along
-/// another path). Entries leave when the signal would have expired; the table is pruned
-/// whenever it passes 1024 entries, so it holds at most the bridged signals still alive
-/// (plus 1024).
+/// another path). Entries leave when the signal would have expired, soonest first: each call
+/// first takes out those whose time came (from a heap by expiry), so the table holds exactly
+/// the bridged signals still alive and a call costs O(log n) in them. (It used to scan the
+/// whole table on every call once it held 1024 entries: at 1,000 signals a second with the
+/// default minute of max age, 60,000 entries per signal.)
 pub(crate) fn first_sighting(sink: u64, origin: u64, seq: u64, until: Instant) -> bool {
-    with(|t| {
-        let now = Instant::now();
-        if t.seen.len() > 1024 {
-            t.seen.retain(|_, until| *until > now);
-        }
-        match t.seen.get(&(sink, origin, seq)) {
-            Some(expiry) if *expiry > now => false,
-            _ => {
-                t.seen.insert((sink, origin, seq), until);
+    with(|t| t.first_sighting((sink, origin, seq), until, Instant::now()))
+}
+
+impl Table {
+    /// [`first_sighting`] at `now`.
+    fn first_sighting(&mut self, key: Key, until: Instant, now: Instant) -> bool {
+        self.forget_expired_sightings(now);
+        match self.seen.entry(key) {
+            Entry::Occupied(_) => false,
+            Entry::Vacant(vacant) => {
+                vacant.insert(until);
+                self.seen_expiry.push(Reverse((until, key)));
                 true
             }
         }
-    })
+    }
+
+    /// Takes out of `seen` the entries whose time came by `now`.
+    fn forget_expired_sightings(&mut self, now: Instant) {
+        while let Some(&Reverse((at, key))) = self.seen_expiry.peek() {
+            if at > now {
+                break;
+            }
+            self.seen_expiry.pop();
+            self.seen.remove(&key);
+        }
+    }
 }
 
 /// A hold refresh that arrived through bridge `bridge` of `sink`.
@@ -378,5 +399,31 @@ mod tests {
         assert_eq!(refresh(&sink, 3, &other, build), Refreshed::Created);
         forget_bridge(sink.id(), 3);
         assert!(!sink.has_signal("circuit.open"));
+    }
+
+    /// A signal is raised once per sink until it would have expired, and the table forgets
+    /// each sighting exactly then, soonest first, whatever order they came in.
+    #[test]
+    fn sightings_are_forgotten_exactly_when_their_signals_expire() {
+        let mut t = Table::default();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        // Ten signals living 10, 9, ..., 1 s; the sink 2 copy of one is its own sighting.
+        for seq in 0..10 {
+            assert!(t.first_sighting((1, 7, seq), at(10 - seq), t0));
+        }
+        assert!(t.first_sighting((2, 7, 0), at(10), t0));
+        assert!(!t.first_sighting((1, 7, 3), at(10), t0), "a second path");
+        assert_eq!(t.seen.len(), 11);
+        // At 5 s the five that lived 1..=5 s are gone, none else.
+        assert!(!t.first_sighting((1, 7, 0), at(20), at(5)));
+        assert_eq!(t.seen.len(), 6);
+        assert_eq!(t.seen_expiry.len(), t.seen.len());
+        assert!(!t.seen.contains_key(&(1, 7, 9)) && t.seen.contains_key(&(1, 7, 4)));
+        // Once its time came, the same signal is new again (a late copy after expiry).
+        assert!(t.first_sighting((1, 7, 9), at(30), at(5)));
+        t.forget_expired_sightings(at(10));
+        assert_eq!(t.seen.keys().copied().collect::<Vec<_>>(), vec![(1, 7, 9)]);
+        assert_eq!(t.seen_expiry.len(), 1);
     }
 }
