@@ -77,6 +77,56 @@ async fn watch_reports_raise_retract_release_and_expiry() {
     assert!(!sink.has_signal("job.*"));
 }
 
+/// A watch of holds wakes when a held condition is taken or released, and for nothing else:
+/// not a raise, a retract, an eviction or an expiry of a raised signal.
+#[tokio::test(start_paused = true)]
+async fn a_watch_of_holds_sees_holds_taken_and_released_and_nothing_else() {
+    let options = SinkOptions::default()
+        .capacity(2)
+        .max_age(Duration::from_secs(5));
+    let sink = SignalSink::new(options).unwrap();
+    let mut holds = sink.watch_holds("job.*");
+    assert!(holds.is_holds_only() && !sink.watch("job.*").is_holds_only());
+    for name in ["job.a", "job.b", "job.c"] {
+        sink.raise(name).unwrap(); // the third evicts the first
+    }
+    sink.retract("job.b");
+    assert!(
+        holds.changed().now_or_never().is_none(),
+        "raises, eviction, retract"
+    );
+    assert!(!holds.has_match(), "a raised signal is no hold");
+    assert!(sink.holds("job.*").is_empty());
+
+    let held = sink.hold("job.held").unwrap();
+    holds.changed().now_or_never().expect("hold taken");
+    assert!(holds.has_match());
+    let names: Vec<String> = sink
+        .holds("*")
+        .iter()
+        .map(|s| s.name().to_string())
+        .collect();
+    assert_eq!(names, ["job.held"]);
+    assert!(sink.holds("job.held").iter().all(Signal::is_held));
+
+    // job.c expires at 5 s; a plain watch wakes for it, the watch of holds does not.
+    let mut all = sink.watch("job.*");
+    let plain = tokio::spawn(async move { all.changed().await });
+    let of_holds = tokio::spawn(async move {
+        holds.changed().await;
+        holds
+    });
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(plain.is_finished(), "the plain watch saw the expiry");
+    assert!(!of_holds.is_finished(), "the watch of holds did not");
+    assert!(!sink.has_signal("job.c"));
+
+    held.release();
+    let mut holds = of_holds.await.unwrap();
+    assert!(!holds.has_match());
+    holds.wait_until_clear().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn wait_until_clear_returns_when_the_last_condition_is_released() {
     let sink = SignalSink::default();

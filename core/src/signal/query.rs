@@ -155,6 +155,35 @@ impl State {
         best.and_then(|seq| self.signal(seq))
     }
 
+    /// Whether a held condition matches `pattern`.
+    pub(super) fn has_hold(&mut self, pattern: &str) -> bool {
+        let how = self.resolve(pattern);
+        let mut found = false;
+        self.visit(pattern, how, |entry| {
+            found = !entry.held.is_empty();
+            if found {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        found
+    }
+
+    /// Copies of the held conditions matching `pattern`, oldest first.
+    pub(super) fn holds(&mut self, pattern: &str) -> Vec<Signal> {
+        let how = self.resolve(pattern);
+        let mut seqs = Vec::new();
+        self.visit(pattern, how, |entry| {
+            seqs.extend(entry.held.iter().copied());
+            ControlFlow::Continue(())
+        });
+        seqs.sort_unstable();
+        seqs.into_iter()
+            .filter_map(|seq| self.signal(seq))
+            .collect()
+    }
+
     pub(super) fn sense(&mut self, now: Instant, pattern: &str) -> Vec<Signal> {
         self.purge(now);
         let how = self.resolve(pattern);

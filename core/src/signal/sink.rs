@@ -232,6 +232,32 @@ impl SignalSink {
         self.inner.lock().sense(Instant::now(), pattern)
     }
 
+    /// Copies of the held conditions ([`hold`](Self::hold)) matching `pattern`, oldest
+    /// first: what [`sense`](Self::sense) returns with the raised signals left out, at a
+    /// cost that grows with the matching names and holds, not with the window.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ephemeral::SignalSink;
+    ///
+    /// let sink = SignalSink::default();
+    /// let _open = sink.hold("circuit.open")?;
+    /// sink.raise("circuit.probe")?;
+    /// let held: Vec<_> = sink.holds("circuit.*").iter().map(|s| s.name().to_string()).collect();
+    /// assert_eq!(held, ["circuit.open"]);
+    /// # Ok::<(), ephemeral::RaiseError>(())
+    /// ```
+    #[must_use]
+    pub fn holds(&self, pattern: &str) -> Vec<Signal> {
+        self.inner.lock().holds(pattern)
+    }
+
+    /// Whether a held condition matches `pattern`.
+    pub(crate) fn has_hold(&self, pattern: &str) -> bool {
+        self.inner.lock().has_hold(pattern)
+    }
+
     /// The latest (highest sequence) live signal matching `pattern`.
     #[must_use]
     pub fn latest(&self, pattern: &str) -> Option<Signal> {
@@ -328,8 +354,40 @@ impl SignalSink {
 
     /// A [`Watch`] over the live matches of `pattern`.
     pub fn watch(&self, pattern: &str) -> Watch {
+        self.watch_of(pattern, false)
+    }
+
+    /// A [`Watch`] over the held conditions matching `pattern` only: notified when one is
+    /// taken or released (and once when the sink is gone), never for a raise, an eviction
+    /// or an expiry. What mirrors holds elsewhere wants: a plain [`watch`](Self::watch) of a
+    /// busy pattern wakes its task at every raise.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use ephemeral::SignalSink;
+    ///
+    /// let sink = SignalSink::default();
+    /// let mut holds = sink.watch_holds("circuit.*");
+    /// sink.raise("circuit.probe")?; // not a hold: the watch sleeps on
+    /// let open = sink.hold("circuit.open")?;
+    /// holds.changed().await; // taken
+    /// assert!(holds.has_match());
+    /// drop(open);
+    /// holds.wait_until_clear().await; // released
+    /// assert!(sink.has_signal("circuit.*")); // the probe is still live
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn watch_holds(&self, pattern: &str) -> Watch {
+        self.watch_of(pattern, true)
+    }
+
+    fn watch_of(&self, pattern: &str, holds_only: bool) -> Watch {
         let pattern = Pattern::new(pattern);
-        let shared = Arc::new(WatchShared::new(pattern.clone()));
+        let shared = Arc::new(WatchShared::new(pattern.clone(), holds_only));
         let registration = Registration::new(&self.inner, pattern, Target::Watcher(shared.clone()));
         Watch {
             shared,

@@ -355,7 +355,7 @@ impl State {
             if entry.is_idle() {
                 self.idle_names += 1;
             }
-            notify_watchers(&self.registry, &mut entry.route, name);
+            notify_watchers(&self.registry, &mut entry.route, name, true);
         }
         self.counters.holds_released += 1;
         self.tidy(self.max_idle_names);
@@ -458,7 +458,7 @@ impl State {
                 self.idle_names += 1;
             }
             if !self.registry.is_empty() {
-                notify_watchers(&self.registry, &mut entry.route, entry.name.as_str());
+                notify_watchers(&self.registry, &mut entry.route, entry.name.as_str(), false);
             }
         }
         if slot.flags.operation {
@@ -675,18 +675,20 @@ fn deliver(
             Target::Subscriber(sub) => {
                 let _ = sub.ring.try_push(signal.clone(), until);
             }
-            Target::Watcher(watch) => watch.bump(),
+            Target::Watcher(watch) => watch.bump_for(signal.flags.held),
             Target::Listener(_) => {}
         }
     }
     Some(route)
 }
 
-fn notify_watchers(registry: &Registry, route: &mut Route, name: &str) {
+/// Tells the watches of `name` that one of its signals left: a held condition (`held`) or
+/// a window signal.
+fn notify_watchers(registry: &Registry, route: &mut Route, name: &str, held: bool) {
     if let Some(targets) = registry.route(route, name) {
         for target in targets.iter() {
             if let Target::Watcher(watch) = target {
-                watch.bump();
+                watch.bump_for(held);
             }
         }
     }

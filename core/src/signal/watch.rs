@@ -12,16 +12,28 @@ use crate::{Pattern, SignalSink};
 
 pub(crate) struct WatchShared {
     pub(crate) pattern: Pattern,
+    /// Made by [`SignalSink::watch_holds`]: only held conditions count.
+    holds_only: bool,
     version: AtomicU64,
     notify: Notify,
 }
 
 impl WatchShared {
-    pub(crate) fn new(pattern: Pattern) -> Self {
+    pub(crate) fn new(pattern: Pattern, holds_only: bool) -> Self {
         Self {
             pattern,
+            holds_only,
             version: AtomicU64::new(0),
             notify: Notify::new(),
+        }
+    }
+
+    /// Records a change to a held condition (`held`) or to a window signal: a watch of holds
+    /// ignores the latter.
+    #[inline]
+    pub(crate) fn bump_for(&self, held: bool) {
+        if held || !self.holds_only {
+            self.bump();
         }
     }
 
@@ -36,7 +48,10 @@ impl WatchShared {
 }
 
 /// Notified on every change to the set of live signals matching a pattern: a raise, a hold,
-/// a retract, a clear, a release, an eviction or an expiry.
+/// a retract, a clear, a release, an eviction or an expiry. A watch made by
+/// [`SignalSink::watch_holds`] looks at held conditions only: it is notified when one is
+/// taken or released, never for a raise, an eviction or an expiry, and its
+/// [`has_match`](Self::has_match) (so its waits) asks whether a held condition matches.
 ///
 /// Create the watch *before* you evaluate the condition you wait on; then a change that lands
 /// between your evaluation and your `changed().await` is not missed. Expiries are noticed
@@ -109,6 +124,10 @@ impl Watch {
     }
 
     fn next_expiry(&self) -> Option<Instant> {
+        if self.shared.holds_only {
+            // Held conditions never expire.
+            return None;
+        }
         self.sink()?.next_expiry(self.shared.pattern.as_str())
     }
 
@@ -118,11 +137,24 @@ impl Watch {
         }
     }
 
-    /// Whether any live signal matches now (never, once the sink is gone).
+    /// Whether any live signal matches now (never, once the sink is gone); for a watch of
+    /// holds ([`SignalSink::watch_holds`]), whether a held condition does.
     #[must_use]
     pub fn has_match(&self) -> bool {
-        self.sink()
-            .is_some_and(|sink| sink.has_signal(self.shared.pattern.as_str()))
+        let pattern = self.shared.pattern.as_str();
+        self.sink().is_some_and(|sink| {
+            if self.shared.holds_only {
+                sink.has_hold(pattern)
+            } else {
+                sink.has_signal(pattern)
+            }
+        })
+    }
+
+    /// Whether this watch looks at held conditions only ([`SignalSink::watch_holds`]).
+    #[must_use]
+    pub fn is_holds_only(&self) -> bool {
+        self.shared.holds_only
     }
 
     /// Returns once no live signal matches (at once if none does now).
@@ -150,6 +182,7 @@ impl fmt::Debug for Watch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Watch")
             .field("pattern", &self.shared.pattern)
+            .field("holds_only", &self.shared.holds_only)
             .field("seen", &self.seen)
             .finish()
     }
