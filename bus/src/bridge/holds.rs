@@ -31,17 +31,22 @@ type Published = HashMap<u64, (Name, u64, u64)>;
 
 /// Refreshes every live hold of the sink (its own, and those mirrored from another medium)
 /// each third of the lease and at every change, and announces releases.
+///
+/// It watches the holds alone ([`SignalSink::watch_holds`]) and reads them alone
+/// ([`SignalSink::holds`]): a watch of every change would wake this task at each raise of
+/// the bridged pattern, and each time it copied every live signal of the pattern (a full
+/// window at 1,000 a second) to find the few holds.
 pub(super) async fn mirror_holds<L: Link>(m: HoldMirror<L>) {
-    let mut watch = m.sink.watch(&m.pattern);
+    let mut watch = m.sink.watch_holds(&m.pattern);
     let mut tick = tokio::time::interval((m.lease / 3).max(Duration::from_millis(1)));
     // Holds refreshed last round, by local sequence.
     let mut published: Published = HashMap::new();
     loop {
         let live: Vec<Signal> = m
             .sink
-            .sense(&m.pattern)
+            .holds(&m.pattern)
             .into_iter()
-            .filter(|s| s.is_held() && header_u64(s, VIA_HEADER) != Some(m.via))
+            .filter(|s| header_u64(s, VIA_HEADER) != Some(m.via))
             .filter(|s| !m.link.is_local_signal(s.name()))
             .collect();
         let mut now_published = HashMap::new();

@@ -197,11 +197,9 @@ impl Sync {
     async fn push_local(&mut self) {
         let live: Vec<_> = self
             .sink
-            .sense(&self.pattern)
+            .holds(&self.pattern)
             .into_iter()
-            .filter(|s| {
-                s.is_held() && s.header(HOLDER_HEADER).is_none() && s.header(BRIDGED).is_none()
-            })
+            .filter(|s| s.header(HOLDER_HEADER).is_none() && s.header(BRIDGED).is_none())
             .collect();
         for signal in &live {
             if self.written.contains_key(&signal.sequence()) {
@@ -234,7 +232,8 @@ impl Sync {
     }
 
     async fn run(mut self, mut events: super::StoreWatch, mut stopped: oneshot::Receiver<()>) {
-        let mut local = self.sink.watch(&self.pattern);
+        // Holds alone: a raise of the pattern changes nothing here.
+        let mut local = self.sink.watch_holds(&self.pattern);
         loop {
             self.push_local().await;
             tokio::select! {
