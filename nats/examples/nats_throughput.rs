@@ -3,7 +3,7 @@
 //! and one-way latency paced at 5,000 messages/s, each next to the same thing done with the
 //! plain client in the same run.
 //!
-//! `cargo run --release -p ephemeral-nats --features testing --example throughput [messages]`
+//! `cargo run --release -p ephemeral-nats --features testing --example nats_throughput [messages]`
 
 use std::time::{Duration, Instant};
 
