@@ -98,10 +98,15 @@ impl State {
 
     pub(super) fn has_signal(&mut self, now: Instant, pattern: &str) -> bool {
         self.purge(now);
+        self.any_entry(pattern, |entry| !entry.is_idle())
+    }
+
+    /// Whether the entry of some name matching `pattern` passes `test`.
+    fn any_entry(&mut self, pattern: &str, test: impl Fn(&NameEntry) -> bool) -> bool {
         let how = self.resolve(pattern);
         let mut found = false;
         self.visit(pattern, how, |entry| {
-            found = !entry.is_idle();
+            found = test(entry);
             if found {
                 ControlFlow::Break(())
             } else {
@@ -157,39 +162,28 @@ impl State {
 
     /// Whether a held condition matches `pattern`.
     pub(super) fn has_hold(&mut self, pattern: &str) -> bool {
-        let how = self.resolve(pattern);
-        let mut found = false;
-        self.visit(pattern, how, |entry| {
-            found = !entry.held.is_empty();
-            if found {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        });
-        found
+        self.any_entry(pattern, |entry| !entry.held.is_empty())
     }
 
     /// Copies of the held conditions matching `pattern`, oldest first.
     pub(super) fn holds(&mut self, pattern: &str) -> Vec<Signal> {
-        let how = self.resolve(pattern);
-        let mut seqs = Vec::new();
-        self.visit(pattern, how, |entry| {
-            seqs.extend(entry.held.iter().copied());
-            ControlFlow::Continue(())
-        });
-        seqs.sort_unstable();
-        seqs.into_iter()
-            .filter_map(|seq| self.signal(seq))
-            .collect()
+        self.matching_signals(pattern, false)
     }
 
     pub(super) fn sense(&mut self, now: Instant, pattern: &str) -> Vec<Signal> {
         self.purge(now);
+        self.matching_signals(pattern, true)
+    }
+
+    /// Copies of the held conditions matching `pattern` and, with `window`, of its window
+    /// signals too, oldest (lowest sequence) first.
+    fn matching_signals(&mut self, pattern: &str, window: bool) -> Vec<Signal> {
         let how = self.resolve(pattern);
         let mut seqs = Vec::new();
         self.visit(pattern, how, |entry| {
-            seqs.extend(entry.seqs.iter().copied());
+            if window {
+                seqs.extend(entry.seqs.iter().copied());
+            }
             seqs.extend(entry.held.iter().copied());
             ControlFlow::Continue(())
         });
