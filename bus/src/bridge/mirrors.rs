@@ -12,8 +12,7 @@
 //! forwarders in a cycle would keep each other's mirrors alive after the holder died.
 
 use std::cmp::Reverse;
-use std::collections::hash_map::Entry;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -108,9 +107,9 @@ impl Mirror {
 struct Table {
     mirrors: HashMap<Key, Mirror>,
     /// Signals raised through some bridge, until they would have expired.
-    seen: HashMap<Key, Instant>,
-    /// `seen`'s entries by expiry, soonest first: exactly one for each entry of `seen`, with
-    /// its instant (an entry is never updated, only inserted and removed).
+    seen: HashSet<Key>,
+    /// When each of `seen` would have expired, soonest first: exactly one entry for each
+    /// (a sighting is only inserted and removed, never extended).
     seen_expiry: BinaryHeap<Reverse<(Instant, Key)>>,
 }
 
@@ -135,14 +134,11 @@ impl Table {
     /// [`first_sighting`] at `now`.
     fn first_sighting(&mut self, key: Key, until: Instant, now: Instant) -> bool {
         self.forget_expired_sightings(now);
-        match self.seen.entry(key) {
-            Entry::Occupied(_) => false,
-            Entry::Vacant(vacant) => {
-                vacant.insert(until);
-                self.seen_expiry.push(Reverse((until, key)));
-                true
-            }
+        let first = self.seen.insert(key);
+        if first {
+            self.seen_expiry.push(Reverse((until, key)));
         }
+        first
     }
 
     /// Takes out of `seen` the entries whose time came by `now`.
@@ -419,11 +415,11 @@ mod tests {
         assert!(!t.first_sighting((1, 7, 0), at(20), at(5)));
         assert_eq!(t.seen.len(), 6);
         assert_eq!(t.seen_expiry.len(), t.seen.len());
-        assert!(!t.seen.contains_key(&(1, 7, 9)) && t.seen.contains_key(&(1, 7, 4)));
+        assert!(!t.seen.contains(&(1, 7, 9)) && t.seen.contains(&(1, 7, 4)));
         // Once its time came, the same signal is new again (a late copy after expiry).
         assert!(t.first_sighting((1, 7, 9), at(30), at(5)));
         t.forget_expired_sightings(at(10));
-        assert_eq!(t.seen.keys().copied().collect::<Vec<_>>(), vec![(1, 7, 9)]);
+        assert_eq!(t.seen.iter().copied().collect::<Vec<_>>(), vec![(1, 7, 9)]);
         assert_eq!(t.seen_expiry.len(), 1);
     }
 }
