@@ -153,6 +153,22 @@ pub fn keyed_loop(per_key: usize) -> i32 {
     }
 }
 
+/// Runs `items` calls through [`ours_service`] (16 clients) and prints the rate: ours alone,
+/// for a profiler. Returns the exit code (1 if a call failed).
+pub fn service_loop(items: usize) -> i32 {
+    let rt = runtime();
+    match ours_service(&rt, items, CONCURRENCY) {
+        Some(d) => {
+            println!("service-loop {:.0} items/s", per_second(items, d));
+            0
+        }
+        None => {
+            eprintln!("service-loop: {NOT_YET}");
+            1
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The measurements.
 // ---------------------------------------------------------------------------------------------
