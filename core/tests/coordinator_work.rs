@@ -649,6 +649,78 @@ async fn a_burst_after_an_idle_spell_uses_every_slot() {
     assert_eq!(stats.peak_running, 4);
 }
 
+/// A coordinator whose body counts its runs, with one worker already waiting idle (its
+/// first item done).
+async fn with_an_idle_worker() -> (
+    EphemeralWorkCoordinator<()>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let ran = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = ran.clone();
+    let c = EphemeralWorkCoordinator::new(
+        move |(), _ctx| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<_, Infallible>(()) }
+        },
+        EphemeralOptions::default().max_concurrency(2),
+    )
+    .unwrap();
+    c.enqueue(()).await.unwrap();
+    settle().await;
+    assert_eq!(c.stats().completed, 1);
+    (c, ran)
+}
+
+/// An item enqueued while a worker waits is handed to that worker under the enqueue's own
+/// lock: it is running when `enqueue` returns, before the worker has even woken.
+#[tokio::test(start_paused = true)]
+async fn an_item_enqueued_while_a_worker_waits_is_running_when_enqueue_returns() {
+    let (c, ran) = with_an_idle_worker().await;
+    let id = c.enqueue(()).await.unwrap();
+    let op = c.operation(id).unwrap();
+    assert_eq!(op.state, OperationState::Running);
+    assert_eq!(op.started, Some(op.enqueued));
+    assert_eq!(c.pending_count(), 0);
+    c.drain().await.unwrap();
+    assert_eq!(ran.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(c.operation(id).unwrap().state, OperationState::Completed);
+    assert_adds_up(&c.stats());
+}
+
+/// A job handed to a waiting worker that has not woken yet still meets a shutdown that
+/// comes first: it ends cancelled, and its body never runs.
+#[tokio::test(start_paused = true)]
+async fn a_job_handed_to_a_waking_worker_meets_a_cancel_before_its_body() {
+    let (c, ran) = with_an_idle_worker().await;
+    let id = c.enqueue(()).await.unwrap();
+    c.cancel();
+    c.drain().await.unwrap();
+    assert_eq!(ran.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(
+        c.operation(id).unwrap().state,
+        OperationState::Cancelled(CancelReason::Shutdown)
+    );
+    assert_adds_up(&c.stats());
+}
+
+/// While paused nothing is handed over: an item enqueued to an idle worker stays pending
+/// (the worker is not woken for nothing), and starts once resumed.
+#[tokio::test(start_paused = true)]
+async fn a_paused_coordinator_hands_nothing_to_its_idle_worker_until_resumed() {
+    let (c, ran) = with_an_idle_worker().await;
+    c.pause();
+    let id = c.enqueue(()).await.unwrap();
+    settle().await;
+    assert_eq!(c.operation(id).unwrap().state, OperationState::Pending);
+    assert_eq!(ran.load(std::sync::atomic::Ordering::SeqCst), 1);
+    c.resume();
+    c.drain().await.unwrap();
+    assert_eq!(c.operation(id).unwrap().state, OperationState::Completed);
+    assert_eq!(ran.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(c.stats().peak_running, 1);
+}
+
 /// The sample callback is a throttle with both edges: the first operation to finish in a
 /// quiet spell at once, then the latest to finish in each interval at its end; never two
 /// calls within one interval.

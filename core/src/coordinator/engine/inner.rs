@@ -8,7 +8,7 @@
 //! `on_finalized` and `on_evicted` callbacks). The one exception is accepting an item, the
 //! hottest section, which cannot end or evict an operation: `Core::accept` returns an
 //! [`Accepted`] instead, applied by [`Inner::accepted`]. Lock order is core → sink (the sink
-//! never calls back while locked).
+//! never calls back while locked), and core → a waiting worker's mailbox.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -23,14 +23,12 @@ use super::super::context::ContextShared;
 use super::super::queue::Queue;
 use super::body::BodyFn;
 use super::rules::Rules;
-use super::state::{Accepted, Core, Effect};
+use super::state::{Accepted, Core, Effect, Taken};
 use crate::sync::{Mutex, MutexGuard, lock};
 
 /// State shared by handles, workers and the steering task.
 pub(crate) struct Inner<T, R, Q: Queue<T>> {
     core: Mutex<Core<T, R, Q>>,
-    /// Workers wait here for work.
-    pub(crate) work: Notify,
     /// Woken on finishes while result waiters exist.
     pub(crate) finished: Notify,
     /// Becomes `true` once, when the coordinator is done.
@@ -79,7 +77,6 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
     ) -> Self {
         Self {
             core: Mutex::new(core),
-            work: Notify::new(),
             finished: Notify::new(),
             done: watch::channel(false).0,
             room: Semaphore::new(room),
@@ -128,8 +125,16 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
     ) {
         core.conclude(&mut fx);
         let answered = core.take_answered();
+        let woken = if fx.has(Effect::WAKE_ALL) || fx.has(Effect::DONE) {
+            core.take_idle()
+        } else {
+            Vec::new()
+        };
         drop(core);
         answered.send();
+        for mailbox in woken {
+            mailbox.wake();
+        }
         self.apply(fx);
     }
 
@@ -160,9 +165,6 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
             if fx.has(Effect::DONE) {
                 self.done.send_replace(true);
             }
-            if fx.has(Effect::WAKE_ALL) || fx.has(Effect::DONE) {
-                self.work.notify_waiters();
-            }
             if fx.has(Effect::DONE) || fx.has(Effect::STEER) {
                 self.steer.notify_one();
             }
@@ -179,11 +181,14 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
     }
 
     /// What follows an accepted item, after the unlock.
-    pub(crate) fn accepted(self: &Arc<Self>, accepted: &Accepted) {
+    pub(crate) fn accepted(self: &Arc<Self>, accepted: Accepted<Taken<T, Q>>) {
+        if let Some(mailbox) = accepted.wake {
+            // The item started at once: it left the queue, and its room comes back.
+            self.room.add_permits(1);
+            mailbox.wake();
+        }
         if accepted.spawn {
             (self.spawn_worker)(self);
-        } else if accepted.wake {
-            self.work.notify_one();
         }
         if accepted.steer {
             self.steer.notify_one();

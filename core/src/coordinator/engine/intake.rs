@@ -84,7 +84,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
         }
         let accepted = {
             let mut core = self.lock();
-            let accepted = core.accept(job, now, from_intake);
+            let accepted = core.accept(job, &self.ctx.sink, now, from_intake);
             if let (Ok(_), Some(reply)) = (&accepted, reply) {
                 core.reply_on_finish(id, reply);
             }
@@ -92,7 +92,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
         };
         match accepted {
             Ok(accepted) => {
-                self.accepted(&accepted);
+                self.accepted(accepted);
                 Ok(id)
             }
             Err(refused) => {

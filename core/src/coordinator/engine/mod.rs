@@ -7,6 +7,7 @@
 //! * `rules.rs`: what the options fix at creation (patterns, callbacks), callback delivery;
 //! * `sample.rs`: the `sample` throttle;
 //! * `slot.rs`: a worker's slot, through which cancellation reaches the body it runs;
+//! * `mailbox.rs`: a waiting worker's mailbox, through which an accepted item reaches it;
 //! * `window.rs`: tracked operations, eviction and echoes;
 //! * `state.rs`: [`Core`](state::Core), everything under the lock, and the
 //!   [`Effect`](state::Effect) each change leaves to apply after the unlock;
@@ -21,6 +22,7 @@ mod body;
 mod inner;
 mod intake;
 mod lifecycle;
+mod mailbox;
 mod queries;
 mod rules;
 mod sample;

@@ -17,6 +17,7 @@ use super::super::queue::{Job, PopCx, Queue};
 use super::super::snapshot::{
     CancelReason, CoordinatorStats, Echo, OperationSnapshot, OperationState,
 };
+use super::mailbox::{Idle, Mailbox};
 use super::rules::DeferRules;
 use super::slot::Slot;
 use super::window::{Answers, Record, Window};
@@ -88,13 +89,14 @@ impl Effect {
 
 /// What must follow an accepted item after the unlock.
 #[must_use]
-pub(crate) struct Accepted {
+pub(crate) struct Accepted<J> {
     /// Spawn a worker for it (already counted in `Core::workers`).
     pub(super) spawn: bool,
-    /// Wake a waiting worker. Only when one waits: a worker that is busy looks for the next
-    /// job under the lock when it finishes, and one about to wait looks first, so it sees
-    /// this job either way.
-    pub(super) wake: bool,
+    /// Wake this waiting worker: the item started at once, handed to it (its room comes
+    /// back). Only when one waits: a worker that is busy looks for the next job under the
+    /// lock when it finishes, and one about to wait looks first, so it sees this job either
+    /// way.
+    pub(super) wake: Option<Arc<Mailbox<J>>>,
     /// Wake the steering task (the item is held, its `max_defer` clock runs).
     pub(super) steer: bool,
 }
@@ -146,8 +148,9 @@ pub(crate) enum Next<T, Q: Queue<T>> {
 ///   worker that took it, through which a cancel reaches it.
 /// * `running <= limit` whenever a job is taken (lowering the limit lets running bodies
 ///   finish first); `running <= peak`.
-/// * `workers` counts the worker tasks spawned and not exited; `idle <= workers` counts those
-///   waiting for a wake-up.
+/// * `workers` counts the worker tasks spawned and not exited; `idle.len() + waking <=
+///   workers`: `idle` lists the workers waiting with nobody to wake them yet (each at most
+///   once), `waking` counts those woken with no job that have not looked for one yet.
 /// * `cancelled` implies `closed`; `done` implies `closed` with nothing queued, parked,
 ///   running or streaming in (`intakes == 0`), and once set it stays set.
 /// * `defer_since.is_some()` exactly while the coordinator-wide defer rule held at its last
@@ -164,7 +167,8 @@ pub(crate) struct Core<T, R, Q: Queue<T>> {
     parked: usize,
     running: usize,
     workers: usize,
-    idle: usize,
+    idle: Vec<Idle<Taken<T, Q>>>,
+    waking: usize,
     limit: usize,
     paused: bool,
     closed: bool,
@@ -203,7 +207,8 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
             parked: 0,
             running: 0,
             workers: 0,
-            idle: 0,
+            idle: Vec::new(),
+            waking: 0,
             limit,
             paused: false,
             closed: false,
@@ -336,9 +341,10 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
     pub(crate) fn accept(
         &mut self,
         job: Job<T, Q::Route>,
+        sink: &SignalSink,
         now: Instant,
         from_intake: bool,
-    ) -> Result<Accepted, EnqueueError<T>> {
+    ) -> Result<Accepted<Taken<T, Q>>, EnqueueError<T>> {
         // An intake stream started before `complete()` may still feed items after it.
         if self.cancelled || (self.closed && !from_intake) {
             return Err(EnqueueError::Closed(job.item));
@@ -357,17 +363,30 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         // Accepted during a deferral: held from the start.
         let mut held = self.defer_since.is_some() && job.hold(now);
         held |= self.queue.push(job);
-        // One more worker whenever waiting jobs outnumber idle workers: a woken idle worker
-        // only leaves `idle` once it runs, so counting `idle == 0` alone would hand a whole
-        // burst to the one worker that happened to be waiting.
-        let spawn = self.queue.len() > self.idle && self.workers < self.limit;
+        // A waiting worker is handed the next job here, started under this lock, so it need
+        // not take the lock again to find it. Nothing may start (paused, deferred, at the
+        // limit, the key busy): it stays on the list, and nobody wakes it for nothing.
+        let mut wake = None;
+        let mut fx = Effect::default();
+        if let Some(idle) = self.idle.pop() {
+            match self.try_start(&mut fx, sink, &idle.slot, now) {
+                Some(taken) => {
+                    idle.mailbox.hand(taken);
+                    wake = Some(idle.mailbox);
+                }
+                None => self.idle.push(idle),
+            }
+        }
+        // One more worker whenever waiting jobs outnumber the workers that will look for
+        // them (waiting, or woken and about to look).
+        let spawn = self.queue.len() > self.idle.len() + self.waking && self.workers < self.limit;
         if spawn {
             self.workers += 1;
         }
         Ok(Accepted {
             spawn,
-            wake: !spawn && self.idle > 0,
-            steer: held && self.defer.max_defer.is_some(),
+            wake,
+            steer: (held || fx.has(Effect::STEER)) && self.defer.max_defer.is_some(),
         })
     }
 
@@ -545,6 +564,7 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         fx: &mut Effect,
         sink: &SignalSink,
         slot: &Arc<Slot>,
+        mailbox: &Arc<Mailbox<Taken<T, Q>>>,
         now: Instant,
     ) -> Next<T, Q> {
         if self.workers > self.limit {
@@ -558,8 +578,18 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
             self.exit(slot);
             return Next::Exit;
         }
-        self.idle += 1;
+        self.idle.push(Idle {
+            slot: slot.clone(),
+            mailbox: mailbox.clone(),
+        });
         Next::Wait
+    }
+
+    /// Takes every waiting worker off the idle list, for a section that wakes them all: the
+    /// caller wakes each mailbox once after the unlock.
+    pub(crate) fn take_idle(&mut self) -> Vec<Arc<Mailbox<Taken<T, Q>>>> {
+        self.waking += self.idle.len();
+        self.idle.drain(..).map(|idle| idle.mailbox).collect()
     }
 
     /// A new worker registers its slot, before it takes any job.
@@ -584,9 +614,9 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         }
     }
 
-    /// A waiting worker woke up.
+    /// A worker woken with no job looks for one.
     pub(crate) fn woke(&mut self) {
-        self.idle -= 1;
+        self.waking -= 1;
     }
 
     /// Takes the next job if the limits, the pause and the defer rules allow: it is

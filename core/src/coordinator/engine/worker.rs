@@ -2,11 +2,9 @@
 //! There is no task per item; a coordinator has at most `max_concurrency` workers.
 
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::FutureExt;
-use tokio::sync::futures::Notified;
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -17,8 +15,9 @@ use super::super::queue::{Job, Queue};
 use super::super::snapshot::CancelReason;
 use super::body::panic_message;
 use super::inner::{Inner, sleep_until};
+use super::mailbox::Mailbox;
 use super::slot::Slot;
-use super::state::{Core, Effect, Ended, Next, Outcome, Taken};
+use super::state::{Ended, Next, Outcome, Taken};
 use crate::OperationId;
 
 /// Spawns one worker task on the coordinator's runtime.
@@ -30,61 +29,44 @@ pub(crate) fn spawn<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
 
 async fn run<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(inner: Arc<Inner<T, R, Q>>) {
     let mut slot = Arc::new(Slot::new(inner.ctx.clone()));
+    let mailbox = Arc::new(Mailbox::new());
     inner.update(|core, _| core.register(slot.clone()));
     let mut taken: Option<Taken<T, Q>> = None;
     let mut woke = false;
     loop {
-        // A fresh wake-up each round, enabled (under the lock) only by the section that
-        // decides to wait: the one that files an outcome, or the one that looks for work.
-        let notified = inner.work.notified();
-        let mut notified = std::pin::pin!(notified);
         let next = match taken.take() {
-            Some(job) => process(&inner, &mut slot, job, notified.as_mut()).await,
-            None => look(&inner, &slot, std::mem::take(&mut woke), notified.as_mut()),
+            Some(job) => process(&inner, &mut slot, &mailbox, job).await,
+            None => look(&inner, &slot, &mailbox, std::mem::take(&mut woke)),
         };
         match next {
             Next::Start(job) => taken = Some(job),
-            Next::Wait => {
-                notified.await;
-                woke = true;
-            }
+            // On the idle list since that section: woken once, with a job started for it
+            // (no lock to take to find it) or with none (it looks under the lock).
+            Next::Wait => match mailbox.wait().await {
+                Some(job) => taken = Some(job),
+                None => woke = true,
+            },
             Next::Exit => return,
         }
     }
 }
 
-/// One critical section: counts the worker awake again after a wake-up (`woke`), then
-/// starts a job, or waits (`notified` enabled under the lock, so a push or a wake after the
+/// One critical section: counts the worker awake again after a wake-up with no job
+/// (`woke`), then starts a job, or waits (on the idle list, so an accept or a wake after the
 /// unlock reaches it), or exits.
 fn look<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     inner: &Arc<Inner<T, R, Q>>,
     slot: &Arc<Slot>,
+    mailbox: &Arc<Mailbox<Taken<T, Q>>>,
     woke: bool,
-    notified: Pin<&mut Notified<'_>>,
 ) -> Next<T, Q> {
     let now = Instant::now();
     inner.update(|core, fx| {
         if woke {
             core.woke();
         }
-        next_step(core, fx, &inner.ctx.sink, slot, now, notified)
+        core.next_for_worker(fx, &inner.ctx.sink, slot, mailbox, now)
     })
-}
-
-/// What the worker does next, decided under the lock (see [`look`]).
-fn next_step<T, R, Q: Queue<T>>(
-    core: &mut Core<T, R, Q>,
-    fx: &mut Effect,
-    sink: &crate::SignalSink,
-    slot: &Arc<Slot>,
-    now: Instant,
-    notified: Pin<&mut Notified<'_>>,
-) -> Next<T, Q> {
-    let next = core.next_for_worker(fx, sink, slot, now);
-    if let Next::Wait = next {
-        notified.enable();
-    }
-    next
 }
 
 /// Admits and runs one job, files its outcome, and says under the same lock what the worker
@@ -92,14 +74,14 @@ fn next_step<T, R, Q: Queue<T>>(
 async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     inner: &Arc<Inner<T, R, Q>>,
     slot: &mut Arc<Slot>,
+    mailbox: &Arc<Mailbox<Taken<T, Q>>>,
     job: Taken<T, Q>,
-    notified: Pin<&mut Notified<'_>>,
 ) -> Next<T, Q> {
     let id = job.id;
     if let Some(reason) = refusal(inner, &job) {
         let outcome = Outcome::Refused(reason);
         let span = job.span.as_deref();
-        return finish(inner, slot, None, id, &job.route, outcome, span, notified);
+        return finish(inner, slot, mailbox, None, id, &job.route, outcome, span);
     }
     if !inner.hooks.is_empty() {
         let request = AdmissionRequest {
@@ -112,13 +94,13 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
                 Decision::Cancel(reason) => {
                     let outcome = Outcome::Refused(CancelReason::Admission(reason));
                     let span = job.span.as_deref();
-                    return finish(inner, slot, None, id, &job.route, outcome, span, notified);
+                    return finish(inner, slot, mailbox, None, id, &job.route, outcome, span);
                 }
                 // Past `max_defer` under `DeferPolicy::Run`: a hook's `Defer` no longer holds it.
                 Decision::Defer(_) if job.is_overdue() => {}
                 Decision::Defer(until) => {
                     park(inner, slot, job, until);
-                    return look(inner, slot, false, notified);
+                    return look(inner, slot, mailbox, false);
                 }
             }
         }
@@ -171,18 +153,9 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
         let fresh = Arc::new(Slot::new(inner.ctx.clone()));
         let old = std::mem::replace(slot, fresh);
         let span = Some(&span);
-        return finish(inner, slot, Some(&old), id, &route, outcome, span, notified);
+        return finish(inner, slot, mailbox, Some(&old), id, &route, outcome, span);
     }
-    finish(
-        inner,
-        slot,
-        None,
-        id,
-        &route,
-        outcome,
-        Some(&span),
-        notified,
-    )
+    finish(inner, slot, mailbox, None, id, &route, outcome, Some(&span))
 }
 
 /// Reports on its span how a filed operation ended: the `outcome` field, and an event for a
@@ -295,12 +268,12 @@ fn park<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
 fn finish<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     inner: &Arc<Inner<T, R, Q>>,
     slot: &Arc<Slot>,
+    mailbox: &Arc<Mailbox<Taken<T, Q>>>,
     retired: Option<&Arc<Slot>>,
     id: crate::OperationId,
     route: &Q::Route,
     outcome: Outcome<R>,
     span: Option<&tracing::Span>,
-    notified: Pin<&mut Notified<'_>>,
 ) -> Next<T, Q> {
     let now = Instant::now();
     let (ended, next) = inner.update(|core, fx| {
@@ -311,7 +284,7 @@ fn finish<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
         }
         (
             ended,
-            next_step(core, fx, &inner.ctx.sink, slot, now, notified),
+            core.next_for_worker(fx, &inner.ctx.sink, slot, mailbox, now),
         )
     });
     if let Some(span) = span {
