@@ -10,7 +10,8 @@
 //! Modelled with loom: the lag ring ([`crate::lag::Ring`]: push, drop-oldest and lag
 //! accounting with two readers, including the reader/sender compare-and-swap over the oldest
 //! value, waiting senders woken by readers giving room back or leaving, the readers' park,
-//! close). The sink's window lock comes from
+//! close), and the coordinator's inbox (an item left as the inbox shuts or closes is taken in
+//! or handed back, never stranded). The sink's window lock comes from
 //! here too, so it is a loom mutex in a loom build, but the sink as a whole is not modelled:
 //! code built on arc-swap or tokio's own primitives (the sink's `Watch`, the channel's
 //! subscriber list) is covered by multi-threaded stress tests instead, since loom cannot see

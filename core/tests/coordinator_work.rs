@@ -721,6 +721,53 @@ async fn a_paused_coordinator_hands_nothing_to_its_idle_worker_until_resumed() {
     assert_eq!(c.stats().peak_running, 1);
 }
 
+/// With every worker busy, items are accepted without the engine's lock (left in its
+/// inbox); whatever looks next sees them exactly as if accepted under it: pending, in
+/// order, counted, and reachable by a cancel.
+#[tokio::test(start_paused = true)]
+async fn items_accepted_while_every_worker_is_busy_are_seen_at_once_in_order() {
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let body_gate = gate.clone();
+    let c = EphemeralWorkCoordinator::new(
+        move |(), _ctx| {
+            let gate = body_gate.clone();
+            async move {
+                gate.acquire().await.unwrap().forget();
+                Ok::<_, Infallible>(())
+            }
+        },
+        EphemeralOptions::default().max_concurrency(2),
+    )
+    .unwrap();
+    c.enqueue(()).await.unwrap();
+    c.enqueue(()).await.unwrap();
+    settle().await;
+    assert_eq!(c.running().len(), 2);
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        ids.push(c.enqueue(()).await.unwrap());
+    }
+    assert_eq!(c.pending_count(), 10);
+    let pending: Vec<_> = c
+        .snapshot()
+        .into_iter()
+        .filter(|op| op.state == OperationState::Pending)
+        .map(|op| op.id)
+        .collect();
+    assert_eq!(pending, ids);
+    assert_eq!(c.stats().accepted, 12);
+    assert!(c.cancel_operation(ids[3]));
+    gate.add_permits(100);
+    c.drain().await.unwrap();
+    let stats = c.stats();
+    assert_eq!((stats.completed, stats.cancelled), (11, 1));
+    assert_adds_up(&stats);
+    assert!(matches!(
+        c.operation(ids[3]).unwrap().state,
+        OperationState::Cancelled(_)
+    ));
+}
+
 /// The sample callback is a throttle with both edges: the first operation to finish in a
 /// quiet spell at once, then the latest to finish in each interval at its end; never two
 /// calls within one interval.

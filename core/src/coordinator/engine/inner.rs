@@ -7,7 +7,10 @@
 //! (room back, workers spawned or woken, `done` published, result waiters woken, then the
 //! `on_finalized` and `on_evicted` callbacks). The one exception is accepting an item, the
 //! hottest section, which cannot end or evict an operation: `Core::accept` returns an
-//! [`Accepted`] instead, applied by [`Inner::accepted`]. Lock order is core → sink (the sink
+//! [`Accepted`] instead, applied by [`Inner::accepted`]. And while every worker is busy with a
+//! backlog waiting, an item is accepted with no section at all: it is left in the inbox
+//! (`inbox.rs`), which every section takes in first, so no section ever sees the state
+//! without it. Lock order is core → sink (the sink
 //! never calls back while locked), and core → a waiting worker's mailbox.
 
 use std::sync::Arc;
@@ -22,6 +25,8 @@ use super::super::admission::Admission;
 use super::super::context::ContextShared;
 use super::super::queue::Queue;
 use super::body::BodyFn;
+use super::inbox::Inbox;
+use super::mailbox::Mailbox;
 use super::rules::Rules;
 use super::state::{Accepted, Core, Effect, Taken};
 use crate::sync::{Mutex, MutexGuard, lock};
@@ -29,6 +34,11 @@ use crate::sync::{Mutex, MutexGuard, lock};
 /// State shared by handles, workers and the steering task.
 pub(crate) struct Inner<T, R, Q: Queue<T>> {
     core: Mutex<Core<T, R, Q>>,
+    /// Items accepted without the lock while every worker is busy, with their enqueue
+    /// times; taken in at the start of every critical section (see `inbox.rs`).
+    pub(crate) inbox: Box<Inbox<(Taken<T, Q>, Instant)>>,
+    /// Whether this coordinator uses the inbox at all (`Core::is_lockfree`, fixed).
+    lockfree: bool,
     /// Woken on finishes while result waiters exist.
     pub(crate) finished: Notify,
     /// Becomes `true` once, when the coordinator is done.
@@ -75,8 +85,11 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
         created_seq: u64,
         spawn_worker: fn(&Arc<Self>),
     ) -> Self {
+        let lockfree = core.is_lockfree();
         Self {
             core: Mutex::new(core),
+            inbox: Box::new(Inbox::new()),
+            lockfree,
             finished: Notify::new(),
             done: watch::channel(false).0,
             room: Semaphore::new(room),
@@ -98,7 +111,46 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
     /// Locks the core to read it, to accept an item, or to begin a section that ends with
     /// [`release`](Self::release) (a waiting worker enables its wake-up under the lock).
     pub(crate) fn lock(&self) -> MutexGuard<'_, Core<T, R, Q>> {
-        lock(&self.core)
+        let mut core = lock(&self.core);
+        if self.lockfree {
+            self.take_inbox(&mut core);
+        }
+        core
+    }
+
+    /// Takes in, under the lock, every item left in the inbox, oldest first.
+    fn take_inbox(&self, core: &mut Core<T, R, Q>) {
+        self.inbox.take(|(job, at)| {
+            // The queue accepts every job as it comes: nothing holds it.
+            let _held = core.take_in(job, at);
+        });
+    }
+
+    /// At a section's end: hands what the inbox brought in to waiting workers, spawns the
+    /// workers it needs, then opens the inbox or shuts it; if it was shut with items left
+    /// in it meanwhile, takes those in and decides again (see `inbox.rs`).
+    fn settle_inbox(
+        &self,
+        core: &mut Core<T, R, Q>,
+        fx: &mut Effect,
+        woken: &mut Vec<Arc<Mailbox<Taken<T, Q>>>>,
+    ) {
+        loop {
+            core.hand_out(fx, &self.ctx.sink, woken);
+            if !self.inbox.set_open(core.inbox_may_open()) {
+                return;
+            }
+            self.take_inbox(core);
+        }
+    }
+
+    /// Closes the inbox for good and takes in what is left: `complete` and `cancel`, before
+    /// the coordinator stops taking items.
+    fn close_inbox(&self, core: &mut Core<T, R, Q>) {
+        if self.lockfree {
+            self.inbox.close();
+            self.take_inbox(core);
+        }
     }
 
     /// Runs `f` on the core under the lock, then, after the unlock, applies the [`Effect`]
@@ -125,11 +177,14 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
     ) {
         core.conclude(&mut fx);
         let answered = core.take_answered();
-        let woken = if fx.has(Effect::WAKE_ALL) || fx.has(Effect::DONE) {
+        let mut woken = if fx.has(Effect::WAKE_ALL) || fx.has(Effect::DONE) {
             core.take_idle()
         } else {
             Vec::new()
         };
+        if self.lockfree {
+            self.settle_inbox(&mut core, &mut fx, &mut woken);
+        }
         drop(core);
         answered.send();
         for mailbox in woken {
@@ -195,6 +250,11 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
         }
     }
 
+    /// Whether this coordinator accepts items through the inbox when it is open.
+    pub(crate) fn lockfree(&self) -> bool {
+        self.lockfree
+    }
+
     /// Whether the coordinator stopped accepting items, read without the lock (see
     /// `closed`).
     pub(crate) fn is_closed(&self) -> bool {
@@ -220,12 +280,18 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
     /// `cancel()` and dropping the last handle.
     pub(crate) fn shutdown(self: &Arc<Self>) {
         let now = Instant::now();
-        self.update(|core, fx| core.shutdown(fx, now));
+        self.update(|core, fx| {
+            self.close_inbox(core);
+            core.shutdown(fx, now);
+        });
     }
 
     /// `complete()` (idempotent).
     pub(crate) fn complete(self: &Arc<Self>) {
-        self.update(Core::complete);
+        self.update(|core, fx| {
+            self.close_inbox(core);
+            core.complete(fx);
+        });
     }
 }
 

@@ -82,11 +82,31 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
             span.follows_from(tracing::Span::current());
             job.span = Some(Box::new(span));
         }
+        // Every worker busy: left in the inbox, accepted without the lock (the next section
+        // takes it in). A reply must be registered under the lock, so that call takes it.
+        if reply.is_none() && self.lockfree() {
+            match self.inbox.leave((job, now)) {
+                Ok(true) => return Ok(id),
+                Ok(false) => {
+                    // A worker began to wait meanwhile and may not have seen it: a section
+                    // takes it in and hands it over.
+                    self.update(|_, _| ());
+                    return Ok(id);
+                }
+                Err((back, _)) => job = back,
+            }
+        }
         let accepted = {
             let mut core = self.lock();
             let accepted = core.accept(job, &self.ctx.sink, now, from_intake);
             if let (Ok(_), Some(reply)) = (&accepted, reply) {
                 core.reply_on_finish(id, reply);
+            }
+            // This item may be the backlog's first with every worker busy: the next ones
+            // need not take the lock. (Accepting never shuts the inbox: it only wakes or
+            // spawns a worker when one waits or is missing, and then it was shut already.)
+            if self.lockfree() && core.inbox_may_open() {
+                let _shut_with_items = self.inbox.set_open(true);
             }
             accepted
         };

@@ -8,6 +8,7 @@
 //! * `sample.rs`: the `sample` throttle;
 //! * `slot.rs`: a worker's slot, through which cancellation reaches the body it runs;
 //! * `mailbox.rs`: a waiting worker's mailbox, through which an accepted item reaches it;
+//! * `inbox.rs`: items accepted without the lock while every worker is busy;
 //! * `window.rs`: tracked operations, eviction and echoes;
 //! * `state.rs`: [`Core`](state::Core), everything under the lock, and the
 //!   [`Effect`](state::Effect) each change leaves to apply after the unlock;
@@ -19,6 +20,7 @@
 //!   intake and its queries.
 
 mod body;
+mod inbox;
 mod inner;
 mod intake;
 mod lifecycle;

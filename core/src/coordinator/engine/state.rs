@@ -188,6 +188,10 @@ pub(crate) struct Core<T, R, Q: Queue<T>> {
     finalized_out: Vec<OperationSnapshot>,
     /// The slots of the live workers (registered before they take a job).
     slots: Vec<Arc<Slot>>,
+    /// Whether items may be accepted through the inbox, without the lock: the queue accepts
+    /// every item as it comes and no coordinator-wide defer rule can hold one (fixed at
+    /// creation).
+    lockfree: bool,
     _item: std::marker::PhantomData<fn(T)>,
 }
 
@@ -199,6 +203,7 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         limit: usize,
         report_finalized: bool,
     ) -> Self {
+        let lockfree = Q::ALWAYS_ACCEPTS && defer.defer_on.is_none();
         Self {
             queue,
             window,
@@ -226,6 +231,7 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
             intake_error: None,
             finalized_out: Vec::new(),
             slots: Vec::new(),
+            lockfree,
             _item: std::marker::PhantomData,
         }
     }
@@ -357,12 +363,9 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
             });
         }
         let mut job = job;
-        self.window
-            .insert(job.id, Record::pending(job.key.clone(), now));
-        self.accepted += 1;
         // Accepted during a deferral: held from the start.
         let mut held = self.defer_since.is_some() && job.hold(now);
-        held |= self.queue.push(job);
+        held |= self.take_in(job, now);
         // A waiting worker is handed the next job here, started under this lock, so it need
         // not take the lock again to find it. Nothing may start (paused, deferred, at the
         // limit, the key busy): it stays on the list, and nobody wakes it for nothing.
@@ -388,6 +391,66 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
             wake,
             steer: (held || fx.has(Effect::STEER)) && self.defer.max_defer.is_some(),
         })
+    }
+
+    /// Records an accepted job (enqueued at `now`) and queues it; returns whether a
+    /// route-level deferral holds it. For an item left in the inbox, under the first lock
+    /// after its enqueue (never after `complete` or `cancel`, which take the inbox in first).
+    pub(crate) fn take_in(&mut self, job: Job<T, Q::Route>, now: Instant) -> bool {
+        self.window
+            .insert(job.id, Record::pending(job.key.clone(), now));
+        self.accepted += 1;
+        self.queue.push(job)
+    }
+
+    /// Whether items may be accepted through the inbox, without the lock (see `lockfree`).
+    pub(crate) fn is_lockfree(&self) -> bool {
+        self.lockfree
+    }
+
+    /// Whether the inbox may be open now: accepting an item needs nothing of the lock (it
+    /// would neither wake nor spawn a worker, and the coordinator still takes items), and
+    /// items already wait (a backlog: without one, as with a service whose callers wait for
+    /// each result, the lock is no bottleneck and the flag would flip with every item).
+    pub(crate) fn inbox_may_open(&self) -> bool {
+        self.lockfree
+            && !self.closed
+            && self.idle.is_empty()
+            && self.workers >= self.limit
+            && self.queue.len() > 0
+    }
+
+    /// After items were taken in from the inbox: hands startable jobs to waiting workers
+    /// (pushing their mailboxes onto `woken`, to wake after the unlock) and spawns the
+    /// workers the rest of the queue can use, as `accept` does for one item.
+    pub(crate) fn hand_out(
+        &mut self,
+        fx: &mut Effect,
+        sink: &SignalSink,
+        woken: &mut Vec<Arc<Mailbox<Taken<T, Q>>>>,
+    ) {
+        if !self.idle.is_empty() && self.queue.len() > 0 {
+            let now = Instant::now();
+            while let Some(idle) = self.idle.pop() {
+                match self.try_start(fx, sink, &idle.slot, now) {
+                    Some(taken) => {
+                        idle.mailbox.hand(taken);
+                        woken.push(idle.mailbox);
+                    }
+                    None => {
+                        self.idle.push(idle);
+                        break;
+                    }
+                }
+            }
+        }
+        let unserved = self
+            .queue
+            .len()
+            .saturating_sub(self.idle.len() + self.waking);
+        let spawn = unserved.min(self.limit.saturating_sub(self.workers));
+        self.workers += spawn;
+        fx.spawn += spawn;
     }
 
     /// An intake stream starts; `false` (with the error recorded) after `complete()`.

@@ -23,6 +23,8 @@ impl<T> Fifo<T> {
 impl<T: Send + 'static> Queue<T> for Fifo<T> {
     type Route = ();
 
+    const ALWAYS_ACCEPTS: bool = true;
+
     fn len(&self) -> usize {
         self.jobs.len()
     }

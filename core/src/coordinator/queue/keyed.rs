@@ -130,6 +130,8 @@ impl<T, K: Hash + Eq + Clone> KeyedQueue<T, K> {
 impl<T: Send + 'static, K: Hash + Eq + Clone + Send + 'static> Queue<T> for KeyedQueue<T, K> {
     type Route = K;
 
+    const ALWAYS_ACCEPTS: bool = true;
+
     fn len(&self) -> usize {
         self.len
     }

@@ -13,6 +13,11 @@ pub(crate) trait Queue<T>: Send + 'static {
     /// What the policy orders by (a key, a lane, nothing).
     type Route: Send + 'static;
 
+    /// Whether every new job is accepted as it comes: `refuse` is always `None` and `push`
+    /// always returns `false` (no lane refuses or holds it). Such a queue can take items
+    /// through the engine's inbox, without the lock.
+    const ALWAYS_ACCEPTS: bool = false;
+
     /// Pending jobs (not popped).
     fn len(&self) -> usize;
 
