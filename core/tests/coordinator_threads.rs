@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use coordinator_support::{Gauge, assert_adds_up};
 use ephemeral::{
     EnqueueError, EphemeralKeyedWorkCoordinator, EphemeralOptions, EphemeralWorkCoordinator,
-    OperationState,
+    OperationId, OperationState,
 };
 
 /// Producers per coordinator.
@@ -30,27 +30,72 @@ async fn sometimes_yield(item: usize, ran: &AtomicUsize, gauge: &Gauge) {
     ran.fetch_add(1, Ordering::SeqCst);
 }
 
+/// A work coordinator running [`sometimes_yield`] with `options` (and room to track every
+/// item), with the count of bodies run and their concurrency gauge.
+fn counting(
+    options: EphemeralOptions,
+) -> (EphemeralWorkCoordinator<usize>, Arc<AtomicUsize>, Gauge) {
+    let ran = Arc::new(AtomicUsize::new(0));
+    let gauge = Gauge::default();
+    let (body_ran, body_gauge) = (ran.clone(), gauge.clone());
+    let c = EphemeralWorkCoordinator::new(
+        move |item: usize, _ctx| {
+            let (ran, gauge) = (body_ran.clone(), body_gauge.clone());
+            async move {
+                sometimes_yield(item, &ran, &gauge).await;
+                Ok::<_, Infallible>(())
+            }
+        },
+        options.max_tracked(100_000),
+    )
+    .unwrap();
+    (c, ran, gauge)
+}
+
+/// [`PRODUCERS`] tasks enqueueing until the coordinator refuses as closed; once `started`
+/// items were accepted, `close` is called under their feet. Returns every accepted id.
+async fn produce_until(
+    c: &EphemeralWorkCoordinator<usize>,
+    started: u64,
+    close: impl FnOnce(),
+) -> Vec<OperationId> {
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|p| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for i in 0.. {
+                    match c.enqueue(p * 1_000_000 + i).await {
+                        Ok(id) => ids.push(id),
+                        Err(EnqueueError::Closed(_)) => break,
+                        Err(e) => panic!("unexpected refusal: {e}"),
+                    }
+                }
+                ids
+            })
+        })
+        .collect();
+    // Let the producers get going (and the inbox open), then close under their feet.
+    while c.stats().accepted < started {
+        tokio::task::yield_now().await;
+    }
+    close();
+    let mut ids = Vec::new();
+    for p in producers {
+        ids.extend(p.await.unwrap());
+    }
+    ids
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_item_from_racing_producers_runs_exactly_once() {
     for round in 0..20 {
-        let ran = Arc::new(AtomicUsize::new(0));
-        let gauge = Gauge::default();
         let limit = 1 + round % 4;
-        let (body_ran, body_gauge) = (ran.clone(), gauge.clone());
-        let c = EphemeralWorkCoordinator::new(
-            move |item: usize, _ctx| {
-                let (ran, gauge) = (body_ran.clone(), body_gauge.clone());
-                async move {
-                    sometimes_yield(item, &ran, &gauge).await;
-                    Ok::<_, Infallible>(())
-                }
-            },
+        let (c, ran, gauge) = counting(
             EphemeralOptions::default()
                 .max_concurrency(limit)
-                .max_pending(64)
-                .max_tracked(100_000),
-        )
-        .unwrap();
+                .max_pending(64),
+        );
         let per_producer = 2_000;
         let producers: Vec<_> = (0..PRODUCERS)
             .map(|p| {
@@ -92,47 +137,10 @@ async fn every_item_from_racing_producers_runs_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn items_racing_complete_run_or_are_refused_never_lost() {
     for round in 0..20 {
-        let ran = Arc::new(AtomicUsize::new(0));
-        let gauge = Gauge::default();
-        let (body_ran, body_gauge) = (ran.clone(), gauge.clone());
-        let c = EphemeralWorkCoordinator::new(
-            move |item: usize, _ctx| {
-                let (ran, gauge) = (body_ran.clone(), body_gauge.clone());
-                async move {
-                    sometimes_yield(item, &ran, &gauge).await;
-                    Ok::<_, Infallible>(())
-                }
-            },
-            EphemeralOptions::default()
-                .max_concurrency(2)
-                .max_tracked(100_000),
-        )
-        .unwrap();
-        let producers: Vec<_> = (0..PRODUCERS)
-            .map(|p| {
-                let c = c.clone();
-                tokio::spawn(async move {
-                    let mut accepted = 0usize;
-                    for i in 0.. {
-                        match c.enqueue(p * 1_000_000 + i).await {
-                            Ok(_) => accepted += 1,
-                            Err(EnqueueError::Closed(_)) => break,
-                            Err(e) => panic!("unexpected refusal: {e}"),
-                        }
-                    }
-                    accepted
-                })
-            })
-            .collect();
-        // Let the producers get going (and the inbox open), then close under their feet.
-        while c.stats().accepted < 500 * (1 + round % 5) as u64 {
-            tokio::task::yield_now().await;
-        }
-        c.complete();
-        let mut accepted = 0;
-        for p in producers {
-            accepted += p.await.unwrap();
-        }
+        let (c, ran, _gauge) = counting(EphemeralOptions::default().max_concurrency(2));
+        let accepted = produce_until(&c, 500 * (1 + round % 5) as u64, || c.complete())
+            .await
+            .len();
         c.drain().await.unwrap();
         let stats = c.stats();
         assert_eq!(stats.accepted, accepted as u64, "round {round}: {stats:?}");
@@ -145,46 +153,8 @@ async fn items_racing_complete_run_or_are_refused_never_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn items_racing_cancel_end_in_exactly_one_terminal_state() {
     for round in 0..20 {
-        let ran = Arc::new(AtomicUsize::new(0));
-        let gauge = Gauge::default();
-        let (body_ran, body_gauge) = (ran.clone(), gauge.clone());
-        let c = EphemeralWorkCoordinator::new(
-            move |item: usize, _ctx| {
-                let (ran, gauge) = (body_ran.clone(), body_gauge.clone());
-                async move {
-                    sometimes_yield(item, &ran, &gauge).await;
-                    Ok::<_, Infallible>(())
-                }
-            },
-            EphemeralOptions::default()
-                .max_concurrency(3)
-                .max_tracked(100_000),
-        )
-        .unwrap();
-        let producers: Vec<_> = (0..PRODUCERS)
-            .map(|p| {
-                let c = c.clone();
-                tokio::spawn(async move {
-                    let mut ids = Vec::new();
-                    for i in 0.. {
-                        match c.enqueue(p * 1_000_000 + i).await {
-                            Ok(id) => ids.push(id),
-                            Err(EnqueueError::Closed(_)) => break,
-                            Err(e) => panic!("unexpected refusal: {e}"),
-                        }
-                    }
-                    ids
-                })
-            })
-            .collect();
-        while c.stats().accepted < 300 * (1 + round % 5) as u64 {
-            tokio::task::yield_now().await;
-        }
-        c.cancel();
-        let mut ids = Vec::new();
-        for p in producers {
-            ids.extend(p.await.unwrap());
-        }
+        let (c, ran, _gauge) = counting(EphemeralOptions::default().max_concurrency(3));
+        let ids = produce_until(&c, 300 * (1 + round % 5) as u64, || c.cancel()).await;
         c.drain().await.unwrap();
         let stats = c.stats();
         assert_eq!(stats.accepted, ids.len() as u64, "round {round}: {stats:?}");

@@ -195,12 +195,19 @@ mod loom_model {
         Refused,
     }
 
-    fn leave(inbox: &Inbox<u32>) -> Left {
-        match inbox.leave(7) {
-            Ok(true) => Left::Done,
-            Ok(false) => Left::Kick,
-            Err(_) => Left::Refused,
-        }
+    /// An open inbox, and a thread leaving one item in it.
+    fn open_with_enqueuer() -> (Arc<Inbox<u32>>, loom::thread::JoinHandle<Left>) {
+        let inbox = Arc::new(Inbox::new());
+        assert!(!inbox.set_open(true));
+        let enqueuer = {
+            let inbox = inbox.clone();
+            loom::thread::spawn(move || match inbox.leave(7) {
+                Ok(true) => Left::Done,
+                Ok(false) => Left::Kick,
+                Err(_) => Left::Refused,
+            })
+        };
+        (inbox, enqueuer)
     }
 
     /// A worker shuts the inbox to wait while an item is left: if the enqueuer was told
@@ -208,12 +215,7 @@ mod loom_model {
     #[test]
     fn an_item_left_as_the_inbox_shuts_is_never_stranded() {
         loom::model(|| {
-            let inbox = Arc::new(Inbox::new());
-            assert!(!inbox.set_open(true));
-            let enqueuer = {
-                let inbox = inbox.clone();
-                loom::thread::spawn(move || leave(&inbox))
-            };
+            let (inbox, enqueuer) = open_with_enqueuer();
             let mut taken = 0;
             if inbox.set_open(false) {
                 inbox.take(|_| taken += 1);
@@ -237,12 +239,7 @@ mod loom_model {
     #[test]
     fn an_item_left_as_the_inbox_closes_is_taken_in_or_refused() {
         loom::model(|| {
-            let inbox = Arc::new(Inbox::new());
-            assert!(!inbox.set_open(true));
-            let enqueuer = {
-                let inbox = inbox.clone();
-                loom::thread::spawn(move || leave(&inbox))
-            };
+            let (inbox, enqueuer) = open_with_enqueuer();
             inbox.close();
             let mut taken = 0;
             inbox.take(|_| taken += 1);

@@ -367,25 +367,10 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         let mut held = self.defer_since.is_some() && job.hold(now);
         held |= self.take_in(job, now);
         // A waiting worker is handed the next job here, started under this lock, so it need
-        // not take the lock again to find it. Nothing may start (paused, deferred, at the
-        // limit, the key busy): it stays on the list, and nobody wakes it for nothing.
-        let mut wake = None;
+        // not take the lock again to find it; one more worker if jobs still go unserved.
         let mut fx = Effect::default();
-        if let Some(idle) = self.idle.pop() {
-            match self.try_start(&mut fx, sink, &idle.slot, now) {
-                Some(taken) => {
-                    idle.mailbox.hand(taken);
-                    wake = Some(idle.mailbox);
-                }
-                None => self.idle.push(idle),
-            }
-        }
-        // One more worker whenever waiting jobs outnumber the workers that will look for
-        // them (waiting, or woken and about to look).
-        let spawn = self.queue.len() > self.idle.len() + self.waking && self.workers < self.limit;
-        if spawn {
-            self.workers += 1;
-        }
+        let wake = self.hand_one(&mut fx, sink, now);
+        let spawn = self.spawn_for_queue(1) == 1;
         Ok(Accepted {
             spawn,
             wake,
@@ -431,26 +416,49 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
     ) {
         if !self.idle.is_empty() && self.queue.len() > 0 {
             let now = Instant::now();
-            while let Some(idle) = self.idle.pop() {
-                match self.try_start(fx, sink, &idle.slot, now) {
-                    Some(taken) => {
-                        idle.mailbox.hand(taken);
-                        woken.push(idle.mailbox);
-                    }
-                    None => {
-                        self.idle.push(idle);
-                        break;
-                    }
-                }
+            while let Some(mailbox) = self.hand_one(fx, sink, now) {
+                woken.push(mailbox);
             }
         }
+        fx.spawn += self.spawn_for_queue(usize::MAX);
+    }
+
+    /// Starts the next job for one waiting worker and hands it over; returns the worker's
+    /// mailbox, to wake after the unlock. `None` when no worker waits, or when nothing may
+    /// start (paused, deferred, at the limit, the key busy): the worker then stays on the
+    /// list, and nobody wakes it for nothing.
+    fn hand_one(
+        &mut self,
+        fx: &mut Effect,
+        sink: &SignalSink,
+        now: Instant,
+    ) -> Option<Arc<Mailbox<Taken<T, Q>>>> {
+        let idle = self.idle.pop()?;
+        match self.try_start(fx, sink, &idle.slot, now) {
+            Some(taken) => {
+                idle.mailbox.hand(taken);
+                Some(idle.mailbox)
+            }
+            None => {
+                self.idle.push(idle);
+                None
+            }
+        }
+    }
+
+    /// Counts (and returns) up to `at_most` more workers, as many as the queued jobs
+    /// outnumber the workers that will look for them (waiting, or woken and about to look),
+    /// within the limit. The caller spawns them.
+    fn spawn_for_queue(&mut self, at_most: usize) -> usize {
         let unserved = self
             .queue
             .len()
             .saturating_sub(self.idle.len() + self.waking);
-        let spawn = unserved.min(self.limit.saturating_sub(self.workers));
+        let spawn = unserved
+            .min(self.limit.saturating_sub(self.workers))
+            .min(at_most);
         self.workers += spawn;
-        fx.spawn += spawn;
+        spawn
     }
 
     /// An intake stream starts; `false` (with the error recorded) after `complete()`.
