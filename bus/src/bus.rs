@@ -579,7 +579,15 @@ impl Bus {
             dropped_sends,
             callback_panics: shared.callback_panics.load(Ordering::Relaxed),
             late_replies: shared.locals.replies.late.load(Ordering::Relaxed),
-            subscriptions: shared.locals.all().iter().map(|s| s.stats()).collect(),
+            // The bus's own listeners (retained state's notices, inspection) are not the
+            // user's subscriptions.
+            subscriptions: shared
+                .locals
+                .all()
+                .iter()
+                .filter(|s| s.interest != Interest::Internal)
+                .map(|s| s.stats())
+                .collect(),
             topics: shared.locals.topics.snapshot(),
             handlers: shared.handlers.snapshot(),
             uptime: shared.opened.elapsed(),

@@ -104,8 +104,10 @@
 //! (`bridge/holds.rs`), mirrored once per sink (`bridge/mirrors.rs`, with the table that
 //! raises a signal reaching a sink along two paths once).
 //!
-//! The state exchange of [`inspect`] travels as the bus's own broadcasts (`Bus::broadcast`,
-//! internal subscriptions in `router.rs`): a namespace apart from user topics.
+//! The state exchange of [`inspect`] and the retained state's change notices and registry
+//! syncs travel as the bus's own broadcasts (`Bus::broadcast`, internal subscriptions in
+//! `router.rs`): a namespace apart from user topics, never delivered to a subscription nor
+//! listed in [`BusStats`].
 //!
 //! # Tracing
 //!

@@ -21,7 +21,8 @@ pub struct BusStats {
     pub callback_panics: u64,
     /// Replies that arrived after their request gave up (timed out), dropped.
     pub late_replies: u64,
-    /// Each subscription of this handle.
+    /// Each subscription, server and observer of this handle (not the bus's own listeners:
+    /// retained state's notices and inspection).
     pub subscriptions: Vec<SubscriptionStats>,
     /// Per topic: messages published and received (at most 1024 topics, then `(other)`).
     pub topics: Vec<TopicStats>,

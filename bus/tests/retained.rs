@@ -658,3 +658,44 @@ async fn stored_holds_show_a_restarted_process_what_is_held_elsewhere() {
         .expect("a stopped holder's holds are deleted from the store");
     assert!(again.signal().is_held(), "still held where it is held");
 }
+
+/// The retained state's own traffic (change notices, the durable registry's sync and its
+/// answers) is the bus's business: a subscription to every topic never sees it, and the
+/// bus's statistics list the subscriptions the user made, not the bus's own listeners.
+#[tokio::test]
+async fn retained_traffic_stays_out_of_user_subscriptions_and_stats() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let other = open(&dir).await;
+    let mut everything = bus.subscribe("*").await.unwrap();
+    let store = bus.store("cache", StoreOptions::default()).await.unwrap();
+    store.set("a", b"1", None).await.unwrap();
+    let durable = other
+        .subscribe_durable("orders.*", "billing")
+        .await
+        .unwrap();
+    drop(durable);
+    other.publish("orders.created", b"kept").await.unwrap();
+    bus.publish("user.topic", b"mine").await.unwrap();
+    // Two publishers: no order between them.
+    let mut topics = Vec::new();
+    for _ in 0..2 {
+        topics.push(next(&mut everything).await.unwrap().topic().to_string());
+    }
+    topics.sort();
+    assert_eq!(
+        topics,
+        ["orders.created", "user.topic"],
+        "only the users' messages"
+    );
+    other.flush().await;
+    bus.flush().await;
+    assert!(everything.try_recv().is_none(), "nothing else arrived");
+    let patterns: Vec<String> = bus
+        .stats()
+        .subscriptions
+        .iter()
+        .map(|s| s.pattern.clone())
+        .collect();
+    assert_eq!(patterns, ["*"], "only the user's subscription is listed");
+}

@@ -70,7 +70,7 @@ pub(crate) async fn ring(bus: &Bus, topic: &str, seq: u64) {
     if crate::retained::retry::inject::muted(bus.name()) {
         return;
     }
-    let _ = bus.publish(topic, seq.to_le_bytes()).await;
+    let _ = bus.broadcast(topic, seq.to_le_bytes()).await;
 }
 
 /// The tables, all bytes to bytes (layouts in [`codec`]).

@@ -29,13 +29,12 @@ use ephemeral::lag::Cursor;
 
 use crate::frame::Interest;
 use crate::subscription::{Buffered, LocalSub};
-use crate::{Bus, BusError, Outgoing};
+use crate::{Bus, BusError};
 
 /// The topic registry changes are announced on.
 fn sync_topic() -> String {
     format!("{TOPIC_PREFIX}.durables")
 }
-const REPLY_TO: &str = "reply-to";
 
 /// One durable subscription, as publishers see it.
 #[derive(Debug)]
@@ -120,7 +119,7 @@ pub(crate) async fn capture(
 pub(crate) fn listener() -> (Arc<LocalSub>, Cursor<Buffered>) {
     let (local, cursor) = LocalSub::new(
         Pattern::new(&sync_topic()),
-        Interest::Messages,
+        Interest::Internal,
         Buffer::Unbounded,
         Overflow::DropOldest,
     );
@@ -183,10 +182,11 @@ pub(crate) async fn start(bus: &Bus, listener: Arc<LocalSub>, mut cursor: Cursor
             let Some(handle) = weak.upgrade() else { break };
             let bus = Bus { handle };
             let _ = reload(&bus).await;
+            // The sync's payload names the topic its answers go to.
             if let Ok(sync) = item
-                && let Some(HeaderValue::Str(reply)) = sync.header(REPLY_TO)
+                && let Some(reply) = sync.payload_str()
             {
-                let _ = bus.publish(reply, b"").await;
+                let _ = bus.broadcast(reply, b"").await;
             }
         }
     });
@@ -199,19 +199,13 @@ pub(crate) async fn sync(bus: &Bus) -> Result<(), StoreError> {
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let reply = format!("{TOPIC_PREFIX}.durables.ack.{:016x}.{n}", bus.peer_id());
     let mut acks = bus
-        .subscribe_with(
+        .listen_internal(
             &reply,
             Buffer::Bounded(NonZeroUsize::new(4096).unwrap_or(NonZeroUsize::MIN)),
             Overflow::DropOldest,
         )
-        .await?;
-    let reached = bus
-        .publish_with(
-            Outgoing::new(&sync_topic())
-                .map_err(BusError::from)?
-                .header(REPLY_TO, reply.as_str()),
-        )
-        .await?;
+        .await;
+    let reached = bus.broadcast(&sync_topic(), reply.as_str()).await?;
     let deadline = crate::after(bus.handle.shared.options.handshake_timeout);
     let mut answered = 0;
     while answered < reached {

@@ -89,12 +89,12 @@ impl Bus {
             capture::sync(self).await?;
         }
         let notices = self
-            .subscribe_with(
+            .listen_internal(
                 &db::durable_topic(id),
                 Buffer::Bounded(NonZeroUsize::MIN),
                 Overflow::DropOldest,
             )
-            .await?;
+            .await;
         let expired = Arc::new(AtomicU64::new(0));
         let reader = Reader {
             db: Arc::clone(&db),

@@ -49,9 +49,12 @@
 //! (one `fdatasync`, shared by the writes committed together), and an operating-system
 //! crash can undo at most the last commit, never leave the database inconsistent.
 //! Processes are told of changes by the bus itself
-//! (internal topics under `_retained`), so watchers and joiners wake on a change, without
-//! polling; the database is the source of truth, so a notification lost to a slow
-//! subscriber costs nothing but a read.
+//! (the bus's own broadcasts on topics under `_retained`, in the namespace apart from user
+//! topics: no subscription, not even one to `*`, ever sees them, and
+//! [`BusStats::subscriptions`](crate::BusStats::subscriptions) does not list their
+//! listeners), so watchers and joiners wake on a change, without polling; the database is
+//! the source of truth, so a notification lost to a slow subscriber costs nothing but a
+//! read.
 //!
 //! | bound | value |
 //! |---|---|

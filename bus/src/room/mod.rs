@@ -164,12 +164,12 @@ impl RoomBackend for BusRoom {
         Box::pin(async move {
             let notices = self
                 .bus
-                .subscribe_with(
+                .listen_internal(
                     &self.topic,
                     Buffer::Bounded(NonZeroUsize::MIN),
                     Overflow::DropOldest,
                 )
-                .await?;
+                .await;
             let joiner = Joiner {
                 db: Arc::clone(&self.db),
                 id: self.id,

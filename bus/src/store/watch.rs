@@ -45,12 +45,12 @@ pub(super) async fn watch(
 ) -> Result<BoxStream<'static, Result<StoreEvent, Lagged>>, StoreError> {
     let notices = store
         .bus
-        .subscribe_with(
+        .listen_internal(
             &store.topic,
             Buffer::Bounded(NonZeroUsize::MIN),
             Overflow::DropOldest,
         )
-        .await?;
+        .await;
     let id = store.id;
     let revision = store.db.read(|txn, t| {
         Ok(codec::decode_counters(
