@@ -67,12 +67,26 @@ impl std::ops::Deref for Flag {
     }
 }
 
+/// About how many bytes the inbox's slots take: a ring allocated once, with the coordinator.
+#[cfg(not(ephemeral_loom))]
+const INBOX_BYTES: usize = 8 * 1024;
+
+/// How many items the inbox holds: what fits in [`INBOX_BYTES`], at least 8 and at most 128.
+/// A full inbox refuses an item, which is then accepted under the lock, after that section
+/// took in everything left before it; so a producer outrunning the workers takes the lock
+/// once per inbox-full, and the ring is never grown, nor its blocks allocated, zeroed and
+/// freed as items pass (an unbounded queue's cost, about a tenth of an item's instructions).
+#[cfg(not(ephemeral_loom))]
+fn capacity<J>() -> usize {
+    (INBOX_BYTES / std::mem::size_of::<J>().max(1)).clamp(8, 128)
+}
+
 impl<J> Inbox<J> {
     /// A shut inbox (sections open it when they may).
     pub(crate) fn new() -> Self {
         Self {
             #[cfg(not(ephemeral_loom))]
-            queue: concurrent_queue::ConcurrentQueue::unbounded(),
+            queue: concurrent_queue::ConcurrentQueue::bounded(capacity::<J>()),
             #[cfg(ephemeral_loom)]
             queue: Mutex::new((VecDeque::new(), false)),
             open: Flag(AtomicBool::new(false)),
@@ -82,7 +96,8 @@ impl<J> Inbox<J> {
     /// Leaves `job` if the inbox is open. `Ok(true)`: left, and nothing else to do;
     /// `Ok(false)`: left, but the inbox was shut meanwhile, so a worker may be waiting that
     /// did not see it: the caller must run a critical section (which takes it in and hands it
-    /// out). `Err(job)`: not left; the caller accepts it under the lock.
+    /// out). `Err(job)`: not left (shut, closed or full); the caller accepts it under the
+    /// lock.
     pub(crate) fn leave(&self, job: J) -> Result<bool, J> {
         // SeqCst, with the fence: the enqueuer's half of Dekker's protocol (see the module).
         if !self.open.load(Ordering::SeqCst) {

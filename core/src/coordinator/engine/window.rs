@@ -105,6 +105,11 @@ impl<R> Answers<R> {
     /// Sends every answer; never called under the engine's lock. A caller that dropped its
     /// future is not told (its answer is dropped here).
     pub(crate) fn send(self) {
+        // Most sections answer nobody (a work coordinator never does): no iterator to
+        // build and drop for them.
+        if self.first.is_none() {
+            return;
+        }
         for (tx, answer) in self.first.into_iter().chain(self.more) {
             let _ = tx.send(answer);
         }
