@@ -142,6 +142,59 @@ async fn enqueue_waits_for_room() {
     assert_eq!(c.stats().completed, 3);
 }
 
+/// Room is exact through many rounds: `max_pending` items wait besides the running ones
+/// (never more, never fewer), `try_enqueue` is refused only when they do, and a waiting
+/// `enqueue` gets in as soon as one of them starts.
+#[tokio::test(start_paused = true)]
+async fn room_is_exact_through_many_rounds() {
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let body_gate = gate.clone();
+    let c = EphemeralWorkCoordinator::new(
+        move |_n: u32, _ctx| {
+            let gate = body_gate.clone();
+            async move {
+                gate.acquire().await.unwrap().forget();
+                Ok::<_, Infallible>(())
+            }
+        },
+        EphemeralOptions::default()
+            .max_concurrency(2)
+            .max_pending(3)
+            .max_tracked(10_000),
+    )
+    .unwrap();
+    for round in 0..40u32 {
+        // Fill: exactly 3 wait besides the 2 running.
+        while c.try_enqueue(round).is_ok() {}
+        settle().await;
+        while c.try_enqueue(round).is_ok() {}
+        assert_eq!(c.pending_count(), 3, "round {round}");
+        assert_eq!(c.running().len(), 2, "round {round}");
+        assert!(matches!(c.try_enqueue(round), Err(EnqueueError::Full(_))));
+        // A waiting enqueue gets in when one item finishes and the next starts.
+        let c2 = c.clone();
+        let waiter = tokio::spawn(async move { c2.enqueue(round).await });
+        settle().await;
+        assert!(!waiter.is_finished(), "round {round}: no room yet");
+        gate.add_permits(1);
+        settle().await;
+        let got_in = tokio::time::timeout(Duration::from_secs(60), waiter).await;
+        assert!(
+            matches!(got_in, Ok(Ok(Ok(_)))),
+            "round {round}: the waiting enqueue got in"
+        );
+        assert_eq!(c.pending_count(), 3, "round {round}");
+        // Let a few more finish, so room comes back in varying amounts.
+        gate.add_permits((round % 4) as usize);
+        settle().await;
+    }
+    gate.add_permits(10_000);
+    c.drain().await.unwrap();
+    let stats = c.stats();
+    assert_eq!(stats.completed, stats.accepted);
+    assert_adds_up(&stats);
+}
+
 #[tokio::test(start_paused = true)]
 async fn reserve_in_select_loses_nothing() {
     let c = EphemeralWorkCoordinator::new(
