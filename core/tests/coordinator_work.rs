@@ -27,6 +27,30 @@ fn sleeper(
     }
 }
 
+/// A coordinator whose bodies each wait for one permit of the returned gate: items run
+/// only as the test lets them.
+fn gated<T: Send + 'static>(
+    options: EphemeralOptions,
+) -> (
+    EphemeralWorkCoordinator<T>,
+    std::sync::Arc<tokio::sync::Semaphore>,
+) {
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let body_gate = gate.clone();
+    let c = EphemeralWorkCoordinator::new(
+        move |_item: T, _ctx| {
+            let gate = body_gate.clone();
+            async move {
+                gate.acquire().await.unwrap().forget();
+                Ok::<_, Infallible>(())
+            }
+        },
+        options,
+    )
+    .unwrap();
+    (c, gate)
+}
+
 #[tokio::test(start_paused = true)]
 async fn every_item_completes_and_stats_add_up() {
     let gauge = Gauge::default();
@@ -147,22 +171,12 @@ async fn enqueue_waits_for_room() {
 /// `enqueue` gets in as soon as one of them starts.
 #[tokio::test(start_paused = true)]
 async fn room_is_exact_through_many_rounds() {
-    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
-    let body_gate = gate.clone();
-    let c = EphemeralWorkCoordinator::new(
-        move |_n: u32, _ctx| {
-            let gate = body_gate.clone();
-            async move {
-                gate.acquire().await.unwrap().forget();
-                Ok::<_, Infallible>(())
-            }
-        },
+    let (c, gate) = gated::<u32>(
         EphemeralOptions::default()
             .max_concurrency(2)
             .max_pending(3)
             .max_tracked(10_000),
-    )
-    .unwrap();
+    );
     for round in 0..40u32 {
         // Fill: exactly 3 wait besides the 2 running.
         while c.try_enqueue(round).is_ok() {}
@@ -779,21 +793,11 @@ async fn a_paused_coordinator_hands_nothing_to_its_idle_worker_until_resumed() {
 /// order, counted, and reachable by a cancel.
 #[tokio::test(start_paused = true)]
 async fn items_accepted_while_every_worker_is_busy_are_seen_at_once_in_order() {
-    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
-    let body_gate = gate.clone();
-    let c = EphemeralWorkCoordinator::new(
-        move |(), _ctx| {
-            let gate = body_gate.clone();
-            async move {
-                gate.acquire().await.unwrap().forget();
-                Ok::<_, Infallible>(())
-            }
-        },
+    let (c, gate) = gated::<()>(
         EphemeralOptions::default()
             .max_concurrency(2)
             .max_tracked(1000),
-    )
-    .unwrap();
+    );
     c.enqueue(()).await.unwrap();
     c.enqueue(()).await.unwrap();
     settle().await;
