@@ -62,6 +62,18 @@ pub(crate) fn durable_topic(id: u32) -> String {
     format!("{TOPIC_PREFIX}.durable.{id}")
 }
 
+/// Listens to the notices [`ring`] sends on `topic`: the bus's own broadcasts, which no user
+/// subscription sees. One buffered notice is enough (each says "up to here"; the reader
+/// then reads the database), so older ones are dropped.
+pub(crate) async fn notices(bus: &Bus, topic: &str) -> crate::Subscription {
+    bus.listen_internal(
+        topic,
+        ephemeral::Buffer::Bounded(std::num::NonZeroUsize::MIN),
+        ephemeral::Overflow::DropOldest,
+    )
+    .await
+}
+
 /// Tells whoever listens on `topic` that something up to `seq` is in the database. The
 /// database is the truth and a notice only wakes readers, so a failure to publish is not
 /// an error of the write that was already committed.

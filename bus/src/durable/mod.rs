@@ -7,7 +7,6 @@ mod ops;
 use std::collections::VecDeque;
 use std::fmt;
 use std::fs::{File, OpenOptions, TryLockError};
-use std::num::NonZeroUsize;
 use std::ops::Bound;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
@@ -16,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
-use ephemeral::{Buffer, Lagged, Name, Overflow, Pattern};
+use ephemeral::{Lagged, Name, Pattern};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
@@ -88,13 +87,7 @@ impl Bus {
         if changed {
             capture::sync(self).await?;
         }
-        let notices = self
-            .listen_internal(
-                &db::durable_topic(id),
-                Buffer::Bounded(NonZeroUsize::MIN),
-                Overflow::DropOldest,
-            )
-            .await;
+        let notices = db::notices(self, &db::durable_topic(id)).await;
         let expired = Arc::new(AtomicU64::new(0));
         let reader = Reader {
             db: Arc::clone(&db),

@@ -8,11 +8,10 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::num::NonZeroUsize;
 use std::ops::Bound;
 use std::sync::Arc;
 
-use ephemeral::{Buffer, Lagged, Name, Overflow};
+use ephemeral::{Lagged, Name};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
@@ -162,14 +161,7 @@ impl RoomBackend for BusRoom {
         &self,
     ) -> BoxFuture<'_, Result<BoxStream<'static, Result<RoomMessage, Lagged>>, StoreError>> {
         Box::pin(async move {
-            let notices = self
-                .bus
-                .listen_internal(
-                    &self.topic,
-                    Buffer::Bounded(NonZeroUsize::MIN),
-                    Overflow::DropOldest,
-                )
-                .await;
+            let notices = db::notices(&self.bus, &self.topic).await;
             let joiner = Joiner {
                 db: Arc::clone(&self.db),
                 id: self.id,

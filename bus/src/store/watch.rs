@@ -9,17 +9,16 @@
 //! watcher lagged more than `LOG_KEEP` behind) is reported as `Lagged`.
 
 use std::collections::VecDeque;
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 
-use ephemeral::{Buffer, Lagged, Name, Overflow, Pattern};
+use ephemeral::{Lagged, Name, Pattern};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 
 use super::BusStore;
 use super::ops::REV;
 use crate::db::codec::{self, Cause, EventKind, decode_event, seq_key, seq_of};
-use crate::db::{Db, owners};
+use crate::db::{self, Db, owners};
 use crate::retained::retry::Follow;
 use crate::retained::{Entry, Removal, StoreError, StoreEvent, clock};
 
@@ -43,14 +42,7 @@ pub(super) async fn watch(
     store: &BusStore,
     pattern: Pattern,
 ) -> Result<BoxStream<'static, Result<StoreEvent, Lagged>>, StoreError> {
-    let notices = store
-        .bus
-        .listen_internal(
-            &store.topic,
-            Buffer::Bounded(NonZeroUsize::MIN),
-            Overflow::DropOldest,
-        )
-        .await;
+    let notices = db::notices(&store.bus, &store.topic).await;
     let id = store.id;
     let revision = store.db.read(|txn, t| {
         Ok(codec::decode_counters(
