@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::admission::Admission;
 use super::context::OperationContext;
 use super::engine::Reserved;
-use super::engine::{Engine, enqueue_each, erase};
+use super::engine::{Engine, enqueue_each, user_body};
 use super::error::{CoordinatorError, EnqueueError, EnqueueManyError};
 use super::methods::coordinator_methods;
 use super::options::EphemeralOptions;
@@ -113,7 +113,7 @@ where
         E: fmt::Display + Send + Sync + 'static,
     {
         let queue = KeyedQueue::new(options.per_key_concurrency, options.fairness_threshold);
-        let engine = Engine::new(erase(body), options, queue, hooks, Vec::new())?;
+        let engine = Engine::new(user_body(body), options, queue, hooks, Vec::new())?;
         Ok(Self { engine })
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::admission::Admission;
 use super::context::OperationContext;
 use super::engine::Reserved;
-use super::engine::{Engine, enqueue_each, erase};
+use super::engine::{Engine, enqueue_each, user_body};
 use super::error::{CoordinatorError, EnqueueError, EnqueueManyError, LaneError};
 use super::lane::Lane;
 use super::methods::coordinator_methods;
@@ -120,7 +120,13 @@ impl<T: Send + 'static> PriorityWorkCoordinator<T> {
             .flat_map(|l| [l.defer_on.clone(), l.resume_on.clone()])
             .flatten()
             .collect();
-        let engine = Engine::new(erase(body), options, LaneQueue::new(lanes), hooks, watch)?;
+        let engine = Engine::new(
+            user_body(body),
+            options,
+            LaneQueue::new(lanes),
+            hooks,
+            watch,
+        )?;
         Ok(Self {
             engine,
             lanes: names,

@@ -7,7 +7,7 @@ use tokio::sync::oneshot;
 
 use super::admission::Admission;
 use super::context::OperationContext;
-use super::engine::{Engine, enqueue_each, erase};
+use super::engine::{Engine, enqueue_each, user_body};
 use super::engine::{Record, Reply};
 use super::error::{CoordinatorError, EnqueueError, EnqueueManyError, ResultError};
 use super::methods::coordinator_methods;
@@ -113,7 +113,7 @@ impl<T: Send + 'static, R: Clone + Send + 'static> EphemeralResultCoordinator<T,
         Fut: Future<Output = Result<R, E>> + Send + 'static,
         E: fmt::Display + Send + Sync + 'static,
     {
-        let engine = Engine::new(erase(body), options, Fifo::new(), hooks, Vec::new())?;
+        let engine = Engine::new(user_body(body), options, Fifo::new(), hooks, Vec::new())?;
         Ok(Self { engine })
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::admission::Admission;
 use super::context::OperationContext;
 use super::engine::Reserved;
-use super::engine::{Engine, enqueue_each, erase};
+use super::engine::{Engine, enqueue_each, user_body};
 use super::error::{CoordinatorError, EnqueueError, EnqueueManyError};
 use super::methods::coordinator_methods;
 use super::options::EphemeralOptions;
@@ -111,7 +111,7 @@ impl<T: Send + 'static> EphemeralWorkCoordinator<T> {
         Fut: Future<Output = Result<(), E>> + Send + 'static,
         E: fmt::Display + Send + Sync + 'static,
     {
-        let engine = Engine::new(erase(body), options, Fifo::new(), hooks, Vec::new())?;
+        let engine = Engine::new(user_body(body), options, Fifo::new(), hooks, Vec::new())?;
         Ok(Self { engine })
     }
 

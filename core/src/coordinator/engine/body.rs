@@ -1,40 +1,72 @@
-//! The user's body, type-erased: what a worker calls, and how a panic in it is described.
+//! The user's body, behind a trait the workers are generic over, and how a panic in it is
+//! described.
+//!
+//! The coordinator types keep no body type parameter (`EphemeralWorkCoordinator<T>` names
+//! only the item): the body is erased once, at creation, into the function that spawns a
+//! worker ([`Inner`](super::inner::Inner)'s `spawn_worker`), and each worker task is
+//! compiled for the concrete body. So a body's future lives inside its worker's task, not in
+//! a box of its own: running an item allocates nothing for the body.
 
 use std::fmt::Display;
-use std::sync::Arc;
+use std::marker::PhantomData;
 
-use futures::future::BoxFuture;
+use futures::TryFutureExt;
+use futures::future::MapErr;
 
 use super::super::context::OperationContext;
 use super::super::operation_error::OperationError;
 
-/// A type-erased body: the item and its context in, a boxed future out, its error rendered.
-pub(crate) type BodyFn<T, R> =
-    Arc<dyn Fn(T, OperationContext) -> BoxFuture<'static, Result<R, OperationError>> + Send + Sync>;
+/// A body: the item and its context in, a future of its result out, its error kept as an
+/// [`OperationError`] (the value and its `Display` text).
+pub(crate) trait Body<T, R>: Send + Sync + 'static {
+    /// The future one call returns.
+    type Future: Future<Output = Result<R, OperationError>> + Send + 'static;
 
-/// Boxes `body`'s future and keeps its error as an [`OperationError`] (the value and its
-/// `Display` text).
-pub(crate) fn erase<T, R, E, F, Fut>(body: F) -> BodyFn<T, R>
+    /// Starts the body on `item`.
+    fn call(&self, item: T, ctx: OperationContext) -> Self::Future;
+}
+
+/// A user's closure as a [`Body`]: its future, with the error mapped by a plain function
+/// pointer (so the future's type is nameable and nothing is boxed).
+pub(crate) struct UserBody<F, Fut, E> {
+    body: F,
+    // `fn() -> ...`: the body is `Send + Sync` whatever `Fut` and `E` are (it only makes them).
+    _made: PhantomData<fn() -> (Fut, E)>,
+}
+
+/// Wraps the user's `body` for the engine.
+pub(crate) fn user_body<T, R, E, F, Fut>(body: F) -> UserBody<F, Fut, E>
 where
     F: Fn(T, OperationContext) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<R, E>> + Send + 'static,
     E: Display + Send + Sync + 'static,
-    T: 'static,
-    R: 'static,
 {
-    Arc::new(move |item, ctx| {
-        let future = body(item, ctx);
-        Box::pin(async move { future.await.map_err(OperationError::new) })
-    })
+    UserBody {
+        body,
+        _made: PhantomData,
+    }
+}
+
+impl<T, R, E, F, Fut> Body<T, R> for UserBody<F, Fut, E>
+where
+    F: Fn(T, OperationContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, E>> + Send + 'static,
+    E: Display + Send + Sync + 'static,
+{
+    type Future = MapErr<Fut, fn(E) -> OperationError>;
+
+    fn call(&self, item: T, ctx: OperationContext) -> Self::Future {
+        (self.body)(item, ctx).map_err(OperationError::new as fn(E) -> OperationError)
+    }
 }
 
 /// The message of a caught panic (a `&str` or `String` payload; a placeholder otherwise).
-pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> Arc<str> {
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> std::sync::Arc<str> {
     if let Some(s) = panic.downcast_ref::<&str>() {
-        Arc::from(*s)
+        std::sync::Arc::from(*s)
     } else if let Some(s) = panic.downcast_ref::<String>() {
-        Arc::from(s.as_str())
+        std::sync::Arc::from(s.as_str())
     } else {
-        Arc::from("panic with a non-string payload")
+        std::sync::Arc::from("panic with a non-string payload")
     }
 }

@@ -24,12 +24,14 @@ use tokio_util::sync::CancellationToken;
 use super::super::admission::Admission;
 use super::super::context::ContextShared;
 use super::super::queue::Queue;
-use super::body::BodyFn;
 use super::inbox::Inbox;
 use super::mailbox::Mailbox;
 use super::rules::Rules;
 use super::state::{Accepted, Core, Effect, Taken};
 use crate::sync::{Mutex, MutexGuard, lock};
+
+/// Spawns one worker task for the coordinator whose state it is given.
+pub(crate) type SpawnWorker<T, R, Q> = Box<dyn Fn(&Arc<Inner<T, R, Q>>) + Send + Sync>;
 
 /// State shared by handles, workers and the steering task.
 pub(crate) struct Inner<T, R, Q: Queue<T>> {
@@ -45,7 +47,6 @@ pub(crate) struct Inner<T, R, Q: Queue<T>> {
     pub(crate) done: watch::Sender<bool>,
     /// Room for pending items (`max_pending`).
     pub(crate) room: Semaphore,
-    pub(crate) body: BodyFn<T, R>,
     pub(crate) ctx: Arc<ContextShared>,
     pub(crate) rules: Rules,
     /// Cancelled at shutdown: stops the steering task, intake streams and parked waits.
@@ -67,9 +68,10 @@ pub(crate) struct Inner<T, R, Q: Queue<T>> {
     /// the lock. A call that reads it a moment too early is refused by `accept` under the
     /// lock instead.
     closed: AtomicBool,
-    /// Spawns one worker task. Handed in by the engine handle, so that this module does not
-    /// depend on the worker (which depends on it).
-    spawn_worker: fn(&Arc<Self>),
+    /// Spawns one worker task, running the body (erased here: see `body.rs`). Handed in by
+    /// the engine handle, so that this module does not depend on the worker (which depends
+    /// on it).
+    spawn_worker: SpawnWorker<T, R, Q>,
 }
 
 impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
@@ -77,13 +79,12 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
     pub(crate) fn new(
         core: Core<T, R, Q>,
         room: usize,
-        body: BodyFn<T, R>,
         ctx: Arc<ContextShared>,
         rules: Rules,
         hooks: Vec<Arc<dyn Admission>>,
         runtime: Handle,
         created_seq: u64,
-        spawn_worker: fn(&Arc<Self>),
+        spawn_worker: SpawnWorker<T, R, Q>,
     ) -> Self {
         let lockfree = core.is_lockfree();
         Self {
@@ -93,7 +94,6 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
             finished: Notify::new(),
             done: watch::channel(false).0,
             room: Semaphore::new(room),
-            body,
             ctx,
             rules,
             root: CancellationToken::new(),

@@ -13,7 +13,7 @@ use super::super::error::{CoordinatorError, IntakeError};
 use super::super::options::{EphemeralOptions, OptionsError};
 use super::super::queue::Queue;
 use super::super::snapshot::{OperationSnapshot, OperationState};
-use super::body::BodyFn;
+use super::body::Body;
 use super::inner::Inner;
 use super::rules::{DeferRules, Rules, steer_pattern};
 use super::sample::finalized_callback;
@@ -52,7 +52,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
     /// A coordinator over `queue` running `body`; `extra_watch` are the patterns of
     /// route-level rules (lane deferral) whose changes must wake the steering task.
     pub(crate) fn new(
-        body: BodyFn<T, R>,
+        body: impl Body<T, R>,
         options: EphemeralOptions,
         queue: Q,
         hooks: Vec<Arc<dyn Admission>>,
@@ -99,13 +99,12 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
         let inner = Arc::new(Inner::new(
             core,
             options.max_pending,
-            body,
             ctx,
             rules,
             hooks,
             runtime,
             created_seq,
-            worker::spawn,
+            worker::spawner(body),
         ));
         if let Some(pattern) = watch {
             steer::spawn(&inner, pattern);

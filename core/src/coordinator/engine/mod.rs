@@ -3,7 +3,7 @@
 //!
 //! Files, in the order they depend on each other (each uses only those before it):
 //!
-//! * `body.rs`: the type-erased user body, and panic messages;
+//! * `body.rs`: the user's body, which workers are compiled for, and panic messages;
 //! * `rules.rs`: what the options fix at creation (patterns, callbacks), callback delivery;
 //! * `sample.rs`: the `sample` throttle;
 //! * `slot.rs`: a worker's slot, through which cancellation reaches the body it runs;
@@ -34,7 +34,7 @@ mod steer;
 mod window;
 mod worker;
 
-pub(crate) use body::erase;
+pub(crate) use body::user_body;
 pub(crate) use intake::{Reserved, enqueue_each};
 pub(crate) use lifecycle::Engine;
 pub(crate) use slot::Slot;

@@ -13,21 +13,28 @@ use super::super::context::OperationContext;
 use super::super::options::DeferPolicy;
 use super::super::queue::{Job, Queue};
 use super::super::snapshot::CancelReason;
-use super::body::panic_message;
-use super::inner::{Inner, sleep_until};
+use super::body::{Body, panic_message};
+use super::inner::{Inner, SpawnWorker, sleep_until};
 use super::mailbox::Mailbox;
 use super::slot::Slot;
 use super::state::{Ended, Next, Outcome, Taken};
 use crate::OperationId;
 
-/// Spawns one worker task on the coordinator's runtime.
-pub(crate) fn spawn<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
-    inner: &Arc<Inner<T, R, Q>>,
-) {
-    inner.runtime.spawn(run(inner.clone()));
+/// What spawns one worker task running `body` on the coordinator's runtime: the body's type
+/// is known here, and erased in the returned function (see `body.rs`).
+pub(crate) fn spawner<T: Send + 'static, R: Send + 'static, Q: Queue<T>, B: Body<T, R>>(
+    body: B,
+) -> SpawnWorker<T, R, Q> {
+    let body = Arc::new(body);
+    Box::new(move |inner| {
+        inner.runtime.spawn(run(inner.clone(), body.clone()));
+    })
 }
 
-async fn run<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(inner: Arc<Inner<T, R, Q>>) {
+async fn run<T: Send + 'static, R: Send + 'static, Q: Queue<T>, B: Body<T, R>>(
+    inner: Arc<Inner<T, R, Q>>,
+    body: Arc<B>,
+) {
     let mut slot = Arc::new(Slot::new(inner.ctx.clone()));
     let mailbox = Arc::new(Mailbox::new());
     inner.update(|core, _| core.register(slot.clone()));
@@ -35,7 +42,7 @@ async fn run<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(inner: Arc<Inner
     let mut woke = false;
     loop {
         let next = match taken.take() {
-            Some(job) => process(&inner, &mut slot, &mailbox, job).await,
+            Some(job) => process(&inner, &*body, &mut slot, &mailbox, job).await,
             None => look(&inner, &slot, &mailbox, std::mem::take(&mut woke)),
         };
         match next {
@@ -71,8 +78,9 @@ fn look<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
 
 /// Admits and runs one job, files its outcome, and says under the same lock what the worker
 /// does next (see [`look`]).
-async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
+async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>, B: Body<T, R>>(
     inner: &Arc<Inner<T, R, Q>>,
+    body: &B,
     slot: &mut Arc<Slot>,
     mailbox: &Arc<Mailbox<Taken<T, Q>>>,
     job: Taken<T, Q>,
@@ -122,8 +130,7 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
         token: std::sync::OnceLock::new(),
         slot: slot.clone(),
     };
-    let body = &inner.body;
-    let start = || crate::current::sync_scope(id, || body(item, ctx));
+    let start = || crate::current::sync_scope(id, || body.call(item, ctx));
     let outcome = match std::panic::catch_unwind(AssertUnwindSafe(start)) {
         Err(panic) => Outcome::Panic(panic_message(&*panic)),
         Ok(future) => {
