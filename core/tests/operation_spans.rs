@@ -152,3 +152,49 @@ async fn operations_cancelled_before_or_while_running_record_cancelled_on_their_
         );
     }
 }
+
+/// Records, for every event, the name of the span it was emitted in (`""` for none).
+#[derive(Clone, Default)]
+struct EventSpans(Arc<Mutex<Vec<String>>>);
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> tracing_subscriber::Layer<S> for EventSpans {
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
+        let span = ctx
+            .event_span(event)
+            .map(|s| s.name().to_owned())
+            .unwrap_or_default();
+        self.0.lock().unwrap().push(span);
+    }
+}
+
+/// With a subscriber that wants the spans, a body runs inside its operation's span, on every
+/// poll (before and after it yields), and the span gets its outcome.
+#[tokio::test(flavor = "current_thread")]
+async fn a_body_runs_inside_its_operation_span_when_a_subscriber_wants_it() {
+    let events = EventSpans::default();
+    let outcomes = Outcomes::default();
+    let subscriber = tracing_subscriber::registry()
+        .with(events.clone())
+        .with(outcomes.clone());
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    let coordinator = EphemeralWorkCoordinator::new(
+        |n: u32, _ctx: OperationContext| async move {
+            tracing::info!(n, "before the yield");
+            tokio::task::yield_now().await;
+            tracing::info!(n, "after the yield");
+            Ok::<(), String>(())
+        },
+        EphemeralOptions::default().max_concurrency(2),
+    )
+    .expect("coordinator");
+    coordinator.enqueue_many([1, 2]).await.expect("accepted");
+    coordinator.drain().await.expect("drained");
+
+    let seen = events.0.lock().unwrap().clone();
+    let in_operation = seen.iter().filter(|s| *s == "operation").count();
+    assert_eq!(in_operation, 4, "every body event in its span: {seen:?}");
+    let recorded = outcomes.outcomes.lock().unwrap().clone();
+    assert_eq!(recorded.len(), 2, "{recorded:?}");
+    assert!(recorded.values().all(|o| o == "completed"), "{recorded:?}");
+}

@@ -187,8 +187,11 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
         }
         drop(core);
         answered.send();
-        for mailbox in woken {
-            mailbox.wake();
+        // Most sections wake nobody: no iterator to build and drop for them.
+        if !woken.is_empty() {
+            for mailbox in woken {
+                mailbox.wake();
+            }
         }
         self.apply(fx);
     }
@@ -227,8 +230,10 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
                 self.notify_finished();
             }
         }
-        for span in fx.unstarted {
-            span.record("outcome", "cancelled");
+        if !fx.unstarted.is_empty() {
+            for span in fx.unstarted {
+                span.record("outcome", "cancelled");
+            }
         }
         if let Some(owed) = fx.owed {
             self.rules.deliver(owed.finalized, owed.evicted);

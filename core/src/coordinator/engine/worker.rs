@@ -5,6 +5,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use futures::FutureExt;
+use futures::future::Either;
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -134,9 +135,14 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>, B: Body<T, R
     let outcome = match std::panic::catch_unwind(AssertUnwindSafe(start)) {
         Err(panic) => Outcome::Panic(panic_message(&*panic)),
         Ok(future) => {
-            let guarded = AssertUnwindSafe(crate::current::with_operation(id, future))
-                .catch_unwind()
-                .instrument(span.clone());
+            let guarded =
+                AssertUnwindSafe(crate::current::with_operation(id, future)).catch_unwind();
+            // A span no subscriber wants is not entered and left on every poll.
+            let guarded = if span.is_disabled() {
+                Either::Left(guarded)
+            } else {
+                Either::Right(guarded.instrument(span.clone()))
+            };
             let grace = inner.rules.abort_grace;
             tokio::select! {
                 biased;
@@ -159,10 +165,11 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>, B: Body<T, R
         // here: the future is dropped, and a context is not `Clone`.
         let fresh = Arc::new(Slot::new(inner.ctx.clone()));
         let old = std::mem::replace(slot, fresh);
-        let span = Some(&span);
+        let span = (!span.is_disabled()).then_some(&span);
         return finish(inner, slot, mailbox, Some(&old), id, &route, outcome, span);
     }
-    finish(inner, slot, mailbox, None, id, &route, outcome, Some(&span))
+    let span = (!span.is_disabled()).then_some(&span);
+    finish(inner, slot, mailbox, None, id, &route, outcome, span)
 }
 
 /// Reports on its span how a filed operation ended: the `outcome` field, and an event for a
@@ -270,7 +277,8 @@ fn park<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
 /// Files an outcome and, under the same lock, decides what the worker does next: the next
 /// job if one can start, else a wait (or an exit), with no second section for it. `retired`
 /// is the slot the operation ran in when its context outlived the body (`slot` is then the
-/// fresh one the worker carries on with). How it ended is then reported on `span`.
+/// fresh one the worker carries on with). How it ended is then reported on `span` (`None`
+/// when no subscriber wants it).
 #[allow(clippy::too_many_arguments)]
 fn finish<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     inner: &Arc<Inner<T, R, Q>>,
