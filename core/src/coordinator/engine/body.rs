@@ -7,14 +7,20 @@
 //! compiled for the concrete body. So a body's future lives inside its worker's task, not in
 //! a box of its own: running an item allocates nothing for the body.
 
+use std::any::Any;
 use std::fmt::Display;
 use std::marker::PhantomData;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use futures::TryFutureExt;
 use futures::future::MapErr;
+use pin_project::pin_project;
 
 use super::super::context::OperationContext;
 use super::super::operation_error::OperationError;
+use crate::OperationId;
 
 /// A body: the item and its context in, a future of its result out, its error kept as an
 /// [`OperationError`] (the value and its `Display` text).
@@ -57,6 +63,42 @@ where
 
     fn call(&self, item: T, ctx: OperationContext) -> Self::Future {
         (self.body)(item, ctx).map_err(OperationError::new as fn(E) -> OperationError)
+    }
+}
+
+/// A body's future as a worker runs it, in one wrapper (so the future moves once, into it):
+/// each poll makes the operation current (see `current.rs`), enters its span when a subscriber
+/// wants it, and catches a panic, which ends the run (the future is not polled again).
+#[pin_project]
+pub(crate) struct Running<'a, F> {
+    #[pin]
+    body: F,
+    id: OperationId,
+    span: Option<&'a tracing::Span>,
+}
+
+impl<'a, F: Future> Running<'a, F> {
+    /// Runs `body` as operation `id`, inside `span` when given.
+    pub(crate) fn new(body: F, id: OperationId, span: Option<&'a tracing::Span>) -> Self {
+        Self { body, id, span }
+    }
+}
+
+impl<F: Future> Future for Running<'_, F> {
+    type Output = Result<F::Output, Box<dyn Any + Send>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let _entered = this.span.map(tracing::Span::enter);
+        let body = this.body;
+        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            crate::current::sync_scope(*this.id, || body.poll(cx))
+        }));
+        match polled {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
     }
 }
 

@@ -4,17 +4,14 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use futures::FutureExt;
-use futures::future::Either;
 use tokio::time::Instant;
-use tracing::Instrument;
 
 use super::super::admission::{AdmissionRequest, Decision};
 use super::super::context::OperationContext;
 use super::super::options::DeferPolicy;
 use super::super::queue::{Job, Queue};
 use super::super::snapshot::CancelReason;
-use super::body::{Body, panic_message};
+use super::body::{Body, Running, panic_message};
 use super::inner::{Inner, SpawnWorker, sleep_until};
 use super::mailbox::Mailbox;
 use super::slot::Slot;
@@ -135,14 +132,9 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>, B: Body<T, R
     let outcome = match std::panic::catch_unwind(AssertUnwindSafe(start)) {
         Err(panic) => Outcome::Panic(panic_message(&*panic)),
         Ok(future) => {
-            let guarded =
-                AssertUnwindSafe(crate::current::with_operation(id, future)).catch_unwind();
             // A span no subscriber wants is not entered and left on every poll.
-            let guarded = if span.is_disabled() {
-                Either::Left(guarded)
-            } else {
-                Either::Right(guarded.instrument(span.clone()))
-            };
+            let entered = (!span.is_disabled()).then_some(&span);
+            let guarded = std::pin::pin!(Running::new(future, id, entered));
             let grace = inner.rules.abort_grace;
             tokio::select! {
                 biased;
