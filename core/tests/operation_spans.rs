@@ -198,3 +198,59 @@ async fn a_body_runs_inside_its_operation_span_when_a_subscriber_wants_it() {
     assert_eq!(recorded.len(), 2, "{recorded:?}");
     assert!(recorded.values().all(|o| o == "completed"), "{recorded:?}");
 }
+
+/// Emits an event when dropped.
+struct LogsOnDrop(&'static str);
+
+impl Drop for LogsOnDrop {
+    fn drop(&mut self) {
+        tracing::info!(step = self.0, "dropped");
+    }
+}
+
+/// What a body's future reports while it is dropped belongs to its operation too: a local
+/// dropped as the body completes, and the whole future dropped when a body that ignores its
+/// token is aborted after the grace period.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn what_a_body_reports_while_dropped_is_inside_its_operation_span() {
+    let events = EventSpans::default();
+    let subscriber = tracing_subscriber::registry().with(events.clone());
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    let started = Arc::new(tokio::sync::Notify::new());
+    let coordinator = {
+        let started = started.clone();
+        EphemeralWorkCoordinator::new(
+            move |stuck: bool, _ctx: OperationContext| {
+                let started = started.clone();
+                async move {
+                    let _guard = LogsOnDrop(if stuck { "stuck" } else { "done" });
+                    if stuck {
+                        started.notify_one();
+                        // Ignores its token: only the abort after the grace period ends it.
+                        std::future::pending::<()>().await;
+                    }
+                    Ok::<(), String>(())
+                }
+            },
+            EphemeralOptions::default()
+                .max_concurrency(2)
+                .abort_grace(std::time::Duration::from_millis(50)),
+        )
+        .expect("coordinator")
+    };
+    coordinator.enqueue(false).await.expect("accepted");
+    coordinator.enqueue(true).await.expect("accepted");
+    started.notified().await;
+    coordinator.cancel();
+    coordinator.drain().await.expect("drained");
+    let stats = coordinator.stats();
+    assert_eq!((stats.completed, stats.cancelled), (1, 1), "{stats:?}");
+
+    let seen = events.0.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        ["operation", "operation"],
+        "both drops in their spans"
+    );
+}

@@ -12,11 +12,12 @@ use std::fmt::Display;
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::TryFutureExt;
 use futures::future::MapErr;
-use pin_project::pin_project;
+use pin_project::{pin_project, pinned_drop};
 
 use super::super::context::OperationContext;
 use super::super::operation_error::OperationError;
@@ -68,11 +69,15 @@ where
 
 /// A body's future as a worker runs it, in one wrapper (so the future moves once, into it):
 /// each poll makes the operation current (see `current.rs`), enters its span when a subscriber
-/// wants it, and catches a panic, which ends the run (the future is not polled again).
-#[pin_project]
+/// wants it, and catches a panic, which ends the run (the future is not polled again). The
+/// future is dropped inside the span too (as `tracing`'s `Instrumented` does), so what its
+/// drop reports (a guard logging an abandoned step, say) belongs to the operation; the
+/// operation is not current then, as `current_operation` promises.
+#[pin_project(PinnedDrop)]
 pub(crate) struct Running<'a, F> {
+    /// `None` only while the wrapper is being dropped.
     #[pin]
-    body: F,
+    body: Option<F>,
     id: OperationId,
     span: Option<&'a tracing::Span>,
 }
@@ -80,7 +85,11 @@ pub(crate) struct Running<'a, F> {
 impl<'a, F: Future> Running<'a, F> {
     /// Runs `body` as operation `id`, inside `span` when given.
     pub(crate) fn new(body: F, id: OperationId, span: Option<&'a tracing::Span>) -> Self {
-        Self { body, id, span }
+        Self {
+            body: Some(body),
+            id,
+            span,
+        }
     }
 }
 
@@ -89,8 +98,11 @@ impl<F: Future> Future for Running<'_, F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        let Some(body) = this.body.as_pin_mut() else {
+            // Only a wrapper being dropped has no body, and nothing polls it then.
+            return Poll::Pending;
+        };
         let _entered = this.span.map(tracing::Span::enter);
-        let body = this.body;
         let polled = std::panic::catch_unwind(AssertUnwindSafe(|| {
             crate::current::sync_scope(*this.id, || body.poll(cx))
         }));
@@ -102,13 +114,23 @@ impl<F: Future> Future for Running<'_, F> {
     }
 }
 
+#[pinned_drop]
+impl<F> PinnedDrop for Running<'_, F> {
+    fn drop(self: Pin<&mut Self>) {
+        let this = self.project();
+        let _entered = this.span.map(tracing::Span::enter);
+        let mut body = this.body;
+        body.set(None);
+    }
+}
+
 /// The message of a caught panic (a `&str` or `String` payload; a placeholder otherwise).
-pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> std::sync::Arc<str> {
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> Arc<str> {
     if let Some(s) = panic.downcast_ref::<&str>() {
-        std::sync::Arc::from(*s)
+        Arc::from(*s)
     } else if let Some(s) = panic.downcast_ref::<String>() {
-        std::sync::Arc::from(s.as_str())
+        Arc::from(s.as_str())
     } else {
-        std::sync::Arc::from("panic with a non-string payload")
+        Arc::from("panic with a non-string payload")
     }
 }

@@ -128,13 +128,13 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>, B: Body<T, R
         token: std::sync::OnceLock::new(),
         slot: slot.clone(),
     };
+    // A span no subscriber wants is neither entered on every poll nor filled in at the end.
+    let wanted = (!span.is_disabled()).then_some(&span);
     let start = || crate::current::sync_scope(id, || body.call(item, ctx));
     let outcome = match std::panic::catch_unwind(AssertUnwindSafe(start)) {
         Err(panic) => Outcome::Panic(panic_message(&*panic)),
         Ok(future) => {
-            // A span no subscriber wants is not entered and left on every poll.
-            let entered = (!span.is_disabled()).then_some(&span);
-            let guarded = std::pin::pin!(Running::new(future, id, entered));
+            let guarded = std::pin::pin!(Running::new(future, id, wanted));
             let grace = inner.rules.abort_grace;
             tokio::select! {
                 biased;
@@ -157,11 +157,18 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>, B: Body<T, R
         // here: the future is dropped, and a context is not `Clone`.
         let fresh = Arc::new(Slot::new(inner.ctx.clone()));
         let old = std::mem::replace(slot, fresh);
-        let span = (!span.is_disabled()).then_some(&span);
-        return finish(inner, slot, mailbox, Some(&old), id, &route, outcome, span);
+        return finish(
+            inner,
+            slot,
+            mailbox,
+            Some(&old),
+            id,
+            &route,
+            outcome,
+            wanted,
+        );
     }
-    let span = (!span.is_disabled()).then_some(&span);
-    finish(inner, slot, mailbox, None, id, &route, outcome, span)
+    finish(inner, slot, mailbox, None, id, &route, outcome, wanted)
 }
 
 /// Reports on its span how a filed operation ended: the `outcome` field, and an event for a
