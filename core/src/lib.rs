@@ -176,7 +176,7 @@ pub use coordinator::{
     process_keyed, process_stream, process_stream_with_cancel,
 };
 #[cfg(feature = "tower")]
-pub use coordinator::{CoordinatorLayer, CoordinatorService, ServiceError};
+pub use coordinator::{CoordinatorLayer, CoordinatorService, ResponseFuture, ServiceError};
 pub use current::{WithOperation, current_operation, with_operation};
 pub use id::OperationId;
 pub use lag::{Buffer, Lagged, Overflow, ZeroBuffer};

@@ -201,3 +201,27 @@ async fn work_coordinator_service_answers_unit_or_the_failure() {
         other => panic!("expected the body's failure, got {other:?}"),
     }
 }
+
+/// The response future has a name (code generic over services can bound on it), and polled
+/// again after it answered it says `Closed` instead of panicking, whether its answer came
+/// from the operation or was known at the call.
+#[tokio::test]
+async fn the_response_future_is_named_and_safe_to_poll_after_it_answered() {
+    use std::future::Future;
+    use std::pin::Pin;
+
+    let (mut service, mut handle) = layered();
+    let mut call: ephemeral::ResponseFuture<u32, u32> =
+        service.ready().await.expect("ready").call(4);
+    let (request, respond) = handle.next_request().await.expect("called");
+    respond.send_response(request + 1);
+    assert_eq!((&mut call).await.expect("the operation's result"), 5);
+    let again = std::future::poll_fn(|cx| Pin::new(&mut call).poll(cx)).await;
+    assert!(matches!(again, Err(ServiceError::Closed)), "{again:?}");
+
+    let mut refused = service.call(9);
+    let first = (&mut refused).await;
+    assert_eq!(first.expect_err("not ready").into_item(), Some(9));
+    let again = std::future::poll_fn(|cx| Pin::new(&mut refused).poll(cx)).await;
+    assert!(matches!(again, Err(ServiceError::Closed)), "{again:?}");
+}

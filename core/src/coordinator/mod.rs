@@ -96,7 +96,7 @@ pub use process::{
 };
 pub use result::{EphemeralResultCoordinator, PendingResult};
 #[cfg(feature = "tower")]
-pub use service::{CoordinatorLayer, CoordinatorService, ServiceError};
+pub use service::{CoordinatorLayer, CoordinatorService, ResponseFuture, ServiceError};
 pub use snapshot::{
     CancelReason, CoordinatorStats, Echo, KeyStats, OperationSnapshot, OperationState,
 };

@@ -12,13 +12,12 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use futures::future::BoxFuture;
 use tokio_util::sync::ReusableBoxFuture;
 
 use super::error::{CoordinatorError, EnqueueError, ResultError};
 use super::operation_error::OperationError;
 use super::options::EphemeralOptions;
-use super::result::EphemeralResultCoordinator;
+use super::result::{EphemeralResultCoordinator, PendingResult};
 use super::work::EnqueuePermit;
 
 /// Why a [`CoordinatorService`] call did not produce a response.
@@ -142,7 +141,7 @@ impl<T: Send + 'static, R: Clone + Send + 'static> fmt::Debug for CoordinatorSer
 impl<T: Send + 'static, R: Clone + Send + 'static> tower::Service<T> for CoordinatorService<T, R> {
     type Response = R;
     type Error = ServiceError<T>;
-    type Future = BoxFuture<'static, Result<R, ServiceError<T>>>;
+    type Future = ResponseFuture<T, R>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         if self.permit.is_some() {
@@ -170,7 +169,7 @@ impl<T: Send + 'static, R: Clone + Send + 'static> tower::Service<T> for Coordin
 
     fn call(&mut self, item: T) -> Self::Future {
         let Some(permit) = self.permit.take() else {
-            return Box::pin(std::future::ready(Err(ServiceError::NotReady(item))));
+            return ResponseFuture::done(Err(ServiceError::NotReady(item)));
         };
         // The outcome is handed over at the finish (a `PendingResult`), so the response
         // never depends on the window still holding the operation. The response future
@@ -178,13 +177,78 @@ impl<T: Send + 'static, R: Clone + Send + 'static> tower::Service<T> for Coordin
         // shut it down under the call.
         let alive = self.coordinator.clone();
         match permit.send_for_result(item) {
-            Ok(pending) => Box::pin(async move {
-                let _alive = alive;
-                Ok(pending.await?)
-            }),
-            Err(e) => Box::pin(std::future::ready(Err(ServiceError::Refused(
-                e.into_inner(),
-            )))),
+            Ok(pending) => ResponseFuture {
+                state: Response::Waiting {
+                    pending,
+                    _alive: alive,
+                },
+            },
+            Err(e) => ResponseFuture::done(Err(ServiceError::Refused(e.into_inner()))),
+        }
+    }
+}
+
+/// The response of one [`CoordinatorService`] call: the operation's result once it finished,
+/// or why the call was not made. A named future (no allocation per call), so it can appear
+/// in the bounds of code generic over services.
+///
+/// It holds the coordinator, so a service dropped right after `call` (as `oneshot` does)
+/// does not shut the coordinator down under the call. Dropping it does not cancel the
+/// operation (as with [`PendingResult`]). Polled again after it completed (a misuse of any
+/// future), it answers [`ServiceError::Closed`] rather than panicking.
+#[must_use = "the response is delivered only to this future"]
+pub struct ResponseFuture<T: Send + 'static, R: Clone + Send + 'static> {
+    state: Response<T, R>,
+}
+
+enum Response<T: Send + 'static, R: Clone + Send + 'static> {
+    /// Waiting for the operation's result.
+    Waiting {
+        pending: PendingResult<R>,
+        _alive: Result<EphemeralResultCoordinator<T, R>, CoordinatorError>,
+    },
+    /// Known at the call (`None` once returned).
+    Done(Option<Result<R, ServiceError<T>>>),
+}
+
+impl<T: Send + 'static, R: Clone + Send + 'static> ResponseFuture<T, R> {
+    fn done(result: Result<R, ServiceError<T>>) -> Self {
+        Self {
+            state: Response::Done(Some(result)),
+        }
+    }
+}
+
+// Nothing in it is pinned: the pending result is a oneshot receiver, the rest is moved out.
+impl<T: Send + 'static, R: Clone + Send + 'static> Unpin for ResponseFuture<T, R> {}
+
+impl<T: Send + 'static, R: Clone + Send + 'static> Future for ResponseFuture<T, R> {
+    type Output = Result<R, ServiceError<T>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        match &mut this.state {
+            Response::Waiting { pending, .. } => {
+                let result = ready!(Pin::new(pending).poll(cx));
+                this.state = Response::Done(None);
+                Poll::Ready(result.map_err(ServiceError::from))
+            }
+            // Polled again after it returned (a misuse): an error rather than a panic.
+            Response::Done(result) => {
+                Poll::Ready(result.take().unwrap_or(Err(ServiceError::Closed)))
+            }
+        }
+    }
+}
+
+impl<T: Send + 'static, R: Clone + Send + 'static> fmt::Debug for ResponseFuture<T, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.state {
+            Response::Waiting { pending, .. } => f
+                .debug_struct("ResponseFuture")
+                .field("operation", &pending.id())
+                .finish(),
+            Response::Done(_) => f.write_str("ResponseFuture(done)"),
         }
     }
 }
