@@ -225,3 +225,19 @@ async fn the_response_future_is_named_and_safe_to_poll_after_it_answered() {
     let again = std::future::poll_fn(|cx| Pin::new(&mut refused).poll(cx)).await;
     assert!(matches!(again, Err(ServiceError::Closed)), "{again:?}");
 }
+
+/// Once the coordinator stopped taking items, readiness says so at once, even with its room
+/// still open (an intake stream still runs, so `complete` leaves the room to it): the fast
+/// path that takes free room without waiting must not hand out a slot then.
+#[tokio::test]
+async fn a_completed_coordinator_is_never_ready_even_with_room() {
+    let (service, _handle) = layered();
+    let mut fresh = Spawn::new(service.clone());
+    let coordinator = service.coordinator().expect("built");
+    coordinator.intake(futures::stream::pending::<u32>());
+    coordinator.complete();
+    match fresh.poll_ready() {
+        Poll::Ready(Err(ServiceError::Closed)) => {}
+        other => panic!("expected Closed after complete, got {other:?}"),
+    }
+}

@@ -165,6 +165,15 @@ impl<T: Send + 'static, R: Clone + Send + 'static> EphemeralResultCoordinator<T,
         })
     }
 
+    /// Room for one item now if there is some, without waiting (the tower service's fast path).
+    #[cfg(feature = "tower")]
+    pub(crate) fn try_reserve(&self) -> Result<Option<EnqueuePermit<T, R>>, EnqueueError<()>> {
+        Ok(self
+            .engine
+            .try_reserve()?
+            .map(|reserved| EnqueuePermit { reserved }))
+    }
+
     /// Enqueues every item in order, waiting for room as [`enqueue`](Self::enqueue) does.
     ///
     /// # Errors

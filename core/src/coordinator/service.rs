@@ -152,6 +152,15 @@ impl<T: Send + 'static, R: Clone + Send + 'static> tower::Service<T> for Coordin
             Err(e) => return Poll::Ready(Err(ServiceError::Build(e.clone()))),
         };
         if !self.reserving {
+            // Room free now: no future to build (the common case when the coordinator keeps up).
+            match coordinator.try_reserve() {
+                Ok(Some(permit)) => {
+                    self.permit = Some(permit);
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(None) => {}
+                Err(_) => return Poll::Ready(Err(ServiceError::Closed)),
+            }
             let coordinator = coordinator.clone();
             self.reserve.set(async move { coordinator.reserve().await });
             self.reserving = true;

@@ -200,6 +200,25 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
         inner.accept(item, route, key, false)
     }
 
+    /// Room now, if there is any (`Ok(None)`: none free, wait with [`reserve`](Self::reserve));
+    /// held until the permit is used or dropped.
+    #[cfg(feature = "tower")]
+    pub(crate) fn try_reserve(&self) -> Result<Option<Reserved<T, R, Q>>, EnqueueError<()>> {
+        let inner = self.inner();
+        // As `reserve`: a closed coordinator reserves nothing, even while its room is open.
+        if inner.is_closed() {
+            return Err(EnqueueError::Closed(()));
+        }
+        match inner.room.try_acquire() {
+            Ok(permit) => permit.forget(),
+            Err(TryAcquireError::Closed) => return Err(EnqueueError::Closed(())),
+            Err(TryAcquireError::NoPermits) => return Ok(None),
+        }
+        Ok(Some(Reserved {
+            inner: Some(inner.clone()),
+        }))
+    }
+
     /// Waits for room; the room is held until the permit is used or dropped.
     pub(crate) async fn reserve(&self) -> Result<Reserved<T, R, Q>, EnqueueError<()>> {
         let inner = self.inner();
