@@ -38,16 +38,44 @@ where
     Ok(ids)
 }
 
+/// What [`Inner::try_take_room`] found.
+pub(crate) enum Room {
+    /// Room for one item was taken (a forgotten permit).
+    Taken,
+    /// None free now.
+    Full,
+    /// The room is closed: intake is over.
+    Closed,
+}
+
 impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
-    /// Waits for room for one item among `max_pending` and keeps it (a forgotten permit,
-    /// given back when the item leaves the queue); `false` once the room is closed.
+    /// Takes room for one item among `max_pending` if there is some now, and keeps it (a
+    /// forgotten permit, given back when the item leaves the queue): one compare-and-swap.
+    pub(crate) fn try_take_room(&self) -> Room {
+        match self.room.try_acquire() {
+            Ok(permit) => {
+                permit.forget();
+                Room::Taken
+            }
+            Err(TryAcquireError::NoPermits) => Room::Full,
+            Err(TryAcquireError::Closed) => Room::Closed,
+        }
+    }
+
+    /// Waits for room for one item and keeps it (as [`try_take_room`](Self::try_take_room));
+    /// `false` once the room is closed.
     pub(crate) async fn take_room(&self) -> bool {
-        // `try_acquire` first: one compare-and-swap, where `acquire` builds a waiter.
-        let permit = match self.room.try_acquire() {
-            Err(TryAcquireError::NoPermits) => self.room.acquire().await.ok(),
-            taken => taken.ok(),
-        };
-        permit.map(tokio::sync::SemaphorePermit::forget).is_some()
+        // Without waiting first: `acquire` builds a waiter.
+        match self.try_take_room() {
+            Room::Taken => true,
+            Room::Closed => false,
+            Room::Full => self
+                .room
+                .acquire()
+                .await
+                .map(tokio::sync::SemaphorePermit::forget)
+                .is_ok(),
+        }
     }
 
     /// Accepts an item whose room (a forgotten `room` permit) the caller holds.
@@ -187,17 +215,11 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
         key: Option<Arc<str>>,
     ) -> Result<OperationId, EnqueueError<T>> {
         let inner = self.inner();
-        match inner.room.try_acquire() {
-            Ok(permit) => permit.forget(),
-            Err(TryAcquireError::Closed) => return Err(EnqueueError::Closed(item)),
-            Err(TryAcquireError::NoPermits) => {
-                if inner.is_closed() {
-                    return Err(EnqueueError::Closed(item));
-                }
-                return Err(EnqueueError::Full(item));
-            }
+        match inner.try_take_room() {
+            Room::Taken => inner.accept(item, route, key, false),
+            Room::Full if !inner.is_closed() => Err(EnqueueError::Full(item)),
+            Room::Full | Room::Closed => Err(EnqueueError::Closed(item)),
         }
-        inner.accept(item, route, key, false)
     }
 
     /// Room now, if there is any (`Ok(None)`: none free, wait with [`reserve`](Self::reserve));
@@ -209,14 +231,13 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
         if inner.is_closed() {
             return Err(EnqueueError::Closed(()));
         }
-        match inner.room.try_acquire() {
-            Ok(permit) => permit.forget(),
-            Err(TryAcquireError::Closed) => return Err(EnqueueError::Closed(())),
-            Err(TryAcquireError::NoPermits) => return Ok(None),
+        match inner.try_take_room() {
+            Room::Taken => Ok(Some(Reserved {
+                inner: Some(inner.clone()),
+            })),
+            Room::Full => Ok(None),
+            Room::Closed => Err(EnqueueError::Closed(())),
         }
-        Ok(Some(Reserved {
-            inner: Some(inner.clone()),
-        }))
     }
 
     /// Waits for room; the room is held until the permit is used or dropped.
