@@ -28,8 +28,9 @@ struct KeyState<T, K> {
 /// head is ever taken. A key with nothing pending or running is forgotten.
 ///
 /// Each step looks a key up once (a forgotten key costs one more lookup to remove), and the
-/// pending lists of forgotten keys are kept for reuse, up to [`SPARE`]: with many keys of one
-/// item each, keys come and go with every item.
+/// pending lists of forgotten keys are kept for reuse (see [`KeyedQueue::forget`]): with
+/// many keys of one item each, keys come and go with every item, in bursts as wide as
+/// `max_pending`.
 #[derive(Debug)]
 pub(crate) struct KeyedQueue<T, K> {
     keys: HashMap<K, KeyState<T, K>>,
@@ -42,8 +43,9 @@ pub(crate) struct KeyedQueue<T, K> {
     spare: Vec<VecDeque<Job<T, K>>>,
 }
 
-/// How many empty pending lists a keyed queue keeps for reuse.
-const SPARE: usize = 64;
+/// The largest pending list (in jobs) a keyed queue keeps for reuse once its key is
+/// forgotten.
+const SPARE_CAPACITY: usize = 16;
 
 impl<T, K: Hash + Eq + Clone> KeyedQueue<T, K> {
     pub(crate) fn new(per_key: usize, threshold: usize) -> Self {
@@ -96,11 +98,14 @@ impl<T, K: Hash + Eq + Clone> KeyedQueue<T, K> {
         }
     }
 
-    /// Removes an idle key, keeping its empty pending list for reuse.
+    /// Removes an idle key, keeping its empty pending list for reuse while the spare lists
+    /// and the known keys together fit the key table's capacity (the most keys the queue
+    /// held at once, which `max_pending` and `max_concurrency` bound). A list grown past
+    /// [`SPARE_CAPACITY`] by a hot key is dropped rather than kept.
     fn forget(&mut self, key: &K) {
         if let Some(state) = self.keys.remove(key)
-            && self.spare.len() < SPARE
-            && state.pending.capacity() > 0
+            && self.spare.len() + self.keys.len() < self.keys.capacity()
+            && (1..=SPARE_CAPACITY).contains(&state.pending.capacity())
         {
             self.spare.push(state.pending);
         }
@@ -280,5 +285,70 @@ impl<T: Send + 'static, K: Hash + Eq + Clone + Send + 'static> Queue<T> for Keye
             .values_mut()
             .flat_map(|s| &mut s.pending)
             .for_each(f);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{KeyedQueue, SPARE_CAPACITY};
+    use crate::coordinator::queue::job::{Job, PopCx};
+    use crate::coordinator::queue::policy::Queue;
+    use crate::{OperationId, SignalSink};
+
+    fn job(id: u64, key: u64) -> Job<u64, u64> {
+        Job::new(OperationId::from_raw(id), id, key, None)
+    }
+
+    /// Pops every startable job and reports each finished.
+    fn run_all(queue: &mut KeyedQueue<u64, u64>) -> usize {
+        let sink = SignalSink::default();
+        let mut cx = PopCx {
+            sink: &sink,
+            now: tokio::time::Instant::now(),
+            global: false,
+            held: false,
+        };
+        let mut started = Vec::new();
+        while let Some(job) = queue.pop(&mut cx) {
+            started.push(job.route);
+        }
+        for key in &started {
+            queue.finished(key);
+        }
+        started.len()
+    }
+
+    #[test]
+    fn a_burst_of_forgotten_keys_leaves_its_pending_lists_for_the_next_burst() {
+        let mut queue = KeyedQueue::new(1, 4);
+        for key in 0..1000 {
+            queue.push(job(key, key));
+        }
+        assert_eq!(run_all(&mut queue), 1000);
+        assert_eq!(queue.key_count(), 0);
+        // Every list is kept (the key table had room for all 1,000 keys at once) ...
+        assert_eq!(queue.spare.len(), 1000);
+        assert!(queue.spare.len() <= queue.keys.capacity());
+        // ... and the next burst of new keys takes them all, allocating none.
+        for key in 1000..2000 {
+            queue.push(job(key, key));
+        }
+        assert!(queue.spare.is_empty());
+        assert_eq!(run_all(&mut queue), 1000);
+        assert_eq!(queue.spare.len(), 1000);
+    }
+
+    #[test]
+    fn a_hot_keys_grown_list_is_not_kept() {
+        let mut queue = KeyedQueue::new(1, 4);
+        let backlog = 4 * SPARE_CAPACITY as u64;
+        for id in 0..backlog {
+            queue.push(job(id, 7));
+        }
+        for _ in 0..backlog {
+            assert_eq!(run_all(&mut queue), 1);
+        }
+        assert_eq!(queue.key_count(), 0);
+        assert!(queue.spare.is_empty(), "a list of {backlog} jobs is dropped");
     }
 }
