@@ -129,6 +129,91 @@ async fn keys_are_rendered_in_snapshots() {
     assert_eq!(c.operation(id).unwrap().key.as_deref(), Some("42"));
 }
 
+/// Sees each admission request's key.
+#[derive(Debug, Default)]
+struct KeysSeen(Mutex<Vec<Option<Arc<str>>>>);
+
+impl ephemeral::Admission for KeysSeen {
+    fn admit<'a>(
+        &'a self,
+        request: &'a ephemeral::AdmissionRequest,
+    ) -> futures::future::BoxFuture<'a, ephemeral::Decision> {
+        self.0.lock().unwrap().push(request.key.clone());
+        Box::pin(async { ephemeral::Decision::Admit })
+    }
+}
+
+/// Integer keys are kept as numbers and rendered when asked: every place a key shows
+/// (context, signals, snapshots, `snapshot_key`, echoes, admission hooks) sees its `Display`.
+#[tokio::test(start_paused = true)]
+async fn integer_keys_show_as_their_display_everywhere() {
+    let sink = SignalSink::default();
+    let seen = Arc::new(KeysSeen::default());
+    let in_body: Log = Log::default();
+    let log = in_body.clone();
+    let c = EphemeralKeyedWorkCoordinator::with_admission(
+        move |n: u32, ctx: OperationContext| {
+            let log = log.clone();
+            async move {
+                log.lock()
+                    .unwrap()
+                    .push((ctx.key().unwrap_or("-").to_owned(), n));
+                ctx.signal("seen.key").unwrap();
+                Ok::<_, Infallible>(())
+            }
+        },
+        EphemeralOptions::default()
+            .signals(sink.clone())
+            .max_tracked(2)
+            .echo(true, Duration::from_secs(60), 16),
+        vec![seen.clone() as Arc<dyn ephemeral::Admission>],
+    )
+    .unwrap();
+    c.enqueue(-7i64, 1).await.unwrap();
+    c.enqueue(-1i64, 2).await.unwrap();
+    c.enqueue(-7i64, 3).await.unwrap();
+    c.enqueue(0i64, 4).await.unwrap();
+    c.drain().await.unwrap();
+
+    // Items start in any order across keys (cold keys first), in order within one.
+    let mut keys: Vec<_> = in_body.lock().unwrap().clone();
+    keys.sort_by_key(|(_, n)| *n);
+    let expected = [("-7", 1), ("-1", 2), ("-7", 3), ("0", 4)];
+    assert_eq!(keys, expected.map(|(k, n)| (k.to_owned(), n)));
+    let mut admitted: Vec<_> = seen.0.lock().unwrap().clone();
+    admitted.sort();
+    assert_eq!(
+        admitted,
+        ["-1", "-7", "-7", "0"].map(|k| Some(Arc::from(k)))
+    );
+    let raised: Vec<_> = sink
+        .sense("seen.key")
+        .iter()
+        .map(|s| s.key().map(str::to_owned))
+        .collect();
+    assert_eq!(raised.len(), 4);
+    assert_eq!(
+        raised.iter().filter(|k| k.as_deref() == Some("-7")).count(),
+        2
+    );
+    // The window keeps two; the two evicted left echoes with their keys and signals.
+    let echoes = c.echoes();
+    assert_eq!(echoes.len(), 2);
+    for echo in &echoes {
+        assert_eq!(echo.signals[0].key(), echo.key.as_deref());
+    }
+    let mut shown: Vec<_> = c.snapshot().into_iter().map(|s| s.key).collect();
+    shown.extend(echoes.into_iter().map(|e| e.key));
+    shown.sort();
+    assert_eq!(shown, ["-1", "-7", "-7", "0"].map(|k| Some(Arc::from(k))));
+    let tracked = |key: i64| c.snapshot_key(&key).len();
+    assert_eq!(tracked(-7) + tracked(-1) + tracked(0), 2);
+    assert_eq!(tracked(7), 0);
+    if let Some(zero) = c.snapshot_key(&0).first() {
+        assert_eq!(zero.key.as_deref(), Some("0"));
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn snapshot_key_shows_one_keys_operations() {
     let c = EphemeralKeyedWorkCoordinator::new(

@@ -254,3 +254,58 @@ async fn what_a_body_reports_while_dropped_is_inside_its_operation_span() {
         "both drops in their spans"
     );
 }
+
+/// Records the `key` field of every `operation` span opened.
+#[derive(Clone, Default)]
+struct Keys(Arc<Mutex<Vec<String>>>);
+
+struct KeyField<'a>(&'a mut Option<String>);
+
+impl tracing::field::Visit for KeyField<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "key" {
+            *self.0 = Some(value.to_owned());
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "key" {
+            *self.0 = Some(format!("{value:?}"));
+        }
+    }
+}
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> tracing_subscriber::Layer<S> for Keys {
+    fn on_new_span(&self, attrs: &Attributes<'_>, _id: &Id, _ctx: Context<'_, S>) {
+        if attrs.metadata().name() == "operation" {
+            let mut key = None;
+            attrs.record(&mut KeyField(&mut key));
+            self.0.lock().unwrap().push(key.unwrap_or_default());
+        }
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_operation_span_carries_its_key_as_displayed() {
+    let keys = Keys::default();
+    let subscriber = tracing_subscriber::registry().with(keys.clone());
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    let coordinator = ephemeral::EphemeralKeyedWorkCoordinator::new(
+        |_n: u32, _ctx: OperationContext| async { Ok::<_, String>(()) },
+        EphemeralOptions::default(),
+    )
+    .expect("coordinator");
+    coordinator.enqueue(-42i32, 1).await.expect("accepted");
+    coordinator.enqueue(7i32, 2).await.expect("accepted");
+    coordinator.drain().await.expect("drained");
+    let text = ephemeral::EphemeralKeyedWorkCoordinator::new(
+        |_n: u32, _ctx: OperationContext| async { Ok::<_, String>(()) },
+        EphemeralOptions::default(),
+    )
+    .expect("coordinator");
+    text.enqueue("alice".to_owned(), 3).await.expect("accepted");
+    text.drain().await.expect("drained");
+
+    assert_eq!(*keys.0.lock().unwrap(), ["-42", "7", "alice"]);
+}

@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 use tokio_util::sync::CancellationToken;
 
 use super::engine::Slot;
+use super::key_label::KeyLabel;
 use crate::sync::{Mutex, lock};
 use crate::{OperationId, RaiseError, Signal, SignalBuilder, SignalSink};
 
@@ -79,7 +80,9 @@ impl ContextShared {
 /// ```
 pub struct OperationContext {
     pub(crate) id: OperationId,
-    pub(crate) key: Option<Arc<str>>,
+    /// The key as kept (a number is rendered on the first ask, into `key_text`).
+    pub(crate) key: Option<KeyLabel>,
+    pub(crate) key_text: OnceLock<Arc<str>>,
     /// The token, made on first ask: most bodies never ask, and cancellation reaches the
     /// operation through its worker's slot either way.
     pub(crate) token: OnceLock<CancellationToken>,
@@ -97,7 +100,15 @@ impl OperationContext {
     /// This operation's key (rendered) or lane, if any.
     #[must_use]
     pub fn key(&self) -> Option<&str> {
-        self.key.as_deref()
+        self.rendered_key().map(|key| &**key)
+    }
+
+    /// The key's rendering, made on the first ask for a key kept as a number.
+    fn rendered_key(&self) -> Option<&Arc<str>> {
+        match self.key.as_ref()? {
+            KeyLabel::Text(text) => Some(text),
+            label => Some(self.key_text.get_or_init(|| label.text())),
+        }
     }
 
     /// This operation's token: cancelled by `cancel()`, `cancel_operation`, a
@@ -180,7 +191,7 @@ impl OperationContext {
     /// [`RaiseError`] past the sink's limits.
     pub fn signal_with(&self, builder: SignalBuilder) -> Result<Signal, RaiseError> {
         let mut builder = builder.operation(self.id);
-        if let Some(key) = &self.key {
+        if let Some(key) = self.rendered_key() {
             builder = builder.key(key.clone());
         }
         self.slot.shared.mark(self.id);
@@ -209,7 +220,7 @@ impl fmt::Debug for OperationContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OperationContext")
             .field("id", &self.id)
-            .field("key", &self.key)
+            .field("key", &self.key())
             .field("cancelled", &self.is_cancelled())
             .finish()
     }

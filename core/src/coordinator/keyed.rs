@@ -9,6 +9,7 @@ use super::context::OperationContext;
 use super::engine::Reserved;
 use super::engine::{Engine, enqueue_each, user_body};
 use super::error::{CoordinatorError, EnqueueError, EnqueueManyError};
+use super::key_label::KeyLabel;
 use super::methods::coordinator_methods;
 use super::options::EphemeralOptions;
 use super::queue::KeyedQueue;
@@ -24,7 +25,13 @@ use crate::OperationId;
 /// whenever a slot frees up, keys at or under the threshold start first, so one hot key's
 /// backlog cannot starve the rest. Keys are served round-robin within each class. A key's
 /// state is dropped as soon as it has nothing pending or running, so the number of keys ever
-/// seen costs nothing. Keys appear in snapshots rendered through `Display`.
+/// seen costs nothing.
+///
+/// Keys appear rendered through `Display` wherever they are shown: snapshots, echoes,
+/// [`OperationContext::key`], the signals a body raises, admission requests and the
+/// operation's span. Integer keys (`u8` to `u64`, `i8` to `i64`, `usize`, `isize`) are kept
+/// as numbers and rendered only when one of those asks; `Arc<str>` keys are shared, `String`
+/// and `&'static str` keys copied once, and any other key is rendered when it is enqueued.
 ///
 /// # Examples
 ///
@@ -123,7 +130,7 @@ where
     ///
     /// [`EnqueueError::Closed`] (with the item) after `complete`, `drain` or `cancel`.
     pub async fn enqueue(&self, key: K, item: T) -> Result<OperationId, EnqueueError<T>> {
-        let rendered = Some(render(&key));
+        let rendered = Some(KeyLabel::of(&key));
         self.engine.enqueue(item, key, rendered).await
     }
 
@@ -133,7 +140,7 @@ where
     ///
     /// [`EnqueueError::Full`] or [`EnqueueError::Closed`], with the item.
     pub fn try_enqueue(&self, key: K, item: T) -> Result<OperationId, EnqueueError<T>> {
-        let rendered = Some(render(&key));
+        let rendered = Some(KeyLabel::of(&key));
         self.engine.try_enqueue(item, key, rendered)
     }
 
@@ -199,7 +206,7 @@ where
         items: impl IntoIterator<Item = (K, T)>,
     ) -> Result<Vec<OperationId>, EnqueueManyError<(K, T)>> {
         enqueue_each(items, |(key, item)| async move {
-            let rendered = Some(render(&key));
+            let rendered = Some(KeyLabel::of(&key));
             self.engine
                 .enqueue(item, key.clone(), rendered)
                 .await
@@ -245,7 +252,7 @@ where
         E: fmt::Display + Send + 'static,
     {
         self.engine.intake(stream, |(key, item): (K, T)| {
-            let rendered = Some(render(&key));
+            let rendered = Some(KeyLabel::of(&key));
             Ok((item, key, rendered))
         });
     }
@@ -290,7 +297,7 @@ where
     pub fn snapshot_key(&self, key: &K) -> Vec<OperationSnapshot> {
         let rendered = key.to_string();
         self.engine
-            .filter_records(|r| r.key.as_deref() == Some(rendered.as_str()))
+            .filter_records(|r| r.key.as_ref().is_some_and(|k| k.renders_as(&rendered)))
     }
 
     /// How many keys have state now (something pending or running).
@@ -333,7 +340,7 @@ where
     ///
     /// [`EnqueueError::Closed`] if the coordinator was cancelled meanwhile.
     pub fn send(self, key: K, item: T) -> Result<OperationId, EnqueueError<T>> {
-        let rendered = Some(render(&key));
+        let rendered = Some(KeyLabel::of(&key));
         self.reserved.send(item, key, rendered)
     }
 }
@@ -345,50 +352,5 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("KeyedEnqueuePermit")
-    }
-}
-
-/// `key` through `Display`, in one allocation (the `Arc`) for keys that render in up to 64
-/// bytes: they are written on the stack first, not into a `String` then copied.
-fn render(key: &impl fmt::Display) -> Arc<str> {
-    /// A fixed buffer that fails the write once full.
-    struct Stack {
-        buf: [u8; 64],
-        len: usize,
-    }
-    impl fmt::Write for Stack {
-        fn write_str(&mut self, s: &str) -> fmt::Result {
-            let end = self.len + s.len();
-            let room = self.buf.get_mut(self.len..end).ok_or(fmt::Error)?;
-            room.copy_from_slice(s.as_bytes());
-            self.len = end;
-            Ok(())
-        }
-    }
-    let mut stack = Stack {
-        buf: [0; 64],
-        len: 0,
-    };
-    if fmt::Write::write_fmt(&mut stack, format_args!("{key}")).is_ok()
-        && let Ok(s) = std::str::from_utf8(&stack.buf[..stack.len])
-    {
-        return Arc::from(s);
-    }
-    Arc::from(key.to_string())
-}
-
-#[cfg(test)]
-mod render_tests {
-    use super::render;
-
-    #[test]
-    fn short_and_long_keys_render_as_display_does() {
-        assert_eq!(&*render(&42usize), "42");
-        assert_eq!(&*render(&"alice"), "alice");
-        let long = "k".repeat(64);
-        assert_eq!(&*render(&long), long.as_str());
-        let longer = "é".repeat(40); // 80 bytes: past the stack buffer
-        assert_eq!(&*render(&longer), longer.as_str());
-        assert_eq!(&*render(&""), "");
     }
 }

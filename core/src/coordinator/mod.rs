@@ -62,6 +62,7 @@ mod engine;
 mod error;
 mod handle;
 mod intake_sink;
+mod key_label;
 mod keyed;
 mod lane;
 mod methods;

@@ -8,6 +8,7 @@ use super::context::OperationContext;
 use super::engine::Reserved;
 use super::engine::{Engine, enqueue_each, user_body};
 use super::error::{CoordinatorError, EnqueueError, EnqueueManyError, LaneError};
+use super::key_label::KeyLabel;
 use super::lane::Lane;
 use super::methods::coordinator_methods;
 use super::options::EphemeralOptions;
@@ -147,7 +148,7 @@ impl<T: Send + 'static> PriorityWorkCoordinator<T> {
         let Some(route) = self.route(lane) else {
             return Err(unknown(lane, item));
         };
-        let key = Some(self.lanes[route].clone());
+        let key = Some(KeyLabel::Text(self.lanes[route].clone()));
         self.engine.enqueue(item, route, key).await
     }
 
@@ -160,7 +161,7 @@ impl<T: Send + 'static> PriorityWorkCoordinator<T> {
         let Some(route) = self.route(lane) else {
             return Err(unknown(lane, item));
         };
-        let key = Some(self.lanes[route].clone());
+        let key = Some(KeyLabel::Text(self.lanes[route].clone()));
         self.engine.try_enqueue(item, route, key)
     }
 
@@ -289,7 +290,7 @@ impl<T: Send + 'static> PriorityWorkCoordinator<T> {
         self.engine.intake(stream, move |(lane, item): (L, T)| {
             let lane = lane.as_ref();
             match route_of(&lanes, lane) {
-                Some(route) => Ok((item, route, Some(lanes[route].clone()))),
+                Some(route) => Ok((item, route, Some(KeyLabel::Text(lanes[route].clone())))),
                 None => Err(Arc::from(format!(
                     "no lane is named `{lane}`, so the intake stopped"
                 ))),
@@ -348,7 +349,7 @@ impl<T: Send + 'static> LaneEnqueuePermit<T> {
         let Some(route) = route_of(&self.lanes, lane) else {
             return Err(unknown(lane, item));
         };
-        let key = Some(self.lanes[route].clone());
+        let key = Some(KeyLabel::Text(self.lanes[route].clone()));
         self.reserved.send(item, route, key)
     }
 }

@@ -7,6 +7,7 @@ use tokio::sync::TryAcquireError;
 use tokio::time::Instant;
 
 use super::super::error::{EnqueueError, EnqueueManyError};
+use super::super::key_label::KeyLabel;
 use super::super::queue::{Job, Queue};
 use super::inner::Inner;
 use super::lifecycle::Engine;
@@ -15,7 +16,7 @@ use super::worker::operation_span;
 use crate::OperationId;
 
 /// An item ready for the queue: the item, its route and its rendered key.
-pub(crate) type Routed<T, Route> = (T, Route, Option<Arc<str>>);
+pub(crate) type Routed<T, Route> = (T, Route, Option<KeyLabel>);
 
 /// Enqueues `items` one by one with `one`; at the first refusal, gives back that item and
 /// every one after it.
@@ -83,7 +84,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
         self: &Arc<Self>,
         item: T,
         route: Q::Route,
-        key: Option<Arc<str>>,
+        key: Option<KeyLabel>,
         from_intake: bool,
     ) -> Result<OperationId, EnqueueError<T>> {
         self.accept_replying(item, route, key, from_intake, None)
@@ -95,7 +96,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
         self: &Arc<Self>,
         item: T,
         route: Q::Route,
-        key: Option<Arc<str>>,
+        key: Option<KeyLabel>,
         from_intake: bool,
         reply: Option<Reply<R>>,
     ) -> Result<OperationId, EnqueueError<T>> {
@@ -106,7 +107,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
         // check is one atomic load on every enqueue): the operation's span follows from the
         // span that enqueued it, and its idle time includes the wait in the queue.
         if tracing::level_enabled!(tracing::Level::DEBUG) {
-            let span = operation_span(&self.rules.name, id, job.key.as_deref());
+            let span = operation_span(&self.rules.name, id, job.key.as_ref());
             span.follows_from(tracing::Span::current());
             job.span = Some(Box::new(span));
         }
@@ -161,7 +162,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Reserved<T, R, Q> {
         mut self,
         item: T,
         route: Q::Route,
-        key: Option<Arc<str>>,
+        key: Option<KeyLabel>,
     ) -> Result<OperationId, EnqueueError<T>> {
         match self.inner.take() {
             Some(inner) => inner.accept(item, route, key, false),
@@ -174,7 +175,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Reserved<T, R, Q> {
         mut self,
         item: T,
         route: Q::Route,
-        key: Option<Arc<str>>,
+        key: Option<KeyLabel>,
         reply: Reply<R>,
     ) -> Result<OperationId, EnqueueError<T>> {
         match self.inner.take() {
@@ -197,7 +198,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
         &self,
         item: T,
         route: Q::Route,
-        key: Option<Arc<str>>,
+        key: Option<KeyLabel>,
     ) -> Result<OperationId, EnqueueError<T>> {
         let inner = self.inner();
         // No lock here: a closed coordinator has closed `room` (or, while intakes run,
@@ -212,7 +213,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
         &self,
         item: T,
         route: Q::Route,
-        key: Option<Arc<str>>,
+        key: Option<KeyLabel>,
     ) -> Result<OperationId, EnqueueError<T>> {
         let inner = self.inner();
         match inner.try_take_room() {

@@ -69,7 +69,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
     }
 
     pub(crate) fn echoes(&self) -> Vec<Echo> {
-        self.read_purged(|core| core.echoes().cloned().collect())
+        self.read_purged(|core| core.echoes().collect())
     }
 
     pub(crate) fn pin(&self, id: OperationId) -> Result<(), PinError> {

@@ -276,7 +276,7 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         self.window.records()
     }
 
-    pub(crate) fn echoes(&self) -> impl ExactSizeIterator<Item = &Echo> {
+    pub(crate) fn echoes(&self) -> impl ExactSizeIterator<Item = Echo> {
         self.window.echoes()
     }
 
@@ -293,7 +293,7 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
             evicted: self.window.evicted(),
             tracked: self.window.len() as u64,
             pinned: self.window.pinned() as u64,
-            echoes: self.window.echoes().len() as u64,
+            echoes: self.window.echo_count() as u64,
             max_concurrency: self.limit as u64,
             peak_running: self.peak,
         }

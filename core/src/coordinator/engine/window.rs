@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use super::super::context::ContextShared;
 use super::super::error::{PinError, ResultError};
+use super::super::key_label::KeyLabel;
 use super::super::operation_error::OperationError;
 use super::super::options::EphemeralOptions;
 use super::super::snapshot::{CancelReason, Echo, OperationSnapshot, OperationState};
@@ -119,7 +120,7 @@ impl<R> Answers<R> {
 /// One tracked operation.
 #[derive(Debug)]
 pub(crate) struct Record<R> {
-    pub(crate) key: Option<Arc<str>>,
+    pub(crate) key: Option<KeyLabel>,
     pub(crate) state: OperationState,
     pub(crate) enqueued: Instant,
     pub(crate) started: Option<Instant>,
@@ -138,7 +139,7 @@ pub(crate) struct Record<R> {
 }
 
 impl<R> Record<R> {
-    pub(crate) fn pending(key: Option<Arc<str>>, enqueued: Instant) -> Self {
+    pub(crate) fn pending(key: Option<KeyLabel>, enqueued: Instant) -> Self {
         Self {
             key,
             state: OperationState::Pending,
@@ -174,7 +175,7 @@ impl<R> Record<R> {
     pub(crate) fn snapshot(&self, id: OperationId) -> OperationSnapshot {
         OperationSnapshot {
             id,
-            key: self.key.clone(),
+            key: self.key.as_ref().map(KeyLabel::text),
             state: self.state.clone(),
             enqueued: self.enqueued,
             started: self.started,
@@ -217,7 +218,8 @@ pub(crate) struct Window<R> {
     echo: bool,
     echo_retention: Duration,
     echo_capacity: usize,
-    echoes: VecDeque<Echo>,
+    /// Each echo with its key as kept (rendered into the echo when it is read).
+    echoes: VecDeque<(Option<KeyLabel>, Echo)>,
     evicted: u64,
     /// Whether evictions are reported (`on_evicted` is set).
     report: bool,
@@ -303,9 +305,17 @@ impl<R> Window<R> {
         self.pinned
     }
 
-    /// The echoes kept now, oldest eviction first.
-    pub(crate) fn echoes(&self) -> impl ExactSizeIterator<Item = &Echo> {
-        self.echoes.iter()
+    /// Copies of the echoes kept now, oldest eviction first, their keys rendered.
+    pub(crate) fn echoes(&self) -> impl ExactSizeIterator<Item = Echo> {
+        self.echoes.iter().map(|(key, echo)| Echo {
+            key: key.as_ref().map(KeyLabel::text),
+            ..echo.clone()
+        })
+    }
+
+    /// How many echoes are kept now.
+    pub(crate) fn echo_count(&self) -> usize {
+        self.echoes.len()
     }
 
     /// Files a freshly finished operation in one lookup: `fill` completes its record, which
@@ -356,7 +366,7 @@ impl<R> Window<R> {
             self.finished.pop_front();
             self.evict_record(front, now);
         }
-        while self.echoes.front().is_some_and(|e| e.expires <= now) {
+        while self.echoes.front().is_some_and(|(_, e)| e.expires <= now) {
             self.echoes.pop_front();
         }
     }
@@ -388,15 +398,16 @@ impl<R> Window<R> {
         if self.echoes.len() >= self.echo_capacity {
             self.echoes.pop_front();
         }
-        self.echoes.push_back(Echo {
+        let echo = Echo {
             id,
-            key: record.key,
+            key: None,
             state: record.state,
             error: record.error,
             finished,
             signals,
             expires: now + self.echo_retention,
-        });
+        };
+        self.echoes.push_back((record.key, echo));
     }
 
     /// Explicit eviction of a finished, unpinned operation. Leaves an echo.

@@ -8,6 +8,7 @@ use tokio::time::Instant;
 
 use super::super::admission::{AdmissionRequest, Decision};
 use super::super::context::OperationContext;
+use super::super::key_label::KeyLabel;
 use super::super::options::DeferPolicy;
 use super::super::queue::{Job, Queue};
 use super::super::snapshot::CancelReason;
@@ -92,7 +93,7 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>, B: Body<T, R
     if !inner.hooks.is_empty() {
         let request = AdmissionRequest {
             id,
-            key: job.key.clone(),
+            key: job.key.as_ref().map(KeyLabel::text),
         };
         for hook in &inner.hooks {
             match hook.admit(&request).await {
@@ -119,12 +120,13 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>, B: Body<T, R
         ..
     } = job;
     let span = span.map_or_else(
-        || operation_span(&inner.rules.name, id, key.as_deref()),
+        || operation_span(&inner.rules.name, id, key.as_ref()),
         |s| *s,
     );
     let ctx = OperationContext {
         id,
         key,
+        key_text: std::sync::OnceLock::new(),
         token: std::sync::OnceLock::new(),
         slot: slot.clone(),
     };
@@ -194,14 +196,14 @@ fn trace_end(span: &tracing::Span, ended: &Ended) {
 pub(crate) fn operation_span(
     coordinator: &str,
     id: OperationId,
-    key: Option<&str>,
+    key: Option<&KeyLabel>,
 ) -> tracing::Span {
     tracing::debug_span!(
         parent: None,
         "operation",
         coordinator = %coordinator,
         id = %id,
-        key = key,
+        key = key.map(tracing::field::display),
         outcome = tracing::field::Empty,
     )
 }

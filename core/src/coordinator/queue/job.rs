@@ -1,10 +1,10 @@
 //! One accepted item waiting to start, and what a queue's visitors and `pop` see.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::coordinator::key_label::KeyLabel;
 use crate::{Name, OperationId, SignalSink};
 
 /// One accepted item waiting to start.
@@ -13,7 +13,7 @@ pub(crate) struct Job<T, Q> {
     pub(crate) id: OperationId,
     pub(crate) item: T,
     pub(crate) route: Q,
-    pub(crate) key: Option<Arc<str>>,
+    pub(crate) key: Option<KeyLabel>,
     /// Set by the queue at `pop` when a route-level cancel rule matched (the signal's name).
     pub(crate) cancel: Option<Name>,
     /// Its deferrals, once it was first held back (boxed: most jobs are never deferred, and
@@ -39,7 +39,7 @@ struct Deferral {
 }
 
 impl<T, Q> Job<T, Q> {
-    pub(crate) fn new(id: OperationId, item: T, route: Q, key: Option<Arc<str>>) -> Self {
+    pub(crate) fn new(id: OperationId, item: T, route: Q, key: Option<KeyLabel>) -> Self {
         Self {
             id,
             item,
