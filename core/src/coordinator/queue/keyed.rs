@@ -8,6 +8,7 @@ use std::hash::Hash;
 // or four key lookups per item, and the sink's name index makes the same choice for names
 // that come from users too.
 use hashbrown::HashMap;
+use hashbrown::hash_map::EntryRef;
 
 use super::job::{Job, PopCx, Select, Visit, VisitMut};
 use super::policy::Queue;
@@ -98,16 +99,23 @@ impl<T, K: Hash + Eq + Clone> KeyedQueue<T, K> {
         }
     }
 
-    /// Removes an idle key, keeping its empty pending list for reuse while the spare lists
-    /// and the known keys together fit the key table's capacity (the most keys the queue
-    /// held at once, which `max_pending` and `max_concurrency` bound). A list grown past
-    /// [`SPARE_CAPACITY`] by a hot key is dropped rather than kept.
+    /// Removes an idle key, keeping its empty pending list for reuse (see
+    /// [`keep_spare`](Self::keep_spare)).
     fn forget(&mut self, key: &K) {
-        if let Some(state) = self.keys.remove(key)
-            && self.spare.len() + self.keys.len() < self.keys.capacity()
-            && (1..=SPARE_CAPACITY).contains(&state.pending.capacity())
+        if let Some(state) = self.keys.remove(key) {
+            self.keep_spare(state.pending);
+        }
+    }
+
+    /// Keeps a forgotten key's empty pending list for reuse while the spare lists and the
+    /// known keys together fit the key table's capacity (the most keys the queue held at
+    /// once, which `max_pending` and `max_concurrency` bound). A list grown past
+    /// [`SPARE_CAPACITY`] by a hot key is dropped rather than kept.
+    fn keep_spare(&mut self, pending: VecDeque<Job<T, K>>) {
+        if self.spare.len() + self.keys.len() < self.keys.capacity()
+            && (1..=SPARE_CAPACITY).contains(&pending.capacity())
         {
-            self.spare.push(state.pending);
+            self.spare.push(pending);
         }
     }
 
@@ -205,9 +213,11 @@ impl<T: Send + 'static, K: Hash + Eq + Clone + Send + 'static> Queue<T> for Keye
     }
 
     fn finished(&mut self, key: &K) {
-        let Some(state) = self.keys.get_mut(key) else {
+        // One lookup, also when the key is forgotten.
+        let EntryRef::Occupied(mut entry) = self.keys.entry_ref(key) else {
             return;
         };
+        let state = entry.get_mut();
         state.running = state.running.saturating_sub(1);
         let (per_key, threshold) = (self.per_key, self.threshold);
         Self::ready_if(
@@ -219,7 +229,8 @@ impl<T: Send + 'static, K: Hash + Eq + Clone + Send + 'static> Queue<T> for Keye
             &mut self.hot,
         );
         if state.pending.is_empty() && state.running == 0 && !state.ready {
-            self.forget(key);
+            let state = entry.remove();
+            self.keep_spare(state.pending);
         }
     }
 
@@ -349,6 +360,9 @@ mod tests {
             assert_eq!(run_all(&mut queue), 1);
         }
         assert_eq!(queue.key_count(), 0);
-        assert!(queue.spare.is_empty(), "a list of {backlog} jobs is dropped");
+        assert!(
+            queue.spare.is_empty(),
+            "a list of {backlog} jobs is dropped"
+        );
     }
 }
