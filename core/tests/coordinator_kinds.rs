@@ -214,6 +214,34 @@ async fn integer_keys_show_as_their_display_everywhere() {
     }
 }
 
+/// Echoes keep their own keys as older echoes are dropped for room or by age.
+#[tokio::test(start_paused = true)]
+async fn each_echo_keeps_its_own_key_as_echoes_come_and_go() {
+    let c = EphemeralKeyedWorkCoordinator::new(
+        |_: u32, _ctx: OperationContext| async { Ok::<_, Infallible>(()) },
+        EphemeralOptions::default()
+            .max_tracked(1)
+            .echo(true, Duration::from_secs(10), 3),
+    )
+    .unwrap();
+    let mut keys = std::collections::HashMap::new();
+    for round in 0..3u32 {
+        for n in 0..7u32 {
+            let key = u64::from(round * 100 + n);
+            keys.insert(c.enqueue(key, n).await.unwrap(), key.to_string());
+            settle().await;
+        }
+        let echoes = c.echoes();
+        assert_eq!(echoes.len(), 3, "round {round}");
+        for echo in &echoes {
+            assert_eq!(echo.key.as_deref(), Some(keys[&echo.id].as_str()));
+        }
+        // Past the retention every echo goes; the next round starts from none.
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert!(c.echoes().is_empty());
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn snapshot_key_shows_one_keys_operations() {
     let c = EphemeralKeyedWorkCoordinator::new(

@@ -200,7 +200,7 @@ impl<R> Record<R> {
 /// * `pinned` counts the pinned records (at most `max_tracked`); after every `purge`,
 ///   `finished.len() + pinned <= max_tracked`, and `finished` is empty with tracking off.
 /// * `echoes` holds at most `echo_capacity` echoes, oldest eviction first; none has expired
-///   after a `purge`.
+///   after a `purge`. `echo_keys` holds the keys of those that have one, in the same order.
 /// * `evicted_out` is empty unless `on_evicted` is set; the engine empties it before every
 ///   unlock.
 #[derive(Debug)]
@@ -218,8 +218,14 @@ pub(crate) struct Window<R> {
     echo: bool,
     echo_retention: Duration,
     echo_capacity: usize,
-    /// Each echo with its key as kept (rendered into the echo when it is read).
-    echoes: VecDeque<(Option<KeyLabel>, Echo)>,
+    /// The echoes, their `key` left empty: an echo's key is in `echo_keys` as kept, and
+    /// rendered into the echo when it is read.
+    echoes: VecDeque<Echo>,
+    /// The keys of the echoes that have one (keyed and priority coordinators), by id, in
+    /// the order of `echoes`. Apart, so that an echo moves as cheaply as before keys were
+    /// kept as numbers (a larger element costs a `memcpy` call per push and pop), and a
+    /// coordinator without keys does no work for them.
+    echo_keys: VecDeque<(OperationId, KeyLabel)>,
     evicted: u64,
     /// Whether evictions are reported (`on_evicted` is set).
     report: bool,
@@ -251,6 +257,7 @@ impl<R> Window<R> {
                 .min(Duration::from_secs(86_400 * 365 * 30)),
             echo_capacity: options.echo_capacity,
             echoes: VecDeque::with_capacity(options.echo_capacity.min(1024)),
+            echo_keys: VecDeque::new(),
             evicted: 0,
             report: options.on_evicted.is_some(),
             evicted_out: Vec::new(),
@@ -307,8 +314,11 @@ impl<R> Window<R> {
 
     /// Copies of the echoes kept now, oldest eviction first, their keys rendered.
     pub(crate) fn echoes(&self) -> impl ExactSizeIterator<Item = Echo> {
-        self.echoes.iter().map(|(key, echo)| Echo {
-            key: key.as_ref().map(KeyLabel::text),
+        let mut keys = self.echo_keys.iter().peekable();
+        self.echoes.iter().map(move |echo| Echo {
+            key: keys
+                .next_if(|(id, _)| *id == echo.id)
+                .map(|(_, key)| key.text()),
             ..echo.clone()
         })
     }
@@ -366,8 +376,8 @@ impl<R> Window<R> {
             self.finished.pop_front();
             self.evict_record(front, now);
         }
-        while self.echoes.front().is_some_and(|(_, e)| e.expires <= now) {
-            self.echoes.pop_front();
+        while self.echoes.front().is_some_and(|e| e.expires <= now) {
+            self.drop_oldest_echo();
         }
     }
 
@@ -396,9 +406,12 @@ impl<R> Window<R> {
             return;
         };
         if self.echoes.len() >= self.echo_capacity {
-            self.echoes.pop_front();
+            self.drop_oldest_echo();
         }
-        let echo = Echo {
+        if let Some(key) = record.key {
+            self.echo_keys.push_back((id, key));
+        }
+        self.echoes.push_back(Echo {
             id,
             key: None,
             state: record.state,
@@ -406,8 +419,20 @@ impl<R> Window<R> {
             finished,
             signals,
             expires: now + self.echo_retention,
+        });
+    }
+
+    /// Drops the oldest echo, and its key if it has one.
+    #[inline]
+    fn drop_oldest_echo(&mut self) {
+        let Some(oldest) = self.echoes.front().map(|e| e.id) else {
+            return;
         };
-        self.echoes.push_back((record.key, echo));
+        self.echoes.pop_front();
+        // Empty for a coordinator without keys: one length check.
+        if self.echo_keys.front().is_some_and(|(id, _)| *id == oldest) {
+            self.echo_keys.pop_front();
+        }
     }
 
     /// Explicit eviction of a finished, unpinned operation. Leaves an echo.
