@@ -80,8 +80,9 @@ impl ContextShared {
 /// ```
 pub struct OperationContext {
     pub(crate) id: OperationId,
-    /// The key as kept (a number is rendered on the first ask, into `key_text`).
+    /// The key as kept.
     pub(crate) key: Option<KeyLabel>,
+    /// A key kept as a number, rendered on the first ask (`key()`, a raised signal).
     pub(crate) key_text: OnceLock<Arc<str>>,
     /// The token, made on first ask: most bodies never ask, and cancellation reaches the
     /// operation through its worker's slot either way.
