@@ -130,8 +130,8 @@ where
     ///
     /// [`EnqueueError::Closed`] (with the item) after `complete`, `drain` or `cancel`.
     pub async fn enqueue(&self, key: K, item: T) -> Result<OperationId, EnqueueError<T>> {
-        let rendered = Some(KeyLabel::of(&key));
-        self.engine.enqueue(item, key, rendered).await
+        let label = Some(KeyLabel::of(&key));
+        self.engine.enqueue(item, key, label).await
     }
 
     /// Accepts `item` under `key` if there is room now.
@@ -140,8 +140,8 @@ where
     ///
     /// [`EnqueueError::Full`] or [`EnqueueError::Closed`], with the item.
     pub fn try_enqueue(&self, key: K, item: T) -> Result<OperationId, EnqueueError<T>> {
-        let rendered = Some(KeyLabel::of(&key));
-        self.engine.try_enqueue(item, key, rendered)
+        let label = Some(KeyLabel::of(&key));
+        self.engine.try_enqueue(item, key, label)
     }
 
     /// Waits for room for one item and holds it: [`KeyedEnqueuePermit::send`] never waits,
@@ -206,9 +206,9 @@ where
         items: impl IntoIterator<Item = (K, T)>,
     ) -> Result<Vec<OperationId>, EnqueueManyError<(K, T)>> {
         enqueue_each(items, |(key, item)| async move {
-            let rendered = Some(KeyLabel::of(&key));
+            let label = Some(KeyLabel::of(&key));
             self.engine
-                .enqueue(item, key.clone(), rendered)
+                .enqueue(item, key.clone(), label)
                 .await
                 .map_err(|e| e.map(|item| (key, item)))
         })
@@ -252,8 +252,8 @@ where
         E: fmt::Display + Send + 'static,
     {
         self.engine.intake(stream, |(key, item): (K, T)| {
-            let rendered = Some(KeyLabel::of(&key));
-            Ok((item, key, rendered))
+            let label = Some(KeyLabel::of(&key));
+            Ok((item, key, label))
         });
     }
 
@@ -340,8 +340,8 @@ where
     ///
     /// [`EnqueueError::Closed`] if the coordinator was cancelled meanwhile.
     pub fn send(self, key: K, item: T) -> Result<OperationId, EnqueueError<T>> {
-        let rendered = Some(KeyLabel::of(&key));
-        self.reserved.send(item, key, rendered)
+        let label = Some(KeyLabel::of(&key));
+        self.reserved.send(item, key, label)
     }
 }
 

@@ -15,7 +15,7 @@ use super::window::Reply;
 use super::worker::operation_span;
 use crate::OperationId;
 
-/// An item ready for the queue: the item, its route and its rendered key.
+/// An item ready for the queue: the item, its route and its key as kept (a [`KeyLabel`]).
 pub(crate) type Routed<T, Route> = (T, Route, Option<KeyLabel>);
 
 /// Enqueues `items` one by one with `one`; at the first refusal, gives back that item and
@@ -256,7 +256,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
     }
 
     /// Feeds a stream into the coordinator on a task; `drain` waits for it. `split` turns a
-    /// stream item into the item, its route and its rendered key, or refuses it with a
+    /// stream item into the item, its route and its key label, or refuses it with a
     /// message that stops the intake (surfaced by `drain`).
     pub(crate) fn intake<S, U, E>(
         &self,
