@@ -108,6 +108,19 @@ async fn completed_jobs_are_acked_and_gone() {
         (200, 200, 0)
     );
     assert_eq!(coordinator.stats().completed, 200);
+    // A node of concurrency 4 holds at most 8 jobs (4 running, 4 waiting), so 200 jobs
+    // took at least 25 answered pull requests, each with its wait from sending to its
+    // first job.
+    assert!(
+        (25..=stats.pull_requests).contains(&stats.pulls_answered),
+        "{stats:?}"
+    );
+    assert!(stats.pull_wait > Duration::ZERO, "{stats:?}");
+    let mean = stats.mean_pull_wait().expect("pulls were answered");
+    assert!(
+        mean > Duration::ZERO && mean <= stats.pull_wait,
+        "{stats:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,6 +14,12 @@
 //! against the same plain loop. The intake runs with its default prefetch (as many waiting
 //! jobs as `max_concurrency`) unless `EPHEMERAL_BENCH_INTAKE_PREFETCH` sets another, to see
 //! what a deeper local queue buys.
+//!
+//! Each of our workers reports its intake's pull waits when it stops (the time from sending
+//! a pull request to its first job, [`IntakeStats::mean_pull_wait`]); the line's note gives
+//! their mean over all turns (the warm-up included) and the rate it allows: a worker holds
+//! at most `max_concurrency + prefetch` jobs, asked for or received, so it takes at most
+//! about that many per wait.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -21,7 +27,9 @@ use std::time::{Duration, Instant};
 
 use ephemeral::{EphemeralOptions, OperationContext};
 use ephemeral_nats::Nats;
-use ephemeral_nats::queue::{AckMode, IntakeOptions, Job, WorkQueue, WorkQueueOptions};
+use ephemeral_nats::queue::{
+    AckMode, IntakeOptions, IntakeStats, Job, WorkQueue, WorkQueueOptions,
+};
 use ephemeral_nats::testing::NatsServer;
 use futures::StreamExt;
 
@@ -105,13 +113,15 @@ fn run(
         .map_err(|e| e.to_string())?;
     // Both sides' turns share these; a failed turn is remembered, not fatal.
     let failure = std::cell::RefCell::new(None::<String>);
+    let waits = std::cell::RefCell::new(PullWaits::default());
     let batch = std::cell::Cell::new(0_u64);
     let turn = |side: &str| -> f64 {
         batch.set(batch.get() + 1);
         let result = rt
             .block_on(fill(&nats, batch.get(), jobs))
             .and_then(|queue| {
-                let elapsed = drain(&rt, &url, &queue, side, workers);
+                let (elapsed, turn_waits) = drain(&rt, &url, &queue, side, workers);
+                waits.borrow_mut().add(turn_waits);
                 // Each turn has its own streams: free their store.
                 rt.block_on(async {
                     let js = nats.jetstream();
@@ -137,7 +147,10 @@ fn run(
     if turns.baseline.iter().any(|v| v.is_nan()) {
         m.baseline_value = None;
     }
-    m.note = failure.into_inner();
+    let prefetch = prefetch().unwrap_or(CONCURRENCY);
+    m.note = failure
+        .into_inner()
+        .or_else(|| waits.into_inner().note(workers, CONCURRENCY + prefetch));
     drop(server);
     Ok(m)
 }
@@ -168,13 +181,86 @@ fn bytes_of(n: usize) -> Vec<u8> {
     vec![b'x'; n]
 }
 
-/// Starts the workers, says `go`, and times until the work stream is empty.
+/// The prefetch `EPHEMERAL_BENCH_INTAKE_PREFETCH` asks for, if any.
+fn prefetch() -> Option<usize> {
+    std::env::var("EPHEMERAL_BENCH_INTAKE_PREFETCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+}
+
+/// Our workers' pull waits, summed over turns.
+#[derive(Debug, Default, Clone, Copy)]
+struct PullWaits {
+    answered: u64,
+    wait: Duration,
+}
+
+impl PullWaits {
+    fn add(&mut self, other: Self) {
+        self.answered += other.answered;
+        self.wait += other.wait;
+    }
+
+    /// What a worker says when it stops: `pulls <answered> <wait in ns>`.
+    fn parse(line: &str) -> Option<Self> {
+        let mut words = line.split_whitespace();
+        if words.next()? != "pulls" {
+            return None;
+        }
+        let answered = words.next()?.parse().ok()?;
+        let nanos = words.next()?.parse().ok()?;
+        Some(Self {
+            answered,
+            wait: Duration::from_nanos(nanos),
+        })
+    }
+
+    fn say(stats: &IntakeStats) -> String {
+        format!(
+            "pulls {} {}",
+            stats.pulls_answered,
+            stats.pull_wait.as_nanos()
+        )
+    }
+
+    /// The note of the line: the mean wait and the rate `workers` nodes holding `credit`
+    /// jobs each could reach if the server answered every pull in that time.
+    fn note(self, workers: usize, credit: usize) -> Option<String> {
+        let answered = u32::try_from(self.answered).ok().filter(|n| *n > 0)?;
+        let mean = self.wait / answered;
+        let ceiling = (workers * credit) as f64 / mean.as_secs_f64();
+        Some(format!(
+            "ours: a pull request waited {:.0} µs for its first job (mean of {} requests); \
+             holding at most {credit} jobs each, {workers} worker(s) can take at most about \
+             {:.1} k jobs/s at that wait",
+            mean.as_secs_f64() * 1e6,
+            self.answered,
+            ceiling / 1e3
+        ))
+    }
+}
+
+/// Starts the workers, says `go`, and times until the work stream is empty; with the pull
+/// waits our workers report when they stop.
 fn drain(
     rt: &tokio::runtime::Runtime,
     url: &str,
     queue: &WorkQueue,
     side: &str,
     workers: usize,
+) -> (Result<Duration, String>, PullWaits) {
+    let mut waits = PullWaits::default();
+    let elapsed = time_drain(rt, url, queue, side, workers, &mut waits);
+    (elapsed, waits)
+}
+
+fn time_drain(
+    rt: &tokio::runtime::Runtime,
+    url: &str,
+    queue: &WorkQueue,
+    side: &str,
+    workers: usize,
+    waits: &mut PullWaits,
 ) -> Result<Duration, String> {
     let mut kids = (0..workers)
         .map(|_| Kid::spawn(url, queue.name(), side))
@@ -196,7 +282,9 @@ fn drain(
         }
     });
     for kid in kids {
-        kid.finish();
+        if let Some(reported) = kid.finish() {
+            waits.add(reported);
+        }
     }
     elapsed
 }
@@ -296,10 +384,7 @@ async fn work(url: &str, name: &str, side: &str) -> Result<(), String> {
         .work_coordinator(
             |_job: Job, _ctx: OperationContext| async { Ok::<_, std::convert::Infallible>(()) },
             EphemeralOptions::default().max_concurrency(CONCURRENCY),
-            match std::env::var("EPHEMERAL_BENCH_INTAKE_PREFETCH")
-                .ok()
-                .and_then(|v| v.parse().ok())
-            {
+            match prefetch() {
                 Some(n) => IntakeOptions::default().ack_mode(ack).prefetch(n),
                 None => IntakeOptions::default().ack_mode(ack),
             },
@@ -307,6 +392,7 @@ async fn work(url: &str, name: &str, side: &str) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let _ = read_line();
+    println!("{}", PullWaits::say(&intake.stats()));
     drop(intake);
     Ok(())
 }
@@ -315,6 +401,7 @@ async fn work(url: &str, name: &str, side: &str) -> Result<(), String> {
 struct Kid {
     child: Child,
     stdin: Option<ChildStdin>,
+    out: BufReader<ChildStdout>,
 }
 
 impl Kid {
@@ -338,7 +425,7 @@ impl Kid {
             .ok_or("the child has no stdout")?;
         let mut line = String::new();
         match out.read_line(&mut line) {
-            Ok(n) if n > 0 && line.trim() == "ready" => Ok(Self { child, stdin }),
+            Ok(n) if n > 0 && line.trim() == "ready" => Ok(Self { child, stdin, out }),
             _ => Err(format!("a worker child said {line:?} instead of ready")),
         }
     }
@@ -348,9 +435,18 @@ impl Kid {
         writeln!(stdin, "{what}").map_err(|e| e.to_string())
     }
 
-    fn finish(mut self) {
+    /// Closes its stdin (the child stops) and reads what it says until it exits: the pull
+    /// waits, from one of ours.
+    fn finish(mut self) -> Option<PullWaits> {
         drop(self.stdin.take());
+        let mut reported = None;
+        let mut line = String::new();
+        while matches!(self.out.read_line(&mut line), Ok(n) if n > 0) {
+            reported = reported.or_else(|| PullWaits::parse(&line));
+            line.clear();
+        }
         let _ = self.child.wait();
+        reported
     }
 }
 
@@ -360,5 +456,27 @@ impl Drop for Kid {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_workers_pull_waits_make_the_note() {
+        let mut waits = PullWaits::parse("pulls 4 2000000\n").expect("a report");
+        assert_eq!((waits.answered, waits.wait), (4, Duration::from_millis(2)));
+        assert!(PullWaits::parse("ready").is_none());
+        assert!(
+            PullWaits::default().note(1, 32).is_none(),
+            "nothing answered"
+        );
+        waits.add(PullWaits::parse("pulls 4 2000000").expect("a report"));
+        let note = waits.note(2, 32).expect("a note");
+        // 500 µs a pull; 2 workers × 32 jobs per 500 µs = 128 k jobs/s.
+        assert!(note.contains("waited 500 µs"), "{note}");
+        assert!(note.contains("mean of 8 requests"), "{note}");
+        assert!(note.contains("128.0 k jobs/s"), "{note}");
     }
 }

@@ -97,8 +97,46 @@ pub struct IntakeStats {
     pub pings: u64,
     /// Pull requests sent.
     pub pull_requests: u64,
+    /// Pull requests that brought at least one job.
+    pub pulls_answered: u64,
+    /// Summed over those, the time from sending each to its first job arriving; see
+    /// [`mean_pull_wait`](Self::mean_pull_wait).
+    pub pull_wait: Duration,
     /// Bodies started.
     pub started: u64,
+}
+
+impl IntakeStats {
+    /// The mean time the server took to answer a pull request: from sending it to its first
+    /// job arriving (`pull_wait / pulls_answered`); `None` before any was answered.
+    ///
+    /// A node holds at most `max_concurrency + prefetch` jobs, counting those it asked for
+    /// and has not received, so it cannot take more than about
+    /// `(max_concurrency + prefetch) / mean_pull_wait` jobs a second. When its rate comes
+    /// near that, it waits on the server, not on its bodies: only a larger
+    /// [`prefetch`](super::IntakeOptions::prefetch) raises it (more jobs held per node,
+    /// more redelivered if the node dies).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ephemeral_nats::queue::IntakeStats;
+    ///
+    /// let mut stats = IntakeStats::default();
+    /// assert_eq!(stats.mean_pull_wait(), None);
+    /// stats.pulls_answered = 4;
+    /// stats.pull_wait = Duration::from_millis(2);
+    /// assert_eq!(stats.mean_pull_wait(), Some(Duration::from_micros(500)));
+    /// ```
+    #[must_use]
+    pub fn mean_pull_wait(&self) -> Option<Duration> {
+        let mean = self
+            .pull_wait
+            .as_nanos()
+            .checked_div(u128::from(self.pulls_answered))?;
+        Some(Duration::from_nanos(
+            u64::try_from(mean).unwrap_or(u64::MAX),
+        ))
+    }
 }
 
 /// One node's intake from a [`WorkQueue`](super::WorkQueue) into a coordinator.
@@ -179,6 +217,8 @@ impl Intake {
             leases_lost: Counters::get(&c.leases_lost),
             pings: Counters::get(&c.pings),
             pull_requests: Counters::get(&c.pull_requests),
+            pulls_answered: Counters::get(&c.pulls_answered),
+            pull_wait: Duration::from_nanos(Counters::get(&c.pull_wait_nanos)),
             started: Counters::get(&c.started),
         }
     }
@@ -415,7 +455,7 @@ pub(crate) async fn run_plain<T: Target>(mut l: Loop<T>) {
                 }
                 let Some(info) = message.reply.as_deref().and_then(ack_info) else { continue };
                 let (delivered, seq) = (info.delivered, info.stream_seq);
-                puller.on_job();
+                l.core.counters.pull_answered(puller.on_job());
                 let delivery = l.core.receive(&message, delivered, seq, None);
                 let job = Job { delivery: Arc::clone(&delivery), payload: message.payload, headers: message.headers };
                 if !l.enqueue(delivery, job).await {
@@ -455,7 +495,7 @@ pub(crate) async fn run_plain<T: Target>(mut l: Loop<T>) {
             continue;
         }
         if let Some(info) = message.reply.as_deref().and_then(ack_info) {
-            puller.on_job();
+            l.core.counters.pull_answered(puller.on_job());
             let delivery = l
                 .core
                 .receive(&message, info.delivered, info.stream_seq, None);

@@ -237,7 +237,7 @@ pub(crate) async fn run_keyed<T: Target>(
                 let Some(info) = message.reply.as_deref().and_then(ack_info) else { continue };
                 let Some(part) = partition_of(info.consumer).and_then(|n| parts.get_mut(usize::from(n))) else { continue };
                 let (delivered, seq) = (info.delivered, info.stream_seq);
-                part.puller.on_job();
+                core.counters.pull_answered(part.puller.on_job());
                 let pin = message
                     .headers
                     .as_ref()
@@ -326,7 +326,7 @@ pub(crate) async fn run_keyed<T: Target>(
         else {
             continue;
         };
-        part.puller.on_job();
+        core.counters.pull_answered(part.puller.on_job());
         let delivery = core.receive(&message, info.delivered, info.stream_seq, Some(part.index));
         core.hand_back(&l.tx, delivery, None);
     }

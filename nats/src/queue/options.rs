@@ -288,6 +288,11 @@ pub struct IntakeOptions {
 impl IntakeOptions {
     /// Jobs held waiting to start, on top of the running ones (default: the coordinator's
     /// `max_concurrency`). 0 pulls only for free slots.
+    ///
+    /// A node never asks for more than it can hold, so it takes at most about
+    /// `(max_concurrency + prefetch)` jobs per pull round trip;
+    /// [`IntakeStats::mean_pull_wait`](super::IntakeStats::mean_pull_wait) tells whether
+    /// that, rather than the bodies, limits it.
     pub fn prefetch(mut self, n: usize) -> Self {
         self.prefetch = Some(n);
         self

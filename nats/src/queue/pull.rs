@@ -7,6 +7,11 @@
 //! `<inbox>.<consumer>.<request>`) gives back what it did not bring (`Nats-Pending-Messages`).
 //! With no request open nothing can arrive, so the count is reset to zero then: it can
 //! never drift. A node never asks for more than it can hold.
+//!
+//! Each request also remembers when it was sent, so the wait until its first job arrived is
+//! known: it bounds what a node can take (it holds at most its credit, so it takes at most
+//! about credit ÷ wait jobs a second) and is reported in
+//! [`IntakeStats`](super::IntakeStats).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -26,6 +31,21 @@ struct Request {
     left: usize,
     /// When the server lets it expire.
     expires: Instant,
+    /// When it was sent.
+    sent: Instant,
+    /// Whether a job has arrived on it.
+    answered: bool,
+}
+
+impl Request {
+    fn new(batch: usize, sent: Instant, expiry: Duration) -> Self {
+        Self {
+            left: batch,
+            expires: sent + expiry,
+            sent,
+            answered: false,
+        }
+    }
 }
 
 /// What a status message meant for the consumer.
@@ -120,26 +140,23 @@ impl Puller {
                 Bytes::from(body),
             )
             .await?;
-        self.requests.insert(
-            id,
-            Request {
-                left: batch,
-                expires: Instant::now() + expiry,
-            },
-        );
+        self.requests
+            .insert(id, Request::new(batch, Instant::now(), expiry));
         self.outstanding += batch;
         Ok(())
     }
 
     /// A job arrived (jobs carry their own subject, not the request's, so they are not
-    /// told apart by request).
-    pub(crate) fn on_job(&mut self) {
+    /// told apart by request). Returns how long its request waited for it when it is the
+    /// request's first job.
+    pub(crate) fn on_job(&mut self) -> Option<Duration> {
         self.outstanding = self.outstanding.saturating_sub(1);
         // A job arrives on its original subject, not on its request's reply subject, so
         // it is counted against the oldest request still owed jobs: the server serves a
         // consumer's waiting requests first come, first served. A request that got its
         // whole batch is over (the server sends no status for it), and must not count as
         // open: a keyed partition with no request open loses its pin.
+        let mut waited = None;
         if let Some(id) = self
             .requests
             .iter()
@@ -149,11 +166,16 @@ impl Puller {
             && let Some(request) = self.requests.get_mut(&id)
         {
             request.left -= 1;
+            if !request.answered {
+                request.answered = true;
+                waited = Some(request.sent.elapsed());
+            }
             if request.left == 0 {
                 self.requests.remove(&id);
             }
         }
         self.settle();
+        waited
     }
 
     /// With no request open, nothing more can come.
@@ -255,6 +277,8 @@ mod tests {
             Request {
                 left: batch,
                 expires,
+                sent: Instant::now(),
+                answered: false,
             },
         );
         p.outstanding += batch;
@@ -307,6 +331,24 @@ mod tests {
         assert_eq!((p.open(), p.outstanding()), (1, 1));
         p.on_job();
         assert_eq!((p.open(), p.outstanding()), (0, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_job_of_a_request_tells_how_long_it_waited() {
+        let mut p = Puller::new("S", "c", "_INBOX.x", 0, None);
+        let far = Instant::now() + Duration::from_secs(60);
+        request(&mut p, 0, 2, far);
+        tokio::time::advance(Duration::from_millis(3)).await;
+        request(&mut p, 1, 2, far);
+        tokio::time::advance(Duration::from_millis(2)).await;
+        // Jobs count against the oldest request first: request 0 sent 5 ms ago.
+        assert_eq!(p.on_job(), Some(Duration::from_millis(5)));
+        assert_eq!(p.on_job(), None, "not the first job of request 0");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        // Request 1, sent 3 ms ago.
+        assert_eq!(p.on_job(), Some(Duration::from_millis(3)));
+        assert_eq!(p.on_job(), None);
+        assert_eq!(p.on_job(), None, "no request open: nothing waited");
     }
 
     #[test]

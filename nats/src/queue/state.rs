@@ -62,6 +62,9 @@ pub(crate) struct Counters {
     pub(crate) leases_lost: AtomicU64,
     pub(crate) pings: AtomicU64,
     pub(crate) pull_requests: AtomicU64,
+    pub(crate) pulls_answered: AtomicU64,
+    /// Summed over the answered pull requests, nanoseconds from sending to the first job.
+    pub(crate) pull_wait_nanos: AtomicU64,
     pub(crate) started: AtomicU64,
 }
 
@@ -73,6 +76,15 @@ impl Counters {
 
     pub(crate) fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// Counts a pull request's first job, `waited` after the request was sent.
+    pub(crate) fn pull_answered(&self, waited: Option<Duration>) {
+        if let Some(waited) = waited {
+            Self::bump(&self.pulls_answered);
+            let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
+            self.pull_wait_nanos.fetch_add(nanos, Ordering::Relaxed);
+        }
     }
 }
 
