@@ -1,11 +1,12 @@
 //! `tower` integration: a coordinator as a [`tower::Service`], and [`CoordinatorLayer`] to
 //! run any inner service as a coordinator's body.
 //!
-//! [`CoordinatorService::poll_ready`] holds a reserved slot of the coordinator's intake (an
-//! [`EnqueuePermit`]) the way `tower::limit::ConcurrencyLimit` holds a semaphore permit:
-//! ready means the next [`call`](tower::Service::call) is accepted without waiting, and a
-//! service dropped while ready gives the slot back. The response future resolves with the
-//! operation's result once the body finished.
+//! [`CoordinatorService`]'s [`poll_ready`](tower::Service::poll_ready) holds a reserved
+//! slot of the coordinator's intake (an [`EnqueuePermit`]) the way
+//! `tower::limit::ConcurrencyLimit` holds a semaphore permit: ready means the next
+//! [`call`](tower::Service::call) is accepted without waiting, and a service dropped while
+//! ready gives the slot back. The response future resolves with the operation's result once
+//! the body finished.
 
 use std::fmt;
 use std::marker::PhantomData;
