@@ -8,8 +8,8 @@
 //! `ready <pid>` once pulling; `ran <id> <key> <seq> <delivered> <pid>` when a body starts
 //! (before its ack); `settled <id> <outcome> <pid>` after it is settled (`acked` only once
 //! the server confirmed); `stats <pid> <accepted> <completed> <failed> <cancelled>
-//! <pulled> <acked> <nacked> <dead> <handed_back>` after `test.control` says `stop`, then
-//! exits. The payload of a job is its sequence number within its key.
+//! <pulled> <acked> <nacked> <dead> <handed_back> <pull_requests> <pulls_answered>` after
+//! `test.control` says `stop`, then exits. The payload of a job is its sequence number within its key.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -145,7 +145,7 @@ async fn main() {
     report(
         &reporter,
         format!(
-            "stats {pid} {} {} {} {} {} {} {} {} {}",
+            "stats {pid} {} {} {} {} {} {} {} {} {} {} {}",
             c.accepted,
             c.completed,
             c.failed,
@@ -154,7 +154,9 @@ async fn main() {
             i.acked,
             i.nacked,
             i.dead_lettered,
-            i.handed_back
+            i.handed_back,
+            i.pull_requests,
+            i.pulls_answered
         ),
     )
     .await;

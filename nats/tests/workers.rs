@@ -173,6 +173,21 @@ async fn stop_survivors(
     .await;
 }
 
+/// A worker that pulled jobs had pull requests answered: at least one, at most one per
+/// request and one per job (an answered request is one that brought a job).
+fn assert_pulls_answered(pid: u32, pulled: u64, pull_requests: u64, answered: u64) {
+    assert!(
+        answered <= pull_requests && answered <= pulled,
+        "{pid}: {answered} answered of {pull_requests} requests, {pulled} jobs"
+    );
+    if pulled > 0 {
+        assert!(
+            answered >= 1,
+            "{pid} pulled {pulled} jobs on no answered request"
+        );
+    }
+}
+
 fn count_ready(r: &[Report]) -> usize {
     r.iter().filter(|r| matches!(r, Report::Ready)).count()
 }
@@ -302,10 +317,13 @@ async fn a_killed_worker_loses_nothing() {
             nacked,
             dead,
             _handed,
+            pull_requests,
+            answered,
         ] = v[..]
         else {
             panic!("stats of {pid}: {v:?}")
         };
+        assert_pulls_answered(*pid, pulled, pull_requests, answered);
         assert_eq!(
             (failed, cancelled, nacked, dead),
             (0, 0, 0, 0),
@@ -436,4 +454,15 @@ async fn keyed(n: usize, kill: bool) {
         }
     }
     assert_eq!(started.len(), KEYS * PER_KEY);
+    // Each partition's pull requests are counted as the plain queue's are.
+    let mut reported = 0;
+    for report in &all {
+        if let Report::Stats { pid, values } = report {
+            reported += 1;
+            let pulled = values[4];
+            let (pull_requests, answered) = (values[9], values[10]);
+            assert_pulls_answered(*pid, pulled, pull_requests, answered);
+        }
+    }
+    assert_eq!(reported, n - usize::from(kill), "every survivor reported");
 }
