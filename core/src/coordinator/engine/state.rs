@@ -868,12 +868,8 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
             OperationState::Cancelled(_) => self.cancelled_count += 1,
             OperationState::Pending | OperationState::Deferred | OperationState::Running => {}
         }
-        if let Some(snapshot) = self
-            .window
-            .settle(id, now, state, fill, self.report_finalized)
-        {
-            self.finalized_out.push(snapshot);
-        }
+        let snapshots = self.report_finalized.then_some(&mut self.finalized_out);
+        self.window.settle(id, now, state, fill, snapshots);
     }
 
     // ----- Deferral --------------------------------------------------------------------------

@@ -329,24 +329,31 @@ impl<R> Window<R> {
     }
 
     /// Files a freshly finished operation in one lookup: `fill` completes its record, which
-    /// becomes `state` at `now`; then evicts what the bounds require. Returns its snapshot when
-    /// `snapshot` asks for one (for `on_finalized`), or `None` for an unknown id.
+    /// becomes `state` at `now`; then evicts what the bounds require. Its snapshot goes to
+    /// `snapshots` when given (for `on_finalized`); nothing happens for an unknown id.
+    ///
+    /// The snapshot is pushed here rather than returned: an `Option<OperationSnapshot>` return
+    /// value is copied whole (a `memcpy` call per operation) even when it is `None`.
     pub(crate) fn settle(
         &mut self,
         id: OperationId,
         now: Instant,
         state: OperationState,
         fill: impl FnOnce(&mut Record<R>),
-        snapshot: bool,
-    ) -> Option<OperationSnapshot> {
+        snapshots: Option<&mut Vec<OperationSnapshot>>,
+    ) {
         let due = self.age_due(now);
-        let record = self.records.get_mut(&id)?;
+        let Some(record) = self.records.get_mut(&id) else {
+            return;
+        };
         fill(record);
         record.state = state;
         record.finished = Some(now);
         self.finish_seq += 1;
         record.finish_seq = self.finish_seq;
-        let out = snapshot.then(|| record.snapshot(id));
+        if let Some(snapshots) = snapshots {
+            snapshots.push(record.snapshot(id));
+        }
         if !record.pinned {
             self.finished.push_back((id, due));
         }
@@ -356,7 +363,6 @@ impl<R> Window<R> {
             self.answered.push(reply.tx, (reply.answer)(id, record));
         }
         self.purge(now);
-        out
     }
 
     /// When an operation finished at `finished` is due for eviction by age (`None`: never,
