@@ -109,6 +109,16 @@ impl Default for WorkQueueOptions {
 /// tenth short, so much less leaves no room for a round trip.
 pub(crate) const MIN_ACK_WAIT: Duration = Duration::from_millis(300);
 
+/// The longest `ack_wait`, `pin_timeout`, `member_ttl` and `push_timeout` accepted: the
+/// intake adds them to instants and multiplies them (a job's lease, `max_hold` = 5 ×
+/// `ack_wait`), which must not overflow; a held job is kept alive by pings every third of
+/// `ack_wait`, so a long job never needs a long one.
+pub(crate) const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
+
+/// The longest `pull_expiry` accepted: a pull is asked again as soon as it ends, so a longer
+/// one gains nothing, and a stopping intake waits for its open pulls.
+pub(crate) const MAX_PULL_EXPIRY: Duration = Duration::from_secs(3600);
+
 impl WorkQueueOptions {
     /// A keyed queue with `n` partitions (1..=1024): jobs pushed with
     /// [`push_keyed`](super::WorkQueue::push_keyed) keep their order per key across every
@@ -119,7 +129,7 @@ impl WorkQueueOptions {
     }
 
     /// How long the server waits for a held job to be pinged or settled before it delivers
-    /// it again (at least 300 ms).
+    /// it again (at least 300 ms, at most 24 h).
     pub fn ack_wait(mut self, wait: Duration) -> Self {
         self.ack_wait = wait;
         self
@@ -171,7 +181,8 @@ impl WorkQueueOptions {
     }
 
     /// Keyed queues: how long a partition stays with an owner that stopped pulling (it
-    /// died, or hangs) before another node may take it (at least 1 s). Order does not depend
+    /// died, or hangs) before another node may take it (at least 1 s, at most 24 h). Order
+    /// does not depend
     /// on it: a new owner starts nothing until every job the old one held is back or settled.
     pub fn pin_timeout(mut self, timeout: Duration) -> Self {
         self.pin_timeout = timeout;
@@ -179,14 +190,15 @@ impl WorkQueueOptions {
     }
 
     /// Keyed queues: a node not heard from for this long loses its share of the partitions
-    /// to the others (at least 300 ms). Nodes announce themselves every third of it.
+    /// to the others (at least 300 ms, at most 24 h). Nodes announce themselves every third
+    /// of it.
     pub fn member_ttl(mut self, ttl: Duration) -> Self {
         self.member_ttl = ttl;
         self
     }
 
     /// How long a push keeps retrying (with the same id, so never twice) while the server
-    /// does not answer, say during a restart.
+    /// does not answer, say during a restart (at most 24 h).
     pub fn push_timeout(mut self, timeout: Duration) -> Self {
         self.push_timeout = timeout;
         self
@@ -204,8 +216,8 @@ impl WorkQueueOptions {
         if self.partitions.is_some_and(|p| p == 0 || p > 1024) {
             return bad("partitions", "between 1 and 1024");
         }
-        if self.ack_wait < MIN_ACK_WAIT {
-            return bad("ack_wait", "at least 300 ms");
+        if self.ack_wait < MIN_ACK_WAIT || self.ack_wait > MAX_WAIT {
+            return bad("ack_wait", "between 300 ms and 24 h");
         }
         if self.max_deliver == 0 {
             return bad("max_deliver", "at least 1");
@@ -222,14 +234,14 @@ impl WorkQueueOptions {
         if self.dead_letter_max_age.is_zero() {
             return bad("dead_letter_max_age", "a positive duration");
         }
-        if self.pin_timeout < Duration::from_secs(1) {
-            return bad("pin_timeout", "at least 1 s");
+        if self.pin_timeout < Duration::from_secs(1) || self.pin_timeout > MAX_WAIT {
+            return bad("pin_timeout", "between 1 s and 24 h");
         }
-        if self.member_ttl < MIN_ACK_WAIT {
-            return bad("member_ttl", "at least 300 ms");
+        if self.member_ttl < MIN_ACK_WAIT || self.member_ttl > MAX_WAIT {
+            return bad("member_ttl", "between 300 ms and 24 h");
         }
-        if self.push_timeout.is_zero() {
-            return bad("push_timeout", "a positive duration");
+        if self.push_timeout.is_zero() || self.push_timeout > MAX_WAIT {
+            return bad("push_timeout", "a positive duration of at most 24 h");
         }
         Ok(())
     }
@@ -325,7 +337,7 @@ impl IntakeOptions {
     }
 
     /// How long one pull request waits on the server for jobs (default 1 s, at least
-    /// 100 ms). A stopped intake takes no new job after it.
+    /// 100 ms, at most 1 h). A stopped intake takes no new job after it.
     pub fn pull_expiry(mut self, expiry: Duration) -> Self {
         self.pull_expiry = Some(expiry);
         self
@@ -391,9 +403,9 @@ impl IntakeOptions {
         }
         if self
             .pull_expiry
-            .is_some_and(|d| d < Duration::from_millis(100))
+            .is_some_and(|d| d < Duration::from_millis(100) || d > MAX_PULL_EXPIRY)
         {
-            return bad("pull_expiry", "at least 100 ms");
+            return bad("pull_expiry", "between 100 ms and 1 h");
         }
         if self
             .node
@@ -435,6 +447,22 @@ mod tests {
                 WorkQueueOptions::default().ack_wait(Duration::from_millis(10)),
                 "ack_wait",
             ),
+            (
+                WorkQueueOptions::default().ack_wait(Duration::MAX),
+                "ack_wait",
+            ),
+            (
+                WorkQueueOptions::default().pin_timeout(Duration::MAX),
+                "pin_timeout",
+            ),
+            (
+                WorkQueueOptions::default().member_ttl(Duration::MAX),
+                "member_ttl",
+            ),
+            (
+                WorkQueueOptions::default().push_timeout(Duration::MAX),
+                "push_timeout",
+            ),
             (WorkQueueOptions::default().max_deliver(0), "max_deliver"),
             (
                 WorkQueueOptions::default().max_ack_pending(0),
@@ -445,5 +473,28 @@ mod tests {
             assert!(error.to_string().contains(option), "{error}");
         }
         assert!(IntakeOptions::default().node("a b").validate().is_err());
+        for expiry in [Duration::from_millis(99), Duration::MAX] {
+            let error = IntakeOptions::default()
+                .pull_expiry(expiry)
+                .validate()
+                .unwrap_err();
+            assert!(error.to_string().contains("pull_expiry"), "{error}");
+        }
+        // The bounds themselves are accepted.
+        assert!(
+            WorkQueueOptions::default()
+                .ack_wait(MAX_WAIT)
+                .pin_timeout(MAX_WAIT)
+                .member_ttl(MAX_WAIT)
+                .push_timeout(MAX_WAIT)
+                .validate()
+                .is_ok()
+        );
+        assert!(
+            IntakeOptions::default()
+                .pull_expiry(MAX_PULL_EXPIRY)
+                .validate()
+                .is_ok()
+        );
     }
 }
