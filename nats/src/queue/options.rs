@@ -182,8 +182,8 @@ impl WorkQueueOptions {
 
     /// Keyed queues: how long a partition stays with an owner that stopped pulling (it
     /// died, or hangs) before another node may take it (at least 1 s, at most 24 h). Order
-    /// does not depend
-    /// on it: a new owner starts nothing until every job the old one held is back or settled.
+    /// does not depend on it: a new owner starts nothing until every job the old one held is
+    /// back or settled.
     pub fn pin_timeout(mut self, timeout: Duration) -> Self {
         self.pin_timeout = timeout;
         self
