@@ -9,7 +9,8 @@
 //! (before its ack); `settled <id> <outcome> <pid>` after it is settled (`acked` only once
 //! the server confirmed); `stats <pid> <accepted> <completed> <failed> <cancelled>
 //! <pulled> <acked> <nacked> <dead> <handed_back> <pull_requests> <pulls_answered>` after
-//! `test.control` says `stop`, then exits. The payload of a job is its sequence number within its key.
+//! `test.control` says `stop`, then exits. The payload of a job is its sequence number
+//! within its key.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -120,8 +120,7 @@ fn run(
         let result = rt
             .block_on(fill(&nats, batch.get(), jobs))
             .and_then(|queue| {
-                let (elapsed, turn_waits) = drain(&rt, &url, &queue, side, workers);
-                waits.borrow_mut().add(turn_waits);
+                let elapsed = drain(&rt, &url, &queue, side, workers, &mut waits.borrow_mut());
                 // Each turn has its own streams: free their store.
                 rt.block_on(async {
                     let js = nats.jetstream();
@@ -226,8 +225,11 @@ impl PullWaits {
     /// The note of the line: the mean wait and the rate `workers` nodes holding `credit`
     /// jobs each could reach if the server answered every pull in that time.
     fn note(self, workers: usize, credit: usize) -> Option<String> {
-        let answered = u32::try_from(self.answered).ok().filter(|n| *n > 0)?;
-        let mean = self.wait / answered;
+        // The mean as the intake's own stats define it.
+        let mut stats = IntakeStats::default();
+        stats.pulls_answered = self.answered;
+        stats.pull_wait = self.wait;
+        let mean = stats.mean_pull_wait()?;
         let ceiling = (workers * credit) as f64 / mean.as_secs_f64();
         Some(format!(
             "ours: a pull request waited {:.0} µs for its first job (mean of {} requests); \
@@ -240,21 +242,9 @@ impl PullWaits {
     }
 }
 
-/// Starts the workers, says `go`, and times until the work stream is empty; with the pull
-/// waits our workers report when they stop.
+/// Starts the workers, says `go`, and times until the work stream is empty; adds the pull
+/// waits our workers report when they stop to `waits`.
 fn drain(
-    rt: &tokio::runtime::Runtime,
-    url: &str,
-    queue: &WorkQueue,
-    side: &str,
-    workers: usize,
-) -> (Result<Duration, String>, PullWaits) {
-    let mut waits = PullWaits::default();
-    let elapsed = time_drain(rt, url, queue, side, workers, &mut waits);
-    (elapsed, waits)
-}
-
-fn time_drain(
     rt: &tokio::runtime::Runtime,
     url: &str,
     queue: &WorkQueue,

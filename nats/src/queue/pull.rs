@@ -275,10 +275,8 @@ mod tests {
         p.requests.insert(
             id,
             Request {
-                left: batch,
                 expires,
-                sent: Instant::now(),
-                answered: false,
+                ..Request::new(batch, Instant::now(), Duration::ZERO)
             },
         );
         p.outstanding += batch;
