@@ -132,12 +132,20 @@ impl Message {
     }
 
     /// The payload as shared bytes: clone it to keep it (no copy).
+    ///
+    /// A message from another process is read with its neighbours into one block of the
+    /// connection's read buffer (64 KiB), and its payload is a slice of that block: the
+    /// block is freed when the last payload cut from it is dropped. To keep a small payload
+    /// for long (a cache of the latest value per topic, say), keep a copy
+    /// (`Bytes::copy_from_slice(message.payload())`) rather than this, or a few hundred
+    /// kept payloads can hold as many blocks.
     #[must_use]
     pub fn payload_shared(&self) -> &Bytes {
         &self.payload
     }
 
-    /// The payload, taken out of the message (no copy).
+    /// The payload, taken out of the message (no copy; it may share a read block, see
+    /// [`payload_shared`](Self::payload_shared)).
     #[must_use]
     pub fn into_payload(self) -> Bytes {
         self.payload
