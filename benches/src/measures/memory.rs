@@ -6,7 +6,8 @@
 //! measurements' allocations out of the peak.
 //!
 //! The same flag runs [`CHILD_RAISE_LOOP`], [`CHILD_FANOUT_LOOP`],
-//! [`CHILD_CHANNEL_FANOUT_LOOP`], [`CHILD_COORD_LOOP`], [`CHILD_KEYED_LOOP`] and [`CHILD_SERVICE_LOOP`], ours alone,
+//! [`CHILD_CHANNEL_FANOUT_LOOP`], [`CHILD_COORD_LOOP`], [`CHILD_KEYED_LOOP`],
+//! [`CHILD_KEYED_TEXT_LOOP`] and [`CHILD_SERVICE_LOOP`], ours alone,
 //! for profiling.
 //!
 //! Our workload is [`ours_rss_workload`].
@@ -35,6 +36,9 @@ pub const CHILD_CHANNEL_FANOUT_LOOP: &str = "channel-fanout-loop";
 pub const CHILD_COORD_LOOP: &str = "coord-loop";
 /// A child workload that only runs our keyed coordinator (1,000 keys), for a profiler.
 pub const CHILD_KEYED_LOOP: &str = "keyed-loop";
+/// A child workload that only runs our keyed coordinator with `String` keys (100 keys), for
+/// a profiler: what a key that allocates costs the keyed queue.
+pub const CHILD_KEYED_TEXT_LOOP: &str = "keyed-text-loop";
 /// A child workload that only runs our coordinator as a tower service (16 clients), for a
 /// profiler.
 pub const CHILD_SERVICE_LOOP: &str = "service-loop";
@@ -138,12 +142,15 @@ pub fn child_main(workload: &str, quick: bool) -> i32 {
             super::coordinator::coord_loop(if quick { 1_000_000 } else { 10_000_000 })
         }
         CHILD_KEYED_LOOP => super::coordinator::keyed_loop(if quick { 1_000 } else { 10_000 }),
+        CHILD_KEYED_TEXT_LOOP => {
+            super::coordinator::keyed_text_loop(if quick { 10_000 } else { 100_000 })
+        }
         CHILD_SERVICE_LOOP => {
             super::coordinator::service_loop(if quick { 1_000_000 } else { 10_000_000 })
         }
         other => {
             eprintln!(
-                "unknown child workload {other:?}: use {CHILD_PROBE}, {CHILD_COORDINATOR}, {CHILD_RAISE_LOOP}, {CHILD_FANOUT_LOOP}, {CHILD_CHANNEL_FANOUT_LOOP}, {CHILD_COORD_LOOP}, {CHILD_KEYED_LOOP} or {CHILD_SERVICE_LOOP}"
+                "unknown child workload {other:?}: use {CHILD_PROBE}, {CHILD_COORDINATOR}, {CHILD_RAISE_LOOP}, {CHILD_FANOUT_LOOP}, {CHILD_CHANNEL_FANOUT_LOOP}, {CHILD_COORD_LOOP}, {CHILD_KEYED_LOOP}, {CHILD_KEYED_TEXT_LOOP} or {CHILD_SERVICE_LOOP}"
             );
             2
         }
