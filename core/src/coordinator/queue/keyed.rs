@@ -2,18 +2,98 @@
 //! cold keys first.
 
 use std::collections::VecDeque;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 
 // hashbrown's default hasher (foldhash, seeded per process) rather than std's SipHash: three
 // or four key lookups per item, and the sink's name index makes the same choice for names
 // that come from users too.
-use hashbrown::HashMap;
-use hashbrown::hash_map::EntryRef;
+use hashbrown::DefaultHashBuilder;
+use hashbrown::hash_table::{Entry, HashTable, OccupiedEntry};
 
 use super::job::{Job, PopCx, Select, Visit, VisitMut};
 use super::policy::Queue;
 use crate::OperationId;
 use crate::coordinator::snapshot::KeyStats;
+
+/// The keys' table: a map from key to state that clones a key only to insert it (a keyed
+/// push finds its key by reference; `HashMap::entry` takes the key by value, so every push
+/// cloned it, an allocation for a `String` key, even for a key already there).
+#[derive(Debug)]
+struct KeyTable<K, V> {
+    table: HashTable<(K, V)>,
+    hasher: DefaultHashBuilder,
+}
+
+impl<K: Hash + Eq, V> KeyTable<K, V> {
+    fn new() -> Self {
+        Self {
+            table: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    fn get(&self, key: &K) -> Option<&V> {
+        let hash = self.hasher.hash_one(key);
+        self.table.find(hash, |(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        let hash = self.hasher.hash_one(key);
+        self.table.find_mut(hash, |(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// The entry of `key` if it is there, to read, change or remove in one lookup.
+    fn occupied(&mut self, key: &K) -> Option<OccupiedEntry<'_, (K, V)>> {
+        let hash = self.hasher.hash_one(key);
+        self.table.find_entry(hash, |(k, _)| k == key).ok()
+    }
+
+    fn remove(&mut self, key: &K) -> Option<V> {
+        self.occupied(key).map(|entry| entry.remove().0.1)
+    }
+
+    /// The value of `key`, first inserted as `make()` under a clone of `key` if missing: one
+    /// hash and one probe either way.
+    fn get_or_insert_with(&mut self, key: &K, make: impl FnOnce() -> V) -> &mut V
+    where
+        K: Clone,
+    {
+        let hasher = &self.hasher;
+        let hash = hasher.hash_one(key);
+        let entry = match self
+            .table
+            .entry(hash, |(k, _)| k == key, |(k, _)| hasher.hash_one(k))
+        {
+            Entry::Occupied(entry) => entry,
+            Entry::Vacant(entry) => entry.insert((key.clone(), make())),
+        };
+        &mut entry.into_mut().1
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.table.iter().map(|(k, v)| (k, v))
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = (&K, &mut V)> {
+        self.table.iter_mut().map(|(k, v)| (&*k, v))
+    }
+
+    fn values(&self) -> impl Iterator<Item = &V> {
+        self.table.iter().map(|(_, v)| v)
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
+        self.table.iter_mut().map(|(_, v)| v)
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&mut V) -> bool) {
+        self.table.retain(|(_, v)| keep(v));
+    }
+}
 
 #[derive(Debug)]
 struct KeyState<T, K> {
@@ -34,7 +114,7 @@ struct KeyState<T, K> {
 /// `max_pending`.
 #[derive(Debug)]
 pub(crate) struct KeyedQueue<T, K> {
-    keys: HashMap<K, KeyState<T, K>>,
+    keys: KeyTable<K, KeyState<T, K>>,
     cold: VecDeque<K>,
     hot: VecDeque<K>,
     per_key: usize,
@@ -53,7 +133,7 @@ const SPARE_CAPACITY: usize = 16;
 impl<T, K: Hash + Eq + Clone> KeyedQueue<T, K> {
     pub(crate) fn new(per_key: usize, threshold: usize) -> Self {
         Self {
-            keys: HashMap::new(),
+            keys: KeyTable::new(),
             cold: VecDeque::new(),
             hot: VecDeque::new(),
             per_key,
@@ -158,27 +238,26 @@ impl<T: Send + 'static, K: Hash + Eq + Clone + Send + 'static> Queue<T> for Keye
     }
 
     fn push(&mut self, job: Job<T, K>) -> bool {
-        let key = job.route.clone();
         let spare = &mut self.spare;
-        let state = self
-            .keys
-            .entry(job.route.clone())
-            .or_insert_with(|| KeyState {
-                pending: spare.pop().unwrap_or_default(),
-                running: 0,
-                ready: false,
-            });
+        let state = self.keys.get_or_insert_with(&job.route, || KeyState {
+            pending: spare.pop().unwrap_or_default(),
+            running: 0,
+            ready: false,
+        });
+        // The key is cloned for a ready list only when it joins one (a busy key does not).
+        let key = || job.route.clone();
+        let (per_key, threshold) = (self.per_key, self.threshold);
+        if !state.ready && state.running < per_key {
+            state.ready = true;
+            // As `ready_if` with this job counted among the pending.
+            if state.pending.len() + 1 > threshold {
+                self.hot.push_back(key());
+            } else {
+                self.cold.push_back(key());
+            }
+        }
         state.pending.push_back(job);
         self.len += 1;
-        let (per_key, threshold) = (self.per_key, self.threshold);
-        Self::ready_if(
-            state,
-            || key,
-            per_key,
-            threshold,
-            &mut self.cold,
-            &mut self.hot,
-        );
         self.peak_keys = self.peak_keys.max(self.keys.len());
         false
     }
@@ -223,10 +302,10 @@ impl<T: Send + 'static, K: Hash + Eq + Clone + Send + 'static> Queue<T> for Keye
 
     fn finished(&mut self, key: &K) {
         // One lookup, also when the key is forgotten.
-        let EntryRef::Occupied(mut entry) = self.keys.entry_ref(key) else {
+        let Some(mut entry) = self.keys.occupied(key) else {
             return;
         };
-        let state = entry.get_mut();
+        let state = &mut entry.get_mut().1;
         state.running = state.running.saturating_sub(1);
         let (per_key, threshold) = (self.per_key, self.threshold);
         Self::ready_if(
@@ -238,7 +317,7 @@ impl<T: Send + 'static, K: Hash + Eq + Clone + Send + 'static> Queue<T> for Keye
             &mut self.hot,
         );
         if state.pending.is_empty() && state.running == 0 && !state.ready {
-            let state = entry.remove();
+            let ((_, state), _) = entry.remove();
             self.keep_spare(state.pending);
         }
     }
@@ -268,7 +347,7 @@ impl<T: Send + 'static, K: Hash + Eq + Clone + Send + 'static> Queue<T> for Keye
         jobs.sort_by_key(|j| j.id);
         self.cold.clear();
         self.hot.clear();
-        self.keys.retain(|_, s| s.running > 0);
+        self.keys.retain(|s| s.running > 0);
         self.spare.clear();
         self.len = 0;
         jobs
@@ -277,7 +356,7 @@ impl<T: Send + 'static, K: Hash + Eq + Clone + Send + 'static> Queue<T> for Keye
     fn remove_where(&mut self, remove: &mut Select<'_, T, K>) -> Vec<Job<T, K>> {
         let mut out = Vec::new();
         let mut touched = Vec::new();
-        for (key, state) in &mut self.keys {
+        for (key, state) in self.keys.iter_mut() {
             let (gone, keep): (VecDeque<_>, VecDeque<_>) =
                 state.pending.drain(..).partition(|j| remove(j));
             state.pending = keep;
@@ -310,6 +389,9 @@ impl<T: Send + 'static, K: Hash + Eq + Clone + Send + 'static> Queue<T> for Keye
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::{KeyedQueue, SPARE_CAPACITY};
     use crate::coordinator::queue::job::{Job, PopCx};
     use crate::coordinator::queue::policy::Queue;
@@ -356,6 +438,62 @@ mod tests {
         assert!(queue.spare.is_empty());
         assert_eq!(run_all(&mut queue), 1000);
         assert_eq!(queue.spare.len(), 1000);
+    }
+
+    /// A key whose clones are counted.
+    #[derive(Debug)]
+    struct Counted(u64, Arc<AtomicUsize>);
+
+    impl Clone for Counted {
+        fn clone(&self) -> Self {
+            self.1.fetch_add(1, Ordering::Relaxed);
+            Self(self.0, Arc::clone(&self.1))
+        }
+    }
+
+    impl PartialEq for Counted {
+        fn eq(&self, other: &Self) -> bool {
+            self.0 == other.0
+        }
+    }
+
+    impl Eq for Counted {}
+
+    impl std::hash::Hash for Counted {
+        fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+            self.0.hash(state);
+        }
+    }
+
+    #[test]
+    fn a_key_is_cloned_only_to_enter_the_table_or_a_ready_list() {
+        let clones = Arc::new(AtomicUsize::new(0));
+        let key = |n| Counted(n, Arc::clone(&clones));
+        let counted = || clones.load(Ordering::Relaxed);
+        let mut queue = KeyedQueue::new(1, 4);
+        let sink = SignalSink::default();
+        let mut cx = PopCx {
+            sink: &sink,
+            now: tokio::time::Instant::now(),
+            global: false,
+            held: false,
+        };
+        // A new key: into the table, and into a ready list.
+        queue.push(Job::new(OperationId::from_raw(1), 1, key(7), None));
+        assert_eq!(counted(), 2);
+        let started = queue.pop(&mut cx).map(|job| job.id);
+        assert_eq!(started, Some(OperationId::from_raw(1)));
+        // The key is busy (one at a time): more of its items wait without a clone.
+        for id in 2..10 {
+            queue.push(Job::new(OperationId::from_raw(id), id, key(7), None));
+        }
+        assert_eq!(counted(), 2);
+        assert!(queue.pop(&mut cx).is_none(), "the key is busy");
+        // Its item finished: the key is ready again (one clone for the list).
+        queue.finished(&key(7));
+        assert_eq!(counted(), 3);
+        let next = queue.pop(&mut cx).map(|job| job.id);
+        assert_eq!(next, Some(OperationId::from_raw(2)), "in order");
     }
 
     #[test]
