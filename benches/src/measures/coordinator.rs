@@ -61,6 +61,26 @@ pub fn ours_noop_tracking(rt: &Runtime, items: usize, tracking: bool) -> Option<
 /// `EphemeralKeyedWorkCoordinator` with concurrency 16 and one at a time per key, enqueued
 /// interleaved (item `i` has key `i % keys`), then drained.
 pub fn ours_keyed(rt: &Runtime, keys: usize, per_key: usize) -> Option<Duration> {
+    ours_keyed_by(rt, keys, per_key, |k| k)
+}
+
+/// As [`ours_keyed`] with `String` keys (`"user-<n>"`, each enqueue handing over a clone of a
+/// rendered key, as a caller keeping its keys would): what a key that allocates costs.
+pub fn ours_keyed_text(rt: &Runtime, keys: usize, per_key: usize) -> Option<Duration> {
+    let names: Vec<String> = (0..keys).map(|k| format!("user-{k}")).collect();
+    ours_keyed_by(rt, keys, per_key, |k| names[k].clone())
+}
+
+/// [`ours_keyed`] with item `i`'s key made by `key(i % keys)`.
+fn ours_keyed_by<K>(
+    rt: &Runtime,
+    keys: usize,
+    per_key: usize,
+    key: impl Fn(usize) -> K,
+) -> Option<Duration>
+where
+    K: std::hash::Hash + Eq + Clone + std::fmt::Display + Send + Sync + 'static,
+{
     rt.block_on(async {
         let c = EphemeralKeyedWorkCoordinator::new(
             |item: usize, _ctx| async move {
@@ -73,7 +93,7 @@ pub fn ours_keyed(rt: &Runtime, keys: usize, per_key: usize) -> Option<Duration>
         let items = keys * per_key;
         let start = Instant::now();
         for i in 0..items {
-            c.enqueue(i % keys, i).await.ok()?;
+            c.enqueue(key(i % keys), i).await.ok()?;
         }
         c.drain().await.ok()?;
         let elapsed = start.elapsed();
@@ -124,57 +144,17 @@ pub fn ours_service(rt: &Runtime, items: usize, clients: usize) -> Option<Durati
 /// Runs `items` no-op items through [`ours_noop`] and prints the rate: ours alone, for a
 /// profiler. Returns the exit code (1 if the coordinator lost items).
 pub fn coord_loop(items: usize) -> i32 {
-    let rt = runtime();
-    match ours_noop(&rt, items) {
-        Some(d) => {
-            println!("coord-loop {:.0} items/s", per_second(items, d));
-            0
-        }
-        None => {
-            eprintln!("coord-loop: {NOT_YET}");
-            1
-        }
-    }
-}
-
-/// As [`ours_keyed`] with `String` keys (`"user-<n>"`, each enqueue handing over a clone of a
-/// rendered key, as a caller keeping its keys would): what a key that allocates costs.
-pub fn ours_keyed_text(rt: &Runtime, keys: usize, per_key: usize) -> Option<Duration> {
-    rt.block_on(async {
-        let c = EphemeralKeyedWorkCoordinator::new(
-            |item: usize, _ctx| async move {
-                pool::noop(item).await;
-                Ok::<_, Infallible>(())
-            },
-            EphemeralOptions::default().max_concurrency(CONCURRENCY),
-        )
-        .ok()?;
-        let names: Vec<String> = (0..keys).map(|k| format!("user-{k}")).collect();
-        let items = keys * per_key;
-        let start = Instant::now();
-        for i in 0..items {
-            c.enqueue(names[i % keys].clone(), i).await.ok()?;
-        }
-        c.drain().await.ok()?;
-        let elapsed = start.elapsed();
-        (c.stats().completed == items as u64).then_some(elapsed)
-    })
+    report_loop("coord-loop", items, ours_noop(&runtime(), items))
 }
 
 /// Runs 1,000 keys × `per_key` items through [`ours_keyed`] and prints the rate: ours alone,
 /// for a profiler. Returns the exit code (1 if the coordinator lost items).
 pub fn keyed_loop(per_key: usize) -> i32 {
-    let rt = runtime();
-    match ours_keyed(&rt, 1000, per_key) {
-        Some(d) => {
-            println!("keyed-loop {:.0} items/s", per_second(1000 * per_key, d));
-            0
-        }
-        None => {
-            eprintln!("keyed-loop: {NOT_YET}");
-            1
-        }
-    }
+    report_loop(
+        "keyed-loop",
+        1000 * per_key,
+        ours_keyed(&runtime(), 1000, per_key),
+    )
 }
 
 /// Runs 100 `String` keys × `per_key` items through [`ours_keyed_text`] and prints the rate:
@@ -182,36 +162,21 @@ pub fn keyed_loop(per_key: usize) -> i32 {
 /// key already there (waiting or running), the case a key's clone costs most. Returns the
 /// exit code (1 if the coordinator lost items).
 pub fn keyed_text_loop(per_key: usize) -> i32 {
-    let rt = runtime();
-    match ours_keyed_text(&rt, 100, per_key) {
-        Some(d) => {
-            println!(
-                "keyed-text-loop {:.0} items/s",
-                per_second(100 * per_key, d)
-            );
-            0
-        }
-        None => {
-            eprintln!("keyed-text-loop: {NOT_YET}");
-            1
-        }
-    }
+    report_loop(
+        "keyed-text-loop",
+        100 * per_key,
+        ours_keyed_text(&runtime(), 100, per_key),
+    )
 }
 
 /// Runs `items` calls through [`ours_service`] (16 clients) and prints the rate: ours alone,
 /// for a profiler. Returns the exit code (1 if a call failed).
 pub fn service_loop(items: usize) -> i32 {
-    let rt = runtime();
-    match ours_service(&rt, items, CONCURRENCY) {
-        Some(d) => {
-            println!("service-loop {:.0} items/s", per_second(items, d));
-            0
-        }
-        None => {
-            eprintln!("service-loop: {NOT_YET}");
-            1
-        }
-    }
+    report_loop(
+        "service-loop",
+        items,
+        ours_service(&runtime(), items, CONCURRENCY),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -219,6 +184,21 @@ pub fn service_loop(items: usize) -> i32 {
 // ---------------------------------------------------------------------------------------------
 
 const NOT_YET: &str = "ours: the coordinator refused to start or lost items";
+
+/// Prints a profiling loop's rate (`took` for `items`), or why it could not run; the exit
+/// code (1 if it could not).
+fn report_loop(name: &str, items: usize, took: Option<Duration>) -> i32 {
+    match took {
+        Some(d) => {
+            println!("{name} {:.0} items/s", per_second(items, d));
+            0
+        }
+        None => {
+            eprintln!("{name}: {NOT_YET}");
+            1
+        }
+    }
+}
 
 /// Runs one baseline turn, checking that it ran every item.
 fn checked(ran: usize, items: usize, what: &str) {

@@ -401,15 +401,20 @@ mod tests {
         Job::new(OperationId::from_raw(id), id, key, None)
     }
 
-    /// Pops every startable job and reports each finished.
-    fn run_all(queue: &mut KeyedQueue<u64, u64>) -> usize {
-        let sink = SignalSink::default();
-        let mut cx = PopCx {
-            sink: &sink,
+    /// A pop's context with no deferral.
+    fn pop_cx(sink: &SignalSink) -> PopCx<'_> {
+        PopCx {
+            sink,
             now: tokio::time::Instant::now(),
             global: false,
             held: false,
-        };
+        }
+    }
+
+    /// Pops every startable job and reports each finished.
+    fn run_all(queue: &mut KeyedQueue<u64, u64>) -> usize {
+        let sink = SignalSink::default();
+        let mut cx = pop_cx(&sink);
         let mut started = Vec::new();
         while let Some(job) = queue.pop(&mut cx) {
             started.push(job.route);
@@ -472,12 +477,7 @@ mod tests {
         let counted = || clones.load(Ordering::Relaxed);
         let mut queue = KeyedQueue::new(1, 4);
         let sink = SignalSink::default();
-        let mut cx = PopCx {
-            sink: &sink,
-            now: tokio::time::Instant::now(),
-            global: false,
-            held: false,
-        };
+        let mut cx = pop_cx(&sink);
         // A new key: into the table, and into a ready list.
         queue.push(Job::new(OperationId::from_raw(1), 1, key(7), None));
         assert_eq!(counted(), 2);
