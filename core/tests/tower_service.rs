@@ -3,8 +3,13 @@
 
 use std::task::Poll;
 
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
 use ephemeral::{
-    CancelReason, CoordinatorLayer, CoordinatorService, EphemeralOptions, ResultError, ServiceError,
+    CancelReason, CoordinatorLayer, CoordinatorService, EphemeralOptions,
+    EphemeralResultCoordinator, OperationContext, ResultError, ServiceError,
 };
 use tower::{Layer, Service, ServiceExt};
 use tower_test::mock::{self, Spawn};
@@ -240,4 +245,89 @@ async fn a_completed_coordinator_is_never_ready_even_with_room() {
         Poll::Ready(Err(ServiceError::Closed)) => {}
         other => panic!("expected Closed after complete, got {other:?}"),
     }
+}
+
+/// A body that panics is a failed call (the panic's message kept), counted as panicked, and
+/// the service answers the next call.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_body_is_a_failed_call_and_the_service_goes_on() {
+    let coordinator = EphemeralResultCoordinator::new(
+        |n: u32, _ctx: OperationContext| async move {
+            assert!(n != 0, "no zero here");
+            Ok::<_, Infallible>(n)
+        },
+        EphemeralOptions::default(),
+    )
+    .expect("coordinator");
+    let mut service = coordinator.service();
+    match service.ready().await.expect("ready").call(0).await {
+        Err(ServiceError::Operation(ResultError::Failed { message, .. })) => {
+            assert!(message.to_string().contains("no zero here"), "{message}");
+        }
+        other => panic!("expected the panic as a failure, got {other:?}"),
+    }
+    assert_eq!(
+        service
+            .ready()
+            .await
+            .expect("ready")
+            .call(7)
+            .await
+            .expect("goes on"),
+        7
+    );
+    let stats = coordinator.stats();
+    assert_eq!((stats.panicked, stats.failed, stats.completed), (1, 1, 1));
+}
+
+/// With a `cancel_on` signal live, a call is refused at admission: cancelled with the signal,
+/// its body never called.
+#[tokio::test(start_paused = true)]
+async fn the_cancel_on_rule_refuses_a_call_before_its_body_starts() {
+    let sink = ephemeral::SignalSink::default();
+    let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = started.clone();
+    let coordinator = EphemeralResultCoordinator::new(
+        move |n: u32, _ctx: OperationContext| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move { Ok::<_, Infallible>(n) }
+        },
+        EphemeralOptions::default()
+            .signals(sink.clone())
+            .cancel_on("stop.*"),
+    )
+    .expect("coordinator");
+    sink.raise("stop.now").expect("raised");
+    let mut service = coordinator.service();
+    match service.ready().await.expect("ready").call(1).await {
+        Err(ServiceError::Operation(ResultError::Cancelled { reason, .. })) => {
+            assert!(matches!(reason, CancelReason::Signal(_)), "{reason:?}");
+        }
+        other => panic!("expected a refused call, got {other:?}"),
+    }
+    assert_eq!(started.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+/// Called from another runtime, one with no timer, the body still runs in the coordinator's
+/// (its timer works), and the answer comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_from_another_runtime_runs_the_body_in_the_coordinators() {
+    let coordinator = EphemeralResultCoordinator::new(
+        |n: u32, _ctx: OperationContext| async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            Ok::<_, Infallible>(n * 3)
+        },
+        EphemeralOptions::default(),
+    )
+    .expect("coordinator");
+    let mut service = coordinator.service();
+    let answer = std::thread::spawn(move || {
+        let timerless = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        timerless.block_on(async move { service.ready().await?.call(4).await })
+    })
+    .join()
+    .expect("the calling thread");
+    assert_eq!(answer.expect("the result"), 12);
 }
