@@ -69,3 +69,27 @@ async fn a_cancelled_coordinator_answers_cancelled() {
         }
     }
 }
+
+/// A pending result is fused: a `select!` loop that keeps polling it after it answered (as
+/// `&mut pending` lets it) sees it stay pending, and `is_terminated` says it is done; it
+/// does not panic.
+#[tokio::test(start_paused = true)]
+async fn a_pending_result_polled_after_it_answered_stays_pending() {
+    use futures::future::FusedFuture;
+    use std::time::Duration;
+
+    let coordinator = halves(EphemeralOptions::default());
+    let mut pending = coordinator.enqueue_for_result(10).await.expect("accepted");
+    assert!(!pending.is_terminated());
+    let mut answers = Vec::new();
+    let mut ticks = 0;
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    while ticks < 3 {
+        tokio::select! {
+            answer = &mut pending => answers.push(answer.map_err(|e| e.to_string())),
+            _ = tick.tick() => ticks += 1,
+        }
+    }
+    assert_eq!(answers, vec![Ok(5)], "answered once, then pending");
+    assert!(pending.is_terminated());
+}

@@ -334,6 +334,11 @@ impl<T: Send + 'static, R: Clone + Send + 'static> EphemeralResultCoordinator<T,
 /// [`enqueue`](EphemeralResultCoordinator::enqueue) and a later
 /// [`wait_for_result`](EphemeralResultCoordinator::wait_for_result)). Dropping it does not
 /// cancel the operation.
+///
+/// It is fused, as [`futures::future::Fuse`] is: polled again after it gave its result (a
+/// `select!` loop over `&mut pending` may), it stays pending and never wakes, rather than
+/// panicking, and [`FusedFuture::is_terminated`](futures::future::FusedFuture::is_terminated)
+/// says it is done.
 #[must_use = "the result is delivered only to this future"]
 pub struct PendingResult<R> {
     id: OperationId,
@@ -364,6 +369,10 @@ impl<R> Future for PendingResult<R> {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
         let id = self.id;
+        // Given already: `Fuse`'s answer, not the receiver's panic.
+        if self.reply.is_terminated() {
+            return std::task::Poll::Pending;
+        }
         std::pin::Pin::new(&mut self.reply)
             .poll(cx)
             .map(|reply| match reply {
@@ -375,6 +384,12 @@ impl<R> Future for PendingResult<R> {
                     reason: super::CancelReason::Shutdown,
                 }),
             })
+    }
+}
+
+impl<R> futures::future::FusedFuture for PendingResult<R> {
+    fn is_terminated(&self) -> bool {
+        self.reply.is_terminated()
     }
 }
 
