@@ -22,7 +22,7 @@ use crate::{NatsError, NatsOptions, subject};
 /// [`publish`](Self::publish), [`subscribe`](Self::subscribe) (a stream of
 /// `Result<Message, Lagged>`), [`serve`](Self::serve) / [`request`](Self::request). Topics
 /// are core [`Name`](ephemeral::Name)s, carried on subjects `<prefix>.s.<topic>` (see
-/// [`subject`](crate::subject) for the exact mapping), so any name works, including
+/// [`subject`] for the exact mapping), so any name works, including
 /// `a..b` and `a.>`, which NATS itself cannot carry as is.
 ///
 /// Loss is never silent: a publish while disconnected is an error

@@ -197,7 +197,7 @@ impl Subscription {
         &self.pattern
     }
 
-    /// The NATS subjects subscribed to (see [`subject::route`](crate::subject::route)).
+    /// The NATS subjects subscribed to (see [`subject::route`]).
     #[must_use]
     pub fn subjects(&self) -> &[String] {
         &self.subjects

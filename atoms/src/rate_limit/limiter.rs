@@ -49,7 +49,7 @@ pub enum RateConfigError {
 }
 
 /// Rate and burst, readable and changeable at run time; shared by every limiter, including
-/// the keyed one, so that [`control`](super::control) can steer any of them.
+/// the keyed one, so that [`control()`](super::control()) can steer any of them.
 pub trait Tunable: Send + Sync {
     /// Permits per second.
     fn rate(&self) -> f64;

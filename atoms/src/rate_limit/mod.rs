@@ -8,7 +8,7 @@
 //!
 //! The two single limiters share the [`RateLimiter`] trait (`try_acquire`, `acquire`,
 //! `admit`), and all three share [`Tunable`] (rate and burst at run time), which
-//! [`control`] uses to steer a limiter from `rate.limit.set:<n>`-style command signals.
+//! [`control()`] uses to steer a limiter from `rate.limit.set:<n>`-style command signals.
 //!
 //! With rate 10 per second and burst 5: five permits at once, then one every 100 ms. A
 //! refused [`try_acquire`](RateLimiter::try_acquire) returns [`RateLimited`] with the exact
