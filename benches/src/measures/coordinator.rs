@@ -179,6 +179,26 @@ pub fn service_loop(items: usize) -> i32 {
     )
 }
 
+/// Runs `items` calls through tower's `Buffer(1024)` + `ConcurrencyLimit(16)` (16 clients,
+/// the baseline of `coord_service_vs_tower` and `coord_noop_vs_tower`) and prints the rate:
+/// the baseline alone, for a profiler to count against [`service_loop`] and [`coord_loop`].
+/// Returns the exit code (1 if a call failed).
+pub fn tower_loop(items: usize) -> i32 {
+    let rt = runtime();
+    let start = Instant::now();
+    let ran = rt.block_on(pool::tower_buffer_limit(
+        items,
+        CONCURRENCY,
+        BOUND,
+        CONCURRENCY,
+    ));
+    let took = ran
+        .ok()
+        .filter(|&ran| ran == items)
+        .map(|_| start.elapsed());
+    report_loop("tower-loop", items, took)
+}
+
 // ---------------------------------------------------------------------------------------------
 // The measurements.
 // ---------------------------------------------------------------------------------------------

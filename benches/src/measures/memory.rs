@@ -7,8 +7,8 @@
 //!
 //! The same flag runs [`CHILD_RAISE_LOOP`], [`CHILD_FANOUT_LOOP`],
 //! [`CHILD_CHANNEL_FANOUT_LOOP`], [`CHILD_COORD_LOOP`], [`CHILD_KEYED_LOOP`],
-//! [`CHILD_KEYED_TEXT_LOOP`] and [`CHILD_SERVICE_LOOP`], ours alone,
-//! for profiling.
+//! [`CHILD_KEYED_TEXT_LOOP`] and [`CHILD_SERVICE_LOOP`], ours alone, and
+//! [`CHILD_TOWER_LOOP`], the tower baseline alone, for profiling.
 //!
 //! Our workload is [`ours_rss_workload`].
 
@@ -42,6 +42,9 @@ pub const CHILD_KEYED_TEXT_LOOP: &str = "keyed-text-loop";
 /// A child workload that only runs our coordinator as a tower service (16 clients), for a
 /// profiler.
 pub const CHILD_SERVICE_LOOP: &str = "service-loop";
+/// A child workload that only runs the tower baseline of the service lines (`Buffer` +
+/// `ConcurrencyLimit`, 16 clients), for a profiler to count against [`CHILD_SERVICE_LOOP`].
+pub const CHILD_TOWER_LOOP: &str = "tower-loop";
 /// The memory [`CHILD_PROBE`] touches.
 pub const PROBE_BYTES: usize = 64 << 20;
 
@@ -148,9 +151,12 @@ pub fn child_main(workload: &str, quick: bool) -> i32 {
         CHILD_SERVICE_LOOP => {
             super::coordinator::service_loop(if quick { 1_000_000 } else { 10_000_000 })
         }
+        CHILD_TOWER_LOOP => {
+            super::coordinator::tower_loop(if quick { 1_000_000 } else { 10_000_000 })
+        }
         other => {
             eprintln!(
-                "unknown child workload {other:?}: use {CHILD_PROBE}, {CHILD_COORDINATOR}, {CHILD_RAISE_LOOP}, {CHILD_FANOUT_LOOP}, {CHILD_CHANNEL_FANOUT_LOOP}, {CHILD_COORD_LOOP}, {CHILD_KEYED_LOOP}, {CHILD_KEYED_TEXT_LOOP} or {CHILD_SERVICE_LOOP}"
+                "unknown child workload {other:?}: use {CHILD_PROBE}, {CHILD_COORDINATOR}, {CHILD_RAISE_LOOP}, {CHILD_FANOUT_LOOP}, {CHILD_CHANNEL_FANOUT_LOOP}, {CHILD_COORD_LOOP}, {CHILD_KEYED_LOOP}, {CHILD_KEYED_TEXT_LOOP}, {CHILD_SERVICE_LOOP} or {CHILD_TOWER_LOOP}"
             );
             2
         }
