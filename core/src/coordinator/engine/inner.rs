@@ -122,7 +122,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
     fn take_inbox(&self, core: &mut Core<T, R, Q>) {
         self.inbox.take(|(job, at)| {
             // The queue accepts every job as it comes: nothing holds it.
-            let _held = core.take_in(job, at);
+            let _held = core.take_in(job, None, at);
         });
     }
 

@@ -127,10 +127,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
         }
         let accepted = {
             let mut core = self.lock();
-            let accepted = core.accept(job, &self.ctx.sink, now, from_intake);
-            if let (Ok(_), Some(reply)) = (&accepted, reply) {
-                core.reply_on_finish(id, reply);
-            }
+            let accepted = core.accept(job, reply, &self.ctx.sink, now, from_intake);
             // This item may be the backlog's first with every worker busy: the next ones
             // need not take the lock. (Accepting never shuts the inbox: it only wakes or
             // spawns a worker when one waits or is missing, and then it was shut already.)

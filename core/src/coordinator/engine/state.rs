@@ -20,7 +20,7 @@ use super::super::snapshot::{
 use super::mailbox::{Idle, Mailbox};
 use super::rules::DeferRules;
 use super::slot::Slot;
-use super::window::{Answers, Record, Window};
+use super::window::{Answers, Record, Reply, Window};
 use crate::{OperationId, SignalSink};
 
 /// What a critical section leaves to do once the lock is released, in the order the engine
@@ -330,10 +330,6 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         self.window.unpin(id, now)
     }
 
-    pub(crate) fn reply_on_finish(&mut self, id: OperationId, reply: super::window::Reply<R>) {
-        self.window.reply_on_finish(id, reply);
-    }
-
     pub(crate) fn evict(&mut self, id: OperationId, now: Instant) -> bool {
         self.window.evict(id, now)
     }
@@ -347,6 +343,7 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
     pub(crate) fn accept(
         &mut self,
         job: Job<T, Q::Route>,
+        reply: Option<Reply<R>>,
         sink: &SignalSink,
         now: Instant,
         from_intake: bool,
@@ -365,7 +362,7 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         let mut job = job;
         // Accepted during a deferral: held from the start.
         let mut held = self.defer_since.is_some() && job.hold(now);
-        held |= self.take_in(job, now);
+        held |= self.take_in(job, reply, now);
         // A waiting worker is handed the next job here, started under this lock, so it need
         // not take the lock again to find it; one more worker if jobs still go unserved.
         let mut fx = Effect::default();
@@ -381,9 +378,14 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
     /// Records an accepted job (enqueued at `now`) and queues it; returns whether a
     /// route-level deferral holds it. For an item left in the inbox, under the first lock
     /// after its enqueue (never after `complete` or `cancel`, which take the inbox in first).
-    pub(crate) fn take_in(&mut self, job: Job<T, Q::Route>, now: Instant) -> bool {
+    pub(crate) fn take_in(
+        &mut self,
+        job: Job<T, Q::Route>,
+        reply: Option<Reply<R>>,
+        now: Instant,
+    ) -> bool {
         self.window
-            .insert(job.id, Record::pending(job.key.clone(), now));
+            .insert(job.id, Record::pending(job.key.clone(), now, reply));
         self.accepted += 1;
         self.queue.push(job)
     }

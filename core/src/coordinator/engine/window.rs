@@ -136,10 +136,19 @@ pub(crate) struct Record<R> {
     /// Why the running body's token was cancelled, recorded when the body then ends.
     pub(crate) cancel_requested: Option<CancelReason>,
     pub(crate) result: Option<R>,
+    /// Who waits for this operation's outcome (a `tower` call, `enqueue_for_result`):
+    /// answered once, at its finish, and dropped unanswered (its receiver sees the sender
+    /// gone) if the record is evicted first. Kept in the record, not in a map of its own: a
+    /// call then costs no second insert and removal under the lock.
+    pub(crate) reply: Option<Reply<R>>,
 }
 
 impl<R> Record<R> {
-    pub(crate) fn pending(key: Option<KeyLabel>, enqueued: Instant) -> Self {
+    pub(crate) fn pending(
+        key: Option<KeyLabel>,
+        enqueued: Instant,
+        reply: Option<Reply<R>>,
+    ) -> Self {
         Self {
             key,
             state: OperationState::Pending,
@@ -153,6 +162,7 @@ impl<R> Record<R> {
             parked: false,
             cancel_requested: None,
             result: None,
+            reply,
         }
     }
 
@@ -233,9 +243,6 @@ pub(crate) struct Window<R> {
     evicted_out: Vec<OperationSnapshot>,
     /// Answers which operations raised signals, and what they raised, for echoes.
     ctx: Arc<ContextShared>,
-    /// Who waits for which operation's outcome; each is answered once, at its finish, and
-    /// dropped unanswered (its receiver sees the sender gone) if the window goes first.
-    replies: IdMap<Reply<R>>,
     /// Replies answered in this critical section, to send after the unlock.
     answered: Answers<R>,
 }
@@ -262,15 +269,8 @@ impl<R> Window<R> {
             report: options.on_evicted.is_some(),
             evicted_out: Vec::new(),
             ctx,
-            replies: IdMap::default(),
             answered: Answers::default(),
         }
-    }
-
-    /// Registers `reply` for the tracked, unfinished operation `id` (call it under the same
-    /// lock that accepted the operation, so no finish can come between).
-    pub(crate) fn reply_on_finish(&mut self, id: OperationId, reply: Reply<R>) {
-        self.replies.insert(id, reply);
     }
 
     /// The replies answered since the last call, to send after the unlock (leaving an empty
@@ -357,9 +357,7 @@ impl<R> Window<R> {
         if !record.pinned {
             self.finished.push_back((id, due));
         }
-        if !self.replies.is_empty()
-            && let Some(reply) = self.replies.remove(&id)
-        {
+        if let Some(reply) = record.reply.take() {
             self.answered.push(reply.tx, (reply.answer)(id, record));
         }
         self.purge(now);
