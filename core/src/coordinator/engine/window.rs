@@ -137,9 +137,10 @@ pub(crate) struct Record<R> {
     pub(crate) cancel_requested: Option<CancelReason>,
     pub(crate) result: Option<R>,
     /// Who waits for this operation's outcome (a `tower` call, `enqueue_for_result`):
-    /// answered once, at its finish, and dropped unanswered (its receiver sees the sender
-    /// gone) if the record is evicted first. Kept in the record, not in a map of its own: a
-    /// call then costs no second insert and removal under the lock.
+    /// answered once, at its finish (a record is evicted only once finished), and dropped
+    /// unanswered (its receiver sees the sender gone) only with the coordinator. Kept in the
+    /// record, not in a map of its own: a call then costs no second insert and removal under
+    /// the lock.
     pub(crate) reply: Option<Reply<R>>,
 }
 
