@@ -93,3 +93,58 @@ async fn a_pending_result_polled_after_it_answered_stays_pending() {
     assert_eq!(answers, vec![Ok(5)], "answered once, then pending");
     assert!(pending.is_terminated());
 }
+
+/// A runtime shut down under running bodies (their workers' tasks dropped mid-body) leaves
+/// no operation `Running` for good: each is filed as cancelled by shutdown, and its pending
+/// result says so.
+#[test]
+fn bodies_cut_off_by_their_runtime_end_cancelled_and_answer() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (coordinator, pending) = runtime.block_on(async {
+        let coordinator = EphemeralResultCoordinator::new(
+            |n: u32, _ctx: OperationContext| async move {
+                std::future::pending::<()>().await;
+                Ok::<_, std::convert::Infallible>(n)
+            },
+            EphemeralOptions::default().max_concurrency(2),
+        )
+        .expect("coordinator");
+        let mut pending = Vec::new();
+        for n in 0..2 {
+            pending.push(coordinator.enqueue_for_result(n).await.expect("accepted"));
+        }
+        while coordinator.stats().running < 2 {
+            tokio::task::yield_now().await;
+        }
+        (coordinator, pending)
+    });
+    drop(runtime);
+    let stats = coordinator.stats();
+    assert_eq!((stats.running, stats.cancelled), (0, 2), "{stats:?}");
+    for op in coordinator.cancelled() {
+        assert!(
+            matches!(
+                op.state,
+                ephemeral::OperationState::Cancelled(ephemeral::CancelReason::Shutdown)
+            ),
+            "{op:?}"
+        );
+    }
+    let other = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    for result in pending {
+        match other.block_on(result) {
+            Err(ResultError::Cancelled { reason, .. }) => {
+                assert!(
+                    matches!(reason, ephemeral::CancelReason::Shutdown),
+                    "{reason:?}"
+                );
+            }
+            other => panic!("expected a cancelled result, got {other:?}"),
+        }
+    }
+}

@@ -789,9 +789,30 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         slot: &Slot,
         now: Instant,
     ) -> Ended {
+        self.queue.finished(route);
+        self.file(fx, id, outcome, slot, now)
+    }
+
+    /// Files a running job whose worker's task was dropped before its body ended (its
+    /// runtime shut down under it): cancelled by shutdown, so it does not stay `Running`
+    /// and a waiting result is answered. Its route is not released in the queue (a key
+    /// stays busy): no worker can start anything on a runtime that is gone.
+    pub(crate) fn abandon(&mut self, fx: &mut Effect, id: OperationId, slot: &Slot, now: Instant) {
+        let outcome = Outcome::Refused(CancelReason::Shutdown);
+        let _ended = self.file(fx, id, outcome, slot, now);
+    }
+
+    /// [`finish`](Self::finish) past the queue: the counters, the slot and the record.
+    fn file(
+        &mut self,
+        fx: &mut Effect,
+        id: OperationId,
+        outcome: Outcome<R>,
+        slot: &Slot,
+        now: Instant,
+    ) -> Ended {
         self.running -= 1;
         slot.set_running(None);
-        self.queue.finished(route);
         let mut result = None;
         let mut error = None;
         let mut panicked = false;

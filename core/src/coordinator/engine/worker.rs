@@ -132,6 +132,11 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>, B: Body<T, R
     };
     // A span no subscriber wants is neither entered on every poll nor filled in at the end.
     let wanted = (!span.is_disabled()).then_some(&span);
+    let unfiled = Unfiled {
+        inner,
+        slot: &*slot,
+        id,
+    };
     let start = || crate::current::sync_scope(id, || body.call(item, ctx));
     let outcome = match std::panic::catch_unwind(AssertUnwindSafe(start)) {
         Err(panic) => Outcome::Panic(panic_message(&*panic)),
@@ -152,6 +157,8 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>, B: Body<T, R
             }
         }
     };
+    // Filed below, with its outcome.
+    std::mem::forget(unfiled);
     if Arc::strong_count(slot) > 2 {
         // The body's context outlived its future (moved into a spawned task, say): it must
         // keep seeing this operation's cancellation state, never a later operation's, so it
@@ -171,6 +178,25 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>, B: Body<T, R
         );
     }
     finish(inner, slot, mailbox, None, id, &route, outcome, wanted)
+}
+
+/// A running operation whose body a worker awaits: dropped with the worker's task before the
+/// outcome is known (the runtime shut down under it), it files the operation as cancelled by
+/// shutdown ([`Core::abandon`](super::state::Core::abandon)), so the item still ends in a
+/// terminal state, and a waiting result is answered, instead of staying `Running` for good.
+/// Forgotten once the body's outcome is known: the worker files that.
+struct Unfiled<'a, T: Send + 'static, R: Send + 'static, Q: Queue<T>> {
+    inner: &'a Arc<Inner<T, R, Q>>,
+    slot: &'a Slot,
+    id: OperationId,
+}
+
+impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Drop for Unfiled<'_, T, R, Q> {
+    fn drop(&mut self) {
+        let now = Instant::now();
+        self.inner
+            .update(|core, fx| core.abandon(fx, self.id, self.slot, now));
+    }
 }
 
 /// Reports on its span how a filed operation ended: the `outcome` field, and an event for a
