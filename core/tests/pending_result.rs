@@ -96,7 +96,7 @@ async fn a_pending_result_polled_after_it_answered_stays_pending() {
 
 /// A runtime shut down under running bodies (their workers' tasks dropped mid-body) leaves
 /// no operation `Running` for good: each is filed as cancelled by shutdown, and its pending
-/// result says so.
+/// result says so; the item still queued ends so when the coordinator is cancelled.
 #[test]
 fn bodies_cut_off_by_their_runtime_end_cancelled_and_answer() {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -113,7 +113,7 @@ fn bodies_cut_off_by_their_runtime_end_cancelled_and_answer() {
         )
         .expect("coordinator");
         let mut pending = Vec::new();
-        for n in 0..2 {
+        for n in 0..3 {
             pending.push(coordinator.enqueue_for_result(n).await.expect("accepted"));
         }
         while coordinator.stats().running < 2 {
@@ -123,7 +123,14 @@ fn bodies_cut_off_by_their_runtime_end_cancelled_and_answer() {
     });
     drop(runtime);
     let stats = coordinator.stats();
-    assert_eq!((stats.running, stats.cancelled), (0, 2), "{stats:?}");
+    assert_eq!(
+        (stats.running, stats.cancelled, stats.pending),
+        (0, 2, 1),
+        "{stats:?}"
+    );
+    coordinator.cancel();
+    let stats = coordinator.stats();
+    assert_eq!((stats.cancelled, stats.pending), (3, 0), "{stats:?}");
     for op in coordinator.cancelled() {
         assert!(
             matches!(
