@@ -1,10 +1,9 @@
 //! `CoordinatorService` and `CoordinatorLayer` against `tower-test` mocks.
 #![cfg(feature = "tower")]
 
-use std::task::Poll;
-
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use ephemeral::{

@@ -186,17 +186,20 @@ pub fn service_loop(items: usize) -> i32 {
 pub fn tower_loop(items: usize) -> i32 {
     let rt = runtime();
     let start = Instant::now();
-    let ran = rt.block_on(pool::tower_buffer_limit(
+    let took = (tower_baseline(&rt, items) == items).then(|| start.elapsed());
+    report_loop("tower-loop", items, took)
+}
+
+/// The tower baseline of the tower lines: `items` no-op calls through `Buffer(1024)` +
+/// `ConcurrencyLimit(16)` from 16 clients; how many ran (0 if a call failed).
+fn tower_baseline(rt: &Runtime, items: usize) -> usize {
+    rt.block_on(pool::tower_buffer_limit(
         items,
         CONCURRENCY,
         BOUND,
         CONCURRENCY,
-    ));
-    let took = ran
-        .ok()
-        .filter(|&ran| ran == items)
-        .map(|_| start.elapsed());
-    report_loop("tower-loop", items, took)
+    ))
+    .unwrap_or(0)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -281,15 +284,7 @@ pub fn noop_vs_spawn(cfg: &Config) -> Measurement {
 pub fn noop_vs_tower(cfg: &Config) -> Measurement {
     let tower: (&str, Baseline) = (
         "tower Buffer(1024) + ConcurrencyLimit(16), 16 client tasks",
-        |rt, items| {
-            rt.block_on(pool::tower_buffer_limit(
-                items,
-                CONCURRENCY,
-                BOUND,
-                CONCURRENCY,
-            ))
-            .unwrap_or(0)
-        },
+        tower_baseline,
     );
     noop_measurement(cfg, "coord_noop_vs_tower", true, tower, 1.2)
 }
@@ -305,14 +300,7 @@ pub fn service_vs_tower(cfg: &Config) -> Measurement {
         || ours_service(&rt, items, CONCURRENCY).map(|d| per_second(items, d)),
         || {
             let start = Instant::now();
-            let ran = rt
-                .block_on(pool::tower_buffer_limit(
-                    items,
-                    CONCURRENCY,
-                    BOUND,
-                    CONCURRENCY,
-                ))
-                .unwrap_or(0);
+            let ran = tower_baseline(&rt, items);
             let rate = per_second(items, start.elapsed());
             checked(ran, items, description);
             rate
