@@ -155,3 +155,63 @@ fn bodies_cut_off_by_their_runtime_end_cancelled_and_answer() {
         }
     }
 }
+
+/// An admission hook that never decides: its item waits on the worker, counted running.
+#[derive(Debug)]
+struct Undecided;
+
+impl ephemeral::Admission for Undecided {
+    fn admit<'a>(
+        &'a self,
+        _request: &'a ephemeral::AdmissionRequest,
+    ) -> futures::future::BoxFuture<'a, ephemeral::Decision> {
+        Box::pin(std::future::pending())
+    }
+}
+
+/// As above for items whose admission hook was still deciding when the runtime went: they
+/// were counted running, and end cancelled by shutdown, their results answered.
+#[test]
+fn items_cut_off_in_their_admission_by_their_runtime_end_cancelled_and_answer() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (coordinator, pending) = runtime.block_on(async {
+        let coordinator = EphemeralResultCoordinator::with_admission(
+            |n: u32, _ctx: OperationContext| async move { Ok::<_, std::convert::Infallible>(n) },
+            EphemeralOptions::default().max_concurrency(2),
+            vec![std::sync::Arc::new(Undecided)],
+        )
+        .expect("coordinator");
+        let mut pending = Vec::new();
+        for n in 0..2 {
+            pending.push(coordinator.enqueue_for_result(n).await.expect("accepted"));
+        }
+        while coordinator.stats().running < 2 {
+            tokio::task::yield_now().await;
+        }
+        (coordinator, pending)
+    });
+    drop(runtime);
+    let stats = coordinator.stats();
+    assert_eq!(
+        (stats.running, stats.cancelled, stats.completed),
+        (0, 2, 0),
+        "{stats:?}"
+    );
+    let other = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    for result in pending {
+        match other.block_on(result) {
+            Err(ResultError::Cancelled { reason, .. }) => {
+                assert!(
+                    matches!(reason, ephemeral::CancelReason::Shutdown),
+                    "{reason:?}"
+                );
+            }
+            other => panic!("expected a cancelled result, got {other:?}"),
+        }
+    }
+}

@@ -96,7 +96,15 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>, B: Body<T, R
             key: job.key.as_ref().map(KeyLabel::text),
         };
         for hook in &inner.hooks {
-            match hook.admit(&request).await {
+            // Counted running while a hook decides: filed if the task is dropped meanwhile.
+            let unfiled = Unfiled {
+                inner,
+                slot: &*slot,
+                id,
+            };
+            let decision = hook.admit(&request).await;
+            std::mem::forget(unfiled);
+            match decision {
                 Decision::Admit => {}
                 Decision::Cancel(reason) => {
                     let outcome = Outcome::Refused(CancelReason::Admission(reason));
@@ -180,8 +188,8 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>, B: Body<T, R
     finish(inner, slot, mailbox, None, id, &route, outcome, wanted)
 }
 
-/// A running operation whose body a worker awaits: dropped with the worker's task before the
-/// outcome is known (the runtime shut down under it), it files the operation as cancelled by
+/// A running operation whose body (or admission hook) a worker awaits: dropped with the
+/// worker's task before the outcome is known (the runtime shut down under it), it files the operation as cancelled by
 /// shutdown ([`Core::abandon`](super::state::Core::abandon)), so the item still ends in a
 /// terminal state, and a waiting result is answered, instead of staying `Running` for good.
 /// Forgotten once the body's outcome is known: the worker files that.
