@@ -13,8 +13,10 @@ turns it into a per-package answer:
   doc comment of the package names it (doctests are not compiled by `cargo check`).
 
 Dependencies that apply only under a `[target.'cfg(..)']` table and build-dependencies are
-not judged. Runs `cargo check --workspace --all-targets --all-features` with the lint on, in
-its own target directory (the flag would otherwise invalidate the main build).
+not judged. Runs `cargo check --workspace --all-targets --all-features` with the lint on for
+the workspace's crates alone (`.ci/warn-unused-deps` as `RUSTC_WORKSPACE_WRAPPER`): their
+dependencies are the ones the clippy step checked, in the same target directory, and are not
+checked again; the workspace crates' own results are kept apart by the wrapper.
 """
 
 import json
@@ -26,7 +28,7 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TARGET_DIR = ROOT / "target" / "unused-deps"
+WRAPPER = ROOT / ".ci" / "warn-unused-deps"
 LINT = "unused_crate_dependencies"
 MESSAGE = re.compile(r"extern crate `([^`]+)` is unused in crate `([^`]+)`")
 LIB_KINDS = {"lib", "rlib", "dylib", "cdylib", "staticlib", "proc-macro", "bin"}
@@ -47,8 +49,7 @@ def metadata():
 def flagged_per_target():
     """(package id, target kind, target name) -> extern crate names reported unused."""
     env = dict(os.environ)
-    env["RUSTFLAGS"] = (env.get("RUSTFLAGS", "") + f" -W {LINT}").strip()
-    env["CARGO_TARGET_DIR"] = str(TARGET_DIR)
+    env["RUSTC_WORKSPACE_WRAPPER"] = str(WRAPPER)
     proc = subprocess.run(
         [
             "cargo",
