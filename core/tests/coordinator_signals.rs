@@ -383,6 +383,61 @@ impl Admission for RefuseOdd {
     }
 }
 
+/// Panics for every even id: in its call for ids divisible by four, in its future for the
+/// other even ones.
+#[derive(Debug)]
+struct PanicOnEven;
+
+impl Admission for PanicOnEven {
+    fn admit<'a>(&'a self, req: &'a AdmissionRequest) -> BoxFuture<'a, Decision> {
+        let id = req.id.as_u64();
+        assert!(!id.is_multiple_of(4), "a hook that panics in its call");
+        Box::pin(async move {
+            assert!(!id.is_multiple_of(2), "a hook that panics in its future");
+            Decision::Admit
+        })
+    }
+}
+
+/// A panicking admission hook is caught like a panicking body: the item ends panicked with
+/// the hook's message, its body never run, and the workers go on with the rest.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_admission_hook_fails_its_item_and_the_workers_go_on() {
+    let (started, body) = counter();
+    let c = EphemeralWorkCoordinator::with_admission(
+        body,
+        EphemeralOptions::default().max_concurrency(2),
+        vec![Arc::new(PanicOnEven)],
+    )
+    .unwrap();
+    let ids = c.enqueue_many(0..20).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), c.drain())
+        .await
+        .expect("drained: the workers survived the hook's panics")
+        .unwrap();
+    let even = ids.iter().filter(|id| id.as_u64() % 2 == 0).count();
+    assert_eq!(started.load(Ordering::SeqCst), 20 - even);
+    let stats = c.stats();
+    assert_eq!((stats.panicked, stats.failed), (even as u64, even as u64));
+    assert_adds_up(&stats);
+    for snap in c.failed() {
+        let id = snap.id.as_u64();
+        assert_eq!(id % 2, 0, "{snap:?}");
+        let error = snap
+            .error
+            .as_ref()
+            .expect("a panicked operation has its message")
+            .to_string();
+        let expected = if id % 4 == 0 {
+            "a hook that panics in its call"
+        } else {
+            "a hook that panics in its future"
+        };
+        assert_eq!(error, format!("admission hook panicked: {expected}"));
+        assert!(snap.panicked && snap.started.is_some(), "{snap:?}");
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn admission_defer_holds_no_slot_and_cancel_records_the_reason() {
     let (tx, rx) = tokio::sync::watch::channel(false);

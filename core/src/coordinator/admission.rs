@@ -59,6 +59,10 @@ pub struct AdmissionRequest {
 /// admission hooks. A hook runs on a worker, so it should decide quickly; to wait, return
 /// [`Decision::Defer`], which holds no slot.
 ///
+/// A hook that panics (in `admit` or in its future) is caught as a panicking body is: its
+/// item ends failed and panicked without its body running, with the error `admission hook
+/// panicked: <message>`, and the worker goes on with the next item.
+///
 /// # Examples
 ///
 /// ```
