@@ -438,6 +438,56 @@ async fn a_panicking_admission_hook_fails_its_item_and_the_workers_go_on() {
     }
 }
 
+/// Defers every item once, with a wait that panics when polled.
+#[derive(Debug, Default)]
+struct DeferIntoAPanic {
+    asked: AtomicUsize,
+}
+
+impl Admission for DeferIntoAPanic {
+    fn admit<'a>(&'a self, _req: &'a AdmissionRequest) -> BoxFuture<'a, Decision> {
+        self.asked.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async {
+            Decision::Defer(Box::pin(async {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                panic!("a deferral that panics");
+            }))
+        })
+    }
+}
+
+/// A hook's `Defer` future that panics ends its item panicked with the message, never
+/// run: the item is not left deferred for good, and `drain` returns.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_defer_future_fails_its_item() {
+    let hook = Arc::new(DeferIntoAPanic::default());
+    let (started, body) = counter();
+    let c = EphemeralWorkCoordinator::with_admission(
+        body,
+        EphemeralOptions::default().max_concurrency(2),
+        vec![hook.clone()],
+    )
+    .unwrap();
+    c.enqueue_many(0..4).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), c.drain())
+        .await
+        .expect("drained: no item stays deferred")
+        .unwrap();
+    assert_eq!(started.load(Ordering::SeqCst), 0);
+    assert_eq!(hook.asked.load(Ordering::SeqCst), 4, "asked once each");
+    let stats = c.stats();
+    assert_eq!((stats.failed, stats.panicked), (4, 4), "{stats:?}");
+    assert_adds_up(&stats);
+    for snap in c.failed() {
+        assert!(snap.panicked, "{snap:?}");
+        let error = snap.error.as_ref().expect("its message").to_string();
+        assert_eq!(
+            error,
+            "admission hook's deferral panicked: a deferral that panics"
+        );
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn admission_defer_holds_no_slot_and_cancel_records_the_reason() {
     let (tx, rx) = tokio::sync::watch::channel(false);

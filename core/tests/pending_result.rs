@@ -215,3 +215,70 @@ fn items_cut_off_in_their_admission_by_their_runtime_end_cancelled_and_answer() 
         }
     }
 }
+
+/// Defers every item until a future that never completes.
+#[derive(Debug)]
+struct DeferForever;
+
+impl ephemeral::Admission for DeferForever {
+    fn admit<'a>(
+        &'a self,
+        _request: &'a ephemeral::AdmissionRequest,
+    ) -> futures::future::BoxFuture<'a, ephemeral::Decision> {
+        Box::pin(async { ephemeral::Decision::Defer(Box::pin(std::future::pending())) })
+    }
+}
+
+/// As above for items an admission hook put aside (deferred, holding no slot) when the
+/// runtime went: their waits are dropped with it, and they end cancelled by shutdown, their
+/// results answered, instead of staying deferred for good.
+#[test]
+fn items_put_aside_by_a_hook_when_their_runtime_ends_cancelled_and_answer() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (coordinator, pending) = runtime.block_on(async {
+        let coordinator = EphemeralResultCoordinator::with_admission(
+            |n: u32, _ctx: OperationContext| async move { Ok::<_, std::convert::Infallible>(n) },
+            EphemeralOptions::default().max_concurrency(2),
+            vec![std::sync::Arc::new(DeferForever)],
+        )
+        .expect("coordinator");
+        let mut pending = Vec::new();
+        for n in 0..3 {
+            pending.push(coordinator.enqueue_for_result(n).await.expect("accepted"));
+        }
+        while coordinator
+            .snapshot()
+            .iter()
+            .filter(|op| op.state == ephemeral::OperationState::Deferred)
+            .count()
+            < 3
+        {
+            tokio::task::yield_now().await;
+        }
+        (coordinator, pending)
+    });
+    drop(runtime);
+    let stats = coordinator.stats();
+    assert_eq!(
+        (stats.pending, stats.running, stats.cancelled),
+        (0, 0, 3),
+        "{stats:?}"
+    );
+    let other = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    for result in pending {
+        match other.block_on(result) {
+            Err(ResultError::Cancelled { reason, .. }) => {
+                assert!(
+                    matches!(reason, ephemeral::CancelReason::Shutdown),
+                    "{reason:?}"
+                );
+            }
+            other => panic!("expected a cancelled result, got {other:?}"),
+        }
+    }
+}

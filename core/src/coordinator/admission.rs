@@ -61,7 +61,8 @@ pub struct AdmissionRequest {
 ///
 /// A hook that panics (in `admit` or in its future) is caught as a panicking body is: its
 /// item ends failed and panicked without its body running, with the error `admission hook
-/// panicked: <message>`, and the worker goes on with the next item.
+/// panicked: <message>`, and the worker goes on with the next item. So does an item whose
+/// [`Decision::Defer`] future panics (`admission hook's deferral panicked: <message>`).
 ///
 /// # Examples
 ///

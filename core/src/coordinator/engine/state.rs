@@ -101,6 +101,14 @@ pub(crate) struct Accepted<J> {
     pub(super) steer: bool,
 }
 
+/// How a job that never started ends: a parked job whose wait ended without it running.
+pub(crate) enum Unstarted {
+    /// Cancelled for this reason.
+    Cancelled(CancelReason),
+    /// A hook's `Defer` future panicked (the message): failed, panicked.
+    Panicked(Arc<str>),
+}
+
 /// How a body (or its admission) ended, as the worker saw it.
 pub(crate) enum Outcome<R> {
     Ok(R),
@@ -753,7 +761,7 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         &mut self,
         fx: &mut Effect,
         mut job: Job<T, Q::Route>,
-        ends: Option<CancelReason>,
+        ends: Option<Unstarted>,
         now: Instant,
     ) {
         self.parked -= 1;
@@ -761,13 +769,26 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
             record.parked = false;
         }
         let ends = if self.cancelled {
-            Some(CancelReason::Shutdown)
+            Some(Unstarted::Cancelled(CancelReason::Shutdown))
         } else {
             ends
         };
-        if let Some(reason) = ends {
+        if let Some(ends) = ends {
             self.queue.finished(&job.route);
-            self.settle_unstarted(fx, job, now, reason);
+            match ends {
+                Unstarted::Cancelled(reason) => self.settle_unstarted(fx, job, now, reason),
+                Unstarted::Panicked(message) => {
+                    if let Some(span) = job.span {
+                        span.record("outcome", "panicked");
+                    }
+                    self.panicked += 1;
+                    let error = OperationError::from_message(message);
+                    self.settle_with(job.id, now, OperationState::Failed, |record| {
+                        record.error = Some(error);
+                        record.panicked = true;
+                    });
+                }
+            }
             fx.set(Effect::FINISHED);
         } else {
             self.overdue += usize::from(job.is_overdue());

@@ -16,7 +16,7 @@ use super::body::{Body, Running, panic_message};
 use super::inner::{Inner, SpawnWorker, sleep_until};
 use super::mailbox::Mailbox;
 use super::slot::Slot;
-use super::state::{Ended, Next, Outcome, Taken};
+use super::state::{Ended, Next, Outcome, Taken, Unstarted};
 use crate::OperationId;
 
 /// What spawns one worker task running `body` on the coordinator's runtime: the body's type
@@ -292,6 +292,8 @@ fn refusal<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
 enum Unparked {
     /// The hook's future completed: ask again.
     Woken,
+    /// The hook's future panicked (the message): the item ends panicked.
+    Panicked(Arc<str>),
     /// The coordinator was cancelled.
     Shutdown,
     /// Its deferrals reached `max_defer`.
@@ -316,20 +318,37 @@ fn park<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
         })
     };
     let deadline = max_defer.and_then(|max| job.defer_deadline(max));
-    let task = inner.clone();
+    let mut parked = Parked {
+        inner: inner.clone(),
+        job: Some(job),
+    };
     inner.runtime.spawn(async move {
-        let inner = task;
+        let inner = parked.inner.clone();
+        // Caught as a hook's own panic is (see `admission`): the item ends panicked.
+        let until = futures::FutureExt::catch_unwind(AssertUnwindSafe(until));
         let unparked = tokio::select! {
-            () = until => Unparked::Woken,
+            waited = until => match waited {
+                Ok(()) => Unparked::Woken,
+                Err(panic) => Unparked::Panicked(Arc::from(format!(
+                    "admission hook's deferral panicked: {}",
+                    panic_message(&*panic)
+                ))),
+            },
             () = inner.root.cancelled() => Unparked::Shutdown,
             () = sleep_until(deadline) => Unparked::Overdue,
+        };
+        let Some(mut job) = parked.job.take() else {
+            return;
         };
         let now = Instant::now();
         job.unhold(now);
         let ends = match unparked {
             Unparked::Woken => None,
-            Unparked::Shutdown => Some(CancelReason::Shutdown),
-            Unparked::Overdue if policy == DeferPolicy::Cancel => Some(CancelReason::DeferTimeout),
+            Unparked::Panicked(message) => Some(Unstarted::Panicked(message)),
+            Unparked::Shutdown => Some(Unstarted::Cancelled(CancelReason::Shutdown)),
+            Unparked::Overdue if policy == DeferPolicy::Cancel => {
+                Some(Unstarted::Cancelled(CancelReason::DeferTimeout))
+            }
             Unparked::Overdue => {
                 job.set_overdue();
                 None
@@ -337,6 +356,25 @@ fn park<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
         };
         inner.update(|core, fx| core.unpark(fx, job, ends, now));
     });
+}
+
+/// A parked job in its waiting task: dropped with the task before its wait ended (the
+/// runtime shut down under it), it ends the job cancelled by shutdown, as
+/// [`Unfiled`] does for a running one, instead of leaving it deferred for good.
+struct Parked<T: Send + 'static, R: Send + 'static, Q: Queue<T>> {
+    inner: Arc<Inner<T, R, Q>>,
+    job: Option<Job<T, Q::Route>>,
+}
+
+impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Drop for Parked<T, R, Q> {
+    fn drop(&mut self) {
+        if let Some(job) = self.job.take() {
+            let now = Instant::now();
+            let ends = Some(Unstarted::Cancelled(CancelReason::Shutdown));
+            self.inner
+                .update(|core, fx| core.unpark(fx, job, ends, now));
+        }
+    }
 }
 
 /// Files an outcome and, under the same lock, decides what the worker does next: the next
