@@ -621,6 +621,31 @@ async fn stream_intake_completes_and_errors_surface_from_drain() {
     assert_eq!(c.stats().completed, 2);
 }
 
+/// A stream that panics while the intake polls it ends the intake as a stream error does:
+/// `drain` returns the panic's message (instead of waiting for good for an intake whose task
+/// died), and the items taken before it run.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_intake_stream_surfaces_from_drain() {
+    let c = EphemeralWorkCoordinator::new(sleeper(Gauge::default()), EphemeralOptions::default())
+        .unwrap();
+    c.intake(futures::StreamExt::map(
+        futures::stream::iter(0..6u64),
+        |n| {
+            assert!(n < 3, "row {n} is corrupt");
+            n
+        },
+    ));
+    let err = tokio::time::timeout(Duration::from_secs(600), c.drain())
+        .await
+        .expect("drain returned")
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "intake stream failed: the intake stream panicked: row 3 is corrupt"
+    );
+    assert_eq!(c.stats().completed, 3);
+}
+
 #[tokio::test(start_paused = true)]
 async fn is_closed_and_is_paused_report_the_lifecycle() {
     let c = EphemeralWorkCoordinator::new(sleeper(Gauge::default()), EphemeralOptions::default())
@@ -1020,4 +1045,26 @@ async fn cancelled_wakes_its_own_operation_only_and_at_once_when_already_cancell
     assert!(!kept_woke.load(std::sync::atomic::Ordering::SeqCst));
     c.drain().await.unwrap();
     assert_adds_up(&c.stats());
+}
+
+/// An intake whose task is dropped with its runtime (a stream that never ends, the runtime
+/// shut down) is over: the coordinator can still be done, instead of waiting for good for an
+/// intake that is gone.
+#[test]
+fn an_intake_dropped_with_its_runtime_is_over() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let c = runtime.block_on(async {
+        let c =
+            EphemeralWorkCoordinator::new(sleeper(Gauge::default()), EphemeralOptions::default())
+                .unwrap();
+        c.intake(futures::stream::pending::<u64>());
+        settle().await;
+        c
+    });
+    drop(runtime);
+    c.complete();
+    assert!(c.is_done(), "{:?}", c.stats());
 }

@@ -181,7 +181,9 @@ pub enum ResultError {
     },
 }
 
-/// An error of an intake stream, surfaced by `drain`.
+/// An error of an intake stream, surfaced by `drain`: the stream's own error, a refusal
+/// that stopped it, or a panic while it was polled (`the intake stream panicked: <message>`;
+/// the intake stops as on an error, and the items taken before it still run).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("intake stream failed: {message}")]
 pub struct IntakeError {

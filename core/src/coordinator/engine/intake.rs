@@ -270,43 +270,78 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
         }
         let runtime = inner.runtime.clone();
         runtime.spawn(async move {
-            use futures::StreamExt;
-            let mut stream = std::pin::pin!(stream);
+            use futures::FutureExt;
+            // Ends the intake however the task ends: a panic below, or the task dropped with
+            // its runtime (`drain` would otherwise wait for good for an intake that is gone).
+            let _ends = EndIntake(inner.clone());
             let failed = |message: Arc<str>| inner.update(|core, _| core.intake_failed(message));
-            loop {
-                let next = tokio::select! {
-                    next = stream.next() => next,
-                    () = inner.root.cancelled() => None,
-                };
-                match next.map(|r| r.map(&split)) {
-                    Some(Ok(Ok((item, route, key)))) => {
-                        if !inner.take_room().await {
-                            break;
-                        }
-                        match inner.accept(item, route, key, true) {
-                            Ok(_) => {}
-                            Err(EnqueueError::Refused { lane, reason, .. }) => {
-                                failed(Arc::from(format!(
-                                    "lane `{lane}` refused an item, so the intake stopped: {reason}"
-                                )));
-                                break;
-                            }
-                            // Cancelled: the coordinator no longer takes anything.
-                            Err(_) => break,
-                        }
-                    }
-                    Some(Ok(Err(message))) => {
-                        failed(message);
+            // The stream, its error's `Display` and the split are the caller's code: a panic
+            // in them stops the intake as a stream error does, and `drain` says so.
+            let feed = std::panic::AssertUnwindSafe(feed(&inner, stream, split, failed));
+            if let Err(panic) = feed.catch_unwind().await {
+                let message = super::body::panic_message(&*panic);
+                failed(Arc::from(format!("the intake stream panicked: {message}")));
+            }
+        });
+    }
+}
+
+/// Ends its coordinator's intake when dropped (see [`Engine::intake`]).
+struct EndIntake<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(Arc<Inner<T, R, Q>>);
+
+impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Drop for EndIntake<T, R, Q> {
+    fn drop(&mut self) {
+        self.0.update(|core, fx| core.end_intake(fx));
+    }
+}
+
+/// Feeds `stream` into the coordinator until it ends, fails, or the coordinator stops
+/// taking items (see [`Engine::intake`]).
+async fn feed<T, R, Q, S, U, E>(
+    inner: &Arc<Inner<T, R, Q>>,
+    stream: S,
+    split: impl Fn(U) -> Result<Routed<T, Q::Route>, Arc<str>>,
+    failed: impl Fn(Arc<str>),
+) where
+    T: Send + 'static,
+    R: Send + 'static,
+    Q: Queue<T>,
+    S: futures::Stream<Item = Result<U, E>>,
+    E: std::fmt::Display,
+{
+    use futures::StreamExt;
+    let mut stream = std::pin::pin!(stream);
+    loop {
+        let next = tokio::select! {
+            next = stream.next() => next,
+            () = inner.root.cancelled() => None,
+        };
+        match next.map(|r| r.map(&split)) {
+            Some(Ok(Ok((item, route, key)))) => {
+                if !inner.take_room().await {
+                    break;
+                }
+                match inner.accept(item, route, key, true) {
+                    Ok(_) => {}
+                    Err(EnqueueError::Refused { lane, reason, .. }) => {
+                        failed(Arc::from(format!(
+                            "lane `{lane}` refused an item, so the intake stopped: {reason}"
+                        )));
                         break;
                     }
-                    Some(Err(e)) => {
-                        failed(Arc::from(e.to_string()));
-                        break;
-                    }
-                    None => break,
+                    // Cancelled: the coordinator no longer takes anything.
+                    Err(_) => break,
                 }
             }
-            inner.update(|core, fx| core.end_intake(fx));
-        });
+            Some(Ok(Err(message))) => {
+                failed(message);
+                break;
+            }
+            Some(Err(e)) => {
+                failed(Arc::from(e.to_string()));
+                break;
+            }
+            None => break,
+        }
     }
 }
