@@ -18,16 +18,26 @@ async fn wait_stats(
     within: Duration,
     done: impl Fn(&QueueStats) -> bool,
 ) -> QueueStats {
+    poll_stats(queue, within, done)
+        .await
+        .unwrap_or_else(|stats| panic!("timed out; last stats {stats:?}"))
+}
+
+/// Polls the queue's stats until `done` holds: `Err` with the last stats after `within`.
+async fn poll_stats(
+    queue: &WorkQueue,
+    within: Duration,
+    done: impl Fn(&QueueStats) -> bool,
+) -> Result<QueueStats, QueueStats> {
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let stats = queue.stats().await.expect("stats");
         if done(&stats) {
-            return stats;
+            return Ok(stats);
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out; last stats {stats:?}"
-        );
+        if tokio::time::Instant::now() >= deadline {
+            return Err(stats);
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -370,10 +380,24 @@ async fn a_server_restart_during_intake_loses_nothing() {
     for i in 500..1000 {
         queue.push(&format!("job-{i}"), "x").await.unwrap();
     }
-    wait_stats(&queue, Duration::from_secs(20), |s| {
+    if let Err(last) = poll_stats(&queue, Duration::from_secs(20), |s| {
         s.messages == 0 && s.held == 0
     })
-    .await;
+    .await
+    {
+        // Says whether a job is missing or every job was acknowledged and the stream still
+        // lists a message (seen once in CI, 2026-12-06: messages 1, queued 0, held 0).
+        let acked = acked.lock().unwrap();
+        let missing: Vec<String> = (0..1000)
+            .map(|i| format!("job-{i}"))
+            .filter(|id| !acked.contains_key(id))
+            .collect();
+        panic!(
+            "timed out; last stats {last:?}; {} jobs acked, missing {missing:?}; {:?}",
+            acked.len(),
+            coordinator.stats()
+        );
+    }
     let stats = intake.shutdown().await;
     let acked = acked.lock().unwrap();
     assert_eq!(acked.len(), 1000, "{stats:?}");
