@@ -1,7 +1,8 @@
 //! `enqueue_for_result`: the result reaches its caller even when the window keeps nothing.
 
 use ephemeral::{
-    EnqueueError, EphemeralOptions, EphemeralResultCoordinator, OperationContext, ResultError,
+    EnqueueError, EphemeralOptions, EphemeralResultCoordinator, OperationContext, PendingResult,
+    ResultError,
 };
 
 fn halves(options: EphemeralOptions) -> EphemeralResultCoordinator<u32, u32> {
@@ -94,34 +95,86 @@ async fn a_pending_result_polled_after_it_answered_stays_pending() {
     assert!(pending.is_terminated());
 }
 
-/// A runtime shut down under running bodies (their workers' tasks dropped mid-body) leaves
-/// no operation `Running` for good: each is filed as cancelled by shutdown, and its pending
-/// result says so; the item still queued ends so when the coordinator is cancelled.
-#[test]
-fn bodies_cut_off_by_their_runtime_end_cancelled_and_answer() {
+/// On a current-thread runtime: makes a coordinator, enqueues `0..items` for their results
+/// and yields until `ready` holds; then drops the runtime (every task on it with it) and
+/// returns the coordinator and the pending results.
+fn run_then_drop_the_runtime(
+    make: impl FnOnce() -> EphemeralResultCoordinator<u32, u32>,
+    items: u32,
+    ready: impl Fn(&EphemeralResultCoordinator<u32, u32>) -> bool,
+) -> (
+    EphemeralResultCoordinator<u32, u32>,
+    Vec<PendingResult<u32>>,
+) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let (coordinator, pending) = runtime.block_on(async {
-        let coordinator = EphemeralResultCoordinator::new(
-            |n: u32, _ctx: OperationContext| async move {
-                std::future::pending::<()>().await;
-                Ok::<_, std::convert::Infallible>(n)
-            },
-            EphemeralOptions::default().max_concurrency(2),
-        )
-        .expect("coordinator");
+    let cut_off = runtime.block_on(async {
+        let coordinator = make();
         let mut pending = Vec::new();
-        for n in 0..3 {
+        for n in 0..items {
             pending.push(coordinator.enqueue_for_result(n).await.expect("accepted"));
         }
-        while coordinator.stats().running < 2 {
+        while !ready(&coordinator) {
             tokio::task::yield_now().await;
         }
         (coordinator, pending)
     });
     drop(runtime);
+    cut_off
+}
+
+/// Awaits each result on another runtime (one without a timer): each must say cancelled by
+/// shutdown.
+fn assert_cancelled_by_shutdown(pending: Vec<PendingResult<u32>>) {
+    let other = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    for result in pending {
+        match other.block_on(result) {
+            Err(ResultError::Cancelled { reason, .. }) => {
+                assert!(
+                    matches!(reason, ephemeral::CancelReason::Shutdown),
+                    "{reason:?}"
+                );
+            }
+            other => panic!("expected a cancelled result, got {other:?}"),
+        }
+    }
+}
+
+/// A result coordinator with a no-op body, concurrency 2 and `hook`.
+fn with_hook(
+    hook: std::sync::Arc<dyn ephemeral::Admission>,
+) -> EphemeralResultCoordinator<u32, u32> {
+    EphemeralResultCoordinator::with_admission(
+        |n: u32, _ctx: OperationContext| async move { Ok::<_, std::convert::Infallible>(n) },
+        EphemeralOptions::default().max_concurrency(2),
+        vec![hook],
+    )
+    .expect("coordinator")
+}
+
+/// A runtime shut down under running bodies (their workers' tasks dropped mid-body) leaves
+/// no operation `Running` for good: each is filed as cancelled by shutdown, and its pending
+/// result says so; the item still queued ends so when the coordinator is cancelled.
+#[test]
+fn bodies_cut_off_by_their_runtime_end_cancelled_and_answer() {
+    let (coordinator, pending) = run_then_drop_the_runtime(
+        || {
+            EphemeralResultCoordinator::new(
+                |n: u32, _ctx: OperationContext| async move {
+                    std::future::pending::<()>().await;
+                    Ok::<_, std::convert::Infallible>(n)
+                },
+                EphemeralOptions::default().max_concurrency(2),
+            )
+            .expect("coordinator")
+        },
+        3,
+        |c| c.stats().running == 2,
+    );
     let stats = coordinator.stats();
     assert_eq!(
         (stats.running, stats.cancelled, stats.pending),
@@ -140,20 +193,7 @@ fn bodies_cut_off_by_their_runtime_end_cancelled_and_answer() {
             "{op:?}"
         );
     }
-    let other = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
-    for result in pending {
-        match other.block_on(result) {
-            Err(ResultError::Cancelled { reason, .. }) => {
-                assert!(
-                    matches!(reason, ephemeral::CancelReason::Shutdown),
-                    "{reason:?}"
-                );
-            }
-            other => panic!("expected a cancelled result, got {other:?}"),
-        }
-    }
+    assert_cancelled_by_shutdown(pending);
 }
 
 /// An admission hook that never decides: its item waits on the worker, counted running.
@@ -173,47 +213,18 @@ impl ephemeral::Admission for Undecided {
 /// were counted running, and end cancelled by shutdown, their results answered.
 #[test]
 fn items_cut_off_in_their_admission_by_their_runtime_end_cancelled_and_answer() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let (coordinator, pending) = runtime.block_on(async {
-        let coordinator = EphemeralResultCoordinator::with_admission(
-            |n: u32, _ctx: OperationContext| async move { Ok::<_, std::convert::Infallible>(n) },
-            EphemeralOptions::default().max_concurrency(2),
-            vec![std::sync::Arc::new(Undecided)],
-        )
-        .expect("coordinator");
-        let mut pending = Vec::new();
-        for n in 0..2 {
-            pending.push(coordinator.enqueue_for_result(n).await.expect("accepted"));
-        }
-        while coordinator.stats().running < 2 {
-            tokio::task::yield_now().await;
-        }
-        (coordinator, pending)
-    });
-    drop(runtime);
+    let (coordinator, pending) = run_then_drop_the_runtime(
+        || with_hook(std::sync::Arc::new(Undecided)),
+        2,
+        |c| c.stats().running == 2,
+    );
     let stats = coordinator.stats();
     assert_eq!(
         (stats.running, stats.cancelled, stats.completed),
         (0, 2, 0),
         "{stats:?}"
     );
-    let other = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
-    for result in pending {
-        match other.block_on(result) {
-            Err(ResultError::Cancelled { reason, .. }) => {
-                assert!(
-                    matches!(reason, ephemeral::CancelReason::Shutdown),
-                    "{reason:?}"
-                );
-            }
-            other => panic!("expected a cancelled result, got {other:?}"),
-        }
-    }
+    assert_cancelled_by_shutdown(pending);
 }
 
 /// Defers every item until a future that never completes.
@@ -234,51 +245,22 @@ impl ephemeral::Admission for DeferForever {
 /// results answered, instead of staying deferred for good.
 #[test]
 fn items_put_aside_by_a_hook_when_their_runtime_ends_cancelled_and_answer() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let (coordinator, pending) = runtime.block_on(async {
-        let coordinator = EphemeralResultCoordinator::with_admission(
-            |n: u32, _ctx: OperationContext| async move { Ok::<_, std::convert::Infallible>(n) },
-            EphemeralOptions::default().max_concurrency(2),
-            vec![std::sync::Arc::new(DeferForever)],
-        )
-        .expect("coordinator");
-        let mut pending = Vec::new();
-        for n in 0..3 {
-            pending.push(coordinator.enqueue_for_result(n).await.expect("accepted"));
-        }
-        while coordinator
-            .snapshot()
-            .iter()
-            .filter(|op| op.state == ephemeral::OperationState::Deferred)
-            .count()
-            < 3
-        {
-            tokio::task::yield_now().await;
-        }
-        (coordinator, pending)
-    });
-    drop(runtime);
+    let (coordinator, pending) = run_then_drop_the_runtime(
+        || with_hook(std::sync::Arc::new(DeferForever)),
+        3,
+        |c| {
+            c.snapshot()
+                .iter()
+                .filter(|op| op.state == ephemeral::OperationState::Deferred)
+                .count()
+                == 3
+        },
+    );
     let stats = coordinator.stats();
     assert_eq!(
         (stats.pending, stats.running, stats.cancelled),
         (0, 0, 3),
         "{stats:?}"
     );
-    let other = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
-    for result in pending {
-        match other.block_on(result) {
-            Err(ResultError::Cancelled { reason, .. }) => {
-                assert!(
-                    matches!(reason, ephemeral::CancelReason::Shutdown),
-                    "{reason:?}"
-                );
-            }
-            other => panic!("expected a cancelled result, got {other:?}"),
-        }
-    }
+    assert_cancelled_by_shutdown(pending);
 }

@@ -219,10 +219,10 @@ async fn admission<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
 }
 
 /// A running operation whose body (or admission hook) a worker awaits: dropped with the
-/// worker's task before the outcome is known (the runtime shut down under it), it files the operation as cancelled by
-/// shutdown ([`Core::abandon`](super::state::Core::abandon)), so the item still ends in a
-/// terminal state, and a waiting result is answered, instead of staying `Running` for good.
-/// Forgotten once the body's outcome is known: the worker files that.
+/// worker's task before the outcome is known (the runtime shut down under it), it files the
+/// operation as cancelled by shutdown ([`Core::abandon`](super::state::Core::abandon)), so
+/// the item still ends in a terminal state, and a waiting result is answered, instead of
+/// staying `Running` for good. Forgotten once the outcome is known: the worker files that.
 struct Unfiled<'a, T: Send + 'static, R: Send + 'static, Q: Queue<T>> {
     inner: &'a Arc<Inner<T, R, Q>>,
     slot: &'a Slot,
