@@ -147,6 +147,16 @@ pub fn coord_loop(items: usize) -> i32 {
     report_loop("coord-loop", items, ours_noop(&runtime(), items))
 }
 
+/// The baseline of [`coord_loop`]: `items` no-op items through the 16-task pool of
+/// `coord_noop_vs_pool16`, alone, for a profiler to count against ours. Returns the exit code
+/// (1 if the pool lost items).
+pub fn pool_loop(items: usize) -> i32 {
+    let rt = runtime();
+    let start = Instant::now();
+    let ran = rt.block_on(pool::channel_pool(0..items, CONCURRENCY, BOUND));
+    report_loop("pool-loop", items, (ran == items).then(|| start.elapsed()))
+}
+
 /// Runs 1,000 keys × `per_key` items through [`ours_keyed`] and prints the rate: ours alone,
 /// for a profiler. Returns the exit code (1 if the coordinator lost items).
 pub fn keyed_loop(per_key: usize) -> i32 {

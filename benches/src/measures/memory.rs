@@ -28,12 +28,21 @@ pub const CHILD_PROBE: &str = "rss-probe";
 /// A child workload that only raises on a sink, for a profiler (`perf record compare --child
 /// raise-loop`): no baseline in the same process to blur the profile.
 pub const CHILD_RAISE_LOOP: &str = "raise-loop";
+/// The baseline of [`CHILD_RAISE_LOOP`] alone (`Mutex<VecDeque>`), for a profiler to count
+/// against it.
+pub const CHILD_WINDOW_LOOP: &str = "window-loop";
 /// A child workload that only runs our 4-subscriber fan-out, for a profiler.
 pub const CHILD_FANOUT_LOOP: &str = "fanout-loop";
+/// The baseline of [`CHILD_FANOUT_LOOP`] alone (`tokio::sync::broadcast`), for a profiler to
+/// count against it.
+pub const CHILD_BROADCAST_LOOP: &str = "broadcast-loop";
 /// A child workload that only runs our 4-subscriber `Channel<T>` fan-out, for a profiler.
 pub const CHILD_CHANNEL_FANOUT_LOOP: &str = "channel-fanout-loop";
 /// A child workload that only runs our no-op work coordinator (tracking on), for a profiler.
 pub const CHILD_COORD_LOOP: &str = "coord-loop";
+/// The baseline of [`CHILD_COORD_LOOP`] alone (16 tasks on a bounded channel), for a profiler
+/// to count against it.
+pub const CHILD_POOL_LOOP: &str = "pool-loop";
 /// A child workload that only runs our keyed coordinator (1,000 keys), for a profiler.
 pub const CHILD_KEYED_LOOP: &str = "keyed-loop";
 /// A child workload that only runs our keyed coordinator with `String` keys (100 keys), for
@@ -133,6 +142,14 @@ pub fn child_main(workload: &str, quick: bool) -> i32 {
             super::sink::raise_loop(if quick { 2_000_000 } else { 20_000_000 });
             0
         }
+        CHILD_WINDOW_LOOP => {
+            super::sink::window_loop(if quick { 2_000_000 } else { 20_000_000 });
+            0
+        }
+        CHILD_BROADCAST_LOOP => {
+            super::sink::broadcast_loop(if quick { 200_000 } else { 2_000_000 });
+            0
+        }
         CHILD_FANOUT_LOOP => {
             super::sink::fanout_loop(if quick { 200_000 } else { 2_000_000 });
             0
@@ -143,6 +160,9 @@ pub fn child_main(workload: &str, quick: bool) -> i32 {
         }
         CHILD_COORD_LOOP => {
             super::coordinator::coord_loop(if quick { 1_000_000 } else { 10_000_000 })
+        }
+        CHILD_POOL_LOOP => {
+            super::coordinator::pool_loop(if quick { 1_000_000 } else { 10_000_000 })
         }
         CHILD_KEYED_LOOP => super::coordinator::keyed_loop(if quick { 1_000 } else { 10_000 }),
         CHILD_KEYED_TEXT_LOOP => {
@@ -156,7 +176,7 @@ pub fn child_main(workload: &str, quick: bool) -> i32 {
         }
         other => {
             eprintln!(
-                "unknown child workload {other:?}: use {CHILD_PROBE}, {CHILD_COORDINATOR}, {CHILD_RAISE_LOOP}, {CHILD_FANOUT_LOOP}, {CHILD_CHANNEL_FANOUT_LOOP}, {CHILD_COORD_LOOP}, {CHILD_KEYED_LOOP}, {CHILD_KEYED_TEXT_LOOP}, {CHILD_SERVICE_LOOP} or {CHILD_TOWER_LOOP}"
+                "unknown child workload {other:?}: use {CHILD_PROBE}, {CHILD_COORDINATOR}, {CHILD_RAISE_LOOP}, {CHILD_WINDOW_LOOP}, {CHILD_FANOUT_LOOP}, {CHILD_BROADCAST_LOOP}, {CHILD_CHANNEL_FANOUT_LOOP}, {CHILD_COORD_LOOP}, {CHILD_POOL_LOOP}, {CHILD_KEYED_LOOP}, {CHILD_KEYED_TEXT_LOOP}, {CHILD_SERVICE_LOOP} or {CHILD_TOWER_LOOP}"
             );
             2
         }

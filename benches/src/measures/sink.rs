@@ -74,6 +74,20 @@ pub fn raise_loop(n: usize) {
     println!("raise-loop {:.0} ops/s", per_second(n, start.elapsed()));
 }
 
+/// The baseline of [`raise_loop`]: the same names pushed `n` times into the
+/// `Mutex<VecDeque<(String, Instant)>>` of `raise_1t_vs_mutex_vecdeque`, alone, for a
+/// profiler to count against ours.
+pub fn window_loop(n: usize) {
+    let names = names();
+    let window = MutexWindow::new(1000, MAX_AGE);
+    let start = Instant::now();
+    for i in 0..n {
+        window.raise(&names[i % NAMES]);
+    }
+    black_box(&window);
+    println!("window-loop {:.0} ops/s", per_second(n, start.elapsed()));
+}
+
 /// `raise` from two OS threads on one sink versus the same baseline from two threads; total
 /// operations per second.
 pub fn raise_2t(cfg: &Config) -> Measurement {
@@ -239,6 +253,13 @@ fn sink_fanout_turn(rt: &tokio::runtime::Runtime, messages: u64) -> (f64, u64) {
 pub fn fanout_loop(messages: u64) {
     let (rate, lost) = sink_fanout_turn(&runtime(), messages);
     println!("fanout-loop {rate:.0} msg/s, {lost} lost");
+}
+
+/// The baseline of [`fanout_loop`]: `tokio::sync::broadcast` with the same payload, harness
+/// and receivers, alone, for a profiler to count against ours.
+pub fn broadcast_loop(messages: u64) {
+    let (rate, lost) = broadcast_turn(&runtime(), messages);
+    println!("broadcast-loop {rate:.0} msg/s, {lost} lost");
 }
 
 /// Sink subscription fan-out to 4 subscribers with zero lag, versus `tokio::sync::broadcast`
