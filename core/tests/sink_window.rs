@@ -266,6 +266,39 @@ async fn capacity_and_age_change_at_run_time() {
     );
 }
 
+/// Expired signals leave the window only when something touches the sink; a longer max age
+/// must not bring back what had already expired, whether or not anything looked meanwhile.
+#[tokio::test(start_paused = true)]
+async fn a_longer_max_age_keeps_expired_signals_expired_and_lengthens_live_ones() {
+    let quiet = sink(100, 1);
+    let asked = sink(100, 1);
+    for s in [&quiet, &asked] {
+        s.raise("old").unwrap();
+    }
+    advance(Duration::from_millis(600)).await;
+    for s in [&quiet, &asked] {
+        s.raise("young").unwrap();
+    }
+    // `old` reaches the age of 1 s; only `asked` is looked at.
+    advance(Duration::from_millis(900)).await;
+    assert!(!asked.has_signal("old"));
+    for s in [&quiet, &asked] {
+        s.set_max_age(Duration::from_secs(10)).unwrap();
+        assert!(!s.has_signal("old"), "expired before the change");
+        assert_eq!(s.count("*"), 1);
+    }
+    // `young` (0.9 s old at the change) follows the new age: live at 9.9 s, gone at 10 s.
+    advance(Duration::from_millis(9000)).await;
+    for s in [&quiet, &asked] {
+        assert!(s.has_signal("young"));
+    }
+    advance(Duration::from_millis(100)).await;
+    for s in [&quiet, &asked] {
+        assert!(!s.has_signal("young"));
+        assert_eq!(s.stats().expired, 2);
+    }
+}
+
 #[test]
 fn bad_configuration_and_input_are_typed_errors() {
     assert_eq!(

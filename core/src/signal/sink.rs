@@ -468,14 +468,25 @@ impl SignalSink {
 
     /// Changes the max age at run time; signals older than the new age expire at once.
     ///
+    /// A longer age applies to the signals live at the change: they stay live until they are
+    /// as old as the new age (or reach their own expiry). Signals that had reached the old age
+    /// before the change stay expired, whether or not anything looked at the sink in between.
+    /// A signal raised with a time to live at or past the max age then in force has no expiry
+    /// of its own ([`Signal::expires_at`] is `None`), so it lives as long as the max age
+    /// allows, like one raised without a time to live.
+    ///
     /// # Errors
     ///
     /// [`SinkConfigError::ZeroAge`] for zero, [`SinkConfigError::AgeTooLong`] past 100 years.
     pub fn set_max_age(&self, max_age: Duration) -> Result<(), SinkConfigError> {
         validate_age(max_age)?;
+        let now = Instant::now();
         let mut state = self.inner.lock();
+        // What expired under the old age goes first: expired signals leave the window only
+        // when something touches the sink, and a longer age must not bring them back.
+        state.purge(now);
         state.max_age = max_age;
-        state.purge(Instant::now());
+        state.purge(now);
         Ok(())
     }
 
