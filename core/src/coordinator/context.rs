@@ -114,7 +114,9 @@ impl OperationContext {
 
     /// This operation's token: cancelled by `cancel()`, `cancel_operation`, a
     /// `cancel_running_on` signal, or dropping the coordinator. Bodies should stop when it
-    /// fires; one that does not is dropped after the grace period.
+    /// fires; one that does not is dropped after the grace period. A body that stops by
+    /// returning an error ends `Cancelled` with the cancel's reason; one that returns `Ok`
+    /// ends `Completed` (it finished its work).
     ///
     /// The token is made on the first call (a body that never asks pays for none); if the
     /// operation was cancelled before that, it comes back already cancelled. A context kept

@@ -338,7 +338,8 @@ where
     ///
     /// # Errors
     ///
-    /// [`EnqueueError::Closed`] if the coordinator was cancelled meanwhile.
+    /// [`EnqueueError::Closed`] if the coordinator stopped taking items meanwhile
+    /// (`complete`, `drain` or `cancel`; the permit's room is then given back).
     pub fn send(self, key: K, item: T) -> Result<OperationId, EnqueueError<T>> {
         let label = Some(KeyLabel::of(&key));
         self.reserved.send(item, key, label)

@@ -343,8 +343,8 @@ impl<T: Send + 'static> LaneEnqueuePermit<T> {
     /// # Errors
     ///
     /// [`EnqueueError::Refused`] for an unknown or full lane (the room is given back),
-    /// [`EnqueueError::Closed`] if the coordinator was cancelled meanwhile; each with the
-    /// item.
+    /// [`EnqueueError::Closed`] if the coordinator stopped taking items meanwhile
+    /// (`complete`, `drain` or `cancel`); each with the item.
     pub fn send(self, lane: &str, item: T) -> Result<OperationId, EnqueueError<T>> {
         let Some(route) = route_of(&self.lanes, lane) else {
             return Err(unknown(lane, item));

@@ -399,7 +399,8 @@ impl<T: Send + 'static, R: Clone + Send + 'static> EnqueuePermit<T, R> {
     ///
     /// # Errors
     ///
-    /// [`EnqueueError::Closed`] if the coordinator was cancelled meanwhile.
+    /// [`EnqueueError::Closed`] if the coordinator stopped taking items meanwhile
+    /// (`complete`, `drain` or `cancel`; the permit's room is then given back).
     pub fn send_for_result(self, item: T) -> Result<PendingResult<R>, EnqueueError<T>> {
         let (tx, reply) = oneshot::channel();
         let on_finish = Reply::new(tx, outcome::<R>);

@@ -62,11 +62,15 @@ pub enum OperationState {
     Deferred,
     /// Its body is running.
     Running,
-    /// The body returned `Ok`.
+    /// The body returned `Ok` (also after its token was cancelled: it finished its work).
     Completed,
     /// The body returned an error or panicked (the message is in the snapshot).
     Failed,
-    /// Cancelled, with the reason.
+    /// Cancelled, with the reason: before it started, or while it ran (its token cancelled
+    /// by an explicit cancel of it or of its coordinator, a shutdown or `cancel_running_on`)
+    /// and then returned an error (an error after a cancel is taken as the body stopping on
+    /// it; its text is not kept) or was dropped after the grace period
+    /// ([`CancelReason::Aborted`]).
     Cancelled(CancelReason),
 }
 

@@ -203,7 +203,8 @@ impl<T: Send + 'static, R: Send + 'static> EnqueuePermit<T, R> {
     ///
     /// # Errors
     ///
-    /// [`EnqueueError::Closed`] if the coordinator was cancelled meanwhile.
+    /// [`EnqueueError::Closed`] if the coordinator stopped taking items meanwhile
+    /// (`complete`, `drain` or `cancel`; the permit's room is then given back).
     pub fn send(self, item: T) -> Result<OperationId, EnqueueError<T>> {
         self.reserved.send(item, (), None)
     }
