@@ -490,6 +490,45 @@ async fn on_evicted_fires_once_per_operation_leaving_the_window() {
     assert!(c.operation(long).is_some());
 }
 
+/// With `on_evicted` set, an operation leaves by age at its due time whether or not anything
+/// touches the coordinator: while it is idle, and once it is done.
+#[tokio::test(start_paused = true)]
+async fn with_on_evicted_set_operations_leave_by_age_on_time_untouched() {
+    let evicted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = evicted.clone();
+    let c = EphemeralWorkCoordinator::new(
+        sleeper(Gauge::default()),
+        EphemeralOptions::default()
+            .max_lifetime(Duration::from_secs(10))
+            .drain_signals(false)
+            .on_evicted(move |op| seen.lock().unwrap().push(op.id)),
+    )
+    .unwrap();
+    let evicted_ids = || evicted.lock().unwrap().clone();
+    let a = c.enqueue(0).await.unwrap();
+    settle().await;
+    tokio::time::advance(Duration::from_secs(5)).await;
+    let b = c.enqueue(0).await.unwrap();
+    settle().await;
+    // From here on nothing calls the coordinator until it is done.
+    tokio::time::advance(Duration::from_millis(4_900)).await;
+    settle().await;
+    assert!(evicted_ids().is_empty(), "nothing is due before 10 s");
+    tokio::time::advance(Duration::from_millis(200)).await;
+    settle().await;
+    assert_eq!(evicted_ids(), [a], "`a` is due at 10 s");
+    c.drain().await.unwrap();
+    tokio::time::advance(Duration::from_secs(5)).await;
+    settle().await;
+    assert_eq!(
+        evicted_ids(),
+        [a, b],
+        "`b` is due at 15 s, the coordinator done"
+    );
+    assert!(c.operation(b).is_none());
+    assert_eq!(c.stats().evicted, 2);
+}
+
 /// A panicking `on_finalized` or `on_evicted` callback is logged; the worker carries on.
 #[tokio::test(start_paused = true)]
 async fn a_panicking_callback_does_not_take_down_the_worker() {

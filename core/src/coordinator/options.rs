@@ -258,10 +258,13 @@ impl EphemeralOptions {
     /// How long a finished operation stays in the window, measured from its finish.
     ///
     /// Exact for every view: a snapshot, a lookup or a count never shows an operation past
-    /// its lifetime. The eviction itself (with its echo and its
-    /// [`on_evicted`](Self::on_evicted) call) happens when the coordinator is next touched
-    /// (an enqueue, a finish, a view, its stats), not by a timer: an idle coordinator keeps
-    /// at most `max_tracked` operations past their lifetime until then.
+    /// its lifetime. With [`on_evicted`](Self::on_evicted) set, an operation is evicted (its
+    /// echo left, the callback called) when its lifetime runs out, also while nothing
+    /// touches the coordinator and after it is done (operations due back to back are swept
+    /// at most a hundred times a second). Without it, the eviction happens when the
+    /// coordinator is next touched (an enqueue, a finish, a view, its stats): an idle
+    /// coordinator keeps at most `max_tracked` operations past their lifetime until then,
+    /// which no view shows.
     pub fn max_lifetime(mut self, age: Duration) -> Self {
         self.max_lifetime = age;
         self
@@ -410,8 +413,9 @@ impl EphemeralOptions {
     /// operation raised, as its [`Echo`](super::Echo) does. Operations still in the window
     /// when the last handle goes are not reported. With [`tracking`](Self::tracking) off an
     /// operation leaves the window as it finishes, so each is reported right after its
-    /// `on_finalized`. An operation evicted by age is reported when the coordinator is next
-    /// touched after its lifetime ran out (see [`max_lifetime`](Self::max_lifetime)).
+    /// `on_finalized`. An operation evicted by age is reported when its lifetime runs out,
+    /// whether or not anything touches the coordinator (see
+    /// [`max_lifetime`](Self::max_lifetime)).
     ///
     /// [`on_finalized`](Self::on_finalized) still fires once, at the finish. The two may run
     /// on different threads, so when an operation is evicted the moment it finishes (a full

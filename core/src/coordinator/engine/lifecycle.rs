@@ -88,6 +88,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
         let watch = steer_pattern(&rules, &defer, &extra_watch);
         let ctx = Arc::new(ContextShared::new(sink));
         let window = Window::new(&options, ctx.clone());
+        let sweeps = window.sweeps();
         let report_finalized = rules.on_finalized.is_some();
         let core = Core::new(
             queue,
@@ -106,8 +107,8 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
             created_seq,
             worker::spawner(body),
         ));
-        if let Some(pattern) = watch {
-            steer::spawn(&inner, pattern);
+        if watch.is_some() || sweeps {
+            steer::spawn(&inner, watch);
         }
         Ok(Self {
             guard: Arc::new(ShutdownOnDrop { inner }),

@@ -57,7 +57,8 @@ impl Effect {
     pub(super) const CANCEL_ROOT: u8 = 1 << 1;
     /// The coordinator became done: publish it, wake the workers and the steering task.
     pub(super) const DONE: u8 = 1 << 2;
-    /// Wake the steering task (a `max_defer` clock started).
+    /// Wake the steering task (a `max_defer` clock started, or the window's next eviction
+    /// by age changed).
     pub(super) const STEER: u8 = 1 << 3;
     /// Some operation finished: wake result waiters.
     pub(super) const FINISHED: u8 = 1 << 4;
@@ -626,6 +627,9 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
             self.done = true;
             fx.set(Effect::DONE);
         }
+        if self.window.take_sweep_owed() {
+            fx.set(Effect::STEER);
+        }
         // Most sections owe no callback and allocate nothing here.
         if !self.finalized_out.is_empty() || self.window.owes_evictions() {
             fx.owed = Some(Box::new(Owed {
@@ -937,6 +941,18 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
             _ => {}
         }
         held
+    }
+
+    /// Evicts what is due by age (their `on_evicted` calls follow the unlock) and returns
+    /// when the next one is, if the window sweeps (see `Window::sweeps`).
+    pub(crate) fn sweep(&mut self, now: Instant) -> Option<Instant> {
+        self.window.purge(now);
+        self.window.next_due()
+    }
+
+    /// Whether the steering task evicts by age on time (see `Window::sweeps`).
+    pub(crate) fn sweeps(&self) -> bool {
+        self.window.sweeps()
     }
 
     /// Re-evaluates every defer rule (coordinator-wide and per route) and applies

@@ -1,5 +1,7 @@
 //! The steering task: one per coordinator, woken by the sink (never polling) to apply the
-//! drain, cancel-running, clear and defer rules, and `max_defer`.
+//! drain, cancel-running, clear and defer rules, and `max_defer`; and, when the window
+//! sweeps (`on_evicted` is set), woken at each finished operation's due time to evict it by
+//! age on time, also once the coordinator is done.
 
 use std::sync::Arc;
 
@@ -11,37 +13,81 @@ use super::super::snapshot::CancelReason;
 use super::inner::{Inner, sleep_until};
 use crate::{Pattern, SignalSink};
 
-/// Spawns the steering task, watching `pattern` (every signal a rule reacts to).
+/// Spawns the steering task, watching `pattern` (every signal a rule reacts to) if any.
 pub(crate) fn spawn<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     inner: &Arc<Inner<T, R, Q>>,
-    pattern: Pattern,
+    pattern: Option<Pattern>,
 ) {
     inner.runtime.spawn(run(inner.clone(), pattern));
 }
 
+/// The least time between two sweeps in a row (see `run`).
+const SWEEP_GAP: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Why the steering task woke.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Woke {
+    /// A signal, a `max_defer` clock, a change of the window's next due time, or `done`:
+    /// the rules are applied again.
+    Rules,
+    /// The window's next due time came: only the window is swept (applying the rules would
+    /// wake every waiting worker for nothing).
+    Sweep,
+}
+
 async fn run<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     inner: Arc<Inner<T, R, Q>>,
-    pattern: Pattern,
+    pattern: Option<Pattern>,
 ) {
     let sink = inner.ctx.sink.clone();
-    let mut watch = sink.watch(pattern.as_str());
+    let mut watch = pattern.as_ref().map(|p| sink.watch(p.as_str()));
     let mut seen = Seen {
         cancel: inner.created_seq,
         clear: inner.created_seq,
     };
     let mut done = inner.done.subscribe();
+    let sweeps = inner.lock().sweeps();
+    let mut deadline = None;
+    let mut woke = Woke::Rules;
     loop {
-        let deadline = step(&inner, &sink, &mut seen);
-        if inner.root.is_cancelled() || *done.borrow() {
+        if inner.root.is_cancelled() {
             return;
         }
-        tokio::select! {
-            () = watch.changed() => {}
-            () = inner.steer.notified() => {}
-            () = sleep_until(deadline) => {}
-            () = inner.root.cancelled() => return,
-            _ = done.changed() => {}
+        let finished = *done.borrow();
+        // A done coordinator takes no more items: no rule has anything left to act on.
+        if woke == Woke::Rules && !finished {
+            deadline = step(&inner, &sink, &mut seen);
         }
+        let due = if sweeps {
+            let now = Instant::now();
+            let due = inner.update(|core, _| core.sweep(now));
+            // Back to back sweeps (operations due one after another on a busy coordinator)
+            // are spaced out, so that the task takes the engine's lock at most a hundred
+            // times a second for them; the first after a quiet time is on time.
+            match (woke, due) {
+                (Woke::Sweep, Some(due)) => Some(due.max(now + SWEEP_GAP)),
+                _ => due,
+            }
+        } else {
+            None
+        };
+        if finished && !sweeps {
+            return;
+        }
+        let signals = async {
+            match watch.as_mut() {
+                Some(watch) if !finished => watch.changed().await,
+                _ => std::future::pending().await,
+            }
+        };
+        woke = tokio::select! {
+            () = signals => Woke::Rules,
+            () = inner.steer.notified() => Woke::Rules,
+            () = sleep_until(deadline), if !finished => Woke::Rules,
+            () = sleep_until(due) => Woke::Sweep,
+            () = inner.root.cancelled() => return,
+            _ = done.changed(), if !finished => Woke::Rules,
+        };
     }
 }
 

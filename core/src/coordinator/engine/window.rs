@@ -240,6 +240,12 @@ pub(crate) struct Window<R> {
     evicted: u64,
     /// Whether evictions are reported (`on_evicted` is set).
     report: bool,
+    /// Whether the steering task evicts by age on time (see [`sweeps`](Self::sweeps)).
+    sweeps: bool,
+    /// An operation became the oldest finished one in a way the steering task cannot have
+    /// seen coming (the first after none, or an unpinned one put back in front): it must
+    /// look again at when to evict next.
+    sweep_owed: bool,
     /// Evicted operations not yet handed to `on_evicted`.
     evicted_out: Vec<OperationSnapshot>,
     /// Answers which operations raised signals, and what they raised, for echoes.
@@ -268,6 +274,10 @@ impl<R> Window<R> {
             echo_keys: VecDeque::new(),
             evicted: 0,
             report: options.on_evicted.is_some(),
+            sweeps: options.on_evicted.is_some()
+                && options.tracking
+                && Instant::now().checked_add(options.max_lifetime).is_some(),
+            sweep_owed: false,
             evicted_out: Vec::new(),
             ctx,
             answered: Answers::default(),
@@ -356,6 +366,7 @@ impl<R> Window<R> {
             snapshots.push(record.snapshot(id));
         }
         if !record.pinned {
+            self.sweep_owed |= self.sweeps && self.finished.is_empty();
             self.finished.push_back((id, due));
         }
         if let Some(reply) = record.reply.take() {
@@ -455,6 +466,27 @@ impl<R> Window<R> {
         true
     }
 
+    /// Whether operations are evicted by age on time, not only when the coordinator is next
+    /// touched: when `on_evicted` is set (someone watches evictions), tracking is on and
+    /// `max_lifetime` is finite. The steering task then evicts each at its due time
+    /// ([`next_due`](Self::next_due)).
+    pub(crate) fn sweeps(&self) -> bool {
+        self.sweeps
+    }
+
+    /// When the oldest finished operation is due for eviction by age, if the window sweeps.
+    pub(crate) fn next_due(&self) -> Option<Instant> {
+        if !self.sweeps {
+            return None;
+        }
+        self.finished.front().and_then(|&(_, due)| due)
+    }
+
+    /// Whether the steering task must look again at [`next_due`](Self::next_due) (cleared).
+    pub(crate) fn take_sweep_owed(&mut self) -> bool {
+        std::mem::take(&mut self.sweep_owed)
+    }
+
     /// Whether evictions wait to be handed to `on_evicted`.
     pub(crate) fn owes_evictions(&self) -> bool {
         !self.evicted_out.is_empty()
@@ -504,6 +536,7 @@ impl<R> Window<R> {
                 .finished
                 .partition_point(|(f, _)| records.get(f).is_some_and(|r| r.finish_seq < seq));
             self.finished.insert(index, (id, due));
+            self.sweep_owed |= self.sweeps && index == 0;
             self.purge(now);
         }
         true
