@@ -261,6 +261,76 @@ async fn dropping_every_handle_still_flushes() {
     assert_eq!(*log.lock().unwrap(), [(ms(0), vec![7])]);
 }
 
+/// Items that arrive while a slow handler runs join full batches once it returns, though
+/// the first one's interval ran out meanwhile: they do not go one batch each.
+#[tokio::test(start_paused = true)]
+async fn a_handler_slower_than_the_interval_still_gets_full_batches() {
+    let log: Log = Arc::default();
+    let start = Instant::now();
+    let seen = log.clone();
+    let batcher = Batcher::new(BatchOptions::new(10, ms(50)), move |batch: Vec<u32>| {
+        let seen = seen.clone();
+        async move {
+            seen.lock().unwrap().push((start.elapsed(), batch));
+            tokio::time::sleep(ms(300)).await;
+            Ok::<(), String>(())
+        }
+    })
+    .unwrap();
+    for i in 0..35 {
+        batcher.push(i).await.unwrap();
+    }
+    let report = batcher.close().await;
+    assert_eq!((report.batches, report.items, report.failed), (4, 35, 0));
+    let log = log.lock().unwrap().clone();
+    let shape: Vec<_> = log.iter().map(|(t, b)| (*t, b.len())).collect();
+    assert_eq!(
+        shape,
+        [(ms(0), 10), (ms(300), 10), (ms(600), 10), (ms(900), 5)]
+    );
+    let all: Vec<u32> = log.into_iter().flat_map(|(_, b)| b).collect();
+    assert_eq!(all, (0..35).collect::<Vec<_>>());
+}
+
+/// A buffer past what the batcher can hold is a typed error, also when it is the default of
+/// 4 × a huge `max_size`; a huge `max_size` with a small buffer works.
+#[tokio::test(start_paused = true)]
+async fn a_huge_buffer_is_a_typed_error_and_a_huge_max_size_works() {
+    let handler = |_: Vec<u8>| async { Ok::<(), String>(()) };
+    let err = Batcher::new(BatchOptions::new(10, ms(10)).buffer(usize::MAX), handler).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            BatchConfigError::BufferTooLarge {
+                buffer: usize::MAX,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = Batcher::new(BatchOptions::new(usize::MAX, ms(10)), handler).unwrap_err();
+    assert!(
+        matches!(err, BatchConfigError::BufferTooLarge { .. }),
+        "{err}"
+    );
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let seen = got.clone();
+    let batcher = Batcher::new(
+        BatchOptions::new(usize::MAX, ms(10)).buffer(4),
+        move |batch: Vec<u8>| {
+            seen.lock().unwrap().push(batch);
+            async { Ok::<(), String>(()) }
+        },
+    )
+    .unwrap();
+    for i in 0..3 {
+        batcher.push(i).await.unwrap();
+    }
+    tokio::time::sleep(ms(20)).await;
+    assert_eq!(*got.lock().unwrap(), [vec![0, 1, 2]]);
+    assert_eq!(batcher.close().await.items, 3);
+}
+
 #[tokio::test]
 async fn bad_options_are_typed_errors() {
     let handler = |_: Vec<u8>| async { Ok::<(), String>(()) };

@@ -15,6 +15,16 @@ pub enum BatchConfigError {
     /// `buffer` was 0.
     #[error("batch buffer is 0: give room for at least one pending item")]
     ZeroBuffer,
+    /// `buffer` (given, or 4 × `max_size` by default) was beyond what the batcher can hold.
+    #[error(
+        "batch buffer of {buffer} items is too large: at most {max} pending items fit (give a smaller buffer, or a smaller max_size when the buffer is left to its default of 4 × max_size)"
+    )]
+    BufferTooLarge {
+        /// The buffer asked for.
+        buffer: usize,
+        /// The largest buffer allowed.
+        max: usize,
+    },
     /// Built outside a tokio runtime.
     #[error(
         "a batcher needs a tokio runtime: create it inside one (for instance in #[tokio::main])"

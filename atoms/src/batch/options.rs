@@ -6,13 +6,17 @@ use ephemeral::SignalSink;
 
 use super::BatchConfigError;
 
+/// The largest `buffer` (the channel under the batcher counts its room in a semaphore,
+/// which holds at most this many permits).
+pub(crate) const MAX_BUFFER: usize = tokio::sync::Semaphore::MAX_PERMITS;
+
 /// How a [`Batcher`](super::Batcher) groups items.
 ///
 /// | option | default | meaning |
 /// |---|---|---|
 /// | `max_size` | (required) | most items in one batch; a full batch is flushed at once |
 /// | `flush_interval` | (required) | longest an item waits for its batch to fill |
-/// | `buffer` | 4 × `max_size` | items accepted but not yet in a batch; `push` waits beyond |
+/// | `buffer` | 4 × `max_size` | items accepted but not yet in a batch; `push` waits beyond (at most `usize::MAX >> 3`) |
 /// | `max_retained_failures` | 1024 | failed batches kept for [`close`](super::Batcher::close) |
 /// | `signals` | none | sink for `batch.flushed` and `batch.failed` |
 /// | `name` | none | key of those signals |
@@ -29,7 +33,9 @@ pub struct BatchOptions {
 
 impl BatchOptions {
     /// Batches of at most `max_size` items, flushed at the latest `flush_interval` after the
-    /// first item of the batch was pushed.
+    /// first item of the batch was pushed (or, when the handler is still busy with the
+    /// previous batch then, as soon as it returns: the batch then takes every item waiting,
+    /// up to `max_size`, so a slow handler gets full batches, not one item each).
     pub fn new(max_size: usize, flush_interval: Duration) -> Self {
         Self {
             max_size,
@@ -80,6 +86,12 @@ impl BatchOptions {
             .unwrap_or_else(|| self.max_size.saturating_mul(4));
         if buffer == 0 {
             return Err(BatchConfigError::ZeroBuffer);
+        }
+        if buffer > MAX_BUFFER {
+            return Err(BatchConfigError::BufferTooLarge {
+                buffer,
+                max: MAX_BUFFER,
+            });
         }
         Ok(buffer)
     }

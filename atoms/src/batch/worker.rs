@@ -93,7 +93,7 @@ where
     pub(crate) async fn run(mut self) {
         // Marks the batcher done even if this task is dropped (runtime shutdown).
         let _done = self.shared.done.clone().drop_guard();
-        let mut batch: Vec<T> = Vec::with_capacity(self.max_size);
+        let mut batch: Vec<T> = Vec::with_capacity(self.first_capacity());
         let mut deadline: Option<Instant> = None;
         let mut closing = false;
         loop {
@@ -111,8 +111,31 @@ where
                     self.rx.close();
                 }
                 () = timer => {
-                    self.flush(&mut batch, Reason::Interval).await;
+                    // Items pushed while the handler ran may still wait in the channel, the
+                    // deadline already past: they join this batch (up to `max_size`) rather
+                    // than each making a batch of one.
+                    let mut manual = None;
+                    while batch.len() < self.max_size {
+                        match self.rx.try_recv() {
+                            Ok(Msg::Item(item, _)) => batch.push(item),
+                            Ok(Msg::Flush(ack)) => {
+                                manual = Some(ack);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    let reason = if batch.len() >= self.max_size {
+                        Reason::Size
+                    } else {
+                        Reason::Interval
+                    };
+                    self.flush(&mut batch, reason).await;
                     deadline = None;
+                    // A `flush()` asked for after those items: they were just handed over.
+                    if let Some(ack) = manual {
+                        let _ = ack.send(());
+                    }
                 }
                 msg = self.rx.recv() => match msg {
                     Some(Msg::Item(item, pushed_at)) => {
@@ -139,11 +162,17 @@ where
         }
     }
 
+    /// The capacity a new batch starts with: `max_size`, up to a bound, so that a huge
+    /// `max_size` grows the batch as items come rather than allocating it all up front.
+    fn first_capacity(&self) -> usize {
+        self.max_size.min(1024)
+    }
+
     async fn flush(&self, batch: &mut Vec<T>, reason: Reason) {
         if batch.is_empty() {
             return;
         }
-        let items = std::mem::replace(batch, Vec::with_capacity(self.max_size));
+        let items = std::mem::replace(batch, Vec::with_capacity(self.first_capacity()));
         let size = items.len();
         let number = self.shared.batches.fetch_add(1, Ordering::Relaxed) + 1;
         self.shared.items.fetch_add(size as u64, Ordering::Relaxed);
