@@ -214,6 +214,40 @@ async fn a_half_open_failure_reopens_with_backoff_up_to_the_cap() {
     assert_eq!(breaker.open_period(), secs(10));
 }
 
+/// Any finite factor is valid: a huge one reaches the cap on the first reopening rather
+/// than overflowing (which panicked in `record_failure`, and left the breaker half-open when
+/// the failure came as a signal).
+#[tokio::test(start_paused = true)]
+async fn a_huge_backoff_factor_reopens_for_the_cap() {
+    let sink = SignalSink::default();
+    let breaker = CircuitBreaker::new(
+        &sink,
+        CircuitBreakerOptions::default()
+            .consecutive_failures(1)
+            .open_for(secs(1))
+            .backoff(1e300, Duration::MAX),
+    )
+    .unwrap();
+    breaker.record_failure();
+    sleep(secs(1)).await;
+    assert_eq!(breaker.state(), CircuitState::HalfOpen);
+    breaker.record_failure();
+    assert_eq!(breaker.state(), CircuitState::Open);
+    assert_eq!(breaker.open_period(), Duration::MAX);
+    assert_eq!(
+        breaker.time_until_close(),
+        None,
+        "past tokio's clock: until reset"
+    );
+    // The same through a failure signal.
+    breaker.reset();
+    sink.raise("failure").unwrap();
+    sleep(secs(1)).await;
+    assert_eq!(breaker.state(), CircuitState::HalfOpen);
+    sink.raise("failure").unwrap();
+    assert_eq!(breaker.state(), CircuitState::Open);
+}
+
 #[tokio::test(start_paused = true)]
 async fn failures_while_open_change_nothing() {
     let sink = SignalSink::default();

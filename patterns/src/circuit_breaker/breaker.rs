@@ -465,7 +465,12 @@ impl Inner {
                 // Already refusing: more failures change nothing.
                 CircuitState::Open => None,
                 CircuitState::HalfOpen => {
-                    let grown = core.open_period.mul_f64(self.options.backoff);
+                    // Saturating: a large factor (any finite one is valid) reaches
+                    // `max_open` rather than overflowing a `Duration`.
+                    let grown = Duration::try_from_secs_f64(
+                        core.open_period.as_secs_f64() * self.options.backoff,
+                    )
+                    .unwrap_or(Duration::MAX);
                     let period = grown.min(self.options.max_open);
                     Some(self.open(&mut core, period))
                 }
