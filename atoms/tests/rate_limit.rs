@@ -267,3 +267,46 @@ async fn a_rate_change_applies_to_the_next_permit() {
         Duration::from_secs(1)
     );
 }
+
+/// GCRA, the token bucket and the keyed limiter agree on a burst change: what was used of
+/// the old burst stays used, so raising it from 1 to 5 with its permit taken grants 4 more
+/// at once, and lowering it back takes what is left away.
+#[tokio::test(start_paused = true)]
+async fn every_limiter_moves_its_free_permits_by_a_burst_change() {
+    let gcra = GcraLimiter::new(10.0, 1).unwrap();
+    let bucket = TokenBucket::new(10.0, 1).unwrap();
+    let keyed = KeyedRateLimiter::new(10.0, 1, 10).unwrap();
+    let limiters: [&dyn Tunable; 3] = [&gcra, &bucket, &keyed];
+    let grants = || {
+        let mut n = [0; 3];
+        while gcra.try_acquire().is_ok() {
+            n[0] += 1;
+        }
+        while bucket.try_acquire().is_ok() {
+            n[1] += 1;
+        }
+        while keyed.try_acquire(&1).is_ok() {
+            n[2] += 1;
+        }
+        n
+    };
+    assert_eq!(grants(), [1, 1, 1]);
+    for limiter in limiters {
+        limiter.set_burst(5).unwrap();
+    }
+    assert_eq!(grants(), [4, 4, 4]);
+    // Refilled for 250 ms: 2.5 permits' worth, 2 of them whole.
+    tokio::time::advance(ms(250)).await;
+    for limiter in limiters {
+        limiter.set_burst(2).unwrap();
+    }
+    assert_eq!(grants(), [0, 0, 0], "2.5 of 5 used: none left of 2");
+    tokio::time::advance(ms(250)).await;
+    assert_eq!(
+        grants(),
+        [2, 2, 2],
+        "refilled to the new burst of 2, no further"
+    );
+    assert_eq!(bucket.try_acquire().unwrap_err().retry_after, ms(100));
+    assert_eq!(gcra.try_acquire().unwrap_err().retry_after, ms(100));
+}

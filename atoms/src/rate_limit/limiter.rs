@@ -51,7 +51,10 @@ pub enum RateConfigError {
 /// Rate and burst, readable and changeable at run time; shared by every limiter, including
 /// the keyed one, so that [`control()`](super::control()) can steer any of them.
 pub trait Tunable: Send + Sync {
-    /// Permits per second.
+    /// Permits per second, as kept: limiters keep the time between two permits in whole
+    /// nanoseconds, so a rate reads back as the one that interval gives (`set_rate(30.0)`
+    /// reads back as 30.0000003, one permit every 33,333,333 ns), and relative changes
+    /// (`rate.limit.increase:5`) apply to that.
     fn rate(&self) -> f64;
     /// Permits that may be granted at once after a quiet period.
     fn burst(&self) -> u32;
@@ -63,7 +66,10 @@ pub trait Tunable: Send + Sync {
     ///
     /// [`RateConfigError::BadRate`] for a rate that is not positive, finite and ≤ 1e9.
     fn set_rate(&self, per_second: f64) -> Result<(), RateConfigError>;
-    /// Changes the burst from the next permit on (a backlog beyond it is forgiven).
+    /// Changes the burst from the next permit on. What was used of the old burst stays used
+    /// (a backlog beyond the new one is forgiven): with burst 1 and its permit taken,
+    /// `set_burst(5)` makes 4 more available at once; lowering the burst by n takes n away.
+    /// [`GcraLimiter`](super::GcraLimiter) and [`TokenBucket`](super::TokenBucket) agree.
     ///
     /// # Errors
     ///

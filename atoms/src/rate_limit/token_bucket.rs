@@ -117,8 +117,11 @@ impl Tunable for TokenBucket {
         let burst = super::limiter::check_burst(burst)?;
         let mut state = self.state();
         state.refill();
+        // What was used of the old burst stays used, as with GCRA (whose backlog of permits
+        // granted ahead is kept): the tokens move by the change of the burst.
+        let used = state.capacity_ns().saturating_sub(state.credit_ns);
         state.params.burst = burst;
-        state.credit_ns = state.credit_ns.min(state.capacity_ns());
+        state.credit_ns = state.capacity_ns().saturating_sub(used);
         Ok(())
     }
 }
