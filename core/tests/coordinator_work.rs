@@ -529,6 +529,50 @@ async fn with_on_evicted_set_operations_leave_by_age_on_time_untouched() {
     assert_eq!(c.stats().evicted, 2);
 }
 
+/// After `cancel` the window is still swept on time while a handle lives; once the last
+/// handle is gone nothing more is reported.
+#[tokio::test(start_paused = true)]
+async fn age_sweeps_go_on_after_cancel_and_stop_with_the_last_handle() {
+    let evicted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = evicted.clone();
+    let c = EphemeralWorkCoordinator::new(
+        sleeper(Gauge::default()),
+        EphemeralOptions::default()
+            .max_lifetime(Duration::from_secs(10))
+            .on_evicted(move |op| seen.lock().unwrap().push(op.id)),
+    )
+    .unwrap();
+    let a = c.enqueue(0).await.unwrap();
+    settle().await;
+    c.cancel();
+    c.drain().await.unwrap();
+    tokio::time::advance(Duration::from_secs(11)).await;
+    settle().await;
+    assert_eq!(*evicted.lock().unwrap(), [a]);
+    let b = c.enqueue(0).await;
+    assert!(b.is_err(), "cancelled: no more items");
+    let d = EphemeralWorkCoordinator::new(
+        sleeper(Gauge::default()),
+        EphemeralOptions::default()
+            .max_lifetime(Duration::from_secs(10))
+            .on_evicted({
+                let seen = evicted.clone();
+                move |op| seen.lock().unwrap().push(op.id)
+            }),
+    )
+    .unwrap();
+    d.enqueue(0).await.unwrap();
+    settle().await;
+    drop(d);
+    tokio::time::advance(Duration::from_secs(11)).await;
+    settle().await;
+    assert_eq!(
+        *evicted.lock().unwrap(),
+        [a],
+        "not reported once every handle is gone"
+    );
+}
+
 /// A panicking `on_finalized` or `on_evicted` callback is logged; the worker carries on.
 #[tokio::test(start_paused = true)]
 async fn a_panicking_callback_does_not_take_down_the_worker() {

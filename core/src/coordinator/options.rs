@@ -260,8 +260,8 @@ impl EphemeralOptions {
     /// Exact for every view: a snapshot, a lookup or a count never shows an operation past
     /// its lifetime. With [`on_evicted`](Self::on_evicted) set, an operation is evicted (its
     /// echo left, the callback called) when its lifetime runs out, also while nothing
-    /// touches the coordinator and after it is done (operations due back to back are swept
-    /// at most a hundred times a second). Without it, the eviction happens when the
+    /// touches the coordinator and after it is done or cancelled, as long as a handle lives
+    /// (operations due back to back are swept at most a hundred times a second). Without it, the eviction happens when the
     /// coordinator is next touched (an enqueue, a finish, a view, its stats): an idle
     /// coordinator keeps at most `max_tracked` operations past their lifetime until then,
     /// which no view shows.

@@ -63,6 +63,9 @@ pub(crate) struct Inner<T, R, Q: Queue<T>> {
     /// Set once at shutdown, just before `root` is cancelled: what workers check before
     /// admitting a job (a token's `is_cancelled` takes its mutex, shared by every worker).
     shut_down: AtomicBool,
+    /// Set once the last handle is gone (before the shutdown it causes): the steering task,
+    /// which may outlive a `cancel` to sweep the window, stops then.
+    handles_gone: AtomicBool,
     /// Set once the coordinator stops accepting items (`complete`, `cancel`), just after the
     /// core's own flag: what `is_closed`, `reserve` and `try_enqueue` read instead of taking
     /// the lock. A call that reads it a moment too early is refused by `accept` under the
@@ -103,6 +106,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
             steer: Notify::new(),
             waiting: AtomicUsize::new(0),
             shut_down: AtomicBool::new(false),
+            handles_gone: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             spawn_worker,
         }
@@ -268,6 +272,20 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
     }
 
     /// Whether the coordinator was shut down (`cancel()` or the last handle dropped).
+    /// Marks the last handle gone and shuts the coordinator down.
+    pub(crate) fn handles_dropped(self: &Arc<Self>) {
+        // Release: pairs with the Acquire in `are_handles_gone`.
+        self.handles_gone.store(true, Ordering::Release);
+        self.shutdown();
+        self.steer.notify_one();
+    }
+
+    /// Whether the last handle is gone.
+    pub(crate) fn are_handles_gone(&self) -> bool {
+        // Acquire: pairs with the Release in `handles_dropped`.
+        self.handles_gone.load(Ordering::Acquire)
+    }
+
     pub(crate) fn is_shut_down(&self) -> bool {
         // Acquire: pairs with the Release in `apply`.
         self.shut_down.load(Ordering::Acquire)

@@ -30,7 +30,7 @@ struct ShutdownOnDrop<T: Send + 'static, R: Send + 'static, Q: Queue<T>> {
 
 impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Drop for ShutdownOnDrop<T, R, Q> {
     fn drop(&mut self) {
-        self.inner.shutdown();
+        self.inner.handles_dropped();
     }
 }
 

@@ -50,11 +50,15 @@ async fn run<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     let mut deadline = None;
     let mut woke = Woke::Rules;
     loop {
-        if inner.root.is_cancelled() {
+        let cancelled = inner.root.is_cancelled();
+        // Once the last handle is gone nothing is reported any more; after a `cancel` the
+        // window is still swept while the coordinator lives.
+        if inner.are_handles_gone() || (cancelled && !sweeps) {
             return;
         }
-        let finished = *done.borrow();
-        // A done coordinator takes no more items: no rule has anything left to act on.
+        // A done or cancelled coordinator takes no more items: no rule has anything left to
+        // act on.
+        let finished = cancelled || *done.borrow();
         if woke == Woke::Rules && !finished {
             deadline = step(&inner, &sink, &mut seen);
         }
@@ -85,7 +89,7 @@ async fn run<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
             () = inner.steer.notified() => Woke::Rules,
             () = sleep_until(deadline), if !finished => Woke::Rules,
             () = sleep_until(due) => Woke::Sweep,
-            () = inner.root.cancelled() => return,
+            () = inner.root.cancelled(), if !cancelled => Woke::Rules,
             _ = done.changed(), if !finished => Woke::Rules,
         };
     }
