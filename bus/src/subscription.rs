@@ -3,7 +3,7 @@
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
@@ -31,6 +31,10 @@ pub(crate) struct LocalSub {
     expired_on_arrival: AtomicU64,
     /// Messages whose time ran out between the ring's check and the hand-out.
     expired_at_hand_out: AtomicU64,
+    /// A publisher in this process gave up waiting for this `Wait` subscription: later
+    /// publishes do not wait for it again until it has room (has caught up), as a peer
+    /// that fell behind is not waited for again.
+    behind: AtomicBool,
 }
 
 /// What became of [`LocalSub::try_push`].
@@ -123,6 +127,7 @@ impl LocalSub {
             ring,
             expired_on_arrival: AtomicU64::new(0),
             expired_at_hand_out: AtomicU64::new(0),
+            behind: AtomicBool::new(false),
         };
         (local, cursor)
     }
@@ -143,16 +148,36 @@ impl LocalSub {
     /// `deadline` (forever when `None`: that is a peer connection's reader, whose waiting
     /// pushes back on the publisher through the socket). Returns whether it was buffered; a
     /// message given up on is counted and reported as lag.
+    ///
+    /// A publisher (a `deadline`) that gave up on this subscription once does not wait for
+    /// it again until it has room: meanwhile its messages are dropped for it at once (and
+    /// reported as lag), so a subscription nobody reads costs publishers one wait, not one
+    /// per message.
     pub(crate) async fn push(&self, message: Message, deadline: Option<Instant>) -> bool {
         let Some((buffered, expires)) = self.buffered(message) else {
             return false;
         };
+        // Relaxed: a hint; a publisher that misses a change waits once more, or not at all.
+        if deadline.is_some() && self.behind.load(Ordering::Relaxed) {
+            return match self.ring.try_push(buffered, expires) {
+                Ok(reached) => {
+                    self.behind.store(false, Ordering::Relaxed);
+                    reached > 0
+                }
+                Err(TryPushError::Closed(_)) => false,
+                Err(TryPushError::Full(_)) => {
+                    self.ring.add_lag(1);
+                    false
+                }
+            };
+        }
         match self.ring.push(buffered, expires, deadline).await {
             Ok(reached) => reached > 0,
             Err(PushError::Closed(_)) => false,
             Err(PushError::TimedOut(_)) => {
                 // Lost for this subscription: its reader is told with `Lagged`.
                 self.ring.add_lag(1);
+                self.behind.store(true, Ordering::Relaxed);
                 false
             }
         }

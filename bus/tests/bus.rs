@@ -613,6 +613,40 @@ async fn a_local_publish_that_times_out_on_a_full_subscription_is_reported_as_la
     assert_eq!((stats.delivered, stats.dropped, stats.buffered), (1, 1, 0));
 }
 
+/// A subscription in this process that nobody reads costs a publisher one send timeout,
+/// not one per message: later publishes drop for it at once (as lag) until it has room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_subscription_given_up_on_is_not_waited_for_again_until_it_has_room() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Bus::open_with(
+        "t",
+        options(tmp.path()).send_timeout(Duration::from_secs(1)),
+    )
+    .await
+    .unwrap();
+    let mut sub = a
+        .subscribe_with("x", Buffer::bounded(1).unwrap(), Overflow::Wait)
+        .await
+        .unwrap();
+    let start = std::time::Instant::now();
+    let mut reached = Vec::new();
+    for i in 0..6u8 {
+        reached.push(a.publish("x", [i]).await.unwrap());
+    }
+    // One wait of 1 s; waiting for each would take 5 s (a generous bound: a shared machine).
+    assert!(
+        start.elapsed() < Duration::from_millis(3_500),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(reached, [1, 0, 0, 0, 0, 0]);
+    assert_eq!(next(&mut sub).await, Err(Lagged(5)));
+    assert_eq!(next(&mut sub).await.unwrap().payload(), [0]);
+    // Caught up: it is delivered to again.
+    assert_eq!(a.publish("x", [9]).await.unwrap(), 1);
+    assert_eq!(next(&mut sub).await.unwrap().payload(), [9]);
+}
+
 /// The receiving peer's reader delivers each message to every matching subscription in
 /// order; a full `Wait` one holds the rest back until it is read, and no subscription gets
 /// a message twice, whichever of them is the full one.
