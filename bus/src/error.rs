@@ -84,12 +84,12 @@ pub enum BusError {
         /// The request topic.
         topic: String,
     },
-    /// The server's handler panicked.
+    /// The server's handler panicked, or its reply was over the bus's max payload.
     #[error("the server's handler for `{topic}` failed: {message}")]
     ServerFailed {
         /// The request topic.
         topic: String,
-        /// The panic message.
+        /// The panic message, or what was wrong with the reply.
         message: String,
     },
     /// A message could not be kept for the durable subscriptions its topic matches (the

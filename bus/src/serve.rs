@@ -287,9 +287,28 @@ impl Bus {
 
     /// Sends the reply `status` with `payload` to the requester of `request`; returns
     /// whether the requester took it.
+    ///
+    /// A reply over the bus's max payload is not lost silently (the requester would wait
+    /// for its timeout): the requester is answered `Failed`, with what went wrong.
     async fn reply(&self, request: &Message, status: ReplyStatus, payload: Bytes) -> bool {
         let Some(route) = request.route() else {
             return false;
+        };
+        let max = self.handle.shared.options.max_payload;
+        let (status, payload) = if payload.len() > max {
+            tracing::warn!(
+                topic = %request.topic,
+                bytes = payload.len(),
+                max,
+                "a reply over the bus's max payload was not sent; the requester is told"
+            );
+            let message = format!(
+                "its reply of {} bytes is over the bus's max payload of {max} bytes: reply with less, or open every peer of the bus with a larger BusOptions::max_payload",
+                payload.len()
+            );
+            (ReplyStatus::Failed, Bytes::from(message))
+        } else {
+            (status, payload)
         };
         let reply = self.routed(
             request.topic.clone(),
@@ -302,7 +321,15 @@ impl Bus {
             },
         );
         let deadline = crate::after(self.handle.shared.options.send_timeout);
-        self.send_routed(&reply, deadline).await.unwrap_or(false)
+        match self.send_routed(&reply, deadline).await {
+            Ok(delivered) => delivered,
+            Err(error) => {
+                // The payload fits (checked above): only a topic too long for a frame is
+                // left, which the request itself could not have had.
+                tracing::warn!(topic = %request.topic, %error, "a reply could not be sent");
+                false
+            }
+        }
     }
 }
 

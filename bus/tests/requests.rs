@@ -137,6 +137,48 @@ async fn one_shot_requesters_spread_over_the_servers() {
     );
 }
 
+/// A reply over the max payload is not lost (the requester would wait out its timeout):
+/// the requester is answered at once with `ServerFailed` saying what was wrong, from a
+/// server in another peer and in its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_over_the_max_payload_is_a_prompt_typed_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let small = |dir| ephemeral_bus::Bus::open_with("t", support::options(dir).max_payload(100));
+    let server = small(tmp.path()).await.unwrap();
+    let requester = small(tmp.path()).await.unwrap();
+    let _big = server
+        .serve("big", |_| async { vec![7u8; 101] })
+        .await
+        .unwrap();
+    let _fits = server
+        .serve("fits", |_| async { vec![7u8; 100] })
+        .await
+        .unwrap();
+    for bus in [&requester, &server] {
+        let started = std::time::Instant::now();
+        let err = bus.request("big", b"", LONG).await.unwrap_err();
+        assert!(started.elapsed() < LONG / 2, "answered, not timed out");
+        match err {
+            BusError::ServerFailed { topic, message } => {
+                assert_eq!(topic, "big");
+                assert!(
+                    message.contains("101 bytes") && message.contains("100"),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            bus.request("fits", b"", LONG)
+                .await
+                .unwrap()
+                .payload()
+                .len(),
+            100
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_to_a_peer_that_no_longer_serves_is_answered_gone() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
