@@ -170,8 +170,8 @@ pub use coordinator::{
     CoordinatorStats, Decision, DeferPolicy, DrainSignals, Echo, EnqueueError, EnqueueManyError,
     EnqueuePermit, EphemeralKeyedWorkCoordinator, EphemeralOptions, EphemeralResultCoordinator,
     EphemeralWorkCoordinator, IntakeError, IntakeSink, IntakeSinkError, KeyStats,
-    KeyedEnqueuePermit, Lane, LaneEnqueuePermit, LaneError, OperationContext, OperationError,
-    OperationSnapshot, OperationState, OptionsError, PendingResult, PinError,
+    KeyedEnqueuePermit, Lane, LaneEnqueuePermit, LaneError, MAX_PENDING, OperationContext,
+    OperationError, OperationSnapshot, OperationState, OptionsError, PendingResult, PinError,
     PriorityWorkCoordinator, ResultError, Summary, process_all, process_all_with_cancel,
     process_keyed, process_stream, process_stream_with_cancel,
 };

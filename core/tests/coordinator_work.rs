@@ -292,6 +292,21 @@ async fn bad_options_are_typed_errors() {
     );
     let err = r.unwrap_err();
     assert!(err.to_string().contains("max_tracked"), "{err}");
+    // A count past what the room's semaphore holds is refused, not a panic; the largest
+    // one allowed works.
+    let body = |_: u32, _ctx: OperationContext| async { Ok::<_, Infallible>(()) };
+    let err =
+        EphemeralWorkCoordinator::new(body, EphemeralOptions::default().max_pending(usize::MAX))
+            .unwrap_err();
+    assert!(err.to_string().contains("max_pending"), "{err}");
+    let c = EphemeralWorkCoordinator::new(
+        body,
+        EphemeralOptions::default().max_pending(ephemeral::MAX_PENDING),
+    )
+    .unwrap();
+    c.enqueue(1).await.unwrap();
+    c.drain().await.unwrap();
+    assert_eq!(c.stats().completed, 1);
 }
 
 #[tokio::test(start_paused = true)]

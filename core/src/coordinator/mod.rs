@@ -88,7 +88,8 @@ pub use keyed::{EphemeralKeyedWorkCoordinator, KeyedEnqueuePermit};
 pub use lane::Lane;
 pub use operation_error::OperationError;
 pub use options::{
-    DeferPolicy, DrainSignals, EphemeralOptions, EvictedCallback, FinalizedCallback, OptionsError,
+    DeferPolicy, DrainSignals, EphemeralOptions, EvictedCallback, FinalizedCallback, MAX_PENDING,
+    OptionsError,
 };
 pub use priority::{LaneEnqueuePermit, PriorityWorkCoordinator};
 pub use process::{

@@ -139,7 +139,23 @@ pub enum OptionsError {
     /// A duration that must be positive was zero.
     #[error("coordinator option `{0}` must be a positive duration")]
     ZeroDuration(&'static str),
+    /// A count beyond what the coordinator can hold.
+    #[error(
+        "coordinator option `{option}` is {value}, beyond the largest allowed, {max}: give a smaller value"
+    )]
+    TooLarge {
+        /// The option.
+        option: &'static str,
+        /// The value given.
+        value: usize,
+        /// The largest value allowed.
+        max: usize,
+    },
 }
+
+/// The largest `max_pending`: the room for pending items is counted in a semaphore, which
+/// holds at most this many permits (`usize::MAX >> 3` on 64-bit targets).
+pub const MAX_PENDING: usize = tokio::sync::Semaphore::MAX_PERMITS;
 
 /// The configuration of a coordinator: limits, the window, the sink and the signal rules.
 ///
@@ -149,7 +165,7 @@ pub enum OptionsError {
 /// | option | default |
 /// |---|---|
 /// | `max_concurrency` | available parallelism |
-/// | `max_pending` | 1024 |
+/// | `max_pending` | 1024 (at most [`MAX_PENDING`]) |
 /// | `max_tracked` | 200 finished operations |
 /// | `max_lifetime` | 5 min, measured from finish |
 /// | `per_key_concurrency` | 1 |
@@ -518,6 +534,13 @@ impl EphemeralOptions {
             if value == 0 {
                 return Err(OptionsError::Zero(name));
             }
+        }
+        if self.max_pending > MAX_PENDING {
+            return Err(OptionsError::TooLarge {
+                option: "max_pending",
+                value: self.max_pending,
+                max: MAX_PENDING,
+            });
         }
         if self.max_lifetime.is_zero() {
             return Err(OptionsError::ZeroDuration("max_lifetime"));
