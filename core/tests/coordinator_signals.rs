@@ -534,6 +534,44 @@ async fn admission_defer_holds_no_slot_and_cancel_records_the_reason() {
     assert_adds_up(&c.stats());
 }
 
+/// An item put aside by a hook's `Defer` can be cancelled by id while it waits: it ends
+/// `Cancelled(Explicit)` without its body running, and the rest are untouched.
+#[tokio::test(start_paused = true)]
+async fn an_item_put_aside_by_a_hook_can_be_cancelled_while_it_waits() {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let gate = Arc::new(Gate {
+        open: rx,
+        asked: AtomicUsize::new(0),
+    });
+    let (started, body) = counter();
+    let c = EphemeralWorkCoordinator::with_admission(
+        body,
+        EphemeralOptions::default().max_concurrency(2),
+        vec![gate],
+    )
+    .unwrap();
+    let ids = c.enqueue_many(0..3).await.unwrap();
+    settle().await;
+    assert_eq!(c.operation(ids[1]).unwrap().state, OperationState::Deferred);
+    assert!(c.cancel_operation(ids[1]));
+    assert!(
+        c.cancel_operation(ids[1]),
+        "still waiting to end: asked again, still true"
+    );
+    settle().await;
+    assert_eq!(
+        c.operation(ids[1]).unwrap().state,
+        OperationState::Cancelled(CancelReason::Explicit)
+    );
+    assert!(!c.cancel_operation(ids[1]), "ended: nothing left to cancel");
+    tx.send(true).unwrap();
+    c.drain().await.unwrap();
+    assert_eq!(started.load(Ordering::SeqCst), 2);
+    let stats = c.stats();
+    assert_eq!((stats.completed, stats.cancelled), (2, 1));
+    assert_adds_up(&stats);
+}
+
 /// Depth counts like the original: an operation's own signal is depth 1, a signal it causes
 /// depth 2, and `max_depth(2)` refuses the third link.
 #[tokio::test(start_paused = true)]

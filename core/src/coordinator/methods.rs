@@ -220,7 +220,8 @@ macro_rules! coordinator_methods {
             self.engine.evict(id)
         }
 
-        /// Cancels one operation: a pending one ends `Cancelled(Explicit)` at once, a running
+        /// Cancels one operation: a pending one ends `Cancelled(Explicit)` at once (one put
+        /// aside by an admission hook's `Defer` as soon as its waiting task runs), a running
         /// one has its token cancelled. Returns whether the id was pending or running.
         pub fn cancel_operation(&self, id: crate::OperationId) -> bool {
             self.engine.cancel_operation(id)

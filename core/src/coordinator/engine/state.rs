@@ -6,9 +6,10 @@
 //! back or run a callback does not do it: it writes it into an [`Effect`], which the engine
 //! applies once the lock is released (`Inner::update`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::super::error::{EnqueueError, IntakeError, PinError};
@@ -102,6 +103,13 @@ pub(crate) struct Accepted<J> {
     pub(super) steer: bool,
 }
 
+/// How a parked job is cancelled: the reason, set by `cancel_one` and read by `unpark`, and
+/// the wake-up of the job's waiting task.
+struct ParkedCancel {
+    wake: Option<oneshot::Sender<()>>,
+    reason: Option<CancelReason>,
+}
+
 /// How a job that never started ends: a parked job whose wait ended without it running.
 pub(crate) enum Unstarted {
     /// Cancelled for this reason.
@@ -174,6 +182,9 @@ pub(crate) struct Core<T, R, Q: Queue<T>> {
     /// Whether `on_finalized` is set (finished operations are snapshotted for it).
     report_finalized: bool,
     parked: usize,
+    /// Each parked job's cancel (`cancel_operation`): the reason, kept for `unpark`, and the
+    /// wake-up of its waiting task.
+    parked_cancels: HashMap<OperationId, ParkedCancel>,
     running: usize,
     workers: usize,
     idle: Vec<Idle<Taken<T, Q>>>,
@@ -219,6 +230,7 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
             defer,
             report_finalized,
             parked: 0,
+            parked_cancels: HashMap::new(),
             running: 0,
             workers: 0,
             idle: Vec::new(),
@@ -576,6 +588,14 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
             fx.set(Effect::FINISHED);
             return true;
         }
+        // Put aside by an admission hook: its waiting task ends it (at its next poll).
+        if let Some(cancel) = self.parked_cancels.get_mut(&id) {
+            cancel.reason.get_or_insert(reason);
+            if let Some(wake) = cancel.wake.take() {
+                let _ = wake.send(());
+            }
+            return true;
+        }
         let Some(record) = self.window.record_mut(id) else {
             return false;
         };
@@ -749,9 +769,16 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
     }
 
     /// An admission hook deferred a taken job: it holds no slot while put aside.
-    pub(crate) fn park(&mut self, id: OperationId, slot: &Slot) {
+    pub(crate) fn park(&mut self, id: OperationId, slot: &Slot, wake: oneshot::Sender<()>) {
         self.running -= 1;
         self.parked += 1;
+        self.parked_cancels.insert(
+            id,
+            ParkedCancel {
+                wake: Some(wake),
+                reason: None,
+            },
+        );
         slot.set_running(None);
         if let Some(record) = self.window.record_mut(id) {
             record.state = OperationState::Pending;
@@ -769,6 +796,12 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         now: Instant,
     ) {
         self.parked -= 1;
+        // A cancel made while it waited wins over a wake-up that came at the same time.
+        let cancelled = self
+            .parked_cancels
+            .remove(&job.id)
+            .and_then(|cancel| cancel.reason);
+        let ends = ends.or(cancelled.map(Unstarted::Cancelled));
         if let Some(record) = self.window.record_mut(job.id) {
             record.parked = false;
         }

@@ -298,6 +298,8 @@ enum Unparked {
     Shutdown,
     /// Its deferrals reached `max_defer`.
     Overdue,
+    /// Cancelled by `cancel_operation` (the core keeps the reason).
+    Cancelled,
 }
 
 /// Puts a job aside, holding no slot, until `until` completes (or `max_defer` is reached);
@@ -309,10 +311,11 @@ fn park<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     until: futures::future::BoxFuture<'static, ()>,
 ) {
     job.hold(Instant::now());
+    let (cancel, cancelled) = tokio::sync::oneshot::channel();
     let (max_defer, policy) = {
         let id = job.id;
         inner.update(|core, _| {
-            core.park(id, slot);
+            core.park(id, slot, cancel);
             let rules = core.defer_rules();
             (rules.max_defer, rules.policy)
         })
@@ -336,6 +339,8 @@ fn park<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
             },
             () = inner.root.cancelled() => Unparked::Shutdown,
             () = sleep_until(deadline) => Unparked::Overdue,
+            // A sender dropped unsent (the wait ended another way) cancels nothing.
+            Ok(()) = cancelled => Unparked::Cancelled,
         };
         let Some(mut job) = parked.job.take() else {
             return;
@@ -346,6 +351,8 @@ fn park<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
             Unparked::Woken => None,
             Unparked::Panicked(message) => Some(Unstarted::Panicked(message)),
             Unparked::Shutdown => Some(Unstarted::Cancelled(CancelReason::Shutdown)),
+            // `unpark` ends it with the reason `cancel_operation` left.
+            Unparked::Cancelled => None,
             Unparked::Overdue if policy == DeferPolicy::Cancel => {
                 Some(Unstarted::Cancelled(CancelReason::DeferTimeout))
             }
