@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ephemeral::{EnqueueError, EphemeralOptions, OperationContext};
+use ephemeral::{EnqueueError, EphemeralOptions, OperationContext, OperationState};
 use ephemeral_patterns::keyed_priority_fanout::{FanoutLane, KeyedPriorityFanout};
 
 type Log = Arc<Mutex<Vec<(u32, u32)>>>;
@@ -184,4 +184,126 @@ async fn many_keys_many_items_all_run_once_in_order() {
         );
     }
     assert_eq!(overlap.lock().unwrap().0, 1);
+}
+
+/// Each item is its own operation: the id `enqueue` returns is the item's, in snapshots and
+/// for `cancel_operation`, whichever order items start in.
+#[tokio::test(start_paused = true)]
+async fn each_id_is_its_items_operation() {
+    let fanout = KeyedPriorityFanout::new(
+        |_key: u32, change: &'static str, _ctx: OperationContext| async move {
+            if change == "fail-freeze" {
+                Err(format!("{change} failed"))
+            } else {
+                Ok(())
+            }
+        },
+        EphemeralOptions::default().max_concurrency(1),
+    )
+    .unwrap();
+    fanout.pause();
+    let rename = fanout
+        .enqueue(FanoutLane::Normal, 7, "rename")
+        .await
+        .unwrap();
+    let freeze = fanout
+        .enqueue(FanoutLane::Priority, 7, "fail-freeze")
+        .await
+        .unwrap();
+    let other = fanout
+        .enqueue(FanoutLane::Priority, 9, "freeze")
+        .await
+        .unwrap();
+    fanout.resume();
+    fanout.drain().await.unwrap();
+    let state = |id| fanout.coordinator().operation(id).unwrap().state;
+    assert_eq!(state(rename), OperationState::Completed);
+    assert_eq!(state(freeze), OperationState::Failed);
+    assert_eq!(state(other), OperationState::Completed);
+}
+
+/// Cancelling one pending item (first in its key, or waiting behind another) ends that
+/// item cancelled; every other item runs, and nothing is left in the keys' queues.
+#[tokio::test(start_paused = true)]
+async fn cancelling_an_item_cancels_that_item_and_the_rest_run() {
+    let (fanout, log, _) = recording(1, Duration::from_millis(10));
+    fanout.pause();
+    let a1 = fanout.enqueue(FanoutLane::Normal, 1, 1).await.unwrap();
+    let _b1 = fanout.enqueue(FanoutLane::Normal, 2, 1).await.unwrap();
+    let b2 = fanout.enqueue(FanoutLane::Priority, 2, 2).await.unwrap();
+    let _b3 = fanout.enqueue(FanoutLane::Normal, 2, 3).await.unwrap();
+    assert!(fanout.coordinator().cancel_operation(a1));
+    fanout.resume();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    // b2 waits for b1 (its key's first item, running); cancelled while it waits.
+    assert!(fanout.key_running(&2));
+    let waiting = fanout.coordinator().operation(b2).unwrap().state;
+    assert_eq!(waiting, OperationState::Deferred);
+    assert!(fanout.coordinator().cancel_operation(b2));
+    fanout.drain().await.unwrap();
+    assert_eq!(*log.lock().unwrap(), [(2, 1), (2, 3)]);
+    let stats = fanout.stats();
+    assert_eq!((stats.completed, stats.cancelled), (2, 2));
+    for key in [1, 2] {
+        assert_eq!(fanout.key_depth(&key), 0);
+        assert!(!fanout.key_running(&key));
+    }
+}
+
+/// An item refused by a `cancel_on` rule ends cancelled and never runs; the key's later
+/// items run.
+#[tokio::test(start_paused = true)]
+async fn an_item_refused_by_cancel_on_never_runs_and_its_key_goes_on() {
+    let sink = ephemeral::SignalSink::default();
+    let log: Log = Arc::default();
+    let l = log.clone();
+    let fanout = KeyedPriorityFanout::new(
+        move |key: u32, item: u32, _ctx: OperationContext| {
+            let log = l.clone();
+            async move {
+                log.lock().unwrap().push((key, item));
+                Ok::<_, String>(())
+            }
+        },
+        EphemeralOptions::default()
+            .max_concurrency(1)
+            .signals(sink.clone())
+            .cancel_on("halt"),
+    )
+    .unwrap();
+    let halt = sink.hold("halt").unwrap();
+    let x = fanout.enqueue(FanoutLane::Normal, 4, 1).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    drop(halt);
+    let y = fanout.enqueue(FanoutLane::Normal, 4, 2).await.unwrap();
+    fanout.drain().await.unwrap();
+    assert_eq!(*log.lock().unwrap(), [(4, 2)]);
+    let state = |id| fanout.coordinator().operation(id).unwrap().state;
+    assert!(
+        matches!(state(x), OperationState::Cancelled(_)),
+        "{:?}",
+        state(x)
+    );
+    assert_eq!(state(y), OperationState::Completed);
+    assert_eq!(fanout.key_depth(&4), 0);
+}
+
+/// Cancelling the fan-out with items queued ends each of them cancelled and leaves nothing
+/// in the keys' queues.
+#[tokio::test(start_paused = true)]
+async fn a_cancel_with_items_queued_leaves_nothing_behind() {
+    let (fanout, _, _) = recording(1, Duration::from_millis(10));
+    for key in 0..10 {
+        fanout.enqueue(FanoutLane::Normal, key, key).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    fanout.coordinator().cancel();
+    fanout.drain().await.unwrap();
+    let stats = fanout.stats();
+    assert_eq!(stats.completed + stats.cancelled, 10);
+    assert_eq!(stats.cancelled, 9);
+    for key in 0..10 {
+        assert_eq!(fanout.key_depth(&key), 0, "key {key}");
+        assert!(!fanout.key_running(&key), "key {key}");
+    }
 }

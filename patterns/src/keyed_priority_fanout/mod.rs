@@ -13,11 +13,15 @@
 //!   idle and it first in its key's queue), else the oldest startable normal item;
 //! - a priority item queued behind a normal item of the same key waits for it: order wins.
 //!
-//! It is built on a public [`PriorityWorkCoordinator`] with lanes `priority` and `normal`
-//! that runs one *ticket* per accepted item; a ticket takes the best startable item when it
-//! starts. So stats, snapshots, `max_concurrency`, panics caught and recorded, `drain` all
-//! come from the coordinator and count items. When every queued item belongs to a key that is
-//! already running, a started ticket waits (in its slot) for that key to finish.
+//! It is built on a public [`PriorityWorkCoordinator`] with lanes `priority` and `normal`:
+//! each accepted item is one operation of it (the id `enqueue` returns is that item's), and
+//! an admission hook lets an item start only when it is first in its key's queue and its key
+//! is idle; until then the item is put aside, holding no slot, and shows as `Deferred` in
+//! snapshots. So stats, snapshots, `cancel_operation`, the coordinator's `cancel_on` rules,
+//! `max_concurrency`, panics caught and recorded and `drain` all count and act on items. An
+//! item that ends without running (cancelled, refused, shut down) leaves its key's queue at
+//! once, and the key's next item may start. `max_defer`, if set, also bounds how long an
+//! item waits for its key.
 //!
 //! # Examples
 //!
@@ -51,15 +55,16 @@
 //! # }
 //! ```
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ephemeral::{
-    CoordinatorError, CoordinatorStats, EnqueueError, EphemeralOptions, IntakeError, Lane,
-    OperationContext, OperationId, PriorityWorkCoordinator,
+    Admission, AdmissionRequest, CoordinatorError, CoordinatorStats, Decision, EnqueueError,
+    EphemeralOptions, IntakeError, Lane, OperationContext, OperationId, PriorityWorkCoordinator,
 };
+use futures::future::BoxFuture;
 use tokio::sync::Notify;
 
 const PRIORITY: &str = "priority";
@@ -75,13 +80,6 @@ pub enum FanoutLane {
 }
 
 impl FanoutLane {
-    fn index(self) -> usize {
-        match self {
-            Self::Priority => 0,
-            Self::Normal => 1,
-        }
-    }
-
     fn name(self) -> &'static str {
         match self {
             Self::Priority => PRIORITY,
@@ -90,74 +88,113 @@ impl FanoutLane {
     }
 }
 
-struct Queued<T> {
-    seq: u64,
-    lane: FanoutLane,
-    item: T,
+/// One key's items: the tags of its accepted items not started yet, in acceptance order,
+/// and the one admitted or running.
+struct KeyQueue {
+    order: VecDeque<u64>,
+    running: Option<u64>,
+    /// Woken whenever the key's first item or its running one changes: items waiting for
+    /// the key look again.
+    wake: Arc<Notify>,
 }
 
-struct KeyQueue<T> {
-    items: VecDeque<Queued<T>>,
+/// Where an accepted item is.
+struct Tagged<K> {
+    key: K,
+    id: OperationId,
     running: bool,
 }
 
-struct State<K, T> {
-    next_seq: u64,
-    keys: HashMap<K, KeyQueue<T>>,
-    /// Per lane: the head item of every idle key, by acceptance order.
-    startable: [BTreeMap<u64, K>; 2],
+struct State<K> {
+    next_tag: u64,
+    keys: HashMap<K, KeyQueue>,
+    /// Accepted items, by tag.
+    tags: HashMap<u64, Tagged<K>>,
+    /// The tag of each accepted item's operation, for the admission hook (which sees ids).
+    by_id: HashMap<OperationId, u64>,
+    /// Tags whose ticket ended before `enqueue` recorded it (refused by a rule the moment
+    /// it was accepted): `enqueue` then records nothing.
+    orphans: HashSet<u64>,
 }
 
-impl<K: Eq + Hash + Clone, T> State<K, T> {
-    /// Takes the best startable item and marks its key running.
-    fn take(&mut self) -> Option<(K, T)> {
-        let (_, key) = match self.startable[0].pop_first() {
-            Some(found) => found,
-            None => self.startable[1].pop_first()?,
-        };
-        let queue = self.keys.get_mut(&key)?;
-        let queued = queue.items.pop_front()?;
-        queue.running = true;
-        Some((key, queued.item))
+impl<K: Eq + Hash + Clone> State<K> {
+    /// Records an accepted item, unless its ticket already ended.
+    fn record(&mut self, tag: u64, key: K, id: OperationId) {
+        if self.orphans.remove(&tag) {
+            return;
+        }
+        self.keys
+            .entry(key.clone())
+            .or_insert_with(|| KeyQueue {
+                order: VecDeque::new(),
+                running: None,
+                wake: Arc::new(Notify::new()),
+            })
+            .order
+            .push_back(tag);
+        self.tags.insert(
+            tag,
+            Tagged {
+                key,
+                id,
+                running: false,
+            },
+        );
+        self.by_id.insert(id, tag);
     }
 
-    /// Marks `key` idle again and makes its next item startable.
-    fn finish(&mut self, key: &K) {
-        let Some(queue) = self.keys.get_mut(key) else {
+    /// Lets item `tag` start if it is first in its key's queue and the key is idle (the key
+    /// then counts it as running); otherwise the key's wake-up, enabled before the state
+    /// can change again, for the item to wait on.
+    fn try_start(&mut self, tag: u64) -> Result<(), Arc<Notify>> {
+        let Some(tagged) = self.tags.get_mut(&tag) else {
+            // Gone already (its ticket ended): let the coordinator settle it.
+            return Ok(());
+        };
+        let Some(queue) = self.keys.get_mut(&tagged.key) else {
+            return Ok(());
+        };
+        if queue.running.is_none() && queue.order.front() == Some(&tag) {
+            queue.order.pop_front();
+            queue.running = Some(tag);
+            tagged.running = true;
+            return Ok(());
+        }
+        Err(queue.wake.clone())
+    }
+
+    /// Forgets item `tag` (it ran, or ended without running): its key's next item may
+    /// start; a key with nothing left is forgotten.
+    fn forget(&mut self, tag: u64) {
+        let Some(tagged) = self.tags.remove(&tag) else {
+            self.orphans.insert(tag);
             return;
         };
-        queue.running = false;
-        match queue.items.front() {
-            Some(head) => {
-                self.startable[head.lane.index()].insert(head.seq, key.clone());
-            }
-            None => {
-                self.keys.remove(key);
-            }
+        self.by_id.remove(&tagged.id);
+        let Some(queue) = self.keys.get_mut(&tagged.key) else {
+            return;
+        };
+        if tagged.running {
+            queue.running = None;
+        } else if let Some(at) = queue.order.iter().position(|t| *t == tag) {
+            queue.order.remove(at);
         }
-    }
-
-    fn push(&mut self, lane: FanoutLane, key: K, item: T) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let queue = self.keys.entry(key.clone()).or_insert_with(|| KeyQueue {
-            items: VecDeque::new(),
-            running: false,
-        });
-        if !queue.running && queue.items.is_empty() {
-            self.startable[lane.index()].insert(seq, key);
+        if queue.running.is_none() && queue.order.is_empty() {
+            self.keys.remove(&tagged.key);
+        } else {
+            queue.wake.notify_waiters();
         }
-        queue.items.push_back(Queued { seq, lane, item });
     }
 }
 
-struct Shared<K, T> {
-    state: Mutex<State<K, T>>,
-    changed: Notify,
+struct Shared<K> {
+    state: Mutex<State<K>>,
+    /// Woken when `enqueue` records an item, for a hook asked about it first.
+    recorded: Notify,
 }
 
-impl<K, T> Shared<K, T> {
-    fn lock(&self) -> MutexGuard<'_, State<K, T>> {
+impl<K> Shared<K> {
+    fn lock(&self) -> MutexGuard<'_, State<K>> {
         // The state is only changed in short sections that cannot panic half-way.
         self.state
             .lock()
@@ -165,28 +202,92 @@ impl<K, T> Shared<K, T> {
     }
 }
 
-/// Marks the key idle when the item ends, however it ends (returned, panicked, aborted).
-struct Running<K: Eq + Hash + Clone, T> {
-    shared: Arc<Shared<K, T>>,
+/// One accepted item as the coordinator underneath carries it: the item with its key and
+/// its place in the key's queue. Opaque; it exists so that
+/// [`KeyedPriorityFanout::coordinator`] can be named.
+///
+/// When its operation ends, however it ends (ran, failed, panicked, aborted, or cancelled or
+/// refused before it started), its key's queue forgets the item.
+pub struct Ticket<K: Eq + Hash + Clone, T> {
+    place: Place<K>,
     key: K,
+    item: T,
 }
 
-impl<K: Eq + Hash + Clone, T> Drop for Running<K, T> {
+impl<K: Eq + Hash + Clone, T> fmt::Debug for Ticket<K, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ticket")
+            .field("tag", &self.place.tag)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A ticket's place in its key's queue, forgotten when dropped.
+struct Place<K: Eq + Hash + Clone> {
+    shared: Arc<Shared<K>>,
+    tag: u64,
+    /// Handed back to the caller of a refused `enqueue`: never recorded, nothing to forget.
+    returned: bool,
+}
+
+impl<K: Eq + Hash + Clone> Drop for Place<K> {
     fn drop(&mut self) {
-        self.shared.lock().finish(&self.key);
-        self.shared.changed.notify_waiters();
+        if !self.returned {
+            self.shared.lock().forget(self.tag);
+        }
+    }
+}
+
+/// The admission hook: an item starts only when first in its key's queue, its key idle.
+struct KeyTurn<K> {
+    shared: Arc<Shared<K>>,
+}
+
+impl<K> fmt::Debug for KeyTurn<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyTurn")
+    }
+}
+
+impl<K: Eq + Hash + Clone + Send + Sync + 'static> Admission for KeyTurn<K> {
+    fn admit<'a>(&'a self, request: &'a AdmissionRequest) -> BoxFuture<'a, Decision> {
+        Box::pin(async move {
+            loop {
+                // Enabled before looking, so that a record made meanwhile wakes it.
+                let recorded = self.shared.recorded.notified();
+                tokio::pin!(recorded);
+                recorded.as_mut().enable();
+                {
+                    let mut state = self.shared.lock();
+                    if let Some(&tag) = state.by_id.get(&request.id) {
+                        return match state.try_start(tag) {
+                            Ok(()) => Decision::Admit,
+                            Err(wake) => {
+                                let mut turn = Box::pin(wake.notified_owned());
+                                turn.as_mut().enable();
+                                Decision::defer(turn)
+                            }
+                        };
+                    }
+                }
+                // Accepted a moment ago: `enqueue` records it as soon as it returns.
+                recorded.await;
+            }
+        })
     }
 }
 
 /// A priority lane and a normal lane over many keys, with per-key ordering across both; see
 /// the [module docs](self).
 #[must_use = "dropping the last handle cancels both lanes"]
-pub struct KeyedPriorityFanout<K, T: Send + 'static> {
-    shared: Arc<Shared<K, T>>,
-    coordinator: PriorityWorkCoordinator<()>,
+pub struct KeyedPriorityFanout<K: Eq + Hash + Clone + Send + Sync + 'static, T: Send + 'static> {
+    shared: Arc<Shared<K>>,
+    coordinator: PriorityWorkCoordinator<Ticket<K, T>>,
 }
 
-impl<K, T: Send + 'static> Clone for KeyedPriorityFanout<K, T> {
+impl<K: Eq + Hash + Clone + Send + Sync + 'static, T: Send + 'static> Clone
+    for KeyedPriorityFanout<K, T>
+{
     fn clone(&self) -> Self {
         Self {
             shared: self.shared.clone(),
@@ -195,7 +296,9 @@ impl<K, T: Send + 'static> Clone for KeyedPriorityFanout<K, T> {
     }
 }
 
-impl<K, T: Send + 'static> fmt::Debug for KeyedPriorityFanout<K, T> {
+impl<K: Eq + Hash + Clone + Send + Sync + 'static, T: Send + 'static> fmt::Debug
+    for KeyedPriorityFanout<K, T>
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedPriorityFanout")
             .field("pending", &self.coordinator.pending_count())
@@ -222,38 +325,33 @@ where
         E: fmt::Display + Send + Sync + 'static,
     {
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::<K, T> {
-                next_seq: 0,
+            state: Mutex::new(State::<K> {
+                next_tag: 0,
                 keys: HashMap::new(),
-                startable: [BTreeMap::new(), BTreeMap::new()],
+                tags: HashMap::new(),
+                by_id: HashMap::new(),
+                orphans: HashSet::new(),
             }),
-            changed: Notify::new(),
+            recorded: Notify::new(),
         });
         let body = Arc::new(body);
-        let tickets = shared.clone();
-        let coordinator = PriorityWorkCoordinator::new(
-            move |(): (), ctx: OperationContext| {
-                let shared = tickets.clone();
+        let hook: Arc<dyn Admission> = Arc::new(KeyTurn {
+            shared: shared.clone(),
+        });
+        let coordinator = PriorityWorkCoordinator::with_admission(
+            move |ticket: Ticket<K, T>, ctx: OperationContext| {
                 let body = body.clone();
                 async move {
-                    let (key, item) = loop {
-                        let changed = shared.changed.notified();
-                        tokio::pin!(changed);
-                        changed.as_mut().enable();
-                        if let Some(found) = shared.lock().take() {
-                            break found;
-                        }
-                        changed.await;
-                    };
-                    let _running = Running {
-                        shared: shared.clone(),
-                        key: key.clone(),
-                    };
+                    let Ticket { place, key, item } = ticket;
+                    // Kept until the body ends, however it ends: its drop lets the key's
+                    // next item start.
+                    let _place = place;
                     body(key, item, ctx).await
                 }
             },
             vec![Lane::new(PRIORITY, 1), Lane::new(NORMAL, 0)],
             options,
+            vec![hook],
         )?;
         Ok(Self {
             shared,
@@ -261,7 +359,33 @@ where
         })
     }
 
+    fn ticket(&self, key: K, item: T) -> Ticket<K, T> {
+        let tag = {
+            let mut state = self.shared.lock();
+            let tag = state.next_tag;
+            state.next_tag += 1;
+            tag
+        };
+        Ticket {
+            place: Place {
+                shared: self.shared.clone(),
+                tag,
+                returned: false,
+            },
+            key,
+            item,
+        }
+    }
+
+    /// Records an accepted item in its key's queue.
+    fn accepted(&self, tag: u64, key: K, id: OperationId) -> OperationId {
+        self.shared.lock().record(tag, key, id);
+        self.shared.recorded.notify_waiters();
+        id
+    }
+
     /// Accepts `item` for `key` through `lane`, waiting while `max_pending` items wait.
+    /// The id is the item's operation.
     ///
     /// # Errors
     ///
@@ -272,18 +396,16 @@ where
         key: K,
         item: T,
     ) -> Result<OperationId, EnqueueError<T>> {
-        // The ticket first: if it is refused, nothing was queued and the item goes back.
-        match self.coordinator.enqueue(lane.name(), ()).await {
-            Ok(id) => {
-                self.shared.lock().push(lane, key, item);
-                self.shared.changed.notify_waiters();
-                Ok(id)
-            }
-            Err(e) => Err(rebuild(e, item)),
+        let ticket = self.ticket(key.clone(), item);
+        let tag = ticket.place.tag;
+        match self.coordinator.enqueue(lane.name(), ticket).await {
+            Ok(id) => Ok(self.accepted(tag, key, id)),
+            Err(e) => Err(rebuild(e)),
         }
     }
 
-    /// Accepts `item` for `key` through `lane` if there is room now.
+    /// Accepts `item` for `key` through `lane` if there is room now. The id is the item's
+    /// operation.
     ///
     /// # Errors
     ///
@@ -294,13 +416,11 @@ where
         key: K,
         item: T,
     ) -> Result<OperationId, EnqueueError<T>> {
-        match self.coordinator.try_enqueue(lane.name(), ()) {
-            Ok(id) => {
-                self.shared.lock().push(lane, key, item);
-                self.shared.changed.notify_waiters();
-                Ok(id)
-            }
-            Err(e) => Err(rebuild(e, item)),
+        let ticket = self.ticket(key.clone(), item);
+        let tag = ticket.place.tag;
+        match self.coordinator.try_enqueue(lane.name(), ticket) {
+            Ok(id) => Ok(self.accepted(tag, key, id)),
+            Err(e) => Err(rebuild(e)),
         }
     }
 
@@ -311,13 +431,17 @@ where
             .lock()
             .keys
             .get(key)
-            .map_or(0, |q| q.items.len())
+            .map_or(0, |q| q.order.len())
     }
 
-    /// Whether an item for `key` is running now.
+    /// Whether an item for `key` is running now (or admitted and about to).
     #[must_use]
     pub fn key_running(&self, key: &K) -> bool {
-        self.shared.lock().keys.get(key).is_some_and(|q| q.running)
+        self.shared
+            .lock()
+            .keys
+            .get(key)
+            .is_some_and(|q| q.running.is_some())
     }
 
     /// Stops starting items until [`resume`](Self::resume).
@@ -345,23 +469,21 @@ where
         self.coordinator.stats()
     }
 
-    /// The coordinator underneath, for snapshots, signals and concurrency changes.
-    pub fn coordinator(&self) -> &PriorityWorkCoordinator<()> {
+    /// The coordinator underneath (one operation per item), for snapshots, signals,
+    /// cancelling an item by its id and concurrency changes.
+    pub fn coordinator(&self) -> &PriorityWorkCoordinator<Ticket<K, T>> {
         &self.coordinator
     }
 }
 
 /// The ticket's error, carrying the user's item instead.
-fn rebuild<T>(e: EnqueueError<()>, item: T) -> EnqueueError<T> {
-    match e {
-        EnqueueError::Closed(()) => EnqueueError::Closed(item),
-        EnqueueError::Full(()) => EnqueueError::Full(item),
-        EnqueueError::Refused { lane, reason, .. } => EnqueueError::Refused { item, lane, reason },
-        // A refusal added to the coordinator later: report it as what it says.
-        other => EnqueueError::Refused {
-            item,
-            lane: Arc::from("fanout"),
-            reason: Arc::from(other.to_string()),
-        },
-    }
+fn rebuild<K: Eq + Hash + Clone, T>(e: EnqueueError<Ticket<K, T>>) -> EnqueueError<T> {
+    e.map(|ticket| {
+        let Ticket {
+            mut place, item, ..
+        } = ticket;
+        // Refused: never recorded, so there is nothing to forget.
+        place.returned = true;
+        item
+    })
 }
