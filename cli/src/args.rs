@@ -47,7 +47,7 @@ pub(crate) fn watch_pattern(s: &str) -> Result<String, String> {
     if s.split(',').all(str::is_empty) {
         return Err(format!(
             "the pattern `{s}` is empty and matches nothing, so the watch would wait forever: \
-             give one such as '*' (every topic) or 'orders.*'"
+             give one such as '*' (everything) or 'orders.*'"
         ));
     }
     Ok(s.to_owned())

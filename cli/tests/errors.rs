@@ -239,12 +239,17 @@ async fn completions_are_generated() {
 async fn an_empty_watch_pattern_exits_2_with_a_hint() {
     let dir = tempfile::tempdir().expect("temp dir");
     for pattern in ["", ",", ",,"] {
-        let (code, _, stderr) = run(dir.path(), &["watch", "--create", pattern]).await;
-        assert_eq!(code, 2, "{pattern:?}: {stderr}");
-        assert!(
-            stderr.contains("matches nothing") && stderr.contains("'*'"),
-            "{stderr}"
-        );
+        for args in [
+            &["watch", "--create", pattern][..],
+            &["kv", "--create", "watch", pattern],
+        ] {
+            let (code, _, stderr) = run(dir.path(), args).await;
+            assert_eq!(code, 2, "{args:?}: {stderr}");
+            assert!(
+                stderr.contains("matches nothing") && stderr.contains("'*'"),
+                "{stderr}"
+            );
+        }
     }
     assert!(
         std::fs::read_dir(dir.path())

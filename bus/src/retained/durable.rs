@@ -58,8 +58,11 @@ impl DurableOptions {
         self
     }
 
-    /// The most payload bytes kept (default 64 MiB). One message larger than this is still
-    /// kept on its own (then dropped by the next one).
+    /// The most bytes of messages kept (default 64 MiB), each message counted as stored:
+    /// its payload with its topic, headers and timestamps (on the bus, the topic's length
+    /// plus a few dozen bytes over the payload; JetStream counts its own stored size the
+    /// same way). So `max_bytes(10_000)` keeps fewer than a hundred 100-byte payloads. One
+    /// message larger than this is still kept on its own (then dropped by the next one).
     pub fn max_bytes(mut self, bytes: u64) -> Self {
         self.max_bytes = bytes.max(1);
         self
@@ -77,7 +80,8 @@ impl DurableOptions {
         self.max_messages
     }
 
-    /// The most payload bytes kept.
+    /// The most bytes of messages kept, each counted as stored (see
+    /// [`max_bytes`](Self::max_bytes)).
     #[must_use]
     pub fn get_max_bytes(&self) -> u64 {
         self.max_bytes

@@ -62,8 +62,9 @@ enum KvCommand {
     },
     /// Print changes to keys matching PATTERN (default `*`) as they happen.
     Watch {
-        /// Which keys.
-        #[arg(default_value = "*")]
+        /// Which keys (one that matches nothing, `''`, is refused: the watch would wait
+        /// forever).
+        #[arg(default_value = "*", value_parser = args::watch_pattern)]
         pattern: String,
         /// One JSON object per line.
         #[arg(long)]
