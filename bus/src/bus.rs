@@ -158,6 +158,7 @@ impl Bus {
     pub async fn open_with(name: &str, options: BusOptions) -> Result<Self, BusError> {
         let name = BusName::new(name)?;
         let dir = options.bus_dir(&name);
+        crate::dir::check_len(&dir)?;
         let name = Name::new(name.as_str())?;
         let peer = random_u64(u64::from(std::process::id()) ^ 0x7065_6572);
         let locals = Arc::new(Locals::new(peer));

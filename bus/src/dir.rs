@@ -162,6 +162,23 @@ pub(crate) fn peer_lock_path(dir: &Path, peer: u64) -> PathBuf {
     dir.join(format!("{peer:016x}.{PEER_EXT}"))
 }
 
+/// The longest bus directory whose sockets (`<dir>/<16 hex digits>.sock`) fit a Unix
+/// socket address (108 bytes with the final NUL, on Linux).
+pub(crate) const MAX_DIR_LEN: usize = 107 - "/0123456789abcdef.sock".len();
+
+/// Refuses a bus directory too long for its sockets, before anything is created.
+pub(crate) fn check_len(dir: &Path) -> Result<(), BusError> {
+    let len = dir.as_os_str().len();
+    if len > MAX_DIR_LEN {
+        return Err(BusError::PathTooLong {
+            path: dir.to_path_buf(),
+            len,
+            max: MAX_DIR_LEN,
+        });
+    }
+    Ok(())
+}
+
 pub(crate) fn socket_path(dir: &Path, peer: u64) -> PathBuf {
     dir.join(format!("{peer:016x}.{SOCK_EXT}"))
 }

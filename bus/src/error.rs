@@ -18,6 +18,19 @@ pub enum BusError {
     /// was created.
     #[error("invalid bus name: {0}")]
     BusName(#[from] BusNameError),
+    /// The bus directory's path is too long for the Unix sockets it holds; nothing was
+    /// created.
+    #[error(
+        "bus directory {path} is too long ({len} bytes; at most {max}) for the Unix sockets in it: use a shorter parent directory (EPHEMERAL_BUS_DIR or BusOptions::dir) or a shorter bus name"
+    )]
+    PathTooLong {
+        /// The bus directory.
+        path: std::path::PathBuf,
+        /// Its length in bytes.
+        len: usize,
+        /// The longest bus directory that fits.
+        max: usize,
+    },
     /// The bus directory belongs to another user.
     #[error(
         "bus directory {path} is owned by uid {owner}, not by this process's uid {me}: only the owning user may open a bus; remove it or choose another directory"

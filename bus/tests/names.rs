@@ -60,6 +60,34 @@ async fn names_that_are_not_one_word_are_refused_and_nothing_is_created() {
     }
 }
 
+/// A bus directory too long for the Unix sockets it would hold is refused before anything is
+/// created, with what to shorten; one that just fits opens.
+#[tokio::test]
+async fn a_bus_directory_too_long_for_its_sockets_is_refused_and_nothing_is_created() {
+    let root = tempfile::tempdir().unwrap();
+    let base = root.path().as_os_str().len();
+    // `<parent>/ephemeral-<name>` at 86 bytes: one past the longest that fits (85).
+    let name = "n".repeat(32);
+    let fill = 86 - base - "/".len() - "/ephemeral-".len() - name.len();
+    let parent = root.path().join("p".repeat(fill));
+    let err = Bus::open_with(&name, BusOptions::default().dir(&parent))
+        .await
+        .unwrap_err();
+    match &err {
+        BusError::PathTooLong { len, max, .. } => assert_eq!((*len, *max), (86, 85)),
+        other => panic!("{other}"),
+    }
+    assert!(
+        err.to_string().contains("shorter parent directory"),
+        "{err}"
+    );
+    assert_eq!(tree(root.path()), Vec::<String>::new());
+    let fits = Bus::open_with(&name[1..], BusOptions::default().dir(&parent))
+        .await
+        .unwrap();
+    assert_eq!(fits.dir().as_os_str().len(), 85);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(96))]
 

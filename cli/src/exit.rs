@@ -64,7 +64,10 @@ impl fmt::Display for Failure {
 impl From<BusError> for Failure {
     fn from(e: BusError) -> Self {
         let code = match &e {
-            BusError::Name(_) | BusError::BusName(_) | BusError::PayloadTooLarge { .. } => USAGE,
+            BusError::Name(_)
+            | BusError::BusName(_)
+            | BusError::PathTooLong { .. }
+            | BusError::PayloadTooLarge { .. } => USAGE,
             BusError::NotOwner { .. } | BusError::Permissions { .. } => REFUSED,
             BusError::Io { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => {
                 REFUSED
