@@ -463,7 +463,10 @@ impl Store {
     /// The changes to keys matching `pattern` from now on: sets, deletions, expiries.
     ///
     /// Changes arrive in revision order. A watcher that falls too far behind gets
-    /// `Err(Lagged(n))` for the `n` changes it missed, then carries on.
+    /// `Err(Lagged(n))` for the `n` changes it missed, then carries on. A set whose value's
+    /// time to live ran out before the watcher read it is skipped (a value is never handed
+    /// out dead): the key's next change follows, its `Expired`, or the set or deletion that
+    /// replaced it first (the revisions show the gap).
     ///
     /// # Errors
     ///
