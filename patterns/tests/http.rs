@@ -389,6 +389,27 @@ async fn a_probe_answered_with_a_client_error_still_closes() {
     assert_eq!(breaker.state(), CircuitState::Closed, "the server answered");
 }
 
+/// A failure signal the sink refuses (here: more headers than it allows) still reaches the
+/// breaker as a failure: a half-open probe answered 503 reopens it, not closes it.
+#[tokio::test(start_paused = true)]
+async fn a_failure_signal_the_sink_refuses_still_counts_as_a_failure() {
+    let sink = SignalSink::new(ephemeral::SinkOptions::default().max_headers(2)).unwrap();
+    let options = SignalingOptions::default();
+    let breaker = breaker_for(&sink, &options);
+    let layer = SignalingLayer::with_breaker(&breaker, options).unwrap();
+    let client = layer.layer(Downstream::default().service());
+    breaker.trip();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let response = client.oneshot(get("http://a/status/503")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(layer.stats().raise_failures, 1, "the signal was refused");
+    assert_eq!(
+        breaker.state(),
+        CircuitState::Open,
+        "a failed probe reopens"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn invalid_options_are_typed_errors() {
     let sink = SignalSink::default();

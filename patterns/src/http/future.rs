@@ -186,7 +186,11 @@ impl Call {
         }
         if shared.sink.raise_with(builder).is_err() {
             Counters::bump(&shared.counters.raise_failures);
-            return false;
+            // The breaker's listener never sees a signal the sink refused: a failure it
+            // counts is told to it here, so it is not taken for a success.
+            if counts && let Some(breaker) = &shared.breaker {
+                breaker.record_failure();
+            }
         }
         counts
     }
