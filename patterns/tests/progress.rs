@@ -86,6 +86,40 @@ async fn an_error_item_raises_failed_with_the_message() {
     );
 }
 
+/// The wrapper never changes the stream: items after an error pass through; `failed` is
+/// raised once, and nothing else after it.
+#[tokio::test(start_paused = true)]
+async fn items_after_an_error_pass_through_and_failed_is_the_last_signal() {
+    let sink = SignalSink::default();
+    let source = futures::stream::iter(vec![
+        Ok(vec![1u8; 5]),
+        Err("blip".to_owned()),
+        Ok(vec![1u8; 5]),
+        Err("again".to_owned()),
+        Ok(vec![1u8; 10]),
+    ]);
+    let stream = Progress::new(source, &sink, "up", Some(20)).unwrap();
+    let items: Vec<_> = stream.collect().await;
+    assert_eq!(
+        items,
+        [
+            Ok(vec![1u8; 5]),
+            Err("blip".to_owned()),
+            Ok(vec![1u8; 5]),
+            Err("again".to_owned()),
+            Ok(vec![1u8; 10]),
+        ]
+    );
+    assert_eq!(sink.count("progress.up.failed"), 1);
+    let failed = sink.latest("progress.up.failed").unwrap();
+    assert_eq!(failed.header("error"), Some(&"blip".into()));
+    assert_eq!(sink.count("progress.up.done"), 0);
+    assert_eq!(
+        percents(&sink, "up"),
+        ["progress.up.percent:10", "progress.up.percent:20"]
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn dropping_mid_stream_raises_failed_dropped() {
     let sink = SignalSink::default();

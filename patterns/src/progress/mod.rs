@@ -13,6 +13,10 @@
 //! * `progress.<name>.failed` (header `error`) on the first error item, or when the stream is
 //!   dropped before its end (header `error = "dropped"`).
 //!
+//! The wrapper never changes the stream: every item, errors included, passes through in
+//! order, and a stream that goes on after an error goes on through it. After `failed` no
+//! other progress signal is raised (no `percent`, no `done`).
+//!
 //! This is the .NET original's signaling HTTP client without tying you to one HTTP crate.
 //! Signals are raised synchronously as chunks pass; the wrapper adds no task and no buffer.
 

@@ -56,6 +56,9 @@ pub struct Progress<S> {
     /// The last percent reported (a multiple of `step`).
     reported: u8,
     started: bool,
+    /// `failed` was raised (an error item): later items pass through with no signal.
+    failed: bool,
+    /// The inner stream ended.
     finished: bool,
 }
 
@@ -85,6 +88,7 @@ impl<S> Progress<S> {
             bytes: 0,
             reported: 0,
             started: false,
+            failed: false,
             finished: false,
         })
     }
@@ -143,6 +147,8 @@ where
             Poll::Ready(item) => item,
         };
         match &item {
+            // After a failure the items pass through unchanged, with no further signal.
+            Some(_) if *this.failed => {}
             Some(Ok(chunk)) => {
                 *this.bytes = this.bytes.saturating_add(chunk.as_ref().len() as u64);
                 if let Some(total) = *this.total
@@ -162,13 +168,14 @@ where
                 }
             }
             Some(Err(e)) => {
-                *this.finished = true;
+                *this.failed = true;
                 raise(
                     this.sink,
                     &format!("{}.failed", this.prefix),
                     Some(("error", e.to_string().into())),
                 );
             }
+            None if *this.failed => *this.finished = true,
             None => {
                 *this.finished = true;
                 let bytes = i64::try_from(*this.bytes).unwrap_or(i64::MAX);
@@ -187,7 +194,7 @@ where
 impl<S> PinnedDrop for Progress<S> {
     fn drop(self: Pin<&mut Self>) {
         let this = self.project();
-        if *this.started && !*this.finished {
+        if *this.started && !*this.finished && !*this.failed {
             raise(
                 this.sink,
                 &format!("{}.failed", this.prefix),
