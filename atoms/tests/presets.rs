@@ -252,9 +252,21 @@ async fn signal_aware_accepts_again_after_retract_and_names_the_latest_signal() 
         intake.enqueue(2).await.unwrap_err().signal(),
         Some("maintenance.disk")
     );
+    // Across patterns too: the latest of all, not the first pattern's.
+    sink.raise("circuit.open").unwrap();
+    match intake.enqueue(3).await {
+        Err(SignalAwareError::Refused {
+            signal, pattern, ..
+        }) => assert_eq!(
+            (signal.as_str(), pattern.as_str()),
+            ("circuit.open", "circuit.open")
+        ),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    sink.retract("circuit.open");
     sink.retract("maintenance.cache");
     sink.retract("maintenance.disk");
-    intake.enqueue(3).await.unwrap();
+    intake.enqueue(4).await.unwrap();
     intake.drain().await.unwrap();
     assert_eq!(intake.stats().completed, 1);
 }

@@ -113,13 +113,14 @@ impl<T: Send + 'static> SignalAware<T> {
         }
     }
 
-    /// The name of the latest live signal matching a `refuse_on` pattern, with that pattern.
+    /// The name of the latest live signal matching any `refuse_on` pattern (the highest
+    /// sequence number across them), with the pattern it matched.
     fn refusal(&self) -> Option<(String, String)> {
-        self.refuse_on.iter().find_map(|pattern| {
-            self.sink
-                .latest(pattern.as_str())
-                .map(|s| (s.name().to_string(), pattern.as_str().to_string()))
-        })
+        self.refuse_on
+            .iter()
+            .filter_map(|pattern| self.sink.latest(pattern.as_str()).map(|s| (s, pattern)))
+            .max_by_key(|(signal, _)| signal.sequence())
+            .map(|(signal, pattern)| (signal.name().to_string(), pattern.as_str().to_string()))
     }
 
     /// Whether `enqueue` would refuse now (a `refuse_on` signal is live).
