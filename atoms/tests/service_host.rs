@@ -245,6 +245,135 @@ async fn stop_all_on_give_up_stops_the_others() {
     );
 }
 
+/// A service whose work step always fails, logging its start and stop hooks.
+struct Failing {
+    name: &'static str,
+    log: Log,
+}
+
+impl Service for Failing {
+    fn name(&self) -> &str {
+        self.name
+    }
+    async fn start(&mut self, _ctx: &ServiceContext) -> Result<(), ServiceError> {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("start {}", self.name));
+        Ok(())
+    }
+    async fn work(&mut self, _ctx: &ServiceContext) -> Result<Step, ServiceError> {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Err(ServiceError::new("down"))
+    }
+    async fn stop(&mut self, _ctx: &ServiceContext) -> Result<(), ServiceError> {
+        self.log.lock().unwrap().push(format!("stop {}", self.name));
+        Ok(())
+    }
+}
+
+/// A service that gives up takes what depends on it down first (a dependency is stopped
+/// after its dependents, and a dependent never runs without it); the others keep running.
+#[tokio::test(start_paused = true)]
+async fn a_service_that_gives_up_is_stopped_after_its_dependents() {
+    let log = Log::default();
+    let token = tokio_util::sync::CancellationToken::new();
+    let mut host = ServiceHost::new(
+        HostOptions::default()
+            .max_restarts(0)
+            .cancel_on(token.clone()),
+    );
+    host.add(Failing {
+        name: "db",
+        log: Arc::clone(&log),
+    })
+    .unwrap();
+    host.add(Logged::new("web", &["db"], &log)).unwrap();
+    host.add(Logged::new("api", &["web"], &log)).unwrap();
+    host.add(Logged::new("other", &[], &log)).unwrap();
+    let stop_later = token.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        stop_later.cancel();
+    });
+    let report = host.run().await.unwrap();
+    let log = log.lock().unwrap().clone();
+    let at = |entry: &str| log.iter().position(|e| e == entry);
+    let db_stop = at("stop db").expect("db stopped");
+    for dependent in ["web", "api"] {
+        assert!(at(&format!("start {dependent}")).is_some(), "{log:?}");
+        let stopped = at(&format!("stop {dependent}")).expect("stopped");
+        assert!(stopped < db_stop, "{dependent} stops before db: {log:?}");
+        assert_eq!(
+            report.service(dependent).unwrap().state,
+            ServiceState::Stopped
+        );
+    }
+    assert!(at("stop api") < at("stop web"), "{log:?}");
+    assert_eq!(
+        log.last().map(String::as_str),
+        Some("stop other"),
+        "{log:?}"
+    );
+    assert_eq!(report.service("db").unwrap().state, ServiceState::GaveUp);
+    assert_eq!(report.reason, ShutdownReason::Cancelled);
+}
+
+/// A service whose dependency gave up before its turn to start is not started.
+#[tokio::test(start_paused = true)]
+async fn a_service_whose_dependency_gave_up_first_does_not_start() {
+    let log = Log::default();
+    let mut host = ServiceHost::new(HostOptions::default().max_restarts(0));
+    host.add(Failing {
+        name: "db",
+        log: Arc::clone(&log),
+    })
+    .unwrap();
+    host.add(Slow::new("cache", &log)).unwrap();
+    host.add(Logged::new("web", &["db", "cache"], &log))
+        .unwrap();
+    let report = host.run().await.unwrap();
+    let log = log.lock().unwrap().clone();
+    assert!(!log.contains(&"start web".to_owned()), "{log:?}");
+    assert_eq!(
+        report.service("web").unwrap().state,
+        ServiceState::NotStarted
+    );
+    assert_eq!(report.service("db").unwrap().state, ServiceState::GaveUp);
+}
+
+/// A service whose start takes a second, then ends its work at once.
+struct Slow {
+    name: &'static str,
+    log: Log,
+}
+
+impl Slow {
+    fn new(name: &'static str, log: &Log) -> Self {
+        Self {
+            name,
+            log: Arc::clone(log),
+        }
+    }
+}
+
+impl Service for Slow {
+    fn name(&self) -> &str {
+        self.name
+    }
+    async fn start(&mut self, _ctx: &ServiceContext) -> Result<(), ServiceError> {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("start {}", self.name));
+        Ok(())
+    }
+    async fn work(&mut self, _ctx: &ServiceContext) -> Result<Step, ServiceError> {
+        Ok(Step::Done)
+    }
+}
+
 /// A service whose stop hook never finishes.
 struct Stuck;
 

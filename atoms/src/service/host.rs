@@ -119,13 +119,41 @@ impl ServiceHost {
         let (ended_tx, mut ended_rx) = mpsc::unbounded_channel();
         let mut slots: Vec<Slot> = Vec::with_capacity(order.len());
         let mut reason = None;
+        let mut running = 0usize;
+        // Services that gave up, and the acknowledgements their stop hooks wait for while
+        // the host keeps them (`stop_all_on_give_up`: their dependents stop first at shutdown).
+        let mut given_up: Vec<usize> = Vec::new();
+        let mut held_acks = Vec::new();
 
         for &i in &order {
+            // A service gave up meanwhile: its dependents stop first (and never start).
+            while let Ok(message) = ended_rx.try_recv() {
+                match message {
+                    Ended::GivingUp { index, ack } => {
+                        given_up.push(index);
+                        if options.stop_all_on_give_up {
+                            held_acks.push(ack);
+                            reason = Some(ShutdownReason::ServiceGaveUp(names[index].clone()));
+                        } else {
+                            stop_dependents(&mut slots, index, &names, &deps, &options).await;
+                            let _ = ack.send(());
+                        }
+                    }
+                    Ended::Done => running -= 1,
+                }
+            }
+            if reason.is_some() {
+                break;
+            }
+            if depends_on_any(i, &given_up, &names, &deps) {
+                continue;
+            }
             let Some(service) = services[i].take() else {
                 continue;
             };
-            let (slot, started) = Slot::spawn(service, &options, ended_tx.clone());
+            let (slot, started) = Slot::spawn(service, i, &options, ended_tx.clone());
             slots.push(slot);
+            running += 1;
             tokio::select! {
                 biased;
                 why = trigger(&options.token, &mut os_signal) => {
@@ -142,7 +170,6 @@ impl ServiceHost {
         }
 
         if reason.is_none() {
-            let mut running = slots.len();
             reason = Some(loop {
                 if running == 0 {
                     break ShutdownReason::AllEnded;
@@ -150,12 +177,17 @@ impl ServiceHost {
                 tokio::select! {
                     biased;
                     why = trigger(&options.token, &mut os_signal) => break why,
-                    Some((name, gave_up)) = ended_rx.recv() => {
-                        running -= 1;
-                        if gave_up && options.stop_all_on_give_up {
-                            break ShutdownReason::ServiceGaveUp(name);
+                    Some(message) = ended_rx.recv() => match message {
+                        Ended::Done => running -= 1,
+                        Ended::GivingUp { index, ack } if options.stop_all_on_give_up => {
+                            held_acks.push(ack);
+                            break ShutdownReason::ServiceGaveUp(names[index].clone());
                         }
-                    }
+                        Ended::GivingUp { index, ack } => {
+                            stop_dependents(&mut slots, index, &names, &deps, &options).await;
+                            let _ = ack.send(());
+                        }
+                    },
                 }
             });
         }
@@ -165,6 +197,7 @@ impl ServiceHost {
         }
 
         shutdown(&mut slots, &options).await;
+        drop(held_acks);
 
         let mut reports: Vec<ServiceReport> = slots.iter().map(Slot::report).collect();
         for &i in &order {
@@ -202,11 +235,26 @@ impl fmt::Debug for ServiceHost {
     }
 }
 
-/// One started service: its stop token, its record and its task.
+/// One started service: its index among the host's services, its stop token, its record,
+/// its task, and a token cancelled when the task has run its stop hook.
 struct Slot {
+    index: usize,
     token: CancellationToken,
     record: Arc<Mutex<ServiceReport>>,
     task: JoinHandle<()>,
+    ended: CancellationToken,
+}
+
+/// What a service's task tells the host.
+enum Ended {
+    /// It gave up (past `max_restarts`); its stop hook waits for `ack`, sent once the
+    /// services that depend on it have stopped.
+    GivingUp {
+        index: usize,
+        ack: oneshot::Sender<()>,
+    },
+    /// It ended (its stop hook ran, or its start failed).
+    Done,
 }
 
 type Started = oneshot::Receiver<Result<(), String>>;
@@ -214,8 +262,9 @@ type Started = oneshot::Receiver<Result<(), String>>;
 impl Slot {
     fn spawn(
         service: Box<dyn DynService>,
+        index: usize,
         options: &Arc<HostOptions>,
-        ended: mpsc::UnboundedSender<(String, bool)>,
+        ended: mpsc::UnboundedSender<Ended>,
     ) -> (Self, Started) {
         let name = service.name().to_owned();
         let record = Arc::new(Mutex::new(ServiceReport::new(&name)));
@@ -228,19 +277,26 @@ impl Slot {
             sink: options.sink.clone(),
         };
         let (started_tx, started_rx) = oneshot::channel();
+        let done = CancellationToken::new();
         let task = tokio::spawn(run_service(
             service,
             ctx,
             Arc::clone(options),
             Arc::clone(&record),
             started_tx,
-            ended,
+            Report {
+                index,
+                to_host: ended,
+                done: done.clone(),
+            },
         ));
         (
             Self {
+                index,
                 token,
                 record,
                 task,
+                ended: done,
             },
             started_rx,
         )
@@ -269,13 +325,28 @@ fn lifecycle(sink: Option<&SignalSink>, name: &str, event: &str) {
     }
 }
 
+/// How a service's task reports to the host.
+struct Report {
+    index: usize,
+    to_host: mpsc::UnboundedSender<Ended>,
+    /// Cancelled once the task has run its stop hook (or its start failed).
+    done: CancellationToken,
+}
+
+impl Report {
+    fn done(&self) {
+        self.done.cancel();
+        let _ = self.to_host.send(Ended::Done);
+    }
+}
+
 async fn run_service(
     mut service: Box<dyn DynService>,
     ctx: ServiceContext,
     options: Arc<HostOptions>,
     record: Arc<Mutex<ServiceReport>>,
     started: oneshot::Sender<Result<(), String>>,
-    ended: mpsc::UnboundedSender<(String, bool)>,
+    ended: Report,
 ) {
     let sink = options.sink.as_ref();
     let name = ctx.name.clone();
@@ -292,7 +363,7 @@ async fn run_service(
         }
         lifecycle(sink, &name, "failed");
         let _ = started.send(Err(e));
-        let _ = ended.send((name, false));
+        ended.done();
         return;
     }
     lock(&record).state = ServiceState::Running;
@@ -337,6 +408,22 @@ async fn run_service(
         }
     };
 
+    if end == ServiceState::GaveUp {
+        // The services that depend on this one stop first (a dependency is stopped after
+        // its dependents); at shutdown, its own token says the host got to it.
+        let (ack, acked) = oneshot::channel();
+        let giving_up = Ended::GivingUp {
+            index: ended.index,
+            ack,
+        };
+        if ended.to_host.send(giving_up).is_ok() {
+            tokio::select! {
+                biased;
+                Ok(()) = acked => {}
+                () = ctx.token.cancelled() => {}
+            }
+        }
+    }
     let stop = AssertUnwindSafe(service.stop(&ctx)).catch_unwind().await;
     let stop_error = match stop {
         Ok(Ok(())) => None,
@@ -349,7 +436,61 @@ async fn run_service(
         r.stop_error = stop_error;
     }
     lifecycle(sink, &name, "stopped");
-    let _ = ended.send((name, end == ServiceState::GaveUp));
+    ended.done();
+}
+
+/// Whether service `i` depends, directly or not, on one of `gone`.
+fn depends_on_any(i: usize, gone: &[usize], names: &[String], deps: &[Vec<String>]) -> bool {
+    !gone.is_empty()
+        && gone
+            .iter()
+            .any(|&g| dependents(g, names, deps).contains(&i))
+}
+
+/// The services that depend on service `of`, directly or through others.
+fn dependents(of: usize, names: &[String], deps: &[Vec<String>]) -> Vec<usize> {
+    let mut found: Vec<usize> = Vec::new();
+    let mut frontier = vec![of];
+    while let Some(next) = frontier.pop() {
+        for (i, needs) in deps.iter().enumerate() {
+            if needs.contains(&names[next]) && i != of && !found.contains(&i) {
+                found.push(i);
+                frontier.push(i);
+            }
+        }
+    }
+    found
+}
+
+/// Stops, in reverse start order, the started services that depend on service `of` (which
+/// gave up), each within the shutdown timeout; one that does not stop in time is left to
+/// the host's shutdown.
+async fn stop_dependents(
+    slots: &mut [Slot],
+    of: usize,
+    names: &[String],
+    deps: &[Vec<String>],
+    options: &HostOptions,
+) {
+    let dependents = dependents(of, names, deps);
+    for slot in slots.iter().rev() {
+        if !dependents.contains(&slot.index) || slot.ended.is_cancelled() {
+            continue;
+        }
+        tracing::warn!(
+            service = %names[slot.index],
+            gave_up = %names[of],
+            "stopping a service whose dependency gave up"
+        );
+        slot.token.cancel();
+        let ended = slot.ended.cancelled();
+        if tokio::time::timeout(options.shutdown_timeout, ended)
+            .await
+            .is_err()
+        {
+            tracing::error!(service = %names[slot.index], "did not stop in time after its dependency gave up");
+        }
+    }
 }
 
 /// Asks services to stop one at a time in reverse start order, all within the deadline;

@@ -42,6 +42,11 @@ pub trait Service: Send + 'static {
     fn name(&self) -> &str;
 
     /// Names of the services that must be started before this one (and stopped after it).
+    ///
+    /// Also when one gives up (past `max_restarts`): the services that depend on it, directly
+    /// or not, are stopped first, in reverse start order, then its stop hook runs; one whose
+    /// turn to start had not come is not started. Services that do not depend on it keep
+    /// running (unless [`HostOptions::stop_all_on_give_up`](super::HostOptions::stop_all_on_give_up)).
     fn dependencies(&self) -> Vec<String> {
         Vec::new()
     }
