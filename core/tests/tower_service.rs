@@ -246,6 +246,40 @@ async fn a_completed_coordinator_is_never_ready_even_with_room() {
     }
 }
 
+/// A service ready before `complete` is not ready after it: `poll_ready` answers `Closed`
+/// and gives its room back; a `call` made before that `poll_ready` gets its item back.
+#[tokio::test]
+async fn a_service_ready_before_complete_is_closed_after_it() {
+    let (service, _handle) = layered();
+    let coordinator = service.coordinator().expect("built").clone();
+    let mut early = Spawn::new(service.clone());
+    let mut late = Spawn::new(service.clone());
+    assert!(matches!(early.poll_ready(), Poll::Ready(Ok(()))));
+    assert!(
+        matches!(late.poll_ready(), Poll::Pending),
+        "one pending slot, held"
+    );
+    coordinator.intake(futures::stream::pending::<u32>());
+    coordinator.complete();
+    match early.poll_ready() {
+        Poll::Ready(Err(ServiceError::Closed)) => {}
+        other => panic!("expected Closed after complete, got {other:?}"),
+    }
+    let refused = early.call(5).await.expect_err("not ready any more");
+    assert_eq!(refused.into_item(), Some(5));
+    // Made ready, then the coordinator stopped: the call gives the item back.
+    let (service, _handle) = layered();
+    let coordinator = service.coordinator().expect("built").clone();
+    let mut ready = Spawn::new(service);
+    assert!(matches!(ready.poll_ready(), Poll::Ready(Ok(()))));
+    coordinator.complete();
+    match ready.call(6).await {
+        Err(ServiceError::Refused(item)) => assert_eq!(item, 6),
+        other => panic!("expected Refused(6), got {other:?}"),
+    }
+    assert_eq!(coordinator.stats().accepted, 0);
+}
+
 /// A body that panics is a failed call (the panic's message kept), counted as panicked, and
 /// the service answers the next call.
 #[tokio::test(start_paused = true)]

@@ -33,8 +33,10 @@ pub enum ServiceError<T> {
     /// `call` without a successful `poll_ready` before it; the item is given back.
     #[error("call was made without poll_ready returning ready first: poll the service until ready")]
     NotReady(T),
-    /// The coordinator was cancelled between `poll_ready` and `call`; the item is given back.
-    #[error("the coordinator was cancelled before the item was accepted")]
+    /// The coordinator stopped taking items (`complete`, `drain` or `cancel`) between
+    /// `poll_ready` and `call`; the item is given back. (A `poll_ready` after the stop
+    /// answers [`Closed`](Self::Closed), also on a service that was ready before it.)
+    #[error("the coordinator stopped taking items before the item was accepted")]
     Refused(T),
     /// The layer could not build its coordinator (no tokio runtime, or a bad option).
     #[error("the coordinator could not be built: {0}")]
@@ -146,6 +148,12 @@ impl<T: Send + 'static, R: Clone + Send + 'static> tower::Service<T> for Coordin
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         if self.permit.is_some() {
+            // Stopped taking items since this service became ready: its room goes back, and
+            // readiness is refused as for a service that was not ready yet.
+            if self.coordinator.as_ref().is_ok_and(|c| c.is_closed()) {
+                self.permit = None;
+                return Poll::Ready(Err(ServiceError::Closed));
+            }
             return Poll::Ready(Ok(()));
         }
         let coordinator = match &self.coordinator {
