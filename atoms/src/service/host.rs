@@ -119,33 +119,22 @@ impl ServiceHost {
         let (ended_tx, mut ended_rx) = mpsc::unbounded_channel();
         let mut slots: Vec<Slot> = Vec::with_capacity(order.len());
         let mut reason = None;
-        let mut running = 0usize;
-        // Services that gave up, and the acknowledgements their stop hooks wait for while
-        // the host keeps them (`stop_all_on_give_up`: their dependents stop first at shutdown).
-        let mut given_up: Vec<usize> = Vec::new();
-        let mut held_acks = Vec::new();
+        let mut ends = Ends::default();
 
         for &i in &order {
             // A service gave up meanwhile: its dependents stop first (and never start).
             while let Ok(message) = ended_rx.try_recv() {
-                match message {
-                    Ended::GivingUp { index, ack } => {
-                        given_up.push(index);
-                        if options.stop_all_on_give_up {
-                            held_acks.push(ack);
-                            reason = Some(ShutdownReason::ServiceGaveUp(names[index].clone()));
-                        } else {
-                            stop_dependents(&mut slots, index, &names, &deps, &options).await;
-                            let _ = ack.send(());
-                        }
-                    }
-                    Ended::Done => running -= 1,
+                if let Some(why) = ends
+                    .take(message, &mut slots, &names, &deps, &options)
+                    .await
+                {
+                    reason = Some(why);
                 }
             }
             if reason.is_some() {
                 break;
             }
-            if depends_on_any(i, &given_up, &names, &deps) {
+            if depends_on_any(i, &ends.given_up, &names, &deps) {
                 continue;
             }
             let Some(service) = services[i].take() else {
@@ -153,7 +142,7 @@ impl ServiceHost {
             };
             let (slot, started) = Slot::spawn(service, i, &options, ended_tx.clone());
             slots.push(slot);
-            running += 1;
+            ends.running += 1;
             tokio::select! {
                 biased;
                 why = trigger(&options.token, &mut os_signal) => {
@@ -171,23 +160,17 @@ impl ServiceHost {
 
         if reason.is_none() {
             reason = Some(loop {
-                if running == 0 {
+                if ends.running == 0 {
                     break ShutdownReason::AllEnded;
                 }
                 tokio::select! {
                     biased;
                     why = trigger(&options.token, &mut os_signal) => break why,
-                    Some(message) = ended_rx.recv() => match message {
-                        Ended::Done => running -= 1,
-                        Ended::GivingUp { index, ack } if options.stop_all_on_give_up => {
-                            held_acks.push(ack);
-                            break ShutdownReason::ServiceGaveUp(names[index].clone());
+                    Some(message) = ended_rx.recv() => {
+                        if let Some(why) = ends.take(message, &mut slots, &names, &deps, &options).await {
+                            break why;
                         }
-                        Ended::GivingUp { index, ack } => {
-                            stop_dependents(&mut slots, index, &names, &deps, &options).await;
-                            let _ = ack.send(());
-                        }
-                    },
+                    }
                 }
             });
         }
@@ -197,7 +180,7 @@ impl ServiceHost {
         }
 
         shutdown(&mut slots, &options).await;
-        drop(held_acks);
+        drop(ends);
 
         let mut reports: Vec<ServiceReport> = slots.iter().map(Slot::report).collect();
         for &i in &order {
@@ -322,6 +305,43 @@ fn lifecycle(sink: Option<&SignalSink>, name: &str, event: &str) {
         if let Err(e) = sink.raise(&format!("service.{name}.{event}")) {
             tracing::warn!(service = name, error = %e, "could not raise a lifecycle signal");
         }
+    }
+}
+
+/// What the host keeps of its services' ends: how many still run, which gave up, and the
+/// acknowledgements their stop hooks wait for while the host keeps them
+/// (`stop_all_on_give_up`: their dependents stop first, at shutdown).
+#[derive(Default)]
+struct Ends {
+    running: usize,
+    given_up: Vec<usize>,
+    held_acks: Vec<oneshot::Sender<()>>,
+}
+
+impl Ends {
+    /// Takes one message of a service's task: counts an end; for a service giving up, stops
+    /// what depends on it and lets it stop, or, with `stop_all_on_give_up`, keeps it waiting
+    /// and returns the shutdown's reason.
+    async fn take(
+        &mut self,
+        message: Ended,
+        slots: &mut [Slot],
+        names: &[String],
+        deps: &[Vec<String>],
+        options: &HostOptions,
+    ) -> Option<ShutdownReason> {
+        let Ended::GivingUp { index, ack } = message else {
+            self.running -= 1;
+            return None;
+        };
+        self.given_up.push(index);
+        if options.stop_all_on_give_up {
+            self.held_acks.push(ack);
+            return Some(ShutdownReason::ServiceGaveUp(names[index].clone()));
+        }
+        stop_dependents(slots, index, names, deps, options).await;
+        let _ = ack.send(());
+        None
     }
 }
 
