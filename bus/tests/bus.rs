@@ -591,19 +591,25 @@ async fn huge_timeouts_mean_no_timeout_not_a_panic() {
     assert_eq!(reply.payload(), b"2");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_local_publish_that_times_out_on_a_full_subscription_is_reported_as_lag() {
-    let tmp = tempfile::tempdir().unwrap();
-    let a = Bus::open_with(
-        "t",
-        options(tmp.path()).send_timeout(Duration::from_millis(50)),
-    )
-    .await
-    .unwrap();
-    let mut sub = a
+/// A bus in `dir` with `send_timeout`, and a `Wait` subscription to `x` with room for one.
+async fn one_slot_subscriber(
+    dir: &std::path::Path,
+    send_timeout: Duration,
+) -> (Bus, ephemeral_bus::Subscription) {
+    let bus = Bus::open_with("t", options(dir).send_timeout(send_timeout))
+        .await
+        .unwrap();
+    let sub = bus
         .subscribe_with("x", Buffer::bounded(1).unwrap(), Overflow::Wait)
         .await
         .unwrap();
+    (bus, sub)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_publish_that_times_out_on_a_full_subscription_is_reported_as_lag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, mut sub) = one_slot_subscriber(tmp.path(), Duration::from_millis(50)).await;
     assert_eq!(a.publish("x", b"kept").await.unwrap(), 1);
     // The buffer is full and nobody reads: the publisher gives up after its send timeout.
     assert_eq!(a.publish("x", b"lost").await.unwrap(), 0);
@@ -618,16 +624,7 @@ async fn a_local_publish_that_times_out_on_a_full_subscription_is_reported_as_la
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_subscription_given_up_on_is_not_waited_for_again_until_it_has_room() {
     let tmp = tempfile::tempdir().unwrap();
-    let a = Bus::open_with(
-        "t",
-        options(tmp.path()).send_timeout(Duration::from_secs(1)),
-    )
-    .await
-    .unwrap();
-    let mut sub = a
-        .subscribe_with("x", Buffer::bounded(1).unwrap(), Overflow::Wait)
-        .await
-        .unwrap();
+    let (a, mut sub) = one_slot_subscriber(tmp.path(), Duration::from_secs(1)).await;
     let start = std::time::Instant::now();
     let mut reached = Vec::new();
     for i in 0..6u8 {

@@ -367,6 +367,16 @@ impl Admission for Gate {
     }
 }
 
+/// A closed [`Gate`] and the sender that opens it.
+fn closed_gate() -> (tokio::sync::watch::Sender<bool>, Arc<Gate>) {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let gate = Arc::new(Gate {
+        open: rx,
+        asked: AtomicUsize::new(0),
+    });
+    (tx, gate)
+}
+
 #[derive(Debug)]
 struct RefuseOdd;
 
@@ -490,11 +500,7 @@ async fn a_panicking_defer_future_fails_its_item() {
 
 #[tokio::test(start_paused = true)]
 async fn admission_defer_holds_no_slot_and_cancel_records_the_reason() {
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let gate = Arc::new(Gate {
-        open: rx,
-        asked: AtomicUsize::new(0),
-    });
+    let (tx, gate) = closed_gate();
     let (started, body) = counter();
     let c = EphemeralWorkCoordinator::with_admission(
         body,
@@ -538,11 +544,7 @@ async fn admission_defer_holds_no_slot_and_cancel_records_the_reason() {
 /// `Cancelled(Explicit)` without its body running, and the rest are untouched.
 #[tokio::test(start_paused = true)]
 async fn an_item_put_aside_by_a_hook_can_be_cancelled_while_it_waits() {
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let gate = Arc::new(Gate {
-        open: rx,
-        asked: AtomicUsize::new(0),
-    });
+    let (tx, gate) = closed_gate();
     let (started, body) = counter();
     let c = EphemeralWorkCoordinator::with_admission(
         body,
@@ -642,11 +644,7 @@ async fn snapshots_show_deferred_items() {
     assert_eq!(c.completed().len(), 2);
 
     // Put aside by an admission hook.
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let gate = Arc::new(Gate {
-        open: rx,
-        asked: AtomicUsize::new(0),
-    });
+    let (tx, gate) = closed_gate();
     let (_, body) = counter();
     let c = EphemeralWorkCoordinator::with_admission(body, EphemeralOptions::default(), vec![gate])
         .unwrap();

@@ -505,20 +505,31 @@ async fn on_evicted_fires_once_per_operation_leaving_the_window() {
     assert!(c.operation(long).is_some());
 }
 
+/// The ids `on_evicted` was called with, in order.
+type Evicted = std::sync::Arc<std::sync::Mutex<Vec<ephemeral::OperationId>>>;
+
+/// A sleeper coordinator with `options` and a 10 s `max_lifetime`, whose `on_evicted` records
+/// into `evicted`.
+fn evicting_after_10s(
+    options: EphemeralOptions,
+    evicted: &Evicted,
+) -> EphemeralWorkCoordinator<u64> {
+    let seen = evicted.clone();
+    EphemeralWorkCoordinator::new(
+        sleeper(Gauge::default()),
+        options
+            .max_lifetime(Duration::from_secs(10))
+            .on_evicted(move |op| seen.lock().unwrap().push(op.id)),
+    )
+    .unwrap()
+}
+
 /// With `on_evicted` set, an operation leaves by age at its due time whether or not anything
 /// touches the coordinator: while it is idle, and once it is done.
 #[tokio::test(start_paused = true)]
 async fn with_on_evicted_set_operations_leave_by_age_on_time_untouched() {
-    let evicted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let seen = evicted.clone();
-    let c = EphemeralWorkCoordinator::new(
-        sleeper(Gauge::default()),
-        EphemeralOptions::default()
-            .max_lifetime(Duration::from_secs(10))
-            .drain_signals(false)
-            .on_evicted(move |op| seen.lock().unwrap().push(op.id)),
-    )
-    .unwrap();
+    let evicted = Evicted::default();
+    let c = evicting_after_10s(EphemeralOptions::default().drain_signals(false), &evicted);
     let evicted_ids = || evicted.lock().unwrap().clone();
     let a = c.enqueue(0).await.unwrap();
     settle().await;
@@ -548,15 +559,8 @@ async fn with_on_evicted_set_operations_leave_by_age_on_time_untouched() {
 /// handle is gone nothing more is reported.
 #[tokio::test(start_paused = true)]
 async fn age_sweeps_go_on_after_cancel_and_stop_with_the_last_handle() {
-    let evicted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let seen = evicted.clone();
-    let c = EphemeralWorkCoordinator::new(
-        sleeper(Gauge::default()),
-        EphemeralOptions::default()
-            .max_lifetime(Duration::from_secs(10))
-            .on_evicted(move |op| seen.lock().unwrap().push(op.id)),
-    )
-    .unwrap();
+    let evicted = Evicted::default();
+    let c = evicting_after_10s(EphemeralOptions::default(), &evicted);
     let a = c.enqueue(0).await.unwrap();
     settle().await;
     c.cancel();
@@ -566,16 +570,7 @@ async fn age_sweeps_go_on_after_cancel_and_stop_with_the_last_handle() {
     assert_eq!(*evicted.lock().unwrap(), [a]);
     let b = c.enqueue(0).await;
     assert!(b.is_err(), "cancelled: no more items");
-    let d = EphemeralWorkCoordinator::new(
-        sleeper(Gauge::default()),
-        EphemeralOptions::default()
-            .max_lifetime(Duration::from_secs(10))
-            .on_evicted({
-                let seen = evicted.clone();
-                move |op| seen.lock().unwrap().push(op.id)
-            }),
-    )
-    .unwrap();
+    let d = evicting_after_10s(EphemeralOptions::default(), &evicted);
     d.enqueue(0).await.unwrap();
     settle().await;
     drop(d);

@@ -12,6 +12,17 @@ type Log = Arc<Mutex<Vec<(u32, u32)>>>;
 type Overlap = Arc<Mutex<(usize, usize)>>;
 
 fn recording(concurrency: usize, work: Duration) -> (KeyedPriorityFanout<u32, u32>, Log, Overlap) {
+    recording_with(
+        EphemeralOptions::default().max_concurrency(concurrency),
+        work,
+    )
+}
+
+/// As [`recording`], with `options`.
+fn recording_with(
+    options: EphemeralOptions,
+    work: Duration,
+) -> (KeyedPriorityFanout<u32, u32>, Log, Overlap) {
     let log: Log = Arc::default();
     let overlap: Overlap = Arc::default();
     let running: Arc<Mutex<Vec<u32>>> = Arc::default();
@@ -36,7 +47,7 @@ fn recording(concurrency: usize, work: Duration) -> (KeyedPriorityFanout<u32, u3
                 Ok::<_, String>(())
             }
         },
-        EphemeralOptions::default().max_concurrency(concurrency),
+        options,
     )
     .unwrap();
     (fanout, log, overlap)
@@ -255,22 +266,13 @@ async fn cancelling_an_item_cancels_that_item_and_the_rest_run() {
 #[tokio::test(start_paused = true)]
 async fn an_item_refused_by_cancel_on_never_runs_and_its_key_goes_on() {
     let sink = ephemeral::SignalSink::default();
-    let log: Log = Arc::default();
-    let l = log.clone();
-    let fanout = KeyedPriorityFanout::new(
-        move |key: u32, item: u32, _ctx: OperationContext| {
-            let log = l.clone();
-            async move {
-                log.lock().unwrap().push((key, item));
-                Ok::<_, String>(())
-            }
-        },
+    let (fanout, log, _) = recording_with(
         EphemeralOptions::default()
             .max_concurrency(1)
             .signals(sink.clone())
             .cancel_on("halt"),
-    )
-    .unwrap();
+        Duration::ZERO,
+    );
     let halt = sink.hold("halt").unwrap();
     let x = fanout.enqueue(FanoutLane::Normal, 4, 1).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1)).await;
