@@ -20,6 +20,13 @@
 //! their mean over all turns (the warm-up included) and the rate it allows: a worker holds
 //! at most `max_concurrency + prefetch` jobs, asked for or received, so it takes at most
 //! about that many per wait.
+//!
+//! The two sides hold different numbers of jobs by default: ours `max_concurrency +
+//! prefetch` = 32 (the intake's default, chosen so slow jobs spread over the nodes), the
+//! plain loop async-nats's default batch of [`PLAIN_BATCH`] (200, asked for again at half).
+//! On a no-op body both wait on the server's round trips, so the line mostly compares these
+//! budgets. To show what our intake itself costs, the note adds a few turns of ours with the
+//! plain loop's budget (prefetch `PLAIN_BATCH − 16`), against the line's baseline median.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -35,6 +42,7 @@ use futures::StreamExt;
 
 use super::{Config, measured};
 use crate::report::Measurement;
+use crate::stats::median;
 use crate::turns::alternate_both;
 
 /// The child workload: one worker process.
@@ -48,6 +56,10 @@ pub const QUEUE_ENV: &str = "EPHEMERAL_BENCH_INTAKE_QUEUE";
 
 const BASELINE: &str = "K processes, each a plain async-nats pull + ack loop on the same queue";
 const CONCURRENCY: usize = 16;
+/// The plain loop's budget: async-nats's default batch for `PullConsumer::messages`.
+pub const PLAIN_BATCH: usize = 200;
+/// Sets our workers' prefetch (the intake's default without it).
+const PREFETCH_ENV: &str = "EPHEMERAL_BENCH_INTAKE_PREFETCH";
 const PAYLOAD: usize = 64;
 /// How long a turn may take before it counts as failed.
 const TURN_LIMIT: Duration = Duration::from_secs(120);
@@ -115,12 +127,20 @@ fn run(
     let failure = std::cell::RefCell::new(None::<String>);
     let waits = std::cell::RefCell::new(PullWaits::default());
     let batch = std::cell::Cell::new(0_u64);
-    let turn = |side: &str| -> f64 {
+    let turn = |side: &str, prefetch: Option<usize>| -> f64 {
         batch.set(batch.get() + 1);
         let result = rt
             .block_on(fill(&nats, batch.get(), jobs))
             .and_then(|queue| {
-                let elapsed = drain(&rt, &url, &queue, side, workers, &mut waits.borrow_mut());
+                // The pull waits of the line's own turns only (they make its note).
+                let mut scratch = PullWaits::default();
+                let mut line = waits.borrow_mut();
+                let into = if prefetch.is_some() {
+                    &mut scratch
+                } else {
+                    &mut *line
+                };
+                let elapsed = drain(&rt, &url, &queue, side, workers, prefetch, into);
                 // Each turn has its own streams: free their store.
                 rt.block_on(async {
                     let js = nats.jetstream();
@@ -138,7 +158,19 @@ fn run(
         }
     };
     let ours_side = if confirmed { "confirmed" } else { "fire" };
-    let turns = alternate_both(cfg.turns(), || turn(ours_side), || turn("plain"));
+    let turns = alternate_both(
+        cfg.turns(),
+        || turn(ours_side, None),
+        || turn("plain", None),
+    );
+    // Ours with the plain loop's budget, unless the run already sets a prefetch.
+    let same_budget = prefetch().is_none().then(|| {
+        let extra = PLAIN_BATCH - CONCURRENCY;
+        let rates: Vec<f64> = (0..cfg.pick(3, 1))
+            .map(|_| turn(ours_side, Some(extra)))
+            .collect();
+        (extra, median(&rates))
+    });
     let mut m = measured(name, "jobs/s", BASELINE, &turns, true, target);
     if turns.ours.iter().any(|v| v.is_nan()) {
         m.ours = None;
@@ -146,10 +178,23 @@ fn run(
     if turns.baseline.iter().any(|v| v.is_nan()) {
         m.baseline_value = None;
     }
-    let prefetch = prefetch().unwrap_or(CONCURRENCY);
-    m.note = failure
-        .into_inner()
-        .or_else(|| waits.into_inner().note(workers, CONCURRENCY + prefetch));
+    let credit = CONCURRENCY + prefetch().unwrap_or(CONCURRENCY);
+    m.note = failure.into_inner().or_else(|| {
+        let waits = waits.into_inner().note(workers, credit);
+        let budget = same_budget.and_then(|(extra, rate)| {
+            let (rate, base) = (rate?, m.baseline_value?);
+            Some(format!(
+                "with the plain loop's budget ({CONCURRENCY} running + {extra} waiting = \
+                 async-nats's default batch of {PLAIN_BATCH}), ours took {rate:.0} jobs/s, \
+                 {:.2} of the baseline",
+                rate / base
+            ))
+        });
+        match (waits, budget) {
+            (Some(w), Some(b)) => Some(format!("{w}; {b}")),
+            (w, b) => w.or(b),
+        }
+    });
     drop(server);
     Ok(m)
 }
@@ -180,9 +225,9 @@ fn bytes_of(n: usize) -> Vec<u8> {
     vec![b'x'; n]
 }
 
-/// The prefetch `EPHEMERAL_BENCH_INTAKE_PREFETCH` asks for, if any.
+/// The prefetch [`PREFETCH_ENV`] asks for, if any.
 fn prefetch() -> Option<usize> {
-    std::env::var("EPHEMERAL_BENCH_INTAKE_PREFETCH")
+    std::env::var(PREFETCH_ENV)
         .ok()
         .and_then(|v| v.parse().ok())
 }
@@ -242,18 +287,19 @@ impl PullWaits {
     }
 }
 
-/// Starts the workers, says `go`, and times until the work stream is empty; adds the pull
-/// waits our workers report when they stop to `waits`.
+/// Starts the workers (with `prefetch`, if given), says `go`, and times until the work
+/// stream is empty; adds the pull waits our workers report when they stop to `waits`.
 fn drain(
     rt: &tokio::runtime::Runtime,
     url: &str,
     queue: &WorkQueue,
     side: &str,
     workers: usize,
+    prefetch: Option<usize>,
     waits: &mut PullWaits,
 ) -> Result<Duration, String> {
     let mut kids = (0..workers)
-        .map(|_| Kid::spawn(url, queue.name(), side))
+        .map(|_| Kid::spawn(url, queue.name(), side, prefetch))
         .collect::<Result<Vec<_>, _>>()?;
     let started = Instant::now();
     for kid in &mut kids {
@@ -395,9 +441,13 @@ struct Kid {
 }
 
 impl Kid {
-    fn spawn(url: &str, queue: &str, side: &str) -> Result<Self, String> {
+    fn spawn(url: &str, queue: &str, side: &str, prefetch: Option<usize>) -> Result<Self, String> {
         let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
-        let mut child = Command::new(exe)
+        let mut command = Command::new(exe);
+        if let Some(n) = prefetch {
+            command.env(PREFETCH_ENV, n.to_string());
+        }
+        let mut child = command
             .args(["--child", CHILD])
             .env(URL_ENV, url)
             .env(QUEUE_ENV, queue)
