@@ -318,6 +318,16 @@ fn parse_urls(url: &str) -> Result<Vec<ServerAddr>, NatsError> {
                 async_nats::ConnectError::with_source(ConnectErrorKind::ServerParse, e),
             )
         })?;
+        // An empty address parses (as no host at all) and would fail later as a DNS error.
+        if one.is_empty() || addr.host().is_empty() {
+            return Err(NatsError::connect(
+                url,
+                async_nats::ConnectError::with_source(
+                    ConnectErrorKind::ServerParse,
+                    std::io::Error::other("a server address without a host"),
+                ),
+            ));
+        }
         addrs.push(addr);
     }
     Ok(addrs)
@@ -350,6 +360,18 @@ mod tests {
     fn urls_parse_one_or_several() {
         assert_eq!(parse_urls("nats://127.0.0.1:4222").unwrap().len(), 1);
         assert_eq!(parse_urls("nats://a:1, nats://b:2").unwrap().len(), 2);
+        for empty in ["", "   ", "nats://a:1,", "nats://"] {
+            assert!(
+                matches!(
+                    parse_urls(empty),
+                    Err(NatsError::Connect {
+                        kind: crate::ConnectKind::BadUrl,
+                        ..
+                    })
+                ),
+                "{empty:?}"
+            );
+        }
         assert!(matches!(
             parse_urls("nats://:x"),
             Err(NatsError::Connect {

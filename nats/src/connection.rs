@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use async_nats::Event;
 use ephemeral::{Hold, SignalSink};
+
+use crate::NatsError;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
@@ -27,6 +29,8 @@ pub(crate) enum Change {
 #[derive(Debug)]
 pub(crate) struct ConnectionState {
     connected: watch::Sender<bool>,
+    /// The client gave up for good (closed, or out of reconnect attempts).
+    closed: AtomicBool,
     changes: broadcast::Sender<Change>,
     /// Whether the client's report of the first connection (made before the handle existed,
     /// and counted then) has come through yet.
@@ -41,6 +45,7 @@ impl ConnectionState {
         Arc::new(Self {
             // The handle exists only once the first connection succeeded.
             connected: watch::Sender::new(true),
+            closed: AtomicBool::new(false),
             changes: broadcast::Sender::new(64),
             first_seen: AtomicBool::new(false),
             connects: AtomicU64::new(1),
@@ -67,7 +72,12 @@ impl ConnectionState {
                 self.disconnects.fetch_add(1, Ordering::Relaxed);
                 Change::Disconnected
             }
-            Event::Closed => Change::Closed,
+            // Out of reconnect attempts (`max_reconnects`): the client's connection task has
+            // ended and sends no `Closed` of its own.
+            Event::Closed | Event::ClientError(async_nats::ClientError::MaxReconnects) => {
+                self.closed.store(true, Ordering::Relaxed);
+                Change::Closed
+            }
             Event::SlowConsumer(_) => {
                 self.slow_consumers.fetch_add(1, Ordering::Relaxed);
                 return;
@@ -81,6 +91,23 @@ impl ConnectionState {
 
     pub(crate) fn is_connected(&self) -> bool {
         *self.connected.borrow()
+    }
+
+    /// Whether the client gave up for good: closed, or out of reconnect attempts.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    /// The error of a call that found the connection down: [`NatsError::Closed`] once the
+    /// client gave up for good, else [`NatsError::Disconnected`] (it is reconnecting).
+    pub(crate) fn down(&self, topic: &str) -> NatsError {
+        if self.is_closed() {
+            NatsError::Closed
+        } else {
+            NatsError::Disconnected {
+                topic: topic.to_owned(),
+            }
+        }
     }
 
     fn subscribe(&self) -> (broadcast::Receiver<Change>, watch::Receiver<bool>) {

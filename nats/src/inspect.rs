@@ -46,9 +46,7 @@ impl Nats {
 
     async fn send_internal(&self, topic: &str, payload: Bytes) -> Result<(), InspectError> {
         if !self.is_connected() {
-            return Err(InspectError::transport(NatsError::Disconnected {
-                topic: topic.to_owned(),
-            }));
+            return Err(InspectError::transport(self.inner.state.down(topic)));
         }
         let max = self.max_payload();
         if payload.len() > max {

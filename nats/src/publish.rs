@@ -47,9 +47,7 @@ impl Nats {
             return Err(NatsError::PayloadTooLarge { len, max });
         }
         if !inner.state.is_connected() {
-            return Err(NatsError::Disconnected {
-                topic: out.topic.to_string(),
-            });
+            return Err(inner.state.down(&out.topic));
         }
         let subject = subject::subject(&inner.prefix, MESSAGES, &out.topic);
         // Held until the message is queued in the client, so messages of one topic are

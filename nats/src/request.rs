@@ -217,9 +217,7 @@ impl Nats {
             return Err(NatsError::PayloadTooLarge { len, max });
         }
         if !inner.state.is_connected() {
-            return Err(NatsError::Disconnected {
-                topic: out.topic.to_string(),
-            });
+            return Err(inner.state.down(&out.topic));
         }
         let subject = subject::subject(&inner.prefix, REQUESTS, &out.topic);
         let request = Request::new()

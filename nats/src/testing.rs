@@ -87,8 +87,9 @@ impl NatsServer {
         Self::start_with(&[]).await
     }
 
-    /// [`start`](Self::start) with extra server arguments, e.g.
-    /// `["--user", "u", "--pass", "p"]` or `["--max_payload", "4096"]`.
+    /// [`start`](Self::start) with extra server arguments, e.g. `["--user", "u", "--pass",
+    /// "p"]`, or `["-c", "<file>"]` for settings that have no flag (a file holding
+    /// `max_payload: 4096`, say: nats-server has no `--max_payload` flag).
     pub async fn start_with(args: &[&str]) -> Self {
         match Self::try_start_with(args).await {
             Ok(server) => server,

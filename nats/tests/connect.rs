@@ -163,6 +163,35 @@ async fn tls_required_against_a_plain_server_is_a_tls_error() {
 }
 
 #[tokio::test]
+async fn after_giving_up_reconnecting_calls_fail_with_closed() {
+    let mut server = NatsServer::start().await;
+    let options = NatsOptions::default()
+        .max_reconnects(2)
+        .max_reconnect_delay(Duration::from_millis(50));
+    let nats = Nats::connect_with(&server.url(), options).await.unwrap();
+    server.kill();
+    // Two attempts, 50 ms apart at most, against a port nothing listens on: the client
+    // gives up within moments; generous for a loaded machine.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match nats.publish("x", "y").await {
+            Err(NatsError::Closed) => break,
+            // Sent before the client noticed, or refused while it still tries.
+            Ok(()) | Err(NatsError::Disconnected { .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => panic!("expected Closed once the client gave up, got {other:?}"),
+        }
+    }
+    let error = nats
+        .request("x", "y", Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, NatsError::Closed), "{error:?}");
+    assert!(error.to_string().contains("reconnect"), "{error}");
+}
+
+#[tokio::test]
 async fn a_bad_prefix_is_refused_before_connecting() {
     // Nothing listens there: the prefix must be checked first.
     let url = format!("nats://127.0.0.1:{}", free_port());
