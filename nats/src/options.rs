@@ -84,8 +84,11 @@ impl Default for NatsOptions {
 
 impl NatsOptions {
     /// The subject prefix (default `ephemeral`): one or more dot-separated words of ASCII
-    /// letters, digits, `-` and `_`. Handles with different prefixes do not see each other's
-    /// messages or requests, so one cluster can host several applications.
+    /// letters, digits, `-` and `_`, none of them one of the words the crate puts after it
+    /// ([`subject::RESERVED`](crate::subject::RESERVED): `s`, `q`, `i`, `wq`, `room`,
+    /// `kvstats`). Handles with different prefixes do not see each other's messages,
+    /// requests, queues or retained state, also when one prefix extends another (`app` and
+    /// `app.eu`), so one cluster can host several applications.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self

@@ -247,6 +247,58 @@ async fn prefixes_keep_applications_apart() {
 }
 
 #[tokio::test]
+async fn a_prefix_that_extends_another_is_kept_apart_from_it() {
+    let server = NatsServer::start().await;
+    let connect = |prefix: &'static str| {
+        let url = server.url();
+        async move {
+            Nats::connect_with(&url, NatsOptions::default().prefix(prefix))
+                .await
+                .unwrap()
+        }
+    };
+    let (app, eu) = (connect("app").await, connect("app.eu").await);
+    let mut app_sub = app.subscribe("*").await.unwrap();
+    let mut eu_sub = eu.subscribe("*").await.unwrap();
+    // Every subject is the prefix, then a token no prefix segment may be (`s` for
+    // messages), so subjects of different prefixes never meet: `app.eu.s.x` against
+    // `app.s.eu.s.x` here.
+    eu.publish("x", "from app.eu").await.unwrap();
+    app.publish("eu.s.x", "from app").await.unwrap();
+    assert_eq!(message(&mut app_sub).await.payload_str(), Some("from app"));
+    assert_eq!(
+        message(&mut eu_sub).await.payload_str(),
+        Some("from app.eu")
+    );
+    nothing_more(&mut app_sub, QUIET).await;
+    nothing_more(&mut eu_sub, QUIET).await;
+
+    // Requests: a server of `eu.q.x` under `app` does not answer `x` under `app.eu`.
+    let _served = app
+        .serve("eu.q.x", |_| async { Ok::<_, &str>("app") })
+        .await
+        .unwrap();
+    let error = eu
+        .request("x", "", Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, NatsError::NoServer { .. }), "{error:?}");
+
+    // A prefix with a segment the crate puts after prefixes is refused, saying why: with
+    // `app.s`, its message `x` and `app`'s message `s.x` would both be `app.s.s.x`.
+    for reserved in ["app.s", "s", "app.q.eu", "i", "x.wq", "room", "a.kvstats"] {
+        let error = Nats::connect_with(&server.url(), NatsOptions::default().prefix(reserved))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, NatsError::BadPrefix { prefix, .. } if prefix == reserved),
+            "{reserved}: {error:?}"
+        );
+        assert!(error.to_string().contains("kvstats"), "{error}");
+    }
+}
+
+#[tokio::test]
 async fn too_large_is_refused_before_sending() {
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("small.conf");

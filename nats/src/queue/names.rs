@@ -23,21 +23,12 @@ pub(crate) const GROUP: &str = "ephemeral";
 impl Names {
     pub(crate) fn new(prefix: &str, queue: &str) -> Result<Self, QueueError> {
         check_queue_name(queue)?;
-        let upper: String = prefix
-            .chars()
-            .map(|c| {
-                if c == '.' {
-                    '_'
-                } else {
-                    c.to_ascii_uppercase()
-                }
-            })
-            .collect();
+        let upper = crate::subject::resource_token(prefix);
         Ok(Self {
             queue: queue.to_owned(),
             stream: format!("{upper}_WQ_{queue}"),
             dead_stream: format!("{upper}_WQ_{queue}_DEAD"),
-            base: format!("{prefix}.wq.{queue}"),
+            base: format!("{prefix}.{}.{queue}", crate::subject::QUEUES),
         })
     }
 
@@ -227,6 +218,12 @@ mod tests {
             names.partition_transform(8),
             "app.prod.wq.orders.p.{{partition(8,1)}}.{{wildcard(1)}}"
         );
+        // Prefixes that differ only in case or in `.` against `_` get streams of their own.
+        let upper = Names::new("App", "orders").unwrap();
+        let underscore = Names::new("app_prod", "orders").unwrap();
+        assert!(upper.stream.starts_with("APP_h"), "{}", upper.stream);
+        assert_ne!(underscore.stream, names.stream);
+        assert_ne!(upper.stream, Names::new("app", "orders").unwrap().stream);
         for bad in ["", "a.b", "a b", "é", &"x".repeat(65)] {
             assert!(Names::new("p", bad).is_err(), "{bad}");
         }

@@ -213,9 +213,9 @@ impl Drop for Heartbeat {
     }
 }
 
-/// The JetStream resource name part of the prefix: capitals, `.` as `_`.
+/// The JetStream resource name part of the prefix (see `subject::resource_token`).
 pub(crate) fn prefix_token(prefix: &str) -> String {
-    prefix.replace('.', "_").to_ascii_uppercase()
+    crate::subject::resource_token(prefix)
 }
 
 /// A stable 64-bit FNV-1a hash (the same in every process and on every machine).

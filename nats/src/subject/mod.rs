@@ -27,9 +27,20 @@ pub(crate) const REQUESTS: &str = "q";
 /// exchange of `ephemeral top`), apart from messages, so no user subscription sees it.
 pub(crate) const INTERNAL: &str = "i";
 
+/// The NATS subject token of work queues (`<prefix>.wq.<queue>…`).
+pub(crate) const QUEUES: &str = "wq";
+
+/// The tokens this crate writes right after the prefix: `s` (messages), `q` (requests),
+/// `i` (its own traffic), `wq` (work queues), `room` and `kvstats` (retained state). No
+/// prefix ([`NatsOptions::prefix`](crate::NatsOptions::prefix)) may have
+/// a segment that is one of them, so a subject names its prefix unambiguously: the first
+/// reserved token ends it. (Were `app.s` a prefix, its message `x` and prefix `app`'s
+/// message `s.x` would both be `app.s.s.x`.)
+pub const RESERVED: [&str; 6] = [MESSAGES, REQUESTS, INTERNAL, QUEUES, "room", "kvstats"];
+
 /// Checks a subject prefix: one or more dot-separated tokens of ASCII letters, digits, `-`
 /// and `_` (no wildcard, no empty token, nothing the server or other clients may read
-/// differently).
+/// differently), none of them [`RESERVED`].
 pub(crate) fn check_prefix(prefix: &str) -> Result<(), NatsError> {
     let bad = |reason| {
         Err(NatsError::BadPrefix {
@@ -53,8 +64,40 @@ pub(crate) fn check_prefix(prefix: &str) -> Result<(), NatsError> {
         {
             return bad("it has a character other than letters, digits, `-`, `_` and `.`");
         }
+        if RESERVED.contains(&token) {
+            return bad(
+                "a segment is one of the words the crate's own subjects put after the prefix \
+                 (s, q, i, wq, room, kvstats), so another prefix's subjects could be read as its own",
+            );
+        }
     }
     Ok(())
+}
+
+/// The JetStream-name token of a (checked) prefix, injective: a prefix of lowercase letters,
+/// digits, `-` and `.` is upper-cased with `_` for `.` (`shop.prod` → `SHOP_PROD`); any
+/// other (upper-case letters or `_`, which would meet those) also gets `_h` and a hash of
+/// the prefix, in lower-case hex (`Shop` → `SHOP_h…`), which no token of the first kind
+/// holds. So different prefixes never share a stream or a bucket.
+pub(crate) fn resource_token(prefix: &str) -> String {
+    let upper: String = prefix
+        .chars()
+        .map(|c| {
+            if c == '.' {
+                '_'
+            } else {
+                c.to_ascii_uppercase()
+            }
+        })
+        .collect();
+    let plain = prefix
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    if plain {
+        upper
+    } else {
+        format!("{upper}_h{:016x}", crate::retained::fnv(prefix))
+    }
 }
 
 /// The token of one name segment.
@@ -139,6 +182,22 @@ pub use route::{Route, route};
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resource_tokens_differ_for_different_prefixes() {
+        assert_eq!(resource_token("ephemeral"), "EPHEMERAL");
+        assert_eq!(resource_token("shop.prod-2"), "SHOP_PROD-2");
+        let tokens: Vec<String> = ["app", "App", "APP", "x.y", "x_y", "X.y", "x.y.h0", "a_b"]
+            .iter()
+            .map(|p| resource_token(p))
+            .collect();
+        for (i, a) in tokens.iter().enumerate() {
+            for b in &tokens[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert!(resource_token("App").starts_with("APP_h"));
+    }
 
     #[test]
     fn ordinary_names_are_unchanged() {
