@@ -184,7 +184,8 @@ pub enum NatsError {
     },
     /// A JetStream call failed.
     #[error(
-        "jetstream {op} failed: {description} (status {code}, error code {err_code}): check that JetStream is enabled on the server (`-js`) and see the NATS error-code list"
+        "jetstream {op} failed: {description} (status {code}, error code {err_code}): {}",
+        jetstream_hint(*code, *err_code)
     )]
     JetStream {
         /// The operation.
@@ -196,8 +197,11 @@ pub enum NatsError {
         /// The server's description.
         description: String,
     },
-    /// The connection was closed (the client was dropped or drained).
-    #[error("the NATS connection is closed: connect again")]
+    /// The connection is closed for good: the client was dropped or drained, or it gave up
+    /// reconnecting after [`max_reconnects`](crate::NatsOptions::max_reconnects) attempts.
+    #[error(
+        "the NATS connection is closed (dropped, drained, or out of reconnect attempts): connect again"
+    )]
     Closed,
     /// Another error from the client, with its description.
     #[error("nats {op} failed: {message}")]
@@ -264,10 +268,40 @@ fn first_io<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a io::
     None
 }
 
+/// What to do about a JetStream error: JetStream missing shows as no answer (status 503, no
+/// error code) or as "not enabled" (10039 for the account, 10076 on the server); anything
+/// else is the server refusing the request as made.
+fn jetstream_hint(code: u16, err_code: u64) -> &'static str {
+    match (code, err_code) {
+        (503 | 0, 0) | (_, 10039 | 10076) => {
+            "check that JetStream is enabled on the server (`-js`) and that it is reachable"
+        }
+        _ => "the server refused the request as made; see the NATS JetStream error codes",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use async_nats::{ConnectError, ConnectErrorKind as K};
+
+    #[test]
+    fn a_jetstream_error_hints_at_its_own_cause() {
+        let error = |code, err_code| NatsError::JetStream {
+            op: "create stream",
+            code,
+            err_code,
+            description: "d".to_owned(),
+        };
+        // The server refusing a setting (duplicates window longer than max age) is not
+        // JetStream being off.
+        let refused = error(400, 10052).to_string();
+        assert!(!refused.contains("-js"), "{refused}");
+        assert!(refused.contains("refused the request"), "{refused}");
+        for (code, err_code) in [(503, 0), (503, 10039), (500, 10076)] {
+            assert!(error(code, err_code).to_string().contains("`-js`"));
+        }
+    }
 
     #[test]
     fn every_client_kind_maps_to_ours() {

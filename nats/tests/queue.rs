@@ -281,6 +281,66 @@ async fn a_job_cancelled_by_a_signal_is_handed_back_and_runs_later() {
     assert_eq!(outcomes[1], Outcome::Acked);
 }
 
+#[tokio::test]
+async fn a_push_the_server_never_confirms_says_it_may_be_queued() {
+    let mut server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.unwrap();
+    let options = WorkQueueOptions::default().push_timeout(Duration::from_millis(500));
+    let queue = nats.work_queue("unconfirmed", options).await.unwrap();
+    server.kill();
+    let error = queue.push("j1", "x").await.unwrap_err();
+    assert!(
+        matches!(&error, ephemeral_nats::queue::QueueError::PushUnconfirmed { queue, id, .. }
+            if queue == "unconfirmed" && id == "j1"),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("same id"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_delay_past_what_jetstream_carries_is_clamped_not_wrapped() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.unwrap();
+    let queue = nats
+        .work_queue("huge-delay", WorkQueueOptions::default())
+        .await
+        .unwrap();
+    let sink = SignalSink::default();
+    let outcomes = Arc::new(Mutex::new(Vec::new()));
+    let settled = Arc::clone(&outcomes);
+    let (coordinator, intake) = queue
+        .work_coordinator(
+            |_job: Job, ctx: OperationContext| async move {
+                ctx.token().cancelled().await;
+                Err::<(), _>("stopped")
+            },
+            EphemeralOptions::default()
+                .max_concurrency(1)
+                .signals(sink.clone())
+                .cancel_running_on("stop.*"),
+            IntakeOptions::default()
+                .cancel_delay(Duration::MAX)
+                .on_settled(move |s| settled.lock().unwrap().push(s.outcome.clone())),
+        )
+        .await
+        .unwrap();
+    queue.push("h1", "x").await.unwrap();
+    support::eventually("the job running", || coordinator.stats().running == 1).await;
+    sink.raise("stop.now").unwrap();
+    support::eventually("the job settled", || !outcomes.lock().unwrap().is_empty()).await;
+    // Unclamped, the delay overflowed the server's nanoseconds and the job came back at once.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(coordinator.stats().accepted, 1, "the job came back");
+    let max = Duration::from_nanos(i64::MAX as u64);
+    assert_eq!(outcomes.lock().unwrap()[0], Outcome::Nacked(Some(max)));
+    assert_eq!(
+        queue.stats().await.unwrap().messages,
+        1,
+        "the cluster keeps it"
+    );
+    drop(intake);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn defer_pauses_intake_without_acking() {
     let server = NatsServer::start().await;

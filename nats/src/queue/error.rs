@@ -41,6 +41,22 @@ pub enum QueueError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A push got no confirmation from the server within `push_timeout` (it retried with
+    /// the same id meanwhile). The job may be queued anyway: the server may have stored it
+    /// and its answer been lost.
+    #[error(
+        "job `{id}` pushed to work queue `{queue}` got no confirmation within {after:?} (last: {last}): it may be queued anyway; push it again with the same id once the server answers: a job already queued is reported as a duplicate, never queued twice"
+    )]
+    PushUnconfirmed {
+        /// The queue.
+        queue: String,
+        /// The job id (shortened when long).
+        id: String,
+        /// The push timeout.
+        after: std::time::Duration,
+        /// The last attempt's failure.
+        last: Box<NatsError>,
+    },
     /// A plain call on a keyed queue, or a keyed call on a plain queue.
     #[error("work queue `{queue}` {problem}")]
     WrongKind {

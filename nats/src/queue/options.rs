@@ -162,7 +162,10 @@ impl WorkQueueOptions {
         self
     }
 
-    /// Jobs older than `age` are dropped by the server, processed or not.
+    /// Jobs older than `age` are dropped by the server, processed or not. At least the
+    /// [`duplicate_window`](Self::duplicate_window) (the server remembers no id longer
+    /// than it keeps jobs); an age past what JetStream can express (about 292 years) keeps
+    /// jobs for ever.
     pub fn max_age(mut self, age: Duration) -> Self {
         self.max_age = Some(age);
         self
@@ -230,6 +233,13 @@ impl WorkQueueOptions {
         }
         if self.max_age.is_some_and(|a| a.is_zero()) {
             return bad("max_age", "a positive duration");
+        }
+        if self.max_age.is_some_and(|a| a < self.duplicate_window) {
+            // The server keeps no id longer than the jobs themselves.
+            return bad(
+                "max_age",
+                "at least the duplicate_window (2 min by default): shorten the window too",
+            );
         }
         if self.dead_letter_max_age.is_zero() {
             return bad("dead_letter_max_age", "a positive duration");
@@ -330,7 +340,8 @@ impl IntakeOptions {
     }
 
     /// How soon a job cancelled by a signal, an admission hook or `max_defer` is offered
-    /// again (default 5 s; at least the cancelling signal's remaining time to live).
+    /// again (default 5 s; at least the cancelling signal's remaining time to live). A
+    /// delay past what JetStream carries (about 292 years) is clamped to it.
     pub fn cancel_delay(mut self, delay: Duration) -> Self {
         self.cancel_delay = Some(delay);
         self
@@ -464,6 +475,11 @@ mod tests {
                 "push_timeout",
             ),
             (WorkQueueOptions::default().max_deliver(0), "max_deliver"),
+            // Shorter than the default two-minute duplicate window: the server would refuse it.
+            (
+                WorkQueueOptions::default().max_age(Duration::from_secs(10)),
+                "max_age",
+            ),
             (
                 WorkQueueOptions::default().max_ack_pending(0),
                 "max_ack_pending",

@@ -50,9 +50,13 @@ pub struct Pushed {
 pub struct QueueStats {
     /// Jobs in the work stream (queued and held).
     pub messages: u64,
-    /// Jobs not yet delivered to any node.
+    /// Jobs never delivered to any node yet (the server's `num_pending`).
     pub queued: u64,
-    /// Jobs delivered and not yet settled, all nodes together.
+    /// Jobs delivered and not yet acknowledged, all nodes together (the server's
+    /// `num_ack_pending`). JetStream counts a job handed back (a nak: a failure with
+    /// backoff, a cancellation, a node stopping) here until it is delivered again, and
+    /// reports no separate count of those, so after a hand-back `held` stays up while no
+    /// node holds the job. [`IntakeStats`](super::IntakeStats) counts what one node holds.
     pub held: u64,
     /// Of the held jobs, those delivered more than once (the server's `num_redelivered`).
     pub redelivered: u64,
@@ -183,8 +187,12 @@ impl WorkQueue {
             subjects,
             subject_transform: transform,
             retention: RetentionPolicy::WorkQueue,
-            duplicate_window: options.duplicate_window,
-            max_age: options.max_age.unwrap_or_default(),
+            duplicate_window: jetstream_duration(options.duplicate_window),
+            // 0: no limit, as an age JetStream cannot express.
+            max_age: options
+                .max_age
+                .filter(|age| *age <= MAX_JETSTREAM_DURATION)
+                .unwrap_or_default(),
             storage: storage(options.storage),
             allow_direct: true,
             ..Default::default()
@@ -197,8 +205,14 @@ impl WorkQueue {
                 name: names.dead_stream.clone(),
                 subjects: vec![names.dead()],
                 retention: RetentionPolicy::Limits,
-                max_age: options.dead_letter_max_age,
-                duplicate_window: options.duplicate_window,
+                max_age: Some(options.dead_letter_max_age)
+                    .filter(|age| *age <= MAX_JETSTREAM_DURATION)
+                    .unwrap_or_default(),
+                // Dead letters are published with ids too; the server allows no window
+                // longer than the stream keeps messages.
+                duplicate_window: jetstream_duration(
+                    options.duplicate_window.min(options.dead_letter_max_age),
+                ),
                 storage: storage(options.storage),
                 ..Default::default()
             },
@@ -284,7 +298,9 @@ impl WorkQueue {
     /// # Errors
     ///
     /// [`QueueError::BadId`], [`QueueError::WrongKind`] on a keyed queue,
-    /// [`NatsError::PayloadTooLarge`], or no confirmation within `push_timeout`.
+    /// [`NatsError::PayloadTooLarge`], or [`QueueError::PushUnconfirmed`] when the server
+    /// did not confirm within `push_timeout` (the job may be queued anyway: push it again
+    /// with the same id).
     pub async fn push(&self, id: &str, payload: impl Into<Bytes>) -> Result<Pushed, QueueError> {
         if self.inner.options.partitions.is_some() {
             return Err(QueueError::WrongKind {
@@ -394,12 +410,17 @@ impl WorkQueue {
                     }
                 }
                 Err(_) => NatsError::Timeout {
-                    topic: subject.clone(),
-                    after: self.inner.options.push_timeout,
+                    topic: format!("job {}", super::error::shorten(id)),
+                    after: per_try,
                 },
             };
             if tokio::time::Instant::now() + pause >= deadline {
-                return Err(failure.into());
+                return Err(QueueError::PushUnconfirmed {
+                    queue: self.name().to_owned(),
+                    id: super::error::shorten(id),
+                    after: self.inner.options.push_timeout,
+                    last: Box::new(failure),
+                });
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(500));
@@ -785,4 +806,12 @@ impl fmt::Debug for WorkQueue {
             .field("partitions", &self.inner.options.partitions)
             .finish()
     }
+}
+
+/// The longest duration JetStream's configuration carries (nanoseconds in an `i64`).
+pub(crate) const MAX_JETSTREAM_DURATION: Duration = Duration::from_nanos(i64::MAX as u64);
+
+/// `duration`, clamped to what JetStream can carry.
+pub(crate) fn jetstream_duration(duration: Duration) -> Duration {
+    duration.min(MAX_JETSTREAM_DURATION)
 }
