@@ -197,7 +197,8 @@ fn deliveries(
             }
             let mut decoded = headers::decode(message.headers.as_ref());
             if let Some(ttl) = decoded.ttl
-                && published + ttl <= SystemTime::now()
+                // No expiry when it is past what the clock can hold.
+                && published.checked_add(ttl).is_some_and(|at| at <= SystemTime::now())
             {
                 // Relaxed: a statistic.
                 expired.fetch_add(1, Ordering::Relaxed);

@@ -72,6 +72,19 @@ pub(crate) fn system_time(time: &async_nats::datetime::DateTime) -> SystemTime {
         .unwrap_or(UNIX_EPOCH)
 }
 
+/// The `Nats-TTL` header for `ttl`: at least [`TTL_FLOOR`], and `never` beyond what the
+/// server can parse (a Go duration, at most 2^63 - 1 ns, about 292 years): reads still stop
+/// returning the value at its exact expiry.
+fn server_ttl(ttl: Duration) -> String {
+    const MAX_GO_DURATION_MS: u128 = (i64::MAX as u128) / 1_000_000;
+    let ms = ttl.max(TTL_FLOOR).as_millis();
+    if ms > MAX_GO_DURATION_MS {
+        "never".to_owned()
+    } else {
+        format!("{ms}ms")
+    }
+}
+
 fn unix_ms(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -420,10 +433,11 @@ impl StoreBackend for NatsStore {
     ) -> BoxFuture<'a, Result<u64, StoreError>> {
         async move {
             let mut headers = HeaderMap::new();
-            if let Some(ttl) = ttl {
-                let expires = SystemTime::now() + ttl;
-                let server_ttl = ttl.max(TTL_FLOOR);
-                headers.insert("Nats-TTL", format!("{}ms", server_ttl.as_millis()).as_str());
+            // An expiry past what the clock can hold (`Duration::MAX`, say) is no expiry,
+            // as on the bus: the value stays until deleted.
+            let expiry = ttl.and_then(|ttl| Some((ttl, SystemTime::now().checked_add(ttl)?)));
+            if let Some((ttl, expires)) = expiry {
+                headers.insert("Nats-TTL", server_ttl(ttl).as_str());
                 headers.insert(EXPIRES, unix_ms(expires).to_string().as_str());
                 if self.options.get_history() > 1 {
                     // The server removes only this message when its time runs out; the

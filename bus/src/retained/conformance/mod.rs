@@ -9,6 +9,7 @@
 //! | scenario | what it shows |
 //! |---|---|
 //! | `store_semantics` | set, get, entry, delete, clear, entries, history, stats; bad input refused |
+//! | `store_ttl_past_the_clock` | `Duration::MAX` as a time to live never expires; 10,000 years keeps its exact expiry |
 //! | `watch_sees_changes_in_order` | set / deleted events in revision order, filtered by pattern |
 //! | `room_history_then_live` | a late joiner gets the history, then live messages |
 //! | `durable_ack_and_redelivery` | unacknowledged messages come again, acknowledged ones never |
@@ -71,6 +72,9 @@ pub fn scenarios<B: Backend>() -> Vec<Scenario<B>> {
         ("store_semantics", |b| Box::pin(store::semantics(b))),
         ("store_expiry_ends_the_key", |b| {
             Box::pin(store::expiry_ends_the_key(b))
+        }),
+        ("store_ttl_past_the_clock", |b| {
+            Box::pin(store::ttl_past_the_clock(b))
         }),
         ("watch_sees_changes_in_order", |b| {
             Box::pin(store::watch_order(b))

@@ -84,6 +84,44 @@ pub(crate) async fn semantics<B: Backend>(b: B) {
     ));
 }
 
+/// A time to live past what the clock can hold (`Duration::MAX`) never expires; one past
+/// what NATS's server can express (10,000 years) is kept with its exact expiry. Neither is
+/// refused, neither panics.
+pub(crate) async fn ttl_past_the_clock<B: Backend>(b: B) {
+    let store = b
+        .store(&unique("conf.forever"), StoreOptions::default().history(2))
+        .await
+        .expect("open a store");
+    store
+        .set("max", b"v", Duration::MAX)
+        .await
+        .expect("a set with Duration::MAX");
+    let entry = store.entry("max").await.expect("entry").expect("kept");
+    assert_eq!((entry.value(), entry.expires_at()), (&b"v"[..], None));
+    let millennia = Duration::from_secs(10_000 * 365 * 24 * 3600);
+    store
+        .set("long", b"w", millennia)
+        .await
+        .expect("a set with 10,000 years");
+    let entry = store.entry("long").await.expect("entry").expect("kept");
+    assert_eq!(entry.value(), b"w");
+    assert!(
+        entry
+            .expires_at()
+            .is_some_and(|at| at > SystemTime::now() + Duration::from_secs(9_000 * 365 * 24 * 3600)),
+        "the exact expiry is kept: {:?}",
+        entry.expires_at()
+    );
+    let keys: Vec<String> = store
+        .entries()
+        .await
+        .expect("entries")
+        .iter()
+        .map(|e| e.key().to_string())
+        .collect();
+    assert_eq!(keys, ["long", "max"]);
+}
+
 /// A value with a time to live starts its key's history over, and its expiry ends the key:
 /// no older revision comes back, not even after the backend removed the expired one (on
 /// NATS, at its one-second floor; watched for three seconds).
