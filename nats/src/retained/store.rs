@@ -616,7 +616,7 @@ impl StoreBackend for NatsStore {
                     let headers = message.headers.clone().unwrap_or_default();
                     let raw = Raw::parse(key, &headers, message.payload.clone(), revision, at);
                     match raw.op {
-                        // Handed out only while fresh: nothing is handed out dead.
+                        // Not even buffered once dead (and checked again when handed out).
                         Op::Put => raw
                             .fresh(SystemTime::now())
                             .then(|| StoreEvent::Set(raw.entry())),
@@ -639,6 +639,13 @@ impl StoreBackend for NatsStore {
             // the watch is handed out only once the server holds its first pull request.
             let events = super::pump(events, WATCH_BUFFER);
             super::pulling(&self.stream, &consumer_name).await;
+            // Checked again when handed out: a set may wait in the buffer past its expiry
+            // (a watcher that reads late), and is then skipped, as the bus skips it.
+            let events = events.filter(|event| {
+                let dead = matches!(event, Ok(StoreEvent::Set(entry))
+                    if entry.expires_at().is_some_and(|at| at <= SystemTime::now()));
+                std::future::ready(!dead)
+            });
             Ok(events.boxed())
         }
         .boxed()

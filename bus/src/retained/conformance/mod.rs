@@ -11,6 +11,7 @@
 //! | `store_semantics` | set, get, entry, delete, clear, entries, history, stats; bad input refused |
 //! | `store_ttl_past_the_clock` | `Duration::MAX` as a time to live never expires; 10,000 years keeps its exact expiry |
 //! | `watch_sees_changes_in_order` | set / deleted events in revision order, filtered by pattern |
+//! | `watch_skips_a_set_expired_unread` | a set whose value expired before the watcher read it is never handed out |
 //! | `room_history_then_live` | a late joiner gets the history, then live messages |
 //! | `durable_ack_and_redelivery` | unacknowledged messages come again, acknowledged ones never |
 //! | `values_cross_processes` | values set in one process are read in another, both ways |
@@ -78,6 +79,9 @@ pub fn scenarios<B: Backend>() -> Vec<Scenario<B>> {
         }),
         ("watch_sees_changes_in_order", |b| {
             Box::pin(store::watch_order(b))
+        }),
+        ("watch_skips_a_set_expired_unread", |b| {
+            Box::pin(store::watch_skips_a_set_expired_unread(b))
         }),
         ("room_history_then_live", |b| {
             Box::pin(room::history_then_live(b))

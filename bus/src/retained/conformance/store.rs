@@ -158,6 +158,43 @@ pub(crate) async fn expiry_ends_the_key<B: Backend>(b: B) {
     }
 }
 
+/// A set whose value expired before the watcher read it is skipped, though it arrived
+/// while the value was live: the next change follows.
+pub(crate) async fn watch_skips_a_set_expired_unread<B: Backend>(b: B) {
+    let store = b
+        .store(&unique("conf.unread"), StoreOptions::default())
+        .await
+        .expect("open a store");
+    let mut watch = store.watch("*").await.expect("watch");
+    store
+        .set("brief", b"1", Duration::from_millis(300))
+        .await
+        .expect("set");
+    store.set("stay", b"2", None).await.expect("set");
+    // Read only after `brief` ran out.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut seen = Vec::new();
+    // NATS expires `brief` at its one-second floor: watch past that.
+    while let Ok(Some(event)) =
+        tokio::time::timeout(Duration::from_secs(2), futures::StreamExt::next(&mut watch)).await
+    {
+        seen.push(match event.expect("no lag") {
+            StoreEvent::Set(e) => format!("set {}", e.key()),
+            StoreEvent::Deleted { key, .. } => format!("deleted {key}"),
+            StoreEvent::Expired { key, .. } => format!("expired {key}"),
+        });
+    }
+    assert_eq!(
+        seen.first().map(String::as_str),
+        Some("set stay"),
+        "the expired set is skipped: {seen:?}"
+    );
+    assert!(
+        !seen.contains(&"set brief".to_owned()),
+        "an expired set was handed out: {seen:?}"
+    );
+}
+
 pub(crate) async fn watch_order<B: Backend>(b: B) {
     let store = b
         .store(&unique("conf.watch"), StoreOptions::default())
