@@ -10,8 +10,8 @@ use crate::BusError;
 /// An error from a [`Store`](super::Store), a [`Room`](super::Room) or a
 /// [`DurableSubscription`](super::DurableSubscription), on any backend.
 ///
-/// Bad input (a key, a name, a value too large, a zero time to live) is refused before
-/// anything is written, with the same variant on every backend.
+/// Bad input (a key, a name, a value too large, a zero time to live or max age, an empty
+/// pattern) is refused before anything is written, with the same variant on every backend.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
@@ -46,6 +46,20 @@ pub enum StoreError {
     /// A time to live of zero: the value would be expired before anyone could read it.
     #[error("a time to live of zero was given: pass a positive duration, or None for no expiry")]
     ZeroTtl,
+    /// A room or durable subscription was given a max age of zero: it would keep nothing.
+    #[error(
+        "a max age of zero was given: every message would be dropped as soon as it is kept; pass a positive duration (at least a millisecond)"
+    )]
+    ZeroMaxAge,
+    /// A durable subscription's pattern matches no topic: it is empty, or every alternative
+    /// is blank.
+    #[error(
+        "pattern `{pattern}` matches no topic (it is empty, or every alternative is blank): give a pattern such as `orders.*`"
+    )]
+    EmptyPattern {
+        /// The pattern given.
+        pattern: String,
+    },
     /// The store holds its maximum number of values and the key is a new one.
     #[error(
         "store `{store}` holds its maximum of {max} values: delete some, let them expire, or create the store with a larger max_values"

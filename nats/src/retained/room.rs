@@ -8,14 +8,14 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::{consumer, stream};
 use bytes::Bytes;
 use ephemeral::{Lagged, Name};
-use ephemeral_bus::retained::backend::RoomBackend;
+use ephemeral_bus::retained::backend::{RoomBackend, check_room};
 use ephemeral_bus::retained::{RoomMessage, RoomOptions, StoreError};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 
 use super::store::system_time;
-use super::{OrFail, check_name, fnv, resource_name};
+use super::{OrFail, fnv, resource_name};
 use crate::Nats;
 
 /// The sender of a room message (hex).
@@ -23,6 +23,9 @@ const SENDER: &str = "Ephemeral-Sender";
 /// Stream metadata: the room's full name and its message size bound.
 const META_NAME: &str = "ephemeral.name";
 const META_MAX_SIZE: &str = "ephemeral.max_message_size";
+/// Stream metadata: the room's max age in milliseconds, as asked (the stream's own is at
+/// least the server's 100 ms floor).
+const META_MAX_AGE: &str = "ephemeral.max_age_ms";
 
 /// A room on the stream `stream`.
 pub(crate) struct NatsRoom {
@@ -31,6 +34,8 @@ pub(crate) struct NatsRoom {
     options: RoomOptions,
     stream: stream::Stream,
     subject: String,
+    /// The age joiners filter by themselves (below the server's floor), if any.
+    read_age: Option<Duration>,
 }
 
 impl std::fmt::Debug for NatsRoom {
@@ -48,7 +53,7 @@ impl NatsRoom {
         name: &str,
         options: RoomOptions,
     ) -> Result<Self, StoreError> {
-        let name = check_name(name)?;
+        let name = check_room(name, &options)?;
         let subject = format!("{}.room.{:016x}", nats.prefix(), fnv(&name));
         let metadata = HashMap::from([
             (META_NAME.to_owned(), name.to_string()),
@@ -56,7 +61,12 @@ impl NatsRoom {
                 META_MAX_SIZE.to_owned(),
                 options.get_max_message_size().to_string(),
             ),
+            (
+                META_MAX_AGE.to_owned(),
+                options.get_max_age().as_millis().to_string(),
+            ),
         ]);
+        let (max_age, _) = super::stream_age(options.get_max_age());
         let mut stream = nats
             .jetstream()
             .get_or_create_stream(stream::Config {
@@ -66,7 +76,7 @@ impl NatsRoom {
                 retention: stream::RetentionPolicy::Limits,
                 discard: stream::DiscardPolicy::Old,
                 max_messages: i64::try_from(options.get_max_messages()).unwrap_or(i64::MAX),
-                max_age: options.get_max_age(),
+                max_age,
                 metadata,
                 ..Default::default()
             })
@@ -88,12 +98,22 @@ impl NatsRoom {
         {
             options = options.max_message_size(size);
         }
+        if let Some(ms) = config
+            .metadata
+            .get(META_MAX_AGE)
+            .and_then(|s| s.parse().ok())
+            .filter(|&ms| ms > 0)
+        {
+            options = options.max_age(Duration::from_millis(ms));
+        }
+        let (_, read_age) = super::stream_age(options.get_max_age());
         Ok(Self {
             nats,
             name,
             options,
             stream,
             subject,
+            read_age,
         })
     }
 }
@@ -147,6 +167,7 @@ impl RoomBackend for NatsRoom {
                 .or_fail("join a room")?;
             let messages = consumer.messages().await.or_fail("join a room")?;
             let mut last: Option<u64> = None;
+            let read_age = self.read_age;
             let joined = messages
                 .filter_map(|m| std::future::ready(m.ok()))
                 .flat_map(move |message| {
@@ -156,6 +177,16 @@ impl RoomBackend for NatsRoom {
                         let sent_at = system_time(&info.published);
                         if last.is_some_and(|l| seq <= l) {
                             // Already delivered.
+                            return futures::stream::iter(out);
+                        }
+                        if super::too_old(sent_at, read_age) {
+                            // Dropped by the room's age, as the server would have: before
+                            // the first message handed out, gone before this joiner came
+                            // (not a lag); after it, a lag, reported here.
+                            if let Some(l) = last {
+                                out.push(Err(Lagged(seq - l)));
+                                last = Some(seq);
+                            }
                             return futures::stream::iter(out);
                         }
                         if let Some(l) = last
