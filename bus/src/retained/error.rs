@@ -33,9 +33,12 @@ pub enum StoreError {
         #[source]
         source: NameError,
     },
-    /// A value or message is larger than its store or room allows.
+    /// A value or message is larger than its store or room allows: its
+    /// [`max_value_size`](super::StoreOptions::max_value_size) or
+    /// [`max_message_size`](super::RoomOptions::max_message_size), or on NATS what fits the
+    /// server's `max_payload` with the headers the value travels with.
     #[error(
-        "value of {len} bytes is larger than the maximum of {max} bytes: store less, or raise max_value_size in the options it was created with"
+        "value of {len} bytes is larger than the maximum of {max} bytes: store less, or raise max_value_size (max_message_size for a room) in the options it was created with; on NATS the maximum is also the server's max_payload less the headers (at most 134 bytes): raise max_payload in the server's configuration for larger values"
     )]
     ValueTooLarge {
         /// The value's size.

@@ -72,6 +72,12 @@ impl RoomOptions {
 
     /// The largest message accepted, in bytes (default 1 MiB); larger is
     /// [`StoreError::ValueTooLarge`].
+    ///
+    /// On NATS the server's `max_payload` (1 MiB by default) counts a message's header too
+    /// (its sender: 48 bytes), so the maximum in effect is the lower of this and
+    /// `max_payload` less 48 bytes: 1,048,528 bytes with both at their defaults.
+    /// [`Room::options`] tells the maximum in effect; raise `max_payload` on the server to
+    /// send messages of a full mebibyte.
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
         self

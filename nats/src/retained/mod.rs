@@ -44,6 +44,10 @@
 //!   `reclaimed` are store-wide counters (a JetStream counter stream, server 2.12 or later).
 //! * Two durable subscriptions whose patterns overlap cannot both exist (JetStream streams
 //!   cannot share subjects): the second is refused with a backend error.
+//! * The server's `max_payload` (1 MiB by default) counts headers too: a store's maximum in
+//!   effect ([`Store::options`]) is the lower of its `max_value_size` and `max_payload` less
+//!   134 bytes (the most a value's headers take), a room's the lower of its
+//!   `max_message_size` and `max_payload` less 48 bytes. Beyond it, `ValueTooLarge`.
 //! * A stream's `max_age` is at least 100 ms (the server's floor): a room's or durable
 //!   subscription's shorter max age is kept all the same, the stream keeping messages for
 //!   100 ms and readers skipping those older than asked (by the reader's clock).

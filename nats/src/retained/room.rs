@@ -20,6 +20,10 @@ use crate::Nats;
 
 /// The sender of a room message (hex).
 const SENDER: &str = "Ephemeral-Sender";
+/// The bytes a message's one header (its sender) takes on the wire, counted as the server
+/// counts it against its `max_payload` (`NATS/1.0\r\n`, `Key: Value\r\n`, `\r\n`).
+const SEND_HEADERS: usize = 12 + SENDER.len() + 4 + 16;
+
 /// Stream metadata: the room's full name and its message size bound.
 const META_NAME: &str = "ephemeral.name";
 const META_MAX_SIZE: &str = "ephemeral.max_message_size";
@@ -98,6 +102,12 @@ impl NatsRoom {
         {
             options = options.max_message_size(size);
         }
+        // The largest message that fits the server's max_payload with its header: the
+        // room's maximum in effect when it is lower than the options'.
+        let fits = nats.max_payload().saturating_sub(SEND_HEADERS);
+        if options.get_max_message_size() > fits {
+            options = options.max_message_size(fits);
+        }
         if let Some(ms) = config
             .metadata
             .get(META_MAX_AGE)
@@ -131,6 +141,16 @@ impl RoomBackend for NatsRoom {
         async move {
             let mut headers = HeaderMap::new();
             headers.insert(SENDER, format!("{:016x}", self.nats.retained_id()).as_str());
+            // The server's max_payload counts the header too, and may be another server's
+            // than the one the room was opened on (a reconnect): checked here, typed.
+            let headers_len = crate::headers::wire_len(&headers);
+            let max_payload = self.nats.max_payload();
+            if payload.len() + headers_len > max_payload {
+                return Err(StoreError::ValueTooLarge {
+                    len: payload.len(),
+                    max: max_payload.saturating_sub(headers_len),
+                });
+            }
             let ack = self
                 .nats
                 .jetstream()

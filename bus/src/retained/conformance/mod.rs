@@ -9,6 +9,7 @@
 //! | scenario | what it shows |
 //! |---|---|
 //! | `store_semantics` | set, get, entry, delete, clear, entries, history, stats; bad input refused |
+//! | `store_values_at_their_maximum` | a value or room message of exactly the reported maximum is accepted (with a time to live, owned), one byte more is `ValueTooLarge` |
 //! | `store_ttl_past_the_clock` | `Duration::MAX` as a time to live never expires; 10,000 years keeps its exact expiry |
 //! | `watch_sees_changes_in_order` | set / deleted events in revision order, filtered by pattern |
 //! | `watch_skips_a_set_expired_unread` | a set whose value expired before the watcher read it is never handed out |
@@ -75,6 +76,9 @@ pub fn scenarios<B: Backend>() -> Vec<Scenario<B>> {
         ("store_semantics", |b| Box::pin(store::semantics(b))),
         ("store_expiry_ends_the_key", |b| {
             Box::pin(store::expiry_ends_the_key(b))
+        }),
+        ("store_values_at_their_maximum", |b| {
+            Box::pin(store::values_at_their_maximum(b))
         }),
         ("store_ttl_past_the_clock", |b| {
             Box::pin(store::ttl_past_the_clock(b))

@@ -122,6 +122,58 @@ pub(crate) async fn ttl_past_the_clock<B: Backend>(b: B) {
     assert_eq!(keys, ["long", "max"]);
 }
 
+/// A value of exactly the maximum the store reports is accepted however it is set (with a
+/// time to live, owned: on NATS, with headers that count against the server's
+/// `max_payload`), one byte more is `ValueTooLarge`; so is a room message.
+pub(crate) async fn values_at_their_maximum<B: Backend>(b: B) {
+    for options in [
+        StoreOptions::default(),
+        StoreOptions::default().max_value_size(64).history(2),
+    ] {
+        let store = b
+            .store(&unique("conf.max"), options)
+            .await
+            .expect("open a store");
+        let max = store.options().get_max_value_size();
+        let at_max = vec![7u8; max];
+        let ttl = Duration::from_secs(60);
+        store
+            .set("plain", &at_max, None)
+            .await
+            .expect("plain set at the maximum");
+        store
+            .set("ttl", &at_max, ttl)
+            .await
+            .expect("set with a time to live at the maximum");
+        store
+            .set_owned("owned", &at_max, ttl)
+            .await
+            .expect("owned set with a time to live at the maximum");
+        assert_eq!(
+            store.get("owned").await.expect("get").map(|v| v.len()),
+            Some(max)
+        );
+        let over = store.set("over", vec![7u8; max + 1], ttl).await;
+        assert!(
+            matches!(over, Err(StoreError::ValueTooLarge { len, max: m }) if len == max + 1 && m == max),
+            "one byte over: {over:?}"
+        );
+    }
+    let room = b
+        .room(&unique("conf.max"), crate::retained::RoomOptions::default())
+        .await
+        .expect("open a room");
+    let max = room.options().get_max_message_size();
+    room.send(vec![7u8; max])
+        .await
+        .expect("a message at the maximum");
+    let over = room.send(vec![7u8; max + 1]).await;
+    assert!(
+        matches!(over, Err(StoreError::ValueTooLarge { len, max: m }) if len == max + 1 && m == max),
+        "one byte over: {over:?}"
+    );
+}
+
 /// A value with a time to live starts its key's history over, and its expiry ends the key:
 /// no older revision comes back, not even after the backend removed the expired one (on
 /// NATS, at its one-second floor; watched for three seconds).
