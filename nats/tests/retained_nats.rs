@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ephemeral::SignalSink;
 use ephemeral_bus::retained::{
-    DurableOptions, Retained, StoreError, StoreEvent, StoreOptions, StoredHolds,
+    DurableOptions, Retained, RoomOptions, StoreError, StoreEvent, StoreOptions, StoredHolds,
 };
 use ephemeral_nats::Nats;
 use ephemeral_nats::testing::NatsServer;
@@ -190,4 +190,52 @@ async fn stored_holds_travel_through_a_nats_store() {
     tokio::time::timeout(PATIENCE, released)
         .await
         .expect("released when its holder lets go");
+}
+
+/// The server's max_payload (1 MiB by default) counts headers: the maximum in effect is the
+/// options' less what the headers may take, told by `options()`, and a value of the full
+/// mebibyte is `ValueTooLarge` naming what to do, never an untyped backend error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_servers_max_payload_bounds_values_with_their_headers() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.expect("connect");
+    assert_eq!(nats.max_payload(), 1024 * 1024, "the server's default");
+    let store = nats
+        .store("sizes", StoreOptions::default())
+        .await
+        .expect("open a store");
+    let max = store.options().get_max_value_size();
+    assert_eq!(max, 1024 * 1024 - 134, "as the options' docs say");
+    store
+        .set_owned("k", vec![1u8; max], Duration::from_secs(60))
+        .await
+        .expect("the maximum in effect, with every header");
+    let error = store
+        .set("k", vec![1u8; 1024 * 1024], Duration::from_secs(60))
+        .await
+        .expect_err("a full mebibyte");
+    assert!(
+        matches!(error, StoreError::ValueTooLarge { len, max: m } if len == 1024 * 1024 && m == max),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("max_payload"), "{error}");
+    // Reopened: the same maximum, not one the headers' room was taken from twice.
+    let again = nats
+        .store("sizes", StoreOptions::default())
+        .await
+        .expect("open again");
+    assert_eq!(again.options().get_max_value_size(), max);
+    let room = nats
+        .room("sizes", RoomOptions::default())
+        .await
+        .expect("open a room");
+    assert_eq!(room.options().get_max_message_size(), 1024 * 1024 - 48);
+    let error = room
+        .send(vec![1u8; 1024 * 1024])
+        .await
+        .expect_err("a full mebibyte");
+    assert!(
+        matches!(error, StoreError::ValueTooLarge { .. }),
+        "{error:?}"
+    );
 }

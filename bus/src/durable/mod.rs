@@ -24,11 +24,9 @@ use futures_core::Stream;
 use crate::Bus;
 use crate::db::codec::{decode_msg, seq_key, seq_of};
 use crate::db::{self, Db};
-use crate::retained::backend::DurableBackend;
+use crate::retained::backend::{DurableBackend, check_durable};
 use crate::retained::retry::Follow;
-use crate::retained::{
-    DurableMessage, DurableOptions, DurableSubscription, StoreError, check_name, clock,
-};
+use crate::retained::{DurableMessage, DurableOptions, DurableSubscription, StoreError, clock};
 
 use ops::Registration;
 
@@ -72,7 +70,7 @@ impl Bus {
         name: &str,
         options: DurableOptions,
     ) -> Result<DurableSubscription, StoreError> {
-        let name = check_name(name)?;
+        let (name, _) = check_durable(pattern, name, &options)?;
         let db = Db::open_for(self, true).await?.ok_or(StoreError::Closed)?;
         let registration = Registration {
             pattern: pattern.to_owned(),

@@ -10,7 +10,9 @@
 //!
 //! Every input a backend receives has been validated: keys (passed as `&str`) and names
 //! follow the naming rule, values fit the store's `max_value_size` or the room's
-//! `max_message_size`, a time to live is positive.
+//! `max_message_size`, a time to live is positive. Opening a room and attaching to a durable
+//! subscription are the backend's own methods (of [`Retained`]): they start with
+//! [`check_room`] and [`check_durable`] (a positive max age, a pattern that can match).
 
 use std::fmt;
 use std::future::Future;
@@ -24,6 +26,44 @@ use super::{
     DurableMessage, DurableOptions, DurableSubscription, Entry, Room, RoomMessage, RoomOptions,
     Store, StoreError, StoreEvent, StoreOptions, StoreStats,
 };
+
+/// Checks what opening a room is given (its name, its options); a backend's `room` calls
+/// it before anything else, so every backend refuses the same input with the same error.
+///
+/// # Errors
+///
+/// [`StoreError::InvalidName`], [`StoreError::ZeroMaxAge`].
+pub fn check_room(name: &str, options: &RoomOptions) -> Result<Name, StoreError> {
+    let name = super::check_name(name)?;
+    if options.max_age_ms == 0 {
+        return Err(StoreError::ZeroMaxAge);
+    }
+    Ok(name)
+}
+
+/// Checks what attaching to a durable subscription is given (its pattern, its name, its
+/// options); a backend's `subscribe_durable_with` calls it before anything else.
+///
+/// # Errors
+///
+/// [`StoreError::InvalidName`], [`StoreError::EmptyPattern`], [`StoreError::ZeroMaxAge`].
+pub fn check_durable(
+    pattern: &str,
+    name: &str,
+    options: &DurableOptions,
+) -> Result<(Name, Pattern), StoreError> {
+    let name = super::check_name(name)?;
+    let compiled = Pattern::new(pattern);
+    if compiled.is_empty() {
+        return Err(StoreError::EmptyPattern {
+            pattern: pattern.to_owned(),
+        });
+    }
+    if options.max_age_ms == 0 {
+        return Err(StoreError::ZeroMaxAge);
+    }
+    Ok((name, compiled))
+}
 
 /// A store's backend; see [`Store`] for the semantics each method must keep.
 pub trait StoreBackend: fmt::Debug + Send + Sync + 'static {

@@ -68,9 +68,20 @@ impl DurableOptions {
         self
     }
 
-    /// How long a message is kept (default 24 hours; at least a millisecond).
+    /// How long a message is kept (default 24 hours; below a millisecond counts as one).
+    ///
+    /// Zero is refused when attaching, with [`StoreError::ZeroMaxAge`], on every backend.
+    /// On NATS a stream keeps messages for at least 100 ms (the server refuses a shorter
+    /// `max_age`): a shorter age is accepted all the same, the stream keeps messages for
+    /// 100 ms, and the subscriber skips those older than the age asked (the server's
+    /// timestamp against the subscriber's clock) and is told `Lagged`, as on the bus.
     pub fn max_age(mut self, age: Duration) -> Self {
-        self.max_age_ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX).max(1);
+        // Zero stays zero, refused when the options are used; below a millisecond is one.
+        self.max_age_ms = if age.is_zero() {
+            0
+        } else {
+            u64::try_from(age.as_millis()).unwrap_or(u64::MAX).max(1)
+        };
         self
     }
 

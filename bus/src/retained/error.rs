@@ -10,8 +10,8 @@ use crate::BusError;
 /// An error from a [`Store`](super::Store), a [`Room`](super::Room) or a
 /// [`DurableSubscription`](super::DurableSubscription), on any backend.
 ///
-/// Bad input (a key, a name, a value too large, a zero time to live) is refused before
-/// anything is written, with the same variant on every backend.
+/// Bad input (a key, a name, a value too large, a zero time to live or max age, an empty
+/// pattern) is refused before anything is written, with the same variant on every backend.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
@@ -33,9 +33,12 @@ pub enum StoreError {
         #[source]
         source: NameError,
     },
-    /// A value or message is larger than its store or room allows.
+    /// A value or message is larger than its store or room allows: its
+    /// [`max_value_size`](super::StoreOptions::max_value_size) or
+    /// [`max_message_size`](super::RoomOptions::max_message_size), or on NATS what fits the
+    /// server's `max_payload` with the headers the value travels with.
     #[error(
-        "value of {len} bytes is larger than the maximum of {max} bytes: store less, or raise max_value_size in the options it was created with"
+        "value of {len} bytes is larger than the maximum of {max} bytes: store less, or raise max_value_size (max_message_size for a room) in the options it was created with; on NATS the maximum is also the server's max_payload less the headers (at most 134 bytes): raise max_payload in the server's configuration for larger values"
     )]
     ValueTooLarge {
         /// The value's size.
@@ -46,6 +49,20 @@ pub enum StoreError {
     /// A time to live of zero: the value would be expired before anyone could read it.
     #[error("a time to live of zero was given: pass a positive duration, or None for no expiry")]
     ZeroTtl,
+    /// A room or durable subscription was given a max age of zero: it would keep nothing.
+    #[error(
+        "a max age of zero was given: every message would be dropped as soon as it is kept; pass a positive duration (at least a millisecond)"
+    )]
+    ZeroMaxAge,
+    /// A durable subscription's pattern matches no topic: it is empty, or every alternative
+    /// is blank.
+    #[error(
+        "pattern `{pattern}` matches no topic (it is empty, or every alternative is blank): give a pattern such as `orders.*`"
+    )]
+    EmptyPattern {
+        /// The pattern given.
+        pattern: String,
+    },
     /// The store holds its maximum number of values and the key is a new one.
     #[error(
         "store `{store}` holds its maximum of {max} values: delete some, let them expire, or create the store with a larger max_values"

@@ -53,14 +53,31 @@ impl RoomOptions {
         self
     }
 
-    /// How long a message is kept (default 1 hour; at least a millisecond).
+    /// How long a message is kept (default 1 hour; below a millisecond counts as one).
+    ///
+    /// Zero is refused when the room is opened, with [`StoreError::ZeroMaxAge`], on every
+    /// backend. On NATS a stream keeps messages for at least 100 ms (the server refuses a
+    /// shorter `max_age`): a shorter age is accepted all the same, the stream keeps messages
+    /// for 100 ms, and joiners skip those older than the age asked (the server's timestamp
+    /// against the joiner's clock), so what a joiner sees is what it would see on the bus.
     pub fn max_age(mut self, age: Duration) -> Self {
-        self.max_age_ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX).max(1);
+        // Zero stays zero, refused when the options are used; below a millisecond is one.
+        self.max_age_ms = if age.is_zero() {
+            0
+        } else {
+            u64::try_from(age.as_millis()).unwrap_or(u64::MAX).max(1)
+        };
         self
     }
 
     /// The largest message accepted, in bytes (default 1 MiB); larger is
     /// [`StoreError::ValueTooLarge`].
+    ///
+    /// On NATS the server's `max_payload` (1 MiB by default) counts a message's header too
+    /// (its sender: 48 bytes), so the maximum in effect is the lower of this and
+    /// `max_payload` less 48 bytes: 1,048,528 bytes with both at their defaults.
+    /// [`Room::options`] tells the maximum in effect; raise `max_payload` on the server to
+    /// send messages of a full mebibyte.
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
         self

@@ -62,6 +62,12 @@ impl StoreOptions {
 
     /// The largest value accepted, in bytes (default 1 MiB); larger is
     /// [`StoreError::ValueTooLarge`].
+    ///
+    /// On NATS the server's `max_payload` (1 MiB by default) counts a value's headers too
+    /// (its time to live, its owner: at most 134 bytes), so the maximum in effect is the
+    /// lower of this and `max_payload` less 134 bytes: 1,048,442 bytes with both at their
+    /// defaults. [`Store::options`] tells the maximum in effect; raise `max_payload` on the
+    /// server to store values of a full mebibyte.
     pub fn max_value_size(mut self, bytes: usize) -> Self {
         self.max_value_size = bytes;
         self

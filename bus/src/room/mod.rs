@@ -19,9 +19,9 @@ use futures::stream::BoxStream;
 use crate::Bus;
 use crate::db::codec::{self, MsgRecord, ROOM, decode_msg, msg_times, seq_key, seq_of};
 use crate::db::{self, Db, Write, names};
-use crate::retained::backend::RoomBackend;
+use crate::retained::backend::{RoomBackend, check_room};
 use crate::retained::retry::Follow;
-use crate::retained::{Room, RoomMessage, RoomOptions, StoreError, check_name, clock};
+use crate::retained::{Room, RoomMessage, RoomOptions, StoreError, clock};
 
 /// The room's counter: the last sequence number given.
 const LAST: usize = 0;
@@ -41,7 +41,7 @@ impl Bus {
     ///
     /// [`StoreError::InvalidName`], or the database could not be opened.
     pub async fn room(&self, name: &str, options: RoomOptions) -> Result<Room, StoreError> {
-        let name = check_name(name)?;
+        let name = check_room(name, &options)?;
         let db = Db::open_for(self, true).await?.ok_or(StoreError::Closed)?;
         let (id, options) = names::open(&db, ROOM, &name, &options).await?;
         Ok(Room::from_backend(Arc::new(BusRoom {

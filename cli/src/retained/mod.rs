@@ -19,7 +19,9 @@ impl From<StoreError> for Failure {
             StoreError::InvalidKey { .. }
             | StoreError::InvalidName { .. }
             | StoreError::ValueTooLarge { .. }
-            | StoreError::ZeroTtl => USAGE,
+            | StoreError::ZeroTtl
+            | StoreError::ZeroMaxAge
+            | StoreError::EmptyPattern { .. } => USAGE,
             StoreError::Bus(_) => {
                 // The bus's own mapping (refused directories, i/o).
                 let StoreError::Bus(bus) = e else {

@@ -6,12 +6,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::{self, consumer, kv, stream};
 use bytes::Bytes;
 use ephemeral::{Lagged, Name, Pattern};
-use ephemeral_bus::retained::backend::DurableBackend;
+use ephemeral_bus::retained::backend::{DurableBackend, check_durable};
 use ephemeral_bus::retained::{DurableMessage, DurableOptions, StoreError};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
@@ -19,7 +19,7 @@ use futures::{FutureExt, Stream, StreamExt};
 
 use super::lock::Lock;
 use super::store::system_time;
-use super::{OrFail, bucket, check_name, fail, fnv, prefix_token, resource_name};
+use super::{OrFail, bucket, fail, fnv, prefix_token, resource_name};
 use crate::subject::{self, MESSAGES};
 use crate::{Nats, headers};
 
@@ -58,7 +58,7 @@ impl NatsDurable {
         name: &str,
         options: DurableOptions,
     ) -> Result<Self, StoreError> {
-        let name = check_name(name)?;
+        let (name, _) = check_durable(pattern, name, &options)?;
         let routed = subject::routed(nats.prefix(), pattern).map_err(|e| fail("subscribe")(&e))?;
         let js = nats.jetstream().clone();
         let state = bucket(
@@ -76,6 +76,7 @@ impl NatsDurable {
                 name: name.to_string(),
             });
         };
+        let (max_age, read_age) = super::stream_age(options.get_max_age());
         let config = stream::Config {
             name: resource_name(nats.prefix(), "DUR", &name),
             description: Some(format!("ephemeral durable subscription {name}")),
@@ -84,7 +85,7 @@ impl NatsDurable {
             discard: stream::DiscardPolicy::Old,
             max_messages: i64::try_from(options.get_max_messages()).unwrap_or(i64::MAX),
             max_bytes: i64::try_from(options.get_max_bytes()).unwrap_or(i64::MAX),
-            max_age: options.get_max_age(),
+            max_age,
             metadata: HashMap::from([
                 (META_NAME.to_owned(), name.to_string()),
                 (META_PATTERN.to_owned(), pattern.to_owned()),
@@ -146,6 +147,7 @@ impl NatsDurable {
             floor + 1,
             nats.prefix().to_owned(),
             routed.filter,
+            read_age,
             Arc::clone(&expired),
         );
         Ok(Self {
@@ -172,6 +174,7 @@ fn deliveries(
     first: u64,
     prefix: String,
     filter: Option<Pattern>,
+    max_age: Option<Duration>,
     expired: Arc<AtomicU64>,
 ) -> BoxStream<'static, Result<DurableMessage, Lagged>> {
     let mut expected = first;
@@ -183,6 +186,13 @@ fn deliveries(
             };
             let (seq, published) = (info.stream_sequence, system_time(&info.published));
             if seq < expected {
+                return futures::stream::iter(out);
+            }
+            if super::too_old(published, max_age) {
+                // Dropped by the subscription's age (below the server's floor, so checked
+                // here): a lag, as if the server had dropped it.
+                out.push(Err(Lagged(seq + 1 - expected)));
+                expected = seq + 1;
                 return futures::stream::iter(out);
             }
             if seq > expected {
@@ -197,7 +207,8 @@ fn deliveries(
             }
             let mut decoded = headers::decode(message.headers.as_ref());
             if let Some(ttl) = decoded.ttl
-                && published + ttl <= SystemTime::now()
+                // No expiry when it is past what the clock can hold.
+                && published.checked_add(ttl).is_some_and(|at| at <= SystemTime::now())
             {
                 // Relaxed: a statistic.
                 expired.fetch_add(1, Ordering::Relaxed);

@@ -44,6 +44,13 @@
 //!   `reclaimed` are store-wide counters (a JetStream counter stream, server 2.12 or later).
 //! * Two durable subscriptions whose patterns overlap cannot both exist (JetStream streams
 //!   cannot share subjects): the second is refused with a backend error.
+//! * The server's `max_payload` (1 MiB by default) counts headers too: a store's maximum in
+//!   effect ([`Store::options`]) is the lower of its `max_value_size` and `max_payload` less
+//!   134 bytes (the most a value's headers take), a room's the lower of its
+//!   `max_message_size` and `max_payload` less 48 bytes. Beyond it, `ValueTooLarge`.
+//! * A stream's `max_age` is at least 100 ms (the server's floor): a room's or durable
+//!   subscription's shorter max age is kept all the same, the stream keeping messages for
+//!   100 ms and readers skipping those older than asked (by the reader's clock).
 //! * A durable subscription's byte bound counts what JetStream stores per message
 //!   (payload, headers and subject), not the payload alone.
 //!
@@ -95,6 +102,30 @@ pub(crate) use keys::{decode_key, encode_key};
 const OWNER_HEARTBEAT: Duration = Duration::from_secs(1);
 /// How long an owner's liveness key outlives its last refresh (`Nats-TTL`).
 const OWNER_TTL: Duration = Duration::from_secs(3);
+
+/// The server's floor for a stream's `max_age`: it refuses anything shorter.
+const STREAM_AGE_FLOOR: Duration = Duration::from_millis(100);
+
+/// The `max_age` a stream gets for `asked`, and the age readers filter by themselves (when
+/// `asked` is below [`STREAM_AGE_FLOOR`]: the server keeps messages for 100 ms, readers
+/// skip those older than `asked`, so what they see is what the bus shows).
+pub(crate) fn stream_age(asked: Duration) -> (Duration, Option<Duration>) {
+    if asked < STREAM_AGE_FLOOR {
+        (STREAM_AGE_FLOOR, Some(asked))
+    } else {
+        (asked, None)
+    }
+}
+
+/// Whether a message published at `published` is older than `max_age` now (on this
+/// machine's clock); `false` when there is no such age to check.
+pub(crate) fn too_old(published: std::time::SystemTime, max_age: Option<Duration>) -> bool {
+    max_age.is_some_and(|age| {
+        published
+            .checked_add(age)
+            .is_some_and(|until| until < std::time::SystemTime::now())
+    })
+}
 
 /// A backend error from NATS while doing `op`.
 pub(crate) fn fail(op: &'static str) -> impl FnOnce(&dyn std::fmt::Display) -> StoreError {

@@ -8,21 +8,28 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::{consumer, stream};
 use bytes::Bytes;
 use ephemeral::{Lagged, Name};
-use ephemeral_bus::retained::backend::RoomBackend;
+use ephemeral_bus::retained::backend::{RoomBackend, check_room};
 use ephemeral_bus::retained::{RoomMessage, RoomOptions, StoreError};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 
 use super::store::system_time;
-use super::{OrFail, check_name, fnv, resource_name};
+use super::{OrFail, fnv, resource_name};
 use crate::Nats;
 
 /// The sender of a room message (hex).
 const SENDER: &str = "Ephemeral-Sender";
+/// The bytes a message's one header (its sender) takes on the wire, counted as the server
+/// counts it against its `max_payload` (`NATS/1.0\r\n`, `Key: Value\r\n`, `\r\n`).
+const SEND_HEADERS: usize = 12 + SENDER.len() + 4 + 16;
+
 /// Stream metadata: the room's full name and its message size bound.
 const META_NAME: &str = "ephemeral.name";
 const META_MAX_SIZE: &str = "ephemeral.max_message_size";
+/// Stream metadata: the room's max age in milliseconds, as asked (the stream's own is at
+/// least the server's 100 ms floor).
+const META_MAX_AGE: &str = "ephemeral.max_age_ms";
 
 /// A room on the stream `stream`.
 pub(crate) struct NatsRoom {
@@ -31,6 +38,8 @@ pub(crate) struct NatsRoom {
     options: RoomOptions,
     stream: stream::Stream,
     subject: String,
+    /// The age joiners filter by themselves (below the server's floor), if any.
+    read_age: Option<Duration>,
 }
 
 impl std::fmt::Debug for NatsRoom {
@@ -48,7 +57,7 @@ impl NatsRoom {
         name: &str,
         options: RoomOptions,
     ) -> Result<Self, StoreError> {
-        let name = check_name(name)?;
+        let name = check_room(name, &options)?;
         let subject = format!("{}.room.{:016x}", nats.prefix(), fnv(&name));
         let metadata = HashMap::from([
             (META_NAME.to_owned(), name.to_string()),
@@ -56,7 +65,12 @@ impl NatsRoom {
                 META_MAX_SIZE.to_owned(),
                 options.get_max_message_size().to_string(),
             ),
+            (
+                META_MAX_AGE.to_owned(),
+                options.get_max_age().as_millis().to_string(),
+            ),
         ]);
+        let (max_age, _) = super::stream_age(options.get_max_age());
         let mut stream = nats
             .jetstream()
             .get_or_create_stream(stream::Config {
@@ -66,7 +80,7 @@ impl NatsRoom {
                 retention: stream::RetentionPolicy::Limits,
                 discard: stream::DiscardPolicy::Old,
                 max_messages: i64::try_from(options.get_max_messages()).unwrap_or(i64::MAX),
-                max_age: options.get_max_age(),
+                max_age,
                 metadata,
                 ..Default::default()
             })
@@ -88,12 +102,28 @@ impl NatsRoom {
         {
             options = options.max_message_size(size);
         }
+        // The largest message that fits the server's max_payload with its header: the
+        // room's maximum in effect when it is lower than the options'.
+        let fits = nats.max_payload().saturating_sub(SEND_HEADERS);
+        if options.get_max_message_size() > fits {
+            options = options.max_message_size(fits);
+        }
+        if let Some(ms) = config
+            .metadata
+            .get(META_MAX_AGE)
+            .and_then(|s| s.parse().ok())
+            .filter(|&ms| ms > 0)
+        {
+            options = options.max_age(Duration::from_millis(ms));
+        }
+        let (_, read_age) = super::stream_age(options.get_max_age());
         Ok(Self {
             nats,
             name,
             options,
             stream,
             subject,
+            read_age,
         })
     }
 }
@@ -111,6 +141,16 @@ impl RoomBackend for NatsRoom {
         async move {
             let mut headers = HeaderMap::new();
             headers.insert(SENDER, format!("{:016x}", self.nats.retained_id()).as_str());
+            // The server's max_payload counts the header too, and may be another server's
+            // than the one the room was opened on (a reconnect): checked here, typed.
+            let headers_len = crate::headers::wire_len(&headers);
+            let max_payload = self.nats.max_payload();
+            if payload.len() + headers_len > max_payload {
+                return Err(StoreError::ValueTooLarge {
+                    len: payload.len(),
+                    max: max_payload.saturating_sub(headers_len),
+                });
+            }
             let ack = self
                 .nats
                 .jetstream()
@@ -147,6 +187,7 @@ impl RoomBackend for NatsRoom {
                 .or_fail("join a room")?;
             let messages = consumer.messages().await.or_fail("join a room")?;
             let mut last: Option<u64> = None;
+            let read_age = self.read_age;
             let joined = messages
                 .filter_map(|m| std::future::ready(m.ok()))
                 .flat_map(move |message| {
@@ -156,6 +197,16 @@ impl RoomBackend for NatsRoom {
                         let sent_at = system_time(&info.published);
                         if last.is_some_and(|l| seq <= l) {
                             // Already delivered.
+                            return futures::stream::iter(out);
+                        }
+                        if super::too_old(sent_at, read_age) {
+                            // Dropped by the room's age, as the server would have: before
+                            // the first message handed out, gone before this joiner came
+                            // (not a lag); after it, a lag, reported here.
+                            if let Some(l) = last {
+                                out.push(Err(Lagged(seq - l)));
+                                last = Some(seq);
+                            }
                             return futures::stream::iter(out);
                         }
                         if let Some(l) = last

@@ -29,6 +29,14 @@ const OWNER: &str = "Ephemeral-Owner";
 /// Why a value was removed (`deleted`, `cleared`, `owner-gone`).
 const CAUSE: &str = "Ephemeral-Cause";
 
+/// The most bytes the headers of a set take on the wire, counted as the server counts them
+/// against its `max_payload`: `Nats-TTL` (at most `never` or 16 characters),
+/// `Ephemeral-Expires` (at most 20 digits), `Nats-Rollup: sub`, `Ephemeral-Owner` (16 hex
+/// digits), framed as `NATS/1.0\r\n`, `Key: Value\r\n` each and `\r\n`. A value of the
+/// server's `max_payload` less this always fits.
+pub(crate) const SET_HEADERS_MAX: usize =
+    12 + (8 + 4 + 16) + (EXPIRES.len() + 4 + 20) + (11 + 4 + 3) + (OWNER.len() + 4 + 16);
+
 /// What a message of the bucket's stream is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Op {
@@ -70,6 +78,47 @@ pub(crate) fn system_time(time: &async_nats::datetime::DateTime) -> SystemTime {
         .ok()
         .and_then(|n| UNIX_EPOCH.checked_add(Duration::from_nanos(n)))
         .unwrap_or(UNIX_EPOCH)
+}
+
+/// The headers of a set: its time to live and exact expiry, the rollup that starts the key's
+/// history over, its owner.
+fn set_headers(
+    ttl: Option<Duration>,
+    now: SystemTime,
+    history: u8,
+    owner: Option<u64>,
+) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    // An expiry past what the clock can hold (`Duration::MAX`, say) is no expiry, as on
+    // the bus: the value stays until deleted.
+    let expiry = ttl.and_then(|ttl| Some((ttl, now.checked_add(ttl)?)));
+    if let Some((ttl, expires)) = expiry {
+        headers.insert("Nats-TTL", server_ttl(ttl).as_str());
+        headers.insert(EXPIRES, unix_ms(expires).to_string().as_str());
+        if history > 1 {
+            // The server removes only this message when its time runs out; the revisions
+            // before it would then come back as the key's value. So a value with a time to
+            // live starts the key's history over.
+            headers.insert("Nats-Rollup", "sub");
+        }
+    }
+    if let Some(owner) = owner {
+        headers.insert(OWNER, format!("{owner:016x}").as_str());
+    }
+    headers
+}
+
+/// The `Nats-TTL` header for `ttl`: at least [`TTL_FLOOR`], and `never` beyond what the
+/// server can parse (a Go duration, at most 2^63 - 1 ns, about 292 years): reads still stop
+/// returning the value at its exact expiry.
+fn server_ttl(ttl: Duration) -> String {
+    const MAX_GO_DURATION_MS: u128 = (i64::MAX as u128) / 1_000_000;
+    let ms = ttl.max(TTL_FLOOR).as_millis();
+    if ms > MAX_GO_DURATION_MS {
+        "never".to_owned()
+    } else {
+        format!("{ms}ms")
+    }
 }
 
 fn unix_ms(time: SystemTime) -> u64 {
@@ -158,7 +207,12 @@ impl NatsStore {
                 bucket: bucket_name.clone(),
                 description: format!("ephemeral store {name}"),
                 history: i64::from(options.get_history()),
-                max_value_size: i32::try_from(options.get_max_value_size()).unwrap_or(i32::MAX),
+                // The stream's limit counts a message's headers too: room for them over
+                // the largest value, so every value the options allow fits however it is set.
+                max_value_size: i32::try_from(
+                    options.get_max_value_size().saturating_add(SET_HEADERS_MAX),
+                )
+                .unwrap_or(i32::MAX),
                 limit_markers: Some(TTL_FLOOR),
                 ..Default::default()
             },
@@ -171,9 +225,17 @@ impl NatsStore {
             .or_fail("open a store")?;
         let config = stream.info().await.or_fail("open a store")?.config.clone();
         // An existing store keeps the options it was created with.
+        // The largest value that fits the server's max_payload with any headers a set
+        // carries: the store's maximum in effect when it is lower than the options'.
+        let fits = nats.max_payload().saturating_sub(SET_HEADERS_MAX);
         let options = options
             .history(u8::try_from(config.max_messages_per_subject.clamp(1, 64)).unwrap_or(1))
-            .max_value_size(usize::try_from(config.max_message_size).unwrap_or(usize::MAX));
+            .max_value_size(
+                usize::try_from(config.max_message_size)
+                    .unwrap_or(usize::MAX)
+                    .saturating_sub(SET_HEADERS_MAX)
+                    .min(fits),
+            );
         let counter_subject = format!("{}.kvstats.{bucket_name}", nats.prefix());
         let counters = js
             .get_or_create_stream(stream::Config {
@@ -419,22 +481,21 @@ impl StoreBackend for NatsStore {
         owned: bool,
     ) -> BoxFuture<'a, Result<u64, StoreError>> {
         async move {
-            let mut headers = HeaderMap::new();
-            if let Some(ttl) = ttl {
-                let expires = SystemTime::now() + ttl;
-                let server_ttl = ttl.max(TTL_FLOOR);
-                headers.insert("Nats-TTL", format!("{}ms", server_ttl.as_millis()).as_str());
-                headers.insert(EXPIRES, unix_ms(expires).to_string().as_str());
-                if self.options.get_history() > 1 {
-                    // The server removes only this message when its time runs out; the
-                    // revisions before it would then come back as the key's value. So a
-                    // value with a time to live starts the key's history over.
-                    headers.insert("Nats-Rollup", "sub");
-                }
-            }
-            if owned {
-                let owner = self.nats.owner().await?;
-                headers.insert(OWNER, format!("{owner:016x}").as_str());
+            let owner = if owned {
+                Some(self.nats.owner().await?)
+            } else {
+                None
+            };
+            let headers = set_headers(ttl, SystemTime::now(), self.options.get_history(), owner);
+            // The server's max_payload counts the headers too, and may be another server's
+            // than the one the store was opened on (a reconnect): checked here, typed.
+            let headers_len = crate::headers::wire_len(&headers);
+            let max_payload = self.nats.max_payload();
+            if value.len() + headers_len > max_payload {
+                return Err(StoreError::ValueTooLarge {
+                    len: value.len(),
+                    max: max_payload.saturating_sub(headers_len),
+                });
             }
             let js = self.nats.jetstream();
             let publish = async {
@@ -602,7 +663,7 @@ impl StoreBackend for NatsStore {
                     let headers = message.headers.clone().unwrap_or_default();
                     let raw = Raw::parse(key, &headers, message.payload.clone(), revision, at);
                     match raw.op {
-                        // Handed out only while fresh: nothing is handed out dead.
+                        // Not even buffered once dead (and checked again when handed out).
                         Op::Put => raw
                             .fresh(SystemTime::now())
                             .then(|| StoreEvent::Set(raw.entry())),
@@ -625,6 +686,13 @@ impl StoreBackend for NatsStore {
             // the watch is handed out only once the server holds its first pull request.
             let events = super::pump(events, WATCH_BUFFER);
             super::pulling(&self.stream, &consumer_name).await;
+            // Checked again when handed out: a set may wait in the buffer past its expiry
+            // (a watcher that reads late), and is then skipped, as the bus skips it.
+            let events = events.filter(|event| {
+                let dead = matches!(event, Ok(StoreEvent::Set(entry))
+                    if entry.expires_at().is_some_and(|at| at <= SystemTime::now()));
+                std::future::ready(!dead)
+            });
             Ok(events.boxed())
         }
         .boxed()
@@ -655,5 +723,34 @@ impl StoreBackend for NatsStore {
             Ok(removed)
         }
         .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_largest_headers_of_a_set_fit_their_bound() {
+        let now = SystemTime::now();
+        for ttl in [
+            Duration::from_millis(1),
+            Duration::from_secs(60),
+            Duration::from_secs(200 * 365 * 24 * 3600),
+            Duration::from_secs(10_000 * 365 * 24 * 3600),
+        ] {
+            let headers = set_headers(Some(ttl), now, 64, Some(u64::MAX));
+            let len = crate::headers::wire_len(&headers);
+            assert!(len <= SET_HEADERS_MAX, "{ttl:?}: {len} > {SET_HEADERS_MAX}");
+        }
+        let far = UNIX_EPOCH + Duration::from_millis(u64::MAX / 2);
+        let headers = set_headers(Some(Duration::from_secs(1)), far, 64, Some(u64::MAX));
+        assert!(crate::headers::wire_len(&headers) <= SET_HEADERS_MAX);
+    }
+
+    #[test]
+    fn an_expiry_past_the_clock_is_no_expiry() {
+        let headers = set_headers(Some(Duration::MAX), SystemTime::now(), 2, None);
+        assert!(headers.is_empty());
     }
 }

@@ -1,9 +1,75 @@
 //! Durable subscription scenarios.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use ephemeral::Lagged;
 
 use super::child::Kid;
+use super::room::{OLDER, SHORT_AGE};
 use super::{Backend, next, unique};
+use crate::retained::{DurableOptions, StoreError};
+
+/// Bad input is refused alike (an empty or blank pattern, a zero max age); a max age below
+/// NATS's 100 ms stream floor is accepted and keeps its meaning: a message older than it is
+/// dropped, and the subscriber told `Lagged`.
+pub(crate) async fn bad_input_and_short_max_age<B: Backend>(b: B) {
+    for pattern in ["", "  ", " , "] {
+        let refused = b
+            .subscribe_durable_with(pattern, &unique("conf.empty"), DurableOptions::default())
+            .await;
+        assert!(
+            matches!(&refused, Err(StoreError::EmptyPattern { pattern: p }) if p == pattern),
+            "the pattern {pattern:?}: {:?}",
+            refused.err()
+        );
+    }
+    let topic = unique("conf.brief");
+    let pattern = format!("{topic}.*");
+    let zero = b
+        .subscribe_durable_with(
+            &pattern,
+            &unique("conf.zero"),
+            DurableOptions::default().max_age(Duration::ZERO),
+        )
+        .await;
+    assert!(
+        matches!(zero, Err(StoreError::ZeroMaxAge)),
+        "a zero max age: {:?}",
+        zero.err()
+    );
+    let name = unique("conf.brief");
+    let options = DurableOptions::default().max_age(SHORT_AGE);
+    let sub = b
+        .subscribe_durable_with(&pattern, &name, options.clone())
+        .await
+        .expect("a short max age");
+    assert_eq!(sub.options().get_max_age(), SHORT_AGE);
+    drop(sub);
+    b.publish(&format!("{topic}.a"), b"old")
+        .await
+        .expect("publish");
+    tokio::time::sleep(OLDER).await;
+    let mut sub = b
+        .subscribe_durable_with(&pattern, &name, options)
+        .await
+        .expect("attach again");
+    let sent = Instant::now();
+    b.publish(&format!("{topic}.b"), b"new")
+        .await
+        .expect("publish");
+    assert_eq!(
+        next(&mut sub, "the old one, dropped by age").await.err(),
+        Some(Lagged(1))
+    );
+    match tokio::time::timeout(Duration::from_secs(2), futures::StreamExt::next(&mut sub)).await {
+        Ok(Some(Ok(m))) => assert_eq!(m.payload(), b"new"),
+        other => assert!(
+            sent.elapsed() > SHORT_AGE,
+            "a young message was not handed out: {other:?}"
+        ),
+    }
+    sub.remove().await.expect("remove");
+}
 
 pub(crate) async fn ack_and_redelivery<B: Backend>(b: B) {
     let (name, topic) = (unique("conf.billing"), unique("conf.orders"));

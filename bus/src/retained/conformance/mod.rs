@@ -9,9 +9,14 @@
 //! | scenario | what it shows |
 //! |---|---|
 //! | `store_semantics` | set, get, entry, delete, clear, entries, history, stats; bad input refused |
+//! | `store_values_at_their_maximum` | a value or room message of exactly the reported maximum is accepted (with a time to live, owned), one byte more is `ValueTooLarge` |
+//! | `store_ttl_past_the_clock` | `Duration::MAX` as a time to live never expires; 10,000 years keeps its exact expiry |
 //! | `watch_sees_changes_in_order` | set / deleted events in revision order, filtered by pattern |
+//! | `watch_skips_a_set_expired_unread` | a set whose value expired before the watcher read it is never handed out |
 //! | `room_history_then_live` | a late joiner gets the history, then live messages |
+//! | `room_short_and_zero_max_age` | a zero max age refused alike; one below NATS's 100 ms floor hides older messages alike |
 //! | `durable_ack_and_redelivery` | unacknowledged messages come again, acknowledged ones never |
+//! | `durable_bad_input_and_short_max_age` | an empty pattern or a zero max age refused alike; a short max age drops as `Lagged` alike |
 //! | `values_cross_processes` | values set in one process are read in another, both ways |
 //! | `ttl_honoured_across_processes` | a value is never returned after its expiry; watchers see it expire |
 //! | `sigkill_mid_write_keeps_acknowledged_values` | a writer killed mid-write: store readable, every acknowledged value intact, writable again |
@@ -72,14 +77,29 @@ pub fn scenarios<B: Backend>() -> Vec<Scenario<B>> {
         ("store_expiry_ends_the_key", |b| {
             Box::pin(store::expiry_ends_the_key(b))
         }),
+        ("store_values_at_their_maximum", |b| {
+            Box::pin(store::values_at_their_maximum(b))
+        }),
+        ("store_ttl_past_the_clock", |b| {
+            Box::pin(store::ttl_past_the_clock(b))
+        }),
         ("watch_sees_changes_in_order", |b| {
             Box::pin(store::watch_order(b))
+        }),
+        ("watch_skips_a_set_expired_unread", |b| {
+            Box::pin(store::watch_skips_a_set_expired_unread(b))
         }),
         ("room_history_then_live", |b| {
             Box::pin(room::history_then_live(b))
         }),
+        ("room_short_and_zero_max_age", |b| {
+            Box::pin(room::short_max_age(b))
+        }),
         ("durable_ack_and_redelivery", |b| {
             Box::pin(durable::ack_and_redelivery(b))
+        }),
+        ("durable_bad_input_and_short_max_age", |b| {
+            Box::pin(durable::bad_input_and_short_max_age(b))
         }),
         ("values_cross_processes", |b| {
             Box::pin(store::values_cross_processes(b))

@@ -1,10 +1,17 @@
 //! Room scenarios.
 
+use std::time::{Duration, Instant};
+
 use ephemeral::Lagged;
 
 use super::child::{Kid, RoomCheck};
 use super::{Backend, next, unique};
-use crate::retained::RoomOptions;
+use crate::retained::{RoomOptions, StoreError};
+
+/// The age below NATS's 100 ms stream floor the short-age scenarios use, and how long they
+/// wait for a message to be older than it.
+pub(crate) const SHORT_AGE: Duration = Duration::from_millis(90);
+pub(crate) const OLDER: Duration = Duration::from_millis(150);
 
 pub(crate) async fn history_then_live<B: Backend>(b: B) {
     let room = b
@@ -81,5 +88,43 @@ pub(crate) async fn four_senders<B: Backend>(b: B) {
                 .unwrap_or_else(|why| panic!("late joiner: {why}")),
             Err(Lagged(n)) => panic!("late joiner lagged {n}"),
         }
+    }
+}
+
+/// A max age of zero is refused alike; one below NATS's 100 ms stream floor is accepted and
+/// keeps its meaning: a joiner is never handed a message older than it.
+pub(crate) async fn short_max_age<B: Backend>(b: B) {
+    let zero = b
+        .room(
+            &unique("conf.zero"),
+            RoomOptions::default().max_age(Duration::ZERO),
+        )
+        .await;
+    assert!(
+        matches!(zero, Err(StoreError::ZeroMaxAge)),
+        "a zero max age: {:?}",
+        zero.err()
+    );
+    let name = unique("conf.brief");
+    let options = RoomOptions::default().max_age(SHORT_AGE);
+    let room = b
+        .room(&name, options.clone())
+        .await
+        .expect("a short max age");
+    assert_eq!(room.options().get_max_age(), SHORT_AGE);
+    let again = b.room(&name, options).await.expect("open again");
+    assert_eq!(again.options().get_max_age(), SHORT_AGE, "kept as asked");
+    room.send(b"old").await.expect("send");
+    tokio::time::sleep(OLDER).await;
+    let mut join = room.join().await.expect("join");
+    let sent = Instant::now();
+    room.send(b"new").await.expect("send");
+    match tokio::time::timeout(Duration::from_secs(2), futures::StreamExt::next(&mut join)).await {
+        // Gone before the joiner came: not a lag, never handed out.
+        Ok(Some(Ok(m))) => assert_eq!(m.payload(), b"new", "only the young message"),
+        other => assert!(
+            sent.elapsed() > SHORT_AGE,
+            "a young message was not handed out: {other:?}"
+        ),
     }
 }

@@ -84,6 +84,96 @@ pub(crate) async fn semantics<B: Backend>(b: B) {
     ));
 }
 
+/// A time to live past what the clock can hold (`Duration::MAX`) never expires; one past
+/// what NATS's server can express (10,000 years) is kept with its exact expiry. Neither is
+/// refused, neither panics.
+pub(crate) async fn ttl_past_the_clock<B: Backend>(b: B) {
+    let store = b
+        .store(&unique("conf.forever"), StoreOptions::default().history(2))
+        .await
+        .expect("open a store");
+    store
+        .set("max", b"v", Duration::MAX)
+        .await
+        .expect("a set with Duration::MAX");
+    let entry = store.entry("max").await.expect("entry").expect("kept");
+    assert_eq!((entry.value(), entry.expires_at()), (&b"v"[..], None));
+    let millennia = Duration::from_secs(10_000 * 365 * 24 * 3600);
+    store
+        .set("long", b"w", millennia)
+        .await
+        .expect("a set with 10,000 years");
+    let entry = store.entry("long").await.expect("entry").expect("kept");
+    assert_eq!(entry.value(), b"w");
+    assert!(
+        entry
+            .expires_at()
+            .is_some_and(|at| at > SystemTime::now() + Duration::from_secs(9_000 * 365 * 24 * 3600)),
+        "the exact expiry is kept: {:?}",
+        entry.expires_at()
+    );
+    let keys: Vec<String> = store
+        .entries()
+        .await
+        .expect("entries")
+        .iter()
+        .map(|e| e.key().to_string())
+        .collect();
+    assert_eq!(keys, ["long", "max"]);
+}
+
+/// A value of exactly the maximum the store reports is accepted however it is set (with a
+/// time to live, owned: on NATS, with headers that count against the server's
+/// `max_payload`), one byte more is `ValueTooLarge`; so is a room message.
+pub(crate) async fn values_at_their_maximum<B: Backend>(b: B) {
+    for options in [
+        StoreOptions::default(),
+        StoreOptions::default().max_value_size(64).history(2),
+    ] {
+        let store = b
+            .store(&unique("conf.max"), options)
+            .await
+            .expect("open a store");
+        let max = store.options().get_max_value_size();
+        let at_max = vec![7u8; max];
+        let ttl = Duration::from_secs(60);
+        store
+            .set("plain", &at_max, None)
+            .await
+            .expect("plain set at the maximum");
+        store
+            .set("ttl", &at_max, ttl)
+            .await
+            .expect("set with a time to live at the maximum");
+        store
+            .set_owned("owned", &at_max, ttl)
+            .await
+            .expect("owned set with a time to live at the maximum");
+        assert_eq!(
+            store.get("owned").await.expect("get").map(|v| v.len()),
+            Some(max)
+        );
+        let over = store.set("over", vec![7u8; max + 1], ttl).await;
+        assert!(
+            matches!(over, Err(StoreError::ValueTooLarge { len, max: m }) if len == max + 1 && m == max),
+            "one byte over: {over:?}"
+        );
+    }
+    let room = b
+        .room(&unique("conf.max"), crate::retained::RoomOptions::default())
+        .await
+        .expect("open a room");
+    let max = room.options().get_max_message_size();
+    room.send(vec![7u8; max])
+        .await
+        .expect("a message at the maximum");
+    let over = room.send(vec![7u8; max + 1]).await;
+    assert!(
+        matches!(over, Err(StoreError::ValueTooLarge { len, max: m }) if len == max + 1 && m == max),
+        "one byte over: {over:?}"
+    );
+}
+
 /// A value with a time to live starts its key's history over, and its expiry ends the key:
 /// no older revision comes back, not even after the backend removed the expired one (on
 /// NATS, at its one-second floor; watched for three seconds).
@@ -118,6 +208,43 @@ pub(crate) async fn expiry_ends_the_key<B: Backend>(b: B) {
         assert!(store.history("k").await.expect("history").is_empty());
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// A set whose value expired before the watcher read it is skipped, though it arrived
+/// while the value was live: the next change follows.
+pub(crate) async fn watch_skips_a_set_expired_unread<B: Backend>(b: B) {
+    let store = b
+        .store(&unique("conf.unread"), StoreOptions::default())
+        .await
+        .expect("open a store");
+    let mut watch = store.watch("*").await.expect("watch");
+    store
+        .set("brief", b"1", Duration::from_millis(300))
+        .await
+        .expect("set");
+    store.set("stay", b"2", None).await.expect("set");
+    // Read only after `brief` ran out.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut seen = Vec::new();
+    // NATS expires `brief` at its one-second floor: watch past that.
+    while let Ok(Some(event)) =
+        tokio::time::timeout(Duration::from_secs(2), futures::StreamExt::next(&mut watch)).await
+    {
+        seen.push(match event.expect("no lag") {
+            StoreEvent::Set(e) => format!("set {}", e.key()),
+            StoreEvent::Deleted { key, .. } => format!("deleted {key}"),
+            StoreEvent::Expired { key, .. } => format!("expired {key}"),
+        });
+    }
+    assert_eq!(
+        seen.first().map(String::as_str),
+        Some("set stay"),
+        "the expired set is skipped: {seen:?}"
+    );
+    assert!(
+        !seen.contains(&"set brief".to_owned()),
+        "an expired set was handed out: {seen:?}"
+    );
 }
 
 pub(crate) async fn watch_order<B: Backend>(b: B) {
