@@ -199,6 +199,10 @@ impl NatsStore {
         options: StoreOptions,
     ) -> Result<Self, StoreError> {
         let name = super::check_name(name)?;
+        // Checked first: on an older server the counter stream below fails with a message
+        // that does not say why.
+        nats.require_server("2.12.0", "retained stores (their counters)")
+            .or_fail("open a store")?;
         let js = nats.jetstream().clone();
         let bucket_name = resource_name(nats.prefix(), "KV", &name);
         let kv = bucket(
