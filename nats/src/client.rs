@@ -88,7 +88,10 @@ impl Nats {
     /// Connects with default [`NatsOptions`].
     ///
     /// `url` is `nats://host:port` (`tls://` for TLS), or several separated by commas for a
-    /// cluster; credentials may be given in the URL (`nats://user:pass@host:4222`).
+    /// cluster. Credentials may be given in the URL: `nats://user:pass@host:4222`
+    /// (percent-encoded), or a token as `nats://token@host:4222`; those of the first address
+    /// that has any are used, unless the options give credentials of their own. The URL is
+    /// shown ([`url`](Self::url), errors) with the password or token hidden (`***`).
     ///
     /// # Errors
     ///
@@ -123,7 +126,13 @@ impl Nats {
             connect = connect.name(name);
         }
         connect = match options.auth {
-            Auth::None => connect,
+            // async-nats reads no credentials from its addresses: those of the URL are
+            // passed on here (the first address that has any).
+            Auth::None => match url_credentials(&addrs) {
+                Some((user, Some(password))) => connect.user_and_password(user, password),
+                Some((token, None)) => connect.token(token),
+                None => connect,
+            },
             Auth::UserPassword(user, password) => connect.user_and_password(user, password),
             Auth::Token(token) => connect.token(token),
             Auth::Nkey(seed) => connect.nkey(seed),
@@ -161,7 +170,7 @@ impl Nats {
                 client,
                 jetstream,
                 prefix: Arc::from(options.prefix),
-                url: url.to_owned(),
+                url: redact(url),
                 connect_timeout: options.connect_timeout,
                 numbering: tokio::sync::Mutex::new(Numbering::new()),
                 state,
@@ -188,7 +197,8 @@ impl Nats {
         &self.inner.prefix
     }
 
-    /// The URL connected to.
+    /// The URL connected to, with any password or token in it hidden
+    /// (`nats://alice:***@host:4222`).
     #[must_use]
     pub fn url(&self) -> &str {
         &self.inner.url
@@ -333,6 +343,43 @@ fn parse_urls(url: &str) -> Result<Vec<ServerAddr>, NatsError> {
     Ok(addrs)
 }
 
+/// The user and password (or the token: a user without a password) of the first address
+/// that has any, percent-decoded.
+fn url_credentials(addrs: &[ServerAddr]) -> Option<(String, Option<String>)> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    addrs.iter().find_map(|addr| {
+        let user = addr.username()?;
+        Some((decode(user), addr.password().map(decode)))
+    })
+}
+
+/// `url` with every password or token hidden (`nats://alice:***@host`, `nats://***@host`),
+/// for messages and [`Nats::url`]: a URL is shown in errors, logs and status lines.
+pub(crate) fn redact(url: &str) -> String {
+    url.split(',')
+        .map(|one| {
+            let start = one.find("://").map_or(0, |i| i + 3);
+            let end = one[start..].find('/').map_or(one.len(), |i| start + i);
+            match one[start..end].rfind('@') {
+                Some(at) => {
+                    let userinfo = &one[start..start + at];
+                    let shown = match userinfo.split_once(':') {
+                        Some((user, _)) => format!("{user}:***"),
+                        None => "***".to_owned(),
+                    };
+                    format!("{}{shown}{}", &one[..start], &one[start + at..])
+                }
+                None => one.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// The client's default backoff (immediate, then doubling from 2 ms), capped at `max`.
 fn reconnect_delay(attempts: usize, max: Duration) -> Duration {
     if attempts <= 1 {
@@ -354,6 +401,24 @@ mod tests {
         assert_eq!(reconnect_delay(3, max), Duration::from_millis(4));
         assert_eq!(reconnect_delay(20, max), max);
         assert_eq!(reconnect_delay(usize::MAX, max), max);
+    }
+
+    #[test]
+    fn passwords_and_tokens_are_hidden_and_read_decoded() {
+        assert_eq!(
+            redact("nats://alice:s3cret@h:4222, tls://tok@g:1/x,nats://h:2"),
+            "nats://alice:***@h:4222, tls://***@g:1/x,nats://h:2"
+        );
+        assert_eq!(redact("alice:p@ss@h:1"), "alice:***@h:1");
+        assert_eq!(redact("nats://h:4222"), "nats://h:4222");
+        let addrs = parse_urls("nats://h:1,nats://bob:p%40ss@g:2").unwrap();
+        assert_eq!(
+            url_credentials(&addrs),
+            Some(("bob".to_owned(), Some("p@ss".to_owned())))
+        );
+        let addrs = parse_urls("nats://t0ken@h:1").unwrap();
+        assert_eq!(url_credentials(&addrs), Some(("t0ken".to_owned(), None)));
+        assert_eq!(url_credentials(&parse_urls("nats://h:1").unwrap()), None);
     }
 
     #[test]

@@ -86,7 +86,7 @@ pub enum NatsError {
     /// The connection could not be made.
     #[error("cannot connect to NATS at {url}: {kind}: {}", kind.hint())]
     Connect {
-        /// The URL connected to.
+        /// The URL connected to (a password or token in it hidden).
         url: String,
         /// Why, to match on.
         kind: ConnectKind,
@@ -96,7 +96,7 @@ pub enum NatsError {
     },
     /// A credentials (`.creds`) file could not be read.
     #[error(
-        "cannot read the NATS credentials file {path}: {source}: check the path given to NatsOptions::credentials_file"
+        "cannot read the NATS credentials file {path}: {source}: check the path of the credentials file (NatsOptions::credentials_file, or --nats-creds on the command line)"
     )]
     Credentials {
         /// The file.
@@ -217,7 +217,8 @@ impl NatsError {
     /// Classifies a client connect error.
     pub(crate) fn connect(url: &str, source: async_nats::ConnectError) -> Self {
         NatsError::Connect {
-            url: url.to_owned(),
+            // Shown in the message: never with its password or token.
+            url: crate::client::redact(url),
             kind: classify(&source),
             source,
         }

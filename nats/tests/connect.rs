@@ -57,6 +57,53 @@ async fn a_wrong_or_missing_password_is_an_auth_error() {
 }
 
 #[tokio::test]
+async fn credentials_in_the_url_are_sent_and_never_shown() {
+    let server = NatsServer::start_with(&["--user", "alice", "--pass", "s3c@ret"]).await;
+    let with = |userinfo: &str| {
+        server
+            .url()
+            .replacen("nats://", &format!("nats://{userinfo}@"), 1)
+    };
+
+    // The `@` of the password percent-encoded, as in any URL.
+    let nats = Nats::connect(&with("alice:s3c%40ret"))
+        .await
+        .expect("the URL's user and password connect");
+    nats.publish("auth.ok", "yes").await.unwrap();
+    assert!(nats.url().contains("alice:***@"), "{}", nats.url());
+    assert!(!nats.url().contains("s3c"), "{}", nats.url());
+
+    let wrong = Nats::connect(&with("alice:wrong-one")).await.unwrap_err();
+    assert!(
+        matches!(
+            &wrong,
+            NatsError::Connect {
+                kind: ConnectKind::Auth,
+                ..
+            }
+        ),
+        "{wrong:?}"
+    );
+    assert!(!wrong.to_string().contains("wrong-one"), "{wrong}");
+    assert!(!format!("{wrong:?}").contains("wrong-one"), "{wrong:?}");
+
+    // Options' own credentials win over the URL's.
+    Nats::connect_with(
+        &with("alice:wrong-one"),
+        NatsOptions::default().user_password("alice", "s3c@ret"),
+    )
+    .await
+    .expect("the options' password is used");
+
+    let server = NatsServer::start_with(&["--auth", "t0ken"]).await;
+    let url = server.url().replacen("nats://", "nats://t0ken@", 1);
+    let nats = Nats::connect(&url)
+        .await
+        .expect("a token in the URL connects");
+    assert!(nats.url().contains("nats://***@"), "{}", nats.url());
+}
+
+#[tokio::test]
 async fn a_token_is_sent() {
     let server = NatsServer::start_with(&["--auth", "s3cret"]).await;
     let url = server.url();
