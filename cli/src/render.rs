@@ -202,7 +202,7 @@ struct LaggedJson {
 /// A lag notice: this watcher missed `missed` items because it fell behind.
 pub(crate) fn lagged_text(missed: u64) -> String {
     format!(
-        "{} lagged   missed {missed} item(s): this watcher fell behind",
+        "{} lagged   missed {missed} item(s): this watcher fell behind, or lost the connection meanwhile",
         clock(SystemTime::now())
     )
 }

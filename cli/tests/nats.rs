@@ -107,6 +107,21 @@ async fn watch_and_raise_over_nats_reach_bridged_sinks() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_over_nats_says_when_it_loses_and_regains_the_server() {
+    let mut server = NatsServer::start().await;
+    let url = server.url();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (watcher, stderr) =
+        spawn_ready(dir.path(), &["watch", "*", "--nats", &url], "watching").await;
+    server.kill();
+    let stderr = common::wait_for_line(stderr, &["watch"], "lost the connection to NATS").await;
+    server.start_again().await;
+    let _stderr = common::wait_for_line(stderr, &["watch"], "reconnected to NATS").await;
+    let (code, _) = interrupt(watcher).await;
+    assert_eq!(code, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hold_over_nats_is_mirrored_until_interrupted() {
     let server = NatsServer::start().await;
     let url = server.url();

@@ -270,3 +270,57 @@ pub(crate) fn payload_bytes(arg: &str) -> Result<Vec<u8>, Failure> {
         Ok(arg.as_bytes().to_vec())
     }
 }
+
+/// Over NATS, the connection's losses and returns as lines for stderr (never on a bus, whose
+/// peers are on this machine): a watcher says when it cannot see, rather than looking like a
+/// quiet system while the server is away.
+pub(crate) struct Outages {
+    // The sink the connection's signals are raised in, and the guard raising them.
+    _sink: ephemeral::SignalSink,
+    _raising: Option<ephemeral_nats::ConnectionSignals>,
+    changes: Option<ephemeral::Subscription>,
+}
+
+impl Outages {
+    pub(crate) fn of(conn: &Conn) -> Self {
+        let sink = ephemeral::SignalSink::default();
+        let (raising, changes) = match conn {
+            Conn::Nats(nats) => {
+                let pattern = format!(
+                    "{},{}",
+                    ephemeral_nats::CONNECTED_SIGNAL,
+                    ephemeral_nats::DISCONNECTED_SIGNAL
+                );
+                let changes = sink.subscribe(&pattern);
+                (Some(nats.connection_signals(&sink)), Some(changes))
+            }
+            Conn::Bus(_) => (None, None),
+        };
+        Self {
+            _sink: sink,
+            _raising: raising,
+            changes,
+        }
+    }
+
+    /// The next change, as a line for stderr (never, on a bus).
+    pub(crate) async fn next(&mut self) -> &'static str {
+        let Some(changes) = self.changes.as_mut() else {
+            return std::future::pending().await;
+        };
+        loop {
+            match changes.next().await {
+                Some(Ok(signal))
+                    if signal.name().as_str() == ephemeral_nats::DISCONNECTED_SIGNAL =>
+                {
+                    return "lost the connection to NATS: reconnecting; what is published \
+                            meanwhile is not seen here (a gap shows as `lagged` once back)";
+                }
+                Some(Ok(_)) => return "reconnected to NATS",
+                // Missed changes: the next one says where it stands.
+                Some(Err(_)) => {}
+                None => return std::future::pending().await,
+            }
+        }
+    }
+}

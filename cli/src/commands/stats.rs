@@ -8,7 +8,7 @@ use ephemeral_bus::{Bus, PeerInfo};
 use futures::StreamExt;
 use tokio::time::Instant;
 
-use super::{Conn, Target, bus_only, interrupted};
+use super::{Conn, Outages, Target, bus_only, interrupted};
 use crate::exit::{Failure, IO};
 
 /// Per-topic traffic seen by the `stats` monitor.
@@ -48,6 +48,7 @@ pub(crate) async fn stats(target: &Target, view: &StatsView) -> Result<(), Failu
     let mut topics: BTreeMap<String, TopicTraffic> = BTreeMap::new();
     let mut lagged = 0u64;
     let mut screen = Screen::new(view);
+    let mut outages = Outages::of(&conn);
     let stop = interrupted();
     tokio::pin!(stop);
     loop {
@@ -62,6 +63,7 @@ pub(crate) async fn stats(target: &Target, view: &StatsView) -> Result<(), Failu
             tokio::select! {
                 () = &mut stop => return Ok(()),
                 () = tokio::time::sleep_until(window_end) => break,
+                note = outages.next() => eprintln!("{} {note}", crate::render::clock(std::time::SystemTime::now())),
                 item = monitor.next() => match item {
                     None => return Err(Failure::new(IO, "the connection closed under the monitor")),
                     Some(Err(l)) => {

@@ -7,7 +7,7 @@ use ephemeral_bus::{Bridged, Buffer, Message};
 use futures::StreamExt;
 use tokio::time::Instant;
 
-use super::{Conn, Target, bus_only, emit, interrupted};
+use super::{Conn, Outages, Target, bus_only, emit, interrupted};
 use crate::exit::{Failure, IO};
 use crate::render::{self, Kind, Line, Style};
 
@@ -57,6 +57,7 @@ pub(crate) async fn watch(target: &Target, pattern: &str, view: &WatchView) -> R
         ids: view.ids,
     };
     let mut holds = Holds::default();
+    let mut outages = Outages::of(&conn);
     let mut shown = 0u64;
     let mut sweep = tokio::time::interval(Duration::from_millis(100));
     let stop = interrupted();
@@ -80,6 +81,7 @@ pub(crate) async fn watch(target: &Target, pattern: &str, view: &WatchView) -> R
                 Some(Ok(message)) => lines.extend(holds.classify(&message, Instant::now())),
             },
             _ = sweep.tick() => lines.extend(holds.lapsed(Instant::now())),
+            note = outages.next() => eprintln!("{} {note}", crate::render::clock(std::time::SystemTime::now())),
         }
         for line in lines {
             let text = if view.json {

@@ -83,7 +83,7 @@ fn spawn_piped(dir: &Path, args: &[&str]) -> Child {
 }
 
 /// Reads lines until one contains `ready` (at most `PATIENCE`).
-async fn wait_for_line<R: tokio::io::AsyncBufRead + Unpin>(
+pub async fn wait_for_line<R: tokio::io::AsyncBufRead + Unpin>(
     mut stderr: R,
     args: &[&str],
     ready: &str,
