@@ -68,28 +68,29 @@ pub(crate) const NATS_CREDS_ENV: &str = "EPHEMERAL_NATS_CREDS";
 /// The bus used when neither `--bus` nor `EPHEMERAL_BUS` names one.
 pub(crate) const DEFAULT_BUS: &str = "default";
 
-/// The options of every subcommand that uses a bus or NATS.
+/// The options of every subcommand that uses a bus or NATS. Global, so that where a
+/// subcommand has subcommands of its own (`kv get`, `room send`) they go before or after them.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct BusArgs {
     /// The bus to use: one word of letters, digits, `-` and `_`, at most 32 bytes
     /// (default: $EPHEMERAL_BUS if set and not empty, else `default`). Its directory is
     /// $EPHEMERAL_BUS_DIR/ephemeral-<BUS>.
-    #[arg(long, value_parser = bus_name)]
+    #[arg(long, global = true, value_parser = bus_name)]
     bus: Option<BusName>,
     /// Open the bus even if nobody has yet (default: a missing bus is an error, exit 3).
-    #[arg(long)]
+    #[arg(long, global = true)]
     create: bool,
     /// Use a NATS server or cluster instead of a bus of this machine (default:
     /// $EPHEMERAL_NATS if set and not empty): nats://host:4222 (tls://… for TLS), several
     /// separated by commas, credentials in the URL if any (nats://user:pass@host:4222).
-    #[arg(long, value_name = "URL", conflicts_with_all = ["bus", "create"])]
+    #[arg(long, global = true, value_name = "URL", conflicts_with_all = ["bus", "create"])]
     nats: Option<String>,
     /// The NATS subject prefix the services use (default: $EPHEMERAL_NATS_PREFIX, else
     /// `ephemeral`).
-    #[arg(long, value_name = "PREFIX", conflicts_with_all = ["bus", "create"])]
+    #[arg(long, global = true, value_name = "PREFIX", conflicts_with_all = ["bus", "create"])]
     nats_prefix: Option<String>,
     /// A NATS credentials (.creds) file (default: $EPHEMERAL_NATS_CREDS).
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["bus", "create"])]
+    #[arg(long, global = true, value_name = "FILE", conflicts_with_all = ["bus", "create"])]
     nats_creds: Option<std::path::PathBuf>,
 }
 

@@ -488,6 +488,21 @@ async fn kv_and_room_work_over_nats() {
 
     let (code, out, err) = call(kv(&["get", "from.lib"])).await;
     assert_eq!((code, out.as_str()), (0, "library\n"), "{err}");
+    // The connection options also go after the subcommand, as on every other command.
+    let after: Vec<String> = [
+        "kv",
+        "get",
+        "from.lib",
+        "--nats",
+        url.as_str(),
+        "--store",
+        "app",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    let (code, out, err) = call(after).await;
+    assert_eq!((code, out.as_str()), (0, "library\n"), "{err}");
     let (code, _, err) = call(kv(&["set", "from.cli", "shell", "--ttl", "1h"])).await;
     assert_eq!(code, 0, "{err}");
     let entry = store

@@ -17,7 +17,7 @@ pub(crate) struct KvArgs {
     #[command(flatten)]
     pub(crate) bus: args::BusArgs,
     /// The store (created on first use, with default options).
-    #[arg(long, default_value = "default", value_parser = args::name)]
+    #[arg(long, global = true, default_value = "default", value_parser = args::name)]
     store: String,
     #[command(subcommand)]
     command: KvCommand,
