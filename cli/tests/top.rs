@@ -294,6 +294,25 @@ async fn top_prints_plain_lines_when_stdout_is_not_a_terminal() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn top_plain_stopped_by_sigterm_exits_0_like_the_other_watchers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _service = service(tmp.path()).await;
+    let (child, _stdout) =
+        common::spawn_ready_stdout(tmp.path(), &["top", "--bus", "svc"], "payments").await;
+    let pid = child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    let output = tokio::time::timeout(PATIENCE, child.wait_with_output())
+        .await
+        .expect("exits on SIGTERM")
+        .expect("wait");
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+}
+
 /// The binary in a pseudo-terminal, its screen kept by a terminal emulator.
 struct Pty {
     screen: Arc<Mutex<vt100::Parser>>,

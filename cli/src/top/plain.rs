@@ -223,7 +223,7 @@ pub(crate) async fn follow<T: StateTransport>(
     let mut board = Board::default();
     let mut tick = tokio::time::interval(args.interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let stop = tokio::signal::ctrl_c();
+    let stop = crate::commands::interrupted();
     tokio::pin!(stop);
     // The first refresh waits for every publisher's first answer (bounded by --wait), so
     // that it is complete; later ones show what arrived by their tick.
