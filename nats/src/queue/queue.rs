@@ -70,7 +70,10 @@ pub struct QueueStats {
 ///
 /// * **Create or bind**: [`Nats::work_queue`] creates the work stream
 ///   `<PREFIX>_WQ_<name>` (work-queue retention: a job is removed once acknowledged), its
-///   dead-letter stream `<PREFIX>_WQ_<name>_DEAD`, and its consumers, or binds to them.
+///   dead-letter stream `<PREFIX>_WQ_<name>_DEAD`, and its consumers, or binds to them
+///   (`<PREFIX>`: the subject prefix upper-cased with `_` for `.`, `EPHEMERAL` by default;
+///   a prefix with capitals or `_` also gets `_h` and a hash, so no two prefixes share a
+///   stream). [`stream_name`](Self::stream_name) gives the name.
 /// * **Push**: [`push`](Self::push) / [`push_keyed`](Self::push_keyed) (and the JSON
 ///   forms) queue a job under an id; a second push of the same id within the
 ///   `duplicate_window` is [`Pushed::duplicate`] and queues nothing. A push waits for the

@@ -5,6 +5,10 @@
 //! [`DurableSubscription`] — the same types,
 //! the same checks, the same errors as on the bus — work across machines:
 //!
+//! (`<PREFIX>` below is the subject prefix upper-cased with `_` for `.`, `EPHEMERAL` by
+//! default; a prefix with capitals or `_` also gets `_h` and a hash, so no two prefixes
+//! share a bucket or a stream.)
+//!
 //! | kind | on JetStream |
 //! |---|---|
 //! | store | a KV bucket `<PREFIX>_KV_<name>_<hash>` (`limit_markers` 1 s, `history` and `max_value_size` from the options) |
