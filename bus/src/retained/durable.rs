@@ -76,12 +76,7 @@ impl DurableOptions {
     /// 100 ms, and the subscriber skips those older than the age asked (the server's
     /// timestamp against the subscriber's clock) and is told `Lagged`, as on the bus.
     pub fn max_age(mut self, age: Duration) -> Self {
-        // Zero stays zero, refused when the options are used; below a millisecond is one.
-        self.max_age_ms = if age.is_zero() {
-            0
-        } else {
-            u64::try_from(age.as_millis()).unwrap_or(u64::MAX).max(1)
-        };
+        self.max_age_ms = super::max_age_ms(age);
         self
     }
 

@@ -108,6 +108,16 @@ pub use store::{
     Entry, MAX_HISTORY, Removal, Store, StoreEvent, StoreOptions, StoreStats, StoreWatch,
 };
 
+/// A max age (room, durable subscription) in whole milliseconds: zero stays zero (refused
+/// when the options are used), anything below a millisecond is one.
+pub(crate) fn max_age_ms(age: std::time::Duration) -> u64 {
+    if age.is_zero() {
+        0
+    } else {
+        u64::try_from(age.as_millis()).unwrap_or(u64::MAX).max(1)
+    }
+}
+
 /// Checks a key against the naming rule.
 pub(crate) fn check_key(key: &str) -> Result<(), StoreError> {
     ephemeral::validate_name(key).map_err(|source| StoreError::InvalidKey {

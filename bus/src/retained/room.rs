@@ -61,12 +61,7 @@ impl RoomOptions {
     /// for 100 ms, and joiners skip those older than the age asked (the server's timestamp
     /// against the joiner's clock), so what a joiner sees is what it would see on the bus.
     pub fn max_age(mut self, age: Duration) -> Self {
-        // Zero stays zero, refused when the options are used; below a millisecond is one.
-        self.max_age_ms = if age.is_zero() {
-            0
-        } else {
-            u64::try_from(age.as_millis()).unwrap_or(u64::MAX).max(1)
-        };
+        self.max_age_ms = super::max_age_ms(age);
         self
     }
 

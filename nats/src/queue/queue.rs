@@ -191,11 +191,7 @@ impl WorkQueue {
             subject_transform: transform,
             retention: RetentionPolicy::WorkQueue,
             duplicate_window: jetstream_duration(options.duplicate_window),
-            // 0: no limit, as an age JetStream cannot express.
-            max_age: options
-                .max_age
-                .filter(|age| *age <= MAX_JETSTREAM_DURATION)
-                .unwrap_or_default(),
+            max_age: options.max_age.map_or(Duration::ZERO, jetstream_age),
             storage: storage(options.storage),
             allow_direct: true,
             ..Default::default()
@@ -208,9 +204,7 @@ impl WorkQueue {
                 name: names.dead_stream.clone(),
                 subjects: vec![names.dead()],
                 retention: RetentionPolicy::Limits,
-                max_age: Some(options.dead_letter_max_age)
-                    .filter(|age| *age <= MAX_JETSTREAM_DURATION)
-                    .unwrap_or_default(),
+                max_age: jetstream_age(options.dead_letter_max_age),
                 // Dead letters are published with ids too; the server allows no window
                 // longer than the stream keeps messages.
                 duplicate_window: jetstream_duration(
@@ -812,9 +806,18 @@ impl fmt::Debug for WorkQueue {
 }
 
 /// The longest duration JetStream's configuration carries (nanoseconds in an `i64`).
-pub(crate) const MAX_JETSTREAM_DURATION: Duration = Duration::from_nanos(i64::MAX as u64);
+const MAX_JETSTREAM_DURATION: Duration = Duration::from_nanos(i64::MAX as u64);
 
 /// `duration`, clamped to what JetStream can carry.
 pub(crate) fn jetstream_duration(duration: Duration) -> Duration {
     duration.min(MAX_JETSTREAM_DURATION)
+}
+
+/// A stream's `max_age` for `age`: 0 (no limit) for an age JetStream cannot carry.
+fn jetstream_age(age: Duration) -> Duration {
+    if age <= MAX_JETSTREAM_DURATION {
+        age
+    } else {
+        Duration::ZERO
+    }
 }

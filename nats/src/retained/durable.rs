@@ -19,7 +19,7 @@ use futures::{FutureExt, Stream, StreamExt};
 
 use super::lock::Lock;
 use super::store::system_time;
-use super::{OrFail, bucket, fail, fnv, prefix_token, resource_name};
+use super::{OrFail, bucket, fail, fnv, resource_name};
 use crate::subject::{self, MESSAGES};
 use crate::{Nats, headers};
 
@@ -64,7 +64,7 @@ impl NatsDurable {
         let state = bucket(
             &js,
             jetstream::kv::Config {
-                bucket: format!("{}_DURABLES", prefix_token(nats.prefix())),
+                bucket: format!("{}_DURABLES", crate::subject::resource_token(nats.prefix())),
                 history: 1,
                 ..Default::default()
             },

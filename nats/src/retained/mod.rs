@@ -131,6 +131,25 @@ pub(crate) fn too_old(published: std::time::SystemTime, max_age: Option<Duration
     })
 }
 
+/// Checks that a value of `len` bytes with `headers` fits the server's `max_payload` now (it
+/// counts the headers too, and may be another server's than the one the store or room was
+/// opened on, after a reconnect): `ValueTooLarge` with the most that fits otherwise.
+pub(crate) fn check_payload(
+    nats: &Nats,
+    len: usize,
+    headers: &async_nats::HeaderMap,
+) -> Result<(), StoreError> {
+    let headers_len = crate::headers::wire_len(headers);
+    let max_payload = nats.max_payload();
+    if len + headers_len > max_payload {
+        return Err(StoreError::ValueTooLarge {
+            len,
+            max: max_payload.saturating_sub(headers_len),
+        });
+    }
+    Ok(())
+}
+
 /// A backend error from NATS while doing `op`.
 pub(crate) fn fail(op: &'static str) -> impl FnOnce(&dyn std::fmt::Display) -> StoreError {
     move |e| StoreError::Backend {
@@ -248,11 +267,6 @@ impl Drop for Heartbeat {
     }
 }
 
-/// The JetStream resource name part of the prefix (see `subject::resource_token`).
-pub(crate) fn prefix_token(prefix: &str) -> String {
-    crate::subject::resource_token(prefix)
-}
-
 /// A stable 64-bit FNV-1a hash (the same in every process and on every machine).
 pub(crate) fn fnv(text: &str) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
@@ -278,7 +292,7 @@ pub(crate) fn resource_name(prefix: &str, kind: &str, name: &str) -> String {
         .collect();
     format!(
         "{}_{kind}_{readable}_{:016x}",
-        prefix_token(prefix),
+        crate::subject::resource_token(prefix),
         fnv(name)
     )
 }
@@ -371,7 +385,7 @@ async fn beat(js: &jetstream::Context, subject: &str) -> Result<(), StoreError> 
 
 /// The bucket of owners' liveness keys (one per prefix), created if needed.
 async fn owners_bucket(js: &jetstream::Context, prefix: &str) -> Result<String, StoreError> {
-    let name = format!("{}_OWNERS", prefix_token(prefix));
+    let name = format!("{}_OWNERS", crate::subject::resource_token(prefix));
     bucket(
         js,
         jetstream::kv::Config {

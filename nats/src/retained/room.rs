@@ -141,16 +141,7 @@ impl RoomBackend for NatsRoom {
         async move {
             let mut headers = HeaderMap::new();
             headers.insert(SENDER, format!("{:016x}", self.nats.retained_id()).as_str());
-            // The server's max_payload counts the header too, and may be another server's
-            // than the one the room was opened on (a reconnect): checked here, typed.
-            let headers_len = crate::headers::wire_len(&headers);
-            let max_payload = self.nats.max_payload();
-            if payload.len() + headers_len > max_payload {
-                return Err(StoreError::ValueTooLarge {
-                    len: payload.len(),
-                    max: max_payload.saturating_sub(headers_len),
-                });
-            }
+            super::check_payload(&self.nats, payload.len(), &headers)?;
             let ack = self
                 .nats
                 .jetstream()

@@ -491,16 +491,7 @@ impl StoreBackend for NatsStore {
                 None
             };
             let headers = set_headers(ttl, SystemTime::now(), self.options.get_history(), owner);
-            // The server's max_payload counts the headers too, and may be another server's
-            // than the one the store was opened on (a reconnect): checked here, typed.
-            let headers_len = crate::headers::wire_len(&headers);
-            let max_payload = self.nats.max_payload();
-            if value.len() + headers_len > max_payload {
-                return Err(StoreError::ValueTooLarge {
-                    len: value.len(),
-                    max: max_payload.saturating_sub(headers_len),
-                });
-            }
+            super::check_payload(&self.nats, value.len(), &headers)?;
             let js = self.nats.jetstream();
             let publish = async {
                 js.publish_with_headers(self.subject(key), headers, Bytes::copy_from_slice(value))
