@@ -1,6 +1,6 @@
 //! The demo and the runnable examples of `ephemeral`.
 //!
-//! Run the demo with `cargo run --release -p ephemeral-examples --bin demo`, and an example
+//! Run the demo with `cargo run -p ephemeral-examples --bin demo`, and an example
 //! with `cargo run -p ephemeral-examples --bin <name>`. Nothing depends on this crate.
 
 #![forbid(unsafe_code)]

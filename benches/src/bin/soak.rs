@@ -1,6 +1,7 @@
 //! Soak test: a realistic mixed workload for a given time, then a report and the invariants.
 //!
-//! `cargo run --release -p ephemeral-benches --bin soak -- --duration 10m` (CI runs 1 minute).
+//! `cargo run --release -p ephemeral-benches --bin soak -- --duration 10m` (CI runs a debug
+//! build for 40 seconds).
 //! Items flow through a work coordinator and a keyed coordinator with injected errors, panics,
 //! explicit cancellations and cancel signals; a storm task raises bursts of signals; a held
 //! `maintenance.window` condition defers starts now and then; a bus peer process is killed

@@ -6,10 +6,10 @@
 //! live progress; piped, it prints log lines. It finishes by itself and ends with a summary.
 //!
 //! ```text
-//! cargo run --release -p ephemeral-examples --bin demo
-//! cargo run --release -p ephemeral-examples --bin demo -- --items 200 --failure-rate 0.2 --seed 7
-//! cargo run --release -p ephemeral-examples --bin demo -- --bus demo   # then: ephemeral top --bus demo
-//! RUST_LOG=ephemeral=debug cargo run --release -p ephemeral-examples --bin demo -- --plain
+//! cargo run -p ephemeral-examples --bin demo
+//! cargo run -p ephemeral-examples --bin demo -- --items 200 --failure-rate 0.2 --seed 7
+//! cargo run -p ephemeral-examples --bin demo -- --bus demo   # then: ephemeral top --bus demo
+//! RUST_LOG=ephemeral=debug cargo run -p ephemeral-examples --bin demo -- --plain
 //! ```
 
 use std::io::{self, IsTerminal};
