@@ -107,11 +107,30 @@ impl Pattern {
             .any(|alt| !matches!(alt, Alternative::Exact(_)))
     }
 
-    /// Whether this pattern can match nothing at all (it has no non-empty alternative).
+    /// Whether this pattern can match no [`Name`](crate::Name) at all: it has no non-empty
+    /// alternative (`""`, `" , "`), or each alternative holds, outside its wildcards, a
+    /// character no name may hold (whitespace or a control character: `"a b"`). Durable
+    /// subscriptions refuse such a pattern, on the bus and over NATS alike.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ephemeral::Pattern;
+    ///
+    /// assert!(Pattern::new(" , ").is_empty());
+    /// assert!(Pattern::new("a b,c\td.*").is_empty());
+    /// assert!(!Pattern::new("a b,error.*").is_empty());
+    /// ```
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.alternatives.is_empty()
+        self.alternatives.iter().all(Alternative::matches_no_name)
     }
+}
+
+/// What no name may hold (see [`validate`](crate::name::validate)) and a pattern may spell
+/// out literally.
+fn never_in_a_name(c: char) -> bool {
+    c.is_whitespace() || c.is_control()
 }
 
 fn compile_alternative(alt: &str) -> Alternative {
@@ -155,6 +174,16 @@ fn compile_alternative(alt: &str) -> Alternative {
 }
 
 impl Alternative {
+    /// Whether no valid name can match this alternative (a literal character names never hold).
+    fn matches_no_name(&self) -> bool {
+        match self {
+            Self::Exact(literal) | Self::Prefix(literal) => literal.chars().any(never_in_a_name),
+            Self::General(tokens) => tokens
+                .iter()
+                .any(|t| matches!(t, Token::Char(c) if never_in_a_name(*c))),
+        }
+    }
+
     fn matches(&self, name: &str) -> bool {
         match self {
             Alternative::Exact(exact) => &**exact == name,
@@ -336,6 +365,14 @@ mod tests {
         assert!(!Pattern::new("").matches("a"));
         assert!(Pattern::new("").is_empty());
         assert!(!Pattern::new(",,").matches("a"));
+        assert!(Pattern::new(",,").is_empty());
+        // Literal whitespace or control characters: no name can hold them.
+        for nothing in ["a b", "a b.*", "*.x\ty", "a\u{7}?", "a b,c d"] {
+            assert!(Pattern::new(nothing).is_empty(), "{nothing:?}");
+        }
+        for something in ["a", "a b,c", "*", "?.x", "a.+"] {
+            assert!(!Pattern::new(something).is_empty(), "{something:?}");
+        }
     }
 
     #[test]

@@ -55,9 +55,9 @@ pub enum StoreError {
     )]
     ZeroMaxAge,
     /// A durable subscription's pattern matches no topic: it is empty, or every alternative
-    /// is blank.
+    /// is blank or holds a character no name may (see [`Pattern::is_empty`](ephemeral::Pattern::is_empty)).
     #[error(
-        "pattern `{pattern}` matches no topic (it is empty, or every alternative is blank): give a pattern such as `orders.*`"
+        "pattern `{pattern}` matches no topic (it is empty, or every alternative is blank or holds whitespace or a control character): give a pattern such as `orders.*`"
     )]
     EmptyPattern {
         /// The pattern given.

@@ -9,11 +9,12 @@ use super::room::{OLDER, SHORT_AGE};
 use super::{Backend, next, unique};
 use crate::retained::{DurableOptions, StoreError};
 
-/// Bad input is refused alike (an empty or blank pattern, a zero max age); a max age below
+/// Bad input is refused alike (an empty or blank pattern, or one whose every alternative
+/// holds whitespace, so matches no name; a zero max age); a max age below
 /// NATS's 100 ms stream floor is accepted and keeps its meaning: a message older than it is
 /// dropped, and the subscriber told `Lagged`.
 pub(crate) async fn bad_input_and_short_max_age<B: Backend>(b: B) {
-    for pattern in ["", "  ", " , "] {
+    for pattern in ["", "  ", " , ", "a b", "orders new.*, x\ty"] {
         let refused = b
             .subscribe_durable_with(pattern, &unique("conf.empty"), DurableOptions::default())
             .await;
