@@ -508,3 +508,35 @@ async fn top_in_a_terminal_shows_the_publisher_reacts_to_keys_and_quits_on_q() {
     top.press("q");
     assert_eq!(top.exit_code().await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn top_in_a_terminal_stopped_by_sigterm_gives_the_terminal_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _service = service(tmp.path()).await;
+    let mut top = Pty::spawn(tmp.path(), &["top", "--bus", "svc"], 30, 140);
+    top.line("the payments row", |l| {
+        l.contains("payments") && l.contains("keyed")
+    })
+    .await;
+    assert!(
+        top.screen.lock().unwrap().screen().alternate_screen(),
+        "the full-screen view runs on the alternate screen"
+    );
+    let pid = top.child.process_id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    assert_eq!(top.exit_code().await, 0);
+    // The reader thread may still be feeding the last bytes to the emulator.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while top.screen.lock().unwrap().screen().alternate_screen() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "top exited on SIGTERM without leaving the alternate screen:\n{}",
+            top.contents()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -52,7 +52,7 @@ async fn follow<T>(
     render: impl Fn(&T, bool) -> String,
 ) -> Result<(), Failure> {
     use futures::StreamExt;
-    let stop = interrupted();
+    let stop = crate::commands::interrupted();
     tokio::pin!(stop);
     let mut shown = 0;
     while count.is_none_or(|c| shown < c) {
@@ -74,19 +74,6 @@ async fn follow<T>(
         }
     }
     Ok(())
-}
-
-/// Resolves when the process is asked to stop (Ctrl-C / SIGINT, or SIGTERM).
-async fn interrupted() {
-    use tokio::signal::unix::{SignalKind, signal};
-    if let Ok(mut term) = signal(SignalKind::terminate()) {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    } else {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 /// RFC 3339 with milliseconds, UTC (the `--json` form of a time).

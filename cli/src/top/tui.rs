@@ -324,7 +324,8 @@ fn draw_operations(frame: &mut Frame<'_>, area: Rect, selected: Option<&StateFra
     frame.render_widget(table, area);
 }
 
-/// Runs the view until `q`.
+/// Runs the view until `q`, Ctrl-C, SIGINT or SIGTERM; the terminal is given back (raw mode
+/// off, the main screen restored) however it ends.
 pub(crate) async fn run<T: StateTransport>(
     source: &super::Source,
     watcher: StateWatcher<T>,
@@ -353,11 +354,16 @@ async fn event_loop<T: StateTransport>(
     let mut events = EventStream::new();
     let mut tick = tokio::time::interval(args.interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // In raw mode Ctrl-C arrives as a key; SIGTERM (and a SIGINT sent from elsewhere) would
+    // otherwise end the process with the terminal still raw and on the alternate screen.
+    let stop = crate::commands::interrupted();
+    tokio::pin!(stop);
     loop {
         terminal
             .draw(|f| app.draw(f))
             .map_err(|e| Failure::new(IO, format!("cannot draw: {e}")))?;
         tokio::select! {
+            () = &mut stop => return Ok(()),
             event = events.next() => match event {
                 Some(Ok(Event::Key(key))) if key.kind == KeyEventKind::Press => {
                     match app.key(key) {
