@@ -239,3 +239,52 @@ async fn the_servers_max_payload_bounds_values_with_their_headers() {
         "{error:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_restarted_with_a_smaller_max_payload_bounds_sets_by_its_own() {
+    let conf_dir = tempfile::tempdir().expect("a temporary directory");
+    let conf = conf_dir.path().join("nats.conf");
+    std::fs::write(&conf, "max_payload: 1048576\n").expect("write the config");
+    let conf_arg = conf.to_str().expect("a UTF-8 path");
+    let mut server = NatsServer::start_with(&["-c", conf_arg]).await;
+    let nats = Nats::connect(&server.url()).await.expect("connect");
+    let store = nats
+        .store("shrunk", StoreOptions::default())
+        .await
+        .expect("open a store");
+    assert_eq!(store.options().get_max_value_size(), 1024 * 1024 - 134);
+    // The same server, restarted with a 64 KiB limit: the store, opened for 1 MiB, keeps
+    // working, and a value is checked against the limit of the server it is sent to.
+    std::fs::write(&conf, "max_payload: 65536\n").expect("rewrite the config");
+    server.restart().await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while nats.max_payload() != 65536 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the client never saw the new server's limit (still {})",
+            nats.max_payload()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let error = store
+        .set("k", vec![1u8; 100_000], Duration::from_secs(60))
+        .await
+        .expect_err("larger than the new server takes");
+    let StoreError::ValueTooLarge { len, max } = error else {
+        panic!("{error:?}");
+    };
+    assert_eq!(len, 100_000);
+    assert!(
+        (65536 - 200..65536).contains(&max),
+        "the new limit less this set's headers: {max}"
+    );
+    store
+        .set("k", vec![1u8; max], Duration::from_secs(60))
+        .await
+        .expect("the most that fits now");
+    assert_eq!(
+        store.get("k").await.expect("get").map(|v| v.len()),
+        Some(max),
+        "stored whole"
+    );
+}
