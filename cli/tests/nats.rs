@@ -78,7 +78,9 @@ async fn watch_and_raise_over_nats_reach_bridged_sinks() {
     .await;
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.contains(&format!("raised error.net on NATS {url}")),
+        stdout.contains(&format!(
+            "raised error.net on NATS {url} (prefix `ephemeral`)"
+        )),
         "{stdout}"
     );
     eventually("the raise in the bridged sink", || {

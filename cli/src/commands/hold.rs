@@ -25,7 +25,7 @@ pub(crate) async fn hold(
     status(&format!(
         "holding {} on {} ({}); lease {}; Ctrl-C to release",
         signal.name,
-        conn.label(),
+        conn.destination(),
         reached_text(reached),
         humantime::format_duration(lease)
     ));

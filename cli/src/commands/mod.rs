@@ -127,6 +127,15 @@ impl Conn {
         }
     }
 
+    /// Where a one-shot command sent something: the bus by name, or the NATS server with
+    /// the subject prefix (two applications on one server differ only by it).
+    pub(crate) fn destination(&self) -> String {
+        match self {
+            Conn::Bus(_) => self.label(),
+            Conn::Nats(_) => self.location(),
+        }
+    }
+
     /// The label with where it is: the bus directory, or the NATS subject prefix.
     pub(crate) fn location(&self) -> String {
         match self {

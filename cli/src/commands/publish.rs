@@ -23,7 +23,7 @@ pub(crate) async fn publish(
     conn.flush().await;
     println!(
         "published {topic} on {} ({})",
-        conn.label(),
+        conn.destination(),
         reached_text(reached)
     );
     Ok(())

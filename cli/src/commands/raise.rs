@@ -30,7 +30,7 @@ pub(crate) async fn raise(
     println!(
         "raised {} on {} ({})",
         signal.name,
-        conn.label(),
+        conn.destination(),
         reached_text(reached)
     );
     Ok(())
