@@ -133,6 +133,66 @@ async fn kv_and_room_refuse_bad_input() {
     assert!(err.contains("larger than the maximum"), "{err}");
 }
 
+/// A one-shot `kv set` waits until the bus's other processes have read its change notice
+/// before it exits (as `kv del` and `room send` do): without that, a `kv watch` elsewhere saw
+/// the change only at its once-a-second re-read, and a value with a short time to live
+/// expired unseen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_set_reaches_watchers_before_a_short_ttl_runs_out() {
+    let dir = tempdir();
+    let _bus = bus(dir.path(), "kvn").await;
+    let (mut watcher, _stderr) = spawn_ready(
+        dir.path(),
+        &[
+            "kv", "--bus", "kvn", "watch", "brief.*", "--count", "6", "--json",
+        ],
+        "watching",
+    )
+    .await;
+    // Well under the watcher's one-second re-read, well over what a notice takes.
+    for n in 0..3 {
+        let key = format!("brief.{n}");
+        let (code, _, err) = run(
+            dir.path(),
+            &["kv", "--bus", "kvn", "set", &key, "v", "--ttl", "700ms"],
+        )
+        .await;
+        assert_eq!(code, 0, "{err}");
+        tokio::time::sleep(Duration::from_millis(800)).await;
+    }
+    let mut out = String::new();
+    let mut stdout = watcher.stdout.take().expect("stdout");
+    tokio::time::timeout(common::PATIENCE, stdout.read_to_string(&mut out))
+        .await
+        .expect("watch --count 6 exits")
+        .expect("read");
+    let kinds: Vec<String> = out
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json line");
+            format!(
+                "{} {}",
+                v["kind"].as_str().unwrap_or("?"),
+                v["key"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "set brief.0",
+            "expired brief.0",
+            "set brief.1",
+            "expired brief.1",
+            "set brief.2",
+            "expired brief.2"
+        ],
+        "{out}"
+    );
+
+    assert_eq!(watcher.wait().await.expect("wait").code(), Some(0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kv_watch_prints_changes_made_elsewhere() {
     let dir = tempdir();

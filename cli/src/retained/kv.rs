@@ -98,6 +98,7 @@ pub(crate) async fn kv(args: KvArgs) -> Result<(), Failure> {
         KvCommand::Set { key, value, ttl } => {
             let value = payload_bytes(&value)?;
             let revision = store.set(&key, value, ttl).await?;
+            place.flush().await;
             eprintln!(
                 "set `{key}` in store `{}` (revision {revision})",
                 args.store
@@ -106,6 +107,7 @@ pub(crate) async fn kv(args: KvArgs) -> Result<(), Failure> {
         }
         KvCommand::Del { key } => {
             if store.delete(&key).await? {
+                place.flush().await;
                 eprintln!("deleted `{key}` from store `{}`", args.store);
                 Ok(())
             } else {

@@ -141,6 +141,14 @@ impl Place {
         }
     }
 
+    /// Waits until what this process sent has been read: on a bus, the change notices a
+    /// `set`, `delete` or `send` rang (without them, a watcher or member of another process
+    /// sees the change only at its once-a-second re-read, and a short time to live may run
+    /// out first); on NATS, the client's buffer.
+    async fn flush(&self) {
+        self.conn.flush().await;
+    }
+
     /// `bus `name`` or `NATS `url``, for messages.
     fn describe(&self) -> String {
         match &self.conn {

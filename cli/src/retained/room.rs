@@ -50,6 +50,7 @@ pub(crate) async fn room(args: RoomArgs) -> Result<(), Failure> {
             let message = payload_bytes(&message)?;
             let room_handle = place.room(&room).await?;
             let seq = room_handle.send(message).await?;
+            place.flush().await;
             eprintln!("sent to room `{room}` (#{seq})");
             Ok(())
         }
