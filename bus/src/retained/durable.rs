@@ -201,7 +201,8 @@ impl DurableMessage {
 /// row the stream ends, logged as a `tracing` error — never silently. Attaching again
 /// resumes from the last acknowledgement. A caught-up subscription also reads the database
 /// again every second without a notice, so a publisher that exits right after publishing
-/// delays its message by up to a second, never loses it.
+/// delays its message by up to a second, never loses it ([`Bus::flush`](crate::Bus::flush)
+/// before exiting sends the notice on its way).
 ///
 /// # Examples
 ///

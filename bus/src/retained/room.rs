@@ -254,7 +254,8 @@ impl fmt::Debug for Room {
 /// database's message — never silently. A joiner that has caught up is woken by a notice
 /// from each sender, and reads the database again every second even without one: a sender
 /// that exits (or dies) right after `send` returned may take its notice with it, which
-/// delays the message by up to a second but never loses it.
+/// delays the message by up to a second but never loses it ([`Bus::flush`](crate::Bus::flush)
+/// before exiting sends the notice on its way).
 #[must_use = "a joined room does nothing unless polled"]
 pub struct RoomJoin {
     room: Name,

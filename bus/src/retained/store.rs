@@ -508,7 +508,8 @@ impl fmt::Debug for Store {
 /// with a growing pause and logged as a `tracing` warning; after 8 failures in a row the
 /// watch ends, logged as a `tracing` error — never silently. A caught-up watch also reads
 /// the store's log again every second without a notice, so a writer that exits right after
-/// its `set` delays the change by up to a second, never loses it.
+/// its `set` delays the change by up to a second, never loses it ([`Bus::flush`](crate::Bus::flush)
+/// before exiting sends the notice on its way).
 #[must_use = "a watch does nothing unless polled"]
 pub struct StoreWatch {
     pattern: Pattern,
