@@ -148,7 +148,23 @@ async fn signals_of_an_operation_and_retract() {
     assert!(sink.is_empty());
     // Retracting raises nothing.
     assert!(!sink.has_signal("sink.cleared"));
-    assert_eq!(sink.stats().retracted, 3);
+
+    // A name, not a pattern: `retract` never clears by pattern (that is `clear_matching`,
+    // which says so with `sink.cleared`), as an operation's `retract` never did.
+    for name in ["error.db", "error.net", "a", "b"] {
+        sink.raise_with(Signal::build(name).unwrap().key("k"))
+            .unwrap();
+    }
+    for pattern in ["error.*", "*", "a,b", "error.+", "?"] {
+        assert_eq!(sink.retract(pattern), 0, "{pattern}");
+        assert_eq!(sink.retract_key(pattern, "k"), 0, "{pattern}");
+    }
+    assert_eq!(sink.len(), 4);
+    assert!(!sink.has_signal("sink.cleared"));
+    assert_eq!(sink.retract_key("error.db", "k"), 1);
+    assert_eq!(sink.retract("a"), 1);
+    assert_eq!(sink.count("*"), 2);
+    assert_eq!(sink.stats().retracted, 5);
 }
 
 #[tokio::test(start_paused = true)]

@@ -297,15 +297,42 @@ impl SignalSink {
         self.len() == 0
     }
 
-    /// Retracts every live raised signal named `name` (holds are released by their guards).
-    /// Returns how many were removed. Retracting raises nothing.
+    /// Retracts every live raised signal named exactly `name` (holds are released by their
+    /// guards). Returns how many were removed; a string that is not a valid name (a pattern
+    /// such as `error.*`, say) names no signal and removes none: use
+    /// [`clear_matching`](Self::clear_matching) to remove by pattern. Retracting raises
+    /// nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ephemeral::SignalSink;
+    ///
+    /// let sink = SignalSink::default();
+    /// sink.raise("error.db")?;
+    /// sink.raise("error.net")?;
+    /// assert_eq!(sink.retract("error.*"), 0); // a pattern, not a name
+    /// assert_eq!(sink.retract("error.db"), 1);
+    /// assert_eq!(sink.count("error.*"), 1);
+    /// # Ok::<(), ephemeral::RaiseError>(())
+    /// ```
     pub fn retract(&self, name: &str) -> usize {
-        self.remove(name, Removal::Retracted, |_| true)
+        self.remove_named(name, |_| true)
     }
 
-    /// Retracts the live raised signals named `name` carrying `key`.
+    /// Retracts the live raised signals named exactly `name` carrying `key` (as
+    /// [`retract`](Self::retract): a pattern removes none).
     pub fn retract_key(&self, name: &str, key: &str) -> usize {
-        self.remove(name, Removal::Retracted, |s| s.key() == Some(key))
+        self.remove_named(name, |s| s.key() == Some(key))
+    }
+
+    /// Retracts the live raised signals named `name` that `select` picks; none for a string
+    /// that is not a valid name. A valid name holds no wildcard, so the lookup is exact.
+    fn remove_named(&self, name: &str, select: impl Fn(&Signal) -> bool) -> usize {
+        if crate::name::validate(name).is_err() {
+            return 0;
+        }
+        self.remove(name, Removal::Retracted, select)
     }
 
     /// Retracts the live raised signals of operation `id`.
