@@ -350,3 +350,19 @@ fn outside_a_runtime_is_a_typed_error() {
     .unwrap_err();
     assert_eq!(err, BatchConfigError::NoRuntime);
 }
+
+/// An item that is not `Debug`, as a user's item may be.
+struct Opaque;
+
+fn is_error<E: std::error::Error + Send + Sync + 'static>(_: &E) {}
+
+#[test]
+fn the_errors_giving_an_item_back_are_errors_whatever_the_item() {
+    // `batcher.push(x).await?` into `Box<dyn Error>` needs `Error`, which needs `Debug`.
+    is_error(&ephemeral_atoms::batch::BatchClosed(Opaque));
+    is_error(&ephemeral_atoms::batch::TryPushError::Full(Opaque));
+    assert_eq!(
+        format!("{:?}", ephemeral_atoms::batch::BatchClosed(Opaque)),
+        "BatchClosed(..)"
+    );
+}

@@ -264,3 +264,17 @@ fn a_reader_with_nothing_yields_once_then_parks_and_the_next_push_wakes_it() {
     assert_eq!(woken(), 4);
     assert_eq!(cursor.poll_recv(&mut cx), Poll::Ready(None));
 }
+
+/// A value that is not `Debug`, as a user's item may be.
+struct Opaque;
+
+fn is_error<E: std::error::Error + Send + Sync + 'static>(_: &E) {}
+
+#[test]
+fn the_errors_giving_a_value_back_are_errors_whatever_the_value() {
+    // `?` into `Box<dyn Error>` needs `Error`, which needs `Debug`: not of the value.
+    is_error(&PushError::Closed(Opaque));
+    is_error(&TryPushError::Full(Opaque));
+    assert_eq!(format!("{:?}", PushError::TimedOut(Opaque)), "TimedOut(..)");
+    assert_eq!(format!("{:?}", TryPushError::Closed(Opaque)), "Closed(..)");
+}

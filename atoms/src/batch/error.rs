@@ -33,12 +33,22 @@ pub enum BatchConfigError {
 }
 
 /// The item given back by a push to a closed batcher.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// An error for any item type: its `Debug` does not show the item.
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the batcher is closed: the item was not accepted and is returned")]
 pub struct BatchClosed<T>(pub T);
 
+impl<T> fmt::Debug for BatchClosed<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BatchClosed(..)")
+    }
+}
+
 /// Why [`Batcher::try_push`](super::Batcher::try_push) gave the item back.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// An error for any item type: its `Debug` does not show the item.
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TryPushError<T> {
     /// The buffer is full: try again later, or use `push(..).await`.
     #[error("the batcher's buffer is full: wait with push(..).await or retry later")]
@@ -46,6 +56,15 @@ pub enum TryPushError<T> {
     /// The batcher is closed.
     #[error("the batcher is closed: the item was not accepted and is returned")]
     Closed(T),
+}
+
+impl<T> fmt::Debug for TryPushError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Full(_) => "Full(..)",
+            Self::Closed(_) => "Closed(..)",
+        })
+    }
 }
 
 impl<T> TryPushError<T> {

@@ -1,7 +1,11 @@
 //! What a send or a read of a [`Ring`](super::Ring) can fail with, and what a ring reports.
 
+use std::fmt;
+
 /// Why a send did not buffer its value; the value is given back.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// An error for any value type: its `Debug` does not show the value.
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PushError<T> {
     /// The ring is closed: the reader went away or its source closed it.
     #[error("the receiver is closed: it takes no more values")]
@@ -11,6 +15,15 @@ pub enum PushError<T> {
         "the receiver's buffer stayed full until the send's deadline: read faster, give it a bigger buffer or a longer deadline"
     )]
     TimedOut(T),
+}
+
+impl<T> fmt::Debug for PushError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Closed(_) => "Closed(..)",
+            Self::TimedOut(_) => "TimedOut(..)",
+        })
+    }
 }
 
 impl<T> PushError<T> {
@@ -23,7 +36,9 @@ impl<T> PushError<T> {
 }
 
 /// Why [`Ring::try_push`](super::Ring::try_push) did not buffer its value; the value is given back.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// An error for any value type: its `Debug` does not show the value.
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TryPushError<T> {
     /// The ring is closed.
     #[error("the receiver is closed: it takes no more values")]
@@ -32,6 +47,15 @@ pub enum TryPushError<T> {
     /// with [`Ring::push`](super::Ring::push) to wait for room.
     #[error("the receiver's buffer is full: wait for room with `push`")]
     Full(T),
+}
+
+impl<T> fmt::Debug for TryPushError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Closed(_) => "Closed(..)",
+            Self::Full(_) => "Full(..)",
+        })
+    }
 }
 
 impl<T> TryPushError<T> {
