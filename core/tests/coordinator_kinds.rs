@@ -368,6 +368,14 @@ async fn bad_lanes_are_typed_errors() {
     );
     let err = make(vec![Lane::new("", 0)]).unwrap_err().to_string();
     assert!(err.contains("empty"), "{err}");
+    // A lane that could hold no item would refuse every one.
+    assert_eq!(
+        make(vec![Lane::new("a", 1), Lane::new("lo", 0).max_depth(0)]),
+        Err(CoordinatorError::Lanes(LaneError::ZeroDepth(Arc::from(
+            "lo"
+        ))))
+    );
+    assert_eq!(make(vec![Lane::new("lo", 0).max_depth(1)]), Ok(()));
 }
 
 #[tokio::test(start_paused = true)]

@@ -139,6 +139,11 @@ pub enum LaneError {
     /// Two lanes had this name.
     #[error("lane name `{0}` is used twice: lane names must be distinct")]
     DuplicateName(Arc<str>),
+    /// This lane's `max_depth` was zero: it would refuse every item.
+    #[error(
+        "lane `{0}` has a max_depth of 0, so it would refuse every item: give it at least 1, or leave max_depth unset for no limit"
+    )]
+    ZeroDepth(Arc<str>),
 }
 
 /// Why `pin` failed.

@@ -41,7 +41,8 @@ impl Lane {
         }
     }
 
-    /// At most `depth` items wait in this lane; more are refused with a reason.
+    /// At most `depth` items wait in this lane; more are refused with a reason. Zero is
+    /// refused when the coordinator is built ([`LaneError::ZeroDepth`](crate::LaneError::ZeroDepth)).
     pub fn max_depth(mut self, depth: usize) -> Self {
         self.max_depth = Some(depth);
         self

@@ -112,6 +112,9 @@ impl<T: Send + 'static> PriorityWorkCoordinator<T> {
             if name.is_empty() {
                 return Err(LaneError::EmptyName.into());
             }
+            if lanes[i].max_depth == Some(0) {
+                return Err(LaneError::ZeroDepth(name.clone()).into());
+            }
             if names[..i].contains(name) {
                 return Err(LaneError::DuplicateName(name.clone()).into());
             }
