@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
-use ephemeral::{Buffer, Lagged, Name, Overflow, Pattern};
+use ephemeral::{Buffer, HeaderValue, Lagged, Name, Overflow, Pattern};
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -341,6 +341,7 @@ impl Bus {
                 max,
             });
         }
+        check_headers(&outgoing.headers)?;
         let message = Message {
             route: None,
             topic: outgoing.topic,
@@ -643,4 +644,37 @@ impl Drop for CallbackTask {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Checks that `headers` fit a bus frame (see [`BusError::HeadersTooLarge`]).
+fn check_headers(headers: &[(Arc<str>, HeaderValue)]) -> Result<(), BusError> {
+    let over =
+        |what: String, len: usize, max: usize| Err(BusError::HeadersTooLarge { what, len, max });
+    if headers.len() > crate::MAX_HEADERS {
+        return over(
+            "the number of headers".to_owned(),
+            headers.len(),
+            crate::MAX_HEADERS,
+        );
+    }
+    for (key, value) in headers {
+        if key.len() > crate::MAX_HEADER_KEY {
+            let shown: String = key.chars().take(16).collect();
+            return over(
+                format!("the length of header key `{shown}…`"),
+                key.len(),
+                crate::MAX_HEADER_KEY,
+            );
+        }
+        if let HeaderValue::Str(text) = value
+            && text.len() > crate::MAX_HEADER_STR
+        {
+            return over(
+                format!("the length of string header `{key}`"),
+                text.len(),
+                crate::MAX_HEADER_STR,
+            );
+        }
+    }
+    Ok(())
 }

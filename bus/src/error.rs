@@ -63,6 +63,22 @@ pub enum BusError {
         /// The maximum ([`BusOptions::max_payload`](crate::BusOptions::max_payload)).
         max: usize,
     },
+    /// A message's headers do not fit a bus frame, which carries at most
+    /// [`MAX_HEADERS`](crate::MAX_HEADERS) headers, keys of at most
+    /// [`MAX_HEADER_KEY`](crate::MAX_HEADER_KEY) bytes and string values of at most
+    /// [`MAX_HEADER_STR`](crate::MAX_HEADER_STR) bytes; nothing was sent.
+    #[error(
+        "{what} is {len}, more than a bus frame carries ({max}): send fewer or shorter headers, or put the data in the payload"
+    )]
+    HeadersTooLarge {
+        /// What was over its limit: `"the number of headers"`, `"the length of header key
+        /// `k`"` or `"the length of string header `k`"`.
+        what: String,
+        /// Its size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// Nobody serves the topic of a request.
     #[error("no peer serves `{topic}`: start a server with Bus::serve first")]
     NoServer {

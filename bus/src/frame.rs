@@ -545,10 +545,11 @@ fn put_message_body(m: &MessageRef<'_>, out: &mut impl FrameBuf) {
         }
     }
     put_short(m.topic.as_bytes(), out);
-    let headers = &m.headers[..m.headers.len().min(255)];
+    // `Bus::build` refuses what is over these limits; the cuts only keep a frame well formed.
+    let headers = &m.headers[..m.headers.len().min(crate::MAX_HEADERS)];
     out.put_u8(headers.len() as u8);
     for (key, value) in headers {
-        put_short(cut(key, 255).as_bytes(), out);
+        put_short(cut(key, crate::MAX_HEADER_KEY).as_bytes(), out);
         match value {
             HeaderValue::Bool(b) => {
                 out.put_u8(0);
@@ -564,7 +565,7 @@ fn put_message_body(m: &MessageRef<'_>, out: &mut impl FrameBuf) {
             }
             HeaderValue::Str(s) => {
                 out.put_u8(3);
-                put_long16(cut(s, usize::from(u16::MAX)).as_bytes(), out);
+                put_long16(cut(s, crate::MAX_HEADER_STR).as_bytes(), out);
             }
         }
     }

@@ -156,6 +156,13 @@ mod sync;
 mod topics;
 mod transport;
 
+/// The most headers a bus message carries ([`BusError::HeadersTooLarge`] beyond).
+pub const MAX_HEADERS: usize = 255;
+/// The longest header key a bus message carries, in bytes.
+pub const MAX_HEADER_KEY: usize = 255;
+/// The longest string header value a bus message carries, in bytes.
+pub const MAX_HEADER_STR: usize = u16::MAX as usize;
+
 pub use bridge::{
     BRIDGE_HEADERS, BRIDGE_ID_HEADER, Bridge, BridgeOptions, Bridged, HOLD_HEADER, HOPS_HEADER,
     KEY_HEADER, ORIGIN_HEADER, REFRESH_HEADER, RELEASE_HEADER, SEQ_HEADER, VIA_HEADER,

@@ -94,7 +94,10 @@ impl Outgoing {
         self
     }
 
-    /// Adds a scalar header (on the bus, keys longer than 255 bytes are cut).
+    /// Adds a scalar header. A bus message carries at most [`MAX_HEADERS`](crate::MAX_HEADERS)
+    /// headers, keys of up to [`MAX_HEADER_KEY`](crate::MAX_HEADER_KEY) bytes and string values
+    /// of up to [`MAX_HEADER_STR`](crate::MAX_HEADER_STR) bytes; publishing more is
+    /// [`BusError::HeadersTooLarge`](crate::BusError::HeadersTooLarge), nothing is cut.
     pub fn header(mut self, key: &str, value: impl Into<HeaderValue>) -> Self {
         self.headers.push((Arc::from(key), value.into()));
         self

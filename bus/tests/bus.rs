@@ -154,6 +154,62 @@ async fn payload_limit_is_a_typed_error() {
     ));
 }
 
+/// What a frame carries arrives whole in another process's handle; what it cannot carry is
+/// refused when published, never cut on the way (the publishing handle's own subscribers
+/// used to get it whole while the others got it cut).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_at_the_frame_limits_arrive_whole_and_beyond_them_are_refused() {
+    use ephemeral_bus::{MAX_HEADER_KEY, MAX_HEADER_STR, MAX_HEADERS};
+    let tmp = tempfile::tempdir().unwrap();
+    let a = open(tmp.path(), "t").await;
+    let b = open(tmp.path(), "t").await;
+    let mut sub = b.subscribe("h.*").await.unwrap();
+    let long_key = "k".repeat(MAX_HEADER_KEY);
+    let long_text = "s".repeat(MAX_HEADER_STR);
+    let mut out = Outgoing::new("h.max")
+        .unwrap()
+        .header(&long_key, 1)
+        .header("text", long_text.as_str());
+    for i in 2..MAX_HEADERS {
+        out = out.header(&format!("n{i}"), i as i64);
+    }
+    a.publish_with(out).await.expect("at every limit");
+    let got = next(&mut sub).await.unwrap();
+    assert_eq!(got.headers().len(), MAX_HEADERS);
+    assert_eq!(got.header(&long_key).unwrap().to_string(), "1");
+    assert_eq!(got.header("text").unwrap().to_string(), long_text);
+
+    let over = [
+        Outgoing::new("h.key")
+            .unwrap()
+            .header(&"k".repeat(MAX_HEADER_KEY + 1), 1),
+        Outgoing::new("h.text")
+            .unwrap()
+            .header("text", "s".repeat(MAX_HEADER_STR + 1).as_str()),
+        (0..=MAX_HEADERS).fold(Outgoing::new("h.many").unwrap(), |o, i| {
+            o.header(&format!("n{i}"), 0)
+        }),
+    ];
+    for (out, (len, max)) in over.into_iter().zip([
+        (MAX_HEADER_KEY + 1, MAX_HEADER_KEY),
+        (MAX_HEADER_STR + 1, MAX_HEADER_STR),
+        (MAX_HEADERS + 1, MAX_HEADERS),
+    ]) {
+        let err = a.publish_with(out).await.unwrap_err();
+        assert!(
+            matches!(&err, BusError::HeadersTooLarge { len: l, max: m, .. } if *l == len && *m == max),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("fewer or shorter headers"),
+            "{err}"
+        );
+    }
+    // Nothing of the refused ones arrived.
+    a.publish("h.end", b"").await.unwrap();
+    assert_eq!(next(&mut sub).await.unwrap().topic(), "h.end");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drop_oldest_subscriber_reports_lag_and_keeps_newest() {
     let tmp = tempfile::tempdir().unwrap();

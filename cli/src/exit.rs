@@ -67,7 +67,8 @@ impl From<BusError> for Failure {
             BusError::Name(_)
             | BusError::BusName(_)
             | BusError::PathTooLong { .. }
-            | BusError::PayloadTooLarge { .. } => USAGE,
+            | BusError::PayloadTooLarge { .. }
+            | BusError::HeadersTooLarge { .. } => USAGE,
             BusError::NotOwner { .. } | BusError::Permissions { .. } => REFUSED,
             BusError::Io { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => {
                 REFUSED
