@@ -28,6 +28,7 @@ impl<T> fmt::Display for ChannelClosed<T> {
 impl<T> std::error::Error for ChannelClosed<T> {}
 
 /// Why a send failed. Every variant gives the message back, so nothing is lost silently.
+#[non_exhaustive]
 pub enum SendError<T> {
     /// The channel was closed (explicitly, or its last handle was dropped).
     Closed(ChannelClosed<T>),

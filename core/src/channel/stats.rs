@@ -20,6 +20,7 @@ pub enum ChannelState {
 /// `sent = delivered + dropped + expired + buffered` while it is subscribed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub struct DeliveryStats {
     /// The subscriber's id (also in [`DeliveryError`](super::DeliveryError)).
     pub subscriber: u64,
@@ -43,6 +44,7 @@ pub struct DeliveryStats {
 /// subscriber's [`DeliveryStats`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub struct ChannelStats {
     /// Open or closed.
     pub state: ChannelState,

@@ -11,6 +11,7 @@ use super::snapshot::OperationSnapshot;
 /// What happens to an item whose deferrals add up to
 /// [`max_defer`](EphemeralOptions::max_defer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum DeferPolicy {
     /// Start it anyway (the default): defer rules and admission hooks' `Defer` no longer
     /// hold it back (a hook may still cancel it). Items held for less keep waiting.

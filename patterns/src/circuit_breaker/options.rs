@@ -6,6 +6,7 @@ use ephemeral::NameError;
 
 /// When a closed breaker opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Trip {
     /// Open after `failures` failures seen within the sliding `window`.
     Within {
