@@ -288,3 +288,35 @@ async fn a_server_restarted_with_a_smaller_max_payload_bounds_sets_by_its_own() 
         "stored whole"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_jetstream_stores_rooms_and_durables_say_to_enable_it() {
+    // An account of its own without JetStream (the server has it; this account does not).
+    let conf_dir = tempfile::tempdir().expect("a temporary directory");
+    let conf = conf_dir.path().join("nats.conf");
+    std::fs::write(
+        &conf,
+        "accounts: { PLAIN: { users: [ { user: plain, password: plain } ] } }\n",
+    )
+    .expect("write the config");
+    let server = NatsServer::start_with(&["-c", conf.to_str().expect("a UTF-8 path")]).await;
+    let url = format!("nats://plain:plain@127.0.0.1:{}", server.port());
+    let nats = Nats::connect(&url).await.expect("connect");
+    let store = nats.store("s", StoreOptions::default()).await.map(|_| ());
+    let room = nats.room("r", RoomOptions::default()).await.map(|_| ());
+    let durable = nats
+        .subscribe_durable_with("orders.*", "d", DurableOptions::default())
+        .await
+        .map(|_| ());
+    for (what, result) in [("store", store), ("room", room), ("durable", durable)] {
+        let error = result.expect_err(what);
+        let text = error.to_string();
+        assert!(
+            matches!(error, StoreError::Backend { .. })
+                && text.contains("JetStream is not enabled")
+                && text.contains("`-js`")
+                && !text.contains("plain:plain"),
+            "{what}: {text}"
+        );
+    }
+}

@@ -60,6 +60,7 @@ impl NatsDurable {
     ) -> Result<Self, StoreError> {
         let (name, _) = check_durable(pattern, name, &options)?;
         let routed = subject::routed(nats.prefix(), pattern).map_err(|e| fail("subscribe")(&e))?;
+        super::require_jetstream(&nats, "subscribe").await?;
         let js = nats.jetstream().clone();
         let state = bucket(
             &js,

@@ -150,6 +150,32 @@ pub(crate) fn check_payload(
     Ok(())
 }
 
+/// Refuses at once, saying what to do, when the server (or the account) has no JetStream,
+/// which every retained resource on NATS lives in: the stream and bucket calls would
+/// otherwise fail with the client's bare "jetstream unavailable". One request per open.
+pub(crate) async fn require_jetstream(nats: &Nats, op: &'static str) -> Result<(), StoreError> {
+    use async_nats::jetstream::context::AccountErrorKind;
+    match nats.jetstream().query_account().await {
+        Ok(_) => Ok(()),
+        Err(e)
+            if matches!(e.kind(), AccountErrorKind::JetStreamUnavailable)
+                || matches!(e.kind(), AccountErrorKind::JetStream(ref j)
+                    if matches!(j.error_code().0, 10039 | 10076)) =>
+        {
+            Err(StoreError::Backend {
+                backend: "nats",
+                op,
+                message: format!(
+                    "JetStream is not enabled on the server at {} ({e}): start nats-server with `-js` (or `jetstream: enabled` in its config), or enable it for this account",
+                    nats.url()
+                ),
+            })
+        }
+        // Anything else (a timeout, say) is left to the calls that follow, which say it too.
+        Err(_) => Ok(()),
+    }
+}
+
 /// A backend error from NATS while doing `op`.
 pub(crate) fn fail(op: &'static str) -> impl FnOnce(&dyn std::fmt::Display) -> StoreError {
     move |e| StoreError::Backend {

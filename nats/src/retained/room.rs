@@ -58,6 +58,7 @@ impl NatsRoom {
         options: RoomOptions,
     ) -> Result<Self, StoreError> {
         let name = check_room(name, &options)?;
+        super::require_jetstream(&nats, "open a room").await?;
         let subject = format!("{}.room.{:016x}", nats.prefix(), fnv(&name));
         let metadata = HashMap::from([
             (META_NAME.to_owned(), name.to_string()),

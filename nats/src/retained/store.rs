@@ -203,6 +203,7 @@ impl NatsStore {
         // that does not say why.
         nats.require_server("2.12.0", "retained stores (their counters)")
             .or_fail("open a store")?;
+        super::require_jetstream(&nats, "open a store").await?;
         let js = nats.jetstream().clone();
         let bucket_name = resource_name(nats.prefix(), "KV", &name);
         let kv = bucket(
