@@ -280,15 +280,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::CheckName { name } => return check_name(&name),
         Command::Match { pattern, name } => return matches(&pattern, &name),
-        Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "ephemeral",
-                &mut std::io::stdout(),
-            );
-            Ok(())
-        }
+        Command::Completions { shell } => completions(shell),
         command => run(command),
     };
     match result {
@@ -297,6 +289,23 @@ fn main() -> ExitCode {
             eprintln!("error: {failure}");
             ExitCode::from(failure.code)
         }
+    }
+}
+
+/// Prints the completion script for `shell`. Generated into memory first: clap_complete
+/// panics on a failed write, and a reader that stops early (`| head -1`) is no failure, so a
+/// closed stdout ends the command with exit 0, as for `watch` and `kv ls`.
+fn completions(shell: clap_complete::Shell) -> Result<(), Failure> {
+    use std::io::Write;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "ephemeral", &mut script);
+    let mut out = std::io::stdout().lock();
+    match out.write_all(&script).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure::new(
+            exit::IO,
+            format!("cannot write the completion script to stdout: {e}"),
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -236,6 +236,31 @@ async fn completions_are_generated() {
 }
 
 #[tokio::test]
+async fn completions_into_a_closed_pipe_exit_0_without_a_panic() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for shell in ["bash", "zsh", "fish"] {
+        // A pipe whose reader is gone before the script is written (`| head -1` that has
+        // already exited): every write fails with a broken pipe, whatever the timing.
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        // `spawn`, not `output`: tokio's `output` replaces stdout with a pipe of its own.
+        let child = common::cli(dir.path())
+            .args(["completions", shell])
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let output = tokio::time::timeout(common::PATIENCE, child.wait_with_output())
+            .await
+            .expect("exits")
+            .expect("wait");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{shell}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{shell}: {stderr}");
+    }
+}
+
+#[tokio::test]
 async fn an_empty_watch_pattern_exits_2_with_a_hint() {
     let dir = tempfile::tempdir().expect("temp dir");
     for pattern in ["", ",", ",,"] {
