@@ -138,6 +138,36 @@ async fn a_bad_name_exits_2() {
 }
 
 #[tokio::test]
+async fn a_bad_room_name_or_key_says_which_it_is() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (args, says) in [
+        (
+            &["room", "--bus", "x", "send", "bad name", "hi"][..],
+            "room name contains whitespace at byte 3",
+        ),
+        (&["room", "--bus", "x", "join", ""], "room name is empty"),
+        (
+            &["kv", "--bus", "x", "set", "a b", "v"],
+            "key contains whitespace at byte 1",
+        ),
+        (
+            &["kv", "--bus", "x", "get", "user.*"],
+            "key contains the pattern character `*`",
+        ),
+        (&["kv", "--bus", "x", "del", "a\tb"], "key contains"),
+        (
+            &["kv", "--bus", "x", "--store", "my store", "ls"],
+            "store name contains whitespace",
+        ),
+    ] {
+        let (code, _, stderr) = run(dir.path(), args).await;
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(!stderr.contains("signal name"), "{args:?}: {stderr}");
+    }
+}
+
+#[tokio::test]
 async fn a_bad_duration_or_header_exits_2() {
     let dir = tempfile::tempdir().expect("temp dir");
     for (args, says) in [

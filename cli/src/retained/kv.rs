@@ -17,7 +17,7 @@ pub(crate) struct KvArgs {
     #[command(flatten)]
     pub(crate) bus: args::BusArgs,
     /// The store (created on first use, with default options).
-    #[arg(long, global = true, default_value = "default", value_parser = args::name)]
+    #[arg(long, global = true, default_value = "default", value_parser = args::store_name)]
     store: String,
     #[command(subcommand)]
     command: KvCommand,
@@ -28,7 +28,7 @@ enum KvCommand {
     /// Print the value of KEY; exit 1 if it has none (never set, deleted or expired).
     Get {
         /// The key (a name: `user.42`, `config.log:level`).
-        #[arg(value_parser = args::name)]
+        #[arg(value_parser = args::key)]
         key: String,
         /// One JSON object with the value, revision, times and owner.
         #[arg(long)]
@@ -37,7 +37,7 @@ enum KvCommand {
     /// Set KEY to VALUE (`-` reads it from standard input).
     Set {
         /// The key.
-        #[arg(value_parser = args::name)]
+        #[arg(value_parser = args::key)]
         key: String,
         /// The value; `-` reads it from standard input.
         value: String,
@@ -48,7 +48,7 @@ enum KvCommand {
     /// Delete KEY; exit 1 if it had no value.
     Del {
         /// The key.
-        #[arg(value_parser = args::name)]
+        #[arg(value_parser = args::key)]
         key: String,
     },
     /// List the live values whose key matches PATTERN (default `*`), sorted by key.

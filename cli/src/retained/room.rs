@@ -23,7 +23,7 @@ enum RoomCommand {
     /// Send MESSAGE to ROOM (`-` reads it from standard input).
     Send {
         /// The room (created on first use: it keeps 1,000 messages for an hour).
-        #[arg(value_parser = args::name)]
+        #[arg(value_parser = args::room_name)]
         room: String,
         /// The message; `-` reads it from standard input.
         message: String,
@@ -31,7 +31,7 @@ enum RoomCommand {
     /// Print the messages ROOM keeps, then every new one, until Ctrl-C.
     Join {
         /// The room.
-        #[arg(value_parser = args::name)]
+        #[arg(value_parser = args::room_name)]
         room: String,
         /// One JSON object per line.
         #[arg(long)]
