@@ -101,7 +101,9 @@ enum Command {
         #[arg(long)]
         full: bool,
         /// Show each message's id: its publisher (origin) and that publisher's sequence
-        /// number, and the correlation id of requests and replies.
+        /// number; and on request, reply and cancel lines `request=<requester>/<n>`, the
+        /// same on a request and on its replies and cancel (the requester's peer id, as
+        /// `stats --peers` lists it, and its correlation number).
         #[arg(long)]
         ids: bool,
     },

@@ -66,7 +66,8 @@ impl Kind {
 pub(crate) struct Style {
     /// The whole payload (text as it is, binary as hex) instead of a summary.
     pub(crate) full: bool,
-    /// The message id (origin and sequence) and a request's or reply's correlation id.
+    /// The message id (origin and sequence), and on request, reply and cancel lines the
+    /// request they belong to (requester and correlation).
     pub(crate) ids: bool,
 }
 
@@ -83,6 +84,9 @@ pub(crate) struct Line {
     pub(crate) origin: Option<u64>,
     /// The publisher's sequence number of the message.
     pub(crate) seq: u64,
+    /// The peer that sent the request a request, reply or cancel belongs to.
+    pub(crate) requester: Option<u64>,
+    /// The requester's number for that request.
     pub(crate) correlation: Option<u64>,
 }
 
@@ -105,13 +109,15 @@ impl Line {
             headers,
             origin: Some(message.origin()),
             seq: message.id(),
+            requester: message.requester(),
             correlation: message.correlation(),
         }
     }
 
     /// The text form: `HH:MM:SS.mmm kind topic key=.. ttl=.. payload headers`, then with
-    /// `ids` the message id `id=<origin>/<sequence>` (and `correlation=` for requests and
-    /// replies).
+    /// `ids` the message id `id=<origin>/<sequence>`, and for requests, replies and cancels
+    /// `request=<requester>/<correlation>`: the same on a request and on every reply and
+    /// cancel of it, and on no other request's (the message id of a reply is its server's).
     pub(crate) fn text(&self, style: Style) -> String {
         let mut out = format!(
             "{} {:<8} {}",
@@ -139,8 +145,8 @@ impl Line {
             if let Some(origin) = self.origin {
                 let _ = write!(out, " id={origin:016x}/{}", self.seq);
             }
-            if let Some(correlation) = self.correlation {
-                let _ = write!(out, " correlation={correlation}");
+            if let (Some(requester), Some(correlation)) = (self.requester, self.correlation) {
+                let _ = write!(out, " request={requester:016x}/{correlation}");
             }
         }
         out
@@ -165,6 +171,7 @@ impl Line {
                 .collect(),
             origin: self.origin.map(|o| format!("{o:016x}")),
             seq: self.seq,
+            requester: self.requester.map(|r| format!("{r:016x}")),
             correlation: self.correlation,
         };
         serde_json::to_string(&json).unwrap_or_default()
@@ -173,7 +180,8 @@ impl Line {
 
 /// One `watch --json` line: RFC 3339 UTC `time`, `kind`, `topic`, `key`, `ttl_ms`,
 /// `payload` (text, or `null` with `payload_hex` for binary), `payload_len`, `headers`
-/// (sorted by name), `origin` (16 hex digits), `seq` and `correlation`.
+/// (sorted by name), `origin` (16 hex digits), `seq`, and `requester` (16 hex digits) and
+/// `correlation`, which pair a reply or cancel with its request (both `null` on other lines).
 #[derive(serde::Serialize)]
 struct LineJson<'a> {
     time: String,
@@ -188,6 +196,7 @@ struct LineJson<'a> {
     headers: std::collections::BTreeMap<&'a str, &'a str>,
     origin: Option<String>,
     seq: u64,
+    requester: Option<String>,
     correlation: Option<u64>,
 }
 
