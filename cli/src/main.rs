@@ -73,9 +73,11 @@ enum Command {
     ///
     /// Each line: local time of day, kind (signal, held, released, lapsed, message; with
     /// --requests also request, reply, cancel; `lagged` when this watcher fell behind and
-    /// missed some), topic, key, ttl, a payload summary and user headers. A hold shows once
-    /// when it begins and once when it is released, or `lapsed` when no refresh came for a
-    /// whole lease (its holder died or stopped; bridged sinks drop it by the same rule).
+    /// missed some), topic, key, ttl (the time left on arrival: to a tenth of a second from
+    /// 1s up, exact milliseconds with --json), a payload summary and user headers. A hold
+    /// shows once when it begins and once when it is released, or `lapsed` when no refresh
+    /// came for a whole lease (its holder died or stopped; bridged sinks drop it by the same
+    /// rule).
     #[command(after_help = "Examples:\n  \
         ephemeral watch '*'\n  \
         ephemeral watch 'error.*,timeout.*' --json\n  \

@@ -129,7 +129,7 @@ impl Line {
             let _ = write!(out, " key={key}");
         }
         if let Some(ttl) = self.ttl {
-            let _ = write!(out, " ttl={}", humantime::format_duration(round_ms(ttl)));
+            let _ = write!(out, " ttl={}", ttl_text(ttl));
         }
         if !self.payload.is_empty() {
             if style.full {
@@ -226,8 +226,18 @@ pub(crate) fn lagged_json(missed: u64) -> String {
     .unwrap_or_default()
 }
 
-fn round_ms(d: Duration) -> Duration {
-    Duration::from_millis(d.as_millis() as u64)
+/// A remaining time to live as a text line shows it: to the nearest tenth of a second from
+/// one second up, to the millisecond below. What is left on arrival is a few milliseconds
+/// short of what was sent: a signal raised with `--ttl 30s` reads `30s`, not `29s 998ms`.
+/// `--json` keeps the exact milliseconds.
+pub(crate) fn ttl_text(ttl: Duration) -> String {
+    let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+    let shown = if ms >= 1000 {
+        ms.saturating_add(50) / 100 * 100
+    } else {
+        ms
+    };
+    humantime::format_duration(Duration::from_millis(shown)).to_string()
 }
 
 /// Wall-clock time of day in the local time zone (`TZ`, else the system's) with
@@ -298,6 +308,50 @@ mod tests {
         assert_eq!(full(long.as_bytes()), long);
         assert_eq!(full(b"a\nb"), "a\nb");
         assert_eq!(full(&[0xff, 0x00, 0x10]), "ff0010");
+    }
+
+    /// A line with nothing but a signal's remaining time to live.
+    fn signal_with_ttl(ttl: Duration) -> Line {
+        Line {
+            time: SystemTime::UNIX_EPOCH,
+            kind: Kind::Signal,
+            topic: "error.payment".to_owned(),
+            key: None,
+            ttl: Some(ttl),
+            payload: Vec::new(),
+            headers: Vec::new(),
+            origin: None,
+            seq: 0,
+            requester: None,
+            correlation: None,
+        }
+    }
+
+    #[test]
+    fn text_ttls_are_tenths_of_a_second_from_one_second_and_json_ttls_exact() {
+        for (ms, text) in [
+            (29_999, "ttl=30s"),
+            (29_951, "ttl=30s"),
+            (29_949, "ttl=29s 900ms"),
+            (1_234, "ttl=1s 200ms"),
+            (1_250, "ttl=1s 300ms"),
+            (1_000, "ttl=1s"),
+            (999, "ttl=999ms"),
+            (7, "ttl=7ms"),
+            (3_599_990, "ttl=1h"),
+        ] {
+            let line = signal_with_ttl(Duration::from_millis(ms));
+            assert!(
+                line.text(Style::default()).ends_with(&format!(" {text}")),
+                "{ms} ms: {}",
+                line.text(Style::default())
+            );
+            assert!(
+                line.json().contains(&format!("\"ttl_ms\":{ms},")),
+                "{}",
+                line.json()
+            );
+        }
     }
 
     #[test]

@@ -167,7 +167,7 @@ fn entry_text(entry: &Entry) -> String {
         .map(|at| {
             format!(
                 " ttl={}",
-                humantime::format_duration(Duration::from_millis(remaining_ms(at)))
+                render::ttl_text(Duration::from_millis(remaining_ms(at)))
             )
         })
         .unwrap_or_default();
