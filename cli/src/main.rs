@@ -13,6 +13,9 @@ mod render;
 mod retained;
 mod top;
 
+#[cfg(test)]
+mod help_examples;
+
 use args::BusArgs;
 use commands::SignalArgs;
 use exit::Failure;
@@ -56,13 +59,17 @@ enum Command {
     ///
     /// Empty segments (`a..b`, `a.`) are valid, as in the library and the original: a
     /// note says so, and that a `+` segment of a pattern matches an empty one.
-    #[command(after_help = "Example:\n  ephemeral check-name error.db.timeout")]
+    #[command(after_help = "Examples:\n  \
+        ephemeral check-name error.db.timeout\n  \
+        ephemeral check-name 'error.*'      # exit 2: wildcards belong in patterns")]
     CheckName {
         /// The name to check.
         name: String,
     },
     /// Check whether PATTERN matches NAME; exit 0 on a match, 1 on none, 2 on a bad name.
-    #[command(after_help = "Example:\n  ephemeral match 'error.*' error.db.timeout")]
+    #[command(after_help = "Examples:\n  \
+        ephemeral match 'error.*' error.db.timeout\n  \
+        ephemeral match 'news.+' news.sports.eu   # exit 1: `+` is exactly one segment")]
     Match {
         /// The pattern (`*`, `?`, `,` alternatives, whole-segment `+`).
         pattern: String,

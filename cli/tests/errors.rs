@@ -231,20 +231,37 @@ async fn help_documents_exit_codes_and_examples() {
     ] {
         assert!(stdout.contains(line), "missing `{line}`: {stdout}");
     }
+    // Every subcommand, as README.md promises (a unit test in main.rs walks clap's tree and
+    // parses each example; this checks what a person sees).
     for sub in [
-        "watch",
-        "raise",
-        "hold",
-        "publish",
-        "request",
-        "stats",
-        "completions",
+        &["check-name"][..],
+        &["match"],
+        &["watch"],
+        &["raise"],
+        &["hold"],
+        &["publish"],
+        &["request"],
+        &["stats"],
+        &["top"],
+        &["ops"],
+        &["signals"],
+        &["kv"],
+        &["kv", "get"],
+        &["kv", "set"],
+        &["kv", "del"],
+        &["kv", "ls"],
+        &["kv", "watch"],
+        &["room"],
+        &["room", "send"],
+        &["room", "join"],
+        &["completions"],
     ] {
-        let (code, stdout, _) = run(dir.path(), &[sub, "--help"]).await;
+        let (code, stdout, _) = run(dir.path(), &[sub, &["--help"]].concat()).await;
         assert_eq!(code, 0);
+        let example = format!("  ephemeral {}", sub.join(" "));
         assert!(
-            stdout.contains("Example") && stdout.contains("ephemeral "),
-            "{sub} --help has examples: {stdout}"
+            stdout.contains("Examples:\n") && stdout.contains(&example),
+            "{sub:?} --help has examples: {stdout}"
         );
     }
 }
