@@ -415,9 +415,10 @@ impl Bus {
     /// Observes requests and replies whose topic matches `pattern`: a copy of each, as it
     /// travels between a requester and a server of this bus (this process included), with
     /// a buffer of 1024 and [`Overflow::DropOldest`]. [`Message::kind`] tells requests from
-    /// replies, [`Message::correlation`] pairs them. A request and its reply come from two
-    /// different peers, so a reply's copy can arrive before its request's: pair them by
-    /// correlation, not by order.
+    /// replies, [`Message::requester`] and [`Message::correlation`] together pair them (each
+    /// requester numbers its requests from the same start). A request and its reply come
+    /// from two different peers, so a reply's copy can arrive before its request's: pair
+    /// them by requester and correlation, not by order.
     ///
     /// Observing never takes anything away: the request still reaches its one server and
     /// the reply its requester, and an observer is never chosen as a server. Copies are
@@ -449,6 +450,8 @@ impl Bus {
     /// let answer = copies.next().await.unwrap()?;
     /// assert_eq!(answer.kind(), MessageKind::Reply);
     /// assert_eq!(answer.correlation(), request.correlation());
+    /// assert_eq!(answer.requester(), Some(bus.peer_id()));
+    /// assert_eq!(request.requester(), Some(bus.peer_id()));
     /// # Ok(())
     /// # }
     /// ```

@@ -242,13 +242,29 @@ impl Message {
     }
 
     /// The correlation id pairing a request with its replies (`None` for a published
-    /// message). Unique per requesting peer.
+    /// message). Unique per requesting peer only: every peer numbers its requests from the
+    /// same start, so pair by [`requester`](Self::requester) and correlation together.
     #[must_use]
     pub fn correlation(&self) -> Option<u64> {
         self.route
             .as_ref()
             .filter(|r| r.leg != Leg::Broadcast)
             .map(|r| r.correlation)
+    }
+
+    /// The peer that sent the request this request, reply or cancel belongs to (`None` for
+    /// a published message): its sender for a request or cancel, its addressee for a reply.
+    /// With [`correlation`](Self::correlation) it names the request, so a reply or cancel
+    /// belongs to the one request with the same requester and correlation. A peer id, as
+    /// [`Bus::peer_id`](crate::Bus::peer_id) and [`PeerInfo::id`](crate::PeerInfo) give it,
+    /// not an [`origin`](Self::origin): one process can open several peers.
+    #[must_use]
+    pub fn requester(&self) -> Option<u64> {
+        self.route.as_ref().and_then(|r| match r.leg {
+            Leg::Request | Leg::Cancel => Some(r.from),
+            Leg::Reply(_) => Some(r.to),
+            Leg::Broadcast => None,
+        })
     }
 
     /// What a reply says about its request (`None` for a published message or a request).

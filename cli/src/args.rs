@@ -14,6 +14,31 @@ pub(crate) fn name(s: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// A room's name: a name as for signals, and an error that says it is the room's.
+pub(crate) fn room_name(s: &str) -> Result<String, String> {
+    named("room name", s)
+}
+
+/// A key of a store: a name as for signals, and an error that says it is the key.
+pub(crate) fn key(s: &str) -> Result<String, String> {
+    named("key", s)
+}
+
+/// A store's name: a name as for signals, and an error that says it is the store's.
+pub(crate) fn store_name(s: &str) -> Result<String, String> {
+    named("store name", s)
+}
+
+/// The library's naming rule for something that is not a signal: its errors all begin
+/// "signal name", which is wrong when the bad value was a room or a key, so that subject is
+/// replaced by `what`.
+fn named(what: &str, s: &str) -> Result<String, String> {
+    name(s).map_err(|reason| match reason.strip_prefix("signal name ") {
+        Some(rest) => format!("{what} {rest}"),
+        None => reason,
+    })
+}
+
 /// A bus name: one path-safe word (the bus's own rule, so nothing can land outside the
 /// parent directory).
 pub(crate) fn bus_name(s: &str) -> Result<BusName, String> {

@@ -13,6 +13,9 @@ mod render;
 mod retained;
 mod top;
 
+#[cfg(test)]
+mod help_examples;
+
 use args::BusArgs;
 use commands::SignalArgs;
 use exit::Failure;
@@ -56,13 +59,17 @@ enum Command {
     ///
     /// Empty segments (`a..b`, `a.`) are valid, as in the library and the original: a
     /// note says so, and that a `+` segment of a pattern matches an empty one.
-    #[command(after_help = "Example:\n  ephemeral check-name error.db.timeout")]
+    #[command(after_help = "Examples:\n  \
+        ephemeral check-name error.db.timeout\n  \
+        ephemeral check-name 'error.*'      # exit 2: wildcards belong in patterns")]
     CheckName {
         /// The name to check.
         name: String,
     },
     /// Check whether PATTERN matches NAME; exit 0 on a match, 1 on none, 2 on a bad name.
-    #[command(after_help = "Example:\n  ephemeral match 'error.*' error.db.timeout")]
+    #[command(after_help = "Examples:\n  \
+        ephemeral match 'error.*' error.db.timeout\n  \
+        ephemeral match 'news.+' news.sports.eu   # exit 1: `+` is exactly one segment")]
     Match {
         /// The pattern (`*`, `?`, `,` alternatives, whole-segment `+`).
         pattern: String,
@@ -73,9 +80,11 @@ enum Command {
     ///
     /// Each line: local time of day, kind (signal, held, released, lapsed, message; with
     /// --requests also request, reply, cancel; `lagged` when this watcher fell behind and
-    /// missed some), topic, key, ttl, a payload summary and user headers. A hold shows once
-    /// when it begins and once when it is released, or `lapsed` when no refresh came for a
-    /// whole lease (its holder died or stopped; bridged sinks drop it by the same rule).
+    /// missed some), topic, key, ttl (the time left on arrival: to a tenth of a second from
+    /// 1s up, exact milliseconds with --json), a payload summary and user headers. A hold
+    /// shows once when it begins and once when it is released, or `lapsed` when no refresh
+    /// came for a whole lease (its holder died or stopped; bridged sinks drop it by the same
+    /// rule).
     #[command(after_help = "Examples:\n  \
         ephemeral watch '*'\n  \
         ephemeral watch 'error.*,timeout.*' --json\n  \
@@ -101,7 +110,9 @@ enum Command {
         #[arg(long)]
         full: bool,
         /// Show each message's id: its publisher (origin) and that publisher's sequence
-        /// number, and the correlation id of requests and replies.
+        /// number; and on request, reply and cancel lines `request=<requester>/<n>`, the
+        /// same on a request and on its replies and cancel (the requester's peer id, as
+        /// `stats --peers` lists it, and its correlation number).
         #[arg(long)]
         ids: bool,
     },
@@ -280,15 +291,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::CheckName { name } => return check_name(&name),
         Command::Match { pattern, name } => return matches(&pattern, &name),
-        Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "ephemeral",
-                &mut std::io::stdout(),
-            );
-            Ok(())
-        }
+        Command::Completions { shell } => completions(shell),
         command => run(command),
     };
     match result {
@@ -297,6 +300,23 @@ fn main() -> ExitCode {
             eprintln!("error: {failure}");
             ExitCode::from(failure.code)
         }
+    }
+}
+
+/// Prints the completion script for `shell`. Generated into memory first: clap_complete
+/// panics on a failed write, and a reader that stops early (`| head -1`) is no failure, so a
+/// closed stdout ends the command with exit 0, as for `watch` and `kv ls`.
+fn completions(shell: clap_complete::Shell) -> Result<(), Failure> {
+    use std::io::Write;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "ephemeral", &mut script);
+    let mut out = std::io::stdout().lock();
+    match out.write_all(&script).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Failure::new(
+            exit::IO,
+            format!("cannot write the completion script to stdout: {e}"),
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -66,7 +66,8 @@ impl Kind {
 pub(crate) struct Style {
     /// The whole payload (text as it is, binary as hex) instead of a summary.
     pub(crate) full: bool,
-    /// The message id (origin and sequence) and a request's or reply's correlation id.
+    /// The message id (origin and sequence), and on request, reply and cancel lines the
+    /// request they belong to (requester and correlation).
     pub(crate) ids: bool,
 }
 
@@ -83,6 +84,9 @@ pub(crate) struct Line {
     pub(crate) origin: Option<u64>,
     /// The publisher's sequence number of the message.
     pub(crate) seq: u64,
+    /// The peer that sent the request a request, reply or cancel belongs to.
+    pub(crate) requester: Option<u64>,
+    /// The requester's number for that request.
     pub(crate) correlation: Option<u64>,
 }
 
@@ -105,13 +109,15 @@ impl Line {
             headers,
             origin: Some(message.origin()),
             seq: message.id(),
+            requester: message.requester(),
             correlation: message.correlation(),
         }
     }
 
     /// The text form: `HH:MM:SS.mmm kind topic key=.. ttl=.. payload headers`, then with
-    /// `ids` the message id `id=<origin>/<sequence>` (and `correlation=` for requests and
-    /// replies).
+    /// `ids` the message id `id=<origin>/<sequence>`, and for requests, replies and cancels
+    /// `request=<requester>/<correlation>`: the same on a request and on every reply and
+    /// cancel of it, and on no other request's (the message id of a reply is its server's).
     pub(crate) fn text(&self, style: Style) -> String {
         let mut out = format!(
             "{} {:<8} {}",
@@ -123,7 +129,7 @@ impl Line {
             let _ = write!(out, " key={key}");
         }
         if let Some(ttl) = self.ttl {
-            let _ = write!(out, " ttl={}", humantime::format_duration(round_ms(ttl)));
+            let _ = write!(out, " ttl={}", ttl_text(ttl));
         }
         if !self.payload.is_empty() {
             if style.full {
@@ -139,8 +145,8 @@ impl Line {
             if let Some(origin) = self.origin {
                 let _ = write!(out, " id={origin:016x}/{}", self.seq);
             }
-            if let Some(correlation) = self.correlation {
-                let _ = write!(out, " correlation={correlation}");
+            if let (Some(requester), Some(correlation)) = (self.requester, self.correlation) {
+                let _ = write!(out, " request={requester:016x}/{correlation}");
             }
         }
         out
@@ -165,6 +171,7 @@ impl Line {
                 .collect(),
             origin: self.origin.map(|o| format!("{o:016x}")),
             seq: self.seq,
+            requester: self.requester.map(|r| format!("{r:016x}")),
             correlation: self.correlation,
         };
         serde_json::to_string(&json).unwrap_or_default()
@@ -173,7 +180,8 @@ impl Line {
 
 /// One `watch --json` line: RFC 3339 UTC `time`, `kind`, `topic`, `key`, `ttl_ms`,
 /// `payload` (text, or `null` with `payload_hex` for binary), `payload_len`, `headers`
-/// (sorted by name), `origin` (16 hex digits), `seq` and `correlation`.
+/// (sorted by name), `origin` (16 hex digits), `seq`, and `requester` (16 hex digits) and
+/// `correlation`, which pair a reply or cancel with its request (both `null` on other lines).
 #[derive(serde::Serialize)]
 struct LineJson<'a> {
     time: String,
@@ -188,6 +196,7 @@ struct LineJson<'a> {
     headers: std::collections::BTreeMap<&'a str, &'a str>,
     origin: Option<String>,
     seq: u64,
+    requester: Option<String>,
     correlation: Option<u64>,
 }
 
@@ -217,8 +226,18 @@ pub(crate) fn lagged_json(missed: u64) -> String {
     .unwrap_or_default()
 }
 
-fn round_ms(d: Duration) -> Duration {
-    Duration::from_millis(d.as_millis() as u64)
+/// A remaining time to live as a text line shows it: to the nearest tenth of a second from
+/// one second up, to the millisecond below. What is left on arrival is a few milliseconds
+/// short of what was sent: a signal raised with `--ttl 30s` reads `30s`, not `29s 998ms`.
+/// `--json` keeps the exact milliseconds.
+pub(crate) fn ttl_text(ttl: Duration) -> String {
+    let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+    let shown = if ms >= 1000 {
+        ms.saturating_add(50) / 100 * 100
+    } else {
+        ms
+    };
+    humantime::format_duration(Duration::from_millis(shown)).to_string()
 }
 
 /// Wall-clock time of day in the local time zone (`TZ`, else the system's) with
@@ -289,6 +308,50 @@ mod tests {
         assert_eq!(full(long.as_bytes()), long);
         assert_eq!(full(b"a\nb"), "a\nb");
         assert_eq!(full(&[0xff, 0x00, 0x10]), "ff0010");
+    }
+
+    /// A line with nothing but a signal's remaining time to live.
+    fn signal_with_ttl(ttl: Duration) -> Line {
+        Line {
+            time: SystemTime::UNIX_EPOCH,
+            kind: Kind::Signal,
+            topic: "error.payment".to_owned(),
+            key: None,
+            ttl: Some(ttl),
+            payload: Vec::new(),
+            headers: Vec::new(),
+            origin: None,
+            seq: 0,
+            requester: None,
+            correlation: None,
+        }
+    }
+
+    #[test]
+    fn text_ttls_are_tenths_of_a_second_from_one_second_and_json_ttls_exact() {
+        for (ms, text) in [
+            (29_999, "ttl=30s"),
+            (29_951, "ttl=30s"),
+            (29_949, "ttl=29s 900ms"),
+            (1_234, "ttl=1s 200ms"),
+            (1_250, "ttl=1s 300ms"),
+            (1_000, "ttl=1s"),
+            (999, "ttl=999ms"),
+            (7, "ttl=7ms"),
+            (3_599_990, "ttl=1h"),
+        ] {
+            let line = signal_with_ttl(Duration::from_millis(ms));
+            assert!(
+                line.text(Style::default()).ends_with(&format!(" {text}")),
+                "{ms} ms: {}",
+                line.text(Style::default())
+            );
+            assert!(
+                line.json().contains(&format!("\"ttl_ms\":{ms},")),
+                "{}",
+                line.json()
+            );
+        }
     }
 
     #[test]

@@ -536,6 +536,95 @@ async fn watch_requests_shows_copies_of_requests_and_replies() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_requests_ids_pairs_each_reply_with_its_request() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = bus(dir.path(), "pairs").await;
+    let _double = server
+        .serve("math.double", |request| async move {
+            let n: u64 = request.payload_str().unwrap_or("0").parse().unwrap_or(0);
+            (n * 2).to_string().into_bytes()
+        })
+        .await
+        .expect("serve");
+    // Two requesters in one process: one origin, and each numbers its requests from the
+    // same start, so neither the message id nor the correlation alone tells them apart.
+    let first = bus(dir.path(), "pairs").await;
+    let second = bus(dir.path(), "pairs").await;
+    let watch = [
+        "watch",
+        "--bus",
+        "pairs",
+        "math.*",
+        "--requests",
+        "--count",
+        "4",
+    ];
+    let (text, _t) = spawn_ready(dir.path(), &[&watch[..], &["--ids"]].concat(), "watching").await;
+    let (json, _j) = spawn_ready(dir.path(), &[&watch[..], &["--json"]].concat(), "watching").await;
+    let (one, two) = tokio::join!(
+        first.request("math.double", b"10", common::PATIENCE),
+        second.request("math.double", b"20", common::PATIENCE),
+    );
+    assert_eq!(one.expect("first reply").payload(), b"20");
+    assert_eq!(two.expect("second reply").payload(), b"40");
+    let request_of = |peer: u64| format!("{peer:016x}/");
+
+    let output = tokio::time::timeout(common::PATIENCE, text.wait_with_output())
+        .await
+        .expect("the text watcher saw four lines")
+        .expect("wait");
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    // The `request=` value of the line of `kind` whose payload is `payload`.
+    let key = |kind: &str, payload: &str| -> String {
+        let line = stdout
+            .lines()
+            .find(|l| l.contains(&format!("{kind:<8} math.double {payload:?}")))
+            .unwrap_or_else(|| panic!("no {kind} {payload}: {stdout}"));
+        let token = line
+            .split_whitespace()
+            .find_map(|t| t.strip_prefix("request="))
+            .unwrap_or_else(|| panic!("no request= on {line:?}"));
+        token.to_owned()
+    };
+    assert_eq!(key("request", "10"), key("reply", "20"), "{stdout}");
+    assert_eq!(key("request", "20"), key("reply", "40"), "{stdout}");
+    assert_ne!(key("request", "10"), key("request", "20"), "{stdout}");
+    assert!(
+        key("request", "10").starts_with(&request_of(first.peer_id())),
+        "the requester is the first peer: {stdout}"
+    );
+    assert!(
+        key("reply", "40").starts_with(&request_of(second.peer_id())),
+        "a reply names its requester, not its server: {stdout}"
+    );
+
+    let output = tokio::time::timeout(common::PATIENCE, json.wait_with_output())
+        .await
+        .expect("the JSON watcher saw four lines")
+        .expect("wait");
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let pair = |kind: &str, payload: &str| -> (String, u64) {
+        let line = lines
+            .iter()
+            .find(|l| l["kind"] == kind && l["payload"] == payload)
+            .unwrap_or_else(|| panic!("no {kind} {payload}: {stdout}"));
+        let requester = line["requester"].as_str().expect("a requester").to_owned();
+        (
+            requester,
+            line["correlation"].as_u64().expect("a correlation"),
+        )
+    };
+    assert_eq!(pair("request", "10"), pair("reply", "20"), "{stdout}");
+    assert_eq!(pair("request", "20"), pair("reply", "40"), "{stdout}");
+    assert_eq!(pair("reply", "20").0, format!("{:016x}", first.peer_id()));
+    assert_eq!(pair("reply", "40").0, format!("{:016x}", second.peer_id()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_star_sees_every_user_topic() {
     let dir = tempfile::tempdir().expect("temp dir");
     let _bus = bus(dir.path(), "star").await;

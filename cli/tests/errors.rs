@@ -138,6 +138,36 @@ async fn a_bad_name_exits_2() {
 }
 
 #[tokio::test]
+async fn a_bad_room_name_or_key_says_which_it_is() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (args, says) in [
+        (
+            &["room", "--bus", "x", "send", "bad name", "hi"][..],
+            "room name contains whitespace at byte 3",
+        ),
+        (&["room", "--bus", "x", "join", ""], "room name is empty"),
+        (
+            &["kv", "--bus", "x", "set", "a b", "v"],
+            "key contains whitespace at byte 1",
+        ),
+        (
+            &["kv", "--bus", "x", "get", "user.*"],
+            "key contains the pattern character `*`",
+        ),
+        (&["kv", "--bus", "x", "del", "a\tb"], "key contains"),
+        (
+            &["kv", "--bus", "x", "--store", "my store", "ls"],
+            "store name contains whitespace",
+        ),
+    ] {
+        let (code, _, stderr) = run(dir.path(), args).await;
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(!stderr.contains("signal name"), "{args:?}: {stderr}");
+    }
+}
+
+#[tokio::test]
 async fn a_bad_duration_or_header_exits_2() {
     let dir = tempfile::tempdir().expect("temp dir");
     for (args, says) in [
@@ -201,20 +231,37 @@ async fn help_documents_exit_codes_and_examples() {
     ] {
         assert!(stdout.contains(line), "missing `{line}`: {stdout}");
     }
+    // Every subcommand, as README.md promises (a unit test in main.rs walks clap's tree and
+    // parses each example; this checks what a person sees).
     for sub in [
-        "watch",
-        "raise",
-        "hold",
-        "publish",
-        "request",
-        "stats",
-        "completions",
+        &["check-name"][..],
+        &["match"],
+        &["watch"],
+        &["raise"],
+        &["hold"],
+        &["publish"],
+        &["request"],
+        &["stats"],
+        &["top"],
+        &["ops"],
+        &["signals"],
+        &["kv"],
+        &["kv", "get"],
+        &["kv", "set"],
+        &["kv", "del"],
+        &["kv", "ls"],
+        &["kv", "watch"],
+        &["room"],
+        &["room", "send"],
+        &["room", "join"],
+        &["completions"],
     ] {
-        let (code, stdout, _) = run(dir.path(), &[sub, "--help"]).await;
+        let (code, stdout, _) = run(dir.path(), &[sub, &["--help"]].concat()).await;
         assert_eq!(code, 0);
+        let example = format!("  ephemeral {}", sub.join(" "));
         assert!(
-            stdout.contains("Example") && stdout.contains("ephemeral "),
-            "{sub} --help has examples: {stdout}"
+            stdout.contains("Examples:\n") && stdout.contains(&example),
+            "{sub:?} --help has examples: {stdout}"
         );
     }
 }
@@ -233,6 +280,31 @@ async fn completions_are_generated() {
     }
     let (code, _, _) = run(dir.path(), &["completions", "cmd.exe"]).await;
     assert_eq!(code, 2);
+}
+
+#[tokio::test]
+async fn completions_into_a_closed_pipe_exit_0_without_a_panic() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for shell in ["bash", "zsh", "fish"] {
+        // A pipe whose reader is gone before the script is written (`| head -1` that has
+        // already exited): every write fails with a broken pipe, whatever the timing.
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        // `spawn`, not `output`: tokio's `output` replaces stdout with a pipe of its own.
+        let child = common::cli(dir.path())
+            .args(["completions", shell])
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let output = tokio::time::timeout(common::PATIENCE, child.wait_with_output())
+            .await
+            .expect("exits")
+            .expect("wait");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{shell}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{shell}: {stderr}");
+    }
 }
 
 #[tokio::test]

@@ -65,6 +65,17 @@ async fn kv_set_get_ls_del_with_exit_codes() {
         "{out}"
     );
     assert!(lines[1].starts_with("from.lib \"library\""), "{out}");
+    // What is left of the hour reads to a tenth of a second (`59m 59s 900ms` or `1h`), not to
+    // the millisecond.
+    let ttl = lines[0]
+        .split_once(" ttl=")
+        .map(|(_, rest)| rest.split(" owner=").next().unwrap_or(rest))
+        .expect("a ttl");
+    let millis = ttl
+        .split_whitespace()
+        .find_map(|part| part.strip_suffix("ms"))
+        .unwrap_or("0");
+    assert!(millis.ends_with("00") || millis == "0", "ttl={ttl}: {out}");
     let (code, out, _) = run(
         dir.path(),
         &["kv", "--bus", "kv", "--store", "app", "ls", "--json"],

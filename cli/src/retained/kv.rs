@@ -17,7 +17,7 @@ pub(crate) struct KvArgs {
     #[command(flatten)]
     pub(crate) bus: args::BusArgs,
     /// The store (created on first use, with default options).
-    #[arg(long, global = true, default_value = "default", value_parser = args::name)]
+    #[arg(long, global = true, default_value = "default", value_parser = args::store_name)]
     store: String,
     #[command(subcommand)]
     command: KvCommand,
@@ -26,18 +26,24 @@ pub(crate) struct KvArgs {
 #[derive(Debug, Subcommand)]
 enum KvCommand {
     /// Print the value of KEY; exit 1 if it has none (never set, deleted or expired).
+    #[command(after_help = "Examples:\n  \
+        ephemeral kv get feature.dark-mode\n  \
+        ephemeral kv --store sessions get user.42 --json")]
     Get {
         /// The key (a name: `user.42`, `config.log:level`).
-        #[arg(value_parser = args::name)]
+        #[arg(value_parser = args::key)]
         key: String,
         /// One JSON object with the value, revision, times and owner.
         #[arg(long)]
         json: bool,
     },
     /// Set KEY to VALUE (`-` reads it from standard input).
+    #[command(after_help = "Examples:\n  \
+        ephemeral kv set feature.dark-mode on\n  \
+        ephemeral kv --store sessions set user.42 - --ttl 30m < session.json")]
     Set {
         /// The key.
-        #[arg(value_parser = args::name)]
+        #[arg(value_parser = args::key)]
         key: String,
         /// The value; `-` reads it from standard input.
         value: String,
@@ -46,12 +52,18 @@ enum KvCommand {
         ttl: Option<Duration>,
     },
     /// Delete KEY; exit 1 if it had no value.
+    #[command(after_help = "Examples:\n  \
+        ephemeral kv del feature.dark-mode\n  \
+        ephemeral kv --store sessions del user.42")]
     Del {
         /// The key.
-        #[arg(value_parser = args::name)]
+        #[arg(value_parser = args::key)]
         key: String,
     },
     /// List the live values whose key matches PATTERN (default `*`), sorted by key.
+    #[command(after_help = "Examples:\n  \
+        ephemeral kv ls\n  \
+        ephemeral kv --store sessions ls 'user.*' --json")]
     Ls {
         /// Which keys: `*`, `?`, `,` alternatives, whole-segment `+`.
         #[arg(default_value = "*")]
@@ -61,6 +73,9 @@ enum KvCommand {
         json: bool,
     },
     /// Print changes to keys matching PATTERN (default `*`) as they happen.
+    #[command(after_help = "Examples:\n  \
+        ephemeral kv watch 'feature.*'\n  \
+        ephemeral kv watch feature.dark-mode --count 1 --json   # wait for one change")]
     Watch {
         /// Which keys (one that matches nothing, `''`, is refused: the watch would wait
         /// forever).
@@ -169,7 +184,7 @@ fn entry_text(entry: &Entry) -> String {
         .map(|at| {
             format!(
                 " ttl={}",
-                humantime::format_duration(Duration::from_millis(remaining_ms(at)))
+                render::ttl_text(Duration::from_millis(remaining_ms(at)))
             )
         })
         .unwrap_or_default();

@@ -21,17 +21,23 @@ pub(crate) struct RoomArgs {
 #[derive(Debug, Subcommand)]
 enum RoomCommand {
     /// Send MESSAGE to ROOM (`-` reads it from standard input).
+    #[command(after_help = "Examples:\n  \
+        ephemeral room send lobby 'hello'\n  \
+        ephemeral room send deploys - < release-notes.txt")]
     Send {
         /// The room (created on first use: it keeps 1,000 messages for an hour).
-        #[arg(value_parser = args::name)]
+        #[arg(value_parser = args::room_name)]
         room: String,
         /// The message; `-` reads it from standard input.
         message: String,
     },
     /// Print the messages ROOM keeps, then every new one, until Ctrl-C.
+    #[command(after_help = "Examples:\n  \
+        ephemeral room join lobby                   # the history, then live, until Ctrl-C\n  \
+        ephemeral room join lobby --count 10 --json")]
     Join {
         /// The room.
-        #[arg(value_parser = args::name)]
+        #[arg(value_parser = args::room_name)]
         room: String,
         /// One JSON object per line.
         #[arg(long)]
