@@ -24,6 +24,12 @@ pub(crate) fn key(s: &str) -> Result<String, String> {
     named("key", s)
 }
 
+/// A topic of `publish` or `request`: a name as for signals, and an error that says it is
+/// the topic.
+pub(crate) fn topic(s: &str) -> Result<String, String> {
+    named("topic", s)
+}
+
 /// A store's name: a name as for signals, and an error that says it is the store's.
 pub(crate) fn store_name(s: &str) -> Result<String, String> {
     named("store name", s)

@@ -176,7 +176,7 @@ enum Command {
         #[command(flatten)]
         bus: BusArgs,
         /// The topic.
-        #[arg(value_parser = args::name)]
+        #[arg(value_parser = args::topic)]
         topic: String,
         /// The payload; `-` reads it from standard input.
         payload: String,
@@ -197,7 +197,7 @@ enum Command {
         #[command(flatten)]
         bus: BusArgs,
         /// The topic a server serves (Bus::serve, Nats::serve).
-        #[arg(value_parser = args::name)]
+        #[arg(value_parser = args::topic)]
         topic: String,
         /// The payload; `-` reads it from standard input.
         payload: String,

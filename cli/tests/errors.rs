@@ -138,7 +138,7 @@ async fn a_bad_name_exits_2() {
 }
 
 #[tokio::test]
-async fn a_bad_room_name_or_key_says_which_it_is() {
+async fn a_bad_room_name_key_or_topic_says_which_it_is() {
     let dir = tempfile::tempdir().expect("temp dir");
     for (args, says) in [
         (
@@ -158,6 +158,14 @@ async fn a_bad_room_name_or_key_says_which_it_is() {
         (
             &["kv", "--bus", "x", "--store", "my store", "ls"],
             "store name contains whitespace",
+        ),
+        (
+            &["publish", "--bus", "x", "orders new", "{}"],
+            "topic contains whitespace",
+        ),
+        (
+            &["request", "--bus", "x", "prices.*", "p"],
+            "topic contains the pattern character `*`",
         ),
     ] {
         let (code, _, stderr) = run(dir.path(), args).await;
