@@ -30,7 +30,7 @@ use crate::subscription::LocalSub;
 use crate::sync::panic_message;
 use bytes::Bytes;
 
-use crate::{Bus, BusError, Message, MessageKind, ReplyStatus, Subscription};
+use crate::{Bus, BusError, IntoPayload, Message, MessageKind, ReplyStatus, Subscription};
 
 /// Options of [`Bus::serve_with`] and [`Bus::serve_stream_with`]: how many requests run and
 /// wait at once.
@@ -129,7 +129,9 @@ impl fmt::Debug for Server {
     }
 }
 
-type OneFn = dyn Fn(Message) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send>> + Send + Sync;
+/// One reply's handler: the reply's bytes, or the text of the handler's error.
+type OneFn =
+    dyn Fn(Message) -> Pin<Box<dyn Future<Output = Result<Bytes, String>> + Send>> + Send + Sync;
 type StreamFn = dyn Fn(Message) -> BoxStream<'static, Vec<u8>> + Send + Sync;
 
 /// What a server runs for each request.
@@ -196,7 +198,83 @@ impl Bus {
         F: Fn(Message) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Vec<u8>> + Send + 'static,
     {
-        let handler = Handler::One(Arc::new(move |m| Box::pin(handler(m))));
+        let handler = Handler::One(Arc::new(move |m| {
+            let reply = handler(m);
+            Box::pin(async move { Ok(Bytes::from(reply.await)) })
+        }));
+        self.start_server(topic, options, handler).await
+    }
+
+    /// [`serve`](Self::serve) for a handler that can fail, as a NATS handler can
+    /// ([`Nats::serve`](https://docs.rs/ephemeral-nats)): it returns the reply payload or an
+    /// error, whose text the requester gets as [`BusError::ServerFailed`], as it would a
+    /// panic's (counted in the handler's [`errors`](crate::HandlerStats)); the server
+    /// carries on. Default [`ServeOptions`].
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::Name`] for a bad topic.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use ephemeral_bus::{Bus, BusError};
+    ///
+    /// let bus = Bus::open("doc-try-serve").await?;
+    /// let _server = bus
+    ///     .try_serve("math.double", |request| async move {
+    ///         let text = request.payload_str().unwrap_or_default().to_owned();
+    ///         let n: u64 = text.parse().map_err(|e| format!("`{text}` is not a number: {e}"))?;
+    ///         Ok::<_, String>((n * 2).to_string())
+    ///     })
+    ///     .await?;
+    /// let reply = bus.request("math.double", b"21", Duration::from_secs(1)).await?;
+    /// assert_eq!(reply.payload_str(), Some("42"));
+    /// let refused = bus.request("math.double", b"x", Duration::from_secs(1)).await;
+    /// assert!(matches!(refused, Err(BusError::ServerFailed { message, .. }) if message.contains("not a number")));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn try_serve<F, Fut, T, E>(&self, topic: &str, handler: F) -> Result<Server, BusError>
+    where
+        F: Fn(Message) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: IntoPayload + Send + 'static,
+        E: fmt::Display + Send + 'static,
+    {
+        self.try_serve_with(topic, ServeOptions::default(), handler)
+            .await
+    }
+
+    /// [`try_serve`](Self::try_serve) with options.
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::Name`] for a bad topic.
+    pub async fn try_serve_with<F, Fut, T, E>(
+        &self,
+        topic: &str,
+        options: ServeOptions,
+        handler: F,
+    ) -> Result<Server, BusError>
+    where
+        F: Fn(Message) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: IntoPayload + Send + 'static,
+        E: fmt::Display + Send + 'static,
+    {
+        let handler = Handler::One(Arc::new(move |m| {
+            let reply = handler(m);
+            Box::pin(async move {
+                reply
+                    .await
+                    .map(IntoPayload::into_payload)
+                    .map_err(|e| e.to_string())
+            })
+        }));
         self.start_server(topic, options, handler).await
     }
 
@@ -452,10 +530,14 @@ async fn handle(bus: &Bus, handler: &Handler, request: &Message) -> bool {
                 Err(panic) => Err(panic),
             };
             match result {
-                Ok(payload) => {
-                    bus.reply(request, ReplyStatus::Ok, Bytes::from(payload))
-                        .await;
+                Ok(Ok(payload)) => {
+                    bus.reply(request, ReplyStatus::Ok, payload).await;
                     false
+                }
+                Ok(Err(error)) => {
+                    bus.reply(request, ReplyStatus::Failed, Bytes::from(error))
+                        .await;
+                    true
                 }
                 Err(panic) => {
                     let message = panic_message(&*panic);

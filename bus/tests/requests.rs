@@ -137,6 +137,43 @@ async fn one_shot_requesters_spread_over_the_servers() {
     );
 }
 
+/// A handler that can fail (`try_serve`, as NATS's `serve`): its error reaches the requester
+/// in another peer and in its own as `ServerFailed` with the error's text, is counted as the
+/// handler's error, and the server goes on answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fallible_handlers_error_reaches_the_requester_and_the_server_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = open(tmp.path(), "t").await;
+    let requester = open(tmp.path(), "t").await;
+    let _double = server
+        .try_serve("math.double", |request| async move {
+            let text = request.payload_str().unwrap_or_default().to_owned();
+            let n: u64 = text
+                .parse()
+                .map_err(|_| format!("`{text}` is not a number"))?;
+            Ok::<_, String>((n * 2).to_string())
+        })
+        .await
+        .unwrap();
+    for bus in [&requester, &server] {
+        let err = bus.request("math.double", b"x", LONG).await.unwrap_err();
+        assert!(
+            matches!(&err, BusError::ServerFailed { topic, message }
+                if topic == "math.double" && message == "`x` is not a number"),
+            "{err:?}"
+        );
+        let reply = bus.request("math.double", b"21", LONG).await.unwrap();
+        assert_eq!(reply.payload_str(), Some("42"));
+    }
+    let stats = server.stats();
+    let handler = stats
+        .handlers
+        .iter()
+        .find(|h| h.name == "math.double")
+        .expect("the handler's stats");
+    assert_eq!((handler.calls, handler.errors), (4, 2));
+}
+
 /// A reply over the max payload is not lost (the requester would wait out its timeout):
 /// the requester is answered at once with `ServerFailed` saying what was wrong, from a
 /// server in another peer and in its own.

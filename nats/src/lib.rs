@@ -7,7 +7,11 @@
 //! connection to a server or cluster, with the bus's calls —
 //! [`publish`](Nats::publish) / [`subscribe`](Nats::subscribe) (a stream of
 //! `Result<Message, Lagged>`) and [`serve`](Nats::serve) / [`request`](Nats::request) — so
-//! code moves from one machine to many by changing how it connects, not how it calls.
+//! code moves from one machine to many by changing how it connects, not how it calls. Two
+//! differences to know: a NATS handler returns `Result` (on the bus that is
+//! [`Bus::try_serve`](ephemeral_bus::Bus::try_serve); `Bus::serve` takes an infallible one),
+//! and its failure reaches the requester as [`NatsError::HandlerFailed`] where the bus says
+//! [`BusError::ServerFailed`](ephemeral_bus::BusError::ServerFailed).
 //!
 //! What it promises, in numbers and rules:
 //!
