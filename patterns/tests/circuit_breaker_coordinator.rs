@@ -245,3 +245,64 @@ async fn a_cancelled_probe_gives_its_slot_back() {
     ));
     s.coordinator.drain().await.unwrap();
 }
+
+/// Puts every item aside once (for a second) before admitting it: a hook after the
+/// breaker's in the coordinator's list, as a rate limiter's would be.
+#[derive(Debug)]
+struct AsideOnce {
+    seen: std::sync::Mutex<std::collections::HashSet<ephemeral::OperationId>>,
+}
+
+impl ephemeral::Admission for AsideOnce {
+    fn admit<'a>(
+        &'a self,
+        request: &'a ephemeral::AdmissionRequest,
+    ) -> futures::future::BoxFuture<'a, ephemeral::Decision> {
+        let first = self.seen.lock().unwrap().insert(request.id);
+        Box::pin(async move {
+            if first {
+                ephemeral::Decision::defer(sleep(Duration::from_secs(1)))
+            } else {
+                ephemeral::Decision::Admit
+            }
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_put_aside_by_a_later_hook_keeps_its_slot_and_runs() {
+    let sink = SignalSink::default();
+    let breaker = CircuitBreaker::new(
+        &sink,
+        CircuitBreakerOptions::default()
+            .open_for(Duration::from_secs(10))
+            .probes(1, 1),
+    )
+    .unwrap();
+    let coordinator = EphemeralWorkCoordinator::with_admission(
+        |_: u32, _ctx: OperationContext| async { Ok::<_, String>(()) },
+        EphemeralOptions::default()
+            .signals(sink.clone())
+            .on_finalized(breaker.observer()),
+        vec![
+            breaker.admission(),
+            Arc::new(AsideOnce {
+                seen: std::sync::Mutex::new(std::collections::HashSet::new()),
+            }),
+        ],
+    )
+    .unwrap();
+    breaker.trip();
+    advance(Duration::from_secs(11)).await;
+    assert_eq!(breaker.state(), CircuitState::HalfOpen);
+    coordinator.enqueue(1).await.unwrap();
+    sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        coordinator.stats().completed,
+        1,
+        "the probe ran: {:?}",
+        coordinator.stats()
+    );
+    assert_eq!(breaker.state(), CircuitState::Closed);
+    assert_eq!(breaker.probes_admitted(), 0);
+}

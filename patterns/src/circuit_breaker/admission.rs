@@ -10,7 +10,8 @@ use super::{CircuitBreaker, ProbeDecision};
 
 /// The [`Admission`] hook of a [`CircuitBreaker`]: closed admits, open cancels, half-open
 /// admits the configured number of probes and defers the rest until the breaker's state
-/// changes (the deferred items hold no slot).
+/// changes (the deferred items hold no slot). A probe put aside by a later hook in the
+/// coordinator's list keeps its slot and is admitted again when it comes back.
 pub struct BreakerAdmission {
     breaker: CircuitBreaker,
 }

@@ -328,6 +328,12 @@ impl CircuitBreaker {
         let decision = match core.phase {
             CircuitState::Closed => ProbeDecision::Admit,
             CircuitState::Open => ProbeDecision::Refuse,
+            // An item admitted as a probe and then put aside by a later hook comes back to
+            // be checked again: it still holds its slot (otherwise it would wait for a slot
+            // it holds itself, and the breaker would stay half-open for good).
+            CircuitState::HalfOpen if id.is_some_and(|id| core.probe_ids.contains(&id)) => {
+                ProbeDecision::Admit
+            }
             CircuitState::HalfOpen if core.probes_admitted < self.inner.options.probes => {
                 core.probes_admitted += 1;
                 core.probe_ids.extend(id);
