@@ -104,3 +104,60 @@ async fn upstream_defers_above_the_high_watermark_and_resumes_at_once_below_the_
     until("released at the end", || !pressure.is_held()).await;
     assert!(!sink.has_signal("backpressure.db"));
 }
+
+/// Pending items that leave without starting (cancelled while they wait, or the downstream
+/// cancelled) pass no admission hook; the hold is released all the same, on the monitor's
+/// re-read while held.
+#[tokio::test(start_paused = true)]
+async fn the_hold_is_released_when_pending_items_leave_without_starting() {
+    use ephemeral_patterns::backpressure::RECHECK_WHILE_HELD;
+    for cancel_all in [false, true] {
+        let sink = SignalSink::default();
+        let pressure = Backpressure::new(&sink, "db", 5, 2).unwrap();
+        let gate = Arc::new(Semaphore::new(0));
+        let g = gate.clone();
+        let downstream = EphemeralWorkCoordinator::with_admission(
+            move |_: u32, ctx: ephemeral::OperationContext| {
+                let gate = g.clone();
+                async move {
+                    tokio::select! {
+                        permit = gate.acquire() => {
+                            permit.map_err(|e| e.to_string())?.forget();
+                        }
+                        () = ctx.token().cancelled() => {}
+                    }
+                    Ok::<_, String>(())
+                }
+            },
+            EphemeralOptions::default()
+                .max_concurrency(1)
+                .signals(sink.clone()),
+            vec![pressure.admission()],
+        )
+        .unwrap();
+        let _monitor = pressure.monitor(&downstream).unwrap();
+        let mut ids = Vec::new();
+        for n in 0..10 {
+            ids.push(downstream.enqueue(n).await.unwrap());
+        }
+        pressure.report(&downstream);
+        settle().await;
+        assert!(pressure.is_held() && sink.has_signal("backpressure.db"));
+        if cancel_all {
+            downstream.cancel();
+        } else {
+            // Every item is cancelled by id: the running one and the pending ones.
+            for id in &ids {
+                downstream.cancel_operation(*id);
+            }
+        }
+        settle().await;
+        tokio::time::sleep(RECHECK_WHILE_HELD * 2).await;
+        settle().await;
+        assert!(
+            !pressure.is_held() && !sink.has_signal("backpressure.db"),
+            "released (cancel_all {cancel_all}): {:?}",
+            downstream.stats()
+        );
+    }
+}

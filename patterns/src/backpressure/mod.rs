@@ -21,5 +21,5 @@
 mod monitor;
 mod watermark;
 
-pub use monitor::BackpressureMonitor;
+pub use monitor::{BackpressureMonitor, RECHECK_WHILE_HELD};
 pub use watermark::{Backpressure, BackpressureError};

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ephemeral::{Admission, AdmissionRequest, Decision};
 use futures::future::BoxFuture;
@@ -17,7 +18,11 @@ use crate::CoordinatorHandle;
 /// ([`Backpressure::admission`]) wakes the monitor each time an item starts. Where it grows —
 /// right after an upstream enqueues into the downstream — the upstream reports it
 /// synchronously with [`Backpressure::report`], so the hold is taken before the upstream's
-/// next start. Nothing polls.
+/// next start. Pending items can also leave without starting (cancelled while they wait, or
+/// the downstream cancelled or drained), which no hook sees: while the hold is taken the
+/// monitor also re-reads the count every [`RECHECK_WHILE_HELD`] (100 ms), so such a hold is
+/// released within that, and the monitor stops once the downstream is done. Released, it
+/// reads nothing until woken.
 ///
 /// The monitor holds a handle to the coordinator, so the coordinator lives at least as long
 /// as the monitor: drop the monitor (or drain the coordinator) to let it go.
@@ -90,15 +95,24 @@ impl Backpressure {
     }
 }
 
+/// How often a monitor re-reads the downstream's pending count while the hold is taken (see
+/// [`BackpressureMonitor`]): pending items that leave without starting are seen by no hook.
+pub const RECHECK_WHILE_HELD: Duration = Duration::from_millis(100);
+
 async fn watch<C: CoordinatorHandle>(pressure: Backpressure, downstream: C) {
     loop {
-        pressure.update_with(|| downstream.pending_count());
+        let held = pressure.update_with(|| downstream.pending_count());
         if downstream.is_done() {
             // Nothing is pending any more: let the upstream go.
             pressure.update(0);
             return;
         }
-        pressure.inner.wake.notified().await;
+        if held {
+            // Woken by a start, or re-read on time for items that left without one.
+            let _ = tokio::time::timeout(RECHECK_WHILE_HELD, pressure.inner.wake.notified()).await;
+        } else {
+            pressure.inner.wake.notified().await;
+        }
     }
 }
 
