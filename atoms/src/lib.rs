@@ -38,8 +38,9 @@
 //!
 //! [`cache::SlidingCache`] computes missing values with an async factory, once per key
 //! however many requests wait, expires them by sliding and absolute time (an expired value is
-//! never returned), keeps at most `max_size`, and reports every eviction with its reason
-//! (expired, size, explicit). Signals: `cache.hit`, `cache.miss`, `cache.evict`.
+//! never returned), stores at most `max_size` values, and reports every eviction with its
+//! reason (expired, size, explicit). Signals: `cache.hit`, `cache.miss` (a read joining a
+//! computation already running raises neither), `cache.evict`.
 //!
 //! # Presets
 //!

@@ -149,6 +149,98 @@ async fn a_full_cache_evicts_the_least_recently_read() {
     assert_eq!(sink.count("cache.hit"), 1);
 }
 
+/// Concurrent misses for more keys than there is room for: each computation in flight keeps
+/// its place, and each value stored into a full cache evicts as a miss would, so no more than
+/// `max_size` values are ever stored.
+#[tokio::test(start_paused = true)]
+async fn computations_completing_into_a_full_cache_evict_by_size() {
+    let sink = SignalSink::default();
+    let mut cache = SlidingCache::new(
+        CacheOptions::default().max_size(1).signals(sink.clone()),
+        |key: u32| async move {
+            tokio::time::sleep(ms(10 * u64::from(key))).await;
+            Ok::<u32, String>(key * 10)
+        },
+    )
+    .unwrap();
+    let evictions: Evictions = Arc::default();
+    let e = evictions.clone();
+    assert!(cache.on_evict(move |k, _, reason| e.lock().unwrap().push((*k, reason))));
+    let tasks: Vec<_> = (1..=3)
+        .map(|key| {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.get(key).await })
+        })
+        .collect();
+    tokio::time::sleep(ms(15)).await; // 1 is stored, 2 and 3 still computing
+    assert_eq!(cache.get_if_present(&1), Some(10));
+    assert_eq!(cache.len(), 3, "computations in flight are never evicted");
+    tokio::time::sleep(ms(10)).await; // t = 25 ms: 2 is stored into a full cache
+    assert_eq!(cache.get_if_present(&1), None, "1 made room for 2");
+    assert_eq!(cache.get_if_present(&2), Some(20));
+    for (key, task) in (1..=3).zip(tasks) {
+        assert_eq!(task.await.unwrap().unwrap(), key * 10);
+    }
+    assert_eq!(cache.len(), 1);
+    assert_eq!(cache.get_if_present(&3), Some(30));
+    assert_eq!(
+        *evictions.lock().unwrap(),
+        [(1, EvictionReason::Size), (2, EvictionReason::Size)]
+    );
+    assert_eq!(cache.stats().evicted_size, 2);
+    assert_eq!(sink.count("cache.evict"), 2);
+}
+
+/// An insert that takes over a computation's place in a full cache evicts by size too.
+#[tokio::test(start_paused = true)]
+async fn an_insert_over_a_computation_into_a_full_cache_evicts_by_size() {
+    let cache = SlidingCache::new(CacheOptions::default().max_size(1), |key: u32| async move {
+        tokio::time::sleep(ms(10 * u64::from(key))).await;
+        Ok::<u32, String>(key * 10)
+    })
+    .unwrap();
+    let (one, two) = (cache.clone(), cache.clone());
+    let first = tokio::spawn(async move { one.get(1).await });
+    let second = tokio::spawn(async move { two.get(2).await });
+    tokio::time::sleep(ms(15)).await; // 1 is stored, 2 still computing
+    cache.insert(2, 222);
+    assert_eq!(
+        cache.get_if_present(&1),
+        None,
+        "1 made room for the inserted 2"
+    );
+    assert_eq!(cache.get_if_present(&2), Some(222));
+    assert_eq!(cache.stats().evicted_size, 1);
+    assert_eq!(first.await.unwrap().unwrap(), 10);
+    assert_eq!(
+        second.await.unwrap().unwrap(),
+        20,
+        "its own request still gets its value"
+    );
+    assert_eq!(
+        cache.get_if_present(&2),
+        Some(222),
+        "the insert wins over the computation"
+    );
+    assert_eq!(cache.len(), 1);
+}
+
+/// A read that joins a computation already running raises no signal: `cache.hit` and
+/// `cache.miss` count exactly what `stats().hits` and `stats().misses` count.
+#[tokio::test(start_paused = true)]
+async fn a_read_joining_a_computation_raises_neither_hit_nor_miss() {
+    let sink = SignalSink::default();
+    let (cache, calls, _) = counting(CacheOptions::default().signals(sink.clone()));
+    let (a, b, c) = tokio::join!(cache.get(1), cache.get(1), cache.get(1));
+    assert_eq!((a.unwrap(), b.unwrap(), c.unwrap()), (10, 10, 10));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let stats = cache.stats();
+    assert_eq!((stats.hits, stats.misses, stats.coalesced), (0, 1, 2));
+    assert_eq!((sink.count("cache.hit"), sink.count("cache.miss")), (0, 1));
+    cache.get(1).await.unwrap();
+    assert_eq!((sink.count("cache.hit"), sink.count("cache.miss")), (1, 1));
+}
+
 #[tokio::test(start_paused = true)]
 async fn expired_entries_go_before_live_ones_when_full() {
     let (cache, _, evictions) = counting(CacheOptions::default().max_size(2).sliding(ms(50)));

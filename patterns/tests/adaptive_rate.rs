@@ -117,6 +117,31 @@ async fn retry_after_headers_in_every_form_throttle() {
     assert_eq!(limiter.throttles(), 3);
 }
 
+/// A pause too long for the clock (`Duration::MAX`, a `retry-after` of 1e19 s) pauses for the
+/// longest pause, 30 years, instead of not at all.
+#[tokio::test(start_paused = true)]
+async fn a_pause_past_the_clock_pauses_for_the_longest_pause() {
+    const LONGEST: Duration = Duration::from_secs(86_400 * 365 * 30);
+    let sink = SignalSink::default();
+    let paused = limiter(&sink, 10.0);
+    paused.throttle(Duration::MAX);
+    assert_eq!(paused.paused_for(), Some(LONGEST));
+    assert_eq!(paused.try_acquire(), Err(LONGEST));
+    advance(Duration::from_secs(86_400 * 365 * 10)).await;
+    assert!(paused.try_acquire().is_err(), "still paused 10 years on");
+
+    let by_header = limiter(&sink, 10.0);
+    sink.raise_with(
+        Signal::build("http.429")
+            .unwrap()
+            .header("retry-after", 1e19),
+    )
+    .unwrap();
+    assert_eq!(by_header.throttles(), 1);
+    assert_eq!(by_header.paused_for(), Some(LONGEST));
+    assert!(by_header.try_acquire().is_err());
+}
+
 #[tokio::test(start_paused = true)]
 async fn listen_on_narrows_the_signals_read() {
     let sink = SignalSink::default();

@@ -111,6 +111,29 @@ async fn detects_again_after_clearing() {
     }
 }
 
+/// A window too long for the clock (`Duration::MAX`) never clears: the anomaly is detected
+/// and held, as with a window of a thousand years.
+#[tokio::test(start_paused = true)]
+async fn a_window_past_the_clock_detects_and_never_clears() {
+    let sink = SignalSink::default();
+    let detector = AnomalyDetector::new(&sink, "error.*", 3, Duration::MAX, "anomaly").unwrap();
+    sink.raise("error.db").unwrap();
+    sink.raise("error.db").unwrap();
+    assert!(!detector.is_active(), "2 is below the threshold of 3");
+    for _ in 0..3 {
+        sink.raise("error.db").unwrap();
+    }
+    assert!(detector.is_active());
+    assert_eq!(detector.detections(), 1);
+    assert_eq!(sink.count("anomaly.detected"), 1);
+    assert!(sink.has_signal("anomaly.active"));
+    sleep(Duration::from_secs(86_400 * 365 * 10)).await;
+    settle().await;
+    assert!(detector.is_active());
+    assert_eq!(sink.count("anomaly.cleared"), 0);
+    assert_eq!(detector.last_sink_error(), None);
+}
+
 #[test]
 fn invalid_settings_are_typed_errors() {
     let sink = SignalSink::default();

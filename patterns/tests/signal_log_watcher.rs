@@ -92,6 +92,42 @@ async fn a_panicking_handler_is_counted_and_the_watcher_carries_on() {
     assert_eq!(watcher.stats().panicked, 1);
 }
 
+/// A handler that panics while being called, before it returns its future, is caught too.
+#[tokio::test(start_paused = true)]
+async fn a_handler_panicking_before_its_future_is_counted_and_the_watcher_carries_on() {
+    let sink = SignalSink::default();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let watcher = SignalLogWatcher::start(
+        &sink,
+        "x.*",
+        Buffer::bounded(16).unwrap(),
+        move |signal| {
+            let name = signal.name().as_str().to_owned();
+            if name == "x.boom" {
+                panic!("handler bug before the future");
+            }
+            log.lock().unwrap().push(name);
+            async {}
+        },
+        |_| {},
+    )
+    .unwrap();
+    for name in ["x.a", "x.boom", "x.b", "x.c"] {
+        sink.raise(name).unwrap();
+    }
+    // Bounded: with the watcher task dead the count would never reach 4.
+    for _ in 0..1_000 {
+        if watcher.stats().handled == 4 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let stats = watcher.stats();
+    assert_eq!((stats.handled, stats.panicked), (4, 1));
+    assert_eq!(*seen.lock().unwrap(), ["x.a", "x.b", "x.c"]);
+}
+
 #[tokio::test(start_paused = true)]
 async fn stopping_unsubscribes() {
     let sink = SignalSink::default();

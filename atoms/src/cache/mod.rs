@@ -9,7 +9,7 @@
 //! # Comparison with a plain `HashMap` behind a lock
 //!
 //! A map answers "is it there"; this cache also answers "is it still fresh", computes the
-//! missing value without a thundering herd, and never grows past its bound.
+//! missing value without a thundering herd, and never stores more values than its bound.
 
 mod options;
 mod sliding;

@@ -12,8 +12,8 @@ use ephemeral::SignalSink;
 /// |---|---|---|
 /// | `sliding` | none | an entry expires this long after its last read |
 /// | `absolute` | none | an entry expires this long after it was computed, read or not |
-/// | `max_size` | 1024 | most entries; beyond, the least recently read is evicted |
-/// | `signals` | none | sink for `cache.hit`, `cache.miss`, `cache.evict` |
+/// | `max_size` | 1024 | most values stored; beyond, the least recently read is evicted (computations in flight are not: see [`SlidingCache`](super::SlidingCache)) |
+/// | `signals` | none | sink for `cache.hit`, `cache.miss` (a read joining a computation raises neither), `cache.evict` |
 /// | `name` | none | key of those signals |
 /// | `on_error` | none | told when the eviction callback panics |
 ///
@@ -81,13 +81,16 @@ impl CacheOptions {
         self
     }
 
-    /// The most entries (at least 1).
+    /// The most values stored at once (at least 1). Computations in flight take a place but
+    /// are never evicted; see [`SlidingCache`](super::SlidingCache).
     pub fn max_size(mut self, entries: usize) -> Self {
         self.max_size = entries;
         self
     }
 
-    /// Raises `cache.hit`, `cache.miss` and `cache.evict` (header `reason`) into `sink`.
+    /// Raises `cache.hit` (a read answered from the cache), `cache.miss` (a read that starts a
+    /// computation; one joining a computation already running raises nothing) and
+    /// `cache.evict` (header `reason`) into `sink`.
     pub fn signals(mut self, sink: SignalSink) -> Self {
         self.sink = Some(sink);
         self
@@ -218,7 +221,8 @@ pub struct CacheStats {
     pub load_failures: u64,
     /// Entries evicted because they expired.
     pub expired: u64,
-    /// Entries evicted to stay within `max_size`.
+    /// Values evicted to stay within `max_size`: on a miss, an insert, or a computation
+    /// completing into a full cache.
     pub evicted_size: u64,
     /// Entries removed explicitly.
     pub evicted_explicit: u64,

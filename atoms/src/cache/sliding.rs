@@ -21,15 +21,25 @@ use super::{CacheConfigError, CacheError, CacheOptions, CacheStats, EvictionReas
 /// * **An expired value is never returned** (the .NET original can return one): every read
 ///   checks the entry's sliding and absolute expiry against tokio's clock, and an expired
 ///   entry is evicted and computed again.
-/// * **Bounded**: at most `max_size` entries; a full cache first drops expired entries,
-///   then the least recently read one. Every read, store and eviction costs O(1) whatever
-///   the size (entries live in a linked map in recency order; finding expired ones costs
-///   O(1) per entry evicted, never a scan), so a cache of millions of entries is fine.
+/// * **Bounded**: at most `max_size` values are stored at every moment; storing into a full
+///   cache (a miss, an [`insert`](SlidingCache::insert), or a computation completing) first
+///   drops expired values, then the least recently read one. A computation in flight takes
+///   a place too (a miss makes room for it), but is never evicted, since its requests wait
+///   on it: so [`len`](SlidingCache::len), which counts values and computations, can exceed
+///   `max_size` only after more than `max_size` distinct keys were computing at once, and
+///   never by more than the computations still in flight; once they finish, `len() <=
+///   max_size` again. Every read, store and eviction costs O(1) whatever the size (entries
+///   live in a linked map in recency order; finding expired ones costs O(1) per entry
+///   evicted, never a scan), so a cache of millions of entries is fine.
 /// * **Evictions are reported** with their [`EvictionReason`] to the
-///   [`on_evict`](SlidingCache::on_evict) callback and as `cache.evict` signals; reads raise
-///   `cache.hit` / `cache.miss`; [`stats`](SlidingCache::stats) counts everything. A
-///   panicking eviction callback is caught, counted in `callback_failures` and handed to
-///   [`CacheOptions::on_error`], as the signal sink does for its handlers.
+///   [`on_evict`](SlidingCache::on_evict) callback and as `cache.evict` signals;
+///   [`stats`](SlidingCache::stats) counts everything. A read answered from the cache raises
+///   `cache.hit`, a read that starts a computation `cache.miss`; a read that joins a
+///   computation already running raises neither and is counted in
+///   [`CacheStats::coalesced`](super::CacheStats::coalesced), so the signals count what
+///   `hits` and `misses` count. A panicking eviction callback is caught, counted in
+///   `callback_failures` and handed to [`CacheOptions::on_error`], as the signal sink does
+///   for its handlers.
 ///
 /// Expired entries are found when read, when the cache is full, or by
 /// [`purge_expired`](SlidingCache::purge_expired) (call it from a timer if you want prompt
@@ -127,8 +137,9 @@ where
         }
     }
 
-    /// The value for `key`: the cached one if live, else computed once by the factory for
-    /// all concurrent requests.
+    /// The value for `key`: the cached one if live (raises `cache.hit`), else computed once by
+    /// the factory for all concurrent requests (the one that starts it raises `cache.miss`,
+    /// the ones that join it raise nothing).
     ///
     /// # Errors
     ///

@@ -277,6 +277,8 @@ where
         state.remove(&key, EvictionReason::Explicit, out);
         if state.loading.remove(&key).is_none() {
             self.make_room(state, now, out);
+        } else {
+            self.make_room_for_value(state, now, out);
         }
         state.store(key, value, now, self.options.absolute.is_some());
     }
@@ -343,6 +345,31 @@ where
             state.evicted(key, entry, EvictionReason::Size, out);
         }
     }
+
+    /// Frees one place for a value taking over a computation's place, if values alone fill
+    /// the cache: expired values first, then the least recently read one.
+    ///
+    /// A miss made room for its computation, so this evicts nothing unless more distinct keys
+    /// were computing at once than the cache holds. Only values are counted: the other
+    /// computations in flight cannot be evicted, and making room for them too would evict
+    /// every value as soon as it is stored while they run.
+    fn make_room_for_value(
+        &self,
+        state: &mut State<K, V, E>,
+        now: Instant,
+        out: &mut Vec<Evicted<K, V>>,
+    ) {
+        if state.ready.len() < self.options.max_size {
+            return;
+        }
+        self.purge(state, now, out);
+        while state.ready.len() >= self.options.max_size {
+            let Some((key, entry)) = state.ready.pop_front() else {
+                break;
+            };
+            state.evicted(key, entry, EvictionReason::Size, out);
+        }
+    }
 }
 
 /// The shared computation for `key`: calls the factory, catches a panic, and stores the
@@ -380,21 +407,29 @@ fn complete<K: Hash + Eq + Clone, V: Clone, E>(
     result: &Result<V, CacheError<E>>,
 ) {
     let now = Instant::now();
-    let mut state = inner.state();
-    let ours = matches!(
-        state.loading.get(&key),
-        Some(Loading { generation: g, .. }) if *g == generation
-    );
-    if !ours {
-        // Replaced by an insert or removed while computing: the newer state wins.
-        return;
+    let mut evicted = Vec::new();
+    {
+        let mut state = inner.state();
+        let ours = matches!(
+            state.loading.get(&key),
+            Some(Loading { generation: g, .. }) if *g == generation
+        );
+        if !ours {
+            // Replaced by an insert or removed while computing: the newer state wins.
+            return;
+        }
+        state.loading.remove(&key);
+        match result {
+            Ok(value) => {
+                // The computation held a place, but values stored meanwhile by other
+                // computations may have filled the cache since.
+                inner.make_room_for_value(&mut state, now, &mut evicted);
+                state.store(key, value.clone(), now, inner.options.absolute.is_some());
+            }
+            Err(_) => state.stats.load_failures += 1,
+        }
     }
-    state.loading.remove(&key);
-    match result {
-        // The computation held the key's place, so storing needs no room.
-        Ok(value) => state.store(key, value.clone(), now, inner.options.absolute.is_some()),
-        Err(_) => state.stats.load_failures += 1,
-    }
+    inner.report(evicted);
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

@@ -9,6 +9,10 @@ use tokio::time::Instant;
 
 use ephemeral_atoms::rate_limit::{GcraLimiter, RateLimiter as _, Tunable as _};
 
+/// The longest pause a throttle starts: 30 years, which stands for "until further notice".
+/// Longer ones, up to `Duration::MAX`, pause this long.
+const LONGEST_PAUSE: Duration = Duration::from_secs(86_400 * 365 * 30);
+
 /// Settings of an [`AdaptiveRate`].
 ///
 /// Defaults: 100 per second, burst 1, listening to every signal (`*`), decrease factor 0.5,
@@ -261,7 +265,8 @@ impl AdaptiveRate {
     }
 
     /// Slows down as a `rate-limit:<pause>` signal would: no start for `pause`, and the rate
-    /// cut by the decrease factor.
+    /// cut by the decrease factor. A pause longer than 30 years (up to `Duration::MAX`) pauses
+    /// for 30 years; a pause already running longer is kept.
     pub fn throttle(&self, pause: Duration) {
         self.inner.throttle(pause);
     }
@@ -331,13 +336,13 @@ impl Inner {
         state.throttles += 1;
         state.current = (state.current * self.options.decrease).max(self.options.min_rate);
         Self::apply(&state);
-        let until = now.checked_add(pause);
-        let until = match (state.paused_until, until) {
-            (Some(old), Some(new)) => Some(old.max(new)),
-            (old, new) => new.or(old),
-        };
-        state.paused_until = until;
-        state.recover_from = until.unwrap_or(now);
+        // Capped, so that no pause overflows the clock (`Duration::MAX` would, and a pause
+        // lost to the overflow let everything through) and a longer pause never ends sooner
+        // than a shorter one. 30 years from now fits any clock, as tokio's own "far future".
+        let until = now + pause.min(LONGEST_PAUSE);
+        let until = state.paused_until.map_or(until, |old| old.max(until));
+        state.paused_until = Some(until);
+        state.recover_from = until;
     }
 
     fn recover(&self, state: &mut State, now: Instant) {

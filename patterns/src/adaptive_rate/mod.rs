@@ -11,8 +11,9 @@
 //! * any matching signal with a `retry-after` header (seconds as a number, or a duration
 //!   string such as `1m 30s`)
 //!
-//! pauses intake for that duration and cuts the rate by the decrease factor (halved by
-//! default, never below the minimum). After the pause, the rate grows back by the recovery
+//! pauses intake for that duration (at most 30 years: a `Duration::MAX` pause or a
+//! `retry-after` of 1e19 s holds for 30 years, for ever in practice) and cuts the rate by the
+//! decrease factor (halved by default, never below the minimum). After the pause, the rate grows back by the recovery
 //! factor every recovery interval until it reaches the base rate again.
 //!
 //! The limiter is the `ephemeral-atoms` GCRA (`GcraLimiter`), retuned with `set_rate` on

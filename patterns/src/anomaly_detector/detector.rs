@@ -32,7 +32,9 @@ pub enum AnomalyError {
 /// Raises `<prefix>.detected` and holds `<prefix>.active` while at least `threshold`
 /// signals matching a pattern arrived within `window` (the threshold is inclusive, as in the
 /// original: a threshold of 5 detects the fifth signal); raises `<prefix>.cleared` when the
-/// count falls below it.
+/// count falls below it. A window too long for the clock to reach its end (such as
+/// `Duration::MAX`) never clears: once detected, the anomaly stays active while the detector
+/// lives.
 ///
 /// # Examples
 ///
@@ -164,12 +166,12 @@ impl Inner {
         while state.arrivals.len() > self.threshold {
             state.arrivals.pop_front();
         }
-        let Some(clear_at) = self.clear_at(&state) else {
-            return;
+        let clear_at = match self.clear_at(&state) {
+            Clearing::Below => return,
+            Clearing::At(at) if at <= now => return,
+            Clearing::At(at) => Some(at),
+            Clearing::Never => None,
         };
-        if clear_at <= now {
-            return;
-        }
         // Every arrival at or above the threshold pushes the clearing instant later: re-arm.
         state.generation += 1;
         let generation = state.generation;
@@ -192,6 +194,10 @@ impl Inner {
                 state.last_sink_error = Some(e);
             }
         }
+        let Some(clear_at) = clear_at else {
+            // A window past the clock never clears: the hold stays, no timer is needed.
+            return;
+        };
         let weak: Weak<Self> = Arc::downgrade(self);
         self.runtime.spawn(async move {
             tokio::time::sleep_until(clear_at).await;
@@ -202,12 +208,18 @@ impl Inner {
     }
 
     /// When the count within the window falls below the threshold, if it is at or above it
-    /// now: the instant the oldest of the last `threshold` arrivals leaves the window.
-    fn clear_at(&self, state: &State) -> Option<Instant> {
+    /// now: the instant the oldest of the last `threshold` arrivals leaves the window, or
+    /// never if that instant is past what the clock can hold (a window of `Duration::MAX`).
+    fn clear_at(&self, state: &State) -> Clearing {
         if state.arrivals.len() < self.threshold {
-            return None;
+            return Clearing::Below;
         }
-        state.arrivals.front()?.checked_add(self.window)
+        match state.arrivals.front() {
+            Some(oldest) => oldest
+                .checked_add(self.window)
+                .map_or(Clearing::Never, Clearing::At),
+            None => Clearing::Below,
+        }
     }
 
     fn clear(&self, generation: u64) {
@@ -224,6 +236,16 @@ impl Inner {
             lock(&self.state).last_sink_error = Some(e);
         }
     }
+}
+
+/// When an anomaly in progress clears.
+enum Clearing {
+    /// Fewer than `threshold` arrivals are counted: no anomaly.
+    Below,
+    /// When the oldest counted arrival leaves the window.
+    At(Instant),
+    /// The window ends past what the clock can hold: the anomaly never clears.
+    Never,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

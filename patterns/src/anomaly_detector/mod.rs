@@ -13,7 +13,9 @@
 //!
 //! Memory is bounded by the threshold (it keeps the last `threshold` arrival instants),
 //! not by the traffic. Arrivals are seen synchronously by a sink listener; clearing happens on
-//! a timer at the exact instant the oldest counted arrival leaves the window.
+//! a timer at the exact instant the oldest counted arrival leaves the window. A window whose
+//! end is past what tokio's clock can hold (`Duration::MAX`) never ends: the anomaly is
+//! detected and held, and never cleared.
 //!
 //! Not for: a single signal that must stop work (use the circuit breaker, which also
 //! probes its way back).

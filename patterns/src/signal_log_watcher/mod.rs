@@ -9,7 +9,8 @@
 //! oldest buffered signals are dropped and the lag is *reported* — to the lag callback and in
 //! [`WatcherStats::lagged`] — never hidden.
 //!
-//! Handlers run one at a time, in order. A handler that panics is caught and counted in
+//! Handlers run one at a time, in order. A handler that panics — in the call itself, before
+//! it returns its future, or while that future runs — is caught and counted in
 //! [`WatcherStats::panicked`]; the watcher carries on with the next signal.
 //!
 //! Not for: reacting synchronously on the raising thread (use `SignalSink::on_signal`), or

@@ -17,7 +17,8 @@ pub struct WatcherStats {
     pub handled: u64,
     /// Signals dropped from a full subscription buffer before the handler saw them.
     pub lagged: u64,
-    /// Handler calls that panicked (each also counts as handled).
+    /// Handler calls that panicked, while being called or while their future ran (each also
+    /// counts as handled).
     pub panicked: u64,
 }
 
@@ -98,9 +99,17 @@ impl SignalLogWatcher {
                 // Relaxed: plain counters read by `stats`, ordering nothing else.
                 match item {
                     Ok(signal) => {
-                        let outcome = AssertUnwindSafe(handler(signal)).catch_unwind().await;
+                        // A handler may panic when called, before it returns its future,
+                        // as well as while the future runs: both are caught. (The call is
+                        // caught apart, not inside one async block, so that `H` need not
+                        // be `Sync`.)
+                        let called = std::panic::catch_unwind(AssertUnwindSafe(|| handler(signal)));
+                        let ran = match called {
+                            Ok(future) => AssertUnwindSafe(future).catch_unwind().await.is_ok(),
+                            Err(_) => false,
+                        };
                         seen.handled.fetch_add(1, Ordering::Relaxed);
-                        if outcome.is_err() {
+                        if !ran {
                             seen.panicked.fetch_add(1, Ordering::Relaxed);
                         }
                     }
