@@ -574,6 +574,82 @@ async fn an_item_put_aside_by_a_hook_can_be_cancelled_while_it_waits() {
     assert_adds_up(&stats);
 }
 
+/// A hook that takes `slow` to admit (`None`: never answers).
+#[derive(Debug)]
+struct SlowHook {
+    slow: Option<Duration>,
+}
+
+impl Admission for SlowHook {
+    fn admit<'a>(&'a self, _request: &'a AdmissionRequest) -> BoxFuture<'a, Decision> {
+        let slow = self.slow;
+        Box::pin(async move {
+            match slow {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending::<()>().await,
+            }
+            Decision::Admit
+        })
+    }
+}
+
+/// An item whose admission hook is still deciding counts as running and can be cancelled
+/// like one: it ends cancelled at once, for the cancel's reason, and its body never runs —
+/// also when the hook would never answer.
+#[tokio::test(start_paused = true)]
+async fn an_item_cancelled_while_its_hook_decides_never_starts() {
+    for (slow, how) in [
+        (Some(Duration::from_secs(10)), "by id"),
+        (Some(Duration::from_secs(10)), "shutdown"),
+        (Some(Duration::from_secs(10)), "signal"),
+        (None, "shutdown"),
+    ] {
+        let sink = SignalSink::default();
+        let (started, body) = counter();
+        let c = EphemeralWorkCoordinator::with_admission(
+            body,
+            EphemeralOptions::default()
+                .signals(sink.clone())
+                .cancel_running_on("stop.now")
+                .abort_grace(Duration::from_secs(1)),
+            vec![Arc::new(SlowHook { slow }) as Arc<dyn Admission>],
+        )
+        .unwrap();
+        let id = c.enqueue(1).await.unwrap();
+        settle().await;
+        assert_eq!(c.operation(id).unwrap().state, OperationState::Running);
+        let reason = match how {
+            "by id" => {
+                assert!(c.cancel_operation(id));
+                CancelReason::Explicit
+            }
+            "shutdown" => {
+                c.cancel();
+                CancelReason::Shutdown
+            }
+            _ => {
+                sink.raise("stop.now").unwrap();
+                CancelReason::Signal(ephemeral::Name::new("stop.now").unwrap())
+            }
+        };
+        settle().await;
+        assert_eq!(
+            c.operation(id).unwrap().state,
+            OperationState::Cancelled(reason),
+            "{how}, hook {slow:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        assert_eq!(
+            started.load(Ordering::SeqCst),
+            0,
+            "{how}: the body never ran"
+        );
+        let stats = c.stats();
+        assert_eq!((stats.cancelled, stats.completed, stats.running), (1, 0, 0));
+        assert_adds_up(&stats);
+    }
+}
+
 /// Depth counts like the original: an operation's own signal is depth 1, a signal it causes
 /// depth 2, and `max_depth(2)` refuses the third link.
 #[tokio::test(start_paused = true)]

@@ -64,6 +64,11 @@ pub struct AdmissionRequest {
 /// panicked: <message>`, and the worker goes on with the next item. So does an item whose
 /// [`Decision::Defer`] future panics (`admission hook's deferral panicked: <message>`).
 ///
+/// While its hooks decide, an item shows as `Running` and is cancelled like a running one
+/// (`cancel_operation`, `cancel`, a `cancel_running_on` signal): the hook still deciding is
+/// dropped and the item ends `Cancelled` for that reason at once, without its body ever
+/// running, so a hook that never answers cannot keep an item alive.
+///
 /// # Examples
 ///
 /// ```

@@ -127,6 +127,9 @@ pub(crate) enum Outcome<R> {
     Aborted,
     /// Admission refused it.
     Refused(CancelReason),
+    /// It was cancelled while its admission hooks decided, and never started: cancelled for
+    /// the reason the cancel gave.
+    Unstarted,
 }
 
 /// How a filed operation ended, as [`Core::finish`] decided it: what its span and events
@@ -880,14 +883,10 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
                 (OperationState::Completed, Ended::Completed)
             }
             // A body that stops on its cancelled token ends cancelled, not failed.
-            Outcome::Err(_) if slot.is_cancelled(id) => {
-                let reason = self
-                    .window
-                    .record_mut(id)
-                    .and_then(|r| r.cancel_requested.take())
-                    .unwrap_or(CancelReason::Shutdown);
-                (OperationState::Cancelled(reason), Ended::Cancelled)
-            }
+            Outcome::Err(_) if slot.is_cancelled(id) => (
+                OperationState::Cancelled(self.cancel_reason(id)),
+                Ended::Cancelled,
+            ),
             Outcome::Err(message) => {
                 error = Some(message.clone());
                 (OperationState::Failed, Ended::Failed(message))
@@ -903,6 +902,10 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
                 Ended::Cancelled,
             ),
             Outcome::Refused(reason) => (OperationState::Cancelled(reason), Ended::Cancelled),
+            Outcome::Unstarted => (
+                OperationState::Cancelled(self.cancel_reason(id)),
+                Ended::Cancelled,
+            ),
         };
         self.settle_with(id, now, state, |record| {
             // A cancel that arrived too late to matter is not kept.
@@ -913,6 +916,14 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         });
         fx.set(Effect::FINISHED);
         ended
+    }
+
+    /// Why operation `id` was asked to stop (taken from its record; shutdown if unrecorded).
+    fn cancel_reason(&mut self, id: OperationId) -> CancelReason {
+        self.window
+            .record_mut(id)
+            .and_then(|r| r.cancel_requested.take())
+            .unwrap_or(CancelReason::Shutdown)
     }
 
     /// Cancels a job that never started: settled, and its span (if any) left to `fx`, which

@@ -93,13 +93,16 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>, B: Body<T, R
     if !inner.hooks.is_empty() {
         let key = job.key.as_ref();
         let outcome = match admission(inner, slot, id, key, job.is_overdue()).await {
-            Ok(Decision::Admit) => None,
-            Ok(Decision::Cancel(reason)) => Some(Outcome::Refused(CancelReason::Admission(reason))),
-            Ok(Decision::Defer(until)) => {
+            Verdict::Decided(Decision::Admit) => None,
+            Verdict::Decided(Decision::Cancel(reason)) => {
+                Some(Outcome::Refused(CancelReason::Admission(reason)))
+            }
+            Verdict::Decided(Decision::Defer(until)) => {
                 park(inner, slot, job, until);
                 return look(inner, slot, mailbox, false);
             }
-            Err(message) => Some(Outcome::Panic(message)),
+            Verdict::Panicked(message) => Some(Outcome::Panic(message)),
+            Verdict::Cancelled => Some(Outcome::Unstarted),
         };
         if let Some(outcome) = outcome {
             let span = job.span.as_deref();
@@ -174,44 +177,75 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>, B: Body<T, R
     finish(inner, slot, mailbox, None, id, &route, outcome, wanted)
 }
 
+/// What the admission hooks made of a taken job.
+enum Verdict {
+    /// The first decision other than `Admit`, else `Admit`.
+    Decided(Decision),
+    /// A hook panicked, with this message.
+    Panicked(Arc<str>),
+    /// The operation was cancelled (explicitly, by a signal or by shutdown) while the hooks
+    /// decided: it must not start, whatever they said.
+    Cancelled,
+}
+
 /// Asks the admission hooks in order about a taken job: the first decision other than
 /// `Admit` (a `Defer` of a job past `max_defer` under `DeferPolicy::Run` no longer holds it),
 /// else `Admit`. A hook that panics is caught like a panicking body (the worker goes on):
-/// `Err` with the message, and the operation ends panicked. The job counts as running
-/// meanwhile: if the worker's task is dropped while a hook decides, the operation is filed
-/// as cancelled by shutdown ([`Unfiled`]). A future of its own: with the guard written into
-/// `process` itself, the worker's path for items without hooks compiled 48 instructions an
-/// item slower (callgrind, `--child coord-loop`).
+/// the operation ends panicked. The job counts as running meanwhile, so it can be cancelled
+/// like a running one: a hook still deciding is then dropped, and the operation ends
+/// cancelled at once without starting (a hook that never answers cannot keep it), as does
+/// one cancelled while a hook decided. If the worker's task is dropped while a hook
+/// decides, the operation is filed as cancelled by shutdown ([`Unfiled`]). A future of its
+/// own: with the guard written into `process` itself, the worker's path for items without
+/// hooks compiled 48 instructions an item slower (callgrind, `--child coord-loop`).
 async fn admission<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     inner: &Arc<Inner<T, R, Q>>,
     slot: &Slot,
     id: OperationId,
     key: Option<&KeyLabel>,
     overdue: bool,
-) -> Result<Decision, Arc<str>> {
+) -> Verdict {
     use futures::FutureExt;
     let request = AdmissionRequest {
         id,
         key: key.map(KeyLabel::text),
     };
     let unfiled = Unfiled { inner, slot, id };
-    let mut verdict = Ok(Decision::Admit);
+    let mut verdict = Verdict::Decided(Decision::Admit);
     for hook in &inner.hooks {
         // The call inside the future too: a hook may panic before it returns its future.
         let asked = AssertUnwindSafe(async { hook.admit(&request).await }).catch_unwind();
-        match asked.await {
-            Ok(Decision::Admit) => {}
-            Ok(Decision::Defer(_)) if overdue => {}
-            Ok(decision) => {
-                verdict = Ok(decision);
+        let answer = tokio::select! {
+            biased;
+            () = slot.cancelled(id) => None,
+            answer = asked => Some(answer),
+        };
+        match answer {
+            None => {
+                verdict = Verdict::Cancelled;
                 break;
             }
-            Err(panic) => {
+            Some(Ok(Decision::Admit)) => {}
+            Some(Ok(Decision::Defer(_))) if overdue => {}
+            Some(Ok(decision)) => {
+                verdict = Verdict::Decided(decision);
+                break;
+            }
+            Some(Err(panic)) => {
                 let message = panic_message(&*panic);
-                verdict = Err(Arc::from(format!("admission hook panicked: {message}")));
+                verdict =
+                    Verdict::Panicked(Arc::from(format!("admission hook panicked: {message}")));
                 break;
             }
         }
+    }
+    // A cancel that came while the last hook answered: the job does not start (nor wait).
+    if matches!(
+        verdict,
+        Verdict::Decided(Decision::Admit | Decision::Defer(_))
+    ) && slot.is_cancelled(id)
+    {
+        verdict = Verdict::Cancelled;
     }
     // Decided: the worker files or parks the job itself.
     std::mem::forget(unfiled);
