@@ -320,6 +320,41 @@ async fn clear_on_clears_once_per_matching_signal() {
     );
 }
 
+/// A pattern that matches the `sink.cleared` a clear raises (`*`, `sink.*`) clears once per
+/// new signal all the same: the clear's own signal never clears again (it used to, for ever,
+/// a busy loop that starved a current-thread runtime). Real time on two threads, so the old
+/// behaviour fails the test instead of hanging it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clear_on_a_pattern_matching_sink_cleared_clears_once() {
+    for pattern in ["*", "sink.*,error.*"] {
+        let sink = SignalSink::default();
+        let (_, body) = counter();
+        let _c = EphemeralWorkCoordinator::new(
+            body,
+            EphemeralOptions::default()
+                .signals(sink.clone())
+                .clear_on(pattern),
+        )
+        .unwrap();
+        sink.raise("error.a").unwrap();
+        for _ in 0..200 {
+            if !sink.has_signal("error.a") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(!sink.has_signal("error.a"), "{pattern}: cleared");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let stats = sink.stats();
+        assert_eq!(
+            (stats.raised, stats.cleared),
+            (2, 1),
+            "{pattern}: one raise, one clear and its sink.cleared, nothing more"
+        );
+        assert!(sink.has_signal("sink.cleared"));
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn signals_raised_by_bodies_carry_the_operation_id_and_can_be_retracted() {
     let sink = SignalSink::default();

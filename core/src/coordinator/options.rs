@@ -331,7 +331,8 @@ impl EphemeralOptions {
         self
     }
 
-    /// Each new signal matching `pattern` clears the sink once.
+    /// Each new signal matching `pattern` clears the sink once. The `sink.cleared` a clear
+    /// raises never clears again, even when `pattern` matches it (`*`, `sink.*`).
     pub fn clear_on(mut self, pattern: &str) -> Self {
         self.clear_on = Some(Pattern::new(pattern));
         self

@@ -53,3 +53,6 @@ pub use sink::SignalSink;
 pub use stats::{SinkStats, SubscriberStats};
 pub use subscription::Subscription;
 pub use watch::Watch;
+
+/// The leaf signal a clear raises (with a `count` header) when it removed anything.
+pub(crate) const SINK_CLEARED: &str = "sink.cleared";

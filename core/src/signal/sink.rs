@@ -363,8 +363,8 @@ impl SignalSink {
     pub fn clear_matching(&self, pattern: &str) -> usize {
         let removed = self.remove(pattern, Removal::Cleared, |_| true);
         if removed > 0 {
-            let cleared =
-                Signal::build("sink.cleared").map(|b| b.leaf().header("count", removed as i64));
+            let cleared = Signal::build(super::SINK_CLEARED)
+                .map(|b| b.leaf().header("count", removed as i64));
             if let Ok(builder) = cleared {
                 // Within every limit by construction; nothing useful to do with an error.
                 let _ = self.raise_with(builder);

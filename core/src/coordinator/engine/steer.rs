@@ -123,10 +123,14 @@ fn step<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
         && let Some(signal) = sink.latest(pattern.as_str())
         && signal.sequence() > seen.clear
     {
-        // Everything up to now is cleared once; `sink.cleared` and later raises count anew.
-        seen.clear = sink.sequence();
-        sink.clear();
-        seen.clear = seen.clear.max(signal.sequence());
+        seen.clear = signal.sequence();
+        // A clear's own `sink.cleared` never clears again (a pattern matching it, `*` say,
+        // would otherwise clear for ever); later raises count anew.
+        if signal.name().as_str() != crate::signal::SINK_CLEARED {
+            seen.clear = sink.sequence();
+            sink.clear();
+            seen.clear = seen.clear.max(signal.sequence());
+        }
     }
     let now = Instant::now();
     inner.update(|core, fx| core.steer_deferral(fx, sink, now))
