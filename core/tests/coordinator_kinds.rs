@@ -71,6 +71,32 @@ async fn per_key_order_is_strict_and_limit_holds() {
     assert_adds_up(&c.stats());
 }
 
+/// A key whose last pending item is cancelled is forgotten at once, also while nothing
+/// starts (paused): cancelling what waits never leaves keys behind.
+#[tokio::test(start_paused = true)]
+async fn a_key_whose_last_pending_item_is_cancelled_is_forgotten_at_once() {
+    let c = EphemeralKeyedWorkCoordinator::new(
+        |_: u32, _ctx: OperationContext| async { Ok::<_, Infallible>(()) },
+        EphemeralOptions::default(),
+    )
+    .unwrap();
+    c.pause();
+    let mut ids = Vec::new();
+    for n in 0..500u32 {
+        ids.push(c.enqueue(format!("k{n}"), n).await.unwrap());
+    }
+    assert_eq!(c.key_count(), 500);
+    for id in ids {
+        assert!(c.cancel_operation(id));
+    }
+    assert_eq!(c.key_count(), 0, "{:?}", c.stats());
+    c.resume();
+    c.enqueue("again".to_owned(), 1).await.unwrap();
+    c.drain().await.unwrap();
+    assert_eq!(c.key_count(), 0);
+    assert_eq!(c.stats().completed, 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_busy_key_does_not_block_other_keys() {
     let log = Log::default();

@@ -329,8 +329,16 @@ impl<T: Send + 'static, K: Hash + Eq + Clone + Send + 'static> Queue<T> for Keye
                 .position(|j| j.id == id)
                 .map(|i| (k.clone(), i))
         })?;
-        let job = self.keys.get_mut(&key)?.pending.remove(index)?;
+        let state = self.keys.get_mut(&key)?;
+        let job = state.pending.remove(index)?;
         self.len -= 1;
+        if state.ready && state.pending.is_empty() && state.running == 0 {
+            // Waiting in a ready list with nothing left to start: taken out of it, so the
+            // key is forgotten now, not at the next start (a paused coordinator has none).
+            state.ready = false;
+            self.cold.retain(|k| *k != key);
+            self.hot.retain(|k| *k != key);
+        }
         self.reclaim(&key);
         Some(job)
     }
