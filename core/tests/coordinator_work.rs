@@ -783,6 +783,24 @@ async fn drain_timeout_returns_what_still_runs() {
     let running = c.drain_timeout(Duration::from_secs(1)).await.unwrap_err();
     assert_eq!(running.len(), 1);
     assert_eq!(running[0].id, id);
+    // What has not started is not finished either: it is listed too.
+    let c = EphemeralWorkCoordinator::new(
+        sleeper(Gauge::default()),
+        EphemeralOptions::default().max_concurrency(1),
+    )
+    .unwrap();
+    let id = c.enqueue(10_000).await.unwrap();
+    let waiting = c.enqueue(1).await.unwrap();
+    let left = c.drain_timeout(Duration::from_secs(1)).await.unwrap_err();
+    let mut states: Vec<_> = left.iter().map(|s| (s.id, s.state.clone())).collect();
+    states.sort_by_key(|(id, _)| *id);
+    assert_eq!(
+        states,
+        [
+            (id, OperationState::Running),
+            (waiting, OperationState::Pending)
+        ]
+    );
 }
 
 #[tokio::test(start_paused = true)]

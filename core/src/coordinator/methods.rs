@@ -24,7 +24,8 @@ macro_rules! coordinator_methods {
         ///
         /// # Errors
         ///
-        /// On timeout, the snapshots of the operations still running.
+        /// On timeout, the snapshots of every operation not finished yet (running, pending
+        /// and deferred, by id), so a paused or deferred backlog shows too.
         pub async fn drain_timeout(
             &self,
             timeout: std::time::Duration,

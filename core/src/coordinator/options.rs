@@ -513,7 +513,9 @@ impl EphemeralOptions {
     }
 
     /// Whether finished operations are kept in the window at all (default on). With tracking
-    /// off only the counters of [`CoordinatorStats`](super::CoordinatorStats) are kept.
+    /// off only the counters of [`CoordinatorStats`](super::CoordinatorStats) are kept, and
+    /// what is pending or running; an operation pinned (`pin`, an explicit request) stays
+    /// until unpinned, as with tracking on.
     pub fn tracking(mut self, on: bool) -> Self {
         self.tracking = on;
         self

@@ -70,10 +70,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Graceful first: accept nothing more and give what was accepted 250 ms to finish.
     coordinator.complete();
-    if let Err(still_running) = coordinator.drain_timeout(Duration::from_millis(250)).await {
+    if let Err(unfinished) = coordinator.drain_timeout(Duration::from_millis(250)).await {
         println!(
-            "{} job(s) still running after 250 ms: cancelling them",
-            still_running.len()
+            "{} job(s) unfinished after 250 ms: cancelling them",
+            unfinished.len()
         );
         coordinator.cancel();
         coordinator.drain().await?;

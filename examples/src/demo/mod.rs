@@ -482,10 +482,10 @@ pub(crate) async fn run(config: &Config, output: Output) -> Result<Summary, Demo
                 payments.drain_timeout(Duration::from_secs(1)).await,
                 notifications.drain_timeout(Duration::from_secs(1)).await,
             ] {
-                if let Err(running) = left {
+                if let Err(unfinished) = left {
                     eprintln!(
-                        "{} operations still running after the cancel",
-                        running.len()
+                        "{} operations unfinished after the cancel",
+                        unfinished.len()
                     );
                 }
             }

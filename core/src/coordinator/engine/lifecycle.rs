@@ -141,7 +141,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
     ) -> Result<(), Vec<OperationSnapshot>> {
         match tokio::time::timeout(timeout, self.drain()).await {
             Ok(_) => Ok(()),
-            Err(_) => Err(self.filter(|s| matches!(s, OperationState::Running))),
+            Err(_) => Err(self.filter(|s| !s.is_finished())),
         }
     }
 
