@@ -12,7 +12,7 @@ use super::super::context::ContextShared;
 use super::super::error::{CoordinatorError, IntakeError};
 use super::super::options::{EphemeralOptions, OptionsError};
 use super::super::queue::Queue;
-use super::super::snapshot::{OperationSnapshot, OperationState};
+use super::super::snapshot::OperationSnapshot;
 use super::body::Body;
 use super::inner::Inner;
 use super::rules::{DeferRules, Rules, steer_pattern};
