@@ -144,6 +144,29 @@ async fn kv_and_room_refuse_bad_input() {
     assert!(err.contains("larger than the maximum"), "{err}");
 }
 
+/// What a `kv watch --json --count N` printed until it exited: its output, and each line as
+/// `<kind> <key>`.
+async fn watched(watcher: &mut tokio::process::Child, what: &str) -> (String, Vec<String>) {
+    let mut out = String::new();
+    let mut stdout = watcher.stdout.take().expect("stdout");
+    tokio::time::timeout(common::PATIENCE, stdout.read_to_string(&mut out))
+        .await
+        .expect(what)
+        .expect("read");
+    let kinds = out
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json line");
+            format!(
+                "{} {}",
+                v["kind"].as_str().unwrap_or("?"),
+                v["key"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    (out, kinds)
+}
+
 /// A one-shot `kv set` waits until the bus's other processes have read its change notice
 /// before it exits (as `kv del` and `room send` do): without that, a `kv watch` elsewhere saw
 /// the change only at its once-a-second re-read, and a value with a short time to live
@@ -171,23 +194,7 @@ async fn kv_set_reaches_watchers_before_a_short_ttl_runs_out() {
         assert_eq!(code, 0, "{err}");
         tokio::time::sleep(Duration::from_millis(800)).await;
     }
-    let mut out = String::new();
-    let mut stdout = watcher.stdout.take().expect("stdout");
-    tokio::time::timeout(common::PATIENCE, stdout.read_to_string(&mut out))
-        .await
-        .expect("watch --count 6 exits")
-        .expect("read");
-    let kinds: Vec<String> = out
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).expect("json line");
-            format!(
-                "{} {}",
-                v["kind"].as_str().unwrap_or("?"),
-                v["key"].as_str().unwrap_or("?")
-            )
-        })
-        .collect();
+    let (out, kinds) = watched(&mut watcher, "watch --count 6 exits").await;
     assert_eq!(
         kinds,
         [
@@ -227,23 +234,7 @@ async fn kv_watch_prints_changes_made_elsewhere() {
         .await
         .expect("set");
     store.delete("job.1").await.expect("delete");
-    let mut out = String::new();
-    let mut stdout = child.stdout.take().expect("stdout");
-    tokio::time::timeout(common::PATIENCE, stdout.read_to_string(&mut out))
-        .await
-        .expect("watch --count 3 exits")
-        .expect("read");
-    let kinds: Vec<String> = out
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).expect("json line");
-            format!(
-                "{} {}",
-                v["kind"].as_str().unwrap_or("?"),
-                v["key"].as_str().unwrap_or("?")
-            )
-        })
-        .collect();
+    let (out, kinds) = watched(&mut child, "watch --count 3 exits").await;
     assert_eq!(kinds, ["set job.1", "set job.2", "deleted job.1"], "{out}");
     assert_eq!(child.wait().await.expect("wait").code(), Some(0));
 }
