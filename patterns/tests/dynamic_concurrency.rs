@@ -112,3 +112,30 @@ async fn invalid_settings_are_typed_errors() {
         DynamicConcurrencyError::ZeroStep
     );
 }
+
+/// A coordinator that starts above `max` is never moved further out, nor up: load.high
+/// leaves it, load.low steps it down towards the bounds and then within them.
+#[tokio::test(start_paused = true)]
+async fn a_limit_starting_outside_the_bounds_only_moves_towards_them() {
+    let sink = SignalSink::default();
+    let c = coordinator(&sink, 64);
+    let scaler = DynamicConcurrency::start(
+        &c,
+        DynamicConcurrencyOptions::new(1, 16).cooldown(Duration::from_secs(1)),
+    )
+    .unwrap();
+    {
+        let _high = sink.hold("load.high").unwrap();
+        sleep(Duration::from_secs(10)).await;
+        assert_eq!(c.max_concurrency(), 64, "up never lowers");
+        assert_eq!(scaler.changes(), 0);
+    }
+    let _low = sink.hold("load.low").unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        tokio::task::yield_now().await;
+        seen.push(c.max_concurrency());
+        sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(seen, [32, 16, 8, 4, 2, 1]);
+}
