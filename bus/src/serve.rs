@@ -198,11 +198,12 @@ impl Bus {
         F: Fn(Message) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Vec<u8>> + Send + 'static,
     {
-        let handler = Handler::One(Arc::new(move |m| {
+        // A handler that cannot fail: `try_serve_with`'s, never answering with an error.
+        self.try_serve_with(topic, options, move |m| {
             let reply = handler(m);
-            Box::pin(async move { Ok(Bytes::from(reply.await)) })
-        }));
-        self.start_server(topic, options, handler).await
+            async move { Ok::<_, std::convert::Infallible>(reply.await) }
+        })
+        .await
     }
 
     /// [`serve`](Self::serve) for a handler that can fail, as a NATS handler can
