@@ -336,9 +336,19 @@ where
                 .loading
                 .retain(|_, l| l.load.strong_count().is_some_and(|n| n > 1));
         }
-        while state.len() >= self.options.max_size {
-            // Only computations in flight left: they finish and are bounded by the number
-            // of concurrent distinct requests.
+        // Only computations in flight may be left: they finish and are bounded by the
+        // number of concurrent distinct requests.
+        self.evict_least_recent(state, out, |s| s.len());
+    }
+
+    /// Evicts the least recently read values while `count` is at the bound (or none is left).
+    fn evict_least_recent(
+        &self,
+        state: &mut State<K, V, E>,
+        out: &mut Vec<Evicted<K, V>>,
+        count: impl Fn(&State<K, V, E>) -> usize,
+    ) {
+        while count(state) >= self.options.max_size {
             let Some((key, entry)) = state.ready.pop_front() else {
                 break;
             };
@@ -363,12 +373,7 @@ where
             return;
         }
         self.purge(state, now, out);
-        while state.ready.len() >= self.options.max_size {
-            let Some((key, entry)) = state.ready.pop_front() else {
-                break;
-            };
-            state.evicted(key, entry, EvictionReason::Size, out);
-        }
+        self.evict_least_recent(state, out, |s| s.ready.len());
     }
 }
 
