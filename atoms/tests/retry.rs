@@ -136,6 +136,36 @@ async fn cancellation_stops_the_wait_at_once() {
     );
 }
 
+/// A token cancelled during an attempt that then fails ends the call at the wait, with that
+/// attempt's error: with a zero delay the wait and the cancellation are ready together, and
+/// the cancellation must win every time (an unbiased choice lost the error about half the time).
+#[tokio::test(start_paused = true)]
+async fn cancelled_during_an_attempt_keeps_its_error() {
+    for run in 0..200 {
+        let retry = Retry::new(Backoff::constant(Duration::ZERO))
+            .max_attempts(5)
+            .unwrap();
+        let token = CancellationToken::new();
+        let result: Result<(), _> = retry
+            .run_with_cancel(&token, |attempt| {
+                let token = token.clone();
+                async move {
+                    token.cancel();
+                    Err(attempt)
+                }
+            })
+            .await;
+        assert_eq!(
+            result,
+            Err(RetryError::Cancelled {
+                attempts: 1,
+                last: Some(1)
+            }),
+            "run {run}"
+        );
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn cancelled_before_first_attempt_runs_nothing() {
     let retry = Retry::<()>::new(Backoff::constant(ms(1)));

@@ -201,7 +201,9 @@ impl<E> Retry<E> {
 
     /// Like [`run`](Retry::run), but a cancelled `token` ends the call at once: before the
     /// first attempt, or in the middle of a wait. An attempt already running is not
-    /// interrupted (give the body the token too if it should stop early).
+    /// interrupted (give the body the token too if it should stop early); if it fails with a
+    /// retryable error, no further attempt starts, even with a zero delay, and
+    /// [`RetryError::Cancelled`] carries its error.
     ///
     /// # Errors
     ///
@@ -230,15 +232,17 @@ impl<E> Retry<E> {
         if let Some(budget) = &self.budget {
             budget.deposit();
         }
+        // Only this check can end the call without an error to report: every later one is
+        // the wait's, which holds the last attempt's error.
+        if token.is_some_and(CancellationToken::is_cancelled) {
+            return Err(RetryError::Cancelled {
+                attempts: 0,
+                last: None,
+            });
+        }
         let mut delays = self.backoff.iter();
         let mut attempt = 0u32;
         loop {
-            if token.is_some_and(CancellationToken::is_cancelled) {
-                return Err(RetryError::Cancelled {
-                    attempts: attempt,
-                    last: None,
-                });
-            }
             attempt += 1;
             let error = match body(attempt).await {
                 Ok(value) => return Ok(value),
@@ -276,7 +280,11 @@ impl<E> Retry<E> {
             let sleep = sleep_checked(delay);
             match token {
                 Some(token) => {
+                    // Biased, cancellation first: a token cancelled by the time the wait
+                    // ends (during the attempt, or with a zero delay) stops the call rather
+                    // than starting another attempt at random.
                     tokio::select! {
+                        biased;
                         () = token.cancelled() => {
                             return Err(RetryError::Cancelled { attempts: attempt, last: Some(error) });
                         }
