@@ -246,6 +246,25 @@ fn backoff_shapes_and_cap() {
     assert_eq!(last, Duration::from_secs(30));
 }
 
+/// A zero base stays zero for every attempt, however far the schedule grows: the unit count
+/// saturating at infinity must not turn 0 × ∞ into the max delay.
+#[test]
+fn zero_base_gives_zero_delays_throughout() {
+    let schedules = [
+        Backoff::exponential(Duration::ZERO),
+        Backoff::exponential(Duration::ZERO).factor(1e308),
+        Backoff::fibonacci(Duration::ZERO),
+        Backoff::constant(Duration::ZERO),
+        Backoff::fibonacci(Duration::ZERO)
+            .jitter(Jitter::Proportional(1.0))
+            .seed(1),
+    ];
+    for backoff in schedules {
+        let first_nonzero = backoff.iter().take(2000).position(|d| !d.is_zero());
+        assert_eq!(first_nonzero, None, "{backoff:?}");
+    }
+}
+
 #[test]
 fn jitter_stays_in_range_and_varies() {
     let base = ms(1000);

@@ -37,8 +37,9 @@ enum Kind {
 /// | [`fibonacci(d)`](Backoff::fibonacci) | `d, d, 2d, 3d, 5d, 8d, …` |
 ///
 /// Every delay is capped by [`max_delay`](Backoff::max_delay) (default 30 s), jitter included,
-/// and the arithmetic saturates instead of overflowing. The iterator never ends: the number of
-/// attempts is the [`Retry`](super::Retry) policy's business.
+/// and the arithmetic saturates instead of overflowing; a zero `base` gives zero delays
+/// throughout. The iterator never ends: the number of attempts is the
+/// [`Retry`](super::Retry) policy's business.
 ///
 /// # Examples
 ///
@@ -188,7 +189,14 @@ impl Iterator for BackoffIter {
         };
         self.step = self.step.saturating_add(1);
         let max = self.backoff.max_delay.as_secs_f64();
-        let planned = (self.backoff.base.as_secs_f64() * units).min(max);
+        // Once the units saturate at infinity, a zero base gives 0 × ∞ = NaN, which `min`
+        // would turn into the max delay: a zero base stays zero however far the schedule has
+        // grown.
+        let planned = if self.backoff.base.is_zero() {
+            0.0
+        } else {
+            (self.backoff.base.as_secs_f64() * units).min(max)
+        };
         let r = self.rng.unit();
         let jittered = match self.backoff.jitter {
             Jitter::None => planned,
