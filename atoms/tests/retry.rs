@@ -211,6 +211,55 @@ async fn budget_limits_retries_across_calls() {
     assert!(budget.balance() < 1.0);
 }
 
+/// A retry whose wait is cancelled, or whose call is dropped during the wait, is never made,
+/// so it gives its budget token back; a retry actually made keeps it spent.
+#[tokio::test(start_paused = true)]
+async fn a_retry_cut_off_in_its_wait_gives_its_budget_token_back() {
+    // Each call deposits one retry; no steady allowance, so the balance starts at 0.
+    let budget = RetryBudget::new(1.0, 0.0, 10.0);
+    let retry = Retry::new(Backoff::constant(Duration::from_secs(10)))
+        .max_attempts(5)
+        .unwrap()
+        .budget(budget.clone());
+
+    // Cancelled 1 s into the 10 s wait.
+    let token = CancellationToken::new();
+    let canceller = token.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        canceller.cancel();
+    });
+    let result: Result<(), _> = retry.run_with_cancel(&token, |_| async { Err("x") }).await;
+    assert_eq!(
+        result,
+        Err(RetryError::Cancelled {
+            attempts: 1,
+            last: Some("x")
+        })
+    );
+    assert_eq!(budget.balance(), 1.0, "the cancelled retry gave its token back");
+
+    // The call dropped 1 s into the wait (deposits another: 2).
+    let dropped = tokio::time::timeout(
+        Duration::from_secs(1),
+        retry.run(|_| async { Err::<(), _>("x") }),
+    )
+    .await;
+    assert!(dropped.is_err(), "the call is still waiting");
+    assert_eq!(budget.balance(), 2.0, "the dropped retry gave its token back");
+
+    // Retries made keep their tokens: 2 + 1 deposited, 3 retries made, the 4th refused.
+    let result: Result<(), _> = retry.run(|_| async { Err("x") }).await;
+    assert_eq!(
+        result,
+        Err(RetryError::BudgetExhausted {
+            attempts: 4,
+            last: "x"
+        })
+    );
+    assert_eq!(budget.balance(), 0.0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn budget_refills_over_time() {
     let budget = RetryBudget::new(0.0, 2.0, 3.0);

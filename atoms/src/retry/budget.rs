@@ -8,8 +8,10 @@ use tokio::time::Instant;
 /// Caps retries as a share of calls, plus a small steady allowance.
 ///
 /// Each call deposits `ratio` tokens, time adds `min_per_second` tokens per second, and each
-/// retry spends one. A new budget starts with one second's allowance (`min_per_second`
-/// tokens), so the first failures after start-up can retry; a retry that finds less than one token is refused and the call ends with
+/// retry spends one (a [`Retry`](super::Retry) takes it before the wait and gives it back if
+/// the wait is cancelled, so only retries actually made spend). A new budget starts with one
+/// second's allowance (`min_per_second` tokens), so the first failures after start-up can
+/// retry; a retry that finds less than one token is refused and the call ends with
 /// [`RetryError::BudgetExhausted`](super::RetryError::BudgetExhausted). The balance never
 /// exceeds `max_balance`, so a quiet hour does not buy a retry storm. With the default
 /// `ratio` of 0.2, retries add at most about 20 % load on top of first attempts, however bad
@@ -99,6 +101,20 @@ impl RetryBudget {
         })
     }
 
+    /// Takes one retry for a retry about to be made, or `None` when there is less than one.
+    /// The token comes back if the guard is dropped without [`Withdrawal::spend`], so a retry
+    /// whose wait is cancelled (or whose call is dropped) spends nothing.
+    pub(crate) fn withdraw(&self) -> Option<Withdrawal<'_>> {
+        // `then`, not `then_some`: a guard built eagerly and dropped would give back a token
+        // that was never taken.
+        self.try_withdraw().then(|| Withdrawal { budget: Some(self) })
+    }
+
+    fn give_back(&self) {
+        let max = self.max_balance;
+        self.with_state(|s| s.balance = (s.balance + 1.0).min(max));
+    }
+
     /// The retries available now (fractional).
     #[must_use]
     pub fn balance(&self) -> f64 {
@@ -119,5 +135,28 @@ impl RetryBudget {
                 None
             }
         })
+    }
+}
+
+/// One retry taken from a [`RetryBudget`] for a retry not made yet; dropped unspent, it gives
+/// the token back, because only a retry actually made spends one.
+#[derive(Debug)]
+#[must_use]
+pub(crate) struct Withdrawal<'a> {
+    budget: Option<&'a RetryBudget>,
+}
+
+impl Withdrawal<'_> {
+    /// The retry is being made: the token stays spent.
+    pub(crate) fn spend(mut self) {
+        self.budget = None;
+    }
+}
+
+impl Drop for Withdrawal<'_> {
+    fn drop(&mut self) {
+        if let Some(budget) = self.budget.take() {
+            budget.give_back();
+        }
     }
 }

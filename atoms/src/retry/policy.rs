@@ -168,7 +168,9 @@ impl<E> Retry<E> {
         self
     }
 
-    /// Spends one token of `budget` per retry (and deposits on every call).
+    /// Spends one token of `budget` per retry (and deposits on every call). The token is
+    /// taken before the wait, so an empty budget ends the call at once, and given back if the
+    /// wait is cancelled or the call dropped.
     pub fn budget(mut self, budget: RetryBudget) -> Self {
         self.budget = Some(budget);
         self
@@ -261,15 +263,22 @@ impl<E> Retry<E> {
                     last: error,
                 });
             }
-            if let Some(budget) = &self.budget
-                && !budget.try_withdraw()
-            {
-                self.raise_exhausted(attempt);
-                return Err(RetryError::BudgetExhausted {
-                    attempts: attempt,
-                    last: error,
-                });
-            }
+            // Taken before the wait, so an empty budget ends the call without a useless wait;
+            // dropped unspent (the wait cancelled, or this future dropped), it gives the token
+            // back.
+            let withdrawal = match &self.budget {
+                Some(budget) => match budget.withdraw() {
+                    Some(withdrawal) => Some(withdrawal),
+                    None => {
+                        self.raise_exhausted(attempt);
+                        return Err(RetryError::BudgetExhausted {
+                            attempts: attempt,
+                            last: error,
+                        });
+                    }
+                },
+                None => None,
+            };
             // The schedule never ends, so `next` always has a delay.
             let planned = delays.next().unwrap_or_default();
             let delay = match &self.adjust {
@@ -292,6 +301,9 @@ impl<E> Retry<E> {
                     }
                 }
                 None => sleep.await,
+            }
+            if let Some(withdrawal) = withdrawal {
+                withdrawal.spend();
             }
         }
     }
