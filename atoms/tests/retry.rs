@@ -237,7 +237,11 @@ async fn a_retry_cut_off_in_its_wait_gives_its_budget_token_back() {
             last: Some("x")
         })
     );
-    assert_eq!(budget.balance(), 1.0, "the cancelled retry gave its token back");
+    assert_eq!(
+        budget.balance(),
+        1.0,
+        "the cancelled retry gave its token back"
+    );
 
     // The call dropped 1 s into the wait (deposits another: 2).
     let dropped = tokio::time::timeout(
@@ -246,7 +250,11 @@ async fn a_retry_cut_off_in_its_wait_gives_its_budget_token_back() {
     )
     .await;
     assert!(dropped.is_err(), "the call is still waiting");
-    assert_eq!(budget.balance(), 2.0, "the dropped retry gave its token back");
+    assert_eq!(
+        budget.balance(),
+        2.0,
+        "the dropped retry gave its token back"
+    );
 
     // Retries made keep their tokens: 2 + 1 deposited, 3 retries made, the 4th refused.
     let result: Result<(), _> = retry.run(|_| async { Err("x") }).await;
@@ -271,6 +279,21 @@ async fn budget_refills_over_time() {
     // Capped at the max balance of 3.
     assert!(budget.try_withdraw() && budget.try_withdraw() && budget.try_withdraw());
     assert!(!budget.try_withdraw());
+}
+
+/// A positive steady allowance too small for the wait to fit in a Duration still grants a
+/// retry some day: the wait saturates at Duration::MAX; only a zero allowance gives None.
+#[tokio::test(start_paused = true)]
+async fn a_tiny_steady_allowance_saturates_the_time_to_next_retry() {
+    // 1e-30 per second, starting with 1e-30 tokens: about 1e30 s to go.
+    let tiny = RetryBudget::new(0.0, 1e-30, 1.0);
+    assert!(!tiny.try_withdraw());
+    assert_eq!(tiny.time_to_next(), Some(Duration::MAX));
+    // 1e-320 per second (subnormal): (1 - balance) / rate is +∞.
+    let subnormal = RetryBudget::new(0.0, 1e-320, 1.0);
+    assert_eq!(subnormal.time_to_next(), Some(Duration::MAX));
+    let never = RetryBudget::new(0.0, 0.0, 1.0);
+    assert_eq!(never.time_to_next(), None);
 }
 
 #[test]

@@ -107,7 +107,8 @@ impl RetryBudget {
     pub(crate) fn withdraw(&self) -> Option<Withdrawal<'_>> {
         // `then`, not `then_some`: a guard built eagerly and dropped would give back a token
         // that was never taken.
-        self.try_withdraw().then(|| Withdrawal { budget: Some(self) })
+        self.try_withdraw()
+            .then(|| Withdrawal { budget: Some(self) })
     }
 
     fn give_back(&self) {
@@ -122,7 +123,8 @@ impl RetryBudget {
     }
 
     /// How long until the steady allowance alone grants one more retry (`None` if it never
-    /// will, because `min_per_second` is 0).
+    /// will, because `min_per_second` is 0; [`Duration::MAX`] for a wait longer than that,
+    /// from a tiny positive `min_per_second`).
     #[must_use]
     pub fn time_to_next(&self) -> Option<Duration> {
         let rate = self.min_per_second;
@@ -130,7 +132,9 @@ impl RetryBudget {
             if s.balance >= 1.0 {
                 Some(Duration::ZERO)
             } else if rate > 0.0 {
-                Duration::try_from_secs_f64((1.0 - s.balance) / rate).ok()
+                // A tiny rate can need more seconds than a Duration holds (or +∞): it
+                // still grants a retry some day, so the wait saturates rather than vanishing.
+                Some(Duration::try_from_secs_f64((1.0 - s.balance) / rate).unwrap_or(Duration::MAX))
             } else {
                 None
             }
