@@ -310,3 +310,50 @@ async fn every_limiter_moves_its_free_permits_by_a_burst_change() {
     assert_eq!(bucket.try_acquire().unwrap_err().retry_after, ms(100));
     assert_eq!(gcra.try_acquire().unwrap_err().retry_after, ms(100));
 }
+
+/// GCRA, the token bucket and the keyed limiter rescale a backlog with the same integer
+/// arithmetic, so they agree to the nanosecond after rate changes whose emission intervals do
+/// not divide each other (the bucket once went through f64 and drifted by a few ns).
+#[tokio::test(start_paused = true)]
+async fn every_limiter_agrees_to_the_nanosecond_after_a_rate_change() {
+    // (rate, burst, permits taken, time passed, rates set in turn, first retry_after)
+    type Case = (f64, u32, u32, Duration, &'static [f64], Duration);
+    let (us, nanos) = (Duration::from_micros, Duration::from_nanos);
+    let cases: [Case; 4] = [
+        // 49 ms left at 10/s; at 30/s (33,333,333 ns each) it is ⌊16,333,333.17⌋ ns, and back
+        // at 10/s ⌊48,999,999.49⌋ ns.
+        (10.0, 1, 1, ms(51), &[30.0, 10.0], nanos(48_999_999)),
+        (7.0, 3, 3, ms(13), &[33.3, 0.7, 3.0], nanos(302_999_996)),
+        (1e3, 2, 2, us(300), &[3.0, 7.0, 1e3], nanos(699_999)),
+        (3.0, 2, 2, ms(1), &[7.0, 33.3], nanos(29_939_939)),
+    ];
+    for (rate, burst, taken, passed, rates, first_wait) in cases {
+        let gcra = GcraLimiter::new(rate, burst).unwrap();
+        let bucket = TokenBucket::new(rate, burst).unwrap();
+        let keyed = KeyedRateLimiter::new(rate, burst, 4).unwrap();
+        for _ in 0..taken {
+            gcra.try_acquire().unwrap();
+            bucket.try_acquire().unwrap();
+            keyed.try_acquire(&0).unwrap();
+        }
+        tokio::time::advance(passed).await;
+        for &r in rates {
+            for limiter in [&gcra as &dyn Tunable, &bucket, &keyed] {
+                limiter.set_rate(r).unwrap();
+            }
+        }
+        let wait = gcra.try_acquire().unwrap_err().retry_after;
+        assert_eq!(wait, first_wait, "case {rate}/{burst} then {rates:?}");
+        assert_eq!(bucket.try_acquire().unwrap_err().retry_after, wait);
+        assert_eq!(keyed.try_acquire(&0).unwrap_err().retry_after, wait);
+        // One nanosecond early all refuse; on time all grant.
+        tokio::time::advance(wait - Duration::from_nanos(1)).await;
+        assert!(gcra.try_acquire().is_err());
+        assert!(bucket.try_acquire().is_err());
+        assert!(keyed.try_acquire(&0).is_err());
+        tokio::time::advance(Duration::from_nanos(1)).await;
+        gcra.try_acquire().unwrap();
+        bucket.try_acquire().unwrap();
+        keyed.try_acquire(&0).unwrap();
+    }
+}

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use ephemeral_atoms::rate_limit::{GcraLimiter, KeyedRateLimiter, RateLimiter, TokenBucket};
+use ephemeral_atoms::rate_limit::{
+    GcraLimiter, KeyedRateLimiter, RateLimiter, TokenBucket, Tunable,
+};
 use proptest::prelude::*;
 
 fn paused_runtime() -> tokio::runtime::Runtime {
@@ -11,6 +13,25 @@ fn paused_runtime() -> tokio::runtime::Runtime {
         .start_paused(true)
         .build()
         .unwrap()
+}
+
+/// One step of a run: time passes, a permit is asked for, or the limiters are retuned.
+#[derive(Debug, Clone)]
+enum Step {
+    Advance(Duration),
+    Acquire,
+    SetRate(f64),
+    SetBurst(u32),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        3 => (0u64..400_000_000).prop_map(|ns| Step::Advance(Duration::from_nanos(ns))),
+        5 => Just(Step::Acquire),
+        // 0.01 to 1000 per second, mostly with intervals that do not divide each other.
+        1 => (1u32..100_000).prop_map(|r| Step::SetRate(f64::from(r) / 100.0)),
+        1 => (1u32..8).prop_map(Step::SetBurst),
+    ]
 }
 
 proptest! {
@@ -70,6 +91,45 @@ proptest! {
                 prop_assert!(gcra.try_acquire().is_err());
                 tokio::time::advance(Duration::from_nanos(1)).await;
                 prop_assert!(gcra.try_acquire().is_ok());
+            }
+            Ok(())
+        })?;
+    }
+
+    /// Retuning keeps them in step: after any mix of rate and burst changes, GCRA, the token
+    /// bucket and a single key of the keyed limiter still make the same decision, with the
+    /// same retry_after to the nanosecond.
+    #[test]
+    fn limiters_agree_after_rate_and_burst_changes(
+        rate in 1u32..1000,
+        burst in 1u32..8,
+        steps in proptest::collection::vec(step(), 1..120),
+    ) {
+        paused_runtime().block_on(async move {
+            let rate = f64::from(rate);
+            let gcra = GcraLimiter::new(rate, burst).unwrap();
+            let bucket = TokenBucket::new(rate, burst).unwrap();
+            let keyed = KeyedRateLimiter::new(rate, burst, 4).unwrap();
+            let limiters = [&gcra as &dyn Tunable, &bucket, &keyed];
+            for (i, step) in steps.into_iter().enumerate() {
+                match step {
+                    Step::Advance(d) => tokio::time::advance(d).await,
+                    Step::Acquire => {
+                        let a = gcra.try_acquire();
+                        prop_assert_eq!(a, bucket.try_acquire(), "step {}", i);
+                        prop_assert_eq!(a, keyed.try_acquire(&0u8), "step {}", i);
+                    }
+                    Step::SetRate(r) => {
+                        for limiter in limiters {
+                            limiter.set_rate(r).unwrap();
+                        }
+                    }
+                    Step::SetBurst(b) => {
+                        for limiter in limiters {
+                            limiter.set_burst(b).unwrap();
+                        }
+                    }
+                }
             }
             Ok(())
         })?;

@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::time::Instant;
 
-use super::limiter::{Params, RateConfigError, RateLimited, RateLimiter, Tunable, limited};
+use super::limiter::{
+    Params, RateConfigError, RateLimited, RateLimiter, Tunable, limited, rescale_backlog,
+};
 
 /// The GCRA state of one stream: its theoretical arrival time, in nanoseconds after `origin`.
 #[derive(Debug, Clone, Copy)]
@@ -33,12 +35,7 @@ impl Cell {
         if self.tat_ns <= now_ns {
             return;
         }
-        let ahead = self.tat_ns - now_ns;
-        let cap = new.tolerance_ns() + u128::from(new.emission_ns);
-        let rescaled = ahead
-            .checked_mul(u128::from(new.emission_ns))
-            .map_or(cap, |n| n / u128::from(old.emission_ns));
-        self.tat_ns = now_ns + rescaled.min(cap);
+        self.tat_ns = now_ns + rescale_backlog(self.tat_ns - now_ns, old, new);
     }
 
     /// Whether this stream is back to a full burst, so forgetting it changes nothing.
@@ -62,8 +59,10 @@ pub(crate) fn since(origin: Instant) -> u128 {
 ///
 /// # Comparison with [`TokenBucket`](super::TokenBucket)
 ///
-/// Both grant the same permits at the same times; GCRA keeps a timestamp, the bucket keeps
-/// a token count it can report ([`TokenBucket::available`](super::TokenBucket::available)).
+/// Both grant the same permits at the same times, to the nanosecond, also after
+/// [`set_rate`](Tunable::set_rate) and [`set_burst`](Tunable::set_burst) (both rescale with
+/// the same integer arithmetic); GCRA keeps a timestamp, the bucket keeps a token count it
+/// can report ([`TokenBucket::available`](super::TokenBucket::available)).
 /// Prefer GCRA unless you want that number.
 ///
 /// # Examples

@@ -59,8 +59,10 @@ pub trait Tunable: Send + Sync {
     /// Permits that may be granted at once after a quiet period.
     fn burst(&self) -> u32;
     /// Changes the rate from the next permit on. A backlog of permits already granted ahead
-    /// of time is re-expressed at the new rate and cut to what the burst allows, so raising
-    /// the rate takes effect at once.
+    /// of time is re-expressed at the new rate (rounded down to the nanosecond) and cut to
+    /// what the burst allows, so raising the rate takes effect at once.
+    /// [`GcraLimiter`](super::GcraLimiter) and [`TokenBucket`](super::TokenBucket) agree to
+    /// the nanosecond.
     ///
     /// # Errors
     ///
@@ -142,6 +144,28 @@ impl Params {
     pub(crate) fn tolerance_ns(self) -> u128 {
         u128::from(self.emission_ns) * u128::from(self.burst - 1)
     }
+
+    /// A whole burst in nanoseconds of refill time: `burst` emissions.
+    pub(crate) fn capacity_ns(self) -> u128 {
+        u128::from(self.emission_ns) * u128::from(self.burst)
+    }
+}
+
+/// A backlog of `used_ns` (permits used ahead of the steady rate, in nanoseconds of refill
+/// time at `old`'s rate) re-expressed at `new`'s rate, rounded down to the nanosecond, and
+/// cut to what `new`'s burst can hold.
+///
+/// Every limiter rescales through this one function (GCRA's permits granted ahead, the
+/// bucket's used tokens), so they agree to the nanosecond after a change.
+pub(crate) fn rescale_backlog(used_ns: u128, old: Params, new: Params) -> u128 {
+    let (old_ns, new_ns) = (u128::from(old.emission_ns), u128::from(new.emission_ns));
+    // ⌊used × new / old⌋ in two parts, as u128 cannot hold used × new for a long backlog at a
+    // slow rate: whole emissions times `new` (a backlog within a burst has below 2^32 of them,
+    // so below 2^96; saturating all the same), plus the remainder, below `old` < 2^64, times
+    // `new` < 2^64, which fits.
+    let whole = (used_ns / old_ns).saturating_mul(new_ns);
+    let part = (used_ns % old_ns) * new_ns / old_ns;
+    whole.saturating_add(part).min(new.capacity_ns())
 }
 
 pub(crate) fn emission_ns(per_second: f64) -> Result<u64, RateConfigError> {

@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::time::Instant;
 
 use super::gcra::since;
-use super::limiter::{Params, RateConfigError, RateLimited, RateLimiter, Tunable, limited};
+use super::limiter::{
+    Params, RateConfigError, RateLimited, RateLimiter, Tunable, limited, rescale_backlog,
+};
 
 /// A token bucket: holds up to `burst` tokens, refilled at `rate` per second; a permit
 /// takes one.
@@ -48,7 +50,7 @@ struct State {
 
 impl State {
     fn capacity_ns(&self) -> u128 {
-        u128::from(self.params.emission_ns) * u128::from(self.params.burst)
+        self.params.capacity_ns()
     }
 
     fn refill(&mut self) {
@@ -84,6 +86,19 @@ impl TokenBucket {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn retune(&self, change: impl FnOnce(&mut Params)) {
+        let mut state = self.state();
+        state.refill();
+        // What is used of the burst (capacity minus credit) is GCRA's backlog of permits
+        // granted ahead: rescaling it, not the credit, with GCRA's arithmetic keeps the two
+        // limiters in step to the nanosecond. A burst change keeps it as it is, cut to the new
+        // capacity.
+        let old = state.params;
+        let used = state.capacity_ns().saturating_sub(state.credit_ns);
+        change(&mut state.params);
+        state.credit_ns = state.capacity_ns() - rescale_backlog(used, old, state.params);
+    }
+
     /// Tokens in the bucket now (fractional while refilling).
     #[must_use]
     pub fn available(&self) -> f64 {
@@ -103,25 +118,14 @@ impl Tunable for TokenBucket {
     }
 
     fn set_rate(&self, per_second: f64) -> Result<(), RateConfigError> {
-        let emission = super::limiter::emission_ns(per_second)?;
-        let mut state = self.state();
-        state.refill();
-        // Keep the number of tokens, not the stored refill time.
-        let tokens = state.credit_ns as f64 / state.params.emission_ns as f64;
-        state.params.emission_ns = emission;
-        state.credit_ns = ((tokens * emission as f64) as u128).min(state.capacity_ns());
+        let emission_ns = super::limiter::emission_ns(per_second)?;
+        self.retune(|p| p.emission_ns = emission_ns);
         Ok(())
     }
 
     fn set_burst(&self, burst: u32) -> Result<(), RateConfigError> {
         let burst = super::limiter::check_burst(burst)?;
-        let mut state = self.state();
-        state.refill();
-        // What was used of the old burst stays used, as with GCRA (whose backlog of permits
-        // granted ahead is kept): the tokens move by the change of the burst.
-        let used = state.capacity_ns().saturating_sub(state.credit_ns);
-        state.params.burst = burst;
-        state.credit_ns = state.capacity_ns().saturating_sub(used);
+        self.retune(|p| p.burst = burst);
         Ok(())
     }
 }
