@@ -198,6 +198,31 @@ async fn command_signals_steer_the_rate_and_are_confirmed() {
     assert_eq!(limiter.rate(), 10.0);
 }
 
+/// A command raised without a payload is answered, as every command is: rejected, saying
+/// it has no payload, and changing nothing.
+#[tokio::test(start_paused = true)]
+async fn a_command_without_a_payload_is_rejected() {
+    let sink = SignalSink::default();
+    let limiter = GcraLimiter::new(10.0, 5).unwrap();
+    let _control = control(&sink, "rate.limit", limiter.clone()).unwrap();
+    for command in [
+        "rate.limit.set",
+        "rate.limit.increase",
+        "rate.limit.decrease",
+        "rate.limit.burst",
+    ] {
+        let before = sink.count("rate.limit.rejected");
+        sink.raise(command).unwrap();
+        assert_eq!(sink.count("rate.limit.rejected"), before + 1, "{command}");
+        let rejected = sink.latest("rate.limit.rejected").unwrap();
+        assert_eq!(rejected.header("command").unwrap().to_string(), command);
+        let reason = rejected.header("reason").unwrap().to_string();
+        assert!(reason.contains("has no payload"), "{command}: {reason}");
+    }
+    assert_eq!((limiter.rate(), limiter.burst()), (10.0, 5));
+    assert!(!sink.has_signal("rate.limit.applied"));
+}
+
 #[tokio::test(start_paused = true)]
 async fn control_steers_every_kind_of_limiter() {
     let sink = SignalSink::default();

@@ -20,9 +20,9 @@ use super::Tunable;
 ///
 /// Each command is confirmed by a leaf signal `rate.limit.applied` with headers `command`,
 /// `rate` and `burst`, or answered by `rate.limit.rejected` with headers `command` and
-/// `reason` (a payload that is not a number, a rate that would not be positive). These
-/// replies are not commands, so nothing can loop (the .NET original's reset recurses
-/// forever). The change applies to the next permit.
+/// `reason` (no payload, as in `rate.limit.set`; a payload that is not a number; a rate that
+/// would not be positive). These replies are not commands, so nothing can loop (the .NET
+/// original's reset recurses forever). The change applies to the next permit.
 ///
 /// # Errors
 ///
@@ -83,20 +83,19 @@ struct Commands {
 impl Commands {
     fn handle(&self, sink: &SignalSink, limiter: &dyn Tunable, signal: &Signal) {
         let name = signal.name().as_str();
-        // Only a name that *starts* with the prefix is ours; `x.rate.limit.set:1` is not.
-        let Some((head, _)) = command::split(name) else {
-            return;
-        };
+        // Only a name that *starts* with the prefix is ours; `x.rate.limit.set:1` is not. A
+        // command without a payload (`rate.limit.set`) is still ours, to be rejected; the
+        // replies have no payload either, but match no command.
+        let head = command::split(name).map_or(name, |(head, _)| head);
         let outcome = if head == self.set {
-            number(name, &self.set).and_then(|n| set(limiter, n))
+            number::<f64>(name, &self.set).and_then(|n| set(limiter, n))
         } else if head == self.increase {
-            number(name, &self.increase).and_then(|n| set(limiter, limiter.rate() + n))
+            number::<f64>(name, &self.increase).and_then(|n| set(limiter, limiter.rate() + n))
         } else if head == self.decrease {
-            number(name, &self.decrease).and_then(|n| set(limiter, limiter.rate() - n))
+            number::<f64>(name, &self.decrease).and_then(|n| set(limiter, limiter.rate() - n))
         } else if head == self.burst {
-            command::parse::<u32>(name, &self.burst)
-                .map_err(|e| e.to_string())
-                .and_then(|n| limiter.set_burst(n.unwrap_or(0)).map_err(|e| e.to_string()))
+            number::<u32>(name, &self.burst)
+                .and_then(|n| limiter.set_burst(n).map_err(|e| e.to_string()))
         } else {
             return;
         };
@@ -115,8 +114,12 @@ impl Commands {
     }
 }
 
-fn number(name: &str, command: &str) -> Result<f64, String> {
-    match command::parse::<f64>(name, command) {
+fn number<T>(name: &str, command: &str) -> Result<T, String>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    match command::parse::<T>(name, command) {
         Ok(Some(n)) => Ok(n),
         Ok(None) => Err(format!("`{name}` has no payload")),
         Err(e) => Err(e.to_string()),
