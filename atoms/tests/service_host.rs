@@ -1,5 +1,6 @@
 //! Service host: dependency order, restarts with backoff, giving up, graceful shutdown.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -534,4 +535,132 @@ async fn a_panicking_start_is_a_start_failure_with_the_message() {
     }
     assert_eq!(sink.count("service.reporter.failed"), 1);
     assert!(!sink.has_signal("service.reporter.started"));
+}
+
+/// Panics in the synchronous part of one of its methods, before returning the future:
+/// `start` at once, `work` on its second call, `stop` at once (each when told to).
+struct PanicsEarly {
+    in_start: bool,
+    in_work: bool,
+    in_stop: bool,
+    works: u32,
+    log: Log,
+}
+
+impl PanicsEarly {
+    fn new(log: &Log) -> Self {
+        Self {
+            in_start: false,
+            in_work: false,
+            in_stop: false,
+            works: 0,
+            log: Arc::clone(log),
+        }
+    }
+}
+
+impl Service for PanicsEarly {
+    fn name(&self) -> &str {
+        "early"
+    }
+    fn start(
+        &mut self,
+        _ctx: &ServiceContext,
+    ) -> impl Future<Output = Result<(), ServiceError>> + Send {
+        assert!(!self.in_start, "config missing");
+        async { Ok(()) }
+    }
+    fn work(
+        &mut self,
+        _ctx: &ServiceContext,
+    ) -> impl Future<Output = Result<Step, ServiceError>> + Send {
+        self.works += 1;
+        assert!(!(self.in_work && self.works == 2), "bad state");
+        let works = self.works;
+        async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Ok(if works >= 3 {
+                Step::Done
+            } else {
+                Step::Continue
+            })
+        }
+    }
+    fn stop(
+        &mut self,
+        _ctx: &ServiceContext,
+    ) -> impl Future<Output = Result<(), ServiceError>> + Send {
+        self.log.lock().unwrap().push("stop early".to_owned());
+        assert!(!self.in_stop, "stop blew up");
+        async { Ok(()) }
+    }
+}
+
+/// A `start` that panics before returning its future is a start failure naming the service.
+#[tokio::test(start_paused = true)]
+async fn a_start_panicking_before_its_future_is_a_start_failure() {
+    let log = Log::default();
+    let mut host = ServiceHost::new(HostOptions::default());
+    host.add(PanicsEarly {
+        in_start: true,
+        ..PanicsEarly::new(&log)
+    })
+    .unwrap();
+    let run = tokio::time::timeout(Duration::from_secs(3600), host.run());
+    match run.await.expect("the run ends") {
+        Err(HostError::StartFailed {
+            service,
+            reason,
+            report,
+        }) => {
+            assert_eq!(service, "early");
+            assert_eq!(reason, "panicked: config missing");
+            assert_eq!(
+                report.service("early").unwrap().state,
+                ServiceState::StartFailed
+            );
+        }
+        other => panic!("expected StartFailed, got {other:?}"),
+    }
+}
+
+/// A `work` that panics before returning its future is a failed step: counted, restarted
+/// after the backoff, and the service goes on.
+#[tokio::test(start_paused = true)]
+async fn a_work_step_panicking_before_its_future_is_restarted() {
+    let log = Log::default();
+    let mut host = ServiceHost::new(
+        HostOptions::default().backoff(Duration::from_millis(100), Duration::from_secs(1)),
+    );
+    host.add(PanicsEarly {
+        in_work: true,
+        ..PanicsEarly::new(&log)
+    })
+    .unwrap();
+    let run = tokio::time::timeout(Duration::from_secs(3600), host.run());
+    let report = run.await.expect("the run ends").unwrap();
+    assert_eq!(report.reason, ShutdownReason::AllEnded);
+    let early = report.service("early").unwrap();
+    assert_eq!(early.state, ServiceState::Finished);
+    assert_eq!((early.failures, early.restarts), (1, 1));
+    assert_eq!(early.last_error.as_deref(), Some("panicked: bad state"));
+    assert_eq!(*log.lock().unwrap(), vec!["stop early"]);
+}
+
+/// A `stop` that panics before returning its future is a stop error; the run still ends.
+#[tokio::test(start_paused = true)]
+async fn a_stop_panicking_before_its_future_is_a_stop_error() {
+    let log = Log::default();
+    let mut host = ServiceHost::new(HostOptions::default());
+    host.add(PanicsEarly {
+        in_stop: true,
+        ..PanicsEarly::new(&log)
+    })
+    .unwrap();
+    let run = tokio::time::timeout(Duration::from_secs(3600), host.run());
+    let report = run.await.expect("the run ends").unwrap();
+    assert_eq!(report.reason, ShutdownReason::AllEnded);
+    let early = report.service("early").unwrap();
+    assert_eq!(early.state, ServiceState::Finished);
+    assert_eq!(early.stop_error.as_deref(), Some("panicked: stop blew up"));
 }

@@ -370,7 +370,11 @@ async fn run_service(
 ) {
     let sink = options.sink.as_ref();
     let name = ctx.name.clone();
-    let start = AssertUnwindSafe(service.start(&ctx)).catch_unwind().await;
+    // Each hook is called inside the guard (in an `async` block), so a panic before it
+    // returns its future is caught like one inside the future.
+    let start = AssertUnwindSafe(async { service.start(&ctx).await })
+        .catch_unwind()
+        .await;
     let start = match start {
         Ok(result) => result.map_err(|e| e.message().to_owned()),
         Err(panic) => Err(format!("panicked: {}", panic_message(panic.as_ref()))),
@@ -395,7 +399,7 @@ async fn run_service(
         let step = tokio::select! {
             biased;
             () = ctx.token.cancelled() => break ServiceState::Stopped,
-            step = AssertUnwindSafe(service.work(&ctx)).catch_unwind() => step,
+            step = AssertUnwindSafe(async { service.work(&ctx).await }).catch_unwind() => step,
         };
         let error = match step {
             Ok(Ok(Step::Continue)) => {
@@ -444,7 +448,9 @@ async fn run_service(
             }
         }
     }
-    let stop = AssertUnwindSafe(service.stop(&ctx)).catch_unwind().await;
+    let stop = AssertUnwindSafe(async { service.stop(&ctx).await })
+        .catch_unwind()
+        .await;
     let stop_error = match stop {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(e.message().to_owned()),

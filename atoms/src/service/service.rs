@@ -14,6 +14,10 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 /// [`ServiceContext::cancelled`] and return. The stop hook always runs to completion within
 /// the host's shutdown deadline.
 ///
+/// A panic in a method counts as that method failing with the message
+/// `panicked: <message>`, whether it happens before the method returns its future or while
+/// the future runs.
+///
 /// # Examples
 ///
 /// ```
@@ -51,7 +55,8 @@ pub trait Service: Send + 'static {
         Vec::new()
     }
 
-    /// Runs once before the first work step. An error here aborts the host's start-up.
+    /// Runs once before the first work step. An error (or a panic) here aborts the host's
+    /// start-up.
     fn start(
         &mut self,
         ctx: &ServiceContext,
