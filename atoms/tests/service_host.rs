@@ -664,3 +664,60 @@ async fn a_stop_panicking_before_its_future_is_a_stop_error() {
     assert_eq!(early.state, ServiceState::Finished);
     assert_eq!(early.stop_error.as_deref(), Some("panicked: stop blew up"));
 }
+
+/// Counts its work steps (one a second) and whether its stop hook ran and it was dropped.
+struct Ticking {
+    ticks: Arc<Mutex<u32>>,
+    stopped: Arc<Mutex<bool>>,
+    dropped: Arc<Mutex<bool>>,
+}
+
+impl Service for Ticking {
+    fn name(&self) -> &str {
+        "ticking"
+    }
+    async fn work(&mut self, _ctx: &ServiceContext) -> Result<Step, ServiceError> {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        *self.ticks.lock().unwrap() += 1;
+        Ok(Step::Continue)
+    }
+    async fn stop(&mut self, _ctx: &ServiceContext) -> Result<(), ServiceError> {
+        *self.stopped.lock().unwrap() = true;
+        Ok(())
+    }
+}
+
+impl Drop for Ticking {
+    fn drop(&mut self) {
+        *self.dropped.lock().unwrap() = true;
+    }
+}
+
+/// Dropping the run's future aborts the services (dropping them) without their stop hooks.
+#[tokio::test(start_paused = true)]
+async fn dropping_the_run_future_aborts_the_services() {
+    let ticks = Arc::new(Mutex::new(0));
+    let stopped = Arc::new(Mutex::new(false));
+    let dropped = Arc::new(Mutex::new(false));
+    let mut host = ServiceHost::new(HostOptions::default());
+    host.add(Ticking {
+        ticks: Arc::clone(&ticks),
+        stopped: Arc::clone(&stopped),
+        dropped: Arc::clone(&dropped),
+    })
+    .unwrap();
+    let token = host.shutdown_token();
+    let run = tokio::time::timeout(Duration::from_millis(5500), host.run());
+    assert!(run.await.is_err(), "the run does not end by itself");
+    let ticks_at_drop = *ticks.lock().unwrap();
+    assert_eq!(ticks_at_drop, 5);
+    token.cancel();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(
+        *ticks.lock().unwrap(),
+        ticks_at_drop,
+        "no work after the drop"
+    );
+    assert!(*dropped.lock().unwrap(), "the service was dropped");
+    assert!(!*stopped.lock().unwrap(), "no stop hook");
+}

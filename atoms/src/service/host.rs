@@ -9,9 +9,9 @@ use ephemeral::SignalSink;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::dynamic::DynService;
 use super::error::HostError;
@@ -98,6 +98,11 @@ impl ServiceHost {
 
     /// Starts every service in dependency order, runs them until shutdown, stops them in
     /// reverse order, and reports what happened to each.
+    ///
+    /// To stop gracefully, cancel the [`shutdown_token`](Self::shutdown_token) and await
+    /// `run`. Dropping the future instead (for example when a `select!` or a timeout around
+    /// it ends first) aborts every service at its next `.await`, without running its stop
+    /// hook.
     ///
     /// # Errors
     ///
@@ -224,7 +229,8 @@ struct Slot {
     index: usize,
     token: CancellationToken,
     record: Arc<Mutex<ServiceReport>>,
-    task: JoinHandle<()>,
+    /// Aborted when dropped, so dropping the run's future does not leave services running.
+    task: AbortOnDropHandle<()>,
     ended: CancellationToken,
 }
 
@@ -261,7 +267,7 @@ impl Slot {
         };
         let (started_tx, started_rx) = oneshot::channel();
         let done = CancellationToken::new();
-        let task = tokio::spawn(run_service(
+        let task = AbortOnDropHandle::new(tokio::spawn(run_service(
             service,
             ctx,
             Arc::clone(options),
@@ -272,7 +278,7 @@ impl Slot {
                 to_host: ended,
                 done: done.clone(),
             },
-        ));
+        )));
         (
             Self {
                 index,

@@ -11,8 +11,10 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 ///
 /// Write the methods as `async fn`s. The work step is dropped at an `.await` when shutdown
 /// begins, so keep it cancel-safe (awaiting a channel's `recv` is), or watch
-/// [`ServiceContext::cancelled`] and return. The stop hook always runs to completion within
-/// the host's shutdown deadline.
+/// [`ServiceContext::cancelled`] and return. The stop hook runs to completion unless the
+/// host's shutdown deadline passes first (the service is then aborted) or the future of
+/// [`ServiceHost::run`](super::ServiceHost::run) is dropped (every service is then aborted
+/// without its stop hook).
 ///
 /// A panic in a method counts as that method failing with the message
 /// `panicked: <message>`, whether it happens before the method returns its future or while
