@@ -721,3 +721,90 @@ async fn dropping_the_run_future_aborts_the_services() {
     assert!(*dropped.lock().unwrap(), "the service was dropped");
     assert!(!*stopped.lock().unwrap(), "no stop hook");
 }
+
+/// Idles in its work step until asked to stop; its stop hook takes `stop_takes`.
+struct Lingering {
+    name: &'static str,
+    deps: Vec<String>,
+    stop_takes: Duration,
+    log: Log,
+}
+
+impl Service for Lingering {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn dependencies(&self) -> Vec<String> {
+        self.deps.clone()
+    }
+    async fn work(&mut self, ctx: &ServiceContext) -> Result<Step, ServiceError> {
+        ctx.cancelled().await;
+        Ok(Step::Continue)
+    }
+    async fn stop(&mut self, _ctx: &ServiceContext) -> Result<(), ServiceError> {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("stop {} begins", self.name));
+        tokio::time::sleep(self.stop_takes).await;
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("stop {} ends", self.name));
+        Ok(())
+    }
+}
+
+/// A shutdown requested while the host stops the dependents of a service that gave up
+/// begins at once, and `shutdown_timeout` bounds it from the cancel.
+#[tokio::test(start_paused = true)]
+async fn a_cancel_while_dependents_stop_shuts_down_at_once_within_the_deadline() {
+    let log = Log::default();
+    let token = tokio_util::sync::CancellationToken::new();
+    let mut host = ServiceHost::new(
+        HostOptions::default()
+            .max_restarts(0)
+            .shutdown_timeout(Duration::from_secs(30))
+            .cancel_on(token.clone()),
+    );
+    host.add(Failing {
+        name: "db",
+        log: Arc::clone(&log),
+    })
+    .unwrap();
+    host.add(Lingering {
+        name: "api",
+        deps: vec!["db".into()],
+        stop_takes: Duration::from_secs(60),
+        log: Arc::clone(&log),
+    })
+    .unwrap();
+    host.add(Logged::new("other", &[], &log)).unwrap();
+    let run = tokio::spawn(tokio::time::timeout(Duration::from_secs(3600), host.run()));
+    // db gives up after 50 ms; the host is then waiting for api's 60 s stop.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(log.lock().unwrap().contains(&"stop api begins".to_owned()));
+    let began = Instant::now();
+    token.cancel();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        log.lock().unwrap().contains(&"stop other".to_owned()),
+        "other is asked to stop at once: {:?}",
+        log.lock().unwrap()
+    );
+    let report = run.await.unwrap().expect("the run ends").unwrap();
+    assert_eq!(began.elapsed(), Duration::from_secs(30));
+    assert_eq!(report.reason, ShutdownReason::Cancelled);
+    assert_eq!(report.did_not_stop(), ["api"]);
+    assert_eq!(report.service("db").unwrap().state, ServiceState::GaveUp);
+    assert_eq!(
+        report.service("other").unwrap().state,
+        ServiceState::Stopped
+    );
+    let log = log.lock().unwrap().clone();
+    assert_eq!(
+        log.last().map(String::as_str),
+        Some("stop db"),
+        "db stops last, once api was aborted: {log:?}"
+    );
+}

@@ -129,11 +129,12 @@ impl ServiceHost {
         for &i in &order {
             // A service gave up meanwhile: its dependents stop first (and never start).
             while let Ok(message) = ended_rx.try_recv() {
-                if let Some(why) = ends
-                    .take(message, &mut slots, &names, &deps, &options)
-                    .await
-                {
-                    reason = Some(why);
+                reason = ends
+                    .take(message, &mut slots, &names, &deps, &options, &mut os_signal)
+                    .await;
+                // A shutdown's trigger may have fired: it must not be polled again.
+                if reason.is_some() {
+                    break;
                 }
             }
             if reason.is_some() {
@@ -172,7 +173,8 @@ impl ServiceHost {
                     biased;
                     why = trigger(&options.token, &mut os_signal) => break why,
                     Some(message) = ended_rx.recv() => {
-                        if let Some(why) = ends.take(message, &mut slots, &names, &deps, &options).await {
+                        let taken = ends.take(message, &mut slots, &names, &deps, &options, &mut os_signal);
+                        if let Some(why) = taken.await {
                             break why;
                         }
                     }
@@ -327,7 +329,9 @@ struct Ends {
 impl Ends {
     /// Takes one message of a service's task: counts an end; for a service giving up, stops
     /// what depends on it and lets it stop, or, with `stop_all_on_give_up`, keeps it waiting
-    /// and returns the shutdown's reason.
+    /// and returns the shutdown's reason. A shutdown requested while its dependents stop
+    /// also keeps it waiting and returns that shutdown's reason at once: the shutdown then
+    /// stops everything, its deadline counted from the request.
     async fn take(
         &mut self,
         message: Ended,
@@ -335,6 +339,7 @@ impl Ends {
         names: &[String],
         deps: &[Vec<String>],
         options: &HostOptions,
+        os_signal: &mut BoxFuture<'static, &'static str>,
     ) -> Option<ShutdownReason> {
         let Ended::GivingUp { index, ack } = message else {
             self.running -= 1;
@@ -345,9 +350,17 @@ impl Ends {
             self.held_acks.push(ack);
             return Some(ShutdownReason::ServiceGaveUp(names[index].clone()));
         }
-        stop_dependents(slots, index, names, deps, options).await;
-        let _ = ack.send(());
-        None
+        tokio::select! {
+            biased;
+            why = trigger(&options.token, os_signal) => {
+                self.held_acks.push(ack);
+                Some(why)
+            }
+            () = stop_dependents(slots, index, names, deps, options) => {
+                let _ = ack.send(());
+                None
+            }
+        }
     }
 }
 
