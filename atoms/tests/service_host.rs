@@ -808,3 +808,28 @@ async fn a_cancel_while_dependents_stop_shuts_down_at_once_within_the_deadline()
         "db stops last, once api was aborted: {log:?}"
     );
 }
+
+/// A host whose token is cancelled before `run` starts nothing.
+#[tokio::test(start_paused = true)]
+async fn a_run_cancelled_before_it_begins_starts_nothing() {
+    let log = Log::default();
+    let mut host = ServiceHost::new(HostOptions::default());
+    host.add(Logged::new("api", &["db"], &log)).unwrap();
+    host.add(Logged::new("db", &[], &log)).unwrap();
+    host.shutdown_token().cancel();
+    let report = host.run().await.unwrap();
+    assert!(log.lock().unwrap().is_empty(), "{:?}", log.lock().unwrap());
+    assert_eq!(report.reason, ShutdownReason::Cancelled);
+    let states: Vec<_> = report
+        .services
+        .iter()
+        .map(|s| (s.name.as_str(), s.state.clone()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("db", ServiceState::NotStarted),
+            ("api", ServiceState::NotStarted)
+        ]
+    );
+}

@@ -99,6 +99,10 @@ impl ServiceHost {
     /// Starts every service in dependency order, runs them until shutdown, stops them in
     /// reverse order, and reports what happened to each.
     ///
+    /// A service is started only if no shutdown has been requested by its turn: with the
+    /// token already cancelled, `run` starts nothing and reports every service
+    /// [`NotStarted`](ServiceState::NotStarted).
+    ///
     /// To stop gracefully, cancel the [`shutdown_token`](Self::shutdown_token) and await
     /// `run`. Dropping the future instead (for example when a `select!` or a timeout around
     /// it ends first) aborts every service at its next `.await`, without running its stop
@@ -138,6 +142,12 @@ impl ServiceHost {
                 }
             }
             if reason.is_some() {
+                break;
+            }
+            // A shutdown requested before this service's turn (even before `run`): it and
+            // the ones after it are not started.
+            if let Some(why) = trigger(&options.token, &mut os_signal).now_or_never() {
+                reason = Some(why);
                 break;
             }
             if depends_on_any(i, &ends.given_up, &names, &deps) {
