@@ -833,3 +833,31 @@ async fn a_run_cancelled_before_it_begins_starts_nothing() {
         ]
     );
 }
+
+/// `max_restarts(n)` gives up after `n + 1` failures in a row: the first try and n restarts.
+#[tokio::test(start_paused = true)]
+async fn max_restarts_n_gives_up_after_n_plus_one_failures() {
+    for n in [0, 1, 3] {
+        let attempts = Arc::new(Mutex::new(Vec::new()));
+        let mut host = ServiceHost::new(HostOptions::default().max_restarts(n));
+        host.add(Flaky {
+            failures: u32::MAX,
+            attempts: Arc::clone(&attempts),
+            panics: false,
+        })
+        .unwrap();
+        let report = host.run().await.unwrap();
+        let flaky = report.service("flaky").unwrap();
+        assert_eq!(flaky.state, ServiceState::GaveUp, "max_restarts({n})");
+        assert_eq!(
+            (flaky.failures, flaky.restarts),
+            (n + 1, n),
+            "max_restarts({n})"
+        );
+        assert_eq!(
+            attempts.lock().unwrap().len(),
+            n as usize + 1,
+            "max_restarts({n})"
+        );
+    }
+}
