@@ -722,12 +722,26 @@ async fn dropping_the_run_future_aborts_the_services() {
     assert!(!*stopped.lock().unwrap(), "no stop hook");
 }
 
-/// Idles in its work step until asked to stop; its stop hook takes `stop_takes`.
+/// Idles in its work step until asked to stop, or finishes after `finishes_after`; its stop
+/// hook takes `stop_takes`.
 struct Lingering {
     name: &'static str,
     deps: Vec<String>,
+    finishes_after: Option<Duration>,
     stop_takes: Duration,
     log: Log,
+}
+
+impl Lingering {
+    fn new(name: &'static str, deps: &[&str], log: &Log) -> Self {
+        Self {
+            name,
+            deps: deps.iter().map(|d| d.to_string()).collect(),
+            finishes_after: None,
+            stop_takes: Duration::ZERO,
+            log: Arc::clone(log),
+        }
+    }
 }
 
 impl Service for Lingering {
@@ -738,8 +752,16 @@ impl Service for Lingering {
         self.deps.clone()
     }
     async fn work(&mut self, ctx: &ServiceContext) -> Result<Step, ServiceError> {
-        ctx.cancelled().await;
-        Ok(Step::Continue)
+        match self.finishes_after {
+            Some(after) => {
+                tokio::time::sleep(after).await;
+                Ok(Step::Done)
+            }
+            None => {
+                ctx.cancelled().await;
+                Ok(Step::Continue)
+            }
+        }
     }
     async fn stop(&mut self, _ctx: &ServiceContext) -> Result<(), ServiceError> {
         self.log
@@ -773,10 +795,8 @@ async fn a_cancel_while_dependents_stop_shuts_down_at_once_within_the_deadline()
     })
     .unwrap();
     host.add(Lingering {
-        name: "api",
-        deps: vec!["db".into()],
         stop_takes: Duration::from_secs(60),
-        log: Arc::clone(&log),
+        ..Lingering::new("api", &["db"], &log)
     })
     .unwrap();
     host.add(Logged::new("other", &[], &log)).unwrap();
@@ -860,4 +880,76 @@ async fn max_restarts_n_gives_up_after_n_plus_one_failures() {
             "max_restarts({n})"
         );
     }
+}
+
+/// A dependency that finishes by itself (`Step::Done`) runs its stop hook at once; the
+/// services that depend on it keep running until shutdown.
+#[tokio::test(start_paused = true)]
+async fn a_finished_dependency_stops_at_once_and_its_dependents_keep_running() {
+    let log = Log::default();
+    let mut host = ServiceHost::new(HostOptions::default());
+    host.add(Lingering {
+        finishes_after: Some(Duration::from_secs(1)),
+        ..Lingering::new("migrate", &[], &log)
+    })
+    .unwrap();
+    host.add(Lingering::new("api", &["migrate"], &log)).unwrap();
+    let token = host.shutdown_token();
+    let run = tokio::spawn(host.run());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        *log.lock().unwrap(),
+        vec!["stop migrate begins", "stop migrate ends"],
+        "api is still running"
+    );
+    token.cancel();
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(
+        report.service("migrate").unwrap().state,
+        ServiceState::Finished
+    );
+    assert_eq!(report.service("api").unwrap().state, ServiceState::Stopped);
+    assert_eq!(
+        log.lock().unwrap()[2..],
+        ["stop api begins", "stop api ends"]
+    );
+}
+
+/// When a service gives up and a dependent's stop outlasts `shutdown_timeout`, the deadline
+/// wins: the stop hook of the one that gave up runs while the dependent is still stopping.
+#[tokio::test(start_paused = true)]
+async fn a_service_that_gave_up_stops_at_the_deadline_while_a_dependent_still_stops() {
+    let log = Log::default();
+    let mut host = ServiceHost::new(
+        HostOptions::default()
+            .max_restarts(0)
+            .shutdown_timeout(Duration::from_secs(5)),
+    );
+    host.add(Failing {
+        name: "db",
+        log: Arc::clone(&log),
+    })
+    .unwrap();
+    host.add(Lingering {
+        stop_takes: Duration::from_secs(20),
+        ..Lingering::new("api", &["db"], &log)
+    })
+    .unwrap();
+    let token = host.shutdown_token();
+    let run = tokio::spawn(host.run());
+    // db gives up at 50 ms; api's stop runs until 20.05 s; the deadline is 5.05 s.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        *log.lock().unwrap(),
+        vec!["start db", "stop api begins", "stop db"]
+    );
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    token.cancel();
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(
+        *log.lock().unwrap(),
+        vec!["start db", "stop api begins", "stop db", "stop api ends"]
+    );
+    assert_eq!(report.service("db").unwrap().state, ServiceState::GaveUp);
+    assert_eq!(report.service("api").unwrap().state, ServiceState::Stopped);
 }

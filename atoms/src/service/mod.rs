@@ -9,6 +9,11 @@
 //!   are stopped in reverse start order within a deadline, then aborted and named.
 //! * [`HostReport`] — what happened to each service.
 //!
+//! Dependencies order starts and stops; they do not tie lifetimes together. A dependency
+//! that finishes by itself ([`Step::Done`]) stops at once while the services that depend on
+//! it keep running, and the shutdown deadline wins over the order: see
+//! [`Service::dependencies`].
+//!
 //! With a sink ([`HostOptions::signals`]) the host raises `service.<name>.started`,
 //! `service.<name>.failed`, `service.<name>.restarting` and `service.<name>.stopped`, so
 //! other parts of the application can react (`sink.has_signal("service.*.failed")`).

@@ -47,12 +47,26 @@ pub trait Service: Send + 'static {
     /// (`service.<name>.started`), so no spaces, `*`, `?` or `,`.
     fn name(&self) -> &str;
 
-    /// Names of the services that must be started before this one (and stopped after it).
+    /// Names of the services that must be started before this one.
     ///
-    /// Also when one gives up (past `max_restarts`): the services that depend on it, directly
-    /// or not, are stopped first, in reverse start order, then its stop hook runs; one whose
+    /// A service starts only after the start hooks of its dependencies have succeeded. At
+    /// shutdown the host asks the services to stop one at a time, in reverse start order,
+    /// waiting for each stop hook, so a service stops before its dependencies, except:
+    ///
+    /// * A dependency that finishes by itself (its work step returned [`Step::Done`]) runs
+    ///   its stop hook at once; the services that depend on it keep running.
+    /// * Once [`HostOptions::shutdown_timeout`](super::HostOptions::shutdown_timeout) has
+    ///   passed, the service being waited for is aborted and those not yet asked to stop
+    ///   are asked all at once (see [`HostOptions::abort_grace`](super::HostOptions::abort_grace)).
+    ///
+    /// When a dependency gives up (past `max_restarts`), the started services that depend
+    /// on it, directly or not, are stopped first, in reverse start order, each given up to
+    /// `shutdown_timeout`; then its stop hook runs, also when one of them is still stopping
+    /// past that time (the host's shutdown later waits for it or aborts it). One whose
     /// turn to start had not come is not started. Services that do not depend on it keep
     /// running (unless [`HostOptions::stop_all_on_give_up`](super::HostOptions::stop_all_on_give_up)).
+    /// A shutdown requested meanwhile takes over at once and stops the dependency in its
+    /// turn, as above.
     fn dependencies(&self) -> Vec<String> {
         Vec::new()
     }
@@ -90,7 +104,8 @@ pub trait Service: Send + 'static {
 pub enum Step {
     /// Run the work step again.
     Continue,
-    /// The service has finished its work; stop it now.
+    /// The service has finished its work; stop it now (the services that depend on it keep
+    /// running).
     Done,
 }
 
