@@ -1,5 +1,6 @@
 //! Service host: dependency order, restarts with backoff, giving up, graceful shutdown.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -534,4 +535,421 @@ async fn a_panicking_start_is_a_start_failure_with_the_message() {
     }
     assert_eq!(sink.count("service.reporter.failed"), 1);
     assert!(!sink.has_signal("service.reporter.started"));
+}
+
+/// Panics in the synchronous part of one of its methods, before returning the future:
+/// `start` at once, `work` on its second call, `stop` at once (each when told to).
+struct PanicsEarly {
+    in_start: bool,
+    in_work: bool,
+    in_stop: bool,
+    works: u32,
+    log: Log,
+}
+
+impl PanicsEarly {
+    fn new(log: &Log) -> Self {
+        Self {
+            in_start: false,
+            in_work: false,
+            in_stop: false,
+            works: 0,
+            log: Arc::clone(log),
+        }
+    }
+}
+
+impl Service for PanicsEarly {
+    fn name(&self) -> &str {
+        "early"
+    }
+    fn start(
+        &mut self,
+        _ctx: &ServiceContext,
+    ) -> impl Future<Output = Result<(), ServiceError>> + Send {
+        assert!(!self.in_start, "config missing");
+        async { Ok(()) }
+    }
+    fn work(
+        &mut self,
+        _ctx: &ServiceContext,
+    ) -> impl Future<Output = Result<Step, ServiceError>> + Send {
+        self.works += 1;
+        assert!(!(self.in_work && self.works == 2), "bad state");
+        let works = self.works;
+        async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Ok(if works >= 3 {
+                Step::Done
+            } else {
+                Step::Continue
+            })
+        }
+    }
+    fn stop(
+        &mut self,
+        _ctx: &ServiceContext,
+    ) -> impl Future<Output = Result<(), ServiceError>> + Send {
+        self.log.lock().unwrap().push("stop early".to_owned());
+        assert!(!self.in_stop, "stop blew up");
+        async { Ok(()) }
+    }
+}
+
+/// A `start` that panics before returning its future is a start failure naming the service.
+#[tokio::test(start_paused = true)]
+async fn a_start_panicking_before_its_future_is_a_start_failure() {
+    let log = Log::default();
+    let mut host = ServiceHost::new(HostOptions::default());
+    host.add(PanicsEarly {
+        in_start: true,
+        ..PanicsEarly::new(&log)
+    })
+    .unwrap();
+    let run = tokio::time::timeout(Duration::from_secs(3600), host.run());
+    match run.await.expect("the run ends") {
+        Err(HostError::StartFailed {
+            service,
+            reason,
+            report,
+        }) => {
+            assert_eq!(service, "early");
+            assert_eq!(reason, "panicked: config missing");
+            assert_eq!(
+                report.service("early").unwrap().state,
+                ServiceState::StartFailed
+            );
+        }
+        other => panic!("expected StartFailed, got {other:?}"),
+    }
+}
+
+/// A `work` that panics before returning its future is a failed step: counted, restarted
+/// after the backoff, and the service goes on.
+#[tokio::test(start_paused = true)]
+async fn a_work_step_panicking_before_its_future_is_restarted() {
+    let log = Log::default();
+    let mut host = ServiceHost::new(
+        HostOptions::default().backoff(Duration::from_millis(100), Duration::from_secs(1)),
+    );
+    host.add(PanicsEarly {
+        in_work: true,
+        ..PanicsEarly::new(&log)
+    })
+    .unwrap();
+    let run = tokio::time::timeout(Duration::from_secs(3600), host.run());
+    let report = run.await.expect("the run ends").unwrap();
+    assert_eq!(report.reason, ShutdownReason::AllEnded);
+    let early = report.service("early").unwrap();
+    assert_eq!(early.state, ServiceState::Finished);
+    assert_eq!((early.failures, early.restarts), (1, 1));
+    assert_eq!(early.last_error.as_deref(), Some("panicked: bad state"));
+    assert_eq!(*log.lock().unwrap(), vec!["stop early"]);
+}
+
+/// A `stop` that panics before returning its future is a stop error; the run still ends.
+#[tokio::test(start_paused = true)]
+async fn a_stop_panicking_before_its_future_is_a_stop_error() {
+    let log = Log::default();
+    let mut host = ServiceHost::new(HostOptions::default());
+    host.add(PanicsEarly {
+        in_stop: true,
+        ..PanicsEarly::new(&log)
+    })
+    .unwrap();
+    let run = tokio::time::timeout(Duration::from_secs(3600), host.run());
+    let report = run.await.expect("the run ends").unwrap();
+    assert_eq!(report.reason, ShutdownReason::AllEnded);
+    let early = report.service("early").unwrap();
+    assert_eq!(early.state, ServiceState::Finished);
+    assert_eq!(early.stop_error.as_deref(), Some("panicked: stop blew up"));
+}
+
+/// Counts its work steps (one a second) and whether its stop hook ran and it was dropped.
+struct Ticking {
+    ticks: Arc<Mutex<u32>>,
+    stopped: Arc<Mutex<bool>>,
+    dropped: Arc<Mutex<bool>>,
+}
+
+impl Service for Ticking {
+    fn name(&self) -> &str {
+        "ticking"
+    }
+    async fn work(&mut self, _ctx: &ServiceContext) -> Result<Step, ServiceError> {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        *self.ticks.lock().unwrap() += 1;
+        Ok(Step::Continue)
+    }
+    async fn stop(&mut self, _ctx: &ServiceContext) -> Result<(), ServiceError> {
+        *self.stopped.lock().unwrap() = true;
+        Ok(())
+    }
+}
+
+impl Drop for Ticking {
+    fn drop(&mut self) {
+        *self.dropped.lock().unwrap() = true;
+    }
+}
+
+/// Dropping the run's future aborts the services (dropping them) without their stop hooks.
+#[tokio::test(start_paused = true)]
+async fn dropping_the_run_future_aborts_the_services() {
+    let ticks = Arc::new(Mutex::new(0));
+    let stopped = Arc::new(Mutex::new(false));
+    let dropped = Arc::new(Mutex::new(false));
+    let mut host = ServiceHost::new(HostOptions::default());
+    host.add(Ticking {
+        ticks: Arc::clone(&ticks),
+        stopped: Arc::clone(&stopped),
+        dropped: Arc::clone(&dropped),
+    })
+    .unwrap();
+    let token = host.shutdown_token();
+    let run = tokio::time::timeout(Duration::from_millis(5500), host.run());
+    assert!(run.await.is_err(), "the run does not end by itself");
+    let ticks_at_drop = *ticks.lock().unwrap();
+    assert_eq!(ticks_at_drop, 5);
+    token.cancel();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(
+        *ticks.lock().unwrap(),
+        ticks_at_drop,
+        "no work after the drop"
+    );
+    assert!(*dropped.lock().unwrap(), "the service was dropped");
+    assert!(!*stopped.lock().unwrap(), "no stop hook");
+}
+
+/// Idles in its work step until asked to stop, or finishes after `finishes_after`; its stop
+/// hook takes `stop_takes`.
+struct Lingering {
+    name: &'static str,
+    deps: Vec<String>,
+    finishes_after: Option<Duration>,
+    stop_takes: Duration,
+    log: Log,
+}
+
+impl Lingering {
+    fn new(name: &'static str, deps: &[&str], log: &Log) -> Self {
+        Self {
+            name,
+            deps: deps.iter().map(|d| d.to_string()).collect(),
+            finishes_after: None,
+            stop_takes: Duration::ZERO,
+            log: Arc::clone(log),
+        }
+    }
+}
+
+impl Service for Lingering {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn dependencies(&self) -> Vec<String> {
+        self.deps.clone()
+    }
+    async fn work(&mut self, ctx: &ServiceContext) -> Result<Step, ServiceError> {
+        match self.finishes_after {
+            Some(after) => {
+                tokio::time::sleep(after).await;
+                Ok(Step::Done)
+            }
+            None => {
+                ctx.cancelled().await;
+                Ok(Step::Continue)
+            }
+        }
+    }
+    async fn stop(&mut self, _ctx: &ServiceContext) -> Result<(), ServiceError> {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("stop {} begins", self.name));
+        tokio::time::sleep(self.stop_takes).await;
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("stop {} ends", self.name));
+        Ok(())
+    }
+}
+
+/// A shutdown requested while the host stops the dependents of a service that gave up
+/// begins at once, and `shutdown_timeout` bounds it from the cancel.
+#[tokio::test(start_paused = true)]
+async fn a_cancel_while_dependents_stop_shuts_down_at_once_within_the_deadline() {
+    let log = Log::default();
+    let token = tokio_util::sync::CancellationToken::new();
+    let mut host = ServiceHost::new(
+        HostOptions::default()
+            .max_restarts(0)
+            .shutdown_timeout(Duration::from_secs(30))
+            .cancel_on(token.clone()),
+    );
+    host.add(Failing {
+        name: "db",
+        log: Arc::clone(&log),
+    })
+    .unwrap();
+    host.add(Lingering {
+        stop_takes: Duration::from_secs(60),
+        ..Lingering::new("api", &["db"], &log)
+    })
+    .unwrap();
+    host.add(Logged::new("other", &[], &log)).unwrap();
+    let run = tokio::spawn(tokio::time::timeout(Duration::from_secs(3600), host.run()));
+    // db gives up after 50 ms; the host is then waiting for api's 60 s stop.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(log.lock().unwrap().contains(&"stop api begins".to_owned()));
+    let began = Instant::now();
+    token.cancel();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        log.lock().unwrap().contains(&"stop other".to_owned()),
+        "other is asked to stop at once: {:?}",
+        log.lock().unwrap()
+    );
+    let report = run.await.unwrap().expect("the run ends").unwrap();
+    assert_eq!(began.elapsed(), Duration::from_secs(30));
+    assert_eq!(report.reason, ShutdownReason::Cancelled);
+    assert_eq!(report.did_not_stop(), ["api"]);
+    assert_eq!(report.service("db").unwrap().state, ServiceState::GaveUp);
+    assert_eq!(
+        report.service("other").unwrap().state,
+        ServiceState::Stopped
+    );
+    let log = log.lock().unwrap().clone();
+    assert_eq!(
+        log.last().map(String::as_str),
+        Some("stop db"),
+        "db stops last, once api was aborted: {log:?}"
+    );
+}
+
+/// A host whose token is cancelled before `run` starts nothing.
+#[tokio::test(start_paused = true)]
+async fn a_run_cancelled_before_it_begins_starts_nothing() {
+    let log = Log::default();
+    let mut host = ServiceHost::new(HostOptions::default());
+    host.add(Logged::new("api", &["db"], &log)).unwrap();
+    host.add(Logged::new("db", &[], &log)).unwrap();
+    host.shutdown_token().cancel();
+    let report = host.run().await.unwrap();
+    assert!(log.lock().unwrap().is_empty(), "{:?}", log.lock().unwrap());
+    assert_eq!(report.reason, ShutdownReason::Cancelled);
+    let states: Vec<_> = report
+        .services
+        .iter()
+        .map(|s| (s.name.as_str(), s.state.clone()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("db", ServiceState::NotStarted),
+            ("api", ServiceState::NotStarted)
+        ]
+    );
+}
+
+/// `max_restarts(n)` gives up after `n + 1` failures in a row: the first try and n restarts.
+#[tokio::test(start_paused = true)]
+async fn max_restarts_n_gives_up_after_n_plus_one_failures() {
+    for n in [0, 1, 3] {
+        let attempts = Arc::new(Mutex::new(Vec::new()));
+        let mut host = ServiceHost::new(HostOptions::default().max_restarts(n));
+        host.add(Flaky {
+            failures: u32::MAX,
+            attempts: Arc::clone(&attempts),
+            panics: false,
+        })
+        .unwrap();
+        let report = host.run().await.unwrap();
+        let flaky = report.service("flaky").unwrap();
+        assert_eq!(flaky.state, ServiceState::GaveUp, "max_restarts({n})");
+        assert_eq!(
+            (flaky.failures, flaky.restarts),
+            (n + 1, n),
+            "max_restarts({n})"
+        );
+        assert_eq!(
+            attempts.lock().unwrap().len(),
+            n as usize + 1,
+            "max_restarts({n})"
+        );
+    }
+}
+
+/// A dependency that finishes by itself (`Step::Done`) runs its stop hook at once; the
+/// services that depend on it keep running until shutdown.
+#[tokio::test(start_paused = true)]
+async fn a_finished_dependency_stops_at_once_and_its_dependents_keep_running() {
+    let log = Log::default();
+    let mut host = ServiceHost::new(HostOptions::default());
+    host.add(Lingering {
+        finishes_after: Some(Duration::from_secs(1)),
+        ..Lingering::new("migrate", &[], &log)
+    })
+    .unwrap();
+    host.add(Lingering::new("api", &["migrate"], &log)).unwrap();
+    let token = host.shutdown_token();
+    let run = tokio::spawn(host.run());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        *log.lock().unwrap(),
+        vec!["stop migrate begins", "stop migrate ends"],
+        "api is still running"
+    );
+    token.cancel();
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(
+        report.service("migrate").unwrap().state,
+        ServiceState::Finished
+    );
+    assert_eq!(report.service("api").unwrap().state, ServiceState::Stopped);
+    assert_eq!(
+        log.lock().unwrap()[2..],
+        ["stop api begins", "stop api ends"]
+    );
+}
+
+/// When a service gives up and a dependent's stop outlasts `shutdown_timeout`, the deadline
+/// wins: the stop hook of the one that gave up runs while the dependent is still stopping.
+#[tokio::test(start_paused = true)]
+async fn a_service_that_gave_up_stops_at_the_deadline_while_a_dependent_still_stops() {
+    let log = Log::default();
+    let mut host = ServiceHost::new(
+        HostOptions::default()
+            .max_restarts(0)
+            .shutdown_timeout(Duration::from_secs(5)),
+    );
+    host.add(Failing {
+        name: "db",
+        log: Arc::clone(&log),
+    })
+    .unwrap();
+    host.add(Lingering {
+        stop_takes: Duration::from_secs(20),
+        ..Lingering::new("api", &["db"], &log)
+    })
+    .unwrap();
+    let token = host.shutdown_token();
+    let run = tokio::spawn(host.run());
+    // db gives up at 50 ms; api's stop runs until 20.05 s; the deadline is 5.05 s.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        *log.lock().unwrap(),
+        vec!["start db", "stop api begins", "stop db"]
+    );
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    token.cancel();
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(
+        *log.lock().unwrap(),
+        vec!["start db", "stop api begins", "stop db", "stop api ends"]
+    );
+    assert_eq!(report.service("db").unwrap().state, ServiceState::GaveUp);
+    assert_eq!(report.service("api").unwrap().state, ServiceState::Stopped);
 }

@@ -9,9 +9,9 @@ use ephemeral::SignalSink;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::dynamic::DynService;
 use super::error::HostError;
@@ -99,6 +99,15 @@ impl ServiceHost {
     /// Starts every service in dependency order, runs them until shutdown, stops them in
     /// reverse order, and reports what happened to each.
     ///
+    /// A service is started only if no shutdown has been requested by its turn: with the
+    /// token already cancelled, `run` starts nothing and reports every service
+    /// [`NotStarted`](ServiceState::NotStarted).
+    ///
+    /// To stop gracefully, cancel the [`shutdown_token`](Self::shutdown_token) and await
+    /// `run`. Dropping the future instead (for example when a `select!` or a timeout around
+    /// it ends first) aborts every service at its next `.await`, without running its stop
+    /// hook.
+    ///
     /// # Errors
     ///
     /// [`HostError::UnknownDependency`] or [`HostError::Cycle`] before anything starts;
@@ -124,14 +133,21 @@ impl ServiceHost {
         for &i in &order {
             // A service gave up meanwhile: its dependents stop first (and never start).
             while let Ok(message) = ended_rx.try_recv() {
-                if let Some(why) = ends
-                    .take(message, &mut slots, &names, &deps, &options)
-                    .await
-                {
-                    reason = Some(why);
+                reason = ends
+                    .take(message, &mut slots, &names, &deps, &options, &mut os_signal)
+                    .await;
+                // A shutdown's trigger may have fired: it must not be polled again.
+                if reason.is_some() {
+                    break;
                 }
             }
             if reason.is_some() {
+                break;
+            }
+            // A shutdown requested before this service's turn (even before `run`): it and
+            // the ones after it are not started.
+            if let Some(why) = trigger(&options.token, &mut os_signal).now_or_never() {
+                reason = Some(why);
                 break;
             }
             if depends_on_any(i, &ends.given_up, &names, &deps) {
@@ -167,7 +183,8 @@ impl ServiceHost {
                     biased;
                     why = trigger(&options.token, &mut os_signal) => break why,
                     Some(message) = ended_rx.recv() => {
-                        if let Some(why) = ends.take(message, &mut slots, &names, &deps, &options).await {
+                        let taken = ends.take(message, &mut slots, &names, &deps, &options, &mut os_signal);
+                        if let Some(why) = taken.await {
                             break why;
                         }
                     }
@@ -224,7 +241,8 @@ struct Slot {
     index: usize,
     token: CancellationToken,
     record: Arc<Mutex<ServiceReport>>,
-    task: JoinHandle<()>,
+    /// Aborted when dropped, so dropping the run's future does not leave services running.
+    task: AbortOnDropHandle<()>,
     ended: CancellationToken,
 }
 
@@ -261,7 +279,7 @@ impl Slot {
         };
         let (started_tx, started_rx) = oneshot::channel();
         let done = CancellationToken::new();
-        let task = tokio::spawn(run_service(
+        let task = AbortOnDropHandle::new(tokio::spawn(run_service(
             service,
             ctx,
             Arc::clone(options),
@@ -272,7 +290,7 @@ impl Slot {
                 to_host: ended,
                 done: done.clone(),
             },
-        ));
+        )));
         (
             Self {
                 index,
@@ -321,7 +339,9 @@ struct Ends {
 impl Ends {
     /// Takes one message of a service's task: counts an end; for a service giving up, stops
     /// what depends on it and lets it stop, or, with `stop_all_on_give_up`, keeps it waiting
-    /// and returns the shutdown's reason.
+    /// and returns the shutdown's reason. A shutdown requested while its dependents stop
+    /// also keeps it waiting and returns that shutdown's reason at once: the shutdown then
+    /// stops everything, its deadline counted from the request.
     async fn take(
         &mut self,
         message: Ended,
@@ -329,6 +349,7 @@ impl Ends {
         names: &[String],
         deps: &[Vec<String>],
         options: &HostOptions,
+        os_signal: &mut BoxFuture<'static, &'static str>,
     ) -> Option<ShutdownReason> {
         let Ended::GivingUp { index, ack } = message else {
             self.running -= 1;
@@ -339,9 +360,17 @@ impl Ends {
             self.held_acks.push(ack);
             return Some(ShutdownReason::ServiceGaveUp(names[index].clone()));
         }
-        stop_dependents(slots, index, names, deps, options).await;
-        let _ = ack.send(());
-        None
+        tokio::select! {
+            biased;
+            why = trigger(&options.token, os_signal) => {
+                self.held_acks.push(ack);
+                Some(why)
+            }
+            () = stop_dependents(slots, index, names, deps, options) => {
+                let _ = ack.send(());
+                None
+            }
+        }
     }
 }
 
@@ -370,7 +399,11 @@ async fn run_service(
 ) {
     let sink = options.sink.as_ref();
     let name = ctx.name.clone();
-    let start = AssertUnwindSafe(service.start(&ctx)).catch_unwind().await;
+    // Each hook is called inside the guard (in an `async` block), so a panic before it
+    // returns its future is caught like one inside the future.
+    let start = AssertUnwindSafe(async { service.start(&ctx).await })
+        .catch_unwind()
+        .await;
     let start = match start {
         Ok(result) => result.map_err(|e| e.message().to_owned()),
         Err(panic) => Err(format!("panicked: {}", panic_message(panic.as_ref()))),
@@ -395,7 +428,7 @@ async fn run_service(
         let step = tokio::select! {
             biased;
             () = ctx.token.cancelled() => break ServiceState::Stopped,
-            step = AssertUnwindSafe(service.work(&ctx)).catch_unwind() => step,
+            step = AssertUnwindSafe(async { service.work(&ctx).await }).catch_unwind() => step,
         };
         let error = match step {
             Ok(Ok(Step::Continue)) => {
@@ -444,7 +477,9 @@ async fn run_service(
             }
         }
     }
-    let stop = AssertUnwindSafe(service.stop(&ctx)).catch_unwind().await;
+    let stop = AssertUnwindSafe(async { service.stop(&ctx).await })
+        .catch_unwind()
+        .await;
     let stop_error = match stop {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(e.message().to_owned()),

@@ -3,10 +3,16 @@
 //! * [`Service`] — a worker with `start`, a repeated `work` step and `stop` hooks.
 //! * [`ServiceHost`] — runs services: starts them in dependency order (a cycle is
 //!   [`HostError::Cycle`]), restarts a failing work step with exponential backoff and gives up
-//!   after [`HostOptions::max_restarts`] failures in a row (with the reason), and shuts down
-//!   on a [`CancellationToken`](tokio_util::sync::CancellationToken), Ctrl-C or SIGTERM:
-//!   services are stopped in reverse start order within a deadline, then aborted and named.
+//!   (with the reason) after `max_restarts + 1` failures in a row: the first try and
+//!   [`HostOptions::max_restarts`] restarts. It shuts down on a
+//!   [`CancellationToken`](tokio_util::sync::CancellationToken), Ctrl-C or SIGTERM: services
+//!   are stopped in reverse start order within a deadline, then aborted and named.
 //! * [`HostReport`] — what happened to each service.
+//!
+//! Dependencies order starts and stops; they do not tie lifetimes together. A dependency
+//! that finishes by itself ([`Step::Done`]) stops at once while the services that depend on
+//! it keep running, and the shutdown deadline wins over the order: see
+//! [`Service::dependencies`].
 //!
 //! With a sink ([`HostOptions::signals`]) the host raises `service.<name>.started`,
 //! `service.<name>.failed`, `service.<name>.restarting` and `service.<name>.stopped`, so

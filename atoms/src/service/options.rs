@@ -57,9 +57,11 @@ impl HostOptions {
         self
     }
 
-    /// How long a graceful shutdown may take in all. Services still stopping then are
-    /// aborted (after [`abort_grace`](Self::abort_grace) for those not yet asked to stop)
-    /// and reported as [`DidNotStop`](super::ServiceState::DidNotStop).
+    /// How long a graceful shutdown may take in all, counted from the moment it is requested
+    /// (also when that is while the host stops the dependents of a service that gave up).
+    /// Services still stopping then are aborted (after [`abort_grace`](Self::abort_grace)
+    /// for those not yet asked to stop) and reported as
+    /// [`DidNotStop`](super::ServiceState::DidNotStop).
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
         self

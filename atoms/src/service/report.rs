@@ -6,8 +6,8 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ServiceState {
-    /// Not started (start-up was aborted before its turn, or a service it depends on gave
-    /// up before it).
+    /// Not started: start-up was aborted or shutdown requested before its turn, or a
+    /// service it depends on gave up before it.
     NotStarted,
     /// Its start hook failed.
     StartFailed,

@@ -11,8 +11,14 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 ///
 /// Write the methods as `async fn`s. The work step is dropped at an `.await` when shutdown
 /// begins, so keep it cancel-safe (awaiting a channel's `recv` is), or watch
-/// [`ServiceContext::cancelled`] and return. The stop hook always runs to completion within
-/// the host's shutdown deadline.
+/// [`ServiceContext::cancelled`] and return. The stop hook runs to completion unless the
+/// host's shutdown deadline passes first (the service is then aborted) or the future of
+/// [`ServiceHost::run`](super::ServiceHost::run) is dropped (every service is then aborted
+/// without its stop hook).
+///
+/// A panic in a method counts as that method failing with the message
+/// `panicked: <message>`, whether it happens before the method returns its future or while
+/// the future runs.
 ///
 /// # Examples
 ///
@@ -41,17 +47,32 @@ pub trait Service: Send + 'static {
     /// (`service.<name>.started`), so no spaces, `*`, `?` or `,`.
     fn name(&self) -> &str;
 
-    /// Names of the services that must be started before this one (and stopped after it).
+    /// Names of the services that must be started before this one.
     ///
-    /// Also when one gives up (past `max_restarts`): the services that depend on it, directly
-    /// or not, are stopped first, in reverse start order, then its stop hook runs; one whose
+    /// A service starts only after the start hooks of its dependencies have succeeded. At
+    /// shutdown the host asks the services to stop one at a time, in reverse start order,
+    /// waiting for each stop hook, so a service stops before its dependencies, except:
+    ///
+    /// * A dependency that finishes by itself (its work step returned [`Step::Done`]) runs
+    ///   its stop hook at once; the services that depend on it keep running.
+    /// * Once [`HostOptions::shutdown_timeout`](super::HostOptions::shutdown_timeout) has
+    ///   passed, the service being waited for is aborted and those not yet asked to stop
+    ///   are asked all at once (see [`HostOptions::abort_grace`](super::HostOptions::abort_grace)).
+    ///
+    /// When a dependency gives up (past `max_restarts`), the started services that depend
+    /// on it, directly or not, are stopped first, in reverse start order, each given up to
+    /// `shutdown_timeout`; then its stop hook runs, also when one of them is still stopping
+    /// past that time (the host's shutdown later waits for it or aborts it). One whose
     /// turn to start had not come is not started. Services that do not depend on it keep
     /// running (unless [`HostOptions::stop_all_on_give_up`](super::HostOptions::stop_all_on_give_up)).
+    /// A shutdown requested meanwhile takes over at once and stops the dependency in its
+    /// turn, as above.
     fn dependencies(&self) -> Vec<String> {
         Vec::new()
     }
 
-    /// Runs once before the first work step. An error here aborts the host's start-up.
+    /// Runs once before the first work step. An error (or a panic) here aborts the host's
+    /// start-up.
     fn start(
         &mut self,
         ctx: &ServiceContext,
@@ -83,7 +104,8 @@ pub trait Service: Send + 'static {
 pub enum Step {
     /// Run the work step again.
     Continue,
-    /// The service has finished its work; stop it now.
+    /// The service has finished its work; stop it now (the services that depend on it keep
+    /// running).
     Done,
 }
 
