@@ -11,8 +11,8 @@ use crate::circuit_breaker::CircuitOpen;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SignalingError<E> {
-    /// The inner service failed (connection refused, reset, ...); `http.error.transport`
-    /// was raised.
+    /// The inner service failed (connection refused, reset, ...), in its call or in its
+    /// readiness check (`poll_ready`); `http.error.transport` was raised.
     #[error(transparent)]
     Inner(E),
     /// No response within the timeout; `http.timeout` was raised.

@@ -163,11 +163,6 @@ impl Call {
 
     /// Raises one signal; whether the breaker saw it as a failure.
     fn raise(&self, name: Name, status: Option<StatusCode>, elapsed: Duration) -> bool {
-        let shared = &*self.shared;
-        let counts = shared
-            .breaker
-            .as_ref()
-            .is_some_and(|b| b.counts_as_failure(name.as_str()));
         let mut builder = SignalBuilder::new(name)
             .header("method", self.method.as_str())
             .header(
@@ -184,15 +179,7 @@ impl Call {
         if let Some(id) = self.operation.or_else(ephemeral::current_operation) {
             builder = builder.operation(id);
         }
-        if shared.sink.raise_with(builder).is_err() {
-            Counters::bump(&shared.counters.raise_failures);
-            // The breaker's listener never sees a signal the sink refused: a failure it
-            // counts is told to it here, so it is not taken for a success.
-            if counts && let Some(breaker) = &shared.breaker {
-                breaker.record_failure();
-            }
-        }
-        counts
+        self.shared.raise(builder)
     }
 }
 

@@ -14,9 +14,15 @@ use super::layer::{Counters, Shared};
 
 /// An HTTP client service wrapped by a [`SignalingLayer`](super::SignalingLayer).
 ///
-/// Readiness is the inner service's. A call refused by the circuit breaker does not use the
-/// readiness it was given (as tower's `LoadShed` refuses in `call`); the inner service is
-/// never called for it.
+/// Readiness is the inner service's. A readiness error (`poll_ready` failing: a closed
+/// connection pool, a dead worker) is a transport error: it is counted in
+/// [`SignalingStats::transport_errors`](super::SignalingStats::transport_errors), raises
+/// `http.error.transport` (which a breaker built on
+/// [`failure_pattern`](super::SignalingOptions::failure_pattern) counts as a failure) and
+/// comes back as [`SignalingError::Inner`]. Each `poll_ready` that fails is reported once.
+///
+/// A call refused by the circuit breaker does not use the readiness it was given (as tower's
+/// `LoadShed` refuses in `call`); the inner service is never called for it.
 #[derive(Clone)]
 pub struct Signaling<S> {
     inner: S,
@@ -53,7 +59,10 @@ where
     type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(SignalingError::Inner)
+        self.inner.poll_ready(cx).map_err(|e| {
+            self.shared.readiness_failed();
+            SignalingError::Inner(e)
+        })
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
