@@ -35,6 +35,8 @@ enum State<F> {
         call: Option<Call>,
     },
     Refused(CircuitOpen),
+    /// A timeout was set outside a tokio runtime.
+    NoRuntime,
 }
 
 /// One call in flight: what its signals will carry, and the breaker's permit.
@@ -71,6 +73,12 @@ impl<F> ResponseFuture<F> {
             state: State::Refused(open),
         }
     }
+
+    pub(crate) fn no_runtime() -> Self {
+        Self {
+            state: State::NoRuntime,
+        }
+    }
 }
 
 impl<F, B, E> Future for ResponseFuture<F>
@@ -82,6 +90,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
             StateProj::Refused(open) => Poll::Ready(Err(SignalingError::CircuitOpen(*open))),
+            StateProj::NoRuntime => Poll::Ready(Err(SignalingError::NoRuntime)),
             StateProj::Called {
                 future,
                 deadline,
@@ -189,6 +198,7 @@ impl<F> std::fmt::Debug for ResponseFuture<F> {
             State::Called { call: Some(_), .. } => "in flight",
             State::Called { call: None, .. } => "ended",
             State::Refused(_) => "refused",
+            State::NoRuntime => "no runtime",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)

@@ -23,6 +23,17 @@ use super::layer::{Counters, Shared};
 ///
 /// A call refused by the circuit breaker does not use the readiness it was given (as tower's
 /// `LoadShed` refuses in `call`); the inner service is never called for it.
+///
+/// Without a timeout the service needs no runtime (any executor will do). With one, the
+/// timeout runs on tokio's timer: a call made outside a tokio runtime fails at once with
+/// [`SignalingError::NoRuntime`], without reaching the inner service or the counters.
+///
+/// # Panics
+///
+/// With a timeout set, `call` panics (tokio's panic) inside a tokio runtime built without
+/// the time driver: tokio gives no way to ask a runtime whether its timer is enabled, so
+/// this cannot be turned into an error. Build runtimes with `enable_time` or `enable_all`
+/// (`#[tokio::main]` and `#[tokio::test]` do).
 #[derive(Clone)]
 pub struct Signaling<S> {
     inner: S,
@@ -67,6 +78,11 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let shared = &self.shared;
+        // The timeout's sleep is made below, and tokio panics when it is made outside a
+        // runtime: refuse first, with a typed error, before the call is counted or sent.
+        if shared.options.timeout.is_some() && tokio::runtime::Handle::try_current().is_err() {
+            return ResponseFuture::no_runtime();
+        }
         Counters::bump(&shared.counters.calls);
         let permit = match shared.breaker.as_ref().map(|b| b.try_acquire()) {
             Some(Err(open)) => {
