@@ -27,8 +27,9 @@
 //! so signals that expired on the paused clock show as expired once any query on the runtime
 //! has purged them; with a running clock the two agree.
 //!
-//! Cardinality is bounded: at most `max_prefixes` distinct `prefix` values (default 64); the
-//! rest are counted under `prefix = "other"`.
+//! Cardinality is bounded: at most `max_prefixes` distinct prefixes (default 64) get a
+//! `prefix` value of their own; the rest are counted under `prefix = "other"`, the label a
+//! prefix that is literally `other` also gets (without taking one of the places).
 
 mod coordinator;
 mod sink;

@@ -44,8 +44,10 @@ impl SinkMetricsOptions {
         self
     }
 
-    /// At most this many distinct prefixes are reported (default 64); later ones count under
-    /// `other`, so a flood of distinct names cannot blow up the metric's cardinality.
+    /// At most this many distinct prefixes get a `prefix` label of their own (default 64);
+    /// later ones count under `other`, so a flood of distinct names cannot blow up the
+    /// metric's cardinality. A prefix that is literally `other` shares that label and takes
+    /// none of the `n` places.
     pub fn max_prefixes(mut self, n: usize) -> Self {
         self.max_prefixes = n;
         self
@@ -88,12 +90,18 @@ pub struct SinkMetrics {
     _counters: Vec<ObservableCounter<u64>>,
 }
 
+/// The label of the prefixes past `max_prefixes`.
+const OTHER: &str = "other";
+
 struct Labels {
     depth: usize,
     max: usize,
     base: Vec<KeyValue>,
-    /// (prefix, held) → attributes; bounded by `max` prefixes, plus `other`.
+    /// (prefix, held) → attributes, for the prefixes with a label of their own and for
+    /// `other`: at most `max + 1` prefixes, so a flood of names cannot grow it.
     known: HashMap<(String, bool), Arc<[KeyValue]>>,
+    /// Prefixes given a label of their own (`other` never takes one: its label is the
+    /// overflow's).
     prefixes: usize,
 }
 
@@ -104,22 +112,25 @@ impl Labels {
             return found.clone();
         }
         let seen = self.known.contains_key(&(prefix.to_owned(), !held));
-        let label = if seen || self.prefixes < self.max {
-            if !seen {
-                self.prefixes += 1;
-            }
+        let label = if prefix == OTHER || seen {
+            prefix
+        } else if self.prefixes < self.max {
+            self.prefixes += 1;
             prefix
         } else {
-            "other"
+            // Past the bound: counted under `other`, whose attributes are cached like any
+            // label's (the prefix itself is not remembered).
+            if let Some(found) = self.known.get(&(OTHER.to_owned(), held)) {
+                return found.clone();
+            }
+            OTHER
         };
         let mut attributes = self.base.clone();
         attributes.push(KeyValue::new("prefix", label.to_owned()));
         attributes.push(KeyValue::new("held", held));
         let attributes: Arc<[KeyValue]> = attributes.into();
-        if label != "other" {
-            self.known
-                .insert((label.to_owned(), held), attributes.clone());
-        }
+        self.known
+            .insert((label.to_owned(), held), attributes.clone());
         attributes
     }
 }
