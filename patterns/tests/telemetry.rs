@@ -194,6 +194,29 @@ async fn expiry_eviction_and_subscriber_drops_are_reported() {
     assert_eq!(metrics["ephemeral.sink.signals.live"][""], 0);
 }
 
+/// `subscriptions.dropped` is a cumulative counter: a lagging subscription that closes keeps
+/// its drops counted, and later drops add to them.
+#[tokio::test(start_paused = true)]
+async fn subscriber_drops_stay_counted_after_the_subscription_closes() {
+    let harness = Harness::new();
+    let sink = SignalSink::default();
+    let _metrics = SinkMetrics::new(&sink, &harness.meter(), SinkMetricsOptions::default());
+    let dropped = || harness.collect()["ephemeral.sink.subscriptions.dropped"][""];
+    let lagging = sink.subscribe_with("x.*", ephemeral::Buffer::bounded(1).unwrap());
+    for _ in 0..5 {
+        sink.raise("x.y").unwrap();
+    }
+    assert_eq!(dropped(), 4);
+    drop(lagging);
+    assert_eq!(sink.stats().subscriptions, 0);
+    assert_eq!(dropped(), 4);
+    let _lagging = sink.subscribe_with("x.*", ephemeral::Buffer::bounded(1).unwrap());
+    for _ in 0..3 {
+        sink.raise("x.y").unwrap();
+    }
+    assert_eq!(dropped(), 6);
+}
+
 #[tokio::test(start_paused = true)]
 async fn dropping_the_metrics_detaches_from_the_sink() {
     let harness = Harness::new();
