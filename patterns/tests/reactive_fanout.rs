@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use ephemeral::{EphemeralOptions, OperationContext, SignalSink};
+use ephemeral::{CancelReason, EphemeralOptions, OperationContext, OperationState, SignalSink};
 use ephemeral_patterns::reactive_fanout::{
     ReactiveFanout, ReactiveFanoutError, ReactiveFanoutOptions,
 };
@@ -160,4 +160,54 @@ async fn bad_watermarks_are_a_typed_error() {
         }
         other => panic!("expected a watermark error, got {other:?}"),
     }
+}
+
+/// A stage-1 operation cancelled while it waits for room in stage 2 stops handing over at
+/// once (it is not left to be aborted after the grace period), and the outputs it still held
+/// are counted as abandoned.
+#[tokio::test(start_paused = true)]
+async fn cancelling_stage_one_mid_hand_over_stops_it_and_counts_what_was_left() {
+    let sink = SignalSink::default();
+    let gate = Arc::new(Semaphore::new(0));
+    let g = gate.clone();
+    let pipeline = ReactiveFanout::new(
+        &sink,
+        |_: u32, _ctx: OperationContext| async { Ok::<_, String>((0..10u32).collect::<Vec<_>>()) },
+        move |_: u32, _ctx: OperationContext| {
+            let gate = g.clone();
+            async move {
+                gate.acquire().await.map_err(|e| e.to_string())?.forget();
+                Ok::<_, String>(())
+            }
+        },
+        ReactiveFanoutOptions::new("links", 100, 50)
+            .first(EphemeralOptions::default().abort_grace(Duration::from_secs(3600)))
+            .second(
+                EphemeralOptions::default()
+                    .max_concurrency(1)
+                    .max_pending(2),
+            ),
+    )
+    .unwrap();
+    let id = pipeline.enqueue(0).await.unwrap();
+    settle().await;
+    // One output running, two waiting, and the hand-over waits for room for the fourth.
+    assert_eq!(pipeline.second().stats().accepted, 3);
+    assert_eq!(
+        pipeline.first().operation(id).map(|op| op.state),
+        Some(OperationState::Running)
+    );
+
+    pipeline.first().cancel_operation(id);
+    settle().await;
+    assert_eq!(
+        pipeline.first().operation(id).map(|op| op.state),
+        Some(OperationState::Cancelled(CancelReason::Explicit))
+    );
+    assert_eq!(pipeline.outputs_abandoned(), 7);
+
+    gate.add_permits(1_000);
+    pipeline.drain().await.unwrap();
+    assert_eq!(pipeline.second().stats().completed, 3);
+    assert_eq!(pipeline.outputs_abandoned(), 7);
 }

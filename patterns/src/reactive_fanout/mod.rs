@@ -13,8 +13,16 @@
 //!
 //! Stage 2's backlog can overshoot `high` by at most what the stage-1 bodies already running
 //! produce (each finishes handing its outputs over; a stage-1 body waits for room when stage 2's
-//! own `max_pending` is full). Nothing is dropped: an output stage 2 refuses (it was closed)
-//! fails the stage-1 operation with a message saying how many outputs were refused.
+//! own `max_pending` is full). An output stage 2 refuses (it was closed) fails the stage-1
+//! operation with a message saying how many outputs were refused.
+//!
+//! Cancelling a stage-1 operation (`cancel_operation`, a `cancel_running_on` signal, or
+//! cancelling or dropping stage 1) is the one way outputs are left out. Its hand-over stops at
+//! once, even while it waits for room in stage 2: the outputs not handed over yet are dropped
+//! and added to [`ReactiveFanout::outputs_abandoned`], and the operation ends `Cancelled` (a
+//! cancelled operation keeps no error message, hence the counter). Outputs already handed over
+//! stay in stage 2. A `first` body that ignores its cancellation is dropped after stage 1's
+//! `abort_grace`, as any body is, before it has any outputs to hand over.
 //!
 //! # Examples
 //!
@@ -48,7 +56,11 @@
 //! ```
 
 use std::fmt;
+use std::pin::pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::future::{self, Either};
 
 use ephemeral::{
     CoordinatorError, EnqueueError, EphemeralOptions, EphemeralWorkCoordinator, IntakeError,
@@ -116,6 +128,8 @@ pub struct ReactiveFanout<A: Send + 'static, B: Send + 'static> {
     second: EphemeralWorkCoordinator<B>,
     pressure: Backpressure,
     monitor: Arc<BackpressureMonitor>,
+    /// Outputs dropped by cancelled hand-overs; relaxed: a tally read as a snapshot.
+    abandoned: Arc<AtomicU64>,
 }
 
 impl<A: Send + 'static, B: Send + 'static> Clone for ReactiveFanout<A, B> {
@@ -125,6 +139,7 @@ impl<A: Send + 'static, B: Send + 'static> Clone for ReactiveFanout<A, B> {
             second: self.second.clone(),
             pressure: self.pressure.clone(),
             monitor: self.monitor.clone(),
+            abandoned: self.abandoned.clone(),
         }
     }
 }
@@ -169,33 +184,22 @@ impl<A: Send + 'static, B: Send + 'static> ReactiveFanout<A, B> {
         )?;
         let monitor = Arc::new(pressure.monitor(&second_stage)?);
         let first = Arc::new(first);
-        let (downstream, reporter) = (second_stage.clone(), pressure.clone());
+        let abandoned = Arc::new(AtomicU64::new(0));
+        let (downstream, reporter, dropped) =
+            (second_stage.clone(), pressure.clone(), abandoned.clone());
         let first_stage = EphemeralWorkCoordinator::new(
             move |input: A, ctx: OperationContext| {
-                let (first, downstream, reporter) =
-                    (first.clone(), downstream.clone(), reporter.clone());
+                let (first, downstream, reporter, dropped) = (
+                    first.clone(),
+                    downstream.clone(),
+                    reporter.clone(),
+                    dropped.clone(),
+                );
+                // Taken before the body gets the context: the hand-over watches it.
+                let cancelled = ctx.cancelled();
                 async move {
                     let outputs = first(input, ctx).await.map_err(|e| e.to_string())?;
-                    let total = outputs.len();
-                    let mut refused = 0usize;
-                    let mut reason = String::new();
-                    for output in outputs {
-                        match downstream.enqueue(output).await {
-                            Ok(_) => {
-                                reporter.report(&downstream);
-                            }
-                            Err(e) => {
-                                refused += 1;
-                                reason = e.to_string();
-                            }
-                        }
-                    }
-                    if refused > 0 {
-                        return Err(format!(
-                            "stage 2 refused {refused} of {total} outputs: {reason}"
-                        ));
-                    }
-                    Ok(())
+                    hand_over(outputs, &downstream, &reporter, cancelled, &dropped).await
                 }
             },
             options
@@ -208,6 +212,7 @@ impl<A: Send + 'static, B: Send + 'static> ReactiveFanout<A, B> {
             second: second_stage,
             pressure,
             monitor,
+            abandoned,
         })
     }
 
@@ -251,6 +256,14 @@ impl<A: Send + 'static, B: Send + 'static> ReactiveFanout<A, B> {
         self.pressure.times_held()
     }
 
+    /// How many stage-1 outputs were dropped because their operation was cancelled before
+    /// handing them over (see the [module docs](self)); never more than the outputs of the
+    /// cancelled operations.
+    #[must_use]
+    pub fn outputs_abandoned(&self) -> u64 {
+        self.abandoned.load(Ordering::Relaxed)
+    }
+
     /// The backpressure reporter between the stages.
     pub fn pressure(&self) -> &Backpressure {
         &self.pressure
@@ -265,4 +278,50 @@ impl<A: Send + 'static, B: Send + 'static> ReactiveFanout<A, B> {
     pub fn second(&self) -> &EphemeralWorkCoordinator<B> {
         &self.second
     }
+}
+
+/// Enqueues a stage-1 operation's outputs into stage 2 in order, reporting the backlog after
+/// each, until done or until the operation is cancelled.
+async fn hand_over<B: Send + 'static>(
+    outputs: Vec<B>,
+    downstream: &EphemeralWorkCoordinator<B>,
+    reporter: &Backpressure,
+    cancelled: impl Future<Output = ()>,
+    abandoned: &AtomicU64,
+) -> Result<(), String> {
+    let total = outputs.len();
+    let mut cancelled = pin!(cancelled);
+    let mut refused = 0usize;
+    let mut reason = String::new();
+    let mut outputs = outputs.into_iter();
+    while let Some(output) = outputs.next() {
+        let enqueue = pin!(downstream.enqueue(output));
+        // `select` polls the cancellation first, so a cancelled operation hands over nothing
+        // more, even when stage 2 has room.
+        match future::select(cancelled.as_mut(), enqueue).await {
+            Either::Left(((), _)) => {
+                // This output (dropped with its enqueue) and the ones after it.
+                let left = 1 + outputs.len();
+                abandoned.fetch_add(left as u64, Ordering::Relaxed);
+                // The coordinator ends a cancelled operation `Cancelled` and keeps no error:
+                // the message is for the record only; the counter is what callers can read.
+                return Err(format!(
+                    "cancelled: {left} of {total} outputs not handed over to stage 2"
+                ));
+            }
+            Either::Right((Ok(_), _)) => {
+                reporter.report(downstream);
+            }
+            Either::Right((Err(e), _)) => {
+                refused += 1;
+                reason = e.to_string();
+            }
+        }
+    }
+    if refused > 0 {
+        return Err(format!(
+            "stage 2 refused {refused} of {total} outputs: {reason}"
+        ));
+    }
+    Ok(())
 }
