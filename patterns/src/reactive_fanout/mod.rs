@@ -5,11 +5,14 @@
 //! fetching pages and handing out links, an importer splitting files into rows) and the
 //! second stage's backlog must stay bounded without dropping anything. Stage 1 runs
 //! `first(input) -> Vec<output>` and enqueues every output into stage 2. A
-//! [`Backpressure`] reporter holds
-//! `backpressure.<name>` while more than `high` outputs wait in stage 2 and releases it
-//! once fewer than `low` wait; stage 1 has `defer_on("backpressure.<name>")`, so its next
-//! inputs wait (holding no slot) while the hold lasts and start the moment it is released —
-//! no polling, no timer.
+//! [`Backpressure`] reporter throttles stage 1 from the moment more than `high` outputs wait
+//! in stage 2 until fewer than `low` wait: stage 1's admission hook
+//! ([`Backpressure::throttle`]) defers its next inputs (holding no slot) for that span, and
+//! they start the moment it ends — no polling, no timer. Over the same span the reporter holds
+//! `backpressure.<name>` on the sink, for whoever watches (a dashboard, another coordinator's
+//! `defer_on`). The throttle does not depend on that signal: if the sink refuses the hold
+//! (its `max_holds` reached), stage 1 is throttled all the same, the refusal is kept in
+//! [`Backpressure::last_sink_error`], and the hold is asked for again on every report.
 //!
 //! Stage 2's backlog can overshoot `high` by at most what the stage-1 bodies already running
 //! produce (each finishes handing its outputs over; a stage-1 body waits for room when stage 2's
@@ -93,8 +96,9 @@ impl ReactiveFanoutOptions {
         }
     }
 
-    /// Stage 1's options. Its sink and `defer_on` are set by the pipeline (the sink given
-    /// to [`ReactiveFanout::new`], the backpressure signal).
+    /// Stage 1's options. Its sink is set by the pipeline (the sink given to
+    /// [`ReactiveFanout::new`]); the throttle is an admission hook, so a `defer_on` of its
+    /// own is kept.
     #[must_use]
     pub fn first(mut self, options: EphemeralOptions) -> Self {
         self.first = options;
@@ -187,7 +191,7 @@ impl<A: Send + 'static, B: Send + 'static> ReactiveFanout<A, B> {
         let abandoned = Arc::new(AtomicU64::new(0));
         let (downstream, reporter, dropped) =
             (second_stage.clone(), pressure.clone(), abandoned.clone());
-        let first_stage = EphemeralWorkCoordinator::new(
+        let first_stage = EphemeralWorkCoordinator::with_admission(
             move |input: A, ctx: OperationContext| {
                 let (first, downstream, reporter, dropped) = (
                     first.clone(),
@@ -202,10 +206,8 @@ impl<A: Send + 'static, B: Send + 'static> ReactiveFanout<A, B> {
                     hand_over(outputs, &downstream, &reporter, cancelled, &dropped).await
                 }
             },
-            options
-                .first
-                .signals(sink.clone())
-                .defer_on(pressure.signal_name().as_str()),
+            options.first.signals(sink.clone()),
+            vec![pressure.throttle()],
         )?;
         Ok(Self {
             first: first_stage,
@@ -244,7 +246,8 @@ impl<A: Send + 'static, B: Send + 'static> ReactiveFanout<A, B> {
         self.second.drain().await
     }
 
-    /// Whether stage 1 is throttled now (`backpressure.<name>` is held).
+    /// Whether stage 1 is throttled now: its new inputs wait for stage 2's backlog to fall
+    /// below the low watermark (`backpressure.<name>` is held too, unless the sink refused it).
     #[must_use]
     pub fn is_throttled(&self) -> bool {
         self.pressure.is_held()
