@@ -89,3 +89,30 @@ fn invalid_settings_are_typed_errors() {
     assert!(matches!(err, BackpressureError::Name(_)), "{err}");
     assert!(err.to_string().contains("backpressure name"));
 }
+
+/// A sink that refuses the hold (its `max_holds` reached) does not change the throttled
+/// state; the refusal is reported, and the next report while throttled asks again.
+#[test]
+fn a_refused_hold_still_throttles_and_is_asked_for_again() {
+    let sink = SignalSink::new(ephemeral::SinkOptions::default().max_holds(1)).unwrap();
+    let other = sink.hold("maintenance").unwrap();
+    let pressure = Backpressure::new(&sink, "db", 10, 3).unwrap();
+    assert!(pressure.update(11));
+    assert!(pressure.is_held());
+    assert!(!sink.has_signal("backpressure.db"));
+    assert!(!pressure.is_signal_held());
+    assert!(matches!(
+        pressure.last_sink_error(),
+        Some(ephemeral::RaiseError::TooManyHolds { .. })
+    ));
+
+    drop(other);
+    assert!(pressure.update(8)); // between the watermarks: still throttled
+    assert!(sink.has_signal("backpressure.db"));
+    assert!(pressure.is_signal_held());
+    assert_eq!(pressure.times_held(), 1);
+
+    assert!(!pressure.update(2));
+    assert!(!sink.has_signal("backpressure.db"));
+    assert!(!pressure.is_signal_held());
+}

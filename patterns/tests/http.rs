@@ -440,3 +440,100 @@ async fn readiness_and_errors_of_an_infallible_inner_service_pass_through() {
     let response = client.ready().await.unwrap().call(get("/")).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }
+
+/// An inner service whose readiness check fails, as a client with a closed pool does.
+#[derive(Clone)]
+struct NeverReady;
+
+impl Service<Request<()>> for NeverReady {
+    type Response = Response<()>;
+    type Error = Refused;
+    type Future = std::future::Ready<Result<Response<()>, Refused>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Refused>> {
+        std::task::Poll::Ready(Err(Refused("the pool is closed".into())))
+    }
+
+    fn call(&mut self, _request: Request<()>) -> Self::Future {
+        std::future::ready(Ok(Response::new(())))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_readiness_error_is_a_transport_error_signalled_counted_and_seen_by_the_breaker() {
+    let sink = SignalSink::default();
+    let options = SignalingOptions::default();
+    let breaker = CircuitBreaker::new(
+        &sink,
+        CircuitBreakerOptions::default()
+            .failure_on(&options.failure_pattern())
+            .consecutive_failures(1),
+    )
+    .unwrap();
+    let layer = SignalingLayer::with_breaker(&breaker, options).unwrap();
+    let error = layer
+        .layer(NeverReady)
+        .oneshot(get("http://db.test/x"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.into_inner(),
+        Some(Refused("the pool is closed".into()))
+    );
+    let signal = sink.latest("http.*").unwrap();
+    assert_eq!(signal.name().as_str(), "http.error.transport");
+    // No request yet: no host, no method.
+    assert_eq!(signal.key(), None);
+    assert_eq!(header(&signal, "method"), None);
+    let stats = layer.stats();
+    assert_eq!((stats.calls, stats.transport_errors), (0, 1));
+    assert_eq!(breaker.state(), CircuitState::Open);
+}
+
+/// Polls `future` once on this thread, with no runtime and no executor: enough for futures
+/// that are ready at once.
+fn poll_once<F: Future>(future: F) -> std::task::Poll<F::Output> {
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    std::pin::pin!(future).poll(&mut context)
+}
+
+/// The timeout needs tokio's timer: outside any runtime a call fails with a typed error
+/// instead of panicking, and the downstream is not called.
+#[test]
+fn a_call_with_a_timeout_outside_a_runtime_is_a_typed_error() {
+    let sink = SignalSink::default();
+    let layer = SignalingLayer::new(
+        &sink,
+        SignalingOptions::default().timeout(Duration::from_secs(1)),
+    )
+    .unwrap();
+    let downstream = Downstream::default();
+    let client = layer.layer(downstream.clone().service());
+    let std::task::Poll::Ready(result) = poll_once(client.oneshot(get("http://a/status/200")))
+    else {
+        panic!("a refused call is ready at once");
+    };
+    let error = result.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("inside a tokio runtime with the time driver")
+    );
+    assert!(matches!(error, SignalingError::NoRuntime));
+    assert_eq!(downstream.calls(), 0);
+    assert_eq!(layer.stats().calls, 0);
+    assert!(!sink.has_signal("http.*"));
+
+    // Without a timeout, no runtime is needed.
+    let untimed = SignalingLayer::new(&sink, SignalingOptions::default())
+        .unwrap()
+        .layer(downstream.clone().service());
+    let std::task::Poll::Ready(response) = poll_once(untimed.oneshot(get("http://a/status/200")))
+    else {
+        panic!("the downstream answers at once");
+    };
+    assert_eq!(response.unwrap().status(), StatusCode::OK);
+}

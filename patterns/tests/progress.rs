@@ -130,6 +130,30 @@ async fn dropping_mid_stream_raises_failed_dropped() {
     assert_eq!(failed.header("error"), Some(&"dropped".into()));
 }
 
+/// Only a started stream can fail by being dropped: one dropped before its first poll raises
+/// nothing, not even `failed`.
+#[tokio::test(start_paused = true)]
+async fn dropping_before_the_first_poll_raises_nothing() {
+    let sink = SignalSink::default();
+    let stream = Progress::new(chunks(&[1, 1, 1]), &sink, "copy", Some(3)).unwrap();
+    drop(stream);
+    assert_eq!(sink.count("progress.*"), 0);
+
+    // Polled once, even with nothing ready yet, it has started, and dropping it fails it.
+    let mut pending = Progress::new(
+        futures::stream::pending::<Result<Vec<u8>, String>>(),
+        &sink,
+        "copy",
+        Some(3),
+    )
+    .unwrap();
+    assert!(futures::poll!(pending.next()).is_pending());
+    drop(pending);
+    assert!(sink.has_signal("progress.copy.started"));
+    let failed = sink.latest("progress.copy.failed").unwrap();
+    assert_eq!(failed.header("error"), Some(&"dropped".into()));
+}
+
 #[test]
 fn invalid_settings_are_typed_errors() {
     let sink = SignalSink::default();

@@ -1,11 +1,11 @@
 //! Reactive fan-out: stage 2's backlog throttles stage 1 through `backpressure.<name>`, and
 //! stage 1 resumes the moment the backlog recovers, with nothing lost.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use ephemeral::{EphemeralOptions, OperationContext, SignalSink};
+use ephemeral::{CancelReason, EphemeralOptions, OperationContext, OperationState, SignalSink};
 use ephemeral_patterns::reactive_fanout::{
     ReactiveFanout, ReactiveFanoutError, ReactiveFanoutOptions,
 };
@@ -160,4 +160,102 @@ async fn bad_watermarks_are_a_typed_error() {
         }
         other => panic!("expected a watermark error, got {other:?}"),
     }
+}
+
+/// A stage-1 operation cancelled while it waits for room in stage 2 stops handing over at
+/// once (it is not left to be aborted after the grace period), and the outputs it still held
+/// are counted as abandoned.
+#[tokio::test(start_paused = true)]
+async fn cancelling_stage_one_mid_hand_over_stops_it_and_counts_what_was_left() {
+    let sink = SignalSink::default();
+    let gate = Arc::new(Semaphore::new(0));
+    let g = gate.clone();
+    let pipeline = ReactiveFanout::new(
+        &sink,
+        |_: u32, _ctx: OperationContext| async { Ok::<_, String>((0..10u32).collect::<Vec<_>>()) },
+        move |_: u32, _ctx: OperationContext| {
+            let gate = g.clone();
+            async move {
+                gate.acquire().await.map_err(|e| e.to_string())?.forget();
+                Ok::<_, String>(())
+            }
+        },
+        ReactiveFanoutOptions::new("links", 100, 50)
+            .first(EphemeralOptions::default().abort_grace(Duration::from_secs(3600)))
+            .second(
+                EphemeralOptions::default()
+                    .max_concurrency(1)
+                    .max_pending(2),
+            ),
+    )
+    .unwrap();
+    let id = pipeline.enqueue(0).await.unwrap();
+    settle().await;
+    // One output running, two waiting, and the hand-over waits for room for the fourth.
+    assert_eq!(pipeline.second().stats().accepted, 3);
+    assert_eq!(
+        pipeline.first().operation(id).map(|op| op.state),
+        Some(OperationState::Running)
+    );
+
+    pipeline.first().cancel_operation(id);
+    settle().await;
+    assert_eq!(
+        pipeline.first().operation(id).map(|op| op.state),
+        Some(OperationState::Cancelled(CancelReason::Explicit))
+    );
+    assert_eq!(pipeline.outputs_abandoned(), 7);
+
+    gate.add_permits(1_000);
+    pipeline.drain().await.unwrap();
+    assert_eq!(pipeline.second().stats().completed, 3);
+    assert_eq!(pipeline.outputs_abandoned(), 7);
+}
+
+/// The backlog bound holds when the sink refuses `backpressure.<name>` (its `max_holds` taken
+/// by someone else): stage 1 is throttled on the reporter's own state, not on the signal.
+#[tokio::test(start_paused = true)]
+async fn the_backlog_stays_bounded_when_the_sink_refuses_the_hold() {
+    let sink = SignalSink::new(ephemeral::SinkOptions::default().max_holds(1)).unwrap();
+    let _someone_else = sink.hold("maintenance").unwrap();
+    let second: Arc<OnceLock<ephemeral::EphemeralWorkCoordinator<u32>>> = Arc::default();
+    let backlog_at_start = Arc::new(AtomicUsize::new(0));
+    let (stage2, seen) = (second.clone(), backlog_at_start.clone());
+    let pipeline = ReactiveFanout::new(
+        &sink,
+        move |page: u32, _ctx: OperationContext| {
+            // With one stage-1 body at a time, each starts only once the backlog its
+            // predecessor left is at most `high`.
+            let backlog = stage2.get().map_or(0, |c| c.pending_count());
+            seen.fetch_max(backlog, Ordering::SeqCst);
+            async move { Ok::<_, String>((0..5).map(|l| page * 100 + l).collect::<Vec<_>>()) }
+        },
+        |_: u32, _ctx: OperationContext| async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Ok::<_, String>(())
+        },
+        ReactiveFanoutOptions::new("links", 20, 5)
+            .first(EphemeralOptions::default().max_concurrency(1))
+            .second(EphemeralOptions::default().max_concurrency(1)),
+    )
+    .unwrap();
+    second.set(pipeline.second().clone()).unwrap();
+    for page in 0..100 {
+        pipeline.enqueue(page).await.unwrap();
+    }
+    settle().await;
+    assert!(pipeline.is_throttled());
+    assert!(!sink.has_signal("backpressure.links"));
+    assert!(matches!(
+        pipeline.pressure().last_sink_error(),
+        Some(ephemeral::RaiseError::TooManyHolds { .. })
+    ));
+    pipeline.drain().await.unwrap();
+    assert_eq!(pipeline.second().stats().completed, 500);
+    let worst = backlog_at_start.load(Ordering::SeqCst);
+    assert!(
+        worst <= 20,
+        "a stage-1 body started over a backlog of {worst}"
+    );
+    assert!(pipeline.times_throttled() >= 1);
 }

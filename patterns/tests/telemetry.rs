@@ -141,6 +141,31 @@ async fn prefix_cardinality_is_bounded() {
     assert_eq!(raised.len(), 4);
 }
 
+/// A prefix that is literally `other` shares the overflow's label and takes no place, however
+/// often it is raised: later prefixes still get labels of their own.
+#[tokio::test(start_paused = true)]
+async fn a_prefix_named_other_takes_no_place_among_the_labelled_prefixes() {
+    let harness = Harness::new();
+    let sink = SignalSink::default();
+    let _metrics = SinkMetrics::new(
+        &sink,
+        &harness.meter(),
+        SinkMetricsOptions::default().max_prefixes(2),
+    );
+    for i in 0..5 {
+        sink.raise(&format!("other.{i}")).unwrap();
+    }
+    for name in ["error.db", "job.done", "late.x"] {
+        sink.raise(name).unwrap();
+    }
+    let raised = &harness.collect()["ephemeral.sink.signals.raised"];
+    assert_eq!(raised["held=false,prefix=error"], 1);
+    assert_eq!(raised["held=false,prefix=job"], 1);
+    // Five `other.*` raises, and `late`, the third prefix past `max_prefixes(2)`.
+    assert_eq!(raised["held=false,prefix=other"], 6);
+    assert_eq!(raised.len(), 3, "{raised:?}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn expiry_eviction_and_subscriber_drops_are_reported() {
     let harness = Harness::new();
@@ -167,6 +192,29 @@ async fn expiry_eviction_and_subscriber_drops_are_reported() {
     let metrics = harness.collect();
     assert_eq!(metrics["ephemeral.sink.signals.expired"][""], 4);
     assert_eq!(metrics["ephemeral.sink.signals.live"][""], 0);
+}
+
+/// `subscriptions.dropped` is a cumulative counter: a lagging subscription that closes keeps
+/// its drops counted, and later drops add to them.
+#[tokio::test(start_paused = true)]
+async fn subscriber_drops_stay_counted_after_the_subscription_closes() {
+    let harness = Harness::new();
+    let sink = SignalSink::default();
+    let _metrics = SinkMetrics::new(&sink, &harness.meter(), SinkMetricsOptions::default());
+    let dropped = || harness.collect()["ephemeral.sink.subscriptions.dropped"][""];
+    let lagging = sink.subscribe_with("x.*", ephemeral::Buffer::bounded(1).unwrap());
+    for _ in 0..5 {
+        sink.raise("x.y").unwrap();
+    }
+    assert_eq!(dropped(), 4);
+    drop(lagging);
+    assert_eq!(sink.stats().subscriptions, 0);
+    assert_eq!(dropped(), 4);
+    let _lagging = sink.subscribe_with("x.*", ephemeral::Buffer::bounded(1).unwrap());
+    for _ in 0..3 {
+        sink.raise("x.y").unwrap();
+    }
+    assert_eq!(dropped(), 6);
 }
 
 #[tokio::test(start_paused = true)]

@@ -13,12 +13,17 @@
 //! With coordinators: give the downstream coordinator the hook from
 //! [`Backpressure::admission`], start a [`BackpressureMonitor`] on it with
 //! [`Backpressure::monitor`], and call [`Backpressure::report`] right after enqueueing
-//! into it. Upstream coordinators use `defer_on("backpressure.<name>")`.
+//! into it. Upstream coordinators use `defer_on("backpressure.<name>")`, or the hook from
+//! [`Backpressure::throttle`], which waits on the reporter's own state rather than on the
+//! sink's hold: use it where the sink may refuse the hold (its `max_holds` reached), since
+//! `defer_on` then sees nothing to wait for. A refused hold is asked for again on every
+//! report while the count stays high.
 //!
 //! Not for: bounding a single coordinator's own intake (its `max_pending` does that: `enqueue`
 //! waits for room).
 
 mod monitor;
+mod throttle;
 mod watermark;
 
 pub use monitor::{BackpressureMonitor, RECHECK_WHILE_HELD};

@@ -8,6 +8,13 @@ use ephemeral::{Hold, Name, NameError, RaiseError, SignalSink};
 /// Holds `backpressure.<name>` on a sink while a reported pending count is above a high
 /// watermark, and releases it once the count falls below a low watermark.
 ///
+/// The throttled state (from a report above `high` until one below `low`) is the reporter's
+/// own: [`is_held`](Self::is_held) reads it and [`throttle`](Self::throttle) defers upstream
+/// items on it, whether or not the sink took the hold. A sink may refuse the hold (its
+/// `max_holds` reached): the refusal is kept in [`last_sink_error`](Self::last_sink_error),
+/// [`is_signal_held`](Self::is_signal_held) reads false, and every later report while
+/// throttled asks the sink again.
+///
 /// Cheap to clone; every clone reports to the same hold. Dropping the last clone releases it.
 ///
 /// # Examples
@@ -34,6 +41,9 @@ pub struct Backpressure {
 
 pub(super) struct Inner {
     pub(super) wake: tokio::sync::Notify,
+    /// The throttled state, for [`Backpressure::throttle`]'s deferrals to wait on; written
+    /// under `state`'s lock, so it follows `State::held` exactly.
+    pub(super) throttled: tokio::sync::watch::Sender<bool>,
     sink: SignalSink,
     name: Name,
     high: usize,
@@ -43,11 +53,14 @@ pub(super) struct Inner {
 
 #[derive(Default)]
 struct State {
+    /// Throttled: from a report above `high` until one below `low`.
     held: bool,
+    /// The sink's hold; `None` while not throttled, and while throttled if the sink refused
+    /// it (asked again on the next report).
     hold: Option<Hold>,
-    /// Bumped on every transition so that a hold acquired after the count already fell back
-    /// (two reporters racing) is recognised as stale and dropped.
-    generation: u64,
+    /// A reporter is asking the sink for the hold, outside the lock; the others leave it to
+    /// it, so the condition is never held twice.
+    acquiring: bool,
     last_pending: usize,
     times_held: u64,
     last_sink_error: Option<RaiseError>,
@@ -96,6 +109,7 @@ impl Backpressure {
         Ok(Self {
             inner: Arc::new(Inner {
                 wake: tokio::sync::Notify::new(),
+                throttled: tokio::sync::watch::Sender::new(false),
                 sink: sink.clone(),
                 name,
                 high,
@@ -105,8 +119,9 @@ impl Backpressure {
         })
     }
 
-    /// Reports the current pending count; takes or releases the hold as the watermarks say.
-    /// Returns whether the condition is held afterwards.
+    /// Reports the current pending count; throttles or releases as the watermarks say, and
+    /// takes or releases the hold to match (asking the sink again for a hold it refused).
+    /// Returns whether it is throttled afterwards.
     pub fn update(&self, pending: usize) -> bool {
         self.update_with(|| pending)
     }
@@ -120,39 +135,64 @@ impl Backpressure {
         state.last_pending = pending;
         if !state.held && pending > self.inner.high {
             state.held = true;
-            state.generation += 1;
             state.times_held += 1;
-            let generation = state.generation;
-            // The sink runs watchers and listeners synchronously; none of them may find this
-            // lock taken, so the hold is acquired outside it.
-            drop(state);
-            let held = self.inner.sink.hold(self.inner.name.as_str());
-            let mut state = self.lock();
-            match held {
-                Ok(hold) if state.generation == generation => state.hold = Some(hold),
-                Ok(_) => {}
-                Err(e) => state.last_sink_error = Some(e),
-            }
-            state.held
+            self.inner.throttled.send_replace(true);
         } else if state.held && pending < self.inner.low {
             state.held = false;
-            state.generation += 1;
+            self.inner.throttled.send_replace(false);
             let hold = state.hold.take();
+            // Released outside the lock: the sink runs watchers and listeners synchronously,
+            // and none of them may find this lock taken.
             drop(state);
             drop(hold);
-            false
-        } else {
-            state.held
+            return false;
         }
+        if !state.held || state.hold.is_some() || state.acquiring {
+            return state.held;
+        }
+        // Throttled without the hold: just crossed `high`, or the sink refused it before.
+        // It is taken outside the lock, for the same reason as above.
+        state.acquiring = true;
+        drop(state);
+        let taken = self.inner.sink.hold(self.inner.name.as_str());
+        let mut state = self.lock();
+        state.acquiring = false;
+        let stale = match taken {
+            Ok(hold) if state.held && state.hold.is_none() => {
+                state.hold = Some(hold);
+                None
+            }
+            // Released while it was being taken (another reporter read a low count).
+            Ok(hold) => Some(hold),
+            Err(e) => {
+                state.last_sink_error = Some(e);
+                None
+            }
+        };
+        let held = state.held;
+        drop(state);
+        drop(stale);
+        held
     }
 
-    /// Whether the condition is held.
+    /// Whether it is throttled: true from a report above `high` until one below `low`. This
+    /// is the state [`throttle`](Self::throttle) defers on; the sink's `backpressure.<name>`
+    /// is held over the same span, unless the sink refused it (see
+    /// [`is_signal_held`](Self::is_signal_held)).
     #[must_use]
     pub fn is_held(&self) -> bool {
         self.lock().held
     }
 
-    /// How many times the condition has been taken.
+    /// Whether the sink holds `backpressure.<name>` for this reporter now. False while
+    /// throttled only if the sink refused the hold ([`last_sink_error`](Self::last_sink_error)
+    /// says why); the next report asks for it again.
+    #[must_use]
+    pub fn is_signal_held(&self) -> bool {
+        self.lock().hold.is_some()
+    }
+
+    /// How many times it has been throttled (counted whether or not the sink took the hold).
     #[must_use]
     pub fn times_held(&self) -> u64 {
         self.lock().times_held
@@ -176,7 +216,8 @@ impl Backpressure {
         (self.inner.high, self.inner.low)
     }
 
-    /// The last error the sink returned when taking the hold (for example `TooManyHolds`).
+    /// The last error the sink returned when taking the hold (for example `TooManyHolds`);
+    /// kept after a later attempt succeeds.
     #[must_use]
     pub fn last_sink_error(&self) -> Option<RaiseError> {
         self.lock().last_sink_error.clone()
@@ -200,6 +241,7 @@ impl fmt::Debug for Backpressure {
             .field("high", &self.inner.high)
             .field("low", &self.inner.low)
             .field("held", &state.held)
+            .field("signal_held", &state.hold.is_some())
             .field("last_pending", &state.last_pending)
             .finish_non_exhaustive()
     }

@@ -11,8 +11,8 @@ use crate::circuit_breaker::CircuitOpen;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SignalingError<E> {
-    /// The inner service failed (connection refused, reset, ...); `http.error.transport`
-    /// was raised.
+    /// The inner service failed (connection refused, reset, ...), in its call or in its
+    /// readiness check (`poll_ready`); `http.error.transport` was raised.
     #[error(transparent)]
     Inner(E),
     /// No response within the timeout; `http.timeout` was raised.
@@ -23,6 +23,12 @@ pub enum SignalingError<E> {
     /// The circuit breaker refused the call; the inner service was not called.
     #[error(transparent)]
     CircuitOpen(CircuitOpen),
+    /// A timeout is set and the call was made outside a tokio runtime, where the timeout
+    /// cannot run: the inner service was not called and nothing was raised.
+    #[error(
+        "the http timeout runs on tokio's timer: make the call inside a tokio runtime with the time driver enabled (`enable_time` or `enable_all` on the runtime builder)"
+    )]
+    NoRuntime,
 }
 
 impl<E> SignalingError<E> {

@@ -35,6 +35,8 @@ enum State<F> {
         call: Option<Call>,
     },
     Refused(CircuitOpen),
+    /// A timeout was set outside a tokio runtime.
+    NoRuntime,
 }
 
 /// One call in flight: what its signals will carry, and the breaker's permit.
@@ -71,6 +73,12 @@ impl<F> ResponseFuture<F> {
             state: State::Refused(open),
         }
     }
+
+    pub(crate) fn no_runtime() -> Self {
+        Self {
+            state: State::NoRuntime,
+        }
+    }
 }
 
 impl<F, B, E> Future for ResponseFuture<F>
@@ -82,6 +90,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
             StateProj::Refused(open) => Poll::Ready(Err(SignalingError::CircuitOpen(*open))),
+            StateProj::NoRuntime => Poll::Ready(Err(SignalingError::NoRuntime)),
             StateProj::Called {
                 future,
                 deadline,
@@ -163,11 +172,6 @@ impl Call {
 
     /// Raises one signal; whether the breaker saw it as a failure.
     fn raise(&self, name: Name, status: Option<StatusCode>, elapsed: Duration) -> bool {
-        let shared = &*self.shared;
-        let counts = shared
-            .breaker
-            .as_ref()
-            .is_some_and(|b| b.counts_as_failure(name.as_str()));
         let mut builder = SignalBuilder::new(name)
             .header("method", self.method.as_str())
             .header(
@@ -184,15 +188,7 @@ impl Call {
         if let Some(id) = self.operation.or_else(ephemeral::current_operation) {
             builder = builder.operation(id);
         }
-        if shared.sink.raise_with(builder).is_err() {
-            Counters::bump(&shared.counters.raise_failures);
-            // The breaker's listener never sees a signal the sink refused: a failure it
-            // counts is told to it here, so it is not taken for a success.
-            if counts && let Some(breaker) = &shared.breaker {
-                breaker.record_failure();
-            }
-        }
-        counts
+        self.shared.raise(builder)
     }
 }
 
@@ -202,6 +198,7 @@ impl<F> std::fmt::Debug for ResponseFuture<F> {
             State::Called { call: Some(_), .. } => "in flight",
             State::Called { call: None, .. } => "ended",
             State::Refused(_) => "refused",
+            State::NoRuntime => "no runtime",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ephemeral::{Name, SignalSink};
+use ephemeral::{Name, SignalBuilder, SignalSink};
 use tower::Layer;
 
 use super::options::{SignalingConfigError, SignalingOptions};
@@ -88,6 +88,37 @@ impl Counters {
     }
 }
 
+impl Shared {
+    /// Raises one of the layer's signals; whether the breaker counts it as a failure.
+    pub(crate) fn raise(&self, signal: SignalBuilder) -> bool {
+        let counts = self
+            .breaker
+            .as_ref()
+            .is_some_and(|b| b.counts_as_failure(signal.name().as_str()));
+        if self.sink.raise_with(signal).is_err() {
+            Counters::bump(&self.counters.raise_failures);
+            // The breaker's listener never sees a signal the sink refused: a failure it
+            // counts is told to it here, so it is not taken for a success.
+            if counts && let Some(breaker) = &self.breaker {
+                breaker.record_failure();
+            }
+        }
+        counts
+    }
+
+    /// The inner service failed its readiness check: a transport error, reported as one
+    /// (counter, `http.error.transport`, and through it the breaker), though there is no
+    /// request yet to take a method, a host or a start time from.
+    pub(crate) fn readiness_failed(&self) {
+        Counters::bump(&self.counters.transport_errors);
+        let mut signal = SignalBuilder::new(self.names.transport.clone());
+        if let Some(id) = ephemeral::current_operation() {
+            signal = signal.operation(id);
+        }
+        self.raise(signal);
+    }
+}
+
 /// What a [`SignalingLayer`] has seen, counted over every service it built.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -98,7 +129,8 @@ pub struct SignalingStats {
     pub responses: u64,
     /// Responses whose status raised `http.error.<status>`.
     pub error_responses: u64,
-    /// Calls whose inner service failed (`http.error.transport`).
+    /// Calls whose inner service failed, and failed readiness checks of the inner service
+    /// (`http.error.transport`). A readiness check is not a call, so this may exceed `calls`.
     pub transport_errors: u64,
     /// Calls given up after the timeout (`http.timeout`).
     pub timeouts: u64,

@@ -7,13 +7,14 @@
 //! | signal | when | headers |
 //! |---|---|---|
 //! | `http.error.<status>` | a response whose status is an error (400 and up by default; see [`SignalingOptions::error_when`]) | `method`, `status`, `elapsed_ms` |
-//! | `http.error.transport` | the inner service failed (connection refused, reset, ...) | `method`, `elapsed_ms` |
+//! | `http.error.transport` | the inner service failed (connection refused, reset, ...), in a call or in `poll_ready` | `method`, `elapsed_ms` (none for a failed `poll_ready`, which has no request yet) |
 //! | `http.timeout` | no response within [`SignalingOptions::timeout`]; the call fails with [`SignalingError::Timeout`] | `method`, `elapsed_ms` |
 //! | `http.slow` | a call that ended (response or error) after at least [`SignalingOptions::slow_after`] | `method`, `status` if any, `elapsed_ms` |
 //!
-//! Every signal is keyed by the request's host, so `sink.sense("http.error.*")` tells which
-//! downstream failed, and, when the call is made inside a coordinator operation's body, it
-//! carries that operation's id (read with [`ephemeral::current_operation`]), so
+//! Every signal of a call is keyed by the request's host, so `sink.sense("http.error.*")`
+//! tells which downstream failed (a failed `poll_ready` has no request, so its
+//! `http.error.transport` has no key), and, when the call (or the `poll_ready`) is made
+//! inside a coordinator operation's body, it carries that operation's id (read with [`ephemeral::current_operation`]), so
 //! `sink.signals_of(id)`, a watcher or a coordinator's `cancel_on("http.error.*")` see which
 //! operation met which failure. Responses are returned to the caller whatever their status:
 //! the layer reports, it does not judge.

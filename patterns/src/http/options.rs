@@ -72,6 +72,11 @@ impl SignalingOptions {
     /// Gives up on a call that has no response after `timeout`: the call ends with
     /// [`SignalingError::Timeout`](super::SignalingError::Timeout) and `http.timeout` is
     /// raised. Measured to the response head; the body streams afterwards, untimed.
+    ///
+    /// The timeout runs on tokio's timer, so calls must then be made inside a tokio runtime
+    /// with the time driver enabled: outside any runtime a call fails with
+    /// [`SignalingError::NoRuntime`](super::SignalingError::NoRuntime) (see
+    /// [`Signaling`](super::Signaling) for a runtime without the time driver).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self

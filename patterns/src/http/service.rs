@@ -14,9 +14,26 @@ use super::layer::{Counters, Shared};
 
 /// An HTTP client service wrapped by a [`SignalingLayer`](super::SignalingLayer).
 ///
-/// Readiness is the inner service's. A call refused by the circuit breaker does not use the
-/// readiness it was given (as tower's `LoadShed` refuses in `call`); the inner service is
-/// never called for it.
+/// Readiness is the inner service's. A readiness error (`poll_ready` failing: a closed
+/// connection pool, a dead worker) is a transport error: it is counted in
+/// [`SignalingStats::transport_errors`](super::SignalingStats::transport_errors), raises
+/// `http.error.transport` (which a breaker built on
+/// [`failure_pattern`](super::SignalingOptions::failure_pattern) counts as a failure) and
+/// comes back as [`SignalingError::Inner`]. Each `poll_ready` that fails is reported once.
+///
+/// A call refused by the circuit breaker does not use the readiness it was given (as tower's
+/// `LoadShed` refuses in `call`); the inner service is never called for it.
+///
+/// Without a timeout the service needs no runtime (any executor will do). With one, the
+/// timeout runs on tokio's timer: a call made outside a tokio runtime fails at once with
+/// [`SignalingError::NoRuntime`], without reaching the inner service or the counters.
+///
+/// # Panics
+///
+/// With a timeout set, `call` panics (tokio's panic) inside a tokio runtime built without
+/// the time driver: tokio gives no way to ask a runtime whether its timer is enabled, so
+/// this cannot be turned into an error. Build runtimes with `enable_time` or `enable_all`
+/// (`#[tokio::main]` and `#[tokio::test]` do).
 #[derive(Clone)]
 pub struct Signaling<S> {
     inner: S,
@@ -53,11 +70,19 @@ where
     type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(SignalingError::Inner)
+        self.inner.poll_ready(cx).map_err(|e| {
+            self.shared.readiness_failed();
+            SignalingError::Inner(e)
+        })
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let shared = &self.shared;
+        // The timeout's sleep is made below, and tokio panics when it is made outside a
+        // runtime: refuse first, with a typed error, before the call is counted or sent.
+        if shared.options.timeout.is_some() && tokio::runtime::Handle::try_current().is_err() {
+            return ResponseFuture::no_runtime();
+        }
         Counters::bump(&shared.counters.calls);
         let permit = match shared.breaker.as_ref().map(|b| b.try_acquire()) {
             Some(Err(open)) => {

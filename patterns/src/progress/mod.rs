@@ -11,7 +11,9 @@
 //!   when the total size is known),
 //! * `progress.<name>.done` (header `bytes`) at the end of the stream,
 //! * `progress.<name>.failed` (header `error`) on the first error item, or when the stream is
-//!   dropped before its end (header `error = "dropped"`).
+//!   dropped after its first poll (once `started` was raised) and before its end (header
+//!   `error = "dropped"`). A stream dropped before its first poll never started: it raises
+//!   nothing at all.
 //!
 //! The wrapper never changes the stream: every item, errors included, passes through in
 //! order, and a stream that goes on after an error goes on through it. After `failed` no

@@ -5,16 +5,27 @@
 //! fetching pages and handing out links, an importer splitting files into rows) and the
 //! second stage's backlog must stay bounded without dropping anything. Stage 1 runs
 //! `first(input) -> Vec<output>` and enqueues every output into stage 2. A
-//! [`Backpressure`] reporter holds
-//! `backpressure.<name>` while more than `high` outputs wait in stage 2 and releases it
-//! once fewer than `low` wait; stage 1 has `defer_on("backpressure.<name>")`, so its next
-//! inputs wait (holding no slot) while the hold lasts and start the moment it is released —
-//! no polling, no timer.
+//! [`Backpressure`] reporter throttles stage 1 from the moment more than `high` outputs wait
+//! in stage 2 until fewer than `low` wait: stage 1's admission hook
+//! ([`Backpressure::throttle`]) defers its next inputs (holding no slot) for that span, and
+//! they start the moment it ends — no polling, no timer. Over the same span the reporter holds
+//! `backpressure.<name>` on the sink, for whoever watches (a dashboard, another coordinator's
+//! `defer_on`). The throttle does not depend on that signal: if the sink refuses the hold
+//! (its `max_holds` reached), stage 1 is throttled all the same, the refusal is kept in
+//! [`Backpressure::last_sink_error`], and the hold is asked for again on every report.
 //!
 //! Stage 2's backlog can overshoot `high` by at most what the stage-1 bodies already running
 //! produce (each finishes handing its outputs over; a stage-1 body waits for room when stage 2's
-//! own `max_pending` is full). Nothing is dropped: an output stage 2 refuses (it was closed)
-//! fails the stage-1 operation with a message saying how many outputs were refused.
+//! own `max_pending` is full). An output stage 2 refuses (it was closed) fails the stage-1
+//! operation with a message saying how many outputs were refused.
+//!
+//! Cancelling a stage-1 operation (`cancel_operation`, a `cancel_running_on` signal, or
+//! cancelling or dropping stage 1) is the one way outputs are left out. Its hand-over stops at
+//! once, even while it waits for room in stage 2: the outputs not handed over yet are dropped
+//! and added to [`ReactiveFanout::outputs_abandoned`], and the operation ends `Cancelled` (a
+//! cancelled operation keeps no error message, hence the counter). Outputs already handed over
+//! stay in stage 2. A `first` body that ignores its cancellation is dropped after stage 1's
+//! `abort_grace`, as any body is, before it has any outputs to hand over.
 //!
 //! # Examples
 //!
@@ -48,7 +59,11 @@
 //! ```
 
 use std::fmt;
+use std::pin::pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::future::{self, Either};
 
 use ephemeral::{
     CoordinatorError, EnqueueError, EphemeralOptions, EphemeralWorkCoordinator, IntakeError,
@@ -81,8 +96,9 @@ impl ReactiveFanoutOptions {
         }
     }
 
-    /// Stage 1's options. Its sink and `defer_on` are set by the pipeline (the sink given
-    /// to [`ReactiveFanout::new`], the backpressure signal).
+    /// Stage 1's options. Its sink is set by the pipeline (the sink given to
+    /// [`ReactiveFanout::new`]); the throttle is an admission hook, so a `defer_on` of its
+    /// own is kept.
     #[must_use]
     pub fn first(mut self, options: EphemeralOptions) -> Self {
         self.first = options;
@@ -116,6 +132,8 @@ pub struct ReactiveFanout<A: Send + 'static, B: Send + 'static> {
     second: EphemeralWorkCoordinator<B>,
     pressure: Backpressure,
     monitor: Arc<BackpressureMonitor>,
+    /// Outputs dropped by cancelled hand-overs; relaxed: a tally read as a snapshot.
+    abandoned: Arc<AtomicU64>,
 }
 
 impl<A: Send + 'static, B: Send + 'static> Clone for ReactiveFanout<A, B> {
@@ -125,6 +143,7 @@ impl<A: Send + 'static, B: Send + 'static> Clone for ReactiveFanout<A, B> {
             second: self.second.clone(),
             pressure: self.pressure.clone(),
             monitor: self.monitor.clone(),
+            abandoned: self.abandoned.clone(),
         }
     }
 }
@@ -169,45 +188,33 @@ impl<A: Send + 'static, B: Send + 'static> ReactiveFanout<A, B> {
         )?;
         let monitor = Arc::new(pressure.monitor(&second_stage)?);
         let first = Arc::new(first);
-        let (downstream, reporter) = (second_stage.clone(), pressure.clone());
-        let first_stage = EphemeralWorkCoordinator::new(
+        let abandoned = Arc::new(AtomicU64::new(0));
+        let (downstream, reporter, dropped) =
+            (second_stage.clone(), pressure.clone(), abandoned.clone());
+        let first_stage = EphemeralWorkCoordinator::with_admission(
             move |input: A, ctx: OperationContext| {
-                let (first, downstream, reporter) =
-                    (first.clone(), downstream.clone(), reporter.clone());
+                let (first, downstream, reporter, dropped) = (
+                    first.clone(),
+                    downstream.clone(),
+                    reporter.clone(),
+                    dropped.clone(),
+                );
+                // Taken before the body gets the context: the hand-over watches it.
+                let cancelled = ctx.cancelled();
                 async move {
                     let outputs = first(input, ctx).await.map_err(|e| e.to_string())?;
-                    let total = outputs.len();
-                    let mut refused = 0usize;
-                    let mut reason = String::new();
-                    for output in outputs {
-                        match downstream.enqueue(output).await {
-                            Ok(_) => {
-                                reporter.report(&downstream);
-                            }
-                            Err(e) => {
-                                refused += 1;
-                                reason = e.to_string();
-                            }
-                        }
-                    }
-                    if refused > 0 {
-                        return Err(format!(
-                            "stage 2 refused {refused} of {total} outputs: {reason}"
-                        ));
-                    }
-                    Ok(())
+                    hand_over(outputs, &downstream, &reporter, cancelled, &dropped).await
                 }
             },
-            options
-                .first
-                .signals(sink.clone())
-                .defer_on(pressure.signal_name().as_str()),
+            options.first.signals(sink.clone()),
+            vec![pressure.throttle()],
         )?;
         Ok(Self {
             first: first_stage,
             second: second_stage,
             pressure,
             monitor,
+            abandoned,
         })
     }
 
@@ -239,7 +246,8 @@ impl<A: Send + 'static, B: Send + 'static> ReactiveFanout<A, B> {
         self.second.drain().await
     }
 
-    /// Whether stage 1 is throttled now (`backpressure.<name>` is held).
+    /// Whether stage 1 is throttled now: its new inputs wait for stage 2's backlog to fall
+    /// below the low watermark (`backpressure.<name>` is held too, unless the sink refused it).
     #[must_use]
     pub fn is_throttled(&self) -> bool {
         self.pressure.is_held()
@@ -249,6 +257,14 @@ impl<A: Send + 'static, B: Send + 'static> ReactiveFanout<A, B> {
     #[must_use]
     pub fn times_throttled(&self) -> u64 {
         self.pressure.times_held()
+    }
+
+    /// How many stage-1 outputs were dropped because their operation was cancelled before
+    /// handing them over (see the [module docs](self)); never more than the outputs of the
+    /// cancelled operations.
+    #[must_use]
+    pub fn outputs_abandoned(&self) -> u64 {
+        self.abandoned.load(Ordering::Relaxed)
     }
 
     /// The backpressure reporter between the stages.
@@ -265,4 +281,50 @@ impl<A: Send + 'static, B: Send + 'static> ReactiveFanout<A, B> {
     pub fn second(&self) -> &EphemeralWorkCoordinator<B> {
         &self.second
     }
+}
+
+/// Enqueues a stage-1 operation's outputs into stage 2 in order, reporting the backlog after
+/// each, until done or until the operation is cancelled.
+async fn hand_over<B: Send + 'static>(
+    outputs: Vec<B>,
+    downstream: &EphemeralWorkCoordinator<B>,
+    reporter: &Backpressure,
+    cancelled: impl Future<Output = ()>,
+    abandoned: &AtomicU64,
+) -> Result<(), String> {
+    let total = outputs.len();
+    let mut cancelled = pin!(cancelled);
+    let mut refused = 0usize;
+    let mut reason = String::new();
+    let mut outputs = outputs.into_iter();
+    while let Some(output) = outputs.next() {
+        let enqueue = pin!(downstream.enqueue(output));
+        // `select` polls the cancellation first, so a cancelled operation hands over nothing
+        // more, even when stage 2 has room.
+        match future::select(cancelled.as_mut(), enqueue).await {
+            Either::Left(((), _)) => {
+                // This output (dropped with its enqueue) and the ones after it.
+                let left = 1 + outputs.len();
+                abandoned.fetch_add(left as u64, Ordering::Relaxed);
+                // The coordinator ends a cancelled operation `Cancelled` and keeps no error:
+                // the message is for the record only; the counter is what callers can read.
+                return Err(format!(
+                    "cancelled: {left} of {total} outputs not handed over to stage 2"
+                ));
+            }
+            Either::Right((Ok(_), _)) => {
+                reporter.report(downstream);
+            }
+            Either::Right((Err(e), _)) => {
+                refused += 1;
+                reason = e.to_string();
+            }
+        }
+    }
+    if refused > 0 {
+        return Err(format!(
+            "stage 2 refused {refused} of {total} outputs: {reason}"
+        ));
+    }
+    Ok(())
 }

@@ -20,15 +20,20 @@
 //!
 //! Sink metric names (all prefixed `ephemeral.sink.`): `signals.raised` (counter, attributes
 //! `prefix` and `held`), `signals.live`, `holds.live`, `subscriptions.live` (gauges),
-//! `signals.expired`, `signals.evicted`, `subscriptions.dropped` (observable counters).
+//! `signals.expired`, `signals.evicted`, `subscriptions.dropped` (observable counters, which
+//! never go down). The sink counts a subscription's drops only while it lives, so
+//! `subscriptions.dropped` is tallied from one collection to the next: the drops of a
+//! subscription that closed stay counted, but drops made entirely between two collections by
+//! a subscription that has closed by the second one are missed.
 //!
 //! The observable instruments read the sink on whatever thread the meter's reader collects
 //! on. Under tokio's paused clock (tests), a reader thread outside the runtime sees real time,
 //! so signals that expired on the paused clock show as expired once any query on the runtime
 //! has purged them; with a running clock the two agree.
 //!
-//! Cardinality is bounded: at most `max_prefixes` distinct `prefix` values (default 64); the
-//! rest are counted under `prefix = "other"`.
+//! Cardinality is bounded: at most `max_prefixes` distinct prefixes (default 64) get a
+//! `prefix` value of their own; the rest are counted under `prefix = "other"`, the label a
+//! prefix that is literally `other` also gets (without taking one of the places).
 
 mod coordinator;
 mod sink;

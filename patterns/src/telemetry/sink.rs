@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use ephemeral::{Listener, SignalSink, SinkStats};
+use ephemeral::{Listener, SignalSink, SinkStats, SubscriberStats};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Meter, ObservableCounter, ObservableGauge};
 
@@ -44,8 +44,10 @@ impl SinkMetricsOptions {
         self
     }
 
-    /// At most this many distinct prefixes are reported (default 64); later ones count under
-    /// `other`, so a flood of distinct names cannot blow up the metric's cardinality.
+    /// At most this many distinct prefixes get a `prefix` label of their own (default 64);
+    /// later ones count under `other`, so a flood of distinct names cannot blow up the
+    /// metric's cardinality. A prefix that is literally `other` shares that label and takes
+    /// none of the `n` places.
     pub fn max_prefixes(mut self, n: usize) -> Self {
         self.max_prefixes = n;
         self
@@ -88,12 +90,18 @@ pub struct SinkMetrics {
     _counters: Vec<ObservableCounter<u64>>,
 }
 
+/// The label of the prefixes past `max_prefixes`.
+const OTHER: &str = "other";
+
 struct Labels {
     depth: usize,
     max: usize,
     base: Vec<KeyValue>,
-    /// (prefix, held) → attributes; bounded by `max` prefixes, plus `other`.
+    /// (prefix, held) → attributes, for the prefixes with a label of their own and for
+    /// `other`: at most `max + 1` prefixes, so a flood of names cannot grow it.
     known: HashMap<(String, bool), Arc<[KeyValue]>>,
+    /// Prefixes given a label of their own (`other` never takes one: its label is the
+    /// overflow's).
     prefixes: usize,
 }
 
@@ -104,23 +112,56 @@ impl Labels {
             return found.clone();
         }
         let seen = self.known.contains_key(&(prefix.to_owned(), !held));
-        let label = if seen || self.prefixes < self.max {
-            if !seen {
-                self.prefixes += 1;
-            }
+        let label = if prefix == OTHER || seen {
+            prefix
+        } else if self.prefixes < self.max {
+            self.prefixes += 1;
             prefix
         } else {
-            "other"
+            // Past the bound: counted under `other`, whose attributes are cached like any
+            // label's (the prefix itself is not remembered).
+            if let Some(found) = self.known.get(&(OTHER.to_owned(), held)) {
+                return found.clone();
+            }
+            OTHER
         };
         let mut attributes = self.base.clone();
         attributes.push(KeyValue::new("prefix", label.to_owned()));
         attributes.push(KeyValue::new("held", held));
         let attributes: Arc<[KeyValue]> = attributes.into();
-        if label != "other" {
-            self.known
-                .insert((label.to_owned(), held), attributes.clone());
-        }
+        self.known
+            .insert((label.to_owned(), held), attributes.clone());
         attributes
+    }
+}
+
+/// Keeps `subscriptions.dropped` cumulative. The sink reports drops per live subscription
+/// only, so summing them would go down when a lagging subscription closes; the tally adds up,
+/// per subscription pattern, how much the drops grew since the last collection instead.
+///
+/// What it cannot see (the sink keeps no total of its own): drops of a subscription opened
+/// and closed between two collections, and, for one pattern, new drops no larger than the
+/// drops of a subscription of that pattern that closed in the same interval.
+#[derive(Default)]
+struct DropTally {
+    total: u64,
+    /// Per pattern: the drops its live subscriptions had at the last collection.
+    last: HashMap<String, u64>,
+}
+
+impl DropTally {
+    fn observe(&mut self, subscribers: &[SubscriberStats]) -> u64 {
+        let mut now: HashMap<String, u64> = HashMap::new();
+        for subscriber in subscribers {
+            let dropped = now.entry(subscriber.pattern.clone()).or_default();
+            *dropped = dropped.saturating_add(subscriber.dropped);
+        }
+        for (pattern, &dropped) in &now {
+            let before = self.last.get(pattern).copied().unwrap_or(0);
+            self.total = self.total.saturating_add(dropped.saturating_sub(before));
+        }
+        self.last = now;
+        self.total
     }
 }
 
@@ -208,7 +249,7 @@ impl SinkMetrics {
                 |s: &SinkStats| s.subscriptions as u64,
             ),
         ];
-        let counters = vec![
+        let mut counters = vec![
             counter(
                 "ephemeral.sink.signals.expired",
                 "Signals that reached their max age or own expiry",
@@ -219,12 +260,27 @@ impl SinkMetrics {
                 "Signals evicted because the window was at capacity",
                 |s: &SinkStats| s.evicted,
             ),
-            counter(
-                "ephemeral.sink.subscriptions.dropped",
-                "Signals dropped for lagging subscribers (each reported to them as Lagged)",
-                |s: &SinkStats| s.subscribers.iter().map(|sub| sub.dropped).sum(),
-            ),
         ];
+        let dropped = {
+            let source = source.clone();
+            let tally = Mutex::new(DropTally::default());
+            meter
+                .u64_observable_counter("ephemeral.sink.subscriptions.dropped")
+                .with_description(
+                    "Signals dropped for lagging subscribers (each reported to them as Lagged)",
+                )
+                .with_callback(move |observer| {
+                    // Clone the handle out so that stats() runs without our locks held.
+                    let sink = lock(&source).clone();
+                    if let Some(sink) = sink {
+                        let subscribers = sink.stats().subscribers;
+                        let total = lock(&tally).observe(&subscribers);
+                        observer.observe(total, &base);
+                    }
+                })
+                .build()
+        };
+        counters.push(dropped);
         Self {
             _listener: listener,
             source,
