@@ -28,6 +28,28 @@ async fn a_full_subscription_reports_lag_then_the_newest() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_sinks_subscriber_drop_total_keeps_what_closed_subscriptions_dropped() {
+    let sink = SignalSink::default();
+    let first = sink.subscribe_with("tick", Buffer::bounded(1).unwrap());
+    let second = sink.subscribe_with("tick", Buffer::bounded(4).unwrap());
+    for _ in 0..10 {
+        sink.raise("tick").unwrap();
+    }
+    let stats = sink.stats();
+    assert_eq!((first.dropped(), second.dropped()), (9, 6));
+    assert_eq!(stats.subscriber_dropped, 15);
+    drop(first);
+    let stats = sink.stats();
+    assert_eq!(stats.subscribers.len(), 1);
+    assert_eq!(stats.subscriber_dropped, 15);
+    sink.raise("tick").unwrap();
+    drop(second);
+    let stats = sink.stats();
+    assert!(stats.subscribers.is_empty());
+    assert_eq!(stats.subscriber_dropped, 16);
+}
+
+#[tokio::test(start_paused = true)]
 async fn subscriptions_receive_in_order_and_end_with_the_sink() {
     let sink = SignalSink::default();
     let mut sub = sink.subscribe("a.*,b");

@@ -91,7 +91,16 @@ impl Inner {
     }
 
     pub(crate) fn unregister(&self, id: u64) {
-        let removed = self.lock().registry.remove(id);
+        let removed = {
+            let mut state = self.lock();
+            let removed = state.registry.remove(id);
+            // What a closing subscription dropped stays counted in the sink's total.
+            if let Some(Target::Subscriber(sub)) = &removed {
+                let dropped = sub.ring.reader_stats(&sub.reader).dropped;
+                state.counters.closed_subscriber_dropped += dropped;
+            }
+            removed
+        };
         // Dropped outside the lock: a listener's captured state may own another sink handle.
         drop(removed);
     }

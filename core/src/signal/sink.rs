@@ -523,7 +523,7 @@ impl SignalSink {
         let mut state = self.inner.lock();
         state.purge(Instant::now());
         let (subscriptions, watches, listeners) = state.registry.counts();
-        let subscribers = state
+        let subscribers: Vec<SubscriberStats> = state
             .registry
             .targets()
             .filter_map(|(pattern, target)| match target {
@@ -541,6 +541,9 @@ impl SignalSink {
             })
             .collect();
         let c = &state.counters;
+        let subscriber_dropped = subscribers
+            .iter()
+            .fold(c.closed_subscriber_dropped, |sum, s| sum + s.dropped);
         let (handler_failures, handler_dropped) = self.inner.handler_counts();
         SinkStats {
             raised: c.raised,
@@ -565,6 +568,7 @@ impl SignalSink {
             listeners,
             handler_failures,
             handler_dropped,
+            subscriber_dropped,
             subscribers,
         }
     }

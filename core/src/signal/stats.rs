@@ -13,6 +13,8 @@ pub(crate) struct Counters {
     pub(crate) names_reclaimed: u64,
     pub(crate) memo_recomputes: u64,
     pub(crate) memo_resets: u64,
+    /// Drops of the subscriptions that have closed (see `SinkStats::subscriber_dropped`).
+    pub(crate) closed_subscriber_dropped: u64,
 }
 
 /// One subscription's delivery counters.
@@ -90,6 +92,12 @@ pub struct SinkStats {
     pub handler_failures: u64,
     /// Signals dropped by async handlers whose queue was full.
     pub handler_dropped: u64,
+    /// Signals dropped because a subscription's buffer was full, over every subscription
+    /// since the sink was made, closed ones included: the sum of `subscribers[..].dropped`
+    /// plus what the closed subscriptions had dropped. It never goes down. (Absent from
+    /// serialised stats of older versions: read as 0.)
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub subscriber_dropped: u64,
     /// Per subscription: delivered, dropped, expired and buffered.
     pub subscribers: Vec<SubscriberStats>,
 }
