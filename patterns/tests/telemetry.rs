@@ -215,6 +215,13 @@ async fn subscriber_drops_stay_counted_after_the_subscription_closes() {
         sink.raise("x.y").unwrap();
     }
     assert_eq!(dropped(), 6);
+    // Opened, lagging and closed between two collections: still counted.
+    let brief = sink.subscribe_with("z.*", ephemeral::Buffer::bounded(1).unwrap());
+    for _ in 0..3 {
+        sink.raise("z.y").unwrap();
+    }
+    drop(brief);
+    assert_eq!(dropped(), 8);
 }
 
 #[tokio::test(start_paused = true)]

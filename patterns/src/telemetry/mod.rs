@@ -21,10 +21,9 @@
 //! Sink metric names (all prefixed `ephemeral.sink.`): `signals.raised` (counter, attributes
 //! `prefix` and `held`), `signals.live`, `holds.live`, `subscriptions.live` (gauges),
 //! `signals.expired`, `signals.evicted`, `subscriptions.dropped` (observable counters, which
-//! never go down). The sink counts a subscription's drops only while it lives, so
-//! `subscriptions.dropped` is tallied from one collection to the next: the drops of a
-//! subscription that closed stay counted, but drops made entirely between two collections by
-//! a subscription that has closed by the second one are missed.
+//! never go down; `subscriptions.dropped` is the sink's own total,
+//! [`SinkStats::subscriber_dropped`](ephemeral::SinkStats::subscriber_dropped), which keeps
+//! the drops of subscriptions that have closed).
 //!
 //! The observable instruments read the sink on whatever thread the meter's reader collects
 //! on. Under tokio's paused clock (tests), a reader thread outside the runtime sees real time,

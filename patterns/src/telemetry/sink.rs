@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use ephemeral::{Listener, SignalSink, SinkStats, SubscriberStats};
+use ephemeral::{Listener, SignalSink, SinkStats};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Meter, ObservableCounter, ObservableGauge};
 
@@ -135,36 +135,6 @@ impl Labels {
     }
 }
 
-/// Keeps `subscriptions.dropped` cumulative. The sink reports drops per live subscription
-/// only, so summing them would go down when a lagging subscription closes; the tally adds up,
-/// per subscription pattern, how much the drops grew since the last collection instead.
-///
-/// What it cannot see (the sink keeps no total of its own): drops of a subscription opened
-/// and closed between two collections, and, for one pattern, new drops no larger than the
-/// drops of a subscription of that pattern that closed in the same interval.
-#[derive(Default)]
-struct DropTally {
-    total: u64,
-    /// Per pattern: the drops its live subscriptions had at the last collection.
-    last: HashMap<String, u64>,
-}
-
-impl DropTally {
-    fn observe(&mut self, subscribers: &[SubscriberStats]) -> u64 {
-        let mut now: HashMap<String, u64> = HashMap::new();
-        for subscriber in subscribers {
-            let dropped = now.entry(subscriber.pattern.clone()).or_default();
-            *dropped = dropped.saturating_add(subscriber.dropped);
-        }
-        for (pattern, &dropped) in &now {
-            let before = self.last.get(pattern).copied().unwrap_or(0);
-            self.total = self.total.saturating_add(dropped.saturating_sub(before));
-        }
-        self.last = now;
-        self.total
-    }
-}
-
 /// The first `depth` dot segments of `name`, without a `:` payload.
 fn prefix_of(name: &str, depth: usize) -> &str {
     let name = name.split_once(':').map_or(name, |(head, _)| head);
@@ -249,7 +219,7 @@ impl SinkMetrics {
                 |s: &SinkStats| s.subscriptions as u64,
             ),
         ];
-        let mut counters = vec![
+        let counters = vec![
             counter(
                 "ephemeral.sink.signals.expired",
                 "Signals that reached their max age or own expiry",
@@ -260,27 +230,12 @@ impl SinkMetrics {
                 "Signals evicted because the window was at capacity",
                 |s: &SinkStats| s.evicted,
             ),
+            counter(
+                "ephemeral.sink.subscriptions.dropped",
+                "Signals dropped for lagging subscribers (each reported to them as Lagged)",
+                |s: &SinkStats| s.subscriber_dropped,
+            ),
         ];
-        let dropped = {
-            let source = source.clone();
-            let tally = Mutex::new(DropTally::default());
-            meter
-                .u64_observable_counter("ephemeral.sink.subscriptions.dropped")
-                .with_description(
-                    "Signals dropped for lagging subscribers (each reported to them as Lagged)",
-                )
-                .with_callback(move |observer| {
-                    // Clone the handle out so that stats() runs without our locks held.
-                    let sink = lock(&source).clone();
-                    if let Some(sink) = sink {
-                        let subscribers = sink.stats().subscribers;
-                        let total = lock(&tally).observe(&subscribers);
-                        observer.observe(total, &base);
-                    }
-                })
-                .build()
-        };
-        counters.push(dropped);
         Self {
             _listener: listener,
             source,
