@@ -20,8 +20,12 @@
 //! snapshots. So stats, snapshots, `cancel_operation`, the coordinator's `cancel_on` rules,
 //! `max_concurrency`, panics caught and recorded and `drain` all count and act on items. An
 //! item that ends without running (cancelled, refused, shut down) leaves its key's queue at
-//! once, and the key's next item may start. `max_defer`, if set, also bounds how long an
-//! item waits for its key.
+//! once, and the key's next item may start.
+//!
+//! `max_defer` bounds how long an item waits, for its key as for a defer rule, and needs
+//! [`DeferPolicy::Cancel`]: an item that waits that long ends `Cancelled(DeferTimeout)`.
+//! [`DeferPolicy::Run`] would start such an item anyway, beside its key's running item, so
+//! [`KeyedPriorityFanout::new`] refuses it ([`FanoutConfigError::RunPastMaxDefer`]).
 //!
 //! # Examples
 //!
@@ -61,8 +65,9 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ephemeral::{
-    Admission, AdmissionRequest, CoordinatorError, CoordinatorStats, Decision, EnqueueError,
-    EphemeralOptions, IntakeError, Lane, OperationContext, OperationId, PriorityWorkCoordinator,
+    Admission, AdmissionRequest, CoordinatorError, CoordinatorStats, Decision, DeferPolicy,
+    EnqueueError, EphemeralOptions, IntakeError, Lane, OperationContext, OperationId,
+    PriorityWorkCoordinator,
 };
 use futures::future::BoxFuture;
 use tokio::sync::Notify;
@@ -86,6 +91,34 @@ impl FanoutLane {
             Self::Normal => NORMAL,
         }
     }
+}
+
+/// Why a [`KeyedPriorityFanout`] could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FanoutConfigError {
+    /// The coordinator underneath refused: outside a tokio runtime, or a bad option.
+    #[error(transparent)]
+    Coordinator(#[from] CoordinatorError),
+    /// `max_defer` was set with [`DeferPolicy::Run`]: an item that waited that long for its
+    /// key would start beside the key's running item.
+    #[error(
+        "max_defer with DeferPolicy::Run would start an item that waited that long for its key beside the key's running item: use DeferPolicy::Cancel to keep one item per key"
+    )]
+    RunPastMaxDefer,
+}
+
+/// Whether `options` set a `max_defer` under [`DeferPolicy::Run`].
+///
+/// `EphemeralOptions` has no getters: its `Debug` output is the only public view of the two
+/// fields. They come after every field that holds caller text (name, id, patterns), so the
+/// last match of each field name is the field itself. A test pins this reading.
+fn runs_past_max_defer(options: &EphemeralOptions) -> bool {
+    let text = format!("{options:?}");
+    let value = |field: &str| text.rfind(field).map(|at| &text[at + field.len()..]);
+    let run = format!("{:?}", DeferPolicy::Run);
+    value("max_defer: ").is_some_and(|v| v.starts_with("Some("))
+        && value("defer_policy: ").is_some_and(|v| v.starts_with(run.as_str()))
 }
 
 /// One key's items: the tags of its accepted items not started yet, in acceptance order,
@@ -317,13 +350,20 @@ where
     ///
     /// # Errors
     ///
-    /// As [`PriorityWorkCoordinator::new`]: outside a tokio runtime, or a bad option.
-    pub fn new<F, Fut, E>(body: F, options: EphemeralOptions) -> Result<Self, CoordinatorError>
+    /// [`FanoutConfigError::RunPastMaxDefer`] if `options` set a `max_defer` with
+    /// [`DeferPolicy::Run`]; [`FanoutConfigError::Coordinator`] as
+    /// [`PriorityWorkCoordinator::new`]: outside a tokio runtime, or a bad option.
+    pub fn new<F, Fut, E>(body: F, options: EphemeralOptions) -> Result<Self, FanoutConfigError>
     where
         F: Fn(K, T, OperationContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
         E: fmt::Display + Send + Sync + 'static,
     {
+        // Under `Run`, core starts an item past `max_defer` whatever the hook says: the key
+        // rule could not hold.
+        if runs_past_max_defer(&options) {
+            return Err(FanoutConfigError::RunPastMaxDefer);
+        }
         let shared = Arc::new(Shared {
             state: Mutex::new(State::<K> {
                 next_tag: 0,
