@@ -59,7 +59,7 @@
 //! # }
 //! ```
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -145,15 +145,16 @@ struct State<K> {
     tags: HashMap<u64, Tagged<K>>,
     /// The tag of each accepted item's operation, for the admission hook (which sees ids).
     by_id: HashMap<OperationId, u64>,
-    /// Tags whose ticket ended before `enqueue` recorded it (refused by a rule the moment
-    /// it was accepted): `enqueue` then records nothing.
-    orphans: HashSet<u64>,
+    /// Tags whose `enqueue` has not returned yet, each with whether its ticket already
+    /// ended (refused by a rule the moment it was accepted): `enqueue` then records nothing.
+    /// An `enqueue` removes its tag however it ends, dropped while waiting for room too.
+    enqueuing: HashMap<u64, bool>,
 }
 
 impl<K: Eq + Hash + Clone> State<K> {
     /// Records an accepted item, unless its ticket already ended.
     fn record(&mut self, tag: u64, key: K, id: OperationId) {
-        if self.orphans.remove(&tag) {
+        if self.enqueuing.remove(&tag) == Some(true) {
             return;
         }
         self.keys
@@ -200,7 +201,11 @@ impl<K: Eq + Hash + Clone> State<K> {
     /// start; a key with nothing left is forgotten.
     fn forget(&mut self, tag: u64) {
         let Some(tagged) = self.tags.remove(&tag) else {
-            self.orphans.insert(tag);
+            // Not recorded (yet): an `enqueue` still running records nothing; one that
+            // ended, refused or dropped, removed the tag already.
+            if let Some(ended) = self.enqueuing.get_mut(&tag) {
+                *ended = true;
+            }
             return;
         };
         self.by_id.remove(&tagged.id);
@@ -259,14 +264,37 @@ impl<K: Eq + Hash + Clone, T> fmt::Debug for Ticket<K, T> {
 struct Place<K: Eq + Hash + Clone> {
     shared: Arc<Shared<K>>,
     tag: u64,
-    /// Handed back to the caller of a refused `enqueue`: never recorded, nothing to forget.
-    returned: bool,
 }
 
 impl<K: Eq + Hash + Clone> Drop for Place<K> {
     fn drop(&mut self) {
-        if !self.returned {
-            self.shared.lock().forget(self.tag);
+        self.shared.lock().forget(self.tag);
+    }
+}
+
+/// An `enqueue` under way: dropped before it recorded its item, it removes its tag from
+/// [`State::enqueuing`], so an `enqueue` refused, or dropped while it waits for room, leaves
+/// nothing behind.
+struct Enqueuing<K> {
+    shared: Arc<Shared<K>>,
+    tag: u64,
+    recorded: bool,
+}
+
+impl<K: Eq + Hash + Clone> Enqueuing<K> {
+    /// Records the accepted item in its key's queue, unless its ticket already ended.
+    fn record(mut self, key: K, id: OperationId) -> OperationId {
+        self.shared.lock().record(self.tag, key, id);
+        self.recorded = true;
+        self.shared.recorded.notify_waiters();
+        id
+    }
+}
+
+impl<K> Drop for Enqueuing<K> {
+    fn drop(&mut self) {
+        if !self.recorded {
+            self.shared.lock().enqueuing.remove(&self.tag);
         }
     }
 }
@@ -370,7 +398,7 @@ where
                 keys: HashMap::new(),
                 tags: HashMap::new(),
                 by_id: HashMap::new(),
-                orphans: HashSet::new(),
+                enqueuing: HashMap::new(),
             }),
             recorded: Notify::new(),
         });
@@ -399,29 +427,29 @@ where
         })
     }
 
-    fn ticket(&self, key: K, item: T) -> Ticket<K, T> {
+    /// A ticket for `item`, and the guard of the `enqueue` that hands it over.
+    fn ticket(&self, key: K, item: T) -> (Ticket<K, T>, Enqueuing<K>) {
         let tag = {
             let mut state = self.shared.lock();
             let tag = state.next_tag;
             state.next_tag += 1;
+            state.enqueuing.insert(tag, false);
             tag
         };
-        Ticket {
+        let ticket = Ticket {
             place: Place {
                 shared: self.shared.clone(),
                 tag,
-                returned: false,
             },
             key,
             item,
-        }
-    }
-
-    /// Records an accepted item in its key's queue.
-    fn accepted(&self, tag: u64, key: K, id: OperationId) -> OperationId {
-        self.shared.lock().record(tag, key, id);
-        self.shared.recorded.notify_waiters();
-        id
+        };
+        let enqueuing = Enqueuing {
+            shared: self.shared.clone(),
+            tag,
+            recorded: false,
+        };
+        (ticket, enqueuing)
     }
 
     /// Accepts `item` for `key` through `lane`, waiting while `max_pending` items wait.
@@ -436,10 +464,9 @@ where
         key: K,
         item: T,
     ) -> Result<OperationId, EnqueueError<T>> {
-        let ticket = self.ticket(key.clone(), item);
-        let tag = ticket.place.tag;
+        let (ticket, enqueuing) = self.ticket(key.clone(), item);
         match self.coordinator.enqueue(lane.name(), ticket).await {
-            Ok(id) => Ok(self.accepted(tag, key, id)),
+            Ok(id) => Ok(enqueuing.record(key, id)),
             Err(e) => Err(rebuild(e)),
         }
     }
@@ -456,10 +483,9 @@ where
         key: K,
         item: T,
     ) -> Result<OperationId, EnqueueError<T>> {
-        let ticket = self.ticket(key.clone(), item);
-        let tag = ticket.place.tag;
+        let (ticket, enqueuing) = self.ticket(key.clone(), item);
         match self.coordinator.try_enqueue(lane.name(), ticket) {
-            Ok(id) => Ok(self.accepted(tag, key, id)),
+            Ok(id) => Ok(enqueuing.record(key, id)),
             Err(e) => Err(rebuild(e)),
         }
     }
@@ -518,12 +544,51 @@ where
 
 /// The ticket's error, carrying the user's item instead.
 fn rebuild<K: Eq + Hash + Clone, T>(e: EnqueueError<Ticket<K, T>>) -> EnqueueError<T> {
-    e.map(|ticket| {
-        let Ticket {
-            mut place, item, ..
-        } = ticket;
-        // Refused: never recorded, so there is nothing to forget.
-        place.returned = true;
-        item
-    })
+    // The place, never recorded, is forgotten with the rest of the ticket.
+    e.map(|ticket| ticket.item)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    impl<K> State<K> {
+        /// Entries kept for items and keys, of every kind.
+        fn entries(&self) -> usize {
+            self.keys.len() + self.tags.len() + self.by_id.len() + self.enqueuing.len()
+        }
+    }
+
+    /// An `enqueue` dropped while it waits for room, or refused, leaves no entry behind: only
+    /// the two accepted items (and their key) are kept.
+    #[tokio::test(start_paused = true)]
+    async fn an_abandoned_or_refused_enqueue_leaves_nothing_behind() {
+        let fanout = KeyedPriorityFanout::new(
+            |_key: u32, _item: u32, _ctx: OperationContext| async {
+                std::future::pending::<()>().await;
+                Ok::<_, String>(())
+            },
+            EphemeralOptions::default()
+                .max_concurrency(1)
+                .max_pending(1),
+        )
+        .unwrap();
+        fanout.enqueue(FanoutLane::Normal, 0, 0).await.unwrap();
+        tokio::task::yield_now().await;
+        fanout.enqueue(FanoutLane::Normal, 0, 1).await.unwrap();
+        let kept = fanout.shared.lock().entries();
+        // One key, two tags, two ids.
+        assert_eq!(kept, 5);
+        for item in 2..102 {
+            let waiting = fanout.enqueue(FanoutLane::Normal, 1, item);
+            tokio::pin!(waiting);
+            assert!(futures::poll!(waiting.as_mut()).is_pending());
+        }
+        for item in 102..112 {
+            let refused = fanout.try_enqueue(FanoutLane::Priority, 2, item);
+            assert!(matches!(refused, Err(EnqueueError::Full(i)) if i == item));
+        }
+        assert_eq!(fanout.shared.lock().entries(), kept);
+        assert_eq!(fanout.key_depth(&1), 0);
+    }
 }
