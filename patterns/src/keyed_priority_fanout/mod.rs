@@ -62,6 +62,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::hash::Hash;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ephemeral::{
@@ -71,6 +72,7 @@ use ephemeral::{
 };
 use futures::future::BoxFuture;
 use tokio::sync::Notify;
+use tokio::sync::futures::OwnedNotified;
 
 const PRIORITY: &str = "priority";
 const NORMAL: &str = "normal";
@@ -126,9 +128,6 @@ fn runs_past_max_defer(options: &EphemeralOptions) -> bool {
 struct KeyQueue {
     order: VecDeque<u64>,
     running: Option<u64>,
-    /// Woken whenever the key's first item or its running one changes: items waiting for
-    /// the key look again.
-    wake: Arc<Notify>,
 }
 
 /// Where an accepted item is.
@@ -136,7 +135,14 @@ struct Tagged<K> {
     key: K,
     id: OperationId,
     running: bool,
+    /// Set while the item is put aside waiting for its key; notified (and cleared) once it
+    /// can start: first in its key's queue, its key idle. Only that item is woken, so a
+    /// key's finish costs one wake-up however many items wait for the key.
+    turn: Option<Arc<Notify>>,
 }
+
+/// What an item put aside waits for: its turn, enabled before the state can change again.
+type Turn = Pin<Box<OwnedNotified>>;
 
 struct State<K> {
     next_tag: u64,
@@ -152,6 +158,16 @@ struct State<K> {
 }
 
 impl<K: Eq + Hash + Clone> State<K> {
+    fn new() -> Self {
+        Self {
+            next_tag: 0,
+            keys: HashMap::new(),
+            tags: HashMap::new(),
+            by_id: HashMap::new(),
+            enqueuing: HashMap::new(),
+        }
+    }
+
     /// Records an accepted item, unless its ticket already ended.
     fn record(&mut self, tag: u64, key: K, id: OperationId) {
         if self.enqueuing.remove(&tag) == Some(true) {
@@ -162,7 +178,6 @@ impl<K: Eq + Hash + Clone> State<K> {
             .or_insert_with(|| KeyQueue {
                 order: VecDeque::new(),
                 running: None,
-                wake: Arc::new(Notify::new()),
             })
             .order
             .push_back(tag);
@@ -172,15 +187,15 @@ impl<K: Eq + Hash + Clone> State<K> {
                 key,
                 id,
                 running: false,
+                turn: None,
             },
         );
         self.by_id.insert(id, tag);
     }
 
     /// Lets item `tag` start if it is first in its key's queue and the key is idle (the key
-    /// then counts it as running); otherwise the key's wake-up, enabled before the state
-    /// can change again, for the item to wait on.
-    fn try_start(&mut self, tag: u64) -> Result<(), Arc<Notify>> {
+    /// then counts it as running); otherwise its turn, for it to wait on.
+    fn try_start(&mut self, tag: u64) -> Result<(), Turn> {
         let Some(tagged) = self.tags.get_mut(&tag) else {
             // Gone already (its ticket ended): let the coordinator settle it.
             return Ok(());
@@ -194,11 +209,15 @@ impl<K: Eq + Hash + Clone> State<K> {
             tagged.running = true;
             return Ok(());
         }
-        Err(queue.wake.clone())
+        let notify = Arc::new(Notify::new());
+        let mut turn = Box::pin(notify.clone().notified_owned());
+        turn.as_mut().enable();
+        tagged.turn = Some(notify);
+        Err(turn)
     }
 
     /// Forgets item `tag` (it ran, or ended without running): its key's next item may
-    /// start; a key with nothing left is forgotten.
+    /// start, and is woken if it waits; a key with nothing left is forgotten.
     fn forget(&mut self, tag: u64) {
         let Some(tagged) = self.tags.remove(&tag) else {
             // Not recorded (yet): an `enqueue` still running records nothing; one that
@@ -217,10 +236,17 @@ impl<K: Eq + Hash + Clone> State<K> {
         } else if let Some(at) = queue.order.iter().position(|t| *t == tag) {
             queue.order.remove(at);
         }
-        if queue.running.is_none() && queue.order.is_empty() {
+        if queue.running.is_some() {
+            return;
+        }
+        let Some(&next) = queue.order.front() else {
             self.keys.remove(&tagged.key);
-        } else {
-            queue.wake.notify_waiters();
+            return;
+        };
+        // An item not put aside (still queued, or being asked about) starts when asked.
+        if let Some(turn) = self.tags.get_mut(&next).and_then(|t| t.turn.take()) {
+            // A permit is kept if the turn is not awaited yet.
+            turn.notify_one();
         }
     }
 }
@@ -323,11 +349,7 @@ impl<K: Eq + Hash + Clone + Send + Sync + 'static> Admission for KeyTurn<K> {
                     if let Some(&tag) = state.by_id.get(&request.id) {
                         return match state.try_start(tag) {
                             Ok(()) => Decision::Admit,
-                            Err(wake) => {
-                                let mut turn = Box::pin(wake.notified_owned());
-                                turn.as_mut().enable();
-                                Decision::defer(turn)
-                            }
+                            Err(turn) => Decision::defer(turn),
                         };
                     }
                 }
@@ -393,13 +415,7 @@ where
             return Err(FanoutConfigError::RunPastMaxDefer);
         }
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::<K> {
-                next_tag: 0,
-                keys: HashMap::new(),
-                tags: HashMap::new(),
-                by_id: HashMap::new(),
-                enqueuing: HashMap::new(),
-            }),
+            state: Mutex::new(State::new()),
             recorded: Notify::new(),
         });
         let body = Arc::new(body);
@@ -590,5 +606,39 @@ mod tests {
         }
         assert_eq!(fanout.shared.lock().entries(), kept);
         assert_eq!(fanout.key_depth(&1), 0);
+    }
+
+    /// Whether each turn is ready now.
+    fn ready(turns: &mut [Turn]) -> Vec<bool> {
+        use futures::FutureExt;
+        turns
+            .iter_mut()
+            .map(|turn| turn.as_mut().now_or_never().is_some())
+            .collect()
+    }
+
+    /// A finish wakes only the key's next item, not every item waiting for the key; if that
+    /// item ends before it starts (cancelled), the one after it is woken.
+    #[test]
+    fn a_finish_wakes_only_the_item_that_can_start() {
+        let mut state = State::new();
+        for tag in 0..5 {
+            state.enqueuing.insert(tag, false);
+            state.record(tag, 7_u32, OperationId::from_raw(tag));
+        }
+        assert!(state.try_start(0).is_ok());
+        let mut turns: Vec<Turn> = (1..5)
+            .map(|tag| state.try_start(tag).unwrap_err())
+            .collect();
+        assert_eq!(ready(&mut turns), [false; 4]);
+        state.forget(0);
+        assert_eq!(ready(&mut turns[1..]), [false; 3]);
+        assert_eq!(ready(&mut turns[..1]), [true]);
+        // Item 1, woken, is cancelled before it is asked again: item 2 is next.
+        state.forget(1);
+        assert_eq!(ready(&mut turns[2..]), [false; 2]);
+        assert_eq!(ready(&mut turns[1..2]), [true]);
+        assert!(state.try_start(2).is_ok());
+        assert!(state.try_start(3).is_err());
     }
 }
