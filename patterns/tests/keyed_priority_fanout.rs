@@ -379,3 +379,49 @@ async fn run_past_max_defer_is_refused_with_a_typed_error() {
     assert!(accepted.is_ok());
     assert!(KeyedPriorityFanout::new(body, EphemeralOptions::default()).is_ok());
 }
+
+/// When a key frees, its next item competes by its lane and age: a priority item that
+/// waited for its key starts before a normal item of another key, and a normal one before
+/// younger normal items.
+#[tokio::test(start_paused = true)]
+async fn an_item_that_waited_for_its_key_keeps_its_lanes_precedence() {
+    let (fanout, log, _) = recording(1, Duration::from_millis(10));
+    fanout.pause();
+    let plan = [
+        (FanoutLane::Normal, 1, 0),
+        (FanoutLane::Priority, 1, 1), // behind key 1's normal item
+        (FanoutLane::Normal, 2, 0),
+        (FanoutLane::Normal, 3, 0),
+        (FanoutLane::Priority, 4, 0),
+    ];
+    for (lane, key, item) in plan {
+        fanout.enqueue(lane, key, item).await.unwrap();
+    }
+    fanout.resume();
+    fanout.drain().await.unwrap();
+    assert_eq!(
+        *log.lock().unwrap(),
+        [(4, 0), (1, 0), (1, 1), (2, 0), (3, 0)]
+    );
+
+    // Two slots: key 1's second item is put aside while its first runs; when both slots
+    // free, it starts before the younger normal items of keys 3 and 4.
+    let (fanout, log, _) = recording(2, Duration::from_millis(10));
+    fanout.pause();
+    let plan = [
+        (FanoutLane::Normal, 1, 0),
+        (FanoutLane::Normal, 1, 1),
+        (FanoutLane::Normal, 2, 0),
+        (FanoutLane::Normal, 3, 0),
+        (FanoutLane::Normal, 4, 0),
+    ];
+    for (lane, key, item) in plan {
+        fanout.enqueue(lane, key, item).await.unwrap();
+    }
+    fanout.resume();
+    fanout.drain().await.unwrap();
+    assert_eq!(
+        *log.lock().unwrap(),
+        [(1, 0), (2, 0), (1, 1), (3, 0), (4, 0)]
+    );
+}

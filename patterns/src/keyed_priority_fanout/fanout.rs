@@ -138,7 +138,7 @@ where
     ) -> Result<OperationId, EnqueueError<T>> {
         let (ticket, enqueuing) = self.ticket(key.clone(), item);
         match self.coordinator.enqueue(lane.name(), ticket).await {
-            Ok(id) => Ok(enqueuing.record(key, id)),
+            Ok(id) => Ok(enqueuing.record(key, lane, id)),
             Err(e) => Err(rebuild(e)),
         }
     }
@@ -157,7 +157,7 @@ where
     ) -> Result<OperationId, EnqueueError<T>> {
         let (ticket, enqueuing) = self.ticket(key.clone(), item);
         match self.coordinator.try_enqueue(lane.name(), ticket) {
-            Ok(id) => Ok(enqueuing.record(key, id)),
+            Ok(id) => Ok(enqueuing.record(key, lane, id)),
             Err(e) => Err(rebuild(e)),
         }
     }

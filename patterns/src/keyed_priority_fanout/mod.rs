@@ -14,13 +14,19 @@
 //! - a priority item queued behind a normal item of the same key waits for it: order wins.
 //!
 //! It is built on a public [`PriorityWorkCoordinator`](ephemeral::PriorityWorkCoordinator)
-//! with lanes `priority` and `normal`: each accepted item is one operation of it (the id `enqueue` returns is that item's), and
-//! an admission hook lets an item start only when it is first in its key's queue and its key
-//! is idle; until then the item is put aside, holding no slot, and shows as `Deferred` in
-//! snapshots. So stats, snapshots, `cancel_operation`, the coordinator's `cancel_on` rules,
-//! `max_concurrency`, panics caught and recorded and `drain` all count and act on items. An
-//! item that ends without running (cancelled, refused, shut down) leaves its key's queue at
-//! once, and the key's next item may start.
+//! with lanes `priority` and `normal`: each accepted item is one operation of it (the id
+//! `enqueue` returns is that item's), and an admission hook lets an item start only when it
+//! is first in its key's queue and its key is idle; until then the item is put aside, holding
+//! no slot, and shows as `Deferred` in snapshots. So stats, snapshots, `cancel_operation`, the
+//! coordinator's `cancel_on` rules, `max_concurrency`, panics caught and recorded and `drain`
+//! all count and act on items. An item that ends without running (cancelled, refused, shut
+//! down) leaves its key's queue at once, and the key's next item may start.
+//!
+//! When a key frees, only its next item is woken, and it goes back to the front of its lane.
+//! An item ranked after it (a normal item, or a younger one of its lane) that a worker takes
+//! meanwhile waits for it, for a moment and holding that slot, then is put aside until the
+//! woken item has been taken: so an item that waited for its key keeps its lane's precedence
+//! and its age, as the rules above say.
 //!
 //! `max_defer` bounds how long an item waits, for its key as for a defer rule, and needs
 //! [`DeferPolicy::Cancel`]: an item that waits that long ends `Cancelled(DeferTimeout)`.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use ephemeral::OperationId;
 
+use super::FanoutLane;
 use super::state::Shared;
 
 /// One accepted item as the coordinator underneath carries it: the item with its key and
@@ -42,8 +43,8 @@ impl<K: Eq + Hash + Clone> Drop for Place<K> {
 }
 
 /// An `enqueue` under way: dropped before it recorded its item, it removes its tag from
-/// [`State::enqueuing`], so an `enqueue` refused, or dropped while it waits for room, leaves
-/// nothing behind.
+/// [`State::enqueuing`](super::state::State::enqueuing), so an `enqueue` refused, or dropped
+/// while it waits for room, leaves nothing behind.
 pub(super) struct Enqueuing<K> {
     pub(super) shared: Arc<Shared<K>>,
     pub(super) tag: u64,
@@ -52,8 +53,8 @@ pub(super) struct Enqueuing<K> {
 
 impl<K: Eq + Hash + Clone> Enqueuing<K> {
     /// Records the accepted item in its key's queue, unless its ticket already ended.
-    pub(super) fn record(mut self, key: K, id: OperationId) -> OperationId {
-        self.shared.lock().record(self.tag, key, id);
+    pub(super) fn record(mut self, key: K, lane: FanoutLane, id: OperationId) -> OperationId {
+        self.shared.lock().record(self.tag, key, lane, id);
         self.recorded = true;
         self.shared.recorded.notify_waiters();
         id
