@@ -4,8 +4,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ephemeral::{EnqueueError, EphemeralOptions, OperationContext, OperationState};
-use ephemeral_patterns::keyed_priority_fanout::{FanoutLane, KeyedPriorityFanout};
+use ephemeral::{
+    CancelReason, DeferPolicy, EnqueueError, EphemeralOptions, OperationContext, OperationState,
+};
+use ephemeral_patterns::keyed_priority_fanout::{
+    FanoutConfigError, FanoutLane, KeyedPriorityFanout,
+};
 
 type Log = Arc<Mutex<Vec<(u32, u32)>>>;
 /// (most items of one key running at once, most items running at once)
@@ -23,6 +27,15 @@ fn recording_with(
     options: EphemeralOptions,
     work: Duration,
 ) -> (KeyedPriorityFanout<u32, u32>, Log, Overlap) {
+    try_recording_with(options, work).unwrap()
+}
+
+/// As [`recording_with`], with the construction error's text if the fan-out refused
+/// `options`.
+fn try_recording_with(
+    options: EphemeralOptions,
+    work: Duration,
+) -> Result<(KeyedPriorityFanout<u32, u32>, Log, Overlap), String> {
     let log: Log = Arc::default();
     let overlap: Overlap = Arc::default();
     let running: Arc<Mutex<Vec<u32>>> = Arc::default();
@@ -49,8 +62,8 @@ fn recording_with(
         },
         options,
     )
-    .unwrap();
-    (fanout, log, overlap)
+    .map_err(|e| e.to_string())?;
+    Ok((fanout, log, overlap))
 }
 
 #[tokio::test(start_paused = true)]
@@ -308,4 +321,107 @@ async fn a_cancel_with_items_queued_leaves_nothing_behind() {
         assert_eq!(fanout.key_depth(&key), 0, "key {key}");
         assert!(!fanout.key_running(&key), "key {key}");
     }
+}
+
+/// `max_defer` never lets two items of one key run at once: under `DeferPolicy::Cancel` the
+/// waiting item ends `Cancelled(DeferTimeout)` once it has waited that long; `DeferPolicy::Run`,
+/// which would start it beside its key's running item, is refused when the fan-out is built.
+#[tokio::test(start_paused = true)]
+async fn max_defer_never_lets_two_items_of_a_key_run_at_once() {
+    for policy in [DeferPolicy::Run, DeferPolicy::Cancel] {
+        let options = EphemeralOptions::default()
+            .max_concurrency(2)
+            .max_defer(Duration::from_secs(1), policy);
+        let (fanout, log, overlap) = match try_recording_with(options, Duration::from_secs(10)) {
+            Ok(built) => built,
+            Err(refused) => {
+                assert_eq!(policy, DeferPolicy::Run, "{refused}");
+                assert!(refused.contains("DeferPolicy::Cancel"), "{refused}");
+                continue;
+            }
+        };
+        fanout.enqueue(FanoutLane::Normal, 7, 0).await.unwrap();
+        let second = fanout.enqueue(FanoutLane::Normal, 7, 1).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            overlap.lock().unwrap().0,
+            1,
+            "{policy:?}: two items of key 7 ran at once"
+        );
+        assert_eq!(*log.lock().unwrap(), [(7, 0)], "{policy:?}");
+        let state = fanout.coordinator().operation(second).unwrap().state;
+        assert_eq!(
+            state,
+            OperationState::Cancelled(CancelReason::DeferTimeout),
+            "{policy:?}"
+        );
+        assert_eq!(fanout.key_depth(&7), 0, "{policy:?}");
+        fanout.drain().await.unwrap();
+    }
+}
+
+/// The refusal is typed; without `max_defer`, the default `DeferPolicy::Run` is accepted.
+#[tokio::test]
+async fn run_past_max_defer_is_refused_with_a_typed_error() {
+    let body = |_key: u32, _item: u32, _ctx: OperationContext| async { Ok::<_, String>(()) };
+    let refused = KeyedPriorityFanout::new(
+        body,
+        EphemeralOptions::default()
+            .name("max_defer: Some(1s), defer_policy: Cancel")
+            .max_defer(Duration::from_secs(1), DeferPolicy::Run),
+    );
+    assert_eq!(refused.err(), Some(FanoutConfigError::RunPastMaxDefer));
+    // A name that reads like the refused options is not taken for them.
+    let accepted = KeyedPriorityFanout::new(
+        body,
+        EphemeralOptions::default().name("max_defer: Some(1s), defer_policy: Run"),
+    );
+    assert!(accepted.is_ok());
+    assert!(KeyedPriorityFanout::new(body, EphemeralOptions::default()).is_ok());
+}
+
+/// When a key frees, its next item competes by its lane and age: a priority item that
+/// waited for its key starts before a normal item of another key, and a normal one before
+/// younger normal items.
+#[tokio::test(start_paused = true)]
+async fn an_item_that_waited_for_its_key_keeps_its_lanes_precedence() {
+    let (fanout, log, _) = recording(1, Duration::from_millis(10));
+    fanout.pause();
+    let plan = [
+        (FanoutLane::Normal, 1, 0),
+        (FanoutLane::Priority, 1, 1), // behind key 1's normal item
+        (FanoutLane::Normal, 2, 0),
+        (FanoutLane::Normal, 3, 0),
+        (FanoutLane::Priority, 4, 0),
+    ];
+    for (lane, key, item) in plan {
+        fanout.enqueue(lane, key, item).await.unwrap();
+    }
+    fanout.resume();
+    fanout.drain().await.unwrap();
+    assert_eq!(
+        *log.lock().unwrap(),
+        [(4, 0), (1, 0), (1, 1), (2, 0), (3, 0)]
+    );
+
+    // Two slots: key 1's second item is put aside while its first runs; when both slots
+    // free, it starts before the younger normal items of keys 3 and 4.
+    let (fanout, log, _) = recording(2, Duration::from_millis(10));
+    fanout.pause();
+    let plan = [
+        (FanoutLane::Normal, 1, 0),
+        (FanoutLane::Normal, 1, 1),
+        (FanoutLane::Normal, 2, 0),
+        (FanoutLane::Normal, 3, 0),
+        (FanoutLane::Normal, 4, 0),
+    ];
+    for (lane, key, item) in plan {
+        fanout.enqueue(lane, key, item).await.unwrap();
+    }
+    fanout.resume();
+    fanout.drain().await.unwrap();
+    assert_eq!(
+        *log.lock().unwrap(),
+        [(1, 0), (2, 0), (1, 1), (3, 0), (4, 0)]
+    );
 }

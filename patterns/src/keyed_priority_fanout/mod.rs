@@ -13,15 +13,28 @@
 //!   idle and it first in its key's queue), else the oldest startable normal item;
 //! - a priority item queued behind a normal item of the same key waits for it: order wins.
 //!
-//! It is built on a public [`PriorityWorkCoordinator`] with lanes `priority` and `normal`:
-//! each accepted item is one operation of it (the id `enqueue` returns is that item's), and
-//! an admission hook lets an item start only when it is first in its key's queue and its key
-//! is idle; until then the item is put aside, holding no slot, and shows as `Deferred` in
-//! snapshots. So stats, snapshots, `cancel_operation`, the coordinator's `cancel_on` rules,
-//! `max_concurrency`, panics caught and recorded and `drain` all count and act on items. An
-//! item that ends without running (cancelled, refused, shut down) leaves its key's queue at
-//! once, and the key's next item may start. `max_defer`, if set, also bounds how long an
-//! item waits for its key.
+//! It is built on a public [`PriorityWorkCoordinator`](ephemeral::PriorityWorkCoordinator)
+//! with lanes `priority` and `normal`: each accepted item is one operation of it (the id
+//! `enqueue` returns is that item's), and an admission hook lets an item start only when it
+//! is first in its key's queue and its key is idle; until then the item is put aside, holding
+//! no slot, and shows as `Deferred` in snapshots. So stats, snapshots, `cancel_operation`, the
+//! coordinator's `cancel_on` rules, `max_concurrency`, panics caught and recorded and `drain`
+//! all count and act on items. An item that ends without running (cancelled, refused, shut
+//! down) leaves its key's queue at once, and the key's next item may start.
+//!
+//! When a key frees, only its next item is woken, and it goes back to the front of its lane.
+//! An item ranked after it (a normal item, or a younger one of its lane) that a worker takes
+//! meanwhile waits for it, for a moment and holding that slot, then is put aside until the
+//! woken item has been taken: so an item that waited for its key keeps its lane's precedence
+//! and its age, as the rules above say.
+//!
+//! `max_defer` bounds how long an item waits, for its key as for a defer rule, and needs
+//! [`DeferPolicy::Cancel`]: an item that waits that long ends `Cancelled(DeferTimeout)`.
+//! [`DeferPolicy::Run`] would start such an item anyway, beside its key's running item, so
+//! [`KeyedPriorityFanout::new`] refuses it ([`FanoutConfigError::RunPastMaxDefer`]).
+//!
+//! [`DeferPolicy::Cancel`]: ephemeral::DeferPolicy::Cancel
+//! [`DeferPolicy::Run`]: ephemeral::DeferPolicy::Run
 //!
 //! # Examples
 //!
@@ -55,17 +68,15 @@
 //! # }
 //! ```
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::fmt;
-use std::hash::Hash;
-use std::sync::{Arc, Mutex, MutexGuard};
+mod admission;
+mod error;
+mod fanout;
+mod state;
+mod ticket;
 
-use ephemeral::{
-    Admission, AdmissionRequest, CoordinatorError, CoordinatorStats, Decision, EnqueueError,
-    EphemeralOptions, IntakeError, Lane, OperationContext, OperationId, PriorityWorkCoordinator,
-};
-use futures::future::BoxFuture;
-use tokio::sync::Notify;
+pub use error::FanoutConfigError;
+pub use fanout::KeyedPriorityFanout;
+pub use ticket::Ticket;
 
 const PRIORITY: &str = "priority";
 const NORMAL: &str = "normal";
@@ -86,404 +97,4 @@ impl FanoutLane {
             Self::Normal => NORMAL,
         }
     }
-}
-
-/// One key's items: the tags of its accepted items not started yet, in acceptance order,
-/// and the one admitted or running.
-struct KeyQueue {
-    order: VecDeque<u64>,
-    running: Option<u64>,
-    /// Woken whenever the key's first item or its running one changes: items waiting for
-    /// the key look again.
-    wake: Arc<Notify>,
-}
-
-/// Where an accepted item is.
-struct Tagged<K> {
-    key: K,
-    id: OperationId,
-    running: bool,
-}
-
-struct State<K> {
-    next_tag: u64,
-    keys: HashMap<K, KeyQueue>,
-    /// Accepted items, by tag.
-    tags: HashMap<u64, Tagged<K>>,
-    /// The tag of each accepted item's operation, for the admission hook (which sees ids).
-    by_id: HashMap<OperationId, u64>,
-    /// Tags whose ticket ended before `enqueue` recorded it (refused by a rule the moment
-    /// it was accepted): `enqueue` then records nothing.
-    orphans: HashSet<u64>,
-}
-
-impl<K: Eq + Hash + Clone> State<K> {
-    /// Records an accepted item, unless its ticket already ended.
-    fn record(&mut self, tag: u64, key: K, id: OperationId) {
-        if self.orphans.remove(&tag) {
-            return;
-        }
-        self.keys
-            .entry(key.clone())
-            .or_insert_with(|| KeyQueue {
-                order: VecDeque::new(),
-                running: None,
-                wake: Arc::new(Notify::new()),
-            })
-            .order
-            .push_back(tag);
-        self.tags.insert(
-            tag,
-            Tagged {
-                key,
-                id,
-                running: false,
-            },
-        );
-        self.by_id.insert(id, tag);
-    }
-
-    /// Lets item `tag` start if it is first in its key's queue and the key is idle (the key
-    /// then counts it as running); otherwise the key's wake-up, enabled before the state
-    /// can change again, for the item to wait on.
-    fn try_start(&mut self, tag: u64) -> Result<(), Arc<Notify>> {
-        let Some(tagged) = self.tags.get_mut(&tag) else {
-            // Gone already (its ticket ended): let the coordinator settle it.
-            return Ok(());
-        };
-        let Some(queue) = self.keys.get_mut(&tagged.key) else {
-            return Ok(());
-        };
-        if queue.running.is_none() && queue.order.front() == Some(&tag) {
-            queue.order.pop_front();
-            queue.running = Some(tag);
-            tagged.running = true;
-            return Ok(());
-        }
-        Err(queue.wake.clone())
-    }
-
-    /// Forgets item `tag` (it ran, or ended without running): its key's next item may
-    /// start; a key with nothing left is forgotten.
-    fn forget(&mut self, tag: u64) {
-        let Some(tagged) = self.tags.remove(&tag) else {
-            self.orphans.insert(tag);
-            return;
-        };
-        self.by_id.remove(&tagged.id);
-        let Some(queue) = self.keys.get_mut(&tagged.key) else {
-            return;
-        };
-        if tagged.running {
-            queue.running = None;
-        } else if let Some(at) = queue.order.iter().position(|t| *t == tag) {
-            queue.order.remove(at);
-        }
-        if queue.running.is_none() && queue.order.is_empty() {
-            self.keys.remove(&tagged.key);
-        } else {
-            queue.wake.notify_waiters();
-        }
-    }
-}
-
-struct Shared<K> {
-    state: Mutex<State<K>>,
-    /// Woken when `enqueue` records an item, for a hook asked about it first.
-    recorded: Notify,
-}
-
-impl<K> Shared<K> {
-    fn lock(&self) -> MutexGuard<'_, State<K>> {
-        // The state is only changed in short sections that cannot panic half-way.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-/// One accepted item as the coordinator underneath carries it: the item with its key and
-/// its place in the key's queue. Opaque; it exists so that
-/// [`KeyedPriorityFanout::coordinator`] can be named.
-///
-/// When its operation ends, however it ends (ran, failed, panicked, aborted, or cancelled or
-/// refused before it started), its key's queue forgets the item.
-pub struct Ticket<K: Eq + Hash + Clone, T> {
-    place: Place<K>,
-    key: K,
-    item: T,
-}
-
-impl<K: Eq + Hash + Clone, T> fmt::Debug for Ticket<K, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Ticket")
-            .field("tag", &self.place.tag)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A ticket's place in its key's queue, forgotten when dropped.
-struct Place<K: Eq + Hash + Clone> {
-    shared: Arc<Shared<K>>,
-    tag: u64,
-    /// Handed back to the caller of a refused `enqueue`: never recorded, nothing to forget.
-    returned: bool,
-}
-
-impl<K: Eq + Hash + Clone> Drop for Place<K> {
-    fn drop(&mut self) {
-        if !self.returned {
-            self.shared.lock().forget(self.tag);
-        }
-    }
-}
-
-/// The admission hook: an item starts only when first in its key's queue, its key idle.
-struct KeyTurn<K> {
-    shared: Arc<Shared<K>>,
-}
-
-impl<K> fmt::Debug for KeyTurn<K> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("KeyTurn")
-    }
-}
-
-impl<K: Eq + Hash + Clone + Send + Sync + 'static> Admission for KeyTurn<K> {
-    fn admit<'a>(&'a self, request: &'a AdmissionRequest) -> BoxFuture<'a, Decision> {
-        Box::pin(async move {
-            loop {
-                // Enabled before looking, so that a record made meanwhile wakes it.
-                let recorded = self.shared.recorded.notified();
-                tokio::pin!(recorded);
-                recorded.as_mut().enable();
-                {
-                    let mut state = self.shared.lock();
-                    if let Some(&tag) = state.by_id.get(&request.id) {
-                        return match state.try_start(tag) {
-                            Ok(()) => Decision::Admit,
-                            Err(wake) => {
-                                let mut turn = Box::pin(wake.notified_owned());
-                                turn.as_mut().enable();
-                                Decision::defer(turn)
-                            }
-                        };
-                    }
-                }
-                // Accepted a moment ago: `enqueue` records it as soon as it returns.
-                recorded.await;
-            }
-        })
-    }
-}
-
-/// A priority lane and a normal lane over many keys, with per-key ordering across both; see
-/// the [module docs](self).
-#[must_use = "dropping the last handle cancels both lanes"]
-pub struct KeyedPriorityFanout<K: Eq + Hash + Clone + Send + Sync + 'static, T: Send + 'static> {
-    shared: Arc<Shared<K>>,
-    coordinator: PriorityWorkCoordinator<Ticket<K, T>>,
-}
-
-impl<K: Eq + Hash + Clone + Send + Sync + 'static, T: Send + 'static> Clone
-    for KeyedPriorityFanout<K, T>
-{
-    fn clone(&self) -> Self {
-        Self {
-            shared: self.shared.clone(),
-            coordinator: self.coordinator.clone(),
-        }
-    }
-}
-
-impl<K: Eq + Hash + Clone + Send + Sync + 'static, T: Send + 'static> fmt::Debug
-    for KeyedPriorityFanout<K, T>
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyedPriorityFanout")
-            .field("pending", &self.coordinator.pending_count())
-            .field("running", &self.coordinator.active_count())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<K, T> KeyedPriorityFanout<K, T>
-where
-    K: Eq + Hash + Clone + Send + Sync + 'static,
-    T: Send + 'static,
-{
-    /// A fan-out running `body(key, item, ctx)` with `options` (its `max_concurrency` is the
-    /// number of keys served at once).
-    ///
-    /// # Errors
-    ///
-    /// As [`PriorityWorkCoordinator::new`]: outside a tokio runtime, or a bad option.
-    pub fn new<F, Fut, E>(body: F, options: EphemeralOptions) -> Result<Self, CoordinatorError>
-    where
-        F: Fn(K, T, OperationContext) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), E>> + Send + 'static,
-        E: fmt::Display + Send + Sync + 'static,
-    {
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State::<K> {
-                next_tag: 0,
-                keys: HashMap::new(),
-                tags: HashMap::new(),
-                by_id: HashMap::new(),
-                orphans: HashSet::new(),
-            }),
-            recorded: Notify::new(),
-        });
-        let body = Arc::new(body);
-        let hook: Arc<dyn Admission> = Arc::new(KeyTurn {
-            shared: shared.clone(),
-        });
-        let coordinator = PriorityWorkCoordinator::with_admission(
-            move |ticket: Ticket<K, T>, ctx: OperationContext| {
-                let body = body.clone();
-                async move {
-                    let Ticket { place, key, item } = ticket;
-                    // Kept until the body ends, however it ends: its drop lets the key's
-                    // next item start.
-                    let _place = place;
-                    body(key, item, ctx).await
-                }
-            },
-            vec![Lane::new(PRIORITY, 1), Lane::new(NORMAL, 0)],
-            options,
-            vec![hook],
-        )?;
-        Ok(Self {
-            shared,
-            coordinator,
-        })
-    }
-
-    fn ticket(&self, key: K, item: T) -> Ticket<K, T> {
-        let tag = {
-            let mut state = self.shared.lock();
-            let tag = state.next_tag;
-            state.next_tag += 1;
-            tag
-        };
-        Ticket {
-            place: Place {
-                shared: self.shared.clone(),
-                tag,
-                returned: false,
-            },
-            key,
-            item,
-        }
-    }
-
-    /// Records an accepted item in its key's queue.
-    fn accepted(&self, tag: u64, key: K, id: OperationId) -> OperationId {
-        self.shared.lock().record(tag, key, id);
-        self.shared.recorded.notify_waiters();
-        id
-    }
-
-    /// Accepts `item` for `key` through `lane`, waiting while `max_pending` items wait.
-    /// The id is the item's operation.
-    ///
-    /// # Errors
-    ///
-    /// As [`PriorityWorkCoordinator::enqueue`], with the item.
-    pub async fn enqueue(
-        &self,
-        lane: FanoutLane,
-        key: K,
-        item: T,
-    ) -> Result<OperationId, EnqueueError<T>> {
-        let ticket = self.ticket(key.clone(), item);
-        let tag = ticket.place.tag;
-        match self.coordinator.enqueue(lane.name(), ticket).await {
-            Ok(id) => Ok(self.accepted(tag, key, id)),
-            Err(e) => Err(rebuild(e)),
-        }
-    }
-
-    /// Accepts `item` for `key` through `lane` if there is room now. The id is the item's
-    /// operation.
-    ///
-    /// # Errors
-    ///
-    /// As [`PriorityWorkCoordinator::try_enqueue`], with the item.
-    pub fn try_enqueue(
-        &self,
-        lane: FanoutLane,
-        key: K,
-        item: T,
-    ) -> Result<OperationId, EnqueueError<T>> {
-        let ticket = self.ticket(key.clone(), item);
-        let tag = ticket.place.tag;
-        match self.coordinator.try_enqueue(lane.name(), ticket) {
-            Ok(id) => Ok(self.accepted(tag, key, id)),
-            Err(e) => Err(rebuild(e)),
-        }
-    }
-
-    /// Items accepted for `key` that have not started yet.
-    #[must_use]
-    pub fn key_depth(&self, key: &K) -> usize {
-        self.shared
-            .lock()
-            .keys
-            .get(key)
-            .map_or(0, |q| q.order.len())
-    }
-
-    /// Whether an item for `key` is running now (or admitted and about to).
-    #[must_use]
-    pub fn key_running(&self, key: &K) -> bool {
-        self.shared
-            .lock()
-            .keys
-            .get(key)
-            .is_some_and(|q| q.running.is_some())
-    }
-
-    /// Stops starting items until [`resume`](Self::resume).
-    pub fn pause(&self) {
-        self.coordinator.pause();
-    }
-
-    /// Starts items again after [`pause`](Self::pause).
-    pub fn resume(&self) {
-        self.coordinator.resume();
-    }
-
-    /// Stops intake and waits for every accepted item to end.
-    ///
-    /// # Errors
-    ///
-    /// As [`PriorityWorkCoordinator::drain`].
-    pub async fn drain(&self) -> Result<(), IntakeError> {
-        self.coordinator.drain().await
-    }
-
-    /// Counts of accepted, completed, failed and cancelled items.
-    #[must_use]
-    pub fn stats(&self) -> CoordinatorStats {
-        self.coordinator.stats()
-    }
-
-    /// The coordinator underneath (one operation per item), for snapshots, signals,
-    /// cancelling an item by its id and concurrency changes.
-    pub fn coordinator(&self) -> &PriorityWorkCoordinator<Ticket<K, T>> {
-        &self.coordinator
-    }
-}
-
-/// The ticket's error, carrying the user's item instead.
-fn rebuild<K: Eq + Hash + Clone, T>(e: EnqueueError<Ticket<K, T>>) -> EnqueueError<T> {
-    e.map(|ticket| {
-        let Ticket {
-            mut place, item, ..
-        } = ticket;
-        // Refused: never recorded, so there is nothing to forget.
-        place.returned = true;
-        item
-    })
 }
