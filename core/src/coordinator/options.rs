@@ -389,6 +389,26 @@ impl EphemeralOptions {
         self
     }
 
+    /// The [`max_defer`](Self::max_defer) set, with its policy; `None` when an item may wait
+    /// for its deferral however long (the default). For code that builds on a caller's
+    /// options and must know what a deferral it asks for can turn into.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ephemeral::{DeferPolicy, EphemeralOptions};
+    ///
+    /// assert_eq!(EphemeralOptions::default().max_defer_setting(), None);
+    /// let options = EphemeralOptions::default().max_defer(Duration::from_secs(60), DeferPolicy::Cancel);
+    /// assert_eq!(
+    ///     options.max_defer_setting(),
+    ///     Some((Duration::from_secs(60), DeferPolicy::Cancel))
+    /// );
+    /// ```
+    #[must_use]
+    pub fn max_defer_setting(&self) -> Option<(Duration, DeferPolicy)> {
+        self.max_defer.map(|max| (max, self.defer_policy))
+    }
+
     /// The coordinator id that `coordinator.drain.id` / `.pattern` signals address.
     pub fn id(mut self, id: &str) -> Self {
         self.id = Some(Arc::from(id));

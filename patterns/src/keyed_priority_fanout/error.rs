@@ -18,14 +18,8 @@ pub enum FanoutConfigError {
 }
 
 /// Whether `options` set a `max_defer` under [`DeferPolicy::Run`].
-///
-/// `EphemeralOptions` has no getters: its `Debug` output is the only public view of the two
-/// fields. They come after every field that holds caller text (name, id, patterns), so the
-/// last match of each field name is the field itself. A test pins this reading.
 pub(super) fn runs_past_max_defer(options: &EphemeralOptions) -> bool {
-    let text = format!("{options:?}");
-    let value = |field: &str| text.rfind(field).map(|at| &text[at + field.len()..]);
-    let run = format!("{:?}", DeferPolicy::Run);
-    value("max_defer: ").is_some_and(|v| v.starts_with("Some("))
-        && value("defer_policy: ").is_some_and(|v| v.starts_with(run.as_str()))
+    options
+        .max_defer_setting()
+        .is_some_and(|(_, policy)| policy == DeferPolicy::Run)
 }
