@@ -297,6 +297,59 @@ async fn a_watcher_far_behind_is_told_how_many_it_missed() {
 }
 
 #[tokio::test]
+async fn big_values_set_over_and_over_never_fill_the_database() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let store = bus.store("big", StoreOptions::default()).await.unwrap();
+    let max = store.options().get_max_value_size();
+    let mut watch = store.watch("*").await.unwrap();
+    // Two GiB through one key of a 1 GiB database: only the current value and the log's
+    // bounded tail are kept.
+    let sets = 2048u64;
+    for i in 0..sets {
+        if let Err(e) = store.set("k", vec![i as u8; max], None).await {
+            panic!("set #{i} of one key: {e}");
+        }
+    }
+    // The watcher that read nothing is told how many changes it missed, then gets the
+    // newest ones, each with its whole value.
+    let (mut lagged, mut got) = (0, Vec::new());
+    while got.last() != Some(&sets) {
+        match next(&mut watch).await {
+            Err(Lagged(n)) => {
+                assert!(got.is_empty(), "the lag comes first");
+                lagged += n;
+            }
+            Ok(StoreEvent::Set(e)) => {
+                assert_eq!(e.value().len(), max);
+                assert_eq!(e.value()[0], (e.revision() - 1) as u8);
+                got.push(e.revision());
+            }
+            Ok(other) => panic!("only sets: {other:?}"),
+        }
+    }
+    assert!(!got.is_empty() && got.len() < 64, "a bounded tail: {got:?}");
+    assert_eq!(lagged + got.len() as u64, sets);
+    assert!(got.windows(2).all(|w| w[1] == w[0] + 1), "{got:?}");
+    // Deleting frees the space: 700 MiB of values, deleted, then 700 MiB more fit again
+    // (1.4 GiB through a 1 GiB database).
+    assert!(store.delete("k").await.unwrap());
+    let fill = bus.store("fill", StoreOptions::default()).await.unwrap();
+    for round in ["a", "b"] {
+        for i in 0..700 {
+            if let Err(e) = fill.set(&format!("{round}{i}"), vec![1u8; max], None).await {
+                panic!("round {round}, value #{i}: {e}");
+            }
+        }
+        assert_eq!(fill.clear().await.unwrap(), 700);
+    }
+    // Other stores, rooms and durable subscriptions still have room.
+    store.set("small", b"x", None).await.unwrap();
+    let room = bus.room("after", RoomOptions::default()).await.unwrap();
+    room.send(vec![0u8; max]).await.unwrap();
+}
+
+#[tokio::test]
 async fn owned_values_go_with_the_handle_that_set_them() {
     let dir = tempdir();
     let reader = open(&dir).await;

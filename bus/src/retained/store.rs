@@ -289,7 +289,11 @@ pub struct StoreStats {
 /// * **Bounds.** At most [`max_values`](StoreOptions::max_values) values of at most
 ///   [`max_value_size`](StoreOptions::max_value_size) bytes, and
 ///   [`history`](StoreOptions::history) revisions per key; a watcher more than 4,096 changes
-///   behind is told [`Lagged`].
+///   behind is told [`Lagged`]. On the bus the changes wait for watchers in a log that keeps
+///   the last 4,096 changes of each store and at most 16 MiB of them (the newest change is
+///   always kept): with big values a watcher may fall fewer changes behind (about 16 sets of
+///   1 MiB values) before it is told `Lagged`, and the log never holds more than about
+///   16 MiB of a store's values, so deleting values frees their space.
 /// * **Crashes.** A set that returned `Ok` is in the database; a process killed in the
 ///   middle of a write leaves the previous value, never half of the new one.
 ///

@@ -6,7 +6,8 @@
 //! its one-slot buffer cost nothing, and one lost on the way (its writer died right after
 //! its commit) costs at most `retained::retry::RECHECK` (see there; read failures are
 //! retried the same way as a room joiner's). A revision missing from the log (trimmed while the
-//! watcher lagged more than `LOG_KEEP` behind) is reported as `Lagged`.
+//! watcher lagged more than `LOG_KEEP` revisions or `LOG_KEEP_BYTES` of entries behind) is
+//! reported as `Lagged`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
