@@ -584,6 +584,47 @@ async fn durable_overflow_drops_the_oldest_and_says_so() {
 }
 
 #[tokio::test]
+async fn an_attach_refused_as_in_use_changes_nothing() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let mut attached = bus.subscribe_durable("orders.*", "billing").await.unwrap();
+    let refused = bus
+        .subscribe_durable_with(
+            "other.*",
+            "billing",
+            DurableOptions::default().max_messages(1),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::InUse { ref name }) if name == "billing"),
+        "{refused:?}"
+    );
+    // A new handle (as a new process would) reads the registry from the database.
+    let publisher = open(&dir).await;
+    for i in 0..3 {
+        publisher
+            .publish("orders.x", format!("o{i}"))
+            .await
+            .unwrap();
+        publisher.publish("other.x", format!("x{i}")).await.unwrap();
+    }
+    publisher.publish("orders.x", b"end").await.unwrap();
+    let mut got = Vec::new();
+    while got.last().map(String::as_str) != Some("orders.x:end") {
+        got.push(match next(&mut attached).await {
+            Ok(m) => format!("{}:{}", m.topic(), m.payload_str().unwrap()),
+            Err(Lagged(n)) => format!("Lagged({n})"),
+        });
+    }
+    assert_eq!(
+        got,
+        ["orders.x:o0", "orders.x:o1", "orders.x:o2", "orders.x:end"],
+        "the attached subscriber's pattern and bounds are its own"
+    );
+    assert_eq!(attached.options(), &DurableOptions::default());
+}
+
+#[tokio::test]
 async fn a_message_whose_own_ttl_ran_out_while_kept_is_skipped_and_counted() {
     let dir = tempdir();
     let bus = open(&dir).await;

@@ -63,7 +63,8 @@ impl Bus {
     /// # Errors
     ///
     /// [`StoreError::InvalidName`], [`StoreError::InUse`] while another subscriber is
-    /// attached, or the database could not be opened.
+    /// attached (the subscription's pattern and bounds are then left as they are), or the
+    /// database could not be opened.
     pub async fn subscribe_durable_with(
         &self,
         pattern: &str,
@@ -76,12 +77,24 @@ impl Bus {
             pattern: pattern.to_owned(),
             options: options.clone(),
         };
-        let (id, changed, acked) = {
+        // The lock first: an attach refused as in use must change nothing (the attached
+        // subscriber's pattern and bounds are its own).
+        let (id, changed, acked, lock) = loop {
+            let (id, created) = {
+                let (name, registration) = (name.to_string(), registration.clone());
+                db.write(move |w| ops::ensure(w, &name, &registration))
+                    .await?
+            };
+            let lock = lock_file(&db, id, &name)?;
             let (name, registration) = (name.to_string(), registration.clone());
-            db.write(move |w| ops::attach(w, &name, &registration))
+            if let Some((changed, acked)) = db
+                .write(move |w| ops::attach(w, &name, id, &registration))
                 .await?
+            {
+                break (id, created || changed, acked, lock);
+            }
+            // Removed by its subscriber between the two steps: start over.
         };
-        let lock = lock_file(&db, id, &name)?;
         if changed {
             capture::sync(self).await?;
         }

@@ -38,34 +38,56 @@ fn save(w: &mut Write<'_, '_>, id: u32, c: &codec::Counters) -> Result<(), Store
         .map_err(w.err("write counters"))
 }
 
-/// Attaches to `name`: creates it, or updates its pattern and bounds. Returns the id,
-/// whether the registration changed (others must learn of it), and the last
-/// acknowledged sequence.
-pub(crate) fn attach(
+/// The first step of an attach: the id of `name`, created with `registration` if it does
+/// not exist (an existing one is left as it is: the attach may yet be refused as in use).
+/// Returns the id and whether it was created.
+pub(crate) fn ensure(
     w: &mut Write<'_, '_>,
     name: &str,
     registration: &Registration,
-) -> Result<(u32, bool, u64), StoreError> {
+) -> Result<(u32, bool), StoreError> {
     let existing =
         w.t.names
             .get(w.txn, &name_key(DURABLE, name))
             .map_err(w.err("read names"))?
             .and_then(codec::decode_named)
-            .map(|(id, json)| (id, serde_json::from_slice::<Registration>(json).ok()));
+            .map(|(id, _)| id);
     match existing {
-        Some((id, Some(found))) if found == *registration => {
-            Ok((id, false, counters(w, id)?[ACKED]))
-        }
-        Some((id, _)) => {
-            names::put(w, DURABLE, name, id, registration)?;
-            Ok((id, true, counters(w, id)?[ACKED]))
-        }
+        Some(id) => Ok((id, false)),
         None => {
             let id = names::new_id(w)?;
             names::put(w, DURABLE, name, id, registration)?;
-            Ok((id, true, 0))
+            Ok((id, true))
         }
     }
+}
+
+/// The second step of an attach, once the subscriber holds the lock of `id`: updates the
+/// pattern and bounds of `name` to `registration`. Returns whether they changed (others
+/// must learn of it) and the last acknowledged sequence; `None` if `name` is no longer
+/// `id` (removed since the first step).
+pub(crate) fn attach(
+    w: &mut Write<'_, '_>,
+    name: &str,
+    id: u32,
+    registration: &Registration,
+) -> Result<Option<(bool, u64)>, StoreError> {
+    let found =
+        w.t.names
+            .get(w.txn, &name_key(DURABLE, name))
+            .map_err(w.err("read names"))?
+            .and_then(codec::decode_named)
+            .map(|(id, json)| (id, serde_json::from_slice::<Registration>(json).ok()));
+    let changed = match found {
+        Some((current, _)) if current != id => return Ok(None),
+        None => return Ok(None),
+        Some((_, Some(found))) if found == *registration => false,
+        Some(_) => {
+            names::put(w, DURABLE, name, id, registration)?;
+            true
+        }
+    };
+    Ok(Some((changed, counters(w, id)?[ACKED])))
 }
 
 /// Keeps one message (encoded `record`) for each target `(id, name, bounds)` that still
