@@ -463,6 +463,50 @@ async fn a_room_drops_messages_older_than_its_age() {
 }
 
 #[tokio::test]
+async fn a_joiner_starts_when_join_returns_and_is_told_what_the_count_bound_dropped() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let room = bus
+        .room("count", RoomOptions::default().max_messages(3))
+        .await
+        .unwrap();
+    room.send(b"h1").await.unwrap();
+    let mut joined = room.join().await.unwrap();
+    // Sent after `join` returned, before the joiner reads anything: the room keeps the
+    // last three, so h1 and live0..live2 are dropped unread.
+    for i in 0..6 {
+        room.send(format!("live{i}")).await.unwrap();
+    }
+    assert_eq!(next(&mut joined).await, Err(Lagged(4)));
+    for i in 3..6 {
+        let m = next(&mut joined).await.unwrap();
+        assert_eq!(m.payload_str(), Some(format!("live{i}").as_str()));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_joiner_starts_when_join_returns_and_is_told_what_the_age_bound_dropped() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let room = bus
+        .room(
+            "age",
+            RoomOptions::default().max_age(Duration::from_secs(60)),
+        )
+        .await
+        .unwrap();
+    room.send(b"history").await.unwrap();
+    let mut joined = room.join().await.unwrap();
+    room.send(b"sent-after-join").await.unwrap();
+    tokio::time::advance(Duration::from_secs(61)).await;
+    room.send(b"later").await.unwrap();
+    // Both were kept when `join` returned; both aged out before the joiner read them.
+    assert_eq!(next(&mut joined).await, Err(Lagged(2)));
+    let m = next(&mut joined).await.unwrap();
+    assert_eq!((m.payload(), m.sequence()), (&b"later"[..], 3));
+}
+
+#[tokio::test]
 async fn a_durable_subscriber_gets_what_was_published_while_away_until_acknowledged() {
     let dir = tempdir();
     let bus = open(&dir).await;
