@@ -199,6 +199,27 @@ async fn an_expired_value_is_never_returned_and_watchers_see_it_expire() {
     assert_eq!((stats.values, stats.expired), (1, 1));
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_watcher_never_hands_out_a_value_that_expired_while_it_waited() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let store = bus.store("dead", StoreOptions::default()).await.unwrap();
+    let mut watch = store.watch("*").await.unwrap();
+    store.set("a", b"1", None).await.unwrap();
+    store.set("b", b"2", Duration::from_secs(5)).await.unwrap();
+    // One read takes both changes; `b` expires before it is handed out.
+    assert!(matches!(watch.next().await, Some(Ok(StoreEvent::Set(e))) if e.key().as_str() == "a"));
+    tokio::time::advance(Duration::from_secs(10)).await;
+    // No timeout: with the clock paused, it would fire while the runtime waits for the
+    // database thread.
+    match watch.next().await.expect("the watch goes on") {
+        Ok(StoreEvent::Expired { key, revision }) => {
+            assert_eq!((key.as_str(), revision), ("b", 3), "the set was skipped");
+        }
+        other => panic!("expected b's expiry, not its dead value: {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn history_is_bounded_and_deleted_with_its_key() {
     let dir = tempdir();

@@ -474,9 +474,10 @@ impl Store {
     ///
     /// Changes arrive in revision order. A watcher that falls too far behind gets
     /// `Err(Lagged(n))` for the `n` changes it missed, then carries on. A set whose value's
-    /// time to live ran out before the watcher read it is skipped (a value is never handed
-    /// out dead): the key's next change follows, its `Expired`, or the set or deletion that
-    /// replaced it first (the revisions show the gap).
+    /// time to live ran out before the watch hands it out (when the watcher reads it, also
+    /// after the backend fetched it) is skipped (a value is never handed out dead): the
+    /// key's next change follows, its `Expired`, or the set or deletion that replaced it
+    /// first (the revisions show the gap).
     ///
     /// # Errors
     ///

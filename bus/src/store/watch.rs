@@ -85,6 +85,15 @@ impl Watcher {
     async fn next(&mut self) -> Option<Result<StoreEvent, Lagged>> {
         loop {
             if let Some(item) = self.pending.pop_front() {
+                // Checked again at hand-out: a value that expired while it waited in
+                // `pending` is never handed out dead (its `Expired` follows).
+                if let Ok(StoreEvent::Set(entry)) = &item
+                    && entry
+                        .expires_at()
+                        .is_some_and(|at| clock::expired(clock::to_ms(at), clock::now_ms()))
+                {
+                    continue;
+                }
                 return Some(item);
             }
             let read = self.follow.check().and_then(|()| self.read_batch());
@@ -143,6 +152,7 @@ impl Watcher {
                 let item = match event.kind {
                     EventKind::Set => {
                         // Expired by now: it would be handed out dead; the `Expired` follows.
+                        // (Checked again when it is handed out.)
                         if clock::expired(event.expires_ms, now) {
                             continue;
                         }
