@@ -690,6 +690,49 @@ async fn an_attach_refused_as_in_use_changes_nothing() {
 }
 
 #[tokio::test]
+async fn subscribe_durable_keeps_the_bounds_of_an_existing_subscription() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let two = DurableOptions::default().max_messages(2);
+    drop(
+        bus.subscribe_durable_with("o.*", "small", two.clone())
+            .await
+            .unwrap(),
+    );
+    // Back with the plain call: the bounds it was created with stay.
+    let sub = bus.subscribe_durable("o.*", "small").await.unwrap();
+    assert_eq!(sub.options(), &two);
+    drop(sub);
+    for i in 0..5 {
+        bus.publish("o.x", format!("{i}")).await.unwrap();
+    }
+    let mut sub = bus.subscribe_durable("o.*", "small").await.unwrap();
+    assert_eq!(
+        next(&mut sub).await,
+        Err(Lagged(3)),
+        "the bound of two held"
+    );
+    for i in 3..5 {
+        assert_eq!(
+            next(&mut sub).await.unwrap().payload_str(),
+            Some(i.to_string().as_str())
+        );
+    }
+    drop(sub);
+    // `subscribe_durable_with` still changes them; a new one gets the defaults.
+    let sub = bus
+        .subscribe_durable_with("o.*", "small", DurableOptions::default().max_messages(7))
+        .await
+        .unwrap();
+    assert_eq!(sub.options().get_max_messages(), 7);
+    drop(sub);
+    let sub = bus.subscribe_durable("o.*", "small").await.unwrap();
+    assert_eq!(sub.options().get_max_messages(), 7);
+    let fresh = bus.subscribe_durable("n.*", "fresh").await.unwrap();
+    assert_eq!(fresh.options(), &DurableOptions::default());
+}
+
+#[tokio::test]
 async fn a_message_whose_own_ttl_ran_out_while_kept_is_skipped_and_counted() {
     let dir = tempdir();
     let bus = open(&dir).await;

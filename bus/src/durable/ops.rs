@@ -62,32 +62,54 @@ pub(crate) fn ensure(
     }
 }
 
-/// The second step of an attach, once the subscriber holds the lock of `id`: updates the
-/// pattern and bounds of `name` to `registration`. Returns whether they changed (others
-/// must learn of it) and the last acknowledged sequence; `None` if `name` is no longer
-/// `id` (removed since the first step).
+/// What the second step of an attach found and did.
+pub(crate) struct Attached {
+    /// Whether the pattern or the bounds changed (others must learn of it).
+    pub(crate) changed: bool,
+    /// The last acknowledged sequence.
+    pub(crate) acked: u64,
+    /// The bounds in effect.
+    pub(crate) options: DurableOptions,
+}
+
+/// The second step of an attach, once the subscriber holds the lock of `id`: sets the
+/// pattern of `name` to `pattern` and, if given, its bounds to `options` (`None` keeps
+/// those it has). `None` if `name` is no longer `id` (removed since the first step).
 pub(crate) fn attach(
     w: &mut Write<'_, '_>,
     name: &str,
     id: u32,
-    registration: &Registration,
-) -> Result<Option<(bool, u64)>, StoreError> {
+    pattern: &str,
+    options: Option<&DurableOptions>,
+) -> Result<Option<Attached>, StoreError> {
     let found =
         w.t.names
             .get(w.txn, &name_key(DURABLE, name))
             .map_err(w.err("read names"))?
             .and_then(codec::decode_named)
             .map(|(id, json)| (id, serde_json::from_slice::<Registration>(json).ok()));
-    let changed = match found {
-        Some((current, _)) if current != id => return Ok(None),
-        None => return Ok(None),
-        Some((_, Some(found))) if found == *registration => false,
-        Some(_) => {
-            names::put(w, DURABLE, name, id, registration)?;
-            true
-        }
+    let found = match found {
+        Some((current, found)) if current == id => found,
+        _ => return Ok(None),
     };
-    Ok(Some((changed, counters(w, id)?[ACKED])))
+    let registration = Registration {
+        pattern: pattern.to_owned(),
+        options: match (options, &found) {
+            (Some(options), _) => options.clone(),
+            (None, Some(found)) => found.options.clone(),
+            // Unreadable: written again, with the defaults.
+            (None, None) => DurableOptions::default(),
+        },
+    };
+    let changed = found.as_ref() != Some(&registration);
+    if changed {
+        names::put(w, DURABLE, name, id, &registration)?;
+    }
+    Ok(Some(Attached {
+        changed,
+        acked: counters(w, id)?[ACKED],
+        options: registration.options,
+    }))
 }
 
 /// Keeps one message (encoded `record`) for each target `(id, name, bounds)` that still
