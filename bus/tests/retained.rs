@@ -416,6 +416,38 @@ async fn owned_values_go_with_the_handle_that_set_them() {
 }
 
 #[tokio::test]
+async fn history_returns_nothing_once_the_current_values_owner_is_gone() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let store = bus
+        .store("h", StoreOptions::default().history(3))
+        .await
+        .unwrap();
+    {
+        let other = open(&dir).await;
+        let theirs = other.store("h", StoreOptions::default()).await.unwrap();
+        store.set("o", b"plain-old", None).await.unwrap();
+        theirs.set_owned("o", b"owned-new", None).await.unwrap();
+        assert_eq!(store.history("o").await.unwrap().len(), 2);
+    }
+    // Wait for the owner's death as `get` sees it. `get` then only starts the reclaim
+    // (in the background: on this single-threaded runtime it waits for the next await),
+    // so `history` below reads the key as the owner left it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while store.get("o").await.unwrap().is_some() {
+        assert!(std::time::Instant::now() < deadline, "the owner never died");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(store.entry("o").await.unwrap(), None);
+    let history = store.history("o").await.unwrap();
+    assert!(
+        history.is_empty(),
+        "no revision of a key whose current owner is gone: {:?}",
+        history.iter().map(|e| e.value_str()).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
 async fn a_room_gives_history_then_live_and_reports_what_its_bound_dropped() {
     let dir = tempdir();
     let bus = open(&dir).await;

@@ -451,7 +451,9 @@ impl Store {
     }
 
     /// The kept revisions of `key` (up to [`StoreOptions::history`]), oldest first, each
-    /// still live; empty once the key is deleted or expired.
+    /// still live; empty once the key is deleted or expired, and once the owner of its
+    /// current value is gone (as [`get`](Self::get) and [`entry`](Self::entry) return
+    /// nothing then: the reclaim removes the key with its whole history).
     ///
     /// # Errors
     ///

@@ -332,8 +332,15 @@ impl StoreBackend for BusStore {
                 return Ok(self.live(key)?.map(|f| f.entry(name)).into_iter().collect());
             }
             let now = clock::now_ms();
-            // At most `history` (64) records: a bounded read.
-            let found: Vec<Found> = self.db.read(|txn, t| {
+            // At most `history` (64) records: a bounded read. With the owner of the current
+            // value, which decides for the whole key.
+            let (current_owner, found): (u64, Vec<Found>) = self.db.read(|txn, t| {
+                let current_owner =
+                    t.kv.get(txn, codec::KvKey::new(self.id, key).as_bytes())
+                        .map_err(self.db.err("read"))?
+                        .map(|r| decode_kv(r).ok_or_else(|| corrupt(&self.db)))
+                        .transpose()?
+                        .map_or(0, |rec| rec.owner);
                 let mut found = Vec::new();
                 for item in t
                     .hist
@@ -352,15 +359,21 @@ impl StoreBackend for BusStore {
                         });
                     }
                 }
-                Ok(found)
+                Ok((current_owner, found))
             })?;
-            // Owned revisions go with their owner, as the value itself does.
+            // Owned revisions go with their owner, as the value itself does. When the
+            // current value's owner is gone the key is (its reclaim removes the key and its
+            // whole history), as `get` and `entry` already say: no revision is returned.
             let mut liveness = Liveness::new(&self.db.bus_dir, self.me);
-            let entries = found
-                .into_iter()
-                .filter(|f| liveness.keeps(f.owner))
-                .map(|f| f.entry(name.clone()))
-                .collect();
+            let entries = if liveness.keeps(current_owner) {
+                found
+                    .into_iter()
+                    .filter(|f| liveness.keeps(f.owner))
+                    .map(|f| f.entry(name.clone()))
+                    .collect()
+            } else {
+                Vec::new()
+            };
             let dead = liveness.dead();
             if !dead.is_empty() {
                 self.reclaim_in_background(dead);
