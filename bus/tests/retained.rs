@@ -448,6 +448,39 @@ async fn history_returns_nothing_once_the_current_values_owner_is_gone() {
 }
 
 #[tokio::test]
+async fn stats_count_only_live_values_even_before_a_dead_owners_are_reclaimed() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let store = bus.store("st", StoreOptions::default()).await.unwrap();
+    store.set("mine", b"12345", None).await.unwrap();
+    let gone = {
+        let other = open(&dir).await;
+        let theirs = other.store("st", StoreOptions::default()).await.unwrap();
+        theirs.set_owned("theirs", b"xyz", None).await.unwrap();
+        let stats = store.stats().await.unwrap();
+        assert_eq!((stats.values, stats.bytes), (2, 8), "while its owner lives");
+        other.peer_id()
+    };
+    // The owner's lock file goes when it has left the bus: dead from then on. Nothing that
+    // reclaims (get, entries, a watcher) has looked at the store.
+    let lock = bus.dir().join(format!("{gone:016x}.peer"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while lock.exists() {
+        assert!(std::time::Instant::now() < deadline, "the owner never left");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let stats = store.stats().await.unwrap();
+    assert_eq!(
+        (stats.values, stats.bytes),
+        (1, 5),
+        "the dead owner's value is not live"
+    );
+    assert_eq!(store.entries().await.unwrap().len(), 1);
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.values, stats.bytes), (1, 5), "and after its reclaim");
+}
+
+#[tokio::test]
 async fn a_room_gives_history_then_live_and_reports_what_its_bound_dropped() {
     let dir = tempdir();
     let bus = open(&dir).await;

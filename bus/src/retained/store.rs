@@ -250,9 +250,10 @@ impl StoreEvent {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StoreStats {
-    /// Live values now.
+    /// Live values now: neither expired nor owned by an owner that is gone, whether or not
+    /// they were swept or reclaimed yet (as [`Store::entries`] would list them).
     pub values: u64,
-    /// Bytes of the live values now (values only, not keys).
+    /// Bytes of the live values now (values only, not keys), counted as `values` is.
     pub bytes: u64,
     /// The latest revision.
     pub revision: u64,

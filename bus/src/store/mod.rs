@@ -11,7 +11,7 @@ use ephemeral::{Lagged, Name, Pattern};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
-use crate::db::codec::{self, STORE, decode_kv, hist_prefix, kv_key, split_exp_key};
+use crate::db::codec::{self, STORE, decode_kv, hist_prefix, kv_key, split_exp_key, split_own_key};
 use crate::db::owners::{self, Liveness};
 use crate::db::{self, Db, names};
 use crate::retained::backend::StoreBackend;
@@ -385,9 +385,10 @@ impl StoreBackend for BusStore {
     fn stats(&self) -> BoxFuture<'_, Result<StoreStats, StoreError>> {
         Box::pin(async move {
             let db = Arc::clone(&self.db);
-            let id = self.id;
+            let (id, me) = (self.id, self.me);
             let now = clock::now_ms();
-            db.clone()
+            let (stats, dead) = db
+                .clone()
                 .scan(move |txn, t| {
                     let c = codec::decode_counters(
                         t.counters
@@ -422,17 +423,54 @@ impl StoreBackend for BusStore {
                             }
                         }
                     }
-                    Ok(StoreStats {
-                        values: c[ops::VALUES].saturating_sub(unswept),
-                        bytes: c[ops::BYTES].saturating_sub(unswept_bytes),
+                    // Nor are values whose owner is gone and that no one reclaimed yet: one
+                    // liveness check per foreign owner, then that owner's values here.
+                    let mut liveness = Liveness::new(&db.bus_dir, me);
+                    let (mut orphaned, mut orphaned_bytes) = (0u64, 0u64);
+                    for owner in ops::owners(txn, t, &db, me)? {
+                        if liveness.keeps(owner) {
+                            continue;
+                        }
+                        let mut prefix = owner.to_be_bytes().to_vec();
+                        prefix.extend_from_slice(&id.to_be_bytes());
+                        for item in t
+                            .own
+                            .prefix_iter(txn, &prefix)
+                            .map_err(db.err("read owners"))?
+                        {
+                            let (k, _) = item.map_err(db.err("read owners"))?;
+                            let Some((_, _, key)) = split_own_key(k) else {
+                                continue;
+                            };
+                            if let Some(rec) =
+                                t.kv.get(txn, &kv_key(id, key))
+                                    .map_err(db.err("read"))?
+                                    .and_then(decode_kv)
+                                // Expired ones are subtracted above already.
+                                && rec.owner == owner
+                                && !clock::expired(rec.expires_ms, now)
+                            {
+                                orphaned += 1;
+                                orphaned_bytes += rec.value.len() as u64;
+                            }
+                        }
+                    }
+                    let stats = StoreStats {
+                        values: c[ops::VALUES].saturating_sub(unswept + orphaned),
+                        bytes: c[ops::BYTES].saturating_sub(unswept_bytes + orphaned_bytes),
                         revision: c[ops::REV],
                         sets: c[ops::SETS],
                         deletes: c[ops::DELETES],
                         expired: c[ops::EXPIRED],
                         reclaimed: c[ops::RECLAIMED],
-                    })
+                    };
+                    Ok((stats, liveness.dead()))
                 })
-                .await
+                .await?;
+            if !dead.is_empty() {
+                self.reclaim_in_background(dead);
+            }
+            Ok(stats)
         })
     }
 
