@@ -318,6 +318,32 @@ async fn a_watcher_far_behind_is_told_how_many_it_missed() {
 }
 
 #[tokio::test]
+async fn a_lag_counts_the_stores_changes_skipped_to_any_key() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let store = bus.store("lagf", StoreOptions::default()).await.unwrap();
+    let mut watch = store.watch("a.*").await.unwrap();
+    let writes = 5000u64;
+    for i in 0..writes {
+        store.set("b.x", i.to_le_bytes(), None).await.unwrap();
+    }
+    store.set("a.1", b"only", None).await.unwrap();
+    // None of the skipped changes matched `a.*`: the lag counts them all the same
+    // (trimmed from the store's log, they can no longer be matched).
+    let Err(Lagged(n)) = next(&mut watch).await else {
+        panic!("the watcher fell behind the log's 4,096 changes");
+    };
+    assert!(
+        (writes - 4096 - 64..=writes - 4096).contains(&n),
+        "the store's skipped changes: {n}"
+    );
+    match next(&mut watch).await {
+        Ok(StoreEvent::Set(e)) => assert_eq!(e.key().as_str(), "a.1"),
+        other => panic!("expected the one matching change, got {other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn big_values_set_over_and_over_never_fill_the_database() {
     let dir = tempdir();
     let bus = open(&dir).await;

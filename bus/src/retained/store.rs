@@ -476,7 +476,12 @@ impl Store {
     /// The changes to keys matching `pattern` from now on: sets, deletions, expiries.
     ///
     /// Changes arrive in revision order. A watcher that falls too far behind gets
-    /// `Err(Lagged(n))` for the `n` changes it missed, then carries on. A set whose value's
+    /// `Err(Lagged(n))` for the `n` changes it missed, then carries on. On the bus, `n`
+    /// counts the changes of the whole store it skipped, to any key: the store keeps one
+    /// log of changes, and what was trimmed from it can no longer be matched against the
+    /// pattern, so `n` is at least the number of matching changes missed (it can be more:
+    /// a lag is reported even when none of the skipped changes matched). On NATS, `n`
+    /// counts only matching changes. A set whose value's
     /// time to live ran out before the watch hands it out (when the watcher reads it, also
     /// after the backend fetched it) is skipped (a value is never handed out dead): the
     /// key's next change follows, its `Expired`, or the set or deletion that replaced it

@@ -124,6 +124,8 @@ impl Watcher {
                 let (k, r) = item.map_err(db.err("read log"))?;
                 let Some(revision) = seq_of(k) else { continue };
                 if revision > self.next {
+                    // Trimmed: whether they matched the pattern cannot be told any more, so
+                    // every skipped change of the store counts (as documented).
                     self.pending.push_back(Err(Lagged(revision - self.next)));
                 }
                 self.next = revision + 1;
