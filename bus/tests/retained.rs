@@ -152,6 +152,28 @@ async fn bad_input_is_refused_before_anything_is_written() {
     }
 }
 
+#[tokio::test]
+async fn a_watch_on_a_pattern_that_matches_no_key_is_refused() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let store = bus.store("w", StoreOptions::default()).await.unwrap();
+    for pattern in ["", "a b", " , "] {
+        match store.watch(pattern).await {
+            Err(StoreError::EmptyPattern { pattern: given }) => assert_eq!(given, pattern),
+            other => panic!("watch({pattern:?}) must be refused, got {other:?}"),
+        }
+    }
+    // As a durable subscription refuses it.
+    assert!(matches!(
+        bus.subscribe_durable("a b", "d").await,
+        Err(StoreError::EmptyPattern { .. })
+    ));
+    assert!(
+        store.watch("a b,a.*").await.is_ok(),
+        "one alternative can match"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_expired_value_is_never_returned_and_watchers_see_it_expire() {
     let dir = tempdir();

@@ -489,9 +489,17 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// A backend failure.
+    /// [`StoreError::EmptyPattern`] for a pattern that matches no key (empty, or every
+    /// alternative blank or holding whitespace or a control character: `""`, `"a b"`), as
+    /// a durable subscription refuses it; or a backend failure.
     pub async fn watch(&self, pattern: &str) -> Result<StoreWatch, StoreError> {
-        let pattern = Pattern::new(pattern);
+        let compiled = Pattern::new(pattern);
+        if compiled.is_empty() {
+            return Err(StoreError::EmptyPattern {
+                pattern: pattern.to_owned(),
+            });
+        }
+        let pattern = compiled;
         let events = self.backend.watch(pattern.clone()).await?;
         Ok(StoreWatch { pattern, events })
     }
