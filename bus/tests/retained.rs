@@ -152,6 +152,28 @@ async fn bad_input_is_refused_before_anything_is_written() {
     }
 }
 
+#[tokio::test]
+async fn a_watch_on_a_pattern_that_matches_no_key_is_refused() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let store = bus.store("w", StoreOptions::default()).await.unwrap();
+    for pattern in ["", "a b", " , "] {
+        match store.watch(pattern).await {
+            Err(StoreError::EmptyPattern { pattern: given }) => assert_eq!(given, pattern),
+            other => panic!("watch({pattern:?}) must be refused, got {other:?}"),
+        }
+    }
+    // As a durable subscription refuses it.
+    assert!(matches!(
+        bus.subscribe_durable("a b", "d").await,
+        Err(StoreError::EmptyPattern { .. })
+    ));
+    assert!(
+        store.watch("a b,a.*").await.is_ok(),
+        "one alternative can match"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_expired_value_is_never_returned_and_watchers_see_it_expire() {
     let dir = tempdir();
@@ -197,6 +219,27 @@ async fn an_expired_value_is_never_returned_and_watchers_see_it_expire() {
     }
     let stats = store.stats().await.unwrap();
     assert_eq!((stats.values, stats.expired), (1, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_watcher_never_hands_out_a_value_that_expired_while_it_waited() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let store = bus.store("dead", StoreOptions::default()).await.unwrap();
+    let mut watch = store.watch("*").await.unwrap();
+    store.set("a", b"1", None).await.unwrap();
+    store.set("b", b"2", Duration::from_secs(5)).await.unwrap();
+    // One read takes both changes; `b` expires before it is handed out.
+    assert!(matches!(watch.next().await, Some(Ok(StoreEvent::Set(e))) if e.key().as_str() == "a"));
+    tokio::time::advance(Duration::from_secs(10)).await;
+    // No timeout: with the clock paused, it would fire while the runtime waits for the
+    // database thread.
+    match watch.next().await.expect("the watch goes on") {
+        Ok(StoreEvent::Expired { key, revision }) => {
+            assert_eq!((key.as_str(), revision), ("b", 3), "the set was skipped");
+        }
+        other => panic!("expected b's expiry, not its dead value: {other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -297,6 +340,85 @@ async fn a_watcher_far_behind_is_told_how_many_it_missed() {
 }
 
 #[tokio::test]
+async fn a_lag_counts_the_stores_changes_skipped_to_any_key() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let store = bus.store("lagf", StoreOptions::default()).await.unwrap();
+    let mut watch = store.watch("a.*").await.unwrap();
+    let writes = 5000u64;
+    for i in 0..writes {
+        store.set("b.x", i.to_le_bytes(), None).await.unwrap();
+    }
+    store.set("a.1", b"only", None).await.unwrap();
+    // None of the skipped changes matched `a.*`: the lag counts them all the same
+    // (trimmed from the store's log, they can no longer be matched).
+    let Err(Lagged(n)) = next(&mut watch).await else {
+        panic!("the watcher fell behind the log's 4,096 changes");
+    };
+    assert!(
+        (writes - 4096 - 64..=writes - 4096).contains(&n),
+        "the store's skipped changes: {n}"
+    );
+    match next(&mut watch).await {
+        Ok(StoreEvent::Set(e)) => assert_eq!(e.key().as_str(), "a.1"),
+        other => panic!("expected the one matching change, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn big_values_set_over_and_over_never_fill_the_database() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let store = bus.store("big", StoreOptions::default()).await.unwrap();
+    let max = store.options().get_max_value_size();
+    let mut watch = store.watch("*").await.unwrap();
+    // Two GiB through one key of a 1 GiB database: only the current value and the log's
+    // bounded tail are kept.
+    let sets = 2048u64;
+    for i in 0..sets {
+        if let Err(e) = store.set("k", vec![i as u8; max], None).await {
+            panic!("set #{i} of one key: {e}");
+        }
+    }
+    // The watcher that read nothing is told how many changes it missed, then gets the
+    // newest ones, each with its whole value.
+    let (mut lagged, mut got) = (0, Vec::new());
+    while got.last() != Some(&sets) {
+        match next(&mut watch).await {
+            Err(Lagged(n)) => {
+                assert!(got.is_empty(), "the lag comes first");
+                lagged += n;
+            }
+            Ok(StoreEvent::Set(e)) => {
+                assert_eq!(e.value().len(), max);
+                assert_eq!(e.value()[0], (e.revision() - 1) as u8);
+                got.push(e.revision());
+            }
+            Ok(other) => panic!("only sets: {other:?}"),
+        }
+    }
+    assert!(!got.is_empty() && got.len() < 64, "a bounded tail: {got:?}");
+    assert_eq!(lagged + got.len() as u64, sets);
+    assert!(got.windows(2).all(|w| w[1] == w[0] + 1), "{got:?}");
+    // Deleting frees the space: 700 MiB of values, deleted, then 700 MiB more fit again
+    // (1.4 GiB through a 1 GiB database).
+    assert!(store.delete("k").await.unwrap());
+    let fill = bus.store("fill", StoreOptions::default()).await.unwrap();
+    for round in ["a", "b"] {
+        for i in 0..700 {
+            if let Err(e) = fill.set(&format!("{round}{i}"), vec![1u8; max], None).await {
+                panic!("round {round}, value #{i}: {e}");
+            }
+        }
+        assert_eq!(fill.clear().await.unwrap(), 700);
+    }
+    // Other stores, rooms and durable subscriptions still have room.
+    store.set("small", b"x", None).await.unwrap();
+    let room = bus.room("after", RoomOptions::default()).await.unwrap();
+    room.send(vec![0u8; max]).await.unwrap();
+}
+
+#[tokio::test]
 async fn owned_values_go_with_the_handle_that_set_them() {
     let dir = tempdir();
     let reader = open(&dir).await;
@@ -339,6 +461,71 @@ async fn owned_values_go_with_the_handle_that_set_them() {
     );
     assert_eq!(store.stats().await.unwrap().reclaimed, 1);
     assert_eq!(store.reclaim().await.unwrap(), 0, "nothing left to reclaim");
+}
+
+#[tokio::test]
+async fn history_returns_nothing_once_the_current_values_owner_is_gone() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let store = bus
+        .store("h", StoreOptions::default().history(3))
+        .await
+        .unwrap();
+    {
+        let other = open(&dir).await;
+        let theirs = other.store("h", StoreOptions::default()).await.unwrap();
+        store.set("o", b"plain-old", None).await.unwrap();
+        theirs.set_owned("o", b"owned-new", None).await.unwrap();
+        assert_eq!(store.history("o").await.unwrap().len(), 2);
+    }
+    // Wait for the owner's death as `get` sees it. `get` then only starts the reclaim
+    // (in the background: on this single-threaded runtime it waits for the next await),
+    // so `history` below reads the key as the owner left it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while store.get("o").await.unwrap().is_some() {
+        assert!(std::time::Instant::now() < deadline, "the owner never died");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(store.entry("o").await.unwrap(), None);
+    let history = store.history("o").await.unwrap();
+    assert!(
+        history.is_empty(),
+        "no revision of a key whose current owner is gone: {:?}",
+        history.iter().map(|e| e.value_str()).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn stats_count_only_live_values_even_before_a_dead_owners_are_reclaimed() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let store = bus.store("st", StoreOptions::default()).await.unwrap();
+    store.set("mine", b"12345", None).await.unwrap();
+    let gone = {
+        let other = open(&dir).await;
+        let theirs = other.store("st", StoreOptions::default()).await.unwrap();
+        theirs.set_owned("theirs", b"xyz", None).await.unwrap();
+        let stats = store.stats().await.unwrap();
+        assert_eq!((stats.values, stats.bytes), (2, 8), "while its owner lives");
+        other.peer_id()
+    };
+    // The owner's lock file goes when it has left the bus: dead from then on. Nothing that
+    // reclaims (get, entries, a watcher) has looked at the store.
+    let lock = bus.dir().join(format!("{gone:016x}.peer"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while lock.exists() {
+        assert!(std::time::Instant::now() < deadline, "the owner never left");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let stats = store.stats().await.unwrap();
+    assert_eq!(
+        (stats.values, stats.bytes),
+        (1, 5),
+        "the dead owner's value is not live"
+    );
+    assert_eq!(store.entries().await.unwrap().len(), 1);
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.values, stats.bytes), (1, 5), "and after its reclaim");
 }
 
 #[tokio::test]
@@ -407,6 +594,50 @@ async fn a_room_drops_messages_older_than_its_age() {
         b"new",
         "the old one is past the room's age"
     );
+}
+
+#[tokio::test]
+async fn a_joiner_starts_when_join_returns_and_is_told_what_the_count_bound_dropped() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let room = bus
+        .room("count", RoomOptions::default().max_messages(3))
+        .await
+        .unwrap();
+    room.send(b"h1").await.unwrap();
+    let mut joined = room.join().await.unwrap();
+    // Sent after `join` returned, before the joiner reads anything: the room keeps the
+    // last three, so h1 and live0..live2 are dropped unread.
+    for i in 0..6 {
+        room.send(format!("live{i}")).await.unwrap();
+    }
+    assert_eq!(next(&mut joined).await, Err(Lagged(4)));
+    for i in 3..6 {
+        let m = next(&mut joined).await.unwrap();
+        assert_eq!(m.payload_str(), Some(format!("live{i}").as_str()));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_joiner_starts_when_join_returns_and_is_told_what_the_age_bound_dropped() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let room = bus
+        .room(
+            "age",
+            RoomOptions::default().max_age(Duration::from_secs(60)),
+        )
+        .await
+        .unwrap();
+    room.send(b"history").await.unwrap();
+    let mut joined = room.join().await.unwrap();
+    room.send(b"sent-after-join").await.unwrap();
+    tokio::time::advance(Duration::from_secs(61)).await;
+    room.send(b"later").await.unwrap();
+    // Both were kept when `join` returned; both aged out before the joiner read them.
+    assert_eq!(next(&mut joined).await, Err(Lagged(2)));
+    let m = next(&mut joined).await.unwrap();
+    assert_eq!((m.payload(), m.sequence()), (&b"later"[..], 3));
 }
 
 #[tokio::test]
@@ -528,6 +759,90 @@ async fn durable_overflow_drops_the_oldest_and_says_so() {
     }
     assert_eq!(dropped + kept, 50);
     assert!((1..50).contains(&kept), "kept {kept}");
+}
+
+#[tokio::test]
+async fn an_attach_refused_as_in_use_changes_nothing() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let mut attached = bus.subscribe_durable("orders.*", "billing").await.unwrap();
+    let refused = bus
+        .subscribe_durable_with(
+            "other.*",
+            "billing",
+            DurableOptions::default().max_messages(1),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::InUse { ref name }) if name == "billing"),
+        "{refused:?}"
+    );
+    // A new handle (as a new process would) reads the registry from the database.
+    let publisher = open(&dir).await;
+    for i in 0..3 {
+        publisher
+            .publish("orders.x", format!("o{i}"))
+            .await
+            .unwrap();
+        publisher.publish("other.x", format!("x{i}")).await.unwrap();
+    }
+    publisher.publish("orders.x", b"end").await.unwrap();
+    let mut got = Vec::new();
+    while got.last().map(String::as_str) != Some("orders.x:end") {
+        got.push(match next(&mut attached).await {
+            Ok(m) => format!("{}:{}", m.topic(), m.payload_str().unwrap()),
+            Err(Lagged(n)) => format!("Lagged({n})"),
+        });
+    }
+    assert_eq!(
+        got,
+        ["orders.x:o0", "orders.x:o1", "orders.x:o2", "orders.x:end"],
+        "the attached subscriber's pattern and bounds are its own"
+    );
+    assert_eq!(attached.options(), &DurableOptions::default());
+}
+
+#[tokio::test]
+async fn subscribe_durable_keeps_the_bounds_of_an_existing_subscription() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let two = DurableOptions::default().max_messages(2);
+    drop(
+        bus.subscribe_durable_with("o.*", "small", two.clone())
+            .await
+            .unwrap(),
+    );
+    // Back with the plain call: the bounds it was created with stay.
+    let sub = bus.subscribe_durable("o.*", "small").await.unwrap();
+    assert_eq!(sub.options(), &two);
+    drop(sub);
+    for i in 0..5 {
+        bus.publish("o.x", format!("{i}")).await.unwrap();
+    }
+    let mut sub = bus.subscribe_durable("o.*", "small").await.unwrap();
+    assert_eq!(
+        next(&mut sub).await,
+        Err(Lagged(3)),
+        "the bound of two held"
+    );
+    for i in 3..5 {
+        assert_eq!(
+            next(&mut sub).await.unwrap().payload_str(),
+            Some(i.to_string().as_str())
+        );
+    }
+    drop(sub);
+    // `subscribe_durable_with` still changes them; a new one gets the defaults.
+    let sub = bus
+        .subscribe_durable_with("o.*", "small", DurableOptions::default().max_messages(7))
+        .await
+        .unwrap();
+    assert_eq!(sub.options().get_max_messages(), 7);
+    drop(sub);
+    let sub = bus.subscribe_durable("o.*", "small").await.unwrap();
+    assert_eq!(sub.options().get_max_messages(), 7);
+    let fresh = bus.subscribe_durable("n.*", "fresh").await.unwrap();
+    assert_eq!(fresh.options(), &DurableOptions::default());
 }
 
 #[tokio::test]

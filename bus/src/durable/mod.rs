@@ -39,6 +39,11 @@ impl Bus {
     /// default bounds ([`DurableOptions`]) if it does not exist. See
     /// [`DurableSubscription`].
     ///
+    /// An existing subscription keeps the bounds it has (as a store or a room keeps the
+    /// options it was created with; [`options`](DurableSubscription::options) tells them):
+    /// only [`subscribe_durable_with`](Self::subscribe_durable_with) changes them. Its
+    /// pattern becomes `pattern`.
+    ///
     /// # Errors
     ///
     /// As [`subscribe_durable_with`](Self::subscribe_durable_with).
@@ -47,8 +52,7 @@ impl Bus {
         pattern: &str,
         name: &str,
     ) -> Result<DurableSubscription, StoreError> {
-        self.subscribe_durable_with(pattern, name, DurableOptions::default())
-            .await
+        self.attach_durable(pattern, name, None).await
     }
 
     /// Attaches to the durable subscription `name`, creating it (or changing its pattern
@@ -63,25 +67,59 @@ impl Bus {
     /// # Errors
     ///
     /// [`StoreError::InvalidName`], [`StoreError::InUse`] while another subscriber is
-    /// attached, or the database could not be opened.
+    /// attached (the subscription's pattern and bounds are then left as they are), or the
+    /// database could not be opened.
     pub async fn subscribe_durable_with(
         &self,
         pattern: &str,
         name: &str,
         options: DurableOptions,
     ) -> Result<DurableSubscription, StoreError> {
-        let (name, _) = check_durable(pattern, name, &options)?;
+        self.attach_durable(pattern, name, Some(options)).await
+    }
+
+    /// Attaches to `name` on `pattern`: with `options`, setting its bounds to them; with
+    /// `None`, keeping those it has (the defaults for a new one).
+    async fn attach_durable(
+        &self,
+        pattern: &str,
+        name: &str,
+        options: Option<DurableOptions>,
+    ) -> Result<DurableSubscription, StoreError> {
+        let (name, _) = check_durable(
+            pattern,
+            name,
+            options.as_ref().unwrap_or(&DurableOptions::default()),
+        )?;
         let db = Db::open_for(self, true).await?.ok_or(StoreError::Closed)?;
-        let registration = Registration {
-            pattern: pattern.to_owned(),
-            options: options.clone(),
-        };
-        let (id, changed, acked) = {
-            let (name, registration) = (name.to_string(), registration.clone());
-            db.write(move |w| ops::attach(w, &name, &registration))
+        // The lock first: an attach refused as in use must change nothing (the attached
+        // subscriber's pattern and bounds are its own).
+        let (id, changed, acked, options, lock) = loop {
+            let (id, created) = {
+                let registration = Registration {
+                    pattern: pattern.to_owned(),
+                    options: options.clone().unwrap_or_default(),
+                };
+                let name = name.to_string();
+                db.write(move |w| ops::ensure(w, &name, &registration))
+                    .await?
+            };
+            let lock = lock_file(&db, id, &name)?;
+            let (name, pattern, options) = (name.to_string(), pattern.to_owned(), options.clone());
+            if let Some(attached) = db
+                .write(move |w| ops::attach(w, &name, id, &pattern, options.as_ref()))
                 .await?
+            {
+                break (
+                    id,
+                    created || attached.changed,
+                    attached.acked,
+                    attached.options,
+                    lock,
+                );
+            }
+            // Removed by its subscriber between the two steps: start over.
         };
-        let lock = lock_file(&db, id, &name)?;
         if changed {
             capture::sync(self).await?;
         }

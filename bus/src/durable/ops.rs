@@ -38,34 +38,78 @@ fn save(w: &mut Write<'_, '_>, id: u32, c: &codec::Counters) -> Result<(), Store
         .map_err(w.err("write counters"))
 }
 
-/// Attaches to `name`: creates it, or updates its pattern and bounds. Returns the id,
-/// whether the registration changed (others must learn of it), and the last
-/// acknowledged sequence.
-pub(crate) fn attach(
+/// The first step of an attach: the id of `name`, created with `registration` if it does
+/// not exist (an existing one is left as it is: the attach may yet be refused as in use).
+/// Returns the id and whether it was created.
+pub(crate) fn ensure(
     w: &mut Write<'_, '_>,
     name: &str,
     registration: &Registration,
-) -> Result<(u32, bool, u64), StoreError> {
+) -> Result<(u32, bool), StoreError> {
     let existing =
         w.t.names
             .get(w.txn, &name_key(DURABLE, name))
             .map_err(w.err("read names"))?
             .and_then(codec::decode_named)
-            .map(|(id, json)| (id, serde_json::from_slice::<Registration>(json).ok()));
+            .map(|(id, _)| id);
     match existing {
-        Some((id, Some(found))) if found == *registration => {
-            Ok((id, false, counters(w, id)?[ACKED]))
-        }
-        Some((id, _)) => {
-            names::put(w, DURABLE, name, id, registration)?;
-            Ok((id, true, counters(w, id)?[ACKED]))
-        }
+        Some(id) => Ok((id, false)),
         None => {
             let id = names::new_id(w)?;
             names::put(w, DURABLE, name, id, registration)?;
-            Ok((id, true, 0))
+            Ok((id, true))
         }
     }
+}
+
+/// What the second step of an attach found and did.
+pub(crate) struct Attached {
+    /// Whether the pattern or the bounds changed (others must learn of it).
+    pub(crate) changed: bool,
+    /// The last acknowledged sequence.
+    pub(crate) acked: u64,
+    /// The bounds in effect.
+    pub(crate) options: DurableOptions,
+}
+
+/// The second step of an attach, once the subscriber holds the lock of `id`: sets the
+/// pattern of `name` to `pattern` and, if given, its bounds to `options` (`None` keeps
+/// those it has). `None` if `name` is no longer `id` (removed since the first step).
+pub(crate) fn attach(
+    w: &mut Write<'_, '_>,
+    name: &str,
+    id: u32,
+    pattern: &str,
+    options: Option<&DurableOptions>,
+) -> Result<Option<Attached>, StoreError> {
+    let found =
+        w.t.names
+            .get(w.txn, &name_key(DURABLE, name))
+            .map_err(w.err("read names"))?
+            .and_then(codec::decode_named)
+            .map(|(id, json)| (id, serde_json::from_slice::<Registration>(json).ok()));
+    let found = match found {
+        Some((current, found)) if current == id => found,
+        _ => return Ok(None),
+    };
+    let registration = Registration {
+        pattern: pattern.to_owned(),
+        options: match (options, &found) {
+            (Some(options), _) => options.clone(),
+            (None, Some(found)) => found.options.clone(),
+            // Unreadable: written again, with the defaults.
+            (None, None) => DurableOptions::default(),
+        },
+    };
+    let changed = found.as_ref() != Some(&registration);
+    if changed {
+        names::put(w, DURABLE, name, id, &registration)?;
+    }
+    Ok(Some(Attached {
+        changed,
+        acked: counters(w, id)?[ACKED],
+        options: registration.options,
+    }))
 }
 
 /// Keeps one message (encoded `record`) for each target `(id, name, bounds)` that still

@@ -18,8 +18,10 @@ use super::backend::DurableBackend;
 /// The overflow policy is **drop oldest**: a publisher never waits for an absent
 /// subscriber; when a bound is reached the oldest kept messages are dropped, and the
 /// subscriber is told how many with `Err(Lagged(n))` at that point of the stream. Set when
-/// the subscription is created; attaching again with other bounds changes them for the
-/// messages kept from then on.
+/// the subscription is created; attaching again with other bounds
+/// ([`Bus::subscribe_durable_with`](crate::Bus::subscribe_durable_with)) changes them for
+/// the messages kept from then on, while attaching without bounds
+/// ([`Bus::subscribe_durable`](crate::Bus::subscribe_durable)) keeps them.
 ///
 /// # Examples
 ///

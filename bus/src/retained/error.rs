@@ -54,10 +54,11 @@ pub enum StoreError {
         "a max age of zero was given: every message would be dropped as soon as it is kept; pass a positive duration (at least a millisecond)"
     )]
     ZeroMaxAge,
-    /// A durable subscription's pattern matches no topic: it is empty, or every alternative
-    /// is blank or holds a character no name may (see [`Pattern::is_empty`](ephemeral::Pattern::is_empty)).
+    /// A durable subscription's pattern matches no topic, or a store watch's no key: it is
+    /// empty, or every alternative is blank or holds a character no name may (see
+    /// [`Pattern::is_empty`](ephemeral::Pattern::is_empty)).
     #[error(
-        "pattern `{pattern}` matches no topic (it is empty, or every alternative is blank or holds whitespace or a control character): give a pattern such as `orders.*`"
+        "pattern `{pattern}` matches no name (it is empty, or every alternative is blank or holds whitespace or a control character): give a pattern such as `orders.*`"
     )]
     EmptyPattern {
         /// The pattern given.

@@ -63,7 +63,7 @@
 //! | values, messages | [`StoreOptions::max_value_size`], [`RoomOptions::max_message_size`] (1 MiB) |
 //! | values per store | [`StoreOptions::max_values`] (100,000) |
 //! | revisions per key | [`StoreOptions::history`] (1, at most 64) |
-//! | changes a watcher may fall behind | 4,096 |
+//! | changes a watcher may fall behind | 4,096, and 16 MiB of them (per store: the log's bound) |
 //! | messages per room | [`RoomOptions`] (1,000 and one hour) |
 //! | kept per durable subscription | [`DurableOptions`] (10,000 messages, 64 MiB, 24 hours) |
 //!

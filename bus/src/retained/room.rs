@@ -157,6 +157,9 @@ impl RoomMessage {
 /// joiners see one order, and messages from one sender keep the order they were sent in.
 /// A joiner that falls behind the room's bound (the messages it has not read yet were
 /// dropped as the oldest) is told `Err(Lagged(n))`, then carries on with the oldest kept.
+/// A joiner is behind from the moment [`join`](Self::join) returns, whether it has read
+/// anything yet or not: what was kept then, or sent since, and dropped before it was read
+/// is counted in a `Lagged`, never lost silently.
 ///
 /// `Room` is a cheap `Clone`.
 ///
@@ -225,6 +228,11 @@ impl Room {
     }
 
     /// Joins: the retained messages, oldest first, then every message sent from now on.
+    ///
+    /// The start is fixed when this returns: the messages the room keeps at that moment
+    /// (older ones were gone before: not a lag), then every later one. Any of them that
+    /// the room's bounds drop before the joiner reads it is reported as `Err(Lagged(n))`,
+    /// also before the first read.
     ///
     /// # Errors
     ///

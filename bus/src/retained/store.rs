@@ -250,9 +250,10 @@ impl StoreEvent {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StoreStats {
-    /// Live values now.
+    /// Live values now: neither expired nor owned by an owner that is gone, whether or not
+    /// they were swept or reclaimed yet (as [`Store::entries`] would list them).
     pub values: u64,
-    /// Bytes of the live values now (values only, not keys).
+    /// Bytes of the live values now (values only, not keys), counted as `values` is.
     pub bytes: u64,
     /// The latest revision.
     pub revision: u64,
@@ -289,7 +290,11 @@ pub struct StoreStats {
 /// * **Bounds.** At most [`max_values`](StoreOptions::max_values) values of at most
 ///   [`max_value_size`](StoreOptions::max_value_size) bytes, and
 ///   [`history`](StoreOptions::history) revisions per key; a watcher more than 4,096 changes
-///   behind is told [`Lagged`].
+///   behind is told [`Lagged`]. On the bus the changes wait for watchers in a log that keeps
+///   the last 4,096 changes of each store and at most 16 MiB of them (the newest change is
+///   always kept): with big values a watcher may fall fewer changes behind (about 16 sets of
+///   1 MiB values) before it is told `Lagged`, and the log never holds more than about
+///   16 MiB of a store's values, so deleting values frees their space.
 /// * **Crashes.** A set that returned `Ok` is in the database; a process killed in the
 ///   middle of a write leaves the previous value, never half of the new one.
 ///
@@ -447,7 +452,9 @@ impl Store {
     }
 
     /// The kept revisions of `key` (up to [`StoreOptions::history`]), oldest first, each
-    /// still live; empty once the key is deleted or expired.
+    /// still live; empty once the key is deleted or expired, and once the owner of its
+    /// current value is gone (as [`get`](Self::get) and [`entry`](Self::entry) return
+    /// nothing then: the reclaim removes the key with its whole history).
     ///
     /// # Errors
     ///
@@ -469,16 +476,30 @@ impl Store {
     /// The changes to keys matching `pattern` from now on: sets, deletions, expiries.
     ///
     /// Changes arrive in revision order. A watcher that falls too far behind gets
-    /// `Err(Lagged(n))` for the `n` changes it missed, then carries on. A set whose value's
-    /// time to live ran out before the watcher read it is skipped (a value is never handed
-    /// out dead): the key's next change follows, its `Expired`, or the set or deletion that
-    /// replaced it first (the revisions show the gap).
+    /// `Err(Lagged(n))` for the `n` changes it missed, then carries on. On the bus, `n`
+    /// counts the changes of the whole store it skipped, to any key: the store keeps one
+    /// log of changes, and what was trimmed from it can no longer be matched against the
+    /// pattern, so `n` is at least the number of matching changes missed (it can be more:
+    /// a lag is reported even when none of the skipped changes matched). On NATS, `n`
+    /// counts only matching changes. A set whose value's
+    /// time to live ran out before the watch hands it out (when the watcher reads it, also
+    /// after the backend fetched it) is skipped (a value is never handed out dead): the
+    /// key's next change follows, its `Expired`, or the set or deletion that replaced it
+    /// first (the revisions show the gap).
     ///
     /// # Errors
     ///
-    /// A backend failure.
+    /// [`StoreError::EmptyPattern`] for a pattern that matches no key (empty, or every
+    /// alternative blank or holding whitespace or a control character: `""`, `"a b"`), as
+    /// a durable subscription refuses it; or a backend failure.
     pub async fn watch(&self, pattern: &str) -> Result<StoreWatch, StoreError> {
-        let pattern = Pattern::new(pattern);
+        let compiled = Pattern::new(pattern);
+        if compiled.is_empty() {
+            return Err(StoreError::EmptyPattern {
+                pattern: pattern.to_owned(),
+            });
+        }
+        let pattern = compiled;
         let events = self.backend.watch(pattern.clone()).await?;
         Ok(StoreWatch { pattern, events })
     }

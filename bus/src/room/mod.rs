@@ -162,11 +162,14 @@ impl RoomBackend for BusRoom {
     ) -> BoxFuture<'_, Result<BoxStream<'static, Result<RoomMessage, Lagged>>, StoreError>> {
         Box::pin(async move {
             let notices = db::notices(&self.bus, &self.topic).await;
+            // Where the joiner starts is fixed now, not at its first read: anything from
+            // here on that the room drops before it is read is a lag, never lost silently.
+            let start = history_start(&self.db, self.id, self.options.max_age_ms)?;
             let joiner = Joiner {
                 db: Arc::clone(&self.db),
                 id: self.id,
                 max_age_ms: self.options.max_age_ms,
-                next: None,
+                next: start,
                 pending: VecDeque::new(),
                 follow: Follow::new("room joiner", self.name.as_str(), notices),
             };
@@ -179,12 +182,33 @@ impl RoomBackend for BusRoom {
     }
 }
 
+/// The first sequence a joiner delivers: the oldest message still young enough, or the
+/// next one sent. Older ones were gone before it came: not a lag.
+fn history_start(db: &Db, id: u32, max_age_ms: u64) -> Result<u64, StoreError> {
+    let cutoff = clock::now_ms().saturating_sub(max_age_ms);
+    db.read(|txn, t| {
+        let last = codec::decode_counters(
+            t.counters
+                .get(txn, &codec::id_key(id))
+                .map_err(db.err("read counters"))?,
+        )[LAST];
+        let first = t
+            .msg
+            .prefix_iter(txn, &codec::id_key(id))
+            .map_err(db.err("read room"))?
+            .filter_map(Result::ok)
+            .find(|(_, r)| msg_times(r).is_some_and(|(at, _)| at >= cutoff))
+            .and_then(|(k, _)| seq_of(k));
+        Ok(first.unwrap_or(last + 1).min(last + 1))
+    })
+}
+
 struct Joiner {
     db: Arc<Db>,
     id: u32,
     max_age_ms: u64,
-    /// The next sequence to deliver; `None` before the history was read.
-    next: Option<u64>,
+    /// The next sequence to deliver.
+    next: u64,
     pending: VecDeque<Result<RoomMessage, Lagged>>,
     /// Notices, read failures (see `retained::retry`).
     follow: Follow,
@@ -206,28 +230,7 @@ impl Joiner {
         let (id, db) = (self.id, Arc::clone(&self.db));
         let cutoff = clock::now_ms().saturating_sub(self.max_age_ms);
         db.read(|txn, t| {
-            let next = match self.next {
-                Some(next) => next,
-                None => {
-                    // The history: from the oldest message still young enough. Older ones
-                    // were gone before this joiner came: not a lag.
-                    let last = codec::decode_counters(
-                        t.counters
-                            .get(txn, &codec::id_key(id))
-                            .map_err(db.err("read counters"))?,
-                    )[LAST];
-                    let first = t
-                        .msg
-                        .prefix_iter(txn, &codec::id_key(id))
-                        .map_err(db.err("read room"))?
-                        .filter_map(Result::ok)
-                        .find(|(_, r)| msg_times(r).is_some_and(|(at, _)| at >= cutoff))
-                        .and_then(|(k, _)| seq_of(k));
-                    let start = first.unwrap_or(last + 1).min(last + 1);
-                    self.next = Some(start);
-                    start
-                }
-            };
+            let next = self.next;
             let from = seq_key(id, next);
             let to = seq_key(id, u64::MAX);
             let (mut read, mut bytes, mut expected, mut lag) = (0, 0, next, 0u64);
@@ -269,7 +272,7 @@ impl Joiner {
             if lag > 0 {
                 self.pending.push_back(Err(Lagged(lag)));
             }
-            self.next = Some(expected);
+            self.next = expected;
             Ok(read)
         })
     }

@@ -11,7 +11,7 @@ use ephemeral::{Lagged, Name, Pattern};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
-use crate::db::codec::{self, STORE, decode_kv, hist_prefix, kv_key, split_exp_key};
+use crate::db::codec::{self, STORE, decode_kv, hist_prefix, kv_key, split_exp_key, split_own_key};
 use crate::db::owners::{self, Liveness};
 use crate::db::{self, Db, names};
 use crate::retained::backend::StoreBackend;
@@ -332,8 +332,15 @@ impl StoreBackend for BusStore {
                 return Ok(self.live(key)?.map(|f| f.entry(name)).into_iter().collect());
             }
             let now = clock::now_ms();
-            // At most `history` (64) records: a bounded read.
-            let found: Vec<Found> = self.db.read(|txn, t| {
+            // At most `history` (64) records: a bounded read. With the owner of the current
+            // value, which decides for the whole key.
+            let (current_owner, found): (u64, Vec<Found>) = self.db.read(|txn, t| {
+                let current_owner =
+                    t.kv.get(txn, codec::KvKey::new(self.id, key).as_bytes())
+                        .map_err(self.db.err("read"))?
+                        .map(|r| decode_kv(r).ok_or_else(|| corrupt(&self.db)))
+                        .transpose()?
+                        .map_or(0, |rec| rec.owner);
                 let mut found = Vec::new();
                 for item in t
                     .hist
@@ -352,15 +359,21 @@ impl StoreBackend for BusStore {
                         });
                     }
                 }
-                Ok(found)
+                Ok((current_owner, found))
             })?;
-            // Owned revisions go with their owner, as the value itself does.
+            // Owned revisions go with their owner, as the value itself does. When the
+            // current value's owner is gone the key is (its reclaim removes the key and its
+            // whole history), as `get` and `entry` already say: no revision is returned.
             let mut liveness = Liveness::new(&self.db.bus_dir, self.me);
-            let entries = found
-                .into_iter()
-                .filter(|f| liveness.keeps(f.owner))
-                .map(|f| f.entry(name.clone()))
-                .collect();
+            let entries = if liveness.keeps(current_owner) {
+                found
+                    .into_iter()
+                    .filter(|f| liveness.keeps(f.owner))
+                    .map(|f| f.entry(name.clone()))
+                    .collect()
+            } else {
+                Vec::new()
+            };
             let dead = liveness.dead();
             if !dead.is_empty() {
                 self.reclaim_in_background(dead);
@@ -372,9 +385,10 @@ impl StoreBackend for BusStore {
     fn stats(&self) -> BoxFuture<'_, Result<StoreStats, StoreError>> {
         Box::pin(async move {
             let db = Arc::clone(&self.db);
-            let id = self.id;
+            let (id, me) = (self.id, self.me);
             let now = clock::now_ms();
-            db.clone()
+            let (stats, dead) = db
+                .clone()
                 .scan(move |txn, t| {
                     let c = codec::decode_counters(
                         t.counters
@@ -409,17 +423,54 @@ impl StoreBackend for BusStore {
                             }
                         }
                     }
-                    Ok(StoreStats {
-                        values: c[ops::VALUES].saturating_sub(unswept),
-                        bytes: c[ops::BYTES].saturating_sub(unswept_bytes),
+                    // Nor are values whose owner is gone and that no one reclaimed yet: one
+                    // liveness check per foreign owner, then that owner's values here.
+                    let mut liveness = Liveness::new(&db.bus_dir, me);
+                    let (mut orphaned, mut orphaned_bytes) = (0u64, 0u64);
+                    for owner in ops::owners(txn, t, &db, me)? {
+                        if liveness.keeps(owner) {
+                            continue;
+                        }
+                        let mut prefix = owner.to_be_bytes().to_vec();
+                        prefix.extend_from_slice(&id.to_be_bytes());
+                        for item in t
+                            .own
+                            .prefix_iter(txn, &prefix)
+                            .map_err(db.err("read owners"))?
+                        {
+                            let (k, _) = item.map_err(db.err("read owners"))?;
+                            let Some((_, _, key)) = split_own_key(k) else {
+                                continue;
+                            };
+                            if let Some(rec) =
+                                t.kv.get(txn, &kv_key(id, key))
+                                    .map_err(db.err("read"))?
+                                    .and_then(decode_kv)
+                                // Expired ones are subtracted above already.
+                                && rec.owner == owner
+                                && !clock::expired(rec.expires_ms, now)
+                            {
+                                orphaned += 1;
+                                orphaned_bytes += rec.value.len() as u64;
+                            }
+                        }
+                    }
+                    let stats = StoreStats {
+                        values: c[ops::VALUES].saturating_sub(unswept + orphaned),
+                        bytes: c[ops::BYTES].saturating_sub(unswept_bytes + orphaned_bytes),
                         revision: c[ops::REV],
                         sets: c[ops::SETS],
                         deletes: c[ops::DELETES],
                         expired: c[ops::EXPIRED],
                         reclaimed: c[ops::RECLAIMED],
-                    })
+                    };
+                    Ok((stats, liveness.dead()))
                 })
-                .await
+                .await?;
+            if !dead.is_empty() {
+                self.reclaim_in_background(dead);
+            }
+            Ok(stats)
         })
     }
 

@@ -3,11 +3,14 @@
 //! Invariants, kept by every write here:
 //! * `kv` holds one record per key; `exp` has an entry for it exactly when it expires, and
 //!   `own` exactly when it is owned, both naming its revision.
-//! * Every change takes the next revision of its store and logs one `log` entry under it;
-//!   the log keeps at least the last [`LOG_KEEP`] revisions of each store (trimmed
-//!   [`LOG_TRIM`] at a time, so one write in 64 pays for the trim).
+//! * Every change takes the next revision of its store and logs one `log` entry under it
+//!   (a set's entry carries its value, so a watcher behind gets every value it has not
+//!   missed). The log of a store keeps at most the last [`LOG_KEEP`] revisions (trimmed
+//!   [`LOG_TRIM`] at a time, so one write in 64 pays for the trim) and at most
+//!   [`LOG_KEEP_BYTES`] of entries, the newest always kept: so at most 16 MiB plus one value
+//!   per store, however big and frequent the sets, and a delete frees its value's space.
 //! * `counters[VALUES]` and `counters[BYTES]` count the records of `kv` (expired ones too,
-//!   until swept).
+//!   until swept); `counters[LOG_BYTES]` the bytes of the store's `log` entries.
 
 use std::collections::HashMap;
 use std::ops::Bound;
@@ -16,7 +19,7 @@ use heed::RoTxn;
 
 use crate::db::codec::{
     self, Cause, Counters, Event, EventKind, KvRecord, decode_kv, exp_key, hist_key, hist_prefix,
-    kv_key, own_key, seq_key, split_exp_key, split_own_key,
+    kv_key, own_key, seq_key, seq_of, split_exp_key, split_own_key,
 };
 use crate::db::{self, Db, Tables, Write};
 use crate::retained::{StoreError, StoreOptions, clock};
@@ -24,6 +27,12 @@ use crate::retained::{StoreError, StoreOptions, clock};
 /// Revisions of the log kept per store: how far behind a watcher may fall before it is
 /// told `Lagged`.
 pub(crate) const LOG_KEEP: u64 = 4096;
+
+/// Bytes of log entries kept per store (the newest entry is kept even beyond): with big
+/// values a watcher may fall this far behind before it is told `Lagged`. It bounds what the
+/// log holds of the values, which would otherwise fill the database (4,096 revisions of a
+/// 1 MiB value are 4 GiB) where a delete could not free them.
+pub(crate) const LOG_KEEP_BYTES: u64 = 16 * 1024 * 1024;
 
 /// How many old log entries go at once.
 const LOG_TRIM: u64 = 64;
@@ -36,6 +45,7 @@ pub(crate) const SETS: usize = 3;
 pub(crate) const DELETES: usize = 4;
 pub(crate) const EXPIRED: usize = 5;
 pub(crate) const RECLAIMED: usize = 6;
+pub(crate) const LOG_BYTES: usize = 7;
 
 /// The latest revision a write produced in a store: what to ring.
 pub(crate) type Changed = Vec<(u32, u64)>;
@@ -91,12 +101,54 @@ fn log(
 ) -> Result<u64, StoreError> {
     let revision = c[REV] + 1;
     c[REV] = revision;
+    let entry = event.encode();
     w.t.log
-        .put(w.txn, &seq_key(id, revision), &event.encode())
+        .put(w.txn, &seq_key(id, revision), &entry)
         .map_err(w.err("write log"))?;
-    if revision > LOG_KEEP && revision.is_multiple_of(LOG_TRIM) {
-        let from = seq_key(id, 0);
-        let to = seq_key(id, revision - LOG_KEEP);
+    c[LOG_BYTES] += entry.len() as u64;
+    let by_count = if revision > LOG_KEEP && revision.is_multiple_of(LOG_TRIM) {
+        revision - LOG_KEEP
+    } else {
+        0
+    };
+    if by_count > 0 || c[LOG_BYTES] > LOG_KEEP_BYTES {
+        trim_log(w, c, id, revision, by_count)?;
+    }
+    Ok(revision)
+}
+
+/// Drops the oldest log entries of store `id`: every revision up to `by_count`, then more
+/// while the log is over [`LOG_KEEP_BYTES`], never the newest (`revision`).
+fn trim_log(
+    w: &mut Write<'_, '_>,
+    c: &mut Counters,
+    id: u32,
+    revision: u64,
+    by_count: u64,
+) -> Result<(), StoreError> {
+    let from = seq_key(id, 0);
+    let newest = seq_key(id, revision);
+    let mut bytes = c[LOG_BYTES];
+    let mut last = None;
+    for item in
+        w.t.log
+            .range(
+                w.txn,
+                &(Bound::Included(&from[..]), Bound::Excluded(&newest[..])),
+            )
+            .map_err(w.err("read log"))?
+    {
+        let (k, r) = item.map_err(w.err("read log"))?;
+        let Some(rev) = seq_of(k) else { break };
+        if rev > by_count && bytes <= LOG_KEEP_BYTES {
+            break;
+        }
+        // Saturating: a log written before its bytes were counted is counted short.
+        bytes = bytes.saturating_sub(r.len() as u64);
+        last = Some(rev);
+    }
+    if let Some(last) = last {
+        let to = seq_key(id, last);
         w.t.log
             .delete_range(
                 w.txn,
@@ -104,7 +156,8 @@ fn log(
             )
             .map_err(w.err("trim log"))?;
     }
-    Ok(revision)
+    c[LOG_BYTES] = bytes;
+    Ok(())
 }
 
 /// What a set needs to know of the record it replaces.

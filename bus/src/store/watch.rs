@@ -6,7 +6,8 @@
 //! its one-slot buffer cost nothing, and one lost on the way (its writer died right after
 //! its commit) costs at most `retained::retry::RECHECK` (see there; read failures are
 //! retried the same way as a room joiner's). A revision missing from the log (trimmed while the
-//! watcher lagged more than `LOG_KEEP` behind) is reported as `Lagged`.
+//! watcher lagged more than `LOG_KEEP` revisions or `LOG_KEEP_BYTES` of entries behind) is
+//! reported as `Lagged`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -84,6 +85,15 @@ impl Watcher {
     async fn next(&mut self) -> Option<Result<StoreEvent, Lagged>> {
         loop {
             if let Some(item) = self.pending.pop_front() {
+                // Checked again at hand-out: a value that expired while it waited in
+                // `pending` is never handed out dead (its `Expired` follows).
+                if let Ok(StoreEvent::Set(entry)) = &item
+                    && entry
+                        .expires_at()
+                        .is_some_and(|at| clock::expired(clock::to_ms(at), clock::now_ms()))
+                {
+                    continue;
+                }
                 return Some(item);
             }
             let read = self.follow.check().and_then(|()| self.read_batch());
@@ -114,6 +124,8 @@ impl Watcher {
                 let (k, r) = item.map_err(db.err("read log"))?;
                 let Some(revision) = seq_of(k) else { continue };
                 if revision > self.next {
+                    // Trimmed: whether they matched the pattern cannot be told any more, so
+                    // every skipped change of the store counts (as documented).
                     self.pending.push_back(Err(Lagged(revision - self.next)));
                 }
                 self.next = revision + 1;
@@ -142,6 +154,7 @@ impl Watcher {
                 let item = match event.kind {
                     EventKind::Set => {
                         // Expired by now: it would be handed out dead; the `Expired` follows.
+                        // (Checked again when it is handed out.)
                         if clock::expired(event.expires_ms, now) {
                             continue;
                         }
