@@ -64,6 +64,59 @@ async fn a_ttl_below_the_floor_is_honoured_by_reads_and_expired_by_the_server_at
     );
 }
 
+/// The server keeps whole seconds of a per-message time to live and drops the rest, so a
+/// time to live is sent rounded up: a 1.5 s value is still read at 1.2 s (it used to be
+/// removed by the server after one second), is gone just after 1.5 s (reads follow the
+/// exact expiry), and watchers hear `Expired` only after the expiry (at 2 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ttl_past_whole_seconds_is_kept_until_its_exact_expiry() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.expect("connect");
+    let store = nats
+        .store("ttl.exact", StoreOptions::default())
+        .await
+        .expect("store");
+    let mut watch = store.watch("*").await.expect("watch");
+    let ttl = Duration::from_millis(1500);
+    let before = tokio::time::Instant::now();
+    store.set("k", b"v", ttl).await.expect("set");
+    let after = tokio::time::Instant::now();
+    // Real time (a server cannot follow tokio's paused clock): 300 ms before the expiry,
+    // 200 ms after the whole second the server used to keep.
+    tokio::time::sleep_until(before + Duration::from_millis(1200)).await;
+    let read = store.get("k").await.expect("get");
+    let read_at = before.elapsed();
+    assert!(
+        read_at < ttl,
+        "the read itself came after the expiry ({read_at:?}): too slow to tell"
+    );
+    assert_eq!(
+        read.as_deref(),
+        Some(&b"v"[..]),
+        "gone after {read_at:?}, before its expiry of {ttl:?}"
+    );
+    assert_eq!(store.entries().await.expect("entries").len(), 1);
+    // Just after the exact expiry: no read returns it, though the server still holds it.
+    tokio::time::sleep_until(after + ttl + Duration::from_millis(50)).await;
+    assert_eq!(store.get("k").await.expect("get"), None);
+    assert!(store.entries().await.expect("entries").is_empty());
+    assert!(store.history("k").await.expect("history").is_empty());
+    let expired_after = loop {
+        match next(&mut watch).await.expect("no lag") {
+            StoreEvent::Expired { key, .. } => {
+                assert_eq!(key.as_str(), "k");
+                break before.elapsed();
+            }
+            StoreEvent::Set(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert!(
+        expired_after >= ttl,
+        "expired by the server after {expired_after:?}, before the expiry of {ttl:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_nats_cannot_hold_round_trip() {
     let server = NatsServer::start().await;

@@ -20,14 +20,18 @@
 //! the store's, room's or subscription's name reduced to letters, digits, `-` and `_`, and
 //! `<hash>` a 64-bit hash of the full name, so names that reduce alike never share state.)
 //!
-//! # Times to live: the one-second floor
+//! # Times to live: whole seconds on the server, exact for reads
 //!
 //! JetStream removes a message with a per-message time to live (`Nats-TTL`) no sooner than
-//! one second after it was stored: the server refuses anything shorter. A set with a time
-//! to live below one second is **accepted, not refused**: the value carries its exact
-//! expiry (from the writer's clock), every read ([`get`](ephemeral_bus::retained::Store::get),
-//! `entries`, `history`) stops returning it at that instant, and the server removes it at
-//! one second, which is when watchers see [`Expired`](ephemeral_bus::retained::StoreEvent::Expired).
+//! one second after it was stored (the server refuses anything shorter), and keeps only
+//! the whole seconds of it (`1500ms` would be removed after one second). So the time to
+//! live is sent **rounded up to whole seconds, one at the least**, and the value carries
+//! its exact expiry (from the writer's clock): every read
+//! ([`get`](ephemeral_bus::retained::Store::get), `entries`, `history`) returns it until
+//! that instant and never after, and the server removes it at the rounded-up second
+//! (at most a second after the expiry, and at one second for a time to live below it),
+//! which is when watchers see [`Expired`](ephemeral_bus::retained::StoreEvent::Expired):
+//! never before the expiry. A time to live below one second is **accepted, not refused**.
 //! The same check covers the server's own lag in removing expired messages: a value is
 //! never returned after its expiry. Expiries are compared with the reader's clock, so
 //! machines should keep their clocks in step (NTP).
