@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use ephemeral::{EphemeralOptions, OperationContext, OperationState, SignalSink};
 use ephemeral_nats::Nats;
-use ephemeral_nats::queue::{IntakeOptions, Job, Outcome, QueueStats, WorkQueue, WorkQueueOptions};
+use ephemeral_nats::queue::{
+    IntakeOptions, Job, Outcome, QueueError, QueueStats, WorkQueue, WorkQueueOptions,
+};
 use ephemeral_nats::testing::NatsServer;
 use futures::StreamExt;
 
@@ -187,6 +189,77 @@ async fn an_always_failing_job_is_dead_lettered_after_max_deliver() {
     assert_eq!(letter.payload.as_ref(), b"x");
     assert!(queue.remove_dead_letter(letter.sequence).await.unwrap());
     assert_eq!(queue.stats().await.unwrap().dead, 0);
+}
+
+/// A dead letter carries the payload and headers saying why (the error cut to 1024 bytes):
+/// a push keeps room for them, so every job that is queued can be dead-lettered. One that
+/// fit a push but not its dead letter used to stay in the work stream for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_pushed_job_fits_its_dead_letter() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.unwrap();
+    let options = WorkQueueOptions::default()
+        .ack_wait(Duration::from_secs(1))
+        .max_deliver(1);
+    let queue = nats.work_queue("big", options).await.unwrap();
+    let max_payload = nats.max_payload();
+    // Fits a push (payload, id header), not a dead letter: refused, naming the limit.
+    let error = queue
+        .push("big", vec![b'x'; max_payload - 35])
+        .await
+        .expect_err("a job that could never be dead-lettered");
+    let QueueError::JobTooLarge {
+        len,
+        max,
+        max_payload: told,
+        ..
+    } = &error
+    else {
+        panic!("{error:?}");
+    };
+    assert_eq!((*len, *told), (max_payload - 35, max_payload));
+    let max = *max;
+    assert!(
+        (max_payload - 1400..max_payload - 1300).contains(&max),
+        "{max}"
+    );
+    let text = error.to_string();
+    assert!(
+        text.contains("too large") && text.contains(&format!("at most {max} bytes")),
+        "{text}"
+    );
+    assert!(matches!(
+        queue.push("big", vec![b'x'; max + 1]).await,
+        Err(QueueError::JobTooLarge { .. })
+    ));
+    // The largest that fits, failing with an error text far past the 1024 bytes kept.
+    queue.push("big", vec![b'x'; max]).await.unwrap();
+    queue.push("small", "s").await.unwrap();
+    let (_coordinator, intake) = queue
+        .work_coordinator(
+            |_job: Job, _ctx: OperationContext| async { Err::<(), _>("é".repeat(3000)) },
+            EphemeralOptions::default().max_concurrency(2),
+            IntakeOptions::default(),
+        )
+        .await
+        .unwrap();
+    wait_stats(&queue, support::PATIENCE, |s| {
+        s.dead == 2 && s.messages == 0
+    })
+    .await;
+    let stats = intake.shutdown().await;
+    assert_eq!((stats.dead_lettered, stats.abandoned), (2, 0));
+    let mut dead: Vec<_> = queue
+        .dead_letters()
+        .await
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    dead.sort_by_key(|letter| letter.payload.len());
+    assert_eq!(&*dead[1].id, "big");
+    assert_eq!(dead[1].payload.len(), max);
+    assert_eq!(dead[1].error, "é".repeat(512), "cut to 1024 bytes");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,6 +42,17 @@ impl Names {
         format!("{}.k.{token}", self.base)
     }
 
+    /// The most bytes the stored subject of a job pushed to `subject` takes: a keyed job's
+    /// `k.<token>` is stored as `p.<partition>.<token>` (at most 4 digits: 1024 partitions
+    /// at most), a plain job's as it was pushed.
+    pub(crate) fn stored_len(&self, subject: &str) -> usize {
+        if subject == self.jobs() {
+            subject.len()
+        } else {
+            subject.len() + ".p.1023.".len() - ".k.".len()
+        }
+    }
+
     /// The stream subject keyed pushes match.
     pub(crate) fn keyed_wildcard(&self) -> String {
         format!("{}.k.*", self.base)

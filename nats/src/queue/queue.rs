@@ -18,7 +18,7 @@ use ephemeral::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::claims::Claims;
-use super::dead::DeadLetters;
+use super::dead::{self, DeadLetters};
 use super::error::{NO_MESSAGE_FOUND, QueueError, jetstream, js_code, js_err};
 use super::intake::{DeferRule, Intake, Loop, Target, run_plain};
 use super::job::Job;
@@ -292,12 +292,19 @@ impl WorkQueue {
 
     /// Queues a job under `id` on a plain queue.
     ///
+    /// **Size.** Every job must fit its dead letter too (the payload with headers saying
+    /// why it failed), or a job failing on its last delivery could never leave the work
+    /// stream. So a payload may take the server's `max_payload` less 1,269 bytes, the id,
+    /// the work stream's name and the job's subject: 1,048,576 − 1,309 − the id's length
+    /// for the queue `orders` under the default prefix. The dead letter's error text is cut
+    /// to 1024 bytes for that reason.
+    ///
     /// # Errors
     ///
     /// [`QueueError::BadId`], [`QueueError::WrongKind`] on a keyed queue,
-    /// [`NatsError::PayloadTooLarge`], or [`QueueError::PushUnconfirmed`] when the server
-    /// did not confirm within `push_timeout` (the job may be queued anyway: push it again
-    /// with the same id).
+    /// [`QueueError::JobTooLarge`] (with the largest payload that fits), or
+    /// [`QueueError::PushUnconfirmed`] when the server did not confirm within
+    /// `push_timeout` (the job may be queued anyway: push it again with the same id).
     pub async fn push(&self, id: &str, payload: impl Into<Bytes>) -> Result<Pushed, QueueError> {
         if self.inner.options.partitions.is_some() {
             return Err(QueueError::WrongKind {
@@ -369,11 +376,29 @@ impl WorkQueue {
         payload: Bytes,
     ) -> Result<Pushed, QueueError> {
         names::check_id(id)?;
-        let max = self.inner.nats.max_payload();
-        // The id header and its framing ride along with the payload.
-        let size = payload.len() + id.len() + 32;
-        if size > max {
-            return Err(NatsError::PayloadTooLarge { len: size, max }.into());
+        // A job that fails on its last delivery is copied, with why, to the dead-letter
+        // stream; the server counts those headers against its max_payload too. A job whose
+        // dead letter would not fit could never be dead-lettered, and would stay in the work
+        // stream for ever, undelivered: so the room for them is kept now.
+        let too_large = || {
+            let max_payload = self.inner.nats.max_payload();
+            let overhead = dead::overhead(
+                id,
+                &self.inner.names.stream,
+                self.inner.names.stored_len(&subject),
+            );
+            let max = max_payload.saturating_sub(overhead);
+            (payload.len() > max).then(|| QueueError::JobTooLarge {
+                queue: self.name().to_owned(),
+                id: super::error::shorten(id),
+                len: payload.len(),
+                max,
+                max_payload,
+                overhead,
+            })
+        };
+        if let Some(error) = too_large() {
+            return Err(error);
         }
         let js = self.inner.nats.jetstream();
         let deadline = tokio::time::Instant::now() + self.inner.options.push_timeout;
@@ -396,8 +421,11 @@ impl WorkQueue {
                 Ok(Err(e)) => {
                     use async_nats::jetstream::context::PublishErrorKind as K;
                     match e.kind() {
+                        // The server's max_payload changed meanwhile (a reconnect to another).
                         K::MaxPayloadExceeded => {
-                            return Err(NatsError::PayloadTooLarge { len: size, max }.into());
+                            return Err(
+                                too_large().unwrap_or_else(|| jetstream("push a job", &e).into())
+                            );
                         }
                         // No answer (a restart, a leader election): the same id again is safe.
                         K::TimedOut | K::BrokenPipe | K::StreamNotFound | K::MaxAckPending => {
