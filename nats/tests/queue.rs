@@ -262,6 +262,72 @@ async fn every_pushed_job_fits_its_dead_letter() {
     assert_eq!(dead[1].error, "é".repeat(512), "cut to 1024 bytes");
 }
 
+/// Queue `x`'s dead-letter stream is `…_WQ_x_DEAD`, queue `x_DEAD`'s work stream: such a
+/// name is refused, and a dead-letter stream set up for anything else is not adopted (it
+/// used to be: queue `x` took `x_DEAD`'s work stream for its dead letters).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_never_adopts_another_stream_for_its_dead_letters() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.unwrap();
+    let error = nats
+        .work_queue("x_DEAD", WorkQueueOptions::default())
+        .await
+        .expect_err("a name ending in _DEAD");
+    assert!(
+        matches!(&error, QueueError::BadName { name, .. } if name == "x_DEAD"),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("ends in `_DEAD`"), "{error}");
+    // A stream of the dead-letter stream's name made for something else (here, what
+    // queue `x_DEAD`'s work stream looked like): refused, and left as it is.
+    let js = nats.jetstream();
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "EPHEMERAL_WQ_y_DEAD".to_owned(),
+        subjects: vec!["ephemeral.wq.y_DEAD.j".to_owned()],
+        retention: async_nats::jetstream::stream::RetentionPolicy::WorkQueue,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    js.publish("ephemeral.wq.y_DEAD.j", "other job".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let error = nats
+        .work_queue("y", WorkQueueOptions::default())
+        .await
+        .expect_err("another stream as its dead-letter stream");
+    assert!(
+        matches!(&error, QueueError::Incompatible { stream, problem }
+            if stream == "EPHEMERAL_WQ_y_DEAD" && problem.contains("not a dead-letter stream")),
+        "{error:?}"
+    );
+    let mut other = js.get_stream("EPHEMERAL_WQ_y_DEAD").await.unwrap();
+    assert_eq!(other.info().await.unwrap().state.messages, 1);
+    // A dead-letter stream on other subjects is refused too.
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "EPHEMERAL_WQ_z_DEAD".to_owned(),
+        subjects: vec!["elsewhere.z".to_owned()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let error = nats
+        .work_queue("z", WorkQueueOptions::default())
+        .await
+        .expect_err("another limits stream as its dead-letter stream");
+    assert!(
+        matches!(&error, QueueError::Incompatible { problem, .. }
+            if problem.contains("elsewhere.z")),
+        "{error:?}"
+    );
+    // Names that only look alike are fine.
+    nats.work_queue("y_dead", WorkQueueOptions::default())
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_explicit_cancel_terminates_the_job_with_a_signal() {
     let server = NatsServer::start().await;

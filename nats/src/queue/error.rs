@@ -15,7 +15,7 @@ pub enum QueueError {
     Nats(#[from] NatsError),
     /// The queue name cannot name a stream.
     #[error(
-        "invalid work queue name `{name}`: {reason}: use 1 to 64 letters, digits, `-` and `_`, such as `orders`"
+        "invalid work queue name `{name}`: {reason}: use 1 to 64 letters, digits, `-` and `_`, not ending in `_DEAD`, such as `orders`"
     )]
     BadName {
         /// The name.

@@ -15,6 +15,9 @@ pub(crate) struct Names {
     pub(crate) base: String,
 }
 
+/// What the dead-letter stream's name adds to the work stream's; no queue name ends in it.
+const DEAD_SUFFIX: &str = "_DEAD";
+
 /// The consumer of a plain queue.
 pub(crate) const PLAIN_CONSUMER: &str = "work";
 /// The priority group of keyed partition consumers.
@@ -27,7 +30,7 @@ impl Names {
         Ok(Self {
             queue: queue.to_owned(),
             stream: format!("{upper}_WQ_{queue}"),
-            dead_stream: format!("{upper}_WQ_{queue}_DEAD"),
+            dead_stream: format!("{upper}_WQ_{queue}{DEAD_SUFFIX}"),
             base: format!("{prefix}.{}.{queue}", crate::subject::QUEUES),
         })
     }
@@ -132,6 +135,13 @@ fn check_queue_name(queue: &str) -> Result<(), QueueError> {
     {
         return bad("it has a character other than letters, digits, `-` and `_`");
     }
+    // Queue `x`'s dead-letter stream is `<PREFIX>_WQ_x_DEAD`, which is queue `x_DEAD`'s
+    // work stream: one of the two would bind the other's stream as its own.
+    if queue.ends_with(DEAD_SUFFIX) {
+        return bad(
+            "it ends in `_DEAD`, which is reserved: the dead-letter stream of the queue named without it (`<PREFIX>_WQ_<name>_DEAD`) would be this queue's work stream",
+        );
+    }
     Ok(())
 }
 
@@ -235,7 +245,11 @@ mod tests {
         assert!(upper.stream.starts_with("APP_h"), "{}", upper.stream);
         assert_ne!(underscore.stream, names.stream);
         assert_ne!(upper.stream, Names::new("app", "orders").unwrap().stream);
-        for bad in ["", "a.b", "a b", "é", &"x".repeat(65)] {
+        // Only the exact suffix is the dead-letter stream's (stream names are case-sensitive).
+        for good in ["DEAD", "x_DEADx", "x_dead", "x-DEAD"] {
+            assert!(Names::new("p", good).is_ok(), "{good}");
+        }
+        for bad in ["", "a.b", "a b", "é", &"x".repeat(65), "x_DEAD", "_DEAD"] {
             assert!(Names::new("p", bad).is_err(), "{bad}");
         }
     }

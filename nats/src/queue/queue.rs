@@ -73,7 +73,10 @@ pub struct QueueStats {
 ///   dead-letter stream `<PREFIX>_WQ_<name>_DEAD`, and its consumers, or binds to them
 ///   (`<PREFIX>`: the subject prefix upper-cased with `_` for `.`, `EPHEMERAL` by default;
 ///   a prefix with capitals or `_` also gets `_h` and a hash, so no two prefixes share a
-///   stream). [`stream_name`](Self::stream_name) gives the name.
+///   stream). [`stream_name`](Self::stream_name) gives the name. A queue name is 1 to 64
+///   letters, digits, `-` and `_`, and does not end in `_DEAD` (queue `x`'s dead-letter
+///   stream is `…_WQ_x_DEAD`). Both streams are checked when bound: a stream of either name
+///   set up for anything else is [`QueueError::Incompatible`], never adopted.
 /// * **Push**: [`push`](Self::push) / [`push_keyed`](Self::push_keyed) (and the JSON
 ///   forms) queue a job under an id; a second push of the same id within the
 ///   `duplicate_window` is [`Pushed::duplicate`] and queues nothing. A push waits for the
@@ -143,8 +146,11 @@ impl Nats {
     ///
     /// # Errors
     ///
-    /// A bad name or option, [`QueueError::Incompatible`] for a stream of that name set up
-    /// otherwise (another retention, plain vs keyed, another partition count),
+    /// A bad name or option ([`QueueError::BadName`] also for a name ending in `_DEAD`: the
+    /// queue named without it keeps its dead letters in the stream that would be this
+    /// queue's), [`QueueError::Incompatible`] for a work or dead-letter stream of that name
+    /// set up otherwise (another retention, other subjects, plain vs keyed, another
+    /// partition count),
     /// [`NatsError::ServerTooOld`] (a keyed queue needs 2.11), or the server's refusal.
     pub async fn work_queue(
         &self,
@@ -215,6 +221,7 @@ impl WorkQueue {
             },
         )
         .await?;
+        check_dead_stream(&names, dead.cached_info())?;
         let base = consumer::pull::Config {
             ack_policy: AckPolicy::Explicit,
             ack_wait: options.ack_wait,
@@ -804,9 +811,20 @@ fn check_stream(
     if info.config.retention != RetentionPolicy::WorkQueue {
         return incompatible("it is not a work-queue stream".to_owned());
     }
+    let subjects = &info.config.subjects;
+    let (plain, keyed) = ([names.jobs()], [names.keyed_wildcard()]);
+    if subjects != &plain && subjects != &keyed {
+        return incompatible(format!(
+            "it is not this queue's (its subjects are {subjects:?}, not `{}` or `{}`)",
+            plain[0], keyed[0]
+        ));
+    }
     match options.partitions {
-        None if info.config.subjects != [names.jobs()] => {
+        None if subjects != &plain => {
             incompatible("it is not a plain work queue (it was created keyed)".to_owned())
+        }
+        Some(_) if subjects != &keyed => {
+            incompatible("it is a plain work queue, not keyed".to_owned())
         }
         Some(p) => {
             let want = names.partition_transform(p);
@@ -821,6 +839,31 @@ fn check_stream(
         }
         None => Ok(()),
     }
+}
+
+/// Checks that the dead-letter stream is this queue's: a limits stream on the queue's
+/// dead-letter subject, and nothing else (a stream of that name made for anything else would
+/// take in this queue's dead letters, or hand its own messages out as dead letters).
+fn check_dead_stream(names: &Names, info: &stream::Info) -> Result<(), QueueError> {
+    let config = &info.config;
+    let problem = if config.retention != RetentionPolicy::Limits {
+        format!(
+            "it is not a dead-letter stream ({:?} retention, not limits)",
+            config.retention
+        )
+    } else if config.subjects != [names.dead()] {
+        format!(
+            "it is not this queue's dead-letter stream (its subjects are {:?}, not `{}`)",
+            config.subjects,
+            names.dead()
+        )
+    } else {
+        return Ok(());
+    };
+    Err(QueueError::Incompatible {
+        stream: names.dead_stream.clone(),
+        problem,
+    })
 }
 
 impl fmt::Debug for WorkQueue {
