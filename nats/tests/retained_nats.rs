@@ -203,6 +203,68 @@ async fn a_durable_subscription_has_one_subscriber_at_a_time() {
     third.remove().await.expect("remove");
 }
 
+/// The key of a durable subscription's saved position (FNV-1a of its name, as the crate
+/// names it).
+fn floor_key(name: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in name.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("floor.{hash:016x}")
+}
+
+/// `ack_sequence(u64::MAX)` acknowledges everything kept so far, as on the bus, and nothing
+/// published later; it used to overflow (a panic, or 0 in release) after saving
+/// `u64::MAX`, and every later attach overflowed on that saved position too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledging_past_the_end_acknowledges_what_is_kept() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.expect("connect");
+    let mut sub = nats
+        .subscribe_durable_with("acks.*", "acks", DurableOptions::default())
+        .await
+        .expect("attach");
+    nats.publish("acks.a", "1").await.expect("publish");
+    nats.publish("acks.a", "2").await.expect("publish");
+    assert_eq!(next(&mut sub).await.expect("no lag").payload(), b"1");
+    // Past what was delivered (message 2 is kept, not delivered yet) and past the end.
+    sub.ack_sequence(u64::MAX)
+        .await
+        .expect("everything kept is acknowledged");
+    drop(sub);
+    let mut again = nats
+        .subscribe_durable_with("acks.*", "acks", DurableOptions::default())
+        .await
+        .expect("attach again");
+    nats.publish("acks.a", "after").await.expect("publish");
+    assert_eq!(
+        next(&mut again).await.expect("no lag").payload(),
+        b"after",
+        "nothing acknowledged comes back, and what came later is kept"
+    );
+    drop(again);
+    // A position saved at u64::MAX (by an older version): attaching reads it as the
+    // stream's end.
+    let durables = nats
+        .jetstream()
+        .get_key_value("EPHEMERAL_DURABLES")
+        .await
+        .expect("the durables bucket");
+    durables
+        .put(floor_key("acks"), u64::MAX.to_string().into())
+        .await
+        .expect("save a position at u64::MAX");
+    let mut last = nats
+        .subscribe_durable_with("acks.*", "acks", DurableOptions::default())
+        .await
+        .expect("attach over a position at u64::MAX");
+    nats.publish("acks.a", "later").await.expect("publish");
+    assert_eq!(next(&mut last).await.expect("no lag").payload(), b"later");
+    last.ack_sequence(u64::MAX).await.expect("ack");
+    last.remove().await.expect("remove");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stored_holds_travel_through_a_nats_store() {
     let server = NatsServer::start().await;

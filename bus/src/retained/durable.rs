@@ -274,7 +274,9 @@ impl DurableSubscription {
         self.backend.ack(message.sequence())
     }
 
-    /// Acknowledges every message up to and including `sequence`.
+    /// Acknowledges every message up to and including `sequence`. A sequence past the
+    /// last message kept (`u64::MAX`, say) acknowledges every message kept so far, and none
+    /// published later, on both backends.
     ///
     /// # Errors
     ///
