@@ -88,6 +88,49 @@ async fn the_same_id_pushed_twice_is_one_job() {
     assert_eq!(coordinator.stats().completed, 1);
 }
 
+/// NATS trims header values, and a job id travels as one: ` a` used to be taken for a
+/// duplicate of `a` (silently not queued) and `a ` delivered as `a`. Such ids are refused;
+/// whitespace inside an id round-trips.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_with_whitespace_at_either_end_are_refused() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.unwrap();
+    let queue = nats
+        .work_queue("spaced", WorkQueueOptions::default())
+        .await
+        .unwrap();
+    assert!(!queue.push("a", "1").await.unwrap().duplicate);
+    for id in [" a", "a ", "\u{a0}a", " "] {
+        let error = queue.push(id, "2").await.expect_err(id);
+        assert!(
+            matches!(&error, QueueError::BadId { id: told, .. } if told == id),
+            "{id:?}: {error:?}"
+        );
+        assert!(error.to_string().contains("whitespace"), "{error}");
+    }
+    assert!(!queue.push("a b", "3").await.unwrap().duplicate);
+    assert_eq!(queue.stats().await.unwrap().messages, 2);
+    let ran = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&ran);
+    let (_coordinator, intake) = queue
+        .work_coordinator(
+            move |job: Job, _ctx: OperationContext| {
+                seen.lock().unwrap().push(job.id().to_owned());
+                async { Ok::<_, String>(()) }
+            },
+            EphemeralOptions::default().max_concurrency(1),
+            IntakeOptions::default(),
+        )
+        .await
+        .unwrap();
+    wait_stats(&queue, support::PATIENCE, |s| {
+        s.messages == 0 && s.held == 0
+    })
+    .await;
+    intake.shutdown().await;
+    assert_eq!(*ran.lock().unwrap(), ["a", "a b"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completed_jobs_are_acked_and_gone() {
     let server = NatsServer::start().await;

@@ -25,7 +25,7 @@ pub enum QueueError {
     },
     /// A job id cannot be used.
     #[error(
-        "invalid job id `{id}`: {reason}: use a non-empty id of at most 1024 bytes without control characters, unique per job (it is how duplicates are found)"
+        "invalid job id `{id}`: {reason}: use a non-empty id of at most 1024 bytes without control characters or leading or trailing whitespace, unique per job (it is how duplicates are found)"
     )]
     BadId {
         /// The id (shortened when long).

@@ -145,7 +145,9 @@ fn check_queue_name(queue: &str) -> Result<(), QueueError> {
     Ok(())
 }
 
-/// Checks a job id: it travels as the `Nats-Msg-Id` header.
+/// Checks a job id: it travels as the `Nats-Msg-Id` header, whose value NATS trims of
+/// leading and trailing whitespace (` a` would be deduplicated against `a`, and `a ` be
+/// delivered as `a`), so such an id is refused rather than changed.
 pub(crate) fn check_id(id: &str) -> Result<(), QueueError> {
     let bad = |reason| {
         Err(QueueError::BadId {
@@ -161,6 +163,11 @@ pub(crate) fn check_id(id: &str) -> Result<(), QueueError> {
     }
     if id.chars().any(char::is_control) {
         return bad("it has a control character");
+    }
+    if id.starts_with(char::is_whitespace) || id.ends_with(char::is_whitespace) {
+        return bad(
+            "it starts or ends with whitespace, which NATS headers do not keep (` a` would be the job `a`)",
+        );
     }
     Ok(())
 }
@@ -297,5 +304,9 @@ mod tests {
         assert!(check_id("").is_err());
         assert!(check_id("a\r\nb").is_err());
         assert!(check_id(&"x".repeat(1025)).is_err());
+        for bad in [" a", "a ", " ", "a\u{2003}", "\u{a0}a"] {
+            assert!(check_id(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_id("a b").is_ok());
     }
 }

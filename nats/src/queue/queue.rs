@@ -299,6 +299,11 @@ impl WorkQueue {
 
     /// Queues a job under `id` on a plain queue.
     ///
+    /// **Ids.** 1 to 1024 bytes, no control characters, and no whitespace at either end:
+    /// the id travels as a NATS header, whose value the server and clients trim (` a` would
+    /// be taken for a duplicate of `a`, `a ` delivered as `a`), so such an id is refused
+    /// with [`QueueError::BadId`] rather than changed. Whitespace inside (`order 7`) is kept.
+    ///
     /// **Size.** Every job must fit its dead letter too (the payload with headers saying
     /// why it failed), or a job failing on its last delivery could never leave the work
     /// stream. So a payload may take the server's `max_payload` less 1,269 bytes, the id,
