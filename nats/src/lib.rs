@@ -99,6 +99,7 @@
 mod bridge;
 mod client;
 mod connection;
+mod durations;
 mod error;
 pub mod headers;
 pub mod inspect;

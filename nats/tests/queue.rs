@@ -131,6 +131,58 @@ async fn ids_with_whitespace_at_either_end_are_refused() {
     assert_eq!(*ran.lock().unwrap(), ["a", "a b"]);
 }
 
+/// `validate` checks every value the server would refuse: a duplicate window or a
+/// dead-letter max age below its 100 ms minimum used to pass, then fail as an untyped
+/// JetStream error when the queue was opened. The bounds themselves, and durations past
+/// what JetStream carries, open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn options_the_server_would_refuse_are_refused_by_validate() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.unwrap();
+    for (options, option) in [
+        (
+            WorkQueueOptions::default().duplicate_window(Duration::from_millis(1)),
+            "duplicate_window",
+        ),
+        (
+            WorkQueueOptions::default().dead_letter_max_age(Duration::from_millis(50)),
+            "dead_letter_max_age",
+        ),
+    ] {
+        let error = options.validate().expect_err(option);
+        assert!(
+            matches!(&error, QueueError::Options { option: o, .. } if *o == option),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("at least 100 ms"), "{error}");
+        let opened = nats.work_queue("refused", options).await;
+        assert!(
+            matches!(&opened, Err(QueueError::Options { option: o, .. }) if *o == option),
+            "{:?}",
+            opened.err()
+        );
+    }
+    for (i, options) in [
+        WorkQueueOptions::default()
+            .duplicate_window(Duration::from_millis(100))
+            .dead_letter_max_age(Duration::from_millis(100)),
+        WorkQueueOptions::default()
+            .duplicate_window(Duration::MAX)
+            .dead_letter_max_age(Duration::MAX)
+            .max_age(Duration::MAX),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        options.validate().unwrap();
+        let queue = nats
+            .work_queue(&format!("bounds-{i}"), options)
+            .await
+            .unwrap_or_else(|e| panic!("options {i}: {e}"));
+        assert!(!queue.push("j", "x").await.unwrap().duplicate);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completed_jobs_are_acked_and_gone() {
     let server = NatsServer::start().await;

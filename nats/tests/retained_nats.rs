@@ -203,6 +203,70 @@ async fn a_durable_subscription_has_one_subscriber_at_a_time() {
     third.remove().await.expect("remove");
 }
 
+/// What a room and a durable subscription with a max age past what JetStream carries
+/// (about 292 years; `Duration::MAX`) do: accepted, the age reported as asked, messages
+/// kept. Run on both backends (they must refuse, or accept, the same inputs).
+async fn far_max_ages_keep_messages<R: Retained, F: std::future::Future<Output = ()>>(
+    backend: &R,
+    publish: impl Fn(&'static str) -> F,
+) {
+    let three_centuries = Duration::from_secs(300 * 365 * 24 * 3600);
+    for (i, age) in [Duration::MAX, three_centuries].into_iter().enumerate() {
+        let options = RoomOptions::default().max_age(age);
+        let room = backend
+            .room(&format!("far.{i}"), options.clone())
+            .await
+            .unwrap_or_else(|e| panic!("a room kept {age:?}: {e}"));
+        assert_eq!(room.options().get_max_age(), options.get_max_age());
+        room.send(b"kept").await.expect("send");
+        let mut join = room.join().await.expect("join");
+        assert_eq!(next(&mut join).await.expect("no lag").payload(), b"kept");
+        let again = backend
+            .room(&format!("far.{i}"), RoomOptions::default())
+            .await
+            .expect("open again");
+        assert_eq!(again.options().get_max_age(), options.get_max_age());
+
+        let pattern = if i == 0 { "far0.*" } else { "far1.*" };
+        let mut sub = backend
+            .subscribe_durable_with(
+                pattern,
+                &format!("far-{i}"),
+                DurableOptions::default().max_age(age),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("a durable subscription kept {age:?}: {e}"));
+        publish(if i == 0 { "far0.x" } else { "far1.x" }).await;
+        assert_eq!(next(&mut sub).await.expect("no lag").payload(), b"far");
+        sub.remove().await.expect("remove");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_ages_past_what_jetstream_carries_keep_messages_on_both_backends() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.expect("connect");
+    far_max_ages_keep_messages(&nats, |topic| {
+        let nats = nats.clone();
+        async move {
+            nats.publish(topic, "far").await.expect("publish");
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let bus =
+        ephemeral_bus::Bus::open_with("far", ephemeral_bus::BusOptions::default().dir(dir.path()))
+            .await
+            .expect("open a bus");
+    far_max_ages_keep_messages(&bus, |topic| {
+        let bus = bus.clone();
+        async move {
+            bus.publish(topic, "far").await.expect("publish");
+        }
+    })
+    .await;
+}
+
 /// The key of a durable subscription's saved position (FNV-1a of its name, as the crate
 /// names it).
 fn floor_key(name: &str) -> String {

@@ -27,6 +27,7 @@ use super::names::{self, GROUP, Names, PLAIN_CONSUMER};
 use super::options::{IntakeOptions, Storage, WorkQueueOptions};
 use super::settle::Rules;
 use super::state::{Core, CoreConfig, Counters, Finalizer};
+use crate::durations::{jetstream_age, jetstream_duration};
 use crate::{Nats, NatsError};
 
 /// "stream not found"
@@ -878,22 +879,5 @@ impl fmt::Debug for WorkQueue {
             .field("stream", &self.inner.names.stream)
             .field("partitions", &self.inner.options.partitions)
             .finish()
-    }
-}
-
-/// The longest duration JetStream's configuration carries (nanoseconds in an `i64`).
-const MAX_JETSTREAM_DURATION: Duration = Duration::from_nanos(i64::MAX as u64);
-
-/// `duration`, clamped to what JetStream can carry.
-pub(crate) fn jetstream_duration(duration: Duration) -> Duration {
-    duration.min(MAX_JETSTREAM_DURATION)
-}
-
-/// A stream's `max_age` for `age`: 0 (no limit) for an age JetStream cannot carry.
-fn jetstream_age(age: Duration) -> Duration {
-    if age <= MAX_JETSTREAM_DURATION {
-        age
-    } else {
-        Duration::ZERO
     }
 }

@@ -58,7 +58,9 @@
 //!   `max_message_size` and `max_payload` less 48 bytes. Beyond it, `ValueTooLarge`.
 //! * A stream's `max_age` is at least 100 ms (the server's floor): a room's or durable
 //!   subscription's shorter max age is kept all the same, the stream keeping messages for
-//!   100 ms and readers skipping those older than asked (by the reader's clock).
+//!   100 ms and readers skipping those older than asked (by the reader's clock). One past
+//!   what JetStream carries (about 292 years; `Duration::MAX`) is no limit, as on the bus,
+//!   where no message gets that old either.
 //! * A durable subscription's byte bound counts what JetStream stores per message
 //!   (payload, headers and subject), not the payload alone.
 //!
@@ -103,6 +105,7 @@ use ephemeral_bus::retained::{
 use tokio::sync::OnceCell;
 
 use crate::Nats;
+use crate::durations::{STREAM_DURATION_FLOOR, jetstream_age};
 
 pub(crate) use keys::{decode_key, encode_key};
 
@@ -111,17 +114,16 @@ const OWNER_HEARTBEAT: Duration = Duration::from_secs(1);
 /// How long an owner's liveness key outlives its last refresh (`Nats-TTL`).
 const OWNER_TTL: Duration = Duration::from_secs(3);
 
-/// The server's floor for a stream's `max_age`: it refuses anything shorter.
-const STREAM_AGE_FLOOR: Duration = Duration::from_millis(100);
-
 /// The `max_age` a stream gets for `asked`, and the age readers filter by themselves (when
-/// `asked` is below [`STREAM_AGE_FLOOR`]: the server keeps messages for 100 ms, readers
-/// skip those older than `asked`, so what they see is what the bus shows).
+/// `asked` is below [`STREAM_DURATION_FLOOR`]: the server keeps messages for 100 ms,
+/// readers skip those older than `asked`, so what they see is what the bus shows). An age
+/// past what JetStream carries (about 292 years; `Duration::MAX`) is no limit, as on the
+/// bus, where no message gets that old either.
 pub(crate) fn stream_age(asked: Duration) -> (Duration, Option<Duration>) {
-    if asked < STREAM_AGE_FLOOR {
-        (STREAM_AGE_FLOOR, Some(asked))
+    if asked < STREAM_DURATION_FLOOR {
+        (STREAM_DURATION_FLOOR, Some(asked))
     } else {
-        (asked, None)
+        (jetstream_age(asked), None)
     }
 }
 
