@@ -46,8 +46,9 @@
 //!   [`Room`](ephemeral_bus::retained::Room) (history, then live) and
 //!   [`DurableSubscription`](ephemeral_bus::retained::DurableSubscription) (kept while away,
 //!   bounded, overflow as `Lagged`) on JetStream, with the same checks and errors as on the
-//!   bus. A time to live below one second (JetStream's floor) is honoured by reads and
-//!   removed by the server at one second; see [`retained`].
+//!   bus. Reads honour a time to live to the millisecond; the server, which keeps whole
+//!   seconds (one at the least), removes the value at its time to live rounded up to the
+//!   second; see [`retained`].
 //!
 //! Core NATS is at most once: a message is delivered to the subscribers present when it is
 //! published, or reported lost as above. Durable work across machines is JetStream's job
@@ -98,6 +99,7 @@
 mod bridge;
 mod client;
 mod connection;
+mod durations;
 mod error;
 pub mod headers;
 pub mod inspect;

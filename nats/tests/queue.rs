@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use ephemeral::{EphemeralOptions, OperationContext, OperationState, SignalSink};
 use ephemeral_nats::Nats;
-use ephemeral_nats::queue::{IntakeOptions, Job, Outcome, QueueStats, WorkQueue, WorkQueueOptions};
+use ephemeral_nats::queue::{
+    IntakeOptions, Job, Outcome, QueueError, QueueStats, WorkQueue, WorkQueueOptions,
+};
 use ephemeral_nats::testing::NatsServer;
 use futures::StreamExt;
 
@@ -84,6 +86,101 @@ async fn the_same_id_pushed_twice_is_one_job() {
     assert_eq!(*ran.lock().unwrap(), ["order-1"]);
     assert_eq!((stats.pulled, stats.acked), (1, 1));
     assert_eq!(coordinator.stats().completed, 1);
+}
+
+/// NATS trims header values, and a job id travels as one: ` a` used to be taken for a
+/// duplicate of `a` (silently not queued) and `a ` delivered as `a`. Such ids are refused;
+/// whitespace inside an id round-trips.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_with_whitespace_at_either_end_are_refused() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.unwrap();
+    let queue = nats
+        .work_queue("spaced", WorkQueueOptions::default())
+        .await
+        .unwrap();
+    assert!(!queue.push("a", "1").await.unwrap().duplicate);
+    for id in [" a", "a ", "\u{a0}a", " "] {
+        let error = queue.push(id, "2").await.expect_err(id);
+        assert!(
+            matches!(&error, QueueError::BadId { id: told, .. } if told == id),
+            "{id:?}: {error:?}"
+        );
+        assert!(error.to_string().contains("whitespace"), "{error}");
+    }
+    assert!(!queue.push("a b", "3").await.unwrap().duplicate);
+    assert_eq!(queue.stats().await.unwrap().messages, 2);
+    let ran = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&ran);
+    let (_coordinator, intake) = queue
+        .work_coordinator(
+            move |job: Job, _ctx: OperationContext| {
+                seen.lock().unwrap().push(job.id().to_owned());
+                async { Ok::<_, String>(()) }
+            },
+            EphemeralOptions::default().max_concurrency(1),
+            IntakeOptions::default(),
+        )
+        .await
+        .unwrap();
+    wait_stats(&queue, support::PATIENCE, |s| {
+        s.messages == 0 && s.held == 0
+    })
+    .await;
+    intake.shutdown().await;
+    assert_eq!(*ran.lock().unwrap(), ["a", "a b"]);
+}
+
+/// `validate` checks every value the server would refuse: a duplicate window or a
+/// dead-letter max age below its 100 ms minimum used to pass, then fail as an untyped
+/// JetStream error when the queue was opened. The bounds themselves, and durations past
+/// what JetStream carries, open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn options_the_server_would_refuse_are_refused_by_validate() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.unwrap();
+    for (options, option) in [
+        (
+            WorkQueueOptions::default().duplicate_window(Duration::from_millis(1)),
+            "duplicate_window",
+        ),
+        (
+            WorkQueueOptions::default().dead_letter_max_age(Duration::from_millis(50)),
+            "dead_letter_max_age",
+        ),
+    ] {
+        let error = options.validate().expect_err(option);
+        assert!(
+            matches!(&error, QueueError::Options { option: o, .. } if *o == option),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("at least 100 ms"), "{error}");
+        let opened = nats.work_queue("refused", options).await;
+        assert!(
+            matches!(&opened, Err(QueueError::Options { option: o, .. }) if *o == option),
+            "{:?}",
+            opened.err()
+        );
+    }
+    for (i, options) in [
+        WorkQueueOptions::default()
+            .duplicate_window(Duration::from_millis(100))
+            .dead_letter_max_age(Duration::from_millis(100)),
+        WorkQueueOptions::default()
+            .duplicate_window(Duration::MAX)
+            .dead_letter_max_age(Duration::MAX)
+            .max_age(Duration::MAX),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        options.validate().unwrap();
+        let queue = nats
+            .work_queue(&format!("bounds-{i}"), options)
+            .await
+            .unwrap_or_else(|e| panic!("options {i}: {e}"));
+        assert!(!queue.push("j", "x").await.unwrap().duplicate);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,6 +284,143 @@ async fn an_always_failing_job_is_dead_lettered_after_max_deliver() {
     assert_eq!(letter.payload.as_ref(), b"x");
     assert!(queue.remove_dead_letter(letter.sequence).await.unwrap());
     assert_eq!(queue.stats().await.unwrap().dead, 0);
+}
+
+/// A dead letter carries the payload and headers saying why (the error cut to 1024 bytes):
+/// a push keeps room for them, so every job that is queued can be dead-lettered. One that
+/// fit a push but not its dead letter used to stay in the work stream for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_pushed_job_fits_its_dead_letter() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.unwrap();
+    let options = WorkQueueOptions::default()
+        .ack_wait(Duration::from_secs(1))
+        .max_deliver(1);
+    let queue = nats.work_queue("big", options).await.unwrap();
+    let max_payload = nats.max_payload();
+    // Fits a push (payload, id header), not a dead letter: refused, naming the limit.
+    let error = queue
+        .push("big", vec![b'x'; max_payload - 35])
+        .await
+        .expect_err("a job that could never be dead-lettered");
+    let QueueError::JobTooLarge {
+        len,
+        max,
+        max_payload: told,
+        ..
+    } = &error
+    else {
+        panic!("{error:?}");
+    };
+    assert_eq!((*len, *told), (max_payload - 35, max_payload));
+    let max = *max;
+    assert!(
+        (max_payload - 1400..max_payload - 1300).contains(&max),
+        "{max}"
+    );
+    let text = error.to_string();
+    assert!(
+        text.contains("too large") && text.contains(&format!("at most {max} bytes")),
+        "{text}"
+    );
+    assert!(matches!(
+        queue.push("big", vec![b'x'; max + 1]).await,
+        Err(QueueError::JobTooLarge { .. })
+    ));
+    // The largest that fits, failing with an error text far past the 1024 bytes kept.
+    queue.push("big", vec![b'x'; max]).await.unwrap();
+    queue.push("small", "s").await.unwrap();
+    let (_coordinator, intake) = queue
+        .work_coordinator(
+            |_job: Job, _ctx: OperationContext| async { Err::<(), _>("é".repeat(3000)) },
+            EphemeralOptions::default().max_concurrency(2),
+            IntakeOptions::default(),
+        )
+        .await
+        .unwrap();
+    wait_stats(&queue, support::PATIENCE, |s| {
+        s.dead == 2 && s.messages == 0
+    })
+    .await;
+    let stats = intake.shutdown().await;
+    assert_eq!((stats.dead_lettered, stats.abandoned), (2, 0));
+    let mut dead: Vec<_> = queue
+        .dead_letters()
+        .await
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    dead.sort_by_key(|letter| letter.payload.len());
+    assert_eq!(&*dead[1].id, "big");
+    assert_eq!(dead[1].payload.len(), max);
+    assert_eq!(dead[1].error, "é".repeat(512), "cut to 1024 bytes");
+}
+
+/// Queue `x`'s dead-letter stream is `…_WQ_x_DEAD`, queue `x_DEAD`'s work stream: such a
+/// name is refused, and a dead-letter stream set up for anything else is not adopted (it
+/// used to be: queue `x` took `x_DEAD`'s work stream for its dead letters).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_never_adopts_another_stream_for_its_dead_letters() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.unwrap();
+    let error = nats
+        .work_queue("x_DEAD", WorkQueueOptions::default())
+        .await
+        .expect_err("a name ending in _DEAD");
+    assert!(
+        matches!(&error, QueueError::BadName { name, .. } if name == "x_DEAD"),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("ends in `_DEAD`"), "{error}");
+    // A stream of the dead-letter stream's name made for something else (here, what
+    // queue `x_DEAD`'s work stream looked like): refused, and left as it is.
+    let js = nats.jetstream();
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "EPHEMERAL_WQ_y_DEAD".to_owned(),
+        subjects: vec!["ephemeral.wq.y_DEAD.j".to_owned()],
+        retention: async_nats::jetstream::stream::RetentionPolicy::WorkQueue,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    js.publish("ephemeral.wq.y_DEAD.j", "other job".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let error = nats
+        .work_queue("y", WorkQueueOptions::default())
+        .await
+        .expect_err("another stream as its dead-letter stream");
+    assert!(
+        matches!(&error, QueueError::Incompatible { stream, problem }
+            if stream == "EPHEMERAL_WQ_y_DEAD" && problem.contains("not a dead-letter stream")),
+        "{error:?}"
+    );
+    let mut other = js.get_stream("EPHEMERAL_WQ_y_DEAD").await.unwrap();
+    assert_eq!(other.info().await.unwrap().state.messages, 1);
+    // A dead-letter stream on other subjects is refused too.
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "EPHEMERAL_WQ_z_DEAD".to_owned(),
+        subjects: vec!["elsewhere.z".to_owned()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let error = nats
+        .work_queue("z", WorkQueueOptions::default())
+        .await
+        .expect_err("another limits stream as its dead-letter stream");
+    assert!(
+        matches!(&error, QueueError::Incompatible { problem, .. }
+            if problem.contains("elsewhere.z")),
+        "{error:?}"
+    );
+    // Names that only look alike are fine.
+    nats.work_queue("y_dead", WorkQueueOptions::default())
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

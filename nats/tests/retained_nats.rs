@@ -64,6 +64,59 @@ async fn a_ttl_below_the_floor_is_honoured_by_reads_and_expired_by_the_server_at
     );
 }
 
+/// The server keeps whole seconds of a per-message time to live and drops the rest, so a
+/// time to live is sent rounded up: a 1.5 s value is still read at 1.2 s (it used to be
+/// removed by the server after one second), is gone just after 1.5 s (reads follow the
+/// exact expiry), and watchers hear `Expired` only after the expiry (at 2 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ttl_past_whole_seconds_is_kept_until_its_exact_expiry() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.expect("connect");
+    let store = nats
+        .store("ttl.exact", StoreOptions::default())
+        .await
+        .expect("store");
+    let mut watch = store.watch("*").await.expect("watch");
+    let ttl = Duration::from_millis(1500);
+    let before = tokio::time::Instant::now();
+    store.set("k", b"v", ttl).await.expect("set");
+    let after = tokio::time::Instant::now();
+    // Real time (a server cannot follow tokio's paused clock): 300 ms before the expiry,
+    // 200 ms after the whole second the server used to keep.
+    tokio::time::sleep_until(before + Duration::from_millis(1200)).await;
+    let read = store.get("k").await.expect("get");
+    let read_at = before.elapsed();
+    assert!(
+        read_at < ttl,
+        "the read itself came after the expiry ({read_at:?}): too slow to tell"
+    );
+    assert_eq!(
+        read.as_deref(),
+        Some(&b"v"[..]),
+        "gone after {read_at:?}, before its expiry of {ttl:?}"
+    );
+    assert_eq!(store.entries().await.expect("entries").len(), 1);
+    // Just after the exact expiry: no read returns it, though the server still holds it.
+    tokio::time::sleep_until(after + ttl + Duration::from_millis(50)).await;
+    assert_eq!(store.get("k").await.expect("get"), None);
+    assert!(store.entries().await.expect("entries").is_empty());
+    assert!(store.history("k").await.expect("history").is_empty());
+    let expired_after = loop {
+        match next(&mut watch).await.expect("no lag") {
+            StoreEvent::Expired { key, .. } => {
+                assert_eq!(key.as_str(), "k");
+                break before.elapsed();
+            }
+            StoreEvent::Set(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert!(
+        expired_after >= ttl,
+        "expired by the server after {expired_after:?}, before the expiry of {ttl:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_nats_cannot_hold_round_trip() {
     let server = NatsServer::start().await;
@@ -148,6 +201,132 @@ async fn a_durable_subscription_has_one_subscriber_at_a_time() {
         other => panic!("overlap accepted: {other:?}"),
     }
     third.remove().await.expect("remove");
+}
+
+/// What a room and a durable subscription with a max age past what JetStream carries
+/// (about 292 years; `Duration::MAX`) do: accepted, the age reported as asked, messages
+/// kept. Run on both backends (they must refuse, or accept, the same inputs).
+async fn far_max_ages_keep_messages<R: Retained, F: std::future::Future<Output = ()>>(
+    backend: &R,
+    publish: impl Fn(&'static str) -> F,
+) {
+    let three_centuries = Duration::from_secs(300 * 365 * 24 * 3600);
+    for (i, age) in [Duration::MAX, three_centuries].into_iter().enumerate() {
+        let options = RoomOptions::default().max_age(age);
+        let room = backend
+            .room(&format!("far.{i}"), options.clone())
+            .await
+            .unwrap_or_else(|e| panic!("a room kept {age:?}: {e}"));
+        assert_eq!(room.options().get_max_age(), options.get_max_age());
+        room.send(b"kept").await.expect("send");
+        let mut join = room.join().await.expect("join");
+        assert_eq!(next(&mut join).await.expect("no lag").payload(), b"kept");
+        let again = backend
+            .room(&format!("far.{i}"), RoomOptions::default())
+            .await
+            .expect("open again");
+        assert_eq!(again.options().get_max_age(), options.get_max_age());
+
+        let pattern = if i == 0 { "far0.*" } else { "far1.*" };
+        let mut sub = backend
+            .subscribe_durable_with(
+                pattern,
+                &format!("far-{i}"),
+                DurableOptions::default().max_age(age),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("a durable subscription kept {age:?}: {e}"));
+        publish(if i == 0 { "far0.x" } else { "far1.x" }).await;
+        assert_eq!(next(&mut sub).await.expect("no lag").payload(), b"far");
+        sub.remove().await.expect("remove");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_ages_past_what_jetstream_carries_keep_messages_on_both_backends() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.expect("connect");
+    far_max_ages_keep_messages(&nats, |topic| {
+        let nats = nats.clone();
+        async move {
+            nats.publish(topic, "far").await.expect("publish");
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let bus =
+        ephemeral_bus::Bus::open_with("far", ephemeral_bus::BusOptions::default().dir(dir.path()))
+            .await
+            .expect("open a bus");
+    far_max_ages_keep_messages(&bus, |topic| {
+        let bus = bus.clone();
+        async move {
+            bus.publish(topic, "far").await.expect("publish");
+        }
+    })
+    .await;
+}
+
+/// The key of a durable subscription's saved position (FNV-1a of its name, as the crate
+/// names it).
+fn floor_key(name: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in name.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("floor.{hash:016x}")
+}
+
+/// `ack_sequence(u64::MAX)` acknowledges everything kept so far, as on the bus, and nothing
+/// published later; it used to overflow (a panic, or 0 in release) after saving
+/// `u64::MAX`, and every later attach overflowed on that saved position too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledging_past_the_end_acknowledges_what_is_kept() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.expect("connect");
+    let mut sub = nats
+        .subscribe_durable_with("acks.*", "acks", DurableOptions::default())
+        .await
+        .expect("attach");
+    nats.publish("acks.a", "1").await.expect("publish");
+    nats.publish("acks.a", "2").await.expect("publish");
+    assert_eq!(next(&mut sub).await.expect("no lag").payload(), b"1");
+    // Past what was delivered (message 2 is kept, not delivered yet) and past the end.
+    sub.ack_sequence(u64::MAX)
+        .await
+        .expect("everything kept is acknowledged");
+    drop(sub);
+    let mut again = nats
+        .subscribe_durable_with("acks.*", "acks", DurableOptions::default())
+        .await
+        .expect("attach again");
+    nats.publish("acks.a", "after").await.expect("publish");
+    assert_eq!(
+        next(&mut again).await.expect("no lag").payload(),
+        b"after",
+        "nothing acknowledged comes back, and what came later is kept"
+    );
+    drop(again);
+    // A position saved at u64::MAX (by an older version): attaching reads it as the
+    // stream's end.
+    let durables = nats
+        .jetstream()
+        .get_key_value("EPHEMERAL_DURABLES")
+        .await
+        .expect("the durables bucket");
+    durables
+        .put(floor_key("acks"), u64::MAX.to_string().into())
+        .await
+        .expect("save a position at u64::MAX");
+    let mut last = nats
+        .subscribe_durable_with("acks.*", "acks", DurableOptions::default())
+        .await
+        .expect("attach over a position at u64::MAX");
+    nats.publish("acks.a", "later").await.expect("publish");
+    assert_eq!(next(&mut last).await.expect("no lag").payload(), b"later");
+    last.ack_sequence(u64::MAX).await.expect("ack");
+    last.remove().await.expect("remove");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -77,6 +77,8 @@ impl DurableOptions {
     /// `max_age`): a shorter age is accepted all the same, the stream keeps messages for
     /// 100 ms, and the subscriber skips those older than the age asked (the server's
     /// timestamp against the subscriber's clock) and is told `Lagged`, as on the bus.
+    /// An age past about 292 years (`Duration::MAX`) keeps messages for ever on both
+    /// backends (JetStream carries no longer age).
     pub fn max_age(mut self, age: Duration) -> Self {
         self.max_age_ms = super::max_age_ms(age);
         self
@@ -276,7 +278,9 @@ impl DurableSubscription {
         self.backend.ack(message.sequence())
     }
 
-    /// Acknowledges every message up to and including `sequence`.
+    /// Acknowledges every message up to and including `sequence`. A sequence past the
+    /// last message kept (`u64::MAX`, say) acknowledges every message kept so far, and none
+    /// published later, on both backends.
     ///
     /// # Errors
     ///

@@ -26,7 +26,7 @@
 //! | | bus | NATS (`ephemeral-nats`) |
 //! |---|---|---|
 //! | where | LMDB in the bus directory | JetStream: KV bucket, limits streams |
-//! | time to live | millisecond precision | reads honour the exact expiry; the server removes a value at **1 s at the earliest** (its floor), so a shorter TTL is accepted, never returned after it ran out, and seen `Expired` by watchers at 1 s |
+//! | time to live | millisecond precision | reads honour the exact expiry; the server keeps whole seconds, so it removes a value at its TTL **rounded up to whole seconds, 1 s at the earliest** (its floor): any TTL is accepted, returned until it ran out and never after, and seen `Expired` by watchers at the rounded-up second |
 //! | owned values | gone with the peer's lock | gone with the connection's liveness key (refreshed every second, lapses 3 s after the last refresh) |
 //! | keys | the naming rule | the naming rule (escaped into KV keys where NATS needs it) |
 //! | durable subscriptions | any patterns | patterns of two subscriptions must not overlap (one JetStream stream each) |

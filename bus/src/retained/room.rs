@@ -60,6 +60,8 @@ impl RoomOptions {
     /// shorter `max_age`): a shorter age is accepted all the same, the stream keeps messages
     /// for 100 ms, and joiners skip those older than the age asked (the server's timestamp
     /// against the joiner's clock), so what a joiner sees is what it would see on the bus.
+    /// An age past about 292 years (`Duration::MAX`) keeps messages for ever on both
+    /// backends (JetStream carries no longer age).
     pub fn max_age(mut self, age: Duration) -> Self {
         self.max_age_ms = super::max_age_ms(age);
         self

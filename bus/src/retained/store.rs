@@ -277,9 +277,10 @@ pub struct StoreStats {
 ///   [`history`](Self::history), even before it is swept; watchers see
 ///   [`StoreEvent::Expired`] when a process that has the store open sweeps it (at the
 ///   expiry, when one does). The bus keeps millisecond precision. On NATS, JetStream's
-///   per-message time to live has a floor of one second: a shorter one is accepted, reads
-///   stop returning the value at its exact expiry, and the server removes it (watchers
-///   see `Expired`) at one second. An expiry ends the key: a value set with a time to live
+///   per-message time to live is whole seconds with a floor of one: any time to live is
+///   accepted, reads return the value until its exact expiry and never after, and the
+///   server removes it (watchers see `Expired`) at the time to live rounded up to whole
+///   seconds (one at the least), so never before its expiry. An expiry ends the key: a value set with a time to live
 ///   starts its key's [`history`](StoreOptions::history) over, so no older revision comes
 ///   back once it is gone.
 /// * **Owned values.** [`set_owned`](Self::set_owned) ties a value to the life of the

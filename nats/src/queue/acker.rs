@@ -152,7 +152,7 @@ async fn execute(core: Arc<Core>, delivery: Arc<Delivery>, action: Action) {
         Action::Ack => ack(&core, &delivery).await,
         Action::Nak(delay) => {
             // A longer delay would overflow the server's nanoseconds and come back at once.
-            let delay = delay.map(super::queue::jetstream_duration);
+            let delay = delay.map(crate::durations::jetstream_duration);
             let kind = async_nats::jetstream::AckKind::Nak(delay);
             let _ = core
                 .nats

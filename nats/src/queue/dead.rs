@@ -18,7 +18,7 @@ use super::names::Names;
 /// The header naming why a job was dead-lettered (`failed`, `cancelled`, `shutdown`,
 /// `handed back`, `max deliveries`).
 pub const DEAD_REASON: &str = "Ephemeral-Dead-Reason";
-/// The header with the last error (or cancellation) text.
+/// The header with the last error (or cancellation) text, cut to its first 1024 bytes.
 pub const DEAD_ERROR: &str = "Ephemeral-Dead-Error";
 /// The header with the number of deliveries the job had.
 pub const DEAD_DELIVERIES: &str = "Ephemeral-Dead-Deliveries";
@@ -29,20 +29,56 @@ pub const DEAD_SEQUENCE: &str = "Ephemeral-Dead-Sequence";
 /// The header with the job's id (its `Nats-Msg-Id` when it was pushed).
 pub const JOB_ID: &str = "Ephemeral-Job-Id";
 
-/// Header values may not hold CR or LF, and should stay short.
-fn header_text(text: &str) -> String {
+/// The most bytes of error text a dead letter keeps ([`DEAD_ERROR`]); a longer text is
+/// cut (on a character boundary), so a dead letter's headers have a known bound.
+pub(crate) const DEAD_ERROR_MAX: usize = 1024;
+/// The most bytes of a dead letter's reason ([`DEAD_REASON`]; the longest, `max
+/// deliveries`, has 14).
+const DEAD_REASON_MAX: usize = 16;
+
+/// `text` as a header value of at most `max` bytes: header values may not hold CR or LF
+/// (every control character becomes a space), and a dead letter's must stay within its
+/// bound ([`overhead`]).
+fn header_text(text: &str, max: usize) -> String {
     let mut out: String = text
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    if out.len() > 1024 {
-        let mut end = 1024;
+    if out.len() > max {
+        let mut end = max;
         while !out.is_char_boundary(end) {
             end -= 1;
         }
         out.truncate(end);
     }
     out
+}
+
+/// The most bytes the headers of a dead letter take on the wire, counted as the server
+/// counts them against its `max_payload` (`NATS/1.0\r\n`, `Name: value\r\n` each, `\r\n`),
+/// for a job pushed under `id` and stored in `stream` under a subject of at most
+/// `subject_len` bytes: the id ([`JOB_ID`]), the dead letter's own id (`<stream>:<seq>`),
+/// the reason, the error text (at most [`DEAD_ERROR_MAX`] bytes), the delivery count, the
+/// subject and the sequence. A job whose payload fits the server's `max_payload` less
+/// this can always be dead-lettered. The push's own headers (the id as `Nats-Msg-Id`) are
+/// smaller, so such a job can be pushed too.
+pub(crate) fn overhead(id: &str, stream: &str, subject_len: usize) -> usize {
+    const FRAME: usize = "NATS/1.0\r\n".len() + "\r\n".len();
+    // `Name: value\r\n`
+    const fn line(name: &str, value: usize) -> usize {
+        name.len() + 4 + value
+    }
+    // u64 and u32 in decimal, at most.
+    const SEQ_DIGITS: usize = 20;
+    const DELIVERIES_DIGITS: usize = 10;
+    FRAME
+        + line(JOB_ID, id.len())
+        + line("Nats-Msg-Id", stream.len() + 1 + SEQ_DIGITS)
+        + line(DEAD_REASON, DEAD_REASON_MAX)
+        + line(DEAD_ERROR, DEAD_ERROR_MAX)
+        + line(DEAD_DELIVERIES, DELIVERIES_DIGITS)
+        + line(DEAD_SUBJECT, subject_len)
+        + line(DEAD_SEQUENCE, SEQ_DIGITS)
 }
 
 /// The headers of a dead letter: the job's own (its `Nats-Msg-Id` moved to
@@ -73,8 +109,8 @@ pub(crate) fn headers(
         async_nats::header::NATS_MESSAGE_ID,
         format!("{stream}:{seq}").as_str(),
     );
-    headers.insert(DEAD_REASON, header_text(reason).as_str());
-    headers.insert(DEAD_ERROR, header_text(error).as_str());
+    headers.insert(DEAD_REASON, header_text(reason, DEAD_REASON_MAX).as_str());
+    headers.insert(DEAD_ERROR, header_text(error, DEAD_ERROR_MAX).as_str());
     headers.insert(DEAD_DELIVERIES, deliveries.to_string().as_str());
     headers.insert(DEAD_SUBJECT, subject);
     headers.insert(DEAD_SEQUENCE, seq.to_string().as_str());
@@ -133,7 +169,8 @@ pub struct DeadLetter {
     /// Why: `failed`, `cancelled`, `shutdown`, `handed back` or `max deliveries` (its
     /// worker stopped answering on its last delivery).
     pub reason: String,
-    /// The last error, or what cancelled it.
+    /// The last error, or what cancelled it: its first 1024 bytes at most (cut on a
+    /// character boundary), control characters as spaces.
     pub error: String,
     /// How many times it was delivered.
     pub deliveries: u32,
@@ -290,5 +327,47 @@ mod tests {
             ("job-7", 3, 42)
         );
         assert_eq!(letter.reason, "failed");
+    }
+
+    #[test]
+    fn the_dead_letter_overhead_is_as_documented() {
+        // `WorkQueue::push` and the README state these numbers.
+        assert_eq!(overhead("", "", 0), 1269);
+        let names = Names::new("ephemeral", "orders").unwrap();
+        assert_eq!(
+            overhead("", &names.stream, names.stored_len(&names.jobs())),
+            1309
+        );
+    }
+
+    #[test]
+    fn the_headers_of_a_dead_letter_stay_within_their_bound() {
+        let names = Names::new("e", "q").unwrap();
+        for (id, error) in [
+            ("j", String::new()),
+            ("j", "é".repeat(2000)),
+            (&*"i".repeat(1024), "x".repeat(5000)),
+        ] {
+            let mut original = HeaderMap::new();
+            original.insert(async_nats::header::NATS_MESSAGE_ID, id);
+            let subject = names.jobs();
+            let h = headers(
+                original,
+                &names.stream,
+                u64::MAX,
+                &subject,
+                u32::MAX,
+                "max deliveries",
+                &error,
+            );
+            assert!(h.get(DEAD_ERROR).unwrap().as_str().len() <= DEAD_ERROR_MAX);
+            let len = crate::headers::wire_len(&h);
+            let bound = overhead(id, &names.stream, subject.len());
+            assert!(len <= bound, "{len} > {bound}");
+            // Tight: the bound is what the longest error takes, give or take the reason.
+            if error.len() >= DEAD_ERROR_MAX {
+                assert!(bound - len < 32, "{bound} - {len}");
+            }
+        }
     }
 }

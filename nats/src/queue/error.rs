@@ -15,7 +15,7 @@ pub enum QueueError {
     Nats(#[from] NatsError),
     /// The queue name cannot name a stream.
     #[error(
-        "invalid work queue name `{name}`: {reason}: use 1 to 64 letters, digits, `-` and `_`, such as `orders`"
+        "invalid work queue name `{name}`: {reason}: use 1 to 64 letters, digits, `-` and `_`, not ending in `_DEAD`, such as `orders`"
     )]
     BadName {
         /// The name.
@@ -25,13 +25,33 @@ pub enum QueueError {
     },
     /// A job id cannot be used.
     #[error(
-        "invalid job id `{id}`: {reason}: use a non-empty id of at most 1024 bytes without control characters, unique per job (it is how duplicates are found)"
+        "invalid job id `{id}`: {reason}: use a non-empty id of at most 1024 bytes without control characters or leading or trailing whitespace, unique per job (it is how duplicates are found)"
     )]
     BadId {
         /// The id (shortened when long).
         id: String,
         /// What is wrong with it.
         reason: &'static str,
+    },
+    /// A job's payload leaves no room for the headers of its dead letter within the
+    /// server's `max_payload`: it could be pushed, but not dead-lettered if it fails, so it
+    /// is refused. `max` is the largest payload this job (its id, and key) can have.
+    #[error(
+        "job `{id}` has a payload of {len} bytes, too large for work queue `{queue}`: at most {max} bytes fit (the server's max_payload of {max_payload} bytes less {overhead} bytes for the headers of its dead letter: its id, subject and an error text of up to 1024 bytes); split the job, or raise max_payload in the server's configuration"
+    )]
+    JobTooLarge {
+        /// The queue.
+        queue: String,
+        /// The job id (shortened when long).
+        id: String,
+        /// The payload's size.
+        len: usize,
+        /// The largest payload this job can have.
+        max: usize,
+        /// The server's `max_payload`.
+        max_payload: usize,
+        /// The bytes kept for the dead letter's headers.
+        overhead: usize,
     },
     /// A key cannot be used.
     #[error("invalid job key `{key}`: {reason}: use a key of at most 255 bytes")]

@@ -30,6 +30,14 @@
 //! `max_deliver` deliveries ends in the dead-letter stream ([`WorkQueue::dead_letters`]).
 //! For side effects that must not repeat, [`Claims`] claims a job id across nodes.
 //!
+//! # Job sizes
+//!
+//! A job must fit the server's `max_payload` (1 MiB by default) twice over: pushed, and
+//! as its dead letter, which carries the payload with headers saying why (the error text
+//! cut to 1024 bytes). [`WorkQueue::push`] keeps that room: a payload may take
+//! `max_payload` less 1,269 bytes, the id, the work stream's name and the job's subject
+//! (about 1.3 KB in all); a larger one is [`QueueError::JobTooLarge`], naming the limit.
+//!
 //! # What a node holds
 //!
 //! * **Never more than it has room for.** A node asks the server for no more jobs than

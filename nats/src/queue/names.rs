@@ -15,6 +15,9 @@ pub(crate) struct Names {
     pub(crate) base: String,
 }
 
+/// What the dead-letter stream's name adds to the work stream's; no queue name ends in it.
+const DEAD_SUFFIX: &str = "_DEAD";
+
 /// The consumer of a plain queue.
 pub(crate) const PLAIN_CONSUMER: &str = "work";
 /// The priority group of keyed partition consumers.
@@ -27,7 +30,7 @@ impl Names {
         Ok(Self {
             queue: queue.to_owned(),
             stream: format!("{upper}_WQ_{queue}"),
-            dead_stream: format!("{upper}_WQ_{queue}_DEAD"),
+            dead_stream: format!("{upper}_WQ_{queue}{DEAD_SUFFIX}"),
             base: format!("{prefix}.{}.{queue}", crate::subject::QUEUES),
         })
     }
@@ -40,6 +43,17 @@ impl Names {
     /// Where keyed jobs are pushed (`k.<key token>`), before the stream's transform.
     pub(crate) fn keyed(&self, token: &str) -> String {
         format!("{}.k.{token}", self.base)
+    }
+
+    /// The most bytes the stored subject of a job pushed to `subject` takes: a keyed job's
+    /// `k.<token>` is stored as `p.<partition>.<token>` (at most 4 digits: 1024 partitions
+    /// at most), a plain job's as it was pushed.
+    pub(crate) fn stored_len(&self, subject: &str) -> usize {
+        if subject == self.jobs() {
+            subject.len()
+        } else {
+            subject.len() + ".p.1023.".len() - ".k.".len()
+        }
     }
 
     /// The stream subject keyed pushes match.
@@ -121,10 +135,19 @@ fn check_queue_name(queue: &str) -> Result<(), QueueError> {
     {
         return bad("it has a character other than letters, digits, `-` and `_`");
     }
+    // Queue `x`'s dead-letter stream is `<PREFIX>_WQ_x_DEAD`, which is queue `x_DEAD`'s
+    // work stream: one of the two would bind the other's stream as its own.
+    if queue.ends_with(DEAD_SUFFIX) {
+        return bad(
+            "it ends in `_DEAD`, which is reserved: the dead-letter stream of the queue named without it (`<PREFIX>_WQ_<name>_DEAD`) would be this queue's work stream",
+        );
+    }
     Ok(())
 }
 
-/// Checks a job id: it travels as the `Nats-Msg-Id` header.
+/// Checks a job id: it travels as the `Nats-Msg-Id` header, whose value NATS trims of
+/// leading and trailing whitespace (` a` would be deduplicated against `a`, and `a ` be
+/// delivered as `a`), so such an id is refused rather than changed.
 pub(crate) fn check_id(id: &str) -> Result<(), QueueError> {
     let bad = |reason| {
         Err(QueueError::BadId {
@@ -140,6 +163,11 @@ pub(crate) fn check_id(id: &str) -> Result<(), QueueError> {
     }
     if id.chars().any(char::is_control) {
         return bad("it has a control character");
+    }
+    if id.starts_with(char::is_whitespace) || id.ends_with(char::is_whitespace) {
+        return bad(
+            "it starts or ends with whitespace, which NATS headers do not keep (` a` would be the job `a`)",
+        );
     }
     Ok(())
 }
@@ -224,7 +252,11 @@ mod tests {
         assert!(upper.stream.starts_with("APP_h"), "{}", upper.stream);
         assert_ne!(underscore.stream, names.stream);
         assert_ne!(upper.stream, Names::new("app", "orders").unwrap().stream);
-        for bad in ["", "a.b", "a b", "é", &"x".repeat(65)] {
+        // Only the exact suffix is the dead-letter stream's (stream names are case-sensitive).
+        for good in ["DEAD", "x_DEADx", "x_dead", "x-DEAD"] {
+            assert!(Names::new("p", good).is_ok(), "{good}");
+        }
+        for bad in ["", "a.b", "a b", "é", &"x".repeat(65), "x_DEAD", "_DEAD"] {
             assert!(Names::new("p", bad).is_err(), "{bad}");
         }
     }
@@ -272,5 +304,9 @@ mod tests {
         assert!(check_id("").is_err());
         assert!(check_id("a\r\nb").is_err());
         assert!(check_id(&"x".repeat(1025)).is_err());
+        for bad in [" a", "a ", " ", "a\u{2003}", "\u{a0}a"] {
+            assert!(check_id(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_id("a b").is_ok());
     }
 }

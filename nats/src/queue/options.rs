@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::settle::Settled;
+use crate::durations::STREAM_DURATION_FLOOR;
 
 /// How a completed job is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -44,9 +45,9 @@ pub enum Storage {
 /// | [`max_deliver`](Self::max_deliver) | 5 | deliveries of one job, then it is dead-lettered |
 /// | [`backoff`](Self::backoff) | 1 s, 5 s, 30 s, 2 min | the delay before a failed job's next delivery (the last value repeats) |
 /// | [`max_ack_pending`](Self::max_ack_pending) | 1024 | jobs held by all nodes together (per partition on a keyed queue) |
-/// | [`duplicate_window`](Self::duplicate_window) | 2 min | how long a job id is remembered: a second push within it is a duplicate |
+/// | [`duplicate_window`](Self::duplicate_window) | 2 min | how long a job id is remembered: a second push within it is a duplicate (at least 100 ms) |
 /// | [`max_age`](Self::max_age) | none | jobs older than this are dropped unprocessed |
-/// | [`dead_letter_max_age`](Self::dead_letter_max_age) | 7 days | how long dead letters are kept |
+/// | [`dead_letter_max_age`](Self::dead_letter_max_age) | 7 days | how long dead letters are kept (at least 100 ms) |
 /// | [`storage`](Self::storage) | file | where both streams keep their messages |
 /// | [`pin_timeout`](Self::pin_timeout) | 5 s | keyed: how long a silent owner keeps its partition |
 /// | [`member_ttl`](Self::member_ttl) | 3 s | keyed: a node not heard from for this long no longer owns partitions |
@@ -156,7 +157,9 @@ impl WorkQueueOptions {
         self
     }
 
-    /// How long the server remembers a job id to refuse a second push of it.
+    /// How long the server remembers a job id to refuse a second push of it (at least
+    /// 100 ms, the server's minimum; one past what JetStream can express, about 292 years,
+    /// is cut to that).
     pub fn duplicate_window(mut self, window: Duration) -> Self {
         self.duplicate_window = window;
         self
@@ -171,7 +174,8 @@ impl WorkQueueOptions {
         self
     }
 
-    /// How long dead letters are kept.
+    /// How long dead letters are kept (at least 100 ms, the server's minimum; an age past
+    /// what JetStream can express, about 292 years, keeps them for ever).
     pub fn dead_letter_max_age(mut self, age: Duration) -> Self {
         self.dead_letter_max_age = age;
         self
@@ -207,7 +211,9 @@ impl WorkQueueOptions {
         self
     }
 
-    /// Checks every value.
+    /// Checks every value against what the library and the server accept (the server's
+    /// 100 ms minimum for `duplicate_window` and `dead_letter_max_age` included): options
+    /// that pass are not refused by the server when the queue is opened.
     ///
     /// # Errors
     ///
@@ -228,8 +234,8 @@ impl WorkQueueOptions {
         if self.max_ack_pending == 0 {
             return bad("max_ack_pending", "at least 1");
         }
-        if self.duplicate_window.is_zero() {
-            return bad("duplicate_window", "a positive duration");
+        if self.duplicate_window < STREAM_DURATION_FLOOR {
+            return bad("duplicate_window", "at least 100 ms (the server's minimum)");
         }
         if self.max_age.is_some_and(|a| a.is_zero()) {
             return bad("max_age", "a positive duration");
@@ -241,8 +247,11 @@ impl WorkQueueOptions {
                 "at least the duplicate_window (2 min by default): shorten the window too",
             );
         }
-        if self.dead_letter_max_age.is_zero() {
-            return bad("dead_letter_max_age", "a positive duration");
+        if self.dead_letter_max_age < STREAM_DURATION_FLOOR {
+            return bad(
+                "dead_letter_max_age",
+                "at least 100 ms (the server's minimum)",
+            );
         }
         if self.pin_timeout < Duration::from_secs(1) || self.pin_timeout > MAX_WAIT {
             return bad("pin_timeout", "between 1 s and 24 h");
@@ -483,6 +492,15 @@ mod tests {
             (
                 WorkQueueOptions::default().max_ack_pending(0),
                 "max_ack_pending",
+            ),
+            // Below the server's 100 ms floor for a stream's age and duplicate window.
+            (
+                WorkQueueOptions::default().duplicate_window(Duration::from_millis(99)),
+                "duplicate_window",
+            ),
+            (
+                WorkQueueOptions::default().dead_letter_max_age(Duration::from_millis(50)),
+                "dead_letter_max_age",
             ),
         ] {
             let error = options.validate().unwrap_err();

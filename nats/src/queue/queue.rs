@@ -18,7 +18,7 @@ use ephemeral::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::claims::Claims;
-use super::dead::DeadLetters;
+use super::dead::{self, DeadLetters};
 use super::error::{NO_MESSAGE_FOUND, QueueError, jetstream, js_code, js_err};
 use super::intake::{DeferRule, Intake, Loop, Target, run_plain};
 use super::job::Job;
@@ -27,6 +27,7 @@ use super::names::{self, GROUP, Names, PLAIN_CONSUMER};
 use super::options::{IntakeOptions, Storage, WorkQueueOptions};
 use super::settle::Rules;
 use super::state::{Core, CoreConfig, Counters, Finalizer};
+use crate::durations::{jetstream_age, jetstream_duration};
 use crate::{Nats, NatsError};
 
 /// "stream not found"
@@ -73,7 +74,10 @@ pub struct QueueStats {
 ///   dead-letter stream `<PREFIX>_WQ_<name>_DEAD`, and its consumers, or binds to them
 ///   (`<PREFIX>`: the subject prefix upper-cased with `_` for `.`, `EPHEMERAL` by default;
 ///   a prefix with capitals or `_` also gets `_h` and a hash, so no two prefixes share a
-///   stream). [`stream_name`](Self::stream_name) gives the name.
+///   stream). [`stream_name`](Self::stream_name) gives the name. A queue name is 1 to 64
+///   letters, digits, `-` and `_`, and does not end in `_DEAD` (queue `x`'s dead-letter
+///   stream is `…_WQ_x_DEAD`). Both streams are checked when bound: a stream of either name
+///   set up for anything else is [`QueueError::Incompatible`], never adopted.
 /// * **Push**: [`push`](Self::push) / [`push_keyed`](Self::push_keyed) (and the JSON
 ///   forms) queue a job under an id; a second push of the same id within the
 ///   `duplicate_window` is [`Pushed::duplicate`] and queues nothing. A push waits for the
@@ -143,8 +147,11 @@ impl Nats {
     ///
     /// # Errors
     ///
-    /// A bad name or option, [`QueueError::Incompatible`] for a stream of that name set up
-    /// otherwise (another retention, plain vs keyed, another partition count),
+    /// A bad name or option ([`QueueError::BadName`] also for a name ending in `_DEAD`: the
+    /// queue named without it keeps its dead letters in the stream that would be this
+    /// queue's), [`QueueError::Incompatible`] for a work or dead-letter stream of that name
+    /// set up otherwise (another retention, other subjects, plain vs keyed, another
+    /// partition count),
     /// [`NatsError::ServerTooOld`] (a keyed queue needs 2.11), or the server's refusal.
     pub async fn work_queue(
         &self,
@@ -215,6 +222,7 @@ impl WorkQueue {
             },
         )
         .await?;
+        check_dead_stream(&names, dead.cached_info())?;
         let base = consumer::pull::Config {
             ack_policy: AckPolicy::Explicit,
             ack_wait: options.ack_wait,
@@ -292,12 +300,24 @@ impl WorkQueue {
 
     /// Queues a job under `id` on a plain queue.
     ///
+    /// **Ids.** 1 to 1024 bytes, no control characters, and no whitespace at either end:
+    /// the id travels as a NATS header, whose value the server and clients trim (` a` would
+    /// be taken for a duplicate of `a`, `a ` delivered as `a`), so such an id is refused
+    /// with [`QueueError::BadId`] rather than changed. Whitespace inside (`order 7`) is kept.
+    ///
+    /// **Size.** Every job must fit its dead letter too (the payload with headers saying
+    /// why it failed), or a job failing on its last delivery could never leave the work
+    /// stream. So a payload may take the server's `max_payload` less 1,269 bytes, the id,
+    /// the work stream's name and the job's subject: 1,048,576 − 1,309 − the id's length
+    /// for the queue `orders` under the default prefix. The dead letter's error text is cut
+    /// to 1024 bytes for that reason.
+    ///
     /// # Errors
     ///
     /// [`QueueError::BadId`], [`QueueError::WrongKind`] on a keyed queue,
-    /// [`NatsError::PayloadTooLarge`], or [`QueueError::PushUnconfirmed`] when the server
-    /// did not confirm within `push_timeout` (the job may be queued anyway: push it again
-    /// with the same id).
+    /// [`QueueError::JobTooLarge`] (with the largest payload that fits), or
+    /// [`QueueError::PushUnconfirmed`] when the server did not confirm within
+    /// `push_timeout` (the job may be queued anyway: push it again with the same id).
     pub async fn push(&self, id: &str, payload: impl Into<Bytes>) -> Result<Pushed, QueueError> {
         if self.inner.options.partitions.is_some() {
             return Err(QueueError::WrongKind {
@@ -369,11 +389,29 @@ impl WorkQueue {
         payload: Bytes,
     ) -> Result<Pushed, QueueError> {
         names::check_id(id)?;
-        let max = self.inner.nats.max_payload();
-        // The id header and its framing ride along with the payload.
-        let size = payload.len() + id.len() + 32;
-        if size > max {
-            return Err(NatsError::PayloadTooLarge { len: size, max }.into());
+        // A job that fails on its last delivery is copied, with why, to the dead-letter
+        // stream; the server counts those headers against its max_payload too. A job whose
+        // dead letter would not fit could never be dead-lettered, and would stay in the work
+        // stream for ever, undelivered: so the room for them is kept now.
+        let too_large = || {
+            let max_payload = self.inner.nats.max_payload();
+            let overhead = dead::overhead(
+                id,
+                &self.inner.names.stream,
+                self.inner.names.stored_len(&subject),
+            );
+            let max = max_payload.saturating_sub(overhead);
+            (payload.len() > max).then(|| QueueError::JobTooLarge {
+                queue: self.name().to_owned(),
+                id: super::error::shorten(id),
+                len: payload.len(),
+                max,
+                max_payload,
+                overhead,
+            })
+        };
+        if let Some(error) = too_large() {
+            return Err(error);
         }
         let js = self.inner.nats.jetstream();
         let deadline = tokio::time::Instant::now() + self.inner.options.push_timeout;
@@ -396,8 +434,11 @@ impl WorkQueue {
                 Ok(Err(e)) => {
                     use async_nats::jetstream::context::PublishErrorKind as K;
                     match e.kind() {
+                        // The server's max_payload changed meanwhile (a reconnect to another).
                         K::MaxPayloadExceeded => {
-                            return Err(NatsError::PayloadTooLarge { len: size, max }.into());
+                            return Err(
+                                too_large().unwrap_or_else(|| jetstream("push a job", &e).into())
+                            );
                         }
                         // No answer (a restart, a leader election): the same id again is safe.
                         K::TimedOut | K::BrokenPipe | K::StreamNotFound | K::MaxAckPending => {
@@ -776,9 +817,20 @@ fn check_stream(
     if info.config.retention != RetentionPolicy::WorkQueue {
         return incompatible("it is not a work-queue stream".to_owned());
     }
+    let subjects = &info.config.subjects;
+    let (plain, keyed) = ([names.jobs()], [names.keyed_wildcard()]);
+    if subjects != &plain && subjects != &keyed {
+        return incompatible(format!(
+            "it is not this queue's (its subjects are {subjects:?}, not `{}` or `{}`)",
+            plain[0], keyed[0]
+        ));
+    }
     match options.partitions {
-        None if info.config.subjects != [names.jobs()] => {
+        None if subjects != &plain => {
             incompatible("it is not a plain work queue (it was created keyed)".to_owned())
+        }
+        Some(_) if subjects != &keyed => {
+            incompatible("it is a plain work queue, not keyed".to_owned())
         }
         Some(p) => {
             let want = names.partition_transform(p);
@@ -795,6 +847,31 @@ fn check_stream(
     }
 }
 
+/// Checks that the dead-letter stream is this queue's: a limits stream on the queue's
+/// dead-letter subject, and nothing else (a stream of that name made for anything else would
+/// take in this queue's dead letters, or hand its own messages out as dead letters).
+fn check_dead_stream(names: &Names, info: &stream::Info) -> Result<(), QueueError> {
+    let config = &info.config;
+    let problem = if config.retention != RetentionPolicy::Limits {
+        format!(
+            "it is not a dead-letter stream ({:?} retention, not limits)",
+            config.retention
+        )
+    } else if config.subjects != [names.dead()] {
+        format!(
+            "it is not this queue's dead-letter stream (its subjects are {:?}, not `{}`)",
+            config.subjects,
+            names.dead()
+        )
+    } else {
+        return Ok(());
+    };
+    Err(QueueError::Incompatible {
+        stream: names.dead_stream.clone(),
+        problem,
+    })
+}
+
 impl fmt::Debug for WorkQueue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WorkQueue")
@@ -802,22 +879,5 @@ impl fmt::Debug for WorkQueue {
             .field("stream", &self.inner.names.stream)
             .field("partitions", &self.inner.options.partitions)
             .finish()
-    }
-}
-
-/// The longest duration JetStream's configuration carries (nanoseconds in an `i64`).
-const MAX_JETSTREAM_DURATION: Duration = Duration::from_nanos(i64::MAX as u64);
-
-/// `duration`, clamped to what JetStream can carry.
-pub(crate) fn jetstream_duration(duration: Duration) -> Duration {
-    duration.min(MAX_JETSTREAM_DURATION)
-}
-
-/// A stream's `max_age` for `age`: 0 (no limit) for an age JetStream cannot carry.
-fn jetstream_age(age: Duration) -> Duration {
-    if age <= MAX_JETSTREAM_DURATION {
-        age
-    } else {
-        Duration::ZERO
     }
 }

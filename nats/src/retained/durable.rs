@@ -37,6 +37,9 @@ pub(crate) struct NatsDurable {
     floor_key: String,
     /// The acknowledged position, written under this lock so acks never go backwards.
     floor: Arc<tokio::sync::Mutex<u64>>,
+    /// The highest stream sequence seen by the deliveries: the stream holds at least that
+    /// many, so an ack up to it needs no look at the stream's end.
+    seen: Arc<AtomicU64>,
     expired: Arc<AtomicU64>,
     messages: BoxStream<'static, Result<DurableMessage, Lagged>>,
     lock: Option<Lock>,
@@ -125,17 +128,22 @@ impl NatsDurable {
             Err(_) => js.create_stream(config).await.map_err(|e| overlap(&e))?,
         };
         let floor_key = format!("floor.{id}");
-        let floor = match state.get(&floor_key).await.or_fail("subscribe")? {
+        let saved: u64 = match state.get(&floor_key).await.or_fail("subscribe")? {
             Some(value) => std::str::from_utf8(&value)
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0),
             None => 0,
         };
+        // A position past the stream's end (saved by an older version that did not clamp
+        // acks, or kept from a stream deleted by hand) acknowledges what the stream holds,
+        // not what is still to come: as an ack past the end does (see `ack`).
+        let floor = saved.min(stream.cached_info().state.last_sequence);
+        let first = floor.saturating_add(1);
         let consumer = stream
             .create_consumer(consumer::pull::OrderedConfig {
                 deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                    start_sequence: floor + 1,
+                    start_sequence: first,
                 },
                 ..Default::default()
             })
@@ -143,13 +151,15 @@ impl NatsDurable {
             .or_fail("subscribe")?;
         let raw = consumer.messages().await.or_fail("subscribe")?;
         let expired = Arc::new(AtomicU64::new(0));
+        let seen = Arc::new(AtomicU64::new(floor));
         let messages = deliveries(
             raw,
-            floor + 1,
+            first,
             nats.prefix().to_owned(),
             routed.filter,
             read_age,
             Arc::clone(&expired),
+            Arc::clone(&seen),
         );
         Ok(Self {
             name,
@@ -160,6 +170,7 @@ impl NatsDurable {
             state,
             floor_key,
             floor: Arc::new(tokio::sync::Mutex::new(floor)),
+            seen,
             expired,
             messages,
             lock: Some(lock),
@@ -177,6 +188,7 @@ fn deliveries(
     filter: Option<Pattern>,
     max_age: Option<Duration>,
     expired: Arc<AtomicU64>,
+    seen: Arc<AtomicU64>,
 ) -> BoxStream<'static, Result<DurableMessage, Lagged>> {
     let mut expected = first;
     raw.filter_map(|m| std::future::ready(m.ok()))
@@ -186,6 +198,8 @@ fn deliveries(
                 return futures::stream::iter(out);
             };
             let (seq, published) = (info.stream_sequence, system_time(&info.published));
+            // Relaxed: a bound read by acks, which look at the stream when above it.
+            seen.fetch_max(seq, Ordering::Relaxed);
             if seq < expected {
                 return futures::stream::iter(out);
             }
@@ -257,14 +271,34 @@ impl DurableBackend for NatsDurable {
     }
 
     fn ack(&self, sequence: u64) -> BoxFuture<'static, Result<(), StoreError>> {
-        let (state, key, stream, floor) = (
+        let (state, key, mut stream, floor) = (
             self.state.clone(),
             self.floor_key.clone(),
             self.stream.clone(),
             Arc::clone(&self.floor),
         );
+        // Relaxed: only a hint whether the stream's end must be asked.
+        let seen = self.seen.load(Ordering::Relaxed);
         async move {
             let mut floor = floor.lock().await;
+            if sequence <= *floor {
+                return Ok(());
+            }
+            // As on the bus, an ack past the last message stored (`u64::MAX`: "all of
+            // them") acknowledges what is stored, never what is still to come: the position
+            // saved is at most the stream's last sequence, so the next one is always
+            // `position + 1`.
+            let sequence = if sequence <= seen {
+                sequence
+            } else {
+                let last = stream
+                    .info()
+                    .await
+                    .or_fail("acknowledge")?
+                    .state
+                    .last_sequence;
+                sequence.min(last)
+            };
             if sequence <= *floor {
                 return Ok(());
             }
@@ -276,7 +310,7 @@ impl DurableBackend for NatsDurable {
             *floor = sequence;
             stream
                 .purge()
-                .sequence(sequence + 1)
+                .sequence(sequence.saturating_add(1))
                 .await
                 .or_fail("acknowledge")?;
             Ok(())

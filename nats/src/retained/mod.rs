@@ -20,14 +20,18 @@
 //! the store's, room's or subscription's name reduced to letters, digits, `-` and `_`, and
 //! `<hash>` a 64-bit hash of the full name, so names that reduce alike never share state.)
 //!
-//! # Times to live: the one-second floor
+//! # Times to live: whole seconds on the server, exact for reads
 //!
 //! JetStream removes a message with a per-message time to live (`Nats-TTL`) no sooner than
-//! one second after it was stored: the server refuses anything shorter. A set with a time
-//! to live below one second is **accepted, not refused**: the value carries its exact
-//! expiry (from the writer's clock), every read ([`get`](ephemeral_bus::retained::Store::get),
-//! `entries`, `history`) stops returning it at that instant, and the server removes it at
-//! one second, which is when watchers see [`Expired`](ephemeral_bus::retained::StoreEvent::Expired).
+//! one second after it was stored (the server refuses anything shorter), and keeps only
+//! the whole seconds of it (`1500ms` would be removed after one second). So the time to
+//! live is sent **rounded up to whole seconds, one at the least**, and the value carries
+//! its exact expiry (from the writer's clock): every read
+//! ([`get`](ephemeral_bus::retained::Store::get), `entries`, `history`) returns it until
+//! that instant and never after, and the server removes it at the rounded-up second
+//! (at most a second after the expiry, and at one second for a time to live below it),
+//! which is when watchers see [`Expired`](ephemeral_bus::retained::StoreEvent::Expired):
+//! never before the expiry. A time to live below one second is **accepted, not refused**.
 //! The same check covers the server's own lag in removing expired messages: a value is
 //! never returned after its expiry. Expiries are compared with the reader's clock, so
 //! machines should keep their clocks in step (NTP).
@@ -54,7 +58,9 @@
 //!   `max_message_size` and `max_payload` less 48 bytes. Beyond it, `ValueTooLarge`.
 //! * A stream's `max_age` is at least 100 ms (the server's floor): a room's or durable
 //!   subscription's shorter max age is kept all the same, the stream keeping messages for
-//!   100 ms and readers skipping those older than asked (by the reader's clock).
+//!   100 ms and readers skipping those older than asked (by the reader's clock). One past
+//!   what JetStream carries (about 292 years; `Duration::MAX`) is no limit, as on the bus,
+//!   where no message gets that old either.
 //! * A durable subscription's byte bound counts what JetStream stores per message
 //!   (payload, headers and subject), not the payload alone.
 //!
@@ -99,6 +105,7 @@ use ephemeral_bus::retained::{
 use tokio::sync::OnceCell;
 
 use crate::Nats;
+use crate::durations::{STREAM_DURATION_FLOOR, jetstream_age};
 
 pub(crate) use keys::{decode_key, encode_key};
 
@@ -107,17 +114,16 @@ const OWNER_HEARTBEAT: Duration = Duration::from_secs(1);
 /// How long an owner's liveness key outlives its last refresh (`Nats-TTL`).
 const OWNER_TTL: Duration = Duration::from_secs(3);
 
-/// The server's floor for a stream's `max_age`: it refuses anything shorter.
-const STREAM_AGE_FLOOR: Duration = Duration::from_millis(100);
-
 /// The `max_age` a stream gets for `asked`, and the age readers filter by themselves (when
-/// `asked` is below [`STREAM_AGE_FLOOR`]: the server keeps messages for 100 ms, readers
-/// skip those older than `asked`, so what they see is what the bus shows).
+/// `asked` is below [`STREAM_DURATION_FLOOR`]: the server keeps messages for 100 ms,
+/// readers skip those older than `asked`, so what they see is what the bus shows). An age
+/// past what JetStream carries (about 292 years; `Duration::MAX`) is no limit, as on the
+/// bus, where no message gets that old either.
 pub(crate) fn stream_age(asked: Duration) -> (Duration, Option<Duration>) {
-    if asked < STREAM_AGE_FLOOR {
-        (STREAM_AGE_FLOOR, Some(asked))
+    if asked < STREAM_DURATION_FLOOR {
+        (STREAM_DURATION_FLOOR, Some(asked))
     } else {
-        (asked, None)
+        (jetstream_age(asked), None)
     }
 }
 

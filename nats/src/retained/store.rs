@@ -30,7 +30,8 @@ const OWNER: &str = "Ephemeral-Owner";
 const CAUSE: &str = "Ephemeral-Cause";
 
 /// The most bytes the headers of a set take on the wire, counted as the server counts them
-/// against its `max_payload`: `Nats-TTL` (at most `never` or 16 characters),
+/// against its `max_payload`: `Nats-TTL` (at most `never` or 16 characters; whole seconds
+/// take 11 at most),
 /// `Ephemeral-Expires` (at most 20 digits), `Nats-Rollup: sub`, `Ephemeral-Owner` (16 hex
 /// digits), framed as `NATS/1.0\r\n`, `Key: Value\r\n` each and `\r\n`. A value of the
 /// server's `max_payload` less this always fits.
@@ -108,16 +109,22 @@ fn set_headers(
     headers
 }
 
-/// The `Nats-TTL` header for `ttl`: at least [`TTL_FLOOR`], and `never` beyond what the
-/// server can parse (a Go duration, at most 2^63 - 1 ns, about 292 years): reads still stop
-/// returning the value at its exact expiry.
+/// The `Nats-TTL` header for `ttl`: whole seconds, **rounded up**, at least [`TTL_FLOOR`],
+/// and `never` beyond what the server can parse (a Go duration, at most 2^63 - 1 ns, about
+/// 292 years). The server keeps only the whole seconds of a message's time to live and
+/// drops the rest (`1500ms` is removed after one second), which would take a value away
+/// before its expiry; rounded up, the server removes it at most a second after it, and
+/// reads stop returning it at its exact expiry (the `Ephemeral-Expires` header).
 fn server_ttl(ttl: Duration) -> String {
-    const MAX_GO_DURATION_MS: u128 = (i64::MAX as u128) / 1_000_000;
-    let ms = ttl.max(TTL_FLOOR).as_millis();
-    if ms > MAX_GO_DURATION_MS {
+    const MAX_GO_DURATION_SECS: u64 = (i64::MAX as u64) / 1_000_000_000;
+    let ttl = ttl.max(TTL_FLOOR);
+    let secs = ttl
+        .as_secs()
+        .saturating_add(u64::from(ttl.subsec_nanos() > 0));
+    if secs > MAX_GO_DURATION_SECS {
         "never".to_owned()
     } else {
-        format!("{ms}ms")
+        format!("{secs}s")
     }
 }
 
@@ -742,6 +749,25 @@ mod tests {
         let far = UNIX_EPOCH + Duration::from_millis(u64::MAX / 2);
         let headers = set_headers(Some(Duration::from_secs(1)), far, 64, Some(u64::MAX));
         assert!(crate::headers::wire_len(&headers) <= SET_HEADERS_MAX);
+    }
+
+    #[test]
+    fn the_server_ttl_is_whole_seconds_rounded_up() {
+        for (ttl, sent) in [
+            (Duration::from_millis(1), "1s"),
+            (Duration::from_millis(300), "1s"),
+            (Duration::from_secs(1), "1s"),
+            (Duration::from_millis(1001), "2s"),
+            (Duration::from_millis(1200), "2s"),
+            (Duration::from_millis(2500), "3s"),
+            (Duration::from_nanos(3_000_000_001), "4s"),
+            (Duration::from_secs(60), "60s"),
+            (Duration::from_secs(9_223_372_036), "9223372036s"),
+            (Duration::from_secs(9_223_372_037), "never"),
+            (Duration::MAX, "never"),
+        ] {
+            assert_eq!(server_ttl(ttl), sent, "{ttl:?}");
+        }
     }
 
     #[test]
