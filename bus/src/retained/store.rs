@@ -280,9 +280,9 @@ pub struct StoreStats {
 ///   per-message time to live is whole seconds with a floor of one: any time to live is
 ///   accepted, reads return the value until its exact expiry and never after, and the
 ///   server removes it (watchers see `Expired`) at the time to live rounded up to whole
-///   seconds (one at the least), so never before its expiry. An expiry ends the key: a value set with a time to live
-///   starts its key's [`history`](StoreOptions::history) over, so no older revision comes
-///   back once it is gone.
+///   seconds (one at the least), so never before its expiry. An expiry ends the key: a
+///   value set with a time to live starts its key's [`history`](StoreOptions::history)
+///   over, so no older revision comes back once it is gone.
 /// * **Owned values.** [`set_owned`](Self::set_owned) ties a value to the life of the
 ///   connection that set it: on the bus, to its peer, whose liveness is the lock it holds
 ///   (never its pid). A value whose owner is gone is never returned, and is removed when
