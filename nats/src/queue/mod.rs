@@ -80,7 +80,7 @@
 mod acker;
 mod claims;
 mod dead;
-mod error;
+pub(crate) mod error;
 mod intake;
 mod janitor;
 mod job;

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{consumer, stream};
@@ -164,10 +164,19 @@ impl RoomBackend for NatsRoom {
         &self,
     ) -> BoxFuture<'_, Result<BoxStream<'static, Result<RoomMessage, Lagged>>, StoreError>> {
         async move {
+            // Where the joiner starts is fixed now, before the consumer exists, not at its
+            // first read: anything from here on that the room drops before it is read is a
+            // lag, never lost silently.
+            let mut owed = Owed {
+                next: self.start().await?,
+                read_age: self.read_age,
+            };
             // An ordered consumer delivers the stream in sequence order and, if it misses
             // anything (a reconnect, a lost heartbeat), starts again after the last sequence
             // it delivered: the history and the live messages meet with no gap and no
-            // duplicate. What is left as a gap was dropped by the room's bounds.
+            // duplicate. What is left as a gap was dropped by the room's bounds. It starts
+            // at the stream's first message, never before `owed.next` (the stream only
+            // loses messages from its front).
             let consumer = self
                 .stream
                 .create_consumer(consumer::pull::OrderedConfig {
@@ -178,8 +187,6 @@ impl RoomBackend for NatsRoom {
                 .await
                 .or_fail("join a room")?;
             let messages = consumer.messages().await.or_fail("join a room")?;
-            let mut last: Option<u64> = None;
-            let read_age = self.read_age;
             let joined = messages
                 .filter_map(|m| std::future::ready(m.ok()))
                 .flat_map(move |message| {
@@ -187,43 +194,141 @@ impl RoomBackend for NatsRoom {
                     if let Ok(info) = message.info() {
                         let seq = info.stream_sequence;
                         let sent_at = system_time(&info.published);
-                        if last.is_some_and(|l| seq <= l) {
-                            // Already delivered.
-                            return futures::stream::iter(out);
+                        let (lag, deliver) = owed.see(seq, sent_at);
+                        out.extend(lag.map(Err));
+                        if deliver {
+                            let sender = message
+                                .headers
+                                .as_ref()
+                                .and_then(|h| h.get(SENDER))
+                                .and_then(|v| u64::from_str_radix(v.as_str(), 16).ok())
+                                .unwrap_or(0);
+                            out.push(Ok(RoomMessage::new(
+                                seq,
+                                sender,
+                                sent_at,
+                                Arc::from(&message.payload[..]),
+                            )));
                         }
-                        if super::too_old(sent_at, read_age) {
-                            // Dropped by the room's age, as the server would have: before
-                            // the first message handed out, gone before this joiner came
-                            // (not a lag); after it, a lag, reported here.
-                            if let Some(l) = last {
-                                out.push(Err(Lagged(seq - l)));
-                                last = Some(seq);
-                            }
-                            return futures::stream::iter(out);
-                        }
-                        if let Some(l) = last
-                            && seq > l + 1
-                        {
-                            out.push(Err(Lagged(seq - l - 1)));
-                        }
-                        last = Some(seq);
-                        let sender = message
-                            .headers
-                            .as_ref()
-                            .and_then(|h| h.get(SENDER))
-                            .and_then(|v| u64::from_str_radix(v.as_str(), 16).ok())
-                            .unwrap_or(0);
-                        out.push(Ok(RoomMessage::new(
-                            seq,
-                            sender,
-                            sent_at,
-                            Arc::from(&message.payload[..]),
-                        )));
                     }
                     futures::stream::iter(out)
                 });
             Ok(joined.boxed())
         }
         .boxed()
+    }
+}
+
+impl NatsRoom {
+    /// The first sequence a joiner is owed: the oldest message the room keeps now (young
+    /// enough, when the joiner filters by age itself), or the next one sent. Older ones
+    /// were gone before it came: not a lag.
+    async fn start(&self) -> Result<u64, StoreError> {
+        let state = self.stream.get_info().await.or_fail("join a room")?.state;
+        let next_sent = state.last_sequence.saturating_add(1);
+        if state.messages == 0 {
+            return Ok(next_sent);
+        }
+        let Some(age) = self.read_age else {
+            return Ok(state.first_sequence);
+        };
+        // The server keeps messages up to its 100 ms floor, longer than this age: find the
+        // first one young enough. Send times grow with the sequence, and the stream loses
+        // messages only from its front, so a binary search over the sequences holds.
+        let since = SystemTime::now()
+            .checked_sub(age)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        // The answer is in `lo..=hi`; `hi` is a young message or `next_sent`.
+        let (mut lo, mut hi) = (state.first_sequence, next_sent);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self
+                .stream
+                .get_first_raw_message_by_subject(&self.subject, mid)
+                .await
+            {
+                Ok(m) if m.sequence < hi => {
+                    if system_time(&m.time) >= since {
+                        hi = m.sequence;
+                    } else {
+                        lo = m.sequence + 1;
+                    }
+                }
+                // Nothing left from `mid` to `hi`, so nothing before it either (dropped
+                // from the front while this looked): `hi` is the oldest kept.
+                Ok(_) => lo = hi,
+                Err(e) if crate::queue::error::no_message(&e) => lo = hi,
+                Err(e) => return Err(e).or_fail("join a room"),
+            }
+        }
+        Ok(hi)
+    }
+}
+
+/// What a joiner is owed: every message from `next` on, each delivered once, or counted in
+/// a `Lagged` when it is gone by the time the joiner reads.
+struct Owed {
+    /// The next sequence the joiner is owed (fixed first when `join` returns).
+    next: u64,
+    /// The age the joiner filters by itself (below the server's floor), if any.
+    read_age: Option<Duration>,
+}
+
+impl Owed {
+    /// Message `seq`, sent at `sent_at`, as the consumer delivered it: the lag to report
+    /// before it (the owed messages the room dropped), and whether to hand it out.
+    fn see(&mut self, seq: u64, sent_at: SystemTime) -> (Option<Lagged>, bool) {
+        if seq < self.next {
+            // Delivered already, or older than the start: not owed.
+            return (None, false);
+        }
+        let gap = seq - self.next;
+        self.next = seq + 1;
+        if super::too_old(sent_at, self.read_age) {
+            // Dropped by the room's age, as the server would have. It was young when the
+            // joiner came (it is not older than the start): a lag, with the gap before it.
+            return (Some(Lagged(gap + 1)), false);
+        }
+        ((gap > 0).then_some(Lagged(gap)), true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owed(next: u64, read_age: Option<Duration>) -> Owed {
+        Owed { next, read_age }
+    }
+
+    #[test]
+    fn a_gap_before_the_first_message_read_is_a_lag() {
+        let now = SystemTime::now();
+        let mut o = owed(1, None);
+        assert_eq!(o.see(5, now), (Some(Lagged(4)), true));
+        assert_eq!(o.see(6, now), (None, true));
+        // Delivered again after a consumer reset: once only.
+        assert_eq!(o.see(6, now), (None, false));
+        assert_eq!(o.see(9, now), (Some(Lagged(2)), true));
+    }
+
+    #[test]
+    fn messages_older_than_the_start_are_not_owed() {
+        let now = SystemTime::now();
+        let mut o = owed(7, None);
+        assert_eq!(o.see(5, now), (None, false));
+        assert_eq!(o.see(6, now), (None, false));
+        assert_eq!(o.see(7, now), (None, true));
+    }
+
+    #[test]
+    fn an_owed_message_too_old_when_read_is_a_lag_with_the_gap_before_it() {
+        let age = Duration::from_millis(90);
+        let now = SystemTime::now();
+        let old = now - Duration::from_secs(1);
+        let mut o = owed(3, Some(age));
+        assert_eq!(o.see(4, old), (Some(Lagged(2)), false));
+        assert_eq!(o.see(5, old), (Some(Lagged(1)), false));
+        assert_eq!(o.see(6, now), (None, true));
     }
 }

@@ -14,6 +14,8 @@
 //! | `watch_sees_changes_in_order` | set / deleted events in revision order, filtered by pattern |
 //! | `watch_skips_a_set_expired_unread` | a set whose value expired before the watcher read it is never handed out |
 //! | `room_history_then_live` | a late joiner gets the history, then live messages |
+//! | `room_joiner_told_what_the_count_bound_dropped` | the start is fixed when `join` returns: what the count bound drops before the first read is `Lagged(n)`, then the rest |
+//! | `room_joiner_told_what_the_age_bound_dropped` | the same for a (short) max age: a message sent after `join` and aged out unread is `Lagged` |
 //! | `room_short_and_zero_max_age` | a zero max age refused alike; one below NATS's 100 ms floor hides older messages alike |
 //! | `durable_ack_and_redelivery` | unacknowledged messages come again, acknowledged ones never |
 //! | `durable_bad_input_and_short_max_age` | an empty pattern or a zero max age refused alike; a short max age drops as `Lagged` alike |
@@ -91,6 +93,12 @@ pub fn scenarios<B: Backend>() -> Vec<Scenario<B>> {
         }),
         ("room_history_then_live", |b| {
             Box::pin(room::history_then_live(b))
+        }),
+        ("room_joiner_told_what_the_count_bound_dropped", |b| {
+            Box::pin(room::joiner_told_what_the_count_bound_dropped(b))
+        }),
+        ("room_joiner_told_what_the_age_bound_dropped", |b| {
+            Box::pin(room::joiner_told_what_the_age_bound_dropped(b))
         }),
         ("room_short_and_zero_max_age", |b| {
             Box::pin(room::short_max_age(b))

@@ -38,6 +38,78 @@ pub(crate) async fn history_then_live<B: Backend>(b: B) {
     assert_eq!((live.sequence(), live.payload()), (seq, &b"m6"[..]));
 }
 
+/// A joiner's start is fixed when `join` returns: messages the count bound drops before
+/// its first read (kept then, or sent since) are told as `Lagged(n)`, then the rest come,
+/// no gap, no duplicate.
+pub(crate) async fn joiner_told_what_the_count_bound_dropped<B: Backend>(b: B) {
+    let room = b
+        .room(
+            &unique("conf.count"),
+            RoomOptions::default().max_messages(3),
+        )
+        .await
+        .expect("open a room");
+    room.send(b"h1").await.expect("send");
+    let mut joined = room.join().await.expect("join");
+    // Sent after `join` returned, before the joiner reads anything: the room keeps the
+    // last three, so h1 and live0..live2 are dropped unread.
+    let mut seqs = Vec::new();
+    for i in 0..6 {
+        seqs.push(room.send(format!("live{i}")).await.expect("send"));
+    }
+    assert_eq!(
+        next(&mut joined, "the lag").await,
+        Err(Lagged(4)),
+        "h1 and live0..live2 were owed"
+    );
+    for (i, seq) in (3..6).zip(&seqs[3..]) {
+        let m = next(&mut joined, "a kept message")
+            .await
+            .expect("no more lag");
+        assert_eq!(
+            (m.sequence(), m.payload_str()),
+            (*seq, Some(format!("live{i}").as_str()))
+        );
+    }
+}
+
+/// The same with an age (below NATS's 100 ms floor, so both backends check it on this
+/// machine's clock): a message sent after `join` returned that is too old when the joiner
+/// first reads is told as `Lagged(1)`, then the young one comes. Every owed message is
+/// delivered or counted, exactly once.
+pub(crate) async fn joiner_told_what_the_age_bound_dropped<B: Backend>(b: B) {
+    let room = b
+        .room(
+            &unique("conf.aged"),
+            RoomOptions::default().max_age(SHORT_AGE),
+        )
+        .await
+        .expect("open a room");
+    let mut joined = room.join().await.expect("join");
+    room.send(b"sent-after-join").await.expect("send");
+    tokio::time::sleep(OLDER).await;
+    let sent = Instant::now();
+    let later = room.send(b"later").await.expect("send");
+    let (mut lagged, mut got) = (0, None);
+    while got.is_none() && lagged < 2 {
+        match next(&mut joined, "the joiner").await {
+            Ok(m) => got = Some((m.sequence(), m.payload().to_vec())),
+            Err(Lagged(n)) => lagged += n,
+        }
+    }
+    match got {
+        Some(m) => {
+            assert_eq!(lagged, 1, "the first message was owed and aged out unread");
+            assert_eq!(m, (later, b"later".to_vec()), "only the young message");
+        }
+        // A slow machine: the young one aged out before it was read, too.
+        None => assert!(
+            lagged == 2 && sent.elapsed() > SHORT_AGE,
+            "lagged {lagged}: the young message was not handed out"
+        ),
+    }
+}
+
 pub(crate) async fn four_senders<B: Backend>(b: B) {
     const SENDERS: usize = 4;
     const EACH: u64 = 1000;
