@@ -294,7 +294,7 @@ async fn a_subscription_never_delivers_a_signal_whose_time_ran_out() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_time_to_live_is_capped_at_the_max_age_and_events_without_one_are_delivered() {
+async fn a_time_to_live_is_capped_at_the_max_age_and_no_signal_is_delivered_past_it() {
     let sink = SignalSink::new(SinkOptions::default().max_age(Duration::from_secs(1))).unwrap();
     let mut sub = sink.subscribe("*");
     sink.raise_with(
@@ -305,14 +305,17 @@ async fn a_time_to_live_is_capped_at_the_max_age_and_events_without_one_are_deli
     .unwrap();
     sink.raise("event.plain").unwrap();
     let _hold = sink.hold("condition").unwrap();
-    tokio::time::advance(Duration::from_secs(1)).await;
-    // The 5 s time to live was capped at the 1 s max age; the plain event has no time to
-    // live and the hold never expires.
+    tokio::time::advance(Duration::from_nanos(1)).await;
+    sink.raise("event.young").unwrap();
+    tokio::time::advance(Duration::from_secs(1) - Duration::from_nanos(1)).await;
+    // The 5 s time to live was capped at the 1 s max age, and a plain event lives for the
+    // max age too: both reached it while they waited (live while younger than it). The one
+    // raised a nanosecond later is still live; the hold never expires.
     let names: Vec<String> = std::iter::from_fn(|| sub.try_recv())
         .map(|item| item.unwrap().name().to_string())
         .collect();
-    assert_eq!(names, ["event.plain", "condition"]);
-    assert_eq!(sub.expired(), 1);
+    assert_eq!(names, ["condition", "event.young"]);
+    assert_eq!(sub.expired(), 2);
 }
 
 #[tokio::test(start_paused = true)]

@@ -227,24 +227,15 @@ impl State {
             key,
         )?;
         let (sequence, timestamp) = next_stamp(&mut self.seq, &mut self.last_timestamp, stamp);
-        let (operation, flags, rare, expires_at, deliver_until) = match extras {
-            None => (0, Flags::default(), None, None, None),
+        let (operation, flags, rare, expires_at) = match extras {
+            None => (0, Flags::default(), None, None),
             Some(extras) => {
-                let at = timestamp.instant();
                 let expires_at = extras
                     .expires_in
                     .filter(|ttl| *ttl < self.max_age)
-                    .and_then(|ttl| at.checked_add(ttl));
-                // A signal raised with a time to live is never delivered after it (capped at
-                // the max age as it is now). One raised without is delivered however long it
-                // waited: checking the max age at delivery would read the clock for every
-                // signal and every subscriber (a tenth of the fan-out's time), for events the
-                // reader asked to receive.
-                let deliver_until = extras
-                    .expires_in
-                    .and_then(|_| expires_at.or_else(|| at.checked_add(self.max_age)));
+                    .and_then(|ttl| timestamp.instant().checked_add(ttl));
                 let (operation, flags, rare) = extras.into_parts(expires_at);
-                (operation, flags, rare, expires_at, deliver_until)
+                (operation, flags, rare, expires_at)
             }
         };
         let entry = &mut self.entries[index];
@@ -263,7 +254,11 @@ impl State {
         let route = if self.registry.is_empty() {
             None
         } else {
-            deliver(&self.registry, &mut entry.route, &signal, deliver_until)
+            // Delivered only while live (DESIGN §3: expiry is honoured at delivery too): until
+            // its own expiry, else its max age as the sink's max age is now. A reader then
+            // reads the clock once per call that finds such a value (see `Cursor`).
+            let until = expires_at.or_else(|| timestamp.instant().checked_add(self.max_age));
+            deliver(&self.registry, &mut entry.route, &signal, until)
         };
         self.window.push_back(Slot {
             seq: sequence,

@@ -32,11 +32,12 @@ pub(crate) struct SubShared {
 /// `Err(Lagged(n))` saying how many it missed; delivery then carries on with the oldest retained
 /// signal. Signals arrive in sequence order. Held conditions are delivered when taken.
 ///
-/// A signal raised with a time to live ([`expires_in`](crate::SignalBuilder::expires_in),
-/// capped at the sink's max age) is never delivered after it: one whose time ran out while it
-/// waited in the buffer is skipped and counted in [`expired`](Self::expired), apart from lag.
-/// A signal raised without one is an event the reader asked for and is delivered however
-/// long it waited (it may have left the sink's window by then). Held conditions never expire.
+/// A signal is never delivered after it stopped being live: one whose time ran out while it
+/// waited in the buffer (its own time to live, [`expires_in`](crate::SignalBuilder::expires_in),
+/// else the sink's max age as it was when the signal was raised) is skipped and counted in
+/// [`expired`](Self::expired), apart from lag. Held conditions never expire. (A signal that
+/// left the window early, evicted by capacity or retracted, is still delivered: it was live
+/// when raised, and the subscription keeps its own copy.)
 ///
 /// Dropping the subscription unsubscribes and frees its buffer. A subscription does not keep
 /// the sink alive: when the last handle that does is gone, the stream ends after the buffered
