@@ -272,7 +272,11 @@ async fn a_refused_forward_is_counted_and_reported_on_the_source() {
     assert_eq!(failures[0].pattern, "p.*");
     assert_eq!(failures[0].signal, "p.big");
     assert!(!failures[0].panicked);
-    assert!(failures[0].message.contains("refused"), "{}", failures[0].message);
+    assert!(
+        failures[0].message.contains("refused"),
+        "{}",
+        failures[0].message
+    );
 }
 
 #[test]

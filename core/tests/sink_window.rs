@@ -4,8 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ephemeral::{
-    NameError, OperationId, Pattern, RaiseError, Signal, SignalSink, SinkConfigError,
-    SinkOptions,
+    NameError, OperationId, Pattern, RaiseError, Signal, SignalSink, SinkConfigError, SinkOptions,
 };
 use tokio::time::{Instant, advance};
 
