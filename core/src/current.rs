@@ -104,7 +104,16 @@ pub fn with_operation<F: Future>(id: OperationId, future: F) -> WithOperation<F>
 
 /// Runs `f` with `id` as the current operation (the synchronous part of a body closure).
 pub(crate) fn sync_scope<R>(id: OperationId, f: impl FnOnce() -> R) -> R {
-    let _restore = Enter::new(id);
+    let _restore = Enter::new(Some(id));
+    f()
+}
+
+/// Runs `f` with no current operation, then restores the one there was.
+///
+/// Listeners run synchronously inside `raise`, so inside whatever body raised; what they do
+/// (log, raise again) belongs to no operation, not to the one that happened to raise.
+pub(crate) fn outside_any<R>(f: impl FnOnce() -> R) -> R {
+    let _restore = Enter::new(None);
     f()
 }
 
@@ -125,7 +134,7 @@ impl<F: Future> Future for WithOperation<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let _restore = Enter::new(*this.id);
+        let _restore = Enter::new(Some(*this.id));
         this.future.poll(cx)
     }
 }
@@ -138,9 +147,9 @@ struct Enter {
 
 impl Enter {
     #[inline]
-    fn new(id: OperationId) -> Self {
+    fn new(id: Option<OperationId>) -> Self {
         // `try_with`: during thread teardown there is nothing to set or restore.
-        let previous = CURRENT.try_with(|c| c.replace(Some(id))).ok().flatten();
+        let previous = CURRENT.try_with(|c| c.replace(id)).ok().flatten();
         Self { previous }
     }
 }

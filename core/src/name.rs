@@ -14,7 +14,10 @@ pub const MAX_NAME_LEN: usize = 255;
 /// The rule, applied everywhere a name enters the system:
 ///
 /// * non-empty and at most [`MAX_NAME_LEN`] (255) bytes;
-/// * no whitespace and no control characters;
+/// * no whitespace, no control characters (Unicode category Cc) and no invisible format
+///   characters (category Cf: soft hyphen, zero-width space and joiners, bidirectional
+///   controls such as U+202E, the byte-order mark U+FEFF, …), so two names that print
+///   alike are the same name;
 /// * none of the pattern characters `*`, `?` and `,`;
 /// * no dot-separated segment that is exactly `+` (that is the one-segment wildcard).
 ///
@@ -63,6 +66,17 @@ pub enum NameError {
     /// The string contained a control character.
     #[error("signal name contains a control character at byte {at}: remove it")]
     Control {
+        /// Byte offset of the offending character.
+        at: usize,
+    },
+    /// The string contained an invisible format character (Unicode category Cf, such as a
+    /// zero-width space, a bidirectional control or a byte-order mark).
+    #[error(
+        "signal name contains the invisible format character U+{code:04X} at byte {at}: names must print as they are compared, remove it"
+    )]
+    Format {
+        /// The offending character's code point.
+        code: u32,
         /// Byte offset of the offending character.
         at: usize,
     },
@@ -127,6 +141,12 @@ fn check_chars(s: &str) -> Result<(), NameError> {
             }
             c if c.is_whitespace() => return Err(NameError::Whitespace { at }),
             c if c.is_control() => return Err(NameError::Control { at }),
+            c if is_format(c) => {
+                return Err(NameError::Format {
+                    code: u32::from(c),
+                    at,
+                });
+            }
             _ => {}
         }
     }
@@ -134,6 +154,38 @@ fn check_chars(s: &str) -> Result<(), NameError> {
         return Err(NameError::PlusSegment { at: segment_start });
     }
     Ok(())
+}
+
+/// Whether `c` is a Unicode format character (general category Cf, Unicode 15): invisible,
+/// it changes how text around it displays (joins, direction) without showing itself.
+///
+/// Listed by hand, as the standard library has no category tables and the crate takes no
+/// dependency for one rule; all are outside ASCII, so the ASCII fast path never sees them.
+pub(crate) fn is_format(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x00AD
+            | 0x0600..=0x0605
+            | 0x061C
+            | 0x06DD
+            | 0x070F
+            | 0x0890..=0x0891
+            | 0x08E2
+            | 0x180E
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x2064
+            | 0x2066..=0x206F
+            | 0xFEFF
+            | 0xFFF9..=0xFFFB
+            | 0x110BD
+            | 0x110CD
+            | 0x13430..=0x1343F
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0001
+            | 0xE0020..=0xE007F
+    )
 }
 
 /// A printable ASCII byte that is not a space or a wildcard (`*`, `?`, `,`).

@@ -109,7 +109,7 @@ impl Pattern {
 
     /// Whether this pattern can match no [`Name`](crate::Name) at all: it has no non-empty
     /// alternative (`""`, `" , "`), or each alternative holds, outside its wildcards, a
-    /// character no name may hold (whitespace or a control character: `"a b"`). Durable
+    /// character no name may hold (whitespace, a control or an invisible format character: `"a b"`). Durable
     /// subscriptions refuse such a pattern, on the bus and over NATS alike.
     ///
     /// # Examples
@@ -130,7 +130,7 @@ impl Pattern {
 /// What no name may hold (see [`validate`](crate::name::validate)) and a pattern may spell
 /// out literally.
 fn never_in_a_name(c: char) -> bool {
-    c.is_whitespace() || c.is_control()
+    c.is_whitespace() || c.is_control() || crate::name::is_format(c)
 }
 
 fn compile_alternative(alt: &str) -> Alternative {

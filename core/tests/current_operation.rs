@@ -1,10 +1,11 @@
 //! `current_operation()`: what a body (and code deep inside it) sees, and what it does not.
 
 use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
 
 use ephemeral::{
-    EphemeralOptions, EphemeralResultCoordinator, OperationContext, OperationId, current_operation,
-    with_operation,
+    EphemeralOptions, EphemeralResultCoordinator, OperationContext, OperationId, SignalSink,
+    current_operation, with_operation,
 };
 
 /// What one body saw: while its closure built the future, at its first poll, after an
@@ -92,4 +93,33 @@ async fn a_panicking_body_leaves_no_operation_behind() {
     assert_eq!(coordinator.result(id).unwrap().unwrap(), Some(id));
     assert_eq!(coordinator.stats().failed, 1);
     assert_eq!(current_operation(), None);
+}
+
+/// A listener runs synchronously inside the raise of a body, but outside its operation: what
+/// it does (a log line, a reaction) is not attributed to the operation that happened to
+/// raise the triggering signal. The body sees its operation again right after the raise.
+#[tokio::test(start_paused = true)]
+async fn listeners_run_outside_the_raising_operation() {
+    let sink = SignalSink::default();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let listener_seen = seen.clone();
+    let reacting = sink.clone();
+    let _listener = sink.on_signal("error.*", move |_| {
+        listener_seen.lock().unwrap().push(current_operation());
+        reacting.raise("reaction").unwrap();
+    });
+    let coordinator = EphemeralResultCoordinator::new(
+        |_: (), ctx: OperationContext| async move {
+            ctx.signal("error.x").unwrap();
+            Ok::<_, Infallible>(current_operation())
+        },
+        EphemeralOptions::default().signals(sink.clone()),
+    )
+    .unwrap();
+    let id = coordinator.enqueue(()).await.unwrap();
+    coordinator.drain().await.unwrap();
+    assert_eq!(*seen.lock().unwrap(), [None]);
+    assert_eq!(coordinator.result(id).unwrap().unwrap(), Some(id));
+    assert_eq!(sink.latest("error.x").and_then(|s| s.operation()), Some(id));
+    assert_eq!(sink.latest("reaction").and_then(|s| s.operation()), None);
 }

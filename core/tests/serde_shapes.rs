@@ -94,7 +94,8 @@ async fn sink_stats_have_a_golden_json_shape_and_round_trip() {
             "window_slots": 2, "expiry_entries": 0, "interned_names": 2, "idle_names": 0,
             "names_reclaimed": 0, "memo_entries": 0, "memo_recomputes": 0, "memo_resets": 0,
             "subscriptions": 1, "watches": 0, "listeners": 0,
-            "handler_failures": 0, "handler_dropped": 0, "subscriber_dropped": 0,
+            "handler_failures": 0, "handler_dropped": 0, "forward_refused": 0,
+            "subscriber_dropped": 0,
             "subscribers": [
                 {"pattern": "a.*", "delivered": 2, "dropped": 0, "expired": 0, "buffered": 2}
             ],

@@ -217,6 +217,69 @@ async fn forwarding_keeps_the_remaining_time_to_live() {
 }
 
 #[test]
+fn forwarding_a_sink_into_itself_does_nothing() {
+    let a = SignalSink::default();
+    let _aa = a.forward_to(&a, "*");
+    let _aa2 = a.forward_to(&a.clone(), "*");
+    a.raise("x").unwrap();
+    assert_eq!(a.count("x"), 1);
+    assert_eq!(a.stats().raised, 1);
+}
+
+/// A copy of a signal without its own expiry lives only as long as the source's max age
+/// allowed, not the target's full max age.
+#[tokio::test(start_paused = true)]
+async fn forwarding_keeps_what_the_source_max_age_leaves() {
+    let a = SignalSink::new(SinkOptions::default().max_age(Duration::from_secs(1))).unwrap();
+    let b = SignalSink::new(SinkOptions::default().max_age(Duration::from_secs(60))).unwrap();
+    let _ab = a.forward_to(&b, "*");
+    a.raise("x").unwrap();
+    tokio::time::advance(Duration::from_millis(999)).await;
+    assert!(b.has_signal("x"));
+    tokio::time::advance(Duration::from_millis(1)).await;
+    assert!(!a.has_signal("x"));
+    assert!(!b.has_signal("x"), "the copy outlived the original");
+
+    // A source age longer than the target's: the target's max age still rules.
+    let long = SignalSink::new(SinkOptions::default().max_age(Duration::from_secs(60))).unwrap();
+    let short = SignalSink::new(SinkOptions::default().max_age(Duration::from_secs(2))).unwrap();
+    let _ls = long.forward_to(&short, "*");
+    long.raise("y").unwrap();
+    assert_eq!(short.latest("y").and_then(|s| s.expires_at()), None);
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert!(long.has_signal("y") && !short.has_signal("y"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_forward_is_counted_and_reported_on_the_source() {
+    let failures = Arc::new(Mutex::new(Vec::<HandlerFailure>::new()));
+    let seen = failures.clone();
+    let a = SignalSink::new(
+        SinkOptions::default().on_error(move |f| seen.lock().unwrap().push(f.clone())),
+    )
+    .unwrap();
+    let small = SignalSink::new(SinkOptions::default().max_payload(1)).unwrap();
+    let _f = a.forward_to(&small, "p.*");
+    a.raise_with(Signal::build("p.big").unwrap().payload_str("hello"))
+        .unwrap();
+    assert!(a.has_signal("p.big"));
+    assert!(!small.has_signal("p.big"));
+    let stats = a.stats();
+    assert_eq!(stats.forward_refused, 1);
+    assert_eq!(stats.handler_failures, 1);
+    let failures = failures.lock().unwrap();
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0].pattern, "p.*");
+    assert_eq!(failures[0].signal, "p.big");
+    assert!(!failures[0].panicked);
+    assert!(
+        failures[0].message.contains("refused"),
+        "{}",
+        failures[0].message
+    );
+}
+
+#[test]
 fn propagation_guards_refuse_loops() {
     let sink = SignalSink::default();
     let mut cause = sink.raise("step.1").unwrap();

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ephemeral::{
-    NameError, OperationId, RaiseError, Signal, SignalSink, SinkConfigError, SinkOptions,
+    NameError, OperationId, Pattern, RaiseError, Signal, SignalSink, SinkConfigError, SinkOptions,
 };
 use tokio::time::{Instant, advance};
 
@@ -110,6 +110,37 @@ async fn queries_answer_exact_names_and_patterns() {
     // Bad names are simply never live: every string is a valid pattern.
     assert!(!sink.has_signal("has space"));
     assert!(!sink.has_signal(""));
+}
+
+/// Queries trim padding exactly as `Pattern` does: any Unicode whitespace, not only ASCII.
+#[tokio::test(start_paused = true)]
+async fn queries_trim_unicode_whitespace_like_patterns() {
+    let sink = SignalSink::default();
+    let raised = sink.raise("error.db").unwrap();
+    for query in [
+        "error.db\u{A0}",
+        "error.db\u{0B}",
+        "\u{3000}error.db",
+        "\u{2003}error.db\u{85}",
+    ] {
+        assert!(Pattern::new(query).matches("error.db"), "{query:?}");
+        assert!(sink.has_signal(query), "has_signal({query:?})");
+        assert_eq!(sink.count(query), 1, "count({query:?})");
+        assert_eq!(
+            sink.latest(query).map(|s| s.sequence()),
+            Some(raised.sequence()),
+            "latest({query:?})"
+        );
+        assert_eq!(sink.sense(query).len(), 1, "sense({query:?})");
+    }
+
+    let mut watch = sink.watch("error.x\u{A0}");
+    assert!(!watch.has_match());
+    sink.raise("error.x").unwrap();
+    assert!(watch.has_match());
+    tokio::time::timeout(Duration::from_secs(1), watch.wait_for_match())
+        .await
+        .expect("the match is live, so waiting for it returns at once");
 }
 
 #[tokio::test(start_paused = true)]

@@ -2,18 +2,30 @@
 
 use std::sync::Arc;
 
+use tokio::time::Instant;
+
 use super::listener::Listener;
+use super::options::HandlerFailure;
 use crate::{SignalBuilder, SignalSink};
 
 impl SignalSink {
     /// Raises every signal matching `pattern` on this sink into `target` too.
     ///
     /// The forwarded copy keeps name, key, operation, payload, headers and the time it had
-    /// left to live. Leaf signals are never forwarded. Each forwarded signal remembers the
-    /// sinks it passed through, so sinks forwarding to each other (in a pair or a ring) never
-    /// loop: a signal is not forwarded into a sink it has already been raised on. Dropping the
-    /// returned [`Listener`] stops forwarding; forwarding holds `target` weakly, so it also
-    /// stops when every handle of `target` is gone.
+    /// left to live: its own expiry if it has one, else what this sink's max age leaves it
+    /// (on the target, a time to live at or past the target's max age is no expiry of its
+    /// own, as for any raise). Leaf signals are never forwarded. Each forwarded signal
+    /// remembers the sinks it passed through, so sinks forwarding to each other (in a pair or
+    /// a ring) never loop: a signal is not forwarded into a sink it has already been raised
+    /// on. Forwarding a sink into itself (or into another handle of the same sink) therefore
+    /// does nothing. Dropping the returned [`Listener`] stops forwarding; forwarding holds
+    /// `target` weakly, so it also stops when every handle of `target` is gone.
+    ///
+    /// A copy the target refuses (a payload over its `max_payload`, more headers than its
+    /// `max_headers`, a propagation guard) is not lost silently: it is counted in this sink's
+    /// [`SinkStats::forward_refused`](crate::SinkStats::forward_refused) and reported to this
+    /// sink's error callback ([`SinkOptions::on_error`](crate::SinkOptions::on_error)) like a
+    /// failing listener; `raise` on this sink still succeeds.
     ///
     /// # Examples
     ///
@@ -32,9 +44,14 @@ impl SignalSink {
     pub fn forward_to(&self, target: &SignalSink, pattern: &str) -> Listener {
         let source_id = self.inner.id;
         let target_id = target.inner.id;
+        // Weak: the listener lives in the source's own registry.
+        let source = Arc::downgrade(&self.inner);
         let target = Arc::downgrade(&target.inner);
+        let pattern_text = pattern.to_owned();
         self.on_signal(pattern, move |signal| {
-            if signal.is_leaf() {
+            // The route lists the sinks a signal was forwarded *out of*; the sink it was
+            // raised on joins it only at the first hop, so a self-forward must be caught here.
+            if signal.is_leaf() || target_id == source_id {
                 return;
             }
             let visited = signal
@@ -45,7 +62,7 @@ impl SignalSink {
             if visited.contains(&target_id) {
                 return;
             }
-            let Some(target) = target.upgrade() else {
+            let (Some(target), Some(source)) = (target.upgrade(), source.upgrade()) else {
                 return;
             };
             let mut route: Vec<u64> = visited.to_vec();
@@ -54,10 +71,24 @@ impl SignalSink {
             }
             let mut builder = SignalBuilder::from(signal);
             builder.route = Some(Arc::from(route));
+            if builder.expires_in.is_none() {
+                // Without its own expiry the signal dies at the source's max age; the copy
+                // must not outlive it. The target drops a time to live at or past its own
+                // max age, so this never lengthens a life there either.
+                let max_age = source.lock().max_age;
+                builder.expires_in = Some(signal.remaining(Instant::now(), max_age));
+            }
             // The copy already passed every check of the source sink; a refusal here (e.g. a
-            // smaller max_payload on the target) is reported, not propagated into `raise`.
+            // smaller max_payload on the target) is counted and reported on the source, not
+            // propagated into `raise`.
             if let Err(e) = SignalSink::from_inner(target).raise_with(builder) {
-                tracing::warn!(signal = %signal.name(), error = %e, "forwarding a signal failed");
+                source.count_forward_refused();
+                source.report(HandlerFailure {
+                    pattern: pattern_text.clone(),
+                    signal: signal.name().to_string(),
+                    panicked: false,
+                    message: format!("forwarding into sink {target_id} refused: {e}"),
+                });
             }
         })
     }

@@ -28,6 +28,7 @@ pub(crate) struct Inner {
     on_error: Option<ErrorCallback>,
     handler_failures: AtomicU64,
     handler_dropped: AtomicU64,
+    forward_refused: AtomicU64,
 }
 
 impl Inner {
@@ -46,6 +47,7 @@ impl Inner {
             on_error: options.on_error,
             handler_failures: AtomicU64::new(0),
             handler_dropped: AtomicU64::new(0),
+            forward_refused: AtomicU64::new(0),
         }
     }
 
@@ -150,12 +152,18 @@ impl Inner {
         self.handler_dropped.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// (handler failures, signals dropped by handlers)
-    pub(crate) fn handler_counts(&self) -> (u64, u64) {
+    pub(crate) fn count_forward_refused(&self) {
+        // Relaxed: a statistic.
+        self.forward_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (handler failures, signals dropped by handlers, forwarded copies a target refused)
+    pub(crate) fn handler_counts(&self) -> (u64, u64, u64) {
         // Relaxed: statistics, read for display; no other memory depends on them.
         (
             self.handler_failures.load(Ordering::Relaxed),
             self.handler_dropped.load(Ordering::Relaxed),
+            self.forward_refused.load(Ordering::Relaxed),
         )
     }
 }

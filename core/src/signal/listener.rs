@@ -24,7 +24,10 @@ pub(crate) struct ListenerShared {
 impl ListenerShared {
     /// Runs the callback, turning a panic into a report instead of unwinding into `raise`.
     pub(crate) fn call(&self, inner: &Inner, signal: &Signal) {
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| (self.callback)(signal)));
+        // Outside any operation: `current_operation()` is `None` in listeners, as documented.
+        let outcome = crate::current::outside_any(|| {
+            std::panic::catch_unwind(AssertUnwindSafe(|| (self.callback)(signal)))
+        });
         if let Err(panic) = outcome {
             inner.report(HandlerFailure {
                 pattern: self.pattern.to_string(),
@@ -40,7 +43,8 @@ impl ListenerShared {
 ///
 /// Made by [`SignalSink::on_signal`]. The callback runs on the thread that raised the
 /// signal, after the sink's lock is released, so it may raise again (a reaction) or query the
-/// sink. It should be quick; for slow or async work use
+/// sink. It runs outside any coordinator operation ([`current_operation`](crate::current_operation)
+/// is `None` in it, even when a body raised the signal). It should be quick; for slow or async work use
 /// [`SignalSink::on_signal_async`]. A panicking callback is caught and reported to the
 /// sink's error callback ([`SinkOptions::on_error`](crate::SinkOptions::on_error)); it never
 /// disturbs `raise` or the other listeners.

@@ -7,10 +7,18 @@ use std::time::Duration;
 use crate::Buffer;
 
 /// A callback told about failures that must not disturb `raise`: a panicking listener, a
-/// failing or panicking async handler, a subscription that lagged.
+/// failing or panicking async handler, a forwarded copy its target refused
+/// ([`SignalSink::forward_to`](crate::SignalSink::forward_to)).
+///
+/// Lag is not reported here: a subscription that fell behind tells its own reader with a
+/// [`Lagged(n)`](crate::Lagged) item, and the drops are counted in
+/// [`SinkStats::subscriber_dropped`](crate::SinkStats::subscriber_dropped) (per
+/// subscription in `subscribers`); an async handler's dropped signals are counted in
+/// [`SinkStats::handler_dropped`](crate::SinkStats::handler_dropped).
 pub type ErrorCallback = Arc<dyn Fn(&HandlerFailure) + Send + Sync>;
 
-/// What went wrong in a listener or handler, as given to the sink's error callback.
+/// What went wrong in a listener or handler (or a forwarding, whose `pattern` is the one given
+/// to [`forward_to`](crate::SignalSink::forward_to)), as given to the sink's error callback.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HandlerFailure {
     /// The pattern the listener or handler was registered with.
@@ -166,7 +174,9 @@ impl SinkOptions {
         self
     }
 
-    /// A callback told about panicking listeners and failing or panicking handlers.
+    /// A callback told about panicking listeners, failing or panicking handlers and forwarded
+    /// copies a target refused; see [`ErrorCallback`] (lag is not reported to it). It runs
+    /// outside the sink's lock; a panic in it is caught.
     pub fn on_error(mut self, f: impl Fn(&HandlerFailure) + Send + Sync + 'static) -> Self {
         self.on_error = Some(Arc::new(f));
         self

@@ -33,10 +33,17 @@ pub(super) enum Resolved {
 }
 
 /// Whether `pattern` can only be a plain name (no wildcard, alternative or padding).
+///
+/// Padding is any Unicode whitespace, as [`Pattern::new`] trims it: `"error.db\u{A0}"` must
+/// resolve through `Pattern` (and match `error.db`), not be looked up as a name that can never
+/// exist. Non-ASCII text is rare in names, so ASCII strings keep the byte-wise test.
 fn is_plain(pattern: &str) -> bool {
-    !pattern
-        .bytes()
-        .any(|b| matches!(b, b'*' | b'?' | b',' | b'+') || b.is_ascii_whitespace())
+    let special = |c: char| matches!(c, '*' | '?' | ',' | '+') || c.is_whitespace();
+    if pattern.is_ascii() {
+        !pattern.bytes().any(|b| special(char::from(b)))
+    } else {
+        !pattern.chars().any(special)
+    }
 }
 
 impl State {

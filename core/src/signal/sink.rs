@@ -544,7 +544,7 @@ impl SignalSink {
         let subscriber_dropped = subscribers
             .iter()
             .fold(c.closed_subscriber_dropped, |sum, s| sum + s.dropped);
-        let (handler_failures, handler_dropped) = self.inner.handler_counts();
+        let (handler_failures, handler_dropped, forward_refused) = self.inner.handler_counts();
         SinkStats {
             raised: c.raised,
             expired: c.expired,
@@ -568,6 +568,7 @@ impl SignalSink {
             listeners,
             handler_failures,
             handler_dropped,
+            forward_refused,
             subscriber_dropped,
             subscribers,
         }

@@ -92,6 +92,13 @@ pub struct SinkStats {
     pub handler_failures: u64,
     /// Signals dropped by async handlers whose queue was full.
     pub handler_dropped: u64,
+    /// Forwarded copies of this sink's signals that a target of
+    /// [`SignalSink::forward_to`](crate::SignalSink::forward_to) refused (e.g. a payload over
+    /// the target's `max_payload`). Each is also reported to this sink's error callback and
+    /// counted in `handler_failures`. (Absent from serialised stats of older versions: read
+    /// as 0.)
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub forward_refused: u64,
     /// Signals dropped because a subscription's buffer was full, over every subscription
     /// since the sink was made, closed ones included: the sum of `subscribers[..].dropped`
     /// plus what the closed subscriptions had dropped. It never goes down. (Absent from

@@ -11,10 +11,39 @@ use regex::Regex;
 pub(crate) fn name_rule(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= ephemeral::MAX_NAME_LEN
-        && !s
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '*' | '?' | ','))
+        && !s.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || is_cf(c) || matches!(c, '*' | '?' | ',')
+        })
         && !s.split('.').any(|segment| segment == "+")
+}
+
+/// Unicode general category Cf (format characters), from the Unicode 15 tables.
+fn is_cf(c: char) -> bool {
+    const CF: &[(u32, u32)] = &[
+        (0xAD, 0xAD),
+        (0x600, 0x605),
+        (0x61C, 0x61C),
+        (0x6DD, 0x6DD),
+        (0x70F, 0x70F),
+        (0x890, 0x891),
+        (0x8E2, 0x8E2),
+        (0x180E, 0x180E),
+        (0x200B, 0x200F),
+        (0x202A, 0x202E),
+        (0x2060, 0x2064),
+        (0x2066, 0x206F),
+        (0xFEFF, 0xFEFF),
+        (0xFFF9, 0xFFFB),
+        (0x110BD, 0x110BD),
+        (0x110CD, 0x110CD),
+        (0x13430, 0x1343F),
+        (0x1BCA0, 0x1BCA3),
+        (0x1D173, 0x1D17A),
+        (0xE0001, 0xE0001),
+        (0xE0020, 0xE007F),
+    ];
+    let c = u32::from(c);
+    CF.iter().any(|&(lo, hi)| (lo..=hi).contains(&c))
 }
 
 /// `validate_name` never panics and agrees with the rule.
