@@ -278,3 +278,21 @@ fn the_errors_giving_a_value_back_are_errors_whatever_the_value() {
     assert_eq!(format!("{:?}", PushError::TimedOut(Opaque)), "TimedOut(..)");
     assert_eq!(format!("{:?}", TryPushError::Closed(Opaque)), "Closed(..)");
 }
+
+#[tokio::test(start_paused = true)]
+async fn huge_losses_saturate_instead_of_wrapping_or_panicking() {
+    let ring = ring(4, Overflow::DropOldest);
+    let mut cursor = ring.cursor();
+    ring.add_lag(u64::MAX);
+    // Used to overflow `unreported` under the ring's lock: a panic in debug builds, a wrap
+    // to zero (a silent loss) in release ones.
+    ring.add_lag(1);
+    ring.try_push(vec![1], None).unwrap();
+    assert_eq!(cursor.try_recv(), Ok(Err(Lagged(u64::MAX))));
+    assert_eq!(cursor.try_recv(), Ok(Ok(vec![1])));
+    assert_eq!(cursor.stats().lost, u64::MAX);
+    // Still usable: a later loss is reported on its own.
+    ring.add_lag(2);
+    assert_eq!(cursor.try_recv(), Ok(Err(Lagged(2))));
+    assert_eq!(ring.stats().lost, u64::MAX);
+}

@@ -464,7 +464,7 @@ impl<T> Ring<T> {
                         reader.shared.expired_early.fetch_add(1, Ordering::Relaxed);
                     } else {
                         reader.shared.dropped.fetch_add(1, Ordering::Relaxed);
-                        reader.unreported += 1;
+                        reader.unreported = reader.unreported.saturating_add(1);
                     }
                 }
             }
@@ -661,16 +661,21 @@ impl<T> Ring<T> {
 
     /// Records `n` values lost for every reader before they reached the ring (a sender that
     /// could not wait, a gap seen upstream). Readers are told with `Lagged` before their next
-    /// value, as for values dropped here.
+    /// value, as for values dropped here. Counts saturate: a loss past `u64::MAX` is told
+    /// as `Lagged(u64::MAX)`, never wrapped round to a smaller (or no) report.
     pub fn add_lag(&self, n: u64) {
         if n == 0 {
             return;
         }
         let mut state = lock(&self.state);
         for reader in &mut state.readers {
-            reader.unreported += n;
-            // Relaxed: a statistic.
-            reader.shared.lost.fetch_add(n, Ordering::Relaxed);
+            // Saturating: a loss too large to count is still reported (as `u64::MAX`), never
+            // wrapped to nothing, and never a panic under the lock.
+            reader.unreported = reader.unreported.saturating_add(n);
+            // Written only under the lock, so a load and a store do not race. Relaxed: a
+            // statistic.
+            let lost = reader.shared.lost.load(Ordering::Relaxed);
+            reader.shared.lost.store(lost.saturating_add(n), Ordering::Relaxed);
         }
         self.bump(&mut state);
     }
@@ -738,7 +743,7 @@ impl<T> Ring<T> {
             total.delivered += one.stats.delivered;
             total.dropped += one.stats.dropped;
             total.expired += one.stats.expired;
-            total.lost += one.stats.lost;
+            total.lost = total.lost.saturating_add(one.stats.lost);
             total.buffered = total.buffered.max(one.stats.buffered);
             bytes_from = bytes_from.min(one.bytes_from);
             total.bytes += one.stats.bytes;
