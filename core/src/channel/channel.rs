@@ -40,7 +40,9 @@ impl<T> Inner<T> {
         let Some(at) = registry.iter().position(|s| s.id == id) else {
             return;
         };
-        let gone = registry.swap_remove(at);
+        // `remove`, not `swap_remove`: the registry stays in subscription order, which
+        // `ChannelStats::subscribers` promises (oldest first).
+        let gone = registry.remove(at);
         // The last subscriber of a ring takes the ring out of the send path.
         if !registry.iter().any(|s| Arc::ptr_eq(&s.ring, &gone.ring)) {
             let rest: Vec<_> = self
