@@ -189,3 +189,29 @@ fn zero_expiry_is_a_config_error() {
         .unwrap_err();
     assert!(err.to_string().contains("expire_after"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_subscriber_counts_no_timeout_from_before_it_subscribed() {
+    let channel = Channel::<u32>::with_options(
+        ChannelOptions::default()
+            .buffer(Buffer::bounded(1).unwrap())
+            .send_timeout(Duration::from_millis(10)),
+    )
+    .unwrap();
+    let slow = channel.subscribe();
+    channel.send(1).await.unwrap();
+    assert!(matches!(
+        channel.send(2).await,
+        Err(SendError::TimedOut { missed: 1, .. })
+    ));
+    let late = channel.subscribe();
+    assert_eq!(slow.stats().timed_out, 1);
+    assert_eq!(late.stats().timed_out, 0);
+    let listed: Vec<u64> = channel
+        .stats()
+        .subscribers
+        .iter()
+        .map(|s| s.timed_out)
+        .collect();
+    assert_eq!(listed, [1, 0]);
+}

@@ -90,6 +90,8 @@ pub(crate) struct ReaderShared {
     lost: AtomicU64,
     /// Expired values that senders removed before this reader read them.
     expired_early: AtomicU64,
+    /// Sends that timed out while this reader was there (each missed it).
+    timed_out: AtomicU64,
     /// Positions below this one are done for this reader: read, skipped, or lost. Raised by
     /// the reader (compare-and-swap for a lossy ring, `fetch_max` for a lossless one) and, for
     /// values it lost, by senders under the lock.
@@ -140,6 +142,16 @@ impl<T> State<T> {
 
     pub(super) fn reader(&mut self, id: u64) -> Option<&mut Reader> {
         self.readers.iter_mut().find(|r| r.id == id)
+    }
+
+    /// Counts a send that gave up at its deadline, for the ring and for each reader there
+    /// now (each missed the value); a reader that joins later does not count it.
+    fn count_timed_out(&mut self) {
+        self.timed_out += 1;
+        for reader in &self.readers {
+            // Relaxed: a statistic, written under the lock.
+            reader.shared.timed_out.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -285,6 +297,7 @@ impl<T> Ring<T> {
             dropped: AtomicU64::new(0),
             lost: AtomicU64::new(0),
             expired_early: AtomicU64::new(0),
+            timed_out: AtomicU64::new(0),
             // Published to senders by the lock, which they read it under or after.
             consumed: AtomicU64::new(tail),
             delivered: AtomicU64::new(0),
@@ -619,7 +632,7 @@ impl<T> Ring<T> {
                 if self.make_room(&mut state, &mut evicted) {
                     return Ok(self.append(&mut state, value, expires));
                 }
-                state.timed_out += 1;
+                state.count_timed_out();
                 return Err(PushError::TimedOut(value));
             }
         }
@@ -653,7 +666,7 @@ impl<T> Ring<T> {
             state = again;
             drop(guard);
             if timed_out {
-                state.timed_out += 1;
+                state.count_timed_out();
                 return Err(PushError::TimedOut(value));
             }
         }
@@ -720,7 +733,7 @@ impl<T> Ring<T> {
     #[must_use]
     pub(crate) fn reader_stats(&self, reader: &ReaderShared) -> RingStats {
         let state = lock(&self.state);
-        let mut one = reader_stats(reader, state.tail(), state.timed_out);
+        let mut one = reader_stats(reader, state.tail());
         if one.bytes_from != u64::MAX {
             one.stats.bytes += self.weigh_from(&state, one.bytes_from);
         }
@@ -739,7 +752,7 @@ impl<T> Ring<T> {
         };
         let mut bytes_from = u64::MAX;
         for reader in &state.readers {
-            let one = reader_stats(&reader.shared, tail, state.timed_out);
+            let one = reader_stats(&reader.shared, tail);
             total.delivered += one.stats.delivered;
             total.dropped += one.stats.dropped;
             total.expired += one.stats.expired;
@@ -776,7 +789,7 @@ struct ReaderStats {
     bytes_from: u64,
 }
 
-fn reader_stats(shared: &ReaderShared, tail: u64, timed_out: u64) -> ReaderStats {
+fn reader_stats(shared: &ReaderShared, tail: u64) -> ReaderStats {
     // Relaxed: statistics, each read on its own; `consumed` and `unreleased` may be a chunk
     // apart, which the saturating arithmetic absorbs.
     let left = shared.left.load(Ordering::Relaxed);
@@ -797,7 +810,7 @@ fn reader_stats(shared: &ReaderShared, tail: u64, timed_out: u64) -> ReaderStats
             expired: shared.expired_early.load(Ordering::Relaxed)
                 + shared.expired.load(Ordering::Relaxed),
             lost: shared.lost.load(Ordering::Relaxed),
-            timed_out,
+            timed_out: shared.timed_out.load(Ordering::Relaxed),
             buffered,
             bytes: 0,
         },
