@@ -130,8 +130,11 @@ impl<T> Drop for Inner<T> {
 /// There is no channel-wide lock per message: a send reads the list of rings lock-free and
 /// stores the message once per ring, briefly under that ring's lock. Subscribers with the
 /// same buffer and overflow policy (all of them, unless some ask for their own) read one
-/// shared [`lag::Ring`](crate::lag::Ring), each at its own cursor; each still sees exactly
-/// what a buffer of its own of that size would give it.
+/// shared [`lag::Ring`](crate::lag::Ring), each at its own cursor, wherever that is exact:
+/// each still sees exactly what a buffer of its own of that size would give it. With
+/// [`Overflow::Wait`], a bounded buffer and a [`send_timeout`](ChannelOptions::send_timeout),
+/// each subscriber has a ring of its own, so a send that times out on a slow subscriber
+/// still reaches the others.
 ///
 /// # Examples
 ///
@@ -240,10 +243,16 @@ impl<T: Clone + Send + 'static> Channel<T> {
             (ring, cursor)
         } else {
             let rings = self.inner.rings.load();
-            let ring = match rings
+            // A bounded `Wait` ring with a send timeout is never shared: the timeout is the
+            // ring's, so a send that timed out on one slow reader would miss every reader of
+            // the ring, including those that had room.
+            let can_time_out = overflow == Overflow::Wait
+                && buffer.capacity().is_some()
+                && self.inner.options.send_timeout.is_some();
+            let shared = rings
                 .iter()
-                .find(|r| r.buffer() == buffer && r.overflow() == overflow)
-            {
+                .find(|r| !can_time_out && r.buffer() == buffer && r.overflow() == overflow);
+            let ring = match shared {
                 Some(ring) => Arc::clone(ring),
                 None => {
                     let ring = Arc::new(Ring::new(buffer, overflow));

@@ -182,7 +182,11 @@ struct Evicted<T>(Vec<T>);
 ///
 /// * **Bound and overflow.** Each reader has at most `n` values waiting. When one has `n`,
 ///   [`Overflow::Wait`] makes senders wait for room (up to their deadline), and
-///   [`Overflow::DropOldest`] drops that reader's oldest value and counts it.
+///   [`Overflow::DropOldest`] drops that reader's oldest value and counts it. The one
+///   exception to "a buffer of its own": a deadline is the push's, not a reader's, so a push
+///   that gives up because one reader is full misses every reader, those with room too (it
+///   counts in each one's [`RingStats::timed_out`]). Readers that each need a deadline of
+///   their own need rings of their own, as channel subscribers with a send timeout have.
 /// * **Lag.** Values dropped, or lost on the way ([`add_lag`](Self::add_lag)), are reported to
 ///   the reader as one `Err(Lagged(n))` before its next value; then delivery carries on with
 ///   the oldest value still buffered.
