@@ -692,7 +692,10 @@ impl<T> Ring<T> {
             // Written only under the lock, so a load and a store do not race. Relaxed: a
             // statistic.
             let lost = reader.shared.lost.load(Ordering::Relaxed);
-            reader.shared.lost.store(lost.saturating_add(n), Ordering::Relaxed);
+            reader
+                .shared
+                .lost
+                .store(lost.saturating_add(n), Ordering::Relaxed);
         }
         self.bump(&mut state);
     }
