@@ -139,3 +139,68 @@ async fn stats_add_up_per_subscriber() {
     );
     assert_eq!(channel.stats().subscribers, vec![s]);
 }
+
+/// A send waiting for room reaches only the subscribers there when it was called: one that
+/// subscribes meanwhile, with the same buffer as the others or its own, does not get it.
+#[tokio::test(start_paused = true)]
+async fn a_subscriber_that_joins_while_a_send_waits_does_not_get_that_message() {
+    let one = Buffer::bounded(1).unwrap();
+    let channel = Channel::<u32>::with_options(ChannelOptions::default().buffer(one)).unwrap();
+    let mut first = channel.subscribe();
+    channel.send(1).await.unwrap();
+    let sender = channel.clone();
+    let waiting = tokio::spawn(async move { sender.send(2).await });
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert!(!waiting.is_finished(), "send(2) waits for room");
+    let mut same_buffer = channel.subscribe();
+    let mut own_buffer = channel.subscribe_with(Buffer::bounded(5).unwrap());
+    assert_eq!(first.recv().await, Some(Ok(1)));
+    assert_eq!(waiting.await.unwrap().unwrap(), 1);
+    assert_eq!(first.try_recv(), Some(Ok(2)));
+    assert_eq!(same_buffer.try_recv(), None);
+    assert_eq!(own_buffer.try_recv(), None);
+    assert_eq!(same_buffer.stats().sent, 0);
+    // Later sends reach all three.
+    assert_eq!(channel.send(3).await.unwrap(), 3);
+    for sub in [&mut first, &mut same_buffer, &mut own_buffer] {
+        assert_eq!(sub.try_recv(), Some(Ok(3)));
+    }
+    // And once no send is in flight, a new subscriber shares a buffer again, exactly.
+    let mut later = channel.subscribe();
+    assert_eq!(channel.send(4).await.unwrap(), 4);
+    assert_eq!(later.try_recv(), Some(Ok(4)));
+    assert_eq!(later.try_recv(), None);
+}
+
+/// A send that already reached one buffer and waits on another reaches no subscriber that
+/// joined after it began, whichever buffer it joins.
+#[tokio::test(start_paused = true)]
+async fn a_send_half_way_through_its_buffers_skips_later_subscribers() {
+    let channel =
+        Channel::<u32>::with_options(ChannelOptions::default().buffer(Buffer::bounded(4).unwrap()))
+            .unwrap();
+    let mut roomy = channel.subscribe();
+    let mut tight = channel.subscribe_with(Buffer::bounded(1).unwrap());
+    channel.send(1).await.unwrap();
+    let sender = channel.clone();
+    let waiting = tokio::spawn(async move { sender.send(2).await });
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert!(!waiting.is_finished(), "send(2) waits for the tight buffer");
+    assert_eq!(roomy.try_recv(), Some(Ok(1)));
+    assert_eq!(
+        roomy.try_recv(),
+        Some(Ok(2)),
+        "send(2) reached the roomy buffer"
+    );
+    let mut late_roomy = channel.subscribe();
+    let mut late_tight = channel.subscribe_with(Buffer::bounded(1).unwrap());
+    assert_eq!(tight.recv().await, Some(Ok(1)));
+    assert_eq!(waiting.await.unwrap().unwrap(), 2);
+    assert_eq!(tight.try_recv(), Some(Ok(2)));
+    assert_eq!(late_roomy.try_recv(), None);
+    assert_eq!(late_tight.try_recv(), None);
+    assert_eq!(channel.send(3).await.unwrap(), 4);
+    for sub in [&mut roomy, &mut tight, &mut late_roomy, &mut late_tight] {
+        assert_eq!(sub.try_recv(), Some(Ok(3)));
+    }
+}

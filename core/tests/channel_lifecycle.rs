@@ -269,3 +269,20 @@ async fn inside_spawn_blocking_the_documented_block_on_works() {
     assert_eq!(reached, 1);
     assert_eq!(sub.recv().await, Some(Ok(1)));
 }
+
+#[tokio::test(start_paused = true)]
+async fn stats_list_subscribers_oldest_first_after_one_leaves() {
+    let channel = Channel::<u32>::new();
+    let first = channel.subscribe();
+    let rest: Vec<_> = (0..3).map(|_| channel.subscribe()).collect();
+    drop(first);
+    let listed: Vec<u64> = channel
+        .stats()
+        .subscribers
+        .iter()
+        .map(|s| s.subscriber)
+        .collect();
+    let expected: Vec<u64> = rest.iter().map(|s| s.id()).collect();
+    assert_eq!(listed.len(), 3);
+    assert_eq!(listed, expected);
+}

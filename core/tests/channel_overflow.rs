@@ -189,3 +189,71 @@ fn zero_expiry_is_a_config_error() {
         .unwrap_err();
     assert!(err.to_string().contains("expire_after"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_subscriber_counts_no_timeout_from_before_it_subscribed() {
+    let channel = Channel::<u32>::with_options(
+        ChannelOptions::default()
+            .buffer(Buffer::bounded(1).unwrap())
+            .send_timeout(Duration::from_millis(10)),
+    )
+    .unwrap();
+    let slow = channel.subscribe();
+    channel.send(1).await.unwrap();
+    assert!(matches!(
+        channel.send(2).await,
+        Err(SendError::TimedOut { missed: 1, .. })
+    ));
+    let late = channel.subscribe();
+    assert_eq!(slow.stats().timed_out, 1);
+    assert_eq!(late.stats().timed_out, 0);
+    let listed: Vec<u64> = channel
+        .stats()
+        .subscribers
+        .iter()
+        .map(|s| s.timed_out)
+        .collect();
+    assert_eq!(listed, [1, 0]);
+}
+
+/// Two subscribers with the same buffer: a send that times out on the slow one still
+/// reaches the fast one, as it would with a buffer of its own.
+#[tokio::test(start_paused = true)]
+async fn a_timeout_on_one_subscriber_still_reaches_another_with_the_same_buffer() {
+    let (failures, on_error) = recorder();
+    let channel = Channel::<u32>::with_options(
+        ChannelOptions::default()
+            .buffer(Buffer::bounded(1).unwrap())
+            .overflow(Overflow::Wait)
+            .send_timeout(Duration::from_millis(10))
+            .on_error(on_error),
+    )
+    .unwrap();
+    let mut fast = channel.subscribe();
+    let mut slow = channel.subscribe();
+    assert_eq!(channel.send(1).await.unwrap(), 2);
+    assert_eq!(fast.recv().await, Some(Ok(1)));
+    match channel.send(2).await {
+        Err(SendError::TimedOut {
+            value,
+            reached,
+            missed,
+        }) => assert_eq!((value, reached, missed), (2, 1, 1)),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert_eq!(fast.try_recv(), Some(Ok(2)));
+    assert_eq!(
+        *failures.lock().unwrap(),
+        vec![DeliveryError {
+            subscriber: slow.id(),
+            failure: DeliveryFailure::TimedOut
+        }]
+    );
+    assert_eq!((fast.stats().timed_out, slow.stats().timed_out), (0, 1));
+    assert_eq!(slow.try_recv(), Some(Ok(1)));
+    assert_eq!(slow.try_recv(), None);
+    // Blocking sends go by the same rings.
+    let sender = channel.clone();
+    let blocking = std::thread::spawn(move || sender.send_blocking(3));
+    assert_eq!(blocking.join().unwrap().unwrap(), 2);
+}

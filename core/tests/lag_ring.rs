@@ -278,3 +278,45 @@ fn the_errors_giving_a_value_back_are_errors_whatever_the_value() {
     assert_eq!(format!("{:?}", PushError::TimedOut(Opaque)), "TimedOut(..)");
     assert_eq!(format!("{:?}", TryPushError::Closed(Opaque)), "Closed(..)");
 }
+
+#[tokio::test(start_paused = true)]
+async fn huge_losses_saturate_instead_of_wrapping_or_panicking() {
+    let ring = ring(4, Overflow::DropOldest);
+    let mut cursor = ring.cursor();
+    ring.add_lag(u64::MAX);
+    // Used to overflow `unreported` under the ring's lock: a panic in debug builds, a wrap
+    // to zero (a silent loss) in release ones.
+    ring.add_lag(1);
+    ring.try_push(vec![1], None).unwrap();
+    assert_eq!(cursor.try_recv(), Ok(Err(Lagged(u64::MAX))));
+    assert_eq!(cursor.try_recv(), Ok(Ok(vec![1])));
+    assert_eq!(cursor.stats().lost, u64::MAX);
+    // Still usable: a later loss is reported on its own.
+    ring.add_lag(2);
+    assert_eq!(cursor.try_recv(), Ok(Err(Lagged(2))));
+    assert_eq!(ring.stats().lost, u64::MAX);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reader_counts_only_the_timeouts_while_it_was_there() {
+    let ring = ring(1, Overflow::Wait);
+    let mut early = ring.cursor();
+    ring.try_push(vec![1], None).unwrap();
+    let soon = || Instant::now() + Duration::from_millis(10);
+    assert!(ring.push(vec![2], None, Some(soon())).await.is_err());
+    let late = ring.cursor();
+    assert_eq!(late.stats().timed_out, 0);
+    assert_eq!(early.stats().timed_out, 1);
+    // A timeout with both there counts for both; the ring counts every one.
+    assert!(ring.push(vec![3], None, Some(soon())).await.is_err());
+    assert_eq!((early.stats().timed_out, late.stats().timed_out), (2, 1));
+    assert_eq!(ring.stats().timed_out, 2);
+    // One that left keeps what it had when it left.
+    let gone = late.stats();
+    drop(late);
+    assert_eq!(early.try_recv(), Ok(Ok(vec![1])));
+    ring.try_push(vec![4], None).unwrap();
+    assert!(ring.push(vec![5], None, Some(soon())).await.is_err());
+    assert_eq!(early.stats().timed_out, 3);
+    assert_eq!(gone.timed_out, 1);
+}

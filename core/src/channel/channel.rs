@@ -17,19 +17,67 @@ use crate::lag::{PushError, Ring, TryPushError};
 use crate::sync::{Mutex, lock};
 use crate::{Buffer, Overflow};
 
-type Rings<T> = Arc<Vec<Arc<Ring<T>>>>;
+/// A ring in the send path, and the first subscription epoch whose sends may go into it:
+/// a send that began (read the epoch) before the ring was made skips it, since all its
+/// subscribers came later.
+struct Lane<T> {
+    ring: Arc<Ring<T>>,
+    birth: u64,
+}
+
+impl<T> Clone for Lane<T> {
+    fn clone(&self) -> Self {
+        Self {
+            ring: Arc::clone(&self.ring),
+            birth: self.birth,
+        }
+    }
+}
+
+type Lanes<T> = Arc<Vec<Lane<T>>>;
+
+/// What a send goes by: the rings there were when it began, and the subscription epoch it
+/// began in. Counts the send as finished when dropped, however it ends (a cancelled send
+/// too).
+struct Snapshot<'a, T> {
+    lanes: Lanes<T>,
+    epoch: u64,
+    finished: &'a AtomicU64,
+}
+
+impl<T> Snapshot<'_, T> {
+    /// The rings this send goes into: those that existed when it began.
+    fn rings(&self) -> impl Iterator<Item = &Arc<Ring<T>>> {
+        self.lanes
+            .iter()
+            .filter(|lane| lane.birth <= self.epoch)
+            .map(|lane| &lane.ring)
+    }
+}
+
+impl<T> Drop for Snapshot<'_, T> {
+    fn drop(&mut self) {
+        // SeqCst: see `Channel::subscribe_with_overflow`.
+        self.finished.fetch_add(1, Ordering::SeqCst);
+    }
+}
 
 pub(crate) struct Inner<T> {
     options: ChannelOptions,
-    /// One ring per buffer and overflow policy in use, each read by every subscriber with
-    /// those settings. Read on every send without a lock; replaced whole on (un)subscribe,
-    /// which is rare.
-    rings: ArcSwap<Vec<Arc<Ring<T>>>>,
-    /// Every subscriber, for stats and reports. Its lock serialises (un)subscribe and close,
-    /// so no subscriber is added after close.
+    /// The rings in the send path. Subscribers with the same buffer and overflow policy
+    /// share one where that is exact (see `subscribe_with_overflow`). Read on every send
+    /// without a lock; replaced whole on (un)subscribe, which is rare.
+    rings: ArcSwap<Vec<Lane<T>>>,
+    /// Every subscriber, oldest first, for stats and reports. Its lock serialises
+    /// (un)subscribe and close, so no subscriber is added after close.
     registry: Mutex<Vec<Arc<SubShared<T>>>>,
     closed: AtomicBool,
+    /// Sends begun (past the closed check), and of those, sends finished: the difference is
+    /// the sends in flight.
     sent: AtomicU64,
+    finished: AtomicU64,
+    /// Bumped by every subscribe; each send reads it when it begins.
+    epoch: AtomicU64,
     unheard: AtomicU64,
     next_id: AtomicU64,
 }
@@ -40,14 +88,16 @@ impl<T> Inner<T> {
         let Some(at) = registry.iter().position(|s| s.id == id) else {
             return;
         };
-        let gone = registry.swap_remove(at);
+        // `remove`, not `swap_remove`: the registry stays in subscription order, which
+        // `ChannelStats::subscribers` promises (oldest first).
+        let gone = registry.remove(at);
         // The last subscriber of a ring takes the ring out of the send path.
         if !registry.iter().any(|s| Arc::ptr_eq(&s.ring, &gone.ring)) {
             let rest: Vec<_> = self
                 .rings
                 .load()
                 .iter()
-                .filter(|r| !Arc::ptr_eq(r, &gone.ring))
+                .filter(|lane| !Arc::ptr_eq(&lane.ring, &gone.ring))
                 .cloned()
                 .collect();
             self.rings.store(Arc::new(rest));
@@ -59,8 +109,8 @@ impl<T> Inner<T> {
         // SeqCst pairs with the load in `send`: a send that sees "open" after this store
         // would still be refused by each closed ring.
         self.closed.store(true, Ordering::SeqCst);
-        for ring in self.rings.load().iter() {
-            ring.close();
+        for lane in self.rings.load().iter() {
+            lane.ring.close();
         }
     }
 
@@ -128,8 +178,12 @@ impl<T> Drop for Inner<T> {
 /// There is no channel-wide lock per message: a send reads the list of rings lock-free and
 /// stores the message once per ring, briefly under that ring's lock. Subscribers with the
 /// same buffer and overflow policy (all of them, unless some ask for their own) read one
-/// shared [`lag::Ring`](crate::lag::Ring), each at its own cursor; each still sees exactly
-/// what a buffer of its own of that size would give it.
+/// shared [`lag::Ring`](crate::lag::Ring), each at its own cursor, wherever that is exact:
+/// each still sees exactly what a buffer of its own of that size would give it. With
+/// [`Overflow::Wait`], a bounded buffer and a [`send_timeout`](ChannelOptions::send_timeout),
+/// each subscriber has a ring of its own, so a send that times out on a slow subscriber
+/// still reaches the others. A subscriber that joins while a send is in flight also gets a
+/// ring of its own, which that send skips: it began before the subscriber existed.
 ///
 /// # Examples
 ///
@@ -205,6 +259,8 @@ impl<T: Clone + Send + 'static> Channel<T> {
                 registry: Mutex::new(Vec::new()),
                 closed: AtomicBool::new(false),
                 sent: AtomicU64::new(0),
+                finished: AtomicU64::new(0),
+                epoch: AtomicU64::new(0),
                 unheard: AtomicU64::new(0),
                 next_id: AtomicU64::new(1),
             }),
@@ -228,31 +284,43 @@ impl<T: Clone + Send + 'static> Channel<T> {
     pub fn subscribe_with_overflow(&self, buffer: Buffer, overflow: Overflow) -> Subscriber<T> {
         // Relaxed: ids only need to be unique.
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut registry = lock(&self.inner.registry);
+        let inner = &*self.inner;
+        let mut registry = lock(&inner.registry);
         // SeqCst: see `Inner::close`.
-        let (ring, cursor) = if self.inner.closed.load(Ordering::SeqCst) {
+        let (ring, cursor) = if inner.closed.load(Ordering::SeqCst) {
             // Subscribing to a closed channel gives a stream that ends at once.
             let ring = Arc::new(Ring::new(buffer, overflow));
             ring.close();
             let cursor = ring.cursor();
             (ring, cursor)
         } else {
-            let rings = self.inner.rings.load();
-            let ring = match rings
-                .iter()
-                .find(|r| r.buffer() == buffer && r.overflow() == overflow)
-            {
-                Some(ring) => Arc::clone(ring),
+            // This subscriber's epoch: sends that read an older one began before it and must
+            // not reach it. SeqCst, with the sends' `sent` increment then `epoch` load: a
+            // send that read an older epoch counted itself in `sent` before this bump, so
+            // the look at `finished` then `sent` below sees it in flight unless it is done.
+            let epoch = inner.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+            let lanes = inner.rings.load();
+            let shared = if self.shares(buffer, overflow) {
+                lanes
+                    .iter()
+                    .find(|lane| lane.ring.buffer() == buffer && lane.ring.overflow() == overflow)
+            } else {
+                None
+            };
+            let ring = match shared {
+                Some(lane) => Arc::clone(&lane.ring),
                 None => {
+                    // A send in flight never reaches this ring (it began before `epoch`).
                     let ring = Arc::new(Ring::new(buffer, overflow));
-                    let mut list = Vec::clone(&rings);
-                    list.push(Arc::clone(&ring));
-                    self.inner.rings.store(Arc::new(list));
+                    let mut list = Vec::clone(&lanes);
+                    list.push(Lane {
+                        ring: Arc::clone(&ring),
+                        birth: epoch,
+                    });
+                    inner.rings.store(Arc::new(list));
                     ring
                 }
             };
-            // Joined under the registry's lock: a concurrent send either stored its message
-            // before (this subscriber did not exist yet) or stores it for this cursor too.
             let cursor = ring.cursor();
             (ring, cursor)
         };
@@ -268,18 +336,46 @@ impl<T: Clone + Send + 'static> Channel<T> {
         }
     }
 
-    fn open_snapshot(&self) -> Option<Rings<T>> {
+    /// Whether a new subscriber with these settings may read a ring it shares with others
+    /// and still see exactly what a buffer of its own would give it. Called under the
+    /// registry's lock, after the subscriber's epoch was bumped.
+    ///
+    /// * Not when a send can time out on a bounded `Wait` ring: the timeout is the ring's,
+    ///   so the message would miss every reader of the ring, including those that had room.
+    /// * Not while a send is in flight: a send that began before this subscriber may still
+    ///   push into the ring, and a shared ring cannot keep a message from one of its readers.
+    ///   The subscriber then gets a ring of its own, which that send skips.
+    fn shares(&self, buffer: Buffer, overflow: Overflow) -> bool {
+        let inner = &*self.inner;
+        let can_time_out = overflow == Overflow::Wait
+            && buffer.capacity().is_some()
+            && inner.options.send_timeout.is_some();
+        if can_time_out {
+            return false;
+        }
+        // SeqCst: see the caller. `finished` first: every send counted there is counted in
+        // `sent` too, so the difference never misses a send in flight.
+        let finished = inner.finished.load(Ordering::SeqCst);
+        inner.sent.load(Ordering::SeqCst) == finished
+    }
+
+    fn open_snapshot(&self) -> Option<Snapshot<'_, T>> {
         // SeqCst: see `Inner::close`.
         if self.inner.closed.load(Ordering::SeqCst) {
             return None;
         }
-        // Relaxed: a statistic.
-        self.inner.sent.fetch_add(1, Ordering::Relaxed);
-        let rings = self.inner.rings.load_full();
-        if rings.is_empty() {
+        // SeqCst, the increment before the epoch load: see `subscribe_with_overflow`.
+        self.inner.sent.fetch_add(1, Ordering::SeqCst);
+        let snapshot = Snapshot {
+            epoch: self.inner.epoch.load(Ordering::SeqCst),
+            lanes: self.inner.rings.load_full(),
+            finished: &self.inner.finished,
+        };
+        if snapshot.rings().next().is_none() {
+            // Relaxed: a statistic.
             self.inner.unheard.fetch_add(1, Ordering::Relaxed);
         }
-        Some(rings)
+        Some(snapshot)
     }
 
     fn expiry(&self) -> Option<Instant> {
@@ -301,7 +397,7 @@ impl<T: Clone + Send + 'static> Channel<T> {
     ///   (the message is given back, and each missed subscriber is reported to the error
     ///   callback).
     pub async fn send(&self, value: T) -> Result<usize, SendError<T>> {
-        let Some(rings) = self.open_snapshot() else {
+        let Some(snapshot) = self.open_snapshot() else {
             return Err(SendError::Closed(ChannelClosed(value)));
         };
         let expires = self.expiry();
@@ -315,9 +411,10 @@ impl<T: Clone + Send + 'static> Channel<T> {
             // Without a timeout nothing is given back, so the last ring takes the original
             // instead of a clone.
             None => {
+                let mut rings = snapshot.rings().peekable();
                 let mut value = Some(value);
-                for (i, ring) in rings.iter().enumerate() {
-                    let v = if i + 1 == rings.len() {
+                while let Some(ring) = rings.next() {
+                    let v = if rings.peek().is_none() {
                         value.take()
                     } else {
                         value.clone()
@@ -335,7 +432,7 @@ impl<T: Clone + Send + 'static> Channel<T> {
                 }
             }
             Some(at) => {
-                for ring in rings.iter() {
+                for ring in snapshot.rings() {
                     let result = push(ring, value.clone(), expires, Some(at)).await;
                     outcome.record(&self.inner, ring, result);
                 }
@@ -357,7 +454,7 @@ impl<T: Clone + Send + 'static> Channel<T> {
         if tokio::runtime::Handle::try_current().is_ok() {
             return Err(SendError::InsideRuntime(value));
         }
-        let Some(rings) = self.open_snapshot() else {
+        let Some(snapshot) = self.open_snapshot() else {
             return Err(SendError::Closed(ChannelClosed(value)));
         };
         let expires = self.expiry();
@@ -367,7 +464,7 @@ impl<T: Clone + Send + 'static> Channel<T> {
             .send_timeout
             .and_then(|t| std::time::Instant::now().checked_add(t));
         let mut outcome = Outcome::new();
-        for ring in rings.iter() {
+        for ring in snapshot.rings() {
             let result = ring.push_blocking(value.clone(), expires, deadline);
             outcome.record(&self.inner, ring, result);
         }

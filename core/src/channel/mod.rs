@@ -6,9 +6,11 @@
 //! * [`ChannelOptions`] — default buffer, overflow, send timeout, expiry, error callback.
 //!
 //! Channels follow the crate's one lag model ([`Buffer`](crate::Buffer),
-//! [`Overflow`](crate::Overflow), [`Lagged`](crate::Lagged)): each subscriber reads from its
-//! own [`lag::Ring`](crate::lag::Ring), the same ring as a sink subscription's, so a sender
-//! contends only per subscriber, never on a channel-wide lock.
+//! [`Overflow`](crate::Overflow), [`Lagged`](crate::Lagged)): each subscriber reads a
+//! [`lag::Ring`](crate::lag::Ring), the same ring as a sink subscription's, shared with
+//! subscribers of the same buffer and policy wherever each still sees exactly what a buffer
+//! of its own would give it; so a sender contends only per ring, never on a channel-wide
+//! lock.
 //!
 //! # Delivery guarantees
 //!

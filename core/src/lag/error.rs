@@ -100,7 +100,8 @@ pub struct RingStats {
     /// Values lost before reaching the buffer, as told by [`Ring::add_lag`](super::Ring::add_lag).
     pub lost: u64,
     /// Sends that gave up at their deadline while the buffer was full (those values never
-    /// entered it and were given back to their senders). Counted for the whole ring.
+    /// entered it and were given back to their senders): for one reader, those while it was
+    /// there; for the whole ring, all of them.
     pub timed_out: u64,
     /// Values buffered for the reader now, including those it took in a batch and has not
     /// read yet (for the whole ring: the most any reader has buffered).

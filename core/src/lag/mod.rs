@@ -13,12 +13,15 @@
 //! [`Ring`] is the one buffer that implements this model, shared by the readers of one stream,
 //! each reading at its own [`Cursor`] (tokio's broadcast design): a value is stored once
 //! whatever the number of readers, and each reader sees exactly what a buffer of its own of
-//! the same size would give it. Every receiver of the crate reads one: a sink
-//! [`Subscription`](crate::Subscription) (always `DropOldest`, so `raise` never waits;
+//! the same size would give it, with one exception: a push that gives up at its deadline
+//! misses every reader of the ring, those with room too, so readers that each need a
+//! deadline of their own need rings of their own. Every receiver of the crate reads one: a
+//! sink [`Subscription`](crate::Subscription) (always `DropOldest`, so `raise` never waits;
 //! subscriptions with the same pattern and buffer share a ring) and a channel
 //! [`Subscriber`](crate::Subscriber) (either policy, with a send timeout; subscribers with the
-//! same buffer and policy share a ring). It is public so that receivers of other transports
-//! behave the same.
+//! same buffer and policy share a ring, except bounded `Wait` ones on a channel with a send
+//! timeout, which have one each). It is public so that receivers of other transports behave
+//! the same.
 
 use std::fmt;
 use std::num::NonZeroUsize;

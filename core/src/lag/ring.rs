@@ -90,6 +90,8 @@ pub(crate) struct ReaderShared {
     lost: AtomicU64,
     /// Expired values that senders removed before this reader read them.
     expired_early: AtomicU64,
+    /// Sends that timed out while this reader was there (each missed it).
+    timed_out: AtomicU64,
     /// Positions below this one are done for this reader: read, skipped, or lost. Raised by
     /// the reader (compare-and-swap for a lossy ring, `fetch_max` for a lossless one) and, for
     /// values it lost, by senders under the lock.
@@ -141,6 +143,16 @@ impl<T> State<T> {
     pub(super) fn reader(&mut self, id: u64) -> Option<&mut Reader> {
         self.readers.iter_mut().find(|r| r.id == id)
     }
+
+    /// Counts a send that gave up at its deadline, for the ring and for each reader there
+    /// now (each missed the value); a reader that joins later does not count it.
+    fn count_timed_out(&mut self) {
+        self.timed_out += 1;
+        for reader in &self.readers {
+            // Relaxed: a statistic, written under the lock.
+            reader.shared.timed_out.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// What readers poll without the lock, on its own cache line so that their looking does not
@@ -170,7 +182,11 @@ struct Evicted<T>(Vec<T>);
 ///
 /// * **Bound and overflow.** Each reader has at most `n` values waiting. When one has `n`,
 ///   [`Overflow::Wait`] makes senders wait for room (up to their deadline), and
-///   [`Overflow::DropOldest`] drops that reader's oldest value and counts it.
+///   [`Overflow::DropOldest`] drops that reader's oldest value and counts it. The one
+///   exception to "a buffer of its own": a deadline is the push's, not a reader's, so a push
+///   that gives up because one reader is full misses every reader, those with room too (it
+///   counts in each one's [`RingStats::timed_out`]). Readers that each need a deadline of
+///   their own need rings of their own, as channel subscribers with a send timeout have.
 /// * **Lag.** Values dropped, or lost on the way ([`add_lag`](Self::add_lag)), are reported to
 ///   the reader as one `Err(Lagged(n))` before its next value; then delivery carries on with
 ///   the oldest value still buffered.
@@ -285,6 +301,7 @@ impl<T> Ring<T> {
             dropped: AtomicU64::new(0),
             lost: AtomicU64::new(0),
             expired_early: AtomicU64::new(0),
+            timed_out: AtomicU64::new(0),
             // Published to senders by the lock, which they read it under or after.
             consumed: AtomicU64::new(tail),
             delivered: AtomicU64::new(0),
@@ -464,7 +481,7 @@ impl<T> Ring<T> {
                         reader.shared.expired_early.fetch_add(1, Ordering::Relaxed);
                     } else {
                         reader.shared.dropped.fetch_add(1, Ordering::Relaxed);
-                        reader.unreported += 1;
+                        reader.unreported = reader.unreported.saturating_add(1);
                     }
                 }
             }
@@ -619,7 +636,7 @@ impl<T> Ring<T> {
                 if self.make_room(&mut state, &mut evicted) {
                     return Ok(self.append(&mut state, value, expires));
                 }
-                state.timed_out += 1;
+                state.count_timed_out();
                 return Err(PushError::TimedOut(value));
             }
         }
@@ -653,7 +670,7 @@ impl<T> Ring<T> {
             state = again;
             drop(guard);
             if timed_out {
-                state.timed_out += 1;
+                state.count_timed_out();
                 return Err(PushError::TimedOut(value));
             }
         }
@@ -661,16 +678,24 @@ impl<T> Ring<T> {
 
     /// Records `n` values lost for every reader before they reached the ring (a sender that
     /// could not wait, a gap seen upstream). Readers are told with `Lagged` before their next
-    /// value, as for values dropped here.
+    /// value, as for values dropped here. Counts saturate: a loss past `u64::MAX` is told
+    /// as `Lagged(u64::MAX)`, never wrapped round to a smaller (or no) report.
     pub fn add_lag(&self, n: u64) {
         if n == 0 {
             return;
         }
         let mut state = lock(&self.state);
         for reader in &mut state.readers {
-            reader.unreported += n;
-            // Relaxed: a statistic.
-            reader.shared.lost.fetch_add(n, Ordering::Relaxed);
+            // Saturating: a loss too large to count is still reported (as `u64::MAX`), never
+            // wrapped to nothing, and never a panic under the lock.
+            reader.unreported = reader.unreported.saturating_add(n);
+            // Written only under the lock, so a load and a store do not race. Relaxed: a
+            // statistic.
+            let lost = reader.shared.lost.load(Ordering::Relaxed);
+            reader
+                .shared
+                .lost
+                .store(lost.saturating_add(n), Ordering::Relaxed);
         }
         self.bump(&mut state);
     }
@@ -715,7 +740,7 @@ impl<T> Ring<T> {
     #[must_use]
     pub(crate) fn reader_stats(&self, reader: &ReaderShared) -> RingStats {
         let state = lock(&self.state);
-        let mut one = reader_stats(reader, state.tail(), state.timed_out);
+        let mut one = reader_stats(reader, state.tail());
         if one.bytes_from != u64::MAX {
             one.stats.bytes += self.weigh_from(&state, one.bytes_from);
         }
@@ -734,11 +759,11 @@ impl<T> Ring<T> {
         };
         let mut bytes_from = u64::MAX;
         for reader in &state.readers {
-            let one = reader_stats(&reader.shared, tail, state.timed_out);
+            let one = reader_stats(&reader.shared, tail);
             total.delivered += one.stats.delivered;
             total.dropped += one.stats.dropped;
             total.expired += one.stats.expired;
-            total.lost += one.stats.lost;
+            total.lost = total.lost.saturating_add(one.stats.lost);
             total.buffered = total.buffered.max(one.stats.buffered);
             bytes_from = bytes_from.min(one.bytes_from);
             total.bytes += one.stats.bytes;
@@ -771,7 +796,7 @@ struct ReaderStats {
     bytes_from: u64,
 }
 
-fn reader_stats(shared: &ReaderShared, tail: u64, timed_out: u64) -> ReaderStats {
+fn reader_stats(shared: &ReaderShared, tail: u64) -> ReaderStats {
     // Relaxed: statistics, each read on its own; `consumed` and `unreleased` may be a chunk
     // apart, which the saturating arithmetic absorbs.
     let left = shared.left.load(Ordering::Relaxed);
@@ -792,7 +817,7 @@ fn reader_stats(shared: &ReaderShared, tail: u64, timed_out: u64) -> ReaderStats
             expired: shared.expired_early.load(Ordering::Relaxed)
                 + shared.expired.load(Ordering::Relaxed),
             lost: shared.lost.load(Ordering::Relaxed),
-            timed_out,
+            timed_out: shared.timed_out.load(Ordering::Relaxed),
             buffered,
             bytes: 0,
         },
