@@ -422,6 +422,11 @@ async fn invalid_options_are_typed_errors() {
     assert_eq!(zero.unwrap_err(), SignalingConfigError::ZeroSlow);
     let bad = SignalingLayer::new(&sink, SignalingOptions::default().prefix("has space"));
     assert!(matches!(bad, Err(SignalingConfigError::Prefix(_))));
+    // An empty prefix would name the signals `.error.503`, `.timeout`, ...
+    for empty in ["", " "] {
+        let refused = SignalingLayer::new(&sink, SignalingOptions::default().prefix(empty));
+        assert_eq!(refused.unwrap_err(), SignalingConfigError::EmptyPrefix, "{empty:?}");
+    }
     let custom = SignalingLayer::new(&sink, SignalingOptions::default().prefix("upstream.http"))
         .unwrap()
         .layer(Downstream::default().service());

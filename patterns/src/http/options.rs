@@ -63,7 +63,8 @@ impl fmt::Debug for SignalingOptions {
 
 impl SignalingOptions {
     /// The first segments of the signal names (default `http`, giving `http.error.<status>`,
-    /// `http.error.transport`, `http.timeout` and `http.slow`).
+    /// `http.error.transport`, `http.timeout` and `http.slow`). An empty prefix is refused
+    /// ([`SignalingConfigError::EmptyPrefix`]).
     pub fn prefix(mut self, prefix: &str) -> Self {
         self.prefix = prefix.to_owned();
         self
@@ -122,6 +123,9 @@ impl SignalingOptions {
         if self.slow_after.is_some_and(|t| t.is_zero()) {
             return Err(SignalingConfigError::ZeroSlow);
         }
+        if self.prefix.trim().is_empty() {
+            return Err(SignalingConfigError::EmptyPrefix);
+        }
         for suffix in ["error.599", "error.transport", "timeout", "slow"] {
             ephemeral::validate_name(&format!("{}.{suffix}", self.prefix))
                 .map_err(SignalingConfigError::Prefix)?;
@@ -140,6 +144,10 @@ pub enum SignalingConfigError {
     /// The slow threshold was zero.
     #[error("the slow threshold is 0, so every call would be slow: use a non-zero threshold")]
     ZeroSlow,
+    /// The prefix was empty (or only whitespace): the names would start with a dot
+    /// (`.error.503`).
+    #[error("the signal prefix is empty: give one, such as `http` (the default)")]
+    EmptyPrefix,
     /// The prefix does not make valid signal names.
     #[error("the signal prefix does not make valid signal names: {0}")]
     Prefix(#[source] NameError),
