@@ -425,7 +425,11 @@ async fn invalid_options_are_typed_errors() {
     // An empty prefix would name the signals `.error.503`, `.timeout`, ...
     for empty in ["", " "] {
         let refused = SignalingLayer::new(&sink, SignalingOptions::default().prefix(empty));
-        assert_eq!(refused.unwrap_err(), SignalingConfigError::EmptyPrefix, "{empty:?}");
+        assert_eq!(
+            refused.unwrap_err(),
+            SignalingConfigError::EmptyPrefix,
+            "{empty:?}"
+        );
     }
     let custom = SignalingLayer::new(&sink, SignalingOptions::default().prefix("upstream.http"))
         .unwrap()
