@@ -137,10 +137,8 @@ where
         item: T,
     ) -> Result<OperationId, EnqueueError<T>> {
         let (ticket, enqueuing) = self.ticket(key.clone(), item);
-        match self.coordinator.enqueue(lane.name(), ticket).await {
-            Ok(id) => Ok(enqueuing.record(key, lane, id)),
-            Err(e) => Err(rebuild(e)),
-        }
+        let accepted = self.coordinator.enqueue(lane.name(), ticket).await;
+        settle(enqueuing, key, lane, accepted)
     }
 
     /// Accepts `item` for `key` through `lane` if there is room now. The id is the item's
@@ -156,10 +154,8 @@ where
         item: T,
     ) -> Result<OperationId, EnqueueError<T>> {
         let (ticket, enqueuing) = self.ticket(key.clone(), item);
-        match self.coordinator.try_enqueue(lane.name(), ticket) {
-            Ok(id) => Ok(enqueuing.record(key, lane, id)),
-            Err(e) => Err(rebuild(e)),
-        }
+        let accepted = self.coordinator.try_enqueue(lane.name(), ticket);
+        settle(enqueuing, key, lane, accepted)
     }
 
     /// Items accepted for `key` that have not started yet.
@@ -214,10 +210,19 @@ where
     }
 }
 
-/// The ticket's error, carrying the user's item instead.
-fn rebuild<K: Eq + Hash + Clone, T>(e: EnqueueError<Ticket<K, T>>) -> EnqueueError<T> {
-    // The place, never recorded, is forgotten with the rest of the ticket.
-    e.map(|ticket| ticket.item)
+/// What an `enqueue` of a ticket came to: accepted, the item recorded in its key's queue;
+/// refused, the item handed back (the place, never recorded, is forgotten with the rest of
+/// the ticket, and `enqueuing`'s guard removes its tag).
+fn settle<K: Eq + Hash + Clone, T>(
+    enqueuing: Enqueuing<K>,
+    key: K,
+    lane: FanoutLane,
+    accepted: Result<OperationId, EnqueueError<Ticket<K, T>>>,
+) -> Result<OperationId, EnqueueError<T>> {
+    match accepted {
+        Ok(id) => Ok(enqueuing.record(key, lane, id)),
+        Err(e) => Err(e.map(|ticket| ticket.item)),
+    }
 }
 
 #[cfg(test)]
