@@ -147,6 +147,16 @@ pub fn coord_loop(items: usize) -> i32 {
     report_loop("coord-loop", items, ours_noop(&runtime(), items))
 }
 
+/// [`coord_loop`] with tracking off, for a profiler. Returns the exit code (1 if the
+/// coordinator lost items).
+pub fn coord_untracked_loop(items: usize) -> i32 {
+    report_loop(
+        "coord-untracked-loop",
+        items,
+        ours_noop_tracking(&runtime(), items, false),
+    )
+}
+
 /// The baseline of [`coord_loop`]: `items` no-op items through the 16-task pool of
 /// `coord_noop_vs_pool16`, alone, for a profiler to count against ours. Returns the exit code
 /// (1 if the pool lost items).

@@ -6,7 +6,8 @@
 //! measurements' allocations out of the peak.
 //!
 //! The same flag runs [`CHILD_RAISE_LOOP`], [`CHILD_FANOUT_LOOP`],
-//! [`CHILD_CHANNEL_FANOUT_LOOP`], [`CHILD_COORD_LOOP`], [`CHILD_KEYED_LOOP`],
+//! [`CHILD_CHANNEL_FANOUT_LOOP`], [`CHILD_COORD_LOOP`], [`CHILD_COORD_UNTRACKED_LOOP`],
+//! [`CHILD_KEYED_LOOP`],
 //! [`CHILD_KEYED_TEXT_LOOP`] and [`CHILD_SERVICE_LOOP`], ours alone, and
 //! [`CHILD_TOWER_LOOP`], the tower baseline alone, for profiling.
 //!
@@ -40,6 +41,8 @@ pub const CHILD_BROADCAST_LOOP: &str = "broadcast-loop";
 pub const CHILD_CHANNEL_FANOUT_LOOP: &str = "channel-fanout-loop";
 /// A child workload that only runs our no-op work coordinator (tracking on), for a profiler.
 pub const CHILD_COORD_LOOP: &str = "coord-loop";
+/// [`CHILD_COORD_LOOP`] with tracking off (finished operations not kept), for a profiler.
+pub const CHILD_COORD_UNTRACKED_LOOP: &str = "coord-untracked-loop";
 /// The baseline of [`CHILD_COORD_LOOP`] alone (16 tasks on a bounded channel), for a profiler
 /// to count against it.
 pub const CHILD_POOL_LOOP: &str = "pool-loop";
@@ -161,6 +164,9 @@ pub fn child_main(workload: &str, quick: bool) -> i32 {
         CHILD_COORD_LOOP => {
             super::coordinator::coord_loop(if quick { 1_000_000 } else { 10_000_000 })
         }
+        CHILD_COORD_UNTRACKED_LOOP => {
+            super::coordinator::coord_untracked_loop(if quick { 1_000_000 } else { 10_000_000 })
+        }
         CHILD_POOL_LOOP => {
             super::coordinator::pool_loop(if quick { 1_000_000 } else { 10_000_000 })
         }
@@ -176,7 +182,7 @@ pub fn child_main(workload: &str, quick: bool) -> i32 {
         }
         other => {
             eprintln!(
-                "unknown child workload {other:?}: use {CHILD_PROBE}, {CHILD_COORDINATOR}, {CHILD_RAISE_LOOP}, {CHILD_WINDOW_LOOP}, {CHILD_FANOUT_LOOP}, {CHILD_BROADCAST_LOOP}, {CHILD_CHANNEL_FANOUT_LOOP}, {CHILD_COORD_LOOP}, {CHILD_POOL_LOOP}, {CHILD_KEYED_LOOP}, {CHILD_KEYED_TEXT_LOOP}, {CHILD_SERVICE_LOOP} or {CHILD_TOWER_LOOP}"
+                "unknown child workload {other:?}: use {CHILD_PROBE}, {CHILD_COORDINATOR}, {CHILD_RAISE_LOOP}, {CHILD_WINDOW_LOOP}, {CHILD_FANOUT_LOOP}, {CHILD_BROADCAST_LOOP}, {CHILD_CHANNEL_FANOUT_LOOP}, {CHILD_COORD_LOOP}, {CHILD_COORD_UNTRACKED_LOOP}, {CHILD_POOL_LOOP}, {CHILD_KEYED_LOOP}, {CHILD_KEYED_TEXT_LOOP}, {CHILD_SERVICE_LOOP} or {CHILD_TOWER_LOOP}"
             );
             2
         }
