@@ -36,7 +36,9 @@ pub enum ServiceError<T> {
     /// The coordinator stopped taking items (`complete`, `drain` or `cancel`) between
     /// `poll_ready` and `call`; the item is given back. (A `poll_ready` after the stop
     /// answers [`Closed`](Self::Closed), also on a service that was ready before it.)
-    #[error("the coordinator stopped taking items before the item was accepted")]
+    #[error(
+        "the coordinator stopped taking items (complete, drain or cancel was called) between poll_ready and call: the item was not run and is given back (ServiceError::into_item)"
+    )]
     Refused(T),
     /// The layer could not build its coordinator (no tokio runtime, or a bad option).
     #[error("the coordinator could not be built: {0}")]
