@@ -6,9 +6,6 @@
 //! [`SignalSink`](ephemeral::SignalSink) when one is given. Atoms use only the public API of
 //! the core crate, so anything they do, your own code can do too.
 //!
-//! The atoms planned for this crate (retry, batching, rate limiting, services, presets and a
-//! sliding cache) land one module at a time; modules listed here are the ones that exist.
-//!
 //! # Retry
 //!
 //! [`retry::Retry`] runs an async body until it succeeds, with a [`retry::Backoff`] schedule

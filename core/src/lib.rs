@@ -117,6 +117,11 @@
 //!   a serialized [`Signal`] read back as the [`SignalBuilder`] that raises it again).
 //!   Durations are whole milliseconds and instants are ages; the module `serde_ms` states the
 //!   rule.
+//! - `tower`: coordinators as `tower::Service` (`coordinator.service()`) and
+//!   `CoordinatorLayer`, which runs any inner service as a coordinator's body: calls bounded
+//!   by `max_concurrency` and `max_pending`, tracked, steered by signals (the docs of
+//!   `CoordinatorLayer` and `CoordinatorService` say what readiness means, how errors keep
+//!   their type and what an inner service must be).
 //!
 //! # Supported Rust
 //!

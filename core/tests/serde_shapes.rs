@@ -78,6 +78,38 @@ fn a_bad_name_is_refused_when_read() {
     assert!(err.to_string().contains("empty"), "{err}");
 }
 
+#[test]
+fn a_bad_payload_is_refused_with_what_a_payload_is() {
+    // It used to say "data did not match any variant of untagged enum PayloadWire".
+    let err = serde_json::from_str::<SignalBuilder>(r#"{"name": "x", "payload": [1, 256]}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("integer `256`, expected a payload byte value from 0 to 255"),
+        "{err}"
+    );
+    for bad in [r#"5"#, r#"{"a": 1}"#, r#"[-1]"#, r#"["a"]"#, r#"true"#] {
+        let json = format!(r#"{{"name": "x", "payload": {bad}}}"#);
+        let err = serde_json::from_str::<SignalBuilder>(&json)
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("untagged"), "{bad}: {err}");
+        assert!(err.contains("expected a payload"), "{bad}: {err}");
+    }
+    // Good payloads still read: text, bytes, and an empty array.
+    for (good, bytes) in [
+        (r#""slow""#, &b"slow"[..]),
+        (r#"[255, 0]"#, &[255, 0][..]),
+        (r#"[]"#, &[][..]),
+    ] {
+        let json = format!(r#"{{"name": "x", "payload": {good}}}"#);
+        let builder: SignalBuilder = serde_json::from_str(&json).unwrap();
+        let sink = SignalSink::default();
+        let signal = sink.raise_with(builder).unwrap();
+        assert_eq!(signal.payload(), Some(bytes), "{good}");
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn sink_stats_have_a_golden_json_shape_and_round_trip() {
     let sink = SignalSink::default();

@@ -274,7 +274,14 @@ async fn a_service_ready_before_complete_is_closed_after_it() {
     assert!(matches!(ready.poll_ready(), Poll::Ready(Ok(()))));
     coordinator.complete();
     match ready.call(6).await {
-        Err(ServiceError::Refused(item)) => assert_eq!(item, 6),
+        Err(error @ ServiceError::Refused(_)) => {
+            // The message says what happened and where the item is, not only that it was
+            // refused.
+            let message = error.to_string();
+            assert!(message.contains("complete, drain or cancel"), "{message}");
+            assert!(message.contains("given back"), "{message}");
+            assert_eq!(error.into_item(), Some(6));
+        }
         other => panic!("expected Refused(6), got {other:?}"),
     }
     assert_eq!(coordinator.stats().accepted, 0);

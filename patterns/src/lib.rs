@@ -45,7 +45,7 @@
 //! for _ in 0..5 {
 //!     sink.raise("failure")?; // raised by your operations
 //! }
-//! // Coordinators with `cancel_on("circuit.open")` now refuse work at once.
+//! // Coordinators with `cancel_on("circuit.open")` now cancel new items without running them.
 //! assert!(sink.has_signal("circuit.open"));
 //! # Ok(())
 //! # }

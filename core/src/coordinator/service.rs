@@ -36,7 +36,9 @@ pub enum ServiceError<T> {
     /// The coordinator stopped taking items (`complete`, `drain` or `cancel`) between
     /// `poll_ready` and `call`; the item is given back. (A `poll_ready` after the stop
     /// answers [`Closed`](Self::Closed), also on a service that was ready before it.)
-    #[error("the coordinator stopped taking items before the item was accepted")]
+    #[error(
+        "the coordinator stopped taking items (complete, drain or cancel was called) between poll_ready and call: the item was not run and is given back (ServiceError::into_item)"
+    )]
     Refused(T),
     /// The layer could not build its coordinator (no tokio runtime, or a bad option).
     #[error("the coordinator could not be built: {0}")]
@@ -323,6 +325,20 @@ impl<T: Send + 'static> super::EphemeralWorkCoordinator<T> {
 /// built (outside a tokio runtime, or with a bad option) makes `poll_ready` return
 /// [`ServiceError::Build`].
 ///
+/// # What the inner service must be
+///
+/// * `Clone + Send + Sync + 'static`: every worker clones it from one shared copy. A boxed
+///   stack must be a `tower::util::BoxCloneSyncService`; a `BoxCloneService` is not `Sync`
+///   and does not fit (the compiler says ``dyn CloneService<..> cannot be shared between
+///   threads safely``).
+/// * A `Response` that is `Clone`: the coordinator is an [`EphemeralResultCoordinator`],
+///   which keeps results for [`wait_for_result`](EphemeralResultCoordinator::wait_for_result).
+///   A response that cannot be cloned (an `http::Response` with a streaming body) does not
+///   fit this layer; bound such calls with `tower::limit::ConcurrencyLimit`, or run them in
+///   a coordinator's body and return what you need from the response.
+/// * An `Error` that is `Display + Send + Sync + 'static` (`tower::BoxError` is): it is kept
+///   as the operation's [`OperationError`], whose `downcast_ref` gives the value back.
+///
 /// # Examples
 ///
 /// ```
@@ -336,6 +352,39 @@ impl<T: Send + 'static> super::EphemeralWorkCoordinator<T> {
 ///     .layer(CoordinatorLayer::new(options))
 ///     .service(service_fn(|n: u64| async move { Ok::<_, std::convert::Infallible>(n + 1) }));
 /// assert_eq!(service.oneshot(41).await?, 42);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// A boxed inner stack (`BoxCloneSyncService`, not `BoxCloneService`), its error boxed:
+///
+/// ```
+/// use ephemeral::{CoordinatorLayer, EphemeralOptions, ResultError, ServiceError};
+/// use tower::util::BoxCloneSyncService;
+/// use tower::{BoxError, ServiceBuilder, ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let lookup: BoxCloneSyncService<u64, String, BoxError> = BoxCloneSyncService::new(
+///     service_fn(|id: u64| async move {
+///         if id == 0 {
+///             return Err(std::io::Error::other("no user 0"));
+///         }
+///         Ok(format!("user {id}"))
+///     })
+///     .map_err(BoxError::from),
+/// );
+/// let service = ServiceBuilder::new()
+///     .layer(CoordinatorLayer::new(EphemeralOptions::default()))
+///     .service(lookup);
+/// assert_eq!(service.clone().oneshot(7).await?, "user 7");
+/// match service.oneshot(0).await {
+///     Err(ServiceError::Operation(ResultError::Failed { message, .. })) => {
+///         let error = message.downcast_ref::<BoxError>().expect("the inner error value");
+///         assert!(error.is::<std::io::Error>());
+///     }
+///     other => panic!("expected the inner error, got {other:?}"),
+/// }
 /// # Ok(())
 /// # }
 /// ```
