@@ -371,3 +371,47 @@ async fn a_call_from_another_runtime_runs_the_body_in_the_coordinators() {
     .expect("the calling thread");
     assert_eq!(answer.expect("the result"), 12);
 }
+
+/// A response that cannot be cloned (a streaming body, a file handle): the layer's answer
+/// moves it to its caller, so it fits; the layer's coordinator tracks the call but keeps no
+/// value of it.
+#[tokio::test]
+async fn a_response_that_cannot_be_cloned_goes_through_the_layer() {
+    /// Neither `Clone` nor `Copy`: the layer must move it.
+    #[derive(Debug, PartialEq)]
+    struct Body(Vec<u8>);
+
+    let inner = tower::service_fn(|n: u8| async move { Ok::<_, Infallible>(Body(vec![n; 3])) });
+    let service = CoordinatorLayer::new(EphemeralOptions::default()).layer(inner);
+    assert_eq!(
+        service.clone().oneshot(7).await.expect("the body"),
+        Body(vec![7; 3])
+    );
+    let coordinator = service.coordinator().expect("built");
+    assert_eq!(coordinator.completed().len(), 1);
+}
+
+/// The layer's coordinator hands each value to its caller and keeps none; a service made
+/// from a result coordinator of the caller's clones each value and keeps it there.
+#[tokio::test]
+async fn the_layer_keeps_no_value_and_a_coordinators_service_keeps_each() {
+    let inner = tower::service_fn(|n: u32| async move { Ok::<_, Infallible>(n + 1) });
+    let layered = CoordinatorLayer::new(EphemeralOptions::default()).layer(inner);
+    assert_eq!(layered.clone().oneshot(1).await.expect("answered"), 2);
+    let own = layered.coordinator().expect("built");
+    assert_eq!(own.completed().len(), 1, "the call is tracked");
+    assert!(own.results().is_empty(), "its value went to the caller");
+
+    let doubler = EphemeralResultCoordinator::new(
+        |n: u32, _ctx: OperationContext| async move { Ok::<_, Infallible>(n * 2) },
+        EphemeralOptions::default(),
+    )
+    .expect("coordinator");
+    assert_eq!(doubler.service().oneshot(21).await.expect("answered"), 42);
+    let kept: Vec<u32> = doubler.results().into_iter().map(|(_, v)| v).collect();
+    assert_eq!(
+        kept,
+        [42],
+        "the value stays readable in the caller's coordinator"
+    );
+}

@@ -7,8 +7,8 @@ use tokio::sync::oneshot;
 
 use super::admission::Admission;
 use super::context::OperationContext;
+use super::engine::{Answerer, Record, Reply};
 use super::engine::{Engine, enqueue_each, user_body};
-use super::engine::{Record, Reply};
 use super::error::{CoordinatorError, EnqueueError, EnqueueManyError, ResultError};
 use super::methods::coordinator_methods;
 use super::options::EphemeralOptions;
@@ -45,11 +45,11 @@ use crate::OperationId;
 /// # }
 /// ```
 #[must_use = "dropping the last handle shuts the coordinator down (pending items are cancelled)"]
-pub struct EphemeralResultCoordinator<T: Send + 'static, R: Clone + Send + 'static> {
+pub struct EphemeralResultCoordinator<T: Send + 'static, R: Send + 'static> {
     engine: Engine<T, R, Fifo<T>>,
 }
 
-impl<T: Send + 'static, R: Clone + Send + 'static> Clone for EphemeralResultCoordinator<T, R> {
+impl<T: Send + 'static, R: Send + 'static> Clone for EphemeralResultCoordinator<T, R> {
     fn clone(&self) -> Self {
         Self {
             engine: self.engine.clone(),
@@ -57,10 +57,41 @@ impl<T: Send + 'static, R: Clone + Send + 'static> Clone for EphemeralResultCoor
     }
 }
 
-/// The outcome of a finished operation from its record; `None` while it has none.
+/// The outcome of a finished operation from its record, its value cloned; `None` while it
+/// has none.
 fn outcome<R: Clone>(id: OperationId, record: &Record<R>) -> Option<Result<R, ResultError>> {
+    settled(id, record, record.result.clone())
+}
+
+/// [`outcome`] as a waiting caller's answer: the value stays in the record (for `result`,
+/// `wait_for_result` and `results`).
+pub(super) fn cloned_outcome<R: Clone>(
+    id: OperationId,
+    record: &mut Record<R>,
+) -> Option<Result<R, ResultError>> {
+    outcome(id, record)
+}
+
+/// A waiting caller's answer that moves the value out of the record: for coordinators whose
+/// every result goes to its caller ([`CoordinatorLayer`](super::CoordinatorLayer)'s), so
+/// the value need not be `Clone` and is not copied.
+#[cfg(feature = "tower")]
+pub(super) fn taken_outcome<R>(
+    id: OperationId,
+    record: &mut Record<R>,
+) -> Option<Result<R, ResultError>> {
+    let value = record.result.take();
+    settled(id, record, value)
+}
+
+/// The outcome of a record in `record.state`, a completed one with `value`.
+fn settled<R>(
+    id: OperationId,
+    record: &Record<R>,
+    value: Option<R>,
+) -> Option<Result<R, ResultError>> {
     match &record.state {
-        OperationState::Completed => record.result.clone().map(Ok),
+        OperationState::Completed => value.map(Ok),
         OperationState::Failed => Some(Err(ResultError::Failed {
             id,
             message: record
@@ -76,7 +107,7 @@ fn outcome<R: Clone>(id: OperationId, record: &Record<R>) -> Option<Result<R, Re
     }
 }
 
-impl<T: Send + 'static, R: Clone + Send + 'static> EphemeralResultCoordinator<T, R> {
+impl<T: Send + 'static, R: Send + 'static> EphemeralResultCoordinator<T, R> {
     /// The result coordinator over an existing engine (a work coordinator's, with `()`
     /// results): another view of the same coordinator.
     #[cfg(feature = "tower")]
@@ -84,6 +115,32 @@ impl<T: Send + 'static, R: Clone + Send + 'static> EphemeralResultCoordinator<T,
         Self { engine }
     }
 
+    /// A coordinator whose results need not be `Clone`: [`CoordinatorLayer`]'s, whose every
+    /// result is moved to its caller (see [`taken_outcome`]).
+    ///
+    /// [`CoordinatorLayer`]: super::CoordinatorLayer
+    #[cfg(feature = "tower")]
+    pub(super) fn for_callers<F, Fut, E>(
+        body: F,
+        options: EphemeralOptions,
+    ) -> Result<Self, CoordinatorError>
+    where
+        F: Fn(T, OperationContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, E>> + Send + 'static,
+        E: fmt::Display + Send + Sync + 'static,
+    {
+        let engine = Engine::new(
+            user_body(body),
+            options,
+            Fifo::new(),
+            Vec::new(),
+            Vec::new(),
+        )?;
+        Ok(Self { engine })
+    }
+}
+
+impl<T: Send + 'static, R: Clone + Send + 'static> EphemeralResultCoordinator<T, R> {
     /// A coordinator running `body` on every item and keeping its result.
     ///
     /// # Errors
@@ -116,7 +173,9 @@ impl<T: Send + 'static, R: Clone + Send + 'static> EphemeralResultCoordinator<T,
         let engine = Engine::new(user_body(body), options, Fifo::new(), hooks, Vec::new())?;
         Ok(Self { engine })
     }
+}
 
+impl<T: Send + 'static, R: Send + 'static> EphemeralResultCoordinator<T, R> {
     /// Accepts `item`, waiting while `max_pending` items wait to start.
     ///
     /// # Errors
@@ -252,6 +311,10 @@ impl<T: Send + 'static, R: Clone + Send + 'static> EphemeralResultCoordinator<T,
         self.engine.intake(stream, |item| Ok((item, (), None)));
     }
 
+    coordinator_methods!();
+}
+
+impl<T: Send + 'static, R: Clone + Send + 'static> EphemeralResultCoordinator<T, R> {
     /// The outcome of `id` if it finished and is still tracked; `None` while it is pending
     /// or running, or once it is evicted.
     #[must_use]
@@ -319,8 +382,6 @@ impl<T: Send + 'static, R: Clone + Send + 'static> EphemeralResultCoordinator<T,
     pub fn successful(&self) -> Vec<super::OperationSnapshot> {
         self.completed()
     }
-
-    coordinator_methods!();
 }
 
 /// The result of one accepted item: a future that resolves when its operation finishes,
@@ -402,14 +463,26 @@ impl<T: Send + 'static, R: Clone + Send + 'static> EnqueuePermit<T, R> {
     /// [`EnqueueError::Closed`] if the coordinator stopped taking items meanwhile
     /// (`complete`, `drain` or `cancel`; the permit's room is then given back).
     pub fn send_for_result(self, item: T) -> Result<PendingResult<R>, EnqueueError<T>> {
+        self.send_answered(item, cloned_outcome::<R>)
+    }
+}
+
+impl<T: Send + 'static, R: Send + 'static> EnqueuePermit<T, R> {
+    /// [`send_for_result`](Self::send_for_result) with the caller's answer made by `answer`
+    /// from the finished record.
+    pub(super) fn send_answered(
+        self,
+        item: T,
+        answer: Answerer<R>,
+    ) -> Result<PendingResult<R>, EnqueueError<T>> {
         let (tx, reply) = oneshot::channel();
-        let on_finish = Reply::new(tx, outcome::<R>);
+        let on_finish = Reply::new(tx, answer);
         let id = self.reserved.send_replying(item, (), None, on_finish)?;
         Ok(PendingResult { id, reply })
     }
 }
 
-impl<T: Send + 'static, R: Clone + Send + 'static> fmt::Debug for EphemeralResultCoordinator<T, R> {
+impl<T: Send + 'static, R: Send + 'static> fmt::Debug for EphemeralResultCoordinator<T, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&self.engine, f)
     }

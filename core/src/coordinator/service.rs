@@ -15,10 +15,11 @@ use std::task::{Context, Poll, ready};
 
 use tokio_util::sync::ReusableBoxFuture;
 
+use super::engine::Answerer;
 use super::error::{CoordinatorError, EnqueueError, ResultError};
 use super::operation_error::OperationError;
 use super::options::EphemeralOptions;
-use super::result::{EphemeralResultCoordinator, PendingResult};
+use super::result::{EphemeralResultCoordinator, PendingResult, cloned_outcome, taken_outcome};
 use super::work::EnqueuePermit;
 
 /// Why a [`CoordinatorService`] call did not produce a response.
@@ -97,22 +98,28 @@ type Reserve<T, R> = ReusableBoxFuture<'static, Result<EnqueuePermit<T, R>, Enqu
 /// # Ok(())
 /// # }
 /// ```
-pub struct CoordinatorService<T: Send + 'static, R: Clone + Send + 'static> {
+pub struct CoordinatorService<T: Send + 'static, R: Send + 'static> {
     coordinator: Result<EphemeralResultCoordinator<T, R>, CoordinatorError>,
     reserve: Reserve<T, R>,
     reserving: bool,
     permit: Option<EnqueuePermit<T, R>>,
+    /// Makes a call's answer from its finished record: a clone of the value for a service on
+    /// a coordinator of the caller's (its results stay readable there), the value itself
+    /// for [`CoordinatorLayer`]'s own coordinator.
+    answer: Answerer<R>,
 }
 
-impl<T: Send + 'static, R: Clone + Send + 'static> CoordinatorService<T, R> {
+impl<T: Send + 'static, R: Send + 'static> CoordinatorService<T, R> {
     fn from_result(
         coordinator: Result<EphemeralResultCoordinator<T, R>, CoordinatorError>,
+        answer: Answerer<R>,
     ) -> Self {
         Self {
             coordinator,
             reserve: ReusableBoxFuture::new(async { Err(EnqueueError::Closed(())) }),
             reserving: false,
             permit: None,
+            answer,
         }
     }
 
@@ -127,14 +134,14 @@ impl<T: Send + 'static, R: Clone + Send + 'static> CoordinatorService<T, R> {
     }
 }
 
-impl<T: Send + 'static, R: Clone + Send + 'static> Clone for CoordinatorService<T, R> {
+impl<T: Send + 'static, R: Send + 'static> Clone for CoordinatorService<T, R> {
     /// A service on the same coordinator, not ready (it reserves its own slot).
     fn clone(&self) -> Self {
-        Self::from_result(self.coordinator.clone())
+        Self::from_result(self.coordinator.clone(), self.answer)
     }
 }
 
-impl<T: Send + 'static, R: Clone + Send + 'static> fmt::Debug for CoordinatorService<T, R> {
+impl<T: Send + 'static, R: Send + 'static> fmt::Debug for CoordinatorService<T, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CoordinatorService")
             .field("coordinator", &self.coordinator)
@@ -143,7 +150,7 @@ impl<T: Send + 'static, R: Clone + Send + 'static> fmt::Debug for CoordinatorSer
     }
 }
 
-impl<T: Send + 'static, R: Clone + Send + 'static> tower::Service<T> for CoordinatorService<T, R> {
+impl<T: Send + 'static, R: Send + 'static> tower::Service<T> for CoordinatorService<T, R> {
     type Response = R;
     type Error = ServiceError<T>;
     type Future = ResponseFuture<T, R>;
@@ -196,7 +203,7 @@ impl<T: Send + 'static, R: Clone + Send + 'static> tower::Service<T> for Coordin
         // holds the coordinator: a service dropped after `call` (as `oneshot` does) must not
         // shut it down under the call.
         let alive = self.coordinator.clone();
-        match permit.send_for_result(item) {
+        match permit.send_answered(item, self.answer) {
             Ok(pending) => ResponseFuture {
                 state: Response::Waiting {
                     pending,
@@ -217,11 +224,11 @@ impl<T: Send + 'static, R: Clone + Send + 'static> tower::Service<T> for Coordin
 /// operation (as with [`PendingResult`]). Polled again after it completed (a misuse of any
 /// future), it answers [`ServiceError::Closed`] rather than panicking.
 #[must_use = "the response is delivered only to this future"]
-pub struct ResponseFuture<T: Send + 'static, R: Clone + Send + 'static> {
+pub struct ResponseFuture<T: Send + 'static, R: Send + 'static> {
     state: Response<T, R>,
 }
 
-enum Response<T: Send + 'static, R: Clone + Send + 'static> {
+enum Response<T: Send + 'static, R: Send + 'static> {
     /// Waiting for the operation's result.
     Waiting {
         pending: PendingResult<R>,
@@ -231,7 +238,7 @@ enum Response<T: Send + 'static, R: Clone + Send + 'static> {
     Done(Option<Result<R, ServiceError<T>>>),
 }
 
-impl<T: Send + 'static, R: Clone + Send + 'static> ResponseFuture<T, R> {
+impl<T: Send + 'static, R: Send + 'static> ResponseFuture<T, R> {
     fn done(result: Result<R, ServiceError<T>>) -> Self {
         Self {
             state: Response::Done(Some(result)),
@@ -240,9 +247,9 @@ impl<T: Send + 'static, R: Clone + Send + 'static> ResponseFuture<T, R> {
 }
 
 // Nothing in it is pinned: the pending result is a oneshot receiver, the rest is moved out.
-impl<T: Send + 'static, R: Clone + Send + 'static> Unpin for ResponseFuture<T, R> {}
+impl<T: Send + 'static, R: Send + 'static> Unpin for ResponseFuture<T, R> {}
 
-impl<T: Send + 'static, R: Clone + Send + 'static> Future for ResponseFuture<T, R> {
+impl<T: Send + 'static, R: Send + 'static> Future for ResponseFuture<T, R> {
     type Output = Result<R, ServiceError<T>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -261,7 +268,7 @@ impl<T: Send + 'static, R: Clone + Send + 'static> Future for ResponseFuture<T, 
     }
 }
 
-impl<T: Send + 'static, R: Clone + Send + 'static> fmt::Debug for ResponseFuture<T, R> {
+impl<T: Send + 'static, R: Send + 'static> fmt::Debug for ResponseFuture<T, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.state {
             Response::Waiting { pending, .. } => f
@@ -274,10 +281,11 @@ impl<T: Send + 'static, R: Clone + Send + 'static> fmt::Debug for ResponseFuture
 }
 
 impl<T: Send + 'static, R: Clone + Send + 'static> EphemeralResultCoordinator<T, R> {
-    /// This coordinator as a [`tower::Service`] (see [`CoordinatorService`]).
+    /// This coordinator as a [`tower::Service`] (see [`CoordinatorService`]). Each call's
+    /// value is cloned to its caller and stays readable here (`result`, `results`).
     #[must_use]
     pub fn service(&self) -> CoordinatorService<T, R> {
-        CoordinatorService::from_result(Ok(self.clone()))
+        CoordinatorService::from_result(Ok(self.clone()), cloned_outcome::<R>)
     }
 }
 
@@ -309,9 +317,12 @@ impl<T: Send + 'static> super::EphemeralWorkCoordinator<T> {
     /// ```
     #[must_use]
     pub fn service(&self) -> CoordinatorService<T, ()> {
-        CoordinatorService::from_result(Ok(EphemeralResultCoordinator::from_engine(
-            self.engine().clone(),
-        )))
+        CoordinatorService::from_result(
+            Ok(EphemeralResultCoordinator::from_engine(
+                self.engine().clone(),
+            )),
+            cloned_outcome::<()>,
+        )
     }
 }
 
@@ -331,11 +342,14 @@ impl<T: Send + 'static> super::EphemeralWorkCoordinator<T> {
 ///   stack must be a `tower::util::BoxCloneSyncService`; a `BoxCloneService` is not `Sync`
 ///   and does not fit (the compiler says ``dyn CloneService<..> cannot be shared between
 ///   threads safely``).
-/// * A `Response` that is `Clone`: the coordinator is an [`EphemeralResultCoordinator`],
-///   which keeps results for [`wait_for_result`](EphemeralResultCoordinator::wait_for_result).
-///   A response that cannot be cloned (an `http::Response` with a streaming body) does not
-///   fit this layer; bound such calls with `tower::limit::ConcurrencyLimit`, or run them in
-///   a coordinator's body and return what you need from the response.
+/// * A `Response` that is `Send + 'static`, nothing more: each call's response is moved to
+///   its caller when the operation finishes, never cloned, so a streaming
+///   `http::Response<Incoming>` fits. The layer's coordinator therefore keeps no values:
+///   its operations are tracked (state, timings, errors, signals) like any other, but
+///   [`result`](EphemeralResultCoordinator::result) and
+///   [`results`](EphemeralResultCoordinator::results) find no value for a call (its caller
+///   has it). A service made by [`EphemeralResultCoordinator::service`] is different: it
+///   clones each value to its caller and keeps it.
 /// * An `Error` that is `Display + Send + Sync + 'static` (`tower::BoxError` is): it is kept
 ///   as the operation's [`OperationError`], whose `downcast_ref` gives the value back.
 ///
@@ -422,7 +436,7 @@ impl<T, S> tower::Layer<S> for CoordinatorLayer<T>
 where
     T: Send + 'static,
     S: tower::Service<T> + Clone + Send + Sync + 'static,
-    S::Response: Clone + Send + 'static,
+    S::Response: Send + 'static,
     S::Error: fmt::Display + Send + Sync + 'static,
     S::Future: Send + 'static,
 {
@@ -453,6 +467,9 @@ where
                 }
             }
         };
-        CoordinatorService::from_result(EphemeralResultCoordinator::new(body, self.options.clone()))
+        CoordinatorService::from_result(
+            EphemeralResultCoordinator::for_callers(body, self.options.clone()),
+            taken_outcome::<S::Response>,
+        )
     }
 }

@@ -38,4 +38,4 @@ pub(crate) use body::user_body;
 pub(crate) use intake::{Reserved, enqueue_each};
 pub(crate) use lifecycle::Engine;
 pub(crate) use slot::Slot;
-pub(crate) use window::{Record, Reply};
+pub(crate) use window::{Answerer, Record, Reply};

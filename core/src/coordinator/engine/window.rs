@@ -47,8 +47,13 @@ type IdMap<V> = HashMap<OperationId, V, std::hash::BuildHasherDefault<IdHasher>>
 /// for.
 pub(crate) struct Reply<R> {
     tx: oneshot::Sender<Answer<R>>,
-    answer: fn(OperationId, &Record<R>) -> Answer<R>,
+    /// Makes the answer from the finished record; it may move the value out of it.
+    answer: Answerer<R>,
 }
+
+/// Makes a waiting caller's answer from its operation's finished record (it may move the
+/// value out of it).
+pub(crate) type Answerer<R> = fn(OperationId, &mut Record<R>) -> Answer<R>;
 
 /// What a waiting caller is told: the operation's outcome (`None` only for a record with no
 /// terminal state, which a reply never sees).
@@ -56,10 +61,7 @@ pub(crate) type Answer<R> = Option<Result<R, ResultError>>;
 
 impl<R> Reply<R> {
     /// A reply on `tx`, whose answer `answer` makes from the finished record.
-    pub(crate) fn new(
-        tx: oneshot::Sender<Answer<R>>,
-        answer: fn(OperationId, &Record<R>) -> Answer<R>,
-    ) -> Self {
+    pub(crate) fn new(tx: oneshot::Sender<Answer<R>>, answer: Answerer<R>) -> Self {
         Self { tx, answer }
     }
 }
