@@ -221,7 +221,12 @@ impl Serialize for Signal {
     }
 }
 
+/// Fields it does not know are refused (`deny_unknown_fields`): a typo such as `ttl_ms` for
+/// `expires_in_ms` would otherwise raise a signal living to the sink's max age without a
+/// word. What [`Signal`]'s `Serialize` writes and a raise cannot take (`sequence`,
+/// `age_ms`, `held`, `causes`) is read and ignored, so a written signal reads back.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct BuilderWire {
     name: Name,
     #[serde(default)]
@@ -238,11 +243,22 @@ struct BuilderWire {
     leaf: bool,
     #[serde(default)]
     terminal: bool,
+    // Written by `Signal`'s `Serialize`, the raising sink's to give: read and ignored.
+    #[serde(default, rename = "sequence")]
+    _sequence: de::IgnoredAny,
+    #[serde(default, rename = "age_ms")]
+    _age_ms: de::IgnoredAny,
+    #[serde(default, rename = "held")]
+    _held: de::IgnoredAny,
+    #[serde(default, rename = "causes")]
+    _causes: de::IgnoredAny,
 }
 
 /// Reads what [`Signal`]'s `Serialize` writes (only `name` is required): the signal to raise
 /// again. `sequence`, `age_ms`, `held` and `causes` are the raising sink's to give, so they
-/// are ignored; `expires_in_ms` becomes [`expires_in`](SignalBuilder::expires_in).
+/// are ignored; `expires_in_ms` becomes [`expires_in`](SignalBuilder::expires_in). Any
+/// other field is refused with serde's "unknown field" error, which lists the known ones (a
+/// misspelt time to live must not be dropped silently).
 impl<'de> Deserialize<'de> for SignalBuilder {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let w = BuilderWire::deserialize(d)?;

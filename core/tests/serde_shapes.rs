@@ -78,6 +78,28 @@ fn a_bad_name_is_refused_when_read() {
     assert!(err.to_string().contains("empty"), "{err}");
 }
 
+/// A field a signal does not have is refused, naming it, rather than dropped: `ttl_ms` for
+/// `expires_in_ms` used to raise a signal living to the sink's max age without a word.
+#[test]
+fn an_unknown_signal_field_is_refused_by_name() {
+    let err = serde_json::from_str::<SignalBuilder>(r#"{"name": "x", "ttl_ms": 5000}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown field `ttl_ms`"), "{err}");
+    assert!(
+        err.contains("expires_in_ms"),
+        "the known fields are listed: {err}"
+    );
+    // What a written signal carries and a raise cannot take still reads (and is ignored).
+    let builder: SignalBuilder = serde_json::from_str(
+        r#"{"name": "x", "sequence": 9, "age_ms": 5, "held": true, "causes": ["a.b"]}"#,
+    )
+    .unwrap();
+    let signal = SignalSink::default().raise_with(builder).unwrap();
+    assert_eq!(signal.sequence(), 1);
+    assert!(signal.causes().is_empty());
+}
+
 #[test]
 fn a_bad_payload_is_refused_with_what_a_payload_is() {
     // It used to say "data did not match any variant of untagged enum PayloadWire".
