@@ -284,6 +284,29 @@ fn creating_outside_a_runtime_is_a_typed_error() {
     assert!(matches!(r, Err(CoordinatorError::NoRuntime)));
 }
 
+/// An empty or blank `name` or `id` is refused: a span or a `coordinator.drain.id` signal
+/// could not tell it from nothing (both were accepted).
+#[tokio::test(start_paused = true)]
+async fn a_blank_name_or_id_is_a_typed_error() {
+    for (options, option) in [
+        (EphemeralOptions::default().name(""), "`name`"),
+        (EphemeralOptions::default().name(" \t"), "`name`"),
+        (EphemeralOptions::default().id(""), "`id`"),
+        (EphemeralOptions::default().id("  "), "`id`"),
+    ] {
+        let body = |_: u32, _ctx: OperationContext| async { Ok::<_, Infallible>(()) };
+        let err = EphemeralWorkCoordinator::new(body, options).unwrap_err();
+        assert!(err.to_string().contains(option), "{err}");
+        assert!(
+            err.to_string().contains("empty or only whitespace"),
+            "{err}"
+        );
+    }
+    let body = |_: u32, _ctx: OperationContext| async { Ok::<_, Infallible>(()) };
+    let named = EphemeralOptions::default().name("orders").id("orders-1");
+    assert!(EphemeralWorkCoordinator::new(body, named).is_ok());
+}
+
 #[tokio::test(start_paused = true)]
 async fn bad_options_are_typed_errors() {
     let r = EphemeralWorkCoordinator::new(

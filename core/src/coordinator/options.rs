@@ -140,6 +140,12 @@ pub enum OptionsError {
     /// A duration that must be positive was zero.
     #[error("coordinator option `{0}` must be a positive duration")]
     ZeroDuration(&'static str),
+    /// A text option (`name`, `id`) that was empty or only whitespace: a span, a metric
+    /// or a `coordinator.drain.id` signal could not tell it from nothing.
+    #[error(
+        "coordinator option `{0}` is empty or only whitespace: give it visible text (or leave `id` unset for a generated one)"
+    )]
+    Blank(&'static str),
     /// A count beyond what the coordinator can hold.
     #[error(
         "coordinator option `{option}` is {value}, beyond the largest allowed, {max}: give a smaller value"
@@ -574,6 +580,12 @@ impl EphemeralOptions {
         }
         if self.max_defer.is_some_and(|d| d.is_zero()) {
             return Err(OptionsError::ZeroDuration("max_defer"));
+        }
+        if self.name.trim().is_empty() {
+            return Err(OptionsError::Blank("name"));
+        }
+        if self.id.as_deref().is_some_and(|id| id.trim().is_empty()) {
+            return Err(OptionsError::Blank("id"));
         }
         Ok(())
     }
