@@ -6,6 +6,61 @@
 //! [`SignalSink`](ephemeral::SignalSink) when one is given. Atoms use only the public API of
 //! the core crate, so anything they do, your own code can do too.
 //!
+//! # Getting started
+//!
+//! ```toml
+//! ephemeral-atoms = "0.1"
+//! ```
+//!
+//! A flaky call retried with exponential backoff inside a coordinator's body; the retry's
+//! signals land in the coordinator's sink, where anyone can ask about them:
+//!
+//! ```
+//! use std::sync::atomic::{AtomicU32, Ordering};
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//!
+//! use ephemeral::{EphemeralOptions, EphemeralWorkCoordinator, OperationContext, SignalSink};
+//! use ephemeral_atoms::retry::{Backoff, Retry};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let sink = SignalSink::default();
+//! let retry = Arc::new(
+//!     Retry::new(Backoff::exponential(Duration::from_millis(50)))
+//!         .max_attempts(4)?
+//!         .signals(sink.clone()),
+//! );
+//! let calls = Arc::new(AtomicU32::new(0));
+//! let coordinator = EphemeralWorkCoordinator::new(
+//!     {
+//!         let calls = calls.clone();
+//!         move |order: u32, _ctx: OperationContext| {
+//!             let (retry, calls) = (retry.clone(), calls.clone());
+//!             async move {
+//!                 // Fails twice, then succeeds: the third attempt goes through.
+//!                 retry
+//!                     .run(|attempt| {
+//!                         calls.fetch_add(1, Ordering::Relaxed);
+//!                         async move {
+//!                             if attempt < 3 { Err(format!("order {order}: busy")) } else { Ok(()) }
+//!                         }
+//!                     })
+//!                     .await
+//!             }
+//!         }
+//!     },
+//!     EphemeralOptions::default().signals(sink.clone()),
+//! )?;
+//! coordinator.enqueue(7).await?;
+//! coordinator.drain().await?;
+//! assert_eq!(coordinator.stats().completed, 1);
+//! assert_eq!(calls.load(Ordering::Relaxed), 3);
+//! assert_eq!(sink.count("retry.attempt"), 2); // one before each retry
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Retry
 //!
 //! [`retry::Retry`] runs an async body until it succeeds, with a [`retry::Backoff`] schedule
