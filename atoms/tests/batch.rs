@@ -366,3 +366,23 @@ fn the_errors_giving_an_item_back_are_errors_whatever_the_item() {
         "BatchClosed(..)"
     );
 }
+
+/// An interval too long for the clock (`Duration::MAX`) means "never by time": the items
+/// wait for the size, a flush or close. (It used to fall back to the push instant, so every
+/// item was flushed at once, alone.)
+#[tokio::test(start_paused = true)]
+async fn an_interval_past_the_clock_never_flushes_by_time() {
+    let (batcher, log) = logging_batcher(3, Duration::MAX);
+    batcher.push(1).await.unwrap();
+    tokio::time::sleep(ms(1)).await;
+    batcher.push(2).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(86_400 * 365)).await;
+    assert!(log.lock().unwrap().is_empty(), "nothing is due by time");
+    batcher.push(3).await.unwrap(); // the size trigger still works
+    tokio::time::sleep(ms(1)).await;
+    batcher.push(4).await.unwrap();
+    let report = batcher.close().await;
+    let batches: Vec<Vec<u32>> = log.lock().unwrap().iter().map(|(_, b)| b.clone()).collect();
+    assert_eq!(batches, [vec![1, 2, 3], vec![4]]);
+    assert_eq!((report.batches, report.items), (2, 4));
+}
