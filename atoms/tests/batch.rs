@@ -386,3 +386,22 @@ async fn an_interval_past_the_clock_never_flushes_by_time() {
     assert_eq!(batches, [vec![1, 2, 3], vec![4]]);
     assert_eq!((report.batches, report.items), (2, 4));
 }
+
+/// `pending` counts every item accepted and not handed over, including those the batcher's
+/// task already took into the batch it is filling (it used to count only the buffer, so
+/// items waiting for the interval showed as 0 pending).
+#[tokio::test(start_paused = true)]
+async fn pending_counts_the_batch_being_filled() {
+    let (batcher, log) = logging_batcher(10, Duration::from_secs(60));
+    for item in 0..3 {
+        batcher.push(item).await.unwrap();
+    }
+    batcher.try_push(3).unwrap();
+    tokio::time::sleep(ms(1)).await; // the task has moved them into its batch
+    assert!(log.lock().unwrap().is_empty());
+    assert_eq!(batcher.stats().pending, 4);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(log.lock().unwrap().len(), 1);
+    let stats = batcher.stats();
+    assert_eq!((stats.pending, stats.items), (0, 4));
+}

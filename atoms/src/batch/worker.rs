@@ -43,6 +43,8 @@ impl Reason {
 
 /// State shared by the handles and the worker.
 pub(crate) struct Shared<E> {
+    /// Items accepted by `push` and `try_push`; `accepted - items` is what is pending.
+    pub(crate) accepted: AtomicU64,
     pub(crate) batches: AtomicU64,
     pub(crate) items: AtomicU64,
     pub(crate) failed: AtomicU64,
