@@ -405,3 +405,29 @@ async fn pending_counts_the_batch_being_filled() {
     let stats = batcher.stats();
     assert_eq!((stats.pending, stats.items), (0, 4));
 }
+
+/// A batcher whose runtime shut down before it flushed cannot hand its items over, but
+/// `close` says how many were lost instead of reporting a clean finish.
+#[test]
+fn close_after_the_runtime_shut_down_reports_the_lost_items() {
+    let first = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (batcher, log) = first.block_on(async {
+        let (batcher, log) = logging_batcher(10, Duration::from_secs(60));
+        for item in 0..3 {
+            batcher.push(item).await.unwrap();
+        }
+        tokio::task::yield_now().await; // the task takes them into its batch
+        (batcher, log)
+    });
+    drop(first); // drops the batcher's task with its batch
+    let second = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let report = second.block_on(batcher.close());
+    assert!(log.lock().unwrap().is_empty());
+    assert_eq!((report.items, report.lost), (0, 3));
+}

@@ -45,6 +45,7 @@ use super::{BatchClosed, BatchConfigError, BatchFailure, BatchOptions, TryPushEr
 /// let report = batcher.close().await; // 10, 10, then the last 5
 /// assert_eq!((report.batches, report.items), (3, 25));
 /// assert!(report.failures.is_empty());
+/// assert_eq!(report.lost, 0); // nothing accepted goes unhandled
 /// # Ok(())
 /// # }
 /// ```
@@ -100,6 +101,9 @@ pub struct BatchReport<E> {
     pub failed: u64,
     /// The failed batches not yet taken, oldest first (at most `max_retained_failures`).
     pub failures: Vec<BatchFailure<E>>,
+    /// Items accepted but never handed to the handler: 0, unless the batcher's task was
+    /// dropped before it could flush them (its runtime shut down first).
+    pub lost: u64,
 }
 
 impl<T, E> Batcher<T, E>
@@ -214,7 +218,8 @@ impl<T, E> Batcher<T, E> {
     }
 
     /// Stops accepting items, flushes everything already pushed, waits for the last handler
-    /// and reports. Idempotent: every caller waits and gets the report (the failures go to
+    /// and reports. If the batcher's task was dropped first (its runtime shut down), the
+    /// items it never handed over are counted in [`BatchReport::lost`], not hidden. Idempotent: every caller waits and gets the report (the failures go to
     /// the first caller that takes them).
     ///
     /// Do not await `close` (or [`flush`](Batcher::flush)) from inside the handler: the
@@ -222,11 +227,18 @@ impl<T, E> Batcher<T, E> {
     pub async fn close(&self) -> BatchReport<E> {
         self.shared.closing.cancel();
         self.shared.done.cancelled().await;
+        let items = self.shared.items.load(Ordering::Acquire);
         BatchReport {
             batches: self.shared.batches.load(Ordering::Acquire),
-            items: self.shared.items.load(Ordering::Acquire),
+            items,
             failed: self.shared.failed.load(Ordering::Acquire),
             failures: self.take_failures(),
+            // The task is done: whatever was accepted and not handed over will never be.
+            lost: self
+                .shared
+                .accepted
+                .load(Ordering::Acquire)
+                .saturating_sub(items),
         }
     }
 
