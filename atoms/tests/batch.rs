@@ -366,3 +366,68 @@ fn the_errors_giving_an_item_back_are_errors_whatever_the_item() {
         "BatchClosed(..)"
     );
 }
+
+/// An interval too long for the clock (`Duration::MAX`) means "never by time": the items
+/// wait for the size, a flush or close. (It used to fall back to the push instant, so every
+/// item was flushed at once, alone.)
+#[tokio::test(start_paused = true)]
+async fn an_interval_past_the_clock_never_flushes_by_time() {
+    let (batcher, log) = logging_batcher(3, Duration::MAX);
+    batcher.push(1).await.unwrap();
+    tokio::time::sleep(ms(1)).await;
+    batcher.push(2).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(86_400 * 365)).await;
+    assert!(log.lock().unwrap().is_empty(), "nothing is due by time");
+    batcher.push(3).await.unwrap(); // the size trigger still works
+    tokio::time::sleep(ms(1)).await;
+    batcher.push(4).await.unwrap();
+    let report = batcher.close().await;
+    let batches: Vec<Vec<u32>> = log.lock().unwrap().iter().map(|(_, b)| b.clone()).collect();
+    assert_eq!(batches, [vec![1, 2, 3], vec![4]]);
+    assert_eq!((report.batches, report.items), (2, 4));
+}
+
+/// `pending` counts every item accepted and not handed over, including those the batcher's
+/// task already took into the batch it is filling (it used to count only the buffer, so
+/// items waiting for the interval showed as 0 pending).
+#[tokio::test(start_paused = true)]
+async fn pending_counts_the_batch_being_filled() {
+    let (batcher, log) = logging_batcher(10, Duration::from_secs(60));
+    for item in 0..3 {
+        batcher.push(item).await.unwrap();
+    }
+    batcher.try_push(3).unwrap();
+    tokio::time::sleep(ms(1)).await; // the task has moved them into its batch
+    assert!(log.lock().unwrap().is_empty());
+    assert_eq!(batcher.stats().pending, 4);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(log.lock().unwrap().len(), 1);
+    let stats = batcher.stats();
+    assert_eq!((stats.pending, stats.items), (0, 4));
+}
+
+/// A batcher whose runtime shut down before it flushed cannot hand its items over, but
+/// `close` says how many were lost instead of reporting a clean finish.
+#[test]
+fn close_after_the_runtime_shut_down_reports_the_lost_items() {
+    let first = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (batcher, log) = first.block_on(async {
+        let (batcher, log) = logging_batcher(10, Duration::from_secs(60));
+        for item in 0..3 {
+            batcher.push(item).await.unwrap();
+        }
+        tokio::task::yield_now().await; // the task takes them into its batch
+        (batcher, log)
+    });
+    drop(first); // drops the batcher's task with its batch
+    let second = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let report = second.block_on(batcher.close());
+    assert!(log.lock().unwrap().is_empty());
+    assert_eq!((report.items, report.lost), (0, 3));
+}

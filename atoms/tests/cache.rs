@@ -403,3 +403,41 @@ async fn a_panicking_error_callback_goes_no_further() {
     }
     assert_eq!(cache.stats().callback_failures, 2);
 }
+
+/// A store that compacts the creation-order queue keeps the stored value's own record, so
+/// the value is still found expired when the cache is full and by `purge_expired`. (The
+/// compaction used to run before the value was in the table and dropped its record: the
+/// expired value then stayed while a live one was evicted by size.)
+#[tokio::test(start_paused = true)]
+async fn a_value_stored_while_compacting_still_expires_first() {
+    let (cache, _, evictions) = counting(
+        CacheOptions::default()
+            .absolute(Duration::from_secs(10))
+            .max_size(2),
+    );
+    for value in 0..65 {
+        cache.insert(1, value); // the 65th insert compacts the queue
+    }
+    tokio::time::advance(Duration::from_secs(5)).await;
+    cache.insert(2, 20);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(cache.get_if_present(&1), Some(64)); // 1 is now the most recently read
+    tokio::time::advance(Duration::from_secs(5)).await; // 1 expired, 2 still live
+    evictions.lock().unwrap().clear();
+    cache.insert(3, 30);
+    assert_eq!(
+        *evictions.lock().unwrap(),
+        [(1, EvictionReason::Expired)],
+        "the expired value goes, not the live one"
+    );
+    assert_eq!(cache.get_if_present(&2), Some(20));
+
+    // And `purge_expired` finds such a value on its own.
+    let (cache, _, _) = counting(CacheOptions::default().absolute(Duration::from_secs(10)));
+    for value in 0..65 {
+        cache.insert(1, value);
+    }
+    tokio::time::advance(Duration::from_secs(11)).await;
+    assert_eq!(cache.purge_expired(), 1);
+    assert!(cache.is_empty());
+}

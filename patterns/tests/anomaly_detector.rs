@@ -159,3 +159,54 @@ fn invalid_settings_are_typed_errors() {
         AnomalyError::ZeroThreshold
     );
 }
+
+/// A storm of arrivals while active moves the clearing instant of one timer; it does not
+/// start a timer task per arrival (it used to: 10,000 signals left 10,000 sleeping tasks for
+/// the whole window).
+#[tokio::test(start_paused = true)]
+async fn a_storm_of_arrivals_keeps_one_clearing_timer() {
+    let tasks = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    let sink = SignalSink::default();
+    let detector =
+        AnomalyDetector::new(&sink, "error.*", 3, Duration::from_secs(60), "anomaly").unwrap();
+    let before = tasks();
+    for _ in 0..10_000 {
+        sink.raise("error.db").unwrap();
+    }
+    assert!(detector.is_active());
+    assert!(
+        tasks() <= before + 1,
+        "{} tasks for one detector",
+        tasks() - before
+    );
+
+    // Three more at 30 s move the clearing instant to 90 s; the timer follows.
+    advance(Duration::from_secs(30)).await;
+    for _ in 0..3 {
+        sink.raise("error.db").unwrap();
+    }
+    assert!(tasks() <= before + 1);
+    sleep(Duration::from_millis(59_999)).await;
+    settle().await;
+    assert!(detector.is_active(), "the last three arrived at 30 s");
+    sleep(Duration::from_millis(1)).await;
+    settle().await;
+    assert!(!detector.is_active());
+    assert_eq!(sink.count("anomaly.cleared"), 1);
+    assert_eq!(detector.detections(), 1);
+    assert_eq!(tasks(), before, "the timer ends with the anomaly");
+
+    // It starts again for the next anomaly.
+    for _ in 0..3 {
+        sink.raise("error.db").unwrap();
+    }
+    assert!(detector.is_active());
+    sleep(Duration::from_secs(60)).await;
+    settle().await;
+    assert!(!detector.is_active());
+    assert_eq!(detector.detections(), 2);
+}

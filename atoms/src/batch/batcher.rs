@@ -45,6 +45,7 @@ use super::{BatchClosed, BatchConfigError, BatchFailure, BatchOptions, TryPushEr
 /// let report = batcher.close().await; // 10, 10, then the last 5
 /// assert_eq!((report.batches, report.items), (3, 25));
 /// assert!(report.failures.is_empty());
+/// assert_eq!(report.lost, 0); // nothing accepted goes unhandled
 /// # Ok(())
 /// # }
 /// ```
@@ -83,7 +84,9 @@ pub struct BatchStats {
     pub items: u64,
     /// Batches whose handler returned an error or panicked.
     pub failed: u64,
-    /// Items pushed but not yet in a handed-over batch (approximate while pushes race).
+    /// Items accepted but not yet in a handed-over batch: those waiting in the buffer and
+    /// those in the batch being filled (at most `buffer + max_size - 1`; approximate while
+    /// pushes race).
     pub pending: usize,
 }
 
@@ -98,6 +101,9 @@ pub struct BatchReport<E> {
     pub failed: u64,
     /// The failed batches not yet taken, oldest first (at most `max_retained_failures`).
     pub failures: Vec<BatchFailure<E>>,
+    /// Items accepted but never handed to the handler: 0, unless the batcher's task was
+    /// dropped before it could flush them (its runtime shut down first).
+    pub lost: u64,
 }
 
 impl<T, E> Batcher<T, E>
@@ -120,6 +126,7 @@ where
             tokio::runtime::Handle::try_current().map_err(|_| BatchConfigError::NoRuntime)?;
         let (tx, rx) = mpsc::channel(buffer);
         let shared = Arc::new(Shared {
+            accepted: Default::default(),
             batches: Default::default(),
             items: Default::default(),
             failed: Default::default(),
@@ -163,6 +170,8 @@ impl<T, E> Batcher<T, E> {
         tokio::select! {
             permit = self.tx.reserve() => match permit {
                 Ok(permit) => {
+                    // Counted before the send, so that `items` never gets ahead of it.
+                    self.shared.accepted.fetch_add(1, Ordering::Relaxed);
                     permit.send(Msg::Item(item, Instant::now()));
                     Ok(())
                 }
@@ -181,12 +190,15 @@ impl<T, E> Batcher<T, E> {
         if self.shared.closing.is_cancelled() {
             return Err(TryPushError::Closed(item));
         }
-        match self.tx.try_send(Msg::Item(item, Instant::now())) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(msg)) => Err(TryPushError::Full(unwrap_item(msg))),
-            Err(mpsc::error::TrySendError::Closed(msg)) => {
-                Err(TryPushError::Closed(unwrap_item(msg)))
+        match self.tx.try_reserve() {
+            Ok(permit) => {
+                // Counted before the send, so that `items` never gets ahead of it.
+                self.shared.accepted.fetch_add(1, Ordering::Relaxed);
+                permit.send(Msg::Item(item, Instant::now()));
+                Ok(())
             }
+            Err(mpsc::error::TrySendError::Full(())) => Err(TryPushError::Full(item)),
+            Err(mpsc::error::TrySendError::Closed(())) => Err(TryPushError::Closed(item)),
         }
     }
 
@@ -206,7 +218,8 @@ impl<T, E> Batcher<T, E> {
     }
 
     /// Stops accepting items, flushes everything already pushed, waits for the last handler
-    /// and reports. Idempotent: every caller waits and gets the report (the failures go to
+    /// and reports. If the batcher's task was dropped first (its runtime shut down), the
+    /// items it never handed over are counted in [`BatchReport::lost`], not hidden. Idempotent: every caller waits and gets the report (the failures go to
     /// the first caller that takes them).
     ///
     /// Do not await `close` (or [`flush`](Batcher::flush)) from inside the handler: the
@@ -214,11 +227,18 @@ impl<T, E> Batcher<T, E> {
     pub async fn close(&self) -> BatchReport<E> {
         self.shared.closing.cancel();
         self.shared.done.cancelled().await;
+        let items = self.shared.items.load(Ordering::Acquire);
         BatchReport {
             batches: self.shared.batches.load(Ordering::Acquire),
-            items: self.shared.items.load(Ordering::Acquire),
+            items,
             failed: self.shared.failed.load(Ordering::Acquire),
             failures: self.take_failures(),
+            // The task is done: whatever was accepted and not handed over will never be.
+            lost: self
+                .shared
+                .accepted
+                .load(Ordering::Acquire)
+                .saturating_sub(items),
         }
     }
 
@@ -237,12 +257,16 @@ impl<T, E> Batcher<T, E> {
     #[must_use]
     pub fn stats(&self) -> BatchStats {
         // Relaxed: each counter is exact on its own; together they are a close snapshot, and
-        // `close` (after the worker is done) reads final values.
+        // `close` (after the worker is done) reads final values. `items` is read before
+        // `accepted`, and an item is accepted before it is batched, so the difference is
+        // never negative; saturating all the same.
+        let items = self.shared.items.load(Ordering::Relaxed);
+        let accepted = self.shared.accepted.load(Ordering::Relaxed);
         BatchStats {
             batches: self.shared.batches.load(Ordering::Relaxed),
-            items: self.shared.items.load(Ordering::Relaxed),
+            items,
             failed: self.shared.failed.load(Ordering::Relaxed),
-            pending: self.tx.max_capacity() - self.tx.capacity(),
+            pending: usize::try_from(accepted.saturating_sub(items)).unwrap_or(usize::MAX),
         }
     }
 
@@ -250,13 +274,5 @@ impl<T, E> Batcher<T, E> {
     #[must_use]
     pub fn max_size(&self) -> usize {
         self.max_size
-    }
-}
-
-fn unwrap_item<T>(msg: Msg<T>) -> T {
-    match msg {
-        Msg::Item(item, _) => item,
-        // Only `push`/`try_push` send items, and they only get their own message back.
-        Msg::Flush(_) => unreachable!("a push only ever gets its own item back"),
     }
 }

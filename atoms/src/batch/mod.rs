@@ -13,7 +13,8 @@
 //!   signalled as `batch.failed`, logged with `tracing`, and returned by `close`;
 //! * a push that cannot be accepted gives the item back.
 //!
-//! `pending` items (pushed, not yet batched) are bounded by the `buffer` option, so a slow
+//! `pending` items (pushed, not yet handed over) are bounded: at most `buffer` wait for the
+//! batcher's task and fewer than `max_size` sit in the batch being filled, so a slow
 //! handler slows `push` down instead of growing memory.
 
 mod batcher;

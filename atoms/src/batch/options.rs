@@ -15,8 +15,8 @@ pub(crate) const MAX_BUFFER: usize = tokio::sync::Semaphore::MAX_PERMITS;
 /// | option | default | meaning |
 /// |---|---|---|
 /// | `max_size` | (required) | most items in one batch; a full batch is flushed at once |
-/// | `flush_interval` | (required) | longest an item waits for its batch to fill |
-/// | `buffer` | 4 × `max_size` | items accepted but not yet in a batch; `push` waits beyond (at most `usize::MAX >> 3`) |
+/// | `flush_interval` | (required) | longest an item waits for its batch to fill (an interval past what the clock can hold, such as `Duration::MAX`, never flushes by time) |
+/// | `buffer` | 4 × `max_size` | items accepted and waiting for the batcher's task (besides the batch being filled); `push` waits beyond (at most `usize::MAX >> 3`) |
 /// | `max_retained_failures` | 1024 | failed batches kept for [`close`](super::Batcher::close) |
 /// | `signals` | none | sink for `batch.flushed` and `batch.failed` |
 /// | `name` | none | key of those signals |

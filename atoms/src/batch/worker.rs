@@ -43,6 +43,8 @@ impl Reason {
 
 /// State shared by the handles and the worker.
 pub(crate) struct Shared<E> {
+    /// Items accepted by `push` and `try_push`; `accepted - items` is what is pending.
+    pub(crate) accepted: AtomicU64,
     pub(crate) batches: AtomicU64,
     pub(crate) items: AtomicU64,
     pub(crate) failed: AtomicU64,
@@ -140,7 +142,9 @@ where
                 msg = self.rx.recv() => match msg {
                     Some(Msg::Item(item, pushed_at)) => {
                         if batch.is_empty() {
-                            deadline = Some(pushed_at.checked_add(self.interval).unwrap_or(pushed_at));
+                            // An interval past what the clock can hold (`Duration::MAX`) never
+                            // ends: no deadline, so only size, `flush` and close hand it over.
+                            deadline = pushed_at.checked_add(self.interval);
                         }
                         batch.push(item);
                         if batch.len() >= self.max_size {

@@ -203,11 +203,6 @@ where
         let stamp = self.generation;
         if absolute {
             self.created.push_back((now, stamp, key.clone()));
-            if self.created.len() > 2 * self.ready.len() + 64 {
-                let ready = &self.ready;
-                self.created
-                    .retain(|(_, stamp, key)| ready.get(key).is_some_and(|e| e.stamp == *stamp));
-            }
         }
         self.ready.insert(
             key,
@@ -218,6 +213,13 @@ where
                 stamp,
             },
         );
+        // Compacted only once the new value is in `ready`: its own record must survive,
+        // or it would never be found expired by `purge` (nor dropped first when full).
+        if absolute && self.created.len() > 2 * self.ready.len() + 64 {
+            let ready = &self.ready;
+            self.created
+                .retain(|(_, stamp, key)| ready.get(key).is_some_and(|e| e.stamp == *stamp));
+        }
     }
 
     /// Starts tracking a computation for `key`; returns its generation.

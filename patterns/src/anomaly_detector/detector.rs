@@ -85,8 +85,11 @@ struct State {
     arrivals: VecDeque<Instant>,
     active: bool,
     hold: Option<Hold>,
-    /// Bumped on every transition and re-arm, so that stale timers do nothing.
-    generation: u64,
+    /// While active, when the anomaly clears (`None`: never, the window is past the clock).
+    clear_at: Option<Instant>,
+    /// Whether the one clearing timer task is running. Arrivals only move `clear_at`; the
+    /// timer follows it, so a storm of arrivals costs no task each.
+    timer: bool,
     detections: u64,
     last_sink_error: Option<RaiseError>,
 }
@@ -172,14 +175,17 @@ impl Inner {
             Clearing::At(at) => Some(at),
             Clearing::Never => None,
         };
-        // Every arrival at or above the threshold pushes the clearing instant later: re-arm.
-        state.generation += 1;
-        let generation = state.generation;
+        // Every arrival at or above the threshold pushes the clearing instant later; the
+        // timer, if one runs, picks the new instant up when it wakes.
         let newly = !state.active;
         if newly {
             state.active = true;
             state.detections += 1;
         }
+        state.clear_at = clear_at;
+        // A window past the clock never clears: the hold stays, no timer is needed.
+        let start_timer = clear_at.is_some() && !state.timer;
+        state.timer |= start_timer;
         drop(state);
         if newly {
             let hold = self.sink.hold_with(self.active.clone());
@@ -194,15 +200,34 @@ impl Inner {
                 state.last_sink_error = Some(e);
             }
         }
-        let Some(clear_at) = clear_at else {
-            // A window past the clock never clears: the hold stays, no timer is needed.
-            return;
-        };
+        if start_timer {
+            self.start_timer();
+        }
+    }
+
+    /// The one clearing timer: sleeps until `clear_at`, follows it when arrivals moved it
+    /// later, clears when it is due, and ends there (or when the detector is dropped).
+    fn start_timer(self: &Arc<Self>) {
         let weak: Weak<Self> = Arc::downgrade(self);
         self.runtime.spawn(async move {
-            tokio::time::sleep_until(clear_at).await;
-            if let Some(inner) = weak.upgrade() {
-                inner.clear(generation);
+            loop {
+                // No strong handle is kept while asleep, so dropping the detector ends it.
+                let at = {
+                    let Some(inner) = weak.upgrade() else { return };
+                    let mut state = lock(&inner.state);
+                    match state.clear_at {
+                        Some(at) if state.active && at > Instant::now() => at,
+                        Some(_) if state.active => {
+                            inner.clear(state);
+                            return;
+                        }
+                        _ => {
+                            state.timer = false;
+                            return;
+                        }
+                    }
+                };
+                tokio::time::sleep_until(at).await;
             }
         });
     }
@@ -222,13 +247,11 @@ impl Inner {
         }
     }
 
-    fn clear(&self, generation: u64) {
-        let mut state = lock(&self.state);
-        if state.generation != generation || !state.active {
-            return;
-        }
+    /// Ends the anomaly in progress (called by the timer, which ends with it).
+    fn clear(&self, mut state: MutexGuard<'_, State>) {
         state.active = false;
-        state.generation += 1;
+        state.clear_at = None;
+        state.timer = false;
         let hold = state.hold.take();
         drop(state);
         drop(hold);

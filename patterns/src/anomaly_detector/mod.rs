@@ -12,8 +12,9 @@
 //! The names' first segment is configurable (`anomaly.db.detected`, ...).
 //!
 //! Memory is bounded by the threshold (it keeps the last `threshold` arrival instants),
-//! not by the traffic. Arrivals are seen synchronously by a sink listener; clearing happens on
-//! a timer at the exact instant the oldest counted arrival leaves the window. A window whose
+//! not by the traffic: arrivals are seen synchronously by a sink listener, and clearing
+//! happens on one timer task (at most one per detector, however many signals arrive) at the
+//! exact instant the oldest counted arrival leaves the window. A window whose
 //! end is past what tokio's clock can hold (`Duration::MAX`) never ends: the anomaly is
 //! detected and held, and never cleared.
 //!
