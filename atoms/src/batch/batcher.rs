@@ -219,8 +219,9 @@ impl<T, E> Batcher<T, E> {
 
     /// Stops accepting items, flushes everything already pushed, waits for the last handler
     /// and reports. If the batcher's task was dropped first (its runtime shut down), the
-    /// items it never handed over are counted in [`BatchReport::lost`], not hidden. Idempotent: every caller waits and gets the report (the failures go to
-    /// the first caller that takes them).
+    /// items it never handed over are counted in [`BatchReport::lost`], not hidden.
+    /// Idempotent: every caller waits and gets the report (the failures go to the first
+    /// caller that takes them).
     ///
     /// Do not await `close` (or [`flush`](Batcher::flush)) from inside the handler: the
     /// handler would wait for itself.
