@@ -1202,3 +1202,31 @@ fn an_intake_dropped_with_its_runtime_is_over() {
     c.complete();
     assert!(c.is_done(), "{:?}", c.stats());
 }
+
+/// `done()` waits for whoever completes the coordinator without completing it itself, and it
+/// holds no handle: dropping the last one shuts the coordinator down and resolves it.
+#[tokio::test(start_paused = true)]
+async fn done_waits_without_completing_or_keeping_the_coordinator() {
+    let c = EphemeralWorkCoordinator::new(
+        |_: u32, _ctx: OperationContext| async { Ok::<_, Infallible>(()) },
+        EphemeralOptions::default(),
+    )
+    .expect("coordinator");
+    let done = tokio::spawn(c.done());
+    c.enqueue(1).await.expect("accepted");
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(!done.is_finished(), "not done while it still takes items");
+    assert!(!c.is_closed(), "done() does not complete it");
+    c.complete();
+    done.await.expect("resolved once done");
+
+    let c = EphemeralWorkCoordinator::new(
+        |_: u32, _ctx: OperationContext| async { Ok::<_, Infallible>(()) },
+        EphemeralOptions::default(),
+    )
+    .expect("coordinator");
+    let done = tokio::spawn(c.done());
+    tokio::task::yield_now().await;
+    drop(c);
+    done.await.expect("resolved when the last handle went");
+}

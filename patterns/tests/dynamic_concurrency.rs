@@ -139,3 +139,34 @@ async fn a_limit_starting_outside_the_bounds_only_moves_towards_them() {
     }
     assert_eq!(seen, [32, 16, 8, 4, 2, 1]);
 }
+
+/// Scaling ends as soon as the coordinator is done, not at the next load signal (which may
+/// never come while the scaler holds a handle of the coordinator): it ran on after `drain`.
+#[tokio::test(start_paused = true)]
+async fn scaling_ends_when_the_coordinator_is_done() {
+    let sink = SignalSink::default();
+    let c = coordinator(&sink, 2);
+    let scaler = DynamicConcurrency::start(&c, DynamicConcurrencyOptions::new(1, 16)).unwrap();
+    tokio::task::yield_now().await;
+    assert!(scaler.is_running());
+    c.enqueue(1).await.unwrap();
+    c.drain().await.unwrap();
+    for _ in 0..3 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!scaler.is_running(), "{scaler:?}");
+    // Also while it waits out a cooldown after a change.
+    let c = coordinator(&sink, 2);
+    let scaler = DynamicConcurrency::start(
+        &c,
+        DynamicConcurrencyOptions::new(1, 16).cooldown(Duration::from_secs(3600)),
+    )
+    .unwrap();
+    let load = sink.hold("load.high").unwrap();
+    tokio::task::yield_now().await;
+    assert_eq!(c.max_concurrency(), 4);
+    c.drain().await.unwrap();
+    sleep(Duration::from_millis(1)).await;
+    assert!(!scaler.is_running(), "{scaler:?}");
+    drop(load);
+}

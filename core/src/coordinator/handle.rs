@@ -63,6 +63,17 @@ pub trait CoordinatorHandle: Clone + Send + Sync + 'static {
     fn stats(&self) -> CoordinatorStats;
     /// Whether it is completed and every accepted item has ended.
     fn is_done(&self) -> bool;
+    /// Resolves once it is done, without completing it and without keeping it alive (every
+    /// coordinator of this crate: its `done`). The provided version, for other
+    /// implementations, looks at [`is_done`](Self::is_done) every 100 ms with a clone.
+    fn done(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let this = self.clone();
+        async move {
+            while !this.is_done() {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
     /// The sink it reads.
     fn sink(&self) -> &SignalSink;
     /// Its id.
@@ -87,6 +98,9 @@ macro_rules! coordinator_handle {
             }
             fn is_done(&self) -> bool {
                 <$ty>::is_done(self)
+            }
+            fn done(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+                <$ty>::done(self)
             }
             fn sink(&self) -> &SignalSink {
                 <$ty>::sink(self)

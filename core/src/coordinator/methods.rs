@@ -47,6 +47,36 @@ macro_rules! coordinator_methods {
             self.engine.is_done()
         }
 
+        /// A future that resolves once the coordinator is done ([`is_done`](Self::is_done)):
+        /// unlike [`drain`](Self::drain) it does not complete the coordinator, so it waits
+        /// for whoever does (a `complete` elsewhere, a drain signal, `cancel`). It holds no
+        /// handle: it does not keep the coordinator alive, and it resolves too if the last
+        /// handle is dropped.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use ephemeral::{EphemeralOptions, EphemeralWorkCoordinator, OperationContext};
+        ///
+        /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+        /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+        /// let coordinator = EphemeralWorkCoordinator::new(
+        ///     |_: u32, _ctx: OperationContext| async { Ok::<_, std::convert::Infallible>(()) },
+        ///     EphemeralOptions::default(),
+        /// )?;
+        /// let done = tokio::spawn(coordinator.done());
+        /// coordinator.enqueue(1).await?;
+        /// assert!(!done.is_finished()); // still taking items
+        /// coordinator.complete(); // say, from another part of the program
+        /// done.await?;
+        /// assert!(coordinator.is_done());
+        /// # Ok(())
+        /// # }
+        /// ```
+        pub fn done(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+            self.engine.done()
+        }
+
         /// Whether intake is closed: [`complete`](Self::complete), [`drain`](Self::drain),
         /// [`cancel`](Self::cancel) or a drain signal was seen, so every enqueue fails from now
         /// on. True as soon as intake closes, even while accepted work still runs (that is

@@ -151,6 +151,13 @@ impl DynamicConcurrency {
         self.changes.load(Ordering::Relaxed)
     }
 
+    /// Whether it still scales: false once stopped, or once the coordinator is done (its
+    /// task then ends at once and lets go of the coordinator).
+    #[must_use]
+    pub fn is_running(&self) -> bool {
+        !self.task.is_finished()
+    }
+
     /// Stops scaling (the limit stays where it is).
     pub fn stop(self) {
         drop(self);
@@ -166,6 +173,10 @@ async fn scale<C: CoordinatorHandle>(
     // Created before the first check, so that a change between the check and the wait is
     // not missed.
     let mut watch = sink.watch(&format!("{},{}", options.up_on, options.down_on));
+    // Ends the scaling as soon as the coordinator is done, not at the next signal change
+    // (which may never come, while the task holds a handle of the coordinator).
+    let done = coordinator.done();
+    tokio::pin!(done);
     loop {
         if coordinator.is_done() {
             return;
@@ -193,10 +204,16 @@ async fn scale<C: CoordinatorHandle>(
         if target != current && coordinator.set_max_concurrency(target).is_ok() {
             // Relaxed: a plain counter.
             changes.fetch_add(1, Ordering::Relaxed);
-            tokio::time::sleep(options.cooldown).await;
+            tokio::select! {
+                () = &mut done => return,
+                () = tokio::time::sleep(options.cooldown) => {}
+            }
             continue;
         }
-        watch.changed().await;
+        tokio::select! {
+            () = &mut done => return,
+            () = watch.changed() => {}
+        }
     }
 }
 
@@ -210,7 +227,7 @@ impl fmt::Debug for DynamicConcurrency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DynamicConcurrency")
             .field("changes", &self.changes())
-            .field("running", &!self.task.is_finished())
+            .field("running", &self.is_running())
             .finish()
     }
 }

@@ -135,6 +135,16 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
         }
     }
 
+    /// A future resolving once the coordinator is done (or gone), without completing it and
+    /// without holding it: it watches the done flag's channel, not the engine.
+    pub(crate) fn done(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut done = self.inner().done.subscribe();
+        async move {
+            // An error means the engine was dropped: it is as done as it will ever be.
+            let _ = done.wait_for(|d| *d).await;
+        }
+    }
+
     pub(crate) async fn drain_timeout(
         &self,
         timeout: Duration,
