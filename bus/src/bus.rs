@@ -375,7 +375,8 @@ impl Bus {
     ///
     /// Returns once every connected peer routes by the new subscription (or did not answer
     /// within [`BusOptions::handshake_timeout`]), so a message published elsewhere after this
-    /// returns is delivered.
+    /// returns is delivered. A peer that missed a handshake is not waited for again until
+    /// it answers.
     ///
     /// # Errors
     ///
@@ -531,8 +532,9 @@ impl Bus {
     }
 
     /// Waits until every connected peer has read everything this handle sent it so far
-    /// (bounded by [`BusOptions::handshake_timeout`] per peer), so a short-lived process can
-    /// publish and exit without its last messages dying in its queues.
+    /// (bounded by [`BusOptions::handshake_timeout`]; a peer that missed a handshake is not
+    /// waited for until it answers again), so a short-lived process can publish and exit
+    /// without its last messages dying in its queues.
     ///
     /// A peer acknowledges a subscription announcement after reading every frame queued
     /// before it on the same connection, so one announcement round trip is the barrier.
