@@ -66,20 +66,26 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// The topic as a `Name`, reusing the last one published when it repeats (no validation
-    /// or allocation for a run of messages on one topic).
-    /// Also counts the message against the topic.
-    fn topic(&self, topic: &str) -> Result<Name, BusError> {
+    /// The topic as a `Name` with its counters, reusing the last one published when it
+    /// repeats (no validation or allocation for a run of messages on one topic). Counts
+    /// nothing: a message is counted once it is sent, so a refused publish (too large, say)
+    /// is never counted as published.
+    fn topic(&self, topic: &str) -> Result<(Name, Arc<TopicCounters>), BusError> {
         let mut last = self.last_topic.lock();
         if let Some((name, counters)) = last.as_ref().filter(|(n, _)| n.as_str() == topic) {
-            counters.published.fetch_add(1, Ordering::Relaxed);
-            return Ok(name.clone());
+            return Ok((name.clone(), Arc::clone(counters)));
         }
         let name = Name::new(topic)?;
         let counters = self.locals.topics.counters(&name);
+        *last = Some((name.clone(), Arc::clone(&counters)));
+        Ok((name, counters))
+    }
+
+    /// Counts one message sent on a topic, in the handle's and the topic's counters.
+    fn count_published(&self, counters: &TopicCounters) {
+        // Relaxed: statistics.
+        self.published.fetch_add(1, Ordering::Relaxed);
         counters.published.fetch_add(1, Ordering::Relaxed);
-        *last = Some((name.clone(), counters));
-        Ok(name)
     }
 
     pub(crate) fn unsubscribe(&self, id: u64) {
@@ -235,7 +241,7 @@ impl Bus {
     #[tracing::instrument(level = "debug", name = "bus.publish", skip_all, fields(topic = topic, bytes = payload.as_payload().len()))]
     pub async fn publish(&self, topic: &str, payload: impl IntoPayload) -> Result<usize, BusError> {
         let shared = &self.handle.shared;
-        let topic = shared.topic(topic)?;
+        let (topic, counters) = shared.topic(topic)?;
         let max = shared.options.max_payload;
         let len = payload.as_payload().len();
         if len > max {
@@ -256,7 +262,7 @@ impl Bus {
         if shared.locals.any_matching(&topic) {
             let mut outgoing = Outgoing::from_name(topic);
             outgoing.payload = payload.into_payload();
-            return Ok(kept + self.publish_outgoing(outgoing).await?);
+            return Ok(kept + self.publish_outgoing(outgoing, &counters).await?);
         }
         // No subscriber in this handle: encode straight from the caller's bytes into each
         // peer's queue.
@@ -272,7 +278,7 @@ impl Bus {
             route: None,
         };
         let deadline = Deadline::lazy(shared.options.send_timeout);
-        shared.published.fetch_add(1, Ordering::Relaxed);
+        shared.count_published(&counters);
         let remote = shared
             .transport
             .send(&topic, Encoded::Message(&message), &deadline)
@@ -293,12 +299,7 @@ impl Bus {
     #[tracing::instrument(level = "debug", name = "bus.publish", skip_all, fields(topic = %outgoing.topic, bytes = outgoing.payload.len()))]
     pub async fn publish_with(&self, outgoing: Outgoing) -> Result<usize, BusError> {
         let shared = &self.handle.shared;
-        shared
-            .locals
-            .topics
-            .counters(&outgoing.topic)
-            .published
-            .fetch_add(1, Ordering::Relaxed);
+        let counters = shared.locals.topics.counters(&outgoing.topic);
         let mut kept = 0;
         if shared.capture.matches(&outgoing.topic) {
             kept = Box::pin(crate::durable::capture::capture(
@@ -311,14 +312,19 @@ impl Bus {
             ))
             .await?;
         }
-        Ok(kept + self.publish_outgoing(outgoing).await?)
+        Ok(kept + self.publish_outgoing(outgoing, &counters).await?)
     }
 
-    async fn publish_outgoing(&self, outgoing: Outgoing) -> Result<usize, BusError> {
+    /// Builds and checks a message, then sends it, counted against `counters` (its topic's).
+    async fn publish_outgoing(
+        &self,
+        outgoing: Outgoing,
+        counters: &TopicCounters,
+    ) -> Result<usize, BusError> {
         let shared = &self.handle.shared;
         let message = self.build(outgoing)?;
         let deadline = crate::after(shared.options.send_timeout);
-        shared.published.fetch_add(1, Ordering::Relaxed);
+        shared.count_published(counters);
         let local = shared.locals.dispatch(&message, Some(deadline)).await;
         let remote = shared
             .transport
@@ -369,7 +375,8 @@ impl Bus {
     ///
     /// Returns once every connected peer routes by the new subscription (or did not answer
     /// within [`BusOptions::handshake_timeout`]), so a message published elsewhere after this
-    /// returns is delivered.
+    /// returns is delivered. A peer that missed a handshake is not waited for again until
+    /// it answers.
     ///
     /// # Errors
     ///
@@ -525,8 +532,9 @@ impl Bus {
     }
 
     /// Waits until every connected peer has read everything this handle sent it so far
-    /// (bounded by [`BusOptions::handshake_timeout`] per peer), so a short-lived process can
-    /// publish and exit without its last messages dying in its queues.
+    /// (bounded by [`BusOptions::handshake_timeout`]; a peer that missed a handshake is not
+    /// waited for until it answers again), so a short-lived process can publish and exit
+    /// without its last messages dying in its queues.
     ///
     /// A peer acknowledges a subscription announcement after reading every frame queued
     /// before it on the same connection, so one announcement round trip is the barrier.

@@ -80,8 +80,10 @@ impl BusOptions {
         self
     }
 
-    /// How long opening or subscribing waits for the other peers to acknowledge (default 1 s);
-    /// a peer that does not answer in time (stopped, say) is not waited for again.
+    /// How long opening, subscribing or [`flush`](crate::Bus::flush) waits for the other
+    /// peers to acknowledge (default 1 s, one bound for all of them together); a peer that
+    /// does not answer in time (stopped, say) is not waited for again until it answers, so
+    /// it costs one such wait, not one per call.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
         self

@@ -11,7 +11,8 @@ use crate::{HandlerStats, SubscriptionStats, TopicStats};
 pub struct BusStats {
     /// Other peers connected now.
     pub peers: usize,
-    /// Messages published through this handle.
+    /// Messages published through this handle (a publish refused with an error is not
+    /// counted).
     pub published: u64,
     /// Frames refused because they were corrupt or of another format version.
     pub corrupt_frames: u64,

@@ -26,7 +26,8 @@ pub(crate) struct TopicCounters {
 pub struct TopicStats {
     /// The topic, or `(other)` for topics beyond the first 1024 seen.
     pub topic: String,
-    /// Messages this handle published on it.
+    /// Messages this handle published on it (a publish refused with an error is not
+    /// counted, as in [`BusStats::published`](crate::BusStats::published)).
     pub published: u64,
     /// Messages this handle received on it from other peers.
     pub received: u64,

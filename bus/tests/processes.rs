@@ -38,7 +38,7 @@ fn main() {
     });
     let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
     type Scenario = fn() -> std::pin::Pin<Box<dyn Future<Output = ()>>>;
-    let scenarios: [(&str, Scenario); 9] = [
+    let scenarios: [(&str, Scenario); 10] = [
         (
             "one_publisher_four_subscriber_processes_100k_in_order",
             || Box::pin(fan_out()),
@@ -53,6 +53,10 @@ fn main() {
         (
             "sigstopped_subscriber_bounds_publishers_and_sees_lag",
             || Box::pin(sigstop()),
+        ),
+        (
+            "a_sigstopped_peer_costs_one_handshake_wait_not_one_per_subscribe",
+            || Box::pin(stopped_peer_handshake()),
         ),
         (
             "bridged_signal_from_another_process_expires_on_time",
@@ -401,6 +405,44 @@ async fn sigstop() {
     let mut kid = kid;
     let report = kid.line();
     assert_eq!(report, format!("got {reached} lagged {dropped}"));
+    kid.wait_ok();
+}
+
+async fn stopped_peer_handshake() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kid = Kid::spawn("slow", tmp.path(), "late", 0);
+    let handshake = Duration::from_millis(500);
+    let bus = Bus::open_with(
+        "late",
+        BusOptions::default()
+            .dir(tmp.path())
+            .handshake_timeout(handshake),
+    )
+    .await
+    .unwrap();
+    kid.signal("-STOP");
+    let rounds = 6u32;
+    let started = std::time::Instant::now();
+    for _ in 0..rounds {
+        drop(bus.subscribe("x.*").await.unwrap());
+        bus.flush().await;
+    }
+    // Waiting for the stopped peer at every subscribe and flush takes at least
+    // 2 × rounds handshakes; once, one handshake and the (generous) rest of the bound.
+    let took = started.elapsed();
+    // Resumed before asserting: a stopped child would hold the test's stderr open.
+    kid.signal("-CONT");
+    assert!(
+        took < handshake * rounds,
+        "{rounds} subscribes and flushes took {took:?}: the stopped peer was waited for again"
+    );
+    assert_eq!(bus.peers(), 1);
+    // Resumed, it reads what was sent meanwhile and takes part again.
+    while bus.publish("done", b"").await.unwrap() == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut kid = kid;
+    assert_eq!(kid.line(), "got 0 lagged 0");
     kid.wait_ok();
 }
 

@@ -109,3 +109,35 @@ async fn each_subscription_reports_the_memory_its_buffer_holds() {
     }
     assert_eq!(sub.stats().buffered_bytes, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_publish_is_counted_nowhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bus = ephemeral_bus::Bus::open_with("t", support::options(tmp.path()).max_payload(16))
+        .await
+        .unwrap();
+    let _local = bus.subscribe("local.*").await.unwrap();
+    let too_large = vec![0u8; 100];
+    // Both paths of `publish` (a subscriber here, and none) and `publish_with`.
+    assert!(bus.publish("local.x", &too_large[..]).await.is_err());
+    assert!(bus.publish("remote.x", &too_large[..]).await.is_err());
+    let outgoing = ephemeral_bus::Outgoing::new("with.x")
+        .unwrap()
+        .payload(too_large);
+    assert!(bus.publish_with(outgoing).await.is_err());
+    let stats = bus.stats();
+    assert_eq!(stats.published, 0);
+    assert!(
+        stats.topics.iter().all(|t| t.published == 0),
+        "refused messages counted as published: {:?}",
+        stats.topics
+    );
+
+    // What is sent is counted once, in both places.
+    bus.publish("local.x", b"ok").await.unwrap();
+    bus.publish("remote.x", b"ok").await.unwrap();
+    let stats = bus.stats();
+    assert_eq!(stats.published, 2);
+    let published: u64 = stats.topics.iter().map(|t| t.published).sum();
+    assert_eq!(published, 2, "{:?}", stats.topics);
+}

@@ -540,3 +540,39 @@ async fn top_in_a_terminal_stopped_by_sigterm_gives_the_terminal_back() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Keys are data from any process on the bus: the text views show their control
+/// characters as spaces, so an escape sequence in a key cannot drive the terminal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_characters_in_keys_never_reach_the_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bus = common::bus(tmp.path(), "esc").await;
+    let sink = SignalSink::default();
+    let key = "order\u{1b}[2J\u{7}-7";
+    sink.raise_with(ephemeral::Signal::build("error.payment").unwrap().key(key))
+        .unwrap();
+    let coordinator = EphemeralKeyedWorkCoordinator::new(
+        |_n: u32, _ctx: OperationContext| async { Err::<(), _>("declined".to_owned()) },
+        EphemeralOptions::default(),
+    )
+    .unwrap();
+    coordinator.enqueue(key.to_owned(), 1).await.unwrap();
+    common::eventually("the item fails", || coordinator.stats().failed == 1).await;
+    let _publishers = [
+        sink.publish_state(&bus, "signals").await.unwrap(),
+        coordinator.publish_state(&bus, "payments").await.unwrap(),
+    ];
+    for args in [
+        &["signals", "--bus", "esc"][..],
+        &["top", "--bus", "esc", "--once"],
+        &["ops", "--bus", "esc", "payments"],
+    ] {
+        let (code, out, err) = run(tmp.path(), args).await;
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert!(out.contains("order [2J -7"), "{args:?}: {out:?}");
+        assert!(
+            !out.chars().any(|c| c.is_control() && c != '\n'),
+            "{args:?} printed control characters: {out:?}"
+        );
+    }
+}

@@ -53,6 +53,9 @@ struct Peer {
     /// Whether the peer's `Hello` arrived (true once gone, so nobody waits for it).
     greeted: watch::Sender<bool>,
     gone: AtomicBool,
+    /// The peer did not answer a hello or an announcement within the handshake timeout
+    /// (stopped, say): announcements do not wait for it again until it answers one.
+    late: AtomicBool,
     tasks: Mutex<Vec<AbortHandle>>,
 }
 
@@ -149,13 +152,20 @@ impl UnixTransport {
             let (read, write) = stream.into_split();
             let reader = transport.reader(read);
             let peer = transport.add_peer(id, None, reader, write);
-            waiting.push(peer.greeted.subscribe());
+            let greeted = peer.greeted.subscribe();
+            waiting.push((peer, greeted));
         }
         let accept = tokio::spawn(Arc::clone(&transport).accept_loop(listener));
         transport.tasks.lock().push(accept.abort_handle());
         let deadline = crate::after(transport.options.handshake_timeout);
-        for mut rx in waiting {
-            let _ = tokio::time::timeout_at(deadline, rx.wait_for(|g| *g)).await;
+        for (peer, mut rx) in waiting {
+            if tokio::time::timeout_at(deadline, rx.wait_for(|g| *g))
+                .await
+                .is_err()
+            {
+                // Relaxed: a hint; at worst one more bounded wait, or one fewer.
+                peer.late.store(true, Ordering::Relaxed);
+            }
         }
         Ok(transport)
     }
@@ -221,6 +231,7 @@ impl UnixTransport {
             acked: watch::Sender::new(0),
             greeted: watch::Sender::new(greeted),
             gone: AtomicBool::new(false),
+            late: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
         });
         {
@@ -298,6 +309,7 @@ impl UnixTransport {
             }
             Frame::Hello { subscriptions, .. } => {
                 peer.subs.store(Arc::new(Routes::compile(subscriptions)));
+                peer.late.store(false, Ordering::Relaxed);
                 peer.greeted.send_replace(true);
             }
             Frame::Subscriptions {
@@ -308,6 +320,8 @@ impl UnixTransport {
                 peer.out.push_control(&Frame::SubscriptionsAck { sequence });
             }
             Frame::SubscriptionsAck { sequence } => {
+                // Relaxed: a hint (see `announce`).
+                peer.late.store(false, Ordering::Relaxed);
                 peer.acked.send_modify(|a| *a = (*a).max(sequence));
             }
             Frame::Lag { topic, count } => self.locals.lag(&topic, count),
@@ -567,8 +581,19 @@ impl Transport for UnixTransport {
         let (sequence, peers) = self.push_subscriptions();
         let deadline = crate::after(self.options.handshake_timeout);
         for peer in peers {
+            // A peer that missed a handshake is sent the announcement but not waited for
+            // until it answers again: a stopped peer costs one bounded wait, not one per
+            // subscribe or flush. Relaxed: a hint; a stale read costs one wait more or less.
+            if peer.late.load(Ordering::Relaxed) {
+                continue;
+            }
             let mut rx = peer.acked.subscribe();
-            let _ = tokio::time::timeout_at(deadline, rx.wait_for(|a| *a >= sequence)).await;
+            if tokio::time::timeout_at(deadline, rx.wait_for(|a| *a >= sequence))
+                .await
+                .is_err()
+            {
+                peer.late.store(true, Ordering::Relaxed);
+            }
         }
     }
 

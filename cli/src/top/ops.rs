@@ -78,7 +78,9 @@ pub(crate) async fn ops(target: &Target, args: OpsArgs) -> Result<(), Failure> {
                     frame.publisher.name.clone(),
                     format!("op-{}", op.id),
                     op.state.clone(),
-                    op.key.clone().unwrap_or_else(|| "-".to_owned()),
+                    op.key
+                        .as_deref()
+                        .map_or_else(|| "-".to_owned(), fmt::one_line),
                     fmt::millis(op.age_ms),
                     op.run_ms.map_or_else(|| "-".to_owned(), fmt::millis),
                     op.error.as_deref().map(fmt::one_line).unwrap_or_default(),

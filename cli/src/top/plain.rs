@@ -120,7 +120,9 @@ pub(crate) fn signal_rows<'a>(
                     frame.publisher.name
                 ),
                 s.name.clone(),
-                s.key.clone().unwrap_or_else(|| "-".to_owned()),
+                s.key
+                    .as_deref()
+                    .map_or_else(|| "-".to_owned(), fmt::one_line),
                 if s.held { "held" } else { "-" }.to_owned(),
                 fmt::millis(s.age_ms),
                 s.ttl_ms.map_or_else(|| "-".to_owned(), fmt::millis),

@@ -287,7 +287,11 @@ fn draw_operations(frame: &mut Frame<'_>, area: Rect, selected: Option<&StateFra
             };
             Row::new(vec![
                 Cell::from(op.state.clone()),
-                Cell::from(op.key.clone().unwrap_or_else(|| "-".to_owned())),
+                Cell::from(
+                    op.key
+                        .as_deref()
+                        .map_or_else(|| "-".to_owned(), fmt::one_line),
+                ),
                 Cell::from(Line::from(fmt::millis(op.age_ms)).alignment(Alignment::Right)),
                 Cell::from(op.error.as_deref().map(fmt::one_line).unwrap_or_default()),
             ])
