@@ -5,6 +5,8 @@ use std::time::{Duration, SystemTime};
 
 use ephemeral_bus::{BRIDGE_HEADERS, Bridged, KEY_HEADER, Message, MessageKind};
 
+use crate::top::fmt::one_line;
+
 /// At most this many characters of a text payload are shown on a text line.
 const SUMMARY_CHARS: usize = 60;
 
@@ -125,8 +127,10 @@ impl Line {
             self.kind.as_str(),
             self.topic
         );
+        // Keys and headers are any process's text: control characters are shown as spaces,
+        // so nothing on the bus can send escape sequences to the terminal (as in `top`).
         if let Some(key) = &self.key {
-            let _ = write!(out, " key={key}");
+            let _ = write!(out, " key={}", one_line(key));
         }
         if let Some(ttl) = self.ttl {
             let _ = write!(out, " ttl={}", ttl_text(ttl));
@@ -139,7 +143,7 @@ impl Line {
             }
         }
         for (k, v) in &self.headers {
-            let _ = write!(out, " {k}={v}");
+            let _ = write!(out, " {}={}", one_line(k), one_line(v));
         }
         if style.ids {
             if let Some(origin) = self.origin {
@@ -325,6 +329,19 @@ mod tests {
             requester: None,
             correlation: None,
         }
+    }
+
+    /// `watch` printed keys and headers raw, so any process on the bus could send escape
+    /// sequences to the terminal (`key=k\u{1}z` reached it as the byte 001).
+    #[test]
+    fn control_characters_in_keys_and_headers_never_reach_the_terminal() {
+        let mut line = signal_with_ttl(Duration::from_secs(1));
+        line.key = Some("k\u{1}\u{1b}[2Jz".to_owned());
+        line.headers = vec![("h\u{7}".to_owned(), "v\r\nx".to_owned())];
+        let text = line.text(Style::default());
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+        assert!(text.contains(" key=k  [2Jz"), "{text:?}");
+        assert!(text.contains(" h =v  x"), "{text:?}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::commands::Target;
 use crate::exit::Failure;
 
 mod board;
-mod fmt;
+pub(crate) mod fmt;
 mod ops;
 mod plain;
 mod tui;
