@@ -38,13 +38,6 @@ enum PayloadView<'a> {
     Bytes(&'a [u8]),
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum PayloadWire {
-    Text(String),
-    Bytes(Vec<u8>),
-}
-
 fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -96,7 +89,7 @@ impl Serialize for Message {
 struct MessageWire {
     topic: Name,
     #[serde(default)]
-    payload: Option<PayloadWire>,
+    payload: Option<ephemeral::serde_payload::Payload>,
     #[serde(default, deserialize_with = "headers_in_order")]
     headers: Vec<(Arc<str>, HeaderValue)>,
     #[serde(default)]
@@ -118,11 +111,7 @@ struct MessageWire {
 impl<'de> Deserialize<'de> for Message {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let w = MessageWire::deserialize(d)?;
-        let payload = match w.payload {
-            Some(PayloadWire::Text(t)) => Bytes::from(t),
-            Some(PayloadWire::Bytes(b)) => Bytes::from(b),
-            None => Bytes::new(),
-        };
+        let payload = w.payload.map_or_else(Bytes::new, |p| Bytes::from(p.0));
         let headers: Headers = Arc::from(w.headers);
         let mut m = Message::new(w.topic, payload)
             .with_headers(headers)

@@ -44,6 +44,23 @@ fn a_message_has_a_golden_json_shape() {
     );
 }
 
+/// A bad payload says what a payload is (it said "data did not match any variant of
+/// untagged enum PayloadWire"), the same message as a signal's (`ephemeral::serde_payload`).
+#[test]
+fn a_bad_message_payload_is_refused_with_what_a_payload_is() {
+    for bad in ["[256]", "[-1]", r#"["a"]"#, "5", "true"] {
+        let json = format!(r#"{{"topic": "a", "payload": {bad}}}"#);
+        let err = serde_json::from_str::<Message>(&json)
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("untagged"), "{bad}: {err}");
+        assert!(
+            err.contains("expected a payload") || err.contains("from 0 to 255"),
+            "{bad}: {err}"
+        );
+    }
+}
+
 #[test]
 fn a_message_round_trips() {
     let m = message();

@@ -163,6 +163,8 @@ mod pattern;
 mod serde_impls;
 #[cfg(feature = "serde")]
 pub mod serde_ms;
+#[cfg(feature = "serde")]
+pub mod serde_payload;
 pub mod signal;
 mod sync;
 

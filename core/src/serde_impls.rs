@@ -112,74 +112,6 @@ impl<'a> PayloadView<'a> {
     }
 }
 
-/// A payload read back: a string (its UTF-8 bytes) or an array of byte values. Read by a
-/// visitor rather than an untagged enum, so that bad input says what a payload is ("data
-/// did not match any variant of untagged enum" named neither the field nor the rule).
-struct PayloadWire(Vec<u8>);
-
-impl<'de> Deserialize<'de> for PayloadWire {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Payload;
-        impl<'de> Visitor<'de> for Payload {
-            type Value = PayloadWire;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a payload: a string, or an array of byte values from 0 to 255")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<PayloadWire, E> {
-                Ok(PayloadWire(v.as_bytes().to_vec()))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<PayloadWire, E> {
-                Ok(PayloadWire(v.into_bytes()))
-            }
-            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<PayloadWire, E> {
-                Ok(PayloadWire(v.to_vec()))
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<PayloadWire, A::Error> {
-                let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
-                while let Some(ByteValue(byte)) = seq.next_element()? {
-                    bytes.push(byte);
-                }
-                Ok(PayloadWire(bytes))
-            }
-        }
-        d.deserialize_any(Payload)
-    }
-}
-
-/// One element of a binary payload's array.
-struct ByteValue(u8);
-
-impl<'de> Deserialize<'de> for ByteValue {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Byte;
-        impl Visitor<'_> for Byte {
-            type Value = ByteValue;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(
-                    "a payload byte value from 0 to 255 (send text payloads as a string, not an array)",
-                )
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ByteValue, E> {
-                u8::try_from(v)
-                    .map(ByteValue)
-                    .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteValue, E> {
-                u8::try_from(v)
-                    .map(ByteValue)
-                    .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
-            }
-        }
-        d.deserialize_u8(Byte)
-    }
-}
-
-impl From<PayloadWire> for Arc<[u8]> {
-    fn from(p: PayloadWire) -> Self {
-        Arc::from(p.0)
-    }
-}
-
 /// The stable public view of a signal that its JSON is made of.
 #[derive(Serialize)]
 struct SignalView<'a> {
@@ -236,7 +168,7 @@ struct BuilderWire {
     #[serde(default)]
     expires_in_ms: Option<u64>,
     #[serde(default)]
-    payload: Option<PayloadWire>,
+    payload: Option<crate::serde_payload::Payload>,
     #[serde(default, deserialize_with = "headers_in_order")]
     headers: Vec<(String, HeaderValue)>,
     #[serde(default)]
@@ -273,7 +205,7 @@ impl<'de> Deserialize<'de> for SignalBuilder {
             b = b.expires_in(Duration::from_millis(ms));
         }
         if let Some(p) = w.payload {
-            b = b.payload(Arc::<[u8]>::from(p));
+            b = b.payload(Arc::<[u8]>::from(p.0));
         }
         for (k, v) in w.headers {
             b = b.header(&k, v);
