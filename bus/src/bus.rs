@@ -262,7 +262,8 @@ impl Bus {
         if shared.locals.any_matching(&topic) {
             let mut outgoing = Outgoing::from_name(topic);
             outgoing.payload = payload.into_payload();
-            return Ok(kept + self.publish_outgoing(outgoing, &counters).await?);
+            let message = self.build(outgoing)?;
+            return Ok(kept + self.send_built(message, &counters).await);
         }
         // No subscriber in this handle: encode straight from the caller's bytes into each
         // peer's queue.
@@ -300,29 +301,27 @@ impl Bus {
     pub async fn publish_with(&self, outgoing: Outgoing) -> Result<usize, BusError> {
         let shared = &self.handle.shared;
         let counters = shared.locals.topics.counters(&outgoing.topic);
+        // Checked before anything is kept: a publish refused for its size or headers leaves
+        // nothing behind, not even for durable subscriptions.
+        let message = self.build(outgoing)?;
         let mut kept = 0;
-        if shared.capture.matches(&outgoing.topic) {
+        if shared.capture.matches(&message.topic) {
             kept = Box::pin(crate::durable::capture::capture(
                 self,
-                &outgoing.topic,
-                &outgoing.payload,
-                &outgoing.headers,
-                outgoing.origin.unwrap_or_else(process_origin),
-                outgoing.ttl,
+                &message.topic,
+                &message.payload,
+                &message.headers,
+                message.origin,
+                message.ttl,
             ))
             .await?;
         }
-        Ok(kept + self.publish_outgoing(outgoing, &counters).await?)
+        Ok(kept + self.send_built(message, &counters).await)
     }
 
-    /// Builds and checks a message, then sends it, counted against `counters` (its topic's).
-    async fn publish_outgoing(
-        &self,
-        outgoing: Outgoing,
-        counters: &TopicCounters,
-    ) -> Result<usize, BusError> {
+    /// Sends a built (checked) message, counted against `counters` (its topic's).
+    async fn send_built(&self, message: Message, counters: &TopicCounters) -> usize {
         let shared = &self.handle.shared;
-        let message = self.build(outgoing)?;
         let deadline = crate::after(shared.options.send_timeout);
         shared.count_published(counters);
         let local = shared.locals.dispatch(&message, Some(deadline)).await;
@@ -334,7 +333,7 @@ impl Bus {
                 &Deadline::fixed(deadline),
             )
             .await;
-        Ok(local + remote)
+        local + remote
     }
 
     /// The message, checked to fit in a frame.

@@ -710,6 +710,49 @@ async fn a_durable_subscriber_gets_what_was_published_while_away_until_acknowled
     );
 }
 
+/// A publish refused for its size or its headers keeps nothing for durable subscribers: it
+/// used to be kept before the check, so the absent subscriber got a message whose publisher
+/// had been told it failed.
+#[tokio::test]
+async fn a_refused_publish_keeps_nothing_for_durable_subscribers() {
+    let dir = tempdir();
+    let bus = Bus::open_with("retained", support::options(dir.path()).max_payload(1024))
+        .await
+        .unwrap();
+    drop(bus.subscribe_durable("orders.*", "billing").await.unwrap());
+    let too_big = bus
+        .publish_with(
+            Outgoing::new("orders.created")
+                .unwrap()
+                .payload(vec![7u8; 2048]),
+        )
+        .await;
+    assert!(
+        matches!(too_big, Err(BusError::PayloadTooLarge { .. })),
+        "{too_big:?}"
+    );
+    let long_key = "k".repeat(10_000);
+    let bad_headers = bus
+        .publish_with(
+            Outgoing::new("orders.created")
+                .unwrap()
+                .payload(b"ok")
+                .header(&long_key, 1),
+        )
+        .await;
+    assert!(
+        matches!(bad_headers, Err(BusError::HeadersTooLarge { .. })),
+        "{bad_headers:?}"
+    );
+    bus.publish("orders.created", b"kept").await.unwrap();
+    let mut sub = bus.subscribe_durable("orders.*", "billing").await.unwrap();
+    assert_eq!(
+        next(&mut sub).await.unwrap().payload(),
+        b"kept",
+        "the refused publishes left nothing before it"
+    );
+}
+
 #[tokio::test]
 async fn durable_overflow_drops_the_oldest_and_says_so() {
     let dir = tempdir();
