@@ -247,8 +247,11 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
     /// What follows an accepted item, after the unlock.
     pub(crate) fn accepted(self: &Arc<Self>, accepted: Accepted<Taken<T, Q>>) {
         if let Some(mailbox) = accepted.wake {
-            // The item started at once: it left the queue, and its room comes back.
-            self.room.add_permits(1);
+            // The item started at once: it left the queue, and its room comes back (once
+            // its admission hooks decide, if there are any: see `Core::try_start`).
+            if self.hooks.is_empty() {
+                self.room.add_permits(1);
+            }
             mailbox.wake();
         }
         if accepted.spawn {
