@@ -782,13 +782,18 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
     pub(crate) fn park(&mut self, id: OperationId, slot: &Slot, wake: oneshot::Sender<()>) {
         self.running -= 1;
         self.parked += 1;
-        self.parked_cancels.insert(
-            id,
-            ParkedCancel {
-                wake: Some(wake),
-                reason: None,
-            },
-        );
+        // A cancel that reached the job through its slot after the hooks' last look and
+        // before this lock is kept, and ends the wait at once: the job ends cancelled
+        // rather than waiting, then starting.
+        let reason = slot.is_cancelled(id).then(|| self.cancel_reason(id));
+        let mut wake = Some(wake);
+        if reason.is_some()
+            && let Some(wake) = wake.take()
+        {
+            let _ = wake.send(());
+        }
+        self.parked_cancels
+            .insert(id, ParkedCancel { wake, reason });
         slot.set_running(None);
         if let Some(record) = self.window.record_mut(id) {
             record.state = OperationState::Pending;
