@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use coordinator_support::{assert_adds_up, settle};
 use ephemeral::{
-    Admission, AdmissionRequest, CancelReason, Decision, DeferPolicy, DrainSignals,
+    Admission, AdmissionRequest, CancelReason, Decision, DeferPolicy, DrainSignals, EnqueueError,
     EphemeralOptions, EphemeralWorkCoordinator, OperationContext, OperationState, Signal,
     SignalSink,
 };
@@ -573,6 +573,47 @@ async fn admission_defer_holds_no_slot_and_cancel_records_the_reason() {
         );
     }
     assert_adds_up(&c.stats());
+}
+
+/// Items a hook's `Defer` puts aside are pending (accepted, not started), so they count
+/// against `max_pending` as queued items do: `try_enqueue` is refused once that many wait,
+/// and the window's pending operations stay bounded by `max_pending + max_concurrency`.
+/// (They used to give their room back when a worker took them, so a hook deferring every
+/// item let 50 of 50 in with `max_pending(2)`.) Their room comes back when they end.
+#[tokio::test(start_paused = true)]
+async fn items_put_aside_by_a_hook_count_against_max_pending() {
+    let (tx, gate) = closed_gate();
+    let (started, body) = counter();
+    let c = EphemeralWorkCoordinator::with_admission(
+        body,
+        EphemeralOptions::default()
+            .max_concurrency(1)
+            .max_pending(2),
+        vec![gate],
+    )
+    .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..50 {
+        if let Ok(id) = c.try_enqueue(i) {
+            ids.push(id);
+        }
+        settle().await;
+    }
+    assert_eq!(ids.len(), 2, "only max_pending items may wait to start");
+    let stats = c.stats();
+    assert_eq!((stats.pending, stats.running), (2, 0));
+    assert_adds_up(&stats);
+    // Cancelling one put aside gives its room back.
+    assert!(c.cancel_operation(ids[0]));
+    settle().await;
+    assert!(c.try_enqueue(50).is_ok());
+    assert!(matches!(c.try_enqueue(51), Err(EnqueueError::Full(51))));
+    tx.send(true).unwrap();
+    c.drain().await.unwrap();
+    assert_eq!(started.load(Ordering::SeqCst), 2);
+    let stats = c.stats();
+    assert_eq!((stats.completed, stats.cancelled), (2, 1));
+    assert_adds_up(&stats);
 }
 
 /// An item put aside by a hook's `Defer` can be cancelled by id while it waits: it ends

@@ -842,6 +842,42 @@ async fn finalized_callback_sees_every_operation() {
     assert_eq!(seen.lock().unwrap().len(), 3);
 }
 
+/// `drain` returns only once the `on_finalized` and `on_evicted` calls of what ended have
+/// returned, also when they run on another worker thread: code after `drain` (such as the
+/// one-shot helpers' `Summary`, whose `cancellations` are collected by `on_finalized`) sees
+/// every one. (`done` used to be published before the callbacks ran: on a multi-threaded
+/// runtime `drain` returned while the last item's `on_finalized` still ran, and
+/// `process_all_with_cancel` listed 99 of 100 cancellations in 3 runs of 20.) The slow
+/// callbacks only widen that window; nothing here depends on how long they take.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_waits_for_the_callbacks_of_what_ended() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let finalized = Arc::new(AtomicUsize::new(0));
+    let evicted = Arc::new(AtomicUsize::new(0));
+    let (f, e) = (finalized.clone(), evicted.clone());
+    let c = EphemeralWorkCoordinator::new(
+        |_: u32, _ctx: OperationContext| async { Ok::<_, Infallible>(()) },
+        EphemeralOptions::default()
+            .max_concurrency(2)
+            .max_tracked(1)
+            .on_finalized(move |_| {
+                std::thread::sleep(Duration::from_millis(20));
+                f.fetch_add(1, Ordering::SeqCst);
+            })
+            .on_evicted(move |_| {
+                std::thread::sleep(Duration::from_millis(20));
+                e.fetch_add(1, Ordering::SeqCst);
+            }),
+    )
+    .unwrap();
+    c.enqueue_many(0..4).await.unwrap();
+    c.drain().await.unwrap();
+    assert_eq!(finalized.load(Ordering::SeqCst), 4);
+    assert_eq!(evicted.load(Ordering::SeqCst), 3);
+    assert_eq!(c.stats().evicted, 3);
+}
+
 /// A burst enqueued while one worker sits idle must still fill every slot: the four bodies
 /// below only finish once all four run at the same time.
 #[tokio::test(start_paused = true)]

@@ -57,7 +57,9 @@ pub struct AdmissionRequest {
 ///
 /// Patterns such as a circuit breaker's half-open probes or an adaptive rate limit are
 /// admission hooks. A hook runs on a worker, so it should decide quickly; to wait, return
-/// [`Decision::Defer`], which holds no slot.
+/// [`Decision::Defer`], which holds no slot. An item put aside keeps its room among
+/// `max_pending` (it is still waiting to start), and an item keeps that room while its
+/// hooks decide, so a hook that defers every item cannot let more than `max_pending` in.
 ///
 /// A hook that panics (in `admit` or in its future) is caught as a panicking body is: its
 /// item ends failed and panicked without its body running, with the error `admission hook

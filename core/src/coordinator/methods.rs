@@ -10,8 +10,9 @@ macro_rules! coordinator_methods {
             self.engine.complete();
         }
 
-        /// Completes, then waits until every accepted item has ended. Idempotent; any number
-        /// of callers may await it.
+        /// Completes, then waits until every accepted item has ended and the `on_finalized`
+        /// and `on_evicted` calls made for what ended so far have returned (on any thread).
+        /// Idempotent; any number of callers may await it.
         ///
         /// # Errors
         ///

@@ -267,6 +267,11 @@ impl EphemeralOptions {
     }
 
     /// How many accepted items may wait to start (≥ 1); `enqueue` waits for room beyond it.
+    ///
+    /// Items a defer rule holds and items an [`Admission`](super::Admission) hook's
+    /// [`Defer`](super::Decision::Defer) puts aside wait to start too, and count. With
+    /// admission hooks, an item keeps its room until they decide, so the ones put aside
+    /// never let more in.
     pub fn max_pending(mut self, n: usize) -> Self {
         self.max_pending = n;
         self

@@ -5,13 +5,14 @@
 //! code. Changes go through [`Inner::update`]: it runs a `Core` method under the lock, which
 //! records what must happen next in an [`Effect`], and applies that effect after the unlock
 //! (room back, workers spawned or woken, `done` published, result waiters woken, then the
-//! `on_finalized` and `on_evicted` callbacks). The one exception is accepting an item, the
-//! hottest section, which cannot end or evict an operation: `Core::accept` returns an
-//! [`Accepted`] instead, applied by [`Inner::accepted`]. And while every worker is busy with a
-//! backlog waiting, an item is accepted with no section at all: it is left in the inbox
-//! (`inbox.rs`), which every section takes in first, so no section ever sees the state
-//! without it. Lock order is core → sink (the sink
-//! never calls back while locked), and core → a waiting worker's mailbox.
+//! `on_finalized` and `on_evicted` callbacks; `done` is published only once the callbacks
+//! owed before it returned). The one exception is accepting an item, the hottest section,
+//! which cannot end or evict an operation: `Core::accept` returns an [`Accepted`] instead,
+//! applied by [`Inner::accepted`]. And while every worker is busy with a backlog waiting, an
+//! item is accepted with no section at all: it is left in the inbox (`inbox.rs`), which
+//! every section takes in first, so no section ever sees the state without it. Lock order
+//! is core → sink (the sink never calls back while locked), and core → a waiting worker's
+//! mailbox.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -43,8 +44,16 @@ pub(crate) struct Inner<T, R, Q: Queue<T>> {
     lockfree: bool,
     /// Woken on finishes while result waiters exist.
     pub(crate) finished: Notify,
-    /// Becomes `true` once, when the coordinator is done.
+    /// Becomes `true` once, when the coordinator is done and the `on_finalized` and
+    /// `on_evicted` calls owed until then have returned (see `delivering`).
     pub(crate) done: watch::Sender<bool>,
+    /// Critical sections whose callbacks (`on_finalized`, `on_evicted`) are owed or running:
+    /// counted before the unlock, so that `done` is published only once every callback of
+    /// an operation that ended before it has returned (`drain` then sees them all, also
+    /// when they run on another thread).
+    delivering: AtomicUsize,
+    /// The core became done; `done` is published when `delivering` is zero.
+    done_held: AtomicBool,
     /// Room for pending items (`max_pending`).
     pub(crate) room: Semaphore,
     pub(crate) ctx: Arc<ContextShared>,
@@ -96,6 +105,8 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
             lockfree,
             finished: Notify::new(),
             done: watch::channel(false).0,
+            delivering: AtomicUsize::new(0),
+            done_held: AtomicBool::new(false),
             room: Semaphore::new(room),
             ctx,
             rules,
@@ -189,6 +200,11 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
         if self.lockfree {
             self.settle_inbox(&mut core, &mut fx, &mut woken);
         }
+        if fx.owed.is_some() {
+            // SeqCst: see `publish_done`. Before the unlock, so that a section concluding
+            // `done` after this one sees these callbacks owed.
+            self.delivering.fetch_add(1, Ordering::SeqCst);
+        }
         drop(core);
         answered.send();
         // Most sections wake nobody: no iterator to build and drop for them.
@@ -225,7 +241,9 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
         }
         if fx.any_flag() {
             if fx.has(Effect::DONE) {
-                self.done.send_replace(true);
+                // SeqCst: see `publish_done`.
+                self.done_held.store(true, Ordering::SeqCst);
+                self.publish_done();
             }
             if fx.has(Effect::DONE) || fx.has(Effect::STEER) {
                 self.steer.notify_one();
@@ -240,15 +258,33 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
             }
         }
         if let Some(owed) = fx.owed {
+            // Catches a panicking callback: the count always comes down.
             self.rules.deliver(owed.finalized, owed.evicted);
+            // SeqCst: see `publish_done`.
+            if self.delivering.fetch_sub(1, Ordering::SeqCst) == 1 {
+                self.publish_done();
+            }
+        }
+    }
+
+    /// Publishes `done` if the core is done and no owed callback still runs. Called by the
+    /// section that concluded `done` and by the last callback delivery to return; all
+    /// SeqCst, so whichever of the two comes second sees the other's write and publishes
+    /// (both may: publishing twice is harmless).
+    fn publish_done(&self) {
+        if self.done_held.load(Ordering::SeqCst) && self.delivering.load(Ordering::SeqCst) == 0 {
+            self.done.send_replace(true);
         }
     }
 
     /// What follows an accepted item, after the unlock.
     pub(crate) fn accepted(self: &Arc<Self>, accepted: Accepted<Taken<T, Q>>) {
         if let Some(mailbox) = accepted.wake {
-            // The item started at once: it left the queue, and its room comes back.
-            self.room.add_permits(1);
+            // The item started at once: it left the queue, and its room comes back (once
+            // its admission hooks decide, if there are any: see `Core::try_start`).
+            if self.hooks.is_empty() {
+                self.room.add_permits(1);
+            }
             mailbox.wake();
         }
         if accepted.spawn {

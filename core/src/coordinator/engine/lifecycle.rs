@@ -96,6 +96,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
             defer,
             options.max_concurrency,
             report_finalized,
+            !hooks.is_empty(),
         );
         let inner = Arc::new(Inner::new(
             core,

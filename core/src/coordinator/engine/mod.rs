@@ -31,6 +31,8 @@ mod sample;
 mod slot;
 mod state;
 mod steer;
+#[cfg(test)]
+mod tests;
 mod window;
 mod worker;
 

@@ -215,6 +215,10 @@ pub(crate) struct Core<T, R, Q: Queue<T>> {
     /// every item as it comes and no coordinator-wide defer rule can hold one (fixed at
     /// creation).
     lockfree: bool,
+    /// Whether admission hooks are set: a taken job then keeps its room among `max_pending`
+    /// until they decide (the worker gives it back), so that one a hook puts aside is still
+    /// counted against the bound, as every accepted item not started is.
+    hooked: bool,
     _item: std::marker::PhantomData<fn(T)>,
 }
 
@@ -225,6 +229,7 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         defer: DeferRules,
         limit: usize,
         report_finalized: bool,
+        hooked: bool,
     ) -> Self {
         let lockfree = Q::ALWAYS_ACCEPTS && defer.defer_on.is_none();
         Self {
@@ -256,6 +261,7 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
             finalized_out: Vec::new(),
             slots: Vec::new(),
             lockfree,
+            hooked,
             _item: std::marker::PhantomData,
         }
     }
@@ -762,7 +768,8 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         }
         self.running += 1;
         self.peak = self.peak.max(self.running as u64);
-        fx.room_back += 1;
+        // With admission hooks the job keeps its room until they decide (see `hooked`).
+        fx.room_back += usize::from(!self.hooked);
         slot.set_running(Some(job.id));
         if let Some(record) = self.window.record_mut(job.id) {
             record.state = OperationState::Running;
@@ -775,13 +782,18 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
     pub(crate) fn park(&mut self, id: OperationId, slot: &Slot, wake: oneshot::Sender<()>) {
         self.running -= 1;
         self.parked += 1;
-        self.parked_cancels.insert(
-            id,
-            ParkedCancel {
-                wake: Some(wake),
-                reason: None,
-            },
-        );
+        // A cancel that reached the job through its slot after the hooks' last look and
+        // before this lock is kept, and ends the wait at once: the job ends cancelled
+        // rather than waiting, then starting.
+        let reason = slot.is_cancelled(id).then(|| self.cancel_reason(id));
+        let mut wake = Some(wake);
+        if reason.is_some()
+            && let Some(wake) = wake.take()
+        {
+            let _ = wake.send(());
+        }
+        self.parked_cancels
+            .insert(id, ParkedCancel { wake, reason });
         slot.set_running(None);
         if let Some(record) = self.window.record_mut(id) {
             record.state = OperationState::Pending;
@@ -814,6 +826,8 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
             ends
         };
         if let Some(ends) = ends {
+            // It held its room while parked (see `hooked`).
+            fx.room_back += 1;
             self.queue.finished(&job.route);
             match ends {
                 Unstarted::Cancelled(reason) => self.settle_unstarted(fx, job, now, reason),

@@ -85,14 +85,25 @@ async fn process<T: Send + 'static, R: Send + 'static, Q: Queue<T>, B: Body<T, R
     job: Taken<T, Q>,
 ) -> Next<T, Q> {
     let id = job.id;
+    // With admission hooks the job still holds its room among `max_pending` (see
+    // `Core::try_start`): given back here once it is no longer waiting to start, and kept
+    // while a hook's `Defer` puts it aside, where it still counts as pending.
+    let hooked = !inner.hooks.is_empty();
     if let Some(reason) = refusal(inner, &job) {
+        if hooked {
+            inner.room.add_permits(1);
+        }
         let outcome = Outcome::Refused(reason);
         let span = job.span.as_deref();
         return finish(inner, slot, mailbox, None, id, &job.route, outcome, span);
     }
-    if !inner.hooks.is_empty() {
+    if hooked {
         let key = job.key.as_ref();
-        let outcome = match admission(inner, slot, id, key, job.is_overdue()).await {
+        let verdict = admission(inner, slot, id, key, job.is_overdue()).await;
+        if !matches!(verdict, Verdict::Decided(Decision::Defer(_))) {
+            inner.room.add_permits(1);
+        }
+        let outcome = match verdict {
             Verdict::Decided(Decision::Admit) => None,
             Verdict::Decided(Decision::Cancel(reason)) => {
                 Some(Outcome::Refused(CancelReason::Admission(reason)))
