@@ -9,15 +9,28 @@
 
 use std::time::Duration;
 
+use clap::Parser;
 use ephemeral::{
     CancelReason, EphemeralOptions, EphemeralWorkCoordinator, OperationContext, OperationState,
 };
 use tokio::time::sleep;
 use tokio_util::sync::CancellationToken;
 
+/// Graceful shutdown: stop taking work, give running jobs 250 ms to finish, then cancel
+/// what is left through their tokens and report every job's outcome.
+///
+/// Without options the Ctrl-C is simulated after 300 ms, so the example finishes by itself.
+#[derive(Debug, Parser)]
+#[command(name = "graceful_shutdown")]
+struct Args {
+    /// Wait for a real Ctrl-C (`tokio::signal::ctrl_c()`) instead of simulating one.
+    #[arg(long)]
+    real: bool,
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let real = std::env::args().any(|a| a == "--real");
+    let real = Args::parse().real;
     let shutdown = CancellationToken::new();
     {
         let shutdown = shutdown.clone();
