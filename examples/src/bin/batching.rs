@@ -45,7 +45,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
     )?;
 
-    // Three producers: a burst of 25 orders, then a trickle.
+    // Three producers: a burst of 9 orders each (27 in all), then a trickle of 3 each, one
+    // every 40 ms.
     let mut producers = Vec::new();
     for p in 0..3u32 {
         let batcher = batcher.clone();
@@ -62,6 +63,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for p in producers {
         p.await??;
     }
+    // The last rows (pushed at 80 and 120 ms) fill no batch: they go 100 ms after the first of
+    // them began to wait, not at `close`.
+    tokio::time::sleep(Duration::from_millis(100)).await;
 
     let report = batcher.close().await;
     println!(
