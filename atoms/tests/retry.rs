@@ -392,6 +392,20 @@ fn error_messages_say_what_happened() {
     };
     assert_eq!(e.to_string(), "cancelled before the first attempt");
     assert_eq!(e.into_last(), None);
+    // One attempt is not "1 attempts".
+    let e = RetryError::Cancelled {
+        attempts: 1,
+        last: Some("busy"),
+    };
+    assert_eq!(e.to_string(), "cancelled after 1 attempt: busy");
+    let e = RetryError::Exhausted {
+        attempts: 1,
+        last: "timeout",
+    };
+    assert_eq!(
+        e.to_string(),
+        "gave up after 1 attempt, the most allowed: timeout"
+    );
 }
 
 #[test]

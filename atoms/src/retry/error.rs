@@ -69,27 +69,34 @@ impl<E> RetryError<E> {
     }
 }
 
+/// `1 attempt`, `3 attempts`.
+fn attempts(n: &u32) -> String {
+    if *n == 1 {
+        "1 attempt".to_owned()
+    } else {
+        format!("{n} attempts")
+    }
+}
+
 impl<E: fmt::Display> fmt::Display for RetryError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Exhausted { attempts, last } => {
-                write!(
-                    f,
-                    "gave up after {attempts} attempts, the most allowed: {last}"
-                )
+            Self::Exhausted { attempts: n, last } => {
+                write!(f, "gave up after {}, the most allowed: {last}", attempts(n))
             }
             Self::NotRetryable { attempts, error } => write!(
                 f,
                 "attempt {attempts} failed with an error the `when` predicate does not retry: {error}"
             ),
-            Self::BudgetExhausted { attempts, last } => write!(
+            Self::BudgetExhausted { attempts: n, last } => write!(
                 f,
-                "gave up after {attempts} attempts because the retry budget is spent (the downstream is probably failing for everyone): {last}"
+                "gave up after {} because the retry budget is spent (the downstream is probably failing for everyone): {last}",
+                attempts(n)
             ),
             Self::Cancelled {
-                attempts,
+                attempts: n,
                 last: Some(last),
-            } => write!(f, "cancelled after {attempts} attempts: {last}"),
+            } => write!(f, "cancelled after {}: {last}", attempts(n)),
             Self::Cancelled { last: None, .. } => {
                 write!(f, "cancelled before the first attempt")
             }
