@@ -127,15 +127,18 @@ async fn main() -> ExitCode {
         budget: Duration::from_secs(args.budget),
         bus: args.bus,
     };
-    println!(
-        "ephemeral demo: {} orders from {} customers at {}/s, failure rate {}, seed {}",
-        config.items, config.customers, config.rate, config.failure_rate, config.seed
-    );
-    println!(
-        "payment provider incident planned between {:.1} s and {:.1} s\n",
-        config.items as f64 / f64::from(config.rate) * 0.25,
-        config.items as f64 / f64::from(config.rate) * 0.45
-    );
+    // `--quiet` prints only the summary, as its help says.
+    if !matches!(output, Output::Quiet) {
+        println!(
+            "ephemeral demo: {} orders from {} customers at {}/s, failure rate {}, seed {}",
+            config.items, config.customers, config.rate, config.failure_rate, config.seed
+        );
+        println!(
+            "payment provider incident planned between {:.1} s and {:.1} s\n",
+            config.items as f64 / f64::from(config.rate) * 0.25,
+            config.items as f64 / f64::from(config.rate) * 0.45
+        );
+    }
     match demo::run(&config, output).await {
         Ok(summary) => {
             let mut out = io::stdout().lock();
