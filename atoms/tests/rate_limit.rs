@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use ephemeral::SignalSink;
 use ephemeral_atoms::rate_limit::{
-    GcraLimiter, KeyedRateLimiter, LimitReason, RateConfigError, RateLimiter, TokenBucket, Tunable,
-    control,
+    GcraLimiter, KeyedRateLimiter, LimitReason, RateConfigError, RateLimited, RateLimiter,
+    TokenBucket, Tunable, control,
 };
 use tokio::time::Instant;
 
@@ -381,4 +381,30 @@ async fn every_limiter_agrees_to_the_nanosecond_after_a_rate_change() {
         bucket.try_acquire().unwrap();
         keyed.try_acquire(&0).unwrap();
     }
+}
+
+/// A refusal's message gives the wait as people read it (it printed `free in 98.57093ms`,
+/// a `Duration`'s debug form); `retry_after` keeps it exact.
+#[test]
+fn a_refusal_says_the_wait_in_readable_units() {
+    let refused = |retry_after: Duration, reason| RateLimited {
+        retry_after,
+        reason,
+    };
+    for (wait, text) in [
+        (Duration::from_nanos(98_570_930), "99 ms"),
+        (Duration::ZERO, "0 ms"),
+        (Duration::from_micros(400), "1 ms"),
+        (Duration::from_millis(1_500), "1.5 s"),
+        (Duration::from_secs(125), "2 min 5 s"),
+    ] {
+        assert_eq!(
+            refused(wait, LimitReason::Rate).to_string(),
+            format!("rate limited: the next permit is free in {text}")
+        );
+    }
+    assert_eq!(
+        refused(Duration::from_millis(250), LimitReason::KeysFull).to_string(),
+        "rate limiter key table is full of busy keys: retry in 250 ms or raise max_keys"
+    );
 }

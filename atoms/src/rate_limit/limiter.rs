@@ -18,10 +18,13 @@ pub enum LimitReason {
 /// A refused permit: when to try again, and why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("{}", match .reason {
-    LimitReason::Rate => format!("rate limited: the next permit is free in {:?}", .retry_after),
+    LimitReason::Rate => format!(
+        "rate limited: the next permit is free in {}",
+        readable(*.retry_after)
+    ),
     LimitReason::KeysFull => format!(
-        "rate limiter key table is full of busy keys: retry in {:?} or raise max_keys",
-        .retry_after
+        "rate limiter key table is full of busy keys: retry in {} or raise max_keys",
+        readable(*.retry_after)
     ),
 })]
 pub struct RateLimited {
@@ -29,6 +32,20 @@ pub struct RateLimited {
     pub retry_after: Duration,
     /// Why the permit was refused.
     pub reason: LimitReason,
+}
+
+/// A wait as people read it, rounded up to what a message needs (`retry_after` keeps it
+/// exact): `0 ms`, `99 ms` (98.57 ms), `1.5 s`, `2 min 5 s`.
+fn readable(wait: Duration) -> String {
+    let ms = wait.as_nanos().div_ceil(1_000_000);
+    match ms {
+        0..1_000 => format!("{ms} ms"),
+        1_000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
+        _ => {
+            let secs = ms.div_ceil(1000);
+            format!("{} min {} s", secs / 60, secs % 60)
+        }
+    }
 }
 
 /// A rate or burst that cannot be used.
