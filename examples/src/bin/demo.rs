@@ -74,7 +74,7 @@ struct Args {
 
     /// Publish the coordinators' and the sink's live state on this bus: watch them with
     /// `ephemeral top --bus NAME` from another terminal.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = bus_name)]
     bus: Option<String>,
 
     /// Print only the summary.
@@ -157,4 +157,12 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A bus name checked when the arguments are read (the bus's own rule, as the `ephemeral`
+/// command checks it), so a bad one is a usage error before the demo starts.
+fn bus_name(s: &str) -> Result<String, String> {
+    ephemeral_bus::BusName::new(s)
+        .map(|_| s.to_owned())
+        .map_err(|e| e.to_string())
 }
