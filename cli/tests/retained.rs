@@ -284,3 +284,28 @@ async fn room_join_prints_the_history_then_live_messages() {
     );
     assert_eq!(child.wait().await.expect("wait").code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_join_escapes_control_characters_in_text_lines() {
+    let dir = tempdir();
+    let bus = bus(dir.path(), "chat").await;
+    let room = bus
+        .room("lobby", RoomOptions::default())
+        .await
+        .expect("room");
+    room.send(b"hi\x1b[2J\x07").await.expect("send");
+    let (code, out, err) = run(
+        dir.path(),
+        &["room", "--bus", "chat", "join", "lobby", "--count", "1"],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !out.contains(['\x1b', '\x07']),
+        "a control character reached the output raw: {out:?}"
+    );
+    assert!(
+        out.trim_end().ends_with(r#": "hi\u{1b}[2J\u{7}""#),
+        "{out:?}"
+    );
+}
