@@ -188,7 +188,9 @@ enum Command {
     ///
     /// Exit 5 if no reply came within --timeout, 6 if no server serves TOPIC, or it was
     /// busy, failed or stopped. With --stream, replies already printed stay printed when
-    /// the stream ends with an error.
+    /// the stream ends with an error. A reply is written as it is into a pipe or a file; on a
+    /// terminal its control characters (but line breaks and tabs) are escaped and a binary
+    /// reply shows as `<N bytes: hex>`.
     #[command(after_help = "Examples:\n  \
         ephemeral request math.double 21\n  \
         ephemeral request inventory.lookup sku-7 --timeout 500ms\n  \

@@ -276,6 +276,40 @@ pub(crate) fn summary(payload: &[u8]) -> String {
     }
 }
 
+/// A value or reply as `kv get` and `request` print it: as it is into a pipe or a file, and
+/// on a terminal made harmless: text with its control characters (but line breaks and tabs)
+/// escaped as `\u{1b}`, anything else as `<N bytes: hex>`, so no stored value or reply can
+/// send escape sequences to the terminal.
+pub(crate) fn raw_or_escaped(value: &[u8], terminal: bool) -> std::borrow::Cow<'_, [u8]> {
+    if !terminal {
+        return value.into();
+    }
+    match std::str::from_utf8(value) {
+        Ok(text)
+            if !text
+                .chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\t') =>
+        {
+            value.into()
+        }
+        Ok(text) => text
+            .chars()
+            .fold(String::new(), |mut s, c| {
+                if c.is_control() && c != '\n' && c != '\t' {
+                    s.extend(c.escape_default());
+                } else {
+                    s.push(c);
+                }
+                s
+            })
+            .into_bytes()
+            .into(),
+        Err(_) => format!("<{} bytes: {}>", value.len(), hex(value))
+            .into_bytes()
+            .into(),
+    }
+}
+
 /// A whole payload: text as it is, anything else as hex.
 pub(crate) fn full(payload: &[u8]) -> String {
     match std::str::from_utf8(payload) {
@@ -304,6 +338,12 @@ mod tests {
         assert!(s.starts_with(&format!("\"{}\"", "x".repeat(60))));
         assert!(s.ends_with("…(100 bytes)"));
         assert_eq!(summary(&[0xff, 0x00]), "<2 bytes: ff00>");
+        assert_eq!(&*raw_or_escaped(b"a\x1b[2Jb", false), b"a\x1b[2Jb");
+        assert_eq!(
+            &*raw_or_escaped(b"a\x1b[2J\tb\n", true),
+            b"a\\u{1b}[2J\tb\n"
+        );
+        assert_eq!(&*raw_or_escaped(&[0xff, 0x00], true), b"<2 bytes: ff00>");
     }
 
     #[test]

@@ -785,3 +785,37 @@ async fn stats_shows_human_windows_byte_rates_and_peers() {
     );
     assert!(stdout.contains("BYTES/s"), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_escapes_control_characters_of_a_reply_on_a_terminal_only() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bus = bus(dir.path(), "request").await;
+    let _server = bus
+        .serve(
+            "evil.reply",
+            |_| async move { b"ok\x1b]0;pwned\x07".to_vec() },
+        )
+        .await
+        .expect("serve");
+    let (code, out) = common::run_in_pty(
+        dir.path(),
+        &["request", "--bus", "request", "evil.reply", "x"],
+    )
+    .await;
+    assert_eq!(code, 0, "{out:?}");
+    let out = String::from_utf8_lossy(&out);
+    assert!(
+        !out.contains(['\x1b', '\x07']),
+        "a control character reached the terminal raw: {out:?}"
+    );
+    assert!(out.contains(r"ok\u{1b}]0;pwned\u{7}"), "{out:?}");
+
+    // Into a pipe the reply stays exactly as sent.
+    let (code, stdout, stderr) = run(
+        dir.path(),
+        &["request", "--bus", "request", "evil.reply", "x"],
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "ok\x1b]0;pwned\x07\n");
+}

@@ -284,3 +284,63 @@ async fn room_join_prints_the_history_then_live_messages() {
     );
     assert_eq!(child.wait().await.expect("wait").code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_join_escapes_control_characters_in_text_lines() {
+    let dir = tempdir();
+    let bus = bus(dir.path(), "chat").await;
+    let room = bus
+        .room("lobby", RoomOptions::default())
+        .await
+        .expect("room");
+    room.send(b"hi\x1b[2J\x07").await.expect("send");
+    let (code, out, err) = run(
+        dir.path(),
+        &["room", "--bus", "chat", "join", "lobby", "--count", "1"],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !out.contains(['\x1b', '\x07']),
+        "a control character reached the output raw: {out:?}"
+    );
+    assert!(
+        out.trim_end().ends_with(r#": "hi\u{1b}[2J\u{7}""#),
+        "{out:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_get_escapes_control_characters_on_a_terminal_only() {
+    let dir = tempdir();
+    let bus = bus(dir.path(), "kv").await;
+    let store = bus
+        .store("default", StoreOptions::default())
+        .await
+        .expect("store");
+    store.set("k", b"v\x1b[2J\x07", None).await.expect("set");
+    store.set("bin", [0xff_u8, 0x00], None).await.expect("set");
+
+    let (code, out) = common::run_in_pty(dir.path(), &["kv", "--bus", "kv", "get", "k"]).await;
+    assert_eq!(code, 0, "{out:?}");
+    let out = String::from_utf8_lossy(&out);
+    assert!(
+        !out.contains(['\x1b', '\x07']),
+        "a control character reached the terminal raw: {out:?}"
+    );
+    assert!(out.contains(r"v\u{1b}[2J\u{7}"), "{out:?}");
+    let (code, out) = common::run_in_pty(dir.path(), &["kv", "--bus", "kv", "get", "bin"]).await;
+    assert_eq!(code, 0, "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out).contains("<2 bytes: ff00>"),
+        "{out:?}"
+    );
+
+    // Into a pipe the value stays exactly as stored, for scripts.
+    let output = common::cli(dir.path())
+        .args(["kv", "--bus", "kv", "get", "k"])
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(output.stdout, b"v\x1b[2J\x07\n");
+}

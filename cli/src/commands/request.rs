@@ -41,10 +41,13 @@ pub(crate) async fn request(
     }
 }
 
-/// Writes a reply's payload as one line.
+/// Writes a reply's payload as one line (escaped on a terminal: `render::raw_or_escaped`).
 fn print_reply(payload: &[u8]) -> Result<(), Failure> {
+    use std::io::IsTerminal;
     let mut out = std::io::stdout().lock();
-    out.write_all(payload)?;
+    let terminal = out.is_terminal();
+    let payload = crate::render::raw_or_escaped(payload, terminal);
+    out.write_all(&payload)?;
     if !payload.ends_with(b"\n") {
         out.write_all(b"\n")?;
     }

@@ -26,6 +26,10 @@ pub(crate) struct KvArgs {
 #[derive(Debug, Subcommand)]
 enum KvCommand {
     /// Print the value of KEY; exit 1 if it has none (never set, deleted or expired).
+    ///
+    /// Into a pipe or a file the value is written as it is. On a terminal its control
+    /// characters (but line breaks and tabs) are escaped (`\u{1b}`) and a binary value shows
+    /// as `<N bytes: hex>`, so a stored value cannot send escape sequences to the terminal.
     #[command(after_help = "Examples:\n  \
         ephemeral kv get feature.dark-mode\n  \
         ephemeral kv --store sessions get user.42 --json")]
@@ -102,9 +106,10 @@ pub(crate) async fn kv(args: KvArgs) -> Result<(), Failure> {
             if json {
                 emit(&json_line(&EntryJson::of(&entry)));
             } else {
-                use std::io::Write;
+                use std::io::{IsTerminal, Write};
                 let mut out = std::io::stdout().lock();
-                out.write_all(entry.value())
+                let terminal = out.is_terminal();
+                out.write_all(&render::raw_or_escaped(entry.value(), terminal))
                     .and_then(|()| out.write_all(b"\n"))
                     .and_then(|()| out.flush())?;
             }

@@ -86,8 +86,10 @@ pub(crate) async fn room(args: RoomArgs) -> Result<(), Failure> {
 }
 
 fn message_text(m: &RoomMessage) -> String {
+    // Any sender's text: a control character (an escape sequence, a bell, a line break)
+    // shows quoted and escaped, so nothing in a room reaches the terminal raw.
     let body = match m.payload_str() {
-        Some(text) if !text.contains(['\n', '\r']) => text.to_owned(),
+        Some(text) if !text.chars().any(char::is_control) => text.to_owned(),
         _ => render::summary(m.payload()),
     };
     format!(

@@ -119,3 +119,52 @@ pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Runs the binary in a pseudo-terminal (stdout is a terminal) to completion, at most
+/// `PATIENCE`: exit code and every byte it wrote to the terminal.
+pub async fn run_in_pty(dir: &Path, args: &[&str]) -> (u32, Vec<u8>) {
+    use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+    use std::io::Read;
+    let pair = native_pty_system()
+        .openpty(PtySize {
+            rows: 24,
+            cols: 200,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .expect("a pty");
+    let mut command = CommandBuilder::new(env!("CARGO_BIN_EXE_ephemeral"));
+    command.args(args);
+    command.env("EPHEMERAL_BUS_DIR", dir);
+    for var in [
+        "EPHEMERAL_BUS",
+        "EPHEMERAL_NATS",
+        "EPHEMERAL_NATS_PREFIX",
+        "EPHEMERAL_NATS_CREDS",
+    ] {
+        command.env_remove(var);
+    }
+    let mut child = pair.slave.spawn_command(command).expect("spawn in the pty");
+    drop(pair.slave);
+    let mut reader = pair.master.try_clone_reader().expect("pty reader");
+    let what = args.join(" ");
+    let read = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 8192];
+        // Ends at end of file or EIO, once the child has exited and closed the terminal.
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        let code = child.wait().expect("wait").exit_code();
+        (code, out)
+    });
+    let result = tokio::time::timeout(PATIENCE, read)
+        .await
+        .unwrap_or_else(|_| panic!("`ephemeral {what}` did not finish in a terminal"))
+        .expect("the reader thread");
+    drop(pair.master);
+    result
+}
