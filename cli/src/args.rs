@@ -84,6 +84,17 @@ pub(crate) fn watch_pattern(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
+/// A coordinator name pattern for `ops`: any pattern but one that can match nothing at all.
+pub(crate) fn coordinator_pattern(s: &str) -> Result<String, String> {
+    if s.split(',').all(str::is_empty) {
+        return Err(format!(
+            "the pattern `{s}` is empty and matches no coordinator: give its published name \
+             or a pattern such as '*' (every coordinator)"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
 /// The bus name variable, read when `--bus` is not given.
 pub(crate) const BUS_ENV: &str = "EPHEMERAL_BUS";
 

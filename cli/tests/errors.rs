@@ -315,6 +315,21 @@ async fn completions_into_a_closed_pipe_exit_0_without_a_panic() {
     }
 }
 
+/// `ops ''` looked for publishers, then exited 1 ("no coordinator named ``"): a pattern that
+/// matches nothing is a usage mistake, refused with exit 2 as `watch ''` is.
+#[tokio::test]
+async fn an_empty_ops_pattern_exits_2_with_a_hint() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for pattern in ["", ","] {
+        let (code, _, stderr) = run(dir.path(), &["ops", "--create", pattern]).await;
+        assert_eq!(code, 2, "{pattern:?}: {stderr}");
+        assert!(
+            stderr.contains("matches no coordinator") && stderr.contains("'*'"),
+            "{stderr}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn an_empty_watch_pattern_exits_2_with_a_hint() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -56,7 +56,8 @@ pub(crate) struct TopArgs {
 pub(crate) struct OpsArgs {
     #[command(flatten)]
     pub(crate) bus: crate::args::BusArgs,
-    /// The coordinator's published name (a pattern: `*`, `?`, `,`).
+    /// The coordinator's published name (a pattern: `*`, `?`, `,`; an empty one is refused).
+    #[arg(value_parser = crate::args::coordinator_pattern)]
     pub(crate) name: String,
     /// Only operations in these states: pending, running, completed, failed, cancelled
     /// (repeatable, or comma-separated).
