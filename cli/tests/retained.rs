@@ -343,4 +343,13 @@ async fn kv_get_escapes_control_characters_on_a_terminal_only() {
         .await
         .expect("run");
     assert_eq!(output.stdout, b"v\x1b[2J\x07\n");
+    // A value that ends its own line is not given a second line break (it was: a file set
+    // with `kv set k - < f` came back from `kv get k > g` with its last newline doubled).
+    store.set("line", b"one\ntwo\n", None).await.expect("set");
+    let output = common::cli(dir.path())
+        .args(["kv", "--bus", "kv", "get", "line"])
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(output.stdout, b"one\ntwo\n");
 }

@@ -109,9 +109,14 @@ pub(crate) async fn kv(args: KvArgs) -> Result<(), Failure> {
                 use std::io::{IsTerminal, Write};
                 let mut out = std::io::stdout().lock();
                 let terminal = out.is_terminal();
-                out.write_all(&render::raw_or_escaped(entry.value(), terminal))
-                    .and_then(|()| out.write_all(b"\n"))
-                    .and_then(|()| out.flush())?;
+                let value = render::raw_or_escaped(entry.value(), terminal);
+                out.write_all(&value)?;
+                // One line, as `request` prints a reply: a value ending in a line break is
+                // not given a second one (`kv set k - < f; kv get k > g` gives f back).
+                if !value.ends_with(b"\n") {
+                    out.write_all(b"\n")?;
+                }
+                out.flush()?;
             }
             Ok(())
         }
