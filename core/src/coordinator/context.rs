@@ -197,7 +197,13 @@ impl OperationContext {
         if let Some(key) = self.rendered_key() {
             builder = builder.key(key.clone());
         }
-        self.slot.shared.mark(self.id);
+        // Only while the operation runs: a context kept past its operation (moved into a
+        // spawned task) would otherwise mark ids that eviction already took, for good (the
+        // set grew by one for each such late raise). Its signal still goes to the sink; only
+        // the best-effort copy in the operation's echo misses it.
+        if self.slot.runs(self.id) {
+            self.slot.shared.mark(self.id);
+        }
         self.slot.shared.sink.raise_with(builder)
     }
 
@@ -226,5 +232,43 @@ impl fmt::Debug for OperationContext {
             .field("key", &self.key())
             .field("cancelled", &self.is_cancelled())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context(slot: &Arc<Slot>, id: OperationId) -> OperationContext {
+        OperationContext {
+            id,
+            key: None,
+            key_text: OnceLock::new(),
+            token: OnceLock::new(),
+            slot: Arc::clone(slot),
+        }
+    }
+
+    /// A context that outlives its operation (moved into a spawned task, raising after the
+    /// operation ended and was evicted) leaves nothing behind: it used to mark its id in the
+    /// set only eviction clears, one entry more for good per such raise.
+    #[test]
+    fn a_raise_after_the_operation_ended_marks_nothing() {
+        let shared = Arc::new(ContextShared::new(SignalSink::default()));
+        let slot = Arc::new(Slot::new(Arc::clone(&shared)));
+        let id = OperationId::next();
+        let ctx = context(&slot, id);
+        slot.set_running(Some(id));
+        ctx.signal("during.run").expect("raised");
+        assert!(
+            shared.take(id),
+            "a raise while running is marked for the echo"
+        );
+        slot.set_running(None);
+        for _ in 0..3 {
+            ctx.signal("after.the.end").expect("raised all the same");
+        }
+        assert_eq!(shared.signalled_len.load(Ordering::Relaxed), 0);
+        assert_eq!(shared.sink.count("after.the.end"), 3);
     }
 }
