@@ -103,7 +103,8 @@ pub(crate) struct Board {
 
 impl Board {
     /// Takes a frame: the publisher's latest state, or its goodbye.
-    pub(crate) fn apply(&mut self, frame: StateFrame, now: Instant) {
+    pub(crate) fn apply(&mut self, mut frame: StateFrame, now: Instant) {
+        super::fmt::clean_frame(&mut frame);
         match frame.state {
             State::Stopped => {
                 self.entries.remove(&frame.publisher.id);

@@ -54,6 +54,20 @@ pub(crate) fn deferred(c: &CoordinatorState) -> String {
     }
 }
 
+/// A frame made safe to print: the publisher's name and program, free text from another
+/// process, get their control characters shown as spaces (as keys, payloads and errors are
+/// where they are printed), so no publisher can send escape sequences to the terminal.
+pub(crate) fn clean_frame(frame: &mut ephemeral_bus::inspect::StateFrame) {
+    for text in [
+        &mut frame.publisher.name,
+        &mut frame.publisher.process.program,
+    ] {
+        if text.contains(char::is_control) {
+            *text = one_line(text);
+        }
+    }
+}
+
 /// Text on one line: control characters shown as spaces.
 pub(crate) fn one_line(text: &str) -> String {
     text.chars()
@@ -64,6 +78,20 @@ pub(crate) fn one_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A publisher's name and program are another process's text: our publishers refuse
+    /// control characters in names, but any process can send a frame of its own (over NATS,
+    /// any client can publish on the subject) and a program's file name can hold anything.
+    /// They were printed raw by `signals`, `top` and `ops`.
+    #[test]
+    fn a_frame_is_cleaned_of_control_characters_in_names() {
+        let json = r#"{"version":1,"publisher":{"id":"00000000000000ff","name":"pay\u001b[2J\u0007ments","process":{"pid":7,"program":"prog\u001b]0;title\u0007","origin":"0000000000000001"}},"sent_at_ms":1,"interval_ms":250,"sequence":1,"state":{"kind":"later"}}"#;
+        let mut frame = ephemeral_bus::inspect::StateFrame::decode(json.as_bytes()).unwrap();
+        clean_frame(&mut frame);
+        assert_eq!(frame.publisher.name, "pay [2J ments");
+        assert_eq!(frame.publisher.process.program, "prog ]0;title ");
+        assert_eq!(process(&frame.publisher), "prog ]0;title :7");
+    }
 
     #[test]
     fn durations_and_rates_are_short() {

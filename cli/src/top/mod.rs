@@ -180,7 +180,9 @@ pub(crate) async fn snapshot<T: StateTransport>(
     watcher: &mut StateWatcher<T>,
     wait: Duration,
 ) -> Result<Vec<StateFrame>, Failure> {
-    watcher.collect(wait).await.map_err(inspect_failure)
+    let mut frames = watcher.collect(wait).await.map_err(inspect_failure)?;
+    frames.iter_mut().for_each(fmt::clean_frame);
+    Ok(frames)
 }
 
 /// `ephemeral top`.
