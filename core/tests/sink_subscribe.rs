@@ -413,3 +413,26 @@ async fn expiry_and_lag_are_counted_apart() {
         (4, 1, 2, 0)
     );
 }
+
+/// Dropping a listener drops what its callback captured at once, outside the sink's lock. A
+/// captured `Hold` of the same sink used to stay alive in the route cached on the name, and
+/// be dropped under the sink's lock when that route was recomputed at the next raise: the
+/// hold's release took the lock again and the raise deadlocked.
+#[test]
+fn a_dropped_listener_releases_what_it_captured_without_deadlock() {
+    let sink = SignalSink::default();
+    // Keeps the registry non-empty, so the next raise of `a` recomputes its route.
+    let _other = sink.watch("other");
+    let hold = sink.hold("cond").unwrap();
+    let listener = sink.on_signal("a", move |_| {
+        let _ = &hold;
+    });
+    sink.raise("a").unwrap();
+    drop(listener);
+    assert!(
+        sink.holds("cond").is_empty(),
+        "the captured hold is released"
+    );
+    sink.raise("a").unwrap();
+    assert_eq!(sink.count("a"), 2);
+}

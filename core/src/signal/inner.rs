@@ -103,7 +103,12 @@ impl Inner {
             }
             removed
         };
-        // Dropped outside the lock: a listener's captured state may own another sink handle.
+        // Dropped outside the lock: a listener's captured state may own another sink handle,
+        // or a `Hold` or `Watch` of this one, whose drop takes the lock. Cached routes keep
+        // the listener itself and drop it under the lock later: its callback goes now.
+        if let Some(Target::Listener(listener)) = &removed {
+            drop(listener.take_callback());
+        }
         drop(removed);
     }
 
