@@ -73,6 +73,13 @@ impl ListenerShared {
 /// sink's error callback ([`SinkOptions::on_error`](crate::SinkOptions::on_error)); it never
 /// disturbs `raise` or the other listeners.
 ///
+/// A listener's own raises run their listeners before returning, on the same thread. So that
+/// a reaction which raises what it reacts to (directly or through other sinks) cannot recurse
+/// until the stack overflows, listeners nested [`max_depth`](crate::SinkOptions::max_depth)
+/// deep on one thread (10 by default) are not called; each call skipped is reported to the
+/// error callback. The signal itself is raised. Use
+/// [`raise_caused`](SignalSink::raise_caused) to refuse a looping reaction where it starts.
+///
 /// A listener does not keep the sink alive; it stops when the last handle that does is gone.
 #[must_use = "the listener is unregistered as soon as this guard is dropped"]
 pub struct Listener {
