@@ -413,3 +413,67 @@ async fn expiry_and_lag_are_counted_apart() {
         (4, 1, 2, 0)
     );
 }
+
+/// Dropping a listener drops what its callback captured at once, outside the sink's lock. A
+/// captured `Hold` of the same sink used to stay alive in the route cached on the name, and
+/// be dropped under the sink's lock when that route was recomputed at the next raise: the
+/// hold's release took the lock again and the raise deadlocked.
+#[test]
+fn a_dropped_listener_releases_what_it_captured_without_deadlock() {
+    let sink = SignalSink::default();
+    // Keeps the registry non-empty, so the next raise of `a` recomputes its route.
+    let _other = sink.watch("other");
+    let hold = sink.hold("cond").unwrap();
+    let listener = sink.on_signal("a", move |_| {
+        let _ = &hold;
+    });
+    sink.raise("a").unwrap();
+    drop(listener);
+    assert!(
+        sink.holds("cond").is_empty(),
+        "the captured hold is released"
+    );
+    sink.raise("a").unwrap();
+    assert_eq!(sink.count("a"), 2);
+}
+
+/// A listener that reacts with a plain `raise` of what it hears used to recurse until the
+/// stack overflowed (aborting the process): the propagation guards only applied to
+/// `raise_caused`. Listeners nested `max_depth` deep on one thread are now not called, and
+/// each skipped call is reported; the signals themselves are raised.
+#[test]
+fn a_listener_that_raises_what_it_hears_stops_at_max_depth() {
+    let failures = Arc::new(Mutex::new(Vec::<HandlerFailure>::new()));
+    let seen = failures.clone();
+    let sink = SignalSink::new(
+        SinkOptions::default()
+            .max_depth(3)
+            .on_error(move |f| seen.lock().unwrap().push(f.clone())),
+    )
+    .unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    let again = sink.clone();
+    let _echo = sink.on_signal("loop", move |_| {
+        // Bounded here so that the old code ends too (at 1000 calls instead of 3).
+        if counter.fetch_add(1, Ordering::Relaxed) < 1000 {
+            let _ = again.raise("loop");
+        }
+    });
+    sink.raise("loop").unwrap();
+    assert_eq!(calls.load(Ordering::Relaxed), 3);
+    assert_eq!(sink.count("loop"), 4);
+    let failures = failures.lock().unwrap();
+    assert_eq!(failures.len(), 1);
+    assert!(!failures[0].panicked);
+    assert!(
+        failures[0].message.contains("nested 3 deep"),
+        "{}",
+        failures[0].message
+    );
+    assert_eq!(sink.stats().handler_failures, 1);
+    drop(failures);
+    // The depth is back to zero afterwards: the next raise runs the same chain again.
+    sink.raise("loop").unwrap();
+    assert_eq!(calls.load(Ordering::Relaxed), 6);
+}

@@ -1,6 +1,7 @@
 //! `Inner`: what every handle of one sink shares — the window behind its one lock, the
 //! sink's fixed limits and the error reporting of its callbacks.
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use hashbrown::DefaultHashBuilder;
@@ -14,6 +15,20 @@ use super::signal::Rare;
 use super::state::{Extras, NameKey, State};
 use crate::sync::{Mutex, MutexGuard, lock};
 use crate::{Buffer, Name, Signal, SignalBuilder};
+
+thread_local! {
+    /// How many `run_listeners` calls are running on this thread, one inside the other.
+    static LISTENER_DEPTH: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Puts the listener depth back when the listeners of one signal are done.
+struct RestoreDepth(usize);
+
+impl Drop for RestoreDepth {
+    fn drop(&mut self) {
+        LISTENER_DEPTH.set(self.0);
+    }
+}
 
 pub(crate) struct Inner {
     pub(crate) id: u64,
@@ -103,7 +118,12 @@ impl Inner {
             }
             removed
         };
-        // Dropped outside the lock: a listener's captured state may own another sink handle.
+        // Dropped outside the lock: a listener's captured state may own another sink handle,
+        // or a `Hold` or `Watch` of this one, whose drop takes the lock. Cached routes keep
+        // the listener itself and drop it under the lock later: its callback goes now.
+        if let Some(Target::Listener(listener)) = &removed {
+            drop(listener.take_callback());
+        }
         drop(removed);
     }
 
@@ -121,14 +141,42 @@ impl Inner {
     }
 
     /// Runs the listeners of `route` on `signal`, after the lock was released.
+    ///
+    /// A listener that raises runs the listeners of that signal before it returns, on the same
+    /// thread; a reaction that raises what it reacts to (directly, or through other sinks)
+    /// would recurse until the stack overflows. So listeners nested `max_depth` deep on this
+    /// thread, whatever the sinks, are not called: each is reported to the error callback.
     pub(crate) fn run_listeners(&self, signal: &Signal, route: Option<Arc<[Target]>>) {
         let Some(route) = route else {
             return;
         };
-        for target in route.iter() {
-            if let Target::Listener(listener) = target {
-                listener.call(self, signal);
+        let mut listeners = route.iter().filter_map(|target| match target {
+            Target::Listener(listener) => Some(listener),
+            _ => None,
+        });
+        let Some(first) = listeners.next() else {
+            return;
+        };
+        let depth = LISTENER_DEPTH.get();
+        if depth >= self.max_depth {
+            for listener in std::iter::once(first).chain(listeners) {
+                self.report(HandlerFailure {
+                    pattern: listener.pattern.to_string(),
+                    signal: signal.name().to_string(),
+                    panicked: false,
+                    message: format!(
+                        "listener not called: listeners are nested {depth} deep on this thread, this sink's max_depth: a listener that raises is probably looping"
+                    ),
+                });
             }
+            return;
+        }
+        LISTENER_DEPTH.set(depth + 1);
+        // Restored even if a listener unwinds (a panic in the error callback is caught too,
+        // but a guard costs nothing).
+        let _restore = RestoreDepth(depth);
+        for listener in std::iter::once(first).chain(listeners) {
+            listener.call(self, signal);
         }
     }
 

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
+use arc_swap::ArcSwapOption;
 use futures::{FutureExt, StreamExt};
 
 use super::error::HandlerError;
@@ -18,15 +19,36 @@ pub(crate) type Callback = Box<dyn Fn(&Signal) + Send + Sync>;
 
 pub(crate) struct ListenerShared {
     pub(crate) pattern: Pattern,
-    pub(crate) callback: Callback,
+    /// `None` once unregistered. Name entries cache their routes (clones of this `Arc`) under
+    /// the sink's lock and drop them there when a route is recomputed or a name reclaimed, so
+    /// the callback (and whatever it captured: a `Hold` or a `Watch` of the same sink, whose
+    /// drop takes that lock) is taken out when the listener is unregistered, outside the lock.
+    callback: ArcSwapOption<Callback>,
 }
 
 impl ListenerShared {
+    pub(crate) fn new(pattern: Pattern, callback: Callback) -> Self {
+        Self {
+            pattern,
+            callback: ArcSwapOption::from_pointee(callback),
+        }
+    }
+
+    /// Takes the callback out, so that it is dropped by the caller (outside the sink's lock)
+    /// or by a call still running it, never with a cached route.
+    pub(crate) fn take_callback(&self) -> Option<Arc<Callback>> {
+        self.callback.swap(None)
+    }
+
     /// Runs the callback, turning a panic into a report instead of unwinding into `raise`.
     pub(crate) fn call(&self, inner: &Inner, signal: &Signal) {
+        // An unregistered listener is not called, even from a route taken before.
+        let Some(callback) = self.callback.load_full() else {
+            return;
+        };
         // Outside any operation: `current_operation()` is `None` in listeners, as documented.
         let outcome = crate::current::outside_any(|| {
-            std::panic::catch_unwind(AssertUnwindSafe(|| (self.callback)(signal)))
+            std::panic::catch_unwind(AssertUnwindSafe(|| callback(signal)))
         });
         if let Err(panic) = outcome {
             inner.report(HandlerFailure {
@@ -39,7 +61,9 @@ impl ListenerShared {
     }
 }
 
-/// A registered synchronous listener; dropping it unregisters the callback.
+/// A registered synchronous listener; dropping it unregisters the callback and drops it, with
+/// what it captured, at once (outside the sink's lock: it may capture a [`Hold`](crate::Hold)
+/// or a [`Watch`](crate::Watch) of the same sink).
 ///
 /// Made by [`SignalSink::on_signal`]. The callback runs on the thread that raised the
 /// signal, after the sink's lock is released, so it may raise again (a reaction) or query the
@@ -48,6 +72,13 @@ impl ListenerShared {
 /// [`SignalSink::on_signal_async`]. A panicking callback is caught and reported to the
 /// sink's error callback ([`SinkOptions::on_error`](crate::SinkOptions::on_error)); it never
 /// disturbs `raise` or the other listeners.
+///
+/// A listener's own raises run their listeners before returning, on the same thread. So that
+/// a reaction which raises what it reacts to (directly or through other sinks) cannot recurse
+/// until the stack overflows, listeners nested [`max_depth`](crate::SinkOptions::max_depth)
+/// deep on one thread (10 by default) are not called; each call skipped is reported to the
+/// error callback. The signal itself is raised. Use
+/// [`raise_caused`](SignalSink::raise_caused) to refuse a looping reaction where it starts.
 ///
 /// A listener does not keep the sink alive; it stops when the last handle that does is gone.
 #[must_use = "the listener is unregistered as soon as this guard is dropped"]
@@ -130,10 +161,7 @@ impl SignalSink {
         f: impl Fn(&Signal) + Send + Sync + 'static,
     ) -> Listener {
         let pattern = Pattern::new(pattern);
-        let shared = Arc::new(ListenerShared {
-            pattern: pattern.clone(),
-            callback: Box::new(f),
-        });
+        let shared = Arc::new(ListenerShared::new(pattern.clone(), Box::new(f)));
         let registration = Registration::new(
             &self.inner,
             pattern.clone(),

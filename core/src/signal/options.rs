@@ -168,7 +168,9 @@ impl SinkOptions {
 
     /// The deepest signal [`raise_caused`](crate::SignalSink::raise_caused) accepts: a signal
     /// raised on its own has depth 1, one it caused depth 2, so `max_depth(2)` refuses the
-    /// third link of a chain.
+    /// third link of a chain. It also bounds how deeply listeners may nest on one thread
+    /// (a listener that raises runs that signal's listeners): see
+    /// [`Listener`](crate::Listener).
     pub fn max_depth(mut self, depth: usize) -> Self {
         self.max_depth = depth;
         self
