@@ -499,3 +499,82 @@ async fn without_jetstream_stores_rooms_and_durables_say_to_enable_it() {
         );
     }
 }
+
+/// Attaching without bounds (`subscribe_durable`, as the README's bus example does) keeps
+/// the bounds an existing subscription was given, on both backends: the same call moves
+/// from the bus to NATS unchanged.
+async fn attaching_without_bounds_keeps_them<R: Retained, F: std::future::Future<Output = ()>>(
+    backend: &R,
+    publish: impl Fn(String) -> F,
+) {
+    let bounds = DurableOptions::default()
+        .max_messages(3)
+        .max_bytes(1 << 20)
+        .max_age(Duration::from_millis(50));
+    let first = backend
+        .subscribe_durable_with("kept.*", "kept", bounds.clone())
+        .await
+        .expect("create with bounds");
+    drop(first);
+    let again = backend
+        .subscribe_durable("kept.*", "kept")
+        .await
+        .expect("attach without bounds");
+    assert_eq!(again.options(), &bounds, "the bounds it was given are kept");
+    drop(again);
+    for i in 0..5 {
+        publish(format!("kept.{i}")).await;
+    }
+    // Let the 50 ms age pass: the subscription keeps its age, so all five are gone.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    publish("kept.fresh".to_owned()).await;
+    let mut sub = backend
+        .subscribe_durable("kept.*", "kept")
+        .await
+        .expect("attach again");
+    assert_eq!(sub.options(), &bounds);
+    let mut lagged = 0;
+    loop {
+        match next(&mut sub).await {
+            Err(gap) => lagged += gap.0,
+            Ok(message) => {
+                assert_eq!(message.topic().as_str(), "kept.fresh");
+                break;
+            }
+        }
+    }
+    assert_eq!(lagged, 5, "the five older than the kept age were dropped");
+    sub.remove().await.expect("remove");
+
+    let fresh = backend
+        .subscribe_durable("fresh.*", "fresh")
+        .await
+        .expect("a new one without bounds");
+    assert_eq!(fresh.options(), &DurableOptions::default());
+    fresh.remove().await.expect("remove");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attaching_without_bounds_keeps_them_on_both_backends() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.expect("connect");
+    attaching_without_bounds_keeps_them(&nats, |topic| {
+        let nats = nats.clone();
+        async move {
+            nats.publish(&topic, "x").await.expect("publish");
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let bus =
+        ephemeral_bus::Bus::open_with("kept", ephemeral_bus::BusOptions::default().dir(dir.path()))
+            .await
+            .expect("open a bus");
+    attaching_without_bounds_keeps_them(&bus, |topic| {
+        let bus = bus.clone();
+        async move {
+            bus.publish(&topic, "x").await.expect("publish");
+        }
+    })
+    .await;
+}

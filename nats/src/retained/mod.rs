@@ -442,13 +442,23 @@ impl Retained for Nats {
         Ok(Room::from_backend(Arc::new(backend)))
     }
 
+    async fn subscribe_durable(
+        &self,
+        pattern: &str,
+        name: &str,
+    ) -> Result<DurableSubscription, StoreError> {
+        let backend = durable::NatsDurable::attach(self.clone(), pattern, name, None).await?;
+        Ok(DurableSubscription::from_backend(Box::new(backend)))
+    }
+
     async fn subscribe_durable_with(
         &self,
         pattern: &str,
         name: &str,
         options: DurableOptions,
     ) -> Result<DurableSubscription, StoreError> {
-        let backend = durable::NatsDurable::attach(self.clone(), pattern, name, options).await?;
+        let backend =
+            durable::NatsDurable::attach(self.clone(), pattern, name, Some(options)).await?;
         Ok(DurableSubscription::from_backend(Box::new(backend)))
     }
 }
