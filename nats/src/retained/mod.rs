@@ -160,25 +160,13 @@ pub(crate) fn check_payload(
 /// which every retained resource on NATS lives in: the stream and bucket calls would
 /// otherwise fail with the client's bare "jetstream unavailable". One request per open.
 pub(crate) async fn require_jetstream(nats: &Nats, op: &'static str) -> Result<(), StoreError> {
-    use async_nats::jetstream::context::AccountErrorKind;
-    match nats.jetstream().query_account().await {
-        Ok(_) => Ok(()),
-        Err(e)
-            if matches!(e.kind(), AccountErrorKind::JetStreamUnavailable)
-                || matches!(e.kind(), AccountErrorKind::JetStream(ref j)
-                    if matches!(j.error_code().0, 10039 | 10076)) =>
-        {
-            Err(StoreError::Backend {
-                backend: "nats",
-                op,
-                message: format!(
-                    "JetStream is not enabled on the server at {} ({e}): start nats-server with `-js` (or `jetstream: enabled` in its config), or enable it for this account",
-                    nats.url()
-                ),
-            })
-        }
-        // Anything else (a timeout, say) is left to the calls that follow, which say it too.
-        Err(_) => Ok(()),
+    match nats.jetstream_missing().await {
+        None => Ok(()),
+        Some(message) => Err(StoreError::Backend {
+            backend: "nats",
+            op,
+            message,
+        }),
     }
 }
 
