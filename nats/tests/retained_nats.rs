@@ -578,3 +578,41 @@ async fn attaching_without_bounds_keeps_them_on_both_backends() {
     })
     .await;
 }
+
+/// An owned value whose owner goes (here its connection is dropped; a killed process is
+/// the same: its liveness key is no longer refreshed) is removed within seconds while a
+/// watch is open, and the watcher hears `Deleted { cause: OwnerGone }` without reading
+/// the key, as on the bus.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_hears_an_owned_value_go_with_its_owner() {
+    let server = NatsServer::start().await;
+    let watcher = Nats::connect(&server.url()).await.expect("connect");
+    let store = watcher
+        .store("owned.watch", StoreOptions::default())
+        .await
+        .expect("store");
+    let mut watch = store.watch("worker.*").await.expect("watch");
+    {
+        let owner = Nats::connect(&server.url()).await.expect("connect");
+        let theirs = owner
+            .store("owned.watch", StoreOptions::default())
+            .await
+            .expect("store");
+        theirs
+            .set_owned("worker.7", b"busy", None)
+            .await
+            .expect("set owned");
+        assert!(matches!(
+            next(&mut watch).await.expect("no lag"),
+            StoreEvent::Set(entry) if entry.key().as_str() == "worker.7"
+        ));
+    } // The owner goes: its liveness key lapses within seconds.
+    match next(&mut watch).await.expect("no lag") {
+        StoreEvent::Deleted { key, cause, .. } => {
+            assert_eq!(key.as_str(), "worker.7");
+            assert_eq!(cause, ephemeral_bus::retained::Removal::OwnerGone);
+        }
+        other => panic!("expected the owned value's removal, got {other:?}"),
+    }
+    assert_eq!(store.get("worker.7").await.expect("get"), None);
+}

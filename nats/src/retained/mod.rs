@@ -279,7 +279,7 @@ impl Shared {
 
 /// Aborts the heartbeat task when the connection's last handle goes.
 #[derive(Debug)]
-struct Heartbeat(tokio::task::JoinHandle<()>);
+pub(crate) struct Heartbeat(pub(crate) tokio::task::JoinHandle<()>);
 
 impl Drop for Heartbeat {
     fn drop(&mut self) {
