@@ -616,3 +616,45 @@ async fn a_watcher_hears_an_owned_value_go_with_its_owner() {
     }
     assert_eq!(store.get("worker.7").await.expect("get"), None);
 }
+
+/// With the server down, a store's calls fail saying the connection is down and what to
+/// do, and opening a store fails at once saying so, rather than a bare "timed out" after
+/// every JetStream request's own timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_server_down_store_errors_say_the_connection_is_down() {
+    let mut server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.expect("connect");
+    let store = nats
+        .store("down", StoreOptions::default())
+        .await
+        .expect("store");
+    store.set("k", b"v", None).await.expect("set while up");
+    server.stop().await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while nats.is_connected() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the client never noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let set = store
+        .set("k", b"w", None)
+        .await
+        .expect_err("set while down");
+    let get = store.get("k").await.expect_err("get while down");
+    let open = nats
+        .store("down.other", StoreOptions::default())
+        .await
+        .map(|_| ())
+        .expect_err("open while down");
+    for (what, error) in [("set", set), ("get", get), ("open", open)] {
+        let text = error.to_string();
+        assert!(
+            matches!(error, StoreError::Backend { .. })
+                && text.contains("not connected to the NATS server")
+                && text.contains("nats.offline"),
+            "{what}: {text}"
+        );
+    }
+}

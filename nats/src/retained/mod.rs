@@ -160,6 +160,15 @@ pub(crate) fn check_payload(
 /// which every retained resource on NATS lives in: the stream and bucket calls would
 /// otherwise fail with the client's bare "jetstream unavailable". One request per open.
 pub(crate) async fn require_jetstream(nats: &Nats, op: &'static str) -> Result<(), StoreError> {
+    // Without a connection every JetStream call below would wait out its own timeout
+    // (tens of seconds in all) and then say only "timed out".
+    if !nats.is_connected() {
+        return Err(StoreError::Backend {
+            backend: "nats",
+            op,
+            message: not_connected(nats),
+        });
+    }
     match nats.jetstream_missing().await {
         None => Ok(()),
         Some(message) => Err(StoreError::Backend {
@@ -167,6 +176,32 @@ pub(crate) async fn require_jetstream(nats: &Nats, op: &'static str) -> Result<(
             op,
             message,
         }),
+    }
+}
+
+/// What to do when the connection is down.
+fn not_connected(nats: &Nats) -> String {
+    format!(
+        "not connected to the NATS server at {} right now (the client keeps reconnecting): check that it runs and is reachable, then retry; the `nats.offline` signal (Nats::connection_signals) is held until the connection is back",
+        nats.url()
+    )
+}
+
+/// `result`, its backend failure saying so when the connection is down (a bare "timed
+/// out" otherwise).
+pub(crate) fn offline<T>(nats: &Nats, result: Result<T, StoreError>) -> Result<T, StoreError> {
+    match result {
+        Err(StoreError::Backend {
+            backend,
+            op,
+            message,
+            ..
+        }) if !nats.is_connected() => Err(StoreError::Backend {
+            backend,
+            op,
+            message: format!("{message}: {}", not_connected(nats)),
+        }),
+        other => other,
     }
 }
 

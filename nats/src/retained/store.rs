@@ -569,11 +569,14 @@ impl StoreBackend for NatsStore {
             counted?;
             Ok(ack.sequence)
         }
+        .map(|r| super::offline(&self.nats, r))
         .boxed()
     }
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
-        async move { Ok(self.entry(key).await?.map(Entry::into_value)) }.boxed()
+        async move { Ok(self.entry(key).await?.map(Entry::into_value)) }
+            .map(|r| super::offline(&self.nats, r))
+            .boxed()
     }
 
     fn entry<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Entry>, StoreError>> {
@@ -586,6 +589,7 @@ impl StoreBackend for NatsStore {
                 .await?;
             Ok(live.then(|| raw.entry()))
         }
+        .map(|r| super::offline(&self.nats, r))
         .boxed()
     }
 
@@ -601,6 +605,7 @@ impl StoreBackend for NatsStore {
             let removed = self.remove(&raw, "deleted").await?;
             Ok(live && removed)
         }
+        .map(|r| super::offline(&self.nats, r))
         .boxed()
     }
 
@@ -615,11 +620,14 @@ impl StoreBackend for NatsStore {
             }
             Ok(removed)
         }
+        .map(|r| super::offline(&self.nats, r))
         .boxed()
     }
 
     fn entries(&self) -> BoxFuture<'_, Result<Vec<Entry>, StoreError>> {
-        self.live_entries().boxed()
+        self.live_entries()
+            .map(|r| super::offline(&self.nats, r))
+            .boxed()
     }
 
     fn history<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<Entry>, StoreError>> {
@@ -664,6 +672,7 @@ impl StoreBackend for NatsStore {
             }
             Ok(out)
         }
+        .map(|r| super::offline(&self.nats, r))
         .boxed()
     }
 
@@ -686,6 +695,7 @@ impl StoreBackend for NatsStore {
             stats.reclaimed = self.counter("reclaimed").await?;
             Ok(stats)
         }
+        .map(|r| super::offline(&self.nats, r))
         .boxed()
     }
 
