@@ -216,6 +216,28 @@ impl Nats {
         self.inner.client.server_info().version
     }
 
+    /// Why JetStream cannot be used here, saying what to do, when the server (or the
+    /// account) has none: the stream and bucket calls would otherwise fail with the
+    /// client's bare "jetstream unavailable" or "resource does not exist". `None` when it
+    /// is there, and when the question itself failed (a timeout, say: the calls that
+    /// follow say so). One request.
+    pub(crate) async fn jetstream_missing(&self) -> Option<String> {
+        use async_nats::jetstream::context::AccountErrorKind;
+        match self.jetstream().query_account().await {
+            Err(e)
+                if matches!(e.kind(), AccountErrorKind::JetStreamUnavailable)
+                    || matches!(e.kind(), AccountErrorKind::JetStream(ref j)
+                        if matches!(j.error_code().0, 10039 | 10076)) =>
+            {
+                Some(format!(
+                    "JetStream is not enabled on the server at {} ({e}): start nats-server with `-js` (or `jetstream: enabled` in its config), or enable it for this account",
+                    self.url()
+                ))
+            }
+            _ => None,
+        }
+    }
+
     /// The largest message (payload and headers) the server accepts, in bytes.
     #[must_use]
     pub fn max_payload(&self) -> usize {

@@ -709,3 +709,28 @@ async fn a_server_restart_during_intake_loses_nothing() {
     assert!(stats.redelivered >= stats.pulled - 1000, "{stats:?}");
     assert_eq!(coordinator.stats().completed, stats.pulled);
 }
+
+/// A work queue on a server (or account) without JetStream says to enable it, as stores,
+/// rooms and durable subscriptions do, rather than the client's bare "requested JetStream
+/// resource does not exist".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_jetstream_a_work_queue_says_to_enable_it() {
+    for keyed in [None, Some(4)] {
+        let server = NatsServer::start_with(&["--jetstream=false"]).await;
+        let nats = Nats::connect(&server.url()).await.expect("connect");
+        let mut options = WorkQueueOptions::default();
+        if let Some(p) = keyed {
+            options = options.partitions(p);
+        }
+        let error = nats
+            .work_queue("nojs", options)
+            .await
+            .map(|_| ())
+            .expect_err("no JetStream");
+        let text = error.to_string();
+        assert!(
+            text.contains("JetStream is not enabled") && text.contains("`-js`"),
+            "{text}"
+        );
+    }
+}

@@ -499,3 +499,162 @@ async fn without_jetstream_stores_rooms_and_durables_say_to_enable_it() {
         );
     }
 }
+
+/// Attaching without bounds (`subscribe_durable`, as the README's bus example does) keeps
+/// the bounds an existing subscription was given, on both backends: the same call moves
+/// from the bus to NATS unchanged.
+async fn attaching_without_bounds_keeps_them<R: Retained, F: std::future::Future<Output = ()>>(
+    backend: &R,
+    publish: impl Fn(String) -> F,
+) {
+    let bounds = DurableOptions::default()
+        .max_messages(3)
+        .max_bytes(1 << 20)
+        .max_age(Duration::from_millis(50));
+    let first = backend
+        .subscribe_durable_with("kept.*", "kept", bounds.clone())
+        .await
+        .expect("create with bounds");
+    drop(first);
+    let again = backend
+        .subscribe_durable("kept.*", "kept")
+        .await
+        .expect("attach without bounds");
+    assert_eq!(again.options(), &bounds, "the bounds it was given are kept");
+    drop(again);
+    for i in 0..5 {
+        publish(format!("kept.{i}")).await;
+    }
+    // Let the 50 ms age pass: the subscription keeps its age, so all five are gone.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    publish("kept.fresh".to_owned()).await;
+    let mut sub = backend
+        .subscribe_durable("kept.*", "kept")
+        .await
+        .expect("attach again");
+    assert_eq!(sub.options(), &bounds);
+    let mut lagged = 0;
+    loop {
+        match next(&mut sub).await {
+            Err(gap) => lagged += gap.0,
+            Ok(message) => {
+                assert_eq!(message.topic().as_str(), "kept.fresh");
+                break;
+            }
+        }
+    }
+    assert_eq!(lagged, 5, "the five older than the kept age were dropped");
+    sub.remove().await.expect("remove");
+
+    let fresh = backend
+        .subscribe_durable("fresh.*", "fresh")
+        .await
+        .expect("a new one without bounds");
+    assert_eq!(fresh.options(), &DurableOptions::default());
+    fresh.remove().await.expect("remove");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attaching_without_bounds_keeps_them_on_both_backends() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.expect("connect");
+    attaching_without_bounds_keeps_them(&nats, |topic| {
+        let nats = nats.clone();
+        async move {
+            nats.publish(&topic, "x").await.expect("publish");
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let bus =
+        ephemeral_bus::Bus::open_with("kept", ephemeral_bus::BusOptions::default().dir(dir.path()))
+            .await
+            .expect("open a bus");
+    attaching_without_bounds_keeps_them(&bus, |topic| {
+        let bus = bus.clone();
+        async move {
+            bus.publish(&topic, "x").await.expect("publish");
+        }
+    })
+    .await;
+}
+
+/// An owned value whose owner goes (here its connection is dropped; a killed process is
+/// the same: its liveness key is no longer refreshed) is removed within seconds while a
+/// watch is open, and the watcher hears `Deleted { cause: OwnerGone }` without reading
+/// the key, as on the bus.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_hears_an_owned_value_go_with_its_owner() {
+    let server = NatsServer::start().await;
+    let watcher = Nats::connect(&server.url()).await.expect("connect");
+    let store = watcher
+        .store("owned.watch", StoreOptions::default())
+        .await
+        .expect("store");
+    let mut watch = store.watch("worker.*").await.expect("watch");
+    {
+        let owner = Nats::connect(&server.url()).await.expect("connect");
+        let theirs = owner
+            .store("owned.watch", StoreOptions::default())
+            .await
+            .expect("store");
+        theirs
+            .set_owned("worker.7", b"busy", None)
+            .await
+            .expect("set owned");
+        assert!(matches!(
+            next(&mut watch).await.expect("no lag"),
+            StoreEvent::Set(entry) if entry.key().as_str() == "worker.7"
+        ));
+    } // The owner goes: its liveness key lapses within seconds.
+    match next(&mut watch).await.expect("no lag") {
+        StoreEvent::Deleted { key, cause, .. } => {
+            assert_eq!(key.as_str(), "worker.7");
+            assert_eq!(cause, ephemeral_bus::retained::Removal::OwnerGone);
+        }
+        other => panic!("expected the owned value's removal, got {other:?}"),
+    }
+    assert_eq!(store.get("worker.7").await.expect("get"), None);
+}
+
+/// With the server down, a store's calls fail saying the connection is down and what to
+/// do, and opening a store fails at once saying so, rather than a bare "timed out" after
+/// every JetStream request's own timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_server_down_store_errors_say_the_connection_is_down() {
+    let mut server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.expect("connect");
+    let store = nats
+        .store("down", StoreOptions::default())
+        .await
+        .expect("store");
+    store.set("k", b"v", None).await.expect("set while up");
+    server.stop().await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while nats.is_connected() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the client never noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let set = store
+        .set("k", b"w", None)
+        .await
+        .expect_err("set while down");
+    let get = store.get("k").await.expect_err("get while down");
+    let open = nats
+        .store("down.other", StoreOptions::default())
+        .await
+        .map(|_| ())
+        .expect_err("open while down");
+    for (what, error) in [("set", set), ("get", get), ("open", open)] {
+        let text = error.to_string();
+        assert!(
+            matches!(error, StoreError::Backend { .. })
+                && text.contains("not connected to the NATS server")
+                && text.contains("nats.offline"),
+            "{what}: {text}"
+        );
+    }
+}

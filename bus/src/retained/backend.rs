@@ -202,7 +202,16 @@ pub trait Retained: Send + Sync {
         options: RoomOptions,
     ) -> impl Future<Output = Result<Room, StoreError>> + Send;
 
-    /// Attaches to (creating if needed) the durable subscription `name` on `pattern`.
+    /// Attaches to (creating if needed with the default bounds) the durable subscription
+    /// `name` on `pattern`, keeping the bounds an existing one has.
+    fn subscribe_durable(
+        &self,
+        pattern: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<DurableSubscription, StoreError>> + Send;
+
+    /// Attaches to (creating if needed) the durable subscription `name` on `pattern`,
+    /// setting its bounds to `options`.
     fn subscribe_durable_with(
         &self,
         pattern: &str,

@@ -78,6 +78,14 @@ impl Retained for Bus {
         Bus::room(self, name, options).await
     }
 
+    async fn subscribe_durable(
+        &self,
+        pattern: &str,
+        name: &str,
+    ) -> Result<DurableSubscription, StoreError> {
+        Bus::subscribe_durable(self, pattern, name).await
+    }
+
     async fn subscribe_durable_with(
         &self,
         pattern: &str,

@@ -25,8 +25,9 @@
 //!
 //! A job whose node dies (or stays out of touch with the server for longer than
 //! `ack_wait`) before it is acknowledged runs again on another node. This is counted, not
-//! hidden: [`Job::delivered`] is the delivery count, [`IntakeStats::redelivered`] and
-//! [`QueueStats::redelivered`] count redeliveries, and a job that never completes within
+//! hidden: [`Job::delivered`] is the delivery count, [`IntakeStats::redelivered`] counts
+//! the redeliveries a node pulled (for good), [`QueueStats::redelivered`] those held
+//! unacknowledged now (0 once they are done), and a job that never completes within
 //! `max_deliver` deliveries ends in the dead-letter stream ([`WorkQueue::dead_letters`]).
 //! For side effects that must not repeat, [`Claims`] claims a job id across nodes.
 //!

@@ -152,7 +152,9 @@ impl Nats {
     /// queue's), [`QueueError::Incompatible`] for a work or dead-letter stream of that name
     /// set up otherwise (another retention, other subjects, plain vs keyed, another
     /// partition count),
-    /// [`NatsError::ServerTooOld`] (a keyed queue needs 2.11), or the server's refusal.
+    /// [`NatsError::ServerTooOld`] (a keyed queue needs 2.11), [`NatsError::Client`] saying
+    /// to enable JetStream when the server (or the account) has none, or the server's
+    /// refusal.
     pub async fn work_queue(
         &self,
         name: &str,
@@ -180,6 +182,13 @@ impl WorkQueue {
         match options.partitions {
             Some(_) => nats.require_server("2.11.0", "keyed work queues (pinned consumers)")?,
             None => nats.require_server("2.10.0", "work queues")?,
+        }
+        if let Some(message) = nats.jetstream_missing().await {
+            return Err(NatsError::Client {
+                op: "open a work queue",
+                message,
+            }
+            .into());
         }
         let js = nats.jetstream();
         let (subjects, transform) = match options.partitions {

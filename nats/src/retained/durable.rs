@@ -25,6 +25,27 @@ use crate::{Nats, headers};
 
 const META_NAME: &str = "ephemeral.name";
 const META_PATTERN: &str = "ephemeral.pattern";
+/// The max age asked, in milliseconds (the stream's own is at least 100 ms).
+const META_MAX_AGE: &str = "ephemeral.max_age_ms";
+
+/// The bounds an existing subscription's stream was given.
+fn kept_options(config: &stream::Config) -> DurableOptions {
+    let bound = |n: i64| u64::try_from(n).unwrap_or(u64::MAX);
+    let age = config
+        .metadata
+        .get(META_MAX_AGE)
+        .and_then(|ms| ms.parse().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(if config.max_age.is_zero() {
+            Duration::MAX
+        } else {
+            config.max_age
+        });
+    DurableOptions::default()
+        .max_messages(bound(config.max_messages))
+        .max_bytes(bound(config.max_bytes))
+        .max_age(age)
+}
 
 /// An attached durable subscription.
 pub(crate) struct NatsDurable {
@@ -59,9 +80,13 @@ impl NatsDurable {
         nats: Nats,
         pattern: &str,
         name: &str,
-        options: DurableOptions,
+        options: Option<DurableOptions>,
     ) -> Result<Self, StoreError> {
-        let (name, _) = check_durable(pattern, name, &options)?;
+        let (name, _) = check_durable(
+            pattern,
+            name,
+            options.as_ref().unwrap_or(&DurableOptions::default()),
+        )?;
         let routed = subject::routed(nats.prefix(), pattern).map_err(|e| fail("subscribe")(&e))?;
         super::require_jetstream(&nats, "subscribe").await?;
         let js = nats.jetstream().clone();
@@ -80,6 +105,15 @@ impl NatsDurable {
                 name: name.to_string(),
             });
         };
+        let existing = js
+            .get_stream(resource_name(nats.prefix(), "DUR", &name))
+            .await;
+        // Without bounds, an existing subscription keeps its own (as on the bus).
+        let options = match (options, &existing) {
+            (Some(options), _) => options,
+            (None, Ok(stream)) => kept_options(&stream.cached_info().config),
+            (None, Err(_)) => DurableOptions::default(),
+        };
         let (max_age, read_age) = super::stream_age(options.get_max_age());
         let config = stream::Config {
             name: resource_name(nats.prefix(), "DUR", &name),
@@ -93,6 +127,10 @@ impl NatsDurable {
             metadata: HashMap::from([
                 (META_NAME.to_owned(), name.to_string()),
                 (META_PATTERN.to_owned(), pattern.to_owned()),
+                (
+                    META_MAX_AGE.to_owned(),
+                    options.get_max_age().as_millis().to_string(),
+                ),
             ]),
             ..Default::default()
         };
@@ -110,7 +148,7 @@ impl NatsDurable {
                 },
             }
         };
-        let stream = match js.get_stream(&config.name).await {
+        let stream = match existing {
             Ok(mut stream) => {
                 let current = stream.info().await.or_fail("subscribe")?.config.clone();
                 // Attaching with other bounds (or pattern) changes them from now on.

@@ -160,25 +160,48 @@ pub(crate) fn check_payload(
 /// which every retained resource on NATS lives in: the stream and bucket calls would
 /// otherwise fail with the client's bare "jetstream unavailable". One request per open.
 pub(crate) async fn require_jetstream(nats: &Nats, op: &'static str) -> Result<(), StoreError> {
-    use async_nats::jetstream::context::AccountErrorKind;
-    match nats.jetstream().query_account().await {
-        Ok(_) => Ok(()),
-        Err(e)
-            if matches!(e.kind(), AccountErrorKind::JetStreamUnavailable)
-                || matches!(e.kind(), AccountErrorKind::JetStream(ref j)
-                    if matches!(j.error_code().0, 10039 | 10076)) =>
-        {
-            Err(StoreError::Backend {
-                backend: "nats",
-                op,
-                message: format!(
-                    "JetStream is not enabled on the server at {} ({e}): start nats-server with `-js` (or `jetstream: enabled` in its config), or enable it for this account",
-                    nats.url()
-                ),
-            })
-        }
-        // Anything else (a timeout, say) is left to the calls that follow, which say it too.
-        Err(_) => Ok(()),
+    // Without a connection every JetStream call below would wait out its own timeout
+    // (tens of seconds in all) and then say only "timed out".
+    if !nats.is_connected() {
+        return Err(StoreError::Backend {
+            backend: "nats",
+            op,
+            message: not_connected(nats),
+        });
+    }
+    match nats.jetstream_missing().await {
+        None => Ok(()),
+        Some(message) => Err(StoreError::Backend {
+            backend: "nats",
+            op,
+            message,
+        }),
+    }
+}
+
+/// What to do when the connection is down.
+fn not_connected(nats: &Nats) -> String {
+    format!(
+        "not connected to the NATS server at {} right now (the client keeps reconnecting): check that it runs and is reachable, then retry; the `nats.offline` signal (Nats::connection_signals) is held until the connection is back",
+        nats.url()
+    )
+}
+
+/// `result`, its backend failure saying so when the connection is down (a bare "timed
+/// out" otherwise).
+pub(crate) fn offline<T>(nats: &Nats, result: Result<T, StoreError>) -> Result<T, StoreError> {
+    match result {
+        Err(StoreError::Backend {
+            backend,
+            op,
+            message,
+            ..
+        }) if !nats.is_connected() => Err(StoreError::Backend {
+            backend,
+            op,
+            message: format!("{message}: {}", not_connected(nats)),
+        }),
+        other => other,
     }
 }
 
@@ -291,7 +314,7 @@ impl Shared {
 
 /// Aborts the heartbeat task when the connection's last handle goes.
 #[derive(Debug)]
-struct Heartbeat(tokio::task::JoinHandle<()>);
+pub(crate) struct Heartbeat(pub(crate) tokio::task::JoinHandle<()>);
 
 impl Drop for Heartbeat {
     fn drop(&mut self) {
@@ -442,13 +465,23 @@ impl Retained for Nats {
         Ok(Room::from_backend(Arc::new(backend)))
     }
 
+    async fn subscribe_durable(
+        &self,
+        pattern: &str,
+        name: &str,
+    ) -> Result<DurableSubscription, StoreError> {
+        let backend = durable::NatsDurable::attach(self.clone(), pattern, name, None).await?;
+        Ok(DurableSubscription::from_backend(Box::new(backend)))
+    }
+
     async fn subscribe_durable_with(
         &self,
         pattern: &str,
         name: &str,
         options: DurableOptions,
     ) -> Result<DurableSubscription, StoreError> {
-        let backend = durable::NatsDurable::attach(self.clone(), pattern, name, options).await?;
+        let backend =
+            durable::NatsDurable::attach(self.clone(), pattern, name, Some(options)).await?;
         Ok(DurableSubscription::from_backend(Box::new(backend)))
     }
 }

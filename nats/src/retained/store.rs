@@ -180,6 +180,7 @@ impl Raw {
 }
 
 /// A store on the KV bucket `bucket`.
+#[derive(Clone)]
 pub(crate) struct NatsStore {
     nats: Nats,
     name: Name,
@@ -332,6 +333,61 @@ impl NatsStore {
             self.remove(raw, "owner-gone").await?;
         }
         Ok(is_alive)
+    }
+
+    /// Follows the owners' liveness keys and removes the values of each owner whose key
+    /// goes (its time to live ran out: the owner died or lost touch). Runs until aborted;
+    /// a failure is retried at the next owner that goes (a read reclaims too).
+    async fn reclaim_as_owners_die(self) {
+        let js = self.nats.jetstream().clone();
+        let Ok(owners) = super::owners_bucket(&js, self.nats.prefix()).await else {
+            return;
+        };
+        let Ok(stream) = js.get_stream(format!("KV_{owners}")).await else {
+            return;
+        };
+        let Ok(consumer) = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                deliver_policy: consumer::DeliverPolicy::New,
+                filter_subject: format!("$KV.{owners}.>"),
+                ..Default::default()
+            })
+            .await
+        else {
+            return;
+        };
+        let Ok(mut messages) = consumer.messages().await else {
+            return;
+        };
+        let prefix = format!("$KV.{owners}.");
+        while let Some(message) = messages.next().await {
+            let Ok(message) = message else { continue };
+            let gone = operation(&message.headers.clone().unwrap_or_default()) != Op::Put;
+            let owner = message
+                .subject
+                .strip_prefix(prefix.as_str())
+                .and_then(|id| u64::from_str_radix(id, 16).ok());
+            if let (true, Some(owner)) = (gone, owner) {
+                let _ = self.reclaim_owner(owner).await;
+            }
+        }
+    }
+
+    /// Removes every value of `owner` (gone), each removal a `Deleted { OwnerGone }`.
+    async fn reclaim_owner(&self, owner: u64) -> Result<u64, StoreError> {
+        if owner == self.nats.retained_id() {
+            return Ok(0);
+        }
+        let mut removed = 0;
+        for raw in self.last_of_every_key().await? {
+            if raw.owner == Some(owner)
+                && raw.op == Op::Put
+                && self.remove(&raw, "owner-gone").await?
+            {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// Removes `raw`'s key (and its history) if it is still at `raw`'s revision; whether
@@ -513,11 +569,14 @@ impl StoreBackend for NatsStore {
             counted?;
             Ok(ack.sequence)
         }
+        .map(|r| super::offline(&self.nats, r))
         .boxed()
     }
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
-        async move { Ok(self.entry(key).await?.map(Entry::into_value)) }.boxed()
+        async move { Ok(self.entry(key).await?.map(Entry::into_value)) }
+            .map(|r| super::offline(&self.nats, r))
+            .boxed()
     }
 
     fn entry<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Entry>, StoreError>> {
@@ -530,6 +589,7 @@ impl StoreBackend for NatsStore {
                 .await?;
             Ok(live.then(|| raw.entry()))
         }
+        .map(|r| super::offline(&self.nats, r))
         .boxed()
     }
 
@@ -545,6 +605,7 @@ impl StoreBackend for NatsStore {
             let removed = self.remove(&raw, "deleted").await?;
             Ok(live && removed)
         }
+        .map(|r| super::offline(&self.nats, r))
         .boxed()
     }
 
@@ -559,11 +620,14 @@ impl StoreBackend for NatsStore {
             }
             Ok(removed)
         }
+        .map(|r| super::offline(&self.nats, r))
         .boxed()
     }
 
     fn entries(&self) -> BoxFuture<'_, Result<Vec<Entry>, StoreError>> {
-        self.live_entries().boxed()
+        self.live_entries()
+            .map(|r| super::offline(&self.nats, r))
+            .boxed()
     }
 
     fn history<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<Entry>, StoreError>> {
@@ -608,6 +672,7 @@ impl StoreBackend for NatsStore {
             }
             Ok(out)
         }
+        .map(|r| super::offline(&self.nats, r))
         .boxed()
     }
 
@@ -630,6 +695,7 @@ impl StoreBackend for NatsStore {
             stats.reclaimed = self.counter("reclaimed").await?;
             Ok(stats)
         }
+        .map(|r| super::offline(&self.nats, r))
         .boxed()
     }
 
@@ -689,6 +755,15 @@ impl StoreBackend for NatsStore {
             // the watch is handed out only once the server holds its first pull request.
             let events = super::pump(events, WATCH_BUFFER);
             super::pulling(&self.stream, &consumer_name).await;
+            // An owner that dies removes nothing itself: while this watch lives, the values
+            // of an owner whose liveness key runs out are removed at once, so the watcher
+            // hears `Deleted { cause: OwnerGone }` within seconds of the death (as on the
+            // bus), not at the next read of the key.
+            let reclaimer = super::Heartbeat(tokio::spawn(self.clone().reclaim_as_owners_die()));
+            let events = events.map(move |event| {
+                let _alive_while_watched = &reclaimer;
+                event
+            });
             // Checked again when handed out: a set may wait in the buffer past its expiry
             // (a watcher that reads late), and is then skipped, as the bus skips it.
             let events = events.filter(|event| {
