@@ -431,3 +431,34 @@ fn two_threads_raising_and_two_querying_leave_stats_that_add_up() {
     assert!(s.live <= 500);
     assert_eq!(s.live, sink.count("*"));
 }
+
+/// A zero time to live is refused: such a signal was never live, yet it took a place in the
+/// window and evicted a live signal from a full one (capacity 2: `a`, `b`, then `c` with
+/// `expires_in(0)` evicted `a`, and `c` was never seen). A forwarded copy whose life ran out
+/// on the way is not forwarded.
+#[tokio::test(start_paused = true)]
+async fn a_zero_time_to_live_is_refused_and_evicts_nothing() {
+    let sink = SignalSink::new(SinkOptions::default().capacity(2)).unwrap();
+    sink.raise("a").unwrap();
+    sink.raise("b").unwrap();
+    let refused = sink.raise_with(Signal::build("c").unwrap().expires_in(Duration::ZERO));
+    assert!(
+        matches!(refused, Err(RaiseError::ZeroTimeToLive)),
+        "{refused:?}"
+    );
+    assert!(
+        refused
+            .unwrap_err()
+            .to_string()
+            .contains("positive time to live")
+    );
+    assert_eq!(sink.count("*"), 2, "a and b are still live");
+    assert_eq!(sink.stats().evicted, 0);
+    // The smallest positive time to live is taken, and lives until it runs out.
+    sink.raise_with(
+        Signal::build("d")
+            .unwrap()
+            .expires_in(Duration::from_nanos(1)),
+    )
+    .unwrap();
+}

@@ -436,6 +436,10 @@ impl Inward {
             None => None,
         };
         let ttl = message.ttl().unwrap_or_else(|| self.sink.max_age());
+        if ttl.is_zero() {
+            // Its life ran out on the way: there is nothing live to mirror.
+            return;
+        }
         if let Some(seq) = seq {
             let until = Instant::now()
                 .checked_add(ttl.min(self.sink.max_age()))

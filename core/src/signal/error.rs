@@ -35,6 +35,12 @@ pub enum RaiseError {
         /// The sink's limit.
         max: usize,
     },
+    /// A time to live of zero: the signal would never be live, yet it would take a place in
+    /// the window (evicting a live signal from a full one).
+    #[error(
+        "signal time to live is zero: it would never be live; give a positive time to live, or raise nothing"
+    )]
+    ZeroTimeToLive,
     /// A propagation guard refused a signal raised as caused by another.
     #[error(transparent)]
     Propagation(#[from] PropagationError),

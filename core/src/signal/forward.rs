@@ -81,6 +81,10 @@ impl SignalSink {
                 let max_age = source.lock().max_age;
                 builder.expires_in = Some(signal.remaining(Instant::now(), max_age));
             }
+            // Its life ran out on the way: nothing to forward (a zero time to live is refused).
+            if builder.expires_in.is_some_and(|ttl| ttl.is_zero()) {
+                return;
+            }
             // The copy already passed every check of the source sink; a refusal here (e.g. a
             // smaller max_payload on the target) is counted and reported on the source, not
             // propagated into `raise`.

@@ -74,6 +74,9 @@ impl Inner {
 
     /// Checks a builder against the sink's limits and splits it into name and extras.
     pub(crate) fn split(&self, b: SignalBuilder) -> Result<(Name, Extras), RaiseError> {
+        if b.expires_in.is_some_and(|ttl| ttl.is_zero()) {
+            return Err(RaiseError::ZeroTimeToLive);
+        }
         if let Some(payload) = &b.payload
             && payload.len() > self.max_payload
         {

@@ -382,7 +382,8 @@ impl SignalBuilder {
     /// Expires the signal after `ttl` instead of the sink's max age (a longer `ttl` is clamped
     /// to the max age). The time to live holds for subscriptions too: a signal still waiting
     /// in a subscription's buffer when it runs out is skipped and counted as expired, never
-    /// delivered.
+    /// delivered. A zero `ttl` is refused by the raise ([`RaiseError::ZeroTimeToLive`](crate::RaiseError::ZeroTimeToLive)):
+    /// such a signal would never be live, yet take a place in the window.
     pub fn expires_in(mut self, ttl: Duration) -> Self {
         self.expires_in = Some(ttl);
         self
