@@ -184,6 +184,71 @@ async fn an_idle_coordinator_completes_on_a_drain_signal() {
     assert!(c.try_enqueue(1).is_err());
 }
 
+/// The event rules act on every raise, not only on what is still live when the steering
+/// task looks: a drain signal retracted at once, a `cancel_running_on` signal gone before
+/// the task ran (evicted by a burst of others), and a drain by id pushed out by capacity,
+/// all still act. (The task looked at `latest` only: each was missed.)
+#[tokio::test(start_paused = true)]
+async fn a_rule_signal_gone_before_the_steering_task_looked_still_acts() {
+    let sink = SignalSink::new(ephemeral::SinkOptions::default().capacity(4)).unwrap();
+    let (_, body) = counter();
+    let drained =
+        EphemeralWorkCoordinator::new(body, EphemeralOptions::default().signals(sink.clone()))
+            .unwrap();
+    settle().await;
+    sink.raise("coordinator.drain.all").unwrap();
+    assert_eq!(sink.retract("coordinator.drain.all"), 1);
+    settle().await;
+    assert!(drained.is_done(), "the retracted drain signal was missed");
+
+    let running = EphemeralWorkCoordinator::new(
+        |_: u32, ctx: OperationContext| async move {
+            ctx.token().cancelled().await;
+            Err("stopped")
+        },
+        EphemeralOptions::default()
+            .signals(sink.clone())
+            .cancel_running_on("stop.now"),
+    )
+    .unwrap();
+    let id = running.enqueue(1).await.unwrap();
+    settle().await;
+    sink.raise("stop.now").unwrap();
+    for i in 0..8 {
+        sink.raise(&format!("noise.n{i}")).unwrap();
+    }
+    assert!(
+        !sink.has_signal("stop.now"),
+        "evicted by capacity before the task looked"
+    );
+    settle().await;
+    assert_eq!(
+        running.operation(id).unwrap().state,
+        OperationState::Cancelled(CancelReason::Signal("stop.now".parse().unwrap()))
+    );
+
+    let (_, body) = counter();
+    let by_id = EphemeralWorkCoordinator::new(
+        body,
+        EphemeralOptions::default()
+            .signals(sink.clone())
+            .id("orders-9"),
+    )
+    .unwrap();
+    settle().await;
+    sink.raise_with(
+        Signal::build("coordinator.drain.id")
+            .unwrap()
+            .key("orders-9"),
+    )
+    .unwrap();
+    for i in 0..8 {
+        sink.raise(&format!("noise.m{i}")).unwrap();
+    }
+    settle().await;
+    assert!(by_id.is_done(), "the evicted drain-by-id signal was missed");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_drain_signal_raised_before_creation_is_ignored() {
     let sink = SignalSink::default();

@@ -24,6 +24,10 @@ pub(crate) fn spawn<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
 /// The least time between two sweeps in a row (see `run`).
 const SWEEP_GAP: std::time::Duration = std::time::Duration::from_millis(10);
 
+/// How many raises of the event rules' signals wait for the steering task. Past it the
+/// oldest are dropped: the step then still acts on what is live (`latest`, `sense`).
+const EVENTS_BUFFER: usize = 64;
+
 /// Why the steering task woke.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Woke {
@@ -41,6 +45,14 @@ async fn run<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
 ) {
     let sink = inner.ctx.sink.clone();
     let mut watch = pattern.as_ref().map(|p| sink.watch(p.as_str()));
+    // Every raise an event rule acts on, kept for the next step even if the signal is gone
+    // from the window by then (retracted, evicted, cleared); the watch above wakes the task.
+    let mut events = events_pattern(&inner.rules).map(|p| {
+        sink.subscribe_with(
+            p.as_str(),
+            crate::Buffer::bounded(EVENTS_BUFFER).unwrap_or_default(),
+        )
+    });
     let mut seen = Seen {
         cancel: inner.created_seq,
         clear: inner.created_seq,
@@ -60,7 +72,7 @@ async fn run<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
         // act on.
         let finished = cancelled || *done.borrow();
         if woke == Woke::Rules && !finished {
-            deadline = step(&inner, &sink, &mut seen);
+            deadline = step(&inner, &sink, &mut seen, events.as_mut());
         }
         let due = if sweeps {
             let now = Instant::now();
@@ -102,38 +114,122 @@ struct Seen {
 }
 
 /// Applies the rules once; returns when the next queued job reaches `max_defer`.
+///
+/// The event rules (drain, `cancel_running_on`, `clear_on`) act on every raise of theirs
+/// since the last step, from `events`, so a signal gone from the window before the task
+/// looked (retracted at once, evicted, cleared) still counts; then on what is live, which
+/// also covers raises the buffer dropped and those from before the task subscribed.
 fn step<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     inner: &Arc<Inner<T, R, Q>>,
     sink: &SignalSink,
     seen: &mut Seen,
+    events: Option<&mut crate::Subscription>,
 ) -> Option<Instant> {
     let rules = &inner.rules;
+    if let Some(events) = events {
+        while let Some(event) = events.try_recv() {
+            // A loss (`Lagged`): what is live is looked at below all the same.
+            let Ok(signal) = event else { continue };
+            if drains(rules.drain_signals, inner.created_seq, &rules.id, &signal) {
+                inner.complete();
+            }
+            if rules
+                .cancel_running_on
+                .as_ref()
+                .is_some_and(|p| p.matches(signal.name().as_str()))
+            {
+                cancel_running(inner, seen, &signal);
+            }
+            if rules
+                .clear_on
+                .as_ref()
+                .is_some_and(|p| p.matches(signal.name().as_str()))
+            {
+                clear(sink, seen, &signal);
+            }
+        }
+    }
     if drain_requested(sink, rules.drain_signals, inner.created_seq, &rules.id) {
         inner.complete();
     }
     if let Some(pattern) = &rules.cancel_running_on
         && let Some(signal) = sink.latest(pattern.as_str())
-        && signal.sequence() > seen.cancel
     {
-        seen.cancel = signal.sequence();
-        let reason = CancelReason::Signal(signal.name().clone());
-        inner.update(|core, _| core.cancel_running(&reason));
+        cancel_running(inner, seen, &signal);
     }
     if let Some(pattern) = &rules.clear_on
         && let Some(signal) = sink.latest(pattern.as_str())
-        && signal.sequence() > seen.clear
     {
-        seen.clear = signal.sequence();
-        // A clear's own `sink.cleared` never clears again (a pattern matching it, `*` say,
-        // would otherwise clear for ever); later raises count anew.
-        if signal.name().as_str() != crate::signal::SINK_CLEARED {
-            seen.clear = sink.sequence();
-            sink.clear();
-            seen.clear = seen.clear.max(signal.sequence());
-        }
+        clear(sink, seen, &signal);
     }
     let now = Instant::now();
     inner.update(|core, fx| core.steer_deferral(fx, sink, now))
+}
+
+/// `cancel_running_on`: a matching signal newer than the last acted on cancels the running
+/// bodies, once.
+fn cancel_running<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
+    inner: &Arc<Inner<T, R, Q>>,
+    seen: &mut Seen,
+    signal: &crate::Signal,
+) {
+    if signal.sequence() <= seen.cancel {
+        return;
+    }
+    seen.cancel = signal.sequence();
+    let reason = CancelReason::Signal(signal.name().clone());
+    inner.update(|core, _| core.cancel_running(&reason));
+}
+
+/// `clear_on`: a matching signal newer than the last acted on clears the sink, once.
+fn clear(sink: &SignalSink, seen: &mut Seen, signal: &crate::Signal) {
+    if signal.sequence() <= seen.clear {
+        return;
+    }
+    seen.clear = signal.sequence();
+    // A clear's own `sink.cleared` never clears again (a pattern matching it, `*` say,
+    // would otherwise clear for ever); later raises count anew.
+    if signal.name().as_str() != crate::signal::SINK_CLEARED {
+        seen.clear = sink.sequence();
+        sink.clear();
+        seen.clear = seen.clear.max(signal.sequence());
+    }
+}
+
+/// The signals of the event rules (drain names obeyed, `cancel_running_on`, `clear_on`), if
+/// any.
+fn events_pattern(rules: &super::rules::Rules) -> Option<Pattern> {
+    let drain = rules.drain_signals;
+    let mut parts: Vec<&str> = [
+        (drain.obeys_all(), "coordinator.drain.all"),
+        (drain.obeys_id(), "coordinator.drain.id"),
+        (drain.obeys_pattern(), "coordinator.drain.pattern"),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+    .collect();
+    parts.extend(
+        [&rules.cancel_running_on, &rules.clear_on]
+            .into_iter()
+            .flatten()
+            .map(Pattern::as_str),
+    );
+    (!parts.is_empty()).then(|| Pattern::new(&parts.join(",")))
+}
+
+/// Whether `signal` is a drain signal this coordinator obeys, raised after it was created.
+fn drains(which: DrainSignals, created: u64, id: &str, signal: &crate::Signal) -> bool {
+    if signal.sequence() <= created {
+        return false;
+    }
+    match signal.name().as_str() {
+        "coordinator.drain.all" => which.obeys_all(),
+        "coordinator.drain.id" => which.obeys_id() && signal.key() == Some(id),
+        "coordinator.drain.pattern" => {
+            which.obeys_pattern() && signal.key().is_some_and(|k| Pattern::new(k).matches(id))
+        }
+        _ => false,
+    }
 }
 
 /// Whether a drain signal this coordinator obeys was raised after it was created.
