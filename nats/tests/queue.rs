@@ -734,3 +734,30 @@ async fn without_jetstream_a_work_queue_says_to_enable_it() {
         );
     }
 }
+
+/// With the server down, opening a work queue says so at once: it waited out each JetStream
+/// request's timeout and then said only "timed out" (as stores did before be9212e).
+#[tokio::test]
+async fn with_the_server_down_opening_a_work_queue_says_the_connection_is_down() {
+    let mut server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.expect("connect");
+    server.stop().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while nats.is_connected() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the client never noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let error = nats
+        .work_queue("down", WorkQueueOptions::default())
+        .await
+        .map(|_| ())
+        .expect_err("open while down");
+    let text = error.to_string();
+    assert!(
+        text.contains("not connected to the NATS server") && text.contains("nats.offline"),
+        "{text}"
+    );
+}

@@ -179,6 +179,15 @@ impl WorkQueue {
     ) -> Result<Self, QueueError> {
         options.validate()?;
         let names = Names::new(nats.prefix(), name)?;
+        // Without a connection every JetStream call below would wait out its own timeout
+        // and then say only "timed out".
+        if !nats.is_connected() {
+            return Err(NatsError::Client {
+                op: "open a work queue",
+                message: crate::retained::not_connected(nats),
+            }
+            .into());
+        }
         match options.partitions {
             Some(_) => nats.require_server("2.11.0", "keyed work queues (pinned consumers)")?,
             None => nats.require_server("2.10.0", "work queues")?,

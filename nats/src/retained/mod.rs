@@ -180,7 +180,7 @@ pub(crate) async fn require_jetstream(nats: &Nats, op: &'static str) -> Result<(
 }
 
 /// What to do when the connection is down.
-fn not_connected(nats: &Nats) -> String {
+pub(crate) fn not_connected(nats: &Nats) -> String {
     format!(
         "not connected to the NATS server at {} right now (the client keeps reconnecting): check that it runs and is reachable, then retry; the `nats.offline` signal (Nats::connection_signals) is held until the connection is back",
         nats.url()
