@@ -658,3 +658,34 @@ async fn with_the_server_down_store_errors_say_the_connection_is_down() {
         );
     }
 }
+
+/// A room's `send` and `join` with the server down say the connection is down and what to
+/// do, as a store's calls do (they gave the client's bare error).
+#[tokio::test]
+async fn with_the_server_down_room_errors_say_the_connection_is_down() {
+    let mut server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.expect("connect");
+    let room = nats
+        .room("down", RoomOptions::default())
+        .await
+        .expect("room");
+    room.send(b"while up").await.expect("send while up");
+    server.stop().await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while nats.is_connected() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the client never noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let send = room.send(b"while down").await.expect_err("send while down");
+    let join = room.join().await.map(|_| ()).expect_err("join while down");
+    for (what, error) in [("send", send), ("join", join)] {
+        let text = error.to_string();
+        assert!(
+            text.contains("not connected to the NATS server") && text.contains("nats.offline"),
+            "{what}: {text}"
+        );
+    }
+}

@@ -157,6 +157,7 @@ impl RoomBackend for NatsRoom {
                 .or_fail("send to a room")?;
             Ok(ack.sequence)
         }
+        .map(|r| super::offline(&self.nats, r))
         .boxed()
     }
 
@@ -215,6 +216,7 @@ impl RoomBackend for NatsRoom {
                 });
             Ok(joined.boxed())
         }
+        .map(|r| super::offline(&self.nats, r))
         .boxed()
     }
 }
