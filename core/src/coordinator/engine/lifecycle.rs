@@ -127,9 +127,8 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
     pub(crate) async fn drain(&self) -> Result<(), IntakeError> {
         let inner = self.inner();
         inner.complete();
-        let mut done = inner.done.subscribe();
-        // The sender lives in `inner`, which we hold, so `wait_for` cannot fail.
-        let _ = done.wait_for(|d| *d).await;
+        // `self` holds the engine, so this ends only once it is done.
+        self.done().await;
         match inner.lock().intake_error() {
             Some(e) => Err(e),
             None => Ok(()),
