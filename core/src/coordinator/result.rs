@@ -115,27 +115,22 @@ impl<T: Send + 'static, R: Send + 'static> EphemeralResultCoordinator<T, R> {
         Self { engine }
     }
 
-    /// A coordinator whose results need not be `Clone`: [`CoordinatorLayer`]'s, whose every
-    /// result is moved to its caller (see [`taken_outcome`]).
+    /// The coordinator over `body`, whatever its results: `new` and `with_admission` for
+    /// results kept to clone out, and [`CoordinatorLayer`]'s, whose every result is moved to
+    /// its caller (see [`taken_outcome`]), so they need not be `Clone`.
     ///
     /// [`CoordinatorLayer`]: super::CoordinatorLayer
-    #[cfg(feature = "tower")]
-    pub(super) fn for_callers<F, Fut, E>(
+    pub(super) fn build<F, Fut, E>(
         body: F,
         options: EphemeralOptions,
+        hooks: Vec<Arc<dyn Admission>>,
     ) -> Result<Self, CoordinatorError>
     where
         F: Fn(T, OperationContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<R, E>> + Send + 'static,
         E: fmt::Display + Send + Sync + 'static,
     {
-        let engine = Engine::new(
-            user_body(body),
-            options,
-            Fifo::new(),
-            Vec::new(),
-            Vec::new(),
-        )?;
+        let engine = Engine::new(user_body(body), options, Fifo::new(), hooks, Vec::new())?;
         Ok(Self { engine })
     }
 }
@@ -170,8 +165,7 @@ impl<T: Send + 'static, R: Clone + Send + 'static> EphemeralResultCoordinator<T,
         Fut: Future<Output = Result<R, E>> + Send + 'static,
         E: fmt::Display + Send + Sync + 'static,
     {
-        let engine = Engine::new(user_body(body), options, Fifo::new(), hooks, Vec::new())?;
-        Ok(Self { engine })
+        Self::build(body, options, hooks)
     }
 }
 

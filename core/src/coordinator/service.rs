@@ -468,7 +468,7 @@ where
             }
         };
         CoordinatorService::from_result(
-            EphemeralResultCoordinator::for_callers(body, self.options.clone()),
+            EphemeralResultCoordinator::build(body, self.options.clone(), Vec::new()),
             taken_outcome::<S::Response>,
         )
     }
