@@ -69,23 +69,24 @@ impl DeferRules {
     }
 }
 
+/// The names of the drain signals `which` obeys.
+pub(crate) fn drain_names(which: DrainSignals) -> impl Iterator<Item = &'static str> {
+    [
+        (which.obeys_all(), "coordinator.drain.all"),
+        (which.obeys_id(), "coordinator.drain.id"),
+        (which.obeys_pattern(), "coordinator.drain.pattern"),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+}
+
 /// The pattern the steering task watches (every signal a rule reacts to), if there is any.
 pub(crate) fn steer_pattern(
     rules: &Rules,
     defer: &DeferRules,
     extra_watch: &[Pattern],
 ) -> Option<Pattern> {
-    let mut parts: Vec<&str> = Vec::new();
-    let drain = rules.drain_signals;
-    for (on, name) in [
-        (drain.obeys_all(), "coordinator.drain.all"),
-        (drain.obeys_id(), "coordinator.drain.id"),
-        (drain.obeys_pattern(), "coordinator.drain.pattern"),
-    ] {
-        if on {
-            parts.push(name);
-        }
-    }
+    let mut parts: Vec<&str> = drain_names(rules.drain_signals).collect();
     for p in [
         &rules.cancel_running_on,
         &defer.defer_on,

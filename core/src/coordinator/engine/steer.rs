@@ -199,15 +199,7 @@ fn clear(sink: &SignalSink, seen: &mut Seen, signal: &crate::Signal) {
 /// The signals of the event rules (drain names obeyed, `cancel_running_on`, `clear_on`), if
 /// any.
 fn events_pattern(rules: &super::rules::Rules) -> Option<Pattern> {
-    let drain = rules.drain_signals;
-    let mut parts: Vec<&str> = [
-        (drain.obeys_all(), "coordinator.drain.all"),
-        (drain.obeys_id(), "coordinator.drain.id"),
-        (drain.obeys_pattern(), "coordinator.drain.pattern"),
-    ]
-    .into_iter()
-    .filter_map(|(on, name)| on.then_some(name))
-    .collect();
+    let mut parts: Vec<&str> = super::rules::drain_names(rules.drain_signals).collect();
     parts.extend(
         [&rules.cancel_running_on, &rules.clear_on]
             .into_iter()
@@ -232,27 +224,12 @@ fn drains(which: DrainSignals, created: u64, id: &str, signal: &crate::Signal) -
     }
 }
 
-/// Whether a drain signal this coordinator obeys was raised after it was created.
+/// Whether a live drain signal this coordinator obeys was raised after it was created.
 fn drain_requested(sink: &SignalSink, which: DrainSignals, created: u64, id: &str) -> bool {
-    let fresh = |s: &crate::Signal| s.sequence() > created;
-    if which.obeys_all()
+    let names: Vec<&str> = super::rules::drain_names(which).collect();
+    !names.is_empty()
         && sink
-            .latest("coordinator.drain.all")
-            .is_some_and(|s| fresh(&s))
-    {
-        return true;
-    }
-    if which.obeys_id()
-        && sink
-            .sense("coordinator.drain.id")
+            .sense(&names.join(","))
             .iter()
-            .any(|s| fresh(s) && s.key() == Some(id))
-    {
-        return true;
-    }
-    which.obeys_pattern()
-        && sink
-            .sense("coordinator.drain.pattern")
-            .iter()
-            .any(|s| fresh(s) && s.key().is_some_and(|k| Pattern::new(k).matches(id)))
+            .any(|s| drains(which, created, id, s))
 }
