@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use ephemeral::serde_payload::{Payload, PayloadRef};
 use ephemeral::{HeaderValue, Headers};
 use serde::de::{self, Deserializer, Visitor};
 use serde::ser::{SerializeMap, Serializer};
@@ -30,14 +31,6 @@ impl Serialize for HeadersView<'_> {
     }
 }
 
-/// A payload as text when it is UTF-8, else as an array of byte values.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum PayloadView<'a> {
-    Text(&'a str),
-    Bytes(&'a [u8]),
-}
-
 fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -47,7 +40,7 @@ fn unix_ms(t: SystemTime) -> u64 {
 struct MessageView<'a> {
     topic: &'a Name,
     kind: MessageKind,
-    payload: PayloadView<'a>,
+    payload: PayloadRef<'a>,
     headers: HeadersView<'a>,
     origin: u64,
     id: u64,
@@ -64,12 +57,10 @@ struct MessageView<'a> {
 /// `correlation` and `reply_status`.
 impl Serialize for Message {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let payload = self.payload();
         MessageView {
             topic: self.topic(),
             kind: self.kind(),
-            payload: std::str::from_utf8(payload)
-                .map_or(PayloadView::Bytes(payload), PayloadView::Text),
+            payload: PayloadRef(self.payload()),
             headers: HeadersView(self.headers()),
             origin: self.origin(),
             id: self.id(),
@@ -89,7 +80,7 @@ impl Serialize for Message {
 struct MessageWire {
     topic: Name,
     #[serde(default)]
-    payload: Option<ephemeral::serde_payload::Payload>,
+    payload: Option<Payload>,
     #[serde(default, deserialize_with = "headers_in_order")]
     headers: Vec<(Arc<str>, HeaderValue)>,
     #[serde(default)]

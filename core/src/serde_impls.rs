@@ -14,6 +14,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
 use crate::serde_ms::remaining_ms;
+use crate::serde_payload::PayloadRef;
 use crate::{HeaderValue, Name, OperationId, Signal, SignalBuilder};
 
 impl Serialize for Name {
@@ -98,20 +99,6 @@ impl Serialize for HeadersView<'_> {
     }
 }
 
-/// A payload as text when it is UTF-8, else as an array of byte values.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum PayloadView<'a> {
-    Text(&'a str),
-    Bytes(&'a [u8]),
-}
-
-impl<'a> PayloadView<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
-        std::str::from_utf8(bytes).map_or(Self::Bytes(bytes), Self::Text)
-    }
-}
-
 /// The stable public view of a signal that its JSON is made of.
 #[derive(Serialize)]
 struct SignalView<'a> {
@@ -121,7 +108,7 @@ struct SignalView<'a> {
     sequence: u64,
     age_ms: u64,
     expires_in_ms: Option<u64>,
-    payload: Option<PayloadView<'a>>,
+    payload: Option<PayloadRef<'a>>,
     headers: HeadersView<'a>,
     leaf: bool,
     terminal: bool,
@@ -142,7 +129,7 @@ impl Serialize for Signal {
             sequence: self.sequence(),
             age_ms: crate::serde_ms::age_ms(self.timestamp()),
             expires_in_ms: self.expires_at().map(remaining_ms),
-            payload: self.payload().map(PayloadView::new),
+            payload: self.payload().map(PayloadRef),
             headers: HeadersView(self.headers()),
             leaf: self.is_leaf(),
             terminal: self.is_terminal(),

@@ -27,7 +27,7 @@
 //! ```
 
 use serde::de::{self, Deserializer, Visitor};
-use serde::{Deserialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 
 /// Writes `payload` as a string when it is UTF-8, else as an array of byte values.
 ///
@@ -38,6 +38,17 @@ pub fn serialize<S: Serializer>(payload: &[u8], s: S) -> Result<S::Ok, S::Error>
     match std::str::from_utf8(payload) {
         Ok(text) => s.serialize_str(text),
         Err(_) => s.collect_seq(payload),
+    }
+}
+
+/// A borrowed payload, written as [`serialize`] writes it: for a payload field of a view
+/// that derives `Serialize` (the signal's and the bus message's JSON use it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PayloadRef<'a>(pub &'a [u8]);
+
+impl Serialize for PayloadRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serialize(self.0, s)
     }
 }
 
