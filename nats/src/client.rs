@@ -216,13 +216,17 @@ impl Nats {
         self.inner.client.server_info().version
     }
 
-    /// Why JetStream cannot be used here, saying what to do, when the server (or the
-    /// account) has none: the stream and bucket calls would otherwise fail with the
-    /// client's bare "jetstream unavailable" or "resource does not exist". `None` when it
-    /// is there, and when the question itself failed (a timeout, say: the calls that
-    /// follow say so). One request.
-    pub(crate) async fn jetstream_missing(&self) -> Option<String> {
+    /// Why JetStream cannot be used now, saying what to do: the connection is down (every
+    /// stream and bucket call would wait out its own timeout, then say only "timed out"),
+    /// or the server (or the account) has no JetStream (the calls would fail with the
+    /// client's bare "jetstream unavailable" or "resource does not exist"). `None` when it
+    /// can, and when the question itself failed (a timeout, say: the calls that follow say
+    /// so). At most one request.
+    pub(crate) async fn jetstream_unusable(&self) -> Option<String> {
         use async_nats::jetstream::context::AccountErrorKind;
+        if !self.is_connected() {
+            return Some(self.offline_message());
+        }
         match self.jetstream().query_account().await {
             Err(e)
                 if matches!(e.kind(), AccountErrorKind::JetStreamUnavailable)
@@ -236,6 +240,14 @@ impl Nats {
             }
             _ => None,
         }
+    }
+
+    /// What to do while the connection is down (a failed call's message ends with it).
+    pub(crate) fn offline_message(&self) -> String {
+        format!(
+            "not connected to the NATS server at {} right now (the client keeps reconnecting): check that it runs and is reachable, then retry; the `nats.offline` signal (Nats::connection_signals) is held until the connection is back",
+            self.url()
+        )
     }
 
     /// The largest message (payload and headers) the server accepts, in bytes.

@@ -153,8 +153,8 @@ impl Nats {
     /// set up otherwise (another retention, other subjects, plain vs keyed, another
     /// partition count),
     /// [`NatsError::ServerTooOld`] (a keyed queue needs 2.11), [`NatsError::Client`] saying
-    /// to enable JetStream when the server (or the account) has none, or the server's
-    /// refusal.
+    /// the connection is down or to enable JetStream when the server (or the account) has
+    /// none, or the server's refusal.
     pub async fn work_queue(
         &self,
         name: &str,
@@ -179,20 +179,11 @@ impl WorkQueue {
     ) -> Result<Self, QueueError> {
         options.validate()?;
         let names = Names::new(nats.prefix(), name)?;
-        // Without a connection every JetStream call below would wait out its own timeout
-        // and then say only "timed out".
-        if !nats.is_connected() {
-            return Err(NatsError::Client {
-                op: "open a work queue",
-                message: crate::retained::not_connected(nats),
-            }
-            .into());
-        }
         match options.partitions {
             Some(_) => nats.require_server("2.11.0", "keyed work queues (pinned consumers)")?,
             None => nats.require_server("2.10.0", "work queues")?,
         }
-        if let Some(message) = nats.jetstream_missing().await {
+        if let Some(message) = nats.jetstream_unusable().await {
             return Err(NatsError::Client {
                 op: "open a work queue",
                 message,

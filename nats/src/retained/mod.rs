@@ -156,20 +156,11 @@ pub(crate) fn check_payload(
     Ok(())
 }
 
-/// Refuses at once, saying what to do, when the server (or the account) has no JetStream,
-/// which every retained resource on NATS lives in: the stream and bucket calls would
-/// otherwise fail with the client's bare "jetstream unavailable". One request per open.
+/// Refuses at once, saying what to do, when JetStream, which every retained resource on
+/// NATS lives in, cannot be used now (`Nats::jetstream_unusable`: the connection is down, or
+/// the server or the account has none). At most one request per open.
 pub(crate) async fn require_jetstream(nats: &Nats, op: &'static str) -> Result<(), StoreError> {
-    // Without a connection every JetStream call below would wait out its own timeout
-    // (tens of seconds in all) and then say only "timed out".
-    if !nats.is_connected() {
-        return Err(StoreError::Backend {
-            backend: "nats",
-            op,
-            message: not_connected(nats),
-        });
-    }
-    match nats.jetstream_missing().await {
+    match nats.jetstream_unusable().await {
         None => Ok(()),
         Some(message) => Err(StoreError::Backend {
             backend: "nats",
@@ -177,14 +168,6 @@ pub(crate) async fn require_jetstream(nats: &Nats, op: &'static str) -> Result<(
             message,
         }),
     }
-}
-
-/// What to do when the connection is down.
-pub(crate) fn not_connected(nats: &Nats) -> String {
-    format!(
-        "not connected to the NATS server at {} right now (the client keeps reconnecting): check that it runs and is reachable, then retry; the `nats.offline` signal (Nats::connection_signals) is held until the connection is back",
-        nats.url()
-    )
 }
 
 /// `result`, its backend failure saying so when the connection is down (a bare "timed
@@ -199,7 +182,7 @@ pub(crate) fn offline<T>(nats: &Nats, result: Result<T, StoreError>) -> Result<T
         }) if !nats.is_connected() => Err(StoreError::Backend {
             backend,
             op,
-            message: format!("{message}: {}", not_connected(nats)),
+            message: format!("{message}: {}", nats.offline_message()),
         }),
         other => other,
     }
