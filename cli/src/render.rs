@@ -281,21 +281,16 @@ pub(crate) fn summary(payload: &[u8]) -> String {
 /// escaped as `\u{1b}`, anything else as `<N bytes: hex>`, so no stored value or reply can
 /// send escape sequences to the terminal.
 pub(crate) fn raw_or_escaped(value: &[u8], terminal: bool) -> std::borrow::Cow<'_, [u8]> {
+    let escaped = |c: char| c.is_control() && c != '\n' && c != '\t';
     if !terminal {
         return value.into();
     }
     match std::str::from_utf8(value) {
-        Ok(text)
-            if !text
-                .chars()
-                .any(|c| c.is_control() && c != '\n' && c != '\t') =>
-        {
-            value.into()
-        }
+        Ok(text) if !text.contains(escaped) => value.into(),
         Ok(text) => text
             .chars()
             .fold(String::new(), |mut s, c| {
-                if c.is_control() && c != '\n' && c != '\t' {
+                if escaped(c) {
                     s.extend(c.escape_default());
                 } else {
                     s.push(c);
