@@ -401,6 +401,49 @@ async fn priority_lanes_start_highest_first_and_full_lanes_refuse() {
     assert_eq!(*order.lock().unwrap(), [3, 4, 2, 1]);
 }
 
+/// Lanes of equal priority share it by arrival: the item accepted first starts first,
+/// whichever lane holds it (the lane listed first used to take every tie: `a` before all of
+/// `b`, though `b`'s items came first).
+#[tokio::test(start_paused = true)]
+async fn lanes_of_equal_priority_start_by_arrival() {
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let seen = order.clone();
+    let c = PriorityWorkCoordinator::new(
+        move |job: &'static str, _ctx: OperationContext| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push(job);
+                Ok::<_, Infallible>(())
+            }
+        },
+        vec![
+            Lane::new("a", 5),
+            Lane::new("b", 5),
+            Lane::new("low", 0),
+            Lane::new("top", 9),
+        ],
+        EphemeralOptions::default().max_concurrency(1),
+    )
+    .unwrap();
+    c.pause();
+    for (lane, job) in [
+        ("b", "b1"),
+        ("a", "a1"),
+        ("b", "b2"),
+        ("low", "low"),
+        ("a", "a2"),
+        ("top", "top"),
+    ] {
+        c.enqueue(lane, job).await.unwrap();
+    }
+    c.resume();
+    c.drain().await.unwrap();
+    assert_eq!(
+        *order.lock().unwrap(),
+        ["top", "b1", "a1", "b2", "a2", "low"]
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn bad_lanes_are_typed_errors() {
     let make = |lanes: Vec<Lane>| {
