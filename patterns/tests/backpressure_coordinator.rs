@@ -167,7 +167,11 @@ async fn the_hold_is_released_when_pending_items_leave_without_starting() {
 /// alive) until it was dropped.
 #[tokio::test(start_paused = true)]
 async fn the_monitor_stops_when_the_downstream_is_done() {
-    let tasks = || tokio::runtime::Handle::current().metrics().num_alive_tasks();
+    let tasks = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
     let before = tasks();
     let sink = SignalSink::default();
     let pressure = Backpressure::new(&sink, "db", 100, 20).unwrap();

@@ -360,7 +360,11 @@ async fn dropping_the_breaker_detaches_it_and_releases_the_hold() {
 /// `trip`/`reset` pairs left 1,000 tasks for 30 s).
 #[tokio::test(start_paused = true)]
 async fn open_periods_ended_early_or_dropped_leave_no_timer_task() {
-    let tasks = || tokio::runtime::Handle::current().metrics().num_alive_tasks();
+    let tasks = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
     let before = tasks();
     let sink = SignalSink::default();
     let breaker = CircuitBreaker::new(&sink, CircuitBreakerOptions::default()).unwrap();
