@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use coordinator_support::{Gauge, assert_adds_up, settle};
 use ephemeral::{
-    CoordinatorError, EnqueueError, EphemeralKeyedWorkCoordinator, EphemeralOptions,
+    CoordinatorError, DeferPolicy, EnqueueError, EphemeralKeyedWorkCoordinator, EphemeralOptions,
     EphemeralResultCoordinator, Lane, LaneError, OperationContext, OperationId,
     PriorityWorkCoordinator, ResultError, SignalSink, process_all,
 };
@@ -95,6 +95,39 @@ async fn a_key_whose_last_pending_item_is_cancelled_is_forgotten_at_once() {
     c.drain().await.unwrap();
     assert_eq!(c.key_count(), 0);
     assert_eq!(c.stats().completed, 1);
+}
+
+/// Keys whose items a deferral outlived (`max_defer` with `DeferPolicy::Cancel`) are
+/// forgotten with them, although nothing starts while the deferral holds: every key seen
+/// under a long deferral used to stay (10,000 keys after 10,000 cancelled items).
+#[tokio::test(start_paused = true)]
+async fn keys_whose_items_a_deferral_cancelled_are_forgotten() {
+    let sink = SignalSink::default();
+    let c = EphemeralKeyedWorkCoordinator::new(
+        |_: u32, _ctx: OperationContext| async { Ok::<_, Infallible>(()) },
+        EphemeralOptions::default()
+            .signals(sink.clone())
+            .defer_on("maintenance")
+            .max_defer(Duration::from_secs(1), DeferPolicy::Cancel),
+    )
+    .unwrap();
+    let hold = sink.hold("maintenance").unwrap();
+    for round in 0..5u32 {
+        for n in 0..100u32 {
+            c.enqueue(format!("k{round}-{n}"), n).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        settle().await;
+        assert_eq!(c.stats().cancelled, u64::from(round + 1) * 100);
+        assert_eq!(c.key_count(), 0, "round {round}: {:?}", c.stats());
+    }
+    drop(hold);
+    // A key seen before starts as any new key does: nothing of it was left behind.
+    c.enqueue("k0-0".to_owned(), 1).await.unwrap();
+    c.drain().await.unwrap();
+    assert_eq!(c.stats().completed, 1);
+    assert_eq!(c.key_count(), 0);
+    assert_adds_up(&c.stats());
 }
 
 #[tokio::test(start_paused = true)]
@@ -366,6 +399,49 @@ async fn priority_lanes_start_highest_first_and_full_lanes_refuse() {
     c.resume();
     c.drain().await.unwrap();
     assert_eq!(*order.lock().unwrap(), [3, 4, 2, 1]);
+}
+
+/// Lanes of equal priority share it by arrival: the item accepted first starts first,
+/// whichever lane holds it (the lane listed first used to take every tie: `a` before all of
+/// `b`, though `b`'s items came first).
+#[tokio::test(start_paused = true)]
+async fn lanes_of_equal_priority_start_by_arrival() {
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let seen = order.clone();
+    let c = PriorityWorkCoordinator::new(
+        move |job: &'static str, _ctx: OperationContext| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push(job);
+                Ok::<_, Infallible>(())
+            }
+        },
+        vec![
+            Lane::new("a", 5),
+            Lane::new("b", 5),
+            Lane::new("low", 0),
+            Lane::new("top", 9),
+        ],
+        EphemeralOptions::default().max_concurrency(1),
+    )
+    .unwrap();
+    c.pause();
+    for (lane, job) in [
+        ("b", "b1"),
+        ("a", "a1"),
+        ("b", "b2"),
+        ("low", "low"),
+        ("a", "a2"),
+        ("top", "top"),
+    ] {
+        c.enqueue(lane, job).await.unwrap();
+    }
+    c.resume();
+    c.drain().await.unwrap();
+    assert_eq!(
+        *order.lock().unwrap(),
+        ["top", "b1", "a1", "b2", "a2", "low"]
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -161,3 +161,37 @@ async fn the_hold_is_released_when_pending_items_leave_without_starting() {
         );
     }
 }
+
+/// The monitor stops once the downstream is done, also while the hold is released: it used
+/// to wait for the next start, which never came, and kept running (and the coordinator
+/// alive) until it was dropped.
+#[tokio::test(start_paused = true)]
+async fn the_monitor_stops_when_the_downstream_is_done() {
+    let tasks = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    let before = tasks();
+    let sink = SignalSink::default();
+    let pressure = Backpressure::new(&sink, "db", 100, 20).unwrap();
+    let downstream = EphemeralWorkCoordinator::with_admission(
+        |_: u32, _ctx: ephemeral::OperationContext| async {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            Ok::<_, String>(())
+        },
+        EphemeralOptions::default().signals(sink.clone()),
+        vec![pressure.admission()],
+    )
+    .unwrap();
+    let _monitor = pressure.monitor(&downstream).unwrap();
+    for n in 0..5 {
+        downstream.enqueue(n).await.unwrap();
+    }
+    downstream.drain().await.unwrap();
+    settle().await;
+    assert!(!pressure.is_held());
+    drop(downstream);
+    settle().await;
+    assert_eq!(tasks(), before, "the monitor's task ended");
+}

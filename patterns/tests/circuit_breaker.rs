@@ -355,6 +355,39 @@ async fn dropping_the_breaker_detaches_it_and_releases_the_hold() {
     assert_eq!(sink.count("circuit.half_open"), 0);
 }
 
+/// An open period that ends early (`reset`, `trip` again) or a breaker dropped while open
+/// leaves no timer task behind: each used to sleep out its whole open period (1,000
+/// `trip`/`reset` pairs left 1,000 tasks for 30 s).
+#[tokio::test(start_paused = true)]
+async fn open_periods_ended_early_or_dropped_leave_no_timer_task() {
+    let tasks = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    let before = tasks();
+    let sink = SignalSink::default();
+    let breaker = CircuitBreaker::new(&sink, CircuitBreakerOptions::default()).unwrap();
+    for _ in 0..100 {
+        breaker.trip();
+        breaker.reset();
+    }
+    breaker.trip();
+    breaker.trip();
+    settle().await;
+    assert_eq!(tasks(), before + 1, "one timer for the open period");
+    // The timer still ends the open period.
+    sleep(secs(30)).await;
+    settle().await;
+    assert_eq!(breaker.state(), CircuitState::HalfOpen);
+    assert_eq!(tasks(), before);
+    breaker.trip();
+    drop(breaker);
+    settle().await;
+    assert_eq!(tasks(), before);
+    assert!(!sink.has_signal("circuit.open"));
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_full_hold_table_is_reported_not_hidden() {
     let sink = SignalSink::new(ephemeral::SinkOptions::default().max_holds(1)).unwrap();

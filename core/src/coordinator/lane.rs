@@ -29,7 +29,8 @@ pub struct Lane {
 }
 
 impl Lane {
-    /// A lane named `name`; higher `priority` starts first.
+    /// A lane named `name`; higher `priority` starts first (any `i32`). Between lanes of equal
+    /// priority, the item accepted first starts first.
     pub fn new(name: &str, priority: i32) -> Self {
         Self {
             name: Arc::from(name),

@@ -17,7 +17,13 @@ use crate::OperationId;
 
 /// A work coordinator with named lanes: whenever a slot frees up, the next item comes from the
 /// highest-priority lane that has one and is not deferred. Priority decides which item
-/// *starts* next; it never preempts a running body.
+/// *starts* next; it never preempts a running body. Lanes of equal priority share it by
+/// arrival: the item accepted first starts first, whichever of them holds it.
+///
+/// Priority is strict: while a higher lane always has an item waiting, a lower lane starts
+/// nothing (no ageing, no quota). Where low-priority work must progress under a steady
+/// high-priority load, bound the high lane (`max_depth`, a defer rule), or give the low work
+/// a coordinator of its own.
 ///
 /// Each lane may cap its depth (a full lane refuses with [`EnqueueError::Refused`]) and has
 /// its own cancel and defer rules; a deferred lane is skipped, so it never stalls the other

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ephemeral::{Admission, AdmissionRequest, Decision};
-use futures::future::BoxFuture;
+use futures::FutureExt;
+use futures::future::{self, BoxFuture};
 use tokio::task::JoinHandle;
 
 use super::Backpressure;
@@ -100,6 +101,10 @@ impl Backpressure {
 pub const RECHECK_WHILE_HELD: Duration = Duration::from_millis(100);
 
 async fn watch<C: CoordinatorHandle>(pressure: Backpressure, downstream: C) {
+    // Also ends every wait below: once the downstream is done no start wakes the monitor,
+    // and a released monitor waiting only for starts kept running (and the coordinator
+    // alive) until it was dropped. Fused: polled again after it fired, it stays pending.
+    let mut done = std::pin::pin!(downstream.done().fuse());
     loop {
         let held = pressure.update_with(|| downstream.pending_count());
         if downstream.is_done() {
@@ -107,11 +112,13 @@ async fn watch<C: CoordinatorHandle>(pressure: Backpressure, downstream: C) {
             pressure.update(0);
             return;
         }
+        let started = std::pin::pin!(pressure.inner.wake.notified());
+        let woken = future::select(started, done.as_mut());
         if held {
             // Woken by a start, or re-read on time for items that left without one.
-            let _ = tokio::time::timeout(RECHECK_WHILE_HELD, pressure.inner.wake.notified()).await;
+            let _ = tokio::time::timeout(RECHECK_WHILE_HELD, woken).await;
         } else {
-            pressure.inner.wake.notified().await;
+            woken.await;
         }
     }
 }

@@ -10,6 +10,7 @@ use ephemeral::{
 };
 use tokio::runtime::Handle;
 use tokio::sync::watch;
+use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::options::{BreakerConfigError, CircuitBreakerOptions, Trip};
@@ -136,6 +137,10 @@ struct Core {
     generation: u64,
     opened: u64,
     last_sink_error: Option<RaiseError>,
+    /// The task that ends the current open period: aborted by any other way out of it
+    /// (`reset`, `trip` again, a catch-up) and when the breaker is dropped, so a breaker
+    /// leaves no sleeping task behind (each used to sleep out its whole open period).
+    timer: Option<AbortHandle>,
 }
 
 /// What a transition asks of the sink and the runtime, done after the lock is released so
@@ -188,6 +193,7 @@ impl CircuitBreaker {
                 generation: 0,
                 opened: 0,
                 last_sink_error: None,
+                timer: None,
             }),
             options,
             state,
@@ -514,6 +520,7 @@ impl Inner {
     }
 
     fn open(&self, core: &mut Core, period: Duration) -> Effect {
+        core.stop_timer();
         core.generation += 1;
         core.phase = CircuitState::Open;
         core.open_period = period;
@@ -532,6 +539,7 @@ impl Inner {
     }
 
     fn close(&self, core: &mut Core) -> Effect {
+        core.stop_timer();
         core.generation += 1;
         core.phase = CircuitState::Closed;
         core.open_period = self.options.open_for;
@@ -550,6 +558,7 @@ impl Inner {
             if core.generation != generation || core.phase != CircuitState::Open {
                 return;
             }
+            core.stop_timer();
             core.generation += 1;
             core.phase = CircuitState::HalfOpen;
             core.open_until = None;
@@ -583,12 +592,23 @@ impl Inner {
                 drop(core);
                 if let Some(until) = until {
                     let weak: Weak<Self> = Arc::downgrade(self);
-                    self.runtime.spawn(async move {
-                        tokio::time::sleep_until(until).await;
-                        if let Some(inner) = weak.upgrade() {
-                            inner.half_open(generation);
-                        }
-                    });
+                    let timer = self
+                        .runtime
+                        .spawn(async move {
+                            tokio::time::sleep_until(until).await;
+                            if let Some(inner) = weak.upgrade() {
+                                inner.half_open(generation);
+                            }
+                        })
+                        .abort_handle();
+                    let mut core = lock(&self.core);
+                    if core.generation == generation {
+                        core.stop_timer();
+                        core.timer = Some(timer);
+                    } else {
+                        // The breaker moved on while the timer was being spawned.
+                        timer.abort();
+                    }
                 }
             }
             Effect::HalfOpened(hold) => {
@@ -611,7 +631,23 @@ impl Inner {
     }
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.core
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .stop_timer();
+    }
+}
+
 impl Core {
+    /// Aborts the open period's timer, if any: the period ends some other way.
+    fn stop_timer(&mut self) {
+        if let Some(timer) = self.timer.take() {
+            timer.abort();
+        }
+    }
+
     fn effective(&self, now: Instant) -> CircuitState {
         match (self.phase, self.open_until) {
             (CircuitState::Open, Some(until)) if until <= now => CircuitState::HalfOpen,

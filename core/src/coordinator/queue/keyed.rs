@@ -374,10 +374,25 @@ impl<T: Send + 'static, K: Hash + Eq + Clone + Send + 'static> Queue<T> for Keye
             out.extend(gone);
         }
         self.len -= out.len();
-        // A key left with nothing is forgotten; one still in a ready list is reclaimed when
-        // `pop` meets it.
+        // A key left with nothing is forgotten now, taken out of its ready list too: waiting
+        // for `pop` to meet it is waiting for ever while a coordinator-wide deferral holds
+        // (`max_defer` with `DeferPolicy::Cancel` removes through here, and nothing pops),
+        // so every key seen meanwhile would stay.
+        let mut forgot = false;
         for key in &touched {
-            self.reclaim(key);
+            if let Some(state) = self.keys.get_mut(key)
+                && state.pending.is_empty()
+                && state.running == 0
+            {
+                state.ready = false;
+                self.forget(key);
+                forgot = true;
+            }
+        }
+        if forgot {
+            let keys = &self.keys;
+            self.cold.retain(|k| keys.get(k).is_some());
+            self.hot.retain(|k| keys.get(k).is_some());
         }
         out.sort_by_key(|j| j.id);
         out

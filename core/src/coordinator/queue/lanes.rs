@@ -108,26 +108,37 @@ impl<T: Send + 'static> Queue<T> for LaneQueue<T> {
     }
 
     fn pop(&mut self, cx: &mut PopCx<'_>) -> Option<Job<T, usize>> {
-        for lane in &mut self.lanes {
-            if lane.jobs.is_empty() {
-                continue;
+        // The startable lane of the highest priority; among lanes of equal priority, the one
+        // whose first job was accepted first (ids are handed out in acceptance order), so a
+        // tie shares the slots by arrival instead of always going to the lane listed first.
+        let mut best: Option<(usize, i32, OperationId)> = None;
+        for (index, lane) in self.lanes.iter_mut().enumerate() {
+            if best.is_some_and(|(_, priority, _)| lane.lane.priority < priority) {
+                break;
             }
+            let Some(front) = lane.jobs.front().map(|job| job.id) else {
+                continue;
+            };
             // A job past `max_defer` under `DeferPolicy::Run` still starts; such jobs sit at
             // the front, as the lane's jobs were held together, oldest first.
             if lane.observe(cx) && !lane.jobs.front().is_some_and(Job::is_overdue) {
                 continue;
             }
-            let mut job = lane.jobs.pop_front()?;
-            self.len -= 1;
-            job.cancel = lane
-                .lane
-                .cancel_on
-                .as_ref()
-                .and_then(|p| cx.sink.latest(p.as_str()))
-                .map(|s| s.name().clone());
-            return Some(job);
+            if best.is_none_or(|(_, _, first)| front < first) {
+                best = Some((index, lane.lane.priority, front));
+            }
         }
-        None
+        let (index, ..) = best?;
+        let lane = &mut self.lanes[index];
+        let mut job = lane.jobs.pop_front()?;
+        self.len -= 1;
+        job.cancel = lane
+            .lane
+            .cancel_on
+            .as_ref()
+            .and_then(|p| cx.sink.latest(p.as_str()))
+            .map(|s| s.name().clone());
+        Some(job)
     }
 
     fn requeue(&mut self, mut job: Job<T, usize>) {
