@@ -264,3 +264,65 @@ fn items_put_aside_by_a_hook_when_their_runtime_ends_cancelled_and_answer() {
     );
     assert_cancelled_by_shutdown(pending);
 }
+
+/// A `wait_for_result` begun before its operation finished gets the outcome even when the
+/// window evicts the operation at once (two finishing in one tick with `max_tracked(1)`), and
+/// however many wait for it.
+#[tokio::test(start_paused = true)]
+async fn a_wait_begun_before_the_finish_gets_the_outcome_even_if_evicted_at_once() {
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let slow = {
+        let gate = gate.clone();
+        EphemeralResultCoordinator::new(
+            move |n: u32, _ctx: OperationContext| {
+                let gate = gate.clone();
+                async move {
+                    let _permit = gate.acquire().await.map_err(|e| e.to_string())?;
+                    if n.is_multiple_of(2) {
+                        Ok(n / 2)
+                    } else {
+                        Err(format!("{n} is odd"))
+                    }
+                }
+            },
+            EphemeralOptions::default()
+                .max_tracked(1)
+                .max_concurrency(4),
+        )
+        .expect("coordinator")
+    };
+    let mut ids = Vec::new();
+    for n in [2, 4, 7, 8] {
+        ids.push(slow.enqueue(n).await.expect("accepted"));
+    }
+    // Three waiters per operation, all waiting before anything finishes.
+    let mut waiters = Vec::new();
+    for &id in &ids {
+        for _ in 0..3 {
+            let slow = slow.clone();
+            waiters.push(tokio::spawn(async move {
+                slow.wait_for_result(id).await.map_err(|e| e.to_string())
+            }));
+        }
+    }
+    tokio::task::yield_now().await;
+    // Everything finishes at once: the window keeps only the last.
+    gate.add_permits(4);
+    slow.drain().await.expect("drained");
+    let mut got = Vec::new();
+    for waiter in waiters {
+        got.push(waiter.await.expect("waiter"));
+    }
+    for (i, expected) in [Ok(1), Ok(2), Err("7 is odd"), Ok(4)]
+        .into_iter()
+        .enumerate()
+    {
+        for result in &got[3 * i..3 * i + 3] {
+            match (&expected, result) {
+                (Ok(want), Ok(value)) => assert_eq!(value, want, "{got:?}"),
+                (Err(want), Err(message)) => assert!(message.contains(want), "{got:?}"),
+                _ => panic!("operation {i}: expected {expected:?}, got {got:?}"),
+            }
+        }
+    }
+}

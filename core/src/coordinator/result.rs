@@ -318,12 +318,20 @@ impl<T: Send + 'static, R: Clone + Send + 'static> EphemeralResultCoordinator<T,
 
     /// Waits until `id` finishes and returns its value.
     ///
+    /// A call made while the operation is pending or running is answered at its finish,
+    /// before the window may evict it: it gets the outcome even when the window keeps
+    /// nothing (`max_tracked` reached, tracking off), and any number of callers may wait
+    /// for one id. A call made after the finish reads the window, so it finds the outcome
+    /// only while the operation is tracked: pin it, or use
+    /// [`enqueue_for_result`](Self::enqueue_for_result), whose future always gets it.
+    ///
     /// # Errors
     ///
-    /// [`ResultError::Unknown`] for an id this coordinator does not track (never handed out,
-    /// or evicted), [`ResultError::Failed`] or [`ResultError::Cancelled`] for those outcomes.
+    /// [`ResultError::Unknown`] for an id this coordinator does not track when called (never
+    /// handed out, or already evicted), [`ResultError::Failed`] or
+    /// [`ResultError::Cancelled`] for those outcomes.
     pub async fn wait_for_result(&self, id: OperationId) -> Result<R, ResultError> {
-        match self.engine.wait_record(id, |r| outcome(id, r)).await {
+        match self.engine.wait_outcome(id, cloned_outcome::<R>).await {
             Some(Some(result)) => result,
             _ => Err(ResultError::Unknown(id)),
         }

@@ -42,8 +42,6 @@ pub(crate) struct Inner<T, R, Q: Queue<T>> {
     pub(crate) inbox: Box<Inbox<(Taken<T, Q>, Instant)>>,
     /// Whether this coordinator uses the inbox at all (`Core::is_lockfree`, fixed).
     lockfree: bool,
-    /// Woken on finishes while result waiters exist.
-    pub(crate) finished: Notify,
     /// Becomes `true` once, when the coordinator is done and the `on_finalized` and
     /// `on_evicted` calls owed until then have returned (see `delivering`).
     pub(crate) done: watch::Sender<bool>,
@@ -67,8 +65,6 @@ pub(crate) struct Inner<T, R, Q: Queue<T>> {
     pub(crate) created_seq: u64,
     /// Wakes the steering task (a `max_defer` clock started).
     pub(crate) steer: Notify,
-    /// How many `wait_for_result` calls are waiting, so finishes skip the notify otherwise.
-    pub(crate) waiting: AtomicUsize,
     /// Set once at shutdown, just before `root` is cancelled: what workers check before
     /// admitting a job (a token's `is_cancelled` takes its mutex, shared by every worker).
     shut_down: AtomicBool,
@@ -103,7 +99,6 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
             core: Mutex::new(core),
             inbox: Box::new(Inbox::new()),
             lockfree,
-            finished: Notify::new(),
             done: watch::channel(false).0,
             delivering: AtomicUsize::new(0),
             done_held: AtomicBool::new(false),
@@ -115,7 +110,6 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
             runtime,
             created_seq,
             steer: Notify::new(),
-            waiting: AtomicUsize::new(0),
             shut_down: AtomicBool::new(false),
             handles_gone: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -248,9 +242,6 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
             if fx.has(Effect::DONE) || fx.has(Effect::STEER) {
                 self.steer.notify_one();
             }
-            if fx.has(Effect::FINISHED) {
-                self.notify_finished();
-            }
         }
         if !fx.unstarted.is_empty() {
             for span in fx.unstarted {
@@ -325,15 +316,6 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
     pub(crate) fn is_shut_down(&self) -> bool {
         // Acquire: pairs with the Release in `apply`.
         self.shut_down.load(Ordering::Acquire)
-    }
-
-    /// Wakes result waiters, if there are any.
-    fn notify_finished(&self) {
-        // SeqCst: pairs with the increment in `wait_record`, which then checks the record
-        // under the lock; either the waiter sees the finish, or we see the waiter.
-        if self.waiting.load(Ordering::SeqCst) > 0 {
-            self.finished.notify_waiters();
-        }
     }
 
     /// `cancel()` and dropping the last handle.

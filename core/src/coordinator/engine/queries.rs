@@ -2,8 +2,7 @@
 //! Each query first evicts what the window's bounds require now, and reports evictions to
 //! `on_evicted` after the unlock, like every other change.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::super::error::PinError;
@@ -13,7 +12,7 @@ use super::super::snapshot::{
 };
 use super::lifecycle::Engine;
 use super::state::Core;
-use super::window::Record;
+use super::window::{Answer, Answerer, Record, Reply};
 use crate::OperationId;
 
 impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
@@ -101,30 +100,25 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
         self.read_purged(|core| core.record(id).map(f))
     }
 
-    /// Waits until `id` finishes; `f` reads its record. `None`: unknown or evicted.
-    pub(crate) async fn wait_record<X>(
+    /// Waits until `id` finishes and answers with `answer` from its record, made at the
+    /// finish: a window that evicts the operation at once cannot lose it. `None`: unknown or
+    /// evicted before the call.
+    pub(crate) async fn wait_outcome(
         &self,
         id: OperationId,
-        f: impl Fn(&Record<R>) -> X,
-    ) -> Option<X> {
-        let inner = self.inner();
-        // SeqCst, and the lock below: a finisher that settles after our check loads the
-        // counter after our increment, so it notifies us.
-        inner.waiting.fetch_add(1, Ordering::SeqCst);
-        let _guard = WaitGuard(&inner.waiting);
-        loop {
-            let notified = inner.finished.notified();
-            let mut notified = std::pin::pin!(notified);
-            notified.as_mut().enable();
-            {
-                let core = inner.lock();
-                let record = core.record(id)?;
-                if record.state.is_finished() {
-                    return Some(f(record));
-                }
-            }
-            notified.await;
+        answer: Answerer<R>,
+    ) -> Option<Answer<R>> {
+        let (tx, rx) = oneshot::channel();
+        let reply = Reply::new(tx, answer);
+        if !self
+            .inner()
+            .update(|core, _| core.answer_when_finished(id, reply))
+        {
+            return None;
         }
+        // The sender is dropped unanswered only with the coordinator, after every accepted
+        // operation finished: then the record is gone.
+        rx.await.ok()
     }
 
     /// Every tracked record, through `f`, sorted by id.
@@ -144,15 +138,5 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
     /// Runs `f` on the queue under the lock (per-key and per-lane views).
     pub(crate) fn with_queue<X>(&self, f: impl FnOnce(&Q) -> X) -> X {
         f(self.inner().lock().queue())
-    }
-}
-
-/// Counts one `wait_record` caller for as long as it waits.
-struct WaitGuard<'a>(&'a AtomicUsize);
-
-impl Drop for WaitGuard<'_> {
-    fn drop(&mut self) {
-        // SeqCst: see `wait_record`.
-        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }

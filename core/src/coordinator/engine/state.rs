@@ -61,8 +61,6 @@ impl Effect {
     /// Wake the steering task (a `max_defer` clock started, or the window's next eviction
     /// by age changed).
     pub(super) const STEER: u8 = 1 << 3;
-    /// Some operation finished: wake result waiters.
-    pub(super) const FINISHED: u8 = 1 << 4;
     /// Wake every waiting worker (a limit, a pause, a deferral or intake changed).
     pub(super) const WAKE_ALL: u8 = 1 << 5;
     /// The coordinator stopped accepting items: publish it where `is_closed`, `reserve` and
@@ -299,6 +297,11 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
 
     pub(crate) fn record(&self, id: OperationId) -> Option<&Record<R>> {
         self.window.record(id)
+    }
+
+    /// See [`Window::answer_when_finished`].
+    pub(crate) fn answer_when_finished(&mut self, id: OperationId, reply: Reply<R>) -> bool {
+        self.window.answer_when_finished(id, reply)
     }
 
     /// Every tracked record, in no particular order.
@@ -543,7 +546,6 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         fx.set(Effect::CLOSE_ROOM);
         fx.set(Effect::CANCEL_ROOT);
         fx.set(Effect::WAKE_ALL);
-        fx.set(Effect::FINISHED);
         self.overdue = 0;
         for job in self.queue.take_all() {
             fx.room_back += 1;
@@ -594,7 +596,6 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
             fx.room_back += 1;
             self.overdue -= usize::from(job.is_overdue());
             self.settle_unstarted(fx, job, now, reason);
-            fx.set(Effect::FINISHED);
             return true;
         }
         // Put aside by an admission hook: its waiting task ends it (at its next poll).
@@ -843,7 +844,6 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
                     });
                 }
             }
-            fx.set(Effect::FINISHED);
         } else {
             self.overdue += usize::from(job.is_overdue());
             if self.defer_since.is_some() {
@@ -857,7 +857,6 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
     /// Files the outcome of a taken job.
     pub(crate) fn finish(
         &mut self,
-        fx: &mut Effect,
         id: OperationId,
         route: &Q::Route,
         outcome: Outcome<R>,
@@ -865,27 +864,20 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         now: Instant,
     ) -> Ended {
         self.queue.finished(route);
-        self.file(fx, id, outcome, slot, now)
+        self.file(id, outcome, slot, now)
     }
 
     /// Files a running job whose worker's task was dropped before its body ended (its
     /// runtime shut down under it): cancelled by shutdown, so it does not stay `Running`
     /// and a waiting result is answered. Its route is not released in the queue (a key
     /// stays busy): no worker can start anything on a runtime that is gone.
-    pub(crate) fn abandon(&mut self, fx: &mut Effect, id: OperationId, slot: &Slot, now: Instant) {
+    pub(crate) fn abandon(&mut self, id: OperationId, slot: &Slot, now: Instant) {
         let outcome = Outcome::Refused(CancelReason::Shutdown);
-        let _ended = self.file(fx, id, outcome, slot, now);
+        let _ended = self.file(id, outcome, slot, now);
     }
 
     /// [`finish`](Self::finish) past the queue: the counters, the slot and the record.
-    fn file(
-        &mut self,
-        fx: &mut Effect,
-        id: OperationId,
-        outcome: Outcome<R>,
-        slot: &Slot,
-        now: Instant,
-    ) -> Ended {
+    fn file(&mut self, id: OperationId, outcome: Outcome<R>, slot: &Slot, now: Instant) -> Ended {
         self.running -= 1;
         slot.set_running(None);
         let mut result = None;
@@ -928,7 +920,6 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
             record.error = error;
             record.panicked = panicked;
         });
-        fx.set(Effect::FINISHED);
         ended
     }
 
@@ -1081,7 +1072,6 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
             fx.room_back += 1;
             self.settle_unstarted(fx, job, now, CancelReason::DeferTimeout);
         }
-        fx.set(Effect::FINISHED);
         next
     }
 

@@ -254,6 +254,12 @@ pub(crate) struct Window<R> {
     ctx: Arc<ContextShared>,
     /// Replies answered in this critical section, to send after the unlock.
     answered: Answers<R>,
+    /// Further callers waiting for unfinished operations (`wait_for_result`), answered at
+    /// the finish like `reply`, before the window may evict the record. Empty but while
+    /// someone waits: a finish checks its emptiness only. Bounded by the unfinished
+    /// operations and the callers still waiting (the senders of dropped waits are pruned
+    /// whenever another is added for the same operation).
+    waiters: IdMap<Vec<Reply<R>>>,
 }
 
 impl<R> Window<R> {
@@ -283,6 +289,7 @@ impl<R> Window<R> {
             evicted_out: Vec::new(),
             ctx,
             answered: Answers::default(),
+            waiters: IdMap::default(),
         }
     }
 
@@ -371,10 +378,35 @@ impl<R> Window<R> {
             self.sweep_owed |= self.sweeps && self.finished.is_empty();
             self.finished.push_back((id, due));
         }
+        // Waiters first: the record's own reply may move the value out.
+        if !self.waiters.is_empty()
+            && let Some(waiters) = self.waiters.remove(&id)
+        {
+            for waiter in waiters {
+                self.answered.push(waiter.tx, (waiter.answer)(id, record));
+            }
+        }
         if let Some(reply) = record.reply.take() {
             self.answered.push(reply.tx, (reply.answer)(id, record));
         }
         self.purge(now);
+    }
+
+    /// Answers `reply` with operation `id`'s outcome: now if it has finished, else at its
+    /// finish (before the window may evict it). False, and `reply` dropped, for an id not
+    /// tracked (never handed out, or evicted).
+    pub(crate) fn answer_when_finished(&mut self, id: OperationId, reply: Reply<R>) -> bool {
+        let Some(record) = self.records.get_mut(&id) else {
+            return false;
+        };
+        if record.state.is_finished() {
+            self.answered.push(reply.tx, (reply.answer)(id, record));
+        } else {
+            let waiters = self.waiters.entry(id).or_default();
+            waiters.retain(|waiter| !waiter.tx.is_closed());
+            waiters.push(reply);
+        }
+        true
     }
 
     /// When an operation finished at `finished` is due for eviction by age (`None`: never,

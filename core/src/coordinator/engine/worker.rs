@@ -278,7 +278,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Drop for Unfiled<'_, T, 
     fn drop(&mut self) {
         let now = Instant::now();
         self.inner
-            .update(|core, fx| core.abandon(fx, self.id, self.slot, now));
+            .update(|core, _| core.abandon(self.id, self.slot, now));
     }
 }
 
@@ -448,7 +448,7 @@ fn finish<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     let now = Instant::now();
     let (ended, next) = inner.update(|core, fx| {
         // The slot is read under the lock, which every cancel holds while it marks slots.
-        let ended = core.finish(fx, id, route, outcome, retired.unwrap_or(slot), now);
+        let ended = core.finish(id, route, outcome, retired.unwrap_or(slot), now);
         if let Some(old) = retired {
             core.replace_slot(old, slot.clone());
         }
