@@ -76,7 +76,10 @@ impl<T, E> fmt::Debug for Batcher<T, E> {
 }
 
 /// Counters of a [`Batcher`], read together.
+///
+/// Non-exhaustive: counters may be added; read the fields, do not build one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct BatchStats {
     /// Batches handed to the handler.
     pub batches: u64,
@@ -91,7 +94,11 @@ pub struct BatchStats {
 }
 
 /// What [`Batcher::close`] reports once everything is flushed.
+///
+/// Non-exhaustive (as [`BatchStats`]): `lost` was added after the first release of this
+/// struct; read the fields, do not build one.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BatchReport<E> {
     /// Batches handed to the handler over the batcher's life.
     pub batches: u64,

@@ -389,8 +389,9 @@ impl SignalBuilder {
         self
     }
 
-    /// Attaches a small payload (the sink refuses one larger than its
-    /// [`max_payload`](crate::SinkOptions::max_payload)).
+    /// Attaches a small payload of bytes (the sink refuses one larger than its
+    /// [`max_payload`](crate::SinkOptions::max_payload)): a `Vec<u8>` or a `&[u8]`
+    /// (`&b"..."[..]`). For text, [`payload_str`](Self::payload_str).
     pub fn payload(mut self, bytes: impl Into<Arc<[u8]>>) -> Self {
         self.payload = Some(bytes.into());
         self
