@@ -192,3 +192,36 @@ async fn receivers_never_keep_the_sink_alive_and_see_it_go() {
     assert_eq!(sub.recv().await.unwrap().unwrap().name(), "x");
     assert!(sub.recv().await.is_none());
 }
+
+/// A waiting watch hears an expiry that a shorter max age brings forward, when it comes.
+/// It slept until the expiry computed under the old age: with the age cut from 60 s to 10 s
+/// at 1 s, `wait_until_clear` returned at 60 s for a signal gone at 10 s.
+#[tokio::test(start_paused = true)]
+async fn a_watch_hears_the_expiry_a_shorter_max_age_brings_forward() {
+    let sink = SignalSink::new(SinkOptions::default().max_age(Duration::from_secs(60))).unwrap();
+    let start = tokio::time::Instant::now();
+    sink.raise("job.a").unwrap();
+    let mut watch = sink.watch("job.*");
+    let waiter = tokio::spawn(async move {
+        watch.wait_until_clear().await;
+        tokio::time::Instant::now()
+    });
+    tokio::task::yield_now().await;
+    advance(Duration::from_secs(1)).await;
+    sink.set_max_age(Duration::from_secs(10)).unwrap();
+    let cleared_at = waiter.await.unwrap();
+    assert_eq!(cleared_at - start, Duration::from_secs(10));
+
+    // A longer age puts the expiry back; a plain `changed` waits for the real change.
+    sink.raise("job.b").unwrap();
+    let mut watch = sink.watch("job.*");
+    let waiter = tokio::spawn(async move {
+        watch.changed().await;
+        tokio::time::Instant::now()
+    });
+    tokio::task::yield_now().await;
+    sink.set_max_age(Duration::from_secs(30)).unwrap();
+    let changed_at = waiter.await.unwrap();
+    assert_eq!(changed_at - start, Duration::from_secs(40));
+    assert!(!sink.has_signal("job.*"));
+}
