@@ -225,3 +225,29 @@ async fn a_watch_hears_the_expiry_a_shorter_max_age_brings_forward() {
     assert_eq!(changed_at - start, Duration::from_secs(40));
     assert!(!sink.has_signal("job.*"));
 }
+
+/// `hold_with` ignores an expiry, as documented: a zero time to live among the builder's
+/// parts does not refuse the hold. It was refused with "signal time to live is zero: it
+/// would never be live", about a condition that lives until released.
+#[tokio::test(start_paused = true)]
+async fn a_hold_ignores_any_time_to_live_even_zero() {
+    let sink = SignalSink::new(SinkOptions::default().max_age(Duration::from_secs(5))).unwrap();
+    let zero = sink
+        .hold_with(
+            Signal::build("circuit.open")
+                .unwrap()
+                .expires_in(Duration::ZERO),
+        )
+        .unwrap();
+    let short = sink
+        .hold_with(
+            Signal::build("backpressure.db")
+                .unwrap()
+                .expires_in(Duration::from_secs(1)),
+        )
+        .unwrap();
+    assert_eq!(zero.signal().expires_at(), None);
+    assert_eq!(short.signal().expires_at(), None);
+    advance(Duration::from_secs(60)).await;
+    assert_eq!(sink.count("*"), 2);
+}

@@ -189,7 +189,10 @@ impl SignalSink {
     ///
     /// As [`hold`](Self::hold) and [`raise_with`](Self::raise_with).
     pub fn hold_with(&self, signal: impl Into<SignalBuilder>) -> Result<Hold, RaiseError> {
-        let (name, extras) = self.inner.split(signal.into())?;
+        let mut builder = signal.into();
+        // Ignored, so not checked either: a zero time to live does not refuse a hold.
+        builder.expires_in = None;
+        let (name, extras) = self.inner.split(builder)?;
         let key = self.inner.key(name.as_str(), Some(&name));
         let now = Instant::now();
         let inserted = self.inner.lock().insert_hold(now, key, extras)?;
