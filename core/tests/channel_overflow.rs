@@ -257,3 +257,34 @@ async fn a_timeout_on_one_subscriber_still_reaches_another_with_the_same_buffer(
     let blocking = std::thread::spawn(move || sender.send_blocking(3));
     assert_eq!(blocking.join().unwrap().unwrap(), 2);
 }
+
+/// A send dropped by its caller after it reached one subscriber, while it waited for room in
+/// another's buffer, tells the one it missed with `Lagged(1)`. That subscriber missed the
+/// message silently: the roomy subscriber read [1, 2], the tight one [1] and no report.
+#[tokio::test(start_paused = true)]
+async fn a_send_cut_short_after_reaching_some_subscribers_tells_the_others() {
+    let channel = Channel::<u32>::new();
+    let mut roomy = channel.subscribe_with(Buffer::bounded(10).unwrap());
+    let mut tight = channel.subscribe_with(Buffer::bounded(1).unwrap());
+    channel.send(1).await.unwrap();
+    let cut = tokio::time::timeout(Duration::from_secs(1), channel.send(2)).await;
+    assert!(
+        cut.is_err(),
+        "the send should still be waiting for the tight subscriber"
+    );
+
+    assert_eq!(roomy.recv().await, Some(Ok(1)));
+    assert_eq!(roomy.recv().await, Some(Ok(2)));
+    let mut seen = Vec::new();
+    while let Some(item) = tight.try_recv() {
+        seen.push(item);
+    }
+    assert_eq!(seen, [Err(Lagged(1)), Ok(1)]);
+
+    // The channel carries on. (A send dropped before it reached anyone tells no one:
+    // `a_cancelled_send_leaves_the_channel_working`.)
+    assert_eq!(channel.send(3).await.unwrap(), 2);
+    assert_eq!(tight.recv().await, Some(Ok(3)));
+    assert_eq!(roomy.recv().await, Some(Ok(3)));
+    assert_eq!(tight.try_recv(), None);
+}

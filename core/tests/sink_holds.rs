@@ -192,3 +192,62 @@ async fn receivers_never_keep_the_sink_alive_and_see_it_go() {
     assert_eq!(sub.recv().await.unwrap().unwrap().name(), "x");
     assert!(sub.recv().await.is_none());
 }
+
+/// A waiting watch hears an expiry that a shorter max age brings forward, when it comes.
+/// It slept until the expiry computed under the old age: with the age cut from 60 s to 10 s
+/// at 1 s, `wait_until_clear` returned at 60 s for a signal gone at 10 s.
+#[tokio::test(start_paused = true)]
+async fn a_watch_hears_the_expiry_a_shorter_max_age_brings_forward() {
+    let sink = SignalSink::new(SinkOptions::default().max_age(Duration::from_secs(60))).unwrap();
+    let start = tokio::time::Instant::now();
+    sink.raise("job.a").unwrap();
+    let mut watch = sink.watch("job.*");
+    let waiter = tokio::spawn(async move {
+        watch.wait_until_clear().await;
+        tokio::time::Instant::now()
+    });
+    tokio::task::yield_now().await;
+    advance(Duration::from_secs(1)).await;
+    sink.set_max_age(Duration::from_secs(10)).unwrap();
+    let cleared_at = waiter.await.unwrap();
+    assert_eq!(cleared_at - start, Duration::from_secs(10));
+
+    // A longer age puts the expiry back; a plain `changed` waits for the real change.
+    sink.raise("job.b").unwrap();
+    let mut watch = sink.watch("job.*");
+    let waiter = tokio::spawn(async move {
+        watch.changed().await;
+        tokio::time::Instant::now()
+    });
+    tokio::task::yield_now().await;
+    sink.set_max_age(Duration::from_secs(30)).unwrap();
+    let changed_at = waiter.await.unwrap();
+    assert_eq!(changed_at - start, Duration::from_secs(40));
+    assert!(!sink.has_signal("job.*"));
+}
+
+/// `hold_with` ignores an expiry, as documented: a zero time to live among the builder's
+/// parts does not refuse the hold. It was refused with "signal time to live is zero: it
+/// would never be live", about a condition that lives until released.
+#[tokio::test(start_paused = true)]
+async fn a_hold_ignores_any_time_to_live_even_zero() {
+    let sink = SignalSink::new(SinkOptions::default().max_age(Duration::from_secs(5))).unwrap();
+    let zero = sink
+        .hold_with(
+            Signal::build("circuit.open")
+                .unwrap()
+                .expires_in(Duration::ZERO),
+        )
+        .unwrap();
+    let short = sink
+        .hold_with(
+            Signal::build("backpressure.db")
+                .unwrap()
+                .expires_in(Duration::from_secs(1)),
+        )
+        .unwrap();
+    assert_eq!(zero.signal().expires_at(), None);
+    assert_eq!(short.signal().expires_at(), None);
+    advance(Duration::from_secs(60)).await;
+    assert_eq!(sink.count("*"), 2);
+}

@@ -462,3 +462,31 @@ async fn a_zero_time_to_live_is_refused_and_evicts_nothing() {
     )
     .unwrap();
 }
+
+/// A capacity of `usize::MAX` (no practical bound) is accepted, and a signal with a time to
+/// live raised on such a sink is live until it runs out. It panicked with an arithmetic
+/// overflow (`2 * capacity + 64`, the bound of the expiry queue) under the sink's lock.
+#[tokio::test(start_paused = true)]
+async fn the_largest_capacity_takes_signals_with_a_time_to_live() {
+    let sink = SignalSink::new(SinkOptions::default().capacity(usize::MAX)).unwrap();
+    sink.raise_with(
+        Signal::build("short")
+            .unwrap()
+            .expires_in(Duration::from_secs(1)),
+    )
+    .unwrap();
+    assert!(sink.has_signal("short"));
+    advance(Duration::from_secs(1)).await;
+    assert!(!sink.has_signal("short"));
+
+    let resized = SignalSink::default();
+    resized.set_capacity(usize::MAX).unwrap();
+    resized
+        .raise_with(
+            Signal::build("short")
+                .unwrap()
+                .expires_in(Duration::from_secs(1)),
+        )
+        .unwrap();
+    assert_eq!(resized.count("short"), 1);
+}

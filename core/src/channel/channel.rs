@@ -62,6 +62,49 @@ impl<T> Drop for Snapshot<'_, T> {
     }
 }
 
+/// How far a send went through its rings. If the send's future is dropped (its caller gave
+/// up on it, in a `select!` or a `timeout`) while it waits for room in one ring after the
+/// message reached the subscribers of another, the rings it had not reached yet are told of
+/// the loss (`Lagged(1)`): no subscriber misses a message silently. A send dropped before it
+/// reached anyone delivered nothing, to nobody, and tells no one.
+struct Progress<'s, 'a, T> {
+    snapshot: &'s Snapshot<'a, T>,
+    /// How many of the snapshot's rings the send is done with.
+    done: usize,
+    /// Whether the message reached some subscriber.
+    reached: bool,
+    /// The send went through every ring (or returned an error that gives the message back).
+    finished: bool,
+}
+
+impl<'s, 'a, T> Progress<'s, 'a, T> {
+    fn new(snapshot: &'s Snapshot<'a, T>) -> Self {
+        Self {
+            snapshot,
+            done: 0,
+            reached: false,
+            finished: false,
+        }
+    }
+
+    /// One more ring is done with, with this result.
+    fn passed(&mut self, result: &Result<usize, PushError<T>>) {
+        self.done += 1;
+        self.reached |= matches!(result, Ok(n) if *n > 0);
+    }
+}
+
+impl<T> Drop for Progress<'_, '_, T> {
+    fn drop(&mut self) {
+        if self.finished || !self.reached {
+            return;
+        }
+        for ring in self.snapshot.rings().skip(self.done) {
+            ring.add_lag(1);
+        }
+    }
+}
+
 pub(crate) struct Inner<T> {
     options: ChannelOptions,
     /// The rings in the send path. Subscribers with the same buffer and overflow policy
@@ -390,6 +433,14 @@ impl<T: Clone + Send + 'static> Channel<T> {
     /// With [`Overflow::Wait`] it waits while a subscriber's buffer is full (up to the send
     /// timeout, if one is set). A subscriber that goes away meanwhile is skipped.
     ///
+    /// Dropping the future before it completes (in a `select!`, or under
+    /// `tokio::time::timeout`) stops the send where it waits: the subscribers it reached
+    /// keep the message, and each one it had not reached yet is told with
+    /// [`Lagged(1)`](crate::Lagged) before its next message, so none misses it silently.
+    /// Dropped before it reached anyone, the send delivered nothing and tells no one. To
+    /// bound the wait with a message given back instead, set
+    /// [`send_timeout`](ChannelOptions::send_timeout).
+    ///
     /// # Errors
     ///
     /// * [`SendError::Closed`] when the channel is closed;
@@ -407,6 +458,7 @@ impl<T: Clone + Send + 'static> Channel<T> {
             .send_timeout
             .and_then(|t| Instant::now().checked_add(t));
         let mut outcome = Outcome::new();
+        let mut progress = Progress::new(&snapshot);
         match deadline {
             // Without a timeout nothing is given back, so the last ring takes the original
             // instead of a clone.
@@ -421,9 +473,11 @@ impl<T: Clone + Send + 'static> Channel<T> {
                     };
                     if let Some(v) = v {
                         let result = push(ring, v, expires, None).await;
+                        progress.passed(&result);
                         outcome.record(&self.inner, ring, result);
                     }
                 }
+                progress.finished = true;
                 match outcome.last_closed {
                     Some(v) if outcome.reached == 0 && self.is_closed() => {
                         Err(SendError::Closed(ChannelClosed(v)))
@@ -434,8 +488,10 @@ impl<T: Clone + Send + 'static> Channel<T> {
             Some(at) => {
                 for ring in snapshot.rings() {
                     let result = push(ring, value.clone(), expires, Some(at)).await;
+                    progress.passed(&result);
                     outcome.record(&self.inner, ring, result);
                 }
+                progress.finished = true;
                 outcome.finish(value, self.is_closed())
             }
         }

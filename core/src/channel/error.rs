@@ -127,8 +127,9 @@ pub enum DeliveryFailure {
     Panicked(String),
     /// The sender's timeout passed while this subscriber's buffer was full.
     TimedOut,
-    /// The subscriber's buffer overflowed ([`Overflow::DropOldest`](crate::Overflow)) and this
-    /// many messages were dropped for it (reported for callback consumers).
+    /// This many messages were lost for the subscriber: its buffer overflowed
+    /// ([`Overflow::DropOldest`](crate::Overflow)), or a send cut short by its caller missed it
+    /// (see [`Channel::send`](super::Channel::send)). Reported for callback consumers.
     Lagged(u64),
 }
 

@@ -189,7 +189,10 @@ impl SignalSink {
     ///
     /// As [`hold`](Self::hold) and [`raise_with`](Self::raise_with).
     pub fn hold_with(&self, signal: impl Into<SignalBuilder>) -> Result<Hold, RaiseError> {
-        let (name, extras) = self.inner.split(signal.into())?;
+        let mut builder = signal.into();
+        // Ignored, so not checked either: a zero time to live does not refuse a hold.
+        builder.expires_in = None;
+        let (name, extras) = self.inner.split(builder)?;
         let key = self.inner.key(name.as_str(), Some(&name));
         let now = Instant::now();
         let inserted = self.inner.lock().insert_hold(now, key, extras)?;
@@ -498,6 +501,7 @@ impl SignalSink {
     /// A longer age applies to the signals live at the change: they stay live until they are
     /// as old as the new age (or reach their own expiry). Signals that had reached the old age
     /// before the change stay expired, whether or not anything looked at the sink in between.
+    /// A [`Watch`] waiting for a change hears the expiries the new age brings, when they come.
     /// A signal raised with a time to live at or past the max age then in force has no expiry
     /// of its own ([`Signal::expires_at`] is `None`), so it lives as long as the max age
     /// allows, like one raised without a time to live.
@@ -514,6 +518,12 @@ impl SignalSink {
         state.purge(now);
         state.max_age = max_age;
         state.purge(now);
+        // Waiting watches sleep until their matches' earliest expiry under the old age.
+        for (_, target) in state.registry.targets() {
+            if let Target::Watcher(watch) = target {
+                watch.rearm();
+            }
+        }
         Ok(())
     }
 

@@ -278,7 +278,8 @@ impl State {
         }
         if let Some(at) = expires_at {
             self.expiries.push(Reverse((at, sequence)));
-            if self.expiries.len() > 2 * self.capacity + 64 {
+            // Saturating: a capacity of `usize::MAX` (no practical bound) must not overflow.
+            if self.expiries.len() > self.capacity.saturating_mul(2).saturating_add(64) {
                 self.rebuild_expiries();
             }
         }

@@ -37,6 +37,12 @@ impl WatchShared {
         }
     }
 
+    /// Wakes every waiter without recording a change, so that it computes again when its
+    /// matches expire (the max age changed): `changed` returns only for a real change.
+    pub(crate) fn rearm(&self) {
+        self.notify.notify_waiters();
+    }
+
     /// Records one change and wakes every waiter.
     pub(crate) fn bump(&self) {
         // Release pairs with the Acquire load in `changed`: a waiter that sees the new version
@@ -56,7 +62,8 @@ impl WatchShared {
 /// Create the watch *before* you evaluate the condition you wait on; then a change that lands
 /// between your evaluation and your `changed().await` is not missed. Expiries are noticed
 /// without polling: while waiting, the watch sleeps until the earliest expiry among its
-/// matches (on tokio's clock).
+/// matches (on tokio's clock), computed again when
+/// [`set_max_age`](SignalSink::set_max_age) changes it.
 ///
 /// A watch does not keep the sink alive. When the last handle that does is gone, every signal
 /// is gone with it: the watch sees that as one last change, [`has_match`](Self::has_match) is
