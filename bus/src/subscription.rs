@@ -180,6 +180,9 @@ impl LocalSub {
                 self.behind.store(true, Ordering::Relaxed);
                 false
             }
+            // The awaited `push` fails with no other error (`InsideRuntime` is
+            // `push_blocking`'s); nothing was buffered.
+            Err(_) => false,
         }
     }
 

@@ -320,3 +320,35 @@ async fn a_reader_counts_only_the_timeouts_while_it_was_there() {
     assert_eq!(early.stats().timed_out, 3);
     assert_eq!(gone.timed_out, 1);
 }
+
+/// `push_blocking` on a runtime's thread is refused with the value, full ring or not: on a
+/// current-thread runtime a full `Wait` ring would block forever (the reader never runs).
+/// On a plain thread it buffers as before.
+#[test]
+fn push_blocking_inside_a_runtime_is_refused_with_the_value() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let ring = ring(1, Overflow::Wait);
+    let _cursor = ring.cursor();
+    runtime.block_on(async {
+        // Room: refused all the same, so the outcome does not depend on timing.
+        match ring.push_blocking(vec![1], None, None) {
+            Err(PushError::InsideRuntime(value)) => assert_eq!(value, vec![1]),
+            other => panic!("expected InsideRuntime, got {other:?}"),
+        }
+        ring.try_push(vec![1], None).expect("room for one");
+        // Full: this used to block the runtime's only thread for good.
+        let refused = ring.push_blocking(vec![2], None, None).unwrap_err();
+        assert!(refused.to_string().contains("push(..).await"), "{refused}");
+        assert_eq!(refused.into_inner(), vec![2]);
+    });
+    let plain = ring.clone();
+    let pushed = std::thread::spawn(move || {
+        plain.push_blocking(vec![3], None, Some(std::time::Instant::now()))
+    })
+    .join()
+    .expect("thread");
+    // A plain thread may block; here its deadline has passed, so it times out.
+    assert!(matches!(pushed, Err(PushError::TimedOut(_))), "{pushed:?}");
+}

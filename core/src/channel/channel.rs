@@ -623,6 +623,9 @@ impl<T> Outcome<T> {
                 self.missed += ring.readers();
                 inner.report_timed_out(ring);
             }
+            // `send_blocking` refuses inside a runtime before it pushes, and `push` never
+            // returns this; counted as missed if it ever did.
+            Err(PushError::InsideRuntime(_)) => self.missed += ring.readers(),
         }
     }
 

@@ -4,8 +4,10 @@ use std::fmt;
 
 /// Why a send did not buffer its value; the value is given back.
 ///
-/// An error for any value type: its `Debug` does not show the value.
+/// An error for any value type: its `Debug` does not show the value. Non-exhaustive: match
+/// the variants you handle and keep a catch-all.
 #[derive(Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PushError<T> {
     /// The ring is closed: the reader went away or its source closed it.
     #[error("the receiver is closed: it takes no more values")]
@@ -15,6 +17,13 @@ pub enum PushError<T> {
         "the receiver's buffer stayed full until the send's deadline: read faster, give it a bigger buffer or a longer deadline"
     )]
     TimedOut(T),
+    /// [`Ring::push_blocking`](super::Ring::push_blocking) was called on a thread that runs
+    /// a tokio runtime, where waiting for room would stall the runtime (and, on a
+    /// current-thread runtime, never end: the reader could not run).
+    #[error(
+        "push_blocking was called inside a tokio runtime, where waiting would stall it: use `push(..).await` there"
+    )]
+    InsideRuntime(T),
 }
 
 impl<T> fmt::Debug for PushError<T> {
@@ -22,6 +31,7 @@ impl<T> fmt::Debug for PushError<T> {
         f.write_str(match self {
             Self::Closed(_) => "Closed(..)",
             Self::TimedOut(_) => "TimedOut(..)",
+            Self::InsideRuntime(_) => "InsideRuntime(..)",
         })
     }
 }
@@ -30,7 +40,9 @@ impl<T> PushError<T> {
     /// The value that was not buffered.
     pub fn into_inner(self) -> T {
         match self {
-            PushError::Closed(value) | PushError::TimedOut(value) => value,
+            PushError::Closed(value)
+            | PushError::TimedOut(value)
+            | PushError::InsideRuntime(value) => value,
         }
     }
 }

@@ -643,17 +643,25 @@ impl<T> Ring<T> {
     }
 
     /// Like [`push`](Self::push), blocking the thread instead of awaiting; for plain threads
-    /// (blocking a runtime's worker thread stalls its other tasks).
+    /// outside any tokio runtime.
     ///
     /// # Errors
     ///
-    /// As [`push`](Self::push).
+    /// As [`push`](Self::push), plus [`PushError::InsideRuntime`] when called on a thread that
+    /// runs a tokio runtime, whether or not the ring has room (so the outcome does not
+    /// depend on timing): waiting there would stall the runtime, and on a current-thread
+    /// runtime never end. As for [`Channel::send_blocking`](crate::Channel::send_blocking),
+    /// a `spawn_blocking` thread counts as inside; use `Handle::current().block_on(ring.push(..))`
+    /// there.
     pub fn push_blocking(
         &self,
         value: T,
         expires: Option<Instant>,
         deadline: Option<std::time::Instant>,
     ) -> Result<usize, PushError<T>> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(PushError::InsideRuntime(value));
+        }
         let mut evicted = Evicted(Vec::new());
         let mut state = lock(&self.state);
         loop {
