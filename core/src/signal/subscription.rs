@@ -23,8 +23,11 @@ pub(crate) struct SubShared {
 /// The signals raised on a sink that match a pattern, as a
 /// `Stream<Item = Result<Signal, Lagged>>`.
 ///
-/// Each subscription has its own bounded buffer with [`Overflow::DropOldest`](crate::Overflow)
-/// semantics (subscriptions with the same pattern and buffer size share one
+/// Each subscription has its own buffer (bounded by the sink's
+/// [`subscription_buffer`](crate::SinkOptions::subscription_buffer), or as given to
+/// [`subscribe_with`](crate::SignalSink::subscribe_with); `Buffer::Unbounded` keeps
+/// everything until read, so memory then grows with a reader that falls behind) with
+/// [`Overflow::DropOldest`](crate::Overflow) semantics (subscriptions with the same pattern and buffer size share one
 /// [`lag::Ring`](crate::lag::Ring), each reading at its own cursor, so a raise stores the
 /// signal once for all of them; each still sees exactly what a buffer of its own would
 /// give it), so [`raise`](crate::SignalSink::raise) never waits for a slow reader: when the
