@@ -313,10 +313,17 @@ impl AdaptiveRate {
 impl Inner {
     fn read(&self, signal: &Signal) {
         let name = signal.name().as_str();
-        let pause = match command::duration(name, "rate-limit") {
-            Ok(Some(pause)) => Some(Ok(pause)),
-            Ok(None) => retry_after(signal),
-            Err(e) => Some(Err(e.to_string())),
+        let pause = match command::payload(name, "rate-limit") {
+            Some(payload) => Some(pause_of_text(payload).map_err(|reason| {
+                command::CommandError {
+                    command: "rate-limit".to_owned(),
+                    payload: payload.to_owned(),
+                    expected: "a duration such as `250ms` or `1m 30s`",
+                    reason,
+                }
+                .to_string()
+            })),
+            None => retry_after(signal),
         };
         match pause {
             Some(Ok(pause)) => self.throttle(pause),
@@ -378,12 +385,35 @@ fn retry_after(signal: &Signal) -> Option<Result<Duration, String>> {
         HeaderValue::Int(secs) => u64::try_from(*secs)
             .map(Duration::from_secs)
             .map_err(|_| format!("retry-after {secs} is negative")),
-        HeaderValue::Float(secs) => {
-            Duration::try_from_secs_f64(*secs).map_err(|e| format!("retry-after {secs}: {e}"))
+        HeaderValue::Float(secs) => pause_of_secs(*secs).map_err(|e| format!("retry-after {e}")),
+        HeaderValue::Str(text) => {
+            pause_of_text(text).map_err(|e| format!("retry-after `{text}`: {e}"))
         }
-        HeaderValue::Str(text) => command::parse_duration(text),
         other => Err(format!("retry-after {other} is not a duration")),
     })
+}
+
+/// A pause written as text: a number of seconds (`120`, `1.5`, `1e20`: how HTTP's
+/// `Retry-After` carries it), else a duration string (`1m 30s`).
+fn pause_of_text(text: &str) -> Result<Duration, String> {
+    match text.trim().parse::<f64>() {
+        Ok(secs) => pause_of_secs(secs),
+        Err(_) => command::parse_duration(text),
+    }
+}
+
+/// A pause of `secs` seconds. A number too large for a `Duration` (`1e20`, `inf`) asks for
+/// a longer pause than any, so it is read as `Duration::MAX` (which `throttle` caps at the
+/// longest pause), not refused: refusing it would not pause at all, the opposite of what the
+/// sender asked. A negative number or NaN says nothing readable and is refused.
+fn pause_of_secs(secs: f64) -> Result<Duration, String> {
+    if secs.is_nan() {
+        return Err(format!("{secs} is not a number of seconds"));
+    }
+    if secs < 0.0 {
+        return Err(format!("{secs} seconds is negative"));
+    }
+    Ok(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

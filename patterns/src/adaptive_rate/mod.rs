@@ -11,8 +11,9 @@
 //! * any matching signal with a `retry-after` header (seconds as a number, or a duration
 //!   string such as `1m 30s`)
 //!
-//! pauses intake for that duration (at most 30 years: a `Duration::MAX` pause or a
-//! `retry-after` of 1e19 s holds for 30 years, for ever in practice) and cuts the rate by the
+//! pauses intake for that duration (at most 30 years: a `Duration::MAX` pause, or a number
+//! of seconds past what a `Duration` holds, such as `retry-after: 1e20`, `"inf"` or
+//! `rate-limit:1e20`, holds for 30 years, for ever in practice) and cuts the rate by the
 //! decrease factor (halved by default, never below the minimum). After the pause, the rate grows back by the recovery
 //! factor every recovery interval until it reaches the base rate again.
 //!
