@@ -223,12 +223,22 @@ fn invalid_options_are_typed_errors() {
         AdaptiveRateOptions::default().decrease(1.5, 1.0),
         AdaptiveRateOptions::default().recovery(1.0, Duration::from_secs(1)),
         AdaptiveRateOptions::default().recovery(2.0, Duration::ZERO),
+        // A listener that could hear no signal.
+        AdaptiveRateOptions::default().listen_on(""),
+        AdaptiveRateOptions::default().listen_on(" , "),
     ];
     for options in bad {
         let err = AdaptiveRate::new(&sink, options.clone()).unwrap_err();
         assert_ne!(err, AdaptiveRateError::NoRuntime, "{options:?}");
         assert!(!err.to_string().is_empty());
     }
+    let deaf = AdaptiveRate::new(&sink, AdaptiveRateOptions::default().listen_on(" , "));
+    assert_eq!(
+        deaf.unwrap_err(),
+        AdaptiveRateError::EmptyPattern {
+            pattern: " , ".to_owned()
+        }
+    );
     drop(_guard);
     assert_eq!(
         AdaptiveRate::new(&sink, AdaptiveRateOptions::default()).unwrap_err(),

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use ephemeral::{HeaderValue, Listener, Signal, SignalSink, command};
+use ephemeral::{HeaderValue, Listener, Pattern, Signal, SignalSink, command};
 use tokio::time::Instant;
 
 use ephemeral_atoms::rate_limit::{GcraLimiter, RateLimiter as _, Tunable as _};
@@ -58,6 +58,8 @@ impl AdaptiveRateOptions {
 
     /// Which signals are read for `rate-limit:<duration>` or a `retry-after` header (default
     /// `*`; narrow it, e.g. to `*rate-limit*,http.429`, to spare the listener on busy sinks).
+    /// A pattern that can match no name (`""`, `" , "`) is refused when the limiter is built
+    /// ([`AdaptiveRateError::EmptyPattern`]).
     pub fn listen_on(mut self, pattern: &str) -> Self {
         self.pattern = pattern.to_owned();
         self
@@ -97,6 +99,13 @@ impl AdaptiveRateOptions {
         }
         if self.burst == 0 {
             return Err(AdaptiveRateError::ZeroBurst);
+        }
+        // A listener that can hear nothing leaves the limiter deaf to every downstream:
+        // almost surely a typo or an unset variable, so it is refused, not kept quiet.
+        if Pattern::new(&self.pattern).is_empty() {
+            return Err(AdaptiveRateError::EmptyPattern {
+                pattern: self.pattern.clone(),
+            });
         }
         if !(positive(self.decrease) && self.decrease <= 1.0) {
             return Err(AdaptiveRateError::Decrease(self.decrease));
@@ -141,6 +150,15 @@ pub enum AdaptiveRateError {
         factor: f64,
         /// The recovery interval.
         every: Duration,
+    },
+    /// The `listen_on` pattern can match no signal name (`""`, `" , "`, `"a b"`: see
+    /// [`Pattern::is_empty`]), so no signal would ever slow the limiter.
+    #[error(
+        "listen_on pattern `{pattern}` matches no signal name, so no rate-limit signal would ever be heard: give a pattern such as `*rate-limit*,http.429` (or leave the default `*`)"
+    )]
+    EmptyPattern {
+        /// The pattern given.
+        pattern: String,
     },
     /// Built outside a tokio runtime.
     #[error("an adaptive rate limiter needs a tokio runtime: create it inside one")]
