@@ -161,6 +161,10 @@ fn invalid_settings_are_typed_errors() {
         Progress::new(chunks(&[]), &sink, "bad name", None).unwrap_err(),
         ProgressError::Name(_)
     ));
+    // An empty name would report as `progress..done`, which says nothing about the stream.
+    let err = Progress::new(chunks(&[]), &sink, "", None).unwrap_err();
+    assert!(err.to_string().contains("empty"), "{err}");
+    assert_eq!(err, ProgressError::EmptyName);
     let err = Progress::new(chunks(&[]), &sink, "ok", None)
         .unwrap()
         .step(0)

@@ -15,6 +15,12 @@ pub enum ProgressError {
     /// `progress.<name>` does not make valid signal names.
     #[error("progress name does not make valid signal names: {0}")]
     Name(#[source] NameError),
+    /// The name was empty: the signals would be `progress..started`, `progress..done`, which
+    /// no reader could tell from another unnamed stream's.
+    #[error(
+        "the progress name is empty: give the stream a name, such as `report` for `progress.report.done`"
+    )]
+    EmptyName,
     /// The percent step was 0 or above 100.
     #[error("percent step {0} is outside 1..=100")]
     Step(u8),
@@ -68,13 +74,17 @@ impl<S> Progress<S> {
     ///
     /// # Errors
     ///
-    /// [`ProgressError::Name`] when `progress.<name>.percent:100` is not a valid name.
+    /// [`ProgressError::EmptyName`] for an empty `name`; [`ProgressError::Name`] when
+    /// `progress.<name>.percent:100` is not a valid name (whitespace, a wildcard, ...).
     pub fn new(
         inner: S,
         sink: &SignalSink,
         name: &str,
         total: Option<u64>,
     ) -> Result<Self, ProgressError> {
+        if name.is_empty() {
+            return Err(ProgressError::EmptyName);
+        }
         let prefix = format!("progress.{name}");
         for suffix in ["started", "percent:100", "done", "failed"] {
             Name::new(&format!("{prefix}.{suffix}")).map_err(ProgressError::Name)?;
