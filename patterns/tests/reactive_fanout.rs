@@ -146,7 +146,7 @@ async fn stage_one_failures_and_panics_are_recorded_and_the_rest_flows() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn bad_watermarks_are_a_typed_error() {
+async fn bad_watermarks_or_name_are_a_typed_error() {
     let sink = SignalSink::default();
     let built = ReactiveFanout::new(
         &sink,
@@ -159,6 +159,19 @@ async fn bad_watermarks_are_a_typed_error() {
             assert!(e.to_string().contains('5'), "{e}");
         }
         other => panic!("expected a watermark error, got {other:?}"),
+    }
+    // An empty name would hold `backpressure.`, which names nothing.
+    let built = ReactiveFanout::new(
+        &sink,
+        |_: u32, _ctx: OperationContext| async { Ok::<_, String>(vec![1u32]) },
+        |_: u32, _ctx: OperationContext| async { Ok::<_, String>(()) },
+        ReactiveFanoutOptions::new("", 5, 2),
+    );
+    match built {
+        Err(ReactiveFanoutError::Backpressure(e)) => {
+            assert!(e.to_string().contains("empty"), "{e}");
+        }
+        other => panic!("expected an empty-name error, got {other:?}"),
     }
 }
 
