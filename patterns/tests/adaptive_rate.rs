@@ -111,6 +111,11 @@ async fn retry_after_headers_in_every_form_throttle() {
 
     sink.raise("rate-limit:never").unwrap();
     assert_eq!(limiter.bad_signals().0, 3);
+    // A bare `rate-limit` says to slow down but not for how long: counted, not guessed at.
+    sink.raise("api.rate-limit").unwrap();
+    let (bad, last) = limiter.bad_signals();
+    assert_eq!(bad, 4);
+    assert!(last.unwrap().contains("rate-limit:<duration>"));
     // Other signals are not throttles.
     sink.raise("job.done").unwrap();
     sink.raise("xrate-limit:5s").unwrap();

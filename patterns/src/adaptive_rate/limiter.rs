@@ -319,8 +319,9 @@ impl AdaptiveRate {
         lock(&self.inner.state).throttles
     }
 
-    /// How many `rate-limit` signals or `retry-after` headers could not be read, and the last
-    /// such signal's name with the reason. They are ignored, not guessed at.
+    /// How many `rate-limit` signals or `retry-after` headers could not be read (a bad
+    /// duration, or a bare `rate-limit` with none), and the last such signal's name with the
+    /// reason. They are ignored, not guessed at.
     #[must_use]
     pub fn bad_signals(&self) -> (u64, Option<String>) {
         let state = lock(&self.inner.state);
@@ -341,6 +342,12 @@ impl Inner {
                 }
                 .to_string()
             })),
+            // `rate-limit` with no duration asks for a pause without saying how long: not
+            // guessed at, but counted, so it does not pass unnoticed.
+            None if command::is_command(name, "rate-limit") => Some(Err(
+                "`rate-limit` carries no duration: raise `rate-limit:<duration>`, such as `rate-limit:5s`"
+                    .to_owned(),
+            )),
             None => retry_after(signal),
         };
         match pause {
