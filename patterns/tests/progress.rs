@@ -177,3 +177,22 @@ fn invalid_settings_are_typed_errors() {
             .is_err()
     );
 }
+
+/// A sink that takes no header still gets `done` and `failed` (without their header): the
+/// signals a reader waits for are never lost to the header limit.
+#[tokio::test(start_paused = true)]
+async fn a_sink_without_headers_still_gets_done_and_failed() {
+    let sink = SignalSink::new(ephemeral::SinkOptions::default().max_headers(0)).unwrap();
+    let mut done = Progress::new(chunks(&[10, 10]), &sink, "ok", Some(20)).unwrap();
+    while done.next().await.is_some() {}
+    assert!(sink.has_signal("progress.ok.done"));
+    let mut failing = Progress::new(
+        futures::stream::iter(vec![Ok(vec![1u8]), Err("boom".to_owned())]),
+        &sink,
+        "bad",
+        None,
+    )
+    .unwrap();
+    while failing.next().await.is_some() {}
+    assert!(sink.has_signal("progress.bad.failed"));
+}
