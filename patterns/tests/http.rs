@@ -493,6 +493,13 @@ async fn invalid_options_are_typed_errors() {
             "{empty:?}"
         );
     }
+    // The dot after the prefix is added: one given with it would leave an empty segment
+    // (`http..error.503`), and so would a leading one.
+    for dotted in ["http.", ".http", "."] {
+        let refused = SignalingLayer::new(&sink, SignalingOptions::default().prefix(dotted));
+        let err = refused.unwrap_err();
+        assert!(err.to_string().contains("dot"), "{dotted:?}: {err}");
+    }
     let custom = SignalingLayer::new(&sink, SignalingOptions::default().prefix("upstream.http"))
         .unwrap()
         .layer(Downstream::default().service());
