@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ephemeral::{
-    Admission, AdmissionRequest, Decision, EphemeralOptions, EphemeralWorkCoordinator, SignalSink,
+    Admission, AdmissionRequest, Decision, EphemeralOptions, EphemeralWorkCoordinator, OperationId,
+    SignalSink,
 };
 use ephemeral_patterns::adaptive_rate::{AdaptiveRate, AdaptiveRateOptions};
 use futures::future::BoxFuture;
@@ -136,4 +137,117 @@ async fn acquire_serves_waiters_in_order() {
         task.await.unwrap();
     }
     assert_eq!(*order.lock().unwrap(), (0..20).collect::<Vec<_>>());
+}
+
+/// Starts keep the rate and the burst when the workers, not the rate, held items back:
+/// bodies that all end at the same instant free four workers at once, and the items waiting
+/// for a start still go one interval apart. (A deferred item takes its start when it is asked
+/// again on a worker, not while it waits for one.)
+#[tokio::test(start_paused = true)]
+async fn items_freed_together_by_the_workers_still_start_at_the_rate() {
+    let sink = SignalSink::default();
+    let limiter =
+        AdaptiveRate::new(&sink, AdaptiveRateOptions::default().rate_per_second(100.0)).unwrap();
+    let origin = Instant::now();
+    let starts = Arc::new(Mutex::new(Vec::new()));
+    let log = starts.clone();
+    let coordinator = EphemeralWorkCoordinator::with_admission(
+        move |_: u32, _ctx: ephemeral::OperationContext| {
+            let started = origin.elapsed();
+            log.lock().unwrap().push(started);
+            // Every body ends at the next whole second, together with the others.
+            let end = origin + Duration::from_secs(started.as_secs() + 1);
+            async move {
+                tokio::time::sleep_until(end).await;
+                Ok::<_, String>(())
+            }
+        },
+        EphemeralOptions::default()
+            .max_concurrency(4)
+            .signals(sink.clone()),
+        vec![limiter.admission()],
+    )
+    .unwrap();
+    for n in 0..20 {
+        coordinator.enqueue(n).await.unwrap();
+    }
+    coordinator.drain().await.unwrap();
+    let mut starts = starts.lock().unwrap().clone();
+    starts.sort();
+    let ms: Vec<u128> = starts.iter().map(Duration::as_millis).collect();
+    assert_eq!(
+        &ms[..8],
+        [0, 10, 20, 30, 1_000, 1_010, 1_020, 1_030],
+        "{ms:?}"
+    );
+    assert!(
+        starts
+            .windows(2)
+            .all(|w| w[1] - w[0] >= Duration::from_millis(10)),
+        "{ms:?}"
+    );
+}
+
+/// Cancels one item when it is asked about again, before the hooks after it see it.
+#[derive(Debug)]
+struct CancelOnSecondAsk {
+    victim: Mutex<Option<OperationId>>,
+    asked: AtomicU64,
+}
+
+impl Admission for CancelOnSecondAsk {
+    fn admit<'a>(&'a self, request: &'a AdmissionRequest) -> BoxFuture<'a, Decision> {
+        let victim = *self.victim.lock().unwrap() == Some(request.id);
+        let second = victim && self.asked.fetch_add(1, Ordering::Relaxed) == 1;
+        Box::pin(async move {
+            if second {
+                Decision::cancel("changed its mind")
+            } else {
+                Decision::Admit
+            }
+        })
+    }
+}
+
+/// An item whose start came, but that ended without being asked again (cancelled by another
+/// hook as it was asked), does not hold the others up for long: the next waiter gives up on
+/// it after a grace (100 ms at this rate) and the rest run.
+#[tokio::test(start_paused = true)]
+async fn an_item_gone_before_taking_its_start_holds_the_others_up_only_briefly() {
+    let sink = SignalSink::default();
+    let limiter =
+        AdaptiveRate::new(&sink, AdaptiveRateOptions::default().rate_per_second(100.0)).unwrap();
+    let canceller = Arc::new(CancelOnSecondAsk {
+        victim: Mutex::new(None),
+        asked: AtomicU64::new(0),
+    });
+    let coordinator = EphemeralWorkCoordinator::with_admission(
+        |_: u32, _ctx: ephemeral::OperationContext| async { Ok::<_, String>(()) },
+        EphemeralOptions::default()
+            .max_concurrency(4)
+            .signals(sink.clone()),
+        vec![canceller.clone() as Arc<dyn Admission>, limiter.admission()],
+    )
+    .unwrap();
+    coordinator.pause();
+    let mut ids = Vec::new();
+    for n in 0..10 {
+        ids.push(coordinator.enqueue(n).await.unwrap());
+    }
+    *canceller.victim.lock().unwrap() = Some(ids[3]);
+    let origin = Instant::now();
+    coordinator.resume();
+    let drained = tokio::time::timeout(Duration::from_secs(3600), coordinator.drain()).await;
+    assert!(
+        drained.is_ok(),
+        "the waiters behind the gone item never ran"
+    );
+    let stats = coordinator.stats();
+    assert_eq!((stats.completed, stats.cancelled), (9, 1));
+    // Nine starts 10 ms apart, plus the grace given to the gone item.
+    assert_eq!(
+        origin.elapsed(),
+        Duration::from_millis(80 + 100),
+        "{stats:?}"
+    );
 }

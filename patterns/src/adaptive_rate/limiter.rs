@@ -13,6 +13,10 @@ use ephemeral_atoms::rate_limit::{GcraLimiter, RateLimiter as _, Tunable as _};
 /// Longer ones, up to `Duration::MAX`, pause this long.
 const LONGEST_PAUSE: Duration = Duration::from_secs(86_400 * 365 * 30);
 
+/// How long, at least, a waiter waits for the deferred item readied before it to be asked
+/// again (see `AdaptiveRate::after_readied`).
+const READY_GRACE: Duration = Duration::from_millis(100);
+
 /// Settings of an [`AdaptiveRate`].
 ///
 /// Defaults: 100 per second, burst 1, listening to every signal (`*`), decrease factor 0.5,
@@ -209,6 +213,11 @@ struct Inner {
     /// compete for it: n waiters cost n checks per start, n²/2 in all (1000 deferred items
     /// were asked about 500,500 times).
     turn: tokio::sync::Semaphore,
+    /// The deferred item whose start is free and that has not been asked again yet (see
+    /// `admission`): the next waiter lets it take that start first.
+    ready: Mutex<Option<ephemeral::OperationId>>,
+    /// Notified when `ready` is emptied.
+    readied: tokio::sync::Notify,
 }
 
 struct State {
@@ -249,6 +258,8 @@ impl AdaptiveRate {
             }),
             listener: Mutex::new(None),
             turn: tokio::sync::Semaphore::new(1),
+            ready: Mutex::new(None),
+            readied: tokio::sync::Notify::new(),
             options,
         });
         let weak = Arc::downgrade(&inner);
@@ -269,19 +280,87 @@ impl AdaptiveRate {
     pub async fn acquire(&self) {
         // Never closed, so the turn always comes; dropping the future gives it up.
         let _turn = self.inner.turn.acquire().await;
+        self.after_readied().await;
         self.wait_and_take().await;
     }
 
+    /// Waits until the item readied by the previous holder of the turn has been asked again
+    /// (it takes the start it was readied for), or a grace has passed: at least
+    /// [`READY_GRACE`], at least one interval at the current rate. An item is asked as soon
+    /// as a worker is free, so one still not asked waits for a worker (no start could happen
+    /// meanwhile anyway) or has ended (cancelled by a rule as it was asked); then it takes
+    /// its chance with everyone else when it is asked.
+    pub(super) async fn after_readied(&self) {
+        loop {
+            let notified = self.inner.readied.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let Some(earlier) = *self.ready() else {
+                return;
+            };
+            let grace = self.interval().max(READY_GRACE);
+            tokio::select! {
+                () = notified => {}
+                () = tokio::time::sleep(grace) => {
+                    let mut ready = self.ready();
+                    if *ready == Some(earlier) {
+                        *ready = None;
+                    }
+                }
+            }
+        }
+    }
+
     /// Sleeps until a start is allowed and takes it (by the holder of the turn).
-    pub(super) async fn wait_and_take(&self) {
+    async fn wait_and_take(&self) {
         while let Err(wait) = self.try_acquire() {
             tokio::time::sleep(wait).await;
         }
     }
 
+    /// Sleeps until a start is allowed, without taking it (by the holder of the turn, for
+    /// an item that takes it when asked again).
+    pub(super) async fn wait_for_start(&self) {
+        loop {
+            let wait = {
+                let now = Instant::now();
+                let mut state = lock(&self.inner.state);
+                match state.paused_until.filter(|until| *until > now) {
+                    Some(until) => Some(until - now),
+                    None => {
+                        self.inner.recover(&mut state, now);
+                        state.gcra.check().err().map(|limited| limited.retry_after)
+                    }
+                }
+            };
+            match wait {
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => return,
+            }
+        }
+    }
+
+    /// The time between two starts at the current rate, at least 1 ms.
+    pub(super) fn interval(&self) -> Duration {
+        let rate = self.current_rate();
+        Duration::try_from_secs_f64(1.0 / rate)
+            .unwrap_or(LONGEST_PAUSE)
+            .max(Duration::from_millis(1))
+    }
+
     /// The waiters' turn, for the admission hook.
     pub(super) fn turn(&self) -> &tokio::sync::Semaphore {
         &self.inner.turn
+    }
+
+    /// The item readied and not asked again yet, for the admission hook.
+    pub(super) fn ready(&self) -> MutexGuard<'_, Option<ephemeral::OperationId>> {
+        lock(&self.inner.ready)
+    }
+
+    /// Notified when the readied item is asked again (or given up on).
+    pub(super) fn readied(&self) -> &tokio::sync::Notify {
+        &self.inner.readied
     }
 
     /// Takes a start now if allowed; otherwise says how long until one may be.
