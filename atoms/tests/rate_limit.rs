@@ -41,6 +41,26 @@ async fn token_bucket_grants_at_the_same_times() {
     assert_eq!(times, EXPECTED.map(ms));
 }
 
+/// `check` says what `try_acquire` would, and takes nothing.
+#[tokio::test(start_paused = true)]
+async fn gcra_check_looks_without_taking() {
+    let limiter = GcraLimiter::new(10.0, 2).unwrap();
+    for _ in 0..5 {
+        assert!(limiter.check().is_ok());
+    }
+    limiter.try_acquire().unwrap();
+    assert!(limiter.check().is_ok(), "one of the burst of 2 is left");
+    limiter.try_acquire().unwrap();
+    assert_eq!(limiter.check().unwrap_err().retry_after, ms(100));
+    assert_eq!(limiter.try_acquire().unwrap_err().retry_after, ms(100));
+    tokio::time::advance(ms(40)).await;
+    assert_eq!(limiter.check().unwrap_err().retry_after, ms(60));
+    tokio::time::advance(ms(60)).await;
+    assert!(limiter.check().is_ok());
+    limiter.try_acquire().unwrap();
+    assert!(limiter.check().is_err());
+}
+
 #[tokio::test(start_paused = true)]
 async fn try_acquire_says_exactly_when_to_retry() {
     for limiter in [

@@ -470,6 +470,17 @@ async fn bad_lanes_are_typed_errors() {
     );
     let err = make(vec![Lane::new("", 0)]).unwrap_err().to_string();
     assert!(err.contains("empty"), "{err}");
+    // A blank name is as invisible as an empty one, and refused the same way (as a blank
+    // coordinator name or id is).
+    for blank in [" ", "\n", "\t ", "\u{3000}"] {
+        assert_eq!(
+            make(vec![Lane::new("high", 1), Lane::new(blank, 0)]),
+            Err(CoordinatorError::Lanes(LaneError::EmptyName)),
+            "{blank:?}"
+        );
+    }
+    let err = make(vec![Lane::new(" ", 0)]).unwrap_err().to_string();
+    assert!(err.contains("whitespace"), "{err}");
     // A lane that could hold no item would refuse every one.
     assert_eq!(
         make(vec![Lane::new("a", 1), Lane::new("lo", 0).max_depth(0)]),

@@ -111,14 +111,20 @@ async fn retry_after_headers_in_every_form_throttle() {
 
     sink.raise("rate-limit:never").unwrap();
     assert_eq!(limiter.bad_signals().0, 3);
+    // A bare `rate-limit` says to slow down but not for how long: counted, not guessed at.
+    sink.raise("api.rate-limit").unwrap();
+    let (bad, last) = limiter.bad_signals();
+    assert_eq!(bad, 4);
+    assert!(last.unwrap().contains("rate-limit:<duration>"));
     // Other signals are not throttles.
     sink.raise("job.done").unwrap();
     sink.raise("xrate-limit:5s").unwrap();
     assert_eq!(limiter.throttles(), 3);
 }
 
-/// A pause too long for the clock (`Duration::MAX`, a `retry-after` of 1e19 s) pauses for the
-/// longest pause, 30 years, instead of not at all.
+/// A pause too long for the clock (`Duration::MAX`, a `retry-after` of 1e19 s, or of 1e20 s
+/// and `inf`, past what a `Duration` holds) pauses for the longest pause, 30 years, instead
+/// of not at all.
 #[tokio::test(start_paused = true)]
 async fn a_pause_past_the_clock_pauses_for_the_longest_pause() {
     const LONGEST: Duration = Duration::from_secs(86_400 * 365 * 30);
@@ -140,6 +146,38 @@ async fn a_pause_past_the_clock_pauses_for_the_longest_pause() {
     assert_eq!(by_header.throttles(), 1);
     assert_eq!(by_header.paused_for(), Some(LONGEST));
     assert!(by_header.try_acquire().is_err());
+
+    // Past what a `Duration` holds at all (about 1.8e19 s), as a number or as text, or
+    // infinite: still the longest pause, not a signal ignored (which paused nothing).
+    let header = |value: ephemeral::HeaderValue| {
+        Signal::build("http.429")
+            .unwrap()
+            .header("retry-after", value)
+    };
+    let past_the_clock = [
+        header(1e20.into()),
+        header(f64::INFINITY.into()),
+        header("1e20".into()),
+        header("99999999999999999999".into()),
+        Signal::build("api.rate-limit:1e20").unwrap(),
+    ];
+    for signal in past_the_clock {
+        let past = limiter(&sink, 10.0);
+        let what = format!("{signal:?}");
+        sink.raise_with(signal).unwrap();
+        assert_eq!(past.bad_signals(), (0, None), "{what}");
+        assert_eq!(past.throttles(), 1, "{what}");
+        assert_eq!(past.paused_for(), Some(LONGEST), "{what}");
+    }
+    // Negative numbers and NaN say nothing readable: counted, not guessed at.
+    let unreadable = limiter(&sink, 10.0);
+    sink.raise_with(header(f64::NAN.into())).unwrap();
+    sink.raise_with(header((-1.5).into())).unwrap();
+    sink.raise_with(header("-2".into())).unwrap();
+    sink.raise("api.rate-limit:-2").unwrap();
+    assert_eq!(unreadable.throttles(), 0);
+    assert_eq!(unreadable.bad_signals().0, 4);
+    assert!(unreadable.bad_signals().1.unwrap().contains("negative"));
 }
 
 #[tokio::test(start_paused = true)]
@@ -190,12 +228,22 @@ fn invalid_options_are_typed_errors() {
         AdaptiveRateOptions::default().decrease(1.5, 1.0),
         AdaptiveRateOptions::default().recovery(1.0, Duration::from_secs(1)),
         AdaptiveRateOptions::default().recovery(2.0, Duration::ZERO),
+        // A listener that could hear no signal.
+        AdaptiveRateOptions::default().listen_on(""),
+        AdaptiveRateOptions::default().listen_on(" , "),
     ];
     for options in bad {
         let err = AdaptiveRate::new(&sink, options.clone()).unwrap_err();
         assert_ne!(err, AdaptiveRateError::NoRuntime, "{options:?}");
         assert!(!err.to_string().is_empty());
     }
+    let deaf = AdaptiveRate::new(&sink, AdaptiveRateOptions::default().listen_on(" , "));
+    assert_eq!(
+        deaf.unwrap_err(),
+        AdaptiveRateError::EmptyPattern {
+            pattern: " , ".to_owned()
+        }
+    );
     drop(_guard);
     assert_eq!(
         AdaptiveRate::new(&sink, AdaptiveRateOptions::default()).unwrap_err(),

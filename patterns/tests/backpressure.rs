@@ -88,6 +88,10 @@ fn invalid_settings_are_typed_errors() {
     let err = Backpressure::new(&sink, "bad name", 5, 1).unwrap_err();
     assert!(matches!(err, BackpressureError::Name(_)), "{err}");
     assert!(err.to_string().contains("backpressure name"));
+    // An empty name would hold `backpressure.`, which names nothing.
+    let err = Backpressure::new(&sink, "", 5, 1).unwrap_err();
+    assert!(err.to_string().contains("empty"), "{err}");
+    assert_eq!(err, BackpressureError::EmptyName);
 }
 
 /// A sink that refuses the hold (its `max_holds` reached) does not change the throttled

@@ -22,7 +22,8 @@ use tower::{Layer, Service, ServiceExt};
 struct Refused(String);
 
 /// A fake downstream, driven by the path: `/status/<code>`, `/sleep/<ms>` (then 200),
-/// `/sleep/<ms>/status/<code>`, `/refuse`. Counts the calls that reach it.
+/// `/sleep/<ms>/status/<code>`, `/retry-after/<value>` (a `Retry-After` header), `/refuse`.
+/// Counts the calls that reach it.
 #[derive(Clone, Default)]
 struct Downstream {
     calls: Arc<AtomicUsize>,
@@ -50,6 +51,7 @@ impl Downstream {
             async move {
                 let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
                 let mut status = 200;
+                let mut retry_after = None;
                 let mut rest = parts.as_slice();
                 while let [what, value, tail @ ..] = rest {
                     match *what {
@@ -58,6 +60,7 @@ impl Downstream {
                             tokio::time::sleep(Duration::from_millis(ms)).await;
                         }
                         "status" => status = value.parse().unwrap(),
+                        "retry-after" => retry_after = Some(value.to_string()),
                         _ => {}
                     }
                     rest = tail;
@@ -65,7 +68,11 @@ impl Downstream {
                 if rest == ["refuse"] {
                     return Err(Refused(host));
                 }
-                Ok(Response::builder().status(status).body(()).unwrap())
+                let mut response = Response::builder().status(status);
+                if let Some(after) = retry_after {
+                    response = response.header(http::header::RETRY_AFTER, after);
+                }
+                Ok(response.body(()).unwrap())
             }
         })
     }
@@ -115,6 +122,61 @@ async fn an_error_status_raises_its_signal_keyed_by_host_and_returns_the_respons
         (stats.calls, stats.responses, stats.error_responses),
         (2, 2, 1)
     );
+}
+
+/// An error response's `Retry-After` travels on its signal as `retry-after`, as text, so a
+/// limiter listening to the sink can pause for it; a response without one carries none.
+#[tokio::test(start_paused = true)]
+async fn an_error_responses_retry_after_travels_on_its_signal() {
+    let sink = SignalSink::default();
+    let client = SignalingLayer::new(&sink, SignalingOptions::default())
+        .unwrap()
+        .layer(Downstream::default().service());
+    client
+        .clone()
+        .oneshot(get("http://api.test/status/429/retry-after/120"))
+        .await
+        .unwrap();
+    let signal = sink.latest("http.error.429").unwrap();
+    assert_eq!(
+        header(&signal, "retry-after"),
+        Some(HeaderValue::from("120"))
+    );
+    client
+        .clone()
+        .oneshot(get("http://api.test/status/503"))
+        .await
+        .unwrap();
+    let signal = sink.latest("http.error.503").unwrap();
+    assert_eq!(header(&signal, "retry-after"), None);
+    // A success raises nothing, whatever its headers.
+    client
+        .oneshot(get("http://api.test/status/200/retry-after/5"))
+        .await
+        .unwrap();
+    assert_eq!(sink.count("http.*"), 2);
+}
+
+/// The two patterns together: a 429 with `Retry-After: 5` through the layer pauses an
+/// adaptive limiter listening to `http.*` for 5 s (it used to carry no `retry-after`, and the
+/// limiter never heard it).
+#[cfg(feature = "adaptive_rate")]
+#[tokio::test(start_paused = true)]
+async fn a_429_with_retry_after_pauses_an_adaptive_limiter() {
+    use ephemeral_patterns::adaptive_rate::{AdaptiveRate, AdaptiveRateOptions};
+    let sink = SignalSink::default();
+    let limiter =
+        AdaptiveRate::new(&sink, AdaptiveRateOptions::default().listen_on("http.*")).unwrap();
+    let client = SignalingLayer::new(&sink, SignalingOptions::default())
+        .unwrap()
+        .layer(Downstream::default().service());
+    let response = client
+        .oneshot(get("http://api.test/status/429/retry-after/5"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(limiter.throttles(), 1);
+    assert_eq!(limiter.paused_for(), Some(Duration::from_secs(5)));
 }
 
 #[tokio::test(start_paused = true)]
@@ -430,6 +492,13 @@ async fn invalid_options_are_typed_errors() {
             SignalingConfigError::EmptyPrefix,
             "{empty:?}"
         );
+    }
+    // The dot after the prefix is added: one given with it would leave an empty segment
+    // (`http..error.503`), and so would a leading one.
+    for dotted in ["http.", ".http", "."] {
+        let refused = SignalingLayer::new(&sink, SignalingOptions::default().prefix(dotted));
+        let err = refused.unwrap_err();
+        assert!(err.to_string().contains("dot"), "{dotted:?}: {err}");
     }
     let custom = SignalingLayer::new(&sink, SignalingOptions::default().prefix("upstream.http"))
         .unwrap()

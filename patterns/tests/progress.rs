@@ -161,6 +161,10 @@ fn invalid_settings_are_typed_errors() {
         Progress::new(chunks(&[]), &sink, "bad name", None).unwrap_err(),
         ProgressError::Name(_)
     ));
+    // An empty name would report as `progress..done`, which says nothing about the stream.
+    let err = Progress::new(chunks(&[]), &sink, "", None).unwrap_err();
+    assert!(err.to_string().contains("empty"), "{err}");
+    assert_eq!(err, ProgressError::EmptyName);
     let err = Progress::new(chunks(&[]), &sink, "ok", None)
         .unwrap()
         .step(0)
@@ -172,4 +176,23 @@ fn invalid_settings_are_typed_errors() {
             .step(101)
             .is_err()
     );
+}
+
+/// A sink that takes no header still gets `done` and `failed` (without their header): the
+/// signals a reader waits for are never lost to the header limit.
+#[tokio::test(start_paused = true)]
+async fn a_sink_without_headers_still_gets_done_and_failed() {
+    let sink = SignalSink::new(ephemeral::SinkOptions::default().max_headers(0)).unwrap();
+    let mut done = Progress::new(chunks(&[10, 10]), &sink, "ok", Some(20)).unwrap();
+    while done.next().await.is_some() {}
+    assert!(sink.has_signal("progress.ok.done"));
+    let mut failing = Progress::new(
+        futures::stream::iter(vec![Ok(vec![1u8]), Err("boom".to_owned())]),
+        &sink,
+        "bad",
+        None,
+    )
+    .unwrap();
+    while failing.next().await.is_some() {}
+    assert!(sink.has_signal("progress.bad.failed"));
 }

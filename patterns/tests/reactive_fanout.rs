@@ -146,7 +146,7 @@ async fn stage_one_failures_and_panics_are_recorded_and_the_rest_flows() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn bad_watermarks_are_a_typed_error() {
+async fn bad_watermarks_or_name_are_a_typed_error() {
     let sink = SignalSink::default();
     let built = ReactiveFanout::new(
         &sink,
@@ -160,6 +160,48 @@ async fn bad_watermarks_are_a_typed_error() {
         }
         other => panic!("expected a watermark error, got {other:?}"),
     }
+    // An empty name would hold `backpressure.`, which names nothing.
+    let built = ReactiveFanout::new(
+        &sink,
+        |_: u32, _ctx: OperationContext| async { Ok::<_, String>(vec![1u32]) },
+        |_: u32, _ctx: OperationContext| async { Ok::<_, String>(()) },
+        ReactiveFanoutOptions::new("", 5, 2),
+    );
+    match built {
+        Err(ReactiveFanoutError::Backpressure(e)) => {
+            assert!(e.to_string().contains("empty"), "{e}");
+        }
+        other => panic!("expected an empty-name error, got {other:?}"),
+    }
+}
+
+/// A high watermark at or above stage 2's `max_pending` could never be passed (no more than
+/// `max_pending` outputs ever wait there): stage 1 would never be throttled, so it is refused.
+#[tokio::test(start_paused = true)]
+async fn a_high_watermark_stage_two_can_never_reach_is_refused() {
+    let sink = SignalSink::default();
+    let build = |high: usize, second: EphemeralOptions| {
+        ReactiveFanout::new(
+            &sink,
+            |_: u32, _ctx: OperationContext| async { Ok::<_, String>(vec![1u32]) },
+            |_: u32, _ctx: OperationContext| async { Ok::<_, String>(()) },
+            ReactiveFanoutOptions::new("x", high, 1).second(second),
+        )
+        .map(|_| ())
+    };
+    for (high, max_pending) in [(50, 20), (20, 20), (1024, 1024)] {
+        let second = EphemeralOptions::default().max_pending(max_pending);
+        let err = build(high, second).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("{high}")) && text.contains("max_pending"),
+            "{text}"
+        );
+    }
+    // The default max_pending is 1024.
+    assert!(build(1024, EphemeralOptions::default()).is_err());
+    assert!(build(1023, EphemeralOptions::default()).is_ok());
+    assert!(build(19, EphemeralOptions::default().max_pending(20)).is_ok());
 }
 
 /// A stage-1 operation cancelled while it waits for room in stage 2 stops handing over at
@@ -180,7 +222,8 @@ async fn cancelling_stage_one_mid_hand_over_stops_it_and_counts_what_was_left() 
                 Ok::<_, String>(())
             }
         },
-        ReactiveFanoutOptions::new("links", 100, 50)
+        // Throttling holds back new inputs only: the one running still waits for room.
+        ReactiveFanoutOptions::new("links", 1, 1)
             .first(EphemeralOptions::default().abort_grace(Duration::from_secs(3600)))
             .second(
                 EphemeralOptions::default()

@@ -154,3 +154,26 @@ fn outside_a_runtime_is_a_typed_error() {
         SignalLogWatcher::start(&sink, "*", Buffer::Unbounded, |_| async {}, |_| {}).unwrap_err();
     assert_eq!(err, WatcherError::NoRuntime);
 }
+
+/// A pattern that can match no signal name would give a watcher that never calls its
+/// handler: refused with the pattern, nothing subscribed.
+#[tokio::test(start_paused = true)]
+async fn a_pattern_matching_no_name_is_refused() {
+    let sink = SignalSink::default();
+    for pattern in ["", " ", " , ", "error db"] {
+        let err = SignalLogWatcher::start(&sink, pattern, Buffer::Unbounded, |_| async {}, |_| {})
+            .unwrap_err();
+        assert_eq!(
+            err,
+            WatcherError::EmptyPattern {
+                pattern: pattern.to_owned()
+            }
+        );
+        assert!(err.to_string().contains("matches no signal name"), "{err}");
+    }
+    assert_eq!(sink.stats().subscriptions, 0);
+    // One alternative that can match is enough.
+    let watcher =
+        SignalLogWatcher::start(&sink, " ,error.*", Buffer::Unbounded, |_| async {}, |_| {});
+    assert!(watcher.is_ok());
+}

@@ -115,6 +115,36 @@ impl GcraLimiter {
         })
     }
 
+    /// Whether a permit is free now, without taking it: `Ok(())`, or [`RateLimited`] with the
+    /// time until one is. For a caller that must wait for a permit on behalf of someone who
+    /// will take it later (an admission hook that defers an item until it may start, and lets
+    /// the item take its permit when it is asked again).
+    ///
+    /// ```
+    /// use ephemeral_atoms::rate_limit::{GcraLimiter, RateLimiter as _};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let limiter = GcraLimiter::new(10.0, 1)?;
+    /// assert!(limiter.check().is_ok());
+    /// assert!(limiter.check().is_ok()); // nothing taken
+    /// limiter.try_acquire()?;
+    /// assert_eq!(limiter.check().unwrap_err().retry_after.as_millis(), 100);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`RateLimited`] with the time until a permit frees up.
+    pub fn check(&self) -> Result<(), RateLimited> {
+        let state = self.state();
+        let now = since(state.origin);
+        // A copy: the permit is looked at, not taken.
+        let mut cell = state.cell;
+        cell.try_take(now, state.params)
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         // Every update writes whole values; a panic elsewhere cannot tear them.
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)

@@ -133,8 +133,13 @@ pub enum LaneError {
     /// No lane was given.
     #[error("a priority coordinator needs at least one lane")]
     NoLanes,
-    /// A lane's name was empty.
-    #[error("a lane name must not be empty: give every lane a name to enqueue by")]
+    /// A lane's name was empty or only whitespace (`""`, `" "`, `"\n"`): a snapshot's key, a
+    /// log line or an `enqueue(lane, ..)` call could not tell it from nothing. Blank names
+    /// are refused with this one variant, as a coordinator's blank `name` or `id` is
+    /// ([`OptionsError::Blank`](crate::OptionsError::Blank)), so matching on it catches both.
+    #[error(
+        "a lane name must not be empty or only whitespace: give every lane a visible name to enqueue by"
+    )]
     EmptyName,
     /// Two lanes had this name.
     #[error("lane name `{0}` is used twice: lane names must be distinct")]

@@ -30,7 +30,9 @@ pub struct Lane {
 
 impl Lane {
     /// A lane named `name`; higher `priority` starts first (any `i32`). Between lanes of equal
-    /// priority, the item accepted first starts first.
+    /// priority, the item accepted first starts first. An empty or blank name (`""`, `" "`)
+    /// is refused when the coordinator is built
+    /// ([`LaneError::EmptyName`](crate::LaneError::EmptyName)).
     pub fn new(name: &str, priority: i32) -> Self {
         Self {
             name: Arc::from(name),

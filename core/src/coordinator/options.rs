@@ -420,6 +420,21 @@ impl EphemeralOptions {
         self.max_defer.map(|max| (max, self.defer_policy))
     }
 
+    /// The `max_pending` these options set (1024 by default), for code that builds a
+    /// coordinator from caller's options and must know how many items can wait in it (a
+    /// watermark above it could never be passed).
+    ///
+    /// ```
+    /// use ephemeral::EphemeralOptions;
+    ///
+    /// assert_eq!(EphemeralOptions::default().max_pending_setting(), 1024);
+    /// assert_eq!(EphemeralOptions::default().max_pending(8).max_pending_setting(), 8);
+    /// ```
+    #[must_use]
+    pub fn max_pending_setting(&self) -> usize {
+        self.max_pending
+    }
+
     /// The coordinator id that `coordinator.drain.id` / `.pattern` signals address.
     pub fn id(mut self, id: &str) -> Self {
         self.id = Some(Arc::from(id));

@@ -78,7 +78,8 @@ impl<T: Send + 'static> PriorityWorkCoordinator<T> {
     ///
     /// # Errors
     ///
-    /// [`CoordinatorError::Lanes`] for no lanes, an empty lane name or a repeated one,
+    /// [`CoordinatorError::Lanes`] for no lanes, an empty or blank lane name
+    /// ([`LaneError::EmptyName`]), a repeated one, or a lane with `max_depth(0)`,
     /// [`CoordinatorError::NoRuntime`] outside a tokio runtime, or a bad option.
     pub fn new<F, Fut, E>(
         body: F,
@@ -115,7 +116,7 @@ impl<T: Send + 'static> PriorityWorkCoordinator<T> {
         lanes.sort_by_key(|l| std::cmp::Reverse(l.priority));
         let names: Arc<[Arc<str>]> = lanes.iter().map(|l| l.name.clone()).collect();
         for (i, name) in names.iter().enumerate() {
-            if name.is_empty() {
+            if name.trim().is_empty() {
                 return Err(LaneError::EmptyName.into());
             }
             if lanes[i].max_depth == Some(0) {

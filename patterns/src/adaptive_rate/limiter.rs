@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use ephemeral::{HeaderValue, Listener, Signal, SignalSink, command};
+use ephemeral::{HeaderValue, Listener, Pattern, Signal, SignalSink, command};
 use tokio::time::Instant;
 
 use ephemeral_atoms::rate_limit::{GcraLimiter, RateLimiter as _, Tunable as _};
@@ -12,6 +12,10 @@ use ephemeral_atoms::rate_limit::{GcraLimiter, RateLimiter as _, Tunable as _};
 /// The longest pause a throttle starts: 30 years, which stands for "until further notice".
 /// Longer ones, up to `Duration::MAX`, pause this long.
 const LONGEST_PAUSE: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// How long, at least, a waiter waits for the deferred item readied before it to be asked
+/// again (see `AdaptiveRate::after_readied`).
+const READY_GRACE: Duration = Duration::from_millis(100);
 
 /// Settings of an [`AdaptiveRate`].
 ///
@@ -58,6 +62,8 @@ impl AdaptiveRateOptions {
 
     /// Which signals are read for `rate-limit:<duration>` or a `retry-after` header (default
     /// `*`; narrow it, e.g. to `*rate-limit*,http.429`, to spare the listener on busy sinks).
+    /// A pattern that can match no name (`""`, `" , "`) is refused when the limiter is built
+    /// ([`AdaptiveRateError::EmptyPattern`]).
     pub fn listen_on(mut self, pattern: &str) -> Self {
         self.pattern = pattern.to_owned();
         self
@@ -97,6 +103,13 @@ impl AdaptiveRateOptions {
         }
         if self.burst == 0 {
             return Err(AdaptiveRateError::ZeroBurst);
+        }
+        // A listener that can hear nothing leaves the limiter deaf to every downstream:
+        // almost surely a typo or an unset variable, so it is refused, not kept quiet.
+        if Pattern::new(&self.pattern).is_empty() {
+            return Err(AdaptiveRateError::EmptyPattern {
+                pattern: self.pattern.clone(),
+            });
         }
         if !(positive(self.decrease) && self.decrease <= 1.0) {
             return Err(AdaptiveRateError::Decrease(self.decrease));
@@ -142,6 +155,15 @@ pub enum AdaptiveRateError {
         /// The recovery interval.
         every: Duration,
     },
+    /// The `listen_on` pattern can match no signal name (`""`, `" , "`, `"a b"`: see
+    /// [`Pattern::is_empty`]), so no signal would ever slow the limiter.
+    #[error(
+        "listen_on pattern `{pattern}` matches no signal name, so no rate-limit signal would ever be heard: give a pattern such as `*rate-limit*,http.429` (or leave the default `*`)"
+    )]
+    EmptyPattern {
+        /// The pattern given.
+        pattern: String,
+    },
     /// Built outside a tokio runtime.
     #[error("an adaptive rate limiter needs a tokio runtime: create it inside one")]
     NoRuntime,
@@ -185,6 +207,17 @@ struct Inner {
     options: AdaptiveRateOptions,
     state: Mutex<State>,
     listener: Mutex<Option<Listener>>,
+    /// The waiters' turn: whoever waits for a start (an `acquire`, or an item the admission
+    /// hook deferred) waits here first, in order, and only the one holding the turn waits on
+    /// the clock. Without it every waiter slept until the same next start and all woke to
+    /// compete for it: n waiters cost n checks per start, n²/2 in all (1000 deferred items
+    /// were asked about 500,500 times).
+    turn: tokio::sync::Semaphore,
+    /// The deferred item whose start is free and that has not been asked again yet (see
+    /// `admission`): the next waiter lets it take that start first.
+    ready: Mutex<Option<ephemeral::OperationId>>,
+    /// Notified when `ready` is emptied.
+    readied: tokio::sync::Notify,
 }
 
 struct State {
@@ -224,6 +257,9 @@ impl AdaptiveRate {
                 last_bad_signal: None,
             }),
             listener: Mutex::new(None),
+            turn: tokio::sync::Semaphore::new(1),
+            ready: Mutex::new(None),
+            readied: tokio::sync::Notify::new(),
             options,
         });
         let weak = Arc::downgrade(&inner);
@@ -237,10 +273,94 @@ impl AdaptiveRate {
     }
 
     /// Waits until a start is allowed, then takes it. Dropping the future takes nothing.
+    ///
+    /// Waiters are served in the order they began waiting (the admission hook's deferred
+    /// items among them), and only the first waits on the clock: a thousand waiters cost one
+    /// timer and one check per start, not a thousand.
     pub async fn acquire(&self) {
+        // Never closed, so the turn always comes; dropping the future gives it up.
+        let _turn = self.inner.turn.acquire().await;
+        self.after_readied().await;
+        self.wait_and_take().await;
+    }
+
+    /// Waits until the item readied by the previous holder of the turn has been asked again
+    /// (it takes the start it was readied for), or a grace has passed: at least
+    /// [`READY_GRACE`], at least one interval at the current rate. An item is asked as soon
+    /// as a worker is free, so one still not asked waits for a worker (no start could happen
+    /// meanwhile anyway) or has ended (cancelled by a rule as it was asked); then it takes
+    /// its chance with everyone else when it is asked.
+    pub(super) async fn after_readied(&self) {
+        loop {
+            let notified = self.inner.readied.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let Some(earlier) = *self.ready() else {
+                return;
+            };
+            let grace = self.interval().max(READY_GRACE);
+            tokio::select! {
+                () = notified => {}
+                () = tokio::time::sleep(grace) => {
+                    let mut ready = self.ready();
+                    if *ready == Some(earlier) {
+                        *ready = None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sleeps until a start is allowed and takes it (by the holder of the turn).
+    async fn wait_and_take(&self) {
         while let Err(wait) = self.try_acquire() {
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// Sleeps until a start is allowed, without taking it (by the holder of the turn, for
+    /// an item that takes it when asked again).
+    pub(super) async fn wait_for_start(&self) {
+        loop {
+            let wait = {
+                let now = Instant::now();
+                let mut state = lock(&self.inner.state);
+                match state.paused_until.filter(|until| *until > now) {
+                    Some(until) => Some(until - now),
+                    None => {
+                        self.inner.recover(&mut state, now);
+                        state.gcra.check().err().map(|limited| limited.retry_after)
+                    }
+                }
+            };
+            match wait {
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => return,
+            }
+        }
+    }
+
+    /// The time between two starts at the current rate, at least 1 ms.
+    pub(super) fn interval(&self) -> Duration {
+        let rate = self.current_rate();
+        Duration::try_from_secs_f64(1.0 / rate)
+            .unwrap_or(LONGEST_PAUSE)
+            .max(Duration::from_millis(1))
+    }
+
+    /// The waiters' turn, for the admission hook.
+    pub(super) fn turn(&self) -> &tokio::sync::Semaphore {
+        &self.inner.turn
+    }
+
+    /// The item readied and not asked again yet, for the admission hook.
+    pub(super) fn ready(&self) -> MutexGuard<'_, Option<ephemeral::OperationId>> {
+        lock(&self.inner.ready)
+    }
+
+    /// Notified when the readied item is asked again (or given up on).
+    pub(super) fn readied(&self) -> &tokio::sync::Notify {
+        &self.inner.readied
     }
 
     /// Takes a start now if allowed; otherwise says how long until one may be.
@@ -301,8 +421,9 @@ impl AdaptiveRate {
         lock(&self.inner.state).throttles
     }
 
-    /// How many `rate-limit` signals or `retry-after` headers could not be read, and the last
-    /// such signal's name with the reason. They are ignored, not guessed at.
+    /// How many `rate-limit` signals or `retry-after` headers could not be read (a bad
+    /// duration, or a bare `rate-limit` with none), and the last such signal's name with the
+    /// reason. They are ignored, not guessed at.
     #[must_use]
     pub fn bad_signals(&self) -> (u64, Option<String>) {
         let state = lock(&self.inner.state);
@@ -313,10 +434,23 @@ impl AdaptiveRate {
 impl Inner {
     fn read(&self, signal: &Signal) {
         let name = signal.name().as_str();
-        let pause = match command::duration(name, "rate-limit") {
-            Ok(Some(pause)) => Some(Ok(pause)),
-            Ok(None) => retry_after(signal),
-            Err(e) => Some(Err(e.to_string())),
+        let pause = match command::payload(name, "rate-limit") {
+            Some(payload) => Some(pause_of_text(payload).map_err(|reason| {
+                command::CommandError {
+                    command: "rate-limit".to_owned(),
+                    payload: payload.to_owned(),
+                    expected: "a duration such as `250ms` or `1m 30s`",
+                    reason,
+                }
+                .to_string()
+            })),
+            // `rate-limit` with no duration asks for a pause without saying how long: not
+            // guessed at, but counted, so it does not pass unnoticed.
+            None if command::is_command(name, "rate-limit") => Some(Err(
+                "`rate-limit` carries no duration: raise `rate-limit:<duration>`, such as `rate-limit:5s`"
+                    .to_owned(),
+            )),
+            None => retry_after(signal),
         };
         match pause {
             Some(Ok(pause)) => self.throttle(pause),
@@ -378,12 +512,35 @@ fn retry_after(signal: &Signal) -> Option<Result<Duration, String>> {
         HeaderValue::Int(secs) => u64::try_from(*secs)
             .map(Duration::from_secs)
             .map_err(|_| format!("retry-after {secs} is negative")),
-        HeaderValue::Float(secs) => {
-            Duration::try_from_secs_f64(*secs).map_err(|e| format!("retry-after {secs}: {e}"))
+        HeaderValue::Float(secs) => pause_of_secs(*secs).map_err(|e| format!("retry-after {e}")),
+        HeaderValue::Str(text) => {
+            pause_of_text(text).map_err(|e| format!("retry-after `{text}`: {e}"))
         }
-        HeaderValue::Str(text) => command::parse_duration(text),
         other => Err(format!("retry-after {other} is not a duration")),
     })
+}
+
+/// A pause written as text: a number of seconds (`120`, `1.5`, `1e20`: how HTTP's
+/// `Retry-After` carries it), else a duration string (`1m 30s`).
+fn pause_of_text(text: &str) -> Result<Duration, String> {
+    match text.trim().parse::<f64>() {
+        Ok(secs) => pause_of_secs(secs),
+        Err(_) => command::parse_duration(text),
+    }
+}
+
+/// A pause of `secs` seconds. A number too large for a `Duration` (`1e20`, `inf`) asks for
+/// a longer pause than any, so it is read as `Duration::MAX` (which `throttle` caps at the
+/// longest pause), not refused: refusing it would not pause at all, the opposite of what the
+/// sender asked. A negative number or NaN says nothing readable and is refused.
+fn pause_of_secs(secs: f64) -> Result<Duration, String> {
+    if secs.is_nan() {
+        return Err(format!("{secs} is not a number of seconds"));
+    }
+    if secs < 0.0 {
+        return Err(format!("{secs} seconds is negative"));
+    }
+    Ok(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -9,10 +9,13 @@
 //! * a command signal `rate-limit:<duration>` (at a segment boundary, so
 //!   `payments.rate-limit:2s` counts too), or
 //! * any matching signal with a `retry-after` header (seconds as a number, or a duration
-//!   string such as `1m 30s`)
+//!   string such as `1m 30s`): the `http` pattern's `http.error.<status>` carries the
+//!   response's `Retry-After` this way, so a 429 through that layer reaches a limiter that
+//!   listens to `http.*`
 //!
-//! pauses intake for that duration (at most 30 years: a `Duration::MAX` pause or a
-//! `retry-after` of 1e19 s holds for 30 years, for ever in practice) and cuts the rate by the
+//! pauses intake for that duration (at most 30 years: a `Duration::MAX` pause, or a number
+//! of seconds past what a `Duration` holds, such as `retry-after: 1e20`, `"inf"` or
+//! `rate-limit:1e20`, holds for 30 years, for ever in practice) and cuts the rate by the
 //! decrease factor (halved by default, never below the minimum). After the pause, the rate grows back by the recovery
 //! factor every recovery interval until it reaches the base rate again.
 //!

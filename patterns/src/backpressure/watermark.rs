@@ -73,6 +73,12 @@ pub enum BackpressureError {
     /// `backpressure.<name>` is not a valid signal name.
     #[error("backpressure name does not make a valid signal name: {0}")]
     Name(#[source] NameError),
+    /// The name was empty: the hold would be `backpressure.`, which says nothing about what
+    /// is under pressure.
+    #[error(
+        "the backpressure name is empty: name what is under pressure, such as `db` for `backpressure.db`"
+    )]
+    EmptyName,
     /// The watermarks were in the wrong order or the low one was zero.
     #[error(
         "watermarks low {low}, high {high}: the low watermark must be at least 1 and at most the high one"
@@ -94,7 +100,7 @@ impl Backpressure {
     ///
     /// # Errors
     ///
-    /// [`BackpressureError`] when the name is invalid, `low` is 0 (the hold could never be
+    /// [`BackpressureError`] when the name is empty or invalid, `low` is 0 (the hold could never be
     /// released), or `low > high`.
     pub fn new(
         sink: &SignalSink,
@@ -104,6 +110,9 @@ impl Backpressure {
     ) -> Result<Self, BackpressureError> {
         if low == 0 || low > high {
             return Err(BackpressureError::Watermarks { high, low });
+        }
+        if name.is_empty() {
+            return Err(BackpressureError::EmptyName);
         }
         let name = Name::new(&format!("backpressure.{name}")).map_err(BackpressureError::Name)?;
         Ok(Self {

@@ -52,7 +52,8 @@ pub(crate) struct Call {
 
 /// How a call ended, for the signals.
 enum Ended {
-    Response(StatusCode),
+    /// A response: its status, and its `Retry-After` header as text, if it has a readable one.
+    Response(StatusCode, Option<Box<str>>),
     Transport,
     Timeout,
 }
@@ -99,7 +100,7 @@ where
                 // The response first: one that is ready at the deadline is not a timeout.
                 if let Poll::Ready(result) = future.poll(cx) {
                     let ended = match &result {
-                        Ok(response) => Ended::Response(response.status()),
+                        Ok(response) => Ended::Response(response.status(), retry_after(response)),
                         Err(_) => Ended::Transport,
                     };
                     if let Some(call) = call.take() {
@@ -131,12 +132,15 @@ impl Call {
         let counters = &shared.counters;
         let elapsed = self.started.elapsed();
         let mut failed = false;
-        let (name, status) = match *ended {
-            Ended::Response(status) => {
+        let mut retry_after = None;
+        let (name, status) = match ended {
+            Ended::Response(status, after) => {
+                let status = *status;
                 Counters::bump(&counters.responses);
                 if (shared.options.is_error)(status) {
                     Counters::bump(&counters.error_responses);
                     let name = format!("{}{}", shared.names.error_prefix, status.as_u16());
+                    retry_after = after.as_deref();
                     (Name::new(&name).ok(), Some(status))
                 } else {
                     (None, Some(status))
@@ -152,26 +156,32 @@ impl Call {
             }
         };
         if let Some(name) = name {
-            failed |= self.raise(name, status, elapsed);
+            failed |= self.raise(name, status, elapsed, retry_after);
         }
         let slow = !matches!(ended, Ended::Timeout)
             && shared.options.slow_after.is_some_and(|t| elapsed >= t);
         if slow {
             Counters::bump(&counters.slow);
-            failed |= self.raise(shared.names.slow.clone(), status, elapsed);
+            failed |= self.raise(shared.names.slow.clone(), status, elapsed, None);
         }
         if let Some(permit) = self.permit {
             // A failure signal already reached the breaker through its listener; a response
             // with no failure signal is a success (the server answered). A transport error or
             // timeout the breaker does not count gets no verdict: the permit is dropped.
-            if !failed && matches!(ended, Ended::Response(_)) {
+            if !failed && matches!(ended, Ended::Response(..)) {
                 permit.success();
             }
         }
     }
 
     /// Raises one signal; whether the breaker saw it as a failure.
-    fn raise(&self, name: Name, status: Option<StatusCode>, elapsed: Duration) -> bool {
+    fn raise(
+        &self,
+        name: Name,
+        status: Option<StatusCode>,
+        elapsed: Duration,
+        retry_after: Option<&str>,
+    ) -> bool {
         let mut builder = SignalBuilder::new(name)
             .header("method", self.method.as_str())
             .header(
@@ -180,6 +190,9 @@ impl Call {
             );
         if let Some(status) = status {
             builder = builder.header("status", i64::from(status.as_u16()));
+        }
+        if let Some(after) = retry_after {
+            builder = builder.header("retry-after", after);
         }
         if let Some(host) = &self.host {
             builder = builder.key(host.clone());
@@ -190,6 +203,23 @@ impl Call {
         }
         self.shared.raise(builder)
     }
+}
+
+/// The longest `Retry-After` value carried onto a signal: a number of seconds or an HTTP date
+/// fits many times over; anything longer is not a `Retry-After` a limiter could read.
+const MAX_RETRY_AFTER: usize = 64;
+
+/// The response's `Retry-After` header, trimmed, if it is visible text of a sensible length:
+/// carried on `http.error.<status>` as `retry-after`, where an
+/// `adaptive_rate::AdaptiveRate` limiter (or anyone) reads it.
+fn retry_after<B>(response: &Response<B>) -> Option<Box<str>> {
+    let value = response
+        .headers()
+        .get(::http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    (!value.is_empty() && value.len() <= MAX_RETRY_AFTER).then(|| value.into())
 }
 
 impl<F> std::fmt::Debug for ResponseFuture<F> {

@@ -6,7 +6,7 @@
 //!
 //! | signal | when | headers |
 //! |---|---|---|
-//! | `http.error.<status>` | a response whose status is an error (400 and up by default; see [`SignalingOptions::error_when`]) | `method`, `status`, `elapsed_ms` |
+//! | `http.error.<status>` | a response whose status is an error (400 and up by default; see [`SignalingOptions::error_when`]) | `method`, `status`, `elapsed_ms`; `retry-after` when the response has a `Retry-After` header (its text, at most 64 bytes) |
 //! | `http.error.transport` | the inner service failed (connection refused, reset, ...), in a call or in `poll_ready` | `method`, `elapsed_ms` (none for a failed `poll_ready`, which has no request yet) |
 //! | `http.timeout` | no response within [`SignalingOptions::timeout`]; the call fails with [`SignalingError::Timeout`] | `method`, `elapsed_ms` |
 //! | `http.slow` | a call that ended (response or error) after at least [`SignalingOptions::slow_after`] | `method`, `status` if any, `elapsed_ms` |
@@ -25,6 +25,11 @@
 //! [`SignalingError::CircuitOpen`] without touching the network, until the breaker lets
 //! probes through. Successes (responses with no failure signal) reach the breaker too, so a
 //! half-open probe that gets an answer closes it.
+//!
+//! An error response's `Retry-After` (a 429 or a 503 that says when to come back) travels
+//! on its signal as the `retry-after` header, as text (`"120"`, or an HTTP date), so an
+//! `adaptive_rate::AdaptiveRate` limiter listening to `http.*` pauses for it (it
+//! reads a number of seconds; a date it counts as unreadable).
 //!
 //! Timing is measured from the call to the response head; a streamed body is not timed.
 //! The timeout and the slow threshold run on tokio's clock, so tests can use the paused

@@ -64,7 +64,8 @@ impl fmt::Debug for SignalingOptions {
 impl SignalingOptions {
     /// The first segments of the signal names (default `http`, giving `http.error.<status>`,
     /// `http.error.transport`, `http.timeout` and `http.slow`). An empty prefix is refused
-    /// ([`SignalingConfigError::EmptyPrefix`]).
+    /// ([`SignalingConfigError::EmptyPrefix`]), and so is one that starts or ends with a dot
+    /// ([`SignalingConfigError::PrefixDot`]): the dot after it is added.
     pub fn prefix(mut self, prefix: &str) -> Self {
         self.prefix = prefix.to_owned();
         self
@@ -126,6 +127,9 @@ impl SignalingOptions {
         if self.prefix.trim().is_empty() {
             return Err(SignalingConfigError::EmptyPrefix);
         }
+        if self.prefix.starts_with('.') || self.prefix.ends_with('.') {
+            return Err(SignalingConfigError::PrefixDot(self.prefix.clone()));
+        }
         for suffix in ["error.599", "error.transport", "timeout", "slow"] {
             ephemeral::validate_name(&format!("{}.{suffix}", self.prefix))
                 .map_err(SignalingConfigError::Prefix)?;
@@ -148,6 +152,12 @@ pub enum SignalingConfigError {
     /// (`.error.503`).
     #[error("the signal prefix is empty: give one, such as `http` (the default)")]
     EmptyPrefix,
+    /// The prefix starts or ends with a dot (`http.`, `.http`): the names would hold an
+    /// empty segment (`http..error.503`). The dot after the prefix is added.
+    #[error(
+        "the signal prefix `{0}` starts or ends with a dot, which would leave an empty segment (`http..error.503`): give the segments alone, such as `http` or `upstream.http`"
+    )]
+    PrefixDot(String),
     /// The prefix does not make valid signal names.
     #[error("the signal prefix does not make valid signal names: {0}")]
     Prefix(#[source] NameError),

@@ -15,6 +15,9 @@
 //!   `error = "dropped"`). A stream dropped before its first poll never started: it raises
 //!   nothing at all.
 //!
+//! On a sink that takes no header (`max_headers(0)`), `done` and `failed` are raised without
+//! theirs rather than not at all.
+//!
 //! The wrapper never changes the stream: every item, errors included, passes through in
 //! order, and a stream that goes on after an error goes on through it. After `failed` no
 //! other progress signal is raised (no `percent`, no `done`).

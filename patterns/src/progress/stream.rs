@@ -4,7 +4,7 @@ use std::fmt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use ephemeral::{Name, NameError, SignalBuilder, SignalSink};
+use ephemeral::{Name, NameError, RaiseError, SignalBuilder, SignalSink};
 use futures::Stream;
 use pin_project::{pin_project, pinned_drop};
 
@@ -15,6 +15,12 @@ pub enum ProgressError {
     /// `progress.<name>` does not make valid signal names.
     #[error("progress name does not make valid signal names: {0}")]
     Name(#[source] NameError),
+    /// The name was empty: the signals would be `progress..started`, `progress..done`, which
+    /// no reader could tell from another unnamed stream's.
+    #[error(
+        "the progress name is empty: give the stream a name, such as `report` for `progress.report.done`"
+    )]
+    EmptyName,
     /// The percent step was 0 or above 100.
     #[error("percent step {0} is outside 1..=100")]
     Step(u8),
@@ -68,13 +74,17 @@ impl<S> Progress<S> {
     ///
     /// # Errors
     ///
-    /// [`ProgressError::Name`] when `progress.<name>.percent:100` is not a valid name.
+    /// [`ProgressError::EmptyName`] for an empty `name`; [`ProgressError::Name`] when
+    /// `progress.<name>.percent:100` is not a valid name (whitespace, a wildcard, ...).
     pub fn new(
         inner: S,
         sink: &SignalSink,
         name: &str,
         total: Option<u64>,
     ) -> Result<Self, ProgressError> {
+        if name.is_empty() {
+            return Err(ProgressError::EmptyName);
+        }
         let prefix = format!("progress.{name}");
         for suffix in ["started", "percent:100", "done", "failed"] {
             Name::new(&format!("{prefix}.{suffix}")).map_err(ProgressError::Name)?;
@@ -113,16 +123,19 @@ impl<S> Progress<S> {
     }
 }
 
-/// Raises one of the wrapper's signals. A refusal by the sink (a full hold table cannot
-/// happen here; a payload or header limit could) loses only a progress report, never data,
-/// so it is ignored by design.
+/// Raises one of the wrapper's signals. A sink that takes no header (`max_headers(0)`) gets
+/// the signal without its header: `done` and `failed` end the stream's story, and a reader
+/// waiting for them must not wait for ever. Any other refusal loses only a progress report,
+/// never data, so it is ignored by design.
 fn raise(sink: &SignalSink, name: &str, header: Option<(&str, ephemeral::HeaderValue)>) {
     let Ok(name) = Name::new(name) else { return };
-    let mut signal = SignalBuilder::new(name);
+    let mut signal = SignalBuilder::new(name.clone());
     if let Some((key, value)) = header {
         signal = signal.header(key, value);
     }
-    let _ = sink.raise_with(signal);
+    if let Err(RaiseError::TooManyHeaders { .. }) = sink.raise_with(signal) {
+        let _ = sink.raise_with(SignalBuilder::new(name));
+    }
 }
 
 impl<S, B, E> Stream for Progress<S>

@@ -84,7 +84,9 @@ pub struct ReactiveFanoutOptions {
 
 impl ReactiveFanoutOptions {
     /// Throttles stage 1 on `backpressure.<name>` while more than `high` outputs wait in
-    /// stage 2, until fewer than `low` wait. Both stages start with default options.
+    /// stage 2, until fewer than `low` wait. Both stages start with default options; `high`
+    /// must be below stage 2's `max_pending` (1024 by default), or stage 2 could never hold
+    /// more than `high`.
     #[must_use]
     pub fn new(name: &str, high: usize, low: usize) -> Self {
         Self {
@@ -123,6 +125,18 @@ pub enum ReactiveFanoutError {
     /// A stage's coordinator could not be built.
     #[error("reactive fan-out stage: {0}")]
     Coordinator(#[from] CoordinatorError),
+    /// The high watermark is not below stage 2's `max_pending`: at most `max_pending`
+    /// outputs can wait in stage 2, so more than `high` never would, and stage 1 would never
+    /// be throttled (its bodies would only wait for room, holding their slots).
+    #[error(
+        "high watermark {high} is not below stage 2's max_pending of {max_pending}, so stage 1 would never be throttled: lower the high watermark or raise stage 2's max_pending"
+    )]
+    HighWatermarkUnreachable {
+        /// The high watermark.
+        high: usize,
+        /// Stage 2's `max_pending`.
+        max_pending: usize,
+    },
 }
 
 /// A two-stage pipeline whose second stage throttles the first; see the [module docs](self).
@@ -164,8 +178,10 @@ impl<A: Send + 'static, B: Send + 'static> ReactiveFanout<A, B> {
     ///
     /// # Errors
     ///
-    /// [`ReactiveFanoutError`] for a bad name or watermarks (`low` 0 or above `high`), a bad
-    /// stage option, or outside a tokio runtime.
+    /// [`ReactiveFanoutError`] for a bad name or watermarks (`low` 0 or above `high`), a high
+    /// watermark stage 2 can never pass (not below its `max_pending`,
+    /// [`ReactiveFanoutError::HighWatermarkUnreachable`]), a bad stage option, or outside a
+    /// tokio runtime.
     pub fn new<F1, Fut1, E1, F2, Fut2, E2>(
         sink: &SignalSink,
         first: F1,
@@ -181,6 +197,13 @@ impl<A: Send + 'static, B: Send + 'static> ReactiveFanout<A, B> {
         E2: fmt::Display + Send + Sync + 'static,
     {
         let pressure = Backpressure::new(sink, &options.name, options.high, options.low)?;
+        let max_pending = options.second.max_pending_setting();
+        if options.high >= max_pending {
+            return Err(ReactiveFanoutError::HighWatermarkUnreachable {
+                high: options.high,
+                max_pending,
+            });
+        }
         let second_stage = EphemeralWorkCoordinator::with_admission(
             second,
             options.second.signals(sink.clone()),

@@ -5,7 +5,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ephemeral::{Buffer, Signal, SignalSink};
+use ephemeral::{Buffer, Pattern, Signal, SignalSink};
 use futures::FutureExt as _;
 use tokio::task::JoinHandle;
 
@@ -29,6 +29,15 @@ pub enum WatcherError {
     /// Started outside a tokio runtime.
     #[error("a signal log watcher runs as a tokio task: start it inside a runtime")]
     NoRuntime,
+    /// The pattern can match no signal name (`""`, `" , "`, `"a b"`: see
+    /// [`Pattern::is_empty`]), so the handler would never be called.
+    #[error(
+        "pattern `{pattern}` matches no signal name, so the watcher would never see a signal: give a pattern such as `error.*` (or `*` for every signal)"
+    )]
+    EmptyPattern {
+        /// The pattern given.
+        pattern: String,
+    },
 }
 
 #[derive(Default)]
@@ -77,7 +86,9 @@ impl SignalLogWatcher {
     ///
     /// # Errors
     ///
-    /// [`WatcherError::NoRuntime`] outside a tokio runtime.
+    /// [`WatcherError::EmptyPattern`] for a pattern that can match no signal name (empty,
+    /// blank, or every alternative holding whitespace); [`WatcherError::NoRuntime`] outside
+    /// a tokio runtime. Nothing is subscribed then.
     pub fn start<H, Fut, L>(
         sink: &SignalSink,
         pattern: &str,
@@ -90,6 +101,13 @@ impl SignalLogWatcher {
         Fut: Future<Output = ()> + Send + 'static,
         L: Fn(u64) + Send + 'static,
     {
+        // A watcher that can see nothing is a mistake (a typo, an unset variable), not a
+        // quiet watcher: refused, as a durable subscription or `ephemeral watch ''` is.
+        if Pattern::new(pattern).is_empty() {
+            return Err(WatcherError::EmptyPattern {
+                pattern: pattern.to_owned(),
+            });
+        }
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| WatcherError::NoRuntime)?;
         let mut subscription = sink.subscribe_with(pattern, buffer);
         let counters = Arc::new(Counters::default());
