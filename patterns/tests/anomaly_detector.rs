@@ -1,5 +1,8 @@
 //! Anomaly detector: detection above a threshold within a window, clearing on time.
 
+mod support;
+use support::alive_tasks;
+
 use std::time::Duration;
 
 use ephemeral::SignalSink;
@@ -165,23 +168,18 @@ fn invalid_settings_are_typed_errors() {
 /// the whole window).
 #[tokio::test(start_paused = true)]
 async fn a_storm_of_arrivals_keeps_one_clearing_timer() {
-    let tasks = || {
-        tokio::runtime::Handle::current()
-            .metrics()
-            .num_alive_tasks()
-    };
     let sink = SignalSink::default();
     let detector =
         AnomalyDetector::new(&sink, "error.*", 3, Duration::from_secs(60), "anomaly").unwrap();
-    let before = tasks();
+    let before = alive_tasks();
     for _ in 0..10_000 {
         sink.raise("error.db").unwrap();
     }
     assert!(detector.is_active());
     assert!(
-        tasks() <= before + 1,
+        alive_tasks() <= before + 1,
         "{} tasks for one detector",
-        tasks() - before
+        alive_tasks() - before
     );
 
     // Three more at 30 s move the clearing instant to 90 s; the timer follows.
@@ -189,7 +187,7 @@ async fn a_storm_of_arrivals_keeps_one_clearing_timer() {
     for _ in 0..3 {
         sink.raise("error.db").unwrap();
     }
-    assert!(tasks() <= before + 1);
+    assert!(alive_tasks() <= before + 1);
     sleep(Duration::from_millis(59_999)).await;
     settle().await;
     assert!(detector.is_active(), "the last three arrived at 30 s");
@@ -198,7 +196,7 @@ async fn a_storm_of_arrivals_keeps_one_clearing_timer() {
     assert!(!detector.is_active());
     assert_eq!(sink.count("anomaly.cleared"), 1);
     assert_eq!(detector.detections(), 1);
-    assert_eq!(tasks(), before, "the timer ends with the anomaly");
+    assert_eq!(alive_tasks(), before, "the timer ends with the anomaly");
 
     // It starts again for the next anomaly.
     for _ in 0..3 {

@@ -1,6 +1,9 @@
 //! Backpressure between two coordinators: the downstream's pending count holds
 //! `backpressure.db`, the upstream defers on it and resumes the moment it is released.
 
+mod support;
+use support::alive_tasks;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -167,12 +170,7 @@ async fn the_hold_is_released_when_pending_items_leave_without_starting() {
 /// alive) until it was dropped.
 #[tokio::test(start_paused = true)]
 async fn the_monitor_stops_when_the_downstream_is_done() {
-    let tasks = || {
-        tokio::runtime::Handle::current()
-            .metrics()
-            .num_alive_tasks()
-    };
-    let before = tasks();
+    let before = alive_tasks();
     let sink = SignalSink::default();
     let pressure = Backpressure::new(&sink, "db", 100, 20).unwrap();
     let downstream = EphemeralWorkCoordinator::with_admission(
@@ -193,5 +191,5 @@ async fn the_monitor_stops_when_the_downstream_is_done() {
     assert!(!pressure.is_held());
     drop(downstream);
     settle().await;
-    assert_eq!(tasks(), before, "the monitor's task ended");
+    assert_eq!(alive_tasks(), before, "the monitor's task ended");
 }

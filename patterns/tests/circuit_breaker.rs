@@ -1,5 +1,8 @@
 //! Circuit breaker: tripping, the open period, half-open probes, signals and holds.
 
+mod support;
+use support::alive_tasks;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -360,12 +363,7 @@ async fn dropping_the_breaker_detaches_it_and_releases_the_hold() {
 /// `trip`/`reset` pairs left 1,000 tasks for 30 s).
 #[tokio::test(start_paused = true)]
 async fn open_periods_ended_early_or_dropped_leave_no_timer_task() {
-    let tasks = || {
-        tokio::runtime::Handle::current()
-            .metrics()
-            .num_alive_tasks()
-    };
-    let before = tasks();
+    let before = alive_tasks();
     let sink = SignalSink::default();
     let breaker = CircuitBreaker::new(&sink, CircuitBreakerOptions::default()).unwrap();
     for _ in 0..100 {
@@ -375,16 +373,16 @@ async fn open_periods_ended_early_or_dropped_leave_no_timer_task() {
     breaker.trip();
     breaker.trip();
     settle().await;
-    assert_eq!(tasks(), before + 1, "one timer for the open period");
+    assert_eq!(alive_tasks(), before + 1, "one timer for the open period");
     // The timer still ends the open period.
     sleep(secs(30)).await;
     settle().await;
     assert_eq!(breaker.state(), CircuitState::HalfOpen);
-    assert_eq!(tasks(), before);
+    assert_eq!(alive_tasks(), before);
     breaker.trip();
     drop(breaker);
     settle().await;
-    assert_eq!(tasks(), before);
+    assert_eq!(alive_tasks(), before);
     assert!(!sink.has_signal("circuit.open"));
 }
 
