@@ -180,6 +180,12 @@ impl SignalSink {
     /// the others carry on. Signals dropped from a full queue are counted in
     /// [`SinkStats::handler_dropped`](crate::SinkStats::handler_dropped).
     ///
+    /// A handler that raises a signal its own pattern matches hears it again, and so on for
+    /// as long as the handler lives (each round a task hop later: no stack grows, but the
+    /// loop never ends by itself). Raise what a handler causes with
+    /// [`raise_caused`](crate::SignalSink::raise_caused)`(new, &signal)`: the chain then
+    /// stops at the sink's max depth with [`RaiseError::Propagation`](crate::RaiseError).
+    ///
     /// # Errors
     ///
     /// [`HandlerError::NoRuntime`] outside a tokio runtime, [`HandlerError::ZeroConcurrency`]
