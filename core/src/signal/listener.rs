@@ -184,7 +184,8 @@ impl SignalSink {
     /// as long as the handler lives (each round a task hop later: no stack grows, but the
     /// loop never ends by itself). Raise what a handler causes with
     /// [`raise_caused`](crate::SignalSink::raise_caused)`(new, &signal)`: the chain then
-    /// stops at the sink's max depth with [`RaiseError::Propagation`](crate::RaiseError).
+    /// stops with [`RaiseError::Propagation`](crate::RaiseError), at once for a name already
+    /// among its causes (a cycle), else at the sink's max depth.
     ///
     /// # Errors
     ///
