@@ -466,3 +466,45 @@ fn outside_a_runtime_is_a_typed_error() {
     let err = CircuitBreaker::new(&sink, CircuitBreakerOptions::default()).unwrap_err();
     assert_eq!(err, BreakerConfigError::NoRuntime);
 }
+
+/// `trip` on a breaker already open restarts its open period and nothing else: no second
+/// opening counted, the `open` hold kept (its watchers hear nothing), and the breaker
+/// half-opens when the restarted period ends, not when the first would have.
+#[tokio::test(start_paused = true)]
+async fn tripping_an_open_breaker_restarts_its_period_without_reopening() {
+    use futures::FutureExt;
+    let sink = SignalSink::default();
+    let breaker = CircuitBreaker::new(&sink, CircuitBreakerOptions::default()).unwrap();
+    breaker.trip();
+    settle().await;
+    let held = |sink: &SignalSink| -> Vec<u64> {
+        sink.holds("circuit.open")
+            .iter()
+            .map(|s| s.sequence())
+            .collect()
+    };
+    let first = held(&sink);
+    assert_eq!(first.len(), 1);
+    let mut changes = sink.watch("circuit.open");
+    sleep(secs(20)).await;
+    breaker.trip();
+    settle().await;
+    assert_eq!(breaker.times_opened(), 1);
+    assert_eq!(held(&sink), first, "the same hold, not a new one");
+    assert!(
+        changes.changed().now_or_never().is_none(),
+        "watchers hear nothing"
+    );
+    assert_eq!(breaker.time_until_close(), Some(secs(30)));
+    // The first period would have ended at 30 s: still open then.
+    sleep(secs(15)).await;
+    settle().await;
+    assert_eq!(breaker.state(), CircuitState::Open);
+    assert_eq!(sink.count("circuit.half_open"), 0);
+    // The restarted one ends at 50 s.
+    sleep(secs(15)).await;
+    settle().await;
+    assert_eq!(breaker.state(), CircuitState::HalfOpen);
+    assert_eq!(sink.count("circuit.half_open"), 1);
+    assert!(held(&sink).is_empty());
+}

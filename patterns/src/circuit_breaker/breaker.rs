@@ -138,8 +138,9 @@ struct Core {
     opened: u64,
     last_sink_error: Option<RaiseError>,
     /// The task that ends the current open period: aborted by any other way out of it
-    /// (`reset`, `trip` again, a catch-up) and when the breaker is dropped, so a breaker
-    /// leaves no sleeping task behind (each used to sleep out its whole open period).
+    /// (`reset`, a catch-up) and when the breaker is dropped, so a breaker leaves no sleeping
+    /// task behind (each used to sleep out its whole open period). A `trip` that restarts
+    /// the period keeps it: it sleeps again until the new end when it fires.
     timer: Option<AbortHandle>,
 }
 
@@ -288,11 +289,24 @@ impl CircuitBreaker {
     }
 
     /// Opens the breaker now, whatever its state (with the current open period).
+    ///
+    /// On a breaker already open it restarts the open period from now (the current period:
+    /// no backoff growth) and nothing else: it is not another opening
+    /// ([`times_opened`](Self::times_opened) stays), the `open` hold stays as it is (its
+    /// watchers and subscribers hear nothing new), and the breaker half-opens when the
+    /// restarted period ends.
     pub fn trip(&self) {
         let effect = {
             let mut core = lock(&self.inner.core);
             let period = core.open_period;
-            Some(self.inner.open(&mut core, period))
+            if core.phase == CircuitState::Open {
+                core.open_until = Instant::now().checked_add(period);
+                // The running timer stays: it finds the period moved on when it fires and
+                // sleeps again until the new end (see `half_open`).
+                None
+            } else {
+                Some(self.inner.open(&mut core, period))
+            }
         };
         self.inner.apply(effect);
     }
@@ -558,6 +572,14 @@ impl Inner {
             if core.generation != generation || core.phase != CircuitState::Open {
                 return;
             }
+            // `trip` on the open breaker restarted its period: not due yet, wait again.
+            if let Some(until) = core.open_until
+                && until > Instant::now()
+            {
+                drop(core);
+                self.arm_timer(generation, until);
+                return;
+            }
             core.stop_timer();
             core.generation += 1;
             core.phase = CircuitState::HalfOpen;
@@ -591,24 +613,7 @@ impl Inner {
                 }
                 drop(core);
                 if let Some(until) = until {
-                    let weak: Weak<Self> = Arc::downgrade(self);
-                    let timer = self
-                        .runtime
-                        .spawn(async move {
-                            tokio::time::sleep_until(until).await;
-                            if let Some(inner) = weak.upgrade() {
-                                inner.half_open(generation);
-                            }
-                        })
-                        .abort_handle();
-                    let mut core = lock(&self.core);
-                    if core.generation == generation {
-                        core.stop_timer();
-                        core.timer = Some(timer);
-                    } else {
-                        // The breaker moved on while the timer was being spawned.
-                        timer.abort();
-                    }
+                    self.arm_timer(generation, until);
                 }
             }
             Effect::HalfOpened(hold) => {
@@ -621,6 +626,29 @@ impl Inner {
                 self.state.send_replace(CircuitState::Closed);
                 self.raise(&self.names.closed);
             }
+        }
+    }
+
+    /// Starts the task that half-opens the breaker at `until`, replacing the current one,
+    /// unless the breaker moved on from `generation` meanwhile.
+    fn arm_timer(self: &Arc<Self>, generation: u64, until: Instant) {
+        let weak: Weak<Self> = Arc::downgrade(self);
+        let timer = self
+            .runtime
+            .spawn(async move {
+                tokio::time::sleep_until(until).await;
+                if let Some(inner) = weak.upgrade() {
+                    inner.half_open(generation);
+                }
+            })
+            .abort_handle();
+        let mut core = lock(&self.core);
+        if core.generation == generation {
+            core.stop_timer();
+            core.timer = Some(timer);
+        } else {
+            // The breaker moved on while the timer was being spawned.
+            timer.abort();
         }
     }
 
