@@ -167,6 +167,39 @@ async fn a_panicking_async_handler_is_reported_and_the_others_keep_receiving() {
     assert_eq!(ok_rx.recv().await.unwrap(), "job.fail");
 }
 
+/// A detached handler goes on handling after its guard is gone, and its task ends with the
+/// sink (nothing left running).
+#[tokio::test]
+async fn a_detached_handler_runs_until_the_sink_goes() {
+    let alive = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    let before = alive();
+    let sink = SignalSink::default();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    sink.on_signal_async("job.*", Buffer::default(), 1, move |s: Signal| {
+        let tx = tx.clone();
+        async move { tx.send(s.name().to_string()).map_err(|e| e.to_string()) }
+    })
+    .unwrap()
+    .detach();
+    sink.raise("job.one").unwrap();
+    assert_eq!(rx.recv().await.as_deref(), Some("job.one"));
+    assert_eq!(alive(), before + 1);
+    drop(sink);
+    // The handler's task ends with the sink, dropping its sender.
+    assert_eq!(rx.recv().await, None);
+    for _ in 0..10 {
+        if alive() == before {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(alive(), before);
+}
+
 #[test]
 fn async_handlers_need_a_runtime() {
     let sink = SignalSink::default();

@@ -109,20 +109,25 @@ impl fmt::Debug for Listener {
 /// most `concurrency` handler futures at a time.
 #[must_use = "the handler stops as soon as this guard is dropped"]
 pub struct Handler {
-    task: tokio::task::JoinHandle<()>,
+    /// `None` once detached: the task then runs on unowned and its memory goes with it.
+    task: Option<tokio::task::JoinHandle<()>>,
     pattern: Pattern,
 }
 
 impl Handler {
-    /// Keeps the handler running for as long as the sink lives.
-    pub fn detach(self) {
-        std::mem::forget(self);
+    /// Keeps the handler running for as long as the sink lives. The task's handle is
+    /// dropped (which detaches a tokio task, not abort it), so nothing stays behind once the
+    /// handler ends with the sink.
+    pub fn detach(mut self) {
+        self.task = None;
     }
 }
 
 impl Drop for Handler {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(task) = &self.task {
+            task.abort();
+        }
     }
 }
 
@@ -243,6 +248,9 @@ impl SignalSink {
                 }
             }
         }));
-        Ok(Handler { task, pattern })
+        Ok(Handler {
+            task: Some(task),
+            pattern,
+        })
     }
 }
