@@ -38,7 +38,7 @@ fn main() {
     });
     let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
     type Scenario = fn() -> std::pin::Pin<Box<dyn Future<Output = ()>>>;
-    let scenarios: [(&str, Scenario); 10] = [
+    let scenarios: [(&str, Scenario); 11] = [
         (
             "one_publisher_four_subscriber_processes_100k_in_order",
             || Box::pin(fan_out()),
@@ -76,6 +76,10 @@ fn main() {
         (
             "a_mirrored_hold_ends_when_its_holder_process_is_killed",
             || Box::pin(holder_dies()),
+        ),
+        (
+            "a_reader_out_of_file_descriptors_never_reclaims_a_live_owners_value",
+            || Box::pin(starved_reader()),
         ),
     ];
     let mut ran = 0;
@@ -182,6 +186,32 @@ async fn child(role: &str) -> i32 {
             })
             .await;
             println!("count {}", sink.count("alarm.*"));
+            0
+        }
+        "starved-reader" => {
+            use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+            let store = bus
+                .store("owned", ephemeral_bus::retained::StoreOptions::default())
+                .await
+                .expect("store");
+            println!("ready {}", bus.peer_id());
+            // Out of file descriptors: no new one can be opened (0, 1 and 2 are taken), so
+            // the owner's lock file cannot be opened to tell whether it is alive.
+            let limit = getrlimit(Resource::Nofile);
+            setrlimit(
+                Resource::Nofile,
+                Rlimit {
+                    current: Some(3),
+                    maximum: limit.maximum,
+                },
+            )
+            .expect("lower the descriptor limit");
+            let got = store.get("k").await;
+            setrlimit(Resource::Nofile, limit).expect("restore the descriptor limit");
+            match got {
+                Ok(Some(v)) => println!("got {}", String::from_utf8_lossy(&v)),
+                other => println!("got {other:?}"),
+            }
             0
         }
         "holder" => {
@@ -566,6 +596,26 @@ async fn holder_dies() {
         eventually(LONG, || !sink.has_signal("circuit.open")).await,
         "the mirrored hold ends once the dead holder's lease runs out"
     );
+}
+
+/// Whether a value's owner is alive is told by its lock; a reader that cannot open the lock
+/// file (out of descriptors here) cannot tell, and must not take the owner for dead: it
+/// used to, and removed the live owner's value for every process (`got Ok(None)`, then
+/// gone for the owner too).
+async fn starved_reader() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bus = open(tmp.path(), "starved").await;
+    let store = bus
+        .store("owned", ephemeral_bus::retained::StoreOptions::default())
+        .await
+        .unwrap();
+    store.set_owned("k", "v", None).await.unwrap();
+    let mut kid = Kid::spawn("starved-reader", tmp.path(), "starved", 0);
+    assert_eq!(kid.line(), "got v", "a live owner's value is returned");
+    kid.wait_ok();
+    // Give a wrongly started reclaim time to land (it would within milliseconds).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(store.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
 }
 
 async fn three_processes() {

@@ -515,6 +515,77 @@ async fn a_job_cancelled_by_a_signal_is_handed_back_and_runs_later() {
     assert_eq!(outcomes[1], Outcome::Acked);
 }
 
+/// A node that stalls past `ack_wait` (stopped, swapped out, a body blocking its runtime)
+/// has lost its leases: the server may have given its held jobs to another node. A held
+/// job that had not started is given up, not started late next to the other node's run:
+/// it used to start the moment the stall ended (SIGSTOPped worker for 3 s, ack_wait 1 s:
+/// 4 of its 4 waiting jobs ran on delivery 1 after another node had run and acked them).
+/// The runtime here stalls itself: the first body blocks its only thread for 2.5 × ack_wait.
+#[tokio::test]
+async fn a_waiting_job_whose_lease_ran_out_in_a_stall_is_given_up_not_started() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.unwrap();
+    let ack_wait = Duration::from_secs(1);
+    let queue = nats
+        .work_queue("stalled", WorkQueueOptions::default().ack_wait(ack_wait))
+        .await
+        .unwrap();
+    queue.push("blocker", "x").await.unwrap();
+    queue.push("waiting", "y").await.unwrap();
+    let runs = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&runs);
+    let go = Arc::new(tokio::sync::Notify::new());
+    let gate = Arc::clone(&go);
+    let (coordinator, intake) = queue
+        .work_coordinator(
+            move |job: Job, _ctx: OperationContext| {
+                seen.lock()
+                    .unwrap()
+                    .push((job.id().to_owned(), job.delivered()));
+                let gate = Arc::clone(&gate);
+                async move {
+                    if job.id() == "blocker" && job.delivered() == 1 {
+                        gate.notified().await;
+                        // The stall: no ping, no tick, nothing runs on this runtime.
+                        std::thread::sleep(ack_wait * 5 / 2);
+                    }
+                    Ok::<_, String>(())
+                }
+            },
+            EphemeralOptions::default().max_concurrency(1),
+            IntakeOptions::default().prefetch(1),
+        )
+        .await
+        .unwrap();
+    support::eventually("both jobs held", || intake.held() == 2).await;
+    go.notify_one();
+    wait_stats(&queue, support::PATIENCE, |s| {
+        s.messages == 0 && s.held == 0
+    })
+    .await;
+    let stats = intake.shutdown().await;
+    let runs = runs.lock().unwrap().clone();
+    let waiting: Vec<u32> = runs
+        .iter()
+        .filter(|(id, _)| id == "waiting")
+        .map(|&(_, d)| d)
+        .collect();
+    assert_eq!(
+        waiting,
+        [2],
+        "the waiting job ran only once it was delivered again: {runs:?}"
+    );
+    assert!(stats.abandoned >= 1, "{stats:?}");
+    let given_up = coordinator.cancelled();
+    assert!(
+        given_up.iter().any(|op| matches!(
+            &op.state,
+            OperationState::Cancelled(ephemeral::CancelReason::Admission(why)) if why.contains("lease")
+        )),
+        "{given_up:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_push_the_server_never_confirms_says_it_may_be_queued() {
     let mut server = NatsServer::start().await;

@@ -14,8 +14,13 @@ use crate::dir;
 /// Whether `owner` is alive now (`true` when it cannot be told: a value is never taken
 /// for orphaned on an error).
 pub(crate) fn alive(bus_dir: &Path, owner: u64) -> bool {
-    let Ok(file) = File::open(dir::peer_lock_path(bus_dir, owner)) else {
-        return false;
+    let file = match File::open(dir::peer_lock_path(bus_dir, owner)) {
+        Ok(file) => file,
+        // Gone: the bus removes a dead peer's files (a live peer keeps its lock file).
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
+        // Out of descriptors, say: this reader cannot tell, and a live owner's values
+        // must not be removed for every process because of it.
+        Err(_) => return true,
     };
     match file.try_lock() {
         // Taken: nobody held it. Dropping the file releases it again at once.
@@ -87,13 +92,19 @@ pub(crate) fn wait_for_death(db: &std::sync::Arc<super::Db>, owner: u64) {
         .stack_size(64 * 1024)
         .spawn(move || {
             // Blocks until the owner's process ends (or at once if it is gone already).
-            if let Ok(file) = File::open(&path) {
-                let _ = file.lock();
+            // Dead only when its lock was taken or its file is gone; when this thread
+            // cannot tell (no descriptor left, a failed lock), its values stay, and the
+            // owner is watched again when a watcher here next sees one of them.
+            let dead = match File::open(&path) {
                 // Released at once, so the bus's own check sees the peer dead too.
-                drop(file);
-            }
+                Ok(file) => file.lock().is_ok(),
+                Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+            };
             let Some(db) = weak.upgrade() else { return };
             super::lock(&db.owner_waiters).remove(&owner);
+            if !dead {
+                return;
+            }
             // The reclaim runs as a task on the runtime (its own stack, a panic caught by the
             // runtime); this small-stack thread only waits for it.
             let reclaim =

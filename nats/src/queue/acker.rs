@@ -17,7 +17,6 @@ use std::time::Duration;
 use async_nats::jetstream::message::PublishMessage as Publish;
 use async_nats::{HeaderMap, Request};
 use bytes::Bytes;
-use ephemeral::Signal;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
@@ -28,7 +27,7 @@ use super::dead::headers as dead_headers;
 use super::job::Delivery;
 use super::options::AckMode;
 use super::settle::{Action, Outcome};
-use super::state::{Core, Counters, LEASE_LOST_SIGNAL, Settle};
+use super::state::{Core, Counters, Settle};
 
 /// Runs until the coordinator and the intake are gone and nothing is held.
 pub(crate) async fn run(core: Arc<Core>, mut orders: mpsc::UnboundedReceiver<Settle>) {
@@ -81,21 +80,7 @@ fn keep_alive(core: &Arc<Core>, work: &mut FuturesUnordered<BoxFuture<'static, (
         });
         match ping {
             Some(true) => work.push(Box::pin(ping_one(Arc::clone(core), delivery))),
-            Some(false) => {
-                Counters::bump(&core.counters.leases_lost);
-                tracing::warn!(
-                    queue = %core.names.queue,
-                    job = %delivery.id,
-                    "lease lost: no ping reached the server within ack_wait"
-                );
-                if let Ok(builder) = Signal::build(LEASE_LOST_SIGNAL) {
-                    let mut builder = builder.key(Arc::clone(&delivery.id));
-                    if let Some(op) = delivery.op.get() {
-                        builder = builder.operation(*op);
-                    }
-                    let _ = core.sink.raise_with(builder);
-                }
-            }
+            Some(false) => core.lease_lost(&delivery),
             None => {}
         }
     }

@@ -81,6 +81,10 @@ pub(crate) fn owner<'a>(
 }
 
 /// The live members (this node included).
+///
+/// Bounded by the nodes announced within one `member_ttl`: a node that stops announcing
+/// (killed, so it never said goodbye) is forgotten once its last announce is older than
+/// that, so node restarts over months do not pile up entries.
 struct Members {
     me: String,
     seen: HashMap<String, Instant>,
@@ -88,13 +92,11 @@ struct Members {
 }
 
 impl Members {
-    fn live(&self, now: Instant) -> Vec<&str> {
-        let mut live: Vec<&str> = self
-            .seen
-            .iter()
-            .filter(|(_, at)| now.saturating_duration_since(**at) < self.ttl)
-            .map(|(m, _)| m.as_str())
-            .collect();
+    fn live(&mut self, now: Instant) -> Vec<&str> {
+        let ttl = self.ttl;
+        self.seen
+            .retain(|_, at| now.saturating_duration_since(*at) < ttl);
+        let mut live: Vec<&str> = self.seen.keys().map(String::as_str).collect();
         if !live.contains(&self.me.as_str()) {
             live.push(&self.me);
         }
@@ -410,6 +412,27 @@ fn hand_back_partition<T: Target>(l: &Loop<T>, index: u16, delay: Option<Duratio
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A node killed without its goodbye used to stay in the table for good (filtered out
+    /// of the ranking, never removed): one entry per dead node, for the life of the intake.
+    #[test]
+    fn members_that_stopped_announcing_are_forgotten() {
+        let start = Instant::now();
+        let ttl = Duration::from_millis(1500);
+        let mut members = Members {
+            me: "me".to_owned(),
+            seen: HashMap::new(),
+            ttl,
+        };
+        for n in 0..100 {
+            members.seen.insert(format!("killed-{n}"), start);
+        }
+        members.seen.insert("alive".to_owned(), start + ttl);
+        let mut live = members.live(start + ttl + Duration::from_millis(1));
+        live.sort_unstable();
+        assert_eq!(live, ["alive", "me"]);
+        assert_eq!(members.seen.len(), 1, "the killed nodes are forgotten");
+    }
 
     #[test]
     fn rendezvous_spreads_and_moves_little() {

@@ -51,7 +51,9 @@
 //!   last confirmed ping. Past that the server may have given it to another node, and a
 //!   late `-NAK` or `+TERM` would land on that node's delivery: the node then sends no
 //!   failure ack for the job, only `+ACK` if it completes, raises `nats.lease.lost` (key:
-//!   the job id) in the coordinator's sink, and gives up a lost job that has not started.
+//!   the job id) in the coordinator's sink, and gives up a lost job that has not started
+//!   (checked again right before a body starts, so a node waking from a stall longer than
+//!   `ack_wait` does not start what it held: such a job ends `Cancelled(Admission(..))`).
 //! * **Deferral.** While the defer rule of [`IntakeOptions::defer_on`] holds, the node
 //!   pulls nothing, acknowledges nothing, keeps what it holds alive, and hands back what
 //!   waited longer than [`IntakeOptions::max_hold`]; the moment the rule stops holding it
@@ -86,6 +88,7 @@ mod intake;
 mod janitor;
 mod job;
 mod keyed;
+mod lease;
 mod names;
 mod options;
 mod pull;

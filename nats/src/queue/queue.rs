@@ -23,6 +23,7 @@ use super::error::{NO_MESSAGE_FOUND, QueueError, jetstream, js_code, js_err};
 use super::intake::{DeferRule, Intake, Loop, Target, run_plain};
 use super::job::Job;
 use super::keyed::run_keyed;
+use super::lease::LeaseCheck;
 use super::names::{self, GROUP, Names, PLAIN_CONSUMER};
 use super::options::{IntakeOptions, Storage, WorkQueueOptions};
 use super::settle::Rules;
@@ -583,6 +584,11 @@ impl WorkQueue {
 
     /// [`work_coordinator`](Self::work_coordinator) with [`Admission`] hooks.
     ///
+    /// The queue asks one hook of its own after these, right before a body starts: a job
+    /// whose lease ran out while it waited (the node stalled past `ack_wait`, so the server
+    /// may have given it to another node) ends `Cancelled(Admission(..))` without running,
+    /// and nothing is sent for it.
+    ///
     /// # Errors
     ///
     /// As [`work_coordinator`](Self::work_coordinator).
@@ -605,6 +611,7 @@ impl WorkQueue {
             });
         }
         let (parts, options) = self.prepare(&intake, options)?;
+        let hooks = with_lease_check(hooks, &parts.core);
         let counters = Arc::clone(&parts.core);
         let wrapped = move |job: Job, ctx: OperationContext| {
             job.delivery.mark_started();
@@ -638,7 +645,9 @@ impl WorkQueue {
             .await
     }
 
-    /// [`keyed_coordinator`](Self::keyed_coordinator) with [`Admission`] hooks.
+    /// [`keyed_coordinator`](Self::keyed_coordinator) with [`Admission`] hooks (and the
+    /// queue's lease check after them, as in
+    /// [`work_coordinator_with_admission`](Self::work_coordinator_with_admission)).
     ///
     /// # Errors
     ///
@@ -662,6 +671,7 @@ impl WorkQueue {
             });
         };
         let (parts, options) = self.prepare(&intake, options)?;
+        let hooks = with_lease_check(hooks, &parts.core);
         let counters = Arc::clone(&parts.core);
         let wrapped = move |job: Job, ctx: OperationContext| {
             job.delivery.mark_started();
@@ -763,6 +773,15 @@ impl WorkQueue {
             },
         ))
     }
+}
+
+/// The caller's hooks, then the lease check (last, so it runs right before the body).
+fn with_lease_check(
+    mut hooks: Vec<Arc<dyn Admission>>,
+    core: &Arc<Core>,
+) -> Vec<Arc<dyn Admission>> {
+    hooks.push(Arc::new(LeaseCheck(Arc::clone(core))));
+    hooks
 }
 
 struct Prepared {

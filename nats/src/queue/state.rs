@@ -214,6 +214,24 @@ impl Core {
         delivery
     }
 
+    /// Reports a lease this node just lost (once per delivery): counted, logged, and
+    /// raised as [`LEASE_LOST_SIGNAL`].
+    pub(crate) fn lease_lost(&self, delivery: &Delivery) {
+        Counters::bump(&self.counters.leases_lost);
+        tracing::warn!(
+            queue = %self.names.queue,
+            job = %delivery.id,
+            "lease lost: no ping reached the server within ack_wait"
+        );
+        if let Ok(builder) = Signal::build(LEASE_LOST_SIGNAL) {
+            let mut builder = builder.key(Arc::clone(&delivery.id));
+            if let Some(op) = delivery.op.get() {
+                builder = builder.operation(*op);
+            }
+            let _ = self.sink.raise_with(builder);
+        }
+    }
+
     /// Jobs held now.
     pub(crate) fn held_count(&self) -> usize {
         self.held.len()
