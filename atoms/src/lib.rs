@@ -79,8 +79,9 @@
 //! # Rate limiting
 //!
 //! [`rate_limit::GcraLimiter`] and [`rate_limit::TokenBucket`] share one trait
-//! ([`rate_limit::RateLimiter`]: `try_acquire` with `retry_after`, `acquire`, `admit`); with
-//! 10 per second and burst 5, five permits at once, then one per 100 ms.
+//! ([`rate_limit::RateLimiter`]: `try_acquire` with `retry_after`, `check`, `acquire`,
+//! `admit`; waiters are served in order, one on the clock); with 10 per second and burst 5,
+//! five permits at once, then one per 100 ms.
 //! [`rate_limit::KeyedRateLimiter`] limits per key in a bounded table that reclaims idle
 //! keys. [`rate_limit::control`] steers any of them from `rate.limit.set:<n>`,
 //! `.increase:<n>`, `.decrease:<n>` and `.burst:<n>` signals, confirmed by

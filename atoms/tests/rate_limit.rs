@@ -1,12 +1,13 @@
 //! Rate limiting: exact GCRA grant times, token bucket parity, keyed reclaim, live control.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ephemeral::SignalSink;
 use ephemeral_atoms::rate_limit::{
     GcraLimiter, KeyedRateLimiter, LimitReason, RateConfigError, RateLimited, RateLimiter,
-    TokenBucket, Tunable, control,
+    TokenBucket, Tunable, Waiters, control,
 };
 use tokio::time::Instant;
 
@@ -59,6 +60,114 @@ async fn gcra_check_looks_without_taking() {
     assert!(limiter.check().is_ok());
     limiter.try_acquire().unwrap();
     assert!(limiter.check().is_err());
+}
+
+/// The bucket's `check` says what `try_acquire` would, and takes nothing.
+#[tokio::test(start_paused = true)]
+async fn token_bucket_check_looks_without_taking() {
+    let bucket = TokenBucket::new(10.0, 2).unwrap();
+    for _ in 0..5 {
+        assert!(bucket.check().is_ok());
+    }
+    assert_eq!(bucket.available(), 2.0);
+    bucket.try_acquire().unwrap();
+    assert!(bucket.check().is_ok(), "one of the burst of 2 is left");
+    bucket.try_acquire().unwrap();
+    assert_eq!(bucket.check().unwrap_err().retry_after, ms(100));
+    assert_eq!(bucket.try_acquire().unwrap_err().retry_after, ms(100));
+    tokio::time::advance(ms(40)).await;
+    assert_eq!(bucket.check().unwrap_err().retry_after, ms(60));
+    tokio::time::advance(ms(60)).await;
+    assert!(bucket.check().is_ok());
+    bucket.try_acquire().unwrap();
+    assert!(bucket.check().is_err());
+}
+
+/// A limiter wrapped to count how often it is asked (`try_acquire` and `check`); it
+/// forwards its queue of waiters to the limiter it wraps.
+struct Counted<L> {
+    limiter: L,
+    asked: AtomicU64,
+}
+
+impl<L: RateLimiter> Tunable for Counted<L> {
+    fn rate(&self) -> f64 {
+        self.limiter.rate()
+    }
+    fn burst(&self) -> u32 {
+        self.limiter.burst()
+    }
+    fn set_rate(&self, per_second: f64) -> Result<(), RateConfigError> {
+        self.limiter.set_rate(per_second)
+    }
+    fn set_burst(&self, burst: u32) -> Result<(), RateConfigError> {
+        self.limiter.set_burst(burst)
+    }
+}
+
+impl<L: RateLimiter> RateLimiter for Counted<L> {
+    fn try_acquire(&self) -> Result<(), RateLimited> {
+        self.asked.fetch_add(1, Ordering::Relaxed);
+        self.limiter.try_acquire()
+    }
+    fn check(&self) -> Result<(), RateLimited> {
+        self.asked.fetch_add(1, Ordering::Relaxed);
+        self.limiter.check()
+    }
+    fn waiters(&self) -> &Waiters {
+        self.limiter.waiters()
+    }
+}
+
+/// Has 200 tasks `acquire` from `limiter`, each beginning to wait before the next is
+/// spawned; returns the order they were served in and how often the limiter was asked.
+async fn two_hundred_acquirers<L: RateLimiter + 'static>(limiter: L) -> (Vec<u32>, u64) {
+    let limiter = Arc::new(Counted {
+        limiter,
+        asked: AtomicU64::new(0),
+    });
+    let origin = Instant::now();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for n in 0..200 {
+        let (limiter, order) = (limiter.clone(), order.clone());
+        tasks.push(tokio::spawn(async move {
+            limiter.acquire().await;
+            order.lock().unwrap().push(n);
+        }));
+        tokio::task::yield_now().await;
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    // The first at once, then one every 10 ms.
+    assert_eq!(origin.elapsed(), ms(1_990));
+    let order = order.lock().unwrap().clone();
+    (order, limiter.asked.load(Ordering::Relaxed))
+}
+
+/// `acquire` callers are served in the order they began waiting, and only the first waits
+/// on the clock: 200 waiters at 100/s ask the limiter about twice each. Each used to sleep
+/// until its own computed retry time, the same for all, and all woke to compete for each
+/// permit: 20,100 asks (n²/2).
+#[tokio::test(start_paused = true)]
+async fn acquire_serves_waiters_in_order_with_one_on_the_clock() {
+    for (name, (order, asked)) in [
+        (
+            "gcra",
+            two_hundred_acquirers(GcraLimiter::new(100.0, 1).unwrap()).await,
+        ),
+        (
+            "bucket",
+            two_hundred_acquirers(TokenBucket::new(100.0, 1).unwrap()).await,
+        ),
+    ] {
+        assert_eq!(order, (0..200).collect::<Vec<_>>(), "{name}");
+        assert!(
+            asked <= 2 * 200,
+            "{name}: asked {asked} times for 200 waiters"
+        );
+    }
 }
 
 #[tokio::test(start_paused = true)]

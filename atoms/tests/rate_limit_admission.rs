@@ -2,10 +2,15 @@
 //! waiting.
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use ephemeral::{EphemeralOptions, EphemeralWorkCoordinator};
-use ephemeral_atoms::rate_limit::{GcraLimiter, RateLimitAdmission, TokenBucket};
+use ephemeral::{
+    Admission, AdmissionRequest, Decision, EphemeralOptions, EphemeralWorkCoordinator, OperationId,
+};
+use ephemeral_atoms::rate_limit::{GcraLimiter, RateLimitAdmission, RateLimiter as _, TokenBucket};
+use futures::future::BoxFuture;
 use tokio::time::Instant;
 
 async fn start_times<L>(limiter: Arc<L>) -> Vec<u128>
@@ -75,4 +80,286 @@ async fn deferred_items_hold_no_slot() {
     assert_eq!(stats.running, 0);
     c.drain().await.unwrap();
     assert_eq!(c.stats().completed, 3);
+}
+
+/// Counts how often the hook it wraps is asked.
+#[derive(Debug)]
+struct Asked {
+    hook: Arc<dyn Admission>,
+    times: Arc<AtomicU64>,
+}
+
+impl Admission for Asked {
+    fn admit<'a>(&'a self, request: &'a AdmissionRequest) -> BoxFuture<'a, Decision> {
+        self.times.fetch_add(1, Ordering::Relaxed);
+        self.hook.admit(request)
+    }
+}
+
+/// Runs 400 items through `limiter` at 100/s with 16 workers; returns how often the hook
+/// was asked, after checking that they all ran, at the rate.
+async fn asked_for_400_items<L>(limiter: L) -> (u64, Vec<u32>)
+where
+    L: ephemeral_atoms::rate_limit::RateLimiter + Send + Sync + 'static,
+{
+    let times = Arc::new(AtomicU64::new(0));
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let log = order.clone();
+    let c = EphemeralWorkCoordinator::with_admission(
+        move |n: u32, _ctx| {
+            log.lock().unwrap().push(n);
+            async { Ok::<_, Infallible>(()) }
+        },
+        EphemeralOptions::default().max_concurrency(16),
+        vec![Arc::new(Asked {
+            hook: Arc::new(RateLimitAdmission::new(Arc::new(limiter))),
+            times: times.clone(),
+        }) as Arc<dyn Admission>],
+    )
+    .unwrap();
+    let origin = Instant::now();
+    for n in 0..400 {
+        c.enqueue(n).await.unwrap();
+    }
+    c.drain().await.unwrap();
+    assert_eq!(c.stats().completed, 400);
+    // The first at once, then one every 10 ms.
+    assert_eq!(origin.elapsed(), Duration::from_millis(3_990));
+    let order = order.lock().unwrap().clone();
+    (times.load(Ordering::Relaxed), order)
+}
+
+/// Items waiting for a permit queue behind one another, and only the first waits on the
+/// clock: each item is asked about at most twice (when it is first taken, and once its
+/// deferral ends), items start in the order they were accepted, and the rate holds. Every
+/// deferred item used to sleep for the same `retry_after` and be asked again for the same
+/// next permit: 400 items at 100/s were asked about 80,200 times (n²/2), in no particular
+/// order.
+#[tokio::test(start_paused = true)]
+async fn deferred_items_wait_in_order_and_are_asked_about_twice_at_most() {
+    for (name, (asked, order)) in [
+        (
+            "gcra",
+            asked_for_400_items(GcraLimiter::new(100.0, 1).unwrap()).await,
+        ),
+        (
+            "bucket",
+            asked_for_400_items(TokenBucket::new(100.0, 1).unwrap()).await,
+        ),
+    ] {
+        assert!(
+            asked <= 2 * 400,
+            "{name}: asked {asked} times for 400 items"
+        );
+        assert_eq!(order, (0..400).collect::<Vec<_>>(), "{name}");
+    }
+}
+
+/// Starts keep the rate and the burst when the workers, not the rate, held items back:
+/// bodies that all end at the same instant free four workers at once, and the items waiting
+/// for a permit still go one interval apart. (A deferred item takes its permit when it is
+/// asked again on a worker, not while it waits for one.)
+#[tokio::test(start_paused = true)]
+async fn items_freed_together_by_busy_workers_still_start_at_the_rate() {
+    for burst in [1, 3] {
+        let limiter = Arc::new(GcraLimiter::new(100.0, burst).unwrap());
+        let origin = Instant::now();
+        let starts = Arc::new(Mutex::new(Vec::new()));
+        let log = starts.clone();
+        let c = EphemeralWorkCoordinator::with_admission(
+            move |_: u32, _ctx| {
+                let started = origin.elapsed();
+                log.lock().unwrap().push(started);
+                // Every body ends at the next whole second, together with the others.
+                let end = origin + Duration::from_secs(started.as_secs() + 1);
+                async move {
+                    tokio::time::sleep_until(end).await;
+                    Ok::<_, Infallible>(())
+                }
+            },
+            EphemeralOptions::default().max_concurrency(4),
+            vec![Arc::new(RateLimitAdmission::new(limiter))],
+        )
+        .unwrap();
+        for n in 0..20 {
+            c.enqueue(n).await.unwrap();
+        }
+        c.drain().await.unwrap();
+        assert_eq!(c.stats().completed, 20);
+        let mut starts = starts.lock().unwrap().clone();
+        starts.sort();
+        let ms: Vec<u128> = starts.iter().map(Duration::as_millis).collect();
+        // The burst at once (the first item, or three), the rest 10 ms apart; the same after
+        // the workers free up together at 1 s: the burst has refilled by then.
+        let expected: &[u128] = if burst == 1 {
+            &[0, 10, 20, 30, 1_000, 1_010, 1_020, 1_030]
+        } else {
+            &[0, 0, 0, 10, 1_000, 1_000, 1_000, 1_010]
+        };
+        assert_eq!(&ms[..8], expected, "burst {burst}: {ms:?}");
+        // Never more than the burst within one interval.
+        let window = usize::try_from(burst).unwrap();
+        assert!(
+            starts
+                .windows(window + 1)
+                .all(|w| w[window] - w[0] >= Duration::from_millis(10)),
+            "burst {burst}: {ms:?}"
+        );
+    }
+}
+
+/// Cancels one item when it is asked about again, before the hooks after it see it.
+#[derive(Debug)]
+struct CancelOnSecondAsk {
+    victim: Mutex<Option<OperationId>>,
+    asked: AtomicU64,
+}
+
+impl Admission for CancelOnSecondAsk {
+    fn admit<'a>(&'a self, request: &'a AdmissionRequest) -> BoxFuture<'a, Decision> {
+        let victim = *self.victim.lock().unwrap() == Some(request.id);
+        let second = victim && self.asked.fetch_add(1, Ordering::Relaxed) == 1;
+        Box::pin(async move {
+            if second {
+                Decision::cancel("changed its mind")
+            } else {
+                Decision::Admit
+            }
+        })
+    }
+}
+
+/// An item whose permit came free, but that ended without being asked again by the rate
+/// hook (cancelled by another hook as it was asked), does not hold the others up for longer
+/// than the grace: one interval, at least 100 ms.
+#[tokio::test(start_paused = true)]
+async fn an_item_gone_before_taking_its_permit_holds_the_others_up_only_for_the_grace() {
+    let limiter = Arc::new(GcraLimiter::new(100.0, 1).unwrap());
+    let canceller = Arc::new(CancelOnSecondAsk {
+        victim: Mutex::new(None),
+        asked: AtomicU64::new(0),
+    });
+    let c = EphemeralWorkCoordinator::with_admission(
+        |_: u32, _ctx| async { Ok::<_, Infallible>(()) },
+        EphemeralOptions::default().max_concurrency(4),
+        vec![
+            canceller.clone() as Arc<dyn Admission>,
+            Arc::new(RateLimitAdmission::new(limiter)),
+        ],
+    )
+    .unwrap();
+    c.pause();
+    let mut ids = Vec::new();
+    for n in 0..10 {
+        ids.push(c.enqueue(n).await.unwrap());
+    }
+    *canceller.victim.lock().unwrap() = Some(ids[3]);
+    let origin = Instant::now();
+    c.resume();
+    let drained = tokio::time::timeout(Duration::from_secs(3600), c.drain()).await;
+    assert!(
+        drained.is_ok(),
+        "the waiters behind the gone item never ran"
+    );
+    let stats = c.stats();
+    assert_eq!((stats.completed, stats.cancelled), (9, 1));
+    // Nine starts 10 ms apart, plus the grace given to the gone item.
+    assert_eq!(
+        origin.elapsed(),
+        Duration::from_millis(80 + 100),
+        "{stats:?}"
+    );
+}
+
+/// An item cancelled while it holds the turn (waiting on the clock for its permit) gives the
+/// turn up at once: the next item takes the permit it would have had.
+#[tokio::test(start_paused = true)]
+async fn an_item_cancelled_while_holding_the_turn_gives_it_up_at_once() {
+    let limiter = Arc::new(GcraLimiter::new(1.0, 1).unwrap());
+    let starts = Arc::new(Mutex::new(Vec::new()));
+    let log = starts.clone();
+    let origin = Instant::now();
+    let c = EphemeralWorkCoordinator::with_admission(
+        move |n: u32, _ctx| {
+            log.lock().unwrap().push((n, origin.elapsed().as_millis()));
+            async { Ok::<_, Infallible>(()) }
+        },
+        EphemeralOptions::default().max_concurrency(4),
+        vec![Arc::new(RateLimitAdmission::new(limiter))],
+    )
+    .unwrap();
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        ids.push(c.enqueue(n).await.unwrap());
+    }
+    // Item 0 took the permit; item 1 holds the turn until 1 s, items 2 and 3 queue behind.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(c.cancel_operation(ids[1]));
+    c.drain().await.unwrap();
+    assert_eq!(c.stats().cancelled, 1);
+    assert_eq!(
+        *starts.lock().unwrap(),
+        [(0, 0), (2, 1_000), (3, 2_000)],
+        "item 2 takes item 1's permit"
+    );
+}
+
+/// Takes a bare permit from its limiter (which never queues) when one item is asked about
+/// again, just before the rate hook sees it.
+#[derive(Debug)]
+struct StealOnSecondAsk {
+    limiter: Arc<GcraLimiter>,
+    victim: Mutex<Option<OperationId>>,
+    asked: AtomicU64,
+}
+
+impl Admission for StealOnSecondAsk {
+    fn admit<'a>(&'a self, request: &'a AdmissionRequest) -> BoxFuture<'a, Decision> {
+        let victim = *self.victim.lock().unwrap() == Some(request.id);
+        if victim && self.asked.fetch_add(1, Ordering::Relaxed) == 1 {
+            assert!(self.limiter.try_acquire().is_ok(), "the permit was free");
+        }
+        Box::pin(async { Decision::Admit })
+    }
+}
+
+/// An item whose permit came free but was taken by a bare `try_acquire` before it was asked
+/// again waits its turn again, behind the others, and the rate holds.
+#[tokio::test(start_paused = true)]
+async fn an_item_whose_permit_was_taken_meanwhile_waits_its_turn_again() {
+    let limiter = Arc::new(GcraLimiter::new(10.0, 1).unwrap());
+    let thief = Arc::new(StealOnSecondAsk {
+        limiter: limiter.clone(),
+        victim: Mutex::new(None),
+        asked: AtomicU64::new(0),
+    });
+    let starts = Arc::new(Mutex::new(Vec::new()));
+    let log = starts.clone();
+    let origin = Instant::now();
+    let c = EphemeralWorkCoordinator::with_admission(
+        move |n: u32, _ctx| {
+            log.lock().unwrap().push((n, origin.elapsed().as_millis()));
+            async { Ok::<_, Infallible>(()) }
+        },
+        EphemeralOptions::default().max_concurrency(4),
+        vec![
+            thief.clone() as Arc<dyn Admission>,
+            Arc::new(RateLimitAdmission::new(limiter)),
+        ],
+    )
+    .unwrap();
+    c.pause();
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        ids.push(c.enqueue(n).await.unwrap());
+    }
+    *thief.victim.lock().unwrap() = Some(ids[1]);
+    c.resume();
+    c.drain().await.unwrap();
+    assert_eq!(c.stats().completed, 4);
+    // The thief took the permit at 100 ms; items 2 and 3 go first, then item 1.
+    assert_eq!(
+        *starts.lock().unwrap(),
+        [(0, 0), (2, 200), (3, 300), (1, 400)]
+    );
 }

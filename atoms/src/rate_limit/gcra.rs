@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::time::Instant;
 
+use super::Waiters;
 use super::limiter::{
     Params, RateConfigError, RateLimited, RateLimiter, Tunable, limited, rescale_backlog,
 };
@@ -88,7 +89,12 @@ pub(crate) fn since(origin: Instant) -> u128 {
 /// ```
 #[derive(Clone)]
 pub struct GcraLimiter {
-    inner: Arc<Mutex<State>>,
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    waiters: Waiters,
 }
 
 #[derive(Debug)]
@@ -107,18 +113,22 @@ impl GcraLimiter {
     pub fn new(rate: f64, burst: u32) -> Result<Self, RateConfigError> {
         let params = Params::new(rate, burst)?;
         Ok(Self {
-            inner: Arc::new(Mutex::new(State {
-                origin: Instant::now(),
-                cell: Cell { tat_ns: 0 },
-                params,
-            })),
+            inner: Arc::new(Shared {
+                state: Mutex::new(State {
+                    origin: Instant::now(),
+                    cell: Cell { tat_ns: 0 },
+                    params,
+                }),
+                waiters: Waiters::new(),
+            }),
         })
     }
 
     /// Whether a permit is free now, without taking it: `Ok(())`, or [`RateLimited`] with the
     /// time until one is. For a caller that must wait for a permit on behalf of someone who
     /// will take it later (an admission hook that defers an item until it may start, and lets
-    /// the item take its permit when it is asked again).
+    /// the item take its permit when it is asked again). The same as
+    /// [`RateLimiter::check`], callable without the trait in scope.
     ///
     /// ```
     /// use ephemeral_atoms::rate_limit::{GcraLimiter, RateLimiter as _};
@@ -147,7 +157,10 @@ impl GcraLimiter {
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         // Every update writes whole values; a panic elsewhere cannot tear them.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn retune(&self, change: impl FnOnce(&mut Params)) {
@@ -188,6 +201,14 @@ impl RateLimiter for GcraLimiter {
         let now = since(state.origin);
         let params = state.params;
         state.cell.try_take(now, params)
+    }
+
+    fn check(&self) -> Result<(), RateLimited> {
+        GcraLimiter::check(self)
+    }
+
+    fn waiters(&self) -> &Waiters {
+        &self.inner.waiters
     }
 }
 

@@ -135,6 +135,12 @@ impl<K: Hash + Eq + Clone + Send + 'static> KeyedRateLimiter<K> {
     }
 
     /// Waits until `key` gets a permit and takes it (cancel-safe).
+    ///
+    /// Unlike [`RateLimiter::acquire`](super::RateLimiter::acquire), waiters on one key are
+    /// not queued: each sleeps until its computed retry time and tries again, so callers
+    /// waiting on one key at once all wake for each permit (one gets it), in no particular
+    /// order. That suits what a keyed limit is for, many keys with a caller or two each; a
+    /// queue per key would be more state per key than the one timestamp the table bounds.
     pub async fn acquire(&self, key: &K) {
         loop {
             match self.try_acquire(key) {

@@ -4,6 +4,8 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
+use super::Waiters;
+
 /// Why a permit was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -100,6 +102,14 @@ pub trait Tunable: Send + Sync {
 /// [`TokenBucket`](super::TokenBucket): use either behind the same code.
 ///
 /// Waiting uses tokio's clock, so tests run with the paused clock.
+///
+/// # Implementing it
+///
+/// Give [`try_acquire`](RateLimiter::try_acquire), [`check`](RateLimiter::check) (the same
+/// answer, taking nothing) and [`waiters`](RateLimiter::waiters) (a [`Waiters`] kept with your
+/// state); [`acquire`](RateLimiter::acquire), [`admit`](RateLimiter::admit) and
+/// [`RateLimitAdmission`](super::RateLimitAdmission) build on them. A wrapper around another
+/// limiter forwards all three (see [`Waiters`] for an example).
 pub trait RateLimiter: Tunable {
     /// Takes a permit now, or says when to retry.
     ///
@@ -108,15 +118,59 @@ pub trait RateLimiter: Tunable {
     /// [`RateLimited`] with the time until a permit frees up.
     fn try_acquire(&self) -> Result<(), RateLimited>;
 
+    /// Whether a permit is free now, without taking it: what
+    /// [`try_acquire`](RateLimiter::try_acquire) would answer at this instant. For a caller
+    /// that waits for a permit on behalf of someone who takes it later:
+    /// [`RateLimitAdmission`](super::RateLimitAdmission) waits with it for a deferred item,
+    /// which takes its permit when it is asked again on a worker.
+    ///
+    /// [`GcraLimiter`](super::GcraLimiter) looks at a copy of its timestamp;
+    /// [`TokenBucket`](super::TokenBucket) refills (as time passing does) and compares its
+    /// tokens with one permit. Your own limiter must take nothing here: a `check` that took a
+    /// permit would spend two per deferred item.
+    ///
+    /// ```
+    /// use ephemeral_atoms::rate_limit::{RateLimiter, TokenBucket};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let bucket = TokenBucket::new(10.0, 1)?;
+    /// assert!(bucket.check().is_ok());
+    /// assert!(bucket.check().is_ok()); // nothing taken
+    /// bucket.try_acquire()?;
+    /// assert_eq!(bucket.check().unwrap_err().retry_after.as_millis(), 100);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`RateLimited`] with the time until a permit frees up.
+    fn check(&self) -> Result<(), RateLimited>;
+
+    /// The queue of this limiter's waiters, shared by [`acquire`](RateLimiter::acquire) and
+    /// [`RateLimitAdmission`](super::RateLimitAdmission): the same one on every call (clones
+    /// of a limiter share it).
+    fn waiters(&self) -> &Waiters;
+
     /// Waits until a permit is granted and takes it.
     ///
-    /// Cancel-safe: dropping the future takes nothing. Waiters are not queued in order; each
-    /// sleeps until its computed retry time and tries again.
+    /// Cancel-safe: dropping the future takes nothing, and gives up its place.
+    ///
+    /// Waiters are served in the order they began waiting, together with the items a
+    /// [`RateLimitAdmission`](super::RateLimitAdmission) on the same limiter deferred: each
+    /// waits for its turn, and only the one holding it waits on the clock, so a thousand
+    /// waiters cost one timer and one or two checks per permit, not a thousand. Calls to
+    /// [`try_acquire`](RateLimiter::try_acquire) do not queue: they take a free permit at
+    /// once, even while others wait for it.
     fn acquire(&self) -> impl Future<Output = ()> + Send + '_
     where
         Self: Sized,
     {
         async move {
+            let waiters = self.waiters();
+            let _turn = waiters.turn().await;
+            waiters.after_readied(self).await;
             loop {
                 match self.try_acquire() {
                     Ok(()) => return,
@@ -127,8 +181,9 @@ pub trait RateLimiter: Tunable {
     }
 
     /// The coordinator admission shape: resolves when the item may start, having taken a
-    /// permit. The same as [`acquire`](RateLimiter::acquire); a coordinator `Admission` hook
-    /// wraps it (or [`try_acquire`](RateLimiter::try_acquire) to defer for `retry_after`).
+    /// permit. The same as [`acquire`](RateLimiter::acquire); for a coordinator, prefer
+    /// [`RateLimitAdmission`](super::RateLimitAdmission), which defers a waiting item
+    /// (holding no slot) rather than wait inside the hook.
     fn admit(&self) -> impl Future<Output = ()> + Send + '_
     where
         Self: Sized,

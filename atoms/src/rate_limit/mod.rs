@@ -6,9 +6,10 @@
 //! | [`TokenBucket`] | a token count | when you want to read [`available`](TokenBucket::available) tokens |
 //! | [`KeyedRateLimiter`] | one timestamp per busy key, bounded | per customer / IP / tenant |
 //!
-//! The two single limiters share the [`RateLimiter`] trait (`try_acquire`, `acquire`,
-//! `admit`), and all three share [`Tunable`] (rate and burst at run time), which
-//! [`control()`] uses to steer a limiter from `rate.limit.set:<n>`-style command signals.
+//! The two single limiters share the [`RateLimiter`] trait (`try_acquire`, `check`,
+//! `acquire`, `admit`, and a [`Waiters`] queue that serves waiters in order), and all three
+//! share [`Tunable`] (rate and burst at run time), which [`control()`] uses to steer a
+//! limiter from `rate.limit.set:<n>`-style command signals.
 //!
 //! With rate 10 per second and burst 5: five permits at once, then one every 100 ms. A
 //! refused [`try_acquire`](RateLimiter::try_acquire) returns [`RateLimited`] with the exact
@@ -17,9 +18,11 @@
 //! # As a coordinator admission hook
 //!
 //! [`RateLimitAdmission`] makes any [`RateLimiter`] a coordinator `Admission` hook: an item
-//! starts when a permit is free, and is otherwise deferred (holding no slot) for exactly
-//! `retry_after`. [`RateLimiter::admit`] (and [`KeyedRateLimiter::admit`]) are the awaiting
-//! form for your own hooks.
+//! starts when a permit is free, and is otherwise deferred (holding no slot) behind the
+//! limiter's other waiters, in order; only the first of them waits on the clock, and each
+//! item takes its permit when it is asked again, so starts keep the rate and burst.
+//! [`RateLimiter::admit`] (and [`KeyedRateLimiter::admit`]) are the awaiting form for your
+//! own hooks.
 
 mod admission;
 mod control;
@@ -27,6 +30,7 @@ mod gcra;
 mod keyed;
 mod limiter;
 mod token_bucket;
+mod waiters;
 
 pub use admission::RateLimitAdmission;
 pub use control::control;
@@ -34,3 +38,4 @@ pub use gcra::GcraLimiter;
 pub use keyed::KeyedRateLimiter;
 pub use limiter::{LimitReason, RateConfigError, RateLimited, RateLimiter, Tunable};
 pub use token_bucket::TokenBucket;
+pub use waiters::Waiters;

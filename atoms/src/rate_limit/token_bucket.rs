@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::time::Instant;
 
+use super::Waiters;
 use super::gcra::since;
 use super::limiter::{
     Params, RateConfigError, RateLimited, RateLimiter, Tunable, limited, rescale_backlog,
@@ -36,7 +37,12 @@ use super::limiter::{
 /// ```
 #[derive(Clone)]
 pub struct TokenBucket {
-    inner: Arc<Mutex<State>>,
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    waiters: Waiters,
 }
 
 #[derive(Debug)]
@@ -77,13 +83,19 @@ impl TokenBucket {
         };
         state.credit_ns = state.capacity_ns();
         Ok(Self {
-            inner: Arc::new(Mutex::new(state)),
+            inner: Arc::new(Shared {
+                state: Mutex::new(state),
+                waiters: Waiters::new(),
+            }),
         })
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         // Every update writes whole values; a panic elsewhere cannot tear them.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn retune(&self, change: impl FnOnce(&mut Params)) {
@@ -141,6 +153,22 @@ impl RateLimiter for TokenBucket {
         } else {
             Err(limited(cost - state.credit_ns))
         }
+    }
+
+    fn check(&self) -> Result<(), RateLimited> {
+        let mut state = self.state();
+        // Refilling changes no answer (time passing does the same); the token stays.
+        state.refill();
+        let cost = u128::from(state.params.emission_ns);
+        if state.credit_ns >= cost {
+            Ok(())
+        } else {
+            Err(limited(cost - state.credit_ns))
+        }
+    }
+
+    fn waiters(&self) -> &Waiters {
+        &self.inner.waiters
     }
 }
 
