@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use ephemeral::{Signal, SignalSink};
+use ephemeral_atoms::rate_limit::{RateConfigError, Tunable, control};
 use ephemeral_patterns::adaptive_rate::{AdaptiveRate, AdaptiveRateError, AdaptiveRateOptions};
 use tokio::time::{Instant, advance};
 
@@ -178,6 +179,61 @@ async fn a_pause_past_the_clock_pauses_for_the_longest_pause() {
     assert_eq!(unreadable.throttles(), 0);
     assert_eq!(unreadable.bad_signals().0, 4);
     assert!(unreadable.bad_signals().1.unwrap().contains("negative"));
+}
+
+/// As atoms' `Tunable`, `set_rate` moves the base rate and the current one: signals cut from
+/// it and recovery grows back to it; the minimum stays the floor; `control()` steers it.
+#[tokio::test(start_paused = true)]
+async fn set_rate_moves_the_base_rate_and_control_steers_it() {
+    let sink = SignalSink::default();
+    let limiter = AdaptiveRate::new(
+        &sink,
+        AdaptiveRateOptions::default()
+            .rate_per_second(100.0)
+            .decrease(0.5, 2.0),
+    )
+    .unwrap();
+    limiter.throttle(Duration::from_secs(1));
+    assert_eq!(limiter.rate(), 50.0);
+    limiter.set_rate(40.0).unwrap();
+    assert_eq!((limiter.rate(), limiter.base_rate()), (40.0, 40.0));
+    assert_eq!(
+        limiter.paused_for(),
+        Some(Duration::from_secs(1)),
+        "the pause stays"
+    );
+    limiter.throttle(Duration::ZERO);
+    assert_eq!(limiter.rate(), 20.0);
+    advance(Duration::from_secs(10)).await;
+    assert_eq!(
+        limiter.rate(),
+        40.0,
+        "recovers to the rate set, not the options'"
+    );
+
+    // Below the minimum: the minimum. Not a usable rate at all: refused, nothing changed.
+    limiter.set_rate(0.5).unwrap();
+    assert_eq!(limiter.rate(), 2.0);
+    for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 2e9] {
+        assert!(
+            matches!(limiter.set_rate(bad), Err(RateConfigError::BadRate(_))),
+            "{bad}"
+        );
+    }
+    assert_eq!((limiter.rate(), limiter.base_rate()), (2.0, 2.0));
+
+    limiter.set_burst(3).unwrap();
+    assert_eq!(limiter.burst(), 3);
+    assert_eq!(limiter.set_burst(0), Err(RateConfigError::ZeroBurst));
+    advance(Duration::from_secs(10)).await;
+    assert_eq!((0..5).filter(|_| limiter.try_acquire().is_ok()).count(), 3);
+
+    let _control = control(&sink, "rate.limit", limiter.clone()).unwrap();
+    sink.raise("rate.limit.set:20").unwrap();
+    assert!(sink.has_signal("rate.limit.applied"));
+    assert_eq!((limiter.rate(), limiter.base_rate()), (20.0, 20.0));
+    sink.raise("rate.limit.increase:5").unwrap();
+    assert_eq!(limiter.base_rate(), 25.0);
 }
 
 #[tokio::test(start_paused = true)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use ephemeral::{HeaderValue, Listener, Pattern, Signal, SignalSink, command};
 use tokio::time::Instant;
 
-use ephemeral_atoms::rate_limit::{GcraLimiter, RateLimiter as _, Tunable as _};
+use ephemeral_atoms::rate_limit::{GcraLimiter, RateConfigError, RateLimiter as _, Tunable};
 
 /// The longest pause a throttle starts: 30 years, which stands for "until further notice".
 /// Longer ones, up to `Duration::MAX`, pause this long.
@@ -222,6 +222,8 @@ struct Inner {
 
 struct State {
     gcra: GcraLimiter,
+    /// The rate recovered to: the options' rate, or the last `Tunable::set_rate`.
+    base: f64,
     current: f64,
     paused_until: Option<Instant>,
     /// Recovery steps are counted from here (the end of the last pause).
@@ -249,6 +251,7 @@ impl AdaptiveRate {
         let inner = Arc::new(Inner {
             state: Mutex::new(State {
                 gcra,
+                base: options.rate,
                 current: options.rate,
                 paused_until: None,
                 recover_from: Instant::now(),
@@ -399,10 +402,32 @@ impl AdaptiveRate {
         state.current
     }
 
-    /// The base rate, in starts per second.
+    /// The base rate, in starts per second: the options' rate, or the last one given to
+    /// [`set_rate`](ephemeral_atoms::rate_limit::Tunable::set_rate).
     #[must_use]
     pub fn base_rate(&self) -> f64 {
-        self.inner.options.rate
+        lock(&self.inner.state).base
+    }
+
+    /// Sets the base rate and the current rate (see the [`Tunable`] implementation).
+    pub(super) fn set_base_rate(&self, per_second: f64) -> Result<(), RateConfigError> {
+        // A usable rate below the minimum runs at the minimum, the floor no cut goes below
+        // either; a rate that is not positive (or NaN) goes through to be refused.
+        let rate = if per_second > 0.0 {
+            per_second.max(self.inner.options.min_rate)
+        } else {
+            per_second
+        };
+        let mut state = lock(&self.inner.state);
+        state.gcra.set_rate(rate)?;
+        state.base = rate;
+        state.current = rate;
+        Ok(())
+    }
+
+    /// Runs `f` on the GCRA that paces the starts (for its burst).
+    pub(super) fn with_gcra<R>(&self, f: impl FnOnce(&GcraLimiter) -> R) -> R {
+        f(&lock(&self.inner.state).gcra)
     }
 
     /// While paused by a signal, how long the pause still lasts.
@@ -480,7 +505,7 @@ impl Inner {
     }
 
     fn recover(&self, state: &mut State, now: Instant) {
-        if state.current >= self.options.rate || now <= state.recover_from {
+        if state.current >= state.base || now <= state.recover_from {
             return;
         }
         let every = self.options.recover_every;
@@ -490,7 +515,7 @@ impl Inner {
         }
         let steps = u32::try_from(steps).unwrap_or(u32::MAX);
         let grown = state.current * self.options.recover_factor.powi(steps.min(1_000) as i32);
-        state.current = grown.min(self.options.rate);
+        state.current = grown.min(state.base);
         state.recover_from += every.saturating_mul(steps);
         Self::apply(state);
     }
@@ -552,7 +577,7 @@ impl fmt::Debug for AdaptiveRate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = lock(&self.inner.state);
         f.debug_struct("AdaptiveRate")
-            .field("base_rate", &self.inner.options.rate)
+            .field("base_rate", &state.base)
             .field("current_rate", &state.current)
             .field("paused_until", &state.paused_until)
             .field("throttles", &state.throttles)
