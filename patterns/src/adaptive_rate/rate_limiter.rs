@@ -1,8 +1,75 @@
-//! The adaptive limiter as one of `ephemeral-atoms`' rate limiters.
+//! The adaptive limiter as one of `ephemeral-atoms`' rate limiters, and so as a coordinator's
+//! admission hook.
 
-use ephemeral_atoms::rate_limit::{GcraLimiter, RateConfigError, Tunable};
+use std::sync::Arc;
+
+use ephemeral::Admission;
+use ephemeral_atoms::rate_limit::{
+    GcraLimiter, RateConfigError, RateLimitAdmission, RateLimited, RateLimiter, Tunable, Waiters,
+};
 
 use super::AdaptiveRate;
+
+impl AdaptiveRate {
+    /// The limiter as an [`Admission`] hook, for `EphemeralWorkCoordinator::with_admission`:
+    /// the coordinator's starts follow the adaptive rate. An item that cannot start yet is
+    /// deferred (holding no concurrency slot) behind the limiter's other waiters, in order;
+    /// only the first of them waits on the clock, and it takes its start when it is asked
+    /// again, so starts keep the rate and burst even when no worker was free at the time.
+    ///
+    /// This is atoms' [`RateLimitAdmission`] over the limiter, which describes how waiting
+    /// items are served (each is asked about at most twice while the workers keep up; one
+    /// readied but never asked again holds the next up for one interval at the current rate,
+    /// at least 100 ms). A pause a signal asks for holds the waiting items too.
+    #[must_use]
+    pub fn admission(&self) -> Arc<dyn Admission> {
+        Arc::new(RateLimitAdmission::new(Arc::new(self.clone())))
+    }
+}
+
+/// Starts as atoms' permits: a start is refused while a signal's pause lasts (with what is
+/// left of it as `retry_after`) and otherwise paced by the GCRA at the current rate; the
+/// waiters queue in one [`Waiters`] shared by the clones. So [`acquire`](RateLimiter::acquire),
+/// [`RateLimitAdmission`] and any code written for a [`RateLimiter`] work on it.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use ephemeral::SignalSink;
+/// use ephemeral_atoms::rate_limit::RateLimiter;
+/// use ephemeral_patterns::adaptive_rate::{AdaptiveRate, AdaptiveRateOptions};
+///
+/// /// Code written for any of atoms' limiters.
+/// fn free_now(limiter: &impl RateLimiter) -> bool {
+///     limiter.check().is_ok()
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let sink = SignalSink::default();
+/// let limiter = AdaptiveRate::new(&sink, AdaptiveRateOptions::default().rate_per_second(10.0))?;
+/// assert!(free_now(&limiter));
+///
+/// sink.raise("api.rate-limit:2s")?;
+/// let refused = RateLimiter::check(&limiter).unwrap_err();
+/// assert_eq!(refused.retry_after, Duration::from_secs(2));
+/// # Ok(())
+/// # }
+/// ```
+impl RateLimiter for AdaptiveRate {
+    fn try_acquire(&self) -> Result<(), RateLimited> {
+        self.start(true)
+    }
+
+    fn check(&self) -> Result<(), RateLimited> {
+        self.start(false)
+    }
+
+    fn waiters(&self) -> &Waiters {
+        self.queue()
+    }
+}
 
 /// Rate and burst as [`control()`](ephemeral_atoms::rate_limit::control()) steers them:
 /// `rate.limit.set:<n>` moves the rate the limiter runs at and recovers to.
