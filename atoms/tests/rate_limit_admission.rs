@@ -13,7 +13,15 @@ use ephemeral_atoms::rate_limit::{GcraLimiter, RateLimitAdmission, RateLimiter a
 use futures::future::BoxFuture;
 use tokio::time::Instant;
 
-async fn start_times<L>(limiter: Arc<L>) -> Vec<u128>
+/// Runs `items` items through `limiter`'s admission hook on `workers` workers, each body
+/// busy for `busy(start)` (its start measured from the first item's); returns the start
+/// times in ms, sorted, after checking that every item completed.
+async fn start_times_of<L>(
+    limiter: Arc<L>,
+    workers: usize,
+    items: u32,
+    busy: impl Fn(Duration) -> Duration + Send + Sync + 'static,
+) -> Vec<u128>
 where
     L: ephemeral_atoms::rate_limit::RateLimiter + Send + Sync + 'static,
 {
@@ -22,24 +30,39 @@ where
     let body = {
         let starts = starts.clone();
         move |_: u32, _ctx| {
-            starts.lock().unwrap().push(origin.elapsed().as_millis());
-            async { Ok::<_, Infallible>(()) }
+            let started = origin.elapsed();
+            starts.lock().unwrap().push(started.as_millis());
+            let busy = busy(started);
+            async move {
+                if !busy.is_zero() {
+                    tokio::time::sleep(busy).await;
+                }
+                Ok::<_, Infallible>(())
+            }
         }
     };
     let c = EphemeralWorkCoordinator::with_admission(
         body,
-        EphemeralOptions::default().max_concurrency(2),
+        EphemeralOptions::default().max_concurrency(workers),
         vec![Arc::new(RateLimitAdmission::new(limiter))],
     )
     .unwrap();
-    for i in 0..9 {
+    for i in 0..items {
         c.enqueue(i).await.unwrap();
     }
     c.drain().await.unwrap();
-    assert_eq!(c.stats().completed, 9);
+    assert_eq!(c.stats().completed, u64::from(items));
     let mut v = starts.lock().unwrap().clone();
     v.sort_unstable();
     v
+}
+
+/// Nine items on two workers, with bodies that end at once.
+async fn start_times<L>(limiter: Arc<L>) -> Vec<u128>
+where
+    L: ephemeral_atoms::rate_limit::RateLimiter + Send + Sync + 'static,
+{
+    start_times_of(limiter, 2, 9, |_| Duration::ZERO).await
 }
 
 #[tokio::test(start_paused = true)]
@@ -163,32 +186,11 @@ async fn deferred_items_wait_in_order_and_are_asked_about_twice_at_most() {
 async fn items_freed_together_by_busy_workers_still_start_at_the_rate() {
     for burst in [1, 3] {
         let limiter = Arc::new(GcraLimiter::new(100.0, burst).unwrap());
-        let origin = Instant::now();
-        let starts = Arc::new(Mutex::new(Vec::new()));
-        let log = starts.clone();
-        let c = EphemeralWorkCoordinator::with_admission(
-            move |_: u32, _ctx| {
-                let started = origin.elapsed();
-                log.lock().unwrap().push(started);
-                // Every body ends at the next whole second, together with the others.
-                let end = origin + Duration::from_secs(started.as_secs() + 1);
-                async move {
-                    tokio::time::sleep_until(end).await;
-                    Ok::<_, Infallible>(())
-                }
-            },
-            EphemeralOptions::default().max_concurrency(4),
-            vec![Arc::new(RateLimitAdmission::new(limiter))],
-        )
-        .unwrap();
-        for n in 0..20 {
-            c.enqueue(n).await.unwrap();
-        }
-        c.drain().await.unwrap();
-        assert_eq!(c.stats().completed, 20);
-        let mut starts = starts.lock().unwrap().clone();
-        starts.sort();
-        let ms: Vec<u128> = starts.iter().map(Duration::as_millis).collect();
+        // Every body ends at the next whole second, together with the others.
+        let ms = start_times_of(limiter, 4, 20, |started| {
+            Duration::from_secs(started.as_secs() + 1) - started
+        })
+        .await;
         // The burst at once (the first item, or three), the rest 10 ms apart; the same after
         // the workers free up together at 1 s: the burst has refilled by then.
         let expected: &[u128] = if burst == 1 {
@@ -200,9 +202,7 @@ async fn items_freed_together_by_busy_workers_still_start_at_the_rate() {
         // Never more than the burst within one interval.
         let window = usize::try_from(burst).unwrap();
         assert!(
-            starts
-                .windows(window + 1)
-                .all(|w| w[window] - w[0] >= Duration::from_millis(10)),
+            ms.windows(window + 1).all(|w| w[window] - w[0] >= 10),
             "burst {burst}: {ms:?}"
         );
     }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use ephemeral::{Signal, SignalSink};
+use ephemeral_atoms::rate_limit::{LimitReason, RateConfigError, RateLimiter, Tunable, control};
 use ephemeral_patterns::adaptive_rate::{AdaptiveRate, AdaptiveRateError, AdaptiveRateOptions};
 use tokio::time::{Instant, advance};
 
@@ -178,6 +179,83 @@ async fn a_pause_past_the_clock_pauses_for_the_longest_pause() {
     assert_eq!(unreadable.throttles(), 0);
     assert_eq!(unreadable.bad_signals().0, 4);
     assert!(unreadable.bad_signals().1.unwrap().contains("negative"));
+}
+
+/// As atoms' `RateLimiter` (what its admission hook and `acquire` are built on): `check`
+/// looks without taking, a pause refuses with what is left of it, the clones share one queue
+/// of waiters, and a pause asked for while an `acquire` waits holds it.
+#[tokio::test(start_paused = true)]
+async fn as_an_atoms_rate_limiter_it_checks_without_taking_and_honours_pauses() {
+    let sink = SignalSink::default();
+    let limiter = limiter(&sink, 10.0);
+    assert!(RateLimiter::check(&limiter).is_ok());
+    assert!(RateLimiter::check(&limiter).is_ok(), "check took the start");
+    RateLimiter::try_acquire(&limiter).unwrap();
+    let refused = RateLimiter::check(&limiter).unwrap_err();
+    assert_eq!(refused.retry_after, Duration::from_millis(100));
+    assert_eq!(refused.reason, LimitReason::Rate);
+    assert!(std::ptr::eq(limiter.waiters(), limiter.clone().waiters()));
+
+    let origin = Instant::now();
+    let waiting = tokio::spawn({
+        let limiter = limiter.clone();
+        async move { limiter.acquire().await }
+    });
+    tokio::task::yield_now().await; // it waits for the start at 100 ms
+    sink.raise("api.rate-limit:2s").unwrap();
+    let refused = RateLimiter::try_acquire(&limiter).unwrap_err();
+    assert_eq!(refused.retry_after, Duration::from_secs(2));
+    waiting.await.unwrap();
+    assert_eq!(origin.elapsed(), Duration::from_secs(2));
+}
+
+/// As atoms' `Tunable`, `set_rate` moves the base rate and the current one: signals cut from
+/// it and recovery grows back to it; the minimum stays the floor; `control()` steers it.
+#[tokio::test(start_paused = true)]
+async fn set_rate_moves_the_base_rate_and_control_steers_it() {
+    let sink = SignalSink::default();
+    let limiter = limiter(&sink, 100.0);
+    limiter.throttle(Duration::from_secs(1));
+    assert_eq!(limiter.rate(), 50.0);
+    limiter.set_rate(40.0).unwrap();
+    assert_eq!((limiter.rate(), limiter.base_rate()), (40.0, 40.0));
+    assert_eq!(
+        limiter.paused_for(),
+        Some(Duration::from_secs(1)),
+        "the pause stays"
+    );
+    limiter.throttle(Duration::ZERO);
+    assert_eq!(limiter.rate(), 20.0);
+    advance(Duration::from_secs(10)).await;
+    assert_eq!(
+        limiter.rate(),
+        40.0,
+        "recovers to the rate set, not the options'"
+    );
+
+    // Below the minimum: the minimum. Not a usable rate at all: refused, nothing changed.
+    limiter.set_rate(0.5).unwrap();
+    assert_eq!(limiter.rate(), 1.0, "the default minimum");
+    for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 2e9] {
+        assert!(
+            matches!(limiter.set_rate(bad), Err(RateConfigError::BadRate(_))),
+            "{bad}"
+        );
+    }
+    assert_eq!((limiter.rate(), limiter.base_rate()), (1.0, 1.0));
+
+    limiter.set_burst(3).unwrap();
+    assert_eq!(limiter.burst(), 3);
+    assert_eq!(limiter.set_burst(0), Err(RateConfigError::ZeroBurst));
+    advance(Duration::from_secs(10)).await;
+    assert_eq!((0..5).filter(|_| limiter.try_acquire().is_ok()).count(), 3);
+
+    let _control = control(&sink, "rate.limit", limiter.clone()).unwrap();
+    sink.raise("rate.limit.set:20").unwrap();
+    assert!(sink.has_signal("rate.limit.applied"));
+    assert_eq!((limiter.rate(), limiter.base_rate()), (20.0, 20.0));
+    sink.raise("rate.limit.increase:5").unwrap();
+    assert_eq!(limiter.base_rate(), 25.0);
 }
 
 #[tokio::test(start_paused = true)]

@@ -7,15 +7,13 @@ use std::time::Duration;
 use ephemeral::{HeaderValue, Listener, Pattern, Signal, SignalSink, command};
 use tokio::time::Instant;
 
-use ephemeral_atoms::rate_limit::{GcraLimiter, RateLimiter as _, Tunable as _};
+use ephemeral_atoms::rate_limit::{
+    GcraLimiter, LimitReason, RateConfigError, RateLimited, RateLimiter, Tunable, Waiters,
+};
 
 /// The longest pause a throttle starts: 30 years, which stands for "until further notice".
 /// Longer ones, up to `Duration::MAX`, pause this long.
 const LONGEST_PAUSE: Duration = Duration::from_secs(86_400 * 365 * 30);
-
-/// How long, at least, a waiter waits for the deferred item readied before it to be asked
-/// again (see `AdaptiveRate::after_readied`).
-const READY_GRACE: Duration = Duration::from_millis(100);
 
 /// Settings of an [`AdaptiveRate`].
 ///
@@ -207,21 +205,15 @@ struct Inner {
     options: AdaptiveRateOptions,
     state: Mutex<State>,
     listener: Mutex<Option<Listener>>,
-    /// The waiters' turn: whoever waits for a start (an `acquire`, or an item the admission
-    /// hook deferred) waits here first, in order, and only the one holding the turn waits on
-    /// the clock. Without it every waiter slept until the same next start and all woke to
-    /// compete for it: n waiters cost n checks per start, n²/2 in all (1000 deferred items
-    /// were asked about 500,500 times).
-    turn: tokio::sync::Semaphore,
-    /// The deferred item whose start is free and that has not been asked again yet (see
-    /// `admission`): the next waiter lets it take that start first.
-    ready: Mutex<Option<ephemeral::OperationId>>,
-    /// Notified when `ready` is emptied.
-    readied: tokio::sync::Notify,
+    /// Whoever waits for a start (an `acquire`, or an item the admission hook deferred)
+    /// waits here first, in order, and only the first waits on the clock.
+    waiters: Waiters,
 }
 
 struct State {
     gcra: GcraLimiter,
+    /// The rate recovered to: the options' rate, or the last `Tunable::set_rate`.
+    base: f64,
     current: f64,
     paused_until: Option<Instant>,
     /// Recovery steps are counted from here (the end of the last pause).
@@ -249,6 +241,7 @@ impl AdaptiveRate {
         let inner = Arc::new(Inner {
             state: Mutex::new(State {
                 gcra,
+                base: options.rate,
                 current: options.rate,
                 paused_until: None,
                 recover_from: Instant::now(),
@@ -257,9 +250,7 @@ impl AdaptiveRate {
                 last_bad_signal: None,
             }),
             listener: Mutex::new(None),
-            turn: tokio::sync::Semaphore::new(1),
-            ready: Mutex::new(None),
-            readied: tokio::sync::Notify::new(),
+            waiters: Waiters::new(),
             options,
         });
         let weak = Arc::downgrade(&inner);
@@ -272,116 +263,56 @@ impl AdaptiveRate {
         Ok(Self { inner })
     }
 
-    /// Waits until a start is allowed, then takes it. Dropping the future takes nothing.
+    /// Waits until a start is allowed, then takes it. Dropping the future takes nothing, and
+    /// gives up its place.
     ///
     /// Waiters are served in the order they began waiting (the admission hook's deferred
     /// items among them), and only the first waits on the clock: a thousand waiters cost one
-    /// timer and one check per start, not a thousand.
+    /// timer and one check per start, not a thousand. A pause a signal asks for while they
+    /// wait holds them too. The same as [`RateLimiter::acquire`], callable without the trait
+    /// in scope.
     pub async fn acquire(&self) {
-        // Never closed, so the turn always comes; dropping the future gives it up.
-        let _turn = self.inner.turn.acquire().await;
-        self.after_readied().await;
-        self.wait_and_take().await;
+        RateLimiter::acquire(self).await;
     }
 
-    /// Waits until the item readied by the previous holder of the turn has been asked again
-    /// (it takes the start it was readied for), or a grace has passed: at least
-    /// [`READY_GRACE`], at least one interval at the current rate. An item is asked as soon
-    /// as a worker is free, so one still not asked waits for a worker (no start could happen
-    /// meanwhile anyway) or has ended (cancelled by a rule as it was asked); then it takes
-    /// its chance with everyone else when it is asked.
-    pub(super) async fn after_readied(&self) {
-        loop {
-            let notified = self.inner.readied.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let Some(earlier) = *self.ready() else {
-                return;
-            };
-            let grace = self.interval().max(READY_GRACE);
-            tokio::select! {
-                () = notified => {}
-                () = tokio::time::sleep(grace) => {
-                    let mut ready = self.ready();
-                    if *ready == Some(earlier) {
-                        *ready = None;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Sleeps until a start is allowed and takes it (by the holder of the turn).
-    async fn wait_and_take(&self) {
-        while let Err(wait) = self.try_acquire() {
-            tokio::time::sleep(wait).await;
-        }
-    }
-
-    /// Sleeps until a start is allowed, without taking it (by the holder of the turn, for
-    /// an item that takes it when asked again).
-    pub(super) async fn wait_for_start(&self) {
-        loop {
-            let wait = {
-                let now = Instant::now();
-                let mut state = lock(&self.inner.state);
-                match state.paused_until.filter(|until| *until > now) {
-                    Some(until) => Some(until - now),
-                    None => {
-                        self.inner.recover(&mut state, now);
-                        state.gcra.check().err().map(|limited| limited.retry_after)
-                    }
-                }
-            };
-            match wait {
-                Some(wait) => tokio::time::sleep(wait).await,
-                None => return,
-            }
-        }
-    }
-
-    /// The time between two starts at the current rate, at least 1 ms.
-    pub(super) fn interval(&self) -> Duration {
-        let rate = self.current_rate();
-        Duration::try_from_secs_f64(1.0 / rate)
-            .unwrap_or(LONGEST_PAUSE)
-            .max(Duration::from_millis(1))
-    }
-
-    /// The waiters' turn, for the admission hook.
-    pub(super) fn turn(&self) -> &tokio::sync::Semaphore {
-        &self.inner.turn
-    }
-
-    /// The item readied and not asked again yet, for the admission hook.
-    pub(super) fn ready(&self) -> MutexGuard<'_, Option<ephemeral::OperationId>> {
-        lock(&self.inner.ready)
-    }
-
-    /// Notified when the readied item is asked again (or given up on).
-    pub(super) fn readied(&self) -> &tokio::sync::Notify {
-        &self.inner.readied
-    }
-
-    /// Takes a start now if allowed; otherwise says how long until one may be.
+    /// Takes a start now if allowed; otherwise says how long until one may be (the same
+    /// answer as [`RateLimiter::try_acquire`], whose [`RateLimited`] carries this wait as
+    /// `retry_after`).
     ///
     /// # Errors
     ///
-    /// The time to wait, when no start is allowed now.
+    /// The time to wait, when no start is allowed now: what is left of a pause, or the time
+    /// until the next start at the current rate.
     pub fn try_acquire(&self) -> Result<(), Duration> {
+        RateLimiter::try_acquire(self).map_err(|limited| limited.retry_after)
+    }
+
+    /// A start now: taken if `take`, only looked at otherwise (for [`RateLimiter::check`]).
+    /// Refused with what is left of a pause, or the time until the next start at the current
+    /// rate.
+    pub(super) fn start(&self, take: bool) -> Result<(), RateLimited> {
         let now = Instant::now();
         let mut state = lock(&self.inner.state);
         if let Some(until) = state.paused_until {
             if until > now {
-                return Err(until - now);
+                return Err(RateLimited {
+                    retry_after: until - now,
+                    reason: LimitReason::Rate,
+                });
             }
             state.paused_until = None;
         }
         self.inner.recover(&mut state, now);
-        state
-            .gcra
-            .try_acquire()
-            .map_err(|limited| limited.retry_after)
+        if take {
+            state.gcra.try_acquire()
+        } else {
+            state.gcra.check()
+        }
+    }
+
+    /// The queue of this limiter's waiters (for [`RateLimiter::waiters`]).
+    pub(super) fn queue(&self) -> &Waiters {
+        &self.inner.waiters
     }
 
     /// Slows down as a `rate-limit:<pause>` signal would: no start for `pause`, and the rate
@@ -399,10 +330,32 @@ impl AdaptiveRate {
         state.current
     }
 
-    /// The base rate, in starts per second.
+    /// The base rate, in starts per second: the options' rate, or the last one given to
+    /// [`set_rate`](ephemeral_atoms::rate_limit::Tunable::set_rate).
     #[must_use]
     pub fn base_rate(&self) -> f64 {
-        self.inner.options.rate
+        lock(&self.inner.state).base
+    }
+
+    /// Sets the base rate and the current rate (see the [`Tunable`] implementation).
+    pub(super) fn set_base_rate(&self, per_second: f64) -> Result<(), RateConfigError> {
+        // A usable rate below the minimum runs at the minimum, the floor no cut goes below
+        // either; a rate that is not positive (or NaN) goes through to be refused.
+        let rate = if per_second > 0.0 {
+            per_second.max(self.inner.options.min_rate)
+        } else {
+            per_second
+        };
+        let mut state = lock(&self.inner.state);
+        state.gcra.set_rate(rate)?;
+        state.base = rate;
+        state.current = rate;
+        Ok(())
+    }
+
+    /// Runs `f` on the GCRA that paces the starts (for its burst).
+    pub(super) fn with_gcra<R>(&self, f: impl FnOnce(&GcraLimiter) -> R) -> R {
+        f(&lock(&self.inner.state).gcra)
     }
 
     /// While paused by a signal, how long the pause still lasts.
@@ -480,7 +433,7 @@ impl Inner {
     }
 
     fn recover(&self, state: &mut State, now: Instant) {
-        if state.current >= self.options.rate || now <= state.recover_from {
+        if state.current >= state.base || now <= state.recover_from {
             return;
         }
         let every = self.options.recover_every;
@@ -490,7 +443,7 @@ impl Inner {
         }
         let steps = u32::try_from(steps).unwrap_or(u32::MAX);
         let grown = state.current * self.options.recover_factor.powi(steps.min(1_000) as i32);
-        state.current = grown.min(self.options.rate);
+        state.current = grown.min(state.base);
         state.recover_from += every.saturating_mul(steps);
         Self::apply(state);
     }
@@ -552,7 +505,7 @@ impl fmt::Debug for AdaptiveRate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = lock(&self.inner.state);
         f.debug_struct("AdaptiveRate")
-            .field("base_rate", &self.inner.options.rate)
+            .field("base_rate", &state.base)
             .field("current_rate", &state.current)
             .field("paused_until", &state.paused_until)
             .field("throttles", &state.throttles)

@@ -20,14 +20,18 @@
 //! factor every recovery interval until it reaches the base rate again.
 //!
 //! The limiter is the `ephemeral-atoms` GCRA (`GcraLimiter`), retuned with `set_rate` on
-//! every throttle and recovery step.
+//! every throttle and recovery step. It is itself one of atoms' limiters
+//! (`ephemeral_atoms::rate_limit::RateLimiter` and `Tunable`): its waiters queue in atoms'
+//! `Waiters` (in order, one on the clock), its admission hook is atoms' `RateLimitAdmission`
+//! over it, its rate reads as the current one, and `set_rate` moves the base rate (so atoms'
+//! `control()` steers it with `rate.limit.set:<n>`).
 //!
 //! Differences from the .NET original: there the adaptive limiter never slowed anything
 //! (inert); here the rate demonstrably drops on a signal and recovers, as the tests show.
 //!
 //! Not for: a fixed rate with no feedback (a plain rate limiter is simpler).
 
-mod admission;
 mod limiter;
+mod rate_limiter;
 
 pub use limiter::{AdaptiveRate, AdaptiveRateError, AdaptiveRateOptions};
