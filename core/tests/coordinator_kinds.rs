@@ -9,7 +9,7 @@ use std::time::Duration;
 use coordinator_support::{Gauge, assert_adds_up, settle};
 use ephemeral::{
     CoordinatorError, DeferPolicy, EnqueueError, EphemeralKeyedWorkCoordinator, EphemeralOptions,
-    EphemeralResultCoordinator, Lane, LaneError, OperationContext, OperationId,
+    EphemeralResultCoordinator, Lane, LaneError, OperationContext, OperationId, OperationState,
     PriorityWorkCoordinator, ResultError, SignalSink, process_all,
 };
 
@@ -514,6 +514,80 @@ async fn a_deferred_lane_never_stalls_the_others() {
     drop(hold);
     c.drain().await.unwrap();
     assert_eq!(*order.lock().unwrap(), [2, 1]);
+}
+
+/// Under a coordinator-wide deferral with `DeferPolicy::Run`, the item past `max_defer`
+/// starts and no other: a higher lane's item held for less stays deferred (it used to start
+/// with it, 30 s early, as the lane pop looked only at lane rules).
+#[tokio::test(start_paused = true)]
+async fn max_defer_run_starts_only_the_overdue_item_of_a_lower_lane() {
+    let sink = SignalSink::default();
+    let c = PriorityWorkCoordinator::new(
+        |_: u32, _ctx: OperationContext| async { Ok::<_, Infallible>(()) },
+        vec![Lane::new("high", 10), Lane::new("low", 0)],
+        EphemeralOptions::default()
+            .max_concurrency(1)
+            .signals(sink.clone())
+            .defer_on("maintenance")
+            .max_defer(Duration::from_secs(60), DeferPolicy::Run),
+    )
+    .unwrap();
+    let _hold = sink.hold("maintenance").unwrap();
+    let low = c.enqueue("low", 1).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let high = c.enqueue("high", 2).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(31)).await; // t = 61 s
+    let state = |id| c.operation(id).unwrap().state;
+    assert_eq!(state(low), OperationState::Completed);
+    assert_eq!(state(high), OperationState::Deferred, "held for 31 s only");
+    tokio::time::sleep(Duration::from_secs(30)).await; // t = 91 s
+    assert_eq!(state(high), OperationState::Completed);
+}
+
+/// The same for a keyed coordinator: the overdue item of a key that was busy starts, and the
+/// keys ready before it, held for less, stay deferred (they used to start with it).
+#[tokio::test(start_paused = true)]
+async fn max_defer_run_starts_only_the_overdue_item_of_a_keyed_coordinator() {
+    let sink = SignalSink::default();
+    let (release, released) = tokio::sync::watch::channel(false);
+    let c = EphemeralKeyedWorkCoordinator::new(
+        move |n: u32, _ctx: OperationContext| {
+            let mut released = released.clone();
+            async move {
+                if n == 1 {
+                    let _ = released.wait_for(|r| *r).await;
+                }
+                Ok::<_, Infallible>(())
+            }
+        },
+        EphemeralOptions::default()
+            .max_concurrency(4)
+            .signals(sink.clone())
+            .defer_on("maintenance")
+            .max_defer(Duration::from_secs(60), DeferPolicy::Run),
+    )
+    .unwrap();
+    let first = c.enqueue("a", 1).await.unwrap();
+    settle().await;
+    assert_eq!(c.operation(first).unwrap().state, OperationState::Running);
+    let _hold = sink.hold("maintenance").unwrap();
+    let overdue = c.enqueue("a", 2).await.unwrap(); // t = 0: held, its key busy
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let others = c.enqueue_many([("b", 3), ("c", 4)]).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(10)).await; // t = 40 s: key `a` is ready last
+    release.send(true).unwrap();
+    tokio::time::sleep(Duration::from_secs(21)).await; // t = 61 s
+    let state = |id| c.operation(id).unwrap().state;
+    assert_eq!(state(first), OperationState::Completed);
+    assert_eq!(state(overdue), OperationState::Completed);
+    for id in &others {
+        assert_eq!(state(*id), OperationState::Deferred, "held for 31 s only");
+    }
+    tokio::time::sleep(Duration::from_secs(30)).await; // t = 91 s
+    for id in &others {
+        assert_eq!(state(*id), OperationState::Completed);
+    }
+    assert_adds_up(&c.stats());
 }
 
 #[tokio::test(start_paused = true)]

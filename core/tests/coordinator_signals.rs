@@ -1034,3 +1034,49 @@ async fn max_defer_bounds_an_admission_hooks_repeated_deferrals() {
         );
     }
 }
+
+/// Under a coordinator-wide deferral with `DeferPolicy::Run`, only the overdue item starts,
+/// even when an item a hook put aside went back in front of it: `first` (held from t = 5 s,
+/// due at 15 s) stayed in front of `second` (held from t = 1 s, due at 11 s), and used to
+/// start with it at 11 s.
+#[tokio::test(start_paused = true)]
+async fn max_defer_run_starts_the_overdue_item_not_the_one_in_front_of_it() {
+    /// Takes 5 s over its first item, then defers it for 1 s; admits every later one.
+    #[derive(Debug, Default)]
+    struct SlowThenLater(AtomicUsize);
+    impl Admission for SlowThenLater {
+        fn admit<'a>(&'a self, _request: &'a AdmissionRequest) -> BoxFuture<'a, Decision> {
+            let first = self.0.fetch_add(1, Ordering::SeqCst) == 0;
+            Box::pin(async move {
+                if !first {
+                    return Decision::Admit;
+                }
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Decision::defer(tokio::time::sleep(Duration::from_secs(1)))
+            })
+        }
+    }
+    let sink = SignalSink::default();
+    let (started, body) = counter();
+    let c = EphemeralWorkCoordinator::with_admission(
+        body,
+        EphemeralOptions::default()
+            .max_concurrency(2)
+            .signals(sink.clone())
+            .defer_on("maintenance")
+            .max_defer(Duration::from_secs(10), DeferPolicy::Run),
+        vec![Arc::new(SlowThenLater::default())],
+    )
+    .unwrap();
+    let first = c.enqueue(1).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _hold = sink.hold("maintenance").unwrap();
+    let second = c.enqueue(2).await.unwrap();
+    let state = |id| c.operation(id).unwrap().state;
+    tokio::time::sleep(Duration::from_millis(10_500)).await; // t = 11.5 s
+    assert_eq!(state(second), OperationState::Completed);
+    assert_eq!(state(first), OperationState::Deferred, "due at 15 s");
+    assert_eq!(started.load(Ordering::SeqCst), 1);
+    tokio::time::sleep(Duration::from_secs(4)).await; // t = 15.5 s
+    assert_eq!(state(first), OperationState::Completed);
+}

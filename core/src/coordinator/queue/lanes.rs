@@ -119,9 +119,11 @@ impl<T: Send + 'static> Queue<T> for LaneQueue<T> {
             let Some(front) = lane.jobs.front().map(|job| job.id) else {
                 continue;
             };
-            // A job past `max_defer` under `DeferPolicy::Run` still starts; such jobs sit at
-            // the front, as the lane's jobs were held together, oldest first.
-            if lane.observe(cx) && !lane.jobs.front().is_some_and(Job::is_overdue) {
+            // While the lane's own or the coordinator-wide deferral holds, only a job past
+            // `max_defer` under `DeferPolicy::Run` still starts; such jobs sit at the front,
+            // as the lane's jobs were held together, oldest first. (`observe` first: it
+            // must see every change of the lane's rule.)
+            if (lane.observe(cx) || cx.global) && !lane.jobs.front().is_some_and(Job::is_overdue) {
                 continue;
             }
             if best.is_none_or(|(_, _, first)| front < first) {
