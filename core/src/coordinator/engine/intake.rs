@@ -79,6 +79,32 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
         }
     }
 
+    /// [`take_room`](Self::take_room) for a caller other than an intake stream: `false` as
+    /// soon as the coordinator stops taking items, also while running intake streams keep
+    /// the room open (they may still feed after `complete()`; nobody else may).
+    pub(crate) async fn take_room_unless_closed(&self) -> bool {
+        match self.try_take_room() {
+            Room::Taken => true,
+            Room::Closed => false,
+            Room::Full => {
+                // Registered before `closed` is read, so a close in between still wakes it.
+                let closing = self.closing.notified();
+                let mut closing = std::pin::pin!(closing);
+                closing.as_mut().enable();
+                if self.is_closed() {
+                    return false;
+                }
+                tokio::select! {
+                    biased;
+                    () = closing => false,
+                    permit = self.room.acquire() => {
+                        permit.map(tokio::sync::SemaphorePermit::forget).is_ok()
+                    }
+                }
+            }
+        }
+    }
+
     /// Accepts an item whose room (a forgotten `room` permit) the caller holds.
     pub(crate) fn accept(
         self: &Arc<Self>,
@@ -198,9 +224,10 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
         key: Option<KeyLabel>,
     ) -> Result<OperationId, EnqueueError<T>> {
         let inner = self.inner();
-        // No lock here: a closed coordinator has closed `room` (or, while intakes run,
-        // `accept` refuses under the lock and gives the room back).
-        if !inner.take_room().await {
+        // No lock here: a closed coordinator has closed `room` (or, while intakes run, a
+        // wait for room ends at the close, and `accept` refuses under the lock and gives the
+        // room back).
+        if !inner.take_room_unless_closed().await {
             return Err(EnqueueError::Closed(item));
         }
         inner.accept(item, route, key, false)
@@ -244,7 +271,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
         if inner.is_closed() {
             return Err(EnqueueError::Closed(()));
         }
-        if !inner.take_room().await {
+        if !inner.take_room_unless_closed().await {
             return Err(EnqueueError::Closed(()));
         }
         Ok(Reserved {
