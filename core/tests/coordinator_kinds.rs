@@ -301,6 +301,43 @@ async fn each_echo_keeps_its_own_key_as_echoes_come_and_go() {
     }
 }
 
+/// A keyed body's signals carry its key, unless the builder set one: that one is kept, so
+/// a body can address another coordinator by id (the operation's key used to replace it,
+/// `coordinator.drain.id` then carried `alice` and drained nothing).
+#[tokio::test(start_paused = true)]
+async fn a_key_set_on_the_builder_is_kept_by_a_keyed_body() {
+    let sink = SignalSink::default();
+    let billing = EphemeralResultCoordinator::new(
+        |n: u32, _ctx: OperationContext| async move { Ok::<_, Infallible>(n) },
+        EphemeralOptions::default()
+            .signals(sink.clone())
+            .id("billing"),
+    )
+    .unwrap();
+    let c = EphemeralKeyedWorkCoordinator::new(
+        |_: u32, ctx: OperationContext| async move {
+            ctx.signal("seen")?;
+            let drain = ephemeral::Signal::build("coordinator.drain.id")?.key("billing");
+            ctx.signal_with(drain)?;
+            Ok::<_, ephemeral::RaiseError>(())
+        },
+        EphemeralOptions::default().signals(sink.clone()),
+    )
+    .unwrap();
+    let id = c.enqueue("alice", 1).await.unwrap();
+    c.drain().await.unwrap();
+    assert_eq!(c.operation(id).unwrap().error, None);
+    let seen = sink.latest("seen").unwrap();
+    assert_eq!((seen.key(), seen.operation()), (Some("alice"), Some(id)));
+    let drain = sink.latest("coordinator.drain.id").unwrap();
+    assert_eq!(
+        (drain.key(), drain.operation()),
+        (Some("billing"), Some(id))
+    );
+    settle().await;
+    assert!(billing.is_done(), "drained by id");
+}
+
 #[tokio::test(start_paused = true)]
 async fn snapshot_key_shows_one_keys_operations() {
     let c = EphemeralKeyedWorkCoordinator::new(
