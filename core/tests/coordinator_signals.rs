@@ -360,6 +360,39 @@ async fn cancel_running_on_cancels_running_bodies_only_when_set() {
     without.cancel();
 }
 
+/// A `cancel_running_on` signal cancels what started before it was raised, not an item
+/// that started after it, before the coordinator looked at it (that one used to be
+/// cancelled too: `late` ended `Cancelled(Signal("kill"))`).
+#[tokio::test(start_paused = true)]
+async fn cancel_running_on_spares_a_body_that_started_after_the_signal() {
+    let sink = SignalSink::default();
+    let c = EphemeralWorkCoordinator::new(
+        |_: u32, ctx: OperationContext| async move {
+            tokio::select! {
+                () = ctx.cancelled() => Err("stopped"),
+                () = tokio::time::sleep(Duration::from_secs(1)) => Ok(()),
+            }
+        },
+        EphemeralOptions::default()
+            .max_concurrency(2)
+            .signals(sink.clone())
+            .cancel_running_on("kill"),
+    )
+    .unwrap();
+    let early = c.enqueue(1).await.unwrap();
+    let warm = c.enqueue(2).await.unwrap();
+    settle().await;
+    c.cancel_operation(warm); // its worker now waits, idle
+    settle().await;
+    sink.raise("kill").unwrap();
+    let late = c.enqueue(3).await.unwrap(); // handed to the idle worker at once
+    assert_eq!(c.operation(late).unwrap().state, OperationState::Running);
+    c.drain().await.unwrap();
+    let kill = OperationState::Cancelled(CancelReason::Signal("kill".parse().unwrap()));
+    assert_eq!(c.operation(early).unwrap().state, kill);
+    assert_eq!(c.operation(late).unwrap().state, OperationState::Completed);
+}
+
 #[tokio::test(start_paused = true)]
 async fn clear_on_clears_once_per_matching_signal() {
     let sink = SignalSink::default();

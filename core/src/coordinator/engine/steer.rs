@@ -178,7 +178,7 @@ fn cancel_running<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     }
     seen.cancel = signal.sequence();
     let reason = CancelReason::Signal(signal.name().clone());
-    inner.update(|core, _| core.cancel_running(&reason));
+    inner.update(|core, _| core.cancel_running(&reason, signal.sequence()));
 }
 
 /// `clear_on`: a matching signal newer than the last acted on clears the sink, once.
