@@ -481,6 +481,62 @@ async fn lanes_of_equal_priority_start_by_arrival() {
     );
 }
 
+/// A lane's `max_depth` counts an item an admission hook put aside: it still waits in the
+/// lane and comes back to its front. (It used to be forgotten while aside, so a second item
+/// got in and the lane held 2 with a depth of 1.)
+#[tokio::test(start_paused = true)]
+async fn a_lanes_max_depth_counts_an_item_a_hook_put_aside() {
+    /// Defers its first item for a second; admits every later one.
+    #[derive(Debug, Default)]
+    struct LaterOnce(std::sync::atomic::AtomicBool);
+    impl ephemeral::Admission for LaterOnce {
+        fn admit<'a>(
+            &'a self,
+            _request: &'a ephemeral::AdmissionRequest,
+        ) -> futures::future::BoxFuture<'a, ephemeral::Decision> {
+            let first = !self.0.swap(true, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async move {
+                if first {
+                    ephemeral::Decision::defer(tokio::time::sleep(Duration::from_secs(1)))
+                } else {
+                    ephemeral::Decision::Admit
+                }
+            })
+        }
+    }
+    let c = PriorityWorkCoordinator::with_admission(
+        |_: u32, _ctx: OperationContext| async { Ok::<_, Infallible>(()) },
+        vec![Lane::new("narrow", 0).max_depth(1)],
+        EphemeralOptions::default().max_concurrency(1),
+        vec![Arc::new(LaterOnce::default())],
+    )
+    .unwrap();
+    let aside = c.enqueue("narrow", 1).await.unwrap();
+    settle().await;
+    assert_eq!(
+        c.operation(aside).unwrap().state,
+        OperationState::Deferred,
+        "put aside by the hook"
+    );
+    assert_eq!(c.lane_depth("narrow"), 1);
+    assert!(matches!(
+        c.try_enqueue("narrow", 2),
+        Err(EnqueueError::Refused { item: 2, .. })
+    ));
+    c.pause();
+    tokio::time::sleep(Duration::from_secs(2)).await; // back in the lane
+    assert_eq!(c.lane_depth("narrow"), 1);
+    assert!(matches!(
+        c.try_enqueue("narrow", 3),
+        Err(EnqueueError::Refused { item: 3, .. })
+    ));
+    c.resume();
+    c.drain().await.unwrap();
+    assert_eq!(c.operation(aside).unwrap().state, OperationState::Completed);
+    assert_eq!(c.lane_depth("narrow"), 0);
+    assert_eq!(c.stats().accepted, 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn bad_lanes_are_typed_errors() {
     let make = |lanes: Vec<Lane>| {

@@ -799,9 +799,16 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
     }
 
     /// An admission hook deferred a taken job: it holds no slot while put aside.
-    pub(crate) fn park(&mut self, id: OperationId, slot: &Slot, wake: oneshot::Sender<()>) {
+    pub(crate) fn park(
+        &mut self,
+        id: OperationId,
+        route: &Q::Route,
+        slot: &Slot,
+        wake: oneshot::Sender<()>,
+    ) {
         self.running -= 1;
         self.parked += 1;
+        self.queue.set_aside(route);
         // A cancel that reached the job through its slot after the hooks' last look and
         // before this lock is kept, and ends the wait at once: the job ends cancelled
         // rather than waiting, then starting.
@@ -831,6 +838,7 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         now: Instant,
     ) {
         self.parked -= 1;
+        self.queue.back_from_aside(&job.route);
         // A cancel made while it waited wins over a wake-up that came at the same time.
         let cancelled = self
             .parked_cancels

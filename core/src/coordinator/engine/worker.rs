@@ -360,7 +360,7 @@ fn park<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     let (max_defer, policy) = {
         let id = job.id;
         inner.update(|core, _| {
-            core.park(id, slot, cancel);
+            core.park(id, &job.route, slot, cancel);
             let rules = core.defer_rules();
             (rules.max_defer, rules.policy)
         })
