@@ -1285,6 +1285,43 @@ fn an_intake_dropped_with_its_runtime_is_over() {
 
 /// `done()` waits for whoever completes the coordinator without completing it itself, and it
 /// holds no handle: dropping the last one shuts the coordinator down and resolves it.
+/// A coordinator used after its runtime ended (here from another runtime) can run nothing:
+/// an item it accepts then ends `Cancelled(Shutdown)`, later enqueues fail, and an intake
+/// started then is reported by `drain`. (The item used to stay pending for good, as did the
+/// intake, so `drain` never returned.)
+#[test]
+fn a_coordinator_whose_runtime_is_gone_ends_what_it_accepts() {
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    };
+    let first = runtime();
+    let (c, fed) = first.block_on(async {
+        let options = || EphemeralOptions::default().max_concurrency(2);
+        let c = EphemeralWorkCoordinator::new(sleeper(Gauge::default()), options()).unwrap();
+        let fed = EphemeralWorkCoordinator::new(sleeper(Gauge::default()), options()).unwrap();
+        (c, fed)
+    });
+    drop(first);
+    runtime().block_on(async {
+        let id = c.enqueue(1).await.unwrap();
+        assert_eq!(
+            c.operation(id).unwrap().state,
+            OperationState::Cancelled(CancelReason::Shutdown)
+        );
+        assert!(matches!(c.enqueue(2).await, Err(EnqueueError::Closed(2))));
+        c.drain().await.unwrap();
+        assert_adds_up(&c.stats());
+
+        fed.intake(futures::stream::iter([1u64, 2]));
+        let err = fed.drain().await.unwrap_err();
+        assert!(err.to_string().contains("runtime is gone"), "{err}");
+        assert_eq!(fed.stats().accepted, 0);
+    });
+}
+
 #[tokio::test(start_paused = true)]
 async fn done_waits_without_completing_or_keeping_the_coordinator() {
     let c = EphemeralWorkCoordinator::new(

@@ -296,11 +296,14 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
             return;
         }
         let runtime = inner.runtime.clone();
+        // Ends the intake however the task ends: a panic below, or the task dropped with its
+        // runtime, also before its first poll when that runtime is gone already (`drain`
+        // would otherwise wait for good for an intake that is gone).
+        let ends = EndIntake(inner.clone(), false);
         runtime.spawn(async move {
             use futures::FutureExt;
-            // Ends the intake however the task ends: a panic below, or the task dropped with
-            // its runtime (`drain` would otherwise wait for good for an intake that is gone).
-            let _ends = EndIntake(inner.clone());
+            let mut ends = ends;
+            ends.1 = true;
             let failed = |message: Arc<str>| inner.update(|core, _| core.intake_failed(message));
             // The stream, its error's `Display` and the split are the caller's code: a panic
             // in them stops the intake as a stream error does, and `drain` says so.
@@ -313,12 +316,22 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
     }
 }
 
-/// Ends its coordinator's intake when dropped (see [`Engine::intake`]).
-struct EndIntake<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(Arc<Inner<T, R, Q>>);
+/// Ends its coordinator's intake when dropped (see [`Engine::intake`]); the flag says
+/// whether its task ever ran. One dropped before that (its runtime was gone when it was
+/// spawned) took no item: `drain` says so, rather than the stream's items vanishing.
+struct EndIntake<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(Arc<Inner<T, R, Q>>, bool);
 
 impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Drop for EndIntake<T, R, Q> {
     fn drop(&mut self) {
-        self.0.update(|core, fx| core.end_intake(fx));
+        let ran = self.1;
+        self.0.update(|core, fx| {
+            if !ran {
+                core.intake_failed(Arc::from(
+                    "the coordinator's runtime is gone, so the intake stream was never polled: use the coordinator inside the runtime that created it",
+                ));
+            }
+            core.end_intake(fx);
+        });
     }
 }
 
