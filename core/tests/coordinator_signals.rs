@@ -249,6 +249,40 @@ async fn a_rule_signal_gone_before_the_steering_task_looked_still_acts() {
     assert!(by_id.is_done(), "the evicted drain-by-id signal was missed");
 }
 
+/// A rule signal raised right after the coordinator was created, and gone before its
+/// steering task first ran, still acts: the task's subscriptions are made at creation. (They
+/// were made when the task first ran, so a drain signal retracted at once was missed and the
+/// coordinator never drained; a `clear_on` signal likewise cleared nothing.)
+#[tokio::test(start_paused = true)]
+async fn a_rule_signal_gone_before_the_steering_task_first_ran_still_acts() {
+    let sink = SignalSink::default();
+    let (_, body) = counter();
+    let drained =
+        EphemeralWorkCoordinator::new(body, EphemeralOptions::default().signals(sink.clone()))
+            .unwrap();
+    sink.raise("coordinator.drain.all").unwrap();
+    assert_eq!(sink.retract("coordinator.drain.all"), 1);
+    settle().await;
+    assert!(drained.is_done(), "the retracted drain signal was missed");
+
+    let (_, body) = counter();
+    let _clearing = EphemeralWorkCoordinator::new(
+        body,
+        EphemeralOptions::default()
+            .signals(sink.clone())
+            .clear_on("reset"),
+    )
+    .unwrap();
+    sink.raise("stale").unwrap();
+    sink.raise("reset").unwrap();
+    assert_eq!(sink.retract("reset"), 1);
+    settle().await;
+    assert!(
+        !sink.has_signal("stale"),
+        "the retracted clear signal was missed"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_drain_signal_raised_before_creation_is_ignored() {
     let sink = SignalSink::default();
