@@ -9,7 +9,7 @@ use std::time::Duration;
 use coordinator_support::{Gauge, assert_adds_up, settle};
 use ephemeral::{
     CoordinatorError, DeferPolicy, EnqueueError, EphemeralKeyedWorkCoordinator, EphemeralOptions,
-    EphemeralResultCoordinator, Lane, LaneError, OperationContext, OperationId,
+    EphemeralResultCoordinator, Lane, LaneError, OperationContext, OperationId, OperationState,
     PriorityWorkCoordinator, ResultError, SignalSink, process_all,
 };
 
@@ -301,6 +301,43 @@ async fn each_echo_keeps_its_own_key_as_echoes_come_and_go() {
     }
 }
 
+/// A keyed body's signals carry its key, unless the builder set one: that one is kept, so
+/// a body can address another coordinator by id (the operation's key used to replace it,
+/// `coordinator.drain.id` then carried `alice` and drained nothing).
+#[tokio::test(start_paused = true)]
+async fn a_key_set_on_the_builder_is_kept_by_a_keyed_body() {
+    let sink = SignalSink::default();
+    let billing = EphemeralResultCoordinator::new(
+        |n: u32, _ctx: OperationContext| async move { Ok::<_, Infallible>(n) },
+        EphemeralOptions::default()
+            .signals(sink.clone())
+            .id("billing"),
+    )
+    .unwrap();
+    let c = EphemeralKeyedWorkCoordinator::new(
+        |_: u32, ctx: OperationContext| async move {
+            ctx.signal("seen")?;
+            let drain = ephemeral::Signal::build("coordinator.drain.id")?.key("billing");
+            ctx.signal_with(drain)?;
+            Ok::<_, ephemeral::RaiseError>(())
+        },
+        EphemeralOptions::default().signals(sink.clone()),
+    )
+    .unwrap();
+    let id = c.enqueue("alice", 1).await.unwrap();
+    c.drain().await.unwrap();
+    assert_eq!(c.operation(id).unwrap().error, None);
+    let seen = sink.latest("seen").unwrap();
+    assert_eq!((seen.key(), seen.operation()), (Some("alice"), Some(id)));
+    let drain = sink.latest("coordinator.drain.id").unwrap();
+    assert_eq!(
+        (drain.key(), drain.operation()),
+        (Some("billing"), Some(id))
+    );
+    settle().await;
+    assert!(billing.is_done(), "drained by id");
+}
+
 #[tokio::test(start_paused = true)]
 async fn snapshot_key_shows_one_keys_operations() {
     let c = EphemeralKeyedWorkCoordinator::new(
@@ -444,6 +481,62 @@ async fn lanes_of_equal_priority_start_by_arrival() {
     );
 }
 
+/// A lane's `max_depth` counts an item an admission hook put aside: it still waits in the
+/// lane and comes back to its front. (It used to be forgotten while aside, so a second item
+/// got in and the lane held 2 with a depth of 1.)
+#[tokio::test(start_paused = true)]
+async fn a_lanes_max_depth_counts_an_item_a_hook_put_aside() {
+    /// Defers its first item for a second; admits every later one.
+    #[derive(Debug, Default)]
+    struct LaterOnce(std::sync::atomic::AtomicBool);
+    impl ephemeral::Admission for LaterOnce {
+        fn admit<'a>(
+            &'a self,
+            _request: &'a ephemeral::AdmissionRequest,
+        ) -> futures::future::BoxFuture<'a, ephemeral::Decision> {
+            let first = !self.0.swap(true, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async move {
+                if first {
+                    ephemeral::Decision::defer(tokio::time::sleep(Duration::from_secs(1)))
+                } else {
+                    ephemeral::Decision::Admit
+                }
+            })
+        }
+    }
+    let c = PriorityWorkCoordinator::with_admission(
+        |_: u32, _ctx: OperationContext| async { Ok::<_, Infallible>(()) },
+        vec![Lane::new("narrow", 0).max_depth(1)],
+        EphemeralOptions::default().max_concurrency(1),
+        vec![Arc::new(LaterOnce::default())],
+    )
+    .unwrap();
+    let aside = c.enqueue("narrow", 1).await.unwrap();
+    settle().await;
+    assert_eq!(
+        c.operation(aside).unwrap().state,
+        OperationState::Deferred,
+        "put aside by the hook"
+    );
+    assert_eq!(c.lane_depth("narrow"), 1);
+    assert!(matches!(
+        c.try_enqueue("narrow", 2),
+        Err(EnqueueError::Refused { item: 2, .. })
+    ));
+    c.pause();
+    tokio::time::sleep(Duration::from_secs(2)).await; // back in the lane
+    assert_eq!(c.lane_depth("narrow"), 1);
+    assert!(matches!(
+        c.try_enqueue("narrow", 3),
+        Err(EnqueueError::Refused { item: 3, .. })
+    ));
+    c.resume();
+    c.drain().await.unwrap();
+    assert_eq!(c.operation(aside).unwrap().state, OperationState::Completed);
+    assert_eq!(c.lane_depth("narrow"), 0);
+    assert_eq!(c.stats().accepted, 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn bad_lanes_are_typed_errors() {
     let make = |lanes: Vec<Lane>| {
@@ -525,6 +618,80 @@ async fn a_deferred_lane_never_stalls_the_others() {
     drop(hold);
     c.drain().await.unwrap();
     assert_eq!(*order.lock().unwrap(), [2, 1]);
+}
+
+/// Under a coordinator-wide deferral with `DeferPolicy::Run`, the item past `max_defer`
+/// starts and no other: a higher lane's item held for less stays deferred (it used to start
+/// with it, 30 s early, as the lane pop looked only at lane rules).
+#[tokio::test(start_paused = true)]
+async fn max_defer_run_starts_only_the_overdue_item_of_a_lower_lane() {
+    let sink = SignalSink::default();
+    let c = PriorityWorkCoordinator::new(
+        |_: u32, _ctx: OperationContext| async { Ok::<_, Infallible>(()) },
+        vec![Lane::new("high", 10), Lane::new("low", 0)],
+        EphemeralOptions::default()
+            .max_concurrency(1)
+            .signals(sink.clone())
+            .defer_on("maintenance")
+            .max_defer(Duration::from_secs(60), DeferPolicy::Run),
+    )
+    .unwrap();
+    let _hold = sink.hold("maintenance").unwrap();
+    let low = c.enqueue("low", 1).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let high = c.enqueue("high", 2).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(31)).await; // t = 61 s
+    let state = |id| c.operation(id).unwrap().state;
+    assert_eq!(state(low), OperationState::Completed);
+    assert_eq!(state(high), OperationState::Deferred, "held for 31 s only");
+    tokio::time::sleep(Duration::from_secs(30)).await; // t = 91 s
+    assert_eq!(state(high), OperationState::Completed);
+}
+
+/// The same for a keyed coordinator: the overdue item of a key that was busy starts, and the
+/// keys ready before it, held for less, stay deferred (they used to start with it).
+#[tokio::test(start_paused = true)]
+async fn max_defer_run_starts_only_the_overdue_item_of_a_keyed_coordinator() {
+    let sink = SignalSink::default();
+    let (release, released) = tokio::sync::watch::channel(false);
+    let c = EphemeralKeyedWorkCoordinator::new(
+        move |n: u32, _ctx: OperationContext| {
+            let mut released = released.clone();
+            async move {
+                if n == 1 {
+                    let _ = released.wait_for(|r| *r).await;
+                }
+                Ok::<_, Infallible>(())
+            }
+        },
+        EphemeralOptions::default()
+            .max_concurrency(4)
+            .signals(sink.clone())
+            .defer_on("maintenance")
+            .max_defer(Duration::from_secs(60), DeferPolicy::Run),
+    )
+    .unwrap();
+    let first = c.enqueue("a", 1).await.unwrap();
+    settle().await;
+    assert_eq!(c.operation(first).unwrap().state, OperationState::Running);
+    let _hold = sink.hold("maintenance").unwrap();
+    let overdue = c.enqueue("a", 2).await.unwrap(); // t = 0: held, its key busy
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let others = c.enqueue_many([("b", 3), ("c", 4)]).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(10)).await; // t = 40 s: key `a` is ready last
+    release.send(true).unwrap();
+    tokio::time::sleep(Duration::from_secs(21)).await; // t = 61 s
+    let state = |id| c.operation(id).unwrap().state;
+    assert_eq!(state(first), OperationState::Completed);
+    assert_eq!(state(overdue), OperationState::Completed);
+    for id in &others {
+        assert_eq!(state(*id), OperationState::Deferred, "held for 31 s only");
+    }
+    tokio::time::sleep(Duration::from_secs(30)).await; // t = 91 s
+    for id in &others {
+        assert_eq!(state(*id), OperationState::Completed);
+    }
+    assert_adds_up(&c.stats());
 }
 
 #[tokio::test(start_paused = true)]

@@ -249,6 +249,40 @@ async fn a_rule_signal_gone_before_the_steering_task_looked_still_acts() {
     assert!(by_id.is_done(), "the evicted drain-by-id signal was missed");
 }
 
+/// A rule signal raised right after the coordinator was created, and gone before its
+/// steering task first ran, still acts: the task's subscriptions are made at creation. (They
+/// were made when the task first ran, so a drain signal retracted at once was missed and the
+/// coordinator never drained; a `clear_on` signal likewise cleared nothing.)
+#[tokio::test(start_paused = true)]
+async fn a_rule_signal_gone_before_the_steering_task_first_ran_still_acts() {
+    let sink = SignalSink::default();
+    let (_, body) = counter();
+    let drained =
+        EphemeralWorkCoordinator::new(body, EphemeralOptions::default().signals(sink.clone()))
+            .unwrap();
+    sink.raise("coordinator.drain.all").unwrap();
+    assert_eq!(sink.retract("coordinator.drain.all"), 1);
+    settle().await;
+    assert!(drained.is_done(), "the retracted drain signal was missed");
+
+    let (_, body) = counter();
+    let _clearing = EphemeralWorkCoordinator::new(
+        body,
+        EphemeralOptions::default()
+            .signals(sink.clone())
+            .clear_on("reset"),
+    )
+    .unwrap();
+    sink.raise("stale").unwrap();
+    sink.raise("reset").unwrap();
+    assert_eq!(sink.retract("reset"), 1);
+    settle().await;
+    assert!(
+        !sink.has_signal("stale"),
+        "the retracted clear signal was missed"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_drain_signal_raised_before_creation_is_ignored() {
     let sink = SignalSink::default();
@@ -358,6 +392,39 @@ async fn cancel_running_on_cancels_running_bodies_only_when_set() {
     );
     assert_eq!(without.operation(b).unwrap().state, OperationState::Running);
     without.cancel();
+}
+
+/// A `cancel_running_on` signal cancels what started before it was raised, not an item
+/// that started after it, before the coordinator looked at it (that one used to be
+/// cancelled too: `late` ended `Cancelled(Signal("kill"))`).
+#[tokio::test(start_paused = true)]
+async fn cancel_running_on_spares_a_body_that_started_after_the_signal() {
+    let sink = SignalSink::default();
+    let c = EphemeralWorkCoordinator::new(
+        |_: u32, ctx: OperationContext| async move {
+            tokio::select! {
+                () = ctx.cancelled() => Err("stopped"),
+                () = tokio::time::sleep(Duration::from_secs(1)) => Ok(()),
+            }
+        },
+        EphemeralOptions::default()
+            .max_concurrency(2)
+            .signals(sink.clone())
+            .cancel_running_on("kill"),
+    )
+    .unwrap();
+    let early = c.enqueue(1).await.unwrap();
+    let warm = c.enqueue(2).await.unwrap();
+    settle().await;
+    c.cancel_operation(warm); // its worker now waits, idle
+    settle().await;
+    sink.raise("kill").unwrap();
+    let late = c.enqueue(3).await.unwrap(); // handed to the idle worker at once
+    assert_eq!(c.operation(late).unwrap().state, OperationState::Running);
+    c.drain().await.unwrap();
+    let kill = OperationState::Cancelled(CancelReason::Signal("kill".parse().unwrap()));
+    assert_eq!(c.operation(early).unwrap().state, kill);
+    assert_eq!(c.operation(late).unwrap().state, OperationState::Completed);
 }
 
 #[tokio::test(start_paused = true)]
@@ -1033,4 +1100,50 @@ async fn max_defer_bounds_an_admission_hooks_repeated_deferrals() {
             usize::from(policy == DeferPolicy::Run)
         );
     }
+}
+
+/// Under a coordinator-wide deferral with `DeferPolicy::Run`, only the overdue item starts,
+/// even when an item a hook put aside went back in front of it: `first` (held from t = 5 s,
+/// due at 15 s) stayed in front of `second` (held from t = 1 s, due at 11 s), and used to
+/// start with it at 11 s.
+#[tokio::test(start_paused = true)]
+async fn max_defer_run_starts_the_overdue_item_not_the_one_in_front_of_it() {
+    /// Takes 5 s over its first item, then defers it for 1 s; admits every later one.
+    #[derive(Debug, Default)]
+    struct SlowThenLater(AtomicUsize);
+    impl Admission for SlowThenLater {
+        fn admit<'a>(&'a self, _request: &'a AdmissionRequest) -> BoxFuture<'a, Decision> {
+            let first = self.0.fetch_add(1, Ordering::SeqCst) == 0;
+            Box::pin(async move {
+                if !first {
+                    return Decision::Admit;
+                }
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Decision::defer(tokio::time::sleep(Duration::from_secs(1)))
+            })
+        }
+    }
+    let sink = SignalSink::default();
+    let (started, body) = counter();
+    let c = EphemeralWorkCoordinator::with_admission(
+        body,
+        EphemeralOptions::default()
+            .max_concurrency(2)
+            .signals(sink.clone())
+            .defer_on("maintenance")
+            .max_defer(Duration::from_secs(10), DeferPolicy::Run),
+        vec![Arc::new(SlowThenLater::default())],
+    )
+    .unwrap();
+    let first = c.enqueue(1).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _hold = sink.hold("maintenance").unwrap();
+    let second = c.enqueue(2).await.unwrap();
+    let state = |id| c.operation(id).unwrap().state;
+    tokio::time::sleep(Duration::from_millis(10_500)).await; // t = 11.5 s
+    assert_eq!(state(second), OperationState::Completed);
+    assert_eq!(state(first), OperationState::Deferred, "due at 15 s");
+    assert_eq!(started.load(Ordering::SeqCst), 1);
+    tokio::time::sleep(Duration::from_secs(4)).await; // t = 15.5 s
+    assert_eq!(state(first), OperationState::Completed);
 }

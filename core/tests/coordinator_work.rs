@@ -144,6 +144,50 @@ async fn enqueue_many_after_complete_gives_every_item_back() {
     assert_eq!(c.stats().accepted, 1);
 }
 
+/// After `complete()` every enqueue fails at once, also while an intake stream (which may
+/// still feed) keeps the room open and the room is full: `enqueue`, `enqueue_many` and
+/// `reserve` used to wait for room (for good, here: the coordinator is paused), and so did
+/// the calls already waiting when `complete()` came.
+#[tokio::test(start_paused = true)]
+async fn enqueue_after_complete_fails_at_once_while_an_intake_runs() {
+    use futures::{FutureExt, StreamExt};
+    let c = EphemeralWorkCoordinator::new(
+        sleeper(Gauge::default()),
+        EphemeralOptions::default().max_pending(1),
+    )
+    .unwrap();
+    c.pause();
+    c.intake(futures::stream::iter([1u64]).chain(futures::stream::pending()));
+    settle().await;
+    assert_eq!(c.pending_count(), 1, "the room is full");
+    let (c2, c3) = (c.clone(), c.clone());
+    let waiting_enqueue = tokio::spawn(async move { c2.enqueue(2).await });
+    let waiting_reserve = tokio::spawn(async move { c3.reserve().await.map(drop) });
+    settle().await;
+    assert!(!waiting_enqueue.is_finished() && !waiting_reserve.is_finished());
+    c.complete();
+    settle().await;
+    assert!(matches!(
+        waiting_enqueue.now_or_never().map(Result::unwrap),
+        Some(Err(EnqueueError::Closed(2)))
+    ));
+    assert!(matches!(
+        waiting_reserve.now_or_never().map(Result::unwrap),
+        Some(Err(EnqueueError::Closed(())))
+    ));
+    assert!(matches!(
+        c.enqueue(3).now_or_never(),
+        Some(Err(EnqueueError::Closed(3)))
+    ));
+    let refused = c.enqueue_many([4, 5]).now_or_never().unwrap().unwrap_err();
+    assert_eq!(refused.into_inner(), [4, 5]);
+    assert!(matches!(
+        c.reserve().now_or_never(),
+        Some(Err(EnqueueError::Closed(())))
+    ));
+    assert_eq!(c.stats().accepted, 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn enqueue_waits_for_room() {
     let c = EphemeralWorkCoordinator::new(
@@ -1241,6 +1285,43 @@ fn an_intake_dropped_with_its_runtime_is_over() {
 
 /// `done()` waits for whoever completes the coordinator without completing it itself, and it
 /// holds no handle: dropping the last one shuts the coordinator down and resolves it.
+/// A coordinator used after its runtime ended (here from another runtime) can run nothing:
+/// an item it accepts then ends `Cancelled(Shutdown)`, later enqueues fail, and an intake
+/// started then is reported by `drain`. (The item used to stay pending for good, as did the
+/// intake, so `drain` never returned.)
+#[test]
+fn a_coordinator_whose_runtime_is_gone_ends_what_it_accepts() {
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    };
+    let first = runtime();
+    let (c, fed) = first.block_on(async {
+        let options = || EphemeralOptions::default().max_concurrency(2);
+        let c = EphemeralWorkCoordinator::new(sleeper(Gauge::default()), options()).unwrap();
+        let fed = EphemeralWorkCoordinator::new(sleeper(Gauge::default()), options()).unwrap();
+        (c, fed)
+    });
+    drop(first);
+    runtime().block_on(async {
+        let id = c.enqueue(1).await.unwrap();
+        assert_eq!(
+            c.operation(id).unwrap().state,
+            OperationState::Cancelled(CancelReason::Shutdown)
+        );
+        assert!(matches!(c.enqueue(2).await, Err(EnqueueError::Closed(2))));
+        c.drain().await.unwrap();
+        assert_adds_up(&c.stats());
+
+        fed.intake(futures::stream::iter([1u64, 2]));
+        let err = fed.drain().await.unwrap_err();
+        assert!(err.to_string().contains("runtime is gone"), "{err}");
+        assert_eq!(fed.stats().accepted, 0);
+    });
+}
+
 #[tokio::test(start_paused = true)]
 async fn done_waits_without_completing_or_keeping_the_coordinator() {
     let c = EphemeralWorkCoordinator::new(

@@ -158,7 +158,9 @@ fn with_hook(
 
 /// A runtime shut down under running bodies (their workers' tasks dropped mid-body) leaves
 /// no operation `Running` for good: each is filed as cancelled by shutdown, and its pending
-/// result says so; the item still queued ends so when the coordinator is cancelled.
+/// result says so. The item still queued ends so at once too (it used to wait for a
+/// `cancel()`): a coordinator whose workers' runtime is gone can run nothing, so it is shut
+/// down.
 #[test]
 fn bodies_cut_off_by_their_runtime_end_cancelled_and_answer() {
     let (coordinator, pending) = run_then_drop_the_runtime(
@@ -178,10 +180,11 @@ fn bodies_cut_off_by_their_runtime_end_cancelled_and_answer() {
     let stats = coordinator.stats();
     assert_eq!(
         (stats.running, stats.cancelled, stats.pending),
-        (0, 2, 1),
+        (0, 3, 0),
         "{stats:?}"
     );
-    coordinator.cancel();
+    assert!(coordinator.is_closed() && coordinator.is_done());
+    coordinator.cancel(); // idempotent
     let stats = coordinator.stats();
     assert_eq!((stats.cancelled, stats.pending), (3, 0), "{stats:?}");
     for op in coordinator.cancelled() {

@@ -194,7 +194,11 @@ impl OperationContext {
     /// [`RaiseError`] past the sink's limits.
     pub fn signal_with(&self, builder: SignalBuilder) -> Result<Signal, RaiseError> {
         let mut builder = builder.operation(self.id);
-        if let Some(key) = self.rendered_key() {
+        // A key the caller set is kept: a body may address a keyed signal elsewhere
+        // (`coordinator.drain.id` to another coordinator, say).
+        if builder.key.is_none()
+            && let Some(key) = self.rendered_key()
+        {
             builder = builder.key(key.clone());
         }
         // Only while the operation runs: a context kept past its operation (moved into a

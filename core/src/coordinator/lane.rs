@@ -44,7 +44,9 @@ impl Lane {
         }
     }
 
-    /// At most `depth` items wait in this lane; more are refused with a reason. Zero is
+    /// At most `depth` items wait in this lane (those an admission hook put aside with
+    /// [`Decision::Defer`](crate::Decision::Defer) included: they come back to its front);
+    /// more are refused with a reason. Zero is
     /// refused when the coordinator is built ([`LaneError::ZeroDepth`](crate::LaneError::ZeroDepth)).
     pub fn max_depth(mut self, depth: usize) -> Self {
         self.max_depth = Some(depth);

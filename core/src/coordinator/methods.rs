@@ -23,6 +23,9 @@ macro_rules! coordinator_methods {
 
         /// [`drain`](Self::drain) for at most `timeout`.
         ///
+        /// An intake stream's error is not reported here (`Ok` means everything accepted
+        /// ended): [`drain`](Self::drain) afterwards returns it at once.
+        ///
         /// # Errors
         ///
         /// On timeout, the snapshots of every operation not finished yet (running, pending

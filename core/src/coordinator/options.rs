@@ -324,7 +324,9 @@ impl EphemeralOptions {
     }
 
     /// Running bodies are cancelled (through their token) when a signal matching `pattern`
-    /// is raised.
+    /// is raised: those that started before the raise, once per matching signal. A body
+    /// that starts after it is not cancelled by it, even before the coordinator looked at
+    /// the signal (items reaching admission while a signal matches are `cancel_on`'s job).
     pub fn cancel_running_on(mut self, pattern: &str) -> Self {
         self.cancel_running_on = Some(Pattern::new(pattern));
         self

@@ -308,7 +308,8 @@ impl<T: Send + 'static> PriorityWorkCoordinator<T> {
         });
     }
 
-    /// Items waiting in `lane` (0 for an unknown lane).
+    /// Items waiting in `lane`, those an admission hook put aside included (0 for an
+    /// unknown lane).
     #[must_use]
     pub fn lane_depth(&self, lane: &str) -> usize {
         self.route(lane)

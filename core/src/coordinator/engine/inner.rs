@@ -76,6 +76,9 @@ pub(crate) struct Inner<T, R, Q: Queue<T>> {
     /// the lock. A call that reads it a moment too early is refused by `accept` under the
     /// lock instead.
     closed: AtomicBool,
+    /// Notified once `closed` is set: wakes `enqueue` and `reserve` calls waiting for room,
+    /// which must fail then even though the room stays open for running intake streams.
+    pub(crate) closing: Notify,
     /// Spawns one worker task, running the body (erased here: see `body.rs`). Handed in by
     /// the engine handle, so that this module does not depend on the worker (which depends
     /// on it).
@@ -113,6 +116,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
             shut_down: AtomicBool::new(false),
             handles_gone: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            closing: Notify::new(),
             spawn_worker,
         }
     }
@@ -217,6 +221,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
             if fx.has(Effect::CLOSED) {
                 // Release: pairs with the Acquire in `is_closed`.
                 self.closed.store(true, Ordering::Release);
+                self.closing.notify_waiters();
             }
             if fx.has(Effect::CLOSE_ROOM) {
                 self.room.close();

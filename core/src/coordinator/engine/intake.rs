@@ -79,6 +79,32 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Inner<T, R, Q> {
         }
     }
 
+    /// [`take_room`](Self::take_room) for a caller other than an intake stream: `false` as
+    /// soon as the coordinator stops taking items, also while running intake streams keep
+    /// the room open (they may still feed after `complete()`; nobody else may).
+    pub(crate) async fn take_room_unless_closed(&self) -> bool {
+        match self.try_take_room() {
+            Room::Taken => true,
+            Room::Closed => false,
+            Room::Full => {
+                // Registered before `closed` is read, so a close in between still wakes it.
+                let closing = self.closing.notified();
+                let mut closing = std::pin::pin!(closing);
+                closing.as_mut().enable();
+                if self.is_closed() {
+                    return false;
+                }
+                tokio::select! {
+                    biased;
+                    () = closing => false,
+                    permit = self.room.acquire() => {
+                        permit.map(tokio::sync::SemaphorePermit::forget).is_ok()
+                    }
+                }
+            }
+        }
+    }
+
     /// Accepts an item whose room (a forgotten `room` permit) the caller holds.
     pub(crate) fn accept(
         self: &Arc<Self>,
@@ -198,9 +224,10 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
         key: Option<KeyLabel>,
     ) -> Result<OperationId, EnqueueError<T>> {
         let inner = self.inner();
-        // No lock here: a closed coordinator has closed `room` (or, while intakes run,
-        // `accept` refuses under the lock and gives the room back).
-        if !inner.take_room().await {
+        // No lock here: a closed coordinator has closed `room` (or, while intakes run, a
+        // wait for room ends at the close, and `accept` refuses under the lock and gives the
+        // room back).
+        if !inner.take_room_unless_closed().await {
             return Err(EnqueueError::Closed(item));
         }
         inner.accept(item, route, key, false)
@@ -244,7 +271,7 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
         if inner.is_closed() {
             return Err(EnqueueError::Closed(()));
         }
-        if !inner.take_room().await {
+        if !inner.take_room_unless_closed().await {
             return Err(EnqueueError::Closed(()));
         }
         Ok(Reserved {
@@ -269,11 +296,14 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
             return;
         }
         let runtime = inner.runtime.clone();
+        // Ends the intake however the task ends: a panic below, or the task dropped with its
+        // runtime, also before its first poll when that runtime is gone already (`drain`
+        // would otherwise wait for good for an intake that is gone).
+        let ends = EndIntake(inner.clone(), false);
         runtime.spawn(async move {
             use futures::FutureExt;
-            // Ends the intake however the task ends: a panic below, or the task dropped with
-            // its runtime (`drain` would otherwise wait for good for an intake that is gone).
-            let _ends = EndIntake(inner.clone());
+            let mut ends = ends;
+            ends.1 = true;
             let failed = |message: Arc<str>| inner.update(|core, _| core.intake_failed(message));
             // The stream, its error's `Display` and the split are the caller's code: a panic
             // in them stops the intake as a stream error does, and `drain` says so.
@@ -286,12 +316,22 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
     }
 }
 
-/// Ends its coordinator's intake when dropped (see [`Engine::intake`]).
-struct EndIntake<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(Arc<Inner<T, R, Q>>);
+/// Ends its coordinator's intake when dropped (see [`Engine::intake`]); the flag says
+/// whether its task ever ran. One dropped before that (its runtime was gone when it was
+/// spawned) took no item: `drain` says so, rather than the stream's items vanishing.
+struct EndIntake<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(Arc<Inner<T, R, Q>>, bool);
 
 impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Drop for EndIntake<T, R, Q> {
     fn drop(&mut self) {
-        self.0.update(|core, fx| core.end_intake(fx));
+        let ran = self.1;
+        self.0.update(|core, fx| {
+            if !ran {
+                core.intake_failed(Arc::from(
+                    "the coordinator's runtime is gone, so the intake stream was never polled: use the coordinator inside the runtime that created it",
+                ));
+            }
+            core.end_intake(fx);
+        });
     }
 }
 

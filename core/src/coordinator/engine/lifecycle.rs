@@ -97,7 +97,8 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
             options.max_concurrency,
             report_finalized,
             !hooks.is_empty(),
-        );
+        )
+        .with_start_stamps(options.cancel_running_on.is_some());
         let inner = Arc::new(Inner::new(
             core,
             options.max_pending,

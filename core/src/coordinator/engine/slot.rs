@@ -36,6 +36,9 @@ pub(crate) struct Slot {
     running: AtomicU64,
     cancelled: AtomicU64,
     token: Mutex<Option<(u64, CancellationToken)>>,
+    /// The sink's sequence when the operation running here started (kept only when
+    /// `cancel_running_on` is set): a signal raised before it, not after, cancels it.
+    start_seq: AtomicU64,
     /// Wakes the worker's grace timer when its operation is cancelled.
     notify: Notify,
     /// The coordinator's shared context, reached through the slot so that a body's context
@@ -49,6 +52,7 @@ impl Slot {
             running: AtomicU64::new(NONE),
             cancelled: AtomicU64::new(NONE),
             token: Mutex::new(None),
+            start_seq: AtomicU64::new(0),
             notify: Notify::new(),
             shared,
         }
@@ -61,6 +65,20 @@ impl Slot {
         // and the task hand-off.
         self.running
             .store(id.map_or(NONE, OperationId::as_u64), Ordering::Relaxed);
+    }
+
+    /// Records the sink's sequence at the start of the operation running here (under the
+    /// engine's lock).
+    pub(crate) fn set_start_seq(&self, seq: u64) {
+        // Relaxed: written and read under the engine's lock, which orders it.
+        self.start_seq.store(seq, Ordering::Relaxed);
+    }
+
+    /// Whether the operation running here started before the signal of sequence `seq` was
+    /// raised (under the engine's lock; see `set_start_seq`).
+    pub(crate) fn started_before(&self, seq: u64) -> bool {
+        // Relaxed: see `set_start_seq`.
+        self.start_seq.load(Ordering::Relaxed) < seq
     }
 
     /// Whether `id` runs here now.

@@ -217,6 +217,9 @@ pub(crate) struct Core<T, R, Q: Queue<T>> {
     /// until they decide (the worker gives it back), so that one a hook puts aside is still
     /// counted against the bound, as every accepted item not started is.
     hooked: bool,
+    /// Whether each start records the sink's sequence in its slot (`cancel_running_on` is
+    /// set), so that a signal cancels only what started before it was raised.
+    stamp_starts: bool,
     _item: std::marker::PhantomData<fn(T)>,
 }
 
@@ -260,8 +263,15 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
             slots: Vec::new(),
             lockfree,
             hooked,
+            stamp_starts: false,
             _item: std::marker::PhantomData,
         }
+    }
+
+    /// Records the sink's sequence at every start (see `stamp_starts`).
+    pub(crate) fn with_start_stamps(mut self, on: bool) -> Self {
+        self.stamp_starts = on;
+        self
     }
 
     // ----- Reading -----------------------------------------------------------------------
@@ -620,12 +630,17 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         true
     }
 
-    /// Cancels every running body through its token (a `cancel_running_on` signal).
-    pub(crate) fn cancel_running(&mut self, reason: &CancelReason) {
+    /// Cancels through its token every body that started before the `cancel_running_on`
+    /// signal of sequence `seq` was raised (one started after it, before the steering task
+    /// looked, goes on).
+    pub(crate) fn cancel_running(&mut self, reason: &CancelReason, seq: u64) {
         for slot in &self.slots {
             let Some(id) = slot.running() else {
                 continue;
             };
+            if !slot.started_before(seq) {
+                continue;
+            }
             if let Some(record) = self.window.record_mut(id)
                 && record.state == OperationState::Running
             {
@@ -772,6 +787,10 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         // With admission hooks the job keeps its room until they decide (see `hooked`).
         fx.room_back += usize::from(!self.hooked);
         slot.set_running(Some(job.id));
+        if self.stamp_starts {
+            // Lock order core → sink: see `inner.rs`.
+            slot.set_start_seq(sink.sequence());
+        }
         if let Some(record) = self.window.record_mut(job.id) {
             record.state = OperationState::Running;
             record.started = Some(now);
@@ -780,9 +799,16 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
     }
 
     /// An admission hook deferred a taken job: it holds no slot while put aside.
-    pub(crate) fn park(&mut self, id: OperationId, slot: &Slot, wake: oneshot::Sender<()>) {
+    pub(crate) fn park(
+        &mut self,
+        id: OperationId,
+        route: &Q::Route,
+        slot: &Slot,
+        wake: oneshot::Sender<()>,
+    ) {
         self.running -= 1;
         self.parked += 1;
+        self.queue.set_aside(route);
         // A cancel that reached the job through its slot after the hooks' last look and
         // before this lock is kept, and ends the wait at once: the job ends cancelled
         // rather than waiting, then starting.
@@ -812,6 +838,7 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
         now: Instant,
     ) {
         self.parked -= 1;
+        self.queue.back_from_aside(&job.route);
         // A cancel made while it waited wins over a wake-up that came at the same time.
         let cancelled = self
             .parked_cancels

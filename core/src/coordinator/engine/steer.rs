@@ -14,11 +14,24 @@ use super::inner::{Inner, sleep_until};
 use crate::{Pattern, SignalSink};
 
 /// Spawns the steering task, watching `pattern` (every signal a rule reacts to) if any.
+/// The watch and the event subscription are made here, at the coordinator's creation, not
+/// when the task first runs: a rule signal raised in between and gone before the task ran
+/// (retracted, cleared) still counts.
 pub(crate) fn spawn<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     inner: &Arc<Inner<T, R, Q>>,
     pattern: Option<Pattern>,
 ) {
-    inner.runtime.spawn(run(inner.clone(), pattern));
+    let sink = &inner.ctx.sink;
+    let watch = pattern.as_ref().map(|p| sink.watch(p.as_str()));
+    // Every raise an event rule acts on, kept for the next step even if the signal is gone
+    // from the window by then (retracted, evicted, cleared); the watch above wakes the task.
+    let events = events_pattern(&inner.rules).map(|p| {
+        sink.subscribe_with(
+            p.as_str(),
+            crate::Buffer::bounded(EVENTS_BUFFER).unwrap_or_default(),
+        )
+    });
+    inner.runtime.spawn(run(inner.clone(), watch, events));
 }
 
 /// The least time between two sweeps in a row (see `run`).
@@ -41,18 +54,10 @@ enum Woke {
 
 async fn run<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     inner: Arc<Inner<T, R, Q>>,
-    pattern: Option<Pattern>,
+    mut watch: Option<crate::Watch>,
+    mut events: Option<crate::Subscription>,
 ) {
     let sink = inner.ctx.sink.clone();
-    let mut watch = pattern.as_ref().map(|p| sink.watch(p.as_str()));
-    // Every raise an event rule acts on, kept for the next step even if the signal is gone
-    // from the window by then (retracted, evicted, cleared); the watch above wakes the task.
-    let mut events = events_pattern(&inner.rules).map(|p| {
-        sink.subscribe_with(
-            p.as_str(),
-            crate::Buffer::bounded(EVENTS_BUFFER).unwrap_or_default(),
-        )
-    });
     let mut seen = Seen {
         cancel: inner.created_seq,
         clear: inner.created_seq,
@@ -178,7 +183,7 @@ fn cancel_running<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     }
     seen.cancel = signal.sequence();
     let reason = CancelReason::Signal(signal.name().clone());
-    inner.update(|core, _| core.cancel_running(&reason));
+    inner.update(|core, _| core.cancel_running(&reason, signal.sequence()));
 }
 
 /// `clear_on`: a matching signal newer than the last acted on clears the sink, once.

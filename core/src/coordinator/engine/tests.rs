@@ -51,7 +51,7 @@ fn a_cancel_landing_just_before_a_park_is_kept() {
     // Its hooks decided `Defer` and checked for a cancel; one lands now.
     assert!(core.cancel_one(&mut fx, id, CancelReason::Explicit, now));
     let (wake, mut woken) = oneshot::channel();
-    core.park(id, &slot, wake);
+    core.park(id, &job.route, &slot, wake);
     assert_eq!(woken.try_recv(), Ok(()), "the wait ends at once");
     // The parked task then unparks it (woken, with no end of its own).
     core.unpark(&mut fx, job, None, now);

@@ -26,8 +26,29 @@ pub(crate) fn spawner<T: Send + 'static, R: Send + 'static, Q: Queue<T>, B: Body
 ) -> SpawnWorker<T, R, Q> {
     let body = Arc::new(body);
     Box::new(move |inner| {
-        inner.runtime.spawn(run(inner.clone(), body.clone()));
+        let gone = RuntimeGone(Some(inner.clone()));
+        let (worker, body) = (inner.clone(), body.clone());
+        inner.runtime.spawn(async move {
+            let mut gone = gone;
+            run(worker, body).await;
+            gone.0 = None;
+        });
     })
+}
+
+/// A worker's task, dropped before its worker returned: its runtime shut down under it, or
+/// was gone already when it was spawned (a coordinator used from another runtime after its
+/// own ended). The coordinator can run nothing any more, so it is shut down as by
+/// `cancel()`: what is queued ends `Cancelled(Shutdown)` and every later enqueue fails,
+/// instead of items accepted and left pending for good (a `drain` that never returns).
+struct RuntimeGone<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(Option<Arc<Inner<T, R, Q>>>);
+
+impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Drop for RuntimeGone<T, R, Q> {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.take() {
+            inner.shutdown();
+        }
+    }
 }
 
 async fn run<T: Send + 'static, R: Send + 'static, Q: Queue<T>, B: Body<T, R>>(
@@ -360,7 +381,7 @@ fn park<T: Send + 'static, R: Send + 'static, Q: Queue<T>>(
     let (max_defer, policy) = {
         let id = job.id;
         inner.update(|core, _| {
-            core.park(id, slot, cancel);
+            core.park(id, &job.route, slot, cancel);
             let rules = core.defer_rules();
             (rules.max_defer, rules.policy)
         })

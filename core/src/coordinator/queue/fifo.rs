@@ -34,7 +34,13 @@ impl<T: Send + 'static> Queue<T> for Fifo<T> {
         false
     }
 
-    fn pop(&mut self, _cx: &mut PopCx<'_>) -> Option<Job<T, ()>> {
+    fn pop(&mut self, cx: &mut PopCx<'_>) -> Option<Job<T, ()>> {
+        if cx.global {
+            // The coordinator-wide deferral holds every job but those past `max_defer` under
+            // `DeferPolicy::Run` (the engine pops only while one is): the first of them.
+            let index = self.jobs.iter().position(Job::is_overdue)?;
+            return self.jobs.remove(index);
+        }
         self.jobs.pop_front()
     }
 

@@ -207,6 +207,41 @@ impl<T, K: Hash + Eq + Clone> KeyedQueue<T, K> {
         }
     }
 
+    /// While the coordinator-wide deferral holds, the engine pops only when some job is past
+    /// `max_defer` under `DeferPolicy::Run`, and only such a job may start: the head of the
+    /// first ready key (cold keys first) whose head is one. Every other key stays held, and
+    /// a key whose head is not overdue keeps its order (a later overdue item of it waits).
+    fn pop_overdue(&mut self) -> Option<Job<T, K>> {
+        let keys = &self.keys;
+        let overdue = |key: &K| {
+            keys.get(key)
+                .and_then(|state| state.pending.front())
+                .is_some_and(Job::is_overdue)
+        };
+        let key = match self.cold.iter().position(overdue) {
+            Some(index) => self.cold.remove(index),
+            None => {
+                let index = self.hot.iter().position(overdue)?;
+                self.hot.remove(index)
+            }
+        }?;
+        let (per_key, threshold) = (self.per_key, self.threshold);
+        let state = self.keys.get_mut(&key)?;
+        state.ready = false;
+        let job = state.pending.pop_front()?;
+        state.running += 1;
+        self.len -= 1;
+        Self::ready_if(
+            state,
+            || key,
+            per_key,
+            threshold,
+            &mut self.cold,
+            &mut self.hot,
+        );
+        Some(job)
+    }
+
     /// Puts `key` (whose state is `state`) in a ready list if it may start an item now.
     fn ready_if(
         state: &mut KeyState<T, K>,
@@ -262,7 +297,10 @@ impl<T: Send + 'static, K: Hash + Eq + Clone + Send + 'static> Queue<T> for Keye
         false
     }
 
-    fn pop(&mut self, _cx: &mut PopCx<'_>) -> Option<Job<T, K>> {
+    fn pop(&mut self, cx: &mut PopCx<'_>) -> Option<Job<T, K>> {
+        if cx.global {
+            return self.pop_overdue();
+        }
         loop {
             let key = self.cold.pop_front().or_else(|| self.hot.pop_front())?;
             let Some(state) = self.keys.get_mut(&key) else {

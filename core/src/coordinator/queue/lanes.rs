@@ -29,6 +29,9 @@ struct LaneJobs<T> {
     /// Whether the lane's defer rule held when last evaluated: its jobs are held (their
     /// `max_defer` clocks run), and jobs pushed meanwhile are held at once.
     deferred: bool,
+    /// Its jobs an admission hook put aside: they still wait in the lane (its depth counts
+    /// them), and come back to its front.
+    aside: usize,
 }
 
 impl<T> LaneJobs<T> {
@@ -66,14 +69,16 @@ impl<T> LaneQueue<T> {
                     lane,
                     jobs: VecDeque::new(),
                     deferred: false,
+                    aside: 0,
                 })
                 .collect(),
             len: 0,
         }
     }
 
+    /// The items waiting in lane `lane`, those an admission hook put aside included.
     pub(crate) fn depth(&self, lane: usize) -> usize {
-        self.lanes.get(lane).map_or(0, |l| l.jobs.len())
+        self.lanes.get(lane).map_or(0, |l| l.jobs.len() + l.aside)
     }
 }
 
@@ -85,9 +90,11 @@ impl<T: Send + 'static> Queue<T> for LaneQueue<T> {
     }
 
     fn refuse(&self, route: &usize) -> Option<(Arc<str>, Arc<str>)> {
-        let LaneJobs { lane, jobs, .. } = self.lanes.get(*route)?;
+        let LaneJobs {
+            lane, jobs, aside, ..
+        } = self.lanes.get(*route)?;
         let max = lane.max_depth?;
-        (jobs.len() >= max).then(|| {
+        (jobs.len() + aside >= max).then(|| {
             (
                 lane.name.clone(),
                 Arc::from(format!(
@@ -119,9 +126,11 @@ impl<T: Send + 'static> Queue<T> for LaneQueue<T> {
             let Some(front) = lane.jobs.front().map(|job| job.id) else {
                 continue;
             };
-            // A job past `max_defer` under `DeferPolicy::Run` still starts; such jobs sit at
-            // the front, as the lane's jobs were held together, oldest first.
-            if lane.observe(cx) && !lane.jobs.front().is_some_and(Job::is_overdue) {
+            // While the lane's own or the coordinator-wide deferral holds, only a job past
+            // `max_defer` under `DeferPolicy::Run` still starts; such jobs sit at the front,
+            // as the lane's jobs were held together, oldest first. (`observe` first: it
+            // must see every change of the lane's rule.)
+            if (lane.observe(cx) || cx.global) && !lane.jobs.front().is_some_and(Job::is_overdue) {
                 continue;
             }
             if best.is_none_or(|(_, _, first)| front < first) {
@@ -148,6 +157,18 @@ impl<T: Send + 'static> Queue<T> for LaneQueue<T> {
             }
             lane.jobs.push_front(job);
             self.len += 1;
+        }
+    }
+
+    fn set_aside(&mut self, route: &usize) {
+        if let Some(lane) = self.lanes.get_mut(*route) {
+            lane.aside += 1;
+        }
+    }
+
+    fn back_from_aside(&mut self, route: &usize) {
+        if let Some(lane) = self.lanes.get_mut(*route) {
+            lane.aside = lane.aside.saturating_sub(1);
         }
     }
 

@@ -37,6 +37,13 @@ pub(crate) trait Queue<T>: Send + 'static {
     /// line for its route.
     fn requeue(&mut self, job: Job<T, Self::Route>);
 
+    /// A popped job of `route` was put aside by an admission hook: it still waits to start
+    /// (a lane counts it against its depth).
+    fn set_aside(&mut self, _route: &Self::Route) {}
+
+    /// A job of `route` put aside came back (before its `requeue`, or as it ends unstarted).
+    fn back_from_aside(&mut self, _route: &Self::Route) {}
+
     /// A popped job of `route` ended (or was parked for good).
     fn finished(&mut self, route: &Self::Route);
 
