@@ -434,6 +434,71 @@ async fn nats_choices_and_errors_are_clear() {
     }
 }
 
+/// Connect errors say what to do in the command's terms (flags, URLs), never with the
+/// library's `NatsOptions` setters, which a shell user cannot call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_errors_name_the_flags_that_fix_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A peer that accepts connections and never says a word: no server's INFO comes.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let silent_url = format!("nats://{}", silent.local_addr().expect("addr"));
+    let accepting = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let (code, _, stderr) = run(
+        dir.path(),
+        &[
+            "raise",
+            "x",
+            "--nats",
+            &silent_url,
+            "--nats-connect-timeout",
+            "300ms",
+        ],
+    )
+    .await;
+    accepting.abort();
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.contains("did not answer within 300ms") && stderr.contains("--nats-connect-timeout"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("NatsOptions"), "{stderr}");
+    let (code, _, stderr) = run(dir.path(), &["raise", "x", "--nats-connect-timeout", "1s"]).await;
+    assert_eq!(code, 2, "only with NATS: {stderr}");
+
+    // A server that wants a password: the message says where credentials go.
+    let server = NatsServer::start_with(&["--user", "u", "--pass", "right"]).await;
+    let (code, _, stderr) = run(dir.path(), &["raise", "x", "--nats", &server.url()]).await;
+    assert_eq!(code, 4, "{stderr}");
+    assert!(
+        stderr.contains("nats://user:pass@host") && stderr.contains("--nats-creds"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run(
+        dir.path(),
+        &[
+            "raise",
+            "x",
+            "--nats",
+            &server.url(),
+            "--nats-creds",
+            "/no/such.creds",
+        ],
+    )
+    .await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--nats-creds") && !stderr.contains("NatsOptions"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prefix_separates_applications() {
     let server = NatsServer::start().await;

@@ -39,6 +39,8 @@ pub(crate) enum Target {
         url: String,
         prefix: Option<String>,
         creds: Option<PathBuf>,
+        /// `--nats-connect-timeout`; `None`: the library's default.
+        connect_timeout: Option<Duration>,
     },
 }
 
@@ -53,6 +55,10 @@ pub(crate) enum Conn {
 /// is cut to it by every sink that keeps the default.
 pub(crate) const SINK_MAX_AGE: Duration = Duration::from_secs(60);
 
+/// How long connecting to NATS waits for the server without `--nats-connect-timeout` (the
+/// library's default).
+pub(crate) const NATS_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The sequence number `raise` and `hold` stamp on their signal: with this process's origin
 /// (random per process), it identifies the signal to the bridges' de-duplication.
 pub(crate) const CLI_SEQ: u64 = 1;
@@ -63,7 +69,12 @@ impl Target {
     pub(crate) async fn connect(&self) -> Result<Conn, Failure> {
         match self {
             Target::Bus { bus, create } => Ok(Conn::Bus(open_bus(bus, *create).await?)),
-            Target::Nats { url, prefix, creds } => {
+            Target::Nats {
+                url,
+                prefix,
+                creds,
+                connect_timeout,
+            } => {
                 let mut options = NatsOptions::default().name("ephemeral-cli");
                 if let Some(prefix) = prefix {
                     options = options.prefix(prefix.as_str());
@@ -71,7 +82,12 @@ impl Target {
                 if let Some(creds) = creds {
                     options = options.credentials_file(creds);
                 }
-                Ok(Conn::Nats(Nats::connect_with(url, options).await?))
+                let waited = connect_timeout.unwrap_or(NATS_CONNECT_TIMEOUT);
+                options = options.connect_timeout(waited);
+                Nats::connect_with(url, options)
+                    .await
+                    .map(Conn::Nats)
+                    .map_err(|e| crate::exit::connect_failure(e, waited))
             }
         }
     }
