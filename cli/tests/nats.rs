@@ -156,6 +156,61 @@ async fn hold_over_nats_is_mirrored_until_interrupted() {
     assert!(released.elapsed() < Duration::from_secs(2));
 }
 
+/// Stderr lines until one contains `last` (at most `PATIENCE`), all of them.
+async fn lines_until<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+    last: &str,
+) -> Vec<String> {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = Vec::new();
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let mut line = String::new();
+            let n = reader.read_line(&mut line).await.expect("read");
+            assert!(n > 0, "ended before `{last}`: {lines:?}");
+            let done = line.contains(last);
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        let first: Vec<_> = lines.iter().take(3).collect();
+        panic!(
+            "no `{last}` line in {} lines, first: {first:?}",
+            lines.len()
+        )
+    });
+    lines
+}
+
+/// A hold across a server restart says once that its refreshes cannot go out and once that
+/// they do again: no warning per refresh, no library API in what it says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_over_nats_says_once_when_it_loses_and_regains_the_server() {
+    let mut server = NatsServer::start().await;
+    let url = server.url();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut child, _out) = spawn_ready_stdout(
+        dir.path(),
+        // Refreshes every 100 ms: many refresh ticks fall in the outage.
+        &["hold", "circuit.open", "--nats", &url, "--lease", "300ms"],
+        "holding",
+    )
+    .await;
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().expect("piped"));
+    server.kill();
+    let mut lines = lines_until(&mut stderr, "lost the connection to NATS").await;
+    server.start_again().await;
+    lines.extend(lines_until(&mut stderr, "reconnected to NATS").await);
+    assert_eq!(lines.len(), 2, "one line each: {lines:?}");
+    assert!(lines.iter().all(|l| !l.contains("Nats::")), "{lines:?}");
+    let (code, _) = interrupt(child).await;
+    assert_eq!(code, Some(0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_request_and_stats_over_nats() {
     let server = NatsServer::start().await;

@@ -191,6 +191,11 @@ impl Conn {
         })
     }
 
+    /// Whether this is NATS and the connection is down right now (the client reconnecting).
+    pub(crate) fn is_offline(&self) -> bool {
+        matches!(self, Conn::Nats(nats) if !nats.is_connected())
+    }
+
     /// How long a hold lease lasts by default: the bridges' default on this transport.
     pub(crate) fn default_lease(&self) -> Duration {
         match self {
@@ -304,6 +309,8 @@ pub(crate) struct Outages {
     _sink: ephemeral::SignalSink,
     _raising: Option<ephemeral_nats::ConnectionSignals>,
     changes: Option<ephemeral::Subscription>,
+    /// The last change returned: the connection's state as last said (repeats are skipped).
+    said: Option<Change>,
 }
 
 impl Outages {
@@ -321,31 +328,76 @@ impl Outages {
             }
             Conn::Bus(_) => (None, None),
         };
+        // Down already (before the signals were raised): that is said first.
+        let said = match conn {
+            Conn::Nats(nats) if nats.is_connected() => Some(Change::Back),
+            _ => None,
+        };
         Self {
             _sink: sink,
             _raising: raising,
             changes,
+            said,
         }
     }
 
-    /// The next change, as a line for stderr (never, on a bus).
-    pub(crate) async fn next(&mut self) -> &'static str {
+    /// The next change of the connection (never, on a bus): `Lost` at once when it was
+    /// down already when this began watching.
+    pub(crate) async fn next(&mut self) -> Change {
         let Some(changes) = self.changes.as_mut() else {
             return std::future::pending().await;
         };
+        if self.said.is_none() {
+            self.said = Some(Change::Lost);
+            return Change::Lost;
+        }
         loop {
-            match changes.next().await {
+            let change = match changes.next().await {
                 Some(Ok(signal))
                     if signal.name().as_str() == ephemeral_nats::DISCONNECTED_SIGNAL =>
                 {
-                    return "lost the connection to NATS: reconnecting; what is published \
-                            meanwhile is not seen here (a gap shows as `lagged` once back)";
+                    Change::Lost
                 }
-                Some(Ok(_)) => return "reconnected to NATS",
+                Some(Ok(_)) => Change::Back,
                 // Missed changes: the next one says where it stands.
-                Some(Err(_)) => {}
+                Some(Err(_)) => continue,
                 None => return std::future::pending().await,
+            };
+            if self.said != Some(change) {
+                self.said = Some(change);
+                return change;
             }
         }
     }
+}
+
+/// A change of the NATS connection, from [`Outages::next`]; each command words its own
+/// line for stderr, saying what the change means for what it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// The connection was lost; the client is reconnecting.
+    Lost,
+    /// The connection is back.
+    Back,
+}
+
+impl Change {
+    /// The line of a command that receives (`watch`, `stats`), stamped with the time.
+    pub(crate) fn receiver_note(self) -> String {
+        note(match self {
+            Change::Lost => {
+                "lost the connection to NATS: reconnecting; what is published meanwhile is \
+                 not seen here (a gap shows as `lagged` once back)"
+            }
+            Change::Back => "reconnected to NATS",
+        })
+    }
+}
+
+/// `text` stamped with the local time of day, as a line for stderr.
+pub(crate) fn note(text: &str) -> String {
+    format!(
+        "{} {text}",
+        crate::render::clock(std::time::SystemTime::now())
+    )
 }
