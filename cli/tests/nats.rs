@@ -211,6 +211,33 @@ async fn hold_over_nats_says_once_when_it_loses_and_regains_the_server() {
     assert_eq!(code, Some(0));
 }
 
+/// `kv watch` and `room join` over NATS say when the server is lost and when it is back,
+/// as `watch` does, rather than look like a quiet store or room meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_watch_and_room_join_say_when_they_lose_and_regain_the_server() {
+    let mut server = NatsServer::start().await;
+    let url = server.url();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (kv, kv_err) = spawn_ready(dir.path(), &["kv", "--nats", &url, "watch"], "watching").await;
+    let (room, room_err) = spawn_ready(
+        dir.path(),
+        &["room", "--nats", &url, "join", "lobby"],
+        "joined",
+    )
+    .await;
+    server.kill();
+    let kv_err = common::wait_for_line(kv_err, &["kv watch"], "lost the connection to NATS").await;
+    let room_err =
+        common::wait_for_line(room_err, &["room join"], "lost the connection to NATS").await;
+    server.start_again().await;
+    let _kv_err = common::wait_for_line(kv_err, &["kv watch"], "reconnected to NATS").await;
+    let _room_err = common::wait_for_line(room_err, &["room join"], "reconnected to NATS").await;
+    for child in [kv, room] {
+        let (code, _) = interrupt(child).await;
+        assert_eq!(code, Some(0));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_request_and_stats_over_nats() {
     let server = NatsServer::start().await;
