@@ -606,6 +606,46 @@ async fn a_prefix_separates_applications() {
         !sink.has_signal("elsewhere"),
         "another prefix, another application"
     );
+
+    // Where nothing publishes, the views name the prefix they looked under (a wrong prefix
+    // is the likely cause), and the JSON snapshot carries it, as `stats --json` does.
+    let (code, _, stderr) = run(
+        dir.path(),
+        &[
+            "ops",
+            "payments",
+            "--nats",
+            &url,
+            "--nats-prefix",
+            "shop",
+            "--wait",
+            "300ms",
+        ],
+    )
+    .await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("(prefix `shop`)"), "{stderr}");
+    let (code, stdout, stderr) = run(
+        dir.path(),
+        &[
+            "top",
+            "--once",
+            "--json",
+            "--nats",
+            &url,
+            "--nats-prefix",
+            "shop",
+            "--wait",
+            "300ms",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let doc: Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(
+        (doc["nats"].as_str(), doc["prefix"].as_str()),
+        (Some(url.as_str()), Some("shop"))
+    );
 }
 
 /// `kv` and `room` with `--nats`: the same store and room as `Nats::store` / `Nats::room`.
