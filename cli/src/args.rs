@@ -134,6 +134,11 @@ pub(crate) struct BusArgs {
     /// A NATS credentials (.creds) file (default: $EPHEMERAL_NATS_CREDS).
     #[arg(long, global = true, value_name = "FILE", conflicts_with_all = ["bus", "create"])]
     nats_creds: Option<std::path::PathBuf>,
+    /// How long to wait for the NATS server to answer when connecting, e.g. 15s over a slow
+    /// link (default: 5s).
+    #[arg(long, global = true, value_name = "DURATION", allow_hyphen_values = true,
+          value_parser = positive_duration, conflicts_with_all = ["bus", "create"])]
+    nats_connect_timeout: Option<Duration>,
 }
 
 /// A variable's value, `None` when unset or empty.
@@ -187,13 +192,21 @@ impl BusArgs {
                 Some(c) => Some(c),
                 None => env_var(NATS_CREDS_ENV)?.map(Into::into),
             };
-            return Ok(Target::Nats { url, prefix, creds });
+            return Ok(Target::Nats {
+                url,
+                prefix,
+                creds,
+                connect_timeout: self.nats_connect_timeout,
+            });
         }
-        if self.nats_prefix.is_some() || self.nats_creds.is_some() {
+        if self.nats_prefix.is_some()
+            || self.nats_creds.is_some()
+            || self.nats_connect_timeout.is_some()
+        {
             return Err(Failure::new(
                 USAGE,
-                "--nats-prefix and --nats-creds only apply to NATS: add --nats URL (or set \
-                 EPHEMERAL_NATS)",
+                "--nats-prefix, --nats-creds and --nats-connect-timeout only apply to NATS: add \
+                 --nats URL (or set EPHEMERAL_NATS)",
             ));
         }
         let bus = match self.bus {

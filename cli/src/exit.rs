@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::io;
+use std::time::Duration;
 
 use ephemeral_bus::BusError;
 use ephemeral_nats::{ConnectKind, NatsError};
@@ -103,6 +104,51 @@ impl From<NatsError> for Failure {
         };
         Self::new(code, e.to_string())
     }
+}
+
+/// A failure to connect to NATS, its hint in the command's terms: the library's message
+/// names `NatsOptions` setters, which a shell user cannot call, so where the fix is a flag
+/// or a URL the message says which. `waited` is the connect timeout that applied.
+pub(crate) fn connect_failure(e: NatsError, waited: Duration) -> Failure {
+    let message = match &e {
+        NatsError::Connect { url, kind, .. } => {
+            let hint = match kind {
+                ConnectKind::TimedOut => Some(format!(
+                    "the server did not answer within {}: check the address and firewalls, \
+                     or wait longer with --nats-connect-timeout (such as \
+                     --nats-connect-timeout 15s)",
+                    humantime::format_duration(waited)
+                )),
+                ConnectKind::Auth => Some(
+                    "the server refused the credentials, or wants some: give a user and \
+                     password in the URL (nats://user:pass@host:4222), a token \
+                     (nats://token@host:4222), or a credentials file with --nats-creds FILE \
+                     (or EPHEMERAL_NATS_CREDS)"
+                        .to_owned(),
+                ),
+                ConnectKind::Tls => Some(
+                    "the TLS setup failed: a tls:// URL requires TLS, so for a server \
+                     without TLS use nats://; else check that the server's certificate is \
+                     valid for this host and signed by an authority this machine trusts"
+                        .to_owned(),
+                ),
+                _ => None,
+            };
+            hint.map(|hint| format!("cannot connect to NATS at {url}: {kind}: {hint}"))
+        }
+        NatsError::Credentials { path, source } => Some(format!(
+            "cannot read the NATS credentials file {}: {source}: check the file given with \
+             --nats-creds (or EPHEMERAL_NATS_CREDS): it must be a .creds file (a user JWT \
+             and an nkey seed) readable by this user",
+            path.display()
+        )),
+        _ => None,
+    };
+    let mut failure = Failure::from(e);
+    if let Some(message) = message {
+        failure.message = message;
+    }
+    failure
 }
 
 impl From<io::Error> for Failure {

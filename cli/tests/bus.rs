@@ -786,6 +786,36 @@ async fn stats_shows_human_windows_byte_rates_and_peers() {
     assert!(stdout.contains("BYTES/s"), "{stdout}");
 }
 
+/// `stats --watch --json` is one JSON object per window on a terminal too: the in-place
+/// refresh (clearing the screen) is for the table only, as `top --json` does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_watch_json_on_a_terminal_is_json_lines_only() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let _bus = bus(dir.path(), "statsjson").await;
+    let out = common::run_in_pty_for_lines(
+        dir.path(),
+        &[
+            "stats",
+            "--bus",
+            "statsjson",
+            "--watch",
+            "--json",
+            "--interval",
+            "100ms",
+        ],
+        2,
+    )
+    .await;
+    let out = String::from_utf8_lossy(&out);
+    let lines: Vec<&str> = out.lines().take(2).collect();
+    assert_eq!(lines.len(), 2, "{out:?}");
+    for line in lines {
+        let doc: serde_json::Value = serde_json::from_str(line.trim_end_matches('\r'))
+            .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line:?}"));
+        assert_eq!(doc["bus"], "statsjson");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_escapes_control_characters_of_a_reply_on_a_terminal_only() {
     let dir = tempfile::tempdir().expect("temp dir");

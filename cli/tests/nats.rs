@@ -156,6 +156,88 @@ async fn hold_over_nats_is_mirrored_until_interrupted() {
     assert!(released.elapsed() < Duration::from_secs(2));
 }
 
+/// Stderr lines until one contains `last` (at most `PATIENCE`), all of them.
+async fn lines_until<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+    last: &str,
+) -> Vec<String> {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = Vec::new();
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let mut line = String::new();
+            let n = reader.read_line(&mut line).await.expect("read");
+            assert!(n > 0, "ended before `{last}`: {lines:?}");
+            let done = line.contains(last);
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        let first: Vec<_> = lines.iter().take(3).collect();
+        panic!(
+            "no `{last}` line in {} lines, first: {first:?}",
+            lines.len()
+        )
+    });
+    lines
+}
+
+/// A hold across a server restart says once that its refreshes cannot go out and once that
+/// they do again: no warning per refresh, no library API in what it says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_over_nats_says_once_when_it_loses_and_regains_the_server() {
+    let mut server = NatsServer::start().await;
+    let url = server.url();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut child, _out) = spawn_ready_stdout(
+        dir.path(),
+        // Refreshes every 100 ms: many refresh ticks fall in the outage.
+        &["hold", "circuit.open", "--nats", &url, "--lease", "300ms"],
+        "holding",
+    )
+    .await;
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().expect("piped"));
+    server.kill();
+    let mut lines = lines_until(&mut stderr, "lost the connection to NATS").await;
+    server.start_again().await;
+    lines.extend(lines_until(&mut stderr, "reconnected to NATS").await);
+    assert_eq!(lines.len(), 2, "one line each: {lines:?}");
+    assert!(lines.iter().all(|l| !l.contains("Nats::")), "{lines:?}");
+    let (code, _) = interrupt(child).await;
+    assert_eq!(code, Some(0));
+}
+
+/// `kv watch` and `room join` over NATS say when the server is lost and when it is back,
+/// as `watch` does, rather than look like a quiet store or room meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_watch_and_room_join_say_when_they_lose_and_regain_the_server() {
+    let mut server = NatsServer::start().await;
+    let url = server.url();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (kv, kv_err) = spawn_ready(dir.path(), &["kv", "--nats", &url, "watch"], "watching").await;
+    let (room, room_err) = spawn_ready(
+        dir.path(),
+        &["room", "--nats", &url, "join", "lobby"],
+        "joined",
+    )
+    .await;
+    server.kill();
+    let kv_err = common::wait_for_line(kv_err, &["kv watch"], "lost the connection to NATS").await;
+    let room_err =
+        common::wait_for_line(room_err, &["room join"], "lost the connection to NATS").await;
+    server.start_again().await;
+    let _kv_err = common::wait_for_line(kv_err, &["kv watch"], "reconnected to NATS").await;
+    let _room_err = common::wait_for_line(room_err, &["room join"], "reconnected to NATS").await;
+    for child in [kv, room] {
+        let (code, _) = interrupt(child).await;
+        assert_eq!(code, Some(0));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_request_and_stats_over_nats() {
     let server = NatsServer::start().await;
@@ -434,6 +516,71 @@ async fn nats_choices_and_errors_are_clear() {
     }
 }
 
+/// Connect errors say what to do in the command's terms (flags, URLs), never with the
+/// library's `NatsOptions` setters, which a shell user cannot call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_errors_name_the_flags_that_fix_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A peer that accepts connections and never says a word: no server's INFO comes.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let silent_url = format!("nats://{}", silent.local_addr().expect("addr"));
+    let accepting = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let (code, _, stderr) = run(
+        dir.path(),
+        &[
+            "raise",
+            "x",
+            "--nats",
+            &silent_url,
+            "--nats-connect-timeout",
+            "300ms",
+        ],
+    )
+    .await;
+    accepting.abort();
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.contains("did not answer within 300ms") && stderr.contains("--nats-connect-timeout"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("NatsOptions"), "{stderr}");
+    let (code, _, stderr) = run(dir.path(), &["raise", "x", "--nats-connect-timeout", "1s"]).await;
+    assert_eq!(code, 2, "only with NATS: {stderr}");
+
+    // A server that wants a password: the message says where credentials go.
+    let server = NatsServer::start_with(&["--user", "u", "--pass", "right"]).await;
+    let (code, _, stderr) = run(dir.path(), &["raise", "x", "--nats", &server.url()]).await;
+    assert_eq!(code, 4, "{stderr}");
+    assert!(
+        stderr.contains("nats://user:pass@host") && stderr.contains("--nats-creds"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run(
+        dir.path(),
+        &[
+            "raise",
+            "x",
+            "--nats",
+            &server.url(),
+            "--nats-creds",
+            "/no/such.creds",
+        ],
+    )
+    .await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--nats-creds") && !stderr.contains("NatsOptions"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prefix_separates_applications() {
     let server = NatsServer::start().await;
@@ -458,6 +605,46 @@ async fn a_prefix_separates_applications() {
     assert!(
         !sink.has_signal("elsewhere"),
         "another prefix, another application"
+    );
+
+    // Where nothing publishes, the views name the prefix they looked under (a wrong prefix
+    // is the likely cause), and the JSON snapshot carries it, as `stats --json` does.
+    let (code, _, stderr) = run(
+        dir.path(),
+        &[
+            "ops",
+            "payments",
+            "--nats",
+            &url,
+            "--nats-prefix",
+            "shop",
+            "--wait",
+            "300ms",
+        ],
+    )
+    .await;
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("(prefix `shop`)"), "{stderr}");
+    let (code, stdout, stderr) = run(
+        dir.path(),
+        &[
+            "top",
+            "--once",
+            "--json",
+            "--nats",
+            &url,
+            "--nats-prefix",
+            "shop",
+            "--wait",
+            "300ms",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let doc: Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(
+        (doc["nats"].as_str(), doc["prefix"].as_str()),
+        (Some(url.as_str()), Some("shop"))
     );
 }
 

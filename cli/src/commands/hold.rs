@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use ephemeral_bus::Bridged;
 
-use super::{CLI_SEQ, SignalArgs, Target, interrupted, reached_text, status};
+use super::{
+    CLI_SEQ, Change, Outages, SignalArgs, Target, interrupted, note, reached_text, status,
+};
 use crate::exit::Failure;
 
 /// `ephemeral hold`: refreshes a hold lease until interrupted, then releases it. Without
@@ -20,6 +22,8 @@ pub(crate) async fn hold(
     // one), so it is built afresh every time.
     let refresh = || signal.outgoing(Bridged::hold(CLI_SEQ, lease));
     let release = Bridged::Release { seq: CLI_SEQ }.outgoing(&signal.name)?;
+    // Watched from before the first refresh: an outage from then on is said.
+    let mut outages = Outages::of(&conn);
     let reached = conn.publish(refresh()?).await?;
     conn.flush().await;
     status(&format!(
@@ -31,22 +35,54 @@ pub(crate) async fn hold(
     ));
     let mut tick = tokio::time::interval((lease / 3).max(Duration::from_millis(1)));
     tick.tick().await;
+    // Over NATS a refresh during an outage is refused. The outage is said once, when it
+    // begins and when it ends, not at every refresh; a refresh refused while connected
+    // (another reason) is said once until one goes out again.
+    let mut failing = false;
     let stop = interrupted();
     tokio::pin!(stop);
     loop {
         tokio::select! {
             () = &mut stop => break,
-            _ = tick.tick() => {
-                // Over NATS a refresh during an outage is refused: say so and carry on, the
-                // next one goes out once the connection is back (the mirrors lapse meanwhile,
-                // as the lease rule says).
-                if let Err(failure) = conn.publish(refresh()?).await {
-                    eprintln!("warning: a refresh was not sent: {failure}");
-                }
+            change = outages.next() => {
+                eprintln!("{}", note(match change {
+                    Change::Lost => "lost the connection to NATS: reconnecting; refreshes \
+                        cannot go out meanwhile, so bridged sinks drop the hold within a \
+                        lease, and hold it again at the first refresh once back",
+                    Change::Back => "reconnected to NATS: refreshing the hold again",
+                }));
             }
+            _ = tick.tick() => match conn.publish(refresh()?).await {
+                Ok(_) => failing = false,
+                Err(failure) => {
+                    if !conn.is_offline() && !failing {
+                        eprintln!("{}", note(&format!(
+                            "a refresh was not sent (retrying every {}): {failure}",
+                            humantime::format_duration(lease / 3)
+                        )));
+                    }
+                    failing = true;
+                }
+            },
         }
     }
-    conn.publish(release).await?;
+    if let Err(failure) = conn.publish(release).await {
+        // Not released: every bridged sink still drops the hold within a lease.
+        let why = if conn.is_offline() {
+            "not connected to NATS right now".to_owned()
+        } else {
+            failure.message
+        };
+        return Err(Failure::new(
+            failure.code,
+            format!(
+                "{} was not released ({why}): bridged sinks drop it once its lease of {} \
+                 runs out",
+                signal.name,
+                humantime::format_duration(lease)
+            ),
+        ));
+    }
     conn.flush().await;
     status(&format!("released {}", signal.name));
     Ok(())

@@ -39,6 +39,8 @@ pub(crate) enum Target {
         url: String,
         prefix: Option<String>,
         creds: Option<PathBuf>,
+        /// `--nats-connect-timeout`; `None`: the library's default.
+        connect_timeout: Option<Duration>,
     },
 }
 
@@ -53,6 +55,10 @@ pub(crate) enum Conn {
 /// is cut to it by every sink that keeps the default.
 pub(crate) const SINK_MAX_AGE: Duration = Duration::from_secs(60);
 
+/// How long connecting to NATS waits for the server without `--nats-connect-timeout` (the
+/// library's default).
+pub(crate) const NATS_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The sequence number `raise` and `hold` stamp on their signal: with this process's origin
 /// (random per process), it identifies the signal to the bridges' de-duplication.
 pub(crate) const CLI_SEQ: u64 = 1;
@@ -63,7 +69,12 @@ impl Target {
     pub(crate) async fn connect(&self) -> Result<Conn, Failure> {
         match self {
             Target::Bus { bus, create } => Ok(Conn::Bus(open_bus(bus, *create).await?)),
-            Target::Nats { url, prefix, creds } => {
+            Target::Nats {
+                url,
+                prefix,
+                creds,
+                connect_timeout,
+            } => {
                 let mut options = NatsOptions::default().name("ephemeral-cli");
                 if let Some(prefix) = prefix {
                     options = options.prefix(prefix.as_str());
@@ -71,7 +82,12 @@ impl Target {
                 if let Some(creds) = creds {
                     options = options.credentials_file(creds);
                 }
-                Ok(Conn::Nats(Nats::connect_with(url, options).await?))
+                let waited = connect_timeout.unwrap_or(NATS_CONNECT_TIMEOUT);
+                options = options.connect_timeout(waited);
+                Nats::connect_with(url, options)
+                    .await
+                    .map(Conn::Nats)
+                    .map_err(|e| crate::exit::connect_failure(e, waited))
             }
         }
     }
@@ -173,6 +189,11 @@ impl Conn {
                 .boxed(),
             Conn::Nats(nats) => nats.subscribe_with(pattern, buffer).await?.boxed(),
         })
+    }
+
+    /// Whether this is NATS and the connection is down right now (the client reconnecting).
+    pub(crate) fn is_offline(&self) -> bool {
+        matches!(self, Conn::Nats(nats) if !nats.is_connected())
     }
 
     /// How long a hold lease lasts by default: the bridges' default on this transport.
@@ -288,6 +309,8 @@ pub(crate) struct Outages {
     _sink: ephemeral::SignalSink,
     _raising: Option<ephemeral_nats::ConnectionSignals>,
     changes: Option<ephemeral::Subscription>,
+    /// The last change returned: the connection's state as last said (repeats are skipped).
+    said: Option<Change>,
 }
 
 impl Outages {
@@ -305,31 +328,76 @@ impl Outages {
             }
             Conn::Bus(_) => (None, None),
         };
+        // Down already (before the signals were raised): that is said first.
+        let said = match conn {
+            Conn::Nats(nats) if nats.is_connected() => Some(Change::Back),
+            _ => None,
+        };
         Self {
             _sink: sink,
             _raising: raising,
             changes,
+            said,
         }
     }
 
-    /// The next change, as a line for stderr (never, on a bus).
-    pub(crate) async fn next(&mut self) -> &'static str {
+    /// The next change of the connection (never, on a bus): `Lost` at once when it was
+    /// down already when this began watching.
+    pub(crate) async fn next(&mut self) -> Change {
         let Some(changes) = self.changes.as_mut() else {
             return std::future::pending().await;
         };
+        if self.said.is_none() {
+            self.said = Some(Change::Lost);
+            return Change::Lost;
+        }
         loop {
-            match changes.next().await {
+            let change = match changes.next().await {
                 Some(Ok(signal))
                     if signal.name().as_str() == ephemeral_nats::DISCONNECTED_SIGNAL =>
                 {
-                    return "lost the connection to NATS: reconnecting; what is published \
-                            meanwhile is not seen here (a gap shows as `lagged` once back)";
+                    Change::Lost
                 }
-                Some(Ok(_)) => return "reconnected to NATS",
+                Some(Ok(_)) => Change::Back,
                 // Missed changes: the next one says where it stands.
-                Some(Err(_)) => {}
+                Some(Err(_)) => continue,
                 None => return std::future::pending().await,
+            };
+            if self.said != Some(change) {
+                self.said = Some(change);
+                return change;
             }
         }
     }
+}
+
+/// A change of the NATS connection, from [`Outages::next`]; each command words its own
+/// line for stderr, saying what the change means for what it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// The connection was lost; the client is reconnecting.
+    Lost,
+    /// The connection is back.
+    Back,
+}
+
+impl Change {
+    /// The line of a command that receives (`watch`, `stats`), stamped with the time.
+    pub(crate) fn receiver_note(self) -> String {
+        note(match self {
+            Change::Lost => {
+                "lost the connection to NATS: reconnecting; what is published meanwhile is \
+                 not seen here (a gap shows as `lagged` once back)"
+            }
+            Change::Back => "reconnected to NATS",
+        })
+    }
+}
+
+/// `text` stamped with the local time of day, as a line for stderr.
+pub(crate) fn note(text: &str) -> String {
+    format!(
+        "{} {text}",
+        crate::render::clock(std::time::SystemTime::now())
+    )
 }

@@ -63,7 +63,7 @@ pub(crate) async fn stats(target: &Target, view: &StatsView) -> Result<(), Failu
             tokio::select! {
                 () = &mut stop => return Ok(()),
                 () = tokio::time::sleep_until(window_end) => break,
-                note = outages.next() => eprintln!("{} {note}", crate::render::clock(std::time::SystemTime::now())),
+                change = outages.next() => eprintln!("{}", change.receiver_note()),
                 item = monitor.next() => match item {
                     None => return Err(Failure::new(IO, "the connection closed under the monitor")),
                     Some(Err(l)) => {
@@ -97,7 +97,8 @@ pub(crate) async fn stats(target: &Target, view: &StatsView) -> Result<(), Failu
     }
 }
 
-/// Where `stats` frames go: in place in a terminal with `--watch`, else one after another.
+/// Where `stats` frames go: in place in a terminal with `--watch` (the table only: JSON is
+/// one object per line wherever it goes, as `top --json`), else one after another.
 struct Screen {
     in_place: bool,
     separate: bool,
@@ -107,7 +108,7 @@ struct Screen {
 impl Screen {
     fn new(view: &StatsView) -> Self {
         Self {
-            in_place: view.watch && std::io::stdout().is_terminal(),
+            in_place: view.watch && !view.json && std::io::stdout().is_terminal(),
             separate: view.watch && !view.json,
             frames: 0,
         }

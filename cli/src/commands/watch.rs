@@ -43,6 +43,8 @@ pub(crate) async fn watch(target: &Target, pattern: &str, view: &WatchView) -> R
         }
         _ => None,
     };
+    // Watched from before the ready line: an outage from then on is said.
+    let mut outages = Outages::of(&conn);
     let mut subscription =
         futures::stream::select(messages, futures::stream::iter(copies).flatten());
     eprintln!(
@@ -57,7 +59,6 @@ pub(crate) async fn watch(target: &Target, pattern: &str, view: &WatchView) -> R
         ids: view.ids,
     };
     let mut holds = Holds::default();
-    let mut outages = Outages::of(&conn);
     let mut shown = 0u64;
     let mut sweep = tokio::time::interval(Duration::from_millis(100));
     let stop = interrupted();
@@ -81,7 +82,7 @@ pub(crate) async fn watch(target: &Target, pattern: &str, view: &WatchView) -> R
                 Some(Ok(message)) => lines.extend(holds.classify(&message, Instant::now())),
             },
             _ = sweep.tick() => lines.extend(holds.lapsed(Instant::now())),
-            note = outages.next() => eprintln!("{} {note}", crate::render::clock(std::time::SystemTime::now())),
+            change = outages.next() => eprintln!("{}", change.receiver_note()),
         }
         for line in lines {
             let text = if view.json {

@@ -164,6 +164,8 @@ pub(crate) async fn kv(args: KvArgs) -> Result<(), Failure> {
             json,
             count,
         } => {
+            // Watched from before the ready line: an outage from then on is said.
+            let outages = crate::commands::Outages::of(&place.conn);
             let mut changes = store.watch(&pattern).await?;
             eprintln!(
                 "watching `{pattern}` in store `{}` on {}; Ctrl-C to stop",
@@ -171,6 +173,7 @@ pub(crate) async fn kv(args: KvArgs) -> Result<(), Failure> {
                 place.describe()
             );
             follow(
+                outages,
                 &mut changes,
                 count,
                 json,

@@ -43,8 +43,11 @@ fn emit(text: &str) -> bool {
 
 /// Prints `items` one line each (`render` for an item, the lag line for a `Lagged`) until
 /// `count` items were shown, stdout closes or the process is asked to stop; `ended` is the
-/// error when the stream ends first. What `kv watch` and `room join` share.
+/// error when the stream ends first. Over NATS, `outages` (watched from before the ready
+/// line) says on stderr when the connection is lost and when it is back. What `kv watch`
+/// and `room join` share.
 async fn follow<T>(
+    mut outages: crate::commands::Outages,
     mut items: impl futures::Stream<Item = Result<T, ephemeral::Lagged>> + Unpin,
     count: Option<u64>,
     json: bool,
@@ -58,6 +61,17 @@ async fn follow<T>(
     while count.is_none_or(|c| shown < c) {
         let item = tokio::select! {
             () = &mut stop => return Ok(()),
+            change = outages.next() => {
+                eprintln!("{}", crate::commands::note(match change {
+                    crate::commands::Change::Lost => {
+                        "lost the connection to NATS: reconnecting; what happens meanwhile \
+                         shows once the connection is back and the reading resumes (some \
+                         seconds later)"
+                    }
+                    crate::commands::Change::Back => "reconnected to NATS",
+                }));
+                continue;
+            }
             item = items.next() => item,
         };
         let line = match item {

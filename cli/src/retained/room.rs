@@ -62,12 +62,15 @@ pub(crate) async fn room(args: RoomArgs) -> Result<(), Failure> {
         }
         RoomCommand::Join { room, json, count } => {
             let handle = place.room(&room).await?;
+            // Watched from before the ready line: an outage from then on is said.
+            let outages = crate::commands::Outages::of(&place.conn);
             let mut joined = handle.join().await?;
             eprintln!(
                 "joined room `{room}` on {}; Ctrl-C to leave",
                 place.describe()
             );
             follow(
+                outages,
                 &mut joined,
                 count,
                 json,

@@ -112,25 +112,26 @@ fn state(s: &str) -> Result<String, String> {
 pub(crate) enum Source {
     /// A bus, by name.
     Bus(String),
-    /// NATS, by URL.
-    Nats(String),
+    /// NATS, by URL, and the subject prefix: applications sharing a server differ only by
+    /// it, so a view that finds no publisher names the prefix it looked under.
+    Nats { url: String, prefix: String },
 }
 
 impl Source {
-    /// `bus shop`, `NATS nats://host:4222`.
+    /// ``bus shop``, ``NATS nats://host:4222 (prefix `ephemeral`)``.
     pub(crate) fn label(&self) -> String {
         match self {
             Source::Bus(name) => format!("bus {name}"),
-            Source::Nats(url) => format!("NATS {url}"),
+            Source::Nats { url, prefix } => format!("NATS {url} (prefix `{prefix}`)"),
         }
     }
 
-    /// The key and value naming it in a JSON snapshot: `"bus": "shop"` or
-    /// `"nats": "nats://host:4222"`.
-    pub(crate) fn json(&self) -> (&'static str, &str) {
+    /// The keys and values naming it in a JSON snapshot: `"bus": "shop"`, or
+    /// `"nats": "nats://host:4222"` and `"prefix": "ephemeral"` (as in `stats --json`).
+    pub(crate) fn json(&self) -> Vec<(&'static str, &str)> {
         match self {
-            Source::Bus(name) => ("bus", name),
-            Source::Nats(url) => ("nats", url),
+            Source::Bus(name) => vec![("bus", name)],
+            Source::Nats { url, prefix } => vec![("nats", url), ("prefix", prefix)],
         }
     }
 }
@@ -150,7 +151,10 @@ macro_rules! with_watcher {
             crate::commands::Conn::Nats(nats) => {
                 #[allow(unused_mut)]
                 let mut $watcher = StateWatcher::new(&nats).await.map_err(inspect_failure)?;
-                let $source = Source::Nats(nats.url().to_owned());
+                let $source = Source::Nats {
+                    url: nats.url().to_owned(),
+                    prefix: nats.prefix().to_owned(),
+                };
                 $body
             }
         }

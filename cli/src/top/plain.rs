@@ -161,12 +161,11 @@ pub(crate) fn snapshot_json(source: &Source, frames: &[&StateFrame]) -> String {
     let at_ms = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let (key, value) = source.json();
     serde_json::to_string(&SnapshotJson {
         version: FORMAT_VERSION,
         at_ms,
         frames,
-        source: std::collections::BTreeMap::from([(key, value)]),
+        source: source.json().into_iter().collect(),
     })
     .unwrap_or_default()
 }

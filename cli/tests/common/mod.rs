@@ -168,3 +168,53 @@ pub async fn run_in_pty(dir: &Path, args: &[&str]) -> (u32, Vec<u8>) {
     drop(pair.master);
     result
 }
+
+/// Runs the binary in a pseudo-terminal until it has written `lines` line breaks, then
+/// kills it (for commands that run until interrupted): every byte written until then, at
+/// most `PATIENCE`.
+pub async fn run_in_pty_for_lines(dir: &Path, args: &[&str], lines: usize) -> Vec<u8> {
+    use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+    use std::io::Read;
+    let pair = native_pty_system()
+        .openpty(PtySize {
+            rows: 24,
+            cols: 200,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .expect("a pty");
+    let mut command = CommandBuilder::new(env!("CARGO_BIN_EXE_ephemeral"));
+    command.args(args);
+    command.env("EPHEMERAL_BUS_DIR", dir);
+    for var in [
+        "EPHEMERAL_BUS",
+        "EPHEMERAL_NATS",
+        "EPHEMERAL_NATS_PREFIX",
+        "EPHEMERAL_NATS_CREDS",
+    ] {
+        command.env_remove(var);
+    }
+    let mut child = pair.slave.spawn_command(command).expect("spawn in the pty");
+    drop(pair.slave);
+    let mut reader = pair.master.try_clone_reader().expect("pty reader");
+    let what = args.join(" ");
+    let read = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 8192];
+        while out.iter().filter(|&&b| b == b'\n').count() < lines {
+            match reader.read(&mut buf) {
+                Ok(n) if n > 0 => out.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        out
+    });
+    let out = tokio::time::timeout(PATIENCE, read)
+        .await
+        .unwrap_or_else(|_| panic!("`ephemeral {what}` wrote no {lines} lines in a terminal"))
+        .expect("the reader thread");
+    drop(pair.master);
+    out
+}
