@@ -421,6 +421,27 @@ async fn bridged_sinks_share_signals_with_their_remaining_ttl_and_no_echo() {
     assert_eq!(bridge_a.raised(), 0);
 }
 
+/// Raised faster than the bridge publishes (no await between raises, one thread), the
+/// bridge's subscription of the sink drops the oldest: every signal dropped is one failure,
+/// so published and failed add up to what was raised (it counted the whole loss as 1:
+/// 5,000 raised gave 1,024 published and 1 failed).
+#[tokio::test(flavor = "current_thread")]
+async fn signals_a_bridge_could_not_keep_up_with_each_count_as_failed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = open(tmp.path(), "t").await;
+    let sink = SignalSink::default();
+    let bridge = a.bridge(&sink, "burst.*").await.unwrap();
+    const RAISED: u64 = 5_000;
+    for i in 0..RAISED {
+        sink.raise(&format!("burst.{i}")).unwrap();
+    }
+    assert!(eventually(LONG, || bridge.published() + bridge.failed() == RAISED).await);
+    assert!(
+        bridge.failed() > 0,
+        "the burst overflowed the bridge's subscription"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ring_of_three_buses_delivers_one_raise_once_per_sink() {
     let tmp = tempfile::tempdir().unwrap();

@@ -237,7 +237,9 @@ impl Bridge {
     }
 
     /// Signals that could not be forwarded: a publish refused (disconnected, say), a
-    /// raise refused by the sink, or signals the local sink subscription lost.
+    /// raise refused by the sink, or signals the local sink subscription lost (each one
+    /// counted: when signals are raised faster than the link takes them, the bridge's
+    /// subscription of the sink drops the oldest, and every one dropped counts here).
     #[must_use]
     pub fn failed(&self) -> u64 {
         self.counters.failed.load(Ordering::Relaxed)
@@ -316,9 +318,13 @@ struct Outward<L> {
 impl<L: Link> Outward<L> {
     async fn run(self, mut local: ephemeral::Subscription) {
         while let Some(item) = local.next().await {
-            let Ok(signal) = item else {
-                self.counters.failed();
-                continue;
+            let signal = match item {
+                Ok(signal) => signal,
+                Err(lagged) => {
+                    // The sink subscription lost `n` signals: each is one not forwarded.
+                    Counters::add(&self.counters.failed, lagged.count());
+                    continue;
+                }
             };
             let Some(out) = self.outgoing(&signal) else {
                 continue;
