@@ -421,6 +421,26 @@ async fn bridged_sinks_share_signals_with_their_remaining_ttl_and_no_echo() {
     assert_eq!(bridge_a.raised(), 0);
 }
 
+/// A pattern that matches no name would bridge nothing, silently: refused, as over NATS (it
+/// was accepted: `bus.bridge(&sink, ",")`, `""` and `"a b"` returned a bridge carrying
+/// nothing, while `Nats::bridge` refused them with `EmptyPattern`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridge_pattern_matching_nothing_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = open(tmp.path(), "t").await;
+    let sink = SignalSink::default();
+    for pattern in ["", ",", " , ", "a b", "a b,c\td.*"] {
+        let error = a.bridge(&sink, pattern).await.unwrap_err();
+        assert!(
+            matches!(&error, BusError::EmptyPattern { pattern: p } if p == pattern),
+            "{pattern:?}: {error}"
+        );
+        assert!(error.to_string().contains("give a pattern such as"));
+    }
+    // One usable alternative is enough.
+    drop(a.bridge(&sink, "a b,error.*").await.unwrap());
+}
+
 /// Raised faster than the bridge publishes (no await between raises, one thread), the
 /// bridge's subscription of the sink drops the oldest: every signal dropped is one failure,
 /// so published and failed add up to what was raised (it counted the whole loss as 1:

@@ -283,6 +283,8 @@ impl Bus {
     ///
     /// # Errors
     ///
+    /// [`BusError::EmptyPattern`] for a pattern that matches no name (`""`, `","`,
+    /// `"a b"`: it would bridge nothing), as `Nats::bridge` refuses it;
     /// [`BusError::Closed`] if the bus was closed.
     pub async fn bridge(&self, sink: &SignalSink, pattern: &str) -> Result<Bridge, BusError> {
         self.bridge_with(sink, pattern, BridgeOptions::default())
@@ -293,7 +295,7 @@ impl Bus {
     ///
     /// # Errors
     ///
-    /// [`BusError::Closed`] if the bus was closed.
+    /// As [`bridge`](Self::bridge).
     pub async fn bridge_with(
         &self,
         sink: &SignalSink,
