@@ -109,7 +109,9 @@ impl Counters {
 /// skips its own messages when its link hands them back, drops any signal whose origin is
 /// its own sink, raises a signal that reaches a sink along two paths only once (by origin
 /// and origin sequence), and stops forwarding after [`BridgeOptions::max_hops`]. So a ring
-/// of buses (and NATS) delivers one raise once per sink.
+/// of buses (and NATS) delivers one raise once per sink. A plain message on a bridged
+/// topic (`Bus::publish`, not from a bridge) is raised as a signal and identified by its
+/// publisher's number the same way: once per sink, however many bridges reach it.
 ///
 /// Holds are mirrored as leases: the holder's bridge refreshes each live hold every third
 /// of the lease ([`BridgeOptions::hold_lease`]: 1 s on the bus, 3 s over NATS) and
@@ -379,6 +381,15 @@ impl<L: Link> Outward<L> {
     }
 }
 
+/// The identity of a plain message (published on the link, not by a bridge), within its
+/// origin: its publisher's number, mixed with its topic (over NATS a publisher numbers
+/// each topic from 1). With it, a plain message reaching a sink along two paths (two
+/// bridges of the sink, or a ring) is raised there once, as a bridged signal is. `None`
+/// for an unnumbered message (id 0): nothing tells two of those apart.
+fn plain_seq(message: &Message) -> Option<u64> {
+    (message.id() != 0).then(|| via_of(("plain", message.topic().as_str(), message.id())))
+}
+
 /// The inbound side of a bridge: raises remote signals and mirrors remote holds.
 struct Inward {
     sink: SignalSink,
@@ -441,7 +452,7 @@ impl Inward {
                 return;
             }
             Some(Bridged::Signal { seq }) => Some(seq),
-            None => None,
+            None => plain_seq(message),
         };
         let ttl = message.ttl().unwrap_or_else(|| self.sink.max_age());
         if ttl.is_zero() {
@@ -457,7 +468,13 @@ impl Inward {
                 return;
             }
         }
-        match self.sink.raise_with(self.builder(message).expires_in(ttl)) {
+        let mut signal = self.builder(message).expires_in(ttl);
+        if let (Some(seq), None) = (seq, message.header(SEQ_HEADER)) {
+            // A plain message: the raised signal carries the identity given to it, so that
+            // a bridge forwarding it onwards passes that on, not the signal's local number.
+            signal = signal.header(SEQ_HEADER, seq as i64);
+        }
+        match self.sink.raise_with(signal) {
             Ok(_) => Counters::add(&self.counters.raised, 1),
             Err(_) => self.counters.failed(),
         }
