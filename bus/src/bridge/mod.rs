@@ -104,6 +104,12 @@ impl Counters {
 /// What travels: the signal's name, key, payload and headers (typed), and its *remaining*
 /// time to live (wall-clock agnostic), so it expires on time everywhere.
 ///
+/// What does not travel: removing a raised signal early
+/// ([`retract`](SignalSink::retract), `retract_key`, `clear`, eviction by capacity) is
+/// local; the copies in other sinks live out their time to live. (The sink reports no
+/// removal a bridge could forward, nor removes one signal by its number.) For a condition
+/// that can end early everywhere, [`hold`](SignalSink::hold) it: a release crosses at once.
+///
 /// Loops cannot happen: a bridged signal carries its origin process, its hop count and the
 /// medium it came by. A bridge never publishes a signal back onto the medium it came from,
 /// skips its own messages when its link hands them back, drops any signal whose origin is
