@@ -496,6 +496,28 @@ async fn a_plain_message_is_raised_once_per_sink_whatever_the_paths() {
     assert_eq!(counts, [1, 1, 1]);
 }
 
+/// `max_hops(0)` is taken as 1: the sink's own signals and holds still cross (they were
+/// counted as loops and nothing was published: published 0, looped 1), and with 1 nothing
+/// that came from elsewhere is forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_hops_zero_still_bridges_the_sinks_own_signals() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = open(tmp.path(), "t").await;
+    let b = open(tmp.path(), "t").await;
+    let (sink_a, sink_b) = (SignalSink::default(), SignalSink::default());
+    let options = ephemeral_bus::BridgeOptions::default().max_hops(0);
+    let bridge_a = a.bridge_with(&sink_a, "x.*", options).await.unwrap();
+    let _bridge_b = b.bridge(&sink_b, "x.*").await.unwrap();
+    sink_a.raise("x.a").unwrap();
+    let _held = sink_a.hold("x.h").unwrap();
+    assert!(
+        eventually(LONG, || sink_b.has_signal("x.a")
+            && sink_b.has_signal("x.h"))
+        .await
+    );
+    assert_eq!((bridge_a.published(), bridge_a.looped()), (1, 0));
+}
+
 /// Raised faster than the bridge publishes (no await between raises, one thread), the
 /// bridge's subscription of the sink drops the oldest: every signal dropped is one failure,
 /// so published and failed add up to what was raised (it counted the whole loss as 1:

@@ -59,9 +59,12 @@ impl Default for BridgeOptions {
 
 impl BridgeOptions {
     /// How many bridges a signal may cross before it is no longer forwarded (default 8): the
-    /// last guard against loops in topologies of several buses.
+    /// last guard against loops in topologies of several buses. `1` bridges the sink's own
+    /// signals and holds and forwards none that came from elsewhere; `0` is taken as `1`
+    /// (a bridge that publishes nothing of its own sink is not a bridge: it used to count
+    /// the sink's own signals as loops and publish nothing).
     pub fn max_hops(mut self, hops: u8) -> Self {
-        self.max_hops = hops;
+        self.max_hops = hops.max(1);
         self
     }
 
