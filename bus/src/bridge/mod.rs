@@ -107,6 +107,15 @@ impl Counters {
 /// What travels: the signal's name, key, payload and headers (typed), and its *remaining*
 /// time to live (wall-clock agnostic), so it expires on time everywhere.
 ///
+/// Limits: the raised copy carries four bookkeeping headers besides the signal's own
+/// (`bus.origin`, `bus.hops`, `bus.via`, `bus.seq`), so a signal crosses when it has at most
+/// the receiving sink's `max_headers` − 4 of its own (28 by default); one with more is
+/// refused by that sink and counted in the receiving bridge's [`failed`](Self::failed). On
+/// the bus a header key is at most 255 bytes and a string value at most 65,535
+/// ([`BusError::HeadersTooLarge`]): such a signal is not published, and counts in the
+/// sending bridge's `failed`. Never silent, but lost: keep bridged signals' headers few and
+/// short, and put data in the payload.
+///
 /// What does not travel: removing a raised signal early
 /// ([`retract`](SignalSink::retract), `retract_key`, `clear`, eviction by capacity) is
 /// local; the copies in other sinks live out their time to live. (The sink reports no
