@@ -125,6 +125,16 @@ pub enum BusError {
     /// bus's database failed); it was not published.
     #[error("the message could not be kept for a durable subscription: {0}")]
     Retained(#[source] Box<crate::retained::StoreError>),
+    /// A bridge's pattern matches no name ([`Pattern::is_empty`](ephemeral::Pattern::is_empty):
+    /// empty, or every alternative holds whitespace or a control character), so it would
+    /// bridge nothing; `Nats::bridge` refuses it alike.
+    #[error(
+        "pattern `{pattern}` matches no valid name (it is empty, or every alternative holds whitespace or a control character): give a pattern such as `orders.*`"
+    )]
+    EmptyPattern {
+        /// The pattern.
+        pattern: String,
+    },
     /// The bus was closed.
     #[error("the bus is closed: open it again")]
     Closed,

@@ -24,9 +24,13 @@ pub(crate) struct Locals {
     write: Mutex<()>,
     pub(crate) topics: Topics,
     pub(crate) replies: Replies,
-    /// The id of the next message this peer sends (per origin, increasing).
-    next_id: AtomicU64,
 }
+
+/// The id of the next message this process sends, whichever of its bus handles sends it:
+/// ids are per origin ([`process_origin`](crate::process_origin), one per process), so
+/// (origin, id) names one message. (Each handle used to count from 1, so two handles of
+/// one process gave two messages the same (origin, id).)
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// A published message that [`Locals::dispatch_now`] could not deliver without waiting: the
 /// subscriptions from the full one on still need it.
@@ -54,15 +58,14 @@ impl Locals {
             write: Mutex::new(()),
             topics: Topics::default(),
             replies: Replies::default(),
-            next_id: AtomicU64::new(1),
         }
     }
 
-    /// The id for the next message this peer sends.
+    /// The id for the next message this peer sends (see [`NEXT_ID`]).
     pub(crate) fn next_id(&self) -> u64 {
         // Relaxed: ids only need to be distinct and increasing per thread of publishing; the
         // per-publisher order on the wire comes from the connection, not from this counter.
-        self.next_id.fetch_add(1, Ordering::Relaxed)
+        NEXT_ID.fetch_add(1, Ordering::Relaxed)
     }
 
     pub(crate) fn add(&self, sub: Arc<LocalSub>) {

@@ -421,6 +421,124 @@ async fn bridged_sinks_share_signals_with_their_remaining_ttl_and_no_echo() {
     assert_eq!(bridge_a.raised(), 0);
 }
 
+/// A pattern that matches no name would bridge nothing, silently: refused, as over NATS (it
+/// was accepted: `bus.bridge(&sink, ",")`, `""` and `"a b"` returned a bridge carrying
+/// nothing, while `Nats::bridge` refused them with `EmptyPattern`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridge_pattern_matching_nothing_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = open(tmp.path(), "t").await;
+    let sink = SignalSink::default();
+    for pattern in ["", ",", " , ", "a b", "a b,c\td.*"] {
+        let error = a.bridge(&sink, pattern).await.unwrap_err();
+        assert!(
+            matches!(&error, BusError::EmptyPattern { pattern: p } if p == pattern),
+            "{pattern:?}: {error}"
+        );
+        assert!(error.to_string().contains("give a pattern such as"));
+    }
+    // One usable alternative is enough.
+    drop(a.bridge(&sink, "a b,error.*").await.unwrap());
+}
+
+/// A plain message (`Bus::publish`, not from a bridge) is raised once per sink however many
+/// bridges reach the sink, as a bridged signal is (it was raised once per path: two bridges
+/// of one sink gave 2; in a ring of three buses sinks 0 and 1 held 2 each), and two plain
+/// messages from two handles of one process are still two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_message_is_raised_once_per_sink_whatever_the_paths() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        open(tmp.path(), "t").await,
+        open(tmp.path(), "t").await,
+        open(tmp.path(), "t").await,
+    );
+    let sink = SignalSink::default();
+    let wide = a.bridge(&sink, "error.*").await.unwrap();
+    let narrow = a.bridge(&sink, "error.db").await.unwrap();
+    b.publish("error.db", b"x").await.unwrap();
+    // Two handles of this process: their first messages are distinct messages.
+    c.publish("error.db", b"y").await.unwrap();
+    assert!(
+        eventually(LONG, || wide.raised()
+            + narrow.raised()
+            + wide.looped()
+            + narrow.looped()
+            == 4)
+        .await
+    );
+    assert_eq!(sink.count("error.*"), 2, "each message once");
+    assert_eq!(wide.raised() + narrow.raised(), 2);
+
+    // A ring: bus i joins sink i and sink i+1; one plain publish on bus x.
+    let sinks: Vec<SignalSink> = (0..3).map(|_| SignalSink::default()).collect();
+    let mut bridges = Vec::new();
+    for (i, name) in ["x", "y", "z"].into_iter().enumerate() {
+        for s in [i, (i + 1) % 3] {
+            let bus = open(tmp.path(), name).await;
+            bridges.push((bus.bridge(&sinks[s], "alarm.*").await.unwrap(), bus));
+        }
+    }
+    let x = open(tmp.path(), "x").await;
+    x.publish("alarm.fire", b"").await.unwrap();
+    // Sinks 0 and 1 get it from x and forward it (on z, on y); sink 2 gets both copies and
+    // forwards the first onwards to sink 0 or 1 again: five arrivals, each raised or
+    // counted looped.
+    let arrivals = |b: &[(ephemeral_bus::Bridge, Bus)]| -> u64 {
+        b.iter().map(|(b, _)| b.raised() + b.looped()).sum()
+    };
+    assert!(
+        eventually(LONG, || arrivals(&bridges) == 5).await,
+        "{}",
+        arrivals(&bridges)
+    );
+    let counts: Vec<usize> = sinks.iter().map(|s| s.count("alarm.*")).collect();
+    assert_eq!(counts, [1, 1, 1]);
+}
+
+/// `max_hops(0)` is taken as 1: the sink's own signals and holds still cross (they were
+/// counted as loops and nothing was published: published 0, looped 1), and with 1 nothing
+/// that came from elsewhere is forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_hops_zero_still_bridges_the_sinks_own_signals() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = open(tmp.path(), "t").await;
+    let b = open(tmp.path(), "t").await;
+    let (sink_a, sink_b) = (SignalSink::default(), SignalSink::default());
+    let options = ephemeral_bus::BridgeOptions::default().max_hops(0);
+    let bridge_a = a.bridge_with(&sink_a, "x.*", options).await.unwrap();
+    let _bridge_b = b.bridge(&sink_b, "x.*").await.unwrap();
+    sink_a.raise("x.a").unwrap();
+    let _held = sink_a.hold("x.h").unwrap();
+    assert!(
+        eventually(LONG, || sink_b.has_signal("x.a")
+            && sink_b.has_signal("x.h"))
+        .await
+    );
+    assert_eq!((bridge_a.published(), bridge_a.looped()), (1, 0));
+}
+
+/// Raised faster than the bridge publishes (no await between raises, one thread), the
+/// bridge's subscription of the sink drops the oldest: every signal dropped is one failure,
+/// so published and failed add up to what was raised (it counted the whole loss as 1:
+/// 5,000 raised gave 1,024 published and 1 failed).
+#[tokio::test(flavor = "current_thread")]
+async fn signals_a_bridge_could_not_keep_up_with_each_count_as_failed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = open(tmp.path(), "t").await;
+    let sink = SignalSink::default();
+    let bridge = a.bridge(&sink, "burst.*").await.unwrap();
+    const RAISED: u64 = 5_000;
+    for i in 0..RAISED {
+        sink.raise(&format!("burst.{i}")).unwrap();
+    }
+    assert!(eventually(LONG, || bridge.published() + bridge.failed() == RAISED).await);
+    assert!(
+        bridge.failed() > 0,
+        "the burst overflowed the bridge's subscription"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ring_of_three_buses_delivers_one_raise_once_per_sink() {
     let tmp = tempfile::tempdir().unwrap();

@@ -69,7 +69,8 @@ impl From<BusError> for Failure {
             | BusError::BusName(_)
             | BusError::PathTooLong { .. }
             | BusError::PayloadTooLarge { .. }
-            | BusError::HeadersTooLarge { .. } => USAGE,
+            | BusError::HeadersTooLarge { .. }
+            | BusError::EmptyPattern { .. } => USAGE,
             BusError::NotOwner { .. } | BusError::Permissions { .. } => REFUSED,
             BusError::Io { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => {
                 REFUSED

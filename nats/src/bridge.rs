@@ -60,6 +60,8 @@ impl Nats {
     /// raised locally. See [`Bridge`] for the rules; in short:
     ///
     /// * a signal keeps its key, payload, typed headers and *remaining* time to live;
+    /// * a retract (or `clear`) is local: the copies elsewhere live out their time to
+    ///   live; hold a condition that can end early (its release crosses at once);
     /// * a hold is mirrored as a lease (3 s by default, refreshed every second): it ends
     ///   at once when its holder releases it, and 2 to 4 s after its holder dies or the
     ///   network breaks — then it comes back with the next refresh once the network does;

@@ -174,6 +174,25 @@ async fn a_pattern_matching_nothing_is_an_error() {
     assert!(matches!(error, NatsError::EmptyPattern { .. }), "{error}");
 }
 
+/// A plain message (`Nats::publish`, not from a bridge) reaching a sink by two bridges is
+/// raised once, as a bridged signal is; two topics numbered 1 by one publisher are still two
+/// messages (they were raised once per bridge: 4 for 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_message_reaching_a_sink_by_two_bridges_is_raised_once() {
+    let server = NatsServer::start().await;
+    let (a, b) = two(&server).await;
+    let publisher = Nats::connect(&server.url()).await.unwrap();
+    let sink = SignalSink::default();
+    let one = a.bridge(&sink, "error.*").await.unwrap();
+    let other = b.bridge(&sink, "error.*").await.unwrap();
+    publisher.publish("error.db", "x").await.unwrap();
+    publisher.publish("error.net", "y").await.unwrap();
+    let arrivals = || one.raised() + one.looped() + other.raised() + other.looped();
+    eventually("four arrivals", || arrivals() == 4).await;
+    assert_eq!(sink.count("error.db"), 1);
+    assert_eq!(sink.count("error.net"), 1);
+}
+
 /// Sinks 0, 1, 2 in a ring of three media: bus x joins 0 and 1, NATS joins 1 and 2, bus y
 /// joins 2 and 0. Every signal reaches every sink by two paths.
 struct Ring {

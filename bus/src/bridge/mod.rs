@@ -59,9 +59,12 @@ impl Default for BridgeOptions {
 
 impl BridgeOptions {
     /// How many bridges a signal may cross before it is no longer forwarded (default 8): the
-    /// last guard against loops in topologies of several buses.
+    /// last guard against loops in topologies of several buses. `1` bridges the sink's own
+    /// signals and holds and forwards none that came from elsewhere; `0` is taken as `1`
+    /// (a bridge that publishes nothing of its own sink is not a bridge: it used to count
+    /// the sink's own signals as loops and publish nothing).
     pub fn max_hops(mut self, hops: u8) -> Self {
-        self.max_hops = hops;
+        self.max_hops = hops.max(1);
         self
     }
 
@@ -104,12 +107,29 @@ impl Counters {
 /// What travels: the signal's name, key, payload and headers (typed), and its *remaining*
 /// time to live (wall-clock agnostic), so it expires on time everywhere.
 ///
+/// Limits: the raised copy carries four bookkeeping headers besides the signal's own
+/// (`bus.origin`, `bus.hops`, `bus.via`, `bus.seq`), so a signal crosses when it has at most
+/// the receiving sink's `max_headers` − 4 of its own (28 by default); one with more is
+/// refused by that sink and counted in the receiving bridge's [`failed`](Self::failed). On
+/// the bus a header key is at most 255 bytes and a string value at most 65,535
+/// ([`BusError::HeadersTooLarge`]): such a signal is not published, and counts in the
+/// sending bridge's `failed`. Never silent, but lost: keep bridged signals' headers few and
+/// short, and put data in the payload.
+///
+/// What does not travel: removing a raised signal early
+/// ([`retract`](SignalSink::retract), `retract_key`, `clear`, eviction by capacity) is
+/// local; the copies in other sinks live out their time to live. (The sink reports no
+/// removal a bridge could forward, nor removes one signal by its number.) For a condition
+/// that can end early everywhere, [`hold`](SignalSink::hold) it: a release crosses at once.
+///
 /// Loops cannot happen: a bridged signal carries its origin process, its hop count and the
 /// medium it came by. A bridge never publishes a signal back onto the medium it came from,
 /// skips its own messages when its link hands them back, drops any signal whose origin is
 /// its own sink, raises a signal that reaches a sink along two paths only once (by origin
 /// and origin sequence), and stops forwarding after [`BridgeOptions::max_hops`]. So a ring
-/// of buses (and NATS) delivers one raise once per sink.
+/// of buses (and NATS) delivers one raise once per sink. A plain message on a bridged
+/// topic (`Bus::publish`, not from a bridge) is raised as a signal and identified by its
+/// publisher's number the same way: once per sink, however many bridges reach it.
 ///
 /// Holds are mirrored as leases: the holder's bridge refreshes each live hold every third
 /// of the lease ([`BridgeOptions::hold_lease`]: 1 s on the bus, 3 s over NATS) and
@@ -237,7 +257,9 @@ impl Bridge {
     }
 
     /// Signals that could not be forwarded: a publish refused (disconnected, say), a
-    /// raise refused by the sink, or signals the local sink subscription lost.
+    /// raise refused by the sink, or signals the local sink subscription lost (each one
+    /// counted: when signals are raised faster than the link takes them, the bridge's
+    /// subscription of the sink drops the oldest, and every one dropped counts here).
     #[must_use]
     pub fn failed(&self) -> u64 {
         self.counters.failed.load(Ordering::Relaxed)
@@ -281,6 +303,8 @@ impl Bus {
     ///
     /// # Errors
     ///
+    /// [`BusError::EmptyPattern`] for a pattern that matches no name (`""`, `","`,
+    /// `"a b"`: it would bridge nothing), as `Nats::bridge` refuses it;
     /// [`BusError::Closed`] if the bus was closed.
     pub async fn bridge(&self, sink: &SignalSink, pattern: &str) -> Result<Bridge, BusError> {
         self.bridge_with(sink, pattern, BridgeOptions::default())
@@ -291,7 +315,7 @@ impl Bus {
     ///
     /// # Errors
     ///
-    /// [`BusError::Closed`] if the bus was closed.
+    /// As [`bridge`](Self::bridge).
     pub async fn bridge_with(
         &self,
         sink: &SignalSink,
@@ -316,9 +340,13 @@ struct Outward<L> {
 impl<L: Link> Outward<L> {
     async fn run(self, mut local: ephemeral::Subscription) {
         while let Some(item) = local.next().await {
-            let Ok(signal) = item else {
-                self.counters.failed();
-                continue;
+            let signal = match item {
+                Ok(signal) => signal,
+                Err(lagged) => {
+                    // The sink subscription lost `n` signals: each is one not forwarded.
+                    Counters::add(&self.counters.failed, lagged.count());
+                    continue;
+                }
             };
             let Some(out) = self.outgoing(&signal) else {
                 continue;
@@ -369,6 +397,15 @@ impl<L: Link> Outward<L> {
         }
         Some(out)
     }
+}
+
+/// The identity of a plain message (published on the link, not by a bridge), within its
+/// origin: its publisher's number, mixed with its topic (over NATS a publisher numbers
+/// each topic from 1). With it, a plain message reaching a sink along two paths (two
+/// bridges of the sink, or a ring) is raised there once, as a bridged signal is. `None`
+/// for an unnumbered message (id 0): nothing tells two of those apart.
+fn plain_seq(message: &Message) -> Option<u64> {
+    (message.id() != 0).then(|| via_of(("plain", message.topic().as_str(), message.id())))
 }
 
 /// The inbound side of a bridge: raises remote signals and mirrors remote holds.
@@ -433,7 +470,7 @@ impl Inward {
                 return;
             }
             Some(Bridged::Signal { seq }) => Some(seq),
-            None => None,
+            None => plain_seq(message),
         };
         let ttl = message.ttl().unwrap_or_else(|| self.sink.max_age());
         if ttl.is_zero() {
@@ -449,7 +486,13 @@ impl Inward {
                 return;
             }
         }
-        match self.sink.raise_with(self.builder(message).expires_in(ttl)) {
+        let mut signal = self.builder(message).expires_in(ttl);
+        if let (Some(seq), None) = (seq, message.header(SEQ_HEADER)) {
+            // A plain message: the raised signal carries the identity given to it, so that
+            // a bridge forwarding it onwards passes that on, not the signal's local number.
+            signal = signal.header(SEQ_HEADER, seq as i64);
+        }
+        match self.sink.raise_with(signal) {
             Ok(_) => Counters::add(&self.counters.raised, 1),
             Err(_) => self.counters.failed(),
         }
