@@ -389,6 +389,8 @@ impl Bus {
     ///
     /// # Errors
     ///
+    /// [`BusError::EmptyPattern`] for a pattern that matches no name (`""`, `","`, `"a b"`:
+    /// it would never receive anything; `Nats::subscribe` refuses it alike),
     /// [`BusError::Closed`] if the bus was closed.
     pub async fn subscribe_with(
         &self,
@@ -396,8 +398,14 @@ impl Bus {
         buffer: Buffer,
         overflow: Overflow,
     ) -> Result<Subscription, BusError> {
+        let pattern_checked = Pattern::new(pattern);
+        if pattern_checked.is_empty() {
+            return Err(BusError::EmptyPattern {
+                pattern: pattern.to_owned(),
+            });
+        }
         Ok(self
-            .register(Pattern::new(pattern), Interest::Messages, buffer, overflow)
+            .register(pattern_checked, Interest::Messages, buffer, overflow)
             .await)
     }
 

@@ -441,6 +441,22 @@ async fn a_bridge_pattern_matching_nothing_is_refused() {
     drop(a.bridge(&sink, "a b,error.*").await.unwrap());
 }
 
+/// A subscription on a pattern that matches no name is refused, as `Nats::subscribe` refuses
+/// it (it was accepted and never received anything).
+#[tokio::test]
+async fn a_subscription_pattern_matching_nothing_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = open(tmp.path(), "t").await;
+    for pattern in ["", ",", " , ", "a b"] {
+        let error = a.subscribe(pattern).await.unwrap_err();
+        assert!(
+            matches!(&error, BusError::EmptyPattern { pattern: p } if p == pattern),
+            "{pattern:?}: {error}"
+        );
+    }
+    drop(a.subscribe("a b,orders.*").await.unwrap());
+}
+
 /// A plain message (`Bus::publish`, not from a bridge) is raised once per sink however many
 /// bridges reach the sink, as a bridged signal is (it was raised once per path: two bridges
 /// of one sink gave 2; in a ring of three buses sinks 0 and 1 held 2 each), and two plain
