@@ -120,11 +120,19 @@ pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
-/// Runs the binary in a pseudo-terminal (stdout is a terminal) to completion, at most
-/// `PATIENCE`: exit code and every byte it wrote to the terminal.
-pub async fn run_in_pty(dir: &Path, args: &[&str]) -> (u32, Vec<u8>) {
+/// The binary spawned in a fresh pseudo-terminal (stdout is a terminal) on the bus
+/// directory `dir`, with no bus or NATS variable of the caller's environment: the child,
+/// a reader of everything it writes, and the terminal's master side (kept open until the
+/// reading ends).
+fn spawn_in_pty(
+    dir: &Path,
+    args: &[&str],
+) -> (
+    Box<dyn portable_pty::Child + Send + Sync>,
+    Box<dyn std::io::Read + Send>,
+    Box<dyn portable_pty::MasterPty + Send>,
+) {
     use portable_pty::{CommandBuilder, PtySize, native_pty_system};
-    use std::io::Read;
     let pair = native_pty_system()
         .openpty(PtySize {
             rows: 24,
@@ -144,9 +152,16 @@ pub async fn run_in_pty(dir: &Path, args: &[&str]) -> (u32, Vec<u8>) {
     ] {
         command.env_remove(var);
     }
-    let mut child = pair.slave.spawn_command(command).expect("spawn in the pty");
+    let child = pair.slave.spawn_command(command).expect("spawn in the pty");
     drop(pair.slave);
-    let mut reader = pair.master.try_clone_reader().expect("pty reader");
+    let reader = pair.master.try_clone_reader().expect("pty reader");
+    (child, reader, pair.master)
+}
+
+/// Runs the binary in a pseudo-terminal (stdout is a terminal) to completion, at most
+/// `PATIENCE`: exit code and every byte it wrote to the terminal.
+pub async fn run_in_pty(dir: &Path, args: &[&str]) -> (u32, Vec<u8>) {
+    let (mut child, mut reader, master) = spawn_in_pty(dir, args);
     let what = args.join(" ");
     let read = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
@@ -165,7 +180,7 @@ pub async fn run_in_pty(dir: &Path, args: &[&str]) -> (u32, Vec<u8>) {
         .await
         .unwrap_or_else(|_| panic!("`ephemeral {what}` did not finish in a terminal"))
         .expect("the reader thread");
-    drop(pair.master);
+    drop(master);
     result
 }
 
@@ -173,30 +188,7 @@ pub async fn run_in_pty(dir: &Path, args: &[&str]) -> (u32, Vec<u8>) {
 /// kills it (for commands that run until interrupted): every byte written until then, at
 /// most `PATIENCE`.
 pub async fn run_in_pty_for_lines(dir: &Path, args: &[&str], lines: usize) -> Vec<u8> {
-    use portable_pty::{CommandBuilder, PtySize, native_pty_system};
-    use std::io::Read;
-    let pair = native_pty_system()
-        .openpty(PtySize {
-            rows: 24,
-            cols: 200,
-            pixel_width: 0,
-            pixel_height: 0,
-        })
-        .expect("a pty");
-    let mut command = CommandBuilder::new(env!("CARGO_BIN_EXE_ephemeral"));
-    command.args(args);
-    command.env("EPHEMERAL_BUS_DIR", dir);
-    for var in [
-        "EPHEMERAL_BUS",
-        "EPHEMERAL_NATS",
-        "EPHEMERAL_NATS_PREFIX",
-        "EPHEMERAL_NATS_CREDS",
-    ] {
-        command.env_remove(var);
-    }
-    let mut child = pair.slave.spawn_command(command).expect("spawn in the pty");
-    drop(pair.slave);
-    let mut reader = pair.master.try_clone_reader().expect("pty reader");
+    let (mut child, mut reader, master) = spawn_in_pty(dir, args);
     let what = args.join(" ");
     let read = tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
@@ -215,6 +207,6 @@ pub async fn run_in_pty_for_lines(dir: &Path, args: &[&str], lines: usize) -> Ve
         .await
         .unwrap_or_else(|_| panic!("`ephemeral {what}` wrote no {lines} lines in a terminal"))
         .expect("the reader thread");
-    drop(pair.master);
+    drop(master);
     out
 }
