@@ -280,9 +280,9 @@ impl DurableSubscription {
 
     /// Acknowledges every message up to and including `sequence`. A sequence past the
     /// last message kept (`u64::MAX`, say) acknowledges every message kept so far, and none
-    /// published later, on both backends. On the bus, messages acknowledged before this
-    /// subscriber read them (a backlog skipped this way) are passed over without a
-    /// [`Lagged`]: they were not dropped by a bound.
+    /// published later, on both backends. Messages acknowledged before this subscriber
+    /// read them (a backlog skipped this way) are passed over without a [`Lagged`], on both
+    /// backends: they were not dropped by a bound.
     ///
     /// # Errors
     ///

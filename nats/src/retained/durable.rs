@@ -58,6 +58,10 @@ pub(crate) struct NatsDurable {
     floor_key: String,
     /// The acknowledged position, written under this lock so acks never go backwards.
     floor: Arc<tokio::sync::Mutex<u64>>,
+    /// The acknowledged position as the deliveries read it: messages at or below it were
+    /// consumed by an acknowledgement (one made ahead of reading, `ack_sequence(u64::MAX)`
+    /// to skip a backlog), so they are neither delivered nor counted as lost.
+    acked: Arc<AtomicU64>,
     /// The highest stream sequence seen by the deliveries: the stream holds at least that
     /// many, so an ack up to it needs no look at the stream's end.
     seen: Arc<AtomicU64>,
@@ -190,14 +194,18 @@ impl NatsDurable {
         let raw = consumer.messages().await.or_fail("subscribe")?;
         let expired = Arc::new(AtomicU64::new(0));
         let seen = Arc::new(AtomicU64::new(floor));
+        let acked = Arc::new(AtomicU64::new(floor));
         let messages = deliveries(
             raw,
             first,
             nats.prefix().to_owned(),
-            routed.filter,
-            read_age,
+            Filters {
+                pattern: routed.filter,
+                max_age: read_age,
+            },
             Arc::clone(&expired),
             Arc::clone(&seen),
+            Arc::clone(&acked),
         );
         Ok(Self {
             name,
@@ -208,6 +216,7 @@ impl NatsDurable {
             state,
             floor_key,
             floor: Arc::new(tokio::sync::Mutex::new(floor)),
+            acked,
             seen,
             expired,
             messages,
@@ -216,18 +225,30 @@ impl NatsDurable {
     }
 }
 
+/// What a delivery must match besides being next: the local pattern (a route wider than
+/// the pattern) and the subscription's age bound when the server cannot hold it.
+struct Filters {
+    pattern: Option<Pattern>,
+    max_age: Option<Duration>,
+}
+
 /// Turns the stream's messages into deliveries: gaps (dropped by the bounds) become
-/// `Lagged`, messages off the pattern (a route wider than the pattern) and expired ones
-/// are skipped.
+/// `Lagged`, messages off the pattern and expired ones are skipped, and so are messages
+/// at or below `acked` (consumed by an acknowledgement made before they were read: not
+/// lost, so no `Lagged` for them).
 fn deliveries(
     raw: consumer::pull::Ordered,
     first: u64,
     prefix: String,
-    filter: Option<Pattern>,
-    max_age: Option<Duration>,
+    filters: Filters,
     expired: Arc<AtomicU64>,
     seen: Arc<AtomicU64>,
+    acked: Arc<AtomicU64>,
 ) -> BoxStream<'static, Result<DurableMessage, Lagged>> {
+    let Filters {
+        pattern: filter,
+        max_age,
+    } = filters;
     let mut expected = first;
     raw.filter_map(|m| std::future::ready(m.ok()))
         .flat_map(move |message| {
@@ -238,6 +259,9 @@ fn deliveries(
             let (seq, published) = (info.stream_sequence, system_time(&info.published));
             // Relaxed: a bound read by acks, which look at the stream when above it.
             seen.fetch_max(seq, Ordering::Relaxed);
+            // Acquire: pairs with the Release in `ack`, made before its purge, so a gap the
+            // purge opens is always known here as acknowledged.
+            expected = expected.max(acked.load(Ordering::Acquire).saturating_add(1));
             if seq < expected {
                 return futures::stream::iter(out);
             }
@@ -309,11 +333,12 @@ impl DurableBackend for NatsDurable {
     }
 
     fn ack(&self, sequence: u64) -> BoxFuture<'static, Result<(), StoreError>> {
-        let (state, key, mut stream, floor) = (
+        let (state, key, mut stream, floor, acked) = (
             self.state.clone(),
             self.floor_key.clone(),
             self.stream.clone(),
             Arc::clone(&self.floor),
+            Arc::clone(&self.acked),
         );
         // Relaxed: only a hint whether the stream's end must be asked.
         let seen = self.seen.load(Ordering::Relaxed);
@@ -346,6 +371,8 @@ impl DurableBackend for NatsDurable {
                 .await
                 .or_fail("acknowledge")?;
             *floor = sequence;
+            // Release: pairs with the Acquire in `deliveries`; before the purge.
+            acked.fetch_max(sequence, Ordering::Release);
             stream
                 .purge()
                 .sequence(sequence.saturating_add(1))
