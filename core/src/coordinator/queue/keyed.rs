@@ -225,10 +225,20 @@ impl<T, K: Hash + Eq + Clone> KeyedQueue<T, K> {
                 self.hot.remove(index)
             }
         }?;
+        self.start_head(key).ok()
+    }
+
+    /// Starts the head job of `key`, just taken out of its ready list, and puts the key back
+    /// in one if it may start another; `Err(key)` when it has no pending job (or no state).
+    fn start_head(&mut self, key: K) -> Result<Job<T, K>, K> {
         let (per_key, threshold) = (self.per_key, self.threshold);
-        let state = self.keys.get_mut(&key)?;
+        let Some(state) = self.keys.get_mut(&key) else {
+            return Err(key);
+        };
         state.ready = false;
-        let job = state.pending.pop_front()?;
+        let Some(job) = state.pending.pop_front() else {
+            return Err(key);
+        };
         state.running += 1;
         self.len -= 1;
         Self::ready_if(
@@ -239,7 +249,7 @@ impl<T, K: Hash + Eq + Clone> KeyedQueue<T, K> {
             &mut self.cold,
             &mut self.hot,
         );
-        Some(job)
+        Ok(job)
     }
 
     /// Puts `key` (whose state is `state`) in a ready list if it may start an item now.
@@ -303,26 +313,11 @@ impl<T: Send + 'static, K: Hash + Eq + Clone + Send + 'static> Queue<T> for Keye
         }
         loop {
             let key = self.cold.pop_front().or_else(|| self.hot.pop_front())?;
-            let Some(state) = self.keys.get_mut(&key) else {
-                continue;
-            };
-            state.ready = false;
-            let Some(job) = state.pending.pop_front() else {
-                self.reclaim(&key);
-                continue;
-            };
-            state.running += 1;
-            self.len -= 1;
-            let (per_key, threshold) = (self.per_key, self.threshold);
-            Self::ready_if(
-                state,
-                || key,
-                per_key,
-                threshold,
-                &mut self.cold,
-                &mut self.hot,
-            );
-            return Some(job);
+            match self.start_head(key) {
+                Ok(job) => return Some(job),
+                // Met in a ready list with nothing left: forgotten now if idle.
+                Err(key) => self.reclaim(&key),
+            }
         }
     }
 
