@@ -710,28 +710,6 @@ async fn a_durable_subscriber_gets_what_was_published_while_away_until_acknowled
     );
 }
 
-/// Acknowledging messages the subscriber has not read yet (`ack_sequence(u64::MAX)` to skip
-/// a backlog) passes over them without a `Lagged`: they were removed by the subscriber's own
-/// choice, not dropped by a bound. They used to be reported as `Lagged(5)`.
-#[tokio::test]
-async fn messages_acknowledged_before_they_are_read_are_not_reported_as_lagged() {
-    let dir = tempdir();
-    let bus = open(&dir).await;
-    drop(bus.subscribe_durable("backlog.*", "skipper").await.unwrap());
-    for i in 0..5 {
-        bus.publish("backlog.old", format!("{i}")).await.unwrap();
-    }
-    let mut sub = bus.subscribe_durable("backlog.*", "skipper").await.unwrap();
-    sub.ack_sequence(u64::MAX).await.unwrap();
-    bus.publish("backlog.new", b"after").await.unwrap();
-    let first = next(&mut sub).await;
-    assert_eq!(
-        first.map(|m| (m.sequence(), m.payload().to_vec())),
-        Ok((6, b"after".to_vec())),
-        "the first message after the acknowledged backlog, with no lag before it"
-    );
-}
-
 /// A publish refused for its size or its headers keeps nothing for durable subscribers: it
 /// used to be kept before the check, so the absent subscriber got a message whose publisher
 /// had been told it failed.

@@ -689,35 +689,3 @@ async fn with_the_server_down_room_errors_say_the_connection_is_down() {
         );
     }
 }
-
-/// Messages acknowledged ahead of reading (`ack_sequence(u64::MAX)` to skip a backlog) are
-/// neither delivered nor reported as `Lagged`, as on the bus: the purge the acknowledgement
-/// makes used to read as five messages dropped by the bounds.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn messages_acknowledged_before_they_are_read_are_not_reported_as_lagged() {
-    let server = NatsServer::start().await;
-    let nats = Nats::connect(&server.url()).await.expect("connect");
-    drop(
-        nats.subscribe_durable_with("backlog.*", "skipper", DurableOptions::default())
-            .await
-            .expect("attach"),
-    );
-    for i in 0..5 {
-        nats.publish("backlog.old", format!("{i}"))
-            .await
-            .expect("publish");
-    }
-    let mut sub = nats
-        .subscribe_durable("backlog.*", "skipper")
-        .await
-        .expect("attach again");
-    sub.ack_sequence(u64::MAX).await.expect("ack the backlog");
-    nats.publish("backlog.new", "after").await.expect("publish");
-    let first = next(&mut sub).await;
-    assert_eq!(
-        first.map(|m| m.payload().to_vec()),
-        Ok(b"after".to_vec()),
-        "the first message after the acknowledged backlog, with no lag before it"
-    );
-    sub.remove().await.expect("remove");
-}

@@ -116,6 +116,40 @@ pub(crate) async fn ack_and_redelivery<B: Backend>(b: B) {
     again.remove().await.expect("remove");
 }
 
+/// Acknowledging messages the subscriber has not read yet (`ack_sequence(u64::MAX)` to skip
+/// a backlog) passes over them without a `Lagged`: they were removed by the subscriber's own
+/// choice, not dropped by a bound. Both backends reported them as `Lagged(5)` (the bus's
+/// reader, and NATS's purge read as a gap).
+pub(crate) async fn acknowledged_ahead_is_not_lagged<B: Backend>(b: B) {
+    let (name, topic) = (unique("conf.skipper"), unique("conf.backlog"));
+    let pattern = format!("{topic}.*");
+    drop(
+        b.subscribe_durable(&pattern, &name)
+            .await
+            .expect("subscribe"),
+    );
+    for i in 0..5 {
+        b.publish(&format!("{topic}.old"), i.to_string().as_bytes())
+            .await
+            .expect("publish");
+    }
+    let mut sub = b
+        .subscribe_durable(&pattern, &name)
+        .await
+        .expect("attach again");
+    sub.ack_sequence(u64::MAX).await.expect("ack the backlog");
+    b.publish(&format!("{topic}.new"), b"after")
+        .await
+        .expect("publish");
+    let first = next(&mut sub, "the message after the backlog").await;
+    assert_eq!(
+        first.map(|m| (m.sequence(), m.payload().to_vec())),
+        Ok((6, b"after".to_vec())),
+        "the first message after the acknowledged backlog, with no lag before it"
+    );
+    sub.remove().await.expect("remove");
+}
+
 /// Attach (and leave), publish `count` from another process, come back in a third.
 async fn away_and_back<B: Backend>(b: &B, max: u64, count: u64) -> (Vec<String>, String) {
     let (name, topic) = (unique("conf.audit"), unique("conf.audit"));
