@@ -572,6 +572,37 @@ async fn on_evicted_fires_once_per_operation_leaving_the_window() {
     assert!(c.operation(long).is_some());
 }
 
+/// With tracking off, finished operations leave the window at once and leave no echo (the
+/// decision `tracking`'s doc states), yet `on_finalized` and `on_evicted` still fire once per
+/// operation and the counters add up.
+#[tokio::test(start_paused = true)]
+async fn with_tracking_off_no_echoes_are_kept_but_the_callbacks_fire() {
+    let finalized = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let evicted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (f, e) = (finalized.clone(), evicted.clone());
+    let c = EphemeralWorkCoordinator::new(
+        sleeper(Gauge::default()),
+        EphemeralOptions::default()
+            .tracking(false)
+            .on_finalized(move |op| f.lock().unwrap().push(op.id))
+            .on_evicted(move |op| e.lock().unwrap().push(op.id)),
+    )
+    .unwrap();
+    let ids = c.enqueue_many([0, 5, 10]).await.unwrap();
+    c.drain().await.unwrap();
+    assert!(c.echoes().is_empty(), "no echoes with tracking off");
+    assert!(ids.iter().all(|id| c.operation(*id).is_none()));
+    let mut seen = finalized.lock().unwrap().clone();
+    seen.sort();
+    assert_eq!(seen, ids, "on_finalized once per operation");
+    let mut gone = evicted.lock().unwrap().clone();
+    gone.sort();
+    assert_eq!(gone, ids, "on_evicted once per operation");
+    let stats = c.stats();
+    assert_eq!((stats.completed, stats.evicted, stats.echoes), (3, 3, 0));
+    assert_adds_up(&stats);
+}
+
 /// The ids `on_evicted` was called with, in order.
 type Evicted = std::sync::Arc<std::sync::Mutex<Vec<ephemeral::OperationId>>>;
 

@@ -563,7 +563,9 @@ impl EphemeralOptions {
     /// Whether finished operations are kept in the window at all (default on). With tracking
     /// off only the counters of [`CoordinatorStats`](super::CoordinatorStats) are kept, and
     /// what is pending or running; an operation pinned (`pin`, an explicit request) stays
-    /// until unpinned, as with tracking on.
+    /// until unpinned, as with tracking on. Finished operations leave no
+    /// [`Echo`](super::Echo) either (an echo is the trace of a tracked operation leaving the
+    /// window): `echoes()` stays empty, while `on_finalized` and `on_evicted` still fire.
     pub fn tracking(mut self, on: bool) -> Self {
         self.tracking = on;
         self
