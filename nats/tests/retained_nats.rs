@@ -659,6 +659,41 @@ async fn with_the_server_down_store_errors_say_the_connection_is_down() {
     }
 }
 
+/// A durable subscription's `ack` and `remove` with the server down say the connection is
+/// down and what to do, as a store's and a room's calls do (they gave the client's bare
+/// error: "timed out" or "no responders").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_server_down_durable_errors_say_the_connection_is_down() {
+    let mut server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.expect("connect");
+    let mut sub = nats
+        .subscribe_durable_with("down.*", "down", DurableOptions::default())
+        .await
+        .expect("attach");
+    nats.publish("down.a", "1").await.expect("publish");
+    let message = next(&mut sub).await.expect("no lag");
+    server.stop().await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while nats.is_connected() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the client never noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ack = sub.ack(&message).await.expect_err("ack while down");
+    let remove = sub.remove().await.expect_err("remove while down");
+    for (what, error) in [("ack", ack), ("remove", remove)] {
+        let text = error.to_string();
+        assert!(
+            matches!(error, StoreError::Backend { .. })
+                && text.contains("not connected to the NATS server")
+                && text.contains("nats.offline"),
+            "{what}: {text}"
+        );
+    }
+}
+
 /// A room's `send` and `join` with the server down say the connection is down and what to
 /// do, as a store's calls do (they gave the client's bare error).
 #[tokio::test]

@@ -68,6 +68,8 @@ pub(crate) struct NatsDurable {
     expired: Arc<AtomicU64>,
     messages: BoxStream<'static, Result<DurableMessage, Lagged>>,
     lock: Option<Lock>,
+    /// The connection, to say so when an ack or a removal fails with it down.
+    nats: Nats,
 }
 
 impl std::fmt::Debug for NatsDurable {
@@ -221,6 +223,7 @@ impl NatsDurable {
             expired,
             messages,
             lock: Some(lock),
+            nats,
         })
     }
 }
@@ -340,6 +343,7 @@ impl DurableBackend for NatsDurable {
             Arc::clone(&self.floor),
             Arc::clone(&self.acked),
         );
+        let nats = self.nats.clone();
         // Relaxed: only a hint whether the stream's end must be asked.
         let seen = self.seen.load(Ordering::Relaxed);
         async move {
@@ -380,10 +384,12 @@ impl DurableBackend for NatsDurable {
                 .or_fail("acknowledge")?;
             Ok(())
         }
+        .map(move |r| super::offline(&nats, r))
         .boxed()
     }
 
     fn remove(mut self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>> {
+        let nats = self.nats.clone();
         async move {
             let name = self.stream.cached_info().config.name.clone();
             self.state
@@ -398,6 +404,7 @@ impl DurableBackend for NatsDurable {
             drop(self.lock.take());
             Ok(())
         }
+        .map(move |r| super::offline(&nats, r))
         .boxed()
     }
 }
