@@ -11,8 +11,7 @@
 //! refresh comes back around: it is not newer, so it extends nothing. Without this, two
 //! forwarders in a cycle would keep each other's mirrors alive after the holder died.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -20,6 +19,7 @@ use std::time::Duration;
 use ephemeral::{Hold, SignalBuilder, SignalSink};
 use tokio::time::Instant;
 
+use super::sightings::Sightings;
 use crate::sync::Mutex;
 
 /// The next refresh number of this process: microseconds since the first call, made
@@ -106,11 +106,8 @@ impl Mirror {
 #[derive(Default)]
 struct Table {
     mirrors: HashMap<Key, Mirror>,
-    /// Signals raised through some bridge, until they would have expired.
-    seen: HashSet<Key>,
-    /// When each of `seen` would have expired, soonest first: exactly one entry for each
-    /// (a sighting is only inserted and removed, never extended).
-    seen_expiry: BinaryHeap<Reverse<(Instant, Key)>>,
+    /// Signals raised through some bridge, per sink, until they would have expired.
+    sightings: Sightings,
 }
 
 static TABLE: Mutex<Option<Table>> = Mutex::new(None);
@@ -120,37 +117,21 @@ fn with<R>(f: impl FnOnce(&mut Table) -> R) -> R {
     f(table.get_or_insert_with(Table::default))
 }
 
-/// Records a signal raised in `sink`; false if it was already raised there (it came along
-/// another path). Entries leave when the signal would have expired, soonest first: each call
-/// first takes out those whose time came (from a heap by expiry), so the table holds exactly
-/// the bridged signals still alive and a call costs O(log n) in them. (It used to scan the
-/// whole table on every call once it held 1024 entries: at 1,000 signals a second with the
-/// default minute of max age, 60,000 entries per signal.)
-pub(crate) fn first_sighting(sink: u64, origin: u64, seq: u64, until: Instant) -> bool {
-    with(|t| t.first_sighting((sink, origin, seq), until, Instant::now()))
-}
-
-impl Table {
-    /// [`first_sighting`] at `now`.
-    fn first_sighting(&mut self, key: Key, until: Instant, now: Instant) -> bool {
-        self.forget_expired_sightings(now);
-        let first = self.seen.insert(key);
-        if first {
-            self.seen_expiry.push(Reverse((until, key)));
-        }
-        first
-    }
-
-    /// Takes out of `seen` the entries whose time came by `now`.
-    fn forget_expired_sightings(&mut self, now: Instant) {
-        while let Some(&Reverse((at, key))) = self.seen_expiry.peek() {
-            if at > now {
-                break;
-            }
-            self.seen_expiry.pop();
-            self.seen.remove(&key);
-        }
-    }
+/// Records a signal raised in `sink`, a sink of `capacity`; false if it was already raised
+/// there (it came along another path). Sightings leave when their signals would have
+/// expired, and a sink remembers at most `capacity` of them, the newest (see
+/// `sightings.rs`).
+pub(crate) fn first_sighting(
+    sink: u64,
+    capacity: usize,
+    origin: u64,
+    seq: u64,
+    until: Instant,
+) -> bool {
+    with(|t| {
+        t.sightings
+            .first(sink, (origin, seq), until, Instant::now(), capacity)
+    })
 }
 
 /// A hold refresh that arrived through bridge `bridge` of `sink`.
@@ -395,31 +376,5 @@ mod tests {
         assert_eq!(refresh(&sink, 3, &other, build), Refreshed::Created);
         forget_bridge(sink.id(), 3);
         assert!(!sink.has_signal("circuit.open"));
-    }
-
-    /// A signal is raised once per sink until it would have expired, and the table forgets
-    /// each sighting exactly then, soonest first, whatever order they came in.
-    #[test]
-    fn sightings_are_forgotten_exactly_when_their_signals_expire() {
-        let mut t = Table::default();
-        let t0 = Instant::now();
-        let at = |s: u64| t0 + Duration::from_secs(s);
-        // Ten signals living 10, 9, ..., 1 s; the sink 2 copy of one is its own sighting.
-        for seq in 0..10 {
-            assert!(t.first_sighting((1, 7, seq), at(10 - seq), t0));
-        }
-        assert!(t.first_sighting((2, 7, 0), at(10), t0));
-        assert!(!t.first_sighting((1, 7, 3), at(10), t0), "a second path");
-        assert_eq!(t.seen.len(), 11);
-        // At 5 s the five that lived 1..=5 s are gone, none else.
-        assert!(!t.first_sighting((1, 7, 0), at(20), at(5)));
-        assert_eq!(t.seen.len(), 6);
-        assert_eq!(t.seen_expiry.len(), t.seen.len());
-        assert!(!t.seen.contains(&(1, 7, 9)) && t.seen.contains(&(1, 7, 4)));
-        // Once its time came, the same signal is new again (a late copy after expiry).
-        assert!(t.first_sighting((1, 7, 9), at(30), at(5)));
-        t.forget_expired_sightings(at(10));
-        assert_eq!(t.seen.iter().copied().collect::<Vec<_>>(), vec![(1, 7, 9)]);
-        assert_eq!(t.seen_expiry.len(), 1);
     }
 }

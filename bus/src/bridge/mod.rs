@@ -15,6 +15,7 @@ use crate::{Bus, BusError, Message, Outgoing, process_origin};
 mod frames;
 mod holds;
 mod mirrors;
+mod sightings;
 pub use frames::{BRIDGE_HEADERS, Bridged};
 use holds::{HoldMirror, mirror_holds};
 use mirrors::{Refresh, Refreshed};
@@ -126,7 +127,11 @@ impl Counters {
 /// medium it came by. A bridge never publishes a signal back onto the medium it came from,
 /// skips its own messages when its link hands them back, drops any signal whose origin is
 /// its own sink, raises a signal that reaches a sink along two paths only once (by origin
-/// and origin sequence), and stops forwarding after [`BridgeOptions::max_hops`]. So a ring
+/// and origin sequence), and stops forwarding after [`BridgeOptions::max_hops`]. (To know
+/// what it raised, a sink remembers each bridged signal until it would have expired, and
+/// at most as many as its capacity, the newest: a copy arriving after more than `capacity`
+/// newer bridged signals is raised again, its first copy pushed out of the sink by then.
+/// That memory is bounded by the sinks' capacities, not by rate × time to live.) So a ring
 /// of buses (and NATS) delivers one raise once per sink. A plain message on a bridged
 /// topic (`Bus::publish`, not from a bridge) is raised as a signal and identified by its
 /// publisher's number the same way: once per sink, however many bridges reach it.
@@ -481,7 +486,8 @@ impl Inward {
             let until = Instant::now()
                 .checked_add(ttl.min(self.sink.max_age()))
                 .unwrap_or_else(Instant::now);
-            if !mirrors::first_sighting(self.sink.id(), message.origin(), seq, until) {
+            let (sink, capacity) = (self.sink.id(), self.sink.capacity());
+            if !mirrors::first_sighting(sink, capacity, message.origin(), seq, until) {
                 Counters::add(&self.counters.looped, 1);
                 return;
             }
