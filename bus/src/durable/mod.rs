@@ -125,13 +125,15 @@ impl Bus {
         }
         let notices = db::notices(self, &db::durable_topic(id)).await;
         let expired = Arc::new(AtomicU64::new(0));
+        let acked = Arc::new(AtomicU64::new(acked));
         let reader = Reader {
             db: Arc::clone(&db),
             id,
             max_age_ms: options.max_age_ms,
-            next: acked + 1,
+            next: acked.load(Ordering::Relaxed) + 1,
             pending: VecDeque::new(),
             expired: Arc::clone(&expired),
+            acked: Arc::clone(&acked),
             follow: Follow::new("durable subscription", name.as_str(), notices),
         };
         let messages = futures::stream::unfold(reader, |mut r| async move {
@@ -148,6 +150,7 @@ impl Bus {
             options,
             messages,
             expired,
+            acked,
             lock: Some(lock),
         })))
     }
@@ -183,6 +186,8 @@ struct BusDurable {
     options: DurableOptions,
     messages: BoxStream<'static, Result<DurableMessage, Lagged>>,
     expired: Arc<AtomicU64>,
+    /// The acknowledged position, shared with the reader (see `Reader::acked`).
+    acked: Arc<AtomicU64>,
     lock: Option<(File, PathBuf)>,
 }
 
@@ -223,8 +228,13 @@ impl DurableBackend for BusDurable {
     }
 
     fn ack(&self, sequence: u64) -> BoxFuture<'static, Result<(), StoreError>> {
-        let (id, db) = (self.id, Arc::clone(&self.db));
-        Box::pin(async move { db.write(move |w| ops::ack(w, id, sequence)).await })
+        let (id, db, acked) = (self.id, Arc::clone(&self.db), Arc::clone(&self.acked));
+        Box::pin(async move {
+            let position = db.write(move |w| ops::ack(w, id, sequence)).await?;
+            // Release: pairs with the Acquire in `Reader::next`.
+            acked.fetch_max(position, Ordering::Release);
+            Ok(())
+        })
     }
 
     fn remove(mut self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>> {
@@ -248,6 +258,9 @@ struct Reader {
     next: u64,
     pending: VecDeque<Result<DurableMessage, Lagged>>,
     expired: Arc<AtomicU64>,
+    /// The acknowledged position as this subscriber's acks left it: a message fetched into
+    /// `pending` and acknowledged (ahead) before it was handed out is passed over.
+    acked: Arc<AtomicU64>,
     /// Notices, read failures (see `retained::retry`).
     follow: Follow,
 }
@@ -256,6 +269,11 @@ impl Reader {
     async fn next(&mut self) -> Option<Result<DurableMessage, Lagged>> {
         loop {
             if let Some(item) = self.pending.pop_front() {
+                // Acquire: pairs with the Release in `ack`.
+                let acked = self.acked.load(Ordering::Acquire);
+                if matches!(&item, Ok(message) if message.sequence() <= acked) {
+                    continue;
+                }
                 return Some(item);
             }
             let read = self.follow.check().and_then(|()| self.read_batch());

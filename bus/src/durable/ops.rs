@@ -191,12 +191,13 @@ fn trim(
     Ok(())
 }
 
-/// Acknowledges everything up to `seq`: removed.
-pub(crate) fn ack(w: &mut Write<'_, '_>, id: u32, seq: u64) -> Result<(), StoreError> {
+/// Acknowledges everything up to `seq` (at most the last message stored): removed.
+/// Returns the acknowledged position.
+pub(crate) fn ack(w: &mut Write<'_, '_>, id: u32, seq: u64) -> Result<u64, StoreError> {
     let mut c = counters(w, id)?;
     let seq = seq.min(c[LAST]);
     if seq <= c[ACKED] {
-        return Ok(());
+        return Ok(c[ACKED]);
     }
     let from = seq_key(id, 0);
     let to = seq_key(id, seq);
@@ -217,7 +218,8 @@ pub(crate) fn ack(w: &mut Write<'_, '_>, id: u32, seq: u64) -> Result<(), StoreE
     c[ACKED] = seq;
     c[COUNT] = c[COUNT].saturating_sub(count);
     c[BYTES] = c[BYTES].saturating_sub(bytes);
-    save(w, id, &c)
+    save(w, id, &c)?;
+    Ok(seq)
 }
 
 /// Removes the subscription `name` (id `id`) and everything kept for it.

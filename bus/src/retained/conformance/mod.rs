@@ -18,7 +18,7 @@
 //! | `room_joiner_told_what_the_age_bound_dropped` | the same for a (short) max age: a message sent after `join` and aged out unread is `Lagged` |
 //! | `room_short_and_zero_max_age` | a zero max age refused alike; one below NATS's 100 ms floor hides older messages alike |
 //! | `durable_ack_and_redelivery` | unacknowledged messages come again, acknowledged ones never |
-//! | `durable_acknowledged_ahead_is_not_lagged` | messages acknowledged before they are read (a backlog skipped with `ack_sequence(u64::MAX)`) are passed over without a `Lagged` |
+//! | `durable_acknowledged_ahead_is_not_lagged` | messages acknowledged before they are read (a backlog skipped with `ack_sequence(u64::MAX)`) are passed over without a `Lagged`, also those the reader had already fetched |
 //! | `durable_bad_input_and_short_max_age` | an empty pattern or a zero max age refused alike; a short max age drops as `Lagged` alike |
 //! | `values_cross_processes` | values set in one process are read in another, both ways |
 //! | `ttl_honoured_across_processes` | a value is never returned after its expiry; watchers see it expire |
