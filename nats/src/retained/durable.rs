@@ -189,6 +189,7 @@ impl NatsDurable {
                 deliver_policy: consumer::DeliverPolicy::ByStartSequence {
                     start_sequence: first,
                 },
+                max_expires: super::ORDERED_MAX_EXPIRES,
                 ..Default::default()
             })
             .await

@@ -183,6 +183,7 @@ impl RoomBackend for NatsRoom {
                 .create_consumer(consumer::pull::OrderedConfig {
                     deliver_policy: consumer::DeliverPolicy::All,
                     filter_subject: self.subject.clone(),
+                    max_expires: super::ORDERED_MAX_EXPIRES,
                     ..Default::default()
                 })
                 .await

@@ -350,6 +350,7 @@ impl NatsStore {
             .create_consumer(consumer::pull::OrderedConfig {
                 deliver_policy: consumer::DeliverPolicy::New,
                 filter_subject: format!("$KV.{owners}.>"),
+                max_expires: super::ORDERED_MAX_EXPIRES,
                 ..Default::default()
             })
             .await
@@ -480,6 +481,7 @@ impl NatsStore {
             .create_consumer(consumer::pull::OrderedConfig {
                 deliver_policy: policy,
                 filter_subject: filter,
+                max_expires: super::ORDERED_MAX_EXPIRES,
                 ..Default::default()
             })
             .await
@@ -709,6 +711,7 @@ impl StoreBackend for NatsStore {
                 .create_consumer(consumer::pull::OrderedConfig {
                     deliver_policy: consumer::DeliverPolicy::New,
                     filter_subject: format!("$KV.{}.>", self.bucket),
+                    max_expires: super::ORDERED_MAX_EXPIRES,
                     ..Default::default()
                 })
                 .await
