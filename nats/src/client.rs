@@ -210,6 +210,11 @@ impl Nats {
         self.inner.state.is_connected()
     }
 
+    /// The connection's state (for readers that start again when it is back).
+    pub(crate) fn connection(&self) -> std::sync::Arc<crate::connection::ConnectionState> {
+        std::sync::Arc::clone(&self.inner.state)
+    }
+
     /// The version of the server connected to (`2.15.1`).
     #[must_use]
     pub fn server_version(&self) -> String {

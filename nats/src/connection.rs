@@ -93,6 +93,11 @@ impl ConnectionState {
         *self.connected.borrow()
     }
 
+    /// Follows whether the connection is up.
+    pub(crate) fn connected(&self) -> watch::Receiver<bool> {
+        self.connected.subscribe()
+    }
+
     /// Whether the client gave up for good: closed, or out of reconnect attempts.
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Relaxed)

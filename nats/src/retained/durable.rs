@@ -184,17 +184,19 @@ impl NatsDurable {
         // not what is still to come: as an ack past the end does (see `ack`).
         let floor = saved.min(stream.cached_info().state.last_sequence);
         let first = floor.saturating_add(1);
+        let config = consumer::pull::OrderedConfig {
+            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: first,
+            },
+            max_expires: super::ORDERED_MAX_EXPIRES,
+            ..Default::default()
+        };
         let consumer = stream
-            .create_consumer(consumer::pull::OrderedConfig {
-                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                    start_sequence: first,
-                },
-                max_expires: super::ORDERED_MAX_EXPIRES,
-                ..Default::default()
-            })
+            .create_consumer(config.clone())
             .await
             .or_fail("subscribe")?;
         let raw = consumer.messages().await.or_fail("subscribe")?;
+        let raw = super::resume::resumable(stream.clone(), config, raw, first, nats.connection());
         let expired = Arc::new(AtomicU64::new(0));
         let seen = Arc::new(AtomicU64::new(floor));
         let acked = Arc::new(AtomicU64::new(floor));
@@ -241,7 +243,7 @@ struct Filters {
 /// at or below `acked` (consumed by an acknowledgement made before they were read: not
 /// lost, so no `Lagged` for them).
 fn deliveries(
-    raw: consumer::pull::Ordered,
+    raw: BoxStream<'static, jetstream::Message>,
     first: u64,
     prefix: String,
     filters: Filters,
@@ -254,60 +256,59 @@ fn deliveries(
         max_age,
     } = filters;
     let mut expected = first;
-    raw.filter_map(|m| std::future::ready(m.ok()))
-        .flat_map(move |message| {
-            let mut out = Vec::with_capacity(2);
-            let Ok(info) = message.info() else {
-                return futures::stream::iter(out);
-            };
-            let (seq, published) = (info.stream_sequence, system_time(&info.published));
-            // Relaxed: a bound read by acks, which look at the stream when above it.
-            seen.fetch_max(seq, Ordering::Relaxed);
-            // Acquire: pairs with the Release in `ack`, made before its purge, so a gap the
-            // purge opens is always known here as acknowledged.
-            expected = expected.max(acked.load(Ordering::Acquire).saturating_add(1));
-            if seq < expected {
-                return futures::stream::iter(out);
-            }
-            if super::too_old(published, max_age) {
-                // Dropped by the subscription's age (below the server's floor, so checked
-                // here): a lag, as if the server had dropped it.
-                out.push(Err(Lagged(seq + 1 - expected)));
-                expected = seq + 1;
-                return futures::stream::iter(out);
-            }
-            if seq > expected {
-                out.push(Err(Lagged(seq - expected)));
-            }
+    raw.flat_map(move |message| {
+        let mut out = Vec::with_capacity(2);
+        let Ok(info) = message.info() else {
+            return futures::stream::iter(out);
+        };
+        let (seq, published) = (info.stream_sequence, system_time(&info.published));
+        // Relaxed: a bound read by acks, which look at the stream when above it.
+        seen.fetch_max(seq, Ordering::Relaxed);
+        // Acquire: pairs with the Release in `ack`, made before its purge, so a gap the
+        // purge opens is always known here as acknowledged.
+        expected = expected.max(acked.load(Ordering::Acquire).saturating_add(1));
+        if seq < expected {
+            return futures::stream::iter(out);
+        }
+        if super::too_old(published, max_age) {
+            // Dropped by the subscription's age (below the server's floor, so checked
+            // here): a lag, as if the server had dropped it.
+            out.push(Err(Lagged(seq + 1 - expected)));
             expected = seq + 1;
-            let Some(topic) = subject::name_of(&prefix, MESSAGES, &message.subject) else {
-                return futures::stream::iter(out);
-            };
-            if filter.as_ref().is_some_and(|p| !p.matches(&topic)) {
-                return futures::stream::iter(out);
-            }
-            let mut decoded = headers::decode(message.headers.as_ref());
-            if let Some(ttl) = decoded.ttl
+            return futures::stream::iter(out);
+        }
+        if seq > expected {
+            out.push(Err(Lagged(seq - expected)));
+        }
+        expected = seq + 1;
+        let Some(topic) = subject::name_of(&prefix, MESSAGES, &message.subject) else {
+            return futures::stream::iter(out);
+        };
+        if filter.as_ref().is_some_and(|p| !p.matches(&topic)) {
+            return futures::stream::iter(out);
+        }
+        let mut decoded = headers::decode(message.headers.as_ref());
+        if let Some(ttl) = decoded.ttl
                 // No expiry when it is past what the clock can hold.
                 && published.checked_add(ttl).is_some_and(|at| at <= SystemTime::now())
-            {
-                // Relaxed: a statistic.
-                expired.fetch_add(1, Ordering::Relaxed);
-                return futures::stream::iter(out);
-            }
-            let origin = decoded.origin.or(decoded.publisher).unwrap_or(0);
-            let timestamp = decoded.timestamp.unwrap_or(published);
-            let headers = decoded.user_headers();
-            out.push(Ok(DurableMessage::new(
-                seq,
-                topic,
-                Arc::from(&message.payload[..]),
-                timestamp,
-            )
-            .with_source(headers, origin)));
-            futures::stream::iter(out)
-        })
-        .boxed()
+        {
+            // Relaxed: a statistic.
+            expired.fetch_add(1, Ordering::Relaxed);
+            return futures::stream::iter(out);
+        }
+        let origin = decoded.origin.or(decoded.publisher).unwrap_or(0);
+        let timestamp = decoded.timestamp.unwrap_or(published);
+        let headers = decoded.user_headers();
+        out.push(Ok(DurableMessage::new(
+            seq,
+            topic,
+            Arc::from(&message.payload[..]),
+            timestamp,
+        )
+        .with_source(headers, origin)));
+        futures::stream::iter(out)
+    })
+    .boxed()
 }
 
 impl Stream for NatsDurable {

@@ -91,6 +91,7 @@
 mod durable;
 mod keys;
 mod lock;
+mod resume;
 mod room;
 mod store;
 
@@ -139,13 +140,12 @@ pub(crate) fn too_old(published: std::time::SystemTime, max_age: Option<Duration
 
 /// How long each pull request of the ordered consumers reading retained state (store
 /// watches, room joins, durable subscriptions, owner liveness) waits on the server, which
-/// also sets their idle heartbeat (half of it). async-nats's ordered consumer notices a
-/// server that restarted (and forgot the consumer) only when a pull request ends or two
-/// heartbeats were missed: with its defaults (30 s requests, 15 s heartbeats) a room join
-/// and a durable subscription delivered nothing for 15 s after a restart; with 2 s they
-/// deliver again after about 4 s. (A store watch still takes about 15 s: its consumer on
-/// the KV stream is not recreated at a missed heartbeat; not solved yet.) An idle reader
-/// asks the server once every 2 s: nothing next to what it saves.
+/// also sets their idle heartbeat (half of it). Readers are made again as soon as the
+/// connection comes back (`resume.rs`); this is the backstop for a server that forgot a
+/// consumer without the connection dropping: async-nats's ordered consumer notices it only
+/// when a pull request ends or two heartbeats were missed, 15 s and more with its defaults
+/// (30 s requests, 15 s heartbeats), about 4 s with these. An idle reader asks the server
+/// once every 2 s: nothing next to what it saves.
 pub(crate) const ORDERED_MAX_EXPIRES: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Checks that a value of `len` bytes with `headers` fits the server's `max_payload` now (it

@@ -178,43 +178,50 @@ impl RoomBackend for NatsRoom {
             // duplicate. What is left as a gap was dropped by the room's bounds. It starts
             // at the stream's first message, never before `owed.next` (the stream only
             // loses messages from its front).
+            let config = consumer::pull::OrderedConfig {
+                deliver_policy: consumer::DeliverPolicy::All,
+                filter_subject: self.subject.clone(),
+                max_expires: super::ORDERED_MAX_EXPIRES,
+                ..Default::default()
+            };
             let consumer = self
                 .stream
-                .create_consumer(consumer::pull::OrderedConfig {
-                    deliver_policy: consumer::DeliverPolicy::All,
-                    filter_subject: self.subject.clone(),
-                    max_expires: super::ORDERED_MAX_EXPIRES,
-                    ..Default::default()
-                })
+                .create_consumer(config.clone())
                 .await
                 .or_fail("join a room")?;
+            let next = consumer.cached_info().delivered.stream_sequence + 1;
             let messages = consumer.messages().await.or_fail("join a room")?;
-            let joined = messages
-                .filter_map(|m| std::future::ready(m.ok()))
-                .flat_map(move |message| {
-                    let mut out = Vec::with_capacity(2);
-                    if let Ok(info) = message.info() {
-                        let seq = info.stream_sequence;
-                        let sent_at = system_time(&info.published);
-                        let (lag, deliver) = owed.see(seq, sent_at);
-                        out.extend(lag.map(Err));
-                        if deliver {
-                            let sender = message
-                                .headers
-                                .as_ref()
-                                .and_then(|h| h.get(SENDER))
-                                .and_then(|v| u64::from_str_radix(v.as_str(), 16).ok())
-                                .unwrap_or(0);
-                            out.push(Ok(RoomMessage::new(
-                                seq,
-                                sender,
-                                sent_at,
-                                Arc::from(&message.payload[..]),
-                            )));
-                        }
+            let messages = super::resume::resumable(
+                self.stream.clone(),
+                config,
+                messages,
+                next,
+                self.nats.connection(),
+            );
+            let joined = messages.flat_map(move |message| {
+                let mut out = Vec::with_capacity(2);
+                if let Ok(info) = message.info() {
+                    let seq = info.stream_sequence;
+                    let sent_at = system_time(&info.published);
+                    let (lag, deliver) = owed.see(seq, sent_at);
+                    out.extend(lag.map(Err));
+                    if deliver {
+                        let sender = message
+                            .headers
+                            .as_ref()
+                            .and_then(|h| h.get(SENDER))
+                            .and_then(|v| u64::from_str_radix(v.as_str(), 16).ok())
+                            .unwrap_or(0);
+                        out.push(Ok(RoomMessage::new(
+                            seq,
+                            sender,
+                            sent_at,
+                            Arc::from(&message.payload[..]),
+                        )));
                     }
-                    futures::stream::iter(out)
-                });
+                }
+                futures::stream::iter(out)
+            });
             Ok(joined.boxed())
         }
         .map(|r| super::offline(&self.nats, r))

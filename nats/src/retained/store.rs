@@ -706,21 +706,30 @@ impl StoreBackend for NatsStore {
         pattern: Pattern,
     ) -> BoxFuture<'_, Result<BoxStream<'static, Result<StoreEvent, Lagged>>, StoreError>> {
         async move {
+            let config = consumer::pull::OrderedConfig {
+                deliver_policy: consumer::DeliverPolicy::New,
+                filter_subject: format!("$KV.{}.>", self.bucket),
+                max_expires: super::ORDERED_MAX_EXPIRES,
+                ..Default::default()
+            };
             let consumer = self
                 .stream
-                .create_consumer(consumer::pull::OrderedConfig {
-                    deliver_policy: consumer::DeliverPolicy::New,
-                    filter_subject: format!("$KV.{}.>", self.bucket),
-                    max_expires: super::ORDERED_MAX_EXPIRES,
-                    ..Default::default()
-                })
+                .create_consumer(config.clone())
                 .await
                 .or_fail("watch a store")?;
             let consumer_name = consumer.cached_info().name.clone();
+            let next = consumer.cached_info().delivered.stream_sequence + 1;
             let messages = consumer.messages().await.or_fail("watch a store")?;
+            let messages = super::resume::resumable(
+                self.stream.clone(),
+                config,
+                messages,
+                next,
+                self.nats.connection(),
+            );
             let bucket = self.bucket.clone();
             let events = messages.filter_map(move |message| {
-                let event = message.ok().and_then(|message| {
+                let event = Some(message).and_then(|message| {
                     let key = message
                         .subject
                         .strip_prefix("$KV.")?
