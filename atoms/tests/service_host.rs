@@ -953,3 +953,61 @@ async fn a_service_that_gave_up_stops_at_the_deadline_while_a_dependent_still_st
     assert_eq!(report.service("db").unwrap().state, ServiceState::GaveUp);
     assert_eq!(report.service("api").unwrap().state, ServiceState::Stopped);
 }
+
+/// A work step that completes without waiting (it polls something and returns
+/// `Step::Continue`); counts its steps.
+struct Spinner {
+    steps: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Service for Spinner {
+    fn name(&self) -> &str {
+        "spinner"
+    }
+    async fn work(&mut self, _ctx: &ServiceContext) -> Result<Step, ServiceError> {
+        self.steps
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Step::Continue)
+    }
+}
+
+/// A work step that never waits does not take the runtime over: on a current-thread
+/// runtime the task that cancels the host still runs, and the host shuts down.
+#[test]
+fn a_work_step_that_never_waits_does_not_starve_the_shutdown() {
+    let steps = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = Arc::clone(&steps);
+    let (done, report) = std::sync::mpsc::channel();
+    // The host runs on its own thread, so that a starved runtime fails this test instead of
+    // hanging the test binary.
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let result = runtime.block_on(async move {
+            let mut host = ServiceHost::new(HostOptions::default());
+            host.add(Spinner { steps: counted }).unwrap();
+            let token = host.shutdown_token();
+            let watched = Arc::clone(&steps);
+            tokio::spawn(async move {
+                while watched.load(std::sync::atomic::Ordering::Relaxed) < 1_000 {
+                    tokio::task::yield_now().await;
+                }
+                token.cancel();
+            });
+            host.run().await
+        });
+        let _ = done.send(result);
+    });
+    // Real time, only as a guard against the hang this test is about.
+    let report = report
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the host did not shut down: the spinning work step starved the runtime")
+        .unwrap();
+    assert_eq!(report.reason, ShutdownReason::Cancelled);
+    assert_eq!(
+        report.service("spinner").unwrap().state,
+        ServiceState::Stopped
+    );
+}

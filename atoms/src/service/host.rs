@@ -433,6 +433,11 @@ async fn run_service(
         let error = match step {
             Ok(Ok(Step::Continue)) => {
                 in_a_row = 0;
+                // A step that completes without waiting (a poll that found nothing) would
+                // otherwise loop here for ever without yielding: on a current-thread
+                // runtime nothing else, not even the shutdown, would run again. Spending
+                // the task's cooperative budget yields once it runs out.
+                tokio::task::coop::consume_budget().await;
                 continue;
             }
             Ok(Ok(Step::Done)) => break ServiceState::Finished,

@@ -11,7 +11,10 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 ///
 /// Write the methods as `async fn`s. The work step is dropped at an `.await` when shutdown
 /// begins, so keep it cancel-safe (awaiting a channel's `recv` is), or watch
-/// [`ServiceContext::cancelled`] and return. The stop hook runs to completion unless the
+/// [`ServiceContext::cancelled`] and return. A step may also complete without waiting (a
+/// non-blocking poll that found nothing): between steps the host spends the task's tokio
+/// cooperative budget, so such a service yields to the runtime now and then and never
+/// starves the shutdown, even on a current-thread runtime. The stop hook runs to completion unless the
 /// host's shutdown deadline passes first (the service is then aborted) or the future of
 /// [`ServiceHost::run`](super::ServiceHost::run) is dropped (every service is then aborted
 /// without its stop hook).
