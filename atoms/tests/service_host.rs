@@ -1011,3 +1011,137 @@ fn a_work_step_that_never_waits_does_not_starve_the_shutdown() {
         ServiceState::Stopped
     );
 }
+
+/// A service whose start waits for its dependency (here: up to 30 s, or until it is asked
+/// to stop, which its start then reports as `start_error`, if any).
+struct Waiting {
+    name: &'static str,
+    deps: Vec<String>,
+    start_error: Option<&'static str>,
+    log: Log,
+}
+
+impl Waiting {
+    fn new(name: &'static str, deps: &[&str], log: &Log) -> Self {
+        Self {
+            name,
+            deps: deps.iter().map(|d| d.to_string()).collect(),
+            start_error: None,
+            log: Arc::clone(log),
+        }
+    }
+}
+
+impl Service for Waiting {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn dependencies(&self) -> Vec<String> {
+        self.deps.clone()
+    }
+    async fn start(&mut self, ctx: &ServiceContext) -> Result<(), ServiceError> {
+        tokio::select! {
+            () = ctx.cancelled() => {
+                self.log.lock().unwrap().push(format!("start {} cancelled", self.name));
+                match self.start_error {
+                    Some(e) => Err(e.into()),
+                    None => Ok(()),
+                }
+            }
+            () = tokio::time::sleep(Duration::from_secs(30)) => {
+                self.log.lock().unwrap().push(format!("start {}", self.name));
+                Ok(())
+            }
+        }
+    }
+    async fn work(&mut self, ctx: &ServiceContext) -> Result<Step, ServiceError> {
+        ctx.cancelled().await;
+        Ok(Step::Continue)
+    }
+    async fn stop(&mut self, _ctx: &ServiceContext) -> Result<(), ServiceError> {
+        self.log.lock().unwrap().push(format!("stop {}", self.name));
+        Ok(())
+    }
+}
+
+/// With `stop_all_on_give_up`, a service that gives up while another one is still starting
+/// shuts the host down at once: the starting one is asked to stop then, not 29 s later.
+#[tokio::test(start_paused = true)]
+async fn a_give_up_during_a_start_shuts_down_at_once_with_stop_all() {
+    let log = Log::default();
+    let mut host = ServiceHost::new(
+        HostOptions::default()
+            .max_restarts(0)
+            .stop_all_on_give_up(true),
+    );
+    host.add(Lingering {
+        finishes_after: None,
+        ..Lingering::new("db", &[], &log)
+    })
+    .unwrap();
+    host.add(Failing {
+        name: "queue",
+        log: Arc::clone(&log),
+    })
+    .unwrap();
+    host.add(Waiting::new("api", &["db"], &log)).unwrap();
+    let began = Instant::now();
+    let run = tokio::time::timeout(Duration::from_secs(3600), host.run());
+    let report = run.await.expect("the run ends").unwrap();
+    // queue fails (and gives up) 50 ms in, while api's start waits.
+    assert_eq!(began.elapsed(), Duration::from_millis(50));
+    assert_eq!(report.reason, ShutdownReason::ServiceGaveUp("queue".into()));
+    assert_eq!(report.service("queue").unwrap().state, ServiceState::GaveUp);
+    assert_eq!(report.service("api").unwrap().state, ServiceState::Stopped);
+    assert_eq!(report.service("db").unwrap().state, ServiceState::Stopped);
+    let log = log.lock().unwrap().clone();
+    assert_eq!(log[..3], ["start queue", "start api cancelled", "stop api"]);
+}
+
+/// A service that gives up while a service depending on it is still starting: the starting
+/// one is asked to stop at once, and the one that gave up stops right after it. A start that
+/// then fails (it was asked to stop) does not abort the host's start-up: the services after
+/// it still start.
+#[tokio::test(start_paused = true)]
+async fn a_give_up_during_a_dependents_start_stops_that_dependent_at_once() {
+    for start_error in [None, Some("db went away")] {
+        let log = Log::default();
+        let mut host = ServiceHost::new(HostOptions::default().max_restarts(0));
+        host.add(Failing {
+            name: "db",
+            log: Arc::clone(&log),
+        })
+        .unwrap();
+        host.add(Waiting {
+            start_error,
+            ..Waiting::new("api", &["db"], &log)
+        })
+        .unwrap();
+        host.add(Logged::new("other", &[], &log)).unwrap();
+        let token = host.shutdown_token();
+        let run = tokio::spawn(host.run());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut expected = vec!["start db", "start api cancelled"];
+        if start_error.is_none() {
+            expected.push("stop api");
+        }
+        expected.extend(["stop db", "start other"]);
+        assert_eq!(*log.lock().unwrap(), expected, "{start_error:?}");
+        token.cancel();
+        let report = run.await.unwrap().unwrap();
+        assert_eq!(report.reason, ShutdownReason::Cancelled, "{start_error:?}");
+        assert_eq!(report.service("db").unwrap().state, ServiceState::GaveUp);
+        assert_eq!(
+            report.service("api").unwrap().state,
+            if start_error.is_some() {
+                ServiceState::StartFailed
+            } else {
+                ServiceState::Stopped
+            }
+        );
+        assert_eq!(
+            report.service("other").unwrap().state,
+            ServiceState::Stopped
+        );
+    }
+}

@@ -156,21 +156,41 @@ impl ServiceHost {
             let Some(service) = services[i].take() else {
                 continue;
             };
-            let (slot, started) = Slot::spawn(service, i, &options, ended_tx.clone());
+            let (slot, mut started) = Slot::spawn(service, i, &options, ended_tx.clone());
+            let asked_to_stop = slot.token.clone();
             slots.push(slot);
             ends.running += 1;
-            tokio::select! {
-                biased;
-                why = trigger(&options.token, &mut os_signal) => {
+            // While it starts (which may take long, or wait for a dependency), a service
+            // that gives up is dealt with at once, as after start-up: with
+            // `stop_all_on_give_up` the shutdown begins now, else its dependents stop, this
+            // one included when it depends on it.
+            let start = loop {
+                tokio::select! {
+                    biased;
+                    why = trigger(&options.token, &mut os_signal) => break Err(why),
+                    result = &mut started => {
+                        break Ok(result.unwrap_or_else(|_| Err("its task ended".to_owned())));
+                    }
+                    Some(message) = ended_rx.recv() => {
+                        let taken = ends.take(message, &mut slots, &names, &deps, &options, &mut os_signal);
+                        if let Some(why) = taken.await {
+                            break Err(why);
+                        }
+                    }
+                }
+            };
+            match start {
+                Err(why) => {
                     reason = Some(why);
                     break;
                 }
-                result = started => {
-                    if let Err(e) = result.unwrap_or_else(|_| Err("its task ended".to_owned())) {
-                        reason = Some(ShutdownReason::StartFailed(e));
-                        break;
-                    }
+                // A start that fails after its service was asked to stop (a dependency gave
+                // up meanwhile) is that service's end, not a failed start-up.
+                Ok(Err(e)) if !asked_to_stop.is_cancelled() => {
+                    reason = Some(ShutdownReason::StartFailed(e));
+                    break;
                 }
+                Ok(_) => {}
             }
         }
 
@@ -210,9 +230,12 @@ impl ServiceHost {
             reason,
         };
         if let ShutdownReason::StartFailed(why) = &report.reason {
+            // The failed start-up is the last service started (an earlier one may have failed
+            // its start after a dependency gave up, which did not end the start-up).
             let failed = report
                 .services
                 .iter()
+                .rev()
                 .find(|s| s.state == ServiceState::StartFailed)
                 .map_or_else(String::new, |s| s.name.clone());
             return Err(HostError::StartFailed {

@@ -80,8 +80,9 @@ impl HostOptions {
         self
     }
 
-    /// Shut everything down, in reverse start order, as soon as one service gives up (by
-    /// default the services that depend on it stop, and the others keep running).
+    /// Shut everything down, in reverse start order, as soon as one service gives up, also
+    /// while another is still starting (it is then asked to stop at once); by default the
+    /// services that depend on it stop, and the others keep running.
     pub fn stop_all_on_give_up(mut self, enabled: bool) -> Self {
         self.stop_all_on_give_up = enabled;
         self

@@ -66,7 +66,8 @@ pub trait Service: Send + 'static {
     /// on it, directly or not, are stopped first, in reverse start order, each given up to
     /// `shutdown_timeout`; then its stop hook runs, also when one of them is still stopping
     /// past that time (the host's shutdown later waits for it or aborts it). One whose
-    /// turn to start had not come is not started. Services that do not depend on it keep
+    /// turn to start had not come is not started; one still starting is asked to stop at
+    /// once (its [`ServiceContext::cancelled`] fires during its start hook). Services that do not depend on it keep
     /// running (unless [`HostOptions::stop_all_on_give_up`](super::HostOptions::stop_all_on_give_up)).
     /// A shutdown requested meanwhile takes over at once and stops the dependency in its
     /// turn, as above.
@@ -75,7 +76,9 @@ pub trait Service: Send + 'static {
     }
 
     /// Runs once before the first work step. An error (or a panic) here aborts the host's
-    /// start-up.
+    /// start-up, unless the service was asked to stop during its start because a
+    /// dependency gave up: it is then reported [`StartFailed`](super::ServiceState::StartFailed)
+    /// and the start-up goes on.
     fn start(
         &mut self,
         ctx: &ServiceContext,
