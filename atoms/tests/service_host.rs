@@ -1145,3 +1145,70 @@ async fn a_give_up_during_a_dependents_start_stops_that_dependent_at_once() {
         );
     }
 }
+
+/// A service with any name, doing nothing.
+struct Named(String);
+
+impl Service for Named {
+    fn name(&self) -> &str {
+        &self.0
+    }
+    async fn work(&mut self, _ctx: &ServiceContext) -> Result<Step, ServiceError> {
+        Ok(Step::Done)
+    }
+}
+
+/// A bad service name is refused with what is wrong with the name itself: an empty name,
+/// the offset of a bad character within the service name, and the length limit of a service
+/// name (236 bytes, so that `service.<name>.restarting` fits in 255).
+#[test]
+fn bad_service_names_are_refused_with_what_is_wrong_with_them() {
+    let mut host = ServiceHost::new(HostOptions::default());
+    let refused = |host: &mut ServiceHost, name: &str| match host.add(Named(name.to_owned())) {
+        Err(e) => e,
+        Ok(_) => panic!("`{name}` was accepted"),
+    };
+    let empty = refused(&mut host, "");
+    assert!(
+        matches!(
+            &empty,
+            HostError::InvalidName {
+                reason: ephemeral::NameError::Empty,
+                ..
+            }
+        ),
+        "{empty:?}"
+    );
+    let space = refused(&mut host, "bad name");
+    assert!(
+        matches!(
+            &space,
+            HostError::InvalidName {
+                reason: ephemeral::NameError::Whitespace { at: 3 },
+                ..
+            }
+        ),
+        "{space:?}"
+    );
+    assert!(space.to_string().contains("at byte 3"), "{space}");
+    let long = "n".repeat(237);
+    let too_long = refused(&mut host, &long);
+    assert!(
+        matches!(
+            &too_long,
+            HostError::NameTooLong {
+                len: 237,
+                max: 236,
+                ..
+            }
+        ),
+        "{too_long:?}"
+    );
+    let message = too_long.to_string();
+    assert!(
+        message.contains("237 bytes") && message.contains("236"),
+        "{message}"
+    );
+    host.add(Named("n".repeat(236))).unwrap();
+    host.add(Named("db.primary".to_owned())).unwrap();
+}

@@ -20,6 +20,11 @@ use super::order::start_order;
 use super::report::{HostReport, ServiceReport, ServiceState, ShutdownReason};
 use super::service::{Service, ServiceContext, Step};
 
+/// The longest service name: its longest lifecycle signal, `service.<name>.restarting`,
+/// must be a valid signal name.
+const MAX_SERVICE_NAME_LEN: usize =
+    ephemeral::MAX_NAME_LEN - "service.".len() - ".restarting".len();
+
 /// Runs a set of [`Service`]s: starts them in dependency order, restarts a failing work step
 /// with backoff (giving up after a limit, with the reason), and on shutdown stops them in
 /// reverse order within a deadline, aborting and naming any service that did not stop.
@@ -77,14 +82,25 @@ impl ServiceHost {
     /// # Errors
     ///
     /// [`HostError::Duplicate`] when a service of that name was already added;
-    /// [`HostError::InvalidName`] when the name cannot be part of a signal name.
+    /// [`HostError::InvalidName`] when the name breaks the signal naming rule (an empty
+    /// name included); [`HostError::NameTooLong`] past 236 bytes.
     pub fn add(&mut self, service: impl Service) -> Result<&mut Self, HostError> {
         let name = service.name().to_owned();
         if self.services.iter().any(|s| s.name() == name) {
             return Err(HostError::Duplicate(name));
         }
-        if let Err(reason) = ephemeral::validate_name(&format!("service.{name}.restarting")) {
+        // The name is checked on its own, so that an error's offset is within it (not
+        // within `service.<name>.restarting`) and an empty name is refused, and its
+        // length against what is left of a signal name around it.
+        if let Err(reason) = ephemeral::validate_name(&name) {
             return Err(HostError::InvalidName { name, reason });
+        }
+        if name.len() > MAX_SERVICE_NAME_LEN {
+            return Err(HostError::NameTooLong {
+                len: name.len(),
+                max: MAX_SERVICE_NAME_LEN,
+                name,
+            });
         }
         self.services.push(Box::new(service));
         Ok(self)

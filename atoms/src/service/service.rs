@@ -46,8 +46,11 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 /// # let _ = Ticker { ticks: 0 };
 /// ```
 pub trait Service: Send + 'static {
-    /// A name unique within the host; it must fit in a signal name
-    /// (`service.<name>.started`), so no spaces, `*`, `?` or `,`.
+    /// A name unique within the host; it becomes part of signal names
+    /// (`service.<name>.started`), so it follows the signal naming rule (not empty, no
+    /// whitespace or control characters, no `*`, `?` or `,`, no segment that is exactly
+    /// `+`) and is at most 236 bytes long. Dots are allowed: `db.primary` raises
+    /// `service.db.primary.started`.
     fn name(&self) -> &str;
 
     /// Names of the services that must be started before this one.
