@@ -1212,3 +1212,21 @@ fn bad_service_names_are_refused_with_what_is_wrong_with_them() {
     host.add(Named("n".repeat(236))).unwrap();
     host.add(Named("db.primary".to_owned())).unwrap();
 }
+
+/// The report's text shows a failed stop hook, not only the work step's last error.
+#[tokio::test(start_paused = true)]
+async fn the_printed_report_shows_stop_errors() {
+    let log = Log::default();
+    let mut host = ServiceHost::new(HostOptions::default());
+    host.add(PanicsEarly {
+        in_stop: true,
+        ..PanicsEarly::new(&log)
+    })
+    .unwrap();
+    let report = host.run().await.unwrap();
+    let text = report.to_string();
+    assert!(
+        text.contains("stop error: panicked: stop blew up"),
+        "{text}"
+    );
+}

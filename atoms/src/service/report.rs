@@ -109,6 +109,9 @@ impl fmt::Display for HostReport {
             if let Some(e) = &s.last_error {
                 write!(f, ", last error: {e}")?;
             }
+            if let Some(e) = &s.stop_error {
+                write!(f, ", stop error: {e}")?;
+            }
             writeln!(f)?;
         }
         Ok(())
