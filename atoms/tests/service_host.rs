@@ -1230,3 +1230,37 @@ async fn the_printed_report_shows_stop_errors() {
         "{text}"
     );
 }
+
+/// A restart still waiting out its backoff when the host shuts down never happens, so it is
+/// not counted: `restarts` is how often the work step really ran again.
+#[tokio::test(start_paused = true)]
+async fn a_restart_cut_short_by_shutdown_is_not_counted() {
+    let sink = SignalSink::default();
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let mut host = ServiceHost::new(
+        HostOptions::default()
+            .backoff(Duration::from_secs(10), Duration::from_secs(10))
+            .signals(sink.clone()),
+    );
+    host.add(Flaky {
+        failures: u32::MAX,
+        attempts: Arc::clone(&attempts),
+        panics: false,
+    })
+    .unwrap();
+    let token = host.shutdown_token();
+    let run = tokio::spawn(host.run());
+    // The first step fails at once; the restart would come 10 s later.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    token.cancel();
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(attempts.lock().unwrap().len(), 1);
+    let flaky = report.service("flaky").unwrap();
+    assert_eq!(flaky.state, ServiceState::Stopped);
+    assert_eq!((flaky.failures, flaky.restarts), (1, 0));
+    assert_eq!(
+        sink.count("service.flaky.restarting"),
+        1,
+        "it was restarting"
+    );
+}

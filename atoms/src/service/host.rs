@@ -495,7 +495,6 @@ async fn run_service(
             tracing::error!(service = %name, error = %error, "giving up after {} restarts", options.max_restarts);
             break ServiceState::GaveUp;
         }
-        lock(&record).restarts += 1;
         lifecycle(sink, &name, "restarting");
         let wait = options.backoff_for(in_a_row);
         tokio::select! {
@@ -503,6 +502,8 @@ async fn run_service(
             () = ctx.token.cancelled() => break ServiceState::Stopped,
             () = tokio::time::sleep(wait) => {}
         }
+        // Counted once the backoff is over: a restart cut short by a stop never happened.
+        lock(&record).restarts += 1;
     };
 
     if end == ServiceState::GaveUp {

@@ -30,7 +30,9 @@ pub struct ServiceReport {
     pub name: String,
     /// Where it ended up.
     pub state: ServiceState,
-    /// How many times its work step was restarted after a failure.
+    /// How many times its work step was run again after a failure (a restart still waiting
+    /// out its backoff when the service was stopped is not counted; the
+    /// `service.<name>.restarting` signal is raised when the backoff begins).
     pub restarts: u32,
     /// How many work steps failed (errors and panics).
     pub failures: u32,
