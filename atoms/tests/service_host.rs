@@ -953,3 +953,314 @@ async fn a_service_that_gave_up_stops_at_the_deadline_while_a_dependent_still_st
     assert_eq!(report.service("db").unwrap().state, ServiceState::GaveUp);
     assert_eq!(report.service("api").unwrap().state, ServiceState::Stopped);
 }
+
+/// A work step that completes without waiting (it polls something and returns
+/// `Step::Continue`); counts its steps.
+struct Spinner {
+    steps: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Service for Spinner {
+    fn name(&self) -> &str {
+        "spinner"
+    }
+    async fn work(&mut self, _ctx: &ServiceContext) -> Result<Step, ServiceError> {
+        self.steps
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Step::Continue)
+    }
+}
+
+/// A work step that never waits does not take the runtime over: on a current-thread
+/// runtime the task that cancels the host still runs, and the host shuts down.
+#[test]
+fn a_work_step_that_never_waits_does_not_starve_the_shutdown() {
+    let steps = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = Arc::clone(&steps);
+    let (done, report) = std::sync::mpsc::channel();
+    // The host runs on its own thread, so that a starved runtime fails this test instead of
+    // hanging the test binary.
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let result = runtime.block_on(async move {
+            let mut host = ServiceHost::new(HostOptions::default());
+            host.add(Spinner { steps: counted }).unwrap();
+            let token = host.shutdown_token();
+            let watched = Arc::clone(&steps);
+            tokio::spawn(async move {
+                while watched.load(std::sync::atomic::Ordering::Relaxed) < 1_000 {
+                    tokio::task::yield_now().await;
+                }
+                token.cancel();
+            });
+            host.run().await
+        });
+        let _ = done.send(result);
+    });
+    // Real time, only as a guard against the hang this test is about.
+    let report = report
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the host did not shut down: the spinning work step starved the runtime")
+        .unwrap();
+    assert_eq!(report.reason, ShutdownReason::Cancelled);
+    assert_eq!(
+        report.service("spinner").unwrap().state,
+        ServiceState::Stopped
+    );
+}
+
+/// A service whose start waits for its dependency (here: up to 30 s, or until it is asked
+/// to stop, which its start then reports as `start_error`, if any).
+struct Waiting {
+    name: &'static str,
+    deps: Vec<String>,
+    start_error: Option<&'static str>,
+    log: Log,
+}
+
+impl Waiting {
+    fn new(name: &'static str, deps: &[&str], log: &Log) -> Self {
+        Self {
+            name,
+            deps: deps.iter().map(|d| d.to_string()).collect(),
+            start_error: None,
+            log: Arc::clone(log),
+        }
+    }
+}
+
+impl Service for Waiting {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn dependencies(&self) -> Vec<String> {
+        self.deps.clone()
+    }
+    async fn start(&mut self, ctx: &ServiceContext) -> Result<(), ServiceError> {
+        tokio::select! {
+            () = ctx.cancelled() => {
+                self.log.lock().unwrap().push(format!("start {} cancelled", self.name));
+                match self.start_error {
+                    Some(e) => Err(e.into()),
+                    None => Ok(()),
+                }
+            }
+            () = tokio::time::sleep(Duration::from_secs(30)) => {
+                self.log.lock().unwrap().push(format!("start {}", self.name));
+                Ok(())
+            }
+        }
+    }
+    async fn work(&mut self, ctx: &ServiceContext) -> Result<Step, ServiceError> {
+        ctx.cancelled().await;
+        Ok(Step::Continue)
+    }
+    async fn stop(&mut self, _ctx: &ServiceContext) -> Result<(), ServiceError> {
+        self.log.lock().unwrap().push(format!("stop {}", self.name));
+        Ok(())
+    }
+}
+
+/// With `stop_all_on_give_up`, a service that gives up while another one is still starting
+/// shuts the host down at once: the starting one is asked to stop then, not 29 s later.
+#[tokio::test(start_paused = true)]
+async fn a_give_up_during_a_start_shuts_down_at_once_with_stop_all() {
+    let log = Log::default();
+    let mut host = ServiceHost::new(
+        HostOptions::default()
+            .max_restarts(0)
+            .stop_all_on_give_up(true),
+    );
+    host.add(Lingering {
+        finishes_after: None,
+        ..Lingering::new("db", &[], &log)
+    })
+    .unwrap();
+    host.add(Failing {
+        name: "queue",
+        log: Arc::clone(&log),
+    })
+    .unwrap();
+    host.add(Waiting::new("api", &["db"], &log)).unwrap();
+    let began = Instant::now();
+    let run = tokio::time::timeout(Duration::from_secs(3600), host.run());
+    let report = run.await.expect("the run ends").unwrap();
+    // queue fails (and gives up) 50 ms in, while api's start waits.
+    assert_eq!(began.elapsed(), Duration::from_millis(50));
+    assert_eq!(report.reason, ShutdownReason::ServiceGaveUp("queue".into()));
+    assert_eq!(report.service("queue").unwrap().state, ServiceState::GaveUp);
+    assert_eq!(report.service("api").unwrap().state, ServiceState::Stopped);
+    assert_eq!(report.service("db").unwrap().state, ServiceState::Stopped);
+    let log = log.lock().unwrap().clone();
+    assert_eq!(log[..3], ["start queue", "start api cancelled", "stop api"]);
+}
+
+/// A service that gives up while a service depending on it is still starting: the starting
+/// one is asked to stop at once, and the one that gave up stops right after it. A start that
+/// then fails (it was asked to stop) does not abort the host's start-up: the services after
+/// it still start.
+#[tokio::test(start_paused = true)]
+async fn a_give_up_during_a_dependents_start_stops_that_dependent_at_once() {
+    for start_error in [None, Some("db went away")] {
+        let log = Log::default();
+        let mut host = ServiceHost::new(HostOptions::default().max_restarts(0));
+        host.add(Failing {
+            name: "db",
+            log: Arc::clone(&log),
+        })
+        .unwrap();
+        host.add(Waiting {
+            start_error,
+            ..Waiting::new("api", &["db"], &log)
+        })
+        .unwrap();
+        host.add(Logged::new("other", &[], &log)).unwrap();
+        let token = host.shutdown_token();
+        let run = tokio::spawn(host.run());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut expected = vec!["start db", "start api cancelled"];
+        if start_error.is_none() {
+            expected.push("stop api");
+        }
+        expected.extend(["stop db", "start other"]);
+        assert_eq!(*log.lock().unwrap(), expected, "{start_error:?}");
+        token.cancel();
+        let report = run.await.unwrap().unwrap();
+        assert_eq!(report.reason, ShutdownReason::Cancelled, "{start_error:?}");
+        assert_eq!(report.service("db").unwrap().state, ServiceState::GaveUp);
+        assert_eq!(
+            report.service("api").unwrap().state,
+            if start_error.is_some() {
+                ServiceState::StartFailed
+            } else {
+                ServiceState::Stopped
+            }
+        );
+        assert_eq!(
+            report.service("other").unwrap().state,
+            ServiceState::Stopped
+        );
+    }
+}
+
+/// A service with any name, doing nothing.
+struct Named(String);
+
+impl Service for Named {
+    fn name(&self) -> &str {
+        &self.0
+    }
+    async fn work(&mut self, _ctx: &ServiceContext) -> Result<Step, ServiceError> {
+        Ok(Step::Done)
+    }
+}
+
+/// A bad service name is refused with what is wrong with the name itself: an empty name,
+/// the offset of a bad character within the service name, and the length limit of a service
+/// name (236 bytes, so that `service.<name>.restarting` fits in 255).
+#[test]
+fn bad_service_names_are_refused_with_what_is_wrong_with_them() {
+    let mut host = ServiceHost::new(HostOptions::default());
+    let refused = |host: &mut ServiceHost, name: &str| match host.add(Named(name.to_owned())) {
+        Err(e) => e,
+        Ok(_) => panic!("`{name}` was accepted"),
+    };
+    let empty = refused(&mut host, "");
+    assert!(
+        matches!(
+            &empty,
+            HostError::InvalidName {
+                reason: ephemeral::NameError::Empty,
+                ..
+            }
+        ),
+        "{empty:?}"
+    );
+    let space = refused(&mut host, "bad name");
+    assert!(
+        matches!(
+            &space,
+            HostError::InvalidName {
+                reason: ephemeral::NameError::Whitespace { at: 3 },
+                ..
+            }
+        ),
+        "{space:?}"
+    );
+    assert!(space.to_string().contains("at byte 3"), "{space}");
+    let long = "n".repeat(237);
+    let too_long = refused(&mut host, &long);
+    assert!(
+        matches!(
+            &too_long,
+            HostError::NameTooLong {
+                len: 237,
+                max: 236,
+                ..
+            }
+        ),
+        "{too_long:?}"
+    );
+    let message = too_long.to_string();
+    assert!(
+        message.contains("237 bytes") && message.contains("236"),
+        "{message}"
+    );
+    host.add(Named("n".repeat(236))).unwrap();
+    host.add(Named("db.primary".to_owned())).unwrap();
+}
+
+/// The report's text shows a failed stop hook, not only the work step's last error.
+#[tokio::test(start_paused = true)]
+async fn the_printed_report_shows_stop_errors() {
+    let log = Log::default();
+    let mut host = ServiceHost::new(HostOptions::default());
+    host.add(PanicsEarly {
+        in_stop: true,
+        ..PanicsEarly::new(&log)
+    })
+    .unwrap();
+    let report = host.run().await.unwrap();
+    let text = report.to_string();
+    assert!(
+        text.contains("stop error: panicked: stop blew up"),
+        "{text}"
+    );
+}
+
+/// A restart still waiting out its backoff when the host shuts down never happens, so it is
+/// not counted: `restarts` is how often the work step really ran again.
+#[tokio::test(start_paused = true)]
+async fn a_restart_cut_short_by_shutdown_is_not_counted() {
+    let sink = SignalSink::default();
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let mut host = ServiceHost::new(
+        HostOptions::default()
+            .backoff(Duration::from_secs(10), Duration::from_secs(10))
+            .signals(sink.clone()),
+    );
+    host.add(Flaky {
+        failures: u32::MAX,
+        attempts: Arc::clone(&attempts),
+        panics: false,
+    })
+    .unwrap();
+    let token = host.shutdown_token();
+    let run = tokio::spawn(host.run());
+    // The first step fails at once; the restart would come 10 s later.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    token.cancel();
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(attempts.lock().unwrap().len(), 1);
+    let flaky = report.service("flaky").unwrap();
+    assert_eq!(flaky.state, ServiceState::Stopped);
+    assert_eq!((flaky.failures, flaky.restarts), (1, 0));
+    assert_eq!(
+        sink.count("service.flaky.restarting"),
+        1,
+        "it was restarting"
+    );
+}

@@ -9,13 +9,29 @@ pub enum HostError {
     /// Two services share a name.
     #[error("a service named `{0}` was already added: service names must be unique")]
     Duplicate(String),
-    /// A service name does not fit in a signal name.
+    /// A service name breaks the signal naming rule (empty, whitespace, `*`, `?`, `,`, a
+    /// segment that is exactly `+`, ...); the reason's byte offset is within the service
+    /// name.
     #[error("service name `{name}` cannot be used in signal names: {reason}")]
     InvalidName {
         /// The name.
         name: String,
         /// Which naming rule it broke.
         reason: ephemeral::NameError,
+    },
+    /// A service name is too long for its lifecycle signals (`service.<name>.restarting`
+    /// must fit in [`ephemeral::MAX_NAME_LEN`] bytes).
+    #[error(
+        "service name `{name}` is {len} bytes long, more than the limit of {max} for service names (its signals `service.<name>.restarting` must fit in {} bytes): shorten it",
+        ephemeral::MAX_NAME_LEN
+    )]
+    NameTooLong {
+        /// The name.
+        name: String,
+        /// Its length in bytes.
+        len: usize,
+        /// The longest service name, in bytes.
+        max: usize,
     },
     /// A service depends on one that was never added.
     #[error("service `{service}` depends on `{dependency}`, which was not added to the host")]

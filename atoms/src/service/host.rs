@@ -20,6 +20,11 @@ use super::order::start_order;
 use super::report::{HostReport, ServiceReport, ServiceState, ShutdownReason};
 use super::service::{Service, ServiceContext, Step};
 
+/// The longest service name: its longest lifecycle signal, `service.<name>.restarting`,
+/// must be a valid signal name.
+const MAX_SERVICE_NAME_LEN: usize =
+    ephemeral::MAX_NAME_LEN - "service.".len() - ".restarting".len();
+
 /// Runs a set of [`Service`]s: starts them in dependency order, restarts a failing work step
 /// with backoff (giving up after a limit, with the reason), and on shutdown stops them in
 /// reverse order within a deadline, aborting and naming any service that did not stop.
@@ -77,14 +82,25 @@ impl ServiceHost {
     /// # Errors
     ///
     /// [`HostError::Duplicate`] when a service of that name was already added;
-    /// [`HostError::InvalidName`] when the name cannot be part of a signal name.
+    /// [`HostError::InvalidName`] when the name breaks the signal naming rule (an empty
+    /// name included); [`HostError::NameTooLong`] past 236 bytes.
     pub fn add(&mut self, service: impl Service) -> Result<&mut Self, HostError> {
         let name = service.name().to_owned();
         if self.services.iter().any(|s| s.name() == name) {
             return Err(HostError::Duplicate(name));
         }
-        if let Err(reason) = ephemeral::validate_name(&format!("service.{name}.restarting")) {
+        // The name is checked on its own, so that an error's offset is within it (not
+        // within `service.<name>.restarting`) and an empty name is refused, and its
+        // length against what is left of a signal name around it.
+        if let Err(reason) = ephemeral::validate_name(&name) {
             return Err(HostError::InvalidName { name, reason });
+        }
+        if name.len() > MAX_SERVICE_NAME_LEN {
+            return Err(HostError::NameTooLong {
+                len: name.len(),
+                max: MAX_SERVICE_NAME_LEN,
+                name,
+            });
         }
         self.services.push(Box::new(service));
         Ok(self)
@@ -156,21 +172,41 @@ impl ServiceHost {
             let Some(service) = services[i].take() else {
                 continue;
             };
-            let (slot, started) = Slot::spawn(service, i, &options, ended_tx.clone());
+            let (slot, mut started) = Slot::spawn(service, i, &options, ended_tx.clone());
+            let asked_to_stop = slot.token.clone();
             slots.push(slot);
             ends.running += 1;
-            tokio::select! {
-                biased;
-                why = trigger(&options.token, &mut os_signal) => {
+            // While it starts (which may take long, or wait for a dependency), a service
+            // that gives up is dealt with at once, as after start-up: with
+            // `stop_all_on_give_up` the shutdown begins now, else its dependents stop, this
+            // one included when it depends on it.
+            let start = loop {
+                tokio::select! {
+                    biased;
+                    why = trigger(&options.token, &mut os_signal) => break Err(why),
+                    result = &mut started => {
+                        break Ok(result.unwrap_or_else(|_| Err("its task ended".to_owned())));
+                    }
+                    Some(message) = ended_rx.recv() => {
+                        let taken = ends.take(message, &mut slots, &names, &deps, &options, &mut os_signal);
+                        if let Some(why) = taken.await {
+                            break Err(why);
+                        }
+                    }
+                }
+            };
+            match start {
+                Err(why) => {
                     reason = Some(why);
                     break;
                 }
-                result = started => {
-                    if let Err(e) = result.unwrap_or_else(|_| Err("its task ended".to_owned())) {
-                        reason = Some(ShutdownReason::StartFailed(e));
-                        break;
-                    }
+                // A start that fails after its service was asked to stop (a dependency gave
+                // up meanwhile) is that service's end, not a failed start-up.
+                Ok(Err(e)) if !asked_to_stop.is_cancelled() => {
+                    reason = Some(ShutdownReason::StartFailed(e));
+                    break;
                 }
+                Ok(_) => {}
             }
         }
 
@@ -210,9 +246,12 @@ impl ServiceHost {
             reason,
         };
         if let ShutdownReason::StartFailed(why) = &report.reason {
+            // The failed start-up is the last service started (an earlier one may have failed
+            // its start after a dependency gave up, which did not end the start-up).
             let failed = report
                 .services
                 .iter()
+                .rev()
                 .find(|s| s.state == ServiceState::StartFailed)
                 .map_or_else(String::new, |s| s.name.clone());
             return Err(HostError::StartFailed {
@@ -433,6 +472,11 @@ async fn run_service(
         let error = match step {
             Ok(Ok(Step::Continue)) => {
                 in_a_row = 0;
+                // A step that completes without waiting (a poll that found nothing) would
+                // otherwise loop here for ever without yielding: on a current-thread
+                // runtime nothing else, not even the shutdown, would run again. Spending
+                // the task's cooperative budget yields once it runs out.
+                tokio::task::coop::consume_budget().await;
                 continue;
             }
             Ok(Ok(Step::Done)) => break ServiceState::Finished,
@@ -451,7 +495,6 @@ async fn run_service(
             tracing::error!(service = %name, error = %error, "giving up after {} restarts", options.max_restarts);
             break ServiceState::GaveUp;
         }
-        lock(&record).restarts += 1;
         lifecycle(sink, &name, "restarting");
         let wait = options.backoff_for(in_a_row);
         tokio::select! {
@@ -459,6 +502,8 @@ async fn run_service(
             () = ctx.token.cancelled() => break ServiceState::Stopped,
             () = tokio::time::sleep(wait) => {}
         }
+        // Counted once the backoff is over: a restart cut short by a stop never happened.
+        lock(&record).restarts += 1;
     };
 
     if end == ServiceState::GaveUp {

@@ -75,13 +75,22 @@ impl HostOptions {
     }
 
     /// Shut down gracefully on Ctrl-C (SIGINT) and, on Unix, SIGTERM.
+    ///
+    /// The handlers are installed when [`run`](super::ServiceHost::run) begins and, as
+    /// with every tokio signal handler, stay installed for the rest of the process. So a
+    /// second Ctrl-C or SIGTERM during the shutdown does not cut it short (the
+    /// [`shutdown_timeout`](Self::shutdown_timeout) and [`abort_grace`](Self::abort_grace)
+    /// bound it), and once `run` has returned these signals no longer end the process by
+    /// themselves: return from `main` promptly, or listen for them yourself
+    /// ([`tokio::signal::ctrl_c`]) in work that follows.
     pub fn shutdown_on_os_signals(mut self, enabled: bool) -> Self {
         self.os_signals = enabled;
         self
     }
 
-    /// Shut everything down, in reverse start order, as soon as one service gives up (by
-    /// default the services that depend on it stop, and the others keep running).
+    /// Shut everything down, in reverse start order, as soon as one service gives up, also
+    /// while another is still starting (it is then asked to stop at once); by default the
+    /// services that depend on it stop, and the others keep running.
     pub fn stop_all_on_give_up(mut self, enabled: bool) -> Self {
         self.stop_all_on_give_up = enabled;
         self

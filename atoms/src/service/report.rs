@@ -30,7 +30,9 @@ pub struct ServiceReport {
     pub name: String,
     /// Where it ended up.
     pub state: ServiceState,
-    /// How many times its work step was restarted after a failure.
+    /// How many times its work step was run again after a failure (a restart still waiting
+    /// out its backoff when the service was stopped is not counted; the
+    /// `service.<name>.restarting` signal is raised when the backoff begins).
     pub restarts: u32,
     /// How many work steps failed (errors and panics).
     pub failures: u32,
@@ -108,6 +110,9 @@ impl fmt::Display for HostReport {
             )?;
             if let Some(e) = &s.last_error {
                 write!(f, ", last error: {e}")?;
+            }
+            if let Some(e) = &s.stop_error {
+                write!(f, ", stop error: {e}")?;
             }
             writeln!(f)?;
         }

@@ -11,7 +11,10 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 ///
 /// Write the methods as `async fn`s. The work step is dropped at an `.await` when shutdown
 /// begins, so keep it cancel-safe (awaiting a channel's `recv` is), or watch
-/// [`ServiceContext::cancelled`] and return. The stop hook runs to completion unless the
+/// [`ServiceContext::cancelled`] and return. A step may also complete without waiting (a
+/// non-blocking poll that found nothing): between steps the host spends the task's tokio
+/// cooperative budget, so such a service yields to the runtime now and then and never
+/// starves the shutdown, even on a current-thread runtime. The stop hook runs to completion unless the
 /// host's shutdown deadline passes first (the service is then aborted) or the future of
 /// [`ServiceHost::run`](super::ServiceHost::run) is dropped (every service is then aborted
 /// without its stop hook).
@@ -43,8 +46,11 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 /// # let _ = Ticker { ticks: 0 };
 /// ```
 pub trait Service: Send + 'static {
-    /// A name unique within the host; it must fit in a signal name
-    /// (`service.<name>.started`), so no spaces, `*`, `?` or `,`.
+    /// A name unique within the host; it becomes part of signal names
+    /// (`service.<name>.started`), so it follows the signal naming rule (not empty, no
+    /// whitespace or control characters, no `*`, `?` or `,`, no segment that is exactly
+    /// `+`) and is at most 236 bytes long. Dots are allowed: `db.primary` raises
+    /// `service.db.primary.started`.
     fn name(&self) -> &str;
 
     /// Names of the services that must be started before this one.
@@ -63,7 +69,8 @@ pub trait Service: Send + 'static {
     /// on it, directly or not, are stopped first, in reverse start order, each given up to
     /// `shutdown_timeout`; then its stop hook runs, also when one of them is still stopping
     /// past that time (the host's shutdown later waits for it or aborts it). One whose
-    /// turn to start had not come is not started. Services that do not depend on it keep
+    /// turn to start had not come is not started; one still starting is asked to stop at
+    /// once (its [`ServiceContext::cancelled`] fires during its start hook). Services that do not depend on it keep
     /// running (unless [`HostOptions::stop_all_on_give_up`](super::HostOptions::stop_all_on_give_up)).
     /// A shutdown requested meanwhile takes over at once and stops the dependency in its
     /// turn, as above.
@@ -72,7 +79,9 @@ pub trait Service: Send + 'static {
     }
 
     /// Runs once before the first work step. An error (or a panic) here aborts the host's
-    /// start-up.
+    /// start-up, unless the service was asked to stop during its start because a
+    /// dependency gave up: it is then reported [`StartFailed`](super::ServiceState::StartFailed)
+    /// and the start-up goes on.
     fn start(
         &mut self,
         ctx: &ServiceContext,
