@@ -1264,3 +1264,88 @@ async fn a_restart_cut_short_by_shutdown_is_not_counted() {
         "it was restarting"
     );
 }
+
+/// The lifecycle signals say what happened: a failure its phase, its error and how many in
+/// a row, and whether the service gives up; a restart its count; a stop the state the
+/// service ended in; a start failure and a service aborted at the deadline a `.failed` with
+/// their phase (the aborted one raises no `.stopped`).
+#[tokio::test(start_paused = true)]
+async fn lifecycle_signals_carry_what_happened() {
+    let sink = SignalSink::default();
+    let mut failed = sink.subscribe("service.*.failed");
+    let mut host = ServiceHost::new(
+        HostOptions::default()
+            .max_restarts(1)
+            .backoff(Duration::from_millis(10), Duration::from_millis(10))
+            .signals(sink.clone()),
+    );
+    host.add(Flaky {
+        failures: u32::MAX,
+        attempts: Arc::default(),
+        panics: false,
+    })
+    .unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(600), host.run())
+        .await
+        .expect("flaky host ends")
+        .unwrap();
+    assert_eq!(report.service("flaky").unwrap().state, ServiceState::GaveUp);
+    let text = |s: &ephemeral::Signal, key: &str| s.header(key).map(ToString::to_string);
+    for (in_a_row, gave_up) in [(1, "false"), (2, "true")] {
+        let signal = tokio::time::timeout(Duration::from_secs(60), failed.recv())
+            .await
+            .expect("a failed signal")
+            .unwrap()
+            .expect("no lag");
+        assert_eq!(text(&signal, "phase").as_deref(), Some("work"));
+        assert_eq!(
+            text(&signal, "error").as_deref(),
+            Some("downstream unavailable")
+        );
+        assert_eq!(text(&signal, "in_a_row"), Some(in_a_row.to_string()));
+        assert_eq!(text(&signal, "gave_up").as_deref(), Some(gave_up));
+    }
+    let restarting = sink.latest("service.flaky.restarting").unwrap();
+    assert_eq!(text(&restarting, "in_a_row").as_deref(), Some("1"));
+    let stopped = sink.latest("service.flaky.stopped").unwrap();
+    assert_eq!(text(&stopped, "state").as_deref(), Some("gave_up"));
+
+    let mut host = ServiceHost::new(HostOptions::default().signals(sink.clone()));
+    host.add(Broken).unwrap();
+    host.add(Logged::new("db", &[], &Log::default())).unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(600), host.run())
+        .await
+        .expect("broken host ends");
+    let signal = tokio::time::timeout(Duration::from_secs(60), failed.recv())
+        .await
+        .expect("a failed signal")
+        .unwrap()
+        .expect("no lag");
+    assert_eq!(text(&signal, "phase").as_deref(), Some("start"));
+    assert!(text(&signal, "error").is_some_and(|e| !e.is_empty()));
+
+    let token = tokio_util::sync::CancellationToken::new();
+    let mut host = ServiceHost::new(
+        HostOptions::default()
+            .shutdown_timeout(Duration::from_secs(1))
+            .cancel_on(token.clone())
+            .signals(sink.clone()),
+    );
+    host.add(Stuck).unwrap();
+    let run = tokio::spawn(host.run());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    token.cancel();
+    tokio::time::timeout(Duration::from_secs(600), run)
+        .await
+        .expect("stuck host ends")
+        .unwrap()
+        .unwrap();
+    let signal = tokio::time::timeout(Duration::from_secs(60), failed.recv())
+        .await
+        .expect("a failed signal")
+        .unwrap()
+        .expect("no lag");
+    assert_eq!(signal.name().as_str(), "service.stuck.failed");
+    assert_eq!(text(&signal, "phase").as_deref(), Some("stop"));
+    assert!(!sink.has_signal("service.stuck.stopped"));
+}

@@ -5,7 +5,7 @@ use std::fmt;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use ephemeral::SignalSink;
+use ephemeral::{HeaderValue, Signal, SignalSink};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
@@ -346,8 +346,19 @@ impl Slot {
         lock(&self.record).clone()
     }
 
-    fn mark_aborted(&self) {
-        lock(&self.record).state = ServiceState::DidNotStop;
+    /// Records that the service did not stop in time and was aborted, and says so with
+    /// `service.<name>.failed` (`phase` `stop`): it will raise no `.stopped`.
+    fn mark_aborted(&self, sink: Option<&SignalSink>) {
+        let name = {
+            let mut r = lock(&self.record);
+            r.state = ServiceState::DidNotStop;
+            r.name.clone()
+        };
+        let headers = [
+            ("phase", "stop".into()),
+            ("error", "did not stop in time: aborted".into()),
+        ];
+        lifecycle(sink, &name, "failed", &headers);
     }
 }
 
@@ -356,13 +367,46 @@ fn lock(record: &Mutex<ServiceReport>) -> std::sync::MutexGuard<'_, ServiceRepor
     record.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn lifecycle(sink: Option<&SignalSink>, name: &str, event: &str) {
-    if let Some(sink) = sink {
-        // The name was validated when the service was added.
-        if let Err(e) = sink.raise(&format!("service.{name}.{event}")) {
+/// The longest error text a lifecycle signal carries (its `error` header): longer ones are
+/// cut at a character boundary, with `…` (the whole text is in the report and the log).
+const ERROR_HEADER_MAX: usize = 256;
+
+/// Raises `service.<name>.<event>` with `headers` (see [`HostOptions::signals`]).
+fn lifecycle(
+    sink: Option<&SignalSink>,
+    name: &str,
+    event: &str,
+    headers: &[(&'static str, HeaderValue)],
+) {
+    let Some(sink) = sink else {
+        return;
+    };
+    // The name was validated when the service was added.
+    let builder = match Signal::build(&format!("service.{name}.{event}")) {
+        Ok(builder) => builder,
+        Err(e) => {
             tracing::warn!(service = name, error = %e, "could not raise a lifecycle signal");
+            return;
         }
+    };
+    let builder = headers
+        .iter()
+        .fold(builder, |b, (key, value)| b.header(*key, value.clone()));
+    if let Err(e) = sink.raise_with(builder) {
+        tracing::warn!(service = name, error = %e, "could not raise a lifecycle signal");
     }
+}
+
+/// `error` as a lifecycle signal's header: at most [`ERROR_HEADER_MAX`] bytes.
+fn error_header(error: &str) -> HeaderValue {
+    if error.len() <= ERROR_HEADER_MAX {
+        return HeaderValue::from(error);
+    }
+    let mut end = ERROR_HEADER_MAX - '…'.len_utf8();
+    while !error.is_char_boundary(end) {
+        end -= 1;
+    }
+    HeaderValue::from(format!("{}…", &error[..end]))
 }
 
 /// What the host keeps of its services' ends: how many still run, which gave up, and the
@@ -453,13 +497,14 @@ async fn run_service(
             r.state = ServiceState::StartFailed;
             r.last_error = Some(e.clone());
         }
-        lifecycle(sink, &name, "failed");
+        let headers = [("phase", "start".into()), ("error", error_header(&e))];
+        lifecycle(sink, &name, "failed", &headers);
         let _ = started.send(Err(e));
         ended.done();
         return;
     }
     lock(&record).state = ServiceState::Running;
-    lifecycle(sink, &name, "started");
+    lifecycle(sink, &name, "started", &[]);
     let _ = started.send(Ok(()));
 
     let mut in_a_row = 0u32;
@@ -490,12 +535,19 @@ async fn run_service(
             r.last_error = Some(error.clone());
         }
         tracing::warn!(service = %name, error = %error, in_a_row, "work step failed");
-        lifecycle(sink, &name, "failed");
-        if in_a_row > options.max_restarts {
+        let gives_up = in_a_row > options.max_restarts;
+        let headers = [
+            ("phase", "work".into()),
+            ("error", error_header(&error)),
+            ("in_a_row", HeaderValue::from(in_a_row)),
+            ("gave_up", gives_up.into()),
+        ];
+        lifecycle(sink, &name, "failed", &headers);
+        if gives_up {
             tracing::error!(service = %name, error = %error, "giving up after {} restarts", options.max_restarts);
             break ServiceState::GaveUp;
         }
-        lifecycle(sink, &name, "restarting");
+        lifecycle(sink, &name, "restarting", &[("in_a_row", in_a_row.into())]);
         let wait = options.backoff_for(in_a_row);
         tokio::select! {
             biased;
@@ -530,12 +582,16 @@ async fn run_service(
         Ok(Err(e)) => Some(e.message().to_owned()),
         Err(panic) => Some(format!("panicked: {}", panic_message(panic.as_ref()))),
     };
+    let mut headers = vec![("state", HeaderValue::from(end.as_str()))];
+    if let Some(e) = &stop_error {
+        headers.push(("stop_error", error_header(e)));
+    }
     {
         let mut r = lock(&record);
         r.state = end.clone();
         r.stop_error = stop_error;
     }
-    lifecycle(sink, &name, "stopped");
+    lifecycle(sink, &name, "stopped", &headers);
     ended.done();
 }
 
@@ -618,7 +674,7 @@ async fn shutdown(slots: &mut [Slot], options: &HostOptions) {
     let overdue = &mut slots[late];
     overdue.task.abort();
     let _ = (&mut overdue.task).await;
-    overdue.mark_aborted();
+    overdue.mark_aborted(options.sink.as_ref());
     tracing::error!(service = %overdue.report().name, "did not stop within the shutdown deadline; aborted");
 
     let rest = &mut slots[..late];
@@ -637,7 +693,7 @@ async fn shutdown(slots: &mut [Slot], options: &HostOptions) {
         if !stopped {
             slot.task.abort();
             let _ = (&mut slot.task).await;
-            slot.mark_aborted();
+            slot.mark_aborted(options.sink.as_ref());
             tracing::error!(service = %slot.report().name, "did not stop within the grace period; aborted");
         }
     }

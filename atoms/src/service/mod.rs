@@ -16,7 +16,9 @@
 //!
 //! With a sink ([`HostOptions::signals`]) the host raises `service.<name>.started`,
 //! `service.<name>.failed`, `service.<name>.restarting` and `service.<name>.stopped`, so
-//! other parts of the application can react (`sink.has_signal("service.*.failed")`).
+//! other parts of the application can react (`sink.has_signal("service.*.failed")`); their
+//! headers say the phase, the error and whether the service gave up (see
+//! [`HostOptions::signals`]).
 //!
 //! Services pair naturally with [`Channel`](ephemeral::Channel): a detector service sends
 //! events on a channel that logger and alerter services consume.

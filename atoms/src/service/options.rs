@@ -99,6 +99,14 @@ impl HostOptions {
     /// Raise lifecycle signals `service.<name>.started`, `.failed`, `.restarting` and
     /// `.stopped` into this sink; services can raise their own through
     /// [`ServiceContext::raise`](super::ServiceContext::raise).
+    ///
+    /// Their headers say what happened:
+    ///
+    /// | signal | headers |
+    /// |---|---|
+    /// | `.failed` | `phase`: `start` (the start hook failed), `work` (a work step failed) or `stop` (the service did not stop in time and was aborted; it raises no `.stopped`); `error`: the error text, at most 256 bytes (cut with `…`; whole in the report); for `work`, `in_a_row` (failures in a row, an integer) and `gave_up` (whether this failure made the service give up) |
+    /// | `.restarting` | `in_a_row`: the failures in a row this restart follows |
+    /// | `.stopped` | `state`: where the service ended ([`ServiceState::as_str`](super::ServiceState::as_str): `stopped`, `finished`, `gave_up`); `stop_error` when its stop hook failed |
     pub fn signals(mut self, sink: SignalSink) -> Self {
         self.sink = Some(sink);
         self

@@ -23,6 +23,23 @@ pub enum ServiceState {
     DidNotStop,
 }
 
+impl ServiceState {
+    /// The state in snake case (`"gave_up"`), as the `state` header of a
+    /// `service.<name>.stopped` signal carries it.
+    #[must_use]
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::NotStarted => "not_started",
+            Self::StartFailed => "start_failed",
+            Self::Running => "running",
+            Self::Stopped => "stopped",
+            Self::Finished => "finished",
+            Self::GaveUp => "gave_up",
+            Self::DidNotStop => "did_not_stop",
+        }
+    }
+}
+
 /// One service's record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceReport {
