@@ -89,10 +89,12 @@ async fn bad_input_is_refused_before_anything_is_written() {
         bus.store("bad name", StoreOptions::default()).await,
         Err(StoreError::InvalidName { .. })
     ));
-    assert!(matches!(
-        bus.room("", RoomOptions::default()).await,
-        Err(StoreError::InvalidName { .. })
-    ));
+    let err = bus.room("", RoomOptions::default()).await.unwrap_err();
+    assert!(matches!(err, StoreError::InvalidName { .. }));
+    assert_eq!(
+        err.to_string(),
+        "invalid name ``: the name is empty: give one such as `user.42` (the naming rule of signal names applies)"
+    );
     let store = bus
         .store(
             "small",
@@ -100,13 +102,18 @@ async fn bad_input_is_refused_before_anything_is_written() {
         )
         .await
         .unwrap();
+    assert_eq!(
+        store.get("").await.unwrap_err().to_string(),
+        "invalid key ``: the key is empty: give one such as `user.42` (the naming rule of signal names applies)"
+    );
     for key in ["", "a b", "a*", "a,b", "x.+.y"] {
+        let err = store.set(key, b"v", None).await.unwrap_err();
+        assert!(matches!(err, StoreError::InvalidKey { .. }), "{key:?}");
+        // Said of the key, not of a signal name (the rule's own subject).
+        let text = err.to_string();
         assert!(
-            matches!(
-                store.set(key, b"v", None).await,
-                Err(StoreError::InvalidKey { .. })
-            ),
-            "{key:?}"
+            text.contains(": the key ") && !text.contains("signal name "),
+            "{key:?}: {text}"
         );
         assert!(matches!(
             store.get(key).await,
