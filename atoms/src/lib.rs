@@ -56,7 +56,7 @@
 //! coordinator.drain().await?;
 //! assert_eq!(coordinator.stats().completed, 1);
 //! assert_eq!(calls.load(Ordering::Relaxed), 3);
-//! assert_eq!(sink.count("retry.attempt"), 2); // one before each retry
+//! assert_eq!(sink.count("retry.attempt"), 2); // one as each retry starts
 //! # Ok(())
 //! # }
 //! ```
