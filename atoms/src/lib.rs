@@ -97,7 +97,8 @@
 //!
 //! # Presets
 //!
-//! [`presets::FixedWork`] (a FIFO coordinator with a fixed worker count),
+//! [`presets::FixedWork`] (a FIFO coordinator with a set worker count, changed only through
+//! its `inner()` coordinator),
 //! [`presets::KeyedSequential`] (strictly one item at a time per key, keys in parallel) and
 //! [`presets::SignalAware`] (intake refused with the live signal's name while a `refuse_on`
 //! signal is live, or deferred by `defer_on` / `resume_on`) are the core coordinators with
