@@ -56,7 +56,7 @@
 //! coordinator.drain().await?;
 //! assert_eq!(coordinator.stats().completed, 1);
 //! assert_eq!(calls.load(Ordering::Relaxed), 3);
-//! assert_eq!(sink.count("retry.attempt"), 2); // one before each retry
+//! assert_eq!(sink.count("retry.attempt"), 2); // one as each retry starts
 //! # Ok(())
 //! # }
 //! ```
@@ -97,7 +97,8 @@
 //!
 //! # Presets
 //!
-//! [`presets::FixedWork`] (a FIFO coordinator with a fixed worker count),
+//! [`presets::FixedWork`] (a FIFO coordinator with a set worker count, changed only through
+//! its `inner()` coordinator),
 //! [`presets::KeyedSequential`] (strictly one item at a time per key, keys in parallel) and
 //! [`presets::SignalAware`] (intake refused with the live signal's name while a `refuse_on`
 //! signal is live, or deferred by `defer_on` / `resume_on`) are the core coordinators with

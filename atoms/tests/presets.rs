@@ -90,6 +90,24 @@ async fn fixed_work_concurrency_overrides_options_and_zero_is_an_error() {
     assert!(err.to_string().contains("max_concurrency"), "{err}");
 }
 
+/// The worker count holds unless it is changed through `inner()`, the documented way out.
+#[tokio::test(start_paused = true)]
+async fn fixed_work_count_changes_only_through_inner() {
+    let pool = FixedWork::new(2, |_n: u32, _ctx: OperationContext| async move {
+        tokio::time::sleep(secs(10)).await;
+        Ok::<_, Infallible>(())
+    })
+    .unwrap();
+    pool.inner().set_max_concurrency(3).unwrap();
+    assert_eq!(pool.inner().max_concurrency(), 3);
+    for n in 0..5 {
+        pool.enqueue(n).await.unwrap();
+    }
+    settle(secs(1)).await;
+    assert_eq!(pool.stats().running, 3);
+    pool.drain().await.unwrap();
+}
+
 #[tokio::test(start_paused = true)]
 async fn fixed_work_gives_the_item_back_when_closed() {
     let pool = FixedWork::new(1, noop()).unwrap();

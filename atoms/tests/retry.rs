@@ -136,6 +136,40 @@ async fn cancellation_stops_the_wait_at_once() {
     );
 }
 
+/// `retry.attempt` is raised when the retry starts, after its wait: a call cancelled during
+/// the wait announces no attempt (it used to raise one before the wait, for an attempt that
+/// never ran), and a retry that does start finds its signal already raised.
+#[tokio::test(start_paused = true)]
+async fn retry_attempt_is_raised_when_the_retry_starts_not_before_its_wait() {
+    let sink = SignalSink::default();
+    let retry = Retry::new(Backoff::constant(Duration::from_secs(10)))
+        .max_attempts(3)
+        .unwrap()
+        .signals(sink.clone());
+    let token = CancellationToken::new();
+    let canceller = token.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        canceller.cancel();
+    });
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let result: Result<(), _> = retry
+        .run_with_cancel(&token, |attempt| {
+            seen.lock()
+                .unwrap()
+                .push((attempt, sink.count("retry.attempt")));
+            async { Err("down") }
+        })
+        .await;
+    assert!(matches!(
+        result,
+        Err(RetryError::Cancelled { attempts: 2, .. })
+    ));
+    // Attempt 2 started with its signal raised; the wait for attempt 3 was cancelled.
+    assert_eq!(*seen.lock().unwrap(), [(1, 0), (2, 1)]);
+    assert_eq!(sink.count("retry.attempt"), 1, "no signal for attempt 3");
+}
+
 /// A token cancelled during an attempt that then fails ends the call at the wait, with that
 /// attempt's error: with a zero delay the wait and the cancellation are ready together, and
 /// the cancellation must win every time (an unbiased choice lost the error about half the time).

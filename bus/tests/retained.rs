@@ -89,10 +89,12 @@ async fn bad_input_is_refused_before_anything_is_written() {
         bus.store("bad name", StoreOptions::default()).await,
         Err(StoreError::InvalidName { .. })
     ));
-    assert!(matches!(
-        bus.room("", RoomOptions::default()).await,
-        Err(StoreError::InvalidName { .. })
-    ));
+    let err = bus.room("", RoomOptions::default()).await.unwrap_err();
+    assert!(matches!(err, StoreError::InvalidName { .. }));
+    assert_eq!(
+        err.to_string(),
+        "invalid name ``: the name is empty: give one such as `user.42` (the naming rule of signal names applies)"
+    );
     let store = bus
         .store(
             "small",
@@ -100,13 +102,18 @@ async fn bad_input_is_refused_before_anything_is_written() {
         )
         .await
         .unwrap();
+    assert_eq!(
+        store.get("").await.unwrap_err().to_string(),
+        "invalid key ``: the key is empty: give one such as `user.42` (the naming rule of signal names applies)"
+    );
     for key in ["", "a b", "a*", "a,b", "x.+.y"] {
+        let err = store.set(key, b"v", None).await.unwrap_err();
+        assert!(matches!(err, StoreError::InvalidKey { .. }), "{key:?}");
+        // Said of the key, not of a signal name (the rule's own subject).
+        let text = err.to_string();
         assert!(
-            matches!(
-                store.set(key, b"v", None).await,
-                Err(StoreError::InvalidKey { .. })
-            ),
-            "{key:?}"
+            text.contains(": the key ") && !text.contains("signal name "),
+            "{key:?}: {text}"
         );
         assert!(matches!(
             store.get(key).await,
@@ -219,6 +226,42 @@ async fn an_expired_value_is_never_returned_and_watchers_see_it_expire() {
     }
     let stats = store.stats().await.unwrap();
     assert_eq!((stats.values, stats.expired), (1, 1));
+}
+
+/// Setting a key whose value expired but was not swept yet logs and counts that expiry
+/// first, as the sweep would have: watchers hear `Expired` before the new `Set`, and
+/// `stats().expired` counts it (the overwrite used to replace the dead value silently:
+/// no `Expired`, `expired: 0`).
+#[tokio::test]
+async fn setting_a_key_whose_value_expired_unswept_reports_the_expiry_first() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let store = bus
+        .store("overwrite", StoreOptions::default())
+        .await
+        .unwrap();
+    let mut watch = store.watch("*").await.unwrap();
+    store
+        .set("k", b"old", Duration::from_millis(50))
+        .await
+        .unwrap();
+    assert!(matches!(next(&mut watch).await, Ok(StoreEvent::Set(e)) if e.value() == b"old"));
+    // The value's time runs out while this (current-thread) runtime is blocked, so the
+    // sweeper task cannot run before the next set reaches the database: the set finds the
+    // value expired and unswept. (The paused clock cannot do this: `advance` yields, and
+    // the sweeper would run first.)
+    std::thread::sleep(Duration::from_millis(100));
+    let revision = store.set("k", b"new", None).await.unwrap();
+    match next(&mut watch).await {
+        Ok(StoreEvent::Expired { key, revision: r }) => {
+            assert_eq!((key.as_str(), r), ("k", revision - 1));
+        }
+        other => panic!("expected the old value's expiry first, got {other:?}"),
+    }
+    assert!(matches!(next(&mut watch).await, Ok(StoreEvent::Set(e)) if e.value() == b"new"));
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.values, stats.sets, stats.expired), (1, 2, 1));
+    assert_eq!(store.get("k").await.unwrap().as_deref(), Some(&b"new"[..]));
 }
 
 #[tokio::test(start_paused = true)]

@@ -159,10 +159,13 @@ impl BusArgs {
     /// What to talk to: `--bus` or `--nats` when given (never both); else a non-empty
     /// `EPHEMERAL_NATS` or `EPHEMERAL_BUS` (not both); else the bus `default`.
     pub(crate) fn target(self) -> Result<Target, Failure> {
+        // Where the URL came from, so that a bad one is said to be the variable's.
+        let mut url_from_env = false;
         let nats = match (&self.bus, self.nats) {
             (Some(_), _) => None,
             (None, Some(url)) => Some(url),
             (None, None) => {
+                url_from_env = true;
                 let url = env_var(NATS_ENV)?;
                 if url.is_some() && env_var(BUS_ENV)?.is_some() && !self.create {
                     return Err(Failure::new(
@@ -179,11 +182,17 @@ impl BusArgs {
         };
         if let Some(url) = nats {
             if url.trim().is_empty() {
+                let whose = if url_from_env {
+                    format!("{NATS_ENV} is blank")
+                } else {
+                    "the NATS URL is empty".to_owned()
+                };
                 return Err(Failure::new(
                     USAGE,
-                    "the NATS URL is empty: give one such as nats://127.0.0.1:4222",
+                    format!("{whose}: give one such as nats://127.0.0.1:4222"),
                 ));
             }
+            let prefix_from_env = self.nats_prefix.is_none();
             let prefix = match self.nats_prefix {
                 Some(p) => Some(p),
                 None => env_var(NATS_PREFIX_ENV)?,
@@ -194,6 +203,8 @@ impl BusArgs {
             };
             return Ok(Target::Nats {
                 url,
+                url_from_env,
+                prefix_from_env: prefix_from_env && prefix.is_some(),
                 prefix,
                 creds,
                 connect_timeout: self.nats_connect_timeout,

@@ -7,6 +7,8 @@ use std::time::Duration;
 use ephemeral_bus::BusError;
 use ephemeral_nats::{ConnectKind, NatsError};
 
+use crate::args::{NATS_ENV, NATS_PREFIX_ENV};
+
 /// Success.
 pub(crate) const OK: u8 = 0;
 /// A negative answer: `match` found no match, `ops` no such coordinator.
@@ -82,7 +84,14 @@ impl From<BusError> for Failure {
             | BusError::ServerFailed { .. } => NO_REPLY,
             _ => IO,
         };
-        Self::new(code, e.to_string())
+        // The library's hint names `Bus::serve`, which a shell user cannot call.
+        let message = match &e {
+            BusError::NoServer { topic } => format!(
+                "no peer serves `{topic}` on this bus: start the service that answers it (on the same bus: check --bus), then send the request again"
+            ),
+            _ => e.to_string(),
+        };
+        Self::new(code, message)
     }
 }
 
@@ -103,14 +112,45 @@ impl From<NatsError> for Failure {
             NatsError::NoServer { .. } | NatsError::HandlerFailed { .. } => NO_REPLY,
             _ => IO,
         };
-        Self::new(code, e.to_string())
+        // The library's hints name its API (`Nats::serve`, `Nats::connection_signals`),
+        // which a shell user cannot call: these say what to do with the command instead.
+        let message = match &e {
+            NatsError::NoServer { topic } => format!(
+                "no server for `{topic}`: start the service that answers it, connected to this NATS server or cluster with the same subject prefix (check --nats-prefix), then send the request again"
+            ),
+            NatsError::Disconnected { topic } => format!(
+                "not connected to the NATS server right now (the connection was lost), so `{topic}` was not sent: check that the server at the --nats URL runs and is reachable, then run the command again"
+            ),
+            _ => e.to_string(),
+        };
+        Self::new(code, message)
     }
+}
+
+/// A store's or room's failure over NATS while the connection is down, in the command's
+/// terms: the library's explanation names `Nats::connection_signals`, which a shell user
+/// cannot call. `op` is what was being done (the library's words: `read a value`).
+pub(crate) fn offline_failure(url: &str, op: &str) -> Failure {
+    Failure::new(
+        IO,
+        format!(
+            "cannot {op}: not connected to the NATS server at {url} right now (the connection was lost): check that it runs and is reachable, then run the command again"
+        ),
+    )
 }
 
 /// A failure to connect to NATS, its hint in the command's terms: the library's message
 /// names `NatsOptions` setters, which a shell user cannot call, so where the fix is a flag
-/// or a URL the message says which. `waited` is the connect timeout that applied.
-pub(crate) fn connect_failure(e: NatsError, waited: Duration) -> Failure {
+/// or a URL the message says which. `waited` is the connect timeout that applied;
+/// `url_from_env` and `prefix_from_env` say that the URL or the subject prefix came from
+/// `EPHEMERAL_NATS` or `EPHEMERAL_NATS_PREFIX` (no flag), so that the message names the
+/// variable to fix.
+pub(crate) fn connect_failure(
+    e: NatsError,
+    waited: Duration,
+    url_from_env: bool,
+    prefix_from_env: bool,
+) -> Failure {
     let message = match &e {
         NatsError::Connect { url, kind, .. } => {
             let hint = match kind {
@@ -145,9 +185,21 @@ pub(crate) fn connect_failure(e: NatsError, waited: Duration) -> Failure {
         )),
         _ => None,
     };
+    let from_env = match &e {
+        NatsError::Connect { .. } if url_from_env => Some(format!(
+            "the URL comes from {NATS_ENV}: fix or unset it, or pass --nats URL"
+        )),
+        NatsError::BadPrefix { .. } if prefix_from_env => Some(format!(
+            "the prefix comes from {NATS_PREFIX_ENV}: fix or unset it, or pass --nats-prefix PREFIX"
+        )),
+        _ => None,
+    };
     let mut failure = Failure::from(e);
     if let Some(message) = message {
         failure.message = message;
+    }
+    if let Some(from_env) = from_env {
+        failure.message = format!("{} ({from_env})", failure.message);
     }
     failure
 }
@@ -155,5 +207,37 @@ pub(crate) fn connect_failure(e: NatsError, waited: Duration) -> Failure {
 impl From<io::Error> for Failure {
     fn from(e: io::Error) -> Self {
         Self::new(IO, format!("i/o error: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ephemeral_nats::NatsError;
+
+    use super::*;
+
+    /// What the CLI says of a lost connection names no library API (`Nats::...`), and says
+    /// what to do with the command. (A one-shot command meets these only when the server
+    /// goes away between its connect and its send, so they are checked here.)
+    #[test]
+    fn offline_errors_speak_of_the_command_not_the_library() {
+        let sent = Failure::from(NatsError::Disconnected {
+            topic: "orders.new".to_owned(),
+        });
+        assert_eq!(sent.code, IO);
+        assert!(
+            sent.message.contains("`orders.new` was not sent")
+                && sent.message.contains("--nats URL")
+                && !sent.message.contains("Nats::"),
+            "{sent}"
+        );
+        let store = offline_failure("nats://host:4222", "read a value");
+        assert_eq!(store.code, IO);
+        assert!(
+            store.message.starts_with(
+                "cannot read a value: not connected to the NATS server at nats://host:4222"
+            ) && !store.message.contains("Nats::"),
+            "{store}"
+        );
     }
 }

@@ -272,6 +272,10 @@ async fn request_gets_a_reply_and_times_out() {
     .await;
     assert_eq!(code, 6, "no server exits 6: {stderr}");
     assert!(stderr.contains("no peer serves `nobody.home`"), "{stderr}");
+    assert!(
+        !stderr.contains("Bus::serve"),
+        "the library's API: {stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -505,6 +505,61 @@ async fn nats_choices_and_errors_are_clear() {
     .await;
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("invalid subject prefix"), "{stderr}");
+    assert!(
+        !stderr.contains("EPHEMERAL_NATS"),
+        "a flag's fault: {stderr}"
+    );
+
+    // The same faults in the variables name the variable to fix.
+    for (vars, code_wanted, says) in [
+        (
+            vec![("EPHEMERAL_NATS", "nats://:x")],
+            2,
+            "the URL comes from EPHEMERAL_NATS",
+        ),
+        (vec![("EPHEMERAL_NATS", "  ")], 2, "EPHEMERAL_NATS is blank"),
+        (
+            vec![("EPHEMERAL_NATS", "nats://127.0.0.1:1")],
+            3,
+            "the URL comes from EPHEMERAL_NATS",
+        ),
+        (
+            vec![
+                ("EPHEMERAL_NATS", url.as_str()),
+                ("EPHEMERAL_NATS_PREFIX", "a..b"),
+            ],
+            2,
+            "the prefix comes from EPHEMERAL_NATS_PREFIX",
+        ),
+    ] {
+        let output = common::cli(dir.path())
+            .envs(vars.clone())
+            .args(["raise", "x"])
+            .output()
+            .await
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            output.status.code(),
+            Some(code_wanted),
+            "{vars:?}: {stderr}"
+        );
+        assert!(stderr.contains(says), "{vars:?}: {stderr}");
+    }
+
+    // A request nobody serves: what to do with the command, not with the library's API.
+    let (code, _, stderr) = run(
+        dir.path(),
+        &["request", "nobody.home", "hi", "--nats", &url],
+    )
+    .await;
+    assert_eq!(code, 6, "{stderr}");
+    assert!(
+        stderr.contains("no server for `nobody.home`")
+            && stderr.contains("--nats-prefix")
+            && !stderr.contains("Nats::"),
+        "{stderr}"
+    );
 
     // What only a bus has.
     for args in [vec!["watch", "*", "--requests"], vec!["stats", "--peers"]] {

@@ -803,6 +803,37 @@ async fn priority_intake_stops_at_an_unknown_lane() {
     assert_eq!(lanes.stats().accepted, 1);
 }
 
+/// A closed priority coordinator says `Closed` whatever the lane: an unknown lane after
+/// `complete()` used to be `Refused` ("no lane has this name"), as if a retry with the right
+/// lane could succeed.
+#[tokio::test(start_paused = true)]
+async fn a_closed_priority_coordinator_refuses_an_unknown_lane_as_closed() {
+    let lanes = PriorityWorkCoordinator::new(
+        |_: u32, _ctx: OperationContext| async { Ok::<_, Infallible>(()) },
+        vec![Lane::new("only", 0)],
+        EphemeralOptions::default(),
+    )
+    .unwrap();
+    let permit = lanes.reserve().await.unwrap();
+    lanes.complete();
+    assert!(matches!(
+        lanes.enqueue("nope", 1).await,
+        Err(EnqueueError::Closed(1))
+    ));
+    assert!(matches!(
+        lanes.try_enqueue("nope", 2),
+        Err(EnqueueError::Closed(2))
+    ));
+    let refused = lanes.enqueue_many([("nope", 3)]).await.unwrap_err();
+    assert!(matches!(refused.refused, EnqueueError::Closed(_)));
+    assert!(matches!(
+        permit.send("nope", 4),
+        Err(EnqueueError::Closed(4))
+    ));
+    lanes.drain().await.unwrap();
+    assert_eq!(lanes.stats().accepted, 0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn process_keyed_keeps_per_key_order_within_the_overall_bound() {
     let log = Log::default();

@@ -656,6 +656,12 @@ async fn with_the_server_down_store_errors_say_the_connection_is_down() {
                 && text.contains("nats.offline"),
             "{what}: {text}"
         );
+        // Said once (`get` used to say it twice: once from `entry`, once more itself).
+        assert_eq!(
+            text.matches("not connected to the NATS server").count(),
+            1,
+            "{what}: {text}"
+        );
     }
 }
 

@@ -1,4 +1,4 @@
-//! `FixedWork<T>`: a FIFO coordinator with a fixed number of workers.
+//! `FixedWork<T>`: a FIFO coordinator with a set number of workers.
 
 use std::fmt;
 
@@ -7,8 +7,16 @@ use ephemeral::{
     IntakeError, OperationContext, OperationId,
 };
 
-/// A first-in, first-out work coordinator with exactly `concurrency` workers, and the
+/// A first-in, first-out work coordinator with `concurrency` workers, and the
 /// coordinator's defaults for everything else (1024 pending, 200 tracked for 5 min).
+///
+/// This type offers no way to change the worker count, so it stays `concurrency` unless it
+/// is changed through [`inner`](Self::inner): the coordinator underneath keeps its
+/// [`set_max_concurrency`](EphemeralWorkCoordinator::set_max_concurrency) (enforced both
+/// ways), and so does anything it is handed to as a
+/// [`CoordinatorHandle`](ephemeral::CoordinatorHandle), such as a dynamic-concurrency
+/// scaler. [`inner().max_concurrency()`](EphemeralWorkCoordinator::max_concurrency) tells
+/// the count in effect.
 ///
 /// When to use it: a fixed-size worker pool for uniform jobs (resize images, send mails) where
 /// you want bounded intake, failures recorded (panics included) and [`stats`](Self::stats),
@@ -68,7 +76,7 @@ impl<T: Send + 'static> FixedWork<T> {
     }
 
     /// [`new`](Self::new) on top of `options` (a sink, a name, window sizes...); the worker
-    /// count is always `concurrency`.
+    /// count is `concurrency`, whatever `options` says.
     ///
     /// # Errors
     ///

@@ -4,7 +4,7 @@
 //! out the coordinator itself, so anything the preset does not expose is one call away.
 //!
 //! * [`FixedWork`] — a FIFO [`EphemeralWorkCoordinator`](ephemeral::EphemeralWorkCoordinator)
-//!   with a fixed number of workers.
+//!   with a set number of workers (changed only through its `inner()` coordinator).
 //! * [`KeyedSequential`] — an
 //!   [`EphemeralKeyedWorkCoordinator`](ephemeral::EphemeralKeyedWorkCoordinator) running
 //!   strictly one item at a time per key.

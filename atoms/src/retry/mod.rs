@@ -6,8 +6,8 @@
 //!   the [`RetryBudget`] run out, or a cancellation token fires; the result is the body's
 //!   value or a [`RetryError`] carrying the last error.
 //!
-//! With a sink, a retry raises `retry.attempt` before each retry and `retry.exhausted` when it
-//! gives up, so `sink.has_signal("retry.exhausted")` tells a dashboard that a downstream is
+//! With a sink, a retry raises `retry.attempt` as each retry starts (after its backoff wait)
+//! and `retry.exhausted` when it gives up, so `sink.has_signal("retry.exhausted")` tells a dashboard that a downstream is
 //! failing for good.
 //!
 //! **The concurrency slot is held during backoff** when a retry runs inside a coordinator

@@ -25,9 +25,11 @@ type Adjust<E> = Arc<dyn Fn(&E, Duration) -> Duration + Send + Sync>;
 ///   `Retry-After`. The adjusted delay is used as given (the max delay caps only the backoff
 ///   schedule), because retrying before the server asked to is pointless.
 /// * [`budget`](Retry::budget) shares a [`RetryBudget`] across calls.
-/// * [`signals`](Retry::signals) raises `retry.attempt` before each retry (headers `attempt`,
-///   the number about to start, and `delay_ms`) and `retry.exhausted` when giving up after
-///   a retryable error (header `attempts`), keyed by the policy's [`name`](Retry::name).
+/// * [`signals`](Retry::signals) raises `retry.attempt` as each retry starts, after its
+///   wait (headers `attempt`, the number starting, and `delay_ms`, the wait before it; a
+///   call cancelled or dropped during the wait raises none for the attempt it never
+///   started) and `retry.exhausted` when giving up after a retryable error (header
+///   `attempts`), keyed by the policy's [`name`](Retry::name).
 ///
 /// Waiting uses tokio's clock, so tests run with the paused clock.
 ///
@@ -176,7 +178,8 @@ impl<E> Retry<E> {
         self
     }
 
-    /// Raises `retry.attempt` and `retry.exhausted` into `sink`.
+    /// Raises `retry.attempt` (as each retry starts, after its wait) and `retry.exhausted`
+    /// into `sink`.
     pub fn signals(mut self, sink: SignalSink) -> Self {
         self.sink = Some(sink);
         self
@@ -285,7 +288,6 @@ impl<E> Retry<E> {
                 Some(adjust) => adjust(&error, planned),
                 None => planned,
             };
-            self.raise_attempt(attempt + 1, delay);
             let sleep = sleep_checked(delay);
             match token {
                 Some(token) => {
@@ -305,6 +307,9 @@ impl<E> Retry<E> {
             if let Some(withdrawal) = withdrawal {
                 withdrawal.spend();
             }
+            // Raised only now that the next attempt starts: a call cancelled (or dropped)
+            // during the wait announces no attempt that never ran.
+            self.raise_attempt(attempt + 1, delay);
         }
     }
 

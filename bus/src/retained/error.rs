@@ -16,7 +16,8 @@ use crate::BusError;
 #[non_exhaustive]
 pub enum StoreError {
     /// A key is not a valid name (the one naming rule of `ephemeral`, see [`Name`](crate::Name)).
-    #[error("invalid key `{key}`: {source}")]
+    /// The message speaks of the key (the rule's own message speaks of a signal name).
+    #[error("invalid key `{key}`: {}", rule("key", source))]
     InvalidKey {
         /// The key given.
         key: String,
@@ -25,7 +26,7 @@ pub enum StoreError {
         source: NameError,
     },
     /// The name of a store, room or durable subscription is not a valid name.
-    #[error("invalid name `{name}`: {source}")]
+    #[error("invalid name `{name}`: {}", rule("name", source))]
     InvalidName {
         /// The name given.
         name: String,
@@ -139,6 +140,23 @@ pub enum StoreError {
     /// The handle's backend has shut down (its runtime or database thread is gone).
     #[error("the retained-state backend has shut down: open the store, room or subscription again")]
     Closed,
+}
+
+/// The naming rule `source` broke, said of `what` (a key, a name): the rule's own message
+/// speaks of a signal name, which a key or a store's name is not.
+fn rule(what: &str, source: &NameError) -> String {
+    match source {
+        NameError::Empty => format!(
+            "the {what} is empty: give one such as `user.42` (the naming rule of signal names applies)"
+        ),
+        other => {
+            let reason = other.to_string();
+            match reason.strip_prefix("signal name ") {
+                Some(rest) => format!("the {what} {rest}"),
+                None => reason,
+            }
+        }
+    }
 }
 
 impl StoreError {

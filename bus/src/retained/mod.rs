@@ -31,6 +31,7 @@
 //! | keys | the naming rule | the naming rule (escaped into KV keys where NATS needs it) |
 //! | durable subscriptions | any patterns | patterns of two subscriptions must not overlap (one JetStream stream each) |
 //! | `max_values`, `stats().expired` | enforced, counted | not enforced, not counted |
+//! | a key set again after its expiry, before the value was removed | watchers see `Expired`, then the set | watchers see only the set |
 //!
 //! [`StoredHolds`] keeps a signal sink's holds in a store, so a process that starts (or
 //! restarts) sees which conditions are held elsewhere.

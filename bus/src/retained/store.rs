@@ -276,7 +276,9 @@ pub struct StoreStats {
 ///   returned by [`get`](Self::get), [`entries`](Self::entries) or
 ///   [`history`](Self::history), even before it is swept; watchers see
 ///   [`StoreEvent::Expired`] when a process that has the store open sweeps it (at the
-///   expiry, when one does). The bus keeps millisecond precision. On NATS, JetStream's
+///   expiry, when one does), or when the key is set again before that sweep: on the bus
+///   that set logs (and counts in [`StoreStats::expired`]) the expiry first, then the new
+///   value. The bus keeps millisecond precision. On NATS, JetStream's
 ///   per-message time to live is whole seconds with a floor of one: any time to live is
 ///   accepted, reads return the value until its exact expiry and never after, and the
 ///   server removes it (watchers see `Expired`) at the time to live rounded up to whole

@@ -198,6 +198,22 @@ pub(crate) fn set(
     let kvk = kv_key(id, key);
     let mut old = old_record(w, &kvk)?;
     let mut touched = Touched::new();
+    if let Some(expired) = old.filter(|o| clock::expired(o.expires_ms, now)) {
+        // An expired value not swept yet: its expiry is logged and counted first, as a
+        // sweep would have, so watchers hear `Expired` and `stats().expired` counts it
+        // however soon the key is set again; the set is then a new key's.
+        remove(
+            w,
+            &mut touched,
+            id,
+            key,
+            expired,
+            EventKind::Expired,
+            Cause::None,
+            now,
+        )?;
+        old = None;
+    }
     if old.is_none() && touched.get(w, id)?[VALUES] >= options.max_values {
         // Full: expired values still count until swept, so sweep this store's first.
         expire_due(w, &mut touched, now, Some(id), usize::MAX)?;

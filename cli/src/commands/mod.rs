@@ -37,6 +37,10 @@ pub(crate) enum Target {
     /// A NATS server or cluster (`--nats`, `EPHEMERAL_NATS`).
     Nats {
         url: String,
+        /// The URL is `EPHEMERAL_NATS`'s (no `--nats`): errors about it name the variable.
+        url_from_env: bool,
+        /// The prefix is `EPHEMERAL_NATS_PREFIX`'s (no `--nats-prefix`).
+        prefix_from_env: bool,
         prefix: Option<String>,
         creds: Option<PathBuf>,
         /// `--nats-connect-timeout`; `None`: the library's default.
@@ -71,6 +75,8 @@ impl Target {
             Target::Bus { bus, create } => Ok(Conn::Bus(open_bus(bus, *create).await?)),
             Target::Nats {
                 url,
+                url_from_env,
+                prefix_from_env,
                 prefix,
                 creds,
                 connect_timeout,
@@ -87,7 +93,9 @@ impl Target {
                 Nats::connect_with(url, options)
                     .await
                     .map(Conn::Nats)
-                    .map_err(|e| crate::exit::connect_failure(e, waited))
+                    .map_err(|e| {
+                        crate::exit::connect_failure(e, waited, *url_from_env, *prefix_from_env)
+                    })
             }
         }
     }

@@ -97,12 +97,19 @@ enum KvCommand {
 /// `ephemeral kv`.
 pub(crate) async fn kv(args: KvArgs) -> Result<(), Failure> {
     let place = super::Place::open(args.bus.clone().target()?).await?;
-    let store = place.store(&args.store).await?;
+    let store = place
+        .store(&args.store)
+        .await
+        .map_err(|e| place.failure(e))?;
     match args.command {
         KvCommand::Get { key, json } => {
-            let entry = store.entry(&key).await?.ok_or_else(|| {
-                not_found(format!("`{key}` has no value in store `{}`", args.store))
-            })?;
+            let entry = store
+                .entry(&key)
+                .await
+                .map_err(|e| place.failure(e))?
+                .ok_or_else(|| {
+                    not_found(format!("`{key}` has no value in store `{}`", args.store))
+                })?;
             if json {
                 emit(&json_line(&EntryJson::of(&entry)));
             } else {
@@ -122,7 +129,10 @@ pub(crate) async fn kv(args: KvArgs) -> Result<(), Failure> {
         }
         KvCommand::Set { key, value, ttl } => {
             let value = payload_bytes(&value)?;
-            let revision = store.set(&key, value, ttl).await?;
+            let revision = store
+                .set(&key, value, ttl)
+                .await
+                .map_err(|e| place.failure(e))?;
             place.flush().await;
             eprintln!(
                 "set `{key}` in store `{}` (revision {revision})",
@@ -131,7 +141,7 @@ pub(crate) async fn kv(args: KvArgs) -> Result<(), Failure> {
             Ok(())
         }
         KvCommand::Del { key } => {
-            if store.delete(&key).await? {
+            if store.delete(&key).await.map_err(|e| place.failure(e))? {
                 place.flush().await;
                 eprintln!("deleted `{key}` from store `{}`", args.store);
                 Ok(())
@@ -144,7 +154,7 @@ pub(crate) async fn kv(args: KvArgs) -> Result<(), Failure> {
         }
         KvCommand::Ls { pattern, json } => {
             let pattern = ephemeral::Pattern::new(&pattern);
-            for entry in store.entries().await? {
+            for entry in store.entries().await.map_err(|e| place.failure(e))? {
                 if !pattern.matches(entry.key()) {
                     continue;
                 }
@@ -166,7 +176,7 @@ pub(crate) async fn kv(args: KvArgs) -> Result<(), Failure> {
         } => {
             // Watched from before the ready line: an outage from then on is said.
             let outages = crate::commands::Outages::of(&place.conn);
-            let mut changes = store.watch(&pattern).await?;
+            let mut changes = store.watch(&pattern).await.map_err(|e| place.failure(e))?;
             eprintln!(
                 "watching `{pattern}` in store `{}` on {}; Ctrl-C to stop",
                 args.store,

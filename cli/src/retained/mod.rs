@@ -163,6 +163,20 @@ impl Place {
         self.conn.flush().await;
     }
 
+    /// A store's or room's error as the command says it: over NATS with the connection
+    /// down, in the command's terms (the library's explanation names its API); else as
+    /// [`From<StoreError>`](Failure) says it.
+    fn failure(&self, e: StoreError) -> Failure {
+        match (&self.conn, &e) {
+            (crate::commands::Conn::Nats(nats), StoreError::Backend { op, .. })
+                if !nats.is_connected() =>
+            {
+                crate::exit::offline_failure(nats.url(), op)
+            }
+            _ => Failure::from(e),
+        }
+    }
+
     /// `bus `name`` or `NATS `url``, for messages.
     fn describe(&self) -> String {
         match &self.conn {

@@ -54,17 +54,20 @@ pub(crate) async fn room(args: RoomArgs) -> Result<(), Failure> {
     match args.command {
         RoomCommand::Send { room, message } => {
             let message = payload_bytes(&message)?;
-            let room_handle = place.room(&room).await?;
-            let seq = room_handle.send(message).await?;
+            let room_handle = place.room(&room).await.map_err(|e| place.failure(e))?;
+            let seq = room_handle
+                .send(message)
+                .await
+                .map_err(|e| place.failure(e))?;
             place.flush().await;
             eprintln!("sent to room `{room}` (#{seq})");
             Ok(())
         }
         RoomCommand::Join { room, json, count } => {
-            let handle = place.room(&room).await?;
+            let handle = place.room(&room).await.map_err(|e| place.failure(e))?;
             // Watched from before the ready line: an outage from then on is said.
             let outages = crate::commands::Outages::of(&place.conn);
-            let mut joined = handle.join().await?;
+            let mut joined = handle.join().await.map_err(|e| place.failure(e))?;
             eprintln!(
                 "joined room `{room}` on {}; Ctrl-C to leave",
                 place.describe()

@@ -152,11 +152,12 @@ impl<T: Send + 'static> PriorityWorkCoordinator<T> {
     ///
     /// # Errors
     ///
-    /// [`EnqueueError::Refused`] for an unknown lane or a full one, [`EnqueueError::Closed`]
-    /// after `complete`, `drain` or `cancel`; each with the item.
+    /// [`EnqueueError::Closed`] after `complete`, `drain` or `cancel` (whatever the lane,
+    /// an unknown one included), else [`EnqueueError::Refused`] for an unknown lane or a
+    /// full one; each with the item.
     pub async fn enqueue(&self, lane: &str, item: T) -> Result<OperationId, EnqueueError<T>> {
         let Some(route) = self.route(lane) else {
-            return Err(unknown(lane, item));
+            return Err(unknown(lane, item, self.engine.is_closed()));
         };
         let key = Some(KeyLabel::Text(self.lanes[route].clone()));
         self.engine.enqueue(item, route, key).await
@@ -169,7 +170,7 @@ impl<T: Send + 'static> PriorityWorkCoordinator<T> {
     /// As [`enqueue`](Self::enqueue), plus [`EnqueueError::Full`].
     pub fn try_enqueue(&self, lane: &str, item: T) -> Result<OperationId, EnqueueError<T>> {
         let Some(route) = self.route(lane) else {
-            return Err(unknown(lane, item));
+            return Err(unknown(lane, item, self.engine.is_closed()));
         };
         let key = Some(KeyLabel::Text(self.lanes[route].clone()));
         self.engine.try_enqueue(item, route, key)
@@ -324,7 +325,13 @@ fn route_of(lanes: &[Arc<str>], lane: &str) -> Option<usize> {
     lanes.iter().position(|l| &**l == lane)
 }
 
-fn unknown<T>(lane: &str, item: T) -> EnqueueError<T> {
+/// The refusal of an item for a lane no lane is named: [`EnqueueError::Closed`] once the
+/// coordinator stopped taking items (a closed coordinator says so whatever the lane, as it
+/// does for a known one), else [`EnqueueError::Refused`].
+fn unknown<T>(lane: &str, item: T, closed: bool) -> EnqueueError<T> {
+    if closed {
+        return EnqueueError::Closed(item);
+    }
     EnqueueError::Refused {
         item,
         lane: Arc::from(lane),
@@ -353,12 +360,12 @@ impl<T: Send + 'static> LaneEnqueuePermit<T> {
     ///
     /// # Errors
     ///
-    /// [`EnqueueError::Refused`] for an unknown or full lane (the room is given back),
     /// [`EnqueueError::Closed`] if the coordinator stopped taking items meanwhile
-    /// (`complete`, `drain` or `cancel`); each with the item.
+    /// (`complete`, `drain` or `cancel`; whatever the lane), else [`EnqueueError::Refused`]
+    /// for an unknown or full lane (the room is given back); each with the item.
     pub fn send(self, lane: &str, item: T) -> Result<OperationId, EnqueueError<T>> {
         let Some(route) = route_of(&self.lanes, lane) else {
-            return Err(unknown(lane, item));
+            return Err(unknown(lane, item, self.reserved.is_closed()));
         };
         let key = Some(KeyLabel::Text(self.lanes[route].clone()));
         self.reserved.send(item, route, key)

@@ -48,7 +48,11 @@
 //! * [`StoreOptions::max_values`](ephemeral_bus::retained::StoreOptions::max_values) is
 //!   not enforced (bound a bucket with the server's account limits instead).
 //! * [`StoreStats::expired`](ephemeral_bus::retained::StoreStats) stays 0: the server
-//!   expires values, not a client that could count them. `sets`, `deletes` and
+//!   expires values, not a client that could count them. For the same reason, a key set
+//!   again after its value's exact expiry but before the server removed it (up to a second
+//!   later) has its dead value replaced without an
+//!   [`Expired`](ephemeral_bus::retained::StoreEvent::Expired): watchers see only the new
+//!   set (the bus reports the expiry first). `sets`, `deletes` and
 //!   `reclaimed` are store-wide counters (a JetStream counter stream, server 2.12 or later).
 //! * Two durable subscriptions whose patterns overlap cannot both exist (JetStream streams
 //!   cannot share subjects): the second is refused with a backend error.

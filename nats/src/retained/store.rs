@@ -576,8 +576,9 @@ impl StoreBackend for NatsStore {
     }
 
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, StoreError>> {
-        async move { Ok(self.entry(key).await?.map(Entry::into_value)) }
-            .map(|r| super::offline(&self.nats, r))
+        // `entry` says already when the connection is down (once: not again here).
+        self.entry(key)
+            .map(|r| r.map(|entry| entry.map(Entry::into_value)))
             .boxed()
     }
 

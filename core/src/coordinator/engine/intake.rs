@@ -181,6 +181,11 @@ pub(crate) struct Reserved<T: Send + 'static, R: Send + 'static, Q: Queue<T>> {
 }
 
 impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Reserved<T, R, Q> {
+    /// Whether the coordinator stopped taking items since the room was reserved.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.inner.as_ref().is_none_or(|inner| inner.is_closed())
+    }
+
     pub(crate) fn send(
         mut self,
         item: T,
