@@ -84,10 +84,18 @@ impl From<BusError> for Failure {
             | BusError::ServerFailed { .. } => NO_REPLY,
             _ => IO,
         };
-        // The library's hint names `Bus::serve`, which a shell user cannot call.
+        // The library's hints name its API (`Bus::serve`, `BusOptions::...`), which a shell
+        // user cannot call: said in the command's terms.
         let message = match &e {
             BusError::NoServer { topic } => format!(
                 "no peer serves `{topic}` on this bus: start the service that answers it (on the same bus: check --bus), then send the request again"
+            ),
+            BusError::PayloadTooLarge { len, max } => format!(
+                "payload of {len} bytes is larger than the bus maximum of {max} bytes: send a smaller one (or split it over several messages)"
+            ),
+            BusError::PathTooLong { path, len, max } => format!(
+                "bus directory {} is too long ({len} bytes; at most {max}) for the Unix sockets in it: use a shorter parent directory (EPHEMERAL_BUS_DIR) or a shorter bus name (--bus)",
+                path.display()
             ),
             _ => e.to_string(),
         };

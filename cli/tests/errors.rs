@@ -426,3 +426,44 @@ async fn check_name_explains_empty_segments() {
     let (_, _, stderr) = run(dir.path(), &["check-name", "a.b"]).await;
     assert!(stderr.is_empty(), "{stderr}");
 }
+
+/// A payload larger than the bus takes, and a bus directory too long for its sockets, exit
+/// 2 with what to do in the command's terms: the library's own messages name
+/// `BusOptions::max_payload` and `BusOptions::dir`, which a shell user cannot set.
+#[tokio::test]
+async fn payload_and_path_limits_say_what_to_do_in_the_commands_terms() {
+    use tokio::io::AsyncWriteExt;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = common::cli(dir.path())
+        .args(["publish", "--bus", "big", "--create", "t", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(&vec![b'x'; (1 << 20) + 1])
+        .await
+        .expect("write the payload");
+    drop(stdin);
+    let output = child.wait_with_output().await.expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("larger than the bus maximum") && stderr.contains("send a smaller one"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("BusOptions"), "{stderr}");
+
+    let long = dir.path().join("d".repeat(120));
+    std::fs::create_dir_all(&long).expect("a long parent");
+    let (code, _, stderr) = run(&long, &["raise", "--bus", "b", "--create", "x"]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("too long") && stderr.contains("EPHEMERAL_BUS_DIR"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("BusOptions"), "{stderr}");
+}
