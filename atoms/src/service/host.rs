@@ -391,7 +391,7 @@ fn lifecycle(
     };
     let builder = headers
         .iter()
-        .fold(builder, |b, (key, value)| b.header(*key, value.clone()));
+        .fold(builder, |b, (key, value)| b.header(key, value.clone()));
     if let Err(e) = sink.raise_with(builder) {
         tracing::warn!(service = name, error = %e, "could not raise a lifecycle signal");
     }
