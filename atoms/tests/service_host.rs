@@ -1349,3 +1349,38 @@ async fn lifecycle_signals_carry_what_happened() {
     assert_eq!(text(&signal, "phase").as_deref(), Some("stop"));
     assert!(!sink.has_signal("service.stuck.stopped"));
 }
+
+/// The printed report says why the host stopped and each service's state in words, not as
+/// Rust debug output (`OsSignal("SIGTERM")`, `GaveUp`).
+#[tokio::test(start_paused = true)]
+async fn the_printed_report_says_why_in_words() {
+    let mut host = ServiceHost::new(
+        HostOptions::default()
+            .max_restarts(0)
+            .stop_all_on_give_up(true),
+    );
+    host.add(Flaky {
+        failures: u32::MAX,
+        attempts: Arc::default(),
+        panics: false,
+    })
+    .unwrap();
+    let report = host.run().await.unwrap();
+    let text = report.to_string();
+    assert!(
+        text.starts_with("shutdown: service `flaky` gave up\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  flaky: gave_up, 0 restart(s), 1 failure(s)"),
+        "{text}"
+    );
+    assert_eq!(
+        ShutdownReason::OsSignal("SIGTERM").to_string(),
+        "SIGTERM received"
+    );
+    assert_eq!(
+        ShutdownReason::StartFailed("no config file".into()).to_string(),
+        "a start hook failed: no config file"
+    );
+}

@@ -88,6 +88,20 @@ pub enum ShutdownReason {
     StartFailed(String),
 }
 
+impl fmt::Display for ShutdownReason {
+    /// In words: `cancelled`, `SIGTERM received`, `every service ended by itself`,
+    /// `service `db` gave up`, `a start hook failed: <error>`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Cancelled => f.write_str("cancelled"),
+            Self::OsSignal(signal) => write!(f, "{signal} received"),
+            Self::AllEnded => f.write_str("every service ended by itself"),
+            Self::ServiceGaveUp(name) => write!(f, "service `{name}` gave up"),
+            Self::StartFailed(error) => write!(f, "a start hook failed: {error}"),
+        }
+    }
+}
+
 /// What [`ServiceHost::run`](super::ServiceHost::run) did: every service's record, in start
 /// order, and why it shut down.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,12 +132,15 @@ impl HostReport {
 
 impl fmt::Display for HostReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "shutdown: {:?}", self.reason)?;
+        writeln!(f, "shutdown: {}", self.reason)?;
         for s in &self.services {
             write!(
                 f,
-                "  {}: {:?}, {} restart(s), {} failure(s)",
-                s.name, s.state, s.restarts, s.failures
+                "  {}: {}, {} restart(s), {} failure(s)",
+                s.name,
+                s.state.as_str(),
+                s.restarts,
+                s.failures
             )?;
             if let Some(e) = &s.last_error {
                 write!(f, ", last error: {e}")?;
