@@ -107,6 +107,13 @@ pub(crate) const NATS_PREFIX_ENV: &str = "EPHEMERAL_NATS_PREFIX";
 /// The NATS credentials file variable, read when `--nats-creds` is not given.
 pub(crate) const NATS_CREDS_ENV: &str = "EPHEMERAL_NATS_CREDS";
 
+/// The variables of the TLS files, read when their flags are not given.
+pub(crate) const NATS_TLS_CA_ENV: &str = "EPHEMERAL_NATS_TLS_CA";
+/// See [`NATS_TLS_CA_ENV`].
+pub(crate) const NATS_TLS_CERT_ENV: &str = "EPHEMERAL_NATS_TLS_CERT";
+/// See [`NATS_TLS_CA_ENV`].
+pub(crate) const NATS_TLS_KEY_ENV: &str = "EPHEMERAL_NATS_TLS_KEY";
+
 /// The bus used when neither `--bus` nor `EPHEMERAL_BUS` names one.
 pub(crate) const DEFAULT_BUS: &str = "default";
 
@@ -134,6 +141,18 @@ pub(crate) struct BusArgs {
     /// A NATS credentials (.creds) file (default: $EPHEMERAL_NATS_CREDS).
     #[arg(long, global = true, value_name = "FILE", conflicts_with_all = ["bus", "create"])]
     nats_creds: Option<std::path::PathBuf>,
+    /// The certificate authority (PEM) that signed the NATS server's certificate, when it is
+    /// not one this machine trusts, such as a private CA (default: $EPHEMERAL_NATS_TLS_CA).
+    /// Any TLS file makes the connection require TLS.
+    #[arg(long, global = true, value_name = "FILE", conflicts_with_all = ["bus", "create"])]
+    nats_tls_ca: Option<std::path::PathBuf>,
+    /// This client's certificate (PEM), for a server that verifies its clients; with
+    /// --nats-tls-key (default: $EPHEMERAL_NATS_TLS_CERT).
+    #[arg(long, global = true, value_name = "FILE", conflicts_with_all = ["bus", "create"])]
+    nats_tls_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --nats-tls-cert (default: $EPHEMERAL_NATS_TLS_KEY).
+    #[arg(long, global = true, value_name = "FILE", conflicts_with_all = ["bus", "create"])]
+    nats_tls_key: Option<std::path::PathBuf>,
     /// How long to wait for the NATS server to answer when connecting, e.g. 15s over a slow
     /// link (default: 5s).
     #[arg(long, global = true, value_name = "DURATION", allow_hyphen_values = true,
@@ -201,23 +220,46 @@ impl BusArgs {
                 Some(c) => Some(c),
                 None => env_var(NATS_CREDS_ENV)?.map(Into::into),
             };
+            let file = |flag: Option<std::path::PathBuf>, env| -> Result<_, Failure> {
+                Ok(match flag {
+                    Some(path) => Some(path),
+                    None => env_var(env)?.map(Into::into),
+                })
+            };
+            let tls = Tls {
+                ca: file(self.nats_tls_ca, NATS_TLS_CA_ENV)?,
+                cert: file(self.nats_tls_cert, NATS_TLS_CERT_ENV)?,
+                key: file(self.nats_tls_key, NATS_TLS_KEY_ENV)?,
+            };
+            if tls.cert.is_some() != tls.key.is_some() {
+                return Err(Failure::new(
+                    USAGE,
+                    "a client certificate needs its key and a key its certificate: give both \
+                     --nats-tls-cert FILE and --nats-tls-key FILE (or EPHEMERAL_NATS_TLS_CERT \
+                     and EPHEMERAL_NATS_TLS_KEY)",
+                ));
+            }
             return Ok(Target::Nats {
                 url,
                 url_from_env,
                 prefix_from_env: prefix_from_env && prefix.is_some(),
                 prefix,
                 creds,
+                tls,
                 connect_timeout: self.nats_connect_timeout,
             });
         }
         if self.nats_prefix.is_some()
             || self.nats_creds.is_some()
+            || self.nats_tls_ca.is_some()
+            || self.nats_tls_cert.is_some()
+            || self.nats_tls_key.is_some()
             || self.nats_connect_timeout.is_some()
         {
             return Err(Failure::new(
                 USAGE,
-                "--nats-prefix, --nats-creds and --nats-connect-timeout only apply to NATS: add \
-                 --nats URL (or set EPHEMERAL_NATS)",
+                "--nats-prefix, --nats-creds, --nats-tls-* and --nats-connect-timeout only \
+                 apply to NATS: add --nats URL (or set EPHEMERAL_NATS)",
             ));
         }
         let bus = match self.bus {
@@ -232,6 +274,23 @@ impl BusArgs {
             bus,
             create: self.create,
         })
+    }
+}
+
+/// The TLS files of a NATS connection (flags, else their variables).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Tls {
+    /// The authority that signed the server's certificate.
+    pub(crate) ca: Option<std::path::PathBuf>,
+    /// This client's certificate and its key (both or neither).
+    pub(crate) cert: Option<std::path::PathBuf>,
+    pub(crate) key: Option<std::path::PathBuf>,
+}
+
+impl Tls {
+    /// Whether any TLS file was given (TLS is then required).
+    pub(crate) fn any(&self) -> bool {
+        self.ca.is_some() || self.cert.is_some()
     }
 }
 

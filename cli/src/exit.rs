@@ -176,9 +176,12 @@ pub(crate) fn connect_failure(
                         .to_owned(),
                 ),
                 ConnectKind::Tls => Some(
-                    "the TLS setup failed: a tls:// URL requires TLS, so for a server \
-                     without TLS use nats://; else check that the server's certificate is \
-                     valid for this host and signed by an authority this machine trusts"
+                    "the TLS setup failed: a tls:// URL (or a --nats-tls-* file) requires \
+                     TLS, so for a server without TLS use nats://; else check that the \
+                     server's certificate is valid for this host and signed by an authority \
+                     this machine trusts, or give that authority with --nats-tls-ca FILE; a \
+                     server that verifies its clients needs --nats-tls-cert FILE and \
+                     --nats-tls-key FILE (each also from EPHEMERAL_NATS_TLS_CA, _CERT, _KEY)"
                         .to_owned(),
                 ),
                 _ => None,

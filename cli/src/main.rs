@@ -35,6 +35,9 @@ Environment:
   EPHEMERAL_NATS         NATS URL when neither --bus nor --nats is given (not with EPHEMERAL_BUS)
   EPHEMERAL_NATS_PREFIX  NATS subject prefix when --nats-prefix is not given (`ephemeral`)
   EPHEMERAL_NATS_CREDS   NATS credentials file when --nats-creds is not given
+  EPHEMERAL_NATS_TLS_CA  NATS TLS authority when --nats-tls-ca is not given
+  EPHEMERAL_NATS_TLS_CERT, EPHEMERAL_NATS_TLS_KEY
+                         NATS client certificate and key (--nats-tls-cert, --nats-tls-key)
 
 Examples:
   ephemeral watch 'error.*'

@@ -875,3 +875,92 @@ async fn kv_and_room_work_over_nats() {
     .await;
     assert_eq!(code, 3, "{err}");
 }
+
+/// A server with a private certificate authority that verifies its clients: reached with
+/// --nats-tls-ca, --nats-tls-cert and --nats-tls-key (or their variables); without the
+/// authority the error says which flag gives it; a certificate without its key is a usage
+/// error; the TLS flags without NATS are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_ca_and_a_client_certificate_are_given_by_flags_or_variables() {
+    use ephemeral_nats::testing::TestPki;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pki = TestPki::write(dir.path());
+    let args = pki.server_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = NatsServer::start_with(&args).await;
+    let url = format!("tls://127.0.0.1:{}", server.port());
+    let path = |p: &std::path::PathBuf| p.to_str().expect("UTF-8 path").to_owned();
+    let (ca, cert, key) = (path(&pki.ca), path(&pki.client_cert), path(&pki.client_key));
+    let flags = [
+        "--nats-tls-ca",
+        &ca,
+        "--nats-tls-cert",
+        &cert,
+        "--nats-tls-key",
+        &key,
+    ];
+
+    let mut raise = vec!["raise", "--nats", &url, "deploy.done"];
+    raise.extend(flags);
+    let (code, _, stderr) = run(dir.path(), &raise).await;
+    assert_eq!(code, 0, "with the three flags: {stderr}");
+
+    let output = common::cli(dir.path())
+        .args(["raise", "--nats", &url, "deploy.done"])
+        .env("EPHEMERAL_NATS_TLS_CA", &ca)
+        .env("EPHEMERAL_NATS_TLS_CERT", &cert)
+        .env("EPHEMERAL_NATS_TLS_KEY", &key)
+        .output()
+        .await
+        .expect("run");
+    assert!(
+        output.status.success(),
+        "with the variables: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let (code, _, stderr) = run(
+        dir.path(),
+        &[
+            "raise",
+            "--nats",
+            &url,
+            "deploy.done",
+            "--nats-tls-cert",
+            &cert,
+            "--nats-tls-key",
+            &key,
+        ],
+    )
+    .await;
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("TLS") && stderr.contains("--nats-tls-ca"),
+        "without the authority: {stderr}"
+    );
+
+    let (code, _, stderr) = run(
+        dir.path(),
+        &[
+            "raise",
+            "--nats",
+            &url,
+            "deploy.done",
+            "--nats-tls-ca",
+            &ca,
+            "--nats-tls-cert",
+            &cert,
+        ],
+    )
+    .await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--nats-tls-key"), "{stderr}");
+
+    let (code, _, stderr) = run(
+        dir.path(),
+        &["raise", "--bus", "b", "x", "--nats-tls-ca", &ca],
+    )
+    .await;
+    assert_eq!(code, 2, "{stderr}");
+}

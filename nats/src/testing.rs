@@ -362,3 +362,103 @@ mod tests {
         assert_eq!(client_port(r#"{"nats":[]}"#), None);
     }
 }
+
+/// Throwaway TLS certificates, as PEM files (feature `testing`): a certificate authority, a
+/// server certificate for `127.0.0.1` and `localhost` signed by it, and a client
+/// certificate signed by it, for a server that verifies its clients.
+///
+/// ```no_run
+/// # async fn example() {
+/// use ephemeral_nats::testing::{NatsServer, TestPki};
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let pki = TestPki::write(dir.path());
+/// let args = pki.server_args();
+/// let args: Vec<&str> = args.iter().map(String::as_str).collect();
+/// let server = NatsServer::start_with(&args).await; // TLS, clients verified
+/// # let _ = server;
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct TestPki {
+    /// The authority's certificate (what clients trust).
+    pub ca: PathBuf,
+    /// The server's certificate.
+    pub server_cert: PathBuf,
+    /// The server's private key.
+    pub server_key: PathBuf,
+    /// The client's certificate.
+    pub client_cert: PathBuf,
+    /// The client's private key.
+    pub client_key: PathBuf,
+}
+
+impl TestPki {
+    /// Makes the authority and both certificates and writes them into `dir` (`ca.pem`,
+    /// `server.pem`, `server-key.pem`, `client.pem`, `client-key.pem`).
+    ///
+    /// # Panics
+    ///
+    /// When a key cannot be generated or a file cannot be written (a test harness: the
+    /// test fails there).
+    #[must_use]
+    pub fn write(dir: &Path) -> Self {
+        use rcgen::{
+            BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+            KeyUsagePurpose,
+        };
+        let ca_key = KeyPair::generate().expect("a CA key");
+        let mut ca_params =
+            CertificateParams::new(Vec::<String>::new()).expect("CA certificate parameters");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::CrlSign,
+        ];
+        let ca_cert = ca_params.self_signed(&ca_key).expect("a CA certificate");
+        let issuer = Issuer::from_params(&ca_params, &ca_key);
+        let leaf = |names: Vec<String>, usage| {
+            let key = KeyPair::generate().expect("a key");
+            let mut params = CertificateParams::new(names).expect("certificate parameters");
+            params.extended_key_usages = vec![usage];
+            let cert = params.signed_by(&key, &issuer).expect("a certificate");
+            (cert.pem(), key.serialize_pem())
+        };
+        let (server_cert, server_key) = leaf(
+            vec!["127.0.0.1".into(), "localhost".into()],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        );
+        let (client_cert, client_key) =
+            leaf(vec!["client".into()], ExtendedKeyUsagePurpose::ClientAuth);
+        let write = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text)
+                .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+            path
+        };
+        Self {
+            ca: write("ca.pem", &ca_cert.pem()),
+            server_cert: write("server.pem", &server_cert),
+            server_key: write("server-key.pem", &server_key),
+            client_cert: write("client.pem", &client_cert),
+            client_key: write("client-key.pem", &client_key),
+        }
+    }
+
+    /// The `nats-server` arguments of a TLS server presenting the server certificate and
+    /// verifying clients against the authority (for [`NatsServer::start_with`]).
+    #[must_use]
+    pub fn server_args(&self) -> Vec<String> {
+        let path = |p: &PathBuf| p.display().to_string();
+        vec![
+            "--tlscert".into(),
+            path(&self.server_cert),
+            "--tlskey".into(),
+            path(&self.server_key),
+            "--tlscacert".into(),
+            path(&self.ca),
+            "--tlsverify".into(),
+        ]
+    }
+}

@@ -1,61 +1,7 @@
 //! TLS with root and client certificates, against a server that verifies clients.
 
-use std::path::{Path, PathBuf};
-
-use ephemeral_nats::testing::NatsServer;
+use ephemeral_nats::testing::{NatsServer, TestPki};
 use ephemeral_nats::{ConnectKind, Nats, NatsError, NatsOptions};
-use rcgen::{
-    BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
-
-struct Pki {
-    ca: PathBuf,
-    server_cert: PathBuf,
-    server_key: PathBuf,
-    client_cert: PathBuf,
-    client_key: PathBuf,
-}
-
-/// A throwaway CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files.
-fn pki(dir: &Path) -> Pki {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::CrlSign,
-    ];
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::from_params(&ca_params, &ca_key);
-
-    let leaf = |names: Vec<String>, usage| {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(names).unwrap();
-        params.extended_key_usages = vec![usage];
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    };
-    let (server_cert, server_key) = leaf(
-        vec!["127.0.0.1".into(), "localhost".into()],
-        ExtendedKeyUsagePurpose::ServerAuth,
-    );
-    let (client_cert, client_key) =
-        leaf(vec!["client".into()], ExtendedKeyUsagePurpose::ClientAuth);
-    let write = |name: &str, text: &str| {
-        let path = dir.join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    };
-    Pki {
-        ca: write("ca.pem", &ca_cert.pem()),
-        server_cert: write("server.pem", &server_cert),
-        server_key: write("server-key.pem", &server_key),
-        client_cert: write("client.pem", &client_cert),
-        client_key: write("client-key.pem", &client_key),
-    }
-}
 
 fn kind(result: Result<Nats, NatsError>) -> ConnectKind {
     match result {
@@ -67,19 +13,10 @@ fn kind(result: Result<Nats, NatsError>) -> ConnectKind {
 #[tokio::test]
 async fn root_and_client_certificates_are_used() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = pki(dir.path());
-    let arg = |p: &PathBuf| p.to_str().unwrap().to_owned();
-    let (cert, key, ca) = (arg(&pki.server_cert), arg(&pki.server_key), arg(&pki.ca));
-    let server = NatsServer::start_with(&[
-        "--tlscert",
-        &cert,
-        "--tlskey",
-        &key,
-        "--tlscacert",
-        &ca,
-        "--tlsverify",
-    ])
-    .await;
+    let pki = TestPki::write(dir.path());
+    let args = pki.server_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = NatsServer::start_with(&args).await;
     let url = server.url();
 
     let good = NatsOptions::default()

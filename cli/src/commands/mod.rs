@@ -43,6 +43,8 @@ pub(crate) enum Target {
         prefix_from_env: bool,
         prefix: Option<String>,
         creds: Option<PathBuf>,
+        /// `--nats-tls-ca`, `--nats-tls-cert`, `--nats-tls-key`.
+        tls: crate::args::Tls,
         /// `--nats-connect-timeout`; `None`: the library's default.
         connect_timeout: Option<Duration>,
     },
@@ -79,6 +81,7 @@ impl Target {
                 prefix_from_env,
                 prefix,
                 creds,
+                tls,
                 connect_timeout,
             } => {
                 let mut options = NatsOptions::default().name("ephemeral-cli");
@@ -87,6 +90,15 @@ impl Target {
                 }
                 if let Some(creds) = creds {
                     options = options.credentials_file(creds);
+                }
+                if tls.any() {
+                    options = options.require_tls(true);
+                }
+                if let Some(ca) = &tls.ca {
+                    options = options.root_certificates(ca);
+                }
+                if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+                    options = options.client_certificate(cert, key);
                 }
                 let waited = connect_timeout.unwrap_or(NATS_CONNECT_TIMEOUT);
                 options = options.connect_timeout(waited);
