@@ -244,6 +244,33 @@ async fn starts_keep_rates_past_a_thousand_per_second() {
     }
 }
 
+/// Two rate hooks, the slowest first, keep the slower rate: the faster hook after it rarely
+/// defers, so hardly a permit of the slower one is spent on an item that does not start
+/// (as the hook's docs advise; in the other order 1,000 items took 15.2 s, not 10).
+#[tokio::test(start_paused = true)]
+async fn two_rate_hooks_with_the_slowest_first_keep_its_rate() {
+    let c = EphemeralWorkCoordinator::with_admission(
+        |_: u32, _ctx| async { Ok::<_, Infallible>(()) },
+        EphemeralOptions::default().max_concurrency(16),
+        vec![
+            Arc::new(RateLimitAdmission::new(Arc::new(
+                GcraLimiter::new(100.0, 1).unwrap(),
+            ))) as Arc<dyn Admission>,
+            Arc::new(RateLimitAdmission::new(Arc::new(
+                GcraLimiter::new(200.0, 1).unwrap(),
+            ))),
+        ],
+    )
+    .unwrap();
+    let origin = Instant::now();
+    for n in 0..200 {
+        c.enqueue(n).await.unwrap();
+    }
+    c.drain().await.unwrap();
+    assert_eq!(c.stats().completed, 200);
+    assert_eq!(origin.elapsed(), Duration::from_millis(1_990));
+}
+
 /// Cancels one item when it is asked about again, before the hooks after it see it.
 #[derive(Debug)]
 struct CancelOnSecondAsk {
