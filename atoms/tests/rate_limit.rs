@@ -1,7 +1,10 @@
 //! Rate limiting: exact GCRA grant times, token bucket parity, keyed reclaim, live control.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use ephemeral::SignalSink;
@@ -304,6 +307,76 @@ async fn keyed_limits_each_key_apart() {
         .await
         .unwrap();
     assert_eq!(start.elapsed(), ms(100));
+}
+
+/// Counts how often the future it wraps is polled: once per wake-up.
+struct Polled<F> {
+    future: Pin<Box<F>>,
+    polls: Arc<AtomicU64>,
+}
+
+impl<F: Future> Future for Polled<F> {
+    type Output = F::Output;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.polls.fetch_add(1, Ordering::Relaxed);
+        self.future.as_mut().poll(cx)
+    }
+}
+
+/// Callers waiting on one key take turns, as unkeyed `acquire` callers do: served in the
+/// order they began waiting, with only the first on the clock, so 200 callers are woken
+/// about twice each. Each used to sleep until its own computed retry time, the same for
+/// all, and all woke for every permit: about 20,000 wake-ups (n²/2), in no set order.
+#[tokio::test(start_paused = true)]
+async fn keyed_acquire_serves_a_keys_waiters_in_order_with_one_on_the_clock() {
+    let limiter = KeyedRateLimiter::new(100.0, 1, 10).unwrap();
+    let polls = Arc::new(AtomicU64::new(0));
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let origin = Instant::now();
+    let mut tasks = Vec::new();
+    for n in 0..200 {
+        let (limiter, order) = (limiter.clone(), order.clone());
+        let acquire = async move {
+            limiter.acquire(&"busy").await;
+            order.lock().unwrap().push(n);
+        };
+        tasks.push(tokio::spawn(Polled {
+            future: Box::pin(acquire),
+            polls: polls.clone(),
+        }));
+        tokio::task::yield_now().await;
+    }
+    // Another key is not held up by them.
+    limiter.acquire(&"quiet").await;
+    assert_eq!(origin.elapsed(), Duration::ZERO);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(origin.elapsed(), ms(1_990));
+    assert_eq!(*order.lock().unwrap(), (0..200).collect::<Vec<_>>());
+    let polls = polls.load(Ordering::Relaxed);
+    assert!(polls <= 3 * 200, "polled {polls} times for 200 waiters");
+    // A key's queue lasts while callers wait on it, no longer.
+    assert!(
+        format!("{limiter:?}").contains("keys_waited_on: 0"),
+        "{limiter:?}"
+    );
+}
+
+/// A keyed waiter dropped while waiting gives its place up, and leaves no queue behind.
+#[tokio::test(start_paused = true)]
+async fn a_dropped_keyed_waiter_gives_its_place_up() {
+    let limiter = KeyedRateLimiter::new(1.0, 1, 10).unwrap();
+    limiter.try_acquire(&"k").unwrap();
+    let first = tokio::time::timeout(ms(500), limiter.acquire(&"k")).await;
+    assert!(first.is_err(), "no permit for 1 s");
+    assert!(
+        format!("{limiter:?}").contains("keys_waited_on: 0"),
+        "{limiter:?}"
+    );
+    let start = Instant::now();
+    limiter.acquire(&"k").await;
+    assert_eq!(start.elapsed(), ms(500));
 }
 
 #[tokio::test(start_paused = true)]

@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | [`GcraLimiter`] | one timestamp | the default: exact, tiny |
 //! | [`TokenBucket`] | a token count | when you want to read [`available`](TokenBucket::available) tokens |
-//! | [`KeyedRateLimiter`] | one timestamp per busy key, bounded | per customer / IP / tenant |
+//! | [`KeyedRateLimiter`] | one timestamp per busy key, bounded; a queue per key waited on | per customer / IP / tenant |
 //!
 //! The two single limiters share the [`RateLimiter`] trait (`try_acquire`,
 //! `try_acquire_waited`, `check`, `acquire`, `admit`, and a [`Waiters`] queue that serves

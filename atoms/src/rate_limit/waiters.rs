@@ -173,8 +173,19 @@ impl Waiters {
     /// Takes a permit of `limiter` for the waiter holding the turn, sleeping on the clock
     /// until one is free.
     pub(crate) async fn take<L: RateLimiter + ?Sized>(&self, limiter: &L) {
+        self.take_with(|waited| limiter.try_acquire_waited(waited))
+            .await;
+    }
+
+    /// Takes a permit with `try_take` (given how far back it may be charged, as
+    /// [`try_acquire_waited`](RateLimiter::try_acquire_waited)) for the waiter holding the
+    /// turn, sleeping on the clock until one is free.
+    pub(crate) async fn take_with(
+        &self,
+        mut try_take: impl FnMut(Duration) -> Result<(), super::RateLimited>,
+    ) {
         loop {
-            match limiter.try_acquire_waited(self.owed()) {
+            match try_take(self.owed()) {
                 Ok(()) => return,
                 Err(refused) => self.sleep(refused.retry_after).await,
             }
