@@ -1,7 +1,10 @@
 //! Rate limiting: exact GCRA grant times, token bucket parity, keyed reclaim, live control.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use ephemeral::SignalSink;
@@ -110,6 +113,10 @@ impl<L: RateLimiter> RateLimiter for Counted<L> {
         self.asked.fetch_add(1, Ordering::Relaxed);
         self.limiter.try_acquire()
     }
+    fn try_acquire_waited(&self, waited: Duration) -> Result<(), RateLimited> {
+        self.asked.fetch_add(1, Ordering::Relaxed);
+        self.limiter.try_acquire_waited(waited)
+    }
     fn check(&self) -> Result<(), RateLimited> {
         self.asked.fetch_add(1, Ordering::Relaxed);
         self.limiter.check()
@@ -166,6 +173,73 @@ async fn acquire_serves_waiters_in_order_with_one_on_the_clock() {
         assert!(
             asked <= 2 * 200,
             "{name}: asked {asked} times for 200 waiters"
+        );
+    }
+}
+
+/// How long `n` permits take at `rate` and `burst`: taken by one caller in a loop, and by
+/// `n` tasks waiting at once.
+async fn time_for<L: RateLimiter + 'static>(limiter: impl Fn() -> L, n: usize) -> [Duration; 2] {
+    let looped = grant_times(&limiter(), n).await[n - 1];
+    let shared = Arc::new(limiter());
+    let origin = Instant::now();
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let shared = shared.clone();
+            tokio::spawn(async move { shared.acquire().await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    [looped, origin.elapsed()]
+}
+
+/// Waiters get the rate asked for past 1,000 per second. The timer wakes the waiter on the
+/// clock on whole milliseconds, after its permit came free; it and the waiters after it take
+/// the permits that came free meanwhile in that wake. They used to be charged from the wake,
+/// so what came free meanwhile beyond the burst was lost: 1,000 permits at 2,000 per second,
+/// burst 1, took 999 ms (1,000 per second); at 10,000 per second, burst 3, 333 ms.
+#[tokio::test(start_paused = true)]
+async fn waiters_keep_rates_past_a_thousand_per_second() {
+    // The last of 1,000 permits comes free at 999 intervals, its wake on the next whole ms.
+    for (rate, burst, last) in [(2_000.0, 1, 500), (10_000.0, 3, 100), (3_000.0, 2, 333)] {
+        let gcra = time_for(|| GcraLimiter::new(rate, burst).unwrap(), 1_000).await;
+        let bucket = time_for(|| TokenBucket::new(rate, burst).unwrap(), 1_000).await;
+        for (name, took) in [("gcra", gcra), ("bucket", bucket)] {
+            assert_eq!(took, [ms(last); 2], "{name} at {rate}/s, burst {burst}");
+        }
+    }
+}
+
+/// `try_acquire_waited` charges a permit from when it came free, at most `waited` back: the
+/// permits that came free meanwhile stay free, and none comes from before.
+#[tokio::test(start_paused = true)]
+async fn try_acquire_waited_charges_from_when_the_permit_came_free() {
+    for limiter in [
+        Box::new(GcraLimiter::new(1_000.0, 2).unwrap()) as Box<dyn RateLimiter>,
+        Box::new(TokenBucket::new(1_000.0, 2).unwrap()),
+    ] {
+        limiter.try_acquire().unwrap();
+        limiter.try_acquire().unwrap();
+        // Free again at 1 ms, 2 ms, 3 ms...; callers waiting since 1 ms come at 5 ms.
+        tokio::time::advance(ms(5)).await;
+        // Charged from 1 ms: those of 1, 2, 3, 4 and 5 ms are free (the burst alone kept 2).
+        for _ in 0..5 {
+            limiter.try_acquire_waited(ms(4)).unwrap();
+        }
+        assert_eq!(limiter.try_acquire().unwrap_err().retry_after, ms(1));
+        // A quiet spell: a claim reaches back `waited` at most, so after 1 s idle, claims of
+        // 2 ms give the burst and 2 permits more, not 1,000.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        for _ in 0..4 {
+            limiter.try_acquire_waited(ms(2)).unwrap();
+        }
+        assert!(limiter.try_acquire_waited(ms(2)).is_err());
+        // Refused like `try_acquire` when nothing is free.
+        assert_eq!(
+            limiter.try_acquire_waited(ms(100)).unwrap_err().retry_after,
+            ms(1)
         );
     }
 }
@@ -233,6 +307,76 @@ async fn keyed_limits_each_key_apart() {
         .await
         .unwrap();
     assert_eq!(start.elapsed(), ms(100));
+}
+
+/// Counts how often the future it wraps is polled: once per wake-up.
+struct Polled<F> {
+    future: Pin<Box<F>>,
+    polls: Arc<AtomicU64>,
+}
+
+impl<F: Future> Future for Polled<F> {
+    type Output = F::Output;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.polls.fetch_add(1, Ordering::Relaxed);
+        self.future.as_mut().poll(cx)
+    }
+}
+
+/// Callers waiting on one key take turns, as unkeyed `acquire` callers do: served in the
+/// order they began waiting, with only the first on the clock, so 200 callers are woken
+/// about twice each. Each used to sleep until its own computed retry time, the same for
+/// all, and all woke for every permit: about 20,000 wake-ups (n²/2), in no set order.
+#[tokio::test(start_paused = true)]
+async fn keyed_acquire_serves_a_keys_waiters_in_order_with_one_on_the_clock() {
+    let limiter = KeyedRateLimiter::new(100.0, 1, 10).unwrap();
+    let polls = Arc::new(AtomicU64::new(0));
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let origin = Instant::now();
+    let mut tasks = Vec::new();
+    for n in 0..200 {
+        let (limiter, order) = (limiter.clone(), order.clone());
+        let acquire = async move {
+            limiter.acquire(&"busy").await;
+            order.lock().unwrap().push(n);
+        };
+        tasks.push(tokio::spawn(Polled {
+            future: Box::pin(acquire),
+            polls: polls.clone(),
+        }));
+        tokio::task::yield_now().await;
+    }
+    // Another key is not held up by them.
+    limiter.acquire(&"quiet").await;
+    assert_eq!(origin.elapsed(), Duration::ZERO);
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(origin.elapsed(), ms(1_990));
+    assert_eq!(*order.lock().unwrap(), (0..200).collect::<Vec<_>>());
+    let polls = polls.load(Ordering::Relaxed);
+    assert!(polls <= 3 * 200, "polled {polls} times for 200 waiters");
+    // A key's queue lasts while callers wait on it, no longer.
+    assert!(
+        format!("{limiter:?}").contains("keys_waited_on: 0"),
+        "{limiter:?}"
+    );
+}
+
+/// A keyed waiter dropped while waiting gives its place up, and leaves no queue behind.
+#[tokio::test(start_paused = true)]
+async fn a_dropped_keyed_waiter_gives_its_place_up() {
+    let limiter = KeyedRateLimiter::new(1.0, 1, 10).unwrap();
+    limiter.try_acquire(&"k").unwrap();
+    let first = tokio::time::timeout(ms(500), limiter.acquire(&"k")).await;
+    assert!(first.is_err(), "no permit for 1 s");
+    assert!(
+        format!("{limiter:?}").contains("keys_waited_on: 0"),
+        "{limiter:?}"
+    );
+    let start = Instant::now();
+    limiter.acquire(&"k").await;
+    assert_eq!(start.elapsed(), ms(500));
 }
 
 #[tokio::test(start_paused = true)]

@@ -208,6 +208,69 @@ async fn items_freed_together_by_busy_workers_still_start_at_the_rate() {
     }
 }
 
+/// Starts keep rates past 1,000 per second: when the timer wakes the item on the clock on the
+/// next whole millisecond, it and the items after it take the permits that came free
+/// meanwhile. Charged from the wake, 1,000 items at 2,000 per second, burst 1, took 999 ms.
+#[tokio::test(start_paused = true)]
+async fn starts_keep_rates_past_a_thousand_per_second() {
+    for (name, ms) in [
+        (
+            "gcra",
+            start_times_of(
+                Arc::new(GcraLimiter::new(2_000.0, 1).unwrap()),
+                16,
+                1_000,
+                |_| Duration::ZERO,
+            )
+            .await,
+        ),
+        (
+            "bucket",
+            start_times_of(
+                Arc::new(TokenBucket::new(2_000.0, 1).unwrap()),
+                16,
+                1_000,
+                |_| Duration::ZERO,
+            )
+            .await,
+        ),
+    ] {
+        // Two starts every millisecond: the last of 1,000 at 500 ms.
+        assert_eq!(ms.last(), Some(&500), "{name}");
+        assert!(
+            ms.windows(3).all(|w| w[2] > w[0]),
+            "{name}: never more than two in one millisecond"
+        );
+    }
+}
+
+/// Two rate hooks, the slowest first, keep the slower rate: the faster hook after it rarely
+/// defers, so hardly a permit of the slower one is spent on an item that does not start
+/// (as the hook's docs advise; in the other order 1,000 items took 15.2 s, not 10).
+#[tokio::test(start_paused = true)]
+async fn two_rate_hooks_with_the_slowest_first_keep_its_rate() {
+    let c = EphemeralWorkCoordinator::with_admission(
+        |_: u32, _ctx| async { Ok::<_, Infallible>(()) },
+        EphemeralOptions::default().max_concurrency(16),
+        vec![
+            Arc::new(RateLimitAdmission::new(Arc::new(
+                GcraLimiter::new(100.0, 1).unwrap(),
+            ))) as Arc<dyn Admission>,
+            Arc::new(RateLimitAdmission::new(Arc::new(
+                GcraLimiter::new(200.0, 1).unwrap(),
+            ))),
+        ],
+    )
+    .unwrap();
+    let origin = Instant::now();
+    for n in 0..200 {
+        c.enqueue(n).await.unwrap();
+    }
+    c.drain().await.unwrap();
+    assert_eq!(c.stats().completed, 200);
+    assert_eq!(origin.elapsed(), Duration::from_millis(1_990));
+}
+
 /// Cancels one item when it is asked about again, before the hooks after it see it.
 #[derive(Debug)]
 struct CancelOnSecondAsk {

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -19,13 +20,28 @@ pub(crate) struct Cell {
 impl Cell {
     /// Grants a permit at `now_ns` or says how long until one is free.
     pub(crate) fn try_take(&mut self, now_ns: u128, params: Params) -> Result<(), RateLimited> {
-        let tat = self.tat_ns.max(now_ns);
-        let ahead = tat - now_ns;
+        self.try_take_since(now_ns, now_ns, params)
+    }
+
+    /// Grants a permit at `now_ns` (or says how long until one is free) for a caller waiting
+    /// since `from_ns`: charged from the moment it came free, or from `from_ns` if it was
+    /// free before (the time the stream was idle before that is lost, as for a caller asking
+    /// at `from_ns`).
+    pub(crate) fn try_take_since(
+        &mut self,
+        now_ns: u128,
+        from_ns: u128,
+        params: Params,
+    ) -> Result<(), RateLimited> {
+        let ahead = self.tat_ns.max(now_ns) - now_ns;
         let tolerance = params.tolerance_ns();
         if ahead > tolerance {
             return Err(limited(ahead - tolerance));
         }
-        self.tat_ns = tat + u128::from(params.emission_ns);
+        // Charged at the later of `tat - tolerance` (when it came free) and `from`: either
+        // way the next one is due an emission after `max(tat, from)`. With `from = now` this
+        // is the plain GCRA step.
+        self.tat_ns = self.tat_ns.max(from_ns) + u128::from(params.emission_ns);
         Ok(())
     }
 
@@ -201,6 +217,14 @@ impl RateLimiter for GcraLimiter {
         let now = since(state.origin);
         let params = state.params;
         state.cell.try_take(now, params)
+    }
+
+    fn try_acquire_waited(&self, waited: Duration) -> Result<(), RateLimited> {
+        let mut state = self.state();
+        let now = since(state.origin);
+        let params = state.params;
+        let from = now.saturating_sub(waited.as_nanos());
+        state.cell.try_take_since(now, from, params)
     }
 
     fn check(&self) -> Result<(), RateLimited> {

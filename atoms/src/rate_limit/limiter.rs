@@ -108,8 +108,10 @@ pub trait Tunable: Send + Sync {
 /// Give [`try_acquire`](RateLimiter::try_acquire), [`check`](RateLimiter::check) (the same
 /// answer, taking nothing) and [`waiters`](RateLimiter::waiters) (a [`Waiters`] kept with your
 /// state); [`acquire`](RateLimiter::acquire), [`admit`](RateLimiter::admit) and
-/// [`RateLimitAdmission`](super::RateLimitAdmission) build on them. A wrapper around another
-/// limiter forwards all three (see [`Waiters`] for an example).
+/// [`RateLimitAdmission`](super::RateLimitAdmission) build on them. Give
+/// [`try_acquire_waited`](RateLimiter::try_acquire_waited) too, for rates past 1,000 per
+/// second. A wrapper around another limiter forwards all four (see [`Waiters`] for an
+/// example).
 pub trait RateLimiter: Tunable {
     /// Takes a permit now, or says when to retry.
     ///
@@ -117,6 +119,55 @@ pub trait RateLimiter: Tunable {
     ///
     /// [`RateLimited`] with the time until a permit frees up.
     fn try_acquire(&self) -> Result<(), RateLimited>;
+
+    /// Takes a permit now for a caller that has waited `waited` for one: the same answer as
+    /// [`try_acquire`](RateLimiter::try_acquire), but a permit that came free during the wait
+    /// is charged from the moment it came free (at most `waited` ago) rather than from now,
+    /// so the permits that came free after it while the caller was late are still there.
+    ///
+    /// This keeps waiters at the rate past 1,000 per second. Tokio's timer wakes a sleeper on
+    /// a whole millisecond (later on a busy runtime), so the waiter on the clock wakes after
+    /// its permit came free; charged from then, the permits that came free meanwhile beyond
+    /// the burst would be lost: at 2,000 per second and burst 1, 1,000 per second were
+    /// delivered. [`acquire`](RateLimiter::acquire) and
+    /// [`RateLimitAdmission`](super::RateLimitAdmission) pass how late the timer woke the
+    /// last waiter on the clock (see [`Waiters`]), never more than the waiter waited.
+    ///
+    /// Pass no more than you waited for a refused permit: a longer claim takes permits from
+    /// idle time, beyond the burst. `try_acquire_waited(Duration::ZERO)` is `try_acquire()`.
+    ///
+    /// The provided method ignores `waited` and calls
+    /// [`try_acquire`](RateLimiter::try_acquire): a limiter of your own then keeps the rate
+    /// only up to about 1,000 per second (or its burst per millisecond).
+    /// [`GcraLimiter`](super::GcraLimiter) and [`TokenBucket`](super::TokenBucket) implement
+    /// it, and a wrapper forwards it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ephemeral_atoms::rate_limit::{GcraLimiter, RateLimiter};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // One permit every 0.5 ms, one at a time.
+    /// let limiter = GcraLimiter::new(2_000.0, 1)?;
+    /// limiter.try_acquire()?;
+    /// // Free again at 0.5 ms; the caller comes back at 1 ms.
+    /// tokio::time::advance(Duration::from_millis(1)).await;
+    /// // Charged from 0.5 ms, when it came free: the permit of 1 ms is free too.
+    /// limiter.try_acquire_waited(Duration::from_micros(500))?;
+    /// limiter.try_acquire()?;
+    /// assert!(limiter.try_acquire().is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`RateLimited`] with the time until a permit frees up.
+    fn try_acquire_waited(&self, waited: Duration) -> Result<(), RateLimited> {
+        let _ = waited;
+        self.try_acquire()
+    }
 
     /// Whether a permit is free now, without taking it: what
     /// [`try_acquire`](RateLimiter::try_acquire) would answer at this instant. For a caller
@@ -163,6 +214,12 @@ pub trait RateLimiter: Tunable {
     /// waiters cost one timer and one or two checks per permit, not a thousand. Calls to
     /// [`try_acquire`](RateLimiter::try_acquire) do not queue: they take a free permit at
     /// once, even while others wait for it.
+    ///
+    /// Waiters keep the rate past 1,000 per second: when the timer wakes the waiter on the
+    /// clock late (on a whole millisecond), it and the waiters after it take the permits
+    /// that came free meanwhile in the same wake (see
+    /// [`try_acquire_waited`](RateLimiter::try_acquire_waited)), so at 2,000 per second and
+    /// burst 1 they are granted two at a time, every millisecond.
     fn acquire(&self) -> impl Future<Output = ()> + Send + '_
     where
         Self: Sized,
@@ -171,12 +228,7 @@ pub trait RateLimiter: Tunable {
             let waiters = self.waiters();
             let _turn = waiters.turn().await;
             waiters.after_readied(self).await;
-            loop {
-                match self.try_acquire() {
-                    Ok(()) => return,
-                    Err(limited) => tokio::time::sleep(limited.retry_after).await,
-                }
-            }
+            waiters.take(self).await;
         }
     }
 

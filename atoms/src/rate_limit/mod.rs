@@ -4,10 +4,11 @@
 //! |---|---|---|
 //! | [`GcraLimiter`] | one timestamp | the default: exact, tiny |
 //! | [`TokenBucket`] | a token count | when you want to read [`available`](TokenBucket::available) tokens |
-//! | [`KeyedRateLimiter`] | one timestamp per busy key, bounded | per customer / IP / tenant |
+//! | [`KeyedRateLimiter`] | one timestamp per busy key, bounded; a queue per key waited on | per customer / IP / tenant |
 //!
-//! The two single limiters share the [`RateLimiter`] trait (`try_acquire`, `check`,
-//! `acquire`, `admit`, and a [`Waiters`] queue that serves waiters in order), and all three
+//! The two single limiters share the [`RateLimiter`] trait (`try_acquire`,
+//! `try_acquire_waited`, `check`, `acquire`, `admit`, and a [`Waiters`] queue that serves
+//! waiters in order, at the rate asked for past 1,000 per second too), and all three
 //! share [`Tunable`] (rate and burst at run time), which [`control()`] uses to steer a
 //! limiter from `rate.limit.set:<n>`-style command signals.
 //!

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -48,7 +49,10 @@ struct Shared {
 #[derive(Debug)]
 struct State {
     origin: Instant,
-    /// Refill time stored, in nanoseconds: `emission_ns` of credit is one token.
+    /// Refill time stored, in nanoseconds: `emission_ns` of credit is one token. It is not
+    /// cut to the capacity as it refills: what lies beyond is how long the bucket has been
+    /// full (it reads as full, see [`State::credit`]), so that a waiter the timer woke late
+    /// can be charged from when its token came ([`RateLimiter::try_acquire_waited`]).
     credit_ns: u128,
     refilled_ns: u128,
     params: Params,
@@ -63,7 +67,30 @@ impl State {
         let now = since(self.origin);
         let elapsed = now.saturating_sub(self.refilled_ns);
         self.refilled_ns = now;
-        self.credit_ns = (self.credit_ns + elapsed).min(self.capacity_ns());
+        // Nanoseconds since the bucket was created: u128 cannot overflow.
+        self.credit_ns += elapsed;
+    }
+
+    /// The credit the bucket holds: at most its capacity.
+    fn credit(&self) -> u128 {
+        self.credit_ns.min(self.capacity_ns())
+    }
+
+    /// Takes a token (after a refill) for a caller that has waited `waited_ns`: from the
+    /// credit as it was `waited_ns` ago if the bucket was full then, so the tokens that came
+    /// since are kept (GCRA's `try_take_since`, to the nanosecond).
+    fn try_take(&mut self, waited_ns: u128) -> Result<(), RateLimited> {
+        let cost = u128::from(self.params.emission_ns);
+        let credit = self.credit();
+        if credit < cost {
+            return Err(limited(cost - credit));
+        }
+        // Full `waited_ns` ago at the latest: charged then, refilled since.
+        let kept = self
+            .credit_ns
+            .min(self.capacity_ns().saturating_add(waited_ns));
+        self.credit_ns = kept - cost;
+        Ok(())
     }
 }
 
@@ -106,9 +133,14 @@ impl TokenBucket {
         // limiters in step to the nanosecond. A burst change keeps it as it is, cut to the new
         // capacity.
         let old = state.params;
-        let used = state.capacity_ns().saturating_sub(state.credit_ns);
+        let (capacity, credit) = (state.capacity_ns(), state.credit_ns);
         change(&mut state.params);
-        state.credit_ns = state.capacity_ns() - rescale_backlog(used, old, state.params);
+        state.credit_ns = if credit >= capacity {
+            // Full: how long it has been full stays, as GCRA keeps a past timestamp.
+            state.capacity_ns() + (credit - capacity)
+        } else {
+            state.capacity_ns() - rescale_backlog(capacity - credit, old, state.params)
+        };
     }
 
     /// Tokens in the bucket now (fractional while refilling).
@@ -116,7 +148,7 @@ impl TokenBucket {
     pub fn available(&self) -> f64 {
         let mut state = self.state();
         state.refill();
-        state.credit_ns as f64 / state.params.emission_ns as f64
+        state.credit() as f64 / state.params.emission_ns as f64
     }
 }
 
@@ -146,13 +178,13 @@ impl RateLimiter for TokenBucket {
     fn try_acquire(&self) -> Result<(), RateLimited> {
         let mut state = self.state();
         state.refill();
-        let cost = u128::from(state.params.emission_ns);
-        if state.credit_ns >= cost {
-            state.credit_ns -= cost;
-            Ok(())
-        } else {
-            Err(limited(cost - state.credit_ns))
-        }
+        state.try_take(0)
+    }
+
+    fn try_acquire_waited(&self, waited: Duration) -> Result<(), RateLimited> {
+        let mut state = self.state();
+        state.refill();
+        state.try_take(waited.as_nanos())
     }
 
     fn check(&self) -> Result<(), RateLimited> {
@@ -160,10 +192,11 @@ impl RateLimiter for TokenBucket {
         // Refilling changes no answer (time passing does the same); the token stays.
         state.refill();
         let cost = u128::from(state.params.emission_ns);
-        if state.credit_ns >= cost {
+        let credit = state.credit();
+        if credit >= cost {
             Ok(())
         } else {
-            Err(limited(cost - state.credit_ns))
+            Err(limited(cost - credit))
         }
     }
 
@@ -178,7 +211,7 @@ impl fmt::Debug for TokenBucket {
         f.debug_struct("TokenBucket")
             .field("rate", &state.params.rate())
             .field("burst", &state.params.burst)
-            .field("credit_ns", &state.credit_ns)
+            .field("credit_ns", &state.credit())
             .finish()
     }
 }

@@ -215,6 +215,7 @@ struct State {
     /// The rate recovered to: the options' rate, or the last `Tunable::set_rate`.
     base: f64,
     current: f64,
+    /// The end of the last pause (in the past once it is over).
     paused_until: Option<Instant>,
     /// Recovery steps are counted from here (the end of the last pause).
     recover_from: Instant,
@@ -287,12 +288,15 @@ impl AdaptiveRate {
         RateLimiter::try_acquire(self).map_err(|limited| limited.retry_after)
     }
 
-    /// A start now: taken if `take`, only looked at otherwise (for [`RateLimiter::check`]).
-    /// Refused with what is left of a pause, or the time until the next start at the current
-    /// rate.
-    pub(super) fn start(&self, take: bool) -> Result<(), RateLimited> {
+    /// A start now: taken if `take` (charged up to `waited` back, as
+    /// [`RateLimiter::try_acquire_waited`], but never from within a pause), only looked at
+    /// otherwise (for [`RateLimiter::check`]). Refused with what is left of a pause, or the
+    /// time until the next start at the current rate.
+    pub(super) fn start(&self, take: bool, waited: Duration) -> Result<(), RateLimited> {
         let now = Instant::now();
         let mut state = lock(&self.inner.state);
+        let mut waited = waited;
+        // Kept after it ends: no start is charged from within it.
         if let Some(until) = state.paused_until {
             if until > now {
                 return Err(RateLimited {
@@ -300,11 +304,11 @@ impl AdaptiveRate {
                     reason: LimitReason::Rate,
                 });
             }
-            state.paused_until = None;
+            waited = waited.min(now - until);
         }
         self.inner.recover(&mut state, now);
         if take {
-            state.gcra.try_acquire()
+            state.gcra.try_acquire_waited(waited)
         } else {
             state.gcra.check()
         }

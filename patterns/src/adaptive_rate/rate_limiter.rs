@@ -2,6 +2,7 @@
 //! admission hook.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use ephemeral::Admission;
 use ephemeral_atoms::rate_limit::{
@@ -59,11 +60,17 @@ impl AdaptiveRate {
 /// ```
 impl RateLimiter for AdaptiveRate {
     fn try_acquire(&self) -> Result<(), RateLimited> {
-        self.start(true)
+        self.start(true, Duration::ZERO)
+    }
+
+    /// Charged from when the start came free (at most `waited` ago, and never from within a
+    /// pause), so waiters keep rates past 1,000 per second as the GCRA's do.
+    fn try_acquire_waited(&self, waited: Duration) -> Result<(), RateLimited> {
+        self.start(true, waited)
     }
 
     fn check(&self) -> Result<(), RateLimited> {
-        self.start(false)
+        self.start(false, Duration::ZERO)
     }
 
     fn waiters(&self) -> &Waiters {
