@@ -15,6 +15,7 @@ use crate::commands::Target;
 use crate::exit::Failure;
 
 mod board;
+mod columns;
 pub(crate) mod fmt;
 mod ops;
 mod plain;

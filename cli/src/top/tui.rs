@@ -12,6 +12,7 @@ use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::board::{Board, Filter, Sort};
+use super::columns::{COORDINATOR_SPACING, SIGNAL_SPACING, aligned, fitted, header};
 use super::plain::{COORDINATOR_HEADERS, SIGNAL_HEADERS, coordinator_cells, signal_rows};
 use super::{TopArgs, fmt, inspect_failure};
 use crate::exit::{Failure, IO};
@@ -178,7 +179,13 @@ impl App {
         index: Option<usize>,
     ) {
         let cells: Vec<Vec<String>> = rows.iter().map(|f| coordinator_cells(f)).collect();
-        let widths = fitted(&COORDINATOR_HEADERS, &cells, COORDINATOR_HEADERS.len() - 1);
+        let widths = fitted(
+            &COORDINATOR_HEADERS,
+            &cells,
+            COORDINATOR_HEADERS.len() - 1,
+            area.width.saturating_sub(2),
+            COORDINATOR_SPACING,
+        );
         let body: Vec<Row<'_>> = cells
             .into_iter()
             .map(|c| Row::new(aligned(c, &COORDINATOR_HEADERS)))
@@ -190,7 +197,7 @@ impl App {
         };
         let table = Table::new(body, widths)
             .header(header(&COORDINATOR_HEADERS))
-            .column_spacing(2)
+            .column_spacing(COORDINATOR_SPACING)
             .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
             .block(Block::bordered().title(title));
         let mut state = TableState::default().with_selected(index);
@@ -205,7 +212,13 @@ impl App {
         let headers = &SIGNAL_HEADERS[skip..6];
         let cells: Vec<Vec<String>> = rows.into_iter().map(|r| r[skip..6].to_vec()).collect();
         // NAME is the column that gives way.
-        let widths = fitted(headers, &cells, 1 - skip);
+        let widths = fitted(
+            headers,
+            &cells,
+            1 - skip,
+            area.width.saturating_sub(2),
+            SIGNAL_SPACING,
+        );
         let count: u64 = sinks
             .iter()
             .filter_map(|f| f.sink())
@@ -217,57 +230,10 @@ impl App {
             .collect();
         let table = Table::new(body, widths)
             .header(header(headers))
+            .column_spacing(SIGNAL_SPACING)
             .block(Block::bordered().title(format!(" signals and holds ({count}) ")));
         frame.render_widget(table, area);
     }
-}
-
-/// Each column as wide as its widest cell (header included), at most 40, but column `flex`,
-/// which takes what is left (and gives way first when the terminal is narrow).
-fn fitted(
-    headers: &[(&str, super::plain::Align)],
-    rows: &[Vec<String>],
-    flex: usize,
-) -> Vec<Constraint> {
-    let mut widths: Vec<usize> = headers.iter().map(|(h, _)| h.chars().count()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    widths
-        .into_iter()
-        .enumerate()
-        .map(|(i, w)| {
-            if i == flex {
-                Constraint::Fill(1)
-            } else {
-                Constraint::Length(u16::try_from(w.min(40)).unwrap_or(40))
-            }
-        })
-        .collect()
-}
-
-fn header<'a>(headers: &[(&'a str, super::plain::Align)]) -> Row<'a> {
-    Row::new(aligned(
-        headers.iter().map(|(h, _)| (*h).to_owned()).collect(),
-        headers,
-    ))
-    .bold()
-}
-
-fn aligned(cells: Vec<String>, headers: &[(&str, super::plain::Align)]) -> Vec<Cell<'static>> {
-    cells
-        .into_iter()
-        .zip(headers)
-        .map(|(text, (_, align))| {
-            let line = Line::from(text);
-            Cell::from(match align {
-                super::plain::Align::Left => line,
-                super::plain::Align::Right => line.alignment(Alignment::Right),
-            })
-        })
-        .collect()
 }
 
 fn draw_operations(frame: &mut Frame<'_>, area: Rect, selected: Option<&StateFrame>) {
@@ -396,3 +362,7 @@ async fn event_loop<T: StateTransport>(
         }
     }
 }
+
+#[cfg(test)]
+#[path = "tui_tests.rs"]
+mod tests;

@@ -35,9 +35,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     for signal in sink.sense("error.*") {
         println!(
-            "monitor sees {} (key {:?}) from another process, {} ms left",
+            "monitor sees {} (key {}) from another process, {} ms left",
             signal.name(),
-            signal.key(),
+            signal.key().unwrap_or("none"),
             signal
                 .remaining(tokio::time::Instant::now(), sink.max_age())
                 .as_millis()

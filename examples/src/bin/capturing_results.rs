@@ -53,7 +53,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let total: u64 = prices.results().iter().map(|(_, (_, cents))| cents).sum();
     println!(
-        "{} prices found, {} lookups failed, total of the found prices: {total} cents",
+        "{} price(s) found, {} lookup(s) failed, total of the found prices: {total} cents",
         prices.results().len(),
         prices.failed().len()
     );

@@ -3,13 +3,14 @@
 //! Failures raise signals, a circuit breaker opens and the payments coordinator stops taking
 //! work (an admission hook), backpressure defers the intake and resumes it, payments keep
 //! per-customer order, and calls are retried with exponential backoff. On a terminal it shows
-//! live progress; piped, it prints log lines. It finishes by itself and ends with a summary.
+//! live progress; piped (or with `RUST_LOG`'s log on the terminal), it prints log lines. It
+//! finishes by itself and ends with a summary.
 //!
 //! ```text
 //! cargo run -p ephemeral-examples --bin demo
 //! cargo run -p ephemeral-examples --bin demo -- --items 200 --failure-rate 0.2 --seed 7
 //! cargo run -p ephemeral-examples --bin demo -- --bus demo   # then: ephemeral top --bus demo
-//! RUST_LOG=ephemeral=debug cargo run -p ephemeral-examples --bin demo -- --plain
+//! RUST_LOG=ephemeral=debug cargo run -p ephemeral-examples --bin demo   # the log, and plain lines
 //! ```
 
 use std::io::{self, IsTerminal};
@@ -68,7 +69,8 @@ struct Args {
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=3600))]
     budget: u64,
 
-    /// Print plain log lines even on a terminal.
+    /// Print plain log lines even on a terminal (also the default when RUST_LOG writes the
+    /// library's log to the terminal, which would tear the live view).
     #[arg(long)]
     plain: bool,
 
@@ -99,7 +101,8 @@ fn parse_rate(text: &str) -> Result<f64, String> {
 async fn main() -> ExitCode {
     // With RUST_LOG set (say RUST_LOG=ephemeral=debug), the library's spans and events go to
     // stderr; without it, nothing is installed and the output stays as it is.
-    if std::env::var_os("RUST_LOG").is_some() {
+    let logging = std::env::var_os("RUST_LOG").is_some();
+    if logging {
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_writer(std::io::stderr)
@@ -110,13 +113,12 @@ async fn main() -> ExitCode {
             .init();
     }
     let args = Args::parse();
-    let output = if args.quiet {
-        Output::Quiet
-    } else if args.plain || !io::stdout().is_terminal() {
-        Output::Plain
-    } else {
-        Output::Live
-    };
+    let output = Output::choose(
+        args.quiet,
+        args.plain,
+        io::stdout().is_terminal(),
+        logging && io::stderr().is_terminal(),
+    );
     let config = Config {
         items: args.items,
         failure_rate: args.failure_rate,

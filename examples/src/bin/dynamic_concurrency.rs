@@ -41,17 +41,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             pool.stats().completed
         );
     };
+    // The scaler steps when a signal changes and then once per 100 ms cooldown, so each phase
+    // is read halfway between two steps (at 50, 150, ... ms into it): a reading taken on a step
+    // would race it and show two steps at once, or none.
+    let phase = async |label: &str| {
+        sleep(Duration::from_millis(50)).await;
+        report(label);
+        for _ in 1..6 {
+            sleep(Duration::from_millis(100)).await;
+            report(label);
+        }
+        sleep(Duration::from_millis(50)).await;
+    };
     let high = sink.hold("load.high")?;
-    for _ in 0..6 {
-        sleep(Duration::from_millis(100)).await;
-        report("load.high");
-    }
+    phase("load.high").await;
     drop(high);
     let low = sink.hold("load.low")?;
-    for _ in 0..6 {
-        sleep(Duration::from_millis(100)).await;
-        report("load.low");
-    }
+    phase("load.low").await;
     drop(low);
     sleep(Duration::from_millis(200)).await;
     report("no signal");

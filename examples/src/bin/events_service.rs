@@ -194,7 +194,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let report = host.run().await?;
     print!("{report}");
     println!(
-        "channel: {} sent; signals: {} critical alerts, {} services stopped",
+        "channel: {} sent; signals: {} critical alert(s), {} service(s) stopped",
         events.stats().sent,
         sink.count("alert.critical"),
         sink.count("service.*.stopped"),

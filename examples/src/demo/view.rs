@@ -20,6 +20,27 @@ pub(crate) enum Output {
     Quiet,
 }
 
+impl Output {
+    /// The mode for a run: `--quiet` prints nothing, `--plain` or a stdout that is not a
+    /// terminal prints log lines, and so does a terminal that the library's log (`RUST_LOG`)
+    /// writes to as well: the live view moves the cursor up over its last frame to redraw it,
+    /// so log lines written in between would be overwritten and the frame torn.
+    pub(crate) fn choose(
+        quiet: bool,
+        plain: bool,
+        stdout_is_terminal: bool,
+        log_on_terminal: bool,
+    ) -> Self {
+        if quiet {
+            Self::Quiet
+        } else if plain || !stdout_is_terminal || log_on_terminal {
+            Self::Plain
+        } else {
+            Self::Live
+        }
+    }
+}
+
 /// One coordinator as the view shows it.
 #[derive(Debug, Clone)]
 pub(crate) struct Lane {
@@ -230,6 +251,17 @@ mod tests {
         assert!(bar_line(&lane(0, 0, 0)).contains("[..........]"));
         assert!(bar_line(&lane(4, 1, 10)).contains("[#####.....]"));
         assert!(bar_line(&lane(9, 1, 10)).contains("[##########]"));
+    }
+
+    #[test]
+    fn a_log_on_the_terminal_turns_the_live_view_into_plain_lines() {
+        // A terminal, no log: the live view.
+        assert_eq!(Output::choose(false, false, true, false), Output::Live);
+        // RUST_LOG writing to the same terminal: plain lines, which the log cannot tear.
+        assert_eq!(Output::choose(false, false, true, true), Output::Plain);
+        assert_eq!(Output::choose(false, true, true, false), Output::Plain);
+        assert_eq!(Output::choose(false, false, false, false), Output::Plain);
+        assert_eq!(Output::choose(true, false, true, true), Output::Quiet);
     }
 
     #[test]

@@ -1,0 +1,77 @@
+//! The full-screen view drawn into a test backend.
+
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+use super::*;
+
+/// A coordinator of a long-named program with four-digit counts, read from JSON as a
+/// watcher gets it.
+fn frame() -> StateFrame {
+    let json = serde_json::json!({
+        "version": 1,
+        "publisher": {"id": "00000000000000aa", "name": "notifications",
+                      "process": {"pid": 123456, "program": "order-service-worker", "origin": "00"}},
+        "sent_at_ms": 0, "interval_ms": 250, "sequence": 0,
+        "state": {"kind": "coordinator", "type": "keyed", "id": "c",
+                  "counts": {"accepted": 1024, "pending": 1024, "running": 0,
+                             "completed": 0, "failed": 0, "cancelled": 0, "panicked": 0,
+                             "evicted": 0, "tracked": 1024, "peak_running": 0},
+                  "max_concurrency": 1024,
+                  "rates": {"window_ms": 250, "accepted_per_s": 0.0, "completed_per_s": 1234.0,
+                            "failed_per_s": 12.5, "cancelled_per_s": 0.0},
+                  "latency": null, "deferred_by": ["circuit.open"], "done": false,
+                  "operations": [], "operations_omitted": 0, "recent_failures": []}
+    });
+    StateFrame::decode(json.to_string().as_bytes()).unwrap()
+}
+
+fn screen(app: &App, width: u16, height: u16) -> Vec<String> {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|f| app.draw(f)).unwrap();
+    let buffer = terminal.backend().buffer();
+    (0..height)
+        .map(|y| {
+            (0..width)
+                .map(|x| buffer[(x, y)].symbol().to_owned())
+                .collect::<String>()
+        })
+        .collect()
+}
+
+fn cells(line: &str) -> Vec<&str> {
+    line.split(['│', ' ']).filter(|c| !c.is_empty()).collect()
+}
+
+/// At 80 columns the coordinators' columns do not all fit: the flexible column and then
+/// the text columns give way, cut at their end. The table used to cut whatever its
+/// layout chose, right-aligned cells included, from their start: `FAIL/S` read `AIL/S`
+/// and a limit of 1024 could read `024`.
+#[test]
+fn at_80_columns_no_number_or_header_loses_its_start() {
+    let mut app = App::default();
+    app.board.apply(frame(), Instant::now());
+    let lines = screen(&app, 80, 12);
+    let text = lines.join("\n");
+    let header = lines.iter().find(|l| l.contains("RUN")).expect(&text);
+    let c = cells(header);
+    let at = c.iter().position(|c| *c == "TYPE").expect(&text);
+    assert_eq!(
+        c[at..],
+        [
+            "TYPE", "RUN", "PEND", "DONE/S", "FAIL/S", "P50", "P99", "LIMIT"
+        ],
+        "{text}"
+    );
+    let row = lines.iter().find(|l| l.contains("keyed")).expect(&text);
+    let c = cells(row);
+    let at = c.iter().position(|c| *c == "keyed").expect(&text);
+    assert_eq!(
+        c[at..],
+        ["keyed", "0", "1024", "1234", "12.5", "-", "-", "1024"],
+        "{text}"
+    );
+    // The text columns were cut at their end: the name shows whole, the process's start.
+    assert_eq!(c[..at].last(), Some(&"notifications"), "{text}");
+    assert!(c[0].starts_with("orde"), "{text}");
+}
