@@ -467,3 +467,16 @@ async fn payload_and_path_limits_say_what_to_do_in_the_commands_terms() {
     );
     assert!(!stderr.contains("BusOptions"), "{stderr}");
 }
+
+/// `ops --state deferred` is refused with why and what to use: a published frame shows a
+/// deferred operation as pending (a library snapshot says `Deferred`).
+#[tokio::test]
+async fn ops_state_deferred_says_deferred_operations_show_as_pending() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (code, _, stderr) = run(dir.path(), &["ops", "--create", "*", "--state", "deferred"]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("shown as pending") && stderr.contains("--state pending"),
+        "{stderr}"
+    );
+}

@@ -100,6 +100,15 @@ const STATES: [&str; 5] = ["pending", "running", "completed", "failed", "cancell
 fn state(s: &str) -> Result<String, String> {
     if STATES.contains(&s) {
         Ok(s.to_owned())
+    } else if s == "deferred" {
+        // A library snapshot says `Deferred`; the frames the processes publish do not tell
+        // a held item from one waiting its turn (inspect format v1).
+        Err(
+            "deferred operations are shown as pending (a published frame does not tell \
+             them apart; its coordinator's DEFERRED BY column says what holds them): use \
+             --state pending"
+                .to_owned(),
+        )
     } else {
         Err(format!(
             "`{s}` is not a state: use one of {}",
