@@ -188,15 +188,11 @@ impl NatsDurable {
             deliver_policy: consumer::DeliverPolicy::ByStartSequence {
                 start_sequence: first,
             },
-            max_expires: super::ORDERED_MAX_EXPIRES,
             ..Default::default()
         };
-        let consumer = stream
-            .create_consumer(config.clone())
-            .await
-            .or_fail("subscribe")?;
-        let raw = consumer.messages().await.or_fail("subscribe")?;
-        let raw = super::resume::resumable(stream.clone(), config, raw, first, nats.connection());
+        let raw = super::resume::open(&stream, config, &nats, "subscribe")
+            .await?
+            .messages;
         let expired = Arc::new(AtomicU64::new(0));
         let seen = Arc::new(AtomicU64::new(floor));
         let acked = Arc::new(AtomicU64::new(floor));

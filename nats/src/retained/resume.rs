@@ -17,6 +17,9 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::sync::watch;
 
+use ephemeral_bus::retained::StoreError;
+
+use super::OrFail;
 use crate::connection::ConnectionState;
 
 /// The pause between two attempts to make the consumer again (the server may still be
@@ -38,12 +41,47 @@ struct Resume {
     connects: u64,
 }
 
+/// A resumable reader opened by [`open`]: its messages, and the name of its first consumer.
+pub(crate) struct Opened {
+    pub(crate) messages: BoxStream<'static, jetstream::Message>,
+    pub(crate) consumer: String,
+}
+
+/// Makes an ordered consumer on `stream` with `config` (its pull requests bounded by
+/// [`ORDERED_MAX_EXPIRES`](super::ORDERED_MAX_EXPIRES)) and reads it with [`resumable`]: a
+/// failure is a backend error while doing `op`.
+pub(crate) async fn open(
+    stream: &stream::Stream,
+    config: consumer::pull::OrderedConfig,
+    nats: &crate::Nats,
+    op: &'static str,
+) -> Result<Opened, StoreError> {
+    let config = consumer::pull::OrderedConfig {
+        max_expires: super::ORDERED_MAX_EXPIRES,
+        ..config
+    };
+    let consumer = stream.create_consumer(config.clone()).await.or_fail(op)?;
+    let info = consumer.cached_info();
+    // The first sequence owed: the start asked for, or what the policy starts after (the
+    // stream's end for `New`).
+    let next = match config.deliver_policy {
+        consumer::DeliverPolicy::ByStartSequence { start_sequence } => start_sequence,
+        _ => info.delivered.stream_sequence + 1,
+    };
+    let name = info.name.clone();
+    let messages = consumer.messages().await.or_fail(op)?;
+    Ok(Opened {
+        messages: resumable(stream.clone(), config, messages, next, nats.connection()),
+        consumer: name,
+    })
+}
+
 /// The messages of `messages`, an ordered consumer made on `stream` with `config` whose
 /// first message owed is at stream sequence `next`, in stream order, each once: when the
 /// connection (`state`) was lost and made again, the consumer is made again from the first
 /// sequence not delivered yet (retried every 250 ms until the server takes it). Messages
 /// the consumer fails to hand over are skipped, as the callers did.
-pub(crate) fn resumable(
+fn resumable(
     stream: stream::Stream,
     config: consumer::pull::OrderedConfig,
     messages: consumer::pull::Ordered,

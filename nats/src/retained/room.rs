@@ -181,23 +181,11 @@ impl RoomBackend for NatsRoom {
             let config = consumer::pull::OrderedConfig {
                 deliver_policy: consumer::DeliverPolicy::All,
                 filter_subject: self.subject.clone(),
-                max_expires: super::ORDERED_MAX_EXPIRES,
                 ..Default::default()
             };
-            let consumer = self
-                .stream
-                .create_consumer(config.clone())
-                .await
-                .or_fail("join a room")?;
-            let next = consumer.cached_info().delivered.stream_sequence + 1;
-            let messages = consumer.messages().await.or_fail("join a room")?;
-            let messages = super::resume::resumable(
-                self.stream.clone(),
-                config,
-                messages,
-                next,
-                self.nats.connection(),
-            );
+            let messages = super::resume::open(&self.stream, config, &self.nats, "join a room")
+                .await?
+                .messages;
             let joined = messages.flat_map(move |message| {
                 let mut out = Vec::with_capacity(2);
                 if let Ok(info) = message.info() {

@@ -710,24 +710,12 @@ impl StoreBackend for NatsStore {
             let config = consumer::pull::OrderedConfig {
                 deliver_policy: consumer::DeliverPolicy::New,
                 filter_subject: format!("$KV.{}.>", self.bucket),
-                max_expires: super::ORDERED_MAX_EXPIRES,
                 ..Default::default()
             };
-            let consumer = self
-                .stream
-                .create_consumer(config.clone())
-                .await
-                .or_fail("watch a store")?;
-            let consumer_name = consumer.cached_info().name.clone();
-            let next = consumer.cached_info().delivered.stream_sequence + 1;
-            let messages = consumer.messages().await.or_fail("watch a store")?;
-            let messages = super::resume::resumable(
-                self.stream.clone(),
-                config,
+            let super::resume::Opened {
                 messages,
-                next,
-                self.nats.connection(),
-            );
+                consumer: consumer_name,
+            } = super::resume::open(&self.stream, config, &self.nats, "watch a store").await?;
             let bucket = self.bucket.clone();
             let events = messages.filter_map(move |message| {
                 let event = Some(message).and_then(|message| {
