@@ -617,6 +617,19 @@ async fn a_watcher_hears_an_owned_value_go_with_its_owner() {
     assert_eq!(store.get("worker.7").await.expect("get"), None);
 }
 
+/// Stops `server` and waits until `nats` noticed the connection is down.
+async fn stop_and_wait_until_noticed(server: &mut NatsServer, nats: &Nats) {
+    server.stop().await;
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while nats.is_connected() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the client never noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// With the server down, a store's calls fail saying the connection is down and what to
 /// do, and opening a store fails at once saying so, rather than a bare "timed out" after
 /// every JetStream request's own timeout.
@@ -629,15 +642,7 @@ async fn with_the_server_down_store_errors_say_the_connection_is_down() {
         .await
         .expect("store");
     store.set("k", b"v", None).await.expect("set while up");
-    server.stop().await;
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while nats.is_connected() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the client never noticed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    stop_and_wait_until_noticed(&mut server, &nats).await;
     let set = store
         .set("k", b"w", None)
         .await
@@ -678,15 +683,7 @@ async fn with_the_server_down_durable_errors_say_the_connection_is_down() {
         .expect("attach");
     nats.publish("down.a", "1").await.expect("publish");
     let message = next(&mut sub).await.expect("no lag");
-    server.stop().await;
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while nats.is_connected() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the client never noticed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    stop_and_wait_until_noticed(&mut server, &nats).await;
     let ack = sub.ack(&message).await.expect_err("ack while down");
     let remove = sub.remove().await.expect_err("remove while down");
     for (what, error) in [("ack", ack), ("remove", remove)] {
@@ -711,15 +708,7 @@ async fn with_the_server_down_room_errors_say_the_connection_is_down() {
         .await
         .expect("room");
     room.send(b"while up").await.expect("send while up");
-    server.stop().await;
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while nats.is_connected() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the client never noticed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    stop_and_wait_until_noticed(&mut server, &nats).await;
     let send = room.send(b"while down").await.expect_err("send while down");
     let join = room.join().await.map(|_| ()).expect_err("join while down");
     for (what, error) in [("send", send), ("join", join)] {
