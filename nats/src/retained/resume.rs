@@ -33,7 +33,8 @@ struct Resume {
     messages: Option<consumer::pull::Ordered>,
     /// The first stream sequence not delivered yet.
     next: u64,
-    connected: Option<watch::Receiver<bool>>,
+    /// Wakes at every change of the connection (its sender lives in `state`).
+    connected: watch::Receiver<bool>,
     state: Arc<ConnectionState>,
     /// The connection's count of connections when the consumer was made: a larger one
     /// means it was lost and made again since (however quickly: changes of `connected`
@@ -93,7 +94,7 @@ fn resumable(
         config,
         messages: Some(messages),
         next,
-        connected: Some(state.connected()),
+        connected: state.connected(),
         connects: state.connects.load(Ordering::Relaxed),
         state,
     };
@@ -107,21 +108,12 @@ fn resumable(
 impl Resume {
     async fn next_message(&mut self) -> Option<jetstream::Message> {
         loop {
-            if self.messages.is_none() {
+            let Some(messages) = self.messages.as_mut() else {
                 match remake(self.stream.clone(), self.config.clone(), self.next).await {
                     Some(messages) => self.messages = Some(messages),
                     None => tokio::time::sleep(RETRY).await,
                 }
                 continue;
-            }
-            let (Some(messages), connected) = (self.messages.as_mut(), &mut self.connected) else {
-                continue;
-            };
-            let connection = async move {
-                match connected.as_mut() {
-                    Some(connected) => connected.changed().await.is_ok(),
-                    None => std::future::pending().await,
-                }
             };
             tokio::select! {
                 item = messages.next() => match item {
@@ -137,12 +129,8 @@ impl Resume {
                     }
                     Some(Err(_)) => {}
                 },
-                alive = connection => {
-                    if !alive {
-                        // The handle is gone: the consumer carries on by itself.
-                        self.connected = None;
-                        continue;
-                    }
+                // Never an error: `state` keeps the sender alive.
+                _ = self.connected.changed() => {
                     // Relaxed: counted before `connected` changes, which woke this.
                     let connects = self.state.connects.load(Ordering::Relaxed);
                     if connects != self.connects {

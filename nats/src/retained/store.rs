@@ -718,37 +718,7 @@ impl StoreBackend for NatsStore {
             } = super::resume::open(&self.stream, config, &self.nats, "watch a store").await?;
             let bucket = self.bucket.clone();
             let events = messages.filter_map(move |message| {
-                let event = Some(message).and_then(|message| {
-                    let key = message
-                        .subject
-                        .strip_prefix("$KV.")?
-                        .strip_prefix(bucket.as_str())?
-                        .strip_prefix('.')
-                        .and_then(decode_key)?;
-                    if !pattern.matches(&key) {
-                        return None;
-                    }
-                    let info = message.info().ok()?;
-                    let (revision, at) = (info.stream_sequence, system_time(&info.published));
-                    let headers = message.headers.clone().unwrap_or_default();
-                    let raw = Raw::parse(key, &headers, message.payload.clone(), revision, at);
-                    match raw.op {
-                        // Not even buffered once dead (and checked again when handed out).
-                        Op::Put => raw
-                            .fresh(SystemTime::now())
-                            .then(|| StoreEvent::Set(raw.entry())),
-                        Op::Removed(cause) => Some(StoreEvent::Deleted {
-                            key: raw.key,
-                            revision,
-                            cause,
-                        }),
-                        Op::Expired => Some(StoreEvent::Expired {
-                            key: raw.key,
-                            revision,
-                        }),
-                    }
-                });
-                std::future::ready(event)
+                std::future::ready(watch_event(&message, &bucket, &pattern))
             });
             // A KV stream keeps only the newest revisions of a key: a change not pulled
             // before the next one replaces it would be gone. So the changes are pulled at
@@ -802,6 +772,43 @@ impl StoreBackend for NatsStore {
             Ok(removed)
         }
         .boxed()
+    }
+}
+
+/// The event a watch of `bucket` on `pattern` hands out for a message of the bucket's
+/// stream: none for a key off the pattern, a message that cannot be read, or a set whose
+/// value is dead already (not even buffered; checked again when handed out).
+fn watch_event(
+    message: &async_nats::jetstream::Message,
+    bucket: &str,
+    pattern: &Pattern,
+) -> Option<StoreEvent> {
+    let key = message
+        .subject
+        .strip_prefix("$KV.")?
+        .strip_prefix(bucket)?
+        .strip_prefix('.')
+        .and_then(decode_key)?;
+    if !pattern.matches(&key) {
+        return None;
+    }
+    let info = message.info().ok()?;
+    let (revision, at) = (info.stream_sequence, system_time(&info.published));
+    let headers = message.headers.clone().unwrap_or_default();
+    let raw = Raw::parse(key, &headers, message.payload.clone(), revision, at);
+    match raw.op {
+        Op::Put => raw
+            .fresh(SystemTime::now())
+            .then(|| StoreEvent::Set(raw.entry())),
+        Op::Removed(cause) => Some(StoreEvent::Deleted {
+            key: raw.key,
+            revision,
+            cause,
+        }),
+        Op::Expired => Some(StoreEvent::Expired {
+            key: raw.key,
+            revision,
+        }),
     }
 }
 
