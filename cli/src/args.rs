@@ -174,6 +174,15 @@ fn env_var(name: &str) -> Result<Option<String>, Failure> {
     Ok((!text.is_empty()).then(|| text.to_owned()))
 }
 
+/// A flag's value, else its variable's (`None` when neither is set, or the variable is
+/// empty).
+fn flag_or_env<T: From<String>>(flag: Option<T>, env: &str) -> Result<Option<T>, Failure> {
+    match flag {
+        Some(value) => Ok(Some(value)),
+        None => Ok(env_var(env)?.map(T::from)),
+    }
+}
+
 impl BusArgs {
     /// What to talk to: `--bus` or `--nats` when given (never both); else a non-empty
     /// `EPHEMERAL_NATS` or `EPHEMERAL_BUS` (not both); else the bus `default`.
@@ -212,24 +221,12 @@ impl BusArgs {
                 ));
             }
             let prefix_from_env = self.nats_prefix.is_none();
-            let prefix = match self.nats_prefix {
-                Some(p) => Some(p),
-                None => env_var(NATS_PREFIX_ENV)?,
-            };
-            let creds = match self.nats_creds {
-                Some(c) => Some(c),
-                None => env_var(NATS_CREDS_ENV)?.map(Into::into),
-            };
-            let file = |flag: Option<std::path::PathBuf>, env| -> Result<_, Failure> {
-                Ok(match flag {
-                    Some(path) => Some(path),
-                    None => env_var(env)?.map(Into::into),
-                })
-            };
+            let prefix = flag_or_env(self.nats_prefix, NATS_PREFIX_ENV)?;
+            let creds = flag_or_env(self.nats_creds, NATS_CREDS_ENV)?;
             let tls = Tls {
-                ca: file(self.nats_tls_ca, NATS_TLS_CA_ENV)?,
-                cert: file(self.nats_tls_cert, NATS_TLS_CERT_ENV)?,
-                key: file(self.nats_tls_key, NATS_TLS_KEY_ENV)?,
+                ca: flag_or_env(self.nats_tls_ca, NATS_TLS_CA_ENV)?,
+                cert: flag_or_env(self.nats_tls_cert, NATS_TLS_CERT_ENV)?,
+                key: flag_or_env(self.nats_tls_key, NATS_TLS_KEY_ENV)?,
             };
             if tls.cert.is_some() != tls.key.is_some() {
                 return Err(Failure::new(
