@@ -87,7 +87,8 @@ impl<K: Hash + Eq> Drop for Queued<'_, K> {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every update writes whole values (an entry in or out): consistent after any panic.
+    // Every update writes whole values (a key's timestamp, an entry in or out): consistent
+    // after any panic.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -144,9 +145,8 @@ impl<K: Hash + Eq + Clone + Send + 'static> KeyedRateLimiter<K> {
         })
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State<K>> {
-        // Updates write whole values; a panic elsewhere cannot leave the table torn.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    fn state(&self) -> MutexGuard<'_, State<K>> {
+        lock(&self.inner)
     }
 
     /// Takes a permit for `key` now, or says when to retry.

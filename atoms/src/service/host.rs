@@ -402,10 +402,7 @@ fn error_header(error: &str) -> HeaderValue {
     if error.len() <= ERROR_HEADER_MAX {
         return HeaderValue::from(error);
     }
-    let mut end = ERROR_HEADER_MAX - '…'.len_utf8();
-    while !error.is_char_boundary(end) {
-        end -= 1;
-    }
+    let end = error.floor_char_boundary(ERROR_HEADER_MAX - '…'.len_utf8());
     HeaderValue::from(format!("{}…", &error[..end]))
 }
 
