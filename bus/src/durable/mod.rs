@@ -125,12 +125,13 @@ impl Bus {
         }
         let notices = db::notices(self, &db::durable_topic(id)).await;
         let expired = Arc::new(AtomicU64::new(0));
+        let next = acked + 1;
         let acked = Arc::new(AtomicU64::new(acked));
         let reader = Reader {
             db: Arc::clone(&db),
             id,
             max_age_ms: options.max_age_ms,
-            next: acked.load(Ordering::Relaxed) + 1,
+            next,
             pending: VecDeque::new(),
             expired: Arc::clone(&expired),
             acked: Arc::clone(&acked),
