@@ -5,7 +5,8 @@
 //! on a bus with a watcher: a second bus handle of this process (a separate peer, so frames
 //! cross a real Unix socket) that polls every 250 ms and decodes every frame, for the whole
 //! measurement. The baseline is the same coordinator not publishing, with the same watcher
-//! polling. A turn of ours that got no frame to the watcher does not count.
+//! polling. A turn of ours starts its clock once the watcher has its first frame, and a turn
+//! whose frame never came (within 5 s) does not count.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -95,7 +96,14 @@ fn turn(rt: &Runtime, watched: &Watched, items: usize, publish: bool) -> Option<
         .ok()?;
         let before = watched.frames.load(Ordering::Relaxed);
         let publisher = if publish {
-            Some(c.publish_state(&watched.service, "bench").await.ok()?)
+            let publisher = c.publish_state(&watched.service, "bench").await.ok()?;
+            // The clock starts once the watcher has the publisher's first frame: the turn
+            // measures a coordinator whose state is being watched, however short it is (a
+            // `--quick` turn of 0.2 s could otherwise end before the first poll came).
+            if !first_frame(&watched.frames, before).await {
+                return None;
+            }
+            Some(publisher)
         } else {
             None
         };
@@ -122,6 +130,23 @@ fn turn(rt: &Runtime, watched: &Watched, items: usize, publish: bool) -> Option<
         (c.stats().completed == items as u64).then(|| per_second(items, elapsed))
     })
 }
+
+/// Waits until `frames` has moved past `before` (the watcher decoded a frame), at most
+/// [`FIRST_FRAME_WAIT`]; whether it did.
+async fn first_frame(frames: &AtomicU64, before: u64) -> bool {
+    let deadline = Instant::now() + FIRST_FRAME_WAIT;
+    while frames.load(Ordering::Relaxed) == before {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    true
+}
+
+/// How long a publishing turn waits for its first frame to reach the watcher (the watcher
+/// polls every [`POLL`]).
+const FIRST_FRAME_WAIT: Duration = Duration::from_secs(5);
 
 /// Coordinator throughput while publishing to a watched bus versus not publishing.
 pub fn publish_overhead(cfg: &Config) -> Measurement {
