@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use ephemeral::SignalSink;
 use ephemeral_atoms::service::{
-    HostError, HostOptions, Service, ServiceContext, ServiceError, ServiceHost, ServiceState,
-    ShutdownReason, Step,
+    HostError, HostOptions, HostStatus, Service, ServiceContext, ServiceError, ServiceHost,
+    ServiceState, ShutdownReason, Step,
 };
 use tokio::time::Instant;
 
@@ -1383,4 +1383,94 @@ async fn the_printed_report_says_why_in_words() {
         ShutdownReason::StartFailed("no config file".into()).to_string(),
         "a start hook failed: no config file"
     );
+}
+
+/// Takes a second to start, then idles until asked to stop.
+struct SlowStart(&'static str);
+
+impl Service for SlowStart {
+    fn name(&self) -> &str {
+        self.0
+    }
+    async fn start(&mut self, _ctx: &ServiceContext) -> Result<(), ServiceError> {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Ok(())
+    }
+    async fn work(&mut self, ctx: &ServiceContext) -> Result<Step, ServiceError> {
+        ctx.cancelled().await;
+        Ok(Step::Continue)
+    }
+}
+
+/// What each service reads as, by name, in the order added.
+fn states(status: &HostStatus) -> Vec<(String, ServiceState, u32, u32)> {
+    status
+        .services()
+        .into_iter()
+        .map(|s| (s.name, s.state, s.failures, s.restarts))
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_status_shows_each_service_as_it_stands_while_the_host_runs() {
+    let log = Log::default();
+    let mut host = ServiceHost::new(
+        HostOptions::default()
+            .backoff(Duration::from_millis(100), Duration::from_secs(5))
+            .max_restarts(5),
+    );
+    host.add(Flaky {
+        failures: 3,
+        attempts: Arc::default(),
+        panics: false,
+    })
+    .unwrap();
+    host.add(SlowStart("db")).unwrap();
+    host.add(Logged::new("api", &["db"], &log)).unwrap();
+    let (status, shutdown) = (host.status(), host.shutdown_token());
+    let row = |name: &str, state, failures, restarts| (name.to_owned(), state, failures, restarts);
+    assert_eq!(
+        states(&status),
+        [
+            row("flaky", ServiceState::NotStarted, 0, 0),
+            row("db", ServiceState::NotStarted, 0, 0),
+            row("api", ServiceState::NotStarted, 0, 0),
+        ],
+        "before run: added, not started"
+    );
+    let running = tokio::spawn(host.run());
+
+    // Flaky's steps fail at 0, 0.1 and 0.3 s and succeed at 0.7 s; db starts until 1 s.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        states(&status),
+        [
+            row("flaky", ServiceState::Running, 3, 2),
+            row("db", ServiceState::NotStarted, 0, 0),
+            row("api", ServiceState::NotStarted, 0, 0),
+        ],
+        "at 0.5 s: flaky between restarts, db still starting"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        states(&status),
+        [
+            row("flaky", ServiceState::Finished, 3, 3),
+            row("db", ServiceState::Running, 0, 0),
+            row("api", ServiceState::Running, 0, 0),
+        ],
+        "at 2.5 s"
+    );
+
+    shutdown.cancel();
+    let report = running.await.unwrap().unwrap();
+    for service in status.services() {
+        assert_eq!(
+            Some(&service),
+            report.service(&service.name),
+            "after run: as the report"
+        );
+    }
+    assert_eq!(status.service("api").unwrap().state, ServiceState::Stopped);
+    assert_eq!(status.service("ghost"), None);
 }

@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use ephemeral::{HeaderValue, Signal, SignalSink};
 use futures::FutureExt;
@@ -19,6 +19,7 @@ use super::options::HostOptions;
 use super::order::start_order;
 use super::report::{HostReport, ServiceReport, ServiceState, ShutdownReason};
 use super::service::{Service, ServiceContext, Step};
+use super::status::{HostStatus, Record, lock};
 
 /// The longest service name: its longest lifecycle signal, `service.<name>.restarting`,
 /// must be a valid signal name.
@@ -66,6 +67,8 @@ const MAX_SERVICE_NAME_LEN: usize =
 pub struct ServiceHost {
     options: HostOptions,
     services: Vec<Box<dyn DynService>>,
+    /// The services' records, in the order added (see [`status`](Self::status)).
+    status: HostStatus,
 }
 
 impl ServiceHost {
@@ -74,6 +77,7 @@ impl ServiceHost {
         Self {
             options,
             services: Vec::new(),
+            status: HostStatus::default(),
         }
     }
 
@@ -102,8 +106,17 @@ impl ServiceHost {
                 name,
             });
         }
+        self.status
+            .push(Arc::new(Mutex::new(ServiceReport::new(&name))));
         self.services.push(Box::new(service));
         Ok(self)
+    }
+
+    /// A live view of the services: take it before [`run`](Self::run) (which consumes the
+    /// host) and read it while the host runs and after (see [`HostStatus`]).
+    #[must_use]
+    pub fn status(&self) -> HostStatus {
+        self.status.clone()
     }
 
     /// The token that shuts this host down gracefully when cancelled.
@@ -172,7 +185,11 @@ impl ServiceHost {
             let Some(service) = services[i].take() else {
                 continue;
             };
-            let (slot, mut started) = Slot::spawn(service, i, &options, ended_tx.clone());
+            let record = self
+                .status
+                .record(i)
+                .unwrap_or_else(|| Arc::new(Mutex::new(ServiceReport::new(&names[i]))));
+            let (slot, mut started) = Slot::spawn(service, i, record, &options, ended_tx.clone());
             let asked_to_stop = slot.token.clone();
             slots.push(slot);
             ends.running += 1;
@@ -238,7 +255,11 @@ impl ServiceHost {
         let mut reports: Vec<ServiceReport> = slots.iter().map(Slot::report).collect();
         for &i in &order {
             if services[i].is_some() {
-                reports.push(ServiceReport::new(&names[i]));
+                // Never started: its record (the status's too) says so as it was added.
+                reports.push(self.status.record(i).map_or_else(
+                    || ServiceReport::new(&names[i]),
+                    |record| lock(&record).clone(),
+                ));
             }
         }
         let report = HostReport {
@@ -279,7 +300,7 @@ impl fmt::Debug for ServiceHost {
 struct Slot {
     index: usize,
     token: CancellationToken,
-    record: Arc<Mutex<ServiceReport>>,
+    record: Record,
     /// Aborted when dropped, so dropping the run's future does not leave services running.
     task: AbortOnDropHandle<()>,
     ended: CancellationToken,
@@ -303,11 +324,11 @@ impl Slot {
     fn spawn(
         service: Box<dyn DynService>,
         index: usize,
+        record: Record,
         options: &Arc<HostOptions>,
         ended: mpsc::UnboundedSender<Ended>,
     ) -> (Self, Started) {
         let name = service.name().to_owned();
-        let record = Arc::new(Mutex::new(ServiceReport::new(&name)));
         // Each service has its own token (not a child of the host's), so the host can ask
         // them to stop one at a time, in reverse start order.
         let token = CancellationToken::new();
@@ -360,11 +381,6 @@ impl Slot {
         ];
         lifecycle(sink, &name, "failed", &headers);
     }
-}
-
-fn lock(record: &Mutex<ServiceReport>) -> std::sync::MutexGuard<'_, ServiceReport> {
-    // A record is plain data updated field by field; a poisoned lock still holds it.
-    record.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The longest error text a lifecycle signal carries (its `error` header): longer ones are

@@ -7,7 +7,8 @@
 //!   [`HostOptions::max_restarts`] restarts. It shuts down on a
 //!   [`CancellationToken`](tokio_util::sync::CancellationToken), Ctrl-C or SIGTERM: services
 //!   are stopped in reverse start order within a deadline, then aborted and named.
-//! * [`HostReport`] — what happened to each service.
+//! * [`HostReport`] — what happened to each service; [`HostStatus`] — what each is doing
+//!   now, while the host runs.
 //!
 //! Dependencies order starts and stops; they do not tie lifetimes together. A dependency
 //! that finishes by itself ([`Step::Done`]) stops at once while the services that depend on
@@ -31,9 +32,11 @@ mod order;
 mod report;
 #[allow(clippy::module_inception)]
 mod service;
+mod status;
 
 pub use error::HostError;
 pub use host::ServiceHost;
 pub use options::HostOptions;
 pub use report::{HostReport, ServiceReport, ServiceState, ShutdownReason};
 pub use service::{Service, ServiceContext, ServiceError, Step};
+pub use status::HostStatus;

@@ -11,7 +11,8 @@ pub enum ServiceState {
     NotStarted,
     /// Its start hook failed.
     StartFailed,
-    /// Running its work step (only seen while the host runs).
+    /// Running its work step (seen in a [`HostStatus`](super::HostStatus) while the host
+    /// runs).
     Running,
     /// Stopped by the host (shutdown), stop hook done.
     Stopped,
