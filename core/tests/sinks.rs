@@ -129,3 +129,23 @@ async fn a_closed_channel_gives_the_item_back() {
         other => panic!("expected Closed with the item, got {other:?}"),
     }
 }
+
+/// `start_send` on a channel sink whose previous send is still in flight (no `poll_ready`
+/// between them) gives the new message back, and the one in flight still arrives: it used
+/// to replace the send in flight, so the first message was lost while both calls said `Ok`.
+#[tokio::test(start_paused = true)]
+async fn a_channel_sink_sent_into_while_busy_gives_the_message_back() {
+    let channel: Channel<u32> = Channel::new();
+    let mut subscriber = channel.subscribe();
+    let mut sink = channel.sink();
+    sink.start_send_unpin(1).expect("the first send starts");
+    let busy = sink
+        .start_send_unpin(2)
+        .expect_err("a send is in flight: the second message is refused");
+    assert!(busy.to_string().contains("poll_ready"), "{busy}");
+    assert_eq!(busy.into_inner(), 2, "the refused message is given back");
+    sink.flush().await.expect("the first send ends");
+    channel.close();
+    assert_eq!(subscriber.recv().await, Some(Ok(1)));
+    assert_eq!(subscriber.recv().await, None);
+}
