@@ -149,3 +149,21 @@ async fn a_channel_sink_sent_into_while_busy_gives_the_message_back() {
     assert_eq!(subscriber.recv().await, Some(Ok(1)));
     assert_eq!(subscriber.recv().await, None);
 }
+
+/// `start_send` on an intake sink that was not made ready says so and gives the item back;
+/// it used to say the coordinator "already has max_pending items waiting" of an empty one.
+#[tokio::test(start_paused = true)]
+async fn an_intake_sink_sent_into_before_ready_says_so_and_gives_the_item_back() {
+    let coordinator = EphemeralWorkCoordinator::new(
+        |_n: u32, _ctx: OperationContext| async { Ok::<_, String>(()) },
+        EphemeralOptions::default(),
+    )
+    .expect("coordinator");
+    let mut sink = coordinator.intake_sink();
+    let refused = sink.start_send_unpin(7).expect_err("no poll_ready before it");
+    let message = refused.to_string();
+    assert!(message.contains("poll_ready"), "{message}");
+    assert!(!message.contains("max_pending"), "{message}");
+    assert_eq!(refused.into_item(), Some(7));
+    assert_eq!(coordinator.stats().accepted, 0);
+}
