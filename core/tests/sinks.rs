@@ -167,3 +167,25 @@ async fn an_intake_sink_sent_into_before_ready_says_so_and_gives_the_item_back()
     assert_eq!(refused.into_item(), Some(7));
     assert_eq!(coordinator.stats().accepted, 0);
 }
+
+/// The result coordinator's intake sink feeds it like the others; the results are read from
+/// the window.
+#[tokio::test(start_paused = true)]
+async fn forward_into_a_result_coordinator_keeps_every_result() {
+    let coordinator = ephemeral::EphemeralResultCoordinator::new(
+        |n: u32, _ctx: OperationContext| async move { Ok::<_, String>(n * 2) },
+        EphemeralOptions::default()
+            .max_concurrency(2)
+            .max_pending(2),
+    )
+    .expect("coordinator");
+    futures::stream::iter(0..20u32)
+        .map(Ok)
+        .forward(coordinator.intake_sink())
+        .await
+        .expect("every item accepted");
+    coordinator.drain().await.expect("drained");
+    let mut results: Vec<u32> = coordinator.results().into_iter().map(|(_, r)| r).collect();
+    results.sort_unstable();
+    assert_eq!(results, (0..20).map(|n| n * 2).collect::<Vec<_>>());
+}
