@@ -444,3 +444,21 @@ async fn a_dropped_response_leaves_its_operation_running_in_its_slot() {
     let stats = coordinator.stats();
     assert_eq!((stats.completed, stats.cancelled), (2, 0), "{stats:?}");
 }
+
+/// `Closed` says what helps: a new coordinator. A new service on the same stopped
+/// coordinator is closed too (the message used to say "build a new service").
+#[tokio::test]
+async fn closed_says_that_a_new_coordinator_is_needed() {
+    let coordinator = EphemeralResultCoordinator::new(
+        |n: u32, _ctx: OperationContext| async move { Ok::<_, Infallible>(n) },
+        EphemeralOptions::default(),
+    )
+    .expect("coordinator");
+    coordinator.complete();
+    let closed = coordinator.service().ready().await.map(drop).expect_err("closed");
+    let again = coordinator.service().ready().await.map(drop).expect_err("closed");
+    assert!(matches!(again, ServiceError::Closed), "{again:?}");
+    let message = closed.to_string();
+    assert!(message.contains("new coordinator"), "{message}");
+    assert!(!message.contains("new service"), "{message}");
+}
