@@ -160,7 +160,9 @@ async fn an_intake_sink_sent_into_before_ready_says_so_and_gives_the_item_back()
     )
     .expect("coordinator");
     let mut sink = coordinator.intake_sink();
-    let refused = sink.start_send_unpin(7).expect_err("no poll_ready before it");
+    let refused = sink
+        .start_send_unpin(7)
+        .expect_err("no poll_ready before it");
     let message = refused.to_string();
     assert!(message.contains("poll_ready"), "{message}");
     assert!(!message.contains("max_pending"), "{message}");

@@ -455,8 +455,18 @@ async fn closed_says_that_a_new_coordinator_is_needed() {
     )
     .expect("coordinator");
     coordinator.complete();
-    let closed = coordinator.service().ready().await.map(drop).expect_err("closed");
-    let again = coordinator.service().ready().await.map(drop).expect_err("closed");
+    let closed = coordinator
+        .service()
+        .ready()
+        .await
+        .map(drop)
+        .expect_err("closed");
+    let again = coordinator
+        .service()
+        .ready()
+        .await
+        .map(drop)
+        .expect_err("closed");
     assert!(matches!(again, ServiceError::Closed), "{again:?}");
     let message = closed.to_string();
     assert!(message.contains("new coordinator"), "{message}");
