@@ -5,7 +5,8 @@
 //! sub-millisecond parts are truncated. An [`Instant`] of tokio's clock means nothing outside
 //! the process, so it is written as its **age**: milliseconds between it and the moment the
 //! value was serialized (`enqueued_ms_ago`), or for an instant still to come the milliseconds
-//! left (`expires_in_ms`). Types holding instants are therefore `Serialize` only.
+//! left (`expires_in_ms`), rounded up so that something still to come never reads 0. Types
+//! holding instants are therefore `Serialize` only.
 //!
 //! The functions here are the `#[serde(with = "...")]` helpers the crate uses, public so that
 //! the bus and your own types write time the same way.
@@ -44,10 +45,20 @@ pub fn age_ms(t: Instant) -> u64 {
     millis(Instant::now().saturating_duration_since(t))
 }
 
-/// The milliseconds until `t` (0 for an instant in the past).
+/// The milliseconds until `t`, rounded **up** (0 only for an instant now or past): what is
+/// still to come never reads 0, which would say it has passed. A signal written in its last
+/// millisecond so reads back with 1 ms to live, not as a zero time to live that the raise
+/// refuses.
 #[must_use]
 pub fn remaining_ms(t: Instant) -> u64 {
-    millis(t.saturating_duration_since(Instant::now()))
+    let left = t.saturating_duration_since(Instant::now());
+    let ms = millis(left);
+    // A part of a millisecond left counts as one (saturating: `u64::MAX` stays).
+    if left > Duration::from_millis(ms) {
+        ms.saturating_add(1)
+    } else {
+        ms
+    }
 }
 
 /// A [`Duration`] as whole milliseconds.
@@ -130,11 +141,12 @@ pub mod option_age {
     }
 }
 
-/// An [`Instant`] still to come, written as the milliseconds left (serialize only).
+/// An [`Instant`] still to come, written as the milliseconds left, rounded up (serialize
+/// only).
 pub mod remaining {
     use super::*;
 
-    /// Writes the milliseconds until `t`.
+    /// Writes the milliseconds until `t`, rounded up ([`remaining_ms`]).
     ///
     /// # Errors
     ///

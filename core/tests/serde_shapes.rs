@@ -70,6 +70,30 @@ async fn a_signal_reads_back_as_a_builder_that_raises_the_same_signal() {
     assert_eq!(value["payload"], json!([255, 0]));
 }
 
+/// A signal written in its last millisecond reads back as one that can be raised: its time
+/// left is rounded up, never written as 0 (which reads back as a zero time to live, refused
+/// by the raise). It used to write `"expires_in_ms": 0` for a live signal with 0.9 ms left.
+#[tokio::test(start_paused = true)]
+async fn a_signal_in_its_last_millisecond_reads_back_as_one_that_can_be_raised() {
+    let sink = SignalSink::default();
+    let signal = sink
+        .raise_with(
+            Signal::build("lease.short")
+                .unwrap()
+                .expires_in(Duration::from_micros(1500)),
+        )
+        .unwrap();
+    tokio::time::advance(Duration::from_micros(600)).await;
+    assert!(sink.has_signal("lease.short"), "still live");
+    let value = serde_json::to_value(&signal).unwrap();
+    assert_eq!(value["expires_in_ms"], 1, "{value}");
+    let builder: SignalBuilder = serde_json::from_value(value).unwrap();
+    let again = SignalSink::default()
+        .raise_with(builder)
+        .expect("a live signal's JSON raises again");
+    assert_eq!(again.name().as_str(), "lease.short");
+}
+
 #[test]
 fn a_bad_name_is_refused_when_read() {
     let err = serde_json::from_str::<Name>(r#""error.*""#).unwrap_err();

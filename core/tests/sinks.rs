@@ -129,3 +129,65 @@ async fn a_closed_channel_gives_the_item_back() {
         other => panic!("expected Closed with the item, got {other:?}"),
     }
 }
+
+/// `start_send` on a channel sink whose previous send is still in flight (no `poll_ready`
+/// between them) gives the new message back, and the one in flight still arrives: it used
+/// to replace the send in flight, so the first message was lost while both calls said `Ok`.
+#[tokio::test(start_paused = true)]
+async fn a_channel_sink_sent_into_while_busy_gives_the_message_back() {
+    let channel: Channel<u32> = Channel::new();
+    let mut subscriber = channel.subscribe();
+    let mut sink = channel.sink();
+    sink.start_send_unpin(1).expect("the first send starts");
+    let busy = sink
+        .start_send_unpin(2)
+        .expect_err("a send is in flight: the second message is refused");
+    assert!(busy.to_string().contains("poll_ready"), "{busy}");
+    assert_eq!(busy.into_inner(), 2, "the refused message is given back");
+    sink.flush().await.expect("the first send ends");
+    channel.close();
+    assert_eq!(subscriber.recv().await, Some(Ok(1)));
+    assert_eq!(subscriber.recv().await, None);
+}
+
+/// `start_send` on an intake sink that was not made ready says so and gives the item back;
+/// it used to say the coordinator "already has max_pending items waiting" of an empty one.
+#[tokio::test(start_paused = true)]
+async fn an_intake_sink_sent_into_before_ready_says_so_and_gives_the_item_back() {
+    let coordinator = EphemeralWorkCoordinator::new(
+        |_n: u32, _ctx: OperationContext| async { Ok::<_, String>(()) },
+        EphemeralOptions::default(),
+    )
+    .expect("coordinator");
+    let mut sink = coordinator.intake_sink();
+    let refused = sink
+        .start_send_unpin(7)
+        .expect_err("no poll_ready before it");
+    let message = refused.to_string();
+    assert!(message.contains("poll_ready"), "{message}");
+    assert!(!message.contains("max_pending"), "{message}");
+    assert_eq!(refused.into_item(), Some(7));
+    assert_eq!(coordinator.stats().accepted, 0);
+}
+
+/// The result coordinator's intake sink feeds it like the others; the results are read from
+/// the window.
+#[tokio::test(start_paused = true)]
+async fn forward_into_a_result_coordinator_keeps_every_result() {
+    let coordinator = ephemeral::EphemeralResultCoordinator::new(
+        |n: u32, _ctx: OperationContext| async move { Ok::<_, String>(n * 2) },
+        EphemeralOptions::default()
+            .max_concurrency(2)
+            .max_pending(2),
+    )
+    .expect("coordinator");
+    futures::stream::iter(0..20u32)
+        .map(Ok)
+        .forward(coordinator.intake_sink())
+        .await
+        .expect("every item accepted");
+    coordinator.drain().await.expect("drained");
+    let mut results: Vec<u32> = coordinator.results().into_iter().map(|(_, r)| r).collect();
+    results.sort_unstable();
+    assert_eq!(results, (0..20).map(|n| n * 2).collect::<Vec<_>>());
+}

@@ -415,3 +415,60 @@ async fn the_layer_keeps_no_value_and_a_coordinators_service_keeps_each() {
         "the value stays readable in the caller's coordinator"
     );
 }
+
+/// A response future dropped (a `timeout` outside the layer, a caller gone) does not cancel
+/// its operation: it runs on, holding its slot, until the inner call ends; the next call
+/// waits for that slot.
+#[tokio::test]
+async fn a_dropped_response_leaves_its_operation_running_in_its_slot() {
+    let (mut service, mut handle) = layered();
+    let coordinator = service.coordinator().expect("built").clone();
+    let abandoned = service.ready().await.expect("ready").call(1);
+    let (request, respond) = handle.next_request().await.expect("first request");
+    assert_eq!(request, 1);
+    drop(abandoned);
+    let stats = coordinator.stats();
+    assert_eq!((stats.running, stats.cancelled), (1, 0), "{stats:?}");
+
+    let next = service.ready().await.expect("the pending slot").call(2);
+    assert_eq!(
+        coordinator.pending_count(),
+        1,
+        "queued behind the abandoned call"
+    );
+    respond.send_response(10);
+    let (request, respond) = handle.next_request().await.expect("second request");
+    assert_eq!(request, 2);
+    respond.send_response(20);
+    assert_eq!(next.await.expect("the second call's result"), 20);
+    let stats = coordinator.stats();
+    assert_eq!((stats.completed, stats.cancelled), (2, 0), "{stats:?}");
+}
+
+/// `Closed` says what helps: a new coordinator. A new service on the same stopped
+/// coordinator is closed too (the message used to say "build a new service").
+#[tokio::test]
+async fn closed_says_that_a_new_coordinator_is_needed() {
+    let coordinator = EphemeralResultCoordinator::new(
+        |n: u32, _ctx: OperationContext| async move { Ok::<_, Infallible>(n) },
+        EphemeralOptions::default(),
+    )
+    .expect("coordinator");
+    coordinator.complete();
+    let closed = coordinator
+        .service()
+        .ready()
+        .await
+        .map(drop)
+        .expect_err("closed");
+    let again = coordinator
+        .service()
+        .ready()
+        .await
+        .map(drop)
+        .expect_err("closed");
+    assert!(matches!(again, ServiceError::Closed), "{again:?}");
+    let message = closed.to_string();
+    assert!(message.contains("new coordinator"), "{message}");
+    assert!(!message.contains("new service"), "{message}");
+}

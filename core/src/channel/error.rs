@@ -44,6 +44,11 @@ pub enum SendError<T> {
     /// [`Channel::send_blocking`](super::Channel::send_blocking) was called on a thread that
     /// runs a tokio runtime, where blocking would stall the runtime.
     InsideRuntime(T),
+    /// [`start_send`](futures::Sink::start_send) on a [`ChannelSink`](super::ChannelSink)
+    /// whose previous message is still being sent: `poll_ready` was not called, or did not
+    /// return ready, in between (the `Sink` contract asks for it; `SinkExt::send` and `feed`
+    /// do it). This message is given back; the one in flight is still sent.
+    NotReady(T),
 }
 
 impl<T> SendError<T> {
@@ -52,7 +57,8 @@ impl<T> SendError<T> {
         match self {
             SendError::Closed(ChannelClosed(value))
             | SendError::TimedOut { value, .. }
-            | SendError::InsideRuntime(value) => value,
+            | SendError::InsideRuntime(value)
+            | SendError::NotReady(value) => value,
         }
     }
 
@@ -75,6 +81,7 @@ impl<T> fmt::Debug for SendError<T> {
                 .field("missed", missed)
                 .finish_non_exhaustive(),
             SendError::InsideRuntime(_) => f.write_str("InsideRuntime(..)"),
+            SendError::NotReady(_) => f.write_str("NotReady(..)"),
         }
     }
 }
@@ -93,6 +100,11 @@ impl<T> fmt::Display for SendError<T> {
             SendError::InsideRuntime(_) => f.write_str(
                 "send_blocking was called inside a tokio runtime, where it would stall the \
                  runtime: use `send(..).await` there",
+            ),
+            SendError::NotReady(_) => f.write_str(
+                "start_send while the sink's previous message is still being sent: call \
+                 poll_ready until it is ready first (SinkExt::send and feed do); this message \
+                 was not sent and is given back",
             ),
         }
     }

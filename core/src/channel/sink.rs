@@ -15,7 +15,9 @@ use super::{Channel, SendError};
 /// `poll_flush` wait until it is done (with [`Overflow::Wait`](crate::Overflow), until every
 /// subscriber had room), so at most one send is in flight per sink. A failed send (the
 /// channel closed, or its send timeout passed) is reported by the next `poll_ready` or
-/// `poll_flush`, with the message given back in the [`SendError`]. Closing the sink flushes
+/// `poll_flush`, with the message given back in the [`SendError`]. A `start_send` while a
+/// send is still in flight (no ready `poll_ready` in between) is refused with
+/// [`SendError::NotReady`], its message given back. Closing the sink flushes
 /// it but does **not** close the channel, which other senders share; call
 /// [`Channel::close`] for that.
 ///
@@ -87,6 +89,11 @@ impl<T: Clone + Send + 'static> futures::Sink<T> for ChannelSink<T> {
 
     fn start_send(self: Pin<&mut Self>, item: T) -> Result<(), Self::Error> {
         let this = self.get_mut();
+        // The `Sink` contract asks for `poll_ready` first; without it a send may still be in
+        // flight, and replacing it would drop its message unsent. The new one is given back.
+        if this.sending.is_some() {
+            return Err(SendError::NotReady(item));
+        }
         let channel = this.channel.clone();
         this.sending = Some(Box::pin(async move { channel.send(item).await }));
         Ok(())

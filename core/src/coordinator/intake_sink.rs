@@ -35,6 +35,13 @@ pub enum IntakeSinkError<I> {
     /// meanwhile); the error gives it back.
     #[error(transparent)]
     Refused(EnqueueError<I>),
+    /// [`start_send`](futures::Sink::start_send) without room reserved: `poll_ready` was not
+    /// called, or did not return ready, before it (the `Sink` contract asks for it;
+    /// `SinkExt::send` and `feed` do it). The item was not accepted and is given back.
+    #[error(
+        "start_send without room reserved: call poll_ready until it is ready first (SinkExt::send and feed do); the item was not accepted and is given back (IntakeSinkError::into_item)"
+    )]
+    NotReady(I),
 }
 
 impl<I> IntakeSinkError<I> {
@@ -43,6 +50,7 @@ impl<I> IntakeSinkError<I> {
         match self {
             Self::Closed => None,
             Self::Refused(e) => Some(e.into_inner()),
+            Self::NotReady(item) => Some(item),
         }
     }
 }
@@ -52,13 +60,15 @@ impl<I> fmt::Debug for IntakeSinkError<I> {
         match self {
             Self::Closed => f.write_str("Closed"),
             Self::Refused(e) => f.debug_tuple("Refused").field(e).finish(),
+            Self::NotReady(_) => f.write_str("NotReady(..)"),
         }
     }
 }
 
 /// A coordinator's intake as a [`futures::Sink`]: `poll_ready` waits for room among
 /// `max_pending` (holding it, as [`reserve`](EphemeralWorkCoordinator::reserve) does), and
-/// `start_send` accepts the item into that room without waiting.
+/// `start_send` accepts the item into that room without waiting (an item sent without room
+/// reserved first is refused with [`IntakeSinkError::NotReady`], and given back).
 ///
 /// Made by `intake_sink()` on the work, result and keyed coordinators (the keyed one takes
 /// `(key, item)` pairs). Flushing is immediate: an item is "sent" once the coordinator
@@ -153,7 +163,7 @@ impl<I: Send + 'static> futures::Sink<I> for IntakeSink<I> {
             Some(permit) => permit(item).map(drop).map_err(IntakeSinkError::Refused),
             // The `Sink` contract requires `poll_ready` first; an item sent without room is
             // given back rather than queued past the bound.
-            None => Err(IntakeSinkError::Refused(EnqueueError::Full(item))),
+            None => Err(IntakeSinkError::NotReady(item)),
         }
     }
 

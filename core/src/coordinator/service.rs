@@ -27,8 +27,10 @@ use super::work::EnqueuePermit;
 #[non_exhaustive]
 pub enum ServiceError<T> {
     /// The coordinator no longer accepts items: `complete`, `drain` or `cancel` was called.
+    /// It never accepts items again, so every service on it answers this: calls need a new
+    /// coordinator (a new `CoordinatorLayer` service builds one).
     #[error(
-        "the coordinator no longer accepts items (complete, drain or cancel was called): build a new service"
+        "the coordinator no longer accepts items (complete, drain or cancel was called) and never will again: make a new coordinator (a new CoordinatorLayer service builds one)"
     )]
     Closed,
     /// `call` without a successful `poll_ready` before it; the item is given back.
