@@ -42,6 +42,12 @@ struct App {
 
 impl App {
     fn key(&mut self, key: KeyEvent) -> Action {
+        let control = key.modifiers.contains(KeyModifiers::CONTROL);
+        // Ctrl-C quits whatever is going on: in raw mode it is a key, not a signal, and a
+        // user typing a filter expects it to end the view as everywhere else.
+        if control && key.code == KeyCode::Char('c') {
+            return Action::Quit;
+        }
         if let Some(text) = &mut self.typing {
             match key.code {
                 KeyCode::Enter => {
@@ -53,13 +59,13 @@ impl App {
                 KeyCode::Backspace => {
                     text.pop();
                 }
-                KeyCode::Char(c) => text.push(c),
+                // Other control chords (Ctrl-U, Ctrl-W...) are not text.
+                KeyCode::Char(c) if !control => text.push(c),
                 _ => {}
             }
             return Action::Continue;
         }
         match key.code {
-            KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => Action::Quit,
             KeyCode::Char('q') | KeyCode::Esc => Action::Quit,
             KeyCode::Up | KeyCode::Char('k') => {
                 self.step(-1);

@@ -75,3 +75,17 @@ fn at_80_columns_no_number_or_header_loses_its_start() {
     assert_eq!(c[..at].last(), Some(&"notifications"), "{text}");
     assert!(c[0].starts_with("orde"), "{text}");
 }
+
+/// In raw mode Ctrl-C is a key: it quits the view even while a filter is being typed. It
+/// used to be typed into the filter (`filter: c_`), leaving `Esc` then `q` as the way out.
+#[test]
+fn ctrl_c_quits_even_while_typing_a_filter() {
+    let ctrl = |c| KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL);
+    let mut app = App::default();
+    assert_eq!(app.key(KeyEvent::from(KeyCode::Char('/'))), Action::Continue);
+    assert_eq!(app.key(KeyEvent::from(KeyCode::Char('p'))), Action::Continue);
+    // Other control chords are not text either.
+    assert_eq!(app.key(ctrl('u')), Action::Continue);
+    assert_eq!(app.typing.as_deref(), Some("p"));
+    assert_eq!(app.key(ctrl('c')), Action::Quit);
+}
