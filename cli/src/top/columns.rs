@@ -30,7 +30,10 @@ pub(super) struct Fit {
 impl Fit {
     /// The items of the shown columns, in order (headers or the cells of one row).
     pub(super) fn pick<T: Clone>(&self, all: &[T]) -> Vec<T> {
-        self.shown.iter().filter_map(|&i| all.get(i).cloned()).collect()
+        self.shown
+            .iter()
+            .filter_map(|&i| all.get(i).cloned())
+            .collect()
     }
 }
 

@@ -204,7 +204,9 @@ fn text(source: &Source, frames: &[&StateFrame]) -> Vec<String> {
         (more, unsampled) => lines.push(format!(
             "({} more live signals: `ephemeral signals` lists {more} of them; {unsampled} \
              are not in the sinks' published samples)",
-            u64::try_from(more).unwrap_or(u64::MAX).saturating_add(unsampled)
+            u64::try_from(more)
+                .unwrap_or(u64::MAX)
+                .saturating_add(unsampled)
         )),
     }
     lines

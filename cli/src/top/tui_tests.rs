@@ -82,8 +82,14 @@ fn at_80_columns_no_number_or_header_loses_its_start() {
 fn ctrl_c_quits_even_while_typing_a_filter() {
     let ctrl = |c| KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL);
     let mut app = App::default();
-    assert_eq!(app.key(KeyEvent::from(KeyCode::Char('/'))), Action::Continue);
-    assert_eq!(app.key(KeyEvent::from(KeyCode::Char('p'))), Action::Continue);
+    assert_eq!(
+        app.key(KeyEvent::from(KeyCode::Char('/'))),
+        Action::Continue
+    );
+    assert_eq!(
+        app.key(KeyEvent::from(KeyCode::Char('p'))),
+        Action::Continue
+    );
     // Other control chords are not text either.
     assert_eq!(app.key(ctrl('u')), Action::Continue);
     assert_eq!(app.typing.as_deref(), Some("p"));
@@ -111,10 +117,7 @@ fn in_a_narrow_terminal_numbers_are_whole_or_left_out() {
     for width in 16..=100 {
         let lines = screen(&app, width, 12);
         let text = lines.join("\n");
-        let at = lines
-            .iter()
-            .position(|l| l.contains("NAME"))
-            .expect(&text);
+        let at = lines.iter().position(|l| l.contains("NAME")).expect(&text);
         let (header, row) = (cells(&lines[at]), cells(&lines[at + 1]));
         assert!(header.contains(&"NAME"), "{width}: {text}");
         for (i, h) in header.iter().enumerate() {
