@@ -390,6 +390,73 @@ async fn every_coordinator_type_publishes_and_a_dropped_publisher_says_it_stoppe
     );
 }
 
+/// A frame larger than the bus carries (`BusOptions::max_payload`) has its samples cut
+/// until it fits. It used to be refused by the bus and counted only in `send_errors`: the
+/// publisher vanished from every view (probe: 20,000 pending operations with
+/// `max_operations(20000)` on the default 1 MiB bus; `top --once` waited its whole `--wait`
+/// and showed the other publishers only).
+#[tokio::test(start_paused = true)]
+async fn a_frame_too_large_for_the_bus_is_cut_to_fit_not_lost() {
+    let tmp = tempfile::tempdir().unwrap();
+    let max = 8 * 1024;
+    let bus = Bus::open_with("t", support::options(tmp.path()).max_payload(max))
+        .await
+        .unwrap();
+    let gate = Arc::new(Semaphore::new(0));
+    let coordinator = {
+        let gate = Arc::clone(&gate);
+        EphemeralWorkCoordinator::new(
+            move |_: u32, _: OperationContext| {
+                let gate = Arc::clone(&gate);
+                async move { gate.acquire().await.map(drop) }
+            },
+            EphemeralOptions::default().max_concurrency(1),
+        )
+        .unwrap()
+    };
+    for n in 0..200 {
+        coordinator.enqueue(n).await.unwrap();
+    }
+    let sink = SignalSink::default();
+    for n in 0..200 {
+        sink.raise_with(
+            ephemeral::Signal::build(&format!("error.{n}"))
+                .unwrap()
+                .payload_str(&"x".repeat(100)),
+        )
+        .unwrap();
+    }
+    let wide = PublishOptions::default()
+        .max_operations(1000)
+        .max_signals(1000);
+    let publishers = [
+        coordinator
+            .publish_state_with(&bus, "orders", wide.clone())
+            .await
+            .unwrap(),
+        sink.publish_state_with(&bus, "signals", wide)
+            .await
+            .unwrap(),
+    ];
+    let mut watcher = StateWatcher::new(&bus).await.unwrap();
+    let frames = watcher.collect(LONG).await.unwrap();
+    assert_eq!(frames.len(), 2, "both publishers answered");
+    for frame in &frames {
+        assert!(frame.encode().len() <= max, "{} fits", frame.publisher.name);
+    }
+    let orders = frames[0].coordinator().expect("the coordinator's frame");
+    assert!(!orders.operations.is_empty());
+    assert_eq!(
+        orders.operations.len() as u64 + orders.operations_omitted,
+        200
+    );
+    let signals = frames[1].sink().expect("the sink's frame");
+    assert!(!signals.signals.is_empty());
+    assert_eq!(signals.signals.len() as u64 + signals.signals_omitted, 200);
+    assert!(publishers.iter().all(|p| p.send_errors() == 0));
+    gate.add_permits(1000);
+}
+
 #[tokio::test]
 async fn bad_names_and_intervals_are_typed_errors() {
     let tmp = tempfile::tempdir().unwrap();

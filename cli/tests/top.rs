@@ -576,3 +576,42 @@ async fn control_characters_in_keys_never_reach_the_terminal() {
         );
     }
 }
+
+/// A sink publishes a bounded sample of its live signals (`max_signals`): the text views say
+/// how many were left out. `signals` used to list the sample as if it were every live
+/// signal, and `top --once` to say that `ephemeral signals` lists them all (5,000 live
+/// signals, 128 published: `signals` printed 128 rows and no note, `top` "116 more live
+/// signals: `ephemeral signals` lists them all").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_left_out_of_a_sinks_sample_are_counted_not_hidden() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bus = common::bus(tmp.path(), "many").await;
+    let sink = SignalSink::default();
+    for n in 0..20 {
+        sink.raise(&format!("error.n{n}")).unwrap();
+    }
+    let _publisher = sink
+        .publish_state_with(&bus, "signals", PublishOptions::default().max_signals(15))
+        .await
+        .unwrap();
+
+    let (code, out, err) = run(tmp.path(), &["signals", "--bus", "many"]).await;
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    // The header, the 15 published, and the note.
+    assert_eq!(lines.len(), 17, "{out}");
+    assert_eq!(
+        lines[16], "(5 more live signals not in the published sample)",
+        "{out}"
+    );
+
+    let (code, out, err) = run(tmp.path(), &["top", "--bus", "many", "--once"]).await;
+    assert_eq!(code, 0, "{err}");
+    let note = out.lines().last().unwrap_or_default();
+    assert_eq!(
+        note,
+        "(8 more live signals: `ephemeral signals` lists 3 of them; 5 are not in the \
+         sinks' published samples)",
+        "{out}"
+    );
+}

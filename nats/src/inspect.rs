@@ -91,4 +91,8 @@ impl StateTransport for Nats {
             .await?;
         Ok(None)
     }
+
+    fn max_frame(&self) -> Option<usize> {
+        Some(self.max_payload())
+    }
 }

@@ -64,7 +64,9 @@
 //!   `ttl_ms`), never instants, so the reader's clock does not matter; `sent_at_ms` is
 //!   wall-clock time, for display.
 //! * Samples are bounded ([`PublishOptions`]): `operations_omitted` and `signals_omitted`
-//!   say how much was left out; keys are cut to 128 bytes and error texts to 512.
+//!   say how much was left out; keys are cut to 128 bytes and error texts to 512. A frame
+//!   larger than the transport carries ([`StateTransport::max_frame`]) has its longest
+//!   sample halved until it fits, the cut counted the same way.
 //! * A publisher sends at most one frame per `interval_ms`; a watcher that sees nothing from
 //!   a publisher for a few intervals may consider it gone.
 //!

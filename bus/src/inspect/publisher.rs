@@ -58,6 +58,11 @@ impl PublishOptions {
     }
 
     /// At most this many operations in a coordinator's frame (default 64).
+    ///
+    /// Whatever the bounds, a frame is cut to fit the transport's largest message (the bus's
+    /// `BusOptions::max_payload`, 1 MiB by default; the NATS server's `max_payload`): its
+    /// longest sample is halved until it fits, and what was cut is counted in
+    /// `operations_omitted` or `signals_omitted`.
     pub fn max_operations(mut self, n: usize) -> Self {
         self.max_operations = n;
         self
@@ -276,7 +281,7 @@ impl<T: StateTransport> Loop<T> {
     }
 
     async fn send(&mut self, state: State) {
-        let frame = StateFrame {
+        let mut frame = StateFrame {
             version: FORMAT_VERSION,
             publisher: self.info.clone(),
             sent_at_ms: SystemTime::now()
@@ -287,9 +292,43 @@ impl<T: StateTransport> Loop<T> {
             state,
         };
         self.sequence += 1;
-        if self.transport.send_state(frame.encode()).await.is_err() {
+        let mut bytes = frame.encode();
+        if let Some(max) = self.transport.max_frame() {
+            // Cut the samples until the frame fits: a frame the transport refuses would
+            // make the publisher vanish from every view.
+            while bytes.len() > max && shrink(&mut frame.state) {
+                bytes = frame.encode();
+            }
+        }
+        if self.transport.send_state(bytes).await.is_err() {
             self.counters.errors.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// Halves the longest sample of `state` (operations, recent failures or signals), counting
+/// what it leaves out; `false` when there is nothing left to cut.
+fn shrink(state: &mut State) -> bool {
+    fn halve<T>(list: &mut Vec<T>) -> u64 {
+        let before = list.len();
+        list.truncate(before / 2);
+        (before - list.len()) as u64
+    }
+    match state {
+        State::Coordinator(c) if c.operations.is_empty() && c.recent_failures.is_empty() => false,
+        State::Coordinator(c) => {
+            if c.operations.len() >= c.recent_failures.len() {
+                c.operations_omitted += halve(&mut c.operations);
+            } else {
+                halve(&mut c.recent_failures);
+            }
+            true
+        }
+        State::Sink(s) if !s.signals.is_empty() => {
+            s.signals_omitted += halve(&mut s.signals);
+            true
+        }
+        _ => false,
     }
 }
 

@@ -66,6 +66,14 @@ pub trait StateTransport: Clone + Send + Sync + 'static {
 
     /// Sends one poll; returns how many publishers it reached, if known.
     fn send_poll(&self) -> impl Future<Output = Result<Option<usize>, InspectError>> + Send;
+
+    /// The largest encoded frame [`send_state`](Self::send_state) carries, if the transport
+    /// has a limit (the bus's `BusOptions::max_payload`, the NATS server's `max_payload`).
+    /// A publisher cuts its samples until a frame fits, rather than having it refused. The
+    /// default: no limit.
+    fn max_frame(&self) -> Option<usize> {
+        None
+    }
 }
 
 impl StateTransport for Bus {
@@ -98,5 +106,9 @@ impl StateTransport for Bus {
 
     async fn send_poll(&self) -> Result<Option<usize>, InspectError> {
         Ok(Some(self.broadcast(POLL_TOPIC, POLL_PAYLOAD).await?))
+    }
+
+    fn max_frame(&self) -> Option<usize> {
+        Some(self.handle.shared.options.max_payload)
     }
 }

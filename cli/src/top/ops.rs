@@ -3,7 +3,7 @@
 use ephemeral::Pattern;
 use ephemeral_bus::inspect::{OperationEntry, StateFrame};
 
-use super::plain::{Align, SIGNAL_HEADERS, emit, signal_rows, table};
+use super::plain::{Align, SIGNAL_HEADERS, emit, signal_rows, table, unsampled_signals};
 use super::{OpsArgs, SignalsArgs, collect, fmt};
 use crate::commands::Target;
 use crate::exit::{Failure, NO_MATCH};
@@ -141,7 +141,14 @@ pub(crate) async fn signals(target: &Target, args: SignalsArgs) -> Result<(), Fa
             .collect();
         emit(&lines);
     } else {
-        emit(&table(&SIGNAL_HEADERS, &signal_rows(&frames, keep)));
+        let mut lines = table(&SIGNAL_HEADERS, &signal_rows(&frames, keep));
+        let unsampled = unsampled_signals(&frames);
+        if unsampled > 0 {
+            lines.push(format!(
+                "({unsampled} more live signals not in the published sample)"
+            ));
+        }
+        emit(&lines);
     }
     Ok(())
 }

@@ -195,12 +195,31 @@ fn text(source: &Source, frames: &[&StateFrame]) -> Vec<String> {
         lines.push(String::new());
         lines.extend(table(&SIGNAL_HEADERS, &signals));
     }
-    if more > 0 {
-        lines.push(format!(
+    let unsampled = unsampled_signals(frames.iter().copied());
+    match (more, unsampled) {
+        (0, 0) => {}
+        (more, 0) => lines.push(format!(
             "({more} more live signals: `ephemeral signals` lists them all)"
-        ));
+        )),
+        (more, unsampled) => lines.push(format!(
+            "({} more live signals: `ephemeral signals` lists {more} of them; {unsampled} \
+             are not in the sinks' published samples)",
+            u64::try_from(more)
+                .unwrap_or(u64::MAX)
+                .saturating_add(unsampled)
+        )),
     }
     lines
+}
+
+/// Live signals the sinks among `frames` left out of their published samples (their
+/// `PublishOptions::max_signals`): no view can list them.
+pub(crate) fn unsampled_signals<'a>(frames: impl IntoIterator<Item = &'a StateFrame>) -> u64 {
+    frames
+        .into_iter()
+        .filter_map(|f| f.sink())
+        .map(|s| s.signals_omitted)
+        .sum()
 }
 
 /// `top --once`.

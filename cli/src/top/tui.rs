@@ -12,7 +12,9 @@ use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::board::{Board, Filter, Sort};
-use super::columns::{COORDINATOR_SPACING, SIGNAL_SPACING, aligned, fitted, header};
+use super::columns::{
+    COORDINATOR_DROP, COORDINATOR_SPACING, SIGNAL_SPACING, aligned, fitted, header,
+};
 use super::plain::{COORDINATOR_HEADERS, SIGNAL_HEADERS, coordinator_cells, signal_rows};
 use super::{TopArgs, fmt, inspect_failure};
 use crate::exit::{Failure, IO};
@@ -42,6 +44,12 @@ struct App {
 
 impl App {
     fn key(&mut self, key: KeyEvent) -> Action {
+        let control = key.modifiers.contains(KeyModifiers::CONTROL);
+        // Ctrl-C quits whatever is going on: in raw mode it is a key, not a signal, and a
+        // user typing a filter expects it to end the view as everywhere else.
+        if control && key.code == KeyCode::Char('c') {
+            return Action::Quit;
+        }
         if let Some(text) = &mut self.typing {
             match key.code {
                 KeyCode::Enter => {
@@ -53,13 +61,13 @@ impl App {
                 KeyCode::Backspace => {
                     text.pop();
                 }
-                KeyCode::Char(c) => text.push(c),
+                // Other control chords (Ctrl-U, Ctrl-W...) are not text.
+                KeyCode::Char(c) if !control => text.push(c),
                 _ => {}
             }
             return Action::Continue;
         }
         match key.code {
-            KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => Action::Quit,
             KeyCode::Char('q') | KeyCode::Esc => Action::Quit,
             KeyCode::Up | KeyCode::Char('k') => {
                 self.step(-1);
@@ -179,24 +187,26 @@ impl App {
         index: Option<usize>,
     ) {
         let cells: Vec<Vec<String>> = rows.iter().map(|f| coordinator_cells(f)).collect();
-        let widths = fitted(
+        let fit = fitted(
             &COORDINATOR_HEADERS,
             &cells,
             COORDINATOR_HEADERS.len() - 1,
             area.width.saturating_sub(2),
             COORDINATOR_SPACING,
+            &COORDINATOR_DROP,
         );
+        let headers = fit.pick(&COORDINATOR_HEADERS);
         let body: Vec<Row<'_>> = cells
-            .into_iter()
-            .map(|c| Row::new(aligned(c, &COORDINATOR_HEADERS)))
+            .iter()
+            .map(|c| Row::new(aligned(fit.pick(c), &headers)))
             .collect();
         let title = match (rows.is_empty(), &self.filter) {
             (false, _) => " coordinators ",
             (true, Some(_)) => " coordinators: no coordinator matches the filter ",
             (true, None) => " coordinators: none publishing (see publish_state) ",
         };
-        let table = Table::new(body, widths)
-            .header(header(&COORDINATOR_HEADERS))
+        let table = Table::new(body, fit.widths)
+            .header(header(&headers))
             .column_spacing(COORDINATOR_SPACING)
             .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
             .block(Block::bordered().title(title));
@@ -211,25 +221,33 @@ impl App {
         let skip = usize::from(sinks.len() <= 1);
         let headers = &SIGNAL_HEADERS[skip..6];
         let cells: Vec<Vec<String>> = rows.into_iter().map(|r| r[skip..6].to_vec()).collect();
-        // NAME is the column that gives way.
-        let widths = fitted(
+        // NAME is the column that gives way, but is never left out; in a narrow pane the
+        // sink goes first, then TTL, KEY, AGE and HELD.
+        // Indices into SIGNAL_HEADERS (SINK, TTL, KEY, AGE, HELD), then into `headers`.
+        let drop: Vec<usize> = [0, 5, 2, 4, 3]
+            .into_iter()
+            .filter_map(|i: usize| i.checked_sub(skip))
+            .collect();
+        let fit = fitted(
             headers,
             &cells,
             1 - skip,
             area.width.saturating_sub(2),
             SIGNAL_SPACING,
+            &drop,
         );
+        let headers = fit.pick(headers);
         let count: u64 = sinks
             .iter()
             .filter_map(|f| f.sink())
             .map(|s| s.live + s.held)
             .sum();
         let body: Vec<Row<'_>> = cells
-            .into_iter()
-            .map(|c| Row::new(aligned(c, headers)))
+            .iter()
+            .map(|c| Row::new(aligned(fit.pick(c), &headers)))
             .collect();
-        let table = Table::new(body, widths)
-            .header(header(headers))
+        let table = Table::new(body, fit.widths)
+            .header(header(&headers))
             .column_spacing(SIGNAL_SPACING)
             .block(Block::bordered().title(format!(" signals and holds ({count}) ")));
         frame.render_widget(table, area);

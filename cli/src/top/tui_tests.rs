@@ -75,3 +75,60 @@ fn at_80_columns_no_number_or_header_loses_its_start() {
     assert_eq!(c[..at].last(), Some(&"notifications"), "{text}");
     assert!(c[0].starts_with("orde"), "{text}");
 }
+
+/// In raw mode Ctrl-C is a key: it quits the view even while a filter is being typed. It
+/// used to be typed into the filter (`filter: c_`), leaving `Esc` then `q` as the way out.
+#[test]
+fn ctrl_c_quits_even_while_typing_a_filter() {
+    let ctrl = |c| KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL);
+    let mut app = App::default();
+    assert_eq!(
+        app.key(KeyEvent::from(KeyCode::Char('/'))),
+        Action::Continue
+    );
+    assert_eq!(
+        app.key(KeyEvent::from(KeyCode::Char('p'))),
+        Action::Continue
+    );
+    // Other control chords are not text either.
+    assert_eq!(app.key(ctrl('u')), Action::Continue);
+    assert_eq!(app.typing.as_deref(), Some("p"));
+    assert_eq!(app.key(ctrl('c')), Action::Quit);
+}
+
+/// However narrow the terminal, a number is shown whole or not at all: the columns that do
+/// not fit are left out (DEFERRED BY first, NAME never). At 40 columns the table used to cut
+/// right-aligned cells from their start: RUN read `UN`, a backlog of 19994 read `94`, a
+/// p99 of 50µs read `µs`.
+#[test]
+fn in_a_narrow_terminal_numbers_are_whole_or_left_out() {
+    let mut app = App::default();
+    app.board.apply(frame(), Instant::now());
+    let numbers = [
+        ("RUN", "0"),
+        ("PEND", "1024"),
+        ("DONE/S", "1234"),
+        ("FAIL/S", "12.5"),
+        ("P50", "-"),
+        ("P99", "-"),
+        ("LIMIT", "1024"),
+    ];
+    let texts = ["PROCESS", "NAME", "TYPE", "DEFERRED", "BY"];
+    for width in 16..=100 {
+        let lines = screen(&app, width, 12);
+        let text = lines.join("\n");
+        let at = lines.iter().position(|l| l.contains("NAME")).expect(&text);
+        let (header, row) = (cells(&lines[at]), cells(&lines[at + 1]));
+        assert!(header.contains(&"NAME"), "{width}: {text}");
+        for (i, h) in header.iter().enumerate() {
+            if let Some((_, value)) = numbers.iter().find(|(n, _)| n == h) {
+                assert_eq!(row.get(i), Some(value), "{width}: {h}\n{text}");
+            } else {
+                assert!(
+                    texts.iter().any(|t| t.starts_with(h)),
+                    "{width}: header `{h}` is cut from its start\n{text}"
+                );
+            }
+        }
+    }
+}
