@@ -615,3 +615,20 @@ async fn signals_left_out_of_a_sinks_sample_are_counted_not_hidden() {
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn top_count_0_shows_nothing_and_count_with_once_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let _service = service(tmp.path()).await;
+    // As `watch --count 0`: no refresh at all (it printed one).
+    let (code, out, err) = run(tmp.path(), &["top", "--bus", "svc", "--count", "0"]).await;
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+    // --once prints one snapshot: a --count beside it was silently ignored.
+    let (code, _, err) = run(
+        tmp.path(),
+        &["top", "--bus", "svc", "--once", "--count", "3"],
+    )
+    .await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--count") && err.contains("--once"), "{err}");
+}

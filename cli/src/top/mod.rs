@@ -44,8 +44,9 @@ pub(crate) struct TopArgs {
     /// matches names containing it).
     #[arg(long, value_name = "PATTERN")]
     pub(crate) filter: Option<String>,
-    /// Stop after N refreshes (plain and JSON output).
-    #[arg(long, value_name = "N")]
+    /// Stop after N refreshes (plain and JSON output; 0 shows nothing). Not with --once,
+    /// which prints one snapshot.
+    #[arg(long, value_name = "N", conflicts_with = "once")]
     pub(crate) count: Option<u64>,
     /// Plain lines even on a terminal.
     #[arg(long)]

@@ -38,6 +38,8 @@ pub(crate) async fn ops(target: &Target, args: OpsArgs) -> Result<(), Failure> {
             .filter(|f| f.coordinator().is_some())
             .map(|f| f.publisher.name.as_str())
             .collect();
+        // Several processes may publish one name, not next to each other in the list.
+        names.sort_unstable();
         names.dedup();
         let known = if names.is_empty() {
             "none publishes".to_owned()

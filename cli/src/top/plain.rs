@@ -239,6 +239,10 @@ pub(crate) async fn follow<T: StateTransport>(
     mut watcher: StateWatcher<T>,
     args: &TopArgs,
 ) -> Result<(), Failure> {
+    if args.count == Some(0) {
+        // As `watch --count 0`: nothing to show, and no waiting for publishers.
+        return Ok(());
+    }
     let filter = args.filter.as_deref().map(Filter::new);
     let mut board = Board::default();
     let mut tick = tokio::time::interval(args.interval);
