@@ -49,6 +49,8 @@ pub(crate) fn table(headers: &[(&str, Align)], rows: &[Vec<String>]) -> Vec<Stri
                 }
             }
         }
+        // An empty last cell (a signal with no payload) leaves its separator behind.
+        out.truncate(out.trim_end().len());
         out
     };
     let mut out = vec![line(headers.iter().map(|(h, _)| *h).collect())];
@@ -285,5 +287,25 @@ pub(crate) async fn follow<T: StateTransport>(
                 watcher.poll().await.map_err(inspect_failure)?;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_last_cell_leaves_no_trailing_spaces() {
+        let headers = [
+            ("NAME", Align::Left),
+            ("AGE", Align::Right),
+            ("PAYLOAD", Align::Left),
+        ];
+        let rows = vec![
+            vec!["a".to_owned(), "1s".to_owned(), String::new()],
+            vec!["b".to_owned(), "20s".to_owned(), "x".to_owned()],
+        ];
+        let lines = table(&headers, &rows);
+        assert_eq!(lines, ["NAME  AGE  PAYLOAD", "a      1s", "b     20s  x"]);
     }
 }
