@@ -12,6 +12,8 @@ use super::plain::Align;
 pub(super) const COORDINATOR_SPACING: u16 = 2;
 /// Cells between the columns of the signals' table.
 pub(super) const SIGNAL_SPACING: u16 = 1;
+/// Cells between the columns of the operations' table.
+pub(super) const OPERATION_SPACING: u16 = 1;
 /// The order in which the coordinators' columns are left out of a narrow table (indices
 /// into `COORDINATOR_HEADERS`): DEFERRED BY, LIMIT, P50, TYPE, PROCESS, DONE/S, P99, FAIL/S,
 /// RUN, PEND. NAME always stays.

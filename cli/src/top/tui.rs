@@ -5,17 +5,18 @@ use crossterm::event::{Event, EventStream, KeyCode, KeyEvent, KeyEventKind, KeyM
 use ephemeral_bus::inspect::{StateFrame, StateTransport, StateWatcher};
 use futures::StreamExt;
 use ratatui::Frame;
-use ratatui::layout::{Alignment, Constraint, Layout, Rect};
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style, Stylize};
 use ratatui::text::Line;
-use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState};
+use ratatui::widgets::{Block, Paragraph, Row, Table, TableState};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::board::{Board, Filter, Sort};
 use super::columns::{
-    COORDINATOR_DROP, COORDINATOR_SPACING, SIGNAL_SPACING, aligned, fitted, header,
+    COORDINATOR_DROP, COORDINATOR_SPACING, OPERATION_SPACING, SIGNAL_SPACING, aligned, fitted,
+    header,
 };
-use super::plain::{COORDINATOR_HEADERS, SIGNAL_HEADERS, coordinator_cells, signal_rows};
+use super::plain::{Align, COORDINATOR_HEADERS, SIGNAL_HEADERS, coordinator_cells, signal_rows};
 use super::{TopArgs, fmt, inspect_failure};
 use crate::exit::{Failure, IO};
 
@@ -254,32 +255,56 @@ impl App {
     }
 }
 
+/// The operations pane's columns.
+const OPERATION_HEADERS: [(&str, Align); 4] = [
+    ("STATE", Align::Left),
+    ("KEY", Align::Left),
+    ("AGE", Align::Right),
+    ("ERROR", Align::Left),
+];
+
 fn draw_operations(frame: &mut Frame<'_>, area: Rect, selected: Option<&StateFrame>) {
     let Some((f, c)) = selected.and_then(|f| Some((f, f.coordinator()?))) else {
         frame.render_widget(Block::bordered().title(" operations "), area);
         return;
     };
-    let body: Vec<Row<'_>> = c
+    let cells: Vec<Vec<String>> = c
         .operations
         .iter()
         .map(|op| {
+            vec![
+                op.state.clone(),
+                op.key
+                    .as_deref()
+                    .map_or_else(|| "-".to_owned(), fmt::one_line),
+                fmt::millis(op.age_ms),
+                op.error.as_deref().map(fmt::one_line).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    // ERROR takes what is left; in a narrow pane it goes first, then AGE, so that the state
+    // and the key stay readable (STATE and KEY give way down to 4 cells, never further).
+    let fit = fitted(
+        &OPERATION_HEADERS,
+        &cells,
+        3,
+        area.width.saturating_sub(2),
+        OPERATION_SPACING,
+        &[3, 2],
+    );
+    let headers = fit.pick(&OPERATION_HEADERS);
+    let body: Vec<Row<'_>> = c
+        .operations
+        .iter()
+        .zip(&cells)
+        .map(|(op, row)| {
             let style = match op.state.as_str() {
                 "failed" => Style::new().red(),
                 "cancelled" => Style::new().yellow(),
                 "running" => Style::new().green(),
                 _ => Style::new(),
             };
-            Row::new(vec![
-                Cell::from(op.state.clone()),
-                Cell::from(
-                    op.key
-                        .as_deref()
-                        .map_or_else(|| "-".to_owned(), fmt::one_line),
-                ),
-                Cell::from(Line::from(fmt::millis(op.age_ms)).alignment(Alignment::Right)),
-                Cell::from(op.error.as_deref().map(fmt::one_line).unwrap_or_default()),
-            ])
-            .style(style)
+            Row::new(aligned(fit.pick(row), &headers)).style(style)
         })
         .collect();
     let more = if c.operations_omitted > 0 {
@@ -291,24 +316,10 @@ fn draw_operations(frame: &mut Frame<'_>, area: Rect, selected: Option<&StateFra
         " operations of {} ({} running, {} pending{more}) ",
         f.publisher.name, c.counts.running, c.counts.pending
     );
-    let key_width = c
-        .operations
-        .iter()
-        .filter_map(|op| op.key.as_ref().map(|k| k.chars().count()))
-        .max()
-        .unwrap_or(0)
-        .clamp(3, 24);
-    let table = Table::new(
-        body,
-        [
-            Constraint::Length(9),
-            Constraint::Length(u16::try_from(key_width).unwrap_or(24)),
-            Constraint::Length(6),
-            Constraint::Fill(1),
-        ],
-    )
-    .header(Row::new(["STATE", "KEY", "AGE", "ERROR"]).bold())
-    .block(Block::bordered().title(title));
+    let table = Table::new(body, fit.widths)
+        .header(header(&headers))
+        .column_spacing(OPERATION_SPACING)
+        .block(Block::bordered().title(title));
     frame.render_widget(table, area);
 }
 

@@ -132,3 +132,59 @@ fn in_a_narrow_terminal_numbers_are_whole_or_left_out() {
         }
     }
 }
+
+/// The operations pane at every width: the state and the key keep their start (cut to no
+/// fewer than 4 cells), an age is whole or its column is left out. Its columns had fixed
+/// widths: at 40 columns STATE read `runnin`, and narrower the age lost its start.
+#[test]
+fn in_a_narrow_terminal_the_operations_pane_shows_whole_ages_and_readable_states() {
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&frame().encode()).expect("a frame encodes as JSON");
+    json["state"]["operations"] = serde_json::json!([
+        {"id": 1, "state": "running", "key": "order-12345", "age_ms": 1500, "run_ms": 1500},
+        {"id": 2, "state": "cancelled", "key": "order-7", "age_ms": 25000, "run_ms": null,
+         "error": "deadline passed"},
+    ]);
+    let mut app = App::default();
+    app.board.apply(
+        StateFrame::decode(json.to_string().as_bytes()).unwrap(),
+        Instant::now(),
+    );
+    let rows = [
+        ("running", "order-12345", fmt::millis(1500)),
+        ("cancelled", "order-7", fmt::millis(25000)),
+    ];
+    for width in 30..=120 {
+        let lines = screen(&app, width, 16);
+        let text = lines.join("\n");
+        let title = lines
+            .iter()
+            .position(|l| l.contains("┌ operations"))
+            .unwrap_or_else(|| panic!("{width}: no operations pane\n{text}"));
+        // The pane's columns start inside its left border.
+        let border = &lines[title];
+        let offset = border[..border.find("┌ operations").expect("found")]
+            .chars()
+            .count()
+            + 1;
+        let at = title + 1;
+        let pane = |line: &str| line.chars().skip(offset).collect::<String>();
+        let header = pane(&lines[at]);
+        let header: Vec<&str> = cells(&header);
+        for (i, (state, key, age)) in rows.iter().enumerate() {
+            let row = pane(&lines[at + 1 + i]);
+            let row: Vec<&str> = cells(&row);
+            assert!(
+                row[0].len() >= 4 && state.starts_with(row[0]),
+                "{width}: state `{}` of `{state}`\n{text}",
+                row[0]
+            );
+            if let Some(k) = header.iter().position(|h| *h == "KEY") {
+                assert!(key.starts_with(row[k]), "{width}: key `{}`\n{text}", row[k]);
+            }
+            if let Some(a) = header.iter().position(|h| *h == "AGE") {
+                assert_eq!(row.get(a), Some(&age.as_str()), "{width}: age\n{text}");
+            }
+        }
+    }
+}
