@@ -472,3 +472,51 @@ async fn closed_says_that_a_new_coordinator_is_needed() {
     assert!(message.contains("new coordinator"), "{message}");
     assert!(!message.contains("new service"), "{message}");
 }
+
+/// Counts the items it is asked about and lets every odd one through.
+#[derive(Debug, Default)]
+struct OddOnly(std::sync::atomic::AtomicU64);
+
+impl ephemeral::Admission for OddOnly {
+    fn admit<'a>(
+        &'a self,
+        _req: &'a ephemeral::AdmissionRequest,
+    ) -> futures::future::BoxFuture<'a, ephemeral::Decision> {
+        // Relaxed: a count read after the calls.
+        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Box::pin(async move {
+            if n % 2 == 1 {
+                ephemeral::Decision::Admit
+            } else {
+                ephemeral::Decision::cancel("even")
+            }
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_layers_admission_hooks_are_asked_for_every_call_of_every_service_it_builds() {
+    let hook = Arc::new(OddOnly::default());
+    let layer = CoordinatorLayer::with_admission(EphemeralOptions::default(), vec![hook.clone()]);
+    let inner = tower::service_fn(|n: u64| async move { Ok::<_, Infallible>(n * 10) });
+    let (a, b) = (layer.layer(inner), layer.clone().layer(inner));
+    let mut outcomes = Vec::new();
+    for (i, service) in [a.clone(), b.clone(), a, b].into_iter().enumerate() {
+        outcomes.push(match service.oneshot(i as u64).await {
+            Ok(v) => Ok(v),
+            Err(ServiceError::Operation(ResultError::Cancelled { reason, .. })) => {
+                Err(format!("{reason:?}"))
+            }
+            Err(other) => panic!("call {i}: {other:?}"),
+        });
+    }
+    // One hook for both services, asked in call order: 0 and 2 refused, 1 and 3 run.
+    assert_eq!(hook.0.load(std::sync::atomic::Ordering::Relaxed), 4);
+    assert!(
+        outcomes[0].as_ref().is_err_and(|r| r.contains("even")),
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes[1], Ok(10));
+    assert!(outcomes[2].is_err(), "{outcomes:?}");
+    assert_eq!(outcomes[3], Ok(30));
+}

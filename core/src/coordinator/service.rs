@@ -11,10 +11,12 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use tokio_util::sync::ReusableBoxFuture;
 
+use super::admission::Admission;
 use super::engine::Answerer;
 use super::error::{CoordinatorError, EnqueueError, ResultError};
 use super::operation_error::OperationError;
@@ -406,6 +408,7 @@ impl<T: Send + 'static> super::EphemeralWorkCoordinator<T> {
 /// ```
 pub struct CoordinatorLayer<T> {
     options: EphemeralOptions,
+    hooks: Vec<Arc<dyn Admission>>,
     _request: PhantomData<fn(T)>,
 }
 
@@ -413,8 +416,53 @@ impl<T> CoordinatorLayer<T> {
     /// A layer building its coordinators with `options`.
     #[must_use]
     pub fn new(options: EphemeralOptions) -> Self {
+        Self::with_admission(options, Vec::new())
+    }
+
+    /// [`new`](Self::new) with [`Admission`] hooks, asked in order before an item takes a
+    /// slot, as a coordinator's `with_admission` takes them (a circuit breaker's
+    /// `admission()`, a rate limit). Every coordinator the layer builds shares these hooks
+    /// (they are `Arc`s): a breaker guarding one downstream stays one breaker however many
+    /// services the layer makes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use futures::future::BoxFuture;
+    /// use ephemeral::{
+    ///     Admission, AdmissionRequest, CoordinatorLayer, Decision, EphemeralOptions, ResultError,
+    ///     ServiceError,
+    /// };
+    /// use tower::{ServiceBuilder, ServiceExt, service_fn};
+    ///
+    /// /// Lets nothing through: a circuit that stays open.
+    /// #[derive(Debug)]
+    /// struct Open;
+    ///
+    /// impl Admission for Open {
+    ///     fn admit<'a>(&'a self, _req: &'a AdmissionRequest) -> BoxFuture<'a, Decision> {
+    ///         Box::pin(async { Decision::cancel("circuit open") })
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let service = ServiceBuilder::new()
+    ///     .layer(CoordinatorLayer::with_admission(
+    ///         EphemeralOptions::default(),
+    ///         vec![Arc::new(Open)],
+    ///     ))
+    ///     .service(service_fn(|n: u64| async move { Ok::<_, std::io::Error>(n + 1) }));
+    /// let refused = service.oneshot(41).await;
+    /// assert!(matches!(refused, Err(ServiceError::Operation(ResultError::Cancelled { .. }))));
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn with_admission(options: EphemeralOptions, hooks: Vec<Arc<dyn Admission>>) -> Self {
         Self {
             options,
+            hooks,
             _request: PhantomData,
         }
     }
@@ -422,7 +470,7 @@ impl<T> CoordinatorLayer<T> {
 
 impl<T> Clone for CoordinatorLayer<T> {
     fn clone(&self) -> Self {
-        Self::new(self.options.clone())
+        Self::with_admission(self.options.clone(), self.hooks.clone())
     }
 }
 
@@ -430,6 +478,7 @@ impl<T> fmt::Debug for CoordinatorLayer<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CoordinatorLayer")
             .field("options", &self.options)
+            .field("hooks", &self.hooks)
             .finish()
     }
 }
@@ -470,7 +519,7 @@ where
             }
         };
         CoordinatorService::from_result(
-            EphemeralResultCoordinator::build(body, self.options.clone(), Vec::new()),
+            EphemeralResultCoordinator::build(body, self.options.clone(), self.hooks.clone()),
             taken_outcome::<S::Response>,
         )
     }
