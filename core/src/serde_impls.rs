@@ -42,7 +42,10 @@ impl<'de> Deserialize<'de> for OperationId {
     }
 }
 
-/// Header values are written as the bare scalar: `true`, `3`, `0.5`, `"text"`.
+/// Header values are written as the bare scalar: `true`, `3`, `0.5`, `"text"`. A float that
+/// is not finite is written `null` (JSON has no NaN or infinity), and `null` reads back as
+/// NaN, so a signal carrying one still reads back as a signal that can be raised (an
+/// infinity comes back as NaN).
 impl Serialize for HeaderValue {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
@@ -60,7 +63,7 @@ impl<'de> Deserialize<'de> for HeaderValue {
         impl Visitor<'_> for Scalar {
             type Value = HeaderValue;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a boolean, an integer, a number or a string")
+                f.write_str("a boolean, an integer, a number, a string or null (NaN)")
             }
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<HeaderValue, E> {
                 Ok(HeaderValue::Bool(v))
@@ -80,6 +83,10 @@ impl<'de> Deserialize<'de> for HeaderValue {
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<HeaderValue, E> {
                 Ok(HeaderValue::from(v))
+            }
+            // What a non-finite float becomes in JSON.
+            fn visit_unit<E: de::Error>(self) -> Result<HeaderValue, E> {
+                Ok(HeaderValue::Float(f64::NAN))
             }
         }
         d.deserialize_any(Scalar)

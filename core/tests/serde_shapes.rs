@@ -94,6 +94,37 @@ async fn a_signal_in_its_last_millisecond_reads_back_as_one_that_can_be_raised()
     assert_eq!(again.name().as_str(), "lease.short");
 }
 
+/// A float header that is not finite: JSON has no NaN or infinity, so serde_json writes
+/// `null`, which used to fail the read ("invalid type: null, expected a boolean, an integer,
+/// a number or a string"). `null` now reads back as NaN.
+#[test]
+fn a_signal_with_a_non_finite_float_header_reads_back_and_raises() {
+    let sink = SignalSink::default();
+    let signal = sink
+        .raise_with(
+            Signal::build("ratio.bad")
+                .unwrap()
+                .header("ratio", f64::NAN)
+                .header("peak", f64::INFINITY),
+        )
+        .unwrap();
+    let value = serde_json::to_value(&signal).unwrap();
+    assert_eq!(
+        value["headers"]["ratio"],
+        serde_json::Value::Null,
+        "{value}"
+    );
+    let builder: SignalBuilder = serde_json::from_value(value).expect("it reads back");
+    let again = SignalSink::default().raise_with(builder).unwrap();
+    for key in ["ratio", "peak"] {
+        assert!(
+            matches!(again.header(key), Some(ephemeral::HeaderValue::Float(x)) if x.is_nan()),
+            "{key}: {:?}",
+            again.header(key)
+        );
+    }
+}
+
 #[test]
 fn a_bad_name_is_refused_when_read() {
     let err = serde_json::from_str::<Name>(r#""error.*""#).unwrap_err();
