@@ -191,6 +191,6 @@ pub use name::{MAX_NAME_LEN, Name, NameError, validate as validate_name};
 pub use pattern::Pattern;
 pub use signal::{
     ErrorCallback, Handler, HandlerError, HandlerFailure, HeaderValue, Headers, Hold, Listener,
-    PropagationError, RaiseError, Signal, SignalBuilder, SignalSink, SinkConfigError, SinkOptions,
-    SinkStats, SubscriberStats, Subscription, Watch,
+    MAX_HEADER_KEY_LEN, PropagationError, RaiseError, Signal, SignalBuilder, SignalSink,
+    SinkConfigError, SinkOptions, SinkStats, SubscriberStats, Subscription, Watch,
 };

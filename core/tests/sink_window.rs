@@ -384,6 +384,35 @@ fn bad_configuration_and_input_are_typed_errors() {
     assert!(sink.has_signal("outside.*"));
 }
 
+/// Header keys are checked at the raise: an empty one, or one past 255 bytes (the bus
+/// carries no longer key), is a typed error naming the key, cut for the message. Both used
+/// to be raised (a 100,000-byte key too), and the longer one then failed to cross the bus.
+#[test]
+fn an_empty_or_overlong_header_key_is_refused_by_name() {
+    let sink = SignalSink::default();
+    let empty = Signal::build("a").unwrap().header("", 1);
+    match sink.raise_with(empty).unwrap_err() {
+        RaiseError::BadHeaderKey { key, reason } => {
+            assert_eq!((key.as_str(), reason.as_str()), ("", "empty"))
+        }
+        other => panic!("{other:?}"),
+    }
+    let long = "k".repeat(100_000);
+    let err = sink
+        .raise_with(Signal::build("a").unwrap().header(&long, 1))
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("100000 bytes long") && text.contains("at most 255"),
+        "{text}"
+    );
+    assert!(text.len() < 300, "the key is cut in the message: {text}");
+    let longest = "k".repeat(ephemeral::MAX_HEADER_KEY_LEN);
+    sink.raise_with(Signal::build("a").unwrap().header(&longest, 1))
+        .expect("255 bytes is allowed");
+    assert_eq!(sink.count("a"), 1);
+}
+
 #[test]
 fn two_threads_raising_and_two_querying_leave_stats_that_add_up() {
     let sink = SignalSink::new(SinkOptions::default().capacity(500)).unwrap();

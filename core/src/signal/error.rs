@@ -27,6 +27,17 @@ pub enum RaiseError {
         /// The sink's limit.
         max: usize,
     },
+    /// A header key is empty, or longer than [`MAX_HEADER_KEY_LEN`](crate::MAX_HEADER_KEY_LEN)
+    /// bytes (the bus carries no longer key, so such a signal could not cross it).
+    #[error(
+        "header key `{key}` is {reason}: give each header a short, non-empty key (at most 255 bytes)"
+    )]
+    BadHeaderKey {
+        /// The key (its first 64 characters, `…` after them when it was longer).
+        key: String,
+        /// What is wrong with it: `empty`, or `N bytes long`.
+        reason: String,
+    },
     /// The sink already holds as many conditions as it may.
     #[error(
         "this sink already holds {max} conditions, its max_holds: release some holds or raise the limit"

@@ -91,6 +91,11 @@ impl Inner {
                 max: self.max_headers,
             });
         }
+        for (key, _) in &b.headers {
+            if key.is_empty() || key.len() > crate::MAX_HEADER_KEY_LEN {
+                return Err(bad_header_key(key));
+            }
+        }
         let headers = (!b.headers.is_empty()).then(|| Arc::from(b.headers));
         Ok((
             b.name,
@@ -235,4 +240,19 @@ impl Drop for Inner {
             }
         }
     }
+}
+
+/// The error for a header key that is empty or too long, the key cut for the message.
+#[cold]
+fn bad_header_key(key: &str) -> RaiseError {
+    let reason = if key.is_empty() {
+        "empty".to_owned()
+    } else {
+        format!("{} bytes long", key.len())
+    };
+    let mut shown: String = key.chars().take(64).collect();
+    if shown.len() < key.len() {
+        shown.push('…');
+    }
+    RaiseError::BadHeaderKey { key: shown, reason }
 }

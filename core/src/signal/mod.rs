@@ -48,7 +48,7 @@ pub use error::{HandlerError, PropagationError, RaiseError};
 pub use hold::Hold;
 pub use listener::{Handler, Listener};
 pub use options::{ErrorCallback, HandlerFailure, SinkConfigError, SinkOptions};
-pub use signal::{HeaderValue, Headers, Signal, SignalBuilder};
+pub use signal::{HeaderValue, Headers, MAX_HEADER_KEY_LEN, Signal, SignalBuilder};
 pub use sink::SignalSink;
 pub use stats::{SinkStats, SubscriberStats};
 pub use subscription::Subscription;

@@ -9,6 +9,11 @@ use tokio::time::Instant;
 use super::stamp::Stamp;
 use crate::{Name, NameError, OperationId};
 
+/// The longest header key a signal may carry, in bytes (a key must also be non-empty): what
+/// the bus carries, so that any raised signal can cross it. A raise with a key outside this
+/// is refused with [`RaiseError::BadHeaderKey`](crate::RaiseError::BadHeaderKey).
+pub const MAX_HEADER_KEY_LEN: usize = 255;
+
 /// A scalar header value carried by a [`Signal`] (or a bus message).
 #[derive(Debug, Clone, PartialEq)]
 pub enum HeaderValue {
