@@ -376,6 +376,54 @@ async fn bad_options_are_typed_errors() {
     assert_eq!(c.stats().completed, 1);
 }
 
+/// Every option at the top of its range (`usize::MAX` counts, `Duration::MAX` times) is
+/// accepted and works: no overflow in deadline arithmetic, no allocation sized by a count,
+/// and each item still ends in one terminal state.
+#[tokio::test(start_paused = true)]
+async fn options_at_the_top_of_their_range_work() {
+    let sink = SignalSink::default();
+    let options = EphemeralOptions::default()
+        .signals(sink.clone())
+        .max_concurrency(usize::MAX)
+        .max_tracked(usize::MAX)
+        .max_lifetime(Duration::MAX)
+        .fairness_threshold(usize::MAX)
+        .per_key_concurrency(usize::MAX)
+        .abort_grace(Duration::MAX)
+        .echo(true, Duration::MAX, usize::MAX)
+        .defer_on("maintenance")
+        .max_defer(Duration::MAX, ephemeral::DeferPolicy::Cancel)
+        .sample(Duration::MAX, |_| {})
+        .on_evicted(|_| {});
+    let (c, gate) = gated::<u32>(options);
+    let hold = sink.hold("maintenance").unwrap();
+    let held = c.enqueue(0).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(86_400 * 365)).await;
+    let state = |id| c.operation(id).map(|op| op.state);
+    assert_eq!(state(held), Some(OperationState::Deferred));
+    drop(hold);
+    let ids = c.enqueue_many(1..=50).await.unwrap();
+    settle().await;
+    assert_eq!(c.stats().running, 51, "no limit short of usize::MAX");
+    gate.add_permits(51);
+    settle().await;
+    assert_eq!(c.stats().completed, 51);
+    assert!(c.evict(ids[0]));
+    assert_eq!(c.echoes().len(), 1);
+    c.set_max_concurrency(usize::MAX).unwrap();
+    // A body ignoring its token with a grace of `Duration::MAX` is never aborted: it runs
+    // until the coordinator's handle goes, and `drain_timeout` says so.
+    let stuck = c.enqueue(99).await.unwrap();
+    settle().await;
+    c.cancel();
+    let still = c
+        .drain_timeout(Duration::from_secs(3600))
+        .await
+        .unwrap_err();
+    assert_eq!(still.iter().map(|op| op.id).collect::<Vec<_>>(), [stuck]);
+    assert_adds_up(&c.stats());
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_window_bound_holds_and_pins_survive() {
     let c = EphemeralWorkCoordinator::new(

@@ -26,7 +26,7 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 
-use super::outbound::{Outbound, Pushed};
+use super::outbound::{LagTopic, Outbound, Pushed};
 use super::{Encoded, Transport};
 use crate::frame::{Announced, Frame, FrameCodec, FramingError, Interest};
 use crate::message::{Leg, Route};
@@ -95,6 +95,16 @@ impl Peer {
             .iter()
             .filter(|p| p.matches(topic))
             .count()
+    }
+
+    /// Which of its subscriptions `topic` reaches (their indices in its announcement): the
+    /// ones a lag report on `topic` reaches.
+    fn readers(&self, topic: &str) -> Box<[u32]> {
+        (0u32..)
+            .zip(self.subs.load().messages.iter())
+            .filter(|(_, p)| p.matches(topic))
+            .map(|(i, _)| i)
+            .collect()
     }
 }
 
@@ -427,14 +437,15 @@ impl Transport for UnixTransport {
             if n == 0 {
                 continue;
             }
+            let readers = |topic: &Name| peer.readers(topic.as_str());
+            let lag = LagTopic {
+                topic,
+                readers: &readers,
+            };
             // Most pushes find room: only a full queue builds the waiting future.
-            let pushed = match peer.out.try_push(frame, Some(topic)) {
+            let pushed = match peer.out.try_push(frame, Some(lag)) {
                 Some(pushed) => pushed,
-                None => {
-                    peer.out
-                        .push_message(frame, Some(topic), deadline.at())
-                        .await
-                }
+                None => peer.out.push_message(frame, Some(lag), deadline.at()).await,
             };
             match pushed {
                 Pushed::Queued => reached += n,
