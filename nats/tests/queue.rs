@@ -709,61 +709,6 @@ async fn defer_pauses_intake_without_acking() {
     assert_eq!(coordinator.stats().completed, 100);
 }
 
-/// A keyed node keeps one standing request per partition it owns (so it keeps the pin), and
-/// so may hold one job more per partition than `max_concurrency + prefetch`; no more. It
-/// used to send that one-job request again each time it was answered: while its held jobs
-/// could not be settled (bodies stuck, or acks unanswered during a server restart) it pulled
-/// on and on, one job per round trip, so a restart repeated every job pulled during the
-/// server's shutdown (58 to 184 of 400 in a probe, against 16 held per node).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_keyed_node_holds_at_most_one_job_more_per_partition() {
-    let server = NatsServer::start().await;
-    let nats = Nats::connect(&server.url()).await.unwrap();
-    let queue = nats
-        .work_queue("bounded", WorkQueueOptions::default().partitions(1))
-        .await
-        .unwrap();
-    for i in 0..30 {
-        queue
-            .push_keyed(&format!("k{i}"), &format!("job-{i}"), "x")
-            .await
-            .unwrap();
-    }
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let body_gate = Arc::clone(&gate);
-    let (coordinator, intake) = queue
-        .keyed_coordinator(
-            move |_job: Job, _ctx: OperationContext| {
-                let gate = Arc::clone(&body_gate);
-                async move {
-                    gate.acquire().await.map_err(|e| e.to_string())?.forget();
-                    Ok::<_, String>(())
-                }
-            },
-            EphemeralOptions::default().max_concurrency(1),
-            IntakeOptions::default().prefetch(1),
-        )
-        .await
-        .unwrap();
-    // max_concurrency 1 + prefetch 1 + one standing request on the one partition.
-    let bound = 3;
-    support::eventually("a body running", || coordinator.running().len() == 1).await;
-    // Settled: the node holds its bound and has no request open (one more would bring a job).
-    let settled = wait_stats(&queue, support::PATIENCE, |s| {
-        s.held >= bound && s.waiting_pulls == 0
-    })
-    .await;
-    assert_eq!(settled.held, bound, "{settled:?}");
-    assert_eq!(intake.held() as u64, bound, "{:?}", intake.stats());
-    gate.add_permits(30);
-    wait_stats(&queue, support::PATIENCE, |s| {
-        s.messages == 0 && s.held == 0
-    })
-    .await;
-    let stats = intake.shutdown().await;
-    assert_eq!((stats.acked, stats.redelivered), (30, 0), "{stats:?}");
-}
-
 /// A job the server counts as acknowledged (at or below its consumer's ack floor) but keeps
 /// in the work stream is never delivered again, and the queue never drains. nats-server
 /// 2.15.1 leaves such jobs when it restarts under load (an ack it answered while shutting

@@ -203,16 +203,7 @@ pub(crate) async fn run_keyed<T: Target>(
         if now >= pause_until && core.nats.is_connected() && !l.deferred() {
             let capacity = l.capacity();
             let outstanding: usize = parts.iter().map(|p| p.puller.outstanding()).sum();
-            let used = core.held_count() + outstanding;
-            let mut room = capacity.saturating_sub(used);
-            let owned = parts.iter().filter(|p| p.assigned && !p.releasing).count();
-            // One standing request per owned partition keeps its pin, and may bring one job
-            // past `capacity`: at most `owned` of those held or asked for at any time. (A
-            // standing request answered used to be sent again at once, so a node whose jobs
-            // could not settle, such as acks unanswered while the server shut down, pulled
-            // on without bound.) A partition left without a request loses its pin after
-            // `pin_timeout`; its next request takes a new one and catches up.
-            let mut standing = (capacity + owned).saturating_sub(used).saturating_sub(room);
+            let mut room = capacity.saturating_sub(core.held_count() + outstanding);
             let needy: Vec<usize> = parts
                 .iter()
                 .enumerate()
@@ -221,17 +212,10 @@ pub(crate) async fn run_keyed<T: Target>(
                 .collect();
             let mut left = needy.len();
             for i in needy {
-                let mut batch = room / left.max(1);
+                // Always at least one: an open request keeps the pin.
+                let batch = (room / left.max(1)).max(1);
+                room = room.saturating_sub(batch);
                 left -= 1;
-                if batch == 0 {
-                    if standing == 0 {
-                        continue;
-                    }
-                    standing -= 1;
-                    batch = 1;
-                } else {
-                    room -= batch;
-                }
                 match parts[i].puller.request(&client, batch, expiry).await {
                     Ok(()) => Counters::bump(&core.counters.pull_requests),
                     Err(_) => {
