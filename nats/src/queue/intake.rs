@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use super::job::{Delivery, Job, Mark, ack_info};
 use super::names::PLAIN_CONSUMER;
+use super::orphans::{self, Watched};
 use super::pull::{Puller, Status, route};
 use super::state::{Core, Counters, Settle};
 
@@ -104,6 +105,10 @@ pub struct IntakeStats {
     pub pull_wait: Duration,
     /// Bodies started.
     pub started: u64,
+    /// Jobs this node found acknowledged by the server yet left in the work stream (after
+    /// a server restart) and moved to the dead letters with the reason
+    /// [`ORPHAN_REASON`](super::ORPHAN_REASON); see the [module docs](super).
+    pub orphaned: u64,
 }
 
 impl IntakeStats {
@@ -220,6 +225,7 @@ impl Intake {
             pulls_answered: Counters::get(&c.pulls_answered),
             pull_wait: Duration::from_nanos(Counters::get(&c.pull_wait_nanos)),
             started: Counters::get(&c.started),
+            orphaned: Counters::get(&c.orphaned),
         }
     }
 
@@ -416,6 +422,12 @@ pub(crate) async fn run_plain<T: Target>(mut l: Loop<T>) {
         return;
     };
     let mut puller = Puller::new(&l.core.names.stream, PLAIN_CONSUMER, &inbox, 0, None);
+    // The consumer has no filter: it reads every subject of the stream.
+    let watched = vec![Watched {
+        consumer: PLAIN_CONSUMER.to_owned(),
+        filter: ">".to_owned(),
+    }];
+    orphans::spawn(Arc::clone(&l.core), watched.clone());
     let mut watch = l
         .defer
         .as_ref()
@@ -469,6 +481,7 @@ pub(crate) async fn run_plain<T: Target>(mut l: Loop<T>) {
                 if now_connects != connects {
                     connects = now_connects;
                     puller.reset();
+                    orphans::spawn(Arc::clone(&l.core), watched.clone());
                 }
                 puller.expire(Instant::now());
                 l.housekeeping();

@@ -30,6 +30,7 @@ use tokio::time::Instant;
 use super::intake::{Loop, Target, changed};
 use super::job::{Delivery, Job, Mark, ack_info};
 use super::names::{GROUP, Names};
+use super::orphans::{self, Watched};
 use super::pull::{Puller, Status, route};
 use super::state::Counters;
 
@@ -142,6 +143,13 @@ pub(crate) async fn run_keyed<T: Target>(
             releasing: false,
         })
         .collect();
+    let watched: Vec<Watched> = (0..partitions)
+        .map(|n| Watched {
+            consumer: Names::partition_consumer(n),
+            filter: core.names.partition_filter(n),
+        })
+        .collect();
+    orphans::spawn(Arc::clone(&core), watched.clone());
     let mut members = Members {
         me: node.clone(),
         seen: HashMap::new(),
@@ -286,6 +294,7 @@ pub(crate) async fn run_keyed<T: Target>(
                     for part in &mut parts {
                         part.puller.reset();
                     }
+                    orphans::spawn(Arc::clone(&core), watched.clone());
                 }
                 for part in &mut parts {
                     part.puller.expire(Instant::now());

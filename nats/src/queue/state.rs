@@ -66,6 +66,7 @@ pub(crate) struct Counters {
     /// Summed over the answered pull requests, nanoseconds from sending to the first job.
     pub(crate) pull_wait_nanos: AtomicU64,
     pub(crate) started: AtomicU64,
+    pub(crate) orphaned: AtomicU64,
 }
 
 impl Counters {
