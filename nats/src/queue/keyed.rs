@@ -17,7 +17,12 @@
 //!   particular order, so this is what makes job n + 1 of a key start after job n, also
 //!   when the owner dies. Within an owner the keyed coordinator keeps the order.
 //! * **Bounds.** As on a plain queue, a node asks for no more than it has room for, except
-//!   the one standing request per owned partition: it may hold one job more per partition.
+//!   the one standing request per owned partition (an open request keeps the pin), which is
+//!   renewed each time it is answered whatever the node holds: while its bodies do not
+//!   finish, a keyed node keeps taking one job per owned partition per answer, past
+//!   `max_concurrency + prefetch` (a test with a blocked body, room for 2 and one partition
+//!   held all 30 jobs). A known gap: bounding it stalled a new owner catching up (it waits
+//!   for the old owner's jobs, which only come to a pull), so it is not bounded yet.
 
 use std::collections::HashMap;
 use std::sync::Arc;
