@@ -214,6 +214,20 @@ pub enum NatsError {
 }
 
 impl NatsError {
+    /// A subscription the client refused (`op` names the call). The client fails one for a
+    /// valid subject only when its connection task has ended, the connection closed for good
+    /// (dropped, drained, out of reconnect attempts): that is [`NatsError::Closed`], as for
+    /// a publish, not the client's bare "subscribe failed: channel closed".
+    pub(crate) fn subscribe(op: &'static str, error: &async_nats::SubscribeError) -> Self {
+        match error.kind() {
+            async_nats::client::SubscribeErrorKind::Other => NatsError::Closed,
+            _ => NatsError::Client {
+                op,
+                message: error.to_string(),
+            },
+        }
+    }
+
     /// Classifies a client connect error.
     pub(crate) fn connect(url: &str, source: async_nats::ConnectError) -> Self {
         NatsError::Connect {

@@ -111,10 +111,7 @@ impl Nats {
             .client
             .queue_subscribe(subject, self.inner.prefix.to_string())
             .await
-            .map_err(|e| NatsError::Client {
-                op: "serve",
-                message: e.to_string(),
-            })?;
+            .map_err(|e| NatsError::subscribe("serve", &e))?;
         let handler = Arc::new(handler);
         let counters = Arc::new(ServerCounters::default());
         let client = self.inner.client.clone();
