@@ -45,7 +45,7 @@ impl ConnectKind {
                 "the host name did not resolve: check its spelling or use an IP address"
             }
             ConnectKind::Tls => {
-                "the TLS setup failed: check that the server has TLS enabled (or drop NatsOptions::require_tls) and that the certificate files are right"
+                "the TLS setup failed: check that the server has TLS enabled (NatsOptions::require_tls and any certificate given require it) and that the certificate files exist and are right (the error's source names a missing one)"
             }
             ConnectKind::Auth => {
                 "the server refused the credentials: check the user and password, token, nkey or credentials file"
