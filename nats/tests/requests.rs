@@ -210,3 +210,27 @@ async fn a_reply_too_large_for_the_server_is_a_handler_failure_not_a_timeout() {
         "{error:?}"
     );
 }
+
+#[tokio::test]
+async fn one_server_handles_requests_concurrently() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.unwrap();
+    // Every handler waits until all 16 are running at once: handled one at a time, the
+    // first would wait for ever and every request would time out.
+    const AT_ONCE: usize = 16;
+    let barrier = Arc::new(tokio::sync::Barrier::new(AT_ONCE));
+    let _server = nats
+        .serve("together", move |_| {
+            let barrier = Arc::clone(&barrier);
+            async move {
+                barrier.wait().await;
+                Ok::<_, &str>("done")
+            }
+        })
+        .await
+        .unwrap();
+    let requests = (0..AT_ONCE).map(|_| nats.request("together", "", LONG));
+    for reply in futures::future::join_all(requests).await {
+        assert_eq!(reply.unwrap().payload_str(), Some("done"));
+    }
+}
