@@ -151,7 +151,39 @@ impl Nats {
                     })?
             }
         };
-        if options.require_tls {
+        // A certificate given means TLS is wanted (as nats.go's `RootCAs` and `ClientCert`,
+        // and the CLI's `--nats-tls-*`): the client alone would connect in plain text to a
+        // server without TLS, never reading the files, so even a missing one went unnoticed.
+        let certificates: Vec<&std::path::Path> = options
+            .root_certificates
+            .iter()
+            .chain(
+                options
+                    .client_certificate
+                    .iter()
+                    .flat_map(|(cert, key)| [cert, key]),
+            )
+            .map(std::path::PathBuf::as_path)
+            .collect();
+        for path in &certificates {
+            if let Err(e) = tokio::fs::metadata(path).await.and_then(|m| {
+                if m.is_file() {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::other("not a file"))
+                }
+            }) {
+                let source = std::io::Error::new(
+                    e.kind(),
+                    format!("cannot read the certificate file {}: {e}", path.display()),
+                );
+                return Err(NatsError::connect(
+                    url,
+                    async_nats::ConnectError::with_source(ConnectErrorKind::Tls, source),
+                ));
+            }
+        }
+        if options.require_tls || !certificates.is_empty() {
             connect = connect.require_tls(true);
         }
         for pem in options.root_certificates {

@@ -45,7 +45,7 @@ impl ConnectKind {
                 "the host name did not resolve: check its spelling or use an IP address"
             }
             ConnectKind::Tls => {
-                "the TLS setup failed: check that the server has TLS enabled (or drop NatsOptions::require_tls) and that the certificate files are right"
+                "the TLS setup failed: check that the server has TLS enabled (NatsOptions::require_tls and any certificate given require it) and that the certificate files exist and are right (the error's source names a missing one)"
             }
             ConnectKind::Auth => {
                 "the server refused the credentials: check the user and password, token, nkey or credentials file"
@@ -214,6 +214,20 @@ pub enum NatsError {
 }
 
 impl NatsError {
+    /// A subscription the client refused (`op` names the call). The client fails one for a
+    /// valid subject only when its connection task has ended, the connection closed for good
+    /// (dropped, drained, out of reconnect attempts): that is [`NatsError::Closed`], as for
+    /// a publish, not the client's bare "subscribe failed: channel closed".
+    pub(crate) fn subscribe(op: &'static str, error: &async_nats::SubscribeError) -> Self {
+        match error.kind() {
+            async_nats::client::SubscribeErrorKind::Other => NatsError::Closed,
+            _ => NatsError::Client {
+                op,
+                message: error.to_string(),
+            },
+        }
+    }
+
     /// Classifies a client connect error.
     pub(crate) fn connect(url: &str, source: async_nats::ConnectError) -> Self {
         NatsError::Connect {

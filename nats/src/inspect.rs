@@ -33,12 +33,7 @@ impl Nats {
             .client
             .subscribe(self.internal(topic))
             .await
-            .map_err(|e| {
-                InspectError::transport(NatsError::Client {
-                    op: "subscribe",
-                    message: e.to_string(),
-                })
-            })?;
+            .map_err(|e| InspectError::transport(NatsError::subscribe("subscribe", &e)))?;
         // Known to the server before this returns, so the next poll or frame reaches it.
         self.round_trip().await;
         Ok(subscriber)

@@ -158,7 +158,9 @@ impl NatsOptions {
         self
     }
 
-    /// Refuse to connect without TLS (default: as the URL and server say).
+    /// Refuse to connect without TLS (default: as the URL and server say; always when a
+    /// certificate is given with [`root_certificates`](Self::root_certificates) or
+    /// [`client_certificate`](Self::client_certificate)).
     pub fn require_tls(mut self, required: bool) -> Self {
         self.require_tls = required;
         self
@@ -166,12 +168,19 @@ impl NatsOptions {
 
     /// Trust the certificate authorities in this PEM file (besides the system's). May be
     /// given several times.
+    ///
+    /// Giving a certificate means TLS is wanted: the connection then requires TLS, so a
+    /// server without it is a [`ConnectKind::Tls`](crate::ConnectKind::Tls) error rather than
+    /// a plain-text connection that ignores the file, and a file that cannot be read is that
+    /// error too (its path in the error's source), whatever the server.
     pub fn root_certificates(mut self, pem: impl Into<PathBuf>) -> Self {
         self.root_certificates.push(pem.into());
         self
     }
 
     /// Present this client certificate and key (PEM files), for servers that verify clients.
+    /// Like [`root_certificates`](Self::root_certificates), it requires TLS, and files that
+    /// cannot be read are a [`ConnectKind::Tls`](crate::ConnectKind::Tls) error.
     pub fn client_certificate(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
         self.client_certificate = Some((cert.into(), key.into()));
         self

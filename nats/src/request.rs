@@ -41,10 +41,23 @@ struct ServerCounters {
 
 /// A running server (see [`Nats::serve`]); dropping it stops serving. Requests already
 /// being handled finish and are answered.
+///
+/// Dropping it unsubscribes before `drop` returns: a request sent afterwards through the
+/// same connection (any clone of the [`Nats`] handle that served) goes to another server of
+/// the topic, or fails at once with [`NatsError::NoServer`]. Another connection learns of
+/// it a moment later, when the server has read the unsubscription; a request it sends in
+/// that moment may still be routed here and time out. [`stop`](Self::stop) waits for that
+/// moment to pass.
 #[must_use = "dropping the server stops serving at once"]
 pub struct Server {
     topic: Name,
     counters: Arc<ServerCounters>,
+    /// The queue subscription, read by the task and taken out by `Drop` (dropping it sends
+    /// the unsubscription at once, ahead of anything this connection sends later; aborting
+    /// the task alone would drop it only when the runtime next gets to the task, after
+    /// requests this connection sent meanwhile, which the server would route here).
+    requests: Arc<std::sync::Mutex<Option<async_nats::Subscriber>>>,
+    nats: Nats,
     task: JoinHandle<()>,
 }
 
@@ -66,11 +79,31 @@ impl Server {
     pub fn failed(&self) -> u64 {
         self.counters.failed.load(Ordering::Relaxed)
     }
+
+    /// Stops serving and returns once the NATS server knows (a round trip, at most the
+    /// connect timeout): a request sent after this returns, from any connection, goes to
+    /// another server of the topic or fails at once with [`NatsError::NoServer`]. Requests
+    /// already being handled finish and are answered.
+    pub async fn stop(mut self) {
+        self.unsubscribe();
+        self.nats.round_trip().await;
+    }
+
+    fn unsubscribe(&mut self) {
+        // Dropping the subscriber queues the unsubscription on the connection at once.
+        drop(
+            self.requests
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(),
+        );
+        self.task.abort();
+    }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.task.abort();
+        self.unsubscribe();
     }
 }
 
@@ -106,15 +139,14 @@ impl Nats {
     {
         let topic = Name::new(topic)?;
         let subject = subject::subject(&self.inner.prefix, REQUESTS, &topic);
-        let mut requests = self
+        let subscriber = self
             .inner
             .client
             .queue_subscribe(subject, self.inner.prefix.to_string())
             .await
-            .map_err(|e| NatsError::Client {
-                op: "serve",
-                message: e.to_string(),
-            })?;
+            .map_err(|e| NatsError::subscribe("serve", &e))?;
+        let requests = Arc::new(std::sync::Mutex::new(Some(subscriber)));
+        let task_requests = Arc::clone(&requests);
         let handler = Arc::new(handler);
         let counters = Arc::new(ServerCounters::default());
         let client = self.inner.client.clone();
@@ -122,7 +154,20 @@ impl Nats {
         let task_topic = topic.clone();
         let task = tokio::spawn(async move {
             let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS));
-            while let Some(raw) = requests.next().await {
+            // The lock is held only while polling, never across an await.
+            let next = || {
+                futures::future::poll_fn(|cx| {
+                    match task_requests
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .as_mut()
+                    {
+                        Some(subscriber) => subscriber.poll_next_unpin(cx),
+                        None => std::task::Poll::Ready(None),
+                    }
+                })
+            };
+            while let Some(raw) = next().await {
                 let Some(reply_to) = raw.reply.clone() else {
                     continue;
                 };
@@ -173,6 +218,8 @@ impl Nats {
         Ok(Server {
             topic,
             counters,
+            requests,
+            nats: self.clone(),
             task,
         })
     }

@@ -283,15 +283,12 @@ impl Nats {
         let routed = subject::routed(&self.inner.prefix, pattern)?;
         let mut subscribers = Vec::with_capacity(routed.subjects.len());
         for s in &routed.subjects {
-            let subscriber =
-                self.inner
-                    .client
-                    .subscribe(s.clone())
-                    .await
-                    .map_err(|e| NatsError::Client {
-                        op: "subscribe",
-                        message: e.to_string(),
-                    })?;
+            let subscriber = self
+                .inner
+                .client
+                .subscribe(s.clone())
+                .await
+                .map_err(|e| NatsError::subscribe("subscribe", &e))?;
             subscribers.push(subscriber);
         }
         let shared = Arc::new(Shared {

@@ -236,6 +236,19 @@ async fn after_giving_up_reconnecting_calls_fail_with_closed() {
         .unwrap_err();
     assert!(matches!(error, NatsError::Closed), "{error:?}");
     assert!(error.to_string().contains("reconnect"), "{error}");
+    // Subscribing, serving and bridging say so too, not the client's bare "subscribe
+    // failed: channel closed".
+    let subscribed = nats.subscribe("x").await.map(drop).unwrap_err();
+    assert!(matches!(subscribed, NatsError::Closed), "{subscribed:?}");
+    let served = nats
+        .serve("x", |_| async { Ok::<_, String>("") })
+        .await
+        .map(drop)
+        .unwrap_err();
+    assert!(matches!(served, NatsError::Closed), "{served:?}");
+    let sink = ephemeral::SignalSink::default();
+    let bridged = nats.bridge(&sink, "x.*").await.map(drop).unwrap_err();
+    assert!(matches!(bridged, NatsError::Closed), "{bridged:?}");
 }
 
 #[tokio::test]

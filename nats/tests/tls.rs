@@ -59,3 +59,55 @@ async fn root_and_client_certificates_are_used() {
         ConnectKind::Tls
     );
 }
+
+#[tokio::test]
+async fn a_certificate_given_requires_tls_and_a_missing_one_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = TestPki::write(dir.path());
+    // A server without TLS: the client used to connect in plain text, never reading the
+    // files, so a certificate given (even a missing one) was silently ignored.
+    let plain = NatsServer::start().await;
+    let with_root = NatsOptions::default().root_certificates(&pki.ca);
+    assert_eq!(
+        kind(Nats::connect_with(&plain.url(), with_root).await),
+        ConnectKind::Tls
+    );
+    let with_client = NatsOptions::default().client_certificate(&pki.client_cert, &pki.client_key);
+    assert_eq!(
+        kind(Nats::connect_with(&plain.url(), with_client).await),
+        ConnectKind::Tls
+    );
+    let missing = dir.path().join("no-such-ca.pem");
+    let error = Nats::connect_with(
+        &plain.url(),
+        NatsOptions::default().root_certificates(&missing),
+    )
+    .await
+    .unwrap_err();
+    let source = std::error::Error::source(&error)
+        .map(|s| format!("{s} / {:?}", s.source().map(ToString::to_string)))
+        .unwrap_or_default();
+    assert!(source.contains("no-such-ca.pem"), "{error:?}");
+    assert!(
+        matches!(
+            error,
+            NatsError::Connect {
+                kind: ConnectKind::Tls,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+
+    // Against a TLS server, the certificates alone are enough: no `require_tls` needed.
+    let args = pki.server_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let tls = NatsServer::start_with(&args).await;
+    let both = NatsOptions::default()
+        .root_certificates(&pki.ca)
+        .client_certificate(&pki.client_cert, &pki.client_key);
+    let nats = Nats::connect_with(&tls.url(), both)
+        .await
+        .expect("TLS with both certificates");
+    assert!(nats.is_connected());
+}

@@ -31,10 +31,7 @@ pub(crate) async fn start(
             format!("{}-janitor", core.names.stream),
         )
         .await
-        .map_err(|e| crate::NatsError::Client {
-            op: "subscribe to max-deliveries advisories",
-            message: e.to_string(),
-        })?;
+        .map_err(|e| crate::NatsError::subscribe("subscribe to max-deliveries advisories", &e))?;
     Ok(tokio::spawn(async move {
         while let Some(advisory) = advisories.next().await {
             let Ok(body) = serde_json::from_slice::<serde_json::Value>(&advisory.payload) else {
