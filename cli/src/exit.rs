@@ -110,7 +110,8 @@ impl From<NatsError> for Failure {
             | NatsError::BadPrefix { .. }
             | NatsError::EmptyPattern { .. }
             | NatsError::PayloadTooLarge { .. }
-            | NatsError::Credentials { .. } => USAGE,
+            | NatsError::Credentials { .. }
+            | NatsError::Certificate { .. } => USAGE,
             NatsError::Connect { kind, .. } => match kind {
                 ConnectKind::Auth | ConnectKind::Tls => REFUSED,
                 ConnectKind::BadUrl => USAGE,
@@ -188,6 +189,11 @@ pub(crate) fn connect_failure(
             };
             hint.map(|hint| format!("cannot connect to NATS at {url}: {kind}: {hint}"))
         }
+        NatsError::Certificate { path, source } => Some(format!(
+            "cannot read the TLS file {}: {source}: check the files given with --nats-tls-ca, \
+             --nats-tls-cert and --nats-tls-key (or EPHEMERAL_NATS_TLS_CA, _CERT, _KEY)",
+            path.display()
+        )),
         NatsError::Credentials { path, source } => Some(format!(
             "cannot read the NATS credentials file {}: {source}: check the file given with \
              --nats-creds (or EPHEMERAL_NATS_CREDS): it must be a .creds file (a user JWT \

@@ -963,4 +963,25 @@ async fn a_private_ca_and_a_client_certificate_are_given_by_flags_or_variables()
     )
     .await;
     assert_eq!(code, 2, "{stderr}");
+
+    // A file that is not there is named, and the flags that give it.
+    let missing = dir.path().join("no-such-ca.pem");
+    let missing = missing.to_str().unwrap();
+    let (code, _, stderr) = run(
+        dir.path(),
+        &[
+            "raise",
+            "--nats",
+            &url,
+            "deploy.done",
+            "--nats-tls-ca",
+            missing,
+        ],
+    )
+    .await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("no-such-ca.pem") && stderr.contains("--nats-tls-ca"),
+        "{stderr}"
+    );
 }

@@ -106,7 +106,8 @@ impl Nats {
     /// # Errors
     ///
     /// [`NatsError::Connect`] as for [`connect`](Self::connect), [`NatsError::Credentials`]
-    /// for an unreadable credentials file, [`NatsError::BadPrefix`] for an unusable prefix.
+    /// for an unreadable credentials file, [`NatsError::Certificate`] for an unreadable TLS
+    /// certificate or key file, [`NatsError::BadPrefix`] for an unusable prefix.
     pub async fn connect_with(url: &str, options: NatsOptions) -> Result<Nats, NatsError> {
         subject::check_prefix(&options.prefix)?;
         let addrs = parse_urls(url)?;
@@ -173,14 +174,10 @@ impl Nats {
                     Err(std::io::Error::other("not a file"))
                 }
             }) {
-                let source = std::io::Error::new(
-                    e.kind(),
-                    format!("cannot read the certificate file {}: {e}", path.display()),
-                );
-                return Err(NatsError::connect(
-                    url,
-                    async_nats::ConnectError::with_source(ConnectErrorKind::Tls, source),
-                ));
+                return Err(NatsError::Certificate {
+                    path: path.to_path_buf(),
+                    source: e,
+                });
             }
         }
         if options.require_tls || !certificates.is_empty() {

@@ -45,7 +45,7 @@ impl ConnectKind {
                 "the host name did not resolve: check its spelling or use an IP address"
             }
             ConnectKind::Tls => {
-                "the TLS setup failed: check that the server has TLS enabled (NatsOptions::require_tls and any certificate given require it) and that the certificate files exist and are right (the error's source names a missing one)"
+                "the TLS setup failed: check that the server has TLS enabled (NatsOptions::require_tls and any certificate given require it) and that the certificate files are right"
             }
             ConnectKind::Auth => {
                 "the server refused the credentials: check the user and password, token, nkey or credentials file"
@@ -99,6 +99,17 @@ pub enum NatsError {
         "cannot read the NATS credentials file {path}: {source}: check the path of the credentials file (NatsOptions::credentials_file, or --nats-creds on the command line)"
     )]
     Credentials {
+        /// The file.
+        path: PathBuf,
+        /// Why it could not be read.
+        #[source]
+        source: io::Error,
+    },
+    /// A TLS certificate or key file given in the options could not be read.
+    #[error(
+        "cannot read the TLS file {path}: {source}: check the path given to NatsOptions::root_certificates or client_certificate (--nats-tls-ca, --nats-tls-cert, --nats-tls-key on the command line)"
+    )]
+    Certificate {
         /// The file.
         path: PathBuf,
         /// Why it could not be read.

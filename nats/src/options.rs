@@ -171,16 +171,17 @@ impl NatsOptions {
     ///
     /// Giving a certificate means TLS is wanted: the connection then requires TLS, so a
     /// server without it is a [`ConnectKind::Tls`](crate::ConnectKind::Tls) error rather than
-    /// a plain-text connection that ignores the file, and a file that cannot be read is that
-    /// error too (its path in the error's source), whatever the server.
+    /// a plain-text connection that ignores the file; a file that cannot be read is
+    /// [`NatsError::Certificate`](crate::NatsError::Certificate), naming it, whatever the
+    /// server.
     pub fn root_certificates(mut self, pem: impl Into<PathBuf>) -> Self {
         self.root_certificates.push(pem.into());
         self
     }
 
     /// Present this client certificate and key (PEM files), for servers that verify clients.
-    /// Like [`root_certificates`](Self::root_certificates), it requires TLS, and files that
-    /// cannot be read are a [`ConnectKind::Tls`](crate::ConnectKind::Tls) error.
+    /// Like [`root_certificates`](Self::root_certificates), it requires TLS, and a file that
+    /// cannot be read is [`NatsError::Certificate`](crate::NatsError::Certificate).
     pub fn client_certificate(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
         self.client_certificate = Some((cert.into(), key.into()));
         self
