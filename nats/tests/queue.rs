@@ -463,6 +463,87 @@ async fn an_explicit_cancel_terminates_the_job_with_a_signal() {
     assert_eq!(queue.stats().await.unwrap().dead, 0);
 }
 
+/// A coordinator that closes (here `cancel`) stops its intake. It used to keep pulling: on a
+/// plain queue with `max_deliver` 1, 4 of 6 jobs pushed afterwards were taken only to be
+/// handed back, so all 4 became dead letters without ever running; on a keyed queue 5 of 6
+/// stayed held for ever (kept alive, never settled: `Intake::shutdown` never returned).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_coordinator_stops_its_intake_and_leaves_the_jobs_to_others() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.unwrap();
+    for keyed in [false, true] {
+        let options = WorkQueueOptions::default().max_deliver(1);
+        let (name, options) = if keyed {
+            ("closed-keyed", options.partitions(1))
+        } else {
+            ("closed-plain", options)
+        };
+        let queue = nats.work_queue(name, options).await.unwrap();
+        let intake_options = || IntakeOptions::default().pull_expiry(Duration::from_millis(100));
+        let concurrency = EphemeralOptions::default().max_concurrency(2);
+        let (cancel, first): (Box<dyn Fn()>, _) = if keyed {
+            let (c, i) = queue
+                .keyed_coordinator(ok_body(), concurrency.clone(), intake_options())
+                .await
+                .unwrap();
+            (Box::new(move || c.cancel()), i)
+        } else {
+            let (c, i) = queue
+                .work_coordinator(ok_body(), concurrency.clone(), intake_options())
+                .await
+                .unwrap();
+            (Box::new(move || c.cancel()), i)
+        };
+        cancel();
+        support::eventually("the intake to stop", || first.is_stopped()).await;
+        for n in 0..6 {
+            let id = format!("job-{n}");
+            if keyed {
+                queue.push_keyed("k", &id, "x").await.unwrap();
+            } else {
+                queue.push(&id, "x").await.unwrap();
+            }
+        }
+        let ran = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&ran);
+        let body = move |job: Job, _ctx: OperationContext| {
+            seen.lock()
+                .unwrap()
+                .push((job.id().to_owned(), job.delivered()));
+            async { Ok::<_, String>(()) }
+        };
+        let second = if keyed {
+            queue
+                .keyed_coordinator(body, concurrency, intake_options())
+                .await
+                .unwrap()
+                .1
+        } else {
+            queue
+                .work_coordinator(body, concurrency, intake_options())
+                .await
+                .unwrap()
+                .1
+        };
+        wait_stats(&queue, support::PATIENCE, |s| {
+            s.messages == 0 && s.held == 0
+        })
+        .await;
+        let second = second.shutdown().await;
+        let first = tokio::time::timeout(support::PATIENCE, first.shutdown())
+            .await
+            .expect("the closed node holds nothing");
+        let mut ran = ran.lock().unwrap().clone();
+        if !keyed {
+            ran.sort();
+        }
+        let expected: Vec<(String, u32)> = (0..6).map(|n| (format!("job-{n}"), 1)).collect();
+        assert_eq!(ran, expected, "keyed: {keyed}");
+        assert_eq!((first.pulled, second.acked), (0, 6), "keyed: {keyed}");
+        assert_eq!(queue.stats().await.unwrap().dead, 0, "keyed: {keyed}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_cancelled_by_a_signal_is_handed_back_and_runs_later() {
     let server = NatsServer::start().await;

@@ -28,6 +28,9 @@ pub(crate) trait Target: Send + Sync + 'static {
     fn try_put(&self, job: Job) -> Result<OperationId, EnqueueError<Job>>;
     fn put(&self, job: Job) -> BoxFuture<'_, Result<OperationId, EnqueueError<Job>>>;
     fn cancel_op(&self, id: OperationId) -> bool;
+    /// Whether the coordinator refuses new items (completed, cancelled or dropped): the
+    /// intake then stops pulling, since nothing it pulled could run here.
+    fn is_closed(&self) -> bool;
 }
 
 impl Target for EphemeralWorkCoordinator<Job> {
@@ -42,6 +45,9 @@ impl Target for EphemeralWorkCoordinator<Job> {
     }
     fn cancel_op(&self, id: OperationId) -> bool {
         self.cancel_operation(id)
+    }
+    fn is_closed(&self) -> bool {
+        EphemeralWorkCoordinator::is_closed(self)
     }
 }
 
@@ -59,6 +65,9 @@ impl Target for EphemeralKeyedWorkCoordinator<Arc<str>, Job> {
     }
     fn cancel_op(&self, id: OperationId) -> bool {
         self.cancel_operation(id)
+    }
+    fn is_closed(&self) -> bool {
+        EphemeralKeyedWorkCoordinator::is_closed(self)
     }
 }
 
@@ -149,7 +158,8 @@ impl IntakeStats {
 /// Dropping it (or [`stop`](Self::stop)) stops pulling and hands back, at once, every held
 /// job that has not started; running jobs finish and are settled as usual, kept alive
 /// until then. [`shutdown`](Self::shutdown) does the same and waits until nothing is held.
-/// The coordinator lives at least as long as its intake.
+/// The coordinator lives at least as long as its intake. A coordinator that closes
+/// (`complete`, `cancel`) stops its intake too ([`is_stopped`](Self::is_stopped)).
 ///
 /// # Examples
 ///
@@ -437,6 +447,11 @@ pub(crate) async fn run_plain<T: Target>(mut l: Loop<T>) {
     let mut connects = l.core.nats.stats().connects;
     let mut pause_until = Instant::now();
     'pull: loop {
+        // A closed coordinator takes no job: pulling would only take jobs from other nodes
+        // to hand them back, each delivery counted against `max_deliver`.
+        if l.target.is_closed() {
+            break 'pull;
+        }
         if Instant::now() >= pause_until && l.core.nats.is_connected() && !l.deferred() {
             let capacity = l.capacity();
             let used = l.core.held_count() + puller.outstanding();

@@ -65,7 +65,10 @@
 //!   waited longer than [`IntakeOptions::max_hold`]; the moment the rule stops holding it
 //!   pulls again (the sink is watched, not polled).
 //! * **Stopping.** Dropping the [`Intake`] (or [`Intake::shutdown`]) stops pulling and
-//!   hands back at once what has not started; running jobs finish and are settled.
+//!   hands back at once what has not started; running jobs finish and are settled. A
+//!   coordinator that closes (`complete`, `cancel`, a drain rule) stops its intake the
+//!   same way within a housekeeping tick (at most 250 ms): it pulls no job it could not
+//!   run. Only what its requests still open bring is taken and handed back.
 //!
 //! # A server restart
 //!
