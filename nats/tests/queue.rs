@@ -88,6 +88,29 @@ async fn the_same_id_pushed_twice_is_one_job() {
     assert_eq!(coordinator.stats().completed, 1);
 }
 
+/// A value serde_json cannot encode is refused as such: it used to be reported as "job
+/// payload is not the expected JSON: key must be a string", the message of a payload that
+/// does not decode, though nothing had been decoded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_json_cannot_encode_is_refused_as_an_encoding_error() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.unwrap();
+    let queue = nats
+        .work_queue("unencodable", WorkQueueOptions::default())
+        .await
+        .unwrap();
+    let value = std::collections::HashMap::from([((1, 2), "tuple keys")]);
+    let error = queue.push_json("tuple-map", &value).await.unwrap_err();
+    assert!(
+        matches!(&error, QueueError::Encode { id, .. } if id == "tuple-map"),
+        "{error:?}"
+    );
+    let text = error.to_string();
+    assert!(text.contains("cannot be pushed as JSON"), "{text}");
+    assert!(!text.contains("not the expected JSON"), "{text}");
+    assert_eq!(queue.stats().await.unwrap().messages, 0);
+}
+
 /// NATS trims header values, and a job id travels as one: ` a` used to be taken for a
 /// duplicate of `a` (silently not queued) and `a ` delivered as `a`. Such ids are refused;
 /// whitespace inside an id round-trips.

@@ -367,13 +367,14 @@ impl WorkQueue {
     ///
     /// # Errors
     ///
-    /// As [`push`](Self::push), and [`QueueError::Json`].
+    /// As [`push`](Self::push), and [`QueueError::Encode`] for a value serde_json cannot
+    /// encode.
     pub async fn push_json<T: serde::Serialize + ?Sized>(
         &self,
         id: &str,
         value: &T,
     ) -> Result<Pushed, QueueError> {
-        let payload = serde_json::to_vec(value)?;
+        let payload = encode(id, value)?;
         self.push(id, payload).await
     }
 
@@ -381,14 +382,14 @@ impl WorkQueue {
     ///
     /// # Errors
     ///
-    /// As [`push_keyed`](Self::push_keyed), and [`QueueError::Json`].
+    /// As [`push_keyed`](Self::push_keyed), and [`QueueError::Encode`].
     pub async fn push_keyed_json<T: serde::Serialize + ?Sized>(
         &self,
         key: &str,
         id: &str,
         value: &T,
     ) -> Result<Pushed, QueueError> {
-        let payload = serde_json::to_vec(value)?;
+        let payload = encode(id, value)?;
         self.push_keyed(key, id, payload).await
     }
 
@@ -773,6 +774,14 @@ impl WorkQueue {
             },
         ))
     }
+}
+
+/// `value` as JSON for job `id`.
+fn encode<T: serde::Serialize + ?Sized>(id: &str, value: &T) -> Result<Vec<u8>, QueueError> {
+    serde_json::to_vec(value).map_err(|source| QueueError::Encode {
+        id: super::error::shorten(id),
+        source,
+    })
 }
 
 /// The caller's hooks, then the lease check (last, so it runs right before the body).
