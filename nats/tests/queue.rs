@@ -312,6 +312,55 @@ async fn an_always_failing_job_is_dead_lettered_after_max_deliver() {
 /// A dead letter carries the payload and headers saying why (the error cut to 1024 bytes):
 /// a push keeps room for them, so every job that is queued can be dead-lettered. One that
 /// fit a push but not its dead letter used to stay in the work stream for ever.
+/// A worker that dies holding a job's last delivery cannot dead-letter it; the server keeps
+/// it for ever, undelivered, and only tells an advisory. An intake's janitor moves it to
+/// the dead letters (reason `max deliveries`) and out of the work stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_janitor_dead_letters_a_job_whose_worker_died_on_its_last_delivery() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.unwrap();
+    let options = WorkQueueOptions::default()
+        .max_deliver(1)
+        .ack_wait(Duration::from_secs(1));
+    let queue = nats.work_queue("orphaned-worker", options).await.unwrap();
+    queue.push("last-chance", "payload").await.unwrap();
+    // The worker that dies: takes the job's only delivery and never answers.
+    let consumer: async_nats::jetstream::consumer::PullConsumer = nats
+        .jetstream()
+        .get_stream(queue.stream_name())
+        .await
+        .unwrap()
+        .get_consumer("work")
+        .await
+        .unwrap();
+    let mut batch = consumer.fetch().max_messages(1).messages().await.unwrap();
+    let taken = batch.next().await.expect("the job").unwrap();
+    assert_eq!(taken.info().unwrap().delivered, 1);
+    drop((batch, taken));
+    // A live node: its janitor hears the server give up on the job after ack_wait.
+    let (_coordinator, intake) = queue
+        .work_coordinator(
+            ok_body(),
+            EphemeralOptions::default(),
+            IntakeOptions::default(),
+        )
+        .await
+        .unwrap();
+    wait_stats(&queue, support::PATIENCE, |s| {
+        s.dead == 1 && s.messages == 0
+    })
+    .await;
+    let stats = intake.shutdown().await;
+    assert_eq!((stats.pulled, stats.dead_lettered), (0, 0), "{stats:?}");
+    let dead: Vec<_> = queue.dead_letters().await.unwrap().collect().await;
+    let letter = dead.into_iter().next().unwrap().unwrap();
+    assert_eq!(&*letter.id, "last-chance");
+    assert_eq!(letter.reason, "max deliveries");
+    assert_eq!(letter.deliveries, 1);
+    assert_eq!(letter.stream_sequence, 1);
+    assert_eq!(&letter.payload[..], b"payload");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_pushed_job_fits_its_dead_letter() {
     let server = NatsServer::start().await;
