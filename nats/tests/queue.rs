@@ -616,6 +616,68 @@ async fn a_closed_coordinator_stops_its_intake_and_leaves_the_jobs_to_others() {
     }
 }
 
+/// A defer rule on the coordinator's options is kept beside the intake's: it used to be
+/// replaced by the intake's, so with `circuit.open` held a job pulled while only
+/// `circuit.*` deferred ran at once. With a resume rule the two cannot be merged: refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_defer_rule_on_the_coordinator_is_kept_beside_the_intakes() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.unwrap();
+    let queue = nats
+        .work_queue("two-rules", WorkQueueOptions::default())
+        .await
+        .unwrap();
+    let sink = SignalSink::default();
+    let circuit = sink.hold("circuit.open").unwrap();
+    let options = EphemeralOptions::default()
+        .max_concurrency(2)
+        .signals(sink.clone())
+        .defer_on("circuit.*");
+    let error = queue
+        .work_coordinator(
+            ok_body(),
+            options.clone().resume_on("circuit.closed"),
+            IntakeOptions::default().defer_on("maintenance.*"),
+        )
+        .await
+        .expect_err("two defer rules and a resume rule");
+    assert!(
+        matches!(
+            error,
+            QueueError::Options {
+                option: "defer_on",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let (coordinator, intake) = queue
+        .work_coordinator(
+            ok_body(),
+            options,
+            IntakeOptions::default().defer_on("maintenance.*"),
+        )
+        .await
+        .unwrap();
+    queue.push("while-open", "x").await.unwrap();
+    // The intake pulls (only `maintenance.*` stops it); the coordinator defers the start.
+    support::eventually("the job to wait, deferred", || {
+        coordinator
+            .snapshot()
+            .iter()
+            .any(|s| s.state == OperationState::Deferred)
+    })
+    .await;
+    assert_eq!(intake.stats().started, 0);
+    drop(circuit);
+    wait_stats(&queue, support::PATIENCE, |s| {
+        s.messages == 0 && s.held == 0
+    })
+    .await;
+    let stats = intake.shutdown().await;
+    assert_eq!((stats.pulled, stats.acked), (1, 1));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_cancelled_by_a_signal_is_handed_back_and_runs_later() {
     let server = NatsServer::start().await;

@@ -386,7 +386,10 @@ impl IntakeOptions {
     /// the held jobs are kept alive (and handed back after [`max_hold`](Self::max_hold)),
     /// nothing is acknowledged, and pulling resumes the moment the rule stops holding (the
     /// sink is watched, never polled). Also set as the coordinator's
-    /// [`defer_on`](ephemeral::EphemeralOptions::defer_on), so jobs already held wait too.
+    /// [`defer_on`](ephemeral::EphemeralOptions::defer_on), so jobs already held wait too;
+    /// a `defer_on` the coordinator's options have already is kept (its jobs wait while
+    /// either rule holds), except with a `resume_on` on either side, where two rules cannot
+    /// be told apart: that is [`QueueError::Options`](super::QueueError::Options).
     ///
     /// A `defer_on` given only to the coordinator's options also stops this node's jobs
     /// from starting, but the intake cannot see it: it keeps pulling until it holds

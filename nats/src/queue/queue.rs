@@ -695,7 +695,21 @@ impl WorkQueue {
         let q = &self.inner.options;
         let mut options = options;
         if let Some(defer) = &intake.defer_on {
-            options = options.defer_on(defer);
+            // The coordinator has one defer rule: one set on its options too is kept by
+            // deferring while either holds (they cannot be merged with a resume rule).
+            let combined = match options.get_defer_on() {
+                Some(own) if own != defer => {
+                    if options.get_resume_on().is_some() || intake.resume_on.is_some() {
+                        return Err(QueueError::Options {
+                            option: "defer_on",
+                            rule: "given once when a resume_on is set: the coordinator's options and the intake both have a defer rule; give both patterns to IntakeOptions::defer_on, separated by a comma, and one resume_on",
+                        });
+                    }
+                    format!("{own},{defer}")
+                }
+                _ => defer.clone(),
+            };
+            options = options.defer_on(&combined);
         }
         if let Some(resume) = &intake.resume_on {
             options = options.resume_on(resume);
