@@ -18,7 +18,7 @@
 //! | `Cancelled` by a signal, an admission hook or `max_defer` | `-NAK` after [`IntakeOptions::cancel_delay`] (at least the signal's remaining time to live): the cluster keeps the job |
 //! | `Cancelled(Shutdown)` | `-NAK` at once: another node takes it |
 //! | `Cancelled(Explicit)` (`cancel_operation`) | `+TERM`, and the signal `nats.job.dropped` (key: the job id) |
-//! | anything but `Completed` on the last delivery | a dead letter, then `+TERM` (the server would otherwise keep the job for ever, undelivered) |
+//! | anything but `Completed` or `Cancelled(Explicit)` on the last delivery (each return uses a delivery) | a dead letter, then `+TERM` (the server would otherwise keep the job for ever, undelivered) |
 //! | lease lost (below) | `+ACK` if it completed; otherwise nothing |
 //!
 //! # Delivery is at least once

@@ -352,6 +352,11 @@ impl IntakeOptions {
     /// How soon a job cancelled by a signal, an admission hook or `max_defer` is offered
     /// again (default 5 s; at least the cancelling signal's remaining time to live). A
     /// delay past what JetStream carries (about 292 years) is clamped to it.
+    ///
+    /// Each such return uses one of the job's `max_deliver` deliveries: a job cancelled
+    /// on its last one is dead-lettered (reason `cancelled`) though it never failed. To wait
+    /// out an outage that may outlast `max_deliver × cancel_delay`, use
+    /// [`defer_on`](Self::defer_on), which pulls nothing, rather than a `cancel_on` rule.
     pub fn cancel_delay(mut self, delay: Duration) -> Self {
         self.cancel_delay = Some(delay);
         self
