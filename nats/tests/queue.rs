@@ -111,6 +111,34 @@ async fn a_value_json_cannot_encode_is_refused_as_an_encoding_error() {
     assert_eq!(queue.stats().await.unwrap().messages, 0);
 }
 
+/// A queue's claims bucket has one time to live, fixed when it is created. A second
+/// opener asking for another used to get a `Claims` whose `ttl()` said 1 s while its
+/// claims lasted the bucket's hour (a claim was still held 2.5 s later); it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_opened_with_another_ttl_than_the_buckets_are_refused() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.unwrap();
+    let queue = nats
+        .work_queue("claimed", WorkQueueOptions::default())
+        .await
+        .unwrap();
+    let hour = Duration::from_secs(3600);
+    let claims = queue.claims(hour).await.unwrap();
+    assert!(claims.claim("job-1").await.unwrap());
+    let error = queue
+        .claims(Duration::from_secs(1))
+        .await
+        .expect_err("another ttl");
+    assert!(
+        matches!(&error, QueueError::Incompatible { problem, .. } if problem.contains("3600s")),
+        "{error:?}"
+    );
+    // The same ttl binds the same claims.
+    let again = queue.claims(hour).await.unwrap();
+    assert_eq!(again.ttl(), hour);
+    assert!(!again.claim("job-1").await.unwrap());
+}
+
 /// NATS trims header values, and a job id travels as one: ` a` used to be taken for a
 /// duplicate of `a` (silently not queued) and `a ` delivered as `a`. Such ids are refused;
 /// whitespace inside an id round-trips.

@@ -542,11 +542,13 @@ impl WorkQueue {
     }
 
     /// The idempotency claims of this queue's jobs, each kept for `ttl` (a KV bucket
-    /// `<PREFIX>_WQ_<name>_CLAIMS`, created on first use). See [`Claims`].
+    /// `<PREFIX>_WQ_<name>_CLAIMS`, created on first use with that time to live, which
+    /// every node then uses). See [`Claims`].
     ///
     /// # Errors
     ///
-    /// A zero `ttl`, or the server's refusal.
+    /// A zero `ttl`, [`QueueError::Incompatible`] when the bucket exists with another
+    /// time to live (naming it), or the server's refusal.
     pub async fn claims(&self, ttl: Duration) -> Result<Claims, QueueError> {
         Claims::open(
             self.inner.nats.jetstream(),
