@@ -706,6 +706,41 @@ async fn a_defer_rule_on_the_coordinator_is_kept_beside_the_intakes() {
     assert_eq!((stats.pulled, stats.acked), (1, 1));
 }
 
+/// An intake whose coordinator has no pending room (paused, `max_pending` 1 below the 2
+/// jobs it holds) still stops at once. It used to wait inside `enqueue` for room that
+/// never came: `Intake::shutdown` had not returned after 5 s, and nothing was handed back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_intake_hands_back_at_once_while_its_coordinator_has_no_room() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.unwrap();
+    let queue = nats
+        .work_queue("no-room", WorkQueueOptions::default())
+        .await
+        .unwrap();
+    let (coordinator, intake) = queue
+        .work_coordinator(
+            ok_body(),
+            EphemeralOptions::default()
+                .max_concurrency(1)
+                .max_pending(1),
+            IntakeOptions::default(),
+        )
+        .await
+        .unwrap();
+    coordinator.pause();
+    for n in 0..3 {
+        queue.push(&format!("job-{n}"), "x").await.unwrap();
+    }
+    support::eventually("two jobs held", || intake.stats().pulled == 2).await;
+    let stats = tokio::time::timeout(support::PATIENCE, intake.shutdown())
+        .await
+        .expect("the intake stops though the coordinator has no room");
+    assert_eq!((stats.pulled, stats.nacked, stats.held), (2, 2, 0));
+    assert_eq!(coordinator.stats().completed, 0);
+    let after = queue.stats().await.unwrap();
+    assert_eq!((after.messages, after.dead), (3, 0));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_cancelled_by_a_signal_is_handed_back_and_runs_later() {
     let server = NatsServer::start().await;

@@ -335,6 +335,8 @@ pub(crate) struct Loop<T> {
     pub(crate) prefetch: Option<usize>,
     pub(crate) defer: Option<DeferRule>,
     pub(crate) stop: oneshot::Receiver<()>,
+    /// The stop came while waiting for the coordinator to take a job (`stop` is spent).
+    pub(crate) stopped: bool,
 }
 
 impl<T: Target> Loop<T> {
@@ -351,21 +353,47 @@ impl<T: Target> Loop<T> {
     }
 
     /// Puts a delivered job into the coordinator. Returns false when the coordinator no
-    /// longer accepts items (the job was handed back).
-    pub(crate) async fn enqueue(&self, delivery: Arc<Delivery>, job: Job) -> bool {
-        let result = match self.target.try_put(job) {
-            Err(EnqueueError::Full(job)) => self.target.put(job).await,
-            other => other,
+    /// longer accepts items or the intake was stopped meanwhile (the job was handed back).
+    pub(crate) async fn enqueue(&mut self, delivery: Arc<Delivery>, job: Job) -> bool {
+        let taken = match self.target.try_put(job) {
+            Ok(id) => Some(id),
+            Err(EnqueueError::Full(job)) => self.wait_for_room(job).await,
+            Err(_) => None,
         };
-        match result {
-            Ok(id) => {
+        match taken {
+            Some(id) => {
                 self.core.link(&self.tx, id, delivery);
                 true
             }
-            Err(_) => {
+            None => {
                 self.core.hand_back(&self.tx, delivery, None);
                 false
             }
+        }
+    }
+
+    /// Waits for the coordinator to take `job` when its pending room is full (it is
+    /// paused, or its items are deferred, with a `max_pending` below what this node
+    /// holds). Meanwhile it keeps house (hands back what waited past `max_hold`, gives up
+    /// lost leases) and obeys a stop at once: `None` when the job was not taken.
+    async fn wait_for_room(&mut self, job: Job) -> Option<OperationId> {
+        if self.stopped {
+            return None;
+        }
+        let period = self.tick_period();
+        let target = &self.target;
+        let mut put = std::pin::pin!(target.put(job));
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut self.stop => {
+                    self.stopped = true;
+                    return None;
+                }
+                result = &mut put => return result.ok(),
+                () = tokio::time::sleep(period) => {}
+            }
+            self.housekeeping();
         }
     }
 
@@ -449,7 +477,7 @@ pub(crate) async fn run_plain<T: Target>(mut l: Loop<T>) {
     'pull: loop {
         // A closed coordinator takes no job: pulling would only take jobs from other nodes
         // to hand them back, each delivery counted against `max_deliver`.
-        if l.target.is_closed() {
+        if l.stopped || l.target.is_closed() {
             break 'pull;
         }
         if Instant::now() >= pause_until && l.core.nats.is_connected() && !l.deferred() {

@@ -176,7 +176,7 @@ pub(crate) async fn run_keyed<T: Target>(
     let mut pause_until = Instant::now();
     'pull: loop {
         // A closed coordinator takes no job: stop pulling (see `run_plain`).
-        if l.target.is_closed() {
+        if l.stopped || l.target.is_closed() {
             break 'pull;
         }
         let now = Instant::now();
@@ -206,7 +206,7 @@ pub(crate) async fn run_keyed<T: Target>(
         {
             part.next_poll = now + Duration::from_millis(100);
             if caught_up(&l, part).await {
-                flush(&l, part).await;
+                flush(&mut l, part).await;
             }
         }
         if now >= pause_until && core.nats.is_connected() && !l.deferred() {
@@ -381,7 +381,7 @@ async fn caught_up<T: Target>(l: &Loop<T>, part: &Part) -> bool {
 }
 
 /// Ends catching up: enqueues the held-back jobs in stream order.
-async fn flush<T: Target>(l: &Loop<T>, part: &mut Part) {
+async fn flush<T: Target>(l: &mut Loop<T>, part: &mut Part) {
     part.catching_up = false;
     let mut buffer = std::mem::take(&mut part.buffer);
     buffer.sort_by_key(|(d, _)| d.stream_seq);

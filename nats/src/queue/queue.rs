@@ -768,6 +768,7 @@ impl WorkQueue {
             prefetch: intake.prefetch,
             defer,
             stop: stop_rx,
+            stopped: false,
         };
         let task = match partitions {
             None => tokio::spawn(run_plain(l)),
