@@ -88,6 +88,57 @@ async fn the_same_id_pushed_twice_is_one_job() {
     assert_eq!(coordinator.stats().completed, 1);
 }
 
+/// A value serde_json cannot encode is refused as such: it used to be reported as "job
+/// payload is not the expected JSON: key must be a string", the message of a payload that
+/// does not decode, though nothing had been decoded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_json_cannot_encode_is_refused_as_an_encoding_error() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.unwrap();
+    let queue = nats
+        .work_queue("unencodable", WorkQueueOptions::default())
+        .await
+        .unwrap();
+    let value = std::collections::HashMap::from([((1, 2), "tuple keys")]);
+    let error = queue.push_json("tuple-map", &value).await.unwrap_err();
+    assert!(
+        matches!(&error, QueueError::Encode { id, .. } if id == "tuple-map"),
+        "{error:?}"
+    );
+    let text = error.to_string();
+    assert!(text.contains("cannot be pushed as JSON"), "{text}");
+    assert!(!text.contains("not the expected JSON"), "{text}");
+    assert_eq!(queue.stats().await.unwrap().messages, 0);
+}
+
+/// A queue's claims bucket has one time to live, fixed when it is created. A second
+/// opener asking for another used to get a `Claims` whose `ttl()` said 1 s while its
+/// claims lasted the bucket's hour (a claim was still held 2.5 s later); it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_opened_with_another_ttl_than_the_buckets_are_refused() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.unwrap();
+    let queue = nats
+        .work_queue("claimed", WorkQueueOptions::default())
+        .await
+        .unwrap();
+    let hour = Duration::from_secs(3600);
+    let claims = queue.claims(hour).await.unwrap();
+    assert!(claims.claim("job-1").await.unwrap());
+    let error = queue
+        .claims(Duration::from_secs(1))
+        .await
+        .expect_err("another ttl");
+    assert!(
+        matches!(&error, QueueError::Incompatible { problem, .. } if problem.contains("3600s")),
+        "{error:?}"
+    );
+    // The same ttl binds the same claims.
+    let again = queue.claims(hour).await.unwrap();
+    assert_eq!(again.ttl(), hour);
+    assert!(!again.claim("job-1").await.unwrap());
+}
+
 /// NATS trims header values, and a job id travels as one: ` a` used to be taken for a
 /// duplicate of `a` (silently not queued) and `a ` delivered as `a`. Such ids are refused;
 /// whitespace inside an id round-trips.
@@ -289,6 +340,55 @@ async fn an_always_failing_job_is_dead_lettered_after_max_deliver() {
 /// A dead letter carries the payload and headers saying why (the error cut to 1024 bytes):
 /// a push keeps room for them, so every job that is queued can be dead-lettered. One that
 /// fit a push but not its dead letter used to stay in the work stream for ever.
+/// A worker that dies holding a job's last delivery cannot dead-letter it; the server keeps
+/// it for ever, undelivered, and only tells an advisory. An intake's janitor moves it to
+/// the dead letters (reason `max deliveries`) and out of the work stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_janitor_dead_letters_a_job_whose_worker_died_on_its_last_delivery() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.unwrap();
+    let options = WorkQueueOptions::default()
+        .max_deliver(1)
+        .ack_wait(Duration::from_secs(1));
+    let queue = nats.work_queue("orphaned-worker", options).await.unwrap();
+    queue.push("last-chance", "payload").await.unwrap();
+    // The worker that dies: takes the job's only delivery and never answers.
+    let consumer: async_nats::jetstream::consumer::PullConsumer = nats
+        .jetstream()
+        .get_stream(queue.stream_name())
+        .await
+        .unwrap()
+        .get_consumer("work")
+        .await
+        .unwrap();
+    let mut batch = consumer.fetch().max_messages(1).messages().await.unwrap();
+    let taken = batch.next().await.expect("the job").unwrap();
+    assert_eq!(taken.info().unwrap().delivered, 1);
+    drop((batch, taken));
+    // A live node: its janitor hears the server give up on the job after ack_wait.
+    let (_coordinator, intake) = queue
+        .work_coordinator(
+            ok_body(),
+            EphemeralOptions::default(),
+            IntakeOptions::default(),
+        )
+        .await
+        .unwrap();
+    wait_stats(&queue, support::PATIENCE, |s| {
+        s.dead == 1 && s.messages == 0
+    })
+    .await;
+    let stats = intake.shutdown().await;
+    assert_eq!((stats.pulled, stats.dead_lettered), (0, 0), "{stats:?}");
+    let dead: Vec<_> = queue.dead_letters().await.unwrap().collect().await;
+    let letter = dead.into_iter().next().unwrap().unwrap();
+    assert_eq!(&*letter.id, "last-chance");
+    assert_eq!(letter.reason, "max deliveries");
+    assert_eq!(letter.deliveries, 1);
+    assert_eq!(letter.stream_sequence, 1);
+    assert_eq!(&letter.payload[..], b"payload");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_pushed_job_fits_its_dead_letter() {
     let server = NatsServer::start().await;
@@ -461,6 +561,184 @@ async fn an_explicit_cancel_terminates_the_job_with_a_signal() {
     let dropped = sink.latest("nats.job.dropped").expect("the dropped signal");
     assert_eq!(dropped.key(), Some("unwanted"));
     assert_eq!(queue.stats().await.unwrap().dead, 0);
+}
+
+/// A coordinator that closes (here `cancel`) stops its intake. It used to keep pulling: on a
+/// plain queue with `max_deliver` 1, 4 of 6 jobs pushed afterwards were taken only to be
+/// handed back, so all 4 became dead letters without ever running; on a keyed queue 5 of 6
+/// stayed held for ever (kept alive, never settled: `Intake::shutdown` never returned).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_coordinator_stops_its_intake_and_leaves_the_jobs_to_others() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.unwrap();
+    for keyed in [false, true] {
+        let options = WorkQueueOptions::default().max_deliver(1);
+        let (name, options) = if keyed {
+            ("closed-keyed", options.partitions(1))
+        } else {
+            ("closed-plain", options)
+        };
+        let queue = nats.work_queue(name, options).await.unwrap();
+        let intake_options = || IntakeOptions::default().pull_expiry(Duration::from_millis(100));
+        let concurrency = EphemeralOptions::default().max_concurrency(2);
+        let (cancel, first): (Box<dyn Fn()>, _) = if keyed {
+            let (c, i) = queue
+                .keyed_coordinator(ok_body(), concurrency.clone(), intake_options())
+                .await
+                .unwrap();
+            (Box::new(move || c.cancel()), i)
+        } else {
+            let (c, i) = queue
+                .work_coordinator(ok_body(), concurrency.clone(), intake_options())
+                .await
+                .unwrap();
+            (Box::new(move || c.cancel()), i)
+        };
+        cancel();
+        support::eventually("the intake to stop", || first.is_stopped()).await;
+        for n in 0..6 {
+            let id = format!("job-{n}");
+            if keyed {
+                queue.push_keyed("k", &id, "x").await.unwrap();
+            } else {
+                queue.push(&id, "x").await.unwrap();
+            }
+        }
+        let ran = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&ran);
+        let body = move |job: Job, _ctx: OperationContext| {
+            seen.lock()
+                .unwrap()
+                .push((job.id().to_owned(), job.delivered()));
+            async { Ok::<_, String>(()) }
+        };
+        let second = if keyed {
+            queue
+                .keyed_coordinator(body, concurrency, intake_options())
+                .await
+                .unwrap()
+                .1
+        } else {
+            queue
+                .work_coordinator(body, concurrency, intake_options())
+                .await
+                .unwrap()
+                .1
+        };
+        wait_stats(&queue, support::PATIENCE, |s| {
+            s.messages == 0 && s.held == 0
+        })
+        .await;
+        let second = second.shutdown().await;
+        let first = tokio::time::timeout(support::PATIENCE, first.shutdown())
+            .await
+            .expect("the closed node holds nothing");
+        let mut ran = ran.lock().unwrap().clone();
+        if !keyed {
+            ran.sort();
+        }
+        let expected: Vec<(String, u32)> = (0..6).map(|n| (format!("job-{n}"), 1)).collect();
+        assert_eq!(ran, expected, "keyed: {keyed}");
+        assert_eq!((first.pulled, second.acked), (0, 6), "keyed: {keyed}");
+        assert_eq!(queue.stats().await.unwrap().dead, 0, "keyed: {keyed}");
+    }
+}
+
+/// A defer rule on the coordinator's options is kept beside the intake's: it used to be
+/// replaced by the intake's, so with `circuit.open` held a job pulled while only
+/// `circuit.*` deferred ran at once. With a resume rule the two cannot be merged: refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_defer_rule_on_the_coordinator_is_kept_beside_the_intakes() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.unwrap();
+    let queue = nats
+        .work_queue("two-rules", WorkQueueOptions::default())
+        .await
+        .unwrap();
+    let sink = SignalSink::default();
+    let circuit = sink.hold("circuit.open").unwrap();
+    let options = EphemeralOptions::default()
+        .max_concurrency(2)
+        .signals(sink.clone())
+        .defer_on("circuit.*");
+    let error = queue
+        .work_coordinator(
+            ok_body(),
+            options.clone().resume_on("circuit.closed"),
+            IntakeOptions::default().defer_on("maintenance.*"),
+        )
+        .await
+        .expect_err("two defer rules and a resume rule");
+    assert!(
+        matches!(
+            error,
+            QueueError::Options {
+                option: "defer_on",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let (coordinator, intake) = queue
+        .work_coordinator(
+            ok_body(),
+            options,
+            IntakeOptions::default().defer_on("maintenance.*"),
+        )
+        .await
+        .unwrap();
+    queue.push("while-open", "x").await.unwrap();
+    // The intake pulls (only `maintenance.*` stops it); the coordinator defers the start.
+    support::eventually("the job to wait, deferred", || {
+        coordinator
+            .snapshot()
+            .iter()
+            .any(|s| s.state == OperationState::Deferred)
+    })
+    .await;
+    assert_eq!(intake.stats().started, 0);
+    drop(circuit);
+    wait_stats(&queue, support::PATIENCE, |s| {
+        s.messages == 0 && s.held == 0
+    })
+    .await;
+    let stats = intake.shutdown().await;
+    assert_eq!((stats.pulled, stats.acked), (1, 1));
+}
+
+/// An intake whose coordinator has no pending room (paused, `max_pending` 1 below the 2
+/// jobs it holds) still stops at once. It used to wait inside `enqueue` for room that
+/// never came: `Intake::shutdown` had not returned after 5 s, and nothing was handed back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_intake_hands_back_at_once_while_its_coordinator_has_no_room() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.unwrap();
+    let queue = nats
+        .work_queue("no-room", WorkQueueOptions::default())
+        .await
+        .unwrap();
+    let (coordinator, intake) = queue
+        .work_coordinator(
+            ok_body(),
+            EphemeralOptions::default()
+                .max_concurrency(1)
+                .max_pending(1),
+            IntakeOptions::default(),
+        )
+        .await
+        .unwrap();
+    coordinator.pause();
+    for n in 0..3 {
+        queue.push(&format!("job-{n}"), "x").await.unwrap();
+    }
+    support::eventually("two jobs held", || intake.stats().pulled == 2).await;
+    let stats = tokio::time::timeout(support::PATIENCE, intake.shutdown())
+        .await
+        .expect("the intake stops though the coordinator has no room");
+    assert_eq!((stats.pulled, stats.nacked, stats.held), (2, 2, 0));
+    assert_eq!(coordinator.stats().completed, 0);
+    let after = queue.stats().await.unwrap();
+    assert_eq!((after.messages, after.dead), (3, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

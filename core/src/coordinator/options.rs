@@ -344,6 +344,18 @@ impl EphemeralOptions {
         self
     }
 
+    /// The pattern given to [`defer_on`](Self::defer_on), if any.
+    #[must_use]
+    pub fn get_defer_on(&self) -> Option<&str> {
+        self.defer_on.as_ref().map(Pattern::as_str)
+    }
+
+    /// The pattern given to [`resume_on`](Self::resume_on), if any.
+    #[must_use]
+    pub fn get_resume_on(&self) -> Option<&str> {
+        self.resume_on.as_ref().map(Pattern::as_str)
+    }
+
     /// Each new signal matching `pattern` clears the sink once. The `sink.cleared` a clear
     /// raises never clears again, even when `pattern` matches it (`*`, `sink.*`).
     pub fn clear_on(mut self, pattern: &str) -> Self {

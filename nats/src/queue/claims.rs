@@ -63,7 +63,26 @@ impl Claims {
             });
         }
         let store = match js.get_key_value(&bucket).await {
-            Ok(store) => store,
+            // A bucket keeps its claims for the time to live it was created with, whatever
+            // a later opener asks: a claim lasting longer or shorter than `ttl` says would
+            // break the caller's reasoning, so another ttl is refused, never taken silently.
+            Ok(store) => {
+                let status = store
+                    .status()
+                    .await
+                    .map_err(|e| jetstream("read the claims bucket", &e))?;
+                if status.max_age() != ttl {
+                    return Err(QueueError::Incompatible {
+                        stream: status.info.config.name.clone(),
+                        problem: format!(
+                            "it keeps claims for {:?}, not the {ttl:?} asked for (open the claims with a ttl of {:?}, as the other nodes do)",
+                            status.max_age(),
+                            status.max_age()
+                        ),
+                    });
+                }
+                store
+            }
             Err(_) => js
                 .create_key_value(kv::Config {
                     bucket: bucket.clone(),

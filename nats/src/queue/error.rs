@@ -103,9 +103,22 @@ pub enum QueueError {
         /// The accepted range.
         rule: &'static str,
     },
-    /// A payload could not be encoded or decoded as JSON.
+    /// A payload could not be decoded as JSON ([`Job::json`](super::Job::json),
+    /// [`DeadLetter::json`](super::DeadLetter::json)).
     #[error("job payload is not the expected JSON: {0}")]
     Json(#[from] serde_json::Error),
+    /// A value given to [`push_json`](super::WorkQueue::push_json) or
+    /// [`push_keyed_json`](super::WorkQueue::push_keyed_json) could not be encoded as JSON;
+    /// nothing was pushed.
+    #[error(
+        "job `{id}` cannot be pushed as JSON: {source}: give a value serde_json can encode (a map's keys must be strings or integers), or encode it yourself and push the bytes"
+    )]
+    Encode {
+        /// The job id (shortened when long).
+        id: String,
+        /// Why serde_json refused it.
+        source: serde_json::Error,
+    },
     /// The coordinator could not be created.
     #[error(transparent)]
     Coordinator(#[from] ephemeral::CoordinatorError),

@@ -28,6 +28,9 @@ pub(crate) trait Target: Send + Sync + 'static {
     fn try_put(&self, job: Job) -> Result<OperationId, EnqueueError<Job>>;
     fn put(&self, job: Job) -> BoxFuture<'_, Result<OperationId, EnqueueError<Job>>>;
     fn cancel_op(&self, id: OperationId) -> bool;
+    /// Whether the coordinator refuses new items (completed, cancelled or dropped): the
+    /// intake then stops pulling, since nothing it pulled could run here.
+    fn is_closed(&self) -> bool;
 }
 
 impl Target for EphemeralWorkCoordinator<Job> {
@@ -42,6 +45,9 @@ impl Target for EphemeralWorkCoordinator<Job> {
     }
     fn cancel_op(&self, id: OperationId) -> bool {
         self.cancel_operation(id)
+    }
+    fn is_closed(&self) -> bool {
+        EphemeralWorkCoordinator::is_closed(self)
     }
 }
 
@@ -59,6 +65,9 @@ impl Target for EphemeralKeyedWorkCoordinator<Arc<str>, Job> {
     }
     fn cancel_op(&self, id: OperationId) -> bool {
         self.cancel_operation(id)
+    }
+    fn is_closed(&self) -> bool {
+        EphemeralKeyedWorkCoordinator::is_closed(self)
     }
 }
 
@@ -149,7 +158,8 @@ impl IntakeStats {
 /// Dropping it (or [`stop`](Self::stop)) stops pulling and hands back, at once, every held
 /// job that has not started; running jobs finish and are settled as usual, kept alive
 /// until then. [`shutdown`](Self::shutdown) does the same and waits until nothing is held.
-/// The coordinator lives at least as long as its intake.
+/// The coordinator lives at least as long as its intake. A coordinator that closes
+/// (`complete`, `cancel`) stops its intake too ([`is_stopped`](Self::is_stopped)).
 ///
 /// # Examples
 ///
@@ -325,6 +335,8 @@ pub(crate) struct Loop<T> {
     pub(crate) prefetch: Option<usize>,
     pub(crate) defer: Option<DeferRule>,
     pub(crate) stop: oneshot::Receiver<()>,
+    /// The stop came while waiting for the coordinator to take a job (`stop` is spent).
+    pub(crate) stopped: bool,
 }
 
 impl<T: Target> Loop<T> {
@@ -341,21 +353,47 @@ impl<T: Target> Loop<T> {
     }
 
     /// Puts a delivered job into the coordinator. Returns false when the coordinator no
-    /// longer accepts items (the job was handed back).
-    pub(crate) async fn enqueue(&self, delivery: Arc<Delivery>, job: Job) -> bool {
-        let result = match self.target.try_put(job) {
-            Err(EnqueueError::Full(job)) => self.target.put(job).await,
-            other => other,
+    /// longer accepts items or the intake was stopped meanwhile (the job was handed back).
+    pub(crate) async fn enqueue(&mut self, delivery: Arc<Delivery>, job: Job) -> bool {
+        let taken = match self.target.try_put(job) {
+            Ok(id) => Some(id),
+            Err(EnqueueError::Full(job)) => self.wait_for_room(job).await,
+            Err(_) => None,
         };
-        match result {
-            Ok(id) => {
+        match taken {
+            Some(id) => {
                 self.core.link(&self.tx, id, delivery);
                 true
             }
-            Err(_) => {
+            None => {
                 self.core.hand_back(&self.tx, delivery, None);
                 false
             }
+        }
+    }
+
+    /// Waits for the coordinator to take `job` when its pending room is full (it is
+    /// paused, or its items are deferred, with a `max_pending` below what this node
+    /// holds). Meanwhile it keeps house (hands back what waited past `max_hold`, gives up
+    /// lost leases) and obeys a stop at once: `None` when the job was not taken.
+    async fn wait_for_room(&mut self, job: Job) -> Option<OperationId> {
+        if self.stopped {
+            return None;
+        }
+        let period = self.tick_period();
+        let target = &self.target;
+        let mut put = std::pin::pin!(target.put(job));
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut self.stop => {
+                    self.stopped = true;
+                    return None;
+                }
+                result = &mut put => return result.ok(),
+                () = tokio::time::sleep(period) => {}
+            }
+            self.housekeeping();
         }
     }
 
@@ -437,6 +475,11 @@ pub(crate) async fn run_plain<T: Target>(mut l: Loop<T>) {
     let mut connects = l.core.nats.stats().connects;
     let mut pause_until = Instant::now();
     'pull: loop {
+        // A closed coordinator takes no job: pulling would only take jobs from other nodes
+        // to hand them back, each delivery counted against `max_deliver`.
+        if l.stopped || l.target.is_closed() {
+            break 'pull;
+        }
         if Instant::now() >= pause_until && l.core.nats.is_connected() && !l.deferred() {
             let capacity = l.capacity();
             let used = l.core.held_count() + puller.outstanding();

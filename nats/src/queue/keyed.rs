@@ -175,6 +175,10 @@ pub(crate) async fn run_keyed<T: Target>(
     let mut connects = core.nats.stats().connects;
     let mut pause_until = Instant::now();
     'pull: loop {
+        // A closed coordinator takes no job: stop pulling (see `run_plain`).
+        if l.stopped || l.target.is_closed() {
+            break 'pull;
+        }
         let now = Instant::now();
         if now >= claim_from {
             let live = members.live(now);
@@ -202,7 +206,7 @@ pub(crate) async fn run_keyed<T: Target>(
         {
             part.next_poll = now + Duration::from_millis(100);
             if caught_up(&l, part).await {
-                flush(&l, part).await;
+                flush(&mut l, part).await;
             }
         }
         if now >= pause_until && core.nats.is_connected() && !l.deferred() {
@@ -377,12 +381,18 @@ async fn caught_up<T: Target>(l: &Loop<T>, part: &Part) -> bool {
 }
 
 /// Ends catching up: enqueues the held-back jobs in stream order.
-async fn flush<T: Target>(l: &Loop<T>, part: &mut Part) {
+async fn flush<T: Target>(l: &mut Loop<T>, part: &mut Part) {
     part.catching_up = false;
     let mut buffer = std::mem::take(&mut part.buffer);
     buffer.sort_by_key(|(d, _)| d.stream_seq);
-    for (delivery, job) in buffer {
+    let mut jobs = buffer.into_iter();
+    while let Some((delivery, job)) = jobs.next() {
         if !l.enqueue(delivery, job).await {
+            // The coordinator closed: the rest go back too (dropped here, they would stay
+            // held, kept alive and never settled).
+            for (delivery, _) in jobs {
+                l.core.hand_back(&l.tx, delivery, None);
+            }
             return;
         }
     }

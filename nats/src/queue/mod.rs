@@ -18,7 +18,7 @@
 //! | `Cancelled` by a signal, an admission hook or `max_defer` | `-NAK` after [`IntakeOptions::cancel_delay`] (at least the signal's remaining time to live): the cluster keeps the job |
 //! | `Cancelled(Shutdown)` | `-NAK` at once: another node takes it |
 //! | `Cancelled(Explicit)` (`cancel_operation`) | `+TERM`, and the signal `nats.job.dropped` (key: the job id) |
-//! | anything but `Completed` on the last delivery | a dead letter, then `+TERM` (the server would otherwise keep the job for ever, undelivered) |
+//! | anything but `Completed` or `Cancelled(Explicit)` on the last delivery (each return uses a delivery) | a dead letter, then `+TERM` (the server would otherwise keep the job for ever, undelivered) |
 //! | lease lost (below) | `+ACK` if it completed; otherwise nothing |
 //!
 //! # Delivery is at least once
@@ -65,7 +65,10 @@
 //!   waited longer than [`IntakeOptions::max_hold`]; the moment the rule stops holding it
 //!   pulls again (the sink is watched, not polled).
 //! * **Stopping.** Dropping the [`Intake`] (or [`Intake::shutdown`]) stops pulling and
-//!   hands back at once what has not started; running jobs finish and are settled.
+//!   hands back at once what has not started; running jobs finish and are settled. A
+//!   coordinator that closes (`complete`, `cancel`, a drain rule) stops its intake the
+//!   same way within a housekeeping tick (at most 250 ms): it pulls no job it could not
+//!   run. Only what its requests still open bring is taken and handed back.
 //!
 //! # A server restart
 //!

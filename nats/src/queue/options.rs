@@ -352,6 +352,11 @@ impl IntakeOptions {
     /// How soon a job cancelled by a signal, an admission hook or `max_defer` is offered
     /// again (default 5 s; at least the cancelling signal's remaining time to live). A
     /// delay past what JetStream carries (about 292 years) is clamped to it.
+    ///
+    /// Each such return uses one of the job's `max_deliver` deliveries: a job cancelled
+    /// on its last one is dead-lettered (reason `cancelled`) though it never failed. To wait
+    /// out an outage that may outlast `max_deliver × cancel_delay`, use
+    /// [`defer_on`](Self::defer_on), which pulls nothing, rather than a `cancel_on` rule.
     pub fn cancel_delay(mut self, delay: Duration) -> Self {
         self.cancel_delay = Some(delay);
         self
@@ -386,7 +391,10 @@ impl IntakeOptions {
     /// the held jobs are kept alive (and handed back after [`max_hold`](Self::max_hold)),
     /// nothing is acknowledged, and pulling resumes the moment the rule stops holding (the
     /// sink is watched, never polled). Also set as the coordinator's
-    /// [`defer_on`](ephemeral::EphemeralOptions::defer_on), so jobs already held wait too.
+    /// [`defer_on`](ephemeral::EphemeralOptions::defer_on), so jobs already held wait too;
+    /// a `defer_on` the coordinator's options have already is kept (its jobs wait while
+    /// either rule holds), except with a `resume_on` on either side, where two rules cannot
+    /// be told apart: that is [`QueueError::Options`](super::QueueError::Options).
     ///
     /// A `defer_on` given only to the coordinator's options also stops this node's jobs
     /// from starting, but the intake cannot see it: it keeps pulling until it holds

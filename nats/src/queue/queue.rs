@@ -367,13 +367,14 @@ impl WorkQueue {
     ///
     /// # Errors
     ///
-    /// As [`push`](Self::push), and [`QueueError::Json`].
+    /// As [`push`](Self::push), and [`QueueError::Encode`] for a value serde_json cannot
+    /// encode.
     pub async fn push_json<T: serde::Serialize + ?Sized>(
         &self,
         id: &str,
         value: &T,
     ) -> Result<Pushed, QueueError> {
-        let payload = serde_json::to_vec(value)?;
+        let payload = encode(id, value)?;
         self.push(id, payload).await
     }
 
@@ -381,14 +382,14 @@ impl WorkQueue {
     ///
     /// # Errors
     ///
-    /// As [`push_keyed`](Self::push_keyed), and [`QueueError::Json`].
+    /// As [`push_keyed`](Self::push_keyed), and [`QueueError::Encode`].
     pub async fn push_keyed_json<T: serde::Serialize + ?Sized>(
         &self,
         key: &str,
         id: &str,
         value: &T,
     ) -> Result<Pushed, QueueError> {
-        let payload = serde_json::to_vec(value)?;
+        let payload = encode(id, value)?;
         self.push_keyed(key, id, payload).await
     }
 
@@ -541,11 +542,13 @@ impl WorkQueue {
     }
 
     /// The idempotency claims of this queue's jobs, each kept for `ttl` (a KV bucket
-    /// `<PREFIX>_WQ_<name>_CLAIMS`, created on first use). See [`Claims`].
+    /// `<PREFIX>_WQ_<name>_CLAIMS`, created on first use with that time to live, which
+    /// every node then uses). See [`Claims`].
     ///
     /// # Errors
     ///
-    /// A zero `ttl`, or the server's refusal.
+    /// A zero `ttl`, [`QueueError::Incompatible`] when the bucket exists with another
+    /// time to live (naming it), or the server's refusal.
     pub async fn claims(&self, ttl: Duration) -> Result<Claims, QueueError> {
         Claims::open(
             self.inner.nats.jetstream(),
@@ -694,7 +697,21 @@ impl WorkQueue {
         let q = &self.inner.options;
         let mut options = options;
         if let Some(defer) = &intake.defer_on {
-            options = options.defer_on(defer);
+            // The coordinator has one defer rule: one set on its options too is kept by
+            // deferring while either holds (they cannot be merged with a resume rule).
+            let combined = match options.get_defer_on() {
+                Some(own) if own != defer => {
+                    if options.get_resume_on().is_some() || intake.resume_on.is_some() {
+                        return Err(QueueError::Options {
+                            option: "defer_on",
+                            rule: "given once when a resume_on is set: the coordinator's options and the intake both have a defer rule; give both patterns to IntakeOptions::defer_on, separated by a comma, and one resume_on",
+                        });
+                    }
+                    format!("{own},{defer}")
+                }
+                _ => defer.clone(),
+            };
+            options = options.defer_on(&combined);
         }
         if let Some(resume) = &intake.resume_on {
             options = options.resume_on(resume);
@@ -751,6 +768,7 @@ impl WorkQueue {
             prefetch: intake.prefetch,
             defer,
             stop: stop_rx,
+            stopped: false,
         };
         let task = match partitions {
             None => tokio::spawn(run_plain(l)),
@@ -773,6 +791,14 @@ impl WorkQueue {
             },
         ))
     }
+}
+
+/// `value` as JSON for job `id`.
+fn encode<T: serde::Serialize + ?Sized>(id: &str, value: &T) -> Result<Vec<u8>, QueueError> {
+    serde_json::to_vec(value).map_err(|source| QueueError::Encode {
+        id: super::error::shorten(id),
+        source,
+    })
 }
 
 /// The caller's hooks, then the lease check (last, so it runs right before the body).
