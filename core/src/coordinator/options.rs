@@ -346,13 +346,13 @@ impl EphemeralOptions {
 
     /// The pattern given to [`defer_on`](Self::defer_on), if any.
     #[must_use]
-    pub fn get_defer_on(&self) -> Option<&str> {
+    pub fn defer_on_setting(&self) -> Option<&str> {
         self.defer_on.as_ref().map(Pattern::as_str)
     }
 
     /// The pattern given to [`resume_on`](Self::resume_on), if any.
     #[must_use]
-    pub fn get_resume_on(&self) -> Option<&str> {
+    pub fn resume_on_setting(&self) -> Option<&str> {
         self.resume_on.as_ref().map(Pattern::as_str)
     }
 

@@ -699,9 +699,9 @@ impl WorkQueue {
         if let Some(defer) = &intake.defer_on {
             // The coordinator has one defer rule: one set on its options too is kept by
             // deferring while either holds (they cannot be merged with a resume rule).
-            let combined = match options.get_defer_on() {
+            let combined = match options.defer_on_setting() {
                 Some(own) if own != defer => {
-                    if options.get_resume_on().is_some() || intake.resume_on.is_some() {
+                    if options.resume_on_setting().is_some() || intake.resume_on.is_some() {
                         return Err(QueueError::Options {
                             option: "defer_on",
                             rule: "given once when a resume_on is set: the coordinator's options and the intake both have a defer rule; give both patterns to IntakeOptions::defer_on, separated by a comma, and one resume_on",
