@@ -572,6 +572,41 @@ async fn stats_count_only_live_values_even_before_a_dead_owners_are_reclaimed() 
 }
 
 #[tokio::test]
+async fn a_full_store_makes_room_by_reclaiming_the_values_of_dead_owners() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let store = bus
+        .store("fullowned", StoreOptions::default().max_values(2))
+        .await
+        .unwrap();
+    let gone = {
+        let other = open(&dir).await;
+        let theirs = other
+            .store("fullowned", StoreOptions::default())
+            .await
+            .unwrap();
+        theirs.set_owned("a", b"1", None).await.unwrap();
+        theirs.set_owned("b", b"2", None).await.unwrap();
+        other.peer_id()
+    };
+    // The owner has left the bus: its two values are not live any more. Nothing that
+    // reclaims (get, entries, stats, a watcher) has looked at the store.
+    let lock = bus.dir().join(format!("{gone:016x}.peer"));
+    assert!(
+        support::eventually(Duration::from_secs(10), || !lock.exists()).await,
+        "the owner never left"
+    );
+    // Before: `Full` ("holds its maximum of 2 values") for a store with no live value.
+    store
+        .set("c", b"3", None)
+        .await
+        .expect("a store holding only a dead owner's values is not full");
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.values, stats.reclaimed), (1, 2));
+    assert_eq!(store.get("c").await.unwrap().as_deref(), Some(&b"3"[..]));
+}
+
+#[tokio::test]
 async fn a_room_gives_history_then_live_and_reports_what_its_bound_dropped() {
     let dir = tempdir();
     let bus = open(&dir).await;

@@ -228,11 +228,21 @@ impl StoreBackend for BusStore {
             let expires = clock::expiry_ms(now, ttl);
             let owner = if owned { self.me } else { 0 };
             let (id, name, options) = (self.id, self.name.clone(), self.options.clone());
-            let (key, value) = (key.to_owned(), value.to_vec());
-            let revision = self
-                .db
-                .write(move |w| ops::set(w, id, &name, &options, &key, &value, expires, owner, now))
-                .await?;
+            let (key, value) = (Arc::<str>::from(key), Arc::<[u8]>::from(value));
+            let write = || {
+                let (name, options) = (name.clone(), options.clone());
+                let (key, value) = (Arc::clone(&key), Arc::clone(&value));
+                self.db.write(move |w| {
+                    ops::set(w, id, &name, &options, &key, &value, expires, owner, now)
+                })
+            };
+            let revision = match write().await {
+                // Full, counting values whose owner is gone (a set cannot tell liveness
+                // inside its write): those are not live (`stats`, `entries` leave them
+                // out), so they are reclaimed and the set tried once more.
+                Err(StoreError::Full { .. }) if self.reclaim().await? > 0 => write().await?,
+                other => other?,
+            };
             self.db.sweeper.poke(expires);
             db::ring(&self.bus, &self.topic, revision).await;
             Ok(revision)
