@@ -607,6 +607,49 @@ async fn a_full_store_makes_room_by_reclaiming_the_values_of_dead_owners() {
 }
 
 #[tokio::test]
+async fn delete_and_clear_count_a_dead_owners_values_as_reclaimed() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let store = bus.store("gone", StoreOptions::default()).await.unwrap();
+    store.set("mine", b"plain", None).await.unwrap();
+    let gone = {
+        let other = open(&dir).await;
+        let theirs = other.store("gone", StoreOptions::default()).await.unwrap();
+        for key in ["victim", "c.1", "c.2"] {
+            theirs.set_owned(key, b"busy", None).await.unwrap();
+        }
+        other.peer_id()
+    };
+    let lock = bus.dir().join(format!("{gone:016x}.peer"));
+    assert!(
+        support::eventually(Duration::from_secs(10), || !lock.exists()).await,
+        "the owner never left"
+    );
+    let mut watch = store.watch("*").await.unwrap();
+    // Before: `true` (counted in `deletes`, watchers told `Deleted`) for a value `get`
+    // does not return.
+    assert!(!store.delete("victim").await.unwrap(), "not live");
+    // Before: 3, the dead owner's two other values counted as live ones cleared.
+    assert_eq!(store.clear().await.unwrap(), 1, "only `mine` was live");
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.deletes, stats.reclaimed), (1, 3), "{stats:?}");
+    let mut causes = std::collections::BTreeMap::new();
+    while causes.len() < 4 {
+        match next(&mut watch).await {
+            Ok(StoreEvent::Deleted { key, cause, .. }) => {
+                causes.insert(key.to_string(), cause);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(causes.remove("mine"), Some(Removal::Cleared));
+    assert!(
+        causes.values().all(|c| *c == Removal::OwnerGone),
+        "{causes:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_room_gives_history_then_live_and_reports_what_its_bound_dropped() {
     let dir = tempdir();
     let bus = open(&dir).await;

@@ -429,6 +429,12 @@ impl Store {
 
     /// Deletes `key` and its history; whether a live value was there.
     ///
+    /// A value that expired, or whose owner is gone, is not live (`get` returns nothing
+    /// for it): it is removed all the same, as what it is (watchers see
+    /// [`StoreEvent::Expired`], or [`StoreEvent::Deleted`] with [`Removal::OwnerGone`],
+    /// counted in [`StoreStats::expired`] or [`StoreStats::reclaimed`]), and the answer is
+    /// `false`.
+    ///
     /// # Errors
     ///
     /// [`StoreError::InvalidKey`], or a backend failure.
@@ -438,6 +444,9 @@ impl Store {
     }
 
     /// Deletes every value; returns how many live values were removed.
+    ///
+    /// Expired values and values whose owner is gone are removed as what they are (as
+    /// [`delete`](Self::delete) says) and not counted.
     ///
     /// # Errors
     ///

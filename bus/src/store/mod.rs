@@ -186,6 +186,21 @@ impl BusStore {
         }
     }
 
+    /// The owner of the value of `key` if it is another peer's and that peer is gone.
+    fn dead_owner_of(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        let owner = self.db.read(|txn, t| {
+            Ok(t.kv
+                .get(txn, codec::KvKey::new(self.id, key).as_bytes())
+                .map_err(self.db.err("read"))?
+                .and_then(decode_kv)
+                .map_or(0, |rec| rec.owner))
+        })?;
+        Ok(
+            (owner != 0 && owner != self.me && !owners::alive(&self.db.bus_dir, owner))
+                .then_some(owner),
+        )
+    }
+
     /// Removes the values of `dead` owners without making the caller wait.
     fn reclaim_in_background(&self, dead: Vec<u64>) {
         let db = Arc::clone(&self.db);
@@ -273,6 +288,12 @@ impl StoreBackend for BusStore {
 
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
+            // A value whose owner is gone is not live (`get` returns nothing): reclaimed as
+            // such (`Deleted(OwnerGone)`, counted in `reclaimed`), and the delete finds
+            // no live value. `live` starts that reclaim; it is awaited here.
+            if let Some(owner) = self.dead_owner_of(key)? {
+                reclaim_owners(&self.db, vec![owner]).await?;
+            }
             let now = clock::now_ms();
             let id = self.id;
             let key = key.to_owned();
@@ -287,6 +308,9 @@ impl StoreBackend for BusStore {
 
     fn clear(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(async move {
+            // Values whose owner is gone are not live: reclaimed as such first, so the
+            // count is of live values and their watchers hear `OwnerGone`.
+            self.reclaim().await?;
             let now = clock::now_ms();
             let id = self.id;
             let (removed, changed) = self.db.write(move |w| ops::clear(w, id, now)).await?;

@@ -604,7 +604,13 @@ impl StoreBackend for NatsStore {
             if raw.op != Op::Put {
                 return Ok(false);
             }
-            let live = raw.fresh(SystemTime::now());
+            let now = SystemTime::now();
+            let live = raw.fresh(now);
+            // A value whose owner is gone is not live (`get` returns nothing for it):
+            // `live` removes it as reclaimed (`OwnerGone`), and the answer is `false`.
+            if live && raw.owner.is_some() && !self.live(&raw, now, &mut HashMap::new()).await? {
+                return Ok(false);
+            }
             let removed = self.remove(&raw, "deleted").await?;
             Ok(live && removed)
         }
@@ -616,7 +622,16 @@ impl StoreBackend for NatsStore {
         async move {
             let now = SystemTime::now();
             let mut removed = 0;
+            let mut alive = HashMap::new();
             for raw in self.last_of_every_key().await? {
+                // Values whose owner is gone: reclaimed as such by `live`, not counted.
+                if raw.op == Op::Put
+                    && raw.fresh(now)
+                    && raw.owner.is_some()
+                    && !self.live(&raw, now, &mut alive).await?
+                {
+                    continue;
+                }
                 if raw.op == Op::Put && self.remove(&raw, "cleared").await? && raw.fresh(now) {
                     removed += 1;
                 }
