@@ -605,14 +605,18 @@ impl StoreBackend for NatsStore {
                 return Ok(false);
             }
             let now = SystemTime::now();
-            let live = raw.fresh(now);
-            // A value whose owner is gone is not live (`get` returns nothing for it):
-            // `live` removes it as reclaimed (`OwnerGone`), and the answer is `false`.
-            if live && raw.owner.is_some() && !self.live(&raw, now, &mut HashMap::new()).await? {
+            if !raw.fresh(now) {
+                // Expired: not live. The server removes it at its time to live (watchers see
+                // `Expired`, as on the bus, where a delete logs the expiry); a purge here
+                // would tell them `Deleted` instead.
                 return Ok(false);
             }
-            let removed = self.remove(&raw, "deleted").await?;
-            Ok(live && removed)
+            // A value whose owner is gone is not live (`get` returns nothing for it):
+            // `live` removes it as reclaimed (`OwnerGone`), and the answer is `false`.
+            if raw.owner.is_some() && !self.live(&raw, now, &mut HashMap::new()).await? {
+                return Ok(false);
+            }
+            self.remove(&raw, "deleted").await
         }
         .map(|r| super::offline(&self.nats, r))
         .boxed()
@@ -624,15 +628,16 @@ impl StoreBackend for NatsStore {
             let mut removed = 0;
             let mut alive = HashMap::new();
             for raw in self.last_of_every_key().await? {
-                // Values whose owner is gone: reclaimed as such by `live`, not counted.
-                if raw.op == Op::Put
-                    && raw.fresh(now)
-                    && raw.owner.is_some()
-                    && !self.live(&raw, now, &mut alive).await?
-                {
+                // Expired values are left to the server, which removes them at their time
+                // to live (watchers see `Expired`, as on the bus); not counted.
+                if !raw.fresh(now) {
                     continue;
                 }
-                if raw.op == Op::Put && self.remove(&raw, "cleared").await? && raw.fresh(now) {
+                // Values whose owner is gone: reclaimed as such by `live`, not counted.
+                if raw.owner.is_some() && !self.live(&raw, now, &mut alive).await? {
+                    continue;
+                }
+                if self.remove(&raw, "cleared").await? {
                     removed += 1;
                 }
             }
