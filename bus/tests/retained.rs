@@ -649,6 +649,31 @@ async fn delete_and_clear_count_a_dead_owners_values_as_reclaimed() {
     );
 }
 
+/// The database's 1 GiB map filled with big values: `DatabaseFull` says "clear or delete
+/// values", and `clear` must then work (one transaction removing them all has no room for
+/// the pages it writes before it commits).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_database_can_be_cleared() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let store = bus.store("filled", StoreOptions::default()).await.unwrap();
+    let value = vec![7u8; (1 << 20) - 100];
+    let mut stored = 0u64;
+    let full = loop {
+        match store.set(&format!("k{stored}"), &value, None).await {
+            Ok(_) => stored += 1,
+            Err(e) => break e,
+        }
+        assert!(stored < 2000, "1 GiB never filled");
+    };
+    assert!(matches!(full, StoreError::DatabaseFull { .. }), "{full}");
+    assert!(full.to_string().contains("clear or delete"), "{full}");
+    // Before: `DatabaseFull` again.
+    assert_eq!(store.clear().await.expect("a full database clears"), stored);
+    assert!(store.entries().await.unwrap().is_empty());
+    store.set("again", &value, None).await.expect("room again");
+}
+
 #[tokio::test]
 async fn a_room_gives_history_then_live_and_reports_what_its_bound_dropped() {
     let dir = tempdir();

@@ -448,6 +448,11 @@ impl Store {
     /// Expired values and values whose owner is gone are removed as what they are (as
     /// [`delete`](Self::delete) says) and not counted.
     ///
+    /// On the bus a clear is one transaction, except in a full database
+    /// ([`StoreError::DatabaseFull`]), where one transaction has no room to remove much: it
+    /// then removes the values a few at a time, each step freeing room for the next, so a
+    /// clear works when the database is full (a set racing it may then survive it).
+    ///
     /// # Errors
     ///
     /// A backend failure.

@@ -118,6 +118,9 @@ impl fmt::Debug for BusStore {
     }
 }
 
+/// The most values one write of a clear removes when the database is full.
+const CLEAR_STEP: usize = 64;
+
 /// A record read from `kv`, owned.
 struct Found {
     revision: u64,
@@ -199,6 +202,27 @@ impl BusStore {
             (owner != 0 && owner != self.me && !owners::alive(&self.db.bus_dir, owner))
                 .then_some(owner),
         )
+    }
+
+    /// [`Store::clear`] in a full database: at most [`CLEAR_STEP`] values per write,
+    /// fewer (down to one) while even that finds no room.
+    async fn clear_in_steps(&self) -> Result<u64, StoreError> {
+        let id = self.id;
+        let (mut step, mut total) = (CLEAR_STEP, 0);
+        loop {
+            let now = clock::now_ms();
+            match self.db.write(move |w| ops::clear(w, id, now, step)).await {
+                Ok((removed, more, changed)) => {
+                    ops::ring_all(&self.db, &changed).await;
+                    total += removed;
+                    if !more {
+                        return Ok(total);
+                    }
+                }
+                Err(StoreError::DatabaseFull { .. }) if step > 1 => step /= 2,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Removes the values of `dead` owners without making the caller wait.
@@ -311,11 +335,23 @@ impl StoreBackend for BusStore {
             // Values whose owner is gone are not live: reclaimed as such first, so the
             // count is of live values and their watchers hear `OwnerGone`.
             self.reclaim().await?;
-            let now = clock::now_ms();
             let id = self.id;
-            let (removed, changed) = self.db.write(move |w| ops::clear(w, id, now)).await?;
-            ops::ring_all(&self.db, &changed).await;
-            Ok(removed)
+            let now = clock::now_ms();
+            match self
+                .db
+                .write(move |w| ops::clear(w, id, now, usize::MAX))
+                .await
+            {
+                Ok((removed, _, changed)) => {
+                    ops::ring_all(&self.db, &changed).await;
+                    Ok(removed)
+                }
+                // A full database has no room for the pages one big removal writes before it
+                // commits (LMDB reuses freed pages only after): a few values at a time, each
+                // write freeing room for the next.
+                Err(StoreError::DatabaseFull { .. }) => self.clear_in_steps().await,
+                Err(e) => Err(e),
+            }
         })
     }
 
