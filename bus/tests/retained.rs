@@ -674,6 +674,47 @@ async fn a_full_database_can_be_cleared() {
     store.set("again", &value, None).await.expect("room again");
 }
 
+/// A durable subscription whose backlog filled the database: acknowledging it, or removing
+/// the subscription, must work (each one removal too big for one transaction when full).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_backlog_that_filled_the_database_can_be_acknowledged_or_removed() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let options = DurableOptions::default()
+        .max_bytes(4 << 30)
+        .max_messages(100_000);
+    let payload = vec![7u8; (1 << 20) - 200];
+    let fill = || async {
+        let mut kept = 0u32;
+        loop {
+            match bus.publish("backlog.x", payload.clone()).await {
+                Ok(_) => kept += 1,
+                Err(e) => {
+                    assert!(e.to_string().contains("acknowledge or remove"), "{e}");
+                    break;
+                }
+            }
+            assert!(kept < 2000, "1 GiB never filled");
+        }
+    };
+    let sub = bus
+        .subscribe_durable_with("backlog.*", "backlog", options)
+        .await
+        .unwrap();
+    fill().await;
+    // Before: `DatabaseFull` for both.
+    sub.ack_sequence(u64::MAX)
+        .await
+        .expect("a full database's backlog can be acknowledged");
+    fill().await;
+    sub.remove()
+        .await
+        .expect("a full database's subscription can be removed");
+    bus.publish("backlog.x", payload.clone())
+        .await
+        .expect("nothing kept any more");
+}
+
 #[tokio::test]
 async fn a_room_gives_history_then_live_and_reports_what_its_bound_dropped() {
     let dir = tempdir();
