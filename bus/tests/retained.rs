@@ -572,6 +572,150 @@ async fn stats_count_only_live_values_even_before_a_dead_owners_are_reclaimed() 
 }
 
 #[tokio::test]
+async fn a_full_store_makes_room_by_reclaiming_the_values_of_dead_owners() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let store = bus
+        .store("fullowned", StoreOptions::default().max_values(2))
+        .await
+        .unwrap();
+    let gone = {
+        let other = open(&dir).await;
+        let theirs = other
+            .store("fullowned", StoreOptions::default())
+            .await
+            .unwrap();
+        theirs.set_owned("a", b"1", None).await.unwrap();
+        theirs.set_owned("b", b"2", None).await.unwrap();
+        other.peer_id()
+    };
+    // The owner has left the bus: its two values are not live any more. Nothing that
+    // reclaims (get, entries, stats, a watcher) has looked at the store.
+    let lock = bus.dir().join(format!("{gone:016x}.peer"));
+    assert!(
+        support::eventually(Duration::from_secs(10), || !lock.exists()).await,
+        "the owner never left"
+    );
+    // Before: `Full` ("holds its maximum of 2 values") for a store with no live value.
+    store
+        .set("c", b"3", None)
+        .await
+        .expect("a store holding only a dead owner's values is not full");
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.values, stats.reclaimed), (1, 2));
+    assert_eq!(store.get("c").await.unwrap().as_deref(), Some(&b"3"[..]));
+}
+
+#[tokio::test]
+async fn delete_and_clear_count_a_dead_owners_values_as_reclaimed() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let store = bus.store("gone", StoreOptions::default()).await.unwrap();
+    store.set("mine", b"plain", None).await.unwrap();
+    let gone = {
+        let other = open(&dir).await;
+        let theirs = other.store("gone", StoreOptions::default()).await.unwrap();
+        for key in ["victim", "c.1", "c.2"] {
+            theirs.set_owned(key, b"busy", None).await.unwrap();
+        }
+        other.peer_id()
+    };
+    let lock = bus.dir().join(format!("{gone:016x}.peer"));
+    assert!(
+        support::eventually(Duration::from_secs(10), || !lock.exists()).await,
+        "the owner never left"
+    );
+    let mut watch = store.watch("*").await.unwrap();
+    // Before: `true` (counted in `deletes`, watchers told `Deleted`) for a value `get`
+    // does not return.
+    assert!(!store.delete("victim").await.unwrap(), "not live");
+    // Before: 3, the dead owner's two other values counted as live ones cleared.
+    assert_eq!(store.clear().await.unwrap(), 1, "only `mine` was live");
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.deletes, stats.reclaimed), (1, 3), "{stats:?}");
+    let mut causes = std::collections::BTreeMap::new();
+    while causes.len() < 4 {
+        match next(&mut watch).await {
+            Ok(StoreEvent::Deleted { key, cause, .. }) => {
+                causes.insert(key.to_string(), cause);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(causes.remove("mine"), Some(Removal::Cleared));
+    assert!(
+        causes.values().all(|c| *c == Removal::OwnerGone),
+        "{causes:?}"
+    );
+}
+
+/// The database's 1 GiB map filled with big values: `DatabaseFull` says "clear or delete
+/// values", and `clear` must then work (one transaction removing them all has no room for
+/// the pages it writes before it commits).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_database_can_be_cleared() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let store = bus.store("filled", StoreOptions::default()).await.unwrap();
+    let value = vec![7u8; (1 << 20) - 100];
+    let mut stored = 0u64;
+    let full = loop {
+        match store.set(&format!("k{stored}"), &value, None).await {
+            Ok(_) => stored += 1,
+            Err(e) => break e,
+        }
+        assert!(stored < 2000, "1 GiB never filled");
+    };
+    assert!(matches!(full, StoreError::DatabaseFull { .. }), "{full}");
+    assert!(full.to_string().contains("clear or delete"), "{full}");
+    // Before: `DatabaseFull` again.
+    assert_eq!(store.clear().await.expect("a full database clears"), stored);
+    assert!(store.entries().await.unwrap().is_empty());
+    store.set("again", &value, None).await.expect("room again");
+}
+
+/// A durable subscription whose backlog filled the database: acknowledging it, or removing
+/// the subscription, must work (each one removal too big for one transaction when full).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_backlog_that_filled_the_database_can_be_acknowledged_or_removed() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let options = DurableOptions::default()
+        .max_bytes(4 << 30)
+        .max_messages(100_000);
+    let payload = vec![7u8; (1 << 20) - 200];
+    let fill = || async {
+        let mut kept = 0u32;
+        loop {
+            match bus.publish("backlog.x", payload.clone()).await {
+                Ok(_) => kept += 1,
+                Err(e) => {
+                    assert!(e.to_string().contains("acknowledge or remove"), "{e}");
+                    break;
+                }
+            }
+            assert!(kept < 2000, "1 GiB never filled");
+        }
+    };
+    let sub = bus
+        .subscribe_durable_with("backlog.*", "backlog", options)
+        .await
+        .unwrap();
+    fill().await;
+    // Before: `DatabaseFull` for both.
+    sub.ack_sequence(u64::MAX)
+        .await
+        .expect("a full database's backlog can be acknowledged");
+    fill().await;
+    sub.remove()
+        .await
+        .expect("a full database's subscription can be removed");
+    bus.publish("backlog.x", payload.clone())
+        .await
+        .expect("nothing kept any more");
+}
+
+#[tokio::test]
 async fn a_room_gives_history_then_live_and_reports_what_its_bound_dropped() {
     let dir = tempdir();
     let bus = open(&dir).await;

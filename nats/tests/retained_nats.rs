@@ -617,6 +617,52 @@ async fn a_watcher_hears_an_owned_value_go_with_its_owner() {
     assert_eq!(store.get("worker.7").await.expect("get"), None);
 }
 
+/// A value whose owner is gone is not live: `delete` removes it as reclaimed and answers
+/// `false`, `clear` removes such values as reclaimed and does not count them (as `get`
+/// and `stats` already see it; the bus does the same, `bus/tests/retained.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_and_clear_count_a_dead_owners_values_as_reclaimed() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.expect("connect");
+    let store = nats
+        .store("owned.gone", StoreOptions::default())
+        .await
+        .expect("store");
+    store.set("mine", b"plain", None).await.expect("set");
+    {
+        let owner = Nats::connect(&server.url()).await.expect("connect");
+        let theirs = owner
+            .store("owned.gone", StoreOptions::default())
+            .await
+            .expect("store");
+        for key in ["probe", "victim", "c.1", "c.2"] {
+            theirs
+                .set_owned(key, b"busy", None)
+                .await
+                .expect("set owned");
+        }
+    } // The owner goes: its liveness key lapses within seconds.
+    // Its death as a read of `probe` sees it (that read reclaims `probe` alone).
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while store.get("probe").await.expect("get").is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the owner never died"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Before: `true` (and counted in `deletes`) for a value `get` no longer returned.
+    assert!(!store.delete("victim").await.expect("delete"), "not live");
+    // Before: 3, the dead owner's two values counted as live ones cleared.
+    assert_eq!(
+        store.clear().await.expect("clear"),
+        1,
+        "only `mine` was live"
+    );
+    let stats = store.stats().await.expect("stats");
+    assert_eq!((stats.deletes, stats.reclaimed), (1, 4), "{stats:?}");
+}
+
 /// Stops `server` and waits until `nats` noticed the connection is down.
 async fn stop_and_wait_until_noticed(server: &mut NatsServer, nats: &Nats) {
     server.stop().await;

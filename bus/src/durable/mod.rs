@@ -231,7 +231,11 @@ impl DurableBackend for BusDurable {
     fn ack(&self, sequence: u64) -> BoxFuture<'static, Result<(), StoreError>> {
         let (id, db, acked) = (self.id, Arc::clone(&self.db), Arc::clone(&self.acked));
         Box::pin(async move {
-            let position = db.write(move |w| ops::ack(w, id, sequence)).await?;
+            let position = match db.write(move |w| ops::ack(w, id, sequence)).await {
+                Ok(position) => position,
+                Err(StoreError::DatabaseFull { .. }) => ack_in_steps(&db, id, sequence).await?,
+                Err(e) => return Err(e),
+            };
             // Release: pairs with the Acquire in `Reader::next`.
             acked.fetch_max(position, Ordering::Release);
             Ok(())
@@ -241,13 +245,44 @@ impl DurableBackend for BusDurable {
     fn remove(mut self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>> {
         Box::pin(async move {
             let (id, name) = (self.id, self.name.to_string());
-            self.db.write(move |w| ops::remove(w, &name, id)).await?;
+            let remove = |name: String| self.db.write(move |w| ops::remove(w, &name, id));
+            match remove(name.clone()).await {
+                Ok(()) => {}
+                // A full database: the messages first, a few at a time, then the rest.
+                Err(StoreError::DatabaseFull { .. }) => {
+                    ack_in_steps(&self.db, id, u64::MAX).await?;
+                    remove(name).await?;
+                }
+                Err(e) => return Err(e),
+            }
             if let Some((file, path)) = self.lock.take() {
                 let _ = std::fs::remove_file(path);
                 drop(file);
             }
             capture::sync(&self.bus).await
         })
+    }
+}
+
+/// The most messages one write of an acknowledgement removes when the database is full.
+const ACK_STEP: usize = 64;
+
+/// Acknowledges up to `sequence` in a full database, where one transaction has no room to
+/// remove many messages (LMDB reuses freed pages only after the commit): at most
+/// [`ACK_STEP`] per write, fewer (down to one) while even that finds no room. Returns the
+/// acknowledged position.
+async fn ack_in_steps(db: &Db, id: u32, sequence: u64) -> Result<u64, StoreError> {
+    let mut step = ACK_STEP;
+    loop {
+        match db
+            .write(move |w| ops::ack_some(w, id, sequence, step))
+            .await
+        {
+            Ok((position, true)) => return Ok(position),
+            Ok((_, false)) => {}
+            Err(StoreError::DatabaseFull { .. }) if step > 1 => step /= 2,
+            Err(e) => return Err(e),
+        }
     }
 }
 

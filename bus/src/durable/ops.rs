@@ -222,6 +222,48 @@ pub(crate) fn ack(w: &mut Write<'_, '_>, id: u32, seq: u64) -> Result<u64, Store
     Ok(seq)
 }
 
+/// Acknowledges up to `seq` like [`ack`], removing at most `limit` messages: for a full
+/// database, where one transaction has no room to remove many. Returns the acknowledged
+/// position and whether it reached `seq` (at most the last message stored).
+pub(crate) fn ack_some(
+    w: &mut Write<'_, '_>,
+    id: u32,
+    seq: u64,
+    limit: usize,
+) -> Result<(u64, bool), StoreError> {
+    let mut c = counters(w, id)?;
+    let seq = seq.min(c[LAST]);
+    if seq <= c[ACKED] {
+        return Ok((c[ACKED], true));
+    }
+    let from = seq_key(id, 0);
+    let to = seq_key(id, seq);
+    let found: Vec<(Vec<u8>, u64)> =
+        w.t.msg
+            .range(
+                w.txn,
+                &(Bound::Included(&from[..]), Bound::Included(&to[..])),
+            )
+            .map_err(w.err("read messages"))?
+            .take(limit)
+            .map(|item| item.map(|(k, r)| (k.to_vec(), r.len() as u64)))
+            .collect::<Result<_, _>>()
+            .map_err(w.err("read messages"))?;
+    let done = found.len() < limit;
+    let mut position = seq;
+    for (k, len) in &found {
+        w.t.msg.delete(w.txn, k).map_err(w.err("delete messages"))?;
+        c[COUNT] = c[COUNT].saturating_sub(1);
+        c[BYTES] = c[BYTES].saturating_sub(*len);
+        if !done {
+            position = codec::seq_of(k).unwrap_or(position);
+        }
+    }
+    c[ACKED] = position;
+    save(w, id, &c)?;
+    Ok((position, done))
+}
+
 /// Removes the subscription `name` (id `id`) and everything kept for it.
 pub(crate) fn remove(w: &mut Write<'_, '_>, name: &str, id: u32) -> Result<(), StoreError> {
     let current =

@@ -284,6 +284,10 @@ impl DurableSubscription {
     /// read them (a backlog skipped this way) are passed over without a [`Lagged`], on both
     /// backends: they were not dropped by a bound.
     ///
+    /// On the bus, in a full database ([`StoreError::DatabaseFull`]) a big acknowledgement
+    /// (or [`remove`](Self::remove)) removes the messages a few at a time, each step freeing
+    /// room for the next, so a backlog that filled the database can always be let go.
+    ///
     /// # Errors
     ///
     /// A backend failure.

@@ -85,7 +85,7 @@ pub enum StoreError {
     },
     /// The database has no room left.
     #[error(
-        "the retained-state database at {path} is full ({max} bytes): clear or delete values, or let them expire"
+        "the retained-state database at {path} is full ({max} bytes): clear or delete values, or let them expire; acknowledge or remove what durable subscriptions keep"
     )]
     DatabaseFull {
         /// The database directory.

@@ -75,7 +75,8 @@ impl StoreOptions {
 
     /// The most values the store holds (default 100,000). Setting a *new* key beyond it is
     /// [`StoreError::Full`]; existing keys can still be updated. Expired values and values
-    /// whose owner is gone do not count once they are swept.
+    /// whose owner is gone do not count: on the bus, a set that finds the store full removes
+    /// them first (on NATS the bound is not enforced, see [`retained`](super)).
     pub fn max_values(mut self, values: u64) -> Self {
         self.max_values = values.max(1);
         self
@@ -428,6 +429,12 @@ impl Store {
 
     /// Deletes `key` and its history; whether a live value was there.
     ///
+    /// A value that expired, or whose owner is gone, is not live (`get` returns nothing
+    /// for it): it is removed all the same, as what it is (watchers see
+    /// [`StoreEvent::Expired`], or [`StoreEvent::Deleted`] with [`Removal::OwnerGone`],
+    /// counted in [`StoreStats::expired`] or [`StoreStats::reclaimed`]), and the answer is
+    /// `false`.
+    ///
     /// # Errors
     ///
     /// [`StoreError::InvalidKey`], or a backend failure.
@@ -437,6 +444,14 @@ impl Store {
     }
 
     /// Deletes every value; returns how many live values were removed.
+    ///
+    /// Expired values and values whose owner is gone are removed as what they are (as
+    /// [`delete`](Self::delete) says) and not counted.
+    ///
+    /// On the bus a clear is one transaction, except in a full database
+    /// ([`StoreError::DatabaseFull`]), where one transaction has no room to remove much: it
+    /// then removes the values a few at a time, each step freeing room for the next, so a
+    /// clear works when the database is full (a set racing it may then survive it).
     ///
     /// # Errors
     ///

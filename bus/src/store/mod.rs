@@ -118,6 +118,9 @@ impl fmt::Debug for BusStore {
     }
 }
 
+/// The most values one write of a clear removes when the database is full.
+const CLEAR_STEP: usize = 64;
+
 /// A record read from `kv`, owned.
 struct Found {
     revision: u64,
@@ -186,6 +189,42 @@ impl BusStore {
         }
     }
 
+    /// The owner of the value of `key` if it is another peer's and that peer is gone.
+    fn dead_owner_of(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        let owner = self.db.read(|txn, t| {
+            Ok(t.kv
+                .get(txn, codec::KvKey::new(self.id, key).as_bytes())
+                .map_err(self.db.err("read"))?
+                .and_then(decode_kv)
+                .map_or(0, |rec| rec.owner))
+        })?;
+        Ok(
+            (owner != 0 && owner != self.me && !owners::alive(&self.db.bus_dir, owner))
+                .then_some(owner),
+        )
+    }
+
+    /// [`Store::clear`] in a full database: at most [`CLEAR_STEP`] values per write,
+    /// fewer (down to one) while even that finds no room.
+    async fn clear_in_steps(&self) -> Result<u64, StoreError> {
+        let id = self.id;
+        let (mut step, mut total) = (CLEAR_STEP, 0);
+        loop {
+            let now = clock::now_ms();
+            match self.db.write(move |w| ops::clear(w, id, now, step)).await {
+                Ok((removed, more, changed)) => {
+                    ops::ring_all(&self.db, &changed).await;
+                    total += removed;
+                    if !more {
+                        return Ok(total);
+                    }
+                }
+                Err(StoreError::DatabaseFull { .. }) if step > 1 => step /= 2,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Removes the values of `dead` owners without making the caller wait.
     fn reclaim_in_background(&self, dead: Vec<u64>) {
         let db = Arc::clone(&self.db);
@@ -228,11 +267,21 @@ impl StoreBackend for BusStore {
             let expires = clock::expiry_ms(now, ttl);
             let owner = if owned { self.me } else { 0 };
             let (id, name, options) = (self.id, self.name.clone(), self.options.clone());
-            let (key, value) = (key.to_owned(), value.to_vec());
-            let revision = self
-                .db
-                .write(move |w| ops::set(w, id, &name, &options, &key, &value, expires, owner, now))
-                .await?;
+            let (key, value) = (Arc::<str>::from(key), Arc::<[u8]>::from(value));
+            let write = || {
+                let (name, options) = (name.clone(), options.clone());
+                let (key, value) = (Arc::clone(&key), Arc::clone(&value));
+                self.db.write(move |w| {
+                    ops::set(w, id, &name, &options, &key, &value, expires, owner, now)
+                })
+            };
+            let revision = match write().await {
+                // Full, counting values whose owner is gone (a set cannot tell liveness
+                // inside its write): those are not live (`stats`, `entries` leave them
+                // out), so they are reclaimed and the set tried once more.
+                Err(StoreError::Full { .. }) if self.reclaim().await? > 0 => write().await?,
+                other => other?,
+            };
             self.db.sweeper.poke(expires);
             db::ring(&self.bus, &self.topic, revision).await;
             Ok(revision)
@@ -263,6 +312,12 @@ impl StoreBackend for BusStore {
 
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
+            // A value whose owner is gone is not live (`get` returns nothing): reclaimed as
+            // such (`Deleted(OwnerGone)`, counted in `reclaimed`), and the delete finds
+            // no live value. `live` starts that reclaim; it is awaited here.
+            if let Some(owner) = self.dead_owner_of(key)? {
+                reclaim_owners(&self.db, vec![owner]).await?;
+            }
             let now = clock::now_ms();
             let id = self.id;
             let key = key.to_owned();
@@ -277,11 +332,26 @@ impl StoreBackend for BusStore {
 
     fn clear(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(async move {
-            let now = clock::now_ms();
+            // Values whose owner is gone are not live: reclaimed as such first, so the
+            // count is of live values and their watchers hear `OwnerGone`.
+            self.reclaim().await?;
             let id = self.id;
-            let (removed, changed) = self.db.write(move |w| ops::clear(w, id, now)).await?;
-            ops::ring_all(&self.db, &changed).await;
-            Ok(removed)
+            let now = clock::now_ms();
+            match self
+                .db
+                .write(move |w| ops::clear(w, id, now, usize::MAX))
+                .await
+            {
+                Ok((removed, _, changed)) => {
+                    ops::ring_all(&self.db, &changed).await;
+                    Ok(removed)
+                }
+                // A full database has no room for the pages one big removal writes before it
+                // commits (LMDB reuses freed pages only after): a few values at a time, each
+                // write freeing room for the next.
+                Err(StoreError::DatabaseFull { .. }) => self.clear_in_steps().await,
+                Err(e) => Err(e),
+            }
         })
     }
 

@@ -405,16 +405,19 @@ pub(crate) fn delete(
     Ok((live, touched.save(w)?))
 }
 
-/// A clear: how many live values were removed.
+/// A clear of at most `limit` values (`usize::MAX`: all): how many live values were
+/// removed, and whether values are left (the limit was reached).
 pub(crate) fn clear(
     w: &mut Write<'_, '_>,
     id: u32,
     now: u64,
-) -> Result<(u64, Changed), StoreError> {
+    limit: usize,
+) -> Result<(u64, bool, Changed), StoreError> {
     let all: Vec<(String, Old)> =
         w.t.kv
             .prefix_iter(w.txn, &codec::id_key(id))
             .map_err(w.err("read"))?
+            .take(limit)
             .map(|item| {
                 let (k, r) = item.map_err(w.err("read"))?;
                 let key = std::str::from_utf8(k.get(4..).unwrap_or_default())
@@ -430,6 +433,7 @@ pub(crate) fn clear(
                 ))
             })
             .collect::<Result<_, StoreError>>()?;
+    let more = all.len() == limit;
     let mut touched = Touched::new();
     let mut removed = 0;
     for (key, old) in all {
@@ -458,7 +462,7 @@ pub(crate) fn clear(
             removed += 1;
         }
     }
-    Ok((removed, touched.save(w)?))
+    Ok((removed, more, touched.save(w)?))
 }
 
 /// Removes values whose expiry is due (of store `only`, or all), at most `limit`.

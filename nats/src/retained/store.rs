@@ -604,9 +604,19 @@ impl StoreBackend for NatsStore {
             if raw.op != Op::Put {
                 return Ok(false);
             }
-            let live = raw.fresh(SystemTime::now());
-            let removed = self.remove(&raw, "deleted").await?;
-            Ok(live && removed)
+            let now = SystemTime::now();
+            if !raw.fresh(now) {
+                // Expired: not live. The server removes it at its time to live (watchers see
+                // `Expired`, as on the bus, where a delete logs the expiry); a purge here
+                // would tell them `Deleted` instead.
+                return Ok(false);
+            }
+            // A value whose owner is gone is not live (`get` returns nothing for it):
+            // `live` removes it as reclaimed (`OwnerGone`), and the answer is `false`.
+            if raw.owner.is_some() && !self.live(&raw, now, &mut HashMap::new()).await? {
+                return Ok(false);
+            }
+            self.remove(&raw, "deleted").await
         }
         .map(|r| super::offline(&self.nats, r))
         .boxed()
@@ -616,8 +626,18 @@ impl StoreBackend for NatsStore {
         async move {
             let now = SystemTime::now();
             let mut removed = 0;
+            let mut alive = HashMap::new();
             for raw in self.last_of_every_key().await? {
-                if raw.op == Op::Put && self.remove(&raw, "cleared").await? && raw.fresh(now) {
+                // Expired values are left to the server, which removes them at their time
+                // to live (watchers see `Expired`, as on the bus); not counted.
+                if !raw.fresh(now) {
+                    continue;
+                }
+                // Values whose owner is gone: reclaimed as such by `live`, not counted.
+                if raw.owner.is_some() && !self.live(&raw, now, &mut alive).await? {
+                    continue;
+                }
+                if self.remove(&raw, "cleared").await? {
                     removed += 1;
                 }
             }

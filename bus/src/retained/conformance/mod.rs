@@ -80,6 +80,9 @@ pub fn scenarios<B: Backend>() -> Vec<Scenario<B>> {
         ("store_expiry_ends_the_key", |b| {
             Box::pin(store::expiry_ends_the_key(b))
         }),
+        ("store_delete_of_an_expired_value_is_its_expiry", |b| {
+            Box::pin(store::delete_of_an_expired_value_is_its_expiry(b))
+        }),
         ("store_values_at_their_maximum", |b| {
             Box::pin(store::values_at_their_maximum(b))
         }),

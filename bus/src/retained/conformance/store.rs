@@ -210,6 +210,55 @@ pub(crate) async fn expiry_ends_the_key<B: Backend>(b: B) {
     }
 }
 
+/// `delete` and `clear` of a value whose time to live ran out (not swept yet): not live,
+/// so `false` and not counted; watchers hear `Expired` for it, never `Deleted`, and
+/// `stats().deletes` counts only the live value cleared.
+pub(crate) async fn delete_of_an_expired_value_is_its_expiry<B: Backend>(b: B) {
+    let store = b
+        .store(&unique("conf.delexp"), StoreOptions::default())
+        .await
+        .expect("open a store");
+    let mut watch = store.watch("*").await.expect("watch");
+    for key in ["gone.d", "gone.c"] {
+        store
+            .set(key, b"brief", Duration::from_millis(300))
+            .await
+            .expect("set");
+    }
+    store.set("live", b"stays", None).await.expect("set");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        !store.delete("gone.d").await.expect("delete"),
+        "an expired value is not live"
+    );
+    assert_eq!(
+        store.clear().await.expect("clear"),
+        1,
+        "only `live` was live"
+    );
+    let mut seen = BTreeSet::new();
+    // NATS removes the expired values at its one-second floor: watch past that.
+    while let Ok(Some(event)) =
+        tokio::time::timeout(Duration::from_secs(2), futures::StreamExt::next(&mut watch)).await
+    {
+        match event.expect("no lag") {
+            StoreEvent::Set(_) => {}
+            StoreEvent::Deleted { key, .. } => {
+                seen.insert(format!("deleted {key}"));
+            }
+            StoreEvent::Expired { key, .. } => {
+                seen.insert(format!("expired {key}"));
+            }
+        }
+    }
+    let expected: BTreeSet<String> = ["expired gone.c", "expired gone.d", "deleted live"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(seen, expected);
+    assert_eq!(store.stats().await.expect("stats").deletes, 1);
+}
+
 /// A set whose value expired before the watcher read it is skipped, though it arrived
 /// while the value was live: the next change follows.
 pub(crate) async fn watch_skips_a_set_expired_unread<B: Backend>(b: B) {
