@@ -13,6 +13,7 @@
 
 use std::sync::Arc;
 
+use async_nats::jetstream::message::StreamMessage;
 use futures::StreamExt;
 
 use super::acker::publish_dead;
@@ -61,19 +62,45 @@ async fn sweep(core: &Core, seq: u64, deliveries: u32) {
             return;
         }
     };
-    let headers = dead_headers(
-        original.headers.clone(),
-        &core.names.stream,
-        seq,
-        original.subject.as_str(),
+    move_to_dead(
+        core,
+        &original,
         deliveries,
         "max deliveries",
         "delivered max_deliver times without being settled (its worker stopped answering)",
+    )
+    .await;
+}
+
+/// Dead-letters the work stream's `message` (its deliveries, why) and deletes it from the
+/// work stream; whether this call deleted it (not when the dead letter could not be
+/// published, nor when the job was gone already).
+pub(crate) async fn move_to_dead(
+    core: &Core,
+    message: &StreamMessage,
+    deliveries: u32,
+    reason: &str,
+    error: &str,
+) -> bool {
+    let seq = message.sequence;
+    let headers = dead_headers(
+        message.headers.clone(),
+        &core.names.stream,
+        seq,
+        message.subject.as_str(),
+        deliveries,
+        reason,
+        error,
     );
-    if publish_dead(core, headers, original.payload.clone()).await
-        && let Err(e) = core.stream.delete_message(seq).await
-        && js_code(&e) != Some(NO_MESSAGE_FOUND)
-    {
-        tracing::warn!(queue = %core.names.queue, seq, error = %e, "janitor cannot delete a dead-lettered job");
+    if !publish_dead(core, headers, message.payload.clone()).await {
+        return false;
+    }
+    match core.stream.delete_message(seq).await {
+        Ok(_) => true,
+        Err(e) if js_code(&e) == Some(NO_MESSAGE_FOUND) => false,
+        Err(e) => {
+            tracing::warn!(queue = %core.names.queue, seq, error = %e, "cannot delete a dead-lettered job");
+            false
+        }
     }
 }

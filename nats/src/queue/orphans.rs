@@ -19,9 +19,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::acker::publish_dead;
-use super::dead::headers as dead_headers;
-use super::error::{NO_MESSAGE_FOUND, js_code};
+use super::janitor::move_to_dead;
 use super::state::{Core, Counters};
 
 /// The `Ephemeral-Dead-Reason` of a job moved to the dead letters as an orphan.
@@ -100,22 +98,7 @@ async fn dead_letter(core: &Core, message: async_nats::jetstream::message::Strea
         seq,
         "a job the server counts as acknowledged was left in the work stream; moved to the dead letters"
     );
-    let headers = dead_headers(
-        message.headers.clone(),
-        &core.names.stream,
-        seq,
-        message.subject.as_str(),
-        0,
-        ORPHAN_REASON,
-        ORPHAN_ERROR,
-    );
-    if publish_dead(core, headers, message.payload.clone()).await {
-        match core.stream.delete_message(seq).await {
-            Ok(_) => Counters::bump(&core.counters.orphaned),
-            Err(e) if js_code(&e) == Some(NO_MESSAGE_FOUND) => {}
-            Err(e) => {
-                tracing::warn!(queue = %core.names.queue, seq, error = %e, "cannot delete an orphaned job");
-            }
-        }
+    if move_to_dead(core, &message, 0, ORPHAN_REASON, ORPHAN_ERROR).await {
+        Counters::bump(&core.counters.orphaned);
     }
 }
