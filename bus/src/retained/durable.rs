@@ -280,7 +280,10 @@ impl DurableSubscription {
 
     /// Acknowledges every message up to and including `sequence`. A sequence past the
     /// last message kept (`u64::MAX`, say) acknowledges every message kept so far, and none
-    /// published later, on both backends. Messages acknowledged before this subscriber
+    /// published later, on both backends. ("Kept": on the bus a publish returns once it is
+    /// kept; over NATS the subscription's stream keeps a message shortly after the server
+    /// received it, so one published just before such an acknowledgement may still come.)
+    /// Messages acknowledged before this subscriber
     /// read them (a backlog skipped this way) are passed over without a [`Lagged`], on both
     /// backends: they were not dropped by a bound.
     ///
