@@ -54,7 +54,7 @@ impl Default for DurableOptions {
 }
 
 impl DurableOptions {
-    /// The most messages kept (default 10,000).
+    /// The most messages kept (default 10,000). Zero is taken as one.
     pub fn max_messages(mut self, messages: u64) -> Self {
         self.max_messages = messages.max(1);
         self
@@ -65,6 +65,7 @@ impl DurableOptions {
     /// plus a few dozen bytes over the payload; JetStream counts its own stored size the
     /// same way). So `max_bytes(10_000)` keeps fewer than a hundred 100-byte payloads. One
     /// message larger than this is still kept on its own (then dropped by the next one).
+    /// Zero is taken as one byte (each message then kept alone, as any larger one).
     pub fn max_bytes(mut self, bytes: u64) -> Self {
         self.max_bytes = bytes.max(1);
         self

@@ -39,7 +39,7 @@ pub enum StoreError {
     /// [`max_message_size`](super::RoomOptions::max_message_size), or on NATS what fits the
     /// server's `max_payload` with the headers the value travels with.
     #[error(
-        "value of {len} bytes is larger than the maximum of {max} bytes: store less, or raise max_value_size (max_message_size for a room) in the options it was created with; on NATS the maximum is also the server's max_payload less the headers (at most 134 bytes): raise max_payload in the server's configuration for larger values"
+        "value of {len} bytes is larger than the maximum of {max} bytes: store less, or raise max_value_size (max_message_size for a room) in the options it was created with; on NATS the maximum is also the server's max_payload less the headers (at most 134 bytes for a store's value, 48 for a room's message): raise max_payload in the server's configuration for larger values"
     )]
     ValueTooLarge {
         /// The value's size.

@@ -47,7 +47,8 @@ impl Default for RoomOptions {
 }
 
 impl RoomOptions {
-    /// How many messages the room keeps (default 1,000): the oldest go first.
+    /// How many messages the room keeps (default 1,000): the oldest go first. Zero is taken
+    /// as one (a room keeps at least its last message).
     pub fn max_messages(mut self, messages: u64) -> Self {
         self.max_messages = messages.max(1);
         self

@@ -76,7 +76,8 @@ impl StoreOptions {
     /// The most values the store holds (default 100,000). Setting a *new* key beyond it is
     /// [`StoreError::Full`]; existing keys can still be updated. Expired values and values
     /// whose owner is gone do not count: on the bus, a set that finds the store full removes
-    /// them first (on NATS the bound is not enforced, see [`retained`](super)).
+    /// them first (on NATS the bound is not enforced, see [`retained`](super)). Zero is
+    /// taken as one.
     pub fn max_values(mut self, values: u64) -> Self {
         self.max_values = values.max(1);
         self
