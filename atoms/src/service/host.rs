@@ -185,10 +185,9 @@ impl ServiceHost {
             let Some(service) = services[i].take() else {
                 continue;
             };
-            let record = self
-                .status
-                .record(i)
-                .unwrap_or_else(|| Arc::new(Mutex::new(ServiceReport::new(&names[i]))));
+            let Some(record) = self.status.record(i) else {
+                continue;
+            };
             let (slot, mut started) = Slot::spawn(service, i, record, &options, ended_tx.clone());
             let asked_to_stop = slot.token.clone();
             slots.push(slot);

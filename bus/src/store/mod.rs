@@ -177,11 +177,7 @@ impl BusStore {
             }))
         })?;
         match found {
-            Some(f)
-                if f.owner != 0
-                    && f.owner != self.me
-                    && !owners::alive(&self.db.bus_dir, f.owner) =>
-            {
+            Some(f) if self.owner_gone(f.owner) => {
                 self.reclaim_in_background(vec![f.owner]);
                 Ok(None)
             }
@@ -198,10 +194,12 @@ impl BusStore {
                 .and_then(decode_kv)
                 .map_or(0, |rec| rec.owner))
         })?;
-        Ok(
-            (owner != 0 && owner != self.me && !owners::alive(&self.db.bus_dir, owner))
-                .then_some(owner),
-        )
+        Ok(self.owner_gone(owner).then_some(owner))
+    }
+
+    /// Whether `owner` (0: nobody) is another peer that is gone.
+    fn owner_gone(&self, owner: u64) -> bool {
+        owner != 0 && owner != self.me && !owners::alive(&self.db.bus_dir, owner)
     }
 
     /// [`Store::clear`] in a full database: at most [`CLEAR_STEP`] values per write,
