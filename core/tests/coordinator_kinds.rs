@@ -188,6 +188,53 @@ async fn keys_are_rendered_in_snapshots() {
     assert_eq!(c.operation(id).unwrap().key.as_deref(), Some("42"));
 }
 
+/// A key type whose `Display` fails: by returning an error, or by panicking.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Unshowable {
+    Errs(u32),
+    Panics(u32),
+}
+
+impl std::fmt::Display for Unshowable {
+    fn fmt(&self, _f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Errs(_) => Err(std::fmt::Error),
+            Self::Panics(n) => panic!("no rendering for key {n}"),
+        }
+    }
+}
+
+/// A key is used by its `Hash` and `Eq`; its `Display` only labels it. A `Display` that
+/// fails (an error or a panic) neither refuses nor loses the item, nor takes down the
+/// caller: the item runs in its key's order, labelled `<unrenderable key>`.
+#[tokio::test(start_paused = true)]
+async fn a_key_whose_display_fails_is_labelled_not_fatal() {
+    let seen: Arc<Mutex<Vec<u32>>> = Arc::default();
+    let log = seen.clone();
+    let c = EphemeralKeyedWorkCoordinator::new(
+        move |n: u32, _ctx: OperationContext| {
+            let log = log.clone();
+            async move {
+                log.lock().unwrap().push(n);
+                Ok::<_, Infallible>(())
+            }
+        },
+        EphemeralOptions::default(),
+    )
+    .unwrap();
+    let errs = c.enqueue(Unshowable::Errs(1), 1).await.unwrap();
+    let panics = c.enqueue(Unshowable::Panics(2), 2).await.unwrap();
+    let again = c.try_enqueue(Unshowable::Panics(2), 3).unwrap();
+    c.drain().await.unwrap();
+    assert_eq!(*seen.lock().unwrap(), [1, 2, 3]);
+    for id in [errs, panics, again] {
+        let op = c.operation(id).unwrap();
+        assert_eq!(op.state, OperationState::Completed);
+        assert_eq!(op.key.as_deref(), Some("<unrenderable key>"));
+    }
+    assert_eq!(c.snapshot_key(&Unshowable::Panics(2)).len(), 3);
+}
+
 /// Sees each admission request's key.
 #[derive(Debug, Default)]
 struct KeysSeen(Mutex<Vec<Option<Arc<str>>>>);

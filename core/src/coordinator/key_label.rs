@@ -3,6 +3,7 @@
 
 use std::any::Any;
 use std::fmt;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 /// A keyed operation's key (or a priority lane's name), kept from enqueue to eviction.
@@ -112,12 +113,32 @@ impl fmt::Write for Stack {
     }
 }
 
+/// What a key whose `Display` fails (returns an error or panics) is shown as.
+pub(crate) const UNRENDERABLE: &str = "<unrenderable key>";
+
 /// `value` through `Display`, in one allocation (the `Arc`) for values that render in up to
-/// 64 bytes.
-fn render(value: &impl fmt::Display) -> Arc<str> {
-    match Stack::render(value) {
-        Some(stack) => Arc::from(stack.as_str()),
-        None => Arc::from(value.to_string()),
+/// 64 bytes; [`UNRENDERABLE`] if its `Display` returns an error or panics (a key only
+/// labels an operation: a broken rendering must not refuse the item or unwind through the
+/// caller's `enqueue`).
+pub(crate) fn render(value: &impl fmt::Display) -> Arc<str> {
+    let rendered = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        if let Some(stack) = Stack::render(value) {
+            return Some(Arc::from(stack.as_str()));
+        }
+        // Longer than the stack buffer, or its `Display` failed: `to_string` would panic on
+        // the failure, so the error is taken here.
+        let mut text = String::new();
+        fmt::Write::write_fmt(&mut text, format_args!("{value}")).ok()?;
+        Some(Arc::from(text))
+    }));
+    match rendered {
+        Ok(Some(text)) => text,
+        Ok(None) | Err(_) => {
+            tracing::warn!(
+                "a key's Display returned an error or panicked: the operation is labelled {UNRENDERABLE}"
+            );
+            Arc::from(UNRENDERABLE)
+        }
     }
 }
 

@@ -32,6 +32,9 @@ use crate::OperationId;
 /// operation's span. Integer keys (`u8` to `u64`, `i8` to `i64`, `usize`, `isize`) are kept
 /// as numbers and rendered only when one of those asks; `Arc<str>` keys are shared, `String`
 /// and `&'static str` keys copied once, and any other key is rendered when it is enqueued.
+/// Only `Hash` and `Eq` decide a key's order: a key whose `Display` returns an error or
+/// panics is shown as `<unrenderable key>` (with a `tracing` warning), and its item is
+/// accepted and run as any other.
 ///
 /// # Examples
 ///
@@ -295,7 +298,7 @@ where
     /// ```
     #[must_use]
     pub fn snapshot_key(&self, key: &K) -> Vec<OperationSnapshot> {
-        let rendered = key.to_string();
+        let rendered = super::key_label::render(key);
         self.engine
             .filter_records(|r| r.key.as_ref().is_some_and(|k| k.renders_as(&rendered)))
     }
