@@ -116,10 +116,24 @@ fn json_lines(out: &str) -> Vec<Value> {
 async fn top_once_json_returns_what_the_publisher_holds() {
     let tmp = tempfile::tempdir().unwrap();
     let service = service(tmp.path()).await;
+    let unix_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    let before = unix_ms();
     let (code, out, err) = run(tmp.path(), &["top", "--bus", "svc", "--once", "--json"]).await;
+    let after = unix_ms();
     assert_eq!(code, 0, "{err}");
     let doc: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(doc["version"], 1);
+    // When the snapshot was taken, in UNIX milliseconds.
+    let at = doc["at_ms"].as_u64().expect("at_ms");
+    assert!(
+        (before..=after).contains(&at),
+        "{before} <= {at} <= {after}"
+    );
     assert_eq!(doc["bus"], "svc");
     let frames = doc["frames"].as_array().unwrap();
     assert_eq!(frames.len(), 2, "{doc:#}");

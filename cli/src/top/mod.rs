@@ -48,7 +48,8 @@ pub(crate) struct TopArgs {
     /// which prints one snapshot.
     #[arg(long, value_name = "N", conflicts_with = "once")]
     pub(crate) count: Option<u64>,
-    /// Plain lines even on a terminal.
+    /// Plain lines even on a terminal (--once always prints plain lines: accepted there,
+    /// and changes nothing).
     #[arg(long)]
     pub(crate) plain: bool,
 }
