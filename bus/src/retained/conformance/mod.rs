@@ -20,6 +20,7 @@
 //! | `room_clear_removes_the_history` | `clear` says how many it removed; sequence numbers carry on; a joiner from before gets each removed message delivered or counted in a `Lagged`, one from after only the new ones |
 //! | `durable_ack_and_redelivery` | unacknowledged messages come again, acknowledged ones never |
 //! | `durable_acknowledged_ahead_is_not_lagged` | messages acknowledged before they are read (a backlog skipped with `ack_sequence(u64::MAX)`) are passed over without a `Lagged`, also those the reader had already fetched |
+//! | `durable_loss_reported_once_across_attaches` | a `Lagged` handed out is not reported again on the next attach (the unacknowledged messages are); one never handed out is |
 //! | `durable_bad_input_and_short_max_age` | an empty pattern or a zero max age refused alike; a short max age drops as `Lagged` alike |
 //! | `values_cross_processes` | values set in one process are read in another, both ways |
 //! | `ttl_honoured_across_processes` | a value is never returned after its expiry; watchers see it expire |
@@ -116,6 +117,9 @@ pub fn scenarios<B: Backend>() -> Vec<Scenario<B>> {
         }),
         ("durable_acknowledged_ahead_is_not_lagged", |b| {
             Box::pin(durable::acknowledged_ahead_is_not_lagged(b))
+        }),
+        ("durable_loss_reported_once_across_attaches", |b| {
+            Box::pin(durable::loss_reported_once_across_attaches(b))
         }),
         ("durable_bad_input_and_short_max_age", |b| {
             Box::pin(durable::bad_input_and_short_max_age(b))
