@@ -715,6 +715,71 @@ async fn a_durable_backlog_that_filled_the_database_can_be_acknowledged_or_remov
         .expect("nothing kept any more");
 }
 
+/// A room at its count bound in a full database: its trim was part of the send's one
+/// transaction, which had no room, so every send failed with `DatabaseFull`, for good (no
+/// API removed a room's messages either). Now a send trims to the room's bounds first, a
+/// few messages per write, and a room whose bounds hold more than the database can be
+/// cleared (also a few per write), and is then sent to again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_in_a_full_database_trims_to_its_bounds_or_is_cleared() {
+    let dir = tempdir();
+    let bus = open(&dir).await;
+    let payload = vec![7u8; (1 << 20) - 100];
+    let ring = bus
+        .room("ring", RoomOptions::default().max_messages(4))
+        .await
+        .unwrap();
+    for _ in 0..4 {
+        ring.send(&payload).await.unwrap();
+    }
+    // The rest of the database: a room whose count bound holds more than the database.
+    let big = bus
+        .room("big", RoomOptions::default().max_messages(100_000))
+        .await
+        .unwrap();
+    let mut kept = 0u64;
+    let full = loop {
+        match big.send(&payload).await {
+            Ok(_) => kept += 1,
+            Err(e) => break e,
+        }
+        assert!(kept < 2000, "1 GiB never filled");
+    };
+    assert!(matches!(full, StoreError::DatabaseFull { .. }), "{full}");
+    assert!(full.to_string().contains("Room::clear"), "{full}");
+    // Before: `DatabaseFull`, on every send.
+    for seq in 5..=12 {
+        assert_eq!(
+            ring.send(&payload)
+                .await
+                .expect("a room at its bounds makes its own room"),
+            seq
+        );
+    }
+    let mut joined = ring.join().await.unwrap();
+    for seq in 9..=12 {
+        assert_eq!(
+            next(&mut joined).await.unwrap().sequence(),
+            seq,
+            "the last four"
+        );
+    }
+    // A room within its bounds is not emptied because the database is full.
+    let still = big.send(&payload).await.unwrap_err();
+    assert!(matches!(still, StoreError::DatabaseFull { .. }), "{still}");
+    assert_eq!(
+        big.clear().await.expect("a full database's room clears"),
+        kept
+    );
+    assert_eq!(
+        big.send(&payload).await.unwrap(),
+        kept + 1,
+        "sequences carry on"
+    );
+    let mut late = big.join().await.unwrap();
+    assert_eq!(next(&mut late).await.unwrap().sequence(), kept + 1);
+}
+
 #[tokio::test]
 async fn a_room_gives_history_then_live_and_reports_what_its_bound_dropped() {
     let dir = tempdir();

@@ -240,6 +240,45 @@ impl Db {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// Queues `f` as a write now, without waiting for it: the write is in line before
+    /// any write this process queues afterwards (the queue is first in, first out), even
+    /// if the caller is dropped at once. Its failure is logged as a `tracing` warning
+    /// naming `what`. Must be called within a tokio runtime (to log, and to wait for room
+    /// when the queue is full).
+    pub(crate) fn write_detached<F>(&self, what: &'static str, f: F)
+    where
+        F: FnMut(&mut Write<'_, '_>) -> Result<(), StoreError> + Send + 'static,
+    {
+        let (job, rx) = writer::job(f);
+        let path = self.path.clone();
+        let log = async move {
+            if let Ok(Err(e)) = rx.await {
+                tracing::warn!(database = %path.display(), "{what} failed: {e}");
+            }
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No runtime: queued if there is room, else given up (and so not logged).
+            let _ = self.jobs.try_send(job);
+            return;
+        };
+        match self.jobs.try_send(job) {
+            Ok(()) => {
+                runtime.spawn(log);
+            }
+            // A full queue: in line as soon as there is room (after writes queued since,
+            // the one case where order is not kept).
+            Err(tokio::sync::mpsc::error::TrySendError::Full(job)) => {
+                let jobs = self.jobs.clone();
+                runtime.spawn(async move {
+                    if jobs.send(job).await.is_ok() {
+                        log.await;
+                    }
+                });
+            }
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
     /// Maps a database error of operation `op`.
     pub(crate) fn err(&self, op: &'static str) -> impl FnOnce(heed::Error) -> StoreError + '_ {
         db_error(&self.path, op)

@@ -94,7 +94,7 @@ impl Bus {
         let db = Db::open_for(self, true).await?.ok_or(StoreError::Closed)?;
         // The lock first: an attach refused as in use must change nothing (the attached
         // subscriber's pattern and bounds are its own).
-        let (id, changed, acked, options, lock) = loop {
+        let (id, changed, acked, reported, options, lock) = loop {
             let (id, created) = {
                 let registration = Registration {
                     pattern: pattern.to_owned(),
@@ -114,6 +114,7 @@ impl Bus {
                     id,
                     created || attached.changed,
                     attached.acked,
+                    attached.reported,
                     attached.options,
                     lock,
                 );
@@ -132,6 +133,7 @@ impl Bus {
             id,
             max_age_ms: options.max_age_ms,
             next,
+            reported,
             pending: VecDeque::new(),
             expired: Arc::clone(&expired),
             acked: Arc::clone(&acked),
@@ -286,13 +288,19 @@ async fn ack_in_steps(db: &Db, id: u32, sequence: u64) -> Result<u64, StoreError
     }
 }
 
+/// A loss found by a read: `Lagged(n)` and the highest sequence it covers.
+type Loss = (Lagged, u64);
+
 /// The subscriber's reading side.
 struct Reader {
     db: Arc<Db>,
     id: u32,
     max_age_ms: u64,
     next: u64,
-    pending: VecDeque<Result<DurableMessage, Lagged>>,
+    /// The highest sequence whose loss was handed out, to this subscriber or an earlier
+    /// one of the subscription (kept in its counters): never reported again.
+    reported: u64,
+    pending: VecDeque<Result<DurableMessage, Loss>>,
     expired: Arc<AtomicU64>,
     /// The acknowledged position as this subscriber's acks left it: a message fetched into
     /// `pending` and acknowledged (ahead) before it was handed out is passed over.
@@ -307,10 +315,24 @@ impl Reader {
             if let Some(item) = self.pending.pop_front() {
                 // Acquire: pairs with the Release in `ack`.
                 let acked = self.acked.load(Ordering::Acquire);
-                if matches!(&item, Ok(message) if message.sequence() <= acked) {
-                    continue;
+                match item {
+                    Ok(message) if message.sequence() <= acked => continue,
+                    Ok(message) => return Some(Ok(message)),
+                    Err((lagged, through)) => {
+                        // Recorded as it is handed out, in line before any later write
+                        // of this process (an attach again included), so a loss is
+                        // reported once per subscription, not once per attach; one
+                        // never handed out (the subscriber went away first) is not
+                        // recorded, and is reported to the next subscriber.
+                        self.reported = self.reported.max(through);
+                        let id = self.id;
+                        self.db
+                            .write_detached("recording a reported loss", move |w| {
+                                ops::report(w, id, through)
+                            });
+                        return Some(Err(lagged));
+                    }
                 }
-                return Some(item);
             }
             let read = self.follow.check().and_then(|()| self.read_batch());
             self.follow.after(read).await?;
@@ -336,7 +358,10 @@ impl Reader {
                 self.next = acked + 1;
             }
             let from = seq_key(id, self.next);
-            let (mut read, mut bytes, mut lag) = (0, 0, 0u64);
+            // Losses at or below `reported` were handed out already (to an earlier
+            // subscriber, say): not reported again.
+            let unreported = self.reported.saturating_add(1);
+            let (mut read, mut bytes, mut lag, mut through) = (0, 0, 0u64, 0u64);
             for item in t
                 .msg
                 .range(txn, &(Bound::Included(&from[..]), Bound::Included(&to[..])))
@@ -350,17 +375,21 @@ impl Reader {
                 read += 1;
                 bytes += r.len();
                 // Dropped by the bounds while this subscriber was away or behind.
-                lag += seq - self.next;
+                let gap_from = self.next.max(unreported);
+                if seq > gap_from {
+                    lag += seq - gap_from;
+                    through = seq - 1;
+                }
                 self.next = seq + 1;
-                // A record that cannot be read is a message lost: reported, not skipped silently.
-                let Some(msg) = decode_msg(r) else {
-                    lag += 1;
+                // A record that cannot be read is a message lost: reported, not skipped
+                // silently; so is one too old when read.
+                let Some(msg) = decode_msg(r).filter(|msg| msg.at_ms >= cutoff) else {
+                    if seq >= unreported {
+                        lag += 1;
+                        through = seq;
+                    }
                     continue;
                 };
-                if msg.at_ms < cutoff {
-                    lag += 1;
-                    continue;
-                }
                 if clock::expired(msg.expires_ms, now) {
                     // Relaxed: a counter.
                     self.expired.fetch_add(1, Ordering::Relaxed);
@@ -369,7 +398,7 @@ impl Reader {
                 let Some(topic) = msg.topic else { continue };
                 if lag > 0 {
                     self.pending
-                        .push_back(Err(Lagged(std::mem::take(&mut lag))));
+                        .push_back(Err((Lagged(std::mem::take(&mut lag)), through)));
                 }
                 self.pending.push_back(Ok(DurableMessage::new(
                     seq,
@@ -380,7 +409,7 @@ impl Reader {
                 .with_source(Arc::from(msg.headers), msg.sender)));
             }
             if lag > 0 {
-                self.pending.push_back(Err(Lagged(lag)));
+                self.pending.push_back(Err((Lagged(lag), through)));
             }
             Ok(read)
         })

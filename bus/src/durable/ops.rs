@@ -13,6 +13,9 @@ pub(crate) const ACKED: usize = 1;
 pub(crate) const COUNT: usize = 2;
 pub(crate) const BYTES: usize = 3;
 pub(crate) const DROPPED: usize = 4;
+/// The highest sequence whose loss (dropped by a bound, too old when read) a subscriber
+/// has been handed as a `Lagged`: below it, a loss is never reported again.
+pub(crate) const REPORTED: usize = 5;
 
 /// The most old messages one capture drops by age (the rest go with the next ones).
 const AGE_TRIM: usize = 64;
@@ -68,6 +71,8 @@ pub(crate) struct Attached {
     pub(crate) changed: bool,
     /// The last acknowledged sequence.
     pub(crate) acked: u64,
+    /// The highest sequence whose loss was reported (see [`REPORTED`]).
+    pub(crate) reported: u64,
     /// The bounds in effect.
     pub(crate) options: DurableOptions,
 }
@@ -105,11 +110,29 @@ pub(crate) fn attach(
     if changed {
         names::put(w, DURABLE, name, id, &registration)?;
     }
+    let c = counters(w, id)?;
     Ok(Some(Attached {
         changed,
-        acked: counters(w, id)?[ACKED],
+        acked: c[ACKED],
+        reported: c[REPORTED],
         options: registration.options,
     }))
+}
+
+/// Records that the losses up to sequence `through` were reported to a subscriber. A
+/// subscription removed meanwhile (its counters gone) is left alone.
+pub(crate) fn report(w: &mut Write<'_, '_>, id: u32, through: u64) -> Result<(), StoreError> {
+    let found =
+        w.t.counters
+            .get(w.txn, &codec::id_key(id))
+            .map_err(w.err("read counters"))?
+            .is_some();
+    let mut c = counters(w, id)?;
+    if found && through > c[REPORTED] {
+        c[REPORTED] = through;
+        save(w, id, &c)?;
+    }
+    Ok(())
 }
 
 /// Keeps one message (encoded `record`) for each target `(id, name, bounds)` that still

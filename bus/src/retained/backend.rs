@@ -132,6 +132,9 @@ pub trait RoomBackend: fmt::Debug + Send + Sync + 'static {
     /// Appends a message; returns its sequence number.
     fn send<'a>(&'a self, payload: &'a [u8]) -> BoxFuture<'a, Result<u64, StoreError>>;
 
+    /// Removes every message the room keeps; how many. Sequence numbers carry on.
+    fn clear(&self) -> BoxFuture<'_, Result<u64, StoreError>>;
+
     /// The retained messages, then live ones, with no gap and no duplicate at the seam.
     fn join(
         &self,

@@ -192,6 +192,15 @@ impl DurableMessage {
 ///   message acknowledges every one before it.
 /// * **Bounds.** [`DurableOptions`]: count, bytes and age; beyond them the oldest are
 ///   dropped and the subscriber is told `Err(Lagged(n))` where they were. Never silent.
+/// * **A loss is reported once per subscription, not once per attach.** A `Lagged(n)` is
+///   recorded with the subscription as it is handed out (on the bus a database write
+///   queued at once, in line before any later write of the process; over NATS a write to
+///   the subscription's state, done before its lock is released), so the next subscriber
+///   of the name is not told it again, although it gets the messages after it that were
+///   not acknowledged: counting a loss twice is as wrong as missing one. A `Lagged` never
+///   handed out (the subscriber went away or died before reading that far) is not
+///   recorded, and is reported to the next subscriber. The one window for a second report:
+///   a process killed between the hand-out and the record.
 /// * **One subscriber at a time.** Attaching while another subscriber is attached is
 ///   [`StoreError::InUse`] (on the bus, by a lock the attached one holds, so a dead
 ///   subscriber never keeps the name).

@@ -85,7 +85,7 @@ pub enum StoreError {
     },
     /// The database has no room left.
     #[error(
-        "the retained-state database at {path} is full ({max} bytes): clear or delete values, or let them expire; acknowledge or remove what durable subscriptions keep"
+        "the retained-state database at {path} is full ({max} bytes): clear or delete values, or let them expire; clear rooms (Room::clear) whose bounds hold more than the database; acknowledge or remove what durable subscriptions keep"
     )]
     DatabaseFull {
         /// The database directory.

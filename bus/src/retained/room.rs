@@ -215,9 +215,19 @@ impl Room {
     /// Sends `payload` to the room; returns its sequence number. When this returns, the
     /// message is kept: every joiner from now on sees it (until the room's bounds drop it).
     ///
+    /// On the bus, a send in a full database ([`StoreError::DatabaseFull`]) first drops
+    /// what the room's bounds drop with this message anyway (the oldest beyond
+    /// [`max_messages`](RoomOptions::max_messages), those past the max age), a few per
+    /// write, each freeing room for the next, then sends: a room that filled the database
+    /// up to its bounds keeps taking messages. It never drops more than its bounds: when
+    /// the database is still full (the room's bounds are larger than the database, or
+    /// other state fills it), the send fails with `DatabaseFull` and the room is left as
+    /// it was; [`clear`](Self::clear) it, or free room elsewhere. Over NATS, a server out
+    /// of storage refuses the send with a backend error.
+    ///
     /// # Errors
     ///
-    /// [`StoreError::ValueTooLarge`], or a backend failure.
+    /// [`StoreError::ValueTooLarge`], [`StoreError::DatabaseFull`], or a backend failure.
     pub async fn send(&self, payload: impl AsRef<[u8]>) -> Result<u64, StoreError> {
         let payload = payload.as_ref();
         let max = self.options().max_message_size;
@@ -228,6 +238,45 @@ impl Room {
             });
         }
         self.backend.send(payload).await
+    }
+
+    /// Removes every message the room keeps (its history); returns how many. The room
+    /// stays, with its options, and its sequence numbers carry on from the last one sent.
+    ///
+    /// A joiner that had not read the removed messages is told, as for any message the
+    /// room dropped before it was read: `Err(Lagged(n))` before the next message it reads
+    /// (messages it had fetched already, in a batch, are still handed out: each removed
+    /// message is delivered or counted, once).
+    /// A joiner from now on starts with the next message sent. On the bus, in a full
+    /// database ([`StoreError::DatabaseFull`]) the messages are removed a few per write,
+    /// each freeing room for the next, so a room that filled the database can always be
+    /// cleared; over NATS, the room's stream is purged.
+    ///
+    /// # Errors
+    ///
+    /// A backend failure.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use ephemeral_bus::{Bus, BusOptions};
+    /// use ephemeral_bus::retained::RoomOptions;
+    ///
+    /// # let parent = std::env::temp_dir().join(format!("ephemeral-doc-room-clear-{}", std::process::id()));
+    /// let bus = Bus::open_with("doc-room-clear", BusOptions::default().dir(&parent)).await?;
+    /// let lobby = bus.room("lobby", RoomOptions::default()).await?;
+    /// lobby.send(b"first").await?;
+    /// lobby.send(b"second").await?;
+    /// assert_eq!(lobby.clear().await?, 2);
+    /// assert_eq!(lobby.send(b"third").await?, 3, "sequence numbers carry on");
+    /// # drop((lobby, bus)); let _ = std::fs::remove_dir_all(&parent);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn clear(&self) -> Result<u64, StoreError> {
+        self.backend.clear().await
     }
 
     /// Joins: the retained messages, oldest first, then every message sent from now on.

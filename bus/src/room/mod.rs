@@ -23,6 +23,8 @@ use crate::retained::backend::{RoomBackend, check_room};
 use crate::retained::retry::Follow;
 use crate::retained::{Room, RoomMessage, RoomOptions, StoreError, clock};
 
+mod trim;
+
 /// The room's counter: the last sequence number given.
 const LAST: usize = 0;
 
@@ -147,14 +149,32 @@ impl RoomBackend for BusRoom {
         Box::pin(async move {
             let now = clock::now_ms();
             let (id, options, sender) = (self.id, self.options.clone(), self.bus.peer_id());
-            let payload = payload.to_vec();
-            let seq = self
+            let payload: Arc<[u8]> = Arc::from(payload);
+            let write = |options: RoomOptions, payload: Arc<[u8]>| {
+                move |w: &mut Write<'_, '_>| send(w, id, &options, sender, &payload, now)
+            };
+            let seq = match self
                 .db
-                .write(move |w| send(w, id, &options, sender, &payload, now))
-                .await?;
+                .write(write(options.clone(), Arc::clone(&payload)))
+                .await
+            {
+                Ok(seq) => seq,
+                // The room's own trim is part of the send's transaction, which a full
+                // database has no room for: trimmed first, a few at a time, then sent
+                // again (still full: nothing of this room's to give, `DatabaseFull`).
+                Err(StoreError::DatabaseFull { .. }) => {
+                    trim::trim_in_steps(&self.db, id, &options, now).await?;
+                    self.db.write(write(options, payload)).await?
+                }
+                Err(e) => return Err(e),
+            };
             db::ring(&self.bus, &self.topic, seq).await;
             Ok(seq)
         })
+    }
+
+    fn clear(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(trim::clear(&self.db, self.id))
     }
 
     fn join(

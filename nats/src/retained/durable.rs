@@ -18,6 +18,7 @@ use futures::stream::BoxStream;
 use futures::{FutureExt, Stream, StreamExt};
 
 use super::lock::Lock;
+use super::report::Reporter;
 use super::store::system_time;
 use super::{OrFail, bucket, fail, fnv, resource_name};
 use crate::subject::{self, MESSAGES};
@@ -47,6 +48,9 @@ fn kept_options(config: &stream::Config) -> DurableOptions {
         .max_age(age)
 }
 
+/// A loss found by the deliveries: `Lagged(n)` and the highest stream sequence it covers.
+type Loss = (Lagged, u64);
+
 /// An attached durable subscription.
 pub(crate) struct NatsDurable {
     name: Name,
@@ -56,6 +60,8 @@ pub(crate) struct NatsDurable {
     stream: stream::Stream,
     state: kv::Store,
     floor_key: String,
+    /// Where the highest reported loss is kept (see [`Reporter`]).
+    reported_key: String,
     /// The acknowledged position, written under this lock so acks never go backwards.
     floor: Arc<tokio::sync::Mutex<u64>>,
     /// The acknowledged position as the deliveries read it: messages at or below it were
@@ -66,7 +72,8 @@ pub(crate) struct NatsDurable {
     /// many, so an ack up to it needs no look at the stream's end.
     seen: Arc<AtomicU64>,
     expired: Arc<AtomicU64>,
-    messages: BoxStream<'static, Result<DurableMessage, Lagged>>,
+    messages: BoxStream<'static, Result<DurableMessage, Loss>>,
+    reporter: Option<Reporter>,
     lock: Option<Lock>,
     /// The connection, to say so when an ack or a removal fails with it down.
     nats: Nats,
@@ -184,6 +191,17 @@ impl NatsDurable {
         // not what is still to come: as an ack past the end does (see `ack`).
         let floor = saved.min(stream.cached_info().state.last_sequence);
         let first = floor.saturating_add(1);
+        // Losses up to here were handed out to an earlier subscriber: not reported again.
+        // (Past the stream's end, as for the floor: the stream was deleted by hand.)
+        let reported_key = format!("reported.{id}");
+        let reported: u64 = match state.get(&reported_key).await.or_fail("subscribe")? {
+            Some(value) => std::str::from_utf8(&value)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            None => 0,
+        }
+        .min(stream.cached_info().state.last_sequence);
         let config = consumer::pull::OrderedConfig {
             deliver_policy: consumer::DeliverPolicy::ByStartSequence {
                 start_sequence: first,
@@ -193,12 +211,13 @@ impl NatsDurable {
         let raw = super::resume::open(&stream, config, &nats, "subscribe")
             .await?
             .messages;
+        let reporter = Reporter::start(state.clone(), reported_key.clone(), reported);
         let expired = Arc::new(AtomicU64::new(0));
         let seen = Arc::new(AtomicU64::new(floor));
         let acked = Arc::new(AtomicU64::new(floor));
         let messages = deliveries(
             raw,
-            first,
+            (first, reported),
             nats.prefix().to_owned(),
             Filters {
                 pattern: routed.filter,
@@ -215,7 +234,9 @@ impl NatsDurable {
             js,
             stream,
             state,
+            reporter: Some(reporter),
             floor_key,
+            reported_key,
             floor: Arc::new(tokio::sync::Mutex::new(floor)),
             acked,
             seen,
@@ -237,21 +258,23 @@ struct Filters {
 /// Turns the stream's messages into deliveries: gaps (dropped by the bounds) become
 /// `Lagged`, messages off the pattern and expired ones are skipped, and so are messages
 /// at or below `acked` (consumed by an acknowledgement made before they were read: not
-/// lost, so no `Lagged` for them).
+/// lost, so no `Lagged` for them). `(first, reported)`: the first sequence owed, and the
+/// highest whose loss was reported already (to an earlier subscriber: not again).
 fn deliveries(
     raw: BoxStream<'static, jetstream::Message>,
-    first: u64,
+    (first, reported): (u64, u64),
     prefix: String,
     filters: Filters,
     expired: Arc<AtomicU64>,
     seen: Arc<AtomicU64>,
     acked: Arc<AtomicU64>,
-) -> BoxStream<'static, Result<DurableMessage, Lagged>> {
+) -> BoxStream<'static, Result<DurableMessage, Loss>> {
     let Filters {
         pattern: filter,
         max_age,
     } = filters;
     let mut expected = first;
+    let unreported = reported.saturating_add(1);
     raw.flat_map(move |message| {
         let mut out = Vec::with_capacity(2);
         let Ok(info) = message.info() else {
@@ -266,17 +289,20 @@ fn deliveries(
         if seq < expected {
             return futures::stream::iter(out);
         }
+        // The gap before it (dropped by the bounds), less what was reported already.
+        let gap_from = expected.max(unreported);
+        expected = seq + 1;
         if super::too_old(published, max_age) {
             // Dropped by the subscription's age (below the server's floor, so checked
             // here): a lag, as if the server had dropped it.
-            out.push(Err(Lagged(seq + 1 - expected)));
-            expected = seq + 1;
+            if seq >= gap_from {
+                out.push(Err((Lagged(seq + 1 - gap_from), seq)));
+            }
             return futures::stream::iter(out);
         }
-        if seq > expected {
-            out.push(Err(Lagged(seq - expected)));
+        if seq > gap_from {
+            out.push(Err((Lagged(seq - gap_from), seq - 1)));
         }
-        expected = seq + 1;
         let Some(topic) = subject::name_of(&prefix, MESSAGES, &message.subject) else {
             return futures::stream::iter(out);
         };
@@ -311,7 +337,39 @@ impl Stream for NatsDurable {
     type Item = Result<DurableMessage, Lagged>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.messages.as_mut().poll_next(cx)
+        match self.messages.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Err((lagged, through)))) => {
+                // Recorded as it is handed out (see `Reporter`): a loss is reported once
+                // per subscription, not once per attach.
+                if let Some(reporter) = &self.reporter {
+                    reporter.handed.send_if_modified(|handed| {
+                        let raised = through > *handed;
+                        *handed = (*handed).max(through);
+                        raised
+                    });
+                }
+                Poll::Ready(Some(Err(lagged)))
+            }
+            Poll::Ready(Some(Ok(message))) => Poll::Ready(Some(Ok(message))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for NatsDurable {
+    fn drop(&mut self) {
+        // The lock is released once the last reported loss is written, so the next
+        // subscriber (who waits for the lock) reads it.
+        if let (Some(reporter), Ok(runtime)) =
+            (self.reporter.take(), tokio::runtime::Handle::try_current())
+        {
+            let lock = self.lock.take();
+            runtime.spawn(async move {
+                reporter.finish().await;
+                drop(lock);
+            });
+        }
     }
 }
 
@@ -390,10 +448,16 @@ impl DurableBackend for NatsDurable {
         let nats = self.nats.clone();
         async move {
             let name = self.stream.cached_info().config.name.clone();
-            self.state
-                .purge(&self.floor_key)
-                .await
-                .or_fail("remove a durable subscription")?;
+            // Stopped first: it must not write the reported position after its purge.
+            if let Some(reporter) = self.reporter.take() {
+                reporter.finish().await;
+            }
+            for key in [&self.floor_key, &self.reported_key] {
+                self.state
+                    .purge(key)
+                    .await
+                    .or_fail("remove a durable subscription")?;
+            }
             match self.js.delete_stream(&name).await {
                 Ok(_) => {}
                 Err(e) if e.to_string().contains("not found") => {}

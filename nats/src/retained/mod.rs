@@ -95,6 +95,7 @@
 mod durable;
 mod keys;
 mod lock;
+mod report;
 mod resume;
 mod room;
 mod store;

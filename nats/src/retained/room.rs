@@ -161,6 +161,17 @@ impl RoomBackend for NatsRoom {
         .boxed()
     }
 
+    fn clear(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+        async move {
+            // A purge keeps the stream's last sequence: the next message sent carries on
+            // from it, and a joiner that had not read what was purged sees the gap (a lag).
+            let purged = self.stream.purge().await.or_fail("clear a room")?;
+            Ok(purged.purged)
+        }
+        .map(|r| super::offline(&self.nats, r))
+        .boxed()
+    }
+
     fn join(
         &self,
     ) -> BoxFuture<'_, Result<BoxStream<'static, Result<RoomMessage, Lagged>>, StoreError>> {

@@ -169,6 +169,60 @@ pub(crate) async fn acknowledged_ahead_is_not_lagged<B: Backend>(b: B) {
     sub.remove().await.expect("remove");
 }
 
+/// A loss is reported once per subscription, not once per attach: a subscriber handed
+/// `Lagged(n)` that goes away without acknowledging gets the unacknowledged messages again
+/// on its next attach, but not the `Lagged` (it would count the loss twice; both backends
+/// reported it again on every attach). A loss never handed out (the subscriber went away
+/// before reading that far) is reported to the next subscriber: never missed.
+pub(crate) async fn loss_reported_once_across_attaches<B: Backend>(b: B) {
+    let (name, topic) = (unique("conf.once"), unique("conf.once"));
+    let pattern = format!("{topic}.*");
+    let options = DurableOptions::default().max_messages(3);
+    let attach = || b.subscribe_durable_with(&pattern, &name, options.clone());
+    let (backend, subject) = (&b, &format!("{topic}.e"));
+    let publish = move |from: u32, to: u32| async move {
+        for i in from..=to {
+            backend
+                .publish(subject, i.to_string().as_bytes())
+                .await
+                .expect("publish");
+        }
+    };
+    drop(attach().await.expect("subscribe"));
+    // 1..=8 while away: 6, 7, 8 kept, 1..=5 dropped.
+    publish(1, 8).await;
+    let mut sub = attach().await.expect("attach");
+    assert_eq!(next(&mut sub, "the loss").await.err(), Some(Lagged(5)));
+    let six = next(&mut sub, "the first kept").await.expect("no lag");
+    assert_eq!(six.sequence(), 6);
+    drop(sub); // away without acknowledging anything
+    let mut sub = attach().await.expect("attach again");
+    let first = next(&mut sub, "after the loss was handed out").await;
+    assert_eq!(
+        first.map(|m| m.sequence()),
+        Ok(6),
+        "the unacknowledged message again, the loss not again"
+    );
+    drop(sub);
+    // 9..=13 while away: 11, 12, 13 kept, 6..=10 dropped (6..=8 never acknowledged).
+    publish(9, 13).await;
+    // Attached and gone before reading: the loss was never handed out.
+    drop(attach().await.expect("attach"));
+    let mut sub = attach().await.expect("attach again");
+    assert_eq!(
+        next(&mut sub, "the loss no one was handed").await.err(),
+        Some(Lagged(5)),
+        "a loss never handed out is reported to the next subscriber"
+    );
+    let eleven = next(&mut sub, "the first kept").await.expect("no lag");
+    assert_eq!(eleven.sequence(), 11);
+    drop(sub);
+    let mut sub = attach().await.expect("attach again");
+    let first = next(&mut sub, "after the second loss was handed out").await;
+    assert_eq!(first.map(|m| m.sequence()), Ok(11));
+    sub.remove().await.expect("remove");
+}
+
 /// Attach (and leave), publish `count` from another process, come back in a third.
 async fn away_and_back<B: Backend>(b: &B, max: u64, count: u64) -> (Vec<String>, String) {
     let (name, topic) = (unique("conf.audit"), unique("conf.audit"));

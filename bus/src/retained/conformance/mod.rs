@@ -17,8 +17,10 @@
 //! | `room_joiner_told_what_the_count_bound_dropped` | the start is fixed when `join` returns: what the count bound drops before the first read is `Lagged(n)`, then the rest |
 //! | `room_joiner_told_what_the_age_bound_dropped` | the same for a (short) max age: a message sent after `join` and aged out unread is `Lagged` |
 //! | `room_short_and_zero_max_age` | a zero max age refused alike; one below NATS's 100 ms floor hides older messages alike |
+//! | `room_clear_removes_the_history` | `clear` says how many it removed; sequence numbers carry on; a joiner from before gets each removed message delivered or counted in a `Lagged`, one from after only the new ones |
 //! | `durable_ack_and_redelivery` | unacknowledged messages come again, acknowledged ones never |
 //! | `durable_acknowledged_ahead_is_not_lagged` | messages acknowledged before they are read (a backlog skipped with `ack_sequence(u64::MAX)`) are passed over without a `Lagged`, also those the reader had already fetched |
+//! | `durable_loss_reported_once_across_attaches` | a `Lagged` handed out is not reported again on the next attach (the unacknowledged messages are); one never handed out is |
 //! | `durable_bad_input_and_short_max_age` | an empty pattern or a zero max age refused alike; a short max age drops as `Lagged` alike |
 //! | `values_cross_processes` | values set in one process are read in another, both ways |
 //! | `ttl_honoured_across_processes` | a value is never returned after its expiry; watchers see it expire |
@@ -107,11 +109,17 @@ pub fn scenarios<B: Backend>() -> Vec<Scenario<B>> {
         ("room_short_and_zero_max_age", |b| {
             Box::pin(room::short_max_age(b))
         }),
+        ("room_clear_removes_the_history", |b| {
+            Box::pin(room::clear_removes_the_history(b))
+        }),
         ("durable_ack_and_redelivery", |b| {
             Box::pin(durable::ack_and_redelivery(b))
         }),
         ("durable_acknowledged_ahead_is_not_lagged", |b| {
             Box::pin(durable::acknowledged_ahead_is_not_lagged(b))
+        }),
+        ("durable_loss_reported_once_across_attaches", |b| {
+            Box::pin(durable::loss_reported_once_across_attaches(b))
         }),
         ("durable_bad_input_and_short_max_age", |b| {
             Box::pin(durable::bad_input_and_short_max_age(b))

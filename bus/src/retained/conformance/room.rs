@@ -110,6 +110,43 @@ pub(crate) async fn joiner_told_what_the_age_bound_dropped<B: Backend>(b: B) {
     }
 }
 
+/// `clear` removes the history and says how many; the room stays and its sequence numbers
+/// carry on. A joiner from before the clear gets every message it was owed either
+/// delivered (it may have fetched some already) or counted in a `Lagged`, exactly once,
+/// then the next message sent; a joiner from after it starts with that message.
+pub(crate) async fn clear_removes_the_history<B: Backend>(b: B) {
+    let room = b
+        .room(&unique("conf.cleared"), RoomOptions::default())
+        .await
+        .expect("open a room");
+    for i in 1..=3 {
+        room.send(format!("old{i}")).await.expect("send");
+    }
+    let mut before = room.join().await.expect("join");
+    assert_eq!(room.clear().await.expect("clear"), 3, "three were kept");
+    assert_eq!(room.clear().await.expect("clear again"), 0, "nothing left");
+    let mut after = room.join().await.expect("join after the clear");
+    let seq = room.send(b"new").await.expect("send after the clear");
+    assert_eq!(seq, 4, "sequence numbers carry on");
+    let m = next(&mut after, "the joiner after the clear")
+        .await
+        .expect("no lag: the cleared messages were gone before it joined");
+    assert_eq!((m.sequence(), m.payload()), (4, &b"new"[..]));
+    let (mut accounted, mut got) = (0, None);
+    while got.is_none() {
+        match next(&mut before, "the joiner from before the clear").await {
+            Ok(m) if m.sequence() < 4 => accounted += 1,
+            Ok(m) => got = Some(m.sequence()),
+            Err(Lagged(n)) => accounted += n,
+        }
+    }
+    assert_eq!(
+        (accounted, got),
+        (3, Some(4)),
+        "every owed message delivered or counted once, then the new one"
+    );
+}
+
 pub(crate) async fn four_senders<B: Backend>(b: B) {
     const SENDERS: usize = 4;
     const EACH: u64 = 1000;
