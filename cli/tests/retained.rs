@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::{bus, run, spawn_ready};
 use ephemeral_bus::retained::{RoomOptions, StoreOptions};
+use futures::StreamExt;
 use tokio::io::AsyncReadExt;
 
 /// A fresh parent directory for buses, in memory where possible (as buses are by default).
@@ -283,6 +284,26 @@ async fn room_join_prints_the_history_then_live_messages() {
         "{out}"
     );
     assert_eq!(child.wait().await.expect("wait").code(), Some(0));
+}
+
+/// `room clear` empties a room another process keeps; its numbers carry on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_clear_removes_the_history_and_numbers_carry_on() {
+    let dir = tempdir();
+    let bus = bus(dir.path(), "chat").await;
+    let room = bus
+        .room("lobby", RoomOptions::default())
+        .await
+        .expect("room");
+    room.send(b"one").await.expect("send");
+    room.send(b"two").await.expect("send");
+    let (code, _, err) = run(dir.path(), &["room", "--bus", "chat", "clear", "lobby"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("2 message(s) removed"), "{err}");
+    assert_eq!(room.send(b"three").await.expect("send"), 3);
+    let mut joined = room.join().await.expect("join");
+    let first = joined.next().await.expect("a message").expect("no loss");
+    assert_eq!((first.sequence(), first.payload()), (3, &b"three"[..]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,6 +31,15 @@ enum RoomCommand {
         /// The message; `-` reads it from standard input.
         message: String,
     },
+    /// Remove every message ROOM keeps (sequence numbers carry on; a member that had not
+    /// read them is told how many it missed). Frees a full store of a room's history.
+    #[command(after_help = "Examples:\n  \
+        ephemeral room clear lobby")]
+    Clear {
+        /// The room.
+        #[arg(value_parser = args::room_name)]
+        room: String,
+    },
     /// Print the messages ROOM keeps, then every new one, until Ctrl-C.
     #[command(after_help = "Examples:\n  \
         ephemeral room join lobby                   # the history, then live, until Ctrl-C\n  \
@@ -61,6 +70,13 @@ pub(crate) async fn room(args: RoomArgs) -> Result<(), Failure> {
                 .map_err(|e| place.failure(e))?;
             place.flush().await;
             eprintln!("sent to room `{room}` (#{seq})");
+            Ok(())
+        }
+        RoomCommand::Clear { room } => {
+            let room_handle = place.room(&room).await.map_err(|e| place.failure(e))?;
+            let removed = room_handle.clear().await.map_err(|e| place.failure(e))?;
+            place.flush().await;
+            eprintln!("cleared room `{room}`: {removed} message(s) removed");
             Ok(())
         }
         RoomCommand::Join { room, json, count } => {
