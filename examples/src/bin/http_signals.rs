@@ -212,5 +212,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             names.join(", ")
         );
     }
+    // What this example shows, checked (CI runs it with its output discarded): the failures
+    // opened the breaker, the open breaker refused calls without sending them, and the
+    // probe after the recovery closed it again.
+    let shown = breaker.times_opened() >= 1
+        && http.refused >= 1
+        && breaker.state() == ephemeral_patterns::circuit_breaker::CircuitState::Closed;
+    if !shown {
+        return Err(format!(
+            "the breaker did not open, refuse and close again: opened {} time(s), {} refused, now {}",
+            breaker.times_opened(),
+            http.refused,
+            breaker.state()
+        )
+        .into());
+    }
     Ok(())
 }
