@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ephemeral::{
     CancelReason, CoordinatorLayer, CoordinatorService, EphemeralOptions,
-    EphemeralResultCoordinator, OperationContext, ResultError, ServiceError,
+    EphemeralResultCoordinator, OperationContext, OperationState, ResultError, ServiceError,
 };
 use tower::{Layer, Service, ServiceExt};
 use tower_test::mock::{self, Spawn};
@@ -416,33 +416,73 @@ async fn the_layer_keeps_no_value_and_a_coordinators_service_keeps_each() {
     );
 }
 
-/// A response future dropped (a `timeout` outside the layer, a caller gone) does not cancel
-/// its operation: it runs on, holding its slot, until the inner call ends; the next call
-/// waits for that slot.
+/// A response future dropped (a `timeout` outside the layer, a caller gone) cancels its
+/// operation, as dropping the response of tower's `Buffer` + `ConcurrencyLimit` drops the
+/// call: a running one is cancelled and its slot freed at once, a pending one never starts.
+/// (It used to run on, holding its slot, so an outer timeout shed no load.)
 #[tokio::test]
-async fn a_dropped_response_leaves_its_operation_running_in_its_slot() {
+async fn a_dropped_response_cancels_its_operation_and_frees_its_slot() {
     let (mut service, mut handle) = layered();
     let coordinator = service.coordinator().expect("built").clone();
     let abandoned = service.ready().await.expect("ready").call(1);
-    let (request, respond) = handle.next_request().await.expect("first request");
+    let (request, _never_answered) = handle.next_request().await.expect("first request");
     assert_eq!(request, 1);
+    let first = format!("{abandoned:?}");
     drop(abandoned);
+    // Cancelled at once; the worker drops the inner call when it next runs.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while coordinator.stats().cancelled == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("not cancelled: {:?} ({first})", coordinator.stats()));
     let stats = coordinator.stats();
-    assert_eq!((stats.running, stats.cancelled), (1, 0), "{stats:?}");
-
-    let next = service.ready().await.expect("the pending slot").call(2);
+    assert_eq!((stats.running, stats.cancelled), (0, 1), "{stats:?}");
+    let cancelled = coordinator.cancelled();
     assert_eq!(
-        coordinator.pending_count(),
-        1,
-        "queued behind the abandoned call"
+        cancelled[0].state,
+        OperationState::Cancelled(CancelReason::Abandoned)
     );
-    respond.send_response(10);
+
+    // The freed slot takes the next call at once; a call dropped while it waits behind it
+    // never reaches the inner service.
+    let running = service.ready().await.expect("the freed slot").call(2);
     let (request, respond) = handle.next_request().await.expect("second request");
     assert_eq!(request, 2);
+    let queued = service.ready().await.expect("a pending slot").call(3);
+    assert_eq!(coordinator.pending_count(), 1);
+    drop(queued);
+    assert_eq!(
+        coordinator.pending_count(),
+        0,
+        "the abandoned pending call is gone"
+    );
     respond.send_response(20);
-    assert_eq!(next.await.expect("the second call's result"), 20);
+    assert_eq!(running.await.expect("the second call's result"), 20);
+    let last = service.ready().await.expect("ready").call(4);
+    let (request, respond) = handle.next_request().await.expect("the next request");
+    assert_eq!(request, 4, "call 3 never reached the inner service");
+    respond.send_response(40);
+    assert_eq!(last.await.expect("answered"), 40);
     let stats = coordinator.stats();
-    assert_eq!((stats.completed, stats.cancelled), (2, 0), "{stats:?}");
+    assert_eq!((stats.completed, stats.cancelled), (2, 2), "{stats:?}");
+}
+
+/// A response dropped after its operation finished (never polled since) changes nothing.
+#[tokio::test]
+async fn a_response_dropped_after_the_finish_leaves_the_outcome_alone() {
+    let (mut service, mut handle) = layered();
+    let coordinator = service.coordinator().expect("built").clone();
+    let call = service.ready().await.expect("ready").call(1);
+    let (_, respond) = handle.next_request().await.expect("request");
+    respond.send_response(10);
+    while coordinator.stats().completed == 0 {
+        tokio::task::yield_now().await;
+    }
+    drop(call);
+    let stats = coordinator.stats();
+    assert_eq!((stats.completed, stats.cancelled), (1, 0), "{stats:?}");
 }
 
 /// `Closed` says what helps: a new coordinator. A new service on the same stopped

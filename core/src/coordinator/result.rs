@@ -108,6 +108,12 @@ fn settled<R>(
 }
 
 impl<T: Send + 'static, R: Send + 'static> EphemeralResultCoordinator<T, R> {
+    /// Cancels `id` because the caller waiting for it went away ([`CancelReason::Abandoned`]).
+    #[cfg(feature = "tower")]
+    pub(crate) fn abandon(&self, id: crate::OperationId) {
+        self.engine.cancel_for(id, super::CancelReason::Abandoned);
+    }
+
     /// The result coordinator over an existing engine (a work coordinator's, with `()`
     /// results): another view of the same coordinator.
     #[cfg(feature = "tower")]

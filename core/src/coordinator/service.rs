@@ -224,9 +224,14 @@ impl<T: Send + 'static, R: Send + 'static> tower::Service<T> for CoordinatorServ
 /// in the bounds of code generic over services.
 ///
 /// It holds the coordinator, so a service dropped right after `call` (as `oneshot` does)
-/// does not shut the coordinator down under the call. Dropping it does not cancel the
-/// operation (as with [`PendingResult`]). Polled again after it completed (a misuse of any
-/// future), it answers [`ServiceError::Closed`] rather than panicking.
+/// does not shut the coordinator down under the call. Dropping it before it completed
+/// cancels the operation ([`CancelReason::Abandoned`](crate::CancelReason::Abandoned)): a
+/// pending one never starts, a running one is cancelled as by `cancel_operation` (the inner
+/// call dropped at once, its slot freed), so a `timeout` outside the layer sheds the load it
+/// gave up on, as tower's `Buffer` and `ConcurrencyLimit` do. (A [`PendingResult`] dropped
+/// does not cancel: its operation's result stays readable by id.) Polled again after it
+/// completed (a misuse of any future), it answers [`ServiceError::Closed`] rather than
+/// panicking.
 #[must_use = "the response is delivered only to this future"]
 pub struct ResponseFuture<T: Send + 'static, R: Send + 'static> {
     state: Response<T, R>,
@@ -252,6 +257,21 @@ impl<T: Send + 'static, R: Send + 'static> ResponseFuture<T, R> {
 
 // Nothing in it is pinned: the pending result is a oneshot receiver, the rest is moved out.
 impl<T: Send + 'static, R: Send + 'static> Unpin for ResponseFuture<T, R> {}
+
+impl<T: Send + 'static, R: Send + 'static> Drop for ResponseFuture<T, R> {
+    fn drop(&mut self) {
+        // Still waiting: the caller gave up on the call, and nobody else can have its
+        // result (the layer's coordinator keeps no values). A finished operation is not
+        // live, so this is a no-op for one that finished but was not polled since.
+        if let Response::Waiting {
+            pending,
+            _alive: Ok(coordinator),
+        } = &self.state
+        {
+            coordinator.abandon(pending.id());
+        }
+    }
+}
 
 impl<T: Send + 'static, R: Send + 'static> Future for ResponseFuture<T, R> {
     type Output = Result<R, ServiceError<T>>;

@@ -30,6 +30,9 @@ pub enum CancelReason {
     Admission(Arc<str>),
     /// It stayed deferred longer than `max_defer` under [`DeferPolicy::Cancel`](super::DeferPolicy).
     DeferTimeout,
+    /// Its caller dropped the `ResponseFuture` of a `tower` call (feature `tower`) before
+    /// it finished (a `timeout` outside the layer, say): nobody could get its result.
+    Abandoned,
 }
 
 impl fmt::Display for CancelReason {
@@ -41,6 +44,7 @@ impl fmt::Display for CancelReason {
             Self::Aborted => f.write_str("aborted after the grace period"),
             Self::Admission(reason) => write!(f, "refused by admission: {reason}"),
             Self::DeferTimeout => f.write_str("deferred longer than max_defer"),
+            Self::Abandoned => f.write_str("its caller dropped the response"),
         }
     }
 }

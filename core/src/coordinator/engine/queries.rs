@@ -86,9 +86,14 @@ impl<T: Send + 'static, R: Send + 'static, Q: Queue<T>> Engine<T, R, Q> {
     }
 
     pub(crate) fn cancel_operation(&self, id: OperationId) -> bool {
+        self.cancel_for(id, CancelReason::Explicit)
+    }
+
+    /// Cancels `id` (pending or running) for `reason`; `false` if it is not live.
+    pub(crate) fn cancel_for(&self, id: OperationId, reason: CancelReason) -> bool {
         let now = Instant::now();
         self.inner()
-            .update(|core, fx| core.cancel_one(fx, id, CancelReason::Explicit, now))
+            .update(|core, fx| core.cancel_one(fx, id, reason, now))
     }
 
     /// Applies `f` to a record, if tracked.
