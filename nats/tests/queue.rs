@@ -1168,3 +1168,71 @@ async fn with_the_server_down_opening_a_work_queue_says_the_connection_is_down()
         "{text}"
     );
 }
+
+/// Listing the dead letters costs about one request per letter kept, not one per sequence
+/// number: a dead-letter stream whose sequences are mostly deleted (letters removed once
+/// handled) used to be read with one request per deleted number as well.
+#[tokio::test]
+async fn listing_dead_letters_skips_deleted_sequences_without_a_request_each() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.unwrap();
+    let queue = nats
+        .work_queue("sparse", WorkQueueOptions::default())
+        .await
+        .unwrap();
+    let js = nats.jetstream();
+    let subject = "ephemeral.wq.sparse.dead";
+    // Letters `a`, `b`, `c` among 1,100 handled (removed) ones, the last few removed too.
+    let mut removed = Vec::new();
+    for i in 0..1_103u32 {
+        let payload = match i {
+            0 => "a",
+            550 => "b",
+            1_000 => "c",
+            _ => "handled",
+        };
+        let ack = js.publish(subject, payload.into()).await.unwrap();
+        let seq = ack.await.unwrap().sequence;
+        if payload == "handled" {
+            removed.push(seq);
+        }
+    }
+    for seq in removed {
+        assert!(queue.remove_dead_letter(seq).await.unwrap());
+    }
+    // Every message API request on the connection, seen by an observer; a sentinel sent on
+    // the same connection after the listing marks the end (one connection's messages
+    // arrive in order).
+    let observer = async_nats::connect(server.url()).await.unwrap();
+    let mut seen = observer.subscribe("$JS.API.>").await.unwrap();
+    let mut sentinel = observer.subscribe("sentinel").await.unwrap();
+    observer.flush().await.unwrap();
+
+    let dead: Vec<_> = queue.dead_letters().await.unwrap().collect().await;
+    let payloads: Vec<_> = dead
+        .iter()
+        .map(|l| String::from_utf8_lossy(&l.as_ref().unwrap().payload).into_owned())
+        .collect();
+    assert_eq!(payloads, ["a", "b", "c"]);
+    let sequences: Vec<_> = dead.iter().map(|l| l.as_ref().unwrap().sequence).collect();
+    assert_eq!(sequences, [1, 551, 1_001]);
+
+    let client = js.client();
+    client.publish("sentinel", "".into()).await.unwrap();
+    client.flush().await.unwrap();
+    tokio::time::timeout(support::PATIENCE, sentinel.next())
+        .await
+        .expect("the sentinel");
+    let mut gets = 0;
+    // Unconstrained: tokio's cooperative budget would answer `Pending` after ~128 reads.
+    while let Some(Some(m)) =
+        futures::FutureExt::now_or_never(tokio::task::unconstrained(seen.next()))
+    {
+        if m.subject.contains(".MSG.GET.") || m.subject.starts_with("$JS.API.DIRECT.GET.") {
+            gets += 1;
+        }
+    }
+    // One per letter and one to find there is none after the last, at most (the stream's
+    // info is asked apart from these).
+    assert!(gets <= 3 + 1, "{gets} message requests for 3 letters");
+}
