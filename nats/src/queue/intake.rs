@@ -99,7 +99,9 @@ pub struct IntakeStats {
     /// Settled by sending nothing (lease lost).
     pub abandoned: u64,
     /// Of the nacks and dead letters, hand-backs (held too long, intake stopped,
-    /// partition moved).
+    /// partition moved). A handed-back job never started here: a job whose body starts
+    /// while the intake hands back runs, and is settled by its outcome instead (one or
+    /// the other wins it, never both), so `started + handed_back ≤ pulled`.
     pub handed_back: u64,
     /// Leases lost (no ping reached the server within `ack_wait`).
     pub leases_lost: u64,
