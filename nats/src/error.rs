@@ -183,6 +183,15 @@ pub enum NatsError {
         /// The request topic.
         topic: String,
     },
+    /// The server a request reached stopped (it was dropped) before handling it: its
+    /// handler never ran, so sending the request again is safe.
+    #[error(
+        "the server of `{topic}` stopped before handling the request (its handler did not run): send it again, and another server of the topic takes it (or it fails at once with no server)"
+    )]
+    ServerStopped {
+        /// The request topic.
+        topic: String,
+    },
     /// No reply came in time.
     #[error(
         "request on `{topic}` got no reply within {after:?}: the server is slow, stuck or unreachable; retry or raise the timeout"
