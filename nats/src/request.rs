@@ -115,10 +115,19 @@ impl Server {
     /// It lasts as long as the slowest handler: to bound it, wrap it in
     /// `tokio::time::timeout`; when that drops it, the server ends as if dropped (what has
     /// not started is answered [`NatsError::ServerStopped`], running handlers finish).
+    /// While the connection is down (or when it drops meanwhile) it returns at once and
+    /// ends as a drop too: the refusals are sent when the connection is back, and
+    /// requesters that gave up by then do not hear them.
     pub async fn stop(mut self) {
         self.end(Mode::Draining);
+        let mut connected = self.nats.inner.state.connected();
         if let Some(task) = self.task.as_mut() {
-            let _ = task.await;
+            tokio::select! {
+                _ = task => {}
+                // The unsubscription cannot complete while the connection is down (the
+                // subscriber would hold its requests until it is back): end as a drop.
+                _ = connected.wait_for(|up| !*up) => return,
+            }
         }
         self.task = None;
         self.nats.round_trip().await;

@@ -356,3 +356,24 @@ async fn stop_handles_the_requests_waiting_in_the_server_before_it_returns() {
     let error = asking.request("busy", "", LONG).await.unwrap_err();
     assert!(matches!(error, NatsError::NoServer { .. }), "{error:?}");
 }
+
+/// `stop` while the connection is down cannot wait for the unsubscription to complete
+/// (the client sends it only once the connection is back): it returns at once and ends
+/// as a drop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_while_the_connection_is_down_returns_at_once() {
+    let mut server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.unwrap();
+    let served = nats
+        .serve("offline", |_| async { Ok::<_, &str>("ok") })
+        .await
+        .unwrap();
+    server.stop().await;
+    support::eventually("the client sees the connection down", || {
+        !nats.is_connected()
+    })
+    .await;
+    tokio::time::timeout(LONG, served.stop())
+        .await
+        .expect("stop returns while the connection is down");
+}
