@@ -118,7 +118,9 @@ impl From<NatsError> for Failure {
                 _ => NO_BUS,
             },
             NatsError::Timeout { .. } => TIMEOUT,
-            NatsError::NoServer { .. } | NatsError::HandlerFailed { .. } => NO_REPLY,
+            NatsError::NoServer { .. }
+            | NatsError::ServerStopped { .. }
+            | NatsError::HandlerFailed { .. } => NO_REPLY,
             _ => IO,
         };
         // The library's hints name its API (`Nats::serve`, `Nats::connection_signals`),
@@ -256,5 +258,16 @@ mod tests {
             ) && !store.message.contains("Nats::"),
             "{store}"
         );
+    }
+
+    /// A request whose server was dropped before handling it failed as a request (exit 6),
+    /// like no server at all, not as an I/O error.
+    #[test]
+    fn a_request_refused_by_a_stopping_server_is_a_failed_request() {
+        let refused = Failure::from(NatsError::ServerStopped {
+            topic: "orders.new".to_owned(),
+        });
+        assert_eq!(refused.code, NO_REPLY, "{refused}");
+        assert!(refused.message.contains("send it again"), "{refused}");
     }
 }

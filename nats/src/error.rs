@@ -27,6 +27,10 @@ pub enum ConnectKind {
     BadUrl,
     /// The client gave up after [`NatsOptions::max_reconnects`](crate::NatsOptions::max_reconnects) attempts.
     MaxReconnects,
+    /// A `ws://` or `wss://` URL, and the websocket handshake failed: the port is not a
+    /// websocket port (a server's plain client port, or a server with no `websocket` block
+    /// in its configuration).
+    WebSocket,
     /// Another input/output error.
     Io,
 }
@@ -56,6 +60,9 @@ impl ConnectKind {
             ConnectKind::MaxReconnects => {
                 "the client gave up reconnecting: check that the server runs, or raise NatsOptions::max_reconnects"
             }
+            ConnectKind::WebSocket => {
+                "a ws:// or wss:// URL needs the server's websocket port, which is not its client port: enable one with a `websocket { port: 8080, no_tls: true }` block in the server's configuration and connect to that port, or connect to the client port with nats://host:4222"
+            }
             ConnectKind::Io => "an input/output error: check the address and that the server runs",
         }
     }
@@ -71,6 +78,7 @@ impl fmt::Display for ConnectKind {
             ConnectKind::Auth => "authentication failed",
             ConnectKind::BadUrl => "bad url",
             ConnectKind::MaxReconnects => "too many reconnect attempts",
+            ConnectKind::WebSocket => "websocket handshake failed",
             ConnectKind::Io => "i/o error",
         })
     }
@@ -175,6 +183,15 @@ pub enum NatsError {
         /// The request topic.
         topic: String,
     },
+    /// The server a request reached stopped (it was dropped) before handling it: its
+    /// handler never ran, so sending the request again is safe.
+    #[error(
+        "the server of `{topic}` stopped before handling the request (its handler did not run): send it again, and another server of the topic takes it (or it fails at once with no server)"
+    )]
+    ServerStopped {
+        /// The request topic.
+        topic: String,
+    },
     /// No reply came in time.
     #[error(
         "request on `{topic}` got no reply within {after:?}: the server is slow, stuck or unreachable; retry or raise the timeout"
@@ -241,10 +258,20 @@ impl NatsError {
 
     /// Classifies a client connect error.
     pub(crate) fn connect(url: &str, source: async_nats::ConnectError) -> Self {
+        let mut kind = classify(&source);
+        // The client reports a failed websocket handshake (speaking websocket to a plain
+        // client port, or to a server with no `websocket` block) as a bare I/O error, and
+        // `wss://` to a port that speaks no TLS as a TLS error about a malformed record,
+        // so the scheme tells. (The client refuses a list that mixes websocket and plain
+        // URLs, so one is enough.) A certificate problem stays `Tls`.
+        let not_tls = kind == ConnectKind::Tls && peer_spoke_no_tls(&source);
+        if (kind == ConnectKind::Io || not_tls) && is_websocket(url) {
+            kind = ConnectKind::WebSocket;
+        }
         NatsError::Connect {
             // Shown in the message: never with its password or token.
             url: crate::client::redact(url),
-            kind: classify(&source),
+            kind,
             source,
         }
     }
@@ -280,6 +307,22 @@ pub(crate) fn classify(error: &async_nats::ConnectError) -> ConnectKind {
             }
         }
     }
+}
+
+/// Whether `urls` (one or several, separated by commas) name a websocket server.
+fn is_websocket(urls: &str) -> bool {
+    urls.split(',').any(|url| {
+        let url = url.trim_start().to_ascii_lowercase();
+        url.starts_with("ws://") || url.starts_with("wss://")
+    })
+}
+
+/// Whether the TLS handshake failed on the first record: the peer does not speak TLS.
+fn peer_spoke_no_tls(error: &async_nats::ConnectError) -> bool {
+    first_io(error)
+        .and_then(|io| io.get_ref())
+        .and_then(|inner| inner.downcast_ref::<async_nats::rustls::Error>())
+        .is_some_and(|e| matches!(e, async_nats::rustls::Error::InvalidMessage(_)))
 }
 
 /// The first `io::Error` in the source chain.

@@ -30,7 +30,8 @@ pub const TIMESTAMP: &str = "bus.ts";
 pub const ORIGIN: &str = "bus.origin";
 /// How many bridges the message crossed, when not zero.
 pub const HOPS: &str = "bus.hops";
-/// On a reply: `ok`, or `error` when the handler failed (the payload is then its message).
+/// On a reply: `ok`, `error` when the handler failed (the payload is then its message), or
+/// `stopped` when the server was dropped before handling the request.
 pub const STATUS: &str = "bus.status";
 
 const RESERVED: [&str; 6] = [PUB, TTL, TIMESTAMP, ORIGIN, HOPS, STATUS];
@@ -188,7 +189,8 @@ pub(crate) struct Decoded {
     pub(crate) timestamp: Option<SystemTime>,
     pub(crate) origin: Option<u64>,
     pub(crate) hops: u8,
-    pub(crate) failed: bool,
+    /// A reply's [`STATUS`].
+    pub(crate) status: Option<Box<str>>,
 }
 
 impl Decoded {
@@ -236,7 +238,7 @@ pub(crate) fn decode(map: Option<&HeaderMap>) -> Decoded {
             }
             ORIGIN => decoded.origin = u64::from_str_radix(first, 16).ok(),
             HOPS => decoded.hops = first.parse().unwrap_or(0),
-            STATUS => decoded.failed = first == "error",
+            STATUS => decoded.status = Some(Box::from(first)),
             _ => {
                 let key: Arc<str> = Arc::from(decode_key(key));
                 for value in values {

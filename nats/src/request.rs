@@ -3,8 +3,9 @@
 //! A request on topic `t` travels on subject `<prefix>.q.<t>`; every [`Nats::serve`] of `t`
 //! joins the queue group `<prefix>`, so NATS hands each request to exactly one server, on
 //! whichever machine. The reply goes to the requester's inbox, with a [`STATUS`] header:
-//! `ok`, or `error` when the handler returned an error or panicked (the payload then holds
-//! its message).
+//! `ok`, `error` when the handler returned an error or panicked (the payload then holds
+//! its message), or `stopped` when the server was dropped before handling the request
+//! (the requester's [`NatsError::ServerStopped`]).
 
 use std::fmt;
 use std::future::Future;
@@ -33,32 +34,57 @@ const REPLY_HEADER_LEN: usize = 12 + STATUS.len() + 4 + "error".len();
 /// NATS drops them for this server, and their requesters time out).
 pub const MAX_CONCURRENT_REQUESTS: usize = 256;
 
+/// The reply status of a request refused because its server was dropped before handling it.
+const STOPPED: &str = "stopped";
+
 #[derive(Debug, Default)]
 struct ServerCounters {
     handled: AtomicU64,
     failed: AtomicU64,
 }
 
-/// A running server (see [`Nats::serve`]); dropping it stops serving. Requests already
-/// being handled finish and are answered.
+/// How a server goes on with the requests it has received and not started: ordered, so a
+/// server only moves forward (a `stop` whose future is dropped becomes a drop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Mode {
+    Serving,
+    /// `stop`: handle them all, then end.
+    Draining,
+    /// Dropped: answer each at once with [`STOPPED`], then end.
+    Refusing,
+}
+
+/// A running server (see [`Nats::serve`]). It ends in one of two ways:
 ///
-/// Dropping it unsubscribes before `drop` returns: a request sent afterwards through the
-/// same connection (any clone of the [`Nats`] handle that served) goes to another server of
-/// the topic, or fails at once with [`NatsError::NoServer`]. Another connection learns of
-/// it a moment later, when the server has read the unsubscription; a request it sends in
-/// that moment may still be routed here and time out. [`stop`](Self::stop) waits for that
-/// moment to pass.
+/// * [`stop`](Self::stop)`.await`, the graceful end: stops taking requests, then handles
+///   every request it had already received (waiting for a free handler slot) and returns
+///   once each is answered and the NATS server knows it no longer serves.
+/// * Dropping it, the quick end: stops taking requests at once; requests being handled
+///   finish and are answered, and each request received but not started is answered at once
+///   with [`NatsError::ServerStopped`] (its handler never ran, so the requester may send it
+///   again), never left to wait out its timeout. A `stop` whose future is dropped (say, by
+///   a `tokio::time::timeout` around it) ends the same way.
+///
+/// Either way the unsubscription is sent before `drop` (or the first poll of `stop`)
+/// returns: a request sent afterwards through the same connection (any clone of the
+/// [`Nats`] handle that served) goes to another server of the topic, or fails at once with
+/// [`NatsError::NoServer`]. Another connection learns of it a moment later, when the server
+/// has read the unsubscription; a request it sends in that moment may still be routed here
+/// and time out. [`stop`](Self::stop) waits for that moment to pass.
 #[must_use = "dropping the server stops serving at once"]
 pub struct Server {
     topic: Name,
     counters: Arc<ServerCounters>,
-    /// The queue subscription, read by the task and taken out by `Drop` (dropping it sends
-    /// the unsubscription at once, ahead of anything this connection sends later; aborting
-    /// the task alone would drop it only when the runtime next gets to the task, after
-    /// requests this connection sent meanwhile, which the server would route here).
+    /// The queue subscription, read by the task. Ending sends its unsubscription from here
+    /// at once, ahead of anything this connection sends later, and leaves the subscriber
+    /// with the task, which reads what it holds until it ends.
     requests: Arc<std::sync::Mutex<Option<async_nats::Subscriber>>>,
+    /// Tells the task how to go on; moves forward only.
+    mode: tokio::sync::watch::Sender<Mode>,
+    /// The unsubscription was sent.
+    unsubscribed: bool,
     nats: Nats,
-    task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
 }
 
 impl Server {
@@ -68,7 +94,7 @@ impl Server {
         &self.topic
     }
 
-    /// Requests answered so far (failures included).
+    /// Requests answered so far (failures included; refusals by a dropped server not).
     #[must_use]
     pub fn handled(&self) -> u64 {
         self.counters.handled.load(Ordering::Relaxed)
@@ -80,30 +106,71 @@ impl Server {
         self.counters.failed.load(Ordering::Relaxed)
     }
 
-    /// Stops serving and returns once the NATS server knows (a round trip, at most the
-    /// connect timeout): a request sent after this returns, from any connection, goes to
-    /// another server of the topic or fails at once with [`NatsError::NoServer`]. Requests
-    /// already being handled finish and are answered.
+    /// Stops serving, gracefully: takes no new request, handles and answers every request
+    /// already received (up to [`MAX_CONCURRENT_REQUESTS`] at once, as before), and returns
+    /// once each is answered and the NATS server knows (a round trip, at most the connect
+    /// timeout): a request sent after this returns, from any connection, goes to another
+    /// server of the topic or fails at once with [`NatsError::NoServer`].
+    ///
+    /// It lasts as long as the slowest handler: to bound it, wrap it in
+    /// `tokio::time::timeout`; when that drops it, the server ends as if dropped (what has
+    /// not started is answered [`NatsError::ServerStopped`], running handlers finish).
+    /// While the connection is down (or when it drops meanwhile) it returns at once and
+    /// ends as a drop too: the refusals are sent when the connection is back, and
+    /// requesters that gave up by then do not hear them.
     pub async fn stop(mut self) {
-        self.unsubscribe();
+        self.end(Mode::Draining);
+        let mut connected = self.nats.inner.state.connected();
+        if let Some(task) = self.task.as_mut() {
+            tokio::select! {
+                _ = task => {}
+                // The unsubscription cannot complete while the connection is down (the
+                // subscriber would hold its requests until it is back): end as a drop.
+                _ = connected.wait_for(|up| !*up) => return,
+            }
+        }
+        self.task = None;
         self.nats.round_trip().await;
     }
 
-    fn unsubscribe(&mut self) {
-        // Dropping the subscriber queues the unsubscription on the connection at once.
-        drop(
-            self.requests
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take(),
-        );
-        self.task.abort();
+    /// Moves to `mode` and, the first time, sends the unsubscription.
+    fn end(&mut self, mode: Mode) {
+        self.mode.send_if_modified(|now| {
+            let forward = mode > *now;
+            if forward {
+                *now = mode;
+            }
+            forward
+        });
+        if std::mem::replace(&mut self.unsubscribed, true) {
+            return;
+        }
+        let mut requests = self
+            .requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(subscriber) = requests.as_mut() {
+            // `drain` unsubscribes and leaves what the subscriber holds readable, then
+            // ends it; the command is queued on the connection at once (it is only ever
+            // pending when the client's command queue is full, or closed).
+            if subscriber
+                .drain()
+                .now_or_never()
+                .is_none_or(|sent| sent.is_err())
+            {
+                // Dropping it unsubscribes (the client retries in the background); what
+                // it held is lost to a full or closed client, as before.
+                requests.take();
+            }
+        }
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.unsubscribe();
+        if self.task.is_some() {
+            self.end(Mode::Refusing);
+        }
     }
 }
 
@@ -152,6 +219,7 @@ impl Nats {
         let client = self.inner.client.clone();
         let task_counters = Arc::clone(&counters);
         let task_topic = topic.clone();
+        let (mode, mut mode_rx) = tokio::sync::watch::channel(Mode::Serving);
         let task = tokio::spawn(async move {
             let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS));
             // The lock is held only while polling, never across an await.
@@ -171,8 +239,22 @@ impl Nats {
                 let Some(reply_to) = raw.reply.clone() else {
                     continue;
                 };
-                let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
-                    break;
+                // Dropped: what has not started is refused at once, never left to time out.
+                let permit = if *mode_rx.borrow() == Mode::Refusing {
+                    None
+                } else {
+                    tokio::select! {
+                        permit = Arc::clone(&permits).acquire_owned() => permit.ok(),
+                        _ = mode_rx.wait_for(|m| *m == Mode::Refusing) => None,
+                    }
+                };
+                let Some(permit) = permit else {
+                    let mut map = HeaderMap::new();
+                    map.insert(STATUS, STOPPED);
+                    let _ = client
+                        .publish_with_headers(reply_to, map, Bytes::new())
+                        .await;
+                    continue;
                 };
                 let (request, _) = to_message(task_topic.clone(), raw);
                 let handler = Arc::clone(&handler);
@@ -213,14 +295,20 @@ impl Nats {
                 };
                 tokio::spawn(tracing::Instrument::instrument(reply, span));
             }
+            // The subscription ended (it was drained, or the client closed): once every
+            // handler has answered, the server is done. A permit is given back only when
+            // its reply was sent.
+            let _ = permits.acquire_many(MAX_CONCURRENT_REQUESTS as u32).await;
         });
         self.round_trip().await;
         Ok(Server {
             topic,
             counters,
             requests,
+            mode,
+            unsubscribed: false,
             nats: self.clone(),
-            task,
+            task: Some(task),
         })
     }
 
@@ -293,23 +381,40 @@ impl Nats {
                     message: e.to_string(),
                 },
             })?;
-        let (reply, failed) = to_message(topic.clone(), reply);
-        if failed {
-            return Err(NatsError::HandlerFailed {
+        let (reply, status) = to_message(topic.clone(), reply);
+        match status {
+            ReplyStatus::Ok => Ok(reply),
+            ReplyStatus::Failed => Err(NatsError::HandlerFailed {
                 topic: topic.to_string(),
                 message: reply.payload_str().unwrap_or("").to_owned(),
-            });
+            }),
+            ReplyStatus::Stopped => Err(NatsError::ServerStopped {
+                topic: topic.to_string(),
+            }),
         }
-        Ok(reply)
     }
 }
 
-/// A received request or reply as a [`Message`] on `topic`, and whether it reports a failed
-/// handler.
-fn to_message(topic: Name, raw: async_nats::Message) -> (Message, bool) {
+/// What a reply's [`STATUS`] says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReplyStatus {
+    Ok,
+    /// The handler failed or panicked.
+    Failed,
+    /// The server was dropped before handling the request.
+    Stopped,
+}
+
+/// A received request or reply as a [`Message`] on `topic`, and what its status says.
+fn to_message(topic: Name, raw: async_nats::Message) -> (Message, ReplyStatus) {
     let mut decoded = headers::decode(raw.headers.as_ref());
     let message = decoded.message(topic, raw.payload.clone());
-    (message, decoded.failed)
+    let status = match decoded.status.as_deref() {
+        Some("error") => ReplyStatus::Failed,
+        Some(STOPPED) => ReplyStatus::Stopped,
+        _ => ReplyStatus::Ok,
+    };
+    (message, status)
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

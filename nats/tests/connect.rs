@@ -286,3 +286,26 @@ async fn the_server_is_described() {
     assert_eq!(nats.stats().connects, 1);
     assert_eq!(nats.prefix(), "ephemeral");
 }
+
+/// A `ws://` URL to a server's plain client port (or to a server without a `websocket`
+/// block) used to say only "i/o error: check the address": the message must name the
+/// websocket handshake and the server's `websocket` block.
+#[tokio::test]
+async fn a_websocket_url_to_a_plain_port_names_websocket() {
+    let server = NatsServer::start().await;
+    for scheme in ["ws", "wss"] {
+        let url = server.url().replacen("nats://", &format!("{scheme}://"), 1);
+        let options = NatsOptions::default().connect_timeout(Duration::from_secs(10));
+        let error = Nats::connect_with(&url, options).await.unwrap_err();
+        let NatsError::Connect { kind, .. } = &error else {
+            panic!("{scheme}: {error:?}");
+        };
+        let text = error.to_string();
+        assert!(text.contains("websocket {"), "{scheme}: {text}");
+        assert!(text.contains("nats://"), "{scheme}: {text}");
+        assert_eq!(format!("{kind:?}"), "WebSocket", "{scheme}: {text}");
+    }
+    // Nothing listening stays a refusal, whatever the scheme.
+    let url = format!("ws://127.0.0.1:{}", free_port());
+    assert_eq!(kind(Nats::connect(&url).await), ConnectKind::Refused);
+}

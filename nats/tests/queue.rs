@@ -1168,3 +1168,169 @@ async fn with_the_server_down_opening_a_work_queue_says_the_connection_is_down()
         "{text}"
     );
 }
+
+/// Listing the dead letters costs about one request per letter kept, not one per sequence
+/// number: a dead-letter stream whose sequences are mostly deleted (letters removed once
+/// handled) used to be read with one request per deleted number as well.
+#[tokio::test]
+async fn listing_dead_letters_skips_deleted_sequences_without_a_request_each() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.unwrap();
+    let queue = nats
+        .work_queue("sparse", WorkQueueOptions::default())
+        .await
+        .unwrap();
+    let js = nats.jetstream();
+    let subject = "ephemeral.wq.sparse.dead";
+    // Letters `a`, `b`, `c` among 1,100 handled (removed) ones, the last few removed too.
+    let mut removed = Vec::new();
+    for i in 0..1_103u32 {
+        let payload = match i {
+            0 => "a",
+            550 => "b",
+            1_000 => "c",
+            _ => "handled",
+        };
+        let ack = js.publish(subject, payload.into()).await.unwrap();
+        let seq = ack.await.unwrap().sequence;
+        if payload == "handled" {
+            removed.push(seq);
+        }
+    }
+    for seq in removed {
+        assert!(queue.remove_dead_letter(seq).await.unwrap());
+    }
+    // Every message API request on the connection, seen by an observer; a sentinel sent on
+    // the same connection after the listing marks the end (one connection's messages
+    // arrive in order).
+    let observer = async_nats::connect(server.url()).await.unwrap();
+    let mut seen = observer.subscribe("$JS.API.>").await.unwrap();
+    let mut sentinel = observer.subscribe("sentinel").await.unwrap();
+    observer.flush().await.unwrap();
+
+    let dead: Vec<_> = queue.dead_letters().await.unwrap().collect().await;
+    let payloads: Vec<_> = dead
+        .iter()
+        .map(|l| String::from_utf8_lossy(&l.as_ref().unwrap().payload).into_owned())
+        .collect();
+    assert_eq!(payloads, ["a", "b", "c"]);
+    let sequences: Vec<_> = dead.iter().map(|l| l.as_ref().unwrap().sequence).collect();
+    assert_eq!(sequences, [1, 551, 1_001]);
+
+    let client = js.client();
+    client.publish("sentinel", "".into()).await.unwrap();
+    client.flush().await.unwrap();
+    tokio::time::timeout(support::PATIENCE, sentinel.next())
+        .await
+        .expect("the sentinel");
+    let mut gets = 0;
+    // Unconstrained: tokio's cooperative budget would answer `Pending` after ~128 reads.
+    while let Some(Some(m)) =
+        futures::FutureExt::now_or_never(tokio::task::unconstrained(seen.next()))
+    {
+        if m.subject.contains(".MSG.GET.") || m.subject.starts_with("$JS.API.DIRECT.GET.") {
+            gets += 1;
+        }
+    }
+    // One per letter and one to find there is none after the last, at most (the stream's
+    // info is asked apart from these).
+    assert!(gets <= 3 + 1, "{gets} message requests for 3 letters");
+}
+
+/// A job that starts while its intake hands back the waiting ones (here: `shutdown`) must
+/// either run or be handed back, never both. The hand-back took a list of the jobs not
+/// started, then cancelled each: one that started in between was counted in `handed_back`
+/// and cancelled while running, and, its body going on, acked as well.
+///
+/// The window is opened on purpose: the first job cancelled finishes at once, and the
+/// `on_finalized` of the intake runs inside the hand-back, where it lets the running job
+/// end and waits until the next one has started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_starts_during_a_hand_back_is_run_or_handed_back_not_both() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.unwrap();
+    let queue = nats
+        .work_queue("hand-back-race", WorkQueueOptions::default())
+        .await
+        .unwrap();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<String>();
+    let started_tx = Mutex::new(started_tx);
+    let started_rx = Arc::new(Mutex::new(started_rx));
+    let armed = Arc::new(AtomicBool::new(false));
+    let body = {
+        let gate = Arc::clone(&gate);
+        move |job: Job, _ctx: OperationContext| {
+            let id = job.id().to_owned();
+            started_tx.lock().unwrap().send(id.clone()).unwrap();
+            let gate = Arc::clone(&gate);
+            // The body ignores its token: a cancel does not stop it.
+            async move {
+                if id == "a" {
+                    let _ = gate.acquire().await;
+                }
+                Ok::<(), String>(())
+            }
+        }
+    };
+    let on_finalized = {
+        let armed = Arc::clone(&armed);
+        let gate = Arc::clone(&gate);
+        let started_rx = Arc::clone(&started_rx);
+        move |snapshot: &ephemeral::OperationSnapshot| {
+            if !matches!(snapshot.state, OperationState::Cancelled(_))
+                || !armed.swap(false, Ordering::SeqCst)
+            {
+                return;
+            }
+            // Inside the hand-back: let `a` end, so that the worker starts the other
+            // waiting job, and wait for that start (the worker thread is given away
+            // meanwhile, so the runtime's other tasks go on).
+            gate.add_permits(1);
+            tokio::task::block_in_place(|| {
+                let started = started_rx
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(support::PATIENCE)
+                    .expect("the other waiting job starts");
+                assert_ne!(started, "a");
+            });
+        }
+    };
+    let (coordinator, intake) = queue
+        .work_coordinator(
+            body,
+            EphemeralOptions::default().max_concurrency(1),
+            IntakeOptions::default()
+                .prefetch(2)
+                .on_finalized(on_finalized),
+        )
+        .await
+        .unwrap();
+    queue.push("a", "x").await.unwrap();
+    let first =
+        tokio::task::block_in_place(|| started_rx.lock().unwrap().recv_timeout(support::PATIENCE));
+    assert_eq!(first.as_deref(), Ok("a"));
+    queue.push("b", "x").await.unwrap();
+    queue.push("c", "x").await.unwrap();
+    support::eventually("three jobs held", || intake.stats().pulled == 3).await;
+    armed.store(true, Ordering::SeqCst);
+    let stats = tokio::time::timeout(support::PATIENCE, intake.shutdown())
+        .await
+        .expect("the intake shuts down");
+    assert!(
+        !armed.load(Ordering::SeqCst),
+        "the hand-back cancelled a job"
+    );
+    // Every job ran or was handed back, and one that ran was not handed back.
+    assert_eq!(stats.started + stats.handed_back, stats.pulled, "{stats:?}");
+    assert_eq!(stats.acked + stats.nacked, stats.pulled, "{stats:?}");
+    assert_eq!(stats.handed_back, stats.nacked, "{stats:?}");
+    assert_eq!(
+        (stats.pulled, stats.started, stats.acked, stats.handed_back),
+        (3, 2, 2, 1),
+        "{stats:?}"
+    );
+    assert_eq!(coordinator.stats().completed, 2);
+}

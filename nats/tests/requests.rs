@@ -4,6 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+mod support;
+
 use ephemeral::HeaderValue;
 use ephemeral_nats::testing::NatsServer;
 use ephemeral_nats::{Nats, NatsError, Outgoing};
@@ -233,4 +235,145 @@ async fn one_server_handles_requests_concurrently() {
     for reply in futures::future::join_all(requests).await {
         assert_eq!(reply.unwrap().payload_str(), Some("done"));
     }
+}
+
+/// A server whose handler slots are all busy, with `extra` more requests waiting in its
+/// subscription's buffer: the server, the gate that holds its handlers, and the replies
+/// of every request sent (the first `MAX_CONCURRENT_REQUESTS` are being handled).
+async fn a_full_server(
+    server: &NatsServer,
+    serving: &Nats,
+    asking: &Nats,
+    extra: usize,
+) -> (
+    ephemeral_nats::Server,
+    Arc<tokio::sync::Semaphore>,
+    Vec<tokio::task::JoinHandle<Result<ephemeral_nats::Message, NatsError>>>,
+) {
+    use ephemeral_nats::MAX_CONCURRENT_REQUESTS as SLOTS;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let running = Arc::new(AtomicUsize::new(0));
+    let handler = {
+        let gate = Arc::clone(&gate);
+        let running = Arc::clone(&running);
+        move |_| {
+            let gate = Arc::clone(&gate);
+            running.fetch_add(1, Ordering::SeqCst);
+            async move {
+                gate.acquire().await.unwrap().forget();
+                Ok::<_, &str>("done")
+            }
+        }
+    };
+    let served = serving.serve("busy", handler).await.unwrap();
+    // An observer sees every request as the server routes it (a plain subscription next
+    // to the queue group).
+    let observer = async_nats::connect(server.url()).await.unwrap();
+    let mut seen = observer.subscribe("ephemeral.q.busy").await.unwrap();
+    observer.flush().await.unwrap();
+    let ask = |asking: &Nats| {
+        let asking = asking.clone();
+        // Far longer than the test waits: an unanswered request shows as a test timeout.
+        tokio::spawn(async move { asking.request("busy", "", Duration::from_secs(120)).await })
+    };
+    let mut replies: Vec<_> = (0..SLOTS).map(|_| ask(asking)).collect();
+    support::eventually("every handler slot busy", || {
+        running.load(Ordering::SeqCst) == SLOTS
+    })
+    .await;
+    replies.extend((0..extra).map(|_| ask(asking)));
+    for _ in 0..SLOTS + extra {
+        tokio::time::timeout(LONG, futures::StreamExt::next(&mut seen))
+            .await
+            .expect("the observer sees every request");
+    }
+    // The serving connection's round trip: what the server routed to it before (the
+    // waiting requests) is in its subscription's buffer.
+    serving.client().flush().await.unwrap();
+    assert_eq!(running.load(Ordering::SeqCst), SLOTS);
+    (served, gate, replies)
+}
+
+/// Requests waiting in a server's buffer (every handler slot busy) were dropped with the
+/// server: each requester waited out its whole timeout. Dropping the server now answers
+/// each at once with `ServerStopped` (its handler never ran: safe to send again), and the
+/// requests being handled finish and are answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_waiting_in_a_dropped_server_are_refused_at_once() {
+    let server = NatsServer::start().await;
+    let serving = Nats::connect(&server.url()).await.unwrap();
+    let asking = Nats::connect(&server.url()).await.unwrap();
+    let (served, gate, mut replies) = a_full_server(&server, &serving, &asking, 4).await;
+    drop(served);
+    for waiting in replies.split_off(ephemeral_nats::MAX_CONCURRENT_REQUESTS) {
+        let reply = tokio::time::timeout(LONG, waiting)
+            .await
+            .expect("a waiting request is answered when its server is dropped")
+            .unwrap();
+        let error = reply.unwrap_err();
+        assert!(
+            matches!(&error, NatsError::ServerStopped { topic } if topic == "busy"),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("send it again"), "{error}");
+    }
+    gate.add_permits(ephemeral_nats::MAX_CONCURRENT_REQUESTS);
+    for running in replies {
+        let reply = tokio::time::timeout(LONG, running).await.unwrap().unwrap();
+        assert_eq!(reply.unwrap().payload(), b"done");
+    }
+}
+
+/// `stop` is the graceful end: requests this server had already received, waiting for a
+/// handler slot, are handled and answered before it returns (they were dropped, and
+/// their requesters waited out their timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_handles_the_requests_waiting_in_the_server_before_it_returns() {
+    let server = NatsServer::start().await;
+    let serving = Nats::connect(&server.url()).await.unwrap();
+    let asking = Nats::connect(&server.url()).await.unwrap();
+    let (served, gate, replies) = a_full_server(&server, &serving, &asking, 4).await;
+    let handled = Arc::new(AtomicUsize::new(0));
+    let stopping = tokio::spawn(served.stop());
+    gate.add_permits(ephemeral_nats::MAX_CONCURRENT_REQUESTS + 4);
+    tokio::time::timeout(LONG, stopping)
+        .await
+        .expect("stop returns once every request is answered")
+        .unwrap();
+    for reply in replies {
+        let reply = tokio::time::timeout(LONG, reply)
+            .await
+            .expect("every request received is answered")
+            .unwrap();
+        assert_eq!(reply.unwrap().payload(), b"done");
+        handled.fetch_add(1, Ordering::SeqCst);
+    }
+    assert_eq!(
+        handled.load(Ordering::SeqCst),
+        ephemeral_nats::MAX_CONCURRENT_REQUESTS + 4
+    );
+    // Stopped: nobody serves the topic any more.
+    let error = asking.request("busy", "", LONG).await.unwrap_err();
+    assert!(matches!(error, NatsError::NoServer { .. }), "{error:?}");
+}
+
+/// `stop` while the connection is down cannot wait for the unsubscription to complete
+/// (the client sends it only once the connection is back): it returns at once and ends
+/// as a drop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_while_the_connection_is_down_returns_at_once() {
+    let mut server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.unwrap();
+    let served = nats
+        .serve("offline", |_| async { Ok::<_, &str>("ok") })
+        .await
+        .unwrap();
+    server.stop().await;
+    support::eventually("the client sees the connection down", || {
+        !nats.is_connected()
+    })
+    .await;
+    tokio::time::timeout(LONG, served.stop())
+        .await
+        .expect("stop returns while the connection is down");
 }

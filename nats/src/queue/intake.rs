@@ -99,7 +99,9 @@ pub struct IntakeStats {
     /// Settled by sending nothing (lease lost).
     pub abandoned: u64,
     /// Of the nacks and dead letters, hand-backs (held too long, intake stopped,
-    /// partition moved).
+    /// partition moved). A handed-back job never started here: a job whose body starts
+    /// while the intake hands back runs, and is settled by its outcome instead (one or
+    /// the other wins it, never both), so `started + handed_back ≤ pulled`.
     pub handed_back: u64,
     /// Leases lost (no ping reached the server within `ack_wait`).
     pub leases_lost: u64,
@@ -410,16 +412,10 @@ impl<T: Target> Loop<T> {
             Some(self.core.rules.cancel_delay)
         };
         for delivery in self.snapshot_waiting() {
-            let Some(op) = delivery.op.get().copied() else {
-                continue;
-            };
             if delivery.lease().lost {
-                delivery.set_mark(Mark::Lost);
-                self.target.cancel_op(op);
+                give_up_waiting(&self.core, &self.target, &delivery, Mark::Lost);
             } else if now.saturating_duration_since(delivery.received) >= self.core.max_hold {
-                delivery.set_mark(Mark::HandBack(delay));
-                Counters::bump(&self.core.counters.handed_back);
-                self.target.cancel_op(op);
+                give_up_waiting(&self.core, &self.target, &delivery, Mark::HandBack(delay));
             }
         }
         self.core.sweep_early();
@@ -428,11 +424,7 @@ impl<T: Target> Loop<T> {
     /// Hands back every enqueued job that has not started (the intake stops).
     pub(crate) fn hand_back_waiting(&self) {
         for delivery in self.snapshot_waiting() {
-            if let Some(op) = delivery.op.get().copied() {
-                delivery.set_mark(Mark::HandBack(None));
-                Counters::bump(&self.core.counters.handed_back);
-                self.target.cancel_op(op);
-            }
+            give_up_waiting(&self.core, &self.target, &delivery, Mark::HandBack(None));
         }
     }
 
@@ -449,6 +441,34 @@ impl<T: Target> Loop<T> {
     pub(crate) fn tick_period(&self) -> Duration {
         (self.core.pull_expiry / 4).clamp(Duration::from_millis(20), Duration::from_millis(250))
     }
+}
+
+/// Gives up an enqueued job that has not started (handed back, or its lease lost): marks
+/// it, counts a hand-back, and cancels its operation, which then settles it by the mark.
+///
+/// The job is claimed first ([`Delivery::try_give_up`]): its body may start on a worker
+/// at any moment, and a job whose body won the claim is left to run and be settled by its
+/// outcome, neither counted as handed back nor cancelled. The list of waiting jobs a
+/// caller went through was taken earlier and may be stale. Returns whether it was given up.
+pub(crate) fn give_up_waiting<T: Target>(
+    core: &Core,
+    target: &T,
+    delivery: &Delivery,
+    mark: Mark,
+) -> bool {
+    // Not filed yet (enqueue returned an instant ago): the next look finds it.
+    let Some(op) = delivery.op.get().copied() else {
+        return false;
+    };
+    if !delivery.try_give_up() {
+        return false;
+    }
+    delivery.set_mark(mark);
+    if matches!(mark, Mark::HandBack(_)) {
+        Counters::bump(&core.counters.handed_back);
+    }
+    target.cancel_op(op);
+    true
 }
 
 /// The pull loop of a plain queue: one consumer shared by every node.

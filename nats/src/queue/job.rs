@@ -1,16 +1,20 @@
 //! `Job`: one delivered job, as a body sees it; `Delivery`: what this node knows about it.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_nats::{HeaderMap, Subject};
 use bytes::Bytes;
-use ephemeral::OperationId;
+use ephemeral::{OperationContext, OperationId};
+use futures::TryFutureExt;
+use futures::future::Either;
 use tokio::time::Instant;
 
 use super::error::QueueError;
+use super::state::{Core, Counters};
 
 /// One job delivered to this node: its id, key, payload and headers, and how many times it
 /// has been delivered (this delivery included).
@@ -96,6 +100,13 @@ impl fmt::Debug for Job {
     }
 }
 
+/// [`Delivery::started`]: neither started nor given up.
+pub(crate) const WAITING: u8 = 0;
+/// [`Delivery::started`]: its body started.
+pub(crate) const STARTED: u8 = 1;
+/// [`Delivery::started`]: given up before its body started; it never starts here.
+pub(crate) const GIVEN_UP: u8 = 2;
+
 /// What makes this node settle a job some other way than its terminal state says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mark {
@@ -119,8 +130,10 @@ pub(crate) struct Delivery {
     pub(crate) id: Arc<str>,
     pub(crate) key: Option<Arc<str>>,
     pub(crate) received: Instant,
-    /// Set by the body wrapper when the body starts.
-    pub(crate) started: AtomicBool,
+    /// Whether its body started or it was given up before ([`WAITING`], [`STARTED`] or
+    /// [`GIVEN_UP`]): the body wrapper and a hand-back (or a lost lease) race for a waiting
+    /// job, and exactly one of them wins it.
+    pub(crate) started: AtomicU8,
     /// The operation, once enqueued.
     pub(crate) op: OnceLock<OperationId>,
     pub(crate) mark: Mutex<Option<Mark>>,
@@ -163,14 +176,29 @@ impl Lease {
 }
 
 impl Delivery {
+    /// Whether its body started (a job given up before it started never does).
     pub(crate) fn is_started(&self) -> bool {
-        // Acquire: pairs with the Release store in `mark_started`; the flag is read from
-        // other tasks deciding whether a job can still be handed back.
-        self.started.load(Ordering::Acquire)
+        // Acquire: pairs with the winning exchange in `try_start`.
+        self.started.load(Ordering::Acquire) == STARTED
     }
 
-    pub(crate) fn mark_started(&self) {
-        self.started.store(true, Ordering::Release);
+    /// Claims the job for its body: false when it was given up first (handed back, or its
+    /// lease lost), and then its body must not run.
+    pub(crate) fn try_start(&self) -> bool {
+        // AcqRel on the one exchange that decides between the body and a give-up, so the
+        // loser sees everything the winner did before (the give-up's mark).
+        self.started
+            .compare_exchange(WAITING, STARTED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Claims a job that has not started for giving it up: false when its body started
+    /// first (it then runs, and is settled by its outcome).
+    pub(crate) fn try_give_up(&self) -> bool {
+        // AcqRel: see `try_start`.
+        self.started
+            .compare_exchange(WAITING, GIVEN_UP, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
 
     pub(crate) fn mark(&self) -> Option<Mark> {
@@ -297,5 +325,53 @@ mod tests {
         );
         assert_eq!(ack_info("_INBOX.x"), None);
         assert_eq!(ack_info("$JS.ACK.WQ.p.x.6.4.1.3"), None);
+    }
+}
+
+/// What a queue's coordinator runs for a job: the caller's body, once the job is claimed
+/// for it ([`Delivery::try_start`]); counted in [`IntakeStats::started`](super::IntakeStats::started).
+///
+/// A job given up first (handed back or its lease lost, by another task an instant
+/// before) does not run: its operation is being cancelled, so this waits for that and
+/// ends it cancelled, and the job is settled by its give-up mark.
+pub(crate) fn start_body<F, Fut, E>(
+    core: &Core,
+    body: &F,
+    job: Job,
+    ctx: OperationContext,
+) -> impl Future<Output = Result<(), BodyError<E>>> + Send + use<F, Fut, E>
+where
+    F: Fn(Job, OperationContext) -> Fut,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: fmt::Display + Send + Sync + 'static,
+{
+    if job.delivery.try_start() {
+        Counters::bump(&core.counters.started);
+        core.room.notify_one();
+        Either::Left(body(job, ctx).map_err(BodyError::Body))
+    } else {
+        // The give-up cancels the operation right after its claim.
+        let cancelled = ctx.cancelled();
+        Either::Right(async move {
+            cancelled.await;
+            Err(BodyError::GivenUp)
+        })
+    }
+}
+
+/// The error of [`start_body`]: the body's, or the job was given up before it started
+/// (the operation then ends cancelled, so this text is never shown).
+#[derive(Debug)]
+pub(crate) enum BodyError<E> {
+    Body(E),
+    GivenUp,
+}
+
+impl<E: fmt::Display> fmt::Display for BodyError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BodyError::Body(e) => e.fmt(f),
+            BodyError::GivenUp => f.write_str("given up before it started"),
+        }
     }
 }

@@ -32,7 +32,7 @@ use async_nats::StatusCode;
 use futures::StreamExt;
 use tokio::time::Instant;
 
-use super::intake::{Loop, Target, changed};
+use super::intake::{Loop, Target, changed, give_up_waiting};
 use super::job::{Delivery, Job, Mark, ack_info};
 use super::names::{GROUP, Names};
 use super::orphans::{self, Watched};
@@ -425,11 +425,7 @@ fn hand_back_partition<T: Target>(l: &Loop<T>, index: u16, delay: Option<Duratio
         .map(|d| Arc::clone(d.value()))
         .collect();
     for delivery in waiting {
-        if let Some(op) = delivery.op.get().copied() {
-            delivery.set_mark(Mark::HandBack(delay));
-            Counters::bump(&l.core.counters.handed_back);
-            l.target.cancel_op(op);
-        }
+        give_up_waiting(&l.core, &l.target, &delivery, Mark::HandBack(delay));
     }
 }
 

@@ -21,13 +21,13 @@ use super::claims::Claims;
 use super::dead::{self, DeadLetters};
 use super::error::{NO_MESSAGE_FOUND, QueueError, jetstream, js_code, js_err};
 use super::intake::{DeferRule, Intake, Loop, Target, run_plain};
-use super::job::Job;
+use super::job::{Job, start_body};
 use super::keyed::run_keyed;
 use super::lease::LeaseCheck;
 use super::names::{self, GROUP, Names, PLAIN_CONSUMER};
 use super::options::{IntakeOptions, Storage, WorkQueueOptions};
 use super::settle::Rules;
-use super::state::{Core, CoreConfig, Counters, Finalizer};
+use super::state::{Core, CoreConfig, Finalizer};
 use crate::durations::{jetstream_age, jetstream_duration};
 use crate::{Nats, NatsError};
 
@@ -615,13 +615,8 @@ impl WorkQueue {
         }
         let (parts, options) = self.prepare(&intake, options)?;
         let hooks = with_lease_check(hooks, &parts.core);
-        let counters = Arc::clone(&parts.core);
-        let wrapped = move |job: Job, ctx: OperationContext| {
-            job.delivery.mark_started();
-            Counters::bump(&counters.counters.started);
-            counters.room.notify_one();
-            body(job, ctx)
-        };
+        let core = Arc::clone(&parts.core);
+        let wrapped = move |job: Job, ctx: OperationContext| start_body(&core, &body, job, ctx);
         let coordinator = EphemeralWorkCoordinator::with_admission(wrapped, options, hooks)?;
         self.start(parts, coordinator, intake, None).await
     }
@@ -675,13 +670,8 @@ impl WorkQueue {
         };
         let (parts, options) = self.prepare(&intake, options)?;
         let hooks = with_lease_check(hooks, &parts.core);
-        let counters = Arc::clone(&parts.core);
-        let wrapped = move |job: Job, ctx: OperationContext| {
-            job.delivery.mark_started();
-            Counters::bump(&counters.counters.started);
-            counters.room.notify_one();
-            body(job, ctx)
-        };
+        let core = Arc::clone(&parts.core);
+        let wrapped = move |job: Job, ctx: OperationContext| start_body(&core, &body, job, ctx);
         let coordinator = EphemeralKeyedWorkCoordinator::with_admission(wrapped, options, hooks)?;
         self.start(parts, coordinator, intake, Some(partitions))
             .await
