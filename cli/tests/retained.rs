@@ -240,14 +240,20 @@ async fn kv_watch_prints_changes_made_elsewhere() {
     assert_eq!(child.wait().await.expect("wait").code(), Some(0));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn room_join_prints_the_history_then_live_messages() {
-    let dir = tempdir();
-    let bus = bus(dir.path(), "chat").await;
+/// The room `lobby` of the bus `chat` in `dir` (the bus is returned to keep it open).
+async fn lobby(dir: &std::path::Path) -> (ephemeral_bus::Bus, ephemeral_bus::retained::Room) {
+    let bus = bus(dir, "chat").await;
     let room = bus
         .room("lobby", RoomOptions::default())
         .await
         .expect("room");
+    (bus, room)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_join_prints_the_history_then_live_messages() {
+    let dir = tempdir();
+    let (_bus, room) = lobby(dir.path()).await;
     room.send(b"before").await.expect("send");
     let (code, _, err) = run(
         dir.path(),
@@ -290,11 +296,7 @@ async fn room_join_prints_the_history_then_live_messages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn room_clear_removes_the_history_and_numbers_carry_on() {
     let dir = tempdir();
-    let bus = bus(dir.path(), "chat").await;
-    let room = bus
-        .room("lobby", RoomOptions::default())
-        .await
-        .expect("room");
+    let (_bus, room) = lobby(dir.path()).await;
     room.send(b"one").await.expect("send");
     room.send(b"two").await.expect("send");
     let (code, _, err) = run(dir.path(), &["room", "--bus", "chat", "clear", "lobby"]).await;
@@ -309,11 +311,7 @@ async fn room_clear_removes_the_history_and_numbers_carry_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn room_join_escapes_control_characters_in_text_lines() {
     let dir = tempdir();
-    let bus = bus(dir.path(), "chat").await;
-    let room = bus
-        .room("lobby", RoomOptions::default())
-        .await
-        .expect("room");
+    let (_bus, room) = lobby(dir.path()).await;
     room.send(b"hi\x1b[2J\x07").await.expect("send");
     let (code, out, err) = run(
         dir.path(),
