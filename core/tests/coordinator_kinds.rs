@@ -667,6 +667,66 @@ async fn a_deferred_lane_never_stalls_the_others() {
     assert_eq!(*order.lock().unwrap(), [2, 1]);
 }
 
+/// A lane's deferral dates an item's `max_defer` clock as the coordinator-wide one does: an
+/// item accepted while its lane's defer signal is live is held from its acceptance, even
+/// when the clock jumps (`advance`) before the coordinator looks again.
+#[tokio::test(start_paused = true)]
+async fn an_item_accepted_into_a_deferred_lane_is_held_from_its_acceptance() {
+    let sink = SignalSink::default();
+    let c = PriorityWorkCoordinator::new(
+        |_: u32, _ctx: OperationContext| async { Ok::<_, Infallible>(()) },
+        vec![Lane::new("bulk", 0).defer_on("db.busy")],
+        EphemeralOptions::default()
+            .signals(sink.clone())
+            .max_defer(Duration::from_secs(10), DeferPolicy::Cancel),
+    )
+    .unwrap();
+    let _hold = sink.hold("db.busy").unwrap();
+    let id = c.enqueue("bulk", 1).await.unwrap();
+    let state = || c.operation(id).unwrap().state;
+    assert_eq!(state(), OperationState::Deferred);
+    tokio::time::advance(Duration::from_millis(9_999)).await;
+    settle().await;
+    assert_eq!(state(), OperationState::Deferred);
+    tokio::time::advance(Duration::from_millis(1)).await;
+    settle().await;
+    assert_eq!(
+        state(),
+        OperationState::Cancelled(ephemeral::CancelReason::DeferTimeout)
+    );
+}
+
+/// Items already waiting in a lane when its defer signal is raised are held from that raise.
+#[tokio::test(start_paused = true)]
+async fn items_waiting_in_a_lane_are_held_from_the_raise_of_its_defer_signal() {
+    let sink = SignalSink::default();
+    let c = PriorityWorkCoordinator::new(
+        |_: u32, _ctx: OperationContext| async { Ok::<_, Infallible>(()) },
+        vec![Lane::new("bulk", 0).defer_on("db.busy")],
+        EphemeralOptions::default()
+            .signals(sink.clone())
+            .max_defer(Duration::from_secs(10), DeferPolicy::Cancel),
+    )
+    .unwrap();
+    c.pause();
+    let id = c.enqueue("bulk", 1).await.unwrap();
+    let _hold = sink.hold("db.busy").unwrap(); // t = 0
+    tokio::time::advance(Duration::from_secs(4)).await;
+    c.resume();
+    settle().await;
+    let state = || c.operation(id).unwrap().state;
+    assert_eq!(state(), OperationState::Deferred);
+    tokio::time::advance(Duration::from_millis(5_999)).await; // t = 9.999 s
+    settle().await;
+    assert_eq!(state(), OperationState::Deferred);
+    tokio::time::advance(Duration::from_millis(1)).await; // t = 10 s
+    settle().await;
+    assert_eq!(
+        state(),
+        OperationState::Cancelled(ephemeral::CancelReason::DeferTimeout)
+    );
+}
+
 /// Under a coordinator-wide deferral with `DeferPolicy::Run`, the item past `max_defer`
 /// starts and no other: a higher lane's item held for less stays deferred (it used to start
 /// with it, 30 s early, as the lane pop looked only at lane rules).

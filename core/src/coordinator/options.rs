@@ -379,8 +379,9 @@ impl EphemeralOptions {
     ///
     /// "Held back" is dated by the signals, not by when the coordinator next looks (which,
     /// under a clock that jumps, such as tokio's `advance`, can be much later): an item
-    /// accepted while `defer_on` holds is held from its acceptance, and items already
-    /// waiting when a defer signal is raised are held from that raise. A deferral that comes
+    /// accepted while `defer_on` (or its lane's `defer_on`) holds is held from its
+    /// acceptance, and items already waiting when a defer signal is raised are held from
+    /// that raise. A deferral that comes
     /// back because a newer resume signal expired or was retracted counts from when the
     /// coordinator sees it (never earlier than it could have begun).
     ///

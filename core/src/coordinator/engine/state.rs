@@ -407,12 +407,24 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
             });
         }
         let mut job = job;
-        // The coordinator-wide rule is looked at now, not only when a worker or the steering
-        // task next runs (which, under a clock that jumps, can be much later): an item
+        // The coordinator-wide defer rule is looked at now, not only when a worker or the
+        // steering task next runs (which, under a clock that jumps, can be much later): an item
         // accepted while a deferral is live is held, and its `max_defer` clock runs, from
         // its acceptance.
         let mut held = self.defer.defer_on.is_some() && self.refresh_deferral(sink, now);
         held |= self.defer_since.is_some() && job.hold(now);
+        // So do the route-level (lane) rules, before the queue decides whether it holds the
+        // job it takes.
+        if self.queue.has_route_deferral() {
+            let mut cx = PopCx {
+                sink,
+                now,
+                global: self.defer_since.is_some(),
+                held: false,
+            };
+            self.queue.refresh_routes(&mut cx);
+            held |= cx.held;
+        }
         held |= self.take_in(job, reply, now);
         // A waiting worker is handed the next job here, started under this lock, so it need
         // not take the lock again to find it; one more worker if jobs still go unserved.
