@@ -130,6 +130,103 @@ async fn keys_whose_items_a_deferral_cancelled_are_forgotten() {
     assert_adds_up(&c.stats());
 }
 
+/// Per-key order stays strict when the head of a key is held back: by a coordinator-wide
+/// deferral (all keys start in order once it is lifted, with several workers), and by an
+/// admission hook putting the head of one key aside (the next item of that key waits for
+/// it; other keys go on).
+#[tokio::test(start_paused = true)]
+async fn per_key_order_holds_through_deferrals() {
+    /// Puts the first item it sees aside until the gate opens; admits every other one.
+    #[derive(Debug)]
+    struct HoldFirst {
+        open: tokio::sync::watch::Receiver<bool>,
+        first: Mutex<Option<OperationId>>,
+    }
+    impl ephemeral::Admission for HoldFirst {
+        fn admit<'a>(
+            &'a self,
+            request: &'a ephemeral::AdmissionRequest,
+        ) -> futures::future::BoxFuture<'a, ephemeral::Decision> {
+            let first = *self.first.lock().unwrap().get_or_insert(request.id) == request.id;
+            let mut open = self.open.clone();
+            Box::pin(async move {
+                if first && !*open.borrow() {
+                    ephemeral::Decision::defer(async move {
+                        let _ = open.wait_for(|o| *o).await;
+                    })
+                } else {
+                    ephemeral::Decision::Admit
+                }
+            })
+        }
+    }
+
+    let sink = SignalSink::default();
+    let log = Log::default();
+    let c = EphemeralKeyedWorkCoordinator::new(
+        keyed_body(log.clone(), Gauge::default()),
+        EphemeralOptions::default()
+            .max_concurrency(4)
+            .signals(sink.clone())
+            .defer_on("backpressure")
+            .resume_on("backpressure.cleared"),
+    )
+    .unwrap();
+    let hold = sink.hold("backpressure").unwrap();
+    for n in 0..30u32 {
+        let key = format!("k{}", n % 3);
+        c.enqueue(key.clone(), (key, n, u64::from(7 - n % 7)))
+            .await
+            .unwrap();
+    }
+    settle().await;
+    assert!(log.lock().unwrap().is_empty());
+    sink.raise("backpressure.cleared").unwrap();
+    drop(hold);
+    c.drain().await.unwrap();
+    let log = log.lock().unwrap().clone();
+    assert_eq!(log.len(), 30);
+    for k in 0..3 {
+        let key = format!("k{k}");
+        let order: Vec<u32> = log
+            .iter()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, n)| *n)
+            .collect();
+        assert_eq!(
+            order,
+            (0..30).filter(|n| n % 3 == k).collect::<Vec<_>>(),
+            "{key}"
+        );
+    }
+
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let log = Log::default();
+    let c = EphemeralKeyedWorkCoordinator::with_admission(
+        keyed_body(log.clone(), Gauge::default()),
+        EphemeralOptions::default().max_concurrency(2),
+        vec![Arc::new(HoldFirst {
+            open: gate,
+            first: Mutex::new(None),
+        })],
+    )
+    .unwrap();
+    for (key, n) in [("a", 1), ("a", 2), ("b", 1)] {
+        c.enqueue(key.to_string(), (key.to_string(), n, 0))
+            .await
+            .unwrap();
+    }
+    settle().await;
+    assert_eq!(*log.lock().unwrap(), [("b".to_string(), 1)]);
+    open.send(true).unwrap();
+    c.drain().await.unwrap();
+    let expected: Vec<(String, u32)> = [("b", 1), ("a", 1), ("a", 2)]
+        .into_iter()
+        .map(|(k, n)| (k.to_string(), n))
+        .collect();
+    assert_eq!(*log.lock().unwrap(), expected);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_busy_key_does_not_block_other_keys() {
     let log = Log::default();

@@ -1260,3 +1260,99 @@ async fn max_defer_run_starts_the_overdue_item_not_the_one_in_front_of_it() {
     tokio::time::sleep(Duration::from_secs(4)).await; // t = 15.5 s
     assert_eq!(state(first), OperationState::Completed);
 }
+
+/// A resume signal releases a deferral only while it is live and newer than the latest defer
+/// match: one raised before the defer signal does nothing, a newer defer signal defers again,
+/// and once the resume expires the live defer signal holds again.
+#[tokio::test(start_paused = true)]
+async fn a_resume_counts_only_while_live_and_newer_than_the_latest_defer_match() {
+    let sink = SignalSink::default();
+    let (started, body) = counter();
+    let c = EphemeralWorkCoordinator::new(
+        body,
+        EphemeralOptions::default()
+            .signals(sink.clone())
+            .defer_on("backpressure.*")
+            .resume_on("backpressure.cleared"),
+    )
+    .unwrap();
+    let count = || started.load(Ordering::SeqCst);
+    sink.raise("backpressure.cleared").unwrap();
+    let _db = sink.hold("backpressure.db").unwrap();
+    c.enqueue(1).await.unwrap();
+    settle().await;
+    assert_eq!(count(), 0, "the resume is older than the defer signal");
+
+    sink.raise_with(
+        Signal::build("backpressure.cleared")
+            .unwrap()
+            .expires_in(Duration::from_secs(5)),
+    )
+    .unwrap();
+    settle().await;
+    assert_eq!(count(), 1, "a newer resume releases it");
+    c.enqueue(2).await.unwrap();
+    settle().await;
+    assert_eq!(count(), 2, "the resume is still the newest");
+
+    tokio::time::sleep(Duration::from_secs(5)).await; // the resume expired
+    c.enqueue(3).await.unwrap();
+    settle().await;
+    assert_eq!(count(), 2, "the live defer signal holds again");
+    sink.raise("backpressure.cleared").unwrap();
+    settle().await;
+    assert_eq!(count(), 3);
+
+    sink.raise("backpressure.net").unwrap(); // newer than the resume
+    c.enqueue(4).await.unwrap();
+    settle().await;
+    assert_eq!(count(), 3, "a newer defer signal defers again");
+    sink.raise("backpressure.cleared").unwrap();
+    c.drain().await.unwrap();
+    assert_eq!(count(), 4);
+    assert_adds_up(&c.stats());
+}
+
+/// A cancel signal raised while items wait cancels each of them as it reaches admission,
+/// and spares the one already running (no `cancel_running_on`).
+#[tokio::test(start_paused = true)]
+async fn a_cancel_signal_cancels_the_waiting_items_and_spares_the_running_one() {
+    let sink = SignalSink::default();
+    let (release, released) = tokio::sync::watch::channel(false);
+    let c = EphemeralWorkCoordinator::new(
+        move |_: u32, _ctx: OperationContext| {
+            let mut released = released.clone();
+            async move {
+                let _ = released.wait_for(|r| *r).await;
+                Ok::<_, Infallible>(())
+            }
+        },
+        EphemeralOptions::default()
+            .max_concurrency(1)
+            .signals(sink.clone())
+            .cancel_on("circuit.open"),
+    )
+    .unwrap();
+    let running = c.enqueue(0).await.unwrap();
+    let mut waiting = Vec::new();
+    for i in 1..5 {
+        waiting.push(c.enqueue(i).await.unwrap());
+    }
+    settle().await;
+    sink.raise("circuit.open").unwrap();
+    release.send(true).unwrap();
+    c.drain().await.unwrap();
+    assert_eq!(
+        c.operation(running).unwrap().state,
+        OperationState::Completed
+    );
+    for id in waiting {
+        assert_eq!(
+            c.operation(id).unwrap().state,
+            OperationState::Cancelled(CancelReason::Signal("circuit.open".parse().unwrap()))
+        );
+    }
+    let stats = c.stats();
+    assert_eq!((stats.completed, stats.cancelled), (1, 4));
+    assert_adds_up(&stats);
+}
