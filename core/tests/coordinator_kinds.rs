@@ -130,6 +130,103 @@ async fn keys_whose_items_a_deferral_cancelled_are_forgotten() {
     assert_adds_up(&c.stats());
 }
 
+/// Per-key order stays strict when the head of a key is held back: by a coordinator-wide
+/// deferral (all keys start in order once it is lifted, with several workers), and by an
+/// admission hook putting the head of one key aside (the next item of that key waits for
+/// it; other keys go on).
+#[tokio::test(start_paused = true)]
+async fn per_key_order_holds_through_deferrals() {
+    /// Puts the first item it sees aside until the gate opens; admits every other one.
+    #[derive(Debug)]
+    struct HoldFirst {
+        open: tokio::sync::watch::Receiver<bool>,
+        first: Mutex<Option<OperationId>>,
+    }
+    impl ephemeral::Admission for HoldFirst {
+        fn admit<'a>(
+            &'a self,
+            request: &'a ephemeral::AdmissionRequest,
+        ) -> futures::future::BoxFuture<'a, ephemeral::Decision> {
+            let first = *self.first.lock().unwrap().get_or_insert(request.id) == request.id;
+            let mut open = self.open.clone();
+            Box::pin(async move {
+                if first && !*open.borrow() {
+                    ephemeral::Decision::defer(async move {
+                        let _ = open.wait_for(|o| *o).await;
+                    })
+                } else {
+                    ephemeral::Decision::Admit
+                }
+            })
+        }
+    }
+
+    let sink = SignalSink::default();
+    let log = Log::default();
+    let c = EphemeralKeyedWorkCoordinator::new(
+        keyed_body(log.clone(), Gauge::default()),
+        EphemeralOptions::default()
+            .max_concurrency(4)
+            .signals(sink.clone())
+            .defer_on("backpressure")
+            .resume_on("backpressure.cleared"),
+    )
+    .unwrap();
+    let hold = sink.hold("backpressure").unwrap();
+    for n in 0..30u32 {
+        let key = format!("k{}", n % 3);
+        c.enqueue(key.clone(), (key, n, u64::from(7 - n % 7)))
+            .await
+            .unwrap();
+    }
+    settle().await;
+    assert!(log.lock().unwrap().is_empty());
+    sink.raise("backpressure.cleared").unwrap();
+    drop(hold);
+    c.drain().await.unwrap();
+    let log = log.lock().unwrap().clone();
+    assert_eq!(log.len(), 30);
+    for k in 0..3 {
+        let key = format!("k{k}");
+        let order: Vec<u32> = log
+            .iter()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, n)| *n)
+            .collect();
+        assert_eq!(
+            order,
+            (0..30).filter(|n| n % 3 == k).collect::<Vec<_>>(),
+            "{key}"
+        );
+    }
+
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let log = Log::default();
+    let c = EphemeralKeyedWorkCoordinator::with_admission(
+        keyed_body(log.clone(), Gauge::default()),
+        EphemeralOptions::default().max_concurrency(2),
+        vec![Arc::new(HoldFirst {
+            open: gate,
+            first: Mutex::new(None),
+        })],
+    )
+    .unwrap();
+    for (key, n) in [("a", 1), ("a", 2), ("b", 1)] {
+        c.enqueue(key.to_string(), (key.to_string(), n, 0))
+            .await
+            .unwrap();
+    }
+    settle().await;
+    assert_eq!(*log.lock().unwrap(), [("b".to_string(), 1)]);
+    open.send(true).unwrap();
+    c.drain().await.unwrap();
+    let expected: Vec<(String, u32)> = [("b", 1), ("a", 1), ("a", 2)]
+        .into_iter()
+        .map(|(k, n)| (k.to_string(), n))
+        .collect();
+    assert_eq!(*log.lock().unwrap(), expected);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_busy_key_does_not_block_other_keys() {
     let log = Log::default();
@@ -665,6 +762,66 @@ async fn a_deferred_lane_never_stalls_the_others() {
     drop(hold);
     c.drain().await.unwrap();
     assert_eq!(*order.lock().unwrap(), [2, 1]);
+}
+
+/// A lane's deferral dates an item's `max_defer` clock as the coordinator-wide one does: an
+/// item accepted while its lane's defer signal is live is held from its acceptance, even
+/// when the clock jumps (`advance`) before the coordinator looks again.
+#[tokio::test(start_paused = true)]
+async fn an_item_accepted_into_a_deferred_lane_is_held_from_its_acceptance() {
+    let sink = SignalSink::default();
+    let c = PriorityWorkCoordinator::new(
+        |_: u32, _ctx: OperationContext| async { Ok::<_, Infallible>(()) },
+        vec![Lane::new("bulk", 0).defer_on("db.busy")],
+        EphemeralOptions::default()
+            .signals(sink.clone())
+            .max_defer(Duration::from_secs(10), DeferPolicy::Cancel),
+    )
+    .unwrap();
+    let _hold = sink.hold("db.busy").unwrap();
+    let id = c.enqueue("bulk", 1).await.unwrap();
+    let state = || c.operation(id).unwrap().state;
+    assert_eq!(state(), OperationState::Deferred);
+    tokio::time::advance(Duration::from_millis(9_999)).await;
+    settle().await;
+    assert_eq!(state(), OperationState::Deferred);
+    tokio::time::advance(Duration::from_millis(1)).await;
+    settle().await;
+    assert_eq!(
+        state(),
+        OperationState::Cancelled(ephemeral::CancelReason::DeferTimeout)
+    );
+}
+
+/// Items already waiting in a lane when its defer signal is raised are held from that raise.
+#[tokio::test(start_paused = true)]
+async fn items_waiting_in_a_lane_are_held_from_the_raise_of_its_defer_signal() {
+    let sink = SignalSink::default();
+    let c = PriorityWorkCoordinator::new(
+        |_: u32, _ctx: OperationContext| async { Ok::<_, Infallible>(()) },
+        vec![Lane::new("bulk", 0).defer_on("db.busy")],
+        EphemeralOptions::default()
+            .signals(sink.clone())
+            .max_defer(Duration::from_secs(10), DeferPolicy::Cancel),
+    )
+    .unwrap();
+    c.pause();
+    let id = c.enqueue("bulk", 1).await.unwrap();
+    let _hold = sink.hold("db.busy").unwrap(); // t = 0
+    tokio::time::advance(Duration::from_secs(4)).await;
+    c.resume();
+    settle().await;
+    let state = || c.operation(id).unwrap().state;
+    assert_eq!(state(), OperationState::Deferred);
+    tokio::time::advance(Duration::from_millis(5_999)).await; // t = 9.999 s
+    settle().await;
+    assert_eq!(state(), OperationState::Deferred);
+    tokio::time::advance(Duration::from_millis(1)).await; // t = 10 s
+    settle().await;
+    assert_eq!(
+        state(),
+        OperationState::Cancelled(ephemeral::CancelReason::DeferTimeout)
+    );
 }
 
 /// Under a coordinator-wide deferral with `DeferPolicy::Run`, the item past `max_defer`

@@ -1037,6 +1037,119 @@ async fn max_defer_sums_an_items_deferrals() {
     assert_eq!(started.load(Ordering::SeqCst), 0);
 }
 
+/// An item accepted while a deferral is live is held from its acceptance, even when the
+/// clock jumps before any worker or the steering task had a turn (`advance` moves the clock
+/// first): `max_defer` is reached on time, and a snapshot shows it deferred at once. Its
+/// clock used to start only when the coordinator next looked, 10 s late here.
+#[tokio::test(start_paused = true)]
+async fn an_item_accepted_during_a_deferral_is_held_from_its_acceptance() {
+    let sink = SignalSink::default();
+    let (started, body) = counter();
+    let c = EphemeralWorkCoordinator::new(
+        body,
+        EphemeralOptions::default()
+            .signals(sink.clone())
+            .defer_on("maintenance")
+            .max_defer(Duration::from_secs(10), DeferPolicy::Cancel),
+    )
+    .unwrap();
+    let _hold = sink.hold("maintenance").unwrap();
+    let id = c.enqueue(1).await.unwrap();
+    assert_eq!(c.operation(id).unwrap().state, OperationState::Deferred);
+    tokio::time::advance(Duration::from_millis(9_999)).await;
+    settle().await;
+    assert_eq!(c.operation(id).unwrap().state, OperationState::Deferred);
+    tokio::time::advance(Duration::from_millis(1)).await;
+    settle().await;
+    assert_eq!(
+        c.operation(id).unwrap().state,
+        OperationState::Cancelled(CancelReason::DeferTimeout)
+    );
+    assert_eq!(started.load(Ordering::SeqCst), 0);
+    assert_adds_up(&c.stats());
+}
+
+/// Items already waiting when a defer signal is raised are held from that signal's raise,
+/// not from when the coordinator next looks (under `advance`, after the jump): under
+/// `DeferPolicy::Run` the item starts `max_defer` after the signal.
+#[tokio::test(start_paused = true)]
+async fn queued_items_are_held_from_the_raise_of_the_defer_signal() {
+    let sink = SignalSink::default();
+    let (release, released) = tokio::sync::watch::channel(false);
+    let c = EphemeralWorkCoordinator::new(
+        move |n: u32, _ctx: OperationContext| {
+            let mut released = released.clone();
+            async move {
+                if n == 0 {
+                    let _ = released.wait_for(|r| *r).await;
+                }
+                Ok::<_, Infallible>(())
+            }
+        },
+        EphemeralOptions::default()
+            .max_concurrency(1)
+            .signals(sink.clone())
+            .defer_on("maintenance")
+            .max_defer(Duration::from_secs(10), DeferPolicy::Run),
+    )
+    .unwrap();
+    let busy = c.enqueue(0).await.unwrap();
+    settle().await;
+    let waiting = c.enqueue(1).await.unwrap();
+    let _hold = sink.hold("maintenance").unwrap(); // t = 0
+    tokio::time::advance(Duration::from_secs(4)).await;
+    release.send(true).unwrap(); // the slot is free, the deferral holds `waiting`
+    settle().await;
+    let state = |id| c.operation(id).unwrap().state;
+    assert_eq!(state(busy), OperationState::Completed);
+    assert_eq!(state(waiting), OperationState::Deferred);
+    tokio::time::advance(Duration::from_millis(5_999)).await; // t = 9.999 s
+    settle().await;
+    assert_eq!(state(waiting), OperationState::Deferred);
+    tokio::time::advance(Duration::from_millis(1)).await; // t = 10 s
+    settle().await;
+    assert_eq!(state(waiting), OperationState::Completed);
+    assert_adds_up(&c.stats());
+}
+
+/// A deferral noticed late starts no earlier than the rule was last seen lifted: a resume
+/// that expired leaves the older defer signal in force again, from the resume's expiry, not
+/// from that signal's raise.
+#[tokio::test(start_paused = true)]
+async fn a_deferral_back_in_force_after_a_resume_expired_counts_from_then() {
+    let sink = SignalSink::default();
+    let (started, body) = counter();
+    let c = EphemeralWorkCoordinator::new(
+        body,
+        EphemeralOptions::default()
+            .max_concurrency(1)
+            .signals(sink.clone())
+            .defer_on("maintenance")
+            .resume_on("maintenance.over")
+            .max_defer(Duration::from_secs(10), DeferPolicy::Cancel),
+    )
+    .unwrap();
+    let _hold = sink.hold("maintenance").unwrap(); // t = 0
+    sink.raise_with(
+        Signal::build("maintenance.over")
+            .unwrap()
+            .expires_in(Duration::from_secs(5)),
+    )
+    .unwrap();
+    c.pause();
+    let id = c.enqueue(1).await.unwrap(); // not held: the resume is newer than the hold
+    tokio::time::sleep(Duration::from_secs(5)).await; // t = 5 s: the resume expired
+    let state = || c.operation(id).unwrap().state;
+    tokio::time::sleep(Duration::from_millis(9_900)).await; // t = 14.9 s: held for 9.9 s
+    assert_eq!(state(), OperationState::Deferred);
+    tokio::time::sleep(Duration::from_millis(200)).await; // t = 15.1 s
+    assert_eq!(
+        state(),
+        OperationState::Cancelled(CancelReason::DeferTimeout)
+    );
+    assert_eq!(started.load(Ordering::SeqCst), 0);
+}
+
 /// Under `DeferPolicy::Run` only the item whose wait passed `max_defer` starts; items held
 /// for less keep waiting.
 #[tokio::test(start_paused = true)]
@@ -1146,4 +1259,100 @@ async fn max_defer_run_starts_the_overdue_item_not_the_one_in_front_of_it() {
     assert_eq!(started.load(Ordering::SeqCst), 1);
     tokio::time::sleep(Duration::from_secs(4)).await; // t = 15.5 s
     assert_eq!(state(first), OperationState::Completed);
+}
+
+/// A resume signal releases a deferral only while it is live and newer than the latest defer
+/// match: one raised before the defer signal does nothing, a newer defer signal defers again,
+/// and once the resume expires the live defer signal holds again.
+#[tokio::test(start_paused = true)]
+async fn a_resume_counts_only_while_live_and_newer_than_the_latest_defer_match() {
+    let sink = SignalSink::default();
+    let (started, body) = counter();
+    let c = EphemeralWorkCoordinator::new(
+        body,
+        EphemeralOptions::default()
+            .signals(sink.clone())
+            .defer_on("backpressure.*")
+            .resume_on("backpressure.cleared"),
+    )
+    .unwrap();
+    let count = || started.load(Ordering::SeqCst);
+    sink.raise("backpressure.cleared").unwrap();
+    let _db = sink.hold("backpressure.db").unwrap();
+    c.enqueue(1).await.unwrap();
+    settle().await;
+    assert_eq!(count(), 0, "the resume is older than the defer signal");
+
+    sink.raise_with(
+        Signal::build("backpressure.cleared")
+            .unwrap()
+            .expires_in(Duration::from_secs(5)),
+    )
+    .unwrap();
+    settle().await;
+    assert_eq!(count(), 1, "a newer resume releases it");
+    c.enqueue(2).await.unwrap();
+    settle().await;
+    assert_eq!(count(), 2, "the resume is still the newest");
+
+    tokio::time::sleep(Duration::from_secs(5)).await; // the resume expired
+    c.enqueue(3).await.unwrap();
+    settle().await;
+    assert_eq!(count(), 2, "the live defer signal holds again");
+    sink.raise("backpressure.cleared").unwrap();
+    settle().await;
+    assert_eq!(count(), 3);
+
+    sink.raise("backpressure.net").unwrap(); // newer than the resume
+    c.enqueue(4).await.unwrap();
+    settle().await;
+    assert_eq!(count(), 3, "a newer defer signal defers again");
+    sink.raise("backpressure.cleared").unwrap();
+    c.drain().await.unwrap();
+    assert_eq!(count(), 4);
+    assert_adds_up(&c.stats());
+}
+
+/// A cancel signal raised while items wait cancels each of them as it reaches admission,
+/// and spares the one already running (no `cancel_running_on`).
+#[tokio::test(start_paused = true)]
+async fn a_cancel_signal_cancels_the_waiting_items_and_spares_the_running_one() {
+    let sink = SignalSink::default();
+    let (release, released) = tokio::sync::watch::channel(false);
+    let c = EphemeralWorkCoordinator::new(
+        move |_: u32, _ctx: OperationContext| {
+            let mut released = released.clone();
+            async move {
+                let _ = released.wait_for(|r| *r).await;
+                Ok::<_, Infallible>(())
+            }
+        },
+        EphemeralOptions::default()
+            .max_concurrency(1)
+            .signals(sink.clone())
+            .cancel_on("circuit.open"),
+    )
+    .unwrap();
+    let running = c.enqueue(0).await.unwrap();
+    let mut waiting = Vec::new();
+    for i in 1..5 {
+        waiting.push(c.enqueue(i).await.unwrap());
+    }
+    settle().await;
+    sink.raise("circuit.open").unwrap();
+    release.send(true).unwrap();
+    c.drain().await.unwrap();
+    assert_eq!(
+        c.operation(running).unwrap().state,
+        OperationState::Completed
+    );
+    for id in waiting {
+        assert_eq!(
+            c.operation(id).unwrap().state,
+            OperationState::Cancelled(CancelReason::Signal("circuit.open".parse().unwrap()))
+        );
+    }
+    let stats = c.stats();
+    assert_eq!((stats.completed, stats.cancelled), (1, 4));
+    assert_adds_up(&stats);
 }

@@ -1426,3 +1426,194 @@ async fn done_waits_without_completing_or_keeping_the_coordinator() {
     drop(c);
     done.await.expect("resolved when the last handle went");
 }
+
+/// `max_tracked` bounds finished operations only: pending and running ones stay in the
+/// window however small it is, and cannot be evicted explicitly either.
+#[tokio::test(start_paused = true)]
+async fn pending_and_running_operations_are_never_evicted() {
+    let (c, gate) = gated::<u32>(
+        EphemeralOptions::default()
+            .max_concurrency(4)
+            .max_pending(4)
+            .max_tracked(1),
+    );
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        ids.push(c.enqueue(i).await.unwrap());
+    }
+    settle().await;
+    assert_eq!(c.snapshot().len(), 8);
+    assert_eq!(c.running().len(), 4);
+    assert!(!c.evict(ids[0]), "running");
+    assert!(!c.evict(ids[7]), "pending");
+    gate.add_permits(8);
+    c.drain().await.unwrap();
+    assert_eq!(c.snapshot().len(), 1);
+    let stats = c.stats();
+    assert_eq!((stats.evicted, stats.tracked), (7, 1));
+    assert_adds_up(&stats);
+}
+
+/// Pins count against `max_tracked`: with the window full of pins, each new finish leaves
+/// at once, as an echo.
+#[tokio::test(start_paused = true)]
+async fn with_the_window_full_of_pins_new_finishes_leave_as_echoes() {
+    let (c, gate) = gated::<u32>(EphemeralOptions::default().max_tracked(2));
+    let a = c.enqueue(1).await.unwrap();
+    let b = c.enqueue(2).await.unwrap();
+    c.pin(a).unwrap();
+    c.pin(b).unwrap();
+    gate.add_permits(100);
+    let mut later = Vec::new();
+    for i in 0..3 {
+        later.push(c.enqueue(i).await.unwrap());
+    }
+    c.drain().await.unwrap();
+    let ids: Vec<_> = c.snapshot().iter().map(|s| s.id).collect();
+    assert_eq!(ids, [a, b]);
+    let echoed: Vec<_> = c.echoes().iter().map(|e| e.id).collect();
+    assert_eq!(echoed, later);
+    assert_eq!(c.stats().evicted, 3);
+}
+
+/// Raising the limit starts waiting items at once, up to the new limit; lowering it lets
+/// running bodies finish and starts nothing until the count is below it.
+#[tokio::test(start_paused = true)]
+async fn raising_the_limit_starts_waiting_items_at_once() {
+    let (c, gate) = gated::<u32>(EphemeralOptions::default().max_concurrency(1));
+    for i in 0..8 {
+        c.enqueue(i).await.unwrap();
+    }
+    settle().await;
+    assert_eq!(c.active_count(), 1);
+    c.set_max_concurrency(4).unwrap();
+    settle().await;
+    assert_eq!(c.active_count(), 4);
+    c.set_max_concurrency(2).unwrap();
+    gate.add_permits(3); // three finish: one more starts, back at the new limit of 2
+    settle().await;
+    assert_eq!(c.active_count(), 2);
+    gate.add_permits(100);
+    c.drain().await.unwrap();
+    let stats = c.stats();
+    assert_eq!((stats.completed, stats.peak_running), (8, 4));
+}
+
+/// `complete()` also refuses the enqueues and reservations already waiting for room, with
+/// their items, even though room comes free afterwards.
+#[tokio::test(start_paused = true)]
+async fn complete_refuses_the_enqueues_and_reserves_waiting_for_room() {
+    let (c, gate) = gated::<u32>(
+        EphemeralOptions::default()
+            .max_concurrency(1)
+            .max_pending(1),
+    );
+    c.enqueue(0).await.unwrap();
+    settle().await;
+    c.enqueue(1).await.unwrap(); // the one pending place is taken
+    let waiting = tokio::spawn({
+        let c = c.clone();
+        async move { c.enqueue(2).await }
+    });
+    let reserving = tokio::spawn({
+        let c = c.clone();
+        async move { c.reserve().await.map(drop) }
+    });
+    settle().await;
+    assert!(!waiting.is_finished() && !reserving.is_finished());
+    c.complete();
+    gate.add_permits(10);
+    assert!(matches!(
+        waiting.await.unwrap(),
+        Err(EnqueueError::Closed(2))
+    ));
+    assert!(matches!(
+        reserving.await.unwrap(),
+        Err(EnqueueError::Closed(()))
+    ));
+    c.drain().await.unwrap();
+    assert_eq!(c.stats().accepted, 2);
+    assert_eq!(c.stats().completed, 2);
+}
+
+/// `on_finalized` fires once for every ending (completed, failed, cancelled explicitly, by a
+/// signal, by `max_defer`, by shutdown), and `on_evicted` once for each that left the window.
+#[tokio::test(start_paused = true)]
+async fn the_callbacks_fire_once_for_every_kind_of_ending() {
+    use std::sync::{Arc, Mutex};
+    type Seen = Arc<Mutex<Vec<(ephemeral::OperationId, OperationState)>>>;
+    let finalized = Seen::default();
+    let evicted = Seen::default();
+    let sink = SignalSink::default();
+    let c = EphemeralWorkCoordinator::new(
+        |i: u32, ctx: OperationContext| async move {
+            match i {
+                1 => Err("bad"),
+                2 => {
+                    ctx.cancelled().await;
+                    Err("stopped")
+                }
+                _ => Ok(()),
+            }
+        },
+        EphemeralOptions::default()
+            .max_concurrency(1)
+            .max_tracked(1)
+            .signals(sink.clone())
+            .cancel_on("stop")
+            .defer_on("wait")
+            .max_defer(Duration::from_secs(1), ephemeral::DeferPolicy::Cancel)
+            .on_finalized({
+                let seen = finalized.clone();
+                move |s| seen.lock().unwrap().push((s.id, s.state.clone()))
+            })
+            .on_evicted({
+                let seen = evicted.clone();
+                move |s| seen.lock().unwrap().push((s.id, s.state.clone()))
+            }),
+    )
+    .unwrap();
+    c.enqueue(0).await.unwrap();
+    c.enqueue(1).await.unwrap();
+    settle().await;
+    let explicit = c.enqueue(2).await.unwrap();
+    settle().await;
+    assert!(c.cancel_operation(explicit));
+    settle().await;
+    let stop = sink.hold("stop").unwrap();
+    c.enqueue(3).await.unwrap();
+    settle().await;
+    drop(stop);
+    let _wait = sink.hold("wait").unwrap();
+    c.enqueue(4).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    c.pause();
+    c.enqueue(5).await.unwrap();
+    c.cancel();
+    c.drain().await.unwrap();
+    settle().await;
+
+    let states: Vec<OperationState> = finalized
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, s)| s.clone())
+        .collect();
+    let signal = CancelReason::Signal("stop".parse().unwrap());
+    assert_eq!(
+        states,
+        [
+            OperationState::Completed,
+            OperationState::Failed,
+            OperationState::Cancelled(CancelReason::Explicit),
+            OperationState::Cancelled(signal),
+            OperationState::Cancelled(CancelReason::DeferTimeout),
+            OperationState::Cancelled(CancelReason::Shutdown),
+        ]
+    );
+    // The window keeps the last one; every other left it once.
+    let finalized = finalized.lock().unwrap();
+    assert_eq!(*evicted.lock().unwrap(), finalized[..5]);
+    assert_eq!(c.stats().evicted, 5);
+    assert_adds_up(&c.stats());
+}

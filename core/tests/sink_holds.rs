@@ -251,3 +251,26 @@ async fn a_hold_ignores_any_time_to_live_even_zero() {
     advance(Duration::from_secs(60)).await;
     assert_eq!(sink.count("*"), 2);
 }
+
+/// The set of live matches also changes when a match is evicted by capacity or removed by
+/// `clear`: a watch wakes for both, so a waiter for "no match left" is never stranded.
+#[tokio::test(start_paused = true)]
+async fn a_watch_hears_capacity_eviction_and_clear() {
+    let sink = SignalSink::new(SinkOptions::default().capacity(1)).unwrap();
+    sink.raise("job.a").unwrap();
+    let mut watch = sink.watch("job.*");
+    assert!(watch.has_match());
+    sink.raise("other").unwrap(); // evicts `job.a`, the oldest
+    watch.changed().now_or_never().expect("capacity eviction");
+    assert!(!watch.has_match());
+    watch
+        .wait_until_clear()
+        .now_or_never()
+        .expect("no match left");
+
+    sink.raise("job.b").unwrap();
+    watch.changed().now_or_never().expect("raise");
+    assert_eq!(sink.clear_matching("job.*"), 1);
+    watch.changed().now_or_never().expect("clear");
+    assert!(!watch.has_match());
+}

@@ -510,3 +510,39 @@ fn a_listener_that_raises_what_it_hears_stops_at_max_depth() {
     sink.raise("loop").unwrap();
     assert_eq!(calls.load(Ordering::Relaxed), 6);
 }
+
+/// `Lagged(n)` counts the drops since the previous report only, round after round, and
+/// delivery resumes each time with the oldest item still buffered; an unbounded
+/// subscription never lags.
+#[tokio::test(start_paused = true)]
+async fn lag_is_reported_since_the_last_report_round_after_round() {
+    let sink = SignalSink::default();
+    let mut sub = sink.subscribe_with("a.*", Buffer::bounded(2).unwrap());
+    let mut all = sink.subscribe_with("a.*", Buffer::Unbounded);
+    let raise = |from: u32, to: u32| {
+        for i in from..to {
+            sink.raise(&format!("a.{i}")).unwrap();
+        }
+    };
+    let name = |item: Option<Result<Signal, Lagged>>| item.unwrap().unwrap().name().to_string();
+
+    raise(0, 5); // a.0 .. a.2 dropped
+    assert!(matches!(sub.try_recv(), Some(Err(Lagged(3)))));
+    assert_eq!(name(sub.try_recv()), "a.3");
+    raise(5, 6); // room for it: nothing dropped
+    assert_eq!(name(sub.try_recv()), "a.4");
+    assert_eq!(name(sub.try_recv()), "a.5");
+    assert!(sub.try_recv().is_none());
+    raise(6, 10); // a.6 and a.7 dropped
+    assert!(matches!(sub.try_recv(), Some(Err(Lagged(2)))));
+    assert_eq!(name(sub.try_recv()), "a.8");
+    assert_eq!(name(sub.try_recv()), "a.9");
+    assert!(sub.try_recv().is_none());
+    assert_eq!(sub.dropped(), 5);
+
+    let names: Vec<String> = std::iter::from_fn(|| all.try_recv())
+        .map(|item| item.unwrap().name().to_string())
+        .collect();
+    assert_eq!(names, (0..10).map(|i| format!("a.{i}")).collect::<Vec<_>>());
+    assert_eq!(all.dropped(), 0);
+}

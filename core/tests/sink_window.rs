@@ -519,3 +519,75 @@ async fn the_largest_capacity_takes_signals_with_a_time_to_live() {
         .unwrap();
     assert_eq!(resized.count("short"), 1);
 }
+
+/// A signal matching several alternatives of a pattern is one signal: counted, sensed and
+/// reported once. `+` matches one whole segment, `*` any run including dots.
+#[tokio::test(start_paused = true)]
+async fn a_signal_matching_several_alternatives_counts_once() {
+    let sink = SignalSink::default();
+    let db = sink.raise("error.db").unwrap();
+    sink.raise("news.sports").unwrap();
+    sink.raise("news.sports.eu").unwrap();
+    assert_eq!(sink.count("error.*,error.db,*.db"), 1);
+    assert_eq!(sink.count("error.db,error.db"), 1);
+    let sensed: Vec<u64> = sink
+        .sense("error.*,*.db")
+        .iter()
+        .map(Signal::sequence)
+        .collect();
+    assert_eq!(sensed, [db.sequence()]);
+    assert_eq!(sink.count("news.+"), 1);
+    assert_eq!(sink.count("news.+,news.*"), 2);
+    assert_eq!(sink.count("news.+.+"), 1);
+    assert_eq!(sink.count("*"), 3);
+}
+
+/// "Latest" and the order of `sense` are by sequence number across raised signals and
+/// holds, all in one tick of the paused clock; removing the newest exposes the one before.
+#[tokio::test(start_paused = true)]
+async fn latest_and_sense_follow_the_sequence_across_events_and_holds() {
+    let sink = SignalSink::default();
+    sink.raise("a.x").unwrap();
+    let held = sink.hold("a.h").unwrap();
+    sink.raise("a.y").unwrap();
+    let names = |signals: Vec<Signal>| -> Vec<String> {
+        signals.iter().map(|s| s.name().to_string()).collect()
+    };
+    assert_eq!(names(sink.sense("a.*")), ["a.x", "a.h", "a.y"]);
+    assert_eq!(sink.latest("a.*").unwrap().name(), "a.y");
+    assert_eq!(sink.retract("a.y"), 1);
+    assert_eq!(sink.latest("a.*").unwrap().name(), "a.h");
+    drop(held);
+    assert_eq!(sink.latest("a.*").unwrap().name(), "a.x");
+}
+
+/// An expired signal is gone from every answer, not only from pattern queries: the
+/// window's length, the live count in the stats, and the signals of its operation.
+#[tokio::test(start_paused = true)]
+async fn an_expired_signal_is_gone_from_len_stats_and_its_operation() {
+    let sink = sink(100, 2);
+    let op = OperationId::from_raw(3);
+    sink.raise_with(
+        Signal::build("short")
+            .unwrap()
+            .operation(op)
+            .expires_in(Duration::from_secs(1)),
+    )
+    .unwrap();
+    sink.raise_with(Signal::build("long").unwrap().operation(op))
+        .unwrap();
+    assert_eq!(sink.len(), 2);
+    advance(Duration::from_secs(1)).await;
+    assert_eq!(sink.len(), 1);
+    assert_eq!(sink.stats().live, 1);
+    let names: Vec<String> = sink
+        .signals_of(op)
+        .iter()
+        .map(|s| s.name().to_string())
+        .collect();
+    assert_eq!(names, ["long"]);
+    advance(Duration::from_secs(1)).await;
+    assert!(sink.is_empty());
+    assert_eq!(sink.stats().live, 0);
+    assert!(sink.signals_of(op).is_empty());
+}

@@ -30,6 +30,14 @@ pub enum DeferPolicy {
 ///
 /// Only signals raised after the coordinator was created count.
 ///
+/// A drain signal acts as [`complete`](crate::EphemeralWorkCoordinator::complete) does, but
+/// asynchronously: the coordinator's steering task obeys it as soon as it runs, at the next
+/// await point after the raise, not inside `raise`. An item enqueued by the same task
+/// before that await (a `try_enqueue` right after the raise, say) is still accepted, and
+/// runs: nothing is lost. To act on the drain, await
+/// [`done`](crate::EphemeralWorkCoordinator::done) or `drain()`; to refuse items at once,
+/// call `complete()`.
+///
 /// # Examples
 ///
 /// ```
@@ -376,6 +384,14 @@ impl EphemeralOptions {
     /// [`Defer`](super::Decision::Defer), summed over every deferral (a new deferral does
     /// not restart the clock), counted per item from when that item was first held back.
     /// Waiting for a free slot or while paused does not count.
+    ///
+    /// "Held back" is dated by the signals, not by when the coordinator next looks (which,
+    /// under a clock that jumps, such as tokio's `advance`, can be much later): an item
+    /// accepted while `defer_on` (or its lane's `defer_on`) holds is held from its
+    /// acceptance, and items already waiting when a defer signal is raised are held from
+    /// that raise. A deferral that comes back because a newer resume signal expired or was
+    /// retracted counts from when the coordinator sees it (never earlier than it could have
+    /// begun).
     ///
     /// # Examples
     ///

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::super::defer::defer_active;
+use super::super::defer::{defer_active, defer_started};
 use super::super::options::{DeferPolicy, DrainSignals, EvictedCallback, FinalizedCallback};
 use super::super::snapshot::OperationSnapshot;
 use super::body::panic_message;
@@ -66,6 +66,14 @@ impl DeferRules {
         self.defer_on
             .as_ref()
             .is_some_and(|defer| defer_active(sink, defer, self.resume_on.as_ref()))
+    }
+
+    /// The signal `defer_on` holds by (see [`defer_started`]); `None` when it does not hold
+    /// now.
+    pub(crate) fn held_by(&self, sink: &SignalSink) -> Option<crate::Signal> {
+        self.defer_on
+            .as_ref()
+            .and_then(|defer| defer_started(sink, defer, self.resume_on.as_ref()))
     }
 }
 

@@ -198,6 +198,9 @@ pub(crate) struct Core<T, R, Q: Queue<T>> {
     done: bool,
     /// When the current deferral by `defer_on` began.
     defer_since: Option<Instant>,
+    /// The sink's sequence when `defer_on` was last seen not holding: a deferral noticed
+    /// later began after it.
+    defer_lifted: Option<u64>,
     overdue: usize,
     accepted: u64,
     completed: u64,
@@ -251,6 +254,7 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
             intakes: 0,
             done: false,
             defer_since: None,
+            defer_lifted: None,
             overdue: 0,
             accepted: 0,
             completed: 0,
@@ -403,8 +407,24 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
             });
         }
         let mut job = job;
-        // Accepted during a deferral: held from the start.
-        let mut held = self.defer_since.is_some() && job.hold(now);
+        // The coordinator-wide defer rule is looked at now, not only when a worker or the
+        // steering task next runs (which, under a clock that jumps, can be much later): an item
+        // accepted while a deferral is live is held, and its `max_defer` clock runs, from
+        // its acceptance.
+        let mut held = self.defer.defer_on.is_some() && self.refresh_deferral(sink, now);
+        held |= self.defer_since.is_some() && job.hold(now);
+        // So do the route-level (lane) rules, before the queue decides whether it holds the
+        // job it takes.
+        if self.queue.has_route_deferral() {
+            let mut cx = PopCx {
+                sink,
+                now,
+                global: self.defer_since.is_some(),
+                held: false,
+            };
+            self.queue.refresh_routes(&mut cx);
+            held |= cx.held;
+        }
         held |= self.take_in(job, reply, now);
         // A waiting worker is handed the next job here, started under this lock, so it need
         // not take the lock again to find it; one more worker if jobs still go unserved.
@@ -998,24 +1018,39 @@ impl<T, R, Q: Queue<T>> Core<T, R, Q> {
 
     // ----- Deferral --------------------------------------------------------------------------
 
-    /// Re-evaluates `defer_on` at `now`: a deferral that began holds every queued job, one
-    /// that ended releases those no lane rule holds. Returns whether some job became held
-    /// (so `max_defer` has a new deadline). Called before every start and by the steering
-    /// task on every change of a watched signal, so both edges are seen promptly.
+    /// Re-evaluates `defer_on` at `now`: a deferral that began holds every queued job from
+    /// when it began (the raise of the signal behind it, not this look), one that ended
+    /// releases those no lane rule holds. Returns whether some job became held (so
+    /// `max_defer` has a new deadline). Called at every acceptance, before every start and by
+    /// the steering task on every change of a watched signal, so both edges are seen
+    /// promptly.
     fn refresh_deferral(&mut self, sink: &SignalSink, now: Instant) -> bool {
-        let holds = self.defer.holds(sink);
-        let mut held = false;
-        match (holds, self.defer_since.is_some()) {
-            (true, false) => {
-                self.defer_since = Some(now);
-                self.queue.for_each_mut(&mut |job| held |= job.hold(now));
-            }
-            (false, true) => {
+        // Read first: a signal with a higher sequence was raised after this look began.
+        let sequence = sink.sequence();
+        if self.defer_since.is_some() {
+            if !self.defer.holds(sink) {
                 self.defer_since = None;
+                self.defer_lifted = Some(sequence);
                 self.queue.unhold(now);
             }
-            _ => {}
+            return false;
         }
+        let Some(by) = self.defer.held_by(sink) else {
+            self.defer_lifted = Some(sequence);
+            return false;
+        };
+        // A deferral by a defer signal raised since the rule was last seen lifted began with
+        // that raise, which may be before this look (under a clock that jumps, well before):
+        // the queued jobs were held back from then on. One by an older signal came back when
+        // a newer resume left (expired or retracted) at some time since that look, unknown:
+        // it counts from now, so that no job is cut short.
+        let since = match self.defer_lifted {
+            Some(lifted) if by.sequence() <= lifted => now,
+            _ => by.timestamp().min(now),
+        };
+        self.defer_since = Some(since);
+        let mut held = false;
+        self.queue.for_each_mut(&mut |job| held |= job.hold(since));
         held
     }
 

@@ -7,7 +7,7 @@ use tokio::time::Instant;
 
 use super::job::{Job, PopCx, Select, Visit, VisitMut};
 use super::policy::Queue;
-use crate::coordinator::defer::defer_active;
+use crate::coordinator::defer::{defer_active, defer_started};
 use crate::coordinator::lane::Lane;
 use crate::{OperationId, SignalSink};
 
@@ -32,19 +32,40 @@ struct LaneJobs<T> {
     /// Its jobs an admission hook put aside: they still wait in the lane (its depth counts
     /// them), and come back to its front.
     aside: usize,
+    /// The sink's sequence when the lane's defer rule was last seen not holding: a deferral
+    /// noticed later began after it.
+    lifted: Option<u64>,
 }
 
 impl<T> LaneJobs<T> {
     /// Evaluates the lane's defer rule, holding or releasing its jobs on a change.
+    /// A deferral that began is dated as the coordinator-wide one is (see the engine's
+    /// `refresh_deferral`): from the raise of the defer signal raised since the rule was last
+    /// seen lifted, else (a newer resume left meanwhile) from now.
     fn observe(&mut self, cx: &mut PopCx<'_>) -> bool {
+        // Read first: a signal with a higher sequence was raised after this look began.
+        let sequence = cx.sink.sequence();
         let deferred = self.lane.deferred(cx.sink);
         if deferred && !self.deferred {
+            let by = self
+                .lane
+                .defer_on
+                .as_ref()
+                .and_then(|defer| defer_started(cx.sink, defer, self.lane.resume_on.as_ref()));
+            let since = match (by, self.lifted) {
+                (Some(by), Some(lifted)) if by.sequence() <= lifted => cx.now,
+                (Some(by), _) => by.timestamp().min(cx.now),
+                (None, _) => cx.now,
+            };
             for job in &mut self.jobs {
-                cx.held |= job.hold(cx.now);
+                cx.held |= job.hold(since);
             }
-        } else if !deferred && self.deferred && !cx.global {
-            for job in &mut self.jobs {
-                job.unhold(cx.now);
+        } else if !deferred {
+            self.lifted = Some(sequence);
+            if self.deferred && !cx.global {
+                for job in &mut self.jobs {
+                    job.unhold(cx.now);
+                }
             }
         }
         self.deferred = deferred;
@@ -70,6 +91,7 @@ impl<T> LaneQueue<T> {
                     jobs: VecDeque::new(),
                     deferred: false,
                     aside: 0,
+                    lifted: None,
                 })
                 .collect(),
             len: 0,
