@@ -47,24 +47,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for r in requests {
         r.await??;
     }
-    println!(
-        "100 concurrent requests for apple: {} backend call(s)",
-        backend_calls.load(Ordering::Relaxed)
-    );
+    let apple_calls = backend_calls.load(Ordering::Relaxed);
+    println!("100 concurrent requests for apple: {apple_calls} backend call(s)");
 
     for sku in ["pear", "plum", "fig"] {
         prices.get(sku.to_owned()).await?; // the 4th entry evicts the least recently read
     }
+    let mut pear_prices = Vec::new();
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let price = prices.get("pear".to_owned()).await?; // each read slides pear's expiry
         println!("pear read again after 100 ms: {price}");
+        pear_prices.push(price);
     }
     tokio::time::sleep(Duration::from_millis(250)).await;
-    println!(
-        "after 450 ms idle, plum is {:?} (sliding expiry 300 ms)",
-        prices.get_if_present(&"plum".to_owned())
-    );
+    let plum = prices.get_if_present(&"plum".to_owned());
+    println!("after 450 ms idle, plum is {plum:?} (sliding expiry 300 ms)");
     prices.invalidate(&"fig".to_owned());
 
     let stats = prices.stats();
@@ -83,5 +81,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         sink.count("cache.miss"),
         sink.count("cache.evict")
     );
+    // What this example shows, checked (CI runs it with its output discarded): the 100
+    // concurrent requests shared one backend call (the load takes 50 ms; a request would
+    // need to be held up 300 ms, apple's sliding expiry, to miss it), pear was read back with
+    // the backend's value, plum was gone after 450 ms unread (never returned past its
+    // expiry), fig was evicted explicitly, and every eviction raised `cache.evict`.
+    let pear: u32 = "pear".bytes().map(u32::from).sum();
+    let evictions = stats.expired + stats.evicted_size + stats.evicted_explicit;
+    if apple_calls != 1
+        || pear_prices != [pear; 3]
+        || plum.is_some()
+        || stats.evicted_explicit != 1
+        || sink.count("cache.evict") as u64 != evictions
+    {
+        return Err(format!(
+            "expected 1 backend call for apple, pear at {pear} three times, plum expired, fig \
+             evicted explicitly and a `cache.evict` per eviction; saw {apple_calls} call(s), \
+             pear at {pear_prices:?}, plum {plum:?}, {} explicit, {} `cache.evict` for \
+             {evictions} evictions",
+            stats.evicted_explicit,
+            sink.count("cache.evict")
+        )
+        .into());
+    }
     Ok(())
 }
