@@ -33,19 +33,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     images.drain().await?;
     let image_stats = images.stats();
-    let stats = &image_stats;
     println!(
         "images: {} accepted, {} resized, {} failed ({}), at most {} at once",
-        stats.accepted,
-        stats.completed,
-        stats.failed,
+        image_stats.accepted,
+        image_stats.completed,
+        image_stats.failed,
         images
             .inner()
             .failed()
             .first()
             .and_then(|op| op.error.as_deref().map(str::to_owned))
             .unwrap_or_else(|| "none".to_owned()),
-        stats.peak_running
+        image_stats.peak_running
     );
 
     // 2. KeyedSequential: each account's entries are booked in order, accounts in parallel.
