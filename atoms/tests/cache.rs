@@ -441,3 +441,32 @@ async fn a_value_stored_while_compacting_still_expires_first() {
     assert_eq!(cache.purge_expired(), 1);
     assert!(cache.is_empty());
 }
+
+/// A value past its expiry but not yet found by a read is reported as expired when
+/// `invalidate`, `insert` or `clear` removes it, not as explicit: it was no longer a value
+/// anyone could read (the `sliding_cache` example's fig, invalidated 550 ms after its last
+/// read with a 300 ms sliding expiry, used to be reported as an explicit eviction).
+#[tokio::test(start_paused = true)]
+async fn removing_a_value_that_had_expired_reports_it_as_expired() {
+    let (cache, _, evictions) = counting(CacheOptions::default().sliding(ms(10)));
+    for key in [1, 2, 3] {
+        cache.get(key).await.unwrap();
+    }
+    tokio::time::advance(ms(20)).await; // all three expired, none found yet
+    assert!(cache.invalidate(&1));
+    cache.insert(2, 222);
+    assert_eq!(cache.clear(), 2); // 3, expired, and the new 2, live
+    let mut seen = evictions.lock().unwrap().clone();
+    seen.sort_by_key(|(k, r)| (*k, r.as_str()));
+    assert_eq!(
+        seen,
+        [
+            (1, EvictionReason::Expired),
+            (2, EvictionReason::Expired),
+            (2, EvictionReason::Explicit),
+            (3, EvictionReason::Expired),
+        ]
+    );
+    let stats = cache.stats();
+    assert_eq!((stats.expired, stats.evicted_explicit), (3, 1));
+}

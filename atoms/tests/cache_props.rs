@@ -71,6 +71,16 @@ impl Model {
         self.evicted.push((e.key, reason));
     }
 
+    /// Removed by `invalidate`, `insert` or `clear`: explicit, unless it had expired already.
+    fn remove_explicitly(&mut self, at: usize, now: Instant) {
+        let reason = if self.expired(&self.entries[at], now) {
+            EvictionReason::Expired
+        } else {
+            EvictionReason::Explicit
+        };
+        self.remove_at(at, reason);
+    }
+
     fn position(&self, key: u32) -> Option<usize> {
         self.entries.iter().position(|e| e.key == key)
     }
@@ -138,7 +148,7 @@ impl Model {
 
     fn insert(&mut self, key: u32, value: u32, now: Instant) {
         if let Some(at) = self.position(key) {
-            self.remove_at(at, EvictionReason::Explicit);
+            self.remove_explicitly(at, now);
         }
         self.make_room(now);
         self.store(key, value, now);
@@ -206,7 +216,7 @@ proptest! {
                         let at = model.position(k);
                         prop_assert_eq!(removed, at.is_some());
                         if let Some(at) = at {
-                            model.remove_at(at, EvictionReason::Explicit);
+                            model.remove_explicitly(at, now);
                         }
                     }
                     Op::Purge => {
@@ -219,7 +229,7 @@ proptest! {
                         let n = cache.clear();
                         prop_assert_eq!(n, model.entries.len());
                         while !model.entries.is_empty() {
-                            model.remove_at(0, EvictionReason::Explicit);
+                            model.remove_explicitly(0, now);
                         }
                     }
                     Op::Advance(ms) => tokio::time::advance(Duration::from_millis(ms)).await,

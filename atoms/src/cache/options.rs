@@ -181,12 +181,13 @@ impl<E: std::error::Error + 'static> std::error::Error for CacheError<E> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum EvictionReason {
-    /// Its sliding or absolute expiry passed.
+    /// Its sliding or absolute expiry passed: found by a read, a purge or room-making, or
+    /// removed by `invalidate`, `clear` or `insert` after its expiry.
     Expired,
     /// The cache was full and it was the least recently read.
     Size,
     /// [`invalidate`](super::SlidingCache::invalidate), [`clear`](super::SlidingCache::clear)
-    /// or [`insert`](super::SlidingCache::insert) over it.
+    /// or [`insert`](super::SlidingCache::insert) over it while it was live.
     Explicit,
 }
 

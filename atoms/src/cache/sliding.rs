@@ -197,8 +197,9 @@ where
         found
     }
 
-    /// Stores `value` for `key` now (replacing a cached value, reported as explicit, or
-    /// overriding a computation in flight, whose result is then discarded).
+    /// Stores `value` for `key` now (replacing a cached value, reported as explicit, or as
+    /// expired if it was past its expiry already, or overriding a computation in flight,
+    /// whose result is then discarded).
     pub fn insert(&self, key: K, value: V) {
         let now = Instant::now();
         let mut evicted = Vec::new();
@@ -210,21 +211,31 @@ where
     }
 
     /// Removes `key`'s cached value; `true` if there was one. A computation in flight is
-    /// left alone.
+    /// left alone. The eviction is reported as explicit, or as expired if the value was past
+    /// its expiry already (no read had found it yet): it was no longer a value anyone could
+    /// read, and `on_evict` should not take it for a live one.
     pub fn invalidate(&self, key: &K) -> bool {
+        let now = Instant::now();
         let mut evicted = Vec::new();
-        self.inner
-            .state()
-            .remove(key, EvictionReason::Explicit, &mut evicted);
+        {
+            let mut state = self.inner.state();
+            self.inner
+                .remove(&mut state, key, EvictionReason::Explicit, now, &mut evicted);
+        }
         let removed = !evicted.is_empty();
         self.inner.report(evicted);
         removed
     }
 
-    /// Removes every cached value (computations in flight carry on); returns how many.
+    /// Removes every cached value (computations in flight carry on); returns how many. Each
+    /// is reported as explicit, or as expired if it was past its expiry already.
     pub fn clear(&self) -> usize {
+        let now = Instant::now();
         let mut evicted = Vec::new();
-        self.inner.state().clear(&mut evicted);
+        {
+            let mut state = self.inner.state();
+            self.inner.clear(&mut state, now, &mut evicted);
+        }
         let n = evicted.len();
         self.inner.report(evicted);
         n

@@ -188,14 +188,6 @@ where
         }
     }
 
-    /// Removes every computed value, least recently read first.
-    pub(super) fn clear(&mut self, out: &mut Vec<Evicted<K, V>>) {
-        while let Some((key, entry)) = self.ready.pop_front() {
-            self.evicted(key, entry, EvictionReason::Explicit, out);
-        }
-        self.created.clear();
-    }
-
     /// Stores a value for `key` at the back of the recency order. The caller made room and
     /// removed any earlier value or computation for the key.
     fn store(&mut self, key: K, value: V, now: Instant, absolute: bool) {
@@ -266,8 +258,49 @@ where
         Some(value)
     }
 
-    /// Stores `value` for `key` now: replaces a value (reported as explicit) or overrides a
-    /// computation in flight (whose result is then discarded), else makes room first.
+    /// Removes `key`'s value, if any, reported as `reason`, or as expired if it was past its
+    /// expiry already (not yet found by a read, it was no longer a value anyone could read).
+    pub(super) fn remove(
+        &self,
+        state: &mut State<K, V, E>,
+        key: &K,
+        reason: EvictionReason,
+        now: Instant,
+        out: &mut Vec<Evicted<K, V>>,
+    ) {
+        let Some(expired) = state.ready.get(key).map(|e| self.expired(e, now)) else {
+            return;
+        };
+        let reason = if expired {
+            EvictionReason::Expired
+        } else {
+            reason
+        };
+        state.remove(key, reason, out);
+    }
+
+    /// Removes every computed value, least recently read first: explicit, or expired for a
+    /// value past its expiry already.
+    pub(super) fn clear(
+        &self,
+        state: &mut State<K, V, E>,
+        now: Instant,
+        out: &mut Vec<Evicted<K, V>>,
+    ) {
+        while let Some((key, entry)) = state.ready.pop_front() {
+            let reason = if self.expired(&entry, now) {
+                EvictionReason::Expired
+            } else {
+                EvictionReason::Explicit
+            };
+            state.evicted(key, entry, reason, out);
+        }
+        state.created.clear();
+    }
+
+    /// Stores `value` for `key` now: replaces a value (reported as explicit, or as expired if
+    /// it was past its expiry) or overrides a computation in flight (whose result is then
+    /// discarded), else makes room first.
     pub(super) fn insert(
         &self,
         state: &mut State<K, V, E>,
@@ -276,7 +309,7 @@ where
         now: Instant,
         out: &mut Vec<Evicted<K, V>>,
     ) {
-        state.remove(&key, EvictionReason::Explicit, out);
+        self.remove(state, &key, EvictionReason::Explicit, now, out);
         if state.loading.remove(&key).is_none() {
             self.make_room(state, now, out);
         } else {

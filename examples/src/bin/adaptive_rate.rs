@@ -57,8 +57,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     let (mut ok, mut refused) = (0u32, 0u32);
     let mut next_report = Duration::from_millis(500);
+    let mut slowest = limiter.current_rate();
     while start.elapsed() < Duration::from_secs(3) {
         limiter.acquire().await;
+        slowest = slowest.min(limiter.current_rate());
         match api.call() {
             Ok(()) => ok += 1,
             Err(retry_after) => {
@@ -84,5 +86,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
          without the limiter the client would have sent ~1200 requests into a 600-request budget",
         limiter.throttles()
     );
+    // What this example shows, checked (CI runs it with its output discarded): the API did
+    // answer 429, the limiter throttled on it and slowed below its starting 400/s, and so most
+    // requests got through (at 400/s into a 200/s budget, about half would be refused).
+    if refused == 0 || limiter.throttles() == 0 || slowest >= 400.0 || refused * 4 >= ok {
+        return Err(format!(
+            "expected 429s that slowed the client below 400/s and kept refusals under a fifth; \
+             saw {ok} accepted, {refused} refused, {} throttles, slowest rate {slowest:.1}/s",
+            limiter.throttles()
+        )
+        .into());
+    }
     Ok(())
 }

@@ -16,7 +16,9 @@ use tokio::time::Instant;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sink = SignalSink::default();
-    let pressure = Backpressure::new(&sink, "db", 20, 5)?;
+    const HIGH: usize = 20;
+    const IMPORTERS: usize = 4;
+    let pressure = Backpressure::new(&sink, "db", HIGH, 5)?;
     let start = Instant::now();
     let _log = sink.on_signal("backpressure.*", move |signal| {
         println!(
@@ -51,7 +53,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         },
         EphemeralOptions::default()
-            .max_concurrency(4)
+            .max_concurrency(IMPORTERS)
             .signals(sink.clone())
             .defer_on("backpressure.db"),
     )?;
@@ -70,5 +72,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         peak.load(Ordering::Relaxed),
         pressure.times_held()
     );
+    // What this example shows, checked (CI runs it with its output discarded): all 200 rows
+    // were written, the hold was taken, and the writer's backlog stayed bounded: above the
+    // high watermark by at most the importer rows already running when the hold was taken
+    // (each enqueues one row, then reports; no new one starts while the hold is live).
+    let peak = peak.load(Ordering::Relaxed);
+    let written = writer.stats().completed;
+    if written != 200 || pressure.times_held() == 0 || peak > HIGH + IMPORTERS {
+        return Err(format!(
+            "expected 200 rows written, the hold taken, a backlog of at most {}; saw {written} \
+             written, the hold taken {} times, a backlog of {peak}",
+            HIGH + IMPORTERS,
+            pressure.times_held()
+        )
+        .into());
+    }
     Ok(())
 }

@@ -29,6 +29,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(lines.next().transpose()?.as_deref(), Some("ready"));
 
     let bus = Bus::open(&name).await?;
+    let mut reached_counts = Vec::new();
     for (topic, payload) in [
         ("orders.created", "order 17"),
         ("orders.shipped", "order 12"),
@@ -39,11 +40,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ] {
         let reached = bus.publish(topic, payload).await?;
         println!("published {topic:<16} -> {reached} subscription(s)");
+        reached_counts.push(reached);
     }
+    let mut received = Vec::new();
     for line in lines {
-        println!("  subscriber| {}", line?);
+        let line = line?;
+        println!("  subscriber| {line}");
+        // "orders.* got orders.created = ..." -> "orders.created"
+        received.extend(line.split_whitespace().nth(2).map(str::to_owned));
     }
-    child.wait()?;
+    let status = child.wait()?;
+    // What this example shows, checked (CI runs it with its output discarded): `orders.*`
+    // got both orders, `news.+` got news.sports but not news.sports.eu (two segments), nobody
+    // got logs.debug, the publisher was told how many subscriptions each message reached, and
+    // the subscriber process ended cleanly.
+    let expected = ["orders.created", "orders.shipped", "news.sports"];
+    if received != expected || reached_counts != [1, 1, 1, 0, 0, 1] || !status.success() {
+        return Err(format!(
+            "expected the subscriber to get {expected:?}, reach counts [1, 1, 1, 0, 0, 1] and a \
+             clean exit; saw {received:?}, reach counts {reached_counts:?}, exit {status}"
+        )
+        .into());
+    }
     Ok(())
 }
 

@@ -19,15 +19,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let name = format!("example-request-{}", std::process::id());
     let bus = Bus::open(&name).await?;
 
-    match bus
+    let no_server = match bus
         .request("prices.get", "apple", Duration::from_millis(200))
         .await
     {
         Err(BusError::NoServer { topic }) => {
-            println!("before the server starts: nobody serves {topic}")
+            println!("before the server starts: nobody serves {topic}");
+            true
         }
-        other => println!("unexpected: {other:?}"),
-    }
+        other => {
+            println!("unexpected: {other:?}");
+            false
+        }
+    };
 
     let mut child = Command::new(std::env::current_exe()?)
         .env(CHILD, &name)
@@ -37,25 +41,51 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
     assert_eq!(lines.next().transpose()?.as_deref(), Some("ready"));
 
+    let mut answers = Vec::new();
     for item in ["apple", "pear", "durian"] {
         match bus
             .request("prices.get", item, Duration::from_secs(1))
             .await
         {
-            Ok(reply) => println!("{item:<7} costs {}", reply.payload_str().unwrap_or("?")),
-            Err(e) => println!("{item:<7} failed: {e}"),
+            Ok(reply) => {
+                let price = reply.payload_str().unwrap_or("?").to_owned();
+                println!("{item:<7} costs {price}");
+                answers.push(price);
+            }
+            Err(e) => {
+                println!("{item:<7} failed: {e}");
+                answers.push(format!("failed: {e}"));
+            }
         }
     }
     // The server takes 2 s for this one; we wait 100 ms.
-    match bus
+    let timed_out = match bus
         .request("prices.slow", "", Duration::from_millis(100))
         .await
     {
-        Err(e @ BusError::Timeout { .. }) => println!("slow request: {e}"),
-        other => println!("unexpected: {other:?}"),
-    }
+        Err(e @ BusError::Timeout { .. }) => {
+            println!("slow request: {e}");
+            true
+        }
+        other => {
+            println!("unexpected: {other:?}");
+            false
+        }
+    };
     drop(child.stdin.take()); // tells the server to leave
-    child.wait()?;
+    let status = child.wait()?;
+    // What this example shows, checked (CI runs it with its output discarded): a request
+    // with no server is a typed `NoServer` error, the server in the other process answered
+    // each price, the 2 s request timed out after 100 ms as a typed `Timeout`, and the server
+    // process ended cleanly.
+    if !no_server || answers != ["0.40", "0.55", "unknown"] || !timed_out || !status.success() {
+        return Err(format!(
+            "expected NoServer first, the answers 0.40, 0.55, unknown, then a Timeout and a \
+             clean server exit; saw NoServer: {no_server}, answers {answers:?}, Timeout: \
+             {timed_out}, server exit {status}"
+        )
+        .into());
+    }
     Ok(())
 }
 

@@ -33,15 +33,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     while !sink.has_signal("error.*") {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    // What arrived, with the time it had left; no signal may live longer here than the
+    // worker gave it (the bridge carries the remaining time to live).
+    let mut longer_than_given = Vec::new();
     for signal in sink.sense("error.*") {
+        let left = signal.remaining(tokio::time::Instant::now(), sink.max_age());
         println!(
             "monitor sees {} (key {}) from another process, {} ms left",
             signal.name(),
             signal.key().unwrap_or("none"),
-            signal
-                .remaining(tokio::time::Instant::now(), sink.max_age())
-                .as_millis()
+            left.as_millis()
         );
+        let given = match signal.name().as_str() {
+            "error.db.timeout" => Duration::from_millis(500),
+            "error.payment" => Duration::from_millis(300),
+            _ => Duration::ZERO,
+        };
+        if left > given {
+            longer_than_given.push(format!("{} with {left:?} left", signal.name()));
+        }
     }
     while sink.has_signal("error.*") {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -50,7 +60,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "all remote errors expired; bridge raised {} signal(s)",
         bridge.raised()
     );
-    child.wait()?;
+    let status = child.wait()?;
+    // What this example shows, checked (CI runs it with its output discarded): both errors
+    // crossed to this process's sink (the second arrives before the first, with 500 ms to
+    // live, expires; `info.started` did not match the bridge), none with more time than the
+    // worker gave it, and the worker ended cleanly. Their expiry is what ended the loop above.
+    if bridge.raised() != 2 || !longer_than_given.is_empty() || !status.success() {
+        return Err(format!(
+            "expected 2 bridged errors, none living longer than given, and a clean worker \
+             exit; saw {} bridged, {longer_than_given:?}, worker exit {status}",
+            bridge.raised()
+        )
+        .into());
+    }
     Ok(())
 }
 

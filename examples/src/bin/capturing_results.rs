@@ -57,5 +57,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         prices.results().len(),
         prices.failed().len()
     );
+    // What this example shows, checked (CI runs it with its output discarded): the result
+    // waited for was cheese's price, and after the drain the four known products' prices are
+    // kept (899 + 120 + 340 + 560 cents) while the unknown one is kept as a failure.
+    if (sku, cents) != ("cheese", 899)
+        || prices.results().len() != 4
+        || total != 1_919
+        || prices.failed().len() != 1
+    {
+        return Err(format!(
+            "expected cheese at 899 cents, 4 prices totalling 1919 cents and 1 failed lookup; \
+             saw {sku} at {cents} cents, {} prices totalling {total} cents, {} failed",
+            prices.results().len(),
+            prices.failed().len()
+        )
+        .into());
+    }
     Ok(())
 }

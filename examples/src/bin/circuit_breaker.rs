@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use ephemeral::{EphemeralOptions, EphemeralWorkCoordinator, OperationContext, SignalSink};
-use ephemeral_patterns::circuit_breaker::{CircuitBreaker, CircuitBreakerOptions};
+use ephemeral_patterns::circuit_breaker::{CircuitBreaker, CircuitBreakerOptions, CircuitState};
 use tokio::time::Instant;
 
 #[tokio::main]
@@ -65,5 +65,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "breaker opened {} times; without it, every order during the outage would have failed",
         breaker.times_opened()
     );
+    // What this example shows, checked (CI runs it with its output discarded): every order
+    // ended charged, failed or cancelled; the outage opened the breaker (after at least 5
+    // failures), the open breaker cancelled orders instead of sending them, and a probe after
+    // the outage closed it again (the outage ends at 900 ms, orders keep coming until at
+    // least 1.5 s, and no open period is longer than 1 s).
+    let shown = stats.completed + stats.failed + stats.cancelled == 100
+        && stats.failed >= 5
+        && breaker.times_opened() >= 1
+        && stats.cancelled >= 1
+        && breaker.state() == CircuitState::Closed;
+    if !shown {
+        return Err(format!(
+            "the breaker did not open, cancel and close again: {} charged, {} failed, {} \
+             cancelled, opened {} time(s), now {}",
+            stats.completed,
+            stats.failed,
+            stats.cancelled,
+            breaker.times_opened(),
+            breaker.state()
+        )
+        .into());
+    }
     Ok(())
 }

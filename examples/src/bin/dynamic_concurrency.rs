@@ -33,18 +33,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let start = Instant::now();
-    let report = |label: &str| {
+    // Every reading, kept for the check at the end.
+    let readings = std::cell::RefCell::new(Vec::new());
+    let report = |label: &'static str| {
+        let concurrency = pool.max_concurrency();
+        readings.borrow_mut().push((label, concurrency));
         println!(
-            "{:>5} ms  {label:<10} concurrency {:>2}  done {:>4}",
+            "{:>5} ms  {label:<10} concurrency {concurrency:>2}  done {:>4}",
             start.elapsed().as_millis(),
-            pool.max_concurrency(),
             pool.stats().completed
         );
     };
     // The scaler steps when a signal changes and then once per 100 ms cooldown, so each phase
     // is read halfway between two steps (at 50, 150, ... ms into it): a reading taken on a step
     // would race it and show two steps at once, or none.
-    let phase = async |label: &str| {
+    let phase = async |label: &'static str| {
         sleep(Duration::from_millis(50)).await;
         report(label);
         for _ in 1..6 {
@@ -63,6 +66,35 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     report("no signal");
 
     println!("{} changes; the limit now stays put", scaler.changes());
+
+    // What this example shows, checked (CI runs it with its output discarded), without
+    // timing the steps, which a busy machine may delay: the pool grew while `load.high` held,
+    // shrank below that peak while `load.low` held, never left 1..=32, and with no signal
+    // left it no longer changes (checked over one more cooldown and a half).
+    let (changes, limit) = (scaler.changes(), pool.max_concurrency());
+    sleep(Duration::from_millis(150)).await;
+    let still = (scaler.changes(), pool.max_concurrency());
     pool.cancel();
+    let readings = readings.into_inner();
+    let during = |phase: &str| -> Vec<usize> {
+        readings
+            .iter()
+            .filter(|(label, _)| *label == phase)
+            .map(|(_, c)| *c)
+            .collect()
+    };
+    let (high, low) = (during("load.high"), during("load.low"));
+    let peak = high.iter().copied().max().unwrap_or(0);
+    let trough = low.iter().copied().min().unwrap_or(usize::MAX);
+    let in_bounds = readings.iter().all(|(_, c)| (1..=32).contains(c));
+    if peak <= 2 || trough >= peak || !in_bounds || still != (changes, limit) {
+        return Err(format!(
+            "expected growth under load.high, shrinking under load.low, limits within 1..=32 \
+             and no change without a signal; saw {high:?} under load.high, {low:?} under \
+             load.low, {changes} changes at limit {limit} then {} at {}",
+            still.0, still.1
+        )
+        .into());
+    }
     Ok(())
 }

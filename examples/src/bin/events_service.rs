@@ -5,6 +5,8 @@
 //! after two seconds (or on Ctrl-C / SIGTERM): the detector stops first and closes the
 //! channel, then the logger and the alerter drain what is left and stop.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ephemeral::{Buffer, Channel, ChannelOptions, Lagged, SignalSink, Subscriber};
@@ -79,12 +81,17 @@ struct Consumer {
     events: Channel<SystemEvent>,
     subscriber: Option<Subscriber<SystemEvent>>,
     handle: fn(&ServiceContext, &SystemEvent),
+    /// Events handled, live or drained at shutdown.
+    handled: Arc<AtomicU64>,
 }
 
 impl Consumer {
     fn take(&self, ctx: &ServiceContext, item: Result<SystemEvent, Lagged>) {
         match item {
-            Ok(event) => (self.handle)(ctx, &event),
+            Ok(event) => {
+                (self.handle)(ctx, &event);
+                self.handled.fetch_add(1, Ordering::Relaxed);
+            }
             Err(lag) => println!("[{}] {lag}", self.name),
         }
     }
@@ -166,6 +173,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .shutdown_on_os_signals(true)
             .shutdown_timeout(Duration::from_secs(5)),
     );
+    let (logged, alerted) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     host.add(Detector {
         events: events.clone(),
         seq: 0,
@@ -175,12 +183,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         events: events.clone(),
         subscriber: None,
         handle: log_event,
+        handled: logged.clone(),
     })?
     .add(Consumer {
         name: "alerter",
         events: events.clone(),
         subscriber: None,
         handle: alert,
+        handled: alerted.clone(),
     })?;
 
     // Stand-in for Ctrl-C, so the example ends by itself.
@@ -199,5 +209,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         sink.count("alert.critical"),
         sink.count("service.*.stopped"),
     );
+    // What this example shows, checked (CI runs it with its output discarded): the three
+    // services stopped cleanly (none failed or had to be aborted), and both consumers handled
+    // every event sent, live or drained at shutdown, so the alerter paged once per critical
+    // event (every 7th). How many events there were depends on timing.
+    let sent = events.stats().sent;
+    let (logged, alerted) = (
+        logged.load(Ordering::Relaxed),
+        alerted.load(Ordering::Relaxed),
+    );
+    let clean = report.did_not_stop().is_empty()
+        && report.services.iter().all(|s| s.failures == 0)
+        && sink.count("service.*.stopped") == 3;
+    let pages = sink.count("alert.critical") as u64;
+    if !clean || sent == 0 || logged != sent || alerted != sent || pages != sent / 7 {
+        return Err(format!(
+            "expected a clean stop of 3 services and every event handled by both consumers, \
+             one page per critical event; saw {sent} sent, {logged} logged, {alerted} seen by \
+             the alerter, {pages} page(s), report:\n{report}"
+        )
+        .into());
+    }
     Ok(())
 }

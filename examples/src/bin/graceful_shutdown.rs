@@ -51,8 +51,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let coordinator = EphemeralWorkCoordinator::new(
         |job: u32, ctx: OperationContext| async move {
-            // Short jobs finish inside the grace period; long ones are stopped by the token.
-            let length = Duration::from_millis(if job.is_multiple_of(3) { 2_000 } else { 120 });
+            // Short jobs finish inside the grace period; long ones (every third, 10 s) are
+            // stopped by the token.
+            let length = Duration::from_millis(if job.is_multiple_of(3) { 10_000 } else { 120 });
             tokio::select! {
                 () = sleep(length) => Ok(()),
                 () = ctx.token().cancelled() => Err(format!("job {job} stopped early, state saved")),
@@ -93,6 +94,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let stats = coordinator.stats();
+    let snapshot = coordinator.snapshot();
     println!(
         "accepted {}: completed {}, failed {}, cancelled {} (they add up: {})",
         stats.accepted,
@@ -101,7 +103,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         stats.cancelled,
         stats.accepted == stats.completed + stats.failed + stats.cancelled
     );
-    for op in coordinator.snapshot() {
+    for op in &snapshot {
         let outcome = match &op.state {
             OperationState::Completed => "completed".to_owned(),
             OperationState::Failed => format!("failed: {}", op.error.as_deref().unwrap_or("?")),
@@ -115,6 +117,38 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             other => format!("{other:?}"),
         };
         println!("  operation {}: {outcome}", op.id);
+    }
+    // What this example shows, checked (CI runs it with its output discarded): every job the
+    // producer enqueued has exactly one outcome, completed or cancelled by the shutdown (a job
+    // that stopped through its token is a cancellation, not a failure, and none had to be
+    // aborted), and, with the simulated Ctrl-C, every 10 s job was among the cancelled: none
+    // could finish in the 300 ms + 250 ms before the cancel.
+    let outcomes_ok = snapshot.iter().all(|op| {
+        matches!(
+            op.state,
+            OperationState::Completed | OperationState::Cancelled(CancelReason::Shutdown)
+        )
+    });
+    let long_jobs = u64::from(job / 3);
+    if stats.accepted != u64::from(job)
+        || stats.completed + stats.failed + stats.cancelled != stats.accepted
+        || snapshot.len() as u64 != stats.accepted
+        || stats.failed != 0
+        || !outcomes_ok
+        || (!real && stats.cancelled < long_jobs)
+    {
+        return Err(format!(
+            "expected each of the {job} jobs completed or cancelled by the shutdown, none \
+             failed, at least the {long_jobs} long one(s) cancelled; saw {} accepted, {} \
+             completed, {} failed, {} cancelled, {} in the snapshot, states {:?}",
+            stats.accepted,
+            stats.completed,
+            stats.failed,
+            stats.cancelled,
+            snapshot.len(),
+            snapshot.iter().map(|op| &op.state).collect::<Vec<_>>()
+        )
+        .into());
     }
     Ok(())
 }

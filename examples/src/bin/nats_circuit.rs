@@ -17,6 +17,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,7 +25,7 @@ use ephemeral::{EphemeralOptions, EphemeralWorkCoordinator, OperationContext, Si
 use ephemeral_bus::Bus;
 use ephemeral_nats::Nats;
 use ephemeral_nats::testing::NatsServer;
-use ephemeral_patterns::circuit_breaker::{CircuitBreaker, CircuitBreakerOptions};
+use ephemeral_patterns::circuit_breaker::{CircuitBreaker, CircuitBreakerOptions, CircuitState};
 use tokio::time::Instant;
 
 const ROLE: &str = "NATS_CIRCUIT_ROLE";
@@ -207,6 +208,26 @@ async fn payments(
         s.failed,
         s.cancelled
     );
+    // What this process shows, checked (CI runs the example with its output discarded; an
+    // error here fails this process, and so the example): every order accounted for, the
+    // outage opened the breaker, the open breaker refused orders, and a probe after the
+    // outage closed it (the outage ends at 1 s, orders come until at least 2 s).
+    if s.completed + s.failed + s.cancelled != 100
+        || breaker.times_opened() == 0
+        || s.cancelled == 0
+        || breaker.state() != CircuitState::Closed
+    {
+        return Err(format!(
+            "payments: expected the breaker to open, refuse and close again; saw {} charged, \
+             {} failed, {} refused, opened {} time(s), now {}",
+            s.completed,
+            s.failed,
+            s.cancelled,
+            breaker.times_opened(),
+            breaker.state()
+        )
+        .into());
+    }
     Ok(())
 }
 
@@ -220,6 +241,9 @@ async fn deferring(
     let show = at.clone();
     let mut watch = sink.watch("circuit.open");
     let watched = sink.clone();
+    // Whether the mirrored `circuit.open` ever arrived here.
+    let seen_open = Arc::new(AtomicBool::new(false));
+    let seen = Arc::clone(&seen_open);
     let transitions = tokio::spawn(async move {
         let mut open = false;
         loop {
@@ -227,6 +251,9 @@ async fn deferring(
             let now = watched.has_signal("circuit.open");
             if now != open {
                 open = now;
+                // Relaxed: read after this task is aborted and the coordinator drained, long
+                // after; nothing else is published through it.
+                seen.fetch_or(open, Ordering::Relaxed);
                 println!(
                     "{} {}",
                     show(),
@@ -277,5 +304,28 @@ async fn deferring(
         coordinator.stats().completed,
         deferred.len(),
     );
+    // What this process shows, checked (CI runs the example with its output discarded; an
+    // error here fails this process, and so the example): the circuit.open held in payments
+    // arrived here, work waited for it (it stays open 800 ms while a job comes every 40 ms),
+    // it was released, and every job then ran: none failed.
+    let stats = coordinator.stats();
+    if !seen_open.load(Ordering::Relaxed)
+        || deferred.is_empty()
+        || sink.has_signal("circuit.open")
+        || stats.completed != 50
+        || stats.failed != 0
+    {
+        return Err(format!(
+            "{role}: expected the circuit to arrive, hold work back and be released, and 50 \
+             jobs completed; saw it arrive: {}, {} job(s) held back, still open: {}, {} \
+             completed, {} failed",
+            seen_open.load(Ordering::Relaxed),
+            deferred.len(),
+            sink.has_signal("circuit.open"),
+            stats.completed,
+            stats.failed
+        )
+        .into());
+    }
     Ok(())
 }

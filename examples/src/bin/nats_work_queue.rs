@@ -150,6 +150,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if !books_balance || redelivered > (CONCURRENCY + PREFETCH) as u64 {
         return Err("the books do not balance".into());
     }
+    // Also shown, checked (CI runs it with its output discarded): the second push of
+    // order-0 queued nothing, and both survivors reported their final counts, which the
+    // queue's acknowledgements cover.
+    if !again.duplicate || finals.len() != 2 || survivors > acked {
+        return Err(format!(
+            "expected order-0's second push to be a duplicate and 2 survivors' final counts \
+             within the {acked} acknowledged; saw duplicate = {}, {} final count(s) adding up \
+             to {survivors}",
+            again.duplicate,
+            finals.len()
+        )
+        .into());
+    }
     Ok(())
 }
 

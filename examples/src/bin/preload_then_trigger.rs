@@ -42,10 +42,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         coordinator.enqueue(("import", n)).await?;
     }
     sleep(Duration::from_millis(200)).await;
-    let stats = coordinator.stats();
+    let preloaded = coordinator.stats();
     println!(
         "preloaded: {} waiting, {} running, {} done after 200 ms",
-        stats.pending, stats.running, stats.completed
+        preloaded.pending, preloaded.running, preloaded.completed
     );
 
     // 2. Trigger: one signal, and the whole batch starts at once.
@@ -70,10 +70,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         coordinator.enqueue(("nightly", n)).await?;
     }
     sleep(Duration::from_millis(150)).await;
+    let during = coordinator.stats();
+    // No nightly row may have started yet: the channel of start instants is still empty.
+    let started_during_maintenance = started.try_recv().is_ok();
     println!(
         "during maintenance: {} waiting, {} running",
-        coordinator.stats().pending,
-        coordinator.stats().running
+        during.pending, during.running
     );
     let release = Instant::now();
     drop(maintenance); // released: the deferred items start at once
@@ -92,5 +94,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         stats.completed,
         sink.count("import.row.done")
     );
+    // What this example shows, checked (CI runs it with its output discarded): nothing
+    // started while `import.loading` was the latest word, all 16 rows started after
+    // `import.go` (the loop above waited for them), nothing started while `maintenance` was
+    // held, and in the end all 20 rows ran and signalled.
+    let deferred = preloaded.pending == 16 && preloaded.running == 0 && preloaded.completed == 0;
+    let held = during.pending == 4 && during.running == 0 && !started_during_maintenance;
+    if !deferred || !held || stats.completed != 20 || sink.count("import.row.done") != 20 {
+        return Err(format!(
+            "expected 16 rows waiting before `import.go`, 4 waiting during maintenance and 20 \
+             completed with 20 signals; saw {} waiting and {} running or done before the \
+             trigger, {} waiting and {} running during maintenance (a start seen: {}), \
+             {} completed, {} `import.row.done`",
+            preloaded.pending,
+            preloaded.running + preloaded.completed,
+            during.pending,
+            during.running,
+            started_during_maintenance,
+            stats.completed,
+            sink.count("import.row.done")
+        )
+        .into());
+    }
     Ok(())
 }

@@ -32,14 +32,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         images.enqueue(image).await?;
     }
     images.drain().await?;
-    let stats = images.stats();
+    let image_stats = images.stats();
     println!(
         "images: {} accepted, {} resized, {} failed ({}), at most {} at once",
-        stats.accepted,
-        stats.completed,
-        stats.failed,
-        images.inner().failed()[0].error.as_deref().unwrap_or("?"),
-        stats.peak_running
+        image_stats.accepted,
+        image_stats.completed,
+        image_stats.failed,
+        images
+            .inner()
+            .failed()
+            .first()
+            .and_then(|op| op.error.as_deref().map(str::to_owned))
+            .unwrap_or_else(|| "none".to_owned()),
+        image_stats.peak_running
     );
 
     // 2. KeyedSequential: each account's entries are booked in order, accounts in parallel.
@@ -105,34 +110,79 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .build()?;
 
     sink.raise_with(Signal::build("maintenance.db")?.expires_in(ms(50)))?;
-    match orders.enqueue(1).await {
+    let refused_in_maintenance = match orders.enqueue(1).await {
         Err(SignalAwareError::Refused { item, signal, .. }) => {
             println!("orders: order {item} refused while `{signal}` is live");
+            true
         }
-        Ok(_) => println!("orders: order 1 accepted (unexpected during maintenance)"),
+        Ok(_) => {
+            println!("orders: order 1 accepted (unexpected during maintenance)");
+            false
+        }
         Err(e) => return Err(e.to_string().into()),
-    }
+    };
     tokio::time::sleep(ms(60)).await;
-    println!(
-        "orders: maintenance over, refusing = {}",
-        orders.is_refusing()
-    );
+    let refusing_after = orders.is_refusing();
+    println!("orders: maintenance over, refusing = {refusing_after}");
 
     sink.raise("backpressure.high")?;
     for order in 1..=3 {
         orders.enqueue(order).await.map_err(|e| e.to_string())?;
     }
     tokio::time::sleep(ms(20)).await;
+    let waiting_under_pressure = orders.stats().pending;
+    let shipped_under_pressure = shipped.lock().unwrap_or_else(|e| e.into_inner()).len();
     println!(
-        "orders: under back-pressure {} waiting, {} shipped",
-        orders.stats().pending,
-        shipped.lock().unwrap_or_else(|e| e.into_inner()).len()
+        "orders: under back-pressure {waiting_under_pressure} waiting, \
+         {shipped_under_pressure} shipped"
     );
     sink.raise("backpressure.cleared")?;
     orders.drain().await?;
-    println!(
-        "orders: resumed, shipped {:?}",
-        shipped.lock().unwrap_or_else(|e| e.into_inner())
-    );
+    let mut shipped = shipped.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    println!("orders: resumed, shipped {shipped:?}");
+
+    // What this example shows, checked (CI runs it with its output discarded).
+    // 1. Eleven images resized, image 7 failed, never more than the pool's 4 at once.
+    if image_stats.completed != 11 || image_stats.failed != 1 || image_stats.peak_running > 4 {
+        return Err(format!(
+            "images: expected 11 resized, 1 failed, at most 4 at once; saw {} resized, {} \
+             failed, {} at once",
+            image_stats.completed, image_stats.failed, image_stats.peak_running
+        )
+        .into());
+    }
+    // 2. Every entry booked (none overdrew), each account's in the order enqueued.
+    let booked = balances.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let per_account = |account: &str| -> Vec<i64> {
+        booked
+            .iter()
+            .filter(|(a, _, _)| *a == account)
+            .map(|(_, amount, _)| *amount)
+            .collect()
+    };
+    if per_account("alice") != [100, -30, -50] || per_account("bob") != [20, -5] {
+        return Err(format!("ledger: entries booked out of order per account: {booked:?}").into());
+    }
+    // 3. Order 1 refused during maintenance, accepted again after it; nothing shipped under
+    //    back-pressure; all three shipped once it cleared.
+    shipped.sort_unstable();
+    if !refused_in_maintenance
+        || refusing_after
+        || waiting_under_pressure != 3
+        || shipped_under_pressure != 0
+        || shipped != [1, 2, 3]
+    {
+        return Err(format!(
+            "orders: expected a refusal during maintenance, none after, 3 waiting and none \
+             shipped under back-pressure, then orders 1-3 shipped; saw refused {}, refusing \
+             after {}, {} waiting and {} shipped under back-pressure, then shipped {:?}",
+            refused_in_maintenance,
+            refusing_after,
+            waiting_under_pressure,
+            shipped_under_pressure,
+            shipped
+        )
+        .into());
+    }
     Ok(())
 }

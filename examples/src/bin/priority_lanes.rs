@@ -38,6 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Queue a backlog while paused, lowest priority first, so the order of starts shows the
     // lanes at work rather than the order of arrival.
     coordinator.pause();
+    let mut refused = Vec::new();
     for n in 1..=4 {
         match coordinator
             .enqueue("reports", format!("monthly report #{n}"))
@@ -46,6 +47,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Ok(_) => {}
             Err(EnqueueError::Refused { lane, reason, .. }) => {
                 println!("refused: report #{n} ({lane} lane: {reason})");
+                refused.push(n);
             }
             Err(other) => return Err(other.to_string().into()),
         }
@@ -68,8 +70,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     coordinator.drain().await?;
 
     println!("started in this order:");
-    for line in started.lock().map_err(|_| "lock poisoned")?.iter() {
+    let started = started.lock().map_err(|_| "lock poisoned")?;
+    for line in started.iter() {
         println!("  {line}");
+    }
+    // What this example shows, checked (CI runs it with its output discarded): the reports
+    // lane, full at 3, refused the 4th report, and the single worker started the backlog
+    // highest lane first: both payments, then both emails, then the three reports.
+    let lanes: Vec<&str> = started
+        .iter()
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    let expected = [
+        "payments", "payments", "emails", "emails", "reports", "reports", "reports",
+    ];
+    if refused != [4] || lanes != expected {
+        return Err(format!(
+            "expected report #4 refused and starts in lane order {expected:?}; \
+             saw refused {refused:?} and starts {lanes:?}"
+        )
+        .into());
     }
     Ok(())
 }

@@ -89,5 +89,33 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             failed.error.as_deref().unwrap_or("?")
         );
     }
+    // What this example shows, checked (CI runs it with its output discarded): the two large
+    // orders (3 and 5) failed, the four others were charged, and each failure left its
+    // `error.payment` signal in the sink.
+    let failed: Vec<String> = coordinator
+        .failed()
+        .iter()
+        .filter_map(|op| op.error.as_deref().map(str::to_owned))
+        .collect();
+    let declined = |order: u32| {
+        failed
+            .iter()
+            .any(|e| e.starts_with(&format!("order {order}:")))
+    };
+    if stats.completed != 4
+        || stats.failed != 2
+        || !declined(3)
+        || !declined(5)
+        || sink.count("error.payment") != 2
+    {
+        return Err(format!(
+            "expected orders 3 and 5 to fail with an `error.payment` signal each and the 4 others \
+             to complete; saw {} completed, {} failed ({failed:?}), {} `error.payment` signal(s)",
+            stats.completed,
+            stats.failed,
+            sink.count("error.payment")
+        )
+        .into());
+    }
     Ok(())
 }

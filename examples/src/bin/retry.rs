@@ -33,7 +33,7 @@ impl std::fmt::Display for HttpError {
 }
 
 #[tokio::main]
-async fn main() {
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sink = SignalSink::default();
     let budget = RetryBudget::new(0.5, 5.0, 10.0);
     let retry = Retry::new(
@@ -72,6 +72,7 @@ async fn main() {
         })
         .await;
     println!("flaky call: {stock:?}");
+    let flaky_calls = calls.load(Ordering::Relaxed);
 
     // 2. A 429 with Retry-After: the hook waits what the server asked.
     let t = Instant::now();
@@ -86,20 +87,28 @@ async fn main() {
             }
         })
         .await;
-    println!("rate-limited call: {ok:?} after {:?}", t.elapsed());
+    let rate_limited_wait = t.elapsed();
+    println!("rate-limited call: {ok:?} after {rate_limited_wait:?}");
 
     // 3. A 404 is not worth retrying.
     let missing: Result<u32, _> = retry.run(|_| async { Err(HttpError::NotFound) }).await;
-    println!("missing item: {}", missing.unwrap_err());
+    match &missing {
+        Err(e) => println!("missing item: {e}"),
+        Ok(n) => println!("missing item: unexpectedly found {n}"),
+    }
 
     // 4. A downstream that is down for good: gives up after 4 attempts.
     let down: Result<u32, _> = retry.run(|_| async { Err(HttpError::Unavailable) }).await;
-    match down {
+    let gave_up = match &down {
         Err(e @ (RetryError::Exhausted { .. } | RetryError::BudgetExhausted { .. })) => {
             println!("down for good: {e}");
+            true
         }
-        other => println!("unexpected: {other:?}"),
-    }
+        other => {
+            println!("unexpected: {other:?}");
+            false
+        }
+    };
 
     // 5. Shutting down cancels a long wait at once.
     let token = CancellationToken::new();
@@ -115,11 +124,11 @@ async fn main() {
     let cancelled: Result<(), _> = slow
         .run_with_cancel(&token, |_| async { Err(HttpError::Unavailable) })
         .await;
-    println!(
-        "cancelled during a 60 s backoff after {:?}: {}",
-        t.elapsed(),
-        cancelled.unwrap_err()
-    );
+    let cancel_wait = t.elapsed();
+    match &cancelled {
+        Err(e) => println!("cancelled during a 60 s backoff after {cancel_wait:?}: {e}"),
+        Ok(()) => println!("unexpected: the call succeeded"),
+    }
 
     println!(
         "signals: {} retry.attempt, {} retry.exhausted; budget left {:.1}",
@@ -127,4 +136,34 @@ async fn main() {
         sink.count("retry.exhausted"),
         budget.balance()
     );
+    // What this example shows, checked (CI runs it with its output discarded): the flaky
+    // call succeeded on its 3rd attempt; the 429 call waited at least the 150 ms the server
+    // asked for; the 404 was not retried; the dead downstream made the retry give up; and the
+    // cancel ended the 60 s backoff long before it ran out (30 s is a generous bound).
+    let mut wrong = Vec::new();
+    if stock != Ok(42) || flaky_calls != 3 {
+        wrong.push(format!(
+            "flaky call: {stock:?} after {flaky_calls} attempts"
+        ));
+    }
+    if ok != Ok("done") || rate_limited_wait < Duration::from_millis(150) {
+        wrong.push(format!("429 call: {ok:?} after {rate_limited_wait:?}"));
+    }
+    if !matches!(missing, Err(RetryError::NotRetryable { attempts: 1, .. })) {
+        wrong.push(format!("404 call: {missing:?}"));
+    }
+    if !gave_up {
+        wrong.push(format!("dead downstream: {down:?}"));
+    }
+    if !matches!(cancelled, Err(RetryError::Cancelled { .. }))
+        || cancel_wait > Duration::from_secs(30)
+    {
+        wrong.push(format!(
+            "cancelled call: {cancelled:?} after {cancel_wait:?}"
+        ));
+    }
+    if !wrong.is_empty() {
+        return Err(format!("the retries did not behave as shown: {}", wrong.join("; ")).into());
+    }
+    Ok(())
 }

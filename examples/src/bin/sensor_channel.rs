@@ -110,16 +110,41 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let display = display.finished().await;
     let plotter = plotter.finished().await;
     let controller = control.await??;
-    println!("\nsent: {}", readings.stats().sent);
-    for (name, s) in [
+    let sent = readings.stats().sent;
+    println!("\nsent: {sent}");
+    let consumers = [
         ("display", display),
         ("plotter", plotter),
         ("controller", controller),
-    ] {
+    ];
+    for (name, s) in &consumers {
         println!(
             "{name:>10}: {} delivered, {} expired (skipped), {} dropped, {} callback panics",
             s.delivered, s.expired, s.dropped, s.failed
         );
+    }
+    // What this example shows, checked (CI runs it with its output discarded): all 180
+    // readings were sent and each consumer accounted for every one, delivered or skipped as
+    // expired, none dropped (the senders wait); the stalling controller skipped stale readings
+    // (a 500 ms stall outlasts the 300 ms expiry while the sensors keep publishing); and the
+    // plotter's panics were reported while it went on to the last reading.
+    let accounted = consumers
+        .iter()
+        .all(|(_, s)| s.delivered + s.expired == sent && s.dropped == 0);
+    let (plotter, controller) = (&consumers[1].1, &consumers[2].1);
+    if sent != 180 || !accounted || controller.expired == 0 || plotter.failed == 0 {
+        return Err(format!(
+            "expected 180 readings, each consumer accounting for all of them, the controller \
+             skipping stale ones and the plotter's panics reported; saw {sent} sent and {:?}",
+            consumers
+                .iter()
+                .map(|(name, s)| format!(
+                    "{name}: {} delivered, {} expired, {} dropped, {} failed",
+                    s.delivered, s.expired, s.dropped, s.failed
+                ))
+                .collect::<Vec<_>>()
+        )
+        .into());
     }
     Ok(())
 }

@@ -43,12 +43,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             if alive { "yes" } else { "no" }
         );
     };
+    let mut heartbeat_while_running = true;
     for _ in 0..3 {
-        show(
-            "writer running:",
-            cache.get("price.apple").await?,
-            cache.get("writer.alive").await?.is_some(),
-        );
+        let alive = cache.get("writer.alive").await?.is_some();
+        heartbeat_while_running &= alive;
+        show("writer running:", cache.get("price.apple").await?, alive);
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 
@@ -57,16 +56,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let killed = Instant::now();
     println!("-- writer killed --");
     // The heartbeat was owned by the writer's bus peer: gone with the process.
+    let heartbeat_after_kill = cache.get("writer.alive").await?.is_some();
+    let price_after_kill = cache.get("price.apple").await?;
     show(
         "just after the kill:",
-        cache.get("price.apple").await?,
-        cache.get("writer.alive").await?.is_some(),
+        price_after_kill.clone(),
+        heartbeat_after_kill,
     );
     // The price it set last stays until its time to live ends, and is never returned after.
+    // Reads begun after the kill + TTL, and any price they returned.
+    let (mut late_reads, mut returned_late) = (0, Vec::new());
     while killed.elapsed() < TTL + Duration::from_millis(500) {
         tokio::time::sleep(Duration::from_millis(400)).await;
-        let label = format!("{} ms after the kill:", killed.elapsed().as_millis());
-        show(&label, cache.get("price.apple").await?, false);
+        let asked = killed.elapsed();
+        let label = format!("{} ms after the kill:", asked.as_millis());
+        let apple = cache.get("price.apple").await?;
+        if asked > TTL {
+            late_reads += 1;
+            returned_late.extend(apple.clone().map(|v| (asked, v)));
+        }
+        show(&label, apple, false);
     }
     let stats = cache.stats().await?;
     println!(
@@ -74,6 +83,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         stats.values, stats.sets, stats.expired, stats.reclaimed
     );
     drop((cache, bus));
+    // What this example shows, checked (CI runs it with its output discarded): the owned
+    // heartbeat was there while the writer ran and gone right after the kill (reclaimed from
+    // the dead peer); the last price was still readable right after the kill (it was set at
+    // most ~100 ms before, with 1.5 s to live); and no read begun after the time to live
+    // returned it (the last read of the loop always is one).
+    if !heartbeat_while_running
+        || heartbeat_after_kill
+        || stats.reclaimed == 0
+        || price_after_kill.is_none()
+        || late_reads == 0
+        || !returned_late.is_empty()
+    {
+        return Err(format!(
+            "expected the heartbeat while the writer ran and not after, the price just after \
+             the kill and never past its time to live; saw heartbeat while running: \
+             {heartbeat_while_running}, after the kill: {heartbeat_after_kill}, {} reclaimed, \
+             price after the kill: {price_after_kill:?}, {late_reads} read(s) past the time to \
+             live returning {returned_late:?}",
+            stats.reclaimed
+        )
+        .into());
+    }
     Ok(())
 }
 

@@ -117,9 +117,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "reads: completed {}, failed {}",
         stats.completed, stats.failed
     );
+    // What this example shows, checked (CI runs it with its output discarded): every read
+    // ran, and none of them while the catalog was half-written.
     let torn = torn_reads.lock().map_err(|e| e.to_string())?;
     if !torn.is_empty() {
         return Err(format!("readers {torn:?} ran during an update").into());
+    }
+    if stats.completed != 40 || stats.failed != 0 {
+        return Err(format!(
+            "expected 40 reads completed; saw {} completed, {} failed",
+            stats.completed, stats.failed
+        )
+        .into());
     }
     println!("no read ran while `update.in-progress` was held");
     Ok(())

@@ -43,22 +43,56 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     sink.raise("disk.full")?;
 
+    let mut chains = Vec::new();
     for signal in sink.sense("*") {
-        let chain: Vec<&str> = signal.causes().iter().map(|c| c.as_str()).collect();
+        let chain: Vec<String> = signal.causes().iter().map(|c| c.to_string()).collect();
         println!("{:<22} caused by {:?}", signal.name().as_str(), chain);
+        chains.push((signal.name().to_string(), chain));
     }
     println!("refused:");
-    for reason in refused.lock().expect("not poisoned").iter() {
+    let refused = refused.lock().expect("not poisoned").clone();
+    for reason in &refused {
         println!("  {reason}");
     }
 
     // A leaf signal ends a chain: nothing may be raised as caused by it.
     let leaf = sink.raise_with(Signal::build("report.done")?.leaf())?;
-    match sink.raise_caused(Signal::build("report.followup")?, &leaf) {
+    let followup = sink.raise_caused(Signal::build("report.followup")?, &leaf);
+    match &followup {
         Ok(_) => println!("unexpected: a reaction to a leaf was accepted"),
         Err(e) => println!("after a leaf: {e}"),
     }
     let stats = sink.stats();
     println!("{} signals raised, {} live", stats.raised, stats.live);
+
+    // What this example shows, checked (CI runs it with its output discarded): the chain
+    // disk.full -> alert.disk -> page.oncall was raised with its causes, the cycle and the
+    // chain past max depth were both refused (and nothing else was), and the leaf ended its
+    // chain.
+    let owned = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+    chains.sort();
+    let expected = {
+        let mut expected = vec![
+            ("alert.disk".to_owned(), owned(&["disk.full"])),
+            ("disk.full".to_owned(), owned(&[])),
+            (
+                "page.oncall".to_owned(),
+                owned(&["disk.full", "alert.disk"]),
+            ),
+        ];
+        expected.sort();
+        expected
+    };
+    let refusals_ok = refused.len() == 2
+        && refused.iter().any(|r| r.contains("cycle"))
+        && refused.iter().any(|r| r.contains("max_depth"));
+    if chains != expected || !refusals_ok || followup.is_ok() {
+        return Err(format!(
+            "expected the chain {expected:?}, a cycle and a depth refused and the leaf's \
+             follow-up refused; saw {chains:?}, refused {refused:?}, follow-up accepted: {}",
+            followup.is_ok()
+        )
+        .into());
+    }
     Ok(())
 }
