@@ -210,10 +210,11 @@ where
         self.inner.report(evicted);
     }
 
-    /// Removes `key`'s cached value; `true` if there was one. A computation in flight is
-    /// left alone. The eviction is reported as explicit, or as expired if the value was past
-    /// its expiry already (no read had found it yet): it was no longer a value anyone could
-    /// read, and `on_evict` should not take it for a live one.
+    /// Removes `key`'s cached value; `true` if there was one that a read could have found.
+    /// A computation in flight is left alone. The eviction is reported as explicit, or as
+    /// expired if the value was past its expiry already (no read had found it yet): it was no
+    /// longer a value anyone could read, so `on_evict` should not take it for a live one, and
+    /// `invalidate` answers `false` for it, as `get` would have found nothing.
     pub fn invalidate(&self, key: &K) -> bool {
         let now = Instant::now();
         let mut evicted = Vec::new();
@@ -222,13 +223,16 @@ where
             self.inner
                 .remove(&mut state, key, EvictionReason::Explicit, now, &mut evicted);
         }
-        let removed = !evicted.is_empty();
+        let removed = evicted
+            .iter()
+            .any(|(_, _, reason)| *reason == EvictionReason::Explicit);
         self.inner.report(evicted);
         removed
     }
 
-    /// Removes every cached value (computations in flight carry on); returns how many. Each
-    /// is reported as explicit, or as expired if it was past its expiry already.
+    /// Removes every cached value (computations in flight carry on); returns how many a read
+    /// could have found. Each is reported as explicit, or as expired (and not counted in the
+    /// answer) if it was past its expiry already.
     pub fn clear(&self) -> usize {
         let now = Instant::now();
         let mut evicted = Vec::new();
@@ -236,7 +240,10 @@ where
             let mut state = self.inner.state();
             self.inner.clear(&mut state, now, &mut evicted);
         }
-        let n = evicted.len();
+        let n = evicted
+            .iter()
+            .filter(|(_, _, reason)| *reason == EvictionReason::Explicit)
+            .count();
         self.inner.report(evicted);
         n
     }
