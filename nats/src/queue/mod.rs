@@ -43,13 +43,11 @@
 //!
 //! * **Never more than it has room for.** A node asks the server for no more jobs than
 //!   `max_concurrency + prefetch − held` (each pull request names its own credit, so the
-//!   count is exact), and `max_ack_pending` bounds all nodes together. **A known gap on
-//!   keyed queues:** a keyed node keeps one standing request open per partition it owns
-//!   (an open request keeps the partition's pin) and renews it each time it is answered,
-//!   whatever it holds, so while its bodies do not finish it keeps taking one job per owned
-//!   partition per answer, past that bound (a test with a blocked body, room for 2 and one
-//!   partition held all 30 jobs). Bounding it naively stalled a new owner catching up (it
-//!   waits for the old owner's jobs, which only come to a pull); not fixed yet.
+//!   count is exact), and `max_ack_pending` bounds all nodes together. A keyed node with
+//!   no room keeps its partitions' pins with keep-alives that cannot deliver a job; only
+//!   while it catches up on a partition that came to it (its old owner's jobs come back
+//!   only to a pull) it takes one job of that partition at a time past the bound, at most
+//!   one per 100 ms, until caught up (see the `keyed` pull loop's "Bounds").
 //! * **Kept alive.** Every held job, waiting or running, gets a confirmed `+WPI` ping once
 //!   a third of `ack_wait` has passed since its last one, so a long body is not delivered
 //!   to another node while it runs.
