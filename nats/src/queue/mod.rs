@@ -72,10 +72,11 @@
 //!
 //! Nothing is lost, and some jobs run twice: while it shuts down (about 100 ms), nats-server
 //! 2.15.1 still delivers jobs whose acks its consumers no longer answer, and delivers them
-//! again after the restart. A plain-queue node repeats at most what it holds
-//! (`max_concurrency + prefetch`); a keyed node more, as it keeps one request open per owned
-//! partition and sends it again each time it is answered, also while its acks go
-//! unanswered (a probe: 58 to 193 of 400 jobs ran twice per restart). Rarely the server also keeps a
+//! again after the restart. A node repeats at most what it holds (`max_concurrency +
+//! prefetch`; a keyed node catching up on a partition may hold one more job per 100 ms
+//! spent catching up). Keyed nodes used to pull on while their acks went unanswered (a
+//! probe: 58 to 193 of 400 jobs ran twice per restart; a like one 0 to 54, and 0 to 3 since
+//! a full keyed node only keeps its pins). Rarely the server also keeps a
 //! job it counts as acknowledged in the stream, where no consumer delivers it again: after
 //! every reconnect (and when it starts) an intake moves such jobs to the dead letters with
 //! the reason [`ORPHAN_REASON`] (they most likely ran), counted in
