@@ -1045,6 +1045,185 @@ async fn jobs_left_below_the_ack_floor_are_moved_to_the_dead_letters() {
     assert_eq!((stats.orphaned, stats.acked), (2, 1), "{stats:?}");
 }
 
+/// A keyed node holds no more than `max_concurrency + prefetch`, and keeps its partition's
+/// pin while full. It used to renew its standing one-job request (which kept the pin) each
+/// time it was answered, whatever it held: with a blocked body, room for 2 and one
+/// partition it took all 30 jobs. Now, while full, it sends only keep-alives that name the
+/// pin and can deliver nothing; watched for 3 pin timeouts, it holds 2 and keeps its pin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_keyed_node_keeps_its_pin_without_taking_more_jobs() {
+    let server = NatsServer::start().await;
+    let nats = Nats::connect(&server.url()).await.unwrap();
+    let pin_timeout = Duration::from_secs(1);
+    let queue = nats
+        .work_queue(
+            "bounded",
+            WorkQueueOptions::default()
+                .partitions(1)
+                .pin_timeout(pin_timeout),
+        )
+        .await
+        .unwrap();
+    for i in 0..30 {
+        queue
+            .push_keyed(&format!("k{i}"), &format!("job-{i}"), "x")
+            .await
+            .unwrap();
+    }
+    let stream_name = {
+        let mut names = nats.jetstream().stream_names();
+        let mut found = None;
+        while let Some(name) = names.next().await {
+            let name = name.unwrap();
+            if name.ends_with("_WQ_bounded") {
+                found = Some(name);
+            }
+        }
+        found.expect("the work stream")
+    };
+    let stream = nats.jetstream().get_stream(&stream_name).await.unwrap();
+    let pinned = || {
+        let stream = stream.clone();
+        async move {
+            let info = stream.consumer_info("part-0").await.unwrap();
+            info.priority_groups
+                .first()
+                .and_then(|g| g.pinned_client_id.clone())
+        }
+    };
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let body_gate = Arc::clone(&gate);
+    let (coordinator, intake) = queue
+        .keyed_coordinator(
+            move |_job: Job, _ctx: OperationContext| {
+                let gate = Arc::clone(&body_gate);
+                async move {
+                    gate.acquire().await.map_err(|e| e.to_string())?.forget();
+                    Ok::<_, String>(())
+                }
+            },
+            EphemeralOptions::default().max_concurrency(1),
+            IntakeOptions::default().prefetch(1),
+        )
+        .await
+        .unwrap();
+    // max_concurrency 1 + prefetch 1.
+    let bound = 2;
+    support::eventually("a body running", || coordinator.running().len() == 1).await;
+    let full = wait_stats(&queue, support::PATIENCE, |s| s.held >= bound).await;
+    let pin = pinned().await.expect("the node holds the partition's pin");
+    // Three pin timeouts: without a renewal the pin would lapse after one, and a node that
+    // renewed it by pulling would take a job per renewal.
+    for _ in 0..6 {
+        tokio::time::sleep(pin_timeout / 2).await;
+        let stats = queue.stats().await.unwrap();
+        assert_eq!(
+            stats.held, bound,
+            "held past the bound: {stats:?} (first full: {full:?})"
+        );
+        assert_eq!(intake.held() as u64, bound, "{:?}", intake.stats());
+        assert_eq!(
+            pinned().await.as_ref(),
+            Some(&pin),
+            "the pin was lost or moved"
+        );
+    }
+    gate.add_permits(30);
+    wait_stats(&queue, support::PATIENCE, |s| {
+        s.messages == 0 && s.held == 0
+    })
+    .await;
+    let stats = intake.shutdown().await;
+    assert_eq!((stats.acked, stats.redelivered), (30, 0), "{stats:?}");
+}
+
+/// A node that takes over a partition while its room is full still catches up. It starts
+/// none of the partition's jobs until the old owner's have come back, and those come only
+/// to a pull: a bound that stopped its pulls once full (reverted in 1dc1cb0) stalled such a
+/// partition for good. Here node `second` (which ranks above `first` for the one partition)
+/// joins while `first` runs a blocked body; `second` fills its room of 2 with new jobs
+/// before the job `first` handed back is due, yet still gets that job and, once `first`'s
+/// body ends, runs everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_owner_with_no_room_still_catches_up() {
+    let server = NatsServer::start().await;
+    let queue = |nats: Nats| async move {
+        nats.work_queue("handover", WorkQueueOptions::default().partitions(1))
+            .await
+            .unwrap()
+    };
+    let first_queue = queue(Nats::connect(&server.url()).await.unwrap()).await;
+    let second_queue = queue(Nats::connect(&server.url()).await.unwrap()).await;
+    for i in 0..10 {
+        first_queue
+            .push_keyed(&format!("k{i}"), &format!("job-{i}"), "x")
+            .await
+            .unwrap();
+    }
+    let ran = Arc::new(Mutex::new(Vec::<(&'static str, String)>::new()));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let (seen, body_gate) = (Arc::clone(&ran), Arc::clone(&gate));
+    let (first, first_intake) = first_queue
+        .keyed_coordinator(
+            move |job: Job, _ctx: OperationContext| {
+                seen.lock().unwrap().push(("first", job.id().to_owned()));
+                let gate = Arc::clone(&body_gate);
+                async move {
+                    gate.acquire().await.map_err(|e| e.to_string())?.forget();
+                    Ok::<_, String>(())
+                }
+            },
+            EphemeralOptions::default().max_concurrency(1),
+            IntakeOptions::default().prefetch(1).node("first"),
+        )
+        .await
+        .unwrap();
+    support::eventually("first running a body and holding 2", || {
+        first.running().len() == 1 && first_intake.held() == 2
+    })
+    .await;
+    let seen = Arc::clone(&ran);
+    let (_second, second_intake) = second_queue
+        .keyed_coordinator(
+            move |job: Job, _ctx: OperationContext| {
+                seen.lock().unwrap().push(("second", job.id().to_owned()));
+                futures::future::ready(Ok::<_, String>(()))
+            },
+            EphemeralOptions::default().max_concurrency(1),
+            IntakeOptions::default().prefetch(1).node("second"),
+        )
+        .await
+        .unwrap();
+    // `second` owns the partition and holds more than its room: it is catching up, and
+    // keeps pulling (one job at a time) for the job `first` handed back.
+    support::eventually("second pulling past its room while catching up", || {
+        second_intake.held() >= 3
+    })
+    .await;
+    assert_eq!(
+        ran.lock().unwrap().len(),
+        1,
+        "second started a job before first's came back and settled"
+    );
+    gate.add_permits(1);
+    wait_stats(&second_queue, support::PATIENCE, |s| {
+        s.messages == 0 && s.held == 0
+    })
+    .await;
+    let second_stats = second_intake.shutdown().await;
+    let first_stats = first_intake.shutdown().await;
+    let ran = ran.lock().unwrap().clone();
+    let mut ids: Vec<&str> = ran.iter().map(|(_, id)| id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 10, "{ran:?}");
+    assert_eq!(
+        (first_stats.acked, second_stats.acked),
+        (1, 9),
+        "{ran:?} {first_stats:?} {second_stats:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_restart_during_intake_loses_nothing() {
     let mut server = NatsServer::start().await;

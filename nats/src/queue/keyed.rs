@@ -6,9 +6,10 @@
 //! * **Who owns what.** Nodes announce themselves on `<prefix>.wq.<queue>.members` every
 //!   third of `member_ttl`; each partition belongs to the live node that ranks highest for
 //!   it (rendezvous hashing, so a node joining or leaving moves only its share). A node pulls
-//!   only its partitions, always keeping one request open for each (so the server keeps it
-//!   pinned); it gives up a partition that moved away: it stops pulling it, hands back its
-//!   jobs that have not started, and unpins it.
+//!   only its partitions and keeps their pins: the server keeps a pin while the holder sends
+//!   a request naming it at least once per `pin_timeout` (no request need stay open). It
+//!   gives up a partition that moved away: it stops pulling it, hands back its jobs that
+//!   have not started, and unpins it.
 //! * **Order across owners.** When a node becomes a partition's owner (a new `Nats-Pin-Id`),
 //!   it starts none of that partition's jobs until every job the server counts as pending
 //!   for the partition is held by this node (the consumer's `num_ack_pending` ≤ what it
@@ -16,13 +17,20 @@
 //!   Then it enqueues them in stream order. The server redelivers expired jobs in no
 //!   particular order, so this is what makes job n + 1 of a key start after job n, also
 //!   when the owner dies. Within an owner the keyed coordinator keeps the order.
-//! * **Bounds.** As on a plain queue, a node asks for no more than it has room for, except
-//!   the one standing request per owned partition (an open request keeps the pin), which is
-//!   renewed each time it is answered whatever the node holds: while its bodies do not
-//!   finish, a keyed node keeps taking one job per owned partition per answer, past
-//!   `max_concurrency + prefetch` (a test with a blocked body, room for 2 and one partition
-//!   held all 30 jobs). A known gap: bounding it stalled a new owner catching up (it waits
-//!   for the old owner's jobs, which only come to a pull), so it is not bounded yet.
+//! * **Bounds.** As on a plain queue, a node asks for no more than it has room for
+//!   (`max_concurrency + prefetch − held`, shared among its partitions, those that waited
+//!   longest first). With no room it keeps each owned pin with a keep-alive every third of
+//!   `pin_timeout`: a request naming the pin that cannot deliver (`max_bytes` 1, `no_wait`;
+//!   the server answers 409 "Message Size Exceeds MaxBytes", or 408 when the partition is
+//!   empty), checked against nats-server 2.15.1 to keep the pin for three timeouts and
+//!   more without a job moving. It pulls again as soon as room frees. One exception, a
+//!   partition it is catching up on: its old owner's jobs come back only to a pull, so
+//!   with no room the node still pulls one job of it at a time, at most one every 100 ms,
+//!   until it has caught up (not pulling at all stalled such a partition for good). A node
+//!   that holds no pin of a partition and has no room leaves its jobs in the stream.
+//!   (The node used to renew a standing one-job request per owned partition each time it
+//!   was answered, whatever it held: with a blocked body, room for 2 and one partition it
+//!   held all 30 jobs.)
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -50,6 +58,12 @@ struct Part {
     /// Jobs held back while catching up.
     buffer: Vec<(Arc<Delivery>, Job)>,
     next_poll: Instant,
+    /// When the pin must next be renewed by a keep-alive, if the node has no room to pull.
+    next_keep_alive: Instant,
+    /// When a node with no room may next pull one job while catching up.
+    next_catch_up_pull: Instant,
+    /// When a request for jobs was last sent (the room goes to who waited longest).
+    last_pull: Instant,
     /// Given up: unpin once no request of ours is open.
     releasing: bool,
 }
@@ -131,6 +145,9 @@ pub(crate) async fn run_keyed<T: Target>(
         .pull_expiry
         .min(pin_timeout / 3)
         .max(Duration::from_millis(100));
+    // A request naming the pin renews it (see `Puller::keep_alive`): three chances per
+    // `pin_timeout`, and the loop wakes at least every `tick_period` (≤ 250 ms) to send them.
+    let keep_alive_every = pin_timeout / 3;
     let mut parts: Vec<Part> = (0..partitions)
         .map(|n| Part {
             index: n,
@@ -145,6 +162,9 @@ pub(crate) async fn run_keyed<T: Target>(
             catching_up: false,
             buffer: Vec::new(),
             next_poll: Instant::now(),
+            next_keep_alive: Instant::now(),
+            next_catch_up_pull: Instant::now(),
+            last_pull: Instant::now(),
             releasing: false,
         })
         .collect();
@@ -212,26 +232,51 @@ pub(crate) async fn run_keyed<T: Target>(
         if now >= pause_until && core.nats.is_connected() && !l.deferred() {
             let capacity = l.capacity();
             let outstanding: usize = parts.iter().map(|p| p.puller.outstanding()).sum();
-            let mut room = capacity.saturating_sub(core.held_count() + outstanding);
-            let needy: Vec<usize> = parts
+            let room = capacity.saturating_sub(core.held_count() + outstanding);
+            let mut needy: Vec<usize> = parts
                 .iter()
                 .enumerate()
                 .filter(|(_, p)| p.assigned && !p.releasing && p.puller.open() == 0)
                 .map(|(i, _)| i)
                 .collect();
-            let mut left = needy.len();
-            for i in needy {
-                // Always at least one: an open request keeps the pin.
-                let batch = (room / left.max(1)).max(1);
-                room = room.saturating_sub(batch);
-                left -= 1;
-                match parts[i].puller.request(&client, batch, expiry).await {
-                    Ok(()) => Counters::bump(&core.counters.pull_requests),
-                    Err(_) => {
-                        pause_until = Instant::now() + Duration::from_millis(100);
-                        break;
+            // With less room than partitions, the room goes to those that waited longest,
+            // so no partition starves behind the others.
+            needy.sort_by_key(|&i| parts[i].last_pull);
+            let (share, extra) = (room / needy.len().max(1), room % needy.len().max(1));
+            for (k, i) in needy.into_iter().enumerate() {
+                let part = &mut parts[i];
+                let batch = share + usize::from(k < extra);
+                let sent = if batch > 0 {
+                    part.last_pull = now;
+                    part.puller.request(&client, batch, expiry).await.map(|()| {
+                        Counters::bump(&core.counters.pull_requests);
+                    })
+                } else if part.catching_up {
+                    // No room, but the old owner's jobs come back only to a pull, and this
+                    // partition starts nothing until they have: one job at a time, at most
+                    // one pull per `CATCH_UP_PULL_EVERY` (a full node used to pull on without
+                    // bound here; not pulling at all stalled the catch-up for good).
+                    if now < part.next_catch_up_pull {
+                        continue;
                     }
+                    part.next_catch_up_pull = now + CATCH_UP_PULL_EVERY;
+                    part.last_pull = now;
+                    part.puller.request(&client, 1, expiry).await.map(|()| {
+                        Counters::bump(&core.counters.pull_requests);
+                    })
+                } else {
+                    // No room: keep the pin without taking a job. Without a pin there is
+                    // nothing to keep; the partition's jobs wait in the stream for room.
+                    if now < part.next_keep_alive || part.puller.pin.is_none() {
+                        continue;
+                    }
+                    part.puller.keep_alive(&client, KEEP_ALIVE_EXPIRY).await
+                };
+                if sent.is_err() {
+                    pause_until = Instant::now() + Duration::from_millis(100);
+                    break;
                 }
+                part.next_keep_alive = now + keep_alive_every;
             }
         }
         tokio::select! {
@@ -275,6 +320,9 @@ pub(crate) async fn run_keyed<T: Target>(
                 if part.catching_up || !part.assigned || part.releasing {
                     if part.assigned && !part.releasing {
                         part.buffer.push((delivery, job));
+                        // Maybe the last one missing: look again now rather than in up to
+                        // 100 ms, so a node with no room stops pulling past it at once.
+                        part.next_poll = Instant::now();
                     } else {
                         core.hand_back(&l.tx, delivery, Some(expiry + Duration::from_millis(200)));
                     }
@@ -359,6 +407,13 @@ pub(crate) async fn run_keyed<T: Target>(
         }
     }
 }
+
+/// How often a node with no room may pull one job of a partition it is catching up on.
+const CATCH_UP_PULL_EVERY: Duration = Duration::from_millis(100);
+
+/// How long a keep-alive waits on the server when the partition has no job (with jobs
+/// waiting it ends at once).
+const KEEP_ALIVE_EXPIRY: Duration = Duration::from_millis(100);
 
 /// The partition of a consumer name `part-<n>`.
 fn partition_of(consumer: &str) -> Option<u16> {

@@ -43,13 +43,11 @@
 //!
 //! * **Never more than it has room for.** A node asks the server for no more jobs than
 //!   `max_concurrency + prefetch − held` (each pull request names its own credit, so the
-//!   count is exact), and `max_ack_pending` bounds all nodes together. **A known gap on
-//!   keyed queues:** a keyed node keeps one standing request open per partition it owns
-//!   (an open request keeps the partition's pin) and renews it each time it is answered,
-//!   whatever it holds, so while its bodies do not finish it keeps taking one job per owned
-//!   partition per answer, past that bound (a test with a blocked body, room for 2 and one
-//!   partition held all 30 jobs). Bounding it naively stalled a new owner catching up (it
-//!   waits for the old owner's jobs, which only come to a pull); not fixed yet.
+//!   count is exact), and `max_ack_pending` bounds all nodes together. A keyed node with
+//!   no room keeps its partitions' pins with keep-alives that cannot deliver a job; only
+//!   while it catches up on a partition that came to it (its old owner's jobs come back
+//!   only to a pull) it takes one job of that partition at a time past the bound, at most
+//!   one per 100 ms, until caught up (see the `keyed` pull loop's "Bounds").
 //! * **Kept alive.** Every held job, waiting or running, gets a confirmed `+WPI` ping once
 //!   a third of `ack_wait` has passed since its last one, so a long body is not delivered
 //!   to another node while it runs.
@@ -74,10 +72,11 @@
 //!
 //! Nothing is lost, and some jobs run twice: while it shuts down (about 100 ms), nats-server
 //! 2.15.1 still delivers jobs whose acks its consumers no longer answer, and delivers them
-//! again after the restart. A plain-queue node repeats at most what it holds
-//! (`max_concurrency + prefetch`); a keyed node more, as it keeps one request open per owned
-//! partition and sends it again each time it is answered, also while its acks go
-//! unanswered (a probe: 58 to 193 of 400 jobs ran twice per restart). Rarely the server also keeps a
+//! again after the restart. A node repeats at most what it holds (`max_concurrency +
+//! prefetch`; a keyed node catching up on a partition may hold one more job per 100 ms
+//! spent catching up). Keyed nodes used to pull on while their acks went unanswered (a
+//! probe: 58 to 193 of 400 jobs ran twice per restart; a like one 0 to 54, and 0 to 3 since
+//! a full keyed node only keeps its pins). Rarely the server also keeps a
 //! job it counts as acknowledged in the stream, where no consumer delivers it again: after
 //! every reconnect (and when it starts) an intake moves such jobs to the dead letters with
 //! the reason [`ORPHAN_REASON`] (they most likely ran), counted in

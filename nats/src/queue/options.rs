@@ -285,9 +285,10 @@ pub type FinalizedCallback = Arc<dyn Fn(&ephemeral::OperationSnapshot) + Send + 
 ///
 /// This node holds at most `max_concurrency + prefetch` jobs (read live, so
 /// `set_max_concurrency` moves it), and asks the server for no more than it has room for.
-/// A keyed intake keeps one standing request per partition it owns and renews it each time
-/// it is answered, so while its bodies do not finish it may hold more (a known gap: "What
-/// a node holds" in the [`queue`](super) module docs).
+/// A keyed intake with no room keeps its partitions' pins without taking jobs; only while
+/// it catches up on a partition that came to it does it take one job of it at a time past
+/// that bound, at most one per 100 ms ("What a node holds" in the [`queue`](super) module
+/// docs).
 ///
 /// # Examples
 ///
