@@ -117,8 +117,6 @@ impl Puller {
         batch: usize,
         expiry: Duration,
     ) -> Result<(), async_nats::PublishError> {
-        let id = self.next;
-        self.next += 1;
         let mut body = format!(
             r#"{{"batch":{batch},"expires":{}"#,
             u64::try_from(expiry.as_nanos()).unwrap_or(u64::MAX)
@@ -133,6 +131,19 @@ impl Puller {
             }
         }
         body.push('}');
+        self.send(client, body, batch, expiry).await
+    }
+
+    /// Sends one pull request and keeps it open for up to `batch` jobs (`0`: a keep-alive).
+    async fn send(
+        &mut self,
+        client: &Client,
+        body: String,
+        batch: usize,
+        expiry: Duration,
+    ) -> Result<(), async_nats::PublishError> {
+        let id = self.next;
+        self.next += 1;
         client
             .publish_with_reply(
                 self.api.clone(),
@@ -168,23 +179,12 @@ impl Puller {
         if !pin.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Ok(());
         }
-        let id = self.next;
-        self.next += 1;
         let body = format!(
             r#"{{"batch":1,"max_bytes":1,"no_wait":true,"expires":{},"group":"{group}","id":"{pin}"}}"#,
             u64::try_from(expiry.as_nanos()).unwrap_or(u64::MAX)
         );
-        client
-            .publish_with_reply(
-                self.api.clone(),
-                format!("{}.{id}", self.reply_base),
-                Bytes::from(body),
-            )
-            .await?;
         // Open (so no other request is sent for the partition until it ends), no credit.
-        self.requests
-            .insert(id, Request::new(0, Instant::now(), expiry));
-        Ok(())
+        self.send(client, body, 0, expiry).await
     }
 
     /// A job arrived (jobs carry their own subject, not the request's, so they are not
