@@ -1385,7 +1385,13 @@ async fn listing_dead_letters_skips_deleted_sequences_without_a_request_each() {
     let observer = async_nats::connect(server.url()).await.unwrap();
     let mut seen = observer.subscribe("$JS.API.>").await.unwrap();
     let mut sentinel = observer.subscribe("sentinel").await.unwrap();
-    observer.flush().await.unwrap();
+    // A round trip on the observer's connection, so the server has both subscriptions
+    // before the listing (`flush` only writes; the server reads each connection on its own).
+    let mut ready = observer.subscribe("observer.ready").await.unwrap();
+    observer.publish("observer.ready", "".into()).await.unwrap();
+    tokio::time::timeout(support::PATIENCE, ready.next())
+        .await
+        .expect("the observer's round trip");
 
     let dead: Vec<_> = queue.dead_letters().await.unwrap().collect().await;
     let payloads: Vec<_> = dead

@@ -270,7 +270,14 @@ async fn a_full_server(
     // to the queue group).
     let observer = async_nats::connect(server.url()).await.unwrap();
     let mut seen = observer.subscribe("ephemeral.q.busy").await.unwrap();
-    observer.flush().await.unwrap();
+    // A round trip through the server on the observer's connection, so the server has its
+    // subscription before any request is sent (`flush` only writes: the server reads each
+    // connection on its own, and could route a request from `asking` first).
+    let mut ready = observer.subscribe("observer.ready").await.unwrap();
+    observer.publish("observer.ready", "".into()).await.unwrap();
+    tokio::time::timeout(LONG, futures::StreamExt::next(&mut ready))
+        .await
+        .expect("the observer's round trip");
     let ask = |asking: &Nats| {
         let asking = asking.clone();
         // Far longer than the test waits: an unanswered request shows as a test timeout.
@@ -289,7 +296,14 @@ async fn a_full_server(
     }
     // The serving connection's round trip: what the server routed to it before (the
     // waiting requests) is in its subscription's buffer.
-    serving.client().flush().await.unwrap();
+    // (A message to itself: `flush` only writes, it waits for no answer.)
+    let client = serving.client();
+    let inbox = client.new_inbox();
+    let mut echo = client.subscribe(inbox.clone()).await.unwrap();
+    client.publish(inbox, "".into()).await.unwrap();
+    tokio::time::timeout(LONG, futures::StreamExt::next(&mut echo))
+        .await
+        .expect("the serving connection's round trip");
     assert_eq!(running.load(Ordering::SeqCst), SLOTS);
     (served, gate, replies)
 }
