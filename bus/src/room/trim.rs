@@ -52,28 +52,17 @@ pub(super) async fn trim_in_steps(
     now: u64,
 ) -> Result<(), StoreError> {
     let (max, cutoff) = (options.max_messages, now.saturating_sub(options.max_age_ms));
-    let (mut step, mut removed) = (FULL_STEP, 0);
-    loop {
-        let trim = move |w: &mut Write<'_, '_>| {
-            let last = codec::decode_counters(
-                w.t.counters
-                    .get(w.txn, &codec::id_key(id))
-                    .map_err(w.err("read counters"))?,
-            )[LAST];
-            // The next message is `last + 1`; with it, the room keeps `max` messages.
-            let beyond = (last + 1).saturating_sub(max);
-            remove_oldest(w, id, step, |seq, at| seq <= beyond || at < cutoff)
-        };
-        match db.write(trim).await {
-            Ok((n, true)) => removed += n,
-            Ok((n, false)) => {
-                removed += n;
-                break;
-            }
-            Err(StoreError::DatabaseFull { .. }) if step > 1 => step /= 2,
-            Err(e) => return Err(e),
-        }
-    }
+    let removed = in_steps(db, move |w, step| {
+        let last = codec::decode_counters(
+            w.t.counters
+                .get(w.txn, &codec::id_key(id))
+                .map_err(w.err("read counters"))?,
+        )[LAST];
+        // The next message is `last + 1`; with it, the room keeps `max` messages.
+        let beyond = (last + 1).saturating_sub(max);
+        remove_oldest(w, id, step, |seq, at| seq <= beyond || at < cutoff)
+    })
+    .await?;
     if removed > 0 {
         // LMDB reuses the pages a transaction freed from the second transaction after it
         // on, not the one right after (its oldest snapshot is taken as still read): one
@@ -107,12 +96,20 @@ pub(super) async fn clear(db: &Db, id: u32) -> Result<u64, StoreError> {
         Err(StoreError::DatabaseFull { .. }) => {}
         Err(e) => return Err(e),
     }
+    in_steps(db, move |w, step| remove_oldest(w, id, step, |_, _| true)).await
+}
+
+/// Runs `remove(write, step)` as one write after another until it says there is no more,
+/// at most [`FULL_STEP`] messages a write, fewer (down to one) while even that finds no
+/// room; how many it removed in all.
+async fn in_steps<F>(db: &Db, remove: F) -> Result<u64, StoreError>
+where
+    F: Fn(&mut Write<'_, '_>, usize) -> Result<(u64, bool), StoreError> + Clone + Send + 'static,
+{
     let (mut step, mut total) = (FULL_STEP, 0);
     loop {
-        match db
-            .write(move |w| remove_oldest(w, id, step, |_, _| true))
-            .await
-        {
+        let remove = remove.clone();
+        match db.write(move |w| remove(w, step)).await {
             Ok((removed, more)) => {
                 total += removed;
                 if !more {
