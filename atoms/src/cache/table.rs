@@ -268,15 +268,24 @@ where
         now: Instant,
         out: &mut Vec<Evicted<K, V>>,
     ) {
-        let Some(expired) = state.ready.get(key).map(|e| self.expired(e, now)) else {
-            return;
-        };
-        let reason = if expired {
+        if let Some((key, entry)) = state.ready.remove_entry(key) {
+            let reason = self.removal_reason(&entry, now, reason);
+            state.evicted(key, entry, reason, out);
+        }
+    }
+
+    /// `reason`, or expired for a value past its expiry already.
+    fn removal_reason(
+        &self,
+        entry: &Entry<V>,
+        now: Instant,
+        reason: EvictionReason,
+    ) -> EvictionReason {
+        if self.expired(entry, now) {
             EvictionReason::Expired
         } else {
             reason
-        };
-        state.remove(key, reason, out);
+        }
     }
 
     /// Removes every computed value, least recently read first: explicit, or expired for a
@@ -288,11 +297,7 @@ where
         out: &mut Vec<Evicted<K, V>>,
     ) {
         while let Some((key, entry)) = state.ready.pop_front() {
-            let reason = if self.expired(&entry, now) {
-                EvictionReason::Expired
-            } else {
-                EvictionReason::Explicit
-            };
+            let reason = self.removal_reason(&entry, now, EvictionReason::Explicit);
             state.evicted(key, entry, reason, out);
         }
         state.created.clear();
