@@ -419,6 +419,74 @@ async fn the_servers_max_payload_bounds_values_with_their_headers() {
     );
 }
 
+/// A server whose JetStream storage is full refuses writes with `StorageFull`, which says
+/// what to do (the bus says `DatabaseFull`), not an untyped backend error; clearing the room
+/// that takes the storage lets writes through again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_jetstream_is_storage_full_and_a_clear_makes_room() {
+    let conf_dir = tempfile::tempdir().expect("a temporary directory");
+    let conf = conf_dir.path().join("nats.conf");
+    std::fs::write(
+        &conf,
+        "jetstream { max_file_store: 2MB, max_memory_store: 2MB }\n",
+    )
+    .expect("write the config");
+    let server = NatsServer::start_with(&["-c", conf.to_str().expect("a UTF-8 path")]).await;
+    let nats = Nats::connect(&server.url()).await.expect("connect");
+    let room = nats
+        .room("big", RoomOptions::default())
+        .await
+        .expect("open a room");
+    let mut sent = 0;
+    let full = loop {
+        match room.send(vec![1u8; 100_000]).await {
+            Ok(_) => sent += 1,
+            Err(e) => break e,
+        }
+        assert!(sent < 100, "2 MB of storage took {sent} messages of 100 kB");
+    };
+    assert!(sent > 0, "the first message fits: {full:?}");
+    assert!(
+        matches!(
+            &full,
+            StoreError::StorageFull {
+                backend: "nats",
+                op: "send to a room",
+                ..
+            }
+        ),
+        "{full:?}"
+    );
+    let message = full.to_string();
+    assert!(
+        message.contains("Room::clear") && message.contains("max_file_store"),
+        "{message}"
+    );
+    let store = nats
+        .store("values", StoreOptions::default())
+        .await
+        .expect("open a store");
+    let error = store
+        .set("k", vec![1u8; 100_000], Duration::from_secs(60))
+        .await
+        .expect_err("no storage left");
+    assert!(
+        matches!(
+            error,
+            StoreError::StorageFull {
+                op: "set a value",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(room.clear().await.expect("clear the room"), sent);
+    store
+        .set("k", vec![1u8; 100_000], Duration::from_secs(60))
+        .await
+        .expect("room again once the room is cleared");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_restarted_with_a_smaller_max_payload_bounds_sets_by_its_own() {
     let conf_dir = tempfile::tempdir().expect("a temporary directory");

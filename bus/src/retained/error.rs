@@ -137,6 +137,22 @@ pub enum StoreError {
         /// The backend's message.
         message: String,
     },
+    /// Another backend has no storage left for the write (NATS: the server's JetStream is
+    /// at its `max_file_store` or `max_memory_store`, or the account at its storage limit).
+    /// The bus's own database says [`DatabaseFull`](Self::DatabaseFull) instead. A room does
+    /// not trim itself to make room here: its bounds are kept by the server, which already
+    /// applies them, so what takes the room is other state.
+    #[error(
+        "{backend} has no storage left ({op}): {message}; free some (Room::clear, delete values or let them expire, acknowledge what durable subscriptions keep) or raise the server's limits (JetStream's max_file_store / max_memory_store, or the account's)"
+    )]
+    StorageFull {
+        /// The backend (`nats`, say).
+        backend: &'static str,
+        /// What was being done.
+        op: &'static str,
+        /// The backend's message.
+        message: String,
+    },
     /// The handle's backend has shut down (its runtime or database thread is gone).
     #[error("the retained-state backend has shut down: open the store, room or subscription again")]
     Closed,

@@ -222,12 +222,15 @@ impl Room {
     /// up to its bounds keeps taking messages. It never drops more than its bounds: when
     /// the database is still full (the room's bounds are larger than the database, or
     /// other state fills it), the send fails with `DatabaseFull` and the room is left as
-    /// it was; [`clear`](Self::clear) it, or free room elsewhere. Over NATS, a server out
-    /// of storage refuses the send with a backend error.
+    /// it was; [`clear`](Self::clear) it, or free room elsewhere. Over NATS, the server
+    /// keeps the room's bounds itself, and a server (or account) out of storage refuses the
+    /// send with [`StoreError::StorageFull`]: nothing of the room is dropped beyond its
+    /// bounds to make room.
     ///
     /// # Errors
     ///
-    /// [`StoreError::ValueTooLarge`], [`StoreError::DatabaseFull`], or a backend failure.
+    /// [`StoreError::ValueTooLarge`], [`StoreError::DatabaseFull`] (bus),
+    /// [`StoreError::StorageFull`] (NATS), or a backend failure.
     pub async fn send(&self, payload: impl AsRef<[u8]>) -> Result<u64, StoreError> {
         let payload = payload.as_ref();
         let max = self.options().max_message_size;

@@ -213,15 +213,42 @@ pub(crate) fn fail(op: &'static str) -> impl FnOnce(&dyn std::fmt::Display) -> S
     }
 }
 
-/// Maps any displayable error to [`StoreError::Backend`].
+/// Maps a NATS error to [`StoreError::StorageFull`] when JetStream refused the write for want
+/// of storage, else to [`StoreError::Backend`].
 pub(crate) trait OrFail<T> {
     fn or_fail(self, op: &'static str) -> Result<T, StoreError>;
 }
 
-impl<T, E: std::fmt::Display> OrFail<T> for Result<T, E> {
+impl<T, E: std::error::Error + 'static> OrFail<T> for Result<T, E> {
     fn or_fail(self, op: &'static str) -> Result<T, StoreError> {
-        self.map_err(|e| fail(op)(&e))
+        self.map_err(|e| {
+            if out_of_storage(&e) {
+                StoreError::StorageFull {
+                    backend: "nats",
+                    op,
+                    message: e.to_string(),
+                }
+            } else {
+                fail(op)(&e)
+            }
+        })
     }
+}
+
+/// Whether `error`, or an error it was caused by, is JetStream saying it has no storage
+/// left: the server's (`insufficient resources`, 10023) or the account's (10047).
+fn out_of_storage(error: &(dyn std::error::Error + 'static)) -> bool {
+    use async_nats::jetstream::ErrorCode;
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(js) = e.downcast_ref::<async_nats::jetstream::Error>() {
+            let code = js.error_code();
+            return code == ErrorCode::INSUFFICIENT_RESOURCES
+                || code == ErrorCode::STORAGE_RESOURCES_EXCEEDED;
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// Checks the name of a store, room or durable subscription against the naming rule.

@@ -502,7 +502,7 @@ impl NatsStore {
                 Ok(None) => break,
                 Err(_) => return Err(fail("read values")(&"no answer within 5 s")),
             };
-            let info = message.info().or_fail("read values")?;
+            let info = message.info().map_err(|e| fail("read values")(&e))?;
             let (seq, pending, at) = (
                 info.stream_sequence,
                 info.pending,
