@@ -239,16 +239,10 @@ impl<T, E: std::error::Error + 'static> OrFail<T> for Result<T, E> {
 /// left: the server's (`insufficient resources`, 10023) or the account's (10047).
 fn out_of_storage(error: &(dyn std::error::Error + 'static)) -> bool {
     use async_nats::jetstream::ErrorCode;
-    let mut next = Some(error);
-    while let Some(e) = next {
-        if let Some(js) = e.downcast_ref::<async_nats::jetstream::Error>() {
-            let code = js.error_code();
-            return code == ErrorCode::INSUFFICIENT_RESOURCES
-                || code == ErrorCode::STORAGE_RESOURCES_EXCEEDED;
-        }
-        next = e.source();
-    }
-    false
+    crate::queue::error::jetstream_code(error).is_some_and(|code| {
+        code == ErrorCode::INSUFFICIENT_RESOURCES.0
+            || code == ErrorCode::STORAGE_RESOURCES_EXCEEDED.0
+    })
 }
 
 /// Checks the name of a store, room or durable subscription against the naming rule.
