@@ -338,12 +338,16 @@ fn first_io<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a io::
 }
 
 /// What to do about a JetStream error: JetStream missing shows as no answer (status 503, no
-/// error code) or as "not enabled" (10039 for the account, 10076 on the server); anything
-/// else is the server refusing the request as made.
+/// error code) or as "not enabled" (10039 for the account, 10076 on the server); storage
+/// exhausted as "insufficient resources" (10023, the server's) or 10047 (the account's);
+/// anything else is the server refusing the request as made.
 fn jetstream_hint(code: u16, err_code: u64) -> &'static str {
     match (code, err_code) {
         (503 | 0, 0) | (_, 10039 | 10076) => {
             "check that JetStream is enabled on the server (`-js`) and that it is reachable"
+        }
+        (_, 10023 | 10047) => {
+            "JetStream has no storage left: free some (finish or remove queued jobs and dead letters, clear rooms, delete values) or raise the server's limits (max_file_store / max_memory_store, or the account's)"
         }
         _ => "the server refused the request as made; see the NATS JetStream error codes",
     }
@@ -369,6 +373,14 @@ mod tests {
         assert!(refused.contains("refused the request"), "{refused}");
         for (code, err_code) in [(503, 0), (503, 10039), (500, 10076)] {
             assert!(error(code, err_code).to_string().contains("`-js`"));
+        }
+        // Storage exhausted (the server's, the account's) says what to free, not `-js`.
+        for err_code in [10023, 10047] {
+            let full = error(503, err_code).to_string();
+            assert!(
+                full.contains("no storage left") && !full.contains("-js"),
+                "{full}"
+            );
         }
     }
 

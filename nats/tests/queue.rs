@@ -111,6 +111,39 @@ async fn a_value_json_cannot_encode_is_refused_as_an_encoding_error() {
     assert_eq!(queue.stats().await.unwrap().messages, 0);
 }
 
+/// A push to a server whose JetStream storage is full fails at once (no retries until the
+/// push timeout: the same push would fail again) with an error that says storage is what
+/// is missing, not that the server "refused the request as made".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_to_a_full_jetstream_says_storage_is_full() {
+    let conf_dir = tempfile::tempdir().expect("a temporary directory");
+    let conf = conf_dir.path().join("nats.conf");
+    std::fs::write(
+        &conf,
+        "jetstream { max_file_store: 2MB, max_memory_store: 2MB }\n",
+    )
+    .expect("write the config");
+    let server = NatsServer::start_with(&["-c", conf.to_str().expect("a UTF-8 path")]).await;
+    let nats = Nats::connect(&server.url()).await.unwrap();
+    let queue = nats
+        .work_queue("full", WorkQueueOptions::default())
+        .await
+        .unwrap();
+    let big = "x".repeat(100_000);
+    let mut pushed = 0;
+    let error = loop {
+        match queue.push(&format!("job-{pushed}"), big.clone()).await {
+            Ok(_) => pushed += 1,
+            Err(e) => break e,
+        }
+        assert!(pushed < 100, "2 MB of storage took {pushed} jobs of 100 kB");
+    };
+    assert!(pushed > 0, "the first job fits: {error:?}");
+    let text = error.to_string();
+    assert!(text.contains("no storage left"), "{text}");
+    assert!(text.contains("max_file_store"), "{text}");
+}
+
 /// A queue's claims bucket has one time to live, fixed when it is created. A second
 /// opener asking for another used to get a `Claims` whose `ttl()` said 1 s while its
 /// claims lasted the bucket's hour (a claim was still held 2.5 s later); it is refused.
