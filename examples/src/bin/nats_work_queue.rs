@@ -6,8 +6,9 @@
 //! of itself as workers. Each worker runs an ordinary work coordinator fed from the queue
 //! and prints a live line. Halfway through, worker 1 is SIGKILLed by pid: the jobs it held
 //! (at most what it had room for) are delivered again, after `ack_wait`, to the others,
-//! with their delivery count. The summary checks the books: jobs pushed = acknowledged +
-//! dead, and counts the redeliveries. Finally the server is stopped, by pid. Runs about
+//! with their delivery count. The summary checks the books by id: every job pushed ran to
+//! completion on some worker (each worker reports every job it finished) or is a dead
+//! letter, and counts the redeliveries. Finally the server is stopped, by pid. Runs about
 //! five seconds.
 //!
 //! `cargo run -p ephemeral-examples --bin nats_work_queue`
@@ -76,10 +77,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Kill worker 1 halfway.
     let mut killed_pid = None;
     let deadline = Instant::now() + Duration::from_secs(40);
-    let mut finals = Vec::new();
+    let mut books = Books::default();
     loop {
         while let Ok((n, line)) = lines.try_recv() {
-            on_line(n, &line, &mut finals);
+            books.on_line(n, &line);
         }
         let stats = queue.stats().await?;
         if killed_pid.is_none() && stats.messages <= (JOBS / 2) as u64 {
@@ -110,10 +111,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     while let Ok((n, line)) = lines.recv() {
-        on_line(n, &line, &mut finals);
+        books.on_line(n, &line);
     }
+    let finals = books.finals;
 
     let stats = queue.stats().await?;
+    // Counted, not derived: the ids some worker finished, and those dead-lettered.
+    let mut accounted = books.finished.clone();
+    let mut letters = queue.dead_letters().await?;
+    while let Some(letter) = letters.next().await {
+        if let Some(i) = letter?
+            .id
+            .strip_prefix("order-")
+            .and_then(|i| i.parse().ok())
+        {
+            accounted.insert(i);
+        }
+    }
+    let missing: Vec<usize> = (0..JOBS).filter(|i| !accounted.contains(i)).collect();
     let acked = JOBS as u64 - stats.messages - stats.dead;
     let survivors: u64 = finals.iter().map(|f| f.acked).sum();
     let redelivered: u64 = finals.iter().map(|f| f.redelivered).sum();
@@ -133,13 +148,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         CONCURRENCY + PREFETCH
     );
     println!("  left in the queue              {}", stats.messages);
-    let books_balance = acked + stats.dead == JOBS as u64 && stats.messages == 0;
     println!(
-        "  pushed = acknowledged + dead:  {}",
+        "  ids finished by some worker    {} (worker 1's until its kill included)",
+        books.finished.len()
+    );
+    let books_balance = missing.is_empty() && stats.messages == 0;
+    println!(
+        "  every id finished or dead:     {}",
         if books_balance {
-            "yes, nothing lost"
+            "yes, nothing lost".to_owned()
         } else {
-            "NO"
+            format!("NO: {} missing, first {:?}", missing.len(), missing.first())
         }
     );
     server.stop().await;
@@ -172,15 +191,29 @@ struct Final {
     redelivered: u64,
 }
 
-fn on_line(n: usize, line: &str, finals: &mut Vec<Final>) {
-    if let Some(rest) = line.strip_prefix("final ") {
-        let v: Vec<u64> = rest.split(' ').filter_map(|x| x.parse().ok()).collect();
-        if let [acked, redelivered] = v[..] {
-            finals.push(Final { acked, redelivered });
-            println!("worker {n}: stopped: acked {acked}, of them redelivered {redelivered}");
+/// What the workers reported: every job id one of them finished, and the survivors' final
+/// counters.
+#[derive(Default)]
+struct Books {
+    finished: std::collections::HashSet<usize>,
+    finals: Vec<Final>,
+}
+
+impl Books {
+    fn on_line(&mut self, n: usize, line: &str) {
+        if let Some(i) = line.strip_prefix("finished ") {
+            if let Ok(i) = i.parse() {
+                self.finished.insert(i);
+            }
+        } else if let Some(rest) = line.strip_prefix("final ") {
+            let v: Vec<u64> = rest.split(' ').filter_map(|x| x.parse().ok()).collect();
+            if let [acked, redelivered] = v[..] {
+                self.finals.push(Final { acked, redelivered });
+                println!("worker {n}: stopped: acked {acked}, of them redelivered {redelivered}");
+            }
+        } else {
+            println!("worker {n}: {line}");
         }
-    } else {
-        println!("worker {n}: {line}");
     }
 }
 
@@ -223,6 +256,9 @@ async fn worker(n: &str) -> Result<(), Box<dyn std::error::Error>> {
                     .unwrap_or(0);
                 let ms = 2 + (i * 7 + salt * 3) % 7;
                 tokio::time::sleep(Duration::from_millis(ms)).await;
+                // For the parent's books (not shown): stdout is line-buffered, so a line
+                // written before a kill reaches the parent.
+                println!("finished {i}");
                 Ok::<_, std::convert::Infallible>(())
             },
             EphemeralOptions::default().max_concurrency(CONCURRENCY),
