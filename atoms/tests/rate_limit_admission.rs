@@ -426,3 +426,24 @@ async fn an_item_whose_permit_was_taken_meanwhile_waits_its_turn_again() {
         [(0, 0), (2, 200), (3, 300), (1, 400)]
     );
 }
+
+/// Items a rate hook deferred see a raised rate at once: the one waiting on the clock for
+/// its permit looks again. It slept on until the permit the old rate promised (10 s).
+#[tokio::test(start_paused = true)]
+async fn deferred_items_see_a_raised_rate_at_once() {
+    use ephemeral_atoms::rate_limit::Tunable;
+
+    let limiter = Arc::new(GcraLimiter::new(0.1, 1).unwrap());
+    let raise = {
+        let limiter = limiter.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            limiter.set_rate(100.0).unwrap();
+        })
+    };
+    // The first starts at once; the second's permit was 10 s away, 9 s of it left at 1 s:
+    // 9 ms at 100 per second; the third follows 10 ms later.
+    let starts = start_times_of(limiter, 2, 3, |_| Duration::ZERO).await;
+    raise.await.unwrap();
+    assert_eq!(starts, [0, 1009, 1019]);
+}

@@ -79,7 +79,8 @@ pub trait Tunable: Send + Sync {
     fn burst(&self) -> u32;
     /// Changes the rate from the next permit on. A backlog of permits already granted ahead
     /// of time is re-expressed at the new rate (rounded down to the nanosecond) and cut to
-    /// what the burst allows, so raising the rate takes effect at once.
+    /// what the burst allows, so raising the rate takes effect at once, for callers already
+    /// waiting too: the waiter on the clock looks again now (see [`Waiters::retuned`]).
     /// [`GcraLimiter`](super::GcraLimiter) and [`TokenBucket`](super::TokenBucket) agree to
     /// the nanosecond.
     ///
@@ -89,7 +90,8 @@ pub trait Tunable: Send + Sync {
     fn set_rate(&self, per_second: f64) -> Result<(), RateConfigError>;
     /// Changes the burst from the next permit on. What was used of the old burst stays used
     /// (a backlog beyond the new one is forgiven): with burst 1 and its permit taken,
-    /// `set_burst(5)` makes 4 more available at once; lowering the burst by n takes n away.
+    /// `set_burst(5)` makes 4 more available at once (to callers already waiting too);
+    /// lowering the burst by n takes n away.
     /// [`GcraLimiter`](super::GcraLimiter) and [`TokenBucket`](super::TokenBucket) agree.
     ///
     /// # Errors
@@ -111,7 +113,9 @@ pub trait Tunable: Send + Sync {
 /// [`RateLimitAdmission`](super::RateLimitAdmission) build on them. Give
 /// [`try_acquire_waited`](RateLimiter::try_acquire_waited) too, for rates past 1,000 per
 /// second. A wrapper around another limiter forwards all four (see [`Waiters`] for an
-/// example).
+/// example); a limiter with state of its own calls [`Waiters::retuned`] from
+/// [`set_rate`](Tunable::set_rate) and [`set_burst`](Tunable::set_burst), so that callers
+/// already waiting see the change.
 pub trait RateLimiter: Tunable {
     /// Takes a permit now, or says when to retry.
     ///
