@@ -222,6 +222,25 @@ async fn cancelled_before_first_attempt_runs_nothing() {
     );
 }
 
+/// A call cancelled before its first attempt makes no call to the downstream, so it earns
+/// no retries for the others. It deposited all the same: four such calls at a ratio of 0.5
+/// left a balance of 2 retries.
+#[tokio::test(start_paused = true)]
+async fn a_call_cancelled_before_its_first_attempt_deposits_nothing() {
+    let budget = RetryBudget::new(0.5, 0.0, 10.0);
+    let retry = Retry::<()>::new(Backoff::constant(ms(1))).budget(budget.clone());
+    let token = CancellationToken::new();
+    token.cancel();
+    for _ in 0..4 {
+        let result: Result<(), _> = retry.run_with_cancel(&token, |_| async { Ok(()) }).await;
+        assert_eq!(result.unwrap_err().attempts(), 0);
+    }
+    assert_eq!(budget.balance(), 0.0);
+    // A call that makes its attempt deposits as before.
+    retry.run(|_| async { Ok(()) }).await.unwrap();
+    assert_eq!(budget.balance(), 0.5);
+}
+
 #[tokio::test(start_paused = true)]
 async fn budget_limits_retries_across_calls() {
     // Each call deposits half a retry, no steady allowance.

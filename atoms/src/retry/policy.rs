@@ -170,9 +170,10 @@ impl<E> Retry<E> {
         self
     }
 
-    /// Spends one token of `budget` per retry (and deposits on every call). The token is
-    /// taken before the wait, so an empty budget ends the call at once, and given back if the
-    /// wait is cancelled or the call dropped.
+    /// Spends one token of `budget` per retry (and deposits on every call that makes its
+    /// first attempt; one cancelled before it deposits nothing). The token is taken before
+    /// the wait, so an empty budget ends the call at once, and given back if the wait is
+    /// cancelled or the call dropped.
     pub fn budget(mut self, budget: RetryBudget) -> Self {
         self.budget = Some(budget);
         self
@@ -234,9 +235,6 @@ impl<E> Retry<E> {
         F: FnMut(u32) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        if let Some(budget) = &self.budget {
-            budget.deposit();
-        }
         // Only this check can end the call without an error to report: every later one is
         // the wait's, which holds the last attempt's error.
         if token.is_some_and(CancellationToken::is_cancelled) {
@@ -244,6 +242,11 @@ impl<E> Retry<E> {
                 attempts: 0,
                 last: None,
             });
+        }
+        // Deposited for the first attempt, so only after the check above: a call that makes
+        // no attempt must not earn retries for the others.
+        if let Some(budget) = &self.budget {
+            budget.deposit();
         }
         let mut delays = self.backoff.iter();
         let mut attempt = 0u32;
