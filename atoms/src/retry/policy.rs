@@ -31,7 +31,14 @@ type Adjust<E> = Arc<dyn Fn(&E, Duration) -> Duration + Send + Sync>;
 ///   started) and `retry.exhausted` when giving up after a retryable error (header
 ///   `attempts`), keyed by the policy's [`name`](Retry::name).
 ///
-/// Waiting uses tokio's clock, so tests run with the paused clock.
+/// Waiting uses tokio's clock, so tests run with the paused clock. A delay past what the
+/// clock can hold (an `adjust` returning `Duration::MAX`, or a schedule grown to it under
+/// `max_delay(Duration::MAX)`) waits for ever: only the token of
+/// [`run_with_cancel`](Retry::run_with_cancel) ends such a wait.
+///
+/// A panic in the body, in `when` or in `adjust` is not caught: it unwinds out of `run` like
+/// a panic in any call (a budget token taken for the retry is given back on the way). Inside
+/// a coordinator body, the coordinator records it as the operation's failure.
 ///
 /// # Around a coordinator body
 ///
