@@ -736,3 +736,38 @@ async fn a_waiter_sees_a_raised_rate_or_burst_at_once() {
     sink.raise("rate.limit.set:100").unwrap();
     assert_eq!(waiter.await.unwrap(), ms(1009));
 }
+
+/// A prefix no command could ever match is refused, saying why, instead of steering
+/// nothing: a `:` starts a command's payload (`rate:limit.set:20` is the command `rate`),
+/// and past 244 bytes `<prefix>.increase:<n>` no longer fits in a name. Both were accepted,
+/// and the limiter then ignored every command silently.
+#[tokio::test(start_paused = true)]
+async fn a_prefix_no_command_could_match_is_refused() {
+    let sink = SignalSink::default();
+    let limiter = GcraLimiter::new(10.0, 5).unwrap();
+
+    let err = control(&sink, "rate:limit", limiter.clone()).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("`rate:limit`") && message.contains("payload"),
+        "{message}"
+    );
+
+    let long = "r".repeat(245);
+    let err = control(&sink, &long, limiter.clone()).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("245 bytes") && message.contains("244"),
+        "{message}"
+    );
+
+    // The longest prefix that fits takes every command (with a one-byte payload).
+    let longest = "r".repeat(244);
+    let steered = GcraLimiter::new(5.0, 5).unwrap();
+    let _control = control(&sink, &longest, steered.clone()).unwrap();
+    sink.raise(&format!("{longest}.increase:5")).unwrap();
+    assert_eq!(steered.rate(), 10.0);
+
+    let err = control(&sink, "bad name", limiter).unwrap_err();
+    assert!(err.to_string().contains("whitespace"), "{err}");
+}
