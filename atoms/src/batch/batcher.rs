@@ -212,6 +212,11 @@ impl<T, E> Batcher<T, E> {
     /// Hands over everything pushed before this call (in batches of at most `max_size`)
     /// and waits until the handler has finished with it.
     ///
+    /// `Ok` says the handler has returned, not that it succeeded: a batch it failed (or
+    /// panicked on) is counted, signalled and kept for
+    /// [`take_failures`](Batcher::take_failures) and [`close`](Batcher::close), as any
+    /// failed batch is.
+    ///
     /// # Errors
     ///
     /// [`BatchClosed`] when the batcher is closed (then [`close`](Batcher::close) does the

@@ -73,7 +73,9 @@ pub trait Tunable: Send + Sync {
     /// Permits per second, as kept: limiters keep the time between two permits in whole
     /// nanoseconds, so a rate reads back as the one that interval gives (`set_rate(30.0)`
     /// reads back as 30.0000003, one permit every 33,333,333 ns), and relative changes
-    /// (`rate.limit.increase:5`) apply to that.
+    /// (`rate.limit.increase:5`) apply to that. The interval is at most `u64::MAX` ns
+    /// (about 584 years), so a positive rate below about 5.4e-11 per second is accepted
+    /// and kept, and read back, as that slowest one.
     fn rate(&self) -> f64;
     /// Permits that may be granted at once after a quiet period.
     fn burst(&self) -> u32;
