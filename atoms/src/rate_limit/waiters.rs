@@ -165,22 +165,41 @@ impl Waiters {
 
     /// Waits (holding the turn) until the item readied by the previous holder has been asked
     /// again and took its permit, or a grace has passed: at least 100 ms, at least one
-    /// interval at `limiter`'s rate. An item is asked as soon as a worker is free, so one not
-    /// asked yet either waits for a worker (no start could happen meanwhile anyway) or has
-    /// ended without being asked (cancelled, or stopped by another hook); if it is asked
-    /// after all, it waits its turn again, behind the others.
+    /// interval at `limiter`'s rate (the rate in force: a retune recomputes it, still counted
+    /// from when the wait for that item began). An item is asked as soon as a worker is
+    /// free, so one not asked yet either waits for a worker (no start could happen meanwhile
+    /// anyway) or has ended without being asked (cancelled, or stopped by another hook); if
+    /// it is asked after all, it waits its turn again, behind the others.
     pub(crate) async fn after_readied<L: RateLimiter + ?Sized>(&self, limiter: &L) {
+        // The readied item waited for, and since when: its grace counts from then.
+        let mut waiting: Option<(OperationId, Instant)> = None;
         loop {
             let notified = self.readied.notified();
-            tokio::pin!(notified);
-            // Registered before `ready` is read, so a clear in between still wakes it.
+            let retuned = self.retuned.notified();
+            tokio::pin!(notified, retuned);
+            // Registered before `ready` and the rate are read, so a clear or a retune in
+            // between still wakes it.
             notified.as_mut().enable();
+            retuned.as_mut().enable();
             let Some(earlier) = *self.ready() else {
                 return;
             };
+            let since = match waiting {
+                Some((id, since)) if id == earlier => since,
+                _ => waiting.insert((earlier, Instant::now())).1,
+            };
+            let grace = grace(limiter.rate());
+            let grace_over = async {
+                match since.checked_add(grace) {
+                    Some(end) => tokio::time::sleep_until(end).await,
+                    None => tokio::time::sleep(grace).await,
+                }
+            };
             tokio::select! {
                 () = notified => {}
-                () = tokio::time::sleep(grace(limiter.rate())) => {
+                // The rate or burst changed: the grace is recomputed at the new rate.
+                () = retuned => {}
+                () = grace_over => {
                     let mut ready = self.ready();
                     if *ready == Some(earlier) {
                         *ready = None;
