@@ -108,8 +108,10 @@ pub struct BatchReport<E> {
     pub failed: u64,
     /// The failed batches not yet taken, oldest first (at most `max_retained_failures`).
     pub failures: Vec<BatchFailure<E>>,
-    /// Items accepted but never handed to the handler: 0, unless the batcher's task was
-    /// dropped before it could flush them (its runtime shut down first).
+    /// Items accepted but never handled to the end: 0, unless the batcher's task was
+    /// dropped (its runtime shut down first) before it handed them over, or while the
+    /// handler was still working on them (such a batch is in `batches` and `items`, not in
+    /// `failed`: its handler neither returned nor panicked).
     pub lost: u64,
 }
 
@@ -134,6 +136,7 @@ where
         let (tx, rx) = mpsc::channel(buffer);
         let shared = Arc::new(Shared {
             accepted: Default::default(),
+            settled: Default::default(),
             batches: Default::default(),
             items: Default::default(),
             failed: Default::default(),
@@ -231,7 +234,8 @@ impl<T, E> Batcher<T, E> {
 
     /// Stops accepting items, flushes everything already pushed, waits for the last handler
     /// and reports. If the batcher's task was dropped first (its runtime shut down), the
-    /// items it never handed over are counted in [`BatchReport::lost`], not hidden.
+    /// items it never handed over, and those of a batch its handler was still working on,
+    /// are counted in [`BatchReport::lost`], not hidden.
     /// Idempotent: every caller waits and gets the report (the failures go to the first
     /// caller that takes them).
     ///
@@ -246,12 +250,13 @@ impl<T, E> Batcher<T, E> {
             items,
             failed: self.shared.failed.load(Ordering::Acquire),
             failures: self.take_failures(),
-            // The task is done: whatever was accepted and not handed over will never be.
+            // The task is done: whatever was accepted and not handled to the end (never
+            // handed over, or cut off in the handler) will never be.
             lost: self
                 .shared
                 .accepted
                 .load(Ordering::Acquire)
-                .saturating_sub(items),
+                .saturating_sub(self.shared.settled.load(Ordering::Acquire)),
         }
     }
 
