@@ -48,8 +48,10 @@ const MAX_CATCH_UP: Duration = Duration::from_millis(10);
 /// the rest).
 ///
 /// A limiter holds one, shared by its clones like the rest of its state. If you implement
-/// [`RateLimiter`] yourself, keep a `Waiters::new()` next to your state and return it; a
-/// wrapper around another limiter returns the inner limiter's, so that both queue together.
+/// [`RateLimiter`] yourself, keep a `Waiters::new()` next to your state and return it, and
+/// call [`retuned`](Waiters::retuned) when your rate or burst changes; a wrapper around
+/// another limiter returns the inner limiter's, so that both queue together (and its
+/// retunes reach them).
 ///
 /// # Examples
 ///
