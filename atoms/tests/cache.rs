@@ -494,3 +494,28 @@ async fn removing_a_value_that_had_expired_reports_it_as_expired() {
     let stats = cache.stats();
     assert_eq!((stats.expired, stats.evicted_explicit), (3, 1));
 }
+
+/// Expiries past what the clock holds (`Duration::MAX`) never expire, and no read, store or
+/// purge does deadline arithmetic that could overflow.
+#[tokio::test(start_paused = true)]
+async fn expiries_past_the_clock_never_expire() {
+    let (cache, calls, evictions) = counting(
+        CacheOptions::default()
+            .sliding(Duration::MAX)
+            .absolute(Duration::MAX)
+            .max_size(2),
+    );
+    assert_eq!(cache.get(1).await.unwrap(), 10);
+    cache.insert(2, 20);
+    tokio::time::advance(Duration::from_secs(100 * 365 * 86_400)).await;
+    assert_eq!(cache.purge_expired(), 0);
+    assert_eq!(cache.get_if_present(&1), Some(10));
+    assert_eq!(cache.get(2).await.unwrap(), 20);
+    assert_eq!(
+        cache.get(3).await.unwrap(),
+        30,
+        "a full cache evicts by size"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(*evictions.lock().unwrap(), [(1, EvictionReason::Size)]);
+}

@@ -469,3 +469,32 @@ fn zero_attempts_is_a_typed_configuration_error() {
     assert_eq!(err, ephemeral_atoms::retry::RetryConfigError::ZeroAttempts);
     assert!(err.to_string().contains("at least 1"), "{err}");
 }
+
+/// A delay past what the clock holds (an `adjust` returning `Duration::MAX`) waits until the
+/// token is cancelled, with no overflow on the way, and the call ends `Cancelled` with the
+/// attempt's error.
+#[tokio::test(start_paused = true)]
+async fn a_delay_past_the_clock_waits_until_cancelled() {
+    let retry = Retry::new(Backoff::exponential(ms(1)).max_delay(Duration::MAX))
+        .max_attempts(5)
+        .unwrap()
+        .adjust(|_: &&str, _| Duration::MAX);
+    let token = CancellationToken::new();
+    let canceller = token.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(365 * 86_400)).await;
+        canceller.cancel();
+    });
+    let start = Instant::now();
+    let result: Result<(), _> = retry
+        .run_with_cancel(&token, |_| async { Err("down") })
+        .await;
+    assert_eq!(
+        result,
+        Err(RetryError::Cancelled {
+            attempts: 1,
+            last: Some("down")
+        })
+    );
+    assert_eq!(start.elapsed(), Duration::from_secs(365 * 86_400));
+}
