@@ -240,7 +240,9 @@ impl<T, E> Batcher<T, E> {
     /// caller that takes them).
     ///
     /// Do not await `close` (or [`flush`](Batcher::flush)) from inside the handler: the
-    /// handler would wait for itself.
+    /// handler would wait for itself. The same goes for [`push`](Batcher::push) once the
+    /// buffer is full (only the handler's return makes room): to hand items back to the
+    /// batcher from its handler, use [`try_push`](Batcher::try_push).
     pub async fn close(&self) -> BatchReport<E> {
         self.shared.closing.cancel();
         self.shared.done.cancelled().await;
