@@ -469,3 +469,23 @@ fn a_batch_whose_handler_was_cut_off_is_counted_lost() {
         "the 4 of the cut-off batch and the 2 never handed over"
     );
 }
+
+/// The list of failed batches is bounded by `max_retained_failures`: beyond it the oldest
+/// leave the list (still counted in `failed`); 0 keeps none.
+#[tokio::test(start_paused = true)]
+async fn retained_failures_are_bounded_oldest_dropped_first() {
+    for (retained, expect) in [(2usize, vec![4u64, 5]), (0, vec![])] {
+        let batcher = Batcher::new(
+            BatchOptions::new(1, ms(10)).max_retained_failures(retained),
+            |batch: Vec<u32>| async move { Err(format!("batch of {} failed", batch[0])) },
+        )
+        .unwrap();
+        for item in 0..5 {
+            batcher.push(item).await.unwrap();
+        }
+        let report = batcher.close().await;
+        assert_eq!((report.batches, report.failed), (5, 5));
+        let numbers: Vec<u64> = report.failures.iter().map(|f| f.batch).collect();
+        assert_eq!(numbers, expect, "max_retained_failures({retained})");
+    }
+}
