@@ -216,7 +216,11 @@ impl<E> Retry<E> {
     /// first attempt, or in the middle of a wait. An attempt already running is not
     /// interrupted (give the body the token too if it should stop early); if it fails with a
     /// retryable error, no further attempt starts, even with a zero delay, and
-    /// [`RetryError::Cancelled`] carries its error.
+    /// [`RetryError::Cancelled`] carries its error. A call that would have ended there
+    /// anyway ends as it would have: [`Exhausted`](RetryError::Exhausted) after the last
+    /// allowed attempt, [`BudgetExhausted`](RetryError::BudgetExhausted) when the budget has
+    /// no retry left (both raise `retry.exhausted`), `NotRetryable` for an error `when`
+    /// refuses.
     ///
     /// # Errors
     ///
