@@ -6,6 +6,11 @@
 //! [`SignalSink`](ephemeral::SignalSink) when one is given. Atoms use only the public API of
 //! the core crate, so anything they do, your own code can do too.
 //!
+//! Where an atom catches a panic of your code (a batch handler, a cache factory or eviction
+//! callback, a service hook) and carries on, it catches it as it unwinds: built with
+//! `panic = "abort"` there is nothing to catch, and the process ends. A [`retry::Retry`]
+//! catches none: it runs your body inline, and a panic unwinds out of its call.
+//!
 //! # Getting started
 //!
 //! ```toml

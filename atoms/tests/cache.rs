@@ -225,6 +225,29 @@ async fn an_insert_over_a_computation_into_a_full_cache_evicts_by_size() {
     assert_eq!(cache.len(), 1);
 }
 
+/// A computation that fails after an insert took its key over is counted in
+/// `load_failures`: its requests got the error. It went uncounted (0), so a `get` that
+/// returned an error showed in no counter.
+#[tokio::test(start_paused = true)]
+async fn a_failure_after_an_insert_took_the_key_over_is_counted() {
+    let cache = SlidingCache::new(CacheOptions::default(), |key: u32| async move {
+        tokio::time::sleep(ms(10)).await;
+        Err::<u32, String>(format!("{key} is down"))
+    })
+    .unwrap();
+    let reader = cache.clone();
+    let request = tokio::spawn(async move { reader.get(1).await });
+    tokio::time::sleep(ms(5)).await;
+    cache.insert(1, 100);
+    assert!(matches!(
+        request.await.unwrap(),
+        Err(CacheError::Factory(e)) if *e == "1 is down"
+    ));
+    let stats = cache.stats();
+    assert_eq!((stats.misses, stats.load_failures), (1, 1));
+    assert_eq!(cache.get_if_present(&1), Some(100), "the insert stays");
+}
+
 /// A read that joins a computation already running raises no signal: `cache.hit` and
 /// `cache.miss` count exactly what `stats().hits` and `stats().misses` count.
 #[tokio::test(start_paused = true)]
@@ -470,4 +493,29 @@ async fn removing_a_value_that_had_expired_reports_it_as_expired() {
     );
     let stats = cache.stats();
     assert_eq!((stats.expired, stats.evicted_explicit), (3, 1));
+}
+
+/// Expiries past what the clock holds (`Duration::MAX`) never expire, and no read, store or
+/// purge does deadline arithmetic that could overflow.
+#[tokio::test(start_paused = true)]
+async fn expiries_past_the_clock_never_expire() {
+    let (cache, calls, evictions) = counting(
+        CacheOptions::default()
+            .sliding(Duration::MAX)
+            .absolute(Duration::MAX)
+            .max_size(2),
+    );
+    assert_eq!(cache.get(1).await.unwrap(), 10);
+    cache.insert(2, 20);
+    tokio::time::advance(Duration::from_secs(100 * 365 * 86_400)).await;
+    assert_eq!(cache.purge_expired(), 0);
+    assert_eq!(cache.get_if_present(&1), Some(10));
+    assert_eq!(cache.get(2).await.unwrap(), 20);
+    assert_eq!(
+        cache.get(3).await.unwrap(),
+        30,
+        "a full cache evicts by size"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(*evictions.lock().unwrap(), [(1, EvictionReason::Size)]);
 }

@@ -681,3 +681,93 @@ fn a_refusal_says_the_wait_in_readable_units() {
         "rate limiter key table is full of busy keys: retry in 250 ms or raise max_keys"
     );
 }
+
+/// A rate or burst raised while callers wait reaches them at once: the waiter on the clock
+/// looks again instead of sleeping until the permit the old settings promised. They slept
+/// on: at 0.1 per second, a waiter got its permit 10 s after the last one although the rate
+/// was 100 per second from 1 s on.
+#[tokio::test(start_paused = true)]
+async fn a_waiter_sees_a_raised_rate_or_burst_at_once() {
+    async fn waits_for(
+        limiter: impl RateLimiter + Clone + 'static,
+        raise: impl FnOnce(),
+    ) -> Duration {
+        limiter.try_acquire().unwrap();
+        let start = Instant::now();
+        let waiter = tokio::spawn({
+            let limiter = limiter.clone();
+            async move {
+                limiter.acquire().await;
+                start.elapsed()
+            }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        raise();
+        waiter.await.unwrap()
+    }
+
+    // 0.1 per second, burst 1: the next permit was 10 s away; 9 s of it left at 1 s,
+    // re-expressed at 100 per second, are 9 ms.
+    let gcra = GcraLimiter::new(0.1, 1).unwrap();
+    let at = waits_for(gcra.clone(), || gcra.set_rate(100.0).unwrap()).await;
+    assert_eq!(at, ms(1009));
+    let bucket = TokenBucket::new(0.1, 1).unwrap();
+    let at = waits_for(bucket.clone(), || bucket.set_rate(100.0).unwrap()).await;
+    assert_eq!(at, ms(1009));
+    // A raised burst frees a permit at once.
+    let bucket = TokenBucket::new(0.1, 1).unwrap();
+    let at = waits_for(bucket.clone(), || bucket.set_burst(3).unwrap()).await;
+    assert_eq!(at, ms(1000));
+
+    // Through command signals, on a keyed limiter.
+    let sink = SignalSink::default();
+    let keyed = KeyedRateLimiter::new(0.1, 1, 10).unwrap();
+    let _control = control(&sink, "rate.limit", keyed.clone()).unwrap();
+    keyed.try_acquire(&"k").unwrap();
+    let start = Instant::now();
+    let waiter = tokio::spawn({
+        let keyed = keyed.clone();
+        async move {
+            keyed.acquire(&"k").await;
+            start.elapsed()
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    sink.raise("rate.limit.set:100").unwrap();
+    assert_eq!(waiter.await.unwrap(), ms(1009));
+}
+
+/// A prefix no command could ever match is refused, saying why, instead of steering
+/// nothing: a `:` starts a command's payload (`rate:limit.set:20` is the command `rate`),
+/// and past 244 bytes `<prefix>.increase:<n>` no longer fits in a name. Both were accepted,
+/// and the limiter then ignored every command silently.
+#[tokio::test(start_paused = true)]
+async fn a_prefix_no_command_could_match_is_refused() {
+    let sink = SignalSink::default();
+    let limiter = GcraLimiter::new(10.0, 5).unwrap();
+
+    let err = control(&sink, "rate:limit", limiter.clone()).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("`rate:limit`") && message.contains("payload"),
+        "{message}"
+    );
+
+    let long = "r".repeat(245);
+    let err = control(&sink, &long, limiter.clone()).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("245 bytes") && message.contains("244"),
+        "{message}"
+    );
+
+    // The longest prefix that fits takes every command (with a one-byte payload).
+    let longest = "r".repeat(244);
+    let steered = GcraLimiter::new(5.0, 5).unwrap();
+    let _control = control(&sink, &longest, steered.clone()).unwrap();
+    sink.raise(&format!("{longest}.increase:5")).unwrap();
+    assert_eq!(steered.rate(), 10.0);
+
+    let err = control(&sink, "bad name", limiter).unwrap_err();
+    assert!(err.to_string().contains("whitespace"), "{err}");
+}

@@ -426,3 +426,68 @@ async fn an_item_whose_permit_was_taken_meanwhile_waits_its_turn_again() {
         [(0, 0), (2, 200), (3, 300), (1, 400)]
     );
 }
+
+/// Items a rate hook deferred see a raised rate at once: the one waiting on the clock for
+/// its permit looks again. It slept on until the permit the old rate promised (10 s).
+#[tokio::test(start_paused = true)]
+async fn deferred_items_see_a_raised_rate_at_once() {
+    use ephemeral_atoms::rate_limit::Tunable;
+
+    let limiter = Arc::new(GcraLimiter::new(0.1, 1).unwrap());
+    let raise = {
+        let limiter = limiter.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            limiter.set_rate(100.0).unwrap();
+        })
+    };
+    // The first starts at once; the second's permit was 10 s away, 9 s of it left at 1 s:
+    // 9 ms at 100 per second; the third follows 10 ms later.
+    let starts = start_times_of(limiter, 2, 3, |_| Duration::ZERO).await;
+    raise.await.unwrap();
+    assert_eq!(starts, [0, 1009, 1019]);
+}
+
+/// The grace given to an item gone before taking its permit is one interval at the rate in
+/// force, counted from when the wait for it began: raising the rate meanwhile shortens it.
+/// At one per minute it was a minute whatever the rate became (the next item started at
+/// 120 s, although the rate was 10 per second from 61 s on).
+#[tokio::test(start_paused = true)]
+async fn a_raised_rate_shortens_the_grace_given_to_a_gone_item() {
+    use ephemeral_atoms::rate_limit::Tunable;
+
+    let limiter = Arc::new(GcraLimiter::new(1.0 / 60.0, 1).unwrap());
+    let canceller = Arc::new(CancelOnSecondAsk {
+        victim: Mutex::new(None),
+        asked: AtomicU64::new(0),
+    });
+    let starts = Arc::new(Mutex::new(Vec::new()));
+    let log = starts.clone();
+    let origin = Instant::now();
+    let c = EphemeralWorkCoordinator::with_admission(
+        move |_: u32, _ctx| {
+            log.lock().unwrap().push(origin.elapsed().as_millis());
+            async { Ok::<_, Infallible>(()) }
+        },
+        EphemeralOptions::default().max_concurrency(4),
+        vec![
+            canceller.clone() as Arc<dyn Admission>,
+            Arc::new(RateLimitAdmission::new(limiter.clone())),
+        ],
+    )
+    .unwrap();
+    c.pause();
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        ids.push(c.enqueue(n).await.unwrap());
+    }
+    // Item 1 is readied at 60 s and cancelled as it is asked: item 2 waits for it.
+    *canceller.victim.lock().unwrap() = Some(ids[1]);
+    c.resume();
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    limiter.set_rate(10.0).unwrap();
+    c.drain().await.unwrap();
+    // Item 2's grace began at 60 s; at 10 per second it is 100 ms: it ended at 61 s.
+    assert_eq!(*starts.lock().unwrap(), [0, 61_000]);
+    assert_eq!(c.stats().cancelled, 1);
+}

@@ -222,6 +222,25 @@ async fn cancelled_before_first_attempt_runs_nothing() {
     );
 }
 
+/// A call cancelled before its first attempt makes no call to the downstream, so it earns
+/// no retries for the others. It deposited all the same: four such calls at a ratio of 0.5
+/// left a balance of 2 retries.
+#[tokio::test(start_paused = true)]
+async fn a_call_cancelled_before_its_first_attempt_deposits_nothing() {
+    let budget = RetryBudget::new(0.5, 0.0, 10.0);
+    let retry = Retry::<()>::new(Backoff::constant(ms(1))).budget(budget.clone());
+    let token = CancellationToken::new();
+    token.cancel();
+    for _ in 0..4 {
+        let result: Result<(), _> = retry.run_with_cancel(&token, |_| async { Ok(()) }).await;
+        assert_eq!(result.unwrap_err().attempts(), 0);
+    }
+    assert_eq!(budget.balance(), 0.0);
+    // A call that makes its attempt deposits as before.
+    retry.run(|_| async { Ok(()) }).await.unwrap();
+    assert_eq!(budget.balance(), 0.5);
+}
+
 #[tokio::test(start_paused = true)]
 async fn budget_limits_retries_across_calls() {
     // Each call deposits half a retry, no steady allowance.
@@ -449,4 +468,33 @@ fn zero_attempts_is_a_typed_configuration_error() {
         .unwrap_err();
     assert_eq!(err, ephemeral_atoms::retry::RetryConfigError::ZeroAttempts);
     assert!(err.to_string().contains("at least 1"), "{err}");
+}
+
+/// A delay past what the clock holds (an `adjust` returning `Duration::MAX`) waits until the
+/// token is cancelled, with no overflow on the way, and the call ends `Cancelled` with the
+/// attempt's error.
+#[tokio::test(start_paused = true)]
+async fn a_delay_past_the_clock_waits_until_cancelled() {
+    let retry = Retry::new(Backoff::exponential(ms(1)).max_delay(Duration::MAX))
+        .max_attempts(5)
+        .unwrap()
+        .adjust(|_: &&str, _| Duration::MAX);
+    let token = CancellationToken::new();
+    let canceller = token.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(365 * 86_400)).await;
+        canceller.cancel();
+    });
+    let start = Instant::now();
+    let result: Result<(), _> = retry
+        .run_with_cancel(&token, |_| async { Err("down") })
+        .await;
+    assert_eq!(
+        result,
+        Err(RetryError::Cancelled {
+            attempts: 1,
+            last: Some("down")
+        })
+    );
+    assert_eq!(start.elapsed(), Duration::from_secs(365 * 86_400));
 }

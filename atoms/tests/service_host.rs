@@ -1474,3 +1474,58 @@ async fn the_status_shows_each_service_as_it_stands_while_the_host_runs() {
     assert_eq!(status.service("api").unwrap().state, ServiceState::Stopped);
     assert_eq!(status.service("ghost"), None);
 }
+
+/// Durations past what the clock holds (`Duration::MAX` for the shutdown deadline, the abort
+/// grace and the restart backoff) do no overflowing arithmetic: a failed step waits for its
+/// restart until the shutdown, which waits for every stop hook.
+#[tokio::test(start_paused = true)]
+async fn durations_past_the_clock_wait_without_overflow() {
+    struct FailsOnce(bool);
+    impl Service for FailsOnce {
+        fn name(&self) -> &str {
+            "fails-once"
+        }
+        async fn work(&mut self, ctx: &ServiceContext) -> Result<Step, ServiceError> {
+            if !self.0 {
+                self.0 = true;
+                return Err("down".into());
+            }
+            ctx.cancelled().await;
+            Ok(Step::Continue)
+        }
+        async fn stop(&mut self, _ctx: &ServiceContext) -> Result<(), ServiceError> {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok(())
+        }
+    }
+    let mut host = ServiceHost::new(
+        HostOptions::default()
+            .shutdown_timeout(Duration::MAX)
+            .abort_grace(Duration::MAX)
+            .backoff(Duration::MAX, Duration::MAX),
+    );
+    host.add(FailsOnce(false)).unwrap();
+    let token = host.shutdown_token();
+    let status = host.status();
+    let run = tokio::spawn(host.run());
+    tokio::time::sleep(Duration::from_secs(365 * 86_400)).await;
+    let now = status.service("fails-once").unwrap();
+    assert_eq!(
+        (now.failures, now.restarts),
+        (1, 0),
+        "still waiting to restart"
+    );
+    token.cancel();
+    let stopping = Instant::now();
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(
+        stopping.elapsed(),
+        Duration::from_secs(3600),
+        "the stop hook ran whole"
+    );
+    let service = report.service("fails-once").unwrap();
+    assert_eq!(
+        (&service.state, service.restarts),
+        (&ServiceState::Stopped, 0)
+    );
+}

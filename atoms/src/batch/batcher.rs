@@ -108,8 +108,10 @@ pub struct BatchReport<E> {
     pub failed: u64,
     /// The failed batches not yet taken, oldest first (at most `max_retained_failures`).
     pub failures: Vec<BatchFailure<E>>,
-    /// Items accepted but never handed to the handler: 0, unless the batcher's task was
-    /// dropped before it could flush them (its runtime shut down first).
+    /// Items accepted but never handled to the end: 0, unless the batcher's task was
+    /// dropped (its runtime shut down first) before it handed them over, or while the
+    /// handler was still working on them (such a batch is in `batches` and `items`, not in
+    /// `failed`: its handler neither returned nor panicked).
     pub lost: u64,
 }
 
@@ -134,6 +136,7 @@ where
         let (tx, rx) = mpsc::channel(buffer);
         let shared = Arc::new(Shared {
             accepted: Default::default(),
+            settled: Default::default(),
             batches: Default::default(),
             items: Default::default(),
             failed: Default::default(),
@@ -212,6 +215,11 @@ impl<T, E> Batcher<T, E> {
     /// Hands over everything pushed before this call (in batches of at most `max_size`)
     /// and waits until the handler has finished with it.
     ///
+    /// `Ok` says the handler has returned, not that it succeeded: a batch it failed (or
+    /// panicked on) is counted, signalled and kept for
+    /// [`take_failures`](Batcher::take_failures) and [`close`](Batcher::close), as any
+    /// failed batch is.
+    ///
     /// # Errors
     ///
     /// [`BatchClosed`] when the batcher is closed (then [`close`](Batcher::close) does the
@@ -226,12 +234,15 @@ impl<T, E> Batcher<T, E> {
 
     /// Stops accepting items, flushes everything already pushed, waits for the last handler
     /// and reports. If the batcher's task was dropped first (its runtime shut down), the
-    /// items it never handed over are counted in [`BatchReport::lost`], not hidden.
+    /// items it never handed over, and those of a batch its handler was still working on,
+    /// are counted in [`BatchReport::lost`], not hidden.
     /// Idempotent: every caller waits and gets the report (the failures go to the first
     /// caller that takes them).
     ///
     /// Do not await `close` (or [`flush`](Batcher::flush)) from inside the handler: the
-    /// handler would wait for itself.
+    /// handler would wait for itself. The same goes for [`push`](Batcher::push) once the
+    /// buffer is full (only the handler's return makes room): to hand items back to the
+    /// batcher from its handler, use [`try_push`](Batcher::try_push).
     pub async fn close(&self) -> BatchReport<E> {
         self.shared.closing.cancel();
         self.shared.done.cancelled().await;
@@ -241,12 +252,13 @@ impl<T, E> Batcher<T, E> {
             items,
             failed: self.shared.failed.load(Ordering::Acquire),
             failures: self.take_failures(),
-            // The task is done: whatever was accepted and not handed over will never be.
+            // The task is done: whatever was accepted and not handled to the end (never
+            // handed over, or cut off in the handler) will never be.
             lost: self
                 .shared
                 .accepted
                 .load(Ordering::Acquire)
-                .saturating_sub(items),
+                .saturating_sub(self.shared.settled.load(Ordering::Acquire)),
         }
     }
 

@@ -45,6 +45,9 @@ impl Reason {
 pub(crate) struct Shared<E> {
     /// Items accepted by `push` and `try_push`; `accepted - items` is what is pending.
     pub(crate) accepted: AtomicU64,
+    /// Items whose handler returned (succeeded, failed or panicked): once the task is done,
+    /// `accepted - settled` were lost with it (never handed over, or cut off in the handler).
+    pub(crate) settled: AtomicU64,
     pub(crate) batches: AtomicU64,
     pub(crate) items: AtomicU64,
     pub(crate) failed: AtomicU64,
@@ -191,11 +194,19 @@ where
         // The handler is awaited here, in the only task that flushes: batches never overlap.
         let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| (self.handler)(items))) {
             Ok(fut) => match AssertUnwindSafe(fut).catch_unwind().await {
-                Ok(Ok(())) => return,
-                Ok(Err(e)) => HandlerOutcome::Error(e),
-                Err(panic) => HandlerOutcome::Panicked(panic_message(panic.as_ref())),
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(HandlerOutcome::Error(e)),
+                Err(panic) => Some(HandlerOutcome::Panicked(panic_message(panic.as_ref()))),
             },
-            Err(panic) => HandlerOutcome::Panicked(panic_message(panic.as_ref())),
+            Err(panic) => Some(HandlerOutcome::Panicked(panic_message(panic.as_ref()))),
+        };
+        // The handler is done with these items, whatever it made of them; a task dropped
+        // while it ran (its runtime shut down) never gets here, and `close` counts them lost.
+        self.shared
+            .settled
+            .fetch_add(size as u64, Ordering::Relaxed);
+        let Some(outcome) = outcome else {
+            return;
         };
         self.shared.failed.fetch_add(1, Ordering::Relaxed);
         self.shared.raise(

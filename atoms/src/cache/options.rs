@@ -218,7 +218,9 @@ pub struct CacheStats {
     pub misses: u64,
     /// Reads that joined a computation already running for their key.
     pub coalesced: u64,
-    /// Computations that failed or panicked.
+    /// Computations that failed or panicked (also one whose key an
+    /// [`insert`](super::SlidingCache::insert) took over meanwhile: its requests got the
+    /// error).
     pub load_failures: u64,
     /// Entries evicted because they expired.
     pub expired: u64,

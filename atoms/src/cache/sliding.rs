@@ -44,7 +44,9 @@ use super::{CacheConfigError, CacheError, CacheOptions, CacheStats, EvictionReas
 /// Expired entries are found when read, when the cache is full, or by
 /// [`purge_expired`](SlidingCache::purge_expired) (call it from a timer if you want prompt
 /// eviction callbacks). Factory errors are not cached. Values are cloned out, so wrap large
-/// ones in an `Arc`.
+/// ones in an `Arc`. A factory must not await [`get`](SlidingCache::get) of its own key
+/// (directly or through another key's factory): that request joins the computation it is
+/// part of and waits for itself for ever.
 ///
 /// # Examples
 ///

@@ -460,7 +460,11 @@ fn complete<K: Hash + Eq + Clone, V: Clone, E>(
             Some(Loading { generation: g, .. }) if *g == generation
         );
         if !ours {
-            // Replaced by an insert or removed while computing: the newer state wins.
+            // Replaced by an insert while computing: the newer value wins. A failure still
+            // reached this computation's requests, so it is counted all the same.
+            if result.is_err() {
+                state.stats.load_failures += 1;
+            }
             return;
         }
         state.loading.remove(&key);

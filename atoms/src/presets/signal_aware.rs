@@ -201,6 +201,10 @@ impl<T: Send + 'static> SignalAware<T> {
 
 impl<T: Send + 'static> SignalAwareBuilder<T> {
     /// Refuses intake while a live signal matches `pattern` (may be given several times).
+    ///
+    /// Every string is a pattern (as for the coordinator's `cancel_on` and `defer_on`), so
+    /// one that can match no name (`""`, `"a b"`: see [`Pattern::is_empty`]) is accepted
+    /// and never refuses anything.
     pub fn refuse_on(mut self, pattern: &str) -> Self {
         self.refuse_on.push(Pattern::new(pattern));
         self

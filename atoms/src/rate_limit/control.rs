@@ -26,7 +26,10 @@ use super::Tunable;
 ///
 /// # Errors
 ///
-/// [`NameError`] when `prefix` is not a valid name.
+/// [`ControlError`] when `prefix` is not a valid name, holds a `:` (which starts a
+/// command's payload, so no command would match), or is longer than 244 bytes (its
+/// commands, `<prefix>.increase:<n>`, would not fit in a name; at 244 bytes they fit with
+/// a one-byte payload, and a command too long to be a name is refused when raised).
 ///
 /// # Examples
 ///
@@ -54,8 +57,26 @@ pub fn control(
     sink: &SignalSink,
     prefix: &str,
     limiter: impl Tunable + 'static,
-) -> Result<Listener, NameError> {
-    ephemeral::validate_name(prefix)?;
+) -> Result<Listener, ControlError> {
+    if let Err(reason) = ephemeral::validate_name(prefix) {
+        return Err(ControlError::Name {
+            prefix: prefix.to_owned(),
+            reason,
+        });
+    }
+    // A command is what comes before the first `:`; past it, the payload.
+    if prefix.contains(':') {
+        return Err(ControlError::Colon {
+            prefix: prefix.to_owned(),
+        });
+    }
+    if prefix.len() > MAX_PREFIX_LEN {
+        return Err(ControlError::TooLong {
+            prefix: prefix.to_owned(),
+            len: prefix.len(),
+            max: MAX_PREFIX_LEN,
+        });
+    }
     let limiter: Arc<dyn Tunable> = Arc::new(limiter);
     let commands = Commands {
         set: format!("{prefix}.set"),
@@ -69,6 +90,47 @@ pub fn control(
     Ok(sink.on_signal(&format!("{prefix}.*"), move |signal| {
         commands.handle(&replies, limiter.as_ref(), signal);
     }))
+}
+
+/// The longest prefix: its longest commands with a payload of one byte
+/// (`<prefix>.increase:5`, `<prefix>.decrease:5`) must be valid names.
+const MAX_PREFIX_LEN: usize = ephemeral::MAX_NAME_LEN - ".increase:5".len();
+
+/// Why [`control()`] refused its prefix. Each case would have left the limiter deaf to
+/// every command (or to some of them), so it is refused up front.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControlError {
+    /// The prefix breaks the signal naming rule.
+    #[error("rate limit control prefix `{prefix}` is not a valid name: {reason}")]
+    Name {
+        /// The prefix.
+        prefix: String,
+        /// Which naming rule it broke.
+        reason: NameError,
+    },
+    /// The prefix holds a `:`, which starts a command's payload: `rate:limit.set:20` is the
+    /// command `rate`, so no command of this prefix would ever match.
+    #[error(
+        "rate limit control prefix `{prefix}` holds a `:`, which starts a command's payload, so no command would ever match: use a dotted name such as `rate.limit`"
+    )]
+    Colon {
+        /// The prefix.
+        prefix: String,
+    },
+    /// The prefix is too long for its commands (`<prefix>.increase:<n>`) to be names.
+    #[error(
+        "rate limit control prefix is {len} bytes long, more than the {max} that leave room for its commands (`<prefix>.increase:<n>` must fit in {} bytes): shorten it",
+        ephemeral::MAX_NAME_LEN
+    )]
+    TooLong {
+        /// The prefix.
+        prefix: String,
+        /// Its length in bytes.
+        len: usize,
+        /// The longest prefix, in bytes.
+        max: usize,
+    },
 }
 
 struct Commands {

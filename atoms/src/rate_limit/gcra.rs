@@ -180,12 +180,16 @@ impl GcraLimiter {
     }
 
     fn retune(&self, change: impl FnOnce(&mut Params)) {
-        let mut state = self.state();
-        let now = since(state.origin);
-        let old = state.params;
-        change(&mut state.params);
-        let new = state.params;
-        state.cell.rescale(now, old, new);
+        {
+            let mut state = self.state();
+            let now = since(state.origin);
+            let old = state.params;
+            change(&mut state.params);
+            let new = state.params;
+            state.cell.rescale(now, old, new);
+        }
+        // A waiter asleep until the permit the old settings promised looks again.
+        self.inner.waiters.retuned();
     }
 }
 

@@ -277,13 +277,20 @@ impl<K: Send> Tunable for KeyedRateLimiter<K> {
 impl<K> KeyedRateLimiter<K> {
     /// Applies a parameter change to every tracked key (O(keys), under the lock).
     fn retune(&self, change: impl FnOnce(&mut Params)) {
-        let mut state = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = since(state.origin);
-        let old = state.params;
-        change(&mut state.params);
-        let new = state.params;
-        for cell in state.cells.values_mut() {
-            cell.rescale(now, old, new);
+        {
+            let mut state = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+            let now = since(state.origin);
+            let old = state.params;
+            change(&mut state.params);
+            let new = state.params;
+            for cell in state.cells.values_mut() {
+                cell.rescale(now, old, new);
+            }
+        }
+        // The waiter on the clock of every key waited on looks again (O(keys waited on));
+        // the table's lock is released first, as `acquire` takes the two locks one at a time.
+        for queue in lock(&self.queues).values() {
+            queue.retuned();
         }
     }
 }

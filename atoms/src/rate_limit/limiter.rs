@@ -73,13 +73,16 @@ pub trait Tunable: Send + Sync {
     /// Permits per second, as kept: limiters keep the time between two permits in whole
     /// nanoseconds, so a rate reads back as the one that interval gives (`set_rate(30.0)`
     /// reads back as 30.0000003, one permit every 33,333,333 ns), and relative changes
-    /// (`rate.limit.increase:5`) apply to that.
+    /// (`rate.limit.increase:5`) apply to that. The interval is at most `u64::MAX` ns
+    /// (about 584 years), so a positive rate below about 5.4e-11 per second is accepted
+    /// and kept, and read back, as that slowest one.
     fn rate(&self) -> f64;
     /// Permits that may be granted at once after a quiet period.
     fn burst(&self) -> u32;
     /// Changes the rate from the next permit on. A backlog of permits already granted ahead
     /// of time is re-expressed at the new rate (rounded down to the nanosecond) and cut to
-    /// what the burst allows, so raising the rate takes effect at once.
+    /// what the burst allows, so raising the rate takes effect at once, for callers already
+    /// waiting too: the waiter on the clock looks again now (see [`Waiters::retuned`]).
     /// [`GcraLimiter`](super::GcraLimiter) and [`TokenBucket`](super::TokenBucket) agree to
     /// the nanosecond.
     ///
@@ -89,7 +92,8 @@ pub trait Tunable: Send + Sync {
     fn set_rate(&self, per_second: f64) -> Result<(), RateConfigError>;
     /// Changes the burst from the next permit on. What was used of the old burst stays used
     /// (a backlog beyond the new one is forgiven): with burst 1 and its permit taken,
-    /// `set_burst(5)` makes 4 more available at once; lowering the burst by n takes n away.
+    /// `set_burst(5)` makes 4 more available at once (to callers already waiting too);
+    /// lowering the burst by n takes n away.
     /// [`GcraLimiter`](super::GcraLimiter) and [`TokenBucket`](super::TokenBucket) agree.
     ///
     /// # Errors
@@ -111,7 +115,9 @@ pub trait Tunable: Send + Sync {
 /// [`RateLimitAdmission`](super::RateLimitAdmission) build on them. Give
 /// [`try_acquire_waited`](RateLimiter::try_acquire_waited) too, for rates past 1,000 per
 /// second. A wrapper around another limiter forwards all four (see [`Waiters`] for an
-/// example).
+/// example); a limiter with state of its own calls [`Waiters::retuned`] from
+/// [`set_rate`](Tunable::set_rate) and [`set_burst`](Tunable::set_burst), so that callers
+/// already waiting see the change.
 pub trait RateLimiter: Tunable {
     /// Takes a permit now, or says when to retry.
     ///

@@ -34,7 +34,7 @@ mod token_bucket;
 mod waiters;
 
 pub use admission::RateLimitAdmission;
-pub use control::control;
+pub use control::{ControlError, control};
 pub use gcra::GcraLimiter;
 pub use keyed::KeyedRateLimiter;
 pub use limiter::{LimitReason, RateConfigError, RateLimited, RateLimiter, Tunable};

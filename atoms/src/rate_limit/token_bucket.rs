@@ -126,6 +126,12 @@ impl TokenBucket {
     }
 
     fn retune(&self, change: impl FnOnce(&mut Params)) {
+        self.rescale(change);
+        // A waiter asleep until the token the old settings promised looks again.
+        self.inner.waiters.retuned();
+    }
+
+    fn rescale(&self, change: impl FnOnce(&mut Params)) {
         let mut state = self.state();
         state.refill();
         // What is used of the burst (capacity minus credit) is GCRA's backlog of permits

@@ -1,10 +1,12 @@
 //! The queue of a limiter's waiters: one turn, taken in order, and the item readied by it.
 
 use std::fmt;
+use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use ephemeral::OperationId;
+use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 use tokio::time::Instant;
 
@@ -46,8 +48,10 @@ const MAX_CATCH_UP: Duration = Duration::from_millis(10);
 /// the rest).
 ///
 /// A limiter holds one, shared by its clones like the rest of its state. If you implement
-/// [`RateLimiter`] yourself, keep a `Waiters::new()` next to your state and return it; a
-/// wrapper around another limiter returns the inner limiter's, so that both queue together.
+/// [`RateLimiter`] yourself, keep a `Waiters::new()` next to your state and return it, and
+/// call [`retuned`](Waiters::retuned) when your rate or burst changes; a wrapper around
+/// another limiter returns the inner limiter's, so that both queue together (and its
+/// retunes reach them).
 ///
 /// # Examples
 ///
@@ -92,6 +96,9 @@ pub struct Waiters {
     readied: Notify,
     /// The last wake of a waiter on the clock that the timer woke late: see [`Wake`].
     wake: Mutex<Option<Wake>>,
+    /// Notified when the limiter's rate or burst changed: the waiter on the clock looks
+    /// again at once (see [`Waiters::retuned`]).
+    retuned: Notify,
 }
 
 impl Waiters {
@@ -103,7 +110,22 @@ impl Waiters {
             ready: Mutex::new(None),
             readied: Notify::new(),
             wake: Mutex::new(None),
+            retuned: Notify::new(),
         }
+    }
+
+    /// Tells the queue that the limiter's rate or burst changed, so that the waiter on the
+    /// clock looks at the limiter again now instead of sleeping until the permit the old
+    /// settings promised: after `set_rate(100.0)` on a limiter at 0.1 per second, a waiting
+    /// [`acquire`](RateLimiter::acquire) gets its permit within 10 ms, not up to 10 s later.
+    ///
+    /// [`GcraLimiter`](super::GcraLimiter), [`TokenBucket`](super::TokenBucket) and
+    /// [`KeyedRateLimiter`](super::KeyedRateLimiter) call it from
+    /// [`set_rate`](super::Tunable::set_rate) and [`set_burst`](super::Tunable::set_burst)
+    /// (a wrapper forwarding those to them needs nothing more); a limiter of your own calls
+    /// it once its new rate or burst is in place.
+    pub fn retuned(&self) {
+        self.retuned.notify_waiters();
     }
 
     /// Waits for the turn, in order. Dropping the future, or the turn, gives it up.
@@ -145,22 +167,41 @@ impl Waiters {
 
     /// Waits (holding the turn) until the item readied by the previous holder has been asked
     /// again and took its permit, or a grace has passed: at least 100 ms, at least one
-    /// interval at `limiter`'s rate. An item is asked as soon as a worker is free, so one not
-    /// asked yet either waits for a worker (no start could happen meanwhile anyway) or has
-    /// ended without being asked (cancelled, or stopped by another hook); if it is asked
-    /// after all, it waits its turn again, behind the others.
+    /// interval at `limiter`'s rate (the rate in force: a retune recomputes it, still counted
+    /// from when the wait for that item began). An item is asked as soon as a worker is
+    /// free, so one not asked yet either waits for a worker (no start could happen meanwhile
+    /// anyway) or has ended without being asked (cancelled, or stopped by another hook); if
+    /// it is asked after all, it waits its turn again, behind the others.
     pub(crate) async fn after_readied<L: RateLimiter + ?Sized>(&self, limiter: &L) {
+        // The readied item waited for, and since when: its grace counts from then.
+        let mut waiting: Option<(OperationId, Instant)> = None;
         loop {
             let notified = self.readied.notified();
-            tokio::pin!(notified);
-            // Registered before `ready` is read, so a clear in between still wakes it.
+            let retuned = self.retuned.notified();
+            tokio::pin!(notified, retuned);
+            // Registered before `ready` and the rate are read, so a clear or a retune in
+            // between still wakes it.
             notified.as_mut().enable();
+            retuned.as_mut().enable();
             let Some(earlier) = *self.ready() else {
                 return;
             };
+            let since = match waiting {
+                Some((id, since)) if id == earlier => since,
+                _ => waiting.insert((earlier, Instant::now())).1,
+            };
+            let grace = grace(limiter.rate());
+            let grace_over = async {
+                match since.checked_add(grace) {
+                    Some(end) => tokio::time::sleep_until(end).await,
+                    None => tokio::time::sleep(grace).await,
+                }
+            };
             tokio::select! {
                 () = notified => {}
-                () = tokio::time::sleep(grace(limiter.rate())) => {
+                // The rate or burst changed: the grace is recomputed at the new rate.
+                () = retuned => {}
+                () = grace_over => {
                     let mut ready = self.ready();
                     if *ready == Some(earlier) {
                         *ready = None;
@@ -185,9 +226,14 @@ impl Waiters {
         mut try_take: impl FnMut(Duration) -> Result<(), super::RateLimited>,
     ) {
         loop {
+            let retuned = self.retuned.notified();
+            tokio::pin!(retuned);
+            // Registered before the limiter is asked, so a change in between still ends the
+            // sleep on the answer it made stale.
+            retuned.as_mut().enable();
             match try_take(self.owed()) {
                 Ok(()) => return,
-                Err(refused) => self.sleep(refused.retry_after).await,
+                Err(refused) => self.sleep(refused.retry_after, retuned).await,
             }
         }
     }
@@ -195,8 +241,15 @@ impl Waiters {
     /// Sleeps until `limiter` has a permit free, without taking it (by the holder of the
     /// turn, for an item that takes it when asked again).
     pub(crate) async fn until_free<L: RateLimiter + ?Sized>(&self, limiter: &L) {
-        while let Err(refused) = limiter.check() {
-            self.sleep(refused.retry_after).await;
+        loop {
+            let retuned = self.retuned.notified();
+            tokio::pin!(retuned);
+            // As in `take_with`: a change after the check still ends the sleep.
+            retuned.as_mut().enable();
+            match limiter.check() {
+                Ok(()) => return,
+                Err(refused) => self.sleep(refused.retry_after, retuned).await,
+            }
         }
     }
 
@@ -211,14 +264,26 @@ impl Waiters {
             .map_or(Duration::ZERO, |wake| (now - wake.due).min(MAX_CATCH_UP))
     }
 
-    /// Sleeps `wait` on the clock for a permit due then, and notes how late the timer woke.
-    async fn sleep(&self, wait: Duration) {
+    /// Sleeps `wait` on the clock for a permit due then, and notes how late the timer woke;
+    /// returns early when `retuned` fires (the rate or burst changed, so the permit may be
+    /// due sooner: the caller asks again).
+    async fn sleep(&self, wait: Duration, retuned: Pin<&mut Notified<'_>>) {
         let Some(due) = Instant::now().checked_add(wait) else {
-            // Past what the clock holds: no permit comes in this process's lifetime.
-            tokio::time::sleep(wait).await;
+            // Past what the clock holds: no permit comes in this process's lifetime, unless
+            // the limiter is retuned.
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = retuned => {}
+            }
             return;
         };
-        tokio::time::sleep_until(due).await;
+        tokio::select! {
+            // The timer first: a wake it is due for notes how late it came.
+            biased;
+            () = tokio::time::sleep_until(due) => {}
+            // Not a timer wake: nothing came free late, nothing to make up for.
+            () = retuned => return,
+        }
         let woke = Instant::now();
         let late = (woke - due).min(MAX_CATCH_UP);
         // On time (as under tokio's paused clock, for permits on whole milliseconds), no

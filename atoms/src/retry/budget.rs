@@ -7,12 +7,13 @@ use tokio::time::Instant;
 
 /// Caps retries as a share of calls, plus a small steady allowance.
 ///
-/// Each call deposits `ratio` tokens, time adds `min_per_second` tokens per second, and each
-/// retry spends one (a [`Retry`](super::Retry) takes it before the wait and gives it back if
-/// the wait is cancelled, so only retries actually made spend). A new budget starts with one
-/// second's allowance (`min_per_second` tokens), so the first failures after start-up can
-/// retry; a retry that finds less than one token is refused and the call ends with
-/// [`RetryError::BudgetExhausted`](super::RetryError::BudgetExhausted). The balance never
+/// Each call deposits `ratio` tokens (a [`Retry`](super::Retry) call as it makes its first
+/// attempt: one cancelled before it deposits nothing), time adds `min_per_second` tokens per
+/// second, and each retry spends one (a [`Retry`](super::Retry) takes it before the wait and
+/// gives it back if the wait is cancelled, so only retries actually made spend). A new budget
+/// starts with one second's allowance (`min_per_second` tokens), so the first failures after
+/// start-up can retry; a retry that finds less than one token is refused and the call ends
+/// with [`RetryError::BudgetExhausted`](super::RetryError::BudgetExhausted). The balance never
 /// exceeds `max_balance`, so a quiet hour does not buy a retry storm. With the default
 /// `ratio` of 0.2, retries add at most about 20 % load on top of first attempts, however bad
 /// the downstream is. A clone shares the same balance; the memory is constant.

@@ -31,7 +31,14 @@ type Adjust<E> = Arc<dyn Fn(&E, Duration) -> Duration + Send + Sync>;
 ///   started) and `retry.exhausted` when giving up after a retryable error (header
 ///   `attempts`), keyed by the policy's [`name`](Retry::name).
 ///
-/// Waiting uses tokio's clock, so tests run with the paused clock.
+/// Waiting uses tokio's clock, so tests run with the paused clock. A delay past what the
+/// clock can hold (an `adjust` returning `Duration::MAX`, or a schedule grown to it under
+/// `max_delay(Duration::MAX)`) waits for ever: only the token of
+/// [`run_with_cancel`](Retry::run_with_cancel) ends such a wait.
+///
+/// A panic in the body, in `when` or in `adjust` is not caught: it unwinds out of `run` like
+/// a panic in any call (a budget token taken for the retry is given back on the way). Inside
+/// a coordinator body, the coordinator records it as the operation's failure.
 ///
 /// # Around a coordinator body
 ///
@@ -170,9 +177,10 @@ impl<E> Retry<E> {
         self
     }
 
-    /// Spends one token of `budget` per retry (and deposits on every call). The token is
-    /// taken before the wait, so an empty budget ends the call at once, and given back if the
-    /// wait is cancelled or the call dropped.
+    /// Spends one token of `budget` per retry (and deposits on every call that makes its
+    /// first attempt; one cancelled before it deposits nothing). The token is taken before
+    /// the wait, so an empty budget ends the call at once, and given back if the wait is
+    /// cancelled or the call dropped.
     pub fn budget(mut self, budget: RetryBudget) -> Self {
         self.budget = Some(budget);
         self
@@ -208,7 +216,11 @@ impl<E> Retry<E> {
     /// first attempt, or in the middle of a wait. An attempt already running is not
     /// interrupted (give the body the token too if it should stop early); if it fails with a
     /// retryable error, no further attempt starts, even with a zero delay, and
-    /// [`RetryError::Cancelled`] carries its error.
+    /// [`RetryError::Cancelled`] carries its error. A call that would have ended there
+    /// anyway ends as it would have: [`Exhausted`](RetryError::Exhausted) after the last
+    /// allowed attempt, [`BudgetExhausted`](RetryError::BudgetExhausted) when the budget has
+    /// no retry left (both raise `retry.exhausted`), `NotRetryable` for an error `when`
+    /// refuses.
     ///
     /// # Errors
     ///
@@ -234,9 +246,6 @@ impl<E> Retry<E> {
         F: FnMut(u32) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        if let Some(budget) = &self.budget {
-            budget.deposit();
-        }
         // Only this check can end the call without an error to report: every later one is
         // the wait's, which holds the last attempt's error.
         if token.is_some_and(CancellationToken::is_cancelled) {
@@ -244,6 +253,11 @@ impl<E> Retry<E> {
                 attempts: 0,
                 last: None,
             });
+        }
+        // Deposited for the first attempt, so only after the check above: a call that makes
+        // no attempt must not earn retries for the others.
+        if let Some(budget) = &self.budget {
+            budget.deposit();
         }
         let mut delays = self.backoff.iter();
         let mut attempt = 0u32;

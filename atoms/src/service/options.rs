@@ -62,6 +62,11 @@ impl HostOptions {
     /// Services still stopping then are aborted (after [`abort_grace`](Self::abort_grace)
     /// for those not yet asked to stop) and reported as
     /// [`DidNotStop`](super::ServiceState::DidNotStop).
+    ///
+    /// A zero timeout leaves no time for a graceful stop: the last service started is
+    /// aborted without its stop hook unless it has ended already, and the others get
+    /// `abort_grace`. `Duration::MAX` (any timeout past what the clock holds) waits for
+    /// every stop hook, however long.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
         self
