@@ -460,6 +460,46 @@ fn invalid_options_are_typed_errors() {
     assert!(matches!(err, BreakerConfigError::Prefix(_)), "{err}");
 }
 
+/// A failure or success pattern that can match no signal name would leave the breaker deaf
+/// (it used to be accepted, and the breaker then never opened): refused by name.
+#[test]
+fn a_pattern_matching_no_name_is_refused() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let sink = SignalSink::default();
+    for pattern in ["", " , ", "a b"] {
+        let err = CircuitBreaker::new(&sink, CircuitBreakerOptions::default().failure_on(pattern))
+            .unwrap_err();
+        assert_eq!(
+            err,
+            BreakerConfigError::EmptyFailurePattern {
+                pattern: pattern.to_owned()
+            }
+        );
+        assert!(err.to_string().contains("failure pattern"), "{err}");
+        let err = CircuitBreaker::new(&sink, CircuitBreakerOptions::default().success_on(pattern))
+            .unwrap_err();
+        assert_eq!(
+            err,
+            BreakerConfigError::EmptySuccessPattern {
+                pattern: pattern.to_owned()
+            }
+        );
+        assert!(err.to_string().contains("record_success"), "{err}");
+    }
+    // A pattern with one usable alternative is fine.
+    let _breaker = CircuitBreaker::new(
+        &sink,
+        CircuitBreakerOptions::default()
+            .failure_on("a b,error.*")
+            .success_on("ok"),
+    )
+    .unwrap();
+}
+
 #[test]
 fn outside_a_runtime_is_a_typed_error() {
     let sink = SignalSink::default();

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use ephemeral::NameError;
+use ephemeral::{NameError, Pattern};
 
 /// When a closed breaker opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,14 +60,18 @@ impl Default for CircuitBreakerOptions {
 
 impl CircuitBreakerOptions {
     /// Signals matching this pattern count as failures (default `failure`). The breaker's own
-    /// signals never count, even if the pattern matches them.
+    /// signals never count, even if the pattern matches them. A pattern that can match no
+    /// signal name (`""`, `" , "`, `"a b"`: see [`Pattern::is_empty`]) is refused
+    /// ([`BreakerConfigError::EmptyFailurePattern`]): the breaker would never open.
     pub fn failure_on(mut self, pattern: &str) -> Self {
         self.failure_pattern = pattern.to_owned();
         self
     }
 
     /// Signals matching this pattern count as successes (default: none; successes are then
-    /// reported with [`record_success`](super::CircuitBreaker::record_success)).
+    /// reported with [`record_success`](super::CircuitBreaker::record_success)). A pattern
+    /// that can match no signal name is refused ([`BreakerConfigError::EmptySuccessPattern`]);
+    /// to count no success signal, leave this option out.
     pub fn success_on(mut self, pattern: &str) -> Self {
         self.success_pattern = Some(pattern.to_owned());
         self
@@ -150,6 +154,20 @@ impl CircuitBreakerOptions {
                 probes: self.probes,
             });
         }
+        // A listener that can hear nothing leaves the breaker deaf: almost surely a typo or an
+        // unset variable, so it is refused, as a watcher's or an adaptive limiter's is.
+        if Pattern::new(&self.failure_pattern).is_empty() {
+            return Err(BreakerConfigError::EmptyFailurePattern {
+                pattern: self.failure_pattern.clone(),
+            });
+        }
+        if let Some(pattern) = &self.success_pattern
+            && Pattern::new(pattern).is_empty()
+        {
+            return Err(BreakerConfigError::EmptySuccessPattern {
+                pattern: pattern.clone(),
+            });
+        }
         for suffix in ["open", "half_open", "closed"] {
             ephemeral::validate_name(&format!("{}.{suffix}", self.prefix))
                 .map_err(BreakerConfigError::Prefix)?;
@@ -192,6 +210,24 @@ pub enum BreakerConfigError {
         successes: usize,
         /// Probes allowed.
         probes: usize,
+    },
+    /// The failure pattern can match no signal name (`""`, `" , "`, `"a b"`: see
+    /// [`Pattern::is_empty`]), so the breaker would never open.
+    #[error(
+        "failure pattern `{pattern}` matches no signal name, so no failure would ever open the breaker: give a pattern such as `failure` (the default) or `error.*`"
+    )]
+    EmptyFailurePattern {
+        /// The pattern given.
+        pattern: String,
+    },
+    /// The success pattern can match no signal name, so no signal would ever count as a
+    /// success.
+    #[error(
+        "success pattern `{pattern}` matches no signal name, so no signal would ever count as a success: give a pattern such as `success`, or leave success_on out and call record_success"
+    )]
+    EmptySuccessPattern {
+        /// The pattern given.
+        pattern: String,
     },
     /// The signal prefix does not make valid names.
     #[error("the signal prefix does not make valid signal names: {0}")]
