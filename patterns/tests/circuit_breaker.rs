@@ -460,6 +460,40 @@ fn invalid_options_are_typed_errors() {
     assert!(matches!(err, BreakerConfigError::Prefix(_)), "{err}");
 }
 
+/// A prefix that is empty, or starts or ends with a dot, used to be accepted and named the
+/// signals `.open` or `circuit..open` (an empty segment): refused, saying what to give.
+#[test]
+fn an_empty_or_dotted_signal_prefix_is_refused() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let sink = SignalSink::default();
+    let err =
+        CircuitBreaker::new(&sink, CircuitBreakerOptions::default().signal_prefix("")).unwrap_err();
+    assert_eq!(err, BreakerConfigError::EmptyPrefix);
+    for prefix in ["circuit.", ".circuit", "."] {
+        let err = CircuitBreaker::new(
+            &sink,
+            CircuitBreakerOptions::default().signal_prefix(prefix),
+        )
+        .unwrap_err();
+        assert_eq!(err, BreakerConfigError::PrefixDot(prefix.to_owned()));
+        assert!(err.to_string().contains("give the segments alone"), "{err}");
+    }
+    // Inner dots are segments of their own.
+    let breaker = CircuitBreaker::new(
+        &sink,
+        CircuitBreakerOptions::default()
+            .signal_prefix("db.circuit")
+            .consecutive_failures(1),
+    )
+    .unwrap();
+    breaker.trip();
+    assert!(sink.has_signal("db.circuit.open"));
+}
+
 /// A failure or success pattern that can match no signal name would leave the breaker deaf
 /// (it used to be accepted, and the breaker then never opened): refused by name.
 #[test]

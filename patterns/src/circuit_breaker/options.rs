@@ -112,7 +112,9 @@ impl CircuitBreakerOptions {
     }
 
     /// The first segments of the breaker's signal names (default `circuit`, giving
-    /// `circuit.open`, `circuit.half_open`, `circuit.closed`).
+    /// `circuit.open`, `circuit.half_open`, `circuit.closed`). An empty prefix is refused
+    /// ([`BreakerConfigError::EmptyPrefix`]), and so is one that starts or ends with a dot
+    /// ([`BreakerConfigError::PrefixDot`]): the dot after it is added.
     pub fn signal_prefix(mut self, prefix: &str) -> Self {
         self.prefix = prefix.to_owned();
         self
@@ -167,6 +169,12 @@ impl CircuitBreakerOptions {
             return Err(BreakerConfigError::EmptySuccessPattern {
                 pattern: pattern.clone(),
             });
+        }
+        if self.prefix.is_empty() {
+            return Err(BreakerConfigError::EmptyPrefix);
+        }
+        if self.prefix.starts_with('.') || self.prefix.ends_with('.') {
+            return Err(BreakerConfigError::PrefixDot(self.prefix.clone()));
         }
         for suffix in ["open", "half_open", "closed"] {
             ephemeral::validate_name(&format!("{}.{suffix}", self.prefix))
@@ -229,6 +237,15 @@ pub enum BreakerConfigError {
         /// The pattern given.
         pattern: String,
     },
+    /// The signal prefix was empty: the names would start with a dot (`.open`).
+    #[error("the signal prefix is empty: give one, such as `circuit` (the default)")]
+    EmptyPrefix,
+    /// The prefix starts or ends with a dot (`circuit.`, `.circuit`): the names would hold
+    /// an empty segment (`circuit..open`). The dot after the prefix is added.
+    #[error(
+        "the signal prefix `{0}` starts or ends with a dot, which would leave an empty segment (`circuit..open`): give the segments alone, such as `circuit` or `db.circuit`"
+    )]
+    PrefixDot(String),
     /// The signal prefix does not make valid names.
     #[error("the signal prefix does not make valid signal names: {0}")]
     Prefix(#[source] NameError),
