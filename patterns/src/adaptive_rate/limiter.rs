@@ -59,7 +59,8 @@ impl AdaptiveRateOptions {
     }
 
     /// Which signals are read for `rate-limit:<duration>` or a `retry-after` header (default
-    /// `*`; narrow it, e.g. to `*rate-limit*,http.429`, to spare the listener on busy sinks).
+    /// `*`; narrow it, e.g. to `*rate-limit*,http.error.429`, the name the `http` pattern
+    /// gives a 429, to spare the listener on busy sinks).
     /// A pattern that can match no name (`""`, `" , "`) is refused when the limiter is built
     /// ([`AdaptiveRateError::EmptyPattern`]).
     pub fn listen_on(mut self, pattern: &str) -> Self {
@@ -156,7 +157,7 @@ pub enum AdaptiveRateError {
     /// The `listen_on` pattern can match no signal name (`""`, `" , "`, `"a b"`: see
     /// [`Pattern::is_empty`]), so no signal would ever slow the limiter.
     #[error(
-        "listen_on pattern `{pattern}` matches no signal name, so no rate-limit signal would ever be heard: give a pattern such as `*rate-limit*,http.429` (or leave the default `*`)"
+        "listen_on pattern `{pattern}` matches no signal name, so no rate-limit signal would ever be heard: give a pattern such as `*rate-limit*,http.error.429` (or leave the default `*`)"
     )]
     EmptyPattern {
         /// The pattern given.
