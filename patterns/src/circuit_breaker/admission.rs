@@ -61,6 +61,11 @@ impl CircuitBreaker {
     /// * failed, for a probe: a failure (reopens). Other failures are counted from failure
     ///   signals, so that a body that both signals and fails counts once.
     /// * cancelled, for a probe: its slot is given back, so another item may probe.
+    ///
+    /// Probes are the items [`admission`](Self::admission) admitted in half-open: without that
+    /// hook in the coordinator (a `defer_on("circuit.open")` alone), no completion is a
+    /// probe, and `observe` never closes a half-open breaker (see the [module
+    /// docs](super)).
     pub fn observe(&self, snapshot: &OperationSnapshot) {
         let probe = self.forget_probe(snapshot.id);
         match &snapshot.state {
