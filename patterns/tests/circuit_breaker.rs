@@ -460,6 +460,45 @@ fn invalid_options_are_typed_errors() {
     assert!(matches!(err, BreakerConfigError::Prefix(_)), "{err}");
 }
 
+/// An open period longer than the default growth cap (5 minutes), with no growth asked for,
+/// used to be refused with `MaxOpenTooShort { open_for: 600s, max_open: 300s }`, a cap the
+/// user never set. It is valid, holds for its whole period, and reopens for it (no growth).
+#[tokio::test(start_paused = true)]
+async fn an_open_period_past_the_default_cap_is_valid_on_its_own() {
+    let sink = SignalSink::default();
+    let breaker = CircuitBreaker::new(
+        &sink,
+        CircuitBreakerOptions::default()
+            .consecutive_failures(1)
+            .open_for(secs(600)),
+    )
+    .unwrap();
+    sink.raise("failure").unwrap();
+    advance(secs(599)).await;
+    assert_eq!(breaker.state(), CircuitState::Open);
+    advance(secs(1)).await;
+    settle().await;
+    assert_eq!(breaker.state(), CircuitState::HalfOpen);
+    sink.raise("failure").unwrap();
+    assert_eq!(breaker.state(), CircuitState::Open);
+    assert_eq!(breaker.open_period(), secs(600));
+    // A cap given with a growth factor must still not be shorter.
+    let err = CircuitBreaker::new(
+        &sink,
+        CircuitBreakerOptions::default()
+            .open_for(secs(600))
+            .backoff(2.0, secs(300)),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        BreakerConfigError::MaxOpenTooShort {
+            open_for: secs(600),
+            max_open: secs(300)
+        }
+    );
+}
+
 /// A prefix that is empty, or starts or ends with a dot, used to be accepted and named the
 /// signals `.open` or `circuit..open` (an empty segment): refused, saying what to give.
 #[test]

@@ -497,7 +497,7 @@ impl Inner {
                         core.open_period.as_secs_f64() * self.options.backoff,
                     )
                     .unwrap_or(Duration::MAX);
-                    let period = grown.min(self.options.max_open);
+                    let period = grown.min(self.options.cap());
                     Some(self.open(&mut core, period))
                 }
             }

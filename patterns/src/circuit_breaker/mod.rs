@@ -38,5 +38,5 @@ mod permit;
 
 pub use admission::BreakerAdmission;
 pub use breaker::{CircuitBreaker, CircuitState, ProbeDecision};
-pub use options::{BreakerConfigError, CircuitBreakerOptions, Trip};
+pub use options::{BreakerConfigError, CircuitBreakerOptions, DEFAULT_MAX_OPEN, Trip};
 pub use permit::{BreakerPermit, CircuitOpen};

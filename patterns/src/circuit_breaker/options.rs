@@ -19,12 +19,18 @@ pub enum Trip {
     Consecutive(usize),
 }
 
+/// The cap on a growing open period when [`CircuitBreakerOptions::backoff`] is not called
+/// (5 minutes), or `open_for` if that is longer: an `open_for` past it alone is valid.
+pub const DEFAULT_MAX_OPEN: Duration = Duration::from_secs(300);
+
 /// How a [`CircuitBreaker`](super::CircuitBreaker) trips, how long it stays open and how it
 /// probes its way back.
 ///
 /// The defaults: failures are signals matching `failure`; five within 30 s open the breaker
-/// for 30 s (no growth); one probe in half-open, one success closes it; signals are named
-/// `circuit.open`, `circuit.half_open`, `circuit.closed`.
+/// for 30 s (no growth; were a growth factor given without a cap, the cap would be
+/// [`DEFAULT_MAX_OPEN`] or `open_for`, whichever is longer); one probe in half-open, one
+/// success closes it; signals are named `circuit.open`, `circuit.half_open`,
+/// `circuit.closed`.
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct CircuitBreakerOptions {
@@ -33,7 +39,8 @@ pub struct CircuitBreakerOptions {
     pub(crate) trip: Trip,
     pub(crate) open_for: Duration,
     pub(crate) backoff: f64,
-    pub(crate) max_open: Duration,
+    /// The cap given with [`CircuitBreakerOptions::backoff`]; `None`: the default cap.
+    pub(crate) max_open: Option<Duration>,
     pub(crate) probes: usize,
     pub(crate) successes_to_close: usize,
     pub(crate) prefix: String,
@@ -50,7 +57,7 @@ impl Default for CircuitBreakerOptions {
             },
             open_for: Duration::from_secs(30),
             backoff: 1.0,
-            max_open: Duration::from_secs(300),
+            max_open: None,
             probes: 1,
             successes_to_close: 1,
             prefix: "circuit".to_owned(),
@@ -89,7 +96,9 @@ impl CircuitBreakerOptions {
         self
     }
 
-    /// How long the breaker stays open the first time (default 30 s).
+    /// How long the breaker stays open the first time (default 30 s). Any non-zero period
+    /// is valid on its own; only a `max_open` given with [`backoff`](Self::backoff) must not
+    /// be shorter.
     pub fn open_for(mut self, period: Duration) -> Self {
         self.open_for = period;
         self
@@ -99,7 +108,7 @@ impl CircuitBreakerOptions {
     /// no growth), up to `max_open`. A success that closes the breaker resets the period.
     pub fn backoff(mut self, factor: f64, max_open: Duration) -> Self {
         self.backoff = factor;
-        self.max_open = max_open;
+        self.max_open = Some(max_open);
         self
     }
 
@@ -141,10 +150,12 @@ impl CircuitBreakerOptions {
         if !self.backoff.is_finite() || self.backoff < 1.0 {
             return Err(BreakerConfigError::Backoff(self.backoff));
         }
-        if self.max_open < self.open_for {
+        if let Some(max_open) = self.max_open
+            && max_open < self.open_for
+        {
             return Err(BreakerConfigError::MaxOpenTooShort {
                 open_for: self.open_for,
-                max_open: self.max_open,
+                max_open,
             });
         }
         if self.probes == 0 {
@@ -181,6 +192,13 @@ impl CircuitBreakerOptions {
                 .map_err(BreakerConfigError::Prefix)?;
         }
         Ok(())
+    }
+
+    /// The longest open period: the `max_open` given with [`backoff`](Self::backoff), else
+    /// [`DEFAULT_MAX_OPEN`] or `open_for`, whichever is longer.
+    pub(crate) fn cap(&self) -> Duration {
+        self.max_open
+            .unwrap_or_else(|| DEFAULT_MAX_OPEN.max(self.open_for))
     }
 }
 
