@@ -516,6 +516,36 @@ async fn invalid_options_are_typed_errors() {
         SignalingOptions::default().slow_after(Duration::ZERO),
     );
     assert_eq!(zero.unwrap_err(), SignalingConfigError::ZeroSlow);
+    // A slow threshold past the timeout could never fire (it used to be accepted); one equal
+    // to it fires for a response ready at the deadline.
+    let never = SignalingLayer::new(
+        &sink,
+        SignalingOptions::default()
+            .timeout(Duration::from_secs(1))
+            .slow_after(Duration::from_secs(2)),
+    );
+    let err = never.unwrap_err();
+    assert_eq!(
+        err,
+        SignalingConfigError::SlowPastTimeout {
+            slow: Duration::from_secs(2),
+            timeout: Duration::from_secs(1)
+        }
+    );
+    assert!(err.to_string().contains("below the timeout"), "{err}");
+    let at_deadline = SignalingLayer::new(
+        &sink,
+        SignalingOptions::default()
+            .timeout(Duration::from_secs(1))
+            .slow_after(Duration::from_secs(1)),
+    )
+    .unwrap()
+    .layer(Downstream::default().service());
+    at_deadline
+        .oneshot(get("http://a/sleep/1000"))
+        .await
+        .unwrap();
+    assert_eq!(sink.count("http.slow"), 1);
     let bad = SignalingLayer::new(&sink, SignalingOptions::default().prefix("has space"));
     assert!(matches!(bad, Err(SignalingConfigError::Prefix(_))));
     // An empty prefix would name the signals `.error.503`, `.timeout`, ...
