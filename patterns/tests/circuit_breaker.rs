@@ -460,6 +460,33 @@ fn invalid_options_are_typed_errors() {
     assert!(matches!(err, BreakerConfigError::Prefix(_)), "{err}");
 }
 
+/// `circuit.open` is held with the open period in `open_for_ms`, as the rustdoc says; the
+/// other transitions are raised events.
+#[tokio::test(start_paused = true)]
+async fn the_open_hold_carries_its_period_and_the_transitions_are_events() {
+    let sink = SignalSink::default();
+    let breaker = CircuitBreaker::new(
+        &sink,
+        CircuitBreakerOptions::default()
+            .consecutive_failures(1)
+            .open_for(Duration::from_millis(2_500)),
+    )
+    .unwrap();
+    sink.raise("failure").unwrap();
+    let open = sink.latest("circuit.open").unwrap();
+    assert!(open.is_held());
+    assert_eq!(
+        open.header("open_for_ms"),
+        Some(&ephemeral::HeaderValue::Int(2_500))
+    );
+    advance(Duration::from_millis(2_500)).await;
+    settle().await;
+    assert!(!sink.has_signal("circuit.open"));
+    assert!(!sink.latest("circuit.half_open").unwrap().is_held());
+    breaker.record_success();
+    assert!(!sink.latest("circuit.closed").unwrap().is_held());
+}
+
 /// An open period longer than the default growth cap (5 minutes), with no growth asked for,
 /// used to be refused with `MaxOpenTooShort { open_for: 600s, max_open: 300s }`, a cap the
 /// user never set. It is valid, holds for its whole period, and reopens for it (no growth).

@@ -56,6 +56,11 @@ pub enum ProbeDecision {
 /// half-open (raising `circuit.half_open`) and admits a bounded number of probes; enough
 /// successes close it (raising `circuit.closed`), a failure reopens it.
 ///
+/// The signals: `circuit.open` is a hold (a condition, live for the whole open period,
+/// exempt from the sink's age and capacity eviction) with an integer header `open_for_ms`,
+/// the length of this open period in milliseconds; `circuit.half_open` and `circuit.closed`
+/// are ordinary raised signals (events that expire with the sink's window).
+///
 /// Failures are seen synchronously through a sink listener: when the N-th failure's `raise`
 /// returns, `circuit.open` is already held. The open-period timer runs on the tokio runtime
 /// the breaker was built in.
