@@ -50,7 +50,9 @@ impl DynamicConcurrencyOptions {
     /// that can match no signal name (`""`, `" , "`, `"a b"`: see [`Pattern::is_empty`]) is
     /// refused ([`DynamicConcurrencyError::EmptyPattern`]), and so is the same pattern for
     /// both ([`DynamicConcurrencyError::SamePattern`]): while both match, the scaler holds
-    /// still, so it would never move.
+    /// still, so it would never move. Patterns that merely overlap are not refused, but a
+    /// signal both match holds the limit still too: with `load.*` to scale up and
+    /// `load.low` down, a live `load.low` never scales down.
     pub fn signals(mut self, up_on: &str, down_on: &str) -> Self {
         self.up_on = up_on.to_owned();
         self.down_on = down_on.to_owned();
