@@ -12,6 +12,12 @@ use super::{CircuitBreaker, ProbeDecision};
 /// admits the configured number of probes and defers the rest until the breaker's state
 /// changes (the deferred items hold no slot). A probe put aside by a later hook in the
 /// coordinator's list keeps its slot and is admitted again when it comes back.
+///
+/// The coordinator's `max_defer` bounds that wait. With `DeferPolicy::Cancel` an item that
+/// waited that long for a probe slot ends `Cancelled(DeferTimeout)`; with `DeferPolicy::Run`
+/// the coordinator starts it anyway, whatever the hook says: beside the probes, not as one
+/// (its outcome closes nothing), so half-open then lets more than `probes` items through.
+/// Pair the hook with `DeferPolicy::Cancel` where the probe bound matters.
 pub struct BreakerAdmission {
     breaker: CircuitBreaker,
 }
