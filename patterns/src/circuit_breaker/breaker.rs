@@ -242,6 +242,11 @@ impl CircuitBreaker {
     }
 
     /// A receiver that sees every state change, for waiting on one.
+    ///
+    /// It is also marked changed, with the same state, when a half-open probe slot is given
+    /// back ([`release_probe`](Self::release_probe), a cancelled probe, a dropped probe
+    /// permit), so that items waiting for a slot wake: compare the state you read with the
+    /// one you had, rather than taking each `changed()` for a transition.
     #[must_use]
     pub fn watch_state(&self) -> watch::Receiver<CircuitState> {
         self.inner.state.subscribe()
