@@ -33,13 +33,11 @@
 //!
 //! ```
 //! # #[cfg(feature = "circuit_breaker")]
-//! # {
-//! use std::time::Duration;
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use ephemeral::SignalSink;
 //! use ephemeral_patterns::circuit_breaker::{CircuitBreaker, CircuitBreakerOptions};
 //!
-//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let sink = SignalSink::default();
 //! let breaker = CircuitBreaker::new(&sink, CircuitBreakerOptions::default())?;
 //! for _ in 0..5 {
@@ -47,9 +45,11 @@
 //! }
 //! // Coordinators with `cancel_on("circuit.open")` now cancel new items without running them.
 //! assert!(sink.has_signal("circuit.open"));
+//! # drop(breaker);
 //! # Ok(())
 //! # }
-//! # }
+//! # // Without the feature there is nothing to show; with it, `main` above runs (a block
+//! # // around it would make rustdoc wrap everything in a function that never calls it).
 //! # #[cfg(not(feature = "circuit_breaker"))]
 //! # fn main() {}
 //! ```

@@ -290,6 +290,31 @@ async fn dropping_the_limiter_detaches_its_listener() {
     assert_eq!(sink.stats().listeners, before);
 }
 
+/// A base rate under one per second, with no minimum given, used to be refused
+/// (`Rates { rate: 0.5, min_rate: 1.0 }`, "min <= rate": a default minimum the user never
+/// set). It is valid: it paces at its rate, and a throttle pauses without cutting below it;
+/// a minimum given with `decrease` still lets the rate be cut.
+#[tokio::test(start_paused = true)]
+async fn a_base_rate_under_one_per_second_is_valid_on_its_own() {
+    let sink = SignalSink::default();
+    let slow = limiter(&sink, 0.5);
+    slow.acquire().await;
+    assert_eq!(slow.try_acquire(), Err(Duration::from_secs(2)));
+    sink.raise("rate-limit:1s").unwrap();
+    assert_eq!(slow.current_rate(), 0.5);
+    assert_eq!(slow.paused_for(), Some(Duration::from_secs(1)));
+
+    let cut = AdaptiveRate::new(
+        &sink,
+        AdaptiveRateOptions::default()
+            .rate_per_second(0.5)
+            .decrease(0.5, 0.1),
+    )
+    .unwrap();
+    sink.raise("rate-limit:1s").unwrap();
+    assert_eq!(cut.current_rate(), 0.25);
+}
+
 #[test]
 fn invalid_options_are_typed_errors() {
     let rt = tokio::runtime::Builder::new_current_thread()

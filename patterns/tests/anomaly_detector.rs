@@ -163,6 +163,55 @@ fn invalid_settings_are_typed_errors() {
     );
 }
 
+/// A pattern that can match no name used to be accepted, and the detector never detected
+/// anything: refused, naming the pattern.
+#[test]
+fn a_pattern_matching_no_name_is_refused() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let sink = SignalSink::default();
+    for pattern in ["", " , ", "a b"] {
+        let err =
+            AnomalyDetector::new(&sink, pattern, 1, Duration::from_secs(1), "anomaly").unwrap_err();
+        assert_eq!(
+            err,
+            AnomalyError::EmptyPattern {
+                pattern: pattern.to_owned()
+            }
+        );
+        assert!(err.to_string().contains("matches no signal name"), "{err}");
+    }
+}
+
+/// A prefix that is empty, or starts or ends with a dot, used to be accepted and named the
+/// signals `.detected` or `anomaly..detected`: refused, saying what to give.
+#[test]
+fn an_empty_or_dotted_prefix_is_refused() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let sink = SignalSink::default();
+    let window = Duration::from_secs(1);
+    assert_eq!(
+        AnomalyDetector::new(&sink, "e", 1, window, "").unwrap_err(),
+        AnomalyError::EmptyPrefix
+    );
+    for prefix in ["anomaly.", ".anomaly", "."] {
+        let err = AnomalyDetector::new(&sink, "e", 1, window, prefix).unwrap_err();
+        assert_eq!(err, AnomalyError::PrefixDot(prefix.to_owned()));
+        assert!(err.to_string().contains("give the segments alone"), "{err}");
+    }
+    let detector = AnomalyDetector::new(&sink, "e", 1, window, "db.anomaly").unwrap();
+    sink.raise("e").unwrap();
+    assert!(detector.is_active());
+    assert!(sink.has_signal("db.anomaly.detected"));
+}
+
 /// A storm of arrivals while active moves the clearing instant of one timer; it does not
 /// start a timer task per arrival (it used to: 10,000 signals left 10,000 sleeping tasks for
 /// the whole window).

@@ -94,6 +94,22 @@ fn invalid_settings_are_typed_errors() {
     assert_eq!(err, BackpressureError::EmptyName);
 }
 
+/// A name that starts or ends with a dot used to be accepted and held `backpressure.db.` or
+/// `backpressure..db`, which an upstream's `defer_on("backpressure.db")` never matches:
+/// refused, saying what to give.
+#[test]
+fn a_name_starting_or_ending_with_a_dot_is_refused() {
+    let sink = SignalSink::default();
+    for name in ["db.", ".db", "."] {
+        let err = Backpressure::new(&sink, name, 5, 1).unwrap_err();
+        assert_eq!(err, BackpressureError::NameDot(name.to_owned()));
+        assert!(err.to_string().contains("give the segments alone"), "{err}");
+    }
+    let pressure = Backpressure::new(&sink, "db.orders", 5, 1).unwrap();
+    pressure.update(6);
+    assert!(sink.has_signal("backpressure.db.orders"));
+}
+
 /// A sink that refuses the hold (its `max_holds` reached) does not change the throttled
 /// state; the refusal is reported, and the next report while throttled asks again.
 #[test]

@@ -460,6 +460,146 @@ fn invalid_options_are_typed_errors() {
     assert!(matches!(err, BreakerConfigError::Prefix(_)), "{err}");
 }
 
+/// `circuit.open` is held with the open period in `open_for_ms`, as the rustdoc says; the
+/// other transitions are raised events.
+#[tokio::test(start_paused = true)]
+async fn the_open_hold_carries_its_period_and_the_transitions_are_events() {
+    let sink = SignalSink::default();
+    let breaker = CircuitBreaker::new(
+        &sink,
+        CircuitBreakerOptions::default()
+            .consecutive_failures(1)
+            .open_for(Duration::from_millis(2_500)),
+    )
+    .unwrap();
+    sink.raise("failure").unwrap();
+    let open = sink.latest("circuit.open").unwrap();
+    assert!(open.is_held());
+    assert_eq!(
+        open.header("open_for_ms"),
+        Some(&ephemeral::HeaderValue::Int(2_500))
+    );
+    advance(Duration::from_millis(2_500)).await;
+    settle().await;
+    assert!(!sink.has_signal("circuit.open"));
+    assert!(!sink.latest("circuit.half_open").unwrap().is_held());
+    breaker.record_success();
+    assert!(!sink.latest("circuit.closed").unwrap().is_held());
+}
+
+/// An open period longer than the default growth cap (5 minutes), with no growth asked for,
+/// used to be refused with `MaxOpenTooShort { open_for: 600s, max_open: 300s }`, a cap the
+/// user never set. It is valid, holds for its whole period, and reopens for it (no growth).
+#[tokio::test(start_paused = true)]
+async fn an_open_period_past_the_default_cap_is_valid_on_its_own() {
+    let sink = SignalSink::default();
+    let breaker = CircuitBreaker::new(
+        &sink,
+        CircuitBreakerOptions::default()
+            .consecutive_failures(1)
+            .open_for(secs(600)),
+    )
+    .unwrap();
+    sink.raise("failure").unwrap();
+    advance(secs(599)).await;
+    assert_eq!(breaker.state(), CircuitState::Open);
+    advance(secs(1)).await;
+    settle().await;
+    assert_eq!(breaker.state(), CircuitState::HalfOpen);
+    sink.raise("failure").unwrap();
+    assert_eq!(breaker.state(), CircuitState::Open);
+    assert_eq!(breaker.open_period(), secs(600));
+    // A cap given with a growth factor must still not be shorter.
+    let err = CircuitBreaker::new(
+        &sink,
+        CircuitBreakerOptions::default()
+            .open_for(secs(600))
+            .backoff(2.0, secs(300)),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        BreakerConfigError::MaxOpenTooShort {
+            open_for: secs(600),
+            max_open: secs(300)
+        }
+    );
+}
+
+/// A prefix that is empty, or starts or ends with a dot, used to be accepted and named the
+/// signals `.open` or `circuit..open` (an empty segment): refused, saying what to give.
+#[test]
+fn an_empty_or_dotted_signal_prefix_is_refused() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let sink = SignalSink::default();
+    let err =
+        CircuitBreaker::new(&sink, CircuitBreakerOptions::default().signal_prefix("")).unwrap_err();
+    assert_eq!(err, BreakerConfigError::EmptyPrefix);
+    for prefix in ["circuit.", ".circuit", "."] {
+        let err = CircuitBreaker::new(
+            &sink,
+            CircuitBreakerOptions::default().signal_prefix(prefix),
+        )
+        .unwrap_err();
+        assert_eq!(err, BreakerConfigError::PrefixDot(prefix.to_owned()));
+        assert!(err.to_string().contains("give the segments alone"), "{err}");
+    }
+    // Inner dots are segments of their own.
+    let breaker = CircuitBreaker::new(
+        &sink,
+        CircuitBreakerOptions::default()
+            .signal_prefix("db.circuit")
+            .consecutive_failures(1),
+    )
+    .unwrap();
+    breaker.trip();
+    assert!(sink.has_signal("db.circuit.open"));
+}
+
+/// A failure or success pattern that can match no signal name would leave the breaker deaf
+/// (it used to be accepted, and the breaker then never opened): refused by name.
+#[test]
+fn a_pattern_matching_no_name_is_refused() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let sink = SignalSink::default();
+    for pattern in ["", " , ", "a b"] {
+        let err = CircuitBreaker::new(&sink, CircuitBreakerOptions::default().failure_on(pattern))
+            .unwrap_err();
+        assert_eq!(
+            err,
+            BreakerConfigError::EmptyFailurePattern {
+                pattern: pattern.to_owned()
+            }
+        );
+        assert!(err.to_string().contains("failure pattern"), "{err}");
+        let err = CircuitBreaker::new(&sink, CircuitBreakerOptions::default().success_on(pattern))
+            .unwrap_err();
+        assert_eq!(
+            err,
+            BreakerConfigError::EmptySuccessPattern {
+                pattern: pattern.to_owned()
+            }
+        );
+        assert!(err.to_string().contains("record_success"), "{err}");
+    }
+    // A pattern with one usable alternative is fine.
+    let _breaker = CircuitBreaker::new(
+        &sink,
+        CircuitBreakerOptions::default()
+            .failure_on("a b,error.*")
+            .success_on("ok"),
+    )
+    .unwrap();
+}
+
 #[test]
 fn outside_a_runtime_is_a_typed_error() {
     let sink = SignalSink::default();

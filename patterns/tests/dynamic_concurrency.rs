@@ -113,6 +113,50 @@ async fn invalid_settings_are_typed_errors() {
     );
 }
 
+/// Patterns that could never move the limit used to be accepted, and the scaler sat still
+/// whatever was raised: one that matches no name, or the same one both ways (both match at
+/// once, which holds still). Refused, naming the pattern.
+#[tokio::test(start_paused = true)]
+async fn patterns_that_could_never_move_the_limit_are_refused() {
+    let sink = SignalSink::default();
+    let c = coordinator(&sink, 2);
+    for pattern in ["", " , ", "a b"] {
+        let err = DynamicConcurrency::start(
+            &c,
+            DynamicConcurrencyOptions::new(1, 4).signals(pattern, "load.low"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            DynamicConcurrencyError::EmptyPattern {
+                direction: "up",
+                pattern: pattern.to_owned()
+            }
+        );
+        assert!(err.to_string().contains("never move up"), "{err}");
+        let err = DynamicConcurrency::start(
+            &c,
+            DynamicConcurrencyOptions::new(1, 4).signals("load.high", pattern),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            DynamicConcurrencyError::EmptyPattern {
+                direction: "down",
+                pattern: pattern.to_owned()
+            }
+        );
+    }
+    let err = DynamicConcurrency::start(
+        &c,
+        DynamicConcurrencyOptions::new(1, 4).signals("load", "load"),
+    )
+    .unwrap_err();
+    assert_eq!(err, DynamicConcurrencyError::SamePattern("load".to_owned()));
+    assert!(err.to_string().contains("give two patterns"), "{err}");
+    assert_eq!(c.max_concurrency(), 2);
+}
+
 /// A coordinator that starts above `max` is never moved further out, nor up: load.high
 /// leaves it, load.low steps it down towards the bounds and then within them.
 #[tokio::test(start_paused = true)]

@@ -435,6 +435,40 @@ async fn a_probe_that_times_out_reopens_and_a_dropped_probe_frees_its_slot() {
     assert_eq!(breaker.times_opened(), 2);
 }
 
+/// A call whose future is dropped before it ends (an outer timeout, a caller that gave up)
+/// used to vanish from the stats: counted in `calls` and in no outcome. It is counted as
+/// abandoned, once, and raises nothing; a call that ended (answered, timed out) is not.
+#[tokio::test(start_paused = true)]
+async fn a_call_dropped_before_it_ends_is_counted_as_abandoned() {
+    let sink = SignalSink::default();
+    let options = SignalingOptions::default().timeout(Duration::from_secs(1));
+    let layer = SignalingLayer::new(&sink, options).unwrap();
+    let mut client = layer.layer(Downstream::default().service());
+    client.ready().await.unwrap();
+    let mut call = Box::pin(client.call(get("http://a/sleep/500")));
+    assert!(futures::poll!(call.as_mut()).is_pending());
+    drop(call);
+    // Never polled at all: abandoned too.
+    client.ready().await.unwrap();
+    drop(client.call(get("http://a/")));
+    client.clone().oneshot(get("http://a/")).await.unwrap();
+    let timed_out = client.clone().oneshot(get("http://a/sleep/5000")).await;
+    assert!(timed_out.unwrap_err().is_timeout());
+    let stats = layer.stats();
+    assert_eq!(
+        (
+            stats.calls,
+            stats.responses,
+            stats.timeouts,
+            stats.abandoned
+        ),
+        (4, 1, 1, 2)
+    );
+    // The timeout's signal, and nothing for the abandoned calls.
+    assert_eq!(sink.count("*"), 1);
+    assert!(sink.has_signal("http.timeout"));
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_probe_answered_with_a_client_error_still_closes() {
     let sink = SignalSink::default();
@@ -482,6 +516,36 @@ async fn invalid_options_are_typed_errors() {
         SignalingOptions::default().slow_after(Duration::ZERO),
     );
     assert_eq!(zero.unwrap_err(), SignalingConfigError::ZeroSlow);
+    // A slow threshold past the timeout could never fire (it used to be accepted); one equal
+    // to it fires for a response ready at the deadline.
+    let never = SignalingLayer::new(
+        &sink,
+        SignalingOptions::default()
+            .timeout(Duration::from_secs(1))
+            .slow_after(Duration::from_secs(2)),
+    );
+    let err = never.unwrap_err();
+    assert_eq!(
+        err,
+        SignalingConfigError::SlowPastTimeout {
+            slow: Duration::from_secs(2),
+            timeout: Duration::from_secs(1)
+        }
+    );
+    assert!(err.to_string().contains("below the timeout"), "{err}");
+    let at_deadline = SignalingLayer::new(
+        &sink,
+        SignalingOptions::default()
+            .timeout(Duration::from_secs(1))
+            .slow_after(Duration::from_secs(1)),
+    )
+    .unwrap()
+    .layer(Downstream::default().service());
+    at_deadline
+        .oneshot(get("http://a/sleep/1000"))
+        .await
+        .unwrap();
+    assert_eq!(sink.count("http.slow"), 1);
     let bad = SignalingLayer::new(&sink, SignalingOptions::default().prefix("has space"));
     assert!(matches!(bad, Err(SignalingConfigError::Prefix(_))));
     // An empty prefix would name the signals `.error.503`, `.timeout`, ...

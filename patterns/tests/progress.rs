@@ -178,6 +178,19 @@ fn invalid_settings_are_typed_errors() {
     );
 }
 
+/// A name that starts or ends with a dot used to be accepted, and the stream reported as
+/// `progress.report..done`, which a reader of `progress.report.done` never sees: refused.
+#[test]
+fn a_name_starting_or_ending_with_a_dot_is_refused() {
+    let sink = SignalSink::default();
+    for name in ["report.", ".report", "."] {
+        let err = Progress::new(chunks(&[]), &sink, name, None).unwrap_err();
+        assert_eq!(err, ProgressError::NameDot(name.to_owned()));
+        assert!(err.to_string().contains("give the segments alone"), "{err}");
+    }
+    assert!(Progress::new(chunks(&[]), &sink, "exports.report", None).is_ok());
+}
+
 /// A sink that takes no header still gets `done` and `failed` (without their header): the
 /// signals a reader waits for are never lost to the header limit.
 #[tokio::test(start_paused = true)]

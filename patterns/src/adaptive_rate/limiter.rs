@@ -18,7 +18,9 @@ const LONGEST_PAUSE: Duration = Duration::from_secs(86_400 * 365 * 30);
 /// Settings of an [`AdaptiveRate`].
 ///
 /// Defaults: 100 per second, burst 1, listening to every signal (`*`), decrease factor 0.5,
-/// minimum 1 per second, recovery ×1.5 every second.
+/// minimum 1 per second (or the base rate, if that is lower: a base rate under 1 per second
+/// is valid on its own, and its throttles then pause without cutting the rate unless
+/// [`decrease`](Self::decrease) gives a lower minimum), recovery ×1.5 every second.
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct AdaptiveRateOptions {
@@ -26,7 +28,8 @@ pub struct AdaptiveRateOptions {
     burst: u32,
     pattern: String,
     decrease: f64,
-    min_rate: f64,
+    /// The minimum given with [`AdaptiveRateOptions::decrease`]; `None`: the default one.
+    min_rate: Option<f64>,
     recover_factor: f64,
     recover_every: Duration,
 }
@@ -38,7 +41,7 @@ impl Default for AdaptiveRateOptions {
             burst: 1,
             pattern: "*".to_owned(),
             decrease: 0.5,
-            min_rate: 1.0,
+            min_rate: None,
             recover_factor: 1.5,
             recover_every: Duration::from_secs(1),
         }
@@ -59,7 +62,8 @@ impl AdaptiveRateOptions {
     }
 
     /// Which signals are read for `rate-limit:<duration>` or a `retry-after` header (default
-    /// `*`; narrow it, e.g. to `*rate-limit*,http.429`, to spare the listener on busy sinks).
+    /// `*`; narrow it, e.g. to `*rate-limit*,http.error.429`, the name the `http` pattern
+    /// gives a 429, to spare the listener on busy sinks).
     /// A pattern that can match no name (`""`, `" , "`) is refused when the limiter is built
     /// ([`AdaptiveRateError::EmptyPattern`]).
     pub fn listen_on(mut self, pattern: &str) -> Self {
@@ -71,7 +75,7 @@ impl AdaptiveRateOptions {
     /// below `min_rate` per second.
     pub fn decrease(mut self, factor: f64, min_rate: f64) -> Self {
         self.decrease = factor;
-        self.min_rate = min_rate;
+        self.min_rate = Some(min_rate);
         self
     }
 
@@ -83,20 +87,27 @@ impl AdaptiveRateOptions {
         self
     }
 
+    /// The floor no cut goes below: the minimum given with [`decrease`](Self::decrease),
+    /// else 1 per second or the base rate, whichever is lower.
+    fn floor(&self) -> f64 {
+        self.min_rate.unwrap_or_else(|| 1.0_f64.min(self.rate))
+    }
+
     fn validate(&self) -> Result<(), AdaptiveRateError> {
         let positive = |x: f64| x.is_finite() && x > 0.0;
-        if !positive(self.rate) || !positive(self.min_rate) || self.min_rate > self.rate {
+        let min_rate = self.floor();
+        if !positive(self.rate) || !positive(min_rate) || min_rate > self.rate {
             return Err(AdaptiveRateError::Rates {
                 rate: self.rate,
-                min_rate: self.min_rate,
+                min_rate,
             });
         }
         // At least one start per 1000 days keeps every interval well inside tokio's clock;
         // at most 1e9 per second is what the GCRA resolves (one nanosecond apart).
-        if self.min_rate < 1.0 / 86_400_000.0 || self.rate > 1e9 {
+        if min_rate < 1.0 / 86_400_000.0 || self.rate > 1e9 {
             return Err(AdaptiveRateError::Rates {
                 rate: self.rate,
-                min_rate: self.min_rate,
+                min_rate,
             });
         }
         if self.burst == 0 {
@@ -156,7 +167,7 @@ pub enum AdaptiveRateError {
     /// The `listen_on` pattern can match no signal name (`""`, `" , "`, `"a b"`: see
     /// [`Pattern::is_empty`]), so no signal would ever slow the limiter.
     #[error(
-        "listen_on pattern `{pattern}` matches no signal name, so no rate-limit signal would ever be heard: give a pattern such as `*rate-limit*,http.429` (or leave the default `*`)"
+        "listen_on pattern `{pattern}` matches no signal name, so no rate-limit signal would ever be heard: give a pattern such as `*rate-limit*,http.error.429` (or leave the default `*`)"
     )]
     EmptyPattern {
         /// The pattern given.
@@ -236,7 +247,7 @@ impl AdaptiveRate {
         let gcra = GcraLimiter::new(options.rate, options.burst).map_err(|_| {
             AdaptiveRateError::Rates {
                 rate: options.rate,
-                min_rate: options.min_rate,
+                min_rate: options.floor(),
             }
         })?;
         let inner = Arc::new(Inner {
@@ -346,7 +357,7 @@ impl AdaptiveRate {
         // A usable rate below the minimum runs at the minimum, the floor no cut goes below
         // either; a rate that is not positive (or NaN) goes through to be refused.
         let rate = if per_second > 0.0 {
-            per_second.max(self.inner.options.min_rate)
+            per_second.max(self.inner.options.floor())
         } else {
             per_second
         };
@@ -425,7 +436,7 @@ impl Inner {
         let mut state = lock(&self.state);
         self.recover(&mut state, now);
         state.throttles += 1;
-        state.current = (state.current * self.options.decrease).max(self.options.min_rate);
+        state.current = (state.current * self.options.decrease).max(self.options.floor());
         Self::apply(&state);
         // Capped, so that no pause overflows the clock (`Duration::MAX` would, and a pause
         // lost to the overflow let everything through) and a longer pause never ends sooner

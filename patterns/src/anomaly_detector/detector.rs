@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
-use ephemeral::{Hold, Listener, Name, NameError, RaiseError, SignalSink};
+use ephemeral::{Hold, Listener, Name, NameError, Pattern, RaiseError, SignalSink};
 use tokio::runtime::Handle;
 use tokio::time::Instant;
 
@@ -21,6 +21,24 @@ pub enum AnomalyError {
         "the anomaly threshold is 0: use at least 1 (that many signals within the window are an anomaly)"
     )]
     ZeroThreshold,
+    /// The pattern can match no signal name (`""`, `" , "`, `"a b"`: see
+    /// [`Pattern::is_empty`]), so no anomaly would ever be detected.
+    #[error(
+        "pattern `{pattern}` matches no signal name, so no anomaly would ever be detected: give a pattern such as `error.*`"
+    )]
+    EmptyPattern {
+        /// The pattern given.
+        pattern: String,
+    },
+    /// The prefix was empty: the names would start with a dot (`.detected`).
+    #[error("the anomaly prefix is empty: give one, such as `anomaly`")]
+    EmptyPrefix,
+    /// The prefix starts or ends with a dot (`anomaly.`, `.anomaly`): the names would hold
+    /// an empty segment (`anomaly..detected`). The dot after the prefix is added.
+    #[error(
+        "the anomaly prefix `{0}` starts or ends with a dot, which would leave an empty segment (`anomaly..detected`): give the segments alone, such as `anomaly` or `db.anomaly`"
+    )]
+    PrefixDot(String),
     /// The prefix does not make valid names.
     #[error("the anomaly prefix does not make valid signal names: {0}")]
     Prefix(#[source] NameError),
@@ -99,8 +117,9 @@ impl AnomalyDetector {
     ///
     /// # Errors
     ///
-    /// [`AnomalyError`] for a zero window or threshold, a prefix that does not make valid
-    /// names, or outside a tokio runtime.
+    /// [`AnomalyError`] for a zero window or threshold, a pattern that can match no signal
+    /// name ([`AnomalyError::EmptyPattern`]), a prefix that is empty, starts or ends with a
+    /// dot or does not make valid names, or outside a tokio runtime.
     pub fn new(
         sink: &SignalSink,
         pattern: &str,
@@ -113,6 +132,19 @@ impl AnomalyDetector {
         }
         if threshold == 0 {
             return Err(AnomalyError::ZeroThreshold);
+        }
+        // A detector that can hear nothing is a mistake (a typo, an unset variable), not a
+        // quiet detector: refused, as a watcher's pattern is.
+        if Pattern::new(pattern).is_empty() {
+            return Err(AnomalyError::EmptyPattern {
+                pattern: pattern.to_owned(),
+            });
+        }
+        if prefix.is_empty() {
+            return Err(AnomalyError::EmptyPrefix);
+        }
+        if prefix.starts_with('.') || prefix.ends_with('.') {
+            return Err(AnomalyError::PrefixDot(prefix.to_owned()));
         }
         let name =
             |suffix: &str| Name::new(&format!("{prefix}.{suffix}")).map_err(AnomalyError::Prefix);

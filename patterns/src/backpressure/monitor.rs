@@ -77,6 +77,13 @@ impl Backpressure {
 
     /// Starts keeping this backpressure in step with `downstream`'s pending count.
     ///
+    /// The high watermark must be below the downstream's `max_pending` (1024 by default):
+    /// its pending count never passes `max_pending` (an `enqueue` waits for room instead),
+    /// so with `high` at or above it the condition is never held and the upstream is never
+    /// throttled. The reactive fan-out (`reactive_fanout` feature) refuses such
+    /// a watermark; the monitor cannot check it, since a coordinator handle does not tell
+    /// its `max_pending`.
+    ///
     /// # Errors
     ///
     /// [`super::BackpressureError::NoRuntime`] outside a tokio runtime.

@@ -46,6 +46,10 @@ impl Backpressure {
     /// the reporter's own state, so the upstream is throttled even when the sink refuses the
     /// hold (for example with its `max_holds` reached).
     ///
+    /// The upstream's `max_defer` bounds the wait: under `DeferPolicy::Run` (core's rule) an
+    /// item held that long starts although the reporter is still throttled; under
+    /// `DeferPolicy::Cancel` it ends `Cancelled(DeferTimeout)`.
+    ///
     /// # Examples
     ///
     /// ```

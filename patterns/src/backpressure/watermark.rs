@@ -79,6 +79,13 @@ pub enum BackpressureError {
         "the backpressure name is empty: name what is under pressure, such as `db` for `backpressure.db`"
     )]
     EmptyName,
+    /// The name starts or ends with a dot (`db.`, `.db`): the hold would hold an empty
+    /// segment (`backpressure.db.`, `backpressure..db`). The dot after `backpressure` is
+    /// added; inner dots are fine (`db.orders`).
+    #[error(
+        "the backpressure name `{0}` starts or ends with a dot, which would leave an empty segment (`backpressure..db`): give the segments alone, such as `db` or `db.orders`"
+    )]
+    NameDot(String),
     /// The watermarks were in the wrong order or the low one was zero.
     #[error(
         "watermarks low {low}, high {high}: the low watermark must be at least 1 and at most the high one"
@@ -100,8 +107,8 @@ impl Backpressure {
     ///
     /// # Errors
     ///
-    /// [`BackpressureError`] when the name is empty or invalid, `low` is 0 (the hold could never be
-    /// released), or `low > high`.
+    /// [`BackpressureError`] when the name is empty, starts or ends with a dot, or is invalid,
+    /// `low` is 0 (the hold could never be released), or `low > high`.
     pub fn new(
         sink: &SignalSink,
         name: &str,
@@ -113,6 +120,9 @@ impl Backpressure {
         }
         if name.is_empty() {
             return Err(BackpressureError::EmptyName);
+        }
+        if name.starts_with('.') || name.ends_with('.') {
+            return Err(BackpressureError::NameDot(name.to_owned()));
         }
         let name = Name::new(&format!("backpressure.{name}")).map_err(BackpressureError::Name)?;
         Ok(Self {

@@ -12,6 +12,12 @@ use super::{CircuitBreaker, ProbeDecision};
 /// admits the configured number of probes and defers the rest until the breaker's state
 /// changes (the deferred items hold no slot). A probe put aside by a later hook in the
 /// coordinator's list keeps its slot and is admitted again when it comes back.
+///
+/// The coordinator's `max_defer` bounds that wait. With `DeferPolicy::Cancel` an item that
+/// waited that long for a probe slot ends `Cancelled(DeferTimeout)`; with `DeferPolicy::Run`
+/// the coordinator starts it anyway, whatever the hook says: beside the probes, not as one
+/// (its outcome closes nothing), so half-open then lets more than `probes` items through.
+/// Pair the hook with `DeferPolicy::Cancel` where the probe bound matters.
 pub struct BreakerAdmission {
     breaker: CircuitBreaker,
 }
@@ -61,6 +67,11 @@ impl CircuitBreaker {
     /// * failed, for a probe: a failure (reopens). Other failures are counted from failure
     ///   signals, so that a body that both signals and fails counts once.
     /// * cancelled, for a probe: its slot is given back, so another item may probe.
+    ///
+    /// Probes are the items [`admission`](Self::admission) admitted in half-open: without that
+    /// hook in the coordinator (a `defer_on("circuit.open")` alone), no completion is a
+    /// probe, and `observe` never closes a half-open breaker (see the [module
+    /// docs](super)).
     pub fn observe(&self, snapshot: &OperationSnapshot) {
         let probe = self.forget_probe(snapshot.id);
         match &snapshot.state {

@@ -56,6 +56,11 @@ pub enum ProbeDecision {
 /// half-open (raising `circuit.half_open`) and admits a bounded number of probes; enough
 /// successes close it (raising `circuit.closed`), a failure reopens it.
 ///
+/// The signals: `circuit.open` is a hold (a condition, live for the whole open period,
+/// exempt from the sink's age and capacity eviction) with an integer header `open_for_ms`,
+/// the length of this open period in milliseconds; `circuit.half_open` and `circuit.closed`
+/// are ordinary raised signals (events that expire with the sink's window).
+///
 /// Failures are seen synchronously through a sink listener: when the N-th failure's `raise`
 /// returns, `circuit.open` is already held. The open-period timer runs on the tokio runtime
 /// the breaker was built in.
@@ -237,6 +242,11 @@ impl CircuitBreaker {
     }
 
     /// A receiver that sees every state change, for waiting on one.
+    ///
+    /// It is also marked changed, with the same state, when a half-open probe slot is given
+    /// back ([`release_probe`](Self::release_probe), a cancelled probe, a dropped probe
+    /// permit), so that items waiting for a slot wake: compare the state you read with the
+    /// one you had, rather than taking each `changed()` for a transition.
     #[must_use]
     pub fn watch_state(&self) -> watch::Receiver<CircuitState> {
         self.inner.state.subscribe()
@@ -497,7 +507,7 @@ impl Inner {
                         core.open_period.as_secs_f64() * self.options.backoff,
                     )
                     .unwrap_or(Duration::MAX);
-                    let period = grown.min(self.options.max_open);
+                    let period = grown.min(self.options.cap());
                     Some(self.open(&mut core, period))
                 }
             }

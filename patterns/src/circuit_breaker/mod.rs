@@ -16,6 +16,15 @@
 //! raise signals); here any body, listener or caller can, and the breaker sees each one
 //! synchronously. Reading [`CircuitBreaker::state`] never changes it.
 //!
+//! Only the breaker's own gates bound the probes: [`CircuitBreaker::admission`] (a
+//! coordinator's hook, paired with [`CircuitBreaker::observe`] in its `on_finalized`) and
+//! [`CircuitBreaker::try_acquire`]. With `cancel_on` or `defer_on` alone, the hold's release
+//! lets every item through at once, none of them is a probe, and so `observe` never closes
+//! the breaker: it stays half-open (where a single failure reopens it, with backoff) until a
+//! success is reported some other way — a signal matching
+//! [`success_on`](CircuitBreakerOptions::success_on), or
+//! [`record_success`](CircuitBreaker::record_success).
+//!
 //! Calls that are not coordinator operations (a client middleware, a hand-written loop) ask
 //! with [`CircuitBreaker::try_acquire`] and report through the [`BreakerPermit`] it grants.
 //!
@@ -29,5 +38,5 @@ mod permit;
 
 pub use admission::BreakerAdmission;
 pub use breaker::{CircuitBreaker, CircuitState, ProbeDecision};
-pub use options::{BreakerConfigError, CircuitBreakerOptions, Trip};
+pub use options::{BreakerConfigError, CircuitBreakerOptions, DEFAULT_MAX_OPEN, Trip};
 pub use permit::{BreakerPermit, CircuitOpen};

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use ephemeral::NameError;
+use ephemeral::{NameError, Pattern};
 
 /// When a closed breaker opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,12 +19,18 @@ pub enum Trip {
     Consecutive(usize),
 }
 
+/// The cap on a growing open period when [`CircuitBreakerOptions::backoff`] is not called
+/// (5 minutes), or `open_for` if that is longer: an `open_for` past it alone is valid.
+pub const DEFAULT_MAX_OPEN: Duration = Duration::from_secs(300);
+
 /// How a [`CircuitBreaker`](super::CircuitBreaker) trips, how long it stays open and how it
 /// probes its way back.
 ///
 /// The defaults: failures are signals matching `failure`; five within 30 s open the breaker
-/// for 30 s (no growth); one probe in half-open, one success closes it; signals are named
-/// `circuit.open`, `circuit.half_open`, `circuit.closed`.
+/// for 30 s (no growth; were a growth factor given without a cap, the cap would be
+/// [`DEFAULT_MAX_OPEN`] or `open_for`, whichever is longer); one probe in half-open, one
+/// success closes it; signals are named `circuit.open`, `circuit.half_open`,
+/// `circuit.closed`.
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct CircuitBreakerOptions {
@@ -33,7 +39,8 @@ pub struct CircuitBreakerOptions {
     pub(crate) trip: Trip,
     pub(crate) open_for: Duration,
     pub(crate) backoff: f64,
-    pub(crate) max_open: Duration,
+    /// The cap given with [`CircuitBreakerOptions::backoff`]; `None`: the default cap.
+    pub(crate) max_open: Option<Duration>,
     pub(crate) probes: usize,
     pub(crate) successes_to_close: usize,
     pub(crate) prefix: String,
@@ -50,7 +57,7 @@ impl Default for CircuitBreakerOptions {
             },
             open_for: Duration::from_secs(30),
             backoff: 1.0,
-            max_open: Duration::from_secs(300),
+            max_open: None,
             probes: 1,
             successes_to_close: 1,
             prefix: "circuit".to_owned(),
@@ -60,14 +67,18 @@ impl Default for CircuitBreakerOptions {
 
 impl CircuitBreakerOptions {
     /// Signals matching this pattern count as failures (default `failure`). The breaker's own
-    /// signals never count, even if the pattern matches them.
+    /// signals never count, even if the pattern matches them. A pattern that can match no
+    /// signal name (`""`, `" , "`, `"a b"`: see [`Pattern::is_empty`]) is refused
+    /// ([`BreakerConfigError::EmptyFailurePattern`]): the breaker would never open.
     pub fn failure_on(mut self, pattern: &str) -> Self {
         self.failure_pattern = pattern.to_owned();
         self
     }
 
     /// Signals matching this pattern count as successes (default: none; successes are then
-    /// reported with [`record_success`](super::CircuitBreaker::record_success)).
+    /// reported with [`record_success`](super::CircuitBreaker::record_success)). A pattern
+    /// that can match no signal name is refused ([`BreakerConfigError::EmptySuccessPattern`]);
+    /// to count no success signal, leave this option out.
     pub fn success_on(mut self, pattern: &str) -> Self {
         self.success_pattern = Some(pattern.to_owned());
         self
@@ -85,7 +96,9 @@ impl CircuitBreakerOptions {
         self
     }
 
-    /// How long the breaker stays open the first time (default 30 s).
+    /// How long the breaker stays open the first time (default 30 s). Any non-zero period
+    /// is valid on its own; only a `max_open` given with [`backoff`](Self::backoff) must not
+    /// be shorter.
     pub fn open_for(mut self, period: Duration) -> Self {
         self.open_for = period;
         self
@@ -95,7 +108,7 @@ impl CircuitBreakerOptions {
     /// no growth), up to `max_open`. A success that closes the breaker resets the period.
     pub fn backoff(mut self, factor: f64, max_open: Duration) -> Self {
         self.backoff = factor;
-        self.max_open = max_open;
+        self.max_open = Some(max_open);
         self
     }
 
@@ -108,7 +121,9 @@ impl CircuitBreakerOptions {
     }
 
     /// The first segments of the breaker's signal names (default `circuit`, giving
-    /// `circuit.open`, `circuit.half_open`, `circuit.closed`).
+    /// `circuit.open`, `circuit.half_open`, `circuit.closed`). An empty prefix is refused
+    /// ([`BreakerConfigError::EmptyPrefix`]), and so is one that starts or ends with a dot
+    /// ([`BreakerConfigError::PrefixDot`]): the dot after it is added.
     pub fn signal_prefix(mut self, prefix: &str) -> Self {
         self.prefix = prefix.to_owned();
         self
@@ -135,10 +150,12 @@ impl CircuitBreakerOptions {
         if !self.backoff.is_finite() || self.backoff < 1.0 {
             return Err(BreakerConfigError::Backoff(self.backoff));
         }
-        if self.max_open < self.open_for {
+        if let Some(max_open) = self.max_open
+            && max_open < self.open_for
+        {
             return Err(BreakerConfigError::MaxOpenTooShort {
                 open_for: self.open_for,
-                max_open: self.max_open,
+                max_open,
             });
         }
         if self.probes == 0 {
@@ -150,11 +167,38 @@ impl CircuitBreakerOptions {
                 probes: self.probes,
             });
         }
+        // A listener that can hear nothing leaves the breaker deaf: almost surely a typo or an
+        // unset variable, so it is refused, as a watcher's or an adaptive limiter's is.
+        if Pattern::new(&self.failure_pattern).is_empty() {
+            return Err(BreakerConfigError::EmptyFailurePattern {
+                pattern: self.failure_pattern.clone(),
+            });
+        }
+        if let Some(pattern) = &self.success_pattern
+            && Pattern::new(pattern).is_empty()
+        {
+            return Err(BreakerConfigError::EmptySuccessPattern {
+                pattern: pattern.clone(),
+            });
+        }
+        if self.prefix.is_empty() {
+            return Err(BreakerConfigError::EmptyPrefix);
+        }
+        if self.prefix.starts_with('.') || self.prefix.ends_with('.') {
+            return Err(BreakerConfigError::PrefixDot(self.prefix.clone()));
+        }
         for suffix in ["open", "half_open", "closed"] {
             ephemeral::validate_name(&format!("{}.{suffix}", self.prefix))
                 .map_err(BreakerConfigError::Prefix)?;
         }
         Ok(())
+    }
+
+    /// The longest open period: the `max_open` given with [`backoff`](Self::backoff), else
+    /// [`DEFAULT_MAX_OPEN`] or `open_for`, whichever is longer.
+    pub(crate) fn cap(&self) -> Duration {
+        self.max_open
+            .unwrap_or_else(|| DEFAULT_MAX_OPEN.max(self.open_for))
     }
 }
 
@@ -193,6 +237,33 @@ pub enum BreakerConfigError {
         /// Probes allowed.
         probes: usize,
     },
+    /// The failure pattern can match no signal name (`""`, `" , "`, `"a b"`: see
+    /// [`Pattern::is_empty`]), so the breaker would never open.
+    #[error(
+        "failure pattern `{pattern}` matches no signal name, so no failure would ever open the breaker: give a pattern such as `failure` (the default) or `error.*`"
+    )]
+    EmptyFailurePattern {
+        /// The pattern given.
+        pattern: String,
+    },
+    /// The success pattern can match no signal name, so no signal would ever count as a
+    /// success.
+    #[error(
+        "success pattern `{pattern}` matches no signal name, so no signal would ever count as a success: give a pattern such as `success`, or leave success_on out and call record_success"
+    )]
+    EmptySuccessPattern {
+        /// The pattern given.
+        pattern: String,
+    },
+    /// The signal prefix was empty: the names would start with a dot (`.open`).
+    #[error("the signal prefix is empty: give one, such as `circuit` (the default)")]
+    EmptyPrefix,
+    /// The prefix starts or ends with a dot (`circuit.`, `.circuit`): the names would hold
+    /// an empty segment (`circuit..open`). The dot after the prefix is added.
+    #[error(
+        "the signal prefix `{0}` starts or ends with a dot, which would leave an empty segment (`circuit..open`): give the segments alone, such as `circuit` or `db.circuit`"
+    )]
+    PrefixDot(String),
     /// The signal prefix does not make valid names.
     #[error("the signal prefix does not make valid signal names: {0}")]
     Prefix(#[source] NameError),

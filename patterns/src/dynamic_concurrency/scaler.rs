@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use ephemeral::Pattern;
 use tokio::task::JoinHandle;
 
 use crate::CoordinatorHandle;
@@ -45,7 +46,13 @@ impl DynamicConcurrencyOptions {
         }
     }
 
-    /// The patterns that scale up and down (defaults `load.high`, `load.low`).
+    /// The patterns that scale up and down (defaults `load.high`, `load.low`). A pattern
+    /// that can match no signal name (`""`, `" , "`, `"a b"`: see [`Pattern::is_empty`]) is
+    /// refused ([`DynamicConcurrencyError::EmptyPattern`]), and so is the same pattern for
+    /// both ([`DynamicConcurrencyError::SamePattern`]): while both match, the scaler holds
+    /// still, so it would never move. Patterns that merely overlap are not refused, but a
+    /// signal both match holds the limit still too: with `load.*` to scale up and
+    /// `load.low` down, a live `load.low` never scales down.
     pub fn signals(mut self, up_on: &str, down_on: &str) -> Self {
         self.up_on = up_on.to_owned();
         self.down_on = down_on.to_owned();
@@ -80,6 +87,23 @@ pub enum DynamicConcurrencyError {
     /// A step of `Add(0)` would never move.
     #[error("a step of Add(0) never changes anything: use at least 1")]
     ZeroStep,
+    /// The scale-up or scale-down pattern can match no signal name, so the scaler could
+    /// never move that way.
+    #[error(
+        "the scale-{direction} pattern `{pattern}` matches no signal name, so the limit would never move {direction}: give a pattern such as `load.high` / `load.low` (the defaults)"
+    )]
+    EmptyPattern {
+        /// `up` or `down`.
+        direction: &'static str,
+        /// The pattern given.
+        pattern: String,
+    },
+    /// The same pattern scales up and down: whenever it matches, both do, and the scaler
+    /// holds still, so it would never move.
+    #[error(
+        "`{0}` is both the scale-up and the scale-down pattern, so the limit would never move: give two patterns, such as `load.high` and `load.low`"
+    )]
+    SamePattern(String),
     /// Started outside a tokio runtime.
     #[error("dynamic concurrency runs as a tokio task: start it inside a runtime")]
     NoRuntime,
@@ -123,7 +147,8 @@ impl DynamicConcurrency {
     ///
     /// # Errors
     ///
-    /// [`DynamicConcurrencyError`] for bad bounds or step, or outside a tokio runtime.
+    /// [`DynamicConcurrencyError`] for bad bounds or step, a pattern that can match no signal
+    /// name or the same pattern both ways, or outside a tokio runtime.
     pub fn start<C: CoordinatorHandle>(
         coordinator: &C,
         options: DynamicConcurrencyOptions,
@@ -136,6 +161,17 @@ impl DynamicConcurrency {
         }
         if options.step == Step::Add(0) {
             return Err(DynamicConcurrencyError::ZeroStep);
+        }
+        for (direction, pattern) in [("up", &options.up_on), ("down", &options.down_on)] {
+            if Pattern::new(pattern).is_empty() {
+                return Err(DynamicConcurrencyError::EmptyPattern {
+                    direction,
+                    pattern: pattern.clone(),
+                });
+            }
+        }
+        if options.up_on == options.down_on {
+            return Err(DynamicConcurrencyError::SamePattern(options.up_on));
         }
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| DynamicConcurrencyError::NoRuntime)?;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use ::http::{Method, Response, StatusCode};
 use ephemeral::{Name, OperationId, SignalBuilder};
-use pin_project::pin_project;
+use pin_project::{pin_project, pinned_drop};
 use tokio::time::{Instant, Sleep};
 
 use super::error::SignalingError;
@@ -17,7 +17,11 @@ use super::layer::{Counters, Shared};
 use crate::circuit_breaker::{BreakerPermit, CircuitOpen};
 
 /// The future of a call through a [`Signaling`](super::Signaling) service.
-#[pin_project]
+///
+/// Dropped before the call ended, it drops the inner call, raises nothing, gives a circuit
+/// breaker no verdict (a half-open probe's slot is given back) and counts the call in
+/// [`SignalingStats::abandoned`](super::SignalingStats::abandoned).
+#[pin_project(PinnedDrop)]
 #[must_use = "futures do nothing unless polled"]
 pub struct ResponseFuture<F> {
     #[pin]
@@ -121,6 +125,21 @@ where
                 });
                 Poll::Ready(Err(SignalingError::Timeout(timeout.unwrap_or_default())))
             }
+        }
+    }
+}
+
+#[pinned_drop]
+impl<F> PinnedDrop for ResponseFuture<F> {
+    fn drop(self: Pin<&mut Self>) {
+        // A call still in flight was given up by its caller: counted, so that every call
+        // made ends in one visible outcome. (Its permit, dropped with it, gives a probe slot
+        // back.)
+        if let StateProj::Called {
+            call: Some(call), ..
+        } = self.project().state.project()
+        {
+            Counters::bump(&call.shared.counters.abandoned);
         }
     }
 }

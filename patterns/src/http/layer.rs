@@ -79,6 +79,7 @@ pub(crate) struct Counters {
     pub(crate) timeouts: AtomicU64,
     pub(crate) slow: AtomicU64,
     pub(crate) refused: AtomicU64,
+    pub(crate) abandoned: AtomicU64,
     pub(crate) raise_failures: AtomicU64,
 }
 
@@ -123,7 +124,9 @@ impl Shared {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SignalingStats {
-    /// Calls made (refused ones included).
+    /// Calls made (refused ones included). Once every call has ended, each is counted in
+    /// exactly one of `responses`, `timeouts`, `refused`, `abandoned`, or `transport_errors`
+    /// (which also counts failed readiness checks, that are no calls).
     pub calls: u64,
     /// Calls that got a response, whatever its status.
     pub responses: u64,
@@ -138,6 +141,11 @@ pub struct SignalingStats {
     pub slow: u64,
     /// Calls refused by the circuit breaker without reaching the inner service.
     pub refused: u64,
+    /// Calls whose response future was dropped before the call ended (a caller that gave
+    /// up, an outer timeout): they raise no signal and give the breaker no verdict (a
+    /// half-open probe's slot is given back), and are counted here so that no call goes
+    /// unaccounted for.
+    pub abandoned: u64,
     /// Signals the sink refused to raise (for example past its handler depth); the calls
     /// themselves were unaffected.
     pub raise_failures: u64,
@@ -219,6 +227,7 @@ impl SignalingLayer {
             timeouts: read(&c.timeouts),
             slow: read(&c.slow),
             refused: read(&c.refused),
+            abandoned: read(&c.abandoned),
             raise_failures: read(&c.raise_failures),
         }
     }

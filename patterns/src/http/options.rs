@@ -86,7 +86,9 @@ impl SignalingOptions {
 
     /// Raises `http.slow` (with the elapsed milliseconds) for a call whose response, or
     /// error, took at least `threshold`. Raised when the call ends, alongside any error
-    /// signal; a call that timed out raises `http.timeout` instead.
+    /// signal; a call that timed out raises `http.timeout` instead, so a threshold longer
+    /// than the [`timeout`](Self::timeout) is refused
+    /// ([`SignalingConfigError::SlowPastTimeout`]): no call could ever be slow.
     pub fn slow_after(mut self, threshold: Duration) -> Self {
         self.slow_after = Some(threshold);
         self
@@ -124,6 +126,11 @@ impl SignalingOptions {
         if self.slow_after.is_some_and(|t| t.is_zero()) {
             return Err(SignalingConfigError::ZeroSlow);
         }
+        if let (Some(slow), Some(timeout)) = (self.slow_after, self.timeout)
+            && slow > timeout
+        {
+            return Err(SignalingConfigError::SlowPastTimeout { slow, timeout });
+        }
         if self.prefix.trim().is_empty() {
             return Err(SignalingConfigError::EmptyPrefix);
         }
@@ -148,6 +155,17 @@ pub enum SignalingConfigError {
     /// The slow threshold was zero.
     #[error("the slow threshold is 0, so every call would be slow: use a non-zero threshold")]
     ZeroSlow,
+    /// The slow threshold is longer than the timeout: every call that slow times out first
+    /// and raises `http.timeout`, so `http.slow` could never be raised.
+    #[error(
+        "the slow threshold {slow:?} is longer than the timeout {timeout:?}, so no call could ever be slow (it times out first): use a threshold below the timeout"
+    )]
+    SlowPastTimeout {
+        /// The slow threshold.
+        slow: Duration,
+        /// The timeout.
+        timeout: Duration,
+    },
     /// The prefix was empty (or only whitespace): the names would start with a dot
     /// (`.error.503`).
     #[error("the signal prefix is empty: give one, such as `http` (the default)")]

@@ -21,6 +21,12 @@ pub enum ProgressError {
         "the progress name is empty: give the stream a name, such as `report` for `progress.report.done`"
     )]
     EmptyName,
+    /// The name starts or ends with a dot (`report.`, `.report`): the signals would hold an
+    /// empty segment (`progress.report..done`). Inner dots are fine (`exports.report`).
+    #[error(
+        "the progress name `{0}` starts or ends with a dot, which would leave an empty segment (`progress.report..done`): give the segments alone, such as `report` or `exports.report`"
+    )]
+    NameDot(String),
     /// The percent step was 0 or above 100.
     #[error("percent step {0} is outside 1..=100")]
     Step(u8),
@@ -74,7 +80,8 @@ impl<S> Progress<S> {
     ///
     /// # Errors
     ///
-    /// [`ProgressError::EmptyName`] for an empty `name`; [`ProgressError::Name`] when
+    /// [`ProgressError::EmptyName`] for an empty `name`; [`ProgressError::NameDot`] for one
+    /// that starts or ends with a dot; [`ProgressError::Name`] when
     /// `progress.<name>.percent:100` is not a valid name (whitespace, a wildcard, ...).
     pub fn new(
         inner: S,
@@ -84,6 +91,9 @@ impl<S> Progress<S> {
     ) -> Result<Self, ProgressError> {
         if name.is_empty() {
             return Err(ProgressError::EmptyName);
+        }
+        if name.starts_with('.') || name.ends_with('.') {
+            return Err(ProgressError::NameDot(name.to_owned()));
         }
         let prefix = format!("progress.{name}");
         for suffix in ["started", "percent:100", "done", "failed"] {

@@ -19,6 +19,13 @@
 //! own `max_pending` is full). An output stage 2 refuses (it was closed) fails the stage-1
 //! operation with a message saying how many outputs were refused.
 //!
+//! That bound holds unless stage 1's options set a `max_defer` with `DeferPolicy::Run`: an
+//! input held back by the throttle that long then starts anyway (core's rule for `Run`), and
+//! the backlog grows past `high` up to stage 2's `max_pending` (with `high` 8, `low` 3 and a
+//! stalled stage 2 of `max_pending` 40, it reached 38). Nothing is lost either way; use
+//! `DeferPolicy::Cancel` (an input held that long ends `Cancelled(DeferTimeout)`) where the
+//! bound matters.
+//!
 //! Cancelling a stage-1 operation (`cancel_operation`, a `cancel_running_on` signal, or
 //! cancelling or dropping stage 1) is the one way outputs are left out. Its hand-over stops at
 //! once, even while it waits for room in stage 2: the outputs not handed over yet are dropped
@@ -101,6 +108,9 @@ impl ReactiveFanoutOptions {
     /// Stage 1's options. Its sink is set by the pipeline (the sink given to
     /// [`ReactiveFanout::new`]); the throttle is an admission hook, so a `defer_on` of its
     /// own is kept.
+    /// A `max_defer` here bounds how long the throttle holds an input; under
+    /// `DeferPolicy::Run` the input then starts while stage 1 is throttled (see the [module
+    /// docs](self) for what that does to the backlog).
     #[must_use]
     pub fn first(mut self, options: EphemeralOptions) -> Self {
         self.first = options;

@@ -31,6 +31,13 @@ impl Default for SinkMetricsOptions {
 
 impl SinkMetricsOptions {
     /// Counts only raised signals matching `pattern` (default `*`, all of them).
+    ///
+    /// A pattern that can match no name (`""`, `" , "`: see
+    /// [`Pattern::is_empty`](ephemeral::Pattern::is_empty)) counts no raised signal, while
+    /// the gauges and the other counters report as usual. It is not refused, because
+    /// [`SinkMetrics::new`] does not fail (metrics are never a reason for an application not
+    /// to start); check the pattern with `Pattern::is_empty` where it comes from
+    /// configuration.
     pub fn pattern(mut self, pattern: &str) -> Self {
         self.pattern = pattern.to_owned();
         self
