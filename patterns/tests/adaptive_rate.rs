@@ -61,6 +61,62 @@ async fn a_rate_limit_signal_pauses_then_slows_then_recovers() {
     assert_eq!(limiter.current_rate(), 8.0);
 }
 
+/// A waiter asleep at a slow rate sees the rate recover: it looks again at each recovery
+/// step instead of sleeping until the start the slow rate promised.
+#[tokio::test(start_paused = true)]
+async fn a_waiter_sees_the_rate_recover() {
+    let sink = SignalSink::default();
+    let limiter = AdaptiveRate::new(
+        &sink,
+        AdaptiveRateOptions::default()
+            .rate_per_second(8.0)
+            .decrease(0.01, 0.1),
+    )
+    .unwrap();
+    sink.raise("rate-limit:1ms").unwrap();
+    assert_eq!(limiter.current_rate(), 0.1);
+    advance(Duration::from_millis(1)).await;
+    limiter.acquire().await;
+    // At 0.1 per second the next start is 10 s away; the rate grows ×1.5 a second from the
+    // end of the pause, and the GCRA re-expresses what is owed at each new rate: 9 s owed
+    // at 0.1/s is 6 s at 0.15/s, then 3.33 s at 0.225/s, 1.56 s at 0.3375/s, and 0.37 s at
+    // 0.506/s, due about 4.37 s after the first start.
+    let start = Instant::now();
+    limiter.acquire().await;
+    let waited = start.elapsed();
+    assert!(
+        waited > Duration::from_secs(4) && waited < Duration::from_secs(5),
+        "waited {waited:?} (the slow rate's promise was 10 s)"
+    );
+}
+
+/// A waiter sees a raised base rate (`Tunable::set_rate`, as `control` applies it) and a
+/// raised burst at once, not after the start the old settings promised.
+#[tokio::test(start_paused = true)]
+async fn a_waiter_sees_a_raised_rate_or_burst_at_once() {
+    let sink = SignalSink::default();
+    for raise in [
+        (|l: &AdaptiveRate| Tunable::set_rate(l, 100.0)) as fn(&AdaptiveRate) -> _,
+        |l: &AdaptiveRate| Tunable::set_burst(l, 5),
+    ] {
+        let limiter = limiter(&sink, 0.1);
+        limiter.acquire().await;
+        let start = Instant::now();
+        let waiter = tokio::spawn({
+            let limiter = limiter.clone();
+            async move { limiter.acquire().await }
+        });
+        advance(Duration::from_secs(1)).await;
+        raise(&limiter).unwrap();
+        waiter.await.unwrap();
+        let waited = start.elapsed();
+        assert!(
+            waited < Duration::from_millis(1_100),
+            "waited {waited:?} (the old rate's promise was 10 s)"
+        );
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn repeated_throttles_compound_down_to_the_minimum() {
     let sink = SignalSink::default();

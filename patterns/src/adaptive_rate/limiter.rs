@@ -294,7 +294,9 @@ impl AdaptiveRate {
     /// # Errors
     ///
     /// The time to wait, when no start is allowed now: what is left of a pause, or the time
-    /// until the next start at the current rate.
+    /// until the next start at the current rate — while the rate recovers, at most the
+    /// time to the next recovery step, when the rate grows and the answer may be sooner
+    /// (ask again then; [`acquire`](Self::acquire) does).
     pub fn try_acquire(&self) -> Result<(), Duration> {
         RateLimiter::try_acquire(self).map_err(|limited| limited.retry_after)
     }
@@ -318,11 +320,23 @@ impl AdaptiveRate {
             waited = waited.min(now - until);
         }
         self.inner.recover(&mut state, now);
-        if take {
+        let answer = if take {
             state.gcra.try_acquire_waited(waited)
         } else {
             state.gcra.check()
-        }
+        };
+        // While the rate recovers, a start may come due sooner than the current rate says:
+        // a waiter looks again at the next recovery step rather than sleeping past it.
+        answer.map_err(|mut limited| {
+            if state.current < state.base {
+                let step = (state.recover_from + self.inner.options.recover_every)
+                    .saturating_duration_since(now);
+                if !step.is_zero() {
+                    limited.retry_after = limited.retry_after.min(step);
+                }
+            }
+            limited
+        })
     }
 
     /// The queue of this limiter's waiters (for [`RateLimiter::waiters`]).
@@ -361,16 +375,27 @@ impl AdaptiveRate {
         } else {
             per_second
         };
-        let mut state = lock(&self.inner.state);
-        state.gcra.set_rate(rate)?;
-        state.base = rate;
-        state.current = rate;
+        {
+            let mut state = lock(&self.inner.state);
+            state.gcra.set_rate(rate)?;
+            state.base = rate;
+            state.current = rate;
+        }
+        // A waiter asleep until the start the old rate promised looks again.
+        self.inner.waiters.retuned();
         Ok(())
     }
 
     /// Runs `f` on the GCRA that paces the starts (for its burst).
     pub(super) fn with_gcra<R>(&self, f: impl FnOnce(&GcraLimiter) -> R) -> R {
         f(&lock(&self.inner.state).gcra)
+    }
+
+    /// Changes the burst of the GCRA that paces the starts; waiters look again.
+    pub(super) fn set_gcra_burst(&self, burst: u32) -> Result<(), RateConfigError> {
+        lock(&self.inner.state).gcra.set_burst(burst)?;
+        self.inner.waiters.retuned();
+        Ok(())
     }
 
     /// While paused by a signal, how long the pause still lasts.

@@ -134,6 +134,6 @@ impl Tunable for AdaptiveRate {
     ///
     /// [`RateConfigError::ZeroBurst`] for 0.
     fn set_burst(&self, burst: u32) -> Result<(), RateConfigError> {
-        self.with_gcra(|gcra| gcra.set_burst(burst))
+        self.set_gcra_burst(burst)
     }
 }
