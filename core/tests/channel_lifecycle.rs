@@ -156,6 +156,33 @@ async fn send_blocking_inside_a_runtime_is_a_typed_error() {
     assert_eq!(channel.stats().sent, 0);
 }
 
+/// `send` with a send timeout needs tokio's timer; polled outside a runtime (under another
+/// executor) it used to panic inside tokio as soon as a buffer was full.
+#[test]
+fn send_with_a_timeout_outside_a_runtime_is_a_typed_error() {
+    let channel = Channel::<u32>::with_options(
+        ChannelOptions::default()
+            .buffer(Buffer::bounded(1).unwrap())
+            .send_timeout(Duration::from_millis(100)),
+    )
+    .unwrap();
+    let mut sub = channel.subscribe();
+    // Refused whether or not a buffer is full, so the outcome does not depend on timing.
+    for value in [1, 2] {
+        let err = channel.send(value).now_or_never().unwrap().unwrap_err();
+        assert!(matches!(err, SendError::NoRuntime(v) if v == value), "{err:?}");
+    }
+    let err = channel.send(3).now_or_never().unwrap().unwrap_err();
+    assert!(err.to_string().contains("send_blocking"), "{err}");
+    assert_eq!(channel.stats().sent, 0);
+    assert!(sub.try_recv().is_none());
+    // Without a timeout there is no timer to need: any executor may drive the send.
+    let untimed = Channel::<u32>::new();
+    let mut reader = untimed.subscribe();
+    assert!(matches!(untimed.send(4).now_or_never(), Some(Ok(1))));
+    assert_eq!(reader.try_recv(), Some(Ok(4)));
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_panicking_consumer_reaches_the_error_callback_while_others_keep_receiving() {
     let failures = Arc::new(Mutex::new(Vec::<DeliveryError>::new()));
