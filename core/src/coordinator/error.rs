@@ -156,10 +156,14 @@ pub enum LaneError {
 #[non_exhaustive]
 pub enum PinError {
     /// The id is not (or no longer) tracked.
-    #[error("operation {0} is not tracked (unknown or already evicted)")]
+    #[error(
+        "operation {0} is not tracked (unknown or already evicted): pin an operation while the window holds it, e.g. right after enqueue"
+    )]
     Unknown(OperationId),
     /// As many operations are pinned as `max_tracked` allows.
-    #[error("{max} operations are already pinned, the max_tracked bound: unpin some first")]
+    #[error(
+        "as many operations are pinned as the max_tracked bound ({max}) allows: unpin some first, or raise max_tracked"
+    )]
     TooMany {
         /// The bound.
         max: usize,
