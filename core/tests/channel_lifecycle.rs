@@ -170,7 +170,10 @@ fn send_with_a_timeout_outside_a_runtime_is_a_typed_error() {
     // Refused whether or not a buffer is full, so the outcome does not depend on timing.
     for value in [1, 2] {
         let err = channel.send(value).now_or_never().unwrap().unwrap_err();
-        assert!(matches!(err, SendError::NoRuntime(v) if v == value), "{err:?}");
+        assert!(
+            matches!(err, SendError::NoRuntime(v) if v == value),
+            "{err:?}"
+        );
     }
     let err = channel.send(3).now_or_never().unwrap().unwrap_err();
     assert!(err.to_string().contains("send_blocking"), "{err}");

@@ -11,8 +11,12 @@ use super::options::OptionsError;
 #[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum EnqueueError<T> {
-    /// `complete()`, `drain()` or `cancel()` was called: no item is accepted any more.
-    #[error("the coordinator no longer accepts items (complete, drain or cancel was called)")]
+    /// The coordinator was completed, drained or cancelled — by `complete()`, `drain()` or
+    /// `cancel()`, by a drain signal, or because the runtime its workers ran on shut down:
+    /// no item is accepted any more.
+    #[error(
+        "the coordinator no longer accepts items: it was completed, drained or cancelled (by a call, a drain signal, or the shutdown of its runtime); make a new coordinator for more work"
+    )]
     Closed(T),
     /// `try_enqueue` found `max_pending` items already waiting.
     #[error(
