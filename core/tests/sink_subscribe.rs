@@ -59,8 +59,11 @@ async fn subscriptions_receive_in_order_and_end_with_the_sink() {
     let hold = sink.hold("a.held").unwrap();
     // A hold guard keeps the sink alive too; the stream ends when the last handle goes.
     drop(sink);
+    assert!(!sub.is_closed());
     assert!(matches!(sub.next().await, Some(Ok(s)) if s.name() == "a.1"));
     drop(hold);
+    // Ended, with what it holds still to read: `is_closed` tells that from "empty".
+    assert!(sub.is_closed());
     let names: Vec<String> = sub
         .by_ref()
         .map(|item| item.unwrap().name().to_string())
