@@ -75,6 +75,7 @@ impl Lane {
     }
 
     /// A signal matching `pattern` newer than the latest defer match ends the lane's deferral.
+    /// Without this lane's [`defer_on`](Self::defer_on) it does nothing.
     pub fn resume_on(mut self, pattern: &str) -> Self {
         self.resume_on = Some(Pattern::new(pattern));
         self
