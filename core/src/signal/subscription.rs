@@ -75,6 +75,11 @@ pub struct Subscription {
 impl Subscription {
     /// The next signal, `Err(Lagged(n))` after a loss, or `None` once the sink is gone and the
     /// buffer is empty.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: a signal is taken from the buffer only when the future returns it, so
+    /// using `recv` in a `tokio::select!` loop loses nothing.
     pub async fn recv(&mut self) -> Option<Result<Signal, Lagged>> {
         std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
     }

@@ -107,6 +107,12 @@ pub struct Watch {
 impl Watch {
     /// Waits for the next change to the live matches since the watch was created or
     /// `changed` last returned.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe, as are [`wait_until_clear`](Self::wait_until_clear) and
+    /// [`wait_for_match`](Self::wait_for_match): a change counts as seen only when `changed`
+    /// returns, so a future dropped in a `tokio::select!` leaves it for the next call.
     pub async fn changed(&mut self) {
         loop {
             let notified = self.shared.notify.notified();
