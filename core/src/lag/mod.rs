@@ -128,7 +128,10 @@ mod tests {
     #[test]
     fn lagged_says_what_was_lost_and_what_to_do() {
         let text = Lagged(3).to_string();
-        assert!(text.starts_with("receiver lagged: 3 items were lost"), "{text}");
+        assert!(
+            text.starts_with("receiver lagged: 3 items were lost"),
+            "{text}"
+        );
         assert!(!text.contains("because its buffer was full"), "{text}");
         assert!(text.contains("read faster"), "{text}");
     }
