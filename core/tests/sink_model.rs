@@ -1,11 +1,13 @@
 //! Model test of the sink: random mixes of raises (with and without a time to live), holds,
 //! releases, retracts, clears, capacity and max-age changes and clock advances, checked
 //! after every step against a plain list of signals: every query's answer, the stats and
-//! their invariants, and what a subscription hands out.
+//! their invariants, what a subscription hands out, and when a watch wakes up for an
+//! expiry nobody else looks at.
 
 use std::time::Duration;
 
 use ephemeral::{Buffer, Hold, Pattern, Signal, SignalSink, SinkOptions};
+use futures::FutureExt;
 use proptest::prelude::*;
 use tokio::time::Instant;
 
@@ -137,6 +139,19 @@ impl Model {
         self.seq
     }
 
+    /// When the first live signal matching `pattern` runs out of time, if one will.
+    fn next_expiry(&self, pattern: &str, now: Instant) -> Option<Instant> {
+        let p = Pattern::new(pattern);
+        self.live
+            .iter()
+            .filter(|e| !e.held && self.is_live(e, now) && p.matches(&e.name))
+            .map(|e| {
+                let aged = e.at + self.max_age;
+                e.expires.map_or(aged, |x| x.min(aged))
+            })
+            .min()
+    }
+
     fn matching(&self, pattern: &str, now: Instant) -> Vec<u64> {
         let p = Pattern::new(pattern);
         self.live
@@ -165,6 +180,8 @@ fn run(ops: Vec<Op>) {
         )
         .unwrap();
         let mut sub = sink.subscribe_with("*", Buffer::Unbounded);
+        const WATCHED: &str = "a*";
+        let mut watch = sink.watch(WATCHED);
         let mut model = Model {
             capacity: 4,
             max_age: Duration::from_millis(200),
@@ -234,7 +251,20 @@ fn run(ops: Vec<Op>) {
                     model.purge(now);
                 }
                 Op::Advance(ms) => {
-                    tokio::time::advance(Duration::from_millis(u64::from(ms))).await;
+                    let end = now + Duration::from_millis(u64::from(ms));
+                    // Changes so far are seen; the next one is the first expiry among the
+                    // watched matches, which the watch must wake up for on time by itself
+                    // (nothing else touches the sink while it waits).
+                    let _ = watch.changed().now_or_never();
+                    match model.next_expiry(WATCHED, now).filter(|at| *at <= end) {
+                        Some(at) => {
+                            let woke = tokio::time::timeout_at(end, watch.changed()).await;
+                            assert!(woke.is_ok(), "the watch missed the expiry at {at:?}");
+                            assert_eq!(Instant::now(), at, "the watch woke at the wrong time");
+                            tokio::time::advance(end - at).await;
+                        }
+                        None => tokio::time::advance(end - now).await,
+                    }
                 }
             }
             let now = Instant::now();
