@@ -109,6 +109,14 @@
 //! Everything in-process runs on tokio's clock, so tests can use the paused clock
 //! (`#[tokio::test(start_paused = true)]`) and run instantly and deterministically.
 //!
+//! What needs a tokio runtime: creating a coordinator, an async handler or a channel
+//! consumer (outside one, each is a typed error), and `send` on a channel with a send
+//! timeout ([`SendError::NoRuntime`] outside one). A wait on tokio's clock must be polled
+//! inside a runtime with timers enabled, as `tokio::time::sleep` must: a [`Watch`] whose
+//! matches can expire, and a coordinator's `drain_timeout`. The rest (raising and querying
+//! signals, subscriptions, sends without a timeout, `send_blocking`, enqueueing, waiting
+//! for results and drains) works under any executor.
+//!
 //! # Feature flags
 //!
 //! - `serde`: `Serialize` on stats ([`SinkStats`], [`CoordinatorStats`], [`ChannelStats`]...),

@@ -156,6 +156,36 @@ async fn send_blocking_inside_a_runtime_is_a_typed_error() {
     assert_eq!(channel.stats().sent, 0);
 }
 
+/// `send` with a send timeout needs tokio's timer; polled outside a runtime (under another
+/// executor) it used to panic inside tokio as soon as a buffer was full.
+#[test]
+fn send_with_a_timeout_outside_a_runtime_is_a_typed_error() {
+    let channel = Channel::<u32>::with_options(
+        ChannelOptions::default()
+            .buffer(Buffer::bounded(1).unwrap())
+            .send_timeout(Duration::from_millis(100)),
+    )
+    .unwrap();
+    let mut sub = channel.subscribe();
+    // Refused whether or not a buffer is full, so the outcome does not depend on timing.
+    for value in [1, 2] {
+        let err = channel.send(value).now_or_never().unwrap().unwrap_err();
+        assert!(
+            matches!(err, SendError::NoRuntime(v) if v == value),
+            "{err:?}"
+        );
+    }
+    let err = channel.send(3).now_or_never().unwrap().unwrap_err();
+    assert!(err.to_string().contains("send_blocking"), "{err}");
+    assert_eq!(channel.stats().sent, 0);
+    assert!(sub.try_recv().is_none());
+    // Without a timeout there is no timer to need: any executor may drive the send.
+    let untimed = Channel::<u32>::new();
+    let mut reader = untimed.subscribe();
+    assert!(matches!(untimed.send(4).now_or_never(), Some(Ok(1))));
+    assert_eq!(reader.try_recv(), Some(Ok(4)));
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_panicking_consumer_reaches_the_error_callback_while_others_keep_receiving() {
     let failures = Arc::new(Mutex::new(Vec::<DeliveryError>::new()));
@@ -241,6 +271,76 @@ async fn a_stopped_consumer_unsubscribes() {
     let _ = consumer.stop();
     tokio::task::yield_now().await;
     assert_eq!(channel.subscriber_count(), 0);
+}
+
+/// `stop` unsubscribes before it returns, even while the callback is busy and a message is
+/// buffered: a sender no longer waits for the stopped consumer. It used to only abort the
+/// task, which takes effect when the task next runs: the consumer stayed subscribed and a
+/// send into its full buffer waited.
+#[tokio::test(start_paused = true)]
+async fn a_stopped_consumer_leaves_before_stop_returns() {
+    let channel =
+        Channel::<u32>::with_options(ChannelOptions::default().buffer(Buffer::bounded(1).unwrap()))
+            .unwrap();
+    let consumer = channel
+        .consume_async(|_| std::future::pending::<()>())
+        .unwrap();
+    channel.send(1).await.unwrap();
+    tokio::task::yield_now().await; // the callback took 1 and never returns
+    channel.send(2).await.unwrap(); // buffered: the buffer is full
+    let stats = consumer.stop();
+    assert_eq!((stats.delivered, stats.buffered), (1, 1));
+    assert_eq!(channel.subscriber_count(), 0);
+    assert!(matches!(channel.send(3).now_or_never(), Some(Ok(0))));
+}
+
+/// After `stop`, no further message reaches the callback, even from a task that is inside a
+/// blocking callback when `stop` is called and finds more messages buffered when it returns
+/// (it used to run the callback on them: an abort takes effect only when the task waits).
+#[test]
+fn a_stopped_consumer_hands_nothing_more_to_its_callback() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (started_tx, started) = std::sync::mpsc::channel::<()>();
+    let (release, release_rx) = std::sync::mpsc::channel::<()>();
+    let (gone_tx, gone) = std::sync::mpsc::channel::<()>();
+    /// Tells the test when the callback (so the task) is dropped.
+    struct Gone(std::sync::mpsc::Sender<()>);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = self.0.send(());
+        }
+    }
+    let gone_guard = Gone(gone_tx);
+    let log = Arc::clone(&seen);
+    runtime.block_on(async {
+        let channel = Channel::<u32>::new();
+        let consumer = channel
+            .consume(move |n| {
+                let _keep = &gone_guard;
+                log.lock().unwrap().push(n);
+                if n == 1 {
+                    started_tx.send(()).unwrap();
+                    let _ = release_rx.recv();
+                }
+            })
+            .unwrap();
+        channel.send(1).await.unwrap();
+        started.recv().unwrap(); // the callback is blocked inside 1
+        channel.send(2).await.unwrap();
+        channel.send(3).await.unwrap();
+        let stats = consumer.stop();
+        assert_eq!((stats.delivered, stats.buffered), (1, 2));
+        assert_eq!(channel.subscriber_count(), 0);
+        release.send(()).unwrap();
+        gone.recv_timeout(Duration::from_secs(30))
+            .expect("the stopped consumer's task ends");
+    });
+    assert_eq!(*seen.lock().unwrap(), [1]);
 }
 
 #[test]

@@ -118,6 +118,8 @@ async fn a_stopped_subscriber_makes_the_send_time_out_instead_of_hanging() {
         }]
     );
     assert_eq!(stopped.stats().timed_out, 1);
+    // `ChannelStats::sent` counts sends begun, whatever their outcome: the timed-out one too.
+    assert_eq!(channel.stats().sent, 2);
     assert_eq!(live.try_recv(), Some(Ok("first".to_string())));
     assert_eq!(live.try_recv(), Some(Ok("second".to_string())));
 }

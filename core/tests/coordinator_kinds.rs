@@ -572,10 +572,15 @@ async fn priority_lanes_start_highest_first_and_full_lanes_refuse() {
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
-    assert!(matches!(
-        c.enqueue("nope", 6).await,
-        Err(EnqueueError::Refused { .. })
-    ));
+    // An unknown lane's refusal names the lanes there are, highest priority first, so a
+    // typo is plain to see (it used to say only "no lane has this name").
+    let err = c.enqueue("nope", 6).await.unwrap_err();
+    assert!(matches!(err, EnqueueError::Refused { .. }));
+    assert!(
+        err.to_string()
+            .ends_with("no lane has this name: enqueue into one of `high`, `mid`, `low`"),
+        "{err}"
+    );
     assert_eq!(c.lane_depth("high"), 2);
     c.resume();
     c.drain().await.unwrap();
@@ -1004,6 +1009,7 @@ async fn priority_intake_stops_at_an_unknown_lane() {
     ]));
     let err = lanes.drain().await.unwrap_err();
     assert!(err.to_string().contains("other"), "{err}");
+    assert!(err.to_string().contains("(the lanes are `only`)"), "{err}");
     assert_eq!(lanes.stats().accepted, 1);
 }
 

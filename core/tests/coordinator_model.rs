@@ -138,6 +138,8 @@ fn run(ops: Vec<Op>, end: End) {
             let stats = c.stats();
             assert_adds_up(&stats);
             assert_eq!(stats.accepted, accepted.len() as u64);
+            // Every accepted operation is in the window or was evicted from it.
+            assert_eq!(stats.tracked + stats.evicted, stats.accepted, "{stats:?}");
             assert!(gauge.peak() <= max_limit, "peak {} > {max_limit}", gauge.peak());
             assert!(stats.running <= max_limit as u64);
             let finished = c.snapshot().iter().filter(|s| s.state.is_finished()).count();
@@ -165,6 +167,7 @@ fn run(ops: Vec<Op>, end: End) {
         }
         let stats = c.stats();
         assert_adds_up(&stats);
+        assert_eq!(stats.tracked + stats.evicted, stats.accepted, "{stats:?}");
         assert_eq!(stats.pending + stats.running, 0);
         let finals = finals.lock().unwrap();
         assert_eq!(finals.len(), accepted.len());

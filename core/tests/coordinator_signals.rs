@@ -181,7 +181,11 @@ async fn an_idle_coordinator_completes_on_a_drain_signal() {
     sink.raise("coordinator.drain.all").unwrap();
     settle().await;
     assert!(c.is_done());
-    assert!(c.try_enqueue(1).is_err());
+    // The refusal names the drain signal among its causes: it used to say "complete, drain
+    // or cancel was called" when none of them was.
+    let err = c.try_enqueue(1).unwrap_err();
+    assert!(matches!(err, EnqueueError::Closed(1)));
+    assert!(err.to_string().contains("a drain signal"), "{err}");
 }
 
 /// The event rules act on every raise, not only on what is still live when the steering

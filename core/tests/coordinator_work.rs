@@ -465,7 +465,16 @@ async fn pins_count_against_the_bound() {
     let d = c.enqueue(1).await.unwrap();
     c.pin(a).unwrap();
     c.pin(b).unwrap();
-    assert!(matches!(c.pin(d), Err(PinError::TooMany { max: 2 })));
+    let err = c.pin(d).unwrap_err();
+    assert!(matches!(err, PinError::TooMany { max: 2 }));
+    assert!(err.to_string().contains("unpin some first"), "{err}");
+    let unknown = c
+        .pin(ephemeral::OperationId::from_raw(u64::MAX))
+        .unwrap_err();
+    assert!(
+        unknown.to_string().contains("right after enqueue"),
+        "{unknown}"
+    );
     assert!(c.unpin(a));
     c.pin(d).unwrap();
 }

@@ -329,3 +329,29 @@ async fn a_wait_begun_before_the_finish_gets_the_outcome_even_if_evicted_at_once
         }
     }
 }
+
+/// An idle coordinator whose runtime went away has no task there to notice: its next
+/// enqueue is accepted and ends cancelled by shutdown, visibly (as the README says), and
+/// the refusals after it name the runtime's shutdown among the causes (they used to say
+/// "complete, drain or cancel was called", though none was).
+#[test]
+fn an_idle_coordinator_learns_at_its_next_enqueue_that_its_runtime_is_gone() {
+    let (coordinator, pending) =
+        run_then_drop_the_runtime(|| halves(EphemeralOptions::default()), 0, |_| true);
+    assert!(pending.is_empty());
+    let other = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let first = other
+        .block_on(coordinator.enqueue_for_result(2))
+        .expect("accepted");
+    assert_cancelled_by_shutdown(vec![first]);
+    let refused = coordinator.try_enqueue(4).unwrap_err();
+    assert!(matches!(refused, EnqueueError::Closed(4)));
+    assert!(
+        refused.to_string().contains("the shutdown of its runtime"),
+        "{refused}"
+    );
+    let stats = coordinator.stats();
+    assert_eq!((stats.accepted, stats.cancelled), (1, 1));
+}

@@ -149,9 +149,13 @@ async fn holds_are_bounded_separately() {
     let _b = sink
         .hold_with(Signal::build("b").unwrap().key("k"))
         .unwrap();
+    let err = sink.hold("c").unwrap_err();
+    assert_eq!(err, RaiseError::TooManyHolds { max: 2 });
+    // It reads right for any bound (it said "holds 1 conditions" for a bound of one).
     assert_eq!(
-        sink.hold("c").unwrap_err(),
-        RaiseError::TooManyHolds { max: 2 }
+        err.to_string(),
+        "this sink already holds as many conditions as its max_holds (2) allows: release some \
+         holds or raise the limit"
     );
     sink.raise("x").unwrap();
     sink.raise("y").unwrap();

@@ -59,8 +59,11 @@ async fn subscriptions_receive_in_order_and_end_with_the_sink() {
     let hold = sink.hold("a.held").unwrap();
     // A hold guard keeps the sink alive too; the stream ends when the last handle goes.
     drop(sink);
+    assert!(!sub.is_closed());
     assert!(matches!(sub.next().await, Some(Ok(s)) if s.name() == "a.1"));
     drop(hold);
+    // Ended, with what it holds still to read: `is_closed` tells that from "empty".
+    assert!(sub.is_closed());
     let names: Vec<String> = sub
         .by_ref()
         .map(|item| item.unwrap().name().to_string())
@@ -198,6 +201,31 @@ async fn a_detached_handler_runs_until_the_sink_goes() {
         tokio::task::yield_now().await;
     }
     assert_eq!(alive(), before);
+}
+
+/// Where an async handler shows in the stats, as `SinkStats` documents it: its queue is a
+/// subscription (so it counts in `subscriptions`, not `listeners`, which used to say
+/// "listeners and handlers"), and what that queue drops is in both `handler_dropped` and
+/// `subscriber_dropped`.
+#[tokio::test(start_paused = true)]
+async fn an_async_handler_counts_as_a_subscription_in_the_stats() {
+    let sink = SignalSink::default();
+    let _listener = sink.on_signal("a.*", |_| {});
+    let _handler = sink
+        .on_signal_async("a.*", Buffer::bounded(1).unwrap(), 1, |_s: Signal| async {
+            Ok::<_, std::convert::Infallible>(())
+        })
+        .unwrap();
+    let stats = sink.stats();
+    assert_eq!((stats.listeners, stats.subscriptions), (1, 1));
+    // Raised with no await in between: the queue of one keeps the last, drops four.
+    for i in 0..5 {
+        sink.raise(&format!("a.{i}")).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let stats = sink.stats();
+    assert_eq!((stats.handler_dropped, stats.subscriber_dropped), (4, 4));
+    assert_eq!(stats.subscribers.len(), 1);
 }
 
 #[test]

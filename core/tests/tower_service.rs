@@ -278,7 +278,10 @@ async fn a_service_ready_before_complete_is_closed_after_it() {
             // The message says what happened and where the item is, not only that it was
             // refused.
             let message = error.to_string();
-            assert!(message.contains("complete, drain or cancel"), "{message}");
+            assert!(
+                message.contains("completed, drained or cancelled"),
+                "{message}"
+            );
             assert!(message.contains("given back"), "{message}");
             assert_eq!(error.into_item(), Some(6));
         }

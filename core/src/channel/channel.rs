@@ -441,13 +441,26 @@ impl<T: Clone + Send + 'static> Channel<T> {
     /// bound the wait with a message given back instead, set
     /// [`send_timeout`](ChannelOptions::send_timeout).
     ///
+    /// Without a send timeout the send needs no timer, so any executor may drive it; with
+    /// one it waits on tokio's timer, so it must be polled inside a tokio runtime (with
+    /// timers enabled).
+    ///
     /// # Errors
     ///
     /// * [`SendError::Closed`] when the channel is closed;
     /// * [`SendError::TimedOut`] when the send timeout passed before every subscriber had room
     ///   (the message is given back, and each missed subscriber is reported to the error
-    ///   callback).
+    ///   callback);
+    /// * [`SendError::NoRuntime`] when a send timeout is set and the send is polled outside a
+    ///   tokio runtime (the message is given back; nothing was sent).
     pub async fn send(&self, value: T) -> Result<usize, SendError<T>> {
+        // The timeout's timer is tokio's: outside a runtime it would panic once a buffer is
+        // full. Checked whatever the buffers hold, so the outcome does not depend on timing.
+        if self.inner.options.send_timeout.is_some()
+            && tokio::runtime::Handle::try_current().is_err()
+        {
+            return Err(SendError::NoRuntime(value));
+        }
         let Some(snapshot) = self.open_snapshot() else {
             return Err(SendError::Closed(ChannelClosed(value)));
         };

@@ -3,10 +3,13 @@
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 
 use futures::FutureExt;
+use futures_core::Stream;
 use tokio::task::JoinHandle;
 
 use super::channel::{Channel, report};
@@ -14,7 +17,7 @@ use super::error::{DeliveryFailure, NoRuntime};
 use super::shared::SubShared;
 use super::stats::DeliveryStats;
 use super::subscriber::Subscriber;
-use crate::sync::panic_message;
+use crate::sync::{Mutex, lock, panic_message};
 use crate::{Buffer, Overflow};
 
 /// A callback consuming one subscriber of a channel on its own tokio task.
@@ -25,8 +28,9 @@ use crate::{Buffer, Overflow};
 /// (with [`Overflow::DropOldest`]) is reported as [`DeliveryFailure::Lagged`].
 ///
 /// The task ends by itself when the channel closes and its buffer is drained; await that
-/// with [`finished`](Self::finished). [`stop`](Self::stop) unsubscribes at once. Dropping
-/// the `Consumer` detaches it: it keeps running until the channel closes.
+/// with [`finished`](Self::finished). [`stop`](Self::stop) unsubscribes at once, before it
+/// returns, whatever the task is doing. Dropping the `Consumer` detaches it: it keeps
+/// running until the channel closes.
 ///
 /// # Examples
 ///
@@ -58,7 +62,28 @@ use crate::{Buffer, Overflow};
 pub struct Consumer {
     id: u64,
     stats: Arc<dyn Fn() -> DeliveryStats + Send + Sync>,
+    /// Takes the subscriber out of the task's slot and drops it: unsubscribes now, and
+    /// returns the final counts.
+    unsubscribe: Box<dyn Fn() -> DeliveryStats + Send + Sync>,
     task: JoinHandle<()>,
+}
+
+/// The subscriber a consumer's task reads, shared with its [`Consumer`] so that
+/// [`stop`](Consumer::stop) can take it out (and so unsubscribe) at once: an abort alone
+/// takes effect only when the task next waits, and a task with messages buffered, or in a
+/// blocking callback, would go on receiving until then.
+type Slot<T> = Arc<Mutex<Option<Subscriber<T>>>>;
+
+/// Empties the slot when the task ends, however it ends (the channel closed, an abort, the
+/// runtime shutting down), so the subscriber never outlives its task.
+struct EmptyOnDrop<T>(Slot<T>);
+
+impl<T> Drop for EmptyOnDrop<T> {
+    fn drop(&mut self) {
+        // Taken out under the lock, dropped after it: dropping unregisters from the channel.
+        let subscriber = lock(&self.0).take();
+        drop(subscriber);
+    }
 }
 
 impl Consumer {
@@ -89,10 +114,13 @@ impl Consumer {
         (self.stats)()
     }
 
-    /// Unsubscribes now; messages still buffered for this consumer are discarded (they are
-    /// counted in nothing further: read [`stats`](Self::stats) first if you need them).
+    /// Unsubscribes now, before it returns: senders no longer wait for this consumer, and
+    /// no further message is handed to its callback. Messages still buffered for it are
+    /// discarded (counted in nothing further; the counts returned are its last, buffered
+    /// ones included). A callback running at that moment finishes if it is synchronous; an
+    /// async one is dropped at its next await.
     pub fn stop(self) -> DeliveryStats {
-        let stats = (self.stats)();
+        let stats = (self.unsubscribe)();
         self.task.abort();
         stats
     }
@@ -175,32 +203,58 @@ impl<T: Clone + Send + 'static> Channel<T> {
         let subscriber = self.subscribe_with_overflow(buffer, overflow);
         let id = subscriber.id();
         let shared: Arc<SubShared<T>> = Arc::clone(&subscriber.shared);
+        let slot: Slot<T> = Arc::new(Mutex::new(Some(subscriber)));
         let on_error = self.options().on_error.clone();
-        let task = runtime.spawn(consume_loop(subscriber, on_error, run));
+        let task = runtime.spawn(consume_loop(
+            Arc::clone(&slot),
+            Arc::clone(&shared),
+            on_error,
+            run,
+        ));
+        let last = Arc::clone(&shared);
         Ok(Consumer {
             id,
             stats: Arc::new(move || shared.stats()),
+            unsubscribe: Box::new(move || {
+                // Out of the slot first: from here on the task reads nothing more, so these
+                // counts are the last. Dropped after the lock is released.
+                let subscriber = lock(&slot).take();
+                let stats = last.stats();
+                drop(subscriber);
+                stats
+            }),
             task,
         })
     }
 }
 
 async fn consume_loop<T: Clone, F, Fut>(
-    mut subscriber: Subscriber<T>,
+    slot: Slot<T>,
+    shared: Arc<SubShared<T>>,
     on_error: Option<super::options::DeliveryErrorCallback>,
     mut run: F,
 ) where
     F: FnMut(T) -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
-    let id = subscriber.id();
-    while let Some(item) = subscriber.recv().await {
+    let slot = EmptyOnDrop(slot);
+    let id = shared.id;
+    loop {
+        // The slot is locked only to poll, never across a callback: `stop` takes the
+        // subscriber out between two messages, or while one is being handled.
+        let next = std::future::poll_fn(|cx| match lock(&slot.0).as_mut() {
+            Some(subscriber) => Pin::new(subscriber).poll_next(cx),
+            // Stopped.
+            None => Poll::Ready(None),
+        })
+        .await;
+        let Some(item) = next else { break };
         let failure = match item {
             Ok(value) => match run(value).await {
                 Ok(()) => continue,
                 Err(message) => {
                     // Relaxed: a statistic.
-                    subscriber.shared.failed.fetch_add(1, Ordering::Relaxed);
+                    shared.failed.fetch_add(1, Ordering::Relaxed);
                     DeliveryFailure::Panicked(message)
                 }
             },

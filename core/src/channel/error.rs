@@ -44,6 +44,11 @@ pub enum SendError<T> {
     /// [`Channel::send_blocking`](super::Channel::send_blocking) was called on a thread that
     /// runs a tokio runtime, where blocking would stall the runtime.
     InsideRuntime(T),
+    /// [`Channel::send`](super::Channel::send) on a channel with a
+    /// [`send_timeout`](super::ChannelOptions::send_timeout) was polled outside a tokio
+    /// runtime (under another executor), where there is no timer to bound its wait. Refused
+    /// before anything is sent, whether or not a buffer is full.
+    NoRuntime(T),
     /// [`start_send`](futures::Sink::start_send) on a [`ChannelSink`](super::ChannelSink)
     /// whose previous message is still being sent: `poll_ready` was not called, or did not
     /// return ready, in between (the `Sink` contract asks for it; `SinkExt::send` and `feed`
@@ -58,6 +63,7 @@ impl<T> SendError<T> {
             SendError::Closed(ChannelClosed(value))
             | SendError::TimedOut { value, .. }
             | SendError::InsideRuntime(value)
+            | SendError::NoRuntime(value)
             | SendError::NotReady(value) => value,
         }
     }
@@ -81,6 +87,7 @@ impl<T> fmt::Debug for SendError<T> {
                 .field("missed", missed)
                 .finish_non_exhaustive(),
             SendError::InsideRuntime(_) => f.write_str("InsideRuntime(..)"),
+            SendError::NoRuntime(_) => f.write_str("NoRuntime(..)"),
             SendError::NotReady(_) => f.write_str("NotReady(..)"),
         }
     }
@@ -100,6 +107,10 @@ impl<T> fmt::Display for SendError<T> {
             SendError::InsideRuntime(_) => f.write_str(
                 "send_blocking was called inside a tokio runtime, where it would stall the \
                  runtime: use `send(..).await` there",
+            ),
+            SendError::NoRuntime(_) => f.write_str(
+                "send with a send timeout was polled outside a tokio runtime, which it needs \
+                 for its timer: send inside a runtime, or use send_blocking on a plain thread",
             ),
             SendError::NotReady(_) => f.write_str(
                 "start_send while the sink's previous message is still being sent: call \

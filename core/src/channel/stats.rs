@@ -48,9 +48,15 @@ pub struct DeliveryStats {
 pub struct ChannelStats {
     /// Open or closed.
     pub state: ChannelState,
-    /// Messages accepted by `send` (whether or not anyone was subscribed).
+    /// Sends begun while the channel was open (`send`, `send_blocking`, a
+    /// [`ChannelSink`](super::ChannelSink)), whether or not anyone was subscribed and
+    /// whatever their outcome: one that timed out ([`SendError::TimedOut`](super::SendError),
+    /// message given back), that lost a race with `close`, or that its caller cut short
+    /// counts too. A send refused before it began (the channel closed, `send_blocking`
+    /// inside a runtime, no runtime for a timed send) does not. Per-subscriber outcomes are
+    /// in `subscribers`.
     pub sent: u64,
-    /// Messages accepted while nobody was subscribed (they reached no one).
+    /// Sends begun while nobody was subscribed (they reached no one).
     pub unheard: u64,
     /// The subscribers now registered, oldest first.
     pub subscribers: Vec<DeliveryStats>,

@@ -55,6 +55,11 @@ impl<T> Unpin for Subscriber<T> {}
 impl<T: Clone> Subscriber<T> {
     /// The next message, `Err(Lagged(n))` after a loss, or `None` once the channel is closed
     /// and this subscriber's buffer is empty.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: a message is taken from the buffer only when the future returns it, so
+    /// using `recv` in a `tokio::select!` loop loses nothing.
     pub async fn recv(&mut self) -> Option<Result<T, Lagged>> {
         std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }

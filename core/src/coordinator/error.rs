@@ -11,8 +11,12 @@ use super::options::OptionsError;
 #[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum EnqueueError<T> {
-    /// `complete()`, `drain()` or `cancel()` was called: no item is accepted any more.
-    #[error("the coordinator no longer accepts items (complete, drain or cancel was called)")]
+    /// The coordinator was completed, drained or cancelled — by `complete()`, `drain()` or
+    /// `cancel()`, by a drain signal, or because the runtime its workers ran on shut down:
+    /// no item is accepted any more.
+    #[error(
+        "the coordinator no longer accepts items: it was completed, drained or cancelled (by a call, a drain signal, or the shutdown of its runtime); make a new coordinator for more work"
+    )]
     Closed(T),
     /// `try_enqueue` found `max_pending` items already waiting.
     #[error(
@@ -156,10 +160,14 @@ pub enum LaneError {
 #[non_exhaustive]
 pub enum PinError {
     /// The id is not (or no longer) tracked.
-    #[error("operation {0} is not tracked (unknown or already evicted)")]
+    #[error(
+        "operation {0} is not tracked (unknown or already evicted): pin an operation while the window holds it, e.g. right after enqueue"
+    )]
     Unknown(OperationId),
     /// As many operations are pinned as `max_tracked` allows.
-    #[error("{max} operations are already pinned, the max_tracked bound: unpin some first")]
+    #[error(
+        "as many operations are pinned as the max_tracked bound ({max}) allows: unpin some first, or raise max_tracked"
+    )]
     TooMany {
         /// The bound.
         max: usize,

@@ -28,7 +28,7 @@ pub enum IntakeSinkError<I> {
     /// The coordinator stopped accepting items (`complete`, `drain` or `cancel`) while the
     /// sink waited for room; no item was taken from the caller.
     #[error(
-        "the coordinator no longer accepts items (complete, drain or cancel was called): stop sending"
+        "the coordinator no longer accepts items: it was completed, drained or cancelled (by a call, a drain signal, or the shutdown of its runtime); stop sending"
     )]
     Closed,
     /// The item was refused after room was reserved (the coordinator was cancelled

@@ -53,19 +53,29 @@ impl Lane {
         self
     }
 
-    /// This lane's items reaching admission while `pattern` matches end cancelled.
+    /// This lane's items reaching admission while `pattern` matches end cancelled
+    /// ([`CancelReason::Signal`](crate::CancelReason::Signal)), in addition to the
+    /// coordinator-wide [`cancel_on`](crate::EphemeralOptions::cancel_on). Running bodies
+    /// are not touched (that is the coordinator-wide `cancel_running_on`).
     pub fn cancel_on(mut self, pattern: &str) -> Self {
         self.cancel_on = Some(Pattern::new(pattern));
         self
     }
 
     /// This lane starts nothing while `pattern` matches (the other lanes go on).
+    ///
+    /// Its items are then `Deferred`, as under the coordinator-wide
+    /// [`defer_on`](crate::EphemeralOptions::defer_on): the coordinator's
+    /// [`max_defer`](crate::EphemeralOptions::max_defer) bounds how long each is held, from
+    /// its acceptance or the raise of the defer signal, whichever is later, then its
+    /// [`DeferPolicy`](crate::DeferPolicy) applies. There is no per-lane `max_defer`.
     pub fn defer_on(mut self, pattern: &str) -> Self {
         self.defer_on = Some(Pattern::new(pattern));
         self
     }
 
     /// A signal matching `pattern` newer than the latest defer match ends the lane's deferral.
+    /// Without this lane's [`defer_on`](Self::defer_on) it does nothing.
     pub fn resume_on(mut self, pattern: &str) -> Self {
         self.resume_on = Some(Pattern::new(pattern));
         self

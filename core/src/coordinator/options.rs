@@ -347,6 +347,9 @@ impl EphemeralOptions {
     }
 
     /// A signal matching `pattern` raised after the latest defer match ends the deferral.
+    /// It ends this [`defer_on`](Self::defer_on)'s deferral only: without one it does
+    /// nothing (a priority lane's deferral ends by that lane's own
+    /// [`Lane::resume_on`](crate::Lane::resume_on)).
     pub fn resume_on(mut self, pattern: &str) -> Self {
         self.resume_on = Some(Pattern::new(pattern));
         self

@@ -157,7 +157,7 @@ impl<T: Send + 'static> PriorityWorkCoordinator<T> {
     /// full one; each with the item.
     pub async fn enqueue(&self, lane: &str, item: T) -> Result<OperationId, EnqueueError<T>> {
         let Some(route) = self.route(lane) else {
-            return Err(unknown(lane, item, self.engine.is_closed()));
+            return Err(unknown(&self.lanes, lane, item, self.engine.is_closed()));
         };
         let key = Some(KeyLabel::Text(self.lanes[route].clone()));
         self.engine.enqueue(item, route, key).await
@@ -170,7 +170,7 @@ impl<T: Send + 'static> PriorityWorkCoordinator<T> {
     /// As [`enqueue`](Self::enqueue), plus [`EnqueueError::Full`].
     pub fn try_enqueue(&self, lane: &str, item: T) -> Result<OperationId, EnqueueError<T>> {
         let Some(route) = self.route(lane) else {
-            return Err(unknown(lane, item, self.engine.is_closed()));
+            return Err(unknown(&self.lanes, lane, item, self.engine.is_closed()));
         };
         let key = Some(KeyLabel::Text(self.lanes[route].clone()));
         self.engine.try_enqueue(item, route, key)
@@ -303,7 +303,8 @@ impl<T: Send + 'static> PriorityWorkCoordinator<T> {
             match route_of(&lanes, lane) {
                 Some(route) => Ok((item, route, Some(KeyLabel::Text(lanes[route].clone())))),
                 None => Err(Arc::from(format!(
-                    "no lane is named `{lane}`, so the intake stopped"
+                    "no lane is named `{lane}`, so the intake stopped (the lanes are {})",
+                    lane_list(&lanes)
                 ))),
             }
         });
@@ -327,16 +328,29 @@ fn route_of(lanes: &[Arc<str>], lane: &str) -> Option<usize> {
 
 /// The refusal of an item for a lane no lane is named: [`EnqueueError::Closed`] once the
 /// coordinator stopped taking items (a closed coordinator says so whatever the lane, as it
-/// does for a known one), else [`EnqueueError::Refused`].
-fn unknown<T>(lane: &str, item: T, closed: bool) -> EnqueueError<T> {
+/// does for a known one), else [`EnqueueError::Refused`], whose reason names the lanes there
+/// are (a typo is then plain to see).
+fn unknown<T>(lanes: &[Arc<str>], lane: &str, item: T, closed: bool) -> EnqueueError<T> {
     if closed {
         return EnqueueError::Closed(item);
     }
     EnqueueError::Refused {
         item,
         lane: Arc::from(lane),
-        reason: Arc::from("no lane has this name"),
+        reason: Arc::from(format!(
+            "no lane has this name: enqueue into one of {}",
+            lane_list(lanes)
+        )),
     }
+}
+
+/// The lane names for a message, highest priority first: `` `high`, `low` ``.
+fn lane_list(lanes: &[Arc<str>]) -> String {
+    lanes
+        .iter()
+        .map(|name| format!("`{name}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl<T: Send + 'static> fmt::Debug for PriorityWorkCoordinator<T> {
@@ -365,7 +379,7 @@ impl<T: Send + 'static> LaneEnqueuePermit<T> {
     /// for an unknown or full lane (the room is given back); each with the item.
     pub fn send(self, lane: &str, item: T) -> Result<OperationId, EnqueueError<T>> {
         let Some(route) = route_of(&self.lanes, lane) else {
-            return Err(unknown(lane, item, self.reserved.is_closed()));
+            return Err(unknown(&self.lanes, lane, item, self.reserved.is_closed()));
         };
         let key = Some(KeyLabel::Text(self.lanes[route].clone()));
         self.reserved.send(item, route, key)

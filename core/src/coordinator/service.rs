@@ -28,11 +28,12 @@ use super::work::EnqueuePermit;
 #[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum ServiceError<T> {
-    /// The coordinator no longer accepts items: `complete`, `drain` or `cancel` was called.
+    /// The coordinator no longer accepts items: it was completed, drained or cancelled (by a
+    /// call, a drain signal, or the shutdown of its runtime).
     /// It never accepts items again, so every service on it answers this: calls need a new
     /// coordinator (a new `CoordinatorLayer` service builds one).
     #[error(
-        "the coordinator no longer accepts items (complete, drain or cancel was called) and never will again: make a new coordinator (a new CoordinatorLayer service builds one)"
+        "the coordinator no longer accepts items and never will again: it was completed, drained or cancelled (by a call, a drain signal, or the shutdown of its runtime); make a new coordinator (a new CoordinatorLayer service builds one)"
     )]
     Closed,
     /// `call` without a successful `poll_ready` before it; the item is given back.
@@ -42,7 +43,7 @@ pub enum ServiceError<T> {
     /// `poll_ready` and `call`; the item is given back. (A `poll_ready` after the stop
     /// answers [`Closed`](Self::Closed), also on a service that was ready before it.)
     #[error(
-        "the coordinator stopped taking items (complete, drain or cancel was called) between poll_ready and call: the item was not run and is given back (ServiceError::into_item)"
+        "the coordinator stopped taking items between poll_ready and call (it was completed, drained or cancelled): the item was not run and is given back (ServiceError::into_item)"
     )]
     Refused(T),
     /// The layer could not build its coordinator (no tokio runtime, or a bad option).

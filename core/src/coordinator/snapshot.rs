@@ -197,7 +197,10 @@ pub struct Echo {
 /// One consistent snapshot of a coordinator's counters, taken under one lock.
 ///
 /// They always add up: `accepted == pending + running + completed + failed + cancelled`
-/// (totals since creation, evicted operations included).
+/// (totals since creation, evicted operations included), and `accepted == tracked +
+/// evicted` (every accepted operation is in the window, pending, running or finished, or
+/// has left it; with [`tracking`](super::EphemeralOptions::tracking) off a finished one
+/// leaves at once, so it counts in `evicted`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]

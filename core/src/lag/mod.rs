@@ -89,12 +89,17 @@ pub enum Overflow {
     DropOldest,
 }
 
-/// `n` items were dropped for this receiver since it was last told.
+/// `n` items were lost for this receiver since it was last told.
 ///
 /// Receivers are streams of `Result<T, Lagged>`; after a `Lagged` item, delivery carries on
-/// with the oldest item still buffered.
+/// with the oldest item still buffered. The loss is most often a full buffer
+/// ([`Overflow::DropOldest`]), but not only: a channel send cut short by its caller, or a
+/// transport's gap (a bus or NATS receiver that fell behind, a room trimmed by age), is
+/// reported the same way, so the message does not name one cause.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
-#[error("receiver lagged: {0} items were dropped because its buffer was full")]
+#[error(
+    "receiver lagged: {0} items were lost before it read them; delivery carries on with the oldest one still buffered (read faster, or give it a bigger buffer)"
+)]
 pub struct Lagged(pub u64);
 
 impl Lagged {
@@ -117,6 +122,19 @@ impl fmt::Display for Buffer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The message names no single cause (it said "because its buffer was full", also for a
+    /// send cut short or a transport's gap) and says what to do.
+    #[test]
+    fn lagged_says_what_was_lost_and_what_to_do() {
+        let text = Lagged(3).to_string();
+        assert!(
+            text.starts_with("receiver lagged: 3 items were lost"),
+            "{text}"
+        );
+        assert!(!text.contains("because its buffer was full"), "{text}");
+        assert!(text.contains("read faster"), "{text}");
+    }
 
     #[test]
     fn zero_is_refused() {

@@ -20,7 +20,9 @@ pub enum RaiseError {
         max: usize,
     },
     /// The signal has more headers than the sink accepts.
-    #[error("signal has {count} headers, more than this sink's max_headers of {max}")]
+    #[error(
+        "signal has {count} headers, more than this sink's max_headers of {max}: carry the rest in the payload, or raise the limit"
+    )]
     TooManyHeaders {
         /// How many headers the signal had.
         count: usize,
@@ -40,7 +42,7 @@ pub enum RaiseError {
     },
     /// The sink already holds as many conditions as it may.
     #[error(
-        "this sink already holds {max} conditions, its max_holds: release some holds or raise the limit"
+        "this sink already holds as many conditions as its max_holds ({max}) allows: release some holds or raise the limit"
     )]
     TooManyHolds {
         /// The sink's limit.

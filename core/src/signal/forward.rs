@@ -16,8 +16,10 @@ impl SignalSink {
     /// (on the target, a time to live at or past the target's max age is no expiry of its
     /// own, as for any raise). A held condition ([`hold`](Self::hold)) is forwarded as a
     /// raised signal, an event: on the target it lives what this sink's max age allows from
-    /// the moment it was taken, and its release is not forwarded. Leaf signals are never
-    /// forwarded. Each forwarded signal
+    /// the moment it was taken, and its release is not forwarded. Removals are not forwarded
+    /// either: a copy stays live on the target after this sink retracts or clears the
+    /// original, until its own time runs out (a clear's `sink.cleared` is a leaf, so it does
+    /// not travel). Leaf signals are never forwarded. Each forwarded signal
     /// remembers the sinks it passed through, so sinks forwarding to each other (in a pair or
     /// a ring) never loop: a signal is not forwarded into a sink it has already been raised
     /// on. Forwarding a sink into itself (or into another handle of the same sink) therefore

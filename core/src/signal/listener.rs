@@ -104,6 +104,12 @@ impl fmt::Debug for Listener {
 
 /// A registered async handler; dropping it stops the handler task.
 ///
+/// The stop is an abort of that task, so it takes effect where the task next waits: the
+/// handler futures in flight are dropped there, the signals still queued are never handled,
+/// and the queue's subscription leaves the sink when the runtime drops the task (until then
+/// [`SinkStats::subscriptions`](crate::SinkStats::subscriptions) may still count it; it
+/// never slows `raise`, which does not wait for any subscription).
+///
 /// Made by [`SignalSink::on_signal_async`]. Matching signals are queued on a bounded buffer
 /// (oldest dropped and counted when full, so `raise` never waits) and handled by a task with at
 /// most `concurrency` handler futures at a time.

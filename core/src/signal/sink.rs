@@ -427,6 +427,32 @@ impl SignalSink {
     }
 
     /// A [`Subscription`] to signals matching `pattern`, with the sink's default buffer.
+    ///
+    /// It receives what is raised (and the holds taken) after this call, not the signals
+    /// already live. To start from those too, subscribe first, then read them with
+    /// [`sense`](Self::sense), and skip in the stream what `sense` gave (a sequence number
+    /// at or below the highest it returned): nothing falls between the two.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use ephemeral::SignalSink;
+    ///
+    /// let sink = SignalSink::default();
+    /// sink.raise("error.before")?;
+    /// let mut errors = sink.subscribe("error.*");
+    /// let live = sink.sense("error.*"); // what was live when the subscription began
+    /// let seen = live.last().map_or(0, |s| s.sequence());
+    /// sink.raise("error.after")?;
+    /// assert_eq!(live[0].name(), "error.before");
+    /// let next = errors.recv().await.expect("sink is alive")?;
+    /// assert!(next.sequence() > seen);
+    /// assert_eq!(next.name(), "error.after");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn subscribe(&self, pattern: &str) -> Subscription {
         self.subscribe_with(pattern, self.inner.subscription_buffer)
     }

@@ -82,15 +82,20 @@ pub struct SinkStats {
     pub memo_recomputes: u64,
     /// Times the memo was forgotten whole because it reached its bound.
     pub memo_resets: u64,
-    /// Live subscriptions.
+    /// Live subscriptions, the queue of each async handler
+    /// ([`on_signal_async`](crate::SignalSink::on_signal_async)) included: a handler reads
+    /// one subscription, listed in `subscribers` too.
     pub subscriptions: usize,
     /// Live watches.
     pub watches: usize,
-    /// Live listeners and handlers.
+    /// Live listeners ([`on_signal`](crate::SignalSink::on_signal)), forwardings
+    /// ([`forward_to`](crate::SignalSink::forward_to)) included. Async handlers are counted
+    /// in `subscriptions`.
     pub listeners: usize,
     /// Listener or handler failures reported to the error callback.
     pub handler_failures: u64,
-    /// Signals dropped by async handlers whose queue was full.
+    /// Signals dropped by async handlers whose queue was full. A handler's queue is a
+    /// subscription, so these are counted in `subscriber_dropped` too.
     pub handler_dropped: u64,
     /// Forwarded copies of this sink's signals that a target of
     /// [`SignalSink::forward_to`](crate::SignalSink::forward_to) refused (e.g. a payload over

@@ -75,13 +75,43 @@ pub struct Subscription {
 impl Subscription {
     /// The next signal, `Err(Lagged(n))` after a loss, or `None` once the sink is gone and the
     /// buffer is empty.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: a signal is taken from the buffer only when the future returns it, so
+    /// using `recv` in a `tokio::select!` loop loses nothing.
     pub async fn recv(&mut self) -> Option<Result<Signal, Lagged>> {
         std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
     }
 
-    /// The next buffered item without waiting, or `None` when nothing is buffered.
+    /// The next buffered item without waiting, or `None` when nothing is buffered (see
+    /// [`is_closed`](Self::is_closed) to tell an ended subscription apart).
     pub fn try_recv(&mut self) -> Option<Result<Signal, Lagged>> {
         self.cursor.try_recv().ok()
+    }
+
+    /// Whether nothing more will arrive: the sink is gone (every handle that kept it alive
+    /// was dropped). Signals still buffered can be read; once they are, the stream has
+    /// ended.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use ephemeral::SignalSink;
+    ///
+    /// let sink = SignalSink::default();
+    /// let mut errors = sink.subscribe("error.*");
+    /// sink.raise("error.db")?;
+    /// assert!(!errors.is_closed());
+    /// drop(sink);
+    /// assert!(errors.is_closed());
+    /// assert!(errors.try_recv().is_some()); // still buffered
+    /// assert!(errors.try_recv().is_none()); // and now ended, not merely empty
+    /// # Ok::<(), ephemeral::RaiseError>(())
+    /// ```
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.shared.ring.is_closed()
     }
 
     /// The pattern this subscription matches.

@@ -65,6 +65,13 @@ impl WatchShared {
 /// matches (on tokio's clock), computed again when
 /// [`set_max_age`](SignalSink::set_max_age) changes it.
 ///
+/// That sleep is on tokio's timer, so the waits ([`changed`](Self::changed),
+/// [`wait_until_clear`](Self::wait_until_clear), [`wait_for_match`](Self::wait_for_match))
+/// must be polled inside a tokio runtime with timers enabled whenever a match can expire:
+/// polled by another executor they panic there, as `tokio::time::sleep` does (they return
+/// nothing an error could travel in). A watch of holds ([`SignalSink::watch_holds`]) never
+/// sleeps on the clock, so any executor may drive it.
+///
 /// A watch does not keep the sink alive. When the last handle that does is gone, every signal
 /// is gone with it: the watch sees that as one last change, [`has_match`](Self::has_match) is
 /// false from then on (so [`wait_until_clear`](Self::wait_until_clear) returns), and
@@ -100,6 +107,12 @@ pub struct Watch {
 impl Watch {
     /// Waits for the next change to the live matches since the watch was created or
     /// `changed` last returned.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe, as are [`wait_until_clear`](Self::wait_until_clear) and
+    /// [`wait_for_match`](Self::wait_for_match): a change counts as seen only when `changed`
+    /// returns, so a future dropped in a `tokio::select!` leaves it for the next call.
     pub async fn changed(&mut self) {
         loop {
             let notified = self.shared.notify.notified();
