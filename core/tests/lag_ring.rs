@@ -321,6 +321,43 @@ async fn a_reader_counts_only_the_timeouts_while_it_was_there() {
     assert_eq!(gone.timed_out, 1);
 }
 
+/// A push with a deadline polled outside a tokio runtime (another executor) is refused with
+/// the value, room or not, instead of panicking in tokio's timer once the buffer is full;
+/// without a deadline any executor may drive it.
+#[test]
+fn a_push_with_a_deadline_outside_a_runtime_is_refused_with_the_value() {
+    let ring = ring(1, Overflow::Wait);
+    let _cursor = ring.cursor();
+    let deadline = Some(Instant::now() + Duration::from_secs(1));
+    // Room: refused all the same, so the outcome does not depend on timing.
+    match ring
+        .push(vec![1], None, deadline)
+        .now_or_never()
+        .expect("ready at once")
+    {
+        Err(PushError::NoRuntime(value)) => assert_eq!(value, vec![1]),
+        other => panic!("expected NoRuntime, got {other:?}"),
+    }
+    assert_eq!(
+        ring.push(vec![1], None, None)
+            .now_or_never()
+            .expect("ready at once")
+            .expect("no deadline"),
+        1
+    );
+    // Full: this used to panic ("there is no reactor running").
+    let refused = ring
+        .push(vec![2], None, deadline)
+        .now_or_never()
+        .expect("ready at once")
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("outside a tokio runtime"),
+        "{refused}"
+    );
+    assert_eq!(refused.into_inner(), vec![2]);
+}
+
 /// `push_blocking` on a runtime's thread is refused with the value, full ring or not: on a
 /// current-thread runtime a full `Wait` ring would block forever (the reader never runs).
 /// On a plain thread it buffers as before.

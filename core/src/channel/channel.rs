@@ -638,7 +638,9 @@ impl<T> Outcome<T> {
             }
             // `send_blocking` refuses inside a runtime before it pushes, and `push` never
             // returns this; counted as missed if it ever did.
-            Err(PushError::InsideRuntime(_)) => self.missed += ring.readers(),
+            Err(PushError::InsideRuntime(_) | PushError::NoRuntime(_)) => {
+                self.missed += ring.readers();
+            }
         }
     }
 

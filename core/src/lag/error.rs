@@ -24,6 +24,13 @@ pub enum PushError<T> {
         "push_blocking was called inside a tokio runtime, where waiting would stall it: use `push(..).await` there"
     )]
     InsideRuntime(T),
+    /// [`Ring::push`](super::Ring::push) with a deadline was polled outside a tokio runtime:
+    /// the deadline is kept by tokio's timer, which needs one (without a deadline any
+    /// executor may drive a push).
+    #[error(
+        "push with a deadline was polled outside a tokio runtime, whose timer keeps the deadline: push inside a runtime, or without a deadline"
+    )]
+    NoRuntime(T),
 }
 
 impl<T> fmt::Debug for PushError<T> {
@@ -32,6 +39,7 @@ impl<T> fmt::Debug for PushError<T> {
             Self::Closed(_) => "Closed(..)",
             Self::TimedOut(_) => "TimedOut(..)",
             Self::InsideRuntime(_) => "InsideRuntime(..)",
+            Self::NoRuntime(_) => "NoRuntime(..)",
         })
     }
 }
@@ -42,7 +50,8 @@ impl<T> PushError<T> {
         match self {
             PushError::Closed(value)
             | PushError::TimedOut(value)
-            | PushError::InsideRuntime(value) => value,
+            | PushError::InsideRuntime(value)
+            | PushError::NoRuntime(value) => value,
         }
     }
 }

@@ -579,13 +579,18 @@ impl<T> Ring<T> {
     ///
     /// [`PushError::Closed`] when the ring is or becomes closed, [`PushError::TimedOut`] when
     /// the deadline passed with a reader's buffer still full (counted in
-    /// [`RingStats::timed_out`]); both give the value back.
+    /// [`RingStats::timed_out`]), [`PushError::NoRuntime`] when a deadline is given and the
+    /// push is polled outside a tokio runtime (whose timer keeps it; checked whether or not
+    /// there is room, so the outcome does not depend on timing); all give the value back.
     pub async fn push(
         &self,
         value: T,
         expires: Option<Instant>,
         deadline: Option<Instant>,
     ) -> Result<usize, PushError<T>> {
+        if deadline.is_some() && tokio::runtime::Handle::try_current().is_err() {
+            return Err(PushError::NoRuntime(value));
+        }
         // The common case, room at once, in a small future of its own.
         match self.try_push(value, expires) {
             Ok(reached) => Ok(reached),
