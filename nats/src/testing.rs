@@ -78,6 +78,9 @@ pub struct NatsServer {
     dir: tempfile::TempDir,
     child: Option<Child>,
     port: u16,
+    /// The directory of the configuration file given to
+    /// [`start_with_config`](Self::start_with_config), kept while the server may restart.
+    config: Option<tempfile::TempDir>,
 }
 
 impl NatsServer {
@@ -97,6 +100,26 @@ impl NatsServer {
         }
     }
 
+    /// [`start`](Self::start) with a configuration file holding `config` (written into the
+    /// server's temporary directory), for settings that have no flag:
+    /// `"jetstream { max_file_store: 2MB }"`, say, for a server whose storage fills up.
+    pub async fn start_with_config(config: &str) -> Self {
+        let dir = match tempfile::Builder::new()
+            .prefix("ephemeral-nats-conf-")
+            .tempdir()
+        {
+            Ok(dir) => dir,
+            Err(e) => panic!("cannot create a temporary directory: {e}"),
+        };
+        let path = dir.path().join("nats.conf");
+        if let Err(e) = std::fs::write(&path, config) {
+            panic!("cannot write {}: {e}", path.display());
+        }
+        let mut server = Self::start_with(&["-c", &path.to_string_lossy()]).await;
+        server.config = Some(dir);
+        server
+    }
+
     /// [`start_with`](Self::start_with), returning the failure instead of panicking.
     ///
     /// # Errors
@@ -114,6 +137,7 @@ impl NatsServer {
             dir,
             child: None,
             port: 0,
+            config: None,
         };
         server.launch(None).await?;
         Ok(server)

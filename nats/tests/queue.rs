@@ -116,14 +116,9 @@ async fn a_value_json_cannot_encode_is_refused_as_an_encoding_error() {
 /// is missing, not that the server "refused the request as made".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_to_a_full_jetstream_says_storage_is_full() {
-    let conf_dir = tempfile::tempdir().expect("a temporary directory");
-    let conf = conf_dir.path().join("nats.conf");
-    std::fs::write(
-        &conf,
-        "jetstream { max_file_store: 2MB, max_memory_store: 2MB }\n",
-    )
-    .expect("write the config");
-    let server = NatsServer::start_with(&["-c", conf.to_str().expect("a UTF-8 path")]).await;
+    let server =
+        NatsServer::start_with_config("jetstream { max_file_store: 2MB, max_memory_store: 2MB }")
+            .await;
     let nats = Nats::connect(&server.url()).await.unwrap();
     let queue = nats
         .work_queue("full", WorkQueueOptions::default())

@@ -424,14 +424,9 @@ async fn the_servers_max_payload_bounds_values_with_their_headers() {
 /// that takes the storage lets writes through again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_jetstream_is_storage_full_and_a_clear_makes_room() {
-    let conf_dir = tempfile::tempdir().expect("a temporary directory");
-    let conf = conf_dir.path().join("nats.conf");
-    std::fs::write(
-        &conf,
-        "jetstream { max_file_store: 2MB, max_memory_store: 2MB }\n",
-    )
-    .expect("write the config");
-    let server = NatsServer::start_with(&["-c", conf.to_str().expect("a UTF-8 path")]).await;
+    let server =
+        NatsServer::start_with_config("jetstream { max_file_store: 2MB, max_memory_store: 2MB }")
+            .await;
     let nats = Nats::connect(&server.url()).await.expect("connect");
     let room = nats
         .room("big", RoomOptions::default())
