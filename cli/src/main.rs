@@ -325,10 +325,19 @@ fn completions(shell: clap_complete::Shell) -> Result<(), Failure> {
     }
 }
 
+/// Prints the answer of `check-name` or `match`. The exit code carries the answer too, so a
+/// closed stdout (`| head -0`, a reader gone) changes nothing: the write error is ignored,
+/// where `println!` would panic.
+fn answer(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}").and_then(|()| out.flush());
+}
+
 fn check_name(name: &str) -> ExitCode {
     match ephemeral::Name::new(name) {
         Ok(_) => {
-            println!("valid: {name}");
+            answer(&format!("valid: {name}"));
             if name.split('.').any(str::is_empty) {
                 eprintln!(
                     "note: `{name}` has an empty segment (two dots in a row, or a dot at an \
@@ -351,10 +360,10 @@ fn matches(pattern: &str, name: &str) -> ExitCode {
         return ExitCode::from(exit::USAGE);
     }
     if ephemeral::Pattern::new(pattern).matches(name) {
-        println!("match");
+        answer("match");
         ExitCode::from(exit::OK)
     } else {
-        println!("no match");
+        answer("no match");
         ExitCode::from(exit::NO_MATCH)
     }
 }

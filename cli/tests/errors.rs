@@ -480,3 +480,58 @@ async fn ops_state_deferred_says_deferred_operations_show_as_pending() {
         "{stderr}"
     );
 }
+
+/// Runs `args` with stdout a pipe whose reader is already gone (`| head -0`, or a `| head -1`
+/// that has exited): exit code and stderr.
+async fn run_into_a_closed_pipe(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    // `spawn`, not `output`: tokio's `output` replaces stdout with a pipe of its own.
+    let child = common::cli(dir)
+        .args(args)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let output = tokio::time::timeout(common::PATIENCE, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("`ephemeral {}` did not finish", args.join(" ")))
+        .expect("wait");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// `publish`, `raise`, `check-name` and `match` wrote their line with `println!`, which
+/// panicked on a closed stdout (exit 101 and a backtrace, after the message was sent). Their
+/// work is done and the exit code says the answer: a closed stdout changes neither.
+#[tokio::test]
+async fn one_shot_commands_into_a_closed_pipe_keep_their_exit_code_without_a_panic() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bus = common::bus(dir.path(), "piped").await;
+    let mut seen = bus.subscribe("x.*").await.expect("subscribe");
+    for (args, code) in [
+        (&["publish", "--bus", "piped", "x.published", "p"][..], 0),
+        (&["raise", "--bus", "piped", "x.raised"], 0),
+        (&["check-name", "a.b"], 0),
+        (&["match", "a.*", "a.b"], 0),
+        (&["match", "a.*", "b.c"], 1),
+    ] {
+        let (got, stderr) = run_into_a_closed_pipe(dir.path(), args).await;
+        assert_eq!(got, Some(code), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    for topic in ["x.published", "x.raised"] {
+        let message = tokio::time::timeout(common::PATIENCE, futures::StreamExt::next(&mut seen))
+            .await
+            .expect("delivered")
+            .expect("open")
+            .expect("not lagged");
+        assert_eq!(
+            message.topic().as_str(),
+            topic,
+            "sent despite the closed stdout"
+        );
+    }
+}
