@@ -699,6 +699,46 @@ async fn request_stream_prints_every_reply_then_the_error_that_ended_it() {
     assert!(stderr.contains("on purpose"), "{stderr}");
 }
 
+/// `request --stream | head -1`: once the reader is gone the command stops, with exit 0 and
+/// nothing on stderr, as `watch` does. It used to fail its next write and exit 7 with
+/// `error: i/o error: Broken pipe`; a plain request into a closed pipe did the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_into_a_closed_pipe_stops_with_exit_0() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bus = bus(dir.path(), "piped").await;
+    let _endless = bus
+        .serve_stream("count.up", |_| {
+            futures::stream::iter(0u64..).map(|i| i.to_string().into_bytes())
+        })
+        .await
+        .expect("serve");
+    let _double = bus
+        .serve("math.double", |m| async move { m.payload().repeat(2) })
+        .await
+        .expect("serve");
+    for args in [
+        &["request", "--bus", "piped", "count.up", "", "--stream"][..],
+        &["request", "--bus", "piped", "math.double", "21"],
+    ] {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        // `spawn`, not `output`: tokio's `output` replaces stdout with a pipe of its own.
+        let child = common::cli(dir.path())
+            .args(args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let output = tokio::time::timeout(common::PATIENCE, child.wait_with_output())
+            .await
+            .expect("stops once its reader is gone")
+            .expect("wait");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_full_shows_whole_payloads_and_ids_shows_message_ids() {
     let dir = tempfile::tempdir().expect("temp dir");
