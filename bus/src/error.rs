@@ -139,8 +139,10 @@ pub enum BusError {
     /// The bus was closed.
     #[error("the bus is closed: open it again")]
     Closed,
-    /// An operating-system error on a bus file.
-    #[error("bus i/o error on {path}: {source}")]
+    /// An operating-system error on a bus file. A permission denied (this user may not
+    /// create, enter or read the directory: its parent is another user's, say) says so, and
+    /// what to do.
+    #[error("bus i/o error on {path}: {source}{}", io_hint(.source))]
     Io {
         /// The file or directory involved.
         path: PathBuf,
@@ -150,9 +152,46 @@ pub enum BusError {
     },
 }
 
+/// What to do about an i/o error, where the error alone does not say.
+fn io_hint(source: &io::Error) -> &'static str {
+    match source.kind() {
+        io::ErrorKind::PermissionDenied => {
+            ": this user may not use it: open the bus as the user who owns it, or choose a parent directory this user can write (EPHEMERAL_BUS_DIR or BusOptions::dir)"
+        }
+        _ => "",
+    }
+}
+
 impl BusError {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
         let path = path.into();
         move |source| BusError::Io { path, source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A permission denied on the bus directory (its parent is another user's, say) said
+    /// only `Permission denied (os error 13)`, nothing about what to do.
+    #[test]
+    fn a_permission_denied_says_what_to_do() {
+        let e = BusError::Io {
+            path: "/srv/buses/ephemeral-shop".into(),
+            source: io::Error::from(io::ErrorKind::PermissionDenied),
+        };
+        let text = e.to_string();
+        assert!(
+            text.starts_with("bus i/o error on /srv/buses/ephemeral-shop: ")
+                && text.contains("as the user who owns it")
+                && text.contains("EPHEMERAL_BUS_DIR"),
+            "{text}"
+        );
+        let other = BusError::Io {
+            path: "/x".into(),
+            source: io::Error::from(io::ErrorKind::StorageFull),
+        };
+        assert!(!other.to_string().contains("owns"), "{other}");
     }
 }

@@ -17,8 +17,8 @@ pub(crate) const NO_MATCH: u8 = 1;
 pub(crate) const USAGE: u8 = 2;
 /// The bus does not exist (nobody has opened it), or no NATS server answers at the URL.
 pub(crate) const NO_BUS: u8 = 3;
-/// The bus was refused: its directory is another user's or open to group or others; or
-/// the NATS server refused the credentials or the TLS setup.
+/// The bus was refused: its directory is another user's or open to group or others, or this
+/// user may not create or look at it; or the NATS server refused the credentials or the TLS setup.
 pub(crate) const REFUSED: u8 = 4;
 /// A request got no reply in time.
 pub(crate) const TIMEOUT: u8 = 5;
@@ -36,11 +36,15 @@ Exit codes:
   2  bad input: invalid name, pattern, duration, header or usage
   3  no such bus (nobody opened it; see --bus, EPHEMERAL_BUS_DIR, --create),
      or no NATS server at the --nats URL
-  4  bus refused: its directory is another user's or open to group/others;
-     or NATS refused the credentials or TLS
+  4  bus refused: its directory is another user's or open to group/others,
+     or this user may not create or look at it; or NATS refused the credentials or TLS
   5  request timed out
   6  request failed: no server, the server was busy or failed, or it left before replying
   7  other bus, NATS or I/O error (NATS: disconnected, nothing sent)";
+
+/// What to do when this user may not use a bus directory (exit 4, permission denied).
+pub(crate) const DENIED_HINT: &str = "this user may not use it: run the command as the user \
+    who owns the bus, or point EPHEMERAL_BUS_DIR at a parent directory this user can write";
 
 /// A failure: what to print and which code to exit with.
 #[derive(Debug)]
@@ -93,6 +97,12 @@ impl From<BusError> for Failure {
             BusError::PayloadTooLarge { len, max } => format!(
                 "payload of {len} bytes is larger than the bus maximum of {max} bytes: send a smaller one (or split it over several messages)"
             ),
+            BusError::Io { path, source } if source.kind() == io::ErrorKind::PermissionDenied => {
+                format!(
+                    "bus i/o error on {}: {source}: {DENIED_HINT}",
+                    path.display()
+                )
+            }
             BusError::PathTooLong { path, len, max } => format!(
                 "bus directory {} is too long ({len} bytes; at most {max}) for the Unix sockets in it: use a shorter parent directory (EPHEMERAL_BUS_DIR) or a shorter bus name (--bus)",
                 path.display()

@@ -535,3 +535,50 @@ async fn one_shot_commands_into_a_closed_pipe_keep_their_exit_code_without_a_pan
         );
     }
 }
+
+/// A bus directory this user may not create or look at (its parent is another user's):
+/// exit 4 with what to do. It said only `Permission denied (os error 13)`.
+#[tokio::test]
+async fn a_bus_this_user_may_not_use_exits_4_saying_what_to_do() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Root may write anywhere: then the command runs as `nobody`, for whom a parent of
+    // root's with mode 755 is read-only and one with mode 700 is closed.
+    let root = effective_uid() == 0;
+    let (read_only, closed) = if root { (0o755, 0o700) } else { (0o555, 0o000) };
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    for (args, mode) in [
+        // Creating the bus directory is denied.
+        (&["raise", "--bus", "shop", "--create", "x"][..], read_only),
+        // Looking whether it exists is denied.
+        (&["raise", "--bus", "shop", "x"], closed),
+    ] {
+        let parent = dir.path().join(format!("theirs-{mode:o}"));
+        std::fs::create_dir(&parent).expect("mkdir");
+        std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        let mut command = common::cli(&parent);
+        if root {
+            command.uid(65534).gid(65534);
+        }
+        let output = tokio::time::timeout(common::PATIENCE, command.args(args).output())
+            .await
+            .expect("finishes")
+            .expect("run");
+        std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(4), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("Permission denied")
+                && stderr.contains("as the user who owns the bus")
+                && stderr.contains("EPHEMERAL_BUS_DIR")
+                && !stderr.contains("BusOptions"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+/// This process's effective uid, from the owner of a file it creates (no extra dependency).
+fn effective_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    file.as_file().metadata().expect("metadata").uid()
+}

@@ -137,8 +137,9 @@ pub(crate) async fn open_bus(name: &BusName, create: bool) -> Result<Bus, Failur
                 return Err(Failure::new(
                     REFUSED,
                     format!(
-                        "bus `{name}` refused: cannot read {}: {source}",
-                        dir.display()
+                        "bus `{name}` refused: cannot read {}: {source}: {}",
+                        dir.display(),
+                        crate::exit::DENIED_HINT
                     ),
                 ));
             }
