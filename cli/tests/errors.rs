@@ -330,6 +330,28 @@ async fn an_empty_ops_pattern_exits_2_with_a_hint() {
     }
 }
 
+/// `signals ''`, `signals ','` and `signals 'a b'` printed an empty table with exit 0, and
+/// `ops 'a b'` exit 1 ("no coordinator named `a b`"): patterns no published name can match
+/// (names hold no whitespace), which are usage mistakes, refused with exit 2 as `watch ''`.
+#[tokio::test]
+async fn a_signals_or_ops_pattern_that_matches_no_name_exits_2_with_a_hint() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for pattern in ["", ",", "a b", "a b,c d"] {
+        for (command, what) in [
+            ("signals", "matches no signal"),
+            ("ops", "matches no coordinator"),
+        ] {
+            let (code, stdout, stderr) = run(dir.path(), &[command, "--create", pattern]).await;
+            assert_eq!(code, 2, "{command} {pattern:?}: {stderr}");
+            assert!(stdout.is_empty(), "{command} {pattern:?}: {stdout}");
+            assert!(
+                stderr.contains(what) && stderr.contains("'*'"),
+                "{command} {pattern:?}: {stderr}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn an_empty_watch_pattern_exits_2_with_a_hint() {
     let dir = tempfile::tempdir().expect("temp dir");
