@@ -379,7 +379,8 @@ impl Bus {
     ///
     /// # Errors
     ///
-    /// [`BusError::Closed`] if the bus was closed.
+    /// [`BusError::EmptyPattern`] for a pattern that matches no name, as for
+    /// [`subscribe_with`](Self::subscribe_with).
     pub async fn subscribe(&self, pattern: &str) -> Result<Subscription, BusError> {
         self.subscribe_with(pattern, Buffer::default(), Overflow::Wait)
             .await
@@ -390,8 +391,8 @@ impl Bus {
     /// # Errors
     ///
     /// [`BusError::EmptyPattern`] for a pattern that matches no name (`""`, `","`, `"a b"`:
-    /// it would never receive anything; `Nats::subscribe` refuses it alike),
-    /// [`BusError::Closed`] if the bus was closed.
+    /// it would never receive anything; `Nats::subscribe` refuses it alike). Nothing else:
+    /// a `Bus` handle keeps the bus open.
     pub async fn subscribe_with(
         &self,
         pattern: &str,
@@ -442,7 +443,8 @@ impl Bus {
     ///
     /// # Errors
     ///
-    /// [`BusError::Closed`] if the bus was closed.
+    /// [`BusError::EmptyPattern`] for a pattern that matches no topic (`""`, `","`, `"a b"`:
+    /// it would never see anything), as for [`subscribe_with`](Self::subscribe_with).
     ///
     /// # Examples
     ///
@@ -478,15 +480,22 @@ impl Bus {
     ///
     /// # Errors
     ///
-    /// [`BusError::Closed`] if the bus was closed.
+    /// [`BusError::EmptyPattern`] for a pattern that matches no topic, as for
+    /// [`subscribe_with`](Self::subscribe_with).
     pub async fn observe_with(
         &self,
         pattern: &str,
         buffer: Buffer,
     ) -> Result<Subscription, BusError> {
+        let pattern_checked = Pattern::new(pattern);
+        if pattern_checked.is_empty() {
+            return Err(BusError::EmptyPattern {
+                pattern: pattern.to_owned(),
+            });
+        }
         Ok(self
             .register(
-                Pattern::new(pattern),
+                pattern_checked,
                 Interest::Observe,
                 buffer,
                 Overflow::DropOldest,
@@ -562,7 +571,8 @@ impl Bus {
     ///
     /// # Errors
     ///
-    /// [`BusError::Closed`] if the bus was closed.
+    /// [`BusError::EmptyPattern`] for a pattern that matches no name, as for
+    /// [`subscribe_with`](Self::subscribe_with).
     pub async fn subscribe_fn<F>(
         &self,
         pattern: &str,

@@ -125,7 +125,7 @@ pub enum BusError {
     /// bus's database failed); it was not published.
     #[error("the message could not be kept for a durable subscription: {0}")]
     Retained(#[source] Box<crate::retained::StoreError>),
-    /// A subscription's or a bridge's pattern matches no name
+    /// A subscription's, an observer's or a bridge's pattern matches no name
     /// ([`Pattern::is_empty`](ephemeral::Pattern::is_empty): empty, or every alternative holds
     /// whitespace or a control character), so it would receive or bridge nothing;
     /// `Nats::subscribe` and `Nats::bridge` refuse it alike.

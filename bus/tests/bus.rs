@@ -453,8 +453,15 @@ async fn a_subscription_pattern_matching_nothing_is_refused() {
             matches!(&error, BusError::EmptyPattern { pattern: p } if p == pattern),
             "{pattern:?}: {error}"
         );
+        // An observer of such a pattern would never see a copy either: it was accepted.
+        let error = a.observe(pattern).await.unwrap_err();
+        assert!(
+            matches!(&error, BusError::EmptyPattern { pattern: p } if p == pattern),
+            "observe {pattern:?}: {error}"
+        );
     }
     drop(a.subscribe("a b,orders.*").await.unwrap());
+    drop(a.observe("a b,orders.*").await.unwrap());
 }
 
 /// A plain message (`Bus::publish`, not from a bridge) is raised once per sink however many
