@@ -295,8 +295,11 @@ impl Bus {
     ///
     /// # Errors
     ///
-    /// [`BusError::PayloadTooLarge`] above the maximum payload or when the headers do not fit
-    /// in a frame, [`BusError::Retained`] as for [`publish`](Self::publish).
+    /// [`BusError::PayloadTooLarge`] above the maximum payload,
+    /// [`BusError::HeadersTooLarge`] when the headers do not fit in a frame (too many, a key
+    /// or a value too long, or so many that the frame, payload and topic included, would
+    /// pass the maximum payload plus 1 MiB), [`BusError::Retained`] as for
+    /// [`publish`](Self::publish).
     #[tracing::instrument(level = "debug", name = "bus.publish", skip_all, fields(topic = %outgoing.topic, bytes = outgoing.payload.len()))]
     pub async fn publish_with(&self, outgoing: Outgoing) -> Result<usize, BusError> {
         let shared = &self.handle.shared;
@@ -361,9 +364,18 @@ impl Bus {
         let len = MessageRef::of(&message).encoded_len();
         let max_frame = max.saturating_add(crate::transport::FRAME_OVERHEAD);
         if len > max_frame {
-            return Err(BusError::PayloadTooLarge {
-                len,
-                max: max_frame,
+            // The payload fits (checked above) and a topic takes far less than the
+            // overhead: the headers took the frame over, so they are what is said to be too
+            // large, with their share of the frame and the room left for them.
+            let bare = MessageRef {
+                headers: &[],
+                ..MessageRef::of(&message)
+            }
+            .encoded_len();
+            return Err(BusError::HeadersTooLarge {
+                what: "the encoded size of the headers".to_owned(),
+                len: len - bare,
+                max: max_frame.saturating_sub(bare),
             });
         }
         Ok(message)

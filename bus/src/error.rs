@@ -65,14 +65,17 @@ pub enum BusError {
     },
     /// A message's headers do not fit a bus frame, which carries at most
     /// [`MAX_HEADERS`](crate::MAX_HEADERS) headers, keys of at most
-    /// [`MAX_HEADER_KEY`](crate::MAX_HEADER_KEY) bytes and string values of at most
-    /// [`MAX_HEADER_STR`](crate::MAX_HEADER_STR) bytes; nothing was sent.
+    /// [`MAX_HEADER_KEY`](crate::MAX_HEADER_KEY) bytes, string values of at most
+    /// [`MAX_HEADER_STR`](crate::MAX_HEADER_STR) bytes, and headers that, encoded with the
+    /// topic and payload, take at most [`BusOptions::max_payload`](crate::BusOptions::max_payload)
+    /// plus 1 MiB; nothing was sent.
     #[error(
         "{what} is {len}, more than a bus frame carries ({max}): send fewer or shorter headers, or put the data in the payload"
     )]
     HeadersTooLarge {
         /// What was over its limit: `"the number of headers"`, `"the length of header key
-        /// `k`"` or `"the length of string header `k`"`.
+        /// `k`"`, `"the length of string header `k`"` or `"the encoded size of the
+        /// headers"`.
         what: String,
         /// Its size.
         len: usize,
