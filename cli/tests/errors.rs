@@ -604,3 +604,60 @@ fn effective_uid() -> u32 {
     let file = tempfile::NamedTempFile::new().expect("temp file");
     file.as_file().metadata().expect("metadata").uid()
 }
+
+/// Whether process `pid` catches SIGINT (`Some(true)`), not yet (`Some(false)`), or has
+/// exited (`None`). Linux: `SigCgt` and `State` in /proc/PID/status.
+fn catches_sigint(pid: u32) -> Option<bool> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+    };
+    if field("State:")?.starts_with('Z') {
+        return None;
+    }
+    let mask = u64::from_str_radix(field("SigCgt:")?, 16).ok()?;
+    Some(mask & (1 << (2 - 1)) != 0)
+}
+
+/// `stats --interval 500000000000years` panicked ("overflow when adding duration to
+/// instant", exit 101) as soon as its monitor was subscribed: a window the clock cannot
+/// count is one that does not end before Ctrl-C, which ends it with exit 0 as usual.
+#[tokio::test]
+async fn a_stats_interval_past_the_clock_waits_for_ctrl_c_without_a_panic() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let _bus = common::bus(dir.path(), "forever").await;
+    let child = common::cli(dir.path())
+        .args([
+            "stats",
+            "--bus",
+            "forever",
+            "--interval",
+            "500000000000years",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id().expect("running");
+    // Waiting in its window: Ctrl-C is caught (the old code never got there: it panicked
+    // first and exited, which ends this wait too).
+    let waiting = tokio::time::timeout(common::PATIENCE, async {
+        while catches_sigint(pid) == Some(false) {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    });
+    waiting.await.expect("stats starts its window or exits");
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status();
+    let output = tokio::time::timeout(common::PATIENCE, child.wait_with_output())
+        .await
+        .expect("stops on Ctrl-C")
+        .expect("wait");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+}

@@ -11,6 +11,10 @@ use tokio::time::Instant;
 use super::{Conn, Outages, Target, bus_only, interrupted};
 use crate::exit::{Failure, IO};
 
+/// A window end far enough to mean "never" (30 years), for an interval the clock cannot
+/// add.
+const FOR_EVER: Duration = Duration::from_secs(86_400 * 365 * 30);
+
 /// Per-topic traffic seen by the `stats` monitor.
 #[derive(Debug, Default, Clone, Copy)]
 struct TopicTraffic {
@@ -52,7 +56,11 @@ pub(crate) async fn stats(target: &Target, view: &StatsView) -> Result<(), Failu
     let stop = interrupted();
     tokio::pin!(stop);
     loop {
-        let window_end = Instant::now() + view.interval;
+        // An interval past what the clock can count (`--interval 500000000000years`) is a
+        // window that never ends, not an overflow panic.
+        let window_end = Instant::now()
+            .checked_add(view.interval)
+            .unwrap_or_else(|| Instant::now() + FOR_EVER);
         let started = Instant::now();
         for t in topics.values_mut() {
             t.window = 0;
