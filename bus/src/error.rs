@@ -143,8 +143,9 @@ pub enum BusError {
     #[error("the bus is closed: open it again")]
     Closed,
     /// An operating-system error on a bus file. A permission denied (this user may not
-    /// create, enter or read the directory: its parent is another user's, say) says so, and
-    /// what to do.
+    /// create, enter or read the directory: its parent is another user's, say) and a file
+    /// where a directory should be (`EPHEMERAL_BUS_DIR` naming a file) say so, and what to
+    /// do.
     #[error("bus i/o error on {path}: {source}{}", io_hint(.source))]
     Io {
         /// The file or directory involved.
@@ -160,6 +161,10 @@ fn io_hint(source: &io::Error) -> &'static str {
     match source.kind() {
         io::ErrorKind::PermissionDenied => {
             ": this user may not use it: open the bus as the user who owns it, or choose a parent directory this user can write (EPHEMERAL_BUS_DIR or BusOptions::dir)"
+        }
+        // A file where the parent directory (or one above it) should be.
+        io::ErrorKind::NotADirectory | io::ErrorKind::AlreadyExists => {
+            ": a file stands where a directory should be: point EPHEMERAL_BUS_DIR (or BusOptions::dir) at a directory, or remove the file"
         }
         _ => "",
     }
@@ -179,7 +184,7 @@ mod tests {
     /// A permission denied on the bus directory (its parent is another user's, say) said
     /// only `Permission denied (os error 13)`, nothing about what to do.
     #[test]
-    fn a_permission_denied_says_what_to_do() {
+    fn a_permission_denied_or_a_file_in_the_way_says_what_to_do() {
         let e = BusError::Io {
             path: "/srv/buses/ephemeral-shop".into(),
             source: io::Error::from(io::ErrorKind::PermissionDenied),
@@ -191,6 +196,19 @@ mod tests {
                 && text.contains("EPHEMERAL_BUS_DIR"),
             "{text}"
         );
+        // A file where the parent directory should be said `File exists (os error 17)`.
+        for kind in [io::ErrorKind::NotADirectory, io::ErrorKind::AlreadyExists] {
+            let e = BusError::Io {
+                path: "/srv/buses".into(),
+                source: io::Error::from(kind),
+            };
+            let text = e.to_string();
+            assert!(
+                text.contains("a file stands where a directory should be")
+                    && text.contains("EPHEMERAL_BUS_DIR"),
+                "{text}"
+            );
+        }
         let other = BusError::Io {
             path: "/x".into(),
             source: io::Error::from(io::ErrorKind::StorageFull),

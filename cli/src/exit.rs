@@ -42,9 +42,22 @@ Exit codes:
   6  request failed: no server, the server was busy or failed, or it left before replying
   7  other bus, NATS or I/O error (NATS: disconnected, nothing sent)";
 
-/// What to do when this user may not use a bus directory (exit 4, permission denied).
-pub(crate) const DENIED_HINT: &str = "this user may not use it: run the command as the user \
-    who owns the bus, or point EPHEMERAL_BUS_DIR at a parent directory this user can write";
+/// What to do about an i/o error on a bus directory, in the command's terms (the library's
+/// hint names `BusOptions::dir`), where the error alone does not say: a permission denied
+/// (exit 4), a file where a directory should be (`EPHEMERAL_BUS_DIR` naming a file).
+pub(crate) fn io_hint(source: &io::Error) -> Option<&'static str> {
+    match source.kind() {
+        io::ErrorKind::PermissionDenied => Some(
+            "this user may not use it: run the command as the user who owns the bus, or point \
+             EPHEMERAL_BUS_DIR at a parent directory this user can write",
+        ),
+        io::ErrorKind::NotADirectory | io::ErrorKind::AlreadyExists => Some(
+            "a file stands where a directory should be: point EPHEMERAL_BUS_DIR at a \
+             directory, or remove the file",
+        ),
+        _ => None,
+    }
+}
 
 /// A failure: what to print and which code to exit with.
 #[derive(Debug)]
@@ -97,12 +110,11 @@ impl From<BusError> for Failure {
             BusError::PayloadTooLarge { len, max } => format!(
                 "payload of {len} bytes is larger than the bus maximum of {max} bytes: send a smaller one (or split it over several messages)"
             ),
-            BusError::Io { path, source } if source.kind() == io::ErrorKind::PermissionDenied => {
-                format!(
-                    "bus i/o error on {}: {source}: {DENIED_HINT}",
-                    path.display()
-                )
-            }
+            BusError::Io { path, source } if io_hint(source).is_some() => format!(
+                "bus i/o error on {}: {source}: {}",
+                path.display(),
+                io_hint(source).unwrap_or_default()
+            ),
             BusError::PathTooLong { path, len, max } => format!(
                 "bus directory {} is too long ({len} bytes; at most {max}) for the Unix sockets in it: use a shorter parent directory (EPHEMERAL_BUS_DIR) or a shorter bus name (--bus)",
                 path.display()

@@ -661,3 +661,27 @@ async fn a_stats_interval_past_the_clock_waits_for_ctrl_c_without_a_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(output.status.code(), Some(0), "{stderr}");
 }
+
+/// `EPHEMERAL_BUS_DIR` naming a file: exit 7 saying what is wrong and what to do, with or
+/// without `--create`. It said only `Not a directory (os error 20)` or `File exists (os
+/// error 17)`.
+#[tokio::test]
+async fn a_bus_parent_that_is_a_file_says_what_to_do() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"").expect("write");
+    for (parent, args) in [
+        (file.clone(), &["raise", "x"][..]),
+        (file.clone(), &["raise", "--create", "x"]),
+        (file.join("below"), &["raise", "--create", "x"]),
+    ] {
+        let (code, _, stderr) = run(&parent, args).await;
+        assert_eq!(code, 7, "{parent:?} {args:?}: {stderr}");
+        assert!(
+            stderr.contains("a file stands where a directory should be")
+                && stderr.contains("EPHEMERAL_BUS_DIR")
+                && !stderr.contains("BusOptions"),
+            "{parent:?} {args:?}: {stderr}"
+        );
+    }
+}
