@@ -233,6 +233,13 @@ impl Bus {
     /// the message, and for other processes every payload is written straight into the
     /// frame.
     ///
+    /// A peer is sent what matches the subscriptions it announced. One that was stopped
+    /// (SIGSTOP, a debugger) when this handle joined the bus has announced none to it yet:
+    /// it is sent nothing and not counted until it resumes and answers, and since nothing
+    /// was sent to it, it is not told of a gap ([`Lagged`]) either. A peer stopped *after*
+    /// it announced is sent to as usual, within the bounded wait of
+    /// [`BusOptions::send_timeout`].
+    ///
     /// # Errors
     ///
     /// [`BusError::Name`] for a bad topic, [`BusError::PayloadTooLarge`] above the maximum
