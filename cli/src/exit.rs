@@ -59,6 +59,20 @@ pub(crate) fn io_hint(source: &io::Error) -> Option<&'static str> {
     }
 }
 
+/// Text from another process (a server's error or panic message), made one line that
+/// cannot drive the terminal: control characters, line breaks and tabs included, are
+/// escaped (`\n`, `\u{1b}`), so the error stays the one line the exit code goes with.
+pub(crate) fn one_line(text: &str) -> String {
+    text.chars().fold(String::new(), |mut s, c| {
+        if c.is_control() {
+            s.extend(c.escape_default());
+        } else {
+            s.push(c);
+        }
+        s
+    })
+}
+
 /// A failure: what to print and which code to exit with.
 #[derive(Debug)]
 pub(crate) struct Failure {
@@ -107,6 +121,10 @@ impl From<BusError> for Failure {
             BusError::NoServer { topic } => format!(
                 "no peer serves `{topic}` on this bus: start the service that answers it (on the same bus: check --bus), then send the request again"
             ),
+            BusError::ServerFailed { topic, message } => format!(
+                "the server's handler for `{topic}` failed: {}",
+                one_line(message)
+            ),
             BusError::PayloadTooLarge { len, max } => format!(
                 "payload of {len} bytes is larger than the bus maximum of {max} bytes: send a smaller one (or split it over several messages)"
             ),
@@ -150,6 +168,10 @@ impl From<NatsError> for Failure {
         let message = match &e {
             NatsError::NoServer { topic } => format!(
                 "no server for `{topic}`: start the service that answers it, connected to this NATS server or cluster with the same subject prefix (check --nats-prefix), then send the request again"
+            ),
+            NatsError::HandlerFailed { topic, message } => format!(
+                "the handler serving `{topic}` failed: {}",
+                one_line(message)
             ),
             NatsError::Disconnected { topic } => format!(
                 "not connected to the NATS server right now (the connection was lost), so `{topic}` was not sent: check that the server at the --nats URL runs and is reachable, then run the command again"

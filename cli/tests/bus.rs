@@ -739,6 +739,32 @@ async fn request_into_a_closed_pipe_stops_with_exit_0() {
     }
 }
 
+/// A server's error text is another process's: it was printed as it came, so a line break
+/// split the one-line error and an escape sequence reached the terminal. It is escaped now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_servers_error_text_is_printed_as_one_escaped_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bus = bus(dir.path(), "failing").await;
+    let _server = bus
+        .try_serve("math.fail", |_| async {
+            Err::<Vec<u8>, _>("first line\nsecond \u{1b}[31mred")
+        })
+        .await
+        .expect("serve");
+    let (code, stdout, stderr) = run(
+        dir.path(),
+        &["request", "--bus", "failing", "math.fail", "x"],
+    )
+    .await;
+    assert_eq!(code, 6, "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(r"failed: first line\nsecond \u{1b}[31mred") && !stderr.contains('\x1b'),
+        "{stderr}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_full_shows_whole_payloads_and_ids_shows_message_ids() {
     let dir = tempfile::tempdir().expect("temp dir");
