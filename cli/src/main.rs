@@ -109,7 +109,8 @@ enum Command {
         /// takes a request away from its server; on a bus only).
         #[arg(long)]
         requests: bool,
-        /// Show whole payloads: text as it is, binary as hex (default: a short summary).
+        /// Show whole payloads: text as it is (on a terminal with its control characters,
+        /// but line breaks and tabs, escaped), binary as hex (default: a short summary).
         #[arg(long)]
         full: bool,
         /// Show each message's id: its publisher (origin) and that publisher's sequence

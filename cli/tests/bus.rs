@@ -765,6 +765,43 @@ async fn a_servers_error_text_is_printed_as_one_escaped_line() {
     );
 }
 
+/// `watch --full` wrote a text payload as it came, escape sequences included, to the
+/// terminal (where keys and headers were already made harmless): on a terminal its control
+/// characters but line breaks and tabs are escaped now, as `request` does with a reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_full_escapes_control_characters_on_a_terminal() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bus = bus(dir.path(), "evil").await;
+    let root = dir.path().to_path_buf();
+    let watcher = tokio::spawn(async move {
+        common::run_in_pty(
+            &root,
+            &["watch", "--bus", "evil", "evil.*", "--full", "--count", "1"],
+        )
+        .await
+    });
+    common::eventually("the watcher subscribes", || {
+        bus.peer_list()
+            .iter()
+            .any(|p| p.subscriptions.iter().any(|s| s == "evil.*"))
+    })
+    .await;
+    bus.publish("evil.payload", b"ok\x1b]0;pwned\x07".as_slice())
+        .await
+        .expect("publish");
+    let (code, out) = watcher.await.expect("the watcher task");
+    assert_eq!(code, 0, "{out:?}");
+    let out = String::from_utf8_lossy(&out);
+    assert!(
+        !out.contains(['\x1b', '\x07']),
+        "a control character reached the terminal raw: {out:?}"
+    );
+    assert!(
+        out.contains(r"evil.payload ok\u{1b}]0;pwned\u{7}"),
+        "{out:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_full_shows_whole_payloads_and_ids_shows_message_ids() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -56,6 +56,7 @@ pub(crate) async fn watch(target: &Target, pattern: &str, view: &WatchView) -> R
     }
     let style = Style {
         full: view.full,
+        terminal: std::io::IsTerminal::is_terminal(&std::io::stdout()),
         ids: view.ids,
     };
     let mut holds = Holds::default();
