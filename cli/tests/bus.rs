@@ -802,6 +802,27 @@ async fn watch_full_escapes_control_characters_on_a_terminal() {
     );
 }
 
+/// `stats --peers` printed each peer's announced patterns as they came: a pattern is
+/// another process's text, and one holding an escape sequence (or a line break) reached
+/// the terminal raw. Control characters show as spaces in the table now, as keys do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_peers_shows_control_characters_of_a_pattern_as_spaces() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bus = bus(dir.path(), "peers-evil").await;
+    let _sub = bus
+        .subscribe("x.*,\x1b[31mred\nfake-line")
+        .await
+        .expect("a pattern with one valid alternative");
+    let (code, stdout, stderr) =
+        run(dir.path(), &["stats", "--bus", "peers-evil", "--peers"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stdout.contains('\x1b'), "{stdout:?}");
+    assert!(
+        stdout.contains("subscribe  x.*, [31mred fake-line\n"),
+        "{stdout:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_full_shows_whole_payloads_and_ids_shows_message_ids() {
     let dir = tempfile::tempdir().expect("temp dir");

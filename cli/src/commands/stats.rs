@@ -177,6 +177,9 @@ fn peers_text(bus: &Bus, list: &[PeerInfo]) -> String {
         let mut any = false;
         for (role, names) in roles {
             for name in names {
+                // Another process's text: control characters are shown as spaces, so no
+                // peer can send escape sequences to the terminal or break the table.
+                let name = crate::top::fmt::one_line(name);
                 let _ = writeln!(s, "{:016x}  {role:<9}  {name}", peer.id);
                 any = true;
             }
