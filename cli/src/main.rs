@@ -165,7 +165,8 @@ enum Command {
         /// A text payload.
         #[arg(long)]
         payload: Option<String>,
-        /// The lease (default: as the bridges use by default: 1s on a bus, 3s over NATS).
+        /// The lease (default: as the bridges use by default: 1s on a bus, 3s over NATS; at
+        /// least 3ms, as for the bridges).
         #[arg(long, allow_hyphen_values = true, value_parser = args::positive_duration)]
         lease: Option<Duration>,
         /// A header, key=value (repeatable).

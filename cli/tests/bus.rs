@@ -823,6 +823,42 @@ async fn stats_peers_shows_control_characters_of_a_pattern_as_spaces() {
     );
 }
 
+/// `hold --lease 1ns` sent a lease of 1 ms refreshed every 1 ms, so the lease ran out
+/// between refreshes and `watch` showed the live hold `lapsed` and `held` again every 100 ms
+/// (and the status line said `lease 1ns`). The lease is at least 3 ms, as
+/// `BridgeOptions::hold_lease` has it, and the status line says the lease used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_raises_a_lease_too_short_to_refresh_to_the_bridges_minimum() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bus = bus(dir.path(), "short").await;
+    let mut holds = bus.subscribe("circuit.*").await.expect("subscribe");
+    let mut child = common::cli(dir.path())
+        .args(["hold", "--bus", "short", "circuit.open", "--lease", "1ns"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut out = tokio::io::BufReader::new(child.stdout.take().expect("piped"));
+    let mut line = String::new();
+    tokio::time::timeout(common::PATIENCE, out.read_line(&mut line))
+        .await
+        .expect("a status line")
+        .expect("read");
+    assert!(line.contains("; lease 3ms;"), "{line}");
+    let first = tokio::time::timeout(common::PATIENCE, holds.next())
+        .await
+        .expect("a refresh")
+        .expect("open")
+        .expect("no lag");
+    match ephemeral_bus::Bridged::of(&first) {
+        Some(ephemeral_bus::Bridged::Hold { lease, .. }) => {
+            assert_eq!(lease, Duration::from_millis(3));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_full_shows_whole_payloads_and_ids_shows_message_ids() {
     let dir = tempfile::tempdir().expect("temp dir");
