@@ -6,6 +6,16 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+/// `eprintln!` that never panics: a line for stderr, its write error ignored. A closed
+/// stderr (`2>&1 | head -0`, a reader gone) made `eprintln!` panic, so an error meant for
+/// exit 3 ended with exit 101; the exit code is what a script reads, and it must hold.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod args;
 mod commands;
 mod exit;
@@ -304,7 +314,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::from(exit::OK),
         Err(failure) => {
-            eprintln!("error: {failure}");
+            say!("error: {failure}");
             ExitCode::from(failure.code)
         }
     }
@@ -341,7 +351,7 @@ fn check_name(name: &str) -> ExitCode {
         Ok(_) => {
             answer(&format!("valid: {name}"));
             if name.split('.').any(str::is_empty) {
-                eprintln!(
+                say!(
                     "note: `{name}` has an empty segment (two dots in a row, or a dot at an \
                      end): names allow it, as the library and the original do; a `+` segment \
                      of a pattern matches it (`a.+.b` matches `a..b`)"
@@ -350,7 +360,7 @@ fn check_name(name: &str) -> ExitCode {
             ExitCode::from(exit::OK)
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            say!("error: {e}");
             ExitCode::from(exit::USAGE)
         }
     }
@@ -358,7 +368,7 @@ fn check_name(name: &str) -> ExitCode {
 
 fn matches(pattern: &str, name: &str) -> ExitCode {
     if let Err(e) = ephemeral::Name::new(name) {
-        eprintln!("error: {e}");
+        say!("error: {e}");
         return ExitCode::from(exit::USAGE);
     }
     if ephemeral::Pattern::new(pattern).matches(name) {

@@ -685,3 +685,46 @@ async fn a_bus_parent_that_is_a_file_says_what_to_do() {
         );
     }
 }
+
+/// Runs `args` with stderr a pipe whose reader is already gone: the exit code.
+async fn code_with_a_closed_stderr(dir: &std::path::Path, args: &[&str]) -> Option<i32> {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let child = common::cli(dir)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(writer)
+        .spawn()
+        .expect("spawn");
+    tokio::time::timeout(common::PATIENCE, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("`ephemeral {}` did not finish", args.join(" ")))
+        .expect("wait")
+        .status
+        .code()
+}
+
+/// The error line went out with `eprintln!`, which panics on a closed stderr: `ephemeral
+/// raise --bus nowhere x 2>&1 | head -0` exited 101 instead of 3. The exit code is what a
+/// script reads; it holds whatever stderr is.
+#[tokio::test]
+async fn errors_into_a_closed_stderr_keep_their_exit_code() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (args, code) in [
+        (&["raise", "--bus", "nowhere", "x"][..], 3),
+        (&["publish", "--bus", "nowhere", "t", "p"], 3),
+        (&["check-name", "a b"], 2),
+        (&["match", "*", "a b"], 2),
+        (&["check-name", "a..b"], 0),
+        (
+            &["raise", "--bus", "made", "--create", "x", "--ttl", "1h"],
+            0,
+        ),
+    ] {
+        assert_eq!(
+            code_with_a_closed_stderr(dir.path(), args).await,
+            Some(code),
+            "{args:?}"
+        );
+    }
+}

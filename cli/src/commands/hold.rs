@@ -52,7 +52,7 @@ pub(crate) async fn hold(
         tokio::select! {
             () = &mut stop => break,
             change = outages.next() => {
-                eprintln!("{}", note(match change {
+                say!("{}", note(match change {
                     Change::Lost => "lost the connection to NATS: reconnecting; refreshes \
                         cannot go out meanwhile, so bridged sinks drop the hold within a \
                         lease, and hold it again at the first refresh once back",
@@ -63,7 +63,7 @@ pub(crate) async fn hold(
                 Ok(_) => failing = false,
                 Err(failure) => {
                     if !conn.is_offline() && !failing {
-                        eprintln!("{}", note(&format!(
+                        say!("{}", note(&format!(
                             "a refresh was not sent (retrying every {}): {failure}",
                             humantime::format_duration(lease / 3)
                         )));

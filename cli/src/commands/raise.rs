@@ -17,7 +17,7 @@ pub(crate) async fn raise(
     if let Some(ttl) = ttl {
         out = out.ttl(ttl);
         if ttl > SINK_MAX_AGE {
-            eprintln!(
+            say!(
                 "note: a bridged sink keeps a signal at most its max age (60s by default), so \
                  --ttl {} is cut to that in each sink",
                 humantime::format_duration(ttl)

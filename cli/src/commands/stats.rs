@@ -71,7 +71,7 @@ pub(crate) async fn stats(target: &Target, view: &StatsView) -> Result<(), Failu
             tokio::select! {
                 () = &mut stop => return Ok(()),
                 () = tokio::time::sleep_until(window_end) => break,
-                change = outages.next() => eprintln!("{}", change.receiver_note()),
+                change = outages.next() => say!("{}", change.receiver_note()),
                 item = monitor.next() => match item {
                     None => return Err(Failure::new(IO, "the connection closed under the monitor")),
                     Some(Err(l)) => {
