@@ -66,6 +66,10 @@ impl Bus {
     /// dropped). A plain server's handler runs to its end either way; its late reply is
     /// counted in [`BusStats::late_replies`](crate::BusStats::late_replies).
     ///
+    /// A server whose process is stopped (SIGSTOP, a debugger) still has its connection, so
+    /// it is still chosen in its turn, and a request sent to it ends with
+    /// [`BusError::Timeout`]: only a server that left or died is known to be gone.
+    ///
     /// # Errors
     ///
     /// [`BusError::NoServer`] when no peer serves `topic`, [`BusError::Timeout`] when no
