@@ -233,6 +233,13 @@ impl Bus {
     /// the message, and for other processes every payload is written straight into the
     /// frame.
     ///
+    /// A peer is sent what matches the subscriptions it announced. One that was stopped
+    /// (SIGSTOP, a debugger) when this handle joined the bus has announced none to it yet:
+    /// it is sent nothing and not counted until it resumes and answers, and since nothing
+    /// was sent to it, it is not told of a gap ([`Lagged`]) either. A peer stopped *after*
+    /// it announced is sent to as usual, within the bounded wait of
+    /// [`BusOptions::send_timeout`].
+    ///
     /// # Errors
     ///
     /// [`BusError::Name`] for a bad topic, [`BusError::PayloadTooLarge`] above the maximum
@@ -295,8 +302,11 @@ impl Bus {
     ///
     /// # Errors
     ///
-    /// [`BusError::PayloadTooLarge`] above the maximum payload or when the headers do not fit
-    /// in a frame, [`BusError::Retained`] as for [`publish`](Self::publish).
+    /// [`BusError::PayloadTooLarge`] above the maximum payload,
+    /// [`BusError::HeadersTooLarge`] when the headers do not fit in a frame (too many, a key
+    /// or a value too long, or so many that the frame, payload and topic included, would
+    /// pass the maximum payload plus 1 MiB), [`BusError::Retained`] as for
+    /// [`publish`](Self::publish).
     #[tracing::instrument(level = "debug", name = "bus.publish", skip_all, fields(topic = %outgoing.topic, bytes = outgoing.payload.len()))]
     pub async fn publish_with(&self, outgoing: Outgoing) -> Result<usize, BusError> {
         let shared = &self.handle.shared;
@@ -361,9 +371,18 @@ impl Bus {
         let len = MessageRef::of(&message).encoded_len();
         let max_frame = max.saturating_add(crate::transport::FRAME_OVERHEAD);
         if len > max_frame {
-            return Err(BusError::PayloadTooLarge {
-                len,
-                max: max_frame,
+            // The payload fits (checked above) and a topic takes far less than the
+            // overhead: the headers took the frame over, so they are what is said to be too
+            // large, with their share of the frame and the room left for them.
+            let bare = MessageRef {
+                headers: &[],
+                ..MessageRef::of(&message)
+            }
+            .encoded_len();
+            return Err(BusError::HeadersTooLarge {
+                what: "the encoded size of the headers".to_owned(),
+                len: len - bare,
+                max: max_frame.saturating_sub(bare),
             });
         }
         Ok(message)
@@ -379,7 +398,8 @@ impl Bus {
     ///
     /// # Errors
     ///
-    /// [`BusError::Closed`] if the bus was closed.
+    /// [`BusError::EmptyPattern`] for a pattern that matches no name, as for
+    /// [`subscribe_with`](Self::subscribe_with).
     pub async fn subscribe(&self, pattern: &str) -> Result<Subscription, BusError> {
         self.subscribe_with(pattern, Buffer::default(), Overflow::Wait)
             .await
@@ -390,8 +410,8 @@ impl Bus {
     /// # Errors
     ///
     /// [`BusError::EmptyPattern`] for a pattern that matches no name (`""`, `","`, `"a b"`:
-    /// it would never receive anything; `Nats::subscribe` refuses it alike),
-    /// [`BusError::Closed`] if the bus was closed.
+    /// it would never receive anything; `Nats::subscribe` refuses it alike). Nothing else:
+    /// a `Bus` handle keeps the bus open.
     pub async fn subscribe_with(
         &self,
         pattern: &str,
@@ -442,7 +462,8 @@ impl Bus {
     ///
     /// # Errors
     ///
-    /// [`BusError::Closed`] if the bus was closed.
+    /// [`BusError::EmptyPattern`] for a pattern that matches no topic (`""`, `","`, `"a b"`:
+    /// it would never see anything), as for [`subscribe_with`](Self::subscribe_with).
     ///
     /// # Examples
     ///
@@ -478,15 +499,22 @@ impl Bus {
     ///
     /// # Errors
     ///
-    /// [`BusError::Closed`] if the bus was closed.
+    /// [`BusError::EmptyPattern`] for a pattern that matches no topic, as for
+    /// [`subscribe_with`](Self::subscribe_with).
     pub async fn observe_with(
         &self,
         pattern: &str,
         buffer: Buffer,
     ) -> Result<Subscription, BusError> {
+        let pattern_checked = Pattern::new(pattern);
+        if pattern_checked.is_empty() {
+            return Err(BusError::EmptyPattern {
+                pattern: pattern.to_owned(),
+            });
+        }
         Ok(self
             .register(
-                Pattern::new(pattern),
+                pattern_checked,
                 Interest::Observe,
                 buffer,
                 Overflow::DropOldest,
@@ -562,7 +590,8 @@ impl Bus {
     ///
     /// # Errors
     ///
-    /// [`BusError::Closed`] if the bus was closed.
+    /// [`BusError::EmptyPattern`] for a pattern that matches no name, as for
+    /// [`subscribe_with`](Self::subscribe_with).
     pub async fn subscribe_fn<F>(
         &self,
         pattern: &str,

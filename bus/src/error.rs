@@ -65,14 +65,17 @@ pub enum BusError {
     },
     /// A message's headers do not fit a bus frame, which carries at most
     /// [`MAX_HEADERS`](crate::MAX_HEADERS) headers, keys of at most
-    /// [`MAX_HEADER_KEY`](crate::MAX_HEADER_KEY) bytes and string values of at most
-    /// [`MAX_HEADER_STR`](crate::MAX_HEADER_STR) bytes; nothing was sent.
+    /// [`MAX_HEADER_KEY`](crate::MAX_HEADER_KEY) bytes, string values of at most
+    /// [`MAX_HEADER_STR`](crate::MAX_HEADER_STR) bytes, and headers that, encoded with the
+    /// topic and payload, take at most [`BusOptions::max_payload`](crate::BusOptions::max_payload)
+    /// plus 1 MiB; nothing was sent.
     #[error(
         "{what} is {len}, more than a bus frame carries ({max}): send fewer or shorter headers, or put the data in the payload"
     )]
     HeadersTooLarge {
         /// What was over its limit: `"the number of headers"`, `"the length of header key
-        /// `k`"` or `"the length of string header `k`"`.
+        /// `k`"`, `"the length of string header `k`"` or `"the encoded size of the
+        /// headers"`.
         what: String,
         /// Its size.
         len: usize,
@@ -125,7 +128,7 @@ pub enum BusError {
     /// bus's database failed); it was not published.
     #[error("the message could not be kept for a durable subscription: {0}")]
     Retained(#[source] Box<crate::retained::StoreError>),
-    /// A subscription's or a bridge's pattern matches no name
+    /// A subscription's, an observer's or a bridge's pattern matches no name
     /// ([`Pattern::is_empty`](ephemeral::Pattern::is_empty): empty, or every alternative holds
     /// whitespace or a control character), so it would receive or bridge nothing;
     /// `Nats::subscribe` and `Nats::bridge` refuse it alike.
@@ -139,8 +142,11 @@ pub enum BusError {
     /// The bus was closed.
     #[error("the bus is closed: open it again")]
     Closed,
-    /// An operating-system error on a bus file.
-    #[error("bus i/o error on {path}: {source}")]
+    /// An operating-system error on a bus file. A permission denied (this user may not
+    /// create, enter or read the directory: its parent is another user's, say) and a file
+    /// where a directory should be (`EPHEMERAL_BUS_DIR` naming a file) say so, and what to
+    /// do.
+    #[error("bus i/o error on {path}: {source}{}", io_hint(.source))]
     Io {
         /// The file or directory involved.
         path: PathBuf,
@@ -150,9 +156,63 @@ pub enum BusError {
     },
 }
 
+/// What to do about an i/o error, where the error alone does not say.
+fn io_hint(source: &io::Error) -> &'static str {
+    match source.kind() {
+        io::ErrorKind::PermissionDenied => {
+            ": this user may not use it: open the bus as the user who owns it, or choose a parent directory this user can write (EPHEMERAL_BUS_DIR or BusOptions::dir)"
+        }
+        // A file where the parent directory (or one above it) should be.
+        io::ErrorKind::NotADirectory | io::ErrorKind::AlreadyExists => {
+            ": a file stands where a directory should be: point EPHEMERAL_BUS_DIR (or BusOptions::dir) at a directory, or remove the file"
+        }
+        _ => "",
+    }
+}
+
 impl BusError {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
         let path = path.into();
         move |source| BusError::Io { path, source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A permission denied on the bus directory (its parent is another user's, say) said
+    /// only `Permission denied (os error 13)`, nothing about what to do.
+    #[test]
+    fn a_permission_denied_or_a_file_in_the_way_says_what_to_do() {
+        let e = BusError::Io {
+            path: "/srv/buses/ephemeral-shop".into(),
+            source: io::Error::from(io::ErrorKind::PermissionDenied),
+        };
+        let text = e.to_string();
+        assert!(
+            text.starts_with("bus i/o error on /srv/buses/ephemeral-shop: ")
+                && text.contains("as the user who owns it")
+                && text.contains("EPHEMERAL_BUS_DIR"),
+            "{text}"
+        );
+        // A file where the parent directory should be said `File exists (os error 17)`.
+        for kind in [io::ErrorKind::NotADirectory, io::ErrorKind::AlreadyExists] {
+            let e = BusError::Io {
+                path: "/srv/buses".into(),
+                source: io::Error::from(kind),
+            };
+            let text = e.to_string();
+            assert!(
+                text.contains("a file stands where a directory should be")
+                    && text.contains("EPHEMERAL_BUS_DIR"),
+                "{text}"
+            );
+        }
+        let other = BusError::Io {
+            path: "/x".into(),
+            source: io::Error::from(io::ErrorKind::StorageFull),
+        };
+        assert!(!other.to_string().contains("owns"), "{other}");
     }
 }

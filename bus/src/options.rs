@@ -83,7 +83,9 @@ impl BusOptions {
     /// How long opening, subscribing or [`flush`](crate::Bus::flush) waits for the other
     /// peers to acknowledge (default 1 s, one bound for all of them together); a peer that
     /// does not answer in time (stopped, say) is not waited for again until it answers, so
-    /// it costs one such wait, not one per call.
+    /// it costs one such wait, not one per call. Until a peer has told its subscriptions
+    /// (one stopped since before this handle joined), nothing is published to it: see
+    /// [`Bus::publish`](crate::Bus::publish).
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
         self

@@ -104,7 +104,8 @@ impl Outgoing {
     }
 
     /// How long the message stays relevant; receivers get the remaining time, and never
-    /// receive it once that has run out.
+    /// receive it once that has run out. A time past what the clock can count
+    /// (`Duration::MAX`) means "for ever" (decades), never "already expired".
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self

@@ -61,7 +61,14 @@ impl Bus {
     /// Sends a request to one server of `topic` and waits for its reply, at most `timeout`.
     ///
     /// A server of a stream ([`serve_stream`](Self::serve_stream)) answers with its first
-    /// item.
+    /// item; its next item, which nobody waits for, tells it to stop. So does the first item
+    /// of a stream that comes after the request gave up (timed out, or this future was
+    /// dropped). A plain server's handler runs to its end either way; its late reply is
+    /// counted in [`BusStats::late_replies`](crate::BusStats::late_replies).
+    ///
+    /// A server whose process is stopped (SIGSTOP, a debugger) still has its connection, so
+    /// it is still chosen in its turn, and a request sent to it ends with
+    /// [`BusError::Timeout`]: only a server that left or died is known to be gone.
     ///
     /// # Errors
     ///
@@ -111,7 +118,8 @@ impl Bus {
     /// the socket, as a full [`Overflow::Wait`](crate::Overflow::Wait) subscription holds
     /// back a publisher), and a server held back longer than its
     /// [`send_timeout`](crate::BusOptions::send_timeout) stops the stream (the reader then
-    /// sees the timeout). Dropping the stream before its end tells the server to stop.
+    /// sees the timeout). Dropping the stream before its end tells the server to stop; after
+    /// a timeout, the next item, which nobody waits for, does.
     ///
     /// # Errors
     ///
@@ -390,7 +398,8 @@ impl Drop for ReplyStream {
         };
         // Given up before the end: tell the server to stop, from a task of its own (a drop
         // cannot wait). Outside a runtime there is nobody to send it; the server then stops
-        // at its next reply, which finds nobody waiting.
+        // at its next reply, which finds nobody waiting (a reader answers such a stream item
+        // with a cancel: `Routed::Unwanted`).
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };

@@ -48,6 +48,10 @@ pub(crate) enum Routed {
     /// A request addressed to this peer, but nothing here serves its topic (the server
     /// stopped after the requester chose it): the requester must be told.
     NoServer,
+    /// An item of a server's stream that nobody here waits for (the request took its first
+    /// item as its answer, timed out or was dropped): the server must be told to stop, or
+    /// an endless stream would go on for ever.
+    Unwanted,
 }
 
 impl Locals {
@@ -198,8 +202,11 @@ impl Locals {
         if message.to() != Some(self.me) {
             return Routed::Done;
         }
-        if message.reply_status().is_some() {
-            self.replies.deliver(message.clone(), deadline).await;
+        if let Some(status) = message.reply_status() {
+            let taken = self.replies.deliver(message.clone(), deadline).await;
+            if !taken && !status.is_final() {
+                return Routed::Unwanted;
+            }
             return Routed::Done;
         }
         match self.server(&message.topic) {

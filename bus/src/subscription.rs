@@ -76,13 +76,14 @@ fn held(message: &Message) -> usize {
 /// The publisher sent the time it had left and its wall-clock timestamp. Peers of one bus
 /// share a machine, hence a wall clock, so the time spent on the way (in queues, sockets, a
 /// stopped process) is taken off too; a clock that went backwards counts as no time spent.
+/// A time to live past what the clock can count (`Duration::MAX`) is a very long life
+/// (`crate::after` saturates), never an instant death.
 fn expiry(message: &Message) -> Option<Instant> {
     let ttl = message.ttl?;
     let spent = SystemTime::now()
         .duration_since(message.timestamp)
         .unwrap_or_default();
-    let now = Instant::now();
-    Some(now.checked_add(ttl.saturating_sub(spent)).unwrap_or(now))
+    Some(crate::after(ttl.saturating_sub(spent)))
 }
 
 /// Delivery counters of one subscription.

@@ -210,6 +210,38 @@ async fn headers_at_the_frame_limits_arrive_whole_and_beyond_them_are_refused() 
     assert_eq!(next(&mut sub).await.unwrap().topic(), "h.end");
 }
 
+/// Headers each within their limits but together larger than a frame keeps for them: it
+/// said "payload of 2400324 bytes is larger than the bus maximum of 2097152 bytes" for a
+/// 5-byte payload (PayloadTooLarge, with the frame's size and limit); the headers are what
+/// to cut, and the error says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_too_large_together_are_refused_as_headers_not_as_payload() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = open(tmp.path(), "t").await;
+    let b = open(tmp.path(), "t").await;
+    let mut sub = b.subscribe("h.*").await.unwrap();
+    let value = "v".repeat(60_000);
+    let out = (0..40).fold(Outgoing::new("h.big").unwrap().payload(b"small"), |o, i| {
+        o.header(&format!("k{i}"), value.as_str())
+    });
+    let err = a.publish_with(out).await.unwrap_err();
+    match &err {
+        BusError::HeadersTooLarge { what, len, max } => {
+            assert_eq!(what, "the encoded size of the headers");
+            assert!(*len > 40 * 60_000 && *len < 40 * 60_100, "{err}");
+            assert!(*max > 1_000_000 && *max < 1024 * 1024 * 2, "{err}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        err.to_string().contains("fewer or shorter headers"),
+        "{err}"
+    );
+    // Nothing of it arrived.
+    a.publish("h.end", b"").await.unwrap();
+    assert_eq!(next(&mut sub).await.unwrap().topic(), "h.end");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drop_oldest_subscriber_reports_lag_and_keeps_newest() {
     let tmp = tempfile::tempdir().unwrap();
@@ -453,8 +485,15 @@ async fn a_subscription_pattern_matching_nothing_is_refused() {
             matches!(&error, BusError::EmptyPattern { pattern: p } if p == pattern),
             "{pattern:?}: {error}"
         );
+        // An observer of such a pattern would never see a copy either: it was accepted.
+        let error = a.observe(pattern).await.unwrap_err();
+        assert!(
+            matches!(&error, BusError::EmptyPattern { pattern: p } if p == pattern),
+            "observe {pattern:?}: {error}"
+        );
     }
     drop(a.subscribe("a b,orders.*").await.unwrap());
+    drop(a.observe("a b,orders.*").await.unwrap());
 }
 
 /// A plain message (`Bus::publish`, not from a bridge) is raised once per sink however many

@@ -85,3 +85,32 @@ fn a_bridged_signal_that_expires_on_the_way_is_never_raised() {
         assert_eq!(expired, 1);
     });
 }
+
+/// A time to live past what the clock can count (`Duration::MAX`, "for ever") is a very long
+/// life, never an instant death: a subscription of the publishing process took it for
+/// expired on arrival (the deadline overflowed and fell back to "now"), so the message
+/// reached the other processes' subscriptions but never its own (`publish` returned 1 of 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_time_to_live_past_the_clock_means_a_long_life_everywhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = open(tmp.path(), "t").await;
+    let b = open(tmp.path(), "t").await;
+    let mut here = a.subscribe("x.*").await.unwrap();
+    let mut there = b.subscribe("x.*").await.unwrap();
+    let forever = Outgoing::new("x.forever").unwrap().ttl(Duration::MAX);
+    assert_eq!(a.publish_with(forever).await.unwrap(), 2);
+    for sub in [&mut here, &mut there] {
+        let got = tokio::time::timeout(LONG, sub.next())
+            .await
+            .expect("delivered")
+            .unwrap()
+            .expect("no lag");
+        assert_eq!(got.topic().as_str(), "x.forever");
+        assert!(
+            got.ttl().unwrap() > Duration::from_secs(86_400 * 365),
+            "{:?}",
+            got.ttl()
+        );
+        assert_eq!(sub.stats().expired, 0);
+    }
+}

@@ -38,7 +38,7 @@ fn main() {
     });
     let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
     type Scenario = fn() -> std::pin::Pin<Box<dyn Future<Output = ()>>>;
-    let scenarios: [(&str, Scenario); 11] = [
+    let scenarios: [(&str, Scenario); 12] = [
         (
             "one_publisher_four_subscriber_processes_100k_in_order",
             || Box::pin(fan_out()),
@@ -69,6 +69,10 @@ fn main() {
         (
             "a_reply_stream_from_a_killed_server_process_ends_with_an_error",
             || Box::pin(stream_server_dies()),
+        ),
+        (
+            "a_publisher_killed_mid_frame_costs_its_subscribers_nothing",
+            || Box::pin(publisher_dies()),
         ),
         ("three_bridged_processes_see_one_raise_once_each", || {
             Box::pin(three_processes())
@@ -227,6 +231,25 @@ async fn child(role: &str) -> i32 {
             let _hold = sink.hold("circuit.open").expect("hold");
             println!("ready {}", bus.peer_id());
             std::future::pending::<()>().await;
+            0
+        }
+        "flooder" => {
+            // Waits until the parent subscribes (it says so on stdin), then publishes
+            // 256 KiB messages as fast as it can until killed: frames are being written
+            // most of the time, so the kill lands in the middle of one.
+            println!("ready {}", bus.peer_id());
+            let _ = tokio::task::spawn_blocking(|| {
+                let mut s = String::new();
+                std::io::stdin().read_line(&mut s)
+            })
+            .await;
+            let mut payload = vec![0u8; 256 * 1024];
+            for i in 0u64.. {
+                payload[..8].copy_from_slice(&i.to_le_bytes());
+                bus.publish("load.flood", payload.as_slice())
+                    .await
+                    .expect("publish");
+            }
             0
         }
         "idle" => {
@@ -616,6 +639,77 @@ async fn starved_reader() {
     // Give a wrongly started reclaim time to land (it would within milliseconds).
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(store.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
+}
+
+/// A publisher SIGKILLed while writing a frame: the partly written frame is the end of its
+/// connection, not corruption; its subscribers' streams go on, in step, with what others
+/// publish, and its files are reclaimed.
+async fn publisher_dies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut kid = Kid::spawn("flooder", tmp.path(), "flood", 0);
+    let bus = open(tmp.path(), "flood").await;
+    let dir = bus.dir().to_path_buf();
+    // Lag is allowed (the flood outpaces this reader while it is not reading); a stall,
+    // an end of the stream, a cut message or a corrupt frame is not.
+    let mut sub = bus
+        .subscribe_with("load.*", Buffer::bounded(64).unwrap(), Overflow::Wait)
+        .await
+        .unwrap();
+    writeln!(kid.child.stdin.as_mut().unwrap(), "go").unwrap();
+    let mut flood = 0;
+    while flood < 20 {
+        let item = tokio::time::timeout(LONG, sub.next())
+            .await
+            .expect("the flood arrives")
+            .expect("open");
+        if let Ok(m) = item {
+            assert_eq!(m.topic().as_str(), "load.flood");
+            flood += 1;
+        }
+    }
+    kid.signal("-KILL");
+    let _ = kid.child.wait();
+    assert!(
+        eventually(LONG, || peer_files(&dir, kid.peer).is_empty()).await,
+        "the dead publisher's files are reclaimed"
+    );
+    // Whatever it had written whole is still delivered, then the stream goes on with the
+    // next publisher, whose message is intact, here and in a process that joins now.
+    let mut listener = Kid::spawn("subscriber", tmp.path(), "flood", 1);
+    let publisher = open(tmp.path(), "flood").await;
+    assert_eq!(
+        publisher
+            .publish("load.data", 0u64.to_le_bytes())
+            .await
+            .unwrap(),
+        2,
+        "the subscription here and the listener process"
+    );
+    let after = tokio::time::timeout(LONG, async {
+        loop {
+            match sub.next().await {
+                Some(Ok(m)) if m.topic().as_str() == "load.flood" => {
+                    assert_eq!(m.payload().len(), 256 * 1024, "only whole frames");
+                }
+                Some(Err(Lagged(_))) => {}
+                other => break other,
+            }
+        }
+    })
+    .await
+    .expect("the stream goes on after the publisher's death");
+    let after = after.expect("open").expect("a message");
+    assert_eq!(
+        (after.topic().as_str(), after.payload()),
+        ("load.data", &0u64.to_le_bytes()[..])
+    );
+    assert_eq!(listener.line(), "ok 1");
+    listener.wait_ok();
+    assert_eq!(
+        bus.stats().corrupt_frames,
+        0,
+        "a cut frame is an end, not corruption"
+    );
 }
 
 async fn three_processes() {

@@ -557,3 +557,88 @@ async fn dropping_a_reply_stream_stops_the_servers_handler() {
         "the server kept producing for a requester that left"
     );
 }
+
+/// A streaming server whose items nobody waits for any more is told to stop, however the
+/// requester stopped waiting. Before, only dropping a `ReplyStream` did: a plain `request`
+/// to a streaming server took its first item and left the server streaming to nobody for
+/// ever (each item counted in the requester's `late_replies`), and a `request_stream` or a
+/// `request` that timed out, or a `request` future dropped mid-wait, did the same. Now the
+/// requester's peer answers an item nobody waits for with a cancel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requester_that_stops_waiting_stops_the_servers_stream() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Counts the handler streams the server has dropped.
+    struct Dropped(Arc<AtomicUsize>);
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    let tmp = tempfile::tempdir().unwrap();
+    let server = open(tmp.path(), "t").await;
+    let client = open(tmp.path(), "t").await;
+    let stopped = Arc::new(AtomicUsize::new(0));
+    let mut servers = Vec::new();
+    // Endless; the first item comes at once on `fast`, after the requests below gave up
+    // on `slow`.
+    for (topic, first) in [("fast", Duration::ZERO), ("slow", Duration::from_secs(1))] {
+        let flag = Arc::clone(&stopped);
+        let s = server
+            .serve_stream(topic, move |_| {
+                let guard = Dropped(Arc::clone(&flag));
+                futures::stream::unfold((0u64, guard), move |(i, guard)| async move {
+                    let wait = if i == 0 {
+                        first
+                    } else {
+                        Duration::from_millis(5)
+                    };
+                    tokio::time::sleep(wait).await;
+                    Some((i.to_le_bytes().to_vec(), (i + 1, guard)))
+                })
+            })
+            .await
+            .unwrap();
+        servers.push(s);
+    }
+    let stops = |n: usize| {
+        let stopped = Arc::clone(&stopped);
+        move || stopped.load(Ordering::SeqCst) == n
+    };
+
+    // A plain request: the first item is the answer, and the stream stops.
+    let first = client.request("fast", b"", LONG).await.unwrap();
+    assert_eq!(first.payload(), 0u64.to_le_bytes());
+    assert!(
+        eventually(LONG, stops(1)).await,
+        "the server kept streaming after the one answer"
+    );
+    // A plain request that times out.
+    let timed_out = client
+        .request("slow", b"", Duration::from_millis(50))
+        .await
+        .unwrap_err();
+    assert!(matches!(timed_out, BusError::Timeout { .. }), "{timed_out}");
+    assert!(eventually(LONG, stops(2)).await, "a timed-out request");
+    // A stream that times out waiting for a reply, and is still held.
+    let mut replies = client
+        .request_stream("slow", b"", Duration::from_millis(50))
+        .await
+        .unwrap();
+    assert!(matches!(
+        replies.next().await,
+        Some(Err(BusError::Timeout { .. }))
+    ));
+    assert!(eventually(LONG, stops(3)).await, "a timed-out stream");
+    // A request future dropped while it waits.
+    let waiting = client.request("slow", b"", LONG);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), waiting)
+            .await
+            .is_err()
+    );
+    assert!(eventually(LONG, stops(4)).await, "a dropped request");
+    drop((replies, servers));
+}

@@ -84,15 +84,41 @@ pub(crate) fn watch_pattern(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
-/// A coordinator name pattern for `ops`: any pattern but one that can match nothing at all.
+/// A coordinator name pattern for `ops`: any pattern but one that can match nothing at all
+/// (published names are names: no whitespace, no control characters).
 pub(crate) fn coordinator_pattern(s: &str) -> Result<String, String> {
-    if s.split(',').all(str::is_empty) {
+    if ephemeral::Pattern::new(s).is_empty() {
         return Err(format!(
-            "the pattern `{s}` is empty and matches no coordinator: give its published name \
-             or a pattern such as '*' (every coordinator)"
+            "the pattern `{s}` {}: give its published name or a pattern such as '*' (every \
+             coordinator)",
+            matches_nothing(s, "coordinator")
         ));
     }
     Ok(s.to_owned())
+}
+
+/// A signal name pattern for `signals`: any pattern but one that can match nothing at all.
+pub(crate) fn signals_pattern(s: &str) -> Result<String, String> {
+    if ephemeral::Pattern::new(s).is_empty() {
+        return Err(format!(
+            "the pattern `{s}` {}: give one such as '*' (every signal) or 'circuit.*'",
+            matches_nothing(s, "signal")
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// Why a pattern matches no `what` (`Pattern::is_empty`): it is empty, or every alternative
+/// holds whitespace or a control character, which no name does.
+fn matches_nothing(s: &str, what: &str) -> String {
+    if s.split(',').all(str::is_empty) {
+        format!("is empty and matches no {what}")
+    } else {
+        format!(
+            "matches no {what}: every alternative holds whitespace or a control character, \
+             which no name does"
+        )
+    }
 }
 
 /// The bus name variable, read when `--bus` is not given.

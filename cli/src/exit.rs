@@ -17,8 +17,8 @@ pub(crate) const NO_MATCH: u8 = 1;
 pub(crate) const USAGE: u8 = 2;
 /// The bus does not exist (nobody has opened it), or no NATS server answers at the URL.
 pub(crate) const NO_BUS: u8 = 3;
-/// The bus was refused: its directory is another user's or open to group or others; or
-/// the NATS server refused the credentials or the TLS setup.
+/// The bus was refused: its directory is another user's or open to group or others, or this
+/// user may not create or look at it; or the NATS server refused the credentials or the TLS setup.
 pub(crate) const REFUSED: u8 = 4;
 /// A request got no reply in time.
 pub(crate) const TIMEOUT: u8 = 5;
@@ -36,11 +36,42 @@ Exit codes:
   2  bad input: invalid name, pattern, duration, header or usage
   3  no such bus (nobody opened it; see --bus, EPHEMERAL_BUS_DIR, --create),
      or no NATS server at the --nats URL
-  4  bus refused: its directory is another user's or open to group/others;
-     or NATS refused the credentials or TLS
+  4  bus refused: its directory is another user's or open to group/others,
+     or this user may not create or look at it; or NATS refused the credentials or TLS
   5  request timed out
   6  request failed: no server, the server was busy or failed, or it left before replying
   7  other bus, NATS or I/O error (NATS: disconnected, nothing sent)";
+
+/// What to do about an i/o error on a bus directory, in the command's terms (the library's
+/// hint names `BusOptions::dir`), where the error alone does not say: a permission denied
+/// (exit 4), a file where a directory should be (`EPHEMERAL_BUS_DIR` naming a file).
+pub(crate) fn io_hint(source: &io::Error) -> Option<&'static str> {
+    match source.kind() {
+        io::ErrorKind::PermissionDenied => Some(
+            "this user may not use it: run the command as the user who owns the bus, or point \
+             EPHEMERAL_BUS_DIR at a parent directory this user can write",
+        ),
+        io::ErrorKind::NotADirectory | io::ErrorKind::AlreadyExists => Some(
+            "a file stands where a directory should be: point EPHEMERAL_BUS_DIR at a \
+             directory, or remove the file",
+        ),
+        _ => None,
+    }
+}
+
+/// Text from another process (a server's error or panic message), made one line that
+/// cannot drive the terminal: control characters, line breaks and tabs included, are
+/// escaped (`\n`, `\u{1b}`), so the error stays the one line the exit code goes with.
+pub(crate) fn one_line(text: &str) -> String {
+    text.chars().fold(String::new(), |mut s, c| {
+        if c.is_control() {
+            s.extend(c.escape_default());
+        } else {
+            s.push(c);
+        }
+        s
+    })
+}
 
 /// A failure: what to print and which code to exit with.
 #[derive(Debug)]
@@ -90,8 +121,17 @@ impl From<BusError> for Failure {
             BusError::NoServer { topic } => format!(
                 "no peer serves `{topic}` on this bus: start the service that answers it (on the same bus: check --bus), then send the request again"
             ),
+            BusError::ServerFailed { topic, message } => format!(
+                "the server's handler for `{topic}` failed: {}",
+                one_line(message)
+            ),
             BusError::PayloadTooLarge { len, max } => format!(
                 "payload of {len} bytes is larger than the bus maximum of {max} bytes: send a smaller one (or split it over several messages)"
+            ),
+            BusError::Io { path, source } if io_hint(source).is_some() => format!(
+                "bus i/o error on {}: {source}: {}",
+                path.display(),
+                io_hint(source).unwrap_or_default()
             ),
             BusError::PathTooLong { path, len, max } => format!(
                 "bus directory {} is too long ({len} bytes; at most {max}) for the Unix sockets in it: use a shorter parent directory (EPHEMERAL_BUS_DIR) or a shorter bus name (--bus)",
@@ -128,6 +168,10 @@ impl From<NatsError> for Failure {
         let message = match &e {
             NatsError::NoServer { topic } => format!(
                 "no server for `{topic}`: start the service that answers it, connected to this NATS server or cluster with the same subject prefix (check --nats-prefix), then send the request again"
+            ),
+            NatsError::HandlerFailed { topic, message } => format!(
+                "the handler serving `{topic}` failed: {}",
+                one_line(message)
             ),
             NatsError::Disconnected { topic } => format!(
                 "not connected to the NATS server right now (the connection was lost), so `{topic}` was not sent: check that the server at the --nats URL runs and is reachable, then run the command again"

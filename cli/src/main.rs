@@ -6,6 +6,16 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+/// `eprintln!` that never panics: a line for stderr, its write error ignored. A closed
+/// stderr (`2>&1 | head -0`, a reader gone) made `eprintln!` panic, so an error meant for
+/// exit 3 ended with exit 101; the exit code is what a script reads, and it must hold.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod args;
 mod commands;
 mod exit;
@@ -109,7 +119,8 @@ enum Command {
         /// takes a request away from its server; on a bus only).
         #[arg(long)]
         requests: bool,
-        /// Show whole payloads: text as it is, binary as hex (default: a short summary).
+        /// Show whole payloads: text as it is (on a terminal with its control characters,
+        /// but line breaks and tabs, escaped), binary as hex (default: a short summary).
         #[arg(long)]
         full: bool,
         /// Show each message's id: its publisher (origin) and that publisher's sequence
@@ -164,7 +175,8 @@ enum Command {
         /// A text payload.
         #[arg(long)]
         payload: Option<String>,
-        /// The lease (default: as the bridges use by default: 1s on a bus, 3s over NATS).
+        /// The lease (default: as the bridges use by default: 1s on a bus, 3s over NATS; at
+        /// least 3ms, as for the bridges).
         #[arg(long, allow_hyphen_values = true, value_parser = args::positive_duration)]
         lease: Option<Duration>,
         /// A header, key=value (repeatable).
@@ -302,7 +314,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::from(exit::OK),
         Err(failure) => {
-            eprintln!("error: {failure}");
+            say!("error: {failure}");
             ExitCode::from(failure.code)
         }
     }
@@ -325,12 +337,21 @@ fn completions(shell: clap_complete::Shell) -> Result<(), Failure> {
     }
 }
 
+/// Prints the answer of `check-name` or `match`. The exit code carries the answer too, so a
+/// closed stdout (`| head -0`, a reader gone) changes nothing: the write error is ignored,
+/// where `println!` would panic.
+fn answer(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}").and_then(|()| out.flush());
+}
+
 fn check_name(name: &str) -> ExitCode {
     match ephemeral::Name::new(name) {
         Ok(_) => {
-            println!("valid: {name}");
+            answer(&format!("valid: {name}"));
             if name.split('.').any(str::is_empty) {
-                eprintln!(
+                say!(
                     "note: `{name}` has an empty segment (two dots in a row, or a dot at an \
                      end): names allow it, as the library and the original do; a `+` segment \
                      of a pattern matches it (`a.+.b` matches `a..b`)"
@@ -339,7 +360,7 @@ fn check_name(name: &str) -> ExitCode {
             ExitCode::from(exit::OK)
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            say!("error: {e}");
             ExitCode::from(exit::USAGE)
         }
     }
@@ -347,14 +368,14 @@ fn check_name(name: &str) -> ExitCode {
 
 fn matches(pattern: &str, name: &str) -> ExitCode {
     if let Err(e) = ephemeral::Name::new(name) {
-        eprintln!("error: {e}");
+        say!("error: {e}");
         return ExitCode::from(exit::USAGE);
     }
     if ephemeral::Pattern::new(pattern).matches(name) {
-        println!("match");
+        answer("match");
         ExitCode::from(exit::OK)
     } else {
-        println!("no match");
+        answer("no match");
         ExitCode::from(exit::NO_MATCH)
     }
 }

@@ -68,6 +68,10 @@ impl Kind {
 pub(crate) struct Style {
     /// The whole payload (text as it is, binary as hex) instead of a summary.
     pub(crate) full: bool,
+    /// Stdout is a terminal: a whole payload's control characters (but line breaks and
+    /// tabs) are escaped, as `request` does with a reply, so no message can send escape
+    /// sequences to the terminal.
+    pub(crate) terminal: bool,
     /// The message id (origin and sequence), and on request, reply and cancel lines the
     /// request they belong to (requester and correlation).
     pub(crate) ids: bool,
@@ -137,7 +141,7 @@ impl Line {
         }
         if !self.payload.is_empty() {
             if style.full {
-                let _ = write!(out, " {}", full(&self.payload));
+                let _ = write!(out, " {}", full(&self.payload, style.terminal));
             } else {
                 let _ = write!(out, " {}", summary(&self.payload));
             }
@@ -305,10 +309,11 @@ pub(crate) fn raw_or_escaped(value: &[u8], terminal: bool) -> std::borrow::Cow<'
     }
 }
 
-/// A whole payload: text as it is, anything else as hex.
-pub(crate) fn full(payload: &[u8]) -> String {
+/// A whole payload: text as it is (on a `terminal`, its control characters but line breaks
+/// and tabs escaped, as [`raw_or_escaped`] does), anything else as hex.
+pub(crate) fn full(payload: &[u8], terminal: bool) -> String {
     match std::str::from_utf8(payload) {
-        Ok(text) => text.to_owned(),
+        Ok(_) => String::from_utf8_lossy(&raw_or_escaped(payload, terminal)).into_owned(),
         Err(_) => hex(payload),
     }
 }
@@ -344,9 +349,13 @@ mod tests {
     #[test]
     fn full_payloads_are_text_as_is_or_hex() {
         let long = "x".repeat(100);
-        assert_eq!(full(long.as_bytes()), long);
-        assert_eq!(full(b"a\nb"), "a\nb");
-        assert_eq!(full(&[0xff, 0x00, 0x10]), "ff0010");
+        assert_eq!(full(long.as_bytes(), false), long);
+        assert_eq!(full(b"a\nb", false), "a\nb");
+        assert_eq!(full(&[0xff, 0x00, 0x10], false), "ff0010");
+        // On a terminal no escape sequence gets through; line breaks and tabs do.
+        assert_eq!(full(b"a\x1b[2J\tb\n", false), "a\x1b[2J\tb\n");
+        assert_eq!(full(b"a\x1b[2J\tb\n", true), "a\\u{1b}[2J\tb\n");
+        assert_eq!(full(&[0xff, 0x00, 0x10], true), "ff0010");
     }
 
     /// A line with nothing but a signal's remaining time to live.

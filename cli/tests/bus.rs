@@ -699,6 +699,166 @@ async fn request_stream_prints_every_reply_then_the_error_that_ended_it() {
     assert!(stderr.contains("on purpose"), "{stderr}");
 }
 
+/// `request --stream | head -1`: once the reader is gone the command stops, with exit 0 and
+/// nothing on stderr, as `watch` does. It used to fail its next write and exit 7 with
+/// `error: i/o error: Broken pipe`; a plain request into a closed pipe did the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_into_a_closed_pipe_stops_with_exit_0() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bus = bus(dir.path(), "piped").await;
+    let _endless = bus
+        .serve_stream("count.up", |_| {
+            futures::stream::iter(0u64..).map(|i| i.to_string().into_bytes())
+        })
+        .await
+        .expect("serve");
+    let _double = bus
+        .serve("math.double", |m| async move { m.payload().repeat(2) })
+        .await
+        .expect("serve");
+    for args in [
+        &["request", "--bus", "piped", "count.up", "", "--stream"][..],
+        &["request", "--bus", "piped", "math.double", "21"],
+    ] {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        // `spawn`, not `output`: tokio's `output` replaces stdout with a pipe of its own.
+        let child = common::cli(dir.path())
+            .args(args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let output = tokio::time::timeout(common::PATIENCE, child.wait_with_output())
+            .await
+            .expect("stops once its reader is gone")
+            .expect("wait");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+}
+
+/// A server's error text is another process's: it was printed as it came, so a line break
+/// split the one-line error and an escape sequence reached the terminal. It is escaped now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_servers_error_text_is_printed_as_one_escaped_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bus = bus(dir.path(), "failing").await;
+    let _server = bus
+        .try_serve("math.fail", |_| async {
+            Err::<Vec<u8>, _>("first line\nsecond \u{1b}[31mred")
+        })
+        .await
+        .expect("serve");
+    let (code, stdout, stderr) = run(
+        dir.path(),
+        &["request", "--bus", "failing", "math.fail", "x"],
+    )
+    .await;
+    assert_eq!(code, 6, "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(r"failed: first line\nsecond \u{1b}[31mred") && !stderr.contains('\x1b'),
+        "{stderr}"
+    );
+}
+
+/// `watch --full` wrote a text payload as it came, escape sequences included, to the
+/// terminal (where keys and headers were already made harmless): on a terminal its control
+/// characters but line breaks and tabs are escaped now, as `request` does with a reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_full_escapes_control_characters_on_a_terminal() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bus = bus(dir.path(), "evil").await;
+    let root = dir.path().to_path_buf();
+    let watcher = tokio::spawn(async move {
+        common::run_in_pty(
+            &root,
+            &["watch", "--bus", "evil", "evil.*", "--full", "--count", "1"],
+        )
+        .await
+    });
+    common::eventually("the watcher subscribes", || {
+        bus.peer_list()
+            .iter()
+            .any(|p| p.subscriptions.iter().any(|s| s == "evil.*"))
+    })
+    .await;
+    bus.publish("evil.payload", b"ok\x1b]0;pwned\x07".as_slice())
+        .await
+        .expect("publish");
+    let (code, out) = watcher.await.expect("the watcher task");
+    assert_eq!(code, 0, "{out:?}");
+    let out = String::from_utf8_lossy(&out);
+    assert!(
+        !out.contains(['\x1b', '\x07']),
+        "a control character reached the terminal raw: {out:?}"
+    );
+    assert!(
+        out.contains(r"evil.payload ok\u{1b}]0;pwned\u{7}"),
+        "{out:?}"
+    );
+}
+
+/// `stats --peers` printed each peer's announced patterns as they came: a pattern is
+/// another process's text, and one holding an escape sequence (or a line break) reached
+/// the terminal raw. Control characters show as spaces in the table now, as keys do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_peers_shows_control_characters_of_a_pattern_as_spaces() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bus = bus(dir.path(), "peers-evil").await;
+    let _sub = bus
+        .subscribe("x.*,\x1b[31mred\nfake-line")
+        .await
+        .expect("a pattern with one valid alternative");
+    let (code, stdout, stderr) =
+        run(dir.path(), &["stats", "--bus", "peers-evil", "--peers"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stdout.contains('\x1b'), "{stdout:?}");
+    assert!(
+        stdout.contains("subscribe  x.*, [31mred fake-line\n"),
+        "{stdout:?}"
+    );
+}
+
+/// `hold --lease 1ns` sent a lease of 1 ms refreshed every 1 ms, so the lease ran out
+/// between refreshes and `watch` showed the live hold `lapsed` and `held` again every 100 ms
+/// (and the status line said `lease 1ns`). The lease is at least 3 ms, as
+/// `BridgeOptions::hold_lease` has it, and the status line says the lease used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_raises_a_lease_too_short_to_refresh_to_the_bridges_minimum() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bus = bus(dir.path(), "short").await;
+    let mut holds = bus.subscribe("circuit.*").await.expect("subscribe");
+    let mut child = common::cli(dir.path())
+        .args(["hold", "--bus", "short", "circuit.open", "--lease", "1ns"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut out = tokio::io::BufReader::new(child.stdout.take().expect("piped"));
+    let mut line = String::new();
+    tokio::time::timeout(common::PATIENCE, out.read_line(&mut line))
+        .await
+        .expect("a status line")
+        .expect("read");
+    assert!(line.contains("; lease 3ms;"), "{line}");
+    let first = tokio::time::timeout(common::PATIENCE, holds.next())
+        .await
+        .expect("a refresh")
+        .expect("open")
+        .expect("no lag");
+    match ephemeral_bus::Bridged::of(&first) {
+        Some(ephemeral_bus::Bridged::Hold { lease, .. }) => {
+            assert_eq!(lease, Duration::from_millis(3));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_full_shows_whole_payloads_and_ids_shows_message_ids() {
     let dir = tempfile::tempdir().expect("temp dir");

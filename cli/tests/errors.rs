@@ -330,6 +330,28 @@ async fn an_empty_ops_pattern_exits_2_with_a_hint() {
     }
 }
 
+/// `signals ''`, `signals ','` and `signals 'a b'` printed an empty table with exit 0, and
+/// `ops 'a b'` exit 1 ("no coordinator named `a b`"): patterns no published name can match
+/// (names hold no whitespace), which are usage mistakes, refused with exit 2 as `watch ''`.
+#[tokio::test]
+async fn a_signals_or_ops_pattern_that_matches_no_name_exits_2_with_a_hint() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for pattern in ["", ",", "a b", "a b,c d"] {
+        for (command, what) in [
+            ("signals", "matches no signal"),
+            ("ops", "matches no coordinator"),
+        ] {
+            let (code, stdout, stderr) = run(dir.path(), &[command, "--create", pattern]).await;
+            assert_eq!(code, 2, "{command} {pattern:?}: {stderr}");
+            assert!(stdout.is_empty(), "{command} {pattern:?}: {stdout}");
+            assert!(
+                stderr.contains(what) && stderr.contains("'*'"),
+                "{command} {pattern:?}: {stderr}"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn an_empty_watch_pattern_exits_2_with_a_hint() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -479,4 +501,230 @@ async fn ops_state_deferred_says_deferred_operations_show_as_pending() {
         stderr.contains("shown as pending") && stderr.contains("--state pending"),
         "{stderr}"
     );
+}
+
+/// Runs `args` with stdout a pipe whose reader is already gone (`| head -0`, or a `| head -1`
+/// that has exited): exit code and stderr.
+async fn run_into_a_closed_pipe(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String) {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    // `spawn`, not `output`: tokio's `output` replaces stdout with a pipe of its own.
+    let child = common::cli(dir)
+        .args(args)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let output = tokio::time::timeout(common::PATIENCE, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("`ephemeral {}` did not finish", args.join(" ")))
+        .expect("wait");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// `publish`, `raise`, `check-name` and `match` wrote their line with `println!`, which
+/// panicked on a closed stdout (exit 101 and a backtrace, after the message was sent). Their
+/// work is done and the exit code says the answer: a closed stdout changes neither.
+#[tokio::test]
+async fn one_shot_commands_into_a_closed_pipe_keep_their_exit_code_without_a_panic() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bus = common::bus(dir.path(), "piped").await;
+    let mut seen = bus.subscribe("x.*").await.expect("subscribe");
+    for (args, code) in [
+        (&["publish", "--bus", "piped", "x.published", "p"][..], 0),
+        (&["raise", "--bus", "piped", "x.raised"], 0),
+        (&["check-name", "a.b"], 0),
+        (&["match", "a.*", "a.b"], 0),
+        (&["match", "a.*", "b.c"], 1),
+    ] {
+        let (got, stderr) = run_into_a_closed_pipe(dir.path(), args).await;
+        assert_eq!(got, Some(code), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    for topic in ["x.published", "x.raised"] {
+        let message = tokio::time::timeout(common::PATIENCE, futures::StreamExt::next(&mut seen))
+            .await
+            .expect("delivered")
+            .expect("open")
+            .expect("not lagged");
+        assert_eq!(
+            message.topic().as_str(),
+            topic,
+            "sent despite the closed stdout"
+        );
+    }
+}
+
+/// A bus directory this user may not create or look at (its parent is another user's):
+/// exit 4 with what to do. It said only `Permission denied (os error 13)`.
+#[tokio::test]
+async fn a_bus_this_user_may_not_use_exits_4_saying_what_to_do() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Root may write anywhere: then the command runs as `nobody`, for whom a parent of
+    // root's with mode 755 is read-only and one with mode 700 is closed.
+    let root = effective_uid() == 0;
+    let (read_only, closed) = if root { (0o755, 0o700) } else { (0o555, 0o000) };
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    for (args, mode) in [
+        // Creating the bus directory is denied.
+        (&["raise", "--bus", "shop", "--create", "x"][..], read_only),
+        // Looking whether it exists is denied.
+        (&["raise", "--bus", "shop", "x"], closed),
+    ] {
+        let parent = dir.path().join(format!("theirs-{mode:o}"));
+        std::fs::create_dir(&parent).expect("mkdir");
+        std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        let mut command = common::cli(&parent);
+        if root {
+            command.uid(65534).gid(65534);
+        }
+        let output = tokio::time::timeout(common::PATIENCE, command.args(args).output())
+            .await
+            .expect("finishes")
+            .expect("run");
+        std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(4), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("Permission denied")
+                && stderr.contains("as the user who owns the bus")
+                && stderr.contains("EPHEMERAL_BUS_DIR")
+                && !stderr.contains("BusOptions"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+/// This process's effective uid, from the owner of a file it creates (no extra dependency).
+fn effective_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    file.as_file().metadata().expect("metadata").uid()
+}
+
+/// Whether process `pid` catches SIGINT (`Some(true)`), not yet (`Some(false)`), or has
+/// exited (`None`). Linux: `SigCgt` and `State` in /proc/PID/status.
+fn catches_sigint(pid: u32) -> Option<bool> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+    };
+    if field("State:")?.starts_with('Z') {
+        return None;
+    }
+    let mask = u64::from_str_radix(field("SigCgt:")?, 16).ok()?;
+    Some(mask & (1 << (2 - 1)) != 0)
+}
+
+/// `stats --interval 500000000000years` panicked ("overflow when adding duration to
+/// instant", exit 101) as soon as its monitor was subscribed: a window the clock cannot
+/// count is one that does not end before Ctrl-C, which ends it with exit 0 as usual.
+#[tokio::test]
+async fn a_stats_interval_past_the_clock_waits_for_ctrl_c_without_a_panic() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let _bus = common::bus(dir.path(), "forever").await;
+    let child = common::cli(dir.path())
+        .args([
+            "stats",
+            "--bus",
+            "forever",
+            "--interval",
+            "500000000000years",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id().expect("running");
+    // Waiting in its window: Ctrl-C is caught (the old code never got there: it panicked
+    // first and exited, which ends this wait too).
+    let waiting = tokio::time::timeout(common::PATIENCE, async {
+        while catches_sigint(pid) == Some(false) {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    });
+    waiting.await.expect("stats starts its window or exits");
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status();
+    let output = tokio::time::timeout(common::PATIENCE, child.wait_with_output())
+        .await
+        .expect("stops on Ctrl-C")
+        .expect("wait");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+}
+
+/// `EPHEMERAL_BUS_DIR` naming a file: exit 7 saying what is wrong and what to do, with or
+/// without `--create`. It said only `Not a directory (os error 20)` or `File exists (os
+/// error 17)`.
+#[tokio::test]
+async fn a_bus_parent_that_is_a_file_says_what_to_do() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"").expect("write");
+    for (parent, args) in [
+        (file.clone(), &["raise", "x"][..]),
+        (file.clone(), &["raise", "--create", "x"]),
+        (file.join("below"), &["raise", "--create", "x"]),
+    ] {
+        let (code, _, stderr) = run(&parent, args).await;
+        assert_eq!(code, 7, "{parent:?} {args:?}: {stderr}");
+        assert!(
+            stderr.contains("a file stands where a directory should be")
+                && stderr.contains("EPHEMERAL_BUS_DIR")
+                && !stderr.contains("BusOptions"),
+            "{parent:?} {args:?}: {stderr}"
+        );
+    }
+}
+
+/// Runs `args` with stderr a pipe whose reader is already gone: the exit code.
+async fn code_with_a_closed_stderr(dir: &std::path::Path, args: &[&str]) -> Option<i32> {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let child = common::cli(dir)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(writer)
+        .spawn()
+        .expect("spawn");
+    tokio::time::timeout(common::PATIENCE, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("`ephemeral {}` did not finish", args.join(" ")))
+        .expect("wait")
+        .status
+        .code()
+}
+
+/// The error line went out with `eprintln!`, which panics on a closed stderr: `ephemeral
+/// raise --bus nowhere x 2>&1 | head -0` exited 101 instead of 3. The exit code is what a
+/// script reads; it holds whatever stderr is.
+#[tokio::test]
+async fn errors_into_a_closed_stderr_keep_their_exit_code() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (args, code) in [
+        (&["raise", "--bus", "nowhere", "x"][..], 3),
+        (&["publish", "--bus", "nowhere", "t", "p"], 3),
+        (&["check-name", "a b"], 2),
+        (&["match", "*", "a b"], 2),
+        (&["check-name", "a..b"], 0),
+        (
+            &["raise", "--bus", "made", "--create", "x", "--ttl", "1h"],
+            0,
+        ),
+    ] {
+        assert_eq!(
+            code_with_a_closed_stderr(dir.path(), args).await,
+            Some(code),
+            "{args:?}"
+        );
+    }
 }

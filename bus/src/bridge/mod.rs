@@ -309,8 +309,7 @@ impl Bus {
     /// # Errors
     ///
     /// [`BusError::EmptyPattern`] for a pattern that matches no name (`""`, `","`,
-    /// `"a b"`: it would bridge nothing), as `Nats::bridge` refuses it;
-    /// [`BusError::Closed`] if the bus was closed.
+    /// `"a b"`: it would bridge nothing), as `Nats::bridge` refuses it.
     pub async fn bridge(&self, sink: &SignalSink, pattern: &str) -> Result<Bridge, BusError> {
         self.bridge_with(sink, pattern, BridgeOptions::default())
             .await

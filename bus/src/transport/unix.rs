@@ -306,8 +306,10 @@ impl UnixTransport {
                 self.locals.broadcast(&message, None).await;
             }
             Frame::Message(message) if message.route.is_some() => {
-                if let Routed::NoServer = self.locals.route(&message, None).await {
-                    self.bounce(peer, &message);
+                match self.locals.route(&message, None).await {
+                    Routed::Done => {}
+                    Routed::NoServer => self.bounce(peer, &message),
+                    Routed::Unwanted => self.stop_stream(peer, &message),
                 }
             }
             Frame::Message(message) => {
@@ -361,6 +363,32 @@ impl UnixTransport {
             ttl: None,
         };
         peer.out.push_control(&Frame::Message(reply));
+    }
+
+    /// Answers a stream item nobody here waits for with a cancel, so that its server stops
+    /// the stream (the requester gave up without dropping a `ReplyStream`, which would have
+    /// sent one).
+    fn stop_stream(&self, peer: &Peer, item: &Message) {
+        let Some(route) = item.route() else {
+            return;
+        };
+        let cancel = Message {
+            route: Some(Box::new(Route {
+                to: route.from,
+                from: self.me,
+                correlation: route.correlation,
+                leg: Leg::Cancel,
+            })),
+            topic: item.topic.clone(),
+            payload: bytes::Bytes::new(),
+            headers: Vec::new().into(),
+            id: self.locals.next_id(),
+            origin: crate::process_origin(),
+            hops: 0,
+            timestamp: std::time::SystemTime::now(),
+            ttl: None,
+        };
+        peer.out.push_control(&Frame::Message(cancel));
     }
 
     async fn write_loop(self: Arc<Self>, peer: Arc<Peer>, mut writer: OwnedWriteHalf) {

@@ -9,15 +9,22 @@ use super::{
 };
 use crate::exit::Failure;
 
+/// The shortest lease `hold` uses, as `BridgeOptions::hold_lease` has it: refreshes go out
+/// every third of a lease but at most every millisecond (and a lease travels in whole
+/// milliseconds), so a shorter lease ran out between two refreshes, and `watch` showed the
+/// live hold as `lapsed` and `held` again every 100 ms.
+const MIN_LEASE: Duration = Duration::from_millis(3);
+
 /// `ephemeral hold`: refreshes a hold lease until interrupted, then releases it. Without
-/// `--lease`, the bridges' default on the transport: 1 s on a bus, 3 s over NATS.
+/// `--lease`, the bridges' default on the transport: 1 s on a bus, 3 s over NATS; a shorter
+/// lease than [`MIN_LEASE`] is raised to it (the status line shows the lease used).
 pub(crate) async fn hold(
     target: &Target,
     signal: &SignalArgs,
     lease: Option<Duration>,
 ) -> Result<(), Failure> {
     let conn = target.connect().await?;
-    let lease = lease.unwrap_or_else(|| conn.default_lease());
+    let lease = lease.unwrap_or_else(|| conn.default_lease()).max(MIN_LEASE);
     // Each refresh carries a new refresh number (bridges only extend a mirror on a newer
     // one), so it is built afresh every time.
     let refresh = || signal.outgoing(Bridged::hold(CLI_SEQ, lease));
@@ -45,7 +52,7 @@ pub(crate) async fn hold(
         tokio::select! {
             () = &mut stop => break,
             change = outages.next() => {
-                eprintln!("{}", note(match change {
+                say!("{}", note(match change {
                     Change::Lost => "lost the connection to NATS: reconnecting; refreshes \
                         cannot go out meanwhile, so bridged sinks drop the hold within a \
                         lease, and hold it again at the first refresh once back",
@@ -56,7 +63,7 @@ pub(crate) async fn hold(
                 Ok(_) => failing = false,
                 Err(failure) => {
                     if !conn.is_offline() && !failing {
-                        eprintln!("{}", note(&format!(
+                        say!("{}", note(&format!(
                             "a refresh was not sent (retrying every {}): {failure}",
                             humantime::format_duration(lease / 3)
                         )));

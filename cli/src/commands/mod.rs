@@ -137,15 +137,22 @@ pub(crate) async fn open_bus(name: &BusName, create: bool) -> Result<Bus, Failur
                 return Err(Failure::new(
                     REFUSED,
                     format!(
-                        "bus `{name}` refused: cannot read {}: {source}",
-                        dir.display()
+                        "bus `{name}` refused: cannot read {}: {source}: {}",
+                        dir.display(),
+                        crate::exit::io_hint(&source).unwrap_or_default()
                     ),
                 ));
             }
             Err(BusError::Io { source, .. }) => {
+                let hint = crate::exit::io_hint(&source)
+                    .map(|hint| format!(": {hint}"))
+                    .unwrap_or_default();
                 return Err(Failure::new(
                     IO,
-                    format!("bus `{name}`: cannot read {}: {source}", dir.display()),
+                    format!(
+                        "bus `{name}`: cannot read {}: {source}{hint}",
+                        dir.display()
+                    ),
                 ));
             }
             Err(other) => return Err(other.into()),

@@ -2,7 +2,7 @@
 
 use ephemeral_bus::{BusError, Outgoing};
 
-use super::{Target, reached_text};
+use super::{Target, reached_text, status};
 use crate::exit::Failure;
 
 /// `ephemeral publish`.
@@ -21,10 +21,11 @@ pub(crate) async fn publish(
     let conn = target.connect().await?;
     let reached = conn.publish(out).await?;
     conn.flush().await;
-    println!(
+    // A closed stdout (`| head -0`, a reader gone) is no failure: the message was sent.
+    status(&format!(
         "published {topic} on {} ({})",
         conn.destination(),
         reached_text(reached)
-    );
+    ));
     Ok(())
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use ephemeral_bus::Bridged;
 
-use super::{CLI_SEQ, SINK_MAX_AGE, SignalArgs, Target, reached_text};
+use super::{CLI_SEQ, SINK_MAX_AGE, SignalArgs, Target, reached_text, status};
 use crate::exit::Failure;
 
 /// `ephemeral raise`.
@@ -17,7 +17,7 @@ pub(crate) async fn raise(
     if let Some(ttl) = ttl {
         out = out.ttl(ttl);
         if ttl > SINK_MAX_AGE {
-            eprintln!(
+            say!(
                 "note: a bridged sink keeps a signal at most its max age (60s by default), so \
                  --ttl {} is cut to that in each sink",
                 humantime::format_duration(ttl)
@@ -27,11 +27,12 @@ pub(crate) async fn raise(
     let conn = target.connect().await?;
     let reached = conn.publish(out).await?;
     conn.flush().await;
-    println!(
+    // A closed stdout (`| head -0`, a reader gone) is no failure: the signal was sent.
+    status(&format!(
         "raised {} on {} ({})",
         signal.name,
         conn.destination(),
         reached_text(reached)
-    );
+    ));
     Ok(())
 }

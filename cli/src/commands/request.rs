@@ -25,32 +25,44 @@ pub(crate) async fn request(
     match target.connect().await? {
         Conn::Nats(nats) => {
             let reply = nats.request(topic, payload, timeout).await?;
-            print_reply(reply.payload())
+            print_reply(reply.payload()).map(drop)
         }
         Conn::Bus(bus) => {
             if !stream {
                 let reply = bus.request(topic, payload, timeout).await?;
-                return print_reply(reply.payload());
+                return print_reply(reply.payload()).map(drop);
             }
             let mut replies = bus.request_stream(topic, payload, timeout).await?;
             while let Some(reply) = replies.next().await {
-                print_reply(reply?.payload())?;
+                if !print_reply(reply?.payload())? {
+                    // The reader is gone (`| head -1`): stop, as `watch` does; dropping the
+                    // stream cancels the rest of it at the server.
+                    break;
+                }
             }
             Ok(())
         }
     }
 }
 
-/// Writes a reply's payload as one line (escaped on a terminal: `render::raw_or_escaped`).
-fn print_reply(payload: &[u8]) -> Result<(), Failure> {
+/// Writes a reply's payload as one line (escaped on a terminal: `render::raw_or_escaped`);
+/// `false` when stdout is a closed pipe (its reader is gone, as after `| head -1`): no
+/// failure, as for `watch`, so the command ends with exit 0 and no message.
+fn print_reply(payload: &[u8]) -> Result<bool, Failure> {
     use std::io::IsTerminal;
     let mut out = std::io::stdout().lock();
     let terminal = out.is_terminal();
     let payload = crate::render::raw_or_escaped(payload, terminal);
-    out.write_all(&payload)?;
-    if !payload.ends_with(b"\n") {
-        out.write_all(b"\n")?;
+    let written = out.write_all(&payload).and_then(|()| {
+        if payload.ends_with(b"\n") {
+            Ok(())
+        } else {
+            out.write_all(b"\n")
+        }
+    });
+    match written.and_then(|()| out.flush()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e.into()),
     }
-    out.flush()?;
-    Ok(())
 }

@@ -11,6 +11,10 @@ use tokio::time::Instant;
 use super::{Conn, Outages, Target, bus_only, interrupted};
 use crate::exit::{Failure, IO};
 
+/// A window end far enough to mean "never" (30 years), for an interval the clock cannot
+/// add.
+const FOR_EVER: Duration = Duration::from_secs(86_400 * 365 * 30);
+
 /// Per-topic traffic seen by the `stats` monitor.
 #[derive(Debug, Default, Clone, Copy)]
 struct TopicTraffic {
@@ -52,7 +56,11 @@ pub(crate) async fn stats(target: &Target, view: &StatsView) -> Result<(), Failu
     let stop = interrupted();
     tokio::pin!(stop);
     loop {
-        let window_end = Instant::now() + view.interval;
+        // An interval past what the clock can count (`--interval 500000000000years`) is a
+        // window that never ends, not an overflow panic.
+        let window_end = Instant::now()
+            .checked_add(view.interval)
+            .unwrap_or_else(|| Instant::now() + FOR_EVER);
         let started = Instant::now();
         for t in topics.values_mut() {
             t.window = 0;
@@ -63,7 +71,7 @@ pub(crate) async fn stats(target: &Target, view: &StatsView) -> Result<(), Failu
             tokio::select! {
                 () = &mut stop => return Ok(()),
                 () = tokio::time::sleep_until(window_end) => break,
-                change = outages.next() => eprintln!("{}", change.receiver_note()),
+                change = outages.next() => say!("{}", change.receiver_note()),
                 item = monitor.next() => match item {
                     None => return Err(Failure::new(IO, "the connection closed under the monitor")),
                     Some(Err(l)) => {
@@ -169,6 +177,9 @@ fn peers_text(bus: &Bus, list: &[PeerInfo]) -> String {
         let mut any = false;
         for (role, names) in roles {
             for name in names {
+                // Another process's text: control characters are shown as spaces, so no
+                // peer can send escape sequences to the terminal or break the table.
+                let name = crate::top::fmt::one_line(name);
                 let _ = writeln!(s, "{:016x}  {role:<9}  {name}", peer.id);
                 any = true;
             }

@@ -47,7 +47,7 @@ pub(crate) async fn watch(target: &Target, pattern: &str, view: &WatchView) -> R
     let mut outages = Outages::of(&conn);
     let mut subscription =
         futures::stream::select(messages, futures::stream::iter(copies).flatten());
-    eprintln!(
+    say!(
         "watching `{pattern}` on {}; Ctrl-C to stop",
         conn.location()
     );
@@ -56,6 +56,7 @@ pub(crate) async fn watch(target: &Target, pattern: &str, view: &WatchView) -> R
     }
     let style = Style {
         full: view.full,
+        terminal: std::io::IsTerminal::is_terminal(&std::io::stdout()),
         ids: view.ids,
     };
     let mut holds = Holds::default();
@@ -82,7 +83,7 @@ pub(crate) async fn watch(target: &Target, pattern: &str, view: &WatchView) -> R
                 Some(Ok(message)) => lines.extend(holds.classify(&message, Instant::now())),
             },
             _ = sweep.tick() => lines.extend(holds.lapsed(Instant::now())),
-            change = outages.next() => eprintln!("{}", change.receiver_note()),
+            change = outages.next() => say!("{}", change.receiver_note()),
         }
         for line in lines {
             let text = if view.json {

@@ -59,7 +59,8 @@ pub(crate) struct TopArgs {
 pub(crate) struct OpsArgs {
     #[command(flatten)]
     pub(crate) bus: crate::args::BusArgs,
-    /// The coordinator's published name (a pattern: `*`, `?`, `,`; an empty one is refused).
+    /// The coordinator's published name (a pattern: `*`, `?`, `,`; one that matches no name,
+    /// such as an empty one, is refused).
     #[arg(value_parser = crate::args::coordinator_pattern)]
     pub(crate) name: String,
     /// Only operations in these states: pending, running, completed, failed, cancelled
@@ -82,8 +83,9 @@ pub(crate) struct OpsArgs {
 pub(crate) struct SignalsArgs {
     #[command(flatten)]
     pub(crate) bus: crate::args::BusArgs,
-    /// Only signals whose name matches this pattern (default: all).
-    #[arg(default_value = "*")]
+    /// Only signals whose name matches this pattern (default: all; one that matches no
+    /// name, such as an empty one, is refused).
+    #[arg(default_value = "*", value_parser = crate::args::signals_pattern)]
     pub(crate) pattern: String,
     /// Only held conditions.
     #[arg(long)]
