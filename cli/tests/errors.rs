@@ -720,6 +720,24 @@ async fn errors_into_a_closed_stderr_keep_their_exit_code() {
             &["raise", "--bus", "made", "--create", "x", "--ttl", "1h"],
             0,
         ),
+        // The notes of `kv` and `room` (what was set, sent or cleared) go to stderr too.
+        (
+            &[
+                "kv", "--bus", "kept", "--create", "--store", "app", "set", "k", "v",
+            ],
+            0,
+        ),
+        (
+            &[
+                "kv", "--bus", "kept", "--create", "--store", "app", "del", "k",
+            ],
+            0,
+        ),
+        (
+            &["room", "--bus", "kept", "--create", "send", "chat", "hello"],
+            0,
+        ),
+        (&["room", "--bus", "kept", "--create", "clear", "chat"], 0),
     ] {
         assert_eq!(
             code_with_a_closed_stderr(dir.path(), args).await,

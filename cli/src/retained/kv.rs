@@ -134,7 +134,7 @@ pub(crate) async fn kv(args: KvArgs) -> Result<(), Failure> {
                 .await
                 .map_err(|e| place.failure(e))?;
             place.flush().await;
-            eprintln!(
+            say!(
                 "set `{key}` in store `{}` (revision {revision})",
                 args.store
             );
@@ -143,7 +143,7 @@ pub(crate) async fn kv(args: KvArgs) -> Result<(), Failure> {
         KvCommand::Del { key } => {
             if store.delete(&key).await.map_err(|e| place.failure(e))? {
                 place.flush().await;
-                eprintln!("deleted `{key}` from store `{}`", args.store);
+                say!("deleted `{key}` from store `{}`", args.store);
                 Ok(())
             } else {
                 Err(not_found(format!(
@@ -177,7 +177,7 @@ pub(crate) async fn kv(args: KvArgs) -> Result<(), Failure> {
             // Watched from before the ready line: an outage from then on is said.
             let outages = crate::commands::Outages::of(&place.conn);
             let mut changes = store.watch(&pattern).await.map_err(|e| place.failure(e))?;
-            eprintln!(
+            say!(
                 "watching `{pattern}` in store `{}` on {}; Ctrl-C to stop",
                 args.store,
                 place.describe()

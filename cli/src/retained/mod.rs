@@ -62,7 +62,7 @@ async fn follow<T>(
         let item = tokio::select! {
             () = &mut stop => return Ok(()),
             change = outages.next() => {
-                eprintln!("{}", crate::commands::note(match change {
+                say!("{}", crate::commands::note(match change {
                     crate::commands::Change::Lost => {
                         "lost the connection to NATS: reconnecting; what happens meanwhile \
                          shows once the connection is back and the reading resumes (some \

@@ -69,14 +69,14 @@ pub(crate) async fn room(args: RoomArgs) -> Result<(), Failure> {
                 .await
                 .map_err(|e| place.failure(e))?;
             place.flush().await;
-            eprintln!("sent to room `{room}` (#{seq})");
+            say!("sent to room `{room}` (#{seq})");
             Ok(())
         }
         RoomCommand::Clear { room } => {
             let room_handle = place.room(&room).await.map_err(|e| place.failure(e))?;
             let removed = room_handle.clear().await.map_err(|e| place.failure(e))?;
             place.flush().await;
-            eprintln!("cleared room `{room}`: {removed} message(s) removed");
+            say!("cleared room `{room}`: {removed} message(s) removed");
             Ok(())
         }
         RoomCommand::Join { room, json, count } => {
@@ -84,7 +84,7 @@ pub(crate) async fn room(args: RoomArgs) -> Result<(), Failure> {
             // Watched from before the ready line: an outage from then on is said.
             let outages = crate::commands::Outages::of(&place.conn);
             let mut joined = handle.join().await.map_err(|e| place.failure(e))?;
-            eprintln!(
+            say!(
                 "joined room `{room}` on {}; Ctrl-C to leave",
                 place.describe()
             );
