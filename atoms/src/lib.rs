@@ -125,6 +125,7 @@
 
 pub mod batch;
 pub mod cache;
+mod header;
 pub mod presets;
 pub mod rate_limit;
 pub mod retry;

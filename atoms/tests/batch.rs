@@ -196,6 +196,35 @@ async fn errors_and_panics_are_returned_and_signalled_and_the_batcher_carries_on
     assert_eq!(sink.latest("batch.failed").unwrap().key(), Some("orders"));
 }
 
+/// A long error is cut to 256 bytes (with `…`) in `batch.failed`'s `error` header, as the
+/// service host cuts its own, so the signal can go anywhere a signal goes; the failure kept
+/// for `close` has it whole.
+#[tokio::test(start_paused = true)]
+async fn a_long_error_is_cut_in_the_signal_and_kept_whole_in_the_report() {
+    let sink = SignalSink::default();
+    let long = "é".repeat(1_000);
+    let error = long.clone();
+    let batcher = Batcher::new(
+        BatchOptions::new(1, ms(10)).signals(sink.clone()),
+        move |_: Vec<u32>| {
+            let error = error.clone();
+            async move { Err::<(), _>(error) }
+        },
+    )
+    .unwrap();
+    batcher.push(1).await.unwrap();
+    let report = batcher.close().await;
+    assert_eq!(report.failures[0].outcome, HandlerOutcome::Error(long));
+    let failed = sink.latest("batch.failed").expect("signalled");
+    let header = failed.header("error").expect("an error header").to_string();
+    assert!(
+        header.len() <= 256 && header.ends_with('…'),
+        "{} bytes",
+        header.len()
+    );
+    assert!(header.starts_with("éé"), "{header}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn full_buffer_makes_push_wait_and_try_push_refuse_and_close_returns_waiting_items() {
     let gate = Arc::new(Semaphore::new(0));

@@ -62,7 +62,8 @@ impl BatchOptions {
     }
 
     /// Raises `batch.flushed` (headers `size`, `reason`) and `batch.failed` (headers
-    /// `size`, `error`, `panicked`) into `sink`.
+    /// `size`, `error`: at most 256 bytes, cut with `…`, whole in the failures kept and the
+    /// log; `panicked`) into `sink`.
     pub fn signals(mut self, sink: SignalSink) -> Self {
         self.sink = Some(sink);
         self

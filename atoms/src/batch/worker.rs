@@ -213,7 +213,7 @@ where
             "batch.failed",
             vec![
                 ("size", size_header.into()),
-                ("error", outcome.to_string().into()),
+                ("error", crate::header::error_header(&outcome.to_string())),
                 (
                     "panicked",
                     matches!(outcome, HandlerOutcome::Panicked(_)).into(),

@@ -5,6 +5,7 @@ use std::fmt;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 
+use crate::header::error_header;
 use ephemeral::{HeaderValue, Signal, SignalSink};
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -382,10 +383,6 @@ impl Slot {
     }
 }
 
-/// The longest error text a lifecycle signal carries (its `error` header): longer ones are
-/// cut at a character boundary, with `…` (the whole text is in the report and the log).
-const ERROR_HEADER_MAX: usize = 256;
-
 /// Raises `service.<name>.<event>` with `headers` (see [`HostOptions::signals`]).
 fn lifecycle(
     sink: Option<&SignalSink>,
@@ -410,15 +407,6 @@ fn lifecycle(
     if let Err(e) = sink.raise_with(builder) {
         tracing::warn!(service = name, error = %e, "could not raise a lifecycle signal");
     }
-}
-
-/// `error` as a lifecycle signal's header: at most [`ERROR_HEADER_MAX`] bytes.
-fn error_header(error: &str) -> HeaderValue {
-    if error.len() <= ERROR_HEADER_MAX {
-        return HeaderValue::from(error);
-    }
-    let end = error.floor_char_boundary(ERROR_HEADER_MAX - '…'.len_utf8());
-    HeaderValue::from(format!("{}…", &error[..end]))
 }
 
 /// What the host keeps of its services' ends: how many still run, which gave up, and the
