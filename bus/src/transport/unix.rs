@@ -343,43 +343,31 @@ impl UnixTransport {
     /// Answers a request that found no server here (it stopped after the requester chose
     /// this peer): a `Gone` reply, so the requester fails at once instead of timing out.
     fn bounce(&self, peer: &Peer, request: &Message) {
-        let Some(route) = request.route().filter(|r| r.leg == Leg::Request) else {
-            return;
-        };
-        let reply = Message {
-            route: Some(Box::new(Route {
-                to: route.from,
-                from: self.me,
-                correlation: route.correlation,
-                leg: Leg::Reply(ReplyStatus::Gone),
-            })),
-            topic: request.topic.clone(),
-            payload: bytes::Bytes::new(),
-            headers: Vec::new().into(),
-            id: self.locals.next_id(),
-            origin: crate::process_origin(),
-            hops: 0,
-            timestamp: std::time::SystemTime::now(),
-            ttl: None,
-        };
-        peer.out.push_control(&Frame::Message(reply));
+        if let Some(route) = request.route().filter(|r| r.leg == Leg::Request) {
+            self.answer(peer, request, &route, Leg::Reply(ReplyStatus::Gone));
+        }
     }
 
     /// Answers a stream item nobody here waits for with a cancel, so that its server stops
     /// the stream (the requester gave up without dropping a `ReplyStream`, which would have
     /// sent one).
     fn stop_stream(&self, peer: &Peer, item: &Message) {
-        let Some(route) = item.route() else {
-            return;
-        };
-        let cancel = Message {
+        if let Some(route) = item.route() {
+            self.answer(peer, item, &route, Leg::Cancel);
+        }
+    }
+
+    /// Sends `peer` an empty control message on `message`'s topic and correlation, back to
+    /// its sender, as `leg`.
+    fn answer(&self, peer: &Peer, message: &Message, route: &Route, leg: Leg) {
+        let answer = Message {
             route: Some(Box::new(Route {
                 to: route.from,
                 from: self.me,
                 correlation: route.correlation,
-                leg: Leg::Cancel,
+                leg,
             })),
-            topic: item.topic.clone(),
+            topic: message.topic.clone(),
             payload: bytes::Bytes::new(),
             headers: Vec::new().into(),
             id: self.locals.next_id(),
@@ -388,7 +376,7 @@ impl UnixTransport {
             timestamp: std::time::SystemTime::now(),
             ttl: None,
         };
-        peer.out.push_control(&Frame::Message(cancel));
+        peer.out.push_control(&Frame::Message(answer));
     }
 
     async fn write_loop(self: Arc<Self>, peer: Arc<Peer>, mut writer: OwnedWriteHalf) {
